@@ -1,0 +1,1 @@
+"""Database adapters: PostgreSQL sources and MongoDB targets (more to come)."""

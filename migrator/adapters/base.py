@@ -1,0 +1,128 @@
+"""What adapters promise and what inspection reports.
+
+Inspection results are plain frozen dataclasses: phases, preflight and the runbook
+read them; only adapters build them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar, Protocol
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    change_capture: bool = False  # can stream changes after a consistent snapshot
+    exported_snapshot: bool = False  # copy workers can share one snapshot
+    transactions: bool = False  # a batch and its checkpoint can commit together
+    change_streams: bool = False  # can feed reverse sync
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    name: str
+    type_name: str  # canonical name: 'integer', 'numeric', 'timestamp with time zone', ...
+    type_kind: str  # 'base', 'enum', 'array', 'domain', 'composite', 'range', 'pseudo', 'multirange'
+    element_type: str | None  # for arrays: the element's canonical name
+    element_kind: str | None
+    nullable: bool
+    numeric_precision: int | None  # declared precision of numeric(p, s); None when unconstrained
+    numeric_scale: int | None
+    position: int
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    columns: tuple[str, ...]
+    referenced_table: str
+    referenced_columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    name: str  # schema.table
+    columns: tuple[ColumnInfo, ...]
+    primary_key: tuple[str, ...]
+    unique_keys: tuple[tuple[str, ...], ...]  # unique constraints/indexes whose columns are all NOT NULL
+    replica_identity: str  # 'default', 'index', 'full', 'nothing'
+    identity_columns: tuple[str, ...]  # columns the WAL carries for UPDATE/DELETE old rows
+    foreign_keys: tuple[ForeignKey, ...]
+    estimated_rows: int
+    total_bytes: int
+    owned_by_current_user: bool
+
+    def column(self, name: str) -> ColumnInfo | None:
+        return next((c for c in self.columns if c.name == name), None)
+
+
+@dataclass(frozen=True)
+class SourceServerInfo:
+    endpoint: str  # no password
+    version: str
+    version_num: int
+    settings: dict[str, str]  # wal_level, max_replication_slots, max_wal_senders, ...
+    used_replication_slots: int
+    used_wal_senders: int
+    user: str
+    is_superuser: bool
+    has_replication: bool
+    can_create_in_database: bool
+    existing_slots: tuple[str, ...]
+    existing_publications: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    server: SourceServerInfo
+    tables: dict[str, TableInfo]
+    missing_tables: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TargetCollectionInfo:
+    name: str
+    exists: bool
+    documents: int
+
+
+@dataclass(frozen=True)
+class TargetInfo:
+    endpoint: str
+    version: str
+    replica_set: str | None
+    transactions: bool
+    change_streams: bool
+    collections: dict[str, TargetCollectionInfo] = field(default_factory=dict)
+
+
+class SourceAdapter(Protocol):
+    capabilities: ClassVar[Capabilities]
+
+    def inspect(self, tables: Sequence[str]) -> SourceInfo: ...
+
+    def close(self) -> None: ...
+
+
+class TargetAdapter(Protocol):
+    capabilities: ClassVar[Capabilities]
+
+    def inspect(self, collections: Sequence[str]) -> TargetInfo: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class JoinHop:
+    """One step from a parent table down to an embedded child table."""
+
+    table: str
+    on: tuple[tuple[str, str], ...]  # (child column, parent column)
+    row_overhead: int  # estimated BSON bytes a row adds beyond its values (field names, array index)
+
+
+@dataclass(frozen=True)
+class LargestDocument:
+    key: tuple[object, ...]
+    estimated_bytes: int
+    embedded_rows: int

@@ -1,0 +1,94 @@
+"""MongoDB target adapter."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from pymongo import MongoClient
+from pymongo import errors as mongo
+
+from migrator.adapters.base import Capabilities, TargetCollectionInfo, TargetInfo
+from migrator.adapters.mongodb.errors import classify
+from migrator.redact import endpoint_of
+
+
+class MongoTarget:
+    """The target side: inspection now; writes arrive with the snapshot phase."""
+
+    capabilities: ClassVar[Capabilities] = Capabilities(transactions=True, change_streams=True)
+
+    def __init__(self, url: str, database: str, *, timeout_ms: int = 5_000) -> None:
+        self._url = url
+        self.database = database
+        self.name = endpoint_of(url)
+        password = urlsplit(url).password if "://" in url else None
+        self._secrets = (unquote(password),) if password else ()
+        self._timeout_ms = timeout_ms
+        self._client: MongoClient[dict[str, Any]] | None = None
+
+    def client(self) -> MongoClient[dict[str, Any]]:
+        if self._client is None:
+            # Keyword arguments override the URL in pymongo: set only what the URL leaves out.
+            given = {k.lower() for k, _ in parse_qsl(urlsplit(self._url).query)}
+            defaults: dict[str, Any] = {
+                "serverSelectionTimeoutMS": self._timeout_ms,
+                "connectTimeoutMS": self._timeout_ms,
+                "appname": "migrator",
+            }
+            options = {k: v for k, v in defaults.items() if k.lower() not in given}
+            try:
+                self._client = MongoClient(self._url, tz_aware=True, **options)
+            except mongo.PyMongoError as exc:
+                raise classify(exc, self.name, self._secrets) from None
+        return self._client
+
+    def inspect(self, collections: Sequence[str]) -> TargetInfo:
+        try:
+            client = self.client()
+            hello = client.admin.command("hello")
+            version = str(client.server_info().get("version", "unknown"))
+            db = client[self.database]
+            existing = set(db.list_collection_names())
+            found = {
+                name: TargetCollectionInfo(
+                    name=name,
+                    exists=name in existing,
+                    documents=db[name].estimated_document_count() if name in existing else 0,
+                )
+                for name in collections
+            }
+        except mongo.PyMongoError as exc:
+            raise classify(exc, self.name, self._secrets) from None
+        replica_set = hello.get("setName")
+        sharded = hello.get("msg") == "isdbgrid"
+        major = _major(version)
+        # Transactions need a replica set (4.0+) or a sharded cluster (4.2+); change streams
+        # need a replica set or sharded cluster (3.6+). A standalone server has neither.
+        transactions = (replica_set is not None and major >= 4) or (sharded and major >= 5)
+        change_streams = replica_set is not None or sharded
+        return TargetInfo(
+            endpoint=self.name,
+            version=version,
+            replica_set=replica_set,
+            transactions=transactions,
+            change_streams=change_streams,
+            collections=found,
+        )
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def __enter__(self) -> MongoTarget:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _major(version: str) -> int:
+    head = version.split(".", 1)[0]
+    return int(head) if head.isdigit() else 0

@@ -1,0 +1,73 @@
+"""`migrator` commands. Exit codes: 0 success/ready, 1 checks failed, 2 invalid plan or usage."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, NoReturn
+
+import click
+from rich.markup import escape
+
+from migrator import __version__, api
+from migrator.cli.render import make_console, render_preflight
+from migrator.errors import MigratorError, PlanError
+from migrator.redact import redact_text
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _fail(error: MigratorError, as_json: bool) -> NoReturn:
+    code = EXIT_USAGE if isinstance(error, PlanError) else EXIT_FAILED
+    if as_json:
+        payload: dict[str, Any] = {"error": type(error).__name__, "message": redact_text(error.message)}
+        if error.hint:
+            payload["hint"] = error.hint
+        if isinstance(error, PlanError):
+            payload["problems"] = [
+                {"file": p.file, "line": p.line, "column": p.column, "key": p.key_path, "message": p.message}
+                for p in error.problems
+            ]
+        click.echo(json.dumps(payload, indent=2))
+    else:
+        make_console(stderr=True).print(f"[bold red]error:[/] {escape(redact_text(str(error)))}")
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="migrator")
+def cli() -> None:
+    """Zero-downtime migrations from PostgreSQL tables to MongoDB documents.
+
+    A migration is a plan (YAML) executed in phases: snapshot, CDC replay,
+    verification, cutover, each checkpointed and each with an undo.
+    """
+
+
+@cli.command("plan")
+@click.argument("plan_file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def plan_command(plan_file: str, as_json: bool) -> None:
+    """Validate PLAN_FILE, inspect both databases and run the preflight checks.
+
+    Read-only. Exit 0 when ready, 1 when a preflight check failed, 2 when the plan is invalid.
+    """
+    try:
+        report = api.plan(plan_file)
+    except MigratorError as exc:
+        _fail(exc, as_json)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        render_preflight(make_console(), report)
+    sys.exit(EXIT_OK if report.ready else EXIT_FAILED)
+
+
+@cli.command("schema")
+def schema_command() -> None:
+    """Print the JSON Schema of plan format v1."""
+    click.echo(json.dumps(api.schema(), indent=2))
+
+
+def main() -> None:
+    cli(prog_name="migrator")

@@ -1,0 +1,85 @@
+"""Rendering of reports for people: rich on a terminal, plain text elsewhere (rich degrades)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.tree import Tree
+
+from migrator.findings import Severity
+from migrator.phases.preflight import PreflightReport
+
+_MARK = {
+    Severity.OK: "[green]ok  [/]",
+    Severity.INFO: "[blue]info[/]",
+    Severity.WARN: "[yellow]warn[/]",
+    Severity.FAIL: "[bold red]FAIL[/]",
+}
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _shape_tree(tree: Tree, shape: dict[str, Any]) -> None:
+    for name, value in shape.items():
+        if isinstance(value, dict):
+            _shape_tree(tree.add(f"[bold]{escape(name)}[/]: {{"), value)
+        elif isinstance(value, list):
+            branch = tree.add(f"[bold]{escape(name)}[/]: array of")
+            if value and isinstance(value[0], dict):
+                _shape_tree(branch, value[0])
+        else:
+            tree.add(f"{escape(name)}: [dim]{escape(str(value))}[/]")
+
+
+def make_console(*, stderr: bool = False) -> Console:
+    """A console that wraps for people on a terminal and never wraps for pipes and logs."""
+    console = Console(stderr=stderr, highlight=False)
+    console.soft_wrap = not console.is_terminal
+    return console
+
+
+def render_preflight(console: Console, report: PreflightReport) -> None:
+    plan = report.plan
+    console.print(f"[bold]plan[/] {escape(plan.name)}")
+    if report.source:
+        console.print(f"  source  {escape(report.source.server.endpoint)}")
+    if report.target:
+        console.print(f"  target  {escape(report.target.endpoint)} database {escape(plan.target.database)}")
+    tables = report.source.tables if report.source else {}
+    for collection in report.collections:
+        rows = tables[collection.table].estimated_rows if collection.table in tables else 0
+        tree = Tree(
+            f"[bold cyan]{escape(collection.name)}[/] <- {escape(collection.table)} (~{rows:,} documents)"
+        )
+        _shape_tree(tree, collection.shape())
+        for table in collection.tables()[1:]:
+            if table in tables:
+                tree.add(f"[dim]embeds {escape(table)}: ~{tables[table].estimated_rows:,} rows[/]")
+        console.print(tree)
+    console.print("[bold]preflight[/]")
+    order = [Severity.FAIL, Severity.WARN, Severity.INFO, Severity.OK]
+    for f in sorted(report.findings, key=lambda f: order.index(f.severity)):
+        console.print(
+            f"  {_MARK[f.severity]} {escape(f.check):<31} [bold]{escape(f.subject)}[/]: {escape(f.message)}"
+        )
+        if f.fix and f.severity in (Severity.FAIL, Severity.WARN):
+            console.print(f"       {'':<31} [dim]fix: {escape(f.fix)}[/]")
+    if report.source:
+        console.print(
+            f"estimate: {report.source_rows:,} source rows -> {report.documents:,} documents, "
+            f"snapshot about {_duration(report.estimated_seconds)} (assumed {15_000:,} rows/s; "
+            "`migrator run --dry-run` will measure)"
+        )
+    failures = len(report.failures)
+    if failures:
+        console.print(f"[bold red]not ready[/]: {failures} check(s) failed")
+    else:
+        console.print("[bold green]ready[/]")

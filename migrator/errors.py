@@ -1,0 +1,109 @@
+"""Typed errors. Every error the library raises is a MigratorError.
+
+Two marker classes decide what a caller may do next: a TransientError may succeed
+if retried (connection lost, server restarting); a TerminalError will not (bad plan,
+failed preflight, authentication refused). Errors are classified by SQLSTATE or
+server error code where a server is involved, never by message text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class MigratorError(Exception):
+    """Base of every error raised by migrator.
+
+    `hint` says how to fix the problem, in a sentence an operator can act on.
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}\n  hint: {self.hint}"
+        return self.message
+
+
+class TransientError(MigratorError):
+    """Retrying may succeed (lost connection, server starting, serialization failure)."""
+
+
+class TerminalError(MigratorError):
+    """Retrying will not help until something is changed."""
+
+
+@dataclass(frozen=True)
+class PlanProblem:
+    """One problem found in a plan file, located as precisely as the YAML allows."""
+
+    file: str
+    line: int | None
+    column: int | None
+    key_path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        key = f" at '{self.key_path}'" if self.key_path else ""
+        return f"{where}{key}: {self.message}"
+
+
+class PlanError(TerminalError):
+    """The plan file is unreadable, not YAML, or does not match plan format v1."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[PlanProblem]) -> None:
+        self.problems = problems
+        text = "\n".join(str(p) for p in problems)
+        super().__init__(f"invalid plan:\n{text}" if len(problems) > 1 else f"invalid plan: {text}")
+
+
+class ConnectionFailed(TransientError):
+    """An endpoint could not be reached. `endpoint` never carries a password."""
+
+    def __init__(self, endpoint: str, reason: str, *, hint: str | None = None) -> None:
+        self.endpoint = endpoint
+        super().__init__(f"cannot connect to {endpoint}: {reason}", hint=hint)
+
+
+class AuthenticationFailed(TerminalError):
+    """The endpoint refused the credentials or the role lacks a privilege."""
+
+    def __init__(self, endpoint: str, reason: str, *, hint: str | None = None) -> None:
+        self.endpoint = endpoint
+        super().__init__(f"{endpoint} refused access: {reason}", hint=hint)
+
+
+class SourceError(TerminalError):
+    """The source database rejected an operation for a reason retrying will not fix."""
+
+
+class TargetError(TerminalError):
+    """The target database rejected an operation for a reason retrying will not fix."""
+
+
+class PreflightFailed(TerminalError):
+    """One or more preflight checks failed; the report names each object and its fix."""
+
+    def __init__(self, failures: list[str]) -> None:
+        self.failures = failures
+        super().__init__("preflight failed:\n" + "\n".join(f"  - {f}" for f in failures))
+
+
+class StateError(TerminalError):
+    """The state store is unreadable, from a newer version, or its invariants would break."""
+
+
+class ActiveRunExists(StateError):
+    """A plan already has an active run; a second one would race it."""

@@ -1,0 +1,292 @@
+"""A plan's collections resolved against the source schema: the exact fields of every document.
+
+Resolution turns 'default every column' into a concrete field list, checks every
+named column exists with a compatible type, and reports each problem as a Finding
+that names the table, the column and the fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from migrator.adapters.base import ColumnInfo, JoinHop, SourceInfo, TableInfo
+from migrator.findings import Finding, Severity
+from migrator.mapping.types import Conversion, conversion_for
+from migrator.plan.models import Collection, Embed
+
+# Types that compare equal across a join; an `on` pair from different families
+# would silently match nothing.
+_FAMILIES = {
+    "smallint": "int",
+    "integer": "int",
+    "bigint": "int",
+    "numeric": "int",
+    "text": "text",
+    "character varying": "text",
+    "character": "text",
+    "name": "text",
+    "citext": "text",
+}
+
+
+@dataclass(frozen=True)
+class FieldMapping:
+    name: str  # target field
+    column: ColumnInfo
+    conversion: Conversion
+
+
+@dataclass(frozen=True)
+class DocumentMapping:
+    """One level of a document: top-level collection or embedded child."""
+
+    table: str
+    key: tuple[str, ...]
+    fields: tuple[FieldMapping, ...]
+    embeds: tuple[EmbedMapping, ...] = ()
+
+    def shape(self) -> dict[str, Any]:
+        """The document's shape with BSON type names as values, for display."""
+        out: dict[str, Any] = {
+            f.name: f.conversion.bson + (" | null" if f.column.nullable else "") for f in self.fields
+        }
+        for embed in self.embeds:
+            child = embed.child.shape()
+            # many: false gives one sub-document or null, shown as the sub-document's shape.
+            out[embed.as_] = [child] if embed.many else child
+        return out
+
+    def row_overhead(self) -> int:
+        """BSON bytes a document of this level spends beyond its values: names, types, terminators."""
+        names = sum(len(f.name) + 2 for f in self.fields) + sum(len(e.as_) + 2 for e in self.embeds)
+        return names + 5 + 8  # document header and terminator, plus an array index key
+
+
+@dataclass(frozen=True)
+class EmbedMapping:
+    as_: str
+    many: bool
+    on: tuple[tuple[str, str], ...]  # (child column, parent column)
+    order_by: tuple[str, ...]
+    child: DocumentMapping
+
+
+@dataclass(frozen=True)
+class CollectionMapping:
+    name: str
+    document: DocumentMapping
+
+    @property
+    def table(self) -> str:
+        return self.document.table
+
+    def shape(self) -> dict[str, Any]:
+        doc = self.document
+        id_shape: Any = f"<{doc.key[0]}>" if len(doc.key) == 1 else {k: f"<{k}>" for k in doc.key}
+        return {"_id": id_shape, **doc.shape()}
+
+    def join_paths(self) -> list[list[JoinHop]]:
+        """Every embed path from the root, for the document-size estimate."""
+        paths: list[list[JoinHop]] = []
+
+        def walk(doc: DocumentMapping, prefix: list[JoinHop]) -> None:
+            for embed in doc.embeds:
+                hop = JoinHop(embed.child.table, embed.on, embed.child.row_overhead())
+                paths.append([*prefix, hop])
+                walk(embed.child, [*prefix, hop])
+
+        walk(self.document, [])
+        return paths
+
+    def tables(self) -> list[str]:
+        found: list[str] = []
+
+        def walk(doc: DocumentMapping) -> None:
+            found.append(doc.table)
+            for embed in doc.embeds:
+                walk(embed.child)
+
+        walk(self.document)
+        return found
+
+
+@dataclass
+class Resolution:
+    collections: list[CollectionMapping] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not any(f.severity is Severity.FAIL for f in self.findings)
+
+
+def tables_of(collection: Collection) -> list[str]:
+    """Every source table a collection reads, top-level first."""
+    found = [collection.table]
+
+    def walk(embeds: list[Embed]) -> None:
+        for embed in embeds:
+            found.append(embed.table)
+            walk(embed.embed)
+
+    walk(collection.embed)
+    return found
+
+
+def resolve(collections: list[Collection], source: SourceInfo) -> Resolution:
+    result = Resolution()
+    for collection in collections:
+        mapping = _Resolver(source, result.findings, collection.name).collection(collection)
+        if mapping is not None:
+            result.collections.append(mapping)
+    return result
+
+
+class _Resolver:
+    def __init__(self, source: SourceInfo, findings: list[Finding], collection: str) -> None:
+        self.source = source
+        self.findings = findings
+        self.collection_name = collection
+
+    def fail(self, check: str, subject: str, message: str, fix: str) -> None:
+        self.findings.append(Finding(check, Severity.FAIL, subject, message, fix))
+
+    def table(self, name: str) -> TableInfo | None:
+        info = self.source.tables.get(name)
+        if info is None:
+            self.fail(
+                "mapping.table_exists",
+                name,
+                f"table {name} (collection '{self.collection_name}') does not exist or is not a table",
+                "check 'from:' in the plan (schema.table), and that the plan's user can see it",
+            )
+        return info
+
+    def columns_exist(self, table: TableInfo, columns: tuple[str, ...] | list[str], role: str) -> bool:
+        ok = True
+        for column in columns:
+            if table.column(column) is None:
+                ok = False
+                known = ", ".join(c.name for c in table.columns)
+                self.fail(
+                    "mapping.column_exists",
+                    f"{table.name}.{column}",
+                    f"{role} column '{column}' does not exist in {table.name}",
+                    f"use one of: {known}",
+                )
+        return ok
+
+    def collection(self, plan: Collection) -> CollectionMapping | None:
+        table = self.table(plan.table)
+        if table is None:
+            return None
+        key = plan.key_columns
+        if not self.columns_exist(table, key, "key"):
+            return None
+        self.key_is_unique(table, key, "the document _id")
+        document = self.document(table, key, plan.fields, plan.exclude, plan.embed, hidden=set(key))
+        return CollectionMapping(plan.name, document) if document is not None else None
+
+    def key_is_unique(self, table: TableInfo, key: tuple[str, ...], role: str) -> None:
+        if not any(set(unique) <= set(key) for unique in table.unique_keys):
+            self.fail(
+                "mapping.key_unique",
+                f"{table.name}({', '.join(key)})",
+                f"({', '.join(key)}) is not known to be unique and NOT NULL in {table.name}, but it forms {role}",
+                "use the primary key, or add a unique index on NOT NULL columns",
+            )
+
+    def document(
+        self,
+        table: TableInfo,
+        key: tuple[str, ...],
+        fields: dict[str, str] | None,
+        exclude: list[str],
+        embeds: list[Embed],
+        hidden: set[str],
+    ) -> DocumentMapping | None:
+        self.columns_exist(table, exclude, "excluded")
+        if fields is not None:
+            if not self.columns_exist(table, list(fields.values()), "mapped"):
+                return None
+            pairs = list(fields.items())
+        else:
+            pairs = [
+                (c.name, c.name) for c in table.columns if c.name not in hidden and c.name not in exclude
+            ]
+        mapped: list[FieldMapping] = []
+        for name, column_name in pairs:
+            column = table.column(column_name)
+            assert column is not None
+            conversion = conversion_for(column)
+            if not conversion.supported:
+                self.fail(
+                    "mapping.type_supported",
+                    f"{table.name}.{column.name}",
+                    f"column {column.name} of type {column.type_name} cannot be migrated: {conversion.refused}",
+                    f"add '{column.name}' to 'exclude' of {table.name}",
+                )
+                continue
+            mapped.append(FieldMapping(name, column, conversion))
+        children: list[EmbedMapping] = []
+        taken = {f.name for f in mapped}
+        for embed in embeds:
+            if embed.as_ in taken:
+                self.fail(
+                    "mapping.field_clash",
+                    f"{table.name}: {embed.as_}",
+                    f"embed '{embed.as_}' has the name of a field of {table.name}",
+                    f"rename it with 'as:', or add the column '{embed.as_}' to 'exclude'",
+                )
+                continue
+            child = self.embed(table, embed)
+            if child is not None:
+                children.append(child)
+        return DocumentMapping(table.name, key, tuple(mapped), tuple(children))
+
+    def embed(self, parent: TableInfo, plan: Embed) -> EmbedMapping | None:
+        table = self.table(plan.table)
+        if table is None:
+            return None
+        on = tuple(plan.on.items())
+        ok = self.columns_exist(table, [c for c, _ in on], "embed 'on' (child)")
+        ok = self.columns_exist(parent, [p for _, p in on], "embed 'on' (parent)") and ok
+        if not ok:
+            return None
+        for child_col, parent_col in on:
+            self.compatible(table, child_col, parent, parent_col)
+        key = plan.key_columns or table.primary_key
+        if not key:
+            self.fail(
+                "mapping.embed_key",
+                table.name,
+                f"embed '{plan.as_}': {table.name} has no primary key and the plan gives no 'key'",
+                "add 'key:' naming the child's unique columns, or add a primary key",
+            )
+            return None
+        if not self.columns_exist(table, key, "embed key"):
+            return None
+        self.key_is_unique(table, key, f"the element key of '{plan.as_}'")
+        order = plan.order_columns or (key if plan.many else ())
+        if not self.columns_exist(table, order, "order_by"):
+            return None
+        hidden = {c for c, _ in on}
+        child = self.document(table, key, plan.fields, plan.exclude, plan.embed, hidden=hidden)
+        if child is None:
+            return None
+        return EmbedMapping(plan.as_, plan.many, on, order, child)
+
+    def compatible(self, child: TableInfo, child_col: str, parent: TableInfo, parent_col: str) -> None:
+        a, b = child.column(child_col), parent.column(parent_col)
+        assert a is not None and b is not None
+        if a.type_name == b.type_name:
+            return
+        fa, fb = _FAMILIES.get(a.type_name), _FAMILIES.get(b.type_name)
+        if fa is None or fa != fb:
+            self.fail(
+                "mapping.on_types",
+                f"{child.name}.{child_col} -> {parent.name}.{parent_col}",
+                f"embed join compares {a.type_name} with {b.type_name}",
+                "join columns must have the same type (or both integers, or both text)",
+            )

@@ -1,0 +1,138 @@
+"""How each PostgreSQL type becomes a BSON value: the documented conversion table.
+
+This table is the single source of truth: preflight refuses what it refuses, the
+README's type table is checked against it by a test, and the snapshot and CDC
+converters implement exactly what it says.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from migrator.adapters.base import ColumnInfo
+
+
+@dataclass(frozen=True)
+class Conversion:
+    bson: str  # what the target holds
+    note: str = ""  # how, where it is not obvious
+    precision_warning: str | None = None  # a loss the operator should know about
+    refused: str | None = None  # why plan refuses it, and the fix
+
+    @property
+    def supported(self) -> bool:
+        return self.refused is None
+
+
+_INT32 = Conversion("int (int32)")
+_INT64 = Conversion("long (int64)")
+_TIMESTAMP_MS = "microseconds are truncated to milliseconds (BSON dates hold milliseconds)"
+_TEXT_FORM = "PostgreSQL's text form"
+
+# Canonical names as format_type() prints them.
+CONVERSIONS: dict[str, Conversion] = {
+    "smallint": _INT32,
+    "integer": _INT32,
+    "bigint": _INT64,
+    "oid": Conversion("long (int64)"),
+    "numeric": Conversion(
+        "decimal (Decimal128)",
+        "exact up to 34 significant digits; NaN and ±Infinity are kept",
+    ),
+    "money": Conversion("decimal (Decimal128)", "read as money::numeric, so no currency symbol or locale"),
+    "real": Conversion("double", "widened to double"),
+    "double precision": Conversion("double"),
+    "text": Conversion("string"),
+    "character varying": Conversion("string"),
+    "character": Conversion("string", "char(n) keeps its blank padding, as PostgreSQL returns it"),
+    "name": Conversion("string"),
+    "citext": Conversion("string"),
+    "xml": Conversion("string", _TEXT_FORM),
+    "boolean": Conversion("bool"),
+    "timestamp with time zone": Conversion("date (UTC)", precision_warning=_TIMESTAMP_MS),
+    "timestamp without time zone": Conversion(
+        "date (UTC)", "the wall-clock value is taken as UTC", precision_warning=_TIMESTAMP_MS
+    ),
+    "date": Conversion("date (UTC)", "the day at 00:00 UTC"),
+    "uuid": Conversion("binData subtype 4 (UUID)"),
+    "bytea": Conversion("binData subtype 0"),
+    "json": Conversion("document / array / scalar", "parsed; object key order kept"),
+    "jsonb": Conversion("document / array / scalar", "parsed; jsonb's key order (by length, then bytes)"),
+    "interval": Conversion("string", "ISO 8601 duration, e.g. P1Y2M3DT4H5M6S (months are not days)"),
+    "time without time zone": Conversion("string", "HH:MM:SS[.ffffff]"),
+    "time with time zone": Conversion("string", "HH:MM:SS[.ffffff]+HH[:MM]"),
+    "inet": Conversion("string", _TEXT_FORM),
+    "cidr": Conversion("string", _TEXT_FORM),
+    "macaddr": Conversion("string", _TEXT_FORM),
+    "macaddr8": Conversion("string", _TEXT_FORM),
+    "bit": Conversion("string", "of 0 and 1"),
+    "bit varying": Conversion("string", "of 0 and 1"),
+    "point": Conversion("string", _TEXT_FORM),
+    "line": Conversion("string", _TEXT_FORM),
+    "lseg": Conversion("string", _TEXT_FORM),
+    "box": Conversion("string", _TEXT_FORM),
+    "path": Conversion("string", _TEXT_FORM),
+    "polygon": Conversion("string", _TEXT_FORM),
+    "circle": Conversion("string", _TEXT_FORM),
+    "tsvector": Conversion(
+        "",
+        refused="full-text vectors are derived data: exclude the column and build a text index on the target",
+    ),
+    "tsquery": Conversion("", refused="exclude the column: a query is not data to migrate"),
+}
+
+ENUM = Conversion("string", "the label")
+RANGE = Conversion("string", "PostgreSQL's text form, e.g. [1,10)")
+ARRAY_NOTE = "array of the element's conversion; NULL elements kept; multidimensional arrays nest"
+_REFUSED_KINDS = {
+    "composite": "composite types have no defined conversion: exclude the column or map a view that expands it",
+    "multirange": "multiranges have no defined conversion: exclude the column",
+    "pseudo": "pseudo-types hold no data to migrate: exclude the column",
+}
+
+
+def conversion_for(column: ColumnInfo) -> Conversion:
+    """The conversion a column gets; arrays take their element's, refused when it is refused."""
+    if column.type_kind == "array":
+        element = _scalar(column.element_type or "", column.element_kind or "base")
+        if not element.supported:
+            return Conversion("", refused=f"array of {column.element_type}: {element.refused}")
+        return Conversion(f"array of {element.bson}", ARRAY_NOTE, precision_warning=element.precision_warning)
+    return _scalar(column.type_name, column.type_kind)
+
+
+def _scalar(type_name: str, kind: str) -> Conversion:
+    if kind == "enum":
+        return ENUM
+    if kind == "range":
+        return RANGE
+    if kind in _REFUSED_KINDS:
+        return Conversion("", refused=_REFUSED_KINDS[kind])
+    known = CONVERSIONS.get(type_name)
+    if known is not None:
+        return known
+    return Conversion(
+        "",
+        refused=f"type {type_name} has no defined conversion: exclude the column, or map a view that casts it",
+    )
+
+
+def type_table_markdown() -> str:
+    """The README's conversion table, generated so that docs and code cannot drift."""
+    lines = ["| PostgreSQL | MongoDB (BSON) | Notes |", "|---|---|---|"]
+    rows: list[tuple[str, str, str]] = []
+    for name, conv in CONVERSIONS.items():
+        if conv.refused:
+            rows.append((name, "refused by `plan`", conv.refused))
+        else:
+            notes = "; ".join(x for x in (conv.note, conv.precision_warning) if x)
+            rows.append((name, conv.bson, notes))
+    rows.append(("enum types", ENUM.bson, ENUM.note))
+    rows.append(("range types (int4range, tstzrange, ...)", RANGE.bson, RANGE.note))
+    rows.append(("arrays of any supported type", "array", ARRAY_NOTE))
+    rows.append(("domains", "as their base type", "constraints are not re-checked"))
+    for kind, why in _REFUSED_KINDS.items():
+        rows.append((f"{kind} types", "refused by `plan`", why))
+    rows.append(("NULL (any type)", "null", "the field is present with value null"))
+    lines.extend(f"| {a} | {b} | {c} |" for a, b, c in rows)
+    return "\n".join(lines)

@@ -1,0 +1,427 @@
+"""Preflight: read-only checks that a plan can run against these two databases.
+
+In gh-ost's words, the Inspector: it reads, never writes. Every failed check names
+the object and the fix. `migrator plan` shows the report; `migrator run` refuses to
+start where it holds a failure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from migrator.adapters.base import SourceInfo, TargetInfo
+from migrator.adapters.mongodb import MongoTarget
+from migrator.adapters.postgres import PostgresSource
+from migrator.errors import MigratorError
+from migrator.findings import Finding, Severity
+from migrator.mapping.spec import CollectionMapping, Resolution, resolve, tables_of
+from migrator.plan.models import Plan
+from migrator.plan.names import publication_name, slot_name
+
+BSON_LIMIT = 16 * 1024 * 1024
+DECIMAL128_DIGITS = 34
+# What the estimate assumes until the snapshot measures: insert_many on the test server
+# runs at about 15k documents/s (DESIGN.md section 6); real MongoDB is faster.
+ASSUMED_ROWS_PER_SECOND = 15_000
+MIN_SERVER_VERSION = 100000  # pgoutput arrived in PostgreSQL 10
+STREAMING_SERVER_VERSION = 140000  # proto v2 streaming of large transactions
+
+
+@dataclass
+class PreflightReport:
+    plan: Plan
+    findings: list[Finding] = field(default_factory=list)
+    source: SourceInfo | None = None
+    target: TargetInfo | None = None
+    collections: list[CollectionMapping] = field(default_factory=list)
+    source_rows: int = 0
+    documents: int = 0
+    source_bytes: int = 0
+
+    @property
+    def ready(self) -> bool:
+        return not any(f.severity is Severity.FAIL for f in self.findings)
+
+    @property
+    def failures(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity is Severity.FAIL]
+
+    @property
+    def estimated_seconds(self) -> float:
+        return self.source_rows / ASSUMED_ROWS_PER_SECOND
+
+    def to_dict(self) -> dict[str, Any]:
+        tables = self.source.tables if self.source else {}
+        return {
+            "plan": self.plan.name,
+            "ready": self.ready,
+            "source": self.source.server.endpoint if self.source else None,
+            "target": self.target.endpoint if self.target else None,
+            "findings": [f.to_dict() for f in self.findings],
+            "collections": [
+                {
+                    "name": c.name,
+                    "tables": [
+                        {
+                            "table": t,
+                            "estimated_rows": tables[t].estimated_rows if t in tables else None,
+                            "total_bytes": tables[t].total_bytes if t in tables else None,
+                        }
+                        for t in c.tables()
+                    ],
+                    "estimated_documents": tables[c.table].estimated_rows if c.table in tables else None,
+                    "shape": c.shape(),
+                }
+                for c in self.collections
+            ],
+            "estimate": {
+                "source_rows": self.source_rows,
+                "documents": self.documents,
+                "source_bytes": self.source_bytes,
+                "snapshot_seconds": round(self.estimated_seconds, 1),
+                "assumed_rows_per_second": ASSUMED_ROWS_PER_SECOND,
+            },
+        }
+
+
+class Preflight:
+    def __init__(self, plan: Plan, source: PostgresSource, target: MongoTarget) -> None:
+        self.plan = plan
+        self.source = source
+        self.target = target
+        self.report = PreflightReport(plan)
+
+    def add(self, check: str, severity: Severity, subject: str, message: str, fix: str | None = None) -> None:
+        self.report.findings.append(Finding(check, severity, subject, message, fix))
+
+    def run(self) -> PreflightReport:
+        tables = [t for c in self.plan.collections for t in tables_of(c)]
+        source = self._inspect_source(tables)
+        if source is not None:
+            self._check_server(source)
+            self._check_tables(source)
+            resolution = resolve(list(self.plan.collections), source)
+            self.report.findings.extend(resolution.findings)
+            self.report.collections = resolution.collections
+            self._check_precision(resolution)
+            if resolution.ok:
+                self._check_document_sizes(resolution)
+            self._estimate(source)
+        self._check_target()
+        return self.report
+
+    # -- source -------------------------------------------------------------------------------------
+
+    def _inspect_source(self, tables: list[str]) -> SourceInfo | None:
+        try:
+            info = self.source.inspect(tables)
+        except MigratorError as exc:
+            self.add("source.reachable", Severity.FAIL, self.source.name, exc.message, exc.hint)
+            return None
+        self.report.source = info
+        self.add(
+            "source.reachable",
+            Severity.OK,
+            self.source.name,
+            f"PostgreSQL {info.server.version} as {info.server.user}",
+        )
+        return info
+
+    def _check_server(self, source: SourceInfo) -> None:
+        server = source.server
+        settings = server.settings
+        wal_level = settings.get("wal_level", "unknown")
+        if wal_level == "logical":
+            self.add("source.wal_level", Severity.OK, "wal_level", "wal_level = logical")
+        else:
+            self.add(
+                "source.wal_level",
+                Severity.FAIL,
+                "wal_level",
+                f"wal_level is '{wal_level}'; logical decoding needs 'logical'",
+                "run ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL "
+                "(on managed services: set the logical replication parameter and reboot)",
+            )
+        if server.version_num < MIN_SERVER_VERSION:
+            self.add(
+                "source.version",
+                Severity.FAIL,
+                "server_version",
+                f"PostgreSQL {server.version} has no pgoutput",
+                "upgrade to PostgreSQL 10 or newer (14+ recommended)",
+            )
+        elif server.version_num < STREAMING_SERVER_VERSION:
+            self.add(
+                "source.version",
+                Severity.WARN,
+                "server_version",
+                f"PostgreSQL {server.version} cannot stream in-progress transactions; "
+                "a large transaction is spilled to disk on the server and arrives at commit",
+                "upgrade to PostgreSQL 14 or newer",
+            )
+        if server.is_superuser or server.has_replication:
+            self.add("source.replication_privilege", Severity.OK, server.user, "role may replicate")
+        else:
+            self.add(
+                "source.replication_privilege",
+                Severity.FAIL,
+                server.user,
+                f"role {server.user} has neither REPLICATION nor superuser",
+                f"run ALTER ROLE {server.user} WITH REPLICATION; (on RDS: GRANT rds_replication TO {server.user};)",
+            )
+        self._check_capacity(
+            "source.free_replication_slots",
+            "max_replication_slots",
+            settings,
+            server.used_replication_slots,
+            "replication slots",
+        )
+        self._check_capacity(
+            "source.free_wal_senders", "max_wal_senders", settings, server.used_wal_senders, "WAL senders"
+        )
+        if not (server.is_superuser or server.can_create_in_database):
+            self.add(
+                "source.create_publication",
+                Severity.FAIL,
+                server.user,
+                f"role {server.user} may not create a publication in this database",
+                f"GRANT CREATE ON DATABASE <db> TO {server.user};",
+            )
+        slot = slot_name(self.plan.name)
+        if slot in server.existing_slots:
+            self.add(
+                "source.existing_slot",
+                Severity.WARN,
+                slot,
+                f"replication slot {slot} exists (a run of this plan was started); it retains WAL",
+                f"resume it with `migrator run`, or drop it with `migrator rollback` or "
+                f"SELECT pg_drop_replication_slot('{slot}');",
+            )
+        publication = publication_name(self.plan.name)
+        if publication in server.existing_publications:
+            self.add(
+                "source.existing_publication",
+                Severity.INFO,
+                publication,
+                f"publication {publication} exists (a run of this plan was started)",
+            )
+
+    def _check_capacity(
+        self, check: str, setting: str, settings: dict[str, str], used: int, what: str
+    ) -> None:
+        try:
+            limit = int(settings.get(setting, "0"))
+        except ValueError:
+            limit = 0
+        if limit - used >= 1:
+            self.add(check, Severity.OK, setting, f"{limit - used} of {limit} {what} free")
+        else:
+            self.add(
+                check,
+                Severity.FAIL,
+                setting,
+                f"no free {what}: {used} in use of {setting} = {limit}",
+                f"raise {setting} (ALTER SYSTEM SET {setting} = {max(limit, used) + 4}; then restart), "
+                "or drop unused ones",
+            )
+
+    def _check_tables(self, source: SourceInfo) -> None:
+        # Missing tables are reported by resolution, with the collection they belong to.
+        for table in source.tables.values():
+            if table.replica_identity == "nothing" or (
+                table.replica_identity == "default" and not table.primary_key
+            ):
+                self.add(
+                    "source.replica_identity",
+                    Severity.FAIL,
+                    table.name,
+                    f"{table.name} has no primary key and no replica identity: once it is in a publication, "
+                    "the application's UPDATE and DELETE on it fail, and changes cannot be keyed",
+                    f"ALTER TABLE {table.name} ADD PRIMARY KEY (...); or "
+                    f"ALTER TABLE {table.name} REPLICA IDENTITY USING INDEX <unique index>; or, as a last resort, "
+                    f"ALTER TABLE {table.name} REPLICA IDENTITY FULL;",
+                )
+            elif table.replica_identity == "full":
+                self.add(
+                    "source.replica_identity",
+                    Severity.WARN,
+                    table.name,
+                    f"{table.name} uses REPLICA IDENTITY FULL: every UPDATE and DELETE logs the whole old row",
+                    "prefer a primary key",
+                )
+            if not (self.report.source and self.report.source.server.is_superuser) and not (
+                table.owned_by_current_user
+            ):
+                self.add(
+                    "source.table_owner",
+                    Severity.FAIL,
+                    table.name,
+                    f"the plan's role does not own {table.name}, which CREATE PUBLICATION ... FOR TABLE requires",
+                    f"ALTER TABLE {table.name} OWNER TO <role>; or run as the owner",
+                )
+
+    def _check_precision(self, resolution: Resolution) -> None:
+        warned: set[str] = set()
+        for collection in resolution.collections:
+            for doc in _levels(collection):
+                for fld in doc.fields:
+                    column, conv = fld.column, fld.conversion
+                    subject = f"{doc.table}.{column.name}"
+                    if conv.precision_warning and subject not in warned:
+                        warned.add(subject)
+                        self.add("mapping.precision", Severity.WARN, subject, conv.precision_warning)
+                    numeric = (column.element_type or column.type_name) == "numeric"
+                    if numeric:
+                        self._check_numeric(subject, doc.table, column.name, column.numeric_precision)
+
+    def _check_numeric(self, subject: str, table: str, column: str, precision: int | None) -> None:
+        if precision is not None:
+            if precision > DECIMAL128_DIGITS:
+                self.add(
+                    "mapping.numeric_precision",
+                    Severity.FAIL,
+                    subject,
+                    f"numeric({precision}) can hold more than the {DECIMAL128_DIGITS} digits of Decimal128",
+                    f"exclude the column, or narrow it to numeric({DECIMAL128_DIGITS}, s)",
+                )
+            return
+        try:
+            digits = self.source.max_significant_digits(table, column)
+        except MigratorError as exc:
+            self.add(
+                "mapping.numeric_precision",
+                Severity.WARN,
+                subject,
+                f"unconstrained numeric: could not scan for values beyond {DECIMAL128_DIGITS} digits ({exc.message})",
+            )
+            return
+        if digits > DECIMAL128_DIGITS:
+            self.add(
+                "mapping.numeric_precision",
+                Severity.FAIL,
+                subject,
+                f"holds values with {digits} significant digits; Decimal128 keeps {DECIMAL128_DIGITS}",
+                "exclude the column, or round the values",
+            )
+        else:
+            self.add(
+                "mapping.numeric_precision",
+                Severity.INFO,
+                subject,
+                f"unconstrained numeric: largest value today has {digits} significant digits (limit "
+                f"{DECIMAL128_DIGITS}); a later larger value stops the run",
+            )
+
+    def _check_document_sizes(self, resolution: Resolution) -> None:
+        for collection in resolution.collections:
+            paths = collection.join_paths()
+            if not paths:
+                continue
+            try:
+                largest = self.source.largest_document(
+                    collection.table, collection.document.key, collection.document.row_overhead(), paths
+                )
+            except MigratorError as exc:
+                self.add(
+                    "mapping.document_size",
+                    Severity.WARN,
+                    collection.name,
+                    f"could not estimate the largest document ({exc.message})",
+                    "raise the statement timeout, or check the child tables' sizes by hand",
+                )
+                continue
+            if largest is None:
+                continue
+            key = ", ".join(repr(k) for k in largest.key)
+            size_mb = largest.estimated_bytes / 1024 / 1024
+            text = (
+                f"largest document: _id ({key}) with {largest.embedded_rows} embedded rows, "
+                f"about {size_mb:.2f} MB"
+            )
+            if largest.estimated_bytes > BSON_LIMIT:
+                self.add(
+                    "mapping.document_size",
+                    Severity.FAIL,
+                    collection.name,
+                    f"{text}: over MongoDB's 16 MB document limit",
+                    "map the large child table to a collection of its own instead of embedding it",
+                )
+            elif largest.estimated_bytes > BSON_LIMIT // 2:
+                self.add(
+                    "mapping.document_size",
+                    Severity.WARN,
+                    collection.name,
+                    f"{text}: over half the 16 MB limit; growth may reach it",
+                )
+            else:
+                self.add("mapping.document_size", Severity.OK, collection.name, text)
+
+    def _estimate(self, source: SourceInfo) -> None:
+        tables = {t for c in self.report.collections for t in c.tables()}
+        self.report.source_rows = sum(source.tables[t].estimated_rows for t in tables if t in source.tables)
+        self.report.source_bytes = sum(source.tables[t].total_bytes for t in tables if t in source.tables)
+        self.report.documents = sum(
+            source.tables[c.table].estimated_rows for c in self.report.collections if c.table in source.tables
+        )
+
+    # -- target -------------------------------------------------------------------------------------
+
+    def _check_target(self) -> None:
+        names = [c.name for c in self.plan.collections]
+        try:
+            info = self.target.inspect(names)
+        except MigratorError as exc:
+            self.add("target.reachable", Severity.FAIL, self.target.name, exc.message, exc.hint)
+            return
+        self.report.target = info
+        topology = f"replica set {info.replica_set}" if info.replica_set else "standalone"
+        self.add("target.reachable", Severity.OK, self.target.name, f"MongoDB {info.version}, {topology}")
+        if info.transactions:
+            self.add("target.transactions", Severity.OK, self.target.name, "transactions supported")
+        else:
+            self.add(
+                "target.transactions",
+                Severity.WARN,
+                self.target.name,
+                "no transactions (standalone server): CDC batches and checkpoints commit separately, "
+                "relying on idempotent writes",
+                "run MongoDB as a replica set (a single-node one will do)",
+            )
+        if info.change_streams:
+            self.add("target.change_streams", Severity.OK, self.target.name, "change streams supported")
+        else:
+            self.add(
+                "target.change_streams",
+                Severity.WARN,
+                self.target.name,
+                "no change streams: reverse sync after cutover, hence rollback after cutover, is impossible",
+                "run MongoDB as a replica set (a single-node one will do)",
+            )
+        for name, coll in info.collections.items():
+            if coll.documents > 0:
+                self.add(
+                    "target.collection_empty",
+                    Severity.WARN,
+                    f"{self.target.database}.{name}",
+                    f"target collection holds about {coll.documents} documents: they will be mixed with the "
+                    "copy, and rollback will refuse to drop the collection without --force",
+                    "drop or rename it, or choose another target database",
+                )
+            else:
+                state = "exists and is empty" if coll.exists else "will be created"
+                self.add("target.collection_empty", Severity.OK, f"{self.target.database}.{name}", state)
+
+
+def _levels(collection: CollectionMapping) -> list[Any]:
+    found = []
+    stack = [collection.document]
+    while stack:
+        doc = stack.pop(0)
+        found.append(doc)
+        stack.extend(e.child for e in doc.embeds)
+    return found
+
+
+def run_preflight(plan: Plan, source: PostgresSource, target: MongoTarget) -> PreflightReport:
+    return Preflight(plan, source, target).run()

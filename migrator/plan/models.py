@@ -1,0 +1,258 @@
+"""Plan format v1: the contract between users, tests and the engine.
+
+Every model forbids unknown keys, so a typo is an error and never a silently
+ignored setting. Semantic checks that need only the plan itself live here;
+checks that need the source schema (columns exist, types convert) live in preflight.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+# Slot and publication names derive from the plan name, and PostgreSQL identifiers
+# are limited to 63 bytes; keep plan names to a portable, file-name-safe alphabet.
+PLAN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$")
+_TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
+_FIELD = re.compile(r"^[^$.\x00][^.\x00]*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+Columns = Annotated[list[str], Field(min_length=1)]
+
+
+def _as_columns(value: str | list[str]) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def _check_table(value: str) -> str:
+    if not _TABLE.match(value):
+        raise ValueError(f"'{value}' is not a table name; write schema.table or table (unquoted identifiers)")
+    return value
+
+
+def _check_field_name(value: str) -> str:
+    if not _FIELD.match(value):
+        raise ValueError(
+            f"'{value}' is not a usable field name: it must not be empty, start with '$' or hold '.'"
+        )
+    if value == "_id":
+        raise ValueError("'_id' is reserved: it holds the document key given by 'key'")
+    return value
+
+
+class Endpoint(_Strict):
+    # A SecretStr keeps the password out of repr(), logs and exceptions.
+    url: SecretStr = Field(
+        description="Connection URL. Use ${VAR} so that the password stays out of the file."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _not_empty(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("the URL is empty (is the environment variable set?)")
+        return value
+
+
+class Source(Endpoint):
+    adapter: Literal["postgres"] = Field(description="Source database kind.")
+
+
+class Target(Endpoint):
+    adapter: Literal["mongodb"] = Field(description="Target database kind.")
+    database: str = Field(min_length=1, max_length=63, description="Target database name.")
+
+    @field_validator("database")
+    @classmethod
+    def _database_name(cls, value: str) -> str:
+        if re.search(r"[/\\. \"$\x00]", value):
+            raise ValueError(f"'{value}' is not a valid MongoDB database name (no / \\ . space \" $)")
+        return value
+
+
+class _Shape(_Strict):
+    """What the embedded and top-level mappings share: which columns become which fields."""
+
+    from_: str = Field(alias="from", description="Source table: schema.table, or table in schema public.")
+    fields: dict[str, str] | None = Field(
+        default=None,
+        description="Target field name -> source column. When given, only these fields are taken. "
+        "Default: every column under its own name.",
+    )
+    exclude: list[str] = Field(default_factory=list, description="Source columns left out.")
+    embed: list[Embed] = Field(default_factory=list, description="Child tables embedded in each document.")
+
+    @field_validator("from_")
+    @classmethod
+    def _table(cls, value: str) -> str:
+        return _check_table(value)
+
+    @field_validator("fields")
+    @classmethod
+    def _fields(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("'fields' is empty; leave it out to take every column")
+        for name in value:
+            _check_field_name(name)
+        return value
+
+    @property
+    def table(self) -> str:
+        """Fully qualified source table name."""
+        return self.from_ if "." in self.from_ else f"public.{self.from_}"
+
+    def _check_common(self, key: tuple[str, ...]) -> None:
+        if self.fields is not None and self.exclude:
+            taken = set(self.fields.values()) & set(self.exclude)
+            if taken:
+                raise ValueError(f"column(s) {sorted(taken)} are both in 'fields' and in 'exclude'")
+        names = [e.as_ for e in self.embed]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"embed 'as' name(s) {dupes} used more than once in the same document")
+        if self.fields is not None:
+            clash = sorted(set(names) & set(self.fields))
+            if clash:
+                raise ValueError(f"field(s) {clash} are also embed 'as' names")
+
+
+class Embed(_Shape):
+    as_: str = Field(alias="as", description="Field of the parent document that holds the child rows.")
+    on: dict[str, str] = Field(min_length=1, description="Child column -> parent column.")
+    many: bool = Field(
+        default=True, description="true: array ([] when none); false: one sub-document or null."
+    )
+    key: str | Columns | None = Field(
+        default=None,
+        description="Child key column(s), identifying the element inside its parent. Default: the child "
+        "table's primary key.",
+    )
+    order_by: str | Columns | None = Field(
+        default=None, description="Array order (many: true only). Default: the child key ascending."
+    )
+
+    @field_validator("as_")
+    @classmethod
+    def _as_name(cls, value: str) -> str:
+        return _check_field_name(value)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Embed:
+        if not self.many and self.order_by is not None:
+            raise ValueError("'order_by' applies only to 'many: true'")
+        self._check_common(self.key_columns)
+        return self
+
+    @property
+    def key_columns(self) -> tuple[str, ...]:
+        return () if self.key is None else _as_columns(self.key)
+
+    @property
+    def order_columns(self) -> tuple[str, ...]:
+        return () if self.order_by is None else _as_columns(self.order_by)
+
+
+class Collection(_Shape):
+    name: str = Field(min_length=1, max_length=120, description="Target collection.")
+    key: str | Columns = Field(
+        description="Column(s) -> _id. A list gives a compound _id document {a: .., b: ..}. "
+        "Key columns are not repeated as fields."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _collection_name(cls, value: str) -> str:
+        if value.startswith("system.") or "$" in value or "\x00" in value:
+            raise ValueError(f"'{value}' is not a usable collection name (no 'system.' prefix, no '$')")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Collection:
+        excluded_keys = sorted(set(self.key_columns) & set(self.exclude))
+        if excluded_keys:
+            raise ValueError(f"key column(s) {excluded_keys} cannot be excluded: they form _id")
+        self._check_common(self.key_columns)
+        return self
+
+    @property
+    def key_columns(self) -> tuple[str, ...]:
+        return _as_columns(self.key)
+
+
+class SnapshotSettings(_Strict):
+    parallel: int = Field(default=2, ge=1, le=64, description="Copy workers.")
+    chunk_rows: int = Field(default=10_000, ge=1, le=10_000_000, description="Rows per key-range chunk.")
+
+
+class CdcSettings(_Strict):
+    """Change capture settings; the CDC phase adds its keys here."""
+
+
+class VerifySettings(_Strict):
+    """Verification settings; the verify phase adds its keys here."""
+
+
+class CutoverSettings(_Strict):
+    """Cutover settings; the cutover phase adds its keys here."""
+
+
+class Phases(_Strict):
+    snapshot: SnapshotSettings = Field(default_factory=SnapshotSettings)
+    cdc: CdcSettings = Field(default_factory=CdcSettings)
+    verify: VerifySettings = Field(default_factory=VerifySettings)
+    cutover: CutoverSettings = Field(default_factory=CutoverSettings)
+
+
+class Plan(_Strict):
+    """A migration plan, format version 1."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        populate_by_name=True,
+        title="migrator plan, format v1",
+    )
+
+    version: Literal[1] = Field(description="Plan format version.")
+    name: str = Field(
+        default="",
+        description="Plan name: state file, slot and publication names derive from it. "
+        "Default: the file name without extension.",
+    )
+    source: Source
+    target: Target
+    collections: list[Collection] = Field(min_length=1)
+    phases: Phases = Field(default_factory=Phases)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if value and not PLAN_NAME.match(value):
+            raise ValueError(
+                f"'{value}' is not a usable plan name: letters, digits, '_', '.', '-', at most 48, "
+                "starting with a letter or digit"
+            )
+        return value
+
+    @field_validator("collections")
+    @classmethod
+    def _unique_collections(cls, value: list[Collection]) -> list[Collection]:
+        names = [c.name for c in value]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"collection name(s) {dupes} used more than once")
+        return value
+
+
+_Shape.model_rebuild()
+Embed.model_rebuild()
+Collection.model_rebuild()
+Plan.model_rebuild()

@@ -1,0 +1,507 @@
+"""The default state store: one SQLite file per plan, beside the plan (`.migrator/<plan>.db`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import sqlite3
+import stat
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, cast
+
+from migrator.errors import ActiveRunExists, MigratorError, StateError, TransientError
+from migrator.state import schema
+from migrator.state.store import (
+    CHUNK_STATUSES,
+    FINAL_RUN_STATUSES,
+    PHASE_STATUSES,
+    RUN_TRANSITIONS,
+    CheckpointRecord,
+    ChunkRecord,
+    ChunkStatus,
+    EventRecord,
+    PhaseRecord,
+    PhaseStatus,
+    RunRecord,
+    RunStatus,
+    encode_document,
+    encode_key,
+)
+
+STATE_ENV = "MIGRATOR_STATE"
+STATE_DIR = ".migrator"
+MEMORY = ":memory:"
+# The plan name becomes a file name: no separators, no leading dot, nothing a shell mangles.
+_PLAN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}\Z")
+_ENDED_PHASE = frozenset({"done", "failed", "rolled_back"})
+
+
+def default_state_path(plan_name: str, cwd: str | os.PathLike[str] | None = None) -> Path:
+    """`<cwd>/.migrator/<plan name>.db`."""
+    if not _PLAN_NAME.match(plan_name):
+        raise StateError(
+            f"plan name {plan_name!r} cannot name a state file",
+            hint="use letters, digits, '.', '_' and '-' only, starting with a letter or digit",
+        )
+    return Path(cwd if cwd is not None else Path.cwd()) / STATE_DIR / f"{plan_name}.db"
+
+
+def resolve_state_path(
+    explicit: str | os.PathLike[str] | None,
+    plan_name: str,
+    cwd: str | os.PathLike[str] | None = None,
+) -> Path:
+    """The state file to use: `--state PATH` if given, else $MIGRATOR_STATE, else the default."""
+    base = Path(cwd if cwd is not None else Path.cwd())
+    chosen = explicit if explicit not in (None, "") else os.environ.get(STATE_ENV) or None
+    if chosen is None:
+        return default_state_path(plan_name, base)
+    path = Path(chosen).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def _create_private(path: Path) -> None:
+    """Create the state file owner-only before SQLite touches it.
+
+    SQLite creates its -wal, -shm and -journal side files with the main file's mode,
+    so a 0600 main file keeps them private too. Changing the umask instead would
+    race every other thread of the process that creates files.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.close(fd)
+        # A file left by an older tool or copied in may be looser: tighten it, and any
+        # side files a crashed process left behind.
+        for candidate in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm", "-journal"))):
+            try:
+                mode = stat.S_IMODE(candidate.stat().st_mode)
+            except FileNotFoundError:
+                continue
+            if mode & 0o077:
+                candidate.chmod(mode & 0o700)
+    except OSError as exc:
+        raise StateError(
+            f"cannot create state file {path}: {exc.strerror or exc}",
+            hint="choose a writable location with --state PATH or MIGRATOR_STATE",
+        ) from None
+
+
+class SQLiteStateStore:
+    """A `StateStore` in one SQLite file; one connection, shared by threads under a lock."""
+
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 10.0) -> None:
+        self.path = str(path)
+        self._lock = threading.RLock()
+        if self.path != MEMORY:
+            _create_private(Path(self.path))
+        try:
+            # isolation_level=None: the module's implicit BEGINs would hide where our
+            # transactions start; every write below opens its own BEGIN IMMEDIATE.
+            conn = sqlite3.connect(
+                self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise self._error(exc, "opening") from None
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA foreign_keys = ON")
+            # Checkpoints are resume points: a commit must survive power loss, not only a crash.
+            conn.execute("PRAGMA synchronous = FULL")
+            schema.upgrade(conn, self.path)
+            # After the schema check, so a foreign database's journal mode is never changed.
+            # WAL lets `migrator status` read while a run writes.
+            conn.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.Error as exc:
+            conn.close()
+            raise self._error(exc, "opening") from None
+        except BaseException:
+            conn.close()
+            raise
+        self._conn: sqlite3.Connection | None = conn
+
+    # -- plumbing -------------------------------------------------------------------
+
+    def _error(self, exc: sqlite3.Error, doing: str) -> MigratorError:
+        # Interface errors (a closed connection, a bad binding) carry no SQLite code.
+        name: str = getattr(exc, "sqlite_errorname", None) or type(exc).__name__
+        if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+            return TransientError(
+                f"state file {self.path} is locked by another process ({doing})",
+                hint="wait for the other migrator process to finish, then try again",
+            )
+        if name == "SQLITE_CONSTRAINT_FOREIGNKEY":
+            return StateError(f"{doing}: no such run in {self.path}")
+        if name == "SQLITE_NOTADB":
+            return StateError(
+                f"{self.path} is not an SQLite database",
+                hint="point --state (or MIGRATOR_STATE) at a new path or an existing migrator state file",
+            )
+        return StateError(f"state file {self.path}: {doing} failed ({name}: {exc})")
+
+    def _require(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StateError(f"state store {self.path} is closed")
+        return self._conn
+
+    @contextmanager
+    def _read(self, doing: str) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                yield self._require()
+            except sqlite3.Error as exc:
+                raise self._error(exc, doing) from None
+
+    @contextmanager
+    def _write(self, doing: str) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            conn = self._require()
+            try:
+                # IMMEDIATE: take the write lock up front, so a busy file fails here
+                # (after busy_timeout) rather than midway through a read-then-write.
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise self._error(exc, doing) from None
+
+    @staticmethod
+    def _run(row: sqlite3.Row) -> RunRecord:
+        return RunRecord(
+            id=row["id"],
+            plan_name=row["plan_name"],
+            plan_digest=row["plan_digest"],
+            status=row["status"],
+            phase=row["phase"],
+            started_at=row["started_at"],
+            ended_at=row["ended_at"],
+        )
+
+    @staticmethod
+    def _chunk(row: sqlite3.Row) -> ChunkRecord:
+        return ChunkRecord(
+            run_id=row["run_id"],
+            table=row["table_name"],
+            chunk_id=row["chunk_id"],
+            lo=json.loads(row["key_lo"]),
+            hi=json.loads(row["key_hi"]),
+            status=row["status"],
+            rows_read=row["rows_read"],
+            docs_written=row["docs_written"],
+            attempts=row["attempts"],
+            updated_at=row["updated_at"],
+        )
+
+    @staticmethod
+    def _checkpoint(row: sqlite3.Row) -> CheckpointRecord:
+        return CheckpointRecord(
+            id=row["id"],
+            run_id=row["run_id"],
+            phase=row["phase"],
+            label=row["label"],
+            position=row["position"],
+            created_at=row["created_at"],
+            detail=json.loads(row["detail"]),
+        )
+
+    @staticmethod
+    def _event(row: sqlite3.Row) -> EventRecord:
+        return EventRecord(
+            seq=row["seq"],
+            run_id=row["run_id"],
+            ts=row["ts"],
+            kind=row["kind"],
+            payload=json.loads(row["payload"]),
+        )
+
+    def _fetch_run(self, conn: sqlite3.Connection, run_id: str) -> RunRecord:
+        row = conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise StateError(f"no run {run_id!r} in {self.path}", hint="`migrator status` lists the runs")
+        return self._run(row)
+
+    # -- runs -----------------------------------------------------------------------
+
+    def begin_run(self, plan_name: str, plan_digest: str) -> RunRecord:
+        run = RunRecord(
+            id=secrets.token_hex(8),
+            plan_name=plan_name,
+            plan_digest=plan_digest,
+            status="active",
+            phase=None,
+            started_at=_now(),
+            ended_at=None,
+        )
+        with self._write(f"beginning a run of plan {plan_name!r}") as conn:
+            try:
+                conn.execute(
+                    "INSERT INTO runs (id, plan_name, plan_digest, status, started_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (run.id, plan_name, plan_digest, run.status, run.started_at),
+                )
+            except sqlite3.IntegrityError as exc:
+                # The partial unique index on active runs is the only UNIQUE constraint
+                # on runs (the id collision would be SQLITE_CONSTRAINT_PRIMARYKEY).
+                if exc.sqlite_errorname != "SQLITE_CONSTRAINT_UNIQUE":
+                    raise
+                existing = conn.execute(
+                    "SELECT id, started_at FROM runs WHERE plan_name = ? AND status = 'active'", (plan_name,)
+                ).fetchone()
+                raise ActiveRunExists(
+                    f"plan {plan_name!r} already has an active run {existing['id']} "
+                    f"(started {existing['started_at']})",
+                    hint=f"resume it with `migrator run`, or undo it with `migrator rollback` "
+                    f"(run {existing['id']})",
+                ) from None
+        return run
+
+    def active_run(self, plan_name: str) -> RunRecord | None:
+        with self._read("reading the active run") as conn:
+            row = conn.execute(
+                "SELECT * FROM runs WHERE plan_name = ? AND status = 'active'", (plan_name,)
+            ).fetchone()
+        return None if row is None else self._run(row)
+
+    def get_run(self, run_id: str) -> RunRecord:
+        with self._read(f"reading run {run_id}") as conn:
+            return self._fetch_run(conn, run_id)
+
+    def runs(self, plan_name: str | None = None) -> list[RunRecord]:
+        with self._read("listing runs") as conn:
+            rows = conn.execute(
+                "SELECT * FROM runs WHERE ? IS NULL OR plan_name = ? ORDER BY started_at, rowid",
+                (plan_name, plan_name),
+            ).fetchall()
+        return [self._run(r) for r in rows]
+
+    def finish_run(self, run_id: str, status: RunStatus) -> RunRecord:
+        if status not in FINAL_RUN_STATUSES:
+            raise StateError(
+                f"cannot finish run {run_id} as {status!r}: not one of {sorted(FINAL_RUN_STATUSES)}"
+            )
+        with self._write(f"finishing run {run_id}") as conn:
+            run = self._fetch_run(conn, run_id)
+            if run.status == status:  # a retried finish after a crash is harmless
+                return run
+            if status not in RUN_TRANSITIONS.get(run.status, frozenset()):
+                raise StateError(f"run {run_id} is {run.status}; it cannot become {status}")
+            ended = _now()
+            conn.execute("UPDATE runs SET status = ?, ended_at = ? WHERE id = ?", (status, ended, run_id))
+        return replace(run, status=status, ended_at=ended)
+
+    # -- phases ---------------------------------------------------------------------
+
+    def set_phase(self, run_id: str, phase: str, status: PhaseStatus) -> PhaseRecord:
+        if status not in PHASE_STATUSES:
+            raise StateError(f"phase status {status!r} is not one of {sorted(PHASE_STATUSES)}")
+        now = _now()
+        started = now if status == "running" else None
+        ended = now if status in _ENDED_PHASE else None
+        with self._write(f"setting phase {phase} of run {run_id}") as conn:
+            conn.execute(
+                """
+                INSERT INTO phases (run_id, name, status, started_at, ended_at) VALUES (?, ?, ?, ?, ?)
+                ON CONFLICT (run_id, name) DO UPDATE SET
+                    status = excluded.status,
+                    started_at = COALESCE(phases.started_at, excluded.started_at),
+                    ended_at = excluded.ended_at
+                """,
+                (run_id, phase, status, started, ended),
+            )
+            if status == "running":
+                conn.execute("UPDATE runs SET phase = ? WHERE id = ?", (phase, run_id))
+            row = conn.execute(
+                "SELECT * FROM phases WHERE run_id = ? AND name = ?", (run_id, phase)
+            ).fetchone()
+        return PhaseRecord(row["run_id"], row["name"], row["status"], row["started_at"], row["ended_at"])
+
+    def phases(self, run_id: str) -> list[PhaseRecord]:
+        with self._read(f"reading phases of run {run_id}") as conn:
+            rows = conn.execute("SELECT * FROM phases WHERE run_id = ? ORDER BY rowid", (run_id,)).fetchall()
+        return [
+            PhaseRecord(r["run_id"], r["name"], r["status"], r["started_at"], r["ended_at"]) for r in rows
+        ]
+
+    # -- chunks ---------------------------------------------------------------------
+
+    def record_chunk(
+        self,
+        run_id: str,
+        table: str,
+        chunk_id: int,
+        *,
+        lo: Any,
+        hi: Any,
+        status: ChunkStatus,
+        rows_read: int = 0,
+        docs_written: int = 0,
+        attempts: int = 0,
+    ) -> ChunkRecord:
+        if status not in CHUNK_STATUSES:
+            raise StateError(f"chunk status {status!r} is not one of {sorted(CHUNK_STATUSES)}")
+        if min(rows_read, docs_written, attempts) < 0:
+            raise StateError(f"chunk {table}#{chunk_id}: counters cannot be negative")
+        what = f"chunk {chunk_id} of {table}"
+        lo_json = encode_key(lo, f"{what} lower bound")
+        hi_json = encode_key(hi, f"{what} upper bound")
+        record = ChunkRecord(
+            run_id=run_id,
+            table=table,
+            chunk_id=chunk_id,
+            lo=json.loads(lo_json),
+            hi=json.loads(hi_json),
+            status=status,
+            rows_read=rows_read,
+            docs_written=docs_written,
+            attempts=attempts,
+            updated_at=_now(),
+        )
+        with self._write(f"recording {what} for run {run_id}") as conn:
+            conn.execute(
+                """
+                INSERT INTO chunks (run_id, table_name, chunk_id, key_lo, key_hi, status,
+                                    rows_read, docs_written, attempts, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (run_id, table_name, chunk_id) DO UPDATE SET
+                    key_lo = excluded.key_lo, key_hi = excluded.key_hi, status = excluded.status,
+                    rows_read = excluded.rows_read, docs_written = excluded.docs_written,
+                    attempts = excluded.attempts, updated_at = excluded.updated_at
+                """,
+                (
+                    run_id,
+                    table,
+                    chunk_id,
+                    lo_json,
+                    hi_json,
+                    status,
+                    rows_read,
+                    docs_written,
+                    attempts,
+                    record.updated_at,
+                ),
+            )
+        return record
+
+    def chunks(self, run_id: str, table: str | None = None) -> list[ChunkRecord]:
+        with self._read(f"reading chunks of run {run_id}") as conn:
+            rows = conn.execute(
+                "SELECT * FROM chunks WHERE run_id = ? AND (? IS NULL OR table_name = ?) "
+                "ORDER BY table_name, chunk_id",
+                (run_id, table, table),
+            ).fetchall()
+        return [self._chunk(r) for r in rows]
+
+    # -- checkpoints ----------------------------------------------------------------
+
+    def add_checkpoint(
+        self,
+        run_id: str,
+        phase: str,
+        label: str,
+        position: str,
+        detail: Mapping[str, Any] | None = None,
+    ) -> CheckpointRecord:
+        if not isinstance(position, str):
+            raise StateError(
+                f"checkpoint position must be text (an LSN, a JSON resume token), not {type(position)}"
+            )
+        # The position is left as given: it is a server-issued LSN or resume token, and
+        # altering it would break the resume it exists for.
+        detail_json = encode_document(detail, "checkpoint detail")
+        created = _now()
+        with self._write(f"adding checkpoint {label!r} to run {run_id}") as conn:
+            cursor = conn.execute(
+                "INSERT INTO checkpoints (run_id, phase, label, position, created_at, detail) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (run_id, phase, label, position, created, detail_json),
+            )
+            checkpoint_id = cast(int, cursor.lastrowid)
+        return CheckpointRecord(
+            checkpoint_id, run_id, phase, label, position, created, json.loads(detail_json)
+        )
+
+    def checkpoints(self, run_id: str, phase: str | None = None) -> list[CheckpointRecord]:
+        with self._read(f"reading checkpoints of run {run_id}") as conn:
+            rows = conn.execute(
+                "SELECT * FROM checkpoints WHERE run_id = ? AND (? IS NULL OR phase = ?) ORDER BY id",
+                (run_id, phase, phase),
+            ).fetchall()
+        return [self._checkpoint(r) for r in rows]
+
+    def latest_checkpoint(self, run_id: str, phase: str) -> CheckpointRecord | None:
+        with self._read(f"reading the latest checkpoint of run {run_id}") as conn:
+            row = conn.execute(
+                "SELECT * FROM checkpoints WHERE run_id = ? AND phase = ? ORDER BY id DESC LIMIT 1",
+                (run_id, phase),
+            ).fetchone()
+        return None if row is None else self._checkpoint(row)
+
+    # -- events ---------------------------------------------------------------------
+
+    def append_event(
+        self, run_id: str | None, kind: str, payload: Mapping[str, Any] | None = None
+    ) -> EventRecord:
+        if not kind:
+            raise StateError("an event needs a kind")
+        payload_json = encode_document(payload, f"payload of event {kind!r}")
+        ts = _now()
+        with self._write(f"appending event {kind!r}") as conn:
+            cursor = conn.execute(
+                "INSERT INTO events (run_id, ts, kind, payload) VALUES (?, ?, ?, ?)",
+                (run_id, ts, kind, payload_json),
+            )
+            seq = cast(int, cursor.lastrowid)
+        return EventRecord(seq, run_id, ts, kind, json.loads(payload_json))
+
+    def events(
+        self, run_id: str | None = None, since_seq: int = 0, limit: int | None = None
+    ) -> list[EventRecord]:
+        """Events after `since_seq` in order; `run_id=None` means the events of every run."""
+        with self._read("reading events") as conn:
+            rows = conn.execute(
+                "SELECT * FROM events WHERE seq > ? AND (? IS NULL OR run_id = ?) ORDER BY seq LIMIT ?",
+                (since_seq, run_id, run_id, -1 if limit is None else limit),
+            ).fetchall()
+        return [self._event(r) for r in rows]
+
+    # -- lifetime -------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                conn, self._conn = self._conn, None
+                try:
+                    conn.close()
+                except sqlite3.Error as exc:
+                    raise self._error(exc, "closing") from None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SQLiteStateStore({self.path!r})"
