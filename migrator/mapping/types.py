@@ -85,7 +85,7 @@ ENUM = Conversion("string", "the label")
 RANGE = Conversion("string", "PostgreSQL's text form, e.g. [1,10)")
 ARRAY_NOTE = "array of the element's conversion; NULL elements kept; multidimensional arrays nest"
 _REFUSED_KINDS = {
-    "composite": "composite types have no defined conversion: exclude the column or map a view that expands it",
+    "composite": "composite types have no defined conversion: exclude the column, or store its parts in columns of supported types",
     "multirange": "multiranges have no defined conversion: exclude the column",
     "pseudo": "pseudo-types hold no data to migrate: exclude the column",
 }
@@ -113,7 +113,7 @@ def _scalar(type_name: str, kind: str) -> Conversion:
         return known
     return Conversion(
         "",
-        refused=f"type {type_name} has no defined conversion: exclude the column, or map a view that casts it",
+        refused=f"type {type_name} has no defined conversion: exclude the column, or store the value in a column of a supported type",
     )
 
 

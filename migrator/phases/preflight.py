@@ -263,6 +263,7 @@ class Preflight:
 
     def _check_precision(self, resolution: Resolution) -> None:
         warned: set[str] = set()
+        scanned: set[str] = set()
         for collection in resolution.collections:
             for doc in _levels(collection):
                 for fld in doc.fields:
@@ -272,10 +273,15 @@ class Preflight:
                         warned.add(subject)
                         self.add("mapping.precision", Severity.WARN, subject, conv.precision_warning)
                     numeric = (column.element_type or column.type_name) == "numeric"
-                    if numeric:
-                        self._check_numeric(subject, doc.table, column.name, column.numeric_precision)
+                    # A table mapped twice (two collections, or embedded twice) is scanned once.
+                    if numeric and subject not in scanned:
+                        scanned.add(subject)
+                        array = column.type_kind == "array"
+                        self._check_numeric(subject, doc.table, column.name, column.numeric_precision, array)
 
-    def _check_numeric(self, subject: str, table: str, column: str, precision: int | None) -> None:
+    def _check_numeric(
+        self, subject: str, table: str, column: str, precision: int | None, array: bool
+    ) -> None:
         if precision is not None:
             if precision > DECIMAL128_DIGITS:
                 self.add(
@@ -287,7 +293,7 @@ class Preflight:
                 )
             return
         try:
-            digits = self.source.max_significant_digits(table, column)
+            digits = self.source.max_significant_digits(table, column, array=array)
         except MigratorError as exc:
             self.add(
                 "mapping.numeric_precision",

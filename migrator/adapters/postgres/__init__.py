@@ -38,8 +38,8 @@ class PostgresSource:
     def inspect(self, tables: Sequence[str]) -> SourceInfo:
         return self._inspector().inspect(tables)
 
-    def max_significant_digits(self, table: str, column: str) -> int:
-        return self._inspector().max_significant_digits(table, column)
+    def max_significant_digits(self, table: str, column: str, *, array: bool = False) -> int:
+        return self._inspector().max_significant_digits(table, column, array=array)
 
     def largest_document(
         self, root: str, key: Sequence[str], root_overhead: int, paths: Sequence[Sequence[JoinHop]]

@@ -80,6 +80,7 @@ LEFT JOIN (elem e JOIN pg_type et ON et.oid = e.root AND et.typtype <> 'd')
 WHERE a.attrelid = %(rel)s AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum
 """
+
 # Only an index's key columns are unique together: INCLUDE columns (PostgreSQL 11+, listed in
 # indkey after the first indnkeyatts) are payload, and counting them would refuse a valid key.
 # PostgreSQL 10 has no INCLUDE and no indnkeyatts; there every column is a key column.
@@ -232,12 +233,18 @@ class PostgresInspector:
             owned_by_current_user=bool(owned),
         )
 
-    def max_significant_digits(self, table: str, column: str) -> int:
-        """Largest count of significant digits in a numeric column (NaN and infinities count as 0)."""
+    def max_significant_digits(self, table: str, column: str, *, array: bool = False) -> int:
+        """Largest count of significant digits in a numeric column (NaN and infinities count as 0).
+
+        For a numeric[] column (`array`), over every element: abs() has no array form.
+        """
+        value = sql.SQL("unnest({})" if array else "{}").format(sql.Identifier(column))
+        # Infinities are compared as text: before PostgreSQL 14, 'Infinity'::numeric is an error.
         query = sql.SQL(
-            "SELECT COALESCE(max(length(trim(both '0' from translate(abs({c})::text, '.', '')))), 0) "
-            "FROM {t} WHERE {c} IS NOT NULL AND {c} NOT IN ('NaN', 'Infinity', '-Infinity')"
-        ).format(c=sql.Identifier(column), t=table_identifier(table))
+            "SELECT COALESCE(max(length(trim(both '0' from translate(abs(v)::text, '.', '')))), 0) "
+            "FROM (SELECT {value} AS v FROM {t}) AS u "
+            "WHERE v IS NOT NULL AND v::text NOT IN ('NaN', 'Infinity', '-Infinity')"
+        ).format(value=value, t=table_identifier(table))
         try:
             row = self._conn.execute(query).fetchone()
         except psycopg.Error as exc:

@@ -1,0 +1,207 @@
+"""`migrator plan` end to end: the installed command, in a subprocess, on the demo schema.
+
+Runs exactly what a user runs (`migrator plan plans/demo.yaml` with the URLs in the environment)
+and checks the exit codes, the rendered tree, `--json`, and that the source password given in
+MIGRATOR_SOURCE_URL never reaches stdout or stderr.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+
+from tests.support.servers import PgServer
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO_PLAN = ROOT / "plans" / "demo.yaml"
+CUSTOMERS = 300
+PASSWORD = "Cli-Pw-4kXr9-never-shown"
+DEMO_TABLES = ("products", "customers", "addresses", "customer_profiles", "orders", "order_items")
+
+
+def _import_demo_data() -> ModuleType:
+    # scripts/ is not a package (it must run before migrator is installed), so import it by path.
+    path = ROOT / "scripts" / "lib" / "demo_data.py"
+    spec = importlib.util.spec_from_file_location("migrator_demo_data", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(spec.name, module)
+    spec.loader.exec_module(module)
+    return module
+
+
+demo_data = _import_demo_data()
+
+
+def _migrator() -> str:
+    # The console script of the venv running the tests (.venv/bin/migrator under scripts/test).
+    script = Path(sys.executable).parent / "migrator"
+    if not script.exists():
+        script = ROOT / ".venv" / "bin" / "migrator"
+    assert script.exists(), f"no migrator console script next to {sys.executable}; pip install -e ."
+    return str(script)
+
+
+def _with_user(url: str, user: str, password: str) -> str:
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, f"{user}:{password}@{host}", parts.path, parts.query, parts.fragment))
+
+
+def run_plan(*args: str, source_url: str, target_url: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MIGRATOR_SOURCE_URL": source_url, "MIGRATOR_TARGET_URL": target_url}
+    result = subprocess.run(
+        [_migrator(), "plan", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    # Whatever the outcome, the password stays out of both streams.
+    assert PASSWORD not in result.stdout
+    assert PASSWORD not in result.stderr
+    return result
+
+
+@pytest.fixture
+def demo_url(pg_url: str) -> Iterator[str]:
+    """The demo schema in pg_url, owned by a role that may replicate; its URL carries PASSWORD.
+
+    The role is a realistic migration user rather than a superuser: REPLICATION, CREATE on the
+    database (for the publication) and ownership of the tables.
+    """
+    demo_data.load_demo(pg_url, customers=CUSTOMERS, seed=7)
+    role = f"migr_{uuid.uuid4().hex[:10]}"
+    dbname = urlsplit(pg_url).path.lstrip("/")
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN REPLICATION PASSWORD '{PASSWORD}'")
+        conn.execute(f'GRANT CREATE ON DATABASE "{dbname}" TO {role}')
+        for table in DEMO_TABLES:
+            conn.execute(f"ALTER TABLE public.{table} OWNER TO {role}")
+    try:
+        yield _with_user(pg_url, role, PASSWORD)
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(f"DROP OWNED BY {role}")
+            conn.execute(f"DROP ROLE {role}")
+
+
+def test_demo_plan_is_ready_and_shows_the_tree(demo_url: str, mongo_url: str) -> None:
+    result = run_plan(str(DEMO_PLAN), source_url=demo_url, target_url=mongo_url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    lines = out.splitlines()
+    assert lines[-1].strip() == "ready"
+    assert "not ready" not in out and "FAIL" not in out
+    assert f"customers <- public.customers (~{CUSTOMERS:,} documents)" in out
+    assert "products <- public.products" in out
+    for name in ("addresses: array of", "profile: {", "orders: array of", "items: array of"):
+        assert name in out, name
+    assert "embeds public.order_items" in out
+    assert "password_hash" not in out  # excluded by the plan
+    # The endpoint is shown, as user@host:port/db, without the password.
+    role = urlsplit(demo_url).username
+    assert f"postgresql://{role}@" in out
+    # The demo holds sub-millisecond timestamps: warned, with the column named.
+    assert "mapping.precision" in out and "public.orders.placed_at" in out
+
+
+def test_demo_plan_json(demo_url: str, mongo_url: str) -> None:
+    result = run_plan("--json", str(DEMO_PLAN), source_url=demo_url, target_url=mongo_url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["plan"] == "demo"
+    assert report["ready"] is True
+    assert not [f for f in report["findings"] if f["severity"] == "fail"]
+    checks = {(f["check"], f["severity"]) for f in report["findings"]}
+    assert {
+        ("source.wal_level", "ok"),
+        ("source.replication_privilege", "ok"),
+        ("target.reachable", "ok"),
+    } <= checks
+
+    collections = {c["name"]: c for c in report["collections"]}
+    assert list(collections) == ["customers", "products"]
+    customers = collections["customers"]
+    assert customers["estimated_documents"] == CUSTOMERS
+    assert [t["table"] for t in customers["tables"]] == [
+        "public.customers",
+        "public.addresses",
+        "public.customer_profiles",
+        "public.orders",
+        "public.order_items",
+    ]
+    shape = customers["shape"]
+    assert shape["_id"] == "<id>"
+    assert "id" not in shape and "password_hash" not in shape
+    assert shape["status"] == "string"  # enum -> its label
+    address = shape["addresses"][0]
+    assert "customer_id" not in address  # the `on` column is left out of sub-documents
+    assert isinstance(shape["profile"], dict)
+    item = shape["orders"][0]["items"][0]
+    assert "order_id" not in item and "line_no" in item
+    assert collections["products"]["shape"]["title"] == "string"  # renamed by `fields`
+    assert report["estimate"]["source_rows"] > CUSTOMERS
+
+
+def test_plan_on_replica_cluster_exits_1_with_the_fix(
+    pg_cluster_factory: Callable[..., PgServer], mongo_url: str
+) -> None:
+    server = pg_cluster_factory(settings={"wal_level": "replica"})
+    demo_data.load_demo(server.url, customers=20, seed=7)
+    # The throwaway cluster trusts local logins, so any password is accepted: it only has to stay hidden.
+    source = _with_user(server.url, "postgres", PASSWORD)
+
+    result = run_plan(str(DEMO_PLAN), source_url=source, target_url=mongo_url)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "source.wal_level" in result.stdout
+    assert "ALTER SYSTEM SET wal_level = logical" in result.stdout
+    assert result.stdout.splitlines()[-1].strip() == "not ready: 1 check(s) failed"
+
+    as_json = run_plan("--json", str(DEMO_PLAN), source_url=source, target_url=mongo_url)
+    assert as_json.returncode == 1
+    report = json.loads(as_json.stdout)
+    assert report["ready"] is False
+    failures = [f for f in report["findings"] if f["severity"] == "fail"]
+    assert [(f["check"], f["subject"]) for f in failures] == [("source.wal_level", "wal_level")]
+    assert "wal_level = logical" in failures[0]["fix"]
+
+
+def test_invalid_plan_exits_2(tmp_path: Path, mongo_url: str) -> None:
+    plan = tmp_path / "broken.yaml"
+    plan.write_text(
+        "version: 1\n"
+        "source: {adapter: postgres, url: '${MIGRATOR_SOURCE_URL}'}\n"
+        "target: {adapter: mongodb, url: '${MIGRATOR_TARGET_URL}', database: d}\n"
+        "collections:\n"
+        "  - name: t\n"
+        "    from: t\n"
+        "    key: id\n"
+        "    embedd: []\n"
+    )
+    source = f"postgresql://app:{PASSWORD}@127.0.0.1:1/shop"
+
+    result = run_plan(str(plan), source_url=source, target_url=mongo_url)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"{plan}:8:5" in result.stderr
+    assert "collections[0].embedd" in result.stderr
+
+    as_json = run_plan("--json", str(plan), source_url=source, target_url=mongo_url)
+    assert as_json.returncode == 2
+    payload = json.loads(as_json.stdout)
+    assert payload["error"] == "PlanError"
+    assert payload["problems"][0]["key"] == "collections[0].embedd"
+    assert payload["problems"][0]["line"] == 8
