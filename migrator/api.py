@@ -6,13 +6,16 @@ Nothing here prints or exits: results and errors are returned or raised, typed.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from migrator.adapters.registry import source_for, target_for
+from migrator.engine.events import EventBus, EventSink
 from migrator.phases.preflight import PreflightReport, run_preflight
 from migrator.plan import Plan, load_plan, plan_json_schema
+from migrator.runner import Runner, RunOutcome, Until
+from migrator.state import SQLiteStateStore, resolve_state_path
 
 
 def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Plan:
@@ -32,3 +35,22 @@ def plan(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> 
 def schema() -> dict[str, Any]:
     """JSON Schema of plan format v1."""
     return plan_json_schema()
+
+
+def run(
+    path: str | os.PathLike[str],
+    *,
+    until: Until = "snapshot",
+    state: str | os.PathLike[str] | None = None,
+    sinks: Sequence[EventSink] = (),
+    env: Mapping[str, str] | None = None,
+) -> RunOutcome:
+    """Run (or resume) the plan's migration up to `until`. Events go to `sinks` and to the
+    state store's event log. KeyboardInterrupt stops after the chunks in flight."""
+    loaded = load(path, env)
+    store_path = resolve_state_path(state, loaded.name)
+    source = source_for(loaded.source.adapter, loaded.source.url.get_secret_value())
+    target = target_for(loaded.target.adapter, loaded.target.url.get_secret_value(), loaded.target.database)
+    with SQLiteStateStore(store_path) as store, source, target:
+        runner = Runner(loaded, store, EventBus(*sinks), source, target)
+        return runner.run(until)

@@ -126,3 +126,14 @@ class LargestDocument:
     key: tuple[object, ...]
     estimated_bytes: int
     embedded_rows: int
+
+
+@dataclass(frozen=True)
+class LevelRead:
+    """What to read for one level of a document: the root table (empty path) or an embedded
+    table reached from the root through `path`. Rows come ordered by the root key, then
+    `order_by`; non-root rows start with the root key's values."""
+
+    path: tuple[JoinHop, ...]
+    columns: tuple[ColumnInfo, ...]
+    order_by: tuple[str, ...]

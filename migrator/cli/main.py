@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from typing import Any, NoReturn
 
@@ -10,9 +11,11 @@ import click
 from rich.markup import escape
 
 from migrator import __version__, api
+from migrator.cli.progress import JsonLines, PlainLines, RichProgress, summary
 from migrator.cli.render import make_console, render_preflight
 from migrator.errors import MigratorError, PlanError
 from migrator.redact import redact_text
+from migrator.runner import describe
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -61,6 +64,61 @@ def plan_command(plan_file: str, as_json: bool) -> None:
     else:
         render_preflight(make_console(), report)
     sys.exit(EXIT_OK if report.ready else EXIT_FAILED)
+
+
+@cli.command("run")
+@click.argument("plan_file", type=click.Path(dir_okay=False))
+@click.option(
+    "--until",
+    type=click.Choice(["snapshot"]),
+    default="snapshot",
+    show_default=True,
+    help="Stop after this phase. (CDC replay, verify and cutover are not implemented yet, so the run "
+    "always stops after the snapshot for now.)",
+)
+@click.option(
+    "--state",
+    "state_path",
+    type=click.Path(dir_okay=False),
+    help="State file (default: $MIGRATOR_STATE or .migrator/<plan>.db).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print events as JSON lines.")
+def run_command(plan_file: str, until: str, state_path: str | None, as_json: bool) -> None:
+    """Run the migration of PLAN_FILE, or resume its active run after a crash.
+
+    Runs preflight first and refuses to start where `migrator plan` fails. Ctrl-C or SIGTERM
+    finishes the chunks in flight, checkpoints them and exits; running again resumes.
+    """
+    signal.signal(signal.SIGTERM, _interrupt)
+    console = make_console()
+    sink: Any
+    if as_json:
+        sink = JsonLines()
+    elif console.is_terminal:
+        sink = RichProgress(console)
+    else:
+        sink = PlainLines(console)
+    try:
+        if isinstance(sink, RichProgress):
+            with sink:
+                outcome = api.run(plan_file, until=until, state=state_path, sinks=[sink])  # type: ignore[arg-type]
+        else:
+            outcome = api.run(plan_file, until=until, state=state_path, sinks=[sink])  # type: ignore[arg-type]
+    except KeyboardInterrupt:
+        make_console(stderr=True).print("interrupted: `migrator run` resumes from the last checkpoint")
+        sys.exit(130)
+    except MigratorError as exc:
+        _fail(exc, as_json)
+    data = describe(outcome)
+    if as_json:
+        click.echo(json.dumps({"event": "result", **data}, default=str))
+    else:
+        console.print(summary(data), markup=False)
+    sys.exit(130 if outcome.interrupted else EXIT_OK)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 @cli.command("schema")

@@ -45,6 +45,11 @@ class DocumentMapping:
     key: tuple[str, ...]
     fields: tuple[FieldMapping, ...]
     embeds: tuple[EmbedMapping, ...] = ()
+    table_columns: tuple[ColumnInfo, ...] = ()  # every column of the table, for keys and links
+
+    @property
+    def all_columns(self) -> tuple[ColumnInfo, ...]:
+        return self.table_columns
 
     def shape(self) -> dict[str, Any]:
         """The document's shape with BSON type names as values, for display."""
@@ -243,7 +248,7 @@ class _Resolver:
             child = self.embed(table, embed)
             if child is not None:
                 children.append(child)
-        return DocumentMapping(table.name, key, tuple(mapped), tuple(children))
+        return DocumentMapping(table.name, key, tuple(mapped), tuple(children), table.columns)
 
     def embed(self, parent: TableInfo, plan: Embed) -> EmbedMapping | None:
         table = self.table(plan.table)

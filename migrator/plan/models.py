@@ -188,8 +188,20 @@ class Collection(_Shape):
 
 
 class SnapshotSettings(_Strict):
-    parallel: int = Field(default=2, ge=1, le=64, description="Copy workers.")
-    chunk_rows: int = Field(default=10_000, ge=1, le=10_000_000, description="Rows per key-range chunk.")
+    parallel: int = Field(
+        default=2, ge=1, le=64, description="Copy workers (threads, each with its own connection)."
+    )
+    chunk_rows: int = Field(
+        default=10_000,
+        ge=1,
+        le=10_000_000,
+        description="Top-level rows per key-range chunk (the unit of resume).",
+    )
+    on_oversize: Literal["stop", "skip"] = Field(
+        default="stop",
+        description="A document over MongoDB's 16 MB limit: stop the run naming its key, or skip it and "
+        "record it in the event log.",
+    )
 
 
 class CdcSettings(_Strict):

@@ -10,7 +10,9 @@ from pymongo import MongoClient
 from pymongo import errors as mongo
 
 from migrator.adapters.base import Capabilities, TargetCollectionInfo, TargetInfo
+from migrator.adapters.mongodb.codec import CODEC
 from migrator.adapters.mongodb.errors import classify
+from migrator.adapters.mongodb.writer import DocumentWriter
 from migrator.redact import endpoint_of
 
 
@@ -43,6 +45,24 @@ class MongoTarget:
             except mongo.PyMongoError as exc:
                 raise classify(exc, self.name, self._secrets) from None
         return self._client
+
+    def writer(self, collection: str) -> DocumentWriter:
+        coll = self.client()[self.database].get_collection(collection, codec_options=CODEC)
+        return DocumentWriter(coll, self.name, self._secrets)
+
+    def existing_collections(self) -> dict[str, int]:
+        """Collections of the target database and their estimated document counts."""
+        try:
+            db = self.client()[self.database]
+            return {name: db[name].estimated_document_count() for name in db.list_collection_names()}
+        except mongo.PyMongoError as exc:
+            raise classify(exc, self.name, self._secrets) from None
+
+    def drop_collection(self, collection: str) -> None:
+        try:
+            self.client()[self.database].drop_collection(collection)
+        except mongo.PyMongoError as exc:
+            raise classify(exc, self.name, self._secrets) from None
 
     def inspect(self, collections: Sequence[str]) -> TargetInfo:
         try:

@@ -1,0 +1,61 @@
+"""Python values -> BSON, as the conversion table (migrator/mapping/types.py) says; one codec for snapshot and CDC.
+
+The source adapter delivers values already in the form the table promises (labels,
+ISO text, Decimal, datetime); the BSON encoder does the rest in C, with Python callbacks
+only for the two types BSON has no direct form for (Decimal, date).
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+from typing import Any
+
+import bson
+from bson.binary import UuidRepresentation
+from bson.codec_options import CodecOptions, TypeEncoder, TypeRegistry
+from bson.decimal128 import Decimal128
+from bson.errors import InvalidDocument
+
+from migrator.errors import TerminalError
+
+MAX_BSON_BYTES = 16 * 1024 * 1024
+
+
+class _DecimalEncoder(TypeEncoder):
+    python_type = decimal.Decimal
+
+    def transform_python(self, value: Any) -> Any:
+        # Decimal128 keeps 34 significant digits; beyond that it would round silently,
+        # so refuse (preflight warns before a run gets here).
+        if value.is_finite() and len(value.as_tuple().digits) > 34:
+            raise InvalidDocument(
+                f"numeric value with {len(value.as_tuple().digits)} digits exceeds Decimal128"
+            )
+        return Decimal128(value)
+
+
+class _DateEncoder(TypeEncoder):
+    python_type = datetime.date
+
+    def transform_python(self, value: Any) -> Any:
+        return datetime.datetime(value.year, value.month, value.day, tzinfo=datetime.UTC)
+
+
+CODEC: CodecOptions[dict[str, Any]] = CodecOptions(
+    type_registry=TypeRegistry([_DecimalEncoder(), _DateEncoder()]),
+    uuid_representation=UuidRepresentation.STANDARD,
+    tz_aware=True,
+    tzinfo=datetime.UTC,
+)
+
+
+def encode_document(document: dict[str, Any], collection: str) -> bytes:
+    """BSON bytes of a document; an unencodable value stops with the document's key named."""
+    try:
+        return bson.encode(document, codec_options=CODEC)
+    except (InvalidDocument, OverflowError, ValueError, ArithmeticError) as exc:
+        raise TerminalError(
+            f"document {document.get('_id')!r} of {collection} cannot be encoded: {exc}",
+            hint="exclude the column, or fix the value at the source",
+        ) from None

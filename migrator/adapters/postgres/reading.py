@@ -1,0 +1,136 @@
+"""SQL for reading key ranges, and the casts that deliver each type as the conversion table says.
+
+Casts happen in the server, where they are cheap and exact: an enum arrives as its label,
+an interval as ISO 8601 text, money as numeric. Python then only builds documents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from psycopg import sql
+
+from migrator.adapters.base import ColumnInfo, LevelRead
+from migrator.adapters.postgres.inspect import table_identifier
+
+# Types psycopg's binary loaders already turn into the Python value BSON needs.
+_NATIVE = frozenset(
+    {
+        "smallint",
+        "integer",
+        "bigint",
+        "numeric",
+        "real",
+        "double precision",
+        "text",
+        "character varying",
+        "character",
+        "name",
+        "boolean",
+        "timestamp with time zone",
+        "timestamp without time zone",
+        "date",
+        "uuid",
+        "bytea",
+        "json",
+        "jsonb",
+    }
+)
+_CASTS = {"oid": "bigint", "money": "numeric"}
+
+
+def read_cast(column: ColumnInfo) -> str | None:
+    """The type a column is cast to when read, or None when it is read as it is."""
+    if column.type_kind == "array":
+        element = column.element_type or ""
+        if column.element_kind == "base" and element in _NATIVE:
+            return None
+        return f"{_CASTS.get(element, 'text')}[]"
+    if column.type_kind == "base" and column.type_name in _NATIVE:
+        return None
+    return _CASTS.get(column.type_name, "text")
+
+
+def column_expression(alias: str, column: ColumnInfo) -> sql.Composable:
+    ref = sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(column.name))
+    cast = read_cast(column)
+    if cast is None:
+        return ref
+    return sql.SQL("{}::{}").format(ref, sql.SQL(cast))
+
+
+def key_range_condition(
+    alias: str,
+    key: Sequence[str],
+    key_types: Sequence[str],
+    lo: Sequence[str] | None,
+    hi: Sequence[str] | None,
+) -> tuple[sql.Composable, list[Any]]:
+    """`(k...) > (lo...) AND (k...) <= (hi...)`; bounds are key values as text, cast back to
+    the key's types so that the comparison is the index's own."""
+
+    def ref(k: str) -> sql.Composable:
+        return (
+            sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(k)) if alias else sql.Identifier(k)
+        )
+
+    cols = sql.SQL("({})").format(sql.SQL(", ").join(ref(k) for k in key))
+    bound = sql.SQL("({})").format(
+        sql.SQL(", ").join(sql.SQL("%s::{}").format(sql.SQL(t)) for t in key_types)
+    )
+    parts: list[sql.Composable] = []
+    params: list[Any] = []
+    if lo is not None:
+        parts.append(sql.SQL("{} > {}").format(cols, bound))
+        params.extend(lo)
+    if hi is not None:
+        parts.append(sql.SQL("{} <= {}").format(cols, bound))
+        params.extend(hi)
+    if not parts:
+        return sql.SQL("TRUE"), params
+    return sql.SQL(" AND ").join(parts), params
+
+
+def level_query(
+    level: LevelRead,
+    root: str,
+    key: Sequence[str],
+    key_types: Sequence[str],
+    lo: Sequence[str] | None,
+    hi: Sequence[str] | None,
+) -> tuple[sql.Composed, list[Any]]:
+    condition, params = key_range_condition("r", key, key_types, lo, hi)
+    root_key = [sql.SQL("r.{}").format(sql.Identifier(k)) for k in key]
+    if not level.path:
+        select = [column_expression("r", c) for c in level.columns]
+        order = root_key
+        joins: list[sql.Composable] = []
+    else:
+        alias = f"c{len(level.path) - 1}"
+        select = root_key + [column_expression(alias, c) for c in level.columns]
+        order = root_key + [
+            sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(o)) for o in level.order_by
+        ]
+        joins = []
+        parent = "r"
+        for depth, hop in enumerate(level.path):
+            child = f"c{depth}"
+            on = sql.SQL(" AND ").join(
+                sql.SQL("{}.{} = {}.{}").format(
+                    sql.Identifier(child), sql.Identifier(c), sql.Identifier(parent), sql.Identifier(p)
+                )
+                for c, p in hop.on
+            )
+            joins.append(
+                sql.SQL("JOIN {} {} ON {}").format(table_identifier(hop.table), sql.Identifier(child), on)
+            )
+            parent = child
+    query = sql.SQL("SELECT {select} FROM {root} r {joins} WHERE {cond} ORDER BY {order}").format(
+        select=sql.SQL(", ").join(select),
+        root=table_identifier(root),
+        joins=sql.SQL(" ").join(joins),
+        cond=condition,
+        order=sql.SQL(", ").join(order),
+    )
+    return query, params

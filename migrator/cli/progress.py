@@ -1,0 +1,175 @@
+"""Renders engine events: rich progress bars on a terminal, plain lines elsewhere, JSON lines on request."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from migrator.engine.events import (
+    ChunkFinished,
+    DocumentSkipped,
+    Event,
+    Notice,
+    PhaseFinished,
+    PhaseStarted,
+    RowsCopied,
+    RunFinished,
+    RunStarted,
+    SlotCreated,
+    SnapshotOpened,
+    TablePlanned,
+)
+
+
+class JsonLines:
+    """Every event as one JSON object per line, for machines."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def emit(self, event: Event) -> None:
+        line = json.dumps(event.to_dict(), default=str)
+        with self._lock:
+            click.echo(line)
+
+
+class PlainLines:
+    """One line per meaningful event: for logs and pipes."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.totals: dict[str, tuple[int, int]] = {}  # collection -> (chunks, done)
+        self.started = time.monotonic()
+
+    def emit(self, event: Event) -> None:
+        line = _describe(event, self.totals)
+        if line:
+            self.console.print(line, markup=False, highlight=False)
+
+
+class RichProgress:
+    """Progress bars per collection: rows, rows/s, ETA."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("rows"),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        self.tasks: dict[str, TaskID] = {}
+        self.first_seen: dict[str, tuple[float, int]] = {}
+        self.totals: dict[str, tuple[int, int]] = {}
+
+    def __enter__(self) -> RichProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def emit(self, event: Event) -> None:
+        if isinstance(event, TablePlanned):
+            task = self.progress.add_task(
+                event.collection,
+                total=max(event.estimated_rows, event.rows_done, 1),
+                completed=event.rows_done,
+                rate="",
+            )
+            self.tasks[event.collection] = task
+            self.first_seen[event.collection] = (time.monotonic(), event.rows_done)
+            self.totals[event.collection] = (event.chunks, event.chunks_done)
+        elif isinstance(event, RowsCopied) and event.collection in self.tasks:
+            task = self.tasks[event.collection]
+            self.progress.advance(task, event.rows)
+            current = self.progress.tasks[task].completed
+            total = self.progress.tasks[task].total or 0
+            if current > total:
+                self.progress.update(task, total=current)
+            since, base = self.first_seen[event.collection]
+            rate = (current - base) / max(time.monotonic() - since, 1e-6)
+            self.progress.update(task, rate=f"{rate:,.0f} rows/s")
+        elif isinstance(event, ChunkFinished):
+            chunks, done = self.totals.get(event.collection, (0, 0))
+            self.totals[event.collection] = (chunks, done + 1)
+            if chunks and done + 1 == chunks and event.collection in self.tasks:
+                task = self.tasks[event.collection]
+                self.progress.update(task, total=self.progress.tasks[task].completed)
+        else:
+            line = _describe(event, None)
+            if line:
+                self.progress.console.print(line, markup=False, highlight=False)
+
+
+def _describe(event: Event, totals: dict[str, tuple[int, int]] | None) -> str | None:
+    if isinstance(event, RunStarted):
+        verb = "resuming" if event.resumed else "starting"
+        return f"{verb} run {event.run_id} of plan {event.plan}"
+    if isinstance(event, PhaseStarted):
+        return f"phase {event.phase}: {'resumed' if event.resumed else 'started'}"
+    if isinstance(event, PhaseFinished):
+        return f"phase {event.phase}: done in {event.seconds:.1f} s"
+    if isinstance(event, SlotCreated):
+        return f"created publication {event.publication} and slot {event.slot} at {event.position}"
+    if isinstance(event, SnapshotOpened):
+        if event.reread:
+            return (
+                f"the original snapshot is gone: unfinished chunks are read at {event.position}; "
+                "the target is consistent once CDC passes it"
+            )
+        return f"copying the snapshot at {event.position}"
+    if isinstance(event, TablePlanned):
+        if totals is not None:
+            totals[event.collection] = (event.chunks, event.chunks_done)
+        left = event.chunks - event.chunks_done
+        return (
+            f"{event.collection} <- {event.table}: ~{event.estimated_rows:,} rows in {event.chunks} chunk(s), "
+            f"{left} to copy"
+        )
+    if isinstance(event, ChunkFinished) and totals is not None:
+        chunks, done = totals.get(event.collection, (0, 0))
+        totals[event.collection] = (chunks, done + 1)
+        rate = event.rows_read / event.seconds if event.seconds else 0.0
+        return (
+            f"{event.collection}: chunk {done + 1}/{chunks} done: {event.rows_read:,} rows -> "
+            f"{event.docs_written:,} documents in {event.seconds:.2f} s ({rate:,.0f} rows/s)"
+        )
+    if isinstance(event, DocumentSkipped):
+        return f"skipped document {event.key!r} of {event.collection}: {event.reason} ({event.bytes:,} bytes)"
+    if isinstance(event, Notice):
+        return f"{event.level}: {event.message}"
+    if isinstance(event, RunFinished):
+        if event.stopped_after == "interrupted":
+            return f"run {event.run_id} stopped; `migrator run` resumes it"
+        return f"run {event.run_id}: stopped after {event.stopped_after} as asked; the run stays active"
+    return None
+
+
+def summary(data: dict[str, Any]) -> str:
+    snap = data.get("snapshot") or {}
+    if not snap:
+        return "nothing left to copy"
+    return (
+        f"snapshot: {snap['rows']:,} rows -> {snap['documents']:,} documents in {snap['chunks_copied']} chunk(s) "
+        f"this time; CDC starts at {snap['position']}"
+    )

@@ -1,0 +1,1 @@
+"""What phases use: events, run context, retries."""

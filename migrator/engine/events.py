@@ -1,0 +1,169 @@
+"""Typed events. The engine emits them; the CLI renders them; the state store keeps them.
+
+The library never prints: progress, lineage and warnings all travel as events, and
+whoever runs the engine decides what to show (rich bars, plain lines, JSON lines).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, Protocol
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: ClassVar[str] = "event"
+    # Whether the event belongs in the state store's event log (lineage and history) or is
+    # only for people watching (frequent progress ticks).
+    durable: ClassVar[bool] = True
+    at: float = field(default_factory=time.time, kw_only=True)
+
+    def payload(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("at", None)
+        return data
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event": self.kind, "at": round(self.at, 3), **self.payload()}
+
+
+@dataclass(frozen=True)
+class RunStarted(Event):
+    kind: ClassVar[str] = "run.started"
+    run_id: str
+    plan: str
+    resumed: bool
+
+
+@dataclass(frozen=True)
+class RunFinished(Event):
+    kind: ClassVar[str] = "run.finished"
+    run_id: str
+    status: str
+    stopped_after: str
+
+
+@dataclass(frozen=True)
+class PhaseStarted(Event):
+    kind: ClassVar[str] = "phase.started"
+    phase: str
+    resumed: bool
+
+
+@dataclass(frozen=True)
+class PhaseFinished(Event):
+    kind: ClassVar[str] = "phase.finished"
+    phase: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class SlotCreated(Event):
+    kind: ClassVar[str] = "snapshot.slot_created"
+    slot: str
+    publication: str
+    position: str
+
+
+@dataclass(frozen=True)
+class SnapshotOpened(Event):
+    """Copy workers read at this point; `reread` means an older snapshot could not be imported."""
+
+    kind: ClassVar[str] = "snapshot.opened"
+    position: str
+    reread: bool
+
+
+@dataclass(frozen=True)
+class TablePlanned(Event):
+    kind: ClassVar[str] = "snapshot.table_planned"
+    collection: str
+    table: str
+    estimated_rows: int
+    chunks: int
+    chunks_done: int
+    rows_done: int
+
+
+@dataclass(frozen=True)
+class ChunkFinished(Event):
+    """Lineage of one copied key range."""
+
+    kind: ClassVar[str] = "snapshot.chunk_finished"
+    collection: str
+    table: str
+    chunk_id: int
+    lo: Any
+    hi: Any
+    position: str
+    rows_read: int
+    docs_written: int
+    replaced: int
+    attempt: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class RowsCopied(Event):
+    """Progress tick within a chunk, for live displays only."""
+
+    kind: ClassVar[str] = "snapshot.rows"
+    durable: ClassVar[bool] = False
+    collection: str
+    rows: int
+    docs: int
+
+
+@dataclass(frozen=True)
+class DocumentSkipped(Event):
+    kind: ClassVar[str] = "snapshot.document_skipped"
+    collection: str
+    key: Any
+    bytes: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Notice(Event):
+    kind: ClassVar[str] = "notice"
+    level: str  # 'info' | 'warn'
+    message: str
+
+
+class EventSink(Protocol):
+    def emit(self, event: Event) -> None: ...
+
+
+class EventBus:
+    """Fans events out to sinks; safe to call from worker threads."""
+
+    def __init__(self, *sinks: EventSink | Callable[[Event], None]) -> None:
+        self._sinks = list(sinks)
+        self._lock = threading.Lock()
+
+    def add(self, sink: EventSink | Callable[[Event], None]) -> None:
+        self._sinks.append(sink)
+
+    def emit(self, event: Event) -> None:
+        with self._lock:
+            for sink in self._sinks:
+                if callable(sink):
+                    sink(event)
+                else:
+                    sink.emit(event)
+
+
+class Collector:
+    """Keeps every event: for tests and for callers who want the list."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def emit(self, event: Event) -> None:
+        self.events.append(event)
+
+    def of(self, kind: type[Event]) -> list[Any]:
+        return [e for e in self.events if isinstance(e, kind)]

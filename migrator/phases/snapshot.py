@@ -1,0 +1,451 @@
+"""Snapshot phase: a consistent, parallel, resumable copy of the mapped tables into documents.
+
+Start: create the publication, then the slot with an exported snapshot; the coordinator
+imports it and re-exports it for the copy workers (invariant 1: the copy reads exactly
+what the slot's consistent point leaves for CDC).
+
+Resume after a crash: finished chunks are kept; the slot and its position are kept. The
+exported snapshot died with the crashed process, so unfinished chunks are re-read at a
+newer consistent point T2 > T1 (the slot's point). That is still correct: CDC replays
+every change after T1 with idempotent writes, so a row copied at T2 gets the changes
+between T1 and T2 applied again, which converge to the row's latest state; a row deleted
+before T2 is absent from the copy and its delete replays harmlessly. The target is
+therefore consistent once CDC has passed T2, which the 'reread' checkpoint records.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from migrator.adapters.mongodb.codec import MAX_BSON_BYTES, encode_document
+from migrator.adapters.postgres.snapshot import Coordinator, PublicationManager, SlotExporter, SnapshotReader
+from migrator.engine.context import RunContext
+from migrator.engine.events import (
+    ChunkFinished,
+    DocumentSkipped,
+    RowsCopied,
+    SlotCreated,
+    SnapshotOpened,
+    TablePlanned,
+)
+from migrator.errors import MigratorError, TerminalError, TransientError
+from migrator.mapping.assemble import Assembler
+from migrator.mapping.spec import CollectionMapping
+from migrator.plan.names import publication_name, slot_name
+from migrator.state.store import ChunkRecord
+
+PHASE = "snapshot"
+# Flush a write batch at this many documents or bytes, whichever comes first: large
+# enough for insert_many to amortise round trips, small enough to bound memory.
+BATCH_DOCUMENTS = 1_000
+BATCH_BYTES = 8 * 1024 * 1024
+CHUNK_RETRIES = 3
+
+
+@dataclass(frozen=True)
+class Action:
+    """One step a phase would take: what --dry-run and the runbook show."""
+
+    phase: str
+    description: str
+    writes: str  # 'source', 'target', 'state' or 'none'
+
+
+@dataclass
+class SnapshotResult:
+    position: str  # CDC starts here (the slot's consistent point)
+    consistent_after: str  # the target equals the source once CDC has passed this position
+    chunks_copied: int = 0
+    rows: int = 0
+    documents: int = 0
+    skipped: list[Any] = field(default_factory=list)
+    stopped: bool = False
+
+
+@dataclass(frozen=True)
+class _Work:
+    collection: CollectionMapping
+    chunk: ChunkRecord
+
+
+class SnapshotPhase:
+    name: ClassVar[str] = PHASE
+
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+        self.settings = ctx.plan.phases.snapshot
+        self.slot = slot_name(ctx.plan.name)
+        self.publication = publication_name(ctx.plan.name)
+        self.publications = PublicationManager(ctx.source.endpoint)
+        self._stop = threading.Event()
+
+    # -- what it would do ----------------------------------------------------------------------
+
+    def plan(self) -> list[Action]:
+        tables = ", ".join(self._tables())
+        actions = [
+            Action(PHASE, f"create publication {self.publication} FOR TABLE {tables}", "source"),
+            Action(
+                PHASE,
+                f"create logical replication slot {self.slot} (pgoutput) exporting a snapshot",
+                "source",
+            ),
+        ]
+        for c in self.ctx.collections:
+            rows = (
+                self.ctx.source_info.tables[c.table].estimated_rows
+                if c.table in self.ctx.source_info.tables
+                else 0
+            )
+            actions.append(
+                Action(
+                    PHASE,
+                    f"copy {c.table} (~{rows:,} rows) into {self.ctx.plan.target.database}.{c.name} "
+                    f"in chunks of {self.settings.chunk_rows:,} with {self.settings.parallel} worker(s)",
+                    "target",
+                )
+            )
+        return actions
+
+    def rollback(self) -> list[Action]:
+        return [
+            Action(PHASE, f"drop replication slot {self.slot}", "source"),
+            Action(PHASE, f"drop publication {self.publication}", "source"),
+            Action(PHASE, "drop the target collections this run created", "target"),
+        ]
+
+    def stop(self) -> None:
+        """Ask the workers to finish their current chunk and stop (SIGINT/SIGTERM)."""
+        self._stop.set()
+
+    # -- run -----------------------------------------------------------------------------------
+
+    def _tables(self) -> list[str]:
+        return list(dict.fromkeys(t for c in self.ctx.collections for t in c.tables()))
+
+    def run(self) -> SnapshotResult:
+        store, run = self.ctx.store, self.ctx.run
+        start = next((c for c in store.checkpoints(run.id, PHASE) if c.label == "slot"), None)
+        if start is None:
+            coordinator, position = self._start()
+            read_position, reread = position, False
+        else:
+            position = start.position
+            if not self.publications.slot_exists(self.slot):
+                raise TerminalError(
+                    f"replication slot {self.slot} of run {run.id} no longer exists: changes since "
+                    f"{position} are lost to this run, and a new snapshot is needed",
+                    hint="run `migrator rollback` for this plan, then `migrator run` again",
+                )
+            coordinator = Coordinator(self.ctx.source.endpoint, None)
+            read_position, reread = coordinator.position, True
+        try:
+            if reread:
+                store.add_checkpoint(run.id, PHASE, "reread", read_position, {"slot": self.slot})
+            self.ctx.events.emit(SnapshotOpened(read_position, reread))
+            work = self._plan_chunks(coordinator)
+            result = SnapshotResult(position=position, consistent_after=self._consistent_after(position))
+            self._copy(coordinator.exported, work, result, read_position)
+        finally:
+            coordinator.close()
+        if not result.stopped:
+            store.add_checkpoint(
+                run.id,
+                PHASE,
+                "done",
+                position,
+                {"consistent_after": result.consistent_after, "slot": self.slot},
+            )
+        return result
+
+    def _consistent_after(self, position: str) -> str:
+        rereads = [
+            c.position for c in self.ctx.store.checkpoints(self.ctx.run.id, PHASE) if c.label == "reread"
+        ]
+        return max([position, *rereads], key=_lsn)
+
+    def _start(self) -> tuple[Coordinator, str]:
+        store, run = self.ctx.store, self.ctx.run
+        before = self.ctx.target.existing_collections()
+        store.add_checkpoint(
+            run.id,
+            PHASE,
+            "target_before",
+            "",
+            {"collections": {c.name: before.get(c.name) for c in self.ctx.collections}},
+        )
+        self.publications.ensure_publication(self.publication, self._tables())
+        if self.publications.slot_exists(self.slot):
+            # Left by a crash between creating the slot and recording it: no chunk was copied
+            # under it (chunks need the 'slot' checkpoint), so it is safe to start over.
+            self.publications.drop_slot(self.slot)
+        exporter = SlotExporter(self.ctx.source.endpoint, self.slot)
+        try:
+            coordinator = Coordinator(self.ctx.source.endpoint, exporter.start.snapshot_name)
+        finally:
+            # The coordinator holds the snapshot now; the replication connection may go.
+            exporter.close()
+        try:
+            store.add_checkpoint(
+                run.id,
+                PHASE,
+                "slot",
+                exporter.start.position,
+                {
+                    "slot": self.slot,
+                    "publication": self.publication,
+                    "snapshot": exporter.start.snapshot_name,
+                },
+            )
+        except MigratorError:
+            coordinator.close()
+            raise
+        self.ctx.events.emit(SlotCreated(self.slot, self.publication, exporter.start.position))
+        return coordinator, exporter.start.position
+
+    def _plan_chunks(self, coordinator: Coordinator) -> list[_Work]:
+        store, run = self.ctx.store, self.ctx.run
+        planned = next((c for c in store.checkpoints(run.id, PHASE) if c.label == "planned"), None)
+        counts: dict[str, int] = dict(planned.detail["chunks"]) if planned else {}
+        if planned is None:
+            for collection in self.ctx.collections:
+                table = self.ctx.source_info.tables[collection.table]
+                key_types = [_column_type(table, k) for k in collection.document.key]
+                bounds = coordinator.key_boundaries(
+                    collection.table, collection.document.key, key_types, self.settings.chunk_rows
+                )
+                edges: list[list[str] | None] = [None, *bounds, None]
+                for i in range(len(edges) - 1):
+                    store.record_chunk(
+                        run.id, collection.name, i, lo=edges[i], hi=edges[i + 1], status="pending"
+                    )
+                counts[collection.name] = len(edges) - 1
+            store.add_checkpoint(run.id, PHASE, "planned", "", {"chunks": counts})
+        work: list[_Work] = []
+        for collection in self.ctx.collections:
+            chunks = [
+                c for c in store.chunks(run.id, collection.name) if c.chunk_id < counts[collection.name]
+            ]
+            done = [c for c in chunks if c.status == "done"]
+            estimated = self.ctx.source_info.tables[collection.table].estimated_rows
+            self.ctx.events.emit(
+                TablePlanned(
+                    collection.name,
+                    collection.table,
+                    estimated,
+                    len(chunks),
+                    len(done),
+                    sum(c.rows_read for c in done),
+                )
+            )
+            work.extend(_Work(collection, c) for c in chunks if c.status != "done")
+        return work
+
+    def _copy(self, snapshot_name: str, work: list[_Work], result: SnapshotResult, position: str) -> None:
+        pending: queue.Queue[_Work] = queue.Queue()
+        for item in work:
+            pending.put(item)
+        errors: list[BaseException] = []
+        lock = threading.Lock()
+
+        def worker() -> None:
+            reader: SnapshotReader | None = None
+            try:
+                while not self._stop.is_set() and not errors:
+                    try:
+                        item = pending.get_nowait()
+                    except queue.Empty:
+                        return
+                    reader = self._copy_with_retries(reader, snapshot_name, item, result, position, lock)
+            except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which re-raises it
+                with lock:
+                    errors.append(exc)
+            finally:
+                if reader is not None:
+                    reader.close()
+
+        threads = [
+            threading.Thread(target=worker, name=f"migrator-copy-{i}", daemon=True)
+            for i in range(min(self.settings.parallel, max(1, len(work))))
+        ]
+        for t in threads:
+            t.start()
+        try:
+            for t in threads:
+                while t.is_alive():
+                    t.join(timeout=0.2)
+        except KeyboardInterrupt:
+            # Finish the chunks in flight, checkpoint them, then stop.
+            self._stop.set()
+            for t in threads:
+                t.join()
+        if errors:
+            raise errors[0]
+        result.stopped = self._stop.is_set() and not pending.empty()
+
+    def _copy_with_retries(
+        self,
+        reader: SnapshotReader | None,
+        snapshot_name: str,
+        item: _Work,
+        result: SnapshotResult,
+        position: str,
+        lock: threading.Lock,
+    ) -> SnapshotReader:
+        attempts = item.chunk.attempts
+        for retry in range(CHUNK_RETRIES):
+            if reader is None:
+                reader = SnapshotReader(self.ctx.source.endpoint, snapshot_name)
+            attempts += 1
+            try:
+                self._copy_chunk(reader, item, attempts, result, position, lock)
+                return reader
+            except TransientError:
+                # The reader's connection (or the target's) failed: reconnect and redo the
+                # chunk, which is idempotent. Bounded, so a dead server ends the run.
+                reader.close()
+                reader = None
+                if retry == CHUNK_RETRIES - 1:
+                    raise
+                time.sleep(0.5 * 2**retry)
+        raise AssertionError("unreachable")
+
+    def _copy_chunk(
+        self,
+        reader: SnapshotReader,
+        item: _Work,
+        attempt: int,
+        result: SnapshotResult,
+        position: str,
+        lock: threading.Lock,
+    ) -> None:
+        store, run = self.ctx.store, self.ctx.run
+        collection, chunk = item.collection, item.chunk
+        started = time.monotonic()
+        store.record_chunk(
+            run.id,
+            collection.name,
+            chunk.chunk_id,
+            lo=chunk.lo,
+            hi=chunk.hi,
+            status="running",
+            attempts=attempt,
+        )
+        assembler = Assembler(collection)
+        table = self.ctx.source_info.tables[collection.table]
+        key_types = [_column_type(table, k) for k in collection.document.key]
+        streams = reader.stream(
+            assembler.reads(), collection.table, collection.document.key, key_types, chunk.lo, chunk.hi
+        )
+        writer = self.ctx.target.writer(collection.name)
+        batch: list[tuple[Any, bytes]] = []
+        batch_bytes = rows = docs = replaced = 0
+        rows_reported = docs_reported = 0
+        skipped: list[Any] = []
+
+        def flush() -> None:
+            nonlocal batch, batch_bytes, docs, replaced, rows_reported, docs_reported
+            outcome = writer.write(batch)
+            docs += outcome.inserted + outcome.replaced
+            replaced += outcome.replaced
+            batch, batch_bytes = [], 0
+            self.ctx.events.emit(RowsCopied(collection.name, rows - rows_reported, docs - docs_reported))
+            rows_reported, docs_reported = rows, docs
+
+        for doc_id, document, used in assembler.documents(streams):
+            rows += used
+            raw = encode_document(document, collection.name)
+            if len(raw) > MAX_BSON_BYTES:
+                if self.settings.on_oversize == "stop":
+                    raise TerminalError(
+                        f"document {doc_id!r} of {collection.name} would be {len(raw):,} bytes, over MongoDB's "
+                        f"16 MB limit ({used:,} source rows)",
+                        hint="map the large child table to its own collection, or set "
+                        "phases.snapshot.on_oversize: skip to skip and log such documents",
+                    )
+                skipped.append(doc_id)
+                self.ctx.events.emit(DocumentSkipped(collection.name, doc_id, len(raw), "over 16 MB"))
+                continue
+            batch.append((doc_id, raw))
+            batch_bytes += len(raw)
+            if len(batch) >= BATCH_DOCUMENTS or batch_bytes >= BATCH_BYTES:
+                flush()
+        flush()
+        # Checkpoint after data (invariant 3): the chunk counts as done only once its writes
+        # were acknowledged.
+        store.record_chunk(
+            run.id,
+            collection.name,
+            chunk.chunk_id,
+            lo=chunk.lo,
+            hi=chunk.hi,
+            status="done",
+            rows_read=rows,
+            docs_written=docs,
+            attempts=attempt,
+        )
+        seconds = time.monotonic() - started
+        self.ctx.events.emit(
+            ChunkFinished(
+                collection=collection.name,
+                table=collection.table,
+                chunk_id=chunk.chunk_id,
+                lo=chunk.lo,
+                hi=chunk.hi,
+                position=position,
+                rows_read=rows,
+                docs_written=docs,
+                replaced=replaced,
+                attempt=attempt,
+                seconds=round(seconds, 3),
+            )
+        )
+        with lock:
+            result.chunks_copied += 1
+            result.rows += rows
+            result.documents += docs
+            result.skipped.extend(skipped)
+
+    # -- undo ----------------------------------------------------------------------------------
+
+    def undo(self, *, force: bool = False) -> list[str]:
+        """Drop the slot, the publication and the target collections this run created.
+
+        A collection that held documents before the run is kept unless `force`.
+        """
+        done: list[str] = []
+        if self.publications.drop_slot(self.slot):
+            done.append(f"dropped replication slot {self.slot}")
+        self.publications.drop_publication(self.publication)
+        done.append(f"dropped publication {self.publication}")
+        before = next(
+            (c for c in self.ctx.store.checkpoints(self.ctx.run.id, PHASE) if c.label == "target_before"),
+            None,
+        )
+        existed: dict[str, int | None] = dict(before.detail["collections"]) if before else {}
+        for collection in self.ctx.collections:
+            held = existed.get(collection.name)
+            if before is not None and held is None:
+                self.ctx.target.drop_collection(collection.name)
+                done.append(f"dropped collection {collection.name}")
+            elif force:
+                self.ctx.target.drop_collection(collection.name)
+                done.append(f"dropped collection {collection.name} (--force; it existed before the run)")
+            else:
+                done.append(f"kept collection {collection.name}: it existed before the run (use --force)")
+        return done
+
+
+def _column_type(table: Any, name: str) -> str:
+    column = table.column(name)
+    assert column is not None, f"{table.name}.{name} vanished after resolution"
+    return str(column.type_name)
+
+
+def _lsn(text: str) -> int:
+    high, _, low = text.partition("/")
+    return (int(high, 16) << 32) + int(low, 16)

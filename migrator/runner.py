@@ -1,0 +1,156 @@
+"""Sequences the phases of a run: preflight, then resume-first, phase by phase.
+
+Sits above phases/ (phases never import it). It owns the run record: a run stays active
+until it finishes or is rolled back, so that `migrator run` after any crash resumes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from migrator.adapters.mongodb import MongoTarget
+from migrator.adapters.postgres import PostgresSource
+from migrator.engine.context import RunContext
+from migrator.engine.events import Event, EventBus, PhaseFinished, PhaseStarted, RunFinished, RunStarted
+from migrator.errors import PreflightFailed, TerminalError
+from migrator.phases.preflight import PreflightReport, run_preflight
+from migrator.phases.snapshot import SnapshotPhase, SnapshotResult
+from migrator.plan.models import Plan
+from migrator.state.store import StateStore
+
+Until = Literal["snapshot"]
+PHASES: tuple[str, ...] = ("snapshot",)
+
+
+def plan_digest(plan: Plan) -> str:
+    """What identifies a plan for resume: the mapping and settings, not the URLs (passwords
+    rotate; a moved server is the operator's call)."""
+    data = plan.model_dump(mode="json", by_alias=True, exclude={"source", "target"})
+    data["target_database"] = plan.target.database
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+class StoreSink:
+    """Writes durable events to the state store's event log: the run's lineage."""
+
+    def __init__(self, store: StateStore, run_id: str) -> None:
+        self._store = store
+        self._run_id = run_id
+
+    def emit(self, event: Event) -> None:
+        if event.durable:
+            payload = json.loads(json.dumps(event.payload(), default=str))
+            self._store.append_event(self._run_id, event.kind, payload)
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    resumed: bool
+    preflight: PreflightReport
+    snapshot: SnapshotResult | None
+    stopped_after: str
+    interrupted: bool
+
+
+class Runner:
+    def __init__(
+        self, plan: Plan, store: StateStore, events: EventBus, source: PostgresSource, target: MongoTarget
+    ) -> None:
+        self.plan = plan
+        self.store = store
+        self.events = events
+        self.source = source
+        self.target = target
+        self._snapshot: SnapshotPhase | None = None
+
+    def stop(self) -> None:
+        """Finish the work in flight, checkpoint it, and return (SIGINT/SIGTERM)."""
+        if self._snapshot is not None:
+            self._snapshot.stop()
+
+    def run(self, until: Until = "snapshot") -> RunOutcome:
+        report = run_preflight(self.plan, self.source, self.target)
+        if not report.ready:
+            raise PreflightFailed(
+                [
+                    f"{f.check} {f.subject}: {f.message}" + (f" (fix: {f.fix})" if f.fix else "")
+                    for f in report.failures
+                ]
+            )
+        assert report.source is not None
+        digest = plan_digest(self.plan)
+        run = self.store.active_run(self.plan.name)
+        resumed = run is not None
+        if run is None:
+            run = self.store.begin_run(self.plan.name, digest)
+        elif run.plan_digest != digest:
+            raise TerminalError(
+                f"plan {self.plan.name} changed since run {run.id} started: resuming would mix two mappings",
+                hint="restore the plan as it was, or `migrator rollback` the run and start again",
+            )
+        self.events.add(StoreSink(self.store, run.id))
+        self.events.emit(RunStarted(run.id, self.plan.name, resumed))
+        ctx = RunContext(
+            plan=self.plan,
+            run=run,
+            store=self.store,
+            events=self.events,
+            source=self.source,
+            target=self.target,
+            source_info=report.source,
+            collections=report.collections,
+        )
+        done = {p.name for p in self.store.phases(run.id) if p.status == "done"}
+        snapshot: SnapshotResult | None = None
+        interrupted = False
+        if "snapshot" not in done:
+            self._snapshot = SnapshotPhase(ctx)
+            snapshot, interrupted = self._run_phase("snapshot", self._snapshot.run, resumed)
+        self.events.emit(RunFinished(run.id, "active", "interrupted" if interrupted else until))
+        return RunOutcome(run.id, resumed, report, snapshot, until, interrupted)
+
+    def _run_phase(self, name: str, body: Any, resumed: bool) -> tuple[Any, bool]:
+        run_id = self._run_id()
+        self.store.set_phase(run_id, name, "running")
+        self.events.emit(PhaseStarted(name, resumed))
+        started = time.monotonic()
+        try:
+            result = body()
+        except TerminalError:
+            self.store.set_phase(run_id, name, "failed")
+            raise
+        if getattr(result, "stopped", False):
+            return result, True
+        self.store.set_phase(run_id, name, "done")
+        self.events.emit(PhaseFinished(name, round(time.monotonic() - started, 3)))
+        return result, False
+
+    def _run_id(self) -> str:
+        run = self.store.active_run(self.plan.name)
+        assert run is not None
+        return run.id
+
+
+def describe(outcome: RunOutcome) -> dict[str, Any]:
+    snap = outcome.snapshot
+    return {
+        "run_id": outcome.run_id,
+        "resumed": outcome.resumed,
+        "stopped_after": outcome.stopped_after,
+        "interrupted": outcome.interrupted,
+        "snapshot": None
+        if snap is None
+        else {
+            "position": snap.position,
+            "consistent_after": snap.consistent_after,
+            "chunks_copied": snap.chunks_copied,
+            "rows": snap.rows,
+            "documents": snap.documents,
+            "skipped": len(snap.skipped),
+        },
+    }
