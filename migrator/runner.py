@@ -74,7 +74,7 @@ class Runner:
             self._snapshot.stop()
 
     def run(self, until: Until = "snapshot") -> RunOutcome:
-        report = run_preflight(self.plan, self.source, self.target)
+        report = run_preflight(self.plan, self.source, self.target, scan_data=False)
         if not report.ready:
             raise PreflightFailed(
                 [

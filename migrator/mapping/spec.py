@@ -261,6 +261,17 @@ class _Resolver:
             return None
         for child_col, parent_col in on:
             self.compatible(table, child_col, parent, parent_col)
+        parent_cols = {p for _, p in on}
+        if not any(set(unique) <= parent_cols for unique in parent.unique_keys):
+            # A child row must belong to exactly one parent element, or its changes could
+            # not be placed (and the snapshot would copy it into several parents).
+            self.fail(
+                "mapping.embed_parent_unique",
+                f"{parent.name}({', '.join(p for _, p in on)})",
+                f"embed '{plan.as_}' joins on {parent.name}({', '.join(p for _, p in on)}), which is not a "
+                "unique NOT NULL key of the parent",
+                "join on the parent's primary key, or add a unique index on NOT NULL columns",
+            )
         key = plan.key_columns or table.primary_key
         if not key:
             self.fail(

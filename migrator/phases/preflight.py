@@ -86,7 +86,14 @@ class PreflightReport:
 
 
 class Preflight:
-    def __init__(self, plan: Plan, source: PostgresSource, target: MongoTarget) -> None:
+    """`scan_data` runs the checks that read whole tables (numeric digits, document sizes).
+    `plan` runs them; `run` skips them because the snapshot enforces both limits itself,
+    row by row, and a full scan before every resume would cost as much as a chunk of copy."""
+
+    def __init__(
+        self, plan: Plan, source: PostgresSource, target: MongoTarget, *, scan_data: bool = True
+    ) -> None:
+        self.scan_data = scan_data
         self.plan = plan
         self.source = source
         self.target = target
@@ -105,7 +112,7 @@ class Preflight:
             self.report.findings.extend(resolution.findings)
             self.report.collections = resolution.collections
             self._check_precision(resolution)
-            if resolution.ok:
+            if resolution.ok and self.scan_data:
                 self._check_document_sizes(resolution)
             self._estimate(source)
         self._check_target()
@@ -292,6 +299,8 @@ class Preflight:
                     f"exclude the column, or narrow it to numeric({DECIMAL128_DIGITS}, s)",
                 )
             return
+        if not self.scan_data:
+            return
         try:
             digits = self.source.max_significant_digits(table, column, array=array)
         except MigratorError as exc:
@@ -429,5 +438,7 @@ def _levels(collection: CollectionMapping) -> list[Any]:
     return found
 
 
-def run_preflight(plan: Plan, source: PostgresSource, target: MongoTarget) -> PreflightReport:
-    return Preflight(plan, source, target).run()
+def run_preflight(
+    plan: Plan, source: PostgresSource, target: MongoTarget, *, scan_data: bool = True
+) -> PreflightReport:
+    return Preflight(plan, source, target, scan_data=scan_data).run()

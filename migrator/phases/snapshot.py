@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from migrator.adapters.mongodb.codec import MAX_BSON_BYTES, encode_document
+from migrator.adapters.mongodb.writer import WriteResult
 from migrator.adapters.postgres.snapshot import Coordinator, PublicationManager, SlotExporter, SnapshotReader
 from migrator.engine.context import RunContext
 from migrator.engine.events import (
@@ -32,6 +33,7 @@ from migrator.engine.events import (
     SnapshotOpened,
     TablePlanned,
 )
+from migrator.engine.pipeline import WriteBehind
 from migrator.errors import MigratorError, TerminalError, TransientError
 from migrator.mapping.assemble import Assembler
 from migrator.mapping.spec import CollectionMapping
@@ -312,6 +314,11 @@ class SnapshotPhase:
                 if retry == CHUNK_RETRIES - 1:
                     raise
                 time.sleep(0.5 * 2**retry)
+            except BaseException:
+                # The worker never gets this reader back to close: an open copy transaction
+                # would hold the snapshot (and the vacuum horizon) until garbage collection.
+                reader.close()
+                raise
         raise AssertionError("unreachable")
 
     def _copy_chunk(
@@ -343,38 +350,48 @@ class SnapshotPhase:
         )
         writer = self.ctx.target.writer(collection.name)
         batch: list[tuple[Any, bytes]] = []
-        batch_bytes = rows = docs = replaced = 0
-        rows_reported = docs_reported = 0
+        batch_bytes = rows = 0
+        counts = {"docs": 0, "replaced": 0, "rows_reported": 0, "docs_reported": 0}
         skipped: list[Any] = []
+        pending_rows: list[int] = []
 
-        def flush() -> None:
-            nonlocal batch, batch_bytes, docs, replaced, rows_reported, docs_reported
-            outcome = writer.write(batch)
-            docs += outcome.inserted + outcome.replaced
-            replaced += outcome.replaced
-            batch, batch_bytes = [], 0
-            self.ctx.events.emit(RowsCopied(collection.name, rows - rows_reported, docs - docs_reported))
-            rows_reported, docs_reported = rows, docs
+        def written(outcome: WriteResult) -> None:
+            # Runs in the write-behind thread, in submission order.
+            counts["docs"] += outcome.inserted + outcome.replaced
+            counts["replaced"] += outcome.replaced
+            batch_rows = pending_rows.pop(0)
+            self.ctx.events.emit(RowsCopied(collection.name, batch_rows, outcome.inserted + outcome.replaced))
 
-        for doc_id, document, used in assembler.documents(streams):
-            rows += used
-            raw = encode_document(document, collection.name)
-            if len(raw) > MAX_BSON_BYTES:
-                if self.settings.on_oversize == "stop":
-                    raise TerminalError(
-                        f"document {doc_id!r} of {collection.name} would be {len(raw):,} bytes, over MongoDB's "
-                        f"16 MB limit ({used:,} source rows)",
-                        hint="map the large child table to its own collection, or set "
-                        "phases.snapshot.on_oversize: skip to skip and log such documents",
-                    )
-                skipped.append(doc_id)
-                self.ctx.events.emit(DocumentSkipped(collection.name, doc_id, len(raw), "over 16 MB"))
-                continue
-            batch.append((doc_id, raw))
-            batch_bytes += len(raw)
-            if len(batch) >= BATCH_DOCUMENTS or batch_bytes >= BATCH_BYTES:
-                flush()
-        flush()
+        behind: WriteBehind[list[tuple[Any, bytes]], WriteResult] = WriteBehind(writer.write, written)
+        batch_start_rows = 0
+        try:
+            for doc_id, document, used in assembler.documents(streams):
+                rows += used
+                raw = encode_document(document, collection.name)
+                if len(raw) > MAX_BSON_BYTES:
+                    if self.settings.on_oversize == "stop":
+                        raise TerminalError(
+                            f"document {doc_id!r} of {collection.name} would be {len(raw):,} bytes, over MongoDB's "
+                            f"16 MB limit ({used:,} source rows)",
+                            hint="map the large child table to its own collection, or set "
+                            "phases.snapshot.on_oversize: skip to skip and log such documents",
+                        )
+                    skipped.append(doc_id)
+                    self.ctx.events.emit(DocumentSkipped(collection.name, doc_id, len(raw), "over 16 MB"))
+                    continue
+                batch.append((doc_id, raw))
+                batch_bytes += len(raw)
+                if len(batch) >= BATCH_DOCUMENTS or batch_bytes >= BATCH_BYTES:
+                    pending_rows.append(rows - batch_start_rows)
+                    batch_start_rows = rows
+                    behind.submit(batch)
+                    batch, batch_bytes = [], 0
+            if batch:
+                pending_rows.append(rows - batch_start_rows)
+                behind.submit(batch)
+        finally:
+            behind.close()
+        docs, replaced = counts["docs"], counts["replaced"]
         # Checkpoint after data (invariant 3): the chunk counts as done only once its writes
         # were acknowledged.
         store.record_chunk(

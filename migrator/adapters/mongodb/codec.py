@@ -26,12 +26,16 @@ class _DecimalEncoder(TypeEncoder):
     python_type = decimal.Decimal
 
     def transform_python(self, value: Any) -> Any:
-        # Decimal128 keeps 34 significant digits; beyond that it would round silently,
-        # so refuse (preflight warns before a run gets here).
-        if value.is_finite() and len(value.as_tuple().digits) > 34:
-            raise InvalidDocument(
-                f"numeric value with {len(value.as_tuple().digits)} digits exceeds Decimal128"
-            )
+        # Decimal128 keeps 34 significant digits; beyond that it would round, so refuse
+        # (preflight warns before a run gets here). Trailing zeros are not significant:
+        # 1e300 or 1.5000...0 (numeric keeps the scale it was given) fit exactly, only with
+        # fewer zeros, as preflight's own count says.
+        if value.is_finite():
+            significant = "".join(map(str, value.as_tuple().digits)).rstrip("0")
+            if len(significant) > 34:
+                raise InvalidDocument(
+                    f"numeric value with {len(significant)} significant digits exceeds Decimal128"
+                )
         return Decimal128(value)
 
 

@@ -9,7 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
+from bson.int64 import Int64
 from psycopg import sql
+from psycopg.abc import Buffer
+from psycopg.types.numeric import Int8BinaryLoader
 
 from migrator.adapters.base import ColumnInfo, LevelRead
 from migrator.adapters.postgres.inspect import table_identifier
@@ -45,11 +49,26 @@ def read_cast(column: ColumnInfo) -> str | None:
     if column.type_kind == "array":
         element = column.element_type or ""
         if column.element_kind == "base" and element in _NATIVE:
-            return None
+            # Cast even so: an array over a domain (posint[]) has a type of its own that the
+            # driver does not know, and would arrive as raw bytes. Same type: a no-op.
+            return f"{element}[]"
         return f"{_CASTS.get(element, 'text')}[]"
     if column.type_kind == "base" and column.type_name in _NATIVE:
         return None
     return _CASTS.get(column.type_name, "text")
+
+
+class Int64Loader(Int8BinaryLoader):
+    """bigint (and oid, read as bigint) as BSON's Int64: a plain int that fits 32 bits would be
+    stored as int32, and the conversion table promises long (int64). Int64 is an int."""
+
+    def load(self, data: Buffer) -> Int64:
+        return Int64(super().load(data))
+
+
+def configure_connection(conn: psycopg.Connection[Any]) -> None:
+    """Load values on `conn` as the conversion table says (for what casts cannot do)."""
+    conn.adapters.register_loader("int8", Int64Loader)
 
 
 def column_expression(alias: str, column: ColumnInfo) -> sql.Composable:

@@ -20,7 +20,7 @@ from migrator.adapters.base import LevelRead
 from migrator.adapters.postgres.connection import PgEndpoint
 from migrator.adapters.postgres.errors import classify
 from migrator.adapters.postgres.inspect import table_identifier
-from migrator.adapters.postgres.reading import key_range_condition, level_query
+from migrator.adapters.postgres.reading import configure_connection, key_range_condition, level_query
 from migrator.errors import SourceError
 
 # Rows a named cursor fetches per round trip: large enough to amortise the round trip,
@@ -107,15 +107,17 @@ class Coordinator:
         A keyset walk over the key's index: exact sizes whatever the key's type or
         distribution, at the cost of one index-only pass.
         """
-        cols = sql.SQL(", ").join(sql.Identifier(k) for k in key)
-        texts = sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(k)) for k in key)
+        # Qualified, so that ORDER BY sorts by the key column and not by the same-named
+        # ::text output column (text order: '10' < '9', which made chunks uneven).
+        cols = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(k)) for k in key)
+        texts = sql.SQL(", ").join(sql.SQL("t.{}::text").format(sql.Identifier(k)) for k in key)
         boundaries: list[list[str]] = []
         last: list[str] | None = None
         with self._conn.cursor() as cur:
             while True:
-                condition, params = key_range_condition("", key, key_types, last, None)
+                condition, params = key_range_condition("t", key, key_types, last, None)
                 query = sql.SQL(
-                    "SELECT {texts} FROM {t} WHERE {cond} ORDER BY {cols} OFFSET {n} LIMIT 1"
+                    "SELECT {texts} FROM {t} t WHERE {cond} ORDER BY {cols} OFFSET {n} LIMIT 1"
                 ).format(
                     texts=texts,
                     t=table_identifier(table),
@@ -142,6 +144,7 @@ class SnapshotReader:
     def __init__(self, endpoint: PgEndpoint, snapshot_name: str) -> None:
         self._endpoint = endpoint
         self._conn = endpoint.connect()
+        configure_connection(self._conn)
         try:
             self._conn.execute(_SESSION)
             self._conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
