@@ -132,8 +132,11 @@ class LargestDocument:
 class LevelRead:
     """What to read for one level of a document: the root table (empty path) or an embedded
     table reached from the root through `path`. Rows come ordered by the root key, then
-    `order_by`; non-root rows start with the root key's values."""
+    `order_by`; non-root rows start with the root key's values.
+
+    Elements are ordered the way MongoDB's `$push ... $sort` orders them (binary string
+    comparison, nulls first), so that CDC can keep arrays in the snapshot's order."""
 
     path: tuple[JoinHop, ...]
     columns: tuple[ColumnInfo, ...]
-    order_by: tuple[str, ...]
+    order_by: tuple[ColumnInfo, ...]

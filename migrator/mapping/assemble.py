@@ -70,7 +70,8 @@ class Assembler:
             tuple(position(table_columns[p]) for p in names) for names in child_links_names
         ]
         offset = 0 if parent == -1 else len(self.key)
-        order = embed.order_by + tuple(k for k in doc.key if k not in embed.order_by) if embed else ()
+        order_names = embed.order_by + tuple(k for k in doc.key if k not in embed.order_by) if embed else ()
+        order = tuple(table_columns[n] for n in order_names)
         # Placeholder; completed below once the children are known.
         self.levels.append(_Level(index, parent, embed, LevelRead(path, (), ()), offset, (), (), {}, ()))
         children: list[int] = []

@@ -190,7 +190,9 @@ class _Resolver:
         if not self.columns_exist(table, key, "key"):
             return None
         self.key_is_unique(table, key, "the document _id")
-        document = self.document(table, key, plan.fields, plan.exclude, plan.embed, hidden=set(key))
+        document = self.document(
+            table, key, plan.fields, plan.exclude, plan.embed, hidden=set(key), root=True
+        )
         return CollectionMapping(plan.name, document) if document is not None else None
 
     def key_is_unique(self, table: TableInfo, key: tuple[str, ...], role: str) -> None:
@@ -210,6 +212,7 @@ class _Resolver:
         exclude: list[str],
         embeds: list[Embed],
         hidden: set[str],
+        root: bool = False,
     ) -> DocumentMapping | None:
         self.columns_exist(table, exclude, "excluded")
         if fields is not None:
@@ -245,12 +248,14 @@ class _Resolver:
                     f"rename it with 'as:', or add the column '{embed.as_}' to 'exclude'",
                 )
                 continue
-            child = self.embed(table, embed)
+            child = self.embed(table, embed, mapped, key if root else ())
             if child is not None:
                 children.append(child)
         return DocumentMapping(table.name, key, tuple(mapped), tuple(children), table.columns)
 
-    def embed(self, parent: TableInfo, plan: Embed) -> EmbedMapping | None:
+    def embed(
+        self, parent: TableInfo, plan: Embed, parent_fields: list[FieldMapping], root_key: tuple[str, ...]
+    ) -> EmbedMapping | None:
         table = self.table(plan.table)
         if table is None:
             return None
@@ -291,7 +296,48 @@ class _Resolver:
         child = self.document(table, key, plan.fields, plan.exclude, plan.embed, hidden=hidden)
         if child is None:
             return None
+        self.locatable(plan, table, parent, on, key, order, child, parent_fields, root_key)
         return EmbedMapping(plan.as_, plan.many, on, order, child)
+
+    def locatable(
+        self,
+        plan: Embed,
+        table: TableInfo,
+        parent: TableInfo,
+        on: tuple[tuple[str, str], ...],
+        key: tuple[str, ...],
+        order: tuple[str, ...],
+        child: DocumentMapping,
+        parent_fields: list[FieldMapping],
+        root_key: tuple[str, ...],
+    ) -> None:
+        """CDC changes one element in place: it finds the parent by the `on` values and the
+        element by its key, and keeps the array ordered with `$sort`. All of that works on the
+        documents' fields, so those columns must be fields (the `on` columns are constant
+        within one parent and need not be)."""
+        on_child = {c for c, _ in on}
+        fields = {f.column.name for f in child.fields}
+        missing_key = [k for k in key if k not in on_child and k not in fields]
+        missing_order = [o for o in order if o not in on_child and o not in fields]
+        for role, missing in (("key", missing_key), ("order_by", missing_order)):
+            if missing:
+                self.fail(
+                    f"mapping.embed_{role}_fields",
+                    f"{table.name}({', '.join(missing)})",
+                    f"embed '{plan.as_}': {role} column(s) {missing} are not fields of the sub-document, so "
+                    "changes could not find or order the element",
+                    f"map {missing} in 'fields' (or remove them from 'exclude')",
+                )
+        parent_cols = [p for _, p in on]
+        parent_mapped = {f.column.name for f in parent_fields}
+        if not (root_key and set(parent_cols) == set(root_key)) and not set(parent_cols) <= parent_mapped:
+            self.fail(
+                "mapping.embed_link_fields",
+                f"{parent.name}({', '.join(parent_cols)})",
+                f"embed '{plan.as_}' joins on {parent_cols}, which are not fields of the parent, so changes "
+                "to its rows could not find their parent",
+                f"map {parent_cols} as fields of {parent.name}, or join on its key",
+            )
 
     def compatible(self, child: TableInfo, child_col: str, parent: TableInfo, parent_col: str) -> None:
         a, b = child.column(child_col), parent.column(parent_col)

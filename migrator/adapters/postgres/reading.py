@@ -79,6 +79,18 @@ def column_expression(alias: str, column: ColumnInfo) -> sql.Composable:
     return sql.SQL("{}::{}").format(ref, sql.SQL(cast))
 
 
+_TEXT_LIKE = frozenset({"text", "character varying", "character", "name", "citext"})
+
+
+def _element_order(alias: str, column: ColumnInfo) -> sql.Composable:
+    """Order elements as BSON compares them: strings by code point (UTF-8 bytes, i.e. the "C"
+    collation), nulls first. CDC's `$push` with `$sort` then keeps the snapshot's order."""
+    ref = sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(column.name))
+    if column.type_kind == "enum" or column.type_name in _TEXT_LIKE:
+        ref = sql.SQL('{}::text COLLATE "C"').format(ref)
+    return sql.SQL("{} NULLS FIRST").format(ref)
+
+
 def key_range_condition(
     alias: str,
     key: Sequence[str],
@@ -120,7 +132,7 @@ def level_query(
     hi: Sequence[str] | None,
 ) -> tuple[sql.Composed, list[Any]]:
     condition, params = key_range_condition("r", key, key_types, lo, hi)
-    root_key = [sql.SQL("r.{}").format(sql.Identifier(k)) for k in key]
+    root_key: list[sql.Composable] = [sql.SQL("r.{}").format(sql.Identifier(k)) for k in key]
     if not level.path:
         select = [column_expression("r", c) for c in level.columns]
         order = root_key
@@ -128,9 +140,7 @@ def level_query(
     else:
         alias = f"c{len(level.path) - 1}"
         select = root_key + [column_expression(alias, c) for c in level.columns]
-        order = root_key + [
-            sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(o)) for o in level.order_by
-        ]
+        order = root_key + [_element_order(alias, c) for c in level.order_by]
         joins = []
         parent = "r"
         for depth, hop in enumerate(level.path):
