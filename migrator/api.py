@@ -6,6 +6,7 @@ Nothing here prints or exits: results and errors are returned or raised, typed.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,17 +41,22 @@ def schema() -> dict[str, Any]:
 def run(
     path: str | os.PathLike[str],
     *,
-    until: Until = "snapshot",
+    until: Until = "stopped",
     state: str | os.PathLike[str] | None = None,
     sinks: Sequence[EventSink] = (),
     env: Mapping[str, str] | None = None,
+    stop: threading.Event | None = None,
 ) -> RunOutcome:
-    """Run (or resume) the plan's migration up to `until`. Events go to `sinks` and to the
-    state store's event log. KeyboardInterrupt stops after the chunks in flight."""
+    """Run (or resume) the plan's migration. `until`: 'snapshot' stops after the copy,
+    'caught-up' once the target has caught up with the source, 'stopped' follows changes
+    until `stop` is set. Setting `stop` finishes the work in flight, checkpoints it and
+    returns. Events go to `sinks` and to the state store's event log."""
     loaded = load(path, env)
     store_path = resolve_state_path(state, loaded.name)
     source = source_for(loaded.source.adapter, loaded.source.url.get_secret_value())
     target = target_for(loaded.target.adapter, loaded.target.url.get_secret_value(), loaded.target.database)
     with SQLiteStateStore(store_path) as store, source, target:
         runner = Runner(loaded, store, EventBus(*sinks), source, target)
+        if stop is not None:
+            runner.stop_event = stop
         return runner.run(until)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -17,13 +18,14 @@ from migrator.adapters.postgres import PostgresSource
 from migrator.engine.context import RunContext
 from migrator.engine.events import Event, EventBus, PhaseFinished, PhaseStarted, RunFinished, RunStarted
 from migrator.errors import PreflightFailed, TerminalError
+from migrator.phases.cdc import CdcPhase, CdcResult
 from migrator.phases.preflight import PreflightReport, run_preflight
 from migrator.phases.snapshot import SnapshotPhase, SnapshotResult
 from migrator.plan.models import Plan
 from migrator.state.store import StateStore
 
-Until = Literal["snapshot"]
-PHASES: tuple[str, ...] = ("snapshot",)
+Until = Literal["snapshot", "caught-up", "stopped"]
+PHASES: tuple[str, ...] = ("snapshot", "cdc")
 
 
 def plan_digest(plan: Plan) -> str:
@@ -53,6 +55,7 @@ class RunOutcome:
     resumed: bool
     preflight: PreflightReport
     snapshot: SnapshotResult | None
+    cdc: CdcResult | None
     stopped_after: str
     interrupted: bool
 
@@ -66,14 +69,16 @@ class Runner:
         self.events = events
         self.source = source
         self.target = target
-        self._snapshot: SnapshotPhase | None = None
+        self.stop_event = threading.Event()
 
     def stop(self) -> None:
-        """Finish the work in flight, checkpoint it, and return (SIGINT/SIGTERM)."""
-        if self._snapshot is not None:
-            self._snapshot.stop()
+        """Finish the work in flight, checkpoint it, and return (SIGINT/SIGTERM). Safe from a
+        signal handler: it only sets an event."""
+        self.stop_event.set()
 
-    def run(self, until: Until = "snapshot") -> RunOutcome:
+    def run(self, until: Until = "stopped") -> RunOutcome:
+        """Run or resume the plan's phases. `until`: 'snapshot' stops after the copy,
+        'caught-up' once CDC lag is under cdc.max_lag, 'stopped' follows changes until stop()."""
         report = run_preflight(self.plan, self.source, self.target, scan_data=False)
         if not report.ready:
             raise PreflightFailed(
@@ -107,14 +112,25 @@ class Runner:
         )
         done = {p.name for p in self.store.phases(run.id) if p.status == "done"}
         snapshot: SnapshotResult | None = None
+        cdc: CdcResult | None = None
         interrupted = False
         if "snapshot" not in done:
-            self._snapshot = SnapshotPhase(ctx)
-            snapshot, interrupted = self._run_phase("snapshot", self._snapshot.run, resumed)
-        self.events.emit(RunFinished(run.id, "active", "interrupted" if interrupted else until))
-        return RunOutcome(run.id, resumed, report, snapshot, until, interrupted)
+            snapshot, interrupted = self._run_phase(
+                "snapshot", SnapshotPhase(ctx, self.stop_event).run, resumed
+            )
+        if not interrupted and until != "snapshot":
+            phase = CdcPhase(
+                ctx, stop=self.stop_event, until="caught-up" if until == "caught-up" else "stopped"
+            )
+            cdc, interrupted = self._run_phase("cdc", phase.run, resumed, keep_running=True)
+            interrupted = interrupted or cdc.stopped
+        stopped_after = "interrupted" if interrupted else until
+        self.events.emit(RunFinished(run.id, "active", stopped_after))
+        return RunOutcome(run.id, resumed, report, snapshot, cdc, stopped_after, interrupted)
 
-    def _run_phase(self, name: str, body: Any, resumed: bool) -> tuple[Any, bool]:
+    def _run_phase(self, name: str, body: Any, resumed: bool, keep_running: bool = False) -> tuple[Any, bool]:
+        """Run a phase's body; `keep_running`: the phase has no end of its own (CDC runs until
+        cutover), so returning leaves it 'running' for the next `migrator run` to resume."""
         run_id = self._run_id()
         self.store.set_phase(run_id, name, "running")
         self.events.emit(PhaseStarted(name, resumed))
@@ -126,6 +142,8 @@ class Runner:
             raise
         if getattr(result, "stopped", False):
             return result, True
+        if keep_running:
+            return result, False
         self.store.set_phase(run_id, name, "done")
         self.events.emit(PhaseFinished(name, round(time.monotonic() - started, 3)))
         return result, False
@@ -138,7 +156,16 @@ class Runner:
 
 def describe(outcome: RunOutcome) -> dict[str, Any]:
     snap = outcome.snapshot
+    cdc = outcome.cdc
     return {
+        "cdc": None
+        if cdc is None
+        else {
+            "position": cdc.position,
+            "transactions": cdc.transactions,
+            "changes": cdc.changes,
+            "caught_up": cdc.caught_up,
+        },
         "run_id": outcome.run_id,
         "resumed": outcome.resumed,
         "stopped_after": outcome.stopped_after,

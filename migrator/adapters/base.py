@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class ColumnInfo:
     numeric_precision: int | None  # declared precision of numeric(p, s); None when unconstrained
     numeric_scale: int | None
     position: int
+    type_oid: int = 0  # the column's declared type (a domain's own oid): what the WAL names
 
 
 @dataclass(frozen=True)
@@ -140,3 +141,22 @@ class LevelRead:
     path: tuple[JoinHop, ...]
     columns: tuple[ColumnInfo, ...]
     order_by: tuple[ColumnInfo, ...]
+
+
+@dataclass(frozen=True)
+class WriteOp:
+    """One target write, in target-neutral terms; the target adapter executes it.
+
+    kinds: 'update' (update_one), 'update_many', 'delete' (delete_one), 'delete_many',
+    'rekey' (move a whole document to a new _id: needs a read, see the applier),
+    'merge_element' (change an element whose unchanged TOASTed values must be kept,
+    possibly moving it to another parent: needs a read).
+    """
+
+    collection: str
+    kind: str
+    filter: dict[str, Any]
+    update: Any = None
+    array_filters: tuple[dict[str, Any], ...] = ()
+    upsert: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import threading
 from typing import Any, NoReturn
 
 import click
@@ -15,7 +16,7 @@ from migrator.cli.progress import JsonLines, PlainLines, RichProgress, summary
 from migrator.cli.render import make_console, render_preflight
 from migrator.errors import MigratorError, PlanError
 from migrator.redact import redact_text
-from migrator.runner import describe
+from migrator.runner import Until, describe
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -70,11 +71,10 @@ def plan_command(plan_file: str, as_json: bool) -> None:
 @click.argument("plan_file", type=click.Path(dir_okay=False))
 @click.option(
     "--until",
-    type=click.Choice(["snapshot"]),
-    default="snapshot",
-    show_default=True,
-    help="Stop after this phase. (CDC replay, verify and cutover are not implemented yet, so the run "
-    "always stops after the snapshot for now.)",
+    type=click.Choice(["snapshot", "caught-up"]),
+    default=None,
+    help="Stop after the snapshot, or once CDC has caught up (lag under phases.cdc.max_lag). "
+    "Default: keep following changes until SIGINT/SIGTERM.",
 )
 @click.option(
     "--state",
@@ -83,13 +83,22 @@ def plan_command(plan_file: str, as_json: bool) -> None:
     help="State file (default: $MIGRATOR_STATE or .migrator/<plan>.db).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print events as JSON lines.")
-def run_command(plan_file: str, until: str, state_path: str | None, as_json: bool) -> None:
-    """Run the migration of PLAN_FILE, or resume its active run after a crash.
+def run_command(plan_file: str, until: str | None, state_path: str | None, as_json: bool) -> None:
+    """Run the migration of PLAN_FILE (snapshot, then CDC replay), or resume its active run.
 
-    Runs preflight first and refuses to start where `migrator plan` fails. Ctrl-C or SIGTERM
-    finishes the chunks in flight, checkpoints them and exits; running again resumes.
+    Runs preflight first and refuses to start where `migrator plan` fails. SIGINT or SIGTERM
+    finishes the work in flight (chunks, or the current batch of changes), checkpoints it and
+    exits 0; running again resumes. A second signal stops at once (still resumable).
     """
-    signal.signal(signal.SIGTERM, _interrupt)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     console = make_console()
     sink: Any
     if as_json:
@@ -98,12 +107,13 @@ def run_command(plan_file: str, until: str, state_path: str | None, as_json: boo
         sink = RichProgress(console)
     else:
         sink = PlainLines(console)
+    mode: Until = "snapshot" if until == "snapshot" else "caught-up" if until == "caught-up" else "stopped"
     try:
         if isinstance(sink, RichProgress):
             with sink:
-                outcome = api.run(plan_file, until=until, state=state_path, sinks=[sink])  # type: ignore[arg-type]
+                outcome = api.run(plan_file, until=mode, state=state_path, sinks=[sink], stop=stop)
         else:
-            outcome = api.run(plan_file, until=until, state=state_path, sinks=[sink])  # type: ignore[arg-type]
+            outcome = api.run(plan_file, until=mode, state=state_path, sinks=[sink], stop=stop)
     except KeyboardInterrupt:
         make_console(stderr=True).print("interrupted: `migrator run` resumes from the last checkpoint")
         sys.exit(130)
@@ -114,11 +124,7 @@ def run_command(plan_file: str, until: str, state_path: str | None, as_json: boo
         click.echo(json.dumps({"event": "result", **data}, default=str))
     else:
         console.print(summary(data), markup=False)
-    sys.exit(130 if outcome.interrupted else EXIT_OK)
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+    sys.exit(EXIT_OK)
 
 
 @cli.command("schema")

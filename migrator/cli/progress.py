@@ -20,6 +20,7 @@ from rich.progress import (
 )
 
 from migrator.engine.events import (
+    CdcProgress,
     ChunkFinished,
     DocumentSkipped,
     Event,
@@ -161,15 +162,30 @@ def _describe(event: Event, totals: dict[str, tuple[int, int]] | None) -> str | 
     if isinstance(event, RunFinished):
         if event.stopped_after == "interrupted":
             return f"run {event.run_id} stopped; `migrator run` resumes it"
-        return f"run {event.run_id}: stopped after {event.stopped_after} as asked; the run stays active"
+        return f"run {event.run_id}: stopped ({event.stopped_after}) as asked; the run stays active"
+    if isinstance(event, CdcProgress):
+        return (
+            f"cdc at {event.position}: {event.changes:,} changes, lag {event.lag_seconds:.1f} s / "
+            f"{event.lag_bytes:,} bytes, slot retains {event.retained_wal_bytes:,} bytes"
+        )
     return None
 
 
 def summary(data: dict[str, Any]) -> str:
+    lines = []
     snap = data.get("snapshot") or {}
-    if not snap:
-        return "nothing left to copy"
-    return (
-        f"snapshot: {snap['rows']:,} rows -> {snap['documents']:,} documents in {snap['chunks_copied']} chunk(s) "
-        f"this time; CDC starts at {snap['position']}"
-    )
+    if snap:
+        lines.append(
+            f"snapshot: {snap['rows']:,} rows -> {snap['documents']:,} documents in {snap['chunks_copied']} "
+            f"chunk(s) this time; CDC starts at {snap['position']}"
+        )
+    cdc = data.get("cdc") or {}
+    if cdc:
+        state = "caught up" if cdc["caught_up"] else "stopped"
+        lines.append(
+            f"cdc: {cdc['changes']:,} changes in {cdc['transactions']:,} transactions applied; {state} at "
+            f"{cdc['position']}"
+        )
+    if data.get("interrupted"):
+        lines.append("stopped on request; `migrator run` resumes from the last checkpoint")
+    return "\n".join(lines) or "nothing to do"

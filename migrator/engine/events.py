@@ -127,6 +127,20 @@ class DocumentSkipped(Event):
 
 
 @dataclass(frozen=True)
+class CdcProgress(Event):
+    """Where replay stands: for live displays and lag monitoring."""
+
+    kind: ClassVar[str] = "cdc.progress"
+    durable: ClassVar[bool] = False
+    position: str
+    transactions: int
+    changes: int
+    lag_bytes: int
+    lag_seconds: float
+    retained_wal_bytes: int
+
+
+@dataclass(frozen=True)
 class Notice(Event):
     kind: ClassVar[str] = "notice"
     level: str  # 'info' | 'warn'

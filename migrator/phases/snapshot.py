@@ -77,13 +77,13 @@ class _Work:
 class SnapshotPhase:
     name: ClassVar[str] = PHASE
 
-    def __init__(self, ctx: RunContext) -> None:
+    def __init__(self, ctx: RunContext, stop: threading.Event | None = None) -> None:
         self.ctx = ctx
         self.settings = ctx.plan.phases.snapshot
         self.slot = slot_name(ctx.plan.name)
         self.publication = publication_name(ctx.plan.name)
         self.publications = PublicationManager(ctx.source.endpoint)
-        self._stop = threading.Event()
+        self._stop = stop if stop is not None else threading.Event()
 
     # -- what it would do ----------------------------------------------------------------------
 
@@ -254,7 +254,7 @@ class SnapshotPhase:
         errors: list[BaseException] = []
         lock = threading.Lock()
 
-        def worker() -> None:
+        def worker(finished: threading.Event) -> None:
             reader: SnapshotReader | None = None
             try:
                 while not self._stop.is_set() and not errors:
@@ -269,22 +269,28 @@ class SnapshotPhase:
             finally:
                 if reader is not None:
                     reader.close()
+                finished.set()
 
+        # Wait on events, not Thread.join: on CPython < 3.13 a KeyboardInterrupt raised inside
+        # join(timeout) marks the still-running thread as stopped (the bpo-45274 handler releases
+        # that thread's own lock), so a later join() returns at once and the process exits with
+        # the chunk in flight half-written and left 'running'.
+        finished = [threading.Event() for _ in range(min(self.settings.parallel, max(1, len(work))))]
         threads = [
-            threading.Thread(target=worker, name=f"migrator-copy-{i}", daemon=True)
-            for i in range(min(self.settings.parallel, max(1, len(work))))
+            threading.Thread(target=worker, args=(done,), name=f"migrator-copy-{i}", daemon=True)
+            for i, done in enumerate(finished)
         ]
         for t in threads:
             t.start()
         try:
-            for t in threads:
-                while t.is_alive():
-                    t.join(timeout=0.2)
+            for done in finished:
+                while not done.wait(timeout=0.2):
+                    pass
         except KeyboardInterrupt:
             # Finish the chunks in flight, checkpoint them, then stop.
             self._stop.set()
-            for t in threads:
-                t.join()
+            for done in finished:
+                done.wait()
         if errors:
             raise errors[0]
         result.stopped = self._stop.is_set() and not pending.empty()

@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from migrator.plan.units import Bytes, Seconds
+
 # Slot and publication names derive from the plan name, and PostgreSQL identifiers
 # are limited to 63 bytes; keep plan names to a portable, file-name-safe alphabet.
 PLAN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$")
@@ -205,7 +207,34 @@ class SnapshotSettings(_Strict):
 
 
 class CdcSettings(_Strict):
-    """Change capture settings; the CDC phase adds its keys here."""
+    """Change capture: replay of every source change after the snapshot."""
+
+    max_lag: Seconds = Field(
+        default=5.0,
+        gt=0,
+        description="`run --until caught-up` stops once the lag is under this (e.g. 1s, 500ms).",
+    )
+    max_retained_wal: Bytes = Field(
+        default=10 * 1024**3,
+        gt=0,
+        description="WAL the slot may hold back on the source (e.g. 10GB); past it the run stops rather than "
+        "fill the source's disk.",
+    )
+    heartbeat_interval: Seconds = Field(
+        default=10.0,
+        gt=0,
+        description="How often an idle stream emits a heartbeat so the slot keeps advancing.",
+    )
+    on_truncate: Literal["stop", "apply"] = Field(
+        default="stop",
+        description="TRUNCATE of a mapped table: stop with an error, or apply it (empty the collection or arrays).",
+    )
+    batch_changes: int = Field(
+        default=2_000,
+        ge=1,
+        le=100_000,
+        description="Changes applied to the target per batch (several transactions).",
+    )
 
 
 class VerifySettings(_Strict):

@@ -71,7 +71,7 @@ SELECT a.attname, a.attnum, NOT a.attnotnull,
        CASE WHEN rt.typcategory = 'A' THEN format_type(et.oid, NULL) END,
        CASE WHEN rt.typcategory = 'A' THEN et.typtype END,
        COALESCE(NULLIF(a.atttypmod, -1), b.typmod, e.typmod, -1),
-       rt.oid, et.oid
+       rt.oid, et.oid, a.atttypid
 FROM pg_attribute a
 JOIN base b ON b.oid = a.atttypid
 JOIN pg_type rt ON rt.oid = b.root AND rt.typtype <> 'd'
@@ -318,7 +318,20 @@ class PostgresInspector:
 
 
 def _column(row: tuple[Any, ...]) -> ColumnInfo:
-    name, position, nullable, type_name, typtype, category, elem_name, elem_typtype, typmod, _oid, _eoid = row
+    (
+        name,
+        position,
+        nullable,
+        type_name,
+        typtype,
+        category,
+        elem_name,
+        elem_typtype,
+        typmod,
+        _oid,
+        _eoid,
+        attypid,
+    ) = row
     is_array = category == "A" and elem_name is not None
     kind = "array" if is_array else _KINDS.get(str(typtype), "base")
     precision = scale = None
@@ -336,4 +349,5 @@ def _column(row: tuple[Any, ...]) -> ColumnInfo:
         numeric_precision=precision,
         numeric_scale=scale,
         position=int(position),
+        type_oid=int(attypid),
     )

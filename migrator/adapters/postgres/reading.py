@@ -13,7 +13,8 @@ import psycopg
 from bson.int64 import Int64
 from psycopg import sql
 from psycopg.abc import Buffer
-from psycopg.types.numeric import Int8BinaryLoader
+from psycopg.adapt import Loader
+from psycopg.pq import Format
 
 from migrator.adapters.base import ColumnInfo, LevelRead
 from migrator.adapters.postgres.inspect import table_identifier
@@ -58,12 +59,17 @@ def read_cast(column: ColumnInfo) -> str | None:
     return _CASTS.get(column.type_name, "text")
 
 
-class Int64Loader(Int8BinaryLoader):
+class Int64Loader(Loader):
     """bigint (and oid, read as bigint) as BSON's Int64: a plain int that fits 32 bits would be
-    stored as int32, and the conversion table promises long (int64). Int64 is an int."""
+    stored as int32, and the conversion table promises long (int64). Int64 is an int.
+
+    A plain Loader, not a subclass of psycopg's Int8BinaryLoader: with the C implementation
+    a Python override of a C loader's load() is silently bypassed."""
+
+    format = Format.BINARY
 
     def load(self, data: Buffer) -> Int64:
-        return Int64(super().load(data))
+        return Int64(int.from_bytes(data, "big", signed=True))
 
 
 def configure_connection(conn: psycopg.Connection[Any]) -> None:

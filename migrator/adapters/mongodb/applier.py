@@ -1,0 +1,216 @@
+"""Applies change batches to MongoDB with their checkpoint (invariant 3).
+
+Where the server has transactions, a batch's writes and its checkpoint commit together,
+so the authoritative stream position lives beside the data in the `_migrator`
+collection. Without transactions the writes (all idempotent) go first and the
+checkpoint after them.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pymongo import DeleteMany, DeleteOne, UpdateMany, UpdateOne
+from pymongo import errors as mongo
+from pymongo.client_session import ClientSession
+from pymongo.collection import Collection
+from pymongo.database import Database
+
+from migrator.adapters.base import WriteOp
+from migrator.adapters.mongodb.codec import CODEC
+from migrator.adapters.mongodb.errors import classify
+
+STATE_COLLECTION = "_migrator"
+_BULK_KINDS = {"update", "update_many", "delete", "delete_many"}
+
+
+def _bulk(op: WriteOp) -> Any:
+    filters: list[Mapping[str, Any]] | None = list(op.array_filters) or None
+    if op.kind == "update":
+        return UpdateOne(op.filter, op.update, upsert=op.upsert, array_filters=filters)
+    if op.kind == "update_many":
+        return UpdateMany(op.filter, op.update, upsert=op.upsert, array_filters=filters)
+    if op.kind == "delete":
+        return DeleteOne(op.filter)
+    return DeleteMany(op.filter)
+
+
+def _matches(element: Any, conditions: dict[str, Any], name: str) -> bool:
+    if not isinstance(element, dict):
+        return False
+    for path, value in conditions.items():
+        field = path.removeprefix(f"{name}.")
+        if element.get(field) != value:
+            return False
+    return True
+
+
+def _containers(doc: dict[str, Any], path: str, array_filters: Sequence[dict[str, Any]]) -> list[Any]:
+    """Values at a positional path ('orders.$[p0].items', 'a.$[].b') inside `doc`."""
+    filters: dict[str, dict[str, Any]] = {}
+    for f in array_filters:
+        for key, value in f.items():
+            filters.setdefault(key.split(".", 1)[0], {})[key] = value
+    nodes: list[Any] = [doc]
+    for part in path.split(".") if path else []:
+        nxt: list[Any] = []
+        for node in nodes:
+            if part == "$[]":
+                nxt.extend(node if isinstance(node, list) else [])
+            elif part.startswith("$[") and part.endswith("]"):
+                name = part[2:-1]
+                if isinstance(node, list):
+                    nxt.extend(e for e in node if _matches(e, filters.get(name, {}), name))
+            elif isinstance(node, dict) and part in node:
+                nxt.append(node[part])
+        nodes = nxt
+    return nodes
+
+
+class ChangeApplier:
+    def __init__(self, database: Database[Any], checkpoint_id: str, *, transactions: bool) -> None:
+        self._db = database
+        self._id = checkpoint_id
+        self._transactions = transactions
+        self._state: Collection[Any] = database.get_collection(STATE_COLLECTION, codec_options=CODEC)
+
+    def _coll(self, name: str) -> Collection[Any]:
+        return self._db.get_collection(name, codec_options=CODEC)
+
+    def checkpoint(self) -> dict[str, Any] | None:
+        try:
+            return self._state.find_one({"_id": self._id})
+        except mongo.PyMongoError as exc:
+            raise classify(exc, "target") from None
+
+    def apply(self, ops: Sequence[WriteOp], position: int | None, position_text: str | None) -> None:
+        """Apply `ops` in order; when `position` is given, record it as the checkpoint with them."""
+
+        def body(session: ClientSession | None) -> None:
+            self._execute(ops, session)
+            if position is not None:
+                self._state.update_one(
+                    {"_id": self._id},
+                    {
+                        "$set": {
+                            "position": position,
+                            "position_text": position_text,
+                            "updated_at": datetime.datetime.now(datetime.UTC),
+                        }
+                    },
+                    upsert=True,
+                    session=session,
+                )
+
+        try:
+            if self._transactions:
+                with self._db.client.start_session() as session:
+                    session.with_transaction(lambda s: body(s))
+            else:
+                body(None)
+        except mongo.PyMongoError as exc:
+            raise classify(exc, "target") from None
+
+    def _execute(self, ops: Sequence[WriteOp], session: ClientSession | None) -> None:
+        pending: list[Any] = []
+        pending_collection: str | None = None
+
+        def flush() -> None:
+            nonlocal pending, pending_collection
+            if pending and pending_collection is not None:
+                self._coll(pending_collection).bulk_write(pending, ordered=True, session=session)
+            pending, pending_collection = [], None
+
+        for op in ops:
+            if op.kind in _BULK_KINDS:
+                if pending_collection not in (None, op.collection):
+                    flush()
+                pending_collection = op.collection
+                pending.append(_bulk(op))
+                continue
+            flush()
+            if op.kind == "rekey":
+                self._rekey(op, session)
+            elif op.kind == "merge_element":
+                self._merge_element(op, session)
+            else:
+                raise ValueError(f"unknown write kind {op.kind!r}")
+        flush()
+
+    def _rekey(self, op: WriteOp, session: ClientSession | None) -> None:
+        coll = self._coll(op.collection)
+        new_id = op.extra["new_id"]
+        doc = coll.find_one(op.filter, session=session)
+        if doc is None:
+            update: dict[str, Any] = {"$setOnInsert": op.extra["defaults"] or {}}
+            if op.extra["set"]:
+                update["$set"] = op.extra["set"]
+            coll.update_one({"_id": new_id}, update, upsert=True, session=session)
+            return
+        coll.delete_one(op.filter, session=session)
+        doc.update(op.extra["set"])
+        doc["_id"] = new_id
+        coll.replace_one({"_id": new_id}, doc, upsert=True, session=session)
+
+    def _merge_element(self, op: WriteOp, session: ClientSession | None) -> None:
+        """An element change carrying unchanged TOASTed values: read the stored element, keep
+        its unchanged fields, and write it where it now belongs."""
+        extra = op.extra
+        coll = self._coll(op.collection)
+        match, as_ = extra["match"], extra["as"]
+        old_element: dict[str, Any] | None = None
+        if extra["old_parent_known"] and extra["old"] is not None:
+            old_loc = extra["old"]
+            doc = coll.find_one(old_loc.filter, session=session)
+            containers = _containers(doc, old_loc.child(as_), old_loc.array_filters) if doc else []
+            pull: Any = WriteOp(op.collection, "update", old_loc.filter, None, old_loc.array_filters)
+        else:
+            global_op: WriteOp = extra["old_global"]
+            doc = coll.find_one(global_op.filter, session=session)
+            path = next(iter(global_op.update.get("$pull", global_op.update.get("$set", {}))))
+            containers = _containers(doc, path, ()) if doc else []
+            pull = global_op
+        for container in containers:
+            items = container if isinstance(container, list) else [container]
+            for item in items:
+                if isinstance(item, dict) and all(item.get(k) == v for k, v in match.items()):
+                    old_element = item
+        merged = {**extra["defaults"], **(old_element or {}), **extra["set"]}
+        new_loc = extra["new"]
+        target = new_loc.child(as_)
+        writes: list[WriteOp] = []
+        if pull.kind == "update":
+            old_target = extra["old"].child(as_)
+            update = {"$pull": {old_target: match}} if extra["many"] else {"$set": {old_target: None}}
+            writes.append(WriteOp(op.collection, "update", pull.filter, update, pull.array_filters))
+        else:
+            writes.append(pull)
+        if extra["many"]:
+            new_match = {k: merged.get(k) for k in match}
+            writes.append(
+                WriteOp(
+                    op.collection,
+                    "update",
+                    new_loc.filter,
+                    {"$pull": {target: new_match}},
+                    new_loc.array_filters,
+                )
+            )
+            writes.append(
+                WriteOp(
+                    op.collection,
+                    "update",
+                    new_loc.filter,
+                    {"$push": {target: {"$each": [merged], "$sort": extra["sort"]}}},
+                    new_loc.array_filters,
+                )
+            )
+        else:
+            writes.append(
+                WriteOp(
+                    op.collection, "update", new_loc.filter, {"$set": {target: merged}}, new_loc.array_filters
+                )
+            )
+        self._execute(writes, session)

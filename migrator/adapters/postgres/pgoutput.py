@@ -1,0 +1,327 @@
+"""Decoder for the pgoutput logical replication protocol, versions 1 and 2.
+
+Pure functions on bytes, no I/O. Message formats: PostgreSQL documentation, "Logical
+Replication Message Formats". In protocol 2, changes inside a streamed (in-progress)
+transaction carry the transaction's xid after the message type; the caller says whether
+a message is inside such a stream (between Stream Start and Stream Stop).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from migrator.errors import SourceError
+
+PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+# A column value in a tuple: None for NULL, UNCHANGED for an unchanged TOASTed value
+# (leave the field out of the update), bytes for text or binary data.
+UNCHANGED = object()
+
+
+def lsn_to_int(text: str) -> int:
+    high, _, low = text.partition("/")
+    return (int(high, 16) << 32) + int(low, 16)
+
+
+def lsn_to_str(value: int) -> str:
+    return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
+
+
+def pg_time(microseconds: int) -> datetime:
+    try:
+        return PG_EPOCH + timedelta(microseconds=microseconds)
+    except OverflowError:
+        raise SourceError(
+            f"pgoutput timestamp out of range: {microseconds} microseconds since 2000-01-01"
+        ) from None
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type_oid: int
+    type_modifier: int
+    is_key: bool
+
+
+@dataclass(frozen=True)
+class Begin:
+    final_lsn: int
+    commit_time: datetime
+    xid: int
+
+
+@dataclass(frozen=True)
+class Commit:
+    commit_lsn: int
+    end_lsn: int
+    commit_time: datetime
+
+
+@dataclass(frozen=True)
+class Origin:
+    lsn: int
+    name: str
+
+
+@dataclass(frozen=True)
+class Relation:
+    xid: int | None
+    relation_id: int
+    namespace: str
+    name: str
+    replica_identity: str
+    columns: tuple[Column, ...]
+
+    @property
+    def table(self) -> str:
+        return f"{self.namespace}.{self.name}"
+
+
+@dataclass(frozen=True)
+class TypeInfo:
+    xid: int | None
+    type_oid: int
+    namespace: str
+    name: str
+
+
+Tuple = tuple[object, ...]
+
+
+@dataclass(frozen=True)
+class Insert:
+    xid: int | None
+    relation_id: int
+    new: Tuple
+
+
+@dataclass(frozen=True)
+class Update:
+    xid: int | None
+    relation_id: int
+    old: Tuple | None  # key columns ('K') or the whole old row ('O'); None when the key did not change
+    old_is_key: bool
+    new: Tuple
+
+
+@dataclass(frozen=True)
+class Delete:
+    xid: int | None
+    relation_id: int
+    old: Tuple
+    old_is_key: bool
+
+
+@dataclass(frozen=True)
+class Truncate:
+    xid: int | None
+    relation_ids: tuple[int, ...]
+    cascade: bool
+    restart_identity: bool
+
+
+@dataclass(frozen=True)
+class LogicalMessage:
+    xid: int | None
+    transactional: bool
+    lsn: int
+    prefix: str
+    content: bytes
+
+
+@dataclass(frozen=True)
+class StreamStart:
+    xid: int
+    first_segment: bool
+
+
+@dataclass(frozen=True)
+class StreamStop:
+    pass
+
+
+@dataclass(frozen=True)
+class StreamCommit:
+    xid: int
+    commit_lsn: int
+    end_lsn: int
+    commit_time: datetime
+
+
+@dataclass(frozen=True)
+class StreamAbort:
+    xid: int
+    subxid: int
+
+
+Message = (
+    Begin
+    | Commit
+    | Origin
+    | Relation
+    | TypeInfo
+    | Insert
+    | Update
+    | Delete
+    | Truncate
+    | LogicalMessage
+    | StreamStart
+    | StreamStop
+    | StreamCommit
+    | StreamAbort
+)
+
+
+class _Reader:
+    __slots__ = ("data", "pos")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def _take(self, n: int) -> bytes:
+        if n < 0:
+            raise SourceError(f"pgoutput message malformed: negative length {n} at offset {self.pos}")
+        end = self.pos + n
+        if end > len(self.data):
+            raise SourceError(f"pgoutput message truncated: needed {n} bytes at offset {self.pos}")
+        chunk = self.data[self.pos : end]
+        self.pos = end
+        return chunk
+
+    def byte(self) -> int:
+        return self._take(1)[0]
+
+    def char(self) -> str:
+        return chr(self.byte())
+
+    def int16(self) -> int:
+        return int(struct.unpack("!h", self._take(2))[0])
+
+    def int32(self) -> int:
+        return int(struct.unpack("!i", self._take(4))[0])
+
+    def uint32(self) -> int:
+        return int(struct.unpack("!I", self._take(4))[0])
+
+    def count(self, value: int) -> int:
+        if value < 0:
+            raise SourceError(f"pgoutput message malformed: negative count {value} at offset {self.pos}")
+        return value
+
+    def int64(self) -> int:
+        return int(struct.unpack("!q", self._take(8))[0])
+
+    def uint64(self) -> int:
+        return int(struct.unpack("!Q", self._take(8))[0])
+
+    def string(self) -> str:
+        end = self.data.find(b"\x00", self.pos)
+        if end < 0:
+            raise SourceError("pgoutput message truncated: unterminated string")
+        try:
+            text = self.data[self.pos : end].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise SourceError(f"pgoutput string is not valid UTF-8 at offset {self.pos}: {exc}") from None
+        self.pos = end + 1
+        return text
+
+    def tuple_data(self) -> Tuple:
+        count = self.count(self.int16())
+        values: list[object] = []
+        for _ in range(count):
+            kind = self.char()
+            if kind == "n":
+                values.append(None)
+            elif kind == "u":
+                values.append(UNCHANGED)
+            elif kind in ("t", "b"):
+                values.append(self._take(self.int32()))
+            else:
+                raise SourceError(f"pgoutput tuple has an unknown column kind {kind!r}")
+        return tuple(values)
+
+
+def decode(payload: bytes, *, in_stream: bool = False) -> Message:
+    """Decode one pgoutput message. `in_stream`: between Stream Start and Stream Stop (v2)."""
+    if not payload:
+        raise SourceError("empty pgoutput message")
+    r = _Reader(payload)
+    kind = r.char()
+
+    def xid() -> int | None:
+        return r.uint32() if in_stream else None
+
+    if kind == "B":
+        return Begin(r.uint64(), pg_time(r.int64()), r.uint32())
+    if kind == "C":
+        r.byte()  # flags, unused
+        return Commit(r.uint64(), r.uint64(), pg_time(r.int64()))
+    if kind == "O":
+        return Origin(r.uint64(), r.string())
+    if kind == "R":
+        x = xid()
+        relation_id, namespace, name = r.uint32(), r.string(), r.string()
+        identity = r.char()
+        columns = []
+        for _ in range(r.count(r.int16())):
+            flags = r.byte()
+            columns.append(Column(r.string(), r.uint32(), r.int32(), bool(flags & 1)))
+        return Relation(x, relation_id, namespace, name, identity, tuple(columns))
+    if kind == "Y":
+        x = xid()
+        return TypeInfo(x, r.uint32(), r.string(), r.string())
+    if kind == "I":
+        x = xid()
+        relation_id = r.uint32()
+        if r.char() != "N":
+            raise SourceError("pgoutput Insert without a new tuple")
+        return Insert(x, relation_id, r.tuple_data())
+    if kind == "U":
+        x = xid()
+        relation_id = r.uint32()
+        marker = r.char()
+        old: Tuple | None = None
+        old_is_key = False
+        if marker in ("K", "O"):
+            old_is_key = marker == "K"
+            old = r.tuple_data()
+            marker = r.char()
+        if marker != "N":
+            raise SourceError(f"pgoutput Update: expected a new tuple, found {marker!r}")
+        return Update(x, relation_id, old, old_is_key, r.tuple_data())
+    if kind == "D":
+        x = xid()
+        relation_id = r.uint32()
+        marker = r.char()
+        if marker not in ("K", "O"):
+            raise SourceError(f"pgoutput Delete: expected an old tuple, found {marker!r}")
+        return Delete(x, relation_id, r.tuple_data(), marker == "K")
+    if kind == "T":
+        x = xid()
+        count = r.count(r.int32())
+        options = r.byte()
+        relation_ids = tuple(r.uint32() for _ in range(count))
+        return Truncate(x, relation_ids, bool(options & 1), bool(options & 2))
+    if kind == "M":
+        x = xid()
+        flags = r.byte()
+        lsn = r.uint64()
+        prefix = r.string()
+        content = r._take(r.int32())
+        return LogicalMessage(x, bool(flags & 1), lsn, prefix, content)
+    if kind == "S":
+        return StreamStart(r.uint32(), bool(r.byte()))
+    if kind == "E":
+        return StreamStop()
+    if kind == "c":
+        x = r.uint32()
+        r.byte()
+        return StreamCommit(x, r.uint64(), r.uint64(), pg_time(r.int64()))
+    if kind == "A":
+        return StreamAbort(r.uint32(), r.uint32())
+    raise SourceError(f"unknown pgoutput message type {kind!r}")

@@ -1,0 +1,208 @@
+"""The streaming replication connection: START_REPLICATION on the slot, XLogData in,
+standby status updates out (DESIGN.md section 5).
+
+psycopg 3 has no replication API, so this speaks the CopyBoth sub-protocol through
+`conn.pgconn`. Feedback acknowledges only the durable checkpoint (invariant 3): the slot
+keeps everything after it until the target holds it.
+"""
+
+from __future__ import annotations
+
+import select
+import struct
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import pq
+
+from migrator.adapters.postgres.connection import PgEndpoint
+from migrator.adapters.postgres.errors import classify
+from migrator.adapters.postgres.pgoutput import PG_EPOCH, lsn_to_str
+from migrator.adapters.postgres.values import REPLICATION_OPTIONS
+from migrator.errors import ConnectionFailed, SourceError
+
+FEEDBACK_INTERVAL_S = 10.0  # the server's wal_sender_timeout defaults to 60 s
+
+
+@dataclass(frozen=True)
+class XLogData:
+    start_lsn: int
+    wal_end: int
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class Idle:
+    """Nothing arrived within the wait; `wal_end` is the server's last reported position."""
+
+    wal_end: int
+
+
+def _now_us() -> int:
+    return int((time.time() - PG_EPOCH.timestamp()) * 1_000_000)
+
+
+class ReplicationStream:
+    def __init__(
+        self,
+        endpoint: PgEndpoint,
+        slot: str,
+        publication: str,
+        start_lsn: int,
+        *,
+        protocol: int = 2,
+        streaming: bool = True,
+    ) -> None:
+        self._endpoint = endpoint
+        self._slot = slot
+        self._acked = start_lsn
+        self._wal_end = start_lsn
+        self._last_feedback = 0.0
+        self._conn = endpoint.connect(replication="database", options=REPLICATION_OPTIONS)
+        version = self._conn.info.server_version
+        options = [f"proto_version '{protocol}'", f"publication_names '{publication}'"]
+        if version >= 140000:
+            options.append("messages 'true'")
+        if streaming and protocol >= 2 and version >= 140000:
+            options.append("streaming 'on'")
+        command = f"START_REPLICATION SLOT {slot} LOGICAL {lsn_to_str(start_lsn)} ({', '.join(options)})"
+        pgconn = self._conn.pgconn
+        pgconn.send_query(command.encode())
+        result = pgconn.get_result()
+        if result is None or result.status != pq.ExecStatus.COPY_BOTH:
+            message = result.error_message.decode(errors="replace").strip() if result is not None else ""
+            state = result.error_field(pq.DiagnosticField.SQLSTATE) if result is not None else None
+            self._conn.close()
+            if state is not None and state.decode() == "42704":
+                raise SourceError(
+                    f"replication slot {slot} does not exist on {endpoint.name}: the changes it kept are lost",
+                    hint="a new snapshot is needed: `migrator rollback`, then `migrator run`",
+                )
+            raise SourceError(f"{endpoint.name}: START_REPLICATION failed: {message}")
+        self.streaming = "streaming 'on'" in options
+
+    @property
+    def wal_end(self) -> int:
+        return self._wal_end
+
+    def messages(self, wait_s: float = 1.0) -> Iterator[XLogData | Idle]:
+        """Yield XLogData as it arrives, and Idle after `wait_s` without any."""
+        pgconn = self._conn.pgconn
+        while True:
+            try:
+                nbytes, data = pgconn.get_copy_data(1)
+            except psycopg.Error as exc:
+                raise classify(exc, self._endpoint.name, self._endpoint.secrets) from None
+            if nbytes == 0:
+                self._maybe_feedback()
+                ready, _, _ = select.select([pgconn.socket], [], [], wait_s)
+                if not ready:
+                    yield Idle(self._wal_end)
+                    continue
+                try:
+                    pgconn.consume_input()
+                except psycopg.Error as exc:
+                    raise classify(exc, self._endpoint.name, self._endpoint.secrets) from None
+                continue
+            if nbytes < 0:
+                result = pgconn.get_result()
+                message = result.error_message.decode(errors="replace").strip() if result is not None else ""
+                raise ConnectionFailed(
+                    self._endpoint.name, f"replication stream ended: {message or 'closed'}"
+                )
+            chunk = bytes(data)
+            kind = chunk[:1]
+            if kind == b"w":
+                start, wal_end, _ = struct.unpack_from("!QQq", chunk, 1)
+                self._wal_end = max(self._wal_end, wal_end)
+                yield XLogData(start, wal_end, chunk[25:])
+            elif kind == b"k":
+                wal_end, _, reply = struct.unpack_from("!QqB", chunk, 1)
+                self._wal_end = max(self._wal_end, wal_end)
+                if reply:
+                    self.feedback(force=True)
+
+    def acknowledge(self, lsn: int) -> None:
+        """Record that everything up to `lsn` is durable on the target; sent with the next feedback."""
+        self._acked = max(self._acked, lsn)
+        self._maybe_feedback()
+
+    def _maybe_feedback(self) -> None:
+        if time.monotonic() - self._last_feedback >= FEEDBACK_INTERVAL_S:
+            self.feedback()
+
+    def feedback(self, *, force: bool = False) -> None:
+        lsn = self._acked
+        message = struct.pack("!cQQQqB", b"r", lsn, lsn, lsn, _now_us(), 0)
+        pgconn = self._conn.pgconn
+        if pgconn.put_copy_data(message) != 1 or pgconn.flush() != 0:
+            raise ConnectionFailed(self._endpoint.name, "could not send standby status update")
+        self._last_feedback = time.monotonic()
+
+    def close(self) -> None:
+        try:
+            if not self._conn.closed:
+                self.feedback()
+        except Exception:  # noqa: BLE001 - closing after a failure: the connection may be gone
+            pass
+        self._conn.close()
+
+
+class SlotMonitor:
+    """Slot facts for lag reporting and the WAL budget, and the heartbeat that moves an idle slot."""
+
+    def __init__(self, endpoint: PgEndpoint) -> None:
+        self._endpoint = endpoint
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            self._conn = self._endpoint.connect()
+        return self._conn
+
+    def state(self, slot: str) -> dict[str, Any] | None:
+        """retained_bytes (WAL kept for the slot), confirmed position, whether active; None if gone."""
+        try:
+            row = (
+                self._connection()
+                .execute(
+                    "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint, confirmed_flush_lsn::text, "
+                    "active, pg_current_wal_lsn()::text FROM pg_replication_slots WHERE slot_name = %s",
+                    [slot],
+                )
+                .fetchone()
+            )
+        except psycopg.Error as exc:
+            self.close()
+            raise classify(exc, self._endpoint.name, self._endpoint.secrets) from None
+        if row is None:
+            return None
+        return {
+            "retained_bytes": int(row[0] or 0),
+            "confirmed": row[1],
+            "active": bool(row[2]),
+            "current": row[3],
+        }
+
+    def heartbeat(self, prefix: str, content: str) -> str:
+        """Emit a transactional logical message: an idle source still produces a commit we can
+        acknowledge, so the slot advances and releases WAL."""
+        try:
+            row = (
+                self._connection()
+                .execute("SELECT pg_logical_emit_message(true, %s, %s)::text", [prefix, content])
+                .fetchone()
+            )
+        except psycopg.Error as exc:
+            self.close()
+            raise classify(exc, self._endpoint.name, self._endpoint.secrets) from None
+        assert row is not None
+        return str(row[0])
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

@@ -1,0 +1,140 @@
+"""pgoutput text values -> the same Python values the snapshot reads.
+
+The snapshot reads binary values, cast in the server where the conversion table says so;
+CDC receives PostgreSQL's text output. This module parses that text so that one row gives
+the same document by either path: same loaders for native types, the same casts' text
+forms (the replication session sets TimeZone, IntervalStyle and lc_monetary to match).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from bson.int64 import Int64
+from psycopg.abc import Buffer
+from psycopg.adapt import AdaptersMap, Loader, Transformer
+from psycopg.pq import Format
+
+from migrator.adapters.base import ColumnInfo
+from migrator.adapters.postgres.reading import read_cast
+
+# Session settings for the replication connection: text output in the forms the snapshot's
+# casts produce (ISO 8601 intervals, UTC timestamps, money without locale).
+REPLICATION_OPTIONS = (
+    "-c TimeZone=UTC -c IntervalStyle=iso_8601 -c DateStyle=ISO -c lc_monetary=C -c extra_float_digits=3"
+)
+
+_PSYCOPG_NAMES = {
+    "smallint": "int2",
+    "integer": "int4",
+    "bigint": "int8",
+    "numeric": "numeric",
+    "real": "float4",
+    "double precision": "float8",
+    "text": "text",
+    "character varying": "varchar",
+    "character": "bpchar",
+    "name": "name",
+    "boolean": "bool",
+    "timestamp with time zone": "timestamptz",
+    "timestamp without time zone": "timestamp",
+    "date": "date",
+    "uuid": "uuid",
+    "bytea": "bytea",
+    "json": "json",
+    "jsonb": "jsonb",
+}
+
+Parse = Callable[[bytes], Any]
+
+
+def _float4(value: float) -> float:
+    # The snapshot's binary float4 arrives widened to double with float4's exact binary
+    # value (0.1 -> 0.10000000149011612); text gives the shortest decimal. Round-trip
+    # through float4 so both paths agree.
+    return float(struct.unpack("!f", struct.pack("!f", value))[0])
+
+
+def _money(text: str) -> Decimal:
+    # lc_monetary=C prints "$1,234.56" and "-$1,234.56".
+    return Decimal(text.replace("$", "").replace(",", ""))
+
+
+def _map_nested(value: Any, fn: Callable[[Any], Any]) -> Any:
+    if isinstance(value, list):
+        return [_map_nested(v, fn) for v in value]
+    return None if value is None else fn(value)
+
+
+class _Int64TextLoader(Loader):
+    """bigint as BSON Int64, as the snapshot loads it (see reading.Int64Loader)."""
+
+    def load(self, data: Buffer) -> Int64:
+        return Int64(int(bytes(data)))
+
+
+class _Context:
+    def __init__(self) -> None:
+        self.adapters = AdaptersMap(psycopg.adapters)
+        self.adapters.register_loader("int8", _Int64TextLoader)
+        self.connection = None
+
+
+class ValueParser:
+    """Parses one column's text values; built once per column from its ColumnInfo."""
+
+    def __init__(self) -> None:
+        self._tx = Transformer(_Context())
+        self._cache: dict[tuple[str, str, str | None], Parse] = {}
+
+    def _loader(self, psycopg_name: str) -> Parse:
+        info = psycopg.adapters.types.get(psycopg_name)
+        if info is None:
+            raise KeyError(psycopg_name)
+        loader = self._tx.get_loader(info.oid, Format.TEXT)
+        return loader.load
+
+    def _array_loader(self, psycopg_name: str) -> Parse:
+        info = psycopg.adapters.types.get(psycopg_name)
+        if info is None or not info.array_oid:
+            raise KeyError(psycopg_name)
+        loader = self._tx.get_loader(info.array_oid, Format.TEXT)
+        return loader.load
+
+    def for_column(self, column: ColumnInfo) -> Parse:
+        key = (column.type_name, column.type_kind, column.element_type)
+        parse = self._cache.get(key)
+        if parse is None:
+            parse = self._build(column)
+            self._cache[key] = parse
+        return parse
+
+    def _build(self, column: ColumnInfo) -> Parse:
+        cast = read_cast(column)
+        if column.type_kind == "array":
+            element = column.element_type or ""
+            if cast is None or cast == f"{element}[]":
+                load = self._array_loader(_PSYCOPG_NAMES[element])
+                if element == "real":
+                    return lambda data: _map_nested(load(data), _float4)
+                return load
+            texts = self._array_loader("text")
+            if cast == "numeric[]":  # money[]
+                return lambda data: _map_nested(texts(data), _money)
+            if cast == "bigint[]":  # oid[]
+                return lambda data: _map_nested(texts(data), lambda v: Int64(int(v)))
+            return texts
+        if cast is None:
+            load = self._loader(_PSYCOPG_NAMES[column.type_name])
+            if column.type_name == "real":
+                return lambda data: _float4(load(data))
+            return load
+        if cast == "numeric":  # money
+            return lambda data: _money(bytes(data).decode())
+        if cast == "bigint":  # oid
+            return lambda data: Int64(int(bytes(data)))
+        return lambda data: bytes(data).decode("utf-8")

@@ -1,0 +1,463 @@
+"""CDC phase: every source change after the snapshot, applied to the target in commit order.
+
+Stream -> decode -> group by source transaction -> map to document writes -> apply in
+batches of several transactions with the checkpoint -> acknowledge the durable position.
+
+- Start: the checkpoint stored in the target beside the data (authoritative), else the
+  slot's consistent point from the snapshot.
+- A transaction whose commit lies before the checkpoint is skipped (it was applied).
+- A transaction larger than a batch is applied in several batches; only the last carries
+  the checkpoint, so a crash in between replays it whole, harmlessly (writes are idempotent).
+- Protocol 2 streams large in-progress transactions; their changes are spooled to a
+  temporary file, not memory, until the commit (or dropped on abort).
+"""
+
+from __future__ import annotations
+
+import pickle
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import IO, Any, ClassVar, Literal
+
+from migrator.adapters.base import ColumnInfo, WriteOp
+from migrator.adapters.mongodb.applier import ChangeApplier
+from migrator.adapters.postgres.inspect import PostgresInspector
+from migrator.adapters.postgres.pgoutput import (
+    UNCHANGED,
+    Begin,
+    Commit,
+    Delete,
+    Insert,
+    LogicalMessage,
+    Relation,
+    StreamAbort,
+    StreamCommit,
+    StreamStart,
+    StreamStop,
+    Truncate,
+    Update,
+    decode,
+    lsn_to_int,
+    lsn_to_str,
+)
+from migrator.adapters.postgres.replication import Idle, ReplicationStream, SlotMonitor
+from migrator.adapters.postgres.values import ValueParser
+from migrator.engine.context import RunContext
+from migrator.engine.events import CdcProgress, Notice
+from migrator.errors import SourceError, TerminalError
+from migrator.mapping.changes import ChangeMapper, Row
+from migrator.mapping.spec import resolve
+from migrator.plan.names import publication_name, slot_name
+
+PHASE = "cdc"
+HEARTBEAT_PREFIX = "migrator.heartbeat"
+PROGRESS_INTERVAL_S = 2.0
+BATCH_AGE_S = 0.2  # apply what has been committed at least this often
+
+Until = Literal["caught-up", "stopped"]
+
+
+@dataclass
+class CdcResult:
+    position: str
+    transactions: int = 0
+    changes: int = 0
+    stopped: bool = False
+    caught_up: bool = False
+
+
+@dataclass
+class _RelationState:
+    table: str
+    names: tuple[str, ...]
+    parsers: list[Any]
+
+
+@dataclass
+class _Batch:
+    ops: list[WriteOp] = field(default_factory=list)
+    changes: int = 0
+    transactions: int = 0
+    end_lsn: int | None = None  # last complete transaction in the batch
+    first_commit_at: float | None = None
+    last_commit_time: float | None = None
+
+
+class _Spool:
+    """Changes of one streamed transaction, on disk until its commit or abort."""
+
+    def __init__(self) -> None:
+        # Closed on commit or abort, not at the end of a block: it outlives this call.
+        self.file: IO[bytes] = tempfile.TemporaryFile(prefix="migrator-stream-")  # noqa: SIM115
+        self.count = 0
+
+    def add(self, xid: int | None, payload: bytes) -> None:
+        pickle.dump((xid, payload), self.file)
+        self.count += 1
+
+    def replay(self, drop_xids: set[int]) -> Any:
+        self.file.seek(0)
+        for _ in range(self.count):
+            xid, payload = pickle.load(self.file)
+            if xid not in drop_xids:
+                yield payload
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class CdcPhase:
+    name: ClassVar[str] = PHASE
+
+    def __init__(self, ctx: RunContext, *, stop: threading.Event, until: Until = "stopped") -> None:
+        self.ctx = ctx
+        self.settings = ctx.plan.phases.cdc
+        self.until = until
+        self._stop = stop
+        self.slot = slot_name(ctx.plan.name)
+        self.publication = publication_name(ctx.plan.name)
+        self.monitor = SlotMonitor(ctx.source.endpoint)
+        self._parser = ValueParser()
+        self._relations: dict[int, _RelationState] = {}
+        self._expected_columns: dict[str, dict[str, ColumnInfo]] = {}
+        self._mapper = self._build_mapper()
+        target = ctx.target
+        info = target.inspect([])
+        self.applier = ChangeApplier(
+            target.client()[target.database], f"cdc:{ctx.plan.name}", transactions=info.transactions
+        )
+
+    # -- mapping ---------------------------------------------------------------------------------
+
+    def _build_mapper(self) -> ChangeMapper:
+        tables = self.ctx.source_info.tables
+        identity = {name: info.identity_columns for name, info in tables.items()}
+        self._expected_columns = {name: {c.name: c for c in info.columns} for name, info in tables.items()}
+        return ChangeMapper(self.ctx.collections, identity, UNCHANGED)
+
+    def _relation(self, message: Relation) -> None:
+        table = message.table
+        names = tuple(c.name for c in message.columns)
+        expected = self._expected_columns.get(table)
+        if expected is None:
+            return  # not a mapped table (a publication is never wider than the plan, but be safe)
+        current = {c.name: c.type_oid for c in message.columns}
+        known = {n: c.type_oid for n, c in expected.items()}
+        if current != known:
+            self._schema_changed(table, current)
+            expected = self._expected_columns[table]
+        parsers = []
+        for column in message.columns:
+            info = expected.get(column.name)
+            parsers.append(self._parser.for_column(info) if info is not None else None)
+        self._relations[message.relation_id] = _RelationState(table, names, parsers)
+
+    def _schema_changed(self, table: str, current: dict[str, int]) -> None:
+        """A relation message whose columns differ from what the mapping was built on: an added
+        column flows through where the mapping takes every column; a dropped or retyped mapped
+        column stops the run (nothing silent)."""
+        mapped = self._mapped_columns(table)
+        before = self._expected_columns[table]
+        for name in sorted(mapped):
+            if name not in current:
+                raise TerminalError(
+                    f"column {table}.{name} was dropped (or renamed) on the source while the migration ran; "
+                    "the mapping uses it",
+                    hint="restore the column, or roll back and start again with a plan that does not use it",
+                )
+            if before[name].type_oid and current[name] != before[name].type_oid:
+                raise TerminalError(
+                    f"column {table}.{name} changed type on the source while the migration ran; the mapping "
+                    "converts it as it was",
+                    hint="roll back and start again, so that the snapshot and the changes agree on the type",
+                )
+        endpoint = self.ctx.source.endpoint
+        with endpoint.connect() as conn:
+            info = PostgresInspector(conn, endpoint.name, endpoint.secrets).table(table)
+        if info is None:
+            raise TerminalError(f"table {table} disappeared from the source while the migration ran")
+        tables = dict(self.ctx.source_info.tables)
+        tables[table] = info
+        source_info = type(self.ctx.source_info)(self.ctx.source_info.server, tables, ())
+        resolution = resolve(list(self.ctx.plan.collections), source_info)
+        if not resolution.ok:
+            problems = "; ".join(f.message for f in resolution.findings)
+            raise TerminalError(
+                f"the mapping no longer resolves after a schema change on {table}: {problems}"
+            )
+        added = sorted(set(current) - set(before))
+        self.ctx.source_info = source_info
+        self.ctx.collections = resolution.collections
+        self._mapper = self._build_mapper()
+        now_mapped = self._mapped_columns(table)
+        flowing = [c for c in added if c in now_mapped]
+        if flowing:
+            self.ctx.events.emit(
+                Notice(
+                    "warn",
+                    f"column(s) {flowing} added to {table}: changed rows carry them from now on; documents of "
+                    "rows that do not change lack them until verify --repair copies them",
+                )
+            )
+
+    def _mapped_columns(self, table: str) -> set[str]:
+        out: set[str] = set()
+
+        def walk(doc: Any, embed: Any) -> None:
+            if doc.table == table:
+                out.update(f.column.name for f in doc.fields)
+                out.update(doc.key)
+                if embed is not None:
+                    out.update(c for c, _ in embed.on)
+            for child in doc.embeds:
+                if doc.table == table:
+                    out.update(p for _, p in child.on)
+                walk(child.child, child)
+
+        for collection in self.ctx.collections:
+            walk(collection.document, None)
+        return out
+
+    def _row(self, relation: _RelationState, values: tuple[object, ...]) -> Row:
+        row: Row = {}
+        for name, parse, value in zip(relation.names, relation.parsers, values, strict=True):
+            if parse is None:
+                continue
+            if value is None or value is UNCHANGED:
+                row[name] = value
+            else:
+                row[name] = parse(value)
+        return row
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    def start_position(self) -> tuple[int, str]:
+        stored = self.applier.checkpoint()
+        if stored is not None:
+            return int(stored["position"]), "target checkpoint"
+        slot = next(c for c in self.ctx.store.checkpoints(self.ctx.run.id, "snapshot") if c.label == "slot")
+        return lsn_to_int(slot.position), "snapshot position"
+
+    def run(self) -> CdcResult:
+        checkpoint, origin = self.start_position()
+        state = self.monitor.state(self.slot)
+        if state is None:
+            raise SourceError(
+                f"replication slot {self.slot} no longer exists: changes after {lsn_to_str(checkpoint)} are lost "
+                "to this run and a new snapshot is needed",
+                hint="run `migrator rollback` for this plan, then `migrator run` again",
+            )
+        snapshot_done = next(
+            (c for c in self.ctx.store.checkpoints(self.ctx.run.id, "snapshot") if c.label == "done"), None
+        )
+        consistent_after = lsn_to_int(
+            snapshot_done.detail.get("consistent_after", snapshot_done.position) if snapshot_done else "0/0"
+        )
+        self.ctx.events.emit(Notice("info", f"replaying changes from {lsn_to_str(checkpoint)} ({origin})"))
+        stream = ReplicationStream(self.ctx.source.endpoint, self.slot, self.publication, checkpoint)
+        try:
+            return self._loop(stream, checkpoint, consistent_after)
+        finally:
+            stream.close()
+            self.monitor.close()
+
+    def _loop(self, stream: ReplicationStream, checkpoint: int, consistent_after: int) -> CdcResult:
+        result = CdcResult(position=lsn_to_str(checkpoint))
+        batch = _Batch()
+        applied = checkpoint
+        in_txn = False
+        skip_txn = False
+        in_stream = False
+        spools: dict[int, _Spool] = {}
+        aborted_subxids: dict[int, set[int]] = {}
+        current_stream_xid: int | None = None
+        last_activity = time.monotonic()
+        last_budget_check = 0.0
+
+        def flush(final: bool = True) -> None:
+            nonlocal applied, batch
+            if not batch.ops and batch.end_lsn is None:
+                return
+            position = batch.end_lsn if final else None
+            self.applier.apply(batch.ops, position, lsn_to_str(position) if position is not None else None)
+            if position is not None:
+                applied = position
+                stream.acknowledge(position)
+                result.position = lsn_to_str(position)
+            result.changes += batch.changes
+            result.transactions += batch.transactions
+            batch = _Batch()
+
+        def handle_change(message: Any) -> None:
+            relation = self._relations.get(message.relation_id)
+            if relation is None:
+                raise SourceError(
+                    f"change for unknown relation {message.relation_id} (no Relation message first)"
+                )
+            mapper = self._mapper
+            if isinstance(message, Insert):
+                ops = mapper.insert(relation.table, self._row(relation, message.new))
+            elif isinstance(message, Update):
+                old = self._row(relation, message.old) if message.old is not None else None
+                ops = mapper.update(relation.table, old, self._row(relation, message.new))
+            elif isinstance(message, Delete):
+                ops = mapper.delete(relation.table, self._row(relation, message.old))
+            else:
+                raise AssertionError(message)
+            batch.ops.extend(ops)
+            batch.changes += 1
+
+        def handle_truncate(message: Truncate) -> None:
+            for relation_id in message.relation_ids:
+                relation = self._relations.get(relation_id)
+                if relation is None:
+                    continue
+                if self.settings.on_truncate == "stop":
+                    raise TerminalError(
+                        f"TRUNCATE of {relation.table} on the source: the migration stops rather than guess",
+                        hint="set phases.cdc.on_truncate: apply to empty the matching documents or arrays, "
+                        "then run again",
+                    )
+                batch.ops.extend(self._mapper.truncate(relation.table))
+                batch.changes += 1
+
+        def dispatch(message: Any) -> None:
+            if isinstance(message, Relation):
+                self._relation(message)
+            elif isinstance(message, Insert | Update | Delete):
+                handle_change(message)
+            elif isinstance(message, Truncate):
+                handle_truncate(message)
+            # Type, Origin and logical messages carry nothing to apply.
+
+        def end_transaction(commit_lsn: int, end_lsn: int, commit_time: Any) -> None:
+            batch.end_lsn = end_lsn
+            batch.transactions += 1
+            batch.last_commit_time = commit_time.timestamp()
+            if batch.first_commit_at is None:
+                batch.first_commit_at = time.monotonic()
+            if len(batch.ops) >= self.settings.batch_changes:
+                flush()
+
+        marker: int | None = None  # a heartbeat whose commit, once applied, proves we are caught up
+
+        def caught_up() -> bool:
+            nonlocal marker
+            if self.until != "caught-up" or in_txn or batch.ops:
+                return False
+            if marker is None or applied < marker:
+                if marker is None:
+                    marker = lsn_to_int(self.monitor.heartbeat(HEARTBEAT_PREFIX, self.ctx.plan.name))
+                return False
+            lag = 0.0 if batch.last_commit_time is None else time.time() - batch.last_commit_time
+            if applied >= consistent_after and lag <= self.settings.max_lag:
+                return True
+            marker = None
+            return False
+
+        for item in stream.messages(wait_s=min(1.0, self.settings.heartbeat_interval)):
+            now = time.monotonic()
+            if isinstance(item, Idle):
+                if not in_txn:
+                    flush()
+                if now - last_activity >= self.settings.heartbeat_interval and not in_txn:
+                    self.monitor.heartbeat(HEARTBEAT_PREFIX, self.ctx.plan.name)
+                    last_activity = now
+            else:
+                last_activity = now
+                message = decode(item.payload, in_stream=in_stream)
+                if isinstance(message, StreamStart):
+                    in_stream, current_stream_xid = True, message.xid
+                    spools.setdefault(message.xid, _Spool())
+                elif isinstance(message, StreamStop):
+                    in_stream, current_stream_xid = False, None
+                elif in_stream:
+                    if isinstance(message, Relation):
+                        self._relation(message)
+                    assert current_stream_xid is not None
+                    spools[current_stream_xid].add(getattr(message, "xid", None), item.payload)
+                elif isinstance(message, StreamAbort):
+                    if message.xid == message.subxid:
+                        spool = spools.pop(message.xid, None)
+                        if spool is not None:
+                            spool.close()
+                        aborted_subxids.pop(message.xid, None)
+                    else:
+                        aborted_subxids.setdefault(message.xid, set()).add(message.subxid)
+                elif isinstance(message, StreamCommit):
+                    spool = spools.pop(message.xid, None)
+                    dropped = aborted_subxids.pop(message.xid, set())
+                    if spool is not None:
+                        try:
+                            if message.commit_lsn >= applied:
+                                for payload in spool.replay(dropped):
+                                    dispatch(decode(payload, in_stream=True))
+                                    if len(batch.ops) >= self.settings.batch_changes:
+                                        flush(final=False)
+                        finally:
+                            spool.close()
+                    if message.commit_lsn >= applied:
+                        end_transaction(message.commit_lsn, message.end_lsn, message.commit_time)
+                elif isinstance(message, Begin):
+                    in_txn = True
+                    skip_txn = message.final_lsn < applied
+                elif isinstance(message, Commit):
+                    in_txn = False
+                    if not skip_txn:
+                        end_transaction(message.commit_lsn, message.end_lsn, message.commit_time)
+                elif isinstance(message, Relation):
+                    self._relation(message)
+                elif not skip_txn and not isinstance(message, LogicalMessage):
+                    dispatch(message)
+                    if len(batch.ops) >= self.settings.batch_changes * 4:
+                        flush(final=False)  # a huge transaction: apply as it comes, checkpoint at its commit
+            if (
+                not in_txn
+                and batch.first_commit_at is not None
+                and now - batch.first_commit_at >= BATCH_AGE_S
+            ):
+                flush()
+            if now - last_budget_check >= PROGRESS_INTERVAL_S:
+                last_budget_check = now
+                self._check_budget(applied, batch, result)
+            if self._stop.is_set() and not in_txn:
+                flush()
+                result.stopped = True
+                return result
+            if caught_up():
+                result.caught_up = True
+                return result
+        return result
+
+    def _check_budget(self, applied: int, batch: _Batch, result: CdcResult) -> None:
+        state = self.monitor.state(self.slot)
+        if state is None:
+            raise SourceError(
+                f"replication slot {self.slot} disappeared while streaming: a new snapshot is needed",
+                hint="run `migrator rollback` for this plan, then `migrator run` again",
+            )
+        retained = int(state["retained_bytes"])
+        lag_bytes = max(0, lsn_to_int(state["current"]) - applied)
+        lag_seconds = (
+            0.0 if batch.last_commit_time is None else max(0.0, time.time() - batch.last_commit_time)
+        )
+        self.ctx.events.emit(
+            CdcProgress(
+                position=lsn_to_str(applied),
+                transactions=result.transactions,
+                changes=result.changes,
+                lag_bytes=lag_bytes,
+                lag_seconds=round(lag_seconds, 3),
+                retained_wal_bytes=retained,
+            )
+        )
+        if retained > self.settings.max_retained_wal:
+            raise TerminalError(
+                f"slot {self.slot} holds {retained:,} bytes of WAL on the source, over the budget of "
+                f"{self.settings.max_retained_wal:,} (phases.cdc.max_retained_wal): stopping before the source's "
+                "disk fills",
+                hint="find why the target falls behind, raise the budget if the disk allows, then `migrator run` "
+                "resumes from the checkpoint",
+            )
