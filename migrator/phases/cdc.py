@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass, field
 from typing import IO, Any, ClassVar, Literal
 
+from tenacity import wait_exponential
+
 from migrator.adapters.base import ColumnInfo, WriteOp
 from migrator.adapters.mongodb.applier import ChangeApplier
 from migrator.adapters.postgres.inspect import PostgresInspector
@@ -46,7 +48,7 @@ from migrator.adapters.postgres.replication import Idle, ReplicationStream, Slot
 from migrator.adapters.postgres.values import ValueParser
 from migrator.engine.context import RunContext
 from migrator.engine.events import CdcProgress, Notice
-from migrator.errors import SourceError, TerminalError
+from migrator.errors import SourceError, TerminalError, TransientError
 from migrator.mapping.changes import ChangeMapper, Row
 from migrator.mapping.spec import resolve
 from migrator.plan.names import publication_name, slot_name
@@ -55,6 +57,15 @@ PHASE = "cdc"
 HEARTBEAT_PREFIX = "migrator.heartbeat"
 PROGRESS_INTERVAL_S = 2.0
 BATCH_AGE_S = 0.2  # apply what has been committed at least this often
+MAX_CONSECUTIVE_FAILURES = 8
+
+
+class _Attempt:
+    """The part of tenacity's RetryCallState its wait strategies read."""
+
+    def __init__(self, number: int) -> None:
+        self.attempt_number = number
+
 
 Until = Literal["caught-up", "stopped"]
 
@@ -256,15 +267,40 @@ class CdcPhase:
             snapshot_done.detail.get("consistent_after", snapshot_done.position) if snapshot_done else "0/0"
         )
         self.ctx.events.emit(Notice("info", f"replaying changes from {lsn_to_str(checkpoint)} ({origin})"))
-        stream = ReplicationStream(self.ctx.source.endpoint, self.slot, self.publication, checkpoint)
-        try:
-            return self._loop(stream, checkpoint, consistent_after)
-        finally:
-            stream.close()
-            self.monitor.close()
-
-    def _loop(self, stream: ReplicationStream, checkpoint: int, consistent_after: int) -> CdcResult:
         result = CdcResult(position=lsn_to_str(checkpoint))
+        wait = wait_exponential(multiplier=0.5, max=30)
+        failures = 0
+        while True:
+            before = result.position
+            try:
+                stream = ReplicationStream(self.ctx.source.endpoint, self.slot, self.publication, checkpoint)
+                try:
+                    return self._loop(stream, checkpoint, consistent_after, result)
+                finally:
+                    stream.close()
+                    self.monitor.close()
+            except TransientError as exc:
+                # Lost connection to either side: reconnect and resume from the durable
+                # checkpoint. Bounded: a streak of failures without progress ends the run.
+                failures = 1 if result.position != before else failures + 1
+                if failures > MAX_CONSECUTIVE_FAILURES:
+                    raise
+                delay = float(wait(_Attempt(failures)))  # type: ignore[arg-type]
+                self.ctx.events.emit(
+                    Notice(
+                        "warn",
+                        f"{exc.message}; retrying in {delay:.1f} s ({failures}/{MAX_CONSECUTIVE_FAILURES})",
+                    )
+                )
+                if self._stop.wait(delay):
+                    result.stopped = True
+                    return result
+                self._relations = {}  # a new stream sends its Relation messages again
+                checkpoint, _ = self.start_position()
+
+    def _loop(
+        self, stream: ReplicationStream, checkpoint: int, consistent_after: int, result: CdcResult
+    ) -> CdcResult:
         batch = _Batch()
         applied = checkpoint
         in_txn = False
