@@ -84,6 +84,7 @@ class _RelationState:
     table: str
     names: tuple[str, ...]
     parsers: list[Any]
+    is_key: tuple[bool, ...]
 
 
 @dataclass
@@ -163,7 +164,9 @@ class CdcPhase:
         for column in message.columns:
             info = expected.get(column.name)
             parsers.append(self._parser.for_column(info) if info is not None else None)
-        self._relations[message.relation_id] = _RelationState(table, names, parsers)
+        self._relations[message.relation_id] = _RelationState(
+            table, names, parsers, tuple(c.is_key for c in message.columns)
+        )
 
     def _schema_changed(self, table: str, current: dict[str, int]) -> None:
         """A relation message whose columns differ from what the mapping was built on: an added
@@ -231,10 +234,14 @@ class CdcPhase:
             walk(collection.document, None)
         return out
 
-    def _row(self, relation: _RelationState, values: tuple[object, ...]) -> Row:
+    def _row(self, relation: _RelationState, values: tuple[object, ...], key_only: bool = False) -> Row:
+        """Column name -> value. An old 'K' tuple carries only the replica identity; its other
+        columns arrive as NULL and are left out, so that they are not taken for values."""
         row: Row = {}
-        for name, parse, value in zip(relation.names, relation.parsers, values, strict=True):
-            if parse is None:
+        for name, parse, value, is_key in zip(
+            relation.names, relation.parsers, values, relation.is_key, strict=True
+        ):
+            if parse is None or (key_only and not is_key):
                 continue
             if value is None or value is UNCHANGED:
                 row[name] = value
@@ -336,10 +343,12 @@ class CdcPhase:
             if isinstance(message, Insert):
                 ops = mapper.insert(relation.table, self._row(relation, message.new))
             elif isinstance(message, Update):
-                old = self._row(relation, message.old) if message.old is not None else None
+                old = (
+                    self._row(relation, message.old, message.old_is_key) if message.old is not None else None
+                )
                 ops = mapper.update(relation.table, old, self._row(relation, message.new))
             elif isinstance(message, Delete):
-                ops = mapper.delete(relation.table, self._row(relation, message.old))
+                ops = mapper.delete(relation.table, self._row(relation, message.old, message.old_is_key))
             else:
                 raise AssertionError(message)
             batch.ops.extend(ops)
