@@ -88,7 +88,8 @@ def run_command(plan_file: str, until: str | None, state_path: str | None, as_js
 
     Runs preflight first and refuses to start where `migrator plan` fails. SIGINT or SIGTERM
     finishes the work in flight (chunks, or the current batch of changes), checkpoints it and
-    exits 0; running again resumes. A second signal stops at once (still resumable).
+    exits 0, or 130 when it stopped short of --until; running again resumes. A second signal
+    stops at once (still resumable).
     """
     stop = threading.Event()
 
@@ -124,7 +125,10 @@ def run_command(plan_file: str, until: str | None, state_path: str | None, as_js
         click.echo(json.dumps({"event": "result", **data}, default=str))
     else:
         console.print(summary(data), markup=False)
-    sys.exit(EXIT_OK)
+    # A signal is how a run that follows changes ends (0); but one that stopped short of an
+    # explicit --until must not look done (README: 130 interrupted), or
+    # `migrator run --until snapshot && next-step` would go on with half a snapshot.
+    sys.exit(130 if outcome.interrupted and mode != "stopped" else EXIT_OK)
 
 
 @cli.command("schema")

@@ -7,7 +7,8 @@ Every write is idempotent, so replaying changes after a crash converges (invaria
   insert replayed twice leaves one element, in the snapshot's order; a row whose parent
   changed is pulled from the old parent and pushed into the new one;
 - an unchanged TOASTed value is never written: top-level updates leave the field out, and
-  an element change that carries one is merged with the stored element by the applier.
+  an element change that carries one is merged with the stored element by the applier; so is
+  a change to an element with embedded arrays of its own, which the row does not carry.
 """
 
 from __future__ import annotations
@@ -92,6 +93,29 @@ class ChangeMapper:
 
     def tables(self) -> set[str]:
         return set(self._levels)
+
+    def index_paths(self) -> dict[str, set[str]]:
+        """Fields that writes use to find a document other than by _id: every element's own key
+        under its array path, and parent link fields. Without indexes on them each embedded
+        change would scan its collection."""
+        paths: dict[str, set[str]] = {}
+        for levels in self._levels.values():
+            for level in levels:
+                if level.embed is None:
+                    continue
+                on_child = {c for c, _ in level.embed.on}
+                own = [level.field_of(k) for k in level.doc.key if k not in on_child]
+                for name in own:
+                    if name is not None:
+                        paths.setdefault(level.collection, set()).add(f"{level.dotted}.{name}")
+                parent = level.parent
+                assert parent is not None
+                if parent.embed is None and {p for _, p in level.embed.on} != set(parent.doc.key):
+                    for _, p in level.embed.on:
+                        name = parent.field_of(p)
+                        if name is not None:
+                            paths.setdefault(level.collection, set()).add(name)
+        return paths
 
     def _walk(
         self,
@@ -351,7 +375,9 @@ class ChangeMapper:
             parent_known = True
         else:
             old_loc, parent_known = None, False
-        if self._has_unchanged(level, new):
+        if self._has_unchanged(level, new) or level.doc.embeds:
+            # Read and merge the stored element: it keeps the unchanged TOASTed values and the
+            # element's own embedded arrays (grandchildren), which the row change does not carry.
             if new_loc is None:
                 return []
             return [

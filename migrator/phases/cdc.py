@@ -44,7 +44,13 @@ from migrator.adapters.postgres.pgoutput import (
     lsn_to_int,
     lsn_to_str,
 )
-from migrator.adapters.postgres.replication import Idle, ReplicationStream, SlotMonitor
+from migrator.adapters.postgres.replication import (
+    Idle,
+    Keepalive,
+    PollingStream,
+    ReplicationStream,
+    SlotMonitor,
+)
 from migrator.adapters.postgres.values import ValueParser
 from migrator.engine.context import RunContext
 from migrator.engine.events import CdcProgress, Notice
@@ -174,24 +180,35 @@ class CdcPhase:
         column stops the run (nothing silent)."""
         mapped = self._mapped_columns(table)
         before = self._expected_columns[table]
-        for name in sorted(mapped):
-            if name not in current:
-                raise TerminalError(
-                    f"column {table}.{name} was dropped (or renamed) on the source while the migration ran; "
-                    "the mapping uses it",
-                    hint="restore the column, or roll back and start again with a plan that does not use it",
-                )
-            if before[name].type_oid and current[name] != before[name].type_oid:
-                raise TerminalError(
-                    f"column {table}.{name} changed type on the source while the migration ran; the mapping "
-                    "converts it as it was",
-                    hint="roll back and start again, so that the snapshot and the changes agree on the type",
-                )
         endpoint = self.ctx.source.endpoint
         with endpoint.connect() as conn:
             info = PostgresInspector(conn, endpoint.name, endpoint.secrets).table(table)
         if info is None:
             raise TerminalError(f"table {table} disappeared from the source while the migration ran")
+        # The mapping was built on the catalog as it is now, which may be newer than the changes
+        # being replayed (a run resumed after DDL): a column the catalog still has, with its type,
+        # but the stream does not yet, was added later in the stream.
+        now = {c.name: c.type_oid for c in info.columns}
+        later = sorted(n for n in mapped if n not in current and now.get(n) == before[n].type_oid)
+        dropped = [n for n in sorted(mapped) if n not in current and n not in later]
+        # ... and a column the stream has but the catalog no longer has was dropped later in the
+        # stream: the mapping built on the newer catalog silently lost it if it takes every column.
+        dropped += [
+            n for n in sorted(set(current) - set(before) - set(now)) if self._takes_by_default(table, n)
+        ]
+        if dropped:
+            raise TerminalError(
+                f"column {table}.{dropped[0]} was dropped (or renamed) on the source while the migration ran; "
+                "the mapping uses it",
+                hint="restore the column, or roll back and start again with a plan that does not use it",
+            )
+        for name in sorted(mapped):
+            if name in current and before[name].type_oid and current[name] != before[name].type_oid:
+                raise TerminalError(
+                    f"column {table}.{name} changed type on the source while the migration ran; the mapping "
+                    "converts it as it was",
+                    hint="roll back and start again, so that the snapshot and the changes agree on the type",
+                )
         tables = dict(self.ctx.source_info.tables)
         tables[table] = info
         source_info = type(self.ctx.source_info)(self.ctx.source_info.server, tables, ())
@@ -206,7 +223,7 @@ class CdcPhase:
         self.ctx.collections = resolution.collections
         self._mapper = self._build_mapper()
         now_mapped = self._mapped_columns(table)
-        flowing = [c for c in added if c in now_mapped]
+        flowing = [c for c in added if c in now_mapped] + later
         if flowing:
             self.ctx.events.emit(
                 Notice(
@@ -215,6 +232,17 @@ class CdcPhase:
                     "rows that do not change lack them until verify --repair copies them",
                 )
             )
+
+    def _takes_by_default(self, table: str, column: str) -> bool:
+        """Whether the plan would map `column` of `table`: it lists no `fields` there (so every
+        column is taken) and does not exclude it."""
+
+        def walk(shape: Any) -> bool:
+            if shape.table == table and shape.fields is None and column not in shape.exclude:
+                return True
+            return any(walk(e) for e in shape.embed)
+
+        return any(walk(c) for c in self.ctx.plan.collections)
 
     def _mapped_columns(self, table: str) -> set[str]:
         out: set[str] = set()
@@ -273,6 +301,9 @@ class CdcPhase:
         consistent_after = lsn_to_int(
             snapshot_done.detail.get("consistent_after", snapshot_done.position) if snapshot_done else "0/0"
         )
+        indexes = self.applier.ensure_indexes(self._mapper.index_paths())
+        if indexes:
+            self.ctx.events.emit(Notice("info", f"indexes for embedded changes: {', '.join(indexes)}"))
         self.ctx.events.emit(Notice("info", f"replaying changes from {lsn_to_str(checkpoint)} ({origin})"))
         result = CdcResult(position=lsn_to_str(checkpoint))
         wait = wait_exponential(multiplier=0.5, max=30)
@@ -280,7 +311,7 @@ class CdcPhase:
         while True:
             before = result.position
             try:
-                stream = ReplicationStream(self.ctx.source.endpoint, self.slot, self.publication, checkpoint)
+                stream = self._open_stream(checkpoint)
                 try:
                     return self._loop(stream, checkpoint, consistent_after, result)
                 finally:
@@ -305,8 +336,20 @@ class CdcPhase:
                 self._relations = {}  # a new stream sends its Relation messages again
                 checkpoint, _ = self.start_position()
 
+    def _open_stream(self, checkpoint: int) -> ReplicationStream | PollingStream:
+        endpoint = self.ctx.source.endpoint
+        if self.settings.mode == "poll":
+            return PollingStream(
+                endpoint, self.slot, self.publication, checkpoint, batch=self.settings.poll_changes
+            )
+        return ReplicationStream(endpoint, self.slot, self.publication, checkpoint)
+
     def _loop(
-        self, stream: ReplicationStream, checkpoint: int, consistent_after: int, result: CdcResult
+        self,
+        stream: ReplicationStream | PollingStream,
+        checkpoint: int,
+        consistent_after: int,
+        result: CdcResult,
     ) -> CdcResult:
         batch = _Batch()
         applied = checkpoint
@@ -404,7 +447,15 @@ class CdcPhase:
 
         for item in stream.messages(wait_s=min(1.0, self.settings.heartbeat_interval)):
             now = time.monotonic()
-            if isinstance(item, Idle):
+            if isinstance(item, Keepalive):
+                # All before item.wal_end has been received. Once it is applied, acknowledge
+                # that position too (as PostgreSQL's own subscribers do): what lies between the
+                # last applied commit and it holds nothing to apply, and a fast shutdown of the
+                # source waits for this client's confirmation of everything sent, forever.
+                if not in_txn and not in_stream and not spools:
+                    flush()
+                    stream.acknowledge(item.wal_end)
+            elif isinstance(item, Idle):
                 if not in_txn:
                     flush()
                 if now - last_activity >= self.settings.heartbeat_interval and not in_txn:
@@ -456,7 +507,7 @@ class CdcPhase:
                     self._relation(message)
                 elif not skip_txn and not isinstance(message, LogicalMessage):
                     dispatch(message)
-                    if len(batch.ops) >= self.settings.batch_changes * 4:
+                    if len(batch.ops) >= self.settings.batch_changes:
                         flush(final=False)  # a huge transaction: apply as it comes, checkpoint at its commit
             if (
                 not in_txn

@@ -209,6 +209,19 @@ class SnapshotSettings(_Strict):
 class CdcSettings(_Strict):
     """Change capture: replay of every source change after the snapshot."""
 
+    mode: Literal["stream", "poll"] = Field(
+        default="stream",
+        description="stream: a replication connection (START_REPLICATION). poll: SQL polling with "
+        "pg_logical_slot_peek_binary_changes + pg_replication_slot_advance, for sources that allow no "
+        "replication connection (slower: each poll re-decodes from the slot's restart point).",
+    )
+    poll_changes: int = Field(
+        default=10_000,
+        ge=100,
+        le=1_000_000,
+        description="poll mode: changes read per poll (large is cheaper).",
+    )
+
     max_lag: Seconds = Field(
         default=5.0,
         gt=0,
@@ -233,7 +246,8 @@ class CdcSettings(_Strict):
         default=2_000,
         ge=1,
         le=100_000,
-        description="Changes applied to the target per batch (several transactions).",
+        description="Target writes per batch (several source transactions; one MongoDB transaction). Keep "
+        "a batch well within MongoDB's 60 s transaction lifetime.",
     )
 
 

@@ -79,6 +79,18 @@ class ChangeApplier:
     def _coll(self, name: str) -> Collection[Any]:
         return self._db.get_collection(name, codec_options=CODEC)
 
+    def ensure_indexes(self, paths: dict[str, set[str]]) -> list[str]:
+        """Create the (multikey) indexes embedded changes use to find their document."""
+        created = []
+        try:
+            for collection, fields in sorted(paths.items()):
+                for field in sorted(fields):
+                    self._coll(collection).create_index([(field, 1)], name=f"migrator_{field}"[:120])
+                    created.append(f"{collection}.{field}")
+        except mongo.PyMongoError as exc:
+            raise classify(exc, "target") from None
+        return created
+
     def checkpoint(self) -> dict[str, Any] | None:
         try:
             return self._state.find_one({"_id": self._id})
@@ -177,7 +189,13 @@ class ChangeApplier:
             for item in items:
                 if isinstance(item, dict) and all(item.get(k) == v for k, v in match.items()):
                     old_element = item
-        merged = {**extra["defaults"], **(old_element or {}), **extra["set"]}
+        # The stored element's field order (the snapshot's: fields, then embedded arrays).
+        if old_element is not None:
+            merged = {**old_element, **extra["set"]}
+            for name, empty in extra["defaults"].items():
+                merged.setdefault(name, empty)
+        else:
+            merged = {**extra["set"], **extra["defaults"]}
         new_loc = extra["new"]
         target = new_loc.child(as_)
         writes: list[WriteOp] = []

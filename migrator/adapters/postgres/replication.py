@@ -41,6 +41,15 @@ class Idle:
     wal_end: int
 
 
+@dataclass(frozen=True)
+class Keepalive:
+    """The server has sent everything before `wal_end`. Once every change received so far is
+    applied, the consumer acknowledges it: a fast shutdown of the source waits until its
+    walsender's client has confirmed all that was sent."""
+
+    wal_end: int
+
+
 def _now_us() -> int:
     return int((time.time() - PG_EPOCH.timestamp()) * 1_000_000)
 
@@ -88,8 +97,9 @@ class ReplicationStream:
     def wal_end(self) -> int:
         return self._wal_end
 
-    def messages(self, wait_s: float = 1.0) -> Iterator[XLogData | Idle]:
-        """Yield XLogData as it arrives, and Idle after `wait_s` without any."""
+    def messages(self, wait_s: float = 1.0) -> Iterator[XLogData | Idle | Keepalive]:
+        """Yield XLogData as it arrives, Keepalive for the server's keepalives, and Idle after
+        `wait_s` without either."""
         pgconn = self._conn.pgconn
         while True:
             try:
@@ -122,6 +132,7 @@ class ReplicationStream:
             elif kind == b"k":
                 wal_end, _, reply = struct.unpack_from("!QqB", chunk, 1)
                 self._wal_end = max(self._wal_end, wal_end)
+                yield Keepalive(wal_end)  # the reply below carries what the consumer acknowledged
                 if reply:
                     self.feedback(force=True)
 
@@ -206,3 +217,92 @@ class SlotMonitor:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+class PollingStream:
+    """The fallback where a replication connection is not allowed (`cdc: {mode: poll}`).
+
+    Reads with pg_logical_slot_peek_binary_changes and moves the slot with
+    pg_replication_slot_advance only past what is durable on the target (invariant 4:
+    never consume what is not applied). Each peek re-decodes from the slot's restart
+    point, so batches are large; whole transactions are buffered between Begin and Commit.
+    """
+
+    def __init__(
+        self, endpoint: PgEndpoint, slot: str, publication: str, start_lsn: int, *, batch: int = 10_000
+    ) -> None:
+        self._endpoint = endpoint
+        self._slot = slot
+        self._publication = publication
+        self._batch = batch
+        self._yielded = start_lsn  # end of the last transaction handed out
+        self._acked = start_lsn
+        self._advanced = 0
+        self._wal_end = start_lsn
+        self._conn = endpoint.connect(options=REPLICATION_OPTIONS)
+        self.streaming = False
+        version = self._conn.info.server_version
+        self._options: list[str] = ["proto_version", "1", "publication_names", publication]
+        if version >= 140000:
+            self._options += ["messages", "true"]
+
+    @property
+    def wal_end(self) -> int:
+        return self._wal_end
+
+    def _peek(self) -> list[tuple[int, bytes]]:
+        try:
+            rows = self._conn.execute(
+                "SELECT lsn::text, data FROM pg_logical_slot_peek_binary_changes(%s, NULL, %s, VARIADIC %s::text[])",
+                [self._slot, self._batch, self._options],
+            ).fetchall()
+        except psycopg.Error as exc:
+            raise classify(exc, self._endpoint.name, self._endpoint.secrets) from None
+        return [(_lsn(str(lsn)), bytes(data)) for lsn, data in rows]
+
+    def messages(self, wait_s: float = 1.0) -> Iterator[XLogData | Idle]:
+        while True:
+            rows = self._peek()
+            fresh = False
+            transaction: list[tuple[int, bytes]] = []
+            for lsn, payload in rows:
+                kind = payload[:1]
+                if kind == b"B":
+                    transaction = [(lsn, payload)]
+                elif transaction:
+                    transaction.append((lsn, payload))
+                    if kind == b"C":
+                        end = struct.unpack_from("!QQ", payload, 2)[1]
+                        if end > self._yielded:
+                            for message_lsn, data in transaction:
+                                yield XLogData(message_lsn, end, data)
+                            self._yielded = end
+                            fresh = True
+                        transaction = []
+                elif lsn > self._yielded:
+                    yield XLogData(lsn, lsn, payload)  # a non-transactional logical message
+            if rows:
+                self._wal_end = max(self._wal_end, rows[-1][0])
+            if not fresh:
+                yield Idle(self._wal_end)
+                time.sleep(wait_s)
+
+    def acknowledge(self, lsn: int) -> None:
+        self._acked = max(self._acked, lsn)
+        if self._acked > self._advanced:
+            try:
+                self._conn.execute(
+                    "SELECT pg_replication_slot_advance(%s, %s::pg_lsn)",
+                    [self._slot, lsn_to_str(self._acked)],
+                )
+            except psycopg.Error as exc:
+                raise classify(exc, self._endpoint.name, self._endpoint.secrets) from None
+            self._advanced = self._acked
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def _lsn(text: str) -> int:
+    high, _, low = text.partition("/")
+    return (int(high, 16) << 32) + int(low, 16)
