@@ -141,6 +141,20 @@ class CdcProgress(Event):
 
 
 @dataclass(frozen=True)
+class BatchApplied(Event):
+    """A batch of source transactions is durable on the target; `lag_ms` per transaction,
+    from its source commit to now (both clocks are the machines' wall clocks)."""
+
+    kind: ClassVar[str] = "cdc.batch_applied"
+    durable: ClassVar[bool] = False
+    position: str
+    transactions: int
+    changes: int
+    writes: int
+    lag_ms: list[float]
+
+
+@dataclass(frozen=True)
 class Notice(Event):
     kind: ClassVar[str] = "notice"
     level: str  # 'info' | 'warn'

@@ -375,6 +375,14 @@ class ChangeMapper:
             parent_known = True
         else:
             old_loc, parent_known = None, False
+        in_place = self._update_in_place(level, old_loc if parent_known else None, new_loc, old_key_row, new)
+        if in_place is not None:
+            return in_place
+        moving = self._update_moving(
+            level, old_loc if parent_known else None, parent_known, new_loc, old_key_row, new
+        )
+        if moving is not None:
+            return moving
         if self._has_unchanged(level, new) or level.doc.embeds:
             # Read and merge the stored element: it keeps the unchanged TOASTed values and the
             # element's own embedded arrays (grandchildren), which the row change does not carry.
@@ -409,6 +417,89 @@ class ChangeMapper:
                 ops += self._pull(level, new_loc, new)
             ops += self._push(level, new_loc, self._element(level, new))
         return ops
+
+    def _update_in_place(
+        self, level: _Level, old_loc: Location | None, new_loc: Location | None, old_key_row: Row, new: Row
+    ) -> list[WriteOp] | None:
+        """The common update: same parent, same key, and an order that only key or 'on' columns
+        decide, so the element keeps its place. One `$set` of its changed fields, which leaves
+        unchanged TOASTed values and the element's own embedded arrays as they are. An element
+        not (yet) there is left alone: a replay converges through the later changes."""
+        assert level.embed is not None
+        if not level.embed.many or new_loc is None or old_loc != new_loc:
+            return None
+        match = self._element_match(level, new)
+        if not match or self._element_match(level, old_key_row) != match:
+            return None
+        return self._set_in_place(level, new_loc, match, new) + self._resort(level, new_loc)
+
+    def _set_in_place(self, level: _Level, loc: Location, match: dict[str, Any], new: Row) -> list[WriteOp]:
+        assert level.embed is not None
+        fields = self._fields(level.doc, new)
+        target = loc.child(level.embed.as_)
+        assignments = {f"{target}.$[e].{k}": v for k, v in fields.items() if k not in match}
+        if not assignments:
+            return []
+        element_filter = {f"e.{k}": v for k, v in match.items()}
+        return [
+            WriteOp(
+                level.collection,
+                "update",
+                loc.filter,
+                {"$set": assignments},
+                (*loc.array_filters, element_filter),
+            )
+        ]
+
+    def _resort(self, level: _Level, loc: Location) -> list[WriteOp]:
+        """Re-sort the array when an order_by column that is not the key may have changed."""
+        assert level.embed is not None
+        fixed = set(level.doc.key) | {c for c, _ in level.embed.on}
+        if set(level.embed.order_by) <= fixed:
+            return []
+        target = loc.child(level.embed.as_)
+        update = {"$push": {target: {"$each": [], "$sort": self._sort(level)}}}
+        return [WriteOp(level.collection, "update", loc.filter, update, loc.array_filters)]
+
+    def _update_moving(
+        self,
+        level: _Level,
+        old_loc: Location | None,
+        parent_known: bool,
+        new_loc: Location | None,
+        old_key_row: Row,
+        new: Row,
+    ) -> list[WriteOp] | None:
+        """An element directly under the document whose parent may have changed (its 'on'
+        columns are not in the replica identity, so the change does not say), without reading:
+        pull it from any other parent, update it in place in the new one, push it there if it is
+        not there. Elements with unchanged TOASTed values or embedded arrays of their own need
+        the stored element, so they take the merge path instead."""
+        assert level.embed is not None and level.parent is not None
+        if not level.embed.many or level.parent.embed is not None or new_loc is None:
+            return None
+        if self._has_unchanged(level, new) or level.doc.embeds:
+            return None
+        match = self._element_match(level, new)
+        if not match or self._element_match(level, old_key_row) != match:
+            return None
+        as_ = level.embed.as_
+        element_query: dict[str, Any] = (
+            {f"{as_}.{k}": v for k, v in match.items()} if len(match) == 1 else {as_: {"$elemMatch": match}}
+        )
+        if parent_known and old_loc is not None:
+            pull = [WriteOp(level.collection, "update", old_loc.filter, {"$pull": {as_: match}})]
+        else:
+            elsewhere = {**element_query, "$nor": [new_loc.filter]}
+            pull = [WriteOp(level.collection, "update_many", elsewhere, {"$pull": {as_: match}})]
+        absent = {**new_loc.filter, "$nor": [element_query]}
+        push = {"$push": {as_: {"$each": [self._element(level, new)], "$sort": self._sort(level)}}}
+        return (
+            pull
+            + self._set_in_place(level, new_loc, match, new)
+            + [WriteOp(level.collection, "update", absent, push)]
+            + self._resort(level, new_loc)
+        )
 
     def _element_delete(self, level: _Level, old: Row) -> list[WriteOp]:
         assert level.embed is not None

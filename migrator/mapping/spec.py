@@ -328,6 +328,27 @@ class _Resolver:
                     "changes could not find or order the element",
                     f"map {missing} in 'fields' (or remove them from 'exclude')",
                 )
+        identity = set(table.identity_columns)
+        if not on_child <= identity:
+            own_key = [k for k in key if k not in on_child]
+            severity_fail = len(own_key) != len(key)
+            self.findings.append(
+                Finding(
+                    "mapping.embed_identity",
+                    Severity.FAIL if severity_fail else Severity.WARN,
+                    f"{table.name}({', '.join(sorted(on_child))})",
+                    f"embed '{plan.as_}': the replica identity of {table.name} ({', '.join(sorted(identity)) or 'none'}) "
+                    f"does not include its link to the parent ({', '.join(sorted(on_child))}), so a change does not "
+                    "say whether the row moved to another parent"
+                    + (
+                        ": its deletes could not be placed"
+                        if severity_fail
+                        else "; each update then costs three writes on the target instead of one"
+                    ),
+                    f"CREATE UNIQUE INDEX ON {table.name} ({', '.join([*sorted(on_child), *own_key])}); then ALTER TABLE "
+                    f"{table.name} REPLICA IDENTITY USING INDEX <that index>; (or REPLICA IDENTITY FULL)",
+                )
+            )
         parent_cols = [p for _, p in on]
         parent_mapped = {f.column.name for f in parent_fields}
         if not (root_key and set(parent_cols) == set(root_key)) and not set(parent_cols) <= parent_mapped:

@@ -53,7 +53,7 @@ from migrator.adapters.postgres.replication import (
 )
 from migrator.adapters.postgres.values import ValueParser
 from migrator.engine.context import RunContext
-from migrator.engine.events import CdcProgress, Notice
+from migrator.engine.events import BatchApplied, CdcProgress, Notice
 from migrator.errors import SourceError, TerminalError, TransientError
 from migrator.mapping.changes import ChangeMapper, Row
 from migrator.mapping.spec import resolve
@@ -101,6 +101,7 @@ class _Batch:
     end_lsn: int | None = None  # last complete transaction in the batch
     first_commit_at: float | None = None
     last_commit_time: float | None = None
+    commit_times: list[float] = field(default_factory=list)
 
 
 class _Spool:
@@ -372,6 +373,16 @@ class CdcPhase:
                 applied = position
                 stream.acknowledge(position)
                 result.position = lsn_to_str(position)
+                now = time.time()
+                self.ctx.events.emit(
+                    BatchApplied(
+                        position=result.position,
+                        transactions=batch.transactions,
+                        changes=batch.changes,
+                        writes=len(batch.ops),
+                        lag_ms=[round((now - t) * 1000, 1) for t in batch.commit_times],
+                    )
+                )
             result.changes += batch.changes
             result.transactions += batch.transactions
             batch = _Batch()
@@ -424,6 +435,7 @@ class CdcPhase:
             batch.end_lsn = end_lsn
             batch.transactions += 1
             batch.last_commit_time = commit_time.timestamp()
+            batch.commit_times.append(batch.last_commit_time)
             if batch.first_commit_at is None:
                 batch.first_commit_at = time.monotonic()
             if len(batch.ops) >= self.settings.batch_changes:

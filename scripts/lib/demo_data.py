@@ -143,8 +143,13 @@ ALTER TABLE public.order_items ADD CONSTRAINT order_items_product_id_fkey
     FOREIGN KEY (product_id) REFERENCES public.products (id);
 
 -- Embedding looks children up by their foreign key; without these every parent is a seq scan.
-CREATE INDEX addresses_customer_id_idx ON public.addresses (customer_id);
-CREATE INDEX orders_customer_id_idx ON public.orders (customer_id);
+-- For addresses and orders the index is unique on (customer_id, id) and serves as the replica
+-- identity: then a change says which customer the row belonged to, and an update costs one
+-- target write (preflight's mapping.embed_identity explains).
+CREATE UNIQUE INDEX addresses_customer_id_idx ON public.addresses (customer_id, id);
+ALTER TABLE public.addresses REPLICA IDENTITY USING INDEX addresses_customer_id_idx;
+CREATE UNIQUE INDEX orders_customer_id_idx ON public.orders (customer_id, id);
+ALTER TABLE public.orders REPLICA IDENTITY USING INDEX orders_customer_id_idx;
 CREATE INDEX order_items_product_id_idx ON public.order_items (product_id);
 """
 

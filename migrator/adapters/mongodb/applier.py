@@ -164,6 +164,11 @@ class ChangeApplier:
         coll.delete_one(op.filter, session=session)
         doc.update(op.extra["set"])
         doc["_id"] = new_id
+        existing = coll.find_one({"_id": new_id}, session=session)
+        if existing is not None:
+            # A replay: the document moved here already, and this copy may lack what only the
+            # later one holds (an unchanged TOASTed value the replayed changes never carried).
+            doc = {**existing, **doc}
         coll.replace_one({"_id": new_id}, doc, upsert=True, session=session)
 
     def _merge_element(self, op: WriteOp, session: ClientSession | None) -> None:

@@ -92,15 +92,15 @@ class TypeInfo:
 Tuple = tuple[object, ...]
 
 
-@dataclass(frozen=True)
-class Insert:
+@dataclass(slots=True)
+class Insert:  # not frozen: frozen dataclasses are slow to build, and this is per change
     xid: int | None
     relation_id: int
     new: Tuple
 
 
-@dataclass(frozen=True)
-class Update:
+@dataclass(slots=True)
+class Update:  # not frozen: frozen dataclasses are slow to build, and this is per change
     xid: int | None
     relation_id: int
     old: Tuple | None  # key columns ('K') or the whole old row ('O'); None when the key did not change
@@ -108,8 +108,8 @@ class Update:
     new: Tuple
 
 
-@dataclass(frozen=True)
-class Delete:
+@dataclass(slots=True)
+class Delete:  # not frozen: frozen dataclasses are slow to build, and this is per change
     xid: int | None
     relation_id: int
     old: Tuple
@@ -231,25 +231,97 @@ class _Reader:
         return text
 
     def tuple_data(self) -> Tuple:
-        count = self.count(self.int16())
+        values, self.pos = _tuple_at(self.data, self.pos)
+        return values
+
+
+_I16 = struct.Struct("!h")
+_I32 = struct.Struct("!i")
+_U32 = struct.Struct("!I")
+
+
+def _tuple_at(data: bytes, pos: int) -> tuple[Tuple, int]:
+    """TupleData at `pos`: the hot path of decoding (every change), so a tight loop over
+    precompiled structs rather than reader method calls."""
+    size = len(data)
+    int32 = _I32.unpack_from
+    try:
+        (count,) = _I16.unpack_from(data, pos)
+        pos += 2
+        if count < 0:
+            raise SourceError(f"pgoutput tuple has a negative column count ({count})")
         values: list[object] = []
+        append = values.append
         for _ in range(count):
-            kind = self.char()
-            if kind == "n":
-                values.append(None)
-            elif kind == "u":
-                values.append(UNCHANGED)
-            elif kind in ("t", "b"):
-                values.append(self._take(self.int32()))
+            kind = data[pos]
+            pos += 1
+            if kind == 116 or kind == 98:  # 't' text, 'b' binary
+                (length,) = int32(data, pos)
+                pos += 4
+                end = pos + length
+                if length < 0 or end > size:
+                    raise SourceError(
+                        f"pgoutput message truncated: column value of {length} bytes at offset {pos}"
+                    )
+                append(data[pos:end])
+                pos = end
+            elif kind == 110:  # 'n' NULL
+                append(None)
+            elif kind == 117:  # 'u' unchanged TOASTed value
+                append(UNCHANGED)
             else:
-                raise SourceError(f"pgoutput tuple has an unknown column kind {kind!r}")
-        return tuple(values)
+                raise SourceError(f"pgoutput tuple has an unknown column kind {chr(kind)!r}")
+    except (struct.error, IndexError):
+        raise SourceError(f"pgoutput message truncated inside tuple data at offset {pos}") from None
+    return tuple(values), pos
+
+
+def _decode_change(payload: bytes, kind: int, in_stream: bool) -> Message:
+    """Insert, Update, Delete without the general reader: they are nearly every message."""
+    try:
+        pos = 1
+        xid: int | None = None
+        if in_stream:
+            (xid,) = _U32.unpack_from(payload, pos)
+            pos += 4
+        (relation_id,) = _U32.unpack_from(payload, pos)
+        pos += 4
+        marker = payload[pos]
+        pos += 1
+    except (struct.error, IndexError):
+        raise SourceError("pgoutput message truncated in its header") from None
+    if kind == 73:  # 'I'
+        if marker != 78:
+            raise SourceError("pgoutput Insert without a new tuple")
+        new, _ = _tuple_at(payload, pos)
+        return Insert(xid, relation_id, new)
+    if kind == 85:  # 'U'
+        old: Tuple | None = None
+        old_is_key = False
+        if marker in (75, 79):  # 'K', 'O'
+            old_is_key = marker == 75
+            old, pos = _tuple_at(payload, pos)
+            if pos >= len(payload):
+                raise SourceError("pgoutput message truncated: Update without a new tuple")
+            marker = payload[pos]
+            pos += 1
+        if marker != 78:
+            raise SourceError(f"pgoutput Update: expected a new tuple, found {chr(marker)!r}")
+        new, _ = _tuple_at(payload, pos)
+        return Update(xid, relation_id, old, old_is_key, new)
+    if marker not in (75, 79):
+        raise SourceError(f"pgoutput Delete: expected an old tuple, found {chr(marker)!r}")
+    old_row, _ = _tuple_at(payload, pos)
+    return Delete(xid, relation_id, old_row, marker == 75)
 
 
 def decode(payload: bytes, *, in_stream: bool = False) -> Message:
     """Decode one pgoutput message. `in_stream`: between Stream Start and Stream Stop (v2)."""
     if not payload:
         raise SourceError("empty pgoutput message")
+    first = payload[0]
+    if first == 73 or first == 85 or first == 68:  # 'I' 'U' 'D'
+        return _decode_change(payload, first, in_stream)
     r = _Reader(payload)
     kind = r.char()
 

@@ -24,11 +24,13 @@ from migrator.adapters.postgres.pgoutput import PG_EPOCH, lsn_to_str
 from migrator.adapters.postgres.values import REPLICATION_OPTIONS
 from migrator.errors import ConnectionFailed, SourceError
 
-FEEDBACK_INTERVAL_S = 10.0  # the server's wal_sender_timeout defaults to 60 s
+FEEDBACK_INTERVAL_S = 10.0
+_XLOG = struct.Struct("!QQq")
+_KEEPALIVE = struct.Struct("!QqB")  # the server's wal_sender_timeout defaults to 60 s
 
 
-@dataclass(frozen=True)
-class XLogData:
+@dataclass(slots=True)
+class XLogData:  # not frozen: built for every message
     start_lsn: int
     wal_end: int
     payload: bytes
@@ -124,13 +126,14 @@ class ReplicationStream:
                     self._endpoint.name, f"replication stream ended: {message or 'closed'}"
                 )
             chunk = bytes(data)
-            kind = chunk[:1]
-            if kind == b"w":
-                start, wal_end, _ = struct.unpack_from("!QQq", chunk, 1)
-                self._wal_end = max(self._wal_end, wal_end)
+            kind = chunk[0]
+            if kind == 119:  # 'w' XLogData
+                start, wal_end, _ = _XLOG.unpack_from(chunk, 1)
+                if wal_end > self._wal_end:
+                    self._wal_end = wal_end
                 yield XLogData(start, wal_end, chunk[25:])
-            elif kind == b"k":
-                wal_end, _, reply = struct.unpack_from("!QqB", chunk, 1)
+            elif kind == 107:  # 'k' keepalive
+                wal_end, _, reply = _KEEPALIVE.unpack_from(chunk, 1)
                 self._wal_end = max(self._wal_end, wal_end)
                 yield Keepalive(wal_end)  # the reply below carries what the consumer acknowledged
                 if reply:
