@@ -335,7 +335,10 @@ class CdcPhase:
                     result.stopped = True
                     return result
                 self._relations = {}  # a new stream sends its Relation messages again
-                checkpoint, _ = self.start_position()
+                try:
+                    checkpoint, _ = self.start_position()
+                except TransientError:
+                    continue  # the target is still away: count it as another failure
 
     def _open_stream(self, checkpoint: int) -> ReplicationStream | PollingStream:
         endpoint = self.ctx.source.endpoint

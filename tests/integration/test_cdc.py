@@ -1,0 +1,930 @@
+"""The CDC phase against real servers: after the snapshot, every source change lands in the target.
+
+Each test builds a small schema in a fresh PostgreSQL database, takes the snapshot through
+`migrator.api.run(until="snapshot")`, changes the source, runs `until="caught-up"` (or follows
+changes with `until="stopped"` on a thread), and compares the target with documents built
+independently from plain SQL, down to BSON types and key order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from migrator import api
+from migrator.engine.events import Collector, Notice
+from migrator.errors import TerminalError
+from migrator.plan.names import slot_name
+from migrator.runner import RunOutcome
+from tests.support.docs import Migration, sorted_documents, typed
+from tests.support.servers import ExternalServer
+
+ROOT = Path(__file__).resolve().parents[2]
+RUN_TIMEOUT = 90.0
+STATE_ID_PREFIX = "cdc:"
+
+# 3200 characters of hex digits: no repeats for pglz to find, and SET STORAGE EXTERNAL keeps it
+# uncompressed anyway, so any row holding one is stored out of line (TOASTed).
+BIG_FUNCTION = """
+CREATE FUNCTION big(seed text) RETURNS text LANGUAGE sql IMMUTABLE AS
+$$ SELECT string_agg(md5(seed || ':' || i), '' ORDER BY i) FROM generate_series(1, 100) AS i $$
+"""
+
+
+@pytest.fixture
+def mig(
+    pg_url: str, mongo_url: str, mongo_db_name: str, tmp_path: Path, tmp_state_path: Path
+) -> Iterator[Migration]:
+    m = Migration(pg_url, mongo_url, mongo_db_name, tmp_path, tmp_state_path)
+    try:
+        yield m
+    finally:
+        m.close()
+
+
+# -- running ------------------------------------------------------------------------------------
+
+_FOLLOWERS: list[Follower] = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_followers(mig: Migration) -> Iterator[None]:
+    """Stop every run a test left following, before its database is dropped."""
+    yield
+    while _FOLLOWERS:
+        follower = _FOLLOWERS.pop()
+        follower.stop.set()
+        follower._thread.join(30)
+
+
+class Follower:
+    """`api.run(...)` on a thread, bounded: a run that does not return in time fails the test
+    instead of hanging it."""
+
+    def __init__(self, mig: Migration, plan: Path, until: str, stop: threading.Event | None = None) -> None:
+        self.events = Collector()
+        self.stop = stop or threading.Event()
+        self.outcome: RunOutcome | None = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._body, args=(mig, plan, until), name=f"migrator-{until}", daemon=True
+        )
+        self._thread.start()
+        _FOLLOWERS.append(self)
+
+    def _body(self, mig: Migration, plan: Path, until: Any) -> None:
+        try:
+            self.outcome = api.run(
+                plan, until=until, state=mig.state_path, sinks=[self.events], env=mig.env, stop=self.stop
+            )
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            self.error = exc
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def join(self, timeout: float = RUN_TIMEOUT) -> RunOutcome:
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self.stop.set()
+            self._thread.join(30)
+            pytest.fail(f"the run did not return within {timeout:.0f} s")
+        if self.error is not None:
+            raise self.error
+        assert self.outcome is not None
+        return self.outcome
+
+    def finish(self, timeout: float = RUN_TIMEOUT) -> RunOutcome:
+        """Set the stop event and wait for the run to checkpoint and return."""
+        self.stop.set()
+        return self.join(timeout)
+
+    def notices(self) -> list[str]:
+        return [n.message for n in self.events.of(Notice)]
+
+
+def run(mig: Migration, plan: Path, until: str = "caught-up", timeout: float = RUN_TIMEOUT) -> Follower:
+    """Run to completion (snapshot, or caught-up); returns the finished Follower (events, outcome)."""
+    follower = Follower(mig, plan, until)
+    follower.join(timeout)
+    return follower
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0, every: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
+
+
+def slot_active(mig: Migration, plan_name: str) -> bool:
+    rows = mig.rows("SELECT active FROM pg_replication_slots WHERE slot_name = %s", [slot_name(plan_name)])
+    return bool(rows and rows[0][0])
+
+
+def follow(mig: Migration, plan: Path, plan_name: str, stop: threading.Event | None = None) -> Follower:
+    """Start following changes (until stopped) and return once the replication stream is open."""
+    follower = Follower(mig, plan, "stopped", stop)
+    wait_for(lambda: slot_active(mig, plan_name) or not follower.alive, "the replication stream", 60)
+    if not follower.alive:
+        follower.join()
+        pytest.fail("the run ended before it started streaming")
+    return follower
+
+
+def transactions(mig: Migration, *txns: Sequence[str] | str) -> None:
+    """Run each item as one transaction (a string: one statement)."""
+    with psycopg.connect(mig.pg_url) as conn:
+        for txn in txns:
+            statements = [txn] if isinstance(txn, str) else txn
+            with conn.transaction():
+                for statement in statements:
+                    conn.execute(statement)
+
+
+def lsn(text: str) -> int:
+    high, _, low = text.partition("/")
+    return (int(high, 16) << 32) + int(low, 16)
+
+
+# -- expectations from plain SQL ----------------------------------------------------------------
+
+
+def records(mig: Migration, query: str) -> list[dict[str, Any]]:
+    with psycopg.connect(mig.pg_url, row_factory=dict_row) as conn:
+        return list(conn.execute(query).fetchall())
+
+
+def flat_documents(mig: Migration, query: str) -> list[dict[str, Any]]:
+    """One document a row: the first column is _id, the others follow in order."""
+    out = []
+    for row in records(mig, query):
+        items = list(row.items())
+        out.append({"_id": items[0][1], **dict(items[1:])})
+    return sorted_documents(out)
+
+
+def group(rows: list[dict[str, Any]], by: str, drop: Sequence[str] = ()) -> dict[Any, list[dict[str, Any]]]:
+    """Rows grouped by column `by` (in the query's order), without the columns in `drop`."""
+    out: dict[Any, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        out[row[by]].append({k: v for k, v in row.items() if k not in drop})
+    return out
+
+
+def assert_documents(mig: Migration, collection: str, expected: list[dict[str, Any]]) -> None:
+    actual = mig.documents(collection)
+    actual_ids = [d["_id"] for d in actual]
+    expected_ids = [d["_id"] for d in sorted_documents(expected)]
+    assert actual_ids == expected_ids, f"{collection}: ids differ"
+    for got, want in zip(actual, sorted_documents(expected), strict=True):
+        assert typed(got) == typed(want), f"{collection} _id={want['_id']!r}:\n got {got}\nwant {want}"
+
+
+def toasted_rows(mig: Migration, table: str) -> int:
+    """Rows in the table's TOAST relation: proves the big values are stored out of line."""
+    ((toast,),) = mig.rows(
+        "SELECT reltoastrelid::regclass::text FROM pg_class WHERE oid = %s::regclass", [table]
+    )
+    return int(mig.rows(f"SELECT count(*) FROM {toast}")[0][0])
+
+
+# -- scenarios (each: schema and data, plan collections, changes, expected documents) -------------
+
+
+@dataclass(frozen=True)
+class Scenario:
+    setup: tuple[str, ...]
+    collections: str
+    changes: tuple[Sequence[str] | str, ...]
+    expected: Callable[[Migration], dict[str, list[dict[str, Any]]]]
+
+
+FLAT = Scenario(
+    setup=(
+        "CREATE TABLE things (id integer PRIMARY KEY, name text, qty integer, big text)",
+        "ALTER TABLE things ALTER COLUMN big SET STORAGE EXTERNAL",
+        "INSERT INTO things SELECT g, 'n' || g, g, big('t' || g) FROM generate_series(1, 6) g",
+    ),
+    collections="- {name: things, from: things, key: id}",
+    changes=(
+        "INSERT INTO things VALUES (7, 'seven', 7, big('t7'))",
+        "UPDATE things SET qty = 20 WHERE id = 2",  # big unchanged: arrives as 'u'
+        "DELETE FROM things WHERE id = 3",
+        "UPDATE things SET id = 40 WHERE id = 4",  # key change, big unchanged
+        [
+            "UPDATE things SET id = 50, name = 'fifty' WHERE id = 5",
+            "UPDATE things SET qty = 55 WHERE id = 50",
+        ],
+        "UPDATE things SET big = big('t1-changed') WHERE id = 1",
+        "UPDATE things SET id = 10 WHERE id = 1",  # two key changes in a row, big unchanged
+        "UPDATE things SET id = 100, qty = 100 WHERE id = 10",
+        ["INSERT INTO things VALUES (8, 'eight', 8, big('t8'))", "UPDATE things SET id = 80 WHERE id = 8"],
+        ["INSERT INTO things VALUES (9, 'nine', 9, NULL)", "DELETE FROM things WHERE id = 9"],
+        "UPDATE things SET name = NULL WHERE id = 6",
+    ),
+    expected=lambda mig: {"things": flat_documents(mig, "SELECT id, name, qty, big FROM things")},
+)
+
+
+def _toast_expected(mig: Migration) -> dict[str, list[dict[str, Any]]]:
+    kids = group(records(mig, "SELECT * FROM kids ORDER BY id"), "parent_id", drop=("parent_id",))
+    docs = [
+        {"_id": p["id"], "name": p["name"], "big": p["big"], "kids": kids.get(p["id"], [])}
+        for p in records(mig, "SELECT id, name, big FROM parents")
+    ]
+    return {"parents": docs}
+
+
+EMBEDDED_TOAST = Scenario(
+    setup=(
+        "CREATE TABLE parents (id integer PRIMARY KEY, name text, big text)",
+        "CREATE TABLE kids (id integer PRIMARY KEY, parent_id integer NOT NULL REFERENCES parents,"
+        " label text, big text)",
+        "ALTER TABLE parents ALTER COLUMN big SET STORAGE EXTERNAL",
+        "ALTER TABLE kids ALTER COLUMN big SET STORAGE EXTERNAL",
+        "INSERT INTO parents SELECT g, 'p' || g, big('p' || g) FROM generate_series(1, 3) g",
+        "INSERT INTO kids VALUES (11, 1, 'k11', big('k11')), (12, 1, 'k12', big('k12')),"
+        " (13, 1, 'k13', big('k13')), (21, 2, 'k21', big('k21')), (31, 3, 'k31', big('k31'))",
+    ),
+    collections="""
+        - name: parents
+          from: parents
+          key: id
+          embed: [{as: kids, from: kids, on: {parent_id: id}, key: id}]
+    """,
+    changes=(
+        "UPDATE parents SET name = 'p1-renamed' WHERE id = 1",  # parent's big unchanged
+        "UPDATE kids SET label = 'k11-relabelled' WHERE id = 11",  # element's big unchanged: merged
+        "UPDATE kids SET parent_id = 2 WHERE id = 12",  # moves to parent 2, big unchanged
+        "UPDATE kids SET parent_id = 3, label = 'k21-moved' WHERE id = 21",
+        "UPDATE kids SET big = big('k13-changed') WHERE id = 13",
+        "UPDATE kids SET parent_id = 1 WHERE id = 31",  # two moves in a row, big unchanged
+        "UPDATE kids SET parent_id = 2 WHERE id = 31",
+        [
+            "INSERT INTO kids VALUES (22, 2, 'k22', big('k22'))",
+            "UPDATE kids SET label = 'k22-again' WHERE id = 22",
+        ],
+    ),
+    expected=_toast_expected,
+)
+
+
+def _shop_expected(mig: Migration) -> dict[str, list[dict[str, Any]]]:
+    items = group(
+        records(mig, "SELECT id, order_id, sku, qty FROM items ORDER BY id"), "order_id", ("order_id",)
+    )
+    orders = group(
+        records(mig, "SELECT id, customer_id, pos, note FROM orders ORDER BY pos, id"),
+        "customer_id",
+        ("customer_id",),
+    )
+    for elements in orders.values():
+        for order in elements:
+            order["items"] = items.get(order["id"], [])
+    profiles = {p.pop("customer_id"): p for p in records(mig, "SELECT id, customer_id, bio FROM profiles")}
+    docs = [
+        {
+            "_id": c["id"],
+            "name": c["name"],
+            "orders": orders.get(c["id"], []),
+            "profile": profiles.get(c["id"]),
+        }
+        for c in records(mig, "SELECT id, name FROM customers")
+    ]
+    return {"customers": docs}
+
+
+SHOP = Scenario(
+    setup=(
+        "CREATE TABLE customers (id integer PRIMARY KEY, name text NOT NULL)",
+        "CREATE TABLE orders (id integer PRIMARY KEY, customer_id integer NOT NULL REFERENCES customers,"
+        " pos integer NOT NULL, note text)",
+        "CREATE TABLE items (id integer PRIMARY KEY, order_id integer NOT NULL REFERENCES orders,"
+        " sku text, qty integer)",
+        "CREATE TABLE profiles (id integer PRIMARY KEY, customer_id integer NOT NULL UNIQUE REFERENCES customers,"
+        " bio text)",
+        "INSERT INTO customers SELECT g, 'c' || g FROM generate_series(1, 6) g",
+        "INSERT INTO orders VALUES (101, 1, 10, 'a'), (102, 1, 20, 'b'), (103, 1, 30, 'c'),"
+        " (201, 2, 10, 'd'), (301, 3, 10, 'e')",
+        "INSERT INTO items VALUES (1011, 101, 'x', 1), (1012, 101, 'y', 2), (1021, 102, 'z', 3),"
+        " (1031, 103, 'w', 4), (2011, 201, 'v', 5), (3011, 301, 'u', 6),"
+        " (1013, 101, 'untouched', 8), (1023, 102, 'untouched', 9)",
+        "INSERT INTO profiles VALUES (1, 1, 'bio1'), (2, 2, 'bio2')",
+    ),
+    collections="""
+        - name: customers
+          from: customers
+          key: id
+          embed:
+            - as: orders
+              from: orders
+              on: {customer_id: id}
+              key: id
+              order_by: pos
+              embed: [{as: items, from: items, on: {order_id: id}, key: id}]
+            - {as: profile, from: profiles, on: {customer_id: id}, many: false, key: id}
+    """,
+    changes=(
+        # 1:N: an element whose order key falls in the middle, an update, a delete.
+        "INSERT INTO orders VALUES (104, 1, 15, 'middle')",
+        "UPDATE orders SET note = 'b-changed' WHERE id = 102",  # its items stay
+        ["DELETE FROM items WHERE order_id = 103", "DELETE FROM orders WHERE id = 103"],
+        # A middle-level element moves to another root parent, carrying its grandchildren.
+        "UPDATE orders SET customer_id = 2 WHERE id = 101",
+        "UPDATE items SET qty = 99 WHERE id = 1011",  # a grandchild of the moved order
+        "UPDATE orders SET customer_id = 3 WHERE id = 201",  # there and back, with its grandchild
+        "UPDATE orders SET customer_id = 2, note = 'd-back' WHERE id = 201",
+        # A parent without children gets one; an element inserted and deleted in one transaction.
+        "INSERT INTO orders VALUES (401, 4, 5, 'first')",
+        ["INSERT INTO orders VALUES (105, 1, 1, 'fleeting')", "DELETE FROM orders WHERE id = 105"],
+        "UPDATE orders SET pos = 40 WHERE id = 104",  # reorders the array
+        # Grandchildren: insert, update, delete, moves within and across root parents.
+        "INSERT INTO items VALUES (1022, 102, 'new', 7)",
+        "UPDATE items SET sku = 'z2' WHERE id = 1021",
+        "DELETE FROM items WHERE id = 2011",
+        "UPDATE items SET order_id = 201 WHERE id = 1012",
+        "UPDATE items SET order_id = 301, qty = 30 WHERE id = 1021",
+        # 1:1: insert, update, delete, and a move to another parent.
+        "INSERT INTO profiles VALUES (3, 3, 'bio3')",
+        "UPDATE profiles SET bio = 'bio1-changed' WHERE id = 1",
+        "DELETE FROM profiles WHERE id = 2",
+        "UPDATE profiles SET customer_id = 4 WHERE id = 3",
+        # Roots: a new document with its whole tree in one transaction; a delete.
+        [
+            "INSERT INTO customers VALUES (7, 'c7')",
+            "INSERT INTO orders VALUES (701, 7, 1, 'o')",
+            "INSERT INTO items VALUES (7011, 701, 's', 1)",
+            "INSERT INTO profiles VALUES (7, 7, 'bio7')",
+        ],
+        "DELETE FROM customers WHERE id = 6",
+        "UPDATE customers SET name = 'c5-renamed' WHERE id = 5",
+        "UPDATE customers SET id = 55 WHERE id = 5",  # a root key change keeps the document's arrays
+        "UPDATE orders SET id = 106, note = 'rekeyed' WHERE id = 104",  # an element key change
+    ),
+    expected=_shop_expected,
+)
+
+
+def set_up(mig: Migration, name: str, *scenarios: Scenario, phases: str = "") -> Path:
+    mig.sql(BIG_FUNCTION, *(s for scenario in scenarios for s in scenario.setup))
+    collections = "\n".join(textwrap.dedent(scenario.collections).strip() for scenario in scenarios)
+    return mig.plan(collections, name=name, phases=phases)
+
+
+def assert_scenarios(mig: Migration, *scenarios: Scenario) -> None:
+    for scenario in scenarios:
+        for collection, docs in scenario.expected(mig).items():
+            assert_documents(mig, collection, docs)
+
+
+def play(mig: Migration, name: str, scenario: Scenario) -> Path:
+    """Schema, snapshot, changes, caught-up; the target equals the source."""
+    plan = set_up(mig, name, scenario)
+    run(mig, plan, "snapshot")
+    assert_scenarios(mig, scenario)  # the snapshot itself is right
+    transactions(mig, *scenario.changes)
+    outcome = run(mig, plan).outcome
+    assert outcome is not None and outcome.cdc is not None and outcome.cdc.caught_up
+    assert outcome.cdc.changes >= len(scenario.changes)
+    assert_scenarios(mig, scenario)
+    return plan
+
+
+# -- 1. flat table ------------------------------------------------------------------------------
+
+
+def test_flat_table_inserts_updates_deletes_and_key_changes(mig: Migration) -> None:
+    play(mig, "cdc-flat", FLAT)
+    assert toasted_rows(mig, "things") > 0
+    docs = mig.by_id("things")
+    assert sorted(docs) == [2, 6, 7, 40, 50, 80, 100]
+    # The rekeyed documents kept the TOASTed value the UPDATE did not touch.
+    ((big,),) = mig.rows("SELECT big('t4')")
+    assert docs[40] == {"_id": 40, "name": "n4", "qty": 4, "big": big} and len(big) == 3200
+    assert docs[50] == {"_id": 50, "name": "fifty", "qty": 55, "big": mig.rows("SELECT big('t5')")[0][0]}
+    assert docs[100]["big"] == mig.rows("SELECT big('t1-changed')")[0][0]
+    assert docs[2]["qty"] == 20 and docs[2]["big"] == mig.rows("SELECT big('t2')")[0][0]
+
+
+# -- 2. unchanged TOAST values --------------------------------------------------------------------
+
+
+def test_unchanged_toasted_values_are_kept_in_documents_and_elements(mig: Migration) -> None:
+    play(mig, "cdc-toast", EMBEDDED_TOAST)
+    assert toasted_rows(mig, "parents") > 0 and toasted_rows(mig, "kids") > 0
+    docs = mig.by_id("parents")
+    assert docs[1]["name"] == "p1-renamed" and docs[1]["big"] and len(docs[1]["big"]) == 3200
+    moved = next(k for k in docs[2]["kids"] if k["id"] == 12)
+    assert moved["big"] == mig.rows("SELECT big('k12')")[0][0]
+    assert [k["id"] for k in docs[1]["kids"]] == [11, 13]
+
+
+# -- 3. embedded 1:N, 1:1, three levels ---------------------------------------------------------
+
+
+def test_embedded_children_one_to_one_and_grandchildren(mig: Migration) -> None:
+    play(mig, "cdc-shop", SHOP)
+    docs = mig.by_id("customers")
+    # Spot checks on top of the full comparison, so that a failure says what went wrong.
+    assert [o["id"] for o in docs[1]["orders"]] == [102, 106]
+    assert [o["id"] for o in docs[2]["orders"]] == [101, 201]
+    assert [o["id"] for o in docs[1]["orders"][0]["items"]] == [1022, 1023]
+    assert [i["id"] for i in docs[2]["orders"][0]["items"]] == [1011, 1013]  # 1012 moved to 201
+    assert docs[2]["orders"][0]["items"][0]["qty"] == 99
+    assert [i["id"] for i in docs[2]["orders"][1]["items"]] == [1012]
+    assert [i["id"] for i in docs[3]["orders"][0]["items"]] == [1021, 3011]
+    assert docs[4]["orders"][0]["id"] == 401 and docs[4]["profile"] == {"id": 3, "bio": "bio3"}
+    assert docs[2]["profile"] is None and docs[3]["profile"] is None
+    assert 6 not in docs and docs[7]["orders"][0]["items"][0]["id"] == 7011
+    assert 5 not in docs and docs[55] == {"_id": 55, "name": "c5-renamed", "orders": [], "profile": None}
+
+
+# -- 4. idempotent replay -------------------------------------------------------------------------
+
+
+def test_replay_from_the_snapshot_position_leaves_the_target_unchanged(mig: Migration) -> None:
+    scenarios = (FLAT, EMBEDDED_TOAST, SHOP)
+    name = "cdc-replay"
+    plan = set_up(mig, name, *scenarios)
+    run(mig, plan, "snapshot")
+    # A copy of the slot at the snapshot's position: deleting the target checkpoint alone does not
+    # replay anything, because the server starts a slot at its confirmed position at the earliest.
+    slot = slot_name(name)
+    mig.sql(f"SELECT pg_copy_logical_replication_slot('{slot}', '{slot}_at_snapshot')")
+    for scenario in scenarios:
+        transactions(mig, *scenario.changes)
+    first = run(mig, plan).outcome
+    assert first is not None and first.cdc is not None and first.cdc.caught_up
+    assert_scenarios(mig, *scenarios)
+    collections = ("things", "parents", "customers")
+    before = {c: mig.raw_documents(c) for c in collections}
+    state = mig.client[mig.database]["_migrator"]
+    checkpoint = state.find_one({"_id": f"{STATE_ID_PREFIX}{name}"})
+    assert checkpoint is not None
+
+    # The checkpoint is lost: the run starts from the snapshot position (the slot starts later).
+    state.delete_one({"_id": checkpoint["_id"]})
+    again = run(mig, plan)
+    assert any("snapshot position" in n for n in again.notices())
+    assert {c: mig.raw_documents(c) for c in collections} == before
+
+    # The checkpoint and the slot's progress are lost: every change since the snapshot is replayed.
+    state.delete_one({"_id": checkpoint["_id"]})
+    mig.sql(
+        f"SELECT pg_drop_replication_slot('{slot}')",
+        f"SELECT pg_copy_logical_replication_slot('{slot}_at_snapshot', '{slot}')",
+        f"SELECT pg_drop_replication_slot('{slot}_at_snapshot')",
+    )
+    replay = run(mig, plan).outcome
+    assert replay is not None and replay.cdc is not None and replay.cdc.caught_up
+    total = sum(len(s.changes) for s in scenarios)
+    assert replay.cdc.transactions >= total, "nothing was replayed: the test proves nothing"
+    assert {c: mig.raw_documents(c) for c in collections} == before
+    assert_scenarios(mig, *scenarios)
+
+
+# -- 5. TRUNCATE ----------------------------------------------------------------------------------
+
+TRUNCATE_SCHEMA = Scenario(
+    setup=(
+        "CREATE TABLE parents (id integer PRIMARY KEY, name text)",
+        "CREATE TABLE kids (id integer PRIMARY KEY, parent_id integer NOT NULL REFERENCES parents, label text)",
+        "INSERT INTO parents SELECT g, 'p' || g FROM generate_series(1, 3) g",
+        "INSERT INTO kids VALUES (11, 1, 'a'), (12, 1, 'b'), (21, 2, 'c')",
+    ),
+    collections=EMBEDDED_TOAST.collections,
+    changes=(),
+    expected=lambda mig: {
+        "parents": [
+            {
+                "_id": p["id"],
+                "name": p["name"],
+                "kids": group(
+                    records(mig, "SELECT * FROM kids ORDER BY id"), "parent_id", ("parent_id",)
+                ).get(p["id"], []),
+            }
+            for p in records(mig, "SELECT id, name FROM parents")
+        ]
+    },
+)
+
+
+def test_truncate_stops_the_run_by_default(mig: Migration) -> None:
+    plan = set_up(mig, "cdc-truncate-stop", TRUNCATE_SCHEMA)
+    run(mig, plan, "snapshot")
+    before = mig.documents("parents")
+    transactions(mig, "TRUNCATE kids")
+    with pytest.raises(TerminalError, match=r"TRUNCATE of public\.kids") as raised:
+        run(mig, plan)
+    assert "on_truncate" in str(raised.value)
+    assert mig.documents("parents") == before  # nothing guessed: the arrays are still there
+
+
+def test_truncate_applied_on_request_empties_collections_and_arrays(mig: Migration) -> None:
+    plan = set_up(mig, "cdc-truncate-apply", TRUNCATE_SCHEMA, phases="cdc: {on_truncate: apply}")
+    run(mig, plan, "snapshot")
+    transactions(
+        mig,
+        "INSERT INTO kids VALUES (31, 3, 'd')",
+        "TRUNCATE kids",
+        "INSERT INTO kids VALUES (22, 2, 'after')",
+    )
+    run(mig, plan)
+    assert_scenarios(mig, TRUNCATE_SCHEMA)
+    assert [d["kids"] for d in mig.documents("parents")] == [[], [{"id": 22, "label": "after"}], []]
+
+    transactions(mig, "TRUNCATE parents CASCADE", "INSERT INTO parents VALUES (9, 'p9')")
+    run(mig, plan)
+    assert_scenarios(mig, TRUNCATE_SCHEMA)
+    assert [d["_id"] for d in mig.documents("parents")] == [9]
+
+
+# -- 6. DDL while the migration runs --------------------------------------------------------------
+
+SIMPLE = Scenario(
+    setup=(
+        "CREATE TABLE things (id integer PRIMARY KEY, name text, qty integer)",
+        "INSERT INTO things SELECT g, 'n' || g, g FROM generate_series(1, 3) g",
+    ),
+    collections="- {name: things, from: things, key: id}",
+    changes=(),
+    expected=lambda mig: {"things": flat_documents(mig, "SELECT id, name, qty FROM things")},
+)
+
+
+def ddl_and_run(
+    mig: Migration, plan: Path, name: str, when: str, applied: Callable[[], bool], *txns: Sequence[str] | str
+) -> Follower:
+    """Run `txns` (DDL among them) while the run follows changes, or between two runs (the run
+    then starts on the newer catalog and replays changes made before the DDL). While following,
+    the run is stopped once `applied()` or once it ended by itself (an error)."""
+    if when == "between-runs":
+        transactions(mig, *txns)
+        return run(mig, plan)
+    follower = follow(mig, plan, name)
+    transactions(mig, *txns)
+    try:
+        wait_for(lambda: not follower.alive or applied(), "the run to apply the changes", 30)
+    finally:
+        follower.finish()
+    return follower
+
+
+WHEN = pytest.mark.parametrize("when", ["following", "between-runs"])
+
+
+@WHEN
+def test_added_column_flows_into_changed_rows(mig: Migration, when: str) -> None:
+    name = f"cdc-ddl-add-{when}"
+    plan = set_up(mig, name, SIMPLE)
+    run(mig, plan, "snapshot")
+    follower = ddl_and_run(
+        mig,
+        plan,
+        name,
+        when,
+        lambda: mig.by_id("things").get(3, {}).get("qty") == 30,
+        "UPDATE things SET qty = 10 WHERE id = 1",  # before the DDL: the old shape
+        "ALTER TABLE things ADD COLUMN extra text DEFAULT 'dflt'",
+        "INSERT INTO things VALUES (4, 'n4', 4, 'x4')",
+        "UPDATE things SET extra = 'y2' WHERE id = 2",
+        "UPDATE things SET qty = 30 WHERE id = 3",
+    )
+    notices = [n for n in follower.notices() if "added" in n]
+    assert notices and all("public.things" in n and "extra" in n for n in notices), follower.notices()
+    # Changed rows carry the new field; rows that did not change since keep their old shape.
+    expected = flat_documents(mig, "SELECT id, name, qty, extra FROM things")
+    del expected[0]["extra"]
+    assert_documents(mig, "things", expected)
+
+
+@WHEN
+@pytest.mark.parametrize(
+    ("ddl", "says"),
+    [
+        ("ALTER TABLE things DROP COLUMN qty", "was dropped"),
+        ("ALTER TABLE things ALTER COLUMN qty TYPE bigint", "changed type"),
+    ],
+    ids=["drop", "retype"],
+)
+def test_dropped_or_retyped_mapped_column_stops_the_run(
+    mig: Migration, ddl: str, says: str, when: str
+) -> None:
+    name = f"cdc-ddl-{says.split()[-1]}-{when}"
+    plan = set_up(mig, name, SIMPLE)
+    run(mig, plan, "snapshot")
+    with pytest.raises(TerminalError, match=rf"column public\.things\.qty {says}"):
+        ddl_and_run(
+            mig,
+            plan,
+            name,
+            when,
+            lambda: False,
+            "UPDATE things SET name = 'before' WHERE id = 2",
+            ddl,
+            "UPDATE things SET name = 'after' WHERE id = 1",
+        )
+    # Stopped at the DDL: the change after it is not applied.
+    docs = mig.by_id("things")
+    assert docs[1]["name"] == "n1" and docs[1]["qty"] == 1
+
+
+# -- 7. WAL budget --------------------------------------------------------------------------------
+
+
+def test_wal_budget_stops_the_run(mig: Migration) -> None:
+    name = "cdc-wal-budget"
+    plan = set_up(mig, name, SIMPLE, phases="cdc: {max_retained_wal: 1MB}")
+    run(mig, plan, "snapshot")
+    # While nothing consumes the slot, the source writes ~6 MB of WAL (in a table the plan does
+    # not map): the slot holds all of it.
+    mig.sql(
+        "CREATE TABLE junk (x text)",
+        "INSERT INTO junk SELECT repeat(md5(g::text), 8) FROM generate_series(1, 20000) g",
+    )
+    ((retained,),) = mig.rows(
+        "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn) FROM pg_replication_slots WHERE slot_name = %s",
+        [slot_name(name)],
+    )
+    assert retained > 2 * 1024**2
+    started = time.monotonic()
+    with pytest.raises(TerminalError, match=r"max_retained_wal") as raised:
+        run(mig, plan, timeout=60)
+    assert "budget of 1,048,576" in str(raised.value)
+    assert time.monotonic() - started < 30
+    assert [s for s, _ in mig.slots()] == [slot_name(name)]  # kept: the run resumes once fixed
+
+
+# -- 8. lost slot ---------------------------------------------------------------------------------
+
+
+def test_lost_slot_stops_the_run_and_is_not_recreated(mig: Migration) -> None:
+    name = "cdc-lost-slot"
+    plan = set_up(mig, name, SIMPLE)
+    run(mig, plan, "snapshot")
+    mig.sql(f"SELECT pg_drop_replication_slot('{slot_name(name)}')")
+    transactions(mig, "UPDATE things SET qty = 10 WHERE id = 1")
+    with pytest.raises(TerminalError, match="a new snapshot is needed"):
+        run(mig, plan)
+    assert mig.slots() == []
+
+
+# -- 9. a server restarts mid-stream --------------------------------------------------------------
+
+
+class Writer(threading.Thread):
+    """Commits small transactions on `things` until stopped, riding out a restarting server."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(name="writer", daemon=True)
+        self.url = url
+        self.stop = threading.Event()
+        self.committed = 0
+        self.failures = 0
+
+    def run(self) -> None:
+        i = 1000
+        conn: psycopg.Connection[Any] | None = None
+        while not self.stop.is_set():
+            try:
+                if conn is None or conn.closed:
+                    conn = psycopg.connect(self.url, autocommit=True, connect_timeout=5)
+                with conn.transaction():
+                    # ON CONFLICT: a commit whose answer was lost to the restart is retried.
+                    conn.execute(
+                        "INSERT INTO things VALUES (%s, %s, %s) ON CONFLICT DO NOTHING", [i, f"w{i}", i]
+                    )
+                    conn.execute("UPDATE things SET qty = qty + 1 WHERE id = %s", [i - 3])
+                    if i % 5 == 0:
+                        conn.execute("DELETE FROM things WHERE id = %s", [i - 7])
+                self.committed += 1
+                i += 1
+                time.sleep(0.01)
+            except psycopg.OperationalError:
+                self.failures += 1
+                if conn is not None:
+                    conn.close()
+                conn = None
+                time.sleep(0.2)
+        if conn is not None:
+            conn.close()
+
+
+def matches(mig: Migration, scenario: Scenario) -> bool:
+    """Whether the target equals what the scenario expects from the source (no assertion)."""
+    for collection, docs in scenario.expected(mig).items():
+        if [typed(d) for d in mig.documents(collection)] != [typed(d) for d in sorted_documents(docs)]:
+            return False
+    return True
+
+
+@pytest.mark.parametrize("side", ["source", "target"])
+def test_following_survives_a_server_restart(
+    mig: Migration, pg_server: Any, mongo_server: Any, side: str
+) -> None:
+    server = pg_server if side == "source" else mongo_server
+    if isinstance(server, ExternalServer) or not getattr(server, "restartable", False):
+        pytest.skip("restarting a server needs the throwaway one (MIGRATOR_TEST_*_URL is set)")
+    name = f"cdc-restart-{side}"
+    plan = set_up(mig, name, SIMPLE)
+    run(mig, plan, "snapshot")
+    follower = follow(mig, plan, name)
+    writer = Writer(mig.pg_url)
+    writer.start()
+    try:
+        wait_for(lambda: writer.committed >= 20, "the writer's first commits")
+        before_restart = writer.committed
+        started = time.monotonic()
+        server.restart()
+        assert time.monotonic() - started < 20, "the restart waited for the run (a walsender kept it up?)"
+        wait_for(lambda: writer.committed >= before_restart + 50, "commits after the restart", 60)
+    finally:
+        writer.stop.set()
+        writer.join(30)
+    # The same run, still following, applies what was committed around and after the restart.
+    wait_for(lambda: not follower.alive or matches(mig, SIMPLE), "the run to apply every change", 60, 0.5)
+    outcome = follower.finish()
+    assert outcome.cdc is not None and outcome.cdc.stopped
+    assert_scenarios(mig, SIMPLE)
+    assert len(mig.documents("things")) > 40
+    if side == "source":
+        # The replication connection broke: the run reconnected through its retry loop.
+        assert writer.failures > 0
+        assert any("retrying" in n for n in follower.notices()), follower.notices()
+    # (A target restart of a few seconds is absorbed inside the driver: with_transaction retries
+    # a transaction that fails with a network error, labelled TransientTransactionError.)
+    caught = run(mig, plan).outcome
+    assert caught is not None and caught.cdc is not None and caught.cdc.caught_up
+    assert_scenarios(mig, SIMPLE)
+
+
+# -- 10. heartbeat --------------------------------------------------------------------------------
+
+
+def test_heartbeat_moves_the_slot_of_an_idle_source(mig: Migration) -> None:
+    name = "cdc-heartbeat"
+    plan = set_up(mig, name, SIMPLE, phases="cdc: {heartbeat_interval: 1s}")
+    run(mig, plan, "snapshot")
+    ((idle_at,),) = mig.rows("SELECT pg_current_wal_lsn()::text")
+    follower = follow(mig, plan, name)
+
+    def checkpoint() -> int:
+        found = mig.client[mig.database]["_migrator"].find_one({"_id": f"{STATE_ID_PREFIX}{name}"})
+        return 0 if found is None else int(found["position"])
+
+    def confirmed() -> int:
+        return lsn(dict(mig.slots())[slot_name(name)])
+
+    try:
+        # Nothing writes to the source, so the only commits to apply are the run's heartbeats:
+        # the target checkpoint moves past the idle position, again and again ...
+        wait_for(lambda: checkpoint() > lsn(idle_at), "a heartbeat to be applied", 10)
+        first = checkpoint()
+        wait_for(lambda: checkpoint() > first, "a second heartbeat", 10)
+        # ... and the slot is acknowledged while the run follows, so it releases WAL.
+        wait_for(lambda: confirmed() >= first, "the slot to move past the idle position", 20, 0.5)
+        assert follower.alive
+    finally:
+        follower.finish()
+
+
+# -- 11. streamed large transactions --------------------------------------------------------------
+
+
+@pytest.fixture
+def small_decoding_memory(pg_server: Any) -> Iterator[None]:
+    """logical_decoding_work_mem at its minimum, so that large transactions are streamed."""
+    with psycopg.connect(pg_server.url, autocommit=True) as conn:
+        try:
+            conn.execute("ALTER SYSTEM SET logical_decoding_work_mem = '64kB'")
+        except psycopg.errors.InsufficientPrivilege:
+            pytest.skip("ALTER SYSTEM needs a superuser on the test server")
+        conn.execute("SELECT pg_reload_conf()")
+    try:
+        yield
+    finally:
+        with psycopg.connect(pg_server.url, autocommit=True) as conn:
+            conn.execute("ALTER SYSTEM RESET logical_decoding_work_mem")
+            conn.execute("SELECT pg_reload_conf()")
+
+
+@pytest.mark.usefixtures("small_decoding_memory")
+def test_streamed_large_transactions_committed_and_rolled_back(mig: Migration) -> None:
+    name = "cdc-streamed"
+    plan = set_up(mig, name, SIMPLE)
+    run(mig, plan, "snapshot")
+    follower = follow(mig, plan, name)
+    try:
+        with psycopg.connect(mig.pg_url) as conn:
+            with conn.transaction():
+                conn.execute("INSERT INTO things SELECT g, 'big' || g, g FROM generate_series(100, 20099) g")
+                conn.execute("UPDATE things SET qty = -qty WHERE id % 1000 = 0")
+                conn.execute("DELETE FROM things WHERE id BETWEEN 100 AND 109")
+            with conn.transaction(force_rollback=True):
+                conn.execute(
+                    "INSERT INTO things SELECT g, 'gone' || g, g FROM generate_series(30000, 49999) g"
+                )
+                conn.execute("UPDATE things SET name = 'gone' WHERE id < 1000")
+            with conn.transaction():
+                conn.execute("INSERT INTO things VALUES (50000, 'kept-before', 1)")
+                with conn.transaction(force_rollback=True):  # a savepoint, rolled back
+                    conn.execute(
+                        "INSERT INTO things SELECT g, 'gone' || g, g FROM generate_series(60000, 64999) g"
+                    )
+                    conn.execute("UPDATE things SET name = 'gone' WHERE id = 1")
+                conn.execute("INSERT INTO things VALUES (50001, 'kept-after', 2)")
+
+        def streamed() -> int:
+            rows = mig.rows(
+                "SELECT stream_txns FROM pg_stat_replication_slots WHERE slot_name = %s", [slot_name(name)]
+            )
+            return int(rows[0][0]) if rows else 0
+
+        # All three transactions outgrew 64kB of decoding memory: the server streamed them.
+        wait_for(lambda: streamed() >= 3, "the server to report three streamed transactions", 60, 0.5)
+    finally:
+        follower.finish()
+    caught = run(mig, plan).outcome
+    assert caught is not None and caught.cdc is not None and caught.cdc.caught_up
+    assert_scenarios(mig, SIMPLE)
+    docs = mig.by_id("things")
+    assert len(docs) == 3 + 20000 - 10 + 2
+    assert 30000 not in docs and 60000 not in docs and docs[1]["name"] == "n1"
+
+
+# -- 12. SIGTERM on `migrator run` ----------------------------------------------------------------
+
+
+def _migrator() -> str:
+    script = Path(sys.executable).parent / "migrator"
+    if not script.exists():
+        script = ROOT / ".venv" / "bin" / "migrator"
+    assert script.exists(), f"no migrator console script next to {sys.executable}; pip install -e ."
+    return str(script)
+
+
+def _result(stdout: str) -> dict[str, Any]:
+    for line in reversed(stdout.splitlines()):
+        try:
+            data = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(data, dict) and data.get("event") == "result":
+            return data
+    raise AssertionError(f"no result line in:\n{stdout}")
+
+
+def test_sigterm_checkpoints_exits_0_and_the_next_run_finishes(mig: Migration) -> None:
+    name = "cdc-sigterm"
+    plan = set_up(mig, name, FLAT)
+    run(mig, plan, "snapshot")
+    env = {**os.environ, **mig.env}
+    command = [_migrator(), "run", str(plan), "--state", str(mig.state_path), "--json"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        wait_for(lambda: slot_active(mig, name) or proc.poll() is not None, "the replication stream", 60)
+        assert proc.poll() is None, proc.communicate()
+        first, rest = FLAT.changes[:5], FLAT.changes[5:]
+        transactions(mig, *first)
+        # Applied: the insert of 7 and the key change of 5 -> 50 (the last of `first`) are visible.
+        wait_for(lambda: {7, 50} <= set(mig.by_id("things")), "the first changes in the target")
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, stderr
+    result = _result(stdout)
+    assert result["interrupted"] is True and result["cdc"]["caught_up"] is False
+    # Checkpointed: the target holds the position, and the slot was acknowledged up to it.
+    checkpoint = mig.client[mig.database]["_migrator"].find_one({"_id": f"{STATE_ID_PREFIX}{name}"})
+    assert checkpoint is not None
+    assert lsn(checkpoint["position_text"]) == checkpoint["position"] == lsn(result["cdc"]["position"])
+    assert lsn(dict(mig.slots())[slot_name(name)]) >= checkpoint["position"]
+
+    transactions(mig, *rest)
+    second = subprocess.run(
+        [*command, "--until", "caught-up"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert second.returncode == 0, second.stderr
+    assert _result(second.stdout)["cdc"]["caught_up"] is True
+    assert_scenarios(mig, FLAT)
