@@ -32,7 +32,9 @@ def run(url: str, seconds: float, rate: int, seed: int) -> Counter[str]:
             if changes > (time.monotonic() - started) * rate:
                 time.sleep(0.005)
                 continue
-            action = rng.choice(["new_customer", "rename", "move_address", "delete_address", "items", "profile"])
+            action = rng.choice(
+                ["new_customer", "rename", "move_address", "delete_address", "items", "profile"]
+            )
             customer = rng.randint(1, max_customer)
             with conn.transaction():
                 if action == "new_customer":
@@ -43,7 +45,12 @@ def run(url: str, seconds: float, rate: int, seed: int) -> Counter[str]:
                         "INSERT INTO customers (id, email, full_name, password_hash, status, external_id, balance, "
                         "loyalty_points, is_vip, preferences, signed_up_at) VALUES "
                         "(%s, %s, %s, 'x', 'active', %s, 0, 0, false, '{}', now())",
-                        [max_customer, f"live{max_customer}@example.org", f"Live Customer {max_customer}", uuid.uuid4()],
+                        [
+                            max_customer,
+                            f"live{max_customer}@example.org",
+                            f"Live Customer {max_customer}",
+                            uuid.uuid4(),
+                        ],
                     )
                     conn.execute(
                         "INSERT INTO addresses (id, customer_id, kind, line1, city, country, is_default) "
@@ -63,7 +70,9 @@ def run(url: str, seconds: float, rate: int, seed: int) -> Counter[str]:
                         )
                     changes += 6
                 elif action == "rename":
-                    conn.execute("UPDATE customers SET full_name = full_name || ' ✓' WHERE id = %s", [customer])
+                    conn.execute(
+                        "UPDATE customers SET full_name = full_name || ' ✓' WHERE id = %s", [customer]
+                    )
                     changes += 1
                 elif action == "move_address":
                     conn.execute(
