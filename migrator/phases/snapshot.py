@@ -34,7 +34,7 @@ from migrator.engine.events import (
     TablePlanned,
 )
 from migrator.engine.pipeline import WriteBehind
-from migrator.errors import MigratorError, TerminalError, TransientError
+from migrator.errors import MigratorError, SourceError, TerminalError, TransientError
 from migrator.mapping.assemble import Assembler
 from migrator.mapping.spec import CollectionMapping
 from migrator.plan.names import publication_name, slot_name
@@ -395,6 +395,16 @@ class SnapshotPhase:
             if batch:
                 pending_rows.append(rows - batch_start_rows)
                 behind.submit(batch)
+        except SourceError as exc:
+            # A value the driver cannot represent (infinity or BC dates, years past 9999) comes
+            # back as a data exception without saying where: say which rows.
+            raise SourceError(
+                f"reading {collection.table} (collection {collection.name}) for keys after {chunk.lo} up to "
+                f"{chunk.hi}: {exc.message}",
+                hint=exc.hint
+                or "dates and timestamps must lie within years 1 to 9999 and be finite; exclude the column "
+                "or fix the rows",
+            ) from None
         finally:
             behind.close()
         docs, replaced = counts["docs"], counts["replaced"]

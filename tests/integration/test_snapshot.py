@@ -31,7 +31,7 @@ from migrator.engine.events import (
     SlotCreated,
     SnapshotOpened,
 )
-from migrator.errors import PreflightFailed, TerminalError
+from migrator.errors import PreflightFailed, SourceError, TerminalError
 from migrator.plan.names import slot_name
 from migrator.state import SQLiteStateStore
 from tests.support.docs import Migration, sorted_documents, typed
@@ -941,3 +941,17 @@ def test_music_store_snapshot_matches_documents_built_from_plain_sql(mig: Migrat
     nested = sum(len(album["tracks"]) for a in expected["artists"] for album in a["albums"])
     assert 3900 < nested < 4000  # every track but the singles sits two levels down
     assert any(t["bytes"] is not None and t["bytes"] > 2**31 for t in expected["tracks"])
+
+
+def test_a_value_python_cannot_hold_stops_the_run_naming_table_and_rows(mig: Migration) -> None:
+    """'infinity' timestamps have no BSON (nor Python) form: the run stops and says where."""
+    mig.sql(
+        "CREATE TABLE events (id bigint PRIMARY KEY, at timestamptz)",
+        "INSERT INTO events VALUES (1, now()), (2, 'infinity'), (3, now())",
+    )
+    plan = mig.plan("  - {name: events, from: public.events, key: id}\n", name="snap-infinity")
+    with pytest.raises(SourceError) as caught:
+        mig.run(plan)
+    message = str(caught.value)
+    assert "public.events" in message and "collection events" in message
+    assert "years 1 to 9999" in message  # the hint says what is allowed

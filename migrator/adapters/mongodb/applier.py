@@ -69,6 +69,16 @@ def _containers(doc: dict[str, Any], path: str, array_filters: Sequence[dict[str
     return nodes
 
 
+def _find_element(containers: list[Any], match: dict[str, Any]) -> dict[str, Any] | None:
+    """The element (last, if several) of `containers` whose fields equal `match`."""
+    found: dict[str, Any] | None = None
+    for container in containers:
+        for item in container if isinstance(container, list) else [container]:
+            if isinstance(item, dict) and all(item.get(k) == v for k, v in match.items()):
+                found = item
+    return found
+
+
 class ChangeApplier:
     def __init__(self, database: Database[Any], checkpoint_id: str, *, transactions: bool) -> None:
         self._db = database
@@ -177,7 +187,6 @@ class ChangeApplier:
         extra = op.extra
         coll = self._coll(op.collection)
         match, as_ = extra["match"], extra["as"]
-        old_element: dict[str, Any] | None = None
         if extra["old_parent_known"] and extra["old"] is not None:
             old_loc = extra["old"]
             doc = coll.find_one(old_loc.filter, session=session)
@@ -189,11 +198,17 @@ class ChangeApplier:
             path = next(iter(global_op.update.get("$pull", global_op.update.get("$set", {}))))
             containers = _containers(doc, path, ()) if doc else []
             pull = global_op
-        for container in containers:
-            items = container if isinstance(container, list) else [container]
-            for item in items:
-                if isinstance(item, dict) and all(item.get(k) == v for k, v in match.items()):
-                    old_element = item
+        old_element = _find_element(containers, match)
+        new_loc = extra["new"]
+        if old_element is None:
+            # Not where the old row was: its parent's key changed (the parent document moved with
+            # its elements, and the cascaded child change still names the old parent), or this is
+            # a replay onto a document that already holds the change. Then it is in the new parent,
+            # under its old key or, replayed, under its new one.
+            new_key = {k: extra["set"].get(k, v) for k, v in match.items()}
+            doc = coll.find_one(new_loc.filter, session=session)
+            containers = _containers(doc, new_loc.child(as_), new_loc.array_filters) if doc else []
+            old_element = _find_element(containers, match) or _find_element(containers, new_key)
         # The stored element's field order (the snapshot's: fields, then embedded arrays).
         if old_element is not None:
             merged = {**old_element, **extra["set"]}
@@ -201,7 +216,6 @@ class ChangeApplier:
                 merged.setdefault(name, empty)
         else:
             merged = {**extra["set"], **extra["defaults"]}
-        new_loc = extra["new"]
         target = new_loc.child(as_)
         writes: list[WriteOp] = []
         if pull.kind == "update":
