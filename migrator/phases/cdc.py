@@ -14,6 +14,7 @@ batches of several transactions with the checkpoint -> acknowledge the durable p
 
 from __future__ import annotations
 
+import datetime
 import pickle
 import tempfile
 import threading
@@ -51,10 +52,12 @@ from migrator.adapters.postgres.replication import (
     ReplicationStream,
     SlotMonitor,
 )
+from migrator.adapters.postgres.snapshot import Coordinator, SnapshotReader
 from migrator.adapters.postgres.values import ValueParser
 from migrator.engine.context import RunContext
 from migrator.engine.events import BatchApplied, CdcProgress, Notice
 from migrator.errors import SourceError, TerminalError, TransientError
+from migrator.mapping.assemble import Assembler
 from migrator.mapping.changes import ChangeMapper, Row
 from migrator.mapping.spec import resolve
 from migrator.plan.names import publication_name, slot_name
@@ -127,6 +130,15 @@ class _Spool:
         self.file.close()
 
 
+def _key_text(value: Any) -> str:
+    """A key value as PostgreSQL's text input for its type reads it back."""
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return "\\x" + value.hex()
+    return str(value)
+
+
 class CdcPhase:
     name: ClassVar[str] = PHASE
 
@@ -145,8 +157,36 @@ class CdcPhase:
         target = ctx.target
         info = target.inspect([])
         self.applier = ChangeApplier(
-            target.client()[target.database], f"cdc:{ctx.plan.name}", transactions=info.transactions
+            target.client()[target.database],
+            f"cdc:{ctx.plan.name}",
+            transactions=info.transactions,
+            current=self._current_document,
         )
+
+    def _current_document(self, collection: str, doc_id: Any) -> dict[str, Any] | None:
+        """Document `doc_id` of `collection` as the source holds it now, read as the snapshot
+        reads a chunk (None: the source has no such row). For the applier, when a change needs
+        stored state that the target does not hold."""
+        mapping = next(c for c in self.ctx.collections if c.name == collection)
+        key = mapping.document.key
+        table = self.ctx.source_info.tables[mapping.table]
+        key_types = [str(column.type_name) for k in key if (column := table.column(k)) is not None]
+        values = [doc_id] if len(key) == 1 else [doc_id[k] for k in key]
+        texts = [_key_text(v) for v in values]
+        endpoint = self.ctx.source.endpoint
+        coordinator = Coordinator(endpoint, None)
+        try:
+            lo = coordinator.key_before(mapping.table, key, key_types, texts)
+            reader = SnapshotReader(endpoint, coordinator.exported)
+            try:
+                assembler = Assembler(mapping)
+                streams = reader.stream(assembler.reads(), mapping.table, key, key_types, lo, texts)
+                documents = [document for _, document, _ in assembler.documents(streams)]
+            finally:
+                reader.close()
+        finally:
+            coordinator.close()
+        return documents[0] if documents else None
 
     # -- mapping ---------------------------------------------------------------------------------
 
@@ -371,7 +411,15 @@ class CdcPhase:
             if not batch.ops and batch.end_lsn is None:
                 return
             position = batch.end_lsn if final else None
-            self.applier.apply(batch.ops, position, lsn_to_str(position) if position is not None else None)
+            self.applier.apply(
+                batch.ops,
+                position,
+                lsn_to_str(position) if position is not None else None,
+                # Applying (a spooled transaction is replayed whole, a conflict retried) is not
+                # reading: without a status update now and then, the server's wal_sender_timeout
+                # ends the connection and a large transaction starts over.
+                on_attempt=stream.keepalive,
+            )
             if position is not None:
                 applied = position
                 stream.acknowledge(position)

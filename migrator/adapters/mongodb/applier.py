@@ -4,12 +4,17 @@ Where the server has transactions, a batch's writes and its checkpoint commit to
 so the authoritative stream position lives beside the data in the `_migrator`
 collection. Without transactions the writes (all idempotent) go first and the
 checkpoint after them.
+
+A change that needs what the target stores (an element's unchanged TOASTed values or its own
+embedded arrays; a re-keyed document) and finds it nowhere is applied by re-reading the whole
+document from the source instead (`current`): after a snapshot resumed at a newer point, the old
+parent may have been read after the change and the new one before it, so that neither holds it.
 """
 
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pymongo import DeleteMany, DeleteOne, UpdateMany, UpdateOne
@@ -79,11 +84,23 @@ def _find_element(containers: list[Any], match: dict[str, Any]) -> dict[str, Any
     return found
 
 
+# (collection, _id) -> the document as the source holds it now, or None when it has no such row.
+CurrentDocument = Callable[[str, Any], "dict[str, Any] | None"]
+
+
 class ChangeApplier:
-    def __init__(self, database: Database[Any], checkpoint_id: str, *, transactions: bool) -> None:
+    def __init__(
+        self,
+        database: Database[Any],
+        checkpoint_id: str,
+        *,
+        transactions: bool,
+        current: CurrentDocument | None = None,
+    ) -> None:
         self._db = database
         self._id = checkpoint_id
         self._transactions = transactions
+        self._current = current
         self._state: Collection[Any] = database.get_collection(STATE_COLLECTION, codec_options=CODEC)
 
     def _coll(self, name: str) -> Collection[Any]:
@@ -107,10 +124,21 @@ class ChangeApplier:
         except mongo.PyMongoError as exc:
             raise classify(exc, "target") from None
 
-    def apply(self, ops: Sequence[WriteOp], position: int | None, position_text: str | None) -> None:
-        """Apply `ops` in order; when `position` is given, record it as the checkpoint with them."""
+    def apply(
+        self,
+        ops: Sequence[WriteOp],
+        position: int | None,
+        position_text: str | None,
+        on_attempt: Callable[[], None] | None = None,
+    ) -> None:
+        """Apply `ops` in order; when `position` is given, record it as the checkpoint with them.
+        `on_attempt` runs before each attempt: a transaction that meets a write conflict (with one
+        that a killed process left open, until the server aborts it after 60 s) is retried for as
+        long, and the caller may have a connection to keep alive meanwhile."""
 
         def body(session: ClientSession | None) -> None:
+            if on_attempt is not None:
+                on_attempt()
             self._execute(ops, session)
             if position is not None:
                 self._state.update_one(
@@ -161,10 +189,26 @@ class ChangeApplier:
                 raise ValueError(f"unknown write kind {op.kind!r}")
         flush()
 
+    def _refresh(self, coll: Collection[Any], doc_id: Any, session: ClientSession | None) -> bool:
+        """Make document `doc_id` what the source holds now; False without a way to read it.
+
+        Later changes replay onto it in order, each setting what it changed, so the document
+        converges as it does for a snapshot chunk read at a newer point."""
+        if self._current is None:
+            return False
+        document = self._current(coll.name, doc_id)
+        if document is None:
+            coll.delete_one({"_id": doc_id}, session=session)
+        else:
+            coll.replace_one({"_id": doc_id}, document, upsert=True, session=session)
+        return True
+
     def _rekey(self, op: WriteOp, session: ClientSession | None) -> None:
         coll = self._coll(op.collection)
         new_id = op.extra["new_id"]
         doc = coll.find_one(op.filter, session=session)
+        if doc is None and self._refresh(coll, new_id, session):
+            return  # the old document is not stored: what it carried over comes from the source
         if doc is None:
             update: dict[str, Any] = {"$setOnInsert": op.extra["defaults"] or {}}
             if op.extra["set"]:
@@ -209,6 +253,10 @@ class ChangeApplier:
             doc = coll.find_one(new_loc.filter, session=session)
             containers = _containers(doc, new_loc.child(as_), new_loc.array_filters) if doc else []
             old_element = _find_element(containers, match) or _find_element(containers, new_key)
+            if old_element is None and doc is not None and self._refresh(coll, doc["_id"], session):
+                # Stored nowhere: the new parent's document is read again from the source rather
+                # than given an element without its unchanged values and its own arrays.
+                return
         # The stored element's field order (the snapshot's: fields, then embedded arrays).
         if old_element is not None:
             merged = {**old_element, **extra["set"]}

@@ -144,6 +144,11 @@ class ReplicationStream:
         self._acked = max(self._acked, lsn)
         self._maybe_feedback()
 
+    def keepalive(self) -> None:
+        """A status update (of the durable position only) if one is due: for a consumer busy
+        applying, not reading, so that wal_sender_timeout does not end the connection."""
+        self._maybe_feedback()
+
     def _maybe_feedback(self) -> None:
         if time.monotonic() - self._last_feedback >= FEEDBACK_INTERVAL_S:
             self.feedback()
@@ -152,7 +157,11 @@ class ReplicationStream:
         lsn = self._acked
         message = struct.pack("!cQQQqB", b"r", lsn, lsn, lsn, _now_us(), 0)
         pgconn = self._conn.pgconn
-        if pgconn.put_copy_data(message) != 1 or pgconn.flush() != 0:
+        try:
+            sent = pgconn.put_copy_data(message) == 1 and pgconn.flush() == 0
+        except psycopg.Error as exc:  # the server ended the connection: retried like a lost stream
+            raise classify(exc, self._endpoint.name, self._endpoint.secrets) from None
+        if not sent:
             raise ConnectionFailed(self._endpoint.name, "could not send standby status update")
         self._last_feedback = time.monotonic()
 
@@ -289,6 +298,9 @@ class PollingStream:
             if not fresh:
                 yield Idle(self._wal_end)
                 time.sleep(wait_s)
+
+    def keepalive(self) -> None:
+        """Nothing to keep alive: each poll is a query of its own."""
 
     def acknowledge(self, lsn: int) -> None:
         self._acked = max(self._acked, lsn)

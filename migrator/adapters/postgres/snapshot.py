@@ -134,6 +134,24 @@ class Coordinator:
                 last = [str(v) for v in row]
                 boundaries.append(last)
 
+    def key_before(
+        self, table: str, key: Sequence[str], key_types: Sequence[str], value: Sequence[str]
+    ) -> list[str] | None:
+        """The greatest key of `table` below `value` (as text), or None: the range (that, value]
+        holds the row keyed `value` alone, for reading one document."""
+        cols = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(k)) for k in key)
+        desc = sql.SQL(", ").join(sql.SQL("t.{} DESC").format(sql.Identifier(k)) for k in key)
+        texts = sql.SQL(", ").join(sql.SQL("t.{}::text").format(sql.Identifier(k)) for k in key)
+        bound = sql.SQL(", ").join(sql.SQL("%s::{}").format(sql.SQL(t)) for t in key_types)
+        query = sql.SQL(
+            "SELECT {texts} FROM {t} t WHERE ({cols}) < ({bound}) ORDER BY {desc} LIMIT 1"
+        ).format(texts=texts, t=table_identifier(table), cols=cols, bound=bound, desc=desc)
+        try:
+            row = self._conn.execute(query, list(value)).fetchone()
+        except psycopg.Error as exc:
+            raise classify(exc, self._endpoint.name, self._endpoint.secrets) from None
+        return None if row is None else [str(v) for v in row]
+
     def close(self) -> None:
         self._conn.close()
 
