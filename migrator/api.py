@@ -13,9 +13,11 @@ from typing import Any
 
 from migrator.adapters.registry import source_for, target_for
 from migrator.engine.events import EventBus, EventSink
+from migrator.errors import PreflightFailed
 from migrator.phases.preflight import PreflightReport, run_preflight
+from migrator.phases.verify import Verifier, VerifyReport
 from migrator.plan import Plan, load_plan, plan_json_schema
-from migrator.runner import Runner, RunOutcome, Until
+from migrator.runner import Runner, RunOutcome, StoreSink, Until
 from migrator.state import SQLiteStateStore, resolve_state_path
 
 
@@ -60,3 +62,54 @@ def run(
         if stop is not None:
             runner.stop_event = stop
         return runner.run(until)
+
+
+def verify(
+    path: str | os.PathLike[str],
+    *,
+    mode: str | None = None,
+    sample: float | None = None,
+    repair: bool = False,
+    state: str | os.PathLike[str] | None = None,
+    sinks: Sequence[EventSink] = (),
+    env: Mapping[str, str] | None = None,
+    stop: threading.Event | None = None,
+) -> VerifyReport:
+    """Compare source and target through the plan's mapping (read-only unless `repair`).
+
+    Safe while `migrator run` follows changes: a difference is reported only once the target
+    has applied the source position it was seen at (see migrator/phases/verify.py). With an
+    active run, the report is kept in the state store for `status` and the cutover gate.
+    `mode`/`sample` override the plan's verify settings; `repair` re-copies what differs."""
+    loaded = load(path, env)
+    settings = loaded.phases.verify
+    overrides: dict[str, Any] = {}
+    if mode is not None:
+        overrides["mode"] = mode
+    if sample is not None:
+        overrides["sample"] = sample
+        overrides.setdefault("mode", "sample")
+    if overrides:
+        settings = type(settings).model_validate({**settings.model_dump(), **overrides})
+    source = source_for(loaded.source.adapter, loaded.source.url.get_secret_value())
+    target = target_for(loaded.target.adapter, loaded.target.url.get_secret_value(), loaded.target.database)
+    with SQLiteStateStore(resolve_state_path(state, loaded.name)) as store, source, target:
+        report = run_preflight(loaded, source, target, scan_data=False)
+        if report.source is None or not report.collections:
+            raise PreflightFailed([f"{f.check} {f.subject}: {f.message}" for f in report.failures])
+        events = EventBus(*sinks)
+        run = store.active_run(loaded.name)
+        if run is not None:
+            events.add(StoreSink(store, run.id))
+        key_types = {
+            c.name: [
+                str(column.type_name)
+                for k in c.document.key
+                if (column := report.source.tables[c.table].column(k)) is not None
+            ]
+            for c in report.collections
+        }
+        verifier = Verifier(
+            loaded, report.collections, source, target, key_types, events, settings=settings, stop=stop
+        )
+        return verifier.run(repair=repair)

@@ -13,7 +13,7 @@ from rich.markup import escape
 
 from migrator import __version__, api
 from migrator.cli.progress import JsonLines, PlainLines, RichProgress, summary
-from migrator.cli.render import make_console, render_preflight
+from migrator.cli.render import make_console, render_preflight, render_verify
 from migrator.errors import MigratorError, PlanError
 from migrator.redact import redact_text
 from migrator.runner import Until, describe
@@ -129,6 +129,58 @@ def run_command(plan_file: str, until: str | None, state_path: str | None, as_js
     # explicit --until must not look done (README: 130 interrupted), or
     # `migrator run --until snapshot && next-step` would go on with half a snapshot.
     sys.exit(130 if outcome.interrupted and mode != "stopped" else EXIT_OK)
+
+
+@cli.command("verify")
+@click.argument("plan_file", type=click.Path(dir_okay=False))
+@click.option(
+    "--mode",
+    type=click.Choice(["full", "sample"]),
+    default=None,
+    help="Every document, or a share of them (default: phases.verify.mode).",
+)
+@click.option(
+    "--sample",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=None,
+    help="Share of keys checked in sample mode (implies --mode sample).",
+)
+@click.option(
+    "--repair", is_flag=True, help="Re-copy differing documents from the source, then recheck them."
+)
+@click.option(
+    "--state",
+    "state_path",
+    type=click.Path(dir_okay=False),
+    help="State file (default: $MIGRATOR_STATE or .migrator/<plan>.db).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def verify_command(
+    plan_file: str,
+    mode: str | None,
+    sample: float | None,
+    repair: bool,
+    state_path: str | None,
+    as_json: bool,
+) -> None:
+    """Compare source and target through PLAN_FILE's mapping.
+
+    Safe while `migrator run` follows changes: a document is reported as different only once
+    the target has applied the source position it was compared at. Read-only unless --repair.
+    Exit 0 when equal, 1 when anything differs (or could not be settled).
+    """
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    console = make_console()
+    try:
+        report = api.verify(plan_file, mode=mode, sample=sample, repair=repair, state=state_path, stop=stop)
+    except MigratorError as exc:
+        _fail(exc, as_json)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        render_verify(console, report.to_dict())
+    sys.exit(EXIT_OK if report.equal else EXIT_FAILED)
 
 
 @cli.command("schema")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 from rich.tree import Tree
 
 from migrator.findings import Severity
@@ -83,3 +85,38 @@ def render_preflight(console: Console, report: PreflightReport) -> None:
         console.print(f"[bold red]not ready[/]: {failures} check(s) failed")
     else:
         console.print("[bold green]ready[/]")
+
+
+_COUNTS = ("checked", "equal", "mismatched", "missing", "extra", "unsettled", "repaired")
+
+
+def render_verify(console: Console, report: dict[str, Any]) -> None:
+    """A verify report: counts per collection, then each explained mismatch, then the verdict."""
+    table = Table(title=f"verify {report['plan']} ({report['mode']})")
+    table.add_column("collection")
+    for column in _COUNTS:
+        table.add_column(column, justify="right")
+    for name, counts in report["collections"].items():
+        table.add_row(escape(name), *(f"{counts[c]:,}" for c in _COUNTS))
+    console.print(table)
+    for m in report["mismatches"]:
+        line = f"[bold]{escape(m['collection'])}[/] _id {escape(json.dumps(m['id']))}: {m['kind']}"
+        line += f" (source read at {m['position'] or '?'})"
+        if m.get("reason"):
+            line += f": {escape(m['reason'])}"
+        console.print(line)
+        for d in m["diffs"]:
+            console.print(
+                f"    {escape(d['path'])} ({d['kind']}): source {escape(d['source'] or '(absent)')}, "
+                f"target {escape(d['target'] or '(absent)')}"
+            )
+    differing = sum(report[k] for k in ("mismatched", "missing", "extra", "unsettled"))
+    if differing > len(report["mismatches"]):
+        console.print(f"... and {differing - len(report['mismatches']):,} more (see --json)")
+    positions = report.get("verified_positions") or {}
+    verdict = "[green]equal[/]" if report["verdict"] == "equal" else "[bold red]DIFFERENT[/]"
+    console.print(
+        f"{verdict}: score {report['score']:.6f} ({report['equal']:,} of {report['checked']:,} equal) "
+        f"in {report['seconds']:.1f} s; source read at {positions.get('first', '-')} .. "
+        f"{positions.get('last', '-')}; target applied up to {report.get('applied_position') or '-'}"
+    )

@@ -155,6 +155,27 @@ class BatchApplied(Event):
 
 
 @dataclass(frozen=True)
+class VerifyProgress(Event):
+    """A key range of a collection compared (counts are the range's own)."""
+
+    kind: ClassVar[str] = "verify.progress"
+    durable: ClassVar[bool] = False
+    collection: str
+    position: str  # the source position the range was read at
+    checked: int
+    equal: int
+    differing: int  # keys that go on to rechecks
+
+
+@dataclass(frozen=True)
+class VerifyFinished(Event):
+    """A verify pass ended: the report `status` and the runbook show, and the cutover gate reads."""
+
+    kind: ClassVar[str] = "verify.finished"
+    report: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Notice(Event):
     kind: ClassVar[str] = "notice"
     level: str  # 'info' | 'warn'

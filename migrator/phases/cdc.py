@@ -14,7 +14,6 @@ batches of several transactions with the checkpoint -> acknowledge the durable p
 
 from __future__ import annotations
 
-import datetime
 import pickle
 import tempfile
 import threading
@@ -45,6 +44,7 @@ from migrator.adapters.postgres.pgoutput import (
     lsn_to_int,
     lsn_to_str,
 )
+from migrator.adapters.postgres.reading import key_text
 from migrator.adapters.postgres.replication import (
     Idle,
     Keepalive,
@@ -60,7 +60,7 @@ from migrator.errors import SourceError, TerminalError, TransientError
 from migrator.mapping.assemble import Assembler
 from migrator.mapping.changes import ChangeMapper, Row
 from migrator.mapping.spec import resolve
-from migrator.plan.names import publication_name, slot_name
+from migrator.plan.names import cdc_checkpoint_id, publication_name, slot_name
 
 PHASE = "cdc"
 HEARTBEAT_PREFIX = "migrator.heartbeat"
@@ -130,15 +130,6 @@ class _Spool:
         self.file.close()
 
 
-def _key_text(value: Any) -> str:
-    """A key value as PostgreSQL's text input for its type reads it back."""
-    if isinstance(value, datetime.date):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return "\\x" + value.hex()
-    return str(value)
-
-
 class CdcPhase:
     name: ClassVar[str] = PHASE
 
@@ -158,7 +149,7 @@ class CdcPhase:
         info = target.inspect([])
         self.applier = ChangeApplier(
             target.client()[target.database],
-            f"cdc:{ctx.plan.name}",
+            cdc_checkpoint_id(ctx.plan.name),
             transactions=info.transactions,
             current=self._current_document,
         )
@@ -172,7 +163,7 @@ class CdcPhase:
         table = self.ctx.source_info.tables[mapping.table]
         key_types = [str(column.type_name) for k in key if (column := table.column(k)) is not None]
         values = [doc_id] if len(key) == 1 else [doc_id[k] for k in key]
-        texts = [_key_text(v) for v in values]
+        texts = [key_text(v) for v in values]
         endpoint = self.ctx.source.endpoint
         coordinator = Coordinator(endpoint, None)
         try:

@@ -252,7 +252,44 @@ class CdcSettings(_Strict):
 
 
 class VerifySettings(_Strict):
-    """Verification settings; the verify phase adds its keys here."""
+    """Verification: source and target compared through the mapping, while changes flow."""
+
+    mode: Literal["full", "sample"] = Field(
+        default="full",
+        description="full: every document. sample: a deterministic pseudo-random share of the keys "
+        "(`sample`), plus as many randomly chosen target documents checked for being extra.",
+    )
+    sample: float = Field(default=0.05, gt=0, le=1, description="sample mode: the share of keys checked.")
+    parallel: int = Field(default=2, ge=1, le=64, description="Key ranges compared at the same time.")
+    chunk_rows: int = Field(
+        default=10_000, ge=10, le=1_000_000, description="Root rows per key range compared at once."
+    )
+    rechecks: int = Field(
+        default=5,
+        ge=2,
+        le=50,
+        description="Rounds for a key that differs: each reads the source, waits until CDC has applied "
+        "that position, reads the target, then reads the source again. A difference counts once two "
+        "rounds confirm it on a source that did not change meanwhile.",
+    )
+    settle_timeout: Seconds = Field(
+        default=30.0,
+        gt=0,
+        description="How long a recheck waits for CDC to apply the position it read the source at; "
+        "past it, the key is reported as unsettled (the target is behind), not as a mismatch.",
+    )
+    tolerance: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Share of checked documents allowed to differ for the cutover gate (0: none).",
+    )
+    dual_write_grace: Seconds = Field(
+        default=2.0,
+        gt=0,
+        description="cdc.apply: false (the application writes both sides): how long after a source "
+        "commit the target may take to hold the expected document.",
+    )
 
 
 class CutoverSettings(_Strict):

@@ -20,3 +20,8 @@ def slot_name(plan_name: str) -> str:
 
 def publication_name(plan_name: str) -> str:
     return _identifier("migrator", plan_name)
+
+
+def cdc_checkpoint_id(plan_name: str) -> str:
+    """_id of the CDC checkpoint document in the target's `_migrator` collection."""
+    return f"cdc:{plan_name}"

@@ -12,6 +12,7 @@ from pymongo import errors as mongo
 from migrator.adapters.base import Capabilities, TargetCollectionInfo, TargetInfo
 from migrator.adapters.mongodb.codec import CODEC
 from migrator.adapters.mongodb.errors import classify
+from migrator.adapters.mongodb.reader import DocumentReader
 from migrator.adapters.mongodb.writer import DocumentWriter
 from migrator.redact import endpoint_of
 
@@ -49,6 +50,18 @@ class MongoTarget:
     def writer(self, collection: str) -> DocumentWriter:
         coll = self.client()[self.database].get_collection(collection, codec_options=CODEC)
         return DocumentWriter(coll, self.name, self._secrets)
+
+    def reader(self, collection: str) -> DocumentReader:
+        return DocumentReader(self.client()[self.database][collection], self.name, self._secrets)
+
+    def applied_position(self, checkpoint_id: str) -> int | None:
+        """The source position CDC has applied up to (the `_migrator` checkpoint written with
+        the data), or None before CDC wrote one."""
+        try:
+            doc = self.client()[self.database]["_migrator"].find_one({"_id": checkpoint_id})
+        except mongo.PyMongoError as exc:
+            raise classify(exc, self.name, self._secrets) from None
+        return None if doc is None else int(doc["position"])
 
     def existing_collections(self) -> dict[str, int]:
         """Collections of the target database and their estimated document counts."""

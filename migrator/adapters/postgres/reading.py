@@ -6,6 +6,7 @@ an interval as ISO 8601 text, money as numeric. Python then only builds document
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Sequence
 from typing import Any
 
@@ -72,6 +73,15 @@ class Int64Loader(Loader):
         return Int64(int.from_bytes(data, "big", signed=True))
 
 
+def key_text(value: Any) -> str:
+    """A key value as PostgreSQL's text input for its type reads it back."""
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return "\\x" + value.hex()
+    return str(value)
+
+
 def configure_connection(conn: psycopg.Connection[Any]) -> None:
     """Load values on `conn` as the conversion table says (for what casts cannot do)."""
     conn.adapters.register_loader("int8", Int64Loader)
@@ -129,6 +139,27 @@ def key_range_condition(
     return sql.SQL(" AND ").join(parts), params
 
 
+def key_set_condition(
+    alias: str, key: Sequence[str], key_types: Sequence[str], keys: Sequence[Sequence[str]]
+) -> tuple[sql.Composable, list[Any]]:
+    """`(k...) IN (the given keys)`, keys as text cast to the key's types: one array
+    parameter per key column, so the statement's size does not grow with the key count."""
+    cols = sql.SQL(", ").join(sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(k)) for k in key)
+    arrays = sql.SQL(", ").join(sql.SQL("%s::text[]::{}[]").format(sql.SQL(t)) for t in key_types)
+    params: list[Any] = [[k[i] for k in keys] for i in range(len(key))]
+    return sql.SQL("({}) IN (SELECT * FROM unnest({}))").format(cols, arrays), params
+
+
+def sample_condition(alias: str, key: Sequence[str], fraction: float, seed: int) -> sql.Composable:
+    """A deterministic pseudo-random `fraction` of the root keys: the same keys in every level's
+    query (so a sampled document is read whole) and in every run with the same seed."""
+    cols = sql.SQL(", ").join(sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(k)) for k in key)
+    threshold = max(1, round(fraction * 16384))
+    return sql.SQL("(hashtextextended(row({})::text, {}) & 16383) < {}").format(
+        cols, sql.Literal(seed), sql.Literal(threshold)
+    )
+
+
 def level_query(
     level: LevelRead,
     root: str,
@@ -136,8 +167,14 @@ def level_query(
     key_types: Sequence[str],
     lo: Sequence[str] | None,
     hi: Sequence[str] | None,
+    where: tuple[sql.Composable, list[Any]] | None = None,
 ) -> tuple[sql.Composed, list[Any]]:
+    """One level's rows for the root key range (lo, hi], ordered by the root key; `where`
+    narrows the root rows further (a key set, a sample)."""
     condition, params = key_range_condition("r", key, key_types, lo, hi)
+    if where is not None:
+        condition = sql.SQL("{} AND {}").format(condition, where[0])
+        params = [*params, *where[1]]
     root_key: list[sql.Composable] = [sql.SQL("r.{}").format(sql.Identifier(k)) for k in key]
     if not level.path:
         select = [column_expression("r", c) for c in level.columns]

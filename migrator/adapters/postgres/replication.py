@@ -25,6 +25,7 @@ from migrator.adapters.postgres.values import REPLICATION_OPTIONS
 from migrator.errors import ConnectionFailed, SourceError
 
 FEEDBACK_INTERVAL_S = 10.0
+OBJECT_IN_USE = "55006"  # SQLSTATE: the replication slot is active for another process
 _XLOG = struct.Struct("!QQq")
 _KEEPALIVE = struct.Struct("!QqB")  # the server's wal_sender_timeout defaults to 60 s
 
@@ -209,6 +210,46 @@ class SlotMonitor:
             "active": bool(row[2]),
             "current": row[3],
         }
+
+    def unapplied_changes(self, slot: str, publication: str, applied: str, upto: str) -> int | None:
+        """Row changes of transactions committed after `applied` and up to `upto` that the slot
+        still holds, without consuming anything (invariant 4: peek, never get). None when no
+        process can be asked otherwise: the slot is in use by a stream (then wait for the
+        stream instead) or gone.
+
+        pgoutput tags each message with its type byte: a transaction counts when it holds an
+        Insert, Update, Delete or Truncate ('I' 'U' 'D' 'T'); its Commit message carries the
+        commit's end position at bytes 10-17 (after flags and commit LSN), big-endian."""
+        query = """
+            SELECT count(*) FROM (
+                SELECT xid,
+                       bool_or(get_byte(data, 0) IN (73, 85, 68, 84)) AS changes,
+                       max(CASE WHEN get_byte(data, 0) = 67
+                           THEN ('x' || encode(substring(data FROM 11 FOR 8), 'hex'))::bit(64)::bigint
+                       END) AS end_lsn
+                FROM pg_logical_slot_peek_binary_changes(
+                    %(slot)s, %(upto)s::pg_lsn, NULL,
+                    'proto_version', '1', 'publication_names', %(publication)s)
+                GROUP BY xid) t
+            WHERE changes AND end_lsn > (%(applied)s::pg_lsn - '0/0'::pg_lsn)::bigint
+        """
+        try:
+            conn = self._connection()
+            row = conn.execute(
+                "SELECT active FROM pg_replication_slots WHERE slot_name = %s", [slot]
+            ).fetchone()
+            if row is None or row[0]:
+                return None
+            counted = conn.execute(
+                query, {"slot": slot, "upto": upto, "publication": publication, "applied": applied}
+            ).fetchone()
+        except psycopg.Error as exc:
+            self.close()
+            if exc.sqlstate == OBJECT_IN_USE:
+                return None  # a stream took the slot between the two statements
+            raise classify(exc, self._endpoint.name, self._endpoint.secrets) from None
+        assert counted is not None
+        return int(counted[0])
 
     def heartbeat(self, prefix: str, content: str) -> str:
         """Emit a transactional logical message: an idle source still produces a commit we can

@@ -156,21 +156,20 @@ class Coordinator:
         self._conn.close()
 
 
-class SnapshotReader:
-    """A copy worker's connection, inside the imported snapshot."""
+class _LevelReader:
+    """Streams the rows of a collection's levels for a key range, one server-side cursor per
+    level, all in the connection's current transaction."""
 
-    def __init__(self, endpoint: PgEndpoint, snapshot_name: str) -> None:
+    def __init__(self, endpoint: PgEndpoint) -> None:
         self._endpoint = endpoint
         self._conn = endpoint.connect()
         configure_connection(self._conn)
+        self._cursors = 0
         try:
             self._conn.execute(_SESSION)
-            self._conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            self._conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot_name)))
         except psycopg.Error as exc:
             self._conn.close()
             raise classify(exc, endpoint.name, endpoint.secrets) from None
-        self._cursors = 0
 
     def stream(
         self,
@@ -180,11 +179,12 @@ class SnapshotReader:
         key_types: Sequence[str],
         lo: Sequence[str] | None,
         hi: Sequence[str] | None,
+        where: tuple[sql.Composable, list[Any]] | None = None,
     ) -> list[Iterator[tuple[Any, ...]]]:
         """One row stream per level, each ordered by the root key, for the key range (lo, hi]."""
         streams = []
         for level in levels:
-            query, params = level_query(level, root, key, key_types, lo, hi)
+            query, params = level_query(level, root, key, key_types, lo, hi, where)
             streams.append(self._rows(query, params))
         return streams
 
@@ -205,6 +205,63 @@ class SnapshotReader:
 
     def close(self) -> None:
         self._conn.close()
+
+
+class SnapshotReader(_LevelReader):
+    """A copy worker's connection, inside the imported snapshot."""
+
+    def __init__(self, endpoint: PgEndpoint, snapshot_name: str) -> None:
+        super().__init__(endpoint)
+        try:
+            self._conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            self._conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot_name)))
+        except psycopg.Error as exc:
+            self._conn.close()
+            raise classify(exc, endpoint.name, endpoint.secrets) from None
+
+
+class RangeReader(_LevelReader):
+    """A verifier's connection: each read in a short REPEATABLE READ transaction of its own,
+    which knows the WAL position its snapshot stands at."""
+
+    def begin(self) -> str:
+        """Start a read; the position returned is where the read's snapshot stands in the WAL:
+        every transaction committed before it is visible, none committed after."""
+        try:
+            self._conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            row = self._conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+        except psycopg.Error as exc:
+            raise classify(exc, self._endpoint.name, self._endpoint.secrets) from None
+        assert row is not None
+        return str(row[0])
+
+    def end(self) -> None:
+        try:
+            self._conn.execute("COMMIT")
+        except psycopg.Error as exc:
+            raise classify(exc, self._endpoint.name, self._endpoint.secrets) from None
+
+    def missing_keys(
+        self, table: str, key: Sequence[str], key_types: Sequence[str], keys: Sequence[Sequence[str]]
+    ) -> list[int]:
+        """Positions in `keys` (key values as text) of the keys `table` does not hold now.
+        Compared in SQL, as the key's type, so that text forms never need to agree."""
+        columns = [sql.Identifier(f"c{i}") for i in range(len(key))]
+        arrays = sql.SQL(", ").join(sql.SQL("%s::text[]") for _ in key)
+        match = sql.SQL(" AND ").join(
+            sql.SQL("t.{} = u.{}::{}").format(sql.Identifier(k), c, sql.SQL(t))
+            for k, c, t in zip(key, columns, key_types, strict=True)
+        )
+        query = sql.SQL(
+            "SELECT u.n FROM unnest({arrays}) WITH ORDINALITY AS u({cols}, n) "
+            "WHERE NOT EXISTS (SELECT 1 FROM {t} t WHERE {match}) ORDER BY u.n"
+        ).format(arrays=arrays, cols=sql.SQL(", ").join(columns), t=table_identifier(table), match=match)
+        params = [[k[i] for k in keys] for i in range(len(key))]
+        try:
+            rows = self._conn.execute(query, params).fetchall()
+        except psycopg.Error as exc:
+            raise classify(exc, self._endpoint.name, self._endpoint.secrets) from None
+        return [int(row[0]) - 1 for row in rows]
 
 
 class PublicationManager:

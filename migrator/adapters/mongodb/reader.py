@@ -1,0 +1,82 @@
+"""Reading target documents for verification, as raw BSON: no decoding unless they differ."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from bson.codec_options import CodecOptions
+from bson.raw_bson import RawBSONDocument
+from pymongo import errors as mongo
+from pymongo.collection import Collection
+
+from migrator.adapters.mongodb.codec import CODEC
+from migrator.adapters.mongodb.errors import classify
+
+RAW: CodecOptions[RawBSONDocument] = CodecOptions(
+    document_class=RawBSONDocument,
+    uuid_representation=CODEC.uuid_representation,
+    tz_aware=True,
+    tzinfo=CODEC.tzinfo,
+)
+# _id values per $in query: large enough to amortise the round trip, small enough for the
+# query document to stay far below 16 MB whatever the key.
+IDS_PER_QUERY = 2_000
+
+
+class DocumentReader:
+    def __init__(self, collection: Collection[Any], endpoint: str, secrets: Sequence[str]) -> None:
+        self._raw: Collection[RawBSONDocument] = collection.with_options(codec_options=RAW)
+        self._typed: Collection[dict[str, Any]] = collection.with_options(codec_options=CODEC)
+        self._endpoint = endpoint
+        self._secrets = tuple(secrets)
+
+    def fetch(self, ids: Sequence[Any]) -> list[tuple[Any, bytes]]:
+        """The stored documents with these _ids as (_id, BSON bytes); absent ones are left out.
+        A compound _id comes back raw (it encodes to the same bytes as the stored one)."""
+        found: list[tuple[Any, bytes]] = []
+        try:
+            for start in range(0, len(ids), IDS_PER_QUERY):
+                part = list(ids[start : start + IDS_PER_QUERY])
+                found.extend((doc["_id"], bytes(doc.raw)) for doc in self._raw.find({"_id": {"$in": part}}))
+        except mongo.PyMongoError as exc:
+            raise classify(exc, self._endpoint, self._secrets) from None
+        return found
+
+    def ids(self, batch: int = IDS_PER_QUERY, sample: int | None = None) -> Iterator[list[Any]]:
+        """Every _id of the collection in batches (or a random `sample` of them), for finding
+        documents the source does not have."""
+        try:
+            if sample is not None:
+                cursor: Any = self._typed.aggregate([{"$sample": {"size": sample}}, {"$project": {"_id": 1}}])
+            else:
+                cursor = self._typed.find({}, {"_id": 1}).batch_size(batch)
+            part: list[Any] = []
+            for doc in cursor:
+                part.append(doc["_id"])
+                if len(part) >= batch:
+                    yield part
+                    part = []
+            if part:
+                yield part
+        except mongo.PyMongoError as exc:
+            raise classify(exc, self._endpoint, self._secrets) from None
+
+    def count(self) -> int:
+        try:
+            return int(self._typed.estimated_document_count())
+        except mongo.PyMongoError as exc:
+            raise classify(exc, self._endpoint, self._secrets) from None
+
+    def replace(self, doc_id: Any, raw: bytes) -> None:
+        """Write the expected document (repair): an upsert, so repeating it is harmless."""
+        try:
+            self._raw.replace_one({"_id": doc_id}, RawBSONDocument(raw), upsert=True)
+        except mongo.PyMongoError as exc:
+            raise classify(exc, self._endpoint, self._secrets) from None
+
+    def delete(self, doc_id: Any) -> None:
+        try:
+            self._raw.delete_one({"_id": doc_id})
+        except mongo.PyMongoError as exc:
+            raise classify(exc, self._endpoint, self._secrets) from None

@@ -1,0 +1,558 @@
+"""Verify phase: source and target compared through the plan's mapping, while changes flow.
+
+Per key range, the source rows are read in one REPEATABLE READ transaction, assembled into
+the documents the mapping promises and encoded as BSON; the target's documents with the
+same _ids are read raw; equal bytes (or equal canonical forms) settle a document.
+
+A live source and a lagging target disagree for a moment on every key being written, so a
+difference is never reported from one look. Each differing key goes through rechecks: read
+the source (position P), wait until the target has applied everything up to P, read the
+target, read the source again. A round *confirms* the difference only when the target was
+read after applying P and the source did not change between its two reads, so the target
+had every change that produced the source's state; two confirming rounds make a mismatch.
+A key that becomes equal is equal; a key the rounds never pin down (hot, or the target is
+behind and CDC is not running) is reported as unsettled, with the reason, never as equal.
+
+"Applied up to P": a marker transaction is committed after P (pg_logical_emit_message),
+and the target's CDC checkpoint (in `_migrator`, written with the data) must reach it; when
+no stream is running, peeking at the slot (never consuming) shows whether any change up to
+P is still unapplied. Without a slot nothing replicates, and the current states are compared.
+
+Documents the source does not have are found by a second pass over the target's _ids.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from bson import json_util
+
+from migrator.adapters.mongodb.codec import CODEC, encode_document
+from migrator.adapters.mongodb.reader import DocumentReader
+from migrator.adapters.postgres.pgoutput import lsn_to_int, lsn_to_str
+from migrator.adapters.postgres.reading import key_set_condition, key_text, sample_condition
+from migrator.adapters.postgres.replication import SlotMonitor
+from migrator.adapters.postgres.snapshot import Coordinator, RangeReader
+from migrator.engine.events import EventBus, Notice, VerifyFinished, VerifyProgress
+from migrator.errors import TransientError
+from migrator.mapping import compare
+from migrator.mapping.assemble import Assembler
+from migrator.mapping.spec import CollectionMapping
+from migrator.plan.models import Plan, VerifySettings
+from migrator.plan.names import cdc_checkpoint_id, publication_name, slot_name
+
+PHASE = "verify"
+MARKER_PREFIX = "migrator.verify"
+# Mismatches kept with their explanation in a report (all are counted, and repaired).
+MAX_EXPLAINED = 1_000
+RANGE_RETRIES = 3
+SAMPLE_SEED = 7
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    collection: str
+    id: Any  # the _id, as extended JSON
+    kind: str  # 'mismatched' | 'missing' (in target) | 'extra' (in target) | 'unsettled'
+    position: str  # the source position the last look read
+    diffs: tuple[compare.FieldDiff, ...] = ()
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "collection": self.collection,
+            "id": self.id,
+            "kind": self.kind,
+            "position": self.position,
+            "diffs": [d.to_dict() for d in self.diffs],
+            **({"reason": self.reason} if self.reason else {}),
+        }
+
+
+@dataclass
+class Counts:
+    checked: int = 0
+    equal: int = 0
+    mismatched: int = 0
+    missing: int = 0
+    extra: int = 0
+    unsettled: int = 0
+    repaired: int = 0
+
+    def add(self, other: Counts) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def to_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+@dataclass
+class VerifyReport:
+    plan: str
+    mode: str
+    sample: float | None
+    started_at: str
+    seconds: float = 0.0
+    collections: dict[str, Counts] = field(default_factory=dict)
+    mismatches: list[Mismatch] = field(default_factory=list)
+    positions: tuple[str, str] | None = None  # first and last source position a range was read at
+    applied_position: str | None = None  # the target's CDC checkpoint when the pass ended
+    ranges: int = 0
+
+    @property
+    def totals(self) -> Counts:
+        total = Counts()
+        for counts in self.collections.values():
+            total.add(counts)
+        return total
+
+    @property
+    def score(self) -> float:
+        total = self.totals
+        return 1.0 if total.checked == 0 else total.equal / total.checked
+
+    @property
+    def equal(self) -> bool:
+        total = self.totals
+        return total.mismatched + total.missing + total.extra + total.unsettled == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "plan": self.plan,
+            "mode": self.mode,
+            "sample": self.sample,
+            "started_at": self.started_at,
+            "seconds": round(self.seconds, 3),
+            "verdict": "equal" if self.equal else "different",
+            "score": round(self.score, 6),
+            **self.totals.to_dict(),
+            "ranges": self.ranges,
+            "verified_positions": None
+            if self.positions is None
+            else {"first": self.positions[0], "last": self.positions[1]},
+            "applied_position": self.applied_position,
+            "collections": {name: c.to_dict() for name, c in self.collections.items()},
+            "mismatches": [m.to_dict() for m in self.mismatches],
+        }
+
+
+@dataclass(frozen=True)
+class _Range:
+    collection: CollectionMapping
+    lo: list[str] | None
+    hi: list[str] | None
+
+
+@dataclass
+class _Look:
+    """One recheck round's view of a key."""
+
+    position: str
+    expected: bytes | None
+    actual: bytes | None
+
+
+class _Collection:
+    """What reading one collection on both sides needs, built once."""
+
+    def __init__(self, mapping: CollectionMapping, key_types: list[str], target: DocumentReader) -> None:
+        self.mapping = mapping
+        self.assembler = Assembler(mapping)
+        self.key = mapping.document.key
+        self.key_types = key_types
+        self.target = target
+
+    def texts(self, doc_id: Any) -> list[str]:
+        if len(self.key) == 1:
+            return [key_text(doc_id)]
+        return [key_text(doc_id[k]) for k in self.key]
+
+
+class Verifier:
+    """Runs verify passes for a plan against a live source and target."""
+
+    name: ClassVar[str] = PHASE
+
+    def __init__(
+        self,
+        plan: Plan,
+        collections: Sequence[CollectionMapping],
+        source: Any,
+        target: Any,
+        key_types: dict[str, list[str]],
+        events: EventBus,
+        *,
+        settings: VerifySettings | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.plan = plan
+        self.settings = settings or plan.phases.verify
+        self.source = source
+        self.target = target
+        self.events = events
+        self.monitor = SlotMonitor(source.endpoint)
+        self.slot = slot_name(plan.name)
+        self.publication = publication_name(plan.name)
+        self.checkpoint_id = cdc_checkpoint_id(plan.name)
+        self._stop = stop if stop is not None else threading.Event()
+        self._collections = {
+            c.name: _Collection(c, key_types[c.name], target.reader(c.name)) for c in collections
+        }
+        self._lock = threading.Lock()
+
+    # -- a pass ----------------------------------------------------------------------------------
+
+    def run(self, *, repair: bool = False) -> VerifyReport:
+        sample = self.settings.sample if self.settings.mode == "sample" else None
+        report = VerifyReport(
+            plan=self.plan.name,
+            mode=self.settings.mode,
+            sample=sample,
+            started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        started = time.monotonic()
+        confirmed: dict[str, list[tuple[Any, str]]] = {}
+        try:
+            for name in self._collections:
+                report.collections[name] = Counts()
+                confirmed[name] = []
+            self._compare_ranges(self._plan_ranges(), report, confirmed)
+            for name, coll in self._collections.items():
+                self._find_extras(coll, report, confirmed[name])
+            if repair:
+                for name, coll in self._collections.items():
+                    self._repair(coll, report, confirmed[name])
+            applied = self.target.applied_position(self.checkpoint_id)
+            report.applied_position = None if applied is None else lsn_to_str(applied)
+        finally:
+            self.monitor.close()
+        report.seconds = time.monotonic() - started
+        report.mismatches.sort(key=lambda m: (m.collection, m.kind, str(m.id)))
+        self.events.emit(VerifyFinished(_summary(report)))
+        return report
+
+    def _plan_ranges(self) -> list[_Range]:
+        coordinator = Coordinator(self.source.endpoint, None)
+        try:
+            ranges: list[_Range] = []
+            for coll in self._collections.values():
+                bounds = coordinator.key_boundaries(
+                    coll.mapping.table, coll.key, coll.key_types, self.settings.chunk_rows
+                )
+                edges: list[list[str] | None] = [None, *bounds, None]
+                ranges.extend(_Range(coll.mapping, edges[i], edges[i + 1]) for i in range(len(edges) - 1))
+            return ranges
+        finally:
+            coordinator.close()
+
+    def _compare_ranges(
+        self, ranges: list[_Range], report: VerifyReport, confirmed: dict[str, list[tuple[Any, str]]]
+    ) -> None:
+        pending: queue.Queue[_Range] = queue.Queue()
+        for item in ranges:
+            pending.put(item)
+        errors: list[BaseException] = []
+
+        def worker() -> None:
+            reader: RangeReader | None = None
+            try:
+                while not self._stop.is_set() and not errors:
+                    try:
+                        item = pending.get_nowait()
+                    except queue.Empty:
+                        return
+                    for attempt in range(RANGE_RETRIES):
+                        if reader is None:
+                            reader = RangeReader(self.source.endpoint)
+                        try:
+                            self._compare_range(reader, item, report, confirmed)
+                            break
+                        except TransientError:
+                            # A lost connection: the range is read again from scratch.
+                            reader.close()
+                            reader = None
+                            if attempt == RANGE_RETRIES - 1:
+                                raise
+                            time.sleep(0.5 * 2**attempt)
+            except BaseException as exc:  # noqa: BLE001 - handed to the calling thread, which re-raises it
+                with self._lock:
+                    errors.append(exc)
+            finally:
+                if reader is not None:
+                    reader.close()
+
+        threads = [
+            threading.Thread(target=worker, name=f"migrator-verify-{i}", daemon=True)
+            for i in range(min(self.settings.parallel, max(1, len(ranges))))
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+
+    def _compare_range(
+        self,
+        reader: RangeReader,
+        item: _Range,
+        report: VerifyReport,
+        confirmed: dict[str, list[tuple[Any, str]]],
+    ) -> None:
+        coll = self._collections[item.collection.name]
+        where: tuple[Any, list[Any]] | None = None
+        if self.settings.mode == "sample":
+            where = (sample_condition("r", coll.key, self.settings.sample, SAMPLE_SEED), [])
+        position = reader.begin()
+        try:
+            streams = reader.stream(
+                coll.assembler.reads(), coll.mapping.table, coll.key, coll.key_types, item.lo, item.hi, where
+            )
+            expected = {
+                compare.id_key(doc_id): (doc_id, encode_document(document, coll.mapping.name))
+                for doc_id, document, _ in coll.assembler.documents(streams)
+            }
+        finally:
+            reader.end()
+        actual = {compare.id_key(i): raw for i, raw in coll.target.fetch([v[0] for v in expected.values()])}
+        counts = Counts(checked=len(expected))
+        differing = []
+        for k, (doc_id, raw) in expected.items():
+            got = actual.get(k)
+            if got is not None and compare.equal(raw, got):
+                counts.equal += 1
+            else:
+                differing.append(doc_id)
+        self.events.emit(
+            VerifyProgress(coll.mapping.name, position, counts.checked, counts.equal, len(differing))
+        )
+        found = self._settle(reader, coll, differing, counts, counted=True) if differing else []
+        with self._lock:
+            report.collections[coll.mapping.name].add(counts)
+            report.ranges += 1
+            first, last = report.positions or (position, position)
+            report.positions = (min(first, position, key=lsn_to_int), max(last, position, key=lsn_to_int))
+            self._record(report, found)
+            confirmed[coll.mapping.name].extend(
+                (doc_id, m.kind) for doc_id, m in found if m.kind != "unsettled"
+            )
+
+    def _find_extras(self, coll: _Collection, report: VerifyReport, confirmed: list[tuple[Any, str]]) -> None:
+        sample = None
+        if self.settings.mode == "sample":
+            sample = max(1, round(coll.target.count() * self.settings.sample))
+        reader = RangeReader(self.source.endpoint)
+        try:
+            for batch in coll.target.ids(sample=sample):
+                if self._stop.is_set():
+                    return
+                absent = reader.missing_keys(
+                    coll.mapping.table, coll.key, coll.key_types, [coll.texts(i) for i in batch]
+                )
+                if not absent:
+                    continue
+                counts = Counts()
+                found = self._settle(reader, coll, [batch[i] for i in absent], counts, counted=False)
+                with self._lock:
+                    report.collections[coll.mapping.name].add(counts)
+                    self._record(report, found)
+                    confirmed.extend((doc_id, m.kind) for doc_id, m in found if m.kind != "unsettled")
+        finally:
+            reader.close()
+
+    def _record(self, report: VerifyReport, found: list[tuple[Any, Mismatch]]) -> None:
+        room = MAX_EXPLAINED - len(report.mismatches)
+        report.mismatches.extend(m for _, m in found[: max(0, room)])
+
+    # -- rechecks --------------------------------------------------------------------------------
+
+    def _settle(
+        self, reader: RangeReader, coll: _Collection, ids: list[Any], counts: Counts, *, counted: bool
+    ) -> list[tuple[Any, Mismatch]]:
+        """Recheck differing keys until each is equal, confirmed different, or out of rounds.
+        `counted`: the keys were already counted as checked (from the source side); keys from
+        the target side count only once confirmed extra."""
+        pending = {compare.id_key(i): i for i in ids}
+        confirmations: Counter[bytes] = Counter()
+        last: dict[bytes, _Look] = {}
+        settled_all = True
+        for round_ in range(self.settings.rechecks):
+            if not pending or self._stop.is_set():
+                break
+            if round_:
+                time.sleep(min(1.0, 0.1 * 2**round_))
+            first_position, first = self._read_source(reader, coll, list(pending.values()))
+            settled = self._wait_applied(first_position)
+            settled_all = settled_all and settled
+            actual = {compare.id_key(i): raw for i, raw in coll.target.fetch(list(pending.values()))}
+            _, second = self._read_source(reader, coll, list(pending.values()))
+            for k in list(pending):
+                expected, got, again = first.get(k), actual.get(k), second.get(k)
+                if (expected is None and got is None) or (
+                    expected is not None and got is not None and compare.equal(expected, got)
+                ):
+                    if counted:
+                        counts.equal += 1
+                    del pending[k]
+                    continue
+                stable = expected == again or (
+                    expected is not None and again is not None and compare.equal(expected, again)
+                )
+                if settled and stable:
+                    confirmations[k] += 1
+                    last[k] = _Look(first_position, expected, got)
+                    if confirmations[k] >= 2:
+                        del pending[k]
+        found: list[tuple[Any, Mismatch]] = []
+        for k, look in last.items():
+            if k in pending:
+                continue
+            doc_id = _ids_of(ids, k)
+            mismatch = self._mismatch(coll, doc_id, look)
+            if not counted:
+                counts.checked += 1
+            setattr(counts, mismatch.kind, getattr(counts, mismatch.kind) + 1)
+            found.append((doc_id, mismatch))
+        for k, doc_id in pending.items():
+            if not counted:
+                continue  # a target document that might be extra, never pinned down: not counted
+            counts.unsettled += 1
+            reason = (
+                "the target did not apply the source's position in time: is `migrator run` following?"
+                if not settled_all
+                else "the source kept changing this document during every recheck"
+            )
+            position = last[k].position if k in last else ""
+            found.append(
+                (doc_id, Mismatch(coll.mapping.name, _json_id(doc_id), "unsettled", position, reason=reason))
+            )
+        return found
+
+    def _mismatch(self, coll: _Collection, doc_id: Any, look: _Look) -> Mismatch:
+        name = coll.mapping.name
+        if look.actual is None:
+            return Mismatch(name, _json_id(doc_id), "missing", look.position)
+        if look.expected is None:
+            return Mismatch(name, _json_id(doc_id), "extra", look.position)
+        diffs = compare.explain(compare.decode(look.expected), compare.decode(look.actual))
+        return Mismatch(name, _json_id(doc_id), "mismatched", look.position, tuple(diffs))
+
+    def _read_source(
+        self, reader: RangeReader, coll: _Collection, ids: list[Any]
+    ) -> tuple[str, dict[bytes, bytes]]:
+        """The documents the source holds now for these _ids, and the position read at."""
+        where = key_set_condition("r", coll.key, coll.key_types, [coll.texts(i) for i in ids])
+        position = reader.begin()
+        try:
+            streams = reader.stream(
+                coll.assembler.reads(), coll.mapping.table, coll.key, coll.key_types, None, None, where
+            )
+            documents = {
+                compare.id_key(doc_id): encode_document(document, coll.mapping.name)
+                for doc_id, document, _ in coll.assembler.documents(streams)
+            }
+        finally:
+            reader.end()
+        return position, documents
+
+    def _wait_applied(self, position: str) -> bool:
+        """Whether the target has applied every source change up to `position`, waiting up to
+        settle_timeout for CDC to get there."""
+        with self._lock:  # one marker connection, shared by the workers
+            state = self.monitor.state(self.slot)
+            if state is None:
+                return True  # no slot: nothing replicates into the target; current states compare
+            marker = lsn_to_int(self.monitor.heartbeat(MARKER_PREFIX, self.plan.name))
+        deadline = time.monotonic() + self.settings.settle_timeout
+        while True:
+            applied = self.target.applied_position(self.checkpoint_id)
+            if applied is not None and applied >= marker:
+                return True
+            with self._lock:
+                unapplied = self.monitor.unapplied_changes(
+                    self.slot, self.publication, lsn_to_str(applied or 0), position
+                )
+            if unapplied == 0:
+                return True
+            if time.monotonic() >= deadline or self._stop.is_set():
+                return False
+            time.sleep(0.1)
+
+    # -- repair ----------------------------------------------------------------------------------
+
+    def _repair(self, coll: _Collection, report: VerifyReport, confirmed: list[tuple[Any, str]]) -> None:
+        """Copy the source's current document over each confirmed mismatch (or delete an extra
+        one), then recheck those keys. A change CDC applied between the source read and the
+        repair write would be overwritten: the recheck finds that, and the next round repairs
+        it again from a newer read."""
+        if not confirmed:
+            return
+        name = coll.mapping.name
+        counts = report.collections[name]
+        kinds = {compare.id_key(doc_id): kind for doc_id, kind in confirmed}
+        remaining = [doc_id for doc_id, _ in confirmed]
+        reader = RangeReader(self.source.endpoint)
+        try:
+            for _ in range(3):
+                _, current = self._read_source(reader, coll, remaining)
+                for doc_id in remaining:
+                    raw = current.get(compare.id_key(doc_id))
+                    if raw is None:
+                        coll.target.delete(doc_id)
+                    else:
+                        coll.target.replace(doc_id, raw)
+                found = self._settle(reader, coll, remaining, Counts(), counted=True)
+                still = {compare.id_key(doc_id) for doc_id, m in found if m.kind != "unsettled"}
+                remaining = [doc_id for doc_id in remaining if compare.id_key(doc_id) in still]
+                if not remaining:
+                    break
+        finally:
+            reader.close()
+        left = {compare.id_key(doc_id) for doc_id in remaining}
+        repaired = [k for k in kinds if k not in left]
+        for k in repaired:
+            setattr(counts, kinds[k], getattr(counts, kinds[k]) - 1)
+        counts.repaired += len(repaired)
+        counts.equal += len(repaired)
+        if remaining:
+            self.events.emit(
+                Notice("warn", f"{name}: {len(remaining)} document(s) still differ after repair")
+            )
+        fixed = {_json_key(_json_id(doc_id)) for doc_id, _ in confirmed if compare.id_key(doc_id) not in left}
+        report.mismatches = [
+            m for m in report.mismatches if not (m.collection == name and _json_key(m.id) in fixed)
+        ]
+
+
+def _json_key(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def _ids_of(ids: list[Any], key: bytes) -> Any:
+    return next(i for i in ids if compare.id_key(i) == key)
+
+
+def _json_id(doc_id: Any) -> Any:
+    """An _id as relaxed extended JSON (Int64 as a number, a UUID as {"$uuid": ...})."""
+    return json.loads(json_util.dumps({"v": doc_id}, json_options=_JSON))["v"]
+
+
+_JSON = json_util.JSONOptions(
+    json_mode=json_util.JSONMode.RELAXED, uuid_representation=CODEC.uuid_representation, tz_aware=True
+)
+
+
+def _summary(report: VerifyReport) -> dict[str, Any]:
+    """The report as the state store keeps it: counts and the first explained mismatches."""
+    data = report.to_dict()
+    data["mismatches"] = data["mismatches"][:100]
+    return data
