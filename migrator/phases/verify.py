@@ -27,6 +27,7 @@ import json
 import queue
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from bson import json_util
+from bson.int64 import Int64
+from bson.raw_bson import RawBSONDocument
 
 from migrator.adapters.mongodb.codec import CODEC, encode_document
 from migrator.adapters.mongodb.reader import DocumentReader
@@ -161,6 +164,18 @@ class _Look:
     actual: bytes | None
 
 
+# Key types whose BSON order is PostgreSQL's order, so that a source key range is the same
+# range of _ids (integers by value; a UUID as 16 bytes of binary subtype 4, compared bytewise
+# like PostgreSQL's uuid), and the $type bracket a range query on them covers. Text keys are
+# not here: PostgreSQL orders them by collation, BSON by bytes.
+_RANGE_KEYS: dict[str, tuple[Any, str]] = {
+    "smallint": (Int64, "number"),
+    "integer": (Int64, "number"),
+    "bigint": (Int64, "number"),
+    "uuid": (uuid.UUID, "binData"),
+}
+
+
 class _Collection:
     """What reading one collection on both sides needs, built once."""
 
@@ -170,6 +185,16 @@ class _Collection:
         self.key = mapping.document.key
         self.key_types = key_types
         self.target = target
+        # Read the target by _id range where orders agree (one index scan, and extras inside
+        # the range show up at once); otherwise by the source's _ids.
+        self.by_range = len(self.key) == 1 and key_types[0] in _RANGE_KEYS
+
+    def bound(self, text: list[str] | None) -> Any:
+        return None if text is None else _RANGE_KEYS[self.key_types[0]][0](text[0])
+
+    def outside_ranges(self) -> dict[str, Any]:
+        """Target documents a range query on this key can never see: other _id types."""
+        return {"_id": {"$not": {"$type": _RANGE_KEYS[self.key_types[0]][1]}}}
 
     def texts(self, doc_id: Any) -> list[str]:
         if len(self.key) == 1:
@@ -323,19 +348,29 @@ class Verifier:
             }
         finally:
             reader.end()
-        actual = {compare.id_key(i): raw for i, raw in coll.target.fetch([v[0] for v in expected.values()])}
+        by_range = coll.by_range and where is None
+        if by_range:
+            fetched = coll.target.fetch_range(coll.bound(item.lo), coll.bound(item.hi))
+        else:
+            fetched = coll.target.fetch([v[0] for v in expected.values()])
+        actual = {compare.id_key(i): (i, raw) for i, raw in fetched}
         counts = Counts(checked=len(expected))
         differing = []
         for k, (doc_id, raw) in expected.items():
             got = actual.get(k)
-            if got is not None and compare.equal(raw, got):
+            if got is not None and compare.equal(raw, got[1]):
                 counts.equal += 1
             else:
                 differing.append(doc_id)
+        extra = [doc_id for k, (doc_id, _) in actual.items() if k not in expected]
         self.events.emit(
-            VerifyProgress(coll.mapping.name, position, counts.checked, counts.equal, len(differing))
+            VerifyProgress(
+                coll.mapping.name, position, counts.checked, counts.equal, len(differing) + len(extra)
+            )
         )
         found = self._settle(reader, coll, differing, counts, counted=True) if differing else []
+        if extra:
+            found += self._settle(reader, coll, [_typed_id(i) for i in extra], counts, counted=False)
         with self._lock:
             report.collections[coll.mapping.name].add(counts)
             report.ranges += 1
@@ -348,11 +383,14 @@ class Verifier:
 
     def _find_extras(self, coll: _Collection, report: VerifyReport, confirmed: list[tuple[Any, str]]) -> None:
         sample = None
+        query = None
         if self.settings.mode == "sample":
             sample = max(1, round(coll.target.count() * self.settings.sample))
+        elif coll.by_range:
+            query = coll.outside_ranges()  # the range pass saw every other document
         reader = RangeReader(self.source.endpoint)
         try:
-            for batch in coll.target.ids(sample=sample):
+            for batch in coll.target.ids(sample=sample, query=query):
                 if self._stop.is_set():
                     return
                 absent = reader.missing_keys(
@@ -535,6 +573,13 @@ class Verifier:
 
 def _json_key(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
+
+
+def _typed_id(doc_id: Any) -> Any:
+    """A raw (compound) _id from a raw document, decoded to plain values."""
+    if isinstance(doc_id, RawBSONDocument):
+        return compare.decode(bytes(doc_id.raw))
+    return doc_id
 
 
 def _ids_of(ids: list[Any], key: bytes) -> Any:

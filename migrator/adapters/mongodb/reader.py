@@ -43,14 +43,31 @@ class DocumentReader:
             raise classify(exc, self._endpoint, self._secrets) from None
         return found
 
-    def ids(self, batch: int = IDS_PER_QUERY, sample: int | None = None) -> Iterator[list[Any]]:
-        """Every _id of the collection in batches (or a random `sample` of them), for finding
-        documents the source does not have."""
+    def fetch_range(self, lo: Any, hi: Any) -> list[tuple[Any, bytes]]:
+        """The stored documents with lo < _id <= hi (None: unbounded), as (_id, BSON bytes): one
+        index range scan. Only for keys whose BSON order is the source's order (integers, UUIDs);
+        a range query matches only _ids of the bounds' BSON type bracket."""
+        condition: dict[str, Any] = {}
+        if lo is not None:
+            condition["$gt"] = lo
+        if hi is not None:
+            condition["$lte"] = hi
+        query = {"_id": condition} if condition else {}
+        try:
+            return [(doc["_id"], bytes(doc.raw)) for doc in self._raw.find(query)]
+        except mongo.PyMongoError as exc:
+            raise classify(exc, self._endpoint, self._secrets) from None
+
+    def ids(
+        self, batch: int = IDS_PER_QUERY, sample: int | None = None, query: dict[str, Any] | None = None
+    ) -> Iterator[list[Any]]:
+        """Every _id of the collection matching `query` in batches (or a random `sample` of
+        them), for finding documents the source does not have."""
         try:
             if sample is not None:
                 cursor: Any = self._typed.aggregate([{"$sample": {"size": sample}}, {"$project": {"_id": 1}}])
             else:
-                cursor = self._typed.find({}, {"_id": 1}).batch_size(batch)
+                cursor = self._typed.find(query or {}, {"_id": 1}).batch_size(batch)
             part: list[Any] = []
             for doc in cursor:
                 part.append(doc["_id"])

@@ -1,0 +1,151 @@
+"""Verify benchmark: a full `migrator verify` against the snapshot copy of the same tables, same run.
+
+    scripts/bench/run verify [--small] [--rows N] [--parallel N] [--out DIR]
+
+Builds the snapshot benchmark's tables (a flat table of 7 mixed columns; a parent table with 3
+children per parent) on a throwaway PostgreSQL and MongoDB-compatible server; for each, copies
+it with `migrator run --until snapshot` and then compares it with `migrator verify` (both as
+processes, both timed from start to exit), and reports source rows/s of each and the ratio
+verify / copy. Goal (issue 5): verify >= 1.0x the copy rate: it reads both sides but writes
+nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pymongo
+from bson.codec_options import CodecOptions
+from bson.raw_bson import RawBSONDocument
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts" / "lib"))
+sys.path.insert(0, str(ROOT / "scripts" / "bench"))
+import devservices  # noqa: E402
+from bench_snapshot import CHILDREN, create_tables, write_plan  # noqa: E402
+
+MIGRATOR = str(ROOT / ".venv" / "bin" / "migrator")
+
+
+def timed(args: list[str], env: dict[str, str], log: Path) -> tuple[float, str]:
+    started = time.monotonic()
+    with log.open("w+") as out:
+        # Output to a file: an unread pipe would fill up and block the process.
+        code = subprocess.run(args, env=env, stdout=out, stderr=subprocess.STDOUT, check=False).returncode
+        seconds = time.monotonic() - started
+        out.seek(0)
+        text = out.read()
+    if code not in (0, 1):
+        raise SystemExit(f"{' '.join(args[:2])} failed ({code}):\n{text[-3000:]}")
+    return seconds, text
+
+
+def target_scan_seconds(mongo_url: str, collection: str) -> float:
+    """One pass over the collection's raw documents: what reading the target costs at least."""
+    client: pymongo.MongoClient[Any] = pymongo.MongoClient(mongo_url)
+    options: CodecOptions[RawBSONDocument] = CodecOptions(document_class=RawBSONDocument)
+    coll = client["bench"].get_collection(collection, codec_options=options)
+    started = time.monotonic()
+    for _ in coll.find({}):
+        pass
+    seconds = time.monotonic() - started
+    client.close()
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="scripts/bench/run verify", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=300_000, help="rows of each table (default 300,000)")
+    parser.add_argument("--small", action="store_true", help="quick run: 50,000 rows")
+    parser.add_argument("--parallel", type=int, default=2, help="copy and verify workers (default 2)")
+    parser.add_argument("--chunk-rows", type=int, default=10_000)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
+    args = parser.parse_args()
+    rows = 50_000 if args.small else args.rows
+
+    work = Path(tempfile.mkdtemp(prefix="migrator-bench-verify-"))
+    pg = devservices.start_postgres(work / "pg")
+    mongo = devservices.start_mongo(work / "mongo")
+    results: list[dict[str, Any]] = []
+    try:
+        env = {**os.environ, "MIGRATOR_SOURCE_URL": pg.url, "MIGRATOR_TARGET_URL": mongo.url}
+        print(
+            f"building {rows:,} flat rows and {rows:,} parents with {CHILDREN} children each ...", flush=True
+        )
+        create_tables(pg.url, rows)
+        for embedded in (False, True):
+            case = "embedded" if embedded else "flat"
+            name = f"bench-verify-{case}"
+            plan = work / f"{name}.yaml"
+            write_plan(plan, name, "bench", embedded, args.parallel, args.chunk_rows)
+            text = plan.read_text().replace(
+                "phases: {snapshot: {",
+                f"phases: {{verify: {{parallel: {args.parallel}, chunk_rows: {args.chunk_rows}}}, snapshot: {{",
+            )
+            plan.write_text(text)
+            state = str(work / f"{name}.db")
+            source_rows = rows * (1 + CHILDREN) if embedded else rows
+            copy_s, _ = timed(
+                [MIGRATOR, "run", str(plan), "--until", "snapshot", "--state", state, "--json"],
+                env,
+                work / f"{name}-run.log",
+            )
+            verify_s, out = timed(
+                [MIGRATOR, "verify", str(plan), "--state", state, "--json"], env, work / f"{name}-verify.log"
+            )
+            report = json.loads(out[out.index("{") :])
+            scan_s = target_scan_seconds(mongo.url, "parents" if embedded else "flat")
+            if report["verdict"] != "equal" or report["checked"] != rows:
+                raise SystemExit(
+                    f"verify of a fresh copy did not come out equal: {json.dumps(report)[:2000]}"
+                )
+            entry = {
+                "case": case,
+                "parallel": args.parallel,
+                "documents": rows,
+                "source_rows": source_rows,
+                "copy_seconds": round(copy_s, 2),
+                "verify_seconds": round(verify_s, 2),
+                "copy_rows_per_s": round(source_rows / copy_s),
+                "verify_rows_per_s": round(source_rows / verify_s),
+                "ratio": round(copy_s / verify_s, 3),
+                # The floor under any verify: reading every target document once, raw, no work.
+                "target_scan_docs_per_s": round(rows / scan_s),
+                "verify_docs_per_s": round(rows / verify_s),
+            }
+            results.append(entry)
+            print(
+                f"  {case:<9} copy {copy_s:6.1f} s  verify {verify_s:6.1f} s  ratio {entry['ratio']:.2f}",
+                flush=True,
+            )
+    finally:
+        mongo.stop()
+        pg.stop()
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    out_file = args.out / "verify.json"
+    out_file.write_text(json.dumps({"benchmark": "verify", "rows": rows, "results": results}, indent=2))
+    print()
+    print(
+        f"{'case':<9} {'par':>3} {'docs':>9} {'rows':>9} {'copy rows/s':>12} {'verify rows/s':>14} "
+        f"{'ratio':>6} {'verify docs/s':>14} {'target scan docs/s':>19}"
+    )
+    for r in results:
+        print(
+            f"{r['case']:<9} {r['parallel']:>3} {r['documents']:>9,} {r['source_rows']:>9,} "
+            f"{r['copy_rows_per_s']:>12,} {r['verify_rows_per_s']:>14,} {r['ratio']:>6.2f} "
+            f"{r['verify_docs_per_s']:>14,} {r['target_scan_docs_per_s']:>19,}"
+        )
+    print(f"\nwritten to {out_file}  (goal: ratio >= 1.0)")
+
+
+if __name__ == "__main__":
+    main()
