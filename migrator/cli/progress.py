@@ -33,6 +33,7 @@ from migrator.engine.events import (
     SlotCreated,
     SnapshotOpened,
     TablePlanned,
+    VerifyProgress,
 )
 
 
@@ -189,3 +190,35 @@ def summary(data: dict[str, Any]) -> str:
     if data.get("interrupted"):
         lines.append("stopped on request; `migrator run` resumes from the last checkpoint")
     return "\n".join(lines) or "nothing to do"
+
+
+class VerifyTicker:
+    """Verify progress on stderr, so that stdout keeps only the report: a line every few
+    seconds with the documents compared so far and the keys being rechecked."""
+
+    def __init__(self, console: Console, every_s: float = 5.0) -> None:
+        self.console = console
+        self.every_s = every_s
+        self.checked = self.equal = self.differing = self.ranges = 0
+        self._last = time.monotonic()
+        self._lock = threading.Lock()
+
+    def emit(self, event: Event) -> None:
+        if isinstance(event, Notice):
+            self.console.print(f"{event.level}: {event.message}", markup=False)
+        if not isinstance(event, VerifyProgress):
+            return
+        with self._lock:
+            self.ranges += 1
+            self.checked += event.checked
+            self.equal += event.equal
+            self.differing += event.differing
+            now = time.monotonic()
+            if now - self._last < self.every_s:
+                return
+            self._last = now
+            self.console.print(
+                f"verify: {self.ranges:,} ranges, {self.checked:,} documents compared, {self.equal:,} equal "
+                f"at first look, {self.differing:,} rechecked (last range read at {event.position})",
+                markup=False,
+            )

@@ -164,7 +164,7 @@ def test_corruption_of_every_kind_is_found_explained_and_repaired(mig: Migration
     cli_env = {**mig.env, "MIGRATOR_STATE": str(mig.state_path)}
     result = CliRunner().invoke(cli, ["verify", str(plan_file), "--json"], env=cli_env)
     assert result.exit_code == 1, result.output
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
     assert data["verdict"] == "different" and data["mismatched"] == 8 and data["extra"] == 1
     text = CliRunner().invoke(cli, ["verify", str(plan_file)], env=cli_env)
     assert text.exit_code == 1 and "balance (type)" in text.output and "double 42.25" in text.output
