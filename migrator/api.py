@@ -17,6 +17,7 @@ from migrator.errors import PreflightFailed
 from migrator.phases.preflight import PreflightReport, run_preflight
 from migrator.phases.verify import Verifier, VerifyReport
 from migrator.plan import Plan, load_plan, plan_json_schema
+from migrator.rollback import Rollback, RollbackResult, Step
 from migrator.runner import Runner, RunOutcome, StoreSink, Until
 from migrator.state import SQLiteStateStore, resolve_state_path
 
@@ -113,3 +114,28 @@ def verify(
             loaded, report.collections, source, target, key_types, events, settings=settings, stop=stop
         )
         return verifier.run(repair=repair)
+
+
+def rollback(
+    path: str | os.PathLike[str],
+    *,
+    force: bool = False,
+    preview: bool = False,
+    state: str | os.PathLike[str] | None = None,
+    sinks: Sequence[EventSink] = (),
+    env: Mapping[str, str] | None = None,
+) -> RollbackResult | list[Step]:
+    """Roll the plan's run back to before `migrator run` (before cutover): slot, publication,
+    the target collections the run created and its checkpoints go; the run is marked rolled
+    back. `preview` returns the steps without doing anything. Resumable: a rollback cut short
+    is finished by calling it again."""
+    loaded = load(path, env)
+    source = source_for(loaded.source.adapter, loaded.source.url.get_secret_value())
+    target = target_for(loaded.target.adapter, loaded.target.url.get_secret_value(), loaded.target.database)
+    with SQLiteStateStore(resolve_state_path(state, loaded.name)) as store, source, target:
+        events = EventBus(*sinks)
+        undo = Rollback(loaded, store, events, source, target)
+        if preview:
+            return undo.steps(force=force)
+        events.add(StoreSink(store, undo.run_record.id))
+        return undo.run(force=force)

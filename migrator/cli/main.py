@@ -12,7 +12,7 @@ import click
 from rich.markup import escape
 
 from migrator import __version__, api
-from migrator.cli.progress import JsonLines, PlainLines, RichProgress, summary
+from migrator.cli.progress import JsonLines, PlainLines, RichProgress, VerifyTicker, summary
 from migrator.cli.render import make_console, render_preflight, render_verify
 from migrator.errors import MigratorError, PlanError
 from migrator.redact import redact_text
@@ -173,7 +173,10 @@ def verify_command(
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     console = make_console()
     try:
-        report = api.verify(plan_file, mode=mode, sample=sample, repair=repair, state=state_path, stop=stop)
+        ticker = VerifyTicker(make_console(stderr=True))
+        report = api.verify(
+            plan_file, mode=mode, sample=sample, repair=repair, state=state_path, stop=stop, sinks=[ticker]
+        )
     except MigratorError as exc:
         _fail(exc, as_json)
     if as_json:
@@ -181,6 +184,54 @@ def verify_command(
     else:
         render_verify(console, report.to_dict())
     sys.exit(EXIT_OK if report.equal else EXIT_FAILED)
+
+
+@cli.command("rollback")
+@click.argument("plan_file", type=click.Path(dir_okay=False))
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Also drop target collections that held documents before the run (their earlier data is lost).",
+)
+@click.option(
+    "--state",
+    "state_path",
+    type=click.Path(dir_okay=False),
+    help="State file (default: $MIGRATOR_STATE or .migrator/<plan>.db).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the steps taken as JSON.")
+def rollback_command(plan_file: str, yes: bool, force: bool, state_path: str | None, as_json: bool) -> None:
+    """Roll PLAN_FILE's run back to before `migrator run` (before cutover).
+
+    Drops the replication slot, the publication, the target collections the run created and
+    its checkpoints, and marks the run rolled back; `migrator run` then starts afresh. Stop a
+    following `migrator run` first. Shows the steps and asks unless --yes. A rollback cut short
+    is finished by running it again. Exit 0 rolled back, 1 failed, 2 usage or nothing confirmed.
+    """
+    console = make_console()
+    try:
+        steps = api.rollback(plan_file, force=force, preview=True, state=state_path)
+        assert isinstance(steps, list)
+        if not yes:
+            if not sys.stdin.isatty():
+                raise click.UsageError("not a terminal: pass --yes to roll back without confirmation")
+            console.print("[bold]migrator rollback[/] would:")
+            for step in steps:
+                console.print(f"  - {escape(step.description)}")
+            if not click.confirm("Roll back?", default=False):
+                sys.exit(EXIT_USAGE)
+        result = api.rollback(plan_file, force=force, state=state_path)
+    except MigratorError as exc:
+        _fail(exc, as_json)
+    assert not isinstance(result, list)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        for done in result.steps:
+            console.print(f"{escape(done['name'])}: {escape(done['outcome'])}")
+        console.print(f"[green]run {result.run_id} rolled back[/]")
+    sys.exit(EXIT_OK)
 
 
 @cli.command("schema")

@@ -216,3 +216,12 @@ class Collector:
 
     def of(self, kind: type[Event]) -> list[Any]:
         return [e for e in self.events if isinstance(e, kind)]
+
+
+@dataclass(frozen=True)
+class RollbackStepDone(Event):
+    """One rollback step finished (or was found done by an earlier, interrupted rollback)."""
+
+    kind: ClassVar[str] = "rollback.step"
+    step: str
+    outcome: str

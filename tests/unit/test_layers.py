@@ -19,6 +19,7 @@ LEVELS = {
     "engine": 2,
     "phases": 3,
     "runner": 4,
+    "rollback": 4,
     "api": 5,
     "cli": 6,
 }

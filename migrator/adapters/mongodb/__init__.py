@@ -63,6 +63,27 @@ class MongoTarget:
             raise classify(exc, self.name, self._secrets) from None
         return None if doc is None else int(doc["position"])
 
+    def delete_state(self, state_id: str) -> bool:
+        """Remove one of migrator's documents from `_migrator` (a checkpoint); True if it existed."""
+        try:
+            result = self.client()[self.database]["_migrator"].delete_one({"_id": state_id})
+        except mongo.PyMongoError as exc:
+            raise classify(exc, self.name, self._secrets) from None
+        return result.deleted_count > 0
+
+    def empty_collection(self, collection: str) -> int:
+        """Delete every document of `collection` and the indexes migrator created on it (named
+        migrator_*), keeping the collection and its other indexes; the count deleted."""
+        try:
+            coll = self.client()[self.database][collection]
+            deleted = coll.delete_many({}).deleted_count
+            for name in coll.index_information():
+                if name.startswith("migrator_"):
+                    coll.drop_index(name)
+        except mongo.PyMongoError as exc:
+            raise classify(exc, self.name, self._secrets) from None
+        return int(deleted)
+
     def existing_collections(self) -> dict[str, int]:
         """Collections of the target database and their estimated document counts."""
         try:

@@ -1,0 +1,206 @@
+"""Rollback of a run that has not cut over: back to the state before `migrator run`.
+
+Steps, in reverse phase order (CDC, then snapshot), each idempotent and each recorded as a
+'rollback' checkpoint when done, so that a rollback interrupted by a crash is finished by
+running it again (a recorded step is not redone):
+
+  1. check: no `migrator run` holds the slot (stop it first);
+  2. remove CDC's checkpoint document from the target's `_migrator` collection;
+  3. drop the replication slot (the source stops retaining WAL for it);
+  4. drop the publication;
+  5. target collections: drop those the run created; one that existed empty is emptied again
+     and loses the indexes migrator added; one that held documents before is kept (the run's
+     documents cannot be told from the earlier ones), or dropped with force;
+  6. mark the run rolled back.
+
+After that, nothing of the run is left on either side, and `migrator run` starts afresh.
+Rollback after cutover (reverse direction) belongs to the cutover phase, which does not
+exist yet: such a run is refused.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from migrator.adapters.mongodb import MongoTarget
+from migrator.adapters.postgres import PostgresSource
+from migrator.adapters.postgres.replication import SlotMonitor
+from migrator.adapters.postgres.snapshot import PublicationManager
+from migrator.engine.events import EventBus, Notice, RollbackStepDone
+from migrator.errors import MigratorError, TerminalError
+from migrator.plan.models import Plan
+from migrator.plan.names import cdc_checkpoint_id, publication_name, slot_name
+from migrator.state.store import RunRecord, StateStore
+
+PHASE = "rollback"
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    description: str
+    side: str  # what it changes: 'source', 'target', 'state' or 'none'
+
+
+@dataclass
+class RollbackResult:
+    run_id: str
+    steps: list[dict[str, str]] = field(default_factory=list)  # name, outcome
+    resumed: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "resumed": self.resumed, "steps": self.steps}
+
+
+class NothingToRollBack(MigratorError):
+    """No active or failed run exists for the plan."""
+
+
+class Rollback:
+    def __init__(
+        self, plan: Plan, store: StateStore, events: EventBus, source: PostgresSource, target: MongoTarget
+    ) -> None:
+        self.plan = plan
+        self.store = store
+        self.events = events
+        self.source = source
+        self.target = target
+        self.slot = slot_name(plan.name)
+        self.publication = publication_name(plan.name)
+        self.run_record = self._find_run()
+
+    def _find_run(self) -> RunRecord:
+        candidates = [r for r in self.store.runs(self.plan.name) if r.status in ("active", "failed")]
+        if not candidates:
+            raise NothingToRollBack(
+                f"plan {self.plan.name} has no active or failed run to roll back",
+                hint="`migrator status` lists the plan's runs",
+            )
+        return candidates[-1]
+
+    # -- what it would do ------------------------------------------------------------------------
+
+    def steps(self, *, force: bool = False) -> list[Step]:
+        database = self.plan.target.database
+        steps = [
+            Step(
+                "check",
+                "check that no `migrator run` is following and no pre-existing data is at risk",
+                "none",
+            ),
+            Step("cdc_checkpoint", f"delete CDC's checkpoint document from {database}._migrator", "target"),
+            Step("slot", f"drop replication slot {self.slot}", "source"),
+            Step("publication", f"drop publication {self.publication}", "source"),
+        ]
+        before = self._collections_before()
+        for c in self.plan.collections:
+            held = before.get(c.name)
+            if held is None:
+                text = f"drop collection {database}.{c.name} (created by the run)"
+            elif held == 0:
+                text = f"empty collection {database}.{c.name} (it existed, empty, before the run)"
+            elif force:
+                text = f"drop collection {database}.{c.name} (--force: it held {held:,} documents before the run)"
+            else:
+                text = f"keep collection {database}.{c.name}: it held {held:,} documents before the run"
+            steps.append(Step(f"collection:{c.name}", text, "target"))
+        steps.append(Step("finish", f"mark run {self.run_record.id} rolled back", "state"))
+        return steps
+
+    def _collections_before(self) -> dict[str, int | None]:
+        before = next(
+            (c for c in self.store.checkpoints(self.run_record.id, "snapshot") if c.label == "target_before"),
+            None,
+        )
+        if before is None:
+            # The run never reached the copy: it created nothing on the target.
+            return {c.name: -1 for c in self.plan.collections}
+        return dict(before.detail["collections"])
+
+    # -- doing it --------------------------------------------------------------------------------
+
+    def run(self, *, force: bool = False) -> RollbackResult:
+        run_id = self.run_record.id
+        done = {c.label for c in self.store.checkpoints(run_id, PHASE)}
+        result = RollbackResult(run_id, resumed=bool(done))
+        actions: dict[str, Callable[[], str]] = {
+            "check": lambda: self._check(force),
+            "cdc_checkpoint": self._drop_cdc_checkpoint,
+            "slot": self._drop_slot,
+            "publication": self._drop_publication,
+        }
+        before = self._collections_before()
+        for c in self.plan.collections:
+            actions[f"collection:{c.name}"] = functools.partial(
+                self._collection, c.name, before.get(c.name), force
+            )
+        for step in self.steps(force=force):
+            if step.name == "finish":
+                continue
+            if step.name in done and step.name != "check":
+                outcome = "done before (resumed rollback)"
+            else:
+                outcome = actions[step.name]()
+                if step.name != "check":
+                    self.store.add_checkpoint(run_id, PHASE, step.name, "", {"outcome": outcome})
+            result.steps.append({"name": step.name, "outcome": outcome})
+            self.events.emit(RollbackStepDone(step.name, outcome))
+        for phase in self.store.phases(run_id):
+            if phase.status != "rolled_back":
+                self.store.set_phase(run_id, phase.name, "rolled_back")
+        self.store.finish_run(run_id, "rolled_back")
+        result.steps.append({"name": "finish", "outcome": f"run {run_id} rolled back"})
+        self.events.emit(RollbackStepDone("finish", f"run {run_id} rolled back"))
+        return result
+
+    def _check(self, force: bool) -> str:
+        monitor = SlotMonitor(self.source.endpoint)
+        try:
+            state = monitor.state(self.slot)
+        finally:
+            monitor.close()
+        if state is not None and state["active"]:
+            raise TerminalError(
+                f"replication slot {self.slot} is in use: a `migrator run` of plan {self.plan.name} is still "
+                "following changes",
+                hint="stop it (Ctrl-C or SIGTERM; it checkpoints and exits), then run `migrator rollback` again",
+            )
+        at_risk = {
+            name: held
+            for name, held in self._collections_before().items()
+            if held is not None and held > 0 and not force
+        }
+        if at_risk:
+            # Nothing has been changed yet: refuse before the first step, not half way.
+            listed = ", ".join(f"{name} ({held:,} documents)" for name, held in sorted(at_risk.items()))
+            self.events.emit(Notice("warn", f"collections that held data before the run are kept: {listed}"))
+        return "ok"
+
+    def _drop_cdc_checkpoint(self) -> str:
+        removed = self.target.delete_state(cdc_checkpoint_id(self.plan.name))
+        return "deleted" if removed else "none was written"
+
+    def _drop_slot(self) -> str:
+        dropped = PublicationManager(self.source.endpoint).drop_slot(self.slot)
+        return "dropped" if dropped else "did not exist"
+
+    def _drop_publication(self) -> str:
+        PublicationManager(self.source.endpoint).drop_publication(self.publication)
+        return "dropped (if it existed)"
+
+    def _collection(self, name: str, held: int | None, force: bool) -> str:
+        if held == -1:
+            return "untouched: the run never copied"
+        if held is None:
+            self.target.drop_collection(name)
+            return "dropped"
+        if held == 0:
+            removed = self.target.empty_collection(name)
+            return f"emptied ({removed:,} documents, migrator's indexes dropped)"
+        if force:
+            self.target.drop_collection(name)
+            return "dropped (--force)"
+        return f"kept: it held {held:,} documents before the run"
