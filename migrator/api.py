@@ -20,6 +20,7 @@ from migrator.plan import Plan, load_plan, plan_json_schema
 from migrator.rollback import Rollback, RollbackResult, Step
 from migrator.runner import Runner, RunOutcome, StoreSink, Until
 from migrator.state import SQLiteStateStore, resolve_state_path
+from migrator.status import StatusReport, gather
 
 
 def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Plan:
@@ -114,6 +115,24 @@ def verify(
             loaded, report.collections, source, target, key_types, events, settings=settings, stop=stop
         )
         return verifier.run(repair=repair)
+
+
+def status(
+    path: str | os.PathLike[str],
+    *,
+    state: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    history: bool = False,
+    live: bool = True,
+) -> StatusReport:
+    """Where the plan's current run (its active run, else its latest) stands: phases, snapshot
+    progress, CDC position, lag and retained WAL, last checkpoint, recent errors, the last
+    verify report; `history` adds the run's checkpoints. Read-only: it never creates a state
+    file. `live` reads the target's checkpoint and the source's slot; a database that cannot be
+    reached is reported as such (`report.source.reachable`), never raised, and what the state
+    store knows is still reported. `report.run` is None when the plan has no run."""
+    loaded = load(path, env)
+    return gather(loaded, resolve_state_path(state, loaded.name), history=history, live=live)
 
 
 def rollback(

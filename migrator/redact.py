@@ -7,7 +7,7 @@ through here first.
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 MASK = "***"
 _SECRET_PARAMS = frozenset({"password", "pass", "pwd", "secret", "sslpassword", "authmechanismproperties"})
@@ -54,3 +54,21 @@ def redact_text(text: str, secrets: tuple[str, ...] = ()) -> str:
         if secret:
             text = text.replace(secret, MASK)
     return text
+
+
+def url_passwords(*urls: str) -> tuple[str, ...]:
+    """The passwords that connection URLs carry (as written and percent-decoded), for
+    `redact_text(..., secrets)` where a driver might echo one outside URL form."""
+    found: list[str] = []
+    for url in urls:
+        try:
+            parts = urlsplit(url)
+            password = parts.password if "://" in url else None
+            pairs = parse_qsl(parts.query, keep_blank_values=True)
+        except ValueError:
+            continue
+        values = [password] if password else []
+        values += [v for k, v in pairs if k.lower() in _SECRET_PARAMS and v]
+        for value in values:
+            found += [value, unquote(value)]
+    return tuple(dict.fromkeys(found))

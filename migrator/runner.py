@@ -6,6 +6,7 @@ until it finishes or is rolled back, so that `migrator run` after any crash resu
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
@@ -16,8 +17,17 @@ from typing import Any, Literal
 from migrator.adapters.mongodb import MongoTarget
 from migrator.adapters.postgres import PostgresSource
 from migrator.engine.context import RunContext
-from migrator.engine.events import Event, EventBus, PhaseFinished, PhaseStarted, RunFinished, RunStarted
-from migrator.errors import PreflightFailed, TerminalError
+from migrator.engine.events import (
+    BatchApplied,
+    ErrorRaised,
+    Event,
+    EventBus,
+    PhaseFinished,
+    PhaseStarted,
+    RunFinished,
+    RunStarted,
+)
+from migrator.errors import MigratorError, PreflightFailed, TerminalError
 from migrator.phases.cdc import CdcPhase, CdcResult
 from migrator.phases.preflight import PreflightReport, run_preflight
 from migrator.phases.snapshot import SnapshotPhase, SnapshotResult
@@ -26,6 +36,10 @@ from migrator.state.store import StateStore
 
 Until = Literal["snapshot", "caught-up", "stopped"]
 PHASES: tuple[str, ...] = ("snapshot", "cdc")
+# How often the CDC position is mirrored into the state store while changes flow (and once
+# more when the phase returns); the authoritative position lives in the target.
+CDC_MIRROR_INTERVAL_S = 30.0
+CDC_MIRROR_LABEL = "applied"
 
 
 def plan_digest(plan: Plan) -> str:
@@ -33,6 +47,9 @@ def plan_digest(plan: Plan) -> str:
     rotate; a moved server is the operator's call)."""
     data = plan.model_dump(mode="json", by_alias=True, exclude={"source", "target"})
     data["target_database"] = plan.target.database
+    # cdc.apply (dual-write verification) may be switched either way on a live run: CDC resumes
+    # from its checkpoint and its writes are idempotent.
+    data["phases"]["cdc"].pop("apply", None)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
@@ -47,6 +64,37 @@ class StoreSink:
         if event.durable:
             payload = json.loads(json.dumps(event.payload(), default=str))
             self._store.append_event(self._run_id, event.kind, payload)
+
+
+class CdcMirror:
+    """Mirrors the CDC position into the state store (DESIGN 4.3: the target holds the
+    authoritative one, beside the data; the store mirrors it for status and history), at most
+    every `interval` seconds while batches are applied, so that `migrator status` still knows
+    where replay stood when the target cannot be reached."""
+
+    def __init__(self, store: StateStore, run_id: str, interval: float = CDC_MIRROR_INTERVAL_S) -> None:
+        self._store = store
+        self._run_id = run_id
+        self._interval = interval
+        latest = store.latest_checkpoint(run_id, "cdc")
+        self._written: str | None = latest.position if latest is not None else None
+        self._pending: str | None = None
+        self._written_at = 0.0
+
+    def emit(self, event: Event) -> None:
+        if isinstance(event, BatchApplied):
+            self._pending = event.position
+            if time.monotonic() - self._written_at >= self._interval:
+                self.flush()
+
+    def flush(self, position: str | None = None) -> None:
+        """Record `position` (default: the last applied batch's) unless it is already recorded."""
+        chosen = position or self._pending
+        if chosen is None or chosen == self._written:
+            return
+        self._store.add_checkpoint(self._run_id, "cdc", CDC_MIRROR_LABEL, chosen, {"mirror_of": "target"})
+        self._written = chosen
+        self._written_at = time.monotonic()
 
 
 @dataclass
@@ -122,7 +170,10 @@ class Runner:
             phase = CdcPhase(
                 ctx, stop=self.stop_event, until="caught-up" if until == "caught-up" else "stopped"
             )
+            mirror = CdcMirror(self.store, run.id)
+            self.events.add(mirror)
             cdc, interrupted = self._run_phase("cdc", phase.run, resumed, keep_running=True)
+            mirror.flush(cdc.position)
             interrupted = interrupted or cdc.stopped
         stopped_after = "interrupted" if interrupted else until
         self.events.emit(RunFinished(run.id, "active", stopped_after))
@@ -137,8 +188,12 @@ class Runner:
         started = time.monotonic()
         try:
             result = body()
-        except TerminalError:
+        except TerminalError as exc:
+            self._report_error(name, exc)
             self.store.set_phase(run_id, name, "failed")
+            raise
+        except MigratorError as exc:  # transient, its retries spent: the phase stays resumable
+            self._report_error(name, exc)
             raise
         if getattr(result, "stopped", False):
             return result, True
@@ -147,6 +202,13 @@ class Runner:
         self.store.set_phase(run_id, name, "done")
         self.events.emit(PhaseFinished(name, round(time.monotonic() - started, 3)))
         return result, False
+
+    def _report_error(self, phase: str, exc: MigratorError) -> None:
+        """Record the error that stops a phase in the event log (for `migrator status`, metrics
+        and logs). Reporting must not hide the error itself: should the state store be what
+        failed, the original error is still the one raised."""
+        with contextlib.suppress(MigratorError):
+            self.events.emit(ErrorRaised.of(phase, exc, retrying=False))
 
     def _run_id(self) -> str:
         run = self.store.active_run(self.plan.name)

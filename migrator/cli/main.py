@@ -12,8 +12,10 @@ import click
 from rich.markup import escape
 
 from migrator import __version__, api
+from migrator.cli.observe import Observed
 from migrator.cli.progress import JsonLines, PlainLines, RichProgress, VerifyTicker, summary
 from migrator.cli.render import make_console, render_preflight, render_verify
+from migrator.cli.status import print_status, watch_status
 from migrator.errors import MigratorError, PlanError
 from migrator.redact import redact_text
 from migrator.runner import Until, describe
@@ -83,7 +85,34 @@ def plan_command(plan_file: str, as_json: bool) -> None:
     help="State file (default: $MIGRATOR_STATE or .migrator/<plan>.db).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print events as JSON lines.")
-def run_command(plan_file: str, until: str | None, state_path: str | None, as_json: bool) -> None:
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve Prometheus metrics at http://ADDR:PORT/metrics while the run lasts (0: a free port, "
+    "announced on stderr).",
+)
+@click.option(
+    "--metrics-addr",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address the metrics endpoint listens on (0.0.0.0: every interface).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["json", "text"]),
+    default=None,
+    help="Structured logs on stderr, one line per event: json (ts, level, event, fields) or text.",
+)
+def run_command(
+    plan_file: str,
+    until: str | None,
+    state_path: str | None,
+    as_json: bool,
+    metrics_port: int | None = None,
+    metrics_addr: str = "127.0.0.1",
+    log_format: str | None = None,
+) -> None:
     """Run the migration of PLAN_FILE (snapshot, then CDC replay), or resume its active run.
 
     Runs preflight first and refuses to start where `migrator plan` fails. SIGINT or SIGTERM
@@ -109,17 +138,24 @@ def run_command(plan_file: str, until: str | None, state_path: str | None, as_js
     else:
         sink = PlainLines(console)
     mode: Until = "snapshot" if until == "snapshot" else "caught-up" if until == "caught-up" else "stopped"
+    observed = Observed(plan_file, log_format, metrics_port, metrics_addr)
     try:
+        sinks = [sink, *observed.start()]
         if isinstance(sink, RichProgress):
             with sink:
-                outcome = api.run(plan_file, until=mode, state=state_path, sinks=[sink], stop=stop)
+                outcome = api.run(plan_file, until=mode, state=state_path, sinks=sinks, stop=stop)
         else:
-            outcome = api.run(plan_file, until=mode, state=state_path, sinks=[sink], stop=stop)
+            outcome = api.run(plan_file, until=mode, state=state_path, sinks=sinks, stop=stop)
     except KeyboardInterrupt:
-        make_console(stderr=True).print("interrupted: `migrator run` resumes from the last checkpoint")
+        if not observed.interrupted():
+            make_console(stderr=True).print("interrupted: `migrator run` resumes from the last checkpoint")
         sys.exit(130)
     except MigratorError as exc:
+        if observed.failed(exc) and not as_json:
+            sys.exit(EXIT_USAGE if isinstance(exc, PlanError) else EXIT_FAILED)
         _fail(exc, as_json)
+    finally:
+        observed.close()
     data = describe(outcome)
     if as_json:
         click.echo(json.dumps({"event": "result", **data}, default=str))
@@ -238,6 +274,47 @@ def rollback_command(plan_file: str, yes: bool, force: bool, state_path: str | N
 def schema_command() -> None:
     """Print the JSON Schema of plan format v1."""
     click.echo(json.dumps(api.schema(), indent=2))
+
+
+@cli.command("status")
+@click.argument("plan_file", type=click.Path(dir_okay=False))
+@click.option(
+    "--state",
+    "state_path",
+    type=click.Path(dir_okay=False),
+    help="State file (default: $MIGRATOR_STATE or .migrator/<plan>.db).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (with --watch: one a line).")
+@click.option("--watch", is_flag=True, help="Refresh every second until Ctrl-C.")
+@click.option("--history", is_flag=True, help="Also list the run's checkpoints (what rollback can target).")
+def status_command(plan_file: str, state_path: str | None, as_json: bool, watch: bool, history: bool) -> None:
+    """Show where PLAN_FILE's migration stands.
+
+    The current run and phase, snapshot progress per collection, the CDC position with its lag
+    and the slot's retained WAL, the last checkpoint, the last verify report, recent errors.
+
+    Read-only. The target's checkpoint and the source's slot are read live; a database that
+    cannot be reached is named (without its password) and the rest is still shown.
+    Exit 0; 1 when the plan has no run.
+    """
+    console = make_console()
+
+    def fetch() -> api.StatusReport:
+        return api.status(plan_file, state=state_path, history=history)
+
+    try:
+        report = fetch()
+    except MigratorError as exc:
+        _fail(exc, as_json)
+    if watch:
+        report = watch_status(fetch, console, as_json=as_json) or report
+    else:
+        print_status(console, report, as_json)
+    if report.run is None:
+        if not as_json and not watch:
+            make_console(stderr=True).print(f"no run: {report.message}", markup=False)
+        sys.exit(EXIT_FAILED)
+    sys.exit(EXIT_OK)
 
 
 def main() -> None:

@@ -12,6 +12,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Protocol
 
+from migrator.errors import MigratorError
+from migrator.redact import redact_text
+
 
 @dataclass(frozen=True)
 class Event:
@@ -180,6 +183,32 @@ class Notice(Event):
     kind: ClassVar[str] = "notice"
     level: str  # 'info' | 'warn'
     message: str
+
+
+@dataclass(frozen=True)
+class ErrorRaised(Event):
+    """An error met by a phase: `retrying` when it is retried (a lost connection), else the phase
+    stops with it. `error` is the error's class (ConnectionFailed, SourceError, ...): what metrics
+    count by and what `migrator status` lists. `message` is already free of secrets."""
+
+    kind: ClassVar[str] = "error"
+    phase: str
+    error: str
+    message: str
+    retrying: bool
+    hint: str | None = None
+
+    @classmethod
+    def of(cls, phase: str, exc: BaseException, *, retrying: bool) -> ErrorRaised:
+        message = exc.message if isinstance(exc, MigratorError) else str(exc) or type(exc).__name__
+        hint = exc.hint if isinstance(exc, MigratorError) else None
+        return cls(
+            phase,
+            type(exc).__name__,
+            redact_text(message),
+            retrying,
+            None if hint is None else redact_text(hint),
+        )
 
 
 class EventSink(Protocol):

@@ -55,7 +55,7 @@ from migrator.adapters.postgres.replication import (
 from migrator.adapters.postgres.snapshot import Coordinator, SnapshotReader
 from migrator.adapters.postgres.values import ValueParser
 from migrator.engine.context import RunContext
-from migrator.engine.events import BatchApplied, CdcProgress, Notice
+from migrator.engine.events import BatchApplied, CdcProgress, ErrorRaised, Notice
 from migrator.errors import SourceError, TerminalError, TransientError
 from migrator.mapping.assemble import Assembler
 from migrator.mapping.changes import ChangeMapper, Row
@@ -356,6 +356,7 @@ class CdcPhase:
                 if failures > MAX_CONSECUTIVE_FAILURES:
                     raise
                 delay = float(wait(_Attempt(failures)))  # type: ignore[arg-type]
+                self.ctx.events.emit(ErrorRaised.of(PHASE, exc, retrying=True))
                 self.ctx.events.emit(
                     Notice(
                         "warn",

@@ -28,6 +28,7 @@ from migrator.engine.context import RunContext
 from migrator.engine.events import (
     ChunkFinished,
     DocumentSkipped,
+    ErrorRaised,
     RowsCopied,
     SlotCreated,
     SnapshotOpened,
@@ -312,13 +313,14 @@ class SnapshotPhase:
             try:
                 self._copy_chunk(reader, item, attempts, result, position, lock)
                 return reader
-            except TransientError:
+            except TransientError as exc:
                 # The reader's connection (or the target's) failed: reconnect and redo the
                 # chunk, which is idempotent. Bounded, so a dead server ends the run.
                 reader.close()
                 reader = None
                 if retry == CHUNK_RETRIES - 1:
                     raise
+                self.ctx.events.emit(ErrorRaised.of(PHASE, exc, retrying=True))
                 time.sleep(0.5 * 2**retry)
             except BaseException:
                 # The worker never gets this reader back to close: an open copy transaction

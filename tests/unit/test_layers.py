@@ -20,6 +20,7 @@ LEVELS = {
     "phases": 3,
     "runner": 4,
     "rollback": 4,
+    "status": 4,
     "api": 5,
     "cli": 6,
 }

@@ -1,0 +1,67 @@
+"""What `migrator run` adds for operators watching it: structured logs and Prometheus metrics."""
+
+from __future__ import annotations
+
+from migrator import api
+from migrator.cli.logs import LogFormat, LogLines
+from migrator.cli.render import make_console
+from migrator.engine.events import EventSink
+from migrator.engine.metrics import MetricsServer, RunMetrics
+from migrator.errors import MigratorError
+from migrator.redact import url_passwords
+
+
+class Observed:
+    """The run's optional observers: `--log-format` lines on stderr and the `--metrics-port`
+    endpoint. `start()` returns the event sinks to pass to the run; `close()` stops serving."""
+
+    def __init__(
+        self, plan_file: str, log_format: str | None, metrics_port: int | None, metrics_addr: str
+    ) -> None:
+        self.plan_file = plan_file
+        self.log_format: LogFormat | None = "json" if log_format == "json" else "text" if log_format else None
+        self.metrics_port = metrics_port
+        self.metrics_addr = metrics_addr
+        self.log: LogLines | None = None
+        self.metrics: RunMetrics | None = None
+        self.server: MetricsServer | None = None
+
+    def start(self) -> list[EventSink]:
+        sinks: list[EventSink] = []
+        if self.log_format is not None:
+            # The plan's passwords are masked as literals too, wherever a driver might echo one.
+            plan = api.load(self.plan_file)
+            secrets = url_passwords(plan.source.url.get_secret_value(), plan.target.url.get_secret_value())
+            self.log = LogLines(self.log_format, secrets=secrets)
+            sinks.append(self.log)
+        if self.metrics_port is not None:
+            self.metrics = RunMetrics()
+            self.server = MetricsServer(self.metrics, self.metrics_port, self.metrics_addr)
+            sinks.append(self.metrics)
+            if self.log is not None:
+                self.log.write("info", "metrics.serving", {"url": self.server.url})
+            else:
+                make_console(stderr=True).print(f"serving metrics at {self.server.url}", markup=False)
+        return sinks
+
+    def failed(self, error: MigratorError) -> bool:
+        """Log the error that ends the run; True when it was logged (then stderr holds only log lines)."""
+        if self.log is None:
+            return False
+        self.log.failure(error)
+        return True
+
+    def interrupted(self) -> bool:
+        if self.log is None:
+            return False
+        self.log.write(
+            "warning",
+            "run.interrupted",
+            {"message": "stopped at once; `migrator run` resumes from the last checkpoint"},
+        )
+        return True
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            self.server = None

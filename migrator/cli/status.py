@@ -1,0 +1,263 @@
+"""Rendering of `migrator status`: a rich view for people, JSON for machines, and `--watch`."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import click
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from migrator.errors import MigratorError
+from migrator.redact import redact_text
+from migrator.status import CdcStatus, EndpointStatus, SnapshotStatus, StatusReport
+
+WATCH_INTERVAL_S = 1.0
+_sleep = time.sleep  # a name of this module's own, for tests to replace
+
+
+def _bytes(value: int | None) -> str:
+    if value is None:
+        return "?"
+    size = float(value)
+    for unit in ("bytes", "kB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{value:,} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "?"
+    if value < 120:
+        return f"{value:.1f} s"
+    if value < 7200:
+        return f"{value / 60:.1f} min"
+    return f"{value / 3600:.1f} h"
+
+
+def _endpoint(label: str, endpoint: EndpointStatus) -> str:
+    line = f"  {label}  {escape(endpoint.endpoint)}"
+    if endpoint.reachable is True:
+        return line + "  [green]reachable[/]"
+    if endpoint.reachable is False:
+        return line + f"  [bold red]unreachable[/]: {escape(endpoint.error or '')}"
+    return line
+
+
+def _snapshot(snapshot: SnapshotStatus) -> RenderableType:
+    title = f"[bold]snapshot[/] {escape(snapshot.status)}"
+    if snapshot.position:
+        title += f"  starts CDC at {escape(snapshot.position)}"
+    if snapshot.consistent_after and snapshot.consistent_after != snapshot.position:
+        title += f", consistent once CDC passes {escape(snapshot.consistent_after)}"
+    table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
+    for name, justify in (
+        ("collection", "left"),
+        ("table", "left"),
+        ("chunks", "right"),
+        ("running", "right"),
+        ("failed", "right"),
+        ("rows", "right"),
+        ("documents", "right"),
+        ("in target", "right"),
+    ):
+        # Fold rather than elide: a pipe or log is 80 columns wide, and a name cut short is lost.
+        table.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    for c in snapshot.collections:
+        table.add_row(
+            escape(c.collection),
+            escape(c.table),
+            f"{c.chunks_done}/{c.chunks_total}",
+            str(c.chunks_running),
+            str(c.chunks_failed) if not c.chunks_failed else f"[red]{c.chunks_failed}[/]",
+            f"{c.rows:,}",
+            f"{c.documents:,}",
+            "?" if c.target_documents is None else f"{c.target_documents:,}",
+        )
+    if len(snapshot.collections) > 1:
+        table.add_row(
+            "[bold]total[/]",
+            "",
+            f"{snapshot.chunks_done}/{snapshot.chunks_total}",
+            "",
+            "",
+            f"{snapshot.rows:,}",
+            f"{snapshot.documents:,}",
+            "",
+        )
+    return Group(Text.from_markup(title), table)
+
+
+def _cdc(cdc: CdcStatus) -> list[str]:
+    lines = [f"[bold]cdc[/] {escape(cdc.status)}"]
+    if cdc.applied_position is None:
+        lines.append("  applied   nothing yet")
+    else:
+        where = "target" if cdc.applied_from == "target" else "state store mirror; the target was not read"
+        age = f", {_seconds(cdc.applied_age_seconds)} ago" if cdc.applied_age_seconds is not None else ""
+        lines.append(
+            f"  applied   {escape(cdc.applied_position)} ({escape(where)}) at {escape(cdc.applied_at or '?')}{age}"
+        )
+    if cdc.lag_bytes is not None:
+        over = cdc.lag_seconds is not None and cdc.lag_seconds > cdc.max_lag_seconds
+        style = "yellow" if over else "green"
+        lines.append(
+            f"  lag       [{style}]{_seconds(cdc.lag_seconds)}[/], {_bytes(cdc.lag_bytes)} of WAL "
+            f"(max_lag {_seconds(cdc.max_lag_seconds)})"
+        )
+    slot = cdc.slot
+    if slot.exists is None:
+        lines.append(f"  slot      {escape(slot.name)}: unknown (the source was not read)")
+    elif not slot.exists:
+        lines.append(f"  slot      {escape(slot.name)}: [yellow]does not exist[/]")
+    else:
+        retained = slot.retained_wal_bytes or 0
+        style = "bold red" if retained > cdc.max_retained_wal_bytes else "green"
+        holder = "held by a running stream" if slot.active else "idle (no `migrator run` streams it)"
+        lines.append(
+            f"  slot      {escape(slot.name)} {holder}; retains [{style}]{_bytes(slot.retained_wal_bytes)}[/] "
+            f"of WAL (max_retained_wal {_bytes(cdc.max_retained_wal_bytes)}); confirmed "
+            f"{escape(slot.confirmed_position or '?')}, source at {escape(slot.current_position or '?')}"
+        )
+    return lines
+
+
+def _verify(report: dict[str, Any]) -> str:
+    verdict = str(report.get("verdict", "?"))
+    style = "green" if verdict == "equal" else "bold red"
+    counts = ", ".join(
+        f"{name} {report[name]:,}"
+        for name in ("checked", "equal", "mismatched", "missing", "extra", "unsettled", "repaired")
+        if isinstance(report.get(name), int)
+    )
+    score = report.get("score")
+    score_text = f", score {score}" if score is not None else ""
+    mode = report.get("mode")
+    return f"[{style}]{escape(verdict)}[/]{escape(score_text)} ({escape(str(mode))}): {escape(counts)}"
+
+
+def status_renderable(report: StatusReport) -> RenderableType:
+    """The report as people read it."""
+    parts: list[RenderableType] = []
+    head = f"[bold]plan[/] {escape(report.plan)}"
+    if report.run is None:
+        parts.append(Text.from_markup(head))
+        parts.append(Text(report.message or "no run", style="yellow"))
+        return Group(*parts)
+    run = report.run
+    phase = run.phase or "-"
+    phase_status = next((p.status for p in report.phases if p.name == run.phase), None)
+    head += f"  run {escape(run.id)} [bold]{escape(run.status)}[/]  phase {escape(phase)}"
+    if phase_status:
+        head += f" ({escape(phase_status)})"
+    head += f"  started {escape(run.started_at)}"
+    if run.ended_at:
+        head += f", ended {escape(run.ended_at)}"
+    lines = [head, _endpoint("source", report.source), _endpoint("target", report.target)]
+    parts.append(Text.from_markup("\n".join(lines)))
+    if report.snapshot is not None:
+        parts.append(_snapshot(report.snapshot))
+    if report.cdc is not None:
+        parts.append(Text.from_markup("\n".join(_cdc(report.cdc))))
+    if report.last_checkpoint is not None:
+        c = report.last_checkpoint
+        parts.append(
+            Text.from_markup(
+                f"[bold]last checkpoint[/] #{c.id} {escape(c.phase)} {escape(c.label)} "
+                f"{escape(c.position or '')} at {escape(c.created_at)}"
+            )
+        )
+    if report.verify is not None:
+        parts.append(
+            Text.from_markup(
+                f"[bold]last verify[/] at {escape(report.verify.at)}: {_verify(report.verify.report)}"
+            )
+        )
+    if report.errors:
+        lines = ["[bold red]recent errors[/]"]
+        for e in report.errors:
+            retried = " (retried)" if e.retrying else ""
+            lines.append(
+                f"  {escape(e.at)} {escape(e.phase or '-')} {escape(e.error)}{retried}: {escape(e.message)}"
+            )
+            if e.hint:
+                lines.append(f"      [dim]hint: {escape(e.hint)}[/]")
+        parts.append(Text.from_markup("\n".join(lines)))
+    if report.warnings:
+        lines = ["[bold yellow]recent warnings[/]"]
+        lines += [f"  {escape(w.at)} {escape(w.message)}" for w in report.warnings]
+        parts.append(Text.from_markup("\n".join(lines)))
+    if report.history is not None:
+        table = Table(title=None, show_edge=False, box=None, header_style="bold", pad_edge=False)
+        for name in ("id", "phase", "label", "position", "time"):
+            table.add_column(name, justify="right" if name == "id" else "left", overflow="fold")
+        for c in report.history:
+            table.add_row(
+                str(c.id), escape(c.phase), escape(c.label), escape(c.position or "-"), escape(c.created_at)
+            )
+        parts.append(Group(Text.from_markup("[bold]checkpoints[/] (rollback targets)"), table))
+    return Group(*parts)
+
+
+def status_json(report: StatusReport, *, indent: int | None = 2) -> str:
+    return json.dumps(report.to_dict(), indent=indent, default=str)
+
+
+def print_status(console: Console, report: StatusReport, as_json: bool) -> None:
+    if as_json:
+        click.echo(status_json(report))
+    else:
+        console.print(status_renderable(report))
+
+
+def watch_status(
+    fetch: Callable[[], StatusReport],
+    console: Console,
+    *,
+    as_json: bool,
+    interval: float = WATCH_INTERVAL_S,
+) -> StatusReport | None:
+    """Refresh the report every `interval` seconds until Ctrl-C; returns the last report read.
+    A failed read (the state file locked, say) is shown and retried, not fatal."""
+    last: StatusReport | None = None
+
+    def read() -> tuple[StatusReport | None, str | None]:
+        nonlocal last
+        try:
+            last = fetch()
+        except MigratorError as exc:
+            return None, f"cannot read the status: {redact_text(exc.message)} (retrying)"
+        return last, None
+
+    def view() -> RenderableType:
+        report, error = read()
+        return status_renderable(report) if report is not None else Text(error or "", style="bold red")
+
+    try:
+        if as_json:
+            while True:
+                report, error = read()
+                click.echo(
+                    status_json(report, indent=None) if report is not None else json.dumps({"error": error})
+                )
+                _sleep(interval)
+        if not console.is_terminal:
+            while True:
+                console.print(view())
+                console.rule()
+                _sleep(interval)
+        with Live(view(), console=console, auto_refresh=False) as live:
+            while True:
+                _sleep(interval)
+                live.update(view(), refresh=True)
+    except KeyboardInterrupt:
+        pass
+    return last

@@ -1,0 +1,205 @@
+"""Prometheus metrics fed from a run's events, and the HTTP endpoint that serves them.
+
+`RunMetrics` is an event sink: pass it to `api.run(..., sinks=[metrics])` and every event the
+run emits updates the metrics; nothing in the engine knows about Prometheus. Each instance has
+its own registry, so two runs in one process (or tests) never share counters.
+
+Metric names (README lists them): counters end in `_total` as exposed.
+
+- `migrator_rows_copied_total{collection}`, `migrator_documents_written_total{collection}`,
+  `migrator_snapshot_chunks_done_total{collection}`, `migrator_documents_skipped_total{collection}`
+- `migrator_changes_applied_total`, `migrator_transactions_applied_total`,
+  `migrator_cdc_writes_total`
+- `migrator_cdc_lag_seconds`, `migrator_cdc_lag_bytes`, `migrator_retained_wal_bytes` (NaN until
+  CDC first measures them), `migrator_cdc_apply_latency_seconds` (histogram: source commit to
+  durable apply)
+- `migrator_errors_total{kind, phase}`: kind is the error's class; retried errors count too
+- `migrator_verify_documents{result}`: the last verify pass run in this process (checked, equal,
+  mismatched, missing, extra, unsettled, repaired)
+- `migrator_run_info{plan, run_id}`, `migrator_phase_running{phase}`
+
+Room is left for cutover: a freeze-duration event would add `migrator_cutover_freeze_ms` here,
+in `emit`, the same way.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from migrator.engine.events import (
+    BatchApplied,
+    CdcProgress,
+    ChunkFinished,
+    DocumentSkipped,
+    ErrorRaised,
+    Event,
+    PhaseFinished,
+    PhaseStarted,
+    RowsCopied,
+    RunFinished,
+    RunStarted,
+    VerifyFinished,
+)
+from migrator.errors import TerminalError
+
+VERIFY_RESULTS = ("checked", "equal", "mismatched", "missing", "extra", "unsettled", "repaired")
+_LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+class RunMetrics:
+    """An event sink that keeps Prometheus metrics of one run."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.run_info = Gauge(
+            "migrator_run_info", "The run this process executes (value 1)", ["plan", "run_id"], registry=r
+        )
+        self.phase_running = Gauge(
+            "migrator_phase_running", "1 while the phase runs in this process", ["phase"], registry=r
+        )
+        self.rows_copied = Counter(
+            "migrator_rows_copied", "Source rows copied by the snapshot", ["collection"], registry=r
+        )
+        self.documents_written = Counter(
+            "migrator_documents_written", "Documents written by the snapshot", ["collection"], registry=r
+        )
+        self.chunks_done = Counter(
+            "migrator_snapshot_chunks_done",
+            "Snapshot chunks (key ranges) finished",
+            ["collection"],
+            registry=r,
+        )
+        self.documents_skipped = Counter(
+            "migrator_documents_skipped",
+            "Documents skipped by the snapshot (over 16 MB, on_oversize: skip)",
+            ["collection"],
+            registry=r,
+        )
+        self.changes_applied = Counter(
+            "migrator_changes_applied", "Source row changes applied to the target by CDC", registry=r
+        )
+        self.transactions_applied = Counter(
+            "migrator_transactions_applied", "Source transactions applied to the target by CDC", registry=r
+        )
+        self.cdc_writes = Counter("migrator_cdc_writes", "Target write operations applied by CDC", registry=r)
+        self.lag_seconds = Gauge(
+            "migrator_cdc_lag_seconds",
+            "CDC lag in seconds, as the run measures it against phases.cdc.max_lag",
+            registry=r,
+        )
+        self.lag_bytes = Gauge(
+            "migrator_cdc_lag_bytes", "CDC lag: source WAL written after the applied position", registry=r
+        )
+        self.retained_wal = Gauge(
+            "migrator_retained_wal_bytes", "WAL the replication slot holds on the source", registry=r
+        )
+        for gauge in (self.lag_seconds, self.lag_bytes, self.retained_wal):
+            gauge.set(math.nan)  # unknown until CDC measures it: not 0, which would read as "no lag"
+        self.apply_latency = Histogram(
+            "migrator_cdc_apply_latency_seconds",
+            "From a source transaction's commit to its durable apply on the target",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.errors = Counter(
+            "migrator_errors",
+            "Errors by kind (error class) and phase, retried ones included",
+            ["kind", "phase"],
+            registry=r,
+        )
+        self.verify_documents = Gauge(
+            "migrator_verify_documents", "The last verify pass: documents by result", ["result"], registry=r
+        )
+        self._lock = threading.Lock()
+        self._changes_counted = 0  # CDC changes counted so far (batches), reconciled with progress totals
+        self._transactions_counted = 0
+
+    def emit(self, event: Event) -> None:
+        with self._lock:
+            self._emit(event)
+
+    def _emit(self, event: Event) -> None:
+        if isinstance(event, RowsCopied):
+            self.rows_copied.labels(event.collection).inc(event.rows)
+            self.documents_written.labels(event.collection).inc(event.docs)
+        elif isinstance(event, ChunkFinished):
+            self.chunks_done.labels(event.collection).inc()
+        elif isinstance(event, DocumentSkipped):
+            self.documents_skipped.labels(event.collection).inc()
+        elif isinstance(event, BatchApplied):
+            self.changes_applied.inc(event.changes)
+            self.transactions_applied.inc(event.transactions)
+            self.cdc_writes.inc(event.writes)
+            self._changes_counted += event.changes
+            self._transactions_counted += event.transactions
+            for lag_ms in event.lag_ms:
+                self.apply_latency.observe(max(0.0, lag_ms / 1000.0))
+        elif isinstance(event, CdcProgress):
+            # Progress carries the phase's running totals: a transaction larger than a batch is
+            # applied in parts that no BatchApplied reports, so catch up with the totals here.
+            if event.changes > self._changes_counted:
+                self.changes_applied.inc(event.changes - self._changes_counted)
+                self._changes_counted = event.changes
+            if event.transactions > self._transactions_counted:
+                self.transactions_applied.inc(event.transactions - self._transactions_counted)
+                self._transactions_counted = event.transactions
+            self.lag_seconds.set(event.lag_seconds)
+            self.lag_bytes.set(event.lag_bytes)
+            self.retained_wal.set(event.retained_wal_bytes)
+        elif isinstance(event, ErrorRaised):
+            self.errors.labels(event.error, event.phase).inc()
+        elif isinstance(event, VerifyFinished):
+            for result in VERIFY_RESULTS:
+                value = event.report.get(result)
+                if isinstance(value, int | float):
+                    self.verify_documents.labels(result).set(value)
+        elif isinstance(event, RunStarted):
+            self.run_info.labels(event.plan, event.run_id).set(1)
+        elif isinstance(event, PhaseStarted):
+            self.phase_running.labels(event.phase).set(1)
+        elif isinstance(event, PhaseFinished):
+            self.phase_running.labels(event.phase).set(0)
+        elif isinstance(event, RunFinished):
+            for phase in ("snapshot", "cdc"):
+                self.phase_running.labels(phase).set(0)
+
+    def value(self, name: str, labels: dict[str, str] | None = None) -> float | None:
+        """A sample's current value by its exposed name (for tests and callers): e.g.
+        `value("migrator_rows_copied_total", {"collection": "users"})`."""
+        return self.registry.get_sample_value(name, labels or {})
+
+
+class MetricsServer:
+    """Serves a registry at http://ADDR:PORT/metrics (any path) on a daemon thread."""
+
+    def __init__(self, metrics: RunMetrics, port: int, addr: str = "127.0.0.1") -> None:
+        try:
+            self._server, self._thread = start_http_server(port, addr=addr, registry=metrics.registry)
+        except OSError as exc:
+            raise TerminalError(
+                f"cannot serve metrics on {addr}:{port}: {exc.strerror or exc}",
+                hint="choose a free port with --metrics-port, or stop what listens there",
+            ) from None
+        self.addr = addr
+        self.port: int = int(self._server.server_port)
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.addr}]" if ":" in self.addr else self.addr
+        return f"http://{host}:{self.port}/metrics"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
+
+    def __enter__(self) -> MetricsServer:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

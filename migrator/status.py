@@ -1,0 +1,504 @@
+"""What `migrator status` reports: where a plan's run stands, gathered read-only.
+
+Three places know part of it, and each is asked separately so that one being down never hides
+what the others know:
+
+- the state store: the run, its phases, chunk progress, checkpoints (the mirrored CDC position
+  among them) and the event log (errors, warnings);
+- the target: the CDC checkpoint in its `_migrator` collection, written with the data (the
+  authoritative applied position), and the collections' document counts;
+- the source: the replication slot (retained WAL, confirmed position, whether a stream holds
+  it) and the current WAL position, from which the lag in bytes follows.
+
+Nothing here prints, writes to a database, or creates a state file: a plan without a state
+file has no run, and its report says so.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pymongo import errors as mongo
+
+from migrator.adapters.mongodb import MongoTarget
+from migrator.adapters.mongodb.applier import STATE_COLLECTION
+from migrator.adapters.mongodb.errors import classify as classify_mongo
+from migrator.adapters.postgres.connection import PgEndpoint
+from migrator.adapters.postgres.pgoutput import lsn_to_int
+from migrator.adapters.postgres.replication import SlotMonitor
+from migrator.engine.events import VerifyFinished
+from migrator.errors import MigratorError
+from migrator.plan.models import Plan
+from migrator.plan.names import cdc_checkpoint_id, slot_name
+from migrator.redact import endpoint_of, redact_text, url_passwords
+from migrator.runner import CDC_MIRROR_LABEL
+from migrator.state import CheckpointRecord, EventRecord, RunRecord, SQLiteStateStore, StateStore
+
+VERIFY_EVENT = VerifyFinished.kind
+RECENT_ERRORS = 10
+RECENT_WARNINGS = 5
+STATUS_TIMEOUT_MS = 3_000  # the target's server selection; a status must not hang on a dead server
+
+
+@dataclass(frozen=True)
+class EndpointStatus:
+    """A database as status saw it. `endpoint` never carries a password; `reachable` is None
+    when it was not asked (no run, or live=False)."""
+
+    endpoint: str
+    reachable: bool | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    id: str
+    status: str
+    phase: str | None
+    started_at: str
+    ended_at: str | None
+
+
+@dataclass(frozen=True)
+class PhaseInfo:
+    name: str
+    status: str
+    started_at: str | None
+    ended_at: str | None
+
+
+@dataclass(frozen=True)
+class CollectionProgress:
+    """Snapshot progress of one collection: chunks (key ranges) and what the finished ones copied.
+    `target_documents` is the target's estimated count now (None when not read)."""
+
+    collection: str
+    table: str
+    chunks_total: int
+    chunks_done: int
+    chunks_running: int
+    chunks_failed: int
+    rows: int
+    documents: int
+    target_documents: int | None
+
+
+@dataclass(frozen=True)
+class SnapshotStatus:
+    status: str  # the phase's status: pending | running | done | failed
+    position: str | None  # the slot's consistent point: where CDC starts
+    consistent_after: str | None  # once CDC passes it, the target is consistent (a reread moves it)
+    chunks_total: int
+    chunks_done: int
+    rows: int
+    documents: int
+    collections: list[CollectionProgress]
+
+
+@dataclass(frozen=True)
+class SlotStatus:
+    """The replication slot, read live from the source; None values: the source was not reached."""
+
+    name: str
+    exists: bool | None = None
+    active: bool | None = None  # a stream (a running `migrator run`) holds it
+    confirmed_position: str | None = None
+    current_position: str | None = None  # the source's current WAL position
+    retained_wal_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class CdcStatus:
+    """Where replay stands. `applied_position` comes from the target's checkpoint
+    (`applied_from: "target"`), or from the state store's mirror of it when the target could
+    not be read (`"state store"`). `lag_bytes`: WAL the source wrote after it; `lag_seconds`:
+    0 when there is none, else the time since the applied position last moved (an upper bound
+    of how far behind the target is)."""
+
+    status: str
+    applied_position: str | None
+    applied_at: str | None
+    applied_age_seconds: float | None
+    applied_from: str | None
+    lag_bytes: int | None
+    lag_seconds: float | None
+    max_lag_seconds: float
+    max_retained_wal_bytes: int
+    slot: SlotStatus
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    id: int
+    phase: str
+    label: str
+    position: str | None
+    created_at: str
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    seq: int
+    at: str
+    phase: str | None
+    error: str
+    message: str
+    retrying: bool
+    hint: str | None
+
+
+@dataclass(frozen=True)
+class WarningInfo:
+    seq: int
+    at: str
+    message: str
+
+
+@dataclass(frozen=True)
+class VerifyInfo:
+    """The last verify report the state store holds (`migrator verify` with an active run keeps
+    it in the event log): `report` is that report as stored, field for field."""
+
+    seq: int
+    at: str
+    report: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """Everything `migrator status` shows; `to_dict()` is the `--json` form (README documents
+    its fields). `run` is None when the plan has no run: then `message` says so."""
+
+    plan: str
+    state: str
+    at: str
+    run: RunInfo | None
+    message: str | None
+    source: EndpointStatus
+    target: EndpointStatus
+    phases: list[PhaseInfo] = field(default_factory=list)
+    snapshot: SnapshotStatus | None = None
+    cdc: CdcStatus | None = None
+    last_checkpoint: CheckpointInfo | None = None
+    errors: list[ErrorInfo] = field(default_factory=list)
+    warnings: list[WarningInfo] = field(default_factory=list)
+    verify: VerifyInfo | None = None
+    history: list[CheckpointInfo] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _iso(value: datetime.datetime) -> str:
+    if value.tzinfo is None:  # pymongo without tz_aware: BSON dates are UTC
+        value = value.replace(tzinfo=datetime.UTC)
+    return value.astimezone(datetime.UTC).isoformat(timespec="milliseconds")
+
+
+def _parse_time(text: str) -> datetime.datetime:
+    value = datetime.datetime.fromisoformat(text)
+    return value if value.tzinfo is not None else value.replace(tzinfo=datetime.UTC)
+
+
+def _checkpoint(record: CheckpointRecord) -> CheckpointInfo:
+    return CheckpointInfo(record.id, record.phase, record.label, record.position or None, record.created_at)
+
+
+class StatusReader:
+    """Gathers a `StatusReport` for one plan. Read-only; one instance per report."""
+
+    def __init__(self, plan: Plan, state_path: Path, *, live: bool = True) -> None:
+        self.plan = plan
+        self.state_path = state_path
+        self.live = live
+        self._source_url = plan.source.url.get_secret_value()
+        self._target_url = plan.target.url.get_secret_value()
+        self._secrets = url_passwords(self._source_url, self._target_url)
+
+    def _clean(self, text: str) -> str:
+        return redact_text(text, self._secrets)
+
+    def _source_name(self) -> str:
+        try:
+            return PgEndpoint(self._source_url).name
+        except MigratorError:
+            return endpoint_of(self._source_url)
+
+    def read(self, *, history: bool = False) -> StatusReport:
+        at = _now().isoformat(timespec="milliseconds")
+        source = EndpointStatus(self._source_name())
+        target = EndpointStatus(f"{endpoint_of(self._target_url)} database {self.plan.target.database}")
+        if not self.state_path.exists():
+            return StatusReport(
+                self.plan.name,
+                str(self.state_path),
+                at,
+                None,
+                f"no run of plan {self.plan.name}: there is no state file {self.state_path} "
+                "(`migrator run` starts one; --state or MIGRATOR_STATE name another file)",
+                source,
+                target,
+            )
+        with SQLiteStateStore(self.state_path) as store:
+            run = self._current_run(store)
+            if run is None:
+                return StatusReport(
+                    self.plan.name,
+                    str(self.state_path),
+                    at,
+                    None,
+                    f"no run of plan {self.plan.name} in {self.state_path} (`migrator run` starts one)",
+                    source,
+                    target,
+                )
+            return self._report(store, run, at, source, target, history)
+
+    @staticmethod
+    def _current_run_of(runs: Sequence[RunRecord]) -> RunRecord | None:
+        active = [r for r in runs if r.status == "active"]
+        return active[-1] if active else (runs[-1] if runs else None)
+
+    def _current_run(self, store: StateStore) -> RunRecord | None:
+        return self._current_run_of(store.runs(self.plan.name))
+
+    def _report(
+        self,
+        store: StateStore,
+        run: RunRecord,
+        at: str,
+        source: EndpointStatus,
+        target: EndpointStatus,
+        history: bool,
+    ) -> StatusReport:
+        phases = [PhaseInfo(p.name, p.status, p.started_at, p.ended_at) for p in store.phases(run.id)]
+        phase_status = {p.name: p.status for p in phases}
+        checkpoints = store.checkpoints(run.id)
+        events = store.events(run.id)
+
+        target_counts: dict[str, int] | None = None
+        applied: dict[str, Any] | None = None
+        slot = SlotStatus(slot_name(self.plan.name))
+        if self.live:
+            target, target_counts, applied = self._read_target(target)
+            source, slot = self._read_source(source, slot)
+
+        return StatusReport(
+            plan=self.plan.name,
+            state=str(self.state_path),
+            at=at,
+            run=RunInfo(run.id, run.status, run.phase, run.started_at, run.ended_at),
+            message=None,
+            source=source,
+            target=target,
+            phases=phases,
+            snapshot=self._snapshot(store, run, phase_status.get("snapshot", "pending"), target_counts),
+            cdc=self._cdc(checkpoints, phase_status.get("cdc", "pending"), target, applied, slot),
+            last_checkpoint=_checkpoint(checkpoints[-1]) if checkpoints else None,
+            errors=self._errors(events),
+            warnings=self._warnings(events),
+            verify=self._verify(events),
+            history=[_checkpoint(c) for c in checkpoints] if history else None,
+        )
+
+    # -- live reads ------------------------------------------------------------------------------
+
+    def _read_target(
+        self, status: EndpointStatus
+    ) -> tuple[EndpointStatus, dict[str, int] | None, dict[str, Any] | None]:
+        target = MongoTarget(self._target_url, self.plan.target.database, timeout_ms=STATUS_TIMEOUT_MS)
+        try:
+            with target:
+                try:
+                    db = target.client()[self.plan.target.database]
+                    applied = db[STATE_COLLECTION].find_one({"_id": cdc_checkpoint_id(self.plan.name)})
+                except mongo.PyMongoError as exc:
+                    raise classify_mongo(exc, target.name) from None
+                counts = target.existing_collections()
+        except MigratorError as exc:
+            return EndpointStatus(status.endpoint, False, self._clean(exc.message)), None, None
+        return EndpointStatus(status.endpoint, True), counts, applied
+
+    def _read_source(self, status: EndpointStatus, slot: SlotStatus) -> tuple[EndpointStatus, SlotStatus]:
+        try:
+            monitor = SlotMonitor(PgEndpoint(self._source_url))
+            try:
+                state = monitor.state(slot.name)
+            finally:
+                monitor.close()
+        except MigratorError as exc:
+            return EndpointStatus(status.endpoint, False, self._clean(exc.message)), slot
+        reached = EndpointStatus(status.endpoint, True)
+        if state is None:  # before the snapshot created it, or after a rollback dropped it
+            return reached, SlotStatus(slot.name, exists=False)
+        return reached, SlotStatus(
+            slot.name,
+            exists=True,
+            active=bool(state["active"]),
+            confirmed_position=state["confirmed"],
+            current_position=state["current"],
+            retained_wal_bytes=int(state["retained_bytes"]),
+        )
+
+    # -- sections --------------------------------------------------------------------------------
+
+    def _snapshot(
+        self,
+        store: StateStore,
+        run: RunRecord,
+        status: str,
+        target_counts: dict[str, int] | None,
+    ) -> SnapshotStatus:
+        checkpoints = store.checkpoints(run.id, "snapshot")
+        by_label: dict[str, CheckpointRecord] = {}
+        for c in checkpoints:
+            by_label[c.label] = c  # the latest of each label
+        planned: dict[str, int] = (
+            dict(by_label["planned"].detail.get("chunks", {})) if "planned" in by_label else {}
+        )
+        chunks = store.chunks(run.id)
+        collections = []
+        for mapping in self.plan.collections:
+            total = planned.get(mapping.name, 0)
+            mine = [c for c in chunks if c.table == mapping.name and c.chunk_id < total]
+            done = [c for c in mine if c.status == "done"]
+            collections.append(
+                CollectionProgress(
+                    collection=mapping.name,
+                    table=mapping.table,
+                    chunks_total=total,
+                    chunks_done=len(done),
+                    chunks_running=sum(1 for c in mine if c.status == "running"),
+                    chunks_failed=sum(1 for c in mine if c.status == "failed"),
+                    rows=sum(c.rows_read for c in done),
+                    documents=sum(c.docs_written for c in done),
+                    target_documents=None if target_counts is None else target_counts.get(mapping.name, 0),
+                )
+            )
+        slot = by_label.get("slot")
+        done_checkpoint = by_label.get("done")
+        consistent_after: str | None = None
+        if done_checkpoint is not None:
+            consistent_after = str(done_checkpoint.detail.get("consistent_after") or done_checkpoint.position)
+        elif "reread" in by_label and slot is not None:
+            consistent_after = max(
+                [slot.position] + [c.position for c in checkpoints if c.label == "reread"], key=lsn_to_int
+            )
+        return SnapshotStatus(
+            status=status,
+            position=slot.position if slot is not None else None,
+            consistent_after=consistent_after,
+            chunks_total=sum(c.chunks_total for c in collections),
+            chunks_done=sum(c.chunks_done for c in collections),
+            rows=sum(c.rows for c in collections),
+            documents=sum(c.documents for c in collections),
+            collections=collections,
+        )
+
+    def _cdc(
+        self,
+        checkpoints: Sequence[CheckpointRecord],
+        status: str,
+        target: EndpointStatus,
+        applied: dict[str, Any] | None,
+        slot: SlotStatus,
+    ) -> CdcStatus:
+        position: str | None = None
+        applied_at: datetime.datetime | None = None
+        applied_from: str | None = None
+        if applied is not None:
+            position = str(applied.get("position_text") or "") or None
+            if position is None and applied.get("position") is not None:
+                value = int(applied["position"])
+                position = f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
+            if isinstance(applied.get("updated_at"), datetime.datetime):
+                applied_at = applied["updated_at"]
+            applied_from = "target" if position is not None else None
+        if position is None and not target.reachable:
+            mirrors = [c for c in checkpoints if c.phase == "cdc" and c.label == CDC_MIRROR_LABEL]
+            if mirrors:
+                position = mirrors[-1].position
+                applied_at = _parse_time(mirrors[-1].created_at)
+                applied_from = "state store"
+        age = None if applied_at is None else max(0.0, (_now() - _aware(applied_at)).total_seconds())
+        lag_bytes: int | None = None
+        lag_seconds: float | None = None
+        if position is not None and slot.current_position is not None:
+            lag_bytes = max(0, lsn_to_int(slot.current_position) - lsn_to_int(position))
+            lag_seconds = 0.0 if lag_bytes == 0 else (None if age is None else round(age, 3))
+        settings = self.plan.phases.cdc
+        return CdcStatus(
+            status=status,
+            applied_position=position,
+            applied_at=None if applied_at is None else _iso(applied_at),
+            applied_age_seconds=None if age is None else round(age, 3),
+            applied_from=applied_from,
+            lag_bytes=lag_bytes,
+            lag_seconds=lag_seconds,
+            max_lag_seconds=float(settings.max_lag),
+            max_retained_wal_bytes=int(settings.max_retained_wal),
+            slot=slot,
+        )
+
+    def _errors(self, events: Sequence[EventRecord]) -> list[ErrorInfo]:
+        found = [e for e in events if e.kind == "error"][-RECENT_ERRORS:]
+        return [
+            ErrorInfo(
+                seq=e.seq,
+                at=e.ts,
+                phase=e.payload.get("phase"),
+                error=str(e.payload.get("error", "")),
+                message=self._clean(str(e.payload.get("message", ""))),
+                retrying=bool(e.payload.get("retrying", False)),
+                hint=None if e.payload.get("hint") is None else self._clean(str(e.payload["hint"])),
+            )
+            for e in reversed(found)
+        ]
+
+    @staticmethod
+    def _verify(events: Sequence[EventRecord]) -> VerifyInfo | None:
+        for event in reversed(events):
+            if event.kind == VERIFY_EVENT and isinstance(event.payload.get("report"), dict):
+                return VerifyInfo(event.seq, event.ts, event.payload["report"])
+        return None
+
+    def _warnings(self, events: Sequence[EventRecord]) -> list[WarningInfo]:
+        found = [e for e in events if e.kind == "notice" and e.payload.get("level") == "warn"][
+            -RECENT_WARNINGS:
+        ]
+        return [
+            WarningInfo(e.seq, e.ts, self._clean(str(e.payload.get("message", "")))) for e in reversed(found)
+        ]
+
+
+def _aware(value: datetime.datetime) -> datetime.datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=datetime.UTC)
+
+
+def gather(plan: Plan, state_path: Path, *, history: bool = False, live: bool = True) -> StatusReport:
+    """The status of `plan`'s current run (its active run, else its latest) in `state_path`."""
+    return StatusReader(plan, state_path, live=live).read(history=history)
+
+
+__all__ = [
+    "CdcStatus",
+    "CheckpointInfo",
+    "CollectionProgress",
+    "EndpointStatus",
+    "ErrorInfo",
+    "PhaseInfo",
+    "RunInfo",
+    "SlotStatus",
+    "SnapshotStatus",
+    "StatusReport",
+    "VerifyInfo",
+    "WarningInfo",
+    "gather",
+]
