@@ -21,6 +21,7 @@ from migrator.rollback import Rollback, RollbackResult, Step
 from migrator.runner import Runner, RunOutcome, StoreSink, Until
 from migrator.state import SQLiteStateStore, resolve_state_path
 from migrator.status import StatusReport, gather
+from migrator.switchover import Switchover, SwitchoverOutcome
 
 
 def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Plan:
@@ -158,3 +159,26 @@ def rollback(
             return undo.steps(force=force)
         events.add(StoreSink(store, undo.run_record.id))
         return undo.run(force=force)
+
+
+def cutover(
+    path: str | os.PathLike[str],
+    *,
+    follow: bool = False,
+    state: str | os.PathLike[str] | None = None,
+    sinks: Sequence[EventSink] = (),
+    env: Mapping[str, str] | None = None,
+    stop: threading.Event | None = None,
+) -> SwitchoverOutcome:
+    """Cut the plan's run over to the target (see migrator/phases/cutover.py): gate, fence,
+    marker, final check, flip, reverse sync, unfence; the freeze is measured. Runs CDC itself
+    (stop a following `migrator run` first). `follow`: afterwards keep both directions flowing
+    until `stop` is set; otherwise return once the writes the fence held reached the target."""
+    loaded = load(path, env)
+    source = source_for(loaded.source.adapter, loaded.source.url.get_secret_value())
+    target = target_for(loaded.target.adapter, loaded.target.url.get_secret_value(), loaded.target.database)
+    with SQLiteStateStore(resolve_state_path(state, loaded.name)) as store, source, target:
+        runner = Runner(loaded, store, EventBus(*sinks), source, target)
+        if stop is not None:
+            runner.stop_event = stop
+        return Switchover(runner).run(follow=follow)

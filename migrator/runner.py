@@ -127,37 +127,8 @@ class Runner:
     def run(self, until: Until = "stopped") -> RunOutcome:
         """Run or resume the plan's phases. `until`: 'snapshot' stops after the copy,
         'caught-up' once CDC lag is under cdc.max_lag, 'stopped' follows changes until stop()."""
-        report = run_preflight(self.plan, self.source, self.target, scan_data=False)
-        if not report.ready:
-            raise PreflightFailed(
-                [
-                    f"{f.check} {f.subject}: {f.message}" + (f" (fix: {f.fix})" if f.fix else "")
-                    for f in report.failures
-                ]
-            )
-        assert report.source is not None
-        digest = plan_digest(self.plan)
-        run = self.store.active_run(self.plan.name)
-        resumed = run is not None
-        if run is None:
-            run = self.store.begin_run(self.plan.name, digest)
-        elif run.plan_digest != digest:
-            raise TerminalError(
-                f"plan {self.plan.name} changed since run {run.id} started: resuming would mix two mappings",
-                hint="restore the plan as it was, or `migrator rollback` the run and start again",
-            )
-        self.events.add(StoreSink(self.store, run.id))
-        self.events.emit(RunStarted(run.id, self.plan.name, resumed))
-        ctx = RunContext(
-            plan=self.plan,
-            run=run,
-            store=self.store,
-            events=self.events,
-            source=self.source,
-            target=self.target,
-            source_info=report.source,
-            collections=report.collections,
-        )
+        ctx, report, resumed = self.open()
+        run = ctx.run
         done = {p.name for p in self.store.phases(run.id) if p.status == "done"}
         snapshot: SnapshotResult | None = None
         cdc: CdcResult | None = None
@@ -178,6 +149,47 @@ class Runner:
         stopped_after = "interrupted" if interrupted else until
         self.events.emit(RunFinished(run.id, "active", stopped_after))
         return RunOutcome(run.id, resumed, report, snapshot, cdc, stopped_after, interrupted)
+
+    def open(self, *, existing: bool = False) -> tuple[RunContext, PreflightReport, bool]:
+        """Preflight, then the plan's active run (begun unless `existing`, which requires one)
+        and the context its phases work with; also whether the run was resumed."""
+        report = run_preflight(self.plan, self.source, self.target, scan_data=False)
+        if not report.ready:
+            raise PreflightFailed(
+                [
+                    f"{f.check} {f.subject}: {f.message}" + (f" (fix: {f.fix})" if f.fix else "")
+                    for f in report.failures
+                ]
+            )
+        assert report.source is not None
+        digest = plan_digest(self.plan)
+        run = self.store.active_run(self.plan.name)
+        resumed = run is not None
+        if run is None:
+            if existing:
+                raise TerminalError(
+                    f"plan {self.plan.name} has no active run",
+                    hint="`migrator run` the plan first (snapshot, then CDC)",
+                )
+            run = self.store.begin_run(self.plan.name, digest)
+        elif run.plan_digest != digest:
+            raise TerminalError(
+                f"plan {self.plan.name} changed since run {run.id} started: resuming would mix two mappings",
+                hint="restore the plan as it was, or `migrator rollback` the run and start again",
+            )
+        self.events.add(StoreSink(self.store, run.id))
+        self.events.emit(RunStarted(run.id, self.plan.name, resumed))
+        ctx = RunContext(
+            plan=self.plan,
+            run=run,
+            store=self.store,
+            events=self.events,
+            source=self.source,
+            target=self.target,
+            source_info=report.source,
+            collections=report.collections,
+        )
+        return ctx, report, resumed
 
     def _run_phase(self, name: str, body: Any, resumed: bool, keep_running: bool = False) -> tuple[Any, bool]:
         """Run a phase's body; `keep_running`: the phase has no end of its own (CDC runs until
@@ -227,6 +239,7 @@ def describe(outcome: RunOutcome) -> dict[str, Any]:
             "transactions": cdc.transactions,
             "changes": cdc.changes,
             "caught_up": cdc.caught_up,
+            **({"dual_write": cdc.dual_write} if cdc.dual_write is not None else {}),
         },
         "run_id": outcome.run_id,
         "resumed": outcome.resumed,

@@ -270,6 +270,64 @@ def rollback_command(plan_file: str, yes: bool, force: bool, state_path: str | N
     sys.exit(EXIT_OK)
 
 
+@cli.command("cutover")
+@click.argument("plan_file", type=click.Path(dir_okay=False))
+@click.option(
+    "--exit",
+    "exit_after",
+    is_flag=True,
+    help="Return once the cutover is done (and the writes the fence held reached the target) instead "
+    "of following both directions until SIGINT/SIGTERM.",
+)
+@click.option(
+    "--state",
+    "state_path",
+    type=click.Path(dir_okay=False),
+    help="State file (default: $MIGRATOR_STATE or .migrator/<plan>.db).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print events as JSON lines and the report as JSON.")
+def cutover_command(plan_file: str, exit_after: bool, state_path: str | None, as_json: bool) -> None:
+    """Make the target primary: gate (lag, a live verify, reverse path), fence source writes, drain
+    CDC to a marker, check what changed, flip the switch, start reverse sync, lift the fence.
+
+    Runs CDC itself: stop a following `migrator run` first. The write freeze is measured and
+    bounded by phases.cutover.max_write_freeze (an attempt past it is abandoned and retried).
+    Then follows both directions until SIGINT/SIGTERM (or returns, with --exit). Exit 0 cut
+    over, 1 failed or abandoned (the source stays primary), 2 invalid plan.
+    """
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    console = make_console()
+    sink: Any = JsonLines() if as_json else PlainLines(console)
+    try:
+        outcome = api.cutover(plan_file, follow=not exit_after, state=state_path, sinks=[sink], stop=stop)
+    except KeyboardInterrupt:
+        make_console(stderr=True).print("interrupted: `migrator cutover` resumes where it stood")
+        sys.exit(130)
+    except MigratorError as exc:
+        _fail(exc, as_json)
+    data = outcome.to_dict()
+    if as_json:
+        click.echo(json.dumps({"event": "result", **data}, default=str))
+    else:
+        freeze = data["freeze_ms"]
+        console.print(
+            f"cut over to the target ({data['switch']}) in {data['attempts']} attempt(s); "
+            f"write freeze {freeze:.0f} ms"
+            if freeze is not None
+            else "cut over (resumed after the flip)",
+            markup=False,
+        )
+    sys.exit(EXIT_OK)
+
+
 @cli.command("schema")
 def schema_command() -> None:
     """Print the JSON Schema of plan format v1."""

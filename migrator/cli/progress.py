@@ -22,6 +22,8 @@ from rich.progress import (
 from migrator.engine.events import (
     CdcProgress,
     ChunkFinished,
+    CutoverAbandoned,
+    CutoverStep,
     DocumentSkipped,
     Event,
     Notice,
@@ -160,6 +162,10 @@ def _describe(event: Event, totals: dict[str, tuple[int, int]] | None) -> str | 
         return f"skipped document {event.key!r} of {event.collection}: {event.reason} ({event.bytes:,} bytes)"
     if isinstance(event, Notice):
         return f"{event.level}: {event.message}"
+    if isinstance(event, CutoverStep):
+        return f"cutover {event.step}: {event.message}"
+    if isinstance(event, CutoverAbandoned):
+        return f"cutover attempt {event.attempt} abandoned after {event.freeze_ms:.0f} ms: {event.reason}"
     if isinstance(event, RunFinished):
         if event.stopped_after == "interrupted":
             return f"run {event.run_id} stopped; `migrator run` resumes it"

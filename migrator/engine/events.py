@@ -179,6 +179,45 @@ class VerifyFinished(Event):
 
 
 @dataclass(frozen=True)
+class DualWriteDivergence(Event):
+    """cdc.apply: false: after the grace period the target did not hold the document the source
+    maps to, and the source had not changed it since. `difference`: 'missing' (in the target),
+    'extra' (the source has none) or 'mismatched' with `diffs` (compare.FieldDiff dicts);
+    `position`: the source commit (end position) whose check found it."""
+
+    kind: ClassVar[str] = "dualwrite.divergence"
+    collection: str
+    id: Any  # the _id as relaxed extended JSON
+    difference: str
+    diffs: list[dict[str, str]]
+    position: str
+
+
+@dataclass(frozen=True)
+class DualWriteProgress(Event):
+    """cdc.apply: false: the dual-write oracle's counts so far (`summary` once, when CDC stops).
+    checked = equal + diverged; superseded: differed, but the source changed again (that change
+    is checked on its own); skipped: not checked (queue full, TRUNCATE, errors)."""
+
+    kind: ClassVar[str] = "dualwrite.progress"
+    durable: ClassVar[bool] = False
+    transactions: int
+    checked: int
+    equal: int
+    diverged: int
+    superseded: int
+    skipped: int
+    pending: int
+    rate: float  # diverged / checked
+
+
+@dataclass(frozen=True)
+class DualWriteSummary(DualWriteProgress):
+    kind: ClassVar[str] = "dualwrite.summary"
+    durable: ClassVar[bool] = True
+
+
+@dataclass(frozen=True)
 class Notice(Event):
     kind: ClassVar[str] = "notice"
     level: str  # 'info' | 'warn'
@@ -254,3 +293,50 @@ class RollbackStepDone(Event):
     kind: ClassVar[str] = "rollback.step"
     step: str
     outcome: str
+
+
+@dataclass(frozen=True)
+class CutoverStep(Event):
+    """A cutover step done (gate, fence, drained, checked, switched, unfenced, ...)."""
+
+    kind: ClassVar[str] = "cutover.step"
+    step: str
+    message: str
+
+
+@dataclass(frozen=True)
+class CutoverAbandoned(Event):
+    """An attempt gave up within the freeze budget; the fence was lifted, writes went on."""
+
+    kind: ClassVar[str] = "cutover.abandoned"
+    attempt: int
+    reason: str
+    freeze_ms: float
+
+
+@dataclass(frozen=True)
+class ReverseProgress(Event):
+    """Where reverse sync (target -> source, phases/reverse.py) stands, like CdcProgress: `lag_seconds`
+    is now minus the cluster time of the last applied target event (0 when nothing is pending)."""
+
+    kind: ClassVar[str] = "reverse.progress"
+    durable: ClassVar[bool] = False
+    cluster_time: str | None  # ISO 8601 UTC of the last event covered by the checkpoint
+    events: int  # change events read (applied and skipped)
+    documents: int  # documents written back as rows
+    skipped_transactions: int  # forward CDC's own transactions, not echoed
+    lag_seconds: float
+
+
+@dataclass(frozen=True)
+class ReverseBatchApplied(Event):
+    """A batch of target changes is durable on the source with its checkpoint; `lag_ms` per
+    event, from its cluster time on the target to now."""
+
+    kind: ClassVar[str] = "reverse.batch_applied"
+    durable: ClassVar[bool] = False
+    cluster_time: str | None
+    events: int
+    documents: int
+    rows: int
+    lag_ms: list[float]

@@ -18,6 +18,7 @@ import pickle
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, ClassVar, Literal
 
@@ -33,7 +34,11 @@ from migrator.adapters.postgres.pgoutput import (
     Delete,
     Insert,
     LogicalMessage,
+    Origin,
+    Parse,
     Relation,
+    RowChange,
+    RowReader,
     StreamAbort,
     StreamCommit,
     StreamStart,
@@ -58,15 +63,18 @@ from migrator.engine.context import RunContext
 from migrator.engine.events import BatchApplied, CdcProgress, ErrorRaised, Notice
 from migrator.errors import SourceError, TerminalError, TransientError
 from migrator.mapping.assemble import Assembler
-from migrator.mapping.changes import ChangeMapper, Row
+from migrator.mapping.changes import ChangeMapper
+from migrator.mapping.lookup import MappedDocuments
 from migrator.mapping.spec import resolve
-from migrator.plan.names import cdc_checkpoint_id, publication_name, slot_name
+from migrator.phases.oracle import DualWriteOracle
+from migrator.plan.names import cdc_checkpoint_id, publication_name, reverse_origin_name, slot_name
 
 PHASE = "cdc"
 HEARTBEAT_PREFIX = "migrator.heartbeat"
 PROGRESS_INTERVAL_S = 2.0
 BATCH_AGE_S = 0.2  # apply what has been committed at least this often
 MAX_CONSECUTIVE_FAILURES = 8
+_CHANGE_NAMES = {"I": "insert", "U": "update", "D": "delete"}
 
 
 class _Attempt:
@@ -86,14 +94,19 @@ class CdcResult:
     changes: int = 0
     stopped: bool = False
     caught_up: bool = False
+    dual_write: dict[str, Any] | None = None  # cdc.apply: false: the oracle's counts (phases/oracle.py)
 
 
-@dataclass
-class _RelationState:
-    table: str
-    names: tuple[str, ...]
-    parsers: list[Any]
-    is_key: tuple[bool, ...]
+class _RelationState(RowReader):
+    """A mapped table's current Relation message: how to read its rows, and the table's name."""
+
+    __slots__ = ("table",)
+
+    def __init__(
+        self, table: str, names: Sequence[str], parsers: Sequence[Parse | None], is_key: Sequence[bool]
+    ) -> None:
+        super().__init__(names, parsers, is_key)
+        self.table = table
 
 
 @dataclass
@@ -140,6 +153,9 @@ class CdcPhase:
         self._stop = stop
         self.slot = slot_name(ctx.plan.name)
         self.publication = publication_name(ctx.plan.name)
+        # Reverse sync (phases/reverse.py) writes the source under this replication origin;
+        # its transactions are skipped below, so that they never echo back to the target.
+        self._reverse_origin = reverse_origin_name(ctx.plan.name)
         self.monitor = SlotMonitor(ctx.source.endpoint)
         self._parser = ValueParser()
         self._relations: dict[int, _RelationState] = {}
@@ -153,6 +169,21 @@ class CdcPhase:
             transactions=info.transactions,
             current=self._current_document,
         )
+        # cdc.apply: false: nothing is written but the checkpoint; the oracle checks the
+        # application's own writes instead (phases/oracle.py).
+        # Called with (table, old row, new row, 'insert'|'update'|'delete') for every change put
+        # in a batch: the cutover's record of documents touched since its verify.
+        self.observers: list[Callable[[str, Any, Any, str], None]] = []
+        self._oracle: DualWriteOracle | None = None
+        if not self.settings.apply:
+            self._oracle = DualWriteOracle(
+                ctx.collections,
+                ctx.source_info,
+                MappedDocuments(ctx.collections, ctx.source.endpoint, target),
+                ctx.events,
+                grace=ctx.plan.phases.verify.dual_write_grace,
+                unchanged=UNCHANGED,
+            )
 
     def _current_document(self, collection: str, doc_id: Any) -> dict[str, Any] | None:
         """Document `doc_id` of `collection` as the source holds it now, read as the snapshot
@@ -203,7 +234,7 @@ class CdcPhase:
             info = expected.get(column.name)
             parsers.append(self._parser.for_column(info) if info is not None else None)
         self._relations[message.relation_id] = _RelationState(
-            table, names, parsers, tuple(c.is_key for c in message.columns)
+            table, names, parsers, [c.is_key for c in message.columns]
         )
 
     def _schema_changed(self, table: str, current: dict[str, int]) -> None:
@@ -254,6 +285,8 @@ class CdcPhase:
         self.ctx.source_info = source_info
         self.ctx.collections = resolution.collections
         self._mapper = self._build_mapper()
+        if self._oracle is not None:
+            self._oracle.remap(resolution.collections, source_info)
         now_mapped = self._mapped_columns(table)
         flowing = [c for c in added if c in now_mapped] + later
         if flowing:
@@ -294,21 +327,6 @@ class CdcPhase:
             walk(collection.document, None)
         return out
 
-    def _row(self, relation: _RelationState, values: tuple[object, ...], key_only: bool = False) -> Row:
-        """Column name -> value. An old 'K' tuple carries only the replica identity; its other
-        columns arrive as NULL and are left out, so that they are not taken for values."""
-        row: Row = {}
-        for name, parse, value, is_key in zip(
-            relation.names, relation.parsers, values, relation.is_key, strict=True
-        ):
-            if parse is None or (key_only and not is_key):
-                continue
-            if value is None or value is UNCHANGED:
-                row[name] = value
-            else:
-                row[name] = parse(value)
-        return row
-
     # -- the loop --------------------------------------------------------------------------------
 
     def start_position(self) -> tuple[int, str]:
@@ -319,6 +337,23 @@ class CdcPhase:
         return lsn_to_int(slot.position), "snapshot position"
 
     def run(self) -> CdcResult:
+        if self._oracle is None:
+            return self._follow()
+        self._oracle.start()
+        try:
+            result = self._follow()
+        except BaseException:
+            self._oracle.close(drain=False)
+            raise
+        result.dual_write = self._oracle.close(drain=True).to_dict()
+        return result
+
+    def _observe(self, relation: _RelationState, message: RowChange) -> None:
+        """cdc.apply: false: a row change goes to the oracle instead of the target."""
+        assert self._oracle is not None
+        self._oracle.change(relation.table, message.old, message.new, _CHANGE_NAMES[message.kind])
+
+    def _follow(self) -> CdcResult:
         checkpoint, origin = self.start_position()
         state = self.monitor.state(self.slot)
         if state is None:
@@ -394,6 +429,7 @@ class CdcPhase:
         in_stream = False
         spools: dict[int, _Spool] = {}
         aborted_subxids: dict[int, set[int]] = {}
+        reverse_xids: set[int] = set()  # streamed transactions that reverse sync wrote
         current_stream_xid: int | None = None
         last_activity = time.monotonic()
         last_budget_check = 0.0
@@ -430,26 +466,32 @@ class CdcPhase:
             result.transactions += batch.transactions
             batch = _Batch()
 
-        def handle_change(message: Any) -> None:
+        def handle_change(message: RowChange | Insert | Update | Delete) -> None:
+            # Decoding with self._relations as readers gives a RowChange for every relation
+            # found there; a raw Insert, Update or Delete is one of a relation never announced.
             relation = self._relations.get(message.relation_id)
-            if relation is None:
+            if relation is None or not isinstance(message, RowChange):
                 raise SourceError(
                     f"change for unknown relation {message.relation_id} (no Relation message first)"
                 )
+            if self._oracle is not None:
+                self._observe(relation, message)
+                batch.changes += 1
+                return
             mapper = self._mapper
-            if isinstance(message, Insert):
-                ops = mapper.insert(relation.table, self._row(relation, message.new))
-            elif isinstance(message, Update):
-                old = (
-                    self._row(relation, message.old, message.old_is_key) if message.old is not None else None
-                )
-                ops = mapper.update(relation.table, old, self._row(relation, message.new))
-            elif isinstance(message, Delete):
-                ops = mapper.delete(relation.table, self._row(relation, message.old, message.old_is_key))
+            if message.kind == "I":
+                assert message.new is not None
+                ops = mapper.insert(relation.table, message.new)
+            elif message.kind == "U":
+                assert message.new is not None
+                ops = mapper.update(relation.table, message.old, message.new)
             else:
-                raise AssertionError(message)
+                assert message.old is not None
+                ops = mapper.delete(relation.table, message.old)
             batch.ops.extend(ops)
             batch.changes += 1
+            for observer in self.observers:
+                observer(relation.table, message.old, message.new, _CHANGE_NAMES[message.kind])
 
         def handle_truncate(message: Truncate) -> None:
             for relation_id in message.relation_ids:
@@ -462,13 +504,16 @@ class CdcPhase:
                         hint="set phases.cdc.on_truncate: apply to empty the matching documents or arrays, "
                         "then run again",
                     )
-                batch.ops.extend(self._mapper.truncate(relation.table))
+                if self._oracle is not None:
+                    self._oracle.truncated(relation.table)
+                else:
+                    batch.ops.extend(self._mapper.truncate(relation.table))
                 batch.changes += 1
 
         def dispatch(message: Any) -> None:
             if isinstance(message, Relation):
                 self._relation(message)
-            elif isinstance(message, Insert | Update | Delete):
+            elif isinstance(message, RowChange | Insert | Update | Delete):
                 handle_change(message)
             elif isinstance(message, Truncate):
                 handle_truncate(message)
@@ -481,6 +526,8 @@ class CdcPhase:
             batch.commit_times.append(batch.last_commit_time)
             if batch.first_commit_at is None:
                 batch.first_commit_at = time.monotonic()
+            if self._oracle is not None:
+                self._oracle.commit(lsn_to_str(end_lsn), batch.last_commit_time)
             if len(batch.ops) >= self.settings.batch_changes:
                 flush()
 
@@ -518,8 +565,16 @@ class CdcPhase:
                     last_activity = now
             else:
                 last_activity = now
-                message = decode(item.payload, in_stream=in_stream)
-                if isinstance(message, StreamStart):
+                # Changes of announced relations come as RowChanges, their values parsed while
+                # decoding; inside a stream they are only spooled, so read raw until replayed.
+                readers = None if in_stream else self._relations
+                message = decode(item, in_stream=in_stream, readers=readers)
+                if type(message) is RowChange:  # nearly every message: the shortest way through
+                    if not skip_txn:
+                        handle_change(message)
+                        if len(batch.ops) >= self.settings.batch_changes:
+                            flush(final=False)  # a huge transaction, as below
+                elif isinstance(message, StreamStart):
                     in_stream, current_stream_xid = True, message.xid
                     spools.setdefault(message.xid, _Spool())
                 elif isinstance(message, StreamStop):
@@ -528,9 +583,12 @@ class CdcPhase:
                     if isinstance(message, Relation):
                         self._relation(message)
                     assert current_stream_xid is not None
-                    spools[current_stream_xid].add(getattr(message, "xid", None), item.payload)
+                    if isinstance(message, Origin) and message.name == self._reverse_origin:
+                        reverse_xids.add(current_stream_xid)  # in its first block: skipped at commit
+                    spools[current_stream_xid].add(getattr(message, "xid", None), item)
                 elif isinstance(message, StreamAbort):
                     if message.xid == message.subxid:
+                        reverse_xids.discard(message.xid)
                         spool = spools.pop(message.xid, None)
                         if spool is not None:
                             spool.close()
@@ -540,16 +598,18 @@ class CdcPhase:
                 elif isinstance(message, StreamCommit):
                     spool = spools.pop(message.xid, None)
                     dropped = aborted_subxids.pop(message.xid, set())
+                    echo = message.xid in reverse_xids  # reverse sync's own: skipped like below
+                    reverse_xids.discard(message.xid)
                     if spool is not None:
                         try:
-                            if message.commit_lsn >= applied:
+                            if message.commit_lsn >= applied and not echo:
                                 for payload in spool.replay(dropped):
-                                    dispatch(decode(payload, in_stream=True))
+                                    dispatch(decode(payload, in_stream=True, readers=self._relations))
                                     if len(batch.ops) >= self.settings.batch_changes:
                                         flush(final=False)
                         finally:
                             spool.close()
-                    if message.commit_lsn >= applied:
+                    if message.commit_lsn >= applied and not echo:
                         end_transaction(message.commit_lsn, message.end_lsn, message.commit_time)
                 elif isinstance(message, Begin):
                     in_txn = True
@@ -558,6 +618,13 @@ class CdcPhase:
                     in_txn = False
                     if not skip_txn:
                         end_transaction(message.commit_lsn, message.end_lsn, message.commit_time)
+                elif isinstance(message, Origin):
+                    # Sent after Begin when the transaction was committed under a replication
+                    # origin. Reverse sync's own (its rows came from the target) is skipped like
+                    # an applied one, so nothing echoes; other origins (the source may itself
+                    # subscribe to another database) are applied as usual.
+                    if message.name == self._reverse_origin:
+                        skip_txn = True
                 elif isinstance(message, Relation):
                     self._relation(message)
                 elif not skip_txn and not isinstance(message, LogicalMessage):

@@ -249,6 +249,13 @@ class CdcSettings(_Strict):
         description="Target writes per batch (several source transactions; one MongoDB transaction). Keep "
         "a batch well within MongoDB's 60 s transaction lifetime.",
     )
+    apply: bool = Field(
+        default=True,
+        description="false: dual-write verification, for the window in which the application writes both "
+        "databases itself. The stream is followed and checkpointed as usual, but nothing is written to the "
+        "target: every source change is checked, verify.dual_write_grace after its commit, against the "
+        "document the target holds, and divergences are reported. Makes no sense together with cutover.",
+    )
 
 
 class VerifySettings(_Strict):
@@ -292,8 +299,92 @@ class VerifySettings(_Strict):
     )
 
 
+class Fence(_Strict):
+    """How source writes are held while the switch flips."""
+
+    kind: Literal["lock", "command"] = Field(
+        default="lock",
+        description="lock: hold LOCK TABLE ... IN EXCLUSIVE MODE on the mapped tables (writers wait, readers "
+        "go on). command: run `pause` to stop the application's writers and `resume` to let them go.",
+    )
+    pause: list[str] | None = Field(
+        default=None, description="command fence: executable and arguments that pause writers."
+    )
+    resume: list[str] | None = Field(
+        default=None, description="command fence: executable and arguments that resume writers."
+    )
+    lock_timeout: Seconds = Field(
+        default=1.0,
+        gt=0,
+        description="lock fence: how long taking the locks may wait behind running transactions before "
+        "this attempt is abandoned (writers queue behind a waiting lock, so keep it short).",
+    )
+
+    @model_validator(mode="after")
+    def _commands(self) -> Fence:
+        if self.kind == "command" and (not self.pause or not self.resume):
+            raise ValueError("a command fence needs both 'pause' and 'resume'")
+        return self
+
+
+class Switch(_Strict):
+    """What tells applications which side is primary."""
+
+    kind: Literal["file", "command", "postgres", "mongodb"] = Field(
+        default="file",
+        description="file: write `path` atomically, its content 'source' or 'target'. command: run `run` "
+        "with MIGRATOR_PLAN, MIGRATOR_DIRECTION (forward|back) and MIGRATOR_PRIMARY in its environment. "
+        "postgres / mongodb: upsert a routing row (table `name`) or document (collection `name`) keyed by "
+        "the plan name, with the primary side, on the source / target database.",
+    )
+    path: str | None = Field(default=None, description="file switch: the routing file.")
+    run: list[str] | None = Field(default=None, description="command switch: executable and arguments.")
+    name: str = Field(
+        default="migrator_routing", description="postgres/mongodb switch: routing table or collection."
+    )
+
+    @model_validator(mode="after")
+    def _target(self) -> Switch:
+        if self.kind == "file" and not self.path:
+            raise ValueError("a file switch needs 'path'")
+        if self.kind == "command" and not self.run:
+            raise ValueError("a command switch needs 'run'")
+        return self
+
+
 class CutoverSettings(_Strict):
-    """Cutover settings; the cutover phase adds its keys here."""
+    """Cutover: a short, measured write freeze on the source while the switch flips."""
+
+    max_write_freeze: Seconds = Field(
+        default=2.0,
+        gt=0,
+        description="Longest time source writes may be held. Past it the attempt is abandoned, the fence "
+        "lifted and the cutover tried again (up to `retries`).",
+    )
+    retries: int = Field(default=3, ge=0, le=100, description="Further attempts after an abandoned one.")
+    retry_pause: Seconds = Field(default=5.0, ge=0, description="Wait between attempts (writers catch up).")
+    fence: Fence = Field(default_factory=Fence)
+    switch: Switch | None = Field(
+        default=None, description="How applications learn the new primary (needed for cutover)."
+    )
+    reverse_sync: bool = Field(
+        default=True,
+        description="After the flip, carry the target's changes back to the source so that it stays a "
+        "complete fallback (rollback after cutover needs it). false: a one-way cutover.",
+    )
+    postpone_file: str | None = Field(
+        default=None,
+        description="While this file exists, cutover waits at the gate (gh-ost's postpone flag).",
+    )
+    on_before_cutover: list[str] | None = Field(
+        default=None, description="Command run before the fence (a non-zero exit stops the cutover)."
+    )
+    on_after_cutover: list[str] | None = Field(
+        default=None, description="Command run after the fence is lifted."
+    )
+    on_rollback: list[str] | None = Field(
+        default=None, description="Command run after a rollback flipped the switch back."
+    )
 
 
 class Phases(_Strict):

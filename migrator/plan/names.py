@@ -25,3 +25,9 @@ def publication_name(plan_name: str) -> str:
 def cdc_checkpoint_id(plan_name: str) -> str:
     """_id of the CDC checkpoint document in the target's `_migrator` collection."""
     return f"cdc:{plan_name}"
+
+
+def reverse_origin_name(plan_name: str) -> str:
+    """PostgreSQL replication origin that tags reverse sync's transactions on the source, so that
+    forward CDC recognises (and skips) them."""
+    return _identifier("migrator_reverse", plan_name)

@@ -185,6 +185,7 @@ class Workload:
         self._conn: psycopg.Connection[Any] | None = None
         self.big_tag: str | None = None  # products of the large transaction have skus 'BIG-<tag>-<n>'
         self.big_commit_lsn: str | None = None  # the WAL position just after it committed
+        self.big_precommit_lsn: str | None = None  # ... and just before: its commit ends past this
         self.big_first_product: int | None = None  # the id of its first product insert (near its end)
         self._ops: list[tuple[Callable[[], str], int]] = [
             (self._new_customer, 6),
@@ -828,6 +829,7 @@ class Workload:
             self.stats.big_rows += self.stats.rows - before
             self.big_tag = tag
             ops.append("big.commit")
+            self.big_precommit_lsn = str(self._one("SELECT pg_current_wal_lsn()::text"))
         self.big_commit_lsn = str(self._one("SELECT pg_current_wal_lsn()::text"))
         self.big_first_product = int(
             self._one("SELECT min(id) FROM products WHERE sku LIKE %s", (f"BIG-{tag}-%",))

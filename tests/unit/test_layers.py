@@ -18,9 +18,11 @@ LEVELS = {
     "mapping": 2,
     "engine": 2,
     "phases": 3,
+    "dualwrite": 3,  # a library for applications: never imports runner, api or cli
     "runner": 4,
     "rollback": 4,
     "status": 4,
+    "switchover": 4,
     "api": 5,
     "cli": 6,
 }

@@ -8,6 +8,7 @@ decode or raise SourceError, never IndexError / struct.error / UnicodeDecodeErro
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -418,3 +419,123 @@ def test_lsn_str_int_round_trip(high: int, low: int) -> None:
 def test_lsn_known_values(text: str, value: int) -> None:
     assert pgo.lsn_to_int(text) == value
     assert pgo.lsn_to_str(value) == text
+
+
+# -- rows: changes decoded with a RowReader, as CDC decodes them ----------------------------
+
+
+def _reference_row(
+    names: list[str],
+    parsers: list[pgo.Parse | None],
+    is_key: list[bool],
+    values: tuple[object, ...],
+    key_only: bool,
+) -> pgo.Row:
+    """What CDC built from a raw tuple before RowReader existed: unparsed columns and, for a 'K'
+    tuple, non-key columns left out; NULL and UNCHANGED kept as they are."""
+    row: pgo.Row = {}
+    for name, parse, value, key in zip(names, parsers, values, is_key, strict=True):
+        if parse is None or (key_only and not key):
+            continue
+        row[name] = value if value is None or value is pgo.UNCHANGED else parse(value)  # type: ignore[arg-type]
+    return row
+
+
+def _tagged(data: bytes) -> tuple[str, bytes]:
+    return ("parsed", data)
+
+
+@st.composite
+def row_case(draw: st.DrawFn) -> tuple[bytes, pgo.Message, pgo.RowReader, int, bool]:
+    """A change of a relation with a reader: (payload, expected RowChange, reader, relation id,
+    in_stream). Parsers tag what they were given; some columns have none (not mapped)."""
+    width = draw(st.integers(0, 6))
+    names = [f"c{i}" for i in range(width)]
+    parsers: list[pgo.Parse | None] = [draw(st.sampled_from([_tagged, None])) for _ in names]
+    is_key = [draw(st.booleans()) for _ in names]
+    values = st.lists(VALUE, min_size=width, max_size=width)
+    xid, rel_id, kind = draw(STREAM_XID), draw(U32), draw(st.sampled_from("IUD"))
+    new, old = draw(values), draw(values)
+    old_kind = draw(st.sampled_from("KO"))
+
+    def row(encoded: list[enc.TupleValue], key_only: bool = False) -> pgo.Row:
+        return _reference_row(names, parsers, is_key, expected_tuple(encoded), key_only)
+
+    if kind == "I":
+        payload = enc.insert(rel_id, new, xid=xid)
+        expected = pgo.RowChange("I", xid, rel_id, None, False, row(new))
+    elif kind == "U":
+        has_old = draw(st.booleans())
+        payload = enc.update(rel_id, new, old=old if has_old else None, old_kind=old_kind, xid=xid)
+        old_is_key = has_old and old_kind == "K"
+        expected = pgo.RowChange(
+            "U", xid, rel_id, row(old, old_is_key) if has_old else None, old_is_key, row(new)
+        )
+    else:
+        payload = enc.delete(rel_id, old, old_kind=old_kind, xid=xid)
+        expected = pgo.RowChange("D", xid, rel_id, row(old, old_kind == "K"), old_kind == "K", None)
+    return payload, expected, pgo.RowReader(names, parsers, is_key), rel_id, xid is not None
+
+
+@settings(max_examples=500, deadline=None)
+@given(row_case())
+def test_changes_decode_into_rows_as_cdc_built_them(
+    case: tuple[bytes, pgo.Message, pgo.RowReader, int, bool],
+) -> None:
+    payload, expected, reader, rel_id, in_stream = case
+    decoded = pgo.decode(payload, in_stream=in_stream, readers={rel_id: reader})
+    assert decoded == expected
+    assert isinstance(decoded, pgo.RowChange)
+    for row in (decoded.old, decoded.new):
+        for value in (row or {}).values():  # the markers themselves, not copies
+            assert value is None or value is pgo.UNCHANGED or value[0] == "parsed"  # type: ignore[index]
+    # A relation without a reader still decodes into raw values.
+    assert not isinstance(pgo.decode(payload, in_stream=in_stream, readers={}), pgo.RowChange)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(row_case())
+def test_every_truncation_of_a_row_change_raises_source_error(
+    case: tuple[bytes, pgo.Message, pgo.RowReader, int, bool],
+) -> None:
+    payload, _, reader, rel_id, in_stream = case
+    for cut in range(len(payload)):
+        with pytest.raises(SourceError):
+            pgo.decode(payload[:cut], in_stream=in_stream, readers={rel_id: reader})
+
+
+@settings(max_examples=1000, deadline=None)
+@given(row_case(), st.data())
+def test_corrupted_row_changes_decode_or_raise_source_error(
+    case: tuple[bytes, pgo.Message, pgo.RowReader, int, bool], data: st.DataObject
+) -> None:
+    payload, _, reader, rel_id, in_stream = case
+    corrupted = bytearray(payload)
+    for _ in range(data.draw(st.integers(1, 4))):
+        index = data.draw(st.integers(0, len(corrupted) - 1))
+        corrupted[index] = data.draw(st.integers(0, 255))
+    with contextlib.suppress(SourceError):
+        pgo.decode(bytes(corrupted), in_stream=in_stream, readers={rel_id: reader})
+
+
+def test_a_tuple_wider_or_narrower_than_its_relation_raises_source_error() -> None:
+    reader = pgo.RowReader(["id", "name"], [bytes, bytes], [True, False])
+    for values in ([enc.text("1")], [enc.text("1"), enc.NULL, enc.NULL]):
+        with pytest.raises(SourceError, match="columns"):
+            pgo.decode(enc.insert(7, values), readers={7: reader})
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"I\x00\x00\x00\x07N\x00\x02t\xff\xff\xff\xfet\x00\x00\x00\x01a",  # negative length
+        b"I\x00\x00\x00\x07N\x00\x02t\x00\x00\x00\x01at\xff\xff\xff\xf5",  # ... stepping back
+        b"I\x00\x00\x00\x07N\x00\x02t\x00\x00\x00\x01ax",  # unknown column kind
+        b"D\x00\x00\x00\x07N\x00\x00",  # a Delete needs an old tuple
+        b"U\x00\x00\x00\x07K\x00\x02t\x00\x00\x00\x01an",  # an Update needs a new tuple
+    ],
+)
+def test_invalid_row_changes_raise_source_error(payload: bytes) -> None:
+    reader = pgo.RowReader(["id", "name"], [bytes, bytes], [True, False])
+    with pytest.raises(SourceError):
+        pgo.decode(payload, readers={7: reader})

@@ -153,6 +153,16 @@ class ChangeApplier:
                     upsert=True,
                     session=session,
                 )
+            elif session is not None:
+                # A part of a large source transaction (no position yet): still touch the
+                # checkpoint document, so that every forward transaction writes it and reverse
+                # sync (phases/reverse.py) can tell it from the application's and skip it.
+                # No upsert: a checkpoint without a position would be taken for one on resume.
+                self._state.update_one(
+                    {"_id": self._id},
+                    {"$set": {"partial_at": datetime.datetime.now(datetime.UTC)}},
+                    session=session,
+                )
 
         try:
             if self._transactions:

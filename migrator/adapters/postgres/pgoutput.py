@@ -9,8 +9,10 @@ a message is inside such a stream (between Stream Start and Stream Stop).
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from migrator.errors import SourceError
 
@@ -90,6 +92,7 @@ class TypeInfo:
 
 
 Tuple = tuple[object, ...]
+Row = dict[str, Any]  # column name -> parsed value, None, or UNCHANGED (as mapping.changes.Row)
 
 
 @dataclass(slots=True)
@@ -114,6 +117,21 @@ class Delete:  # not frozen: frozen dataclasses are slow to build, and this is p
     relation_id: int
     old: Tuple
     old_is_key: bool
+
+
+@dataclass(slots=True)
+class RowChange:  # not frozen: built for every change
+    """An Insert ('I'), Update ('U') or Delete ('D') decoded with its relation's RowReader:
+    the tuples arrive as Rows of parsed values. `old` of a Delete is the key columns ('K', the
+    other columns left out) or the whole old row ('O'); of an Update, also None when the key
+    did not change."""
+
+    kind: str
+    xid: int | None
+    relation_id: int
+    old: Row | None
+    old_is_key: bool
+    new: Row | None  # None for a Delete
 
 
 @dataclass(frozen=True)
@@ -167,6 +185,7 @@ Message = (
     | Insert
     | Update
     | Delete
+    | RowChange
     | Truncate
     | LogicalMessage
     | StreamStart
@@ -236,15 +255,17 @@ class _Reader:
 
 
 _I16 = struct.Struct("!h")
-_I32 = struct.Struct("!i")
 _U32 = struct.Struct("!I")
+# A value's length, read unsigned: a negative length then lies beyond the end of any message,
+# so the one bounds check per value also refuses it.
+_LENGTH = _U32
 
 
 def _tuple_at(data: bytes, pos: int) -> tuple[Tuple, int]:
     """TupleData at `pos`: the hot path of decoding (every change), so a tight loop over
     precompiled structs rather than reader method calls."""
     size = len(data)
-    int32 = _I32.unpack_from
+    length_at = _LENGTH.unpack_from
     try:
         (count,) = _I16.unpack_from(data, pos)
         pos += 2
@@ -254,21 +275,19 @@ def _tuple_at(data: bytes, pos: int) -> tuple[Tuple, int]:
         append = values.append
         for _ in range(count):
             kind = data[pos]
-            pos += 1
             if kind == 116 or kind == 98:  # 't' text, 'b' binary
-                (length,) = int32(data, pos)
-                pos += 4
-                end = pos + length
-                if length < 0 or end > size:
-                    raise SourceError(
-                        f"pgoutput message truncated: column value of {length} bytes at offset {pos}"
-                    )
-                append(data[pos:end])
-                pos = end
+                (length,) = length_at(data, pos + 1)
+                start = pos + 5
+                pos = start + length
+                if pos > size:
+                    raise _truncated_value(length, start)
+                append(data[start:pos])
             elif kind == 110:  # 'n' NULL
                 append(None)
+                pos += 1
             elif kind == 117:  # 'u' unchanged TOASTed value
                 append(UNCHANGED)
+                pos += 1
             else:
                 raise SourceError(f"pgoutput tuple has an unknown column kind {chr(kind)!r}")
     except (struct.error, IndexError):
@@ -276,8 +295,80 @@ def _tuple_at(data: bytes, pos: int) -> tuple[Tuple, int]:
     return tuple(values), pos
 
 
-def _decode_change(payload: bytes, kind: int, in_stream: bool) -> Message:
-    """Insert, Update, Delete without the general reader: they are nearly every message."""
+def _truncated_value(length: int, pos: int) -> SourceError:
+    if length >= 2**31:
+        return SourceError(f"pgoutput message malformed: negative length {length - 2**32} at offset {pos}")
+    return SourceError(f"pgoutput message truncated: column value of {length} bytes at offset {pos}")
+
+
+Parse = Callable[[bytes], Any]
+
+
+class RowReader:
+    """Reads one relation's TupleData straight into a Row, parsing each value on the way.
+
+    CDC spends most of its time here (every column of every change), so this is one pass over
+    the bytes: no tuple of raw values in between, no per-column objects but the value itself,
+    and each column's parser is a single call chosen when the Relation message arrived.
+    A column whose parser is None is left out of the rows (it is not mapped).
+    """
+
+    __slots__ = ("_columns", "_keys", "_left_out", "_width")
+
+    def __init__(self, names: Sequence[str], parsers: Sequence[Parse | None], is_key: Sequence[bool]) -> None:
+        if not len(names) == len(parsers) == len(is_key):
+            raise ValueError("one name, parser and key flag per column")
+        # Left-out columns are parsed as the bytes they are, then deleted from the row: cheaper
+        # than a test per column on the path every column takes.
+        self._columns = tuple((name, parse or bytes) for name, parse in zip(names, parsers, strict=True))
+        self._width = len(names)
+        self._left_out = tuple(name for name, parse in zip(names, parsers, strict=True) if parse is None)
+        self._keys = frozenset(
+            name for name, parse, key in zip(names, parsers, is_key, strict=True) if key and parse
+        )
+
+    def read(self, data: bytes, pos: int) -> tuple[Row, int]:
+        """The Row of the TupleData at `pos`, and the position after it."""
+        size = len(data)
+        length_at = _LENGTH.unpack_from
+        row: Row = {}
+        try:
+            (count,) = _I16.unpack_from(data, pos)
+            if count != self._width:
+                raise SourceError(f"pgoutput tuple has {count} columns, its Relation message {self._width}")
+            pos += 2
+            for name, parse in self._columns:
+                kind = data[pos]
+                if kind == 116 or kind == 98:  # 't' text ('b' binary is never requested)
+                    (length,) = length_at(data, pos + 1)
+                    start = pos + 5
+                    pos = start + length
+                    if pos > size:
+                        raise _truncated_value(length, start)
+                    row[name] = parse(data[start:pos])
+                elif kind == 110:  # 'n' NULL
+                    row[name] = None
+                    pos += 1
+                elif kind == 117:  # 'u' unchanged TOASTed value
+                    row[name] = UNCHANGED
+                    pos += 1
+                else:
+                    raise SourceError(f"pgoutput tuple has an unknown column kind {chr(kind)!r}")
+        except (struct.error, IndexError):
+            raise SourceError(f"pgoutput message truncated inside tuple data at offset {pos}") from None
+        for name in self._left_out:
+            del row[name]
+        return row, pos
+
+    def read_key(self, data: bytes, pos: int) -> tuple[Row, int]:
+        """An old 'K' tuple: only the replica identity columns. The others arrive as NULL and
+        are left out, so that they are not taken for values."""
+        row, pos = self.read(data, pos)
+        return {name: value for name, value in row.items() if name in self._keys}, pos
+
+
+def _change_header(payload: bytes, in_stream: bool) -> tuple[int | None, int, int, int]:
+    """xid (inside a stream), relation id, the first tuple marker and the position after it."""
     try:
         pos = 1
         xid: int | None = None
@@ -285,11 +376,14 @@ def _decode_change(payload: bytes, kind: int, in_stream: bool) -> Message:
             (xid,) = _U32.unpack_from(payload, pos)
             pos += 4
         (relation_id,) = _U32.unpack_from(payload, pos)
-        pos += 4
-        marker = payload[pos]
-        pos += 1
+        return xid, relation_id, payload[pos + 4], pos + 5
     except (struct.error, IndexError):
         raise SourceError("pgoutput message truncated in its header") from None
+
+
+def _decode_change(payload: bytes, kind: int, in_stream: bool) -> Message:
+    """Insert, Update, Delete without the general reader: they are nearly every message."""
+    xid, relation_id, marker, pos = _change_header(payload, in_stream)
     if kind == 73:  # 'I'
         if marker != 78:
             raise SourceError("pgoutput Insert without a new tuple")
@@ -315,12 +409,48 @@ def _decode_change(payload: bytes, kind: int, in_stream: bool) -> Message:
     return Delete(xid, relation_id, old_row, marker == 75)
 
 
-def decode(payload: bytes, *, in_stream: bool = False) -> Message:
-    """Decode one pgoutput message. `in_stream`: between Stream Start and Stream Stop (v2)."""
+def _decode_row_change(
+    payload: bytes, kind: int, in_stream: bool, readers: Mapping[int, RowReader]
+) -> Message:
+    """Insert, Update, Delete as a RowChange, when `readers` holds a reader for the relation
+    (otherwise as the raw-value messages)."""
+    xid, relation_id, marker, pos = _change_header(payload, in_stream)
+    reader = readers.get(relation_id)
+    if reader is None:
+        return _decode_change(payload, kind, in_stream)
+    if kind == 73:  # 'I': by far the most common, so first and without detours
+        if marker != 78:
+            raise SourceError("pgoutput Insert without a new tuple")
+        return RowChange("I", xid, relation_id, None, False, reader.read(payload, pos)[0])
+    old: Row | None = None
+    old_is_key = marker == 75  # 'K'
+    if old_is_key or marker == 79:  # 'O'
+        old, pos = reader.read_key(payload, pos) if old_is_key else reader.read(payload, pos)
+        if kind == 68:  # 'D'
+            return RowChange("D", xid, relation_id, old, old_is_key, None)
+        if pos >= len(payload):
+            raise SourceError("pgoutput message truncated: Update without a new tuple")
+        marker = payload[pos]
+        pos += 1
+    elif kind == 68:
+        raise SourceError(f"pgoutput Delete: expected an old tuple, found {chr(marker)!r}")
+    if marker != 78:
+        raise SourceError(f"pgoutput Update: expected a new tuple, found {chr(marker)!r}")
+    return RowChange("U", xid, relation_id, old, old_is_key, reader.read(payload, pos)[0])
+
+
+def decode(
+    payload: bytes, *, in_stream: bool = False, readers: Mapping[int, RowReader] | None = None
+) -> Message:
+    """Decode one pgoutput message. `in_stream`: between Stream Start and Stream Stop (v2).
+    `readers`, by relation id: an Insert, Update or Delete of a relation found there is
+    decoded as a RowChange of parsed values; without a reader, with its raw values."""
     if not payload:
         raise SourceError("empty pgoutput message")
     first = payload[0]
     if first == 73 or first == 85 or first == 68:  # 'I' 'U' 'D'
+        if readers is not None:
+            return _decode_row_change(payload, first, in_stream, readers)
         return _decode_change(payload, first, in_stream)
     r = _Reader(payload)
     kind = r.char()

@@ -22,19 +22,13 @@ from migrator.adapters.postgres.connection import PgEndpoint
 from migrator.adapters.postgres.errors import classify
 from migrator.adapters.postgres.pgoutput import PG_EPOCH, lsn_to_str
 from migrator.adapters.postgres.values import REPLICATION_OPTIONS
-from migrator.errors import ConnectionFailed, SourceError
+from migrator.errors import ConnectionFailed, MigratorError, SourceError, TransientError
 
 FEEDBACK_INTERVAL_S = 10.0
 OBJECT_IN_USE = "55006"  # SQLSTATE: the replication slot is active for another process
-_XLOG = struct.Struct("!QQq")
+_WAL_END = struct.Struct("!Q")  # in an XLogData header ('w', start, WAL end, send time) at byte 9
+_XLOG_HEADER = 25
 _KEEPALIVE = struct.Struct("!QqB")  # the server's wal_sender_timeout defaults to 60 s
-
-
-@dataclass(slots=True)
-class XLogData:  # not frozen: built for every message
-    start_lsn: int
-    wal_end: int
-    payload: bytes
 
 
 @dataclass(frozen=True)
@@ -72,6 +66,7 @@ class ReplicationStream:
         self._slot = slot
         self._acked = start_lsn
         self._wal_end = start_lsn
+        self._last_xlog: bytes | None = None  # the last XLogData, whose WAL end is not read yet
         self._last_feedback = 0.0
         self._conn = endpoint.connect(replication="database", options=REPLICATION_OPTIONS)
         version = self._conn.info.server_version
@@ -98,47 +93,54 @@ class ReplicationStream:
 
     @property
     def wal_end(self) -> int:
+        """The server's end of WAL as it last reported it."""
+        last = self._last_xlog
+        if last is not None:
+            self._last_xlog = None
+            self._wal_end = max(self._wal_end, _WAL_END.unpack_from(last, 9)[0])
         return self._wal_end
 
-    def messages(self, wait_s: float = 1.0) -> Iterator[XLogData | Idle | Keepalive]:
-        """Yield XLogData as it arrives, Keepalive for the server's keepalives, and Idle after
-        `wait_s` without either."""
+    def messages(self, wait_s: float = 1.0) -> Iterator[bytes | Idle | Keepalive]:
+        """Yield the pgoutput message of each XLogData as it arrives, Keepalive for the server's
+        keepalives, and Idle after `wait_s` without either.
+
+        This loop runs for every change, so an XLogData costs one copy out of libpq's buffer, one
+        slice and no object of its own; its header's WAL end is read only when asked for. Every
+        message libpq holds is taken before the socket is waited on (select) and read again."""
         pgconn = self._conn.pgconn
         while True:
             try:
                 nbytes, data = pgconn.get_copy_data(1)
             except psycopg.Error as exc:
                 raise classify(exc, self._endpoint.name, self._endpoint.secrets) from None
-            if nbytes == 0:
+            if nbytes > 0:
+                chunk = bytes(data)
+                kind = chunk[0]
+                if kind == 119:  # 'w' XLogData
+                    self._last_xlog = chunk
+                    yield chunk[_XLOG_HEADER:]
+                elif kind == 107:  # 'k' keepalive
+                    wal_end, _, reply = _KEEPALIVE.unpack_from(chunk, 1)
+                    self._wal_end = max(self.wal_end, wal_end)
+                    yield Keepalive(wal_end)  # the reply below carries what the consumer acknowledged
+                    if reply:
+                        self.feedback(force=True)
+            elif nbytes == 0:
                 self._maybe_feedback()
                 ready, _, _ = select.select([pgconn.socket], [], [], wait_s)
                 if not ready:
-                    yield Idle(self._wal_end)
+                    yield Idle(self.wal_end)
                     continue
                 try:
                     pgconn.consume_input()
                 except psycopg.Error as exc:
                     raise classify(exc, self._endpoint.name, self._endpoint.secrets) from None
-                continue
-            if nbytes < 0:
+            else:
                 result = pgconn.get_result()
                 message = result.error_message.decode(errors="replace").strip() if result is not None else ""
                 raise ConnectionFailed(
                     self._endpoint.name, f"replication stream ended: {message or 'closed'}"
                 )
-            chunk = bytes(data)
-            kind = chunk[0]
-            if kind == 119:  # 'w' XLogData
-                start, wal_end, _ = _XLOG.unpack_from(chunk, 1)
-                if wal_end > self._wal_end:
-                    self._wal_end = wal_end
-                yield XLogData(start, wal_end, chunk[25:])
-            elif kind == 107:  # 'k' keepalive
-                wal_end, _, reply = _KEEPALIVE.unpack_from(chunk, 1)
-                self._wal_end = max(self._wal_end, wal_end)
-                yield Keepalive(wal_end)  # the reply below carries what the consumer acknowledged
-                if reply:
-                    self.feedback(force=True)
 
     def acknowledge(self, lsn: int) -> None:
         """Record that everything up to `lsn` is durable on the target; sent with the next feedback."""
@@ -279,6 +281,13 @@ class PollingStream:
     pg_replication_slot_advance only past what is durable on the target (invariant 4:
     never consume what is not applied). Each peek re-decodes from the slot's restart
     point, so batches are large; whole transactions are buffered between Begin and Commit.
+
+    It starts by advancing the slot to `start_lsn`, the target's durable checkpoint, where a
+    process that ended between applying a batch and advancing the slot past it left the slot
+    behind. Without that, each poll would begin with transactions already applied, dropped
+    here; they carry the Relation messages that pgoutput sends once per decoding session (a
+    poll is one), so a later change of the same table would come without its Relation; and once
+    they filled a poll (`batch` changes) no poll would reach anything new.
     """
 
     def __init__(
@@ -290,7 +299,6 @@ class PollingStream:
         self._batch = batch
         self._yielded = start_lsn  # end of the last transaction handed out
         self._acked = start_lsn
-        self._advanced = 0
         self._wal_end = start_lsn
         self._conn = endpoint.connect(options=REPLICATION_OPTIONS)
         self.streaming = False
@@ -298,6 +306,30 @@ class PollingStream:
         self._options: list[str] = ["proto_version", "1", "publication_names", publication]
         if version >= 140000:
             self._options += ["messages", "true"]
+        try:
+            row = self._conn.execute(
+                "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = %s", [slot]
+            ).fetchone()
+        except psycopg.Error as exc:
+            self._conn.close()
+            raise self._error(exc) from None
+        # (Never backwards: pg_replication_slot_advance refuses a position before the slot's.)
+        self._advanced = _lsn(str(row[0])) if row is not None and row[0] is not None else 0
+        try:
+            self._advance()
+        except MigratorError:
+            self._conn.close()
+            raise
+
+    def _error(self, exc: psycopg.Error) -> MigratorError:
+        if exc.sqlstate == OBJECT_IN_USE:
+            # Another process holds the slot: most often the backend of a client that died
+            # during a poll, which runs on until the poll's end; or a monitor's peek. Retried.
+            return TransientError(
+                f"{self._endpoint.name}: replication slot {self._slot} is in use by another process "
+                f"(SQLSTATE {OBJECT_IN_USE})"
+            )
+        return classify(exc, self._endpoint.name, self._endpoint.secrets)
 
     @property
     def wal_end(self) -> int:
@@ -310,10 +342,10 @@ class PollingStream:
                 [self._slot, self._batch, self._options],
             ).fetchall()
         except psycopg.Error as exc:
-            raise classify(exc, self._endpoint.name, self._endpoint.secrets) from None
+            raise self._error(exc) from None
         return [(_lsn(str(lsn)), bytes(data)) for lsn, data in rows]
 
-    def messages(self, wait_s: float = 1.0) -> Iterator[XLogData | Idle]:
+    def messages(self, wait_s: float = 1.0) -> Iterator[bytes | Idle]:
         while True:
             rows = self._peek()
             fresh = False
@@ -327,13 +359,13 @@ class PollingStream:
                     if kind == b"C":
                         end = struct.unpack_from("!QQ", payload, 2)[1]
                         if end > self._yielded:
-                            for message_lsn, data in transaction:
-                                yield XLogData(message_lsn, end, data)
+                            for _, data in transaction:
+                                yield data
                             self._yielded = end
                             fresh = True
                         transaction = []
                 elif lsn > self._yielded:
-                    yield XLogData(lsn, lsn, payload)  # a non-transactional logical message
+                    yield payload  # a non-transactional logical message
             if rows:
                 self._wal_end = max(self._wal_end, rows[-1][0])
             if not fresh:
@@ -345,6 +377,9 @@ class PollingStream:
 
     def acknowledge(self, lsn: int) -> None:
         self._acked = max(self._acked, lsn)
+        self._advance()
+
+    def _advance(self) -> None:
         if self._acked > self._advanced:
             try:
                 self._conn.execute(
@@ -352,7 +387,7 @@ class PollingStream:
                     [self._slot, lsn_to_str(self._acked)],
                 )
             except psycopg.Error as exc:
-                raise classify(exc, self._endpoint.name, self._endpoint.secrets) from None
+                raise self._error(exc) from None
             self._advanced = self._acked
 
     def close(self) -> None:

@@ -1,0 +1,159 @@
+"""The switch that tells applications which side is primary, and the operator's hooks.
+
+Kinds (plan `phases.cutover.switch`): a routing file written atomically; a command; a routing
+row in PostgreSQL or document in MongoDB. Flipping is idempotent (the same side twice is the
+same state), so a cutover resumed after a crash may flip again safely. `primary()` reads the
+switch back where that is possible, so `status` and a resumed cutover know where it stands.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import psycopg
+from psycopg import sql
+from pymongo import errors as mongo
+
+from migrator.adapters.mongodb import MongoTarget
+from migrator.adapters.mongodb.errors import classify as classify_mongo
+from migrator.adapters.postgres.connection import PgEndpoint
+from migrator.adapters.postgres.errors import classify as classify_pg
+from migrator.errors import TerminalError
+from migrator.plan.models import Switch
+
+Side = Literal["source", "target"]
+COMMAND_TIMEOUT_S = 60.0
+
+
+def run_command(argv: Sequence[str], plan: str, what: str, extra_env: dict[str, str] | None = None) -> str:
+    """Run an operator's command (hook, fence or switch) with the plan's name in its environment;
+    a non-zero exit or a timeout stops what called it, with the command's own words."""
+    env = {**os.environ, "MIGRATOR_PLAN": plan, "MIGRATOR_EVENT": what, **(extra_env or {})}
+    try:
+        done = subprocess.run(
+            list(argv), env=env, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise TerminalError(f"{what} command {argv[0]!r} could not run: {exc}") from None
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip()[-500:]
+        raise TerminalError(f"{what} command {argv[0]!r} exited with {done.returncode}: {tail}")
+    return done.stdout.strip()
+
+
+class RoutingSwitch:
+    def __init__(self, plan: str, settings: Switch, source: PgEndpoint, target: MongoTarget) -> None:
+        self.plan = plan
+        self.settings = settings
+        self._source = source
+        self._target = target
+
+    def describe(self) -> str:
+        s = self.settings
+        if s.kind == "file":
+            return f"routing file {s.path}"
+        if s.kind == "command":
+            return f"command {' '.join(s.run or [])}"
+        if s.kind == "postgres":
+            return f"routing table {s.name} on the source"
+        return f"routing collection {s.name} on the target"
+
+    def flip(self, primary: Side) -> None:
+        direction = "forward" if primary == "target" else "back"
+        s = self.settings
+        if s.kind == "file":
+            assert s.path is not None
+            _write_atomically(Path(s.path), f"{primary}\n")
+        elif s.kind == "command":
+            assert s.run is not None
+            run_command(
+                s.run, self.plan, "switch", {"MIGRATOR_DIRECTION": direction, "MIGRATOR_PRIMARY": primary}
+            )
+        elif s.kind == "postgres":
+            self._flip_postgres(primary)
+        else:
+            self._flip_mongodb(primary)
+
+    def primary(self) -> Side | None:
+        """The side the switch names now, or None where it cannot be read back (a command)."""
+        s = self.settings
+        if s.kind == "file":
+            assert s.path is not None
+            try:
+                text = Path(s.path).read_text().strip()
+            except FileNotFoundError:
+                return None
+            return text if text in ("source", "target") else None  # type: ignore[return-value]
+        if s.kind == "postgres":
+            try:
+                with self._source.connect() as conn:
+                    row = conn.execute(
+                        sql.SQL("SELECT to_regclass({})::text").format(sql.Literal(s.name))
+                    ).fetchone()
+                    if row is None or row[0] is None:
+                        return None
+                    found = conn.execute(
+                        sql.SQL("SELECT primary_side FROM {} WHERE plan = %s").format(sql.Identifier(s.name)),
+                        [self.plan],
+                    ).fetchone()
+            except psycopg.Error as exc:
+                raise classify_pg(exc, self._source.name, self._source.secrets) from None
+            return None if found is None else found[0]
+        if s.kind == "mongodb":
+            try:
+                doc = self._target.client()[self._target.database][s.name].find_one({"_id": self.plan})
+            except mongo.PyMongoError as exc:
+                raise classify_mongo(exc, self._target.name) from None
+            return None if doc is None else doc.get("primary")
+        return None
+
+    def _flip_postgres(self, primary: Side) -> None:
+        table = sql.Identifier(self.settings.name)
+        try:
+            with self._source.connect() as conn:
+                conn.execute(
+                    sql.SQL(
+                        "CREATE TABLE IF NOT EXISTS {} (plan text PRIMARY KEY, primary_side text NOT NULL "
+                        "CHECK (primary_side IN ('source', 'target')), updated_at timestamptz NOT NULL)"
+                    ).format(table)
+                )
+                conn.execute(
+                    sql.SQL(
+                        "INSERT INTO {} VALUES (%s, %s, now()) ON CONFLICT (plan) DO UPDATE "
+                        "SET primary_side = excluded.primary_side, updated_at = excluded.updated_at"
+                    ).format(table),
+                    [self.plan, primary],
+                )
+        except psycopg.Error as exc:
+            raise classify_pg(exc, self._source.name, self._source.secrets) from None
+
+    def _flip_mongodb(self, primary: Side) -> None:
+        try:
+            self._target.client()[self._target.database][self.settings.name].replace_one(
+                {"_id": self.plan},
+                {"_id": self.plan, "primary": primary, "updated_at": datetime.datetime.now(datetime.UTC)},
+                upsert=True,
+            )
+        except mongo.PyMongoError as exc:
+            raise classify_mongo(exc, self._target.name) from None
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Readers see the old content or the new, never a part: write a sibling, fsync, rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

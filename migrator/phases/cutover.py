@@ -1,0 +1,365 @@
+"""Cutover: the target becomes primary, with a short, measured write freeze on the source.
+
+The protocol (every step shown as an event, the decisive ones checkpointed):
+
+  gate     postpone file absent; snapshot done; CDC caught up (a fresh marker applied within
+           `cdc.max_lag`); a verify pass of the live migration equal (or within
+           `verify.tolerance`); the switch configured; the reverse path ready
+  hook     on_before_cutover
+  fence    source writes held (lock or command fence)          -- the freeze starts
+  marker   pg_logical_emit_message, committed after the fence: once CDC has applied it, the
+           target holds every source write made before the fence
+  check    the documents touched since the gate's verify began are compared once more
+  flip     the switch names the target                          -- the point of no return
+  reverse  reverse sync starts (target changes flow back to the source)
+  cancel   statements waiting on the fence are cancelled (retryable): they go to the target
+  unfence  the fence is lifted                                  -- the freeze ends, measured
+  hook     on_after_cutover
+
+If the fence cannot be taken within `fence.lock_timeout`, or the marker or the check do not
+finish within `max_write_freeze`, the attempt is abandoned: the fence is lifted (no write was
+refused, only delayed), and after `retry_pause` the next attempt starts, up to `retries`.
+
+Writes caught by the fence at the flip are cancelled before the fence is lifted: their
+statements fail with SQLSTATE 57014 (query_canceled), a retryable error, and the application
+resends them to the new primary, which it learns from the switch. Letting them commit on the
+old primary instead and carrying them over with forward CDC would race the application's next
+write: a single-threaded client whose held write commits at the lift, and who then writes the
+same document on the target, would see its newer write overwritten when CDC delivers the
+older one a moment later. (Forward CDC does keep running after the flip, for a write that
+reaches the source after the lift from a client that read the switch before the flip.)
+Neither direction echoes the other: forward CDC skips transactions carrying the reverse sync's
+replication origin, and reverse sync skips MongoDB transactions that carry forward CDC's
+checkpoint (see phases/reverse.py).
+
+A crash after the flip leaves the switch naming the target: a resumed cutover finds that
+(checkpoint 'switched', or the switch read back) and only restarts reverse sync.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from migrator.adapters.postgres.fence import FenceNotTaken, LockFence
+from migrator.adapters.postgres.pgoutput import lsn_to_int
+from migrator.adapters.postgres.replication import SlotMonitor
+from migrator.engine.context import RunContext
+from migrator.engine.events import CutoverAbandoned, CutoverStep, Notice
+from migrator.engine.switch import RoutingSwitch, run_command
+from migrator.errors import MigratorError, TerminalError
+from migrator.plan.names import cdc_checkpoint_id
+
+PHASE = "cutover"
+MARKER_PREFIX = "migrator.cutover"
+POLL_S = 0.01
+
+
+class Abandoned(Exception):
+    """This attempt cannot finish within the freeze budget; the fence is lifted and it retries."""
+
+
+class CheckFailed(TerminalError):
+    """The final check under the fence found documents that differ: the cutover stops."""
+
+
+@dataclass
+class FinalCheck:
+    checked: int
+    differing: int
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CutoverReport:
+    resumed: bool = False
+    attempts: int = 0
+    freeze_ms: float | None = None  # of the attempt that flipped the switch
+    abandoned: list[dict[str, Any]] = field(default_factory=list)
+    marker: str | None = None
+    check: dict[str, Any] | None = None
+    waiting_writers: int = 0  # blocked on the fence when the switch flipped
+    cancelled_writes: int = 0  # their statements cancelled (retryable) before the fence was lifted
+    switch: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "resumed": self.resumed,
+            "attempts": self.attempts,
+            "freeze_ms": self.freeze_ms,
+            "abandoned": self.abandoned,
+            "marker": self.marker,
+            "check": self.check,
+            "waiting_writers": self.waiting_writers,
+            "cancelled_writes": self.cancelled_writes,
+            "switch": self.switch,
+        }
+
+
+class CutoverPhase:
+    name: ClassVar[str] = PHASE
+
+    def __init__(
+        self,
+        ctx: RunContext,
+        *,
+        gate_verify: Callable[[], dict[str, Any]],
+        prepare: Callable[[], None],
+        final_check: Callable[[float], FinalCheck],
+        start_reverse: Callable[[], None],
+        reverse_ready: Callable[[], None],
+        stop: threading.Event | None = None,
+    ) -> None:
+        """`gate_verify` runs a verify pass of the live migration and returns its report;
+        `prepare` runs before each fence (checks what changed meanwhile, so that little is left
+        for the fence); `final_check(deadline)` compares what changed since it began, finishing by the monotonic
+        `deadline` or raising Abandoned; `start_reverse` starts reverse sync; `reverse_ready`
+        raises when reverse sync could not start."""
+        self.ctx = ctx
+        self.settings = ctx.plan.phases.cutover
+        self.cdc = ctx.plan.phases.cdc
+        self.tolerance = ctx.plan.phases.verify.tolerance
+        self._gate_verify = gate_verify
+        self._prepare = prepare
+        self._final_check = final_check
+        self._start_reverse = start_reverse
+        self._reverse_ready = reverse_ready
+        self._stop = stop if stop is not None else threading.Event()
+        if self.settings.switch is None:
+            raise TerminalError(
+                f"plan {ctx.plan.name} has no phases.cutover.switch: applications could not learn that the "
+                "target is primary",
+                hint="add phases.cutover.switch (kind file, command, postgres or mongodb)",
+            )
+        self.switch = RoutingSwitch(ctx.plan.name, self.settings.switch, ctx.source.endpoint, ctx.target)
+        self.monitor = SlotMonitor(ctx.source.endpoint)
+        self._tables = list(dict.fromkeys(t for c in ctx.collections for t in c.tables()))
+
+    # -- the protocol ----------------------------------------------------------------------------
+
+    def run(self) -> CutoverReport:
+        store, run = self.ctx.store, self.ctx.run
+        report = CutoverReport(switch=self.switch.describe())
+        try:
+            if self._switched():
+                report.resumed = True
+                self._step("resume", "the switch already names the target: restarting reverse sync")
+                self.switch.flip("target")  # idempotent; completes a flip the crash interrupted
+                self._start_reverse()
+                return report
+            self._gate()
+            if self.settings.on_before_cutover:
+                run_command(self.settings.on_before_cutover, self.ctx.plan.name, "on_before_cutover")
+            for attempt in range(1, self.settings.retries + 2):
+                report.attempts = attempt
+                try:
+                    self._attempt(attempt, report)
+                    break
+                except Abandoned as why:
+                    if attempt == self.settings.retries + 1:
+                        reasons = "; ".join(a["reason"] for a in report.abandoned)
+                        raise TerminalError(
+                            f"cutover abandoned {attempt} time(s): {reasons}",
+                            hint="lower the write load or raise phases.cutover.max_write_freeze / retries; "
+                            "the source stays primary and the migration keeps following",
+                        ) from None
+                    self._step(
+                        "retry",
+                        f"attempt {attempt} abandoned ({why}); next in {self.settings.retry_pause:g} s",
+                    )
+                    if self._stop.wait(self.settings.retry_pause):
+                        raise TerminalError("cutover stopped by a signal before the switch flipped") from None
+            if self.settings.on_after_cutover:
+                run_command(self.settings.on_after_cutover, self.ctx.plan.name, "on_after_cutover")
+            store.add_checkpoint(run.id, PHASE, "done", report.marker or "", report.to_dict())
+            return report
+        finally:
+            self.monitor.close()
+
+    def _switched(self) -> bool:
+        labels = {c.label for c in self.ctx.store.checkpoints(self.ctx.run.id, PHASE)}
+        return "switched" in labels or self.switch.primary() == "target"
+
+    def _gate(self) -> None:
+        postpone = Path(self.settings.postpone_file) if self.settings.postpone_file else None
+        announced = 0.0
+        while postpone is not None and postpone.exists():
+            if time.monotonic() - announced >= 10:
+                self._step("postponed", f"waiting: postpone file {postpone} exists (remove it to go on)")
+                announced = time.monotonic()
+            if self._stop.wait(0.2):
+                raise TerminalError("cutover stopped by a signal while postponed")
+        phases = {p.name: p.status for p in self.ctx.store.phases(self.ctx.run.id)}
+        if phases.get("snapshot") != "done":
+            raise TerminalError(
+                "the snapshot is not done: `migrator run` must finish the copy before cutover"
+            )
+        seconds = self._catch_up(deadline=time.monotonic() + max(60.0, 10 * self.cdc.max_lag))
+        if seconds > self.cdc.max_lag:
+            raise TerminalError(
+                f"CDC lag {seconds:.2f} s is over phases.cdc.max_lag ({self.cdc.max_lag:g} s): not cutting over",
+                hint="wait for CDC to catch up (or lower the write load), then run `migrator cutover` again",
+            )
+        self._step(
+            "lag", f"a fresh marker was applied in {seconds * 1000:.0f} ms (max_lag {self.cdc.max_lag:g} s)"
+        )
+        self._reverse_ready()
+        self._step("reverse-ready", "reverse sync can start")
+        verify = self._gate_verify()
+        score = float(verify.get("score", 0.0))
+        if verify.get("verdict") != "equal" and score < 1.0 - self.tolerance:
+            raise CheckFailed(
+                f"verify before cutover: score {score:.6f} (mismatched {verify.get('mismatched')}, missing "
+                f"{verify.get('missing')}, extra {verify.get('extra')}, unsettled {verify.get('unsettled')}) is "
+                f"below 1 - verify.tolerance ({1.0 - self.tolerance:g})",
+                hint="look at the report (`migrator verify --json`), fix or `--repair`, then cut over again",
+            )
+        self.ctx.store.add_checkpoint(self.ctx.run.id, PHASE, "gate", "", {"verify": _summary(verify)})
+        self._step("gate", f"verify score {score:.6f}: gate passed")
+
+    def _catch_up(self, deadline: float) -> float:
+        """Seconds until a marker committed now is applied by CDC: the lag as it really is."""
+        started = time.monotonic()
+        marker = lsn_to_int(self.monitor.heartbeat(MARKER_PREFIX, f"{self.ctx.run.id}:lag"))
+        self._wait_applied(marker, deadline)
+        return time.monotonic() - started
+
+    def _wait_applied(self, marker: int, deadline: float) -> None:
+        checkpoint = cdc_checkpoint_id(self.ctx.plan.name)
+        while True:
+            applied = self.ctx.target.applied_position(checkpoint)
+            if applied is not None and applied >= marker:
+                return
+            if time.monotonic() >= deadline:
+                raise Abandoned(f"CDC had not applied the marker within the budget (applied {applied})")
+            if self._stop.is_set():
+                raise Abandoned("stopped by a signal")
+            time.sleep(POLL_S)
+
+    def _attempt(self, attempt: int, report: CutoverReport) -> None:
+        self._prepare()
+        fence = self._fence()
+        try:
+            try:
+                started = fence.engage()
+            except FenceNotTaken as exc:
+                report.abandoned.append({"attempt": attempt, "reason": exc.message, "freeze_ms": 0.0})
+                self.ctx.events.emit(CutoverAbandoned(attempt, exc.message, 0.0))
+                raise Abandoned(exc.message) from None
+            deadline = started + self.settings.max_write_freeze
+            self._step("fence", f"attempt {attempt}: source writes held ({fence.describe()})")
+            try:
+                marker_text = self.monitor.heartbeat(MARKER_PREFIX, f"{self.ctx.run.id}:fence:{attempt}")
+                report.marker = marker_text
+                self._wait_applied(lsn_to_int(marker_text), deadline)
+                self._step("drained", f"CDC applied the marker at {marker_text}")
+                check = self._final_check(deadline)
+                report.check = {"checked": check.checked, "differing": check.differing, **check.detail}
+                if check.differing:
+                    raise CheckFailed(
+                        f"final check under the fence: {check.differing} of {check.checked} documents differ",
+                        hint="the source stays primary; run `migrator verify` to see which, then cut over again",
+                    )
+                self._step(
+                    "checked", f"{check.checked} document(s) touched since the gate's verify are equal"
+                )
+                if time.monotonic() >= deadline:
+                    raise Abandoned("the final check ended past max_write_freeze")
+                report.waiting_writers = fence.waiting_writers()
+                self.switch.flip("target")
+            except Abandoned as exc:
+                held = fence.lift()
+                freeze_ms = round((held or 0.0) * 1000, 1)
+                report.abandoned.append({"attempt": attempt, "reason": str(exc), "freeze_ms": freeze_ms})
+                self.ctx.events.emit(CutoverAbandoned(attempt, str(exc), freeze_ms))
+                raise
+            self.ctx.store.add_checkpoint(
+                self.ctx.run.id, PHASE, "switched", report.marker or "", {"attempt": attempt}
+            )
+            self._step("switched", f"{self.switch.describe()} names the target")
+            try:
+                self._start_reverse()
+                cancelled = fence.cancel_waiting()
+                report.cancelled_writes = cancelled
+                if cancelled:
+                    self._step(
+                        "cancelled",
+                        f"{cancelled} write(s) held by the fence cancelled: they retry on the target",
+                    )
+            except MigratorError as exc:
+                # Past the point of no return the target is primary either way: say so loudly,
+                # lift the fence (writers must not wait on us), and let the caller retry reverse sync.
+                self.ctx.events.emit(Notice("warn", f"reverse sync did not start: {exc.message}"))
+                raise
+            finally:
+                held = fence.lift()
+                report.freeze_ms = round((held or 0.0) * 1000, 1)
+            self.ctx.store.add_checkpoint(
+                self.ctx.run.id, PHASE, "unfenced", report.marker or "", {"freeze_ms": report.freeze_ms}
+            )
+            self._step("unfenced", f"source writes released; write freeze {report.freeze_ms:.0f} ms")
+        finally:
+            fence.lift()
+
+    def _fence(self) -> LockFence | CommandFence:
+        f = self.settings.fence
+        if f.kind == "command":
+            return CommandFence(f.pause or [], f.resume or [], self.ctx.plan.name)
+        return LockFence(
+            self.ctx.source.endpoint,
+            self._tables,
+            lock_timeout=f.lock_timeout,
+            hold_limit=self.settings.max_write_freeze,
+        )
+
+    def _step(self, step: str, message: str) -> None:
+        self.ctx.events.emit(CutoverStep(step, message))
+
+
+class CommandFence:
+    """The operator's own way to pause writers (a feature flag, a load balancer drain)."""
+
+    def __init__(self, pause: list[str], resume: list[str], plan: str) -> None:
+        self._pause, self._resume, self._plan = pause, resume, plan
+        self.engaged_at: float | None = None
+
+    def describe(self) -> str:
+        return f"command {' '.join(self._pause)}"
+
+    def engage(self) -> float:
+        run_command(self._pause, self._plan, "fence.pause")
+        self.engaged_at = time.monotonic()
+        return self.engaged_at
+
+    def waiting_writers(self) -> int:
+        return 0  # not observable from here
+
+    def cancel_waiting(self) -> int:
+        return 0  # the operator's pause command holds writers in the application, not here
+
+    def lift(self) -> float | None:
+        if self.engaged_at is None:
+            return None
+        held = time.monotonic() - self.engaged_at
+        self.engaged_at = None
+        run_command(self._resume, self._plan, "fence.resume")
+        return held
+
+
+def _summary(report: dict[str, Any]) -> dict[str, Any]:
+    keys = (
+        "verdict",
+        "score",
+        "checked",
+        "equal",
+        "mismatched",
+        "missing",
+        "extra",
+        "unsettled",
+        "verified_positions",
+    )
+    return {k: report.get(k) for k in keys}
