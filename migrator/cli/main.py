@@ -40,6 +40,15 @@ def _fail(error: MigratorError, as_json: bool) -> NoReturn:
     sys.exit(code)
 
 
+# The same --state option on every command that reads or writes the run's state.
+state_option = click.option(
+    "--state",
+    "state_path",
+    type=click.Path(dir_okay=False),
+    help="State file (default: $MIGRATOR_STATE or .migrator/<plan>.db).",
+)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="migrator")
 def cli() -> None:
@@ -78,12 +87,7 @@ def plan_command(plan_file: str, as_json: bool) -> None:
     help="Stop after the snapshot, or once CDC has caught up (lag under phases.cdc.max_lag). "
     "Default: keep following changes until SIGINT/SIGTERM.",
 )
-@click.option(
-    "--state",
-    "state_path",
-    type=click.Path(dir_okay=False),
-    help="State file (default: $MIGRATOR_STATE or .migrator/<plan>.db).",
-)
+@state_option
 @click.option("--json", "as_json", is_flag=True, help="Print events as JSON lines.")
 @click.option(
     "--metrics-port",
@@ -184,12 +188,7 @@ def run_command(
 @click.option(
     "--repair", is_flag=True, help="Re-copy differing documents from the source, then recheck them."
 )
-@click.option(
-    "--state",
-    "state_path",
-    type=click.Path(dir_okay=False),
-    help="State file (default: $MIGRATOR_STATE or .migrator/<plan>.db).",
-)
+@state_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def verify_command(
     plan_file: str,
@@ -230,12 +229,7 @@ def verify_command(
     is_flag=True,
     help="Also drop target collections that held documents before the run (their earlier data is lost).",
 )
-@click.option(
-    "--state",
-    "state_path",
-    type=click.Path(dir_okay=False),
-    help="State file (default: $MIGRATOR_STATE or .migrator/<plan>.db).",
-)
+@state_option
 @click.option("--json", "as_json", is_flag=True, help="Print the steps taken as JSON.")
 def rollback_command(plan_file: str, yes: bool, force: bool, state_path: str | None, as_json: bool) -> None:
     """Roll PLAN_FILE's run back to before `migrator run` (before cutover).
@@ -279,12 +273,7 @@ def rollback_command(plan_file: str, yes: bool, force: bool, state_path: str | N
     help="Return once the cutover is done (and the writes the fence held reached the target) instead "
     "of following both directions until SIGINT/SIGTERM.",
 )
-@click.option(
-    "--state",
-    "state_path",
-    type=click.Path(dir_okay=False),
-    help="State file (default: $MIGRATOR_STATE or .migrator/<plan>.db).",
-)
+@state_option
 @click.option("--json", "as_json", is_flag=True, help="Print events as JSON lines and the report as JSON.")
 def cutover_command(plan_file: str, exit_after: bool, state_path: str | None, as_json: bool) -> None:
     """Make the target primary: gate (lag, a live verify, reverse path), fence source writes, drain
@@ -336,12 +325,7 @@ def schema_command() -> None:
 
 @cli.command("status")
 @click.argument("plan_file", type=click.Path(dir_okay=False))
-@click.option(
-    "--state",
-    "state_path",
-    type=click.Path(dir_okay=False),
-    help="State file (default: $MIGRATOR_STATE or .migrator/<plan>.db).",
-)
+@state_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (with --watch: one a line).")
 @click.option("--watch", is_flag=True, help="Refresh every second until Ctrl-C.")
 @click.option("--history", is_flag=True, help="Also list the run's checkpoints (what rollback can target).")

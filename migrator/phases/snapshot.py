@@ -445,35 +445,6 @@ class SnapshotPhase:
             result.documents += docs
             result.skipped.extend(skipped)
 
-    # -- undo ----------------------------------------------------------------------------------
-
-    def undo(self, *, force: bool = False) -> list[str]:
-        """Drop the slot, the publication and the target collections this run created.
-
-        A collection that held documents before the run is kept unless `force`.
-        """
-        done: list[str] = []
-        if self.publications.drop_slot(self.slot):
-            done.append(f"dropped replication slot {self.slot}")
-        self.publications.drop_publication(self.publication)
-        done.append(f"dropped publication {self.publication}")
-        before = next(
-            (c for c in self.ctx.store.checkpoints(self.ctx.run.id, PHASE) if c.label == "target_before"),
-            None,
-        )
-        existed: dict[str, int | None] = dict(before.detail["collections"]) if before else {}
-        for collection in self.ctx.collections:
-            held = existed.get(collection.name)
-            if before is not None and held is None:
-                self.ctx.target.drop_collection(collection.name)
-                done.append(f"dropped collection {collection.name}")
-            elif force:
-                self.ctx.target.drop_collection(collection.name)
-                done.append(f"dropped collection {collection.name} (--force; it existed before the run)")
-            else:
-                done.append(f"kept collection {collection.name}: it existed before the run (use --force)")
-        return done
-
 
 def _column_type(table: Any, name: str) -> str:
     column = table.column(name)

@@ -34,11 +34,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from bson import json_util
 from bson.int64 import Int64
 from bson.raw_bson import RawBSONDocument
 
-from migrator.adapters.mongodb.codec import CODEC, encode_document
+from migrator.adapters.mongodb.codec import encode_document
 from migrator.adapters.mongodb.reader import DocumentReader
 from migrator.adapters.postgres.pgoutput import lsn_to_int, lsn_to_str
 from migrator.adapters.postgres.reading import key_set_condition, key_text, sample_condition
@@ -48,6 +47,7 @@ from migrator.engine.events import EventBus, Notice, VerifyFinished, VerifyProgr
 from migrator.errors import TransientError
 from migrator.mapping import compare
 from migrator.mapping.assemble import Assembler
+from migrator.mapping.lookup import json_id
 from migrator.mapping.spec import CollectionMapping
 from migrator.plan.models import Plan, VerifySettings
 from migrator.plan.names import cdc_checkpoint_id, publication_name, slot_name
@@ -471,18 +471,18 @@ class Verifier:
             )
             position = last[k].position if k in last else ""
             found.append(
-                (doc_id, Mismatch(coll.mapping.name, _json_id(doc_id), "unsettled", position, reason=reason))
+                (doc_id, Mismatch(coll.mapping.name, json_id(doc_id), "unsettled", position, reason=reason))
             )
         return found
 
     def _mismatch(self, coll: _Collection, doc_id: Any, look: _Look) -> Mismatch:
         name = coll.mapping.name
         if look.actual is None:
-            return Mismatch(name, _json_id(doc_id), "missing", look.position)
+            return Mismatch(name, json_id(doc_id), "missing", look.position)
         if look.expected is None:
-            return Mismatch(name, _json_id(doc_id), "extra", look.position)
+            return Mismatch(name, json_id(doc_id), "extra", look.position)
         diffs = compare.explain(compare.decode(look.expected), compare.decode(look.actual))
-        return Mismatch(name, _json_id(doc_id), "mismatched", look.position, tuple(diffs))
+        return Mismatch(name, json_id(doc_id), "mismatched", look.position, tuple(diffs))
 
     def _read_source(
         self, reader: RangeReader, coll: _Collection, ids: list[Any]
@@ -565,7 +565,7 @@ class Verifier:
             self.events.emit(
                 Notice("warn", f"{name}: {len(remaining)} document(s) still differ after repair")
             )
-        fixed = {_json_key(_json_id(doc_id)) for doc_id, _ in confirmed if compare.id_key(doc_id) not in left}
+        fixed = {_json_key(json_id(doc_id)) for doc_id, _ in confirmed if compare.id_key(doc_id) not in left}
         report.mismatches = [
             m for m in report.mismatches if not (m.collection == name and _json_key(m.id) in fixed)
         ]
@@ -584,16 +584,6 @@ def _typed_id(doc_id: Any) -> Any:
 
 def _ids_of(ids: list[Any], key: bytes) -> Any:
     return next(i for i in ids if compare.id_key(i) == key)
-
-
-def _json_id(doc_id: Any) -> Any:
-    """An _id as relaxed extended JSON (Int64 as a number, a UUID as {"$uuid": ...})."""
-    return json.loads(json_util.dumps({"v": doc_id}, json_options=_JSON))["v"]
-
-
-_JSON = json_util.JSONOptions(
-    json_mode=json_util.JSONMode.RELAXED, uuid_representation=CODEC.uuid_representation, tz_aware=True
-)
 
 
 def _summary(report: VerifyReport) -> dict[str, Any]:
