@@ -71,6 +71,8 @@ from migrator.plan.names import cdc_checkpoint_id, publication_name, reverse_ori
 
 PHASE = "cdc"
 HEARTBEAT_PREFIX = "migrator.heartbeat"
+# Logical messages migrator commits as markers (heartbeat, verify, cutover) start with this.
+MARKER_PREFIX = "migrator."
 PROGRESS_INTERVAL_S = 2.0
 BATCH_AGE_S = 0.2  # apply what has been committed at least this often
 MAX_CONSECUTIVE_FAILURES = 8
@@ -426,6 +428,7 @@ class CdcPhase:
         applied = checkpoint
         in_txn = False
         skip_txn = False
+        awaited = False  # the transaction carries a marker someone waits for
         in_stream = False
         spools: dict[int, _Spool] = {}
         aborted_subxids: dict[int, set[int]] = {}
@@ -614,10 +617,17 @@ class CdcPhase:
                 elif isinstance(message, Begin):
                     in_txn = True
                     skip_txn = message.final_lsn < applied
+                    awaited = False
                 elif isinstance(message, Commit):
                     in_txn = False
                     if not skip_txn:
                         end_transaction(message.commit_lsn, message.end_lsn, message.commit_time)
+                        if awaited:
+                            # Someone waits for this marker (cutover, verify, caught-up): apply
+                            # and checkpoint now rather than when the stream next goes idle.
+                            flush()
+                elif isinstance(message, LogicalMessage):
+                    awaited = awaited or message.prefix.startswith(MARKER_PREFIX)
                 elif isinstance(message, Origin):
                     # Sent after Begin when the transaction was committed under a replication
                     # origin. Reverse sync's own (its rows came from the target) is skipped like
