@@ -242,6 +242,13 @@ class CutoverPhase:
 
     def _attempt(self, attempt: int, report: CutoverReport) -> None:
         self._prepare()
+        # Fence only a CDC that keeps up: what it lags behind now is what the freeze would wait for.
+        lag = self._catch_up(deadline=time.monotonic() + max(30.0, 10 * self.cdc.max_lag))
+        if lag > self.cdc.max_lag:
+            reason = f"CDC lag {lag:.2f} s is over max_lag before the fence"
+            report.abandoned.append({"attempt": attempt, "reason": reason, "freeze_ms": 0.0})
+            self.ctx.events.emit(CutoverAbandoned(attempt, reason, 0.0))
+            raise Abandoned(reason)
         fence = self._fence()
         try:
             try:
