@@ -9,19 +9,28 @@ import os
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from migrator.adapters.registry import source_for, target_for
-from migrator.engine.events import EventBus, EventSink
-from migrator.errors import PreflightFailed
+from migrator.dryrun import SAMPLE_ROWS, DryRunReport
+from migrator.dryrun import dry_run as _dry_run
+from migrator.engine.events import ControlsChanged, EventBus, EventSink
+from migrator.engine.throttle import ControlsResult, control_changes
+from migrator.errors import PreflightFailed, TerminalError
+from migrator.phases.cutover import switched, switching_back
 from migrator.phases.preflight import PreflightReport, run_preflight
-from migrator.phases.verify import Verifier, VerifyReport
+from migrator.phases.verify import Verifier, VerifyReport, key_types_of
 from migrator.plan import Plan, load_plan, plan_json_schema
+from migrator.plan.loader import required_variables
 from migrator.rollback import Rollback, RollbackResult, Step
+from migrator.runbook import build_runbook
 from migrator.runner import Runner, RunOutcome, StoreSink, Until
 from migrator.state import SQLiteStateStore, resolve_state_path
 from migrator.status import StatusReport, gather
+from migrator.switchback import Switchback, SwitchbackResult, SwitchbackStep
 from migrator.switchover import Switchover, SwitchoverOutcome
+
+RollbackTo = Literal["cutover", "start"]
 
 
 def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Plan:
@@ -53,7 +62,8 @@ def run(
     stop: threading.Event | None = None,
 ) -> RunOutcome:
     """Run (or resume) the plan's migration. `until`: 'snapshot' stops after the copy,
-    'caught-up' once the target has caught up with the source, 'stopped' follows changes
+    'caught-up' once the target has caught up with the source, 'verified' once caught up and
+    a verify pass of the live migration is done (`outcome.verify`), 'stopped' follows changes
     until `stop` is set. Setting `stop` finishes the work in flight, checkpoints it and
     returns. Events go to `sinks` and to the state store's event log."""
     loaded = load(path, env)
@@ -65,6 +75,24 @@ def run(
         if stop is not None:
             runner.stop_event = stop
         return runner.run(until)
+
+
+def dry_run(
+    path: str | os.PathLike[str],
+    *,
+    sample_rows: int = SAMPLE_ROWS,
+    env: Mapping[str, str] | None = None,
+) -> DryRunReport:
+    """What `run` would do, written nowhere (`migrator run --dry-run`): preflight, each phase's
+    actions recorded by a recording executor, sample documents mapped from the first
+    `sample_rows` source rows of each collection, key collisions among them, and an estimate of
+    each phase's duration from the measured sample pace. Opens no state store and begins no run;
+    creates no slot, publication or collection."""
+    loaded = load(path, env)
+    source = source_for(loaded.source.adapter, loaded.source.url.get_secret_value())
+    target = target_for(loaded.target.adapter, loaded.target.url.get_secret_value(), loaded.target.database)
+    with source, target:
+        return _dry_run(loaded, source, target, sample_rows=sample_rows)
 
 
 def verify(
@@ -104,14 +132,7 @@ def verify(
         run = store.active_run(loaded.name)
         if run is not None:
             events.add(StoreSink(store, run.id))
-        key_types = {
-            c.name: [
-                str(column.type_name)
-                for k in c.document.key
-                if (column := report.source.tables[c.table].column(k)) is not None
-            ]
-            for c in report.collections
-        }
+        key_types = key_types_of(report.collections, report.source)
         verifier = Verifier(
             loaded, report.collections, source, target, key_types, events, settings=settings, stop=stop
         )
@@ -139,26 +160,53 @@ def status(
 def rollback(
     path: str | os.PathLike[str],
     *,
+    to: RollbackTo | None = None,
     force: bool = False,
     preview: bool = False,
     state: str | os.PathLike[str] | None = None,
     sinks: Sequence[EventSink] = (),
     env: Mapping[str, str] | None = None,
-) -> RollbackResult | list[Step]:
-    """Roll the plan's run back to before `migrator run` (before cutover): slot, publication,
-    the target collections the run created and its checkpoints go; the run is marked rolled
-    back. `preview` returns the steps without doing anything. Resumable: a rollback cut short
-    is finished by calling it again."""
+) -> RollbackResult | SwitchbackResult | list[Step | SwitchbackStep]:
+    """Roll the plan's run back. `to`:
+    - 'cutover' (the default for a run that has cut over): make the source primary again with
+      nothing lost (migrator/switchback.py: fence the target, drain reverse sync, verify, flip
+      back, unfence); forward CDC goes on, as before `migrator cutover`;
+    - 'start' (the default before cutover): back to before `migrator run`: slot, publication,
+      the target collections the run created and its checkpoints go, the run is marked rolled
+      back (after cutover, the switch back comes first).
+    `preview` returns the steps without doing anything. Resumable: a rollback cut short is
+    finished by calling it again."""
     loaded = load(path, env)
     source = source_for(loaded.source.adapter, loaded.source.url.get_secret_value())
     target = target_for(loaded.target.adapter, loaded.target.url.get_secret_value(), loaded.target.database)
     with SQLiteStateStore(resolve_state_path(state, loaded.name)) as store, source, target:
         events = EventBus(*sinks)
         undo = Rollback(loaded, store, events, source, target)
+        run_id = undo.run_record.id
+        cut_over = switched(store, run_id) or switching_back(store, run_id)
+        chosen = to or ("cutover" if cut_over else "start")
+        if chosen == "cutover" and not cut_over:
+            raise TerminalError(
+                f"run {undo.run_record.id} of plan {loaded.name} has not cut over: there is no cutover to undo",
+                hint="`migrator rollback` (or --to start) rolls the whole migration back",
+            )
+        back = Switchback(Runner(loaded, store, events, source, target)) if cut_over else None
         if preview:
-            return undo.steps(force=force)
-        events.add(StoreSink(store, undo.run_record.id))
-        return undo.run(force=force)
+            steps: list[Step | SwitchbackStep] = list(back.steps()) if back is not None else []
+            if chosen == "start":
+                steps += undo.steps(force=force)
+            return steps
+        if back is not None:
+            switched_back = back.run()  # the runner adds the store's event sink
+            if chosen == "cutover":
+                return switched_back
+        else:
+            events.add(StoreSink(store, undo.run_record.id))
+            switched_back = None
+        result = undo.run(force=force)
+        if switched_back is not None:
+            result.steps[:0] = [{**s, "name": f"cutover:{s['name']}"} for s in switched_back.steps]
+        return result
 
 
 def cutover(
@@ -182,3 +230,70 @@ def cutover(
         if stop is not None:
             runner.stop_event = stop
         return Switchover(runner).run(follow=follow)
+
+
+def runbook(
+    path: str | os.PathLike[str],
+    *,
+    offline: bool = False,
+    env: Mapping[str, str] | None = None,
+) -> str:
+    """The plan's runbook for operators, as Markdown (migrator/runbook/): summary, prerequisites
+    with the values preflight found, each step's command, duration, signals, go / no-go and
+    rollback, and on-call thresholds. Passwords are masked; the same inputs give the same text.
+
+    By default preflight runs against both databases, read-only, as `plan` runs it. `offline`
+    contacts no database: values only the databases know read "(checked at run time)", and a
+    URL whose ${VAR} is unset is shown as written instead of failing."""
+    if not offline:
+        loaded = load(path, env)
+        source = source_for(loaded.source.adapter, loaded.source.url.get_secret_value())
+        target = target_for(
+            loaded.target.adapter, loaded.target.url.get_secret_value(), loaded.target.database
+        )
+        with source, target:
+            report = run_preflight(loaded, source, target)
+        return build_runbook(loaded, str(path), report)
+    environ = dict(os.environ if env is None else env)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        text = ""  # load() reports the file's problem, located
+    for name in required_variables(text):
+        if not environ.get(name):
+            environ[name] = "${" + name + "}"  # shown as written: the runbook needs no URL offline
+    return build_runbook(load(path, environ), str(path), None)
+
+
+def throttle(
+    path: str | os.PathLike[str],
+    *,
+    pause: bool | None = None,
+    chunk_rows: int | None = None,
+    max_lag: float | None = None,
+    reset: bool = False,
+    state: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> ControlsResult:
+    """Change the plan's active run while it runs (engine/throttle.py), through the state store
+    only (no database is contacted): `pause` True holds the snapshot and CDC until resumed
+    (False); `chunk_rows` sets the snapshot's copy step (or its chunk size, while the chunks are
+    not planned yet); `max_lag` (seconds) overrides cdc.max_lag; `reset` drops every override
+    first. A running `migrator run` applies it within phases.throttle.check_interval; one
+    started later applies it from its start. The change is kept in the run's event log."""
+    loaded = load(path, env)
+    changes = control_changes(pause=pause, chunk_rows=chunk_rows, max_lag=max_lag, reset=reset)
+    store_path = resolve_state_path(state, loaded.name)
+    no_run = TerminalError(
+        f"plan {loaded.name} has no active run to throttle",
+        hint="`migrator run` starts one (and --state or MIGRATOR_STATE name its state file)",
+    )
+    if not store_path.exists():
+        raise no_run
+    with SQLiteStateStore(store_path) as store:
+        run = store.active_run(loaded.name)
+        if run is None:
+            raise no_run
+        controls = {c.name: c.value for c in store.set_controls(run.id, changes)}
+        EventBus(StoreSink(store, run.id)).emit(ControlsChanged(changes, controls))
+    return ControlsResult(run.id, changes, controls)

@@ -14,13 +14,14 @@ running it again (a recorded step is not redone):
   6. mark the run rolled back.
 
 After that, nothing of the run is left on either side, and `migrator run` starts afresh.
-Rollback after cutover (reverse direction) belongs to the cutover phase, which does not
-exist yet: such a run is refused.
+A run that has cut over is refused here: migrator/switchback.py first makes the source
+primary again (api.rollback runs it before this one).
 """
 
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,14 +29,17 @@ from typing import Any
 from migrator.adapters.mongodb import MongoTarget
 from migrator.adapters.postgres import PostgresSource
 from migrator.adapters.postgres.replication import SlotMonitor
+from migrator.adapters.postgres.reverse_writer import ReverseWriter
 from migrator.adapters.postgres.snapshot import PublicationManager
 from migrator.engine.events import EventBus, Notice, RollbackStepDone
 from migrator.errors import MigratorError, TerminalError
+from migrator.phases.cutover import switched, switching_back
 from migrator.plan.models import Plan
-from migrator.plan.names import cdc_checkpoint_id, publication_name, slot_name
+from migrator.plan.names import cdc_checkpoint_id, publication_name, reverse_origin_name, slot_name
 from migrator.state.store import RunRecord, StateStore
 
 PHASE = "rollback"
+SLOT_RELEASE_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,7 @@ class Rollback:
             Step("cdc_checkpoint", f"delete CDC's checkpoint document from {database}._migrator", "target"),
             Step("slot", f"drop replication slot {self.slot}", "source"),
             Step("publication", f"drop publication {self.publication}", "source"),
+            Step("reverse", "remove reverse sync's checkpoint and replication origin (if any)", "source"),
         ]
         before = self._collections_before()
         for c in self.plan.collections:
@@ -131,6 +136,7 @@ class Rollback:
             "cdc_checkpoint": self._drop_cdc_checkpoint,
             "slot": self._drop_slot,
             "publication": self._drop_publication,
+            "reverse": self._forget_reverse,
         }
         before = self._collections_before()
         for c in self.plan.collections:
@@ -160,8 +166,19 @@ class Rollback:
         monitor = SlotMonitor(self.source.endpoint)
         try:
             state = monitor.state(self.slot)
+            # A process that has just stopped (a switch back, in the same call) frees the slot
+            # a moment after it returns.
+            deadline = time.monotonic() + SLOT_RELEASE_S
+            while state is not None and state["active"] and time.monotonic() < deadline:
+                time.sleep(0.1)
+                state = monitor.state(self.slot)
         finally:
             monitor.close()
+        if switched(self.store, self.run_record.id) or switching_back(self.store, self.run_record.id):
+            raise TerminalError(
+                f"run {self.run_record.id} of plan {self.plan.name} has cut over: the target is primary",
+                hint="`migrator rollback` switches back first (or `--to start` does both)",
+            )
         if state is not None and state["active"]:
             raise TerminalError(
                 f"replication slot {self.slot} is in use: a `migrator run` of plan {self.plan.name} is still "
@@ -178,6 +195,13 @@ class Rollback:
             listed = ", ".join(f"{name} ({held:,} documents)" for name, held in sorted(at_risk.items()))
             self.events.emit(Notice("warn", f"collections that held data before the run are kept: {listed}"))
         return "ok"
+
+    def _forget_reverse(self) -> str:
+        writer = ReverseWriter(self.source.endpoint, self.plan.name, reverse_origin_name(self.plan.name))
+        try:
+            return "removed" if writer.forget() else "none was stored"
+        finally:
+            writer.close()
 
     def _drop_cdc_checkpoint(self) -> str:
         removed = self.target.delete_state(cdc_checkpoint_id(self.plan.name))

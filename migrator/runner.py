@@ -16,30 +16,38 @@ from typing import Any, Literal
 
 from migrator.adapters.mongodb import MongoTarget
 from migrator.adapters.postgres import PostgresSource
+from migrator.adapters.postgres.load import SourceLoad
+from migrator.background import CdcFollower, ReverseFollower
 from migrator.engine.context import RunContext
 from migrator.engine.events import (
     BatchApplied,
     ErrorRaised,
     Event,
     EventBus,
+    Notice,
     PhaseFinished,
     PhaseStarted,
     RunFinished,
     RunStarted,
 )
+from migrator.engine.throttle import Throttler
 from migrator.errors import MigratorError, PreflightFailed, TerminalError
 from migrator.phases.cdc import CdcPhase, CdcResult
+from migrator.phases.cutover import switched
 from migrator.phases.preflight import PreflightReport, run_preflight
+from migrator.phases.reverse import ReverseSync
 from migrator.phases.snapshot import SnapshotPhase, SnapshotResult
+from migrator.phases.verify import Verifier, VerifyReport, key_types_of
 from migrator.plan.models import Plan
 from migrator.state.store import StateStore
 
-Until = Literal["snapshot", "caught-up", "stopped"]
+Until = Literal["snapshot", "caught-up", "verified", "stopped"]
 PHASES: tuple[str, ...] = ("snapshot", "cdc")
 # How often the CDC position is mirrored into the state store while changes flow (and once
 # more when the phase returns); the authoritative position lives in the target.
 CDC_MIRROR_INTERVAL_S = 30.0
 CDC_MIRROR_LABEL = "applied"
+CDC_START_TIMEOUT_S = 60.0
 
 
 def plan_digest(plan: Plan) -> str:
@@ -50,6 +58,9 @@ def plan_digest(plan: Plan) -> str:
     # cdc.apply (dual-write verification) may be switched either way on a live run: CDC resumes
     # from its checkpoint and its writes are idempotent.
     data["phases"]["cdc"].pop("apply", None)
+    # Throttling is operational: it may be tuned between resumes (and runs begun before it
+    # existed resume unchanged).
+    data["phases"].pop("throttle", None)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
@@ -79,7 +90,7 @@ class CdcMirror:
         latest = store.latest_checkpoint(run_id, "cdc")
         self._written: str | None = latest.position if latest is not None else None
         self._pending: str | None = None
-        self._written_at = 0.0
+        self._written_at = float("-inf")  # the first position is written at once
 
     def emit(self, event: Event) -> None:
         if isinstance(event, BatchApplied):
@@ -106,6 +117,7 @@ class RunOutcome:
     cdc: CdcResult | None
     stopped_after: str
     interrupted: bool
+    verify: VerifyReport | None = None  # with until='verified'
 
 
 class Runner:
@@ -126,8 +138,40 @@ class Runner:
 
     def run(self, until: Until = "stopped") -> RunOutcome:
         """Run or resume the plan's phases. `until`: 'snapshot' stops after the copy,
-        'caught-up' once CDC lag is under cdc.max_lag, 'stopped' follows changes until stop()."""
+        'caught-up' once CDC lag is under cdc.max_lag, 'verified' once caught up and a verify
+        pass of the live migration is done (CDC follows during it), 'stopped' follows changes
+        until stop().
+        Throttled while `migrator throttle` or the plan's `phases.throttle` say so."""
         ctx, report, resumed = self.open()
+        throttle = ctx.throttle = self._throttler(ctx)
+        try:
+            return self._run(ctx, report, resumed, until)
+        finally:
+            throttle.close()
+
+    def _throttler(self, ctx: RunContext) -> Throttler:
+        settings = self.plan.phases.throttle
+        store, run_id = self.store, ctx.run.id
+
+        def controls() -> dict[str, Any]:
+            return {c.name: c.value for c in store.controls(run_id)}
+
+        load = None
+        if settings.max_active_sessions is not None or settings.max_replica_lag is not None:
+            load = SourceLoad(self.source.endpoint)
+        return Throttler(
+            file=settings.file,
+            max_active_sessions=settings.max_active_sessions,
+            max_replica_lag=settings.max_replica_lag,
+            check_interval=settings.check_interval,
+            max_lag=self.plan.phases.cdc.max_lag,
+            chunk_rows=self.plan.phases.snapshot.chunk_rows,
+            events=self.events,
+            controls=controls,
+            load=load,
+        )
+
+    def _run(self, ctx: RunContext, report: PreflightReport, resumed: bool, until: Until) -> RunOutcome:
         run = ctx.run
         done = {p.name for p in self.store.phases(run.id) if p.status == "done"}
         snapshot: SnapshotResult | None = None
@@ -138,17 +182,78 @@ class Runner:
                 "snapshot", SnapshotPhase(ctx, self.stop_event).run, resumed
             )
         if not interrupted and until != "snapshot":
-            phase = CdcPhase(
-                ctx, stop=self.stop_event, until="caught-up" if until == "caught-up" else "stopped"
-            )
-            mirror = CdcMirror(self.store, run.id)
-            self.events.add(mirror)
-            cdc, interrupted = self._run_phase("cdc", phase.run, resumed, keep_running=True)
-            mirror.flush(cdc.position)
-            interrupted = interrupted or cdc.stopped
+            reverse = self._reverse_after_cutover(ctx)
+            follower: ReverseFollower | None = None
+            if reverse is not None and until == "stopped":
+                follower = ReverseFollower(reverse, self.stop_event)
+                follower.start()
+            try:
+                phase = CdcPhase(
+                    ctx, stop=self.stop_event, until="stopped" if until == "stopped" else "caught-up"
+                )
+                mirror = CdcMirror(self.store, run.id)
+                self.events.add(mirror)
+                cdc, interrupted = self._run_phase("cdc", phase.run, resumed, keep_running=True)
+                mirror.flush(cdc.position)
+                interrupted = interrupted or cdc.stopped
+                if follower is not None:
+                    follower.finish()  # raises what stopped reverse sync (it also stopped CDC)
+                elif reverse is not None and not interrupted:
+                    interrupted = reverse.run("caught-up").stopped
+            finally:
+                if follower is not None:
+                    follower.stop()
+                if reverse is not None:
+                    reverse.close()
+        verify: VerifyReport | None = None
+        if not interrupted and until == "verified":
+            verify, interrupted = self._verify_live(ctx, resumed)
         stopped_after = "interrupted" if interrupted else until
         self.events.emit(RunFinished(run.id, "active", stopped_after))
-        return RunOutcome(run.id, resumed, report, snapshot, cdc, stopped_after, interrupted)
+        return RunOutcome(run.id, resumed, report, snapshot, cdc, stopped_after, interrupted, verify)
+
+    def _verify_live(self, ctx: RunContext, resumed: bool) -> tuple[VerifyReport, bool]:
+        """The verify phase: a verify pass while CDC goes on following (on a thread): the pass
+        waits for CDC to apply its markers, so that it compares each range at a known position."""
+        cdc_stop = threading.Event()
+        cdc = CdcPhase(ctx, stop=cdc_stop, until="stopped")
+        follower = CdcFollower(lambda: self._run_phase("cdc", cdc.run, True, keep_running=True), cdc_stop)
+
+        def verify() -> VerifyReport:
+            follower.wait_streaming(ctx, CDC_START_TIMEOUT_S)
+            key_types = key_types_of(ctx.collections, ctx.source_info)
+            verifier = Verifier(
+                self.plan,
+                ctx.collections,
+                ctx.source,
+                ctx.target,
+                key_types,
+                self.events,
+                stop=self.stop_event,
+            )
+            report = verifier.run()
+            follower.raise_if_failed()
+            return report
+
+        follower.start()
+        try:
+            report, interrupted = self._run_phase("verify", verify, resumed)
+        finally:
+            follower.stop()
+        follower.raise_if_failed()
+        return report, interrupted or self.stop_event.is_set()
+
+    def _reverse_after_cutover(self, ctx: RunContext) -> ReverseSync | None:
+        """After cutover the target is primary: reverse sync runs beside forward CDC (which
+        still carries a late write that reached the source), so that the source stays a
+        complete fallback. None before cutover, after a rollback flipped the switch back, or
+        for a one-way cutover (reverse_sync: false)."""
+        if not switched(self.store, ctx.run.id) or not self.plan.phases.cutover.reverse_sync:
+            return None
+        self.events.emit(
+            Notice("info", "the target is primary (cut over): following both directions, reverse sync too")
+        )
+        return ReverseSync.from_context(ctx, stop=self.stop_event)
 
     def open(self, *, existing: bool = False) -> tuple[RunContext, PreflightReport, bool]:
         """Preflight, then the plan's active run (begun unless `existing`, which requires one)
@@ -243,6 +348,7 @@ def describe(outcome: RunOutcome) -> dict[str, Any]:
         },
         "run_id": outcome.run_id,
         "resumed": outcome.resumed,
+        **({"verify": outcome.verify.to_dict()} if outcome.verify is not None else {}),
         "stopped_after": outcome.stopped_after,
         "interrupted": outcome.interrupted,
         "snapshot": None

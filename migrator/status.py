@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from pymongo import errors as mongo
 
 from migrator.adapters.mongodb import MongoTarget
@@ -30,8 +31,18 @@ from migrator.adapters.mongodb.errors import classify as classify_mongo
 from migrator.adapters.postgres.connection import PgEndpoint
 from migrator.adapters.postgres.pgoutput import lsn_to_int
 from migrator.adapters.postgres.replication import SlotMonitor
-from migrator.engine.events import VerifyFinished
+from migrator.adapters.postgres.reverse_writer import stored_checkpoint
+from migrator.engine.events import (
+    RunFinished,
+    RunStarted,
+    Throttled,
+    ThrottleLifted,
+    VerifyFinished,
+    WriteFreeze,
+)
+from migrator.engine.throttle import CHUNK_ROWS, MAX_LAG, PAUSED
 from migrator.errors import MigratorError
+from migrator.phases.cutover import switched
 from migrator.plan.models import Plan
 from migrator.plan.names import cdc_checkpoint_id, slot_name
 from migrator.redact import endpoint_of, redact_text, url_passwords
@@ -169,6 +180,42 @@ class VerifyInfo:
 
 
 @dataclass(frozen=True)
+class ThrottleStatus:
+    """Live throttling (engine/throttle.py) as the run's event log and controls tell it.
+    `throttled`: a running `migrator run` holds its work now (`phase`, `since`, `reasons`);
+    `throttled_seconds`: time held so far in this run, the current hold included. `paused`,
+    `chunk_rows`, `max_lag_seconds`: what `migrator throttle` set (None: the plan's setting),
+    `controls_updated_at` when it last did; `file`: the plan's throttle file."""
+
+    throttled: bool
+    phase: str | None
+    since: str | None
+    reasons: list[str]
+    throttled_seconds: float
+    paused: bool
+    chunk_rows: int | None
+    max_lag_seconds: float | None
+    controls_updated_at: str | None
+    file: str | None
+
+
+@dataclass(frozen=True)
+class CutoverStatus:
+    """Which side is primary, by the run's checkpoints (`target` once cut over, `source` before
+    and after a rollback flipped the switch back); reverse sync's checkpoint on the source, read
+    live (`reverse_applied_until`: the cluster time of the last target change it covers;
+    `reverse_events`: change events covered since it started; None: none stored or the source
+    was not reached); the last write freeze of each direction (`forward`: cutover, `back`:
+    rollback after cutover), in ms."""
+
+    primary: str
+    reverse_sync: bool
+    reverse_applied_until: str | None
+    reverse_events: int | None
+    last_freeze_ms: dict[str, float]
+
+
+@dataclass(frozen=True)
 class StatusReport:
     """Everything `migrator status` shows; `to_dict()` is the `--json` form (README documents
     its fields). `run` is None when the plan has no run: then `message` says so."""
@@ -188,6 +235,8 @@ class StatusReport:
     warnings: list[WarningInfo] = field(default_factory=list)
     verify: VerifyInfo | None = None
     history: list[CheckpointInfo] | None = None
+    throttle: ThrottleStatus | None = None
+    cutover: CutoverStatus | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -306,6 +355,34 @@ class StatusReader:
             warnings=self._warnings(events),
             verify=self._verify(events),
             history=[_checkpoint(c) for c in checkpoints] if history else None,
+            throttle=self._throttle(store, run, events),
+            cutover=self._cutover(store, run, events),
+        )
+
+    def _cutover(self, store: StateStore, run: RunRecord, events: Sequence[EventRecord]) -> CutoverStatus:
+        freezes: dict[str, float] = {}
+        for e in events:
+            if e.kind == WriteFreeze.kind:
+                freezes[str(e.payload.get("direction"))] = float(e.payload.get("freeze_ms") or 0.0)
+        applied_until: str | None = None
+        reverse_events: int | None = None
+        if self.live:
+            try:
+                checkpoint = stored_checkpoint(PgEndpoint(self._source_url), self.plan.name)
+            except (MigratorError, psycopg.Error):
+                checkpoint = None  # the source section says whether it was reached
+            if checkpoint is not None:
+                reverse_events = checkpoint.events
+                if checkpoint.cluster_time is not None:
+                    applied_until = _iso(
+                        datetime.datetime.fromtimestamp(checkpoint.cluster_time >> 32, datetime.UTC)
+                    )
+        return CutoverStatus(
+            primary="target" if switched(store, run.id) else "source",
+            reverse_sync=self.plan.phases.cutover.reverse_sync,
+            reverse_applied_until=applied_until,
+            reverse_events=reverse_events,
+            last_freeze_ms=freezes,
         )
 
     # -- live reads ------------------------------------------------------------------------------
@@ -447,6 +524,37 @@ class StatusReader:
             slot=slot,
         )
 
+    def _throttle(self, store: StateStore, run: RunRecord, events: Sequence[EventRecord]) -> ThrottleStatus:
+        controls = store.controls(run.id)
+        values = {c.name: c.value for c in controls}
+        held = 0.0
+        current: EventRecord | None = None
+        for event in events:
+            if event.kind == ThrottleLifted.kind:
+                held += float(event.payload.get("seconds") or 0.0)
+                current = None
+            elif event.kind == Throttled.kind:
+                current = event
+            elif event.kind in (RunStarted.kind, RunFinished.kind):
+                current = None  # a run that ended (or died) while throttled holds nothing now
+        since: datetime.datetime | None = None
+        if current is not None:
+            since = datetime.datetime.fromtimestamp(float(current.payload.get("since") or 0.0), datetime.UTC)
+            held += max(0.0, (_now() - since).total_seconds())
+        chunk_rows, max_lag = values.get(CHUNK_ROWS), values.get(MAX_LAG)
+        return ThrottleStatus(
+            throttled=current is not None,
+            phase=None if current is None else str(current.payload.get("phase")),
+            since=None if since is None else _iso(since),
+            reasons=[self._clean(str(r)) for r in (current.payload.get("reasons", []) if current else [])],
+            throttled_seconds=round(held, 3),
+            paused=bool(values.get(PAUSED, False)),
+            chunk_rows=None if chunk_rows is None else int(chunk_rows),
+            max_lag_seconds=None if max_lag is None else float(max_lag),
+            controls_updated_at=max((c.updated_at for c in controls), default=None),
+            file=self.plan.phases.throttle.file,
+        )
+
     def _errors(self, events: Sequence[EventRecord]) -> list[ErrorInfo]:
         found = [e for e in events if e.kind == "error"][-RECENT_ERRORS:]
         return [
@@ -498,6 +606,7 @@ __all__ = [
     "SlotStatus",
     "SnapshotStatus",
     "StatusReport",
+    "ThrottleStatus",
     "VerifyInfo",
     "WarningInfo",
     "gather",

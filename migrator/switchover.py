@@ -12,20 +12,20 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from migrator.adapters.postgres.pgoutput import UNCHANGED, lsn_to_int
 from migrator.adapters.postgres.replication import SlotMonitor
-from migrator.engine.context import RunContext
+from migrator.background import CdcFollower, ReverseFollower
 from migrator.engine.events import CutoverStep
 from migrator.errors import MigratorError, TerminalError
 from migrator.mapping.lookup import MappedDocuments
 from migrator.phases.cdc import CdcPhase
 from migrator.phases.cutover import Abandoned, CutoverPhase, CutoverReport, FinalCheck
+from migrator.phases.reverse import ReverseSync
 from migrator.phases.touched import OutOfTime, RoundResult, TouchedDocuments
-from migrator.phases.verify import Verifier
+from migrator.phases.verify import Verifier, key_types_of
 from migrator.plan.names import cdc_checkpoint_id, slot_name
 from migrator.runner import Runner
 
@@ -34,12 +34,6 @@ STREAM_START_TIMEOUT_S = 60.0
 # for the check under the fence (each costs a source and a target read there).
 LEFT_FOR_THE_FENCE = 500
 CONVERGE_ROUNDS = 10
-
-
-class ReverseSync(Protocol):
-    def ready(self) -> None: ...  # raises when it could not start
-    def start(self) -> None: ...  # returns once the change stream is open
-    def stop(self) -> None: ...
 
 
 @dataclass
@@ -52,14 +46,8 @@ class SwitchoverOutcome:
 
 
 class Switchover:
-    def __init__(
-        self,
-        runner: Runner,
-        reverse: Callable[[RunContext], ReverseSync] | None = None,
-    ) -> None:
+    def __init__(self, runner: Runner) -> None:
         self.runner = runner
-        self._reverse_factory = reverse
-        self._reverse: ReverseSync | None = None
 
     def run(self, *, follow: bool) -> SwitchoverOutcome:
         runner = self.runner
@@ -81,16 +69,9 @@ class Switchover:
                 "changes itself during and after the cutover",
             )
         settings = plan.phases.cutover
-        if settings.reverse_sync and self._reverse_factory is None:
-            raise TerminalError(
-                "reverse sync is not available in this build: set phases.cutover.reverse_sync: false for a "
-                "one-way cutover (no rollback after it)"
-            )
-        self._reverse = (
-            self._reverse_factory(ctx)
-            if settings.reverse_sync and self._reverse_factory is not None
-            else None
-        )
+        reverse_stop = threading.Event()
+        reverse = ReverseSync.from_context(ctx, stop=reverse_stop) if settings.reverse_sync else None
+        reverse_follower: ReverseFollower | None = None
 
         cdc_stop = threading.Event()
         cdc = CdcPhase(ctx, stop=cdc_stop, until="stopped")
@@ -98,24 +79,17 @@ class Switchover:
         documents = MappedDocuments(ctx.collections, ctx.source.endpoint, ctx.target)
         touched = TouchedDocuments(ctx.collections, identity, documents, UNCHANGED)
         cdc.observers.append(touched)
-        follower = _Follower(runner, cdc, cdc_stop)
+        follower = CdcFollower(lambda: runner._run_phase("cdc", cdc.run, True, keep_running=True), cdc_stop)
         protocol_stop = threading.Event()
         watcher = threading.Thread(
-            target=follower.watch, args=(runner.stop_event, protocol_stop), daemon=True
+            target=_watch, args=(follower, runner.stop_event, protocol_stop), daemon=True
         )
         follower.start()
         watcher.start()
         monitor = SlotMonitor(ctx.source.endpoint)
         try:
             follower.wait_streaming(ctx, STREAM_START_TIMEOUT_S)
-            key_types = {
-                c.name: [
-                    str(col.type_name)
-                    for k in c.document.key
-                    if (col := ctx.source_info.tables[c.table].column(k))
-                ]
-                for c in ctx.collections
-            }
+            key_types = key_types_of(ctx.collections, ctx.source_info)
 
             def gate_verify() -> dict[str, Any]:
                 touched.start()  # from here on, changed documents are rechecked before the flip
@@ -161,12 +135,18 @@ class Switchover:
                 return FinalCheck(result.documents, result.differing, {"references": result.references})
 
             def reverse_ready() -> None:
-                if self._reverse is not None:
-                    self._reverse.ready()
+                # Reverse sync starts from the target's position now, before the switch can flip:
+                # every write made on the target after the flip is then carried back. (A position
+                # left by an earlier cutover that was rolled back, or abandoned, is not reused.)
+                if reverse is not None:
+                    reverse.writer.forget()
+                    reverse.prepare()
 
             def start_reverse() -> None:
-                if self._reverse is not None:
-                    self._reverse.start()
+                nonlocal reverse_follower
+                if reverse is not None and reverse_follower is None:
+                    reverse_follower = ReverseFollower(reverse, reverse_stop)
+                    reverse_follower.start()
 
             phase = CutoverPhase(
                 ctx,
@@ -187,66 +167,30 @@ class Switchover:
             if follow:
                 while not runner.stop_event.wait(0.5):
                     follower.raise_if_failed()
+                    if reverse_follower is not None:
+                        reverse_follower.raise_if_failed()
             else:
-                wait_applied()  # writes the fence held, carried to the target
+                wait_applied()  # a write that reached the source after the flip, carried over
+            if reverse_follower is not None:
+                reverse_follower.finish()
             return SwitchoverOutcome(ctx.run.id, report)
         finally:
             protocol_stop.set()
-            if self._reverse is not None:
-                self._reverse.stop()
+            reverse_stop.set()
+            if reverse_follower is not None:
+                reverse_follower.stop()
+            if reverse is not None:
+                reverse.close()
             follower.stop()
             monitor.close()
             documents.close()
 
 
-class _Follower:
-    """Forward CDC on a thread; its failure stops the protocol and is re-raised."""
-
-    def __init__(self, runner: Runner, cdc: CdcPhase, stop: threading.Event) -> None:
-        self._runner = runner
-        self._cdc = cdc
-        self._stop = stop
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._body, name="migrator-cdc", daemon=True)
-
-    def _body(self) -> None:
-        try:
-            self._runner._run_phase("cdc", self._cdc.run, True, keep_running=True)
-        except BaseException as exc:  # noqa: BLE001 - re-raised on the cutover's thread
-            self.error = exc
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def watch(self, outer_stop: threading.Event, protocol_stop: threading.Event) -> None:
-        while self._thread.is_alive() and not protocol_stop.is_set():
-            if outer_stop.is_set():
-                protocol_stop.set()
-                return
-            time.sleep(0.1)
-        protocol_stop.set()
-
-    def wait_streaming(self, ctx: RunContext, timeout: float) -> None:
-        monitor = SlotMonitor(ctx.source.endpoint)
-        deadline = time.monotonic() + timeout
-        try:
-            while True:
-                self.raise_if_failed()
-                state = monitor.state(slot_name(ctx.plan.name))
-                if state is not None and state["active"]:
-                    return
-                if time.monotonic() > deadline:
-                    raise TerminalError(f"CDC did not start streaming within {timeout:.0f} s")
-                time.sleep(0.05)
-        finally:
-            monitor.close()
-
-    def raise_if_failed(self) -> None:
-        if self.error is not None:
-            raise self.error
-        if not self._thread.is_alive() and not self._stop.is_set():
-            raise TerminalError("CDC stopped during the cutover")
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(60)
+def _watch(follower: CdcFollower, outer_stop: threading.Event, protocol_stop: threading.Event) -> None:
+    """Stop the protocol on a signal, or when CDC ends (its error is raised by the protocol)."""
+    while follower.alive() and not protocol_stop.is_set():
+        if outer_stop.is_set():
+            protocol_stop.set()
+            return
+        time.sleep(0.1)
+    protocol_stop.set()

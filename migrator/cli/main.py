@@ -12,11 +12,13 @@ import click
 from rich.markup import escape
 
 from migrator import __version__, api
+from migrator.cli.dryrun import render_dry_run
 from migrator.cli.observe import Observed
 from migrator.cli.progress import JsonLines, PlainLines, RichProgress, VerifyTicker, summary
 from migrator.cli.render import make_console, render_preflight, render_verify
 from migrator.cli.status import print_status, watch_status
 from migrator.errors import MigratorError, PlanError
+from migrator.plan.units import parse_duration
 from migrator.redact import redact_text
 from migrator.runner import Until, describe
 
@@ -47,6 +49,29 @@ state_option = click.option(
     type=click.Path(dir_okay=False),
     help="State file (default: $MIGRATOR_STATE or .migrator/<plan>.db).",
 )
+
+
+def observe_options(command: Any) -> Any:
+    """--metrics-port, --metrics-addr and --log-format: for the commands that follow changes."""
+    command = click.option(
+        "--log-format",
+        type=click.Choice(["json", "text"]),
+        default=None,
+        help="Structured logs on stderr, one line per event: json (ts, level, event, fields) or text.",
+    )(command)
+    command = click.option(
+        "--metrics-addr",
+        default="127.0.0.1",
+        show_default=True,
+        help="Address the metrics endpoint listens on (0.0.0.0: every interface).",
+    )(command)
+    return click.option(
+        "--metrics-port",
+        type=click.IntRange(0, 65535),
+        default=None,
+        help="Serve Prometheus metrics at http://ADDR:PORT/metrics while the command lasts (0: a free "
+        "port, announced on stderr).",
+    )(command)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -82,37 +107,28 @@ def plan_command(plan_file: str, as_json: bool) -> None:
 @click.argument("plan_file", type=click.Path(dir_okay=False))
 @click.option(
     "--until",
-    type=click.Choice(["snapshot", "caught-up"]),
+    type=click.Choice(["snapshot", "caught-up", "verified"]),
     default=None,
-    help="Stop after the snapshot, or once CDC has caught up (lag under phases.cdc.max_lag). "
-    "Default: keep following changes until SIGINT/SIGTERM.",
+    help="Stop after the snapshot, once CDC has caught up (lag under phases.cdc.max_lag), or once "
+    "caught up and verified (a verify pass of the live migration while CDC follows; exit 1 when it "
+    "finds differences). Default: keep following changes until SIGINT/SIGTERM.",
 )
 @state_option
 @click.option("--json", "as_json", is_flag=True, help="Print events as JSON lines.")
 @click.option(
-    "--metrics-port",
-    type=click.IntRange(0, 65535),
-    default=None,
-    help="Serve Prometheus metrics at http://ADDR:PORT/metrics while the run lasts (0: a free port, "
-    "announced on stderr).",
+    "--dry-run",
+    is_flag=True,
+    help="Write nothing: show each phase's actions in order, sample documents built from real source rows, "
+    "key collisions in the sample and estimated durations, then exit (1 when preflight fails). With --json: "
+    "one JSON object.",
 )
-@click.option(
-    "--metrics-addr",
-    default="127.0.0.1",
-    show_default=True,
-    help="Address the metrics endpoint listens on (0.0.0.0: every interface).",
-)
-@click.option(
-    "--log-format",
-    type=click.Choice(["json", "text"]),
-    default=None,
-    help="Structured logs on stderr, one line per event: json (ts, level, event, fields) or text.",
-)
+@observe_options
 def run_command(
     plan_file: str,
     until: str | None,
     state_path: str | None,
     as_json: bool,
+    dry_run: bool = False,
     metrics_port: int | None = None,
     metrics_addr: str = "127.0.0.1",
     log_format: str | None = None,
@@ -122,8 +138,12 @@ def run_command(
     Runs preflight first and refuses to start where `migrator plan` fails. SIGINT or SIGTERM
     finishes the work in flight (chunks, or the current batch of changes), checkpoints it and
     exits 0, or 130 when it stopped short of --until; running again resumes. A second signal
-    stops at once (still resumable).
+    stops at once (still resumable). --dry-run reads (inspection, a sample of source rows) and
+    writes nothing: no slot, publication, collection or state. Once cut over, it follows both
+    directions: forward CDC and reverse sync (target changes back to the source).
     """
+    if dry_run:
+        _dry_run(plan_file, as_json)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
@@ -141,7 +161,7 @@ def run_command(
         sink = RichProgress(console)
     else:
         sink = PlainLines(console)
-    mode: Until = "snapshot" if until == "snapshot" else "caught-up" if until == "caught-up" else "stopped"
+    mode: Until = until if until in ("snapshot", "caught-up", "verified") else "stopped"  # type: ignore[assignment]
     observed = Observed(plan_file, log_format, metrics_port, metrics_addr)
     try:
         sinks = [sink, *observed.start()]
@@ -165,10 +185,27 @@ def run_command(
         click.echo(json.dumps({"event": "result", **data}, default=str))
     else:
         console.print(summary(data), markup=False)
+        if outcome.verify is not None:
+            render_verify(console, outcome.verify.to_dict())
+    if outcome.verify is not None and not outcome.interrupted and not outcome.verify.equal:
+        sys.exit(EXIT_FAILED)
     # A signal is how a run that follows changes ends (0); but one that stopped short of an
     # explicit --until must not look done (README: 130 interrupted), or
     # `migrator run --until snapshot && next-step` would go on with half a snapshot.
     sys.exit(130 if outcome.interrupted and mode != "stopped" else EXIT_OK)
+
+
+def _dry_run(plan_file: str, as_json: bool) -> NoReturn:
+    """`run --dry-run`: reads and records only (migrator/dryrun.py)."""
+    try:
+        report = api.dry_run(plan_file)
+    except MigratorError as exc:
+        _fail(exc, as_json)
+    if as_json:
+        click.echo(redact_text(json.dumps(report.to_dict(), indent=2, default=str, ensure_ascii=False)))
+    else:
+        render_dry_run(make_console(), report.to_dict())
+    sys.exit(EXIT_OK if report.ready else EXIT_FAILED)
 
 
 @cli.command("verify")
@@ -223,6 +260,14 @@ def verify_command(
 
 @cli.command("rollback")
 @click.argument("plan_file", type=click.Path(dir_okay=False))
+@click.option(
+    "--to",
+    "to",
+    type=click.Choice(["cutover", "start"]),
+    help="cutover: make the source primary again, the migration going on as before `migrator cutover` "
+    "(the default once cut over). start: back to before `migrator run` (the default before cutover; "
+    "after cutover it switches back first).",
+)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option(
     "--force",
@@ -230,18 +275,24 @@ def verify_command(
     help="Also drop target collections that held documents before the run (their earlier data is lost).",
 )
 @state_option
-@click.option("--json", "as_json", is_flag=True, help="Print the steps taken as JSON.")
-def rollback_command(plan_file: str, yes: bool, force: bool, state_path: str | None, as_json: bool) -> None:
-    """Roll PLAN_FILE's run back to before `migrator run` (before cutover).
+@click.option("--json", "as_json", is_flag=True, help="Print each step as a JSON line, then the result.")
+def rollback_command(
+    plan_file: str, to: str | None, yes: bool, force: bool, state_path: str | None, as_json: bool
+) -> None:
+    """Roll PLAN_FILE's run back to a checkpoint (`migrator status --history` lists them).
 
-    Drops the replication slot, the publication, the target collections the run created and
-    its checkpoints, and marks the run rolled back; `migrator run` then starts afresh. Stop a
-    following `migrator run` first. Shows the steps and asks unless --yes. A rollback cut short
-    is finished by running it again. Exit 0 rolled back, 1 failed, 2 usage or nothing confirmed.
+    After cutover (--to cutover): fence writes on the target, drain reverse sync, verify source
+    against target, flip the switch back to the source, lift the fence; forward CDC goes on.
+    Before cutover (--to start): drop the replication slot, the publication, the target
+    collections the run created and its checkpoints, and mark the run rolled back; `migrator
+    run` then starts afresh. Stop a following `migrator run` or `migrator cutover` first.
+    Shows the steps and asks unless --yes. A rollback cut short is finished by running it
+    again. Exit 0 rolled back, 1 failed, 2 usage or nothing confirmed.
     """
     console = make_console()
+    chosen: Any = to
     try:
-        steps = api.rollback(plan_file, force=force, preview=True, state=state_path)
+        steps = api.rollback(plan_file, to=chosen, force=force, preview=True, state=state_path)
         assert isinstance(steps, list)
         if not yes:
             if not sys.stdin.isatty():
@@ -251,15 +302,22 @@ def rollback_command(plan_file: str, yes: bool, force: bool, state_path: str | N
                 console.print(f"  - {escape(step.description)}")
             if not click.confirm("Roll back?", default=False):
                 sys.exit(EXIT_USAGE)
-        result = api.rollback(plan_file, force=force, state=state_path)
+        sink: Any = JsonLines() if as_json else PlainLines(console)
+        result = api.rollback(plan_file, to=chosen, force=force, state=state_path, sinks=[sink])
     except MigratorError as exc:
         _fail(exc, as_json)
     assert not isinstance(result, list)
+    data = result.to_dict()
     if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2))
+        click.echo(json.dumps({"event": "result", **data}, default=str))
+    elif data.get("to") == "before cutover":
+        freeze = data.get("freeze_ms")
+        console.print(
+            f"[green]run {result.run_id}: the source is primary again[/]"
+            + (f"; target write freeze {freeze:.0f} ms" if freeze is not None else "")
+            + "; forward CDC goes on (`migrator rollback` again removes the migration)"
+        )
     else:
-        for done in result.steps:
-            console.print(f"{escape(done['name'])}: {escape(done['outcome'])}")
         console.print(f"[green]run {result.run_id} rolled back[/]")
     sys.exit(EXIT_OK)
 
@@ -275,7 +333,16 @@ def rollback_command(plan_file: str, yes: bool, force: bool, state_path: str | N
 )
 @state_option
 @click.option("--json", "as_json", is_flag=True, help="Print events as JSON lines and the report as JSON.")
-def cutover_command(plan_file: str, exit_after: bool, state_path: str | None, as_json: bool) -> None:
+@observe_options
+def cutover_command(
+    plan_file: str,
+    exit_after: bool,
+    state_path: str | None,
+    as_json: bool,
+    metrics_port: int | None,
+    metrics_addr: str,
+    log_format: str | None,
+) -> None:
     """Make the target primary: gate (lag, a live verify, reverse path), fence source writes, drain
     CDC to a marker, check what changed, flip the switch, start reverse sync, lift the fence.
 
@@ -295,13 +362,19 @@ def cutover_command(plan_file: str, exit_after: bool, state_path: str | None, as
     signal.signal(signal.SIGINT, on_signal)
     console = make_console()
     sink: Any = JsonLines() if as_json else PlainLines(console)
+    observed = Observed(plan_file, log_format, metrics_port, metrics_addr)
     try:
-        outcome = api.cutover(plan_file, follow=not exit_after, state=state_path, sinks=[sink], stop=stop)
+        sinks = [sink, *observed.start()]
+        outcome = api.cutover(plan_file, follow=not exit_after, state=state_path, sinks=sinks, stop=stop)
     except KeyboardInterrupt:
         make_console(stderr=True).print("interrupted: `migrator cutover` resumes where it stood")
         sys.exit(130)
     except MigratorError as exc:
+        if observed.failed(exc) and not as_json:
+            sys.exit(EXIT_FAILED)
         _fail(exc, as_json)
+    finally:
+        observed.close()
     data = outcome.to_dict()
     if as_json:
         click.echo(json.dumps({"event": "result", **data}, default=str))
@@ -314,6 +387,51 @@ def cutover_command(plan_file: str, exit_after: bool, state_path: str | None, as
             else "cut over (resumed after the flip)",
             markup=False,
         )
+    sys.exit(EXIT_OK)
+
+
+@cli.command("runbook")
+@click.argument("plan_file", type=click.Path(dir_okay=False))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Write the runbook to FILE (default: standard output).",
+)
+@click.option(
+    "--offline",
+    is_flag=True,
+    help="Contact no database: values only the databases know read '(checked at run time)', and "
+    "unset ${VAR} URLs are shown as written.",
+)
+def runbook_command(plan_file: str, output: str | None, offline: bool) -> None:
+    """Write a Markdown runbook for PLAN_FILE's migration, for operators.
+
+    Summary (endpoints without passwords, tables and estimated rows, document shapes, estimated
+    durations), prerequisites as a checklist with the values preflight found, every step with its
+    command, duration, signals, go / no-go and rollback, and on-call thresholds.
+
+    By default runs the preflight checks against both databases, read-only, as `migrator plan`
+    does; --offline contacts neither. The same inputs give the same runbook. Exit 0 written (a
+    failed preflight check is shown in the runbook), 1 error, 2 invalid plan.
+    """
+    try:
+        text = api.runbook(plan_file, offline=offline)
+    except MigratorError as exc:
+        _fail(exc, False)
+    if output is None:
+        click.echo(text, nl=False)
+        sys.exit(EXIT_OK)
+    try:
+        with open(output, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError as exc:
+        make_console(stderr=True).print(
+            f"[bold red]error:[/] cannot write {escape(output)}: {escape(str(exc))}"
+        )
+        sys.exit(EXIT_FAILED)
+    make_console(stderr=True).print(f"runbook written to {escape(output)}", markup=False)
     sys.exit(EXIT_OK)
 
 
@@ -356,6 +474,81 @@ def status_command(plan_file: str, state_path: str | None, as_json: bool, watch:
         if not as_json and not watch:
             make_console(stderr=True).print(f"no run: {report.message}", markup=False)
         sys.exit(EXIT_FAILED)
+    sys.exit(EXIT_OK)
+
+
+class _Duration(click.ParamType):
+    name = "DURATION"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, float):
+            return value
+        try:
+            seconds = parse_duration(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+        if seconds <= 0:
+            self.fail("must be over 0 (e.g. 500ms, 2s, 1m)", param, ctx)
+        return seconds
+
+
+@cli.command("throttle")
+@click.argument("plan_file", type=click.Path(dir_okay=False))
+@click.option(
+    "--pause", "pause", flag_value=True, default=None, help="Hold the snapshot and CDC until --resume."
+)
+@click.option("--resume", "pause", flag_value=False, help="Lift a --pause.")
+@click.option(
+    "--chunk-rows",
+    type=click.IntRange(1, 10_000_000),
+    default=None,
+    help="Snapshot copy step: root rows a worker copies between throttle checks (chunks already planned "
+    "keep their bounds; chunks not yet planned are cut to this size).",
+)
+@click.option("--max-lag", type=_Duration(), default=None, help="Override phases.cdc.max_lag (e.g. 2s).")
+@click.option("--reset", is_flag=True, help="Drop every override (and a pause) first: back to the plan.")
+@state_option
+@click.option("--json", "as_json", is_flag=True, help="Print the controls in force as JSON.")
+def throttle_command(
+    plan_file: str,
+    pause: bool | None,
+    chunk_rows: int | None,
+    max_lag: float | None,
+    reset: bool,
+    state_path: str | None,
+    as_json: bool,
+) -> None:
+    """Change PLAN_FILE's running migration: pause or resume it, or override settings.
+
+    Writes to the state store only; a running `migrator run` applies the change within
+    phases.throttle.check_interval (1 s by default), and a run started later from its start.
+    While paused (or throttled by the plan's throttle file, source load or replica lag) the
+    snapshot stops between write batches and CDC between batches, keeping its replication
+    connection alive. `migrator status` shows whether the run is throttled, why, and for how long.
+    Exit 0 changed, 1 no active run, 2 usage or invalid plan.
+    """
+    if pause is None and chunk_rows is None and max_lag is None and not reset:
+        raise click.UsageError(
+            "nothing to change: give --pause, --resume, --chunk-rows N, --max-lag or --reset"
+        )
+    try:
+        result = api.throttle(
+            plan_file, pause=pause, chunk_rows=chunk_rows, max_lag=max_lag, reset=reset, state=state_path
+        )
+    except MigratorError as exc:
+        _fail(exc, as_json)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        controls = result.controls
+        paused = "paused" if controls.get("paused") else "not paused"
+        overrides = [
+            f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in controls.items() if k != "paused"
+        ]
+        make_console().print(
+            f"run {result.run_id}: {paused}; overrides: {', '.join(overrides) or 'none (the plan applies)'}",
+            markup=False,
+        )
     sys.exit(EXIT_OK)
 
 

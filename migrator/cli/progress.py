@@ -29,6 +29,7 @@ from migrator.engine.events import (
     Notice,
     PhaseFinished,
     PhaseStarted,
+    RollbackStepDone,
     RowsCopied,
     RunFinished,
     RunStarted,
@@ -164,6 +165,8 @@ def _describe(event: Event, totals: dict[str, tuple[int, int]] | None) -> str | 
         return f"{event.level}: {event.message}"
     if isinstance(event, CutoverStep):
         return f"cutover {event.step}: {event.message}"
+    if isinstance(event, RollbackStepDone):
+        return f"rollback {event.step}: {event.outcome}"
     if isinstance(event, CutoverAbandoned):
         return f"cutover attempt {event.attempt} abandoned after {event.freeze_ms:.0f} ms: {event.reason}"
     if isinstance(event, RunFinished):

@@ -16,7 +16,7 @@ from rich.text import Text
 
 from migrator.errors import MigratorError
 from migrator.redact import redact_text
-from migrator.status import CdcStatus, EndpointStatus, SnapshotStatus, StatusReport
+from migrator.status import CdcStatus, EndpointStatus, SnapshotStatus, StatusReport, ThrottleStatus
 
 WATCH_INTERVAL_S = 1.0
 _sleep = time.sleep  # a name of this module's own, for tests to replace
@@ -130,6 +130,31 @@ def _cdc(cdc: CdcStatus) -> list[str]:
     return lines
 
 
+def _throttle(throttle: ThrottleStatus) -> list[str]:
+    if throttle.throttled:
+        head = (
+            f"[bold]throttle[/] [bold yellow]throttled[/] ({escape(throttle.phase or '-')}) since "
+            f"{escape(throttle.since or '?')}"
+        )
+    else:
+        head = "[bold]throttle[/] [green]not throttled[/]"
+    head += f"; held {_seconds(throttle.throttled_seconds)} in all"
+    lines = [head]
+    lines += [f"  reason    {escape(reason)}" for reason in throttle.reasons]
+    controls = []
+    if throttle.paused:
+        controls.append("[yellow]paused[/] (`migrator throttle --resume` lifts it)")
+    if throttle.chunk_rows is not None:
+        controls.append(f"chunk_rows {throttle.chunk_rows:,}")
+    if throttle.max_lag_seconds is not None:
+        controls.append(f"max_lag {_seconds(throttle.max_lag_seconds)}")
+    if controls:
+        lines.append(f"  controls  {', '.join(controls)} (set {escape(throttle.controls_updated_at or '?')})")
+    if throttle.file:
+        lines.append(f"  file      {escape(throttle.file)} (throttles while it exists)")
+    return lines
+
+
 def _verify(report: dict[str, Any]) -> str:
     verdict = str(report.get("verdict", "?"))
     style = "green" if verdict == "equal" else "bold red"
@@ -167,6 +192,22 @@ def status_renderable(report: StatusReport) -> RenderableType:
         parts.append(_snapshot(report.snapshot))
     if report.cdc is not None:
         parts.append(Text.from_markup("\n".join(_cdc(report.cdc))))
+    t = report.throttle
+    if t is not None and (
+        t.throttled or t.throttled_seconds or t.paused or t.file or t.chunk_rows or t.max_lag_seconds
+    ):
+        parts.append(Text.from_markup("\n".join(_throttle(t))))
+    co = report.cutover
+    if co is not None and (co.primary == "target" or co.last_freeze_ms or co.reverse_events is not None):
+        line = f"[bold]primary[/] {escape(co.primary)}"
+        if co.reverse_events is not None:
+            line += (
+                f"  reverse sync applied the target's changes until {escape(co.reverse_applied_until or '-')} "
+                f"({co.reverse_events:,} events)"
+            )
+        for direction, ms in sorted(co.last_freeze_ms.items()):
+            line += f"  last {escape(direction)} freeze {ms:.0f} ms"
+        parts.append(Text.from_markup(line))
     if report.last_checkpoint is not None:
         c = report.last_checkpoint
         parts.append(

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from migrator.adapters.base import SourceInfo
 from migrator.adapters.mongodb import MongoTarget
 from migrator.adapters.postgres import PostgresSource
 from migrator.engine.events import EventBus
+from migrator.engine.throttle import Throttler
 from migrator.mapping.spec import CollectionMapping
 from migrator.plan.models import Plan
 from migrator.state.store import RunRecord, StateStore
@@ -21,5 +23,30 @@ class RunContext:
     events: EventBus
     source: PostgresSource
     target: MongoTarget
+    source_info: SourceInfo
+    collections: list[CollectionMapping]
+    # Live throttling (engine/throttle.py): set by the runner for `migrator run`; None: never held.
+    throttle: Throttler | None = None
+
+
+class PlanView(Protocol):
+    """What a phase's `plan` (pure: no connection, no write) reads: the plan, the source as
+    inspected, and the resolved mappings. A RunContext is one; so is a PlanInputs."""
+
+    @property
+    def plan(self) -> Plan: ...
+
+    @property
+    def source_info(self) -> SourceInfo: ...
+
+    @property
+    def collections(self) -> list[CollectionMapping]: ...
+
+
+@dataclass(frozen=True)
+class PlanInputs:
+    """A PlanView without a run: for --dry-run and the runbook, which never begin one."""
+
+    plan: Plan
     source_info: SourceInfo
     collections: list[CollectionMapping]

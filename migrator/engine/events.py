@@ -218,6 +218,50 @@ class DualWriteSummary(DualWriteProgress):
 
 
 @dataclass(frozen=True)
+class Throttled(Event):
+    """Work of `phase` is held (engine/throttle.py): emitted when throttling starts and again when
+    its reasons change; `since` is the wall time it started."""
+
+    kind: ClassVar[str] = "throttle.started"
+    phase: str
+    reasons: list[str]
+    since: float
+
+
+@dataclass(frozen=True)
+class ThrottleLifted(Event):
+    """Throttling ended (or the phase stopped while throttled): `seconds` held this time,
+    `total_seconds` held by this process's run so far."""
+
+    kind: ClassVar[str] = "throttle.lifted"
+    phase: str
+    seconds: float
+    total_seconds: float
+
+
+@dataclass(frozen=True)
+class ThrottleProgress(Event):
+    """While throttled, at every check: for live displays and metrics."""
+
+    kind: ClassVar[str] = "throttle.progress"
+    durable: ClassVar[bool] = False
+    phase: str
+    reasons: list[str]
+    seconds: float
+    total_seconds: float
+
+
+@dataclass(frozen=True)
+class ControlsChanged(Event):
+    """`migrator throttle` changed run-time controls: `changes` as given (None: back to the
+    plan's setting), `controls` all in force afterwards."""
+
+    kind: ClassVar[str] = "throttle.controls"
+    changes: dict[str, Any]
+    controls: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Notice(Event):
     kind: ClassVar[str] = "notice"
     level: str  # 'info' | 'warn'
@@ -311,6 +355,16 @@ class CutoverAbandoned(Event):
     kind: ClassVar[str] = "cutover.abandoned"
     attempt: int
     reason: str
+    freeze_ms: float
+
+
+@dataclass(frozen=True)
+class WriteFreeze(Event):
+    """A write freeze ended: `forward` (cutover: source writes held) or `back` (rollback after
+    cutover: target writes held), measured from the fence taken to the fence lifted."""
+
+    kind: ClassVar[str] = "write_freeze"
+    direction: str
     freeze_ms: float
 
 

@@ -17,9 +17,12 @@ Metric names (README lists them): counters end in `_total` as exposed.
 - `migrator_verify_documents{result}`: the last verify pass run in this process (checked, equal,
   mismatched, missing, extra, unsettled, repaired)
 - `migrator_run_info{plan, run_id}`, `migrator_phase_running{phase}`
-
-Room is left for cutover: a freeze-duration event would add `migrator_cutover_freeze_ms` here,
-in `emit`, the same way.
+- `migrator_throttled` (1 while the run is throttled), `migrator_throttled_seconds_total` (time held
+  by throttling, the current hold included as it goes)
+- `migrator_write_freeze_ms{direction}`: the last write freeze, `forward` (cutover) or `back`
+  (rollback after cutover)
+- `migrator_reverse_lag_seconds` (NaN until reverse sync first reports), `migrator_reverse_documents_total`,
+  `migrator_reverse_rows_total`: reverse sync after cutover
 """
 
 from __future__ import annotations
@@ -39,10 +42,16 @@ from migrator.engine.events import (
     Event,
     PhaseFinished,
     PhaseStarted,
+    ReverseBatchApplied,
+    ReverseProgress,
     RowsCopied,
     RunFinished,
     RunStarted,
+    Throttled,
+    ThrottleLifted,
+    ThrottleProgress,
     VerifyFinished,
+    WriteFreeze,
 )
 from migrator.errors import TerminalError
 
@@ -115,6 +124,31 @@ class RunMetrics:
         self.verify_documents = Gauge(
             "migrator_verify_documents", "The last verify pass: documents by result", ["result"], registry=r
         )
+        self.throttled = Gauge(
+            "migrator_throttled",
+            "1 while the run is throttled (paused, throttle file, load, lag)",
+            registry=r,
+        )
+        self.throttled_seconds = Counter(
+            "migrator_throttled_seconds", "Seconds the run's work was held by throttling", registry=r
+        )
+        self.write_freeze = Gauge(
+            "migrator_write_freeze_ms",
+            "The last write freeze: forward (cutover) or back (rollback after cutover)",
+            ["direction"],
+            registry=r,
+        )
+        self.reverse_lag = Gauge(
+            "migrator_reverse_lag_seconds", "Reverse sync lag (target change to source row)", registry=r
+        )
+        self.reverse_lag.set(math.nan)
+        self.reverse_documents = Counter(
+            "migrator_reverse_documents", "Documents reverse sync wrote back as rows", registry=r
+        )
+        self.reverse_rows = Counter(
+            "migrator_reverse_rows", "Rows reverse sync inserted, updated or deleted", registry=r
+        )
+        self._throttled_counted = 0.0  # seconds counted so far, reconciled with the events' totals
         self._lock = threading.Lock()
         self._changes_counted = 0  # CDC changes counted so far (batches), reconciled with progress totals
         self._transactions_counted = 0
@@ -151,8 +185,22 @@ class RunMetrics:
             self.lag_seconds.set(event.lag_seconds)
             self.lag_bytes.set(event.lag_bytes)
             self.retained_wal.set(event.retained_wal_bytes)
+        elif isinstance(event, ThrottleProgress | ThrottleLifted):
+            if event.total_seconds > self._throttled_counted:
+                self.throttled_seconds.inc(event.total_seconds - self._throttled_counted)
+                self._throttled_counted = event.total_seconds
+            self.throttled.set(1 if isinstance(event, ThrottleProgress) else 0)
+        elif isinstance(event, Throttled):
+            self.throttled.set(1)
         elif isinstance(event, ErrorRaised):
             self.errors.labels(event.error, event.phase).inc()
+        elif isinstance(event, WriteFreeze):
+            self.write_freeze.labels(event.direction).set(event.freeze_ms)
+        elif isinstance(event, ReverseBatchApplied):
+            self.reverse_documents.inc(event.documents)
+            self.reverse_rows.inc(event.rows)
+        elif isinstance(event, ReverseProgress):
+            self.reverse_lag.set(event.lag_seconds)
         elif isinstance(event, VerifyFinished):
             for result in VERIFY_RESULTS:
                 value = event.report.get(result)

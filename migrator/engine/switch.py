@@ -109,7 +109,7 @@ class RoutingSwitch:
             try:
                 doc = self._target.client()[self._target.database][s.name].find_one({"_id": self.plan})
             except mongo.PyMongoError as exc:
-                raise classify_mongo(exc, self._target.name) from None
+                raise classify_mongo(exc, self._target.name, self._target.secrets) from None
             return None if doc is None else doc.get("primary")
         return None
 
@@ -141,7 +141,7 @@ class RoutingSwitch:
                 upsert=True,
             )
         except mongo.PyMongoError as exc:
-            raise classify_mongo(exc, self._target.name) from None
+            raise classify_mongo(exc, self._target.name, self._target.secrets) from None
 
 
 def _write_atomically(path: Path, text: str) -> None:

@@ -59,8 +59,10 @@ from migrator.adapters.postgres.replication import (
 )
 from migrator.adapters.postgres.snapshot import Coordinator, SnapshotReader
 from migrator.adapters.postgres.values import ValueParser
-from migrator.engine.context import RunContext
+from migrator.engine.context import PlanView, RunContext
 from migrator.engine.events import BatchApplied, CdcProgress, ErrorRaised, Notice
+from migrator.engine.executor import Action
+from migrator.engine.throttle import Throttler
 from migrator.errors import SourceError, TerminalError, TransientError
 from migrator.mapping.assemble import Assembler
 from migrator.mapping.changes import ChangeMapper
@@ -75,6 +77,10 @@ HEARTBEAT_PREFIX = "migrator.heartbeat"
 MARKER_PREFIX = "migrator."
 PROGRESS_INTERVAL_S = 2.0
 BATCH_AGE_S = 0.2  # apply what has been committed at least this often
+# How long a batch may wait for more transactions once the stream has nothing more for now:
+# a few ms of latency that let a busy stream apply many transactions per target transaction.
+LINGER_S = 0.02
+HOLD_FEEDBACK_S = 1.0  # status updates while throttled
 MAX_CONSECUTIVE_FAILURES = 8
 _CHANGE_NAMES = {"I": "insert", "U": "update", "D": "delete"}
 
@@ -331,6 +337,9 @@ class CdcPhase:
 
     # -- the loop --------------------------------------------------------------------------------
 
+    def plan(self) -> list[Action]:
+        return planned_actions(self.ctx)
+
     def start_position(self) -> tuple[int, str]:
         stored = self.applier.checkpoint()
         if stored is not None:
@@ -339,6 +348,17 @@ class CdcPhase:
         return lsn_to_int(slot.position), "snapshot position"
 
     def run(self) -> CdcResult:
+        try:
+            return self._run()
+        finally:
+            if self.ctx.throttle is not None:
+                self.ctx.throttle.release(PHASE)
+
+    def _max_lag(self) -> float:
+        """cdc.max_lag, or `migrator throttle --max-lag` while it is set."""
+        return self.ctx.throttle.max_lag if self.ctx.throttle is not None else self.settings.max_lag
+
+    def _run(self) -> CdcResult:
         if self._oracle is None:
             return self._follow()
         self._oracle.start()
@@ -436,6 +456,8 @@ class CdcPhase:
         current_stream_xid: int | None = None
         last_activity = time.monotonic()
         last_budget_check = 0.0
+        throttle = self.ctx.throttle
+        last_throttle_check = 0.0
 
         def flush(final: bool = True) -> None:
             nonlocal applied, batch
@@ -545,7 +567,7 @@ class CdcPhase:
                     marker = lsn_to_int(self.monitor.heartbeat(HEARTBEAT_PREFIX, self.ctx.plan.name))
                 return False
             lag = 0.0 if batch.last_commit_time is None else time.time() - batch.last_commit_time
-            if applied >= consistent_after and lag <= self.settings.max_lag:
+            if applied >= consistent_after and lag <= self._max_lag():
                 return True
             marker = None
             return False
@@ -558,9 +580,19 @@ class CdcPhase:
                 # last applied commit and it holds nothing to apply, and a fast shutdown of the
                 # source waits for this client's confirmation of everything sent, forever.
                 if not in_txn and not in_stream and not spools:
-                    flush()
-                    stream.acknowledge(item.wal_end)
+                    age = None if batch.first_commit_at is None else now - batch.first_commit_at
+                    if age is not None and age < LINGER_S:
+                        # The server sends one of these each time it has sent all there is, so
+                        # under a steady stream of small transactions that is after each one.
+                        # Applying then would mean one target transaction (and checkpoint) per
+                        # source transaction; wait a moment for more to batch instead: until
+                        # data comes, or Idle after the rest of LINGER_S, which applies.
+                        stream.linger = max(0.001, LINGER_S - age)
+                    else:
+                        flush()
+                        stream.acknowledge(item.wal_end)
             elif isinstance(item, Idle):
+                stream.linger = None
                 if not in_txn:
                     flush()
                 if now - last_activity >= self.settings.heartbeat_interval and not in_txn:
@@ -650,6 +682,21 @@ class CdcPhase:
             if now - last_budget_check >= PROGRESS_INTERVAL_S:
                 last_budget_check = now
                 self._check_budget(applied, batch, result)
+            if (
+                throttle is not None
+                and not in_txn
+                and not in_stream
+                and now - last_throttle_check >= throttle.interval
+            ):
+                last_throttle_check = now
+                if throttle.poll(PHASE).throttled:
+                    # Held between batches: what is complete is applied and acknowledged first;
+                    # then nothing is read or applied until the hold lifts, while status updates
+                    # keep the replication connection (wal_sender_timeout) and the budget checks
+                    # (max_retained_wal) going.
+                    flush()
+                    self._hold(throttle, stream, applied, batch, result)
+                    last_activity = last_throttle_check = time.monotonic()
             if self._stop.is_set() and not in_txn:
                 flush()
                 result.stopped = True
@@ -658,6 +705,29 @@ class CdcPhase:
                 result.caught_up = True
                 return result
         return result
+
+    def _hold(
+        self,
+        throttle: Throttler,
+        stream: ReplicationStream | PollingStream,
+        applied: int,
+        batch: _Batch,
+        result: CdcResult,
+    ) -> None:
+        """Wait while throttled, reading nothing, sending status updates when due (so that the
+        server's wal_sender_timeout never ends the connection) and checking the WAL budget."""
+        last_budget = time.monotonic()
+
+        def tick() -> None:
+            nonlocal last_budget
+            # The server's keepalive requests are not read while held: answer them unasked, often
+            # enough for any wal_sender_timeout worth having (the default is 60 s).
+            stream.keepalive(HOLD_FEEDBACK_S)
+            if time.monotonic() - last_budget >= PROGRESS_INTERVAL_S:
+                last_budget = time.monotonic()
+                self._check_budget(applied, batch, result)
+
+        throttle.wait(PHASE, self._stop, tick=tick)
 
     def _check_budget(self, applied: int, batch: _Batch, result: CdcResult) -> None:
         state = self.monitor.state(self.slot)
@@ -689,3 +759,62 @@ class CdcPhase:
                 hint="find why the target falls behind, raise the budget if the disk allows, then `migrator run` "
                 "resumes from the checkpoint",
             )
+
+
+def planned_actions(view: PlanView) -> list[Action]:
+    """What CDC would do, in order (pure: feeds --dry-run and the runbook)."""
+    plan, settings = view.plan, view.plan.phases.cdc
+    slot, publication = slot_name(plan.name), publication_name(plan.name)
+    database = plan.target.database
+    collections = ", ".join(f"{database}.{c.name}" for c in view.collections)
+    how = (
+        "a replication connection (START_REPLICATION)"
+        if settings.mode == "stream"
+        else f"SQL polling (pg_logical_slot_peek_binary_changes, {settings.poll_changes:,} changes a poll)"
+    )
+    actions = [
+        Action(
+            PHASE,
+            f"stream changes of publication {publication} from slot {slot} through {how}, starting at "
+            f"the target's checkpoint, else at the slot's consistent point",
+            "none",
+        ),
+    ]
+    if settings.apply:
+        actions.append(
+            Action(
+                PHASE,
+                f"apply each source transaction, in commit order, as document writes to {collections} in "
+                f"batches of up to {settings.batch_changes:,} writes, each with its checkpoint "
+                f"({database}._migrator, _id {cdc_checkpoint_id(plan.name)})",
+                "target",
+            )
+        )
+    else:
+        actions.append(
+            Action(
+                PHASE,
+                f"dual-write verification (cdc.apply: false): write only the checkpoint ({database}._migrator) "
+                f"and check each change against {collections} "
+                f"{plan.phases.verify.dual_write_grace:g} s after its commit",
+                "target",
+            )
+        )
+    actions += [
+        Action(PHASE, f"acknowledge the applied position to slot {slot}, so the source frees WAL", "source"),
+        Action(PHASE, "mirror the applied position into the state store, now and then", "state"),
+        Action(
+            PHASE,
+            f"when idle, emit a heartbeat every {settings.heartbeat_interval:g} s "
+            f"(pg_logical_emit_message '{HEARTBEAT_PREFIX}') so the slot keeps advancing",
+            "source",
+        ),
+        Action(
+            PHASE,
+            f"stop if the slot retains over {settings.max_retained_wal:,} bytes of WAL; on TRUNCATE: "
+            f"{settings.on_truncate}; keep following until stopped or cut over"
+            + f" (--until caught-up: stop once the lag is under {settings.max_lag:g} s)",
+            "none",
+        ),
+    ]
+    return actions

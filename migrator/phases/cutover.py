@@ -48,15 +48,41 @@ from typing import Any, ClassVar
 from migrator.adapters.postgres.fence import FenceNotTaken, LockFence
 from migrator.adapters.postgres.pgoutput import lsn_to_int
 from migrator.adapters.postgres.replication import SlotMonitor
-from migrator.engine.context import RunContext
-from migrator.engine.events import CutoverAbandoned, CutoverStep, Notice
+from migrator.engine.context import PlanView, RunContext
+from migrator.engine.events import CutoverAbandoned, CutoverStep, Notice, WriteFreeze
+from migrator.engine.executor import Action
 from migrator.engine.switch import RoutingSwitch, run_command
 from migrator.errors import MigratorError, TerminalError
-from migrator.plan.names import cdc_checkpoint_id
+from migrator.plan.names import cdc_checkpoint_id, reverse_origin_name
+from migrator.state.store import StateStore
 
 PHASE = "cutover"
 MARKER_PREFIX = "migrator.cutover"
 POLL_S = 0.01
+
+
+SWITCHED = "switched"  # cutover checkpoint: the switch names the target
+SWITCHED_BACK = "switched-back"  # rollback checkpoint: a rollback after cutover flipped it back
+SWITCHBACK_DONE = "cutover:done"  # rollback checkpoint: that rollback after cutover finished
+ROLLBACK_PHASE = "rollback"
+
+
+def switched(store: StateStore, run_id: str) -> bool:
+    """Whether the run's last flip to the target stands (no rollback flipped it back since)."""
+    flips = [c.id for c in store.checkpoints(run_id, PHASE) if c.label == SWITCHED]
+    if not flips:
+        return False
+    backs = [c.id for c in store.checkpoints(run_id, ROLLBACK_PHASE) if c.label == SWITCHED_BACK]
+    return not backs or max(backs) < max(flips)
+
+
+def switching_back(store: StateStore, run_id: str) -> bool:
+    """Whether a rollback after cutover flipped the switch back and has not finished (a crash)."""
+    flips = [c.id for c in store.checkpoints(run_id, PHASE) if c.label == SWITCHED]
+    if not flips:
+        return False
+    later = {c.label for c in store.checkpoints(run_id, ROLLBACK_PHASE) if c.id > max(flips)}
+    return SWITCHED_BACK in later and SWITCHBACK_DONE not in later
 
 
 class Abandoned(Exception):
@@ -139,6 +165,9 @@ class CutoverPhase:
         self.monitor = SlotMonitor(ctx.source.endpoint)
         self._tables = list(dict.fromkeys(t for c in ctx.collections for t in c.tables()))
 
+    def plan(self) -> list[Action]:
+        return planned_actions(self.ctx)
+
     # -- the protocol ----------------------------------------------------------------------------
 
     def run(self) -> CutoverReport:
@@ -181,8 +210,7 @@ class CutoverPhase:
             self.monitor.close()
 
     def _switched(self) -> bool:
-        labels = {c.label for c in self.ctx.store.checkpoints(self.ctx.run.id, PHASE)}
-        return "switched" in labels or self.switch.primary() == "target"
+        return switched(self.ctx.store, self.ctx.run.id) or self.switch.primary() == "target"
 
     def _gate(self) -> None:
         postpone = Path(self.settings.postpone_file) if self.settings.postpone_file else None
@@ -285,7 +313,7 @@ class CutoverPhase:
                 self.ctx.events.emit(CutoverAbandoned(attempt, str(exc), freeze_ms))
                 raise
             self.ctx.store.add_checkpoint(
-                self.ctx.run.id, PHASE, "switched", report.marker or "", {"attempt": attempt}
+                self.ctx.run.id, PHASE, SWITCHED, report.marker or "", {"attempt": attempt}
             )
             self._step("switched", f"{self.switch.describe()} names the target")
             try:
@@ -309,6 +337,7 @@ class CutoverPhase:
                 self.ctx.run.id, PHASE, "unfenced", report.marker or "", {"freeze_ms": report.freeze_ms}
             )
             self._step("unfenced", f"source writes released; write freeze {report.freeze_ms:.0f} ms")
+            self.ctx.events.emit(WriteFreeze("forward", report.freeze_ms or 0.0))
         finally:
             fence.lift()
 
@@ -327,18 +356,126 @@ class CutoverPhase:
         self.ctx.events.emit(CutoverStep(step, message))
 
 
+def planned_actions(view: PlanView) -> list[Action]:
+    """What `migrator cutover` would do, in order (pure: feeds --dry-run and the runbook)."""
+    plan, settings = view.plan, view.plan.phases.cutover
+    lag = plan.phases.cdc.max_lag
+    actions: list[Action] = []
+    if settings.switch is None:
+        return [
+            Action(
+                PHASE,
+                "refuse: the plan has no phases.cutover.switch, so applications could not learn that the "
+                "target is primary",
+                "none",
+            )
+        ]
+    if settings.postpone_file:
+        actions.append(Action(PHASE, f"wait while the postpone file {settings.postpone_file} exists", "none"))
+    actions += [
+        Action(
+            PHASE,
+            f"gate: the snapshot is done; CDC applies a fresh marker (pg_logical_emit_message "
+            f"'{MARKER_PREFIX}') within max_lag {lag:g} s",
+            "source",
+        ),
+        Action(
+            PHASE,
+            f"gate: a verify pass of the live migration is equal (tolerance {plan.phases.verify.tolerance:g}); "
+            "recorded in the state store",
+            "state",
+        ),
+    ]
+    if settings.on_before_cutover:
+        actions.append(
+            Action(PHASE, f"run on_before_cutover: {' '.join(settings.on_before_cutover)}", "external")
+        )
+    fence = settings.fence
+    if fence.kind == "command":
+        actions.append(
+            Action(
+                PHASE,
+                f"fence: run {' '.join(fence.pause or [])} to pause the application's writers",
+                "external",
+            )
+        )
+    else:
+        tables = ", ".join(dict.fromkeys(t for c in view.collections for t in c.tables()))
+        actions.append(
+            Action(
+                PHASE,
+                f"fence: LOCK TABLE {tables} IN EXCLUSIVE MODE (waits at most {fence.lock_timeout:g} s); "
+                "the write freeze starts",
+                "source",
+            )
+        )
+    actions += [
+        Action(PHASE, "commit a marker after the fence and wait until CDC has applied it", "source"),
+        Action(PHASE, "compare once more the documents touched since the gate's verify began", "none"),
+    ]
+    switch = settings.switch
+    if switch.kind == "file":
+        actions.append(Action(PHASE, f"flip: write 'target' to the routing file {switch.path}", "external"))
+    elif switch.kind == "command":
+        actions.append(Action(PHASE, f"flip: run {' '.join(switch.run or [])}", "external"))
+    elif switch.kind == "postgres":
+        actions.append(
+            Action(PHASE, f"flip: upsert the routing row in table {switch.name} on the source", "source")
+        )
+    else:
+        actions.append(
+            Action(
+                PHASE,
+                f"flip: upsert the routing document in collection {switch.name} on the target",
+                "target",
+            )
+        )
+    actions.append(Action(PHASE, "record the flip (checkpoint 'switched')", "state"))
+    if settings.reverse_sync:
+        actions.append(
+            Action(
+                PHASE,
+                f"start reverse sync: target changes flow back to the source under replication origin "
+                f"{reverse_origin_name(plan.name)}",
+                "source",
+            )
+        )
+    actions.append(
+        Action(PHASE, "cancel the writes waiting on the fence (retryable: they go to the target)", "source")
+    )
+    if fence.kind == "command":
+        actions.append(Action(PHASE, f"lift the fence: run {' '.join(fence.resume or [])}", "external"))
+    else:
+        actions.append(Action(PHASE, "lift the fence (release the locks): the write freeze ends", "source"))
+    if settings.on_after_cutover:
+        actions.append(
+            Action(PHASE, f"run on_after_cutover: {' '.join(settings.on_after_cutover)}", "external")
+        )
+    actions.append(
+        Action(
+            PHASE,
+            f"an attempt that cannot finish within max_write_freeze {settings.max_write_freeze:g} s lifts the "
+            f"fence and is retried after {settings.retry_pause:g} s, up to {settings.retries} more time(s)",
+            "none",
+        )
+    )
+    return actions
+
+
 class CommandFence:
     """The operator's own way to pause writers (a feature flag, a load balancer drain)."""
 
-    def __init__(self, pause: list[str], resume: list[str], plan: str) -> None:
+    def __init__(self, pause: list[str], resume: list[str], plan: str, direction: str = "forward") -> None:
         self._pause, self._resume, self._plan = pause, resume, plan
+        # forward: writers of the source are paused (cutover); back: those of the target (rollback)
+        self._env = {"MIGRATOR_DIRECTION": direction}
         self.engaged_at: float | None = None
 
     def describe(self) -> str:
         return f"command {' '.join(self._pause)}"
 
     def engage(self) -> float:
-        run_command(self._pause, self._plan, "fence.pause")
+        run_command(self._pause, self._plan, "fence.pause", self._env)
         self.engaged_at = time.monotonic()
         return self.engaged_at
 
@@ -353,7 +490,7 @@ class CommandFence:
             return None
         held = time.monotonic() - self.engaged_at
         self.engaged_at = None
-        run_command(self._resume, self._plan, "fence.resume")
+        run_command(self._resume, self._plan, "fence.resume", self._env)
         return held
 
 

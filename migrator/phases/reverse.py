@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
@@ -58,6 +58,7 @@ from migrator.adapters.mongodb import MongoTarget
 from migrator.adapters.mongodb.applier import STATE_COLLECTION
 from migrator.adapters.mongodb.codec import CODEC
 from migrator.adapters.mongodb.errors import classify
+from migrator.adapters.mongodb.reader import FETCH_IDS_PER_QUERY
 from migrator.adapters.postgres.connection import PgEndpoint
 from migrator.adapters.postgres.reverse_writer import ReverseWriter
 from migrator.adapters.rows import DocumentRows, ReverseCheckpoint
@@ -180,7 +181,10 @@ class ReverseSync:
         max_await_ms: int = 500,
         unknown_fields: UnknownFields = "error",
         writer: ReverseWriter | None = None,
+        on_applied: Callable[[str, Any], None] | None = None,
     ) -> None:
+        """`on_applied(collection, _id)` is called for each document written back, once its
+        batch is durable on the source (rollback rechecks those)."""
         self.plan_name = plan_name
         self.target = target
         self.events = events
@@ -196,6 +200,7 @@ class ReverseSync:
         self.writer = writer or ReverseWriter(source, plan_name, reverse_origin_name(plan_name))
         self._last_applied: int | None = None  # cluster time of the last applied event
         self._pending = False  # events read and not yet applied
+        self._on_applied = on_applied
 
     @classmethod
     def from_context(cls, ctx: RunContext, *, stop: threading.Event, **options: Any) -> ReverseSync:
@@ -496,8 +501,10 @@ class ReverseSync:
             for collection, ids in by_collection.items():
                 # Majority reads: a state a failover could still roll back is never written back.
                 coll = db.get_collection(collection, read_concern=ReadConcern("majority"))
-                for document in coll.find({"_id": {"$in": ids}}):
-                    found[_key(collection, document["_id"])] = document
+                for start in range(0, len(ids), FETCH_IDS_PER_QUERY):
+                    part = ids[start : start + FETCH_IDS_PER_QUERY]
+                    for document in coll.find({"_id": {"$in": part}}):
+                        found[_key(collection, document["_id"])] = document
         except mongo.PyMongoError as exc:
             raise self._mongo_error(exc) from None
         rows: list[DocumentRows] = []
@@ -505,7 +512,11 @@ class ReverseSync:
             inverse = self._inverses[collection]
             document = found.get(key)
             rows.append(inverse.deletion(document_id) if document is None else inverse.rows(document))
-        return self.writer.apply(rows, position)
+        written = self.writer.apply(rows, position)
+        if self._on_applied is not None:
+            for collection, document_id in batch.documents.values():
+                self._on_applied(collection, document_id)
+        return written
 
     def _progress(self, result: ReverseResult) -> None:
         if not self._pending or self._last_applied is None:

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 from migrator.adapters.mongodb.codec import MAX_BSON_BYTES, encode_document
 from migrator.adapters.mongodb.writer import WriteResult
 from migrator.adapters.postgres.snapshot import Coordinator, PublicationManager, SlotExporter, SnapshotReader
-from migrator.engine.context import RunContext
+from migrator.engine.context import PlanView, RunContext
 from migrator.engine.events import (
     ChunkFinished,
     DocumentSkipped,
@@ -34,6 +34,7 @@ from migrator.engine.events import (
     SnapshotOpened,
     TablePlanned,
 )
+from migrator.engine.executor import Action
 from migrator.engine.pipeline import WriteBehind
 from migrator.errors import MigratorError, SourceError, TerminalError, TransientError
 from migrator.mapping.assemble import Assembler
@@ -47,15 +48,6 @@ PHASE = "snapshot"
 BATCH_DOCUMENTS = 1_000
 BATCH_BYTES = 8 * 1024 * 1024
 CHUNK_RETRIES = 3
-
-
-@dataclass(frozen=True)
-class Action:
-    """One step a phase would take: what --dry-run and the runbook show."""
-
-    phase: str
-    description: str
-    writes: str  # 'source', 'target', 'state' or 'none'
 
 
 @dataclass
@@ -89,30 +81,7 @@ class SnapshotPhase:
     # -- what it would do ----------------------------------------------------------------------
 
     def plan(self) -> list[Action]:
-        tables = ", ".join(self._tables())
-        actions = [
-            Action(PHASE, f"create publication {self.publication} FOR TABLE {tables}", "source"),
-            Action(
-                PHASE,
-                f"create logical replication slot {self.slot} (pgoutput) exporting a snapshot",
-                "source",
-            ),
-        ]
-        for c in self.ctx.collections:
-            rows = (
-                self.ctx.source_info.tables[c.table].estimated_rows
-                if c.table in self.ctx.source_info.tables
-                else 0
-            )
-            actions.append(
-                Action(
-                    PHASE,
-                    f"copy {c.table} (~{rows:,} rows) into {self.ctx.plan.target.database}.{c.name} "
-                    f"in chunks of {self.settings.chunk_rows:,} with {self.settings.parallel} worker(s)",
-                    "target",
-                )
-            )
-        return actions
+        return planned_actions(self.ctx)
 
     def rollback(self) -> list[Action]:
         return [
@@ -150,11 +119,15 @@ class SnapshotPhase:
             if reread:
                 store.add_checkpoint(run.id, PHASE, "reread", read_position, {"slot": self.slot})
             self.ctx.events.emit(SnapshotOpened(read_position, reread))
+            if self.ctx.throttle is not None:
+                self.ctx.throttle.poll(PHASE)  # reads the controls (--chunk-rows) before planning
             work = self._plan_chunks(coordinator)
             result = SnapshotResult(position=position, consistent_after=self._consistent_after(position))
             self._copy(coordinator.exported, work, result, read_position)
         finally:
             coordinator.close()
+            if self.ctx.throttle is not None:
+                self.ctx.throttle.release(PHASE)
         if not result.stopped:
             store.add_checkpoint(
                 run.id,
@@ -218,8 +191,12 @@ class SnapshotPhase:
             for collection in self.ctx.collections:
                 table = self.ctx.source_info.tables[collection.table]
                 key_types = [_column_type(table, k) for k in collection.document.key]
+                # `migrator throttle --chunk-rows` set before the chunks were planned cuts them;
+                # once planned (and checkpointed for resume) they stay, and it sets the copy step.
+                throttle = self.ctx.throttle
+                chunk_rows = throttle.chunk_rows if throttle is not None else self.settings.chunk_rows
                 bounds = coordinator.key_boundaries(
-                    collection.table, collection.document.key, key_types, self.settings.chunk_rows
+                    collection.table, collection.document.key, key_types, chunk_rows
                 )
                 edges: list[list[str] | None] = [None, *bounds, None]
                 for i in range(len(edges) - 1):
@@ -259,6 +236,10 @@ class SnapshotPhase:
             reader: SnapshotReader | None = None
             try:
                 while not self._stop.is_set() and not errors:
+                    if self.ctx.throttle is not None:
+                        self.ctx.throttle.wait(PHASE, self._stop)  # held between chunks
+                        if self._stop.is_set():
+                            break
                     try:
                         item = pending.get_nowait()
                     except queue.Empty:
@@ -372,9 +353,21 @@ class SnapshotPhase:
 
         behind: WriteBehind[list[tuple[Any, bytes]], WriteResult] = WriteBehind(writer.write, written)
         batch_start_rows = 0
+        throttle = self.ctx.throttle
+        step = 0  # root rows since the last throttle check (every throttle.chunk_rows, the copy step)
         try:
             for doc_id, document, used in assembler.documents(streams):
                 rows += used
+                step += 1
+                if throttle is not None and step >= throttle.chunk_rows:
+                    step = 0
+                    if throttle.poll(PHASE).throttled:
+                        if batch:  # what was read so far reaches the target before the hold
+                            pending_rows.append(rows - used - batch_start_rows)
+                            batch_start_rows = rows - used
+                            behind.submit(batch)
+                            batch, batch_bytes = [], 0
+                        throttle.wait(PHASE, self._stop)
                 raw = encode_document(document, collection.name)
                 if len(raw) > MAX_BSON_BYTES:
                     if self.settings.on_oversize == "stop":
@@ -444,6 +437,34 @@ class SnapshotPhase:
             result.rows += rows
             result.documents += docs
             result.skipped.extend(skipped)
+
+
+def planned_actions(view: PlanView) -> list[Action]:
+    """What the snapshot would do, in order (pure: feeds --dry-run and the runbook)."""
+    plan, settings = view.plan, view.plan.phases.snapshot
+    publication, slot = publication_name(plan.name), slot_name(plan.name)
+    tables = ", ".join(dict.fromkeys(t for c in view.collections for t in c.tables()))
+    actions = [
+        Action(PHASE, "record the run and which target collections exist before it", "state"),
+        Action(PHASE, f"create publication {publication} FOR TABLE {tables}", "source"),
+        Action(PHASE, f"create logical replication slot {slot} (pgoutput) exporting a snapshot", "source"),
+        Action(PHASE, "split each table into key-range chunks, recorded in the state store", "state"),
+    ]
+    for c in view.collections:
+        info = view.source_info.tables
+        rows = info[c.table].estimated_rows if c.table in info else 0
+        embedded = [t for t in c.tables() if t != c.table]
+        actions.append(
+            Action(
+                PHASE,
+                f"copy {c.table} (~{rows:,} rows)"
+                + (f" with {', '.join(embedded)} embedded" if embedded else "")
+                + f" into {plan.target.database}.{c.name} in chunks of {settings.chunk_rows:,} "
+                f"with {settings.parallel} worker(s); each chunk checkpointed once written",
+                "target",
+            )
+        )
+    return actions
 
 
 def _column_type(table: Any, name: str) -> str:

@@ -37,13 +37,16 @@ from typing import Any, ClassVar
 from bson.int64 import Int64
 from bson.raw_bson import RawBSONDocument
 
+from migrator.adapters.base import SourceInfo
 from migrator.adapters.mongodb.codec import encode_document
 from migrator.adapters.mongodb.reader import DocumentReader
 from migrator.adapters.postgres.pgoutput import lsn_to_int, lsn_to_str
 from migrator.adapters.postgres.reading import key_set_condition, key_text, sample_condition
 from migrator.adapters.postgres.replication import SlotMonitor
 from migrator.adapters.postgres.snapshot import Coordinator, RangeReader
+from migrator.engine.context import PlanView
 from migrator.engine.events import EventBus, Notice, VerifyFinished, VerifyProgress
+from migrator.engine.executor import Action
 from migrator.errors import TransientError
 from migrator.mapping import compare
 from migrator.mapping.assemble import Assembler
@@ -233,11 +236,15 @@ class Verifier:
             c.name: _Collection(c, key_types[c.name], target.reader(c.name)) for c in collections
         }
         self._lock = threading.Lock()
+        # Every document the last pass did not find equal (any kind, unsettled too), by
+        # collection and _id as stored: what a caller checks again once nothing moves.
+        self.differing: list[tuple[str, Any]] = []
 
     # -- a pass ----------------------------------------------------------------------------------
 
     def run(self, *, repair: bool = False) -> VerifyReport:
         sample = self.settings.sample if self.settings.mode == "sample" else None
+        self.differing = []
         report = VerifyReport(
             plan=self.plan.name,
             mode=self.settings.mode,
@@ -408,6 +415,7 @@ class Verifier:
             reader.close()
 
     def _record(self, report: VerifyReport, found: list[tuple[Any, Mismatch]]) -> None:
+        self.differing.extend((m.collection, doc_id) for doc_id, m in found)
         room = MAX_EXPLAINED - len(report.mismatches)
         report.mismatches.extend(m for _, m in found[: max(0, room)])
 
@@ -571,6 +579,18 @@ class Verifier:
         ]
 
 
+def key_types_of(collections: Sequence[CollectionMapping], source_info: SourceInfo) -> dict[str, list[str]]:
+    """Each collection's key column types, as the Verifier takes them."""
+    return {
+        c.name: [
+            str(column.type_name)
+            for k in c.document.key
+            if (column := source_info.tables[c.table].column(k)) is not None
+        ]
+        for c in collections
+    }
+
+
 def _json_key(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
 
@@ -591,3 +611,34 @@ def _summary(report: VerifyReport) -> dict[str, Any]:
     data = report.to_dict()
     data["mismatches"] = data["mismatches"][:100]
     return data
+
+
+def planned_actions(view: PlanView) -> list[Action]:
+    """What a verify pass (`migrator verify`, and cutover's gate) would do, in order (pure: feeds
+    --dry-run and the runbook). Read-only but for its markers and the report, unless --repair."""
+    settings = view.plan.phases.verify
+    share = (
+        f"a deterministic {settings.sample:.0%} sample of the keys"
+        if settings.mode == "sample"
+        else "every key"
+    )
+    actions = [
+        Action(
+            PHASE,
+            f"compare {', '.join(c.name for c in view.collections)} ({share}): key ranges of "
+            f"{settings.chunk_rows:,} root rows, {settings.parallel} at a time; source rows read in a REPEATABLE "
+            "READ transaction and mapped, target documents read by _id",
+            "none",
+        ),
+        Action(
+            PHASE,
+            f"recheck each differing key up to {settings.rechecks} rounds, waiting up to "
+            f"{settings.settle_timeout:g} s for CDC to apply a marker (pg_logical_emit_message "
+            f"'{MARKER_PREFIX}')",
+            "source",
+        ),
+        Action(PHASE, "look for target documents the source does not have (a pass over target _ids)", "none"),
+        Action(PHASE, "keep the report in the state store while a run is active", "state"),
+        Action(PHASE, "only with --repair: re-copy the differing documents from the source", "target"),
+    ]
+    return actions

@@ -67,6 +67,13 @@ def parse_plan(text: str, *, file: str = "<plan>", env: Mapping[str, str] | None
         raise PlanError(problems) from None
 
 
+def required_variables(text: str) -> list[str]:
+    """Names of the ${NAME} references in plan text that have no default, in order of first
+    appearance (`$${` escapes excluded): what the environment must supply."""
+    names = [m.group(1) for m in _VAR.finditer(text) if m.group(1) and m.group(2) is None]
+    return list(dict.fromkeys(names))
+
+
 class _Env:
     def __init__(self, environ: Mapping[str, str], references: list[re.Match[str]]) -> None:
         self.environ = environ

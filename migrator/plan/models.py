@@ -305,7 +305,9 @@ class Fence(_Strict):
     kind: Literal["lock", "command"] = Field(
         default="lock",
         description="lock: hold LOCK TABLE ... IN EXCLUSIVE MODE on the mapped tables (writers wait, readers "
-        "go on). command: run `pause` to stop the application's writers and `resume` to let them go.",
+        "go on); on the target side (rollback after cutover), a validator that refuses inserts and updates "
+        "on the mapped collections (error 121, retryable by the application). command: run `pause` to stop "
+        "the application's writers and `resume` to let them go (MIGRATOR_DIRECTION says which side).",
     )
     pause: list[str] | None = Field(
         default=None, description="command fence: executable and arguments that pause writers."
@@ -387,11 +389,44 @@ class CutoverSettings(_Strict):
     )
 
 
+class ThrottleSettings(_Strict):
+    """Live throttling, in the manner of gh-ost: while any condition holds, snapshot workers stop
+    between write batches and CDC stops between batches (keeping its replication connection alive);
+    `migrator throttle` pauses, resumes and overrides settings of a running migration. Not a phase:
+    it applies to the snapshot and CDC of `migrator run`."""
+
+    file: str | None = Field(
+        default=None,
+        description="While this file exists, the migration is throttled (gh-ost's throttle flag file). "
+        "A relative path is taken from the working directory of `migrator run`.",
+    )
+    max_active_sessions: int | None = Field(
+        default=None,
+        ge=1,
+        description="Throttle while more client sessions than this are active on the source server "
+        "(pg_stat_activity, state 'active'; migrator's own sessions are not counted). Needs "
+        "pg_read_all_stats (or superuser) to see other users' sessions. Default: not checked.",
+    )
+    max_replica_lag: Seconds | None = Field(
+        default=None,
+        gt=0,
+        description="Throttle while a physical replica of the source replays more than this behind "
+        "(pg_stat_replication.replay_lag; e.g. 10s). No replicas: never throttles. Default: not checked.",
+    )
+    check_interval: Seconds = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="How often the conditions and `migrator throttle`'s controls are read.",
+    )
+
+
 class Phases(_Strict):
     snapshot: SnapshotSettings = Field(default_factory=SnapshotSettings)
     cdc: CdcSettings = Field(default_factory=CdcSettings)
     verify: VerifySettings = Field(default_factory=VerifySettings)
     cutover: CutoverSettings = Field(default_factory=CutoverSettings)
+    throttle: ThrottleSettings = Field(default_factory=ThrottleSettings)
 
 
 class Plan(_Strict):

@@ -2,7 +2,7 @@
 
 `PRAGMA user_version` holds the version. STEPS[i] upgrades version i to i + 1; each
 step runs in its own transaction together with the version bump, so a crash leaves
-the file at a whole version. To add version 2, write `_v1_to_v2(conn)` and append it.
+the file at a whole version. To add version 3, write `_v2_to_v3(conn)` and append it.
 Released steps are never edited: files in the field were built by them.
 """
 
@@ -103,7 +103,28 @@ def _v0_to_v1(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
-STEPS: tuple[Step, ...] = (_v0_to_v1,)
+_V2: tuple[str, ...] = (
+    # Run-time controls that `migrator throttle` sets and a running `migrator run` polls: one
+    # current value per run and name (JSON). Unlike events and checkpoints they are overwritten;
+    # each change is also appended to the event log, which keeps their history.
+    """
+    CREATE TABLE controls (
+        run_id     TEXT NOT NULL REFERENCES runs (id),
+        name       TEXT NOT NULL,
+        value      TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (run_id, name)
+    )
+    """,
+)
+
+
+def _v1_to_v2(conn: sqlite3.Connection) -> None:
+    for statement in _V2:
+        conn.execute(statement)
+
+
+STEPS: tuple[Step, ...] = (_v0_to_v1, _v1_to_v2)
 SCHEMA_VERSION = len(STEPS)
 
 

@@ -27,6 +27,7 @@ from migrator.state.store import (
     CheckpointRecord,
     ChunkRecord,
     ChunkStatus,
+    ControlRecord,
     EventRecord,
     PhaseRecord,
     PhaseStatus,
@@ -480,6 +481,39 @@ class SQLiteStateStore:
                 (since_seq, run_id, run_id, -1 if limit is None else limit),
             ).fetchall()
         return [self._event(r) for r in rows]
+
+    # -- run-time controls ----------------------------------------------------------
+
+    def set_controls(self, run_id: str, values: Mapping[str, Any]) -> list[ControlRecord]:
+        encoded: dict[str, str | None] = {}
+        for name, value in values.items():
+            if not name:
+                raise StateError("a control needs a name")
+            encoded[name] = None if value is None else encode_document({"v": value}, f"control {name!r}")
+        now = _now()
+        with self._write(f"setting controls of run {run_id}") as conn:
+            self._fetch_run(conn, run_id)
+            for name, text in encoded.items():
+                if text is None:
+                    conn.execute("DELETE FROM controls WHERE run_id = ? AND name = ?", (run_id, name))
+                else:
+                    conn.execute(
+                        "INSERT INTO controls (run_id, name, value, updated_at) VALUES (?, ?, ?, ?) "
+                        "ON CONFLICT (run_id, name) DO UPDATE SET value = excluded.value, "
+                        "updated_at = excluded.updated_at",
+                        (run_id, name, text, now),
+                    )
+            rows = conn.execute("SELECT * FROM controls WHERE run_id = ? ORDER BY name", (run_id,)).fetchall()
+        return [self._control(r) for r in rows]
+
+    def controls(self, run_id: str) -> list[ControlRecord]:
+        with self._read(f"reading controls of run {run_id}") as conn:
+            rows = conn.execute("SELECT * FROM controls WHERE run_id = ? ORDER BY name", (run_id,)).fetchall()
+        return [self._control(r) for r in rows]
+
+    @staticmethod
+    def _control(row: sqlite3.Row) -> ControlRecord:
+        return ControlRecord(row["run_id"], row["name"], json.loads(row["value"])["v"], row["updated_at"])
 
     # -- lifetime -------------------------------------------------------------------
 

@@ -85,6 +85,16 @@ class CheckpointRecord:
 
 
 @dataclass(frozen=True)
+class ControlRecord:
+    """A run-time control of a run (`migrator throttle`): `value` is decoded JSON."""
+
+    run_id: str
+    name: str
+    value: Any
+    updated_at: str
+
+
+@dataclass(frozen=True)
 class EventRecord:
     seq: int
     run_id: str | None
@@ -149,6 +159,13 @@ class StateStore(Protocol):
     def events(
         self, run_id: str | None = None, since_seq: int = 0, limit: int | None = None
     ) -> list[EventRecord]: ...
+
+    def set_controls(self, run_id: str, values: Mapping[str, Any]) -> list[ControlRecord]:
+        """Set run-time controls of a run in one transaction; a value of None removes the
+        control (back to the plan's setting). Returns every control the run has now."""
+        ...
+
+    def controls(self, run_id: str) -> list[ControlRecord]: ...
 
     def close(self) -> None: ...
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pymongo.errors
 import pytest
 from bson.int64 import Int64
 
@@ -24,11 +25,14 @@ from tests.support.docs import Migration
 
 KEYS = 40
 QUERY_CANCELED = "57014"
+FENCED_BY_VALIDATOR = 121  # DocumentValidationFailure
 
 
-def cutover_plan(m: Migration, name: str, switch: Path, extra: str = "", freeze: str = "2s") -> Path:
+def cutover_plan(
+    m: Migration, name: str, switch: Path, extra: str = "", freeze: str = "2s", reverse: bool = False
+) -> Path:
     cutover = (
-        f"{{max_write_freeze: {freeze}, reverse_sync: false, retries: 1, retry_pause: 0.2s, "
+        f"{{max_write_freeze: {freeze}, reverse_sync: {str(reverse).lower()}, retries: 1, retry_pause: 0.2s, "
         f"switch: {{kind: file, path: '{switch}'}}{extra}}}"
     )
     return m.plan(
@@ -50,10 +54,11 @@ def cutover_plan(m: Migration, name: str, switch: Path, extra: str = "", freeze:
 
 class App:
     """Writes customer names, one at a time, to whichever side the switch names; a statement the
-    fence's cancellation ends (SQLSTATE 57014) is retried after reading the switch again."""
+    fence's cancellation ends (SQLSTATE 57014) or a write the target's rollback fence refuses
+    (error 121) is retried after reading the switch again."""
 
-    def __init__(self, m: Migration, switch: Path) -> None:
-        self.m, self.switch = m, switch
+    def __init__(self, m: Migration, switch: Path, pause: float = 0.005) -> None:
+        self.m, self.switch, self.pause = m, switch, pause
         self.stop = threading.Event()
         self.last: dict[int, str] = {}
         self.counts = {"source": 0, "target": 0, "retried": 0, "failed": 0}
@@ -91,6 +96,14 @@ class App:
                         self.counts["failed"] += 1
                         self.errors.append(str(exc))
                         break
+                    except pymongo.errors.WriteError as exc:
+                        if exc.code == FENCED_BY_VALIDATOR:
+                            self.counts["retried"] += 1
+                            time.sleep(0.005)
+                            continue
+                        self.counts["failed"] += 1
+                        self.errors.append(str(exc))
+                        break
                     except Exception as exc:  # noqa: BLE001 - counted and reported by the test
                         self.counts["failed"] += 1
                         self.errors.append(repr(exc))
@@ -98,7 +111,9 @@ class App:
                 self.latencies.append(time.monotonic() - started)
                 self.counts[side] += 1
                 self.last[key] = value
-                time.sleep(0.005)  # a steady ~150 writes/s, which CDC on the test server keeps up with
+                time.sleep(
+                    self.pause
+                )  # 0.005: a steady ~150 writes/s, which CDC on the test server keeps up with
 
     def finish(self) -> None:
         self.stop.set()

@@ -67,6 +67,7 @@ def test_run_rollback_run_again_leaves_nothing_behind(mig: Migration) -> None:  
             "cdc_checkpoint",
             "slot",
             "publication",
+            "reverse",
             "collection:customers",
             "collection:stock",
             "finish",
@@ -161,5 +162,7 @@ def test_cli_rollback_asks_unless_yes(mig: Migration) -> None:  # noqa: F811
     assert leftovers(mig, name)["slot"]
     done = CliRunner().invoke(cli, ["rollback", str(plan_file), "--yes", "--json"], env=env)
     assert done.exit_code == 0, done.output
-    assert json.loads(done.stdout)["steps"][-1]["name"] == "finish"
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [e["step"] for e in lines if e["event"] == "rollback.step"][-1] == "finish"
+    assert lines[-1]["event"] == "result" and lines[-1]["steps"][-1]["name"] == "finish"
     assert leftovers(mig, name)["collections"] == []

@@ -310,3 +310,24 @@ def test_no_false_mismatch_while_a_writer_and_cdc_run_and_real_ones_still_show(m
     # would have reported them); the rechecks settled every one of them as equal.
     first_looks = sum(p.differing for _, events in looks for p in events.of(VerifyProgress))
     assert first_looks > 2, "the writer never caught the verify mid-change: the test proves nothing"
+
+
+def test_run_until_verified_follows_changes_while_it_verifies(mig: Migration) -> None:
+    """The verify phase inside `migrator run`: caught up, then a verify pass while CDC follows;
+    exit 0 when equal, 1 with the report when not."""
+    plan_file = plan(mig, "verify-in-run")
+    cli_env = {**mig.env, "MIGRATOR_STATE": str(mig.state_path)}
+    done = CliRunner().invoke(cli, ["run", str(plan_file), "--until", "verified", "--json"], env=cli_env)
+    assert done.exit_code == 0, done.output
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["stopped_after"] == "verified" and result["verify"]["verdict"] == "equal"
+    assert result["verify"]["checked"] == CUSTOMERS + 60
+    # A change made since is carried by the CDC that follows during the pass; a corruption of
+    # the target is not, and is reported.
+    mig.sql("UPDATE customers SET name = 'changed since' WHERE id = 11")
+    mig.client[mig.database]["customers"].update_one({"_id": 12}, {"$set": {"name": "corrupted"}})
+    again = CliRunner().invoke(cli, ["run", str(plan_file), "--until", "verified", "--json"], env=cli_env)
+    assert again.exit_code == 1, again.output
+    report = json.loads(again.stdout.splitlines()[-1])["verify"]
+    assert report["mismatched"] == 1 and [m["id"] for m in report["mismatches"]] == [12]
+    assert mig.client[mig.database]["customers"].find_one({"_id": 11})["name"] == "changed since"

@@ -19,10 +19,14 @@ LEVELS = {
     "engine": 2,
     "phases": 3,
     "dualwrite": 3,  # a library for applications: never imports runner, api or cli
+    "background": 4,
+    "dryrun": 4,  # run --dry-run: reads, plans and records, never writes
+    "runbook": 4,  # Markdown from the plan and preflight results; only api calls it
     "runner": 4,
     "rollback": 4,
     "status": 4,
     "switchover": 4,
+    "switchback": 4,
     "api": 5,
     "cli": 6,
 }

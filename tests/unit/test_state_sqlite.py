@@ -162,18 +162,18 @@ def test_empty_file_is_upgraded_to_current_version(db_path: Path) -> None:
 def test_upgrade_chain_runs_each_missing_step_once(db_path: Path) -> None:
     SQLiteStateStore(db_path).close()  # a file at the current version
 
-    def v1_to_v2(conn: sqlite3.Connection) -> None:
+    def next_step(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE runs ADD COLUMN note TEXT")
 
     conn = raw(db_path)
     try:
-        found = schema.upgrade(conn, str(db_path), (*schema.STEPS, v1_to_v2))
-        assert found == 1
-        assert schema.user_version(conn) == 2
+        found = schema.upgrade(conn, str(db_path), (*schema.STEPS, next_step))
+        assert found == SCHEMA_VERSION
+        assert schema.user_version(conn) == SCHEMA_VERSION + 1
         columns = [r[1] for r in conn.execute("PRAGMA table_info(runs)")]
         assert "note" in columns
-        # Already at 2: nothing runs again (a second ALTER would fail).
-        assert schema.upgrade(conn, str(db_path), (*schema.STEPS, v1_to_v2)) == 2
+        # Already there: nothing runs again (a second ALTER would fail).
+        assert schema.upgrade(conn, str(db_path), (*schema.STEPS, next_step)) == SCHEMA_VERSION + 1
     finally:
         conn.close()
 
@@ -189,7 +189,7 @@ def test_failed_step_leaves_the_file_at_its_old_version(db_path: Path) -> None:
     try:
         with pytest.raises(RuntimeError):
             schema.upgrade(conn, str(db_path), (*schema.STEPS, broken))
-        assert schema.user_version(conn) == 1
+        assert schema.user_version(conn) == SCHEMA_VERSION
         assert conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'half_done'").fetchone() is None
     finally:
         conn.close()

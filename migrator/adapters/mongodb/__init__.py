@@ -31,6 +31,11 @@ class MongoTarget:
         self._timeout_ms = timeout_ms
         self._client: MongoClient[dict[str, Any]] | None = None
 
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """What error messages about this endpoint must never show (its password)."""
+        return self._secrets
+
     def client(self) -> MongoClient[dict[str, Any]]:
         if self._client is None:
             # Keyword arguments override the URL in pymongo: set only what the URL leaves out.

@@ -180,7 +180,10 @@ class ChangeApplier:
         def flush() -> None:
             nonlocal pending, pending_collection
             if pending and pending_collection is not None:
-                self._coll(pending_collection).bulk_write(pending, ordered=True, session=session)
+                # Past a target fence (adapters/mongodb/fence.py): replication must never stop at it.
+                self._coll(pending_collection).bulk_write(
+                    pending, ordered=True, session=session, bypass_document_validation=True
+                )
             pending, pending_collection = [], None
 
         for op in ops:
@@ -210,7 +213,9 @@ class ChangeApplier:
         if document is None:
             coll.delete_one({"_id": doc_id}, session=session)
         else:
-            coll.replace_one({"_id": doc_id}, document, upsert=True, session=session)
+            coll.replace_one(
+                {"_id": doc_id}, document, upsert=True, session=session, bypass_document_validation=True
+            )
         return True
 
     def _rekey(self, op: WriteOp, session: ClientSession | None) -> None:
@@ -223,7 +228,9 @@ class ChangeApplier:
             update: dict[str, Any] = {"$setOnInsert": op.extra["defaults"] or {}}
             if op.extra["set"]:
                 update["$set"] = op.extra["set"]
-            coll.update_one({"_id": new_id}, update, upsert=True, session=session)
+            coll.update_one(
+                {"_id": new_id}, update, upsert=True, session=session, bypass_document_validation=True
+            )
             return
         coll.delete_one(op.filter, session=session)
         doc.update(op.extra["set"])
@@ -233,7 +240,7 @@ class ChangeApplier:
             # A replay: the document moved here already, and this copy may lack what only the
             # later one holds (an unchanged TOASTed value the replayed changes never carried).
             doc = {**existing, **doc}
-        coll.replace_one({"_id": new_id}, doc, upsert=True, session=session)
+        coll.replace_one({"_id": new_id}, doc, upsert=True, session=session, bypass_document_validation=True)
 
     def _merge_element(self, op: WriteOp, session: ClientSession | None) -> None:
         """An element change carrying unchanged TOASTed values: read the stored element, keep

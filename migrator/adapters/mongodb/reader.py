@@ -22,6 +22,11 @@ RAW: CodecOptions[RawBSONDocument] = CodecOptions(
 # _id values per $in query: large enough to amortise the round trip, small enough for the
 # query document to stay far below 16 MB whatever the key.
 IDS_PER_QUERY = 2_000
+# _id values per $in query when fetching documents: the answer is whole documents, so smaller
+# batches cost little more than round trips (fetch is used for at most a few thousand ids: a
+# recheck, a check under the cutover fence). Measured on the test server, a 1,000-id $in took
+# 0.78 s and ten 100-id ones 0.12 s; on MongoDB the difference is a few round trips.
+FETCH_IDS_PER_QUERY = 100
 
 
 class DocumentReader:
@@ -36,8 +41,8 @@ class DocumentReader:
         A compound _id comes back raw (it encodes to the same bytes as the stored one)."""
         found: list[tuple[Any, bytes]] = []
         try:
-            for start in range(0, len(ids), IDS_PER_QUERY):
-                part = list(ids[start : start + IDS_PER_QUERY])
+            for start in range(0, len(ids), FETCH_IDS_PER_QUERY):
+                part = list(ids[start : start + FETCH_IDS_PER_QUERY])
                 found.extend((doc["_id"], bytes(doc.raw)) for doc in self._raw.find({"_id": {"$in": part}}))
         except mongo.PyMongoError as exc:
             raise classify(exc, self._endpoint, self._secrets) from None

@@ -68,6 +68,9 @@ class ReplicationStream:
         self._wal_end = start_lsn
         self._last_xlog: bytes | None = None  # the last XLogData, whose WAL end is not read yet
         self._last_feedback = 0.0
+        # When set, the next wait for data lasts at most this long before Idle (a consumer
+        # lingering to batch more transactions, see phases/cdc.py); None: `wait_s`.
+        self.linger: float | None = None
         self._conn = endpoint.connect(replication="database", options=REPLICATION_OPTIONS)
         version = self._conn.info.server_version
         options = [f"proto_version '{protocol}'", f"publication_names '{publication}'"]
@@ -127,7 +130,8 @@ class ReplicationStream:
                         self.feedback(force=True)
             elif nbytes == 0:
                 self._maybe_feedback()
-                ready, _, _ = select.select([pgconn.socket], [], [], wait_s)
+                wait = wait_s if self.linger is None else min(wait_s, self.linger)
+                ready, _, _ = select.select([pgconn.socket], [], [], wait)
                 if not ready:
                     yield Idle(self.wal_end)
                     continue
@@ -147,13 +151,15 @@ class ReplicationStream:
         self._acked = max(self._acked, lsn)
         self._maybe_feedback()
 
-    def keepalive(self) -> None:
-        """A status update (of the durable position only) if one is due: for a consumer busy
-        applying, not reading, so that wal_sender_timeout does not end the connection."""
-        self._maybe_feedback()
+    def keepalive(self, interval: float = FEEDBACK_INTERVAL_S) -> None:
+        """A status update (of the durable position only) if the last one is `interval` seconds
+        old: for a consumer busy applying, or held by throttling, and not reading (so that the
+        server's keepalive requests go unanswered), so that wal_sender_timeout does not end the
+        connection."""
+        self._maybe_feedback(interval)
 
-    def _maybe_feedback(self) -> None:
-        if time.monotonic() - self._last_feedback >= FEEDBACK_INTERVAL_S:
+    def _maybe_feedback(self, interval: float = FEEDBACK_INTERVAL_S) -> None:
+        if time.monotonic() - self._last_feedback >= interval:
             self.feedback()
 
     def feedback(self, *, force: bool = False) -> None:
@@ -298,6 +304,7 @@ class PollingStream:
         self._publication = publication
         self._batch = batch
         self._yielded = start_lsn  # end of the last transaction handed out
+        self.linger: float | None = None  # the streaming interface's; a poll batches by itself
         self._acked = start_lsn
         self._wal_end = start_lsn
         self._conn = endpoint.connect(options=REPLICATION_OPTIONS)
@@ -372,7 +379,7 @@ class PollingStream:
                 yield Idle(self._wal_end)
                 time.sleep(wait_s)
 
-    def keepalive(self) -> None:
+    def keepalive(self, interval: float = 0.0) -> None:
         """Nothing to keep alive: each poll is a query of its own."""
 
     def acknowledge(self, lsn: int) -> None:

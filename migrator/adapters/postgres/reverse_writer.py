@@ -318,28 +318,54 @@ class ReverseWriter:
 
     def apply(self, documents: Sequence[DocumentRows], checkpoint: ReverseCheckpoint | None) -> int:
         """Apply each document's new state (or deletion) and record `checkpoint`, in one
-        transaction. Returns the number of rows inserted, updated or deleted."""
+        transaction. Returns the number of rows inserted, updated or deleted.
+
+        The statements go in pipeline mode (sent without waiting for each answer: a batch costs
+        about one round trip, not several per document). An error there cannot be pinned to
+        its document, so a batch that fails is done again statement by statement, which either
+        names the document and table in its error or, should the first failure have been
+        passing, applies the batch."""
         conn = self._connection()
-        changed = 0
+        try:
+            return self._apply(conn, documents, checkpoint, pipelined=True)
+        except psycopg.Error as exc:
+            if isinstance(self._error(exc), TransientError):
+                raise self._error(exc) from None
+        return self._apply(conn, documents, checkpoint, pipelined=False)
+
+    def _apply(
+        self,
+        conn: psycopg.Connection[Any],
+        documents: Sequence[DocumentRows],
+        checkpoint: ReverseCheckpoint | None,
+        *,
+        pipelined: bool,
+    ) -> int:
+        cursors: list[psycopg.Cursor[Any]] = []
         current: DocumentRows | None = None
         table = ""
         try:
-            with conn.transaction():
+            with conn.transaction(), conn.pipeline() if pipelined else contextlib.nullcontext():
                 for current in documents:
                     for level, statement, params, many in self._statements_for(conn, current):
                         table = level.table
-                        with conn.cursor() as cur:
-                            if many:
-                                cur.executemany(statement, params)
-                            else:
-                                cur.execute(statement, params)
-                            changed += max(cur.rowcount, 0)
+                        cur = conn.cursor()
+                        if many:
+                            cur.executemany(statement, params)
+                        else:
+                            cur.execute(statement, params)
+                        cursors.append(cur)
                 current = None
                 if checkpoint is not None:
                     self._save(conn, checkpoint)
+            return sum(max(cur.rowcount, 0) for cur in cursors)  # known once the pipeline synced
         except psycopg.Error as exc:
+            if pipelined:
+                raise
             raise self._write_error(exc, current, table) from None
-        return changed
+        finally:
+            for cur in cursors:
+                cur.close()
 
     def _write_error(self, exc: psycopg.Error, document: DocumentRows | None, table: str) -> MigratorError:
         error = self._error(exc)

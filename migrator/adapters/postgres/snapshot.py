@@ -241,6 +241,20 @@ class RangeReader(_LevelReader):
         except psycopg.Error as exc:
             raise classify(exc, self._endpoint.name, self._endpoint.secrets) from None
 
+    def first_keys(self, table: str, key: Sequence[str], limit: int) -> list[list[str]]:
+        """The first `limit` keys of `table` in key order (as text), in the current read: the
+        range (None, last of them] then holds exactly those rows (a sample, for --dry-run)."""
+        cols = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(k)) for k in key)
+        texts = sql.SQL(", ").join(sql.SQL("t.{}::text").format(sql.Identifier(k)) for k in key)
+        query = sql.SQL("SELECT {texts} FROM {t} t ORDER BY {cols} LIMIT {n}").format(
+            texts=texts, t=table_identifier(table), cols=cols, n=sql.Literal(limit)
+        )
+        try:
+            rows = self._conn.execute(query).fetchall()
+        except psycopg.Error as exc:
+            raise classify(exc, self._endpoint.name, self._endpoint.secrets) from None
+        return [[str(v) for v in row] for row in rows]
+
     def missing_keys(
         self, table: str, key: Sequence[str], key_types: Sequence[str], keys: Sequence[Sequence[str]]
     ) -> list[int]:

@@ -1,0 +1,92 @@
+"""Directions that run on threads while a protocol (cutover, rollback after cutover) or the
+other direction runs on the caller's: forward CDC and reverse sync.
+
+A thread's failure is kept and re-raised on the caller's thread (`raise_if_failed`), and it
+sets the shared stop event so the other side winds down instead of running on alone.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from migrator.adapters.postgres.replication import SlotMonitor
+from migrator.engine.context import RunContext
+from migrator.errors import TerminalError
+from migrator.phases.reverse import ReverseResult, ReverseSync
+from migrator.plan.names import slot_name
+
+
+class Background:
+    """Runs `body` on a daemon thread; what it raises is kept for the caller."""
+
+    def __init__(self, name: str, body: Callable[[], Any], stop: threading.Event) -> None:
+        self.name = name
+        self._body = body
+        self._stop = stop
+        self.error: BaseException | None = None
+        self.result: Any = None
+        self._thread = threading.Thread(target=self._main, name=f"migrator-{name}", daemon=True)
+
+    def _main(self) -> None:
+        try:
+            self.result = self._body()
+        except BaseException as exc:  # noqa: BLE001 - re-raised on the caller's thread
+            self.error = exc
+            self._stop.set()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def raise_if_failed(self) -> None:
+        if self.error is not None:
+            raise self.error
+        if self._thread.ident is not None and not self._thread.is_alive() and not self._stop.is_set():
+            raise TerminalError(f"{self.name} stopped unexpectedly")
+
+    def stop(self, timeout: float = 60) -> None:
+        self._stop.set()
+        if self._thread.ident is not None:
+            self._thread.join(timeout)
+
+
+class CdcFollower(Background):
+    """Forward CDC; `body` runs it as `migrator run` does (phase record, checkpoints, events)."""
+
+    def __init__(self, body: Callable[[], Any], stop: threading.Event) -> None:
+        super().__init__("CDC", body, stop)
+
+    def wait_streaming(self, ctx: RunContext, timeout: float) -> None:
+        """Return once the slot is in use by this CDC (so markers emitted now will be read)."""
+        monitor = SlotMonitor(ctx.source.endpoint)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                self.raise_if_failed()
+                state = monitor.state(slot_name(ctx.plan.name))
+                if state is not None and state["active"]:
+                    return
+                if time.monotonic() > deadline:
+                    raise TerminalError(f"CDC did not start streaming within {timeout:.0f} s")
+                time.sleep(0.05)
+        finally:
+            monitor.close()
+
+
+class ReverseFollower(Background):
+    """Reverse sync until stopped; `drain()` catches up on the caller's thread in between."""
+
+    def __init__(self, reverse: ReverseSync, stop: threading.Event) -> None:
+        super().__init__("reverse sync", lambda: reverse.run("stopped"), stop)
+        self.reverse = reverse
+
+    def finish(self) -> ReverseResult | None:
+        self.stop()
+        self.reverse.close()
+        self.raise_if_failed()
+        return self.result if isinstance(self.result, ReverseResult) else None

@@ -1,0 +1,432 @@
+"""What a runbook states, gathered from the plan and (unless offline) a preflight report.
+
+Everything here is a pure function of its inputs: no clock, no randomness, no database access
+(preflight ran before, in api.runbook), and every text that could hold a secret is masked.
+Offline, a value that only the databases know is `UNCHECKED`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from migrator.findings import Finding, Severity
+from migrator.phases.preflight import ASSUMED_ROWS_PER_SECOND, MIN_SERVER_VERSION, PreflightReport
+from migrator.plan.models import Collection, Embed, Plan
+from migrator.plan.names import publication_name, slot_name
+from migrator.redact import redact_text, redact_url, url_passwords
+
+UNCHECKED = "(checked at run time)"
+# Verify reads both sides and writes nothing; its benchmark goal (scripts/bench/bench_verify.py) is
+# at least the copy rate, so the runbook assumes the snapshot's rate for a full pass.
+ASSUMED_VERIFY_ROWS_PER_SECOND = ASSUMED_ROWS_PER_SECOND
+# `${NAME}` left as written: the offline runbook was generated without that variable set.
+_PLACEHOLDER = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$")
+_ORDER = {Severity.FAIL: 0, Severity.WARN: 1, Severity.INFO: 2, Severity.OK: 3}
+
+
+@dataclass(frozen=True)
+class EndpointFacts:
+    adapter: str
+    url: str  # masked
+    unset: bool  # the URL is an unset ${VAR} (offline only)
+    database: str | None = None
+
+
+@dataclass(frozen=True)
+class TableFacts:
+    table: str
+    collection: str
+    role: str  # how the table's rows appear in the collection
+    estimated_rows: int | None  # None: not inspected (offline, or the table was not found)
+    total_bytes: int | None
+
+
+@dataclass(frozen=True)
+class CheckFacts:
+    """One prerequisite: what must hold, what preflight found, and how it ended."""
+
+    check: str  # the preflight check id (findings.py), or plan.* for what the plan alone decides
+    requirement: str
+    found: str
+    status: str  # ok | info | warn | fail | unchecked
+    fix: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.status in ("ok", "info")
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Estimated durations in seconds; None where the rows are unknown (offline)."""
+
+    source_rows: int | None
+    documents: int | None
+    source_bytes: int | None
+    snapshot_seconds: float | None
+    verify_seconds: float | None
+    verify_share: float  # 1.0 for a full pass; the sample share in sample mode
+
+
+@dataclass(frozen=True)
+class Facts:
+    plan: Plan
+    plan_file: str  # as the operator gave it: the commands repeat it
+    offline: bool
+    source: EndpointFacts
+    target: EndpointFacts
+    slot: str
+    publication: str
+    tables: list[TableFacts]
+    shapes: dict[str, object]  # collection -> shape from the resolved mapping (online) or the plan
+    resolved: bool  # shapes come from the source schema (BSON types known)
+    estimate: Estimate
+    checks: list[CheckFacts]
+    other_findings: list[Finding] = field(default_factory=list)
+    ready: bool | None = None  # None offline
+    failures: int = 0
+
+
+def gather(plan: Plan, plan_file: str, report: PreflightReport | None) -> Facts:
+    """The runbook's facts: `report` is None offline."""
+    secrets = url_passwords(plan.source.url.get_secret_value(), plan.target.url.get_secret_value())
+
+    def clean(text: str) -> str:
+        return redact_text(text, secrets)
+
+    checks, covered = _checks(plan, report, clean)
+    others: list[Finding] = []
+    if report is not None:
+        for f in report.findings:
+            if (f.check, f.subject) in covered or f.check in covered_checks(covered):
+                continue
+            others.append(
+                Finding(
+                    f.check, f.severity, clean(f.subject), clean(f.message), clean(f.fix) if f.fix else None
+                )
+            )
+        others.sort(key=lambda f: (_ORDER[f.severity], f.check, f.subject))
+    return Facts(
+        plan=plan,
+        plan_file=plan_file,
+        offline=report is None,
+        source=_endpoint(plan.source.adapter, plan.source.url.get_secret_value()),
+        target=_endpoint(plan.target.adapter, plan.target.url.get_secret_value(), plan.target.database),
+        slot=slot_name(plan.name),
+        publication=publication_name(plan.name),
+        tables=_tables(plan, report),
+        shapes=_shapes(plan, report),
+        resolved=report is not None and len(report.collections) == len(plan.collections),
+        estimate=_estimate(plan, report),
+        checks=checks,
+        other_findings=others,
+        ready=None if report is None else report.ready,
+        failures=0 if report is None else len(report.failures),
+    )
+
+
+def covered_checks(covered: set[tuple[str, str]]) -> set[str]:
+    """Checks shown whole in the checklist (subject '*'): none of their findings is repeated."""
+    return {check for check, subject in covered if subject == "*"}
+
+
+def _endpoint(adapter: str, url: str, database: str | None = None) -> EndpointFacts:
+    unset = bool(_PLACEHOLDER.match(url))
+    return EndpointFacts(adapter, url if unset else redact_url(url), unset, database)
+
+
+# -- tables and shapes -----------------------------------------------------------------------------
+
+
+def _walk(collection: Collection) -> Iterable[tuple[str, str]]:
+    """(table, role) of every table a collection reads, top-level first."""
+    key = ", ".join(collection.key_columns)
+    yield collection.table, f"documents (`_id` <- {key})"
+
+    def embeds(items: list[Embed], path: str) -> Iterable[tuple[str, str]]:
+        for e in items:
+            where = f"{path}.{e.as_}" if path else e.as_
+            kind = "array" if e.many else "sub-document"
+            yield e.table, f"embedded {kind} `{where}`"
+            yield from embeds(e.embed, f"{where}[]" if e.many else where)
+
+    yield from embeds(collection.embed, "")
+
+
+def _tables(plan: Plan, report: PreflightReport | None) -> list[TableFacts]:
+    info = report.source.tables if report is not None and report.source is not None else {}
+    found = []
+    for collection in plan.collections:
+        for table, role in _walk(collection):
+            t = info.get(table)
+            found.append(
+                TableFacts(
+                    table,
+                    collection.name,
+                    role,
+                    t.estimated_rows if t is not None else None,
+                    t.total_bytes if t is not None else None,
+                )
+            )
+    return found
+
+
+def _plan_shape(shape: Collection | Embed) -> dict[str, object]:
+    """A document's shape as the plan alone tells it: field -> source column, embeds nested."""
+    out: dict[str, object] = {}
+    if isinstance(shape, Collection):
+        key = shape.key_columns
+        out["_id"] = f"<{key[0]}>" if len(key) == 1 else {k: f"<{k}>" for k in key}
+    if shape.fields is not None:
+        out.update({name: f"<{column}>" for name, column in shape.fields.items()})
+    else:
+        skipped = ", ".join(shape.exclude)
+        out["..."] = f"every column of {shape.table}" + (f" except {skipped}" if skipped else "")
+    for e in shape.embed:
+        child = _plan_shape(e)
+        out[e.as_] = [child] if e.many else child
+    return out
+
+
+def _shapes(plan: Plan, report: PreflightReport | None) -> dict[str, object]:
+    resolved = {c.name: c.shape() for c in report.collections} if report is not None else {}
+    return {c.name: resolved.get(c.name, _plan_shape(c)) for c in plan.collections}
+
+
+def _estimate(plan: Plan, report: PreflightReport | None) -> Estimate:
+    verify = plan.phases.verify
+    share = verify.sample if verify.mode == "sample" else 1.0
+    if report is None or report.source is None:
+        return Estimate(None, None, None, None, None, share)
+    rows = report.source_rows
+    return Estimate(
+        source_rows=rows,
+        documents=report.documents,
+        source_bytes=report.source_bytes,
+        snapshot_seconds=report.estimated_seconds,
+        verify_seconds=rows * share / ASSUMED_VERIFY_ROWS_PER_SECOND,
+        verify_share=share,
+    )
+
+
+# -- prerequisites ---------------------------------------------------------------------------------
+
+
+def _worst(findings: list[Finding]) -> Finding | None:
+    return min(findings, key=lambda f: _ORDER[f.severity]) if findings else None
+
+
+def _checks(
+    plan: Plan, report: PreflightReport | None, clean: Callable[[str], str]
+) -> tuple[list[CheckFacts], set[tuple[str, str]]]:
+    findings = report.findings if report is not None else []
+    source = report.source if report is not None else None
+    target = report.target if report is not None else None
+    covered: set[tuple[str, str]] = set()
+    out: list[CheckFacts] = []
+
+    def add(
+        check: str,
+        requirement: str,
+        found_ok: str | None,
+        *,
+        subject: str | None = None,
+        side: object = None,
+    ) -> None:
+        """A checklist line fed by the findings of `check` (for `subject`, or all of them). With
+        no finding, the check passed when `side` was inspected and `found_ok` says what was seen."""
+        covered.add((check, subject if subject is not None else "*"))
+        mine = [f for f in findings if f.check == check and (subject is None or f.subject == subject)]
+        worst = _worst(mine)
+        if report is None:
+            out.append(CheckFacts(check, requirement, UNCHECKED, "unchecked"))
+        elif worst is not None and worst.severity in (Severity.FAIL, Severity.WARN):
+            found = clean(worst.message)
+            out.append(
+                CheckFacts(check, requirement, found, worst.severity.value, clean(worst.fix or "") or None)
+            )
+        elif worst is not None:
+            out.append(CheckFacts(check, requirement, clean(found_ok or worst.message), worst.severity.value))
+        elif side is not None and found_ok is not None:
+            out.append(CheckFacts(check, requirement, clean(found_ok), "ok"))
+        else:
+            out.append(
+                CheckFacts(check, requirement, "(not checked: the database was not reached)", "unchecked")
+            )
+
+    server = source.server if source is not None else None
+    settings = server.settings if server is not None else {}
+    add("source.reachable", "the source PostgreSQL answers at the plan's URL", None, side=source)
+    add(
+        "source.version",
+        f"PostgreSQL {MIN_SERVER_VERSION // 10000} or newer (14+ streams large transactions)",
+        f"PostgreSQL {server.version}" if server is not None else None,
+        side=source,
+    )
+    add(
+        "source.wal_level",
+        "wal_level = logical",
+        f"wal_level = {settings.get('wal_level', 'unknown')}",
+        side=source,
+    )
+    add(
+        "source.replication_privilege",
+        "the plan's role may replicate (REPLICATION or superuser)",
+        None,
+        side=source,
+    )
+    add("source.free_replication_slots", "a free replication slot (max_replication_slots)", None, side=source)
+    add("source.free_wal_senders", "a free WAL sender (max_wal_senders)", None, side=source)
+    add(
+        "source.create_publication",
+        "the plan's role may create a publication in the source database",
+        "allowed" if server is not None else None,
+        side=source,
+    )
+    add(
+        "source.existing_slot",
+        f"no leftover replication slot `{slot_name(plan.name)}` (it would retain WAL)",
+        f"slot {slot_name(plan.name)} does not exist" if server is not None else None,
+        side=source,
+    )
+    tables = source.tables if source is not None else {}
+    seen: set[str] = set()
+    for collection in plan.collections:
+        for table, _role in _walk(collection):
+            if table in seen:
+                continue
+            seen.add(table)
+            info = tables.get(table)
+            identity = None
+            if info is not None:
+                key = ", ".join(info.primary_key) or "none"
+                identity = f"REPLICA IDENTITY {info.replica_identity.upper()}, primary key ({key})"
+            add(
+                "source.replica_identity",
+                f"`{table}` has a primary key or a replica identity (UPDATE/DELETE keyed in the WAL)",
+                identity,
+                subject=table,
+                side=info,
+            )
+            owner = None
+            if info is not None and server is not None:
+                owner = "superuser" if server.is_superuser else "owned by the plan's role"
+            add(
+                "source.table_owner",
+                f"the plan's role owns `{table}` (CREATE PUBLICATION ... FOR TABLE)",
+                owner,
+                subject=table,
+                side=info,
+            )
+    topology = None
+    if target is not None:
+        topology = f"MongoDB {target.version}, " + (
+            f"replica set {target.replica_set}" if target.replica_set else "standalone"
+        )
+    add("target.reachable", "the target MongoDB answers at the plan's URL", topology, side=target)
+    add(
+        "target.transactions",
+        "transactions (a replica set): data and checkpoint commit together",
+        None,
+        side=target,
+    )
+    add(
+        "target.change_streams",
+        "change streams (a replica set): reverse sync, hence rollback after cutover",
+        None,
+        side=target,
+    )
+    for collection in plan.collections:
+        subject = f"{plan.target.database}.{collection.name}"
+        add(
+            "target.collection_empty",
+            f"target collection `{subject}` is absent or empty",
+            None,
+            subject=subject,
+            side=target,
+        )
+    out.extend(_plan_checks(plan))
+    return out, covered
+
+
+def _plan_checks(plan: Plan) -> list[CheckFacts]:
+    """What the plan alone decides: known offline too."""
+    cutover = plan.phases.cutover
+    cdc = plan.phases.cdc
+    switch = cutover.switch
+    checks = []
+    if switch is None:
+        checks.append(
+            CheckFacts(
+                "plan.cutover.switch",
+                "a switch tells applications which side is primary (phases.cutover.switch)",
+                "not configured: `migrator cutover` cannot flip",
+                "fail",
+                "add phases.cutover.switch (kind: file, command, postgres or mongodb) before the cutover",
+            )
+        )
+    else:
+        where = {
+            "file": f"file {switch.path}",
+            "command": "command " + " ".join(switch.run or []),
+            "postgres": f"routing table {switch.name} on the source",
+            "mongodb": f"routing collection {switch.name} on the target",
+        }[switch.kind]
+        checks.append(
+            CheckFacts(
+                "plan.cutover.switch",
+                "a switch tells applications which side is primary (phases.cutover.switch)",
+                f"{switch.kind}: {where}",
+                "ok",
+            )
+        )
+    checks.append(
+        CheckFacts(
+            "plan.cutover.reverse_sync",
+            "reverse sync after cutover, so that the source stays a fallback (phases.cutover.reverse_sync)",
+            "on" if cutover.reverse_sync else "off: one-way cutover, no rollback after it",
+            "ok" if cutover.reverse_sync else "warn",
+            None
+            if cutover.reverse_sync
+            else "set phases.cutover.reverse_sync: true to keep the way back open",
+        )
+    )
+    fence = cutover.fence
+    checks.append(
+        CheckFacts(
+            "plan.cutover.fence",
+            "the write fence suits the application (phases.cutover.fence)",
+            f"lock, lock_timeout {fence.lock_timeout:g} s"
+            if fence.kind == "lock"
+            else "command: pause " + " ".join(fence.pause or []) + "; resume " + " ".join(fence.resume or []),
+            "ok",
+        )
+    )
+    checks.append(
+        CheckFacts(
+            "plan.cdc.max_retained_wal",
+            "the source's WAL disk has room for phases.cdc.max_retained_wal on top of its usual use",
+            f"max_retained_wal = {_bytes(int(cdc.max_retained_wal))} (the run stops past it): "
+            "check the WAL volume's free space by hand",
+            "unchecked",
+        )
+    )
+    return checks
+
+
+def _bytes(value: int) -> str:
+    for unit, size in (("GB", 1024**3), ("MB", 1024**2), ("kB", 1024)):
+        if value >= size and value % size == 0:
+            return f"{value // size} {unit}"
+    return f"{value} bytes"
+
+
+def human_bytes(value: int) -> str:
+    """Bytes for a reader: 1.5 GB, 203 MB, 12 kB."""
+    for unit, size in (("GB", 1024**3), ("MB", 1024**2), ("kB", 1024)):
+        if value >= size:
+            amount = value / size
+            return f"{amount:.1f} {unit}" if amount < 10 else f"{amount:.0f} {unit}"
+    return f"{value} bytes"

@@ -1,0 +1,300 @@
+"""Forward and back against real servers: cutover with reverse sync, writes on the target after
+it, `migrator run` following both directions, rollback after cutover (fence on the target,
+drain, verify, flip back) with an application writing throughout, kill -9 during cutover and
+during rollback, and the pgroll cycle: run -> cutover -> rollback -> rollback -> run again."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bson.decimal128 import Decimal128
+from bson.int64 import Int64
+
+from migrator import api
+from migrator.engine.events import Collector, RollbackStepDone
+from migrator.engine.metrics import RunMetrics
+from migrator.errors import TerminalError
+from migrator.plan.names import publication_name, slot_name
+from migrator.rollback import RollbackResult
+from migrator.switchback import SwitchbackResult
+from tests.integration.test_cdc import run
+from tests.integration.test_cdc_workload import _migrator
+from tests.integration.test_cutover import KEYS, App, cutover_plan
+from tests.integration.test_verify import mig  # noqa: F401 - a fixture
+from tests.support.docs import Migration
+
+REPO = Path(__file__).parents[2]
+
+
+def names_on_source(m: Migration) -> dict[int, str]:
+    return {int(k): v for k, v in m.rows("SELECT id, name FROM customers WHERE id <= %s", [KEYS])}
+
+
+def validators(m: Migration) -> dict[str, Any]:
+    db = m.client[m.database]
+    return {c["name"]: (c.get("options") or {}).get("validator") for c in db.list_collections()}
+
+
+def reverse_checkpoints(m: Migration, plan: str) -> int:
+    found = m.rows("SELECT to_regclass('migrator.reverse_checkpoint') IS NOT NULL")[0][0]
+    if not found:
+        return 0
+    return int(m.rows("SELECT count(*) FROM migrator.reverse_checkpoint WHERE plan = %s", [plan])[0][0])
+
+
+def wait_for(check: Any, timeout: float = 60, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+class Following:
+    """`api.cutover(follow=True)` or `api.run` on a thread, until stopped."""
+
+    def __init__(self, body: Any) -> None:
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+        self.result: Any = None
+
+        def main() -> None:
+            try:
+                self.result = body(self.stop)
+            except BaseException as exc:  # noqa: BLE001 - raised by finish()
+                self.error = exc
+
+        self._thread = threading.Thread(target=main, daemon=True)
+        self._thread.start()
+
+    def finish(self, timeout: float = 60) -> Any:
+        self.stop.set()
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "did not stop"
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+def test_forward_and_back_with_a_writing_application_loses_nothing(
+    mig: Migration,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    name = "sb-app"
+    switch = tmp_path / "routing"
+    plan_file = cutover_plan(mig, name, switch, freeze="5s", reverse=True)
+    run(mig, plan_file, "caught-up")
+    app = App(mig, switch)
+    customers = mig.client[mig.database]["customers"]
+    try:
+        time.sleep(0.5)
+        cutover = Following(
+            lambda stop: api.cutover(plan_file, follow=True, state=mig.state_path, env=mig.env, stop=stop)
+        )
+        wait_for(lambda: switch.exists() and switch.read_text() == "target\n", 120, "the flip")
+        # On the target now: the application's writes, and a change to an embedded order.
+        customers.update_one({"_id": Int64(KEYS + 1)}, {"$set": {"orders.0.total": Decimal128("77.50")}})
+        wait_for(lambda: app.counts["target"] > 50, 60, "writes on the target")
+        outcome = cutover.finish()
+        freeze_forward = outcome.report.freeze_ms
+        status = api.status(plan_file, state=mig.state_path, env=mig.env)
+        assert status.cutover is not None and status.cutover.primary == "target"
+        assert status.cutover.last_freeze_ms["forward"] == freeze_forward
+        assert status.cutover.reverse_events is not None and status.cutover.reverse_events > 0
+        events = Collector()
+        # Rolled back while the application keeps writing (its writes wait on the fence).
+        result = api.rollback(plan_file, state=mig.state_path, env=mig.env, sinks=[events])
+        time.sleep(0.5)  # it goes on writing, to the source again
+    finally:
+        app.finish()
+    assert isinstance(result, SwitchbackResult)
+    assert switch.read_text() == "source\n"
+    assert app.counts["failed"] == 0, app.errors
+    assert app.counts["target"] > 50 and app.counts["source"] > 20, app.counts
+    # The source holds every write, those made on the target after cutover included.
+    assert {k: names_on_source(mig)[k] for k in app.last} == app.last
+    total = mig.rows("SELECT total FROM orders WHERE customer_id = %s ORDER BY id LIMIT 1", [KEYS + 1])
+    assert str(total[0][0]) == "77.50"
+    steps = [e.step for e in events.of(RollbackStepDone)]
+    assert steps == [
+        "check",
+        "verify",
+        "fence",
+        "drain",
+        "recheck",
+        "flip",
+        "drain-again",
+        "unfence",
+        "forget",
+        "hook",
+        "done",
+    ]
+    # The pass ran while the application wrote on the target; what decided is the recheck at rest
+    # of what the pass did not find equal and of everything changed since it began.
+    assert result.verify is not None and result.recheck is not None
+    assert result.recheck["differing"] == 0 and result.recheck["documents"] > 0
+    assert result.freeze_ms is not None and result.freeze_ms > 0
+    assert not validators(mig)["customers"]  # the fence is gone
+    status = api.status(plan_file, state=mig.state_path, env=mig.env)
+    assert status.cutover is not None and status.cutover.primary == "source"
+    assert status.cutover.last_freeze_ms["back"] == result.freeze_ms
+    assert reverse_checkpoints(mig, name) == 0
+    print(
+        f"forward freeze {freeze_forward:.0f} ms, back freeze {result.freeze_ms:.0f} ms, app max write "
+        f"latency {max(app.latencies) * 1000:.0f} ms, {app.counts}"
+    )
+
+    # Forward CDC goes on: the source's later writes reach the target, which verifies equal.
+    run(mig, plan_file, "caught-up")
+    report = api.verify(plan_file, state=mig.state_path, env=mig.env)
+    assert report.equal, report.to_dict()
+
+    # The pgroll cycle: rolling back again removes the migration; a new run starts afresh.
+    removed = api.rollback(plan_file, state=mig.state_path, env=mig.env)
+    assert isinstance(removed, RollbackResult)
+    assert not mig.rows("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", [slot_name(name)])
+    assert not mig.rows("SELECT 1 FROM pg_publication WHERE pubname = %s", [publication_name(name)])
+    assert sorted(c for c in mig.client[mig.database].list_collection_names() if c != "_migrator") == []
+    run(mig, plan_file, "caught-up")
+    assert customers.find_one({"_id": Int64(1)})["name"] == names_on_source(mig)[1]
+
+
+def test_run_after_cutover_follows_both_directions(mig: Migration, tmp_path: Path) -> None:  # noqa: F811
+    name = "sb-run"
+    switch = tmp_path / "routing"
+    plan_file = cutover_plan(mig, name, switch, reverse=True)
+    run(mig, plan_file, "caught-up")
+    metrics = RunMetrics()
+    api.cutover(plan_file, state=mig.state_path, env=mig.env, sinks=[metrics])
+    freeze = metrics.value("migrator_write_freeze_ms", {"direction": "forward"})
+    assert freeze is not None and freeze > 0
+    customers = mig.client[mig.database]["customers"]
+    customers.update_one({"_id": Int64(3)}, {"$set": {"name": "written while nothing followed"}})
+    following_metrics = RunMetrics()
+    following = Following(
+        lambda stop: api.run(
+            plan_file,
+            until="stopped",
+            state=mig.state_path,
+            env=mig.env,
+            stop=stop,
+            sinks=[following_metrics],
+        )
+    )
+    try:
+        wait_for(lambda: names_on_source(mig)[3] == "written while nothing followed", 60, "reverse sync")
+        customers.update_one({"_id": Int64(4)}, {"$set": {"name": "on the target"}})
+        mig.sql("UPDATE customers SET name = 'late on the source' WHERE id = 5")  # a late write
+        wait_for(lambda: names_on_source(mig)[4] == "on the target", 60, "reverse sync")
+        wait_for(
+            lambda: customers.find_one({"_id": Int64(5)})["name"] == "late on the source", 60, "forward CDC"
+        )
+    finally:
+        following.finish()
+    # Neither direction echoed the other: one row version each.
+    assert customers.find_one({"_id": Int64(4)})["name"] == "on the target"
+    written_back = following_metrics.value("migrator_reverse_documents_total")
+    assert written_back is not None and written_back >= 2
+
+
+def test_rollback_refuses_after_a_one_way_cutover(mig: Migration, tmp_path: Path) -> None:  # noqa: F811
+    switch = tmp_path / "routing"
+    plan_file = cutover_plan(mig, "sb-oneway", switch, reverse=False)
+    run(mig, plan_file, "caught-up")
+    api.cutover(plan_file, state=mig.state_path, env=mig.env)
+    with pytest.raises(TerminalError, match="without reverse sync"):
+        api.rollback(plan_file, state=mig.state_path, env=mig.env)
+    assert switch.read_text() == "target\n"
+
+
+def _cli(plan_file: Path, m: Migration, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, **m.env, "MIGRATOR_STATE": str(m.state_path)}
+    return subprocess.Popen(
+        [_migrator(), *args, str(plan_file), "--json"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _kill_when(process: subprocess.Popen[str], predicate: Any, timeout: float = 120) -> list[dict[str, Any]]:
+    """Read the process's JSON lines until one matches, then SIGKILL it; the lines read."""
+    seen: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    assert process.stdout is not None
+    for line in process.stdout:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        seen.append(event)
+        if predicate(event):
+            process.send_signal(signal.SIGKILL)
+            process.wait(30)
+            return seen
+        if time.monotonic() > deadline:
+            break
+    process.kill()
+    raise AssertionError(
+        f"never saw the moment to kill at; saw {seen}; stderr: {process.stderr.read() if process.stderr else ''}"
+    )
+
+
+@pytest.mark.parametrize("moment", ["fence", "switched"])
+def test_kill_9_during_cutover_then_resume(mig: Migration, tmp_path: Path, moment: str) -> None:  # noqa: F811
+    name = f"sb-kill-co-{moment}"
+    switch = tmp_path / "routing"
+    plan_file = cutover_plan(mig, name, switch, freeze="10s", reverse=True)
+    run(mig, plan_file, "caught-up")
+    process = _cli(plan_file, mig, "cutover", "--exit")
+    _kill_when(process, lambda e: e.get("event") == "cutover.step" and e.get("step") == moment)
+    if moment == "fence":
+        assert not switch.exists()  # killed under the fence: the lock died with the process
+        mig.sql("UPDATE customers SET name = 'after the kill' WHERE id = 2")  # writers are not held
+    outcome = api.cutover(plan_file, state=mig.state_path, env=mig.env)
+    assert switch.read_text() == "target\n"
+    assert outcome.report.resumed == (moment == "switched")
+    # Reverse sync works after the resumed cutover: a write on the target reaches the source.
+    mig.client[mig.database]["customers"].update_one({"_id": Int64(6)}, {"$set": {"name": "back"}})
+    result = api.rollback(plan_file, state=mig.state_path, env=mig.env)
+    assert isinstance(result, SwitchbackResult)
+    assert names_on_source(mig)[6] == "back"
+    if moment == "fence":
+        assert names_on_source(mig)[2] == "after the kill"
+
+
+@pytest.mark.parametrize("moment", ["fence", "flip"])
+def test_kill_9_during_rollback_then_resume(mig: Migration, tmp_path: Path, moment: str) -> None:  # noqa: F811
+    name = f"sb-kill-rb-{moment}"
+    switch = tmp_path / "routing"
+    plan_file = cutover_plan(mig, name, switch, reverse=True)
+    run(mig, plan_file, "caught-up")
+    api.cutover(plan_file, state=mig.state_path, env=mig.env)
+    customers = mig.client[mig.database]["customers"]
+    customers.update_one({"_id": Int64(7)}, {"$set": {"name": "before the rollback"}})
+    process = _cli(plan_file, mig, "rollback", "--yes")
+    _kill_when(process, lambda e: e.get("event") == "rollback.step" and e.get("step") == moment)
+    if moment == "fence":
+        assert validators(mig)["customers"]  # the crash left the fence on
+        assert switch.read_text() == "target\n"
+    else:
+        assert switch.read_text() == "source\n"
+    result = api.rollback(plan_file, state=mig.state_path, env=mig.env)
+    assert isinstance(result, SwitchbackResult) and result.resumed
+    assert switch.read_text() == "source\n"
+    assert not validators(mig)["customers"]
+    assert names_on_source(mig)[7] == "before the rollback"
+    # Writes on the target work again, and a new cutover starts reverse sync afresh.
+    customers.update_one({"_id": Int64(8)}, {"$set": {"name": "unfenced"}})
+    assert customers.find_one({"_id": Int64(8)})["name"] == "unfenced"
+    assert reverse_checkpoints(mig, name) == 0
