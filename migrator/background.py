@@ -12,10 +12,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from migrator.adapters.postgres.pgoutput import UNCHANGED
 from migrator.adapters.postgres.replication import SlotMonitor
 from migrator.engine.context import RunContext
 from migrator.errors import TerminalError
+from migrator.mapping.lookup import MappedDocuments
+from migrator.phases.cdc import CdcPhase, ChangeObserver
 from migrator.phases.reverse import ReverseResult, ReverseSync
+from migrator.phases.touched import TouchedDocuments
 from migrator.plan.names import slot_name
 
 
@@ -90,3 +94,18 @@ class ReverseFollower(Background):
         self.reverse.close()
         self.raise_if_failed()
         return self.result if isinstance(self.result, ReverseResult) else None
+
+
+def follow_cdc(ctx: RunContext, run_phase: Callable[..., Any], *observers: ChangeObserver) -> CdcFollower:
+    """Forward CDC until stopped, run by `run_phase` (the runner's: phase record, errors)."""
+    stop = threading.Event()
+    cdc = CdcPhase(ctx, stop=stop, until="stopped")
+    cdc.observers.extend(observers)
+    return CdcFollower(lambda: run_phase("cdc", cdc.run, True, keep_running=True), stop)
+
+
+def touched_documents(ctx: RunContext) -> tuple[TouchedDocuments, MappedDocuments]:
+    """A CDC observer of the documents changes touch, and the lookups it uses (close them)."""
+    identity = {name: info.identity_columns for name, info in ctx.source_info.tables.items()}
+    documents = MappedDocuments(ctx.collections, ctx.source.endpoint, ctx.target)
+    return TouchedDocuments(ctx.collections, identity, documents, UNCHANGED), documents

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from migrator.adapters.mongodb import MongoTarget
 from migrator.adapters.postgres import PostgresSource
 from migrator.adapters.postgres.load import SourceLoad
-from migrator.background import CdcFollower, ReverseFollower
+from migrator.background import ReverseFollower, follow_cdc
 from migrator.engine.context import RunContext
 from migrator.engine.events import (
     BatchApplied,
@@ -215,9 +215,7 @@ class Runner:
     def _verify_live(self, ctx: RunContext, resumed: bool) -> tuple[VerifyReport, bool]:
         """The verify phase: a verify pass while CDC goes on following (on a thread): the pass
         waits for CDC to apply its markers, so that it compares each range at a known position."""
-        cdc_stop = threading.Event()
-        cdc = CdcPhase(ctx, stop=cdc_stop, until="stopped")
-        follower = CdcFollower(lambda: self._run_phase("cdc", cdc.run, True, keep_running=True), cdc_stop)
+        follower = follow_cdc(ctx, self._run_phase)
 
         def verify() -> VerifyReport:
             follower.wait_streaming(ctx, CDC_START_TIMEOUT_S)

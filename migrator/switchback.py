@@ -43,16 +43,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from migrator.adapters.mongodb.fence import ValidatorFence
-from migrator.adapters.postgres.pgoutput import UNCHANGED, lsn_to_int
+from migrator.adapters.postgres.pgoutput import lsn_to_int
 from migrator.adapters.postgres.replication import SlotMonitor
-from migrator.background import CdcFollower, ReverseFollower
+from migrator.background import CdcFollower, ReverseFollower, follow_cdc, touched_documents
 from migrator.engine.context import RunContext
 from migrator.engine.events import RollbackStepDone, WriteFreeze
 from migrator.engine.switch import RoutingSwitch, run_command
 from migrator.errors import TerminalError
 from migrator.mapping.affected import Affected, DocumentId
-from migrator.mapping.lookup import MappedDocuments
-from migrator.phases.cdc import CdcPhase
 from migrator.phases.cutover import (
     MARKER_PREFIX,
     ROLLBACK_PHASE,
@@ -66,7 +64,6 @@ from migrator.phases.cutover import (
 )
 from migrator.phases.cutover import PHASE as CUTOVER
 from migrator.phases.reverse import ReverseSync
-from migrator.phases.touched import TouchedDocuments
 from migrator.phases.verify import Verifier, key_types_of
 from migrator.plan.names import cdc_checkpoint_id, slot_name
 from migrator.runner import Runner
@@ -193,13 +190,8 @@ class Switchback:
         live_stop = threading.Event()
         live = ReverseSync.from_context(ctx, stop=live_stop, on_applied=record)
         reverse = ReverseSync.from_context(ctx, stop=threading.Event(), on_applied=record)
-        cdc_stop = threading.Event()
-        cdc = CdcPhase(ctx, stop=cdc_stop, until="stopped")
-        identity = {name: info.identity_columns for name, info in ctx.source_info.tables.items()}
-        documents = MappedDocuments(ctx.collections, ctx.source.endpoint, ctx.target)
-        touched = TouchedDocuments(ctx.collections, identity, documents, UNCHANGED)
-        cdc.observers.append(touched)
-        follower = CdcFollower(lambda: runner._run_phase("cdc", cdc.run, True, keep_running=True), cdc_stop)
+        touched, documents = touched_documents(ctx)
+        follower = follow_cdc(ctx, runner._run_phase, touched)
         live_follower = ReverseFollower(live, live_stop)
         fence = self._fence(ctx)
         first_fence = recorded.get("fence")

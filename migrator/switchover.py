@@ -15,16 +15,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from migrator.adapters.postgres.pgoutput import UNCHANGED, lsn_to_int
+from migrator.adapters.postgres.pgoutput import lsn_to_int
 from migrator.adapters.postgres.replication import SlotMonitor
-from migrator.background import CdcFollower, ReverseFollower
+from migrator.background import CdcFollower, ReverseFollower, follow_cdc, touched_documents
 from migrator.engine.events import CutoverStep
 from migrator.errors import MigratorError, TerminalError
-from migrator.mapping.lookup import MappedDocuments
-from migrator.phases.cdc import CdcPhase
 from migrator.phases.cutover import Abandoned, CutoverPhase, CutoverReport, FinalCheck
 from migrator.phases.reverse import ReverseSync
-from migrator.phases.touched import OutOfTime, RoundResult, TouchedDocuments
+from migrator.phases.touched import OutOfTime, RoundResult
 from migrator.phases.verify import Verifier, key_types_of
 from migrator.plan.names import cdc_checkpoint_id, slot_name
 from migrator.runner import Runner
@@ -73,13 +71,8 @@ class Switchover:
         reverse = ReverseSync.from_context(ctx, stop=reverse_stop) if settings.reverse_sync else None
         reverse_follower: ReverseFollower | None = None
 
-        cdc_stop = threading.Event()
-        cdc = CdcPhase(ctx, stop=cdc_stop, until="stopped")
-        identity = {name: info.identity_columns for name, info in ctx.source_info.tables.items()}
-        documents = MappedDocuments(ctx.collections, ctx.source.endpoint, ctx.target)
-        touched = TouchedDocuments(ctx.collections, identity, documents, UNCHANGED)
-        cdc.observers.append(touched)
-        follower = CdcFollower(lambda: runner._run_phase("cdc", cdc.run, True, keep_running=True), cdc_stop)
+        touched, documents = touched_documents(ctx)
+        follower = follow_cdc(ctx, runner._run_phase, touched)
         protocol_stop = threading.Event()
         watcher = threading.Thread(
             target=_watch, args=(follower, runner.stop_event, protocol_stop), daemon=True

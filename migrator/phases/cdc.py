@@ -71,6 +71,8 @@ from migrator.mapping.spec import resolve
 from migrator.phases.oracle import DualWriteOracle
 from migrator.plan.names import cdc_checkpoint_id, publication_name, reverse_origin_name, slot_name
 
+# Called for each applied row change: (table, old row, new row, 'insert' | 'update' | 'delete').
+ChangeObserver = Callable[[str, Any, Any, str], None]
 PHASE = "cdc"
 HEARTBEAT_PREFIX = "migrator.heartbeat"
 # Logical messages migrator commits as markers (heartbeat, verify, cutover) start with this.
@@ -181,7 +183,7 @@ class CdcPhase:
         # application's own writes instead (phases/oracle.py).
         # Called with (table, old row, new row, 'insert'|'update'|'delete') for every change put
         # in a batch: the cutover's record of documents touched since its verify.
-        self.observers: list[Callable[[str, Any, Any, str], None]] = []
+        self.observers: list[ChangeObserver] = []
         self._oracle: DualWriteOracle | None = None
         if not self.settings.apply:
             self._oracle = DualWriteOracle(

@@ -444,7 +444,7 @@ class _Renderer:
                 "JSON lines: `cutover.step` events (`gate`, `fence`, `drained`, `switched`, `unfenced`), "
                 "`cutover.abandoned` with its `freeze_ms`; the result line's `freeze_ms` and `attempts`",
                 "`migrator_reverse_lag_seconds` (with `--metrics-port`) or `reverse.progress` events: reverse "
-                "sync lag (target -> source); `migrator_write_freeze_ms{direction=\"forward\"}`",
+                'sync lag (target -> source); `migrator_write_freeze_ms{direction="forward"}`',
                 f"{status}: `run.phase`, `last_checkpoint`, `errors`",
             ],
             go=(
