@@ -36,6 +36,7 @@ from migrator.adapters.postgres.reverse_writer import ReverseWriter, stored_chec
 from migrator.adapters.postgres.snapshot import RangeReader
 from migrator.adapters.rows import DocumentRows
 from migrator.engine.events import Collector, ErrorRaised, ReverseBatchApplied, ReverseProgress
+from migrator.errors import SourceError
 from migrator.mapping.assemble import Assembler
 from migrator.mapping.inverse import DocumentInverse, InverseError, inverses
 from migrator.mapping.spec import CollectionMapping, resolve, tables_of
@@ -326,7 +327,12 @@ def test_an_update_leaves_what_the_document_does_not_carry_alone(mig: Migration)
     name = "rev-update"
     mig.sql(
         "UPDATE customers SET signed_up_at = '2024-01-02 03:04:05.678901+00', "
-        "last_login = '2024-02-03 04:05:06.789123' WHERE id = 1"
+        "last_login = '2024-02-03 04:05:06.789123' WHERE id = 1",
+        # An excluded column that an INSERT must carry: PostgreSQL checks NOT NULL on the row an
+        # upsert proposes before it finds the stored one, so stored rows are updated instead.
+        "ALTER TABLE customers ALTER password_hash DROP DEFAULT",
+        "UPDATE customers SET password_hash = 'hash' || id WHERE password_hash IS NULL",
+        "ALTER TABLE customers ALTER password_hash SET NOT NULL",
     )
     collections, info = mappings(mig, name)
     inverse = inverses(collections)["customers"]
@@ -362,6 +368,12 @@ def test_an_update_leaves_what_the_document_does_not_carry_alone(mig: Migration)
         assert mig.rows("SELECT social_links::jsonb FROM customer_profiles WHERE customer_id = 1")[0][0] == {
             "twitter": "@ann2"
         }
+        # A new document cannot become a row without the column: the error names it.
+        newcomer = {**ann, "_id": Int64(999)}
+        newcomer.pop("profile", None)
+        with pytest.raises(SourceError, match="password_hash") as refused:
+            writer.apply([inverse.rows(newcomer)], None)
+        assert "_id 999" in refused.value.message and "default" in (refused.value.hint or "")
     finally:
         writer.close()
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,6 +73,7 @@ class _Column:
     array_of: str | None  # the element's canonical name for arrays
     generated: bool  # GENERATED ... STORED: never written
     identity_always: bool  # GENERATED ALWAYS AS IDENTITY: inserted with OVERRIDING SYSTEM VALUE
+    required: bool = False  # NOT NULL with no default: an INSERT must carry it
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,8 @@ class _Table:
 
 
 _COLUMN_FLAGS_SQL = """
-SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attgenerated <> '', a.attidentity = 'a'
+SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attgenerated <> '', a.attidentity = 'a',
+       a.attnotnull AND NOT a.atthasdef AND a.attidentity = '' AND a.attgenerated = ''
 FROM pg_attribute a
 WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
 """
@@ -105,7 +107,7 @@ def _table_info(conn: psycopg.Connection[Any], name: str, endpoint: PgEndpoint) 
     if info is None:
         raise SourceError(f"table {name} does not exist on the source (reverse sync writes to it)")
     flags = {
-        str(r[0]): (str(r[1]), bool(r[2]), bool(r[3]))
+        str(r[0]): (str(r[1]), bool(r[2]), bool(r[3]), bool(r[4]))
         for r in conn.execute(_COLUMN_FLAGS_SQL, [str(table_identifier(name).as_string(conn))]).fetchall()
     }
     columns = {
@@ -116,6 +118,7 @@ def _table_info(conn: psycopg.Connection[Any], name: str, endpoint: PgEndpoint) 
             array_of=c.element_type if c.type_kind == "array" else None,
             generated=flags[c.name][1],
             identity_always=flags[c.name][2],
+            required=flags[c.name][3],
         )
         for c in info.columns
     }
@@ -469,7 +472,9 @@ class ReverseWriter:
             overriding=overriding,
             values=sql.SQL(", ").join(sql.Placeholder() * len(columns)),
         )
-        if not updates:
+        if updates and any(c.required and c.name not in columns for c in table.columns.values()):
+            statement = self._update_or_insert(table, arbiter, columns, updates, equivalent, overriding)
+        elif not updates:
             statement = sql.SQL("{} ON CONFLICT ({}) DO NOTHING").format(
                 insert, sql.SQL(", ").join(sql.Identifier(c) for c in arbiter)
             )
@@ -491,11 +496,56 @@ class ReverseWriter:
         self._statements[cache_key] = statement
         return statement
 
+    def _update_or_insert(
+        self,
+        table: _Table,
+        arbiter: tuple[str, ...],
+        columns: tuple[str, ...],
+        updates: list[str],
+        equivalent: Mapping[str, str],
+        overriding: sql.Composable,
+    ) -> sql.Composed:
+        """For a table with a NOT NULL column (no default) the rows do not carry (excluded, or not
+        mapped): PostgreSQL checks NOT NULL on the row an INSERT proposes before ON CONFLICT
+        looks for the existing one, so an upsert of a stored row would fail. Update the stored
+        row, and insert only a row that is not there (which then fails, rightly, naming the
+        column). One statement, one snapshot; it returns a row per row written (the count)."""
+        given = sql.SQL(", ").join(
+            sql.SQL("{}::{}").format(sql.Placeholder(), sql.SQL(table.columns[c].sql_type)) for c in columns
+        )
+        names = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+        new = {c: self._new_value(table.columns[c], equivalent.get(c), "v") for c in updates}
+        match = sql.SQL(" AND ").join(
+            sql.SQL("{} = v.{}").format(_ref("cur", c), sql.Identifier(c)) for c in arbiter
+        )
+        return sql.SQL(
+            "WITH v ({names}) AS (VALUES ({given})), "
+            "upd AS (UPDATE {table} AS cur SET {assignments} FROM v WHERE {match} "
+            "AND ROW({old}) IS DISTINCT FROM ROW({new}) RETURNING 1), "
+            "ins AS (INSERT INTO {table} ({names}){overriding} SELECT {names} FROM v "
+            "WHERE NOT EXISTS (SELECT 1 FROM {table} AS cur WHERE {match}) RETURNING 1) "
+            "SELECT 1 FROM upd UNION ALL SELECT 1 FROM ins"
+        ).format(
+            names=names,
+            given=given,
+            table=table_identifier(table.name),
+            assignments=sql.SQL(", ").join(
+                sql.SQL("{} = {}").format(sql.Identifier(c), new[c]) for c in updates
+            ),
+            match=match,
+            old=sql.SQL(", ").join(sql.SQL("{}::text").format(_ref("cur", c)) for c in updates),
+            new=sql.SQL(", ").join(sql.SQL("({})::text").format(new[c]) for c in updates),
+            overriding=overriding,
+        )
+
     @staticmethod
-    def _new_value(column: _Column, equivalence: str | None) -> sql.Composable:
+    def _new_value(column: _Column, equivalence: str | None, source: str = "EXCLUDED") -> sql.Composable:
         """The value a column is set to on conflict: the new one, unless the stored one maps to
         the same document value through a lossy conversion."""
-        cur, new = _ref("cur", column.name), sql.SQL("EXCLUDED.{}").format(sql.Identifier(column.name))
+        cur = _ref("cur", column.name)
+        new = sql.SQL("{}.{}").format(
+            sql.Identifier(source) if source != "EXCLUDED" else sql.SQL(source), sql.Identifier(column.name)
+        )
         if equivalence == "milliseconds":
             if column.array_of is not None:
                 same = sql.SQL(
