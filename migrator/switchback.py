@@ -51,6 +51,7 @@ from migrator.engine.events import RollbackStepDone, WriteFreeze
 from migrator.engine.switch import RoutingSwitch, run_command
 from migrator.errors import TerminalError
 from migrator.mapping.affected import Affected, DocumentId
+from migrator.phases.cdc import wait_until_applied
 from migrator.phases.cutover import (
     MARKER_PREFIX,
     ROLLBACK_PHASE,
@@ -65,7 +66,7 @@ from migrator.phases.cutover import (
 from migrator.phases.cutover import PHASE as CUTOVER
 from migrator.phases.reverse import ReverseSync
 from migrator.phases.verify import Verifier, key_types_of
-from migrator.plan.names import cdc_checkpoint_id, slot_name
+from migrator.plan.names import slot_name
 from migrator.runner import Runner
 
 STREAM_START_TIMEOUT_S = 60.0
@@ -355,9 +356,7 @@ class Switchback:
         finally:
             monitor.close()
         deadline = time.monotonic() + MARKER_TIMEOUT_S
-        checkpoint = cdc_checkpoint_id(ctx.plan.name)
-        while (ctx.target.applied_position(checkpoint) or 0) < marker:
-            follower.raise_if_failed()
-            if time.monotonic() > deadline:
-                raise TerminalError(f"forward CDC did not apply a marker within {MARKER_TIMEOUT_S:.0f} s")
-            time.sleep(0.01)
+        if not wait_until_applied(
+            ctx.target, ctx.plan.name, marker, deadline, check=follower.raise_if_failed
+        ):
+            raise TerminalError(f"forward CDC did not apply a marker within {MARKER_TIMEOUT_S:.0f} s")

@@ -20,11 +20,12 @@ from migrator.adapters.postgres.replication import SlotMonitor
 from migrator.background import CdcFollower, ReverseFollower, follow_cdc, touched_documents
 from migrator.engine.events import CutoverStep
 from migrator.errors import MigratorError, TerminalError
-from migrator.phases.cutover import Abandoned, CutoverPhase, CutoverReport, FinalCheck
+from migrator.phases.cdc import wait_until_applied
+from migrator.phases.cutover import MARKER_PREFIX, Abandoned, CutoverPhase, CutoverReport, FinalCheck
 from migrator.phases.reverse import ReverseSync
 from migrator.phases.touched import OutOfTime, RoundResult
 from migrator.phases.verify import Verifier, key_types_of
-from migrator.plan.names import cdc_checkpoint_id, slot_name
+from migrator.plan.names import slot_name
 from migrator.runner import Runner
 
 STREAM_START_TIMEOUT_S = 60.0
@@ -92,14 +93,13 @@ class Switchover:
                 return verifier.run().to_dict()
 
             def wait_applied() -> None:
-                marker = lsn_to_int(monitor.heartbeat("migrator.cutover", f"{ctx.run.id}:round"))
-                deadline = time.monotonic() + max(30.0, 10 * plan.phases.cdc.max_lag)
-                while (ctx.target.applied_position(cdc_checkpoint_id(plan.name)) or 0) < marker:
-                    if time.monotonic() > deadline or protocol_stop.is_set():
-                        raise TerminalError(
-                            "CDC did not apply a marker within 30 s while preparing the cutover"
-                        )
-                    time.sleep(0.02)
+                marker = lsn_to_int(monitor.heartbeat(MARKER_PREFIX, f"{ctx.run.id}:round"))
+                budget = max(30.0, 10 * plan.phases.cdc.max_lag)
+                deadline = time.monotonic() + budget
+                if not wait_until_applied(ctx.target, plan.name, marker, deadline, stop=protocol_stop):
+                    raise TerminalError(
+                        f"CDC did not apply a marker within {budget:.0f} s while preparing the cutover"
+                    )
 
             def on_round(result: RoundResult) -> None:
                 ctx.events.emit(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import hashlib
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -136,8 +137,20 @@ def _bson(value: Any) -> Any:
     return value
 
 
+# DeepDiff renders paths with ast.literal_eval, and CPython 3.11's AST construction keeps its
+# recursion depth in state shared by threads (gh-106905): two verify workers explaining at once
+# failed with "SystemError: AST constructor recursion depth mismatch". Explaining is only done
+# for documents that differ, so one at a time costs little.
+_EXPLAINING = threading.Lock()
+
+
 def explain(expected: Mapping[str, Any], actual: Mapping[str, Any]) -> list[FieldDiff]:
     """The differences between two decoded documents, field by field."""
+    with _EXPLAINING:
+        return _explain(expected, actual)
+
+
+def _explain(expected: Mapping[str, Any], actual: Mapping[str, Any]) -> list[FieldDiff]:
     diffs: list[FieldDiff] = []
     expected, actual = _comparable(expected), _comparable(actual)
     actual = _align_reordered_arrays(expected, actual, "", diffs)

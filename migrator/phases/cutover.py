@@ -53,12 +53,12 @@ from migrator.engine.events import CutoverAbandoned, CutoverStep, Notice, WriteF
 from migrator.engine.executor import Action
 from migrator.engine.switch import RoutingSwitch, run_command
 from migrator.errors import MigratorError, TerminalError
-from migrator.plan.names import cdc_checkpoint_id, reverse_origin_name
+from migrator.phases.cdc import wait_until_applied
+from migrator.plan.names import reverse_origin_name
 from migrator.state.store import StateStore
 
 PHASE = "cutover"
 MARKER_PREFIX = "migrator.cutover"
-POLL_S = 0.01
 
 
 SWITCHED = "switched"  # cutover checkpoint: the switch names the target
@@ -257,16 +257,10 @@ class CutoverPhase:
         return time.monotonic() - started
 
     def _wait_applied(self, marker: int, deadline: float) -> None:
-        checkpoint = cdc_checkpoint_id(self.ctx.plan.name)
-        while True:
-            applied = self.ctx.target.applied_position(checkpoint)
-            if applied is not None and applied >= marker:
-                return
-            if time.monotonic() >= deadline:
-                raise Abandoned(f"CDC had not applied the marker within the budget (applied {applied})")
+        if not wait_until_applied(self.ctx.target, self.ctx.plan.name, marker, deadline, stop=self._stop):
             if self._stop.is_set():
                 raise Abandoned("stopped by a signal")
-            time.sleep(POLL_S)
+            raise Abandoned("CDC had not applied the marker within the budget")
 
     def _attempt(self, attempt: int, report: CutoverReport) -> None:
         self._prepare()
