@@ -281,8 +281,9 @@ def rollback_command(
 ) -> None:
     """Roll PLAN_FILE's run back to a checkpoint (`migrator status --history` lists them).
 
-    After cutover (--to cutover): fence writes on the target, drain reverse sync, verify source
-    against target, flip the switch back to the source, lift the fence; forward CDC goes on.
+    After cutover (--to cutover): verify source against target while writes go on, fence writes
+    on the target, drain reverse sync, recheck at rest what changed meanwhile, flip the switch
+    back to the source, lift the fence (the freeze is measured); forward CDC goes on.
     Before cutover (--to start): drop the replication slot, the publication, the target
     collections the run created and its checkpoints, and mark the run rolled back; `migrator
     run` then starts afresh. Stop a following `migrator run` or `migrator cutover` first.
