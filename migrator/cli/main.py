@@ -51,6 +51,21 @@ state_option = click.option(
 )
 
 
+def _stop_on_signals() -> threading.Event:
+    """SIGINT/SIGTERM set the event (finish the work in flight, checkpoint, return); a second
+    signal stops at once (KeyboardInterrupt)."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return stop
+
+
 def observe_options(command: Any) -> Any:
     """--metrics-port, --metrics-addr and --log-format: for the commands that follow changes."""
     command = click.option(
@@ -144,15 +159,7 @@ def run_command(
     """
     if dry_run:
         _dry_run(plan_file, as_json)
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: object) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = _stop_on_signals()
     console = make_console()
     sink: Any
     if as_json:
@@ -352,15 +359,7 @@ def cutover_command(
     Then follows both directions until SIGINT/SIGTERM (or returns, with --exit). Exit 0 cut
     over, 1 failed or abandoned (the source stays primary), 2 invalid plan.
     """
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: object) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = _stop_on_signals()
     console = make_console()
     sink: Any = JsonLines() if as_json else PlainLines(console)
     observed = Observed(plan_file, log_format, metrics_port, metrics_addr)

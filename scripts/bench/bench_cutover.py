@@ -36,73 +36,26 @@ sys.path.insert(0, str(ROOT / "scripts" / "lib"))
 sys.path.insert(0, str(ROOT))
 import devservices  # noqa: E402
 
-QUERY_CANCELED = "57014"
-FENCED = 121  # DocumentValidationFailure: the rollback's fence on the target
-
 
 def app(pg_url: str, mongo_url: str, switch: str, rate: float, keys: int, stop: Any, results: Any) -> None:
-    """The application: `rate` writes a second, each to the side the switch names."""
+    """The application (in its own process): `rate` writes a second, each to the side the switch names."""
     import psycopg
     import pymongo
-    import pymongo.errors
     from bson.int64 import Int64
+    from routed_writes import write_routed
 
     customers = pymongo.MongoClient(mongo_url)["bench"]["customers"]
-    latencies: list[float] = []
-    last: dict[int, str] = {}
-    counts = {"source": 0, "target": 0, "retried": 0, "failed": 0}
-    errors: list[str] = []
-
-    def primary() -> str:
-        try:
-            return Path(switch).read_text().strip() or "source"
-        except FileNotFoundError:
-            return "source"
-
+    ids = [Int64(k) for k in range(1, keys + 1)]
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        started = time.monotonic()
-        n = 0
-        while not stop.is_set():
-            n += 1
-            due = started + n / rate
-            delay = due - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            key, value = n % keys + 1, f"w{n}"
-            begun = time.monotonic()
-            while True:
-                side = primary()
-                try:
-                    if side == "source":
-                        conn.execute("UPDATE customers SET name = %s WHERE id = %s", [value, key])
-                    else:
-                        customers.update_one({"_id": Int64(key)}, {"$set": {"name": value}})
-                    break
-                except psycopg.Error as exc:
-                    if exc.sqlstate == QUERY_CANCELED:
-                        counts["retried"] += 1
-                        continue
-                    counts["failed"] += 1
-                    errors.append(str(exc))
-                    break
-                except pymongo.errors.WriteError as exc:
-                    if exc.code == FENCED:
-                        counts["retried"] += 1
-                        time.sleep(0.002)
-                        continue
-                    counts["failed"] += 1
-                    errors.append(str(exc))
-                    break
-                except Exception as exc:  # noqa: BLE001 - counted as a failed request
-                    counts["failed"] += 1
-                    errors.append(repr(exc))
-                    break
-            latencies.append(time.monotonic() - begun)
-            counts[side] += 1
-            last[key] = value
-        seconds = time.monotonic() - started
+        done = write_routed(conn, customers, "customers", "name", ids, Path(switch), rate, stop)
     results.put(
-        {"latencies": latencies, "last": last, "counts": counts, "errors": errors[:5], "seconds": seconds}
+        {
+            "latencies": done.latencies,
+            "last": done.last,
+            "counts": done.counts,
+            "errors": done.errors[:5],
+            "seconds": done.seconds,
+        }
     )
 
 

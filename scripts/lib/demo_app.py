@@ -20,10 +20,7 @@ from pathlib import Path
 
 import psycopg
 import pymongo
-import pymongo.errors
-
-QUERY_CANCELED = "57014"
-FENCED = 121
+from routed_writes import write_routed
 
 
 def main() -> None:
@@ -42,68 +39,35 @@ def main() -> None:
 
     customers = pymongo.MongoClient(args.target)[args.database]["customers"]
     ids = [d["_id"] for d in customers.find({}, {"_id": 1}).sort("_id", 1).limit(args.keys)]
-    counts = {"source": 0, "target": 0, "retried": 0, "failed": 0}
-    errors: list[str] = []
-    last: dict[int, str] = {}
-    latencies: list[float] = []
-
-    def primary() -> str:
-        try:
-            return args.routing.read_text().strip() or "source"
-        except FileNotFoundError:
-            return "source"
-
     with psycopg.connect(args.source, autocommit=True) as conn:
-        started = time.monotonic()
-        n = 0
-        while not stop.is_set():
-            n += 1
-            delay = started + n / args.rate - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            doc_id = ids[n % len(ids)]
-            name = f"demo app write {n}"
-            begun = time.monotonic()
-            while True:
-                side = primary()
-                try:
-                    if side == "source":
-                        conn.execute("UPDATE customers SET full_name = %s WHERE id = %s", [name, int(doc_id)])
-                    else:
-                        customers.update_one({"_id": doc_id}, {"$set": {"full_name": name}})
-                    break
-                except psycopg.Error as exc:
-                    if exc.sqlstate == QUERY_CANCELED:
-                        counts["retried"] += 1
-                        continue
-                    counts["failed"] += 1
-                    errors.append(str(exc))
-                    break
-                except pymongo.errors.WriteError as exc:
-                    if exc.code == FENCED:
-                        counts["retried"] += 1
-                        time.sleep(0.005)
-                        continue
-                    counts["failed"] += 1
-                    errors.append(str(exc))
-                    break
-            latencies.append(time.monotonic() - begun)
-            counts[side] += 1
-            last[int(doc_id)] = name
+        done = write_routed(
+            conn,
+            customers,
+            "customers",
+            "full_name",
+            ids,
+            args.routing,
+            args.rate,
+            stop,
+            "demo app write {n}",
+        )
         time.sleep(args.wait_after)
         rows = dict(
-            conn.execute("SELECT id, full_name FROM customers WHERE id = ANY(%s)", [list(last)]).fetchall()
+            conn.execute(
+                "SELECT id, full_name FROM customers WHERE id = ANY(%s)", [list(done.last)]
+            ).fetchall()
         )
-    lost = sum(1 for k, v in last.items() if rows.get(k) != v)
+    counts = done.counts
+    lost = sum(1 for k, v in done.last.items() if rows.get(k) != v)
     summary = {
         "writes": counts["source"] + counts["target"],
         "on_source": counts["source"],
         "on_target": counts["target"],
         "retried": counts["retried"],
         "failed": counts["failed"],
-        "max_write_latency_ms": round(max(latencies, default=0.0) * 1000, 1),
+        "max_write_latency_ms": round(max(done.latencies, default=0.0) * 1000, 1),
         "lost_on_source": lost,
-        "errors": errors[:3],
+        "errors": done.errors[:3],
     }
     print(json.dumps(summary))
     raise SystemExit(1 if lost or counts["failed"] else 0)

@@ -1,0 +1,106 @@
+"""An application's writes through the routing file: what the demo and the cutover benchmark
+run while migrator cuts over and rolls back.
+
+Each write renames one row (PostgreSQL) or document (MongoDB), at a steady rate, on the side
+the routing file names at that moment. A write the cutover fence cancelled (SQLSTATE 57014) or
+the rollback fence refused (MongoDB error 121) is retried on the side the file names then, as
+an application that sees no failed request does. psycopg and pymongo only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import psycopg
+import pymongo.errors
+from psycopg import sql
+
+QUERY_CANCELED = "57014"
+FENCED = 121  # DocumentValidationFailure
+
+
+class Stop(Protocol):
+    def is_set(self) -> bool: ...
+
+
+@dataclass
+class Writes:
+    counts: dict[str, int] = field(
+        default_factory=lambda: {"source": 0, "target": 0, "retried": 0, "failed": 0}
+    )
+    errors: list[str] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)  # seconds, per write, retries included
+    last: dict[int, str] = field(default_factory=dict)  # row key -> the value last written
+    seconds: float = 0.0
+
+
+def primary(routing: Path) -> str:
+    try:
+        return routing.read_text().strip() or "source"
+    except FileNotFoundError:
+        return "source"
+
+
+def write_routed(
+    conn: psycopg.Connection[Any],
+    collection: Any,
+    table: str,
+    column: str,
+    ids: Sequence[Any],
+    routing: Path,
+    rate: float,
+    stop: Stop,
+    value: str = "w{n}",
+) -> Writes:
+    """Write `rate` times a second until `stop` is set: row `id` of `table` (autocommit `conn`)
+    or document `_id` of `collection`, its `column` set to `value` formatted with the count.
+    `ids` are the documents' _ids (typed as stored); rows are keyed by their int value."""
+    out = Writes()
+    statement = sql.SQL("UPDATE {} SET {} = %s WHERE id = %s").format(
+        sql.Identifier(table), sql.Identifier(column)
+    )
+    started = time.monotonic()
+    n = 0
+    while not stop.is_set():
+        n += 1
+        delay = started + n / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        doc_id, text = ids[n % len(ids)], value.format(n=n)
+        begun = time.monotonic()
+        while True:
+            side = primary(routing)
+            try:
+                if side == "source":
+                    conn.execute(statement, [text, int(doc_id)])
+                else:
+                    collection.update_one({"_id": doc_id}, {"$set": {column: text}})
+                break
+            except psycopg.Error as exc:
+                if exc.sqlstate == QUERY_CANCELED:
+                    out.counts["retried"] += 1
+                    continue
+                out.counts["failed"] += 1
+                out.errors.append(str(exc))
+                break
+            except pymongo.errors.WriteError as exc:
+                if exc.code == FENCED:
+                    out.counts["retried"] += 1
+                    time.sleep(0.002)
+                    continue
+                out.counts["failed"] += 1
+                out.errors.append(str(exc))
+                break
+            except Exception as exc:  # noqa: BLE001 - a failed request, counted and shown
+                out.counts["failed"] += 1
+                out.errors.append(repr(exc))
+                break
+        out.latencies.append(time.monotonic() - begun)
+        out.counts[side] += 1
+        out.last[int(doc_id)] = text
+    out.seconds = time.monotonic() - started
+    return out
