@@ -95,19 +95,21 @@ class ChangeMapper:
         return set(self._levels)
 
     def index_paths(self) -> dict[str, set[str]]:
-        """Fields that writes use to find a document other than by _id: every element's own key
-        under its array path, and parent link fields. Without indexes on them each embedded
-        change would scan its collection."""
+        """Fields that writes use to find a document other than by _id: an element's own key
+        under its array path where a change may not name its parent, and parent link fields.
+        Without indexes on them such a change would scan its collection; with one it costs
+        every write of the document an index update, so none is made where it is not used."""
         paths: dict[str, set[str]] = {}
         for levels in self._levels.values():
             for level in levels:
                 if level.embed is None:
                     continue
                 on_child = {c for c, _ in level.embed.on}
-                own = [level.field_of(k) for k in level.doc.key if k not in on_child]
-                for name in own:
-                    if name is not None:
-                        paths.setdefault(level.collection, set()).add(f"{level.dotted}.{name}")
+                if self._found_by_own_key(level):
+                    own = [level.field_of(k) for k in level.doc.key if k not in on_child]
+                    for name in own:
+                        if name is not None:
+                            paths.setdefault(level.collection, set()).add(f"{level.dotted}.{name}")
                 parent = level.parent
                 assert parent is not None
                 if parent.embed is None and {p for _, p in level.embed.on} != set(parent.doc.key):
@@ -116,6 +118,15 @@ class ChangeMapper:
                         if name is not None:
                             paths.setdefault(level.collection, set()).add(name)
         return paths
+
+    def _found_by_own_key(self, level: _Level) -> bool:
+        """Whether a write may look for the element of `level` by its own key, anywhere in the
+        collection: when its replica identity leaves out its parent link (an update or delete
+        then does not name the parent), or when it has elements of its own (their changes name
+        it, but not its parent)."""
+        assert level.embed is not None
+        on_child = {c for c, _ in level.embed.on}
+        return not on_child <= set(self._identity.get(level.doc.table, ())) or bool(level.doc.embeds)
 
     def _walk(
         self,

@@ -1,7 +1,7 @@
 """CDC benchmark: decode throughput against the server's own limit, and apply lag under load.
 
     scripts/bench/run cdc [--small] [--only decode|lag] [--changes N] [--seconds S] [--rates 1000,3000]
-                          [--out DIR]
+                          [--cases flat,embedded,embedded-scattered] [--out DIR]
 
 (a) decode: N changes are written to a table; the server-side limit is
     `SELECT count(*) FROM pg_logical_slot_peek_binary_changes(...)` over that WAL (the server
@@ -11,16 +11,22 @@
     The server is measured again before each pass, so both sides of a ratio share the load
     of the moment. Reported: changes/s of each, the consumer's CPU seconds, and the ratios.
 (b) lag: `migrator run` follows changes (in this process, through the API) while a generator
-    commits changes at a fixed rate for S seconds, into a flat table and into an embedded
-    child table; the lag of every source transaction is measured from its commit timestamp
-    to the moment its batch is durable on the target. Reported: p50/p95/p99/max in ms and
-    the rate actually achieved.
+    commits changes at a fixed rate for S seconds, in transactions of 10 updates: into a flat
+    table; into an embedded child table, 10 consecutive children (two parents' five each, as an
+    order's lines change together: the target merges a parent's element updates into one
+    write, mongodb/coalesce.py); and into the child table scattered (10 random children, each
+    most likely of another parent: one target write per change). The lag of every source transaction is measured from its commit timestamp
+    to the moment its batch is durable on the target. Reported: p50/p95/p99/max in ms, the
+    rate actually achieved, and the baseline measured first: the target's ceiling, changes/s
+    it takes written straight with pymongo, one update per change (target_ceilings).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import random
 import statistics
 import sys
 import tempfile
@@ -30,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pymongo
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts" / "lib"))
@@ -203,10 +210,15 @@ phases: {snapshot: {parallel: 2}, cdc: {heartbeat_interval: 1s}}
 """
 
 
-def generate(url: str, table: str, rate: int, seconds: float, stop: threading.Event) -> int:
-    """Commit `rate` changes per second to `table` in transactions of 10 updates."""
+def generate(
+    url: str, table: str, rate: int, seconds: float, stop: threading.Event, *, scattered: bool
+) -> int:
+    """Commit `rate` changes per second to `table` in transactions of 10 updates: of 10
+    consecutive rows (for lag_child, the children of two parents), or `scattered` over rows
+    chosen at random (each child most likely of another parent)."""
     per_txn = 10
     done = 0
+    chooser = random.Random(7)
     with psycopg.connect(url, autocommit=True) as conn:
         started = time.monotonic()
         while not stop.is_set():
@@ -217,7 +229,10 @@ def generate(url: str, table: str, rate: int, seconds: float, stop: threading.Ev
             if done >= due:
                 time.sleep(0.002)
                 continue
-            ids = [(done + i) % 10000 + 1 for i in range(per_txn)]
+            if scattered:
+                ids = chooser.sample(range(1, 10001), per_txn)
+            else:
+                ids = [(done + i) % 10000 + 1 for i in range(per_txn)]
             with conn.transaction():
                 conn.execute(
                     f"UPDATE {table} SET counter = counter + 1, touched = clock_timestamp() WHERE id = ANY(%s)",  # noqa: S608
@@ -227,8 +242,51 @@ def generate(url: str, table: str, rate: int, seconds: float, stop: threading.Ev
     return done
 
 
+def target_ceilings(mongo_url: str, writes: int = 3000) -> dict[str, int]:
+    """The baseline: how many of the bench's changes per second the target takes when each is
+    written straight with pymongo, one update per change (the generator's shape, random rows),
+    in transactions of 200 like CDC's batches; on copies of the collections CDC writes, with
+    their indexes. A rate above it is more than the target can take, however fast migrator is,
+    unless it writes fewer times than there are changes."""
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(mongo_url)
+    db = client["benchlag"]
+    rng = random.Random(11)
+    ceilings: dict[str, int] = {}
+    try:
+        for shape, source in (("flat", "flat"), ("element", "parents")):
+            copy = db[f"ceiling_{source}"]
+            copy.drop()
+            copy.insert_many(db[source].find({}))
+            for name, spec in db[source].index_information().items():
+                if name != "_id_":
+                    copy.create_index(spec["key"], name=name)
+            started = time.monotonic()
+            for lo in range(0, writes, 200):
+                ops: list[Any] = []
+                for n in range(lo, lo + 200):
+                    row = rng.randint(1, 10000)
+                    now = datetime.datetime.now(datetime.UTC)
+                    if shape == "flat":
+                        ops.append(pymongo.UpdateOne({"_id": row}, {"$set": {"counter": n, "touched": now}}))
+                    else:
+                        ops.append(
+                            pymongo.UpdateOne(
+                                {"_id": 1 + (row - 1) // 5},
+                                {"$set": {"children.$[e].counter": n, "children.$[e].touched": now}},
+                                array_filters=[{"e.id": row}],
+                            )
+                        )
+                with client.start_session() as session, session.start_transaction():
+                    copy.bulk_write(ops, session=session)
+            ceilings[shape] = round(writes / (time.monotonic() - started))
+            copy.drop()
+    finally:
+        client.close()
+    return ceilings
+
+
 def lag_benchmark(
-    pg_url: str, mongo_url: str, work: Path, rates: list[int], seconds: float
+    pg_url: str, mongo_url: str, work: Path, rates: list[int], seconds: float, cases: list[str]
 ) -> list[dict[str, Any]]:
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute(LAG_SCHEMA)
@@ -236,11 +294,23 @@ def lag_benchmark(
     plan.write_text(LAG_PLAN)
     env = {"MIGRATOR_SOURCE_URL": pg_url, "MIGRATOR_TARGET_URL": mongo_url}
     api.run(plan, until="snapshot", state=work / "lag.db", env=env)
+    api.run(plan, until="caught-up", state=work / "lag.db", env=env)  # CDC's indexes are made
+    ceilings = target_ceilings(mongo_url)
+    print(
+        f"  target ceiling, one write per change: flat {ceilings['flat']:,}/s, "
+        f"element {ceilings['element']:,}/s",
+        flush=True,
+    )
     results = []
     rounds = [
         (rate, table, label)
         for rate in rates
-        for table, label in (("lag_flat", "flat"), ("lag_child", "embedded"))
+        for table, label in (
+            ("lag_flat", "flat"),
+            ("lag_child", "embedded"),
+            ("lag_child", "embedded-scattered"),
+        )
+        if label in cases
     ]
     for rate, table, label in rounds:
         lags: list[float] = []
@@ -265,7 +335,9 @@ def lag_benchmark(
         time.sleep(3)  # the stream is up; heartbeats only so far
         lags.clear()
         started = time.monotonic()
-        done = generate(pg_url, table, rate, seconds, threading.Event())
+        done = generate(
+            pg_url, table, rate, seconds, threading.Event(), scattered=label.endswith("scattered")
+        )
         achieved = done / (time.monotonic() - started)
         stop.set()
         runner.join()
@@ -275,6 +347,7 @@ def lag_benchmark(
             "case": label,
             "target_rate": rate,
             "achieved_rate": round(achieved),
+            "target_ceiling_per_s": ceilings["flat" if label == "flat" else "element"],
             "transactions": len(lags),
             "p50_ms": round(percentile(lags, 50), 1),
             "p95_ms": round(percentile(lags, 95), 1),
@@ -283,7 +356,7 @@ def lag_benchmark(
             "mean_ms": round(statistics.fmean(lags), 1) if lags else None,
         }
         print(
-            f"  lag {label:<9} {rate:>5}/s achieved {entry['achieved_rate']:>5}/s  p50 {entry['p50_ms']:>8} "
+            f"  lag {label:<18} {rate:>5}/s achieved {entry['achieved_rate']:>5}/s  p50 {entry['p50_ms']:>8} "
             f"p95 {entry['p95_ms']:>8} p99 {entry['p99_ms']:>8} max {entry['max_ms']} ms",
             flush=True,
         )
@@ -296,6 +369,11 @@ def main() -> None:
     parser.add_argument("--changes", type=int, default=500_000)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--rates", default="1000,3000")
+    parser.add_argument(
+        "--cases",
+        default="flat,embedded,embedded-scattered",
+        help="lag cases to run, of flat, embedded, embedded-scattered (default: all)",
+    )
     parser.add_argument("--small", action="store_true", help="quick run: 100,000 changes, 15 s per rate")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
     parser.add_argument("--only", choices=("decode", "lag"), help="run one part (default: both)")
@@ -315,7 +393,7 @@ def main() -> None:
             decoding = decode_benchmark(pg.url, changes)
         if mongo is not None:
             print(f"lag: {seconds:.0f} s per rate", flush=True)
-            lag = lag_benchmark(pg.url, mongo.url, work, rates, seconds)
+            lag = lag_benchmark(pg.url, mongo.url, work, rates, seconds, args.cases.split(","))
     finally:
         if mongo is not None:
             mongo.stop()
@@ -334,11 +412,13 @@ def main() -> None:
             )
     if lag:
         print(
-            f"\n{'lag':<10} {'rate':>5} {'achieved':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8}"
+            f"\n{'lag':<18} {'rate':>5} {'achieved':>8} {'ceiling':>8} {'p50 ms':>8} {'p95 ms':>8} "
+            f"{'p99 ms':>8} {'max ms':>8}"
         )
     for r in lag:
         print(
-            f"{r['case']:<10} {r['target_rate']:>5} {r['achieved_rate']:>8} {r['p50_ms']:>8} {r['p95_ms']:>8} "
+            f"{r['case']:<18} {r['target_rate']:>5} {r['achieved_rate']:>8} {r['target_ceiling_per_s']:>8} "
+            f"{r['p50_ms']:>8} {r['p95_ms']:>8} "
             f"{r['p99_ms']:>8} {r['max_ms']!s:>8}"
         )
     print(f"\nwritten to {out}")

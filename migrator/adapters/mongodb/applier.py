@@ -24,6 +24,7 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 
 from migrator.adapters.base import WriteOp
+from migrator.adapters.mongodb.coalesce import coalesce
 from migrator.adapters.mongodb.codec import CODEC
 from migrator.adapters.mongodb.errors import classify
 
@@ -131,15 +132,18 @@ class ChangeApplier:
         position_text: str | None,
         on_attempt: Callable[[], None] | None = None,
     ) -> None:
-        """Apply `ops` in order; when `position` is given, record it as the checkpoint with them.
+        """Apply `ops`, to the effect of applying them in order (coalesce.py merges a document's
+        `$set`s); when `position` is given, record it as the checkpoint with them.
         `on_attempt` runs before each attempt: a transaction that meets a write conflict (with one
         that a killed process left open, until the server aborts it after 60 s) is retried for as
         long, and the caller may have a connection to keep alive meanwhile."""
 
+        writes = coalesce(ops)
+
         def body(session: ClientSession | None) -> None:
             if on_attempt is not None:
                 on_attempt()
-            self._execute(ops, session)
+            self._execute(writes, session)
             if position is not None:
                 self._state.update_one(
                     {"_id": self._id},
