@@ -18,7 +18,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -455,6 +455,31 @@ def test_embedded_children_one_to_one_and_grandchildren(mig: Migration) -> None:
     assert docs[2]["profile"] is None and docs[3]["profile"] is None
     assert 6 not in docs and docs[7]["orders"][0]["items"][0]["id"] == 7011
     assert 5 not in docs and docs[55] == {"_id": 55, "name": "c5-renamed", "orders": [], "profile": None}
+    # Default replica identity: an update or delete of an order, an item or a profile carries
+    # only its id, so each is found by its key anywhere in the collection, through an index.
+    assert element_indexes(mig, "customers") == [
+        "migrator_orders.id",
+        "migrator_orders.items.id",
+        "migrator_profile.id",
+    ]
+
+
+def element_indexes(mig: Migration, collection: str) -> list[str]:
+    info = mig.client[mig.database][collection].index_information()
+    return sorted(name for name in info if name != "_id_")
+
+
+def test_full_replica_identity_needs_no_element_index_but_for_parents_of_elements(mig: Migration) -> None:
+    # FULL: every change names its parent; orders still are found by key, by their items' changes.
+    full = replace(
+        SHOP,
+        setup=(
+            *SHOP.setup,
+            *(f"ALTER TABLE {t} REPLICA IDENTITY FULL" for t in ("orders", "items", "profiles")),
+        ),
+    )
+    play(mig, "cdc-shop-full", full)
+    assert element_indexes(mig, "customers") == ["migrator_orders.id"]
 
 
 # -- 4. idempotent replay -------------------------------------------------------------------------
