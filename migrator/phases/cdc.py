@@ -2,6 +2,8 @@
 
 Stream -> decode -> group by source transaction -> map to document writes -> apply in
 batches of several transactions with the checkpoint -> acknowledge the durable position.
+A batch is applied on a thread of its own while the next one is read and mapped (one batch in
+flight at most); acknowledging, events and the replication connection stay on the reading one.
 
 - Start: the checkpoint stored in the target beside the data (authoritative), else the
   slot's consistent point from the snapshot.
@@ -14,6 +16,7 @@ batches of several transactions with the checkpoint -> acknowledge the durable p
 
 from __future__ import annotations
 
+import concurrent.futures
 import pickle
 import tempfile
 import threading
@@ -82,6 +85,10 @@ BATCH_AGE_S = 0.2  # apply what has been committed at least this often
 # How long a batch may wait for more transactions once the stream has nothing more for now:
 # a few ms of latency that let a busy stream apply many transactions per target transaction.
 LINGER_S = 0.02
+# While a batch is being applied and the stream has nothing new, look back this often: the
+# batch's checkpoint is acknowledged and reported as soon as it is durable.
+APPLYING_POLL_S = 0.005
+FEEDBACK_WHILE_APPLYING_S = 1.0
 HOLD_FEEDBACK_S = 1.0  # status updates while throttled
 MAX_CONSECUTIVE_FAILURES = 8
 _CHANGE_NAMES = {"I": "insert", "U": "update", "D": "delete"}
@@ -128,6 +135,18 @@ class _Batch:
     first_commit_at: float | None = None
     last_commit_time: float | None = None
     commit_times: list[float] = field(default_factory=list)
+
+
+@dataclass
+class _Applying:
+    """The batch the apply thread is writing while the stream is read on."""
+
+    future: concurrent.futures.Future[None]
+    batch: _Batch
+    position: int | None
+    # The server's WAL end from a keepalive that came while this batch was being applied, with
+    # nothing else received: everything before it is durable once this batch is.
+    acknowledge_after: int = 0
 
 
 class _Spool:
@@ -446,6 +465,22 @@ class CdcPhase:
         consistent_after: int,
         result: CdcResult,
     ) -> CdcResult:
+        apply_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="migrator-cdc-apply")
+        try:
+            return self._stream_loop(stream, checkpoint, consistent_after, result, apply_thread)
+        finally:
+            # On the way out after an error too: nothing is written any more once this returns,
+            # before a retry reads the checkpoint again.
+            apply_thread.shutdown(wait=True)
+
+    def _stream_loop(
+        self,
+        stream: ReplicationStream | PollingStream,
+        checkpoint: int,
+        consistent_after: int,
+        result: CdcResult,
+        apply_thread: concurrent.futures.ThreadPoolExecutor,
+    ) -> CdcResult:
         batch = _Batch()
         applied = checkpoint
         in_txn = False
@@ -460,38 +495,57 @@ class CdcPhase:
         last_budget_check = 0.0
         throttle = self.ctx.throttle
         last_throttle_check = 0.0
+        # One batch is written by this thread while the next is read, decoded and mapped: the
+        # target's time and the stream's overlap. Everything else (acknowledging, events, the
+        # replication connection) stays on this thread.
+        applying: _Applying | None = None
 
-        def flush(final: bool = True) -> None:
-            nonlocal applied, batch
-            if not batch.ops and batch.end_lsn is None:
+        def settle() -> None:
+            """Wait for the batch being applied; then it is the checkpoint: acknowledge, report."""
+            nonlocal applied, applying
+            if applying is None:
                 return
-            position = batch.end_lsn if final else None
-            self.applier.apply(
-                batch.ops,
-                position,
-                lsn_to_str(position) if position is not None else None,
-                # Applying (a spooled transaction is replayed whole, a conflict retried) is not
+            done, applying = applying, None
+            while not concurrent.futures.wait([done.future], timeout=FEEDBACK_WHILE_APPLYING_S).done:
+                # Applying (a spooled transaction replayed whole, a conflict retried) is not
                 # reading: without a status update now and then, the server's wal_sender_timeout
                 # ends the connection and a large transaction starts over.
-                on_attempt=stream.keepalive,
-            )
+                stream.keepalive()
+            done.future.result()  # the apply's error, raised here
+            position, applied_batch = done.position, done.batch
             if position is not None:
                 applied = position
-                stream.acknowledge(position)
+                stream.acknowledge(max(position, done.acknowledge_after))
                 result.position = lsn_to_str(position)
                 now = time.time()
                 self.ctx.events.emit(
                     BatchApplied(
                         position=result.position,
-                        transactions=batch.transactions,
-                        changes=batch.changes,
-                        writes=len(batch.ops),
-                        lag_ms=[round((now - t) * 1000, 1) for t in batch.commit_times],
+                        transactions=applied_batch.transactions,
+                        changes=applied_batch.changes,
+                        writes=len(applied_batch.ops),
+                        lag_ms=[round((now - t) * 1000, 1) for t in applied_batch.commit_times],
                     )
                 )
-            result.changes += batch.changes
-            result.transactions += batch.transactions
+            result.changes += applied_batch.changes
+            result.transactions += applied_batch.transactions
+
+        def flush(final: bool = True) -> None:
+            """Hand the batch to the apply thread, once the one before it is applied."""
+            nonlocal batch, applying
+            if not batch.ops and batch.end_lsn is None:
+                return
+            settle()
+            position = batch.end_lsn if final else None
+            future = apply_thread.submit(
+                self.applier.apply,
+                batch.ops,
+                position,
+                lsn_to_str(position) if position is not None else None,
+            )
+            applying = _Applying(future, batch, position)
             batch = _Batch()
+            stream.linger = APPLYING_POLL_S if stream.linger is None else min(stream.linger, APPLYING_POLL_S)
 
         def handle_change(message: RowChange | Insert | Update | Delete) -> None:
             # Decoding with self._relations as readers gives a RowChange for every relation
@@ -564,6 +618,7 @@ class CdcPhase:
             nonlocal marker
             if self.until != "caught-up" or in_txn or batch.ops:
                 return False
+            settle()
             if marker is None or applied < marker:
                 if marker is None:
                     marker = lsn_to_int(self.monitor.heartbeat(HEARTBEAT_PREFIX, self.ctx.plan.name))
@@ -592,9 +647,13 @@ class CdcPhase:
                         stream.linger = max(0.001, LINGER_S - age)
                     else:
                         flush()
-                        stream.acknowledge(item.wal_end)
+                        if applying is not None:
+                            applying.acknowledge_after = max(applying.acknowledge_after, item.wal_end)
+                        else:
+                            stream.acknowledge(item.wal_end)
             elif isinstance(item, Idle):
                 stream.linger = None
+                settle()  # nothing to read meanwhile
                 if not in_txn:
                     flush()
                 if now - last_activity >= self.settings.heartbeat_interval and not in_txn:
@@ -675,6 +734,8 @@ class CdcPhase:
                     dispatch(message)
                     if len(batch.ops) >= self.settings.batch_changes:
                         flush(final=False)  # a huge transaction: apply as it comes, checkpoint at its commit
+            if applying is not None and applying.future.done():
+                settle()
             if (
                 not in_txn
                 and batch.first_commit_at is not None
@@ -697,15 +758,18 @@ class CdcPhase:
                     # keep the replication connection (wal_sender_timeout) and the budget checks
                     # (max_retained_wal) going.
                     flush()
+                    settle()
                     self._hold(throttle, stream, applied, batch, result)
                     last_activity = last_throttle_check = time.monotonic()
             if self._stop.is_set() and not in_txn:
                 flush()
+                settle()
                 result.stopped = True
                 return result
             if caught_up():
                 result.caught_up = True
                 return result
+        settle()
         return result
 
     def _hold(

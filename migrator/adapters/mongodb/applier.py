@@ -130,19 +130,16 @@ class ChangeApplier:
         ops: Sequence[WriteOp],
         position: int | None,
         position_text: str | None,
-        on_attempt: Callable[[], None] | None = None,
     ) -> None:
         """Apply `ops`, to the effect of applying them in order (coalesce.py merges a document's
-        `$set`s); when `position` is given, record it as the checkpoint with them.
-        `on_attempt` runs before each attempt: a transaction that meets a write conflict (with one
-        that a killed process left open, until the server aborts it after 60 s) is retried for as
-        long, and the caller may have a connection to keep alive meanwhile."""
+        `$set`s); when `position` is given, record it as the checkpoint with them. A transaction
+        that meets a write conflict (with one that a killed process left open, until the server
+        aborts it after 60 s) is retried for as long: the caller keeps its own connections alive
+        meanwhile (phases/cdc.py applies on a thread of its own)."""
 
         writes = coalesce(ops)
 
         def body(session: ClientSession | None) -> None:
-            if on_attempt is not None:
-                on_attempt()
             self._execute(writes, session)
             if position is not None:
                 self._state.update_one(
