@@ -147,7 +147,8 @@ class LevelRead:
 class WriteOp:
     """One target write, in target-neutral terms; the target adapter executes it.
 
-    kinds: 'update' (update_one), 'update_many', 'delete' (delete_one), 'delete_many',
+    kinds: 'update' (update_one), 'update_many', 'replace' (replace_one, `update` the document),
+    'delete' (delete_one), 'delete_many',
     'rekey' (move a whole document to a new _id: needs a read, see the applier),
     'merge_element' (change an element whose unchanged TOASTed values must be kept,
     possibly moving it to another parent: needs a read).

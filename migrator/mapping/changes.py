@@ -224,6 +224,11 @@ class ChangeMapper:
         embedded arrays. A pipeline update, because operators like $set would add new fields
         in lexicographic order; $mergeObjects keeps the snapshot's field order."""
         doc_id = self._id(level, new)
+        if not level.doc.embeds:
+            # Nothing stored to keep: the row is the whole document, and a replacement costs the
+            # target less than a pipeline.
+            document = {"_id": doc_id, **self._fields(level.doc, new)}
+            return [WriteOp(level.collection, "replace", {"_id": doc_id}, document, upsert=True)]
         fields = {k: {"$literal": v} for k, v in self._fields(level.doc, new).items()}
         defaults = {k: {"$literal": v} for k, v in self._defaults(level.doc).items()}
         shape = {"_id": {"$literal": doc_id}, **fields, **defaults}

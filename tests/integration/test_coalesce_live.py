@@ -15,7 +15,7 @@ from typing import Any
 
 import pymongo
 import pytest
-from pymongo import DeleteOne, UpdateMany, UpdateOne
+from pymongo import DeleteOne, ReplaceOne, UpdateMany, UpdateOne
 
 from migrator.adapters.base import WriteOp
 from migrator.adapters.mongodb.applier import ChangeApplier
@@ -106,6 +106,8 @@ def random_write(rng: random.Random, step: int) -> WriteOp:
         return WriteOp("c", "update", one, {"$pull": {"lines": {"id": line}}})
     if kind == "delete":
         return WriteOp("c", "delete", one)
+    if kind == "insert" and rng.random() < 0.5:
+        return WriteOp("c", "replace", one, document(doc_id), upsert=True)
     if kind == "insert":
         shape = {k: {"$literal": v} for k, v in document(doc_id).items()}
         return WriteOp(
@@ -118,6 +120,8 @@ def one_by_one(coll: Any, op: WriteOp) -> None:
     filters = list(op.array_filters) or None
     if op.kind == "update":
         coll.bulk_write([UpdateOne(op.filter, op.update, upsert=op.upsert, array_filters=filters)])
+    elif op.kind == "replace":
+        coll.bulk_write([ReplaceOne(op.filter, op.update, upsert=True)])
     elif op.kind == "update_many":
         coll.bulk_write([UpdateMany(op.filter, op.update, array_filters=filters)])
     else:

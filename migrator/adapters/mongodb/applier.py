@@ -17,7 +17,7 @@ import datetime
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from pymongo import DeleteMany, DeleteOne, UpdateMany, UpdateOne
+from pymongo import DeleteMany, DeleteOne, ReplaceOne, UpdateMany, UpdateOne
 from pymongo import errors as mongo
 from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
@@ -29,13 +29,15 @@ from migrator.adapters.mongodb.codec import CODEC
 from migrator.adapters.mongodb.errors import classify
 
 STATE_COLLECTION = "_migrator"
-_BULK_KINDS = {"update", "update_many", "delete", "delete_many"}
+_BULK_KINDS = {"update", "update_many", "replace", "delete", "delete_many"}
 
 
 def _bulk(op: WriteOp) -> Any:
     filters: list[Mapping[str, Any]] | None = list(op.array_filters) or None
     if op.kind == "update":
         return UpdateOne(op.filter, op.update, upsert=op.upsert, array_filters=filters)
+    if op.kind == "replace":
+        return ReplaceOne(op.filter, op.update, upsert=op.upsert)
     if op.kind == "update_many":
         return UpdateMany(op.filter, op.update, upsert=op.upsert, array_filters=filters)
     if op.kind == "delete":

@@ -71,7 +71,7 @@ def coalesce(ops: Sequence[WriteOp]) -> list[WriteOp]:
 
 def _document_key(op: WriteOp) -> tuple[str, Hashable] | None:
     """(collection, _id) for a write of exactly one document named by its _id, else None."""
-    if op.kind not in ("update", "delete") or len(op.filter) != 1 or "_id" not in op.filter:
+    if op.kind not in ("update", "replace", "delete") or len(op.filter) != 1 or "_id" not in op.filter:
         return None
     try:
         return op.collection, _tagged(op.filter["_id"])
