@@ -187,6 +187,33 @@ def test_an_attempt_that_cannot_take_the_fence_is_abandoned_and_retried(
     assert mig.client[mig.database]["customers"].find_one({"_id": 1})["name"] == "after"
 
 
+def test_the_gate_measures_the_lag_again_once_a_backlog_is_applied(
+    mig: Migration,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    # Changes made while nothing followed: the cutover's first marker waits for all of them, far
+    # over max_lag; that is catching up, and the gate measures again rather than refuse.
+    switch = tmp_path / "routing"
+    plan_file = cutover_plan(mig, "co-backlog", switch)
+    plan_file.write_text(
+        plan_file.read_text().replace(
+            "cdc: {heartbeat_interval: 1s}", "cdc: {heartbeat_interval: 1s, max_lag: 200ms}"
+        )
+    )
+    run(mig, plan_file, "caught-up")
+    mig.sql(
+        "INSERT INTO customers (id, name, balance, created) "
+        "SELECT i, 'backlog ' || i, 1, now() FROM generate_series(100001, 105000) i"
+    )
+    events = Collector()
+    outcome = api.cutover(plan_file, state=mig.state_path, env=mig.env, sinks=[events])
+    assert switch.read_text() == "target\n" and outcome.report.attempts == 1
+    lag_steps = [e.message for e in events.of(CutoverStep) if e.step == "lag"]
+    assert "measuring again" in lag_steps[0], lag_steps
+    assert "a fresh marker was applied" in lag_steps[-1], lag_steps
+    assert mig.client[mig.database]["customers"].count_documents({"_id": {"$gt": 100000}}) == 5000
+
+
 def test_the_postpone_file_holds_the_gate(mig: Migration, tmp_path: Path) -> None:  # noqa: F811
     switch = tmp_path / "routing"
     postpone = tmp_path / "postpone"
