@@ -59,11 +59,10 @@ def coalesce(ops: Sequence[WriteOp]) -> list[WriteOp]:
             continue
         writes = pending.setdefault(key, [])
         merged = _MergedSet.of(op)
+        previous = writes[-1] if writes else None
         if merged is None:
             writes.append(op)
-        elif writes and isinstance(writes[-1], _MergedSet) and writes[-1].absorb(merged):
-            pass
-        else:
+        elif not (isinstance(previous, _MergedSet) and previous.absorb(merged)):
             writes.append(merged)
     flush()
     return out
