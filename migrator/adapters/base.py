@@ -31,6 +31,12 @@ class ColumnInfo:
     numeric_scale: int | None
     position: int
     type_oid: int = 0  # the column's declared type (a domain's own oid): what the WAL names
+    # A stored generated column's expression (pg_get_expr of its default), None for an ordinary
+    # column. pgoutput before PostgreSQL 18 does not send such columns (docs/architecture.md).
+    generated: str | None = None
+    # attstorage: 'p' plain, 'm' main, 'e' external, 'x' extended. Only 'e' and 'x' (and 'm' as a
+    # last resort) may be stored out of line, where an unchanged value arrives as "unchanged".
+    storage: str = "p"
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,15 @@ class ForeignKey:
     columns: tuple[str, ...]
     referenced_table: str
     referenced_columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LeafInfo:
+    """A leaf partition of a partitioned table: its changes carry its own replica identity."""
+
+    name: str  # schema.table
+    replica_identity: str  # 'default', 'index', 'full', 'nothing' (as TableInfo's)
+    identity_columns: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -52,6 +67,9 @@ class TableInfo:
     estimated_rows: int
     total_bytes: int
     owned_by_current_user: bool
+    kind: str = "table"  # 'table', or 'partitioned' (its rows live in `leaves`)
+    leaves: tuple[LeafInfo, ...] = ()  # a partitioned table's leaf partitions, at any depth
+    primary_key_deferrable: bool = False  # a DEFERRABLE primary key cannot serve as replica identity
 
     def column(self, name: str) -> ColumnInfo | None:
         return next((c for c in self.columns if c.name == name), None)

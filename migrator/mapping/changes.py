@@ -23,6 +23,22 @@ from migrator.mapping.spec import CollectionMapping, DocumentMapping, EmbedMappi
 Row = dict[str, Any]  # column name -> value (or the UNCHANGED marker)
 
 
+def fill_unchanged(old: Row | None, new: Row, unchanged: Any) -> Row:
+    """`new` with each unchanged-TOAST marker replaced by the old tuple's value where it has one.
+
+    PostgreSQL logs the old replica identity of an UPDATE whenever it holds a value stored out of
+    line, and the whole old row (flattened) under REPLICA IDENTITY FULL, while the new tuple marks
+    such a value "unchanged": so a key or link column may be unchanged in `new` and known in `old`
+    (docs/architecture.md, "Unchanged TOASTed values"). A column that stays unchanged was not
+    carried by either tuple and must be left out of any write."""
+    if old is None or not any(value is unchanged for value in new.values()):
+        return new
+    return {
+        name: old[name] if value is unchanged and name in old and old[name] is not unchanged else value
+        for name, value in new.items()
+    }
+
+
 @dataclass(frozen=True)
 class Location:
     """Where a parent (document or element) is: a filter for the document, the dotted path
