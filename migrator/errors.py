@@ -34,6 +34,12 @@ class TransientError(MigratorError):
     """Retrying may succeed (lost connection, server starting, serialization failure)."""
 
 
+class BatchTooLarge(TransientError):
+    """The target aborted a batch's transaction for its size or its duration (MongoDB aborts a
+    transaction older than transactionLifetimeLimitSeconds, 60 s by default, and refuses one too
+    large): the same batch would fail again, a smaller one may succeed. Its message says which."""
+
+
 class TerminalError(MigratorError):
     """Retrying will not help until something is changed."""
 
