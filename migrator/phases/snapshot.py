@@ -48,6 +48,8 @@ PHASE = "snapshot"
 BATCH_DOCUMENTS = 1_000
 BATCH_BYTES = 8 * 1024 * 1024
 CHUNK_RETRIES = 3
+# A table is split below chunk_rows to give every worker a share only down to this many rows.
+MIN_SPLIT_ROWS = 1_000
 
 
 @dataclass
@@ -195,8 +197,9 @@ class SnapshotPhase:
                 # once planned (and checkpointed for resume) they stay, and it sets the copy step.
                 throttle = self.ctx.throttle
                 chunk_rows = throttle.chunk_rows if throttle is not None else self.settings.chunk_rows
+                size = chunk_size(table.estimated_rows, chunk_rows, self.settings.parallel)
                 bounds = coordinator.key_boundaries(
-                    collection.table, collection.document.key, key_types, chunk_rows
+                    collection.table, collection.document.key, key_types, size
                 )
                 edges: list[list[str] | None] = [None, *bounds, None]
                 for i in range(len(edges) - 1):
@@ -220,6 +223,7 @@ class SnapshotPhase:
                     len(chunks),
                     len(done),
                     sum(c.rows_read for c in done),
+                    sum(c.docs_written for c in done),
                 )
             )
             work.extend(_Work(collection, c) for c in chunks if c.status != "done")
@@ -465,6 +469,17 @@ def planned_actions(view: PlanView) -> list[Action]:
             )
         )
     return actions
+
+
+def chunk_size(estimated_rows: int, chunk_rows: int, parallel: int) -> int:
+    """Rows per chunk: at most `chunk_rows`, and small enough that a table gives every worker a
+    chunk (a table of about `chunk_rows` rows was one chunk, and `parallel` did nothing), but not
+    below MIN_SPLIT_ROWS, where a chunk's fixed cost outweighs sharing it (unless the plan asks for
+    smaller chunks itself)."""
+    if estimated_rows <= 0 or parallel <= 1:
+        return chunk_rows
+    shared = -(-estimated_rows // parallel)
+    return min(chunk_rows, max(MIN_SPLIT_ROWS, shared))
 
 
 def _column_type(table: Any, name: str) -> str:

@@ -117,7 +117,7 @@ class Coordinator:
             while True:
                 condition, params = key_range_condition("t", key, key_types, last, None)
                 query = sql.SQL(
-                    "SELECT {texts} FROM {t} t WHERE {cond} ORDER BY {cols} OFFSET {n} LIMIT 1"
+                    "SELECT {texts} FROM {t} t WHERE {cond} ORDER BY {cols} OFFSET {n} LIMIT 2"
                 ).format(
                     texts=texts,
                     t=table_identifier(table),
@@ -126,12 +126,15 @@ class Coordinator:
                     n=sql.Literal(every - 1),
                 )
                 try:
-                    row = cur.execute(query, params).fetchone()
+                    rows = cur.execute(query, params).fetchall()
                 except psycopg.Error as exc:
                     raise classify(exc, self._endpoint.name, self._endpoint.secrets) from None
-                if row is None:
+                # The `every`-th key ends a chunk only when a row follows it: a boundary on the
+                # last row would leave an empty chunk after it (a table of exactly `every` rows was
+                # cut into all of its rows and none).
+                if len(rows) < 2:
                     return boundaries
-                last = [str(v) for v in row]
+                last = [str(v) for v in rows[0]]
                 boundaries.append(last)
 
     def key_before(
