@@ -88,7 +88,8 @@ class TablePlanned(Event):
     estimated_rows: int
     chunks: int
     chunks_done: int
-    rows_done: int
+    rows_done: int  # source rows read, embedded ones included
+    docs_done: int = 0  # documents written: what the progress bar counts against estimated_rows
 
 
 @dataclass(frozen=True)
