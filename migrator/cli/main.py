@@ -53,34 +53,40 @@ state_option = click.option(
 )
 
 
-def _stop_on_signals() -> threading.Event:
+def _stop_on_signals(observed: Observed | None = None, *, exit_at_once: bool = True) -> threading.Event:
     """SIGINT/SIGTERM set the event (finish the work in flight, checkpoint, return); a second
-    signal stops the process at once."""
+    signal stops the process at once (`exit_at_once`), or raises KeyboardInterrupt so that the
+    command's own clean-up runs (cutover: a fence must be lifted). Each is announced on stderr
+    (as a log line under `--log-format`, where stderr holds log lines only)."""
     stop = threading.Event()
 
-    def on_signal(signum: int, frame: object) -> None:
-        if stop.is_set():
-            _exit_at_once()
-        stop.set()
+    def announce(kind: str, message: str) -> None:
         with contextlib.suppress(Exception):
-            sys.stderr.write("stopping: finishing the work in flight (a second signal stops at once)\n")
-            sys.stderr.flush()
+            if observed is None or not observed.announce(kind, message):
+                sys.stderr.write(message + "\n")
+                sys.stderr.flush()
+
+    def on_signal(signum: int, frame: object) -> None:
+        if stop.is_set() and not exit_at_once:
+            raise KeyboardInterrupt
+        if stop.is_set():
+            # Exit now, without waiting for the chunk or batch in flight (a KeyboardInterrupt
+            # waited for them: a chunk copy, or a target transaction retried for up to two
+            # minutes). As safe as kill -9, which every step survives: checkpoints commit with
+            # their data, so the next run redoes what was in flight.
+            announce(
+                "run.interrupted",
+                "stopped at once: running the command again resumes from the last checkpoint",
+            )
+            with contextlib.suppress(Exception):
+                sys.stdout.flush()
+            os._exit(130)
+        stop.set()
+        announce("run.stopping", "stopping: finishing the work in flight (a second signal stops at once)")
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     return stop
-
-
-def _exit_at_once() -> NoReturn:
-    """The second signal: exit now, without waiting for the chunk or batch in flight (a
-    KeyboardInterrupt waited for them: a chunk copy in flight, or a target transaction retried
-    for up to two minutes). As safe as kill -9, which every step survives: checkpoints commit with
-    their data, so the next run redoes what was in flight."""
-    with contextlib.suppress(Exception):
-        sys.stderr.write("stopped at once: running the command again resumes from the last checkpoint\n")
-        sys.stdout.flush()
-        sys.stderr.flush()
-    os._exit(130)
 
 
 def observe_options(command: Any) -> Any:
@@ -176,7 +182,6 @@ def run_command(
     """
     if dry_run:
         _dry_run(plan_file, as_json)
-    stop = _stop_on_signals()
     console = make_console()
     sink: Any
     if as_json:
@@ -187,6 +192,7 @@ def run_command(
         sink = PlainLines(console)
     mode: Until = until if until in ("snapshot", "caught-up", "verified") else "stopped"  # type: ignore[assignment]
     observed = Observed(plan_file, log_format, metrics_port, metrics_addr)
+    stop = _stop_on_signals(observed)
     try:
         sinks = [sink, *observed.start()]
         if isinstance(sink, RichProgress):
@@ -376,10 +382,10 @@ def cutover_command(
     Then follows both directions until SIGINT/SIGTERM (or returns, with --exit). Exit 0 cut
     over, 1 failed or abandoned (the source stays primary), 2 invalid plan.
     """
-    stop = _stop_on_signals()
     console = make_console()
     sink: Any = JsonLines() if as_json else PlainLines(console)
     observed = Observed(plan_file, log_format, metrics_port, metrics_addr)
+    stop = _stop_on_signals(observed, exit_at_once=False)
     try:
         sinks = [sink, *observed.start()]
         outcome = api.cutover(plan_file, follow=not exit_after, state=state_path, sinks=sinks, stop=stop)
