@@ -102,6 +102,7 @@ class TableInfo:
     kind: str = "table"  # 'table', or 'partitioned' (its rows live in `leaves`)
     leaves: tuple[LeafInfo, ...] = ()  # a partitioned table's leaf partitions, at any depth
     primary_key_deferrable: bool = False  # a DEFERRABLE primary key cannot serve as replica identity
+    primary_key_name: str | None = None  # the constraint's name (also its index's)
     # Columns of the partition keys at every level of a partitioned table: a unique index on it must
     # include them all; `partitioned_by_expression` when a key holds an expression (then none can).
     partition_key: tuple[str, ...] = ()

@@ -137,7 +137,8 @@ def _describe(event: Event, totals: dict[str, tuple[int, int]] | None) -> str | 
     if isinstance(event, PhaseFinished):
         return f"phase {event.phase}: done in {event.seconds:.1f} s"
     if isinstance(event, SlotCreated):
-        return f"created publication {event.publication} and slot {event.slot} at {event.position}"
+        publication = "created" if event.publication_created else "reused"
+        return f"{publication} publication {event.publication}, created slot {event.slot} at {event.position}"
     if isinstance(event, SnapshotOpened):
         if event.reread:
             return (

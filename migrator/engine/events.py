@@ -69,6 +69,7 @@ class SlotCreated(Event):
     slot: str
     publication: str
     position: str
+    publication_created: bool  # False: an existing publication was reused (made to match the plan)
 
 
 @dataclass(frozen=True)

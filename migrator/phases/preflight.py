@@ -16,6 +16,7 @@ from migrator.adapters.postgres import PostgresSource
 from migrator.errors import MigratorError
 from migrator.findings import Finding, Severity
 from migrator.mapping.spec import CollectionMapping, Resolution, resolve, tables_of
+from migrator.phases.source_features import source_features
 from migrator.plan.models import Plan
 from migrator.plan.names import publication_name, slot_name
 
@@ -111,6 +112,7 @@ class Preflight:
             resolution = resolve(list(self.plan.collections), source)
             self.report.findings.extend(resolution.findings)
             self.report.collections = resolution.collections
+            self.report.findings.extend(source_features(source, resolution.collections))
             self._check_precision(resolution)
             if resolution.ok and self.scan_data:
                 self._check_document_sizes(resolution)
@@ -211,7 +213,8 @@ class Preflight:
                 "source.existing_publication",
                 Severity.INFO,
                 publication,
-                f"publication {publication} exists (a run of this plan was started)",
+                f"publication {publication} exists (a run of this plan was started, or someone made it): "
+                "`migrator run` reuses it, made to match the plan's tables and columns",
             )
 
     def _check_capacity(
@@ -234,29 +237,9 @@ class Preflight:
             )
 
     def _check_tables(self, source: SourceInfo) -> None:
-        # Missing tables are reported by resolution, with the collection they belong to.
+        # Missing tables are reported by resolution, with the collection they belong to; replica
+        # identities and the other schema features by the source-feature matrix.
         for table in source.tables.values():
-            if table.replica_identity == "nothing" or (
-                table.replica_identity == "default" and not table.primary_key
-            ):
-                self.add(
-                    "source.replica_identity",
-                    Severity.FAIL,
-                    table.name,
-                    f"{table.name} has no primary key and no replica identity: once it is in a publication, "
-                    "the application's UPDATE and DELETE on it fail, and changes cannot be keyed",
-                    f"ALTER TABLE {table.name} ADD PRIMARY KEY (...); or "
-                    f"ALTER TABLE {table.name} REPLICA IDENTITY USING INDEX <unique index>; or, as a last resort, "
-                    f"ALTER TABLE {table.name} REPLICA IDENTITY FULL;",
-                )
-            elif table.replica_identity == "full":
-                self.add(
-                    "source.replica_identity",
-                    Severity.WARN,
-                    table.name,
-                    f"{table.name} uses REPLICA IDENTITY FULL: every UPDATE and DELETE logs the whole old row",
-                    "prefer a primary key",
-                )
             if not (self.report.source and self.report.source.server.is_superuser) and not (
                 table.owned_by_current_user
             ):

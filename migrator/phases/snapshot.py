@@ -38,6 +38,7 @@ from migrator.engine.executor import Action
 from migrator.engine.pipeline import WriteBehind
 from migrator.errors import MigratorError, SourceError, TerminalError, TransientError
 from migrator.mapping.assemble import Assembler
+from migrator.mapping.columns import columns_read
 from migrator.mapping.spec import CollectionMapping
 from migrator.plan.names import publication_name, slot_name
 from migrator.state.store import ChunkRecord
@@ -156,7 +157,10 @@ class SnapshotPhase:
             "",
             {"collections": {c.name: before.get(c.name) for c in self.ctx.collections}},
         )
-        self.publications.ensure_publication(self.publication, self._tables())
+        # Only the columns the mapping reads leave the source, where PostgreSQL allows a column
+        # list (docs/architecture.md, "Publication column lists").
+        read = columns_read(self.ctx.collections)
+        created = self.publications.ensure_publication(self.publication, {t: read[t] for t in self._tables()})
         if self.publications.slot_exists(self.slot):
             # Left by a crash between creating the slot and recording it: no chunk was copied
             # under it (chunks need the 'slot' checkpoint), so it is safe to start over.
@@ -176,13 +180,14 @@ class SnapshotPhase:
                 {
                     "slot": self.slot,
                     "publication": self.publication,
+                    "publication_created": created,
                     "snapshot": exporter.start.snapshot_name,
                 },
             )
         except MigratorError:
             coordinator.close()
             raise
-        self.ctx.events.emit(SlotCreated(self.slot, self.publication, exporter.start.position))
+        self.ctx.events.emit(SlotCreated(self.slot, self.publication, exporter.start.position, created))
         return coordinator, exporter.start.position
 
     def _plan_chunks(self, coordinator: Coordinator) -> list[_Work]:

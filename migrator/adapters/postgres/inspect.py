@@ -180,6 +180,7 @@ class _Keys:
 
     primary: tuple[str, ...]
     primary_deferrable: bool
+    primary_name: str | None
     replident_index: tuple[str, ...]  # () when the identity index was dropped (PostgreSQL keeps 'i')
     unique: tuple[tuple[str, ...], ...]
     identity_indexes: tuple[IdentityIndex, ...]
@@ -244,7 +245,9 @@ class PostgresInspector:
             existing_publications=tuple(pubs),
         )
 
-    def table(self, name: str) -> TableInfo | None:
+    def table(self, name: str, *, count_rows: bool = True) -> TableInfo | None:
+        """The table's catalog facts; `count_rows=False` skips counting a never-analyzed table
+        (its estimate is then 0): for callers that need only keys and identities."""
         schema, table = split_table(name)
         with self._conn.cursor() as cur:
             oid_row = cur.execute(
@@ -282,7 +285,9 @@ class PostgresInspector:
                 extra["inheritance_children"] = tuple(str(d[1]) for d in descendants)
                 identity_columns = _identity_columns(str(replident), keys, columns)
             extra["triggers"] = self._triggers(cur, oid, [d[0] for d in descendants if d[2] == "r"])
-            if estimated < 0:
+            if estimated < 0 and not count_rows:
+                estimated = 0
+            elif estimated < 0:
                 # Never analyzed (PostgreSQL 14+ reports -1): count, which is cheap when
                 # the table is small and bounded by the session's statement_timeout when not.
                 count = cur.execute(
@@ -302,6 +307,7 @@ class PostgresInspector:
             owned_by_current_user=bool(owned),
             kind="partitioned" if relkind == "p" else "table",
             primary_key_deferrable=keys.primary_deferrable,
+            primary_key_name=keys.primary_name,
             identity_indexes=keys.identity_indexes,
             **extra,
         )
@@ -313,6 +319,7 @@ class PostgresInspector:
 
     def _keys(self, cur: psycopg.Cursor[Any], oid: int) -> _Keys:
         primary: tuple[str, ...] = ()
+        primary_name: str | None = None
         deferrable = False
         replident_index: tuple[str, ...] = ()
         unique: list[tuple[str, ...]] = []
@@ -324,7 +331,7 @@ class PostgresInspector:
         ).fetchall():
             cols = tuple(names)
             if is_primary:
-                primary, deferrable = cols, not immediate
+                primary, deferrable, primary_name = cols, not immediate, str(index)
             if is_replident:
                 replident_index = cols
             if all_not_null:
@@ -333,7 +340,7 @@ class PostgresInspector:
                 unique.append(cols)
                 if immediate:
                     candidates.append(IdentityIndex(str(index), cols))
-        return _Keys(primary, deferrable, replident_index, tuple(unique), tuple(candidates))
+        return _Keys(primary, deferrable, primary_name, replident_index, tuple(unique), tuple(candidates))
 
     def _partitioned(
         self,
