@@ -211,7 +211,8 @@ def _excluded(table: TableInfo, read: set[str], version: int) -> list[Finding]:
                 "source.excluded_columns",
                 Severity.INFO,
                 table.name,
-                f"{_names(publication.left_out)} of {table.name}, which the plan does not read, stay in the source: "
+                f"{_names(publication.left_out)} of {table.name}, which the plan does not read, "
+                f"{'stays' if len(publication.left_out) == 1 else 'stay'} in the source: "
                 "the publication lists only the columns migrator needs. While it does, a change of the table's "
                 "replica identity to FULL, or to an index over columns it leaves out, would make the application's "
                 "UPDATE and DELETE on it fail",

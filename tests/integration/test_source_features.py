@@ -580,4 +580,4 @@ def test_excluded_columns_where_postgresql_must_send_them_warn_with_the_fix(setu
 
     apply(setup, users.fix)
     after = one(setup.plan(plan), "source.excluded_columns", "public.users")
-    assert after.severity is Severity.INFO and "stay in the source" in after.message
+    assert after.severity is Severity.INFO and "stays in the source" in after.message
