@@ -101,13 +101,8 @@ def test_excluded_column_never_leaves_the_source(
     setup: Setup, mongo: pymongo.MongoClient[dict[str, Any]]
 ) -> None:
     setup.sql(*USERS)
-    report = setup.plan(USERS_PLAN)
-    finding = one(report, "source.excluded_columns", "public.users")
-    assert finding.severity is Severity.INFO and "stays in the source" in finding.message
-
     name = f"exclude-{uuid.uuid4().hex[:8]}"
     run(setup, USERS_PLAN, name)
-    assert published_columns(setup, publication_name(name)) == {"public.users": ["id", "email"]}
     setup.sql(
         f"INSERT INTO public.users VALUES (3, 'c@example.com', '{SECRET}-3')",
         "UPDATE public.users SET email = 'a2@example.com' WHERE id = 1",
@@ -119,6 +114,9 @@ def test_excluded_column_never_leaves_the_source(
     assert b"c@example.com" in stream and b"a2@example.com" in stream
     assert SECRET.encode() not in stream
     assert b"password_hash" not in stream
+    assert published_columns(setup, publication_name(name)) == {"public.users": ["id", "email"]}
+    finding = one(setup.plan(USERS_PLAN), "source.excluded_columns", "public.users")
+    assert finding.severity is Severity.INFO and "stays in the source" in finding.message
 
     # And CDC follows from the narrower Relation messages.
     run(setup, USERS_PLAN, name, until="caught-up")
@@ -252,3 +250,29 @@ def test_partitions_publish_their_own_changes_and_truncate(setup: Setup) -> None
         if bytes(data)[:1] == b"T"
     ]
     assert len(truncates) == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="CDC (phases/cdc.py, helper `cdc`) must stop, or widen the list, when a column the mapping "
+    "takes is missing from a column-listed Relation message; today the document silently lacks it",
+)
+def test_column_added_later_to_a_listed_table_is_not_silently_missing(
+    setup: Setup, mongo: pymongo.MongoClient[dict[str, Any]]
+) -> None:
+    """A column list is fixed when the publication is made: a column added to the table later is
+    not published. Where the mapping takes every column, CDC must then stop (or widen the list),
+    never write documents without the new field."""
+    setup.sql(*USERS)
+    name = f"added-{uuid.uuid4().hex[:8]}"
+    run(setup, USERS_PLAN, name)
+    setup.sql(
+        "ALTER TABLE public.users ADD COLUMN nickname text",
+        "INSERT INTO public.users VALUES (3, 'c@example.com', 'x', 'cee')",
+    )
+    try:
+        run(setup, USERS_PLAN, name, until="caught-up")
+    except Exception:  # noqa: BLE001 - stopping, with an error, is one of the two right outcomes
+        return
+    document = mongo[setup.database]["users"].find_one({"_id": 3})
+    assert document is not None and document.get("nickname") == "cee", document

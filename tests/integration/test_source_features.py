@@ -173,6 +173,17 @@ DEFERRABLE = (
 def test_deferrable_primary_key_is_refused_before_anything_is_published(setup: Setup) -> None:
     setup.sql(*DEFERRABLE)
     plan = "- {name: accounts, from: accounts, key: id}"
+    # What the application needs: its writes keep working whatever `run` does. Before this check,
+    # `run` published the table and PostgreSQL then refused the UPDATE ("cannot update table
+    # accounts because it does not have a replica identity and publishes updates").
+    with pytest.raises(PreflightFailed, match=r"public\.accounts"):
+        run(setup, plan, unique("deferrable"))
+    setup.sql(
+        "UPDATE public.accounts SET owner = 'changed' WHERE id = 1",
+        "DELETE FROM public.accounts WHERE id = 2",
+    )
+    assert publications(setup) == []
+
     report = setup.plan(plan)
     finding = one(report, "source.replica_identity", "public.accounts")
     assert finding.severity is Severity.FAIL
@@ -183,15 +194,6 @@ def test_deferrable_primary_key_is_refused_before_anything_is_published(setup: S
         "ALTER TABLE public.accounts REPLICA IDENTITY FULL;",
     ]
     assert failed_checks(report) == [("source.replica_identity", "public.accounts")]
-
-    # `run` refuses too, and publishes nothing: the application's writes keep working.
-    with pytest.raises(PreflightFailed, match=r"public\.accounts"):
-        run(setup, plan, unique("deferrable"))
-    assert publications(setup) == []
-    setup.sql(
-        "UPDATE public.accounts SET owner = 'changed' WHERE id = 1",
-        "DELETE FROM public.accounts WHERE id = 2",
-    )
 
 
 @pytest.mark.parametrize("alternative", [0, 1], ids=["unique-index", "full"])
@@ -304,14 +306,17 @@ def test_partitioned_table_once_fixed_keeps_the_applications_writes_working(setu
     )
 
 
-def test_partitioned_table_on_main_advice_broke_the_application(setup: Setup) -> None:
-    """The issue's case as it was: the identity on the partitioned table only. `run` must refuse,
-    publishing nothing, so that the application's UPDATE on a partition keeps working."""
+def test_partitioned_table_with_the_old_advice_is_refused_and_the_application_keeps_writing(
+    setup: Setup,
+) -> None:
+    """The issue's case: the identity set on the partitioned table only. `run` used to publish it,
+    and the application's UPDATE and DELETE on a partition then failed; now it refuses, publishing
+    nothing."""
     setup.sql(*PARTITIONED)
     with pytest.raises(PreflightFailed, match=r"public\.orders_us"):
         run(setup, ORDERS_PLAN, unique("partitioned"))
-    assert publications(setup) == []
     setup.sql("UPDATE public.orders SET total = 21 WHERE id = 2", "DELETE FROM public.orders WHERE id = 2")
+    assert publications(setup) == []
 
 
 def test_partitioned_table_without_any_unique_key_gets_a_primary_key_with_the_partition_key(
