@@ -130,6 +130,7 @@ class SourceServerInfo:
     can_create_in_database: bool
     existing_slots: tuple[str, ...]
     existing_publications: tuple[str, ...]
+    database: str = ""  # current_database()
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 from migrator.adapters.base import SourceInfo, TargetInfo
 from migrator.adapters.mongodb import MongoTarget
-from migrator.adapters.postgres import PostgresSource
+from migrator.adapters.postgres import PostgresSource, fixes
 from migrator.errors import MigratorError
 from migrator.findings import Finding, Severity
 from migrator.mapping.spec import CollectionMapping, Resolution, resolve, tables_of
@@ -195,7 +195,7 @@ class Preflight:
                 Severity.FAIL,
                 server.user,
                 f"role {server.user} may not create a publication in this database",
-                f"GRANT CREATE ON DATABASE <db> TO {server.user};",
+                f"GRANT CREATE ON DATABASE {fixes.ident(server.database)} TO {fixes.ident(server.user)};",
             )
         slot = slot_name(self.plan.name)
         if slot in server.existing_slots:
@@ -248,7 +248,8 @@ class Preflight:
                     Severity.FAIL,
                     table.name,
                     f"the plan's role does not own {table.name}, which CREATE PUBLICATION ... FOR TABLE requires",
-                    f"ALTER TABLE {table.name} OWNER TO <role>; or run as the owner",
+                    f"ALTER TABLE {fixes.table(table.name)} OWNER TO {fixes.ident(source.server.user)}; "
+                    "or run as the owner",
                 )
 
     def _check_precision(self, resolution: Resolution) -> None:

@@ -112,10 +112,10 @@ def test_role_without_replication_fails_and_never_shows_password(setup: Setup, r
     assert report.to_dict()["source"] == _endpoint(url)
     assert not leaks(report, PASSWORD)
 
-    # Positive control: once granted, the same role is ready.
-    setup.sql(
-        f"ALTER ROLE {role} WITH REPLICATION", f"GRANT CREATE ON DATABASE {_dbname(setup.pg_url)} TO {role}"
-    )
+    # Positive control: the fixes as given, run by an administrator, make the same role ready.
+    create = one(report, "source.create_publication").fix
+    assert create == f"GRANT CREATE ON DATABASE {_dbname(setup.pg_url)} TO {role};"
+    setup.sql(f"ALTER ROLE {role} WITH REPLICATION", create)
     fixed = setup.plan(SIMPLE_PLAN, source_url=url)
     assert one(fixed, "source.replication_privilege").severity is Severity.OK
     assert fixed.ready, fixed.failures
@@ -132,8 +132,10 @@ def test_table_not_owned_by_role_fails(setup: Setup, role: str) -> None:
     report = setup.plan(SIMPLE_PLAN, source_url=_with_user(setup.pg_url, role, PASSWORD))
     finding = one(report, "source.table_owner")
     assert (finding.severity, finding.subject) == (Severity.FAIL, "public.items")
-    assert finding.fix is not None and "ALTER TABLE public.items OWNER TO" in finding.fix
+    assert finding.fix == f"ALTER TABLE public.items OWNER TO {role}; or run as the owner"
     assert failed_checks(report) == [("source.table_owner", "public.items")]
+    setup.sql(finding.fix.partition(" or ")[0])
+    assert setup.plan(SIMPLE_PLAN, source_url=_with_user(setup.pg_url, role, PASSWORD)).ready
 
 
 def test_no_free_replication_slot_fails(setup: Setup, pg_cluster_factory: Callable[..., PgServer]) -> None:

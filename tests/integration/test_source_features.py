@@ -586,3 +586,30 @@ def test_excluded_columns_where_postgresql_must_send_them_warn_with_the_fix(setu
     apply(setup, users.fix)
     after = one(setup.plan(plan), "source.excluded_columns", "public.users")
     assert after.severity is Severity.INFO and "stays in the source" in after.message
+
+
+def test_foreign_table_partition_is_refused_until_detached(setup: Setup) -> None:
+    # A wrapper without a handler: enough for a foreign table to exist (it is never read here).
+    setup.sql("CREATE FOREIGN DATA WRAPPER nowhere", "CREATE SERVER far FOREIGN DATA WRAPPER nowhere")
+    schema = (
+        # PostgreSQL allows no unique index, so no primary key, beside a foreign partition.
+        "CREATE TABLE public.sales (id bigint NOT NULL, region text NOT NULL) PARTITION BY LIST (region)",
+        "CREATE TABLE public.sales_eu PARTITION OF public.sales FOR VALUES IN ('eu')",
+        "CREATE FOREIGN TABLE public.sales_far PARTITION OF public.sales FOR VALUES IN ('far') SERVER far",
+    )
+    setup.sql(*schema)
+    plan = "- {name: sales, from: sales, key: [id, region]}"
+    report = setup.plan(plan)
+    finding = one(report, "source.partitioned", "public.sales_far")
+    assert finding.severity is Severity.FAIL and "foreign table" in finding.message
+    assert ("source.partitioned", "public.sales_far") in failed_checks(report)
+    statements = fix_statements(finding.fix)
+    assert statements == ["ALTER TABLE public.sales DETACH PARTITION public.sales_far;"]
+    apply(setup, statements[0])
+    detached = setup.plan(plan)
+    assert findings(detached, "source.partitioned") == [
+        f for f in findings(detached, "source.partitioned") if f.severity is Severity.INFO
+    ]
+    # Now the primary key the partitioned table lacked can be added, as its own finding says.
+    apply(setup, fix_statements(next(f for f in detached.failures if f.subject == "public.sales").fix)[0])
+    assert setup.plan(plan).ready

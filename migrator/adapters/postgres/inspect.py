@@ -50,7 +50,7 @@ SELECT current_setting('server_version'), current_setting('server_version_num'):
        current_user, r.rolsuper, r.rolreplication,
        has_database_privilege(current_database(), 'CREATE'),
        (SELECT count(*) FROM pg_replication_slots),
-       (SELECT count(*) FROM pg_stat_replication)
+       (SELECT count(*) FROM pg_stat_replication), current_database()
 FROM pg_roles r WHERE r.rolname = current_user
 """
 
@@ -229,7 +229,9 @@ class PostgresInspector:
             )
             slots = [r[0] for r in cur.execute("SELECT slot_name FROM pg_replication_slots").fetchall()]
             pubs = [r[0] for r in cur.execute("SELECT pubname FROM pg_publication").fetchall()]
-        version, version_num, user, superuser, replication, can_create, used_slots, used_senders = row
+        version, version_num, user, superuser, replication, can_create, used_slots, used_senders, database = (
+            row
+        )
         return SourceServerInfo(
             endpoint=self._endpoint,
             version=str(version),
@@ -243,6 +245,7 @@ class PostgresInspector:
             can_create_in_database=bool(can_create),
             existing_slots=tuple(slots),
             existing_publications=tuple(pubs),
+            database=str(database),
         )
 
     def table(self, name: str, *, count_rows: bool = True) -> TableInfo | None:
@@ -276,9 +279,14 @@ class PostgresInspector:
                 extra = self._partitioned(cur, oid, columns, descendants)
                 columns = extra.pop("columns")
                 leaves: tuple[LeafInfo, ...] = extra["leaves"]
-                # A partitioned table holds no rows itself: its partitions' statistics are its own.
-                tuples = [int(d[4]) for d in descendants if d[2] == "r"]
-                estimated = -1 if any(t < 0 for t in tuples) else sum(tuples)
+                # A partitioned table holds no rows itself: its partitions' statistics are its own,
+                # and a partition never analyzed is counted alone (a foreign one never: its server
+                # may be far away, and it is refused anyway).
+                estimated = sum(
+                    int(d[4]) if int(d[4]) >= 0 else self._count(cur, int(d[0])) if count_rows else 0
+                    for d in descendants
+                    if d[2] == "r"
+                )
                 size = sum(int(d[5]) for d in descendants)
                 identity_columns = _shared(leaves, keys.primary)
             else:
@@ -311,6 +319,13 @@ class PostgresInspector:
             identity_indexes=keys.identity_indexes,
             **extra,
         )
+
+    @staticmethod
+    def _count(cur: psycopg.Cursor[Any], oid: int) -> int:
+        name = cur.execute("SELECT %s::regclass::text", [oid]).fetchone()
+        assert name is not None
+        row = cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.SQL(name[0]))).fetchone()
+        return int(row[0]) if row else 0
 
     def _columns(self, cur: psycopg.Cursor[Any], oid: int) -> tuple[ColumnInfo, ...]:
         generated = "a.attgenerated" if self._version >= GENERATED_SERVER_VERSION else "''::\"char\""
@@ -497,7 +512,9 @@ def _identity_columns(replident: str, keys: _Keys, columns: tuple[ColumnInfo, ..
     table with one has none), an identity index that was dropped (PostgreSQL keeps 'i')."""
     identity = _IDENTITY.get(replident, "default")
     if identity == "full":
-        return tuple(c.name for c in columns)
+        # pgoutput sends no stored generated column, old tuples included (PostgreSQL 18 only with
+        # publish_generated_columns, which migrator does not set).
+        return tuple(c.name for c in columns if c.generated is None)
     if identity == "index":
         return keys.replident_index
     if identity == "default" and not keys.primary_deferrable:
