@@ -68,7 +68,8 @@ def default_state_path(
     _check_plan_name(plan_name)
     base = Path(cwd if cwd is not None else Path.cwd())
     if plan_file is not None:
-        base = (base / Path(plan_file).expanduser()).parent
+        # Resolved: the same plan file names the same state file from every directory.
+        base = (base / Path(plan_file).expanduser()).resolve().parent
     return base / STATE_DIR / f"{plan_name}.db"
 
 

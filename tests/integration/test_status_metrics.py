@@ -276,8 +276,9 @@ def test_status_after_caught_up_and_history(mig: Migration, plan: Path) -> None:
     data = json.loads(result.output)
     history = data["history"]
     labels = [(c["phase"], c["label"]) for c in history]
-    assert labels[:4] == [
+    assert labels[:5] == [
         ("snapshot", "target_before"),
+        ("snapshot", "source_before"),
         ("snapshot", "slot"),
         ("snapshot", "planned"),
         ("snapshot", "done"),
@@ -286,7 +287,7 @@ def test_status_after_caught_up_and_history(mig: Migration, plan: Path) -> None:
     assert [c["id"] for c in history] == sorted(c["id"] for c in history)
     for c in history:
         assert set(c) == {"id", "phase", "label", "position", "created_at"}
-    assert history[1]["position"] == data["snapshot"]["position"]
+    assert history[2]["position"] == data["snapshot"]["position"]
     assert history[0]["position"] is None  # a record without a stream position
     assert history[-1]["position"] == data["cdc"]["applied_position"]
     assert data["cdc"]["status"] == "running"  # CDC has no end of its own: it waits for cutover
