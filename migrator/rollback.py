@@ -92,9 +92,16 @@ class Rollback:
     def _find_run(self) -> RunRecord:
         candidates = [r for r in self.store.runs(self.plan.name) if r.status in ("active", "failed")]
         if not candidates:
+            where = getattr(self.store, "path", "this state file")
+            owner = self.target.ownership(self.plan.name).read()
+            hint = (
+                f"the target's ownership record names {owner.describe()}: "
+                f"`migrator rollback PLAN --state {owner.state}`"
+                if owner is not None
+                else "`migrator status` lists the plan's runs"
+            )
             raise NothingToRollBack(
-                f"plan {self.plan.name} has no active or failed run to roll back",
-                hint="`migrator status` lists the plan's runs",
+                f"plan {self.plan.name} has no active or failed run to roll back in {where}", hint=hint
             )
         return candidates[-1]
 

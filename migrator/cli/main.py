@@ -47,7 +47,7 @@ state_option = click.option(
     "--state",
     "state_path",
     type=click.Path(dir_okay=False),
-    help="State file (default: $MIGRATOR_STATE or .migrator/<plan>.db).",
+    help="State file (default: $MIGRATOR_STATE, else .migrator/<plan name>.db beside the plan file).",
 )
 
 

@@ -226,6 +226,10 @@ def test_a_second_run_of_a_plan_refuses_and_the_first_keeps_following(mig: Migra
     assert "--state" in flat and "rollback" in flat, err
     assert time.monotonic() - began < 60  # at once: no waiting on the slot held by the first run
 
+    # Rolling back "the plan" from the other state file finds no run there, and says whose it is.
+    code, out, err = cli(["rollback", str(plan), "--state", str(other_state), "--yes"], second_dir, mig.env)
+    assert code == 1 and str(first_state) in " ".join((out + err).split()), out + err
+
     # Nothing of the first run was touched: its slot, its state, its process.
     assert plan_slots(mig, name) == slots_before
     assert first.proc.poll() is None, first.describe()
