@@ -21,8 +21,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import psycopg
+
 from migrator.adapters.mongodb.codec import MAX_BSON_BYTES, encode_document
 from migrator.adapters.mongodb.writer import WriteResult
+from migrator.adapters.postgres.errors import classify as classify_source
 from migrator.adapters.postgres.snapshot import Coordinator, PublicationManager, SlotExporter, SnapshotReader
 from migrator.engine.context import PlanView, RunContext
 from migrator.engine.events import (
@@ -171,6 +174,8 @@ class SnapshotPhase:
             existed = bool(recorded.detail.get("publication_existed"))
         created_now = self.publications.ensure_publication(self.publication, self._tables())
         publication_created = created_now or not existed
+        if not created_now:
+            self._check_found_publication()
         self.ctx.target.ownership(self.ctx.plan.name).note(
             run.id, {"publication_created": publication_created}
         )
@@ -213,6 +218,35 @@ class SnapshotPhase:
             SlotCreated(self.slot, self.publication, exporter.start.position, publication_created)
         )
         return coordinator, exporter.start.position
+
+    def _check_found_publication(self) -> None:
+        """A publication this run did not just create is used as found: it must publish every
+        mapped table (itself, or each of its leaf partitions), or CDC would never see their
+        changes (invariant 6: nothing silent)."""
+        endpoint = self.ctx.source.endpoint
+        try:
+            with endpoint.connect() as conn:
+                rows = conn.execute(
+                    "SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = %s",
+                    [self.publication],
+                ).fetchall()
+        except psycopg.Error as exc:
+            raise classify_source(exc, endpoint.name, endpoint.secrets) from None
+        published = {str(r[0]) for r in rows}
+        missing = []
+        for name in self._tables():
+            info = self.ctx.source_info.tables[name]
+            leaves = {leaf.name for leaf in info.leaves}
+            if info.name not in published and not (leaves and leaves <= published):
+                missing.append(info.name)
+        if missing:
+            listed = ", ".join(missing)
+            raise TerminalError(
+                f"publication {self.publication} existed before this run and does not publish {listed}: CDC "
+                "would never see their changes",
+                hint=f"ALTER PUBLICATION {self.publication} ADD TABLE {listed}; then run again (or drop the "
+                "publication and let migrator create it)",
+            )
 
     def _plan_chunks(self, coordinator: Coordinator) -> list[_Work]:
         store, run = self.ctx.store, self.ctx.run

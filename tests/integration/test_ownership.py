@@ -25,7 +25,7 @@ import pytest
 
 from migrator import api
 from migrator.engine.events import Collector, SlotCreated
-from migrator.errors import OwnedByAnotherRun
+from migrator.errors import OwnedByAnotherRun, TerminalError
 from migrator.plan.names import legacy_slot_name, publication_name
 from migrator.rollback import RollbackResult
 from migrator.runner import plan_digest
@@ -318,6 +318,30 @@ def test_rollback_keeps_a_publication_the_run_found(mig: Migration) -> None:
     assert [e.publication_created for e in events.of(SlotCreated)] == [True]
     api.rollback(plan, state=state, env=mig.env)
     assert not mig.rows("SELECT 1 FROM pg_publication WHERE pubname = %s", [publication])
+
+
+def test_a_found_publication_that_misses_a_mapped_table_is_refused_with_a_fix_that_works(
+    mig: Migration,
+) -> None:
+    """Used as found, a publication must publish every mapped table, or CDC would silently miss
+    the changes of the others. The hint's statement is run as given, on the real server."""
+    name = "own-partial-pub"
+    mig.sql("CREATE TABLE extra (id int PRIMARY KEY, note text)", "INSERT INTO extra VALUES (1, 'one')")
+    plan = mig.plan(COLLECTIONS + "- {name: extra, from: extra, key: id}", name=name)
+    publication = publication_name(name)
+    mig.sql(f"CREATE PUBLICATION {publication} FOR TABLE items")
+    state = mig.tmp_path / "s.db"
+    with pytest.raises(TerminalError, match=r"does not publish public\.extra") as refused:
+        api.run(plan, until="snapshot", state=state, env=mig.env)
+    fix = (refused.value.hint or "").split(";")[0] + ";"
+    assert fix == f"ALTER PUBLICATION {publication} ADD TABLE public.extra;"
+    assert plan_slots(mig, name) == []  # refused before the slot
+    mig.sql(fix)
+    api.run(plan, until="caught-up", state=state, env=mig.env)
+    mig.sql("UPDATE extra SET note = 'changed' WHERE id = 1")
+    api.run(plan, until="caught-up", state=state, env=mig.env)
+    assert [(d["_id"], d["note"]) for d in mig.documents("extra")] == [(1, "changed")]
+    assert target_items(mig) == expected_items(mig)
 
 
 # -- status finds the run ------------------------------------------------------------------------------
