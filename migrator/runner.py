@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from migrator.adapters.mongodb import MongoTarget
-from migrator.adapters.mongodb.ownership import OwnerRecord, refusal
+from migrator.adapters.mongodb.ownership import OwnerRecord
 from migrator.adapters.postgres import PostgresSource
 from migrator.adapters.postgres.load import SourceLoad
 from migrator.adapters.postgres.snapshot import PublicationManager
@@ -324,12 +324,10 @@ class Runner:
         legacy = legacy_slot_name(self.plan.name)
         if PublicationManager(self.source.endpoint).slot_exists(legacy):
             # Runs begun before ownership records existed have no record: their slot says it.
+            state = f".migrator/{self.plan.name}.db"
             raise OwnedByAnotherRun(
                 f"replication slot {legacy} exists: a run of plan {self.plan.name} begun by an earlier migrator "
-                "version owns it (its state file is .migrator/"
-                + self.plan.name
-                + ".db in the directory that "
-                "run was started from)",
+                f"version owns it (its state file is {state} in the directory that run was started from)",
                 hint="resume it from that directory (or with --state PATH to that file), or roll it back the same "
                 f"way; if no such run is left, drop the slot: SELECT pg_drop_replication_slot('{legacy}');",
             )
@@ -365,13 +363,6 @@ class Runner:
         if owner.host != socket.gethostname() or owner.state != self._state_location():
             return False
         return all(r.id != owner.run_id for r in self.store.runs(self.plan.name))
-
-    def refuse_unless_owner(self, run: RunRecord) -> None:
-        """Raise OwnedByAnotherRun unless the target's ownership record names `run` (or none
-        exists: runs begun before ownership records, or one already released)."""
-        owner = self.target.ownership(self.plan.name).read()
-        if owner is not None and owner.run_id != run.id:
-            raise refusal(owner, self.plan.target.database, this_run=run.id)
 
     def _run_phase(self, name: str, body: Any, resumed: bool, keep_running: bool = False) -> tuple[Any, bool]:
         """Run a phase's body; `keep_running`: the phase has no end of its own (CDC runs until

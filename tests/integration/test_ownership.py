@@ -286,6 +286,23 @@ def test_a_run_begun_by_an_earlier_version_resumes_on_its_plan_named_slot(mig: M
     assert "_migrator" not in mig.client[mig.database].list_collection_names()
 
 
+def test_rollback_of_a_run_that_does_not_own_the_target_removes_nothing(mig: Migration) -> None:
+    """A state file whose run the target no longer names (another run claimed it since): rolling
+    it back would drop that other run's collections and checkpoint; it refuses instead."""
+    name = "own-not-owner"
+    plan = plan_file(mig, name)
+    state = mig.tmp_path / "s.db"
+    api.run(plan, until="snapshot", state=state, env=mig.env)
+    records = mig.client[mig.database]["_migrator"]
+    records.update_one(
+        {"_id": f"owner:{name}"}, {"$set": {"run_id": "0000000000000000", "host": "elsewhere"}}
+    )
+    with pytest.raises(OwnedByAnotherRun, match="0000000000000000") as refused:
+        api.rollback(plan, state=state, env=mig.env)
+    assert "elsewhere" in str(refused.value)
+    assert len(plan_slots(mig, name)) == 1 and target_items(mig) == expected_items(mig)  # all kept
+
+
 # -- rollback drops only what the run created ------------------------------------------------------
 
 
