@@ -49,7 +49,7 @@ state_option = click.option(
     "--state",
     "state_path",
     type=click.Path(dir_okay=False),
-    help="State file (default: $MIGRATOR_STATE or .migrator/<plan>.db).",
+    help="State file (default: $MIGRATOR_STATE, else .migrator/<plan name>.db beside the plan file).",
 )
 
 
@@ -178,7 +178,9 @@ def run_command(
     exits 0, or 130 when it stopped short of --until; running again resumes. A second signal
     stops at once (still resumable). --dry-run reads (inspection, a sample of source rows) and
     writes nothing: no slot, publication, collection or state. Once cut over, it follows both
-    directions: forward CDC and reverse sync (target changes back to the source).
+    directions: forward CDC and reverse sync (target changes back to the source). Refuses at
+    once while another process works on the run, or when another run of the plan owns the
+    target's data (the target's ownership record names it, its host and its state file).
     """
     if dry_run:
         _dry_run(plan_file, as_json)
@@ -314,9 +316,10 @@ def rollback_command(
     After cutover (--to cutover): verify source against target while writes go on, fence writes
     on the target, drain reverse sync, recheck at rest what changed meanwhile, flip the switch
     back to the source, lift the fence (the freeze is measured); forward CDC goes on.
-    Before cutover (--to start): drop the replication slot, the publication, the target
-    collections the run created and its checkpoints, and mark the run rolled back; `migrator
-    run` then starts afresh. Stop a following `migrator run` or `migrator cutover` first.
+    Before cutover (--to start): drop the run's replication slot, the publication if the run
+    created it, the target collections the run created, its checkpoints and its ownership record,
+    and mark the run rolled back; `migrator run` then starts afresh. Nothing the run did not
+    create is dropped. Stop a following `migrator run` or `migrator cutover` first.
     Shows the steps and asks unless --yes. A rollback cut short is finished by running it
     again. Exit 0 rolled back, 1 failed, 2 usage or nothing confirmed.
     """
@@ -477,7 +480,9 @@ def status_command(plan_file: str, state_path: str | None, as_json: bool, watch:
     and the slot's retained WAL, the last checkpoint, the last verify report, recent errors.
 
     Read-only. The target's checkpoint and the source's slot are read live; a database that
-    cannot be reached is named (without its password) and the rest is still shown.
+    cannot be reached is named (without its password) and the rest is still shown. Without
+    --state, a run whose state file lies elsewhere on this host is found through the target's
+    ownership record (which also names the owning run, host and state file).
     Exit 0; 1 when the plan has no run.
     """
     console = make_console()

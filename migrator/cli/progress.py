@@ -131,14 +131,15 @@ class RichProgress:
 def _describe(event: Event, totals: dict[str, tuple[int, int]] | None) -> str | None:
     if isinstance(event, RunStarted):
         verb = "resuming" if event.resumed else "starting"
-        return f"{verb} run {event.run_id} of plan {event.plan}"
+        where = f" (state file {event.state})" if event.state else ""
+        return f"{verb} run {event.run_id} of plan {event.plan}{where}"
     if isinstance(event, PhaseStarted):
         return f"phase {event.phase}: {'resumed' if event.resumed else 'started'}"
     if isinstance(event, PhaseFinished):
         return f"phase {event.phase}: done in {event.seconds:.1f} s"
     if isinstance(event, SlotCreated):
-        publication = "created" if event.publication_created else "reused"
-        return f"{publication} publication {event.publication}, created slot {event.slot} at {event.position}"
+        publication = "created publication" if event.publication_created else "reusing existing publication"
+        return f"{publication} {event.publication}; created slot {event.slot} at {event.position}"
     if isinstance(event, SnapshotOpened):
         if event.reread:
             return (

@@ -39,6 +39,7 @@ class RunStarted(Event):
     run_id: str
     plan: str
     resumed: bool
+    state: str = ""  # the state file that holds the run
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ class SlotCreated(Event):
     slot: str
     publication: str
     position: str
-    publication_created: bool  # False: an existing publication was reused (made to match the plan)
+    publication_created: bool  # False: the publication existed (reused; rollback keeps it)
 
 
 @dataclass(frozen=True)

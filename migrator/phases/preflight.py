@@ -18,7 +18,7 @@ from migrator.findings import Finding, Severity
 from migrator.mapping.spec import CollectionMapping, Resolution, resolve, tables_of
 from migrator.phases.source_features import source_features
 from migrator.plan.models import Plan
-from migrator.plan.names import publication_name, slot_name
+from migrator.plan.names import is_slot_of, publication_name
 
 BSON_LIMIT = 16 * 1024 * 1024
 DECIMAL128_DIGITS = 34
@@ -197,8 +197,8 @@ class Preflight:
                 f"role {server.user} may not create a publication in this database",
                 f"GRANT CREATE ON DATABASE {fixes.ident(server.database)} TO {fixes.ident(server.user)};",
             )
-        slot = slot_name(self.plan.name)
-        if slot in server.existing_slots:
+        # A slot's name carries its run (plan/names.py): any run of this plan may have one.
+        for slot in (s for s in server.existing_slots if is_slot_of(self.plan.name, s)):
             self.add(
                 "source.existing_slot",
                 Severity.WARN,

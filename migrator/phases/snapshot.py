@@ -40,7 +40,7 @@ from migrator.errors import MigratorError, SourceError, TerminalError, Transient
 from migrator.mapping.assemble import Assembler
 from migrator.mapping.columns import columns_read
 from migrator.mapping.spec import CollectionMapping
-from migrator.plan.names import publication_name, slot_name
+from migrator.plan.names import publication_name, run_token, slot_name_pattern
 from migrator.state.store import ChunkRecord
 
 PHASE = "snapshot"
@@ -76,7 +76,7 @@ class SnapshotPhase:
     def __init__(self, ctx: RunContext, stop: threading.Event | None = None) -> None:
         self.ctx = ctx
         self.settings = ctx.plan.phases.snapshot
-        self.slot = slot_name(ctx.plan.name)
+        self.slot = ctx.run.slot
         self.publication = publication_name(ctx.plan.name)
         self.publications = PublicationManager(ctx.source.endpoint)
         self._stop = stop if stop is not None else threading.Event()
@@ -157,13 +157,44 @@ class SnapshotPhase:
             "",
             {"collections": {c.name: before.get(c.name) for c in self.ctx.collections}},
         )
+        # Whether the publication existed before this run, recorded before anything is created
+        # (preflight read the source's publications a moment ago): rollback drops it only if this
+        # run created it, also when a crash came between creating it and recording the slot.
+        recorded = next((c for c in store.checkpoints(run.id, PHASE) if c.label == "source_before"), None)
+        if recorded is None:
+            existed = self.publication in self.ctx.source_info.server.existing_publications
+            store.add_checkpoint(
+                run.id,
+                PHASE,
+                "source_before",
+                "",
+                {"publication": self.publication, "publication_existed": existed},
+            )
+        else:
+            existed = bool(recorded.detail.get("publication_existed"))
         # Only the columns the mapping reads leave the source, where PostgreSQL allows a column
-        # list (docs/architecture.md, "Publication column lists").
+        # list (docs/architecture.md, "Publication column lists"); a publication found is made to
+        # publish exactly the mapped tables and columns.
         read = columns_read(self.ctx.collections)
-        created = self.publications.ensure_publication(self.publication, {t: read[t] for t in self._tables()})
+        created_now = self.publications.ensure_publication(
+            self.publication, {t: read[t] for t in self._tables()}
+        )
+        publication_created = created_now or not existed
+        self.ctx.target.ownership(self.ctx.plan.name).note(
+            run.id, {"publication_created": publication_created}
+        )
         if self.publications.slot_exists(self.slot):
-            # Left by a crash between creating the slot and recording it: no chunk was copied
-            # under it (chunks need the 'slot' checkpoint), so it is safe to start over.
+            if not self.slot.endswith("_" + run_token(run.id)):
+                # A slot named after the plan alone (runs begun by an earlier version): nothing
+                # proves that this run created it, so it is neither dropped nor used.
+                raise TerminalError(
+                    f"replication slot {self.slot} exists, and run {run.id} cannot prove that it created it",
+                    hint="if no other run of this plan uses it, drop it "
+                    f"(SELECT pg_drop_replication_slot('{self.slot}');) and run again",
+                )
+            # Its name carries this run: left by a crash of this run between creating the slot and
+            # recording it. No chunk was copied under it (chunks need the 'slot' checkpoint), so it
+            # is safe to start over.
             self.publications.drop_slot(self.slot)
         exporter = SlotExporter(self.ctx.source.endpoint, self.slot)
         try:
@@ -180,14 +211,16 @@ class SnapshotPhase:
                 {
                     "slot": self.slot,
                     "publication": self.publication,
-                    "publication_created": created,
+                    "publication_created": publication_created,
                     "snapshot": exporter.start.snapshot_name,
                 },
             )
         except MigratorError:
             coordinator.close()
             raise
-        self.ctx.events.emit(SlotCreated(self.slot, self.publication, exporter.start.position, created))
+        self.ctx.events.emit(
+            SlotCreated(self.slot, self.publication, exporter.start.position, publication_created)
+        )
         return coordinator, exporter.start.position
 
     def _plan_chunks(self, coordinator: Coordinator) -> list[_Work]:
@@ -451,11 +484,11 @@ class SnapshotPhase:
 def planned_actions(view: PlanView) -> list[Action]:
     """What the snapshot would do, in order (pure: feeds --dry-run and the runbook)."""
     plan, settings = view.plan, view.plan.phases.snapshot
-    publication, slot = publication_name(plan.name), slot_name(plan.name)
+    publication, slot = publication_name(plan.name), slot_name_pattern(plan.name)
     tables = ", ".join(dict.fromkeys(t for c in view.collections for t in c.tables()))
     actions = [
         Action(PHASE, "record the run and which target collections exist before it", "state"),
-        Action(PHASE, f"create publication {publication} FOR TABLE {tables}", "source"),
+        Action(PHASE, f"create publication {publication} FOR TABLE {tables} (unless it exists)", "source"),
         Action(PHASE, f"create logical replication slot {slot} (pgoutput) exporting a snapshot", "source"),
         Action(PHASE, "split each table into key-range chunks, recorded in the state store", "state"),
     ]

@@ -185,7 +185,7 @@ def test_no_free_wal_sender_fails(setup: Setup, pg_cluster_factory: Callable[...
 def test_existing_slot_and_publication_of_the_plan_are_reported(setup: Setup) -> None:
     # Slot names are cluster-wide: a name of this test's own keeps parallel tests apart.
     name = f"resume-{uuid.uuid4().hex[:8]}"
-    slot, publication = slot_name(name), publication_name(name)
+    slot, publication = slot_name(name, uuid.uuid4().hex), publication_name(name)
     setup.sql(
         SIMPLE_TABLE,
         f"CREATE PUBLICATION {publication} FOR TABLE public.items",

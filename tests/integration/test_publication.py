@@ -28,8 +28,9 @@ from migrator.cli.progress import _describe
 from migrator.engine.events import Collector, SlotCreated
 from migrator.errors import SourceError
 from migrator.findings import Severity
-from migrator.plan.names import publication_name, slot_name
+from migrator.plan.names import publication_name
 from migrator.state.sqlite import SQLiteStateStore
+from tests.support.docs import run_slot
 from tests.support.preflight import Setup, one
 
 SECRET = "HASH-7f3a-never-streamed"
@@ -109,7 +110,7 @@ def test_excluded_column_never_leaves_the_source(
         f"UPDATE public.users SET password_hash = '{SECRET}-new' WHERE id = 2",
         "DELETE FROM public.users WHERE id = 2",
     )
-    stream = peek(setup, slot_name(name), publication_name(name))
+    stream = peek(setup, run_slot(setup.tmp_path / f"{name}.db", name), publication_name(name))
     # The stream holds the changes (the control), but neither the hash nor the column's name.
     assert b"c@example.com" in stream and b"a2@example.com" in stream
     assert SECRET.encode() not in stream
@@ -139,7 +140,7 @@ def test_existing_publication_is_made_to_match_and_reported_as_reused(setup: Set
     created = events.of(SlotCreated)
     assert [e.publication_created for e in created] == [False]
     line = _describe(created[0], None)
-    assert line is not None and line.startswith(f"reused publication {publication}"), line
+    assert line is not None and line.startswith(f"reusing existing publication {publication}"), line
     assert published_columns(setup, publication) == {"public.users": ["id", "email"]}
     assert rows(
         setup,
@@ -172,7 +173,9 @@ def test_publication_for_all_tables_of_the_plans_name_is_refused(setup: Setup) -
         (True,)
     ]
     assert rows(
-        setup, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s", (slot_name(name),)
+        setup,
+        "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE %s",
+        (f"migrator_%{name[-8:]}%",),
     ) == [(0,)]
 
 

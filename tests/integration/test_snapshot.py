@@ -32,7 +32,6 @@ from migrator.engine.events import (
     SnapshotOpened,
 )
 from migrator.errors import PreflightFailed, SourceError, TerminalError
-from migrator.plan.names import slot_name
 from migrator.state import SQLiteStateStore
 from tests.support.docs import Migration, sorted_documents, typed
 
@@ -693,7 +692,7 @@ def test_writes_committed_after_the_slot_was_created_stay_out_of_the_copy(mig: M
     assert typed(mig.documents("accounts")) == typed(sorted_documents(expected))
     # CDC picks up exactly there: the slot's consistent point, which the writes come after.
     assert outcome.snapshot is not None
-    assert mig.slots() == [(slot_name("snap-concurrent"), outcome.snapshot.position)]
+    assert mig.slots() == [(mig.slot("snap-concurrent"), outcome.snapshot.position)]
     assert outcome.snapshot.consistent_after == outcome.snapshot.position
 
 
@@ -725,7 +724,7 @@ def test_every_chunk_leaves_a_lineage_record(mig: Migration) -> None:
     assert outcome.snapshot is not None
     position = outcome.snapshot.position
     # The slot's consistent point, as the slot itself reports it.
-    assert mig.slots() == [(slot_name("snap-lineage"), position)]
+    assert mig.slots() == [(mig.slot("snap-lineage"), position)]
     assert [e.position for e in events.of(SlotCreated)] == [position]
 
     with SQLiteStateStore(mig.state_path) as store:

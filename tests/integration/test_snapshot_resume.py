@@ -48,8 +48,9 @@ from psycopg.rows import dict_row
 from pymongo.database import Database
 from ruamel.yaml import YAML
 
-from migrator.plan.names import publication_name, slot_name
+from migrator.plan.names import publication_name
 from migrator.state import CheckpointRecord, SQLiteStateStore
+from tests.support.docs import run_slot
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_PLAN = ROOT / "plans" / "demo.yaml"
@@ -239,7 +240,7 @@ class Migration:
 
     @property
     def slot(self) -> str:
-        return slot_name(self.name)
+        return run_slot(self.state, self.name)
 
     @property
     def publication(self) -> str:
