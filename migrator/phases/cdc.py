@@ -30,6 +30,7 @@ from tenacity import wait_exponential
 from migrator.adapters.base import ColumnInfo, WriteOp
 from migrator.adapters.mongodb.applier import ChangeApplier
 from migrator.adapters.postgres.inspect import PostgresInspector
+from migrator.adapters.postgres.partitions import Partitions, quoted
 from migrator.adapters.postgres.pgoutput import (
     UNCHANGED,
     Begin,
@@ -68,7 +69,7 @@ from migrator.engine.executor import Action
 from migrator.engine.throttle import Throttler
 from migrator.errors import SourceError, TerminalError, TransientError
 from migrator.mapping.assemble import Assembler
-from migrator.mapping.changes import ChangeMapper
+from migrator.mapping.changes import ChangeMapper, fill_unchanged
 from migrator.mapping.lookup import MappedDocuments
 from migrator.mapping.spec import resolve
 from migrator.phases.oracle import DualWriteOracle
@@ -115,15 +116,29 @@ class CdcResult:
 
 
 class _RelationState(RowReader):
-    """A mapped table's current Relation message: how to read its rows, and the table's name."""
+    """A mapped table's current Relation message: how to read its rows, and the table's name.
 
-    __slots__ = ("table",)
+    For a leaf partition of a mapped partitioned table, `table` is the root (its changes are
+    the root's) and `leaf` the partition's own name. `unsure`: the leaf's replica identity
+    lacked columns the mapping needs when these changes were logged (fixed since): its
+    updates and deletes are checked one by one."""
+
+    __slots__ = ("leaf", "table", "unsure")
 
     def __init__(
-        self, table: str, names: Sequence[str], parsers: Sequence[Parse | None], is_key: Sequence[bool]
+        self,
+        table: str,
+        names: Sequence[str],
+        parsers: Sequence[Parse | None],
+        is_key: Sequence[bool],
+        *,
+        leaf: str | None = None,
+        unsure: tuple[str, ...] = (),
     ) -> None:
         super().__init__(names, parsers, is_key)
         self.table = table
+        self.leaf = leaf
+        self.unsure = unsure
 
 
 @dataclass
@@ -188,6 +203,7 @@ class CdcPhase:
         self.monitor = SlotMonitor(ctx.source.endpoint)
         self._parser = ValueParser()
         self._relations: dict[int, _RelationState] = {}
+        self._partitions = Partitions(ctx.source.endpoint)
         self._expected_columns: dict[str, dict[str, ColumnInfo]] = {}
         self._mapper = self._build_mapper()
         target = ctx.target
@@ -251,8 +267,17 @@ class CdcPhase:
         table = message.table
         names = tuple(c.name for c in message.columns)
         expected = self._expected_columns.get(table)
+        leaf: str | None = None
+        unsure: tuple[str, ...] = ()
         if expected is None:
-            return  # not a mapped table (a publication is never wider than the plan, but be safe)
+            # A leaf partition of a mapped partitioned table (docs/architecture.md, "Partitioned
+            # tables"): its rows are the root's, read by column name (a leaf may order its
+            # columns otherwise, or have dropped ones).
+            root = self._partitions.root_of(message.relation_id)
+            if root is None or root not in self._expected_columns:
+                return  # not a mapped table (a publication is never wider than the plan, but be safe)
+            leaf, table, expected = table, root, self._expected_columns[root]
+            unsure = self._leaf_identity(message, leaf, root)
         current = {c.name: c.type_oid for c in message.columns}
         known = {n: c.type_oid for n, c in expected.items()}
         if current != known:
@@ -263,7 +288,42 @@ class CdcPhase:
             info = expected.get(column.name)
             parsers.append(self._parser.for_column(info) if info is not None else None)
         self._relations[message.relation_id] = _RelationState(
-            table, names, parsers, [c.is_key for c in message.columns]
+            table, names, parsers, [c.is_key for c in message.columns], leaf=leaf, unsure=unsure
+        )
+
+    def _leaf_identity(self, message: Relation, leaf: str, root: str) -> tuple[str, ...]:
+        """Check, before any change of leaf partition `leaf` is applied, that its replica identity
+        carries what the mapping was validated against: the root's identity columns, key-flagged
+        in its Relation message, or REPLICA IDENTITY FULL. The identity flagged is the one the
+        changes that follow were logged under; if the catalog has it fixed since, those changes
+        are checked one by one instead (the columns returned)."""
+        needed = self.ctx.source_info.tables[root].identity_columns
+        flagged = {c.name for c in message.columns if c.is_key}
+        missing = [c for c in needed if c not in flagged]
+        if message.replica_identity == "f" or not missing:
+            return ()
+        now = self._partitions.identity(message.relation_id, [c.name for c in message.columns])
+        if now is not None and now.covers(needed):
+            return tuple(needed)
+        raise TerminalError(
+            f"partition {leaf} of {root} has a replica identity ({', '.join(sorted(flagged)) or 'none'}) without "
+            f"{', '.join(missing)}: its updates and deletes would not say which document of {root} they change",
+            hint=f"ALTER TABLE {quoted(leaf)} REPLICA IDENTITY FULL; then `migrator run` again (or REPLICA IDENTITY "
+            f"USING INDEX on a unique index of {leaf} over {', '.join(needed)})",
+        )
+
+    def _check_placeable(self, relation: _RelationState, message: RowChange) -> None:
+        """An update or delete of a leaf partition logged while its replica identity lacked the
+        columns the mapping needs: placed only if its old row carries them anyway."""
+        old = message.old
+        if old is not None and all(c in old for c in relation.unsure):
+            return
+        what = "an UPDATE" if message.kind == "U" else "a DELETE"
+        raise TerminalError(
+            f"{what} of partition {relation.leaf} of {relation.table} was logged while its replica identity lacked "
+            f"{', '.join(c for c in relation.unsure if old is None or c not in old)}: which document it changes "
+            "is not known",
+            hint="roll back (`migrator rollback`) and run again: the new snapshot starts after it",
         )
 
     def _schema_changed(self, table: str, current: dict[str, int]) -> None:
@@ -427,6 +487,7 @@ class CdcPhase:
                 finally:
                     stream.close()
                     self.monitor.close()
+                    self._partitions.close()
             except TransientError as exc:
                 # Lost connection to either side: reconnect and resume from the durable
                 # checkpoint. Bounded: a streak of failures without progress ends the run.
@@ -555,6 +616,13 @@ class CdcPhase:
                 raise SourceError(
                     f"change for unknown relation {message.relation_id} (no Relation message first)"
                 )
+            if message.kind == "U":
+                assert message.new is not None
+                # An unchanged TOASTed key or link is known from the old tuple: before anything
+                # reads the row (docs/architecture.md, "Unchanged TOASTed values").
+                message.new = fill_unchanged(message.old, message.new, UNCHANGED)
+            if relation.unsure and message.kind != "I":
+                self._check_placeable(relation, message)
             if self._oracle is not None:
                 self._observe(relation, message)
                 batch.changes += 1
@@ -574,22 +642,44 @@ class CdcPhase:
             for observer in self.observers:
                 observer(relation.table, message.old, message.new, _CHANGE_NAMES[message.kind])
 
+        def truncate(table: str) -> None:
+            if self.settings.on_truncate == "stop":
+                raise TerminalError(
+                    f"TRUNCATE of {table} on the source: the migration stops rather than guess",
+                    hint="set phases.cdc.on_truncate: apply to empty the matching documents or arrays, "
+                    "then run again",
+                )
+            if self._oracle is not None:
+                self._oracle.truncated(table)
+            else:
+                batch.ops.extend(self._mapper.truncate(table))
+            batch.changes += 1
+
         def handle_truncate(message: Truncate) -> None:
+            tables: list[str] = []
+            leaves: dict[str, dict[int, str]] = {}  # root -> the truncated leaves, by relation id
             for relation_id in message.relation_ids:
                 relation = self._relations.get(relation_id)
                 if relation is None:
                     continue
-                if self.settings.on_truncate == "stop":
-                    raise TerminalError(
-                        f"TRUNCATE of {relation.table} on the source: the migration stops rather than guess",
-                        hint="set phases.cdc.on_truncate: apply to empty the matching documents or arrays, "
-                        "then run again",
-                    )
-                if self._oracle is not None:
-                    self._oracle.truncated(relation.table)
+                if relation.leaf is not None:
+                    leaves.setdefault(relation.table, {})[relation_id] = relation.leaf
                 else:
-                    batch.ops.extend(self._mapper.truncate(relation.table))
-                batch.changes += 1
+                    tables.append(relation.table)
+            for root, truncated in leaves.items():
+                # TRUNCATE of a partitioned table names every leaf: that is the root's TRUNCATE.
+                if self._partitions.leaves(root) <= set(truncated):
+                    tables.append(root)
+                    continue
+                # Which documents held rows of one partition is not known here: never empty more.
+                raise TerminalError(
+                    f"TRUNCATE of partition {', '.join(sorted(truncated.values()))} of {root} on the source: "
+                    f"the documents of its rows cannot be told from the other documents of {root}, so the "
+                    "migration stops (whatever phases.cdc.on_truncate says)",
+                    hint="roll back (`migrator rollback`) and run again: a new snapshot leaves the truncated rows out",
+                )
+            for table in tables:
+                truncate(table)
 
         def dispatch(message: Any) -> None:
             if isinstance(message, Relation):
