@@ -41,6 +41,7 @@ from migrator.adapters.postgres.pgoutput import (
     Origin,
     Parse,
     Relation,
+    Row,
     RowChange,
     RowReader,
     StreamAbort,
@@ -67,7 +68,7 @@ from migrator.engine.context import PlanView, RunContext
 from migrator.engine.events import BatchApplied, CdcProgress, ErrorRaised, Notice
 from migrator.engine.executor import Action
 from migrator.engine.throttle import Throttler
-from migrator.errors import SourceError, TerminalError, TransientError
+from migrator.errors import InternalError, MigratorError, SourceError, TerminalError, TransientError
 from migrator.mapping.assemble import Assembler
 from migrator.mapping.changes import ChangeMapper, fill_unchanged
 from migrator.mapping.lookup import MappedDocuments
@@ -93,6 +94,16 @@ FEEDBACK_WHILE_APPLYING_S = 1.0
 HOLD_FEEDBACK_S = 1.0  # status updates while throttled
 MAX_CONSECUTIVE_FAILURES = 8
 _CHANGE_NAMES = {"I": "insert", "U": "update", "D": "delete"}
+
+
+def unexpected(exc: Exception, doing: str) -> InternalError:
+    """An error that is no MigratorError (a defect) that ends CDC, as a terminal error that says
+    where it happened: what status records, and the checkpoint stays before it."""
+    return InternalError(
+        f"CDC stopped by an unexpected error while {doing}: {type(exc).__name__}: {exc}",
+        hint="this is a defect of migrator: report it with this message; the checkpoint stays before it, so "
+        "`migrator run` resumes from there once it is fixed",
+    )
 
 
 class _Attempt:
@@ -261,6 +272,17 @@ class CdcPhase:
         tables = self.ctx.source_info.tables
         identity = {name: info.identity_columns for name, info in tables.items()}
         self._expected_columns = {name: {c.name: c for c in info.columns} for name, info in tables.items()}
+        # Per table, the columns that say where its row is: each level's key and link.
+        self._locating: dict[str, tuple[str, ...]] = {}
+
+        def walk(doc: Any, on: tuple[str, ...]) -> None:
+            known = self._locating.get(doc.table, ())
+            self._locating[doc.table] = tuple(dict.fromkeys((*known, *doc.key, *on)))
+            for embed in doc.embeds:
+                walk(embed.child, tuple(c for c, _ in embed.on))
+
+        for collection in self.ctx.collections:
+            walk(collection.document, ())
         return ChangeMapper(self.ctx.collections, identity, UNCHANGED)
 
     def _relation(self, message: Relation) -> None:
@@ -311,6 +333,19 @@ class CdcPhase:
             hint=f"ALTER TABLE {quoted(leaf)} REPLICA IDENTITY FULL; then `migrator run` again (or REPLICA IDENTITY "
             f"USING INDEX on a unique index of {leaf} over {', '.join(needed)})",
         )
+
+    def _check_located(self, table: str, new: Row) -> None:
+        """An UPDATE whose row still lacks a key or link column after fill_unchanged (stored out
+        of line, unchanged, and not in the replica identity, so neither tuple carries it): the
+        change cannot be placed. Stop rather than write the marker or guess."""
+        missing = [c for c in self._locating.get(table, ()) if new.get(c) is UNCHANGED]
+        if missing:
+            raise TerminalError(
+                f"an UPDATE of {table} does not carry {', '.join(missing)} (a value stored out of line that it "
+                "did not change, and not in the replica identity): which document or element it changes is not known",
+                hint=f"ALTER TABLE {quoted(table)} REPLICA IDENTITY FULL, so that PostgreSQL logs it; then roll back "
+                "(`migrator rollback`) and run again, since changes logged before cannot be placed",
+            )
 
     def _check_placeable(self, relation: _RelationState, message: RowChange) -> None:
         """An update or delete of a leaf partition logged while its replica identity lacked the
@@ -484,6 +519,10 @@ class CdcPhase:
                 stream = self._open_stream(checkpoint)
                 try:
                     return self._loop(stream, checkpoint, consistent_after, result)
+                except MigratorError:
+                    raise
+                except Exception as exc:
+                    raise unexpected(exc, f"following changes after {result.position}") from exc
                 finally:
                     stream.close()
                     self.monitor.close()
@@ -560,6 +599,7 @@ class CdcPhase:
         # target's time and the stream's overlap. Everything else (acknowledging, events, the
         # replication connection) stays on this thread.
         applying: _Applying | None = None
+        reading: int | None = None  # the commit position of the transaction being read
 
         def settle() -> None:
             """Wait for the batch being applied; then it is the checkpoint: acknowledge, report."""
@@ -572,7 +612,17 @@ class CdcPhase:
                 # reading: without a status update now and then, the server's wal_sender_timeout
                 # ends the connection and a large transaction starts over.
                 stream.keepalive()
-            done.future.result()  # the apply's error, raised here
+            try:
+                done.future.result()  # the apply's error, raised here
+            except MigratorError:
+                raise
+            except Exception as exc:
+                collections = ", ".join(sorted({op.collection for op in done.batch.ops}))
+                upto = "" if done.position is None else f" up to {lsn_to_str(done.position)}"
+                raise unexpected(
+                    exc,
+                    f"applying {done.batch.changes} change(s) after {lsn_to_str(applied)}{upto} to {collections}",
+                ) from exc
             position, applied_batch = done.position, done.batch
             if position is not None:
                 applied = position
@@ -616,27 +666,36 @@ class CdcPhase:
                 raise SourceError(
                     f"change for unknown relation {message.relation_id} (no Relation message first)"
                 )
-            if message.kind == "U":
-                assert message.new is not None
-                # An unchanged TOASTed key or link is known from the old tuple: before anything
-                # reads the row (docs/architecture.md, "Unchanged TOASTed values").
-                message.new = fill_unchanged(message.old, message.new, UNCHANGED)
-            if relation.unsure and message.kind != "I":
-                self._check_placeable(relation, message)
-            if self._oracle is not None:
-                self._observe(relation, message)
-                batch.changes += 1
-                return
-            mapper = self._mapper
-            if message.kind == "I":
-                assert message.new is not None
-                ops = mapper.insert(relation.table, message.new)
-            elif message.kind == "U":
-                assert message.new is not None
-                ops = mapper.update(relation.table, message.old, message.new)
-            else:
-                assert message.old is not None
-                ops = mapper.delete(relation.table, message.old)
+            try:
+                if message.kind == "U":
+                    assert message.new is not None
+                    # An unchanged TOASTed key or link is known from the old tuple: before anything
+                    # reads the row (docs/architecture.md, "Unchanged TOASTed values").
+                    message.new = fill_unchanged(message.old, message.new, UNCHANGED)
+                if relation.unsure and message.kind != "I":
+                    self._check_placeable(relation, message)
+                if self._oracle is not None:
+                    self._observe(relation, message)
+                    batch.changes += 1
+                    return
+                mapper = self._mapper
+                if message.kind == "I":
+                    assert message.new is not None
+                    ops = mapper.insert(relation.table, message.new)
+                elif message.kind == "U":
+                    assert message.new is not None
+                    self._check_located(relation.table, message.new)
+                    ops = mapper.update(relation.table, message.old, message.new)
+                else:
+                    assert message.old is not None
+                    ops = mapper.delete(relation.table, message.old)
+            except MigratorError:
+                raise
+            except Exception as exc:
+                where = "" if reading is None else f" in the transaction committed at {lsn_to_str(reading)}"
+                raise unexpected(
+                    exc, f"mapping {_CHANGE_NAMES[message.kind]} of {relation.table}{where}"
+                ) from exc
             batch.ops.extend(ops)
             batch.changes += 1
             for observer in self.observers:
@@ -782,6 +841,7 @@ class CdcPhase:
                     else:
                         aborted_subxids.setdefault(message.xid, set()).add(message.subxid)
                 elif isinstance(message, StreamCommit):
+                    reading = message.commit_lsn
                     spool = spools.pop(message.xid, None)
                     dropped = aborted_subxids.pop(message.xid, set())
                     echo = message.xid in reverse_xids  # reverse sync's own: skipped like below
@@ -799,6 +859,7 @@ class CdcPhase:
                         end_transaction(message.commit_lsn, message.end_lsn, message.commit_time)
                 elif isinstance(message, Begin):
                     in_txn = True
+                    reading = message.final_lsn
                     skip_txn = message.final_lsn < applied
                     awaited = False
                 elif isinstance(message, Commit):
