@@ -29,8 +29,9 @@ from tenacity import wait_exponential
 
 from migrator.adapters.base import ColumnInfo, WriteOp
 from migrator.adapters.mongodb.applier import ChangeApplier
-from migrator.adapters.postgres.inspect import PostgresInspector
-from migrator.adapters.postgres.partitions import Partitions, quoted
+from migrator.adapters.postgres.generated import Generated, GeneratedColumns, StoredColumn
+from migrator.adapters.postgres.inspect import PostgresInspector, split_table
+from migrator.adapters.postgres.partitions import Partitions, quoted, quoted_identifier
 from migrator.adapters.postgres.pgoutput import (
     UNCHANGED,
     Begin,
@@ -49,6 +50,7 @@ from migrator.adapters.postgres.pgoutput import (
     StreamStart,
     StreamStop,
     Truncate,
+    Tuple,
     Update,
     decode,
     lsn_to_int,
@@ -62,6 +64,7 @@ from migrator.adapters.postgres.replication import (
     ReplicationStream,
     SlotMonitor,
 )
+from migrator.adapters.postgres.shapes import SchemaChange, ShapeReader, TableShape, compare, shapes_from_json
 from migrator.adapters.postgres.snapshot import Coordinator, SnapshotReader
 from migrator.adapters.postgres.values import ValueParser
 from migrator.engine.context import PlanView, RunContext
@@ -83,6 +86,7 @@ HEARTBEAT_PREFIX = "migrator.heartbeat"
 # Logical messages migrator commits as markers (heartbeat, verify, cutover) start with this.
 MARKER_PREFIX = "migrator."
 PROGRESS_INTERVAL_S = 2.0
+SCHEMA_CHECK_S = 5.0  # how often the mapped tables' shape is compared with the catalog's
 BATCH_AGE_S = 0.2  # apply what has been committed at least this often
 # How long a batch may wait for more transactions once the stream has nothing more for now:
 # a few ms of latency that let a busy stream apply many transactions per target transaction.
@@ -134,7 +138,7 @@ class _RelationState(RowReader):
     lacked columns the mapping needs when these changes were logged (fixed since): its
     updates and deletes are checked one by one."""
 
-    __slots__ = ("leaf", "table", "unsure")
+    __slots__ = ("computed", "leaf", "table", "unsure")
 
     def __init__(
         self,
@@ -145,16 +149,83 @@ class _RelationState(RowReader):
         *,
         leaf: str | None = None,
         unsure: tuple[str, ...] = (),
+        computed: _Computed | None = None,
     ) -> None:
         super().__init__(names, parsers, is_key)
         self.table = table
         self.leaf = leaf
         self.unsure = unsure
+        self.computed = computed
+
+    def row_change(self, message: Insert | Update | Delete) -> RowChange:
+        """A change decoded without this reader (its raw values kept, see _Computed), as the
+        RowChange the reader would have given."""
+        if isinstance(message, Insert):
+            return RowChange("I", message.xid, message.relation_id, None, False, self._row(message.new))
+        old = None if message.old is None else self._row(message.old, key_only=message.old_is_key)
+        if isinstance(message, Delete):
+            return RowChange("D", message.xid, message.relation_id, old, message.old_is_key, None)
+        return RowChange(
+            "U", message.xid, message.relation_id, old, message.old_is_key, self._row(message.new)
+        )
+
+    def _row(self, values: Tuple, key_only: bool = False) -> Row:
+        if len(values) != self._width:
+            raise SourceError(f"pgoutput tuple has {len(values)} columns, its Relation message {self._width}")
+        row = {
+            name: parse(value) if type(value) is bytes else value
+            for (name, parse), value in zip(self._columns, values, strict=True)
+            if not key_only or name in self._keys
+        }
+        for name in self._left_out:
+            row.pop(name, None)
+        return row
+
+
+@dataclass(frozen=True)
+class _Computed:
+    """A relation's stored generated columns that its changes lack (docs/architecture.md,
+    "Stored generated columns"): what computes them, how to parse the results, and where in a
+    tuple the columns they read are. Its changes are decoded raw, so that those columns' text
+    (PostgreSQL's own, what the expressions are fed) is at hand; tables without such columns
+    keep the one-pass reader."""
+
+    generated: Generated
+    parsers: dict[str, Parse]  # generated column -> parser of its text
+    inputs: dict[str, tuple[int, bool]]  # column read -> (its index in a tuple, whether it is a key column)
+
+    def texts(self, message: Insert | Update) -> dict[str, Any]:
+        """The text of each column read (None: NULL; UNCHANGED: neither tuple carries it). An
+        unchanged TOASTed value is taken from the old tuple where it has it, as fill_unchanged."""
+        old = message.old if isinstance(message, Update) else None
+        key_only = isinstance(message, Update) and message.old_is_key
+        out: dict[str, Any] = {}
+        for name, (index, is_key) in self.inputs.items():
+            value = message.new[index]
+            if value is UNCHANGED and old is not None and (is_key or not key_only):
+                value = old[index]
+            out[name] = value.decode() if isinstance(value, bytes) else value
+        return out
+
+
+@dataclass
+class _Deferred:
+    """A change of a relation with generated columns to compute: mapped when its batch is handed
+    to the applier, once they are (one statement per relation for the whole batch)."""
+
+    relation: _RelationState
+    mapper: ChangeMapper
+    change: RowChange
+    texts: dict[str, Any]
+    compute: frozenset[str]  # the generated columns to compute (the others stay unchanged)
 
 
 @dataclass
 class _Batch:
     ops: list[WriteOp] = field(default_factory=list)
+    # Changes mapped once their generated columns are computed, with the place in `ops` their
+    # writes go: transaction order is kept.
+    deferred: list[tuple[int, _Deferred]] = field(default_factory=list)
     changes: int = 0
     transactions: int = 0
     end_lsn: int | None = None  # last complete transaction in the batch
@@ -214,7 +285,15 @@ class CdcPhase:
         self.monitor = SlotMonitor(ctx.source.endpoint)
         self._parser = ValueParser()
         self._relations: dict[int, _RelationState] = {}
+        # What decoding reads rows with: every relation but those whose changes are read raw.
+        self._readers: dict[int, RowReader] = {}
         self._partitions = Partitions(ctx.source.endpoint)
+        self._generated = GeneratedColumns(ctx.source.endpoint)
+        self._shapes = ShapeReader(ctx.source.endpoint)
+        # The mapped tables' shape that changes are checked against: the snapshot's, else (a run
+        # begun before it was recorded) the catalog's when CDC started.
+        self._baseline: dict[str, TableShape] | None = None
+        self._accepted_leaves: set[int] = set()  # partitions added since, checked: no rows from before
         self._expected_columns: dict[str, dict[str, ColumnInfo]] = {}
         self._mapper = self._build_mapper()
         target = ctx.target
@@ -301,6 +380,10 @@ class CdcPhase:
             leaf, table, expected = table, root, self._expected_columns[root]
             unsure = self._leaf_identity(message, leaf, root)
         current = {c.name: c.type_oid for c in message.columns}
+        # Stored generated columns are the relation's even where the message leaves them out.
+        stored = self._generated.stored(message.relation_id)
+        absent = {n: c for n, c in stored.items() if n not in current}
+        current.update({n: c.type_oid for n, c in absent.items()})
         known = {n: c.type_oid for n, c in expected.items()}
         if current != known:
             self._schema_changed(table, current)
@@ -309,9 +392,41 @@ class CdcPhase:
         for column in message.columns:
             info = expected.get(column.name)
             parsers.append(self._parser.for_column(info) if info is not None else None)
-        self._relations[message.relation_id] = _RelationState(
-            table, names, parsers, [c.is_key for c in message.columns], leaf=leaf, unsure=unsure
+        mapped = self._mapped_columns(table)
+        computed = self._computed(message, table, {n: c for n, c in absent.items() if n in mapped}, expected)
+        state = _RelationState(
+            table,
+            names,
+            parsers,
+            [c.is_key for c in message.columns],
+            leaf=leaf,
+            unsure=unsure,
+            computed=computed,
         )
+        self._relations[message.relation_id] = state
+        if computed is None:
+            self._readers[message.relation_id] = state
+        else:
+            self._readers.pop(message.relation_id, None)
+
+    def _computed(
+        self, message: Relation, table: str, columns: dict[str, StoredColumn], expected: dict[str, ColumnInfo]
+    ) -> _Computed | None:
+        """How to compute the mapped stored generated columns the relation's changes lack."""
+        if not columns:
+            return None
+        sent = {c.name: (i, c.is_key) for i, c in enumerate(message.columns)}
+        for name, column in columns.items():
+            unsent = [c for c in column.reads if c not in sent]
+            if unsent:
+                raise TerminalError(
+                    f"generated column {table}.{name} cannot be computed: it reads {', '.join(unsent)}, which the "
+                    f"change stream of {message.table} does not carry",
+                    hint=f"publish every column {table}.{name} reads (a publication column list must include them)",
+                )
+        generated = self._generated.computing(message.relation_id, columns)
+        parsers = {name: self._parser.for_column(expected[name]) for name in columns}
+        return _Computed(generated, parsers, {c: sent[c] for c in generated.inputs})
 
     def _leaf_identity(self, message: Relation, leaf: str, root: str) -> tuple[str, ...]:
         """Check, before any change of leaf partition `leaf` is applied, that its replica identity
@@ -333,6 +448,151 @@ class CdcPhase:
             hint=f"ALTER TABLE {quoted(leaf)} REPLICA IDENTITY FULL; then `migrator run` again (or REPLICA IDENTITY "
             f"USING INDEX on a unique index of {leaf} over {', '.join(needed)})",
         )
+
+    def _to_compute(
+        self, table: str, computed: _Computed, change: RowChange, texts: dict[str, Any]
+    ) -> frozenset[str]:
+        """The generated columns to compute for this insert or update. One whose every input is
+        unchanged (stored out of line, not updated) is itself unchanged, and left out like them;
+        one that reads such an input beside others cannot be computed from the change: stop."""
+        lacking = {c for c, v in texts.items() if v is UNCHANGED}
+        if not lacking:
+            return frozenset(computed.generated.columns)
+        assert change.new is not None
+        out = set()
+        for name, reads in computed.generated.reads.items():
+            unsent = [c for c in reads if c in lacking]
+            if not unsent:
+                out.add(name)
+            elif len(unsent) == len(reads):
+                change.new[name] = UNCHANGED
+            else:
+                raise TerminalError(
+                    f"generated column {table}.{name} cannot be computed for an UPDATE: it reads "
+                    f"{', '.join(unsent)}, which the change does not carry (a value stored out of line that the "
+                    "UPDATE did not change, and not in the replica identity)",
+                    hint=f"ALTER TABLE {quoted(table)} REPLICA IDENTITY FULL, so that PostgreSQL logs it; then roll "
+                    "back (`migrator rollback`) and run again, since changes logged before cannot be computed",
+                )
+        return frozenset(out)
+
+    def _resolve(self, batch: _Batch) -> list[WriteOp]:
+        """The batch's writes with those of its deferred changes in their places, once their
+        generated columns are computed: one statement per relation (and set of columns)."""
+        groups: dict[tuple[int, frozenset[str]], list[_Deferred]] = {}
+        for _, deferred in batch.deferred:
+            if deferred.compute:
+                groups.setdefault((id(deferred.relation.computed), deferred.compute), []).append(deferred)
+        for (_, names), members in groups.items():
+            computed = members[0].relation.computed
+            assert computed is not None
+            generated = computed.generated
+            if names != set(generated.columns):
+                generated = generated.only(names)
+            results = self._generated.evaluate(generated, [d.texts for d in members])
+            for deferred, values in zip(members, results, strict=True):
+                new = deferred.change.new
+                assert new is not None
+                for name, value in zip(generated.columns, values, strict=True):
+                    new[name] = None if value is None else computed.parsers[name](value)
+        ops: list[WriteOp] = []
+        done = 0
+        for at, deferred in batch.deferred:
+            ops.extend(batch.ops[done:at])
+            done = at
+            change, table = deferred.change, deferred.relation.table
+            try:
+                assert change.new is not None
+                if change.kind == "I":
+                    ops.extend(deferred.mapper.insert(table, change.new))
+                else:
+                    ops.extend(deferred.mapper.update(table, change.old, change.new))
+            except MigratorError:
+                raise
+            except Exception as exc:
+                raise unexpected(exc, f"mapping {_CHANGE_NAMES[change.kind]} of {table}") from exc
+            for observer in self.observers:
+                observer(table, change.old, change.new, _CHANGE_NAMES[change.kind])
+        ops.extend(batch.ops[done:])
+        batch.deferred = []
+        return ops
+
+    def _check_schema(self) -> None:
+        """Compare the mapped tables' shape with the catalog's: what would make rows vanish or
+        appear without a change, or the mapping read what is no longer there, stops the run
+        (terminal: the checkpoint stays where it was). The catalog is ahead of the stream, so
+        this may stop before the change that made it is reached: that is fine."""
+        tables = list(self.ctx.source_info.tables)
+        first = self._baseline is None
+        if self._baseline is None:
+            slot = next(
+                (c for c in self.ctx.store.checkpoints(self.ctx.run.id, "snapshot") if c.label == "slot"),
+                None,
+            )
+            recorded = slot.detail.get("schema") if slot is not None else None
+            if recorded is None:
+                self._baseline = self._shapes.read(tables)
+                return
+            self._baseline = shapes_from_json(recorded)
+        live = self._shapes.read(tables, self._baseline)
+        for change in compare(self._baseline, live):
+            self._schema_change(change, first)
+
+    def _schema_change(self, change: SchemaChange, first: bool) -> None:
+        table, subject = change.table, change.subject
+        if change.kind == "table dropped":
+            raise TerminalError(
+                f"table {table} was dropped (DROP TABLE) on the source while the migration ran",
+                hint="restore it, or roll back (`migrator rollback`) and run again with a plan without it",
+            )
+        if change.kind == "table renamed":
+            old = split_table(table)[1]
+            raise TerminalError(
+                f"table {table} was renamed to {subject} (ALTER TABLE ... RENAME) on the source while the migration ran",
+                hint=f"ALTER TABLE {quoted(subject)} RENAME TO {quoted_identifier(old)}; or roll back (`migrator rollback`) "
+                f"and run again with a plan that names {subject}",
+            )
+        mapped = change.kind.startswith("column") and (
+            subject in self._mapped_columns(table) or self._takes_by_default(table, subject)
+        )
+        if change.kind == "column dropped" and mapped:
+            raise TerminalError(
+                f"column {table}.{subject} was dropped (or renamed) on the source while the migration ran; "
+                "the mapping uses it",
+                hint="restore the column, or roll back and start again with a plan that does not use it",
+            )
+        if change.kind == "column retyped" and mapped:
+            raise TerminalError(
+                f"column {table}.{subject} changed type on the source while the migration ran; the mapping "
+                "converts it as it was",
+                hint="roll back and start again, so that the snapshot and the changes agree on the type",
+            )
+        if change.kind == "column added" and first and subject in self._mapped_columns(table):
+            self.ctx.events.emit(
+                Notice(
+                    "warn",
+                    f"column(s) ['{subject}'] added to {table} since the snapshot: changed rows carry them; "
+                    "documents of rows that do not change lack them until verify --repair copies them",
+                )
+            )
+        if change.kind == "partition detached":
+            gone = not self._shapes.existing([change.oid])
+            raise TerminalError(
+                f"partition {subject} of {table} was "
+                + ("dropped (DROP TABLE)" if gone else "detached (DETACH PARTITION)")
+                + f" on the source while the migration ran: its rows left {table} without a change that says so",
+                hint="roll back (`migrator rollback`) and run again: a new snapshot reads the table as it is",
+            )
+        if change.kind == "partition added" and change.oid not in self._accepted_leaves:
+            # A partition created since is followed like the others (its Relation message is
+            # checked); one attached with rows brought them in without a change.
+            if self._shapes.holds_rows_from_before(change.oid, subject):
+                raise TerminalError(
+                    f"partition {subject} was attached to {table} (ATTACH PARTITION) on the source while the "
+                    f"migration ran, with rows it held before: they entered {table} without a change that says so",
+                    hint="roll back (`migrator rollback`) and run again: a new snapshot reads them",
+                )
+            self._accepted_leaves.add(change.oid)
 
     def _check_located(self, table: str, new: Row) -> None:
         """An UPDATE whose row still lacks a key or link column after fill_unchanged (stored out
@@ -500,6 +760,10 @@ class CdcPhase:
                 "to this run and a new snapshot is needed",
                 hint="run `migrator rollback` for this plan, then `migrator run` again",
             )
+        try:
+            self._check_schema()  # DDL made while no run followed (docs/architecture.md, "Schema changes")
+        finally:
+            self._shapes.close()
         snapshot_done = next(
             (c for c in self.ctx.store.checkpoints(self.ctx.run.id, "snapshot") if c.label == "done"), None
         )
@@ -527,6 +791,8 @@ class CdcPhase:
                     stream.close()
                     self.monitor.close()
                     self._partitions.close()
+                    self._generated.close()
+                    self._shapes.close()
             except TransientError as exc:
                 # Lost connection to either side: reconnect and resume from the durable
                 # checkpoint. Bounded: a streak of failures without progress ends the run.
@@ -545,6 +811,7 @@ class CdcPhase:
                     result.stopped = True
                     return result
                 self._relations = {}  # a new stream sends its Relation messages again
+                self._readers = {}
                 try:
                     checkpoint, _ = self.start_position()
                 except TransientError:
@@ -593,6 +860,7 @@ class CdcPhase:
         current_stream_xid: int | None = None
         last_activity = time.monotonic()
         last_budget_check = 0.0
+        last_schema_check = time.monotonic()
         throttle = self.ctx.throttle
         last_throttle_check = 0.0
         # One batch is written by this thread while the next is read, decoded and mapped: the
@@ -644,8 +912,10 @@ class CdcPhase:
         def flush(final: bool = True) -> None:
             """Hand the batch to the apply thread, once the one before it is applied."""
             nonlocal batch, applying
-            if not batch.ops and batch.end_lsn is None:
+            if not batch.ops and batch.end_lsn is None and not batch.deferred:
                 return
+            if batch.deferred:
+                batch.ops = self._resolve(batch)  # before settle(): the source's turn overlaps the target's
             settle()
             position = batch.end_lsn if final else None
             future = apply_thread.submit(
@@ -659,13 +929,20 @@ class CdcPhase:
             stream.linger = APPLYING_POLL_S if stream.linger is None else min(stream.linger, APPLYING_POLL_S)
 
         def handle_change(message: RowChange | Insert | Update | Delete) -> None:
-            # Decoding with self._relations as readers gives a RowChange for every relation
-            # found there; a raw Insert, Update or Delete is one of a relation never announced.
+            # Decoding with self._readers gives a RowChange for every relation found there; a
+            # raw Insert, Update or Delete is one whose generated columns CDC computes (read
+            # raw), or one never announced.
             relation = self._relations.get(message.relation_id)
-            if relation is None or not isinstance(message, RowChange):
+            if relation is None or (not isinstance(message, RowChange) and relation.computed is None):
                 raise SourceError(
                     f"change for unknown relation {message.relation_id} (no Relation message first)"
                 )
+            texts = None
+            if not isinstance(message, RowChange):
+                assert relation.computed is not None
+                if not isinstance(message, Delete):
+                    texts = relation.computed.texts(message)
+                message = relation.row_change(message)
             try:
                 if message.kind == "U":
                     assert message.new is not None
@@ -679,6 +956,19 @@ class CdcPhase:
                     batch.changes += 1
                     return
                 mapper = self._mapper
+                if texts is not None:
+                    assert relation.computed is not None
+                    if message.kind == "U":
+                        assert message.new is not None
+                        self._check_located(relation.table, message.new)
+                    compute = self._to_compute(relation.table, relation.computed, message, texts)
+                    batch.deferred.append(
+                        (len(batch.ops), _Deferred(relation, mapper, message, texts, compute))
+                    )
+                    batch.changes += 1
+                    if len(batch.ops) + len(batch.deferred) >= self.settings.batch_changes:
+                        flush(final=False)
+                    return
                 if message.kind == "I":
                     assert message.new is not None
                     ops = mapper.insert(relation.table, message.new)
@@ -812,7 +1102,7 @@ class CdcPhase:
                 last_activity = now
                 # Changes of announced relations come as RowChanges, their values parsed while
                 # decoding; inside a stream they are only spooled, so read raw until replayed.
-                readers = None if in_stream else self._relations
+                readers = None if in_stream else self._readers
                 message = decode(item, in_stream=in_stream, readers=readers)
                 if type(message) is RowChange:  # nearly every message: the shortest way through
                     if not skip_txn:
@@ -850,7 +1140,7 @@ class CdcPhase:
                         try:
                             if message.commit_lsn >= applied and not echo:
                                 for payload in spool.replay(dropped):
-                                    dispatch(decode(payload, in_stream=True, readers=self._relations))
+                                    dispatch(decode(payload, in_stream=True, readers=self._readers))
                                     if len(batch.ops) >= self.settings.batch_changes:
                                         flush(final=False)
                         finally:
@@ -893,6 +1183,10 @@ class CdcPhase:
                 and now - batch.first_commit_at >= BATCH_AGE_S
             ):
                 flush()
+            if now - last_schema_check >= SCHEMA_CHECK_S:
+                # DDL on a table no change touches says nothing in the stream: look now and then.
+                last_schema_check = now
+                self._check_schema()
             if now - last_budget_check >= PROGRESS_INTERVAL_S:
                 last_budget_check = now
                 self._check_budget(applied, batch, result)

@@ -46,12 +46,14 @@ FROM pg_class c WHERE c.oid = %(rel)s::oid
 _PLAIN_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_$]*")
 
 
+def quoted_identifier(name: str) -> str:
+    """One identifier as SQL accepts it (quoted where it needs to be)."""
+    return name if _PLAIN_IDENTIFIER.fullmatch(name) else '"' + name.replace('"', '""') + '"'
+
+
 def quoted(name: str) -> str:
     """`schema.table` as SQL accepts it (each part quoted where it needs to be)."""
-    return ".".join(
-        part if _PLAIN_IDENTIFIER.fullmatch(part) else '"' + part.replace('"', '""') + '"'
-        for part in split_table(name)
-    )
+    return ".".join(quoted_identifier(part) for part in split_table(name))
 
 
 @dataclass(frozen=True)
