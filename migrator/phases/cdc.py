@@ -598,14 +598,18 @@ class CdcPhase:
         """An UPDATE whose row still lacks a key or link column after fill_unchanged (stored out
         of line, unchanged, and not in the replica identity, so neither tuple carries it): the
         change cannot be placed. Stop rather than write the marker or guess."""
-        missing = [c for c in self._locating.get(table, ()) if new.get(c) is UNCHANGED]
-        if missing:
-            raise TerminalError(
-                f"an UPDATE of {table} does not carry {', '.join(missing)} (a value stored out of line that it "
-                "did not change, and not in the replica identity): which document or element it changes is not known",
-                hint=f"ALTER TABLE {quoted(table)} REPLICA IDENTITY FULL, so that PostgreSQL logs it; then roll back "
-                "(`migrator rollback`) and run again, since changes logged before cannot be placed",
-            )
+        for column in self._locating.get(table, ()):
+            if new.get(column) is UNCHANGED:
+                break
+        else:
+            return
+        missing = [c for c in self._locating[table] if new.get(c) is UNCHANGED]
+        raise TerminalError(
+            f"an UPDATE of {table} does not carry {', '.join(missing)} (a value stored out of line that it "
+            "did not change, and not in the replica identity): which document or element it changes is not known",
+            hint=f"ALTER TABLE {quoted(table)} REPLICA IDENTITY FULL, so that PostgreSQL logs it; then roll back "
+            "(`migrator rollback`) and run again, since changes logged before cannot be placed",
+        )
 
     def _check_placeable(self, relation: _RelationState, message: RowChange) -> None:
         """An update or delete of a leaf partition logged while its replica identity lacked the

@@ -22,10 +22,12 @@ from tests.integration.test_cdc import (
     _stop_followers,  # noqa: F401 - an autouse fixture
     assert_documents,
     flat_documents,
+    follow,
     records,
     run,
     toasted_rows,
     transactions,
+    wait_for,
 )
 from tests.support.docs import Migration
 
@@ -168,8 +170,9 @@ def test_an_unexpected_error_is_recorded_with_where_it_happened(
 
 
 def test_a_link_that_neither_tuple_carries_stops_the_run(mig: Migration) -> None:
-    # kids' link is stored out of line and is not in its replica identity (the primary key id):
-    # an UPDATE of its label carries the link as "unchanged" and no old tuple at all.
+    # kids' link is stored out of line. Under REPLICA IDENTITY FULL (what plan accepts) the old
+    # row carries it; once the identity is the primary key id alone, an UPDATE of the label
+    # carries the link as "unchanged" and no old tuple at all.
     mig.sql(
         BIG_FUNCTION,
         KEY_FUNCTION,
@@ -177,18 +180,29 @@ def test_a_link_that_neither_tuple_carries_stops_the_run(mig: Migration) -> None
         "CREATE TABLE kids (id integer PRIMARY KEY, code text NOT NULL REFERENCES parents, label text)",
         "ALTER TABLE parents ALTER COLUMN code SET STORAGE EXTERNAL",
         "ALTER TABLE kids ALTER COLUMN code SET STORAGE EXTERNAL",
+        "ALTER TABLE kids REPLICA IDENTITY FULL",
         "INSERT INTO parents SELECT k('p' || g), 'p' || g FROM generate_series(1, 2) g",
         "INSERT INTO kids SELECT g, k('p' || g), 'k' || g FROM generate_series(1, 2) g",
     )
+    name = "cdc-toast-lost-link"
     plan = mig.plan(
         "- {name: parents, from: parents, key: code, embed: [{as: kids, from: kids, on: {code: code}, key: id}]}",
-        name="cdc-toast-lost-link",
+        name=name,
     )
     run(mig, plan, "snapshot")
+    follower = follow(mig, plan, name)
+    transactions(mig, "UPDATE kids SET label = 'full' WHERE id = 1")
+    wait_for(
+        lambda: not follower.alive or mig.documents("parents")[0]["kids"][0]["label"] == "full",
+        "the update under REPLICA IDENTITY FULL",
+    )
     before = mig.documents("parents")
-    transactions(mig, "UPDATE kids SET label = 'relabelled' WHERE id = 1")
+    transactions(
+        mig, "ALTER TABLE kids REPLICA IDENTITY DEFAULT", "UPDATE kids SET label = 'lost' WHERE id = 2"
+    )
+    wait_for(lambda: not follower.alive, "the run to stop", 60)
     with pytest.raises(TerminalError, match=r"an UPDATE of public\.kids does not carry code") as raised:
-        run(mig, plan)
+        follower.join()
     assert mig.documents("parents") == before
     assert raised.value.hint is not None
     statement = raised.value.hint.split(",")[0]
