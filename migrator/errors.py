@@ -44,6 +44,10 @@ class TerminalError(MigratorError):
     """Retrying will not help until something is changed."""
 
 
+class InternalError(TerminalError):
+    """A defect of migrator itself (an unexpected exception), recorded with where it happened."""
+
+
 @dataclass(frozen=True)
 class PlanProblem:
     """One problem found in a plan file, located as precisely as the YAML allows."""

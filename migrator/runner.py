@@ -380,6 +380,10 @@ class Runner:
         except MigratorError as exc:  # transient, its retries spent: the phase stays resumable
             self._report_error(name, exc)
             raise
+        except Exception as exc:  # a defect: recorded and failed like a terminal error, never silent
+            self._report_error(name, exc)
+            self.store.set_phase(run_id, name, "failed")
+            raise
         if getattr(result, "stopped", False):
             return result, True
         if keep_running:
@@ -388,7 +392,7 @@ class Runner:
         self.events.emit(PhaseFinished(name, round(time.monotonic() - started, 3)))
         return result, False
 
-    def _report_error(self, phase: str, exc: MigratorError) -> None:
+    def _report_error(self, phase: str, exc: Exception) -> None:
         """Record the error that stops a phase in the event log (for `migrator status`, metrics
         and logs). Reporting must not hide the error itself: should the state store be what
         failed, the original error is still the one raised."""

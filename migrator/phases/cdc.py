@@ -29,7 +29,9 @@ from tenacity import wait_exponential
 
 from migrator.adapters.base import ColumnInfo, WriteOp
 from migrator.adapters.mongodb.applier import ChangeApplier
-from migrator.adapters.postgres.inspect import PostgresInspector
+from migrator.adapters.postgres.generated import Generated, GeneratedColumns, StoredColumn
+from migrator.adapters.postgres.inspect import PostgresInspector, split_table
+from migrator.adapters.postgres.partitions import Partitions, quoted, quoted_identifier
 from migrator.adapters.postgres.pgoutput import (
     UNCHANGED,
     Begin,
@@ -40,6 +42,7 @@ from migrator.adapters.postgres.pgoutput import (
     Origin,
     Parse,
     Relation,
+    Row,
     RowChange,
     RowReader,
     StreamAbort,
@@ -47,6 +50,7 @@ from migrator.adapters.postgres.pgoutput import (
     StreamStart,
     StreamStop,
     Truncate,
+    Tuple,
     Update,
     decode,
     lsn_to_int,
@@ -60,15 +64,16 @@ from migrator.adapters.postgres.replication import (
     ReplicationStream,
     SlotMonitor,
 )
+from migrator.adapters.postgres.shapes import SchemaChange, ShapeReader, TableShape, compare, shapes_from_json
 from migrator.adapters.postgres.snapshot import Coordinator, SnapshotReader
 from migrator.adapters.postgres.values import ValueParser
 from migrator.engine.context import PlanView, RunContext
 from migrator.engine.events import BatchApplied, CdcProgress, ErrorRaised, Notice
 from migrator.engine.executor import Action
 from migrator.engine.throttle import Throttler
-from migrator.errors import SourceError, TerminalError, TransientError
+from migrator.errors import InternalError, MigratorError, SourceError, TerminalError, TransientError
 from migrator.mapping.assemble import Assembler
-from migrator.mapping.changes import ChangeMapper
+from migrator.mapping.changes import ChangeMapper, fill_unchanged
 from migrator.mapping.lookup import MappedDocuments
 from migrator.mapping.spec import resolve
 from migrator.phases.oracle import DualWriteOracle
@@ -81,6 +86,7 @@ HEARTBEAT_PREFIX = "migrator.heartbeat"
 # Logical messages migrator commits as markers (heartbeat, verify, cutover) start with this.
 MARKER_PREFIX = "migrator."
 PROGRESS_INTERVAL_S = 2.0
+SCHEMA_CHECK_S = 5.0  # how often the mapped tables' shape is compared with the catalog's
 BATCH_AGE_S = 0.2  # apply what has been committed at least this often
 # How long a batch may wait for more transactions once the stream has nothing more for now:
 # a few ms of latency that let a busy stream apply many transactions per target transaction.
@@ -92,6 +98,16 @@ FEEDBACK_WHILE_APPLYING_S = 1.0
 HOLD_FEEDBACK_S = 1.0  # status updates while throttled
 MAX_CONSECUTIVE_FAILURES = 8
 _CHANGE_NAMES = {"I": "insert", "U": "update", "D": "delete"}
+
+
+def unexpected(exc: Exception, doing: str) -> InternalError:
+    """An error that is no MigratorError (a defect) that ends CDC, as a terminal error that says
+    where it happened: what status records, and the checkpoint stays before it."""
+    return InternalError(
+        f"CDC stopped by an unexpected error while {doing}: {type(exc).__name__}: {exc}",
+        hint="this is a defect of migrator: report it with this message; the checkpoint stays before it, so "
+        "`migrator run` resumes from there once it is fixed",
+    )
 
 
 class _Attempt:
@@ -115,20 +131,101 @@ class CdcResult:
 
 
 class _RelationState(RowReader):
-    """A mapped table's current Relation message: how to read its rows, and the table's name."""
+    """A mapped table's current Relation message: how to read its rows, and the table's name.
 
-    __slots__ = ("table",)
+    For a leaf partition of a mapped partitioned table, `table` is the root (its changes are
+    the root's) and `leaf` the partition's own name. `unsure`: the leaf's replica identity
+    lacked columns the mapping needs when these changes were logged (fixed since): its
+    updates and deletes are checked one by one."""
+
+    __slots__ = ("computed", "leaf", "table", "unsure")
 
     def __init__(
-        self, table: str, names: Sequence[str], parsers: Sequence[Parse | None], is_key: Sequence[bool]
+        self,
+        table: str,
+        names: Sequence[str],
+        parsers: Sequence[Parse | None],
+        is_key: Sequence[bool],
+        *,
+        leaf: str | None = None,
+        unsure: tuple[str, ...] = (),
+        computed: _Computed | None = None,
     ) -> None:
         super().__init__(names, parsers, is_key)
         self.table = table
+        self.leaf = leaf
+        self.unsure = unsure
+        self.computed = computed
+
+    def row_change(self, message: Insert | Update | Delete) -> RowChange:
+        """A change decoded without this reader (its raw values kept, see _Computed), as the
+        RowChange the reader would have given."""
+        if isinstance(message, Insert):
+            return RowChange("I", message.xid, message.relation_id, None, False, self._row(message.new))
+        old = None if message.old is None else self._row(message.old, key_only=message.old_is_key)
+        if isinstance(message, Delete):
+            return RowChange("D", message.xid, message.relation_id, old, message.old_is_key, None)
+        return RowChange(
+            "U", message.xid, message.relation_id, old, message.old_is_key, self._row(message.new)
+        )
+
+    def _row(self, values: Tuple, key_only: bool = False) -> Row:
+        if len(values) != self._width:
+            raise SourceError(f"pgoutput tuple has {len(values)} columns, its Relation message {self._width}")
+        row = {
+            name: parse(value) if type(value) is bytes else value
+            for (name, parse), value in zip(self._columns, values, strict=True)
+            if not key_only or name in self._keys
+        }
+        for name in self._left_out:
+            row.pop(name, None)
+        return row
+
+
+@dataclass(frozen=True)
+class _Computed:
+    """A relation's stored generated columns that its changes lack (docs/architecture.md,
+    "Stored generated columns"): what computes them, how to parse the results, and where in a
+    tuple the columns they read are. Its changes are decoded raw, so that those columns' text
+    (PostgreSQL's own, what the expressions are fed) is at hand; tables without such columns
+    keep the one-pass reader."""
+
+    generated: Generated
+    parsers: dict[str, Parse]  # generated column -> parser of its text
+    inputs: dict[str, tuple[int, bool]]  # column read -> (its index in a tuple, whether it is a key column)
+
+    def texts(self, message: Insert | Update) -> dict[str, Any]:
+        """The text of each column read (None: NULL; UNCHANGED: neither tuple carries it). An
+        unchanged TOASTed value is taken from the old tuple where it has it, as fill_unchanged."""
+        old = message.old if isinstance(message, Update) else None
+        key_only = isinstance(message, Update) and message.old_is_key
+        out: dict[str, Any] = {}
+        for name, (index, is_key) in self.inputs.items():
+            value = message.new[index]
+            if value is UNCHANGED and old is not None and (is_key or not key_only):
+                value = old[index]
+            out[name] = value.decode() if isinstance(value, bytes) else value
+        return out
+
+
+@dataclass
+class _Deferred:
+    """A change of a relation with generated columns to compute: mapped when its batch is handed
+    to the applier, once they are (one statement per relation for the whole batch)."""
+
+    relation: _RelationState
+    mapper: ChangeMapper
+    change: RowChange
+    texts: dict[str, Any]
+    compute: frozenset[str]  # the generated columns to compute (the others stay unchanged)
 
 
 @dataclass
 class _Batch:
     ops: list[WriteOp] = field(default_factory=list)
+    # Changes mapped once their generated columns are computed, with the place in `ops` their
+    # writes go: transaction order is kept.
+    deferred: list[tuple[int, _Deferred]] = field(default_factory=list)
     changes: int = 0
     transactions: int = 0
     end_lsn: int | None = None  # last complete transaction in the batch
@@ -188,6 +285,15 @@ class CdcPhase:
         self.monitor = SlotMonitor(ctx.source.endpoint)
         self._parser = ValueParser()
         self._relations: dict[int, _RelationState] = {}
+        # What decoding reads rows with: every relation but those whose changes are read raw.
+        self._readers: dict[int, RowReader] = {}
+        self._partitions = Partitions(ctx.source.endpoint)
+        self._generated = GeneratedColumns(ctx.source.endpoint)
+        self._shapes = ShapeReader(ctx.source.endpoint)
+        # The mapped tables' shape that changes are checked against: the snapshot's, else (a run
+        # begun before it was recorded) the catalog's when CDC started.
+        self._baseline: dict[str, TableShape] | None = None
+        self._accepted_leaves: set[int] = set()  # partitions added since, checked: no rows from before
         self._expected_columns: dict[str, dict[str, ColumnInfo]] = {}
         self._mapper = self._build_mapper()
         target = ctx.target
@@ -245,15 +351,39 @@ class CdcPhase:
         tables = self.ctx.source_info.tables
         identity = {name: info.identity_columns for name, info in tables.items()}
         self._expected_columns = {name: {c.name: c for c in info.columns} for name, info in tables.items()}
+        # Per table, the columns that say where its row is: each level's key and link.
+        self._locating: dict[str, tuple[str, ...]] = {}
+
+        def walk(doc: Any, on: tuple[str, ...]) -> None:
+            known = self._locating.get(doc.table, ())
+            self._locating[doc.table] = tuple(dict.fromkeys((*known, *doc.key, *on)))
+            for embed in doc.embeds:
+                walk(embed.child, tuple(c for c, _ in embed.on))
+
+        for collection in self.ctx.collections:
+            walk(collection.document, ())
         return ChangeMapper(self.ctx.collections, identity, UNCHANGED)
 
     def _relation(self, message: Relation) -> None:
         table = message.table
         names = tuple(c.name for c in message.columns)
         expected = self._expected_columns.get(table)
+        leaf: str | None = None
+        unsure: tuple[str, ...] = ()
         if expected is None:
-            return  # not a mapped table (a publication is never wider than the plan, but be safe)
+            # A leaf partition of a mapped partitioned table (docs/architecture.md, "Partitioned
+            # tables"): its rows are the root's, read by column name (a leaf may order its
+            # columns otherwise, or have dropped ones).
+            root = self._partitions.root_of(message.relation_id)
+            if root is None or root not in self._expected_columns:
+                return  # not a mapped table (a publication is never wider than the plan, but be safe)
+            leaf, table, expected = table, root, self._expected_columns[root]
+            unsure = self._leaf_identity(message, leaf, root)
         current = {c.name: c.type_oid for c in message.columns}
+        # Stored generated columns are the relation's even where the message leaves them out.
+        stored = self._generated.stored(message.relation_id)
+        absent = {n: c for n, c in stored.items() if n not in current}
+        current.update({n: c.type_oid for n, c in absent.items()})
         known = {n: c.type_oid for n, c in expected.items()}
         if current != known:
             self._schema_changed(table, current)
@@ -262,8 +392,237 @@ class CdcPhase:
         for column in message.columns:
             info = expected.get(column.name)
             parsers.append(self._parser.for_column(info) if info is not None else None)
-        self._relations[message.relation_id] = _RelationState(
-            table, names, parsers, [c.is_key for c in message.columns]
+        mapped = self._mapped_columns(table)
+        computed = self._computed(message, table, {n: c for n, c in absent.items() if n in mapped}, expected)
+        state = _RelationState(
+            table,
+            names,
+            parsers,
+            [c.is_key for c in message.columns],
+            leaf=leaf,
+            unsure=unsure,
+            computed=computed,
+        )
+        self._relations[message.relation_id] = state
+        if computed is None:
+            self._readers[message.relation_id] = state
+        else:
+            self._readers.pop(message.relation_id, None)
+
+    def _computed(
+        self, message: Relation, table: str, columns: dict[str, StoredColumn], expected: dict[str, ColumnInfo]
+    ) -> _Computed | None:
+        """How to compute the mapped stored generated columns the relation's changes lack."""
+        if not columns:
+            return None
+        sent = {c.name: (i, c.is_key) for i, c in enumerate(message.columns)}
+        for name, column in columns.items():
+            unsent = [c for c in column.reads if c not in sent]
+            if unsent:
+                raise TerminalError(
+                    f"generated column {table}.{name} cannot be computed: it reads {', '.join(unsent)}, which the "
+                    f"change stream of {message.table} does not carry",
+                    hint=f"publish every column {table}.{name} reads (a publication column list must include them)",
+                )
+        generated = self._generated.computing(message.relation_id, columns)
+        parsers = {name: self._parser.for_column(expected[name]) for name in columns}
+        return _Computed(generated, parsers, {c: sent[c] for c in generated.inputs})
+
+    def _leaf_identity(self, message: Relation, leaf: str, root: str) -> tuple[str, ...]:
+        """Check, before any change of leaf partition `leaf` is applied, that its replica identity
+        carries what the mapping was validated against: the root's identity columns, key-flagged
+        in its Relation message, or REPLICA IDENTITY FULL. The identity flagged is the one the
+        changes that follow were logged under; if the catalog has it fixed since, those changes
+        are checked one by one instead (the columns returned)."""
+        needed = self.ctx.source_info.tables[root].identity_columns
+        flagged = {c.name for c in message.columns if c.is_key}
+        missing = [c for c in needed if c not in flagged]
+        if message.replica_identity == "f" or not missing:
+            return ()
+        now = self._partitions.identity(message.relation_id, [c.name for c in message.columns])
+        if now is not None and now.covers(needed):
+            return tuple(needed)
+        raise TerminalError(
+            f"partition {leaf} of {root} has a replica identity ({', '.join(sorted(flagged)) or 'none'}) without "
+            f"{', '.join(missing)}: its updates and deletes would not say which document of {root} they change",
+            hint=f"ALTER TABLE {quoted(leaf)} REPLICA IDENTITY FULL; then `migrator run` again (or REPLICA IDENTITY "
+            f"USING INDEX on a unique index of {leaf} over {', '.join(needed)})",
+        )
+
+    def _to_compute(
+        self, table: str, computed: _Computed, change: RowChange, texts: dict[str, Any]
+    ) -> frozenset[str]:
+        """The generated columns to compute for this insert or update. One whose every input is
+        unchanged (stored out of line, not updated) is itself unchanged, and left out like them;
+        one that reads such an input beside others cannot be computed from the change: stop."""
+        lacking = {c for c, v in texts.items() if v is UNCHANGED}
+        if not lacking:
+            return frozenset(computed.generated.columns)
+        assert change.new is not None
+        out = set()
+        for name, reads in computed.generated.reads.items():
+            unsent = [c for c in reads if c in lacking]
+            if not unsent:
+                out.add(name)
+            elif len(unsent) == len(reads):
+                change.new[name] = UNCHANGED
+            else:
+                raise TerminalError(
+                    f"generated column {table}.{name} cannot be computed for an UPDATE: it reads "
+                    f"{', '.join(unsent)}, which the change does not carry (a value stored out of line that the "
+                    "UPDATE did not change, and not in the replica identity)",
+                    hint=f"ALTER TABLE {quoted(table)} REPLICA IDENTITY FULL, so that PostgreSQL logs it; then roll "
+                    "back (`migrator rollback`) and run again, since changes logged before cannot be computed",
+                )
+        return frozenset(out)
+
+    def _resolve(self, batch: _Batch) -> list[WriteOp]:
+        """The batch's writes with those of its deferred changes in their places, once their
+        generated columns are computed: one statement per relation (and set of columns)."""
+        groups: dict[tuple[int, frozenset[str]], list[_Deferred]] = {}
+        for _, deferred in batch.deferred:
+            if deferred.compute:
+                groups.setdefault((id(deferred.relation.computed), deferred.compute), []).append(deferred)
+        for (_, names), members in groups.items():
+            computed = members[0].relation.computed
+            assert computed is not None
+            generated = computed.generated
+            if names != set(generated.columns):
+                generated = generated.only(names)
+            results = self._generated.evaluate(generated, [d.texts for d in members])
+            for deferred, values in zip(members, results, strict=True):
+                new = deferred.change.new
+                assert new is not None
+                for name, value in zip(generated.columns, values, strict=True):
+                    new[name] = None if value is None else computed.parsers[name](value)
+        ops: list[WriteOp] = []
+        done = 0
+        for at, deferred in batch.deferred:
+            ops.extend(batch.ops[done:at])
+            done = at
+            change, table = deferred.change, deferred.relation.table
+            try:
+                assert change.new is not None
+                if change.kind == "I":
+                    ops.extend(deferred.mapper.insert(table, change.new))
+                else:
+                    ops.extend(deferred.mapper.update(table, change.old, change.new))
+            except MigratorError:
+                raise
+            except Exception as exc:
+                raise unexpected(exc, f"mapping {_CHANGE_NAMES[change.kind]} of {table}") from exc
+            for observer in self.observers:
+                observer(table, change.old, change.new, _CHANGE_NAMES[change.kind])
+        ops.extend(batch.ops[done:])
+        batch.deferred = []
+        return ops
+
+    def _check_schema(self) -> None:
+        """Compare the mapped tables' shape with the catalog's: what would make rows vanish or
+        appear without a change, or the mapping read what is no longer there, stops the run
+        (terminal: the checkpoint stays where it was). The catalog is ahead of the stream, so
+        this may stop before the change that made it is reached: that is fine."""
+        tables = list(self.ctx.source_info.tables)
+        first = self._baseline is None
+        if self._baseline is None:
+            slot = next(
+                (c for c in self.ctx.store.checkpoints(self.ctx.run.id, "snapshot") if c.label == "slot"),
+                None,
+            )
+            recorded = slot.detail.get("schema") if slot is not None else None
+            if recorded is None:
+                self._baseline = self._shapes.read(tables)
+                return
+            self._baseline = shapes_from_json(recorded)
+        live = self._shapes.read(tables, self._baseline)
+        for change in compare(self._baseline, live):
+            self._schema_change(change, first)
+
+    def _schema_change(self, change: SchemaChange, first: bool) -> None:
+        table, subject = change.table, change.subject
+        if change.kind == "table dropped":
+            raise TerminalError(
+                f"table {table} was dropped (DROP TABLE) on the source while the migration ran",
+                hint="restore it, or roll back (`migrator rollback`) and run again with a plan without it",
+            )
+        if change.kind == "table renamed":
+            old = split_table(table)[1]
+            raise TerminalError(
+                f"table {table} was renamed to {subject} (ALTER TABLE ... RENAME) on the source while the migration ran",
+                hint=f"ALTER TABLE {quoted(subject)} RENAME TO {quoted_identifier(old)}; or roll back (`migrator rollback`) "
+                f"and run again with a plan that names {subject}",
+            )
+        mapped = change.kind.startswith("column") and (
+            subject in self._mapped_columns(table) or self._takes_by_default(table, subject)
+        )
+        if change.kind == "column dropped" and mapped:
+            raise TerminalError(
+                f"column {table}.{subject} was dropped (or renamed) on the source while the migration ran; "
+                "the mapping uses it",
+                hint="restore the column, or roll back and start again with a plan that does not use it",
+            )
+        if change.kind == "column retyped" and mapped:
+            raise TerminalError(
+                f"column {table}.{subject} changed type on the source while the migration ran; the mapping "
+                "converts it as it was",
+                hint="roll back and start again, so that the snapshot and the changes agree on the type",
+            )
+        if change.kind == "column added" and first and subject in self._mapped_columns(table):
+            self.ctx.events.emit(
+                Notice(
+                    "warn",
+                    f"column(s) ['{subject}'] added to {table} since the snapshot: changed rows carry them; "
+                    "documents of rows that do not change lack them until verify --repair copies them",
+                )
+            )
+        if change.kind == "partition detached":
+            gone = not self._shapes.existing([change.oid])
+            raise TerminalError(
+                f"partition {subject} of {table} was "
+                + ("dropped (DROP TABLE)" if gone else "detached (DETACH PARTITION)")
+                + f" on the source while the migration ran: its rows left {table} without a change that says so",
+                hint="roll back (`migrator rollback`) and run again: a new snapshot reads the table as it is",
+            )
+        if change.kind == "partition added" and change.oid not in self._accepted_leaves:
+            # A partition created since is followed like the others (its Relation message is
+            # checked); one attached with rows brought them in without a change.
+            if self._shapes.holds_rows_from_before(change.oid, subject):
+                raise TerminalError(
+                    f"partition {subject} was attached to {table} (ATTACH PARTITION) on the source while the "
+                    f"migration ran, with rows it held before: they entered {table} without a change that says so",
+                    hint="roll back (`migrator rollback`) and run again: a new snapshot reads them",
+                )
+            self._accepted_leaves.add(change.oid)
+
+    def _check_located(self, table: str, new: Row) -> None:
+        """An UPDATE whose row still lacks a key or link column after fill_unchanged (stored out
+        of line, unchanged, and not in the replica identity, so neither tuple carries it): the
+        change cannot be placed. Stop rather than write the marker or guess."""
+        for column in self._locating.get(table, ()):
+            if new.get(column) is UNCHANGED:
+                break
+        else:
+            return
+        missing = [c for c in self._locating[table] if new.get(c) is UNCHANGED]
+        raise TerminalError(
+            f"an UPDATE of {table} does not carry {', '.join(missing)} (a value stored out of line that it "
+            "did not change, and not in the replica identity): which document or element it changes is not known",
+            hint=f"ALTER TABLE {quoted(table)} REPLICA IDENTITY FULL, so that PostgreSQL logs it; then roll back "
+            "(`migrator rollback`) and run again, since changes logged before cannot be placed",
+        )
+
+    def _check_placeable(self, relation: _RelationState, message: RowChange) -> None:
+        """An update or delete of a leaf partition logged while its replica identity lacked the
+        columns the mapping needs: placed only if its old row carries them anyway."""
+        old = message.old
+        if old is not None and all(c in old for c in relation.unsure):
+            return
+        what = "an UPDATE" if message.kind == "U" else "a DELETE"
+        raise TerminalError(
+            f"{what} of partition {relation.leaf} of {relation.table} was logged while its replica identity lacked "
+            f"{', '.join(c for c in relation.unsure if old is None or c not in old)}: which document it changes "
+            "is not known",
+            hint="roll back (`migrator rollback`) and run again: the new snapshot starts after it",
         )
 
     def _schema_changed(self, table: str, current: dict[str, int]) -> None:
@@ -405,6 +764,10 @@ class CdcPhase:
                 "to this run and a new snapshot is needed",
                 hint="run `migrator rollback` for this plan, then `migrator run` again",
             )
+        try:
+            self._check_schema()  # DDL made while no run followed (docs/architecture.md, "Schema changes")
+        finally:
+            self._shapes.close()
         snapshot_done = next(
             (c for c in self.ctx.store.checkpoints(self.ctx.run.id, "snapshot") if c.label == "done"), None
         )
@@ -424,9 +787,16 @@ class CdcPhase:
                 stream = self._open_stream(checkpoint)
                 try:
                     return self._loop(stream, checkpoint, consistent_after, result)
+                except MigratorError:
+                    raise
+                except Exception as exc:
+                    raise unexpected(exc, f"following changes after {result.position}") from exc
                 finally:
                     stream.close()
                     self.monitor.close()
+                    self._partitions.close()
+                    self._generated.close()
+                    self._shapes.close()
             except TransientError as exc:
                 # Lost connection to either side: reconnect and resume from the durable
                 # checkpoint. Bounded: a streak of failures without progress ends the run.
@@ -445,6 +815,7 @@ class CdcPhase:
                     result.stopped = True
                     return result
                 self._relations = {}  # a new stream sends its Relation messages again
+                self._readers = {}
                 try:
                     checkpoint, _ = self.start_position()
                 except TransientError:
@@ -493,12 +864,14 @@ class CdcPhase:
         current_stream_xid: int | None = None
         last_activity = time.monotonic()
         last_budget_check = 0.0
+        last_schema_check = time.monotonic()
         throttle = self.ctx.throttle
         last_throttle_check = 0.0
         # One batch is written by this thread while the next is read, decoded and mapped: the
         # target's time and the stream's overlap. Everything else (acknowledging, events, the
         # replication connection) stays on this thread.
         applying: _Applying | None = None
+        reading: int | None = None  # the commit position of the transaction being read
 
         def settle() -> None:
             """Wait for the batch being applied; then it is the checkpoint: acknowledge, report."""
@@ -511,7 +884,17 @@ class CdcPhase:
                 # reading: without a status update now and then, the server's wal_sender_timeout
                 # ends the connection and a large transaction starts over.
                 stream.keepalive()
-            done.future.result()  # the apply's error, raised here
+            try:
+                done.future.result()  # the apply's error, raised here
+            except MigratorError:
+                raise
+            except Exception as exc:
+                collections = ", ".join(sorted({op.collection for op in done.batch.ops}))
+                upto = "" if done.position is None else f" up to {lsn_to_str(done.position)}"
+                raise unexpected(
+                    exc,
+                    f"applying {done.batch.changes} change(s) after {lsn_to_str(applied)}{upto} to {collections}",
+                ) from exc
             position, applied_batch = done.position, done.batch
             if position is not None:
                 applied = position
@@ -533,8 +916,10 @@ class CdcPhase:
         def flush(final: bool = True) -> None:
             """Hand the batch to the apply thread, once the one before it is applied."""
             nonlocal batch, applying
-            if not batch.ops and batch.end_lsn is None:
+            if not batch.ops and batch.end_lsn is None and not batch.deferred:
                 return
+            if batch.deferred:
+                batch.ops = self._resolve(batch)  # before settle(): the source's turn overlaps the target's
             settle()
             position = batch.end_lsn if final else None
             future = apply_thread.submit(
@@ -548,48 +933,106 @@ class CdcPhase:
             stream.linger = APPLYING_POLL_S if stream.linger is None else min(stream.linger, APPLYING_POLL_S)
 
         def handle_change(message: RowChange | Insert | Update | Delete) -> None:
-            # Decoding with self._relations as readers gives a RowChange for every relation
-            # found there; a raw Insert, Update or Delete is one of a relation never announced.
+            # Decoding with self._readers gives a RowChange for every relation found there; a
+            # raw Insert, Update or Delete is one whose generated columns CDC computes (read
+            # raw), or one never announced.
             relation = self._relations.get(message.relation_id)
-            if relation is None or not isinstance(message, RowChange):
+            if relation is None or (not isinstance(message, RowChange) and relation.computed is None):
                 raise SourceError(
                     f"change for unknown relation {message.relation_id} (no Relation message first)"
                 )
-            if self._oracle is not None:
-                self._observe(relation, message)
-                batch.changes += 1
-                return
-            mapper = self._mapper
-            if message.kind == "I":
-                assert message.new is not None
-                ops = mapper.insert(relation.table, message.new)
-            elif message.kind == "U":
-                assert message.new is not None
-                ops = mapper.update(relation.table, message.old, message.new)
-            else:
-                assert message.old is not None
-                ops = mapper.delete(relation.table, message.old)
+            texts = None
+            if not isinstance(message, RowChange):
+                assert relation.computed is not None
+                if not isinstance(message, Delete):
+                    texts = relation.computed.texts(message)
+                message = relation.row_change(message)
+            try:
+                if message.kind == "U":
+                    assert message.new is not None
+                    # An unchanged TOASTed key or link is known from the old tuple: before anything
+                    # reads the row (docs/architecture.md, "Unchanged TOASTed values").
+                    message.new = fill_unchanged(message.old, message.new, UNCHANGED)
+                if relation.unsure and message.kind != "I":
+                    self._check_placeable(relation, message)
+                if self._oracle is not None:
+                    self._observe(relation, message)
+                    batch.changes += 1
+                    return
+                mapper = self._mapper
+                if texts is not None:
+                    assert relation.computed is not None
+                    if message.kind == "U":
+                        assert message.new is not None
+                        self._check_located(relation.table, message.new)
+                    compute = self._to_compute(relation.table, relation.computed, message, texts)
+                    batch.deferred.append(
+                        (len(batch.ops), _Deferred(relation, mapper, message, texts, compute))
+                    )
+                    batch.changes += 1
+                    if len(batch.ops) + len(batch.deferred) >= self.settings.batch_changes:
+                        flush(final=False)
+                    return
+                if message.kind == "I":
+                    assert message.new is not None
+                    ops = mapper.insert(relation.table, message.new)
+                elif message.kind == "U":
+                    assert message.new is not None
+                    self._check_located(relation.table, message.new)
+                    ops = mapper.update(relation.table, message.old, message.new)
+                else:
+                    assert message.old is not None
+                    ops = mapper.delete(relation.table, message.old)
+            except MigratorError:
+                raise
+            except Exception as exc:
+                where = "" if reading is None else f" in the transaction committed at {lsn_to_str(reading)}"
+                raise unexpected(
+                    exc, f"mapping {_CHANGE_NAMES[message.kind]} of {relation.table}{where}"
+                ) from exc
             batch.ops.extend(ops)
             batch.changes += 1
             for observer in self.observers:
                 observer(relation.table, message.old, message.new, _CHANGE_NAMES[message.kind])
 
+        def truncate(table: str) -> None:
+            if self.settings.on_truncate == "stop":
+                raise TerminalError(
+                    f"TRUNCATE of {table} on the source: the migration stops rather than guess",
+                    hint="set phases.cdc.on_truncate: apply to empty the matching documents or arrays, "
+                    "then run again",
+                )
+            if self._oracle is not None:
+                self._oracle.truncated(table)
+            else:
+                batch.ops.extend(self._mapper.truncate(table))
+            batch.changes += 1
+
         def handle_truncate(message: Truncate) -> None:
+            tables: list[str] = []
+            leaves: dict[str, dict[int, str]] = {}  # root -> the truncated leaves, by relation id
             for relation_id in message.relation_ids:
                 relation = self._relations.get(relation_id)
                 if relation is None:
                     continue
-                if self.settings.on_truncate == "stop":
-                    raise TerminalError(
-                        f"TRUNCATE of {relation.table} on the source: the migration stops rather than guess",
-                        hint="set phases.cdc.on_truncate: apply to empty the matching documents or arrays, "
-                        "then run again",
-                    )
-                if self._oracle is not None:
-                    self._oracle.truncated(relation.table)
+                if relation.leaf is not None:
+                    leaves.setdefault(relation.table, {})[relation_id] = relation.leaf
                 else:
-                    batch.ops.extend(self._mapper.truncate(relation.table))
-                batch.changes += 1
+                    tables.append(relation.table)
+            for root, truncated in leaves.items():
+                # TRUNCATE of a partitioned table names every leaf: that is the root's TRUNCATE.
+                if self._partitions.leaves(root) <= set(truncated):
+                    tables.append(root)
+                    continue
+                # Which documents held rows of one partition is not known here: never empty more.
+                raise TerminalError(
+                    f"TRUNCATE of partition {', '.join(sorted(truncated.values()))} of {root} on the source: "
+                    f"the documents of its rows cannot be told from the other documents of {root}, so the "
+                    "migration stops (whatever phases.cdc.on_truncate says)",
+                    hint="roll back (`migrator rollback`) and run again: a new snapshot leaves the truncated rows out",
+                )
+            for table in tables:
+                truncate(table)
 
         def dispatch(message: Any) -> None:
             if isinstance(message, Relation):
@@ -663,7 +1106,7 @@ class CdcPhase:
                 last_activity = now
                 # Changes of announced relations come as RowChanges, their values parsed while
                 # decoding; inside a stream they are only spooled, so read raw until replayed.
-                readers = None if in_stream else self._relations
+                readers = None if in_stream else self._readers
                 message = decode(item, in_stream=in_stream, readers=readers)
                 if type(message) is RowChange:  # nearly every message: the shortest way through
                     if not skip_txn:
@@ -692,6 +1135,7 @@ class CdcPhase:
                     else:
                         aborted_subxids.setdefault(message.xid, set()).add(message.subxid)
                 elif isinstance(message, StreamCommit):
+                    reading = message.commit_lsn
                     spool = spools.pop(message.xid, None)
                     dropped = aborted_subxids.pop(message.xid, set())
                     echo = message.xid in reverse_xids  # reverse sync's own: skipped like below
@@ -700,7 +1144,7 @@ class CdcPhase:
                         try:
                             if message.commit_lsn >= applied and not echo:
                                 for payload in spool.replay(dropped):
-                                    dispatch(decode(payload, in_stream=True, readers=self._relations))
+                                    dispatch(decode(payload, in_stream=True, readers=self._readers))
                                     if len(batch.ops) >= self.settings.batch_changes:
                                         flush(final=False)
                         finally:
@@ -709,6 +1153,7 @@ class CdcPhase:
                         end_transaction(message.commit_lsn, message.end_lsn, message.commit_time)
                 elif isinstance(message, Begin):
                     in_txn = True
+                    reading = message.final_lsn
                     skip_txn = message.final_lsn < applied
                     awaited = False
                 elif isinstance(message, Commit):
@@ -742,6 +1187,10 @@ class CdcPhase:
                 and now - batch.first_commit_at >= BATCH_AGE_S
             ):
                 flush()
+            if now - last_schema_check >= SCHEMA_CHECK_S:
+                # DDL on a table no change touches says nothing in the stream: look now and then.
+                last_schema_check = now
+                self._check_schema()
             if now - last_budget_check >= PROGRESS_INTERVAL_S:
                 last_budget_check = now
                 self._check_budget(applied, batch, result)

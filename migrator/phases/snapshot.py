@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 from migrator.adapters.mongodb.codec import MAX_BSON_BYTES, encode_document
 from migrator.adapters.mongodb.writer import WriteResult
+from migrator.adapters.postgres.shapes import ShapeReader, shapes_to_json
 from migrator.adapters.postgres.snapshot import Coordinator, PublicationManager, SlotExporter, SnapshotReader
 from migrator.engine.context import PlanView, RunContext
 from migrator.engine.events import (
@@ -203,6 +204,13 @@ class SnapshotPhase:
             # The coordinator holds the snapshot now; the replication connection may go.
             exporter.close()
         try:
+            # The mapped tables' shape as the snapshot sees it: what CDC checks DDL against
+            # (docs/architecture.md, "Schema changes").
+            shapes = ShapeReader(self.ctx.source.endpoint, coordinator.exported)
+            try:
+                schema = shapes_to_json(shapes.read(self._tables()))
+            finally:
+                shapes.close()
             store.add_checkpoint(
                 run.id,
                 PHASE,
@@ -213,6 +221,7 @@ class SnapshotPhase:
                     "publication": self.publication,
                     "publication_created": publication_created,
                     "snapshot": exporter.start.snapshot_name,
+                    "schema": schema,
                 },
             )
         except MigratorError:

@@ -1,0 +1,232 @@
+"""The shape of the mapped tables that a run's checkpoints were taken against, and what changed.
+
+A table's shape: its oid and name, its columns with their type oids and, for a partitioned
+table, its leaf partitions. The snapshot records it (read inside its exported snapshot); CDC
+compares it with the live catalog when it starts and every few seconds while it follows, so
+that DDL made while no run followed, or on a table no change touches, is not missed: a table
+dropped or renamed, a column dropped or retyped, a partition detached, dropped or attached
+with rows (docs/architecture.md, "Schema changes").
+
+Plain SQL on pg_class, pg_attribute and pg_inherits (no function that reads the catalog's
+latest state), so that inside an imported snapshot it reads the catalog as of that snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import psycopg
+from psycopg import sql
+
+from migrator.adapters.postgres.connection import PgEndpoint
+from migrator.adapters.postgres.errors import classify
+from migrator.adapters.postgres.inspect import split_table
+
+# A partitioned table's leaves (at any depth), as two arrays in one order: oids, then names.
+_SHAPES_SQL = """
+SELECT c.oid::bigint, n.nspname::text, c.relname::text, c.relkind::text,
+       ARRAY(SELECT a.attname::text FROM pg_attribute a
+             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum),
+       ARRAY(SELECT a.atttypid::bigint FROM pg_attribute a
+             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum),
+       ARRAY(WITH RECURSIVE tree(relid) AS (
+                 SELECT c.oid UNION ALL SELECT i.inhrelid FROM pg_inherits i JOIN tree t ON i.inhparent = t.relid)
+             SELECT l.oid::bigint FROM tree JOIN pg_class l ON l.oid = tree.relid
+             WHERE l.relkind IN ('r', 'f') ORDER BY l.oid),
+       ARRAY(WITH RECURSIVE tree(relid) AS (
+                 SELECT c.oid UNION ALL SELECT i.inhrelid FROM pg_inherits i JOIN tree t ON i.inhparent = t.relid)
+             SELECT ln.nspname || '.' || l.relname FROM tree JOIN pg_class l ON l.oid = tree.relid
+             JOIN pg_namespace ln ON ln.oid = l.relnamespace
+             WHERE l.relkind IN ('r', 'f') ORDER BY l.oid)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p')
+  AND (c.oid = ANY(%(oids)s::oid[])
+       OR (n.nspname, c.relname) IN (SELECT * FROM unnest(%(schemas)s::text[], %(names)s::text[])))
+"""
+
+_EXISTING_SQL = "SELECT oid::bigint FROM pg_class WHERE oid = ANY(%(oids)s::oid[])"
+
+# Whether a leaf partition holds a row older than the link that made it part of its root's tree
+# (the ATTACH PARTITION, or the CREATE TABLE ... PARTITION OF): such a row entered the root
+# without passing through the change stream. Rows of the transaction that made the link count
+# too, unless that transaction also created the table (CREATE TABLE ... PARTITION OF, whose
+# rows are published). age() of an xid beyond wraparound distance is negative: older still.
+_HELD_ROWS_SQL = """
+WITH link AS (
+    SELECT i.xmin AS xid,
+           i.xmin = (SELECT t.xmin FROM pg_type t JOIN pg_class c ON c.reltype = t.oid WHERE c.oid = {leaf}::oid) AS created
+    FROM pg_inherits i
+    WHERE i.inhrelid IN (SELECT relid FROM pg_partition_ancestors({leaf}::oid::regclass))
+    ORDER BY age(i.xmin) LIMIT 1
+)
+SELECT EXISTS (
+    SELECT 1 FROM {table} r, link
+    WHERE age(r.xmin) > age(link.xid) OR age(r.xmin) < 0 OR (NOT link.created AND r.xmin = link.xid)
+)
+"""
+
+
+@dataclass(frozen=True)
+class TableShape:
+    oid: int
+    name: str  # schema.table, as the catalog names it now
+    columns: dict[str, int]  # column -> type oid
+    leaves: dict[int, str] | None  # a partitioned table's leaf partitions: oid -> schema.table
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "oid": self.oid,
+            "name": self.name,
+            "columns": [[n, t] for n, t in self.columns.items()],
+            "leaves": None if self.leaves is None else [[o, n] for o, n in self.leaves.items()],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TableShape:
+        leaves = data.get("leaves")
+        return cls(
+            int(data["oid"]),
+            str(data["name"]),
+            {str(n): int(t) for n, t in data["columns"]},
+            None if leaves is None else {int(o): str(n) for o, n in leaves},
+        )
+
+
+ChangeKind = Literal[
+    "table dropped",
+    "table renamed",
+    "column dropped",
+    "column retyped",
+    "column added",
+    "partition detached",
+    "partition dropped",
+    "partition added",
+]
+
+
+@dataclass(frozen=True)
+class SchemaChange:
+    table: str  # the mapped table, as the plan names it
+    kind: ChangeKind
+    subject: str  # the column, the partition, or the table's new name
+    oid: int = 0  # a partition's
+
+
+def shapes_to_json(shapes: Mapping[str, TableShape]) -> dict[str, Any]:
+    return {table: shape.to_json() for table, shape in shapes.items()}
+
+
+def shapes_from_json(data: Mapping[str, Any]) -> dict[str, TableShape]:
+    return {str(table): TableShape.from_json(shape) for table, shape in data.items()}
+
+
+class ShapeReader:
+    """Reads the mapped tables' shapes on a connection of its own (inside `snapshot` if given)."""
+
+    def __init__(self, endpoint: PgEndpoint, snapshot: str | None = None) -> None:
+        self._endpoint = endpoint
+        self._snapshot = snapshot
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def _query(
+        self, query: str | sql.Composed, params: Mapping[str, Any] | None = None
+    ) -> list[tuple[Any, ...]]:
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = self._endpoint.connect()
+                if self._snapshot is not None:
+                    self._conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    self._conn.execute(
+                        sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(self._snapshot))
+                    )
+            return list(self._conn.execute(query, params).fetchall())
+        except psycopg.Error as exc:
+            self.close()
+            raise classify(exc, self._endpoint.name, self._endpoint.secrets) from None
+
+    def read(
+        self, tables: Iterable[str], known: Mapping[str, TableShape] | None = None
+    ) -> dict[str, TableShape]:
+        """The shape of each table found, by its name in `tables`: found by name, or, for those
+        `known` already, by oid (a renamed table keeps its oid; a re-created one does not)."""
+        tables = list(tables)
+        known = known or {}
+        parts = [split_table(t) for t in tables]
+        rows = self._query(
+            _SHAPES_SQL,
+            {
+                "oids": [s.oid for s in known.values()],
+                "schemas": [s for s, _ in parts],
+                "names": [n for _, n in parts],
+            },
+        )
+        by_oid: dict[int, TableShape] = {}
+        by_name: dict[str, TableShape] = {}
+        for oid, schema, name, kind, names, types, leaf_oids, leaf_names in rows:
+            shape = TableShape(
+                int(oid),
+                f"{schema}.{name}",
+                {str(n): int(t) for n, t in zip(names, types, strict=True)},
+                dict(zip((int(o) for o in leaf_oids), (str(n) for n in leaf_names), strict=True))
+                if kind == "p"
+                else None,
+            )
+            by_oid[shape.oid] = by_name[shape.name] = shape
+        out: dict[str, TableShape] = {}
+        for table, (schema, name) in zip(tables, parts, strict=True):
+            before = known.get(table)
+            found = by_oid.get(before.oid) if before is not None else by_name.get(f"{schema}.{name}")
+            if found is not None:
+                out[table] = found
+        return out
+
+    def existing(self, oids: Sequence[int]) -> set[int]:
+        """Which of these relations exist."""
+        return {int(o) for (o,) in self._query(_EXISTING_SQL, {"oids": list(oids)})}
+
+    def holds_rows_from_before(self, leaf: int, name: str) -> bool:
+        """Whether leaf partition `leaf` holds a row it had before it became a partition of its
+        root's tree (ATTACH PARTITION of a table with rows). Reads the partition (stops at the
+        first such row)."""
+        query = sql.SQL(_HELD_ROWS_SQL).format(
+            leaf=sql.Literal(leaf), table=sql.Identifier(*split_table(name))
+        )
+        rows = self._query(query)
+        return bool(rows and rows[0][0])
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def compare(recorded: Mapping[str, TableShape], live: Mapping[str, TableShape]) -> list[SchemaChange]:
+    """What changed from `recorded` to `live` (both by the plan's table names)."""
+    changes: list[SchemaChange] = []
+    for table, before in recorded.items():
+        now = live.get(table)
+        if now is None or now.oid != before.oid:
+            changes.append(SchemaChange(table, "table dropped", before.name))
+            continue
+        if now.name != before.name:
+            changes.append(SchemaChange(table, "table renamed", now.name))
+        for column, type_oid in before.columns.items():
+            if column not in now.columns:
+                changes.append(SchemaChange(table, "column dropped", column))
+            elif now.columns[column] != type_oid:
+                changes.append(SchemaChange(table, "column retyped", column))
+        changes += [SchemaChange(table, "column added", c) for c in now.columns if c not in before.columns]
+        if before.leaves is not None and now.leaves is not None:
+            changes += [
+                SchemaChange(table, "partition detached", name, oid)
+                for oid, name in before.leaves.items()
+                if oid not in now.leaves
+            ]
+            changes += [
+                SchemaChange(table, "partition added", name, oid)
+                for oid, name in now.leaves.items()
+                if oid not in before.leaves
+            ]
+    return changes

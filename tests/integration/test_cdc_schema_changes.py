@@ -1,0 +1,181 @@
+"""DDL that no change carries, against real servers: the snapshot records the mapped tables'
+shape, and CDC compares it with the catalog when it starts and every few seconds while it
+follows (docs/architecture.md, "Schema changes")."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from migrator.errors import TerminalError
+from tests.integration.test_cdc import (
+    _stop_followers,  # noqa: F401 - an autouse fixture
+    assert_documents,
+    flat_documents,
+    follow,
+    run,
+    transactions,
+    wait_for,
+)
+from tests.support.docs import Migration
+
+THINGS = (
+    "CREATE TABLE things (id integer PRIMARY KEY, name text, qty integer)",
+    "INSERT INTO things SELECT g, 'n' || g, g FROM generate_series(1, 3) g",
+)
+ACCOUNTS = (
+    "CREATE TABLE accounts (id integer, region text, name text, PRIMARY KEY (id, region)) PARTITION BY LIST (region)",
+    "CREATE TABLE accounts_eu PARTITION OF accounts FOR VALUES IN ('eu')",
+    "CREATE TABLE accounts_us PARTITION OF accounts FOR VALUES IN ('us')",
+    "INSERT INTO accounts VALUES (1, 'eu', 'a1'), (2, 'us', 'a2')",
+)
+WHEN = pytest.mark.parametrize("when", ["following", "between-runs"])
+
+
+@pytest.fixture
+def mig(
+    pg_url: str, mongo_url: str, mongo_db_name: str, tmp_path: Path, tmp_state_path: Path
+) -> Iterator[Migration]:
+    m = Migration(pg_url, mongo_url, mongo_db_name, tmp_path, tmp_state_path)
+    try:
+        yield m
+    finally:
+        m.close()
+
+
+def stops(mig: Migration, plan: Path, name: str, when: str, *ddl: str) -> TerminalError:
+    """Run `ddl` (which no change of a mapped row follows) while the run follows changes, or
+    between two runs; the run must stop by itself. Returns its error."""
+    if when == "between-runs":
+        transactions(mig, *ddl)
+        with pytest.raises(TerminalError) as raised:
+            run(mig, plan)
+        return raised.value
+    follower = follow(mig, plan, name)
+    transactions(mig, *ddl)
+    wait_for(lambda: not follower.alive, "the run to stop by itself", 60)
+    with pytest.raises(TerminalError) as raised:
+        follower.join()
+    return raised.value
+
+
+@WHEN
+@pytest.mark.parametrize(
+    ("ddl", "says"),
+    [
+        ("ALTER TABLE things DROP COLUMN qty", "was dropped"),
+        ("ALTER TABLE things ALTER COLUMN qty TYPE bigint", "changed type"),
+    ],
+    ids=["drop", "retype"],
+)
+def test_a_mapped_column_dropped_or_retyped_without_a_change_after_it(
+    mig: Migration, ddl: str, says: str, when: str
+) -> None:
+    name = f"cdc-shape-{says.split()[-1]}-{when}"
+    mig.sql(*THINGS)
+    plan = mig.plan("- {name: things, from: things, key: id}", name=name)
+    run(mig, plan, "snapshot")
+    run(mig, plan)  # CDC started once: the next run resumes it
+    error = stops(mig, plan, name, when, ddl)
+    assert f"column public.things.qty {says}" in str(error)
+    assert [d["qty"] for d in mig.documents("things")] == [1, 2, 3]
+
+
+def test_a_mapped_table_dropped_while_following_stops_the_run(mig: Migration) -> None:
+    # (Dropped between runs, the next run's preflight refuses the plan.)
+    name = "cdc-shape-table-dropped"
+    mig.sql(*THINGS)
+    plan = mig.plan("- {name: things, from: things, key: id}", name=name)
+    run(mig, plan, "snapshot")
+    error = stops(mig, plan, name, "following", "DROP TABLE things")
+    assert "table public.things was dropped (DROP TABLE)" in str(error)
+
+
+def test_a_mapped_table_renamed_stops_the_run_until_renamed_back(mig: Migration) -> None:
+    name = "cdc-shape-table-renamed"
+    mig.sql(*THINGS)
+    plan = mig.plan("- {name: things, from: things, key: id}", name=name)
+    run(mig, plan, "snapshot")
+    error = stops(mig, plan, name, "following", "ALTER TABLE things RENAME TO stuff")
+    assert "table public.things was renamed to public.stuff" in str(error)
+    assert error.hint is not None
+    fix = error.hint.split(";")[0]
+    assert fix == "ALTER TABLE public.stuff RENAME TO things"
+    mig.sql(fix)  # PostgreSQL accepts it, and the run goes on
+    transactions(mig, "UPDATE things SET qty = 20 WHERE id = 2")
+    run(mig, plan)
+    assert_documents(mig, "things", flat_documents(mig, "SELECT id, name, qty FROM things"))
+
+
+@pytest.mark.parametrize(
+    ("when", "ddl", "says"),
+    [
+        ("following", ("ALTER TABLE accounts DETACH PARTITION accounts_us",), "detached (DETACH PARTITION)"),
+        (
+            "between-runs",
+            ("ALTER TABLE accounts DETACH PARTITION accounts_us",),
+            "detached (DETACH PARTITION)",
+        ),
+        ("between-runs", ("DROP TABLE accounts_us",), "dropped (DROP TABLE)"),
+    ],
+    ids=["detach-following", "detach", "drop"],
+)
+def test_a_partition_detached_or_dropped_stops_the_run(
+    mig: Migration, when: str, ddl: tuple[str, ...], says: str
+) -> None:
+    name = f"cdc-shape-partition-{says.split()[0]}-{when}"
+    mig.sql(*ACCOUNTS)
+    plan = mig.plan("- {name: accounts, from: accounts, key: [id, region]}", name=name)
+    run(mig, plan, "snapshot")
+    error = stops(mig, plan, name, when, *ddl)
+    assert f"partition public.accounts_us of public.accounts was {says}" in str(error)
+    assert len(mig.documents("accounts")) == 2
+
+
+def test_a_partition_attached_with_rows_stops_the_run(mig: Migration) -> None:
+    name = "cdc-shape-attached"
+    mig.sql(*ACCOUNTS)
+    plan = mig.plan("- {name: accounts, from: accounts, key: [id, region]}", name=name)
+    run(mig, plan, "snapshot")
+    error = stops(
+        mig,
+        plan,
+        name,
+        "following",
+        "CREATE TABLE accounts_asia (id integer NOT NULL, region text NOT NULL, name text)",
+        "INSERT INTO accounts_asia VALUES (3, 'asia', 'loaded before it was attached')",
+        "ALTER TABLE accounts ATTACH PARTITION accounts_asia FOR VALUES IN ('asia')",
+    )
+    assert "partition public.accounts_asia was attached to public.accounts (ATTACH PARTITION)" in str(error)
+
+
+def test_partitions_created_or_attached_empty_are_followed(mig: Migration) -> None:
+    name = "cdc-shape-new-partitions"
+    mig.sql(*ACCOUNTS)
+    plan = mig.plan("- {name: accounts, from: accounts, key: [id, region]}", name=name)
+    run(mig, plan, "snapshot")
+    follower = follow(mig, plan, name)
+    transactions(
+        mig,
+        [
+            "CREATE TABLE accounts_asia PARTITION OF accounts FOR VALUES IN ('asia')",
+            "INSERT INTO accounts VALUES (3, 'asia', 'a3')",
+        ],
+        "CREATE TABLE accounts_af (id integer NOT NULL, region text NOT NULL, name text)",
+        "ALTER TABLE accounts ATTACH PARTITION accounts_af FOR VALUES IN ('af')",
+        "INSERT INTO accounts VALUES (4, 'af', 'a4')",
+        "UPDATE accounts SET region = 'asia' WHERE id = 1",
+    )
+    wait_for(lambda: len(mig.documents("accounts")) == 4 or not follower.alive, "the new rows")
+    follower.finish()
+    run(mig, plan)  # a run that starts compares the catalog with the snapshot's: no stop
+    assert_documents(
+        mig,
+        "accounts",
+        [
+            {"_id": {"id": r[0], "region": r[1]}, "name": r[2]}
+            for r in mig.rows("SELECT id, region, name FROM accounts")
+        ],
+    )
