@@ -56,6 +56,7 @@ from migrator.adapters.postgres.pgoutput import (
     lsn_to_int,
     lsn_to_str,
 )
+from migrator.adapters.postgres.publication import publishing
 from migrator.adapters.postgres.reading import key_text
 from migrator.adapters.postgres.replication import (
     Idle,
@@ -65,7 +66,7 @@ from migrator.adapters.postgres.replication import (
     SlotMonitor,
 )
 from migrator.adapters.postgres.shapes import SchemaChange, ShapeReader, TableShape, compare, shapes_from_json
-from migrator.adapters.postgres.snapshot import Coordinator, SnapshotReader
+from migrator.adapters.postgres.snapshot import Coordinator, PublicationManager, SnapshotReader
 from migrator.adapters.postgres.values import ValueParser
 from migrator.engine.context import PlanView, RunContext
 from migrator.engine.events import BatchApplied, CdcProgress, ErrorRaised, Notice
@@ -74,6 +75,7 @@ from migrator.engine.throttle import Throttler
 from migrator.errors import InternalError, MigratorError, SourceError, TerminalError, TransientError
 from migrator.mapping.assemble import Assembler
 from migrator.mapping.changes import ChangeMapper, fill_unchanged
+from migrator.mapping.columns import columns_read
 from migrator.mapping.lookup import MappedDocuments
 from migrator.mapping.spec import resolve
 from migrator.phases.oracle import DualWriteOracle
@@ -294,6 +296,7 @@ class CdcPhase:
         # begun before it was recorded) the catalog's when CDC started.
         self._baseline: dict[str, TableShape] | None = None
         self._accepted_leaves: set[int] = set()  # partitions added since, checked: no rows from before
+        self._widened: set[tuple[str, str]] = set()  # (table, column) added since and now published
         self._expected_columns: dict[str, dict[str, ColumnInfo]] = {}
         self._mapper = self._build_mapper()
         target = ctx.target
@@ -351,6 +354,14 @@ class CdcPhase:
         tables = self.ctx.source_info.tables
         identity = {name: info.identity_columns for name, info in tables.items()}
         self._expected_columns = {name: {c.name: c for c in info.columns} for name, info in tables.items()}
+        # Per table, the publication's column list (None: every column is published): a Relation
+        # message names only these (docs/architecture.md, "Publication column lists").
+        read = columns_read(self.ctx.collections)
+        version = self.ctx.source_info.server.version_num
+        self._published: dict[str, frozenset[str] | None] = {}
+        for name, info in tables.items():
+            listed = publishing(info, read.get(name), version).columns
+            self._published[name] = None if listed is None else frozenset(listed)
         # Per table, the columns that say where its row is: each level's key and link.
         self._locating: dict[str, tuple[str, ...]] = {}
 
@@ -384,7 +395,12 @@ class CdcPhase:
         stored = self._generated.stored(message.relation_id)
         absent = {n: c for n, c in stored.items() if n not in current}
         current.update({n: c.type_oid for n, c in absent.items()})
-        known = {n: c.type_oid for n, c in expected.items()}
+        listed = self._published.get(table)
+        known = {
+            n: c.type_oid
+            for n, c in expected.items()
+            if listed is None or n in listed or c.generated is not None or n in stored
+        }
         if current != known:
             self._schema_changed(table, current)
             expected = self._expected_columns[table]
@@ -567,7 +583,14 @@ class CdcPhase:
                 "converts it as it was",
                 hint="roll back and start again, so that the snapshot and the changes agree on the type",
             )
-        if change.kind == "column added" and first and subject in self._mapped_columns(table):
+        if change.kind == "column added" and self._published.get(table) is not None and mapped:
+            # The publication's column list was fixed when it was made: a column added since is
+            # not published until the list names it. Widen it, so that changed rows carry the
+            # column from here on, as they do where every column is published.
+            if (table, subject) not in self._widened:
+                self._widened.add((table, subject))
+                self._widen_publication(table, subject)
+        elif change.kind == "column added" and first and subject in self._mapped_columns(table):
             self.ctx.events.emit(
                 Notice(
                     "warn",
@@ -685,6 +708,36 @@ class CdcPhase:
                     "rows that do not change lack them until verify --repair copies them",
                 )
             )
+
+    def _widen_publication(self, table: str, column: str) -> None:
+        """Publish `column`, added to `table` since the publication was made, where the mapping
+        takes it: the publication is made to list what the mapping on today's catalog reads."""
+        endpoint = self.ctx.source.endpoint
+        with endpoint.connect() as conn:
+            info = PostgresInspector(conn, endpoint.name, endpoint.secrets).table(table)
+        if info is None:
+            return  # dropped meanwhile: the next schema check stops the run
+        tables = dict(self.ctx.source_info.tables)
+        tables[table] = info
+        source_info = type(self.ctx.source_info)(self.ctx.source_info.server, tables, ())
+        resolution = resolve(list(self.ctx.plan.collections), source_info)
+        if not resolution.ok:
+            return  # the Relation message that carries the column stops the run, saying why
+        read = columns_read(resolution.collections)
+        PublicationManager(endpoint).ensure_publication(
+            self.publication,
+            {t: read[t] for t in dict.fromkeys(t for c in resolution.collections for t in c.tables())},
+        )
+        listed = publishing(info, read.get(table), source_info.server.version_num).columns
+        self._published[table] = None if listed is None else frozenset(listed)
+        self.ctx.events.emit(
+            Notice(
+                "warn",
+                f"column {column} added to {table} since the snapshot: publication {self.publication} now publishes "
+                "it, and changed rows carry it from here on; documents of rows that do not change, and of rows "
+                "changed before it was published, lack it until `migrator verify --repair` copies them",
+            )
+        )
 
     def _takes_by_default(self, table: str, column: str) -> bool:
         """Whether the plan would map `column` of `table`: it lists no `fields` there (so every
