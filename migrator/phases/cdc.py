@@ -70,6 +70,7 @@ from migrator.errors import SourceError, TerminalError, TransientError
 from migrator.mapping.assemble import Assembler
 from migrator.mapping.changes import ChangeMapper
 from migrator.mapping.lookup import MappedDocuments
+from migrator.mapping.source_reads import SourceReads
 from migrator.mapping.spec import resolve
 from migrator.phases.oracle import DualWriteOracle
 from migrator.plan.names import cdc_checkpoint_id, publication_name, reverse_origin_name, slot_name
@@ -197,6 +198,8 @@ class CdcPhase:
             cdc_checkpoint_id(ctx.plan.name),
             transactions=info.transactions,
             current=self._current_document,
+            # Embedded content a change names only by link values (mapping/reads.py).
+            reads=SourceReads(ctx.source.endpoint),
         )
         # cdc.apply: false: nothing is written but the checkpoint; the oracle checks the
         # application's own writes instead (phases/oracle.py).
