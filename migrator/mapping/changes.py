@@ -574,8 +574,10 @@ class ChangeMapper:
                 return Location(
                     parent.filter, parent.child(f"{as_}.$[{name}]"), (*parent.array_filters, own), parent.many
                 )
-            # A sub-document: its parent decides which one it is; the conditions move up.
-            parent = self._locate(level.parent, up, depth + 1, {f"{as_}.{k}": c for k, c in where.items()})
+            # A sub-document: its parent decides which one it is; the conditions move up. Writes go
+            # inside it, so it must be there: a lookup's place holds null until its row is read.
+            inside = {as_: {"$type": "object"}, **{f"{as_}.{k}": c for k, c in where.items()}}
+            parent = self._locate(level.parent, up, depth + 1, inside)
             return Location(parent.filter, parent.child(as_), parent.array_filters, parent.many)
         # The parent's 'on' values are unknown: find the element by its own values anywhere.
         return self._find(level, match, where, f"p{depth}")
