@@ -416,14 +416,14 @@ def test_pagila_lookups_follow_a_concurrent_workload(mig: Migration) -> None:
 
 
 def test_repointed_unique_link_is_re_embedded(mig: Migration) -> None:
-    """The tester's case that `plan` accepted before: a unique link held by the parent. Each
-    change below left a wrong sub-document behind."""
+    """The tester's case that `plan` accepted before: a unique NOT NULL link held by the parent.
+    Each change below left a wrong sub-document behind."""
     mig.sql(
         "CREATE TABLE address (address_id integer PRIMARY KEY, address text NOT NULL)",
         "CREATE TABLE customer (customer_id integer PRIMARY KEY, name text NOT NULL,"
-        " address_id integer UNIQUE REFERENCES address)",
-        "INSERT INTO address SELECT g, 'street ' || g FROM generate_series(1, 6) g",
-        "INSERT INTO customer VALUES (1, 'a', 1), (2, 'b', 2), (3, 'c', NULL)",
+        " address_id integer NOT NULL UNIQUE REFERENCES address)",
+        "INSERT INTO address SELECT g, 'street ' || g FROM generate_series(1, 9) g",
+        "INSERT INTO customer VALUES (1, 'a', 1), (2, 'b', 2), (3, 'c', 3), (6, 'f', 9)",
     )
     plan = mig.plan(
         "- {name: customers, from: customer, key: customer_id,"
@@ -434,11 +434,20 @@ def test_repointed_unique_link_is_re_embedded(mig: Migration) -> None:
     transactions(
         mig,
         "UPDATE customer SET address_id = 4 WHERE customer_id = 1",  # re-pointed: address 4 embedded
-        "UPDATE customer SET address_id = 5 WHERE customer_id = 3",  # from NULL
-        "UPDATE customer SET address_id = NULL WHERE customer_id = 2",  # to NULL
-        "INSERT INTO customer VALUES (4, 'd', 2)",  # inserted: address 2 exists before it
-        ["INSERT INTO address VALUES (7, 'street 7')", "INSERT INTO customer VALUES (5, 'e', 7)"],
+        "UPDATE customer SET address_id = 8 WHERE customer_id = 6",  # ... and nothing else changes
+        "INSERT INTO customer VALUES (4, 'd', 5)",  # inserted: address 5 exists before it
+        ["INSERT INTO address VALUES (10, 'street 10')", "INSERT INTO customer VALUES (5, 'e', 10)"],
         "UPDATE address SET address = 'changed' WHERE address_id = 4",
+        # Re-pointed, then the new address changed, in one transaction.
+        [
+            "UPDATE customer SET address_id = 6 WHERE customer_id = 2",
+            "UPDATE address SET address = 'six' WHERE address_id = 6",
+        ],
+        # The address's key changed under its customer.
+        [
+            "UPDATE customer SET address_id = 7 WHERE customer_id = 3",
+            "UPDATE address SET address = 'seven' WHERE address_id = 7",
+        ],
     )
     run(mig, plan)
     streets = {r["address_id"]: r["address"] for r in records(mig, "SELECT * FROM address")}
@@ -447,7 +456,44 @@ def test_repointed_unique_link_is_re_embedded(mig: Migration) -> None:
             "_id": c["customer_id"],
             "name": c["name"],
             "address_id": c["address_id"],
-            "address": None if c["address_id"] is None else {"address": streets[c["address_id"]]},
+            "address": {"address": streets[c["address_id"]]},
+        }
+        for c in records(mig, "SELECT * FROM customer")
+    ]
+    assert_equal_to_sql(mig, "customers", expected)
+
+
+def test_null_links_and_rows_that_are_not_there(mig: Migration) -> None:
+    """A NULL link embeds null; without a foreign key, a link may name a row that does not exist
+    (null) until that row is inserted; a deleted row leaves null behind; its key change moves it."""
+    mig.sql(
+        "CREATE TABLE address (address_id integer PRIMARY KEY, address text NOT NULL)",
+        "CREATE TABLE customer (customer_id integer PRIMARY KEY, address_id integer)",
+        "INSERT INTO address SELECT g, 'street ' || g FROM generate_series(1, 3) g",
+        "INSERT INTO customer VALUES (1, 1), (2, 1), (3, NULL), (4, 8), (5, 2), (6, 9)",
+    )
+    plan = mig.plan(
+        "- {name: customers, from: customer, key: customer_id,"
+        " embed: [{as: address, from: address, on: {address_id: address_id}, many: false}]}",
+        name="cdc-null-links",
+    )
+    run(mig, plan, "snapshot")
+    transactions(
+        mig,
+        "UPDATE customer SET address_id = 3 WHERE customer_id = 3",  # from NULL
+        "UPDATE customer SET address_id = NULL WHERE customer_id = 2",  # to NULL
+        "INSERT INTO address VALUES (8, 'street 8')",  # customer 4 named it before it existed
+        "DELETE FROM address WHERE address_id = 2",  # customer 5 still names it
+        "UPDATE address SET address_id = 9 WHERE address_id = 1",  # now customer 6's, no longer 1's
+        "INSERT INTO customer VALUES (7, 9), (8, 1)",
+    )
+    run(mig, plan)
+    streets = {r["address_id"]: r["address"] for r in records(mig, "SELECT * FROM address")}
+    expected = [
+        {
+            "_id": c["customer_id"],
+            "address_id": c["address_id"],
+            "address": {"address": streets[c["address_id"]]} if c["address_id"] in streets else None,
         }
         for c in records(mig, "SELECT * FROM customer")
     ]
