@@ -18,6 +18,7 @@ Expected documents are built from plain SQL in this file, never with migrator's 
 from __future__ import annotations
 
 import random
+import textwrap
 import threading
 from collections import defaultdict
 from collections.abc import Iterator
@@ -27,6 +28,12 @@ from typing import Any
 import psycopg
 import pytest
 
+from migrator.adapters.mongodb import MongoTarget
+from migrator.adapters.postgres import PostgresSource
+from migrator.mapping.affected import AffectedDocuments
+from migrator.mapping.lookup import MappedDocuments
+from migrator.mapping.spec import resolve, tables_of
+from migrator.plan import parse_plan
 from tests.integration.test_cdc import _FOLLOWERS, follow, records, run, toasted_rows, transactions
 from tests.support.docs import Migration, sorted_documents, typed
 
@@ -663,3 +670,41 @@ def test_unchanged_toasted_links_are_never_written(mig: Migration) -> None:
             for c in records(mig, "SELECT * FROM coded")
         ],
     )
+
+
+# -- documents a change touches (the dual-write oracle, cutover's final check) ---------------------
+
+
+def test_every_document_that_embeds_a_changed_row_is_found(mig: Migration) -> None:
+    """What the oracle and cutover's last check ask: which documents does this row change touch?
+    For a lookup's row, every document whose link names it (one only, before)."""
+    mig.sql(*PAGILA)
+    plan = parse_plan(
+        "version: 1\nsource: {adapter: postgres, url: x}\ntarget: {adapter: mongodb, url: y, database: z}\n"
+        "collections:\n" + textwrap.indent(textwrap.dedent(PAGILA_PLAN).strip() + "\n", "  "),
+        env={},
+    )
+    source = PostgresSource(mig.pg_url)
+    try:
+        tables = [t for c in plan.collections for t in tables_of(c)]
+        info = source.inspect(tables)
+        resolution = resolve(list(plan.collections), info)
+        assert resolution.ok
+        identity = {name: t.identity_columns for name, t in info.tables.items()}
+        affected = AffectedDocuments(resolution.collections, identity)
+        documents = MappedDocuments(
+            resolution.collections, source.endpoint, MongoTarget(mig.mongo_url, mig.database)
+        )
+        try:
+            refs = affected.update("public.address", None, {"address_id": 8, "address": "x", "city_id": 3})
+            refs += affected.update("public.film", None, {"film_id": 2, "title": "t", "length": 1})
+            found = documents.resolve(refs)["customers"]
+        finally:
+            documents.close()
+    finally:
+        source.close()
+    expected = mig.rows(
+        "SELECT customer_id::text FROM customer WHERE address_id = 8 UNION SELECT r.customer_id::text FROM rental r"
+        " JOIN inventory i USING (inventory_id) WHERE i.film_id = 2"
+    )
+    assert sorted(found.texts) == sorted(tuple(r) for r in expected) and len(expected) > 2
