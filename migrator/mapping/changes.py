@@ -22,8 +22,8 @@ Every write is idempotent, so replaying changes after a crash converges (invaria
   element with embedded arrays of its own, which the row does not carry. A link column that
   stays unchanged (outside the replica identity) means the link did not change.
 
-docs/architecture.md, "Lookup embeds" and "Embedded content read from the source", says why
-this converges.
+docs/architecture.md ("Embeds: owner and lookup", "Embedded content read from the source") says
+why this converges.
 """
 
 from __future__ import annotations
