@@ -690,6 +690,12 @@ def test_every_document_that_embeds_a_changed_row_is_found(mig: Migration) -> No
         info = source.inspect(tables)
         resolution = resolve(list(plan.collections), info)
         assert resolution.ok
+        # The catalog's foreign keys are recognised: rentals and phones name their parent through
+        # one (their new parents read them only when their transaction put them there first).
+        embeds = {e.as_: e for e in resolution.collections[0].document.embeds}
+        phones = embeds["address"].child.embeds[1]
+        assert embeds["rentals"].foreign_key and phones.foreign_key and not phones.lookup
+        assert embeds["address"].lookup and not embeds["address"].foreign_key
         identity = {name: t.identity_columns for name, t in info.tables.items()}
         affected = AffectedDocuments(resolution.collections, identity)
         documents = MappedDocuments(
