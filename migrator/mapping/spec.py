@@ -309,6 +309,17 @@ class _Resolver:
         parent_link = f"{parent.name}({', '.join(parent_cols)})"
         child_link = f"{table.name}({', '.join(child_cols)})"
         if not plan.many and child_unique:
+            self.findings.append(
+                Finding(
+                    "mapping.embed_lookup",
+                    Severity.INFO,
+                    parent_link,
+                    f"embed '{plan.as_}' is a lookup: {parent_link} names one {child_link} row, which every "
+                    f"document naming it embeds; CDC writes a change of that row to each of them, and reads "
+                    f"it from the source for a {parent.name} row inserted or re-pointed",
+                    "",
+                )
+            )
             return True
         if plan.many:
             # The snapshot would copy one child row into the arrays of several documents, and
