@@ -394,7 +394,7 @@ def test_pagila_lookups_follow_a_concurrent_workload(mig: Migration) -> None:
     follower = follow(mig, plan, "cdc-pagila")
     workload = LookupWorkload(mig.pg_url, seed=17)
     stop = threading.Event()
-    writer = threading.Thread(target=workload.run, args=(400, stop), daemon=True)
+    writer = threading.Thread(target=workload.run, args=(800, stop), daemon=True)
     writer.start()
     writer.join(300)
     stop.set()
