@@ -25,7 +25,7 @@ from migrator.plan.loader import required_variables
 from migrator.rollback import Rollback, RollbackResult, Step
 from migrator.runbook import build_runbook
 from migrator.runner import Runner, RunOutcome, StoreSink, Until
-from migrator.state import SQLiteStateStore, resolve_state_path
+from migrator.state import STATE_ENV, SQLiteStateStore, resolve_state_path
 from migrator.status import StatusReport, gather
 from migrator.switchback import Switchback, SwitchbackResult, SwitchbackStep
 from migrator.switchover import Switchover, SwitchoverOutcome
@@ -67,7 +67,7 @@ def run(
     until `stop` is set. Setting `stop` finishes the work in flight, checkpoints it and
     returns. Events go to `sinks` and to the state store's event log."""
     loaded = load(path, env)
-    store_path = resolve_state_path(state, loaded.name)
+    store_path = resolve_state_path(state, loaded.name, plan_file=path)
     source = source_for(loaded.source.adapter, loaded.source.url.get_secret_value())
     target = target_for(loaded.target.adapter, loaded.target.url.get_secret_value(), loaded.target.database)
     with SQLiteStateStore(store_path) as store, source, target:
@@ -124,7 +124,7 @@ def verify(
         settings = type(settings).model_validate({**settings.model_dump(), **overrides})
     source = source_for(loaded.source.adapter, loaded.source.url.get_secret_value())
     target = target_for(loaded.target.adapter, loaded.target.url.get_secret_value(), loaded.target.database)
-    with SQLiteStateStore(resolve_state_path(state, loaded.name)) as store, source, target:
+    with SQLiteStateStore(resolve_state_path(state, loaded.name, plan_file=path)) as store, source, target:
         report = run_preflight(loaded, source, target, scan_data=False)
         if report.source is None or not report.collections:
             raise PreflightFailed([f"{f.check} {f.subject}: {f.message}" for f in report.failures])
@@ -154,7 +154,9 @@ def status(
     reached is reported as such (`report.source.reachable`), never raised, and what the state
     store knows is still reported. `report.run` is None when the plan has no run."""
     loaded = load(path, env)
-    return gather(loaded, resolve_state_path(state, loaded.name), history=history, live=live)
+    explicit = state not in (None, "") or bool(os.environ.get(STATE_ENV))
+    store_path = resolve_state_path(state, loaded.name, plan_file=path)
+    return gather(loaded, store_path, history=history, live=live, explicit=explicit)
 
 
 def rollback(
@@ -179,7 +181,7 @@ def rollback(
     loaded = load(path, env)
     source = source_for(loaded.source.adapter, loaded.source.url.get_secret_value())
     target = target_for(loaded.target.adapter, loaded.target.url.get_secret_value(), loaded.target.database)
-    with SQLiteStateStore(resolve_state_path(state, loaded.name)) as store, source, target:
+    with SQLiteStateStore(resolve_state_path(state, loaded.name, plan_file=path)) as store, source, target:
         events = EventBus(*sinks)
         undo = Rollback(loaded, store, events, source, target)
         run_id = undo.run_record.id
@@ -190,7 +192,11 @@ def rollback(
                 f"run {undo.run_record.id} of plan {loaded.name} has not cut over: there is no cutover to undo",
                 hint="`migrator rollback` (or --to start) rolls the whole migration back",
             )
-        back = Switchback(Runner(loaded, store, events, source, target)) if cut_over else None
+        back = (
+            Switchback(Runner(loaded, store, events, source, target, command="migrator rollback"))
+            if cut_over
+            else None
+        )
         if preview:
             steps: list[Step | SwitchbackStep] = list(back.steps()) if back is not None else []
             if chosen == "start":
@@ -225,8 +231,8 @@ def cutover(
     loaded = load(path, env)
     source = source_for(loaded.source.adapter, loaded.source.url.get_secret_value())
     target = target_for(loaded.target.adapter, loaded.target.url.get_secret_value(), loaded.target.database)
-    with SQLiteStateStore(resolve_state_path(state, loaded.name)) as store, source, target:
-        runner = Runner(loaded, store, EventBus(*sinks), source, target)
+    with SQLiteStateStore(resolve_state_path(state, loaded.name, plan_file=path)) as store, source, target:
+        runner = Runner(loaded, store, EventBus(*sinks), source, target, command="migrator cutover")
         if stop is not None:
             runner.stop_event = stop
         return Switchover(runner).run(follow=follow)
@@ -283,7 +289,7 @@ def throttle(
     started later applies it from its start. The change is kept in the run's event log."""
     loaded = load(path, env)
     changes = control_changes(pause=pause, chunk_rows=chunk_rows, max_lag=max_lag, reset=reset)
-    store_path = resolve_state_path(state, loaded.name)
+    store_path = resolve_state_path(state, loaded.name, plan_file=path)
     no_run = TerminalError(
         f"plan {loaded.name} has no active run to throttle",
         hint="`migrator run` starts one (and --state or MIGRATOR_STATE name its state file)",

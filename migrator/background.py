@@ -20,7 +20,6 @@ from migrator.mapping.lookup import MappedDocuments
 from migrator.phases.cdc import CdcPhase, ChangeObserver
 from migrator.phases.reverse import ReverseResult, ReverseSync
 from migrator.phases.touched import TouchedDocuments
-from migrator.plan.names import slot_name
 
 
 class Background:
@@ -72,7 +71,7 @@ class CdcFollower(Background):
         try:
             while True:
                 self.raise_if_failed()
-                state = monitor.state(slot_name(ctx.plan.name))
+                state = monitor.state(ctx.run.slot)
                 if state is not None and state["active"]:
                     return
                 if time.monotonic() > deadline:

@@ -113,3 +113,17 @@ class StateError(TerminalError):
 
 class ActiveRunExists(StateError):
     """A plan already has an active run; a second one would race it."""
+
+
+class StateDiskFull(StateError):
+    """The filesystem holding the state file is full (SQLITE_FULL, or ENOSPC from the OS). What
+    the failed write would have recorded is redone on resume; nothing recorded is lost."""
+
+
+class RunInUse(TerminalError):
+    """Another migrator process works on the plan's run in this state file now."""
+
+
+class OwnedByAnotherRun(TerminalError):
+    """The target's ownership record (or the source's slots) say that another run of the plan owns
+    its data: this run must not touch it."""

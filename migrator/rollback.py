@@ -4,16 +4,22 @@ Steps, in reverse phase order (CDC, then snapshot), each idempotent and each rec
 'rollback' checkpoint when done, so that a rollback interrupted by a crash is finished by
 running it again (a recorded step is not redone):
 
-  1. check: no `migrator run` holds the slot (stop it first);
+  1. check: no other process works on the run (the state file's lease), no `migrator run` holds
+     the slot (stop it first), and the target's ownership record names this run;
   2. remove CDC's checkpoint document from the target's `_migrator` collection;
-  3. drop the replication slot (the source stops retaining WAL for it);
-  4. drop the publication;
+  3. drop the run's replication slot (the source stops retaining WAL for it);
+  4. drop the publication if the run created it (one it found is kept, as is one another run of
+     the plan streams through);
   5. target collections: drop those the run created; one that existed empty is emptied again
      and loses the indexes migrator added; one that held documents before is kept (the run's
      documents cannot be told from the earlier ones), or dropped with force;
-  6. mark the run rolled back.
+  6. release the target: the run's remaining `_migrator` records and its ownership record go,
+     and `_migrator` itself when the run created it and it is empty; last, so that no other run
+     can claim the target while this one still removes what it created;
+  7. mark the run rolled back.
 
 After that, nothing of the run is left on either side, and `migrator run` starts afresh.
+Nothing is dropped that the run cannot prove it created (docs/architecture.md, "One owner").
 A run that has cut over is refused here: migrator/switchback.py first makes the source
 primary again (api.rollback runs it before this one).
 """
@@ -27,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from migrator.adapters.mongodb import MongoTarget
+from migrator.adapters.mongodb.ownership import refusal
 from migrator.adapters.postgres import PostgresSource
 from migrator.adapters.postgres.replication import SlotMonitor
 from migrator.adapters.postgres.reverse_writer import ReverseWriter
@@ -35,7 +42,13 @@ from migrator.engine.events import EventBus, Notice, RollbackStepDone
 from migrator.errors import MigratorError, TerminalError
 from migrator.phases.cutover import switched, switching_back
 from migrator.plan.models import Plan
-from migrator.plan.names import cdc_checkpoint_id, publication_name, reverse_origin_name, slot_name
+from migrator.plan.names import (
+    cdc_checkpoint_id,
+    is_slot_of,
+    publication_name,
+    reverse_marker_id,
+    reverse_origin_name,
+)
 from migrator.state.store import RunRecord, StateStore
 
 PHASE = "rollback"
@@ -72,16 +85,23 @@ class Rollback:
         self.events = events
         self.source = source
         self.target = target
-        self.slot = slot_name(plan.name)
         self.publication = publication_name(plan.name)
         self.run_record = self._find_run()
+        self.slot = self.run_record.slot
 
     def _find_run(self) -> RunRecord:
         candidates = [r for r in self.store.runs(self.plan.name) if r.status in ("active", "failed")]
         if not candidates:
+            where = getattr(self.store, "path", "this state file")
+            owner = self.target.ownership(self.plan.name).read()
+            hint = (
+                f"the target's ownership record names {owner.describe()}: "
+                f"`migrator rollback PLAN --state {owner.state}`"
+                if owner is not None
+                else "`migrator status` lists the plan's runs"
+            )
             raise NothingToRollBack(
-                f"plan {self.plan.name} has no active or failed run to roll back",
-                hint="`migrator status` lists the plan's runs",
+                f"plan {self.plan.name} has no active or failed run to roll back in {where}", hint=hint
             )
         return candidates[-1]
 
@@ -97,7 +117,7 @@ class Rollback:
             ),
             Step("cdc_checkpoint", f"delete CDC's checkpoint document from {database}._migrator", "target"),
             Step("slot", f"drop replication slot {self.slot}", "source"),
-            Step("publication", f"drop publication {self.publication}", "source"),
+            Step("publication", self._publication_step(), "source"),
             Step("reverse", "remove reverse sync's checkpoint and replication origin (if any)", "source"),
         ]
         before = self._collections_before()
@@ -112,8 +132,38 @@ class Rollback:
             else:
                 text = f"keep collection {database}.{c.name}: it held {held:,} documents before the run"
             steps.append(Step(f"collection:{c.name}", text, "target"))
+        steps.append(
+            Step(
+                "release",
+                f"delete the run's records and its ownership record from {database}._migrator (and the "
+                "collection, if the run created it and nothing else is left in it)",
+                "target",
+            )
+        )
         steps.append(Step("finish", f"mark run {self.run_record.id} rolled back", "state"))
         return steps
+
+    def _publication_created(self) -> bool | None:
+        """Whether the run created the publication: None when it did not record it (runs begun
+        by an earlier version), False too when the run never reached the point of creating it."""
+        checkpoints = self.store.checkpoints(self.run_record.id, "snapshot")
+        for c in checkpoints:
+            if c.label == "source_before":
+                return not c.detail.get("publication_existed", True)
+        for c in checkpoints:
+            if c.label == "slot" and "publication_created" in c.detail:
+                return bool(c.detail["publication_created"])
+        if not any(c.label == "target_before" for c in checkpoints):
+            return False  # it never reached the snapshot's start: it created nothing
+        return None
+
+    def _publication_step(self) -> str:
+        created = self._publication_created()
+        if created:
+            return f"drop publication {self.publication} (created by the run)"
+        if created is None:
+            return f"keep publication {self.publication}: the run did not record whether it created it"
+        return f"keep publication {self.publication}: the run did not create it"
 
     def _collections_before(self) -> dict[str, int | None]:
         before = next(
@@ -137,6 +187,7 @@ class Rollback:
             "slot": self._drop_slot,
             "publication": self._drop_publication,
             "reverse": self._forget_reverse,
+            "release": self._release,
         }
         before = self._collections_before()
         for c in self.plan.collections:
@@ -163,6 +214,13 @@ class Rollback:
         return result
 
     def _check(self, force: bool) -> str:
+        # No other process works on this run through this state file (refused at once, naming it).
+        self.store.hold(self.plan.name, "migrator rollback")
+        owner = self.target.ownership(self.plan.name).read()
+        if owner is not None and owner.run_id != self.run_record.id:
+            # The target's data belongs to another run: removing "this run's" collections and
+            # checkpoint would destroy that run's work.
+            raise refusal(owner, self.plan.target.database, this_run=self.run_record.id)
         monitor = SlotMonitor(self.source.endpoint)
         try:
             state = monitor.state(self.slot)
@@ -212,8 +270,24 @@ class Rollback:
         return "dropped" if dropped else "did not exist"
 
     def _drop_publication(self) -> str:
+        created = self._publication_created()
+        if created is None:
+            return (
+                f"kept: the run (begun by an earlier migrator) did not record whether it created it; if nothing "
+                f"else uses it: DROP PUBLICATION {self.publication};"
+            )
+        if not created:
+            return "kept: the run did not create it"
+        slots = self.source.inspect([]).server.existing_slots
+        others = [s for s in slots if s != self.slot and is_slot_of(self.plan.name, s)]
+        if others:
+            return f"kept: another run of plan {self.plan.name} streams through it (slot {', '.join(others)})"
         PublicationManager(self.source.endpoint).drop_publication(self.publication)
-        return "dropped (if it existed)"
+        return "dropped"
+
+    def _release(self) -> str:
+        records = [cdc_checkpoint_id(self.plan.name), reverse_marker_id(self.plan.name)]
+        return self.target.ownership(self.plan.name).release(self.run_record.id, records)
 
     def _collection(self, name: str, held: int | None, force: bool) -> str:
         if held == -1:

@@ -2,6 +2,11 @@
 
 Sits above phases/ (phases never import it). It owns the run record: a run stays active
 until it finishes or is rolled back, so that `migrator run` after any crash resumes it.
+
+One owner (docs/architecture.md): before anything is read or written, the plan's lease in the
+state file is taken (one process per run), and the target's ownership record must name this
+run or no run at all; a new run claims it before it creates anything, and its slot carries
+its id.
 """
 
 from __future__ import annotations
@@ -9,14 +14,18 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
+import socket
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from migrator.adapters.mongodb import MongoTarget
+from migrator.adapters.mongodb.ownership import OwnerRecord
 from migrator.adapters.postgres import PostgresSource
 from migrator.adapters.postgres.load import SourceLoad
+from migrator.adapters.postgres.snapshot import PublicationManager
 from migrator.background import ReverseFollower, follow_cdc
 from migrator.engine.context import RunContext
 from migrator.engine.events import (
@@ -31,7 +40,7 @@ from migrator.engine.events import (
     RunStarted,
 )
 from migrator.engine.throttle import Throttler
-from migrator.errors import MigratorError, PreflightFailed, TerminalError
+from migrator.errors import MigratorError, OwnedByAnotherRun, PreflightFailed, TerminalError
 from migrator.phases.cdc import CdcPhase, CdcResult
 from migrator.phases.cutover import switched
 from migrator.phases.preflight import PreflightReport, run_preflight
@@ -39,7 +48,9 @@ from migrator.phases.reverse import ReverseSync
 from migrator.phases.snapshot import SnapshotPhase, SnapshotResult
 from migrator.phases.verify import Verifier, VerifyReport, key_types_of
 from migrator.plan.models import Plan
-from migrator.state.store import StateStore
+from migrator.plan.names import legacy_slot_name, publication_name, slot_name
+from migrator.state import new_run_id
+from migrator.state.store import RunRecord, StateStore
 
 Until = Literal["snapshot", "caught-up", "verified", "stopped"]
 PHASES: tuple[str, ...] = ("snapshot", "cdc")
@@ -122,13 +133,21 @@ class RunOutcome:
 
 class Runner:
     def __init__(
-        self, plan: Plan, store: StateStore, events: EventBus, source: PostgresSource, target: MongoTarget
+        self,
+        plan: Plan,
+        store: StateStore,
+        events: EventBus,
+        source: PostgresSource,
+        target: MongoTarget,
+        *,
+        command: str = "migrator run",
     ) -> None:
         self.plan = plan
         self.store = store
         self.events = events
         self.source = source
         self.target = target
+        self.command = command  # names this process to another one that finds the run in use
         self.stop_event = threading.Event()
 
     def stop(self) -> None:
@@ -255,7 +274,10 @@ class Runner:
 
     def open(self, *, existing: bool = False) -> tuple[RunContext, PreflightReport, bool]:
         """Preflight, then the plan's active run (begun unless `existing`, which requires one)
-        and the context its phases work with; also whether the run was resumed."""
+        and the context its phases work with; also whether the run was resumed. Refuses at once
+        while another process works on the run in this state file, and refuses a run that the
+        target's ownership record does not name (docs/architecture.md, "One owner")."""
+        self.store.hold(self.plan.name, self.command)
         report = run_preflight(self.plan, self.source, self.target, scan_data=False)
         if not report.ready:
             raise PreflightFailed(
@@ -274,14 +296,16 @@ class Runner:
                     f"plan {self.plan.name} has no active run",
                     hint="`migrator run` the plan first (snapshot, then CDC)",
                 )
-            run = self.store.begin_run(self.plan.name, digest)
+            run = self._begin(digest)
         elif run.plan_digest != digest:
             raise TerminalError(
                 f"plan {self.plan.name} changed since run {run.id} started: resuming would mix two mappings",
                 hint="restore the plan as it was, or `migrator rollback` the run and start again",
             )
+        else:
+            self._claim(run.id, run.started_at, run.slot)
         self.events.add(StoreSink(self.store, run.id))
-        self.events.emit(RunStarted(run.id, self.plan.name, resumed))
+        self.events.emit(RunStarted(run.id, self.plan.name, resumed, self._state_location()))
         ctx = RunContext(
             plan=self.plan,
             run=run,
@@ -293,6 +317,52 @@ class Runner:
             collections=report.collections,
         )
         return ctx, report, resumed
+
+    def _begin(self, digest: str) -> RunRecord:
+        """Begin a new run: claim the target for it first, so that nothing is created for a run
+        that does not own the data; its slot's name carries its id."""
+        legacy = legacy_slot_name(self.plan.name)
+        if PublicationManager(self.source.endpoint).slot_exists(legacy):
+            # Runs begun before ownership records existed have no record: their slot says it.
+            state = f".migrator/{self.plan.name}.db"
+            raise OwnedByAnotherRun(
+                f"replication slot {legacy} exists: a run of plan {self.plan.name} begun by an earlier migrator "
+                f"version owns it (its state file is {state} in the directory that run was started from)",
+                hint="resume it from that directory (or with --state PATH to that file), or roll it back the same "
+                f"way; if no such run is left, drop the slot: SELECT pg_drop_replication_slot('{legacy}');",
+            )
+        run_id = new_run_id()
+        slot = slot_name(self.plan.name, run_id)
+        self._claim(run_id, _now_iso(), slot)
+        try:
+            return self.store.begin_run(self.plan.name, digest, run_id=run_id, slot=slot)
+        except MigratorError:
+            # The run does not exist after all: its claim must not block the next attempt.
+            with contextlib.suppress(MigratorError):
+                self.target.ownership(self.plan.name).release(run_id, [])
+            raise
+
+    def _claim(self, run_id: str, started_at: str, slot: str) -> OwnerRecord:
+        return self.target.ownership(self.plan.name).claim(
+            run_id=run_id,
+            started_at=started_at,
+            host=socket.gethostname(),
+            state=self._state_location(),
+            slot=slot,
+            publication=publication_name(self.plan.name),
+            replaceable=self._never_began,
+        )
+
+    def _state_location(self) -> str:
+        path = getattr(self.store, "path", "")
+        return os.path.abspath(path) if path and path != ":memory:" else str(path)
+
+    def _never_began(self, owner: OwnerRecord) -> bool:
+        """A claim from this host and this state file whose run is not in it: the process that
+        made it stopped before it began the run (or the claim outlived a failed begin)."""
+        if owner.host != socket.gethostname() or owner.state != self._state_location():
+            return False
+        return all(r.id != owner.run_id for r in self.store.runs(self.plan.name))
 
     def _run_phase(self, name: str, body: Any, resumed: bool, keep_running: bool = False) -> tuple[Any, bool]:
         """Run a phase's body; `keep_running`: the phase has no end of its own (CDC runs until
@@ -329,6 +399,10 @@ class Runner:
         run = self.store.active_run(self.plan.name)
         assert run is not None
         return run.id
+
+
+def _now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
 
 
 def describe(outcome: RunOutcome) -> dict[str, Any]:

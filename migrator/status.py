@@ -11,14 +11,19 @@ what the others know:
   it) and the current WAL position, from which the lag in bytes follows.
 
 Nothing here prints, writes to a database, or creates a state file: a plan without a state
-file has no run, and its report says so.
+file has no run, and its report says so. Where the state file to read was not named (--state,
+MIGRATOR_STATE) and the default one holds no run, the target's ownership record says which run
+owns the plan's data and where its state file is (adapters/mongodb/ownership.py): on the same
+host that file is read, so that `status` finds a run from any directory; elsewhere the report
+names it.
 """
 
 from __future__ import annotations
 
 import datetime
+import socket
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +33,7 @@ from pymongo import errors as mongo
 from migrator.adapters.mongodb import MongoTarget
 from migrator.adapters.mongodb.applier import STATE_COLLECTION
 from migrator.adapters.mongodb.errors import classify as classify_mongo
+from migrator.adapters.mongodb.ownership import OwnerRecord
 from migrator.adapters.postgres.connection import PgEndpoint
 from migrator.adapters.postgres.pgoutput import lsn_to_int
 from migrator.adapters.postgres.replication import SlotMonitor
@@ -44,7 +50,7 @@ from migrator.engine.throttle import CHUNK_ROWS, MAX_LAG, PAUSED
 from migrator.errors import MigratorError
 from migrator.phases.cutover import switched
 from migrator.plan.models import Plan
-from migrator.plan.names import cdc_checkpoint_id, slot_name
+from migrator.plan.names import cdc_checkpoint_id
 from migrator.redact import endpoint_of, redact_text, url_passwords
 from migrator.runner import CDC_MIRROR_LABEL
 from migrator.state import CheckpointRecord, EventRecord, RunRecord, SQLiteStateStore, StateStore
@@ -216,6 +222,19 @@ class CutoverStatus:
 
 
 @dataclass(frozen=True)
+class OwnerInfo:
+    """The target's ownership record: which run owns the plan's data in the target database, and
+    where from (host and state file; docs/architecture.md, "One owner")."""
+
+    run_id: str
+    started_at: str
+    host: str
+    state: str
+    slot: str
+    publication_created: bool | None
+
+
+@dataclass(frozen=True)
 class StatusReport:
     """Everything `migrator status` shows; `to_dict()` is the `--json` form (README documents
     its fields). `run` is None when the plan has no run: then `message` says so."""
@@ -237,6 +256,8 @@ class StatusReport:
     history: list[CheckpointInfo] | None = None
     throttle: ThrottleStatus | None = None
     cutover: CutoverStatus | None = None
+    owner: OwnerInfo | None = None  # the target's ownership record (None: none, or not read)
+    state_from: str = "default"  # how the state file was chosen: given | default | owner record
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -281,34 +302,80 @@ class StatusReader:
         except MigratorError:
             return endpoint_of(self._source_url)
 
-    def read(self, *, history: bool = False) -> StatusReport:
+    def read(self, *, history: bool = False, explicit: bool = False) -> StatusReport:
+        """The report; `explicit`: the state file was named (--state, MIGRATOR_STATE), so the
+        ownership record is only reported, never followed to another file."""
         at = _now().isoformat(timespec="milliseconds")
         source = EndpointStatus(self._source_name())
         target = EndpointStatus(f"{endpoint_of(self._target_url)} database {self.plan.target.database}")
+        owner = self._read_owner() if self.live else None
+        state_from = "given" if explicit else "default"
+        if not explicit and owner is not None and not self._has_run(self.state_path):
+            found = Path(owner.state)
+            if owner.host == socket.gethostname() and found != self.state_path and self._has_run(found):
+                self.state_path, state_from = found, "owner record"
         if not self.state_path.exists():
-            return StatusReport(
-                self.plan.name,
-                str(self.state_path),
-                at,
-                None,
+            message = (
                 f"no run of plan {self.plan.name}: there is no state file {self.state_path} "
-                "(`migrator run` starts one; --state or MIGRATOR_STATE name another file)",
-                source,
-                target,
+                "(`migrator run` starts one; --state or MIGRATOR_STATE name another file)"
             )
+            return self._no_run(at, source, target, message + self._owner_note(owner), owner, state_from)
         with SQLiteStateStore(self.state_path) as store:
             run = self._current_run(store)
             if run is None:
-                return StatusReport(
-                    self.plan.name,
-                    str(self.state_path),
-                    at,
-                    None,
-                    f"no run of plan {self.plan.name} in {self.state_path} (`migrator run` starts one)",
-                    source,
-                    target,
-                )
-            return self._report(store, run, at, source, target, history)
+                message = f"no run of plan {self.plan.name} in {self.state_path} (`migrator run` starts one)"
+                return self._no_run(at, source, target, message + self._owner_note(owner), owner, state_from)
+            report = self._report(store, run, at, source, target, history)
+        return replace(report, owner=_owner_info(owner), state_from=state_from)
+
+    def _no_run(
+        self,
+        at: str,
+        source: EndpointStatus,
+        target: EndpointStatus,
+        message: str,
+        owner: OwnerRecord | None,
+        state_from: str,
+    ) -> StatusReport:
+        return StatusReport(
+            self.plan.name,
+            str(self.state_path),
+            at,
+            None,
+            message,
+            source,
+            target,
+            owner=_owner_info(owner),
+            state_from=state_from,
+        )
+
+    def _owner_note(self, owner: OwnerRecord | None) -> str:
+        if owner is None:
+            return ""
+        return (
+            f"; the target's ownership record names {owner.describe()}: "
+            f"`migrator status PLAN --state {owner.state}`"
+            + ("" if owner.host == socket.gethostname() else f" on host {owner.host}")
+        )
+
+    def _has_run(self, path: Path) -> bool:
+        if not path.is_file():
+            return False
+        try:
+            with SQLiteStateStore(path) as store:
+                return bool(store.runs(self.plan.name))
+        except MigratorError:
+            return False
+
+    def _read_owner(self) -> OwnerRecord | None:
+        """The ownership record, or None when there is none or the target cannot be read (the
+        target's section of the report says so)."""
+        target = MongoTarget(self._target_url, self.plan.target.database, timeout_ms=STATUS_TIMEOUT_MS)
+        try:
+            with target:
+                return target.ownership(self.plan.name).read()
+        except MigratorError:
+            return None
 
     @staticmethod
     def _current_run_of(runs: Sequence[RunRecord]) -> RunRecord | None:
@@ -334,7 +401,7 @@ class StatusReader:
 
         target_counts: dict[str, int] | None = None
         applied: dict[str, Any] | None = None
-        slot = SlotStatus(slot_name(self.plan.name))
+        slot = SlotStatus(run.slot)
         if self.live:
             target, target_counts, applied = self._read_target(target)
             source, slot = self._read_source(source, slot)
@@ -590,9 +657,26 @@ def _aware(value: datetime.datetime) -> datetime.datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=datetime.UTC)
 
 
-def gather(plan: Plan, state_path: Path, *, history: bool = False, live: bool = True) -> StatusReport:
-    """The status of `plan`'s current run (its active run, else its latest) in `state_path`."""
-    return StatusReader(plan, state_path, live=live).read(history=history)
+def _owner_info(owner: OwnerRecord | None) -> OwnerInfo | None:
+    if owner is None:
+        return None
+    created = owner.facts.get("publication_created")
+    return OwnerInfo(
+        run_id=owner.run_id,
+        started_at=owner.started_at,
+        host=owner.host,
+        state=owner.state,
+        slot=owner.slot,
+        publication_created=None if created is None else bool(created),
+    )
+
+
+def gather(
+    plan: Plan, state_path: Path, *, history: bool = False, live: bool = True, explicit: bool = False
+) -> StatusReport:
+    """The status of `plan`'s current run (its active run, else its latest) in `state_path`;
+    unless `explicit`, a run the target's ownership record locates on this host is found too."""
+    return StatusReader(plan, state_path, live=live).read(history=history, explicit=explicit)
 
 
 __all__ = [
@@ -601,6 +685,7 @@ __all__ = [
     "CollectionProgress",
     "EndpointStatus",
     "ErrorInfo",
+    "OwnerInfo",
     "PhaseInfo",
     "RunInfo",
     "SlotStatus",

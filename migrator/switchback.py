@@ -66,7 +66,6 @@ from migrator.phases.cutover import (
 from migrator.phases.cutover import PHASE as CUTOVER
 from migrator.phases.reverse import ReverseSync
 from migrator.phases.verify import Verifier, key_types_of
-from migrator.plan.names import slot_name
 from migrator.runner import Runner
 
 STREAM_START_TIMEOUT_S = 60.0
@@ -309,12 +308,12 @@ class Switchback:
             raise TerminalError(f"plan {plan.name} has no phases.cutover.switch to flip back")
         monitor = SlotMonitor(ctx.source.endpoint)
         try:
-            state = monitor.state(slot_name(plan.name))
+            state = monitor.state(ctx.run.slot)
         finally:
             monitor.close()
         if state is not None and state["active"]:
             raise TerminalError(
-                f"a process of plan {plan.name} is following changes (slot {slot_name(plan.name)} is in use)",
+                f"a process of plan {plan.name} is following changes (slot {ctx.run.slot} is in use)",
                 hint="stop `migrator run` or `migrator cutover` (SIGTERM: they checkpoint and exit), then roll "
                 "back: rollback follows both directions itself",
             )

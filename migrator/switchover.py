@@ -25,7 +25,6 @@ from migrator.phases.cutover import MARKER_PREFIX, Abandoned, CutoverPhase, Cuto
 from migrator.phases.reverse import ReverseSync
 from migrator.phases.touched import OutOfTime, RoundResult
 from migrator.phases.verify import Verifier, key_types_of
-from migrator.plan.names import slot_name
 from migrator.runner import Runner
 
 STREAM_START_TIMEOUT_S = 60.0
@@ -54,16 +53,14 @@ class Switchover:
         plan = ctx.plan
         monitor = SlotMonitor(ctx.source.endpoint)
         try:
-            state = monitor.state(slot_name(plan.name))
+            state = monitor.state(ctx.run.slot)
         finally:
             monitor.close()
         if state is None:
-            raise TerminalError(
-                f"replication slot {slot_name(plan.name)} does not exist: nothing to cut over"
-            )
+            raise TerminalError(f"replication slot {ctx.run.slot} does not exist: nothing to cut over")
         if state["active"]:
             raise TerminalError(
-                f"a `migrator run` of plan {plan.name} is following changes (slot {slot_name(plan.name)} is in use)",
+                f"a `migrator run` of plan {plan.name} is following changes (slot {ctx.run.slot} is in use)",
                 hint="stop it (SIGTERM: it checkpoints and exits), then run `migrator cutover`: it follows "
                 "changes itself during and after the cutover",
             )

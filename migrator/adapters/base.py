@@ -37,6 +37,8 @@ class ColumnInfo:
     # attstorage: 'p' plain, 'm' main, 'e' external, 'x' extended. Only 'e' and 'x' (and 'm' as a
     # last resort) may be stored out of line, where an unchanged value arrives as "unchanged".
     storage: str = "p"
+    # The columns a stored generated column's expression reads (pg_depend of its default).
+    generated_from: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,34 @@ class LeafInfo:
 
     name: str  # schema.table
     replica_identity: str  # 'default', 'index', 'full', 'nothing' (as TableInfo's)
-    identity_columns: tuple[str, ...]
+    identity_columns: tuple[str, ...]  # () when the leaf has no usable replica identity
+    primary_key: tuple[str, ...] = ()
+    primary_key_deferrable: bool = False
+    identity_indexes: tuple[IdentityIndex, ...] = ()
+
+    @property
+    def has_identity(self) -> bool:
+        return bool(self.identity_columns)
+
+
+@dataclass(frozen=True)
+class IdentityIndex:
+    """A unique index PostgreSQL accepts for REPLICA IDENTITY USING INDEX: not partial, no
+    expressions, valid, not deferrable, on NOT NULL columns only."""
+
+    name: str  # the index's own name (indexes live in their table's schema)
+    columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TriggerInfo:
+    """A user trigger (not one PostgreSQL made for a constraint) on a table or one of its partitions."""
+
+    table: str  # schema.table it is defined on
+    name: str
+    enabled: str  # 'origin' (the default), 'always', 'replica', 'disabled'
+    timing: str  # 'before', 'after', 'instead of'
+    events: tuple[str, ...]  # 'insert', 'update', 'delete', 'truncate'
 
 
 @dataclass(frozen=True)
@@ -62,7 +91,10 @@ class TableInfo:
     primary_key: tuple[str, ...]
     unique_keys: tuple[tuple[str, ...], ...]  # unique constraints/indexes whose columns are all NOT NULL
     replica_identity: str  # 'default', 'index', 'full', 'nothing'
-    identity_columns: tuple[str, ...]  # columns the WAL carries for UPDATE/DELETE old rows
+    # Columns the WAL carries for UPDATE/DELETE old rows; () when there is no usable replica identity
+    # (NOTHING, no primary key, a DEFERRABLE one, a dropped identity index). For a partitioned table:
+    # what every leaf's old tuple carries.
+    identity_columns: tuple[str, ...]
     foreign_keys: tuple[ForeignKey, ...]
     estimated_rows: int
     total_bytes: int
@@ -70,6 +102,15 @@ class TableInfo:
     kind: str = "table"  # 'table', or 'partitioned' (its rows live in `leaves`)
     leaves: tuple[LeafInfo, ...] = ()  # a partitioned table's leaf partitions, at any depth
     primary_key_deferrable: bool = False  # a DEFERRABLE primary key cannot serve as replica identity
+    primary_key_name: str | None = None  # the constraint's name (also its index's)
+    # Columns of the partition keys at every level of a partitioned table: a unique index on it must
+    # include them all; `partitioned_by_expression` when a key holds an expression (then none can).
+    partition_key: tuple[str, ...] = ()
+    partitioned_by_expression: bool = False
+    identity_indexes: tuple[IdentityIndex, ...] = ()
+    inheritance_children: tuple[str, ...] = ()  # tables INHERITing from this one (not partitions)
+    foreign_partitions: tuple[str, ...] = ()  # partitions that are foreign tables (not in the WAL)
+    triggers: tuple[TriggerInfo, ...] = ()
 
     def column(self, name: str) -> ColumnInfo | None:
         return next((c for c in self.columns if c.name == name), None)
@@ -89,6 +130,7 @@ class SourceServerInfo:
     can_create_in_database: bool
     existing_slots: tuple[str, ...]
     existing_publications: tuple[str, ...]
+    database: str = ""  # current_database()
 
 
 @dataclass(frozen=True)

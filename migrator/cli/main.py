@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import sys
 import threading
@@ -47,19 +49,40 @@ state_option = click.option(
     "--state",
     "state_path",
     type=click.Path(dir_okay=False),
-    help="State file (default: $MIGRATOR_STATE or .migrator/<plan>.db).",
+    help="State file (default: $MIGRATOR_STATE, else .migrator/<plan name>.db beside the plan file).",
 )
 
 
-def _stop_on_signals() -> threading.Event:
+def _stop_on_signals(observed: Observed | None = None, *, exit_at_once: bool = True) -> threading.Event:
     """SIGINT/SIGTERM set the event (finish the work in flight, checkpoint, return); a second
-    signal stops at once (KeyboardInterrupt)."""
+    signal stops the process at once (`exit_at_once`), or raises KeyboardInterrupt so that the
+    command's own clean-up runs (cutover: a fence must be lifted). Each is announced on stderr
+    (as a log line under `--log-format`, where stderr holds log lines only)."""
     stop = threading.Event()
 
+    def announce(kind: str, message: str) -> None:
+        with contextlib.suppress(Exception):
+            if observed is None or not observed.announce(kind, message):
+                sys.stderr.write(message + "\n")
+                sys.stderr.flush()
+
     def on_signal(signum: int, frame: object) -> None:
-        if stop.is_set():
+        if stop.is_set() and not exit_at_once:
             raise KeyboardInterrupt
+        if stop.is_set():
+            # Exit now, without waiting for the chunk or batch in flight (a KeyboardInterrupt
+            # waited for them: a chunk copy, or a target transaction retried for up to two
+            # minutes). As safe as kill -9, which every step survives: checkpoints commit with
+            # their data, so the next run redoes what was in flight.
+            announce(
+                "run.interrupted",
+                "stopped at once: running the command again resumes from the last checkpoint",
+            )
+            with contextlib.suppress(Exception):
+                sys.stdout.flush()
+            os._exit(130)
         stop.set()
+        announce("run.stopping", "stopping: finishing the work in flight (a second signal stops at once)")
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -155,11 +178,12 @@ def run_command(
     exits 0, or 130 when it stopped short of --until; running again resumes. A second signal
     stops at once (still resumable). --dry-run reads (inspection, a sample of source rows) and
     writes nothing: no slot, publication, collection or state. Once cut over, it follows both
-    directions: forward CDC and reverse sync (target changes back to the source).
+    directions: forward CDC and reverse sync (target changes back to the source). Refuses at
+    once while another process works on the run, or when another run of the plan owns the
+    target's data (the target's ownership record names it, its host and its state file).
     """
     if dry_run:
         _dry_run(plan_file, as_json)
-    stop = _stop_on_signals()
     console = make_console()
     sink: Any
     if as_json:
@@ -170,6 +194,7 @@ def run_command(
         sink = PlainLines(console)
     mode: Until = until if until in ("snapshot", "caught-up", "verified") else "stopped"  # type: ignore[assignment]
     observed = Observed(plan_file, log_format, metrics_port, metrics_addr)
+    stop = _stop_on_signals(observed)
     try:
         sinks = [sink, *observed.start()]
         if isinstance(sink, RichProgress):
@@ -291,9 +316,10 @@ def rollback_command(
     After cutover (--to cutover): verify source against target while writes go on, fence writes
     on the target, drain reverse sync, recheck at rest what changed meanwhile, flip the switch
     back to the source, lift the fence (the freeze is measured); forward CDC goes on.
-    Before cutover (--to start): drop the replication slot, the publication, the target
-    collections the run created and its checkpoints, and mark the run rolled back; `migrator
-    run` then starts afresh. Stop a following `migrator run` or `migrator cutover` first.
+    Before cutover (--to start): drop the run's replication slot, the publication if the run
+    created it, the target collections the run created, its checkpoints and its ownership record,
+    and mark the run rolled back; `migrator run` then starts afresh. Nothing the run did not
+    create is dropped. Stop a following `migrator run` or `migrator cutover` first.
     Shows the steps and asks unless --yes. A rollback cut short is finished by running it
     again. Exit 0 rolled back, 1 failed, 2 usage or nothing confirmed.
     """
@@ -359,10 +385,10 @@ def cutover_command(
     Then follows both directions until SIGINT/SIGTERM (or returns, with --exit). Exit 0 cut
     over, 1 failed or abandoned (the source stays primary), 2 invalid plan.
     """
-    stop = _stop_on_signals()
     console = make_console()
     sink: Any = JsonLines() if as_json else PlainLines(console)
     observed = Observed(plan_file, log_format, metrics_port, metrics_addr)
+    stop = _stop_on_signals(observed, exit_at_once=False)
     try:
         sinks = [sink, *observed.start()]
         outcome = api.cutover(plan_file, follow=not exit_after, state=state_path, sinks=sinks, stop=stop)
@@ -454,7 +480,9 @@ def status_command(plan_file: str, state_path: str | None, as_json: bool, watch:
     and the slot's retained WAL, the last checkpoint, the last verify report, recent errors.
 
     Read-only. The target's checkpoint and the source's slot are read live; a database that
-    cannot be reached is named (without its password) and the rest is still shown.
+    cannot be reached is named (without its password) and the rest is still shown. Without
+    --state, a run whose state file lies elsewhere on this host is found through the target's
+    ownership record (which also names the owning run, host and state file).
     Exit 0; 1 when the plan has no run.
     """
     console = make_console()

@@ -51,6 +51,13 @@ class Observed:
         self.log.failure(error)
         return True
 
+    def announce(self, kind: str, message: str) -> bool:
+        """A signal's effect as a log line; False without `--log-format` (the caller prints it)."""
+        if self.log is None:
+            return False
+        self.log.write("warning", kind, {"message": message})
+        return True
+
     def interrupted(self) -> bool:
         if self.log is None:
             return False

@@ -75,7 +75,7 @@ class RichProgress:
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("rows"),
+            TextColumn("documents"),
             TextColumn("{task.fields[rate]}"),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
@@ -95,25 +95,27 @@ class RichProgress:
 
     def emit(self, event: Event) -> None:
         if isinstance(event, TablePlanned):
+            # Counted in documents against the root table's estimated rows: rows would count
+            # embedded ones too, and a customers bar then showed full from the first second.
             task = self.progress.add_task(
                 event.collection,
-                total=max(event.estimated_rows, event.rows_done, 1),
-                completed=event.rows_done,
+                total=max(event.estimated_rows, event.docs_done, 1),
+                completed=event.docs_done,
                 rate="",
             )
             self.tasks[event.collection] = task
-            self.first_seen[event.collection] = (time.monotonic(), event.rows_done)
+            self.first_seen[event.collection] = (time.monotonic(), event.docs_done)
             self.totals[event.collection] = (event.chunks, event.chunks_done)
         elif isinstance(event, RowsCopied) and event.collection in self.tasks:
             task = self.tasks[event.collection]
-            self.progress.advance(task, event.rows)
+            self.progress.advance(task, event.docs)
             current = self.progress.tasks[task].completed
             total = self.progress.tasks[task].total or 0
             if current > total:
                 self.progress.update(task, total=current)
             since, base = self.first_seen[event.collection]
             rate = (current - base) / max(time.monotonic() - since, 1e-6)
-            self.progress.update(task, rate=f"{rate:,.0f} rows/s")
+            self.progress.update(task, rate=f"{rate:,.0f} documents/s")
         elif isinstance(event, ChunkFinished):
             chunks, done = self.totals.get(event.collection, (0, 0))
             self.totals[event.collection] = (chunks, done + 1)
@@ -129,13 +131,15 @@ class RichProgress:
 def _describe(event: Event, totals: dict[str, tuple[int, int]] | None) -> str | None:
     if isinstance(event, RunStarted):
         verb = "resuming" if event.resumed else "starting"
-        return f"{verb} run {event.run_id} of plan {event.plan}"
+        where = f" (state file {event.state})" if event.state else ""
+        return f"{verb} run {event.run_id} of plan {event.plan}{where}"
     if isinstance(event, PhaseStarted):
         return f"phase {event.phase}: {'resumed' if event.resumed else 'started'}"
     if isinstance(event, PhaseFinished):
         return f"phase {event.phase}: done in {event.seconds:.1f} s"
     if isinstance(event, SlotCreated):
-        return f"created publication {event.publication} and slot {event.slot} at {event.position}"
+        publication = "created publication" if event.publication_created else "reusing existing publication"
+        return f"{publication} {event.publication}; created slot {event.slot} at {event.position}"
     if isinstance(event, SnapshotOpened):
         if event.reread:
             return (

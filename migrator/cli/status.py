@@ -187,6 +187,14 @@ def status_renderable(report: StatusReport) -> RenderableType:
     if run.ended_at:
         head += f", ended {escape(run.ended_at)}"
     lines = [head, _endpoint("source", report.source), _endpoint("target", report.target)]
+    found = " (found through the target's ownership record)" if report.state_from == "owner record" else ""
+    lines.append(f"  state   {escape(report.state)}{found}")
+    owner = report.owner
+    if owner is not None and owner.run_id != run.id:
+        lines.append(
+            f"  [bold yellow]owner[/]   the target's data belongs to run {escape(owner.run_id)} (host "
+            f"{escape(owner.host)}, state file {escape(owner.state)}), not to this run"
+        )
     parts.append(Text.from_markup("\n".join(lines)))
     if report.snapshot is not None:
         parts.append(_snapshot(report.snapshot))

@@ -39,6 +39,7 @@ class RunStarted(Event):
     run_id: str
     plan: str
     resumed: bool
+    state: str = ""  # the state file that holds the run
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class SlotCreated(Event):
     slot: str
     publication: str
     position: str
+    publication_created: bool  # False: the publication existed (reused; rollback keeps it)
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,8 @@ class TablePlanned(Event):
     estimated_rows: int
     chunks: int
     chunks_done: int
-    rows_done: int
+    rows_done: int  # source rows read, embedded ones included
+    docs_done: int = 0  # documents written: what the progress bar counts against estimated_rows
 
 
 @dataclass(frozen=True)

@@ -402,8 +402,7 @@ class _Resolver:
                     f"{table.name}({', '.join(sorted(on_child))})",
                     f"embed '{plan.as_}': the replica identity of {table.name} ({', '.join(sorted(identity)) or 'none'}) "
                     f"does not include its link ({', '.join(sorted(on_child))})" + consequence,
-                    f"CREATE UNIQUE INDEX ON {table.name} ({', '.join([*sorted(on_child), *own_key])}); then ALTER TABLE "
-                    f"{table.name} REPLICA IDENTITY USING INDEX <that index>; (or REPLICA IDENTITY FULL)",
+                    _identity_fix(table, [*sorted(on_child), *own_key]),
                 )
             )
         parent_cols = [p for _, p in on]
@@ -430,6 +429,23 @@ class _Resolver:
                 f"embed join compares {a.type_name} with {b.type_name}",
                 "join columns must have the same type (or both integers, or both text)",
             )
+
+
+def _identity_fix(table: TableInfo, columns: list[str]) -> str:
+    """Statements PostgreSQL accepts that put `columns` into the replica identity of `table`
+    (tested in tests/integration/test_source_features.py). USING INDEX needs NOT NULL columns; a
+    partitioned table's identity is per partition, and a partition's index has a name of its own,
+    so there each partition gets FULL (docs/architecture.md, "Partitioned tables")."""
+    if table.kind == "partitioned":
+        return " ".join(f"ALTER TABLE {leaf.name} REPLICA IDENTITY FULL;" for leaf in table.leaves) + (
+            " (and on each partition created later, which takes the default identity)"
+        )
+    index = f"{table.name.rpartition('.')[2][:42]}_replica_identity"
+    nullable = [c for c in columns if (info := table.column(c)) is not None and info.nullable]
+    statements = [f"ALTER TABLE {table.name} ALTER {c} SET NOT NULL;" for c in nullable]
+    statements.append(f"CREATE UNIQUE INDEX CONCURRENTLY {index} ON {table.name} ({', '.join(columns)});")
+    statements.append(f"ALTER TABLE {table.name} REPLICA IDENTITY USING INDEX {index};")
+    return " ".join(statements) + f" or ALTER TABLE {table.name} REPLICA IDENTITY FULL;"
 
 
 def _references(child: TableInfo, parent: TableInfo, on: tuple[tuple[str, str], ...]) -> bool:

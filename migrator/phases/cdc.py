@@ -73,7 +73,7 @@ from migrator.mapping.lookup import MappedDocuments
 from migrator.mapping.source_reads import SourceReads
 from migrator.mapping.spec import resolve
 from migrator.phases.oracle import DualWriteOracle
-from migrator.plan.names import cdc_checkpoint_id, publication_name, reverse_origin_name, slot_name
+from migrator.plan.names import cdc_checkpoint_id, publication_name, reverse_origin_name, slot_name_pattern
 
 # Called for each applied row change: (table, old row, new row, 'insert' | 'update' | 'delete').
 ChangeObserver = Callable[[str, Any, Any, str], None]
@@ -181,7 +181,7 @@ class CdcPhase:
         self.settings = ctx.plan.phases.cdc
         self.until = until
         self._stop = stop
-        self.slot = slot_name(ctx.plan.name)
+        self.slot = ctx.run.slot
         self.publication = publication_name(ctx.plan.name)
         # Reverse sync (phases/reverse.py) writes the source under this replication origin;
         # its transactions are skipped below, so that they never echo back to the target.
@@ -833,7 +833,7 @@ class CdcPhase:
 def planned_actions(view: PlanView) -> list[Action]:
     """What CDC would do, in order (pure: feeds --dry-run and the runbook)."""
     plan, settings = view.plan, view.plan.phases.cdc
-    slot, publication = slot_name(plan.name), publication_name(plan.name)
+    slot, publication = slot_name_pattern(plan.name), publication_name(plan.name)
     database = plan.target.database
     collections = ", ".join(f"{database}.{c.name}" for c in view.collections)
     how = (

@@ -12,12 +12,13 @@ from typing import Any
 
 from migrator.adapters.base import SourceInfo, TargetInfo
 from migrator.adapters.mongodb import MongoTarget
-from migrator.adapters.postgres import PostgresSource
+from migrator.adapters.postgres import PostgresSource, fixes
 from migrator.errors import MigratorError
 from migrator.findings import Finding, Severity
 from migrator.mapping.spec import CollectionMapping, Resolution, resolve, tables_of
+from migrator.phases.source_features import source_features
 from migrator.plan.models import Plan
-from migrator.plan.names import publication_name, slot_name
+from migrator.plan.names import is_slot_of, publication_name
 
 BSON_LIMIT = 16 * 1024 * 1024
 DECIMAL128_DIGITS = 34
@@ -111,6 +112,7 @@ class Preflight:
             resolution = resolve(list(self.plan.collections), source)
             self.report.findings.extend(resolution.findings)
             self.report.collections = resolution.collections
+            self.report.findings.extend(source_features(source, resolution.collections))
             self._check_precision(resolution)
             if resolution.ok and self.scan_data:
                 self._check_document_sizes(resolution)
@@ -193,10 +195,10 @@ class Preflight:
                 Severity.FAIL,
                 server.user,
                 f"role {server.user} may not create a publication in this database",
-                f"GRANT CREATE ON DATABASE <db> TO {server.user};",
+                f"GRANT CREATE ON DATABASE {fixes.ident(server.database)} TO {fixes.ident(server.user)};",
             )
-        slot = slot_name(self.plan.name)
-        if slot in server.existing_slots:
+        # A slot's name carries its run (plan/names.py): any run of this plan may have one.
+        for slot in (s for s in server.existing_slots if is_slot_of(self.plan.name, s)):
             self.add(
                 "source.existing_slot",
                 Severity.WARN,
@@ -211,7 +213,8 @@ class Preflight:
                 "source.existing_publication",
                 Severity.INFO,
                 publication,
-                f"publication {publication} exists (a run of this plan was started)",
+                f"publication {publication} exists (a run of this plan was started, or someone made it): "
+                "`migrator run` reuses it, made to match the plan's tables and columns",
             )
 
     def _check_capacity(
@@ -234,29 +237,9 @@ class Preflight:
             )
 
     def _check_tables(self, source: SourceInfo) -> None:
-        # Missing tables are reported by resolution, with the collection they belong to.
+        # Missing tables are reported by resolution, with the collection they belong to; replica
+        # identities and the other schema features by the source-feature matrix.
         for table in source.tables.values():
-            if table.replica_identity == "nothing" or (
-                table.replica_identity == "default" and not table.primary_key
-            ):
-                self.add(
-                    "source.replica_identity",
-                    Severity.FAIL,
-                    table.name,
-                    f"{table.name} has no primary key and no replica identity: once it is in a publication, "
-                    "the application's UPDATE and DELETE on it fail, and changes cannot be keyed",
-                    f"ALTER TABLE {table.name} ADD PRIMARY KEY (...); or "
-                    f"ALTER TABLE {table.name} REPLICA IDENTITY USING INDEX <unique index>; or, as a last resort, "
-                    f"ALTER TABLE {table.name} REPLICA IDENTITY FULL;",
-                )
-            elif table.replica_identity == "full":
-                self.add(
-                    "source.replica_identity",
-                    Severity.WARN,
-                    table.name,
-                    f"{table.name} uses REPLICA IDENTITY FULL: every UPDATE and DELETE logs the whole old row",
-                    "prefer a primary key",
-                )
             if not (self.report.source and self.report.source.server.is_superuser) and not (
                 table.owned_by_current_user
             ):
@@ -265,7 +248,8 @@ class Preflight:
                     Severity.FAIL,
                     table.name,
                     f"the plan's role does not own {table.name}, which CREATE PUBLICATION ... FOR TABLE requires",
-                    f"ALTER TABLE {table.name} OWNER TO <role>; or run as the owner",
+                    f"ALTER TABLE {fixes.table(table.name)} OWNER TO {fixes.ident(source.server.user)}; "
+                    "or run as the owner",
                 )
 
     def _check_precision(self, resolution: Resolution) -> None:

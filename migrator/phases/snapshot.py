@@ -38,8 +38,9 @@ from migrator.engine.executor import Action
 from migrator.engine.pipeline import WriteBehind
 from migrator.errors import MigratorError, SourceError, TerminalError, TransientError
 from migrator.mapping.assemble import Assembler
+from migrator.mapping.columns import columns_read
 from migrator.mapping.spec import CollectionMapping
-from migrator.plan.names import publication_name, slot_name
+from migrator.plan.names import publication_name, run_token, slot_name_pattern
 from migrator.state.store import ChunkRecord
 
 PHASE = "snapshot"
@@ -48,6 +49,8 @@ PHASE = "snapshot"
 BATCH_DOCUMENTS = 1_000
 BATCH_BYTES = 8 * 1024 * 1024
 CHUNK_RETRIES = 3
+# A table is split below chunk_rows to give every worker a share only down to this many rows.
+MIN_SPLIT_ROWS = 1_000
 
 
 @dataclass
@@ -73,7 +76,7 @@ class SnapshotPhase:
     def __init__(self, ctx: RunContext, stop: threading.Event | None = None) -> None:
         self.ctx = ctx
         self.settings = ctx.plan.phases.snapshot
-        self.slot = slot_name(ctx.plan.name)
+        self.slot = ctx.run.slot
         self.publication = publication_name(ctx.plan.name)
         self.publications = PublicationManager(ctx.source.endpoint)
         self._stop = stop if stop is not None else threading.Event()
@@ -154,10 +157,44 @@ class SnapshotPhase:
             "",
             {"collections": {c.name: before.get(c.name) for c in self.ctx.collections}},
         )
-        self.publications.ensure_publication(self.publication, self._tables())
+        # Whether the publication existed before this run, recorded before anything is created
+        # (preflight read the source's publications a moment ago): rollback drops it only if this
+        # run created it, also when a crash came between creating it and recording the slot.
+        recorded = next((c for c in store.checkpoints(run.id, PHASE) if c.label == "source_before"), None)
+        if recorded is None:
+            existed = self.publication in self.ctx.source_info.server.existing_publications
+            store.add_checkpoint(
+                run.id,
+                PHASE,
+                "source_before",
+                "",
+                {"publication": self.publication, "publication_existed": existed},
+            )
+        else:
+            existed = bool(recorded.detail.get("publication_existed"))
+        # Only the columns the mapping reads leave the source, where PostgreSQL allows a column
+        # list (docs/architecture.md, "Publication column lists"); a publication found is made to
+        # publish exactly the mapped tables and columns.
+        read = columns_read(self.ctx.collections)
+        created_now = self.publications.ensure_publication(
+            self.publication, {t: read[t] for t in self._tables()}
+        )
+        publication_created = created_now or not existed
+        self.ctx.target.ownership(self.ctx.plan.name).note(
+            run.id, {"publication_created": publication_created}
+        )
         if self.publications.slot_exists(self.slot):
-            # Left by a crash between creating the slot and recording it: no chunk was copied
-            # under it (chunks need the 'slot' checkpoint), so it is safe to start over.
+            if not self.slot.endswith("_" + run_token(run.id)):
+                # A slot named after the plan alone (runs begun by an earlier version): nothing
+                # proves that this run created it, so it is neither dropped nor used.
+                raise TerminalError(
+                    f"replication slot {self.slot} exists, and run {run.id} cannot prove that it created it",
+                    hint="if no other run of this plan uses it, drop it "
+                    f"(SELECT pg_drop_replication_slot('{self.slot}');) and run again",
+                )
+            # Its name carries this run: left by a crash of this run between creating the slot and
+            # recording it. No chunk was copied under it (chunks need the 'slot' checkpoint), so it
+            # is safe to start over.
             self.publications.drop_slot(self.slot)
         exporter = SlotExporter(self.ctx.source.endpoint, self.slot)
         try:
@@ -174,13 +211,16 @@ class SnapshotPhase:
                 {
                     "slot": self.slot,
                     "publication": self.publication,
+                    "publication_created": publication_created,
                     "snapshot": exporter.start.snapshot_name,
                 },
             )
         except MigratorError:
             coordinator.close()
             raise
-        self.ctx.events.emit(SlotCreated(self.slot, self.publication, exporter.start.position))
+        self.ctx.events.emit(
+            SlotCreated(self.slot, self.publication, exporter.start.position, publication_created)
+        )
         return coordinator, exporter.start.position
 
     def _plan_chunks(self, coordinator: Coordinator) -> list[_Work]:
@@ -195,8 +235,9 @@ class SnapshotPhase:
                 # once planned (and checkpointed for resume) they stay, and it sets the copy step.
                 throttle = self.ctx.throttle
                 chunk_rows = throttle.chunk_rows if throttle is not None else self.settings.chunk_rows
+                size = chunk_size(table.estimated_rows, chunk_rows, self.settings.parallel)
                 bounds = coordinator.key_boundaries(
-                    collection.table, collection.document.key, key_types, chunk_rows
+                    collection.table, collection.document.key, key_types, size
                 )
                 edges: list[list[str] | None] = [None, *bounds, None]
                 for i in range(len(edges) - 1):
@@ -220,6 +261,7 @@ class SnapshotPhase:
                     len(chunks),
                     len(done),
                     sum(c.rows_read for c in done),
+                    sum(c.docs_written for c in done),
                 )
             )
             work.extend(_Work(collection, c) for c in chunks if c.status != "done")
@@ -442,11 +484,11 @@ class SnapshotPhase:
 def planned_actions(view: PlanView) -> list[Action]:
     """What the snapshot would do, in order (pure: feeds --dry-run and the runbook)."""
     plan, settings = view.plan, view.plan.phases.snapshot
-    publication, slot = publication_name(plan.name), slot_name(plan.name)
+    publication, slot = publication_name(plan.name), slot_name_pattern(plan.name)
     tables = ", ".join(dict.fromkeys(t for c in view.collections for t in c.tables()))
     actions = [
         Action(PHASE, "record the run and which target collections exist before it", "state"),
-        Action(PHASE, f"create publication {publication} FOR TABLE {tables}", "source"),
+        Action(PHASE, f"create publication {publication} FOR TABLE {tables} (unless it exists)", "source"),
         Action(PHASE, f"create logical replication slot {slot} (pgoutput) exporting a snapshot", "source"),
         Action(PHASE, "split each table into key-range chunks, recorded in the state store", "state"),
     ]
@@ -465,6 +507,17 @@ def planned_actions(view: PlanView) -> list[Action]:
             )
         )
     return actions
+
+
+def chunk_size(estimated_rows: int, chunk_rows: int, parallel: int) -> int:
+    """Rows per chunk: at most `chunk_rows`, and small enough that a table gives every worker a
+    chunk (a table of about `chunk_rows` rows was one chunk, and `parallel` did nothing), but not
+    below MIN_SPLIT_ROWS, where a chunk's fixed cost outweighs sharing it (unless the plan asks for
+    smaller chunks itself)."""
+    if estimated_rows <= 0 or parallel <= 1:
+        return chunk_rows
+    shared = -(-estimated_rows // parallel)
+    return min(chunk_rows, max(MIN_SPLIT_ROWS, shared))
 
 
 def _column_type(table: Any, name: str) -> str:

@@ -53,7 +53,7 @@ from migrator.mapping.assemble import Assembler
 from migrator.mapping.lookup import json_id
 from migrator.mapping.spec import CollectionMapping
 from migrator.plan.models import Plan, VerifySettings
-from migrator.plan.names import cdc_checkpoint_id, publication_name, slot_name
+from migrator.plan.names import cdc_checkpoint_id, publication_name
 
 PHASE = "verify"
 MARKER_PREFIX = "migrator.verify"
@@ -228,7 +228,8 @@ class Verifier:
         self.target = target
         self.events = events
         self.monitor = SlotMonitor(source.endpoint)
-        self.slot = slot_name(plan.name)
+        # The slot of the run that owns the target (its name carries the run: plan/names.py).
+        self.slot = target.ownership(plan.name).slot()
         self.publication = publication_name(plan.name)
         self.checkpoint_id = cdc_checkpoint_id(plan.name)
         self._stop = stop if stop is not None else threading.Event()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from migrator.findings import Finding, Severity
 from migrator.phases.preflight import ASSUMED_ROWS_PER_SECOND, MIN_SERVER_VERSION, PreflightReport
 from migrator.plan.models import Collection, Embed, Plan
-from migrator.plan.names import publication_name, slot_name
+from migrator.plan.names import publication_name, slot_name_pattern
 from migrator.redact import redact_text, redact_url, url_passwords
 
 UNCHECKED = "(checked at run time)"
@@ -114,7 +114,7 @@ def gather(plan: Plan, plan_file: str, report: PreflightReport | None) -> Facts:
         offline=report is None,
         source=_endpoint(plan.source.adapter, plan.source.url.get_secret_value()),
         target=_endpoint(plan.target.adapter, plan.target.url.get_secret_value(), plan.target.database),
-        slot=slot_name(plan.name),
+        slot=slot_name_pattern(plan.name),
         publication=publication_name(plan.name),
         tables=_tables(plan, report),
         shapes=_shapes(plan, report),
@@ -287,8 +287,8 @@ def _checks(
     )
     add(
         "source.existing_slot",
-        f"no leftover replication slot `{slot_name(plan.name)}` (it would retain WAL)",
-        f"slot {slot_name(plan.name)} does not exist" if server is not None else None,
+        f"no leftover replication slot of an earlier run (`{slot_name_pattern(plan.name)}`; it would retain WAL)",
+        "none exists" if server is not None else None,
         side=source,
     )
     tables = source.tables if source is not None else {}

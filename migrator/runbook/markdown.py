@@ -159,11 +159,15 @@ class _Renderer:
                 ["plan", _code(self.plan.name)],
                 ["source", f"{f.source.adapter} {source}"],
                 ["target", f"{f.target.adapter} {target}, database {_code(f.target.database or '')}"],
-                ["replication slot", _code(f.slot)],
+                [
+                    "replication slot",
+                    _code(f.slot) + " (`<run>`: the run's id, which `migrator status` shows)",
+                ],
                 ["publication", _code(f.publication)],
                 [
                     "state file",
-                    f"`.migrator/{self.plan.name}.db` (default; `--state` or `MIGRATOR_STATE` choose another)",
+                    f"`.migrator/{self.plan.name}.db` beside the plan file (default; `--state` or `MIGRATOR_STATE` "
+                    "choose another)",
                 ],
                 ["readiness", readiness],
             ],
@@ -503,8 +507,8 @@ class _Renderer:
             [
                 "`migrator rollback` stops nothing itself: stop `migrator run` first with SIGTERM (it finishes the "
                 "batch in flight and checkpoints); `status` then shows `cdc.slot.active` false.",
-                f"It drops the replication slot `{self.f.slot}` and the publication `{self.f.publication}`, deletes "
-                "CDC's checkpoint, drops the target collections the run created (one that existed empty is "
+                f"It drops the run's replication slot `{self.f.slot}` and the publication `{self.f.publication}` "
+                "if the run created it, deletes CDC's checkpoint and the run's ownership record, drops the target collections the run created (one that existed empty is "
                 "emptied; one that held documents before is kept unless `--force`), and marks the run rolled back.",
                 "Expected duration: under a minute.",
                 "Check: `status` shows `run.status` `rolled_back` and `cdc.slot.exists` false. The application "

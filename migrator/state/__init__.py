@@ -1,7 +1,13 @@
 """Durable memory of runs: phases, chunk progress, checkpoints and the event log."""
 
 from migrator.state.schema import SCHEMA_VERSION
-from migrator.state.sqlite import STATE_ENV, SQLiteStateStore, default_state_path, resolve_state_path
+from migrator.state.sqlite import (
+    STATE_ENV,
+    SQLiteStateStore,
+    default_state_path,
+    new_run_id,
+    resolve_state_path,
+)
 from migrator.state.store import (
     CheckpointRecord,
     ChunkRecord,
@@ -32,5 +38,6 @@ __all__ = [
     "StateStore",
     "default_state_path",
     "is_secret_key",
+    "new_run_id",
     "resolve_state_path",
 ]

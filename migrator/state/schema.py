@@ -124,7 +124,20 @@ def _v1_to_v2(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
-STEPS: tuple[Step, ...] = (_v0_to_v1, _v1_to_v2)
+_V3: tuple[str, ...] = (
+    # The replication slot of the run, whose name carries the run (plan/names.py). NULL for runs
+    # begun before: their slot is named after the plan alone (`legacy_slot_name`), and they
+    # resume under that name.
+    "ALTER TABLE runs ADD COLUMN slot TEXT",
+)
+
+
+def _v2_to_v3(conn: sqlite3.Connection) -> None:
+    for statement in _V3:
+        conn.execute(statement)
+
+
+STEPS: tuple[Step, ...] = (_v0_to_v1, _v1_to_v2, _v2_to_v3)
 SCHEMA_VERSION = len(STEPS)
 
 
@@ -152,7 +165,10 @@ def upgrade(conn: sqlite3.Connection, where: str, steps: Sequence[Step] = STEPS)
                 conn.execute(f"PRAGMA user_version = {target:d}")
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # SQLite rolls back by itself on some errors (SQLITE_FULL among them); a second
+            # ROLLBACK would fail and hide the error that matters.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
     return found
 

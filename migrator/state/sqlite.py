@@ -1,4 +1,6 @@
-"""The default state store: one SQLite file per plan, beside the plan (`.migrator/<plan>.db`)."""
+"""The default state store: one SQLite file per plan, beside the plan file
+(`<plan file's directory>/.migrator/<plan>.db`), so that every command finds the same run from
+any working directory."""
 
 from __future__ import annotations
 
@@ -17,8 +19,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, cast
 
-from migrator.errors import ActiveRunExists, MigratorError, StateError, TransientError
+from migrator.errors import ActiveRunExists, MigratorError, StateDiskFull, StateError, TransientError
+from migrator.plan.names import legacy_slot_name
 from migrator.state import schema
+from migrator.state.lease import Lease, os_error
 from migrator.state.store import (
     CHUNK_STATUSES,
     FINAL_RUN_STATUSES,
@@ -45,28 +49,55 @@ _PLAN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}\Z")
 _ENDED_PHASE = frozenset({"done", "failed", "rolled_back"})
 
 
-def default_state_path(plan_name: str, cwd: str | os.PathLike[str] | None = None) -> Path:
-    """`<cwd>/.migrator/<plan name>.db`."""
+def _check_plan_name(plan_name: str) -> None:
     if not _PLAN_NAME.match(plan_name):
         raise StateError(
             f"plan name {plan_name!r} cannot name a state file",
             hint="use letters, digits, '.', '_' and '-' only, starting with a letter or digit",
         )
-    return Path(cwd if cwd is not None else Path.cwd()) / STATE_DIR / f"{plan_name}.db"
+
+
+def default_state_path(
+    plan_name: str,
+    cwd: str | os.PathLike[str] | None = None,
+    *,
+    plan_file: str | os.PathLike[str] | None = None,
+) -> Path:
+    """`<plan file's directory>/.migrator/<plan name>.db`; without a plan file (an API caller
+    with a Plan object), `<cwd>/.migrator/<plan name>.db`."""
+    _check_plan_name(plan_name)
+    base = Path(cwd if cwd is not None else Path.cwd())
+    if plan_file is not None:
+        # Resolved: the same plan file names the same state file from every directory.
+        base = (base / Path(plan_file).expanduser()).resolve().parent
+    return base / STATE_DIR / f"{plan_name}.db"
 
 
 def resolve_state_path(
     explicit: str | os.PathLike[str] | None,
     plan_name: str,
     cwd: str | os.PathLike[str] | None = None,
+    *,
+    plan_file: str | os.PathLike[str] | None = None,
 ) -> Path:
-    """The state file to use: `--state PATH` if given, else $MIGRATOR_STATE, else the default."""
+    """The state file to use: `--state PATH` if given, else $MIGRATOR_STATE, else the default
+    beside the plan file. Runs begun by earlier versions kept their state in the working
+    directory (`<cwd>/.migrator/<plan>.db`): when only that file exists, it is the one used, so
+    that they resume."""
     base = Path(cwd if cwd is not None else Path.cwd())
     chosen = explicit if explicit not in (None, "") else os.environ.get(STATE_ENV) or None
     if chosen is None:
-        return default_state_path(plan_name, base)
+        default = default_state_path(plan_name, base, plan_file=plan_file)
+        earlier = default_state_path(plan_name, base)
+        if not default.exists() and earlier.exists():
+            return earlier
+        return default
     path = Path(chosen).expanduser()
     return path if path.is_absolute() else base / path
+
+
+def new_run_id() -> str:
+    return secrets.token_hex(8)
 
 
 def _now() -> str:
@@ -94,10 +125,7 @@ def _create_private(path: Path) -> None:
             if mode & 0o077:
                 candidate.chmod(mode & 0o700)
     except OSError as exc:
-        raise StateError(
-            f"cannot create state file {path}: {exc.strerror or exc}",
-            hint="choose a writable location with --state PATH or MIGRATOR_STATE",
-        ) from None
+        raise os_error(exc, "creating it", path) from None
 
 
 class SQLiteStateStore:
@@ -106,6 +134,7 @@ class SQLiteStateStore:
     def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 10.0) -> None:
         self.path = str(path)
         self._lock = threading.RLock()
+        self._leases: dict[str, Lease] = {}
         if self.path != MEMORY:
             _create_private(Path(self.path))
         try:
@@ -145,6 +174,21 @@ class SQLiteStateStore:
             )
         if name == "SQLITE_CONSTRAINT_FOREIGNKEY":
             return StateError(f"{doing}: no such run in {self.path}")
+        if name == "SQLITE_FULL":
+            # SQLite reports ENOSPC as SQLITE_FULL (and so is a database at max_page_count). The
+            # failed transaction was rolled back whole: nothing half-written stays behind.
+            directory = Path(self.path).parent
+            return StateDiskFull(
+                f"the disk holding state file {self.path} is full: {doing} failed (SQLITE_FULL)",
+                hint=f"free space on the filesystem of {directory} (df -h {directory}), then run the same "
+                "command again: it resumes where it stopped (what was not recorded is redone)",
+            )
+        if name.startswith(("SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_CANTOPEN")):
+            return StateError(
+                f"state file {self.path}: {doing} failed ({name}: {exc})",
+                hint="check that the state file's filesystem is mounted, writable and healthy, then run the "
+                "same command again: it resumes where it stopped",
+            )
         if name == "SQLITE_NOTADB":
             return StateError(
                 f"{self.path} is not an SQLite database",
@@ -193,6 +237,8 @@ class SQLiteStateStore:
             phase=row["phase"],
             started_at=row["started_at"],
             ended_at=row["ended_at"],
+            # Runs begun before slot names carried the run have their plan's slot.
+            slot=row["slot"] or legacy_slot_name(row["plan_name"]),
         )
 
     @staticmethod
@@ -240,22 +286,25 @@ class SQLiteStateStore:
 
     # -- runs -----------------------------------------------------------------------
 
-    def begin_run(self, plan_name: str, plan_digest: str) -> RunRecord:
+    def begin_run(
+        self, plan_name: str, plan_digest: str, *, run_id: str | None = None, slot: str | None = None
+    ) -> RunRecord:
         run = RunRecord(
-            id=secrets.token_hex(8),
+            id=run_id or new_run_id(),
             plan_name=plan_name,
             plan_digest=plan_digest,
             status="active",
             phase=None,
             started_at=_now(),
             ended_at=None,
+            slot=slot or legacy_slot_name(plan_name),
         )
         with self._write(f"beginning a run of plan {plan_name!r}") as conn:
             try:
                 conn.execute(
-                    "INSERT INTO runs (id, plan_name, plan_digest, status, started_at) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (run.id, plan_name, plan_digest, run.status, run.started_at),
+                    "INSERT INTO runs (id, plan_name, plan_digest, status, started_at, slot) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (run.id, plan_name, plan_digest, run.status, run.started_at, slot),
                 )
             except sqlite3.IntegrityError as exc:
                 # The partial unique index on active runs is the only UNIQUE constraint
@@ -515,10 +564,25 @@ class SQLiteStateStore:
     def _control(row: sqlite3.Row) -> ControlRecord:
         return ControlRecord(row["run_id"], row["name"], json.loads(row["value"])["v"], row["updated_at"])
 
+    # -- who works on a run now --------------------------------------------------------
+
+    def hold(self, plan_name: str, command: str) -> None:
+        """Take the plan's lease in this state file until close() (state/lease.py); raises
+        RunInUse naming the process that holds it. Holding it again through the same store is
+        a no-op, so that the steps of one command (a switch back, then a rollback) share it."""
+        if self.path == MEMORY:
+            return
+        with self._lock:
+            if plan_name not in self._leases:
+                self._leases[plan_name] = Lease.take(self.path, plan_name, command)
+
     # -- lifetime -------------------------------------------------------------------
 
     def close(self) -> None:
         with self._lock:
+            for lease in self._leases.values():
+                lease.release()
+            self._leases.clear()
             if self._conn is not None:
                 conn, self._conn = self._conn, None
                 try:

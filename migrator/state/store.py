@@ -44,6 +44,9 @@ class RunRecord:
     phase: str | None
     started_at: str
     ended_at: str | None
+    # The run's replication slot (plan/names.py): its name carries the run, except for runs
+    # begun before it did, whose slot is named after the plan.
+    slot: str = ""
 
 
 @dataclass(frozen=True)
@@ -107,8 +110,16 @@ class EventRecord:
 class StateStore(Protocol):
     """Durable memory of runs. Every method is safe to call from several threads."""
 
-    def begin_run(self, plan_name: str, plan_digest: str) -> RunRecord:
-        """Start a run; raises ActiveRunExists when the plan already has an active run."""
+    def begin_run(
+        self, plan_name: str, plan_digest: str, *, run_id: str | None = None, slot: str | None = None
+    ) -> RunRecord:
+        """Start a run (`run_id`: a new one by default; `slot`: its replication slot's name);
+        raises ActiveRunExists when the plan already has an active run."""
+        ...
+
+    def hold(self, plan_name: str, command: str) -> None:
+        """Take the plan's lease until close(): only one process works on a plan's run in one
+        state file at a time; raises RunInUse naming the one that holds it."""
         ...
 
     def active_run(self, plan_name: str) -> RunRecord | None: ...

@@ -29,7 +29,6 @@ from psycopg.rows import dict_row
 from migrator import api
 from migrator.engine.events import Collector, Notice
 from migrator.errors import TerminalError
-from migrator.plan.names import slot_name
 from migrator.runner import RunOutcome
 from tests.support.docs import Migration, sorted_documents, typed
 from tests.support.servers import ExternalServer
@@ -135,7 +134,7 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0, ev
 
 
 def slot_active(mig: Migration, plan_name: str) -> bool:
-    rows = mig.rows("SELECT active FROM pg_replication_slots WHERE slot_name = %s", [slot_name(plan_name)])
+    rows = mig.rows("SELECT active FROM pg_replication_slots WHERE slot_name = %s", [mig.slot(plan_name)])
     return bool(rows and rows[0][0])
 
 
@@ -492,7 +491,7 @@ def test_replay_from_the_snapshot_position_leaves_the_target_unchanged(mig: Migr
     run(mig, plan, "snapshot")
     # A copy of the slot at the snapshot's position: deleting the target checkpoint alone does not
     # replay anything, because the server starts a slot at its confirmed position at the earliest.
-    slot = slot_name(name)
+    slot = mig.slot(name)
     mig.sql(f"SELECT pg_copy_logical_replication_slot('{slot}', '{slot}_at_snapshot')")
     for scenario in scenarios:
         transactions(mig, *scenario.changes)
@@ -687,7 +686,7 @@ def test_wal_budget_stops_the_run(mig: Migration) -> None:
     )
     ((retained,),) = mig.rows(
         "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn) FROM pg_replication_slots WHERE slot_name = %s",
-        [slot_name(name)],
+        [mig.slot(name)],
     )
     assert retained > 2 * 1024**2
     started = time.monotonic()
@@ -695,7 +694,7 @@ def test_wal_budget_stops_the_run(mig: Migration) -> None:
         run(mig, plan, timeout=60)
     assert "budget of 1,048,576" in str(raised.value)
     assert time.monotonic() - started < 30
-    assert [s for s, _ in mig.slots()] == [slot_name(name)]  # kept: the run resumes once fixed
+    assert [s for s, _ in mig.slots()] == [mig.slot(name)]  # kept: the run resumes once fixed
 
 
 # -- 8. lost slot ---------------------------------------------------------------------------------
@@ -705,7 +704,7 @@ def test_lost_slot_stops_the_run_and_is_not_recreated(mig: Migration) -> None:
     name = "cdc-lost-slot"
     plan = set_up(mig, name, SIMPLE)
     run(mig, plan, "snapshot")
-    mig.sql(f"SELECT pg_drop_replication_slot('{slot_name(name)}')")
+    mig.sql(f"SELECT pg_drop_replication_slot('{mig.slot(name)}')")
     transactions(mig, "UPDATE things SET qty = 10 WHERE id = 1")
     with pytest.raises(TerminalError, match="a new snapshot is needed"):
         run(mig, plan)
@@ -816,7 +815,7 @@ def test_heartbeat_moves_the_slot_of_an_idle_source(mig: Migration) -> None:
         return 0 if found is None else int(found["position"])
 
     def confirmed() -> int:
-        return lsn(dict(mig.slots())[slot_name(name)])
+        return lsn(dict(mig.slots())[mig.slot(name)])
 
     try:
         # Nothing writes to the source, so the only commits to apply are the run's heartbeats:
@@ -879,7 +878,7 @@ def test_streamed_large_transactions_committed_and_rolled_back(mig: Migration) -
 
         def streamed() -> int:
             rows = mig.rows(
-                "SELECT stream_txns FROM pg_stat_replication_slots WHERE slot_name = %s", [slot_name(name)]
+                "SELECT stream_txns FROM pg_stat_replication_slots WHERE slot_name = %s", [mig.slot(name)]
             )
             return int(rows[0][0]) if rows else 0
 
@@ -944,7 +943,7 @@ def test_sigterm_checkpoints_exits_0_and_the_next_run_finishes(mig: Migration) -
     checkpoint = mig.client[mig.database]["_migrator"].find_one({"_id": f"{STATE_ID_PREFIX}{name}"})
     assert checkpoint is not None
     assert lsn(checkpoint["position_text"]) == checkpoint["position"] == lsn(result["cdc"]["position"])
-    assert lsn(dict(mig.slots())[slot_name(name)]) >= checkpoint["position"]
+    assert lsn(dict(mig.slots())[mig.slot(name)]) >= checkpoint["position"]
 
     transactions(mig, *rest)
     second = subprocess.run(

@@ -62,9 +62,8 @@ from pymongo.database import Database
 from ruamel.yaml import YAML
 
 from migrator import api
-from migrator.plan.names import slot_name
 from migrator.state import SQLiteStateStore
-from tests.support.docs import typed
+from tests.support.docs import run_slot, typed
 from tests.support.servers import ExternalServer, MongoServer
 from tests.support.workload import Workload, prepare_source
 
@@ -308,7 +307,7 @@ class Setup:
         with psycopg.connect(self.pg_url, autocommit=True) as conn:
             row = conn.execute(
                 "SELECT confirmed_flush_lsn::text, active FROM pg_replication_slots WHERE slot_name = %s",
-                (slot_name(self.name),),
+                (run_slot(self.state, self.name),),
             ).fetchone()
         return None if row is None else (str(row[0]), bool(row[1]))
 
@@ -318,7 +317,7 @@ class Setup:
             row = conn.execute(
                 "SELECT stream_txns, stream_count, spill_txns, total_txns FROM pg_stat_replication_slots"
                 " WHERE slot_name = %s",
-                (slot_name(self.name),),
+                (run_slot(self.state, self.name),),
             ).fetchone()
         keys = ("stream_txns", "stream_count", "spill_txns", "total_txns")
         return dict(zip(keys, (int(v or 0) for v in row), strict=True)) if row else {}

@@ -111,7 +111,11 @@ def test_demo_plan_is_ready_and_shows_the_tree(demo_url: str, mongo_url: str) ->
     for name in ("addresses: array of", "profile: {", "orders: array of", "items: array of"):
         assert name in out, name
     assert "embeds public.order_items" in out
-    assert "password_hash" not in out  # excluded by the plan
+    assert "password_hash:" not in out  # excluded by the plan: no such field in the tree
+    # ... and kept in the source (publication column list).
+    assert (
+        "column password_hash of public.customers, which the plan does not read, stays in the source" in out
+    )
     # The endpoint is shown, as user@host:port/db, without the password.
     role = urlsplit(demo_url).username
     assert f"postgresql://{role}@" in out

@@ -8,12 +8,9 @@ positive control shows the same plan passes once the situation is repaired.
 
 from __future__ import annotations
 
-import json
-import textwrap
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -22,10 +19,9 @@ import psycopg
 import pymongo
 import pytest
 
-from migrator import api
-from migrator.findings import Finding, Severity
-from migrator.phases.preflight import PreflightReport
+from migrator.findings import Severity
 from migrator.plan.names import publication_name, slot_name
+from tests.support.preflight import Setup, execute, failed_checks, findings, leaks, one
 from tests.support.servers import PgServer
 
 # Distinctive enough that finding it anywhere in a report can only mean a leak.
@@ -33,9 +29,7 @@ PASSWORD = "Pw-7vQz3-never-shown"
 
 
 def _execute(url: str, *statements: str) -> None:
-    with psycopg.connect(url, autocommit=True) as conn:
-        for statement in statements:
-            conn.execute(statement)
+    execute(url, *statements)
 
 
 def _with_user(url: str, user: str, password: str) -> str:
@@ -49,43 +43,6 @@ def _endpoint(url: str) -> str:
     """What migrator shows for a PostgreSQL URL: scheme://user@host:port/db, never the password."""
     parts = urlsplit(url)
     return f"postgresql://{parts.username}@{parts.hostname}:{parts.port or 5432}{parts.path}"
-
-
-@dataclass
-class Setup:
-    """One test's source database, target database and plan directory."""
-
-    pg_url: str
-    mongo_url: str
-    database: str
-    tmp_path: Path
-
-    def sql(self, *statements: str, url: str | None = None) -> None:
-        _execute(url or self.pg_url, *statements)
-
-    def plan(
-        self,
-        collections: str,
-        *,
-        source_url: str | None = None,
-        target_url: str | None = None,
-        name: str = "preflight-test",
-    ) -> PreflightReport:
-        """Write a plan with these `collections` (YAML list text) and run preflight on it."""
-        path = self.tmp_path / f"plan_{uuid.uuid4().hex[:8]}.yaml"
-        header = (
-            "version: 1\n"
-            f"name: {name}\n"
-            "source: {adapter: postgres, url: '${MIGRATOR_SOURCE_URL}'}\n"
-            f"target: {{adapter: mongodb, url: '${{MIGRATOR_TARGET_URL}}', database: {self.database}}}\n"
-            "collections:\n"
-        )
-        path.write_text(header + textwrap.indent(textwrap.dedent(collections).strip() + "\n", "  "))
-        env = {
-            "MIGRATOR_SOURCE_URL": source_url or self.pg_url,
-            "MIGRATOR_TARGET_URL": target_url or self.mongo_url,
-        }
-        return api.plan(path, env=env)
 
 
 @pytest.fixture
@@ -103,28 +60,6 @@ def role(pg_url: str) -> Iterator[str]:
     finally:
         # Roles are cluster-wide: take back what it owns and was granted in this database first.
         _execute(pg_url, f"DROP OWNED BY {name}", f"DROP ROLE {name}")
-
-
-def findings(report: PreflightReport, check: str) -> list[Finding]:
-    return [f for f in report.findings if f.check == check]
-
-
-def one(report: PreflightReport, check: str, subject: str | None = None) -> Finding:
-    """The single finding of `check` (about `subject`); fails listing what there is otherwise."""
-    found = [f for f in findings(report, check) if subject is None or f.subject == subject]
-    assert len(found) == 1, (check, subject, report.findings)
-    return found[0]
-
-
-def failed_checks(report: PreflightReport) -> list[tuple[str, str]]:
-    return sorted((f.check, f.subject) for f in report.failures)
-
-
-def leaks(report: PreflightReport, secret: str) -> bool:
-    text = json.dumps(report.to_dict(), default=str)
-    return secret in text or any(
-        secret in str(value) for f in report.findings for value in f.to_dict().values()
-    )
 
 
 SIMPLE_TABLE = "CREATE TABLE public.items (id bigint PRIMARY KEY, label text NOT NULL)"
@@ -177,10 +112,10 @@ def test_role_without_replication_fails_and_never_shows_password(setup: Setup, r
     assert report.to_dict()["source"] == _endpoint(url)
     assert not leaks(report, PASSWORD)
 
-    # Positive control: once granted, the same role is ready.
-    setup.sql(
-        f"ALTER ROLE {role} WITH REPLICATION", f"GRANT CREATE ON DATABASE {_dbname(setup.pg_url)} TO {role}"
-    )
+    # Positive control: the fixes as given, run by an administrator, make the same role ready.
+    create = one(report, "source.create_publication").fix
+    assert create == f"GRANT CREATE ON DATABASE {_dbname(setup.pg_url)} TO {role};"
+    setup.sql(f"ALTER ROLE {role} WITH REPLICATION", create)
     fixed = setup.plan(SIMPLE_PLAN, source_url=url)
     assert one(fixed, "source.replication_privilege").severity is Severity.OK
     assert fixed.ready, fixed.failures
@@ -197,8 +132,10 @@ def test_table_not_owned_by_role_fails(setup: Setup, role: str) -> None:
     report = setup.plan(SIMPLE_PLAN, source_url=_with_user(setup.pg_url, role, PASSWORD))
     finding = one(report, "source.table_owner")
     assert (finding.severity, finding.subject) == (Severity.FAIL, "public.items")
-    assert finding.fix is not None and "ALTER TABLE public.items OWNER TO" in finding.fix
+    assert finding.fix == f"ALTER TABLE public.items OWNER TO {role}; or run as the owner"
     assert failed_checks(report) == [("source.table_owner", "public.items")]
+    setup.sql(finding.fix.partition(" or ")[0])
+    assert setup.plan(SIMPLE_PLAN, source_url=_with_user(setup.pg_url, role, PASSWORD)).ready
 
 
 def test_no_free_replication_slot_fails(setup: Setup, pg_cluster_factory: Callable[..., PgServer]) -> None:
@@ -248,7 +185,7 @@ def test_no_free_wal_sender_fails(setup: Setup, pg_cluster_factory: Callable[...
 def test_existing_slot_and_publication_of_the_plan_are_reported(setup: Setup) -> None:
     # Slot names are cluster-wide: a name of this test's own keeps parallel tests apart.
     name = f"resume-{uuid.uuid4().hex[:8]}"
-    slot, publication = slot_name(name), publication_name(name)
+    slot, publication = slot_name(name, uuid.uuid4().hex), publication_name(name)
     setup.sql(
         SIMPLE_TABLE,
         f"CREATE PUBLICATION {publication} FOR TABLE public.items",
@@ -265,50 +202,8 @@ def test_existing_slot_and_publication_of_the_plan_are_reported(setup: Setup) ->
     assert findings(other, "source.existing_slot") == []
 
 
-def test_replica_identity(setup: Setup) -> None:
-    setup.sql(
-        SIMPLE_TABLE,
-        "CREATE TABLE public.events (id bigint NOT NULL, kind text)",
-        "CREATE UNIQUE INDEX events_id ON public.events (id)",
-        "CREATE TABLE public.quiet (id bigint PRIMARY KEY)",
-        "ALTER TABLE public.quiet REPLICA IDENTITY NOTHING",
-    )
-    plan = f"""
-        {SIMPLE_PLAN}
-        - {{name: events, from: public.events, key: id}}
-        - {{name: quiet, from: public.quiet, key: id}}
-    """
-    report = setup.plan(plan)
-    # No primary key (a unique index alone is not the replica identity), and NOTHING despite one.
-    for table in ("public.events", "public.quiet"):
-        finding = one(report, "source.replica_identity", table)
-        assert finding.severity is Severity.FAIL
-        assert table in finding.message
-        assert finding.fix is not None
-        assert f"ALTER TABLE {table} ADD PRIMARY KEY" in finding.fix
-        assert f"ALTER TABLE {table} REPLICA IDENTITY USING INDEX" in finding.fix
-    assert [f.subject for f in findings(report, "source.replica_identity")] == [
-        "public.events",
-        "public.quiet",
-    ]
-    assert failed_checks(report) == [
-        ("source.replica_identity", "public.events"),
-        ("source.replica_identity", "public.quiet"),
-    ]
-
-    setup.sql(
-        "ALTER TABLE public.events REPLICA IDENTITY FULL", "ALTER TABLE public.quiet REPLICA IDENTITY DEFAULT"
-    )
-    full = setup.plan(plan)
-    finding = one(full, "source.replica_identity", "public.events")
-    assert finding.severity is Severity.WARN
-    assert "FULL" in finding.message and finding.fix == "prefer a primary key"
-    assert full.ready, full.failures
-
-    setup.sql("ALTER TABLE public.events REPLICA IDENTITY USING INDEX events_id")
-    indexed = setup.plan(plan)
-    assert findings(indexed, "source.replica_identity") == []
-    assert indexed.ready, indexed.failures
+# Replica identities (missing, NOTHING, DEFERRABLE, per partition, FULL) and every other schema
+# feature of a mapped table: tests/integration/test_source_features.py.
 
 
 # -- mapping -------------------------------------------------------------------------------------
@@ -382,10 +277,15 @@ def test_key_must_be_unique_and_not_null(setup: Setup) -> None:
         finding = one(report, "mapping.key_unique", subject)
         assert finding.severity is Severity.FAIL
         assert finding.fix is not None and "primary key" in finding.fix
-    assert failed_checks(report) == [
+    assert [c for c in failed_checks(report) if c[0] == "mapping.key_unique"] == [
         ("mapping.key_unique", "public.t(grp)"),
         ("mapping.key_unique", "public.t(maybe)"),
     ]
+    # Unique keys other than the replica identity (the primary key) are refused for another reason:
+    # a DELETE would not name them (tests/integration/test_source_features.py).
+    assert {c for c in failed_checks(report) if c[0] != "mapping.key_unique"} == {
+        ("source.key_identity", f"public.t({key})") for key in ("grp", "maybe", "code", "inc", "grp, code")
+    }
 
 
 def test_embed_on_type_mismatch_fails(setup: Setup) -> None:

@@ -42,7 +42,7 @@ from migrator.mapping.inverse import DocumentInverse, InverseError, inverses
 from migrator.mapping.spec import CollectionMapping, resolve, tables_of
 from migrator.phases.reverse import ReverseResult, ReverseSync
 from migrator.plan import load_plan
-from migrator.plan.names import cdc_checkpoint_id, reverse_origin_name, slot_name
+from migrator.plan.names import cdc_checkpoint_id, reverse_origin_name
 from tests.integration.test_cdc import follow, run, small_decoding_memory, wait_for  # noqa: F401
 from tests.integration.test_snapshot import ROW_1, ROW_2, ROW_3_MORE_NUMERICS, TYPES_DDL
 from tests.support.docs import Migration, sorted_documents, typed
@@ -937,7 +937,7 @@ def test_reverse_sync_transactions_are_skipped_by_forward_cdc(mig: Migration) ->
             60,
         )
         streamed = mig.rows(
-            "SELECT stream_txns FROM pg_stat_replication_slots WHERE slot_name = %s", [slot_name(name)]
+            "SELECT stream_txns FROM pg_stat_replication_slots WHERE slot_name = %s", [mig.slot(name)]
         )
         assert streamed and streamed[0][0] >= 1, "the large reverse transaction was not streamed"
     finally:

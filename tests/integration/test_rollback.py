@@ -15,7 +15,7 @@ from migrator import api
 from migrator.adapters.postgres.snapshot import PublicationManager
 from migrator.cli.main import cli
 from migrator.errors import SourceError, TerminalError
-from migrator.plan.names import publication_name, slot_name
+from migrator.plan.names import publication_name
 from migrator.rollback import NothingToRollBack, RollbackResult
 from migrator.state import SQLiteStateStore
 from tests.integration.test_cdc import follow, run
@@ -27,12 +27,16 @@ def leftovers(m: Migration, name: str) -> dict[str, Any]:
     """What a run leaves on both sides: slot, publication, collections, CDC checkpoint."""
     db = m.client[m.database]
     return {
-        "slot": bool(m.rows("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", [slot_name(name)])),
+        "slot": bool(m.rows("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", [m.slot(name)])),
         "publication": bool(
             m.rows("SELECT 1 FROM pg_publication WHERE pubname = %s", [publication_name(name)])
         ),
         "collections": sorted(c for c in db.list_collection_names() if c != "_migrator"),
         "checkpoint": db["_migrator"].find_one({"_id": f"cdc:{name}"}) is not None,
+        # The run's own records (the ownership record among them), and the collection it made.
+        "_migrator": sorted(d["_id"] for d in db["_migrator"].find({}, {"_id": 1}))
+        if "_migrator" in db.list_collection_names()
+        else None,
     }
 
 
@@ -50,7 +54,7 @@ def run_status(m: Migration, name: str) -> list[str]:
 def test_run_rollback_run_again_leaves_nothing_behind(mig: Migration) -> None:  # noqa: F811
     name = "rb-cycle"
     plan_file = plan(mig, name)
-    nothing = {"slot": False, "publication": False, "collections": [], "checkpoint": False}
+    nothing = {"slot": False, "publication": False, "collections": [], "checkpoint": False, "_migrator": None}
     for cycle in range(2):
         run(mig, plan_file, "caught-up")
         assert leftovers(mig, name) == {
@@ -58,6 +62,7 @@ def test_run_rollback_run_again_leaves_nothing_behind(mig: Migration) -> None:  
             "publication": True,
             "collections": ["customers", "stock"],
             "checkpoint": True,
+            "_migrator": [f"cdc:{name}", f"owner:{name}"],
         }
         assert mig.client[mig.database]["customers"].count_documents({}) == CUSTOMERS
         result = rollback(mig, plan_file)
@@ -70,6 +75,7 @@ def test_run_rollback_run_again_leaves_nothing_behind(mig: Migration) -> None:  
             "reverse",
             "collection:customers",
             "collection:stock",
+            "release",
             "finish",
         ]
         assert run_status(mig, name) == ["rolled_back"] * (cycle + 1)
@@ -148,6 +154,7 @@ def test_an_interrupted_rollback_resumes(mig: Migration, monkeypatch: pytest.Mon
         "publication": False,
         "collections": [],
         "checkpoint": False,
+        "_migrator": None,
     }
     assert run_status(mig, name) == ["rolled_back"]
 

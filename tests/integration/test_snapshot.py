@@ -32,7 +32,6 @@ from migrator.engine.events import (
     SnapshotOpened,
 )
 from migrator.errors import PreflightFailed, SourceError, TerminalError
-from migrator.plan.names import slot_name
 from migrator.state import SQLiteStateStore
 from tests.support.docs import Migration, sorted_documents, typed
 
@@ -693,7 +692,7 @@ def test_writes_committed_after_the_slot_was_created_stay_out_of_the_copy(mig: M
     assert typed(mig.documents("accounts")) == typed(sorted_documents(expected))
     # CDC picks up exactly there: the slot's consistent point, which the writes come after.
     assert outcome.snapshot is not None
-    assert mig.slots() == [(slot_name("snap-concurrent"), outcome.snapshot.position)]
+    assert mig.slots() == [(mig.slot("snap-concurrent"), outcome.snapshot.position)]
     assert outcome.snapshot.consistent_after == outcome.snapshot.position
 
 
@@ -725,7 +724,7 @@ def test_every_chunk_leaves_a_lineage_record(mig: Migration) -> None:
     assert outcome.snapshot is not None
     position = outcome.snapshot.position
     # The slot's consistent point, as the slot itself reports it.
-    assert mig.slots() == [(slot_name("snap-lineage"), position)]
+    assert mig.slots() == [(mig.slot("snap-lineage"), position)]
     assert [e.position for e in events.of(SlotCreated)] == [position]
 
     with SQLiteStateStore(mig.state_path) as store:
@@ -755,6 +754,38 @@ def test_every_chunk_leaves_a_lineage_record(mig: Migration) -> None:
         assert record["rows_read"] == hi - lo + books
     assert sum(p["docs_written"] for p in logged) == mig.client[mig.database]["shelves"].count_documents({})
     assert sum(p["rows_read"] for p in logged) == 450 + 1300 - 40
+
+
+@pytest.mark.parametrize(
+    ("rows", "parallel", "expected"),
+    [
+        # Exactly chunk_rows rows, one worker: one chunk, not one of every row and an empty one.
+        (2000, 1, [2000]),
+        # The same table with two workers: shared between them.
+        (2000, 2, [1000, 1000]),
+        # Shared, but no chunk below MIN_SPLIT_ROWS (1,000) but the last.
+        (1500, 2, [1000, 500]),
+        # Larger than chunk_rows: chunk_rows at most, the rest in the last chunk.
+        (4500, 2, [2000, 2000, 500]),
+    ],
+)
+def test_chunks_share_a_table_between_workers_and_none_is_empty(
+    mig: Migration, rows: int, parallel: int, expected: list[int]
+) -> None:
+    mig.sql(
+        "CREATE TABLE notes (id int PRIMARY KEY, body text NOT NULL)",
+        f"INSERT INTO notes SELECT g, 'note ' || g FROM generate_series(1, {rows}) g",
+    )
+    plan = mig.plan(
+        "- {name: notes, from: notes, key: id}",
+        name=f"snap-split-{rows}-{parallel}",
+        phases=f"snapshot: {{parallel: {parallel}, chunk_rows: 2000}}",
+    )
+    outcome, _ = mig.run(plan)
+    with SQLiteStateStore(mig.state_path) as store:
+        chunks = store.chunks(outcome.run_id, "notes")
+    assert [c.rows_read for c in chunks] == expected
+    assert sorted(d["_id"] for d in mig.documents("notes")) == list(range(1, rows + 1))
 
 
 # -- a finished snapshot is not copied again ---------------------------------------------------------

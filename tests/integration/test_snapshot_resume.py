@@ -48,8 +48,9 @@ from psycopg.rows import dict_row
 from pymongo.database import Database
 from ruamel.yaml import YAML
 
-from migrator.plan.names import publication_name, slot_name
+from migrator.plan.names import publication_name
 from migrator.state import CheckpointRecord, SQLiteStateStore
+from tests.support.docs import run_slot
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_PLAN = ROOT / "plans" / "demo.yaml"
@@ -239,7 +240,7 @@ class Migration:
 
     @property
     def slot(self) -> str:
-        return slot_name(self.name)
+        return run_slot(self.state, self.name)
 
     @property
     def publication(self) -> str:
@@ -863,5 +864,35 @@ def test_signal_finishes_chunks_in_flight_then_resumes(
     assert resumed.result()["resumed"] is True
     # Only the chunks left pending were copied by the resume.
     assert resumed.count("snapshot.chunk_finished") == statuses["pending"]
+    _assert_chunks_complete(m)
+    _assert_target_equals_source(m, sample=20)
+
+
+def test_a_second_signal_stops_at_once_and_the_run_resumes(migration: Callable[[int], Migration]) -> None:
+    """The first SIGINT finishes the chunks in flight; a second one must not wait for them (it
+    used to, for as long as a chunk took), and what it leaves unfinished is redone by the next run."""
+    m = migration(3000)
+    # One chunk of every customer, so that one is in flight for a while.
+    m.plan.write_text(m.plan.read_text().replace(f"chunk_rows: {CHUNK_ROWS}", "chunk_rows: 3000"))
+    m.plan.write_text(m.plan.read_text().replace("parallel: 2", "parallel: 1"))
+    p = m.start()
+    p.wait_for("snapshot.rows")  # the chunk is being copied
+    p.signal(signal.SIGINT)
+    # Signals sent together may arrive as one: send the second once the first was taken.
+    deadline = time.monotonic() + EVENT_TIMEOUT
+    while "stopping: finishing the work in flight" not in p.stderr:
+        assert time.monotonic() < deadline and p.proc.poll() is None, p.describe()
+        time.sleep(0.01)
+    p.signal(signal.SIGINT)
+    assert p.finish() == INTERRUPTED_EXIT, p.describe()
+    assert "stopped at once" in p.stderr, p.describe()
+    with m.store() as store:
+        (run,) = store.runs()
+        statuses = Counter(c.status for c in store.chunks(run.id))
+    # The chunks in flight were abandoned, not finished.
+    assert statuses["running"] > 0, statuses
+
+    resumed = m.run_to_end()
+    assert resumed.result()["resumed"] is True
     _assert_chunks_complete(m)
     _assert_target_equals_source(m, sample=20)

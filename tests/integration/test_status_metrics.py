@@ -31,7 +31,7 @@ from migrator.cli.logs import LogLines
 from migrator.cli.main import cli
 from migrator.engine.metrics import RunMetrics
 from migrator.errors import TerminalError
-from migrator.plan.names import cdc_checkpoint_id, slot_name
+from migrator.plan.names import cdc_checkpoint_id
 from migrator.status import StatusReport
 from tests.support.docs import Migration
 
@@ -186,7 +186,7 @@ def test_status_after_snapshot_reports_progress_slot_and_checkpoint(mig: Migrati
 
     cdc = report.cdc
     assert cdc is not None and cdc.status == "pending" and cdc.applied_position is None
-    assert cdc.slot.name == slot_name("statusplan")
+    assert cdc.slot.name == mig.slot("statusplan") and cdc.slot.name.endswith(report.run.id[:8])  # type: ignore[union-attr]
     assert cdc.slot.exists is True and cdc.slot.active is False
     assert cdc.slot.retained_wal_bytes is not None and cdc.slot.retained_wal_bytes > 0
     assert cdc.max_lag_seconds == 1.0
@@ -276,8 +276,9 @@ def test_status_after_caught_up_and_history(mig: Migration, plan: Path) -> None:
     data = json.loads(result.output)
     history = data["history"]
     labels = [(c["phase"], c["label"]) for c in history]
-    assert labels[:4] == [
+    assert labels[:5] == [
         ("snapshot", "target_before"),
+        ("snapshot", "source_before"),
         ("snapshot", "slot"),
         ("snapshot", "planned"),
         ("snapshot", "done"),
@@ -286,7 +287,7 @@ def test_status_after_caught_up_and_history(mig: Migration, plan: Path) -> None:
     assert [c["id"] for c in history] == sorted(c["id"] for c in history)
     for c in history:
         assert set(c) == {"id", "phase", "label", "position", "created_at"}
-    assert history[1]["position"] == data["snapshot"]["position"]
+    assert history[2]["position"] == data["snapshot"]["position"]
     assert history[0]["position"] is None  # a record without a stream position
     assert history[-1]["position"] == data["cdc"]["applied_position"]
     assert data["cdc"]["status"] == "running"  # CDC has no end of its own: it waits for cutover

@@ -22,7 +22,7 @@ from migrator import api
 from migrator.engine.events import Collector, RollbackStepDone
 from migrator.engine.metrics import RunMetrics
 from migrator.errors import TerminalError
-from migrator.plan.names import publication_name, slot_name
+from migrator.plan.names import publication_name
 from migrator.rollback import RollbackResult
 from migrator.switchback import SwitchbackResult
 from tests.integration.test_cdc import run
@@ -160,7 +160,7 @@ def test_forward_and_back_with_a_writing_application_loses_nothing(
     # The pgroll cycle: rolling back again removes the migration; a new run starts afresh.
     removed = api.rollback(plan_file, state=mig.state_path, env=mig.env)
     assert isinstance(removed, RollbackResult)
-    assert not mig.rows("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", [slot_name(name)])
+    assert not mig.rows("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", [mig.slot(name)])
     assert not mig.rows("SELECT 1 FROM pg_publication WHERE pubname = %s", [publication_name(name)])
     assert sorted(c for c in mig.client[mig.database].list_collection_names() if c != "_migrator") == []
     run(mig, plan_file, "caught-up")

@@ -27,7 +27,9 @@ from bson.raw_bson import RawBSONDocument
 
 from migrator import api
 from migrator.engine.events import Collector, EventSink
+from migrator.plan.names import legacy_slot_name
 from migrator.runner import RunOutcome
+from migrator.state import SQLiteStateStore
 
 UTC = datetime.UTC
 
@@ -62,6 +64,17 @@ def typed(value: Any) -> Any:
     if value is None:
         return ("null", None)
     raise TypeError(f"no BSON type for {type(value).__name__}: {value!r}")
+
+
+def run_slot(state: Path, plan_name: str) -> str:
+    """The replication slot of the plan's latest run in the state file `state` (its name carries
+    the run: plan/names.py); before any run, the plan-named slot that no run of today creates."""
+    if state.exists():
+        with SQLiteStateStore(state) as store:
+            runs = store.runs(plan_name)
+            if runs:
+                return runs[-1].slot
+    return legacy_slot_name(plan_name)
 
 
 def id_order(document: dict[str, Any]) -> bytes:
@@ -103,6 +116,10 @@ class Migration:
         with psycopg.connect(self.pg_url, autocommit=True) as conn:
             conn.execute("SET TimeZone = 'UTC'")
             return list(conn.execute(query, list(params)).fetchall())
+
+    def slot(self, plan_name: str) -> str:
+        """The replication slot of the plan's latest run in this test's state file."""
+        return run_slot(self.state_path, plan_name)
 
     def slots(self) -> list[tuple[str, str]]:
         """(slot name, confirmed_flush_lsn) of this database's replication slots."""

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from migrator.errors import PlanError, PlanProblem
-from migrator.plan.names import publication_name, slot_name
+from migrator.plan.names import is_slot_of, legacy_slot_name, publication_name, slot_name
 from migrator.redact import endpoint_of, redact_text, redact_url
 
 
@@ -38,11 +38,17 @@ def test_any_password_in_url_is_masked(password: str) -> None:
 
 
 def test_slot_names_are_valid_and_distinct() -> None:
-    a, b = slot_name("Shop-Orders"), slot_name("shop_orders")
+    run, other = "0123456789abcdef", "fedcba9876543210"
+    a, b = slot_name("Shop-Orders", run), slot_name("shop_orders", run)
     assert a != b
-    for name in (a, b, publication_name("x" * 48)):
+    # The slot carries its run: two runs of one plan never share one (docs/architecture.md).
+    assert slot_name("shop_orders", run) != slot_name("shop_orders", other)
+    longest = slot_name("x" * 48, run)
+    for name in (a, b, longest, legacy_slot_name("x" * 48), publication_name("x" * 48)):
         assert len(name) <= 63
         assert name.replace("_", "").isalnum() and name == name.lower()
+    assert is_slot_of("x" * 48, longest) and is_slot_of("x" * 48, legacy_slot_name("x" * 48))
+    assert not is_slot_of("x" * 47, slot_name("x" * 47 + "y", run))
 
 
 def test_plan_error_lists_every_problem() -> None:

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from migrator.errors import ActiveRunExists, StateError, TransientError
+from migrator.errors import ActiveRunExists, RunInUse, StateDiskFull, StateError, TransientError
+from migrator.plan.names import legacy_slot_name
 from migrator.state import (
     SCHEMA_VERSION,
     SQLiteStateStore,
@@ -144,6 +145,79 @@ def test_resolve_state_path_precedence(tmp_path: Path, monkeypatch: pytest.Monke
     assert resolve_state_path("rel/flag.db", "demo", tmp_path) == tmp_path / "rel" / "flag.db"
     monkeypatch.setenv("MIGRATOR_STATE", "")
     assert resolve_state_path(None, "demo", tmp_path) == tmp_path / ".migrator" / "demo.db"
+
+
+def test_default_state_file_lies_beside_the_plan_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MIGRATOR_STATE", raising=False)
+    plans, here, there = tmp_path / "plans", tmp_path / "here", tmp_path / "there"
+    beside = plans / ".migrator" / "demo.db"
+    # The same plan file names the same state file from every working directory.
+    assert resolve_state_path(None, "demo", here, plan_file="../plans/demo.yaml") == beside
+    assert resolve_state_path(None, "demo", there, plan_file=plans / "demo.yaml") == beside
+    # A run begun by an earlier version kept its file in the working directory: it is used while
+    # the file beside the plan does not exist.
+    earlier = there / ".migrator" / "demo.db"
+    earlier.parent.mkdir(parents=True)
+    earlier.touch()
+    assert resolve_state_path(None, "demo", there, plan_file=plans / "demo.yaml") == earlier
+    beside.parent.mkdir(parents=True)
+    beside.touch()
+    assert resolve_state_path(None, "demo", there, plan_file=plans / "demo.yaml") == beside
+
+
+# -- one process per run ----------------------------------------------------------------
+
+
+def test_a_second_holder_of_a_plan_is_refused_naming_the_first(db_path: Path) -> None:
+    with SQLiteStateStore(db_path) as first, SQLiteStateStore(db_path) as second:
+        first.hold("demo", "migrator run")
+        first.hold("demo", "migrator rollback")  # the same store: the same command's next step
+        with pytest.raises(RunInUse, match=r"`migrator run` \(pid \d+ on ") as refused:
+            second.hold("demo", "migrator cutover")
+        assert "SIGTERM" in (refused.value.hint or "")
+        second.hold("other-plan", "migrator run")  # another plan's lease is its own
+    with SQLiteStateStore(db_path) as third:
+        third.hold("demo", "migrator run")  # released when the first store closed
+
+
+# -- a full disk ------------------------------------------------------------------------
+
+
+def test_a_full_database_is_named_a_full_disk_and_nothing_half_written_stays(db_path: Path) -> None:
+    with SQLiteStateStore(db_path) as store:
+        run = store.begin_run("demo", "digest")
+        conn = store._require()
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        conn.execute(f"PRAGMA max_page_count = {pages + 2}")  # SQLite's own SQLITE_FULL
+        with pytest.raises(StateDiskFull, match="is full") as full:
+            for i in range(1000):
+                store.append_event(run.id, "filler", {"text": "x" * 2000, "i": i})
+        assert "free space" in (full.value.hint or "")
+        written = len(store.events(run.id))
+        conn.execute("PRAGMA max_page_count = 1073741823")  # space is back
+        store.append_event(run.id, "after", {})
+        assert [e.kind for e in store.events(run.id)][written:] == ["after"]
+
+
+def test_runs_of_a_version_2_file_keep_their_plan_named_slot(db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True)
+    conn = raw(db_path)
+    try:
+        schema.upgrade(conn, str(db_path), schema.STEPS[:2])
+        conn.execute(
+            "INSERT INTO runs (id, plan_name, plan_digest, status, started_at) "
+            "VALUES ('r1', 'demo', 'd', 'active', '2024-01-01T00:00:00+00:00')"
+        )
+    finally:
+        conn.close()
+    with SQLiteStateStore(db_path) as store:
+        run = store.active_run("demo")
+        assert run is not None and run.slot == legacy_slot_name("demo")
+        store.finish_run("r1", "rolled_back")
+        new = store.begin_run("demo", "d", run_id="0123456789abcdef", slot="migrator_demo_x_01234567")
+        assert store.get_run(new.id).slot == "migrator_demo_x_01234567"
 
 
 # -- schema versions -----------------------------------------------------------------

@@ -12,6 +12,7 @@ from pymongo import errors as mongo
 from migrator.adapters.base import Capabilities, TargetCollectionInfo, TargetInfo
 from migrator.adapters.mongodb.codec import CODEC
 from migrator.adapters.mongodb.errors import classify
+from migrator.adapters.mongodb.ownership import Ownership
 from migrator.adapters.mongodb.reader import DocumentReader
 from migrator.adapters.mongodb.writer import DocumentWriter
 from migrator.redact import endpoint_of
@@ -58,6 +59,10 @@ class MongoTarget:
 
     def reader(self, collection: str) -> DocumentReader:
         return DocumentReader(self.client()[self.database][collection], self.name, self._secrets)
+
+    def ownership(self, plan_name: str) -> Ownership:
+        """The plan's ownership record in the target database (which run owns the data)."""
+        return Ownership(self, plan_name)
 
     def applied_position(self, checkpoint_id: str) -> int | None:
         """The source position CDC has applied up to (the `_migrator` checkpoint written with

@@ -7,6 +7,7 @@ enum/domain/array resolution and numeric typmods, which reflection does not expo
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import psycopg
@@ -15,11 +16,14 @@ from psycopg import sql
 from migrator.adapters.base import (
     ColumnInfo,
     ForeignKey,
+    IdentityIndex,
     JoinHop,
     LargestDocument,
+    LeafInfo,
     SourceInfo,
     SourceServerInfo,
     TableInfo,
+    TriggerInfo,
 )
 from migrator.adapters.postgres.errors import classify
 
@@ -46,7 +50,7 @@ SELECT current_setting('server_version'), current_setting('server_version_num'):
        current_user, r.rolsuper, r.rolreplication,
        has_database_privilege(current_database(), 'CREATE'),
        (SELECT count(*) FROM pg_replication_slots),
-       (SELECT count(*) FROM pg_stat_replication)
+       (SELECT count(*) FROM pg_stat_replication), current_database()
 FROM pg_roles r WHERE r.rolname = current_user
 """
 
@@ -71,29 +75,87 @@ SELECT a.attname, a.attnum, NOT a.attnotnull,
        CASE WHEN rt.typcategory = 'A' THEN format_type(et.oid, NULL) END,
        CASE WHEN rt.typcategory = 'A' THEN et.typtype END,
        COALESCE(NULLIF(a.atttypmod, -1), b.typmod, e.typmod, -1),
-       rt.oid, et.oid, a.atttypid
+       rt.oid, et.oid, a.atttypid, a.attstorage,
+       CASE WHEN {generated} = 's' THEN pg_get_expr(d.adbin, d.adrelid) END,
+       CASE WHEN {generated} = 's' THEN ARRAY(
+           SELECT ra.attname FROM pg_depend dep
+           JOIN pg_attribute ra ON ra.attrelid = dep.refobjid AND ra.attnum = dep.refobjsubid
+           WHERE dep.classid = 'pg_attrdef'::regclass AND dep.objid = d.oid
+             AND dep.refclassid = 'pg_class'::regclass AND dep.refobjid = a.attrelid
+             AND dep.refobjsubid > 0 AND dep.refobjsubid <> a.attnum
+           ORDER BY ra.attnum) END
 FROM pg_attribute a
 JOIN base b ON b.oid = a.atttypid
 JOIN pg_type rt ON rt.oid = b.root AND rt.typtype <> 'd'
 LEFT JOIN (elem e JOIN pg_type et ON et.oid = e.root AND et.typtype <> 'd')
        ON e.oid = rt.typelem AND rt.typcategory = 'A'
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 WHERE a.attrelid = %(rel)s AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum
 """
+GENERATED_SERVER_VERSION = 120000  # attgenerated: stored generated columns arrived in PostgreSQL 12
 
 # Only an index's key columns are unique together: INCLUDE columns (PostgreSQL 11+, listed in
 # indkey after the first indnkeyatts) are payload, and counting them would refuse a valid key.
 # PostgreSQL 10 has no INCLUDE and no indnkeyatts; there every column is a key column.
+# `indimmediate` is false for a DEFERRABLE key, which PostgreSQL cannot use as replica identity
+# (docs/architecture.md, "Replica identity").
 _INDEXES_SQL = """
 SELECT i.indisprimary, i.indisreplident,
-       array_agg(a.attname ORDER BY k.ord), bool_and(a.attnotnull)
+       array_agg(a.attname ORDER BY k.ord), bool_and(a.attnotnull), i.indimmediate, ic.relname
 FROM pg_index i
+JOIN pg_class ic ON ic.oid = i.indexrelid
 CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
 WHERE i.indrelid = %(rel)s AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
   AND i.indisvalid AND k.ord <= {key_columns}
-GROUP BY i.indexrelid, i.indisprimary, i.indisreplident
+GROUP BY i.indexrelid, i.indisprimary, i.indisreplident, i.indimmediate, ic.relname
+ORDER BY ic.relname
 """
+
+# Every relation below a table through pg_inherits (partitions at any depth, or inheritance
+# children), with its depth; pg_partition_tree would do for partitions from PostgreSQL 12 only.
+_DESCENDANTS_SQL = """
+WITH RECURSIVE tree(relid, depth) AS (
+    SELECT i.inhrelid, 1 FROM pg_inherits i WHERE i.inhparent = %(rel)s
+  UNION ALL
+    SELECT i.inhrelid, t.depth + 1 FROM pg_inherits i JOIN tree t ON i.inhparent = t.relid
+)
+SELECT c.oid, n.nspname || '.' || c.relname, c.relkind, c.relreplident, c.reltuples::bigint,
+       pg_total_relation_size(c.oid), c.relispartition
+FROM tree JOIN pg_class c ON c.oid = tree.relid JOIN pg_namespace n ON n.oid = c.relnamespace
+ORDER BY tree.depth, n.nspname, c.relname
+"""
+
+# The partition key columns of a partitioned table and of its partitioned partitions (their
+# attnums differ, their names do not); attnum 0 stands for an expression.
+_PARTITION_KEY_SQL = """
+SELECT k.n = 0, a.attname
+FROM pg_partitioned_table p
+CROSS JOIN LATERAL unnest(p.partattrs::int2[]) WITH ORDINALITY AS k(n, ord)
+LEFT JOIN pg_attribute a ON a.attrelid = p.partrelid AND a.attnum = k.n
+WHERE p.partrelid = ANY(%(rels)s)
+ORDER BY p.partrelid = %(root)s DESC, p.partrelid, k.ord
+"""
+
+# Where any leaf may store a column out of line, the partitioned table may (storage is per relation).
+_LEAF_STORAGE_SQL = """
+SELECT a.attname, max(a.attstorage::text) FROM pg_attribute a
+WHERE a.attrelid = ANY(%(rels)s) AND a.attnum > 0 AND NOT a.attisdropped AND a.attstorage <> 'p'
+GROUP BY a.attname
+"""
+
+# User triggers: not those PostgreSQL makes for constraints (tgisinternal). A partition's clone of
+# its parent's trigger is listed once, on the parent (tgparentid, PostgreSQL 13+; before, clones
+# were internal).
+_TRIGGERS_SQL = """
+SELECT n.nspname || '.' || c.relname, t.tgname, t.tgenabled, t.tgtype
+FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE t.tgrelid = ANY(%(rels)s) AND NOT t.tgisinternal {clones}
+ORDER BY t.tgrelid = %(root)s DESC, n.nspname, c.relname, t.tgname
+"""
+TRIGGER_PARENT_SERVER_VERSION = 130000
+_TRIGGER_ENABLED = {"O": "origin", "A": "always", "R": "replica", "D": "disabled"}
 INCLUDE_SERVER_VERSION = 110000
 
 _FOREIGN_KEYS_SQL = """
@@ -110,6 +172,18 @@ SELECT c.relreplident, c.reltuples::bigint, c.relpages, pg_total_relation_size(c
        pg_has_role(current_user, c.relowner, 'USAGE'), c.relkind
 FROM pg_class c WHERE c.oid = %(rel)s
 """
+
+
+@dataclass(frozen=True)
+class _Keys:
+    """A relation's unique indexes, read once for keys, uniqueness and replica identity."""
+
+    primary: tuple[str, ...]
+    primary_deferrable: bool
+    primary_name: str | None
+    replident_index: tuple[str, ...]  # () when the identity index was dropped (PostgreSQL keeps 'i')
+    unique: tuple[tuple[str, ...], ...]
+    identity_indexes: tuple[IdentityIndex, ...]
 
 
 def split_table(name: str) -> tuple[str, str]:
@@ -155,7 +229,9 @@ class PostgresInspector:
             )
             slots = [r[0] for r in cur.execute("SELECT slot_name FROM pg_replication_slots").fetchall()]
             pubs = [r[0] for r in cur.execute("SELECT pubname FROM pg_publication").fetchall()]
-        version, version_num, user, superuser, replication, can_create, used_slots, used_senders = row
+        version, version_num, user, superuser, replication, can_create, used_slots, used_senders, database = (
+            row
+        )
         return SourceServerInfo(
             endpoint=self._endpoint,
             version=str(version),
@@ -169,9 +245,12 @@ class PostgresInspector:
             can_create_in_database=bool(can_create),
             existing_slots=tuple(slots),
             existing_publications=tuple(pubs),
+            database=str(database),
         )
 
-    def table(self, name: str) -> TableInfo | None:
+    def table(self, name: str, *, count_rows: bool = True) -> TableInfo | None:
+        """The table's catalog facts; `count_rows=False` skips counting a never-analyzed table
+        (its estimate is then 0): for callers that need only keys and identities."""
         schema, table = split_table(name)
         with self._conn.cursor() as cur:
             oid_row = cur.execute(
@@ -179,59 +258,169 @@ class PostgresInspector:
             ).fetchone()
             if oid_row is None or oid_row[0] is None:
                 return None
-            rel = {"rel": oid_row[0]}
+            oid = oid_row[0]
+            rel = {"rel": oid}
             meta = cur.execute(_TABLE_SQL, rel).fetchone()
             assert meta is not None
             replident, reltuples, _relpages, total_bytes, owned, relkind = meta
             if relkind not in ("r", "p"):
                 return None
-            columns = tuple(_column(r) for r in cur.execute(_COLUMNS_SQL, rel).fetchall())
-            primary: tuple[str, ...] = ()
-            replident_index: tuple[str, ...] = ()
-            unique: list[tuple[str, ...]] = []
-            key_columns = (
-                "indnkeyatts" if self._conn.info.server_version >= INCLUDE_SERVER_VERSION else "indnatts"
-            )
-            indexes = sql.SQL(_INDEXES_SQL).format(key_columns=sql.Identifier("i", key_columns))
-            for is_primary, is_replident, names, all_not_null in cur.execute(indexes, rel).fetchall():
-                cols = tuple(names)
-                if is_primary:
-                    primary = cols
-                if is_replident:
-                    replident_index = cols
-                if all_not_null:
-                    unique.append(cols)
+            columns = self._columns(cur, oid)
+            keys = self._keys(cur, oid)
             fks = tuple(
                 ForeignKey(tuple(c), str(t), tuple(rc))
                 for c, t, rc in cur.execute(_FOREIGN_KEYS_SQL, rel).fetchall()
             )
+            descendants = cur.execute(_DESCENDANTS_SQL, rel).fetchall()
             estimated = int(reltuples)
-            if estimated < 0:
+            size = int(total_bytes)
+            extra: dict[str, Any] = {}
+            if relkind == "p":
+                extra = self._partitioned(cur, oid, columns, descendants)
+                columns = extra.pop("columns")
+                leaves: tuple[LeafInfo, ...] = extra["leaves"]
+                # A partitioned table holds no rows itself: its partitions' statistics are its own,
+                # and a partition never analyzed is counted alone (a foreign one never: its server
+                # may be far away, and it is refused anyway).
+                estimated = sum(
+                    int(d[4]) if int(d[4]) >= 0 else self._count(cur, int(d[0])) if count_rows else 0
+                    for d in descendants
+                    if d[2] == "r"
+                )
+                size = sum(int(d[5]) for d in descendants)
+                identity_columns = _shared(leaves, keys.primary)
+            else:
+                extra["inheritance_children"] = tuple(str(d[1]) for d in descendants)
+                identity_columns = _identity_columns(str(replident), keys, columns)
+            extra["triggers"] = self._triggers(cur, oid, [d[0] for d in descendants if d[2] == "r"])
+            if estimated < 0 and not count_rows:
+                estimated = 0
+            elif estimated < 0:
                 # Never analyzed (PostgreSQL 14+ reports -1): count, which is cheap when
                 # the table is small and bounded by the session's statement_timeout when not.
                 count = cur.execute(
                     sql.SQL("SELECT count(*) FROM {}").format(table_identifier(name))
                 ).fetchone()
                 estimated = int(count[0]) if count else 0
-        identity = _IDENTITY.get(str(replident), "default")
-        identity_columns = {
-            "default": primary,
-            "index": replident_index,
-            "full": tuple(c.name for c in columns),
-            "nothing": (),
-        }[identity]
         return TableInfo(
             name=name,
             columns=columns,
-            primary_key=primary,
-            unique_keys=tuple(unique),
-            replica_identity=identity,
+            primary_key=keys.primary,
+            unique_keys=keys.unique,
+            replica_identity=_IDENTITY.get(str(replident), "default"),
             identity_columns=identity_columns,
             foreign_keys=fks,
             estimated_rows=estimated,
-            total_bytes=int(total_bytes),
+            total_bytes=size,
             owned_by_current_user=bool(owned),
+            kind="partitioned" if relkind == "p" else "table",
+            primary_key_deferrable=keys.primary_deferrable,
+            primary_key_name=keys.primary_name,
+            identity_indexes=keys.identity_indexes,
+            **extra,
         )
+
+    @staticmethod
+    def _count(cur: psycopg.Cursor[Any], oid: int) -> int:
+        name = cur.execute("SELECT %s::regclass::text", [oid]).fetchone()
+        assert name is not None
+        row = cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.SQL(name[0]))).fetchone()
+        return int(row[0]) if row else 0
+
+    def _columns(self, cur: psycopg.Cursor[Any], oid: int) -> tuple[ColumnInfo, ...]:
+        generated = "a.attgenerated" if self._version >= GENERATED_SERVER_VERSION else "''::\"char\""
+        query = sql.SQL(_COLUMNS_SQL).format(generated=sql.SQL(generated))
+        return tuple(_column(r) for r in cur.execute(query, {"rel": oid}).fetchall())
+
+    def _keys(self, cur: psycopg.Cursor[Any], oid: int) -> _Keys:
+        primary: tuple[str, ...] = ()
+        primary_name: str | None = None
+        deferrable = False
+        replident_index: tuple[str, ...] = ()
+        unique: list[tuple[str, ...]] = []
+        candidates: list[IdentityIndex] = []
+        key_columns = "indnkeyatts" if self._version >= INCLUDE_SERVER_VERSION else "indnatts"
+        indexes = sql.SQL(_INDEXES_SQL).format(key_columns=sql.Identifier("i", key_columns))
+        for is_primary, is_replident, names, all_not_null, immediate, index in cur.execute(
+            indexes, {"rel": oid}
+        ).fetchall():
+            cols = tuple(names)
+            if is_primary:
+                primary, deferrable, primary_name = cols, not immediate, str(index)
+            if is_replident:
+                replident_index = cols
+            if all_not_null:
+                # A DEFERRABLE unique key is still unique once each transaction commits, which is
+                # all a document key needs; it cannot serve as replica identity.
+                unique.append(cols)
+                if immediate:
+                    candidates.append(IdentityIndex(str(index), cols))
+        return _Keys(primary, deferrable, primary_name, replident_index, tuple(unique), tuple(candidates))
+
+    def _partitioned(
+        self,
+        cur: psycopg.Cursor[Any],
+        oid: int,
+        columns: tuple[ColumnInfo, ...],
+        descendants: list[tuple[Any, ...]],
+    ) -> dict[str, Any]:
+        """What a partitioned table's leaves say: their replica identities, the partition key at
+        every level, and which columns any leaf may store out of line."""
+        leaves: list[LeafInfo] = []
+        foreign: list[str] = []
+        for leaf_oid, leaf_name, kind, leaf_replident, *_rest in descendants:
+            if kind == "f":
+                foreign.append(str(leaf_name))
+            if kind != "r":
+                continue
+            leaf_columns = self._columns(cur, leaf_oid)
+            keys = self._keys(cur, leaf_oid)
+            identity = _IDENTITY.get(str(leaf_replident), "default")
+            leaves.append(
+                LeafInfo(
+                    name=str(leaf_name),
+                    replica_identity=identity,
+                    identity_columns=_identity_columns(str(leaf_replident), keys, leaf_columns),
+                    primary_key=keys.primary,
+                    primary_key_deferrable=keys.primary_deferrable,
+                    identity_indexes=keys.identity_indexes,
+                )
+            )
+        partitioned = [oid, *(d[0] for d in descendants if d[2] == "p")]
+        key: list[str] = []
+        by_expression = False
+        for is_expression, column in cur.execute(
+            _PARTITION_KEY_SQL, {"rels": partitioned, "root": oid}
+        ).fetchall():
+            if is_expression:
+                by_expression = True
+            elif str(column) not in key:
+                key.append(str(column))
+        leaf_oids = [d[0] for d in descendants if d[2] == "r"]
+        storage = dict(cur.execute(_LEAF_STORAGE_SQL, {"rels": leaf_oids}).fetchall()) if leaf_oids else {}
+        columns = tuple(
+            replace(c, storage=str(storage[c.name])) if c.storage == "p" and c.name in storage else c
+            for c in columns
+        )
+        return {
+            "columns": columns,
+            "leaves": tuple(leaves),
+            "partition_key": tuple(key),
+            "partitioned_by_expression": by_expression,
+            "foreign_partitions": tuple(foreign),
+        }
+
+    def _triggers(self, cur: psycopg.Cursor[Any], oid: int, leaves: list[int]) -> tuple[TriggerInfo, ...]:
+        clones = "AND (t.tgrelid = %(root)s OR t.tgparentid = 0)"
+        query = sql.SQL(_TRIGGERS_SQL).format(
+            clones=sql.SQL(clones if self._version >= TRIGGER_PARENT_SERVER_VERSION else "")
+        )
+        rows = cur.execute(query, {"rels": [oid, *leaves], "root": oid}).fetchall()
+        return tuple(_trigger(*row) for row in rows)
+
+    @property
+    def _version(self) -> int:
+        return int(self._conn.info.server_version)
 
     def max_significant_digits(self, table: str, column: str, *, array: bool = False) -> int:
         """Largest count of significant digits in a numeric column (NaN and infinities count as 0).
@@ -317,6 +506,52 @@ class PostgresInspector:
         )
 
 
+def _identity_columns(replident: str, keys: _Keys, columns: tuple[ColumnInfo, ...]) -> tuple[str, ...]:
+    """The columns an UPDATE's or DELETE's old tuple carries; () where PostgreSQL has no usable
+    replica identity: NOTHING, no primary key, a DEFERRABLE one (PostgreSQL cannot use it, so a
+    table with one has none), an identity index that was dropped (PostgreSQL keeps 'i')."""
+    identity = _IDENTITY.get(replident, "default")
+    if identity == "full":
+        # pgoutput sends no stored generated column, old tuples included (PostgreSQL 18 only with
+        # publish_generated_columns, which migrator does not set).
+        return tuple(c.name for c in columns if c.generated is None)
+    if identity == "index":
+        return keys.replident_index
+    if identity == "default" and not keys.primary_deferrable:
+        return keys.primary
+    return ()
+
+
+def _shared(leaves: Sequence[LeafInfo], primary: tuple[str, ...]) -> tuple[str, ...]:
+    """What every leaf's old tuple carries: the intersection of the leaves' identities (a leaf
+    without one carries nothing). Without leaves yet, what a partition created later carries by
+    default: the primary key."""
+    if not leaves:
+        return primary
+    order = [c for c in leaves[0].identity_columns]
+    common = set(order)
+    for leaf in leaves[1:]:
+        common &= set(leaf.identity_columns)
+    return tuple(c for c in order if c in common)
+
+
+_TIMING = {2: "before", 64: "instead of"}
+_EVENTS = ((4, "insert"), (16, "update"), (8, "delete"), (32, "truncate"))
+
+
+def _trigger(table: str, name: str, enabled: str, tgtype: int) -> TriggerInfo:
+    # tgtype bits (PostgreSQL's pg_trigger.h): 2 BEFORE, 64 INSTEAD OF, else AFTER; 4 INSERT,
+    # 8 DELETE, 16 UPDATE, 32 TRUNCATE.
+    timing = next((t for bit, t in _TIMING.items() if tgtype & bit), "after")
+    return TriggerInfo(
+        table=str(table),
+        name=str(name),
+        enabled=_TRIGGER_ENABLED.get(str(enabled), "origin"),
+        timing=timing,
+        events=tuple(event for bit, event in _EVENTS if tgtype & bit),
+    )
+
+
 def _column(row: tuple[Any, ...]) -> ColumnInfo:
     (
         name,
@@ -331,6 +566,9 @@ def _column(row: tuple[Any, ...]) -> ColumnInfo:
         _oid,
         _eoid,
         attypid,
+        storage,
+        generated,
+        generated_from,
     ) = row
     is_array = category == "A" and elem_name is not None
     kind = "array" if is_array else _KINDS.get(str(typtype), "base")
@@ -350,4 +588,7 @@ def _column(row: tuple[Any, ...]) -> ColumnInfo:
         numeric_scale=scale,
         position=int(position),
         type_oid=int(attypid),
+        generated=str(generated) if generated is not None else None,
+        storage=str(storage),
+        generated_from=tuple(str(c) for c in generated_from or ()),
     )

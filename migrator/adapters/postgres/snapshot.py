@@ -9,7 +9,7 @@ and none that the copy already holds.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +19,14 @@ from psycopg import sql
 from migrator.adapters.base import LevelRead
 from migrator.adapters.postgres.connection import PgEndpoint
 from migrator.adapters.postgres.errors import classify
-from migrator.adapters.postgres.inspect import table_identifier
+from migrator.adapters.postgres.inspect import PostgresInspector, split_table, table_identifier
+from migrator.adapters.postgres.publication import (
+    PARTITIONED_SERVER_VERSION,
+    Publishing,
+    identity_problems,
+    partitioned_unsupported,
+    publishing,
+)
 from migrator.adapters.postgres.reading import configure_connection, key_range_condition, level_query
 from migrator.errors import SourceError
 
@@ -28,6 +35,10 @@ from migrator.errors import SourceError
 FETCH_ROWS = 2_000
 _SESSION = "SET TimeZone = 'UTC'; SET intervalstyle = 'iso_8601'"
 _NAME = re.compile(r"^[a-z0-9_]{1,63}$")
+_PUBLICATION_SQL = (
+    "SELECT puballtables, pubinsert, pubupdate, pubdelete, pubtruncate, {viaroot} "
+    "FROM pg_publication WHERE pubname = %s"
+)
 # SQLSTATE 22023 (invalid_parameter_value) is what SET TRANSACTION SNAPSHOT raises for a
 # snapshot whose exporting transaction has ended.
 SNAPSHOT_GONE = "22023"
@@ -38,6 +49,19 @@ class SlotStart:
     slot: str
     position: str  # the slot's consistent point: CDC starts here
     snapshot_name: str
+
+
+def _viaroot(version: int) -> str:
+    return "pubviaroot" if version >= PARTITIONED_SERVER_VERSION else "false"
+
+
+def _published_table(publishing: Publishing) -> sql.Composable:
+    """A table of FOR TABLE / SET TABLE, with its column list where it has one."""
+    if publishing.columns is None:
+        return table_identifier(publishing.table)
+    return sql.SQL("{} ({})").format(
+        table_identifier(publishing.table), sql.SQL(", ").join(sql.Identifier(c) for c in publishing.columns)
+    )
 
 
 def _check_name(name: str) -> str:
@@ -117,7 +141,7 @@ class Coordinator:
             while True:
                 condition, params = key_range_condition("t", key, key_types, last, None)
                 query = sql.SQL(
-                    "SELECT {texts} FROM {t} t WHERE {cond} ORDER BY {cols} OFFSET {n} LIMIT 1"
+                    "SELECT {texts} FROM {t} t WHERE {cond} ORDER BY {cols} OFFSET {n} LIMIT 2"
                 ).format(
                     texts=texts,
                     t=table_identifier(table),
@@ -126,12 +150,15 @@ class Coordinator:
                     n=sql.Literal(every - 1),
                 )
                 try:
-                    row = cur.execute(query, params).fetchone()
+                    rows = cur.execute(query, params).fetchall()
                 except psycopg.Error as exc:
                     raise classify(exc, self._endpoint.name, self._endpoint.secrets) from None
-                if row is None:
+                # The `every`-th key ends a chunk only when a row follows it: a boundary on the
+                # last row would leave an empty chunk after it (a table of exactly `every` rows was
+                # cut into all of its rows and none).
+                if len(rows) < 2:
                     return boundaries
-                last = [str(v) for v in row]
+                last = [str(v) for v in rows[0]]
                 boundaries.append(last)
 
     def key_before(
@@ -292,14 +319,118 @@ class PublicationManager:
         except psycopg.Error as exc:
             raise classify(exc, self._endpoint.name, self._endpoint.secrets) from None
 
-    def ensure_publication(self, name: str, tables: Sequence[str]) -> bool:
-        """Create the publication for `tables` unless it exists; True when created."""
+    def ensure_publication(
+        self, name: str, tables: Mapping[str, Collection[str] | None] | Sequence[str]
+    ) -> bool:
+        """Publish `tables` (each with the columns the plan reads, None or a plain list of names:
+        every column) under `name`: create the publication, or make an existing one match (its
+        tables, column lists and options). True when this call created it.
+
+        The last guard before CREATE/ALTER PUBLICATION: it refuses, publishing nothing, a table
+        or partition without a usable replica identity, whose application UPDATE and DELETE would
+        fail once published. The tables are locked (SHARE UPDATE EXCLUSIVE, which lets the
+        application read and write) from the check to the commit, so that no ALTER TABLE ...
+        REPLICA IDENTITY, ATTACH or new partition slips in between."""
         _check_name(name)
-        if self._execute("SELECT 1 FROM pg_publication WHERE pubname = %s", [name]):
-            return False
-        targets = sql.SQL(", ").join(table_identifier(t) for t in dict.fromkeys(tables))
-        self._execute(sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(sql.Identifier(name), targets))
-        return True
+        wanted: Mapping[str, Collection[str] | None] = (
+            tables if isinstance(tables, Mapping) else dict.fromkeys(tables)
+        )
+        try:
+            with self._endpoint.connect() as conn, conn.transaction():
+                return self._ensure(conn, name, wanted)
+        except psycopg.Error as exc:
+            raise classify(exc, self._endpoint.name, self._endpoint.secrets) from None
+
+    def _ensure(
+        self, conn: psycopg.Connection[Any], name: str, wanted: Mapping[str, Collection[str] | None]
+    ) -> bool:
+        version = conn.info.server_version
+        conn.execute(
+            sql.SQL("LOCK TABLE {} IN SHARE UPDATE EXCLUSIVE MODE").format(
+                sql.SQL(", ").join(table_identifier(t) for t in wanted)
+            )
+        )
+        inspector = PostgresInspector(conn, self._endpoint.name, self._endpoint.secrets)
+        plan: dict[int, Publishing] = {}
+        for table, read in wanted.items():
+            info = inspector.table(table, count_rows=False)
+            if info is None:
+                raise SourceError(f"table {table} does not exist on the source (or is not a table)")
+            refused = partitioned_unsupported(info, version)
+            if refused is not None:
+                raise SourceError(
+                    f"{refused}: publication {name} was not created", hint="upgrade to PostgreSQL 13 or newer"
+                )
+            problems = identity_problems(info)
+            if problems:
+                more = (
+                    f" ({len(problems) - 1} more relations of {table} have none)" if len(problems) > 1 else ""
+                )
+                raise SourceError(
+                    f"{problems[0].message}; migrator published nothing (publication {name}){more}",
+                    hint=problems[0].fix,
+                )
+            oid = conn.execute(
+                "SELECT to_regclass(format('%%I.%%I', %s::text, %s::text))::oid", list(split_table(table))
+            ).fetchone()
+            assert oid is not None
+            plan[int(oid[0])] = publishing(info, read, version)
+        exists = conn.execute(_PUBLICATION_SQL.format(viaroot=_viaroot(version)), [name]).fetchone()
+        targets = sql.SQL(", ").join(_published_table(p) for p in plan.values())
+        if exists is None:
+            options = sql.SQL(
+                " WITH (publish_via_partition_root = false)" if version >= PARTITIONED_SERVER_VERSION else ""
+            )
+            conn.execute(
+                sql.SQL("CREATE PUBLICATION {} FOR TABLE {}{}").format(sql.Identifier(name), targets, options)
+            )
+            return True
+        all_tables, *actions, viaroot = exists
+        if all_tables:
+            raise SourceError(
+                f"publication {name} exists FOR ALL TABLES: migrator did not make it and will not publish "
+                "every table of the database",
+                hint=f"if nothing else uses it, DROP PUBLICATION {name}; then run again",
+            )
+        if not all(actions) or viaroot:
+            # What migrator needs: every kind of change, and each partition's own (docs/architecture.md).
+            settings = "publish = 'insert, update, delete, truncate'"
+            if version >= PARTITIONED_SERVER_VERSION:
+                settings += ", publish_via_partition_root = false"
+            conn.execute(sql.SQL("ALTER PUBLICATION {} SET (" + settings + ")").format(sql.Identifier(name)))
+        if self._published(conn, name, version) != {
+            oid: (frozenset(p.columns) if p.columns is not None else None, False) for oid, p in plan.items()
+        }:
+            conn.execute(sql.SQL("ALTER PUBLICATION {} SET TABLE {}").format(sql.Identifier(name), targets))
+        return False
+
+    @staticmethod
+    def _published(
+        conn: psycopg.Connection[Any], name: str, version: int
+    ) -> dict[int, tuple[frozenset[str] | None, bool]] | None:
+        """What the publication holds: per table oid, its column list and whether it has a row
+        filter; None where it also publishes whole schemas (PostgreSQL 15+)."""
+        if version < 150000:
+            rows = conn.execute(
+                "SELECT pr.prrelid, NULL::name[], false FROM pg_publication_rel pr "
+                "JOIN pg_publication p ON p.oid = pr.prpubid WHERE p.pubname = %s",
+                [name],
+            ).fetchall()
+            return {int(r[0]): (None, False) for r in rows}
+        schemas = conn.execute(
+            "SELECT count(*) FROM pg_publication_namespace pn JOIN pg_publication p ON p.oid = pn.pnpubid "
+            "WHERE p.pubname = %s",
+            [name],
+        ).fetchone()
+        if schemas is not None and schemas[0]:
+            return None
+        rows = conn.execute(
+            "SELECT pr.prrelid, (SELECT array_agg(a.attname) FROM pg_attribute a "
+            "WHERE a.attrelid = pr.prrelid AND a.attnum = ANY(pr.prattrs)), pr.prqual IS NOT NULL "
+            "FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid WHERE p.pubname = %s",
+            [name],
+        ).fetchall()
+        return {int(r[0]): (frozenset(r[1]) if r[1] is not None else None, bool(r[2])) for r in rows}
 
     def slot_exists(self, slot: str) -> bool:
         return bool(self._execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", [slot]))
