@@ -340,8 +340,8 @@ class _Resolver:
                 parent_link,
                 f"embed '{plan.as_}' joins {parent_link} to {child_link}, and neither is a unique NOT NULL key "
                 f"of its table: one document could match several {table.name} rows",
-                f"add a unique index on NOT NULL columns {child_link} (then many documents may embed one "
-                f"{table.name} row: a lookup), or join on a unique key of {parent.name}",
+                f"{_unique_fix(table, child_cols)} (then many documents may embed one {table.name} row: a "
+                f"lookup); or join on a unique key of {parent.name}",
             )
         return False
 
@@ -446,6 +446,16 @@ def _identity_fix(table: TableInfo, columns: list[str]) -> str:
     statements.append(f"CREATE UNIQUE INDEX CONCURRENTLY {index} ON {table.name} ({', '.join(columns)});")
     statements.append(f"ALTER TABLE {table.name} REPLICA IDENTITY USING INDEX {index};")
     return " ".join(statements) + f" or ALTER TABLE {table.name} REPLICA IDENTITY FULL;"
+
+
+def _unique_fix(table: TableInfo, columns: list[str]) -> str:
+    """Statements PostgreSQL accepts that make `columns` a unique NOT NULL key of `table`
+    (tested in tests/integration/test_cdc_lookup.py), where its rows allow it."""
+    index = f"{table.name.rpartition('.')[2][:30]}_{'_'.join(columns)[:28]}_key"
+    nullable = [c for c in columns if (info := table.column(c)) is not None and info.nullable]
+    statements = [f"ALTER TABLE {table.name} ALTER {c} SET NOT NULL;" for c in nullable]
+    statements.append(f"CREATE UNIQUE INDEX CONCURRENTLY {index} ON {table.name} ({', '.join(columns)});")
+    return " ".join(statements)
 
 
 def _references(child: TableInfo, parent: TableInfo, on: tuple[tuple[str, str], ...]) -> bool:

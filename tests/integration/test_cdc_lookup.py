@@ -28,6 +28,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from migrator import api
 from migrator.adapters.mongodb import MongoTarget
 from migrator.adapters.postgres import PostgresSource
 from migrator.mapping.affected import AffectedDocuments
@@ -718,3 +719,28 @@ def test_every_document_that_embeds_a_changed_row_is_found(mig: Migration) -> No
         " JOIN inventory i USING (inventory_id) WHERE i.film_id = 2"
     )
     assert sorted(found.texts) == sorted(tuple(r) for r in expected) and len(expected) > 2
+
+
+def test_plan_refuses_a_link_unique_on_neither_side_with_a_fix_postgresql_accepts(mig: Migration) -> None:
+    mig.sql(
+        "CREATE TABLE city (city_id integer, city text)",
+        "CREATE TABLE address (address_id integer PRIMARY KEY, city_id integer)",
+        "INSERT INTO city VALUES (1, 'one'), (2, 'two')",
+        "INSERT INTO address VALUES (1, 1), (2, 1)",
+    )
+    plan = mig.plan(
+        "- {name: addresses, from: address, key: address_id,"
+        " embed: [{as: city, from: city, on: {city_id: city_id}, many: false}]}",
+        name="plan-lookup-fix",
+    )
+
+    def report() -> Any:
+        return api.plan(plan, env=mig.env)
+
+    [refusal] = [f for f in report().findings if f.check == "mapping.embed_parent_unique"]
+    statements = refusal.fix.split(" (then")[0]
+    assert statements.startswith("ALTER TABLE public.city ALTER city_id SET NOT NULL;")
+    mig.sql(*[s.strip() for s in statements.split(";") if s.strip()])  # as an operator would
+    findings = report().findings
+    assert not [f for f in findings if f.check == "mapping.embed_parent_unique"]
+    assert [f.check for f in findings if f.check == "mapping.embed_lookup"] == ["mapping.embed_lookup"]

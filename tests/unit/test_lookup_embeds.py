@@ -160,7 +160,7 @@ def test_plan_refuses_a_link_unique_on_neither_side() -> None:
     tables["public.city"] = table("city", ["city_id", "city"], ["city"])  # city_id not unique
     [(check, message, fix)] = failures(resolved(tables=tables))
     assert check == "mapping.embed_parent_unique" and "neither is a unique NOT NULL key" in message
-    assert "public.city(city_id)" in fix
+    assert "CREATE UNIQUE INDEX CONCURRENTLY city_city_id_key ON public.city (city_id);" in fix
 
 
 def test_plan_refuses_a_lookup_whose_changes_do_not_name_their_row() -> None:
