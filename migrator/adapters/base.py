@@ -6,7 +6,7 @@ read them; only adapters build them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -203,6 +203,23 @@ class LevelRead:
     order_by: tuple[ColumnInfo, ...]
 
 
+@dataclass(frozen=True, eq=False)
+class SourceRead:
+    """A value a change does not carry: the content of an embed for the given link values (the
+    referenced row of a lookup, a parent's children), filled in from the source when the batch is
+    applied, by the reader the phase gives the applier (docs/architecture.md, "Embedded content
+    read from the source"). `spec` says what to read and is opaque to target adapters.
+
+    `only_if`: read only when an earlier write of the same source transaction carries one of these
+    tags (WriteOp.tags); otherwise the value is `otherwise`, and nothing is read."""
+
+    spec: Any
+    values: tuple[Any, ...]
+    literal: bool = False  # inside an aggregation pipeline: the content is wrapped in $literal
+    only_if: tuple[Hashable, ...] | None = None
+    otherwise: Any = None
+
+
 @dataclass(frozen=True)
 class WriteOp:
     """One target write, in target-neutral terms; the target adapter executes it.
@@ -212,6 +229,10 @@ class WriteOp:
     'rekey' (move a whole document to a new _id: needs a read, see the applier),
     'merge_element' (change an element whose unchanged TOASTed values must be kept,
     possibly moving it to another parent: needs a read).
+
+    `reads`: the SourceRead placeholders inside `update` or `extra`, which the applier fills in
+    before it writes. `tags`: what this write tells later writes of the same source transaction
+    (a child placed under a parent's link values, a parent removed), for SourceRead.only_if.
     """
 
     collection: str
@@ -221,3 +242,5 @@ class WriteOp:
     array_filters: tuple[dict[str, Any], ...] = ()
     upsert: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    reads: tuple[SourceRead, ...] = ()
+    tags: tuple[Hashable, ...] = ()

@@ -390,7 +390,11 @@ class DocumentInverse:
             equivalent=equivalent,
         )
         self._levels.append(_Level(index, table_level, doc, embed, fields, (), columns))
-        children = tuple(self._plan(e.child, e, index) for e in doc.embeds)
+        # A lookup's sub-document is a copy of a row that other documents embed too (and that
+        # other rows may reference): its row is never written or deleted through one document.
+        # The parent's link field carries the relationship back (docs/architecture.md, "Embeds:
+        # owner and lookup").
+        children = tuple(self._plan(e.child, e, index) for e in doc.embeds if not e.lookup)
         self._levels[index] = _Level(index, table_level, doc, embed, fields, children, columns)
         return index
 

@@ -199,9 +199,9 @@ class MappedDocuments:
 
     def resolve_each(self, refs: Sequence[Affected]) -> list[tuple[Affected, Keys]]:
         """Each reference with the documents it names: a DocumentId its _id as given, an
-        ElementKey the target documents holding the element, a ParentRow the root of the
-        source's current parent row (nothing when there is no such row now). Lookups of the
-        same kind go to the server together."""
+        ElementKey the target documents holding the element, a ParentRow the roots of the
+        source's current parent rows (several for a lookup's row; none when there is no such row
+        now). Lookups of the same kind go to the server together."""
         out = [(ref, Keys()) for ref in refs]
         parents: dict[tuple[Any, ...], list[int]] = {}
         try:
@@ -228,8 +228,8 @@ class MappedDocuments:
                     assert isinstance(ref, ParentRow)
                     values.append([key_text(v) for v in ref.values])
                 found = self._lookup().root_keys(root, coll.key_columns, path, columns, values)
-                for i, texts in zip(group, found, strict=True):
-                    if texts is not None:
+                for i, roots in zip(group, found, strict=True):
+                    for texts in roots:
                         out[i][1].texts[tuple(texts)] = None
         except MigratorError:
             self._drop_connections()

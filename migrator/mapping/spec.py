@@ -75,6 +75,13 @@ class EmbedMapping:
     on: tuple[tuple[str, str], ...]  # (child column, parent column)
     order_by: tuple[str, ...]
     child: DocumentMapping
+    # A lookup: the parent holds the link (its `on` columns are no unique key of the parent) to
+    # one child row (the child's `on` columns are a unique key): many parents may embed one row.
+    # Otherwise the child holds the link and a child row belongs to at most one parent (owner).
+    lookup: bool = False
+    # An enforced foreign key leads from the child's `on` columns to the parent's: a child row
+    # can reference a parent that does not exist only inside one source transaction.
+    foreign_key: bool = False
 
 
 @dataclass(frozen=True)
@@ -266,17 +273,7 @@ class _Resolver:
             return None
         for child_col, parent_col in on:
             self.compatible(table, child_col, parent, parent_col)
-        parent_cols = {p for _, p in on}
-        if not any(set(unique) <= parent_cols for unique in parent.unique_keys):
-            # A child row must belong to exactly one parent element, or its changes could
-            # not be placed (and the snapshot would copy it into several parents).
-            self.fail(
-                "mapping.embed_parent_unique",
-                f"{parent.name}({', '.join(p for _, p in on)})",
-                f"embed '{plan.as_}' joins on {parent.name}({', '.join(p for _, p in on)}), which is not a "
-                "unique NOT NULL key of the parent",
-                "join on the parent's primary key, or add a unique index on NOT NULL columns",
-            )
+        lookup = self.lookup(plan, table, parent, on)
         key = plan.key_columns or table.primary_key
         if not key:
             self.fail(
@@ -296,8 +293,57 @@ class _Resolver:
         child = self.document(table, key, plan.fields, plan.exclude, plan.embed, hidden=hidden)
         if child is None:
             return None
-        self.locatable(plan, table, parent, on, key, order, child, parent_fields, root_key)
-        return EmbedMapping(plan.as_, plan.many, on, order, child)
+        self.locatable(plan, table, parent, on, key, order, child, parent_fields, root_key, lookup)
+        return EmbedMapping(plan.as_, plan.many, on, order, child, lookup, _references(table, parent, on))
+
+    def lookup(
+        self, plan: Embed, table: TableInfo, parent: TableInfo, on: tuple[tuple[str, str], ...]
+    ) -> bool:
+        """Whether the embed is a lookup (the parent holds the link to one child row); fails the
+        embeds whose rows could not be placed either way."""
+        parent_cols = [p for _, p in on]
+        child_cols = [c for c, _ in on]
+        if any(set(unique) <= set(parent_cols) for unique in parent.unique_keys):
+            return False  # the child holds the link: each child row has at most one parent
+        child_unique = any(set(unique) <= set(child_cols) for unique in table.unique_keys)
+        parent_link = f"{parent.name}({', '.join(parent_cols)})"
+        child_link = f"{table.name}({', '.join(child_cols)})"
+        if not plan.many and child_unique:
+            self.findings.append(
+                Finding(
+                    "mapping.embed_lookup",
+                    Severity.INFO,
+                    parent_link,
+                    f"embed '{plan.as_}' is a lookup: {parent_link} names one {child_link} row, which every "
+                    f"document naming it embeds; CDC writes a change of that row to each of them, and reads "
+                    f"it from the source for a {parent.name} row inserted or re-pointed",
+                    "",
+                )
+            )
+            return True
+        if plan.many:
+            # The snapshot would copy one child row into the arrays of several documents, and
+            # a change of it could not say which element of which array it is.
+            self.fail(
+                "mapping.embed_parent_unique",
+                parent_link,
+                f"embed '{plan.as_}' (many: true) joins on {parent_link}, which is not a unique NOT NULL key of "
+                f"{parent.name}: one {table.name} row could belong in the arrays of several documents",
+                f"join on a unique key of {parent.name} (each {table.name} row then belongs to one parent); or, "
+                f"if {parent.name} holds a link to one {table.name} row, make it many: false with 'on' naming a "
+                f"unique NOT NULL key of {table.name} (a lookup: many documents may embed one row); or migrate "
+                f"{table.name} as a collection of its own and keep {', '.join(parent_cols)} as a reference",
+            )
+        else:
+            self.fail(
+                "mapping.embed_parent_unique",
+                parent_link,
+                f"embed '{plan.as_}' joins {parent_link} to {child_link}, and neither is a unique NOT NULL key "
+                f"of its table: one document could match several {table.name} rows",
+                f"{_unique_fix(table, child_cols)} (then many documents may embed one {table.name} row: a "
+                f"lookup); or join on a unique key of {parent.name}",
+            )
+        return False
 
     def locatable(
         self,
@@ -310,11 +356,13 @@ class _Resolver:
         child: DocumentMapping,
         parent_fields: list[FieldMapping],
         root_key: tuple[str, ...],
+        lookup: bool,
     ) -> None:
         """CDC changes one element in place: it finds the parent by the `on` values and the
         element by its key, and keeps the array ordered with `$sort`. All of that works on the
         documents' fields, so those columns must be fields (the `on` columns are constant
-        within one parent and need not be)."""
+        within one parent and need not be). A lookup's row is found by the parents' link
+        fields, in every document and element that holds them."""
         on_child = {c for c, _ in on}
         fields = {f.column.name for f in child.fields}
         missing_key = [k for k in key if k not in on_child and k not in fields]
@@ -331,20 +379,29 @@ class _Resolver:
         identity = set(table.identity_columns)
         if not on_child <= identity:
             own_key = [k for k in key if k not in on_child]
-            severity_fail = len(own_key) != len(key)
+            severity_fail = lookup or len(own_key) != len(key)
+            if lookup:
+                consequence = (
+                    ", so an update or delete does not say which documents embedded the row: they could "
+                    "not be found"
+                )
+            elif severity_fail:
+                consequence = (
+                    ", so a change does not say whether the row moved to another parent: its deletes "
+                    "could not be placed"
+                )
+            else:
+                consequence = (
+                    ", so a change does not say whether the row moved to another parent; each update then "
+                    "costs three writes on the target instead of one"
+                )
             self.findings.append(
                 Finding(
                     "mapping.embed_identity",
                     Severity.FAIL if severity_fail else Severity.WARN,
                     f"{table.name}({', '.join(sorted(on_child))})",
                     f"embed '{plan.as_}': the replica identity of {table.name} ({', '.join(sorted(identity)) or 'none'}) "
-                    f"does not include its link to the parent ({', '.join(sorted(on_child))}), so a change does not "
-                    "say whether the row moved to another parent"
-                    + (
-                        ": its deletes could not be placed"
-                        if severity_fail
-                        else "; each update then costs three writes on the target instead of one"
-                    ),
+                    f"does not include its link ({', '.join(sorted(on_child))})" + consequence,
                     _identity_fix(table, [*sorted(on_child), *own_key]),
                 )
             )
@@ -389,3 +446,26 @@ def _identity_fix(table: TableInfo, columns: list[str]) -> str:
     statements.append(f"CREATE UNIQUE INDEX CONCURRENTLY {index} ON {table.name} ({', '.join(columns)});")
     statements.append(f"ALTER TABLE {table.name} REPLICA IDENTITY USING INDEX {index};")
     return " ".join(statements) + f" or ALTER TABLE {table.name} REPLICA IDENTITY FULL;"
+
+
+def _unique_fix(table: TableInfo, columns: list[str]) -> str:
+    """Statements PostgreSQL accepts that make `columns` a unique NOT NULL key of `table`
+    (tested in tests/integration/test_cdc_lookup.py), where its rows allow it."""
+    index = f"{table.name.rpartition('.')[2][:30]}_{'_'.join(columns)[:28]}_key"
+    nullable = [c for c in columns if (info := table.column(c)) is not None and info.nullable]
+    statements = [f"ALTER TABLE {table.name} ALTER {c} SET NOT NULL;" for c in nullable]
+    statements.append(f"CREATE UNIQUE INDEX CONCURRENTLY {index} ON {table.name} ({', '.join(columns)});")
+    return " ".join(statements)
+
+
+def _references(child: TableInfo, parent: TableInfo, on: tuple[tuple[str, str], ...]) -> bool:
+    """Whether a foreign key of `child` leads from exactly its `on` columns to the parent's."""
+    pairs = set(on)
+    for fk in child.foreign_keys:
+        # The catalog names a table visible on the search_path without its schema (regclass::text):
+        # taken as public, the default search_path. Only a table of the same name in a schema
+        # before public on the plan user's search_path could be mistaken for the parent.
+        referenced = fk.referenced_table if "." in fk.referenced_table else f"public.{fk.referenced_table}"
+        if referenced == parent.name and set(zip(fk.columns, fk.referenced_columns, strict=True)) == pairs:
+            return True
+    return False

@@ -77,6 +77,7 @@ from migrator.mapping.assemble import Assembler
 from migrator.mapping.changes import ChangeMapper, fill_unchanged
 from migrator.mapping.columns import columns_read
 from migrator.mapping.lookup import MappedDocuments
+from migrator.mapping.source_reads import SourceReads
 from migrator.mapping.spec import resolve
 from migrator.phases.oracle import DualWriteOracle
 from migrator.plan.names import cdc_checkpoint_id, publication_name, reverse_origin_name, slot_name_pattern
@@ -306,6 +307,8 @@ class CdcPhase:
             cdc_checkpoint_id(ctx.plan.name),
             transactions=info.transactions,
             current=self._current_document,
+            # Embedded content a change names only by link values (mapping/reads.py).
+            reads=SourceReads(ctx.source.endpoint),
         )
         # cdc.apply: false: nothing is written but the checkpoint; the oracle checks the
         # application's own writes instead (phases/oracle.py).
@@ -362,17 +365,20 @@ class CdcPhase:
         for name, info in tables.items():
             listed = publishing(info, read.get(name), version).columns
             self._published[name] = None if listed is None else frozenset(listed)
-        # Per table, the columns that say where its row is: each level's key and link.
+        # Per table, the key columns that say which document or element its row is. (A link
+        # column that neither tuple carries did not change: the mapper finds its element by the
+        # element's own key, which preflight makes unique wherever the link is outside the replica
+        # identity; docs/architecture.md, "Embeds: owner and lookup".)
         self._locating: dict[str, tuple[str, ...]] = {}
 
-        def walk(doc: Any, on: tuple[str, ...]) -> None:
+        def walk(doc: Any) -> None:
             known = self._locating.get(doc.table, ())
-            self._locating[doc.table] = tuple(dict.fromkeys((*known, *doc.key, *on)))
+            self._locating[doc.table] = tuple(dict.fromkeys((*known, *doc.key)))
             for embed in doc.embeds:
-                walk(embed.child, tuple(c for c, _ in embed.on))
+                walk(embed.child)
 
         for collection in self.ctx.collections:
-            walk(collection.document, ())
+            walk(collection.document)
         return ChangeMapper(self.ctx.collections, identity, UNCHANGED)
 
     def _relation(self, message: Relation) -> None:
@@ -618,9 +624,10 @@ class CdcPhase:
             self._accepted_leaves.add(change.oid)
 
     def _check_located(self, table: str, new: Row) -> None:
-        """An UPDATE whose row still lacks a key or link column after fill_unchanged (stored out
-        of line, unchanged, and not in the replica identity, so neither tuple carries it): the
-        change cannot be placed. Stop rather than write the marker or guess."""
+        """An UPDATE whose row still lacks a key column after fill_unchanged (stored out of line,
+        unchanged, and not in the replica identity, so neither tuple carries it): the change cannot
+        be placed. Stop rather than write the marker or guess. (Preflight refuses a key outside the
+        replica identity, so this guards a mapping that changed its identity mid-run.)"""
         for column in self._locating.get(table, ()):
             if new.get(column) is UNCHANGED:
                 break

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import uuid
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -255,3 +256,24 @@ def test_a_mapping_whose_keys_cannot_be_rebuilt_is_refused() -> None:
     with pytest.raises(InverseError) as caught:
         DocumentInverse(CollectionMapping("customers", root))
     assert caught.value.field == "orders" and "key column id" in caught.value.message
+
+
+def test_a_lookup_is_a_copy_that_is_never_written_back() -> None:
+    """A sub-document many documents embed (a lookup: the parent holds the link) is not this
+    document's row: reverse sync writes the link back, and never writes or deletes the row."""
+    address = level(
+        "public.address", ("address_id",), [col("address_id", "bigint"), col("street", "text")], ["street"]
+    )
+    customer = level(
+        "public.customers",
+        ("id",),
+        [col("id", "bigint"), col("name", "text"), col("address_id", "bigint")],
+        ["name", "address_id"],
+    )
+    lookup = EmbedMapping("address", False, (("address_id", "address_id"),), (), address, lookup=True)
+    inverse = DocumentInverse(CollectionMapping("customers", replace(customer, embeds=(lookup,))))
+    assert [lvl.table for lvl in inverse.levels] == ["public.customers"]
+    for value in (None, {"street": "edited copy"}):
+        rows = inverse.rows({"_id": Int64(1), "name": "Ann", "address_id": Int64(7), "address": value})
+        assert rows.state is not None
+        assert [state.rows for state in rows.state] == [[{"id": 1, "name": "Ann", "address_id": 7}]]

@@ -9,12 +9,20 @@ A change that needs what the target stores (an element's unchanged TOASTed value
 embedded arrays; a re-keyed document) and finds it nowhere is applied by re-reading the whole
 document from the source instead (`current`): after a snapshot resumed at a newer point, the old
 parent may have been read after the change and the new one before it, so that neither holds it.
+
+Content a change names only by link values (a lookup's referenced row, a new parent's children)
+comes as SourceRead placeholders: before a batch is written, they are filled in through `reads`,
+all of the batch's at once (docs/architecture.md, "Embedded content read from the source"). A
+placeholder with `only_if` is read only when an earlier write of the same source transaction
+carries one of its tags: the applier keeps the tags of the transaction in progress, across the
+batches a large transaction is applied in (until a batch that ends with its checkpoint).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 from pymongo import DeleteMany, DeleteOne, ReplaceOne, UpdateMany, UpdateOne
@@ -23,10 +31,11 @@ from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
 from pymongo.database import Database
 
-from migrator.adapters.base import WriteOp
+from migrator.adapters.base import SourceRead, WriteOp
 from migrator.adapters.mongodb.coalesce import coalesce
 from migrator.adapters.mongodb.codec import CODEC
 from migrator.adapters.mongodb.errors import classify
+from migrator.errors import TerminalError
 
 STATE_COLLECTION = "_migrator"
 _BULK_KINDS = {"update", "update_many", "replace", "delete", "delete_many"}
@@ -89,6 +98,21 @@ def _find_element(containers: list[Any], match: dict[str, Any]) -> dict[str, Any
 
 # (collection, _id) -> the document as the source holds it now, or None when it has no such row.
 CurrentDocument = Callable[[str, Any], "dict[str, Any] | None"]
+# Placeholders -> their content as the source holds it now, in the same order.
+ReadContent = Callable[[Sequence[SourceRead]], Sequence[Any]]
+
+
+def _substitute(value: Any, filled: dict[int, Any]) -> Any:
+    """`value` with every SourceRead in it (in dicts, lists and tuples) replaced by its content."""
+    if isinstance(value, SourceRead):
+        return filled[id(value)]
+    if isinstance(value, dict):
+        return {k: _substitute(v, filled) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, filled) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_substitute(v, filled) for v in value)
+    return value
 
 
 class ChangeApplier:
@@ -99,11 +123,15 @@ class ChangeApplier:
         *,
         transactions: bool,
         current: CurrentDocument | None = None,
+        reads: ReadContent | None = None,
     ) -> None:
         self._db = database
         self._id = checkpoint_id
         self._transactions = transactions
         self._current = current
+        self._reads = reads
+        # Tags of the writes of the source transaction in progress (SourceRead.only_if).
+        self._tags: set[Hashable] = set()
         self._state: Collection[Any] = database.get_collection(STATE_COLLECTION, codec_options=CODEC)
 
     def _coll(self, name: str) -> Collection[Any]:
@@ -139,7 +167,7 @@ class ChangeApplier:
         aborts it after 60 s) is retried for as long: the caller keeps its own connections alive
         meanwhile (phases/cdc.py applies on a thread of its own)."""
 
-        writes = coalesce(ops)
+        writes = coalesce(self._fill(ops, complete=position is not None))
 
         def body(session: ClientSession | None) -> None:
             self._execute(writes, session)
@@ -175,6 +203,43 @@ class ChangeApplier:
                 body(None)
         except mongo.PyMongoError as exc:
             raise classify(exc, "target") from None
+
+    def _fill(self, ops: Sequence[WriteOp], *, complete: bool) -> Sequence[WriteOp]:
+        """`ops` with their SourceRead placeholders filled in: read from the source (all at once,
+        before anything is written, so at a point no older than any change of the batch) or, for
+        an `only_if` placeholder that no earlier write of its transaction asks for, its
+        `otherwise`. `complete`: the batch ends at a transaction's end, where the tags start over."""
+        tags = self._tags
+        wanted: list[SourceRead] = []
+        filled: dict[int, Any] = {}
+        for op in ops:
+            for read in op.reads:
+                if read.only_if is None or any(tag in tags for tag in read.only_if):
+                    wanted.append(read)
+                else:
+                    filled[id(read)] = read.otherwise
+            tags.update(op.tags)
+        if complete:
+            self._tags = set()
+        if wanted:
+            if self._reads is None:
+                raise TerminalError(
+                    "a change needs embedded content from the source, and this applier has no source reader",
+                    hint="report this as a bug",
+                )
+            contents = self._reads(wanted)
+            for read, content in zip(wanted, contents, strict=True):
+                filled[id(read)] = {"$literal": content} if read.literal else content
+        if not filled:
+            return ops
+        return [
+            dataclasses.replace(
+                op, update=_substitute(op.update, filled), extra=_substitute(op.extra, filled), reads=()
+            )
+            if op.reads
+            else op
+            for op in ops
+        ]
 
     def _execute(self, ops: Sequence[WriteOp], session: ClientSession | None) -> None:
         pending: list[Any] = []

@@ -58,10 +58,11 @@ class KeyLookup:
         path: Sequence[JoinHop],
         columns: Sequence[ColumnInfo],
         values: Sequence[Sequence[str]],
-    ) -> list[list[str] | None]:
-        """For each tuple of `values` (text) of `columns` of the row at the end of `path` (the
-        root row itself when `path` is empty): the key (as text) of the root row it belongs to,
-        or None when there is no such row now."""
+    ) -> list[list[list[str]]]:
+        """For each tuple of `values` (text) of `columns` of the rows at the end of `path` (the
+        root row itself when `path` is empty): the keys (as text) of the root rows they belong
+        to, none when there is no such row now. Several where a parent holds the link (a lookup:
+        many parents name one row)."""
         if not values:
             return []
         alias = "r"
@@ -89,9 +90,9 @@ class KeyLookup:
         query = sql.SQL("SELECT u.n, {keys} FROM {root} r {joins} JOIN {source} ON {match}").format(
             keys=keys, root=table_identifier(root), joins=sql.SQL(" ").join(joins), source=source, match=match
         )
-        found: list[list[str] | None] = [None] * len(values)
+        found: list[list[list[str]]] = [[] for _ in values]
         for row in self._rows(query, params):
-            found[int(row[0]) - 1] = [str(v) for v in row[1:]]
+            found[int(row[0]) - 1].append([str(v) for v in row[1:]])
         return found
 
     def typed(self, key: Sequence[ColumnInfo], values: Sequence[Sequence[str]]) -> list[tuple[Any, ...]]:

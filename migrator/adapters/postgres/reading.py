@@ -168,13 +168,19 @@ def level_query(
     lo: Sequence[str] | None,
     hi: Sequence[str] | None,
     where: tuple[sql.Composable, list[Any]] | None = None,
+    relation: tuple[sql.Composable, list[Any]] | None = None,
 ) -> tuple[sql.Composed, list[Any]]:
     """One level's rows for the root key range (lo, hi], ordered by the root key; `where`
-    narrows the root rows further (a key set, a sample)."""
+    narrows the root rows further (a key set, a sample). `relation` stands in for the root
+    table (a derived table of given values, adapters/postgres/linked.py)."""
     condition, params = key_range_condition("r", key, key_types, lo, hi)
     if where is not None:
         condition = sql.SQL("{} AND {}").format(condition, where[0])
         params = [*params, *where[1]]
+    root_relation: sql.Composable = table_identifier(root)
+    if relation is not None:
+        root_relation = relation[0]
+        params = [*relation[1], *params]  # FROM comes before WHERE
     root_key: list[sql.Composable] = [sql.SQL("r.{}").format(sql.Identifier(k)) for k in key]
     if not level.path:
         select = [column_expression("r", c) for c in level.columns]
@@ -200,7 +206,7 @@ def level_query(
             parent = child
     query = sql.SQL("SELECT {select} FROM {root} r {joins} WHERE {cond} ORDER BY {order}").format(
         select=sql.SQL(", ").join(select),
-        root=table_identifier(root),
+        root=root_relation,
         joins=sql.SQL(" ").join(joins),
         cond=condition,
         order=sql.SQL(", ").join(order),

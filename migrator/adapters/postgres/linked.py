@@ -1,0 +1,63 @@
+"""Rows linked to given values, read from the source as it is now: for CDC, the content of an
+embed that a change names only by its link values (a lookup's referenced row, a new parent's
+children; docs/architecture.md, "Embedded content read from the source").
+
+The values form a derived table standing in for the parent (`unnest(...) WITH ORDINALITY`), each
+cast to the parent column's type, so that the join down to the child is the snapshot's own join
+(the same `=` between the same types); rows come back keyed by the ordinal of their values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from psycopg import sql
+
+from migrator.adapters.base import ColumnInfo, LevelRead
+from migrator.adapters.postgres.reading import level_query
+from migrator.adapters.postgres.snapshot import RangeReader
+
+
+def values_relation(
+    columns: Sequence[ColumnInfo], values: Sequence[Sequence[str]], ordinal: str
+) -> tuple[sql.Composable, list[Any]]:
+    """`(SELECT u.t0::type AS col, ..., u.n AS <ordinal> FROM unnest(...) WITH ORDINALITY ...)`:
+    the given values (as text, one tuple per parent) as rows of the parent's link columns, with
+    their position (from 1) as a bigint column named `ordinal`."""
+    texts = [sql.Identifier(f"t{i}") for i in range(len(columns))]
+    cast = sql.SQL(", ").join(
+        sql.SQL("u.{}::{} AS {}").format(t, sql.SQL(c.type_name), sql.Identifier(c.name))
+        for t, c in zip(texts, columns, strict=True)
+    )
+    arrays = sql.SQL(", ").join(sql.SQL("%s::text[]") for _ in columns)
+    query = sql.SQL(
+        "(SELECT {cast}, u.n AS {ordinal} FROM unnest({arrays}) WITH ORDINALITY AS u({names}, n))"
+    ).format(
+        cast=cast,
+        ordinal=sql.Identifier(ordinal),
+        arrays=arrays,
+        names=sql.SQL(", ").join(texts),
+    )
+    params: list[Any] = [[v[i] for v in values] for i in range(len(columns))]
+    return query, params
+
+
+class LinkedReader(RangeReader):
+    """A RangeReader that also reads levels under a derived parent of given values."""
+
+    def stream_linked(
+        self,
+        levels: Sequence[LevelRead],
+        columns: Sequence[ColumnInfo],
+        values: Sequence[Sequence[str]],
+        ordinal: str,
+    ) -> list[Iterator[tuple[Any, ...]]]:
+        """One row stream per level (the first is the derived parent itself, keyed by `ordinal`),
+        each ordered by the position of the values, in the current read."""
+        relation = values_relation(columns, values, ordinal)
+        streams = []
+        for level in levels:
+            query, params = level_query(level, "", (ordinal,), ("bigint",), None, None, relation=relation)
+            streams.append(self._rows(query, params))
+        return streams

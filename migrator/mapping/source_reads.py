@@ -1,0 +1,85 @@
+"""Fills the SourceRead placeholders of a batch from the source (mapping/reads.py says what they
+are): one REPEATABLE READ transaction per batch, one query per embed and level, for all of the
+batch's link values at once."""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+from migrator.adapters.base import SourceRead
+from migrator.adapters.postgres.connection import PgEndpoint
+from migrator.adapters.postgres.linked import LinkedReader
+from migrator.adapters.postgres.reading import key_text
+from migrator.errors import MigratorError
+from migrator.mapping.reads import ORDINAL, EmbedRead
+
+# Link values per query: the derived parent is one array parameter per link column.
+VALUES_PER_READ = 1_000
+
+
+class SourceReads:
+    """The applier's source reader: one connection, opened on first use and kept for the next
+    batch, dropped after an error (the next batch opens another)."""
+
+    def __init__(self, endpoint: PgEndpoint) -> None:
+        self._endpoint = endpoint
+        self._reader: LinkedReader | None = None
+        self._finalizer: weakref.finalize[Any, Any] | None = None
+
+    def __call__(self, reads: Sequence[SourceRead]) -> list[Any]:
+        out: list[Any] = [None] * len(reads)
+        # spec -> link values (as text) -> the placeholders that ask for them
+        groups: dict[int, tuple[EmbedRead, dict[tuple[str, ...], list[int]]]] = {}
+        for i, read in enumerate(reads):
+            spec = read.spec
+            assert isinstance(spec, EmbedRead)
+            if any(v is None for v in read.values):
+                out[i] = spec.empty  # a NULL never joins
+                continue
+            texts = tuple(key_text(v) for v in read.values)
+            groups.setdefault(id(spec), (spec, {}))[1].setdefault(texts, []).append(i)
+        if not groups:
+            return out
+        reader = self._open()
+        try:
+            reader.begin()
+            try:
+                for spec, wanted in groups.values():
+                    keys = list(wanted)
+                    for start in range(0, len(keys), VALUES_PER_READ):
+                        part = keys[start : start + VALUES_PER_READ]
+                        for n, content in self._read(reader, spec, part):
+                            for i in wanted[part[n]]:
+                                out[i] = content
+            finally:
+                reader.end()
+        except MigratorError:
+            self.close()
+            raise
+        return out
+
+    @staticmethod
+    def _read(reader: LinkedReader, spec: EmbedRead, values: list[tuple[str, ...]]) -> list[tuple[int, Any]]:
+        streams = reader.stream_linked(spec.assembler.reads(), spec.columns, values, ORDINAL)
+        # Every position has a row in the derived parent, so every one gets its content ([] or
+        # None when nothing joins).
+        return [
+            (int(ordinal) - 1, document[spec.embed.as_])
+            for ordinal, document, _ in spec.assembler.documents(streams)
+        ]
+
+    def _open(self) -> LinkedReader:
+        if self._reader is None:
+            self._reader = LinkedReader(self._endpoint)
+            # The applier that holds this reader has no end of its own: the connection closes
+            # when the reader goes, at the latest when the process exits.
+            self._finalizer = weakref.finalize(self, self._reader.close)
+        return self._reader
+
+    def close(self) -> None:
+        if self._finalizer is not None:
+            self._finalizer()  # closes the connection (once)
+        self._reader = None
+        self._finalizer = None
