@@ -18,6 +18,7 @@ from migrator.engine.events import ControlsChanged, EventBus, EventSink
 from migrator.engine.throttle import ControlsResult, control_changes
 from migrator.errors import PreflightFailed, TerminalError
 from migrator.phases.cutover import switched, switching_back
+from migrator.phases.following import recorded_cdc_failure
 from migrator.phases.preflight import PreflightReport, run_preflight
 from migrator.phases.verify import Verifier, VerifyReport, key_types_of
 from migrator.plan import Plan, load_plan, plan_json_schema
@@ -109,9 +110,13 @@ def verify(
     """Compare source and target through the plan's mapping (read-only unless `repair`).
 
     Safe while `migrator run` follows changes: a difference is reported only once the target
-    has applied the source position it was seen at (see migrator/phases/verify.py). With an
-    active run, the report is kept in the state store for `status` and the cutover gate.
-    `mode`/`sample` override the plan's verify settings; `repair` re-copies what differs."""
+    has applied the source position it was seen at (see migrator/phases/verify.py). With nothing
+    following, the target must be at rest at the source's position: otherwise CdcNotFollowing
+    (CdcFailed, naming CDC's recorded error) is raised within seconds. Transient errors are
+    retried for minutes, then raised. `report.verdict` is 'equal', 'different' or 'incomplete'
+    (documents not pinned down). With an active run, the report is kept in the state store for
+    `status` and the cutover gate. `mode`/`sample` override the plan's verify settings; `repair`
+    re-copies what differs."""
     loaded = load(path, env)
     settings = loaded.phases.verify
     overrides: dict[str, Any] = {}
@@ -130,11 +135,21 @@ def verify(
             raise PreflightFailed([f"{f.check} {f.subject}: {f.message}" for f in report.failures])
         events = EventBus(*sinks)
         run = store.active_run(loaded.name)
+        failure = None
         if run is not None:
             events.add(StoreSink(store, run.id))
+            failure = recorded_cdc_failure(store, run.id)
         key_types = key_types_of(report.collections, report.source)
         verifier = Verifier(
-            loaded, report.collections, source, target, key_types, events, settings=settings, stop=stop
+            loaded,
+            report.collections,
+            source,
+            target,
+            key_types,
+            events,
+            settings=settings,
+            stop=stop,
+            cdc_failure=failure,
         )
         return verifier.run(repair=repair)
 

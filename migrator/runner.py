@@ -247,6 +247,7 @@ class Runner:
                 key_types,
                 self.events,
                 stop=self.stop_event,
+                cdc_alive=follower.raise_if_failed,  # a CDC that fails ends the pass at once, named
             )
             report = verifier.run()
             follower.raise_if_failed()

@@ -85,7 +85,14 @@ class Switchover:
             def gate_verify() -> dict[str, Any]:
                 touched.start()  # from here on, changed documents are rechecked before the flip
                 verifier = Verifier(
-                    plan, ctx.collections, ctx.source, ctx.target, key_types, ctx.events, stop=protocol_stop
+                    plan,
+                    ctx.collections,
+                    ctx.source,
+                    ctx.target,
+                    key_types,
+                    ctx.events,
+                    stop=protocol_stop,
+                    cdc_alive=follower.raise_if_failed,
                 )
                 return verifier.run().to_dict()
 

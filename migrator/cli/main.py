@@ -1,4 +1,6 @@
-"""`migrator` commands. Exit codes: 0 success/ready, 1 checks failed, 2 invalid plan or usage."""
+"""`migrator` commands. Exit codes: 0 success/ready, 1 checks failed (verify: differences found),
+2 invalid plan or usage, 3 verify could not complete (a database unreachable, a timeout, CDC not
+following), 130 stopped before `run --until`."""
 
 from __future__ import annotations
 
@@ -24,13 +26,21 @@ from migrator.plan.units import parse_duration
 from migrator.redact import redact_text
 from migrator.runner import Until, describe
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
+# verify's verdicts
+VERDICT_EXIT = {"equal": EXIT_OK, "different": EXIT_FAILED, "incomplete": EXIT_INCOMPLETE}
 
 
-def _fail(error: MigratorError, as_json: bool) -> NoReturn:
-    code = EXIT_USAGE if isinstance(error, PlanError) else EXIT_FAILED
+def _fail(
+    error: MigratorError, as_json: bool, *, code: int | None = None, incomplete: bool = False
+) -> NoReturn:
+    """Print the error (`incomplete`: as verify's "could not complete") and exit."""
+    if code is None:
+        code = EXIT_USAGE if isinstance(error, PlanError) else EXIT_FAILED
     if as_json:
         payload: dict[str, Any] = {"error": type(error).__name__, "message": redact_text(error.message)}
+        if incomplete:
+            payload = {"verdict": "incomplete", "incomplete": payload["message"], **payload}
         if error.hint:
             payload["hint"] = error.hint
         if isinstance(error, PlanError):
@@ -40,7 +50,8 @@ def _fail(error: MigratorError, as_json: bool) -> NoReturn:
             ]
         click.echo(json.dumps(payload, indent=2))
     else:
-        make_console(stderr=True).print(f"[bold red]error:[/] {escape(redact_text(str(error)))}")
+        label = "could not complete" if incomplete else "error"
+        make_console(stderr=True).print(f"[bold red]{label}:[/] {escape(redact_text(str(error)))}")
     sys.exit(code)
 
 
@@ -149,7 +160,8 @@ def plan_command(plan_file: str, as_json: bool) -> None:
     default=None,
     help="Stop after the snapshot, once CDC has caught up (lag under phases.cdc.max_lag), or once "
     "caught up and verified (a verify pass of the live migration while CDC follows; exit 1 when it "
-    "finds differences). Default: keep following changes until SIGINT/SIGTERM.",
+    "finds differences, 3 when documents could not be pinned down). Default: keep following changes until "
+    "SIGINT/SIGTERM.",
 )
 @state_option
 @click.option("--json", "as_json", is_flag=True, help="Print events as JSON lines.")
@@ -220,7 +232,7 @@ def run_command(
         if outcome.verify is not None:
             render_verify(console, outcome.verify.to_dict())
     if outcome.verify is not None and not outcome.interrupted and not outcome.verify.equal:
-        sys.exit(EXIT_FAILED)
+        sys.exit(VERDICT_EXIT[outcome.verify.verdict])
     # A signal is how a run that follows changes ends (0); but one that stopped short of an
     # explicit --until must not look done (README: 130 interrupted), or
     # `migrator run --until snapshot && next-step` would go on with half a snapshot.
@@ -270,8 +282,13 @@ def verify_command(
     """Compare source and target through PLAN_FILE's mapping.
 
     Safe while `migrator run` follows changes: a document is reported as different only once
-    the target has applied the source position it was compared at. Read-only unless --repair.
-    Exit 0 when equal, 1 when anything differs (or could not be settled).
+    the target has applied the source position it was compared at. With nothing following, the
+    target must be at rest at the source's position, or verify stops within seconds saying so
+    (and naming CDC's recorded error). Read-only unless --repair. Exit 0 when equal, 1 when
+    differences were found, 2 for an invalid plan, 3 when verify could not complete: a database
+    unreachable, a timeout that retries did not outlast, CDC failed or not following, or documents
+    that could not be pinned down (the report's `incomplete` says why). A timeout is never a
+    difference.
     """
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
@@ -281,13 +298,15 @@ def verify_command(
         report = api.verify(
             plan_file, mode=mode, sample=sample, repair=repair, state=state_path, stop=stop, sinks=[ticker]
         )
-    except MigratorError as exc:
+    except PlanError as exc:
         _fail(exc, as_json)
+    except MigratorError as exc:
+        _fail(exc, as_json, code=EXIT_INCOMPLETE, incomplete=True)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, default=str))
     else:
         render_verify(console, report.to_dict())
-    sys.exit(EXIT_OK if report.equal else EXIT_FAILED)
+    sys.exit(VERDICT_EXIT[report.verdict])
 
 
 @cli.command("rollback")

@@ -101,7 +101,8 @@ def render_verify(console: Console, report: dict[str, Any]) -> None:
     console.print(table)
     for m in report["mismatches"]:
         line = f"[bold]{escape(m['collection'])}[/] _id {escape(json.dumps(m['id']))}: {m['kind']}"
-        line += f" (source read at {m['position'] or '?'})"
+        if m["position"]:
+            line += f" (source read at {m['position']})"
         if m.get("reason"):
             line += f": {escape(m['reason'])}"
         console.print(line)
@@ -114,9 +115,15 @@ def render_verify(console: Console, report: dict[str, Any]) -> None:
     if differing > len(report["mismatches"]):
         console.print(f"... and {differing - len(report['mismatches']):,} more (see --json)")
     positions = report.get("verified_positions") or {}
-    verdict = "[green]equal[/]" if report["verdict"] == "equal" else "[bold red]DIFFERENT[/]"
+    verdict = {
+        "equal": "[green]equal[/]",
+        "different": "[bold red]DIFFERENT[/]",
+        "incomplete": "[bold yellow]INCOMPLETE[/]",
+    }[report["verdict"]]
     console.print(
         f"{verdict}: score {report['score']:.6f} ({report['equal']:,} of {report['checked']:,} equal) "
         f"in {report['seconds']:.1f} s; source read at {positions.get('first', '-')} .. "
         f"{positions.get('last', '-')}; target applied up to {report.get('applied_position') or '-'}"
     )
+    if report.get("incomplete"):
+        console.print(f"could not complete: {escape(report['incomplete'])}")

@@ -157,7 +157,7 @@ def _throttle(throttle: ThrottleStatus) -> list[str]:
 
 def _verify(report: dict[str, Any]) -> str:
     verdict = str(report.get("verdict", "?"))
-    style = "green" if verdict == "equal" else "bold red"
+    style = {"equal": "green", "incomplete": "bold yellow"}.get(verdict, "bold red")
     counts = ", ".join(
         f"{name} {report[name]:,}"
         for name in ("checked", "equal", "mismatched", "missing", "extra", "unsettled", "repaired")

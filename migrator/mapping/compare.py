@@ -49,6 +49,13 @@ def id_key(doc_id: Any) -> bytes:
     return bson.encode({"_id": doc_id}, codec_options=CODEC)
 
 
+def stored_id(doc_id: Any) -> Any:
+    """An _id as the target stores it and gives it back (Decimal128 for a Decimal, a UTC date
+    for a date, milliseconds for a timestamp, a UUID, a dict for a compound _id): the form every
+    target query and every key lookup by _id starts from."""
+    return decode(id_key(doc_id))["_id"]
+
+
 def decode(raw: bytes) -> dict[str, Any]:
     return bson.decode(raw, codec_options=CODEC)
 

@@ -105,8 +105,8 @@ class _Collection:
 
     def texts(self, doc_id: Any) -> KeyText:
         if len(self.key) == 1:
-            return (key_text(doc_id),)
-        return tuple(key_text(doc_id[k]) for k in self.key)
+            return (key_text(doc_id, self.key_types[0]),)
+        return tuple(key_text(doc_id[k], t) for k, t in zip(self.key, self.key_types, strict=True))
 
     def make_id(self, values: Sequence[Any]) -> Any:
         if len(self.key) == 1:
@@ -217,7 +217,11 @@ class MappedDocuments:
                     if not ref.path and sorted(names) == sorted(coll.key):
                         # The parent is the root row and the link is its key: no lookup.
                         by_name = dict(zip(names, ref.values, strict=True))
-                        keys.texts[tuple(key_text(by_name[k]) for k in coll.key)] = None
+                        keys.texts[
+                            tuple(
+                                key_text(by_name[k], t) for k, t in zip(coll.key, coll.key_types, strict=True)
+                            )
+                        ] = None
                     else:
                         parents.setdefault((ref.collection, ref.root, ref.path, ref.columns), []).append(i)
             for (collection, root, path, columns), group in parents.items():
@@ -226,7 +230,9 @@ class MappedDocuments:
                 for i in group:
                     ref = out[i][0]
                     assert isinstance(ref, ParentRow)
-                    values.append([key_text(v) for v in ref.values])
+                    values.append(
+                        [key_text(v, c.type_name) for v, c in zip(ref.values, ref.columns, strict=True)]
+                    )
                 found = self._lookup().root_keys(root, coll.key_columns, path, columns, values)
                 for i, roots in zip(group, found, strict=True):
                     for texts in roots:
@@ -283,7 +289,10 @@ class MappedDocuments:
                         where,
                     )
                     for doc_id, document, _ in coll.assembler.documents(streams):
-                        found[compare.id_key(doc_id)] = (doc_id, encode_document(document, coll.mapping.name))
+                        found[compare.id_key(doc_id)] = (
+                            compare.stored_id(doc_id),
+                            encode_document(document, coll.mapping.name),
+                        )
                 finally:
                     reader.end()
         except MigratorError:

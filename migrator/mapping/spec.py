@@ -30,6 +30,31 @@ _FAMILIES = {
 }
 
 
+_JSON_TYPES = frozenset({"json", "jsonb"})
+_MILLISECOND_TYPES = frozenset({"timestamp with time zone", "timestamp without time zone"})
+
+
+def _element_or_type(column: ColumnInfo) -> str:
+    return (column.element_type or "") if column.type_kind == "array" else column.type_name
+
+
+def _key_problem(column: ColumnInfo, *, compound: bool) -> str | None:
+    """Why `column` cannot be (part of) a document _id, or None when it can."""
+    conversion = conversion_for(column)
+    if not conversion.supported:
+        return str(conversion.refused).split(":")[0]  # what follows is the fix for a field
+    if _element_or_type(column) in _JSON_TYPES:
+        return (
+            "a JSON value may be an array or hold names that start with '$', which MongoDB refuses in an "
+            "_id, and its numbers need not read back exactly"
+        )
+    if column.type_kind == "array" and not compound:
+        return "MongoDB refuses an array as _id"
+    if column.type_kind == "array" and _element_or_type(column) in _MILLISECOND_TYPES:
+        return "its elements become BSON dates of milliseconds, so an _id could not name its source row"
+    return None
+
+
 @dataclass(frozen=True)
 class FieldMapping:
     name: str  # target field
@@ -197,10 +222,92 @@ class _Resolver:
         if not self.columns_exist(table, key, "key"):
             return None
         self.key_is_unique(table, key, "the document _id")
+        if not self.key_types(table, key):
+            return None
         document = self.document(
             table, key, plan.fields, plan.exclude, plan.embed, hidden=set(key), root=True
         )
         return CollectionMapping(plan.name, document) if document is not None else None
+
+    def key_types(self, table: TableInfo, key: tuple[str, ...]) -> bool:
+        """Whether the key's types can form an _id that names its row both ways: MongoDB takes
+        it, and verify, repair and the cutover checks find the source row from it (see
+        docs/architecture.md, "Keys"). Refuses what cannot, with another key to use."""
+        ok = True
+        for name in key:
+            column = table.column(name)
+            assert column is not None
+            problem = _key_problem(column, compound=len(key) > 1)
+            if problem is None:
+                if _element_or_type(column) in _MILLISECOND_TYPES:
+                    self.findings.append(
+                        Finding(
+                            "mapping.key_precision",
+                            Severity.WARN,
+                            f"{table.name}.{name}",
+                            f"key column {name} ({column.type_name}) becomes a BSON date, which holds milliseconds: "
+                            "rows whose keys differ by less than a millisecond would become one document",
+                            "check with `migrator run --dry-run` (key collisions), or key by another unique column",
+                        )
+                    )
+                continue
+            ok = False
+            self.fail(
+                "mapping.key_type",
+                f"{table.name}.{name}",
+                f"key column {name} of type {column.type_name} cannot form the document _id of "
+                f"'{self.collection_name}': {problem}",
+                self._other_key(table, key),
+            )
+        return ok
+
+    def _other_key(self, table: TableInfo, key: tuple[str, ...]) -> str:
+        """The fix for a key that cannot be an _id: another unique key of the table whose types
+        can, or a column to add that can."""
+        for unique in table.unique_keys:
+            columns = [table.column(c) for c in unique]
+            if set(unique) != set(key) and all(
+                c is not None and _key_problem(c, compound=len(unique) > 1) is None for c in columns
+            ):
+                listed = unique[0] if len(unique) == 1 else "[" + ", ".join(unique) + "]"
+                return (
+                    f"key the collection by another unique key of {table.name}: key: {listed} (and make its "
+                    f"unique index the replica identity: ALTER TABLE {table.name} REPLICA IDENTITY USING INDEX "
+                    "<that index>)"
+                )
+        names = {c.name for c in table.columns}
+        column = next(n for n in ("doc_id", "document_id", "migrator_id") if n not in names)
+        # CDC finds a changed row's document by the replica identity, so the new key becomes it.
+        index = f"{table.name.rpartition('.')[2]}_{column}_key"[:63]
+        return (
+            f"give {table.name} a key that can: ALTER TABLE {table.name} ADD COLUMN {column} bigint "
+            f"GENERATED ALWAYS AS IDENTITY; CREATE UNIQUE INDEX {index} ON {table.name} ({column}); "
+            f"ALTER TABLE {table.name} REPLICA IDENTITY USING INDEX {index}; then key: {column}"
+        )
+
+    def element_order(self, table: TableInfo, as_: str, order: tuple[str, ...]) -> None:
+        """An array's elements are kept in order (`order`: order_by, then the element key) by
+        CDC's `$sort`, which compares the BSON values; the snapshot orders its rows the same way
+        in SQL (adapters/postgres/reading.py). Arrays
+        and JSON values have no order SQL can give that way (MongoDB sorts an array by its
+        smallest element, JSON across types), so they cannot order elements."""
+        for name in order:
+            column = table.column(name)
+            assert column is not None
+            if column.type_kind == "array" or column.type_name in _JSON_TYPES:
+                others = [
+                    c.name
+                    for c in table.columns
+                    if c.type_kind != "array" and c.type_name not in _JSON_TYPES and c.name not in order
+                ]
+                self.fail(
+                    "mapping.embed_order_type",
+                    f"{table.name}.{name}",
+                    f"embed '{as_}' orders its elements by {name} ({column.type_name}), whose values have no "
+                    "order both databases share",
+                    "order (order_by) and key (key) the elements by other columns, e.g. one of: "
+                    f"{', '.join(others) or 'none'}; or embed one row per parent (many: false)",
+                )
 
     def key_is_unique(self, table: TableInfo, key: tuple[str, ...], role: str) -> None:
         if not any(set(unique) <= set(key) for unique in table.unique_keys):
@@ -289,6 +396,8 @@ class _Resolver:
         order = plan.order_columns or (key if plan.many else ())
         if not self.columns_exist(table, order, "order_by"):
             return None
+        if plan.many:
+            self.element_order(table, plan.as_, order + tuple(k for k in key if k not in order))
         hidden = {c for c, _ in on}
         child = self.document(table, key, plan.fields, plan.exclude, plan.embed, hidden=hidden)
         if child is None:

@@ -61,7 +61,7 @@ CONVERSIONS: dict[str, Conversion] = {
     "interval": Conversion("string", "ISO 8601 duration, e.g. P1Y2M3DT4H5M6S (months are not days)"),
     "time without time zone": Conversion("string", "HH:MM:SS[.ffffff]"),
     "time with time zone": Conversion("string", "HH:MM:SS[.ffffff]+HH[:MM]"),
-    "inet": Conversion("string", _TEXT_FORM),
+    "inet": Conversion("string", "PostgreSQL's text form (its output: a host without /32 or /128)"),
     "cidr": Conversion("string", _TEXT_FORM),
     "macaddr": Conversion("string", _TEXT_FORM),
     "macaddr8": Conversion("string", _TEXT_FORM),
@@ -78,7 +78,7 @@ CONVERSIONS: dict[str, Conversion] = {
         "",
         refused="full-text vectors are derived data: exclude the column and build a text index on the target",
     ),
-    "tsquery": Conversion("", refused="exclude the column: a query is not data to migrate"),
+    "tsquery": Conversion("", refused="a query is not data to migrate: exclude the column"),
 }
 
 ENUM = Conversion("string", "the label")

@@ -29,10 +29,11 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from bson.int64 import Int64
 from bson.raw_bson import RawBSONDocument
@@ -42,25 +43,26 @@ from migrator.adapters.mongodb.codec import encode_document
 from migrator.adapters.mongodb.reader import DocumentReader
 from migrator.adapters.postgres.pgoutput import lsn_to_int, lsn_to_str
 from migrator.adapters.postgres.reading import key_set_condition, key_text, sample_condition
-from migrator.adapters.postgres.replication import SlotMonitor
 from migrator.adapters.postgres.snapshot import Coordinator, RangeReader
 from migrator.engine.context import PlanView
 from migrator.engine.events import EventBus, Notice, VerifyFinished, VerifyProgress
 from migrator.engine.executor import Action
-from migrator.errors import TransientError
+from migrator.engine.retry import DEFAULT_BUDGET_S, retrying
 from migrator.mapping import compare
 from migrator.mapping.assemble import Assembler
 from migrator.mapping.lookup import json_id
 from migrator.mapping.spec import CollectionMapping
+from migrator.phases.following import MARKER_PREFIX, Following
 from migrator.plan.models import Plan, VerifySettings
-from migrator.plan.names import cdc_checkpoint_id, publication_name
 
 PHASE = "verify"
-MARKER_PREFIX = "migrator.verify"
 # Mismatches kept with their explanation in a report (all are counted, and repaired).
 MAX_EXPLAINED = 1_000
-RANGE_RETRIES = 3
 SAMPLE_SEED = 7
+# How long a read or write that fails transiently (a lost connection, a statement or socket
+# timeout) is retried before the pass gives up "could not complete" (engine/retry.py).
+RETRY_BUDGET_S = DEFAULT_BUDGET_S
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,25 @@ class VerifyReport:
         total = self.totals
         return total.mismatched + total.missing + total.extra + total.unsettled == 0
 
+    @property
+    def verdict(self) -> str:
+        """'different' when a difference was confirmed; else 'incomplete' when some documents
+        could not be pinned down (CDC behind, keys changing all the time: not differences);
+        else 'equal'."""
+        total = self.totals
+        if total.mismatched + total.missing + total.extra:
+            return "different"
+        return "incomplete" if total.unsettled else "equal"
+
+    @property
+    def incomplete(self) -> str | None:
+        """Why the pass could not settle every document, when it could not."""
+        unsettled = self.totals.unsettled
+        if not unsettled:
+            return None
+        reasons = sorted({m.reason for m in self.mismatches if m.kind == "unsettled" and m.reason})
+        return f"{unsettled} document(s) could not be pinned down: " + "; ".join(reasons)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "plan": self.plan,
@@ -138,7 +159,8 @@ class VerifyReport:
             "sample": self.sample,
             "started_at": self.started_at,
             "seconds": round(self.seconds, 3),
-            "verdict": "equal" if self.equal else "different",
+            "verdict": self.verdict,
+            "incomplete": self.incomplete,
             "score": round(self.score, 6),
             **self.totals.to_dict(),
             "ranges": self.ranges,
@@ -201,8 +223,27 @@ class _Collection:
 
     def texts(self, doc_id: Any) -> list[str]:
         if len(self.key) == 1:
-            return [key_text(doc_id)]
-        return [key_text(doc_id[k]) for k in self.key]
+            return [key_text(doc_id, self.key_types[0])]
+        return [key_text(doc_id[k], t) for k, t in zip(self.key, self.key_types, strict=True)]
+
+
+class _SourceReader:
+    """A worker's source connection, opened on first use and dropped after an error, so that a
+    retry reads on a fresh one."""
+
+    def __init__(self, endpoint: Any) -> None:
+        self._endpoint = endpoint
+        self._reader: RangeReader | None = None
+
+    def get(self) -> RangeReader:
+        if self._reader is None:
+            self._reader = RangeReader(self._endpoint)
+        return self._reader
+
+    def reset(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
 
 class Verifier:
@@ -221,18 +262,29 @@ class Verifier:
         *,
         settings: VerifySettings | None = None,
         stop: threading.Event | None = None,
+        cdc_failure: str | None = None,
+        cdc_alive: Callable[[], None] | None = None,
     ) -> None:
+        """`cdc_failure`: the error that stopped CDC, as the state store recorded it
+        (following.recorded_cdc_failure); `cdc_alive`: where CDC runs in this process, raises
+        what stopped it."""
         self.plan = plan
         self.settings = settings or plan.phases.verify
         self.source = source
         self.target = target
         self.events = events
-        self.monitor = SlotMonitor(source.endpoint)
-        # The slot of the run that owns the target (its name carries the run: plan/names.py).
-        self.slot = target.ownership(plan.name).slot()
-        self.publication = publication_name(plan.name)
-        self.checkpoint_id = cdc_checkpoint_id(plan.name)
         self._stop = stop if stop is not None else threading.Event()
+        self.following = Following(
+            plan.name,
+            source,
+            target,
+            events,
+            settle_timeout=self.settings.settle_timeout,
+            stop=self._stop,
+            failure=cdc_failure,
+            cdc_alive=cdc_alive,
+            retry_budget=RETRY_BUDGET_S,
+        )
         self._collections = {
             c.name: _Collection(c, key_types[c.name], target.reader(c.name)) for c in collections
         }
@@ -258,16 +310,20 @@ class Verifier:
             for name in self._collections:
                 report.collections[name] = Counts()
                 confirmed[name] = []
-            self._compare_ranges(self._plan_ranges(), report, confirmed)
-            for name, coll in self._collections.items():
-                self._find_extras(coll, report, confirmed[name])
+            self.following.check()
+            ranges = self._retry("splitting the source into key ranges", self._plan_ranges)
+            self._compare_ranges(ranges, report, confirmed)
+            self._each_collection(lambda name, coll: self._find_extras(coll, report, confirmed[name]))
             if repair:
-                for name, coll in self._collections.items():
-                    self._repair(coll, report, confirmed[name])
-            applied = self.target.applied_position(self.checkpoint_id)
+                self._each_collection(
+                    lambda name, coll: self._retry(
+                        f"repairing {name}", lambda: self._repair(coll, report, confirmed[name])
+                    )
+                )
+            applied = self.following.applied()
             report.applied_position = None if applied is None else lsn_to_str(applied)
         finally:
-            self.monitor.close()
+            self.following.close()
         report.seconds = time.monotonic() - started
         report.mismatches.sort(key=lambda m: (m.collection, m.kind, str(m.id)))
         self.events.emit(VerifyFinished(_summary(report)))
@@ -287,6 +343,25 @@ class Verifier:
         finally:
             coordinator.close()
 
+    def _retry(self, what: str, call: Callable[[], T], before_retry: Callable[[], None] | None = None) -> T:
+        return retrying(
+            call,
+            what=what,
+            events=self.events,
+            stop=self._stop,
+            budget=RETRY_BUDGET_S,
+            before_retry=before_retry,
+        )
+
+    def _each_collection(self, body: Callable[[str, _Collection], None]) -> None:
+        """`body` for every collection, `parallel` collections at a time (most of a collection's
+        time is spent waiting for rechecks); the first error is raised once all have ended."""
+        workers = max(1, min(self.settings.parallel, len(self._collections)))
+        with ThreadPoolExecutor(workers, thread_name_prefix="migrator-verify") as pool:
+            futures = [pool.submit(body, name, coll) for name, coll in self._collections.items()]
+        for future in futures:
+            future.result()
+
     def _compare_ranges(
         self, ranges: list[_Range], report: VerifyReport, confirmed: dict[str, list[tuple[Any, str]]]
     ) -> None:
@@ -296,32 +371,25 @@ class Verifier:
         errors: list[BaseException] = []
 
         def worker() -> None:
-            reader: RangeReader | None = None
+            source = _SourceReader(self.source.endpoint)
             try:
                 while not self._stop.is_set() and not errors:
                     try:
                         item = pending.get_nowait()
                     except queue.Empty:
                         return
-                    for attempt in range(RANGE_RETRIES):
-                        if reader is None:
-                            reader = RangeReader(self.source.endpoint)
-                        try:
-                            self._compare_range(reader, item, report, confirmed)
-                            break
-                        except TransientError:
-                            # A lost connection: the range is read again from scratch.
-                            reader.close()
-                            reader = None
-                            if attempt == RANGE_RETRIES - 1:
-                                raise
-                            time.sleep(0.5 * 2**attempt)
+                    # A lost connection or a timeout: the range is read again from scratch on a
+                    # new connection (nothing is recorded before the range is done).
+                    self._retry(
+                        f"comparing a range of {item.collection.name}",
+                        lambda item=item: self._compare_range(source.get(), item, report, confirmed),  # type: ignore[misc]
+                        source.reset,
+                    )
             except BaseException as exc:  # noqa: BLE001 - handed to the calling thread, which re-raises it
                 with self._lock:
                     errors.append(exc)
             finally:
-                if reader is not None:
-                    reader.close()
+                source.reset()
 
         threads = [
             threading.Thread(target=worker, name=f"migrator-verify-{i}", daemon=True)
@@ -351,7 +419,10 @@ class Verifier:
                 coll.assembler.reads(), coll.mapping.table, coll.key, coll.key_types, item.lo, item.hi, where
             )
             expected = {
-                compare.id_key(doc_id): (doc_id, encode_document(document, coll.mapping.name))
+                compare.id_key(doc_id): (
+                    compare.stored_id(doc_id),
+                    encode_document(document, coll.mapping.name),
+                )
                 for doc_id, document, _ in coll.assembler.documents(streams)
             }
         finally:
@@ -396,24 +467,39 @@ class Verifier:
             sample = max(1, round(coll.target.count() * self.settings.sample))
         elif coll.by_range:
             query = coll.outside_ranges()  # the range pass saw every other document
-        reader = RangeReader(self.source.endpoint)
-        try:
-            for batch in coll.target.ids(sample=sample, query=query):
+        source = _SourceReader(self.source.endpoint)
+        done: list[Any] = []  # the last _id of the batches done: a retry resumes after it
+        sampled = 0
+
+        def look() -> None:
+            nonlocal sampled
+            left = None if sample is None else sample - sampled
+            if left is not None and left <= 0:
+                return
+            for batch in coll.target.ids(
+                sample=left, query=query, after=done[-1] if done and left is None else None
+            ):
                 if self._stop.is_set():
                     return
+                reader = source.get()
                 absent = reader.missing_keys(
                     coll.mapping.table, coll.key, coll.key_types, [coll.texts(i) for i in batch]
                 )
-                if not absent:
-                    continue
                 counts = Counts()
                 found = self._settle(reader, coll, [batch[i] for i in absent], counts, counted=False)
                 with self._lock:
                     report.collections[coll.mapping.name].add(counts)
                     self._record(report, found)
                     confirmed.extend((doc_id, m.kind) for doc_id, m in found if m.kind != "unsettled")
+                done.append(batch[-1])
+                sampled += len(batch)
+
+        try:
+            self._retry(
+                f"looking for documents of {coll.mapping.name} the source does not have", look, source.reset
+            )
         finally:
-            reader.close()
+            source.reset()
 
     def _record(self, report: VerifyReport, found: list[tuple[Any, Mismatch]]) -> None:
         self.differing.extend((m.collection, doc_id) for doc_id, m in found)
@@ -432,14 +518,22 @@ class Verifier:
         confirmations: Counter[bytes] = Counter()
         last: dict[bytes, _Look] = {}
         settled_all = True
+        moving = False
+        lagged = ""  # the last position CDC did not apply within settle_timeout
+        position = ""  # where the last round read the source
         for round_ in range(self.settings.rechecks):
             if not pending or self._stop.is_set():
                 break
-            if round_:
+            if round_ and moving:
+                # A key changed under the last round (or the target lagged): give it a moment.
                 time.sleep(min(1.0, 0.1 * 2**round_))
+            moving = False
             first_position, first = self._read_source(reader, coll, list(pending.values()))
-            settled = self._wait_applied(first_position)
+            settled = self.following.wait(first_position)
             settled_all = settled_all and settled
+            if not settled:
+                lagged = first_position
+            position = first_position
             actual = {compare.id_key(i): raw for i, raw in coll.target.fetch(list(pending.values()))}
             _, second = self._read_source(reader, coll, list(pending.values()))
             for k in list(pending):
@@ -459,6 +553,8 @@ class Verifier:
                     last[k] = _Look(first_position, expected, got)
                     if confirmations[k] >= 2:
                         del pending[k]
+                else:
+                    moving = True
         found: list[tuple[Any, Mismatch]] = []
         for k, look in last.items():
             if k in pending:
@@ -469,16 +565,19 @@ class Verifier:
                 counts.checked += 1
             setattr(counts, mismatch.kind, getattr(counts, mismatch.kind) + 1)
             found.append((doc_id, mismatch))
-        for k, doc_id in pending.items():
+        for doc_id in pending.values():
             if not counted:
                 continue  # a target document that might be extra, never pinned down: not counted
             counts.unsettled += 1
-            reason = (
-                "the target did not apply the source's position in time: is `migrator run` following?"
-                if not settled_all
-                else "the source kept changing this document during every recheck"
-            )
-            position = last[k].position if k in last else ""
+            if self._stop.is_set():
+                reason = "verify was stopped before this document was pinned down"
+            elif not settled_all:
+                reason = (
+                    f"CDC did not apply the source's position {lagged} within settle_timeout "
+                    f"({self.settings.settle_timeout:g} s): the target is behind"
+                )
+            else:
+                reason = "the source changed this document during every recheck"
             found.append(
                 (doc_id, Mismatch(coll.mapping.name, json_id(doc_id), "unsettled", position, reason=reason))
             )
@@ -510,29 +609,6 @@ class Verifier:
         finally:
             reader.end()
         return position, documents
-
-    def _wait_applied(self, position: str) -> bool:
-        """Whether the target has applied every source change up to `position`, waiting up to
-        settle_timeout for CDC to get there."""
-        with self._lock:  # one marker connection, shared by the workers
-            state = self.monitor.state(self.slot)
-            if state is None:
-                return True  # no slot: nothing replicates into the target; current states compare
-            marker = lsn_to_int(self.monitor.heartbeat(MARKER_PREFIX, self.plan.name))
-        deadline = time.monotonic() + self.settings.settle_timeout
-        while True:
-            applied = self.target.applied_position(self.checkpoint_id)
-            if applied is not None and applied >= marker:
-                return True
-            with self._lock:
-                unapplied = self.monitor.unapplied_changes(
-                    self.slot, self.publication, lsn_to_str(applied or 0), position
-                )
-            if unapplied == 0:
-                return True
-            if time.monotonic() >= deadline or self._stop.is_set():
-                return False
-            time.sleep(0.1)
 
     # -- repair ----------------------------------------------------------------------------------
 
@@ -566,18 +642,20 @@ class Verifier:
             reader.close()
         left = {compare.id_key(doc_id) for doc_id in remaining}
         repaired = [k for k in kinds if k not in left]
-        for k in repaired:
-            setattr(counts, kinds[k], getattr(counts, kinds[k]) - 1)
-        counts.repaired += len(repaired)
-        counts.equal += len(repaired)
+        with self._lock:
+            for k in repaired:
+                setattr(counts, kinds[k], getattr(counts, kinds[k]) - 1)
+            counts.repaired += len(repaired)
+            counts.equal += len(repaired)
         if remaining:
             self.events.emit(
                 Notice("warn", f"{name}: {len(remaining)} document(s) still differ after repair")
             )
         fixed = {_json_key(json_id(doc_id)) for doc_id, _ in confirmed if compare.id_key(doc_id) not in left}
-        report.mismatches = [
-            m for m in report.mismatches if not (m.collection == name and _json_key(m.id) in fixed)
-        ]
+        with self._lock:
+            report.mismatches = [
+                m for m in report.mismatches if not (m.collection == name and _json_key(m.id) in fixed)
+            ]
 
 
 def key_types_of(collections: Sequence[CollectionMapping], source_info: SourceInfo) -> dict[str, list[str]]:

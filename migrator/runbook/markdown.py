@@ -419,8 +419,10 @@ class _Renderer:
             no_go=(
                 f"exit 1: each difference is explained field by field. `migrator verify {p} --repair` re-copies "
                 "differing documents and rechecks them; a difference that comes back points at the mapping or "
-                "at writes that bypass the source: stop and investigate. `unsettled` means the target was behind: "
-                "check the lag, verify again."
+                "at writes that bypass the source: stop and investigate. Exit 3 (verdict `incomplete`): verify could "
+                "not complete, and says why: nothing follows changes (step 4's run is not running), CDC failed (its "
+                "error is named), a database is unreachable, or documents stayed `unsettled` because the target was "
+                "behind: fix that, check the lag, verify again."
             ),
             rollback="nothing to undo (read-only; `--repair` only re-copies source data). To abandon: R1.",
         )

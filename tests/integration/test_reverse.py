@@ -610,7 +610,7 @@ NEW_CUSTOMER = {
     "grid": None,
     "rating": None,
     "session_length": "PT1H",
-    "last_ip": "10.0.0.1/32",  # inet as the forward conversion writes it (::text)
+    "last_ip": "10.0.0.1",  # inet as the forward conversion writes it (its output: a host has no /32)
     "wake_at": "06:00:00",
     "addresses": [{"id": Int64(41), "kind": "home", "line1": "5 Elm", "country": "NL", "is_default": True}],
     "profile": {"bio": "dee", "social_links": None, "updated_at": datetime.datetime(2025, 1, 1, tzinfo=UTC)},

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import datetime
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from bson.binary import Binary
 from bson.codec_options import CodecOptions
+from bson.decimal128 import Decimal128
+from bson.objectid import ObjectId
 from bson.raw_bson import RawBSONDocument
 from pymongo import errors as mongo
 from pymongo.collection import Collection
@@ -64,15 +69,23 @@ class DocumentReader:
             raise classify(exc, self._endpoint, self._secrets) from None
 
     def ids(
-        self, batch: int = IDS_PER_QUERY, sample: int | None = None, query: dict[str, Any] | None = None
+        self,
+        batch: int = IDS_PER_QUERY,
+        sample: int | None = None,
+        query: dict[str, Any] | None = None,
+        after: Any = None,
     ) -> Iterator[list[Any]]:
-        """Every _id of the collection matching `query` in batches (or a random `sample` of
-        them), for finding documents the source does not have."""
+        """Every _id of the collection matching `query` in batches, in _id order, starting after
+        `after` (to resume where a failed pass stopped); or a random `sample` of them. For
+        finding documents the source does not have."""
         try:
             if sample is not None:
                 cursor: Any = self._typed.aggregate([{"$sample": {"size": sample}}, {"$project": {"_id": 1}}])
             else:
-                cursor = self._typed.find(query or {}, {"_id": 1}).batch_size(batch)
+                wanted = dict(query or {})
+                if after is not None:
+                    wanted = {"$and": [wanted, _after(after)]} if wanted else _after(after)
+                cursor = self._typed.find(wanted, {"_id": 1}).sort("_id", 1).batch_size(batch)
             part: list[Any] = []
             for doc in cursor:
                 part.append(doc["_id"])
@@ -102,3 +115,39 @@ class DocumentReader:
             self._raw.delete_one({"_id": doc_id})
         except mongo.PyMongoError as exc:
             raise classify(exc, self._endpoint, self._secrets) from None
+
+
+# BSON types in the order MongoDB sorts them (https://www.mongodb.com/docs/manual/reference/bson-type-comparison-order/);
+# a range operator matches only values of its operand's type, so the types after it are named.
+_TYPE_ORDER = [
+    "minKey", "null", "number", "string", "object", "array", "binData", "objectId", "bool", "date",
+    "timestamp", "regex", "maxKey",
+]  # fmt: skip
+
+
+def _type_of(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float | Decimal128):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, Mapping):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, bytes | uuid.UUID | Binary):
+        return "binData"
+    if isinstance(value, ObjectId):
+        return "objectId"
+    if isinstance(value, datetime.datetime):
+        return "date"
+    return "maxKey"  # other types are not _ids migrator writes: resume after everything
+
+
+def _after(value: Any) -> dict[str, Any]:
+    """_ids after `value` in MongoDB's sort order: greater ones of its type, and every later type."""
+    later = _TYPE_ORDER[_TYPE_ORDER.index(_type_of(value)) + 1 :]
+    return {"$or": [{"_id": {"$gt": value}}, {"_id": {"$type": later}}]} if later else {"_id": {"$gt": value}}

@@ -17,7 +17,7 @@ from migrator.adapters.base import ColumnInfo, JoinHop
 from migrator.adapters.postgres.connection import PgEndpoint
 from migrator.adapters.postgres.errors import classify
 from migrator.adapters.postgres.inspect import table_identifier
-from migrator.adapters.postgres.reading import configure_connection, read_cast
+from migrator.adapters.postgres.reading import cast_type, configure_connection, read_expression
 
 _SESSION = "SET TimeZone = 'UTC'; SET intervalstyle = 'iso_8601'"
 
@@ -82,7 +82,7 @@ class KeyLookup:
         source, params = self._unnest([c.name for c in columns], values)
         match = sql.SQL(" AND ").join(
             sql.SQL("{}.{} = u.{}::{}").format(
-                sql.Identifier(alias), sql.Identifier(c.name), sql.Identifier(f"v{i}"), sql.SQL(c.type_name)
+                sql.Identifier(alias), sql.Identifier(c.name), sql.Identifier(f"v{i}"), cast_type(c.type_name)
             )
             for i, c in enumerate(columns)
         )
@@ -103,9 +103,8 @@ class KeyLookup:
         source, params = self._unnest([c.name for c in key], values)
         parts: list[sql.Composable] = []
         for i, column in enumerate(key):
-            value = sql.SQL("u.{}::{}").format(sql.Identifier(f"v{i}"), sql.SQL(column.type_name))
-            cast = read_cast(column)
-            parts.append(value if cast is None else sql.SQL("({})::{}").format(value, sql.SQL(cast)))
+            value = sql.SQL("(u.{}::{})").format(sql.Identifier(f"v{i}"), cast_type(column.type_name))
+            parts.append(read_expression(value, column))
         typed = sql.SQL(", ").join(parts)
         query = sql.SQL("SELECT {typed} FROM {source} ORDER BY u.n").format(typed=typed, source=source)
         return [tuple(row) for row in self._rows(query, params)]

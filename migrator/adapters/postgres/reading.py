@@ -7,10 +7,14 @@ an interval as ISO 8601 text, money as numeric. Python then only builds document
 from __future__ import annotations
 
 import datetime
+import decimal
+import json
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import psycopg
+from bson.decimal128 import Decimal128
 from bson.int64 import Int64
 from psycopg import sql
 from psycopg.abc import Buffer
@@ -73,13 +77,97 @@ class Int64Loader(Loader):
         return Int64(int.from_bytes(data, "big", signed=True))
 
 
-def key_text(value: Any) -> str:
-    """A key value as PostgreSQL's text input for its type reads it back."""
+# Key types whose documents hold less than the source: BSON dates keep milliseconds, so an _id
+# read from the target names every source key of its millisecond (docs/architecture.md, "Keys").
+MILLISECOND_KEYS = frozenset({"timestamp with time zone", "timestamp without time zone"})
+_JSON_TYPES = frozenset({"json", "jsonb"})
+
+
+def key_text(value: Any, type_name: str | None = None) -> str:
+    """A key value as PostgreSQL's text input for its type reads it back. `value` is either what
+    the source delivered (Decimal, date, list, ...) or the BSON value a document holds for it
+    (Decimal128, a UTC datetime for a date, ...); `type_name` is the column's canonical type
+    (needed for json, and for a date held as a BSON date)."""
+    if type_name is not None and type_name.endswith("[]") and isinstance(value, list):
+        return _array_text(value, type_name[:-2])
+    if type_name in _JSON_TYPES:
+        return json.dumps(_plain_json(value), ensure_ascii=False)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+        return repr(value)  # the shortest text that reads back as this double
+    if isinstance(value, Decimal128):
+        return str(value.to_decimal())
+    if isinstance(value, datetime.datetime):
+        if type_name == "date":
+            return (
+                value.astimezone(datetime.UTC).date().isoformat()
+                if value.tzinfo
+                else value.date().isoformat()
+            )
+        return value.isoformat()
     if isinstance(value, datetime.date):
         return value.isoformat()
-    if isinstance(value, bytes):
+    if isinstance(value, bytes):  # bytea, as the source or a BSON binary of subtype 0 gives it
         return "\\x" + value.hex()
+    if isinstance(value, list):
+        return _array_text(value, None)
     return str(value)
+
+
+def _array_text(values: list[Any], element_type: str | None) -> str:
+    """An array literal: every element quoted (so commas, braces and the word NULL stay data),
+    NULL unquoted, nested lists as further dimensions."""
+    parts: list[str] = []
+    for item in values:
+        if item is None:
+            parts.append("NULL")
+        elif isinstance(item, list) and element_type not in _JSON_TYPES:
+            parts.append(_array_text(item, element_type))
+        else:
+            text = key_text(item, element_type)
+            parts.append('"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"')
+    return "{" + ",".join(parts) + "}"
+
+
+def _plain_json(value: Any) -> Any:
+    if isinstance(value, Decimal128):
+        value = value.to_decimal()
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {str(k): _plain_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain_json(v) for v in value]
+    return value
+
+
+# Canonical names that mean a length of 1 in a cast (`::character` is char(1), `::bit` is bit(1),
+# truncating or refusing longer values); a key value is cast to the unconstrained type instead.
+_UNCONSTRAINED = {"character": "bpchar", "bit": "bit varying"}
+
+
+def cast_type(type_name: str) -> sql.Composable:
+    """The type a key value given as text is cast to: the column's type, without a length."""
+    element = type_name.removesuffix("[]")
+    name = _UNCONSTRAINED.get(element, element) + type_name[len(element) :]
+    return sql.SQL(name)
+
+
+def key_match(column: sql.Composable, value: sql.Composable, type_name: str) -> sql.Composable:
+    """SQL that is true when key `column` is the key `value` (text) names. Exact for every type
+    but the timestamps, whose _id holds the millisecond: there the value names every key of its
+    millisecond, as a range an index on the key serves (BSON's truncation and date_trunc's both
+    floor, before 1970 too)."""
+    typed = sql.SQL("{}::{}").format(value, cast_type(type_name))
+    if type_name not in MILLISECOND_KEYS:
+        return sql.SQL("{} = {}").format(column, typed)
+    start = sql.SQL("date_trunc('milliseconds', {})").format(typed)
+    return sql.SQL("({c} >= {s} AND {c} < {s} + interval '1 millisecond')").format(c=column, s=start)
 
 
 def configure_connection(conn: psycopg.Connection[Any]) -> None:
@@ -87,23 +175,50 @@ def configure_connection(conn: psycopg.Connection[Any]) -> None:
     conn.adapters.register_loader("int8", Int64Loader)
 
 
-def column_expression(alias: str, column: ColumnInfo) -> sql.Composable:
-    ref = sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(column.name))
+# Types whose cast to text is not their output function: inet's text() always shows the
+# netmask (10.0.0.1/32) where the output function, and so pgoutput, leaves a host's out
+# (10.0.0.1). Read through the output function, as CDC receives them.
+_OUTPUT_TEXT = frozenset({"inet"})
+
+
+def read_expression(value: sql.Composable, column: ColumnInfo) -> sql.Composable:
+    """`value` (of `column`'s type) as the conversion table delivers it (see `read_cast`)."""
+    element = column.element_type if column.type_kind == "array" else column.type_name
+    if element in _OUTPUT_TEXT:
+        # concat gives the output function's text; nullif keeps NULL NULL (an inet's text is never empty).
+        text = sql.SQL("nullif(concat({}), '')").format(value)
+        return sql.SQL("{}::text[]").format(text) if column.type_kind == "array" else text
     cast = read_cast(column)
     if cast is None:
-        return ref
-    return sql.SQL("{}::{}").format(ref, sql.SQL(cast))
+        return value
+    return sql.SQL("{}::{}").format(value, sql.SQL(cast))
+
+
+def column_expression(alias: str, column: ColumnInfo) -> sql.Composable:
+    return read_expression(
+        sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(column.name)), column
+    )
 
 
 _TEXT_LIKE = frozenset({"text", "character varying", "character", "name", "citext"})
+_FLOATING = frozenset({"real", "double precision", "numeric"})
 
 
 def _element_order(alias: str, column: ColumnInfo) -> sql.Composable:
-    """Order elements as BSON compares them: strings by code point (UTF-8 bytes, i.e. the "C"
-    collation), nulls first. CDC's `$push` with `$sort` then keeps the snapshot's order."""
+    """Order elements as BSON compares the values they become, nulls first, so that CDC's
+    `$push` with `$sort` keeps the snapshot's order: strings (text, and every type read as its
+    text form: intervals, ranges, inet, times with zone, ...) by code point (UTF-8 bytes, the "C"
+    collation); binaries by length first; NaN below every number. Arrays and JSON have no such
+    order and are refused as order_by (mapping/spec.py)."""
     ref = sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(column.name))
     if column.type_kind == "enum" or column.type_name in _TEXT_LIKE:
-        ref = sql.SQL('{}::text COLLATE "C"').format(ref)
+        return sql.SQL('{}::text COLLATE "C" NULLS FIRST').format(ref)
+    if column.type_kind != "array" and read_cast(column) == "text":
+        return sql.SQL('{} COLLATE "C" NULLS FIRST').format(read_expression(ref, column))
+    if column.type_name == "bytea":
+        return sql.SQL("octet_length({r}) NULLS FIRST, {r}").format(r=ref)
+    if column.type_name in _FLOATING:
+        return sql.SQL("{r} IS NOT NULL AND {r} <> 'NaN', {r} NULLS FIRST").format(r=ref)
     return sql.SQL("{} NULLS FIRST").format(ref)
 
 
@@ -124,7 +239,7 @@ def key_range_condition(
 
     cols = sql.SQL("({})").format(sql.SQL(", ").join(ref(k) for k in key))
     bound = sql.SQL("({})").format(
-        sql.SQL(", ").join(sql.SQL("%s::{}").format(sql.SQL(t)) for t in key_types)
+        sql.SQL(", ").join(sql.SQL("%s::{}").format(cast_type(t)) for t in key_types)
     )
     parts: list[sql.Composable] = []
     params: list[Any] = []
@@ -142,12 +257,22 @@ def key_range_condition(
 def key_set_condition(
     alias: str, key: Sequence[str], key_types: Sequence[str], keys: Sequence[Sequence[str]]
 ) -> tuple[sql.Composable, list[Any]]:
-    """`(k...) IN (the given keys)`, keys as text cast to the key's types: one array
-    parameter per key column, so the statement's size does not grow with the key count."""
-    cols = sql.SQL(", ").join(sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(k)) for k in key)
-    arrays = sql.SQL(", ").join(sql.SQL("%s::text[]::{}[]").format(sql.SQL(t)) for t in key_types)
+    """The root rows of the given keys (as text, each cast to its column's type in the server;
+    see `key_match`): one text array parameter per key column, so the statement's size does not
+    grow with the key count."""
+    arrays = sql.SQL(", ").join(sql.SQL("%s::text[]") for _ in key)
+    names = sql.SQL(", ").join(sql.Identifier(f"v{i}") for i in range(len(key)))
+    match = sql.SQL(" AND ").join(
+        key_match(
+            sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(k)),
+            sql.SQL("u.{}").format(sql.Identifier(f"v{i}")),
+            t,
+        )
+        for i, (k, t) in enumerate(zip(key, key_types, strict=True))
+    )
     params: list[Any] = [[k[i] for k in keys] for i in range(len(key))]
-    return sql.SQL("({}) IN (SELECT * FROM unnest({}))").format(cols, arrays), params
+    condition = sql.SQL("EXISTS (SELECT 1 FROM unnest({}) AS u({}) WHERE {})").format(arrays, names, match)
+    return condition, params
 
 
 def sample_condition(alias: str, key: Sequence[str], fraction: float, seed: int) -> sql.Composable:

@@ -27,7 +27,13 @@ from migrator.adapters.postgres.publication import (
     partitioned_unsupported,
     publishing,
 )
-from migrator.adapters.postgres.reading import configure_connection, key_range_condition, level_query
+from migrator.adapters.postgres.reading import (
+    cast_type,
+    configure_connection,
+    key_match,
+    key_range_condition,
+    level_query,
+)
 from migrator.errors import SourceError
 
 # Rows a named cursor fetches per round trip: large enough to amortise the round trip,
@@ -169,7 +175,7 @@ class Coordinator:
         cols = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(k)) for k in key)
         desc = sql.SQL(", ").join(sql.SQL("t.{} DESC").format(sql.Identifier(k)) for k in key)
         texts = sql.SQL(", ").join(sql.SQL("t.{}::text").format(sql.Identifier(k)) for k in key)
-        bound = sql.SQL(", ").join(sql.SQL("%s::{}").format(sql.SQL(t)) for t in key_types)
+        bound = sql.SQL(", ").join(sql.SQL("%s::{}").format(cast_type(t)) for t in key_types)
         query = sql.SQL(
             "SELECT {texts} FROM {t} t WHERE ({cols}) < ({bound}) ORDER BY {desc} LIMIT 1"
         ).format(texts=texts, t=table_identifier(table), cols=cols, bound=bound, desc=desc)
@@ -286,11 +292,12 @@ class RangeReader(_LevelReader):
         self, table: str, key: Sequence[str], key_types: Sequence[str], keys: Sequence[Sequence[str]]
     ) -> list[int]:
         """Positions in `keys` (key values as text) of the keys `table` does not hold now.
-        Compared in SQL, as the key's type, so that text forms never need to agree."""
+        Compared in SQL, as the key's type (`reading.key_match`), so that text forms never need
+        to agree."""
         columns = [sql.Identifier(f"c{i}") for i in range(len(key))]
         arrays = sql.SQL(", ").join(sql.SQL("%s::text[]") for _ in key)
         match = sql.SQL(" AND ").join(
-            sql.SQL("t.{} = u.{}::{}").format(sql.Identifier(k), c, sql.SQL(t))
+            key_match(sql.SQL("t.{}").format(sql.Identifier(k)), sql.SQL("u.{}").format(c), t)
             for k, c, t in zip(key, columns, key_types, strict=True)
         )
         query = sql.SQL(
