@@ -15,6 +15,8 @@ import pytest
 from pymongo import errors as mongo
 
 from migrator.adapters.mongodb.errors import classify, classify_batch
+from migrator.cli.logs import level_of
+from migrator.cli.progress import _describe
 from migrator.engine.events import BatchLimitChanged, Collector, EventBus
 from migrator.errors import BatchTooLarge, ConnectionFailed, TerminalError, TransientError
 from migrator.phases.batch_size import BatchLimit
@@ -188,3 +190,16 @@ def test_a_run_recorded_with_a_v1_digest_still_resumes() -> None:
     # v1 covered the settings too: a changed setting cannot be told from a changed mapping there.
     assert not same_mapping(recorded, parse_plan(TUNED, file="shop.yaml"))
     assert not same_mapping(recorded, parse_plan(PLAN.replace("database: app", "database: b"), file="x.yaml"))
+
+
+def test_the_cli_renders_a_change_of_the_limit() -> None:
+    shrunk = BatchLimitChanged(
+        2000, 1000, 2000, "target aborted the batch's transaction after 2,000 writes: (code 290)"
+    )
+    grown = BatchLimitChanged(1000, 2000, 2000)
+    assert _describe(shrunk, None) == (
+        "warn: cdc batches of up to 1,000 writes (were 2,000): target aborted the batch's transaction after "
+        "2,000 writes: (code 290)"
+    )
+    assert _describe(grown, None) == "cdc batches of up to 2,000 writes again (plan: 2,000)"
+    assert level_of(shrunk) == "warning" and level_of(grown) == "info"
