@@ -320,6 +320,14 @@ class Runner:
                 )
             run = self._begin(digest)
         elif not same_mapping(run.plan_digest, self.plan):
+            if not run.plan_digest.startswith(f"{DIGEST_VERSION}:"):
+                raise TerminalError(
+                    f"plan {self.plan.name} changed since run {run.id} started, and that run's record (from an "
+                    "earlier migrator) cannot tell a changed setting from a changed mapping: resuming might mix "
+                    "two mappings",
+                    hint="restore the plan as it was and resume once (from then on, settings under phases may "
+                    "change between resumes), or `migrator rollback` the run and start again",
+                )
             raise TerminalError(
                 f"the mapping of plan {self.plan.name} (its collections or target database) changed since run "
                 f"{run.id} started: resuming would mix two mappings",

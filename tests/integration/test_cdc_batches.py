@@ -24,8 +24,11 @@ import pytest
 from pymongo import errors as mongo
 from pymongo.collection import Collection
 
+from migrator import api
 from migrator.engine.events import BatchApplied, BatchLimitChanged, ErrorRaised, Notice
 from migrator.errors import TerminalError
+from migrator.runner import plan_digest, plan_digest_v1
+from migrator.state import SQLiteStateStore
 from tests.integration.test_cdc import (
     _stop_followers,  # noqa: F401 - an autouse fixture
     assert_documents,
@@ -209,3 +212,33 @@ def test_batch_changes_may_change_on_an_active_run_and_the_mapping_may_not(
     text = str(raised.value)
     assert "mapping" in text and "changed since run" in text, text
     assert "phases" in text  # the hint says what may change
+
+
+def test_a_run_recorded_with_a_v1_digest_resumes_and_is_upgraded(mig: Migration) -> None:
+    """A state file written before digest v2 (the digest covered every setting): the run resumes
+    while its plan is unchanged, is then recorded with its v2 digest, and from then on takes new
+    settings. A changed setting before that is refused, saying why."""
+    name = "cdc-batches-v1"
+    plan = items(mig, name, batch_changes=100)
+    run(mig, plan, "snapshot")
+    with SQLiteStateStore(mig.state_path) as store:
+        active = store.active_run(name)
+        assert active is not None and active.plan_digest.startswith("v2:")
+        store.set_plan_digest(active.id, plan_digest_v1(api.load(plan, env=mig.env)))
+    original = plan.read_text()
+    plan.write_text(original.replace("batch_changes: 100", "batch_changes: 9"))
+    with pytest.raises(TerminalError) as raised:
+        run(mig, plan)
+    assert "earlier migrator" in str(raised.value) and "restore the plan" in str(raised.value)
+
+    plan.write_text(original)
+    transactions(mig, "UPDATE items SET label = 'v1' WHERE id <= 3")
+    assert run(mig, plan).outcome is not None
+    with SQLiteStateStore(mig.state_path) as store:
+        active = store.active_run(name)
+        assert active is not None and active.plan_digest == plan_digest(api.load(plan, env=mig.env))
+    plan.write_text(original.replace("batch_changes: 100", "batch_changes: 9"))
+    transactions(mig, "UPDATE items SET label = 'v2' WHERE id <= 3")
+    outcome = run(mig, plan).outcome
+    assert outcome is not None and outcome.cdc is not None and outcome.cdc.caught_up
+    assert_documents(mig, "items", expected(mig))
