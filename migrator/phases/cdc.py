@@ -994,7 +994,8 @@ class CdcPhase:
                     f"applying {done.batch.changes} change(s) after {lsn_to_str(applied)}{upto} to {collections}",
                 ) from exc
             position, applied_batch = done.position, done.batch
-            self.batch_limit.succeeded()
+            if done.batch.ops:  # a checkpoint alone says nothing about the size
+                self.batch_limit.succeeded()
             if position is not None:
                 applied = position
                 stream.acknowledge(max(position, done.acknowledge_after))

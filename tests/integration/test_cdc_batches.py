@@ -122,14 +122,14 @@ def test_batches_the_target_aborts_shrink_and_grow_back(
         mig,
         *[
             f"INSERT INTO items SELECT g, g % 7, 'n' || g FROM generate_series({n}, {n + 3}) g"
-            for n in range(100, 1300, 4)
+            for n in range(100, 700, 4)
         ],
     )
     transactions(
         mig,
         *[
             f"UPDATE items SET label = 'u' || id, grp = grp + 1 WHERE id BETWEEN {n} AND {n + 2}"
-            for n in range(1, 600, 3)
+            for n in range(1, 300, 3)
         ],
         "DELETE FROM items WHERE id % 11 = 0",
         "INSERT INTO items SELECT g, 0, 'big' || g FROM generate_series(5000, 5150) g",

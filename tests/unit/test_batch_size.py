@@ -203,3 +203,26 @@ def test_the_cli_renders_a_change_of_the_limit() -> None:
     )
     assert _describe(grown, None) == "cdc batches of up to 2,000 writes again (plan: 2,000)"
     assert level_of(shrunk) == "warning" and level_of(grown) == "info"
+
+
+def test_a_limit_grown_and_aborted_again_waits_longer_to_grow() -> None:
+    limit = BatchLimit(64, grow_after=2)
+    limit.shrink(too_large(), writes=64, where="x")
+    assert limit.limit == 32
+    limit.succeeded()
+    limit.succeeded()
+    assert limit.limit == 64
+    limit.shrink(too_large(), writes=64, where="x")  # grown, and aborted again: back off
+    assert limit.limit == 32
+    for _ in range(3):
+        limit.succeeded()
+    assert limit.limit == 32
+    limit.succeeded()
+    assert limit.limit == 64
+    limit.shrink(too_large(), writes=64, where="x")
+    limit.shrink(too_large(), writes=32, where="x")  # not grown in between: no further back-off
+    for _ in range(7):
+        limit.succeeded()
+    assert limit.limit == 16
+    limit.succeeded()
+    assert limit.limit == 32
