@@ -61,18 +61,39 @@ CDC_MIRROR_LABEL = "applied"
 CDC_START_TIMEOUT_S = 60.0
 
 
+DIGEST_VERSION = "v2"
+
+
 def plan_digest(plan: Plan) -> str:
-    """What identifies a plan for resume: the mapping and settings, not the URLs (passwords
-    rotate; a moved server is the operator's call)."""
+    """What identifies a run's mapping for resume (docs/architecture.md, "Changing a plan on an
+    active run"): what decides the documents, i.e. the collections (source tables, keys, fields,
+    embeds) and the target database. Not the URLs (passwords rotate; a moved server is the
+    operator's call) and not the settings under phases.*, which tune how the run goes (batch
+    sizes, parallelism, throttling, lag budgets) and may change between resumes. Versioned: a
+    digest without a version is plan_digest_v1's, which runs begun before v2 recorded."""
+    data = {
+        "collections": [c.model_dump(mode="json", by_alias=True) for c in plan.collections],
+        "target_database": plan.target.database,
+    }
+    return f"{DIGEST_VERSION}:" + hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def plan_digest_v1(plan: Plan) -> str:
+    """The digest runs recorded before v2: the mapping and every setting but cdc.apply and throttle."""
     data = plan.model_dump(mode="json", by_alias=True, exclude={"source", "target"})
     data["target_database"] = plan.target.database
-    # cdc.apply (dual-write verification) may be switched either way on a live run: CDC resumes
-    # from its checkpoint and its writes are idempotent.
     data["phases"]["cdc"].pop("apply", None)
-    # Throttling is operational: it may be tuned between resumes (and runs begun before it
-    # existed resume unchanged).
     data["phases"].pop("throttle", None)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def same_mapping(recorded: str, plan: Plan) -> bool:
+    """Whether `plan` maps as the run whose digest is `recorded` did."""
+    if recorded.startswith(f"{DIGEST_VERSION}:"):
+        return recorded == plan_digest(plan)
+    # A v1 digest covers the settings too: equal means the mapping is too. Unequal may be a
+    # setting only, which v1 cannot tell from a mapping change: refused as before.
+    return recorded == plan_digest_v1(plan)
 
 
 class StoreSink:
@@ -298,13 +319,26 @@ class Runner:
                     hint="`migrator run` the plan first (snapshot, then CDC)",
                 )
             run = self._begin(digest)
-        elif run.plan_digest != digest:
+        elif not same_mapping(run.plan_digest, self.plan):
+            if not run.plan_digest.startswith(f"{DIGEST_VERSION}:"):
+                raise TerminalError(
+                    f"plan {self.plan.name} changed since run {run.id} started, and that run's record (from an "
+                    "earlier migrator) cannot tell a changed setting from a changed mapping: resuming might mix "
+                    "two mappings",
+                    hint="restore the plan as it was and resume once (from then on, settings under phases may "
+                    "change between resumes), or `migrator rollback` the run and start again",
+                )
             raise TerminalError(
-                f"plan {self.plan.name} changed since run {run.id} started: resuming would mix two mappings",
-                hint="restore the plan as it was, or `migrator rollback` the run and start again",
+                f"the mapping of plan {self.plan.name} (its collections or target database) changed since run "
+                f"{run.id} started: resuming would mix two mappings",
+                hint="restore the collections and target database as they were (settings under phases may "
+                "change between resumes), or `migrator rollback` the run and start again",
             )
         else:
             self._claim(run.id, run.started_at, run.slot)
+            if run.plan_digest != digest:
+                # A run recorded with a v1 digest: from now on only its mapping is compared.
+                self.store.set_plan_digest(run.id, digest)
         self.events.add(StoreSink(self.store, run.id))
         self.events.emit(RunStarted(run.id, self.plan.name, resumed, self._state_location()))
         ctx = RunContext(

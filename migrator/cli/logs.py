@@ -19,7 +19,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any, Literal, TextIO
 
-from migrator.engine.events import ErrorRaised, Event, Notice
+from migrator.engine.events import BatchLimitChanged, ErrorRaised, Event, Notice
 from migrator.errors import MigratorError
 from migrator.redact import redact_text
 
@@ -33,6 +33,8 @@ def level_of(event: Event) -> str:
         return "warning" if event.retrying else "error"
     if isinstance(event, Notice):
         return "warning" if event.level == "warn" else "info"
+    if isinstance(event, BatchLimitChanged) and event.limit < event.previous:
+        return "warning"  # the target aborted a batch
     return "info" if event.durable else "debug"
 
 

@@ -188,7 +188,9 @@ def run_command(
     Runs preflight first and refuses to start where `migrator plan` fails. SIGINT or SIGTERM
     finishes the work in flight (chunks, or the current batch of changes), checkpoints it and
     exits 0, or 130 when it stopped short of --until; running again resumes. A second signal
-    stops at once (still resumable). --dry-run reads (inspection, a sample of source rows) and
+    stops at once (still resumable). A resumed run takes the plan's current settings under
+    `phases` (e.g. cdc.batch_changes); a changed mapping (collections, target database) is
+    refused. --dry-run reads (inspection, a sample of source rows) and
     writes nothing: no slot, publication, collection or state. Once cut over, it follows both
     directions: forward CDC and reverse sync (target changes back to the source). Refuses at
     once while another process works on the run, or when another run of the plan owns the

@@ -20,6 +20,7 @@ from rich.progress import (
 )
 
 from migrator.engine.events import (
+    BatchLimitChanged,
     CdcProgress,
     ChunkFinished,
     CutoverAbandoned,
@@ -167,6 +168,12 @@ def _describe(event: Event, totals: dict[str, tuple[int, int]] | None) -> str | 
         return f"skipped document {event.key!r} of {event.collection}: {event.reason} ({event.bytes:,} bytes)"
     if isinstance(event, Notice):
         return f"{event.level}: {event.message}"
+    if isinstance(event, BatchLimitChanged):
+        if event.limit < event.previous:
+            return (
+                f"warn: cdc batches of up to {event.limit:,} writes (were {event.previous:,}): {event.reason}"
+            )
+        return f"cdc batches of up to {event.limit:,} writes again (plan: {event.ceiling:,})"
     if isinstance(event, CutoverStep):
         return f"cutover {event.step}: {event.message}"
     if isinstance(event, RollbackStepDone):

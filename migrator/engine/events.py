@@ -161,6 +161,19 @@ class BatchApplied(Event):
 
 
 @dataclass(frozen=True)
+class BatchLimitChanged(Event):
+    """CDC's batch limit (writes per target transaction) changed: halved after the target aborted a
+    batch's transaction (`reason` says how), or grown back towards the plan's `ceiling`
+    (phases.cdc.batch_changes) after batches that went through (phases/batch_size.py)."""
+
+    kind: ClassVar[str] = "cdc.batch_limit"
+    previous: int
+    limit: int
+    ceiling: int
+    reason: str | None = None  # the error that shrank it; None when it grew
+
+
+@dataclass(frozen=True)
 class VerifyProgress(Event):
     """A key range of a collection compared (counts are the range's own)."""
 

@@ -72,13 +72,21 @@ from migrator.engine.context import PlanView, RunContext
 from migrator.engine.events import BatchApplied, CdcProgress, ErrorRaised, Notice
 from migrator.engine.executor import Action
 from migrator.engine.throttle import Throttler
-from migrator.errors import InternalError, MigratorError, SourceError, TerminalError, TransientError
+from migrator.errors import (
+    BatchTooLarge,
+    InternalError,
+    MigratorError,
+    SourceError,
+    TerminalError,
+    TransientError,
+)
 from migrator.mapping.assemble import Assembler
 from migrator.mapping.changes import ChangeMapper, fill_unchanged
 from migrator.mapping.columns import columns_read
 from migrator.mapping.lookup import MappedDocuments
 from migrator.mapping.source_reads import SourceReads
 from migrator.mapping.spec import resolve
+from migrator.phases.batch_size import BatchLimit
 from migrator.phases.oracle import DualWriteOracle
 from migrator.plan.names import cdc_checkpoint_id, publication_name, reverse_origin_name, slot_name_pattern
 
@@ -100,6 +108,7 @@ APPLYING_POLL_S = 0.005
 FEEDBACK_WHILE_APPLYING_S = 1.0
 HOLD_FEEDBACK_S = 1.0  # status updates while throttled
 MAX_CONSECUTIVE_FAILURES = 8
+SLOT_RELEASE_S = 60.0  # how long a reconnect waits for the server to let go of the slot
 _CHANGE_NAMES = {"I": "insert", "U": "update", "D": "delete"}
 
 
@@ -278,6 +287,9 @@ class CdcPhase:
     def __init__(self, ctx: RunContext, *, stop: threading.Event, until: Until = "stopped") -> None:
         self.ctx = ctx
         self.settings = ctx.plan.phases.cdc
+        # Writes per batch: phases.cdc.batch_changes, less while the target aborts batches
+        # (docs/architecture.md, "Batches that adapt"); kept across reconnects.
+        self.batch_limit = BatchLimit(self.settings.batch_changes, events=ctx.events)
         self.until = until
         self._stop = stop
         self.slot = ctx.run.slot
@@ -860,18 +872,20 @@ class CdcPhase:
             except TransientError as exc:
                 # Lost connection to either side: reconnect and resume from the durable
                 # checkpoint. Bounded: a streak of failures without progress ends the run.
-                failures = 1 if result.position != before else failures + 1
-                if failures > MAX_CONSECUTIVE_FAILURES:
-                    raise
-                delay = float(wait(_Attempt(failures)))  # type: ignore[arg-type]
+                # A batch the target aborted is no such failure: the limit has shrunk (settle()),
+                # which ends at a single write (phases/batch_size.py); go on at once.
+                if isinstance(exc, BatchTooLarge):
+                    failures, delay = 0, 0.0
+                    retry = f"applying batches of up to {self.batch_limit.limit:,} writes from the checkpoint"
+                else:
+                    failures = 1 if result.position != before else failures + 1
+                    if failures > MAX_CONSECUTIVE_FAILURES:
+                        raise
+                    delay = float(wait(_Attempt(failures)))  # type: ignore[arg-type]
+                    retry = f"retrying in {delay:.1f} s ({failures}/{MAX_CONSECUTIVE_FAILURES})"
                 self.ctx.events.emit(ErrorRaised.of(PHASE, exc, retrying=True))
-                self.ctx.events.emit(
-                    Notice(
-                        "warn",
-                        f"{exc.message}; retrying in {delay:.1f} s ({failures}/{MAX_CONSECUTIVE_FAILURES})",
-                    )
-                )
-                if self._stop.wait(delay):
+                self.ctx.events.emit(Notice("warn", f"{exc.message}; {retry}"))
+                if self._stop.wait(delay) or (isinstance(exc, BatchTooLarge) and not self._slot_released()):
                     result.stopped = True
                     return result
                 self._relations = {}  # a new stream sends its Relation messages again
@@ -880,6 +894,20 @@ class CdcPhase:
                     checkpoint, _ = self.start_position()
                 except TransientError:
                     continue  # the target is still away: count it as another failure
+
+    def _slot_released(self) -> bool:
+        """Wait until the server has let go of the slot that the closed stream used (its walsender
+        ends a moment after the connection): a stream opened at once would be refused. False when
+        stopped meanwhile."""
+        deadline = time.monotonic() + SLOT_RELEASE_S
+        while time.monotonic() < deadline:
+            state = self.monitor.state(self.slot)
+            if state is None or not state["active"]:
+                break
+            if self._stop.wait(0.2):
+                return False
+        self.monitor.close()
+        return True
 
     def _open_stream(self, checkpoint: int) -> ReplicationStream | PollingStream:
         endpoint = self.ctx.source.endpoint
@@ -946,6 +974,16 @@ class CdcPhase:
                 stream.keepalive()
             try:
                 done.future.result()  # the apply's error, raised here
+            except BatchTooLarge as exc:
+                upto = "" if done.position is None else f" up to {lsn_to_str(done.position)}"
+                collections = ", ".join(sorted({op.collection for op in done.batch.ops}))
+                # Smaller batches from the checkpoint on; a TerminalError for a single write.
+                self.batch_limit.shrink(
+                    exc,
+                    writes=len(done.batch.ops),
+                    where=f"(to {collections}) of the source transaction(s) after {lsn_to_str(applied)}{upto}",
+                )
+                raise
             except MigratorError:
                 raise
             except Exception as exc:
@@ -956,6 +994,8 @@ class CdcPhase:
                     f"applying {done.batch.changes} change(s) after {lsn_to_str(applied)}{upto} to {collections}",
                 ) from exc
             position, applied_batch = done.position, done.batch
+            if done.batch.ops:  # a checkpoint alone says nothing about the size
+                self.batch_limit.succeeded()
             if position is not None:
                 applied = position
                 stream.acknowledge(max(position, done.acknowledge_after))
@@ -1030,7 +1070,7 @@ class CdcPhase:
                         (len(batch.ops), _Deferred(relation, mapper, message, texts, compute))
                     )
                     batch.changes += 1
-                    if len(batch.ops) + len(batch.deferred) >= self.settings.batch_changes:
+                    if len(batch.ops) + len(batch.deferred) >= self.batch_limit.limit:
                         flush(final=False)
                     return
                 if message.kind == "I":
@@ -1112,7 +1152,7 @@ class CdcPhase:
                 batch.first_commit_at = time.monotonic()
             if self._oracle is not None:
                 self._oracle.commit(lsn_to_str(end_lsn), batch.last_commit_time)
-            if len(batch.ops) >= self.settings.batch_changes:
+            if len(batch.ops) >= self.batch_limit.limit:
                 flush()
 
         marker: int | None = None  # a heartbeat whose commit, once applied, proves we are caught up
@@ -1171,7 +1211,7 @@ class CdcPhase:
                 if type(message) is RowChange:  # nearly every message: the shortest way through
                     if not skip_txn:
                         handle_change(message)
-                        if len(batch.ops) >= self.settings.batch_changes:
+                        if len(batch.ops) >= self.batch_limit.limit:
                             flush(final=False)  # a huge transaction, as below
                 elif isinstance(message, StreamStart):
                     in_stream, current_stream_xid = True, message.xid
@@ -1205,7 +1245,7 @@ class CdcPhase:
                             if message.commit_lsn >= applied and not echo:
                                 for payload in spool.replay(dropped):
                                     dispatch(decode(payload, in_stream=True, readers=self._readers))
-                                    if len(batch.ops) >= self.settings.batch_changes:
+                                    if len(batch.ops) >= self.batch_limit.limit:
                                         flush(final=False)
                         finally:
                             spool.close()
@@ -1237,7 +1277,7 @@ class CdcPhase:
                     self._relation(message)
                 elif not skip_txn and not isinstance(message, LogicalMessage):
                     dispatch(message)
-                    if len(batch.ops) >= self.settings.batch_changes:
+                    if len(batch.ops) >= self.batch_limit.limit:
                         flush(final=False)  # a huge transaction: apply as it comes, checkpoint at its commit
             if applying is not None and applying.future.done():
                 settle()

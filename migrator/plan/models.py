@@ -246,8 +246,9 @@ class CdcSettings(_Strict):
         default=2_000,
         ge=1,
         le=100_000,
-        description="Target writes per batch (several source transactions; one MongoDB transaction). Keep "
-        "a batch well within MongoDB's 60 s transaction lifetime.",
+        description="Target writes per batch at most (several source transactions; one MongoDB transaction). "
+        "While the target aborts batches (MongoDB's 60 s transaction lifetime) CDC halves it, and grows it back "
+        "once batches go through. Like every phases setting, may change between resumes of a run.",
     )
     apply: bool = Field(
         default=True,

@@ -341,6 +341,11 @@ class SQLiteStateStore:
             ).fetchall()
         return [self._run(r) for r in rows]
 
+    def set_plan_digest(self, run_id: str, plan_digest: str) -> None:
+        with self._write(f"recording the plan digest of run {run_id}") as conn:
+            self._fetch_run(conn, run_id)
+            conn.execute("UPDATE runs SET plan_digest = ? WHERE id = ?", (plan_digest, run_id))
+
     def finish_run(self, run_id: str, status: RunStatus) -> RunRecord:
         if status not in FINAL_RUN_STATUSES:
             raise StateError(

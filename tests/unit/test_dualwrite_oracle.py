@@ -139,4 +139,4 @@ def test_apply_can_be_switched_on_a_live_run() -> None:
     oracle = parse_plan(text + "phases: {cdc: {apply: false}}\n", env={})
     batches = parse_plan(text + "phases: {cdc: {batch_changes: 10}}\n", env={})
     assert not oracle.phases.cdc.apply and plain.phases.cdc.apply
-    assert plan_digest(oracle) == plan_digest(plain) != plan_digest(batches)
+    assert plan_digest(oracle) == plan_digest(plain) == plan_digest(batches)  # settings, not the mapping

@@ -34,10 +34,20 @@ from pymongo.database import Database
 from migrator.adapters.base import SourceRead, WriteOp
 from migrator.adapters.mongodb.coalesce import coalesce
 from migrator.adapters.mongodb.codec import CODEC
-from migrator.adapters.mongodb.errors import classify
+from migrator.adapters.mongodb.errors import aborted_for_size, classify, classify_batch
 from migrator.errors import TerminalError
 
 STATE_COLLECTION = "_migrator"
+
+
+class _Aborted(Exception):
+    """Carries a server error out of ClientSession.with_transaction, which retries only PyMongoErrors."""
+
+    def __init__(self, error: mongo.OperationFailure) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 _BULK_KINDS = {"update", "update_many", "replace", "delete", "delete_many"}
 
 
@@ -195,14 +205,26 @@ class ChangeApplier:
                     session=session,
                 )
 
+        def attempt(session: ClientSession) -> None:
+            try:
+                body(session)
+            except mongo.OperationFailure as exc:
+                if aborted_for_size(exc):
+                    # Not retried as it is (with_transaction would, for two minutes): it would be
+                    # aborted again. The caller applies smaller batches (phases/batch_size.py).
+                    raise _Aborted(exc) from exc
+                raise
+
         try:
             if self._transactions:
                 with self._db.client.start_session() as session:
-                    session.with_transaction(lambda s: body(s))
+                    session.with_transaction(attempt)
             else:
                 body(None)
+        except _Aborted as aborted:
+            raise classify_batch(aborted.error, "target", writes=len(ops)) from None
         except mongo.PyMongoError as exc:
-            raise classify(exc, "target") from None
+            raise classify_batch(exc, "target", writes=len(ops)) from None
 
     def _fill(self, ops: Sequence[WriteOp], *, complete: bool) -> Sequence[WriteOp]:
         """`ops` with their SourceRead placeholders filled in: read from the source (all at once,

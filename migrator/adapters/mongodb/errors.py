@@ -1,10 +1,18 @@
-"""MongoDB errors classified by exception class and server error code, never by message text."""
+"""MongoDB errors classified by exception class, server error code and error label, never by
+message text."""
 
 from __future__ import annotations
 
 from pymongo import errors as mongo
 
-from migrator.errors import AuthenticationFailed, ConnectionFailed, MigratorError, TargetError, TransientError
+from migrator.errors import (
+    AuthenticationFailed,
+    BatchTooLarge,
+    ConnectionFailed,
+    MigratorError,
+    TargetError,
+    TransientError,
+)
 from migrator.redact import redact_text
 
 # https://www.mongodb.com/docs/manual/reference/error-codes/
@@ -13,14 +21,92 @@ _AUTH_CODES = frozenset(
 )  # Unauthorized, AuthenticationFailed, RoleNotFound, PrivilegeNotFound
 _TRANSIENT_CODES = frozenset({6, 7, 89, 91, 112, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436})
 
+# A transaction the server aborted for its duration or its size: the same batch would fail again,
+# a smaller one may not (docs/architecture.md, "Batches that adapt"). MongoDB aborts a transaction
+# that outlives transactionLifetimeLimitSeconds (60 s by default): the statement it interrupts gets
+# TransactionExceededLifetimeLimitSeconds (290; ExceededTimeLimit 262 before 4.4), a later statement
+# or the commit NoSuchTransaction (251), both labelled TransientTransactionError.
+_ABORTED_TRANSACTION = {
+    251: "the transaction was gone when its next statement or its commit came (NoSuchTransaction): "
+    "MongoDB aborts a transaction that outlives transactionLifetimeLimitSeconds (60 s by default)",
+    290: "transaction lifetime limit (TransactionExceededLifetimeLimitSeconds): it outlived the target's "
+    "transactionLifetimeLimitSeconds (60 s by default)",
+    257: "transaction too large (TransactionTooLarge): its writes exceed what one transaction may hold",
+    10334: "a result over the 16 MB BSON limit (BSONObjectTooLarge)",
+}
+# Anywhere: only a transaction is reaped. A size error (257, 10334) elsewhere is the document's own
+# (a write over 16 MB), which retrying never mends: classify_batch() alone makes it BatchTooLarge.
+_REAPED = frozenset({251, 290})
+# Only inside a batch's transaction: a time limit there is the transaction's, not a busy server's.
+_TIME_LIMIT = {
+    50: "time limit (MaxTimeMSExpired)",
+    262: "time limit (ExceededTimeLimit): MongoDB before 4.4 reports the transaction lifetime limit so",
+}
+_BATCH_HINT = (
+    "migrator applies smaller batches and grows them back by itself; if it keeps happening, lower "
+    "phases.cdc.batch_changes, or raise the target's transactionLifetimeLimitSeconds "
+    "(db.adminCommand({setParameter: 1, transactionLifetimeLimitSeconds: 300}))"
+)
+
+
+def _cause(exc: mongo.PyMongoError) -> mongo.PyMongoError:
+    """The server error behind `exc`. pymongo's ClientSession.with_transaction, once it has retried a
+    transaction labelled TransientTransactionError for 120 s, raises a NetworkTimeout (a
+    ConnectionFailure) made from the last server error, which it chains as the cause: that is what
+    happened, not a lost connection."""
+    cause = exc.__cause__
+    if isinstance(exc, mongo.ConnectionFailure) and isinstance(cause, mongo.OperationFailure):
+        return cause
+    return exc
+
+
+def _reason(exc: BaseException, secrets: tuple[str, ...]) -> str:
+    return redact_text(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, secrets)
+
+
+def aborted_for_size(exc: mongo.PyMongoError) -> bool:
+    """Whether a batch's transaction failed for its duration or size (classify_batch: BatchTooLarge)."""
+    error = _cause(exc)
+    return isinstance(error, mongo.OperationFailure) and (
+        (error.code or 0) in _ABORTED_TRANSACTION or (error.code or 0) in _TIME_LIMIT
+    )
+
+
+def classify_batch(
+    exc: mongo.PyMongoError, endpoint: str, *, writes: int, secrets: tuple[str, ...] = ()
+) -> MigratorError:
+    """An error of a batch's transaction (`writes` writes): BatchTooLarge where the server aborted
+    it for its duration or size, else as classify() says."""
+    error = _cause(exc)
+    if aborted_for_size(error):
+        assert isinstance(error, mongo.OperationFailure)
+        code = error.code or 0
+        what = _ABORTED_TRANSACTION.get(code) or _TIME_LIMIT[code]
+        return BatchTooLarge(
+            f"{endpoint} aborted the batch's transaction after {writes:,} writes: {what} (code {code})",
+            hint=_BATCH_HINT,
+        )
+    return classify(exc, endpoint, secrets)
+
 
 def classify(exc: mongo.PyMongoError, endpoint: str, secrets: tuple[str, ...] = ()) -> MigratorError:
-    reason = redact_text(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, secrets)
-    if isinstance(exc, mongo.OperationFailure):
-        code = exc.code or 0
+    error = _cause(exc)
+    reason = _reason(error, secrets)
+    if isinstance(error, mongo.OperationFailure):
+        code = error.code or 0
         if code in _AUTH_CODES:
             return AuthenticationFailed(endpoint, f"{reason} (code {code})")
-        if code in _TRANSIENT_CODES or exc.has_error_label("TransientTransactionError"):
+        if code in _REAPED:
+            return BatchTooLarge(
+                f"{endpoint} aborted a transaction: {_ABORTED_TRANSACTION[code]} (code {code})",
+                hint=_BATCH_HINT,
+            )
+        if error.has_error_label("TransientTransactionError"):
+            retried = " (retried for 2 minutes)" if error is not exc else ""
+            return TransientError(
+                f"{endpoint} aborted a transaction{retried}: {reason} (code {code}, TransientTransactionError)"
+            )
+        if code in _TRANSIENT_CODES:
             return TransientError(f"{endpoint}: {reason} (code {code})")
         return TargetError(f"{endpoint}: {reason} (code {code})")
     if isinstance(exc, mongo.ConfigurationError | mongo.InvalidURI):
