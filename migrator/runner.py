@@ -372,15 +372,13 @@ class Runner:
         try:
             result = body()
         except TerminalError as exc:
-            self._report_error(name, exc)
-            self.store.set_phase(run_id, name, "failed")
+            self._record_failed(run_id, name, exc, failed=True)
             raise
         except MigratorError as exc:  # transient, its retries spent: the phase stays resumable
-            self._report_error(name, exc)
+            self._record_failed(run_id, name, exc, failed=False)
             raise
         except Exception as exc:  # a defect: recorded and failed like a terminal error, never silent
-            self._report_error(name, exc)
-            self.store.set_phase(run_id, name, "failed")
+            self._record_failed(run_id, name, exc, failed=True)
             raise
         if getattr(result, "stopped", False):
             return result, True
@@ -390,12 +388,18 @@ class Runner:
         self.events.emit(PhaseFinished(name, round(time.monotonic() - started, 3)))
         return result, False
 
-    def _report_error(self, phase: str, exc: Exception) -> None:
-        """Record the error that stops a phase in the event log (for `migrator status`, metrics
-        and logs). Reporting must not hide the error itself: should the state store be what
-        failed, the original error is still the one raised."""
-        with contextlib.suppress(MigratorError):
+    def _record_failed(self, run_id: str, phase: str, exc: Exception, *, failed: bool) -> None:
+        """Record the error that stops a phase in the event log (its class, message, and the
+        server's code and driver class behind it: for `migrator status`, metrics and logs), and
+        mark the phase failed when retrying cannot help. Recording must not hide the error
+        itself: should the state store be what failed (a full disk), the original error is still
+        the one raised, the recording's own error noted on it."""
+        try:
             self.events.emit(ErrorRaised.of(phase, exc, retrying=False))
+            if failed:
+                self.store.set_phase(run_id, phase, "failed")
+        except MigratorError as recording:
+            exc.add_note(f"(not recorded in the state store: {recording.message})")
 
     def _run_id(self) -> str:
         run = self.store.active_run(self.plan.name)
