@@ -34,6 +34,12 @@ class MigratorError(Exception):
         self.code = None if code in (None, "", 0) else str(code)
         return self
 
+    def origin_of(self, error: MigratorError) -> MigratorError:
+        """Keep the server code and driver class of `error`, which this one restates with more
+        context (so the run's error record still says what the server said)."""
+        self.code, self.cause = error.code, error.cause
+        return self
+
     def __str__(self) -> str:
         if self.hint:
             return f"{self.message}\n  hint: {self.hint}"

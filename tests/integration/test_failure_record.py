@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from migrator import api
-from migrator.errors import StateDiskFull, TargetError
+from migrator.errors import SourceError, StateDiskFull, TargetError
 from migrator.state import SQLiteStateStore
 from migrator.state.sqlite import SQLiteStateStore as Store
 from tests.integration.test_cdc import run
@@ -63,3 +63,22 @@ def test_a_state_store_that_fails_while_recording_does_not_replace_the_error(
         run(mig, plan_file, "caught-up")
     assert f"code {DUPLICATE_KEY}" in raised.value.message
     assert any("not recorded in the state store" in n for n in getattr(raised.value, "__notes__", []))
+
+
+def test_a_snapshot_stopped_by_a_value_keeps_the_driver_error_behind_it(mig: Migration) -> None:  # noqa: F811
+    """The snapshot restates the error with the rows it was reading; the record keeps what the
+    driver raised (a value it cannot represent: no server code, its class)."""
+    mig.sql(
+        "CREATE TABLE events (id integer PRIMARY KEY, at timestamptz NOT NULL)",
+        "INSERT INTO events VALUES (1, now()), (2, 'infinity')",
+    )
+    plan_file = mig.plan("- {name: events, from: events, key: id}", name="fail-value")
+    with pytest.raises(SourceError) as raised:
+        api.run(plan_file, until="snapshot", state=mig.state_path, env=mig.env)
+    assert "reading public.events" in raised.value.message
+
+    report = api.status(plan_file, state=mig.state_path, env=mig.env, live=False)
+    last = report.errors[0]
+    assert (last.phase, last.error, last.message) == ("snapshot", "SourceError", raised.value.message)
+    assert last.cause == "DataError", last
+    assert {p.name: p.status for p in report.phases}["snapshot"] == "failed"
