@@ -77,6 +77,10 @@ def test_preflight_names_each_foreign_key_with_its_schema_and_whether_it_holds(m
     assert "tickets_customer (customer_id) REFERENCES shop.customers (id): enforced, validated" in tickets, (
         said
     )
+    # The runbook lists them among the preflight findings, as preflight says them.
+    runbook = api.runbook(plan, env=mig.env)
+    assert "notes_customer (customer_id) REFERENCES shop.customers (id): NOT VALID" in runbook
+    assert "tickets_customer (customer_id) REFERENCES shop.customers (id): enforced, validated" in runbook
 
 
 def test_a_not_valid_foreign_key_is_not_relied_on_for_children_older_than_it(mig: Migration) -> None:  # noqa: F811
