@@ -25,7 +25,7 @@ from migrator.plan import Plan, load_plan, plan_json_schema
 from migrator.plan.loader import required_variables
 from migrator.rollback import Rollback, RollbackResult, Step
 from migrator.runbook import build_runbook
-from migrator.runner import Runner, RunOutcome, StoreSink, Until
+from migrator.runner import Runner, RunOutcome, StoreSink, Until, ready_preflight
 from migrator.state import STATE_ENV, SQLiteStateStore, resolve_state_path
 from migrator.status import StatusReport, gather
 from migrator.switchback import Switchback, SwitchbackResult, SwitchbackStep
@@ -71,11 +71,15 @@ def run(
     store_path = resolve_state_path(state, loaded.name, plan_file=path)
     source = source_for(loaded.source.adapter, loaded.source.url.get_secret_value())
     target = target_for(loaded.target.adapter, loaded.target.url.get_secret_value(), loaded.target.database)
-    with SQLiteStateStore(store_path) as store, source, target:
-        runner = Runner(loaded, store, EventBus(*sinks), source, target)
-        if stop is not None:
-            runner.stop_event = stop
-        return runner.run(until)
+    with source, target:
+        # Preflight before the state file is opened: a plan refused leaves no state file and no
+        # lock file behind where there were none (docs/architecture.md, "State store").
+        report = ready_preflight(loaded, source, target)
+        with SQLiteStateStore(store_path) as store:
+            runner = Runner(loaded, store, EventBus(*sinks), source, target)
+            if stop is not None:
+                runner.stop_event = stop
+            return runner.run(until, preflight=report)
 
 
 def dry_run(
@@ -129,7 +133,11 @@ def verify(
         settings = type(settings).model_validate({**settings.model_dump(), **overrides})
     source = source_for(loaded.source.adapter, loaded.source.url.get_secret_value())
     target = target_for(loaded.target.adapter, loaded.target.url.get_secret_value(), loaded.target.database)
-    with SQLiteStateStore(resolve_state_path(state, loaded.name, plan_file=path)) as store, source, target:
+    with (
+        SQLiteStateStore(resolve_state_path(state, loaded.name, plan_file=path), create=False) as store,
+        source,
+        target,
+    ):
         report = run_preflight(loaded, source, target, scan_data=False)
         if report.source is None or not report.collections:
             raise PreflightFailed([f"{f.check} {f.subject}: {f.message}" for f in report.failures])
@@ -196,7 +204,11 @@ def rollback(
     loaded = load(path, env)
     source = source_for(loaded.source.adapter, loaded.source.url.get_secret_value())
     target = target_for(loaded.target.adapter, loaded.target.url.get_secret_value(), loaded.target.database)
-    with SQLiteStateStore(resolve_state_path(state, loaded.name, plan_file=path)) as store, source, target:
+    with (
+        SQLiteStateStore(resolve_state_path(state, loaded.name, plan_file=path), create=False) as store,
+        source,
+        target,
+    ):
         events = EventBus(*sinks)
         undo = Rollback(loaded, store, events, source, target)
         run_id = undo.run_record.id
@@ -246,7 +258,11 @@ def cutover(
     loaded = load(path, env)
     source = source_for(loaded.source.adapter, loaded.source.url.get_secret_value())
     target = target_for(loaded.target.adapter, loaded.target.url.get_secret_value(), loaded.target.database)
-    with SQLiteStateStore(resolve_state_path(state, loaded.name, plan_file=path)) as store, source, target:
+    with (
+        SQLiteStateStore(resolve_state_path(state, loaded.name, plan_file=path), create=False) as store,
+        source,
+        target,
+    ):
         runner = Runner(loaded, store, EventBus(*sinks), source, target, command="migrator cutover")
         if stop is not None:
             runner.stop_event = stop

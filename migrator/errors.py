@@ -18,11 +18,27 @@ class MigratorError(Exception):
     """
 
     exit_code = 1
+    # What the server said, where one did: SQLSTATE or MongoDB error code, and the driver's
+    # exception class (set by the adapters' classify(); kept in the run's error record).
+    code: str | None = None
+    cause: str | None = None
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+
+    def caused_by(self, exc: BaseException, code: object = None) -> MigratorError:
+        """Note the driver error this one classifies (its class, and its code when it has one)."""
+        self.cause = type(exc).__name__
+        self.code = None if code in (None, "", 0) else str(code)
+        return self
+
+    def origin_of(self, error: MigratorError) -> MigratorError:
+        """Keep the server code and driver class of `error`, which this one restates with more
+        context (so the run's error record still says what the server said)."""
+        self.code, self.cause = error.code, error.cause
+        return self
 
     def __str__(self) -> str:
         if self.hint:

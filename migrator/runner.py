@@ -176,13 +176,13 @@ class Runner:
         signal handler: it only sets an event."""
         self.stop_event.set()
 
-    def run(self, until: Until = "stopped") -> RunOutcome:
+    def run(self, until: Until = "stopped", *, preflight: PreflightReport | None = None) -> RunOutcome:
         """Run or resume the plan's phases. `until`: 'snapshot' stops after the copy,
         'caught-up' once CDC lag is under cdc.max_lag, 'verified' once caught up and a verify
         pass of the live migration is done (CDC follows during it), 'stopped' follows changes
-        until stop().
+        until stop(). `preflight`: a ready report the caller already has (ready_preflight()).
         Throttled while `migrator throttle` or the plan's `phases.throttle` say so."""
-        ctx, report, resumed = self.open()
+        ctx, report, resumed = self.open(preflight=preflight)
         throttle = ctx.throttle = self._throttler(ctx)
         try:
             return self._run(ctx, report, resumed, until)
@@ -294,20 +294,17 @@ class Runner:
         )
         return ReverseSync.from_context(ctx, stop=self.stop_event)
 
-    def open(self, *, existing: bool = False) -> tuple[RunContext, PreflightReport, bool]:
-        """Preflight, then the plan's active run (begun unless `existing`, which requires one)
-        and the context its phases work with; also whether the run was resumed. Refuses at once
-        while another process works on the run in this state file, and refuses a run that the
-        target's ownership record does not name (docs/architecture.md, "One owner")."""
+    def open(
+        self, *, existing: bool = False, preflight: PreflightReport | None = None
+    ) -> tuple[RunContext, PreflightReport, bool]:
+        """Preflight (unless the caller passes its ready report), then the plan's active run
+        (begun unless `existing`, which requires one) and the context its phases work with; also
+        whether the run was resumed. Refuses while another process works on the run in this
+        state file, and refuses a run that the target's ownership record does not name
+        (docs/architecture.md, "One owner"). Preflight comes before the lease: it reads only the
+        databases, and a plan it refuses leaves no lock file behind."""
+        report = preflight or ready_preflight(self.plan, self.source, self.target)
         self.store.hold(self.plan.name, self.command)
-        report = run_preflight(self.plan, self.source, self.target, scan_data=False)
-        if not report.ready:
-            raise PreflightFailed(
-                [
-                    f"{f.check} {f.subject}: {f.message}" + (f" (fix: {f.fix})" if f.fix else "")
-                    for f in report.failures
-                ]
-            )
         assert report.source is not None
         digest = plan_digest(self.plan)
         run = self.store.active_run(self.plan.name)
@@ -409,15 +406,13 @@ class Runner:
         try:
             result = body()
         except TerminalError as exc:
-            self._report_error(name, exc)
-            self.store.set_phase(run_id, name, "failed")
+            self._record_failed(run_id, name, exc, failed=True)
             raise
         except MigratorError as exc:  # transient, its retries spent: the phase stays resumable
-            self._report_error(name, exc)
+            self._record_failed(run_id, name, exc, failed=False)
             raise
         except Exception as exc:  # a defect: recorded and failed like a terminal error, never silent
-            self._report_error(name, exc)
-            self.store.set_phase(run_id, name, "failed")
+            self._record_failed(run_id, name, exc, failed=True)
             raise
         if getattr(result, "stopped", False):
             return result, True
@@ -427,17 +422,37 @@ class Runner:
         self.events.emit(PhaseFinished(name, round(time.monotonic() - started, 3)))
         return result, False
 
-    def _report_error(self, phase: str, exc: Exception) -> None:
-        """Record the error that stops a phase in the event log (for `migrator status`, metrics
-        and logs). Reporting must not hide the error itself: should the state store be what
-        failed, the original error is still the one raised."""
-        with contextlib.suppress(MigratorError):
+    def _record_failed(self, run_id: str, phase: str, exc: Exception, *, failed: bool) -> None:
+        """Record the error that stops a phase in the event log (its class, message, and the
+        server's code and driver class behind it: for `migrator status`, metrics and logs), and
+        mark the phase failed when retrying cannot help. Recording must not hide the error
+        itself: should the state store be what failed (a full disk), the original error is still
+        the one raised, the recording's own error noted on it."""
+        try:
             self.events.emit(ErrorRaised.of(phase, exc, retrying=False))
+            if failed:
+                self.store.set_phase(run_id, phase, "failed")
+        except MigratorError as recording:
+            exc.add_note(f"(not recorded in the state store: {recording.message})")
 
     def _run_id(self) -> str:
         run = self.store.active_run(self.plan.name)
         assert run is not None
         return run.id
+
+
+def ready_preflight(plan: Plan, source: PostgresSource, target: MongoTarget) -> PreflightReport:
+    """The preflight a run starts with (read-only: no data scan); PreflightFailed, naming each
+    failure and its fix, unless the plan is ready."""
+    report = run_preflight(plan, source, target, scan_data=False)
+    if not report.ready:
+        raise PreflightFailed(
+            [
+                f"{f.check} {f.subject}: {f.message}" + (f" (fix: {f.fix})" if f.fix else "")
+                for f in report.failures
+            ]
+        )
+    return report
 
 
 def _now_iso() -> str:

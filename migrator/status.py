@@ -166,6 +166,8 @@ class ErrorInfo:
     message: str
     retrying: bool
     hint: str | None
+    code: str | None = None  # SQLSTATE or MongoDB error code, as the server gave it
+    cause: str | None = None  # the driver's exception class
 
 
 @dataclass(frozen=True)
@@ -633,6 +635,8 @@ class StatusReader:
                 message=self._clean(str(e.payload.get("message", ""))),
                 retrying=bool(e.payload.get("retrying", False)),
                 hint=None if e.payload.get("hint") is None else self._clean(str(e.payload["hint"])),
+                code=None if e.payload.get("code") is None else str(e.payload["code"]),
+                cause=None if e.payload.get("cause") is None else str(e.payload["cause"]),
             )
             for e in reversed(found)
         ]

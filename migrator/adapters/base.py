@@ -44,8 +44,26 @@ class ColumnInfo:
 @dataclass(frozen=True)
 class ForeignKey:
     columns: tuple[str, ...]
-    referenced_table: str
+    referenced_table: str  # schema.table (as TableInfo.name)
     referenced_columns: tuple[str, ...]
+    name: str = ""  # the constraint's name
+    # NOT VALID: rows older than the constraint were never checked (an orphan may exist).
+    validated: bool = True
+    # NOT ENFORCED (PostgreSQL 18+): never checked at all.
+    enforced: bool = True
+
+    @property
+    def holds(self) -> bool:
+        """Whether every row satisfies it: a child row can then precede its parent only inside
+        one transaction (docs/architecture.md, "Foreign keys hold at transaction boundaries")."""
+        return self.validated and self.enforced
+
+    def describe(self) -> str:
+        state = "enforced, validated" if self.holds else "NOT ENFORCED" if not self.enforced else "NOT VALID"
+        return (
+            f"foreign key {self.name or '?'} ({', '.join(self.columns)}) REFERENCES "
+            f"{self.referenced_table} ({', '.join(self.referenced_columns)}): {state}"
+        )
 
 
 @dataclass(frozen=True)

@@ -234,8 +234,10 @@ def status_renderable(report: StatusReport) -> RenderableType:
         lines = ["[bold red]recent errors[/]"]
         for e in report.errors:
             retried = " (retried)" if e.retrying else ""
+            origin = ", ".join(x for x in (e.cause, None if e.code is None else f"code {e.code}") if x)
+            origin = f" ({escape(origin)})" if origin else ""
             lines.append(
-                f"  {escape(e.at)} {escape(e.phase or '-')} {escape(e.error)}{retried}: {escape(e.message)}"
+                f"  {escape(e.at)} {escape(e.phase or '-')} {escape(e.error)}{origin}{retried}: {escape(e.message)}"
             )
             if e.hint:
                 lines.append(f"      [dim]hint: {escape(e.hint)}[/]")

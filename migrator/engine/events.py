@@ -296,18 +296,42 @@ class ErrorRaised(Event):
     message: str
     retrying: bool
     hint: str | None = None
+    code: str | None = None  # the server's: SQLSTATE or MongoDB error code
+    cause: str | None = None  # the driver's exception class the error classifies
 
     @classmethod
     def of(cls, phase: str, exc: BaseException, *, retrying: bool) -> ErrorRaised:
         message = exc.message if isinstance(exc, MigratorError) else str(exc) or type(exc).__name__
         hint = exc.hint if isinstance(exc, MigratorError) else None
+        code, cause = _origin(exc)
         return cls(
             phase,
             type(exc).__name__,
             redact_text(message),
             retrying,
             None if hint is None else redact_text(hint),
+            code,
+            cause,
         )
+
+
+def _origin(exc: BaseException) -> tuple[str | None, str | None]:
+    """The server code and driver class behind `exc`: its own (a classified error, or a driver
+    error that escaped), else those of the error it was raised from (`raise ... from exc`)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, MigratorError):
+            if current.code is not None or current.cause is not None:
+                return current.code, current.cause
+        else:
+            # psycopg errors carry `sqlstate`, pymongo's OperationFailure `code`.
+            code = getattr(current, "sqlstate", None) or getattr(current, "code", None)
+            text = str(code) if isinstance(code, str | int) and code not in ("", 0) else None
+            return text, None if current is exc else type(current).__name__
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+    return None, None
 
 
 class EventSink(Protocol):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from migrator.adapters.base import ColumnInfo, JoinHop, SourceInfo, TableInfo
+from migrator.adapters.base import ColumnInfo, ForeignKey, JoinHop, SourceInfo, TableInfo
 from migrator.findings import Finding, Severity
 from migrator.mapping.types import Conversion, conversion_for
 from migrator.plan.models import Collection, Embed
@@ -403,7 +403,43 @@ class _Resolver:
         if child is None:
             return None
         self.locatable(plan, table, parent, on, key, order, child, parent_fields, root_key, lookup)
-        return EmbedMapping(plan.as_, plan.many, on, order, child, lookup, _references(table, parent, on))
+        fk = _references(table, parent, on)
+        if not lookup:
+            self.foreign_key(plan, table, parent, on, fk)
+        return EmbedMapping(plan.as_, plan.many, on, order, child, lookup, fk is not None and fk.holds)
+
+    def foreign_key(
+        self,
+        plan: Embed,
+        table: TableInfo,
+        parent: TableInfo,
+        on: tuple[tuple[str, str], ...],
+        fk: ForeignKey | None,
+    ) -> None:
+        """(info) Whether a foreign key that every row satisfies ties the children to their
+        parent: only then can CDC skip reading a new parent's children from the source (they
+        can precede it only inside one transaction); NOT VALID and NOT ENFORCED keys do not."""
+        link = f"{table.name}({', '.join(c for c, _ in on)})"
+        if fk is None:
+            said = f"no foreign key leads from {link} to {parent.name}"
+        elif fk.holds:
+            said = f"{table.name} has {fk.describe()}"
+        else:
+            said = f"{table.name} has {fk.describe()}, which rows older than it need not satisfy"
+        consequence = (
+            "a child row can precede its parent only inside one transaction"
+            if fk is not None and fk.holds
+            else "children may exist before their parent, so CDC reads a new parent's children from the source"
+        )
+        self.findings.append(
+            Finding(
+                "mapping.embed_foreign_key",
+                Severity.INFO,
+                link,
+                f"embed '{plan.as_}': {said}: {consequence}",
+                "",
+            )
+        )
 
     def lookup(
         self, plan: Embed, table: TableInfo, parent: TableInfo, on: tuple[tuple[str, str], ...]
@@ -567,14 +603,14 @@ def _unique_fix(table: TableInfo, columns: list[str]) -> str:
     return " ".join(statements)
 
 
-def _references(child: TableInfo, parent: TableInfo, on: tuple[tuple[str, str], ...]) -> bool:
-    """Whether a foreign key of `child` leads from exactly its `on` columns to the parent's."""
+def _references(child: TableInfo, parent: TableInfo, on: tuple[tuple[str, str], ...]) -> ForeignKey | None:
+    """The foreign key of `child` that leads from exactly its `on` columns to the parent's, if
+    any (whether it holds for every row is the caller's question: ForeignKey.holds)."""
     pairs = set(on)
     for fk in child.foreign_keys:
-        # The catalog names a table visible on the search_path without its schema (regclass::text):
-        # taken as public, the default search_path. Only a table of the same name in a schema
-        # before public on the plan user's search_path could be mistaken for the parent.
+        # The inspector names the referenced table with its schema; a bare name (an older record)
+        # is taken as public, the default search_path.
         referenced = fk.referenced_table if "." in fk.referenced_table else f"public.{fk.referenced_table}"
         if referenced == parent.name and set(zip(fk.columns, fk.referenced_columns, strict=True)) == pairs:
-            return True
-    return False
+            return fk
+    return None

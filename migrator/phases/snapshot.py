@@ -450,7 +450,7 @@ class SnapshotPhase:
                 hint=exc.hint
                 or "dates and timestamps must lie within years 1 to 9999 and be finite; exclude the column "
                 "or fix the rows",
-            ) from None
+            ).origin_of(exc) from None
         finally:
             behind.close()
         docs, replaced = counts["docs"], counts["replaced"]

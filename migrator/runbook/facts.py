@@ -303,13 +303,37 @@ def _checks(
             if info is not None:
                 key = ", ".join(info.primary_key) or "none"
                 identity = f"REPLICA IDENTITY {info.replica_identity.upper()}, primary key ({key})"
-            add(
-                "source.replica_identity",
-                f"`{table}` has a primary key or a replica identity (UPDATE/DELETE keyed in the WAL)",
-                identity,
-                subject=table,
-                side=info,
-            )
+            if info is not None and info.kind == "partitioned":
+                # Changes come from each partition with that partition's own replica identity
+                # (docs/architecture.md, "Partitioned tables"): one line per leaf, each with the
+                # fix preflight found for it; the partitioned table's own line is about its key,
+                # which a partition created later takes as its identity.
+                add(
+                    "source.replica_identity",
+                    f"partitioned `{table}` has a primary key (a partition created later takes it as "
+                    "replica identity; REPLICA IDENTITY is set per partition, not here)",
+                    f"primary key ({key}), {len(info.leaves)} partition(s)",
+                    subject=table,
+                    side=info,
+                )
+                for leaf in info.leaves:
+                    leaf_key = ", ".join(leaf.primary_key) or "none"
+                    add(
+                        "source.replica_identity",
+                        f"partition `{leaf.name}` of `{table}` has a replica identity (UPDATE/DELETE keyed in "
+                        "the WAL)",
+                        f"REPLICA IDENTITY {leaf.replica_identity.upper()}, primary key ({leaf_key})",
+                        subject=leaf.name,
+                        side=info,
+                    )
+            else:
+                add(
+                    "source.replica_identity",
+                    f"`{table}` has a primary key or a replica identity (UPDATE/DELETE keyed in the WAL)",
+                    identity,
+                    subject=table,
+                    side=info,
+                )
             owner = None
             if info is not None and server is not None:
                 owner = "superuser" if server.is_superuser else "owned by the plan's role"

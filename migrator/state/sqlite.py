@@ -131,17 +131,33 @@ def _create_private(path: Path) -> None:
 class SQLiteStateStore:
     """A `StateStore` in one SQLite file; one connection, shared by threads under a lock."""
 
-    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 10.0) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, busy_timeout: float = 10.0, create: bool = True
+    ) -> None:
+        """`create=False` (commands that find a run rather than begin one: verify, cutover,
+        rollback): a missing state file is not created; the store reads as empty (no runs) and
+        refuses every write, and no lock file is made (docs/architecture.md, "State store")."""
         self.path = str(path)
         self._lock = threading.RLock()
         self._leases: dict[str, Lease] = {}
-        if self.path != MEMORY:
+        # A store with no file behind it: nothing to find, nothing to hold, nothing to write.
+        self.missing = not create and self.path != MEMORY and not Path(self.path).exists()
+        if self.path != MEMORY and create:
             _create_private(Path(self.path))
         try:
             # isolation_level=None: the module's implicit BEGINs would hide where our
             # transactions start; every write below opens its own BEGIN IMMEDIATE.
+            # Without `create`, mode=rw: a file removed since the check above is not made again.
             conn = sqlite3.connect(
-                self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+                MEMORY
+                if self.missing
+                else self.path
+                if create
+                else f"{Path(self.path).absolute().as_uri()}?mode=rw",
+                timeout=busy_timeout,
+                isolation_level=None,
+                check_same_thread=False,
+                uri=not create and not self.missing,
             )
         except sqlite3.Error as exc:
             raise self._error(exc, "opening") from None
@@ -150,7 +166,7 @@ class SQLiteStateStore:
             conn.execute("PRAGMA foreign_keys = ON")
             # Checkpoints are resume points: a commit must survive power loss, not only a crash.
             conn.execute("PRAGMA synchronous = FULL")
-            schema.upgrade(conn, self.path)
+            schema.upgrade(conn, MEMORY if self.missing else self.path)
             # After the schema check, so a foreign database's journal mode is never changed.
             # WAL lets `migrator status` read while a run writes.
             conn.execute("PRAGMA journal_mode = WAL")
@@ -213,6 +229,11 @@ class SQLiteStateStore:
     def _write(self, doing: str) -> Iterator[sqlite3.Connection]:
         with self._lock:
             conn = self._require()
+            if self.missing:
+                raise StateError(
+                    f"state file {self.path} does not exist: {doing} was not recorded",
+                    hint="`migrator run` begins a run and creates its state file (--state or MIGRATOR_STATE name it)",
+                )
             try:
                 # IMMEDIATE: take the write lock up front, so a busy file fails here
                 # (after busy_timeout) rather than midway through a read-then-write.
@@ -575,8 +596,8 @@ class SQLiteStateStore:
         """Take the plan's lease in this state file until close() (state/lease.py); raises
         RunInUse naming the process that holds it. Holding it again through the same store is
         a no-op, so that the steps of one command (a switch back, then a rollback) share it."""
-        if self.path == MEMORY:
-            return
+        if self.path == MEMORY or self.missing:
+            return  # no file: no run in it to work on, and no lock file made beside it
         with self._lock:
             if plan_name not in self._leases:
                 self._leases[plan_name] = Lease.take(self.path, plan_name, command)

@@ -689,11 +689,10 @@ def test_wal_budget_stops_the_run(mig: Migration) -> None:
         [mig.slot(name)],
     )
     assert retained > 2 * 1024**2
-    started = time.monotonic()
+    # Without the budget the run would catch up and return: the error is the behaviour.
     with pytest.raises(TerminalError, match=r"max_retained_wal") as raised:
-        run(mig, plan, timeout=60)
+        run(mig, plan)
     assert "budget of 1,048,576" in str(raised.value)
-    assert time.monotonic() - started < 30
     assert [s for s, _ in mig.slots()] == [mig.slot(name)]  # kept: the run resumes once fixed
 
 
@@ -760,6 +759,11 @@ def matches(mig: Migration, scenario: Scenario) -> bool:
     return True
 
 
+def clean_shutdowns(server: Any) -> int:
+    """How often a throwaway PostgreSQL's log says it shut down cleanly."""
+    return Path(server.log_path).read_text(errors="replace").count("database system is shut down")
+
+
 @pytest.mark.parametrize("side", ["source", "target"])
 def test_following_survives_a_server_restart(
     mig: Migration, pg_server: Any, mongo_server: Any, side: str
@@ -776,9 +780,12 @@ def test_following_survives_a_server_restart(
     try:
         wait_for(lambda: writer.committed >= 20, "the writer's first commits")
         before_restart = writer.committed
-        started = time.monotonic()
+        shut_down = clean_shutdowns(server) if side == "source" else 0
         server.restart()
-        assert time.monotonic() - started < 20, "the restart waited for the run (a walsender kept it up?)"
+        if side == "source":
+            # A clean shutdown, not the SIGKILL the harness sends after its timeout: the run's
+            # connections (a walsender among them) did not hold the server up.
+            assert clean_shutdowns(server) == shut_down + 1, "the restart waited for the run (a walsender?)"
         wait_for(lambda: writer.committed >= before_restart + 50, "commits after the restart", 60)
     finally:
         writer.stop.set()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime
 import struct
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -797,9 +796,7 @@ def test_running_again_after_a_finished_snapshot_copies_nothing(mig: Migration) 
     with SQLiteStateStore(mig.state_path) as store:
         logged_before = len(store.events(first.run_id))
 
-    started = time.monotonic()
     second, events = mig.run(mig.tmp_path / "snap-again.yaml")
-    elapsed = time.monotonic() - started
 
     assert second.run_id == first.run_id and second.resumed
     assert second.snapshot is None
@@ -809,7 +806,6 @@ def test_running_again_after_a_finished_snapshot_copies_nothing(mig: Migration) 
     assert not [k for k in new if k.startswith("snapshot.")], new
     assert mig.raw_documents("shelves") == before
     assert len(mig.slots()) == 1  # the same slot, kept for CDC; no second one
-    assert elapsed < 5, f"a no-op rerun took {elapsed:.1f}s"
 
 
 # -- a schema we did not design for: the music store -------------------------------------------------

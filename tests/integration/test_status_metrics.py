@@ -219,6 +219,7 @@ def test_status_while_cdc_follows_and_after_it_stopped(mig: Migration, plan: Pat
     follower = Follower(mig, plan)
     try:
         _wait_for(lambda: _status(mig, plan).cdc.slot.active is True, "the stream to hold the slot")  # type: ignore[union-attr]
+        made = time.time()
         mig.sql(
             "INSERT INTO notes VALUES (1000, 'new'), (1001, 'newer')",
             "UPDATE customers SET name = 'x' WHERE id = 7",
@@ -238,7 +239,8 @@ def test_status_while_cdc_follows_and_after_it_stopped(mig: Migration, plan: Pat
         stored = mig.client[mig.database]["_migrator"].find_one({"_id": cdc_checkpoint_id("statusplan")})
         assert stored is not None and _lsn(cdc.applied_position) <= int(stored["position"])  # type: ignore[arg-type]
         assert cdc.applied_at is not None and cdc.applied_age_seconds is not None
-        assert 0 <= cdc.applied_age_seconds < 60
+        # The newest applied commit is at most as old as these changes (however slow the machine).
+        assert 0 <= cdc.applied_age_seconds <= time.time() - made + 1.0
         assert cdc.lag_bytes is not None and cdc.lag_bytes >= 0 and cdc.lag_seconds is not None
         assert cdc.slot.active is True and cdc.slot.retained_wal_bytes is not None
         by_name = {c.collection: c for c in during.snapshot.collections}  # type: ignore[union-attr]

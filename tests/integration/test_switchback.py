@@ -95,14 +95,15 @@ def test_forward_and_back_with_a_writing_application_loses_nothing(
     app = App(mig, switch)
     customers = mig.client[mig.database]["customers"]
     try:
-        time.sleep(0.5)
+        # Counted writes, not seconds: a loaded machine makes fewer of them in a given time.
+        wait_for(lambda: app.counts["source"] > 20, 300, "writes on the source")
         cutover = Following(
             lambda stop: api.cutover(plan_file, follow=True, state=mig.state_path, env=mig.env, stop=stop)
         )
         wait_for(lambda: switch.exists() and switch.read_text() == "target\n", 120, "the flip")
         # On the target now: the application's writes, and a change to an embedded order.
         customers.update_one({"_id": Int64(KEYS + 1)}, {"$set": {"orders.0.total": Decimal128("77.50")}})
-        wait_for(lambda: app.counts["target"] > 50, 60, "writes on the target")
+        wait_for(lambda: app.counts["target"] > 50, 300, "writes on the target")
         outcome = cutover.finish()
         freeze_forward = outcome.report.freeze_ms
         status = api.status(plan_file, state=mig.state_path, env=mig.env)
@@ -111,8 +112,10 @@ def test_forward_and_back_with_a_writing_application_loses_nothing(
         assert status.cutover.reverse_events is not None and status.cutover.reverse_events > 0
         events = Collector()
         # Rolled back while the application keeps writing (its writes wait on the fence).
+        before_rollback = app.counts["source"]
         result = api.rollback(plan_file, state=mig.state_path, env=mig.env, sinks=[events])
-        time.sleep(0.5)  # it goes on writing, to the source again
+        # It goes on writing, to the source again.
+        wait_for(lambda: app.counts["source"] > before_rollback + 20, 300, "writes on the source again")
     finally:
         app.finish()
     assert isinstance(result, SwitchbackResult)

@@ -366,7 +366,7 @@ def test_wait_blocks_while_throttled_ticks_and_returns_on_resume() -> None:
     threading.Timer(0.3, controls.clear).start()
     started = time.monotonic()
     held = throttler.wait("cdc", stop, tick=lambda: ticks.append(time.monotonic()))
-    assert 0.25 <= time.monotonic() - started < 3.0
+    assert time.monotonic() - started >= 0.25  # held until resumed (it returned: not forever)
     assert held >= 0.25 and len(ticks) >= 5
     assert throttler.wait("cdc", stop) == 0.0  # not throttled: returns at once
 
@@ -384,9 +384,8 @@ def test_wait_returns_when_stopped() -> None:
     )
     stop = threading.Event()
     threading.Timer(0.2, stop.set).start()
-    started = time.monotonic()
-    throttler.wait("snapshot", stop)
-    assert time.monotonic() - started < 3.0
+    throttler.wait("snapshot", stop)  # returns once stopped (a hang would fail the test run)
+    assert stop.is_set()
     assert throttler.throttled  # still held: stopping is not resuming
 
 
@@ -551,10 +550,11 @@ def test_status_reports_the_hold_its_reasons_and_the_controls(plan: Path, tmp_pa
         )
         store.set_controls(run.id, {PAUSED: True, MAX_LAG: 2.0})
     report = api.status(plan, state=state, live=False)
+    open_for = time.time() - since  # however slowly the machine got here
     throttle = report.throttle
     assert throttle is not None
     assert throttle.throttled and throttle.phase == "cdc" and throttle.reasons == ["paused by x"]
-    assert 14.0 <= throttle.throttled_seconds < 30.0  # 4.5 closed + about 10 open
+    assert 14.0 <= throttle.throttled_seconds <= 4.5 + open_for + 0.01  # 4.5 closed + the open hold
     assert throttle.paused and throttle.max_lag_seconds == 2.0 and throttle.chunk_rows is None
     assert throttle.file == "/tmp/shop.throttle" and throttle.controls_updated_at is not None
     data = json.loads(CliRunner().invoke(cli, ["status", str(plan), "--state", str(state), "--json"]).output)

@@ -3,6 +3,8 @@ message text."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from pymongo import errors as mongo
 
 from migrator.errors import (
@@ -90,10 +92,37 @@ def classify_batch(
 
 
 def classify(exc: mongo.PyMongoError, endpoint: str, secrets: tuple[str, ...] = ()) -> MigratorError:
+    """A pymongo error as a typed migrator error; it carries the server's error code and the
+    driver's class (`code`, `cause`) for the run's error record."""
+    return _classify(exc, endpoint, secrets).caused_by(exc, _code(_cause(exc)) or None)
+
+
+def _first_write_error(exc: mongo.PyMongoError) -> dict[str, Any] | None:
+    """A bulk write's first failed write: a BulkWriteError's own code (65) only says "some
+    writes failed"; the write's code (11000 for a duplicate key, ...) says what happened."""
+    if not isinstance(exc, mongo.BulkWriteError):
+        return None
+    details = exc.details or {}
+    errors = details.get("writeErrors") or details.get("writeConcernErrors") or []
+    return errors[0] if errors and isinstance(errors[0], dict) else None
+
+
+def _code(exc: mongo.PyMongoError) -> int:
+    first = _first_write_error(exc)
+    if first is not None and isinstance(first.get("code"), int):
+        return int(first["code"])
+    return (exc.code or 0) if isinstance(exc, mongo.OperationFailure) else 0
+
+
+def _classify(exc: mongo.PyMongoError, endpoint: str, secrets: tuple[str, ...]) -> MigratorError:
     error = _cause(exc)
-    reason = _reason(error, secrets)
+    first = _first_write_error(error)
+    if first is not None:
+        reason = redact_text(str(first.get("errmsg") or "") or type(error).__name__, secrets)
+    else:
+        reason = _reason(error, secrets)
     if isinstance(error, mongo.OperationFailure):
-        code = error.code or 0
+        code = _code(error)
         if code in _AUTH_CODES:
             return AuthenticationFailed(endpoint, f"{reason} (code {code})")
         if code in _REAPED:

@@ -51,7 +51,7 @@ class DocumentWriter:
                 raise TargetError(
                     f"{self._endpoint}: insert into {self._collection.name} failed for {len(other)} document(s); "
                     f"first: code {first.get('code')}: {first.get('errmsg', '')[:200]}"
-                ) from None
+                ).caused_by(exc, first.get("code")) from None
             duplicates = [e["index"] for e in errors]
         except mongo.PyMongoError as exc:
             raise classify(exc, self._endpoint, self._secrets) from None

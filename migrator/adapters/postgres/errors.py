@@ -15,7 +15,12 @@ _ACCESS_CODES = frozenset({"42501"})
 
 
 def classify(exc: psycopg.Error, endpoint: str, secrets: tuple[str, ...] = ()) -> MigratorError:
-    """Turn a psycopg error into a typed migrator error that names the endpoint, not the password."""
+    """Turn a psycopg error into a typed migrator error that names the endpoint, not the password;
+    it carries the SQLSTATE and the driver's class (`code`, `cause`) for the run's error record."""
+    return _classify(exc, endpoint, secrets).caused_by(exc, exc.sqlstate)
+
+
+def _classify(exc: psycopg.Error, endpoint: str, secrets: tuple[str, ...]) -> MigratorError:
     state = exc.sqlstate
     reason = redact_text(_first_line(exc), secrets)
     if state is None:

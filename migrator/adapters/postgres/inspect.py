@@ -161,10 +161,17 @@ INCLUDE_SERVER_VERSION = 110000
 _FOREIGN_KEYS_SQL = """
 SELECT (SELECT array_agg(a.attname ORDER BY k.ord) FROM unnest(c.conkey) WITH ORDINALITY k(n, ord)
         JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n),
-       c.confrelid::regclass::text,
+       rn.nspname || '.' || r.relname,
        (SELECT array_agg(a.attname ORDER BY k.ord) FROM unnest(c.confkey) WITH ORDINALITY k(n, ord)
-        JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n)
-FROM pg_constraint c WHERE c.conrelid = %(rel)s AND c.contype = 'f'
+        JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n),
+       c.conname, c.convalidated,
+       -- conenforced exists from PostgreSQL 18 (NOT ENFORCED); before, every foreign key is.
+       coalesce((to_jsonb(c) ->> 'conenforced')::boolean, true)
+FROM pg_constraint c
+JOIN pg_class r ON r.oid = c.confrelid
+JOIN pg_namespace rn ON rn.oid = r.relnamespace
+WHERE c.conrelid = %(rel)s AND c.contype = 'f'
+ORDER BY c.conname
 """
 
 _TABLE_SQL = """
@@ -268,8 +275,10 @@ class PostgresInspector:
             columns = self._columns(cur, oid)
             keys = self._keys(cur, oid)
             fks = tuple(
-                ForeignKey(tuple(c), str(t), tuple(rc))
-                for c, t, rc in cur.execute(_FOREIGN_KEYS_SQL, rel).fetchall()
+                # Schema-qualified from the catalog (regclass::text leaves out a schema on the
+                # search_path), as TableInfo names are.
+                ForeignKey(tuple(c), str(t), tuple(rc), str(name), bool(validated), bool(enforced))
+                for c, t, rc, name, validated, enforced in cur.execute(_FOREIGN_KEYS_SQL, rel).fetchall()
             )
             descendants = cur.execute(_DESCENDANTS_SQL, rel).fetchall()
             estimated = int(reltuples)
