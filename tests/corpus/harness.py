@@ -291,7 +291,10 @@ class Scenario:
             cli, ["verify", str(self.plan_path), "--state", str(self.state_path), "--json"], env=self.env
         )
         assert result.exit_code in (0, 1), f"verify could not complete ({result.exit_code}): {result.output}"
-        report = json.loads(result.output)
+        try:
+            report = json.loads(result.stdout)  # stderr holds the progress lines
+        except ValueError:
+            pytest.fail(f"verify printed no report ({result.exit_code}): {result.output}{result.exception!r}")
         ours = self.differences()
         counts = {c.name: len(ds) for c in self.collections if (ds := ours.get(c.name))}
         theirs = {
