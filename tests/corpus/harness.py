@@ -153,6 +153,23 @@ class Scenario:
     def preflight(self) -> PreflightReport:
         return api.plan(self.plan_path, env=self.env)
 
+    def preflight_of(self, collections: Sequence[expected.Coll], name: str) -> PreflightReport:
+        """`migrator plan` of another plan on the same databases (the run's plan is untouched)."""
+        path = self.directory / f"{name}.yaml"
+        text = {
+            "version": 1,
+            "name": name,
+            "source": {"adapter": "postgres", "url": "${MIGRATOR_SOURCE_URL}"},
+            "target": {
+                "adapter": "mongodb",
+                "url": "${MIGRATOR_TARGET_URL}",
+                "database": self.database + "_x",
+            },
+            "collections": [c.plan_entry() for c in collections],
+        }
+        path.write_text(json.dumps(text, indent=2))
+        return api.plan(path, env=self.env)
+
     def assert_plan_ready(self) -> PreflightReport:
         report = self.preflight()
         failures = [f"{f.check} {f.subject}: {f.message} (fix: {f.fix})" for f in report.failures]

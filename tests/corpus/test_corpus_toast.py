@@ -90,10 +90,13 @@ def test_04_copy_mixes_toasted_and_plain_rows(scenario: Scenario) -> None:
         (201, TOASTED.format(3)),
         (202, "untoasted199"),
     ]
-    with psycopg.connect(scenario.pg_url) as conn, conn.cursor() as cur:
-        with cur.copy("COPY toasted_copy FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+    with (
+        psycopg.connect(scenario.pg_url) as conn,
+        conn.cursor() as cur,
+        cur.copy("COPY toasted_copy FROM STDIN") as copy,
+    ):
+        for row in rows:
+            copy.write_row(row)
     scenario.catch_up()
     scenario.assert_target()
 
