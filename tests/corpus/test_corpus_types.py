@@ -55,7 +55,10 @@ CREATE DOMAIN monot_int AS int CHECK (monot_incr(VALUE));
 CREATE TABLE public.tst_dom_constr (a monot_int);
 -- 014_binary.pl
 CREATE TABLE public.test_numerical (a INTEGER PRIMARY KEY, b NUMERIC, c FLOAT, d BIGINT);
+CREATE TABLE public.test_arrays (a INTEGER[] PRIMARY KEY, b NUMERIC[], c TEXT[]);
 INSERT INTO public.test_numerical (a, b, c, d) VALUES (1, 1.2, 1.3, 10), (2, 2.2, 2.3, 20);
+INSERT INTO public.test_arrays (a, b, c) VALUES
+    ('{1,2,3}', '{1.1, 1.2, 1.3}', '{"one", "two", "three"}'), ('{3,1,2}', '{1.3, 1.1, 1.2}', '{"three", "one", "two"}');
 """
 
 MATRIX_DDL = """
@@ -75,6 +78,9 @@ CREATE TABLE tst_sorted_rank (id int PRIMARY KEY, parent_id int NOT NULL REFEREN
 INSERT INTO tst_sorted_parent VALUES (1, 'one'), (2, 'two');
 INSERT INTO tst_sorted_code VALUES (1, 1, 'b'), (2, 1, 'B'), (3, 1, 'a'), (4, 1, 'Ä'), (5, 1, 'é'), (6, 1, 'Z');
 INSERT INTO tst_sorted_rank VALUES (1, 1, 2), (2, 1, NULL), (3, 1, 1), (4, 2, NULL);
+CREATE TABLE tst_sorted_bin (id int PRIMARY KEY, parent_id int NOT NULL REFERENCES tst_sorted_parent, tag bytea NOT NULL,
+    amount numeric NOT NULL);
+INSERT INTO tst_sorted_bin VALUES (1, 1, '\\x0000', 10), (2, 1, '\\x01', 1.50), (3, 1, '\\xff', 2), (4, 1, '\\x00', 1.5);
 """
 
 
@@ -151,6 +157,8 @@ INSERT INTO tst_range_array (a, b, c) VALUES
 INSERT INTO tst_hstore (a, b) VALUES (1, '"a"=>"1"'), (2, '"zzz"=>"foo"'), (3, '"123"=>"321"'), (4, '"yellow horse"=>"moaned"');
 INSERT INTO tst_dom_constr VALUES (10);
 INSERT INTO public.test_numerical (a, b, c, d) VALUES (3, 3.2, 3.3, 30), (4, 4.2, 4.3, 40);
+INSERT INTO public.test_arrays (a, b, c) VALUES
+    ('{2,1,3}', '{1.2, 1.1, 1.3}', '{"two", "one", "three"}'), ('{1,3,2}', '{1.1, 1.3, 1.2}', '{"one", "three", "two"}');
 """
 
 UPSTREAM_UPDATES = r"""
@@ -182,6 +190,7 @@ UPDATE tst_range_array SET b = tstzrange('Mon Aug 04 00:00:00 2014 CEST'::timest
 UPDATE tst_hstore SET b = '"updated"=>"value"' WHERE a < 3;
 UPDATE tst_hstore SET b = '"also"=>"updated"' WHERE a = 3;
 UPDATE public.test_numerical SET b = 42, c = NULL;
+UPDATE public.test_arrays SET b[1] = 42, c = NULL;
 """
 
 UPSTREAM_DELETES = r"""
@@ -214,8 +223,15 @@ DELETE FROM tst_hstore WHERE a = 1;
 """
 
 # Tables whose key has no conversion: a generated key (README "Keys", mapping.key_type's fix).
-DOC_ID_TABLES = ("tst_arrays", "tst_comps", "tst_comp_enum_array", "tst_comp_enum_what", "tst_comp_mix_array")
-COMPOSITE_KEYED = DOC_ID_TABLES[1:]
+DOC_ID_TABLES = (
+    "tst_arrays",
+    "test_arrays",
+    "tst_comps",
+    "tst_comp_enum_array",
+    "tst_comp_enum_what",
+    "tst_comp_mix_array",
+)
+COMPOSITE_KEYED = DOC_ID_TABLES[2:]
 
 
 def collections(*, fixed: bool) -> list[Coll]:
@@ -241,6 +257,7 @@ def collections(*, fixed: bool) -> list[Coll]:
         keyed("tst_hstore", exclude=("b",)),
         keyed("tst_dom_constr"),
         keyed("test_numerical"),
+        keyed("test_arrays"),
         Coll("tst_matrix", "tst_matrix", ("id",)),
         Coll("tst_numkey", "tst_numkey", ("k",)),
         Coll(
@@ -250,6 +267,8 @@ def collections(*, fixed: bool) -> list[Coll]:
             embeds=(
                 Embed("by_code", "tst_sorted_code", {"parent_id": "id"}, key=("id",), order_by=("code",)),
                 Embed("by_rank", "tst_sorted_rank", {"parent_id": "id"}, key=("id",), order_by=("rank",)),
+                Embed("by_tag", "tst_sorted_bin", {"parent_id": "id"}, key=("id",), order_by=("tag",)),
+                Embed("by_amount", "tst_sorted_bin", {"parent_id": "id"}, key=("id",), order_by=("amount",)),
             ),
         ),
     ]
@@ -258,6 +277,7 @@ def collections(*, fixed: bool) -> list[Coll]:
 # (table or column the finding names, check) that `migrator plan` must report before the fixes.
 REFUSALS = {
     ("tst_arrays", "mapping.key_type"),
+    ("test_arrays", "mapping.key_type"),
     ("tst_comps", "mapping.key_type"),
     ("tst_comp_enum_array", "mapping.key_type"),
     ("tst_comp_enum_what", "mapping.key_type"),
@@ -347,6 +367,7 @@ def test_07_embedded_elements_inserted_by_cdc_keep_the_snapshot_order(scenario: 
     scenario.step(
         "INSERT INTO tst_sorted_code VALUES (7, 1, 'A'), (8, 1, 'ä'), (9, 2, 'x')",
         "INSERT INTO tst_sorted_rank VALUES (5, 1, 0), (6, 2, 1), (7, 2, NULL)",
+        "INSERT INTO tst_sorted_bin VALUES (5, 1, '\\x0001', 1.500), (6, 1, '\\x02', 9.99)",
     )
     scenario.assert_target(skip=KNOWN)
 
