@@ -86,7 +86,7 @@ def test_06_schema_renamed_while_following(scenario: Scenario) -> None:
         " COMMIT"
     )
     error = scenario.wait_stopped(60)
-    assert error is not None and "sch1.t1" in str(error), error
+    assert error is not None and "sch1.t1" in str(error) and "sch2.t1" in str(error), error
 
 
 def test_07_snapshot_with_excluded_columns(excluded: Scenario) -> None:

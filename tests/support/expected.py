@@ -10,9 +10,10 @@ this module reads the source with its own queries and builds the documents the R
   follow the fields in plan order; `many: true` is an array ([] when none) ordered by `order_by`
   then the element key, as MongoDB's `$sort` compares BSON values (README "Keys"); `many: false`
   a sub-document or null. A link that is NULL matches nothing, as SQL equality would.
-- "Type conversion": the README's table, implemented here from PostgreSQL's own text forms
-  (`::text` with IntervalStyle iso_8601 and TimeZone UTC) and psycopg's values; `real` widened as
-  an IEEE single to a double; timestamps truncated to milliseconds; json parsed in key order.
+- "Type conversion": the README's table, implemented here from PostgreSQL's own text forms (each
+  type's output function, in a session with IntervalStyle iso_8601 and TimeZone UTC) and
+  psycopg's values; `real` widened as an IEEE single to a double; timestamps truncated to
+  milliseconds; json parsed in key order, integers as int32 or int64 by size.
 
 `Coll.plan_entry()` writes the same description as plan YAML, so the plan under test and the
 expectation cannot drift apart. A column type this module has no conversion for raises
