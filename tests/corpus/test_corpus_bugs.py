@@ -85,7 +85,7 @@ def test_06_schema_renamed_while_following(scenario: Scenario) -> None:
         " CREATE TABLE sch1.t1 (c1 int PRIMARY KEY); INSERT INTO sch1.t1 VALUES (2); INSERT INTO sch2.t1 VALUES (3);"
         " COMMIT"
     )
-    error = scenario.wait_stopped(60)
+    error = scenario.wait_stopped()
     assert error is not None and "sch1.t1" in str(error) and "sch2.t1" in str(error), error
 
 
