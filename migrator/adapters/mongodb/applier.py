@@ -160,9 +160,12 @@ class ChangeApplier:
         ops: Sequence[WriteOp],
         position: int | None,
         position_text: str | None,
+        *,
+        fields: Mapping[str, Any] | None = None,
     ) -> None:
         """Apply `ops`, to the effect of applying them in order (coalesce.py merges a document's
-        `$set`s); when `position` is given, record it as the checkpoint with them. A transaction
+        `$set`s); when `position` is given, record it as the checkpoint with them (and `fields`
+        beside it: the commit time lag is measured from, phases/lag.py). A transaction
         that meets a write conflict (with one that a killed process left open, until the server
         aborts it after 60 s) is retried for as long: the caller keeps its own connections alive
         meanwhile (phases/cdc.py applies on a thread of its own)."""
@@ -176,6 +179,7 @@ class ChangeApplier:
                     {"_id": self._id},
                     {
                         "$set": {
+                            **(fields or {}),  # what lag is measured from (phases/lag.py)
                             "position": position,
                             "position_text": position_text,
                             "updated_at": datetime.datetime.now(datetime.UTC),
