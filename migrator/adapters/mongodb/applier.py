@@ -25,7 +25,7 @@ import datetime
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
-from pymongo import DeleteMany, DeleteOne, ReplaceOne, UpdateMany, UpdateOne
+from pymongo import DeleteMany, DeleteOne, ReplaceOne, UpdateMany, UpdateOne, WriteConcern
 from pymongo import errors as mongo
 from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
@@ -38,6 +38,10 @@ from migrator.adapters.mongodb.errors import classify
 from migrator.errors import TerminalError
 
 STATE_COLLECTION = "_migrator"
+# A batch and its checkpoint are acknowledged only once durable (majority, journaled): the slot is
+# confirmed up to that checkpoint right after (invariant 3), so a write acknowledged but lost in a
+# target crash or failover would leave its changes neither in the target nor in the slot.
+DURABLE = WriteConcern("majority", j=True)
 _BULK_KINDS = {"update", "update_many", "replace", "delete", "delete_many"}
 
 
@@ -125,14 +129,14 @@ class ChangeApplier:
         current: CurrentDocument | None = None,
         reads: ReadContent | None = None,
     ) -> None:
-        self._db = database
+        self._db = database.with_options(write_concern=DURABLE)
         self._id = checkpoint_id
         self._transactions = transactions
         self._current = current
         self._reads = reads
         # Tags of the writes of the source transaction in progress (SourceRead.only_if).
         self._tags: set[Hashable] = set()
-        self._state: Collection[Any] = database.get_collection(STATE_COLLECTION, codec_options=CODEC)
+        self._state: Collection[Any] = self._db.get_collection(STATE_COLLECTION, codec_options=CODEC)
 
     def _coll(self, name: str) -> Collection[Any]:
         return self._db.get_collection(name, codec_options=CODEC)
@@ -202,7 +206,7 @@ class ChangeApplier:
         try:
             if self._transactions:
                 with self._db.client.start_session() as session:
-                    session.with_transaction(lambda s: body(s))
+                    session.with_transaction(lambda s: body(s), write_concern=DURABLE)
             else:
                 body(None)
         except mongo.PyMongoError as exc:
