@@ -129,17 +129,19 @@ class ChangeApplier:
         current: CurrentDocument | None = None,
         reads: ReadContent | None = None,
     ) -> None:
-        self._db = database.with_options(write_concern=DURABLE)
+        self._db = database
         self._id = checkpoint_id
         self._transactions = transactions
         self._current = current
         self._reads = reads
         # Tags of the writes of the source transaction in progress (SourceRead.only_if).
         self._tags: set[Hashable] = set()
-        self._state: Collection[Any] = self._db.get_collection(STATE_COLLECTION, codec_options=CODEC)
+        self._state: Collection[Any] = database.get_collection(
+            STATE_COLLECTION, codec_options=CODEC, write_concern=DURABLE
+        )
 
     def _coll(self, name: str) -> Collection[Any]:
-        return self._db.get_collection(name, codec_options=CODEC)
+        return self._db.get_collection(name, codec_options=CODEC, write_concern=DURABLE)
 
     def ensure_indexes(self, paths: dict[str, set[str]]) -> list[str]:
         """Create the (multikey) indexes embedded changes use to find their document."""
