@@ -35,7 +35,7 @@ from migrator.adapters.base import SourceRead, WriteOp
 from migrator.adapters.mongodb.coalesce import coalesce
 from migrator.adapters.mongodb.codec import CODEC
 from migrator.adapters.mongodb.errors import classify
-from migrator.errors import TerminalError
+from migrator.errors import TargetLostWrites, TerminalError
 
 STATE_COLLECTION = "_migrator"
 # A batch and its checkpoint are acknowledged only once durable (majority, journaled): the slot is
@@ -136,6 +136,10 @@ class ChangeApplier:
         self._reads = reads
         # Tags of the writes of the source transaction in progress (SourceRead.only_if).
         self._tags: set[Hashable] = set()
+        # The checkpoint position this applier last committed (or first read): each checkpoint
+        # write requires it to be still there, so that a target that lost acknowledged writes
+        # (its checkpoint went back) is found at once, never replayed over silently.
+        self._written: int | None = None
         self._state: Collection[Any] = database.get_collection(
             STATE_COLLECTION, codec_options=CODEC, write_concern=DURABLE
         )
@@ -156,10 +160,33 @@ class ChangeApplier:
         return created
 
     def checkpoint(self) -> dict[str, Any] | None:
+        """The stored checkpoint; raises TargetLostWrites when it is behind what this applier
+        committed (the target lost acknowledged writes: after a restart, say)."""
         try:
-            return self._state.find_one({"_id": self._id})
+            stored = self._state.find_one({"_id": self._id})
         except mongo.PyMongoError as exc:
             raise classify(exc, "target") from None
+        position = None if stored is None or stored.get("position") is None else int(stored["position"])
+        if self._written is not None and (position is None or position < self._written):
+            raise self._lost(position)
+        if position is not None:
+            self._written = position
+        return stored
+
+    def _lost(self, stored: int | None) -> TargetLostWrites:
+        def text(position: int | None) -> str:
+            return "none" if position is None else f"{position >> 32:X}/{position & 0xFFFFFFFF:X}"
+
+        assert self._written is not None
+        return TargetLostWrites(
+            f"the target lost writes it had acknowledged: its CDC checkpoint ({STATE_COLLECTION} {self._id}) is at "
+            f"{text(stored)}, but this run committed {text(self._written)} (write concern majority, journaled) and "
+            "confirmed the source's slot up to it, so the changes in between are neither in the target nor "
+            "kept by the source",
+            hint="the target did not keep a write it acknowledged as durable (a restart or failover of a server "
+            "that does not journal, or a write concern the server ignores): `migrator verify --repair` rewrites "
+            "what differs from the source, then `migrator run` resumes",
+        )
 
     def apply(
         self,
@@ -178,11 +205,18 @@ class ChangeApplier:
 
         writes = coalesce(self._fill(ops, complete=position is not None))
 
+        previous = self._written
+
         def body(session: ClientSession | None) -> None:
             self._execute(writes, session)
             if position is not None:
-                self._state.update_one(
-                    {"_id": self._id},
+                # Only over the checkpoint this applier committed last (or this one, when a retry
+                # finds its first attempt committed): anything else means the target lost it.
+                kept: dict[str, Any] = {"_id": self._id}
+                if previous is not None:
+                    kept["position"] = {"$in": [previous, position]}
+                written = self._state.update_one(
+                    kept,
                     {
                         "$set": {
                             **(fields or {}),  # what lag is measured from (phases/lag.py)
@@ -191,9 +225,12 @@ class ChangeApplier:
                             "updated_at": datetime.datetime.now(datetime.UTC),
                         }
                     },
-                    upsert=True,
+                    upsert=previous is None,
                     session=session,
                 )
+                if previous is not None and written.matched_count == 0:
+                    stored = self._state.find_one({"_id": self._id}, session=session)
+                    raise self._lost(None if stored is None else stored.get("position"))
             elif session is not None:
                 # A part of a large source transaction (no position yet): still touch the
                 # checkpoint document, so that every forward transaction writes it and reverse
@@ -213,6 +250,8 @@ class ChangeApplier:
                 body(None)
         except mongo.PyMongoError as exc:
             raise classify(exc, "target") from None
+        if position is not None:
+            self._written = position
 
     def _fill(self, ops: Sequence[WriteOp], *, complete: bool) -> Sequence[WriteOp]:
         """`ops` with their SourceRead placeholders filled in: read from the source (all at once,
