@@ -25,8 +25,6 @@ from migrator.adapters.base import WriteOp
 from migrator.adapters.mongodb.applier import ChangeApplier
 from migrator.engine.events import CdcProgress, Event
 from migrator.engine.metrics import RunMetrics
-from migrator.engine.throttle import Throttler
-from migrator.phases.lag import LagTracker
 from tests.support.docs import Migration
 from tests.support.servers import create_pg_database, unique_name, with_database
 
@@ -217,44 +215,3 @@ def test_lag_is_the_age_of_the_newest_applied_commit_while_a_backlog_replays_and
         thread.join(TIMEOUT)
     assert not thread.is_alive()
     assert not errors, errors
-
-
-def _throttler(events: Any) -> Throttler:
-    return Throttler(
-        file=None,
-        max_active_sessions=None,
-        max_replica_lag=None,
-        check_interval=0.0,
-        max_lag=2.0,
-        chunk_rows=100,
-        events=events,
-        controls=dict,
-    )
-
-
-def test_the_throttlers_max_lag_rule_reads_cdcs_lag_and_holds_only_copy_work() -> None:
-    """The rule is fed from phases/lag.py's tracker (what CdcPhase registers): copy work beside a
-    lagging CDC is held, CDC's own apply never; caught up, nothing is held."""
-
-    class Sink:
-        def emit(self, event: Event) -> None:
-            pass
-
-    clock = [1000.0]
-    tracker = LagTracker(clock=lambda: clock[0])
-    throttle = _throttler(Sink())
-    throttle.follow_lag(tracker.seconds)
-    tracker.applied(10, commit_time=990.0)  # the newest applied commit is 10 s old
-    held = throttle.poll("snapshot")
-    assert held.throttled and any("CDC lag 10.0 s" in r for r in held.reasons)
-    assert not throttle.poll("cdc").throttled
-    tracker.source_position(30)
-    assert not tracker.caught_up(20)  # the source is further: a keepalive mid-backlog
-    assert tracker.caught_up(30)
-    assert tracker.seconds() == 0.0
-    assert not throttle.poll("snapshot").throttled
-    tracker.behind()
-    clock[0] += 1.5  # behind since the moment it was caught up: 1.5 s, under max_lag
-    assert not throttle.poll("snapshot").throttled
-    clock[0] += 1.0
-    assert throttle.poll("snapshot").throttled
