@@ -119,6 +119,11 @@ class TargetError(TerminalError):
     """The target database rejected an operation for a reason retrying will not fix."""
 
 
+class TargetLostWrites(TargetError):
+    """The target no longer holds a checkpoint (and its data) that it acknowledged as durable, and
+    the source was already confirmed up to it (docs/architecture.md invariant 3)."""
+
+
 class PreflightFailed(TerminalError):
     """One or more preflight checks failed; the report names each object and its fix."""
 

@@ -43,6 +43,7 @@ from migrator.engine.throttle import Throttler
 from migrator.errors import MigratorError, OwnedByAnotherRun, PreflightFailed, TerminalError
 from migrator.phases.cdc import CdcPhase, CdcResult
 from migrator.phases.cutover import switched
+from migrator.phases.lag import mirror_fields
 from migrator.phases.preflight import PreflightReport, run_preflight
 from migrator.phases.reverse import ReverseSync
 from migrator.phases.snapshot import SnapshotPhase, SnapshotResult
@@ -122,11 +123,14 @@ class CdcMirror:
         latest = store.latest_checkpoint(run_id, "cdc")
         self._written: str | None = latest.position if latest is not None else None
         self._pending: str | None = None
+        self._commit_time: float | None = None  # of the newest applied transaction (phases/lag.py)
         self._written_at = float("-inf")  # the first position is written at once
 
     def emit(self, event: Event) -> None:
         if isinstance(event, BatchApplied):
             self._pending = event.position
+            if event.commit_time is not None:
+                self._commit_time = event.commit_time
             if time.monotonic() - self._written_at >= self._interval:
                 self.flush()
 
@@ -135,7 +139,10 @@ class CdcMirror:
         chosen = position or self._pending
         if chosen is None or chosen == self._written:
             return
-        self._store.add_checkpoint(self._run_id, "cdc", CDC_MIRROR_LABEL, chosen, {"mirror_of": "target"})
+        detail: dict[str, Any] = {"mirror_of": "target"}
+        if self._commit_time is not None:
+            detail.update(mirror_fields(self._commit_time))
+        self._store.add_checkpoint(self._run_id, "cdc", CDC_MIRROR_LABEL, chosen, detail)
         self._written = chosen
         self._written_at = time.monotonic()
 

@@ -49,6 +49,7 @@ from migrator.engine.events import (
 from migrator.engine.throttle import CHUNK_ROWS, MAX_LAG, PAUSED
 from migrator.errors import MigratorError
 from migrator.phases.cutover import switched
+from migrator.phases.lag import from_checkpoint
 from migrator.plan.models import Plan
 from migrator.plan.names import cdc_checkpoint_id
 from migrator.redact import endpoint_of, redact_text, url_passwords
@@ -132,9 +133,10 @@ class SlotStatus:
 class CdcStatus:
     """Where replay stands. `applied_position` comes from the target's checkpoint
     (`applied_from: "target"`), or from the state store's mirror of it when the target could
-    not be read (`"state store"`). `lag_bytes`: WAL the source wrote after it; `lag_seconds`:
-    0 when there is none, else the time since the applied position last moved (an upper bound
-    of how far behind the target is)."""
+    not be read (`"state store"`). Lag as phases/lag.py defines it: `lag_bytes`, WAL the source
+    wrote after the applied (or the slot's confirmed) position; `lag_seconds`, now minus the
+    source commit time of the newest applied transaction (`applied_commit_time`), 0 only when
+    `caught_up` (the source wrote nothing since)."""
 
     status: str
     applied_position: str | None
@@ -143,6 +145,8 @@ class CdcStatus:
     applied_from: str | None
     lag_bytes: int | None
     lag_seconds: float | None
+    caught_up: bool | None
+    applied_commit_time: str | None
     max_lag_seconds: float
     max_retained_wal_bytes: int
     slot: SlotStatus
@@ -559,6 +563,7 @@ class StatusReader:
         position: str | None = None
         applied_at: datetime.datetime | None = None
         applied_from: str | None = None
+        mirrored: dict[str, Any] = {}
         if applied is not None:
             position = str(applied.get("position_text") or "") or None
             if position is None and applied.get("position") is not None:
@@ -573,12 +578,22 @@ class StatusReader:
                 position = mirrors[-1].position
                 applied_at = _parse_time(mirrors[-1].created_at)
                 applied_from = "state store"
+                mirrored = dict(mirrors[-1].detail)
         age = None if applied_at is None else max(0.0, (_now() - _aware(applied_at)).total_seconds())
-        lag_bytes: int | None = None
-        lag_seconds: float | None = None
-        if position is not None and slot.current_position is not None:
-            lag_bytes = max(0, lsn_to_int(slot.current_position) - lsn_to_int(position))
-            lag_seconds = 0.0 if lag_bytes == 0 else (None if age is None else round(age, 3))
+        # Lag as phases/lag.py defines it, from the checkpoint record (or its mirror) and the slot.
+        record: dict[str, Any] | None = None
+        if position is not None:
+            record = dict(applied) if applied_from == "target" and applied is not None else dict(mirrored)
+            record["position"] = lsn_to_int(position)
+        lag = from_checkpoint(
+            record,
+            now=_now().timestamp(),
+            confirmed_position=None
+            if slot.confirmed_position is None
+            else lsn_to_int(slot.confirmed_position),
+            current_position=None if slot.current_position is None else lsn_to_int(slot.current_position),
+        )
+        known = position is not None and slot.current_position is not None
         settings = self.plan.phases.cdc
         return CdcStatus(
             status=status,
@@ -586,8 +601,10 @@ class StatusReader:
             applied_at=None if applied_at is None else _iso(applied_at),
             applied_age_seconds=None if age is None else round(age, 3),
             applied_from=applied_from,
-            lag_bytes=lag_bytes,
-            lag_seconds=lag_seconds,
+            lag_bytes=lag.bytes if known else None,
+            lag_seconds=lag.seconds if known else None,
+            caught_up=lag.caught_up if known else None,
+            applied_commit_time=lag.to_dict()["applied_commit_time"],
             max_lag_seconds=float(settings.max_lag),
             max_retained_wal_bytes=int(settings.max_retained_wal),
             slot=slot,

@@ -185,9 +185,11 @@ def _describe(event: Event, totals: dict[str, tuple[int, int]] | None) -> str | 
             return f"run {event.run_id} stopped; `migrator run` resumes it"
         return f"run {event.run_id}: stopped ({event.stopped_after}) as asked; the run stays active"
     if isinstance(event, CdcProgress):
+        seconds = "?" if event.lag_seconds is None else f"{event.lag_seconds:.1f}"
+        state = "caught up" if event.caught_up else "behind"
         return (
-            f"cdc at {event.position}: {event.changes:,} changes, lag {event.lag_seconds:.1f} s / "
-            f"{event.lag_bytes:,} bytes, slot retains {event.retained_wal_bytes:,} bytes"
+            f"cdc at {event.position}: {event.changes:,} changes, lag {seconds} s / "
+            f"{event.lag_bytes:,} bytes ({state}), slot retains {event.retained_wal_bytes:,} bytes"
         )
     return None
 

@@ -109,9 +109,10 @@ def _cdc(cdc: CdcStatus) -> list[str]:
     if cdc.lag_bytes is not None:
         over = cdc.lag_seconds is not None and cdc.lag_seconds > cdc.max_lag_seconds
         style = "yellow" if over else "green"
+        state = "caught up" if cdc.caught_up else f"newest applied commit {cdc.applied_commit_time or '?'}"
         lines.append(
             f"  lag       [{style}]{_seconds(cdc.lag_seconds)}[/], {_bytes(cdc.lag_bytes)} of WAL "
-            f"(max_lag {_seconds(cdc.max_lag_seconds)})"
+            f"(max_lag {_seconds(cdc.max_lag_seconds)}; {escape(state)})"
         )
     slot = cdc.slot
     if slot.exists is None:

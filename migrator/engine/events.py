@@ -134,7 +134,9 @@ class DocumentSkipped(Event):
 
 @dataclass(frozen=True)
 class CdcProgress(Event):
-    """Where replay stands: for live displays and lag monitoring."""
+    """Where replay stands: for live displays and lag monitoring. The lag is phases/lag.py's:
+    `lag_seconds` the age of the newest durably applied commit (0 only while `caught_up`; None
+    while nothing is known), `lag_bytes` the source's WAL after the applied position."""
 
     kind: ClassVar[str] = "cdc.progress"
     durable: ClassVar[bool] = False
@@ -142,8 +144,9 @@ class CdcProgress(Event):
     transactions: int
     changes: int
     lag_bytes: int
-    lag_seconds: float
+    lag_seconds: float | None
     retained_wal_bytes: int
+    caught_up: bool = False
 
 
 @dataclass(frozen=True)
@@ -158,6 +161,7 @@ class BatchApplied(Event):
     changes: int
     writes: int
     lag_ms: list[float]
+    commit_time: float | None = None  # the newest transaction's source commit time (epoch s)
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ Metric names (README lists them): counters end in `_total` as exposed.
   `migrator_snapshot_chunks_done_total{collection}`, `migrator_documents_skipped_total{collection}`
 - `migrator_changes_applied_total`, `migrator_transactions_applied_total`,
   `migrator_cdc_writes_total`
-- `migrator_cdc_lag_seconds`, `migrator_cdc_lag_bytes`, `migrator_retained_wal_bytes` (NaN until
-  CDC first measures them), `migrator_cdc_apply_latency_seconds` (histogram: source commit to
-  durable apply)
+- `migrator_cdc_lag_seconds`, `migrator_cdc_lag_bytes`, `migrator_cdc_caught_up`,
+  `migrator_retained_wal_bytes` (NaN until CDC first measures them; lag as phases/lag.py defines
+  it), `migrator_cdc_apply_latency_seconds` (histogram: source commit to durable apply)
 - `migrator_errors_total{kind, phase}`: kind is the error's class; retried errors count too
 - `migrator_verify_documents{result}`: the last verify pass run in this process (checked, equal,
   mismatched, missing, extra, unsettled, repaired)
@@ -98,7 +98,13 @@ class RunMetrics:
         self.cdc_writes = Counter("migrator_cdc_writes", "Target write operations applied by CDC", registry=r)
         self.lag_seconds = Gauge(
             "migrator_cdc_lag_seconds",
-            "CDC lag in seconds, as the run measures it against phases.cdc.max_lag",
+            "CDC lag: now minus the source commit time of the newest durably applied transaction, "
+            "0 only while caught up (phases/lag.py)",
+            registry=r,
+        )
+        self.caught_up = Gauge(
+            "migrator_cdc_caught_up",
+            "1 while CDC has applied everything the source committed, 0 while changes wait",
             registry=r,
         )
         self.lag_bytes = Gauge(
@@ -107,7 +113,7 @@ class RunMetrics:
         self.retained_wal = Gauge(
             "migrator_retained_wal_bytes", "WAL the replication slot holds on the source", registry=r
         )
-        for gauge in (self.lag_seconds, self.lag_bytes, self.retained_wal):
+        for gauge in (self.lag_seconds, self.lag_bytes, self.retained_wal, self.caught_up):
             gauge.set(math.nan)  # unknown until CDC measures it: not 0, which would read as "no lag"
         self.apply_latency = Histogram(
             "migrator_cdc_apply_latency_seconds",
@@ -182,8 +188,9 @@ class RunMetrics:
             if event.transactions > self._transactions_counted:
                 self.transactions_applied.inc(event.transactions - self._transactions_counted)
                 self._transactions_counted = event.transactions
-            self.lag_seconds.set(event.lag_seconds)
+            self.lag_seconds.set(math.nan if event.lag_seconds is None else event.lag_seconds)
             self.lag_bytes.set(event.lag_bytes)
+            self.caught_up.set(1 if event.caught_up else 0)
             self.retained_wal.set(event.retained_wal_bytes)
         elif isinstance(event, ThrottleProgress | ThrottleLifted):
             if event.total_seconds > self._throttled_counted:

@@ -39,6 +39,7 @@ PAUSED = "paused"
 CHUNK_ROWS = "chunk_rows"
 MAX_LAG = "max_lag"
 CONTROL_NAMES = (PAUSED, CHUNK_ROWS, MAX_LAG)
+CDC_PHASE = "cdc"  # the phase the max_lag rule never holds (phases/cdc.py's PHASE)
 STALE_CHECKS = 3  # load older than this many check intervals counts as unknown
 
 
@@ -159,6 +160,12 @@ class Throttler:
         self._exists = exists
         self._lock = threading.RLock()
         self._state = _State()
+        self._cdc_lag: Callable[[], float | None] | None = None
+
+    def follow_lag(self, seconds: Callable[[], float | None]) -> None:
+        """Read CDC's lag (phases/lag.py) from `seconds` for the max_lag rule: CDC registers its
+        tracker when it starts. The rule holds the other phases' work only, never CDC's own."""
+        self._cdc_lag = seconds
 
     # -- what the phases read --------------------------------------------------------------------
 
@@ -196,7 +203,8 @@ class Throttler:
 
     def poll(self, phase: str, *, lag_seconds: float | None = None) -> ThrottleDecision:
         """The current decision, measured anew at most every `check_interval`. `lag_seconds`: the
-        CDC lag, from copy work that runs beside CDC (CDC never passes its own)."""
+        CDC lag, from copy work that runs beside CDC; by default the lag of the CDC that
+        registered with follow_lag (phases/lag.py). Never weighed for CDC's own phase."""
         with self._lock:
             now = self._clock()
             last = self._state.last_check
@@ -274,7 +282,7 @@ class Throttler:
             file_exists=settings.file is not None and self._exists(settings.file),
             active_sessions=None if load is None else load.active_sessions,
             replica_lag_seconds=None if load is None else load.replica_lag_seconds,
-            cdc_lag_seconds=lag_seconds,
+            cdc_lag_seconds=self._lag_for(phase, lag_seconds),
             measured_at=state.load_at,
         )
         decision = decide(metrics, settings, self._wall())
@@ -301,6 +309,15 @@ class Throttler:
             )
         state.phase = phase
         return decision
+
+    def _lag_for(self, phase: str, given: float | None) -> float | None:
+        """The CDC lag the max_lag rule weighs for `phase`: none for CDC itself (holding the stream
+        because it lags would only make it lag more), else the lag given, else CDC's own reading."""
+        if phase == CDC_PHASE:
+            return None
+        if given is not None or self._cdc_lag is None:
+            return given
+        return self._cdc_lag()
 
     def _lift(self, phase: str, now: float) -> None:
         state = self._state

@@ -87,6 +87,7 @@ from migrator.mapping.lookup import MappedDocuments
 from migrator.mapping.source_reads import SourceReads
 from migrator.mapping.spec import resolve
 from migrator.phases.batch_size import BatchLimit
+from migrator.phases.lag import LagTracker, commit_time_field
 from migrator.phases.oracle import DualWriteOracle
 from migrator.plan.names import cdc_checkpoint_id, publication_name, reverse_origin_name, slot_name_pattern
 
@@ -298,6 +299,11 @@ class CdcPhase:
         # its transactions are skipped below, so that they never echo back to the target.
         self._reverse_origin = reverse_origin_name(ctx.plan.name)
         self.monitor = SlotMonitor(ctx.source.endpoint)
+        # The one measure of lag (phases/lag.py): progress, metrics, --until caught-up and the
+        # throttler's max_lag rule read it.
+        self.lag = LagTracker()
+        if ctx.throttle is not None:
+            ctx.throttle.follow_lag(self.lag.seconds)
         self._parser = ValueParser()
         self._relations: dict[int, _RelationState] = {}
         # What decoding reads rows with: every relation but those whose changes are read raw.
@@ -794,9 +800,10 @@ class CdcPhase:
 
     def start_position(self) -> tuple[int, str]:
         stored = self.applier.checkpoint()
+        slot = next(c for c in self.ctx.store.checkpoints(self.ctx.run.id, "snapshot") if c.label == "slot")
+        self.lag.resume(stored, snapshot_at=slot.created_at)
         if stored is not None:
             return int(stored["position"]), "target checkpoint"
-        slot = next(c for c in self.ctx.store.checkpoints(self.ctx.run.id, "snapshot") if c.label == "slot")
         return lsn_to_int(slot.position), "snapshot position"
 
     def run(self) -> CdcResult:
@@ -961,17 +968,37 @@ class CdcPhase:
         applying: _Applying | None = None
         reading: int | None = None  # the commit position of the transaction being read
 
+        polling = isinstance(stream, PollingStream)
+
+        def nothing_pending() -> bool:
+            """Every change read is durable (what CDC's lag calls caught up, with the source's word
+            that nothing more is to be read: a keepalive, or a poll that found nothing)."""
+            return (
+                applying is None
+                and not in_txn
+                and not in_stream
+                and not spools
+                and not batch.ops
+                and not batch.deferred
+                and batch.end_lsn is None
+            )
+
         def settle() -> None:
             """Wait for the batch being applied; then it is the checkpoint: acknowledge, report."""
             nonlocal applied, applying
             if applying is None:
                 return
             done, applying = applying, None
+            waited_since = time.monotonic()
             while not concurrent.futures.wait([done.future], timeout=FEEDBACK_WHILE_APPLYING_S).done:
                 # Applying (a spooled transaction replayed whole, a conflict retried) is not
                 # reading: without a status update now and then, the server's wal_sender_timeout
                 # ends the connection and a large transaction starts over.
                 stream.keepalive()
+                if time.monotonic() - waited_since >= PROGRESS_INTERVAL_S:
+                    # A slow apply is when lag grows: keep reporting it (invariant 10).
+                    waited_since = time.monotonic()
+                    self._check_budget(applied, batch, result)
             try:
                 done.future.result()  # the apply's error, raised here
             except BatchTooLarge as exc:
@@ -999,6 +1026,11 @@ class CdcPhase:
             if position is not None:
                 applied = position
                 stream.acknowledge(max(position, done.acknowledge_after))
+                self.lag.applied(max(position, done.acknowledge_after), applied_batch.last_commit_time)
+                if done.acknowledge_after >= position and nothing_pending():
+                    # The server said it had sent all its WAL while this batch was applied, and
+                    # nothing came after: caught up (phases/lag.py).
+                    self.lag.caught_up(done.acknowledge_after)
                 result.position = lsn_to_str(position)
                 now = time.time()
                 self.ctx.events.emit(
@@ -1008,6 +1040,7 @@ class CdcPhase:
                         changes=applied_batch.changes,
                         writes=len(applied_batch.ops),
                         lag_ms=[round((now - t) * 1000, 1) for t in applied_batch.commit_times],
+                        commit_time=applied_batch.last_commit_time,
                     )
                 )
             result.changes += applied_batch.changes
@@ -1022,11 +1055,14 @@ class CdcPhase:
                 batch.ops = self._resolve(batch)  # before settle(): the source's turn overlaps the target's
             settle()
             position = batch.end_lsn if final else None
+            # The checkpoint carries what lag is measured from (phases/lag.py).
+            fields = {**self.lag.record_fields(), **commit_time_field(batch.last_commit_time)}
             future = apply_thread.submit(
                 self.applier.apply,
                 batch.ops,
                 position,
                 lsn_to_str(position) if position is not None else None,
+                fields=fields if position is not None else None,
             )
             applying = _Applying(future, batch, position)
             batch = _Batch()
@@ -1166,8 +1202,8 @@ class CdcPhase:
                 if marker is None:
                     marker = lsn_to_int(self.monitor.heartbeat(HEARTBEAT_PREFIX, self.ctx.plan.name))
                 return False
-            lag = 0.0 if batch.last_commit_time is None else time.time() - batch.last_commit_time
-            if applied >= consistent_after and lag <= self._max_lag():
+            lag = self.lag.seconds()
+            if applied >= consistent_after and lag is not None and lag <= self._max_lag():
                 return True
             marker = None
             return False
@@ -1194,11 +1230,18 @@ class CdcPhase:
                             applying.acknowledge_after = max(applying.acknowledge_after, item.wal_end)
                         else:
                             stream.acknowledge(item.wal_end)
+                            self.lag.acknowledged(item.wal_end)
+                            if nothing_pending():
+                                # The server has sent all its WAL, and all of it is durable.
+                                self.lag.caught_up(item.wal_end)
             elif isinstance(item, Idle):
                 stream.linger = None
                 settle()  # nothing to read meanwhile
                 if not in_txn:
                     flush()
+                    if polling and nothing_pending():
+                        # A poll that found nothing new decoded up to the source's position.
+                        self.lag.caught_up(max(applied, item.wal_end))
                 if now - last_activity >= self.settings.heartbeat_interval and not in_txn:
                     self.monitor.heartbeat(HEARTBEAT_PREFIX, self.ctx.plan.name)
                     last_activity = now
@@ -1214,6 +1257,7 @@ class CdcPhase:
                         if len(batch.ops) >= self.batch_limit.limit:
                             flush(final=False)  # a huge transaction, as below
                 elif isinstance(message, StreamStart):
+                    self.lag.behind()
                     in_stream, current_stream_xid = True, message.xid
                     spools.setdefault(message.xid, _Spool())
                 elif isinstance(message, StreamStop):
@@ -1252,6 +1296,7 @@ class CdcPhase:
                     if message.commit_lsn >= applied and not echo:
                         end_transaction(message.commit_lsn, message.end_lsn, message.commit_time)
                 elif isinstance(message, Begin):
+                    self.lag.behind()
                     in_txn = True
                     reading = message.final_lsn
                     skip_txn = message.final_lsn < applied
@@ -1352,18 +1397,17 @@ class CdcPhase:
                 hint="run `migrator rollback` for this plan, then `migrator run` again",
             )
         retained = int(state["retained_bytes"])
-        lag_bytes = max(0, lsn_to_int(state["current"]) - applied)
-        lag_seconds = (
-            0.0 if batch.last_commit_time is None else max(0.0, time.time() - batch.last_commit_time)
-        )
+        self.lag.source_position(lsn_to_int(state["current"]))
+        lag = self.lag.reading()
         self.ctx.events.emit(
             CdcProgress(
                 position=lsn_to_str(applied),
                 transactions=result.transactions,
                 changes=result.changes,
-                lag_bytes=lag_bytes,
-                lag_seconds=round(lag_seconds, 3),
+                lag_bytes=lag.bytes if lag.bytes is not None else 0,
+                lag_seconds=lag.seconds,
                 retained_wal_bytes=retained,
+                caught_up=lag.caught_up,
             )
         )
         if retained > self.settings.max_retained_wal:

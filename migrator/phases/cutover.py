@@ -54,6 +54,7 @@ from migrator.engine.executor import Action
 from migrator.engine.switch import RoutingSwitch, run_command
 from migrator.errors import MigratorError, TerminalError
 from migrator.phases.cdc import wait_until_applied
+from migrator.phases.lag import marker_round_trip
 from migrator.plan.names import reverse_origin_name
 from migrator.state.store import StateStore
 
@@ -257,11 +258,12 @@ class CutoverPhase:
         self._step("gate", f"verify score {score:.6f}: gate passed")
 
     def _catch_up(self, deadline: float) -> float:
-        """Seconds until a marker committed now is applied by CDC: the lag as it really is."""
-        started = time.monotonic()
-        marker = lsn_to_int(self.monitor.heartbeat(MARKER_PREFIX, f"{self.ctx.run.id}:lag"))
-        self._wait_applied(marker, deadline)
-        return time.monotonic() - started
+        """Seconds until a marker committed now is applied by CDC: the lag as it really is
+        (phases/lag.py, the one measure of lag)."""
+        return marker_round_trip(
+            lambda: lsn_to_int(self.monitor.heartbeat(MARKER_PREFIX, f"{self.ctx.run.id}:lag")),
+            lambda marker: self._wait_applied(marker, deadline),
+        )
 
     def _wait_applied(self, marker: int, deadline: float) -> None:
         if not wait_until_applied(self.ctx.target, self.ctx.plan.name, marker, deadline, stop=self._stop):

@@ -257,7 +257,7 @@ def test_an_unchanged_toasted_link_is_not_a_change_and_is_written_nowhere() -> N
 
 
 class _Database:
-    def get_collection(self, name: str, codec_options: Any = None) -> None:
+    def get_collection(self, name: str, codec_options: Any = None, write_concern: Any = None) -> None:
         return None
 
 

@@ -25,7 +25,7 @@ import datetime
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
-from pymongo import DeleteMany, DeleteOne, ReplaceOne, UpdateMany, UpdateOne
+from pymongo import DeleteMany, DeleteOne, ReplaceOne, UpdateMany, UpdateOne, WriteConcern
 from pymongo import errors as mongo
 from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
@@ -35,9 +35,13 @@ from migrator.adapters.base import SourceRead, WriteOp
 from migrator.adapters.mongodb.coalesce import coalesce
 from migrator.adapters.mongodb.codec import CODEC
 from migrator.adapters.mongodb.errors import aborted_for_size, classify, classify_batch
-from migrator.errors import TerminalError
+from migrator.errors import TargetLostWrites, TerminalError
 
 STATE_COLLECTION = "_migrator"
+# A batch and its checkpoint are acknowledged only once durable (majority, journaled): the slot is
+# confirmed up to that checkpoint right after (invariant 3), so a write acknowledged but lost in a
+# target crash or failover would leave its changes neither in the target nor in the slot.
+DURABLE = WriteConcern("majority", j=True)
 
 
 class _Aborted(Exception):
@@ -142,10 +146,16 @@ class ChangeApplier:
         self._reads = reads
         # Tags of the writes of the source transaction in progress (SourceRead.only_if).
         self._tags: set[Hashable] = set()
-        self._state: Collection[Any] = database.get_collection(STATE_COLLECTION, codec_options=CODEC)
+        # The checkpoint position this applier last committed (or first read): each checkpoint
+        # write requires it to be still there, so that a target that lost acknowledged writes
+        # (its checkpoint went back) is found at once, never replayed over silently.
+        self._written: int | None = None
+        self._state: Collection[Any] = database.get_collection(
+            STATE_COLLECTION, codec_options=CODEC, write_concern=DURABLE
+        )
 
     def _coll(self, name: str) -> Collection[Any]:
-        return self._db.get_collection(name, codec_options=CODEC)
+        return self._db.get_collection(name, codec_options=CODEC, write_concern=DURABLE)
 
     def ensure_indexes(self, paths: dict[str, set[str]]) -> list[str]:
         """Create the (multikey) indexes embedded changes use to find their document."""
@@ -160,40 +170,77 @@ class ChangeApplier:
         return created
 
     def checkpoint(self) -> dict[str, Any] | None:
+        """The stored checkpoint; raises TargetLostWrites when it is behind what this applier
+        committed (the target lost acknowledged writes: after a restart, say)."""
         try:
-            return self._state.find_one({"_id": self._id})
+            stored = self._state.find_one({"_id": self._id})
         except mongo.PyMongoError as exc:
             raise classify(exc, "target") from None
+        position = None if stored is None or stored.get("position") is None else int(stored["position"])
+        if self._written is not None and (position is None or position < self._written):
+            raise self._lost(position)
+        if position is not None:
+            self._written = position
+        return stored
+
+    def _lost(self, stored: int | None) -> TargetLostWrites:
+        def text(position: int | None) -> str:
+            return "none" if position is None else f"{position >> 32:X}/{position & 0xFFFFFFFF:X}"
+
+        assert self._written is not None
+        return TargetLostWrites(
+            f"the target lost writes it had acknowledged: its CDC checkpoint ({STATE_COLLECTION} {self._id}) is at "
+            f"{text(stored)}, but this run committed {text(self._written)} (write concern majority, journaled) and "
+            "confirmed the source's slot up to it, so the changes in between are neither in the target nor "
+            "kept by the source",
+            hint="the target did not keep a write it acknowledged as durable (a restart or failover of a server "
+            "that does not journal, or a write concern the server ignores): `migrator verify --repair` rewrites "
+            "what differs from the source, then `migrator run` resumes",
+        )
 
     def apply(
         self,
         ops: Sequence[WriteOp],
         position: int | None,
         position_text: str | None,
+        *,
+        fields: Mapping[str, Any] | None = None,
     ) -> None:
         """Apply `ops`, to the effect of applying them in order (coalesce.py merges a document's
-        `$set`s); when `position` is given, record it as the checkpoint with them. A transaction
+        `$set`s); when `position` is given, record it as the checkpoint with them (and `fields`
+        beside it: the commit time lag is measured from, phases/lag.py). A transaction
         that meets a write conflict (with one that a killed process left open, until the server
         aborts it after 60 s) is retried for as long: the caller keeps its own connections alive
         meanwhile (phases/cdc.py applies on a thread of its own)."""
 
         writes = coalesce(self._fill(ops, complete=position is not None))
 
+        previous = self._written
+
         def body(session: ClientSession | None) -> None:
             self._execute(writes, session)
             if position is not None:
-                self._state.update_one(
-                    {"_id": self._id},
+                # Only over the checkpoint this applier committed last (or this one, when a retry
+                # finds its first attempt committed): anything else means the target lost it.
+                kept: dict[str, Any] = {"_id": self._id}
+                if previous is not None:
+                    kept["position"] = {"$in": [previous, position]}
+                written = self._state.update_one(
+                    kept,
                     {
                         "$set": {
+                            **(fields or {}),  # what lag is measured from (phases/lag.py)
                             "position": position,
                             "position_text": position_text,
                             "updated_at": datetime.datetime.now(datetime.UTC),
                         }
                     },
-                    upsert=True,
+                    upsert=previous is None,
                     session=session,
                 )
+                if previous is not None and written.matched_count == 0:
+                    stored = self._state.find_one({"_id": self._id}, session=session)
+                    raise self._lost(None if stored is None else stored.get("position"))
             elif session is not None:
                 # A part of a large source transaction (no position yet): still touch the
                 # checkpoint document, so that every forward transaction writes it and reverse
@@ -218,13 +265,15 @@ class ChangeApplier:
         try:
             if self._transactions:
                 with self._db.client.start_session() as session:
-                    session.with_transaction(attempt)
+                    session.with_transaction(attempt, write_concern=DURABLE)
             else:
                 body(None)
         except _Aborted as aborted:
             raise classify_batch(aborted.error, "target", writes=len(ops)) from None
         except mongo.PyMongoError as exc:
             raise classify_batch(exc, "target", writes=len(ops)) from None
+        if position is not None:
+            self._written = position
 
     def _fill(self, ops: Sequence[WriteOp], *, complete: bool) -> Sequence[WriteOp]:
         """`ops` with their SourceRead placeholders filled in: read from the source (all at once,
