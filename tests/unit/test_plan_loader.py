@@ -60,10 +60,10 @@ def test_empty_variable_counts_as_unset() -> None:
 
 
 def test_expanded_value_cannot_inject_yaml() -> None:
-    text = "version: 1\nsource: {adapter: postgres, url: ${X}}\ntarget: {adapter: mongodb, url: m, database: d}\n"
+    text = "version: 1\nsource: {adapter: postgres, url: ${X}}\ntarget: {adapter: mongodb, url: 'mongodb://m/', database: d}\n"
     text += "collections: [{name: t, from: t, key: id}]\n"
-    plan = parse_plan(text, env={"X": "a}, name: hacked, z: {"})
-    assert plan.source.url.get_secret_value() == "a}, name: hacked, z: {"
+    plan = parse_plan(text, env={"X": "postgresql://h/a},name:hacked,z:{"})
+    assert plan.source.url.get_secret_value() == "postgresql://h/a},name:hacked,z:{"
     assert plan.name == "plan"
 
 
