@@ -63,4 +63,5 @@ def classify(exc: mongo.PyMongoError, endpoint: str, secrets: tuple[str, ...] = 
         )
     if isinstance(exc, mongo.ConnectionFailure):
         return ConnectionFailed(endpoint, reason, hint="check that the server runs and the host and port")
-    return TargetError(f"{endpoint}: {reason}")
+    # Whatever else pymongo raises keeps its class name: "target: int" alone said nothing.
+    return TargetError(f"{endpoint}: {type(exc).__name__}: {reason}")
