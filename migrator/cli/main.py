@@ -173,6 +173,10 @@ def cli() -> None:
 
     A migration is a plan (YAML) executed in phases: snapshot, CDC replay,
     verification, cutover, each checkpointed and each with an undo.
+
+    Connection strings come from the plan (use ${VAR}); one that is malformed is refused without
+    being shown. An unexpected error (a defect) exits 1 with its type and message and the path of
+    a file holding its traceback ($MIGRATOR_LOG_DIR, else the temp directory).
     """
 
 
