@@ -220,3 +220,20 @@ def test_mongo_missing_privilege_is_named(auth_mongo: int) -> None:
 def test_mongo_right_password_works(auth_mongo: int) -> None:
     target = MongoTarget(f"mongodb://app:{APP_PW}@127.0.0.1:{auth_mongo}/?directConnection=true", "app")
     assert target.inspect(["t"]).collections["t"].exists is False
+
+
+def test_a_limit_once_connected_is_a_lost_connection_not_a_refused_login(scram_pg: PgServer) -> None:
+    # A connection limit refuses after authentication (53300), which the first-connection
+    # diagnosis cannot tell from a refused password: once the credentials worked, a failure
+    # is retried as a lost connection.
+    with psycopg.connect(scram_pg.url, autocommit=True) as admin:
+        admin.execute("ALTER ROLE app CONNECTION LIMIT 1")
+    endpoint = PgEndpoint(_url(scram_pg, "app", APP_PW))
+    first = endpoint.connect()
+    try:
+        with pytest.raises(ConnectionFailed):
+            endpoint.connect().close()
+    finally:
+        first.close()
+        with psycopg.connect(scram_pg.url, autocommit=True) as admin:
+            admin.execute("ALTER ROLE app CONNECTION LIMIT -1")

@@ -7,7 +7,7 @@ from typing import Any
 import psycopg
 from psycopg import conninfo
 
-from migrator.adapters.postgres.errors import classify_connect
+from migrator.adapters.postgres.errors import classify, classify_connect
 from migrator.connstr import MalformedConnection, parse_postgres
 from migrator.errors import SourceError
 from migrator.redact import url_passwords
@@ -33,6 +33,9 @@ class PgEndpoint:
                 "'@', '/', '?', '#', '%' in the password)",
             ) from None
         self._secrets = url_passwords(url)
+        # Whether a connection with these credentials has succeeded (docs/architecture.md,
+        # "Connection failures": only a first connection is diagnosed as a refused login).
+        self._connected = False
         host = params.get("host") or "localhost"
         port = params.get("port") or "5432"
         user = params.get("user")
@@ -51,9 +54,16 @@ class PgEndpoint:
             if key in params:
                 kwargs.pop(key)
         try:
-            return psycopg.connect(self._url, autocommit=autocommit, **kwargs)
+            conn = psycopg.connect(self._url, autocommit=autocommit, **kwargs)
         except psycopg.Error as exc:
+            if self._connected:
+                # These credentials worked: a failure now is the server's state (restarting,
+                # overloaded: too many connections come after authentication and look alike),
+                # retried as a lost connection, never taken for a wrong password.
+                raise classify(exc, self.name, self.secrets) from None
             raise classify_connect(exc, self._url, self.name, self.secrets, kwargs) from None
+        self._connected = True
+        return conn
 
     def __repr__(self) -> str:
         return f"PgEndpoint({self.name!r})"

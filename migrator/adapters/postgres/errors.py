@@ -112,7 +112,8 @@ def classify_connect(
                 endpoint,
                 f"password authentication failed for user {who} at {where} (SQLSTATE 28P01)",
                 hint="check the password in the source URL (percent-encoded: %40 for '@') against the "
-                f"role's; ALTER ROLE {who} PASSWORD '...' sets it",
+                f"role's; ALTER ROLE {who} PASSWORD '...' sets it (a role or server at its connection "
+                "limit refuses after the password and looks the same here)",
             )
         return AuthenticationFailed(
             endpoint,
