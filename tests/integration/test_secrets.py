@@ -192,11 +192,11 @@ def test_wellformed_strings_are_masked_everywhere(
         work = tmp_path / f"form{number}"
         work.mkdir()
         plan = work / "plan.yaml"
-        plan.write_text(PLAN.format(database=f"{mongo_db_name[:50]}_{number}"))
+        plan.write_text(PLAN.format(database=mongo_db_name))  # dropped by its fixture
         env = {**os.environ, "SRC": src, "TGT": mongo_url}
         results = [_run(args, env, work) for args in _commands(plan, work)]
         runbook = (work / "runbook.md").read_text()
-        assert "password=***" in runbook or ":***@" in runbook or "${" in runbook, runbook
+        assert "password=***" in runbook or ":***@" in runbook, runbook
         online = results[4]
         assert online.returncode == 0, online.stderr
         assert host in online.stdout and str(port) in online.stdout  # the endpoint stays visible
