@@ -111,6 +111,10 @@ class AuthenticationFailed(TerminalError):
         super().__init__(f"{endpoint} refused access: {reason}", hint=hint)
 
 
+class DatabaseNotFound(TerminalError):
+    """The server has no database of the name the URL gives (SQLSTATE 3D000)."""
+
+
 class SourceError(TerminalError):
     """The source database rejected an operation for a reason retrying will not fix."""
 

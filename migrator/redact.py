@@ -7,68 +7,67 @@ through here first.
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote
 
-MASK = "***"
-_SECRET_PARAMS = frozenset({"password", "pass", "pwd", "secret", "sslpassword", "authmechanismproperties"})
+from migrator.connstr import MASK, SECRET_PARAMS, MalformedConnection, parse
+
+__all__ = ["MALFORMED", "MASK", "endpoint_of", "redact_text", "redact_url", "url_passwords"]
+
+# What stands for a connection string that cannot be parsed: no part of it is known to be safe.
+MALFORMED = "(a malformed connection string, not shown)"
 # user:password@ inside any URL-looking text
 _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s]*)@")
-_PARAM = re.compile(r"(?i)\b(password|pwd|sslpassword)=([^&\s]+)")
+# password=value in a URL query or a libpq key=value string; a libpq value may be 'quoted'.
+_PARAM = re.compile(
+    r"(?i)\b("
+    + "|".join(sorted(SECRET_PARAMS, key=len, reverse=True))
+    + r")(\s*=\s*)('(?:[^'\\]|\\.)*'?|[^&\s]+)"
+)
 
 
 def redact_url(url: str) -> str:
-    """Return `url` with any password replaced by ***; the host and database stay visible."""
+    """`url` (a URL or a libpq key=value string) with every secret replaced by ***; the host and
+    database stay visible. A string that does not parse is not shown at all."""
     try:
-        parts = urlsplit(url)
-    except ValueError:
-        return redact_text(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hostport = netloc.rpartition("@")
-        user = userinfo.split(":", 1)[0]
-        netloc = f"{user}:{MASK}@{hostport}" if ":" in userinfo else f"{user}@{hostport}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, MASK if k.lower() in _SECRET_PARAMS else v) for k, v in pairs], safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        return parse(url).masked
+    except MalformedConnection:
+        return MALFORMED
 
 
 def endpoint_of(url: str) -> str:
-    """A short name for a connection URL fit for messages: scheme://user@host:port/db."""
+    """A short name for a connection string fit for messages: scheme://user@host:port/db."""
     try:
-        parts = urlsplit(url)
-    except ValueError:
-        return redact_text(url)
-    host = parts.netloc.rpartition("@")[2] or "localhost"
-    user = parts.netloc.rpartition("@")[0].split(":", 1)[0] if "@" in parts.netloc else ""
-    who = f"{user}@" if user else ""
-    return f"{parts.scheme}://{who}{host}{parts.path}"
+        return parse(url).endpoint
+    except MalformedConnection:
+        return MALFORMED
 
 
 def redact_text(text: str, secrets: tuple[str, ...] = ()) -> str:
     """Mask passwords in URLs and key=value pairs within free text, and any literal `secrets`."""
     text = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
-    text = _PARAM.sub(lambda m: f"{m[1]}={MASK}", text)
-    for secret in secrets:
+    text = _PARAM.sub(lambda m: f"{m[1]}{m[2]}{MASK}", text)
+    for secret in sorted(secrets, key=len, reverse=True):
         if secret:
             text = text.replace(secret, MASK)
     return text
 
 
 def url_passwords(*urls: str) -> tuple[str, ...]:
-    """The passwords that connection URLs carry (as written and percent-decoded), for
-    `redact_text(..., secrets)` where a driver might echo one outside URL form."""
+    """The secrets that connection strings carry (decoded and percent-encoded), for
+    `redact_text(..., secrets)` where a driver might echo one outside URL form. Of a string that
+    does not parse, every word that could be one (its pieces between delimiters)."""
     found: list[str] = []
     for url in urls:
         try:
-            parts = urlsplit(url)
-            password = parts.password if "://" in url else None
-            pairs = parse_qsl(parts.query, keep_blank_values=True)
-        except ValueError:
-            continue
-        values = [password] if password else []
-        values += [v for k, v in pairs if k.lower() in _SECRET_PARAMS and v]
+            values = list(parse(url).secrets)
+        except MalformedConnection:
+            values = [w for w in re.split(r"[\s:/@?#&=,;%'\"]+", url) if len(w) >= 4]
+            values = [w for w in values if w.lower() not in _NOT_SECRETS]
         for value in values:
-            found += [value, unquote(value)]
+            found += [value, quote(value, safe=""), quote(value, safe="~!$&'()*+,;=:")]
     return tuple(dict.fromkeys(found))
+
+
+_NOT_SECRETS = frozenset(
+    {"postgresql", "postgres", "mongodb", "mongodb+srv", "host", "port", "user", "dbname"}
+)

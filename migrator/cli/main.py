@@ -19,11 +19,17 @@ from migrator import __version__, api
 from migrator.cli.dryrun import render_dry_run
 from migrator.cli.observe import Observed
 from migrator.cli.progress import JsonLines, PlainLines, RichProgress, VerifyTicker, summary
-from migrator.cli.render import make_console, render_preflight, render_verify
+from migrator.cli.render import (
+    make_console,
+    render_preflight,
+    render_unexpected,
+    render_verify,
+    write_traceback,
+)
 from migrator.cli.status import print_status, watch_status
 from migrator.errors import MigratorError, PlanError
 from migrator.plan.units import parse_duration
-from migrator.redact import redact_text
+from migrator.redact import redact_text, url_passwords
 from migrator.runner import Until, describe
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
@@ -53,6 +59,43 @@ def _fail(
         label = "could not complete" if incomplete else "error"
         make_console(stderr=True).print(f"[bold red]{label}:[/] {escape(redact_text(str(error)))}")
     sys.exit(code)
+
+
+def _plan_secrets(params: dict[str, Any]) -> tuple[str, ...]:
+    """The passwords of the command's plan, to mask as literals in what an unexpected error shows."""
+    plan_file = params.get("plan_file")
+    if not plan_file:
+        return ()
+    try:
+        plan = api.load(plan_file)
+        return url_passwords(plan.source.url.get_secret_value(), plan.target.url.get_secret_value())
+    except Exception:  # noqa: BLE001 - best effort: the generic masking still applies
+        return ()
+
+
+class _Command(click.Command):
+    """Every command: an error that escapes it is rendered, never a Python traceback. A
+    MigratorError as `_fail` renders it; anything else (a defect) by its type and message, with
+    its traceback kept in a file named on stderr (docs/architecture.md, "Unexpected errors")."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit, KeyboardInterrupt):
+            raise
+        except MigratorError as exc:
+            _fail(exc, bool(ctx.params.get("as_json")))
+        except Exception as exc:  # noqa: BLE001 - a defect: shown by type and message, never raw
+            secrets = _plan_secrets(ctx.params)
+            message = render_unexpected(exc, write_traceback(exc, secrets), secrets)
+            if ctx.params.get("as_json"):
+                click.echo(json.dumps({"error": "InternalError", "message": message}, indent=2))
+            make_console(stderr=True).print(f"[bold red]error:[/] {escape(message)}")
+            sys.exit(EXIT_FAILED)
+
+
+class _Group(click.Group):
+    command_class = _Command
 
 
 # The same --state option on every command that reads or writes the run's state.
@@ -123,13 +166,17 @@ def observe_options(command: Any) -> Any:
     )(command)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="migrator")
 def cli() -> None:
     """Zero-downtime migrations from PostgreSQL tables to MongoDB documents.
 
     A migration is a plan (YAML) executed in phases: snapshot, CDC replay,
     verification, cutover, each checkpointed and each with an undo.
+
+    Connection strings come from the plan (use ${VAR}); one that is malformed is refused without
+    being shown. An unexpected error (a defect) exits 1 with its type and message and the path of
+    a file holding its traceback ($MIGRATOR_LOG_DIR, else the temp directory).
     """
 
 

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import datetime
 import json
+import os
+import sys
+import tempfile
+import traceback
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -10,8 +16,10 @@ from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
+from migrator import __version__
 from migrator.findings import Severity
 from migrator.phases.preflight import PreflightReport
+from migrator.redact import redact_text
 
 _MARK = {
     Severity.OK: "[green]ok  [/]",
@@ -127,3 +135,37 @@ def render_verify(console: Console, report: dict[str, Any]) -> None:
     )
     if report.get("incomplete"):
         console.print(f"could not complete: {escape(report['incomplete'])}")
+
+
+def describe_unexpected(exc: BaseException) -> str:
+    """An exception that is no MigratorError, as its type and message: `KeyError: 'int'`, never a
+    bare `'int'` (a str() alone says nothing of what failed)."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def write_traceback(exc: BaseException, secrets: tuple[str, ...] = ()) -> Path | None:
+    """Keep an unexpected error's traceback, redacted, in a file of its own (mode 0600, in the
+    temp directory, or $MIGRATOR_LOG_DIR); its path, or None when it could not be written."""
+    text = "".join(traceback.format_exception(exc))
+    header = (
+        f"migrator {__version__}, {datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds')}\n"
+        f"command: {' '.join(sys.argv)}\n\n"
+    )
+    directory = os.environ.get("MIGRATOR_LOG_DIR") or tempfile.gettempdir()
+    try:
+        fd, name = tempfile.mkstemp(prefix="migrator-error-", suffix=".log", dir=directory)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(redact_text(header + text, secrets))
+    except OSError:
+        return None
+    return Path(name)
+
+
+def render_unexpected(exc: BaseException, log: Path | None, secrets: tuple[str, ...] = ()) -> str:
+    """The message an unexpected error ends a command with: what it was, and where to look."""
+    where = f"; its traceback is in {log}" if log is not None else ""
+    return (
+        f"internal error: {redact_text(describe_unexpected(exc), secrets)} (a defect of migrator: "
+        f"please report it with the traceback{where})"
+    )

@@ -305,7 +305,12 @@ class ErrorRaised(Event):
 
     @classmethod
     def of(cls, phase: str, exc: BaseException, *, retrying: bool) -> ErrorRaised:
-        message = exc.message if isinstance(exc, MigratorError) else str(exc) or type(exc).__name__
+        # An unexpected error keeps its type: `KeyError: 'int'`, never a bare `'int'`.
+        message = (
+            exc.message
+            if isinstance(exc, MigratorError)
+            else (f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+        )
         hint = exc.hint if isinstance(exc, MigratorError) else None
         code, cause = _origin(exc)
         return cls(

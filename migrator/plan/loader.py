@@ -2,6 +2,12 @@
 
 Expansion happens on parsed scalar values, not on the raw text, so that a value
 cannot inject YAML structure and every error keeps the line of the key it came from.
+
+The work is bounded (docs/architecture.md, "Plan files"): a file over MAX_PLAN_BYTES is refused
+before it is parsed, and so is a tree that grows past MAX_NODES values or MAX_CHARS characters
+once its aliases are expanded (a "billion laughs" of nested aliases is a few hundred bytes that
+expand to hundreds of millions of values). Bytes that are not UTF-8 and characters YAML forbids
+(NUL, other control characters) are located by line and column like every other problem.
 """
 
 from __future__ import annotations
@@ -28,22 +34,81 @@ _OPEN, _CLOSE, _PAD = "\ue000", "\ue001", "\ue002"
 _TOKEN = re.compile(f"{_OPEN}([0-9]+){_CLOSE}{_PAD}*")
 _Loc = tuple[int | None, int | None]
 
+# A hand-written plan is a few KB; these bounds are orders of magnitude above any real one.
+MAX_PLAN_BYTES = 1 << 20
+MAX_NODES = 100_000  # values in the tree once aliases are expanded
+MAX_CHARS = 16 << 20  # characters of the scalars once aliases are expanded
+MAX_DEPTH = 64  # nesting of mappings and sequences
+# Characters YAML 1.2 does not allow in a stream (section 5.1): C0 controls other than tab, LF
+# and CR, DEL, C1 controls other than NEL, surrogates and the two non-characters U+FFFE/U+FFFF.
+_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\ud800-\udfff\ufffe\uffff]")
+
 
 def load_plan(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Plan:
     """Read and validate a plan file. Raises PlanError naming file, line and key path."""
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        with file.open("rb") as handle:
+            # Read one byte past the bound: a larger file is refused without reading it whole.
+            data = handle.read(MAX_PLAN_BYTES + 1)
     except FileNotFoundError:
         raise PlanError([PlanProblem(str(file), None, None, "", "file not found")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PlanError([PlanProblem(str(file), None, None, "", f"cannot read: {exc}")]) from None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise PlanError([PlanProblem(str(file), None, None, "", f"cannot read: {reason}")]) from None
+    _check_size(len(data), str(file))
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PlanError([_undecodable(data, exc, str(file))]) from None
     return parse_plan(text, file=str(file), env=env)
+
+
+def _check_size(size: int, file: str) -> None:
+    if size > MAX_PLAN_BYTES:
+        raise PlanError(
+            [
+                PlanProblem(
+                    file, None, None, "", f"the file is too large for a plan (over {MAX_PLAN_BYTES:,} bytes)"
+                )
+            ]
+        )
+
+
+def _undecodable(data: bytes, exc: UnicodeDecodeError, file: str) -> PlanProblem:
+    """Where the first byte that is not UTF-8 sits: line, and column in characters."""
+    line_start = data.rfind(b"\n", 0, exc.start) + 1
+    column = len(data[line_start : exc.start].decode("utf-8", errors="replace")) + 1
+    line = data.count(b"\n", 0, exc.start) + 1
+    return PlanProblem(
+        file,
+        line,
+        column,
+        "",
+        f"not valid UTF-8: byte 0x{data[exc.start]:02x} (a plan file is UTF-8 text; convert it, "
+        "e.g. iconv -f latin1 -t utf-8)",
+    )
+
+
+def _check_characters(text: str, file: str) -> None:
+    found = _FORBIDDEN.search(text)
+    if found is None:
+        return
+    at = found.start()
+    line = text.count("\n", 0, at) + 1
+    column = at - text.rfind("\n", 0, at)
+    code = ord(found.group(0))
+    name = " (a NUL byte)" if code == 0 else ""
+    raise PlanError(
+        [PlanProblem(file, line, column, "", f"YAML does not allow the character U+{code:04X}{name}")]
+    )
 
 
 def parse_plan(text: str, *, file: str = "<plan>", env: Mapping[str, str] | None = None) -> Plan:
     """Validate plan text. `file` names the origin in errors; its stem is the default plan name."""
     environ = os.environ if env is None else env
+    _check_size(len(text.encode("utf-8", errors="surrogatepass")), file)
+    _check_characters(text, file)
     references: list[re.Match[str]] = []
     document = _parse_yaml(_hide_references(text, references), file)
     if not isinstance(document, CommentedMap):
@@ -54,7 +119,10 @@ def parse_plan(text: str, *, file: str = "<plan>", env: Mapping[str, str] | None
         )
 
     problems: list[PlanProblem] = []
-    data = _expand(document, _Env(environ, references), file, (), _node_loc(document), problems)
+    try:
+        data = _expand(document, _Env(environ, references), file, (), _node_loc(document), problems)
+    except _TooLarge as exc:
+        raise PlanError([PlanProblem(file, *exc.where, "", exc.reason)]) from None
     if problems:
         raise PlanError(problems)
     assert isinstance(data, dict)
@@ -74,10 +142,36 @@ def required_variables(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+class _TooLarge(Exception):
+    def __init__(self, where: _Loc, reason: str) -> None:
+        self.where = where
+        self.reason = reason
+
+
 class _Env:
+    """What expansion reads (the environment, the hidden references) and what it has spent."""
+
     def __init__(self, environ: Mapping[str, str], references: list[re.Match[str]]) -> None:
         self.environ = environ
         self.references = references
+        self.nodes = 0
+        self.chars = 0
+        # The top-level key being expanded: an alias keeps the line of its anchor, so this is
+        # where a refusal points (the key whose value grew too large), not inside the anchor.
+        self.top: _Loc | None = None
+
+    def spend(self, where: _Loc, depth: int, chars: int = 0) -> None:
+        """Count one value of the expanded tree; stop at the first one past a bound, where it is."""
+        self.nodes += 1
+        self.chars += chars
+        if depth > MAX_DEPTH:
+            raise _TooLarge(self.top or where, f"the plan nests deeper than {MAX_DEPTH} levels")
+        if self.nodes > MAX_NODES or self.chars > MAX_CHARS:
+            raise _TooLarge(
+                self.top or where,
+                f"the plan is too large once its aliases (*name) are expanded: over {MAX_NODES:,} values "
+                f"or {MAX_CHARS:,} characters (aliases that repeat aliases multiply)",
+            )
 
 
 def _hide_references(text: str, references: list[re.Match[str]]) -> str:
@@ -132,10 +226,14 @@ def _parse_yaml(text: str, file: str) -> Any:
 def _expand(
     node: Any, env: _Env, file: str, path: tuple[Any, ...], where: _Loc, out: list[PlanProblem]
 ) -> Any:
+    # An alias is the same object in several places; each place counts, as it will be expanded.
+    env.spend(where, len(path), len(node) if isinstance(node, str) else 0)
     if isinstance(node, CommentedMap):
         result: dict[Any, Any] = {}
         for key, value in node.items():
             key_where = _key_loc(node, key)
+            if not path:
+                env.top = key_where
             if not isinstance(key, str):
                 out.append(PlanProblem(file, *key_where, _path_text(path), f"key {key!r} is not a string"))
                 continue

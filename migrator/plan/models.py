@@ -8,10 +8,12 @@ checks that need the source schema (columns exist, types convert) live in prefli
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from migrator.connstr import MalformedConnection, parse_mongodb, parse_postgres
 from migrator.plan.units import Bytes, Seconds
 
 # Slot and publication names derive from the plan name, and PostgreSQL identifiers
@@ -48,6 +50,22 @@ def _check_field_name(value: str) -> str:
     return value
 
 
+# `migrator runbook --offline` stands an unset ${VAR} for itself: no URL to check.
+_UNSET = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}\Z")
+
+
+def _strict(value: SecretStr, parse: Callable[[str], object]) -> SecretStr:
+    """Refuse a malformed connection string at load time, with a message that quotes none of it
+    (migrator/connstr.py): every command then stops before anything shows or records it."""
+    text = value.get_secret_value()
+    if text.strip() and not _UNSET.match(text):
+        try:
+            parse(text)
+        except MalformedConnection as exc:
+            raise ValueError(str(exc)) from None
+    return value
+
+
 class Endpoint(_Strict):
     # A SecretStr keeps the password out of repr(), logs and exceptions.
     url: SecretStr = Field(
@@ -65,10 +83,20 @@ class Endpoint(_Strict):
 class Source(Endpoint):
     adapter: Literal["postgres"] = Field(description="Source database kind.")
 
+    @field_validator("url")
+    @classmethod
+    def _well_formed(cls, value: SecretStr) -> SecretStr:
+        return _strict(value, parse_postgres)
+
 
 class Target(Endpoint):
     adapter: Literal["mongodb"] = Field(description="Target database kind.")
     database: str = Field(min_length=1, max_length=63, description="Target database name.")
+
+    @field_validator("url")
+    @classmethod
+    def _well_formed(cls, value: SecretStr) -> SecretStr:
+        return _strict(value, parse_mongodb)
 
     @field_validator("database")
     @classmethod

@@ -11,6 +11,7 @@ PACKAGE = Path(__file__).parents[2] / "migrator"
 LEVELS = {
     "errors": 0,
     "redact": 0,
+    "connstr": 0,
     "findings": 0,
     "plan": 1,
     "adapters": 1,

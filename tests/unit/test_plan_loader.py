@@ -60,10 +60,10 @@ def test_empty_variable_counts_as_unset() -> None:
 
 
 def test_expanded_value_cannot_inject_yaml() -> None:
-    text = "version: 1\nsource: {adapter: postgres, url: ${X}}\ntarget: {adapter: mongodb, url: m, database: d}\n"
+    text = "version: 1\nsource: {adapter: postgres, url: ${X}}\ntarget: {adapter: mongodb, url: 'mongodb://m/', database: d}\n"
     text += "collections: [{name: t, from: t, key: id}]\n"
-    plan = parse_plan(text, env={"X": "a}, name: hacked, z: {"})
-    assert plan.source.url.get_secret_value() == "a}, name: hacked, z: {"
+    plan = parse_plan(text, env={"X": "postgresql://h/a},name:hacked,z:{"})
+    assert plan.source.url.get_secret_value() == "postgresql://h/a},name:hacked,z:{"
     assert plan.name == "plan"
 
 
@@ -177,3 +177,66 @@ def test_fuzz_structured_yaml(tree: dict[str, object]) -> None:
         for problem in exc.problems:
             assert problem.message
             assert "\ue000" not in problem.message
+
+
+# -- hostile input: bounded work, every refusal located ---------------------------------------------
+
+
+def _alias_bomb(levels: int) -> str:
+    """The "billion laughs": each level names the previous one 9 times, so that the expanded
+    tree holds 9**levels strings while the file stays a few hundred bytes."""
+    lines = ["version: 1", 'l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for i in range(1, levels + 1):
+        lines.append(f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def test_alias_bomb_is_refused_with_its_line(tmp_path: Path) -> None:
+    # 9**9 = 387 million nodes once expanded: without a bound, expansion alone runs for minutes
+    # and hundreds of MB (the fault campaign: 95 s, 312 MB). With one, the refusal names the
+    # file and the line where the budget ran out.
+    path = tmp_path / "bomb.yaml"
+    path.write_text(_alias_bomb(9))
+    with pytest.raises(PlanError) as info:
+        load_plan(path, env=ENV)
+    (problem,) = info.value.problems
+    assert problem.file == str(path)
+    # l_i expands to 9**(i+1) strings: the budget runs out inside l5, whose key is on line 7.
+    assert (problem.line, problem.column) == (7, 1), problem
+    assert "too large" in problem.message and "alias" in problem.message
+
+
+def test_plan_file_too_large_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "huge.yaml"
+    path.write_text("version: 1\n" + "# padding\n" * 200_000)
+    with pytest.raises(PlanError, match="too large"):
+        load_plan(path, env=ENV)
+
+
+def test_nul_byte_is_located(tmp_path: Path) -> None:
+    path = tmp_path / "nul.yaml"
+    path.write_bytes(b"version: 1\nsource:\n  adapter: post\x00gres\n")
+    with pytest.raises(PlanError) as info:
+        load_plan(path, env=ENV)
+    (problem,) = info.value.problems
+    assert (problem.file, problem.line, problem.column) == (str(path), 3, 16), problem
+    assert "U+0000" in problem.message
+
+
+def test_control_character_is_located() -> None:
+    with pytest.raises(PlanError) as info:
+        parse_plan("version: 1\nname: a\x07b\n", env=ENV)
+    (problem,) = info.value.problems
+    assert (problem.line, problem.column) == (2, 8), problem
+    assert "U+0007" in problem.message
+
+
+def test_invalid_utf8_is_located(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("version: 1\n# café\nsource:\n  adapter: pöstgres\n".encode("latin-1"))
+    with pytest.raises(PlanError) as info:
+        load_plan(path, env=ENV)
+    (problem,) = info.value.problems
+    # The first bad byte: 0xe9 of "café" on line 2, column 6 (counted in characters).
+    assert (problem.file, problem.line, problem.column) == (str(path), 2, 6), problem
+    assert "UTF-8" in problem.message and "0xe9" in problem.message

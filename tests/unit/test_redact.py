@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from migrator.connstr import MalformedConnection, parse_mongodb, parse_postgres
 from migrator.errors import PlanError, PlanProblem
 from migrator.plan.names import is_slot_of, legacy_slot_name, publication_name, slot_name
-from migrator.redact import endpoint_of, redact_text, redact_url
+from migrator.redact import MALFORMED, endpoint_of, redact_text, redact_url, url_passwords
 
 
 def test_redact_url_masks_password_keeps_host() -> None:
@@ -59,3 +63,95 @@ def test_plan_error_lists_every_problem() -> None:
     assert "p.yaml:3:5 at 'source.url': bad" in text
     assert "p.yaml:9: worse" in text
     assert error.exit_code == 2
+
+
+# -- strict connection strings (migrator/connstr.py): refusals quote nothing -----------------------
+
+SECRET = "Zq7-S3cret-Pw9x"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgresql://app:{SECRET}/shop",  # no @host: the password would be a port
+        f"postgresql://app:{SECRET}:dbhost:5432/shop",
+        f"app:{SECRET}@dbhost:5432/shop",  # no scheme
+        f"postgresql:/app:{SECRET}@dbhost/shop",
+        f"postgresql://app:{SECRET}@x@dbhost/shop",
+        f"postgresql://app:{SECRET}/x@dbhost/shop",
+        f"postgresql://app:{SECRET}#x@dbhost/shop",
+        f"postgresql://app:{SECRET}?x@dbhost/shop",
+        f"postgresql://app:{SECRET}%zz@dbhost/shop",
+        f"postgresql://app:{SECRET}@dbhost:port/shop",
+        f"postgresql://app:{SECRET}@dbhost:70000/shop",
+        f"postgresql://dbhost/shop?{SECRET}=1",
+        f"postgresql://app:{SECRET} @dbhost/shop",
+        f"mysql://app:{SECRET}@dbhost/shop",
+        f"host=dbhost user=app password={SECRET} dbname=shop junk",
+        f"host=dbhost user=app password='{SECRET}",
+        f"host=dbhost user=app pasword={SECRET}",
+        f"host=dbhost port={SECRET}",
+    ],
+)
+def test_malformed_source_is_refused_without_quoting_it(url: str) -> None:
+    with pytest.raises(MalformedConnection) as info:
+        parse_postgres(url)
+    assert SECRET not in str(info.value) and "Zq7" not in str(info.value)
+    assert redact_url(url) == MALFORMED and endpoint_of(url) == MALFORMED
+    assert SECRET in url_passwords(url)  # masked as a literal wherever it might still turn up
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"mongodb://app:{SECRET}/?replicaSet=rs0",
+        f"mongodb://app:{SECRET}@x@m1:27017/",
+        f"mongodb://app:{SECRET}:x@m1:27017/",  # ':' in a MongoDB password must be encoded
+        f"mongodb://app:{SECRET}@m1:27017?replicaSet=rs0",
+        f"app:{SECRET}@m1:27017/",
+    ],
+)
+def test_malformed_target_is_refused_without_quoting_it(url: str) -> None:
+    with pytest.raises(MalformedConnection) as info:
+        parse_mongodb(url)
+    assert SECRET not in str(info.value)
+
+
+def test_key_value_strings_are_masked_and_named() -> None:
+    text = f"host=db1 port=5433 user=app password='{SECRET} x' dbname=shop sslmode=require"
+    info = parse_postgres(text)
+    assert info.password == f"{SECRET} x" and info.endpoint == "postgresql://app@db1:5433/shop"
+    masked = redact_url(text)
+    assert SECRET not in masked and masked.startswith("host=db1 port=5433 user=app password=*** dbname=shop")
+    assert SECRET not in redact_text(f"connecting with {text}")
+    assert SECRET not in endpoint_of(text)
+
+
+def test_wellformed_urls_keep_what_is_not_secret() -> None:
+    info = parse_postgres(
+        f"postgresql://app:{SECRET}%40x@[::1]:5433,db2/shop?sslpassword=k3y&sslmode=require"
+    )
+    assert info.password == f"{SECRET}@x" and info.hosts == ("[::1]:5433", "db2")
+    assert info.endpoint == "postgresql://app@[::1]:5433,db2/shop"
+    assert "k3y" in info.secrets and SECRET not in info.masked and "k3y" not in info.masked
+    assert parse_mongodb(f"mongodb+srv://app:{SECRET}@cluster0.example.net/?retryWrites=true").endpoint == (
+        "mongodb+srv://app@cluster0.example.net/"
+    )
+
+
+@given(st.text(min_size=6, max_size=24))
+def test_any_raw_password_is_refused_or_kept_secret(password: str) -> None:
+    # Written into a URL without percent-encoding, whatever it holds: either the string is refused
+    # (quoting none of it), or the password is parsed as the password and shown nowhere.
+    template = "postgresql://app:{}@dbhost:5432/shop"
+    if password in template.format(""):
+        return
+    url = template.format(password)
+    try:
+        info = parse_postgres(url)
+    except MalformedConnection as exc:
+        assert password not in str(exc)
+        return
+    assert unquote(password) == info.password
+    for shown in (info.endpoint, info.masked, redact_url(url), endpoint_of(url), redact_text(url)):
+        assert password not in shown and info.password not in shown

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any, ClassVar
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from pymongo import MongoClient
 from pymongo import errors as mongo
@@ -15,7 +15,9 @@ from migrator.adapters.mongodb.errors import classify
 from migrator.adapters.mongodb.ownership import Ownership
 from migrator.adapters.mongodb.reader import DocumentReader
 from migrator.adapters.mongodb.writer import DocumentWriter
-from migrator.redact import endpoint_of
+from migrator.connstr import MalformedConnection, parse_mongodb
+from migrator.errors import TargetError
+from migrator.redact import url_passwords
 
 
 class MongoTarget:
@@ -26,9 +28,17 @@ class MongoTarget:
     def __init__(self, url: str, database: str, *, timeout_ms: int = 5_000) -> None:
         self._url = url
         self.database = database
-        self.name = endpoint_of(url)
-        password = urlsplit(url).password if "://" in url else None
-        self._secrets = (unquote(password),) if password else ()
+        # Strict parsing first (migrator/connstr.py): pymongo's own errors quote the malformed
+        # part (a port that is the password), these quote nothing.
+        try:
+            self.name = parse_mongodb(url).endpoint
+        except MalformedConnection as exc:
+            raise TargetError(
+                f"the target URL is not usable: {exc}",
+                hint="write it as mongodb://user:password@host:port/?replicaSet=... (or directConnection=true), "
+                "percent-encoding '@', ':', '/', '?', '#', '%' in the password",
+            ) from None
+        self._secrets = url_passwords(url)
         self._timeout_ms = timeout_ms
         self._client: MongoClient[dict[str, Any]] | None = None
 

@@ -91,6 +91,40 @@ def classify_batch(
     return classify(exc, endpoint, secrets)
 
 
+# -- credentials and privileges (issue 17, defect 13) ------------------------------------------------
+# A refused login or a missing privilege is terminal and says which, naming the endpoint (user and
+# host, never the password) and the server's own message, not pymongo's dump of the reply.
+_CREDENTIAL_HINTS = {
+    18: "check the user name and password in the target URL (percent-encoded: %40 for '@', %3A for ':') "
+    "and authSource=, the database the user was created in (admin unless the URL names another)",
+    13: "grant the user readWrite on the target database (and read on `local` for change streams), or "
+    "put a user that has them in the target URL",
+    31: "create the role named, or grant the user an existing one",
+    33: "grant the privilege named, or use a user that has it",
+}
+_CREDENTIAL_WHAT = {
+    18: "authentication failed",
+    13: "not authorized",
+    31: "role not found",
+    33: "privilege not found",
+}
+
+
+def credentials_error(
+    error: mongo.OperationFailure, endpoint: str, secrets: tuple[str, ...]
+) -> MigratorError:
+    """AuthenticationFailed for a server error of _AUTH_CODES, with a hint that fits the code."""
+    code = error.code or 0
+    details = error.details or {}
+    server_says = details.get("errmsg") if isinstance(details.get("errmsg"), str) else None
+    reason = redact_text(server_says or type(error).__name__, secrets)
+    what = _CREDENTIAL_WHAT.get(code, "access refused")
+    return AuthenticationFailed(endpoint, f"{what}: {reason} (code {code})", hint=_CREDENTIAL_HINTS.get(code))
+
+
+# ----------------------------------------------------------------------------------------------------
+
+
 def classify(exc: mongo.PyMongoError, endpoint: str, secrets: tuple[str, ...] = ()) -> MigratorError:
     """A pymongo error as a typed migrator error; it carries the server's error code and the
     driver's class (`code`, `cause`) for the run's error record."""
@@ -124,7 +158,7 @@ def _classify(exc: mongo.PyMongoError, endpoint: str, secrets: tuple[str, ...]) 
     if isinstance(error, mongo.OperationFailure):
         code = _code(error)
         if code in _AUTH_CODES:
-            return AuthenticationFailed(endpoint, f"{reason} (code {code})")
+            return credentials_error(error, endpoint, secrets)
         if code in _REAPED:
             return BatchTooLarge(
                 f"{endpoint} aborted a transaction: {_ABORTED_TRANSACTION[code]} (code {code})",
@@ -145,4 +179,5 @@ def _classify(exc: mongo.PyMongoError, endpoint: str, secrets: tuple[str, ...]) 
         )
     if isinstance(exc, mongo.ConnectionFailure):
         return ConnectionFailed(endpoint, reason, hint="check that the server runs and the host and port")
-    return TargetError(f"{endpoint}: {reason}")
+    # Whatever else pymongo raises keeps its class name: "target: int" alone said nothing.
+    return TargetError(f"{endpoint}: {type(exc).__name__}: {reason}")

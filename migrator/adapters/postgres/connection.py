@@ -7,9 +7,10 @@ from typing import Any
 import psycopg
 from psycopg import conninfo
 
-from migrator.adapters.postgres.errors import classify
+from migrator.adapters.postgres.errors import classify, classify_connect
+from migrator.connstr import MalformedConnection, parse_postgres
 from migrator.errors import SourceError
-from migrator.redact import endpoint_of
+from migrator.redact import url_passwords
 
 APPLICATION_NAME = "migrator"
 
@@ -19,14 +20,22 @@ class PgEndpoint:
 
     def __init__(self, url: str) -> None:
         self._url = url
+        # Strict parsing first (migrator/connstr.py): libpq's own errors quote the malformed
+        # part, which may be the password; these quote nothing.
         try:
+            parse_postgres(url)
             params = conninfo.conninfo_to_dict(url)
-        except psycopg.ProgrammingError:
+        except (MalformedConnection, psycopg.ProgrammingError) as exc:
+            reason = str(exc) if isinstance(exc, MalformedConnection) else "libpq cannot parse it"
             raise SourceError(
-                f"the source URL is not a valid PostgreSQL connection string ({endpoint_of(url)})",
-                hint="write it as postgresql://user:password@host:port/database",
+                f"the source URL is not a valid PostgreSQL connection string: {reason}",
+                hint="write it as postgresql://user:password@host:port/database (percent-encode "
+                "'@', '/', '?', '#', '%' in the password)",
             ) from None
-        self._password = str(params.get("password") or "")
+        self._secrets = url_passwords(url)
+        # Whether a connection with these credentials has succeeded (docs/architecture.md,
+        # "Connection failures": only a first connection is diagnosed as a refused login).
+        self._connected = False
         host = params.get("host") or "localhost"
         port = params.get("port") or "5432"
         user = params.get("user")
@@ -35,7 +44,8 @@ class PgEndpoint:
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        return (self._password,) if self._password else ()
+        """The password (and other secret parameters), as written and percent-decoded."""
+        return self._secrets
 
     def connect(self, *, autocommit: bool = True, **options: Any) -> psycopg.Connection[Any]:
         kwargs: dict[str, Any] = {"application_name": APPLICATION_NAME, "connect_timeout": 10, **options}
@@ -44,9 +54,16 @@ class PgEndpoint:
             if key in params:
                 kwargs.pop(key)
         try:
-            return psycopg.connect(self._url, autocommit=autocommit, **kwargs)
+            conn = psycopg.connect(self._url, autocommit=autocommit, **kwargs)
         except psycopg.Error as exc:
-            raise classify(exc, self.name, self.secrets) from None
+            if self._connected:
+                # These credentials worked: a failure now is the server's state (restarting,
+                # overloaded: too many connections come after authentication and look alike),
+                # retried as a lost connection, never taken for a wrong password.
+                raise classify(exc, self.name, self.secrets) from None
+            raise classify_connect(exc, self._url, self.name, self.secrets, kwargs) from None
+        self._connected = True
+        return conn
 
     def __repr__(self) -> str:
         return f"PgEndpoint({self.name!r})"

@@ -1,0 +1,314 @@
+"""Connection strings parsed strictly into parts, so that only parts known not to be secret are shown.
+
+A source is a PostgreSQL URI (`postgresql://user:password@host:port/db?param=value`) or a libpq
+key=value string (`host=h port=5432 user=u password=pw dbname=db`); a target is a MongoDB URL
+(`mongodb://` or `mongodb+srv://`). Where a string's structure is broken (an unencoded '@' or '/'
+in a password, a missing '@' or scheme), a password lands where a user, host, port or database
+belongs, and drivers echo those parts in their errors. So a malformed string is refused here,
+before any driver sees it, with a message that quotes none of it (docs/architecture.md,
+"Connection strings and secrets").
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
+from urllib.parse import quote, unquote
+
+MASK = "***"
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+MONGODB_SCHEMES = ("mongodb", "mongodb+srv")
+# Parameters whose values are secrets, wherever they appear (lower-case).
+SECRET_PARAMS = frozenset(
+    {
+        "password",
+        "pass",
+        "pwd",
+        "secret",
+        "sslpassword",
+        "oauth_client_secret",
+        "scram_client_key",
+        "scram_server_key",
+        "authmechanismproperties",  # may hold AWS_SESSION_TOKEN
+        "tlscertificatekeyfilepassword",
+    }
+)
+_HOST = re.compile(r"(?:[A-Za-z0-9._~-]|%[0-9A-Fa-f]{2})*\Z")
+_IPV6 = re.compile(r"\[[0-9A-Fa-f:.]+(?:%25[A-Za-z0-9._~-]+)?\]\Z")
+_PORT = re.compile(r"[0-9]{1,5}\Z")
+_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
+_ParamCheck = Callable[[str, str], None]
+
+
+class MalformedConnection(ValueError):
+    """The string is not a well-formed connection string. The message quotes no part of it."""
+
+
+@dataclass(frozen=True)
+class ConnInfo:
+    """A parsed connection string. `endpoint` and `masked` are safe to show; the rest is not."""
+
+    scheme: str  # "postgresql", "mongodb", "mongodb+srv"; "" for a libpq key=value string
+    user: str | None
+    hosts: tuple[str, ...]  # "host", "host:port", "[::1]:port"; () for the driver's default
+    database: str | None
+    password: str | None = field(default=None, repr=False)
+    # URIs: the query parameters; key=value strings: every pair, in order.
+    params: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+
+    @property
+    def endpoint(self) -> str:
+        """scheme://user@host:port/database: what messages name (no password, no parameters)."""
+        scheme = self.scheme or "postgresql"
+        who = f"{self.user}@" if self.user else ""
+        hosts = ",".join("localhost" + h if h.startswith(":") else h for h in self.hosts)
+        return f"{scheme}://{who}{hosts or 'localhost'}/{self.database or ''}"
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret value the string holds, for masking literals a driver might echo."""
+        found = [self.password] if self.password else []
+        found += [v for k, v in self.params if k.lower() in SECRET_PARAMS and v]
+        return tuple(dict.fromkeys(found))
+
+    @property
+    def masked(self) -> str:
+        """The whole string in its own form with every secret replaced by ***."""
+        params = [(k, MASK if k.lower() in SECRET_PARAMS else v) for k, v in self.params]
+        if not self.scheme:
+            return " ".join(f"{k}={v if v == MASK else _kv_quote(v)}" for k, v in params)
+        who = ""
+        if self.user is not None or self.password is not None:
+            who = quote(self.user or "", safe="") + (f":{MASK}" if self.password is not None else "") + "@"
+        query = "&".join(f"{k}={v if v == MASK else quote(v, safe='')}" for k, v in params)
+        path = "/" + quote(self.database, safe="") if self.database is not None else ""
+        if query and not path:
+            path = "/"
+        return f"{self.scheme}://{who}{','.join(self.hosts)}{path}{'?' + query if query else ''}"
+
+
+def parse(text: str) -> ConnInfo:
+    """Parse any connection string migrator accepts, by its form."""
+    scheme = text.partition("://")[0].lower() if "://" in text else ""
+    if scheme in MONGODB_SCHEMES:
+        return parse_mongodb(text)
+    return parse_postgres(text)
+
+
+def parse_postgres(text: str) -> ConnInfo:
+    """A PostgreSQL URI or libpq key=value string, validated as libpq reads it and stricter."""
+    if _is_uri(text):
+        scheme = text.partition("://")[0].lower()
+        if scheme not in POSTGRES_SCHEMES:
+            raise MalformedConnection(
+                "the source URL does not start with postgresql:// (or postgres://); "
+                "write it as postgresql://user:password@host:port/database"
+            )
+        return _parse_uri(text, "source", "postgresql", _check_pg_param)
+    if _looks_like_key_value(text):
+        return _parse_key_value(text)
+    raise MalformedConnection(
+        "the source URL has no scheme and is no key=value string; write it as "
+        "postgresql://user:password@host:port/database"
+    )
+
+
+def parse_mongodb(text: str) -> ConnInfo:
+    """A MongoDB URL, validated as pymongo reads it (userinfo split at its only ':')."""
+    scheme = text.partition("://")[0].lower() if "://" in text else ""
+    if scheme not in MONGODB_SCHEMES:
+        raise MalformedConnection(
+            "the target URL does not start with mongodb:// (or mongodb+srv://); write it as "
+            "mongodb://user:password@host:port/?replicaSet=..."
+        )
+    info = _parse_uri(text, "target", scheme, None)
+    if info.password is not None and ":" in info.password:
+        raise MalformedConnection(
+            "the target URL's password holds ':', which MongoDB URLs require percent-encoded (%3A)"
+        )
+    return info
+
+
+# -- URIs -------------------------------------------------------------------------------------------
+
+
+def _is_uri(text: str) -> bool:
+    return re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", text) is not None
+
+
+def _parse_uri(text: str, side: str, scheme: str, check_param: _ParamCheck | None) -> ConnInfo:
+    what = f"the {side} URL"
+    if _SPACE_OR_CONTROL.search(text):
+        raise MalformedConnection(f"{what} holds a space or a control character; percent-encode it (%20)")
+    if "#" in text:
+        raise MalformedConnection(f"{what} holds '#': percent-encode it as %23 (in a password too)")
+    if _BAD_PERCENT.search(text):
+        raise MalformedConnection(f"{what} holds a '%' not followed by two hex digits: write '%' as %25")
+    rest = text.partition("://")[2]
+    end = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    authority, after = rest[:end], rest[end:]
+    if "@" in after:
+        raise MalformedConnection(
+            f"{what} holds an '@' after its host: a user name or password holding '/', '?' or '@' "
+            "must percent-encode them (%2F, %3F, %40)"
+        )
+    if authority.count("@") > 1:
+        raise MalformedConnection(
+            f"{what} holds more than one '@' before its host: percent-encode '@' in the user name or "
+            "password as %40"
+        )
+    user = password = None
+    if "@" in authority:
+        userinfo, _, authority = authority.partition("@")
+        raw_user, colon, raw_password = userinfo.partition(":")
+        user = unquote(raw_user)
+        password = unquote(raw_password) if colon else None
+    hosts = tuple(
+        _check_host(h, i, what, len(authority.split(","))) for i, h in enumerate(authority.split(","))
+    )
+    if hosts == ("",):
+        hosts = ()
+    path, _, query = after.partition("?")
+    if scheme == "mongodb" or scheme == "mongodb+srv":
+        if not hosts:
+            raise MalformedConnection(f"{what} names no host: write mongodb://host:port/")
+        if query and not path:
+            raise MalformedConnection(
+                f"{what} needs a '/' between its hosts and its options: host/?option=..."
+            )
+    database = unquote(path[1:]) if path[1:] else None
+    params: list[tuple[str, str]] = []
+    for number, pair in enumerate(query.split("&") if query else [], start=1):
+        key, eq, value = pair.partition("=")
+        if not eq or not _KEY.match(key):
+            raise MalformedConnection(
+                f"{what}'s parameter {number} is not key=value; percent-encode '&' and '=' in values"
+            )
+        if check_param is not None:
+            check_param(key, what)
+        params.append((key, unquote(value)))
+    return ConnInfo(scheme, user, hosts, database, password, tuple(params))
+
+
+def _check_host(host: str, index: int, what: str, count: int) -> str:
+    which = f"host {index + 1}" if count > 1 else "host"
+    name, port = host, None
+    if host.startswith("["):
+        close = host.find("]")
+        name, port = host[: close + 1], host[close + 2 :] if host[close + 1 : close + 2] == ":" else None
+        if close < 0 or not _IPV6.match(name) or (port is None and host[close + 1 :]):
+            raise MalformedConnection(f"{what}'s {which} is not a valid [IPv6] address")
+    elif ":" in host:
+        name, _, port = host.partition(":")
+    if not _HOST.match(name) and not _IPV6.match(name):
+        raise MalformedConnection(
+            f"{what}'s {which} holds a character a host name cannot hold (is a user:password@ part "
+            "malformed? percent-encode '@', '/', ':' in it)"
+        )
+    if port is not None and (not _PORT.match(port) or not 1 <= int(port) <= 65535):
+        raise MalformedConnection(
+            f"{what}'s {which} has a port that is not a number from 1 to 65535 (a user:password "
+            "must be followed by '@host')"
+        )
+    return host
+
+
+# -- libpq parameters -------------------------------------------------------------------------------
+
+
+@cache
+def _libpq_keywords() -> frozenset[str]:
+    """The parameters the installed libpq accepts (it refuses others, quoting them)."""
+    from psycopg import pq
+
+    return frozenset(info.keyword.decode() for info in pq.Conninfo.get_defaults()) | {"ssl"}
+
+
+def _check_pg_param(key: str, what: str) -> None:
+    known = _libpq_keywords()
+    if key in known:
+        return
+    # The unknown name is not quoted: it might be a misplaced secret. A close match is.
+    close = difflib.get_close_matches(key.lower(), sorted(known), n=1, cutoff=0.75)
+    guess = f" (did you mean '{close[0]}'?)" if close else ""
+    raise MalformedConnection(f"{what} holds a parameter libpq does not know{guess}")
+
+
+def _looks_like_key_value(text: str) -> bool:
+    return re.match(r"\s*[A-Za-z_][A-Za-z0-9_]*\s*=", text) is not None
+
+
+def _parse_key_value(text: str) -> ConnInfo:
+    """libpq's conninfo_parse: `key = value` pairs separated by spaces; a value is unquoted (up to
+    the next space) or in single quotes; a backslash escapes the next character in both."""
+    what = "the source key=value string"
+    values: dict[str, str] = {}
+    i, n, number = 0, len(text), 0
+    while True:
+        while i < n and text[i].isspace():
+            i += 1
+        if i >= n:
+            break
+        number += 1
+        start = i
+        while i < n and text[i] != "=" and not text[i].isspace():
+            i += 1
+        key = text[start:i]
+        while i < n and text[i].isspace():
+            i += 1
+        if i >= n or text[i] != "=" or not _KEY.match(key):
+            raise MalformedConnection(
+                f"{what}'s word {number} is not key=value (quote values with spaces: 'a b')"
+            )
+        i += 1
+        while i < n and text[i].isspace():
+            i += 1
+        value: list[str] = []
+        if i < n and text[i] == "'":
+            i += 1
+            while i < n and text[i] != "'":
+                if text[i] == "\\" and i + 1 < n:
+                    i += 1
+                value.append(text[i])
+                i += 1
+            if i >= n:
+                raise MalformedConnection(f"{what}'s word {number} opens a quote it never closes")
+            i += 1
+        else:
+            while i < n and not text[i].isspace():
+                if text[i] == "\\" and i + 1 < n:
+                    i += 1
+                value.append(text[i])
+                i += 1
+        _check_pg_param(key, what)
+        if key in values:
+            raise MalformedConnection(f"{what} gives parameter '{key}' twice")
+        values[key] = "".join(value)
+    if not values:
+        raise MalformedConnection(f"{what} is empty")
+    hosts = values.get("host", "")
+    ports = values.get("port", "")
+    host_list = hosts.split(",") if hosts else []
+    port_list = ports.split(",") if ports else []
+    for port in port_list:
+        if not _PORT.match(port) or not 1 <= int(port) <= 65535:
+            raise MalformedConnection(f"{what}'s port is not a number from 1 to 65535")
+    if port_list and host_list and len(port_list) not in (1, len(host_list)):
+        raise MalformedConnection(f"{what} gives {len(port_list)} ports for {len(host_list)} hosts")
+    joined = tuple(
+        h + (f":{port_list[0] if len(port_list) == 1 else port_list[k]}" if port_list else "")
+        for k, h in enumerate(host_list or ([""] if port_list else []))
+    )
+    user, password, database = values.get("user"), values.get("password"), values.get("dbname")
+    return ConnInfo("", user, joined, database, password, tuple(values.items()))
+
+
+def _kv_quote(value: str) -> str:
+    if value and not re.search(r"[\s'\\]", value):
+        return value
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
