@@ -180,6 +180,34 @@ def resolve(collections: list[Collection], source: SourceInfo) -> Resolution:
     return result
 
 
+# Why a relation of another kind cannot be a collection's source, and what to map instead:
+# logical replication publishes only ordinary (and partitioned) permanent tables.
+_NOT_A_TABLE = (
+    "logical replication publishes only tables, so its changes could not be followed",
+    "map the tables it is made from ('from:' schema.table)",
+)
+_NOT_TABLES = {
+    "a view": (
+        "it holds no rows of its own, and logical replication publishes only tables, so no change of "
+        "it could be followed",
+        "map the tables the view reads ('from:' schema.table), its joins as 'embed'",
+    ),
+    "a materialized view": (
+        "logical replication does not publish it (REFRESH rewrites it without row changes)",
+        "map the tables it is computed from ('from:' schema.table)",
+    ),
+    "a foreign table": (
+        "its rows live on another server, and their changes never reach this server's WAL",
+        "migrate it from the server that holds its rows",
+    ),
+    "a temporary table": (
+        "only the session that created it can read it, it is gone when that session ends, and logical "
+        "replication does not publish it",
+        "if its rows must be migrated, keep them in an ordinary table (CREATE TABLE ... (LIKE ...)) and map that",
+    ),
+}
+
+
 class _Resolver:
     def __init__(self, source: SourceInfo, findings: list[Finding], collection: str) -> None:
         self.source = source
@@ -191,7 +219,16 @@ class _Resolver:
 
     def table(self, name: str) -> TableInfo | None:
         info = self.source.tables.get(name)
-        if info is None:
+        kind = self.source.not_tables.get(name)
+        if info is None and kind is not None:
+            why, fix = _NOT_TABLES.get(kind, _NOT_A_TABLE)
+            self.fail(
+                "mapping.table_exists",
+                name,
+                f"{name} is {kind}, which collection '{self.collection_name}' cannot be migrated from: {why}",
+                fix,
+            )
+        elif info is None:
             self.fail(
                 "mapping.table_exists",
                 name,
