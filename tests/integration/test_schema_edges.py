@@ -314,6 +314,7 @@ FORMS: list[tuple[str, str, Any]] = [
     ("xml", """'<?xml version="1.0" encoding="UTF-8"?><a>x</a>'""", "<a>x</a>"),
     ("xml", """'<?xml version="1.0" standalone="yes"?><a/>'""", '<?xml version="1.0" standalone="yes"?><a/>'),
     ("xml", "'<b>t</b>'", "<b>t</b>"),
+    ("xml", "''", ""),
     ("inet", "'10.0.0.1'", "10.0.0.1"),
     ("inet", "'10.0.0.1/24'", "10.0.0.1/24"),
     ("inet", "'::1'", "::1"),

@@ -177,16 +177,19 @@ def configure_connection(conn: psycopg.Connection[Any]) -> None:
 
 # Types whose cast to text is not their output function: inet's text() always shows the
 # netmask (10.0.0.1/32) where the output function, and so pgoutput, leaves a host's out
-# (10.0.0.1). Read through the output function, as CDC receives them.
-_OUTPUT_TEXT = frozenset({"inet"})
+# (10.0.0.1); xml's text() is the text as stored, where the output function drops the XML
+# declaration's encoding (and the declaration itself when nothing else is left in it). Read
+# through the output function, as CDC receives them (docs/architecture.md, "Keys").
+_OUTPUT_TEXT = frozenset({"inet", "xml"})
 
 
 def read_expression(value: sql.Composable, column: ColumnInfo) -> sql.Composable:
     """`value` (of `column`'s type) as the conversion table delivers it (see `read_cast`)."""
     element = column.element_type if column.type_kind == "array" else column.type_name
     if element in _OUTPUT_TEXT:
-        # concat gives the output function's text; nullif keeps NULL NULL (an inet's text is never empty).
-        text = sql.SQL("nullif(concat({}), '')").format(value)
+        # concat gives the output function's text, and '' for NULL: the CASE keeps NULL NULL
+        # (an xml value's text may be empty).
+        text = sql.SQL("CASE WHEN {v} IS NOT NULL THEN concat({v}) END").format(v=value)
         return sql.SQL("{}::text[]").format(text) if column.type_kind == "array" else text
     cast = read_cast(column)
     if cast is None:
