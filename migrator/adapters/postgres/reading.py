@@ -211,7 +211,7 @@ def _element_order(alias: str, column: ColumnInfo) -> sql.Composable:
     """Order elements as BSON compares the values they become, nulls first, so that CDC's
     `$push` with `$sort` keeps the snapshot's order: strings (text, and every type read as its
     text form: intervals, ranges, inet, times with zone, ...) by code point (UTF-8 bytes, the "C"
-    collation); binaries by length first; NaN below every number. Arrays and JSON have no such
+    collation); binaries by length first; NaN below every number; timestamps by millisecond. Arrays and JSON have no such
     order and are refused as order_by (mapping/spec.py)."""
     ref = sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(column.name))
     if column.type_kind == "enum" or column.type_name in _TEXT_LIKE:
@@ -222,6 +222,10 @@ def _element_order(alias: str, column: ColumnInfo) -> sql.Composable:
         return sql.SQL("octet_length({r}) NULLS FIRST, {r}").format(r=ref)
     if column.type_name in _FLOATING:
         return sql.SQL("{r} IS NOT NULL AND {r} <> 'NaN', {r} NULLS FIRST").format(r=ref)
+    if column.type_name in MILLISECOND_KEYS:
+        # BSON dates hold milliseconds: values within one millisecond are equal to $sort, which
+        # then orders them by the key. date_trunc floors, as BSON's encoding does (before 1970 too).
+        return sql.SQL("date_trunc('milliseconds', {}) NULLS FIRST").format(ref)
     return sql.SQL("{} NULLS FIRST").format(ref)
 
 
