@@ -166,12 +166,20 @@ def test_key_updated_to_an_equal_value_of_another_form_gives_the_snapshot_docume
         "INSERT INTO nums VALUES (1.0, 'one'), (2, 'two')",
         "INSERT INTO floats VALUES (0, 'zero')",
         "INSERT INTO pairs VALUES (1.5, 1, 'p')",
+        "CREATE TABLE parts (id integer PRIMARY KEY)",
+        "CREATE TABLE bits (id numeric PRIMARY KEY, part_id integer NOT NULL REFERENCES parts, note text)",
+        "INSERT INTO parts VALUES (1)",
+        "INSERT INTO bits VALUES (1.0, 1, 'b1'), (2.5, 1, 'b2')",
     )
     plan = mig.plan(
         """
         - {name: nums, from: nums, key: id}
         - {name: floats, from: floats, key: id}
         - {name: pairs, from: pairs, key: [a, b]}
+        - name: parts
+          from: parts
+          key: id
+          embed: [{as: bits, from: bits, on: {part_id: id}, key: id}]
         """,
         name=name,
     )
@@ -182,18 +190,28 @@ def test_key_updated_to_an_equal_value_of_another_form_gives_the_snapshot_docume
         "UPDATE nums SET id = 2.0, note = 'two!' WHERE id = 2",
         "UPDATE floats SET id = '-0' WHERE id = 0",  # 0 = -0 in PostgreSQL, in MongoDB and in Python
         "UPDATE pairs SET a = 1.50 WHERE a = 1.5",
+        "UPDATE bits SET id = 1.00 WHERE id = 1",  # an element key
+        "UPDATE bits SET id = 2.50, note = 'b2!' WHERE id = 2.5",
     )
     run(mig, plan)
     # What a new snapshot of these rows gives: the new row's values, in the new row's form.
-    nums = [typed(d) for d in mig.documents("nums")]
-    assert nums == [
-        typed({"_id": Decimal128("1.00"), "note": "one"}),
-        typed({"_id": Decimal128("2.0"), "note": "two!"}),
-    ]
+    nums = sorted((typed(d) for d in mig.documents("nums")), key=repr)
+    assert nums == sorted(
+        [typed({"_id": Decimal128("1.00"), "note": "one"}), typed({"_id": Decimal128("2.0"), "note": "two!"})],
+        key=repr,
+    )
     floats = mig.documents("floats")
     assert len(floats) == 1 and math.copysign(1.0, floats[0]["_id"]) == -1.0, floats
     assert [typed(d) for d in mig.documents("pairs")] == [
         typed({"_id": {"a": Decimal128("1.50"), "b": 1}, "note": "p"})
+    ]
+    assert [typed(d) for d in mig.documents("parts")] == [
+        typed(
+            {
+                "_id": 1,
+                "bits": [{"id": Decimal128("1.00"), "note": "b1"}, {"id": Decimal128("2.50"), "note": "b2!"}],
+            }
+        )
     ]
 
 
