@@ -182,6 +182,12 @@ class ShapeReader:
                 out[table] = found
         return out
 
+    def schema_exists(self, schema: str) -> bool:
+        """Whether a schema of this name exists now (a renamed table's old schema: renamed too,
+        or left)."""
+        rows = self._query("SELECT to_regnamespace(%(schema)s) IS NOT NULL", {"schema": f'"{schema}"'})
+        return bool(rows and rows[0][0])
+
     def existing(self, oids: Sequence[int]) -> set[int]:
         """Which of these relations exist."""
         return {int(o) for (o,) in self._query(_EXISTING_SQL, {"oids": list(oids)})}
