@@ -47,7 +47,8 @@ from migrator.phases.preflight import PreflightReport, run_preflight
 from migrator.phases.reverse import ReverseSync
 from migrator.phases.snapshot import SnapshotPhase, SnapshotResult
 from migrator.phases.verify import Verifier, VerifyReport, key_types_of
-from migrator.plan.models import Plan
+from migrator.plan import exclusions
+from migrator.plan.models import Collection, Plan
 from migrator.plan.names import legacy_slot_name, publication_name, slot_name
 from migrator.state import new_run_id
 from migrator.state.store import RunRecord, StateStore
@@ -64,7 +65,12 @@ CDC_START_TIMEOUT_S = 60.0
 def plan_digest(plan: Plan) -> str:
     """What identifies a plan for resume: the mapping and settings, not the URLs (passwords
     rotate; a moved server is the operator's call)."""
-    data = plan.model_dump(mode="json", by_alias=True, exclude={"source", "target"})
+    return _digest(plan.model_dump(mode="json", by_alias=True, exclude={"source", "target"}), plan)
+
+
+def _digest(data: dict[str, Any], plan: Plan) -> str:
+    phases = {**data["phases"], "cdc": {**data["phases"]["cdc"]}}
+    data = {**data, "phases": phases}  # the caller's stays as it is
     data["target_database"] = plan.target.database
     # cdc.apply (dual-write verification) may be switched either way on a live run: CDC resumes
     # from its checkpoint and its writes are idempotent.
@@ -298,12 +304,16 @@ class Runner:
                     hint="`migrator run` the plan first (snapshot, then CDC)",
                 )
             run = self._begin(digest)
-        elif run.plan_digest != digest:
+        elif run.plan_digest != digest and (began := self._plan_as_begun(run, report)) is None:
             raise TerminalError(
                 f"plan {self.plan.name} changed since run {run.id} started: resuming would mix two mappings",
                 hint="restore the plan as it was, or `migrator rollback` the run and start again",
             )
         else:
+            if run.plan_digest != digest:
+                # Only exclusions of dropped columns removed: the run goes on under the plan it
+                # began with (the same documents), so that CDC knows those columns were not mapped.
+                self.plan = began
             self._claim(run.id, run.started_at, run.slot)
         self.events.add(StoreSink(self.store, run.id))
         self.events.emit(RunStarted(run.id, self.plan.name, resumed, self._state_location()))
@@ -318,6 +328,40 @@ class Runner:
             collections=report.collections,
         )
         return ctx, report, resumed
+
+    def _plan_as_begun(self, run: RunRecord, report: PreflightReport) -> Plan | None:
+        """The plan the run began with, where today's differs from it only by `exclude` entries
+        naming columns dropped since the snapshot (the columns its slot checkpoint recorded, gone
+        from the source now): they excluded nothing, so the documents are the same
+        (plan/exclusions.py). None otherwise."""
+        assert report.source is not None
+        slot = next((c for c in self.store.checkpoints(run.id, "snapshot") if c.label == "slot"), None)
+        recorded = (slot.detail.get("schema") if slot is not None else None) or {}
+        gone: dict[str, set[str]] = {}
+        for table, shape in recorded.items():
+            info = report.source.tables.get(table)
+            if info is not None:
+                before = {str(column[0]) for column in shape.get("columns", ())}
+                gone[table] = before - {c.name for c in info.columns}
+        if not any(gone.values()):
+            return None
+        data = self.plan.model_dump(mode="json", by_alias=True, exclude={"source", "target"})
+        found = exclusions.recorded_plan(data, gone, lambda variant: _digest(variant, self.plan), run.plan_digest)
+        if found is None:
+            return None
+        # Only `exclude` lists differ: the collections are rebuilt, the rest (URLs) kept as is.
+        began = self.plan.model_copy(
+            update={"collections": [Collection.model_validate(c) for c in found["collections"]]}
+        )
+        self.events.emit(
+            Notice(
+                "info",
+                f"plan {self.plan.name} no longer excludes columns dropped since run {run.id} started "
+                f"({', '.join(sorted(f'{t}.{c}' for t, cs in gone.items() for c in cs))}): the documents stay the "
+                "same, and the run goes on",
+            )
+        )
+        return began
 
     def _begin(self, digest: str) -> RunRecord:
         """Begin a new run: claim the target for it first, so that nothing is created for a run

@@ -7,6 +7,7 @@ that names the table, the column and the fix.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -251,6 +252,41 @@ class _Resolver:
                 )
         return ok
 
+    def excluded_exist(self, table: TableInfo, exclude: list[str]) -> None:
+        """An excluded column that does not exist excludes nothing: harmless (a column dropped
+        after the plan was written, or after its run started, must not block the run), and said.
+        One whose name is close to a column that would then be migrated is likely a typo that
+        would let that column (a password hash) reach the target: refused."""
+        names = [c.name for c in table.columns]
+        for column in exclude:
+            if table.column(column) is not None:
+                continue
+            meant = [
+                n
+                for n in difflib.get_close_matches(column, names, n=3, cutoff=0.8)
+                + [n for n in names if n.lower() == column.lower()]
+                if n not in exclude
+            ]
+            if meant:
+                self.fail(
+                    "mapping.column_exists",
+                    f"{table.name}.{column}",
+                    f"excluded column '{column}' does not exist in {table.name}, and '{meant[0]}', which it may "
+                    "mean, would be migrated",
+                    f"exclude '{meant[0]}' (or remove '{column}' from 'exclude')",
+                )
+            else:
+                self.findings.append(
+                    Finding(
+                        "mapping.column_exists",
+                        Severity.WARN,
+                        f"{table.name}.{column}",
+                        f"excluded column '{column}' no longer exists in {table.name} (or never did): it excludes "
+                        "nothing, and no document changes",
+                        f"remove '{column}' from 'exclude' (accepted on an active run: the documents stay the same)",
+                    )
+                )
+
     def collection(self, plan: Collection) -> CollectionMapping | None:
         table = self.table(plan.table)
         if table is None:
@@ -365,7 +401,7 @@ class _Resolver:
         hidden: set[str],
         root: bool = False,
     ) -> DocumentMapping | None:
-        self.columns_exist(table, exclude, "excluded")
+        self.excluded_exist(table, exclude)
         if fields is not None:
             if not self.columns_exist(table, list(fields.values()), "mapped"):
                 return None

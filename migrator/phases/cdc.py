@@ -615,6 +615,14 @@ class CdcPhase:
         mapped = change.kind.startswith("column") and (
             subject in self._mapped_columns(table) or self._takes_by_default(table, subject)
         )
+        if change.kind == "column dropped" and not mapped and first:
+            self.ctx.events.emit(
+                Notice(
+                    "info",
+                    f"column {table}.{subject}, which the plan does not map, was dropped on the source since the "
+                    "snapshot: no document changes",
+                )
+            )
         if change.kind == "column dropped" and mapped:
             raise TerminalError(
                 f"column {table}.{subject} was dropped (or renamed) on the source while the migration ran; "
