@@ -304,15 +304,16 @@ class Runner:
                     hint="`migrator run` the plan first (snapshot, then CDC)",
                 )
             run = self._begin(digest)
-        elif run.plan_digest != digest and (began := self._plan_as_begun(run, report)) is None:
-            raise TerminalError(
-                f"plan {self.plan.name} changed since run {run.id} started: resuming would mix two mappings",
-                hint="restore the plan as it was, or `migrator rollback` the run and start again",
-            )
         else:
             if run.plan_digest != digest:
                 # Only exclusions of dropped columns removed: the run goes on under the plan it
                 # began with (the same documents), so that CDC knows those columns were not mapped.
+                began = self._plan_as_begun(run, report)
+                if began is None:
+                    raise TerminalError(
+                        f"plan {self.plan.name} changed since run {run.id} started: resuming would mix two mappings",
+                        hint="restore the plan as it was, or `migrator rollback` the run and start again",
+                    )
                 self.plan = began
             self._claim(run.id, run.started_at, run.slot)
         self.events.add(StoreSink(self.store, run.id))
@@ -346,7 +347,9 @@ class Runner:
         if not any(gone.values()):
             return None
         data = self.plan.model_dump(mode="json", by_alias=True, exclude={"source", "target"})
-        found = exclusions.recorded_plan(data, gone, lambda variant: _digest(variant, self.plan), run.plan_digest)
+        found = exclusions.recorded_plan(
+            data, gone, lambda variant: _digest(variant, self.plan), run.plan_digest
+        )
         if found is None:
             return None
         # Only `exclude` lists differ: the collections are rebuilt, the rest (URLs) kept as is.

@@ -488,7 +488,9 @@ class CdcPhase:
         if now is not None and now.covers(needed):
             return tuple(needed)
         if leaf is None:
-            usable = info.primary_key and not info.primary_key_deferrable and set(needed) <= set(info.primary_key)
+            usable = (
+                info.primary_key and not info.primary_key_deferrable and set(needed) <= set(info.primary_key)
+            )
             fix = (
                 f"ALTER TABLE {quoted(root)} REPLICA IDENTITY DEFAULT;"
                 if usable

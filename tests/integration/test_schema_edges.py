@@ -197,7 +197,10 @@ def test_key_updated_to_an_equal_value_of_another_form_gives_the_snapshot_docume
     # What a new snapshot of these rows gives: the new row's values, in the new row's form.
     nums = sorted((typed(d) for d in mig.documents("nums")), key=repr)
     assert nums == sorted(
-        [typed({"_id": Decimal128("1.00"), "note": "one"}), typed({"_id": Decimal128("2.0"), "note": "two!"})],
+        [
+            typed({"_id": Decimal128("1.00"), "note": "one"}),
+            typed({"_id": Decimal128("2.0"), "note": "two!"}),
+        ],
         key=repr,
     )
     floats = mig.documents("floats")
@@ -242,7 +245,9 @@ def test_identity_switched_to_an_index_without_the_key_stops_naming_it(mig: Migr
     assert 2 in mig.by_id("people")
     # The fix is accepted; the delete logged meanwhile names no document: the run says so again.
     mig.sql(error.hint.split(";")[0])
-    with pytest.raises(TerminalError, match=r"a DELETE of public\.people was logged while its replica identity lacked id"):
+    with pytest.raises(
+        TerminalError, match=r"a DELETE of public\.people was logged while its replica identity lacked id"
+    ):
         run(mig, plan)
 
 
@@ -275,7 +280,11 @@ def test_identity_switched_and_back_before_any_change_is_followed(mig: Migration
     [
         ("ALTER TABLE app.things RENAME TO stuff", "app.stuff", "ALTER TABLE app.stuff RENAME TO things"),
         ("ALTER SCHEMA app RENAME TO shop", "shop.things", "ALTER SCHEMA shop RENAME TO app"),
-        ("ALTER TABLE app.things SET SCHEMA public", "public.things", "ALTER TABLE public.things SET SCHEMA app"),
+        (
+            "ALTER TABLE app.things SET SCHEMA public",
+            "public.things",
+            "ALTER TABLE public.things SET SCHEMA app",
+        ),
     ],
     ids=["rename", "schema-rename", "set-schema"],
 )
@@ -350,7 +359,11 @@ FORMS: list[tuple[str, str, Any]] = [
     ("interval", "'-1 day'", "P-1D"),
     ("interval", "'0'", "PT0S"),
     ("timestamptz", "'2024-01-02 03:04:05.678901+02'", datetime.datetime(2024, 1, 2, 1, 4, 5, 678000, UTC)),
-    ("timestamptz", "'1969-12-31 23:59:59.9995+00'", datetime.datetime(1969, 12, 31, 23, 59, 59, 999000, UTC)),
+    (
+        "timestamptz",
+        "'1969-12-31 23:59:59.9995+00'",
+        datetime.datetime(1969, 12, 31, 23, 59, 59, 999000, UTC),
+    ),
     ("double precision", "'NaN'", math.nan),
     ("double precision", "'Infinity'", math.inf),
     ("double precision", "'-Infinity'", -math.inf),
@@ -381,7 +394,9 @@ def test_every_text_form_gives_the_same_document_by_snapshot_and_by_cdc(mig: Mig
     name = "edge-text-forms"
     columns = ", ".join(f"c{i} {t}" for i, (t, _v, _e) in enumerate(FORMS))
     values = ", ".join(v for _t, v, _e in FORMS)
-    mig.sql(f"CREATE TABLE forms (id integer PRIMARY KEY, {columns})", f"INSERT INTO forms VALUES (1, {values})")
+    mig.sql(
+        f"CREATE TABLE forms (id integer PRIMARY KEY, {columns})", f"INSERT INTO forms VALUES (1, {values})"
+    )
     plan = mig.plan("- {name: forms, from: forms, key: id}", name=name)
     run(mig, plan, "snapshot")
     transactions(mig, f"INSERT INTO forms VALUES (2, {values})")

@@ -14,7 +14,9 @@ def digest(data: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
-def plan(users_exclude: list[str], kids_exclude: list[str], fields: dict[str, str] | None = None) -> dict[str, Any]:
+def plan(
+    users_exclude: list[str], kids_exclude: list[str], fields: dict[str, str] | None = None
+) -> dict[str, Any]:
     return {
         "name": "p",
         "collections": [

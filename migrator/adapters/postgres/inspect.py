@@ -330,7 +330,8 @@ class PostgresInspector:
                 extra["inheritance_children"] = tuple(str(d[1]) for d in descendants)
                 identity_columns = _identity_columns(str(replident), keys, columns)
             extra["unlogged"] = tuple(
-                [name] * (persistence == "u") + [str(d[1]) for d in descendants if d[2] == "r" and d[7] == "u"]
+                [name] * (persistence == "u")
+                + [str(d[1]) for d in descendants if d[2] == "r" and d[7] == "u"]
             )
             extra["triggers"] = self._triggers(cur, oid, [d[0] for d in descendants if d[2] == "r"])
             if estimated < 0 and not count_rows:

@@ -74,8 +74,10 @@ class Identity:
         if self.kind == "index":
             return f"REPLICA IDENTITY USING INDEX {self.index or '(dropped)'}{columns}"
         if self.kind == "default":
-            return f"REPLICA IDENTITY DEFAULT, the primary key {self.index}{columns}" if self.index else (
-                "REPLICA IDENTITY DEFAULT without a primary key (no columns: it has none)"
+            return (
+                f"REPLICA IDENTITY DEFAULT, the primary key {self.index}{columns}"
+                if self.index
+                else ("REPLICA IDENTITY DEFAULT without a primary key (no columns: it has none)")
             )
         return f"REPLICA IDENTITY {self.kind.upper()}"
 
