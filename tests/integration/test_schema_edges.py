@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import math
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 from bson.decimal128 import Decimal128
+from bson.int64 import Int64
 
 from migrator.errors import TerminalError
 from tests.integration.test_cdc import (
@@ -387,6 +389,36 @@ FORMS: list[tuple[str, str, Any]] = [
     ),
     ("double precision[]", "'{NaN,Infinity,-Infinity,1.5}'", [math.nan, math.inf, -math.inf, 1.5]),
     ("bit varying[]", "'{101,\"\"}'", ["101", ""]),
+    ("numeric", "'Infinity'", Decimal128("Infinity")),
+    ("numeric", "'-Infinity'", Decimal128("-Infinity")),
+    ("numeric[]", "'{1.10,NaN,NULL}'", [Decimal128("1.10"), Decimal128("NaN"), None]),
+    ("real", "'-0'", -0.0),
+    ("date", "'2024-02-29'", datetime.datetime(2024, 2, 29, tzinfo=UTC)),
+    ("time", "'04:05:06.789'", "04:05:06.789"),
+    ("timetz", "'04:05:06+05:30'", "04:05:06+05:30"),
+    ("macaddr", "'08:00:2b:01:02:03'", "08:00:2b:01:02:03"),
+    ("point", "'(1.5,-2)'", "(1.5,-2)"),
+    ("character(4)", "'ab'", "ab  "),
+    (
+        "text[]",
+        """ARRAY['NULL', NULL, 'a,b', 'q"uote', 'back\\slash', '', ' sp ', '{x}']""",
+        ["NULL", None, "a,b", 'q"uote', "back\\slash", "", " sp ", "{x}"],
+    ),
+    ("character(2)[]", "'{a,bc}'", ["a ", "bc"]),
+    ("boolean[]", "'{t,f,NULL}'", [True, False, None]),
+    ("integer[]", "'{{1,2},{3,NULL}}'", [[1, 2], [3, None]]),
+    ("bigint[]", "'{1,-9223372036854775808}'", [Int64(1), Int64(-9223372036854775808)]),
+    ("jsonb", """'{"b": [1, 2.50, null], "a": "x"}'""", {"a": "x", "b": [1, 2.5, None]}),
+    ("json[]", """ARRAY['{"k": 1}'::json, '[true]']""", [{"k": 1}, [True]]),
+    (
+        "uuid[]",
+        "'{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}'",
+        [uuid.UUID("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")],
+    ),
+    ("bytea[]", "ARRAY['\\x00ff'::bytea, '']", [b"\x00\xff", b""]),
+    ("date[]", "'{2024-01-01,NULL}'", [datetime.datetime(2024, 1, 1, tzinfo=UTC), None]),
+    ("macaddr[]", "'{08:00:2b:01:02:03}'", ["08:00:2b:01:02:03"]),
+    ("time[]", "'{04:05:06}'", ["04:05:06"]),
 ]
 
 

@@ -56,8 +56,9 @@ def read_cast(column: ColumnInfo) -> str | None:
         element = column.element_type or ""
         if column.element_kind == "base" and element in _NATIVE:
             # Cast even so: an array over a domain (posint[]) has a type of its own that the
-            # driver does not know, and would arrive as raw bytes. Same type: a no-op.
-            return f"{element}[]"
+            # driver does not know, and would arrive as raw bytes. Same type: a no-op, except
+            # that `character` means character(1), which would truncate: bpchar keeps the value.
+            return f"{'bpchar' if element == 'character' else element}[]"
         return f"{_CASTS.get(element, 'text')}[]"
     if column.type_kind == "base" and column.type_name in _NATIVE:
         return None
