@@ -18,7 +18,7 @@ import pytest
 from bson.decimal128 import Decimal128
 from bson.int64 import Int64
 
-from migrator.errors import TerminalError
+from migrator.errors import InternalError, TerminalError
 from tests.integration.test_cdc import (
     _stop_followers,  # noqa: F401 - an autouse fixture
     follow,
@@ -506,3 +506,18 @@ def test_embedded_elements_are_in_the_same_order_by_snapshot_and_by_cdc(mig: Mig
 
 def _lit(value: str | None) -> str:
     return "NULL" if value is None else "'" + value.replace("'", "''") + "'"
+
+
+def test_a_date_bson_cannot_hold_stops_cdc_naming_the_column(mig: Migration) -> None:
+    """'infinity' is a valid timestamp in PostgreSQL and none in BSON: the snapshot stops naming
+    the rows; CDC stops naming the column and the value (was: "a defect of migrator")."""
+    name = "edge-infinity"
+    mig.sql("CREATE TABLE events (id integer PRIMARY KEY, at timestamptz, days date[])")
+    plan = mig.plan("- {name: events, from: events, key: id}", name=name)
+    run(mig, plan, "snapshot")
+    transactions(mig, "INSERT INTO events VALUES (1, 'infinity', '{2024-01-01}')")
+    with pytest.raises(TerminalError) as raised:
+        run(mig, plan)
+    assert "column at (timestamp with time zone) of a changed row holds 'infinity'" in str(raised.value)
+    assert raised.value.hint is not None and "rollback" in raised.value.hint
+    assert not isinstance(raised.value, InternalError)
