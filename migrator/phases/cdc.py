@@ -599,6 +599,14 @@ class CdcPhase:
         live = self._shapes.read(tables, self._baseline)
         for change in compare(self._baseline, live):
             self._schema_change(change, first)
+        for table, relation in self._shapes.unlogged(live):
+            what = relation if relation == table else f"partition {relation} of {table}"
+            raise TerminalError(
+                f"{what} is UNLOGGED (made or created so on the source while the migration ran): its changes are "
+                "not written to the WAL, so they never reach the target",
+                hint=f"ALTER TABLE {quoted(relation)} SET LOGGED; then roll back (`migrator rollback`) and run again: "
+                "rows written while it was UNLOGGED never passed through the stream",
+            )
 
     def _schema_change(self, change: SchemaChange, first: bool) -> None:
         table, subject = change.table, change.subject

@@ -521,3 +521,32 @@ def test_a_date_bson_cannot_hold_stops_cdc_naming_the_column(mig: Migration) -> 
     assert "column at (timestamp with time zone) of a changed row holds 'infinity'" in str(raised.value)
     assert raised.value.hint is not None and "rollback" in raised.value.hint
     assert not isinstance(raised.value, InternalError)
+
+
+@pytest.mark.parametrize(
+    "ddl",
+    [
+        "CREATE UNLOGGED TABLE accounts_asia PARTITION OF accounts FOR VALUES IN ('asia')",
+        "ALTER TABLE accounts_us SET UNLOGGED",
+    ],
+    ids=["created", "set"],
+)
+def test_a_partition_made_unlogged_while_following_stops_the_run(mig: Migration, ddl: str) -> None:
+    """An UNLOGGED partition writes no WAL: its rows would never reach the target. PostgreSQL
+    refuses SET UNLOGGED only for a table that is itself in a publication, not for a partition
+    of one, nor an UNLOGGED partition created under it."""
+    name = f"edge-unlogged-{ddl.split()[1].lower()}"
+    mig.sql(
+        "CREATE TABLE accounts (id integer, region text, name text, PRIMARY KEY (id, region)) PARTITION BY LIST (region)",
+        "CREATE TABLE accounts_eu PARTITION OF accounts FOR VALUES IN ('eu')",
+        "CREATE TABLE accounts_us PARTITION OF accounts FOR VALUES IN ('us')",
+        "INSERT INTO accounts VALUES (1, 'eu', 'a1'), (2, 'us', 'a2')",
+    )
+    plan = mig.plan("- {name: accounts, from: accounts, key: [id, region]}", name=name)
+    run(mig, plan, "snapshot")
+    follower = follow(mig, plan, name)
+    transactions(mig, ddl)
+    error = stops(follower)
+    leaf = "public.accounts_asia" if "asia" in ddl else "public.accounts_us"
+    assert f"partition {leaf} of public.accounts is UNLOGGED" in str(error), str(error)
+    assert error.hint is not None and error.hint.startswith(f"ALTER TABLE {leaf} SET LOGGED;")
