@@ -316,10 +316,14 @@ def test_a_mapped_table_renamed_with_a_change_right_after_stops_naming_both(
 # -- 6. an excluded column dropped after the run started --------------------------------------------
 
 
-def test_an_excluded_column_dropped_is_harmless_and_its_exclusion_may_go(mig: Migration) -> None:
-    name = "edge-excluded-dropped"
+@pytest.mark.parametrize("identity", ["DEFAULT", "FULL"])  # FULL: no column list, the column is sent
+def test_an_excluded_column_dropped_is_harmless_and_its_exclusion_may_go(
+    mig: Migration, identity: str
+) -> None:
+    name = f"edge-excluded-dropped-{identity.lower()}"
     mig.sql(
         "CREATE TABLE users (id integer PRIMARY KEY, email text, secret text)",
+        f"ALTER TABLE users REPLICA IDENTITY {identity}",
         "INSERT INTO users VALUES (1, 'a@x', 'pw1'), (2, 'b@x', 'pw2')",
     )
     plan = mig.plan("- {name: users, from: users, key: id, exclude: [secret]}", name=name)
