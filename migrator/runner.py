@@ -48,7 +48,8 @@ from migrator.phases.preflight import PreflightReport, run_preflight
 from migrator.phases.reverse import ReverseSync
 from migrator.phases.snapshot import SnapshotPhase, SnapshotResult
 from migrator.phases.verify import Verifier, VerifyReport, key_types_of
-from migrator.plan.models import Plan
+from migrator.plan import exclusions
+from migrator.plan.models import Collection, Plan
 from migrator.plan.names import legacy_slot_name, publication_name, slot_name
 from migrator.state import new_run_id
 from migrator.state.store import RunRecord, StateStore
@@ -72,11 +73,15 @@ def plan_digest(plan: Plan) -> str:
     operator's call) and not the settings under phases.*, which tune how the run goes (batch
     sizes, parallelism, throttling, lag budgets) and may change between resumes. Versioned: a
     digest without a version is plan_digest_v1's, which runs begun before v2 recorded."""
-    data = {
-        "collections": [c.model_dump(mode="json", by_alias=True) for c in plan.collections],
-        "target_database": plan.target.database,
-    }
-    return f"{DIGEST_VERSION}:" + hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+    return _digest(
+        {"collections": [c.model_dump(mode="json", by_alias=True) for c in plan.collections]}, plan
+    )
+
+
+def _digest(data: dict[str, Any], plan: Plan) -> str:
+    """The v2 digest of `data["collections"]` (a plan's, or a variant of them: plan/exclusions.py)."""
+    mapping = {"collections": data["collections"], "target_database": plan.target.database}
+    return f"{DIGEST_VERSION}:" + hashlib.sha256(json.dumps(mapping, sort_keys=True).encode()).hexdigest()
 
 
 def plan_digest_v1(plan: Plan) -> str:
@@ -324,7 +329,11 @@ class Runner:
                 )
             run = self._begin(digest)
         elif not same_mapping(run.plan_digest, self.plan):
-            if not run.plan_digest.startswith(f"{DIGEST_VERSION}:"):
+            v2 = run.plan_digest.startswith(f"{DIGEST_VERSION}:")
+            # Only exclusions of dropped columns removed: the run goes on under the plan it began
+            # with (the same documents), so that CDC knows those columns were not mapped.
+            began = self._plan_as_begun(run, report) if v2 else None
+            if began is None and not v2:
                 raise TerminalError(
                     f"plan {self.plan.name} changed since run {run.id} started, and that run's record (from an "
                     "earlier migrator) cannot tell a changed setting from a changed mapping: resuming might mix "
@@ -332,12 +341,15 @@ class Runner:
                     hint="restore the plan as it was and resume once (from then on, settings under phases may "
                     "change between resumes), or `migrator rollback` the run and start again",
                 )
-            raise TerminalError(
-                f"the mapping of plan {self.plan.name} (its collections or target database) changed since run "
-                f"{run.id} started: resuming would mix two mappings",
-                hint="restore the collections and target database as they were (settings under phases may "
-                "change between resumes), or `migrator rollback` the run and start again",
-            )
+            if began is None:
+                raise TerminalError(
+                    f"the mapping of plan {self.plan.name} (its collections or target database) changed since run "
+                    f"{run.id} started: resuming would mix two mappings",
+                    hint="restore the collections and target database as they were (settings under phases may "
+                    "change between resumes), or `migrator rollback` the run and start again",
+                )
+            self.plan = began
+            self._claim(run.id, run.started_at, run.slot)
         else:
             self._claim(run.id, run.started_at, run.slot)
             if run.plan_digest != digest:
@@ -356,6 +368,42 @@ class Runner:
             collections=report.collections,
         )
         return ctx, report, resumed
+
+    def _plan_as_begun(self, run: RunRecord, report: PreflightReport) -> Plan | None:
+        """The plan the run began with, where today's differs from it only by `exclude` entries
+        naming columns dropped since the snapshot (the columns its slot checkpoint recorded, gone
+        from the source now): they excluded nothing, so the documents are the same
+        (plan/exclusions.py). None otherwise."""
+        assert report.source is not None
+        slot = next((c for c in self.store.checkpoints(run.id, "snapshot") if c.label == "slot"), None)
+        recorded = (slot.detail.get("schema") if slot is not None else None) or {}
+        gone: dict[str, set[str]] = {}
+        for table, shape in recorded.items():
+            info = report.source.tables.get(table)
+            if info is not None:
+                before = {str(column[0]) for column in shape.get("columns", ())}
+                gone[table] = before - {c.name for c in info.columns}
+        if not any(gone.values()):
+            return None
+        data = self.plan.model_dump(mode="json", by_alias=True, exclude={"source", "target"})
+        found = exclusions.recorded_plan(
+            data, gone, lambda variant: _digest(variant, self.plan), run.plan_digest
+        )
+        if found is None:
+            return None
+        # Only `exclude` lists differ: the collections are rebuilt, the rest (URLs) kept as is.
+        began = self.plan.model_copy(
+            update={"collections": [Collection.model_validate(c) for c in found["collections"]]}
+        )
+        self.events.emit(
+            Notice(
+                "info",
+                f"plan {self.plan.name} no longer excludes columns dropped since run {run.id} started "
+                f"({', '.join(sorted(f'{t}.{c}' for t, cs in gone.items() for c in cs))}): the documents stay the "
+                "same, and the run goes on",
+            )
+        )
+        return began
 
     def _begin(self, digest: str) -> RunRecord:
         """Begin a new run: claim the target for it first, so that nothing is created for a run

@@ -128,6 +128,9 @@ class TableInfo:
     identity_indexes: tuple[IdentityIndex, ...] = ()
     inheritance_children: tuple[str, ...] = ()  # tables INHERITing from this one (not partitions)
     foreign_partitions: tuple[str, ...] = ()  # partitions that are foreign tables (not in the WAL)
+    # The table itself or its partitions where UNLOGGED: their rows never reach the WAL, so the
+    # publication refuses the table or (a partition) its changes are never sent.
+    unlogged: tuple[str, ...] = ()
     triggers: tuple[TriggerInfo, ...] = ()
 
     def column(self, name: str) -> ColumnInfo | None:
@@ -156,6 +159,9 @@ class SourceInfo:
     server: SourceServerInfo
     tables: dict[str, TableInfo]
     missing_tables: tuple[str, ...] = ()
+    # Names the plan maps that are relations of another kind (a view, a temporary table, ...):
+    # name -> what it is ("a view"), so that `plan` says so instead of "does not exist".
+    not_tables: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -29,9 +29,12 @@ why this converges.
 from __future__ import annotations
 
 import dataclasses
+import decimal
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from bson.decimal128 import Decimal128
 
 from migrator.adapters.base import SourceRead, WriteOp
 from migrator.errors import TerminalError
@@ -69,6 +72,24 @@ def _hashable(value: Any) -> Hashable:
     except TypeError:
         return ("repr", repr(value))
     return (type(value).__name__, value)
+
+
+def _exact(value: Any) -> Hashable:
+    """A stand-in equal only for values that become the same BSON value. Python (and MongoDB's
+    `_id` comparison) finds numeric 1.0 equal to 1.00 and 0.0 to -0.0, but the document of the
+    new row holds its own form, as a snapshot of it would (docs/architecture.md, "Keys")."""
+    if isinstance(value, dict):
+        return ("dict", tuple((k, _exact(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return ("list", tuple(_exact(v) for v in value))
+    if isinstance(value, float | decimal.Decimal | Decimal128):
+        return (type(value).__name__, repr(value))  # keeps the scale, the sign of zero, NaN
+    return _hashable(value)
+
+
+def _identical(a: Any, b: Any) -> bool:
+    """Whether a key that may have changed is written in the same form (see `_exact`)."""
+    return a is b or _exact(a) == _exact(b)
 
 
 def _same(a: Sequence[Any], b: Sequence[Any]) -> bool:
@@ -479,7 +500,9 @@ class ChangeMapper:
         content = self._content(level, new, relinked, appears=False)
         reads = _reads_in(content.values())
         tags = self._removed_tags(level, old, relinked)
-        if old_id != new_id:
+        if not _identical(old_id, new_id):
+            # Also when MongoDB finds the two equal (numeric 1.0 and 1.00): the document takes
+            # the new row's form of its key, as the snapshot of that row would give.
             return [
                 WriteOp(
                     level.collection,
@@ -751,8 +774,8 @@ class ChangeMapper:
         else:
             element = self._element(level, new)
         ops = self._pull(level, old_loc if parent_known else None, old_key_row)
-        same_element = new_loc == old_loc and self._element_match(level, old_key_row) == self._element_match(
-            level, new
+        same_element = new_loc == old_loc and _identical(
+            self._element_match(level, old_key_row), self._element_match(level, new)
         )
         if not same_element:
             # A replay may find the new element already there: pull it too.
@@ -777,7 +800,7 @@ class ChangeMapper:
         if not level.embed.many or new_loc is None or old_loc != new_loc:
             return None
         match = self._element_match(level, new)
-        if not match or self._element_match(level, old_key_row) != match:
+        if not match or not _identical(self._element_match(level, old_key_row), match):
             return None
         return self._set_in_place(level, new_loc, match, new, content, reads) + self._resort(level, new_loc)
 
@@ -845,7 +868,7 @@ class ChangeMapper:
                 reads=reads,
             )
         ]
-        rekeyed = self._element_match(level, old_key_row) != self._element_match(level, new)
+        rekeyed = not _identical(self._element_match(level, old_key_row), self._element_match(level, new))
         if level.embed.many and (rekeyed or not set(level.embed.order_by) <= set(level.doc.key)):
             query = self._element_query(level, self._element_match(level, new))
             resort = {"$push": {level.as_path: {"$each": [], "$sort": self._sort(level)}}}
@@ -872,7 +895,7 @@ class ChangeMapper:
         if self._has_unchanged(level, new) or level.doc.embeds:
             return None
         match = self._element_match(level, new)
-        if not match or self._element_match(level, old_key_row) != match:
+        if not match or not _identical(self._element_match(level, old_key_row), match):
             return None
         as_ = level.embed.as_
         element_query: dict[str, Any] = (

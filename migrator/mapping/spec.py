@@ -7,6 +7,7 @@ that names the table, the column and the fix.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -180,6 +181,34 @@ def resolve(collections: list[Collection], source: SourceInfo) -> Resolution:
     return result
 
 
+# Why a relation of another kind cannot be a collection's source, and what to map instead:
+# logical replication publishes only ordinary (and partitioned) permanent tables.
+_NOT_A_TABLE = (
+    "logical replication publishes only tables, so its changes could not be followed",
+    "map the tables it is made from ('from:' schema.table)",
+)
+_NOT_TABLES = {
+    "a view": (
+        "it holds no rows of its own, and logical replication publishes only tables, so no change of "
+        "it could be followed",
+        "map the tables the view reads ('from:' schema.table), its joins as 'embed'",
+    ),
+    "a materialized view": (
+        "logical replication does not publish it (REFRESH rewrites it without row changes)",
+        "map the tables it is computed from ('from:' schema.table)",
+    ),
+    "a foreign table": (
+        "its rows live on another server, and their changes never reach this server's WAL",
+        "migrate it from the server that holds its rows",
+    ),
+    "a temporary table": (
+        "only the session that created it can read it, it is gone when that session ends, and logical "
+        "replication does not publish it",
+        "if its rows must be migrated, keep them in an ordinary table (CREATE TABLE ... (LIKE ...)) and map that",
+    ),
+}
+
+
 class _Resolver:
     def __init__(self, source: SourceInfo, findings: list[Finding], collection: str) -> None:
         self.source = source
@@ -191,7 +220,16 @@ class _Resolver:
 
     def table(self, name: str) -> TableInfo | None:
         info = self.source.tables.get(name)
-        if info is None:
+        kind = self.source.not_tables.get(name)
+        if info is None and kind is not None:
+            why, fix = _NOT_TABLES.get(kind, _NOT_A_TABLE)
+            self.fail(
+                "mapping.table_exists",
+                name,
+                f"{name} is {kind}, which collection '{self.collection_name}' cannot be migrated from: {why}",
+                fix,
+            )
+        elif info is None:
             self.fail(
                 "mapping.table_exists",
                 name,
@@ -213,6 +251,41 @@ class _Resolver:
                     f"use one of: {known}",
                 )
         return ok
+
+    def excluded_exist(self, table: TableInfo, exclude: list[str]) -> None:
+        """An excluded column that does not exist excludes nothing: harmless (a column dropped
+        after the plan was written, or after its run started, must not block the run), and said.
+        One whose name is close to a column that would then be migrated is likely a typo that
+        would let that column (a password hash) reach the target: refused."""
+        names = [c.name for c in table.columns]
+        for column in exclude:
+            if table.column(column) is not None:
+                continue
+            meant = [
+                n
+                for n in difflib.get_close_matches(column, names, n=3, cutoff=0.8)
+                + [n for n in names if n.lower() == column.lower()]
+                if n not in exclude
+            ]
+            if meant:
+                self.fail(
+                    "mapping.column_exists",
+                    f"{table.name}.{column}",
+                    f"excluded column '{column}' does not exist in {table.name}, and '{meant[0]}', which it may "
+                    "mean, would be migrated",
+                    f"exclude '{meant[0]}' (or remove '{column}' from 'exclude')",
+                )
+            else:
+                self.findings.append(
+                    Finding(
+                        "mapping.column_exists",
+                        Severity.WARN,
+                        f"{table.name}.{column}",
+                        f"excluded column '{column}' no longer exists in {table.name} (or never did): it excludes "
+                        "nothing, and no document changes",
+                        f"remove '{column}' from 'exclude' (accepted on an active run: the documents stay the same)",
+                    )
+                )
 
     def collection(self, plan: Collection) -> CollectionMapping | None:
         table = self.table(plan.table)
@@ -328,7 +401,7 @@ class _Resolver:
         hidden: set[str],
         root: bool = False,
     ) -> DocumentMapping | None:
-        self.columns_exist(table, exclude, "excluded")
+        self.excluded_exist(table, exclude)
         if fields is not None:
             if not self.columns_exist(table, list(fields.values()), "mapped"):
                 return None

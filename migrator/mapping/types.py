@@ -47,7 +47,9 @@ CONVERSIONS: dict[str, Conversion] = {
     "character": Conversion("string", "char(n) keeps its blank padding, as PostgreSQL returns it"),
     "name": Conversion("string"),
     "citext": Conversion("string"),
-    "xml": Conversion("string", _TEXT_FORM),
+    "xml": Conversion(
+        "string", "PostgreSQL's text form (its output: an XML declaration without its encoding, or none)"
+    ),
     "boolean": Conversion("bool"),
     "timestamp with time zone": Conversion("date (UTC)", precision_warning=_TIMESTAMP_MS),
     "timestamp without time zone": Conversion(

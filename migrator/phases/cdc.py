@@ -405,7 +405,10 @@ class CdcPhase:
         expected = self._expected_columns.get(table)
         leaf: str | None = None
         unsure: tuple[str, ...] = ()
-        if expected is None:
+        renamed = self._renamed(message) if expected is None else None
+        if renamed is not None:
+            table, expected = renamed, self._expected_columns[renamed]
+        elif expected is None:
             # A leaf partition of a mapped partitioned table (docs/architecture.md, "Partitioned
             # tables"): its rows are the root's, read by column name (a leaf may order its
             # columns otherwise, or have dropped ones).
@@ -413,7 +416,7 @@ class CdcPhase:
             if root is None or root not in self._expected_columns:
                 return  # not a mapped table (a publication is never wider than the plan, but be safe)
             leaf, table, expected = table, root, self._expected_columns[root]
-            unsure = self._leaf_identity(message, leaf, root)
+        unsure = self._leaf_identity(message, leaf, table)
         current = {c.name: c.type_oid for c in message.columns}
         # Stored generated columns are the relation's even where the message leaves them out.
         stored = self._generated.stored(message.relation_id)
@@ -449,6 +452,23 @@ class CdcPhase:
         else:
             self._readers.pop(message.relation_id, None)
 
+    def _renamed(self, message: Relation) -> str | None:
+        """The mapped table (as the plan names it) that `message` names otherwise: the same oid
+        under a name given since the snapshot. Its change may come before the periodic catalog
+        check sees the rename, so the run stops here, naming both. Renamed back since (the
+        catalog names it as the plan does), the changes logged in between are its own: followed."""
+        if self._baseline is None:
+            return None
+        table = next((t for t, shape in self._baseline.items() if shape.oid == message.relation_id), None)
+        if table is None:
+            return None
+        live = self._shapes.read([table], self._baseline).get(table)
+        if live is None:
+            self._schema_change(SchemaChange(table, "table dropped", self._baseline[table].name), False)
+        elif live.name != self._baseline[table].name:
+            self._schema_change(SchemaChange(table, "table renamed", live.name), False)
+        return table
+
     def _computed(
         self, message: Relation, table: str, columns: dict[str, StoredColumn], expected: dict[str, ColumnInfo]
     ) -> _Computed | None:
@@ -468,13 +488,16 @@ class CdcPhase:
         parsers = {name: self._parser.for_column(expected[name]) for name in columns}
         return _Computed(generated, parsers, {c: sent[c] for c in generated.inputs})
 
-    def _leaf_identity(self, message: Relation, leaf: str, root: str) -> tuple[str, ...]:
-        """Check, before any change of leaf partition `leaf` is applied, that its replica identity
-        carries what the mapping was validated against: the root's identity columns, key-flagged
-        in its Relation message, or REPLICA IDENTITY FULL. The identity flagged is the one the
+    def _leaf_identity(self, message: Relation, leaf: str | None, root: str) -> tuple[str, ...]:
+        """Check, before any change of mapped table `root` (or of its leaf partition `leaf`) is
+        applied, that its replica identity carries what the mapping was validated against: the
+        table's identity columns, key-flagged in its Relation message, or REPLICA IDENTITY FULL.
+        A table's identity may change while the run follows (ALTER TABLE ... REPLICA IDENTITY,
+        which makes pgoutput send a new Relation message). The identity flagged is the one the
         changes that follow were logged under; if the catalog has it fixed since, those changes
         are checked one by one instead (the columns returned)."""
-        needed = self.ctx.source_info.tables[root].identity_columns
+        info = self.ctx.source_info.tables[root]
+        needed = info.identity_columns
         flagged = {c.name for c in message.columns if c.is_key}
         missing = [c for c in needed if c not in flagged]
         if message.replica_identity == "f" or not missing:
@@ -482,6 +505,23 @@ class CdcPhase:
         now = self._partitions.identity(message.relation_id, [c.name for c in message.columns])
         if now is not None and now.covers(needed):
             return tuple(needed)
+        if leaf is None:
+            usable = (
+                info.primary_key and not info.primary_key_deferrable and set(needed) <= set(info.primary_key)
+            )
+            fix = (
+                f"ALTER TABLE {quoted(root)} REPLICA IDENTITY DEFAULT;"
+                if usable
+                else f"ALTER TABLE {quoted(root)} REPLICA IDENTITY FULL;"
+            )
+            identity = now.describe() if now is not None else f"({', '.join(sorted(flagged)) or 'none'})"
+            raise TerminalError(
+                f"the replica identity of {root} was changed on the source while the migration ran: it is now "
+                f"{identity}, without {', '.join(missing)}, which the mapping keys by: its updates and deletes "
+                "would not say which document they change",
+                hint=f"{fix} then `migrator run` again (a change logged meanwhile whose old row lacks "
+                f"{', '.join(missing)} stops the run again: then roll back and run again)",
+            )
         raise TerminalError(
             f"partition {leaf} of {root} has a replica identity ({', '.join(sorted(flagged)) or 'none'}) without "
             f"{', '.join(missing)}: its updates and deletes would not say which document of {root} they change",
@@ -577,6 +617,14 @@ class CdcPhase:
         live = self._shapes.read(tables, self._baseline)
         for change in compare(self._baseline, live):
             self._schema_change(change, first)
+        for table, relation in self._shapes.unlogged(live):
+            what = relation if relation == table else f"partition {relation} of {table}"
+            raise TerminalError(
+                f"{what} is UNLOGGED (made or created so on the source while the migration ran): its changes are "
+                "not written to the WAL, so they never reach the target",
+                hint=f"ALTER TABLE {quoted(relation)} SET LOGGED; then roll back (`migrator rollback`) and run again: "
+                "rows written while it was UNLOGGED never passed through the stream",
+            )
 
     def _schema_change(self, change: SchemaChange, first: bool) -> None:
         table, subject = change.table, change.subject
@@ -586,15 +634,23 @@ class CdcPhase:
                 hint="restore it, or roll back (`migrator rollback`) and run again with a plan without it",
             )
         if change.kind == "table renamed":
-            old = split_table(table)[1]
             raise TerminalError(
-                f"table {table} was renamed to {subject} (ALTER TABLE ... RENAME) on the source while the migration ran",
-                hint=f"ALTER TABLE {quoted(subject)} RENAME TO {quoted_identifier(old)}; or roll back (`migrator rollback`) "
-                f"and run again with a plan that names {subject}",
+                f"table {table} was renamed to {subject} ({_rename_kind(table, subject)}) on the source while the "
+                "migration ran: the plan names it as it was",
+                hint=f"{_rename_back(table, subject, self._shapes.schema_exists(split_table(table)[0]))} or roll back (`migrator rollback`) and run again with a plan "
+                f"that names {subject}",
             )
         mapped = change.kind.startswith("column") and (
             subject in self._mapped_columns(table) or self._takes_by_default(table, subject)
         )
+        if change.kind == "column dropped" and not mapped and first:
+            self.ctx.events.emit(
+                Notice(
+                    "info",
+                    f"column {table}.{subject}, which the plan does not map, was dropped on the source since the "
+                    "snapshot: no document changes",
+                )
+            )
         if change.kind == "column dropped" and mapped:
             raise TerminalError(
                 f"column {table}.{subject} was dropped (or renamed) on the source while the migration ran; "
@@ -660,14 +716,15 @@ class CdcPhase:
         )
 
     def _check_placeable(self, relation: _RelationState, message: RowChange) -> None:
-        """An update or delete of a leaf partition logged while its replica identity lacked the
-        columns the mapping needs: placed only if its old row carries them anyway."""
+        """An update or delete of a mapped table (or leaf partition) logged while its replica
+        identity lacked the columns the mapping needs: placed only if its old row carries them."""
         old = message.old
         if old is not None and all(c in old for c in relation.unsure):
             return
         what = "an UPDATE" if message.kind == "U" else "a DELETE"
+        of = relation.table if relation.leaf is None else f"partition {relation.leaf} of {relation.table}"
         raise TerminalError(
-            f"{what} of partition {relation.leaf} of {relation.table} was logged while its replica identity lacked "
+            f"{what} of {of} was logged while its replica identity lacked "
             f"{', '.join(c for c in relation.unsure if old is None or c not in old)}: which document it changes "
             "is not known",
             hint="roll back (`migrator rollback`) and run again: the new snapshot starts after it",
@@ -1501,3 +1558,30 @@ def wait_until_applied(
             return False
         time.sleep(poll_s)
     return True
+
+
+def _rename_kind(old: str, new: str) -> str:
+    (old_schema, old_name), (new_schema, new_name) = split_table(old), split_table(new)
+    if old_schema == new_schema:
+        return "ALTER TABLE ... RENAME"
+    if old_name == new_name:
+        return "ALTER SCHEMA ... RENAME, or ALTER TABLE ... SET SCHEMA"
+    return "renamed and moved to another schema"
+
+
+def _rename_back(old: str, new: str, old_schema_exists: bool) -> str:
+    """The statements that give the table its old name back, so that the run goes on."""
+    (old_schema, old_name), (new_schema, new_name) = split_table(old), split_table(new)
+    steps = []
+    if old_schema != new_schema:
+        # A schema renamed took the table (and its other tables) along: rename it back. Else the
+        # table was moved out of a schema that still exists: move it back.
+        steps.append(
+            f"ALTER TABLE {quoted(new)} SET SCHEMA {quoted_identifier(old_schema)};"
+            if old_schema_exists
+            else f"ALTER SCHEMA {quoted_identifier(new_schema)} RENAME TO {quoted_identifier(old_schema)};"
+        )
+        new = f"{old_schema}.{new_name}"
+    if old_name != new_name:
+        steps.append(f"ALTER TABLE {quoted(new)} RENAME TO {quoted_identifier(old_name)};")
+    return " ".join(steps)

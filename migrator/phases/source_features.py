@@ -1,8 +1,8 @@
 """The source-feature matrix: how each mapped table's schema features meet logical replication.
 
-For every mapped table (and each of its partitions) preflight classifies partitioning, replica
-identity (per partition), deferrable or missing keys, generated columns, keys that may be
-TOASTed, N:1 links, columns the plan leaves out, and user triggers. Each feature is either
+For every mapped table (and each of its partitions) preflight classifies persistence (UNLOGGED),
+partitioning, replica identity (per partition), deferrable or missing keys, generated columns,
+keys that may be TOASTed, N:1 links, columns the plan leaves out, and user triggers. Each feature is either
 supported (an INFO finding saying how it is followed) or refused (a FAIL finding with a fix that
 PostgreSQL accepts). README.md ("What the source may have") lists the same matrix with the tests
 that prove each row; docs/architecture.md records the PostgreSQL facts behind it.
@@ -33,6 +33,7 @@ def source_features(source: SourceInfo, collections: Sequence[CollectionMapping]
     read = columns_read(collections)
     found: list[Finding] = []
     for table in source.tables.values():
+        found += _unlogged(table)
         found += _partitioning(table, version)
         found += _identity(table, keys.get(table.name, ()))
         found += _document_keys(table, collections)
@@ -47,6 +48,37 @@ def source_features(source: SourceInfo, collections: Sequence[CollectionMapping]
         found += _toastable_links(collection, source)
         found += _n_to_1(collection, source)
     return _once(found)
+
+
+# -- persistence ------------------------------------------------------------------------------------
+
+
+def _unlogged(table: TableInfo) -> list[Finding]:
+    """An UNLOGGED relation writes no WAL: PostgreSQL refuses to publish such a table (SQLSTATE
+    22023 at CREATE PUBLICATION, long after `plan`), and a partition's changes are never sent."""
+    found = []
+    for relation in table.unlogged:
+        if relation == table.name:
+            message = (
+                f"{relation} is UNLOGGED: its changes are not written to the WAL, so logical replication "
+                "cannot send them and PostgreSQL refuses to publish it"
+            )
+        else:
+            message = (
+                f"partition {relation} of {table.name} is UNLOGGED: its changes are not written to the WAL, "
+                f"so the publication of {table.name} never sends them (they would be lost)"
+            )
+        found.append(
+            Finding(
+                "source.unlogged",
+                Severity.FAIL,
+                relation,
+                message,
+                f"{fixes.set_logged(relation)} (rewrites the table under an ACCESS EXCLUSIVE lock, writing it "
+                "to the WAL once)",
+            )
+        )
+    return found
 
 
 # -- partitioning and inheritance -------------------------------------------------------------------

@@ -240,7 +240,6 @@ def test_missing_table_and_columns_fail_naming_them(setup: Setup) -> None:
     expected = {
         "public.parent.nokey": "key",
         "public.parent.nofield": "mapped",
-        "public.parent.noexcl": "excluded",
         "public.child.noon": "embed 'on' (child)",
         "public.parent.noparent": "embed 'on' (parent)",
         "public.child.noorder": "order_by",
@@ -252,6 +251,9 @@ def test_missing_table_and_columns_fail_naming_them(setup: Setup) -> None:
         # The fix lists the columns the table does have.
         known = "id, name" if subject.startswith("public.parent") else "id, parent_id, note"
         assert finding.fix == f"use one of: {known}"
+    # An exclusion that names nothing excludes nothing (a column dropped since): a warning.
+    excluded = one(report, "mapping.column_exists", "public.parent.noexcl")
+    assert excluded.severity is Severity.WARN and "excludes nothing" in excluded.message
     assert len(report.failures) == 2 + len(expected), report.failures
     assert not report.ready
 

@@ -66,6 +66,11 @@ def unique_index(name: str, index: str, key: Sequence[str]) -> str:
     return f"CREATE UNIQUE INDEX CONCURRENTLY {ident(index)} ON {table(name)} ({columns(key)});"
 
 
+def set_logged(name: str) -> str:
+    """Rewrites the table (and its indexes) into the WAL under an ACCESS EXCLUSIVE lock."""
+    return f"ALTER TABLE {table(name)} SET LOGGED;"
+
+
 def set_not_null(name: str, column: str) -> str:
     return f"ALTER TABLE {table(name)} ALTER {ident(column)} SET NOT NULL;"
 

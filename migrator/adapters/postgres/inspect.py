@@ -122,7 +122,7 @@ WITH RECURSIVE tree(relid, depth) AS (
     SELECT i.inhrelid, t.depth + 1 FROM pg_inherits i JOIN tree t ON i.inhparent = t.relid
 )
 SELECT c.oid, n.nspname || '.' || c.relname, c.relkind, c.relreplident, c.reltuples::bigint,
-       pg_total_relation_size(c.oid), c.relispartition
+       pg_total_relation_size(c.oid), c.relispartition, c.relpersistence
 FROM tree JOIN pg_class c ON c.oid = tree.relid JOIN pg_namespace n ON n.oid = c.relnamespace
 ORDER BY tree.depth, n.nspname, c.relname
 """
@@ -176,9 +176,22 @@ ORDER BY c.conname
 
 _TABLE_SQL = """
 SELECT c.relreplident, c.reltuples::bigint, c.relpages, pg_total_relation_size(c.oid),
-       pg_has_role(current_user, c.relowner, 'USAGE'), c.relkind
+       pg_has_role(current_user, c.relowner, 'USAGE'), c.relkind, c.relpersistence
 FROM pg_class c WHERE c.oid = %(rel)s
 """
+
+# What a mapped name is when it is no table migrator can follow (pg_class.relkind; a temporary
+# table is relpersistence 't'): said by `plan` instead of "does not exist".
+_RELATION_KINDS = {
+    "v": "a view",
+    "m": "a materialized view",
+    "f": "a foreign table",
+    "S": "a sequence",
+    "c": "a composite type",
+    "i": "an index",
+    "I": "a partitioned index",
+    "t": "a TOAST table",
+}
 
 
 @dataclass(frozen=True)
@@ -215,13 +228,19 @@ class PostgresInspector:
             server = self.server()
             found: dict[str, TableInfo] = {}
             missing: list[str] = []
+            not_tables: dict[str, str] = {}
             for name in dict.fromkeys(tables):
                 info = self.table(name)
                 if info is None:
                     missing.append(name)
+                    kind = self.kind_of(name)
+                    if kind is not None:
+                        not_tables[name] = kind
                 else:
                     found[name] = info
-            return SourceInfo(server=server, tables=found, missing_tables=tuple(missing))
+            return SourceInfo(
+                server=server, tables=found, missing_tables=tuple(missing), not_tables=not_tables
+            )
         except psycopg.Error as exc:
             raise classify(exc, self._endpoint, self._secrets) from None
 
@@ -255,6 +274,24 @@ class PostgresInspector:
             database=str(database),
         )
 
+    def kind_of(self, name: str) -> str | None:
+        """What `name` is when it exists but is no table migrator follows ("a view", "a temporary
+        table", ...); None when it does not exist or is one. (A temporary table of another session
+        is found by its pg_temp_N schema, but only its own session may read it.)"""
+        schema, table = split_table(name)
+        with self._conn.cursor() as cur:
+            row = cur.execute(
+                "SELECT c.relkind, c.relpersistence FROM pg_class c"
+                " WHERE c.oid = to_regclass(format('%%I.%%I', %s::text, %s::text))",
+                [schema, table],
+            ).fetchone()
+        if row is None:
+            return None
+        relkind, persistence = str(row[0]), str(row[1])
+        if persistence == "t" and relkind in ("r", "p"):
+            return "a temporary table"
+        return _RELATION_KINDS.get(relkind)
+
     def table(self, name: str, *, count_rows: bool = True) -> TableInfo | None:
         """The table's catalog facts; `count_rows=False` skips counting a never-analyzed table
         (its estimate is then 0): for callers that need only keys and identities."""
@@ -269,9 +306,9 @@ class PostgresInspector:
             rel = {"rel": oid}
             meta = cur.execute(_TABLE_SQL, rel).fetchone()
             assert meta is not None
-            replident, reltuples, _relpages, total_bytes, owned, relkind = meta
-            if relkind not in ("r", "p"):
-                return None
+            replident, reltuples, _relpages, total_bytes, owned, relkind, persistence = meta
+            if relkind not in ("r", "p") or persistence == "t":
+                return None  # see kind_of()
             columns = self._columns(cur, oid)
             keys = self._keys(cur, oid)
             fks = tuple(
@@ -301,6 +338,10 @@ class PostgresInspector:
             else:
                 extra["inheritance_children"] = tuple(str(d[1]) for d in descendants)
                 identity_columns = _identity_columns(str(replident), keys, columns)
+            extra["unlogged"] = tuple(
+                [name] * (persistence == "u")
+                + [str(d[1]) for d in descendants if d[2] == "r" and d[7] == "u"]
+            )
             extra["triggers"] = self._triggers(cur, oid, [d[0] for d in descendants if d[2] == "r"])
             if estimated < 0 and not count_rows:
                 estimated = 0

@@ -32,14 +32,17 @@ SELECT t.relid::oid FROM pg_partition_tree(to_regclass(format('%%I.%%I', %(schem
 WHERE t.isleaf
 """
 
-# A relation's replica identity now, and the columns its index covers (primary key or
-# REPLICA IDENTITY USING INDEX).
+# A relation's replica identity now, the columns its index covers (primary key or REPLICA
+# IDENTITY USING INDEX), and that index's name.
 _IDENTITY_SQL = """
 SELECT c.relreplident,
        ARRAY(SELECT a.attname::text FROM pg_index i
              JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
              WHERE i.indrelid = c.oid
-               AND ((c.relreplident = 'd' AND i.indisprimary) OR (c.relreplident = 'i' AND i.indisreplident)))
+               AND ((c.relreplident = 'd' AND i.indisprimary) OR (c.relreplident = 'i' AND i.indisreplident))),
+       (SELECT ic.relname::text FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+        WHERE i.indrelid = c.oid
+          AND ((c.relreplident = 'd' AND i.indisprimary) OR (c.relreplident = 'i' AND i.indisreplident)))
 FROM pg_class c WHERE c.oid = %(rel)s::oid
 """
 
@@ -60,9 +63,23 @@ def quoted(name: str) -> str:
 class Identity:
     kind: str  # 'default', 'index', 'full', 'nothing'
     columns: tuple[str, ...]  # the columns an UPDATE or DELETE logs of the old row ('full': all)
+    index: str | None = None  # the primary key's or identity index's name
 
     def covers(self, needed: Sequence[str]) -> bool:
         return self.kind == "full" or set(needed) <= set(self.columns)
+
+    def describe(self) -> str:
+        """As an operator would recognise it: `REPLICA IDENTITY USING INDEX people_email (email)`."""
+        columns = f" ({', '.join(self.columns)})" if self.columns else " (no columns: it has none)"
+        if self.kind == "index":
+            return f"REPLICA IDENTITY USING INDEX {self.index or '(dropped)'}{columns}"
+        if self.kind == "default":
+            return (
+                f"REPLICA IDENTITY DEFAULT, the primary key {self.index}{columns}"
+                if self.index
+                else ("REPLICA IDENTITY DEFAULT without a primary key (no columns: it has none)")
+            )
+        return f"REPLICA IDENTITY {self.kind.upper()}"
 
 
 class Partitions:
@@ -101,7 +118,8 @@ class Partitions:
         if not rows:
             return None
         kind = _IDENTITY.get(str(rows[0][0]), "default")
-        return Identity(kind, tuple(columns) if kind == "full" else tuple(rows[0][1]))
+        index = None if rows[0][2] is None else str(rows[0][2])
+        return Identity(kind, tuple(columns) if kind == "full" else tuple(rows[0][1]), index)
 
     def close(self) -> None:
         if self._conn is not None:

@@ -56,8 +56,9 @@ def read_cast(column: ColumnInfo) -> str | None:
         element = column.element_type or ""
         if column.element_kind == "base" and element in _NATIVE:
             # Cast even so: an array over a domain (posint[]) has a type of its own that the
-            # driver does not know, and would arrive as raw bytes. Same type: a no-op.
-            return f"{element}[]"
+            # driver does not know, and would arrive as raw bytes. Same type: a no-op, except
+            # that `character` means character(1), which would truncate: bpchar keeps the value.
+            return f"{'bpchar' if element == 'character' else element}[]"
         return f"{_CASTS.get(element, 'text')}[]"
     if column.type_kind == "base" and column.type_name in _NATIVE:
         return None
@@ -177,16 +178,19 @@ def configure_connection(conn: psycopg.Connection[Any]) -> None:
 
 # Types whose cast to text is not their output function: inet's text() always shows the
 # netmask (10.0.0.1/32) where the output function, and so pgoutput, leaves a host's out
-# (10.0.0.1). Read through the output function, as CDC receives them.
-_OUTPUT_TEXT = frozenset({"inet"})
+# (10.0.0.1); xml's text() is the text as stored, where the output function drops the XML
+# declaration's encoding (and the declaration itself when nothing else is left in it). Read
+# through the output function, as CDC receives them (docs/architecture.md, "Keys").
+_OUTPUT_TEXT = frozenset({"inet", "xml"})
 
 
 def read_expression(value: sql.Composable, column: ColumnInfo) -> sql.Composable:
     """`value` (of `column`'s type) as the conversion table delivers it (see `read_cast`)."""
     element = column.element_type if column.type_kind == "array" else column.type_name
     if element in _OUTPUT_TEXT:
-        # concat gives the output function's text; nullif keeps NULL NULL (an inet's text is never empty).
-        text = sql.SQL("nullif(concat({}), '')").format(value)
+        # concat gives the output function's text, and '' for NULL: the CASE keeps NULL NULL
+        # (an xml value's text may be empty).
+        text = sql.SQL("CASE WHEN {v} IS NOT NULL THEN concat({v}) END").format(v=value)
         return sql.SQL("{}::text[]").format(text) if column.type_kind == "array" else text
     cast = read_cast(column)
     if cast is None:
@@ -208,7 +212,7 @@ def _element_order(alias: str, column: ColumnInfo) -> sql.Composable:
     """Order elements as BSON compares the values they become, nulls first, so that CDC's
     `$push` with `$sort` keeps the snapshot's order: strings (text, and every type read as its
     text form: intervals, ranges, inet, times with zone, ...) by code point (UTF-8 bytes, the "C"
-    collation); binaries by length first; NaN below every number. Arrays and JSON have no such
+    collation); binaries by length first; NaN below every number; timestamps by millisecond. Arrays and JSON have no such
     order and are refused as order_by (mapping/spec.py)."""
     ref = sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(column.name))
     if column.type_kind == "enum" or column.type_name in _TEXT_LIKE:
@@ -219,6 +223,10 @@ def _element_order(alias: str, column: ColumnInfo) -> sql.Composable:
         return sql.SQL("octet_length({r}) NULLS FIRST, {r}").format(r=ref)
     if column.type_name in _FLOATING:
         return sql.SQL("{r} IS NOT NULL AND {r} <> 'NaN', {r} NULLS FIRST").format(r=ref)
+    if column.type_name in MILLISECOND_KEYS:
+        # BSON dates hold milliseconds: values within one millisecond are equal to $sort, which
+        # then orders them by the key. date_trunc floors, as BSON's encoding does (before 1970 too).
+        return sql.SQL("date_trunc('milliseconds', {}) NULLS FIRST").format(ref)
     return sql.SQL("{} NULLS FIRST").format(ref)
 
 

@@ -48,6 +48,11 @@ WHERE c.relkind IN ('r', 'p')
 
 _EXISTING_SQL = "SELECT oid::bigint FROM pg_class WHERE oid = ANY(%(oids)s::oid[])"
 
+_UNLOGGED_SQL = """
+SELECT c.oid::bigint, n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.oid = ANY(%(oids)s::oid[]) AND c.relpersistence = 'u' ORDER BY 2
+"""
+
 # Whether a leaf partition holds a row older than the link that made it part of its root's tree
 # (the ATTACH PARTITION, or the CREATE TABLE ... PARTITION OF): such a row entered the root
 # without passing through the change stream. Rows of the transaction that made the link count
@@ -181,6 +186,24 @@ class ShapeReader:
             if found is not None:
                 out[table] = found
         return out
+
+    def unlogged(self, live: Mapping[str, TableShape]) -> list[tuple[str, str]]:
+        """(mapped table, relation) for each mapped table or leaf partition that is UNLOGGED now.
+        PostgreSQL refuses SET UNLOGGED for a table in a publication, but not for a partition of
+        a published partitioned table, nor an UNLOGGED partition created under one: their changes
+        never reach the WAL (docs/architecture.md, "Schema changes")."""
+        owner = {shape.oid: table for table, shape in live.items()}
+        owner.update({oid: table for table, shape in live.items() for oid in (shape.leaves or {})})
+        if not owner:
+            return []
+        rows = self._query(_UNLOGGED_SQL, {"oids": list(owner)})
+        return [(owner[int(oid)], str(name)) for oid, name in rows]
+
+    def schema_exists(self, schema: str) -> bool:
+        """Whether a schema of this name exists now (a renamed table's old schema: renamed too,
+        or left)."""
+        rows = self._query("SELECT to_regnamespace(%(schema)s) IS NOT NULL", {"schema": f'"{schema}"'})
+        return bool(rows and rows[0][0])
 
     def existing(self, oids: Sequence[int]) -> set[int]:
         """Which of these relations exist."""

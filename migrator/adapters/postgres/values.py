@@ -22,6 +22,7 @@ from psycopg.pq import Format
 from migrator.adapters.base import ColumnInfo
 from migrator.adapters.postgres.pgoutput import Parse
 from migrator.adapters.postgres.reading import read_cast
+from migrator.errors import SourceError
 
 # Session settings for the replication connection: text output in the forms the snapshot's
 # casts produce (ISO 8601 intervals, UTC timestamps, money without locale).
@@ -69,6 +70,27 @@ def _map_nested(value: Any, fn: Callable[[Any], Any]) -> Any:
     return None if value is None else fn(value)
 
 
+# Types whose valid PostgreSQL values Python's datetime cannot hold (infinity, years before 1 or
+# after 9999): the snapshot stops on them naming the rows (phases/snapshot.py); CDC names the column.
+_DATES = frozenset({"date", "timestamp with time zone", "timestamp without time zone"})
+
+
+def _named(parse: Parse, column: ColumnInfo) -> Parse:
+    def named(data: Any) -> Any:
+        try:
+            return parse(data)
+        except psycopg.DataError as exc:
+            raise SourceError(
+                f"column {column.name} ({column.type_name}) of a changed row holds {bytes(data).decode()!r}, which "
+                f"a BSON date cannot hold: {exc}",
+                hint="dates and timestamps must lie within years 1 to 9999 and be finite: the change stays in the "
+                "stream and stops every resume, so roll back (`migrator rollback`) and run again after you exclude "
+                "the column or fix the rows",
+            ) from None
+
+    return named
+
+
 class _Int64TextLoader(Loader):
     """bigint as BSON Int64, as the snapshot loads it (see reading.Int64Loader)."""
 
@@ -110,6 +132,9 @@ class ValueParser:
         if parse is None:
             parse = self._build(column)
             self._cache[key] = parse
+        element = column.element_type if column.type_kind == "array" else column.type_name
+        if element in _DATES:
+            return _named(parse, column)
         return parse
 
     def _build(self, column: ColumnInfo) -> Parse:
