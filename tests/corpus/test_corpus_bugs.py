@@ -19,8 +19,6 @@ schema changes users make around a running migration that the same bugs touched.
 
 from __future__ import annotations
 
-import pytest
-
 from migrator.errors import InternalError, MigratorError
 from tests.corpus.harness import Scenario, scenario_fixture
 from tests.support.expected import Coll
@@ -37,11 +35,6 @@ COLLECTIONS = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an UNLOGGED mapped table passes `migrator plan` (ready), though PostgreSQL refuses to publish it "
-    "(unlogged tables cannot be replicated): plan must refuse it naming the table and ALTER TABLE ... SET LOGGED",
-)
 def test_01_unlogged_table_refused_with_a_fix(scenario: Scenario) -> None:
     scenario.sql("CREATE UNLOGGED TABLE tu1 (a int PRIMARY KEY)", "INSERT INTO tu1 VALUES (1)")
     refused = [f for f in scenario.preflight_of([Coll("tu1", "tu1", ("a",))], "unlogged").failures]
@@ -102,22 +95,11 @@ def test_07_snapshot_with_excluded_columns(excluded: Scenario) -> None:
     excluded.assert_target()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dropping a column the plan excludes, while the run follows, stops the run for good: "
-    "TerminalError 'the mapping no longer resolves after a schema change on public.dropped_cols: excluded "
-    "column 'b_drop' does not exist' (a column the plan does not read cannot change any document)",
-)
 def test_08_excluded_column_dropped_while_following(excluded: Scenario) -> None:
     excluded.step("ALTER TABLE dropped_cols DROP COLUMN b_drop", "UPDATE dropped_cols SET a = 100")
     excluded.assert_target()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dropping a column the plan excludes while no run follows: the resumed run stops at once with "
-    "'the mapping no longer resolves ... excluded column ... does not exist'",
-)
 def test_09_excluded_column_dropped_while_no_run_follows(excluded: Scenario) -> None:
     excluded.stop()
     excluded.sql("ALTER TABLE dropped_cols DROP COLUMN later_drop", "UPDATE dropped_cols SET c = 7")
@@ -126,14 +108,6 @@ def test_09_excluded_column_dropped_while_no_run_follows(excluded: Scenario) -> 
     excluded.assert_target()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="replica identity switched during CDC to a unique index without the document key "
-    "(REPLICA IDENTITY USING INDEX idx_b; the key is a): the next DELETE stops CDC with 'InternalError: "
-    "... unexpected error while mapping delete of public.tab_replidentity_index ...: KeyError: 'a'' and "
-    "a hint to report a defect: nothing says what changed or what to do (the logged DELETE carries only b, "
-    "which the document holds as a field); the run stops at it on every resume",
-)
 def test_10_replica_identity_switched_to_an_index_without_the_key(identity: Scenario) -> None:
     identity.sql(
         "CREATE TABLE tab_replidentity_index(a int not null, b int not null)",

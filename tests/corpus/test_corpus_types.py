@@ -16,15 +16,13 @@ and by a column with NULLs (README "Keys": elements are ordered as MongoDB's $so
 
 from __future__ import annotations
 
-import pytest
-
 from tests.corpus.harness import Scenario, scenario_fixture
 from tests.support.expected import Coll, Embed
 
 scenario = scenario_fixture("types")
 
-# Fields with an open defect: each has its own xfail test below; the other steps skip them.
-KNOWN: dict[str, set[str]] = {"tst_matrix": {"x"}, "tst_numkey": {"*"}}
+# Fields with an open defect (none now): each would have its own xfail test below; the other steps skip them.
+KNOWN: dict[str, set[str]] = {}
 
 UPSTREAM_DDL = """
 CREATE EXTENSION hstore WITH SCHEMA public;
@@ -319,13 +317,6 @@ def test_02_snapshot(scenario: Scenario) -> None:
     scenario.assert_target(skip=KNOWN)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="xml: the snapshot writes '<?xml version=\"1.0\"?><a .../>' (the binary send form keeps the XML "
-    "declaration) where PostgreSQL's text form, which the README promises and CDC writes, drops it; so a row "
-    "holds one form or the other depending on which path wrote it last, and verify (which maps like the "
-    "snapshot) reports rows CDC wrote as mismatched",
-)
 def test_02b_xml_is_postgresql_text_form_in_the_snapshot(scenario: Scenario) -> None:
     scenario.assert_target(only={"tst_matrix": ("x",)})
 
@@ -351,11 +342,6 @@ def test_05_upstream_deletes(scenario: Scenario) -> None:
     scenario.assert_target(skip=KNOWN)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="numeric key updated to an equal value of another scale (UPDATE t SET k = 1.00 WHERE k = 1.0): "
-    "the document keeps _id Decimal128('1.0') while the source row's key is 1.00",
-)
 def test_06_numeric_key_changed_to_an_equal_value_of_another_scale(scenario: Scenario) -> None:
     scenario.step(
         "UPDATE tst_numkey SET k = 1.00 WHERE k = 1.0", "UPDATE tst_numkey SET v = 'changed' WHERE k = 2.5"
@@ -372,11 +358,6 @@ def test_07_embedded_elements_inserted_by_cdc_keep_the_snapshot_order(scenario: 
     scenario.assert_target(skip=KNOWN)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="verify maps xml like the snapshot (with the XML declaration): a row with a declaration that CDC "
-    "wrote in PostgreSQL's text form is reported as mismatched, though the document is what the README says",
-)
 def test_08_verify_agrees_on_xml_written_by_cdc(scenario: Scenario) -> None:
     scenario.step("UPDATE tst_matrix SET f8 = 0.5 WHERE id = 2")  # CDC rewrites x of a row with a declaration
     scenario.verify()
