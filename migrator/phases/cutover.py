@@ -86,7 +86,34 @@ def switching_back(store: StateStore, run_id: str) -> bool:
 
 
 class Abandoned(Exception):
-    """This attempt cannot finish within the freeze budget; the fence is lifted and it retries."""
+    """This attempt cannot finish within the freeze budget; the fence is lifted and it retries.
+    Internal to the protocol: what leaves it is GateNotPassed, AttemptsAbandoned or CutoverStopped."""
+
+
+class GateNotPassed(TerminalError):
+    """The gate before the first fence did not pass (CDC did not apply a fresh marker within
+    its budget, or its lag is over max_lag): nothing was fenced or flipped, the source stays
+    primary. `measured` holds what the gate measured (for --json and the event log)."""
+
+    def __init__(self, message: str, *, measured: dict[str, Any], hint: str) -> None:
+        super().__init__(message, hint=hint)
+        self.measured = measured
+
+
+class AttemptsAbandoned(TerminalError):
+    """Every attempt was abandoned within the freeze budget (each lifted its fence): the source
+    stays primary. `attempts` lists each attempt's reason and freeze."""
+
+    def __init__(self, message: str, *, attempts: list[dict[str, Any]], hint: str) -> None:
+        super().__init__(message, hint=hint)
+        self.attempts = attempts
+
+
+class CutoverStopped(TerminalError):
+    """A signal stopped the cutover before the switch flipped: any fence was lifted, the source
+    stays primary, and `migrator cutover` starts over (recorded as checkpoint 'stopped')."""
+
+    exit_code = 130
 
 
 class CheckFailed(TerminalError):
@@ -189,19 +216,26 @@ class CutoverPhase:
                     self._attempt(attempt, report)
                     break
                 except Abandoned as why:
+                    if self._stop.is_set():
+                        raise self._stopped() from None
                     if attempt == self.settings.retries + 1:
-                        reasons = "; ".join(a["reason"] for a in report.abandoned)
-                        raise TerminalError(
-                            f"cutover abandoned {attempt} time(s): {reasons}",
-                            hint="lower the write load or raise phases.cutover.max_write_freeze / retries; "
-                            "the source stays primary and the migration keeps following",
+                        reasons = "; ".join(
+                            f"attempt {a['attempt']}: {a['reason']} (freeze {a['freeze_ms']:.0f} ms)"
+                            for a in report.abandoned
+                        )
+                        raise AttemptsAbandoned(
+                            f"cutover abandoned {attempt} time(s), the source stays primary: {reasons}",
+                            attempts=list(report.abandoned),
+                            hint="lower the write load or raise phases.cutover.max_write_freeze / retries, then "
+                            "run `migrator cutover` again; the migration keeps following meanwhile "
+                            "(`migrator run`)",
                         ) from None
                     self._step(
                         "retry",
                         f"attempt {attempt} abandoned ({why}); next in {self.settings.retry_pause:g} s",
                     )
                     if self._stop.wait(self.settings.retry_pause):
-                        raise TerminalError("cutover stopped by a signal before the switch flipped") from None
+                        raise self._stopped() from None
             if self.settings.on_after_cutover:
                 run_command(self.settings.on_after_cutover, self.ctx.plan.name, "on_after_cutover")
             store.add_checkpoint(run.id, PHASE, "done", report.marker or "", report.to_dict())
@@ -220,24 +254,48 @@ class CutoverPhase:
                 self._step("postponed", f"waiting: postpone file {postpone} exists (remove it to go on)")
                 announced = time.monotonic()
             if self._stop.wait(0.2):
-                raise TerminalError("cutover stopped by a signal while postponed")
+                raise self._stopped()
         phases = {p.name: p.status for p in self.ctx.store.phases(self.ctx.run.id)}
         if phases.get("snapshot") != "done":
             raise TerminalError(
                 "the snapshot is not done: `migrator run` must finish the copy before cutover"
             )
-        deadline = time.monotonic() + max(60.0, 10 * self.cdc.max_lag)
-        seconds = self._catch_up(deadline)
-        while seconds > self.cdc.max_lag and time.monotonic() < deadline:
-            # The first marker waits for the backlog this process replays first (what changed
-            # since the last `migrator run` stopped): catching up, not the lag the fence would
-            # wait for. Measured again once that is applied, until the deadline.
-            self._step("lag", f"a marker took {seconds:.2f} s while catching up; measuring again")
+        budget = max(60.0, 10 * self.cdc.max_lag)
+        began = time.monotonic()
+        deadline = began + budget
+        markers: list[float] = []  # seconds each marker took to be applied
+        hint = (
+            "nothing was fenced or flipped: the source stays primary. Check that CDC keeps up (`migrator "
+            "status`: lag), lower the write load or raise phases.cdc.max_lag, then run `migrator cutover` again"
+        )
+        try:
             seconds = self._catch_up(deadline)
+            markers.append(round(seconds, 3))
+            while seconds > self.cdc.max_lag and time.monotonic() < deadline:
+                # The first marker waits for the backlog this process replays first (what changed
+                # since the last `migrator run` stopped): catching up, not the lag the fence would
+                # wait for. Measured again once that is applied, until the deadline.
+                self._step("lag", f"a marker took {seconds:.2f} s while catching up; measuring again")
+                seconds = self._catch_up(deadline)
+                markers.append(round(seconds, 3))
+        except Abandoned:
+            if self._stop.is_set():
+                raise self._stopped() from None
+            waited = time.monotonic() - began
+            raise GateNotPassed(
+                f"cutover gate not passed: CDC did not apply a marker within {budget:.0f} s (waited "
+                f"{waited:.1f} s; phases.cdc.max_lag {self.cdc.max_lag:g} s"
+                + (f"; earlier markers took {', '.join(f'{m:.2f}' for m in markers)} s" if markers else "")
+                + ")",
+                measured={"waited_s": round(waited, 3), "budget_s": budget, "markers_s": markers},
+                hint=hint,
+            ) from None
         if seconds > self.cdc.max_lag:
-            raise TerminalError(
-                f"CDC lag {seconds:.2f} s is over phases.cdc.max_lag ({self.cdc.max_lag:g} s): not cutting over",
-                hint="wait for CDC to catch up (or lower the write load), then run `migrator cutover` again",
+            raise GateNotPassed(
+                f"cutover gate not passed: CDC lag {seconds:.2f} s is over phases.cdc.max_lag "
+                f"({self.cdc.max_lag:g} s) after {time.monotonic() - began:.0f} s of catching up",
+                measured={"lag_s": round(seconds, 3), "max_lag_s": self.cdc.max_lag, "markers_s": markers},
+                hint=hint,
             )
         self._step(
             "lag", f"a fresh marker was applied in {seconds * 1000:.0f} ms (max_lag {self.cdc.max_lag:g} s)"
@@ -245,6 +303,8 @@ class CutoverPhase:
         self._reverse_ready()
         self._step("reverse-ready", "reverse sync can start")
         verify = self._gate_verify()
+        if self._stop.is_set():
+            raise self._stopped()  # the pass was cut short: its verdict says nothing
         score = float(verify.get("score", 0.0))
         if verify.get("verdict") != "equal" and score < 1.0 - self.tolerance:
             raise CheckFailed(
@@ -272,9 +332,13 @@ class CutoverPhase:
     def _attempt(self, attempt: int, report: CutoverReport) -> None:
         self._prepare()
         # Fence only a CDC that keeps up: what it lags behind now is what the freeze would wait for.
-        lag = self._catch_up(deadline=time.monotonic() + max(30.0, 10 * self.cdc.max_lag))
+        budget = max(30.0, 10 * self.cdc.max_lag)
+        try:
+            lag = self._catch_up(deadline=time.monotonic() + budget)
+        except Abandoned:
+            lag = budget
         if lag > self.cdc.max_lag:
-            reason = f"CDC lag {lag:.2f} s is over max_lag before the fence"
+            reason = f"CDC lag {lag:.2f} s is over max_lag {self.cdc.max_lag:g} s before the fence"
             report.abandoned.append({"attempt": attempt, "reason": reason, "freeze_ms": 0.0})
             self.ctx.events.emit(CutoverAbandoned(attempt, reason, 0.0))
             raise Abandoned(reason)
@@ -355,6 +419,13 @@ class CutoverPhase:
 
     def _step(self, step: str, message: str) -> None:
         self.ctx.events.emit(CutoverStep(step, message))
+
+    @staticmethod
+    def _stopped() -> CutoverStopped:
+        return CutoverStopped(
+            "cutover stopped by a signal before the switch flipped: the source stays primary",
+            hint="run `migrator cutover` again to start over (`migrator run` follows changes meanwhile)",
+        )
 
 
 def planned_actions(view: PlanView) -> list[Action]:
