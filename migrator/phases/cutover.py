@@ -61,6 +61,8 @@ PHASE = "cutover"
 MARKER_PREFIX = "migrator.cutover"
 
 
+FLIPPING = "flipping"  # cutover checkpoint: the switch is about to flip (recorded before)
+FLIP_FAILED = "flip-failed"  # cutover checkpoint: flipping raised (the switch did not flip)
 SWITCHED = "switched"  # cutover checkpoint: the switch names the target
 SWITCHED_BACK = "switched-back"  # rollback checkpoint: a rollback after cutover flipped it back
 SWITCHBACK_DONE = "cutover:done"  # rollback checkpoint: that rollback after cutover finished
@@ -188,7 +190,9 @@ class CutoverPhase:
                 "target is primary",
                 hint="add phases.cutover.switch (kind file, command, postgres or mongodb)",
             )
-        self.switch = RoutingSwitch(ctx.plan.name, self.settings.switch, ctx.source.endpoint, ctx.target)
+        self.switch = RoutingSwitch(
+            ctx.plan.name, self.settings.switch, ctx.source.endpoint, ctx.target, run_id=ctx.run.id
+        )
         self.monitor = SlotMonitor(ctx.source.endpoint)
         self._tables = list(dict.fromkeys(t for c in ctx.collections for t in c.tables()))
 
@@ -205,6 +209,8 @@ class CutoverPhase:
                 report.resumed = True
                 self._step("resume", "the switch already names the target: restarting reverse sync")
                 self.switch.flip("target")  # idempotent; completes a flip the crash interrupted
+                if not switched(store, run.id):  # the crash came before the flip was recorded
+                    store.add_checkpoint(run.id, PHASE, SWITCHED, "", {"resumed": True})
                 self._start_reverse()
                 return report
             self._gate()
@@ -244,7 +250,38 @@ class CutoverPhase:
             self.monitor.close()
 
     def _switched(self) -> bool:
-        return switched(self.ctx.store, self.ctx.run.id) or self.switch.primary() == "target"
+        """Whether this run flipped the switch to the target: its checkpoint says so, or the
+        switch names the target and this run as the one that flipped it (a crash between the
+        flip and its checkpoint). A switch naming the target for another run is refused."""
+        if switched(self.ctx.store, self.ctx.run.id):
+            return True
+        side = self.switch.primary()
+        if side == "target":
+            self.switch.refuse_foreign()
+            return True
+        if side is None and self._flip_interrupted():
+            # A command switch cannot be read back. The final check had passed under the fence;
+            # starting over would forget reverse sync's position (taken before the flip), and
+            # with it what applications wrote on the target if the command did flip: completing
+            # the flip loses nothing either way (a write the source took since is carried by
+            # forward CDC, which keeps running after the flip).
+            self.ctx.events.emit(
+                Notice(
+                    "warn",
+                    f"a crash interrupted the flip of {self.switch.describe()} (checkpoint '{FLIPPING}'), "
+                    "which cannot be read back: completing it",
+                )
+            )
+            return True
+        return False
+
+    def _flip_interrupted(self) -> bool:
+        """A 'flipping' checkpoint with neither the flip's nor its failure's after it."""
+        found = self.ctx.store.checkpoints(self.ctx.run.id, PHASE)
+        last = max((c.id for c in found if c.label == FLIPPING), default=None)
+        if last is None:
+            return False
+        return not any(c.id > last and c.label in (SWITCHED, FLIP_FAILED, "stopped") for c in found)
 
     def _gate(self) -> None:
         postpone = Path(self.settings.postpone_file) if self.settings.postpone_file else None
@@ -370,7 +407,17 @@ class CutoverPhase:
                 if time.monotonic() >= deadline:
                     raise Abandoned("the final check ended past max_write_freeze")
                 report.waiting_writers = fence.waiting_writers()
-                self.switch.flip("target")
+                # Recorded before the flip, so that a resume knows a crash may have cut it short.
+                self.ctx.store.add_checkpoint(
+                    self.ctx.run.id, PHASE, FLIPPING, report.marker or "", {"attempt": attempt}
+                )
+                try:
+                    self.switch.flip("target")
+                except BaseException:
+                    self.ctx.store.add_checkpoint(
+                        self.ctx.run.id, PHASE, FLIP_FAILED, "", {"attempt": attempt}
+                    )
+                    raise
             except Abandoned as exc:
                 held = fence.lift()
                 freeze_ms = round((held or 0.0) * 1000, 1)
