@@ -10,6 +10,7 @@ once more and the call returns (tests, scripts).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import dataclass
@@ -18,10 +19,19 @@ from typing import Any
 from migrator.adapters.postgres.pgoutput import lsn_to_int
 from migrator.adapters.postgres.replication import SlotMonitor
 from migrator.background import CdcFollower, ReverseFollower, follow_cdc, touched_documents
-from migrator.engine.events import CutoverStep
+from migrator.engine.events import CutoverStep, ErrorRaised, Notice
 from migrator.errors import MigratorError, TerminalError
 from migrator.phases.cdc import wait_until_applied
-from migrator.phases.cutover import MARKER_PREFIX, Abandoned, CutoverPhase, CutoverReport, FinalCheck
+from migrator.phases.cutover import (
+    MARKER_PREFIX,
+    PHASE,
+    Abandoned,
+    CutoverPhase,
+    CutoverReport,
+    CutoverStopped,
+    FinalCheck,
+    switched,
+)
 from migrator.phases.reverse import ReverseSync
 from migrator.phases.touched import OutOfTime, RoundResult
 from migrator.phases.verify import Verifier, key_types_of
@@ -101,6 +111,8 @@ class Switchover:
                 budget = max(30.0, 10 * plan.phases.cdc.max_lag)
                 deadline = time.monotonic() + budget
                 if not wait_until_applied(ctx.target, plan.name, marker, deadline, stop=protocol_stop):
+                    if protocol_stop.is_set():
+                        raise Abandoned("stopped by a signal")  # the protocol says 'stopped'
                     raise TerminalError(
                         f"CDC did not apply a marker within {budget:.0f} s while preparing the cutover"
                     )
@@ -156,9 +168,13 @@ class Switchover:
             )
             runner.store.set_phase(ctx.run.id, "cutover", "running")
             try:
-                report = phase.run()
-            except MigratorError:
-                follower.raise_if_failed()
+                try:
+                    report = phase.run()
+                except MigratorError:
+                    follower.raise_if_failed()  # CDC's own error explains a gate that timed out
+                    raise
+            except BaseException as exc:
+                _record_end(runner, ctx.run.id, exc)
                 raise
             runner.store.set_phase(ctx.run.id, "cutover", "done")
             if follow:
@@ -181,6 +197,27 @@ class Switchover:
             follower.stop()
             monitor.close()
             documents.close()
+
+
+def _record_end(runner: Runner, run_id: str, exc: BaseException) -> None:
+    """Record why the cutover ended without finishing, so that `migrator status` never shows it
+    'running' after the process is gone: a signal before the flip is checkpoint 'stopped' (the
+    phase back to 'pending': nothing changed), anything else the phase 'failed' with its error
+    in the event log. Recording must not hide the error itself (the state store may be what
+    failed)."""
+    store = runner.store
+    with contextlib.suppress(MigratorError):
+        if isinstance(exc, CutoverStopped | KeyboardInterrupt) and not switched(store, run_id):
+            store.add_checkpoint(run_id, PHASE, "stopped", "", {"reason": "a signal"})
+            store.set_phase(run_id, PHASE, "pending")
+            runner.events.emit(
+                Notice(
+                    "warn", "cutover stopped by a signal before the switch flipped: the source stays primary"
+                )
+            )
+            return
+        runner.events.emit(ErrorRaised.of(PHASE, exc, retrying=False))
+        store.set_phase(run_id, PHASE, "failed")
 
 
 def _watch(follower: CdcFollower, outer_stop: threading.Event, protocol_stop: threading.Event) -> None:

@@ -451,7 +451,8 @@ def cutover_command(
     Runs CDC itself: stop a following `migrator run` first. The write freeze is measured and
     bounded by phases.cutover.max_write_freeze (an attempt past it is abandoned and retried).
     Then follows both directions until SIGINT/SIGTERM (or returns, with --exit). Exit 0 cut
-    over, 1 failed or abandoned (the source stays primary), 2 invalid plan.
+    over, 1 failed, gate not passed or abandoned (the source stays primary), 2 invalid plan,
+    130 stopped by a signal before the switch flipped (the source stays primary).
     """
     console = make_console()
     sink: Any = JsonLines() if as_json else PlainLines(console)
@@ -465,8 +466,8 @@ def cutover_command(
         sys.exit(130)
     except MigratorError as exc:
         if observed.failed(exc) and not as_json:
-            sys.exit(EXIT_FAILED)
-        _fail(exc, as_json)
+            sys.exit(exc.exit_code)
+        _fail(exc, as_json, code=exc.exit_code)  # 130 when a signal stopped it before the flip
     finally:
         observed.close()
     data = outcome.to_dict()

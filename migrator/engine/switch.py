@@ -4,6 +4,13 @@ Kinds (plan `phases.cutover.switch`): a routing file written atomically; a comma
 row in PostgreSQL or document in MongoDB. Flipping is idempotent (the same side twice is the
 same state), so a cutover resumed after a crash may flip again safely. `primary()` reads the
 switch back where that is possible, so `status` and a resumed cutover know where it stands.
+
+One owner (docs/architecture.md, "One owner"): each flip records the run that made it beside
+the side it names: a `run_id` column of the routing row, a `run_id` field of the routing
+document, and for a routing file a sibling `<file>.owner` (the routing file itself keeps holding
+only `source` or `target`, which is what applications read); a command gets MIGRATOR_RUN_ID.
+`owner()` reads it back, so that a switch left naming the target by another run (or by hand)
+is refused by name instead of taken for this run's own flip.
 """
 
 from __future__ import annotations
@@ -24,11 +31,16 @@ from migrator.adapters.mongodb import MongoTarget
 from migrator.adapters.mongodb.errors import classify as classify_mongo
 from migrator.adapters.postgres.connection import PgEndpoint
 from migrator.adapters.postgres.errors import classify as classify_pg
-from migrator.errors import TerminalError
+from migrator.errors import OwnedByAnotherRun, TerminalError
 from migrator.plan.models import Switch
 
 Side = Literal["source", "target"]
 COMMAND_TIMEOUT_S = 60.0
+OWNER_SUFFIX = ".owner"
+
+
+class SwitchOwnedByAnotherRun(OwnedByAnotherRun):
+    """The switch names the target, but this run did not flip it: another run (or a hand) did."""
 
 
 def run_command(argv: Sequence[str], plan: str, what: str, extra_env: dict[str, str] | None = None) -> str:
@@ -48,11 +60,75 @@ def run_command(argv: Sequence[str], plan: str, what: str, extra_env: dict[str, 
 
 
 class RoutingSwitch:
-    def __init__(self, plan: str, settings: Switch, source: PgEndpoint, target: MongoTarget) -> None:
+    def __init__(
+        self, plan: str, settings: Switch, source: PgEndpoint, target: MongoTarget, run_id: str = ""
+    ) -> None:
         self.plan = plan
         self.settings = settings
         self._source = source
         self._target = target
+        self.run_id = run_id  # recorded with each flip
+
+    def owner(self) -> str | None:
+        """The run that made the switch's last flip, where it can be read back (None: unknown,
+        as for a command, a switch never flipped, or one flipped by a version that did not say)."""
+        s = self.settings
+        if s.kind == "file":
+            assert s.path is not None
+            try:
+                text = Path(s.path + OWNER_SUFFIX).read_text().strip()
+            except FileNotFoundError:
+                return None
+            return text or None
+        if s.kind == "postgres":
+            try:
+                with self._source.connect() as conn:
+                    row = conn.execute(
+                        "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(quote_ident(%s)) AND attname = 'run_id' "
+                        "AND NOT attisdropped",
+                        [s.name],
+                    ).fetchone()
+                    if row is None:
+                        return None
+                    found = conn.execute(
+                        sql.SQL("SELECT run_id FROM {} WHERE plan = %s").format(sql.Identifier(s.name)),
+                        [self.plan],
+                    ).fetchone()
+            except psycopg.Error as exc:
+                raise classify_pg(exc, self._source.name, self._source.secrets) from None
+            return None if found is None else found[0]
+        if s.kind == "mongodb":
+            try:
+                doc = self._target.client()[self._target.database][s.name].find_one({"_id": self.plan})
+            except mongo.PyMongoError as exc:
+                raise classify_mongo(exc, self._target.name, self._target.secrets) from None
+            return None if doc is None else doc.get("run_id")
+        return None
+
+    def refuse_foreign(self) -> None:
+        """Raise unless the switch naming the target was flipped by this run: a switch another
+        run left (or one set by hand) must not be taken for this run's flip."""
+        owner = self.owner()
+        if owner == self.run_id:
+            return
+        by = f"run {owner}" if owner else "a run that did not record itself (or by hand)"
+        if self.settings.kind == "file":
+            fix = (
+                f"if that run is over (rolled back or abandoned), remove the routing file and its owner file "
+                f"(rm {self.settings.path} {self.settings.path}{OWNER_SUFFIX}) and run `migrator cutover` "
+                "again; if it is live, roll it back with its own state file first, or give this plan "
+                "another phases.cutover.switch.path"
+            )
+        else:
+            fix = (
+                f"if that run is over, delete plan {self.plan}'s routing entry from {self.describe()} and run "
+                "`migrator cutover` again; if it is live, roll it back with its own state file first"
+            )
+        raise SwitchOwnedByAnotherRun(
+            f"{self.describe()} names the target, flipped by {by}, not by run {self.run_id} of plan "
+            f"{self.plan}: it belongs to another run",
+            hint=fix,
+        )
 
     def describe(self) -> str:
         s = self.settings
@@ -69,11 +145,20 @@ class RoutingSwitch:
         s = self.settings
         if s.kind == "file":
             assert s.path is not None
+            # The owner first: a crash between the two leaves this run named beside the old side.
+            _write_atomically(Path(s.path + OWNER_SUFFIX), f"{self.run_id}\n")
             _write_atomically(Path(s.path), f"{primary}\n")
         elif s.kind == "command":
             assert s.run is not None
             run_command(
-                s.run, self.plan, "switch", {"MIGRATOR_DIRECTION": direction, "MIGRATOR_PRIMARY": primary}
+                s.run,
+                self.plan,
+                "switch",
+                {
+                    "MIGRATOR_DIRECTION": direction,
+                    "MIGRATOR_PRIMARY": primary,
+                    "MIGRATOR_RUN_ID": self.run_id,
+                },
             )
         elif s.kind == "postgres":
             self._flip_postgres(primary)
@@ -120,15 +205,25 @@ class RoutingSwitch:
                 conn.execute(
                     sql.SQL(
                         "CREATE TABLE IF NOT EXISTS {} (plan text PRIMARY KEY, primary_side text NOT NULL "
-                        "CHECK (primary_side IN ('source', 'target')), updated_at timestamptz NOT NULL)"
+                        "CHECK (primary_side IN ('source', 'target')), updated_at timestamptz NOT NULL, run_id text)"
                     ).format(table)
                 )
+                missing = conn.execute(
+                    "SELECT NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(quote_ident(%s)) "
+                    "AND attname = 'run_id' AND NOT attisdropped)",
+                    [self.settings.name],
+                ).fetchone()
+                if missing is not None and missing[0]:
+                    # A table made by a version that did not record the run (ALTER only then: it
+                    # locks the table that applications read).
+                    conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS run_id text").format(table))
                 conn.execute(
                     sql.SQL(
-                        "INSERT INTO {} VALUES (%s, %s, now()) ON CONFLICT (plan) DO UPDATE "
-                        "SET primary_side = excluded.primary_side, updated_at = excluded.updated_at"
+                        "INSERT INTO {} (plan, primary_side, updated_at, run_id) VALUES (%s, %s, now(), %s) "
+                        "ON CONFLICT (plan) DO UPDATE SET primary_side = excluded.primary_side, "
+                        "updated_at = excluded.updated_at, run_id = excluded.run_id"
                     ).format(table),
-                    [self.plan, primary],
+                    [self.plan, primary, self.run_id],
                 )
         except psycopg.Error as exc:
             raise classify_pg(exc, self._source.name, self._source.secrets) from None
@@ -137,7 +232,12 @@ class RoutingSwitch:
         try:
             self._target.client()[self._target.database][self.settings.name].replace_one(
                 {"_id": self.plan},
-                {"_id": self.plan, "primary": primary, "updated_at": datetime.datetime.now(datetime.UTC)},
+                {
+                    "_id": self.plan,
+                    "primary": primary,
+                    "run_id": self.run_id,
+                    "updated_at": datetime.datetime.now(datetime.UTC),
+                },
                 upsert=True,
             )
         except mongo.PyMongoError as exc:

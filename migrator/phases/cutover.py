@@ -62,6 +62,8 @@ PHASE = "cutover"
 MARKER_PREFIX = "migrator.cutover"
 
 
+FLIPPING = "flipping"  # cutover checkpoint: the switch is about to flip (recorded before)
+FLIP_FAILED = "flip-failed"  # cutover checkpoint: flipping raised (the switch did not flip)
 SWITCHED = "switched"  # cutover checkpoint: the switch names the target
 SWITCHED_BACK = "switched-back"  # rollback checkpoint: a rollback after cutover flipped it back
 SWITCHBACK_DONE = "cutover:done"  # rollback checkpoint: that rollback after cutover finished
@@ -87,7 +89,34 @@ def switching_back(store: StateStore, run_id: str) -> bool:
 
 
 class Abandoned(Exception):
-    """This attempt cannot finish within the freeze budget; the fence is lifted and it retries."""
+    """This attempt cannot finish within the freeze budget; the fence is lifted and it retries.
+    Internal to the protocol: what leaves it is GateNotPassed, AttemptsAbandoned or CutoverStopped."""
+
+
+class GateNotPassed(TerminalError):
+    """The gate before the first fence did not pass (CDC did not apply a fresh marker within
+    its budget, or its lag is over max_lag): nothing was fenced or flipped, the source stays
+    primary. `measured` holds what the gate measured (for --json and the event log)."""
+
+    def __init__(self, message: str, *, measured: dict[str, Any], hint: str) -> None:
+        super().__init__(message, hint=hint)
+        self.measured = measured
+
+
+class AttemptsAbandoned(TerminalError):
+    """Every attempt was abandoned within the freeze budget (each lifted its fence): the source
+    stays primary. `attempts` lists each attempt's reason and freeze."""
+
+    def __init__(self, message: str, *, attempts: list[dict[str, Any]], hint: str) -> None:
+        super().__init__(message, hint=hint)
+        self.attempts = attempts
+
+
+class CutoverStopped(TerminalError):
+    """A signal stopped the cutover before the switch flipped: any fence was lifted, the source
+    stays primary, and `migrator cutover` starts over (recorded as checkpoint 'stopped')."""
+
+    exit_code = 130
 
 
 class CheckFailed(TerminalError):
@@ -162,7 +191,9 @@ class CutoverPhase:
                 "target is primary",
                 hint="add phases.cutover.switch (kind file, command, postgres or mongodb)",
             )
-        self.switch = RoutingSwitch(ctx.plan.name, self.settings.switch, ctx.source.endpoint, ctx.target)
+        self.switch = RoutingSwitch(
+            ctx.plan.name, self.settings.switch, ctx.source.endpoint, ctx.target, run_id=ctx.run.id
+        )
         self.monitor = SlotMonitor(ctx.source.endpoint)
         self._tables = list(dict.fromkeys(t for c in ctx.collections for t in c.tables()))
 
@@ -179,6 +210,8 @@ class CutoverPhase:
                 report.resumed = True
                 self._step("resume", "the switch already names the target: restarting reverse sync")
                 self.switch.flip("target")  # idempotent; completes a flip the crash interrupted
+                if not switched(store, run.id):  # the crash came before the flip was recorded
+                    store.add_checkpoint(run.id, PHASE, SWITCHED, "", {"resumed": True})
                 self._start_reverse()
                 return report
             self._gate()
@@ -190,19 +223,26 @@ class CutoverPhase:
                     self._attempt(attempt, report)
                     break
                 except Abandoned as why:
+                    if self._stop.is_set():
+                        raise self._stopped() from None
                     if attempt == self.settings.retries + 1:
-                        reasons = "; ".join(a["reason"] for a in report.abandoned)
-                        raise TerminalError(
-                            f"cutover abandoned {attempt} time(s): {reasons}",
-                            hint="lower the write load or raise phases.cutover.max_write_freeze / retries; "
-                            "the source stays primary and the migration keeps following",
+                        reasons = "; ".join(
+                            f"attempt {a['attempt']}: {a['reason']} (freeze {a['freeze_ms']:.0f} ms)"
+                            for a in report.abandoned
+                        )
+                        raise AttemptsAbandoned(
+                            f"cutover abandoned {attempt} time(s), the source stays primary: {reasons}",
+                            attempts=list(report.abandoned),
+                            hint="lower the write load or raise phases.cutover.max_write_freeze / retries, then "
+                            "run `migrator cutover` again; the migration keeps following meanwhile "
+                            "(`migrator run`)",
                         ) from None
                     self._step(
                         "retry",
                         f"attempt {attempt} abandoned ({why}); next in {self.settings.retry_pause:g} s",
                     )
                     if self._stop.wait(self.settings.retry_pause):
-                        raise TerminalError("cutover stopped by a signal before the switch flipped") from None
+                        raise self._stopped() from None
             if self.settings.on_after_cutover:
                 run_command(self.settings.on_after_cutover, self.ctx.plan.name, "on_after_cutover")
             store.add_checkpoint(run.id, PHASE, "done", report.marker or "", report.to_dict())
@@ -211,7 +251,38 @@ class CutoverPhase:
             self.monitor.close()
 
     def _switched(self) -> bool:
-        return switched(self.ctx.store, self.ctx.run.id) or self.switch.primary() == "target"
+        """Whether this run flipped the switch to the target: its checkpoint says so, or the
+        switch names the target and this run as the one that flipped it (a crash between the
+        flip and its checkpoint). A switch naming the target for another run is refused."""
+        if switched(self.ctx.store, self.ctx.run.id):
+            return True
+        side = self.switch.primary()
+        if side == "target":
+            self.switch.refuse_foreign()
+            return True
+        if side is None and self._flip_interrupted():
+            # A command switch cannot be read back. The final check had passed under the fence;
+            # starting over would forget reverse sync's position (taken before the flip), and
+            # with it what applications wrote on the target if the command did flip: completing
+            # the flip loses nothing either way (a write the source took since is carried by
+            # forward CDC, which keeps running after the flip).
+            self.ctx.events.emit(
+                Notice(
+                    "warn",
+                    f"a crash interrupted the flip of {self.switch.describe()} (checkpoint '{FLIPPING}'), "
+                    "which cannot be read back: completing it",
+                )
+            )
+            return True
+        return False
+
+    def _flip_interrupted(self) -> bool:
+        """A 'flipping' checkpoint with neither the flip's nor its failure's after it."""
+        found = self.ctx.store.checkpoints(self.ctx.run.id, PHASE)
+        last = max((c.id for c in found if c.label == FLIPPING), default=None)
+        if last is None:
+            return False
+        return not any(c.id > last and c.label in (SWITCHED, FLIP_FAILED, "stopped") for c in found)
 
     def _gate(self) -> None:
         postpone = Path(self.settings.postpone_file) if self.settings.postpone_file else None
@@ -221,24 +292,48 @@ class CutoverPhase:
                 self._step("postponed", f"waiting: postpone file {postpone} exists (remove it to go on)")
                 announced = time.monotonic()
             if self._stop.wait(0.2):
-                raise TerminalError("cutover stopped by a signal while postponed")
+                raise self._stopped()
         phases = {p.name: p.status for p in self.ctx.store.phases(self.ctx.run.id)}
         if phases.get("snapshot") != "done":
             raise TerminalError(
                 "the snapshot is not done: `migrator run` must finish the copy before cutover"
             )
-        deadline = time.monotonic() + max(60.0, 10 * self.cdc.max_lag)
-        seconds = self._catch_up(deadline)
-        while seconds > self.cdc.max_lag and time.monotonic() < deadline:
-            # The first marker waits for the backlog this process replays first (what changed
-            # since the last `migrator run` stopped): catching up, not the lag the fence would
-            # wait for. Measured again once that is applied, until the deadline.
-            self._step("lag", f"a marker took {seconds:.2f} s while catching up; measuring again")
+        budget = max(60.0, 10 * self.cdc.max_lag)
+        began = time.monotonic()
+        deadline = began + budget
+        markers: list[float] = []  # seconds each marker took to be applied
+        hint = (
+            "nothing was fenced or flipped: the source stays primary. Check that CDC keeps up (`migrator "
+            "status`: lag), lower the write load or raise phases.cdc.max_lag, then run `migrator cutover` again"
+        )
+        try:
             seconds = self._catch_up(deadline)
+            markers.append(round(seconds, 3))
+            while seconds > self.cdc.max_lag and time.monotonic() < deadline:
+                # The first marker waits for the backlog this process replays first (what changed
+                # since the last `migrator run` stopped): catching up, not the lag the fence would
+                # wait for. Measured again once that is applied, until the deadline.
+                self._step("lag", f"a marker took {seconds:.2f} s while catching up; measuring again")
+                seconds = self._catch_up(deadline)
+                markers.append(round(seconds, 3))
+        except Abandoned:
+            if self._stop.is_set():
+                raise self._stopped() from None
+            waited = time.monotonic() - began
+            raise GateNotPassed(
+                f"cutover gate not passed: CDC did not apply a marker within {budget:.0f} s (waited "
+                f"{waited:.1f} s; phases.cdc.max_lag {self.cdc.max_lag:g} s"
+                + (f"; earlier markers took {', '.join(f'{m:.2f}' for m in markers)} s" if markers else "")
+                + ")",
+                measured={"waited_s": round(waited, 3), "budget_s": budget, "markers_s": markers},
+                hint=hint,
+            ) from None
         if seconds > self.cdc.max_lag:
-            raise TerminalError(
-                f"CDC lag {seconds:.2f} s is over phases.cdc.max_lag ({self.cdc.max_lag:g} s): not cutting over",
-                hint="wait for CDC to catch up (or lower the write load), then run `migrator cutover` again",
+            raise GateNotPassed(
+                f"cutover gate not passed: CDC lag {seconds:.2f} s is over phases.cdc.max_lag "
+                f"({self.cdc.max_lag:g} s) after {time.monotonic() - began:.0f} s of catching up",
+                measured={"lag_s": round(seconds, 3), "max_lag_s": self.cdc.max_lag, "markers_s": markers},
+                hint=hint,
             )
         self._step(
             "lag", f"a fresh marker was applied in {seconds * 1000:.0f} ms (max_lag {self.cdc.max_lag:g} s)"
@@ -246,6 +341,8 @@ class CutoverPhase:
         self._reverse_ready()
         self._step("reverse-ready", "reverse sync can start")
         verify = self._gate_verify()
+        if self._stop.is_set():
+            raise self._stopped()  # the pass was cut short: its verdict says nothing
         score = float(verify.get("score", 0.0))
         if verify.get("verdict") != "equal" and score < 1.0 - self.tolerance:
             raise CheckFailed(
@@ -274,9 +371,13 @@ class CutoverPhase:
     def _attempt(self, attempt: int, report: CutoverReport) -> None:
         self._prepare()
         # Fence only a CDC that keeps up: what it lags behind now is what the freeze would wait for.
-        lag = self._catch_up(deadline=time.monotonic() + max(30.0, 10 * self.cdc.max_lag))
+        budget = max(30.0, 10 * self.cdc.max_lag)
+        try:
+            lag = self._catch_up(deadline=time.monotonic() + budget)
+        except Abandoned:
+            lag = budget
         if lag > self.cdc.max_lag:
-            reason = f"CDC lag {lag:.2f} s is over max_lag before the fence"
+            reason = f"CDC lag {lag:.2f} s is over max_lag {self.cdc.max_lag:g} s before the fence"
             report.abandoned.append({"attempt": attempt, "reason": reason, "freeze_ms": 0.0})
             self.ctx.events.emit(CutoverAbandoned(attempt, reason, 0.0))
             raise Abandoned(reason)
@@ -308,7 +409,17 @@ class CutoverPhase:
                 if time.monotonic() >= deadline:
                     raise Abandoned("the final check ended past max_write_freeze")
                 report.waiting_writers = fence.waiting_writers()
-                self.switch.flip("target")
+                # Recorded before the flip, so that a resume knows a crash may have cut it short.
+                self.ctx.store.add_checkpoint(
+                    self.ctx.run.id, PHASE, FLIPPING, report.marker or "", {"attempt": attempt}
+                )
+                try:
+                    self.switch.flip("target")
+                except BaseException:
+                    self.ctx.store.add_checkpoint(
+                        self.ctx.run.id, PHASE, FLIP_FAILED, "", {"attempt": attempt}
+                    )
+                    raise
             except Abandoned as exc:
                 held = fence.lift()
                 freeze_ms = round((held or 0.0) * 1000, 1)
@@ -357,6 +468,13 @@ class CutoverPhase:
 
     def _step(self, step: str, message: str) -> None:
         self.ctx.events.emit(CutoverStep(step, message))
+
+    @staticmethod
+    def _stopped() -> CutoverStopped:
+        return CutoverStopped(
+            "cutover stopped by a signal before the switch flipped: the source stays primary",
+            hint="run `migrator cutover` again to start over (`migrator run` follows changes meanwhile)",
+        )
 
 
 def planned_actions(view: PlanView) -> list[Action]:

@@ -201,6 +201,7 @@ class ReverseSync:
         self._last_applied: int | None = None  # cluster time of the last applied event
         self._pending = False  # events read and not yet applied
         self._on_applied = on_applied
+        self._deadline: float | None = None  # of the current run(), if bounded
 
     @classmethod
     def from_context(cls, ctx: RunContext, *, stop: threading.Event, **options: Any) -> ReverseSync:
@@ -288,10 +289,13 @@ class ReverseSync:
 
     # -- running ---------------------------------------------------------------------------------
 
-    def run(self, until: Until = "stopped") -> ReverseResult:
+    def run(self, until: Until = "stopped", deadline: float | None = None) -> ReverseResult:
         """Follow the target until the stop event is set (`stopped`), or until everything
         written on the target before this call is applied (`caught-up`: a marker document is
-        written to `_migrator` first, and its event in the stream says the rest has been read)."""
+        written to `_migrator` first, and its event in the stream says the rest has been read).
+        By the monotonic `deadline`, if given, it stops as the stop event would (what was
+        applied is checkpointed; `caught_up` stays False): rollback's freeze budget."""
+        self._deadline = deadline
         result = ReverseResult()
         marker = self._write_marker() if until == "caught-up" else 0
         wait = wait_exponential(multiplier=0.5, max=30)
@@ -320,12 +324,15 @@ class ReverseSync:
                         f"({failures}/{MAX_CONSECUTIVE_FAILURES})",
                     )
                 )
-                if self._stop.wait(delay):
+                if self._stop.wait(delay) or self._past_deadline():
                     result.stopped = True
                     return result
             except MigratorError as exc:
                 self.events.emit(ErrorRaised.of(PHASE, exc, retrying=False))
                 raise
+
+    def _past_deadline(self) -> bool:
+        return self._deadline is not None and time.monotonic() >= self._deadline
 
     def _write_marker(self) -> int:
         """Write the caught-up marker; its cluster time (majority-committed, so the stream shows it)."""
@@ -409,7 +416,7 @@ class ReverseSync:
             batch = _Batch()
 
         while True:
-            if self._stop.is_set():
+            if self._stop.is_set() or self._past_deadline():
                 flush(force=True)  # an open transaction group is left for the next run to read again
                 result.stopped = True
                 return result

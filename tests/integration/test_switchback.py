@@ -130,9 +130,11 @@ def test_forward_and_back_with_a_writing_application_loses_nothing(
     assert steps == [
         "check",
         "verify",
+        "lag",
         "fence",
         "drain",
         "recheck",
+        "flipping",
         "flip",
         "drain-again",
         "unfence",
@@ -301,3 +303,31 @@ def test_kill_9_during_rollback_then_resume(mig: Migration, tmp_path: Path, mome
     customers.update_one({"_id": Int64(8)}, {"$set": {"name": "unfenced"}})
     assert customers.find_one({"_id": Int64(8)})["name"] == "unfenced"
     assert reverse_checkpoints(mig, name) == 0
+
+
+def test_reverse_sync_does_not_fire_the_applications_triggers(mig: Migration, tmp_path: Path) -> None:  # noqa: F811
+    """The document written on the target already holds what the application's logic did (here:
+    it set the balance itself, as the trigger would on the source); the trigger firing again on
+    reverse sync's write would apply it twice, and source and target would differ for good
+    (rollback's recheck would refuse the switch back on every retry)."""
+    switch = tmp_path / "routing"
+    plan_file = cutover_plan(mig, "sb-triggers", switch, reverse=True)
+    mig.sql(
+        "CREATE TABLE audit (customer_id bigint, op text)",
+        "CREATE FUNCTION bump() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "NEW.balance := NEW.balance + 1; INSERT INTO audit VALUES (NEW.id, TG_OP); RETURN NEW; END $$",
+        "CREATE TRIGGER bump BEFORE UPDATE ON customers FOR EACH ROW EXECUTE FUNCTION bump()",
+    )
+    run(mig, plan_file, "caught-up")
+    api.cutover(plan_file, state=mig.state_path, env=mig.env)
+    customers = mig.client[mig.database]["customers"]
+    customers.update_one(
+        {"_id": Int64(5)}, {"$set": {"name": "on the target", "balance": Decimal128("1.25")}}
+    )
+    result = api.rollback(plan_file, state=mig.state_path, env=mig.env)
+    assert isinstance(result, SwitchbackResult)
+    assert mig.rows("SELECT name, balance::text FROM customers WHERE id = 5") == [("on the target", "1.25")]
+    assert mig.rows("SELECT count(*) FROM audit") == [(0,)]
+    # The application's own writes on the source fire it as before.
+    mig.sql("UPDATE customers SET name = 'on the source' WHERE id = 6")
+    assert mig.rows("SELECT count(*) FROM audit") == [(1,)]

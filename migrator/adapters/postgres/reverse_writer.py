@@ -200,6 +200,7 @@ class ReverseWriter:
         self.origin = origin
         self._lock_timeout_ms = lock_timeout_ms
         self._conn: psycopg.Connection[Any] | None = None
+        self.replica_role: bool | None = None  # session_replication_role = replica was set
         self._tables: dict[str, _Table] = {}
         self._statements: dict[Any, sql.Composed] = {}
 
@@ -220,6 +221,20 @@ class ReverseWriter:
         try:
             self._ensure_origin(conn)
             conn.execute("SELECT pg_replication_origin_session_setup(%s)", [self.origin])
+            # The application's triggers (ENABLE, i.e. origin) do not fire on what reverse sync
+            # writes: the document already holds every effect the application wanted (it wrote
+            # it on the target), so a trigger firing again applies that effect twice (a counter
+            # bumped twice, a column overwritten so that source and target differ for good).
+            # PostgreSQL's own apply worker runs so. ENABLE ALWAYS / REPLICA triggers still fire
+            # (preflight says so); foreign keys' triggers do not either, which the order of the
+            # writes makes up for (see the module doc). A role that may not set it (superuser,
+            # or GRANT SET ON PARAMETER from PostgreSQL 15) writes with triggers firing, as
+            # preflight's trigger finding warns.
+            try:
+                conn.execute("SET session_replication_role = replica")
+                self.replica_role = True
+            except psycopg.errors.InsufficientPrivilege:
+                self.replica_role = False
         except psycopg.Error as exc:
             conn.close()
             raise self._origin_error(exc) from None
