@@ -798,6 +798,10 @@ def cmd_env(directory: Path) -> int:
         return 1
     print(f"export MIGRATOR_SOURCE_URL={shlex.quote(pg.url)}")
     print(f"export MIGRATOR_TARGET_URL={shlex.quote(mongo.url)}")
+    # scripts/demo keeps its state file and routing file with these servers: `migrator status
+    # plans/demo.yaml` (and run, verify, cutover, rollback) in this shell then find the demo's run.
+    print(f"export MIGRATOR_STATE={shlex.quote(str(directory.resolve() / 'demo-state.db'))}")
+    print(f"export MIGRATOR_ROUTING_FILE={shlex.quote(str(directory.resolve() / 'demo-routing'))}")
     return 0
 
 

@@ -249,7 +249,15 @@ def test_services_script_up_env_down(tmp_path: Path) -> None:
 
         env = _services("env", "--dir", str(directory)).stdout
         exported = dict(re.findall(r"^export (MIGRATOR_\w+)=(.*)$", env, flags=re.MULTILINE))
-        assert set(exported) == {"MIGRATOR_SOURCE_URL", "MIGRATOR_TARGET_URL"}
+        assert set(exported) == {
+            "MIGRATOR_SOURCE_URL",
+            "MIGRATOR_TARGET_URL",
+            "MIGRATOR_STATE",
+            "MIGRATOR_ROUTING_FILE",
+        }
+        # The demo's state and routing files live with its servers (scripts/demo), named absolutely.
+        assert shlex.split(exported["MIGRATOR_STATE"])[0] == str(directory.resolve() / "demo-state.db")
+        assert shlex.split(exported["MIGRATOR_ROUTING_FILE"])[0] == str(directory.resolve() / "demo-routing")
         source = shlex.split(exported["MIGRATOR_SOURCE_URL"])[0]
         target = shlex.split(exported["MIGRATOR_TARGET_URL"])[0]
 
