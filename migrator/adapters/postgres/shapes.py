@@ -23,6 +23,7 @@ from psycopg import sql
 from migrator.adapters.postgres.connection import PgEndpoint
 from migrator.adapters.postgres.errors import classify
 from migrator.adapters.postgres.inspect import split_table
+from migrator.adapters.postgres.publication import PublishedState, read_publication
 
 # A partitioned table's leaves (at any depth), as two arrays in one order: oids, then names.
 _SHAPES_SQL = """
@@ -196,6 +197,20 @@ class ShapeReader:
         rows = self._query(query)
         return bool(rows and rows[0][0])
 
+    def publication(self, name: str, version: int) -> tuple[int, PublishedState | None]:
+        """The source's WAL position, then what publication `name` publishes, read after it: the
+        catalog read covers every transaction committed up to that position."""
+        ((position,),) = self._query(
+            "SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() "
+            "ELSE pg_current_wal_lsn() END - '0/0'::pg_lsn)::bigint"
+        )
+        assert self._conn is not None
+        try:
+            return int(position), read_publication(self._conn, name, version)
+        except psycopg.Error as exc:
+            self.close()
+            raise classify(exc, self._endpoint.name, self._endpoint.secrets) from None
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
@@ -229,4 +244,74 @@ def compare(recorded: Mapping[str, TableShape], live: Mapping[str, TableShape]) 
                 for oid, name in now.leaves.items()
                 if oid not in before.leaves
             ]
+    return changes
+
+
+@dataclass(frozen=True)
+class PublicationChange:
+    what: str  # what the publication no longer publishes, in words
+    options: bool  # restored by ALTER PUBLICATION ... SET (...), else by ... SET TABLE
+
+
+ACTIONS = ("insert", "update", "delete", "truncate")
+
+
+def compare_publication(
+    state: PublishedState | None, live: Mapping[str, TableShape], needed: Mapping[str, frozenset[str]]
+) -> list[PublicationChange]:
+    """What of the run's needs the run's publication no longer publishes: every change (insert,
+    update, delete, truncate) of each mapped table (each leaf partition of a partitioned one,
+    published per partition), without a row filter, with `needed`'s columns (per mapped table:
+    the columns the run needs sent). Empty when it publishes all of it (docs/architecture.md,
+    "The run's publication")."""
+    if state is None:
+        return [PublicationChange("it was dropped (DROP PUBLICATION)", False)]
+    changes: list[PublicationChange] = []
+    off = [a for a in ACTIONS if a not in state.actions]
+    if off:
+        changes.append(
+            PublicationChange(
+                f"it no longer publishes {', '.join(a.upper() for a in off)} "
+                f"(publish = '{', '.join(a for a in ACTIONS if a in state.actions)}')",
+                True,
+            )
+        )
+    if state.via_root:
+        changes.append(
+            PublicationChange(
+                "it publishes partitions' changes as their root's (publish_via_partition_root = true), "
+                "without each partition's replica identity and TRUNCATE",
+                True,
+            )
+        )
+    for table, shape in live.items():
+        if shape.leaves is None:
+            if shape.oid not in state.relations:
+                changes.append(PublicationChange(f"it no longer publishes table {shape.name}", False))
+                continue
+        elif not state.via_root:
+            unsent = [n for o, n in shape.leaves.items() if o not in state.relations]
+            if unsent:
+                changes.append(
+                    PublicationChange(
+                        f"it no longer publishes partition(s) {', '.join(unsent)} of {shape.name}", False
+                    )
+                )
+        columns, filtered = state.listed.get(shape.oid, (None, False))
+        if filtered:
+            changes.append(
+                PublicationChange(
+                    f"table {shape.name} has a row filter (WHERE): the changes of rows it leaves out are not sent",
+                    False,
+                )
+            )
+        left_out = sorted(
+            (needed.get(table, frozenset()) & set(shape.columns)) - (columns or set(shape.columns))
+        )
+        if columns is not None and left_out:
+            changes.append(
+                PublicationChange(
+                    f"its column list for table {shape.name} leaves out {', '.join(left_out)}", False
+                )
+            )
     return changes
