@@ -405,6 +405,12 @@ class CdcPhase:
         return ChangeMapper(self.ctx.collections, identity, UNCHANGED)
 
     def _relation(self, message: Relation) -> None:
+        if message.relation_id in self._relations:
+            # Sent again within a stream: the relation's catalog entry changed (DDL). Some DDL
+            # changes nothing a Relation message shows (a column dropped and added again keeps
+            # name and type): compare the shapes now rather than within 5 s (docs/architecture.md,
+            # "Schema changes").
+            self._check_schema()
         table = message.table
         names = tuple(c.name for c in message.columns)
         expected = self._expected_columns.get(table)
@@ -643,6 +649,15 @@ class CdcPhase:
                 f"column {table}.{subject} was dropped (or renamed) on the source while the migration ran; "
                 "the mapping uses it",
                 hint="restore the column, or roll back and start again with a plan that does not use it",
+            )
+        if change.kind == "column re-added" and mapped:
+            raise TerminalError(
+                f"column {table}.{subject} was dropped and added again (ALTER TABLE ... DROP {subject}, ADD {subject}) "
+                "on the source while the migration ran: the source lost its values (the new column holds NULL or "
+                "its default) and PostgreSQL logs no row change for that, so documents keep the old ones; the "
+                "mapping uses it",
+                hint="roll back (`migrator rollback`) and run again, so that a new snapshot reads the column as it "
+                "is now; or restore the old values in the source",
             )
         if change.kind == "column retyped" and mapped:
             raise TerminalError(

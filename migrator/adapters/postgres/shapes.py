@@ -40,7 +40,9 @@ SELECT c.oid::bigint, n.nspname::text, c.relname::text, c.relkind::text,
                  SELECT c.oid UNION ALL SELECT i.inhrelid FROM pg_inherits i JOIN tree t ON i.inhparent = t.relid)
              SELECT ln.nspname || '.' || l.relname FROM tree JOIN pg_class l ON l.oid = tree.relid
              JOIN pg_namespace ln ON ln.oid = l.relnamespace
-             WHERE l.relkind IN ('r', 'f') ORDER BY l.oid)
+             WHERE l.relkind IN ('r', 'f') ORDER BY l.oid),
+       ARRAY(SELECT a.attnum::int FROM pg_attribute a
+             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum)
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p')
   AND (c.oid = ANY(%(oids)s::oid[])
@@ -75,6 +77,9 @@ class TableShape:
     name: str  # schema.table, as the catalog names it now
     columns: dict[str, int]  # column -> type oid
     leaves: dict[int, str] | None  # a partitioned table's leaf partitions: oid -> schema.table
+    # column -> attnum, its identity: a column dropped and added again under its name has a new
+    # one (None: a shape recorded before attnums were)
+    attnums: dict[str, int] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -82,16 +87,19 @@ class TableShape:
             "name": self.name,
             "columns": [[n, t] for n, t in self.columns.items()],
             "leaves": None if self.leaves is None else [[o, n] for o, n in self.leaves.items()],
+            "attnums": None if self.attnums is None else [[n, a] for n, a in self.attnums.items()],
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> TableShape:
         leaves = data.get("leaves")
+        attnums = data.get("attnums")
         return cls(
             int(data["oid"]),
             str(data["name"]),
             {str(n): int(t) for n, t in data["columns"]},
             None if leaves is None else {int(o): str(n) for o, n in leaves},
+            None if attnums is None else {str(n): int(a) for n, a in attnums},
         )
 
 
@@ -101,6 +109,7 @@ ChangeKind = Literal[
     "column dropped",
     "column retyped",
     "column added",
+    "column re-added",
     "partition detached",
     "partition dropped",
     "partition added",
@@ -165,7 +174,7 @@ class ShapeReader:
         )
         by_oid: dict[int, TableShape] = {}
         by_name: dict[str, TableShape] = {}
-        for oid, schema, name, kind, names, types, leaf_oids, leaf_names in rows:
+        for oid, schema, name, kind, names, types, leaf_oids, leaf_names, attnums in rows:
             shape = TableShape(
                 int(oid),
                 f"{schema}.{name}",
@@ -173,6 +182,7 @@ class ShapeReader:
                 dict(zip((int(o) for o in leaf_oids), (str(n) for n in leaf_names), strict=True))
                 if kind == "p"
                 else None,
+                {str(n): int(a) for n, a in zip(names, attnums, strict=True)},
             )
             by_oid[shape.oid] = by_name[shape.name] = shape
         out: dict[str, TableShape] = {}
@@ -217,6 +227,14 @@ class ShapeReader:
             self._conn = None
 
 
+def _readded(before: TableShape, now: TableShape, column: str) -> bool:
+    """Whether `column` is another column under the same name (dropped and added again: a new
+    attnum, and the old values gone), where both shapes know attnums."""
+    if before.attnums is None or now.attnums is None:
+        return False
+    return before.attnums.get(column) != now.attnums.get(column)
+
+
 def compare(recorded: Mapping[str, TableShape], live: Mapping[str, TableShape]) -> list[SchemaChange]:
     """What changed from `recorded` to `live` (both by the plan's table names)."""
     changes: list[SchemaChange] = []
@@ -230,6 +248,8 @@ def compare(recorded: Mapping[str, TableShape], live: Mapping[str, TableShape]) 
         for column, type_oid in before.columns.items():
             if column not in now.columns:
                 changes.append(SchemaChange(table, "column dropped", column))
+            elif _readded(before, now, column):
+                changes.append(SchemaChange(table, "column re-added", column))
             elif now.columns[column] != type_oid:
                 changes.append(SchemaChange(table, "column retyped", column))
         changes += [SchemaChange(table, "column added", c) for c in now.columns if c not in before.columns]
