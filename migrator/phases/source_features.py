@@ -272,8 +272,8 @@ def _identity_without(table: TableInfo, relation: str, generated: set[str], bad:
                 f"(if ({', '.join(inputs)}) is unique)"
             )
     options.append(
-        f"{fixes.replica_identity(relation, 'FULL')} (the old row then carries every ordinary column; the "
-        "key must still be one of them)"
+        f"{fixes.replica_identity(relation, 'FULL')} (the old row then carries every ordinary column, which "
+        "must hold the key)"
     )
     return " or ".join(options)
 
