@@ -56,7 +56,7 @@ from migrator.adapters.postgres.pgoutput import (
     lsn_to_int,
     lsn_to_str,
 )
-from migrator.adapters.postgres.publication import publishing
+from migrator.adapters.postgres.publication import publishing, restore_statements
 from migrator.adapters.postgres.reading import key_text
 from migrator.adapters.postgres.replication import (
     Idle,
@@ -65,7 +65,14 @@ from migrator.adapters.postgres.replication import (
     ReplicationStream,
     SlotMonitor,
 )
-from migrator.adapters.postgres.shapes import SchemaChange, ShapeReader, TableShape, compare, shapes_from_json
+from migrator.adapters.postgres.shapes import (
+    SchemaChange,
+    ShapeReader,
+    TableShape,
+    compare,
+    compare_publication,
+    shapes_from_json,
+)
 from migrator.adapters.postgres.snapshot import Coordinator, PublicationManager, SnapshotReader
 from migrator.adapters.postgres.values import ValueParser
 from migrator.engine.context import PlanView, RunContext
@@ -315,6 +322,10 @@ class CdcPhase:
         # begun before it was recorded) the catalog's when CDC started.
         self._baseline: dict[str, TableShape] | None = None
         self._accepted_leaves: set[int] = set()  # partitions added since, checked: no rows from before
+        # The source's WAL position before the last publication check that found the run's
+        # publication whole: no checkpoint goes past it unchecked (docs/architecture.md, "The
+        # run's publication").
+        self._publication_vouched = 0
         self._widened: set[tuple[str, str]] = set()  # (table, column) added since and now published
         self._expected_columns: dict[str, dict[str, ColumnInfo]] = {}
         self._mapper = self._build_mapper()
@@ -400,6 +411,12 @@ class CdcPhase:
         return ChangeMapper(self.ctx.collections, identity, UNCHANGED)
 
     def _relation(self, message: Relation) -> None:
+        if message.relation_id in self._relations:
+            # Sent again within a stream: the relation's catalog entry changed (DDL). Some DDL
+            # changes nothing a Relation message shows (a column dropped and added again keeps
+            # name and type): compare the shapes now rather than within 5 s (docs/architecture.md,
+            # "Schema changes").
+            self._check_schema()
         table = message.table
         names = tuple(c.name for c in message.columns)
         expected = self._expected_columns.get(table)
@@ -626,6 +643,44 @@ class CdcPhase:
                 "rows written while it was UNLOGGED never passed through the stream",
             )
 
+    def _check_publication(self) -> None:
+        """The run's publication must still publish what the run needs: pgoutput sends nothing of
+        a table, a column or a kind of change it no longer publishes, so the catalog is the only
+        witness (docs/architecture.md, "The run's publication"). Terminal, naming what changed."""
+        version = self.ctx.source_info.server.version_num
+        tables = list(self.ctx.source_info.tables)
+        position, state = self._shapes.publication(self.publication, version)
+        live = self._shapes.read(tables, self._baseline)
+        needed: dict[str, frozenset[str]] = {}
+        ordered: dict[str, list[str] | None] = {}
+        for table in tables:
+            listed = self._published.get(table)
+            expected = self._expected_columns.get(table, {})
+            ordered[table] = None if listed is None else [c for c in expected if c in listed]
+            needed[table] = (
+                listed
+                if listed is not None
+                else frozenset(n for n, c in expected.items() if c.generated is None)
+            )
+        changes = compare_publication(state, live, needed)
+        if not changes:
+            self._publication_vouched = position
+            return
+        statements = restore_statements(
+            self.publication,
+            ordered,
+            version,
+            options=any(c.options for c in changes),
+            table_set=state is not None and any(not c.options for c in changes),
+        )
+        raise TerminalError(
+            f"publication {self.publication}, through which this run receives the source's changes, was altered "
+            f"on the source while the migration ran: {'; '.join(c.what for c in changes)}. PostgreSQL sends "
+            "nothing of what a publication does not publish, so changes made since may be missing from the target",
+            hint=f"restore it: {' '.join(statements)} then `migrator run` resumes, and `migrator verify --repair` "
+            "copies what changed meanwhile (or roll back with `migrator rollback` and run again)",
+        )
+
     def _schema_change(self, change: SchemaChange, first: bool) -> None:
         table, subject = change.table, change.subject
         if change.kind == "table dropped":
@@ -656,6 +711,15 @@ class CdcPhase:
                 f"column {table}.{subject} was dropped (or renamed) on the source while the migration ran; "
                 "the mapping uses it",
                 hint="restore the column, or roll back and start again with a plan that does not use it",
+            )
+        if change.kind == "column re-added" and mapped:
+            raise TerminalError(
+                f"column {table}.{subject} was dropped and added again (ALTER TABLE ... DROP {subject}, ADD {subject}) "
+                "on the source while the migration ran: the source lost its values (the new column holds NULL or "
+                "its default) and PostgreSQL logs no row change for that, so documents keep the old ones; the "
+                "mapping uses it",
+                hint="roll back (`migrator rollback`) and run again, so that a new snapshot reads the column as it "
+                "is now; or restore the old values in the source",
             )
         if change.kind == "column retyped" and mapped:
             raise TerminalError(
@@ -902,6 +966,7 @@ class CdcPhase:
             )
         try:
             self._check_schema()  # DDL made while no run followed (docs/architecture.md, "Schema changes")
+            self._check_publication()
         finally:
             self._shapes.close()
         snapshot_done = next(
@@ -1112,6 +1177,10 @@ class CdcPhase:
                 batch.ops = self._resolve(batch)  # before settle(): the source's turn overlaps the target's
             settle()
             position = batch.end_lsn if final else None
+            if position is not None and position > self._publication_vouched:
+                # Never a checkpoint past what a publication check covers (docs/architecture.md,
+                # "The run's publication").
+                self._check_publication()
             # The checkpoint carries what lag is measured from (phases/lag.py).
             fields = {**self.lag.record_fields(), **commit_time_field(batch.last_commit_time)}
             future = apply_thread.submit(
@@ -1393,6 +1462,7 @@ class CdcPhase:
                 # DDL on a table no change touches says nothing in the stream: look now and then.
                 last_schema_check = now
                 self._check_schema()
+                self._check_publication()
             if now - last_budget_check >= PROGRESS_INTERVAL_S:
                 last_budget_check = now
                 self._check_budget(applied, batch, result)

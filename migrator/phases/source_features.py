@@ -37,6 +37,7 @@ def source_features(source: SourceInfo, collections: Sequence[CollectionMapping]
         found += _partitioning(table, version)
         found += _identity(table, keys.get(table.name, ()))
         found += _document_keys(table, collections)
+        found += _generated_keys(table, collections)
         if table.name in read:
             found += _excluded(table, read[table.name], version)
         found += [_trigger(t) for t in table.triggers]
@@ -229,6 +230,107 @@ def _document_keys(table: TableInfo, collections: Sequence[CollectionMapping]) -
                 )
             )
     return found
+
+
+_NOT_SENT = (
+    "PostgreSQL sends no stored generated column through logical replication, not even in the old row "
+    "of an UPDATE or DELETE (before 18 never; 18 only with publish_generated_columns, which migrator "
+    "does not set)"
+)
+
+
+def _generated_keys(table: TableInfo, collections: Sequence[CollectionMapping]) -> list[Finding]:
+    """A stored generated column in a replica identity, or in a document or element key: a DELETE
+    (and an UPDATE's old row) would carry no value for it, so which document or element it
+    changes could not be known (docs/architecture.md, "Stored generated columns")."""
+    generated = {c.name for c in table.columns if c.generated is not None}
+    if not generated:
+        return []
+    found: list[Finding] = []
+    relations = (
+        [(leaf.name, leaf.identity_columns) for leaf in table.leaves]
+        if table.kind == "partitioned"
+        else [(table.name, table.identity_columns)]
+    )
+    for relation, identity in relations:
+        bad = [c for c in identity if c in generated]
+        if bad:
+            found.append(
+                Finding(
+                    "source.generated_key",
+                    Severity.FAIL,
+                    f"{relation}.{bad[0]}",
+                    f"the replica identity of {relation} includes stored generated {_names(bad)}: {_NOT_SENT}, so "
+                    "an UPDATE or DELETE could not say which row it changes",
+                    _identity_without(table, relation, generated, bad),
+                )
+            )
+    for collection in collections:
+        for doc in _levels(collection.document):
+            bad = [c for c in doc.key if c in generated] if doc.table == table.name else []
+            if not bad:
+                continue
+            role = "document _id" if doc is collection.document else "element key"
+            found.append(
+                Finding(
+                    "source.generated_key",
+                    Severity.FAIL,
+                    f"{table.name}.{bad[0]}",
+                    f"collection '{collection.name}' keys {table.name} by ({', '.join(doc.key)}) ({role}), which "
+                    f"includes stored generated {_names(bad)}: {_NOT_SENT}, so a DELETE could not say which "
+                    "document or element to remove",
+                    _key_without(table, generated, bad),
+                )
+            )
+    return found
+
+
+def _identity_without(table: TableInfo, relation: str, generated: set[str], bad: Sequence[str]) -> str:
+    """Replica identities of `relation` that PostgreSQL accepts and that hold no generated column."""
+    options: list[str] = []
+    if table.primary_key and not table.primary_key_deferrable and not set(table.primary_key) & generated:
+        options.append(fixes.replica_identity(relation, "DEFAULT"))
+    if table.kind == "table":
+        options += [
+            fixes.replica_identity_index(relation, i.name)
+            for i in table.identity_indexes
+            if not set(i.columns) & generated and i.columns != table.primary_key
+        ]
+    if not options and not table.primary_key:
+        inputs = _inputs(table, bad)
+        if inputs:
+            options.append(
+                f"{fixes.add_primary_key(table.name, inputs)} {fixes.replica_identity(relation, 'DEFAULT')} "
+                f"(if ({', '.join(inputs)}) is unique)"
+            )
+    options.append(
+        f"{fixes.replica_identity(relation, 'FULL')} (the old row then carries every ordinary column, which "
+        "must hold the key)"
+    )
+    return " or ".join(options)
+
+
+def _key_without(table: TableInfo, generated: set[str], bad: Sequence[str]) -> str:
+    """Keys of ordinary columns that could serve instead."""
+    keys = [k for k in (table.primary_key, *table.unique_keys) if k and not set(k) & generated]
+    if keys:
+        return " or ".join(f"key it by ({', '.join(k)})" for k in dict.fromkeys(keys))
+    inputs = _inputs(table, bad)
+    if inputs and not table.primary_key:
+        return (
+            f"{fixes.add_primary_key(table.name, inputs)} {fixes.replica_identity(table.name, 'DEFAULT')} "
+            f"(if ({', '.join(inputs)}) is unique), then key it by ({', '.join(inputs)})"
+        )
+    return "key it by a unique key of ordinary (not generated) columns"
+
+
+def _inputs(table: TableInfo, columns: Sequence[str]) -> list[str]:
+    """The ordinary columns the generated `columns` are computed from."""
+    out: list[str] = []
+    for name in columns:
+        column = table.column(name)
+        out += [c for c in (column.generated_from if column is not None else ()) if c not in out]
+    return out
 
 
 # -- columns ----------------------------------------------------------------------------------------

@@ -10,8 +10,6 @@ identity, which `migrator plan` must refuse (`source.generated_column`) until th
 
 from __future__ import annotations
 
-import pytest
-
 from tests.corpus.harness import Scenario, scenario_fixture
 from tests.support.expected import Coll
 
@@ -73,17 +71,11 @@ def test_04_inputs_change(scenario: Scenario) -> None:
 gkey = scenario_fixture("generated_key")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a stored generated column as the document key, its unique index the replica identity: `plan` "
-    "passes, but PostgreSQL before 18 sends no generated column, not even as a DELETE's old key, and the "
-    "first DELETE stops CDC with 'InternalError: ... unexpected error while mapping delete of public.tab4 "
-    "...: KeyError: 'code'' (a hint to report a defect; the run cannot resume past it)",
-)
 def test_05_generated_column_as_the_document_key(gkey: Scenario) -> None:
     """Not upstream: the document key is itself a stored generated column (a unique code derived
-    from the primary key, made the replica identity), so its value never travels on the wire.
-    `plan` must refuse it with a fix, or CDC must follow it."""
+    from the primary key, made the replica identity), so its value never travels on the wire:
+    `plan` refuses the key and the identity, naming table and column with a fix, and the fix
+    (an ordinary key, the default replica identity) passes and is followed."""
     gkey.sql(
         "CREATE TABLE tab4 (id int NOT NULL, name text, code text GENERATED ALWAYS AS ('G-' || id) STORED NOT NULL)",
         "CREATE UNIQUE INDEX tab4_code ON tab4 (code)",
@@ -92,15 +84,23 @@ def test_05_generated_column_as_the_document_key(gkey: Scenario) -> None:
     )
     gkey.write_plan([Coll("tab4", "tab4", ("code",))])
     refused = gkey.preflight().failures
-    if refused:  # refusing it, naming the table and a fix, is the other right outcome
-        assert all("tab4" in f.subject and f.fix for f in refused), refused
-        return
+    assert refused and all(f.check == "source.generated_key" for f in refused), refused
+    assert {f.subject for f in refused} == {"public.tab4.code"}, refused
+    assert any("replica identity" in f.message for f in refused), refused
+    assert any("keys public.tab4 by (code)" in f.message for f in refused), refused
+    fix = next(f.fix for f in refused if "keys public.tab4" in f.message)
+    assert fix is not None and "ADD PRIMARY KEY (id)" in fix and "key it by (id)" in fix, fix
+    gkey.sql(
+        "ALTER TABLE public.tab4 ADD PRIMARY KEY (id)", "ALTER TABLE public.tab4 REPLICA IDENTITY DEFAULT"
+    )
+    gkey.write_plan([Coll("tab4", "tab4", ("id",))])
+    gkey.assert_plan_ready()
     gkey.start()
     gkey.assert_target()
     gkey.step(
         "INSERT INTO tab4 (id, name) VALUES (3, 'three')",
         "UPDATE tab4 SET name = 'uno' WHERE id = 1",
-        "UPDATE tab4 SET id = 20 WHERE id = 2",  # the key changes with it
+        "UPDATE tab4 SET id = 20 WHERE id = 2",  # the key changes, and the generated code with it
         "DELETE FROM tab4 WHERE id = 3",
     )
     gkey.assert_target()

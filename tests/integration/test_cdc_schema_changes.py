@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from migrator.errors import TerminalError
+from migrator.plan.names import publication_name
 from tests.integration.test_cdc import (
     _stop_followers,  # noqa: F401 - an autouse fixture
     assert_documents,
@@ -179,3 +180,59 @@ def test_partitions_created_or_attached_empty_are_followed(mig: Migration) -> No
             for r in mig.rows("SELECT id, region, name FROM accounts")
         ],
     )
+
+
+@WHEN
+def test_a_mapped_column_dropped_and_added_again_stops_the_run(mig: Migration, when: str) -> None:
+    # Same name and type: only its attnum tells the new column (NULL in every row) from the old.
+    name = f"cdc-shape-readded-{when}"
+    mig.sql(*THINGS)
+    plan = mig.plan("- {name: things, from: things, key: id}", name=name)
+    run(mig, plan, "snapshot")
+    run(mig, plan)
+    error = stops(mig, plan, name, when, "ALTER TABLE things DROP qty, ADD qty integer")
+    assert "column public.things.qty was dropped and added again" in str(error), error
+    assert error.hint is not None and "migrator rollback" in error.hint
+    assert [d["qty"] for d in mig.documents("things")] == [1, 2, 3]
+
+
+@WHEN
+@pytest.mark.parametrize(
+    ("case", "alter", "says"),
+    [
+        ("drop-table", "DROP TABLE things", "it no longer publishes table public.things"),
+        (
+            "publish",
+            "SET (publish = 'insert, update, truncate')",
+            "it no longer publishes DELETE (publish = 'insert, update, truncate')",
+        ),
+        ("viaroot", "SET (publish_via_partition_root = true)", "publish_via_partition_root = true"),
+        ("row-filter", "SET TABLE things WHERE (id > 1)", "table public.things has a row filter"),
+        (
+            "column-list",
+            "SET TABLE things (id, name)",
+            "its column list for table public.things leaves out qty",
+        ),
+    ],
+)
+def test_the_runs_publication_altered_stops_the_run_until_restored(
+    mig: Migration, when: str, case: str, alter: str, says: str
+) -> None:
+    """pgoutput sends nothing of what the publication no longer publishes: the run stops naming
+    the publication and what changed; the statements of its hint restore it, and the run goes
+    on (docs/architecture.md, "The run's publication")."""
+    name = f"cdc-pub-{case}-{when}"
+    publication = publication_name(name)
+    mig.sql(*THINGS)
+    plan = mig.plan("- {name: things, from: things, key: id}", name=name)
+    run(mig, plan, "snapshot")
+    run(mig, plan)
+    error = stops(mig, plan, name, when, f"ALTER PUBLICATION {publication} {alter}")
+    assert f"publication {publication}" in str(error) and says in str(error), error
+    assert error.hint is not None and "verify --repair" in error.hint, error.hint
+    restore = error.hint.split("restore it: ")[1].split(" then `migrator run`")[0]
+    assert restore.startswith(f"ALTER PUBLICATION {publication}"), restore
+    mig.sql(restore)  # PostgreSQL accepts it, and the run goes on
+    transactions(mig, "DELETE FROM things WHERE id = 1", "UPDATE things SET qty = 20 WHERE id = 2")
+    run(mig, plan)
+    assert_documents(mig, "things", flat_documents(mig, "SELECT id, name, qty FROM things"))

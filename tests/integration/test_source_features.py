@@ -477,6 +477,45 @@ def test_generated_column_from_identity_columns_is_supported(setup: Setup) -> No
     assert report.ready, report.failures
 
 
+GENERATED_IDENTITY = (
+    "CREATE TABLE public.codes (id int PRIMARY KEY, name text,"
+    " code text GENERATED ALWAYS AS ('C-' || id) STORED NOT NULL)",
+    "CREATE UNIQUE INDEX codes_code ON public.codes (code)",
+    "ALTER TABLE public.codes REPLICA IDENTITY USING INDEX codes_code",
+)
+
+
+def test_generated_column_in_the_replica_identity_or_key_is_refused_and_every_fix_is_accepted(
+    setup: Setup,
+) -> None:
+    """PostgreSQL sends no stored generated column, not even in a DELETE's old row."""
+    setup.sql(*GENERATED_IDENTITY)
+    plan = "- {name: codes, from: codes, key: id}"
+    report = setup.plan(plan)
+    identity = one(report, "source.generated_key", "public.codes.code")
+    assert identity.severity is Severity.FAIL
+    assert "replica identity of public.codes includes stored generated column code" in identity.message
+    assert fix_statements(identity.fix) == [
+        "ALTER TABLE public.codes REPLICA IDENTITY DEFAULT;",
+        "ALTER TABLE public.codes REPLICA IDENTITY FULL;",
+    ]
+
+    def fixed(after: PreflightReport, statement: str) -> None:
+        assert after.ready, (statement, after.failures)
+
+    assert each_fix(setup, GENERATED_IDENTITY, identity.fix, plan, fixed) == 2
+    # Keyed by the generated column itself (with an identity PostgreSQL sends): refused, with a
+    # key of ordinary columns.
+    rebuild(setup, GENERATED_IDENTITY)
+    setup.sql("ALTER TABLE public.codes REPLICA IDENTITY FULL")
+    keyed = one(
+        setup.plan("- {name: codes, from: codes, key: code}"), "source.generated_key", "public.codes.code"
+    )
+    assert "keys public.codes by (code) (document _id)" in keyed.message, keyed
+    assert keyed.fix == "key it by (id)", keyed.fix
+    assert setup.plan(plan).ready
+
+
 # -- keys and links that may be TOASTed, N:1 links --------------------------------------------------
 
 

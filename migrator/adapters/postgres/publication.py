@@ -9,12 +9,18 @@ right before CREATE/ALTER PUBLICATION):
 
 The rules are established on a real server in docs/architecture.md ("Replica identity",
 "Partitioned tables", "Publication column lists"); every fix is run by a test.
+
+And one catalog read, `read_publication`: what the run's publication publishes now, which CDC
+compares with what the run needs (docs/architecture.md, "The run's publication").
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+import psycopg
 
 from migrator.adapters.base import IdentityIndex, LeafInfo, TableInfo
 from migrator.adapters.postgres import fixes
@@ -43,6 +49,95 @@ class Publishing:
     sent_unread: tuple[str, ...]  # not read by the plan, and still sent by PostgreSQL
     reason: str | None = None  # why `sent_unread` are sent
     fix: str | None = None  # what keeps them in the source, where PostgreSQL has a way
+
+
+@dataclass(frozen=True)
+class PublishedState:
+    """What a publication publishes now, as the catalog says."""
+
+    name: str
+    all_tables: bool  # FOR ALL TABLES
+    actions: frozenset[str]  # of 'insert', 'update', 'delete', 'truncate'
+    via_root: bool  # publish_via_partition_root
+    relations: frozenset[int]  # every relation whose changes it sends (leaf partitions, not their root)
+    # Per table it names itself (pg_publication_rel): its column list (None: every column) and
+    # whether it has a row filter (a WHERE, PostgreSQL 15+).
+    listed: dict[int, tuple[frozenset[str] | None, bool]]
+
+
+# pg_publication_tables resolves FOR ALL TABLES, FOR TABLES IN SCHEMA and a partitioned table
+# published per partition (its leaves) into the relations whose changes are sent.
+_SENT_SQL = """
+SELECT c.oid::bigint FROM pg_publication_tables t
+JOIN pg_namespace n ON n.nspname = t.schemaname
+JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = t.tablename
+WHERE t.pubname = %(name)s
+"""
+_OPTIONS_SQL = (
+    "SELECT puballtables, pubinsert, pubupdate, pubdelete, pubtruncate, {viaroot} "
+    "FROM pg_publication WHERE pubname = %(name)s"
+)
+_LISTED_SQL = """
+SELECT pr.prrelid::bigint, {columns}, {qual}
+FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid WHERE p.pubname = %(name)s
+"""
+
+
+def read_publication(conn: psycopg.Connection[Any], name: str, version: int) -> PublishedState | None:
+    """What publication `name` publishes now (None: it does not exist). Raises psycopg's errors."""
+    viaroot = "pubviaroot" if version >= PARTITIONED_SERVER_VERSION else "false"
+    row = conn.execute(_OPTIONS_SQL.format(viaroot=viaroot), {"name": name}).fetchone()
+    if row is None:
+        return None
+    all_tables, insert, update, delete, truncate, via_root = row
+    actions = frozenset(
+        a
+        for a, on in zip(
+            ("insert", "update", "delete", "truncate"), (insert, update, delete, truncate), strict=True
+        )
+        if on
+    )
+    sent = frozenset(int(r[0]) for r in conn.execute(_SENT_SQL, {"name": name}).fetchall())
+    if version >= COLUMN_LIST_SERVER_VERSION:
+        columns = (
+            "(SELECT array_agg(a.attname::text) FROM pg_attribute a "
+            "WHERE a.attrelid = pr.prrelid AND a.attnum = ANY(pr.prattrs))"
+        )
+        query = _LISTED_SQL.format(columns=columns, qual="pr.prqual IS NOT NULL")
+    else:
+        query = _LISTED_SQL.format(columns="NULL::text[]", qual="false")
+    listed = {
+        int(oid): (None if cols is None else frozenset(cols), bool(qual))
+        for oid, cols, qual in conn.execute(query, {"name": name}).fetchall()
+    }
+    return PublishedState(name, bool(all_tables), actions, bool(via_root), sent, listed)
+
+
+def restore_statements(
+    name: str, tables: Mapping[str, Sequence[str] | None], version: int, *, options: bool, table_set: bool
+) -> list[str]:
+    """The statements that make publication `name` publish what the run needs again: `tables`
+    (each with its column list, None: every column), every change, each partition's own.
+    `options`: its publish settings changed; `table_set`: its tables or their lists changed;
+    neither: it is gone."""
+    targets = ", ".join(
+        fixes.table(t) + ("" if c is None else f" ({fixes.columns(c)})") for t, c in tables.items()
+    )
+    viaroot = version >= PARTITIONED_SERVER_VERSION
+    if not options and not table_set:
+        return [
+            f"CREATE PUBLICATION {fixes.ident(name)} FOR TABLE {targets}"
+            + (" WITH (publish_via_partition_root = false);" if viaroot else ";")
+        ]
+    out: list[str] = []
+    if options:
+        out.append(
+            f"ALTER PUBLICATION {fixes.ident(name)} SET (publish = 'insert, update, delete, truncate'"
+            + (", publish_via_partition_root = false);" if viaroot else ");")
+        )
+    if table_set:
+        out.append(f"ALTER PUBLICATION {fixes.ident(name)} SET TABLE {targets};")
+    return out
 
 
 def partitioned_unsupported(table: TableInfo, version: int) -> str | None:

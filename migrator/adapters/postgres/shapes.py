@@ -23,6 +23,7 @@ from psycopg import sql
 from migrator.adapters.postgres.connection import PgEndpoint
 from migrator.adapters.postgres.errors import classify
 from migrator.adapters.postgres.inspect import split_table
+from migrator.adapters.postgres.publication import PublishedState, read_publication
 
 # A partitioned table's leaves (at any depth), as two arrays in one order: oids, then names.
 _SHAPES_SQL = """
@@ -39,7 +40,9 @@ SELECT c.oid::bigint, n.nspname::text, c.relname::text, c.relkind::text,
                  SELECT c.oid UNION ALL SELECT i.inhrelid FROM pg_inherits i JOIN tree t ON i.inhparent = t.relid)
              SELECT ln.nspname || '.' || l.relname FROM tree JOIN pg_class l ON l.oid = tree.relid
              JOIN pg_namespace ln ON ln.oid = l.relnamespace
-             WHERE l.relkind IN ('r', 'f') ORDER BY l.oid)
+             WHERE l.relkind IN ('r', 'f') ORDER BY l.oid),
+       ARRAY(SELECT a.attnum::int FROM pg_attribute a
+             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum)
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p')
   AND (c.oid = ANY(%(oids)s::oid[])
@@ -79,6 +82,9 @@ class TableShape:
     name: str  # schema.table, as the catalog names it now
     columns: dict[str, int]  # column -> type oid
     leaves: dict[int, str] | None  # a partitioned table's leaf partitions: oid -> schema.table
+    # column -> attnum, its identity: a column dropped and added again under its name has a new
+    # one (None: a shape recorded before attnums were)
+    attnums: dict[str, int] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -86,16 +92,19 @@ class TableShape:
             "name": self.name,
             "columns": [[n, t] for n, t in self.columns.items()],
             "leaves": None if self.leaves is None else [[o, n] for o, n in self.leaves.items()],
+            "attnums": None if self.attnums is None else [[n, a] for n, a in self.attnums.items()],
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> TableShape:
         leaves = data.get("leaves")
+        attnums = data.get("attnums")
         return cls(
             int(data["oid"]),
             str(data["name"]),
             {str(n): int(t) for n, t in data["columns"]},
             None if leaves is None else {int(o): str(n) for o, n in leaves},
+            None if attnums is None else {str(n): int(a) for n, a in attnums},
         )
 
 
@@ -105,6 +114,7 @@ ChangeKind = Literal[
     "column dropped",
     "column retyped",
     "column added",
+    "column re-added",
     "partition detached",
     "partition dropped",
     "partition added",
@@ -169,7 +179,7 @@ class ShapeReader:
         )
         by_oid: dict[int, TableShape] = {}
         by_name: dict[str, TableShape] = {}
-        for oid, schema, name, kind, names, types, leaf_oids, leaf_names in rows:
+        for oid, schema, name, kind, names, types, leaf_oids, leaf_names, attnums in rows:
             shape = TableShape(
                 int(oid),
                 f"{schema}.{name}",
@@ -177,6 +187,7 @@ class ShapeReader:
                 dict(zip((int(o) for o in leaf_oids), (str(n) for n in leaf_names), strict=True))
                 if kind == "p"
                 else None,
+                {str(n): int(a) for n, a in zip(names, attnums, strict=True)},
             )
             by_oid[shape.oid] = by_name[shape.name] = shape
         out: dict[str, TableShape] = {}
@@ -219,10 +230,32 @@ class ShapeReader:
         rows = self._query(query)
         return bool(rows and rows[0][0])
 
+    def publication(self, name: str, version: int) -> tuple[int, PublishedState | None]:
+        """The source's WAL position, then what publication `name` publishes, read after it: the
+        catalog read covers every transaction committed up to that position."""
+        ((position,),) = self._query(
+            "SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() "
+            "ELSE pg_current_wal_lsn() END - '0/0'::pg_lsn)::bigint"
+        )
+        assert self._conn is not None
+        try:
+            return int(position), read_publication(self._conn, name, version)
+        except psycopg.Error as exc:
+            self.close()
+            raise classify(exc, self._endpoint.name, self._endpoint.secrets) from None
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def _readded(before: TableShape, now: TableShape, column: str) -> bool:
+    """Whether `column` is another column under the same name (dropped and added again: a new
+    attnum, and the old values gone), where both shapes know attnums."""
+    if before.attnums is None or now.attnums is None:
+        return False
+    return before.attnums.get(column) != now.attnums.get(column)
 
 
 def compare(recorded: Mapping[str, TableShape], live: Mapping[str, TableShape]) -> list[SchemaChange]:
@@ -238,6 +271,8 @@ def compare(recorded: Mapping[str, TableShape], live: Mapping[str, TableShape]) 
         for column, type_oid in before.columns.items():
             if column not in now.columns:
                 changes.append(SchemaChange(table, "column dropped", column))
+            elif _readded(before, now, column):
+                changes.append(SchemaChange(table, "column re-added", column))
             elif now.columns[column] != type_oid:
                 changes.append(SchemaChange(table, "column retyped", column))
         changes += [SchemaChange(table, "column added", c) for c in now.columns if c not in before.columns]
@@ -252,4 +287,74 @@ def compare(recorded: Mapping[str, TableShape], live: Mapping[str, TableShape]) 
                 for oid, name in now.leaves.items()
                 if oid not in before.leaves
             ]
+    return changes
+
+
+@dataclass(frozen=True)
+class PublicationChange:
+    what: str  # what the publication no longer publishes, in words
+    options: bool  # restored by ALTER PUBLICATION ... SET (...), else by ... SET TABLE
+
+
+ACTIONS = ("insert", "update", "delete", "truncate")
+
+
+def compare_publication(
+    state: PublishedState | None, live: Mapping[str, TableShape], needed: Mapping[str, frozenset[str]]
+) -> list[PublicationChange]:
+    """What of the run's needs the run's publication no longer publishes: every change (insert,
+    update, delete, truncate) of each mapped table (each leaf partition of a partitioned one,
+    published per partition), without a row filter, with `needed`'s columns (per mapped table:
+    the columns the run needs sent). Empty when it publishes all of it (docs/architecture.md,
+    "The run's publication")."""
+    if state is None:
+        return [PublicationChange("it was dropped (DROP PUBLICATION)", False)]
+    changes: list[PublicationChange] = []
+    off = [a for a in ACTIONS if a not in state.actions]
+    if off:
+        changes.append(
+            PublicationChange(
+                f"it no longer publishes {', '.join(a.upper() for a in off)} "
+                f"(publish = '{', '.join(a for a in ACTIONS if a in state.actions)}')",
+                True,
+            )
+        )
+    if state.via_root:
+        changes.append(
+            PublicationChange(
+                "it publishes partitions' changes as their root's (publish_via_partition_root = true), "
+                "without each partition's replica identity and TRUNCATE",
+                True,
+            )
+        )
+    for table, shape in live.items():
+        if shape.leaves is None:
+            if shape.oid not in state.relations:
+                changes.append(PublicationChange(f"it no longer publishes table {shape.name}", False))
+                continue
+        elif not state.via_root:
+            unsent = [n for o, n in shape.leaves.items() if o not in state.relations]
+            if unsent:
+                changes.append(
+                    PublicationChange(
+                        f"it no longer publishes partition(s) {', '.join(unsent)} of {shape.name}", False
+                    )
+                )
+        columns, filtered = state.listed.get(shape.oid, (None, False))
+        if filtered:
+            changes.append(
+                PublicationChange(
+                    f"table {shape.name} has a row filter (WHERE): the changes of rows it leaves out are not sent",
+                    False,
+                )
+            )
+        left_out = sorted(
+            (needed.get(table, frozenset()) & set(shape.columns)) - (columns or set(shape.columns))
+        )
+        if columns is not None and left_out:
+            changes.append(
+                PublicationChange(
+                    f"its column list for table {shape.name} leaves out {', '.join(left_out)}", False
+                )
+            )
     return changes
