@@ -6,8 +6,8 @@ default; a volatile default rewrites the table, which is not decoded either), so
 rows that never change again would lack the field. At a point of the stream after the ALTER
 (the first Relation message of the table that carries the column, or a marker the schema check
 commits once it sees the column in the catalog) CDC applies what came before, then rewrites
-every row of the table as read now, as an UPDATE through the same ChangeMapper as any change,
-then goes on with the stream. Why that converges is in the architecture section.
+every row of the table as read now, through the same ChangeMapper as any change
+(ChangeMapper.refresh), then goes on with the stream. Why that converges is in the architecture section.
 
 Done is recorded as "table.column" beside the checkpoint of the next batch: a run resumed before
 that backfills again (idempotent writes).
@@ -87,9 +87,9 @@ def backfill_writes(
     parser: ValueParser,
     chunk: int,
 ) -> Iterator[tuple[list[dict[str, Any]], list[WriteOp]]]:
-    """Every row of `table` as read now, chunk by chunk, with its writes: each row an UPDATE
-    whose old row is unknown (None) and new row the whole row, so embeds, elements and lookups
-    follow the code paths of any update."""
+    """Every row of `table` as read now, chunk by chunk, with its writes: each row an update
+    whose old row is unknown and new row the whole row (ChangeMapper.refresh), so embeds, elements
+    and lookups follow the code paths of any change."""
     names = list(columns)
     parsers = [parser.for_column(columns[n]) for n in names]
     for raw in read_rows(endpoint, table, [(n, columns[n].type_oid) for n in names], order, chunk):
@@ -99,5 +99,5 @@ def backfill_writes(
         ]
         ops: list[WriteOp] = []
         for row in rows:
-            ops.extend(mapper.update(table, None, row))
+            ops.extend(mapper.refresh(table, row))
         yield rows, ops

@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 
 import psycopg
-import pytest
 
 from tests.corpus.harness import Scenario, scenario_fixture
 from tests.support.expected import Coll
