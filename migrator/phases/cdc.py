@@ -813,13 +813,13 @@ class CdcPhase:
         pending = self._added.pending(state.table, self._baseline, self._mapped_columns(state.table))
         return state.table, [c for c in pending if c in names]
 
-    def _backfill(self, table: str, added: set[str]) -> None:
+    def _backfill(self, table: str, added: set[str], tick: Callable[[], None]) -> None:
         """Bring every document of `table`'s rows up to date with `added`, columns added since the
         snapshot whose ALTER lies before this point of the stream: each row as read now, written
-        as an UPDATE through the mapper. Called with
-        everything before this point of the stream applied, and nothing after it: see
-        docs/architecture.md, "A column added while CDC follows", for why the documents then
-        converge to the source."""
+        through the mapper (ChangeMapper.refresh). Called with everything before this point of
+        the stream applied, and nothing after it: see docs/architecture.md, "A column added while
+        CDC follows", for why the documents then converge to the source. `tick` runs between chunks: status updates to the replication
+        connection, which reads nothing meanwhile (wal_sender_timeout)."""
         endpoint = self.ctx.source.endpoint
         with endpoint.connect() as conn:
             info = PostgresInspector(conn, endpoint.name, endpoint.secrets).table(table)
@@ -842,10 +842,19 @@ class CdcPhase:
         for chunk, ops in backfill_writes(
             endpoint, table, columns, order, self._mapper, self._parser, self.batch_limit.limit
         ):
+            tick()
             if ops:
                 # No checkpoint: the writes are idempotent, and a run resumed before the next
                 # checkpoint (which records them done) writes them again.
-                self.applier.apply(ops, None, None)
+                try:
+                    self.applier.apply(ops, None, None)
+                except BatchTooLarge as exc:
+                    # Smaller chunks when CDC goes on from the checkpoint (docs/architecture.md,
+                    # "Batches that adapt"); a TerminalError for a single write.
+                    self.batch_limit.shrink(
+                        exc, writes=len(ops), where=f"bringing the documents of {table} up to date"
+                    )
+                    raise
             for row in chunk:
                 for observer in self.observers:
                     observer(table, None, row, "update")
@@ -1317,7 +1326,7 @@ class CdcPhase:
             flush()
             settle()
             for table, columns in sorted(due.items()):
-                self._backfill(table, columns)
+                self._backfill(table, columns, stream.keepalive)
             due.clear()
 
         def dispatch(message: Any) -> None:

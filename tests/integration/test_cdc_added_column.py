@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import random
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -174,7 +174,7 @@ def test_a_run_stopped_before_the_backfill_backfills_on_resume(
     plan = set_up(mig, name)
     run(mig, plan, "snapshot")
 
-    def stopped_here(self: CdcPhase, table: str, added: set[str]) -> None:
+    def stopped_here(self: CdcPhase, table: str, added: set[str], tick: Callable[[], None]) -> None:
         raise TerminalError(f"test: stopped before bringing {table} up to date")
 
     with monkeypatch.context() as patched:
