@@ -1637,6 +1637,14 @@ def planned_actions(view: PlanView) -> list[Action]:
         ),
         Action(
             PHASE,
+            "when a column the mapping takes is added to a mapped table (ALTER TABLE ... ADD COLUMN logs no row "
+            "change): once the stream is past the ALTER (its first change, or a marker "
+            f"pg_logical_emit_message '{BACKFILL_PREFIX}'), rewrite the documents of every row of that table "
+            "from the source as it is then",
+            "target" if settings.apply else "none",
+        ),
+        Action(
+            PHASE,
             f"stop if the slot retains over {settings.max_retained_wal:,} bytes of WAL; on TRUNCATE: "
             f"{settings.on_truncate}; keep following until stopped or cut over"
             + f" (--until caught-up: stop once the lag is under {settings.max_lag:g} s)",
