@@ -792,9 +792,10 @@ class CdcPhase:
         # brought up to date when the stream is past the ALTER (phases/backfill.py).
 
     def _mark_for_backfill(self, table: str, column: str) -> None:
-        """Commit a marker naming `table`, once the catalog has mapped `column` that the snapshot did
-        not read: it reaches the stream after the ALTER, which a table no row change touches again
-        never shows otherwise (docs/architecture.md, "A column added while CDC follows")."""
+        """Commit a marker naming `table` and `column`, once the catalog has `column`, mapped and not
+        read by the snapshot: it reaches the stream after the ALTER, which a table no row change
+        touches again never shows otherwise (docs/architecture.md, "A column added while CDC
+        follows")."""
         key = f"{table}.{column}"
         if self._oracle is not None or key in self._added.done or key in self._added.marked:
             return
@@ -818,8 +819,9 @@ class CdcPhase:
         snapshot whose ALTER lies before this point of the stream: each row as read now, written
         through the mapper (ChangeMapper.refresh). Called with everything before this point of
         the stream applied, and nothing after it: see docs/architecture.md, "A column added while
-        CDC follows", for why the documents then converge to the source. `tick` runs between chunks: status updates to the replication
-        connection, which reads nothing meanwhile (wal_sender_timeout)."""
+        CDC follows", for why the documents then converge to the source. `tick` runs between
+        chunks: status updates to the replication connection, which reads nothing meanwhile
+        (wal_sender_timeout)."""
         endpoint = self.ctx.source.endpoint
         with endpoint.connect() as conn:
             info = PostgresInspector(conn, endpoint.name, endpoint.secrets).table(table)
