@@ -294,6 +294,21 @@ class ChangeMapper:
                 ops.extend(self._element_update(level, old, new))
         return ops
 
+    def refresh(self, table: str, row: Row) -> list[WriteOp]:
+        """`row` re-read whole from the source (a column added while CDC follows, phases/backfill.py):
+        an update whose old row is unknown, except that a document's own fields are written as an
+        insert writes them (upserted, merged over what is stored in the snapshot's field order):
+        `$set` would put a field new to the document after its embedded arrays."""
+        ops: list[WriteOp] = []
+        for level in self._levels.get(table, ()):
+            if level.embed is None:
+                ops.extend(self._root_upsert(level, row))
+            elif level.embed.lookup:
+                ops.extend(self._lookup_update(level, None, row))
+            else:
+                ops.extend(self._element_update(level, None, row))
+        return ops
+
     def delete(self, table: str, old: Row) -> list[WriteOp]:
         ops: list[WriteOp] = []
         for level in self._levels.get(table, ()):

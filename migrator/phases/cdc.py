@@ -93,6 +93,13 @@ from migrator.mapping.columns import columns_read
 from migrator.mapping.lookup import MappedDocuments
 from migrator.mapping.source_reads import SourceReads
 from migrator.mapping.spec import resolve
+from migrator.phases.backfill import (
+    BACKFILL_PREFIX,
+    AddedColumns,
+    backfill_writes,
+    marker_column,
+    marker_content,
+)
 from migrator.phases.batch_size import BatchLimit
 from migrator.phases.lag import LagTracker, commit_time_field
 from migrator.phases.oracle import DualWriteOracle
@@ -327,6 +334,9 @@ class CdcPhase:
         # run's publication").
         self._publication_vouched = 0
         self._widened: set[tuple[str, str]] = set()  # (table, column) added since and now published
+        # Mapped columns added since the snapshot: their documents are brought up to date at a
+        # point of the stream after the ALTER (phases/backfill.py).
+        self._added = AddedColumns()
         self._expected_columns: dict[str, dict[str, ColumnInfo]] = {}
         self._mapper = self._build_mapper()
         target = ctx.target
@@ -727,21 +737,20 @@ class CdcPhase:
                 "converts it as it was",
                 hint="roll back and start again, so that the snapshot and the changes agree on the type",
             )
-        if change.kind == "column added" and self._published.get(table) is not None and mapped:
+        if (
+            change.kind == "column added"
+            and self._published.get(table) is not None
+            and mapped
+            and (table, subject) not in self._widened
+        ):
             # The publication's column list was fixed when it was made: a column added since is
             # not published until the list names it. Widen it, so that changed rows carry the
-            # column from here on, as they do where every column is published.
-            if (table, subject) not in self._widened:
-                self._widened.add((table, subject))
-                self._widen_publication(table, subject)
-        elif change.kind == "column added" and first and subject in self._mapped_columns(table):
-            self.ctx.events.emit(
-                Notice(
-                    "warn",
-                    f"column(s) ['{subject}'] added to {table} since the snapshot: changed rows carry them; "
-                    "documents of rows that do not change lack them until verify --repair copies them",
-                )
-            )
+            # column from here on, as they do where every column is published (before the marker
+            # below, so that every change after the marker carries it).
+            self._widened.add((table, subject))
+            self._widen_publication(table, subject)
+        if change.kind == "column added" and mapped:
+            self._mark_for_backfill(table, subject)
         if change.kind == "partition detached":
             gone = not self._shapes.existing([change.oid])
             raise TerminalError(
@@ -838,22 +847,92 @@ class CdcPhase:
             raise TerminalError(
                 f"the mapping no longer resolves after a schema change on {table}: {problems}"
             )
-        added = sorted(set(current) - set(before))
         self.ctx.source_info = source_info
         self.ctx.collections = resolution.collections
         self._mapper = self._build_mapper()
         if self._oracle is not None:
             self._oracle.remap(resolution.collections, source_info)
-        now_mapped = self._mapped_columns(table)
-        flowing = [c for c in added if c in now_mapped] + later
-        if flowing:
-            self.ctx.events.emit(
-                Notice(
-                    "warn",
-                    f"column(s) {flowing} added to {table}: changed rows carry them from now on; documents of "
-                    "rows that do not change lack them until verify --repair copies them",
-                )
+        # Changed rows carry the added columns from here on; the documents of the others are
+        # brought up to date when the stream is past the ALTER (phases/backfill.py).
+
+    def _mark_for_backfill(self, table: str, column: str) -> None:
+        """Commit a marker naming `table` and `column`, once the catalog has `column`, mapped and not
+        read by the snapshot: it reaches the stream after the ALTER, which a table no row change
+        touches again never shows otherwise (docs/architecture.md, "A column added while CDC
+        follows")."""
+        key = f"{table}.{column}"
+        if self._oracle is not None or key in self._added.done or key in self._added.marked:
+            return
+        self._added.marked.add(key)
+        self.monitor.heartbeat(BACKFILL_PREFIX, marker_content(self.ctx.plan.name, table, column))
+
+    def _backfill_due(self, message: Relation) -> tuple[str, list[str]]:
+        """The mapped table, and the columns added since the snapshot that this Relation message
+        carries but its documents lack: the message is at a point of the stream after the ALTER
+        that added them (pgoutput describes a relation by the catalog as of the change that
+        follows). Only these: the catalog may already have columns added later in the stream."""
+        state = self._relations.get(message.relation_id)
+        if state is None or self._oracle is not None:
+            return "", []
+        names = {c.name for c in message.columns}
+        pending = self._added.pending(state.table, self._baseline, self._mapped_columns(state.table))
+        return state.table, [c for c in pending if c in names]
+
+    def _backfill(self, table: str, added: set[str], tick: Callable[[], None]) -> None:
+        """Bring every document of `table`'s rows up to date with `added`, columns added since the
+        snapshot whose ALTER lies before this point of the stream: each row as read now, written
+        through the mapper (ChangeMapper.refresh). Called with everything before this point of
+        the stream applied, and nothing after it: see docs/architecture.md, "A column added while
+        CDC follows", for why the documents then converge to the source. `tick` runs between
+        chunks: status updates to the replication connection, which reads nothing meanwhile
+        (wal_sender_timeout)."""
+        endpoint = self.ctx.source.endpoint
+        with endpoint.connect() as conn:
+            info = PostgresInspector(conn, endpoint.name, endpoint.secrets).table(table)
+        if info is None:
+            raise TerminalError(f"table {table} disappeared from the source while the migration ran")
+        if {c.name for c in info.columns} - set(self._expected_columns[table]):
+            # Reached by a marker before any Relation message showed the columns: the mapping
+            # takes them from here on, as on that message.
+            self._schema_changed(table, {c.name: c.type_oid for c in info.columns})
+        pending = [
+            c for c in self._added.pending(table, self._baseline, self._mapped_columns(table)) if c in added
+        ]
+        if not pending:
+            return
+        expected = self._expected_columns[table]
+        read = columns_read(self.ctx.collections).get(table, set())
+        columns = {n: c for n, c in expected.items() if n in read}
+        order = list(self.ctx.source_info.tables[table].primary_key or ())
+        rows = 0
+        for chunk, ops in backfill_writes(
+            endpoint, table, columns, order, self._mapper, self._parser, self.batch_limit.limit
+        ):
+            tick()
+            if ops:
+                # No checkpoint: the writes are idempotent, and a run resumed before the next
+                # checkpoint (which records them done) writes them again.
+                try:
+                    self.applier.apply(ops, None, None)
+                except BatchTooLarge as exc:
+                    # Smaller chunks when CDC goes on from the checkpoint (docs/architecture.md,
+                    # "Batches that adapt"); a TerminalError for a single write.
+                    self.batch_limit.shrink(
+                        exc, writes=len(ops), where=f"bringing the documents of {table} up to date"
+                    )
+                    raise
+            for row in chunk:
+                for observer in self.observers:
+                    observer(table, None, row, "update")
+            rows += len(chunk)
+        self._added.finished(table, pending)
+        self.ctx.events.emit(
+            Notice(
+                "info",
+                f"column(s) {', '.join(pending)} added to {table} since the snapshot: the documents of its "
+                f"{rows:,} row(s) were brought up to date",
             )
+        )
 
     def _widen_publication(self, table: str, column: str) -> None:
         """Publish `column`, added to `table` since the publication was made, where the mapping
@@ -880,8 +959,8 @@ class CdcPhase:
             Notice(
                 "warn",
                 f"column {column} added to {table} since the snapshot: publication {self.publication} now publishes "
-                "it, and changed rows carry it from here on; documents of rows that do not change, and of rows "
-                "changed before it was published, lack it until `migrator verify --repair` copies them",
+                "it, and changed rows carry it from here on; the documents of the others are brought up to date "
+                "once the stream reaches this point",
             )
         )
 
@@ -921,6 +1000,7 @@ class CdcPhase:
 
     def start_position(self) -> tuple[int, str]:
         stored = self.applier.checkpoint()
+        self._added.load(stored)
         slot = next(c for c in self.ctx.store.checkpoints(self.ctx.run.id, "snapshot") if c.label == "slot")
         self.lag.resume(stored, snapshot_at=slot.created_at)
         if stored is not None:
@@ -1018,6 +1098,7 @@ class CdcPhase:
                     result.stopped = True
                     return result
                 self._relations = {}  # a new stream sends its Relation messages again
+                self._added.marked.clear()  # a backfill marker not applied yet: emitted again
                 self._readers = {}
                 try:
                     checkpoint, _ = self.start_position()
@@ -1089,6 +1170,9 @@ class CdcPhase:
         # replication connection) stays on this thread.
         applying: _Applying | None = None
         reading: int | None = None  # the commit position of the transaction being read
+        # Tables whose documents are brought up to date at the end of the transaction being read
+        # (phases/backfill.py).
+        due: dict[str, set[str]] = {}
 
         polling = isinstance(stream, PollingStream)
 
@@ -1181,8 +1265,13 @@ class CdcPhase:
                 # Never a checkpoint past what a publication check covers (docs/architecture.md,
                 # "The run's publication").
                 self._check_publication()
-            # The checkpoint carries what lag is measured from (phases/lag.py).
-            fields = {**self.lag.record_fields(), **commit_time_field(batch.last_commit_time)}
+            # The checkpoint carries what lag is measured from (phases/lag.py), and which added
+            # columns' documents were brought up to date (phases/backfill.py).
+            fields = {
+                **self.lag.record_fields(),
+                **commit_time_field(batch.last_commit_time),
+                **self._added.record_fields(),
+            }
             future = apply_thread.submit(
                 self.applier.apply,
                 batch.ops,
@@ -1296,9 +1385,24 @@ class CdcPhase:
             for table in tables:
                 truncate(table)
 
+        def relation(message: Relation) -> None:
+            self._relation(message)
+            table, columns = self._backfill_due(message)
+            if columns:
+                due.setdefault(table, set()).update(columns)
+
+        def backfill() -> None:
+            """At the end of a transaction after the ALTER: apply everything before, then the
+            documents of every row as it is now; the stream after this point comes after."""
+            flush()
+            settle()
+            for table, columns in sorted(due.items()):
+                self._backfill(table, columns, stream.keepalive)
+            due.clear()
+
         def dispatch(message: Any) -> None:
             if isinstance(message, Relation):
-                self._relation(message)
+                relation(message)
             elif isinstance(message, RowChange | Insert | Update | Delete):
                 handle_change(message)
             elif isinstance(message, Truncate):
@@ -1421,6 +1525,8 @@ class CdcPhase:
                             spool.close()
                     if message.commit_lsn >= applied and not echo:
                         end_transaction(message.commit_lsn, message.end_lsn, message.commit_time)
+                    if due:
+                        backfill()
                 elif isinstance(message, Begin):
                     self.lag.behind()
                     in_txn = True
@@ -1435,8 +1541,14 @@ class CdcPhase:
                             # Someone waits for this marker (cutover, verify, caught-up): apply
                             # and checkpoint now rather than when the stream next goes idle.
                             flush()
+                    if due:
+                        backfill()
                 elif isinstance(message, LogicalMessage):
                     awaited = awaited or message.prefix.startswith(MARKER_PREFIX)
+                    if message.prefix == BACKFILL_PREFIX and self._oracle is None:
+                        named = marker_column(self.ctx.plan.name, message.content)
+                        if named is not None and named[0] in self._expected_columns:
+                            due.setdefault(named[0], set()).add(named[1])
                 elif isinstance(message, Origin):
                     # Sent after Begin when the transaction was committed under a replication
                     # origin. Reverse sync's own (its rows came from the target) is skipped like
@@ -1445,7 +1557,7 @@ class CdcPhase:
                     if message.name == self._reverse_origin:
                         skip_txn = True
                 elif isinstance(message, Relation):
-                    self._relation(message)
+                    relation(message)
                 elif not skip_txn and not isinstance(message, LogicalMessage):
                     dispatch(message)
                     if len(batch.ops) >= self.batch_limit.limit:
@@ -1594,6 +1706,14 @@ def planned_actions(view: PlanView) -> list[Action]:
             f"when idle, emit a heartbeat every {settings.heartbeat_interval:g} s "
             f"(pg_logical_emit_message '{HEARTBEAT_PREFIX}') so the slot keeps advancing",
             "source",
+        ),
+        Action(
+            PHASE,
+            "when a column the mapping takes is added to a mapped table (ALTER TABLE ... ADD COLUMN logs no row "
+            "change): once the stream is past the ALTER (its first change, or a marker "
+            f"pg_logical_emit_message '{BACKFILL_PREFIX}'), rewrite the documents of every row of that table "
+            "from the source as it is then",
+            "target" if settings.apply else "none",
         ),
         Action(
             PHASE,

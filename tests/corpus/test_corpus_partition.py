@@ -106,12 +106,6 @@ def test_07_truncate_of_the_root(scenario: Scenario) -> None:
     scenario.verify()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ADD COLUMN ... DEFAULT on a mapped table whose mapping takes every column, during CDC: existing "
-    "rows hold the default in the source (PostgreSQL logs no row change for it), but their documents never "
-    "get the field; only rows written afterwards have it (README: an added column flows into documents)",
-)
 def test_08_column_added_with_a_default_reaches_existing_documents(scenario: Scenario) -> None:
     scenario.sql("ALTER TABLE tab2 ADD COLUMN c text DEFAULT 'pub_tab2'")
     scenario.step(

@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 
 import psycopg
-import pytest
 
 from tests.corpus.harness import Scenario, scenario_fixture
 from tests.support.expected import Coll
@@ -100,7 +99,7 @@ ADDED = {"test_tab": ("c", "d", "e", "f")}
 
 def test_04_streamed_transactions_with_ddl(scenario: Scenario) -> None:
     """017: columns added inside small and streamed transactions (the mapping takes every column).
-    The added columns of rows written before each ADD COLUMN are test_04b's (a known defect)."""
+    The added columns of rows written before each ADD COLUMN are test_04b's."""
     scenario.step(
         [
             "INSERT INTO test_tab VALUES (3, md5(3::text))",
@@ -129,12 +128,6 @@ def test_04_streamed_transactions_with_ddl(scenario: Scenario) -> None:
     scenario.assert_target(skip=ADDED)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a column added during CDC (ALTER TABLE ... ADD COLUMN) never reaches the documents of rows "
-    "written before it: they lack the field, where the snapshot (and verify) give null (or the column's "
-    "DEFAULT, see test_corpus_partition); only rows written afterwards carry it",
-)
 def test_04b_added_columns_reach_documents_written_before(scenario: Scenario) -> None:
     scenario.assert_target(only=ADDED)
 
