@@ -524,7 +524,11 @@ class CdcPhase:
         changes that follow were logged under; if the catalog has it fixed since, those changes
         are checked one by one instead (the columns returned)."""
         info = self.ctx.source_info.tables[root]
-        needed = info.identity_columns
+        # What the mapping keys by, of the identity it was validated against: a FULL identity
+        # names every column, but only the key columns say which document or element a change is
+        # (an identity narrowed to the key loses nothing the mapping needs).
+        locating = set(self._locating.get(root, ()))
+        needed = tuple(c for c in info.identity_columns if c in locating) or info.identity_columns
         flagged = {c.name for c in message.columns if c.is_key}
         missing = [c for c in needed if c not in flagged]
         if message.replica_identity == "f" or not missing:

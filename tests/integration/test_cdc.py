@@ -958,3 +958,38 @@ def test_sigterm_checkpoints_exits_0_and_the_next_run_finishes(mig: Migration) -
     assert second.returncode == 0, second.stderr
     assert _result(second.stdout)["cdc"]["caught_up"] is True
     assert_scenarios(mig, FLAT)
+
+
+# -- poll mode reaches "caught up" ----------------------------------------------------------------
+
+
+def test_poll_mode_run_until_caught_up_ends_past_wal_it_does_not_decode(mig: Migration) -> None:
+    """In poll mode the last decoded row is never at the source's WAL position: records after it
+    (an unpublished table's writes, another database's, checkpoints) are never decoded. A poll
+    that finds nothing new has read up to the WAL flushed before it, which is where the source
+    stands: `--until caught-up` must end there. (It waited forever once lag was measured from the
+    source's position and the poll reported only its last row's.)"""
+    mig.sql(
+        "CREATE TABLE polled (id integer PRIMARY KEY, v text)",
+        "CREATE TABLE bystander (id integer PRIMARY KEY, v text)",  # not in the plan: not published
+        "INSERT INTO polled SELECT i, 'v' || i FROM generate_series(1, 20) i",
+    )
+    plan = mig.plan(
+        "- {name: polled, from: polled, key: id}", name="cdc-poll-caught-up", phases="cdc: {mode: poll}"
+    )
+    run(mig, plan, "snapshot")
+    mig.sql(
+        "UPDATE polled SET v = 'changed' WHERE id <= 5",
+        "DELETE FROM polled WHERE id = 20",
+        # The last WAL before the run: writes the slot does not decode.
+        "INSERT INTO bystander SELECT i, repeat('x', 200) FROM generate_series(1, 2000) i",
+    )
+    # The last change is older than max_lag when the run starts: only "caught up" can end it, not
+    # a recent commit (a lag under max_lag measured from the last applied commit).
+    time.sleep(3)
+    follower = run(mig, plan, "caught-up", timeout=300)
+    assert follower.outcome is not None, follower.error
+    expected = [
+        {"_id": i, "v": "changed" if i <= 5 else f"v{i}"} for i in range(1, 20)
+    ]  # built from the statements above, not from migrator's mapping
+    assert sorted_documents(mig.documents("polled")) == expected

@@ -685,7 +685,8 @@ def test_every_document_that_embeds_a_changed_row_is_found(mig: Migration) -> No
     For a lookup's row, every document whose link names it (one only, before)."""
     mig.sql(*PAGILA)
     plan = parse_plan(
-        "version: 1\nsource: {adapter: postgres, url: x}\ntarget: {adapter: mongodb, url: y, database: z}\n"
+        "version: 1\nsource: {adapter: postgres, url: 'postgresql://h/x'}\n"
+        "target: {adapter: mongodb, url: 'mongodb://h/', database: z}\n"
         "collections:\n" + textwrap.indent(textwrap.dedent(PAGILA_PLAN).strip() + "\n", "  "),
         env={},
     )

@@ -352,8 +352,22 @@ class PollingStream:
             raise self._error(exc) from None
         return [(_lsn(str(lsn)), bytes(data)) for lsn, data in rows]
 
+    def _flushed(self) -> int:
+        try:
+            row = self._conn.execute("SELECT pg_current_wal_flush_lsn()::text").fetchone()
+        except psycopg.Error as exc:
+            raise self._error(exc) from None
+        assert row is not None
+        return _lsn(str(row[0]))
+
     def messages(self, wait_s: float = 1.0) -> Iterator[bytes | Idle]:
         while True:
+            # A peek decodes up to the WAL flushed when it starts, at least this position: a peek
+            # that returns no new transaction, and was not cut short by the change limit, has
+            # read everything up to it. That, not the last row's position, is where the source
+            # stood (phases/lag.py: caught up only at the source's position; the WAL past the last
+            # row, such as other databases' or unpublished tables' records, is never decoded).
+            flushed = self._flushed()
             rows = self._peek()
             fresh = False
             transaction: list[tuple[int, bytes]] = []
@@ -376,7 +390,8 @@ class PollingStream:
             if rows:
                 self._wal_end = max(self._wal_end, rows[-1][0])
             if not fresh:
-                yield Idle(self._wal_end)
+                whole = len(rows) < self._batch
+                yield Idle(max(self._wal_end, flushed) if whole else self._wal_end)
                 time.sleep(wait_s)
 
     def keepalive(self, interval: float = 0.0) -> None:
