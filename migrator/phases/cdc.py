@@ -1437,10 +1437,11 @@ class CdcPhase:
                     marker = lsn_to_int(self.monitor.heartbeat(HEARTBEAT_PREFIX, self.ctx.plan.name))
                 return False
             lag = self.lag.seconds()
-            if applied >= consistent_after and lag is not None and lag <= self._max_lag():
-                return True
-            marker = None
-            return False
+            # Once applied, the marker stays: it proved the stream passed the moment of asking; the
+            # lag now falls as commits are applied, or to 0 at the next idle poll or keepalive that
+            # finds nothing pending (phases/lag.py). A new marker each time would itself be a commit
+            # read a poll later (poll mode: up to a second), whose age alone can exceed max_lag.
+            return applied >= consistent_after and lag is not None and lag <= self._max_lag()
 
         for item in stream.messages(wait_s=min(1.0, self.settings.heartbeat_interval)):
             now = time.monotonic()
@@ -1473,9 +1474,14 @@ class CdcPhase:
                 settle()  # nothing to read meanwhile
                 if not in_txn:
                     flush()
-                    if polling and nothing_pending():
-                        # A poll that found nothing new decoded up to the source's position.
-                        self.lag.caught_up(max(applied, item.wal_end))
+                    if polling:
+                        # A poll that found nothing new decoded up to the source's position; once
+                        # what it read is applied (waited for: nothing else to do until the next
+                        # poll, which would otherwise always find the last heartbeat in flight),
+                        # CDC is caught up there.
+                        settle()
+                        if nothing_pending():
+                            self.lag.caught_up(max(applied, item.wal_end))
                 if now - last_activity >= self.settings.heartbeat_interval and not in_txn:
                     self.monitor.heartbeat(HEARTBEAT_PREFIX, self.ctx.plan.name)
                     last_activity = now

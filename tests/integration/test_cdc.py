@@ -967,15 +967,18 @@ def test_poll_mode_run_until_caught_up_ends_past_wal_it_does_not_decode(mig: Mig
     """In poll mode the last decoded row is never at the source's WAL position: records after it
     (an unpublished table's writes, another database's, checkpoints) are never decoded. A poll
     that finds nothing new has read up to the WAL flushed before it, which is where the source
-    stands: `--until caught-up` must end there. (It waited forever once lag was measured from the
-    source's position and the poll reported only its last row's.)"""
+    stands: `--until caught-up` must end there, also with a max_lag as short as the poll interval
+    (it waited forever: each check asked for a new marker, a commit whose age when applied, a poll
+    later, was over max_lag)."""
     mig.sql(
         "CREATE TABLE polled (id integer PRIMARY KEY, v text)",
         "CREATE TABLE bystander (id integer PRIMARY KEY, v text)",  # not in the plan: not published
         "INSERT INTO polled SELECT i, 'v' || i FROM generate_series(1, 20) i",
     )
     plan = mig.plan(
-        "- {name: polled, from: polled, key: id}", name="cdc-poll-caught-up", phases="cdc: {mode: poll}"
+        "- {name: polled, from: polled, key: id}",
+        name="cdc-poll-caught-up",
+        phases="cdc: {mode: poll, max_lag: 1s, heartbeat_interval: 1s}",
     )
     run(mig, plan, "snapshot")
     mig.sql(
