@@ -21,7 +21,7 @@ import subprocess
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import psycopg
 from psycopg import sql
@@ -80,30 +80,7 @@ class RoutingSwitch:
             except FileNotFoundError:
                 return None
             return text or None
-        if s.kind == "postgres":
-            try:
-                with self._source.connect() as conn:
-                    row = conn.execute(
-                        "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(quote_ident(%s)) AND attname = 'run_id' "
-                        "AND NOT attisdropped",
-                        [s.name],
-                    ).fetchone()
-                    if row is None:
-                        return None
-                    found = conn.execute(
-                        sql.SQL("SELECT run_id FROM {} WHERE plan = %s").format(sql.Identifier(s.name)),
-                        [self.plan],
-                    ).fetchone()
-            except psycopg.Error as exc:
-                raise classify_pg(exc, self._source.name, self._source.secrets) from None
-            return None if found is None else found[0]
-        if s.kind == "mongodb":
-            try:
-                doc = self._target.client()[self._target.database][s.name].find_one({"_id": self.plan})
-            except mongo.PyMongoError as exc:
-                raise classify_mongo(exc, self._target.name, self._target.secrets) from None
-            return None if doc is None else doc.get("run_id")
-        return None
+        return self._recorded("run_id", "run_id")
 
     def refuse_foreign(self) -> None:
         """Raise unless the switch naming the target was flipped by this run: a switch another
@@ -175,16 +152,29 @@ class RoutingSwitch:
             except FileNotFoundError:
                 return None
             return text if text in ("source", "target") else None  # type: ignore[return-value]
+        side = self._recorded("primary_side", "primary")
+        return side if side in ("source", "target") else None
+
+    def _recorded(self, column: str, field: str) -> Any:
+        """This plan's `column` in the switch table (postgres) or `field` in its document (mongodb);
+        None where the table, the column, the row or the document is not there, and for a file or
+        a command (their callers read those)."""
+        s = self.settings
         if s.kind == "postgres":
             try:
                 with self._source.connect() as conn:
+                    # The table is named as one identifier (quote_ident), as the flips write it.
                     row = conn.execute(
-                        sql.SQL("SELECT to_regclass({})::text").format(sql.Literal(s.name))
+                        "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(quote_ident(%s)) AND attname = %s "
+                        "AND NOT attisdropped",
+                        [s.name, column],
                     ).fetchone()
-                    if row is None or row[0] is None:
+                    if row is None:
                         return None
                     found = conn.execute(
-                        sql.SQL("SELECT primary_side FROM {} WHERE plan = %s").format(sql.Identifier(s.name)),
+                        sql.SQL("SELECT {} FROM {} WHERE plan = %s").format(
+                            sql.Identifier(column), sql.Identifier(s.name)
+                        ),
                         [self.plan],
                     ).fetchone()
             except psycopg.Error as exc:
@@ -195,7 +185,7 @@ class RoutingSwitch:
                 doc = self._target.client()[self._target.database][s.name].find_one({"_id": self.plan})
             except mongo.PyMongoError as exc:
                 raise classify_mongo(exc, self._target.name, self._target.secrets) from None
-            return None if doc is None else doc.get("primary")
+            return None if doc is None else doc.get(field)
         return None
 
     def _flip_postgres(self, primary: Side) -> None:
