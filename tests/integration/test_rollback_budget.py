@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from bson.int64 import Int64
 
-from migrator import api
+from migrator import api, switchback
 from migrator.adapters.mongodb.fence import ValidatorFence
 from migrator.adapters.postgres.reverse_writer import ReverseWriter
 from migrator.phases.cutover import AttemptsAbandoned
@@ -96,6 +96,9 @@ def test_no_fence_while_reverse_sync_lags(
 ) -> None:
     plan_file, switch = cut_over(mig, tmp_path, "rb-lag")
     slow = SlowSource(monkeypatch, 6.0, only_fenced=False)  # over max_lag (5 s)
+    # One catch-up round per attempt: a lag that never shrinks would otherwise be measured again
+    # for the whole round budget (50 s here) before each attempt is abandoned.
+    monkeypatch.setattr(switchback, "CONVERGE_ROUNDS", 1)
     with pytest.raises(AttemptsAbandoned) as raised:
         api.rollback(plan_file, state=mig.state_path, env=mig.env)
     attempts = raised.value.attempts

@@ -127,9 +127,12 @@ def test_forward_and_back_with_a_writing_application_loses_nothing(
     total = mig.rows("SELECT total FROM orders WHERE customer_id = %s ORDER BY id LIMIT 1", [KEYS + 1])
     assert str(total[0][0]) == "77.50"
     steps = [e.step for e in events.of(RollbackStepDone)]
-    assert steps == [
-        "check",
-        "verify",
+    # A loaded machine may abandon an attempt (lag or freeze over budget): it is retried, and
+    # the attempt that succeeds runs the whole sequence from the lag gate on.
+    assert steps[:2] == ["check", "verify"], steps
+    last = max((i for i, step in enumerate(steps) if step == "abandoned"), default=1)
+    assert len(result.abandoned) == steps.count("abandoned")
+    assert steps[last + 1 :] == [
         "lag",
         "fence",
         "drain",
