@@ -55,10 +55,12 @@ from migrator.plan.names import cdc_checkpoint_id
 from migrator.redact import endpoint_of, redact_text, url_passwords
 from migrator.runner import CDC_MIRROR_LABEL
 from migrator.state import CheckpointRecord, EventRecord, RunRecord, SQLiteStateStore, StateStore
+from migrator.state.lease import is_held
 
 VERIFY_EVENT = VerifyFinished.kind
 RECENT_ERRORS = 10
 RECENT_WARNINGS = 5
+INTERRUPTED = "interrupted"  # a phase recorded running that no process works on
 STATUS_TIMEOUT_MS = 3_000  # the target's server selection; a status must not hang on a dead server
 
 
@@ -84,7 +86,7 @@ class RunInfo:
 @dataclass(frozen=True)
 class PhaseInfo:
     name: str
-    status: str
+    status: str  # pending | running | done | failed | interrupted (recorded running, no process on it)
     started_at: str | None
     ended_at: str | None
 
@@ -400,7 +402,17 @@ class StatusReader:
         target: EndpointStatus,
         history: bool,
     ) -> StatusReport:
-        phases = [PhaseInfo(p.name, p.status, p.started_at, p.ended_at) for p in store.phases(run.id)]
+        # Read around the phases: a phase "running" with no process on the run before and after
+        # was interrupted (kill -9, a lost machine); the next `migrator run` resumes it.
+        held_before = is_held(self.state_path, self.plan.name)
+        recorded = store.phases(run.id)
+        gone = held_before is False and is_held(self.state_path, self.plan.name) is False
+        phases = [
+            PhaseInfo(
+                p.name, INTERRUPTED if gone and p.status == "running" else p.status, p.started_at, p.ended_at
+            )
+            for p in recorded
+        ]
         phase_status = {p.name: p.status for p in phases}
         checkpoints = store.checkpoints(run.id)
         events = store.events(run.id)

@@ -133,3 +133,31 @@ def _read_holder(fd: int) -> Holder:
         command=str(data["command"]) if data.get("command") else None,
         since=str(data["since"]) if data.get("since") else None,
     )
+
+
+def is_held(state_path: str | os.PathLike[str], plan_name: str) -> bool | None:
+    """Whether a process holds `plan_name`'s lease in `state_path` now, as far as this host can
+    tell without taking it (taking the lock even for an instant would refuse a command starting
+    then): False when the lease file is missing or names a process of this host that no longer
+    exists (the kernel released its lock, by kill -9 too); None when the holder is on another
+    host or never described itself. A reused pid reads as held: the safe side."""
+    path = lease_path(state_path, plan_name)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False  # every command that takes the lease creates this file first
+    except OSError:
+        return None
+    try:
+        holder = _read_holder(fd)
+    finally:
+        os.close(fd)
+    if holder.pid is None or holder.host != socket.gethostname():
+        return None
+    try:
+        os.kill(holder.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, another user's
+    return True

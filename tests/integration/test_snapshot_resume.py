@@ -48,6 +48,7 @@ from psycopg.rows import dict_row
 from pymongo.database import Database
 from ruamel.yaml import YAML
 
+from migrator import api
 from migrator.plan.names import publication_name
 from migrator.state import CheckpointRecord, SQLiteStateStore
 from tests.support.docs import run_slot
@@ -256,6 +257,10 @@ class Migration:
         code = process.finish()
         assert code == 0, process.describe()
         return process
+
+    def phase_status(self, name: str) -> str:
+        report = api.status(self.plan, state=self.state, env=self.env, live=False)
+        return next(p.status for p in report.phases if p.name == name)
 
     @contextmanager
     def store(self) -> Iterator[SQLiteStateStore]:
@@ -529,10 +534,13 @@ def test_kill_9_at_many_moments_then_resume_converges(migration: Callable[[int],
     assert slot_cp.position == created["position"]
     assert _lsn(slot_cp.position) > _lsn(orphan[0]), "the unrecorded slot was reused, not replaced"
 
-    # (c) After the first chunk.
+    # (c) After the first chunk. `status` tells a phase a process works on from one that a kill
+    # left recorded as running.
     p = m.start()
     p.wait_for("snapshot.chunk_finished")
+    assert m.phase_status("snapshot") == "running"
     p.kill9()
+    assert m.phase_status("snapshot") == "interrupted"
 
     # (d) A chunk's documents are acknowledged (the progress tick comes after the write), its 'done'
     # record is next: the kill lands between the two, or just after.
