@@ -402,11 +402,16 @@ class StatusReader:
         target: EndpointStatus,
         history: bool,
     ) -> StatusReport:
-        # Read around the phases: a phase "running" with no process on the run before and after
-        # was interrupted (kill -9, a lost machine); the next `migrator run` resumes it.
+        # Read around the phases: a `migrator run` that started and never finished (no
+        # run.finished after its run.started: a clean stop records one, CDC then stays "running"
+        # by design) with no process on the run before and after was interrupted (kill -9, a
+        # lost machine); the next `migrator run` resumes it.
         held_before = is_held(self.state_path, self.plan.name)
         recorded = store.phases(run.id)
-        gone = held_before is False and is_held(self.state_path, self.plan.name) is False
+        events = store.events(run.id)
+        gone = (
+            held_before is False and _unfinished(events) and is_held(self.state_path, self.plan.name) is False
+        )
         phases = [
             PhaseInfo(
                 p.name, INTERRUPTED if gone and p.status == "running" else p.status, p.started_at, p.ended_at
@@ -415,7 +420,6 @@ class StatusReader:
         ]
         phase_status = {p.name: p.status for p in phases}
         checkpoints = store.checkpoints(run.id)
-        events = store.events(run.id)
 
         target_counts: dict[str, int] | None = None
         applied: dict[str, Any] | None = None
@@ -684,6 +688,12 @@ class StatusReader:
         return [
             WarningInfo(e.seq, e.ts, self._clean(str(e.payload.get("message", "")))) for e in reversed(found)
         ]
+
+
+def _unfinished(events: Sequence[EventRecord]) -> bool:
+    """Whether the last `migrator run` of these events started and recorded no end."""
+    ends = [e.kind for e in events if e.kind in (RunStarted.kind, RunFinished.kind)]
+    return bool(ends) and ends[-1] == RunStarted.kind
 
 
 def _aware(value: datetime.datetime) -> datetime.datetime:

@@ -189,10 +189,9 @@ def status_renderable(report: StatusReport) -> RenderableType:
         head += f", ended {escape(run.ended_at)}"
     lines = [head, _endpoint("source", report.source), _endpoint("target", report.target)]
     if phase_status == "interrupted":
-        command = {"cutover": "cutover", "rollback": "rollback"}.get(phase, "run")
         lines.append(
-            f"  [bold yellow]interrupted[/] no process works on this run (it was killed or its machine "
-            f"lost); `migrator {command} PLAN` resumes it from its last checkpoint"
+            "  [bold yellow]interrupted[/] no process works on this run (it was killed or its machine "
+            "lost); `migrator run PLAN` resumes it from its last checkpoint"
         )
     found = " (found through the target's ownership record)" if report.state_from == "owner record" else ""
     lines.append(f"  state   {escape(report.state)}{found}")
