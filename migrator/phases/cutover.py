@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from migrator.adapters.postgres.fence import FenceNotTaken, LockFence
-from migrator.adapters.postgres.pgoutput import lsn_to_int
+from migrator.adapters.postgres.pgoutput import lsn_to_int, lsn_to_str
 from migrator.adapters.postgres.replication import SlotMonitor
 from migrator.engine.context import PlanView, RunContext
 from migrator.engine.events import CutoverAbandoned, CutoverStep, Notice, WriteFreeze
@@ -55,11 +55,16 @@ from migrator.engine.switch import RoutingSwitch, run_command
 from migrator.errors import MigratorError, TerminalError
 from migrator.phases.cdc import wait_until_applied
 from migrator.phases.lag import marker_round_trip
-from migrator.plan.names import reverse_origin_name
+from migrator.plan.names import cdc_checkpoint_id, reverse_origin_name
 from migrator.state.store import StateStore
 
 PHASE = "cutover"
 MARKER_PREFIX = "migrator.cutover"
+# The gate's first marker waits behind whatever backlog CDC replays first, as long as CDC applies
+# something at least this often (a source transaction is applied whole: a very large one may take
+# long, so this is generous); a step reports how far it is this often.
+CATCH_UP_IDLE_S = 60.0
+CATCH_UP_REPORT_S = 10.0
 
 
 FLIPPING = "flipping"  # cutover checkpoint: the switch is about to flip (recorded before)
@@ -91,6 +96,10 @@ def switching_back(store: StateStore, run_id: str) -> bool:
 class Abandoned(Exception):
     """This attempt cannot finish within the freeze budget; the fence is lifted and it retries.
     Internal to the protocol: what leaves it is GateNotPassed, AttemptsAbandoned or CutoverStopped."""
+
+
+class Stalled(Abandoned):
+    """CDC applied nothing for the gate's whole budget while replaying the backlog before a marker."""
 
 
 class GateNotPassed(TerminalError):
@@ -300,29 +309,35 @@ class CutoverPhase:
             )
         budget = max(60.0, 10 * self.cdc.max_lag)
         began = time.monotonic()
-        deadline = began + budget
         markers: list[float] = []  # seconds each marker took to be applied
         hint = (
             "nothing was fenced or flipped: the source stays primary. Check that CDC keeps up (`migrator "
             "status`: lag), lower the write load or raise phases.cdc.max_lag, then run `migrator cutover` again"
         )
         try:
-            seconds = self._catch_up(deadline)
+            # The first marker waits for the backlog this process replays first (what changed
+            # since the last `migrator run` stopped, however long that was): catching up, not the
+            # lag the fence would wait for. It waits as long as CDC keeps applying, and gives up
+            # only after CATCH_UP_IDLE_S seconds in which nothing was applied.
+            seconds = marker_round_trip(
+                self._marker, lambda marker: self._wait_backlog(marker, CATCH_UP_IDLE_S)
+            )
             markers.append(round(seconds, 3))
+            deadline = time.monotonic() + budget
             while seconds > self.cdc.max_lag and time.monotonic() < deadline:
-                # The first marker waits for the backlog this process replays first (what changed
-                # since the last `migrator run` stopped): catching up, not the lag the fence would
-                # wait for. Measured again once that is applied, until the deadline.
+                # Measured again once the backlog is applied, until the deadline.
                 self._step("lag", f"a marker took {seconds:.2f} s while catching up; measuring again")
                 seconds = self._catch_up(deadline)
                 markers.append(round(seconds, 3))
-        except Abandoned:
+        except Abandoned as why:
             if self._stop.is_set():
                 raise self._stopped() from None
             waited = time.monotonic() - began
+            what = (
+                str(why) if isinstance(why, Stalled) else f"CDC did not apply a marker within {budget:.0f} s"
+            )
             raise GateNotPassed(
-                f"cutover gate not passed: CDC did not apply a marker within {budget:.0f} s (waited "
-                f"{waited:.1f} s; phases.cdc.max_lag {self.cdc.max_lag:g} s"
+                f"cutover gate not passed: {what} (waited {waited:.1f} s; phases.cdc.max_lag {self.cdc.max_lag:g} s"
                 + (f"; earlier markers took {', '.join(f'{m:.2f}' for m in markers)} s" if markers else "")
                 + ")",
                 measured={"waited_s": round(waited, 3), "budget_s": budget, "markers_s": markers},
@@ -354,19 +369,29 @@ class CutoverPhase:
         self.ctx.store.add_checkpoint(self.ctx.run.id, PHASE, "gate", "", {"verify": _summary(verify)})
         self._step("gate", f"verify score {score:.6f}: gate passed")
 
+    def _marker(self) -> int:
+        return lsn_to_int(self.monitor.heartbeat(MARKER_PREFIX, f"{self.ctx.run.id}:lag"))
+
     def _catch_up(self, deadline: float) -> float:
         """Seconds until a marker committed now is applied by CDC: the lag as it really is
         (phases/lag.py, the one measure of lag)."""
-        return marker_round_trip(
-            lambda: lsn_to_int(self.monitor.heartbeat(MARKER_PREFIX, f"{self.ctx.run.id}:lag")),
-            lambda marker: self._wait_applied(marker, deadline),
-        )
+        return marker_round_trip(self._marker, lambda marker: self._wait_applied(marker, deadline))
 
     def _wait_applied(self, marker: int, deadline: float) -> None:
         if not wait_until_applied(self.ctx.target, self.ctx.plan.name, marker, deadline, stop=self._stop):
             if self._stop.is_set():
                 raise Abandoned("stopped by a signal")
             raise Abandoned("CDC had not applied the marker within the budget")
+
+    def _wait_backlog(self, marker: int, idle: float) -> None:
+        wait_for_backlog(
+            self.ctx.target,
+            self.ctx.plan.name,
+            marker,
+            idle,
+            stop=self._stop,
+            report=lambda m: self._step("catching-up", m),
+        )
 
     def _attempt(self, attempt: int, report: CutoverReport) -> None:
         self._prepare()
@@ -628,3 +653,35 @@ def _summary(report: dict[str, Any]) -> dict[str, Any]:
         "verified_positions",
     )
     return {k: report.get(k) for k in keys}
+
+
+def wait_for_backlog(
+    target: Any,
+    plan_name: str,
+    marker: int,
+    idle: float,
+    *,
+    stop: threading.Event,
+    report: Callable[[str], None],
+    every: float = CATCH_UP_REPORT_S,
+) -> None:
+    """Wait until CDC applied `marker`, as long as it applies something at least every `idle`
+    seconds (else Stalled); `report` says how far it is every `every` seconds."""
+    checkpoint = cdc_checkpoint_id(plan_name)
+    applied = target.applied_position(checkpoint) or 0
+    moved = reported = time.monotonic()
+    while not wait_until_applied(target, plan_name, marker, time.monotonic() + min(1.0, idle), stop=stop):
+        if stop.is_set():
+            raise Abandoned("stopped by a signal")
+        now = time.monotonic()
+        position = target.applied_position(checkpoint) or 0
+        if applied < position < marker:  # (at or past the marker, the next wait returns)
+            applied, moved = position, now
+        elif now - moved >= idle:
+            raise Stalled(f"CDC applied nothing for {idle:g} s while catching up to a marker")
+        if now - reported >= every:
+            report(
+                f"CDC replays the backlog: applied up to {lsn_to_str(applied)}, the marker is at "
+                f"{lsn_to_str(marker)} ({marker - applied:,} bytes of WAL to go)"
+            )
+            reported = now

@@ -34,6 +34,8 @@ def lagging_cdc(monkeypatch: pytest.MonkeyPatch, seconds: float = 1.0) -> None:
         return real(target, plan, marker + (1 << 40), min(deadline, time.monotonic() + seconds), **kw)
 
     monkeypatch.setattr(cutover_phase, "wait_until_applied", delayed)
+    # The backlog before the first marker is waited for while CDC applies something: nothing here.
+    monkeypatch.setattr(cutover_phase, "CATCH_UP_IDLE_S", seconds)
 
 
 def cutover_phase_of(m: Migration, plan_file: Path) -> tuple[str | None, list[Any]]:
