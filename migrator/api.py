@@ -12,24 +12,24 @@ from pathlib import Path
 from typing import Any, Literal
 
 from migrator.adapters.registry import source_for, target_for
-from migrator.dryrun import SAMPLE_ROWS, DryRunReport
-from migrator.dryrun import dry_run as _dry_run
 from migrator.engine.events import ControlsChanged, EventBus, EventSink
 from migrator.engine.throttle import ControlsResult, control_changes
 from migrator.errors import PreflightFailed, TerminalError
+from migrator.operations.cutover import Switchover, SwitchoverOutcome
+from migrator.operations.dry_run import SAMPLE_ROWS, DryRunReport
+from migrator.operations.dry_run import dry_run as _dry_run
+from migrator.operations.rollback import Rollback, RollbackResult, Step
+from migrator.operations.rollback_after_cutover import Switchback, SwitchbackResult, SwitchbackStep
+from migrator.operations.run import Runner, RunOutcome, StoreSink, Until, ready_preflight
+from migrator.operations.status import StatusReport, gather
 from migrator.phases.cutover import switched, switching_back
 from migrator.phases.following import recorded_cdc_failure
 from migrator.phases.preflight import PreflightReport, run_preflight
 from migrator.phases.verify import Verifier, VerifyReport, key_types_of
 from migrator.plan import Plan, load_plan, plan_json_schema
 from migrator.plan.loader import required_variables
-from migrator.rollback import Rollback, RollbackResult, Step
 from migrator.runbook import build_runbook
-from migrator.runner import Runner, RunOutcome, StoreSink, Until, ready_preflight
 from migrator.state import STATE_ENV, SQLiteStateStore, resolve_state_path
-from migrator.status import StatusReport, gather
-from migrator.switchback import Switchback, SwitchbackResult, SwitchbackStep
-from migrator.switchover import Switchover, SwitchoverOutcome
 
 RollbackTo = Literal["cutover", "start"]
 
@@ -194,8 +194,8 @@ def rollback(
 ) -> RollbackResult | SwitchbackResult | list[Step | SwitchbackStep]:
     """Roll the plan's run back. `to`:
     - 'cutover' (the default for a run that has cut over): make the source primary again with
-      nothing lost (migrator/switchback.py: fence the target, drain reverse sync, verify, flip
-      back, unfence); forward CDC goes on, as before `migrator cutover`;
+      nothing lost (migrator/operations/rollback_after_cutover.py: fence the target, drain
+      reverse sync, verify, flip back, unfence); forward CDC goes on, as before `migrator cutover`;
     - 'start' (the default before cutover): back to before `migrator run`: slot, publication,
       the target collections the run created and its checkpoints go, the run is marked rolled
       back (after cutover, the switch back comes first).

@@ -20,8 +20,8 @@ running it again (a recorded step is not redone):
 
 After that, nothing of the run is left on either side, and `migrator run` starts afresh.
 Nothing is dropped that the run cannot prove it created (docs/architecture.md, "One owner").
-A run that has cut over is refused here: migrator/switchback.py first makes the source
-primary again (api.rollback runs it before this one).
+A run that has cut over is refused here: migrator/operations/rollback_after_cutover.py first
+makes the source primary again (api.rollback runs it before this one).
 """
 
 from __future__ import annotations
