@@ -1,5 +1,7 @@
 """The library's entry points. The CLI calls these; so do tests and applications.
 
+Each opens a Session (migrator/operations/session.py: the plan, its state store, event sinks and
+both databases, opened once) and calls the command's code over it, as alembic's command.py does.
 Nothing here prints or exits: results and errors are returned or raised, typed.
 """
 
@@ -9,29 +11,27 @@ import os
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from migrator.adapters.registry import source_for, target_for
-from migrator.dryrun import SAMPLE_ROWS, DryRunReport
-from migrator.dryrun import dry_run as _dry_run
-from migrator.engine.events import ControlsChanged, EventBus, EventSink
+from migrator.engine.events import EventSink
 from migrator.engine.throttle import ControlsResult, control_changes
-from migrator.errors import PreflightFailed, TerminalError
-from migrator.phases.cutover import switched, switching_back
-from migrator.phases.following import recorded_cdc_failure
+from migrator.operations.cutover import Switchover, SwitchoverOutcome
+from migrator.operations.dry_run import SAMPLE_ROWS, DryRunReport
+from migrator.operations.dry_run import dry_run as _dry_run
+from migrator.operations.rollback import RollbackResult, RollbackTo, Step, roll_back
+from migrator.operations.rollback_after_cutover import SwitchbackResult, SwitchbackStep
+from migrator.operations.run import RunOutcome, Until, ready_preflight
+from migrator.operations.session import Session
+from migrator.operations.status import StatusReport, gather
+from migrator.operations.throttle import throttle as _throttle
+from migrator.operations.verify import verify as _verify
+from migrator.operations.verify import verify_settings
 from migrator.phases.preflight import PreflightReport, run_preflight
-from migrator.phases.verify import Verifier, VerifyReport, key_types_of
+from migrator.phases.verify import VerifyReport
 from migrator.plan import Plan, load_plan, plan_json_schema
 from migrator.plan.loader import required_variables
-from migrator.rollback import Rollback, RollbackResult, Step
 from migrator.runbook import build_runbook
-from migrator.runner import Runner, RunOutcome, StoreSink, Until, ready_preflight
-from migrator.state import STATE_ENV, SQLiteStateStore, resolve_state_path
-from migrator.status import StatusReport, gather
-from migrator.switchback import Switchback, SwitchbackResult, SwitchbackStep
-from migrator.switchover import Switchover, SwitchoverOutcome
-
-RollbackTo = Literal["cutover", "start"]
+from migrator.state import STATE_ENV
 
 
 def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Plan:
@@ -41,11 +41,8 @@ def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> 
 
 def plan(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> PreflightReport:
     """Validate the plan, inspect both databases and run the preflight checks (read-only)."""
-    loaded = load(path, env)
-    source = source_for(loaded.source.adapter, loaded.source.url.get_secret_value())
-    target = target_for(loaded.target.adapter, loaded.target.url.get_secret_value(), loaded.target.database)
-    with source, target:
-        return run_preflight(loaded, source, target)
+    with Session(path, env=env) as session:
+        return run_preflight(session.plan, *session.connect())
 
 
 def schema() -> dict[str, Any]:
@@ -67,19 +64,12 @@ def run(
     a verify pass of the live migration is done (`outcome.verify`), 'stopped' follows changes
     until `stop` is set. Setting `stop` finishes the work in flight, checkpoints it and
     returns. Events go to `sinks` and to the state store's event log."""
-    loaded = load(path, env)
-    store_path = resolve_state_path(state, loaded.name, plan_file=path)
-    source = source_for(loaded.source.adapter, loaded.source.url.get_secret_value())
-    target = target_for(loaded.target.adapter, loaded.target.url.get_secret_value(), loaded.target.database)
-    with source, target:
+    with Session(path, env=env, state=state, sinks=sinks) as session:
+        source, target = session.connect()
         # Preflight before the state file is opened: a plan refused leaves no state file and no
         # lock file behind where there were none (docs/architecture.md, "State store").
-        report = ready_preflight(loaded, source, target)
-        with SQLiteStateStore(store_path) as store:
-            runner = Runner(loaded, store, EventBus(*sinks), source, target)
-            if stop is not None:
-                runner.stop_event = stop
-            return runner.run(until, preflight=report)
+        report = ready_preflight(session.plan, source, target)
+        return session.runner(stop=stop).run(until, preflight=report)
 
 
 def dry_run(
@@ -93,11 +83,8 @@ def dry_run(
     `sample_rows` source rows of each collection, key collisions among them, and an estimate of
     each phase's duration from the measured sample pace. Opens no state store and begins no run;
     creates no slot, publication or collection."""
-    loaded = load(path, env)
-    source = source_for(loaded.source.adapter, loaded.source.url.get_secret_value())
-    target = target_for(loaded.target.adapter, loaded.target.url.get_secret_value(), loaded.target.database)
-    with source, target:
-        return _dry_run(loaded, source, target, sample_rows=sample_rows)
+    with Session(path, env=env) as session:
+        return _dry_run(session.plan, *session.connect(), sample_rows=sample_rows)
 
 
 def verify(
@@ -121,45 +108,9 @@ def verify(
     (documents not pinned down). With an active run, the report is kept in the state store for
     `status` and the cutover gate. `mode`/`sample` override the plan's verify settings; `repair`
     re-copies what differs."""
-    loaded = load(path, env)
-    settings = loaded.phases.verify
-    overrides: dict[str, Any] = {}
-    if mode is not None:
-        overrides["mode"] = mode
-    if sample is not None:
-        overrides["sample"] = sample
-        overrides.setdefault("mode", "sample")
-    if overrides:
-        settings = type(settings).model_validate({**settings.model_dump(), **overrides})
-    source = source_for(loaded.source.adapter, loaded.source.url.get_secret_value())
-    target = target_for(loaded.target.adapter, loaded.target.url.get_secret_value(), loaded.target.database)
-    with (
-        SQLiteStateStore(resolve_state_path(state, loaded.name, plan_file=path), create=False) as store,
-        source,
-        target,
-    ):
-        report = run_preflight(loaded, source, target, scan_data=False)
-        if report.source is None or not report.collections:
-            raise PreflightFailed([f"{f.check} {f.subject}: {f.message}" for f in report.failures])
-        events = EventBus(*sinks)
-        run = store.active_run(loaded.name)
-        failure = None
-        if run is not None:
-            events.add(StoreSink(store, run.id))
-            failure = recorded_cdc_failure(store, run.id)
-        key_types = key_types_of(report.collections, report.source)
-        verifier = Verifier(
-            loaded,
-            report.collections,
-            source,
-            target,
-            key_types,
-            events,
-            settings=settings,
-            stop=stop,
-            cdc_failure=failure,
-        )
-        return verifier.run(repair=repair)
+    with Session(path, env=env, state=state, sinks=sinks) as session:
+        settings = verify_settings(session, mode=mode, sample=sample)
+        return _verify(session, settings, repair=repair, stop=stop)
 
 
 def status(
@@ -176,10 +127,9 @@ def status(
     file. `live` reads the target's checkpoint and the source's slot; a database that cannot be
     reached is reported as such (`report.source.reachable`), never raised, and what the state
     store knows is still reported. `report.run` is None when the plan has no run."""
-    loaded = load(path, env)
-    explicit = state not in (None, "") or bool(os.environ.get(STATE_ENV))
-    store_path = resolve_state_path(state, loaded.name, plan_file=path)
-    return gather(loaded, store_path, history=history, live=live, explicit=explicit)
+    with Session(path, env=env, state=state) as session:
+        explicit = state not in (None, "") or bool(os.environ.get(STATE_ENV))
+        return gather(session.plan, session.state_path, history=history, live=live, explicit=explicit)
 
 
 def rollback(
@@ -194,52 +144,15 @@ def rollback(
 ) -> RollbackResult | SwitchbackResult | list[Step | SwitchbackStep]:
     """Roll the plan's run back. `to`:
     - 'cutover' (the default for a run that has cut over): make the source primary again with
-      nothing lost (migrator/switchback.py: fence the target, drain reverse sync, verify, flip
-      back, unfence); forward CDC goes on, as before `migrator cutover`;
+      nothing lost (migrator/operations/rollback_after_cutover.py: fence the target, drain
+      reverse sync, verify, flip back, unfence); forward CDC goes on, as before `migrator cutover`;
     - 'start' (the default before cutover): back to before `migrator run`: slot, publication,
       the target collections the run created and its checkpoints go, the run is marked rolled
       back (after cutover, the switch back comes first).
     `preview` returns the steps without doing anything. Resumable: a rollback cut short is
     finished by calling it again."""
-    loaded = load(path, env)
-    source = source_for(loaded.source.adapter, loaded.source.url.get_secret_value())
-    target = target_for(loaded.target.adapter, loaded.target.url.get_secret_value(), loaded.target.database)
-    with (
-        SQLiteStateStore(resolve_state_path(state, loaded.name, plan_file=path), create=False) as store,
-        source,
-        target,
-    ):
-        events = EventBus(*sinks)
-        undo = Rollback(loaded, store, events, source, target)
-        run_id = undo.run_record.id
-        cut_over = switched(store, run_id) or switching_back(store, run_id)
-        chosen = to or ("cutover" if cut_over else "start")
-        if chosen == "cutover" and not cut_over:
-            raise TerminalError(
-                f"run {undo.run_record.id} of plan {loaded.name} has not cut over: there is no cutover to undo",
-                hint="`migrator rollback` (or --to start) rolls the whole migration back",
-            )
-        back = (
-            Switchback(Runner(loaded, store, events, source, target, command="migrator rollback"))
-            if cut_over
-            else None
-        )
-        if preview:
-            steps: list[Step | SwitchbackStep] = list(back.steps()) if back is not None else []
-            if chosen == "start":
-                steps += undo.steps(force=force)
-            return steps
-        if back is not None:
-            switched_back = back.run()  # the runner adds the store's event sink
-            if chosen == "cutover":
-                return switched_back
-        else:
-            events.add(StoreSink(store, undo.run_record.id))
-            switched_back = None
-        result = undo.run(force=force)
-        if switched_back is not None:
-            result.steps[:0] = [{**s, "name": f"cutover:{s['name']}"} for s in switched_back.steps]
-        return result
+    with Session(path, env=env, state=state, sinks=sinks) as session:
+        return roll_back(session, to=to, force=force, preview=preview)
 
 
 def cutover(
@@ -255,18 +168,9 @@ def cutover(
     marker, final check, flip, reverse sync, unfence; the freeze is measured. Runs CDC itself
     (stop a following `migrator run` first). `follow`: afterwards keep both directions flowing
     until `stop` is set; otherwise return once the writes the fence held reached the target."""
-    loaded = load(path, env)
-    source = source_for(loaded.source.adapter, loaded.source.url.get_secret_value())
-    target = target_for(loaded.target.adapter, loaded.target.url.get_secret_value(), loaded.target.database)
-    with (
-        SQLiteStateStore(resolve_state_path(state, loaded.name, plan_file=path), create=False) as store,
-        source,
-        target,
-    ):
-        runner = Runner(loaded, store, EventBus(*sinks), source, target, command="migrator cutover")
-        if stop is not None:
-            runner.stop_event = stop
-        return Switchover(runner).run(follow=follow)
+    with Session(path, env=env, state=state, sinks=sinks) as session:
+        session.open_run()
+        return Switchover(session.runner(command="migrator cutover", stop=stop)).run(follow=follow)
 
 
 def runbook(
@@ -283,14 +187,9 @@ def runbook(
     contacts no database: values only the databases know read "(checked at run time)", and a
     URL whose ${VAR} is unset is shown as written instead of failing."""
     if not offline:
-        loaded = load(path, env)
-        source = source_for(loaded.source.adapter, loaded.source.url.get_secret_value())
-        target = target_for(
-            loaded.target.adapter, loaded.target.url.get_secret_value(), loaded.target.database
-        )
-        with source, target:
-            report = run_preflight(loaded, source, target)
-        return build_runbook(loaded, str(path), report)
+        with Session(path, env=env) as session:
+            report = run_preflight(session.plan, *session.connect())
+        return build_runbook(session.plan, str(path), report)
     environ = dict(os.environ if env is None else env)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -318,19 +217,6 @@ def throttle(
     not planned yet); `max_lag` (seconds) overrides cdc.max_lag; `reset` drops every override
     first. A running `migrator run` applies it within phases.throttle.check_interval; one
     started later applies it from its start. The change is kept in the run's event log."""
-    loaded = load(path, env)
-    changes = control_changes(pause=pause, chunk_rows=chunk_rows, max_lag=max_lag, reset=reset)
-    store_path = resolve_state_path(state, loaded.name, plan_file=path)
-    no_run = TerminalError(
-        f"plan {loaded.name} has no active run to throttle",
-        hint="`migrator run` starts one (and --state or MIGRATOR_STATE name its state file)",
-    )
-    if not store_path.exists():
-        raise no_run
-    with SQLiteStateStore(store_path) as store:
-        run = store.active_run(loaded.name)
-        if run is None:
-            raise no_run
-        controls = {c.name: c.value for c in store.set_controls(run.id, changes)}
-        EventBus(StoreSink(store, run.id)).emit(ControlsChanged(changes, controls))
-    return ControlsResult(run.id, changes, controls)
+    with Session(path, env=env, state=state) as session:
+        changes = control_changes(pause=pause, chunk_rows=chunk_rows, max_lag=max_lag, reset=reset)
+        return _throttle(session, changes)

@@ -28,9 +28,9 @@ from migrator.cli.render import (
 )
 from migrator.cli.status import print_status, watch_status
 from migrator.errors import MigratorError, PlanError
+from migrator.operations.run import Until, describe
 from migrator.plan.units import parse_duration
 from migrator.redact import redact_text, url_passwords
-from migrator.runner import Until, describe
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
 # verify's verdicts
@@ -289,7 +289,7 @@ def run_command(
 
 
 def _dry_run(plan_file: str, as_json: bool) -> NoReturn:
-    """`run --dry-run`: reads and records only (migrator/dryrun.py)."""
+    """`run --dry-run`: reads and records only (migrator/operations/dry_run.py)."""
     try:
         report = api.dry_run(plan_file)
     except MigratorError as exc:

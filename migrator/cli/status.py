@@ -15,8 +15,8 @@ from rich.table import Table
 from rich.text import Text
 
 from migrator.errors import MigratorError
+from migrator.operations.status import CdcStatus, EndpointStatus, SnapshotStatus, StatusReport, ThrottleStatus
 from migrator.redact import redact_text
-from migrator.status import CdcStatus, EndpointStatus, SnapshotStatus, StatusReport, ThrottleStatus
 
 WATCH_INTERVAL_S = 1.0
 _sleep = time.sleep  # a name of this module's own, for tests to replace

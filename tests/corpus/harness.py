@@ -34,8 +34,8 @@ from click.testing import CliRunner
 from migrator import api
 from migrator.cli.main import cli
 from migrator.engine.events import Collector
+from migrator.operations.run import RunOutcome
 from migrator.phases.preflight import PreflightReport
-from migrator.runner import RunOutcome
 from tests.support import expected
 from tests.support.docs import typed
 from tests.support.servers import create_pg_database, drop_pg_database, unique_name, with_database

@@ -29,7 +29,7 @@ from psycopg.rows import dict_row
 from migrator import api
 from migrator.engine.events import Collector, Notice
 from migrator.errors import TerminalError
-from migrator.runner import RunOutcome
+from migrator.operations.run import RunOutcome
 from tests.support.docs import Migration, sorted_documents, typed
 from tests.support.servers import ExternalServer
 

@@ -27,7 +27,7 @@ from pymongo.collection import Collection
 from migrator import api
 from migrator.engine.events import BatchApplied, BatchLimitChanged, ErrorRaised, Notice
 from migrator.errors import TerminalError
-from migrator.runner import plan_digest, plan_digest_v1
+from migrator.operations.run import plan_digest, plan_digest_v1
 from migrator.state import SQLiteStateStore
 from tests.integration.test_cdc import (
     _stop_followers,  # noqa: F401 - an autouse fixture

@@ -26,9 +26,9 @@ import pytest
 from migrator import api
 from migrator.engine.events import Collector, SlotCreated
 from migrator.errors import OwnedByAnotherRun
+from migrator.operations.rollback import RollbackResult
+from migrator.operations.run import plan_digest
 from migrator.plan.names import legacy_slot_name, publication_name
-from migrator.rollback import RollbackResult
-from migrator.runner import plan_digest
 from migrator.state import SQLiteStateStore
 from tests.support.docs import Migration
 

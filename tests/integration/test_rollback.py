@@ -15,8 +15,8 @@ from migrator import api
 from migrator.adapters.postgres.snapshot import PublicationManager
 from migrator.cli.main import cli
 from migrator.errors import SourceError, TerminalError
+from migrator.operations.rollback import NothingToRollBack, RollbackResult
 from migrator.plan.names import publication_name
-from migrator.rollback import NothingToRollBack, RollbackResult
 from migrator.state import SQLiteStateStore
 from tests.integration.test_cdc import follow, run
 from tests.integration.test_verify import CUSTOMERS, mig, plan  # noqa: F401 - mig is a fixture

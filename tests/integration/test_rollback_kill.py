@@ -16,7 +16,7 @@ from bson.decimal128 import Decimal128
 from bson.int64 import Int64
 
 from migrator import api
-from migrator.switchback import KILL_AT_ENV
+from migrator.operations.rollback_after_cutover import KILL_AT_ENV
 from tests.integration.test_cdc import run
 from tests.integration.test_cutover import App, cutover_plan
 from tests.integration.test_verify import (
@@ -40,8 +40,9 @@ STEPS = [
     "forget",
     "hook",
 ]
-# ... or between an action and its checkpoint (MIGRATOR_TEST_KILL_AT, migrator/switchback.py):
-# the fence taken and not recorded, the switch flipped and not recorded, and so on.
+# ... or between an action and its checkpoint (MIGRATOR_TEST_KILL_AT,
+# migrator/operations/rollback_after_cutover.py): the fence taken and not recorded, the switch
+# flipped and not recorded, and so on.
 BETWEEN = ["fence-engaged", "flipped", "unfenced", "forgotten"]
 
 

@@ -31,8 +31,8 @@ from migrator.cli.logs import LogLines
 from migrator.cli.main import cli
 from migrator.engine.metrics import RunMetrics
 from migrator.errors import TerminalError
+from migrator.operations.status import StatusReport
 from migrator.plan.names import cdc_checkpoint_id
-from migrator.status import StatusReport
 from tests.support.docs import Migration
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -22,9 +22,9 @@ from migrator import api
 from migrator.engine.events import Collector, RollbackStepDone
 from migrator.engine.metrics import RunMetrics
 from migrator.errors import TerminalError
+from migrator.operations.rollback import RollbackResult
+from migrator.operations.rollback_after_cutover import SwitchbackResult
 from migrator.plan.names import publication_name
-from migrator.rollback import RollbackResult
-from migrator.switchback import SwitchbackResult
 from tests.integration.test_cdc import run
 from tests.integration.test_cdc_workload import _migrator
 from tests.integration.test_cutover import KEYS, App, cutover_plan

@@ -22,7 +22,7 @@ from migrator.engine.events import (
     Throttled,
     ThrottleLifted,
 )
-from migrator.status import StatusReport
+from migrator.operations.status import StatusReport
 from tests.support.docs import Migration
 from tests.support.servers import PgServer
 

@@ -27,8 +27,8 @@ from bson.raw_bson import RawBSONDocument
 
 from migrator import api
 from migrator.engine.events import Collector, EventSink
+from migrator.operations.run import RunOutcome
 from migrator.plan.names import legacy_slot_name
-from migrator.runner import RunOutcome
 from migrator.state import SQLiteStateStore
 
 UTC = datetime.UTC

@@ -19,9 +19,9 @@ from migrator.cli.logs import level_of
 from migrator.cli.progress import _describe
 from migrator.engine.events import BatchLimitChanged, Collector, EventBus
 from migrator.errors import BatchTooLarge, ConnectionFailed, TerminalError, TransientError
+from migrator.operations.run import plan_digest, plan_digest_v1, same_mapping
 from migrator.phases.batch_size import BatchLimit
 from migrator.plan import parse_plan
-from migrator.runner import plan_digest, plan_digest_v1, same_mapping
 
 _NAMES = {
     251: "NoSuchTransaction",

@@ -11,9 +11,9 @@ from migrator.engine.events import Collector, DualWriteSummary, EventBus, Notice
 from migrator.mapping.affected import AffectedDocuments, DocumentId, ElementKey, ParentRow
 from migrator.mapping.spec import CollectionMapping, DocumentMapping, EmbedMapping, FieldMapping
 from migrator.mapping.types import conversion_for
+from migrator.operations.run import plan_digest
 from migrator.phases.oracle import DualWriteOracle
 from migrator.plan import parse_plan
-from migrator.runner import plan_digest
 
 UNCHANGED = object()
 

@@ -19,15 +19,9 @@ LEVELS = {
     "mapping": 2,
     "engine": 2,
     "phases": 3,
-    "dualwrite": 3,  # a library for applications: never imports runner, api or cli
-    "background": 4,
-    "dryrun": 4,  # run --dry-run: reads, plans and records, never writes
+    "dualwrite": 3,  # a library for applications: never imports operations, api or cli
+    "operations": 4,  # the commands users type (run, cutover, rollback, dry_run, status, follow)
     "runbook": 4,  # Markdown from the plan and preflight results; only api calls it
-    "runner": 4,
-    "rollback": 4,
-    "status": 4,
-    "switchover": 4,
-    "switchback": 4,
     "api": 5,
     "cli": 6,
 }

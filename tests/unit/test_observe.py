@@ -31,8 +31,8 @@ from migrator.engine.events import (
 )
 from migrator.engine.metrics import MetricsServer, RunMetrics
 from migrator.errors import ConnectionFailed, TerminalError
+from migrator.operations.run import CdcMirror
 from migrator.redact import url_passwords
-from migrator.runner import CdcMirror
 from migrator.state import SQLiteStateStore
 
 SECRET = "Unit-0bserve-S3cret"

@@ -27,11 +27,11 @@ from migrator import api
 from migrator.cli.main import cli
 from migrator.engine.metrics import RunMetrics
 from migrator.findings import Finding, Severity
+from migrator.operations.status import StatusReport
 from migrator.phases.preflight import PreflightReport
 from migrator.phases.verify import VerifyReport
 from migrator.plan.models import Plan
 from migrator.runbook import build_runbook
-from migrator.status import StatusReport
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden" / "runbook_demo.md"

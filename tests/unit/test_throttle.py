@@ -40,8 +40,8 @@ from migrator.engine.throttle import (
     decide,
 )
 from migrator.errors import ConnectionFailed, PlanError, StateError, TerminalError, TransientError
+from migrator.operations.run import plan_digest
 from migrator.plan import parse_plan
-from migrator.runner import plan_digest
 from migrator.state import SQLiteStateStore, schema
 
 NOW = 1_000_000.0

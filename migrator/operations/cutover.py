@@ -18,9 +18,10 @@ from typing import Any
 
 from migrator.adapters.postgres.pgoutput import lsn_to_int
 from migrator.adapters.postgres.replication import SlotMonitor
-from migrator.background import CdcFollower, ReverseFollower, follow_cdc, touched_documents
 from migrator.engine.events import CutoverStep, ErrorRaised, Notice
 from migrator.errors import MigratorError, TerminalError
+from migrator.operations.follow import CdcFollower, ReverseFollower, follow_cdc, touched_documents
+from migrator.operations.run import Runner
 from migrator.phases.cdc import wait_until_applied
 from migrator.phases.cutover import (
     MARKER_PREFIX,
@@ -35,7 +36,6 @@ from migrator.phases.cutover import (
 from migrator.phases.reverse import ReverseSync
 from migrator.phases.touched import OutOfTime, RoundResult
 from migrator.phases.verify import Verifier, key_types_of
-from migrator.runner import Runner
 
 STREAM_START_TIMEOUT_S = 60.0
 # Before each fence, check what changed in rounds until at most this many references are left

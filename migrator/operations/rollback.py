@@ -20,8 +20,9 @@ running it again (a recorded step is not redone):
 
 After that, nothing of the run is left on either side, and `migrator run` starts afresh.
 Nothing is dropped that the run cannot prove it created (docs/architecture.md, "One owner").
-A run that has cut over is refused here: migrator/switchback.py first makes the source
-primary again (api.rollback runs it before this one).
+A run that has cut over is refused here: migrator/operations/rollback_after_cutover.py first
+makes the source primary again (`roll_back`, the command `migrator rollback`, at the end of this
+module, runs it before this one).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from migrator.adapters.mongodb import MongoTarget
 from migrator.adapters.mongodb.ownership import refusal
@@ -40,6 +41,9 @@ from migrator.adapters.postgres.reverse_writer import ReverseWriter
 from migrator.adapters.postgres.snapshot import PublicationManager
 from migrator.engine.events import EventBus, Notice, RollbackStepDone
 from migrator.errors import MigratorError, TerminalError
+from migrator.operations.rollback_after_cutover import Switchback, SwitchbackResult, SwitchbackStep
+from migrator.operations.run import StoreSink
+from migrator.operations.session import Session
 from migrator.phases.cutover import switched, switching_back
 from migrator.plan.models import Plan
 from migrator.plan.names import (
@@ -302,3 +306,42 @@ class Rollback:
             self.target.drop_collection(name)
             return "dropped (--force)"
         return f"kept: it held {held:,} documents before the run"
+
+
+RollbackTo = Literal["cutover", "start"]
+
+
+def roll_back(
+    session: Session, *, to: RollbackTo | None, force: bool, preview: bool
+) -> RollbackResult | SwitchbackResult | list[Step | SwitchbackStep]:
+    """`migrator rollback` (api.rollback documents `to`): after cutover, the switch back
+    (operations/rollback_after_cutover.py) first, then, to 'start', this module's Rollback.
+    `preview` returns the steps and does nothing."""
+    store, source, target = session.open_run()
+    plan, events = session.plan, session.events
+    undo = Rollback(plan, store, events, source, target)
+    run_id = undo.run_record.id
+    cut_over = switched(store, run_id) or switching_back(store, run_id)
+    chosen = to or ("cutover" if cut_over else "start")
+    if chosen == "cutover" and not cut_over:
+        raise TerminalError(
+            f"run {undo.run_record.id} of plan {plan.name} has not cut over: there is no cutover to undo",
+            hint="`migrator rollback` (or --to start) rolls the whole migration back",
+        )
+    back = Switchback(session.runner(command="migrator rollback")) if cut_over else None
+    if preview:
+        steps: list[Step | SwitchbackStep] = list(back.steps()) if back is not None else []
+        if chosen == "start":
+            steps += undo.steps(force=force)
+        return steps
+    if back is not None:
+        switched_back = back.run()  # the runner adds the store's event sink
+        if chosen == "cutover":
+            return switched_back
+    else:
+        events.add(StoreSink(store, undo.run_record.id))
+        switched_back = None
+    result = undo.run(force=force)
+    if switched_back is not None:
+        result.steps[:0] = [{**s, "name": f"cutover:{s['name']}"} for s in switched_back.steps]
+    return result

@@ -26,7 +26,6 @@ from migrator.adapters.mongodb.ownership import OwnerRecord
 from migrator.adapters.postgres import PostgresSource
 from migrator.adapters.postgres.load import SourceLoad
 from migrator.adapters.postgres.snapshot import PublicationManager
-from migrator.background import ReverseFollower, follow_cdc
 from migrator.engine.context import RunContext
 from migrator.engine.events import (
     BatchApplied,
@@ -41,6 +40,7 @@ from migrator.engine.events import (
 )
 from migrator.engine.throttle import Throttler
 from migrator.errors import MigratorError, OwnedByAnotherRun, PreflightFailed, TerminalError
+from migrator.operations.follow import ReverseFollower, follow_cdc
 from migrator.phases.cdc import CdcPhase, CdcResult
 from migrator.phases.cutover import switched
 from migrator.phases.lag import mirror_fields

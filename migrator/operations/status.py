@@ -48,12 +48,12 @@ from migrator.engine.events import (
 )
 from migrator.engine.throttle import CHUNK_ROWS, MAX_LAG, PAUSED
 from migrator.errors import MigratorError
+from migrator.operations.run import CDC_MIRROR_LABEL
 from migrator.phases.cutover import switched
 from migrator.phases.lag import from_checkpoint
 from migrator.plan.models import Plan
 from migrator.plan.names import cdc_checkpoint_id
 from migrator.redact import endpoint_of, redact_text, url_passwords
-from migrator.runner import CDC_MIRROR_LABEL
 from migrator.state import CheckpointRecord, EventRecord, RunRecord, SQLiteStateStore, StateStore
 from migrator.state.lease import is_held
 

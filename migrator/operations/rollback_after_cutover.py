@@ -64,12 +64,13 @@ from typing import Any
 from migrator.adapters.mongodb.fence import FENCE_FIELD, ValidatorFence
 from migrator.adapters.postgres.pgoutput import lsn_to_int
 from migrator.adapters.postgres.replication import SlotMonitor
-from migrator.background import CdcFollower, ReverseFollower, follow_cdc, touched_documents
 from migrator.engine.context import RunContext
 from migrator.engine.events import ErrorRaised, RollbackStepDone, WriteFreeze
 from migrator.engine.switch import RoutingSwitch, run_command
 from migrator.errors import MigratorError, TerminalError
 from migrator.mapping.affected import Affected, DocumentId
+from migrator.operations.follow import CdcFollower, ReverseFollower, follow_cdc, touched_documents
+from migrator.operations.run import Runner
 from migrator.phases.cdc import wait_until_applied
 from migrator.phases.cutover import (
     MARKER_PREFIX,
@@ -87,7 +88,6 @@ from migrator.phases.cutover import PHASE as CUTOVER
 from migrator.phases.reverse import ReverseSync
 from migrator.phases.touched import OutOfTime, TouchedDocuments
 from migrator.phases.verify import Verifier, key_types_of
-from migrator.runner import Runner
 
 STREAM_START_TIMEOUT_S = 60.0
 KILL_AT_ENV = "MIGRATOR_TEST_KILL_AT"  # read by _test_kill_point only
