@@ -1095,6 +1095,9 @@ class _Following:
         self.last_budget_check = 0.0
         self.last_schema_check = time.monotonic()
         self.last_throttle_check = 0.0
+        self.throttler = phase.ctx.throttle
+        self.stop = phase._stop
+        self.until_caught_up = phase.until == "caught-up"
 
     def run(self) -> CdcResult:
         for event in self.reader.events(wait_s=min(1.0, self.phase.settings.heartbeat_interval)):
@@ -1102,7 +1105,8 @@ class _Following:
             if type(event) is Change:  # nearly every event: the shortest way through
                 self.last_activity = now
                 self.change(event)
-                self.flush_when_full()
+                if len(self.batch.ops) >= self.phase.batch_limit.limit:
+                    self.flush(final=False)  # a huge transaction: apply as it comes, checkpoint at its commit
             elif isinstance(event, Keepalive):
                 self.keepalive(event.wal_end, now)
             elif isinstance(event, Idle):
@@ -1193,7 +1197,17 @@ class _Following:
             if change.texts is not None:
                 self.defer(change)
                 return
-            ops = self.mapped(change)
+            mapper = phase._mapper
+            if change.kind == "insert":
+                assert change.new is not None
+                ops = mapper.insert(change.table, change.new)
+            elif change.kind == "update":
+                assert change.new is not None
+                phase._check_located(change.table, change.new)
+                ops = mapper.update(change.table, change.old, change.new)
+            else:
+                assert change.old is not None
+                ops = mapper.delete(change.table, change.old)
         except MigratorError:
             raise
         except Exception as exc:
@@ -1205,18 +1219,6 @@ class _Following:
         self.batch.changes += 1
         for observer in phase.observers:
             observer(change.table, change.old, change.new, change.kind)
-
-    def mapped(self, change: Change) -> list[WriteOp]:
-        mapper = self.phase._mapper
-        if change.kind == "insert":
-            assert change.new is not None
-            return mapper.insert(change.table, change.new)
-        if change.kind == "update":
-            assert change.new is not None
-            self.phase._check_located(change.table, change.new)
-            return mapper.update(change.table, change.old, change.new)
-        assert change.old is not None
-        return mapper.delete(change.table, change.old)
 
     def defer(self, change: Change) -> None:
         """A change whose generated columns are computed when its batch is handed over."""
@@ -1443,22 +1445,29 @@ class _Following:
 
     def between_messages(self, now: float) -> bool:
         """What is due after each message; True: this run of CDC ends (stopped, or caught up)."""
+        # Run after every change: the cheap tests here, the work in the methods called.
         if self.applying is not None and self.applying.future.done():
             self.settle()
+        first_commit_at = self.batch.first_commit_at
         if (
-            not self.reader.in_transaction
-            and self.batch.first_commit_at is not None
-            and now - self.batch.first_commit_at >= BATCH_AGE_S
+            first_commit_at is not None
+            and now - first_commit_at >= BATCH_AGE_S
+            and not self.reader.in_transaction
         ):
             self.flush()
-        self.check_now_and_then(now)
-        self.throttle(now)
-        if self.phase._stop.is_set() and not self.reader.in_transaction:
+        if (
+            now - self.last_schema_check >= SCHEMA_CHECK_S
+            or now - self.last_budget_check >= PROGRESS_INTERVAL_S
+        ):
+            self.check_now_and_then(now)
+        if self.throttler is not None:
+            self.throttle(self.throttler, now)
+        if self.stop.is_set() and not self.reader.in_transaction:
             self.flush()
             self.settle()
             self.result.stopped = True
             return True
-        if self.caught_up():
+        if self.until_caught_up and self.caught_up():
             self.result.caught_up = True
             return True
         return False
@@ -1474,11 +1483,9 @@ class _Following:
             self.last_budget_check = now
             phase._check_budget(self.applied, self.batch, self.result)
 
-    def throttle(self, now: float) -> None:
-        throttle = self.phase.ctx.throttle
+    def throttle(self, throttle: Throttler, now: float) -> None:
         if (
-            throttle is None
-            or self.reader.in_transaction
+            self.reader.in_transaction
             or self.reader.in_stream
             or now - self.last_throttle_check < throttle.interval
         ):
@@ -1496,7 +1503,7 @@ class _Following:
 
     def caught_up(self) -> bool:
         phase = self.phase
-        if phase.until != "caught-up" or self.reader.in_transaction or self.batch.ops:
+        if self.reader.in_transaction or self.batch.ops:
             return False
         self.settle()
         if self.marker is None or self.applied < self.marker:

@@ -190,7 +190,8 @@ class ChangeReader:
         return self._streamed.pending
 
     def events(self, wait_s: float) -> Iterator[Event]:
-        streamed, relations = self._streamed, self.relations
+        # The loop every change takes: what it reads held in locals (Relations keeps its dicts).
+        streamed, states, readers = self._streamed, self.relations.states, self.relations.readers
         for item in self.stream.messages(wait_s=wait_s):
             if not isinstance(item, bytes):  # Keepalive, Idle: the consumer's to handle
                 yield item
@@ -198,9 +199,15 @@ class ChangeReader:
             in_stream = streamed.current is not None
             # Changes of announced relations come as RowChanges, their values parsed while
             # decoding; inside a stream they are only spooled, so read raw until replayed.
-            message = decode(item, in_stream=in_stream, readers=None if in_stream else relations.readers)
+            message = decode(item, in_stream=in_stream, readers=None if in_stream else readers)
             if type(message) is RowChange:  # nearly every message: the shortest way through
-                yield RECEIVED if self._skip else self.change(message)
+                relation = states.get(message.relation_id)
+                if self._skip:
+                    yield RECEIVED
+                elif relation is None or relation.unsure:
+                    yield self.change(message)
+                else:
+                    yield Change(relation.table, KINDS[message.kind], message.old, message.new)
             elif in_stream or isinstance(message, StreamStart | StreamStop | StreamAbort | StreamCommit):
                 yield self._streaming(message, item)
             else:

@@ -209,6 +209,7 @@ class Relations:
         return self.states.get(relation_id)
 
     def clear(self) -> None:
-        """A new stream sends its Relation messages again."""
-        self.states = {}
-        self.readers = {}
+        """A new stream sends its Relation messages again. (Emptied in place: a reader holds
+        these dicts.)"""
+        self.states.clear()
+        self.readers.clear()
