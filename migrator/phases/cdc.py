@@ -34,6 +34,7 @@ from migrator.adapters.mongodb.applier import ChangeApplier
 from migrator.adapters.postgres.changes import (
     Change,
     ChangeReader,
+    Event,
     Marker,
     Received,
     Replayed,
@@ -1121,7 +1122,7 @@ class _Following:
 
     # -- reading ----------------------------------------------------------------------------------
 
-    def message(self, event: Any) -> None:
+    def message(self, event: Event) -> None:
         if isinstance(event, TransactionBegun):
             self.phase.lag.behind()
             self.reading = event.commit_position
