@@ -10,54 +10,46 @@ flight at most); acknowledging, events and the replication connection stay on th
 - A transaction whose commit lies before the checkpoint is skipped (it was applied).
 - A transaction larger than a batch is applied in several batches; only the last carries
   the checkpoint, so a crash in between replays it whole, harmlessly (writes are idempotent).
-- Protocol 2 streams large in-progress transactions; their changes are spooled to a
-  temporary file, not memory, until the commit (or dropped on abort).
+
+The source's side (decoding pgoutput, the relations' state, spooling the streamed transactions
+of protocol 2, skipping reverse sync's own, grouping into transactions) is the adapter's
+(adapters/postgres/changes.py): this module reads its events, maps them, applies them and
+acknowledges what is durable (_Following, one per stream), and watches the schema.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import pickle
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO, Any, ClassVar, Literal
+from datetime import datetime
+from typing import Any, ClassVar, Literal
 
 from tenacity import wait_exponential
 
 from migrator.adapters.base import ColumnInfo, WriteOp
 from migrator.adapters.mongodb.applier import ChangeApplier
-from migrator.adapters.postgres.generated import Generated, GeneratedColumns, StoredColumn
+from migrator.adapters.postgres.changes import (
+    Change,
+    ChangeReader,
+    Event,
+    Marker,
+    Received,
+    Replayed,
+    TableDescribed,
+    TransactionBegun,
+    TransactionCommitted,
+    Truncated,
+)
+from migrator.adapters.postgres.generated import GeneratedColumns, StoredColumn
 from migrator.adapters.postgres.inspect import PostgresInspector, split_table
 from migrator.adapters.postgres.partitions import Partitions, quoted, quoted_identifier
-from migrator.adapters.postgres.pgoutput import (
-    UNCHANGED,
-    Begin,
-    Commit,
-    Delete,
-    Insert,
-    LogicalMessage,
-    Origin,
-    Parse,
-    Relation,
-    Row,
-    RowChange,
-    RowReader,
-    StreamAbort,
-    StreamCommit,
-    StreamStart,
-    StreamStop,
-    Truncate,
-    Tuple,
-    Update,
-    decode,
-    lsn_to_int,
-    lsn_to_str,
-)
+from migrator.adapters.postgres.pgoutput import UNCHANGED, Relation, Row, lsn_to_int, lsn_to_str
 from migrator.adapters.postgres.publication import publishing, restore_statements
 from migrator.adapters.postgres.reading import key_text
+from migrator.adapters.postgres.relations import Relations, RelationState, column_parsers, computed_columns
 from migrator.adapters.postgres.replication import (
     Idle,
     Keepalive,
@@ -124,7 +116,6 @@ FEEDBACK_WHILE_APPLYING_S = 1.0
 HOLD_FEEDBACK_S = 1.0  # status updates while throttled
 MAX_CONSECUTIVE_FAILURES = 8
 SLOT_RELEASE_S = 60.0  # how long a reconnect waits for the server to let go of the slot
-_CHANGE_NAMES = {"I": "insert", "U": "update", "D": "delete"}
 
 
 def unexpected(exc: Exception, doing: str) -> InternalError:
@@ -157,93 +148,13 @@ class CdcResult:
     dual_write: dict[str, Any] | None = None  # cdc.apply: false: the oracle's counts (phases/oracle.py)
 
 
-class _RelationState(RowReader):
-    """A mapped table's current Relation message: how to read its rows, and the table's name.
-
-    For a leaf partition of a mapped partitioned table, `table` is the root (its changes are
-    the root's) and `leaf` the partition's own name. `unsure`: the leaf's replica identity
-    lacked columns the mapping needs when these changes were logged (fixed since): its
-    updates and deletes are checked one by one."""
-
-    __slots__ = ("computed", "leaf", "table", "unsure")
-
-    def __init__(
-        self,
-        table: str,
-        names: Sequence[str],
-        parsers: Sequence[Parse | None],
-        is_key: Sequence[bool],
-        *,
-        leaf: str | None = None,
-        unsure: tuple[str, ...] = (),
-        computed: _Computed | None = None,
-    ) -> None:
-        super().__init__(names, parsers, is_key)
-        self.table = table
-        self.leaf = leaf
-        self.unsure = unsure
-        self.computed = computed
-
-    def row_change(self, message: Insert | Update | Delete) -> RowChange:
-        """A change decoded without this reader (its raw values kept, see _Computed), as the
-        RowChange the reader would have given."""
-        if isinstance(message, Insert):
-            return RowChange("I", message.xid, message.relation_id, None, False, self._row(message.new))
-        old = None if message.old is None else self._row(message.old, key_only=message.old_is_key)
-        if isinstance(message, Delete):
-            return RowChange("D", message.xid, message.relation_id, old, message.old_is_key, None)
-        return RowChange(
-            "U", message.xid, message.relation_id, old, message.old_is_key, self._row(message.new)
-        )
-
-    def _row(self, values: Tuple, key_only: bool = False) -> Row:
-        if len(values) != self._width:
-            raise SourceError(f"pgoutput tuple has {len(values)} columns, its Relation message {self._width}")
-        row = {
-            name: parse(value) if type(value) is bytes else value
-            for (name, parse), value in zip(self._columns, values, strict=True)
-            if not key_only or name in self._keys
-        }
-        for name in self._left_out:
-            row.pop(name, None)
-        return row
-
-
-@dataclass(frozen=True)
-class _Computed:
-    """A relation's stored generated columns that its changes lack (docs/architecture.md,
-    "Stored generated columns"): what computes them, how to parse the results, and where in a
-    tuple the columns they read are. Its changes are decoded raw, so that those columns' text
-    (PostgreSQL's own, what the expressions are fed) is at hand; tables without such columns
-    keep the one-pass reader."""
-
-    generated: Generated
-    parsers: dict[str, Parse]  # generated column -> parser of its text
-    inputs: dict[str, tuple[int, bool]]  # column read -> (its index in a tuple, whether it is a key column)
-
-    def texts(self, message: Insert | Update) -> dict[str, Any]:
-        """The text of each column read (None: NULL; UNCHANGED: neither tuple carries it). An
-        unchanged TOASTed value is taken from the old tuple where it has it, as fill_unchanged."""
-        old = message.old if isinstance(message, Update) else None
-        key_only = isinstance(message, Update) and message.old_is_key
-        out: dict[str, Any] = {}
-        for name, (index, is_key) in self.inputs.items():
-            value = message.new[index]
-            if value is UNCHANGED and old is not None and (is_key or not key_only):
-                value = old[index]
-            out[name] = value.decode() if isinstance(value, bytes) else value
-        return out
-
-
 @dataclass
 class _Deferred:
     """A change of a relation with generated columns to compute: mapped when its batch is handed
     to the applier, once they are (one statement per relation for the whole batch)."""
 
-    relation: _RelationState
+    change: Change  # its `computed` and `texts` are set
     mapper: ChangeMapper
-    change: RowChange
-    texts: dict[str, Any]
     compute: frozenset[str]  # the generated columns to compute (the others stay unchanged)
 
 
@@ -273,29 +184,6 @@ class _Applying:
     acknowledge_after: int = 0
 
 
-class _Spool:
-    """Changes of one streamed transaction, on disk until its commit or abort."""
-
-    def __init__(self) -> None:
-        # Closed on commit or abort, not at the end of a block: it outlives this call.
-        self.file: IO[bytes] = tempfile.TemporaryFile(prefix="migrator-stream-")  # noqa: SIM115
-        self.count = 0
-
-    def add(self, xid: int | None, payload: bytes) -> None:
-        pickle.dump((xid, payload), self.file)
-        self.count += 1
-
-    def replay(self, drop_xids: set[int]) -> Any:
-        self.file.seek(0)
-        for _ in range(self.count):
-            xid, payload = pickle.load(self.file)
-            if xid not in drop_xids:
-                yield payload
-
-    def close(self) -> None:
-        self.file.close()
-
-
 class CdcPhase:
     name: ClassVar[str] = PHASE
 
@@ -319,9 +207,10 @@ class CdcPhase:
         if ctx.throttle is not None:
             ctx.throttle.follow_lag(self.lag.seconds)
         self._parser = ValueParser()
-        self._relations: dict[int, _RelationState] = {}
-        # What decoding reads rows with: every relation but those whose changes are read raw.
-        self._readers: dict[int, RowReader] = {}
+        # The relations announced on the stream: how their changes are read
+        # (adapters/postgres/changes.py); built here, since what a table's columns must be is
+        # the mapping's.
+        self._relations = Relations()
         self._partitions = Partitions(ctx.source.endpoint)
         self._generated = GeneratedColumns(ctx.source.endpoint)
         self._shapes = ShapeReader(ctx.source.endpoint)
@@ -427,23 +316,54 @@ class CdcPhase:
             # name and type): compare the shapes now rather than within 5 s (docs/architecture.md,
             # "Schema changes").
             self._check_schema()
-        table = message.table
-        names = tuple(c.name for c in message.columns)
-        expected = self._expected_columns.get(table)
-        leaf: str | None = None
-        unsure: tuple[str, ...] = ()
-        renamed = self._renamed(message) if expected is None else None
-        if renamed is not None:
-            table, expected = renamed, self._expected_columns[renamed]
-        elif expected is None:
-            # A leaf partition of a mapped partitioned table (docs/architecture.md, "Partitioned
-            # tables"): its rows are the root's, read by column name (a leaf may order its
-            # columns otherwise, or have dropped ones).
-            root = self._partitions.root_of(message.relation_id)
-            if root is None or root not in self._expected_columns:
-                return  # not a mapped table (a publication is never wider than the plan, but be safe)
-            leaf, table, expected = table, root, self._expected_columns[root]
+        found = self._mapped_table(message)
+        if found is None:
+            return  # not a mapped table (a publication is never wider than the plan, but be safe)
+        table, leaf = found
         unsure = self._leaf_identity(message, leaf, table)
+        absent = self._check_columns(message, table)
+        expected = self._expected_columns[table]
+        mapped = self._mapped_columns(table)
+        computed = computed_columns(
+            message,
+            table,
+            {n: c for n, c in absent.items() if n in mapped},
+            expected,
+            self._generated,
+            self._parser,
+        )
+        state = RelationState(
+            table,
+            tuple(c.name for c in message.columns),
+            column_parsers(message, expected, self._parser),
+            [c.is_key for c in message.columns],
+            leaf=leaf,
+            unsure=unsure,
+            computed=computed,
+        )
+        self._relations.register(message.relation_id, state)
+
+    def _mapped_table(self, message: Relation) -> tuple[str, str | None] | None:
+        """The mapped table (as the plan names it) whose changes the relation's are, and the leaf
+        partition's own name where the relation is one; None: not a mapped table."""
+        table = message.table
+        if table in self._expected_columns:
+            return table, None
+        renamed = self._renamed(message)
+        if renamed is not None:
+            return renamed, None
+        # A leaf partition of a mapped partitioned table (docs/architecture.md, "Partitioned
+        # tables"): its rows are the root's, read by column name (a leaf may order its columns
+        # otherwise, or have dropped ones).
+        root = self._partitions.root_of(message.relation_id)
+        if root is None or root not in self._expected_columns:
+            return None
+        return root, table
+
+    def _check_columns(self, message: Relation, table: str) -> dict[str, StoredColumn]:
+        """Compare the relation's columns with what the mapping was built on (a difference stops
+        the run or rebuilds the mapping: _schema_changed); the stored generated columns the
+        message leaves out are returned."""
         current = {c.name: c.type_oid for c in message.columns}
         # Stored generated columns are the relation's even where the message leaves them out.
         stored = self._generated.stored(message.relation_id)
@@ -452,32 +372,12 @@ class CdcPhase:
         listed = self._published.get(table)
         known = {
             n: c.type_oid
-            for n, c in expected.items()
+            for n, c in self._expected_columns[table].items()
             if listed is None or n in listed or c.generated is not None or n in stored
         }
         if current != known:
             self._schema_changed(table, current)
-            expected = self._expected_columns[table]
-        parsers = []
-        for column in message.columns:
-            info = expected.get(column.name)
-            parsers.append(self._parser.for_column(info) if info is not None else None)
-        mapped = self._mapped_columns(table)
-        computed = self._computed(message, table, {n: c for n, c in absent.items() if n in mapped}, expected)
-        state = _RelationState(
-            table,
-            names,
-            parsers,
-            [c.is_key for c in message.columns],
-            leaf=leaf,
-            unsure=unsure,
-            computed=computed,
-        )
-        self._relations[message.relation_id] = state
-        if computed is None:
-            self._readers[message.relation_id] = state
-        else:
-            self._readers.pop(message.relation_id, None)
+        return absent
 
     def _renamed(self, message: Relation) -> str | None:
         """The mapped table (as the plan names it) that `message` names otherwise: the same oid
@@ -495,25 +395,6 @@ class CdcPhase:
         elif live.name != self._baseline[table].name:
             self._schema_change(SchemaChange(table, "table renamed", live.name), False)
         return table
-
-    def _computed(
-        self, message: Relation, table: str, columns: dict[str, StoredColumn], expected: dict[str, ColumnInfo]
-    ) -> _Computed | None:
-        """How to compute the mapped stored generated columns the relation's changes lack."""
-        if not columns:
-            return None
-        sent = {c.name: (i, c.is_key) for i, c in enumerate(message.columns)}
-        for name, column in columns.items():
-            unsent = [c for c in column.reads if c not in sent]
-            if unsent:
-                raise TerminalError(
-                    f"generated column {table}.{name} cannot be computed: it reads {', '.join(unsent)}, which the "
-                    f"change stream of {message.table} does not carry",
-                    hint=f"publish every column {table}.{name} reads (a publication column list must include them)",
-                )
-        generated = self._generated.computing(message.relation_id, columns)
-        parsers = {name: self._parser.for_column(expected[name]) for name in columns}
-        return _Computed(generated, parsers, {c: sent[c] for c in generated.inputs})
 
     def _leaf_identity(self, message: Relation, leaf: str | None, root: str) -> tuple[str, ...]:
         """Check, before any change of mapped table `root` (or of its leaf partition `leaf`) is
@@ -560,47 +441,20 @@ class CdcPhase:
             f"USING INDEX on a unique index of {leaf} over {', '.join(needed)})",
         )
 
-    def _to_compute(
-        self, table: str, computed: _Computed, change: RowChange, texts: dict[str, Any]
-    ) -> frozenset[str]:
-        """The generated columns to compute for this insert or update. One whose every input is
-        unchanged (stored out of line, not updated) is itself unchanged, and left out like them;
-        one that reads such an input beside others cannot be computed from the change: stop."""
-        lacking = {c for c, v in texts.items() if v is UNCHANGED}
-        if not lacking:
-            return frozenset(computed.generated.columns)
-        assert change.new is not None
-        out = set()
-        for name, reads in computed.generated.reads.items():
-            unsent = [c for c in reads if c in lacking]
-            if not unsent:
-                out.add(name)
-            elif len(unsent) == len(reads):
-                change.new[name] = UNCHANGED
-            else:
-                raise TerminalError(
-                    f"generated column {table}.{name} cannot be computed for an UPDATE: it reads "
-                    f"{', '.join(unsent)}, which the change does not carry (a value stored out of line that the "
-                    "UPDATE did not change, and not in the replica identity)",
-                    hint=f"ALTER TABLE {quoted(table)} REPLICA IDENTITY FULL, so that PostgreSQL logs it; then roll "
-                    "back (`migrator rollback`) and run again, since changes logged before cannot be computed",
-                )
-        return frozenset(out)
-
     def _resolve(self, batch: _Batch) -> list[WriteOp]:
         """The batch's writes with those of its deferred changes in their places, once their
         generated columns are computed: one statement per relation (and set of columns)."""
         groups: dict[tuple[int, frozenset[str]], list[_Deferred]] = {}
         for _, deferred in batch.deferred:
             if deferred.compute:
-                groups.setdefault((id(deferred.relation.computed), deferred.compute), []).append(deferred)
+                groups.setdefault((id(deferred.change.computed), deferred.compute), []).append(deferred)
         for (_, names), members in groups.items():
-            computed = members[0].relation.computed
+            computed = members[0].change.computed
             assert computed is not None
             generated = computed.generated
             if names != set(generated.columns):
                 generated = generated.only(names)
-            results = self._generated.evaluate(generated, [d.texts for d in members])
+            results = self._generated.evaluate(generated, [d.change.texts or {} for d in members])
             for deferred, values in zip(members, results, strict=True):
                 new = deferred.change.new
                 assert new is not None
@@ -611,19 +465,19 @@ class CdcPhase:
         for at, deferred in batch.deferred:
             ops.extend(batch.ops[done:at])
             done = at
-            change, table = deferred.change, deferred.relation.table
+            change, table = deferred.change, deferred.change.table
             try:
                 assert change.new is not None
-                if change.kind == "I":
+                if change.kind == "insert":
                     ops.extend(deferred.mapper.insert(table, change.new))
                 else:
                     ops.extend(deferred.mapper.update(table, change.old, change.new))
             except MigratorError:
                 raise
             except Exception as exc:
-                raise unexpected(exc, f"mapping {_CHANGE_NAMES[change.kind]} of {table}") from exc
+                raise unexpected(exc, f"mapping {change.kind} of {table}") from exc
             for observer in self.observers:
-                observer(table, change.old, change.new, _CHANGE_NAMES[change.kind])
+                observer(table, change.old, change.new, change.kind)
         ops.extend(batch.ops[done:])
         batch.deferred = []
         return ops
@@ -696,22 +550,30 @@ class CdcPhase:
         )
 
     def _schema_change(self, change: SchemaChange, first: bool) -> None:
+        if change.kind in ("table dropped", "table renamed"):
+            self._table_gone(change)
+        elif change.kind.startswith("column"):
+            self._column_change(change, first)
+        elif change.kind.startswith("partition"):
+            self._partition_change(change)
+
+    def _table_gone(self, change: SchemaChange) -> None:
         table, subject = change.table, change.subject
         if change.kind == "table dropped":
             raise TerminalError(
                 f"table {table} was dropped (DROP TABLE) on the source while the migration ran",
                 hint="restore it, or roll back (`migrator rollback`) and run again with a plan without it",
             )
-        if change.kind == "table renamed":
-            raise TerminalError(
-                f"table {table} was renamed to {subject} ({_rename_kind(table, subject)}) on the source while the "
-                "migration ran: the plan names it as it was",
-                hint=f"{_rename_back(table, subject, self._shapes.schema_exists(split_table(table)[0]))} or roll back (`migrator rollback`) and run again with a plan "
-                f"that names {subject}",
-            )
-        mapped = change.kind.startswith("column") and (
-            subject in self._mapped_columns(table) or self._takes_by_default(table, subject)
+        raise TerminalError(
+            f"table {table} was renamed to {subject} ({_rename_kind(table, subject)}) on the source while the "
+            "migration ran: the plan names it as it was",
+            hint=f"{_rename_back(table, subject, self._shapes.schema_exists(split_table(table)[0]))} or roll back (`migrator rollback`) and run again with a plan "
+            f"that names {subject}",
         )
+
+    def _column_change(self, change: SchemaChange, first: bool) -> None:
+        table, subject = change.table, change.subject
+        mapped = subject in self._mapped_columns(table) or self._takes_by_default(table, subject)
         if change.kind == "column dropped" and not mapped and first:
             self.ctx.events.emit(
                 Notice(
@@ -720,13 +582,15 @@ class CdcPhase:
                     "snapshot: no document changes",
                 )
             )
-        if change.kind == "column dropped" and mapped:
+        if not mapped:
+            return
+        if change.kind == "column dropped":
             raise TerminalError(
                 f"column {table}.{subject} was dropped (or renamed) on the source while the migration ran; "
                 "the mapping uses it",
                 hint="restore the column, or roll back and start again with a plan that does not use it",
             )
-        if change.kind == "column re-added" and mapped:
+        if change.kind == "column re-added":
             raise TerminalError(
                 f"column {table}.{subject} was dropped and added again (ALTER TABLE ... DROP {subject}, ADD {subject}) "
                 "on the source while the migration ran: the source lost its values (the new column holds NULL or "
@@ -735,26 +599,27 @@ class CdcPhase:
                 hint="roll back (`migrator rollback`) and run again, so that a new snapshot reads the column as it "
                 "is now; or restore the old values in the source",
             )
-        if change.kind == "column retyped" and mapped:
+        if change.kind == "column retyped":
             raise TerminalError(
                 f"column {table}.{subject} changed type on the source while the migration ran; the mapping "
                 "converts it as it was",
                 hint="roll back and start again, so that the snapshot and the changes agree on the type",
             )
-        if (
-            change.kind == "column added"
-            and self._published.get(table) is not None
-            and mapped
-            and (table, subject) not in self._widened
-        ):
+        if change.kind == "column added":
+            self._mapped_column_added(table, subject)
+
+    def _mapped_column_added(self, table: str, column: str) -> None:
+        if self._published.get(table) is not None and (table, column) not in self._widened:
             # The publication's column list was fixed when it was made: a column added since is
             # not published until the list names it. Widen it, so that changed rows carry the
             # column from here on, as they do where every column is published (before the marker
             # below, so that every change after the marker carries it).
-            self._widened.add((table, subject))
-            self._widen_publication(table, subject)
-        if change.kind == "column added" and mapped:
-            self._mark_for_backfill(table, subject)
+            self._widened.add((table, column))
+            self._widen_publication(table, column)
+        self._mark_for_backfill(table, column)
+
+    def _partition_change(self, change: SchemaChange) -> None:
+        table, subject = change.table, change.subject
         if change.kind == "partition detached":
             gone = not self._shapes.existing([change.oid])
             raise TerminalError(
@@ -790,21 +655,6 @@ class CdcPhase:
             "did not change, and not in the replica identity): which document or element it changes is not known",
             hint=f"ALTER TABLE {quoted(table)} REPLICA IDENTITY FULL, so that PostgreSQL logs it; then roll back "
             "(`migrator rollback`) and run again, since changes logged before cannot be placed",
-        )
-
-    def _check_placeable(self, relation: _RelationState, message: RowChange) -> None:
-        """An update or delete of a mapped table (or leaf partition) logged while its replica
-        identity lacked the columns the mapping needs: placed only if its old row carries them."""
-        old = message.old
-        if old is not None and all(c in old for c in relation.unsure):
-            return
-        what = "an UPDATE" if message.kind == "U" else "a DELETE"
-        of = relation.table if relation.leaf is None else f"partition {relation.leaf} of {relation.table}"
-        raise TerminalError(
-            f"{what} of {of} was logged while its replica identity lacked "
-            f"{', '.join(c for c in relation.unsure if old is None or c not in old)}: which document it changes "
-            "is not known",
-            hint="roll back (`migrator rollback`) and run again: the new snapshot starts after it",
         )
 
     def _schema_changed(self, table: str, current: dict[str, int]) -> None:
@@ -1034,10 +884,10 @@ class CdcPhase:
         result.dual_write = self._oracle.close(drain=True).to_dict()
         return result
 
-    def _observe(self, relation: _RelationState, message: RowChange) -> None:
+    def _observe(self, change: Change) -> None:
         """cdc.apply: false: a row change goes to the oracle instead of the target."""
         assert self._oracle is not None
-        self._oracle.change(relation.table, message.old, message.new, _CHANGE_NAMES[message.kind])
+        self._oracle.change(change.table, change.old, change.new, change.kind)
 
     def _follow(self) -> CdcResult:
         checkpoint, origin = self.start_position()
@@ -1101,9 +951,8 @@ class CdcPhase:
                 if self._stop.wait(delay) or (isinstance(exc, BatchTooLarge) and not self._slot_released()):
                     result.stopped = True
                     return result
-                self._relations = {}  # a new stream sends its Relation messages again
+                self._relations.clear()  # a new stream sends its Relation messages again
                 self._added.marked.clear()  # a backfill marker not applied yet: emitted again
-                self._readers = {}
                 try:
                     checkpoint, _ = self.start_position()
                 except TransientError:
@@ -1140,480 +989,11 @@ class CdcPhase:
     ) -> CdcResult:
         apply_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="migrator-cdc-apply")
         try:
-            return self._stream_loop(stream, checkpoint, consistent_after, result, apply_thread)
+            return _Following(self, stream, checkpoint, consistent_after, result, apply_thread).run()
         finally:
             # On the way out after an error too: nothing is written any more once this returns,
             # before a retry reads the checkpoint again.
             apply_thread.shutdown(wait=True)
-
-    def _stream_loop(
-        self,
-        stream: ReplicationStream | PollingStream,
-        checkpoint: int,
-        consistent_after: int,
-        result: CdcResult,
-        apply_thread: concurrent.futures.ThreadPoolExecutor,
-    ) -> CdcResult:
-        batch = _Batch()
-        applied = checkpoint
-        in_txn = False
-        skip_txn = False
-        awaited = False  # the transaction carries a marker someone waits for
-        in_stream = False
-        spools: dict[int, _Spool] = {}
-        aborted_subxids: dict[int, set[int]] = {}
-        reverse_xids: set[int] = set()  # streamed transactions that reverse sync wrote
-        current_stream_xid: int | None = None
-        last_activity = time.monotonic()
-        last_budget_check = 0.0
-        last_schema_check = time.monotonic()
-        throttle = self.ctx.throttle
-        last_throttle_check = 0.0
-        # One batch is written by this thread while the next is read, decoded and mapped: the
-        # target's time and the stream's overlap. Everything else (acknowledging, events, the
-        # replication connection) stays on this thread.
-        applying: _Applying | None = None
-        reading: int | None = None  # the commit position of the transaction being read
-        # Tables whose documents are brought up to date at the end of the transaction being read
-        # (phases/backfill.py).
-        due: dict[str, set[str]] = {}
-
-        polling = isinstance(stream, PollingStream)
-
-        def nothing_pending() -> bool:
-            """Every change read is durable (what CDC's lag calls caught up, with the source's word
-            that nothing more is to be read: a keepalive, or a poll that found nothing)."""
-            return (
-                applying is None
-                and not in_txn
-                and not in_stream
-                and not spools
-                and not batch.ops
-                and not batch.deferred
-                and batch.end_lsn is None
-            )
-
-        def settle() -> None:
-            """Wait for the batch being applied; then it is the checkpoint: acknowledge, report."""
-            nonlocal applied, applying
-            if applying is None:
-                return
-            done, applying = applying, None
-            waited_since = time.monotonic()
-            while not concurrent.futures.wait([done.future], timeout=FEEDBACK_WHILE_APPLYING_S).done:
-                # Applying (a spooled transaction replayed whole, a conflict retried) is not
-                # reading: without a status update now and then, the server's wal_sender_timeout
-                # ends the connection and a large transaction starts over.
-                stream.keepalive()
-                if time.monotonic() - waited_since >= PROGRESS_INTERVAL_S:
-                    # A slow apply is when lag grows: keep reporting it (invariant 10).
-                    waited_since = time.monotonic()
-                    self._check_budget(applied, batch, result)
-            try:
-                done.future.result()  # the apply's error, raised here
-            except BatchTooLarge as exc:
-                upto = "" if done.position is None else f" up to {lsn_to_str(done.position)}"
-                collections = ", ".join(sorted({op.collection for op in done.batch.ops}))
-                # Smaller batches from the checkpoint on; a TerminalError for a single write.
-                self.batch_limit.shrink(
-                    exc,
-                    writes=len(done.batch.ops),
-                    where=f"(to {collections}) of the source transaction(s) after {lsn_to_str(applied)}{upto}",
-                )
-                raise
-            except MigratorError:
-                raise
-            except Exception as exc:
-                collections = ", ".join(sorted({op.collection for op in done.batch.ops}))
-                upto = "" if done.position is None else f" up to {lsn_to_str(done.position)}"
-                raise unexpected(
-                    exc,
-                    f"applying {done.batch.changes} change(s) after {lsn_to_str(applied)}{upto} to {collections}",
-                ) from exc
-            position, applied_batch = done.position, done.batch
-            if done.batch.ops:  # a checkpoint alone says nothing about the size
-                self.batch_limit.succeeded()
-            if position is not None:
-                applied = position
-                stream.acknowledge(max(position, done.acknowledge_after))
-                self.lag.applied(max(position, done.acknowledge_after), applied_batch.last_commit_time)
-                if done.acknowledge_after >= position and nothing_pending():
-                    # The server said it had sent all its WAL while this batch was applied, and
-                    # nothing came after: caught up (phases/lag.py).
-                    self.lag.caught_up(done.acknowledge_after)
-                result.position = lsn_to_str(position)
-                now = time.time()
-                self.ctx.events.emit(
-                    BatchApplied(
-                        position=result.position,
-                        transactions=applied_batch.transactions,
-                        changes=applied_batch.changes,
-                        writes=len(applied_batch.ops),
-                        lag_ms=[round((now - t) * 1000, 1) for t in applied_batch.commit_times],
-                        commit_time=applied_batch.last_commit_time,
-                    )
-                )
-            result.changes += applied_batch.changes
-            result.transactions += applied_batch.transactions
-
-        def flush(final: bool = True) -> None:
-            """Hand the batch to the apply thread, once the one before it is applied."""
-            nonlocal batch, applying
-            if not batch.ops and batch.end_lsn is None and not batch.deferred:
-                return
-            if batch.deferred:
-                batch.ops = self._resolve(batch)  # before settle(): the source's turn overlaps the target's
-            settle()
-            position = batch.end_lsn if final else None
-            if position is not None and position > self._publication_vouched:
-                # Never a checkpoint past what a publication check covers (docs/architecture.md,
-                # "The run's publication").
-                self._check_publication()
-            # The checkpoint carries what lag is measured from (phases/lag.py), and which added
-            # columns' documents were brought up to date (phases/backfill.py).
-            fields = {
-                **self.lag.record_fields(),
-                **commit_time_field(batch.last_commit_time),
-                **self._added.record_fields(),
-            }
-            future = apply_thread.submit(
-                self.applier.apply,
-                batch.ops,
-                position,
-                lsn_to_str(position) if position is not None else None,
-                fields=fields if position is not None else None,
-            )
-            applying = _Applying(future, batch, position)
-            batch = _Batch()
-            stream.linger = APPLYING_POLL_S if stream.linger is None else min(stream.linger, APPLYING_POLL_S)
-
-        def handle_change(message: RowChange | Insert | Update | Delete) -> None:
-            # Decoding with self._readers gives a RowChange for every relation found there; a
-            # raw Insert, Update or Delete is one whose generated columns CDC computes (read
-            # raw), or one never announced.
-            relation = self._relations.get(message.relation_id)
-            if relation is None or (not isinstance(message, RowChange) and relation.computed is None):
-                raise SourceError(
-                    f"change for unknown relation {message.relation_id} (no Relation message first)"
-                )
-            texts = None
-            if not isinstance(message, RowChange):
-                assert relation.computed is not None
-                if not isinstance(message, Delete):
-                    texts = relation.computed.texts(message)
-                message = relation.row_change(message)
-            try:
-                if message.kind == "U":
-                    assert message.new is not None
-                    # An unchanged TOASTed key or link is known from the old tuple: before anything
-                    # reads the row (docs/architecture.md, "Unchanged TOASTed values").
-                    message.new = fill_unchanged(message.old, message.new, UNCHANGED)
-                if relation.unsure and message.kind != "I":
-                    self._check_placeable(relation, message)
-                if self._oracle is not None:
-                    self._observe(relation, message)
-                    batch.changes += 1
-                    return
-                mapper = self._mapper
-                if texts is not None:
-                    assert relation.computed is not None
-                    if message.kind == "U":
-                        assert message.new is not None
-                        self._check_located(relation.table, message.new)
-                    compute = self._to_compute(relation.table, relation.computed, message, texts)
-                    batch.deferred.append(
-                        (len(batch.ops), _Deferred(relation, mapper, message, texts, compute))
-                    )
-                    batch.changes += 1
-                    if len(batch.ops) + len(batch.deferred) >= self.batch_limit.limit:
-                        flush(final=False)
-                    return
-                if message.kind == "I":
-                    assert message.new is not None
-                    ops = mapper.insert(relation.table, message.new)
-                elif message.kind == "U":
-                    assert message.new is not None
-                    self._check_located(relation.table, message.new)
-                    ops = mapper.update(relation.table, message.old, message.new)
-                else:
-                    assert message.old is not None
-                    ops = mapper.delete(relation.table, message.old)
-            except MigratorError:
-                raise
-            except Exception as exc:
-                where = "" if reading is None else f" in the transaction committed at {lsn_to_str(reading)}"
-                raise unexpected(
-                    exc, f"mapping {_CHANGE_NAMES[message.kind]} of {relation.table}{where}"
-                ) from exc
-            batch.ops.extend(ops)
-            batch.changes += 1
-            for observer in self.observers:
-                observer(relation.table, message.old, message.new, _CHANGE_NAMES[message.kind])
-
-        def truncate(table: str) -> None:
-            if self.settings.on_truncate == "stop":
-                raise TerminalError(
-                    f"TRUNCATE of {table} on the source: the migration stops rather than guess",
-                    hint="set phases.cdc.on_truncate: apply to empty the matching documents or arrays, "
-                    "then run again",
-                )
-            if self._oracle is not None:
-                self._oracle.truncated(table)
-            else:
-                batch.ops.extend(self._mapper.truncate(table))
-            batch.changes += 1
-
-        def handle_truncate(message: Truncate) -> None:
-            tables: list[str] = []
-            leaves: dict[str, dict[int, str]] = {}  # root -> the truncated leaves, by relation id
-            for relation_id in message.relation_ids:
-                relation = self._relations.get(relation_id)
-                if relation is None:
-                    continue
-                if relation.leaf is not None:
-                    leaves.setdefault(relation.table, {})[relation_id] = relation.leaf
-                else:
-                    tables.append(relation.table)
-            for root, truncated in leaves.items():
-                # TRUNCATE of a partitioned table names every leaf: that is the root's TRUNCATE.
-                if self._partitions.leaves(root) <= set(truncated):
-                    tables.append(root)
-                    continue
-                # Which documents held rows of one partition is not known here: never empty more.
-                raise TerminalError(
-                    f"TRUNCATE of partition {', '.join(sorted(truncated.values()))} of {root} on the source: "
-                    f"the documents of its rows cannot be told from the other documents of {root}, so the "
-                    "migration stops (whatever phases.cdc.on_truncate says)",
-                    hint="roll back (`migrator rollback`) and run again: a new snapshot leaves the truncated rows out",
-                )
-            for table in tables:
-                truncate(table)
-
-        def relation(message: Relation) -> None:
-            self._relation(message)
-            table, columns = self._backfill_due(message)
-            if columns:
-                due.setdefault(table, set()).update(columns)
-
-        def backfill() -> None:
-            """At the end of a transaction after the ALTER: apply everything before, then the
-            documents of every row as it is now; the stream after this point comes after."""
-            flush()
-            settle()
-            for table, columns in sorted(due.items()):
-                self._backfill(table, columns, stream.keepalive)
-            due.clear()
-
-        def dispatch(message: Any) -> None:
-            if isinstance(message, Relation):
-                relation(message)
-            elif isinstance(message, RowChange | Insert | Update | Delete):
-                handle_change(message)
-            elif isinstance(message, Truncate):
-                handle_truncate(message)
-            # Type, Origin and logical messages carry nothing to apply.
-
-        def end_transaction(commit_lsn: int, end_lsn: int, commit_time: Any) -> None:
-            batch.end_lsn = end_lsn
-            batch.transactions += 1
-            batch.last_commit_time = commit_time.timestamp()
-            batch.commit_times.append(batch.last_commit_time)
-            if batch.first_commit_at is None:
-                batch.first_commit_at = time.monotonic()
-            if self._oracle is not None:
-                self._oracle.commit(lsn_to_str(end_lsn), batch.last_commit_time)
-            if len(batch.ops) >= self.batch_limit.limit:
-                flush()
-
-        marker: int | None = None  # a heartbeat whose commit, once applied, proves we are caught up
-
-        def caught_up() -> bool:
-            nonlocal marker
-            if self.until != "caught-up" or in_txn or batch.ops:
-                return False
-            settle()
-            if marker is None or applied < marker:
-                if marker is None:
-                    marker = lsn_to_int(self.monitor.heartbeat(HEARTBEAT_PREFIX, self.ctx.plan.name))
-                return False
-            lag = self.lag.seconds()
-            # Once applied, the marker stays: it proved the stream passed the moment of asking; the
-            # lag now falls as commits are applied, or to 0 at the next idle poll or keepalive that
-            # finds nothing pending (phases/lag.py). A new marker each time would itself be a commit
-            # read a poll later (poll mode: up to a second), whose age alone can exceed max_lag.
-            return applied >= consistent_after and lag is not None and lag <= self._max_lag()
-
-        for item in stream.messages(wait_s=min(1.0, self.settings.heartbeat_interval)):
-            now = time.monotonic()
-            if isinstance(item, Keepalive):
-                # All before item.wal_end has been received. Once it is applied, acknowledge
-                # that position too (as PostgreSQL's own subscribers do): what lies between the
-                # last applied commit and it holds nothing to apply, and a fast shutdown of the
-                # source waits for this client's confirmation of everything sent, forever.
-                if not in_txn and not in_stream and not spools:
-                    age = None if batch.first_commit_at is None else now - batch.first_commit_at
-                    if age is not None and age < LINGER_S:
-                        # The server sends one of these each time it has sent all there is, so
-                        # under a steady stream of small transactions that is after each one.
-                        # Applying then would mean one target transaction (and checkpoint) per
-                        # source transaction; wait a moment for more to batch instead: until
-                        # data comes, or Idle after the rest of LINGER_S, which applies.
-                        stream.linger = max(0.001, LINGER_S - age)
-                    else:
-                        flush()
-                        if applying is not None:
-                            applying.acknowledge_after = max(applying.acknowledge_after, item.wal_end)
-                        else:
-                            stream.acknowledge(item.wal_end)
-                            self.lag.acknowledged(item.wal_end)
-                            if nothing_pending():
-                                # The server has sent all its WAL, and all of it is durable.
-                                self.lag.caught_up(item.wal_end)
-            elif isinstance(item, Idle):
-                stream.linger = None
-                settle()  # nothing to read meanwhile
-                if not in_txn:
-                    flush()
-                    if polling:
-                        # A poll that found nothing new decoded up to the source's position; once
-                        # what it read is applied (waited for: nothing else to do until the next
-                        # poll, which would otherwise always find the last heartbeat in flight),
-                        # CDC is caught up there.
-                        settle()
-                        if nothing_pending():
-                            self.lag.caught_up(max(applied, item.wal_end))
-                if now - last_activity >= self.settings.heartbeat_interval and not in_txn:
-                    self.monitor.heartbeat(HEARTBEAT_PREFIX, self.ctx.plan.name)
-                    last_activity = now
-            else:
-                last_activity = now
-                # Changes of announced relations come as RowChanges, their values parsed while
-                # decoding; inside a stream they are only spooled, so read raw until replayed.
-                readers = None if in_stream else self._readers
-                message = decode(item, in_stream=in_stream, readers=readers)
-                if type(message) is RowChange:  # nearly every message: the shortest way through
-                    if not skip_txn:
-                        handle_change(message)
-                        if len(batch.ops) >= self.batch_limit.limit:
-                            flush(final=False)  # a huge transaction, as below
-                elif isinstance(message, StreamStart):
-                    self.lag.behind()
-                    in_stream, current_stream_xid = True, message.xid
-                    spools.setdefault(message.xid, _Spool())
-                elif isinstance(message, StreamStop):
-                    in_stream, current_stream_xid = False, None
-                elif in_stream:
-                    if isinstance(message, Relation):
-                        self._relation(message)
-                    assert current_stream_xid is not None
-                    if isinstance(message, Origin) and message.name == self._reverse_origin:
-                        reverse_xids.add(current_stream_xid)  # in its first block: skipped at commit
-                    spools[current_stream_xid].add(getattr(message, "xid", None), item)
-                elif isinstance(message, StreamAbort):
-                    if message.xid == message.subxid:
-                        reverse_xids.discard(message.xid)
-                        spool = spools.pop(message.xid, None)
-                        if spool is not None:
-                            spool.close()
-                        aborted_subxids.pop(message.xid, None)
-                    else:
-                        aborted_subxids.setdefault(message.xid, set()).add(message.subxid)
-                elif isinstance(message, StreamCommit):
-                    reading = message.commit_lsn
-                    spool = spools.pop(message.xid, None)
-                    dropped = aborted_subxids.pop(message.xid, set())
-                    echo = message.xid in reverse_xids  # reverse sync's own: skipped like below
-                    reverse_xids.discard(message.xid)
-                    if spool is not None:
-                        try:
-                            if message.commit_lsn >= applied and not echo:
-                                for payload in spool.replay(dropped):
-                                    dispatch(decode(payload, in_stream=True, readers=self._readers))
-                                    if len(batch.ops) >= self.batch_limit.limit:
-                                        flush(final=False)
-                        finally:
-                            spool.close()
-                    if message.commit_lsn >= applied and not echo:
-                        end_transaction(message.commit_lsn, message.end_lsn, message.commit_time)
-                    if due:
-                        backfill()
-                elif isinstance(message, Begin):
-                    self.lag.behind()
-                    in_txn = True
-                    reading = message.final_lsn
-                    skip_txn = message.final_lsn < applied
-                    awaited = False
-                elif isinstance(message, Commit):
-                    in_txn = False
-                    if not skip_txn:
-                        end_transaction(message.commit_lsn, message.end_lsn, message.commit_time)
-                        if awaited:
-                            # Someone waits for this marker (cutover, verify, caught-up): apply
-                            # and checkpoint now rather than when the stream next goes idle.
-                            flush()
-                    if due:
-                        backfill()
-                elif isinstance(message, LogicalMessage):
-                    awaited = awaited or message.prefix.startswith(MARKER_PREFIX)
-                    if message.prefix == BACKFILL_PREFIX and self._oracle is None:
-                        named = marker_column(self.ctx.plan.name, message.content)
-                        if named is not None and named[0] in self._expected_columns:
-                            due.setdefault(named[0], set()).add(named[1])
-                elif isinstance(message, Origin):
-                    # Sent after Begin when the transaction was committed under a replication
-                    # origin. Reverse sync's own (its rows came from the target) is skipped like
-                    # an applied one, so nothing echoes; other origins (the source may itself
-                    # subscribe to another database) are applied as usual.
-                    if message.name == self._reverse_origin:
-                        skip_txn = True
-                elif isinstance(message, Relation):
-                    relation(message)
-                elif not skip_txn and not isinstance(message, LogicalMessage):
-                    dispatch(message)
-                    if len(batch.ops) >= self.batch_limit.limit:
-                        flush(final=False)  # a huge transaction: apply as it comes, checkpoint at its commit
-            if applying is not None and applying.future.done():
-                settle()
-            if (
-                not in_txn
-                and batch.first_commit_at is not None
-                and now - batch.first_commit_at >= BATCH_AGE_S
-            ):
-                flush()
-            if now - last_schema_check >= SCHEMA_CHECK_S:
-                # DDL on a table no change touches says nothing in the stream: look now and then.
-                last_schema_check = now
-                self._check_schema()
-                self._check_publication()
-            if now - last_budget_check >= PROGRESS_INTERVAL_S:
-                last_budget_check = now
-                self._check_budget(applied, batch, result)
-            if (
-                throttle is not None
-                and not in_txn
-                and not in_stream
-                and now - last_throttle_check >= throttle.interval
-            ):
-                last_throttle_check = now
-                if throttle.poll(PHASE).throttled:
-                    # Held between batches: what is complete is applied and acknowledged first;
-                    # then nothing is read or applied until the hold lifts, while status updates
-                    # keep the replication connection (wal_sender_timeout) and the budget checks
-                    # (max_retained_wal) going.
-                    flush()
-                    settle()
-                    self._hold(throttle, stream, applied, batch, result)
-                    last_activity = last_throttle_check = time.monotonic()
-            if self._stop.is_set() and not in_txn:
-                flush()
-                settle()
-                result.stopped = True
-                return result
-            if caught_up():
-                result.caught_up = True
-                return result
-        settle()
-        return result
 
     def _hold(
         self,
@@ -1667,6 +1047,476 @@ class CdcPhase:
                 hint="find why the target falls behind, raise the budget if the disk allows, then `migrator run` "
                 "resumes from the checkpoint",
             )
+
+
+class _Following:
+    """One stream's worth of CDC: read its transactions (adapters/postgres/changes.py), map
+    them, apply them in batches through the apply thread, acknowledge what is durable, and
+    between messages do what is due (flush an aged batch, check schema and budget, throttle,
+    stop, --until caught-up).
+
+    One batch is written by the apply thread while the next is read, decoded and mapped: the
+    target's time and the stream's overlap. Everything else (acknowledging, events, the
+    replication connection) stays on the reading thread."""
+
+    def __init__(
+        self,
+        phase: CdcPhase,
+        stream: ReplicationStream | PollingStream,
+        checkpoint: int,
+        consistent_after: int,
+        result: CdcResult,
+        apply_thread: concurrent.futures.ThreadPoolExecutor,
+    ) -> None:
+        self.phase = phase
+        self.stream = stream
+        self.reader = ChangeReader(
+            stream,
+            phase._relations,
+            phase._partitions,
+            applied=lambda: self.applied,
+            # Reverse sync (phases/reverse.py) writes the source under this replication origin:
+            # its transactions never echo back to the target.
+            skip_origin=phase._reverse_origin,
+        )
+        self.consistent_after = consistent_after
+        self.result = result
+        self.apply_thread = apply_thread
+        self.polling = isinstance(stream, PollingStream)
+        self.batch = _Batch()
+        self.applied = checkpoint
+        self.applying: _Applying | None = None
+        self.reading: int | None = None  # the commit position of the transaction being read
+        self.awaited = False  # the transaction carries a marker someone waits for
+        # Tables whose documents are brought up to date at the end of the transaction being read
+        # (phases/backfill.py).
+        self.due: dict[str, set[str]] = {}
+        self.marker: int | None = None  # a heartbeat whose commit, once applied, proves we are caught up
+        self.last_activity = time.monotonic()
+        self.last_budget_check = 0.0
+        self.last_schema_check = time.monotonic()
+        self.last_throttle_check = 0.0
+        self.throttler = phase.ctx.throttle
+        self.stop = phase._stop
+        self.until_caught_up = phase.until == "caught-up"
+
+    def run(self) -> CdcResult:
+        for event in self.reader.events(wait_s=min(1.0, self.phase.settings.heartbeat_interval)):
+            now = time.monotonic()
+            if type(event) is Change:  # nearly every event: the shortest way through
+                self.last_activity = now
+                self.change(event)
+                if len(self.batch.ops) >= self.phase.batch_limit.limit:
+                    self.flush(final=False)  # a huge transaction: apply as it comes, checkpoint at its commit
+            elif isinstance(event, Keepalive):
+                self.keepalive(event.wal_end, now)
+            elif isinstance(event, Idle):
+                self.idle(event.wal_end, now)
+            else:
+                self.last_activity = now
+                self.message(event)
+            if self.between_messages(now):
+                return self.result
+        self.settle()
+        return self.result
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def message(self, event: Event) -> None:
+        if isinstance(event, TransactionBegun):
+            self.phase.lag.behind()
+            self.reading = event.commit_position
+            self.awaited = False
+        elif isinstance(event, TransactionCommitted):
+            if not event.skipped:
+                self.end_transaction(event.end_position, event.commit_time)
+                if self.awaited:
+                    # Someone waits for this marker (cutover, verify, caught-up): apply and
+                    # checkpoint now rather than when the stream next goes idle.
+                    self.flush()
+            if self.due:
+                self.backfill()
+        elif isinstance(event, Replayed):
+            self.replayed(event)
+        elif isinstance(event, Marker):
+            self.marked(event)
+        elif isinstance(event, TableDescribed):
+            self.described(event)
+        elif isinstance(event, Truncated):
+            self.truncate(event.tables)
+            self.flush_when_full()  # a huge transaction: apply as it comes, checkpoint at its commit
+        elif isinstance(event, Received) and event.behind:
+            self.phase.lag.behind()
+
+    def replayed(self, event: Replayed) -> None:
+        """A streamed transaction at its commit: its changes from the spool, then its end."""
+        self.reading = event.commit_position
+        try:
+            for item in event.changes:
+                if type(item) is Change:
+                    self.change(item)
+                elif isinstance(item, Truncated):
+                    self.truncate(item.tables)
+                elif isinstance(item, TableDescribed):
+                    self.described(item)
+                self.flush_when_full()
+        finally:
+            event.changes.close()  # the spool, at once (also when a change stops the run)
+        if not event.skipped:
+            self.end_transaction(event.end_position, event.commit_time)
+        if self.due:
+            self.backfill()
+
+    def marked(self, event: Marker) -> None:
+        phase = self.phase
+        self.awaited = self.awaited or event.prefix.startswith(MARKER_PREFIX)
+        if event.prefix == BACKFILL_PREFIX and phase._oracle is None:
+            named = marker_column(phase.ctx.plan.name, event.content)
+            if named is not None and named[0] in phase._expected_columns:
+                self.due.setdefault(named[0], set()).add(named[1])
+
+    def described(self, event: TableDescribed) -> None:
+        self.phase._relation(event.relation)
+        if event.spooled:
+            return  # seen again when its transaction is replayed
+        table, columns = self.phase._backfill_due(event.relation)
+        if columns:
+            self.due.setdefault(table, set()).update(columns)
+
+    def change(self, change: Change) -> None:
+        phase = self.phase
+        try:
+            if change.kind == "update":
+                assert change.new is not None
+                # An unchanged TOASTed key or link is known from the old tuple: before anything
+                # reads the row (docs/architecture.md, "Unchanged TOASTed values").
+                change.new = fill_unchanged(change.old, change.new, UNCHANGED)
+            if phase._oracle is not None:
+                phase._observe(change)
+                self.batch.changes += 1
+                return
+            if change.texts is not None:
+                self.defer(change)
+                return
+            mapper = phase._mapper
+            if change.kind == "insert":
+                assert change.new is not None
+                ops = mapper.insert(change.table, change.new)
+            elif change.kind == "update":
+                assert change.new is not None
+                phase._check_located(change.table, change.new)
+                ops = mapper.update(change.table, change.old, change.new)
+            else:
+                assert change.old is not None
+                ops = mapper.delete(change.table, change.old)
+        except MigratorError:
+            raise
+        except Exception as exc:
+            where = (
+                "" if self.reading is None else f" in the transaction committed at {lsn_to_str(self.reading)}"
+            )
+            raise unexpected(exc, f"mapping {change.kind} of {change.table}{where}") from exc
+        self.batch.ops.extend(ops)
+        self.batch.changes += 1
+        for observer in phase.observers:
+            observer(change.table, change.old, change.new, change.kind)
+
+    def defer(self, change: Change) -> None:
+        """A change whose generated columns are computed when its batch is handed over."""
+        assert change.computed is not None and change.texts is not None and change.new is not None
+        if change.kind == "update":
+            self.phase._check_located(change.table, change.new)
+        compute = change.computed.to_compute(change.table, change.new, change.texts)
+        batch = self.batch
+        batch.deferred.append((len(batch.ops), _Deferred(change, self.phase._mapper, compute)))
+        batch.changes += 1
+        if len(batch.ops) + len(batch.deferred) >= self.phase.batch_limit.limit:
+            self.flush(final=False)
+
+    def truncate(self, tables: tuple[str, ...]) -> None:
+        phase = self.phase
+        for table in tables:
+            if phase.settings.on_truncate == "stop":
+                raise TerminalError(
+                    f"TRUNCATE of {table} on the source: the migration stops rather than guess",
+                    hint="set phases.cdc.on_truncate: apply to empty the matching documents or arrays, then run again",
+                )
+            if phase._oracle is not None:
+                phase._oracle.truncated(table)
+            else:
+                self.batch.ops.extend(phase._mapper.truncate(table))
+            self.batch.changes += 1
+
+    def end_transaction(self, end_position: int, commit_time: datetime) -> None:
+        batch = self.batch
+        batch.end_lsn = end_position
+        batch.transactions += 1
+        batch.last_commit_time = commit_time.timestamp()
+        batch.commit_times.append(batch.last_commit_time)
+        if batch.first_commit_at is None:
+            batch.first_commit_at = time.monotonic()
+        if self.phase._oracle is not None:
+            self.phase._oracle.commit(lsn_to_str(end_position), batch.last_commit_time)
+        if len(batch.ops) >= self.phase.batch_limit.limit:
+            self.flush()
+
+    def backfill(self) -> None:
+        """At the end of a transaction after the ALTER: apply everything before, then the
+        documents of every row as it is now; the stream after this point comes after."""
+        self.flush()
+        self.settle()
+        for table, columns in sorted(self.due.items()):
+            self.phase._backfill(table, columns, self.stream.keepalive)
+        self.due.clear()
+
+    # -- the source's word on what it has sent ---------------------------------------------------
+
+    def keepalive(self, wal_end: int, now: float) -> None:
+        """All before `wal_end` has been received. Once it is applied, acknowledge that position
+        too (as PostgreSQL's own subscribers do): what lies between the last applied commit and
+        it holds nothing to apply, and a fast shutdown of the source waits for this client's
+        confirmation of everything sent, forever."""
+        reader = self.reader
+        if reader.in_transaction or reader.in_stream or reader.streams_pending:
+            return
+        age = None if self.batch.first_commit_at is None else now - self.batch.first_commit_at
+        if age is not None and age < LINGER_S:
+            # The server sends one of these each time it has sent all there is, so under a
+            # steady stream of small transactions that is after each one. Applying then would
+            # mean one target transaction (and checkpoint) per source transaction; wait a moment
+            # for more to batch instead: until data comes, or Idle after the rest of LINGER_S,
+            # which applies.
+            self.stream.linger = max(0.001, LINGER_S - age)
+            return
+        self.flush()
+        if self.applying is not None:
+            self.applying.acknowledge_after = max(self.applying.acknowledge_after, wal_end)
+            return
+        self.stream.acknowledge(wal_end)
+        self.phase.lag.acknowledged(wal_end)
+        if self.nothing_pending():
+            # The server has sent all its WAL, and all of it is durable.
+            self.phase.lag.caught_up(wal_end)
+
+    def idle(self, wal_end: int, now: float) -> None:
+        self.stream.linger = None
+        self.settle()  # nothing to read meanwhile
+        in_transaction = self.reader.in_transaction
+        if not in_transaction:
+            self.flush()
+            if self.polling:
+                # A poll that found nothing new decoded up to the source's position; once what it
+                # read is applied (waited for: nothing else to do until the next poll, which would
+                # otherwise always find the last heartbeat in flight), CDC is caught up there.
+                self.settle()
+                if self.nothing_pending():
+                    self.phase.lag.caught_up(max(self.applied, wal_end))
+        if now - self.last_activity >= self.phase.settings.heartbeat_interval and not in_transaction:
+            self.phase.monitor.heartbeat(HEARTBEAT_PREFIX, self.phase.ctx.plan.name)
+            self.last_activity = now
+
+    def nothing_pending(self) -> bool:
+        """Every change read is durable (what CDC's lag calls caught up, with the source's word
+        that nothing more is to be read: a keepalive, or a poll that found nothing)."""
+        batch, reader = self.batch, self.reader
+        return (
+            self.applying is None
+            and not reader.in_transaction
+            and not reader.in_stream
+            and not reader.streams_pending
+            and not batch.ops
+            and not batch.deferred
+            and batch.end_lsn is None
+        )
+
+    # -- applying ---------------------------------------------------------------------------------
+
+    def flush_when_full(self) -> None:
+        if len(self.batch.ops) >= self.phase.batch_limit.limit:
+            self.flush(final=False)  # a huge transaction: apply as it comes, checkpoint at its commit
+
+    def flush(self, final: bool = True) -> None:
+        """Hand the batch to the apply thread, once the one before it is applied."""
+        phase, batch = self.phase, self.batch
+        if not batch.ops and batch.end_lsn is None and not batch.deferred:
+            return
+        if batch.deferred:
+            batch.ops = phase._resolve(batch)  # before settle(): the source's turn overlaps the target's
+        self.settle()
+        position = batch.end_lsn if final else None
+        if position is not None and position > phase._publication_vouched:
+            # Never a checkpoint past what a publication check covers (docs/architecture.md,
+            # "The run's publication").
+            phase._check_publication()
+        # The checkpoint carries what lag is measured from (phases/lag.py), and which added
+        # columns' documents were brought up to date (phases/backfill.py).
+        fields = {
+            **phase.lag.record_fields(),
+            **commit_time_field(batch.last_commit_time),
+            **phase._added.record_fields(),
+        }
+        future = self.apply_thread.submit(
+            phase.applier.apply,
+            batch.ops,
+            position,
+            lsn_to_str(position) if position is not None else None,
+            fields=fields if position is not None else None,
+        )
+        self.applying = _Applying(future, batch, position)
+        self.batch = _Batch()
+        stream = self.stream
+        stream.linger = APPLYING_POLL_S if stream.linger is None else min(stream.linger, APPLYING_POLL_S)
+
+    def settle(self) -> None:
+        """Wait for the batch being applied; then it is the checkpoint: acknowledge, report."""
+        if self.applying is None:
+            return
+        done, self.applying = self.applying, None
+        self.wait_applied(done)
+        self.raise_apply_error(done)
+        position, applied_batch = done.position, done.batch
+        if done.batch.ops:  # a checkpoint alone says nothing about the size
+            self.phase.batch_limit.succeeded()
+        if position is not None:
+            self.applied = position
+            self.acknowledge(done, position)
+        self.result.changes += applied_batch.changes
+        self.result.transactions += applied_batch.transactions
+
+    def wait_applied(self, done: _Applying) -> None:
+        waited_since = time.monotonic()
+        while not concurrent.futures.wait([done.future], timeout=FEEDBACK_WHILE_APPLYING_S).done:
+            # Applying (a spooled transaction replayed whole, a conflict retried) is not reading:
+            # without a status update now and then, the server's wal_sender_timeout ends the
+            # connection and a large transaction starts over.
+            self.stream.keepalive()
+            if time.monotonic() - waited_since >= PROGRESS_INTERVAL_S:
+                # A slow apply is when lag grows: keep reporting it (invariant 10).
+                waited_since = time.monotonic()
+                self.phase._check_budget(self.applied, self.batch, self.result)
+
+    def raise_apply_error(self, done: _Applying) -> None:
+        """The apply's error, raised here."""
+        applied = self.applied
+        try:
+            done.future.result()
+        except BatchTooLarge as exc:
+            upto = "" if done.position is None else f" up to {lsn_to_str(done.position)}"
+            collections = ", ".join(sorted({op.collection for op in done.batch.ops}))
+            # Smaller batches from the checkpoint on; a TerminalError for a single write.
+            self.phase.batch_limit.shrink(
+                exc,
+                writes=len(done.batch.ops),
+                where=f"(to {collections}) of the source transaction(s) after {lsn_to_str(applied)}{upto}",
+            )
+            raise
+        except MigratorError:
+            raise
+        except Exception as exc:
+            collections = ", ".join(sorted({op.collection for op in done.batch.ops}))
+            upto = "" if done.position is None else f" up to {lsn_to_str(done.position)}"
+            raise unexpected(
+                exc,
+                f"applying {done.batch.changes} change(s) after {lsn_to_str(applied)}{upto} to {collections}",
+            ) from exc
+
+    def acknowledge(self, done: _Applying, position: int) -> None:
+        """The batch is durable up to `position`: acknowledge it to the source and report it."""
+        phase, applied_batch = self.phase, done.batch
+        self.stream.acknowledge(max(position, done.acknowledge_after))
+        phase.lag.applied(max(position, done.acknowledge_after), applied_batch.last_commit_time)
+        if done.acknowledge_after >= position and self.nothing_pending():
+            # The server said it had sent all its WAL while this batch was applied, and nothing
+            # came after: caught up (phases/lag.py).
+            phase.lag.caught_up(done.acknowledge_after)
+        self.result.position = lsn_to_str(position)
+        now = time.time()
+        phase.ctx.events.emit(
+            BatchApplied(
+                position=self.result.position,
+                transactions=applied_batch.transactions,
+                changes=applied_batch.changes,
+                writes=len(applied_batch.ops),
+                lag_ms=[round((now - t) * 1000, 1) for t in applied_batch.commit_times],
+                commit_time=applied_batch.last_commit_time,
+            )
+        )
+
+    # -- between messages -------------------------------------------------------------------------
+
+    def between_messages(self, now: float) -> bool:
+        """What is due after each message; True: this run of CDC ends (stopped, or caught up)."""
+        # Run after every change: the cheap tests here, the work in the methods called.
+        if self.applying is not None and self.applying.future.done():
+            self.settle()
+        first_commit_at = self.batch.first_commit_at
+        if (
+            first_commit_at is not None
+            and now - first_commit_at >= BATCH_AGE_S
+            and not self.reader.in_transaction
+        ):
+            self.flush()
+        if (
+            now - self.last_schema_check >= SCHEMA_CHECK_S
+            or now - self.last_budget_check >= PROGRESS_INTERVAL_S
+        ):
+            self.check_now_and_then(now)
+        if self.throttler is not None:
+            self.throttle(self.throttler, now)
+        if self.stop.is_set() and not self.reader.in_transaction:
+            self.flush()
+            self.settle()
+            self.result.stopped = True
+            return True
+        if self.until_caught_up and self.caught_up():
+            self.result.caught_up = True
+            return True
+        return False
+
+    def check_now_and_then(self, now: float) -> None:
+        phase = self.phase
+        if now - self.last_schema_check >= SCHEMA_CHECK_S:
+            # DDL on a table no change touches says nothing in the stream: look now and then.
+            self.last_schema_check = now
+            phase._check_schema()
+            phase._check_publication()
+        if now - self.last_budget_check >= PROGRESS_INTERVAL_S:
+            self.last_budget_check = now
+            phase._check_budget(self.applied, self.batch, self.result)
+
+    def throttle(self, throttle: Throttler, now: float) -> None:
+        if (
+            self.reader.in_transaction
+            or self.reader.in_stream
+            or now - self.last_throttle_check < throttle.interval
+        ):
+            return
+        self.last_throttle_check = now
+        if throttle.poll(PHASE).throttled:
+            # Held between batches: what is complete is applied and acknowledged first; then
+            # nothing is read or applied until the hold lifts, while status updates keep the
+            # replication connection (wal_sender_timeout) and the budget checks
+            # (max_retained_wal) going.
+            self.flush()
+            self.settle()
+            self.phase._hold(throttle, self.stream, self.applied, self.batch, self.result)
+            self.last_activity = self.last_throttle_check = time.monotonic()
+
+    def caught_up(self) -> bool:
+        phase = self.phase
+        if self.reader.in_transaction or self.batch.ops:
+            return False
+        self.settle()
+        if self.marker is None or self.applied < self.marker:
+            if self.marker is None:
+                self.marker = lsn_to_int(phase.monitor.heartbeat(HEARTBEAT_PREFIX, phase.ctx.plan.name))
+            return False
+        lag = phase.lag.seconds()
+        # Once applied, the marker stays: it proved the stream passed the moment of asking; the
+        # lag now falls as commits are applied, or to 0 at the next idle poll or keepalive that
+        # finds nothing pending (phases/lag.py). A new marker each time would itself be a commit
+        # read a poll later (poll mode: up to a second), whose age alone can exceed max_lag.
+        return self.applied >= self.consistent_after and lag is not None and lag <= phase._max_lag()
 
 
 def planned_actions(view: PlanView) -> list[Action]:

@@ -20,9 +20,9 @@ One `apply` is one PostgreSQL transaction holding several documents and the reve
 Echo prevention: the session runs under a replication origin (`reverse_origin_name(plan)`,
 created once with `pg_replication_origin_create`, bound to this connection with
 `pg_replication_origin_session_setup`). PostgreSQL records the origin in every transaction this
-session commits, and pgoutput sends it as an Origin message after Begin; forward CDC
-(phases/cdc.py) skips the transactions that carry it, so reverse-synced rows never go back to
-MongoDB. The origin functions need superuser, or EXECUTE granted on them.
+session commits, and pgoutput sends it as an Origin message after Begin; forward CDC's change
+reader (adapters/postgres/changes.py) skips the transactions that carry it, so reverse-synced rows
+never go back to MongoDB. The origin functions need superuser, or EXECUTE granted on them.
 
 The checkpoint table (schema `migrator`, created on first use, not in the forward publication):
 
