@@ -3,6 +3,9 @@
 Session scope: ``pg_server`` and ``mongo_server`` (``.url``; ``.restart()`` when throwaway).
 Function scope: ``pg_url`` (a fresh PostgreSQL database), ``mongo_url`` / ``mongo_db_name`` (a fresh
 MongoDB database), ``pg_cluster_factory`` (extra clusters with their own settings), ``tmp_state_path``.
+
+Fixtures that tests share live in tests/support and are registered below (``pytest_plugins``), so
+that a test uses them by naming them, never by importing them; no test module imports another.
 """
 
 from __future__ import annotations
@@ -34,6 +37,10 @@ from tests.support.servers import (  # noqa: E402
     unique_name,
     with_database,
 )
+
+pytest_plugins = [
+    "tests.support.demo",  # demo_url
+]
 
 _INTEGRATION_DIR = Path(__file__).parent / "integration"
 _SERVER_FIXTURES = {"pg_server", "mongo_server", "pg_url", "mongo_url", "mongo_db_name", "pg_cluster_factory"}
