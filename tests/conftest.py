@@ -24,6 +24,9 @@ _ROOT = str(Path(__file__).resolve().parents[1])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
+# Helpers moved out of test modules keep pytest's detailed assertion messages.
+pytest.register_assert_rewrite("tests.support")
+
 from tests.support.servers import (  # noqa: E402
     MONGO_URL_ENV,
     PG_URL_ENV,
@@ -40,6 +43,9 @@ from tests.support.servers import (  # noqa: E402
 
 pytest_plugins = [
     "tests.support.demo",  # demo_url
+    "tests.support.migration",  # mig, source_url, source_schema
+    "tests.support.pg_settings",  # small_decoding_memory
+    "tests.support.runs",  # stop_followers
 ]
 
 _INTEGRATION_DIR = Path(__file__).parent / "integration"
