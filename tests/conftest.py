@@ -3,6 +3,9 @@
 Session scope: ``pg_server`` and ``mongo_server`` (``.url``; ``.restart()`` when throwaway).
 Function scope: ``pg_url`` (a fresh PostgreSQL database), ``mongo_url`` / ``mongo_db_name`` (a fresh
 MongoDB database), ``pg_cluster_factory`` (extra clusters with their own settings), ``tmp_state_path``.
+
+Fixtures that tests share live in tests/support and are registered below (``pytest_plugins``), so
+that a test uses them by naming them, never by importing them; no test module imports another.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ _ROOT = str(Path(__file__).resolve().parents[1])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
+# Helpers moved out of test modules keep pytest's detailed assertion messages.
+pytest.register_assert_rewrite("tests.support")
+
 from tests.support.servers import (  # noqa: E402
     MONGO_URL_ENV,
     PG_URL_ENV,
@@ -34,6 +40,13 @@ from tests.support.servers import (  # noqa: E402
     unique_name,
     with_database,
 )
+
+pytest_plugins = [
+    "tests.support.demo",  # demo_url
+    "tests.support.migration",  # mig, source_url, source_schema
+    "tests.support.pg_settings",  # small_decoding_memory
+    "tests.support.runs",  # stop_followers
+]
 
 _INTEGRATION_DIR = Path(__file__).parent / "integration"
 _SERVER_FIXTURES = {"pg_server", "mongo_server", "pg_url", "mongo_url", "mongo_db_name", "pg_cluster_factory"}

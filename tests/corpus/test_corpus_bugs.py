@@ -20,7 +20,7 @@ schema changes users make around a running migration that the same bugs touched.
 from __future__ import annotations
 
 from migrator.errors import InternalError, MigratorError
-from tests.corpus.harness import Scenario, scenario_fixture
+from tests.support.corpus import Scenario, scenario_fixture
 from tests.support.expected import Coll
 
 scenario = scenario_fixture("bugs")

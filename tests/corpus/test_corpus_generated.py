@@ -10,7 +10,7 @@ identity, which `migrator plan` must refuse (`source.generated_column`) until th
 
 from __future__ import annotations
 
-from tests.corpus.harness import Scenario, scenario_fixture
+from tests.support.corpus import Scenario, scenario_fixture
 from tests.support.expected import Coll
 
 scenario = scenario_fixture("generated")

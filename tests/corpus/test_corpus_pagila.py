@@ -26,7 +26,7 @@ from pathlib import Path
 
 import psycopg
 
-from tests.corpus.harness import Scenario, scenario_fixture
+from tests.support.corpus import Scenario, scenario_fixture
 from tests.support.expected import Coll, Embed
 
 scenario = scenario_fixture("pagila")

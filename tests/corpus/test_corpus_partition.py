@@ -14,7 +14,7 @@ from __future__ import annotations
 import pytest
 
 from migrator.errors import InternalError, TerminalError
-from tests.corpus.harness import Scenario, scenario_fixture
+from tests.support.corpus import Scenario, scenario_fixture
 from tests.support.expected import Coll
 
 scenario = scenario_fixture("partition")

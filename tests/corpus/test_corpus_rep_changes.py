@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from migrator.cli.main import cli
 from migrator.errors import InternalError, MigratorError
 from migrator.plan.names import publication_name
-from tests.corpus.harness import Scenario, scenario_fixture
+from tests.support.corpus import Scenario, scenario_fixture
 from tests.support.expected import Coll
 
 scenario = scenario_fixture("rep_changes")

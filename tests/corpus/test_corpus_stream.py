@@ -14,7 +14,7 @@ import time
 
 import psycopg
 
-from tests.corpus.harness import Scenario, scenario_fixture
+from tests.support.corpus import Scenario, scenario_fixture
 from tests.support.expected import Coll
 
 scenario = scenario_fixture("stream")

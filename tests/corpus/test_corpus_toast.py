@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import psycopg
 
-from tests.corpus.harness import Scenario, scenario_fixture
+from tests.support.corpus import Scenario, scenario_fixture
 from tests.support.expected import Coll
 
 scenario = scenario_fixture("toast")

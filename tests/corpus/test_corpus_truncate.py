@@ -7,7 +7,7 @@ does not publish it), so a TRUNCATE naming it with a mapped table touches only t
 
 from __future__ import annotations
 
-from tests.corpus.harness import Scenario, scenario_fixture
+from tests.support.corpus import Scenario, scenario_fixture
 from tests.support.expected import Coll, Embed
 
 scenario = scenario_fixture("truncate")

@@ -16,7 +16,7 @@ and by a column with NULLs (README "Keys": elements are ordered as MongoDB's $so
 
 from __future__ import annotations
 
-from tests.corpus.harness import Scenario, scenario_fixture
+from tests.support.corpus import Scenario, scenario_fixture
 from tests.support.expected import Coll, Embed
 
 scenario = scenario_fixture("types")

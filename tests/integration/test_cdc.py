@@ -16,193 +16,25 @@ import sys
 import textwrap
 import threading
 import time
-from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from psycopg.rows import dict_row
 
-from migrator import api
-from migrator.engine.events import Collector, Notice
 from migrator.errors import TerminalError
-from migrator.operations.run import RunOutcome
+from tests.support.compare import assert_documents, flat_documents, group, records
 from tests.support.docs import Migration, sorted_documents, typed
+from tests.support.runs import Follower, follow, lsn, run, slot_active, transactions, wait_for
 from tests.support.servers import ExternalServer
+from tests.support.toast import BIG_FUNCTION, toasted_rows
 
 ROOT = Path(__file__).resolve().parents[2]
-RUN_TIMEOUT = 90.0
 STATE_ID_PREFIX = "cdc:"
 
-# 3200 characters of hex digits: no repeats for pglz to find, and SET STORAGE EXTERNAL keeps it
-# uncompressed anyway, so any row holding one is stored out of line (TOASTed).
-BIG_FUNCTION = """
-CREATE FUNCTION big(seed text) RETURNS text LANGUAGE sql IMMUTABLE AS
-$$ SELECT string_agg(md5(seed || ':' || i), '' ORDER BY i) FROM generate_series(1, 100) AS i $$
-"""
-
-
-@pytest.fixture
-def mig(
-    pg_url: str, mongo_url: str, mongo_db_name: str, tmp_path: Path, tmp_state_path: Path
-) -> Iterator[Migration]:
-    m = Migration(pg_url, mongo_url, mongo_db_name, tmp_path, tmp_state_path)
-    try:
-        yield m
-    finally:
-        m.close()
-
-
-# -- running ------------------------------------------------------------------------------------
-
-_FOLLOWERS: list[Follower] = []
-
-
-@pytest.fixture(autouse=True)
-def _stop_followers(mig: Migration) -> Iterator[None]:
-    """Stop every run a test left following, before its database is dropped."""
-    yield
-    while _FOLLOWERS:
-        follower = _FOLLOWERS.pop()
-        follower.stop.set()
-        follower._thread.join(30)
-
-
-class Follower:
-    """`api.run(...)` on a thread, bounded: a run that does not return in time fails the test
-    instead of hanging it."""
-
-    def __init__(self, mig: Migration, plan: Path, until: str, stop: threading.Event | None = None) -> None:
-        self.events = Collector()
-        self.stop = stop or threading.Event()
-        self.outcome: RunOutcome | None = None
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(
-            target=self._body, args=(mig, plan, until), name=f"migrator-{until}", daemon=True
-        )
-        self._thread.start()
-        _FOLLOWERS.append(self)
-
-    def _body(self, mig: Migration, plan: Path, until: Any) -> None:
-        try:
-            self.outcome = api.run(
-                plan, until=until, state=mig.state_path, sinks=[self.events], env=mig.env, stop=self.stop
-            )
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
-            self.error = exc
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def join(self, timeout: float = RUN_TIMEOUT) -> RunOutcome:
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            self.stop.set()
-            self._thread.join(30)
-            pytest.fail(f"the run did not return within {timeout:.0f} s")
-        if self.error is not None:
-            raise self.error
-        assert self.outcome is not None
-        return self.outcome
-
-    def finish(self, timeout: float = RUN_TIMEOUT) -> RunOutcome:
-        """Set the stop event and wait for the run to checkpoint and return."""
-        self.stop.set()
-        return self.join(timeout)
-
-    def notices(self) -> list[str]:
-        return [n.message for n in self.events.of(Notice)]
-
-
-def run(mig: Migration, plan: Path, until: str = "caught-up", timeout: float = RUN_TIMEOUT) -> Follower:
-    """Run to completion (snapshot, or caught-up); returns the finished Follower (events, outcome)."""
-    follower = Follower(mig, plan, until)
-    follower.join(timeout)
-    return follower
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0, every: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(every)
-
-
-def slot_active(mig: Migration, plan_name: str) -> bool:
-    rows = mig.rows("SELECT active FROM pg_replication_slots WHERE slot_name = %s", [mig.slot(plan_name)])
-    return bool(rows and rows[0][0])
-
-
-def follow(mig: Migration, plan: Path, plan_name: str, stop: threading.Event | None = None) -> Follower:
-    """Start following changes (until stopped) and return once the replication stream is open."""
-    follower = Follower(mig, plan, "stopped", stop)
-    wait_for(lambda: slot_active(mig, plan_name) or not follower.alive, "the replication stream", 60)
-    if not follower.alive:
-        follower.join()
-        pytest.fail("the run ended before it started streaming")
-    return follower
-
-
-def transactions(mig: Migration, *txns: Sequence[str] | str) -> None:
-    """Run each item as one transaction (a string: one statement)."""
-    with psycopg.connect(mig.pg_url) as conn:
-        for txn in txns:
-            statements = [txn] if isinstance(txn, str) else txn
-            with conn.transaction():
-                for statement in statements:
-                    conn.execute(statement)
-
-
-def lsn(text: str) -> int:
-    high, _, low = text.partition("/")
-    return (int(high, 16) << 32) + int(low, 16)
-
-
-# -- expectations from plain SQL ----------------------------------------------------------------
-
-
-def records(mig: Migration, query: str) -> list[dict[str, Any]]:
-    with psycopg.connect(mig.pg_url, row_factory=dict_row) as conn:
-        return list(conn.execute(query).fetchall())
-
-
-def flat_documents(mig: Migration, query: str) -> list[dict[str, Any]]:
-    """One document a row: the first column is _id, the others follow in order."""
-    out = []
-    for row in records(mig, query):
-        items = list(row.items())
-        out.append({"_id": items[0][1], **dict(items[1:])})
-    return sorted_documents(out)
-
-
-def group(rows: list[dict[str, Any]], by: str, drop: Sequence[str] = ()) -> dict[Any, list[dict[str, Any]]]:
-    """Rows grouped by column `by` (in the query's order), without the columns in `drop`."""
-    out: dict[Any, list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        out[row[by]].append({k: v for k, v in row.items() if k not in drop})
-    return out
-
-
-def assert_documents(mig: Migration, collection: str, expected: list[dict[str, Any]]) -> None:
-    actual = mig.documents(collection)
-    actual_ids = [d["_id"] for d in actual]
-    expected_ids = [d["_id"] for d in sorted_documents(expected)]
-    assert actual_ids == expected_ids, f"{collection}: ids differ"
-    for got, want in zip(actual, sorted_documents(expected), strict=True):
-        assert typed(got) == typed(want), f"{collection} _id={want['_id']!r}:\n got {got}\nwant {want}"
-
-
-def toasted_rows(mig: Migration, table: str) -> int:
-    """Rows in the table's TOAST relation: proves the big values are stored out of line."""
-    ((toast,),) = mig.rows(
-        "SELECT reltoastrelid::regclass::text FROM pg_class WHERE oid = %s::regclass", [table]
-    )
-    return int(mig.rows(f"SELECT count(*) FROM {toast}")[0][0])
+pytestmark = pytest.mark.usefixtures("stop_followers")
 
 
 # -- scenarios (each: schema and data, plan collections, changes, expected documents) -------------
@@ -837,23 +669,6 @@ def test_heartbeat_moves_the_slot_of_an_idle_source(mig: Migration) -> None:
 
 
 # -- 11. streamed large transactions --------------------------------------------------------------
-
-
-@pytest.fixture
-def small_decoding_memory(pg_server: Any) -> Iterator[None]:
-    """logical_decoding_work_mem at its minimum, so that large transactions are streamed."""
-    with psycopg.connect(pg_server.url, autocommit=True) as conn:
-        try:
-            conn.execute("ALTER SYSTEM SET logical_decoding_work_mem = '64kB'")
-        except psycopg.errors.InsufficientPrivilege:
-            pytest.skip("ALTER SYSTEM needs a superuser on the test server")
-        conn.execute("SELECT pg_reload_conf()")
-    try:
-        yield
-    finally:
-        with psycopg.connect(pg_server.url, autocommit=True) as conn:
-            conn.execute("ALTER SYSTEM RESET logical_decoding_work_mem")
-            conn.execute("SELECT pg_reload_conf()")
 
 
 @pytest.mark.usefixtures("small_decoding_memory")

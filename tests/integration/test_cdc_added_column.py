@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import random
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -18,16 +18,12 @@ import pytest
 
 from migrator.errors import TerminalError
 from migrator.phases.cdc import CdcPhase
-from tests.integration.test_cdc import (
-    _stop_followers,  # noqa: F401 - an autouse fixture
-    follow,
-    run,
-    transactions,
-    wait_for,
-)
 from tests.support import expected
 from tests.support.docs import Migration, typed
 from tests.support.expected import Coll, Embed
+from tests.support.runs import follow, run, transactions, wait_for
+
+pytestmark = pytest.mark.usefixtures("stop_followers")
 
 SCHEMA = (
     "CREATE TABLE customers (id integer PRIMARY KEY, name text)",
@@ -46,17 +42,6 @@ COLLECTIONS = (
     ),
     Coll("regions", "public.regions", ("id",)),
 )
-
-
-@pytest.fixture
-def mig(
-    pg_url: str, mongo_url: str, mongo_db_name: str, tmp_path: Path, tmp_state_path: Path
-) -> Iterator[Migration]:
-    m = Migration(pg_url, mongo_url, mongo_db_name, tmp_path, tmp_state_path)
-    try:
-        yield m
-    finally:
-        m.close()
 
 
 def set_up(mig: Migration, name: str) -> Path:

@@ -16,7 +16,6 @@ a changed mapping is still refused.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,29 +28,13 @@ from migrator.engine.events import BatchApplied, BatchLimitChanged, ErrorRaised,
 from migrator.errors import TerminalError
 from migrator.operations.run import plan_digest, plan_digest_v1
 from migrator.state import SQLiteStateStore
-from tests.integration.test_cdc import (
-    _stop_followers,  # noqa: F401 - an autouse fixture
-    assert_documents,
-    flat_documents,
-    follow,
-    run,
-    transactions,
-    wait_for,
-)
+from tests.support.compare import assert_documents, flat_documents
 from tests.support.docs import Migration
+from tests.support.runs import follow, run, transactions, wait_for
+
+pytestmark = pytest.mark.usefixtures("stop_followers")
 
 NAMES = {251: "NoSuchTransaction", 290: "TransactionExceededLifetimeLimitSeconds"}
-
-
-@pytest.fixture
-def mig(
-    pg_url: str, mongo_url: str, mongo_db_name: str, tmp_path: Path, tmp_state_path: Path
-) -> Iterator[Migration]:
-    m = Migration(pg_url, mongo_url, mongo_db_name, tmp_path, tmp_state_path)
-    try:
-        yield m
-    finally:
-        m.close()
 
 
 class Aborting:

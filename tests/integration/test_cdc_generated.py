@@ -7,27 +7,19 @@ Expected documents are built from plain SQL on the source: the stored values the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
 from bson.decimal128 import Decimal128
 
 from migrator.errors import TerminalError
-from tests.integration.test_cdc import (
-    BIG_FUNCTION,
-    _stop_followers,  # noqa: F401 - an autouse fixture
-    assert_documents,
-    flat_documents,
-    follow,
-    records,
-    run,
-    transactions,
-    wait_for,
-)
+from tests.support.compare import assert_documents, flat_documents, records
 from tests.support.docs import Migration
+from tests.support.runs import follow, run, transactions, wait_for
+from tests.support.toast import BIG_FUNCTION
+
+pytestmark = pytest.mark.usefixtures("stop_followers")
 
 SCHEMA = (
     "CREATE TABLE orders (id integer PRIMARY KEY, customer text,"
@@ -50,17 +42,6 @@ PLAN = """
   key: id
   embed: [{as: lines, from: lines, on: {order_id: id}, key: id}]
 """
-
-
-@pytest.fixture
-def mig(
-    pg_url: str, mongo_url: str, mongo_db_name: str, tmp_path: Path, tmp_state_path: Path
-) -> Iterator[Migration]:
-    m = Migration(pg_url, mongo_url, mongo_db_name, tmp_path, tmp_state_path)
-    try:
-        yield m
-    finally:
-        m.close()
 
 
 def bson_numbers(row: dict[str, Any]) -> dict[str, Any]:

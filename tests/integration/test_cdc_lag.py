@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -76,26 +75,20 @@ class HeldApply:
 
 
 @pytest.fixture
-def mig(
-    pg_cluster_factory: Callable[..., Any],
-    mongo_url: str,
-    mongo_db_name: str,
-    tmp_path: Path,
-    tmp_state_path: Path,
-) -> Iterator[Migration]:
+def source_url(pg_cluster_factory: Callable[..., Any]) -> str:
     # Commit timestamps kept by PostgreSQL: what the lag is checked against, read independently.
     server = pg_cluster_factory(settings={"track_commit_timestamp": "on"})
     name = unique_name("lag")
     create_pg_database(server.url, name)
-    m = Migration(with_database(server.url, name), mongo_url, mongo_db_name, tmp_path, tmp_state_path)
-    m.sql(
+    return with_database(server.url, name)
+
+
+@pytest.fixture
+def source_schema() -> tuple[str, ...]:
+    return (
         "CREATE TABLE notes (id integer PRIMARY KEY, body text)",
         "INSERT INTO notes SELECT g, 'note ' || g FROM generate_series(1, 20) g",
     )
-    try:
-        yield m
-    finally:
-        m.close()
 
 
 def _commit_time(mig: Migration, row_id: int) -> float:

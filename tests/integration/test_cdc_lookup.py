@@ -21,8 +21,6 @@ import random
 import textwrap
 import threading
 from collections import defaultdict
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -35,24 +33,13 @@ from migrator.mapping.affected import AffectedDocuments
 from migrator.mapping.lookup import MappedDocuments
 from migrator.mapping.spec import resolve, tables_of
 from migrator.plan import parse_plan
-from tests.integration.test_cdc import _FOLLOWERS, follow, records, run, toasted_rows, transactions
-from tests.support.docs import Migration, sorted_documents, typed
+from tests.support.compare import assert_equal_to_sql, records
+from tests.support.docs import Migration
+from tests.support.runs import follow, run, transactions
+from tests.support.toast import toasted_rows
 
-
-@pytest.fixture
-def mig(
-    pg_url: str, mongo_url: str, mongo_db_name: str, tmp_path: Path, tmp_state_path: Path
-) -> Iterator[Migration]:
-    m = Migration(pg_url, mongo_url, mongo_db_name, tmp_path, tmp_state_path)
-    try:
-        yield m
-    finally:
-        # Every run a test left following stops before its database is dropped.
-        while _FOLLOWERS:
-            follower = _FOLLOWERS.pop()
-            follower.stop.set()
-            follower._thread.join(30)
-        m.close()
+# Every run a test left following stops before its database is dropped.
+pytestmark = pytest.mark.usefixtures("stop_followers")
 
 
 PAGILA = (
@@ -180,25 +167,6 @@ def pagila_expected(mig: Migration) -> list[dict[str, Any]]:
         }
         for c in records(mig, "SELECT * FROM customer")
     ]
-
-
-def differences(mig: Migration, collection: str, expected: list[dict[str, Any]]) -> list[str]:
-    """Every document that differs from the expected one (or is missing or extra), described."""
-    actual = {repr(d["_id"]): d for d in mig.documents(collection)}
-    wanted = {repr(d["_id"]): d for d in sorted_documents(expected)}
-    out = [f"missing {k}" for k in wanted if k not in actual] + [
-        f"extra {k}" for k in actual if k not in wanted
-    ]
-    for k, want in wanted.items():
-        got = actual.get(k)
-        if got is not None and typed(got) != typed(want):
-            out.append(f"_id {k}:\n got {got}\nwant {want}")
-    return out
-
-
-def assert_equal_to_sql(mig: Migration, collection: str, expected: list[dict[str, Any]]) -> None:
-    wrong = differences(mig, collection, expected)
-    assert not wrong, f"{len(wrong)} of {len(expected)} documents differ; first:\n" + "\n".join(wrong[:3])
 
 
 def element_indexes(mig: Migration, collection: str) -> list[str]:

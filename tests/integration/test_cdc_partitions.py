@@ -15,17 +15,11 @@ from typing import Any
 import pytest
 
 from migrator.errors import TerminalError
-from tests.integration.test_cdc import (
-    _stop_followers,  # noqa: F401 - an autouse fixture
-    assert_documents,
-    follow,
-    group,
-    records,
-    run,
-    transactions,
-    wait_for,
-)
+from tests.support.compare import assert_documents, group, records
 from tests.support.docs import Migration
+from tests.support.runs import follow, run, transactions, wait_for
+
+pytestmark = pytest.mark.usefixtures("stop_followers")
 
 # accounts: a partitioned root with embedded notes, which have embedded marks. accounts_us has
 # its columns in another order and a dropped column, as a table attached later may.
@@ -117,17 +111,6 @@ def shops_expected(mig: Migration) -> list[dict[str, Any]]:
         {"_id": s["id"], "name": s["name"], "orders": orders.get(s["id"], [])}
         for s in records(mig, "SELECT id, name FROM shops")
     ]
-
-
-@pytest.fixture
-def mig(
-    pg_url: str, mongo_url: str, mongo_db_name: str, tmp_path: Path, tmp_state_path: Path
-) -> Iterator[Migration]:
-    m = Migration(pg_url, mongo_url, mongo_db_name, tmp_path, tmp_state_path)
-    try:
-        yield m
-    finally:
-        m.close()
 
 
 @pytest.fixture

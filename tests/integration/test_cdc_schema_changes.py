@@ -4,23 +4,17 @@ follows (docs/architecture.md, "Schema changes")."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from migrator.errors import TerminalError
 from migrator.plan.names import publication_name
-from tests.integration.test_cdc import (
-    _stop_followers,  # noqa: F401 - an autouse fixture
-    assert_documents,
-    flat_documents,
-    follow,
-    run,
-    transactions,
-    wait_for,
-)
+from tests.support.compare import assert_documents, flat_documents
 from tests.support.docs import Migration
+from tests.support.runs import follow, run, transactions, wait_for
+
+pytestmark = pytest.mark.usefixtures("stop_followers")
 
 THINGS = (
     "CREATE TABLE things (id integer PRIMARY KEY, name text, qty integer)",
@@ -33,17 +27,6 @@ ACCOUNTS = (
     "INSERT INTO accounts VALUES (1, 'eu', 'a1'), (2, 'us', 'a2')",
 )
 WHEN = pytest.mark.parametrize("when", ["following", "between-runs"])
-
-
-@pytest.fixture
-def mig(
-    pg_url: str, mongo_url: str, mongo_db_name: str, tmp_path: Path, tmp_state_path: Path
-) -> Iterator[Migration]:
-    m = Migration(pg_url, mongo_url, mongo_db_name, tmp_path, tmp_state_path)
-    try:
-        yield m
-    finally:
-        m.close()
 
 
 def stops(mig: Migration, plan: Path, name: str, when: str, *ddl: str) -> TerminalError:

@@ -7,7 +7,6 @@ TOASTed values"). Expected documents are built from plain SQL on the source.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,19 +16,12 @@ from migrator import api
 from migrator.adapters.mongodb.applier import ChangeApplier
 from migrator.errors import TerminalError
 from migrator.mapping.changes import ChangeMapper
-from tests.integration.test_cdc import (
-    BIG_FUNCTION,
-    _stop_followers,  # noqa: F401 - an autouse fixture
-    assert_documents,
-    flat_documents,
-    follow,
-    records,
-    run,
-    toasted_rows,
-    transactions,
-    wait_for,
-)
+from tests.support.compare import assert_documents, flat_documents, records
 from tests.support.docs import Migration
+from tests.support.runs import follow, run, transactions, wait_for
+from tests.support.toast import BIG_FUNCTION, toasted_rows
+
+pytestmark = pytest.mark.usefixtures("stop_followers")
 
 # 2400 characters: over the ~2 kB at which PostgreSQL moves a row's values out of line (and SET
 # STORAGE EXTERNAL keeps them uncompressed), under the ~2.7 kB a B-tree index entry may hold.
@@ -37,17 +29,6 @@ KEY_FUNCTION = (
     "CREATE FUNCTION k(seed text) RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT left(big(seed), 2400) $$"
 )
 IDENTITIES = pytest.mark.parametrize("identity", ["DEFAULT", "FULL"])
-
-
-@pytest.fixture
-def mig(
-    pg_url: str, mongo_url: str, mongo_db_name: str, tmp_path: Path, tmp_state_path: Path
-) -> Iterator[Migration]:
-    m = Migration(pg_url, mongo_url, mongo_db_name, tmp_path, tmp_state_path)
-    try:
-        yield m
-    finally:
-        m.close()
 
 
 def notes(mig: Migration, identity: str, name: str) -> Path:

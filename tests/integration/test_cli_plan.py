@@ -7,41 +7,18 @@ MIGRATOR_SOURCE_URL never reaches stdout or stderr.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-import psycopg
-import pytest
-
+from tests.support.demo import CUSTOMERS, DEMO_PLAN, PASSWORD, demo_data, with_user
 from tests.support.servers import PgServer
 
 ROOT = Path(__file__).resolve().parents[2]
-DEMO_PLAN = ROOT / "plans" / "demo.yaml"
-CUSTOMERS = 300
-PASSWORD = "Cli-Pw-4kXr9-never-shown"
-DEMO_TABLES = ("products", "customers", "addresses", "customer_profiles", "orders", "order_items")
-
-
-def _import_demo_data() -> ModuleType:
-    # scripts/ is not a package (it must run before migrator is installed), so import it by path.
-    path = ROOT / "scripts" / "lib" / "demo_data.py"
-    spec = importlib.util.spec_from_file_location("migrator_demo_data", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, module)
-    spec.loader.exec_module(module)
-    return module
-
-
-demo_data = _import_demo_data()
 
 
 def _migrator() -> str:
@@ -51,12 +28,6 @@ def _migrator() -> str:
         script = ROOT / ".venv" / "bin" / "migrator"
     assert script.exists(), f"no migrator console script next to {sys.executable}; pip install -e ."
     return str(script)
-
-
-def _with_user(url: str, user: str, password: str) -> str:
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, f"{user}:{password}@{host}", parts.path, parts.query, parts.fragment))
 
 
 def run_plan(*args: str, source_url: str, target_url: str) -> subprocess.CompletedProcess[str]:
@@ -74,29 +45,6 @@ def run_plan(*args: str, source_url: str, target_url: str) -> subprocess.Complet
     assert PASSWORD not in result.stdout
     assert PASSWORD not in result.stderr
     return result
-
-
-@pytest.fixture
-def demo_url(pg_url: str) -> Iterator[str]:
-    """The demo schema in pg_url, owned by a role that may replicate; its URL carries PASSWORD.
-
-    The role is a realistic migration user rather than a superuser: REPLICATION, CREATE on the
-    database (for the publication) and ownership of the tables.
-    """
-    demo_data.load_demo(pg_url, customers=CUSTOMERS, seed=7)
-    role = f"migr_{uuid.uuid4().hex[:10]}"
-    dbname = urlsplit(pg_url).path.lstrip("/")
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(f"CREATE ROLE {role} LOGIN REPLICATION PASSWORD '{PASSWORD}'")
-        conn.execute(f'GRANT CREATE ON DATABASE "{dbname}" TO {role}')
-        for table in DEMO_TABLES:
-            conn.execute(f"ALTER TABLE public.{table} OWNER TO {role}")
-    try:
-        yield _with_user(pg_url, role, PASSWORD)
-    finally:
-        with psycopg.connect(pg_url, autocommit=True) as conn:
-            conn.execute(f"DROP OWNED BY {role}")
-            conn.execute(f"DROP ROLE {role}")
 
 
 def test_demo_plan_is_ready_and_shows_the_tree(demo_url: str, mongo_url: str) -> None:
@@ -167,7 +115,7 @@ def test_plan_on_replica_cluster_exits_1_with_the_fix(
     server = pg_cluster_factory(settings={"wal_level": "replica"})
     demo_data.load_demo(server.url, customers=20, seed=7)
     # The throwaway cluster trusts local logins, so any password is accepted: it only has to stay hidden.
-    source = _with_user(server.url, "postgres", PASSWORD)
+    source = with_user(server.url, "postgres", PASSWORD)
 
     result = run_plan(str(DEMO_PLAN), source_url=source, target_url=mongo_url)
     assert result.returncode == 1, result.stdout + result.stderr

@@ -18,11 +18,16 @@ from migrator import api
 from migrator.cli.main import cli
 from migrator.phases import cutover as cutover_phase
 from migrator.phases.cutover import GateNotPassed
-from tests.integration.test_cdc import run
-from tests.integration.test_cutover import cutover_plan
-from tests.integration.test_verify import mig  # noqa: F401 - a fixture
 from tests.support import cli_process
+from tests.support.cutover import cutover_plan
 from tests.support.docs import Migration
+from tests.support.runs import run
+from tests.support.shop import SCHEMA
+
+
+@pytest.fixture
+def source_schema() -> tuple[str, ...]:
+    return (SCHEMA,)
 
 
 def lagging_cdc(monkeypatch: pytest.MonkeyPatch, seconds: float = 1.0) -> None:
@@ -45,7 +50,7 @@ def cutover_phase_of(m: Migration, plan_file: Path) -> tuple[str | None, list[An
 
 
 def test_a_gate_that_times_out_is_a_typed_error_recorded_as_failed(
-    mig: Migration,  # noqa: F811
+    mig: Migration,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -73,7 +78,7 @@ def test_a_gate_that_times_out_is_a_typed_error_recorded_as_failed(
 
 
 def test_ctrl_c_before_the_flip_stops_cleanly_and_records_stopped(
-    mig: Migration,  # noqa: F811
+    mig: Migration,
     tmp_path: Path,
 ) -> None:
     switch = tmp_path / "routing"

@@ -11,15 +11,20 @@ import pytest
 
 from migrator import api
 from migrator.errors import OwnedByAnotherRun
-from tests.integration.test_cdc import run
-from tests.integration.test_cutover import cutover_plan
-from tests.integration.test_verify import mig  # noqa: F401 - a fixture
+from tests.support.cutover import cutover_plan
 from tests.support.docs import Migration
+from tests.support.runs import run
+from tests.support.shop import SCHEMA
+
+
+@pytest.fixture
+def source_schema() -> tuple[str, ...]:
+    return (SCHEMA,)
 
 
 @pytest.mark.parametrize("left", ["another run", "no owner recorded"])
 def test_a_routing_file_left_by_another_run_is_refused_by_name(
-    mig: Migration,  # noqa: F811
+    mig: Migration,
     tmp_path: Path,
     left: str,
 ) -> None:

@@ -18,7 +18,7 @@ from click.testing import CliRunner, Result
 
 from migrator.cli.main import cli
 from migrator.plan.names import publication_name, slot_name_pattern
-from tests.integration.test_cli_plan import DEMO_PLAN, PASSWORD, demo_url  # noqa: F401 - demo_url is a fixture
+from tests.support.demo import DEMO_PLAN, PASSWORD
 
 PHASES = ["snapshot", "cdc", "verify", "cutover"]
 
@@ -65,7 +65,7 @@ def demo_plan(tmp_path: Path, database: str) -> Path:
 
 
 def test_dry_run_shows_the_plan_and_writes_nothing(
-    demo_url: str,  # noqa: F811
+    demo_url: str,
     mongo_url: str,
     mongo_db_name: str,
     client: pymongo.MongoClient[dict[str, Any]],

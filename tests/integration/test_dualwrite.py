@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime
 import logging
 import time
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -27,23 +26,16 @@ from migrator.mapping.compare import FieldDiff
 from migrator.phases.following import CdcNotFollowing
 from migrator.plan.names import cdc_checkpoint_id
 from migrator.state import SQLiteStateStore
-from tests.integration.test_cdc import follow, lsn, run, wait_for
-from tests.integration.test_verify import COLLECTIONS, CUSTOMERS, SCHEMA
 from tests.support.docs import Migration
+from tests.support.runs import follow, lsn, run, wait_for
+from tests.support.shop import COLLECTIONS, CUSTOMERS, SCHEMA
 
 GRACE_S = 2.0
 
 
 @pytest.fixture
-def mig(
-    pg_url: str, mongo_url: str, mongo_db_name: str, tmp_path: Path, tmp_state_path: Path
-) -> Iterator[Migration]:
-    m = Migration(pg_url, mongo_url, mongo_db_name, tmp_path, tmp_state_path)
-    m.sql(SCHEMA)
-    try:
-        yield m
-    finally:
-        m.close()
+def source_schema() -> tuple[str, ...]:
+    return (SCHEMA,)
 
 
 def copied(mig: Migration, name: str, phases: str = "") -> Path:

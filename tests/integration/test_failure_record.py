@@ -12,11 +12,16 @@ from migrator import api
 from migrator.errors import SourceError, StateDiskFull, TargetError
 from migrator.state import SQLiteStateStore
 from migrator.state.sqlite import SQLiteStateStore as Store
-from tests.integration.test_cdc import run
-from tests.integration.test_verify import mig, plan  # noqa: F401 - mig is a fixture
 from tests.support.docs import Migration
+from tests.support.runs import run
+from tests.support.shop import SCHEMA, plan
 
 DUPLICATE_KEY = "11000"  # https://www.mongodb.com/docs/manual/reference/error-codes/
+
+
+@pytest.fixture
+def source_schema() -> tuple[str, ...]:
+    return (SCHEMA,)
 
 
 def break_apply(m: Migration, name: str) -> Path:
@@ -29,7 +34,7 @@ def break_apply(m: Migration, name: str) -> Path:
     return plan_file
 
 
-def test_status_keeps_the_error_that_stopped_cdc_with_its_server_code(mig: Migration) -> None:  # noqa: F811
+def test_status_keeps_the_error_that_stopped_cdc_with_its_server_code(mig: Migration) -> None:
     plan_file = break_apply(mig, "fail-dup")
     with pytest.raises(TargetError) as raised:
         run(mig, plan_file, "caught-up")
@@ -47,7 +52,7 @@ def test_status_keeps_the_error_that_stopped_cdc_with_its_server_code(mig: Migra
 
 
 def test_a_state_store_that_fails_while_recording_does_not_replace_the_error(
-    mig: Migration,  # noqa: F811
+    mig: Migration,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     plan_file = break_apply(mig, "fail-dup-disk")
@@ -65,7 +70,7 @@ def test_a_state_store_that_fails_while_recording_does_not_replace_the_error(
     assert any("not recorded in the state store" in n for n in getattr(raised.value, "__notes__", []))
 
 
-def test_a_snapshot_stopped_by_a_value_keeps_the_driver_error_behind_it(mig: Migration) -> None:  # noqa: F811
+def test_a_snapshot_stopped_by_a_value_keeps_the_driver_error_behind_it(mig: Migration) -> None:
     """The snapshot restates the error with the rows it was reading; the record keeps what the
     driver raised (a value it cannot represent: no server code, its class)."""
     mig.sql(

@@ -14,10 +14,15 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+import pytest
+
 from migrator import api
-from tests.integration.test_cdc import records, run, transactions
-from tests.integration.test_cdc_lookup import assert_equal_to_sql, mig  # noqa: F401 - mig is a fixture
+from tests.support.compare import assert_equal_to_sql, records
 from tests.support.docs import Migration
+from tests.support.runs import run, transactions
+
+# Every run a test left following stops before its database is dropped.
+pytestmark = pytest.mark.usefixtures("stop_followers")
 
 SCHEMA = (
     "CREATE SCHEMA shop",
@@ -63,7 +68,7 @@ def expected(m: Migration) -> list[dict[str, Any]]:
     ]
 
 
-def test_preflight_names_each_foreign_key_with_its_schema_and_whether_it_holds(mig: Migration) -> None:  # noqa: F811
+def test_preflight_names_each_foreign_key_with_its_schema_and_whether_it_holds(mig: Migration) -> None:
     mig.sql(*SCHEMA)
     plan = mig.plan(PLAN, name="fk-shown")
     report = api.plan(plan, env=mig.env)
@@ -83,7 +88,7 @@ def test_preflight_names_each_foreign_key_with_its_schema_and_whether_it_holds(m
     assert "tickets_customer (customer_id) REFERENCES shop.customers (id): enforced, validated" in runbook
 
 
-def test_a_not_valid_foreign_key_is_not_relied_on_for_children_older_than_it(mig: Migration) -> None:  # noqa: F811
+def test_a_not_valid_foreign_key_is_not_relied_on_for_children_older_than_it(mig: Migration) -> None:
     mig.sql(*SCHEMA)
     plan = mig.plan(PLAN, name="fk-not-valid")
     run(mig, plan, "snapshot")

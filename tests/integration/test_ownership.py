@@ -129,19 +129,24 @@ def cli(args: list[str], cwd: Path, env: dict[str, str], timeout: float = TIMEOU
 
 
 @pytest.fixture
-def mig(pg_url: str, mongo_url: str, mongo_db_name: str, tmp_path: Path) -> Iterator[Migration]:
-    m = Migration(pg_url, mongo_url, mongo_db_name, tmp_path, tmp_path / "unused-state.db")
-    m.sql(SCHEMA)
+def source_schema() -> tuple[str, ...]:
+    return (SCHEMA,)
+
+
+@pytest.fixture
+def cli_processes(mig: Migration) -> Iterator[list[Cli]]:
+    """The `migrator` processes a test starts (`start`): killed, if still running, before the
+    test's databases go."""
     processes: list[Cli] = []
-    m.processes = processes  # type: ignore[attr-defined]
-    try:
-        yield m
-    finally:
-        for p in processes:
-            if p.proc.poll() is None:
-                p.proc.kill()
-                p.proc.wait(30)
-        m.close()
+    mig.processes = processes  # type: ignore[attr-defined]
+    yield processes
+    for p in processes:
+        if p.proc.poll() is None:
+            p.proc.kill()
+            p.proc.wait(30)
+
+
+pytestmark = pytest.mark.usefixtures("cli_processes")
 
 
 def plan_file(mig: Migration, name: str) -> Path:

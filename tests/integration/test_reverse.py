@@ -43,9 +43,9 @@ from migrator.mapping.spec import CollectionMapping, resolve, tables_of
 from migrator.phases.reverse import ReverseResult, ReverseSync
 from migrator.plan import load_plan
 from migrator.plan.names import cdc_checkpoint_id, reverse_origin_name
-from tests.integration.test_cdc import follow, run, small_decoding_memory, wait_for  # noqa: F401
-from tests.integration.test_snapshot import ROW_1, ROW_2, ROW_3_MORE_NUMERICS, TYPES_DDL
 from tests.support.docs import Migration, sorted_documents, typed
+from tests.support.every_type import ROW_1, ROW_2, ROW_3_MORE_NUMERICS, TYPES_DDL
+from tests.support.runs import follow, run, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 UTC = datetime.UTC
@@ -146,15 +146,8 @@ TABLES = {
 
 
 @pytest.fixture
-def mig(
-    pg_url: str, mongo_url: str, mongo_db_name: str, tmp_path: Path, tmp_state_path: Path
-) -> Iterator[Migration]:
-    m = Migration(pg_url, mongo_url, mongo_db_name, tmp_path, tmp_state_path)
-    m.sql(SCHEMA)
-    try:
-        yield m
-    finally:
-        m.close()
+def source_schema() -> tuple[str, ...]:
+    return (SCHEMA,)
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -744,7 +737,7 @@ from migrator.adapters.mongodb import MongoTarget
 from migrator.adapters.postgres.connection import PgEndpoint
 from migrator.engine.events import Collector
 from migrator.phases.reverse import ReverseSync
-from tests.integration.test_reverse import child_mappings
+from tests.support.reverse import child_mappings
 
 name, pg_url, mongo_url, database, plan = sys.argv[1:6]
 collections = child_mappings(plan, pg_url, mongo_url, database)
@@ -753,14 +746,6 @@ sync = ReverseSync(name, collections, PgEndpoint(pg_url), MongoTarget(mongo_url,
 print("running", flush=True)
 sync.run("stopped")
 """
-
-
-def child_mappings(plan: str, pg_url: str, mongo_url: str, database: str) -> list[CollectionMapping]:
-    env = {"MIGRATOR_SOURCE_URL": pg_url, "MIGRATOR_TARGET_URL": mongo_url, "MIGRATOR_TARGET_DB": database}
-    loaded = load_plan(plan, env=env)
-    with PostgresSource(pg_url) as source:
-        info = source.inspect([t for c in loaded.collections for t in tables_of(c)])
-    return resolve(loaded.collections, info).collections
 
 
 def test_kill_9_while_applying_then_resume_converges(mig: Migration, stopper: list[Reverse]) -> None:

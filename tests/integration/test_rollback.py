@@ -18,9 +18,14 @@ from migrator.errors import SourceError, TerminalError
 from migrator.operations.rollback import NothingToRollBack, RollbackResult
 from migrator.plan.names import publication_name
 from migrator.state import SQLiteStateStore
-from tests.integration.test_cdc import follow, run
-from tests.integration.test_verify import CUSTOMERS, mig, plan  # noqa: F401 - mig is a fixture
 from tests.support.docs import Migration
+from tests.support.runs import follow, run
+from tests.support.shop import CUSTOMERS, SCHEMA, plan
+
+
+@pytest.fixture
+def source_schema() -> tuple[str, ...]:
+    return (SCHEMA,)
 
 
 def leftovers(m: Migration, name: str) -> dict[str, Any]:
@@ -51,7 +56,7 @@ def run_status(m: Migration, name: str) -> list[str]:
         return [r.status for r in store.runs(name)]
 
 
-def test_run_rollback_run_again_leaves_nothing_behind(mig: Migration) -> None:  # noqa: F811
+def test_run_rollback_run_again_leaves_nothing_behind(mig: Migration) -> None:
     name = "rb-cycle"
     plan_file = plan(mig, name)
     nothing = {"slot": False, "publication": False, "collections": [], "checkpoint": False, "_migrator": None}
@@ -83,7 +88,7 @@ def test_run_rollback_run_again_leaves_nothing_behind(mig: Migration) -> None:  
         rollback(mig, plan_file)
 
 
-def test_collections_that_existed_before_are_respected(mig: Migration) -> None:  # noqa: F811
+def test_collections_that_existed_before_are_respected(mig: Migration) -> None:
     name = "rb-existing"
     db = mig.client[mig.database]
     db["stock"].insert_one({"_id": "kept", "note": "held before the run"})
@@ -113,7 +118,7 @@ def test_collections_that_existed_before_are_respected(mig: Migration) -> None: 
     assert "stock" not in db.list_collection_names()
 
 
-def test_rollback_refuses_while_a_run_follows_changes(mig: Migration) -> None:  # noqa: F811
+def test_rollback_refuses_while_a_run_follows_changes(mig: Migration) -> None:
     name = "rb-following"
     plan_file = plan(mig, name)
     run(mig, plan_file, "snapshot")
@@ -129,7 +134,7 @@ def test_rollback_refuses_while_a_run_follows_changes(mig: Migration) -> None:  
     assert leftovers(mig, name)["slot"] is False
 
 
-def test_an_interrupted_rollback_resumes(mig: Migration, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+def test_an_interrupted_rollback_resumes(mig: Migration, monkeypatch: pytest.MonkeyPatch) -> None:
     name = "rb-resume"
     plan_file = plan(mig, name)
     run(mig, plan_file, "snapshot")
@@ -159,7 +164,7 @@ def test_an_interrupted_rollback_resumes(mig: Migration, monkeypatch: pytest.Mon
     assert run_status(mig, name) == ["rolled_back"]
 
 
-def test_cli_rollback_asks_unless_yes(mig: Migration) -> None:  # noqa: F811
+def test_cli_rollback_asks_unless_yes(mig: Migration) -> None:
     name = "rb-cli"
     plan_file = plan(mig, name)
     run(mig, plan_file, "snapshot")

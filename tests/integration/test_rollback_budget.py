@@ -20,11 +20,15 @@ from migrator.adapters.postgres.reverse_writer import ReverseWriter
 from migrator.operations import rollback_after_cutover
 from migrator.operations.rollback_after_cutover import SwitchbackResult
 from migrator.phases.cutover import AttemptsAbandoned
-from tests.integration.test_cdc import run
-from tests.integration.test_cutover import cutover_plan
-from tests.integration.test_switchback import names_on_source, validators
-from tests.integration.test_verify import mig  # noqa: F401 - a fixture
+from tests.support.cutover import cutover_plan, names_on_source, validators
 from tests.support.docs import Migration
+from tests.support.runs import run
+from tests.support.shop import SCHEMA
+
+
+@pytest.fixture
+def source_schema() -> tuple[str, ...]:
+    return (SCHEMA,)
 
 
 class SlowSource:
@@ -65,7 +69,7 @@ def cut_over(m: Migration, tmp_path: Path, name: str) -> tuple[Path, Path]:
 
 
 def test_a_freeze_over_the_budget_is_abandoned_and_the_fence_lifted(
-    mig: Migration,  # noqa: F811
+    mig: Migration,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -91,7 +95,7 @@ def test_a_freeze_over_the_budget_is_abandoned_and_the_fence_lifted(
 
 
 def test_no_fence_while_reverse_sync_lags(
-    mig: Migration,  # noqa: F811
+    mig: Migration,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

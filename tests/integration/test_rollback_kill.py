@@ -17,14 +17,11 @@ from bson.int64 import Int64
 
 from migrator import api
 from migrator.operations.rollback_after_cutover import KILL_AT_ENV
-from tests.integration.test_cdc import run
-from tests.integration.test_cutover import App, cutover_plan
-from tests.integration.test_verify import (
-    CUSTOMERS,
-    mig,  # noqa: F401 - a fixture
-)
 from tests.support import cli_process
+from tests.support.cutover import App, cutover_plan
 from tests.support.docs import Migration
+from tests.support.runs import run
+from tests.support.shop import CUSTOMERS, SCHEMA
 
 # Killed once the step's event is out (the step done and recorded) ...
 STEPS = [
@@ -40,10 +37,14 @@ STEPS = [
     "forget",
     "hook",
 ]
-# ... or between an action and its checkpoint (MIGRATOR_TEST_KILL_AT,
-# migrator/operations/rollback_after_cutover.py): the fence taken and not recorded, the switch
-# flipped and not recorded, and so on.
+# ... or between an action and its checkpoint (MIGRATOR_TEST_KILL_AT, migrator/operations/rollback_after_cutover.py):
+# the fence taken and not recorded, the switch flipped and not recorded, and so on.
 BETWEEN = ["fence-engaged", "flipped", "unfenced", "forgotten"]
+
+
+@pytest.fixture
+def source_schema() -> tuple[str, ...]:
+    return (SCHEMA,)
 
 
 class Application:
@@ -120,7 +121,7 @@ class Application:
 
 @pytest.mark.parametrize("moment", STEPS + BETWEEN)
 def test_kill_9_at_each_step_of_rollback_after_cutover(
-    mig: Migration,  # noqa: F811
+    mig: Migration,
     tmp_path: Path,
     moment: str,
 ) -> None:

@@ -4,13 +4,8 @@ password of the source URL never appears, in the API's text nor in the command's
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -18,47 +13,15 @@ from click.testing import CliRunner
 
 from migrator import api
 from migrator.cli.main import cli
+from tests.support.demo import DEMO_PLAN, PASSWORD
 
 ROOT = Path(__file__).resolve().parents[2]
-DEMO_PLAN = ROOT / "plans" / "demo.yaml"
 CUSTOMERS = 120
-PASSWORD = "Rb-Pw-6tLq1-never-shown"
-DEMO_TABLES = ("products", "customers", "addresses", "customer_profiles", "orders", "order_items")
-
-
-def _import_demo_data() -> ModuleType:
-    # scripts/ is not a package (it must run before migrator is installed), so import it by path.
-    path = ROOT / "scripts" / "lib" / "demo_data.py"
-    spec = importlib.util.spec_from_file_location("migrator_demo_data", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, module)
-    spec.loader.exec_module(module)
-    return module
-
-
-demo_data = _import_demo_data()
 
 
 @pytest.fixture
-def demo_url(pg_url: str) -> Iterator[str]:
-    """The demo schema in pg_url, owned by a replication role whose URL carries PASSWORD."""
-    demo_data.load_demo(pg_url, customers=CUSTOMERS, seed=7)
-    role = f"rb_{uuid.uuid4().hex[:10]}"
-    dbname = urlsplit(pg_url).path.lstrip("/")
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(f"CREATE ROLE {role} LOGIN REPLICATION PASSWORD '{PASSWORD}'")
-        conn.execute(f'GRANT CREATE ON DATABASE "{dbname}" TO {role}')
-        for table in DEMO_TABLES:
-            conn.execute(f"ALTER TABLE public.{table} OWNER TO {role}")
-    parts = urlsplit(pg_url)
-    host = parts.netloc.rpartition("@")[2]
-    try:
-        yield urlunsplit((parts.scheme, f"{role}:{PASSWORD}@{host}", parts.path, parts.query, parts.fragment))
-    finally:
-        with psycopg.connect(pg_url, autocommit=True) as conn:
-            conn.execute(f"DROP OWNED BY {role}")
-            conn.execute(f"DROP ROLE {role}")
+def demo_customers() -> int:
+    return CUSTOMERS
 
 
 def test_runbook_shows_live_preflight_values_and_never_the_password(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime
 import math
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,28 +18,13 @@ from bson.decimal128 import Decimal128
 from bson.int64 import Int64
 
 from migrator.errors import InternalError, TerminalError
-from tests.integration.test_cdc import (
-    _stop_followers,  # noqa: F401 - an autouse fixture
-    follow,
-    run,
-    transactions,
-    wait_for,
-)
 from tests.support.docs import Migration, typed
 from tests.support.preflight import Setup, failed_checks, fix_statements, one
+from tests.support.runs import follow, run, transactions, wait_for
+
+pytestmark = pytest.mark.usefixtures("stop_followers")
 
 UTC = datetime.UTC
-
-
-@pytest.fixture
-def mig(
-    pg_url: str, mongo_url: str, mongo_db_name: str, tmp_path: Path, tmp_state_path: Path
-) -> Iterator[Migration]:
-    m = Migration(pg_url, mongo_url, mongo_db_name, tmp_path, tmp_state_path)
-    try:
-        yield m
-    finally:
-        m.close()
 
 
 @pytest.fixture

@@ -17,8 +17,13 @@ from migrator import api
 from migrator.cli.main import cli
 from migrator.errors import MigratorError, PreflightFailed, RunInUse
 from migrator.state import SQLiteStateStore
-from tests.integration.test_verify import mig, plan  # noqa: F401 - mig is a fixture
 from tests.support.docs import Migration
+from tests.support.shop import SCHEMA, plan
+
+
+@pytest.fixture
+def source_schema() -> tuple[str, ...]:
+    return (SCHEMA,)
 
 
 @pytest.fixture
@@ -31,7 +36,7 @@ def files(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir()) if directory.exists() else []
 
 
-def test_a_run_refused_at_preflight_leaves_no_state_file(mig: Migration, state_dir: Path) -> None:  # noqa: F811
+def test_a_run_refused_at_preflight_leaves_no_state_file(mig: Migration, state_dir: Path) -> None:
     refused = mig.plan("- {name: ghosts, from: public.no_such_table, key: id}", name="refused")
     state = state_dir / "refused.db"
     with pytest.raises(PreflightFailed, match="no_such_table"):
@@ -45,7 +50,7 @@ def test_a_run_refused_at_preflight_leaves_no_state_file(mig: Migration, state_d
     assert not state_dir.exists(), files(state_dir)
 
 
-def test_commands_that_find_a_run_create_no_state_file(mig: Migration, state_dir: Path) -> None:  # noqa: F811
+def test_commands_that_find_a_run_create_no_state_file(mig: Migration, state_dir: Path) -> None:
     plan_file = plan(mig, "no-run")
     state = state_dir / "no-run.db"
     report = api.verify(plan_file, state=state, env=mig.env)  # verify works without a run
@@ -60,7 +65,7 @@ def test_commands_that_find_a_run_create_no_state_file(mig: Migration, state_dir
     assert not state_dir.exists(), files(state_dir)
 
 
-def test_a_run_refused_for_a_held_lease_adds_no_file(mig: Migration, state_dir: Path) -> None:  # noqa: F811
+def test_a_run_refused_for_a_held_lease_adds_no_file(mig: Migration, state_dir: Path) -> None:
     plan_file = plan(mig, "leased")
     state = state_dir / "leased.db"
     with SQLiteStateStore(state) as holder:

@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -91,11 +91,14 @@ def _no_secret(*texts: str) -> None:
 
 
 @pytest.fixture
-def mig(
-    pg_url: str, mongo_url: str, mongo_db_name: str, tmp_path: Path, tmp_state_path: Path
-) -> Iterator[Migration]:
-    m = Migration(_with_password(pg_url, PASSWORD), mongo_url, mongo_db_name, tmp_path, tmp_state_path)
-    m.sql(
+def source_url(pg_url: str) -> str:
+    """The source's URL carries PASSWORD, which no output may show."""
+    return _with_password(pg_url, PASSWORD)
+
+
+@pytest.fixture
+def source_schema() -> tuple[str, ...]:
+    return (
         "CREATE TABLE customers (id integer PRIMARY KEY, name text NOT NULL)",
         "CREATE TABLE orders (id integer PRIMARY KEY, customer_id integer NOT NULL REFERENCES customers,"
         " total numeric(10, 2))",
@@ -105,10 +108,6 @@ def mig(
         f" FROM generate_series(1, {CUSTOMERS * ORDERS_PER_CUSTOMER}) g",
         "INSERT INTO notes SELECT g, 'note ' || g FROM generate_series(1, 30) g",
     )
-    try:
-        yield m
-    finally:
-        m.close()
 
 
 @pytest.fixture

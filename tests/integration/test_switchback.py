@@ -25,22 +25,18 @@ from migrator.errors import TerminalError
 from migrator.operations.rollback import RollbackResult
 from migrator.operations.rollback_after_cutover import SwitchbackResult
 from migrator.plan.names import publication_name
-from tests.integration.test_cdc import run
-from tests.integration.test_cdc_workload import _migrator
-from tests.integration.test_cutover import KEYS, App, cutover_plan
-from tests.integration.test_verify import mig  # noqa: F401 - a fixture
+from tests.support.cli_process import migrator_script
+from tests.support.cutover import KEYS, App, cutover_plan, names_on_source, validators
 from tests.support.docs import Migration
+from tests.support.runs import run
+from tests.support.shop import SCHEMA
 
 REPO = Path(__file__).parents[2]
 
 
-def names_on_source(m: Migration) -> dict[int, str]:
-    return {int(k): v for k, v in m.rows("SELECT id, name FROM customers WHERE id <= %s", [KEYS])}
-
-
-def validators(m: Migration) -> dict[str, Any]:
-    db = m.client[m.database]
-    return {c["name"]: (c.get("options") or {}).get("validator") for c in db.list_collections()}
+@pytest.fixture
+def source_schema() -> tuple[str, ...]:
+    return (SCHEMA,)
 
 
 def reverse_checkpoints(m: Migration, plan: str) -> int:
@@ -85,7 +81,7 @@ class Following:
 
 
 def test_forward_and_back_with_a_writing_application_loses_nothing(
-    mig: Migration,  # noqa: F811
+    mig: Migration,
     tmp_path: Path,
 ) -> None:
     name = "sb-app"
@@ -175,7 +171,7 @@ def test_forward_and_back_with_a_writing_application_loses_nothing(
     assert customers.find_one({"_id": Int64(1)})["name"] == names_on_source(mig)[1]
 
 
-def test_run_after_cutover_follows_both_directions(mig: Migration, tmp_path: Path) -> None:  # noqa: F811
+def test_run_after_cutover_follows_both_directions(mig: Migration, tmp_path: Path) -> None:
     name = "sb-run"
     switch = tmp_path / "routing"
     plan_file = cutover_plan(mig, name, switch, reverse=True)
@@ -213,7 +209,7 @@ def test_run_after_cutover_follows_both_directions(mig: Migration, tmp_path: Pat
     assert written_back is not None and written_back >= 2
 
 
-def test_rollback_refuses_after_a_one_way_cutover(mig: Migration, tmp_path: Path) -> None:  # noqa: F811
+def test_rollback_refuses_after_a_one_way_cutover(mig: Migration, tmp_path: Path) -> None:
     switch = tmp_path / "routing"
     plan_file = cutover_plan(mig, "sb-oneway", switch, reverse=False)
     run(mig, plan_file, "caught-up")
@@ -226,7 +222,7 @@ def test_rollback_refuses_after_a_one_way_cutover(mig: Migration, tmp_path: Path
 def _cli(plan_file: Path, m: Migration, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, **m.env, "MIGRATOR_STATE": str(m.state_path)}
     return subprocess.Popen(
-        [_migrator(), *args, str(plan_file), "--json"],
+        [migrator_script(), *args, str(plan_file), "--json"],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
@@ -259,7 +255,7 @@ def _kill_when(process: subprocess.Popen[str], predicate: Any, timeout: float = 
 
 
 @pytest.mark.parametrize("moment", ["fence", "switched"])
-def test_kill_9_during_cutover_then_resume(mig: Migration, tmp_path: Path, moment: str) -> None:  # noqa: F811
+def test_kill_9_during_cutover_then_resume(mig: Migration, tmp_path: Path, moment: str) -> None:
     name = f"sb-kill-co-{moment}"
     switch = tmp_path / "routing"
     plan_file = cutover_plan(mig, name, switch, freeze="10s", reverse=True)
@@ -282,7 +278,7 @@ def test_kill_9_during_cutover_then_resume(mig: Migration, tmp_path: Path, momen
 
 
 @pytest.mark.parametrize("moment", ["fence", "flip"])
-def test_kill_9_during_rollback_then_resume(mig: Migration, tmp_path: Path, moment: str) -> None:  # noqa: F811
+def test_kill_9_during_rollback_then_resume(mig: Migration, tmp_path: Path, moment: str) -> None:
     name = f"sb-kill-rb-{moment}"
     switch = tmp_path / "routing"
     plan_file = cutover_plan(mig, name, switch, reverse=True)
@@ -308,7 +304,7 @@ def test_kill_9_during_rollback_then_resume(mig: Migration, tmp_path: Path, mome
     assert reverse_checkpoints(mig, name) == 0
 
 
-def test_reverse_sync_does_not_fire_the_applications_triggers(mig: Migration, tmp_path: Path) -> None:  # noqa: F811
+def test_reverse_sync_does_not_fire_the_applications_triggers(mig: Migration, tmp_path: Path) -> None:
     """The document written on the target already holds what the application's logic did (here:
     it set the balance itself, as the trigger would on the source); the trigger firing again on
     reverse sync's write would apply it twice, and source and target would differ for good

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,23 +66,20 @@ class Follower:
             raise self.error
 
 
+ITEMS = (
+    "CREATE TABLE items (id integer PRIMARY KEY, v text NOT NULL)",
+    f"INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, {ROWS}) g",
+)
+
+
 def _make(mig: Migration) -> Migration:
-    mig.sql(
-        "CREATE TABLE items (id integer PRIMARY KEY, v text NOT NULL)",
-        f"INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, {ROWS}) g",
-    )
+    mig.sql(*ITEMS)
     return mig
 
 
 @pytest.fixture
-def mig(
-    pg_url: str, mongo_url: str, mongo_db_name: str, tmp_path: Path, tmp_state_path: Path
-) -> Iterator[Migration]:
-    m = _make(Migration(pg_url, mongo_url, mongo_db_name, tmp_path, tmp_state_path))
-    try:
-        yield m
-    finally:
-        m.close()
+def source_schema() -> tuple[str, ...]:
+    return ITEMS
 
 
 def _plan(mig: Migration, flag: Path, *, chunk_rows: int = 100) -> Path:

@@ -9,7 +9,6 @@ import json
 import random
 import threading
 import time
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -25,63 +24,16 @@ from migrator.cli.main import cli
 from migrator.engine.events import Collector, VerifyFinished, VerifyProgress
 from migrator.phases.following import CdcNotFollowing
 from migrator.phases.verify import VerifyReport
-from tests.integration.test_cdc import Follower, follow, run
 from tests.support.docs import Migration
+from tests.support.runs import Follower, follow, run
+from tests.support.shop import CUSTOMERS, SCHEMA, plan
 
-CUSTOMERS = 300
 UNTOUCHED = 250  # the writer of the live test leaves customers above this id alone
-
-SCHEMA = f"""
-CREATE TABLE customers (
-    id bigint PRIMARY KEY, name text NOT NULL, balance numeric(12,2) NOT NULL,
-    created timestamptz NOT NULL, tags text[] NOT NULL DEFAULT '{{}}');
-CREATE TABLE orders (
-    id bigint PRIMARY KEY, customer_id bigint NOT NULL REFERENCES customers, total numeric(12,2) NOT NULL);
-CREATE INDEX ON orders (customer_id);
-CREATE TABLE lines (
-    order_id bigint NOT NULL REFERENCES orders ON DELETE CASCADE, line_no int NOT NULL, qty int NOT NULL,
-    PRIMARY KEY (order_id, line_no));
-CREATE TABLE stock (warehouse int, sku text, qty int NOT NULL, PRIMARY KEY (warehouse, sku));
-INSERT INTO customers
-    SELECT i, 'customer ' || i, (i * 7 % 1000) + 0.25,
-           '2024-01-01 00:00:00.123+00'::timestamptz + i * interval '1 hour', ARRAY['t' || (i % 3)]
-    FROM generate_series(1, {CUSTOMERS}) AS i;
-INSERT INTO orders SELECT i * 10 + j, i, i + j + 0.5 FROM generate_series(1, {CUSTOMERS}) i, generate_series(1, 3) j;
-INSERT INTO lines SELECT o.id, l, l * 2 FROM orders o, generate_series(1, 2) l;
-INSERT INTO stock SELECT w, 'sku-' || s, w * s FROM generate_series(1, 3) w, generate_series(1, 20) s;
-"""
-
-COLLECTIONS = """
-- name: customers
-  from: customers
-  key: id
-  embed:
-    - as: orders
-      from: orders
-      on: {customer_id: id}
-      key: id
-      embed:
-        - {as: lines, from: lines, on: {order_id: id}, key: [order_id, line_no], order_by: line_no}
-- name: stock
-  from: stock
-  key: [warehouse, sku]
-"""
 
 
 @pytest.fixture
-def mig(
-    pg_url: str, mongo_url: str, mongo_db_name: str, tmp_path: Path, tmp_state_path: Path
-) -> Iterator[Migration]:
-    m = Migration(pg_url, mongo_url, mongo_db_name, tmp_path, tmp_state_path)
-    m.sql(SCHEMA)
-    try:
-        yield m
-    finally:
-        m.close()
-
-
-def plan(mig: Migration, name: str, verify: str = "{chunk_rows: 100}") -> Path:
-    return mig.plan(COLLECTIONS, name=name, phases=f"verify: {verify}\ncdc: {{heartbeat_interval: 1s}}")
+def source_schema() -> tuple[str, ...]:
+    return (SCHEMA,)
 
 
 def verify(mig: Migration, plan_file: Path, **options: Any) -> tuple[VerifyReport, Collector]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +26,8 @@ from migrator.phases import following
 from migrator.phases import verify as verify_phase
 from migrator.phases.following import CdcFailed, CdcNotFollowing
 from migrator.phases.verify import VerifyReport
-from tests.integration.test_cdc import follow, run, wait_for
 from tests.support.docs import Migration
+from tests.support.runs import follow, run, wait_for
 
 ROWS = 200
 SCHEMA = f"""
@@ -47,15 +46,8 @@ def _short_grace(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def mig(
-    pg_url: str, mongo_url: str, mongo_db_name: str, tmp_path: Path, tmp_state_path: Path
-) -> Iterator[Migration]:
-    m = Migration(pg_url, mongo_url, mongo_db_name, tmp_path, tmp_state_path)
-    m.sql(SCHEMA)
-    try:
-        yield m
-    finally:
-        m.close()
+def source_schema() -> tuple[str, ...]:
+    return (SCHEMA,)
 
 
 def plan(mig: Migration, name: str, verify: str = LONG_SETTLE) -> Path:

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from migrator import api
 from migrator.errors import PreflightFailed
-from tests.integration.test_cdc import Follower, follow, run
 from tests.support.docs import Migration
+from tests.support.runs import Follower, follow, run
 
 # Type -> key values (the last one is held back for CDC to insert). Tricky values on purpose:
 # text that looks like array syntax or NULL, sub-millisecond timestamps before and after 1970,
@@ -107,15 +105,8 @@ CREATE DOMAIN label AS text;
 
 
 @pytest.fixture
-def mig(
-    pg_url: str, mongo_url: str, mongo_db_name: str, tmp_path: Path, tmp_state_path: Path
-) -> Iterator[Migration]:
-    m = Migration(pg_url, mongo_url, mongo_db_name, tmp_path, tmp_state_path)
-    m.sql(PRELUDE)
-    try:
-        yield m
-    finally:
-        m.close()
+def source_schema() -> tuple[str, ...]:
+    return (PRELUDE,)
 
 
 def lit(value: str) -> str:

@@ -1,0 +1,75 @@
+"""The demo schema (plans/demo.yaml, loaded by scripts/lib/demo_data.py) as a test's source: the
+`demo_url` fixture gives a fresh database holding it, owned by a realistic migration role whose
+URL carries PASSWORD, so that a test can check the password never reaches any output.
+
+Registered for every test through `pytest_plugins` in tests/conftest.py; a module that wants
+another number of customers overrides the `demo_customers` fixture.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO_PLAN = ROOT / "plans" / "demo.yaml"
+CUSTOMERS = 300
+PASSWORD = "Cli-Pw-4kXr9-never-shown"
+DEMO_TABLES = ("products", "customers", "addresses", "customer_profiles", "orders", "order_items")
+
+
+def _import_demo_data() -> ModuleType:
+    # scripts/ is not a package (it must run before migrator is installed), so import it by path.
+    path = ROOT / "scripts" / "lib" / "demo_data.py"
+    spec = importlib.util.spec_from_file_location("migrator_demo_data", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(spec.name, module)
+    spec.loader.exec_module(module)
+    return module
+
+
+demo_data = _import_demo_data()
+
+
+def with_user(url: str, user: str, password: str) -> str:
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, f"{user}:{password}@{host}", parts.path, parts.query, parts.fragment))
+
+
+@pytest.fixture
+def demo_customers() -> int:
+    """How many customers `demo_url`'s database holds."""
+    return CUSTOMERS
+
+
+@pytest.fixture
+def demo_url(pg_url: str, demo_customers: int) -> Iterator[str]:
+    """The demo schema in pg_url, owned by a role that may replicate; its URL carries PASSWORD.
+
+    The role is a realistic migration user rather than a superuser: REPLICATION, CREATE on the
+    database (for the publication) and ownership of the tables.
+    """
+    demo_data.load_demo(pg_url, customers=demo_customers, seed=7)
+    role = f"migr_{uuid.uuid4().hex[:10]}"
+    dbname = urlsplit(pg_url).path.lstrip("/")
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN REPLICATION PASSWORD '{PASSWORD}'")
+        conn.execute(f'GRANT CREATE ON DATABASE "{dbname}" TO {role}')
+        for table in DEMO_TABLES:
+            conn.execute(f"ALTER TABLE public.{table} OWNER TO {role}")
+    try:
+        yield with_user(pg_url, role, PASSWORD)
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(f"DROP OWNED BY {role}")
+            conn.execute(f"DROP ROLE {role}")

@@ -1,0 +1,130 @@
+"""Running `migrator run` in a test: to a stop point (`run`), or following changes on a thread
+(`follow`, a `Follower`), bounded so that a run that does not return fails the test instead of
+hanging it; and the waits and source writes that go with it.
+
+The `stop_followers` fixture is registered for every test through `pytest_plugins` in
+tests/conftest.py.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from migrator import api
+from migrator.engine.events import Collector, Notice
+from migrator.operations.run import RunOutcome
+from tests.support.docs import Migration
+
+RUN_TIMEOUT = 90.0
+
+_FOLLOWERS: list[Follower] = []
+
+
+@pytest.fixture
+def stop_followers(mig: Migration) -> Iterator[None]:
+    """Stop every run a test left following, before its database is dropped. A module that
+    follows changes uses it for all its tests: `pytestmark = pytest.mark.usefixtures("stop_followers")`."""
+    yield
+    while _FOLLOWERS:
+        follower = _FOLLOWERS.pop()
+        follower.stop.set()
+        follower._thread.join(30)
+
+
+class Follower:
+    """`api.run(...)` on a thread, bounded: a run that does not return in time fails the test
+    instead of hanging it."""
+
+    def __init__(self, mig: Migration, plan: Path, until: str, stop: threading.Event | None = None) -> None:
+        self.events = Collector()
+        self.stop = stop or threading.Event()
+        self.outcome: RunOutcome | None = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._body, args=(mig, plan, until), name=f"migrator-{until}", daemon=True
+        )
+        self._thread.start()
+        _FOLLOWERS.append(self)
+
+    def _body(self, mig: Migration, plan: Path, until: Any) -> None:
+        try:
+            self.outcome = api.run(
+                plan, until=until, state=mig.state_path, sinks=[self.events], env=mig.env, stop=self.stop
+            )
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            self.error = exc
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def join(self, timeout: float = RUN_TIMEOUT) -> RunOutcome:
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self.stop.set()
+            self._thread.join(30)
+            pytest.fail(f"the run did not return within {timeout:.0f} s")
+        if self.error is not None:
+            raise self.error
+        assert self.outcome is not None
+        return self.outcome
+
+    def finish(self, timeout: float = RUN_TIMEOUT) -> RunOutcome:
+        """Set the stop event and wait for the run to checkpoint and return."""
+        self.stop.set()
+        return self.join(timeout)
+
+    def notices(self) -> list[str]:
+        return [n.message for n in self.events.of(Notice)]
+
+
+def run(mig: Migration, plan: Path, until: str = "caught-up", timeout: float = RUN_TIMEOUT) -> Follower:
+    """Run to completion (snapshot, or caught-up); returns the finished Follower (events, outcome)."""
+    follower = Follower(mig, plan, until)
+    follower.join(timeout)
+    return follower
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0, every: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
+
+
+def slot_active(mig: Migration, plan_name: str) -> bool:
+    rows = mig.rows("SELECT active FROM pg_replication_slots WHERE slot_name = %s", [mig.slot(plan_name)])
+    return bool(rows and rows[0][0])
+
+
+def follow(mig: Migration, plan: Path, plan_name: str, stop: threading.Event | None = None) -> Follower:
+    """Start following changes (until stopped) and return once the replication stream is open."""
+    follower = Follower(mig, plan, "stopped", stop)
+    wait_for(lambda: slot_active(mig, plan_name) or not follower.alive, "the replication stream", 60)
+    if not follower.alive:
+        follower.join()
+        pytest.fail("the run ended before it started streaming")
+    return follower
+
+
+def transactions(mig: Migration, *txns: Sequence[str] | str) -> None:
+    """Run each item as one transaction (a string: one statement)."""
+    with psycopg.connect(mig.pg_url) as conn:
+        for txn in txns:
+            statements = [txn] if isinstance(txn, str) else txn
+            with conn.transaction():
+                for statement in statements:
+                    conn.execute(statement)
+
+
+def lsn(text: str) -> int:
+    high, _, low = text.partition("/")
+    return (int(high, 16) << 32) + int(low, 16)
