@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qsl, urlsplit
 
@@ -12,6 +12,7 @@ from pymongo import errors as mongo
 
 from migrator.adapters.base import Capabilities, TargetCollectionInfo, TargetInfo
 from migrator.adapters.mongodb.applier import STATE_COLLECTION
+from migrator.adapters.mongodb.changes import ChangeStream
 from migrator.adapters.mongodb.codec import CODEC
 from migrator.adapters.mongodb.errors import classify
 from migrator.adapters.mongodb.ownership import Ownership
@@ -75,6 +76,13 @@ class MongoTarget:
     def ownership(self, plan_name: str) -> Ownership:
         """The plan's ownership record in the target database (which run owns the data)."""
         return Ownership(self, plan_name)
+
+    def change_stream(
+        self, plan_name: str, collections: Iterable[str], *, max_await_ms: int = 500
+    ) -> ChangeStream:
+        """The change stream of `collections` for plan `plan_name`'s reverse sync
+        (adapters/mongodb/changes.py)."""
+        return ChangeStream(self, plan_name, collections, max_await_ms=max_await_ms)
 
     def checkpoint_record(self, checkpoint_id: str) -> dict[str, Any] | None:
         """CDC's checkpoint record in `_migrator` (written with the data: position, commit time,
