@@ -15,7 +15,6 @@ is refused by name instead of taken for this run's own flip.
 
 from __future__ import annotations
 
-import datetime
 import os
 import subprocess
 import tempfile
@@ -25,10 +24,8 @@ from typing import Any, Literal
 
 import psycopg
 from psycopg import sql
-from pymongo import errors as mongo
 
 from migrator.adapters.mongodb import MongoTarget
-from migrator.adapters.mongodb.errors import classify as classify_mongo
 from migrator.adapters.postgres.connection import PgEndpoint
 from migrator.adapters.postgres.errors import classify as classify_pg
 from migrator.errors import OwnedByAnotherRun, TerminalError
@@ -181,10 +178,7 @@ class RoutingSwitch:
                 raise classify_pg(exc, self._source.name, self._source.secrets) from None
             return None if found is None else found[0]
         if s.kind == "mongodb":
-            try:
-                doc = self._target.client()[self._target.database][s.name].find_one({"_id": self.plan})
-            except mongo.PyMongoError as exc:
-                raise classify_mongo(exc, self._target.name, self._target.secrets) from None
+            doc = self._target.routing_document(s.name, self.plan)
             return None if doc is None else doc.get(field)
         return None
 
@@ -219,19 +213,7 @@ class RoutingSwitch:
             raise classify_pg(exc, self._source.name, self._source.secrets) from None
 
     def _flip_mongodb(self, primary: Side) -> None:
-        try:
-            self._target.client()[self._target.database][self.settings.name].replace_one(
-                {"_id": self.plan},
-                {
-                    "_id": self.plan,
-                    "primary": primary,
-                    "run_id": self.run_id,
-                    "updated_at": datetime.datetime.now(datetime.UTC),
-                },
-                upsert=True,
-            )
-        except mongo.PyMongoError as exc:
-            raise classify_mongo(exc, self._target.name, self._target.secrets) from None
+        self._target.write_routing_document(self.settings.name, self.plan, primary, self.run_id)
 
 
 def _write_atomically(path: Path, text: str) -> None:

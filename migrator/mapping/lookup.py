@@ -16,12 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bson import json_util
-from pymongo import errors as mongo
 
 from migrator.adapters.base import ColumnInfo
 from migrator.adapters.mongodb import MongoTarget
 from migrator.adapters.mongodb.codec import CODEC, encode_document
-from migrator.adapters.mongodb.errors import classify
 from migrator.adapters.postgres.connection import PgEndpoint
 from migrator.adapters.postgres.lookup import KeyLookup
 from migrator.adapters.postgres.reading import key_set_condition, key_text
@@ -243,13 +241,7 @@ class MappedDocuments:
         return out
 
     def _holding(self, ref: ElementKey) -> list[Any]:
-        coll = self._target.client()[self._target.database].get_collection(
-            ref.collection, codec_options=CODEC
-        )
-        try:
-            return [doc["_id"] for doc in coll.find(ref.query(), {"_id": 1})]
-        except mongo.PyMongoError as exc:
-            raise classify(exc, self._target.name) from None
+        return self._target.reader(ref.collection).find_ids(ref.query())
 
     def typed_ids(self, collection: str, texts: Sequence[KeyText]) -> list[Any]:
         """_ids as the snapshot would build them for these keys (given as text)."""

@@ -28,11 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from pymongo import errors as mongo
 
 from migrator.adapters.mongodb import MongoTarget
-from migrator.adapters.mongodb.applier import STATE_COLLECTION
-from migrator.adapters.mongodb.errors import classify as classify_mongo
 from migrator.adapters.mongodb.ownership import OwnerRecord
 from migrator.adapters.postgres.connection import PgEndpoint
 from migrator.adapters.postgres.pgoutput import lsn_to_int
@@ -482,11 +479,7 @@ class StatusReader:
         target = MongoTarget(self._target_url, self.plan.target.database, timeout_ms=STATUS_TIMEOUT_MS)
         try:
             with target:
-                try:
-                    db = target.client()[self.plan.target.database]
-                    applied = db[STATE_COLLECTION].find_one({"_id": cdc_checkpoint_id(self.plan.name)})
-                except mongo.PyMongoError as exc:
-                    raise classify_mongo(exc, target.name) from None
+                applied = target.checkpoint_record(cdc_checkpoint_id(self.plan.name))
                 counts = target.existing_collections()
         except MigratorError as exc:
             return EndpointStatus(status.endpoint, False, self._clean(exc.message)), None, None

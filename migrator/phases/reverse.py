@@ -1,10 +1,10 @@
 """Reverse sync: after cutover, every change made on the target flows back to the source's rows,
 so that the source stays a complete, current fallback.
 
-MongoDB change stream on the mapped collections -> group by target transaction -> drop forward
-CDC's own transactions -> read each changed document -> inverse mapping (mapping/inverse.py) ->
-one PostgreSQL transaction per batch with the rows and the checkpoint
-(adapters/postgres/reverse_writer.py) -> next batch.
+The target's change stream on the mapped collections, read as target transactions with forward
+CDC's own marked (adapters/mongodb/changes.py) -> batches that skip forward CDC's transactions ->
+read each changed document -> inverse mapping (mapping/inverse.py) -> one PostgreSQL transaction
+per batch with the rows and the checkpoint (adapters/postgres/reverse_writer.py) -> next batch.
 
 - **State, not deltas.** For every document an event names, the document is read by `_id` when
   the batch is applied, and its current state is written as rows (or, when it is gone, its rows
@@ -19,11 +19,9 @@ one PostgreSQL transaction per batch with the rows and the checkpoint
   token of its last event in the source (`migrator.reverse_checkpoint`), so a crash resumes
   after the last durable batch and replays the rest idempotently.
 - **No echo, either way.** Forward CDC writes the target in MongoDB transactions that also write
-  its `_migrator` checkpoint document (`cdc:<plan>`); the events of one transaction share `lsid`
-  and `txnNumber` and arrive together, so a transaction that touches that document is skipped
-  whole. (A transaction's events are written to the oplog together, so when the stream has
-  nothing more to return, an open group is complete.) The other way, the rows are written under
-  a replication origin that forward CDC skips (phases/cdc.py).
+  its `_migrator` checkpoint document (`cdc:<plan>`); the change stream marks such a transaction
+  (`Transaction.echo`, adapters/mongodb/changes.py), and it is skipped whole. The other way, the
+  rows are written under a replication origin that forward CDC skips (phases/cdc.py).
 - **Lag** is reported like CDC's (ReverseProgress, ReverseBatchApplied): now minus the cluster
   time of the last applied event, 0 when nothing is pending.
 - **Retries** like CDC: a transient error (lost connection, failover, serialization failure,
@@ -42,23 +40,19 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
-import bson
-from bson.timestamp import Timestamp
-from pymongo import errors as mongo
-from pymongo.change_stream import ChangeStream
-from pymongo.database import Database
-from pymongo.read_concern import ReadConcern
-from pymongo.write_concern import WriteConcern
 from tenacity import wait_exponential
 
 from migrator.adapters.mongodb import MongoTarget
-from migrator.adapters.mongodb.applier import STATE_COLLECTION
-from migrator.adapters.mongodb.codec import CODEC
-from migrator.adapters.mongodb.errors import classify
-from migrator.adapters.mongodb.reader import FETCH_IDS_PER_QUERY
+from migrator.adapters.mongodb.changes import (
+    ChangedDocument,
+    ChangeStream,
+    OpenStream,
+    Transaction,
+    cluster_iso,
+    cluster_seconds,
+)
 from migrator.adapters.postgres.connection import PgEndpoint
 from migrator.adapters.postgres.reverse_writer import ReverseWriter
 from migrator.adapters.rows import DocumentRows, ReverseCheckpoint
@@ -70,10 +64,10 @@ from migrator.engine.events import (
     ReverseBatchApplied,
     ReverseProgress,
 )
-from migrator.errors import MigratorError, TargetError, TerminalError, TransientError
+from migrator.errors import MigratorError, TerminalError, TransientError
 from migrator.mapping.inverse import DocumentInverse, UnknownFields, inverses
 from migrator.mapping.spec import CollectionMapping
-from migrator.plan.names import cdc_checkpoint_id, reverse_origin_name
+from migrator.plan.names import reverse_origin_name
 
 PHASE = "reverse"
 MAX_CONSECUTIVE_FAILURES = 8
@@ -82,10 +76,6 @@ IDLE_CHECKPOINT_S = 5.0  # how often skipped-only progress (forward CDC's transa
 # How often an idle stream's position (its post-batch resume token) is recorded, so that a quiet
 # target does not leave the checkpoint behind in an oplog that rolls over.
 IDLE_TOKEN_S = 60.0
-_DOCUMENT_OPS = frozenset({"insert", "update", "replace", "delete"})
-_FATAL_OPS = frozenset({"drop", "rename", "dropDatabase", "invalidate"})
-_HISTORY_LOST = 286  # ChangeStreamHistoryLost: the resume point is no longer in the oplog
-_FATAL_STREAM = 280  # ChangeStreamFatalError
 
 Until = Literal["stopped", "caught-up"]
 
@@ -108,53 +98,24 @@ class ReverseResult:
     cluster_time: str | None = None  # of the last event covered, ISO 8601 UTC
 
 
-def _timestamp_int(value: Any) -> int | None:
-    if isinstance(value, Timestamp):
-        return (value.time << 32) | value.inc
-    return None
-
-
-def _iso(cluster_time: int | None) -> str | None:
-    if cluster_time is None:
-        return None
-    return datetime.fromtimestamp(cluster_time >> 32, UTC).isoformat()
-
-
-def _key(collection: str, document_id: Any) -> bytes:
-    """A document's identity, exact to the BSON type (1 and 1.0 are different _ids)."""
-    return collection.encode() + b"\0" + bson.encode({"_id": document_id}, codec_options=CODEC)
-
-
-@dataclass
-class _Group:
-    """The events of one target transaction (or one event outside a transaction)."""
-
-    txn: tuple[bytes, int] | None
-    documents: list[tuple[str, Any]] = field(default_factory=list)
-    forward: bool = False  # forward CDC's own: it wrote the `_migrator` checkpoint
-    events: int = 0
-    token: Mapping[str, Any] | None = None
-    cluster_time: int | None = None
-
-
 @dataclass
 class _Batch:
-    documents: dict[bytes, tuple[str, Any]] = field(default_factory=dict)  # in first-seen order
+    documents: dict[bytes, ChangedDocument] = field(default_factory=dict)  # in first-seen order
     events: int = 0
     skipped: int = 0
     token: Mapping[str, Any] | None = None
     cluster_time: int | None = None
     cluster_times: list[int] = field(default_factory=list)  # of applied (not skipped) events
 
-    def add(self, group: _Group) -> None:
+    def add(self, group: Transaction) -> None:
         self.events += group.events
         self.token = group.token
         self.cluster_time = group.cluster_time
-        if group.forward:
+        if group.echo:
             self.skipped += 1
             return
-        for collection, document_id in group.documents:
-            self.documents.setdefault(_key(collection, document_id), (collection, document_id))
+        for document in group.documents:
+            self.documents.setdefault(document.key, document)
         if group.documents and group.cluster_time is not None:
             self.cluster_times.append(group.cluster_time)
 
@@ -190,13 +151,13 @@ class ReverseSync:
         self.events = events
         self._stop = stop
         self._batch_documents = batch_documents
-        self._max_await_ms = max_await_ms
         self._inverses: dict[str, DocumentInverse] = inverses(collections, unknown_fields=unknown_fields)
-        self._forward_id = cdc_checkpoint_id(plan_name)
-        # A document of `_migrator` that `run(until='caught-up')` writes once and waits to see in
-        # the stream: everything written on the target before it has then been read.
-        self._marker_id = f"reverse:{plan_name}"
-        self._marker_seen = 0  # cluster time of the last marker event read
+        self.changes: ChangeStream = target.change_stream(
+            plan_name, self._inverses, max_await_ms=max_await_ms
+        )
+        # `run(until='caught-up')` writes a marker once and waits to see it in the stream:
+        # everything written on the target before it has then been read.
+        self._marker_seen = 0  # cluster time of the last marker event read, over every stream opened
         self.writer = writer or ReverseWriter(source, plan_name, reverse_origin_name(plan_name))
         self._last_applied: int | None = None  # cluster time of the last applied event
         self._pending = False  # events read and not yet applied
@@ -216,23 +177,6 @@ class ReverseSync:
         )
 
     # -- set-up ----------------------------------------------------------------------------------
-
-    def _db(self) -> Database[Any]:
-        return self.target.client().get_database(self.target.database, codec_options=CODEC)
-
-    def _mongo_error(self, exc: mongo.PyMongoError) -> MigratorError:
-        error = classify(exc, self.target.name)
-        code = getattr(exc, "code", None)
-        if code == _HISTORY_LOST:
-            return TargetError(
-                f"{error.message}: the reverse sync checkpoint is no longer in the target's oplog, so "
-                "changes since then cannot be read",
-                hint="size the oplog for the longest reverse sync outage; then the source must be "
-                "brought up to date from the target (verify --repair the other way) before reverse sync resumes",
-            )
-        if code == _FATAL_STREAM:
-            return TargetError(error.message, hint="the change stream cannot continue: see the server's log")
-        return error
 
     def ready(self) -> None:
         """Raise unless reverse sync can run: a target with change streams and transactions (forward
@@ -254,35 +198,10 @@ class ReverseSync:
         stored = self.writer.checkpoint()
         if stored is not None:
             return stored
-        try:
-            with self._db().watch(self._pipeline(), max_await_time_ms=self._max_await_ms) as stream:
-                token = stream.resume_token
-        except mongo.PyMongoError as exc:
-            raise self._mongo_error(exc) from None
-        if token is None:
-            raise TerminalError(
-                f"{self.target.name} gave no resume token for a new change stream",
-                hint="reverse sync needs MongoDB 4.0.7 or newer",
-            )
-        checkpoint = ReverseCheckpoint(dict(token))
+        checkpoint = ReverseCheckpoint(dict(self.changes.position_now()))
         self.writer.apply([], checkpoint)
         self.events.emit(Notice("info", "reverse sync starts from the target's current position"))
         return checkpoint
-
-    def _pipeline(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "$match": {
-                    "$or": [
-                        {"ns.coll": {"$in": sorted(self._inverses)}},
-                        {
-                            "ns.coll": STATE_COLLECTION,
-                            "documentKey._id": {"$in": [self._forward_id, self._marker_id]},
-                        },
-                    ]
-                }
-            }
-        ]
 
     def close(self) -> None:
         self.writer.close()
@@ -297,7 +216,7 @@ class ReverseSync:
         applied is checkpointed; `caught_up` stays False): rollback's freeze budget."""
         self._deadline = deadline
         result = ReverseResult()
-        marker = self._write_marker() if until == "caught-up" else 0
+        marker = self.changes.write_marker() if until == "caught-up" else 0
         wait = wait_exponential(multiplier=0.5, max=30)
         failures = 0
         while True:
@@ -334,41 +253,15 @@ class ReverseSync:
     def _past_deadline(self) -> bool:
         return self._deadline is not None and time.monotonic() >= self._deadline
 
-    def _write_marker(self) -> int:
-        """Write the caught-up marker; its cluster time (majority-committed, so the stream shows it)."""
-        db = self._db()
-        coll = db.get_collection(STATE_COLLECTION, write_concern=WriteConcern("majority"))
-        try:
-            with db.client.start_session(causal_consistency=True) as session:
-                coll.update_one(
-                    {"_id": self._marker_id},
-                    {"$set": {"at": datetime.now(UTC)}},
-                    upsert=True,
-                    session=session,
-                )
-                written = _timestamp_int(session.operation_time)
-        except mongo.PyMongoError as exc:
-            raise self._mongo_error(exc) from None
-        if written is None:
-            raise TargetError(f"{self.target.name} reported no operation time for a write")
-        return written
-
     def _follow(
         self, checkpoint: ReverseCheckpoint, result: ReverseResult, until: Until, marker: int
     ) -> ReverseResult:
-        try:
-            with self._db().watch(
-                self._pipeline(),
-                start_after=checkpoint.resume_token,
-                max_await_time_ms=self._max_await_ms,
-            ) as stream:
-                return self._loop(stream, checkpoint, result, until, marker)
-        except mongo.PyMongoError as exc:
-            raise self._mongo_error(exc) from None
+        with self.changes.follow(checkpoint.resume_token) as stream:
+            return self._loop(stream, checkpoint, result, until, marker)
 
     def _loop(
         self,
-        stream: ChangeStream[Any],
+        stream: OpenStream,
         checkpoint: ReverseCheckpoint,
         result: ReverseResult,
         until: Until,
@@ -379,7 +272,6 @@ class ReverseSync:
         saved_token: Any = checkpoint.resume_token
         saved_cluster_time = checkpoint.cluster_time
         last_progress = 0.0
-        pending: _Group | None = None
         batch = _Batch()
 
         def flush(force: bool) -> None:
@@ -400,7 +292,7 @@ class ReverseSync:
             result.documents += len(batch.documents)
             result.rows += rows_written
             result.skipped_transactions += batch.skipped
-            result.cluster_time = _iso(batch.cluster_time)
+            result.cluster_time = cluster_iso(batch.cluster_time)
             if batch.cluster_times:
                 self._last_applied = batch.cluster_times[-1]
                 now = time.time()
@@ -410,7 +302,7 @@ class ReverseSync:
                         events=batch.events,
                         documents=len(batch.documents),
                         rows=rows_written,
-                        lag_ms=[round((now - (t >> 32)) * 1000, 1) for t in batch.cluster_times],
+                        lag_ms=[round((now - cluster_seconds(t)) * 1000, 1) for t in batch.cluster_times],
                     )
                 )
             batch = _Batch()
@@ -420,22 +312,17 @@ class ReverseSync:
                 flush(force=True)  # an open transaction group is left for the next run to read again
                 result.stopped = True
                 return result
-            if not stream.alive:
-                raise TerminalError(
-                    "the target's change stream was invalidated (the database was dropped or renamed)",
-                    hint="reverse sync cannot continue; the source keeps what was applied up to the checkpoint",
-                )
-            change = stream.try_next()
+            step = stream.next()
+            self._marker_seen = max(self._marker_seen, stream.marker_seen)
             now = time.monotonic()
-            if change is None:
-                # Nothing more for now: the stream has returned every event up to this point,
-                # so an open transaction group is complete.
-                if pending is not None:
-                    batch.add(pending)
-                    pending = None
+            if step.idle:
+                # Nothing more for now: the stream has returned every event up to this point
+                # (and completed the open transaction, if any).
+                for transaction in step.transactions:
+                    batch.add(transaction)
                 flush(force=False)
                 self._pending = bool(batch.documents)
-                idle_token = stream.resume_token
+                idle_token = stream.position
                 if (
                     batch.empty
                     and idle_token is not None
@@ -446,19 +333,11 @@ class ReverseSync:
                     saved_at, saved_token = now, idle_token
             else:
                 self._pending = True
-                txn = self._transaction(change)
-                if pending is not None and (txn is None or txn != pending.txn):
-                    batch.add(pending)
-                    pending = None
-                group = pending if pending is not None else _Group(txn)
-                self._record(group, change)
-                if txn is None:
-                    batch.add(group)
-                else:
-                    pending = group
+                for transaction in step.transactions:
+                    batch.add(transaction)
                 if len(batch.documents) >= self._batch_documents:
                     flush(force=False)
-            if until == "caught-up" and pending is None and self._marker_seen >= marker:
+            if until == "caught-up" and not stream.in_transaction and self._marker_seen >= marker:
                 flush(force=True)
                 self._pending = False
                 result.caught_up = True
@@ -468,52 +347,10 @@ class ReverseSync:
                 last_progress = now
                 self._progress(result)
 
-    @staticmethod
-    def _transaction(change: Mapping[str, Any]) -> tuple[bytes, int] | None:
-        lsid, number = change.get("lsid"), change.get("txnNumber")
-        if lsid is None or number is None:
-            return None
-        return bson.encode(dict(lsid), codec_options=CODEC), int(number)
-
-    def _record(self, group: _Group, change: Mapping[str, Any]) -> None:
-        group.events += 1
-        group.token = change["_id"]
-        group.cluster_time = _timestamp_int(change.get("clusterTime")) or group.cluster_time
-        operation = change.get("operationType")
-        collection = (change.get("ns") or {}).get("coll")
-        if collection == STATE_COLLECTION:
-            if change["documentKey"]["_id"] == self._marker_id:
-                self._marker_seen = max(self._marker_seen, group.cluster_time or 0)
-            else:
-                group.forward = True  # the pipeline lets only these two `_migrator` documents through
-        elif operation in _DOCUMENT_OPS and collection in self._inverses:
-            group.documents.append((collection, change["documentKey"]["_id"]))
-        elif operation in _FATAL_OPS:
-            raise TerminalError(
-                f"{operation} of {collection or 'the database'} on the target while reverse sync runs: the "
-                "source cannot follow it",
-                hint="restore the collection on the target, or roll back to the source",
-            )
-        # Anything else (index builds and other DDL events) changes no document.
-
     def _apply(self, batch: _Batch, position: ReverseCheckpoint) -> int:
         """Read the batch's documents as they are now and write them (or their deletion) with
         the checkpoint in one source transaction."""
-        by_collection: dict[str, list[Any]] = {}
-        for collection, document_id in batch.documents.values():
-            by_collection.setdefault(collection, []).append(document_id)
-        found: dict[bytes, Mapping[str, Any]] = {}
-        db = self._db()
-        try:
-            for collection, ids in by_collection.items():
-                # Majority reads: a state a failover could still roll back is never written back.
-                coll = db.get_collection(collection, read_concern=ReadConcern("majority"))
-                for start in range(0, len(ids), FETCH_IDS_PER_QUERY):
-                    part = ids[start : start + FETCH_IDS_PER_QUERY]
-                    for document in coll.find({"_id": {"$in": part}}):
-                        found[_key(collection, document["_id"])] = document
-        except mongo.PyMongoError as exc:
-            raise self._mongo_error(exc) from None
+        found = self.changes.current(list(batch.documents.values()))
         rows: list[DocumentRows] = []
         for key, (collection, document_id) in batch.documents.items():
             inverse = self._inverses[collection]
@@ -529,7 +366,7 @@ class ReverseSync:
         if not self._pending or self._last_applied is None:
             lag = 0.0
         else:
-            lag = max(0.0, time.time() - (self._last_applied >> 32))
+            lag = max(0.0, time.time() - cluster_seconds(self._last_applied))
         self.events.emit(
             ReverseProgress(
                 cluster_time=result.cluster_time,

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, ClassVar
+import datetime
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 from pymongo import MongoClient
 from pymongo import errors as mongo
 
 from migrator.adapters.base import Capabilities, TargetCollectionInfo, TargetInfo
+from migrator.adapters.mongodb.applier import STATE_COLLECTION
+from migrator.adapters.mongodb.changes import ChangeStream
 from migrator.adapters.mongodb.codec import CODEC
 from migrator.adapters.mongodb.errors import classify
 from migrator.adapters.mongodb.ownership import Ownership
@@ -74,19 +77,58 @@ class MongoTarget:
         """The plan's ownership record in the target database (which run owns the data)."""
         return Ownership(self, plan_name)
 
+    def change_stream(
+        self, plan_name: str, collections: Iterable[str], *, max_await_ms: int = 500
+    ) -> ChangeStream:
+        """The change stream of `collections` for plan `plan_name`'s reverse sync
+        (adapters/mongodb/changes.py)."""
+        return ChangeStream(self, plan_name, collections, max_await_ms=max_await_ms)
+
+    def checkpoint_record(self, checkpoint_id: str) -> dict[str, Any] | None:
+        """CDC's checkpoint record in `_migrator` (written with the data: position, commit time,
+        ...), or None before CDC wrote one."""
+        try:
+            return self.client()[self.database][STATE_COLLECTION].find_one({"_id": checkpoint_id})
+        except mongo.PyMongoError as exc:
+            raise classify(exc, self.name, self._secrets) from None
+
     def applied_position(self, checkpoint_id: str) -> int | None:
         """The source position CDC has applied up to (the `_migrator` checkpoint written with
         the data), or None before CDC wrote one."""
+        doc = self.checkpoint_record(checkpoint_id)
+        return None if doc is None else int(doc["position"])
+
+    def routing_document(self, collection: str, plan_name: str) -> Mapping[str, Any] | None:
+        """Plan `plan_name`'s routing document in `collection` (the switch of kind mongodb,
+        engine/switch.py), or None where there is none."""
         try:
-            doc = self.client()[self.database]["_migrator"].find_one({"_id": checkpoint_id})
+            return self.client()[self.database][collection].find_one({"_id": plan_name})
         except mongo.PyMongoError as exc:
             raise classify(exc, self.name, self._secrets) from None
-        return None if doc is None else int(doc["position"])
+
+    def write_routing_document(
+        self, collection: str, plan_name: str, primary: Literal["source", "target"], run_id: str
+    ) -> None:
+        """Name `primary` in plan `plan_name`'s routing document, with the run that flipped it;
+        the same side twice is the same state."""
+        try:
+            self.client()[self.database][collection].replace_one(
+                {"_id": plan_name},
+                {
+                    "_id": plan_name,
+                    "primary": primary,
+                    "run_id": run_id,
+                    "updated_at": datetime.datetime.now(datetime.UTC),
+                },
+                upsert=True,
+            )
+        except mongo.PyMongoError as exc:
+            raise classify(exc, self.name, self._secrets) from None
 
     def delete_state(self, state_id: str) -> bool:
         """Remove one of migrator's documents from `_migrator` (a checkpoint); True if it existed."""
         try:
-            result = self.client()[self.database]["_migrator"].delete_one({"_id": state_id})
+            result = self.client()[self.database][STATE_COLLECTION].delete_one({"_id": state_id})
         except mongo.PyMongoError as exc:
             raise classify(exc, self.name, self._secrets) from None
         return result.deleted_count > 0

@@ -97,6 +97,14 @@ class DocumentReader:
         except mongo.PyMongoError as exc:
             raise classify(exc, self._endpoint, self._secrets) from None
 
+    def find_ids(self, query: Mapping[str, Any]) -> list[Any]:
+        """The _ids of the documents matching `query`, in the order the server returns them (the
+        documents that hold an embedded element, for migrator.mapping.lookup)."""
+        try:
+            return [doc["_id"] for doc in self._typed.find(query, {"_id": 1})]
+        except mongo.PyMongoError as exc:
+            raise classify(exc, self._endpoint, self._secrets) from None
+
     def count(self) -> int:
         try:
             return int(self._typed.estimated_document_count())
