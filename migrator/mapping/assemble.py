@@ -11,16 +11,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from migrator.adapters.base import ColumnInfo, JoinHop, LevelRead
+from migrator.adapters.base import ColumnInfo, LevelRead
 from migrator.errors import TerminalError
-from migrator.mapping.spec import CollectionMapping, DocumentMapping, EmbedMapping
+from migrator.mapping.spec import CollectionMapping, EmbedMapping, Level
 
 _END = object()
 
 
 @dataclass(frozen=True)
-class _Level:
-    """How to read one level's row tuples."""
+class _Positions:
+    """How to read one level's row tuples: a spec Level (mapping/spec.py) compiled to row
+    positions. Its index, parent, embed and children are the Level's, copied for the per-row
+    loops."""
 
     index: int
     parent: int  # index of the parent level; -1 for the root
@@ -39,16 +41,13 @@ class Assembler:
     def __init__(self, mapping: CollectionMapping) -> None:
         self.mapping = mapping
         self.key = mapping.document.key
-        self.levels: list[_Level] = []
-        self._plan(mapping.document, parent=-1, embed=None, path=())
+        self.levels: list[_Positions] = [self._positions(level) for level in mapping.levels]
 
     def reads(self) -> list[LevelRead]:
         return [level.read for level in self.levels]
 
-    def _plan(
-        self, doc: DocumentMapping, parent: int, embed: EmbedMapping | None, path: tuple[JoinHop, ...]
-    ) -> int:
-        index = len(self.levels)
+    def _positions(self, level: Level) -> _Positions:
+        doc, embed = level.document, level.embed
         columns: list[ColumnInfo] = []
 
         def position(column: ColumnInfo) -> int:
@@ -60,39 +59,29 @@ class Assembler:
 
         # Hidden columns (keys and links) are read too, though no field shows them.
         table_columns = {c.name: c for c in doc.all_columns}
-        if parent == -1:
+        if embed is None:
             for k in doc.key:
                 position(table_columns[k])
-        link_to_parent = tuple(position(table_columns[c]) for c, _ in embed.on) if embed is not None else ()
+        link_to_parent = tuple(position(table_columns[c]) for c in level.link)
         fields = tuple((f.name, position(f.column)) for f in doc.fields)
-        child_links_names = [tuple(p for _, p in e.on) for e in doc.embeds]
-        child_link_positions = [
-            tuple(position(table_columns[p]) for p in names) for names in child_links_names
-        ]
-        offset = 0 if parent == -1 else len(self.key)
+        links = {
+            child: tuple(position(table_columns[p]) for p in self.mapping.levels[child].parent_link)
+            for child in level.children
+        }
+        offset = 0 if embed is None else len(self.key)
         order_names = embed.order_by + tuple(k for k in doc.key if k not in embed.order_by) if embed else ()
         order = tuple(table_columns[n] for n in order_names)
-        # Placeholder; completed below once the children are known.
-        self.levels.append(_Level(index, parent, embed, LevelRead(path, (), ()), offset, (), (), {}, ()))
-        children: list[int] = []
-        links: dict[int, tuple[int, ...]] = {}
-        for child_embed, link in zip(doc.embeds, child_link_positions, strict=True):
-            hop = JoinHop(child_embed.child.table, child_embed.on, child_embed.child.row_overhead())
-            child_index = self._plan(child_embed.child, index, child_embed, (*path, hop))
-            children.append(child_index)
-            links[child_index] = link
-        self.levels[index] = _Level(
-            index=index,
-            parent=parent,
+        return _Positions(
+            index=level.index,
+            parent=level.parent,
             embed=embed,
-            read=LevelRead(path, tuple(columns), order),
+            read=LevelRead(level.hops, tuple(columns), order),
             offset=offset,
             fields=fields,
             link_to_parent=link_to_parent,
             links_for_children=links,
-            children=tuple(children),
+            children=level.children,
         )
-        return index
 
     def document_id(self, row: tuple[Any, ...]) -> Any:
         if len(self.key) == 1:
@@ -134,7 +123,7 @@ class Assembler:
                     hint="the key's ordering differs between queries; report this as a bug",
                 )
 
-    def _element(self, level: _Level, row: tuple[Any, ...]) -> dict[str, Any]:
+    def _element(self, level: _Positions, row: tuple[Any, ...]) -> dict[str, Any]:
         base = level.offset
         element = {name: row[base + pos] for name, pos in level.fields}
         for child_index in level.children:
@@ -162,7 +151,7 @@ class Assembler:
                 cbase = level.offset
 
                 def link_of_child(
-                    row: tuple[Any, ...], cbase: int = cbase, level: _Level = level
+                    row: tuple[Any, ...], cbase: int = cbase, level: _Positions = level
                 ) -> tuple[Any, ...]:
                     return tuple(row[cbase + p] for p in level.link_to_parent)
 

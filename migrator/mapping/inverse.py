@@ -53,7 +53,7 @@ from bson.int64 import Int64
 from migrator.adapters.base import ColumnInfo
 from migrator.adapters.rows import DocumentRows, Equivalence, LevelRows, TableLevel
 from migrator.errors import TerminalError
-from migrator.mapping.spec import CollectionMapping, DocumentMapping, EmbedMapping, FieldMapping
+from migrator.mapping.spec import CollectionMapping, DocumentMapping, EmbedMapping, FieldMapping, Level
 
 UnknownFields = Literal["error", "ignore"]
 
@@ -342,14 +342,24 @@ class _Column:
 
 
 @dataclass(frozen=True)
-class _Level:
+class _LevelInverse:
+    """One level written back: a spec Level (mapping/spec.py) with its converters; `index` and
+    `children` count only the levels written back."""
+
     index: int
+    spec: Level
     table_level: TableLevel
-    doc: DocumentMapping
-    embed: EmbedMapping | None
     fields: dict[str, tuple[FieldMapping, _Column]]  # field name -> mapping, converter
     children: tuple[int, ...]
     columns: dict[str, _Column]  # every column of the table
+
+    @property
+    def doc(self) -> DocumentMapping:
+        return self.spec.document
+
+    @property
+    def embed(self) -> EmbedMapping | None:
+        return self.spec.embed
 
 
 class DocumentInverse:
@@ -363,8 +373,7 @@ class DocumentInverse:
         self.mapping = mapping
         self.collection = mapping.name
         self.unknown_fields = unknown_fields
-        self._levels: list[_Level] = []
-        self._plan(mapping.document, None, -1)
+        self._levels: list[_LevelInverse] = self._plan(mapping)
         self.levels: tuple[TableLevel, ...] = tuple(level.table_level for level in self._levels)
         root = self._levels[0]
         self._key_columns = [root.columns[k] for k in root.doc.key]
@@ -372,8 +381,31 @@ class DocumentInverse:
 
     # -- construction ---------------------------------------------------------------------------
 
-    def _plan(self, doc: DocumentMapping, embed: EmbedMapping | None, parent: int) -> int:
-        index = len(self._levels)
+    def _plan(self, mapping: CollectionMapping) -> list[_LevelInverse]:
+        # A lookup's sub-document is a copy of a row that other documents embed too (and that
+        # other rows may reference): its row, and what is embedded under it, is never written
+        # or deleted through one document. The parent's link field carries the relationship
+        # back (docs/architecture.md, "Embeds: owner and lookup").
+        index_of: dict[int, int] = {}  # spec level -> its index among the levels written back
+        kept: list[Level] = []
+        for level in mapping.levels:
+            if level.kind == "lookup" or (level.parent != -1 and level.parent not in index_of):
+                continue
+            index_of[level.index] = len(kept)
+            kept.append(level)
+        return [
+            self._level(
+                level,
+                index_of[level.index],
+                index_of.get(level.parent, -1),
+                tuple(index_of[c] for c in level.children if c in index_of),
+            )
+            for level in kept
+        ]
+
+    @staticmethod
+    def _level(level: Level, index: int, parent: int, children: tuple[int, ...]) -> _LevelInverse:
+        doc, embed = level.document, level.embed
         columns = {c.name: _Column(c, column_converter(c)) for c in doc.all_columns}
         for f in doc.fields:  # all_columns is empty in mappings built by hand: fields suffice
             columns.setdefault(f.column.name, _Column(f.column, column_converter(f.column)))
@@ -389,14 +421,7 @@ class DocumentInverse:
             many=embed.many if embed is not None else True,
             equivalent=equivalent,
         )
-        self._levels.append(_Level(index, table_level, doc, embed, fields, (), columns))
-        # A lookup's sub-document is a copy of a row that other documents embed too (and that
-        # other rows may reference): its row is never written or deleted through one document.
-        # The parent's link field carries the relationship back (docs/architecture.md, "Embeds:
-        # owner and lookup").
-        children = tuple(self._plan(e.child, e, index) for e in doc.embeds if not e.lookup)
-        self._levels[index] = _Level(index, table_level, doc, embed, fields, children, columns)
-        return index
+        return _LevelInverse(index, level, table_level, fields, children, columns)
 
     def _check(self) -> None:
         """Every level's key and every link must be derivable from fields, _id or links."""
@@ -427,13 +452,8 @@ class DocumentInverse:
                             hint=f"map {parent_column} as a field of {level.doc.table}, or join on its key",
                         )
 
-    def _path_of(self, level: _Level) -> str:
-        names: list[str] = []
-        node: _Level | None = level
-        while node is not None and node.embed is not None:
-            names.append(node.embed.as_)
-            node = self._levels[node.table_level.parent]
-        return ".".join(reversed(names))
+    def _path_of(self, level: _LevelInverse) -> str:
+        return ".".join(level.spec.path)
 
     # -- documents ------------------------------------------------------------------------------
 
@@ -501,7 +521,7 @@ class DocumentInverse:
 
     def _fill(
         self,
-        level: _Level,
+        level: _LevelInverse,
         element: Mapping[str, Any],
         row: dict[str, Any],
         document_id: Any,
@@ -542,7 +562,7 @@ class DocumentInverse:
 
     def _children(
         self,
-        level: _Level,
+        level: _LevelInverse,
         element: Mapping[str, Any],
         row: dict[str, Any],
         state: list[LevelRows],
@@ -605,7 +625,7 @@ class DocumentInverse:
                 state[child_index].rows.append(child_row)
                 self._children(child, item, child_row, state, document_id, item_path)
 
-    def _unique(self, level: _Level, rows: list[dict[str, Any]], document_id: Any) -> None:
+    def _unique(self, level: _LevelInverse, rows: list[dict[str, Any]], document_id: Any) -> None:
         seen: set[tuple[Any, ...]] = set()
         for row in rows:
             key = tuple(_hashable(row[k]) for k in level.doc.key)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cached_property
+from typing import Any, Literal
 
 from migrator.adapters.base import ColumnInfo, ForeignKey, JoinHop, SourceInfo, TableInfo
 from migrator.findings import Finding, Severity
@@ -110,6 +111,88 @@ class EmbedMapping:
     foreign_key: bool = False
 
 
+# How a level sits in its parent: the root document; an array of elements (many: true); one
+# sub-document the child's rows hold the link to (many: false); a lookup, one row the parent's
+# link names, which many documents may embed (docs/architecture.md, "Embeds: owner and lookup").
+LevelKind = Literal["root", "many", "one", "lookup"]
+
+
+@dataclass(frozen=True)
+class Level:
+    """One level of a collection's documents: the root table's row, or an embedded table's rows
+    under their parent. `CollectionMapping.levels` lists them depth first in the plan's order of
+    embeds, a parent before its children, so a level's index is always above its parent's."""
+
+    index: int
+    parent: int  # index of the parent level; -1 for the root
+    document: DocumentMapping  # this level's table, key, fields and embeds
+    embed: EmbedMapping | None  # how it is embedded in its parent; None for the root
+    path: tuple[str, ...]  # the field names from the document down to this level; () for the root
+    hops: tuple[JoinHop, ...]  # the joins from the root table down to this level's table
+    children: tuple[int, ...]  # indexes of the levels embedded here, in `document.embeds` order
+
+    @property
+    def table(self) -> str:
+        return self.document.table
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        """The columns that identify a row: the document _id's at the root, else the element key."""
+        return self.document.key
+
+    @property
+    def depth(self) -> int:
+        return len(self.path)
+
+    @property
+    def link(self) -> tuple[str, ...]:
+        """This level's columns that link it to its parent, in `on` order; () for the root."""
+        return tuple(c for c, _ in self.embed.on) if self.embed is not None else ()
+
+    @property
+    def parent_link(self) -> tuple[str, ...]:
+        """The parent's columns that `link` matches, in `on` order; () for the root."""
+        return tuple(p for _, p in self.embed.on) if self.embed is not None else ()
+
+    @property
+    def kind(self) -> LevelKind:
+        if self.embed is None:
+            return "root"
+        if self.embed.lookup:
+            return "lookup"
+        return "many" if self.embed.many else "one"
+
+
+def levels_of(document: DocumentMapping) -> tuple[Level, ...]:
+    """The levels of the documents `document` describes, depth first (see Level)."""
+    found: list[Level] = []
+
+    def walk(
+        doc: DocumentMapping,
+        parent: int,
+        embed: EmbedMapping | None,
+        path: tuple[str, ...],
+        hops: tuple[JoinHop, ...],
+    ) -> int:
+        index = len(found)
+        found.append(Level(index, parent, doc, embed, path, hops, ()))  # children below
+        children = tuple(
+            walk(
+                e.child,
+                index,
+                e,
+                (*path, e.as_),
+                (*hops, JoinHop(e.child.table, e.on, e.child.row_overhead())),
+            )
+            for e in doc.embeds
+        )
+        found[index] = Level(index, parent, doc, embed, path, hops, children)
+        return index
+
+    walk(document, -1, None, (), ())
+    return tuple(found)
+
+
 @dataclass(frozen=True)
 class CollectionMapping:
     name: str
@@ -119,6 +202,11 @@ class CollectionMapping:
     def table(self) -> str:
         return self.document.table
 
+    @cached_property
+    def levels(self) -> tuple[Level, ...]:
+        """The documents' levels, computed once (the mapping is immutable); see Level."""
+        return levels_of(self.document)
+
     def shape(self) -> dict[str, Any]:
         doc = self.document
         id_shape: Any = f"<{doc.key[0]}>" if len(doc.key) == 1 else {k: f"<{k}>" for k in doc.key}
@@ -126,27 +214,10 @@ class CollectionMapping:
 
     def join_paths(self) -> list[list[JoinHop]]:
         """Every embed path from the root, for the document-size estimate."""
-        paths: list[list[JoinHop]] = []
-
-        def walk(doc: DocumentMapping, prefix: list[JoinHop]) -> None:
-            for embed in doc.embeds:
-                hop = JoinHop(embed.child.table, embed.on, embed.child.row_overhead())
-                paths.append([*prefix, hop])
-                walk(embed.child, [*prefix, hop])
-
-        walk(self.document, [])
-        return paths
+        return [list(level.hops) for level in self.levels[1:]]
 
     def tables(self) -> list[str]:
-        found: list[str] = []
-
-        def walk(doc: DocumentMapping) -> None:
-            found.append(doc.table)
-            for embed in doc.embeds:
-                walk(embed.child)
-
-        walk(self.document)
-        return found
+        return [level.table for level in self.levels]
 
 
 @dataclass

@@ -36,6 +36,7 @@ from migrator.phases.cutover import (
 from migrator.phases.reverse import ReverseSync
 from migrator.phases.touched import OutOfTime, RoundResult
 from migrator.phases.verify import Verifier, key_types_of
+from migrator.state.labels import CutoverLabel
 
 STREAM_START_TIMEOUT_S = 60.0
 # Before each fence, check what changed in rounds until at most this many references are left
@@ -208,7 +209,7 @@ def _record_end(runner: Runner, run_id: str, exc: BaseException) -> None:
     store = runner.store
     with contextlib.suppress(MigratorError):
         if isinstance(exc, CutoverStopped | KeyboardInterrupt) and not switched(store, run_id):
-            store.add_checkpoint(run_id, PHASE, "stopped", "", {"reason": "a signal"})
+            store.add_checkpoint(run_id, PHASE, CutoverLabel.STOPPED, "", {"reason": "a signal"})
             store.set_phase(run_id, PHASE, "pending")
             runner.events.emit(
                 Notice(

@@ -53,6 +53,7 @@ from migrator.plan.names import (
     reverse_marker_id,
     reverse_origin_name,
 )
+from migrator.state.labels import RollbackLabel, SnapshotLabel, rollback_collection
 from migrator.state.store import RunRecord, StateStore
 
 PHASE = "rollback"
@@ -119,10 +120,18 @@ class Rollback:
                 "check that no `migrator run` is following and no pre-existing data is at risk",
                 "none",
             ),
-            Step("cdc_checkpoint", f"delete CDC's checkpoint document from {database}._migrator", "target"),
-            Step("slot", f"drop replication slot {self.slot}", "source"),
-            Step("publication", self._publication_step(), "source"),
-            Step("reverse", "remove reverse sync's checkpoint and replication origin (if any)", "source"),
+            Step(
+                RollbackLabel.CDC_CHECKPOINT,
+                f"delete CDC's checkpoint document from {database}._migrator",
+                "target",
+            ),
+            Step(RollbackLabel.SLOT, f"drop replication slot {self.slot}", "source"),
+            Step(RollbackLabel.PUBLICATION, self._publication_step(), "source"),
+            Step(
+                RollbackLabel.REVERSE,
+                "remove reverse sync's checkpoint and replication origin (if any)",
+                "source",
+            ),
         ]
         before = self._collections_before()
         for c in self.plan.collections:
@@ -135,10 +144,10 @@ class Rollback:
                 text = f"drop collection {database}.{c.name} (--force: it held {held:,} documents before the run)"
             else:
                 text = f"keep collection {database}.{c.name}: it held {held:,} documents before the run"
-            steps.append(Step(f"collection:{c.name}", text, "target"))
+            steps.append(Step(rollback_collection(c.name), text, "target"))
         steps.append(
             Step(
-                "release",
+                RollbackLabel.RELEASE,
                 f"delete the run's records and its ownership record from {database}._migrator (and the "
                 "collection, if the run created it and nothing else is left in it)",
                 "target",
@@ -152,12 +161,12 @@ class Rollback:
         by an earlier version), False too when the run never reached the point of creating it."""
         checkpoints = self.store.checkpoints(self.run_record.id, "snapshot")
         for c in checkpoints:
-            if c.label == "source_before":
+            if c.label == SnapshotLabel.SOURCE_BEFORE:
                 return not c.detail.get("publication_existed", True)
         for c in checkpoints:
-            if c.label == "slot" and "publication_created" in c.detail:
+            if c.label == SnapshotLabel.SLOT and "publication_created" in c.detail:
                 return bool(c.detail["publication_created"])
-        if not any(c.label == "target_before" for c in checkpoints):
+        if not any(c.label == SnapshotLabel.TARGET_BEFORE for c in checkpoints):
             return False  # it never reached the snapshot's start: it created nothing
         return None
 
@@ -171,7 +180,11 @@ class Rollback:
 
     def _collections_before(self) -> dict[str, int | None]:
         before = next(
-            (c for c in self.store.checkpoints(self.run_record.id, "snapshot") if c.label == "target_before"),
+            (
+                c
+                for c in self.store.checkpoints(self.run_record.id, "snapshot")
+                if c.label == SnapshotLabel.TARGET_BEFORE
+            ),
             None,
         )
         if before is None:
@@ -187,15 +200,15 @@ class Rollback:
         result = RollbackResult(run_id, resumed=bool(done))
         actions: dict[str, Callable[[], str]] = {
             "check": lambda: self._check(force),
-            "cdc_checkpoint": self._drop_cdc_checkpoint,
-            "slot": self._drop_slot,
-            "publication": self._drop_publication,
-            "reverse": self._forget_reverse,
-            "release": self._release,
+            RollbackLabel.CDC_CHECKPOINT: self._drop_cdc_checkpoint,
+            RollbackLabel.SLOT: self._drop_slot,
+            RollbackLabel.PUBLICATION: self._drop_publication,
+            RollbackLabel.REVERSE: self._forget_reverse,
+            RollbackLabel.RELEASE: self._release,
         }
         before = self._collections_before()
         for c in self.plan.collections:
-            actions[f"collection:{c.name}"] = functools.partial(
+            actions[rollback_collection(c.name)] = functools.partial(
                 self._collection, c.name, before.get(c.name), force
             )
         for step in self.steps(force=force):

@@ -75,9 +75,6 @@ from migrator.phases.cdc import wait_until_applied
 from migrator.phases.cutover import (
     MARKER_PREFIX,
     ROLLBACK_PHASE,
-    SWITCHBACK_DONE,
-    SWITCHED,
-    SWITCHED_BACK,
     AttemptsAbandoned,
     CheckFailed,
     CommandFence,
@@ -88,6 +85,7 @@ from migrator.phases.cutover import PHASE as CUTOVER
 from migrator.phases.reverse import ReverseSync
 from migrator.phases.touched import OutOfTime, TouchedDocuments
 from migrator.phases.verify import Verifier, key_types_of
+from migrator.state.labels import SWITCHBACK_PREFIX, CutoverLabel, RollbackLabel, switchback_step
 
 STREAM_START_TIMEOUT_S = 60.0
 KILL_AT_ENV = "MIGRATOR_TEST_KILL_AT"  # read by _test_kill_point only
@@ -95,7 +93,6 @@ KILL_AT_ENV = "MIGRATOR_TEST_KILL_AT"  # read by _test_kill_point only
 # recheck under it (each costs a source and a target read there), as cutover does.
 LEFT_FOR_THE_FENCE = 200
 CONVERGE_ROUNDS = 10
-LABEL = "cutover:"  # prefix of this rollback's checkpoint labels (beside the pre-cutover ones)
 
 
 @dataclass(frozen=True)
@@ -203,12 +200,13 @@ class Switchback:
         switch = RoutingSwitch(plan.name, settings.switch, ctx.source.endpoint, ctx.target, run_id=run.id)
         if switch.primary() == "target" and switch.owner() not in (None, run.id):
             switch.refuse_foreign()  # another run's flip: flipping it back would route its applications
-        flips = [c.id for c in store.checkpoints(run.id, CUTOVER) if c.label == SWITCHED]
+        flips = [c.id for c in store.checkpoints(run.id, CUTOVER) if c.label == CutoverLabel.SWITCHED]
         generation = max(flips)
         recorded = {
-            c.label.removeprefix(LABEL): c
+            c.label: c
             for c in store.checkpoints(run.id, ROLLBACK_PHASE)
-            if c.id > generation and (c.label.startswith(LABEL) or c.label == SWITCHED_BACK)
+            if c.id > generation
+            and (c.label.startswith(SWITCHBACK_PREFIX) or c.label == RollbackLabel.SWITCHED_BACK)
         }
         result = SwitchbackResult(run.id, resumed=bool(recorded))
 
@@ -216,8 +214,8 @@ class Switchback:
             step: str, outcome: str, detail: dict[str, Any] | None = None, checkpoint: bool = True
         ) -> None:
             if checkpoint:
-                label = SWITCHED_BACK if step == "flip" else LABEL + step
-                assert step != "done" or label == SWITCHBACK_DONE
+                label = RollbackLabel.SWITCHED_BACK if step == "flip" else switchback_step(step)
+                assert step != "done" or label == RollbackLabel.SWITCHBACK_DONE
                 store.add_checkpoint(
                     run.id, ROLLBACK_PHASE, label, "", {"outcome": outcome, **(detail or {})}
                 )
@@ -247,7 +245,8 @@ class Switchback:
             (
                 c
                 for c in store.checkpoints(run.id, ROLLBACK_PHASE)
-                if c.id > generation and c.label in (LABEL + "fencing", LABEL + "fence")
+                if c.id > generation
+                and c.label in (RollbackLabel.SWITCHBACK_FENCING, RollbackLabel.SWITCHBACK_FENCE)
             ),
             None,
         )
@@ -256,9 +255,9 @@ class Switchback:
         try:
             follower.start()
             follower.wait_streaming(ctx, STREAM_START_TIMEOUT_S)
-            flipping = recorded.get("flipping")
-            lifted = recorded.get("fence-lifted")
-            if SWITCHED_BACK in recorded:
+            flipping = recorded.get(RollbackLabel.SWITCHBACK_FLIPPING)
+            lifted = recorded.get(RollbackLabel.SWITCHBACK_FENCE_LIFTED)
+            if RollbackLabel.SWITCHED_BACK in recorded:
                 done("flip", "done before (resumed rollback)", checkpoint=False)
             elif flipping is not None and (lifted is None or lifted.id < flipping.id):
                 # A crash between 'flipping' and the flip's own checkpoint: the recheck at rest had
@@ -310,9 +309,9 @@ class Switchback:
                 )
                 started = attempts.run([DocumentId(c, i) for c, i in verifier.differing], result)
                 before = attempts.before
-            if "drain-again" not in recorded:
+            if RollbackLabel.SWITCHBACK_DRAIN_AGAIN not in recorded:
                 done("drain-again", self._drain(reverse, follower))
-            if "unfence" not in recorded:
+            if RollbackLabel.SWITCHBACK_UNFENCE not in recorded:
                 self._lift(fence, before)
                 _test_kill_point("unfenced")
                 held = None if started is None else time.monotonic() - started
@@ -327,11 +326,11 @@ class Switchback:
                 )
                 if result.freeze_ms is not None:
                     ctx.events.emit(WriteFreeze("back", result.freeze_ms))
-            if "forget" not in recorded:
+            if RollbackLabel.SWITCHBACK_FORGET not in recorded:
                 existed = reverse.writer.forget()
                 _test_kill_point("forgotten")
                 done("forget", "removed" if existed else "none was stored")
-            if "hook" not in recorded:
+            if RollbackLabel.SWITCHBACK_HOOK not in recorded:
                 if settings.on_rollback:
                     run_command(
                         settings.on_rollback, plan.name, "on_rollback", {"MIGRATOR_DIRECTION": "back"}
@@ -546,7 +545,7 @@ class _Attempts:
         self.ctx.store.add_checkpoint(
             self.ctx.run.id,
             ROLLBACK_PHASE,
-            LABEL + "fencing",
+            RollbackLabel.SWITCHBACK_FENCING,
             "",
             {"before": self.before, "attempt": attempt},
         )

@@ -52,6 +52,7 @@ from migrator.plan import exclusions
 from migrator.plan.models import Collection, Plan
 from migrator.plan.names import legacy_slot_name, publication_name, slot_name
 from migrator.state import new_run_id
+from migrator.state.labels import CdcLabel, SnapshotLabel
 from migrator.state.store import RunRecord, StateStore
 
 Until = Literal["snapshot", "caught-up", "verified", "stopped"]
@@ -59,7 +60,6 @@ PHASES: tuple[str, ...] = ("snapshot", "cdc")
 # How often the CDC position is mirrored into the state store while changes flow (and once
 # more when the phase returns); the authoritative position lives in the target.
 CDC_MIRROR_INTERVAL_S = 30.0
-CDC_MIRROR_LABEL = "applied"
 CDC_START_TIMEOUT_S = 60.0
 
 
@@ -147,7 +147,7 @@ class CdcMirror:
         detail: dict[str, Any] = {"mirror_of": "target"}
         if self._commit_time is not None:
             detail.update(mirror_fields(self._commit_time))
-        self._store.add_checkpoint(self._run_id, "cdc", CDC_MIRROR_LABEL, chosen, detail)
+        self._store.add_checkpoint(self._run_id, "cdc", CdcLabel.APPLIED, chosen, detail)
         self._written = chosen
         self._written_at = time.monotonic()
 
@@ -375,7 +375,9 @@ class Runner:
         from the source now): they excluded nothing, so the documents are the same
         (plan/exclusions.py). None otherwise."""
         assert report.source is not None
-        slot = next((c for c in self.store.checkpoints(run.id, "snapshot") if c.label == "slot"), None)
+        slot = next(
+            (c for c in self.store.checkpoints(run.id, "snapshot") if c.label == SnapshotLabel.SLOT), None
+        )
         recorded = (slot.detail.get("schema") if slot is not None else None) or {}
         gone: dict[str, set[str]] = {}
         for table, shape in recorded.items():

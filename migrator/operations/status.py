@@ -45,13 +45,13 @@ from migrator.engine.events import (
 )
 from migrator.engine.throttle import CHUNK_ROWS, MAX_LAG, PAUSED
 from migrator.errors import MigratorError
-from migrator.operations.run import CDC_MIRROR_LABEL
 from migrator.phases.cutover import switched
 from migrator.phases.lag import from_checkpoint
 from migrator.plan.models import Plan
 from migrator.plan.names import cdc_checkpoint_id
 from migrator.redact import endpoint_of, redact_text, url_passwords
 from migrator.state import CheckpointRecord, EventRecord, RunRecord, SQLiteStateStore, StateStore
+from migrator.state.labels import CdcLabel, SnapshotLabel
 from migrator.state.lease import is_held
 
 VERIFY_EVENT = VerifyFinished.kind
@@ -520,7 +520,9 @@ class StatusReader:
         for c in checkpoints:
             by_label[c.label] = c  # the latest of each label
         planned: dict[str, int] = (
-            dict(by_label["planned"].detail.get("chunks", {})) if "planned" in by_label else {}
+            dict(by_label[SnapshotLabel.PLANNED].detail.get("chunks", {}))
+            if SnapshotLabel.PLANNED in by_label
+            else {}
         )
         chunks = store.chunks(run.id)
         collections = []
@@ -541,14 +543,15 @@ class StatusReader:
                     target_documents=None if target_counts is None else target_counts.get(mapping.name, 0),
                 )
             )
-        slot = by_label.get("slot")
-        done_checkpoint = by_label.get("done")
+        slot = by_label.get(SnapshotLabel.SLOT)
+        done_checkpoint = by_label.get(SnapshotLabel.DONE)
         consistent_after: str | None = None
         if done_checkpoint is not None:
             consistent_after = str(done_checkpoint.detail.get("consistent_after") or done_checkpoint.position)
-        elif "reread" in by_label and slot is not None:
+        elif SnapshotLabel.REREAD in by_label and slot is not None:
             consistent_after = max(
-                [slot.position] + [c.position for c in checkpoints if c.label == "reread"], key=lsn_to_int
+                [slot.position] + [c.position for c in checkpoints if c.label == SnapshotLabel.REREAD],
+                key=lsn_to_int,
             )
         return SnapshotStatus(
             status=status,
@@ -582,7 +585,7 @@ class StatusReader:
                 applied_at = applied["updated_at"]
             applied_from = "target" if position is not None else None
         if position is None and not target.reachable:
-            mirrors = [c for c in checkpoints if c.phase == "cdc" and c.label == CDC_MIRROR_LABEL]
+            mirrors = [c for c in checkpoints if c.phase == "cdc" and c.label == CdcLabel.APPLIED]
             if mirrors:
                 position = mirrors[-1].position
                 applied_at = _parse_time(mirrors[-1].created_at)

@@ -96,6 +96,7 @@ from migrator.phases.batch_size import BatchLimit
 from migrator.phases.lag import LagTracker, commit_time_field
 from migrator.phases.oracle import DualWriteOracle
 from migrator.plan.names import cdc_checkpoint_id, publication_name, reverse_origin_name, slot_name_pattern
+from migrator.state.labels import SnapshotLabel
 
 # Called for each applied row change: (table, old row, new row, 'insert' | 'update' | 'delete').
 ChangeObserver = Callable[[str, Any, Any, str], None]
@@ -491,7 +492,11 @@ class CdcPhase:
         first = self._baseline is None
         if self._baseline is None:
             slot = next(
-                (c for c in self.ctx.store.checkpoints(self.ctx.run.id, "snapshot") if c.label == "slot"),
+                (
+                    c
+                    for c in self.ctx.store.checkpoints(self.ctx.run.id, "snapshot")
+                    if c.label == SnapshotLabel.SLOT
+                ),
                 None,
             )
             recorded = slot.detail.get("schema") if slot is not None else None
@@ -855,7 +860,11 @@ class CdcPhase:
     def start_position(self) -> tuple[int, str]:
         stored = self.applier.checkpoint()
         self._added.load(stored)
-        slot = next(c for c in self.ctx.store.checkpoints(self.ctx.run.id, "snapshot") if c.label == "slot")
+        slot = next(
+            c
+            for c in self.ctx.store.checkpoints(self.ctx.run.id, "snapshot")
+            if c.label == SnapshotLabel.SLOT
+        )
         self.lag.resume(stored, snapshot_at=slot.created_at)
         if stored is not None:
             return int(stored["position"]), "target checkpoint"
@@ -904,7 +913,12 @@ class CdcPhase:
         finally:
             self._shapes.close()
         snapshot_done = next(
-            (c for c in self.ctx.store.checkpoints(self.ctx.run.id, "snapshot") if c.label == "done"), None
+            (
+                c
+                for c in self.ctx.store.checkpoints(self.ctx.run.id, "snapshot")
+                if c.label == SnapshotLabel.DONE
+            ),
+            None,
         )
         consistent_after = lsn_to_int(
             snapshot_done.detail.get("consistent_after", snapshot_done.position) if snapshot_done else "0/0"

@@ -56,6 +56,7 @@ from migrator.errors import MigratorError, TerminalError
 from migrator.phases.cdc import wait_until_applied
 from migrator.phases.lag import marker_round_trip
 from migrator.plan.names import cdc_checkpoint_id, reverse_origin_name
+from migrator.state.labels import CutoverLabel, RollbackLabel
 from migrator.state.store import StateStore
 
 PHASE = "cutover"
@@ -66,31 +67,27 @@ MARKER_PREFIX = "migrator.cutover"
 CATCH_UP_IDLE_S = 60.0
 CATCH_UP_REPORT_S = 10.0
 
-
-FLIPPING = "flipping"  # cutover checkpoint: the switch is about to flip (recorded before)
-FLIP_FAILED = "flip-failed"  # cutover checkpoint: flipping raised (the switch did not flip)
-SWITCHED = "switched"  # cutover checkpoint: the switch names the target
-SWITCHED_BACK = "switched-back"  # rollback checkpoint: a rollback after cutover flipped it back
-SWITCHBACK_DONE = "cutover:done"  # rollback checkpoint: that rollback after cutover finished
 ROLLBACK_PHASE = "rollback"
 
 
 def switched(store: StateStore, run_id: str) -> bool:
     """Whether the run's last flip to the target stands (no rollback flipped it back since)."""
-    flips = [c.id for c in store.checkpoints(run_id, PHASE) if c.label == SWITCHED]
+    flips = [c.id for c in store.checkpoints(run_id, PHASE) if c.label == CutoverLabel.SWITCHED]
     if not flips:
         return False
-    backs = [c.id for c in store.checkpoints(run_id, ROLLBACK_PHASE) if c.label == SWITCHED_BACK]
+    backs = [
+        c.id for c in store.checkpoints(run_id, ROLLBACK_PHASE) if c.label == RollbackLabel.SWITCHED_BACK
+    ]
     return not backs or max(backs) < max(flips)
 
 
 def switching_back(store: StateStore, run_id: str) -> bool:
     """Whether a rollback after cutover flipped the switch back and has not finished (a crash)."""
-    flips = [c.id for c in store.checkpoints(run_id, PHASE) if c.label == SWITCHED]
+    flips = [c.id for c in store.checkpoints(run_id, PHASE) if c.label == CutoverLabel.SWITCHED]
     if not flips:
         return False
     later = {c.label for c in store.checkpoints(run_id, ROLLBACK_PHASE) if c.id > max(flips)}
-    return SWITCHED_BACK in later and SWITCHBACK_DONE not in later
+    return RollbackLabel.SWITCHED_BACK in later and RollbackLabel.SWITCHBACK_DONE not in later
 
 
 class Abandoned(Exception):
@@ -220,7 +217,7 @@ class CutoverPhase:
                 self._step("resume", "the switch already names the target: restarting reverse sync")
                 self.switch.flip("target")  # idempotent; completes a flip the crash interrupted
                 if not switched(store, run.id):  # the crash came before the flip was recorded
-                    store.add_checkpoint(run.id, PHASE, SWITCHED, "", {"resumed": True})
+                    store.add_checkpoint(run.id, PHASE, CutoverLabel.SWITCHED, "", {"resumed": True})
                 self._start_reverse()
                 return report
             self._gate()
@@ -254,7 +251,7 @@ class CutoverPhase:
                         raise self._stopped() from None
             if self.settings.on_after_cutover:
                 run_command(self.settings.on_after_cutover, self.ctx.plan.name, "on_after_cutover")
-            store.add_checkpoint(run.id, PHASE, "done", report.marker or "", report.to_dict())
+            store.add_checkpoint(run.id, PHASE, CutoverLabel.DONE, report.marker or "", report.to_dict())
             return report
         finally:
             self.monitor.close()
@@ -278,7 +275,7 @@ class CutoverPhase:
             self.ctx.events.emit(
                 Notice(
                     "warn",
-                    f"a crash interrupted the flip of {self.switch.describe()} (checkpoint '{FLIPPING}'), "
+                    f"a crash interrupted the flip of {self.switch.describe()} (checkpoint '{CutoverLabel.FLIPPING}'), "
                     "which cannot be read back: completing it",
                 )
             )
@@ -288,10 +285,13 @@ class CutoverPhase:
     def _flip_interrupted(self) -> bool:
         """A 'flipping' checkpoint with neither the flip's nor its failure's after it."""
         found = self.ctx.store.checkpoints(self.ctx.run.id, PHASE)
-        last = max((c.id for c in found if c.label == FLIPPING), default=None)
+        last = max((c.id for c in found if c.label == CutoverLabel.FLIPPING), default=None)
         if last is None:
             return False
-        return not any(c.id > last and c.label in (SWITCHED, FLIP_FAILED, "stopped") for c in found)
+        return not any(
+            c.id > last and c.label in (CutoverLabel.SWITCHED, CutoverLabel.FLIP_FAILED, CutoverLabel.STOPPED)
+            for c in found
+        )
 
     def _gate(self) -> None:
         postpone = Path(self.settings.postpone_file) if self.settings.postpone_file else None
@@ -366,7 +366,9 @@ class CutoverPhase:
                 f"below 1 - verify.tolerance ({1.0 - self.tolerance:g})",
                 hint="look at the report (`migrator verify --json`), fix or `--repair`, then cut over again",
             )
-        self.ctx.store.add_checkpoint(self.ctx.run.id, PHASE, "gate", "", {"verify": _summary(verify)})
+        self.ctx.store.add_checkpoint(
+            self.ctx.run.id, PHASE, CutoverLabel.GATE, "", {"verify": _summary(verify)}
+        )
         self._step("gate", f"verify score {score:.6f}: gate passed")
 
     def _marker(self) -> int:
@@ -436,13 +438,13 @@ class CutoverPhase:
                 report.waiting_writers = fence.waiting_writers()
                 # Recorded before the flip, so that a resume knows a crash may have cut it short.
                 self.ctx.store.add_checkpoint(
-                    self.ctx.run.id, PHASE, FLIPPING, report.marker or "", {"attempt": attempt}
+                    self.ctx.run.id, PHASE, CutoverLabel.FLIPPING, report.marker or "", {"attempt": attempt}
                 )
                 try:
                     self.switch.flip("target")
                 except BaseException:
                     self.ctx.store.add_checkpoint(
-                        self.ctx.run.id, PHASE, FLIP_FAILED, "", {"attempt": attempt}
+                        self.ctx.run.id, PHASE, CutoverLabel.FLIP_FAILED, "", {"attempt": attempt}
                     )
                     raise
             except Abandoned as exc:
@@ -452,7 +454,7 @@ class CutoverPhase:
                 self.ctx.events.emit(CutoverAbandoned(attempt, str(exc), freeze_ms))
                 raise
             self.ctx.store.add_checkpoint(
-                self.ctx.run.id, PHASE, SWITCHED, report.marker or "", {"attempt": attempt}
+                self.ctx.run.id, PHASE, CutoverLabel.SWITCHED, report.marker or "", {"attempt": attempt}
             )
             self._step("switched", f"{self.switch.describe()} names the target")
             try:
@@ -473,7 +475,11 @@ class CutoverPhase:
                 held = fence.lift()
                 report.freeze_ms = round((held or 0.0) * 1000, 1)
             self.ctx.store.add_checkpoint(
-                self.ctx.run.id, PHASE, "unfenced", report.marker or "", {"freeze_ms": report.freeze_ms}
+                self.ctx.run.id,
+                PHASE,
+                CutoverLabel.UNFENCED,
+                report.marker or "",
+                {"freeze_ms": report.freeze_ms},
             )
             self._step("unfenced", f"source writes released; write freeze {report.freeze_ms:.0f} ms")
             self.ctx.events.emit(WriteFreeze("forward", report.freeze_ms or 0.0))

@@ -256,7 +256,8 @@ class Preflight:
         warned: set[str] = set()
         scanned: set[str] = set()
         for collection in resolution.collections:
-            for doc in _levels(collection):
+            # Breadth first, the order these findings have always been listed in.
+            for doc in (level.document for level in sorted(collection.levels, key=lambda v: v.depth)):
                 for fld in doc.fields:
                     column, conv = fld.column, fld.conversion
                     subject = f"{doc.table}.{column.name}"
@@ -410,16 +411,6 @@ class Preflight:
             else:
                 state = "exists and is empty" if coll.exists else "will be created"
                 self.add("target.collection_empty", Severity.OK, f"{self.target.database}.{name}", state)
-
-
-def _levels(collection: CollectionMapping) -> list[Any]:
-    found = []
-    stack = [collection.document]
-    while stack:
-        doc = stack.pop(0)
-        found.append(doc)
-        stack.extend(e.child for e in doc.embeds)
-    return found
 
 
 def run_preflight(

@@ -42,6 +42,7 @@ from migrator.mapping.assemble import Assembler
 from migrator.mapping.columns import columns_read
 from migrator.mapping.spec import CollectionMapping
 from migrator.plan.names import publication_name, run_token, slot_name_pattern
+from migrator.state.labels import SnapshotLabel
 from migrator.state.store import ChunkRecord
 
 PHASE = "snapshot"
@@ -105,7 +106,7 @@ class SnapshotPhase:
 
     def run(self) -> SnapshotResult:
         store, run = self.ctx.store, self.ctx.run
-        start = next((c for c in store.checkpoints(run.id, PHASE) if c.label == "slot"), None)
+        start = next((c for c in store.checkpoints(run.id, PHASE) if c.label == SnapshotLabel.SLOT), None)
         if start is None:
             coordinator, position = self._start()
             read_position, reread = position, False
@@ -121,7 +122,7 @@ class SnapshotPhase:
             read_position, reread = coordinator.position, True
         try:
             if reread:
-                store.add_checkpoint(run.id, PHASE, "reread", read_position, {"slot": self.slot})
+                store.add_checkpoint(run.id, PHASE, SnapshotLabel.REREAD, read_position, {"slot": self.slot})
             self.ctx.events.emit(SnapshotOpened(read_position, reread))
             if self.ctx.throttle is not None:
                 self.ctx.throttle.poll(PHASE)  # reads the controls (--chunk-rows) before planning
@@ -136,7 +137,7 @@ class SnapshotPhase:
             store.add_checkpoint(
                 run.id,
                 PHASE,
-                "done",
+                SnapshotLabel.DONE,
                 position,
                 {"consistent_after": result.consistent_after, "slot": self.slot},
             )
@@ -144,7 +145,9 @@ class SnapshotPhase:
 
     def _consistent_after(self, position: str) -> str:
         rereads = [
-            c.position for c in self.ctx.store.checkpoints(self.ctx.run.id, PHASE) if c.label == "reread"
+            c.position
+            for c in self.ctx.store.checkpoints(self.ctx.run.id, PHASE)
+            if c.label == SnapshotLabel.REREAD
         ]
         return max([position, *rereads], key=_lsn)
 
@@ -154,20 +157,22 @@ class SnapshotPhase:
         store.add_checkpoint(
             run.id,
             PHASE,
-            "target_before",
+            SnapshotLabel.TARGET_BEFORE,
             "",
             {"collections": {c.name: before.get(c.name) for c in self.ctx.collections}},
         )
         # Whether the publication existed before this run, recorded before anything is created
         # (preflight read the source's publications a moment ago): rollback drops it only if this
         # run created it, also when a crash came between creating it and recording the slot.
-        recorded = next((c for c in store.checkpoints(run.id, PHASE) if c.label == "source_before"), None)
+        recorded = next(
+            (c for c in store.checkpoints(run.id, PHASE) if c.label == SnapshotLabel.SOURCE_BEFORE), None
+        )
         if recorded is None:
             existed = self.publication in self.ctx.source_info.server.existing_publications
             store.add_checkpoint(
                 run.id,
                 PHASE,
-                "source_before",
+                SnapshotLabel.SOURCE_BEFORE,
                 "",
                 {"publication": self.publication, "publication_existed": existed},
             )
@@ -214,7 +219,7 @@ class SnapshotPhase:
             store.add_checkpoint(
                 run.id,
                 PHASE,
-                "slot",
+                SnapshotLabel.SLOT,
                 exporter.start.position,
                 {
                     "slot": self.slot,
@@ -234,7 +239,9 @@ class SnapshotPhase:
 
     def _plan_chunks(self, coordinator: Coordinator) -> list[_Work]:
         store, run = self.ctx.store, self.ctx.run
-        planned = next((c for c in store.checkpoints(run.id, PHASE) if c.label == "planned"), None)
+        planned = next(
+            (c for c in store.checkpoints(run.id, PHASE) if c.label == SnapshotLabel.PLANNED), None
+        )
         counts: dict[str, int] = dict(planned.detail["chunks"]) if planned else {}
         if planned is None:
             for collection in self.ctx.collections:
@@ -254,7 +261,7 @@ class SnapshotPhase:
                         run.id, collection.name, i, lo=edges[i], hi=edges[i + 1], status="pending"
                     )
                 counts[collection.name] = len(edges) - 1
-            store.add_checkpoint(run.id, PHASE, "planned", "", {"chunks": counts})
+            store.add_checkpoint(run.id, PHASE, SnapshotLabel.PLANNED, "", {"chunks": counts})
         work: list[_Work] = []
         for collection in self.ctx.collections:
             chunks = [

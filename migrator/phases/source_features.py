@@ -10,7 +10,7 @@ that prove each row; docs/architecture.md records the PostgreSQL facts behind it
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 from migrator.adapters.base import ColumnInfo, SourceInfo, TableInfo, TriggerInfo
 from migrator.adapters.postgres import fixes
@@ -42,10 +42,10 @@ def source_features(source: SourceInfo, collections: Sequence[CollectionMapping]
             found += _excluded(table, read[table.name], version)
         found += [_trigger(t) for t in table.triggers]
     for collection in collections:
-        for doc in _levels(collection.document):
-            info = source.tables.get(doc.table)
+        for level in collection.levels:
+            info = source.tables.get(level.table)
             if info is not None:
-                found += _generated(info, doc)
+                found += _generated(info, level.document)
         found += _toastable_links(collection, source)
         found += _n_to_1(collection, source)
     return _once(found)
@@ -205,11 +205,12 @@ def _document_keys(table: TableInfo, collections: Sequence[CollectionMapping]) -
         return []  # refused above, with its fix
     found: list[Finding] = []
     for collection in collections:
-        for doc, links in _levels_with_links(collection.document):
+        for level in collection.levels:
+            doc = level.document
             # An element key's link columns are the embed's business (mapping.embed_identity).
-            if doc.table != table.name or set(doc.key) - links <= identity:
+            if doc.table != table.name or set(doc.key) - set(level.link) <= identity:
                 continue
-            role = "document _id" if doc is collection.document else "element key"
+            role = "document _id" if level.embed is None else "element key"
             index = next((i for i in table.identity_indexes if set(i.columns) <= set(doc.key)), None)
             options = (
                 [fixes.replica_identity_index(table.name, index.name)]
@@ -266,11 +267,12 @@ def _generated_keys(table: TableInfo, collections: Sequence[CollectionMapping]) 
                 )
             )
     for collection in collections:
-        for doc in _levels(collection.document):
+        for level in collection.levels:
+            doc = level.document
             bad = [c for c in doc.key if c in generated] if doc.table == table.name else []
             if not bad:
                 continue
-            role = "document _id" if doc is collection.document else "element key"
+            role = "document _id" if level.embed is None else "element key"
             found.append(
                 Finding(
                     "source.generated_key",
@@ -429,7 +431,7 @@ def _toastable_links(collection: CollectionMapping, source: SourceInfo) -> list[
                 )
             )
 
-    for doc in _levels(collection.document):
+    for doc in (level.document for level in collection.levels):
         report(doc.table, doc.key, "key")
         for embed in doc.embeds:
             report(embed.child.table, [c for c, _p in embed.on], f"link of '{embed.as_}'")
@@ -441,7 +443,7 @@ def _n_to_1(collection: CollectionMapping, source: SourceInfo) -> list[Finding]:
     """An embed through a link the *parent* holds (customer.address_id -> address.id): many
     documents may embed one row, so a change to that row must reach all of them."""
     found: list[Finding] = []
-    for doc in _levels(collection.document):
+    for doc in (level.document for level in collection.levels):
         parent = source.tables.get(doc.table)
         if parent is None:
             continue
@@ -518,27 +520,12 @@ def _names(columns: Sequence[str]) -> str:
     return ("column " if len(columns) == 1 else "columns ") + ", ".join(columns)
 
 
-def _levels(doc: DocumentMapping) -> Iterator[DocumentMapping]:
-    yield doc
-    for embed in doc.embeds:
-        yield from _levels(embed.child)
-
-
-def _levels_with_links(
-    doc: DocumentMapping, links: frozenset[str] = frozenset()
-) -> Iterator[tuple[DocumentMapping, frozenset[str]]]:
-    """Each level with the columns that link it to its parent (none for the document itself)."""
-    yield doc, links
-    for embed in doc.embeds:
-        yield from _levels_with_links(embed.child, frozenset(c for c, _p in embed.on))
-
-
 def _keys(collections: Sequence[CollectionMapping]) -> dict[str, tuple[str, ...]]:
     """The columns the plan keys each table by, where it says (for an ADD PRIMARY KEY fix)."""
     keys: dict[str, tuple[str, ...]] = {}
     for collection in collections:
-        for doc in _levels(collection.document):
-            keys.setdefault(doc.table, doc.key)
+        for level in collection.levels:
+            keys.setdefault(level.table, level.key)
     return keys
 
 

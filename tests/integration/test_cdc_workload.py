@@ -65,6 +65,7 @@ from ruamel.yaml import YAML
 
 from migrator import api
 from migrator.state import SQLiteStateStore
+from migrator.state.labels import SnapshotLabel
 from tests.support.docs import run_slot, typed
 from tests.support.servers import ExternalServer, MongoServer
 from tests.support.workload import Workload, prepare_source
@@ -674,7 +675,7 @@ def _assert_checkpoints(s: Setup, result: dict[str, Any]) -> None:
     assert checkpoint is not None and checkpoint["position_text"] == result["cdc"]["position"]
     with SQLiteStateStore(s.state) as store:
         (run,) = store.runs()
-        (start,) = [c for c in store.checkpoints(run.id, "snapshot") if c.label == "slot"]
+        (start,) = [c for c in store.checkpoints(run.id, "snapshot") if c.label == SnapshotLabel.SLOT]
     slot = s.slot()
     # (The slot may be acknowledged past the last applied commit: WAL with nothing to apply.)
     assert slot is not None and _lsn(start.position) < _lsn(slot[0]), (start.position, slot)
@@ -923,5 +924,5 @@ def test_changes_made_while_a_resumed_snapshot_was_down_converge(setup: Any) -> 
     assert outcome.cdc is not None and outcome.cdc.caught_up
     with SQLiteStateStore(s.state) as store:
         (run,) = store.runs()
-        assert [c.label for c in store.checkpoints(run.id, "snapshot")].count("reread") == 1
+        assert [c.label for c in store.checkpoints(run.id, "snapshot")].count(SnapshotLabel.REREAD) == 1
     assert_target_equals_source(s.pg_url, s.target)

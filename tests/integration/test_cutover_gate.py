@@ -18,6 +18,7 @@ from migrator import api
 from migrator.cli.main import cli
 from migrator.phases import cutover as cutover_phase
 from migrator.phases.cutover import GateNotPassed
+from migrator.state.labels import CutoverLabel
 from tests.support import cli_process
 from tests.support.cutover import cutover_plan
 from tests.support.docs import Migration
@@ -97,7 +98,7 @@ def test_ctrl_c_before_the_flip_stops_cleanly_and_records_stopped(
     status, _ = cutover_phase_of(mig, plan_file)
     assert status == "pending"
     report = api.status(plan_file, state=mig.state_path, env=mig.env, history=True)
-    assert any(c.phase == "cutover" and c.label == "stopped" for c in report.history or [])
+    assert any(c.phase == "cutover" and c.label == CutoverLabel.STOPPED for c in report.history or [])
     # And it starts over once the postpone file is gone.
     postpone.unlink()
     api.cutover(plan_file, state=mig.state_path, env=mig.env)

@@ -29,6 +29,7 @@ from migrator.engine.events import Collector, Notice, SlotCreated
 from migrator.errors import SourceError
 from migrator.findings import Severity
 from migrator.plan.names import publication_name
+from migrator.state.labels import SnapshotLabel
 from migrator.state.sqlite import SQLiteStateStore
 from tests.support.docs import run_slot
 from tests.support.preflight import Setup, one
@@ -150,7 +151,7 @@ def test_existing_publication_is_made_to_match_and_reported_as_reused(setup: Set
     with SQLiteStateStore(setup.tmp_path / f"{name}.db") as store:
         run_record = store.active_run(name)
         assert run_record is not None
-        slot = [c for c in store.checkpoints(run_record.id, "snapshot") if c.label == "slot"]
+        slot = [c for c in store.checkpoints(run_record.id, "snapshot") if c.label == SnapshotLabel.SLOT]
     assert [c.detail["publication_created"] for c in slot] == [False]
 
     # A plan whose publication does not exist yet: created, and said so.

@@ -51,6 +51,7 @@ from ruamel.yaml import YAML
 from migrator import api
 from migrator.plan.names import publication_name
 from migrator.state import CheckpointRecord, SQLiteStateStore
+from migrator.state.labels import SnapshotLabel
 from tests.support.docs import run_slot
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -478,7 +479,7 @@ def _assert_target_equals_source(m: Migration, sample: int = 60) -> None:
 def _assert_chunks_complete(m: Migration) -> None:
     with m.store() as store:
         (run,) = store.runs()
-        (planned,) = [c for c in store.checkpoints(run.id, "snapshot") if c.label == "planned"]
+        (planned,) = [c for c in store.checkpoints(run.id, "snapshot") if c.label == SnapshotLabel.PLANNED]
         chunks = store.chunks(run.id)
     statuses = Counter(c.status for c in chunks)
     assert statuses == {"done": len(chunks)}, statuses
@@ -516,7 +517,7 @@ def test_kill_9_at_many_moments_then_resume_converges(migration: Callable[[int],
     p = m.start()
     p.wait_for("run.started")
     p.kill9()
-    assert m.checkpoints("slot") == []
+    assert m.checkpoints(SnapshotLabel.SLOT) == []
     # A crash between creating the slot and recording it leaves an unrecorded slot: simulate one.
     # No chunk can have been copied under it, so the resume must drop it and start a fresh one.
     with psycopg.connect(m.pg_url, autocommit=True) as conn:
@@ -530,7 +531,7 @@ def test_kill_9_at_many_moments_then_resume_converges(migration: Callable[[int],
     p = m.start()
     created = p.wait_for("snapshot.slot_created")
     p.kill9()
-    (slot_cp,) = m.checkpoints("slot")
+    (slot_cp,) = m.checkpoints(SnapshotLabel.SLOT)
     assert slot_cp.position == created["position"]
     assert _lsn(slot_cp.position) > _lsn(orphan[0]), "the unrecorded slot was reused, not replaced"
 
@@ -578,15 +579,19 @@ def test_kill_9_at_many_moments_then_resume_converges(migration: Callable[[int],
         chunks = store.chunks(runs[0].id)
         phases = {ph.name: ph.status for ph in store.phases(runs[0].id)}
     labels = Counter(c.label for c in checkpoints)
-    assert labels["slot"] == 1 and labels["planned"] == 1 and labels["done"] == 1, labels
+    assert (
+        labels[SnapshotLabel.SLOT] == 1
+        and labels[SnapshotLabel.PLANNED] == 1
+        and labels[SnapshotLabel.DONE] == 1
+    ), labels
     assert m.slot_row() == (slot_cp.position, False)
     assert slot_cp.detail["slot"] == m.slot and slot_cp.detail["publication"] == m.publication
     assert phases == {"snapshot": "done"}
     # Every process started after the slot checkpoint re-read at a newer point: (c) to (f) and the last.
-    rereads = [c for c in checkpoints if c.label == "reread"]
+    rereads = [c for c in checkpoints if c.label == SnapshotLabel.REREAD]
     assert len(rereads) == 6
     assert all(_lsn(c.position) >= _lsn(slot_cp.position) for c in rereads)
-    (done,) = [c for c in checkpoints if c.label == "done"]
+    (done,) = [c for c in checkpoints if c.label == SnapshotLabel.DONE]
     assert done.position == slot_cp.position == result["snapshot"]["position"]
     newest = max((c.position for c in rereads), key=_lsn)
     assert done.detail["consistent_after"] == result["snapshot"]["consistent_after"] == newest
@@ -651,7 +656,7 @@ def test_resume_rereads_at_a_newer_point_and_the_slot_holds_the_gap(
     p = m.start()
     p.wait_for("snapshot.chunk_finished", nth=3)
     p.kill9()
-    (slot_cp,) = m.checkpoints("slot")
+    (slot_cp,) = m.checkpoints(SnapshotLabel.SLOT)
     with m.store() as store:
         (run,) = store.runs()
         chunks = store.chunks(run.id, "customers")
@@ -740,7 +745,7 @@ def test_resume_rereads_at_a_newer_point_and_the_slot_holds_the_gap(
 
     resumed = m.run_to_end()
     opened = resumed.wait_for("snapshot.opened")
-    (reread,) = m.checkpoints("reread")
+    (reread,) = m.checkpoints(SnapshotLabel.REREAD)
     t1, t2 = _lsn(slot_cp.position), _lsn(reread.position)
     assert t2 > t1
     assert (opened["position"], opened["reread"]) == (reread.position, True)
@@ -835,7 +840,11 @@ def test_lost_slot_stops_the_run_and_is_never_recreated(migration: Callable[[int
         labels = Counter(c.label for c in store.checkpoints(run.id, "snapshot"))
         phases = {ph.name: ph.status for ph in store.phases(run.id)}
     assert run.status == "active"  # still there for `migrator rollback`
-    assert labels["slot"] == 1 and labels["reread"] == 0 and labels["done"] == 0, labels
+    assert (
+        labels[SnapshotLabel.SLOT] == 1
+        and labels[SnapshotLabel.REREAD] == 0
+        and labels[SnapshotLabel.DONE] == 0
+    ), labels
     assert phases == {"snapshot": "failed"}
 
 
@@ -863,7 +872,7 @@ def test_signal_finishes_chunks_in_flight_then_resumes(
     assert "running" not in statuses, statuses  # the chunks in flight were finished and checkpointed
     assert statuses["done"] == p.count("snapshot.chunk_finished") >= 3
     assert statuses["pending"] > 0, "stopped after the copy ended: nothing left to resume"
-    assert labels["done"] == 0 and phases == {"snapshot": "running"}
+    assert labels[SnapshotLabel.DONE] == 0 and phases == {"snapshot": "running"}
     # Finished chunks are in the target; the rest is not yet.
     copied = sum(c.docs_written for c in chunks if c.status == "done")
     assert m.target.customers.count_documents({}) + m.target.products.count_documents({}) == copied

@@ -33,6 +33,7 @@ from migrator.engine.metrics import RunMetrics
 from migrator.errors import TerminalError
 from migrator.operations.status import StatusReport
 from migrator.plan.names import cdc_checkpoint_id
+from migrator.state.labels import CdcLabel, SnapshotLabel
 from tests.support.docs import Migration
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -189,7 +190,7 @@ def test_status_after_snapshot_reports_progress_slot_and_checkpoint(mig: Migrati
     assert cdc.slot.exists is True and cdc.slot.active is False
     assert cdc.slot.retained_wal_bytes is not None and cdc.slot.retained_wal_bytes > 0
     assert cdc.max_lag_seconds == 1.0
-    assert report.last_checkpoint is not None and report.last_checkpoint.label == "done"
+    assert report.last_checkpoint is not None and report.last_checkpoint.label == SnapshotLabel.DONE
     assert report.last_checkpoint.position == snap.position
     assert report.errors == [] and report.history is None
 
@@ -253,7 +254,7 @@ def test_status_while_cdc_follows_and_after_it_stopped(mig: Migration, plan: Pat
     assert _lsn(cdc.applied_position) >= _lsn(after_change)
     # The state store mirrors the target's position when the phase returns: the last checkpoint.
     assert after.last_checkpoint is not None
-    assert (after.last_checkpoint.phase, after.last_checkpoint.label) == ("cdc", "applied")
+    assert (after.last_checkpoint.phase, after.last_checkpoint.label) == ("cdc", CdcLabel.APPLIED)
     assert after.last_checkpoint.position == cdc.applied_position
     assert after.history is not None and after.history[-1] == after.last_checkpoint
 
@@ -278,13 +279,13 @@ def test_status_after_caught_up_and_history(mig: Migration, plan: Path) -> None:
     history = data["history"]
     labels = [(c["phase"], c["label"]) for c in history]
     assert labels[:5] == [
-        ("snapshot", "target_before"),
-        ("snapshot", "source_before"),
-        ("snapshot", "slot"),
-        ("snapshot", "planned"),
-        ("snapshot", "done"),
+        ("snapshot", SnapshotLabel.TARGET_BEFORE),
+        ("snapshot", SnapshotLabel.SOURCE_BEFORE),
+        ("snapshot", SnapshotLabel.SLOT),
+        ("snapshot", SnapshotLabel.PLANNED),
+        ("snapshot", SnapshotLabel.DONE),
     ]
-    assert labels[-1] == ("cdc", "applied")
+    assert labels[-1] == ("cdc", CdcLabel.APPLIED)
     assert [c["id"] for c in history] == sorted(c["id"] for c in history)
     for c in history:
         assert set(c) == {"id", "phase", "label", "position", "created_at"}
@@ -296,7 +297,7 @@ def test_status_after_caught_up_and_history(mig: Migration, plan: Path) -> None:
 
     text = _cli_status(mig, plan, "--history")
     assert text.exit_code == 0, text.output
-    assert "checkpoints" in text.output and "target_before" in text.output
+    assert "checkpoints" in text.output and SnapshotLabel.TARGET_BEFORE in text.output
     assert data["cdc"]["applied_position"] in text.output
 
 

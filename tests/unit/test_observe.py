@@ -34,6 +34,7 @@ from migrator.errors import ConnectionFailed, TerminalError
 from migrator.operations.run import CdcMirror
 from migrator.redact import url_passwords
 from migrator.state import SQLiteStateStore
+from migrator.state.labels import CdcLabel, SnapshotLabel
 
 SECRET = "Unit-0bserve-S3cret"
 PLAN = f"""\
@@ -59,9 +60,11 @@ def _store_with_a_run(path: Path) -> str:
     with SQLiteStateStore(path) as store:
         run = store.begin_run("shop", "digest")
         store.set_phase(run.id, "snapshot", "running")
-        store.add_checkpoint(run.id, "snapshot", "target_before", "", {"collections": {}})
-        store.add_checkpoint(run.id, "snapshot", "slot", "0/16B3748", {"slot": "s"})
-        store.add_checkpoint(run.id, "snapshot", "planned", "", {"chunks": {"users": 2, "notes": 1}})
+        store.add_checkpoint(run.id, "snapshot", SnapshotLabel.TARGET_BEFORE, "", {"collections": {}})
+        store.add_checkpoint(run.id, "snapshot", SnapshotLabel.SLOT, "0/16B3748", {"slot": "s"})
+        store.add_checkpoint(
+            run.id, "snapshot", SnapshotLabel.PLANNED, "", {"chunks": {"users": 2, "notes": 1}}
+        )
         store.record_chunk(run.id, "users", 0, lo=None, hi=["5"], status="done", rows_read=5, docs_written=5)
         store.record_chunk(run.id, "users", 1, lo=["5"], hi=None, status="running")
         store.record_chunk(run.id, "notes", 0, lo=None, hi=None, status="done", rows_read=3, docs_written=3)
@@ -83,7 +86,7 @@ def _store_with_a_run(path: Path) -> str:
             {"report": {"verdict": "different", "score": 0.5, "mode": "full", "checked": 8, "mismatched": 4}},
         )
         store.set_phase(run.id, "snapshot", "done")
-        store.add_checkpoint(run.id, "cdc", "applied", "0/16B3800", {"mirror_of": "target"})
+        store.add_checkpoint(run.id, "cdc", CdcLabel.APPLIED, "0/16B3800", {"mirror_of": "target"})
         return run.id
 
 
@@ -105,9 +108,14 @@ def test_status_from_the_store_alone(plan: Path, tmp_path: Path) -> None:
     assert [(e.error, e.retrying, e.phase) for e in report.errors] == [("ConnectionFailed", True, "snapshot")]
     assert [w.message for w in report.warnings] == ["slow"]
     assert report.verify is not None and report.verify.report["verdict"] == "different"
-    assert report.last_checkpoint is not None and report.last_checkpoint.label == "applied"
+    assert report.last_checkpoint is not None and report.last_checkpoint.label == CdcLabel.APPLIED
     assert report.history is not None
-    assert [c.label for c in report.history] == ["target_before", "slot", "planned", "applied"]
+    assert [c.label for c in report.history] == [
+        SnapshotLabel.TARGET_BEFORE,
+        SnapshotLabel.SLOT,
+        SnapshotLabel.PLANNED,
+        CdcLabel.APPLIED,
+    ]
     assert report.history[0].position is None
 
     data = json.loads(status_cli.status_json(report))
@@ -124,7 +132,7 @@ def test_status_cli_renders_every_section_and_never_the_password(plan: Path, tmp
     assert "unreachable" in out and "postgresql://app@127.0.0.1:1/shop" in out  # live: the source is down
     assert "1/2" in out and "last verify" in out and "different" in out and "mismatched 4" in out
     assert "recent errors" in out and "ConnectionFailed (retried)" in out
-    assert "checkpoints" in out and "target_before" in out
+    assert "checkpoints" in out and SnapshotLabel.TARGET_BEFORE in out
     # The target being down, the position comes from the state store's mirror.
     assert "0/16B3800 (state store mirror" in out
     data = json.loads(CliRunner().invoke(cli, ["status", str(plan), "--state", str(state), "--json"]).stdout)
