@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from migrator.adapters.postgres.pgoutput import lsn_to_int
+from migrator.adapters.postgres.lsn import Lsn
 from migrator.adapters.postgres.replication import SlotMonitor
 from migrator.background import CdcFollower, ReverseFollower, follow_cdc, touched_documents
 from migrator.engine.events import CutoverStep, ErrorRaised, Notice
@@ -107,7 +107,7 @@ class Switchover:
                 return verifier.run().to_dict()
 
             def wait_applied() -> None:
-                marker = lsn_to_int(monitor.heartbeat(MARKER_PREFIX, f"{ctx.run.id}:round"))
+                marker = Lsn.parse(monitor.heartbeat(MARKER_PREFIX, f"{ctx.run.id}:round")).value
                 budget = max(30.0, 10 * plan.phases.cdc.max_lag)
                 deadline = time.monotonic() + budget
                 if not wait_until_applied(ctx.target, plan.name, marker, deadline, stop=protocol_stop):

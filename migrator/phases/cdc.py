@@ -31,6 +31,7 @@ from migrator.adapters.base import ColumnInfo, WriteOp
 from migrator.adapters.mongodb.applier import ChangeApplier
 from migrator.adapters.postgres.generated import Generated, GeneratedColumns, StoredColumn
 from migrator.adapters.postgres.inspect import PostgresInspector, split_table
+from migrator.adapters.postgres.lsn import Lsn
 from migrator.adapters.postgres.partitions import Partitions, quoted, quoted_identifier
 from migrator.adapters.postgres.pgoutput import (
     UNCHANGED,
@@ -53,8 +54,6 @@ from migrator.adapters.postgres.pgoutput import (
     Tuple,
     Update,
     decode,
-    lsn_to_int,
-    lsn_to_str,
 )
 from migrator.adapters.postgres.publication import publishing, restore_statements
 from migrator.adapters.postgres.reading import key_text
@@ -1009,7 +1008,7 @@ class CdcPhase:
         self.lag.resume(stored, snapshot_at=slot.created_at)
         if stored is not None:
             return int(stored["position"]), "target checkpoint"
-        return lsn_to_int(slot.position), "snapshot position"
+        return Lsn.parse(slot.position).value, "snapshot position"
 
     def run(self) -> CdcResult:
         try:
@@ -1044,7 +1043,7 @@ class CdcPhase:
         state = self.monitor.state(self.slot)
         if state is None:
             raise SourceError(
-                f"replication slot {self.slot} no longer exists: changes after {lsn_to_str(checkpoint)} are lost "
+                f"replication slot {self.slot} no longer exists: changes after {Lsn(checkpoint)} are lost "
                 "to this run and a new snapshot is needed",
                 hint="run `migrator rollback` for this plan, then `migrator run` again",
             )
@@ -1056,14 +1055,14 @@ class CdcPhase:
         snapshot_done = next(
             (c for c in self.ctx.store.checkpoints(self.ctx.run.id, "snapshot") if c.label == "done"), None
         )
-        consistent_after = lsn_to_int(
+        consistent_after = Lsn.parse(
             snapshot_done.detail.get("consistent_after", snapshot_done.position) if snapshot_done else "0/0"
-        )
+        ).value
         indexes = self.applier.ensure_indexes(self._mapper.index_paths())
         if indexes:
             self.ctx.events.emit(Notice("info", f"indexes for embedded changes: {', '.join(indexes)}"))
-        self.ctx.events.emit(Notice("info", f"replaying changes from {lsn_to_str(checkpoint)} ({origin})"))
-        result = CdcResult(position=lsn_to_str(checkpoint))
+        self.ctx.events.emit(Notice("info", f"replaying changes from {Lsn(checkpoint)} ({origin})"))
+        result = CdcResult(position=str(Lsn(checkpoint)))
         wait = wait_exponential(multiplier=0.5, max=30)
         failures = 0
         while True:
@@ -1212,23 +1211,23 @@ class CdcPhase:
             try:
                 done.future.result()  # the apply's error, raised here
             except BatchTooLarge as exc:
-                upto = "" if done.position is None else f" up to {lsn_to_str(done.position)}"
+                upto = "" if done.position is None else f" up to {Lsn(done.position)}"
                 collections = ", ".join(sorted({op.collection for op in done.batch.ops}))
                 # Smaller batches from the checkpoint on; a TerminalError for a single write.
                 self.batch_limit.shrink(
                     exc,
                     writes=len(done.batch.ops),
-                    where=f"(to {collections}) of the source transaction(s) after {lsn_to_str(applied)}{upto}",
+                    where=f"(to {collections}) of the source transaction(s) after {Lsn(applied)}{upto}",
                 )
                 raise
             except MigratorError:
                 raise
             except Exception as exc:
                 collections = ", ".join(sorted({op.collection for op in done.batch.ops}))
-                upto = "" if done.position is None else f" up to {lsn_to_str(done.position)}"
+                upto = "" if done.position is None else f" up to {Lsn(done.position)}"
                 raise unexpected(
                     exc,
-                    f"applying {done.batch.changes} change(s) after {lsn_to_str(applied)}{upto} to {collections}",
+                    f"applying {done.batch.changes} change(s) after {Lsn(applied)}{upto} to {collections}",
                 ) from exc
             position, applied_batch = done.position, done.batch
             if done.batch.ops:  # a checkpoint alone says nothing about the size
@@ -1241,7 +1240,7 @@ class CdcPhase:
                     # The server said it had sent all its WAL while this batch was applied, and
                     # nothing came after: caught up (phases/lag.py).
                     self.lag.caught_up(done.acknowledge_after)
-                result.position = lsn_to_str(position)
+                result.position = str(Lsn(position))
                 now = time.time()
                 self.ctx.events.emit(
                     BatchApplied(
@@ -1280,7 +1279,7 @@ class CdcPhase:
                 self.applier.apply,
                 batch.ops,
                 position,
-                lsn_to_str(position) if position is not None else None,
+                str(Lsn(position)) if position is not None else None,
                 fields=fields if position is not None else None,
             )
             applying = _Applying(future, batch, position)
@@ -1341,7 +1340,7 @@ class CdcPhase:
             except MigratorError:
                 raise
             except Exception as exc:
-                where = "" if reading is None else f" in the transaction committed at {lsn_to_str(reading)}"
+                where = "" if reading is None else f" in the transaction committed at {Lsn(reading)}"
                 raise unexpected(
                     exc, f"mapping {_CHANGE_NAMES[message.kind]} of {relation.table}{where}"
                 ) from exc
@@ -1421,7 +1420,7 @@ class CdcPhase:
             if batch.first_commit_at is None:
                 batch.first_commit_at = time.monotonic()
             if self._oracle is not None:
-                self._oracle.commit(lsn_to_str(end_lsn), batch.last_commit_time)
+                self._oracle.commit(str(Lsn(end_lsn)), batch.last_commit_time)
             if len(batch.ops) >= self.batch_limit.limit:
                 flush()
 
@@ -1434,7 +1433,7 @@ class CdcPhase:
             settle()
             if marker is None or applied < marker:
                 if marker is None:
-                    marker = lsn_to_int(self.monitor.heartbeat(HEARTBEAT_PREFIX, self.ctx.plan.name))
+                    marker = Lsn.parse(self.monitor.heartbeat(HEARTBEAT_PREFIX, self.ctx.plan.name)).value
                 return False
             lag = self.lag.seconds()
             # Once applied, the marker stays: it proved the stream passed the moment of asking; the
@@ -1646,11 +1645,11 @@ class CdcPhase:
                 hint="run `migrator rollback` for this plan, then `migrator run` again",
             )
         retained = int(state["retained_bytes"])
-        self.lag.source_position(lsn_to_int(state["current"]))
+        self.lag.source_position(Lsn.parse(state["current"]).value)
         lag = self.lag.reading()
         self.ctx.events.emit(
             CdcProgress(
-                position=lsn_to_str(applied),
+                position=str(Lsn(applied)),
                 transactions=result.transactions,
                 changes=result.changes,
                 lag_bytes=lag.bytes if lag.bytes is not None else 0,

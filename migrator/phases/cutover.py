@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from migrator.adapters.postgres.fence import FenceNotTaken, LockFence
-from migrator.adapters.postgres.pgoutput import lsn_to_int
+from migrator.adapters.postgres.lsn import Lsn
 from migrator.adapters.postgres.replication import SlotMonitor
 from migrator.engine.context import PlanView, RunContext
 from migrator.engine.events import CutoverAbandoned, CutoverStep, Notice, WriteFreeze
@@ -358,7 +358,7 @@ class CutoverPhase:
         """Seconds until a marker committed now is applied by CDC: the lag as it really is
         (phases/lag.py, the one measure of lag)."""
         return marker_round_trip(
-            lambda: lsn_to_int(self.monitor.heartbeat(MARKER_PREFIX, f"{self.ctx.run.id}:lag")),
+            lambda: Lsn.parse(self.monitor.heartbeat(MARKER_PREFIX, f"{self.ctx.run.id}:lag")).value,
             lambda marker: self._wait_applied(marker, deadline),
         )
 
@@ -394,7 +394,7 @@ class CutoverPhase:
             try:
                 marker_text = self.monitor.heartbeat(MARKER_PREFIX, f"{self.ctx.run.id}:fence:{attempt}")
                 report.marker = marker_text
-                self._wait_applied(lsn_to_int(marker_text), deadline)
+                self._wait_applied(Lsn.parse(marker_text).value, deadline)
                 self._step("drained", f"CDC applied the marker at {marker_text}")
                 check = self._final_check(deadline)
                 report.check = {"checked": check.checked, "differing": check.differing, **check.detail}

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 from migrator.adapters.mongodb.codec import MAX_BSON_BYTES, encode_document
 from migrator.adapters.mongodb.writer import WriteResult
+from migrator.adapters.postgres.lsn import Lsn
 from migrator.adapters.postgres.shapes import ShapeReader, shapes_to_json
 from migrator.adapters.postgres.snapshot import Coordinator, PublicationManager, SlotExporter, SnapshotReader
 from migrator.engine.context import PlanView, RunContext
@@ -146,7 +147,7 @@ class SnapshotPhase:
         rereads = [
             c.position for c in self.ctx.store.checkpoints(self.ctx.run.id, PHASE) if c.label == "reread"
         ]
-        return max([position, *rereads], key=_lsn)
+        return max([position, *rereads], key=Lsn.parse)
 
     def _start(self) -> tuple[Coordinator, str]:
         store, run = self.ctx.store, self.ctx.run
@@ -533,8 +534,3 @@ def _column_type(table: Any, name: str) -> str:
     column = table.column(name)
     assert column is not None, f"{table.name}.{name} vanished after resolution"
     return str(column.type_name)
-
-
-def _lsn(text: str) -> int:
-    high, _, low = text.partition("/")
-    return (int(high, 16) << 32) + int(low, 16)

@@ -41,7 +41,7 @@ from bson.raw_bson import RawBSONDocument
 from migrator.adapters.base import SourceInfo
 from migrator.adapters.mongodb.codec import encode_document
 from migrator.adapters.mongodb.reader import DocumentReader
-from migrator.adapters.postgres.pgoutput import lsn_to_int, lsn_to_str
+from migrator.adapters.postgres.lsn import Lsn
 from migrator.adapters.postgres.reading import key_set_condition, key_text, sample_condition
 from migrator.adapters.postgres.snapshot import Coordinator, RangeReader
 from migrator.engine.context import PlanView
@@ -321,7 +321,7 @@ class Verifier:
                     )
                 )
             applied = self.following.applied()
-            report.applied_position = None if applied is None else lsn_to_str(applied)
+            report.applied_position = None if applied is None else str(Lsn(applied))
         finally:
             self.following.close()
         report.seconds = time.monotonic() - started
@@ -454,7 +454,7 @@ class Verifier:
             report.collections[coll.mapping.name].add(counts)
             report.ranges += 1
             first, last = report.positions or (position, position)
-            report.positions = (min(first, position, key=lsn_to_int), max(last, position, key=lsn_to_int))
+            report.positions = (min(first, position, key=Lsn.parse), max(last, position, key=Lsn.parse))
             self._record(report, found)
             confirmed[coll.mapping.name].extend(
                 (doc_id, m.kind) for doc_id, m in found if m.kind != "unsettled"

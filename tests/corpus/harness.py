@@ -32,6 +32,7 @@ from bson import json_util
 from click.testing import CliRunner
 
 from migrator import api
+from migrator.adapters.postgres.lsn import Lsn
 from migrator.cli.main import cli
 from migrator.engine.events import Collector
 from migrator.phases.preflight import PreflightReport
@@ -208,7 +209,7 @@ class Scenario:
                 pytest.fail("the run stopped while it should follow changes")
             if marker is None and self._slot_exists():
                 text = self.scalar("SELECT pg_logical_emit_message(true, %s, 'step')::text", [MARKER_PREFIX])
-                marker = _lsn(str(text))
+                marker = Lsn.parse(str(text)).value
             applied = self.applied()
             if marker is not None and applied is not None and applied >= marker:
                 return
@@ -335,11 +336,6 @@ class Scenario:
         self.client.drop_database(self.database)
         self.client.close()
         drop_pg_database(self._pg_admin_url, self.database)
-
-
-def _lsn(text: str) -> int:
-    high, _, low = text.partition("/")
-    return (int(high, 16) << 32) + int(low, 16)
 
 
 def _key(value: Any) -> bytes:
