@@ -17,6 +17,7 @@ flight at most); acknowledging, events and the replication connection stay on th
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import pickle
 import tempfile
 import threading
@@ -24,8 +25,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, ClassVar, Literal
-
-from tenacity import wait_exponential
 
 from migrator.adapters.base import ColumnInfo, WriteOp
 from migrator.adapters.mongodb.applier import ChangeApplier
@@ -77,6 +76,7 @@ from migrator.adapters.postgres.values import ValueParser
 from migrator.engine.context import PlanView, RunContext
 from migrator.engine.events import BatchApplied, CdcProgress, ErrorRaised, Notice
 from migrator.engine.executor import Action
+from migrator.engine.retry import RetryStopped, retrying_streak
 from migrator.engine.throttle import Throttler
 from migrator.errors import (
     BatchTooLarge,
@@ -134,13 +134,6 @@ def unexpected(exc: Exception, doing: str) -> InternalError:
         hint="this is a defect of migrator: report it with this message; the checkpoint stays before it, so "
         "`migrator run` resumes from there once it is fixed",
     )
-
-
-class _Attempt:
-    """The part of tenacity's RetryCallState its wait strategies read."""
-
-    def __init__(self, number: int) -> None:
-        self.attempt_number = number
 
 
 Until = Literal["caught-up", "stopped"]
@@ -1063,50 +1056,58 @@ class CdcPhase:
             self.ctx.events.emit(Notice("info", f"indexes for embedded changes: {', '.join(indexes)}"))
         self.ctx.events.emit(Notice("info", f"replaying changes from {Lsn(checkpoint)} ({origin})"))
         result = CdcResult(position=str(Lsn(checkpoint)))
-        wait = wait_exponential(multiplier=0.5, max=30)
-        failures = 0
-        while True:
-            before = result.position
-            try:
-                stream = self._open_stream(checkpoint)
-                try:
-                    return self._loop(stream, checkpoint, consistent_after, result)
-                except MigratorError:
-                    raise
-                except Exception as exc:
-                    raise unexpected(exc, f"following changes after {result.position}") from exc
-                finally:
-                    stream.close()
-                    self.monitor.close()
-                    self._partitions.close()
-                    self._generated.close()
-                    self._shapes.close()
-            except TransientError as exc:
-                # Lost connection to either side: reconnect and resume from the durable
-                # checkpoint. Bounded: a streak of failures without progress ends the run.
-                # A batch the target aborted is no such failure: the limit has shrunk (settle()),
-                # which ends at a single write (phases/batch_size.py); go on at once.
-                if isinstance(exc, BatchTooLarge):
-                    failures, delay = 0, 0.0
-                    retry = f"applying batches of up to {self.batch_limit.limit:,} writes from the checkpoint"
-                else:
-                    failures = 1 if result.position != before else failures + 1
-                    if failures > MAX_CONSECUTIVE_FAILURES:
-                        raise
-                    delay = float(wait(_Attempt(failures)))  # type: ignore[arg-type]
-                    retry = f"retrying in {delay:.1f} s ({failures}/{MAX_CONSECUTIVE_FAILURES})"
-                self.ctx.events.emit(ErrorRaised.of(PHASE, exc, retrying=True))
-                self.ctx.events.emit(Notice("warn", f"{exc.message}; {retry}"))
-                if self._stop.wait(delay) or (isinstance(exc, BatchTooLarge) and not self._slot_released()):
-                    result.stopped = True
-                    return result
+
+        def attempt(previous: TransientError | None) -> CdcResult:
+            nonlocal checkpoint
+            if previous is not None:
+                # A retry: reconnect and resume from the durable checkpoint. A batch the target
+                # aborted first waits for the server to let go of the slot.
+                if isinstance(previous, BatchTooLarge) and not self._slot_released():
+                    raise RetryStopped
                 self._relations = {}  # a new stream sends its Relation messages again
                 self._added.marked.clear()  # a backfill marker not applied yet: emitted again
                 self._readers = {}
-                try:
+                # The target still away: the old checkpoint stands, the attempt fails and counts.
+                with contextlib.suppress(TransientError):
                     checkpoint, _ = self.start_position()
-                except TransientError:
-                    continue  # the target is still away: count it as another failure
+            stream = self._open_stream(checkpoint)
+            try:
+                return self._loop(stream, checkpoint, consistent_after, result)
+            except MigratorError:
+                raise
+            except Exception as exc:
+                raise unexpected(exc, f"following changes after {result.position}") from exc
+            finally:
+                stream.close()
+                self.monitor.close()
+                self._partitions.close()
+                self._generated.close()
+                self._shapes.close()
+
+        def announce(exc: TransientError, delay: float, failures: int) -> None:
+            if isinstance(exc, BatchTooLarge):
+                retry = f"applying batches of up to {self.batch_limit.limit:,} writes from the checkpoint"
+            else:
+                retry = f"retrying in {delay:.1f} s ({failures}/{MAX_CONSECUTIVE_FAILURES})"
+            self.ctx.events.emit(ErrorRaised.of(PHASE, exc, retrying=True))
+            self.ctx.events.emit(Notice("warn", f"{exc.message}; {retry}"))
+
+        # Lost connection to either side: reconnect and resume from the durable checkpoint.
+        # Bounded: a streak of failures without progress ends the run. A batch the target
+        # aborted is no such failure: the limit has shrunk (settle()), which ends at a single
+        # write (phases/batch_size.py); go on at once.
+        try:
+            return retrying_streak(
+                attempt,
+                stop=self._stop,
+                limit=MAX_CONSECUTIVE_FAILURES,
+                progress=lambda: result.position,
+                announce=announce,
+                fresh=(BatchTooLarge,),
+            )
+        except RetryStopped:
+            result.stopped = True
+            return result
 
     def _slot_released(self) -> bool:
         """Wait until the server has let go of the slot that the closed stream used (its walsender

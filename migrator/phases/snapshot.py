@@ -38,7 +38,8 @@ from migrator.engine.events import (
 )
 from migrator.engine.executor import Action
 from migrator.engine.pipeline import WriteBehind
-from migrator.errors import MigratorError, SourceError, TerminalError, TransientError
+from migrator.engine.retry import bounded_attempts
+from migrator.errors import MigratorError, SourceError, TerminalError
 from migrator.mapping.assemble import Assembler
 from migrator.mapping.columns import columns_read
 from migrator.mapping.spec import CollectionMapping
@@ -339,28 +340,30 @@ class SnapshotPhase:
         lock: threading.Lock,
     ) -> SnapshotReader:
         attempts = item.chunk.attempts
-        for retry in range(CHUNK_RETRIES):
+        # A TransientError: the reader's connection (or the target's) failed: reconnect and redo
+        # the chunk, which is idempotent. Bounded, so a dead server ends the run.
+        retries = bounded_attempts(
+            CHUNK_RETRIES,
+            announce=lambda exc: self.ctx.events.emit(ErrorRaised.of(PHASE, exc, retrying=True)),
+        )
+        for attempt in retries:
             if reader is None:
-                reader = SnapshotReader(self.ctx.source.endpoint, snapshot_name)
+                reader = SnapshotReader(
+                    self.ctx.source.endpoint, snapshot_name
+                )  # not retried: raised as it is
             attempts += 1
-            try:
-                self._copy_chunk(reader, item, attempts, result, position, lock)
-                return reader
-            except TransientError as exc:
-                # The reader's connection (or the target's) failed: reconnect and redo the
-                # chunk, which is idempotent. Bounded, so a dead server ends the run.
-                reader.close()
-                reader = None
-                if retry == CHUNK_RETRIES - 1:
+            with attempt:
+                try:
+                    self._copy_chunk(reader, item, attempts, result, position, lock)
+                    return reader
+                except BaseException:
+                    # A new connection for the next attempt; and when there is none, the worker
+                    # never gets this reader back to close: an open copy transaction would hold
+                    # the snapshot (and the vacuum horizon) until garbage collection.
+                    reader.close()
+                    reader = None
                     raise
-                self.ctx.events.emit(ErrorRaised.of(PHASE, exc, retrying=True))
-                time.sleep(0.5 * 2**retry)
-            except BaseException:
-                # The worker never gets this reader back to close: an open copy transaction
-                # would hold the snapshot (and the vacuum horizon) until garbage collection.
-                reader.close()
-                raise
-        raise AssertionError("unreachable")
+        raise AssertionError("unreachable: the last attempt's error is raised")
 
     def _copy_chunk(
         self,
