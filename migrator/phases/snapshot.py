@@ -15,6 +15,7 @@ therefore consistent once CDC has passed T2, which the 'reread' checkpoint recor
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -39,6 +40,7 @@ from migrator.engine.events import (
 from migrator.engine.executor import Action
 from migrator.engine.pipeline import WriteBehind
 from migrator.engine.retry import bounded_attempts
+from migrator.engine.workers import Workers
 from migrator.errors import MigratorError, SourceError, TerminalError
 from migrator.mapping.assemble import Assembler
 from migrator.mapping.columns import columns_read
@@ -282,13 +284,13 @@ class SnapshotPhase:
         pending: queue.Queue[_Work] = queue.Queue()
         for item in work:
             pending.put(item)
-        errors: list[BaseException] = []
         lock = threading.Lock()
+        workers = Workers("migrator-copy", min(self.settings.parallel, max(1, len(work))), self._stop)
 
-        def worker(finished: threading.Event) -> None:
+        def worker() -> None:
             reader: SnapshotReader | None = None
             try:
-                while not self._stop.is_set() and not errors:
+                while not self._stop.is_set() and not workers.failed:
                     if self.ctx.throttle is not None:
                         self.ctx.throttle.wait(PHASE, self._stop)  # held between chunks
                         if self._stop.is_set():
@@ -298,36 +300,14 @@ class SnapshotPhase:
                     except queue.Empty:
                         return
                     reader = self._copy_with_retries(reader, snapshot_name, item, result, position, lock)
-            except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which re-raises it
-                with lock:
-                    errors.append(exc)
             finally:
                 if reader is not None:
                     reader.close()
-                finished.set()
 
-        # Wait on events, not Thread.join: on CPython < 3.13 a KeyboardInterrupt raised inside
-        # join(timeout) marks the still-running thread as stopped (the bpo-45274 handler releases
-        # that thread's own lock), so a later join() returns at once and the process exits with
-        # the chunk in flight half-written and left 'running'.
-        finished = [threading.Event() for _ in range(min(self.settings.parallel, max(1, len(work))))]
-        threads = [
-            threading.Thread(target=worker, args=(done,), name=f"migrator-copy-{i}", daemon=True)
-            for i, done in enumerate(finished)
-        ]
-        for t in threads:
-            t.start()
-        try:
-            for done in finished:
-                while not done.wait(timeout=0.2):
-                    pass
-        except KeyboardInterrupt:
-            # Finish the chunks in flight, checkpoint them, then stop.
-            self._stop.set()
-            for done in finished:
-                done.wait()
-        if errors:
-            raise errors[0]
+        # Ctrl-C: the workers have finished the chunks in flight and checkpointed them
+        # (engine/workers.py); the snapshot ends stopped, and the next run resumes it.
+        with contextlib.suppress(KeyboardInterrupt):
+            workers.run(worker)
         result.stopped = self._stop.is_set() and not pending.empty()
 
     def _copy_with_retries(

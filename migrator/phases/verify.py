@@ -48,6 +48,7 @@ from migrator.engine.context import PlanView
 from migrator.engine.events import EventBus, Notice, VerifyFinished, VerifyProgress
 from migrator.engine.executor import Action
 from migrator.engine.retry import DEFAULT_BUDGET_S, retrying
+from migrator.engine.workers import Workers
 from migrator.mapping import compare
 from migrator.mapping.assemble import Assembler
 from migrator.mapping.lookup import json_id
@@ -368,12 +369,12 @@ class Verifier:
         pending: queue.Queue[_Range] = queue.Queue()
         for item in ranges:
             pending.put(item)
-        errors: list[BaseException] = []
+        workers = Workers("migrator-verify", min(self.settings.parallel, max(1, len(ranges))), self._stop)
 
         def worker() -> None:
             source = _SourceReader(self.source.endpoint)
             try:
-                while not self._stop.is_set() and not errors:
+                while not self._stop.is_set() and not workers.failed:
                     try:
                         item = pending.get_nowait()
                     except queue.Empty:
@@ -385,22 +386,10 @@ class Verifier:
                         lambda item=item: self._compare_range(source.get(), item, report, confirmed),  # type: ignore[misc]
                         source.reset,
                     )
-            except BaseException as exc:  # noqa: BLE001 - handed to the calling thread, which re-raises it
-                with self._lock:
-                    errors.append(exc)
             finally:
                 source.reset()
 
-        threads = [
-            threading.Thread(target=worker, name=f"migrator-verify-{i}", daemon=True)
-            for i in range(min(self.settings.parallel, max(1, len(ranges))))
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if errors:
-            raise errors[0]
+        workers.run(worker)
 
     def _compare_range(
         self,
