@@ -20,6 +20,7 @@ from migrator.adapters.postgres.lsn import Lsn
 from migrator.adapters.postgres.replication import SlotMonitor
 from migrator.background import CdcFollower, ReverseFollower, follow_cdc, touched_documents
 from migrator.engine.events import CutoverStep, ErrorRaised, Notice
+from migrator.engine.threads import BackgroundThread
 from migrator.errors import MigratorError, TerminalError
 from migrator.phases.cdc import wait_until_applied
 from migrator.phases.cutover import (
@@ -82,8 +83,8 @@ class Switchover:
         touched, documents = touched_documents(ctx)
         follower = follow_cdc(ctx, runner._run_phase, touched)
         protocol_stop = threading.Event()
-        watcher = threading.Thread(
-            target=_watch, args=(follower, runner.stop_event, protocol_stop), daemon=True
+        watcher = BackgroundThread(
+            "migrator-cutover-watch", lambda: _watch(follower, runner.stop_event, protocol_stop)
         )
         follower.start()
         watcher.start()

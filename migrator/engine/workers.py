@@ -13,6 +13,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+from migrator.engine.threads import BackgroundThread
+
 # How often the caller's thread wakes while it waits: the interval at which Ctrl-C is seen.
 _POLL_S = 0.2
 
@@ -36,37 +38,28 @@ class Workers:
         """Run `work` on every worker and return once all have ended; raise the first error a
         worker raised. A KeyboardInterrupt while waiting: see the module's docstring."""
 
-        def main(finished: threading.Event) -> None:
-            try:
-                work()
-            except BaseException as exc:  # noqa: BLE001 - raised on the caller's thread by run()
-                with self._lock:
-                    self._errors.append(exc)
-            finally:
-                finished.set()
+        def failed(exc: BaseException) -> None:  # on the worker's thread: kept in order
+            with self._lock:
+                self._errors.append(exc)
 
         # Wait on events, not Thread.join: on CPython < 3.13 a KeyboardInterrupt raised inside
         # join(timeout) marks the still-running thread as stopped (the bpo-45274 handler releases
         # that thread's own lock), so a later join() returns at once and the process exits with
         # the work in flight half-done.
-        finished = [threading.Event() for _ in range(self.count)]
-        threads = [
-            threading.Thread(target=main, args=(done,), name=f"{self.name}-{i}", daemon=True)
-            for i, done in enumerate(finished)
-        ]
+        threads = [BackgroundThread(f"{self.name}-{i}", work, on_error=failed) for i in range(self.count)]
         for thread in threads:
             thread.start()
         interrupted: KeyboardInterrupt | None = None
         try:
-            for done in finished:
-                while not done.wait(timeout=_POLL_S):
+            for thread in threads:
+                while not thread.wait(timeout=_POLL_S):
                     pass
         except KeyboardInterrupt as exc:
             # Let the workers finish the items they hold, then stop.
             interrupted = exc
             self._stop.set()
-            for done in finished:
-                done.wait()
+            for thread in threads:
+                thread.wait()
         if self._errors:
             raise self._errors[0]
         if interrupted is not None:
