@@ -31,6 +31,7 @@ from migrator.adapters.postgres.lsn import Lsn
 from migrator.cli.logs import LogLines
 from migrator.cli.main import cli
 from migrator.engine.metrics import RunMetrics
+from migrator.engine.threads import BackgroundThread
 from migrator.errors import TerminalError
 from migrator.plan.names import cdc_checkpoint_id
 from migrator.status import StatusReport
@@ -117,28 +118,22 @@ class Follower:
 
     def __init__(self, mig: Migration, plan: Path, *sinks: Any) -> None:
         self.stop = threading.Event()
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._body, args=(mig, plan, sinks), daemon=True)
-        self._thread.start()
-
-    def _body(self, mig: Migration, plan: Path, sinks: tuple[Any, ...]) -> None:
-        try:
-            api.run(
+        self._thread = BackgroundThread(
+            "status-follower",
+            lambda: api.run(
                 plan, until="stopped", state=mig.state_path, sinks=list(sinks), env=mig.env, stop=self.stop
-            )
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
-            self.error = exc
+            ),
+        ).start()
 
     @property
     def alive(self) -> bool:
-        return self._thread.is_alive()
+        return self._thread.alive()
 
     def finish(self) -> None:
         self.stop.set()
         self._thread.join(RUN_TIMEOUT)
-        assert not self._thread.is_alive(), "the run did not stop"
-        if self.error is not None:
-            raise self.error
+        assert not self._thread.alive(), "the run did not stop"
+        self._thread.raise_error()
 
 
 def _status(mig: Migration, plan: Path, **kwargs: Any) -> StatusReport:
