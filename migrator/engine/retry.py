@@ -4,6 +4,13 @@ server that restarts), with tenacity: exponential waits, a time budget, a notice
 Only a TransientError is retried; once the budget is spent the last error is raised as it is,
 naming what failed, for the caller to report (verify reports it as "could not complete", never
 as a difference). A stop event ends the waiting early (the last error is raised).
+
+`bounded_attempts` is tenacity's Retrying for a piece of work retried a few times by its caller
+(a snapshot chunk): a fixed number of attempts with doubling waits.
+
+`retrying_streak` is the third shape, for a loop that runs until stopped (CDC, reverse sync): it is
+bounded by failures in a row without progress, not by time, and the run's stop event (SIGINT,
+SIGTERM) ends a wait as `RetryStopped`, for the loop to end as stopped rather than failed.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from tenacity import (
     RetryCallState,
     Retrying,
     retry_if_exception_type,
+    stop_after_attempt,
     stop_after_delay,
     stop_when_event_set,
     wait_exponential,
@@ -77,3 +85,104 @@ def retrying(
         reraise=True,
     )
     return retry(call)
+
+
+def bounded_attempts(
+    count: int, *, announce: Callable[[TransientError], None], multiplier: float = 0.5
+) -> Retrying:
+    """At most `count` attempts; a TransientError is retried after `multiplier` * 2^(n-1) s
+    (`announce(error)` first), anything else is raised at once, as is the last error. Iterate it
+    (`for attempt in bounded_attempts(...): with attempt: ...`) when the caller does work between
+    attempts that must not itself be retried."""
+
+    def before_sleep(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        assert isinstance(error, TransientError), error  # only TransientError is retried
+        announce(error)
+
+    return Retrying(
+        retry=retry_if_exception_type(TransientError),
+        stop=stop_after_attempt(count),
+        wait=wait_exponential(multiplier=multiplier),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+
+
+class RetryStopped(Exception):
+    """The run's stop event was set while waiting to retry: no further attempt was made. Not an
+    error: the loop that retried ends as stopped, its last checkpoint standing."""
+
+
+class _Streak:
+    """Transient failures in a row without progress. Progress (the loop's position moved during
+    the failed attempt) starts a new streak at 1; a `fresh` error starts one at 0 and is retried
+    at once."""
+
+    def __init__(self, progress: Callable[[], object], fresh: tuple[type[TransientError], ...]) -> None:
+        self.progress = progress
+        self.fresh = fresh
+        self.failures = 0
+        self.last: TransientError | None = None
+        self._mark: object = None
+
+    def before(self, state: RetryCallState) -> None:
+        self._mark = self.progress()
+
+    def after(self, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        assert isinstance(error, TransientError), error  # only TransientError is retried
+        self.last = error
+        if isinstance(error, self.fresh):
+            self.failures = 0
+        else:
+            self.failures = 1 if self.progress() != self._mark else self.failures + 1
+
+
+def retrying_streak(
+    attempt: Callable[[TransientError | None], T],
+    *,
+    stop: threading.Event,
+    limit: int,
+    progress: Callable[[], object],
+    announce: Callable[[TransientError, float, int], None],
+    fresh: tuple[type[TransientError], ...] = (),
+    ended: Callable[[], bool] | None = None,
+    multiplier: float = 0.5,
+    longest: float = 30.0,
+) -> T:
+    """`attempt(previous)` until it returns, retried on TransientError (`previous` is the error
+    that ended the last attempt, None the first time). Any other error is raised at once.
+
+    Bounded by failures in a row: after `limit` failures without `progress()` changing during an
+    attempt, the last error is raised. The wait before a retry grows with the streak
+    (`multiplier` * 2^(n-1) s, at most `longest`); a `fresh` error (e.g. a batch the target
+    aborted, retried smaller) is retried at once and starts a new streak. `announce(error,
+    wait, failures)` runs before each wait. The wait ends early when `stop` is set or `ended()`
+    turns true (a deadline): then RetryStopped is raised instead of another attempt."""
+    streak = _Streak(progress, fresh)
+
+    def wait(state: RetryCallState) -> float:
+        if streak.failures == 0:
+            return 0.0
+        return float(min(longest, multiplier * 2 ** (streak.failures - 1)))
+
+    def before_sleep(state: RetryCallState) -> None:
+        assert streak.last is not None
+        announce(streak.last, state.upcoming_sleep, streak.failures)
+
+    def sleep(seconds: float) -> None:
+        if stop.wait(seconds) or (ended is not None and ended()):
+            raise RetryStopped
+
+    retry = Retrying(
+        retry=retry_if_exception_type(TransientError),
+        stop=lambda state: streak.failures > limit,
+        wait=wait,
+        before=streak.before,
+        after=streak.after,
+        before_sleep=before_sleep,
+        sleep=sleep,
+        reraise=True,
+    )
+    return retry(lambda: attempt(streak.last))

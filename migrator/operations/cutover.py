@@ -16,9 +16,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from migrator.adapters.postgres.pgoutput import lsn_to_int
+from migrator.adapters.postgres.lsn import Lsn
 from migrator.adapters.postgres.replication import SlotMonitor
 from migrator.engine.events import CutoverStep, ErrorRaised, Notice
+from migrator.engine.threads import BackgroundThread
 from migrator.errors import MigratorError, TerminalError
 from migrator.operations.follow import CdcFollower, ReverseFollower, follow_cdc, touched_documents
 from migrator.operations.run import Runner
@@ -83,8 +84,8 @@ class Switchover:
         touched, documents = touched_documents(ctx)
         follower = follow_cdc(ctx, runner._run_phase, touched)
         protocol_stop = threading.Event()
-        watcher = threading.Thread(
-            target=_watch, args=(follower, runner.stop_event, protocol_stop), daemon=True
+        watcher = BackgroundThread(
+            "migrator-cutover-watch", lambda: _watch(follower, runner.stop_event, protocol_stop)
         )
         follower.start()
         watcher.start()
@@ -108,7 +109,7 @@ class Switchover:
                 return verifier.run().to_dict()
 
             def wait_applied() -> None:
-                marker = lsn_to_int(monitor.heartbeat(MARKER_PREFIX, f"{ctx.run.id}:round"))
+                marker = Lsn.parse(monitor.heartbeat(MARKER_PREFIX, f"{ctx.run.id}:round")).value
                 budget = max(30.0, 10 * plan.phases.cdc.max_lag)
                 deadline = time.monotonic() + budget
                 if not wait_until_applied(ctx.target, plan.name, marker, deadline, stop=protocol_stop):

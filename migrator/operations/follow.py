@@ -1,8 +1,9 @@
 """Directions that run on threads while a protocol (cutover, rollback after cutover) or the
 other direction runs on the caller's: forward CDC and reverse sync.
 
-A thread's failure is kept and re-raised on the caller's thread (`raise_if_failed`), and it
-sets the shared stop event so the other side winds down instead of running on alone.
+A thread's failure is kept and re-raised on the caller's thread (`raise_if_failed`; the thread
+is engine/threads.py's), and it sets the shared stop event so the other side winds down instead
+of running on alone.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from migrator.adapters.postgres.pgoutput import UNCHANGED
 from migrator.adapters.postgres.replication import SlotMonitor
 from migrator.engine.context import RunContext
+from migrator.engine.threads import BackgroundThread
 from migrator.errors import TerminalError
 from migrator.mapping.lookup import MappedDocuments
 from migrator.phases.cdc import CdcPhase, ChangeObserver
@@ -27,35 +29,31 @@ class Background:
 
     def __init__(self, name: str, body: Callable[[], Any], stop: threading.Event) -> None:
         self.name = name
-        self._body = body
         self._stop = stop
-        self.error: BaseException | None = None
-        self.result: Any = None
-        self._thread = threading.Thread(target=self._main, name=f"migrator-{name}", daemon=True)
+        self._thread = BackgroundThread[Any](f"migrator-{name}", body, on_error=lambda _: stop.set())
 
-    def _main(self) -> None:
-        try:
-            self.result = self._body()
-        except BaseException as exc:  # noqa: BLE001 - re-raised on the caller's thread
-            self.error = exc
-            self._stop.set()
+    @property
+    def error(self) -> BaseException | None:
+        return self._thread.error
+
+    @property
+    def result(self) -> Any:
+        return self._thread.result
 
     def start(self) -> None:
         self._thread.start()
 
     def alive(self) -> bool:
-        return self._thread.is_alive()
+        return self._thread.alive()
 
     def raise_if_failed(self) -> None:
-        if self.error is not None:
-            raise self.error
-        if self._thread.ident is not None and not self._thread.is_alive() and not self._stop.is_set():
+        self._thread.raise_error()
+        if self._thread.started and not self._thread.alive() and not self._stop.is_set():
             raise TerminalError(f"{self.name} stopped unexpectedly")
 
     def stop(self, timeout: float = 60) -> None:
         self._stop.set()
-        if self._thread.ident is not None:
-            self._thread.join(timeout)
+        self._thread.join(timeout)
 
 
 class CdcFollower(Background):

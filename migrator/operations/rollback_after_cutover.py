@@ -62,7 +62,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from migrator.adapters.mongodb.fence import FENCE_FIELD, ValidatorFence
-from migrator.adapters.postgres.pgoutput import lsn_to_int
+from migrator.adapters.postgres.lsn import Lsn
 from migrator.adapters.postgres.replication import SlotMonitor
 from migrator.engine.context import RunContext
 from migrator.engine.events import ErrorRaised, RollbackStepDone, WriteFreeze
@@ -421,7 +421,7 @@ def _forward_marker(ctx: RunContext, follower: CdcFollower, deadline: float) -> 
     observer then holds every document a late source write touched)."""
     monitor = SlotMonitor(ctx.source.endpoint)
     try:
-        marker = lsn_to_int(monitor.heartbeat(MARKER_PREFIX, f"{ctx.run.id}:rollback"))
+        marker = Lsn.parse(monitor.heartbeat(MARKER_PREFIX, f"{ctx.run.id}:rollback")).value
     finally:
         monitor.close()
     return wait_until_applied(ctx.target, ctx.plan.name, marker, deadline, check=follower.raise_if_failed)

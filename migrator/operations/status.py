@@ -32,7 +32,7 @@ import psycopg
 from migrator.adapters.mongodb import MongoTarget
 from migrator.adapters.mongodb.ownership import OwnerRecord
 from migrator.adapters.postgres.connection import PgEndpoint
-from migrator.adapters.postgres.pgoutput import lsn_to_int
+from migrator.adapters.postgres.lsn import Lsn
 from migrator.adapters.postgres.replication import SlotMonitor
 from migrator.adapters.postgres.reverse_writer import stored_checkpoint
 from migrator.engine.events import (
@@ -551,7 +551,7 @@ class StatusReader:
         elif SnapshotLabel.REREAD in by_label and slot is not None:
             consistent_after = max(
                 [slot.position] + [c.position for c in checkpoints if c.label == SnapshotLabel.REREAD],
-                key=lsn_to_int,
+                key=Lsn.parse,
             )
         return SnapshotStatus(
             status=status,
@@ -579,8 +579,7 @@ class StatusReader:
         if applied is not None:
             position = str(applied.get("position_text") or "") or None
             if position is None and applied.get("position") is not None:
-                value = int(applied["position"])
-                position = f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
+                position = str(Lsn(int(applied["position"])))
             if isinstance(applied.get("updated_at"), datetime.datetime):
                 applied_at = applied["updated_at"]
             applied_from = "target" if position is not None else None
@@ -596,14 +595,16 @@ class StatusReader:
         record: dict[str, Any] | None = None
         if position is not None:
             record = dict(applied) if applied_from == "target" and applied is not None else dict(mirrored)
-            record["position"] = lsn_to_int(position)
+            record["position"] = Lsn.parse(position).value
         lag = from_checkpoint(
             record,
             now=_now().timestamp(),
             confirmed_position=None
             if slot.confirmed_position is None
-            else lsn_to_int(slot.confirmed_position),
-            current_position=None if slot.current_position is None else lsn_to_int(slot.current_position),
+            else Lsn.parse(slot.confirmed_position).value,
+            current_position=None
+            if slot.current_position is None
+            else Lsn.parse(slot.current_position).value,
         )
         known = position is not None and slot.current_position is not None
         settings = self.plan.phases.cdc

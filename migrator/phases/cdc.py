@@ -20,14 +20,13 @@ acknowledges what is durable (_Following, one per stream), and watches the schem
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Literal
-
-from tenacity import wait_exponential
 
 from migrator.adapters.base import ColumnInfo, WriteOp
 from migrator.adapters.mongodb.applier import ChangeApplier
@@ -45,8 +44,9 @@ from migrator.adapters.postgres.changes import (
 )
 from migrator.adapters.postgres.generated import GeneratedColumns, StoredColumn
 from migrator.adapters.postgres.inspect import PostgresInspector, split_table
+from migrator.adapters.postgres.lsn import Lsn
 from migrator.adapters.postgres.partitions import Partitions, quoted, quoted_identifier
-from migrator.adapters.postgres.pgoutput import UNCHANGED, Relation, Row, lsn_to_int, lsn_to_str
+from migrator.adapters.postgres.pgoutput import UNCHANGED, Relation, Row
 from migrator.adapters.postgres.publication import publishing, restore_statements
 from migrator.adapters.postgres.reading import key_text
 from migrator.adapters.postgres.relations import Relations, RelationState, column_parsers, computed_columns
@@ -70,6 +70,7 @@ from migrator.adapters.postgres.values import ValueParser
 from migrator.engine.context import PlanView, RunContext
 from migrator.engine.events import BatchApplied, CdcProgress, ErrorRaised, Notice
 from migrator.engine.executor import Action
+from migrator.engine.retry import RetryStopped, retrying_streak
 from migrator.engine.throttle import Throttler
 from migrator.errors import (
     BatchTooLarge,
@@ -127,13 +128,6 @@ def unexpected(exc: Exception, doing: str) -> InternalError:
         hint="this is a defect of migrator: report it with this message; the checkpoint stays before it, so "
         "`migrator run` resumes from there once it is fixed",
     )
-
-
-class _Attempt:
-    """The part of tenacity's RetryCallState its wait strategies read."""
-
-    def __init__(self, number: int) -> None:
-        self.attempt_number = number
 
 
 Until = Literal["caught-up", "stopped"]
@@ -868,7 +862,7 @@ class CdcPhase:
         self.lag.resume(stored, snapshot_at=slot.created_at)
         if stored is not None:
             return int(stored["position"]), "target checkpoint"
-        return lsn_to_int(slot.position), "snapshot position"
+        return Lsn.parse(slot.position).value, "snapshot position"
 
     def run(self) -> CdcResult:
         try:
@@ -903,7 +897,7 @@ class CdcPhase:
         state = self.monitor.state(self.slot)
         if state is None:
             raise SourceError(
-                f"replication slot {self.slot} no longer exists: changes after {lsn_to_str(checkpoint)} are lost "
+                f"replication slot {self.slot} no longer exists: changes after {Lsn(checkpoint)} are lost "
                 "to this run and a new snapshot is needed",
                 hint="run `migrator rollback` for this plan, then `migrator run` again",
             )
@@ -920,57 +914,65 @@ class CdcPhase:
             ),
             None,
         )
-        consistent_after = lsn_to_int(
+        consistent_after = Lsn.parse(
             snapshot_done.detail.get("consistent_after", snapshot_done.position) if snapshot_done else "0/0"
-        )
+        ).value
         indexes = self.applier.ensure_indexes(self._mapper.index_paths())
         if indexes:
             self.ctx.events.emit(Notice("info", f"indexes for embedded changes: {', '.join(indexes)}"))
-        self.ctx.events.emit(Notice("info", f"replaying changes from {lsn_to_str(checkpoint)} ({origin})"))
-        result = CdcResult(position=lsn_to_str(checkpoint))
-        wait = wait_exponential(multiplier=0.5, max=30)
-        failures = 0
-        while True:
-            before = result.position
-            try:
-                stream = self._open_stream(checkpoint)
-                try:
-                    return self._loop(stream, checkpoint, consistent_after, result)
-                except MigratorError:
-                    raise
-                except Exception as exc:
-                    raise unexpected(exc, f"following changes after {result.position}") from exc
-                finally:
-                    stream.close()
-                    self.monitor.close()
-                    self._partitions.close()
-                    self._generated.close()
-                    self._shapes.close()
-            except TransientError as exc:
-                # Lost connection to either side: reconnect and resume from the durable
-                # checkpoint. Bounded: a streak of failures without progress ends the run.
-                # A batch the target aborted is no such failure: the limit has shrunk (settle()),
-                # which ends at a single write (phases/batch_size.py); go on at once.
-                if isinstance(exc, BatchTooLarge):
-                    failures, delay = 0, 0.0
-                    retry = f"applying batches of up to {self.batch_limit.limit:,} writes from the checkpoint"
-                else:
-                    failures = 1 if result.position != before else failures + 1
-                    if failures > MAX_CONSECUTIVE_FAILURES:
-                        raise
-                    delay = float(wait(_Attempt(failures)))  # type: ignore[arg-type]
-                    retry = f"retrying in {delay:.1f} s ({failures}/{MAX_CONSECUTIVE_FAILURES})"
-                self.ctx.events.emit(ErrorRaised.of(PHASE, exc, retrying=True))
-                self.ctx.events.emit(Notice("warn", f"{exc.message}; {retry}"))
-                if self._stop.wait(delay) or (isinstance(exc, BatchTooLarge) and not self._slot_released()):
-                    result.stopped = True
-                    return result
+        self.ctx.events.emit(Notice("info", f"replaying changes from {Lsn(checkpoint)} ({origin})"))
+        result = CdcResult(position=str(Lsn(checkpoint)))
+
+        def attempt(previous: TransientError | None) -> CdcResult:
+            nonlocal checkpoint
+            if previous is not None:
+                # A retry: reconnect and resume from the durable checkpoint. A batch the target
+                # aborted first waits for the server to let go of the slot.
+                if isinstance(previous, BatchTooLarge) and not self._slot_released():
+                    raise RetryStopped
                 self._relations.clear()  # a new stream sends its Relation messages again
                 self._added.marked.clear()  # a backfill marker not applied yet: emitted again
-                try:
+                # The target still away: the old checkpoint stands, the attempt fails and counts.
+                with contextlib.suppress(TransientError):
                     checkpoint, _ = self.start_position()
-                except TransientError:
-                    continue  # the target is still away: count it as another failure
+            stream = self._open_stream(checkpoint)
+            try:
+                return self._loop(stream, checkpoint, consistent_after, result)
+            except MigratorError:
+                raise
+            except Exception as exc:
+                raise unexpected(exc, f"following changes after {result.position}") from exc
+            finally:
+                stream.close()
+                self.monitor.close()
+                self._partitions.close()
+                self._generated.close()
+                self._shapes.close()
+
+        def announce(exc: TransientError, delay: float, failures: int) -> None:
+            if isinstance(exc, BatchTooLarge):
+                retry = f"applying batches of up to {self.batch_limit.limit:,} writes from the checkpoint"
+            else:
+                retry = f"retrying in {delay:.1f} s ({failures}/{MAX_CONSECUTIVE_FAILURES})"
+            self.ctx.events.emit(ErrorRaised.of(PHASE, exc, retrying=True))
+            self.ctx.events.emit(Notice("warn", f"{exc.message}; {retry}"))
+
+        # Lost connection to either side: reconnect and resume from the durable checkpoint.
+        # Bounded: a streak of failures without progress ends the run. A batch the target
+        # aborted is no such failure: the limit has shrunk (settle()), which ends at a single
+        # write (phases/batch_size.py); go on at once.
+        try:
+            return retrying_streak(
+                attempt,
+                stop=self._stop,
+                limit=MAX_CONSECUTIVE_FAILURES,
+                progress=lambda: result.position,
+                announce=announce,
+                fresh=(BatchTooLarge,),
+            )
+        except RetryStopped:
+            result.stopped = True
+            return result
 
     def _slot_released(self) -> bool:
         """Wait until the server has let go of the slot that the closed stream used (its walsender
@@ -1040,11 +1042,11 @@ class CdcPhase:
                 hint="run `migrator rollback` for this plan, then `migrator run` again",
             )
         retained = int(state["retained_bytes"])
-        self.lag.source_position(lsn_to_int(state["current"]))
+        self.lag.source_position(Lsn.parse(state["current"]).value)
         lag = self.lag.reading()
         self.ctx.events.emit(
             CdcProgress(
-                position=lsn_to_str(applied),
+                position=str(Lsn(applied)),
                 transactions=result.transactions,
                 changes=result.changes,
                 lag_bytes=lag.bytes if lag.bytes is not None else 0,
@@ -1226,9 +1228,7 @@ class _Following:
         except MigratorError:
             raise
         except Exception as exc:
-            where = (
-                "" if self.reading is None else f" in the transaction committed at {lsn_to_str(self.reading)}"
-            )
+            where = "" if self.reading is None else f" in the transaction committed at {Lsn(self.reading)}"
             raise unexpected(exc, f"mapping {change.kind} of {change.table}{where}") from exc
         self.batch.ops.extend(ops)
         self.batch.changes += 1
@@ -1270,7 +1270,7 @@ class _Following:
         if batch.first_commit_at is None:
             batch.first_commit_at = time.monotonic()
         if self.phase._oracle is not None:
-            self.phase._oracle.commit(lsn_to_str(end_position), batch.last_commit_time)
+            self.phase._oracle.commit(str(Lsn(end_position)), batch.last_commit_time)
         if len(batch.ops) >= self.phase.batch_limit.limit:
             self.flush()
 
@@ -1373,7 +1373,7 @@ class _Following:
             phase.applier.apply,
             batch.ops,
             position,
-            lsn_to_str(position) if position is not None else None,
+            str(Lsn(position)) if position is not None else None,
             fields=fields if position is not None else None,
         )
         self.applying = _Applying(future, batch, position)
@@ -1415,23 +1415,23 @@ class _Following:
         try:
             done.future.result()
         except BatchTooLarge as exc:
-            upto = "" if done.position is None else f" up to {lsn_to_str(done.position)}"
+            upto = "" if done.position is None else f" up to {Lsn(done.position)}"
             collections = ", ".join(sorted({op.collection for op in done.batch.ops}))
             # Smaller batches from the checkpoint on; a TerminalError for a single write.
             self.phase.batch_limit.shrink(
                 exc,
                 writes=len(done.batch.ops),
-                where=f"(to {collections}) of the source transaction(s) after {lsn_to_str(applied)}{upto}",
+                where=f"(to {collections}) of the source transaction(s) after {Lsn(applied)}{upto}",
             )
             raise
         except MigratorError:
             raise
         except Exception as exc:
             collections = ", ".join(sorted({op.collection for op in done.batch.ops}))
-            upto = "" if done.position is None else f" up to {lsn_to_str(done.position)}"
+            upto = "" if done.position is None else f" up to {Lsn(done.position)}"
             raise unexpected(
                 exc,
-                f"applying {done.batch.changes} change(s) after {lsn_to_str(applied)}{upto} to {collections}",
+                f"applying {done.batch.changes} change(s) after {Lsn(applied)}{upto} to {collections}",
             ) from exc
 
     def acknowledge(self, done: _Applying, position: int) -> None:
@@ -1443,7 +1443,7 @@ class _Following:
             # The server said it had sent all its WAL while this batch was applied, and nothing
             # came after: caught up (phases/lag.py).
             phase.lag.caught_up(done.acknowledge_after)
-        self.result.position = lsn_to_str(position)
+        self.result.position = str(Lsn(position))
         now = time.time()
         phase.ctx.events.emit(
             BatchApplied(
@@ -1523,7 +1523,7 @@ class _Following:
         self.settle()
         if self.marker is None or self.applied < self.marker:
             if self.marker is None:
-                self.marker = lsn_to_int(phase.monitor.heartbeat(HEARTBEAT_PREFIX, phase.ctx.plan.name))
+                self.marker = Lsn.parse(phase.monitor.heartbeat(HEARTBEAT_PREFIX, phase.ctx.plan.name)).value
             return False
         lag = phase.lag.seconds()
         # Once applied, the marker stays: it proved the stream passed the moment of asking; the

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from migrator.adapters.postgres.fence import FenceNotTaken, LockFence
-from migrator.adapters.postgres.pgoutput import lsn_to_int, lsn_to_str
+from migrator.adapters.postgres.lsn import Lsn
 from migrator.adapters.postgres.replication import SlotMonitor
 from migrator.engine.context import PlanView, RunContext
 from migrator.engine.events import CutoverAbandoned, CutoverStep, Notice, WriteFreeze
@@ -372,7 +372,7 @@ class CutoverPhase:
         self._step("gate", f"verify score {score:.6f}: gate passed")
 
     def _marker(self) -> int:
-        return lsn_to_int(self.monitor.heartbeat(MARKER_PREFIX, f"{self.ctx.run.id}:lag"))
+        return Lsn.parse(self.monitor.heartbeat(MARKER_PREFIX, f"{self.ctx.run.id}:lag")).value
 
     def _catch_up(self, deadline: float) -> float:
         """Seconds until a marker committed now is applied by CDC: the lag as it really is
@@ -421,7 +421,7 @@ class CutoverPhase:
             try:
                 marker_text = self.monitor.heartbeat(MARKER_PREFIX, f"{self.ctx.run.id}:fence:{attempt}")
                 report.marker = marker_text
-                self._wait_applied(lsn_to_int(marker_text), deadline)
+                self._wait_applied(Lsn.parse(marker_text).value, deadline)
                 self._step("drained", f"CDC applied the marker at {marker_text}")
                 check = self._final_check(deadline)
                 report.check = {"checked": check.checked, "differing": check.differing, **check.detail}
@@ -687,7 +687,7 @@ def wait_for_backlog(
             raise Stalled(f"CDC applied nothing for {idle:g} s while catching up to a marker")
         if now - reported >= every:
             report(
-                f"CDC replays the backlog: applied up to {lsn_to_str(applied)}, the marker is at "
-                f"{lsn_to_str(marker)} ({marker - applied:,} bytes of WAL to go)"
+                f"CDC replays the backlog: applied up to {Lsn(applied)}, the marker is at "
+                f"{Lsn(marker)} ({marker - applied:,} bytes of WAL to go)"
             )
             reported = now

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from migrator.adapters.postgres.pgoutput import lsn_to_int, lsn_to_str
+from migrator.adapters.postgres.lsn import Lsn
 from migrator.adapters.postgres.replication import SlotMonitor
 from migrator.engine.events import EventBus, Notice
 from migrator.engine.retry import DEFAULT_BUDGET_S, retrying
@@ -133,7 +133,7 @@ class Following:
             count = self._retry(
                 f"peeking at replication slot {self.slot}",
                 lambda: self.monitor.unapplied_changes(
-                    self.slot, self.publication, lsn_to_str(applied or 0), upto
+                    self.slot, self.publication, str(Lsn(applied or 0)), upto
                 ),
             )
         return count, applied
@@ -185,7 +185,7 @@ class Following:
 
     def _not_following(self, count: int, applied: int | None, current: str) -> CdcNotFollowing:
         since = (
-            f"after {lsn_to_str(applied)} (the target's CDC checkpoint)"
+            f"after {Lsn(applied)} (the target's CDC checkpoint)"
             if applied
             else "since the snapshot (CDC has applied nothing yet)"
         )
@@ -215,13 +215,13 @@ class Following:
             )
             if state is None:
                 return True  # no slot: nothing replicates into the target; current states compare
-            if self._marker is not None and self._marker > lsn_to_int(position):
+            if self._marker is not None and self._marker > Lsn.parse(position).value:
                 marker = self._marker  # committed after `position`: it serves this wait too
             else:
                 text = self._retry(
                     "emitting a verify marker", lambda: self.monitor.heartbeat(MARKER_PREFIX, self.plan_name)
                 )
-                marker = self._marker = lsn_to_int(text)
+                marker = self._marker = Lsn.parse(text).value
         deadline = time.monotonic() + self.settle_timeout
         pause = _POLL_FIRST_S
         while True:

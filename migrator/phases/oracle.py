@@ -32,6 +32,7 @@ from typing import Any
 
 from migrator.adapters.base import SourceInfo
 from migrator.engine.events import DualWriteDivergence, DualWriteProgress, DualWriteSummary, EventBus, Notice
+from migrator.engine.threads import BackgroundThread
 from migrator.errors import MigratorError
 from migrator.mapping import compare
 from migrator.mapping.affected import Affected, AffectedDocuments, Row, dedupe
@@ -131,8 +132,7 @@ class DualWriteOracle:
         self._cond = threading.Condition()
         self._closing = False
         self._abort = False
-        self._error: BaseException | None = None
-        self._thread: threading.Thread | None = None
+        self._thread: BackgroundThread[None] | None = None
         self._last_skip_notice = 0.0
         self._last_divergence_notice = 0.0
         self._unannounced_divergences = 0
@@ -179,8 +179,8 @@ class DualWriteOracle:
 
     def commit(self, position: str, commit_time: float) -> None:
         """The transaction just read committed at `commit_time` (the source's clock, epoch s)."""
-        if self._error is not None:
-            raise self._error
+        if self._thread is not None:
+            self._thread.raise_error()  # the worker failed (a bug): CDC stops with its error
         refs, self._current = dedupe(self._current), []
         overflow, self._overflow = self._overflow, 0
         skipped = 0
@@ -220,8 +220,7 @@ class DualWriteOracle:
     # -- lifecycle --------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._work, name="migrator-dualwrite-oracle", daemon=True)
-        self._thread.start()
+        self._thread = BackgroundThread("migrator-dualwrite-oracle", self._work).start()
 
     def close(self, *, drain: bool = True, timeout: float | None = None) -> OracleCounts:
         """Stop the worker. `drain`: finish the checks already queued first (they fall due
@@ -232,7 +231,7 @@ class DualWriteOracle:
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout if timeout is not None else 2 * self._grace + 30.0)
-            if self._thread.is_alive():
+            if self._thread.alive():
                 with self._cond:
                     self._abort = True
                     self._cond.notify_all()
@@ -249,8 +248,8 @@ class DualWriteOracle:
             )
         self._documents.close()
         self._emit_progress(DualWriteSummary)
-        if self._error is not None and drain:
-            raise self._error
+        if self._thread is not None and drain:
+            self._thread.raise_error()
         return self.counts
 
     # -- the worker -------------------------------------------------------------------------------
@@ -290,9 +289,7 @@ class DualWriteOracle:
                 if time.monotonic() - self._last_progress >= PROGRESS_INTERVAL_S:
                     self._emit_progress(DualWriteProgress)
                     self._announce_divergences(force=False)
-        except BaseException as exc:  # noqa: BLE001 - a bug: handed to the CDC loop, which stops with it
-            self._error = exc
-        finally:
+        finally:  # an error (a bug) is handed to the CDC loop by BackgroundThread: it stops with it
             self._announce_divergences(force=True)
 
     def _attempt(self, batch: _Batch) -> None:

@@ -42,8 +42,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from tenacity import wait_exponential
-
 from migrator.adapters.mongodb import MongoTarget
 from migrator.adapters.mongodb.changes import (
     ChangedDocument,
@@ -64,6 +62,7 @@ from migrator.engine.events import (
     ReverseBatchApplied,
     ReverseProgress,
 )
+from migrator.engine.retry import RetryStopped, retrying_streak
 from migrator.errors import MigratorError, TerminalError, TransientError
 from migrator.mapping.inverse import DocumentInverse, UnknownFields, inverses
 from migrator.mapping.spec import CollectionMapping
@@ -78,13 +77,6 @@ IDLE_CHECKPOINT_S = 5.0  # how often skipped-only progress (forward CDC's transa
 IDLE_TOKEN_S = 60.0
 
 Until = Literal["stopped", "caught-up"]
-
-
-class _Attempt:
-    """The part of tenacity's RetryCallState its wait strategies read."""
-
-    def __init__(self, number: int) -> None:
-        self.attempt_number = number
 
 
 @dataclass
@@ -217,38 +209,40 @@ class ReverseSync:
         self._deadline = deadline
         result = ReverseResult()
         marker = self.changes.write_marker() if until == "caught-up" else 0
-        wait = wait_exponential(multiplier=0.5, max=30)
-        failures = 0
-        while True:
-            before = result.events
-            try:
-                checkpoint = self.writer.checkpoint()
-                if checkpoint is None:
-                    raise TerminalError(
-                        "reverse sync has no starting position on the source",
-                        hint="call prepare() before the switch flips (cutover does)",
-                    )
-                return self._follow(checkpoint, result, until, marker)
-            except TransientError as exc:
-                failures = 1 if result.events != before else failures + 1
-                if failures > MAX_CONSECUTIVE_FAILURES:
-                    self.events.emit(ErrorRaised.of(PHASE, exc, retrying=False))
-                    raise
-                delay = float(wait(_Attempt(failures)))  # type: ignore[arg-type]
-                self.events.emit(ErrorRaised.of(PHASE, exc, retrying=True))
-                self.events.emit(
-                    Notice(
-                        "warn",
-                        f"reverse sync: {exc.message}; retrying in {delay:.1f} s "
-                        f"({failures}/{MAX_CONSECUTIVE_FAILURES})",
-                    )
+
+        def attempt(previous: TransientError | None) -> ReverseResult:
+            checkpoint = self.writer.checkpoint()
+            if checkpoint is None:
+                raise TerminalError(
+                    "reverse sync has no starting position on the source",
+                    hint="call prepare() before the switch flips (cutover does)",
                 )
-                if self._stop.wait(delay) or self._past_deadline():
-                    result.stopped = True
-                    return result
-            except MigratorError as exc:
-                self.events.emit(ErrorRaised.of(PHASE, exc, retrying=False))
-                raise
+            return self._follow(checkpoint, result, until, marker)
+
+        def announce(exc: TransientError, delay: float, failures: int) -> None:
+            self.events.emit(ErrorRaised.of(PHASE, exc, retrying=True))
+            self.events.emit(
+                Notice(
+                    "warn",
+                    f"reverse sync: {exc.message}; retrying in {delay:.1f} s ({failures}/{MAX_CONSECUTIVE_FAILURES})",
+                )
+            )
+
+        try:
+            return retrying_streak(
+                attempt,
+                stop=self._stop,
+                limit=MAX_CONSECUTIVE_FAILURES,
+                progress=lambda: result.events,
+                announce=announce,
+                ended=self._past_deadline,
+            )
+        except RetryStopped:
+            result.stopped = True
+            return result
+        except MigratorError as exc:  # terminal, or transient past the streak's limit
+            self.events.emit(ErrorRaised.of(PHASE, exc, retrying=False))
+            raise
 
     def _past_deadline(self) -> bool:
         return self._deadline is not None and time.monotonic() >= self._deadline

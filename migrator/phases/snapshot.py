@@ -15,6 +15,7 @@ therefore consistent once CDC has passed T2, which the 'reread' checkpoint recor
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -23,6 +24,7 @@ from typing import Any, ClassVar
 
 from migrator.adapters.mongodb.codec import MAX_BSON_BYTES, encode_document
 from migrator.adapters.mongodb.writer import WriteResult
+from migrator.adapters.postgres.lsn import Lsn
 from migrator.adapters.postgres.shapes import ShapeReader, shapes_to_json
 from migrator.adapters.postgres.snapshot import Coordinator, PublicationManager, SlotExporter, SnapshotReader
 from migrator.engine.context import PlanView, RunContext
@@ -37,7 +39,9 @@ from migrator.engine.events import (
 )
 from migrator.engine.executor import Action
 from migrator.engine.pipeline import WriteBehind
-from migrator.errors import MigratorError, SourceError, TerminalError, TransientError
+from migrator.engine.retry import bounded_attempts
+from migrator.engine.workers import Workers
+from migrator.errors import MigratorError, SourceError, TerminalError
 from migrator.mapping.assemble import Assembler
 from migrator.mapping.columns import columns_read
 from migrator.mapping.spec import CollectionMapping
@@ -149,7 +153,7 @@ class SnapshotPhase:
             for c in self.ctx.store.checkpoints(self.ctx.run.id, PHASE)
             if c.label == SnapshotLabel.REREAD
         ]
-        return max([position, *rereads], key=_lsn)
+        return max([position, *rereads], key=Lsn.parse)
 
     def _start(self) -> tuple[Coordinator, str]:
         store, run = self.ctx.store, self.ctx.run
@@ -287,13 +291,13 @@ class SnapshotPhase:
         pending: queue.Queue[_Work] = queue.Queue()
         for item in work:
             pending.put(item)
-        errors: list[BaseException] = []
         lock = threading.Lock()
+        workers = Workers("migrator-copy", min(self.settings.parallel, max(1, len(work))), self._stop)
 
-        def worker(finished: threading.Event) -> None:
+        def worker() -> None:
             reader: SnapshotReader | None = None
             try:
-                while not self._stop.is_set() and not errors:
+                while not self._stop.is_set() and not workers.failed:
                     if self.ctx.throttle is not None:
                         self.ctx.throttle.wait(PHASE, self._stop)  # held between chunks
                         if self._stop.is_set():
@@ -303,36 +307,14 @@ class SnapshotPhase:
                     except queue.Empty:
                         return
                     reader = self._copy_with_retries(reader, snapshot_name, item, result, position, lock)
-            except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which re-raises it
-                with lock:
-                    errors.append(exc)
             finally:
                 if reader is not None:
                     reader.close()
-                finished.set()
 
-        # Wait on events, not Thread.join: on CPython < 3.13 a KeyboardInterrupt raised inside
-        # join(timeout) marks the still-running thread as stopped (the bpo-45274 handler releases
-        # that thread's own lock), so a later join() returns at once and the process exits with
-        # the chunk in flight half-written and left 'running'.
-        finished = [threading.Event() for _ in range(min(self.settings.parallel, max(1, len(work))))]
-        threads = [
-            threading.Thread(target=worker, args=(done,), name=f"migrator-copy-{i}", daemon=True)
-            for i, done in enumerate(finished)
-        ]
-        for t in threads:
-            t.start()
-        try:
-            for done in finished:
-                while not done.wait(timeout=0.2):
-                    pass
-        except KeyboardInterrupt:
-            # Finish the chunks in flight, checkpoint them, then stop.
-            self._stop.set()
-            for done in finished:
-                done.wait()
-        if errors:
-            raise errors[0]
+        # Ctrl-C: the workers have finished the chunks in flight and checkpointed them
+        # (engine/workers.py); the snapshot ends stopped, and the next run resumes it.
+        with contextlib.suppress(KeyboardInterrupt):
+            workers.run(worker)
         result.stopped = self._stop.is_set() and not pending.empty()
 
     def _copy_with_retries(
@@ -345,28 +327,30 @@ class SnapshotPhase:
         lock: threading.Lock,
     ) -> SnapshotReader:
         attempts = item.chunk.attempts
-        for retry in range(CHUNK_RETRIES):
+        # A TransientError: the reader's connection (or the target's) failed: reconnect and redo
+        # the chunk, which is idempotent. Bounded, so a dead server ends the run.
+        retries = bounded_attempts(
+            CHUNK_RETRIES,
+            announce=lambda exc: self.ctx.events.emit(ErrorRaised.of(PHASE, exc, retrying=True)),
+        )
+        for attempt in retries:
             if reader is None:
-                reader = SnapshotReader(self.ctx.source.endpoint, snapshot_name)
+                reader = SnapshotReader(
+                    self.ctx.source.endpoint, snapshot_name
+                )  # not retried: raised as it is
             attempts += 1
-            try:
-                self._copy_chunk(reader, item, attempts, result, position, lock)
-                return reader
-            except TransientError as exc:
-                # The reader's connection (or the target's) failed: reconnect and redo the
-                # chunk, which is idempotent. Bounded, so a dead server ends the run.
-                reader.close()
-                reader = None
-                if retry == CHUNK_RETRIES - 1:
+            with attempt:
+                try:
+                    self._copy_chunk(reader, item, attempts, result, position, lock)
+                    return reader
+                except BaseException:
+                    # A new connection for the next attempt; and when there is none, the worker
+                    # never gets this reader back to close: an open copy transaction would hold
+                    # the snapshot (and the vacuum horizon) until garbage collection.
+                    reader.close()
+                    reader = None
                     raise
-                self.ctx.events.emit(ErrorRaised.of(PHASE, exc, retrying=True))
-                time.sleep(0.5 * 2**retry)
-            except BaseException:
-                # The worker never gets this reader back to close: an open copy transaction
-                # would hold the snapshot (and the vacuum horizon) until garbage collection.
-                reader.close()
-                raise
-        raise AssertionError("unreachable")
+        raise AssertionError("unreachable: the last attempt's error is raised")
 
     def _copy_chunk(
         self,
@@ -540,8 +524,3 @@ def _column_type(table: Any, name: str) -> str:
     column = table.column(name)
     assert column is not None, f"{table.name}.{name} vanished after resolution"
     return str(column.type_name)
-
-
-def _lsn(text: str) -> int:
-    high, _, low = text.partition("/")
-    return (int(high, 16) << 32) + int(low, 16)

@@ -41,13 +41,14 @@ from bson.raw_bson import RawBSONDocument
 from migrator.adapters.base import SourceInfo
 from migrator.adapters.mongodb.codec import encode_document
 from migrator.adapters.mongodb.reader import DocumentReader
-from migrator.adapters.postgres.pgoutput import lsn_to_int, lsn_to_str
+from migrator.adapters.postgres.lsn import Lsn
 from migrator.adapters.postgres.reading import key_set_condition, key_text, sample_condition
 from migrator.adapters.postgres.snapshot import Coordinator, RangeReader
 from migrator.engine.context import PlanView
 from migrator.engine.events import EventBus, Notice, VerifyFinished, VerifyProgress
 from migrator.engine.executor import Action
 from migrator.engine.retry import DEFAULT_BUDGET_S, retrying
+from migrator.engine.workers import Workers
 from migrator.mapping import compare
 from migrator.mapping.assemble import Assembler
 from migrator.mapping.lookup import json_id
@@ -321,7 +322,7 @@ class Verifier:
                     )
                 )
             applied = self.following.applied()
-            report.applied_position = None if applied is None else lsn_to_str(applied)
+            report.applied_position = None if applied is None else str(Lsn(applied))
         finally:
             self.following.close()
         report.seconds = time.monotonic() - started
@@ -368,12 +369,12 @@ class Verifier:
         pending: queue.Queue[_Range] = queue.Queue()
         for item in ranges:
             pending.put(item)
-        errors: list[BaseException] = []
+        workers = Workers("migrator-verify", min(self.settings.parallel, max(1, len(ranges))), self._stop)
 
         def worker() -> None:
             source = _SourceReader(self.source.endpoint)
             try:
-                while not self._stop.is_set() and not errors:
+                while not self._stop.is_set() and not workers.failed:
                     try:
                         item = pending.get_nowait()
                     except queue.Empty:
@@ -385,22 +386,10 @@ class Verifier:
                         lambda item=item: self._compare_range(source.get(), item, report, confirmed),  # type: ignore[misc]
                         source.reset,
                     )
-            except BaseException as exc:  # noqa: BLE001 - handed to the calling thread, which re-raises it
-                with self._lock:
-                    errors.append(exc)
             finally:
                 source.reset()
 
-        threads = [
-            threading.Thread(target=worker, name=f"migrator-verify-{i}", daemon=True)
-            for i in range(min(self.settings.parallel, max(1, len(ranges))))
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if errors:
-            raise errors[0]
+        workers.run(worker)
 
     def _compare_range(
         self,
@@ -454,7 +443,7 @@ class Verifier:
             report.collections[coll.mapping.name].add(counts)
             report.ranges += 1
             first, last = report.positions or (position, position)
-            report.positions = (min(first, position, key=lsn_to_int), max(last, position, key=lsn_to_int))
+            report.positions = (min(first, position, key=Lsn.parse), max(last, position, key=Lsn.parse))
             self._record(report, found)
             confirmed[coll.mapping.name].extend(
                 (doc_id, m.kind) for doc_id, m in found if m.kind != "unsettled"

@@ -57,6 +57,7 @@ from migrator import api  # noqa: E402
 from migrator.adapters.base import ColumnInfo  # noqa: E402
 from migrator.adapters.postgres.connection import PgEndpoint  # noqa: E402
 from migrator.adapters.postgres.inspect import PostgresInspector  # noqa: E402
+from migrator.adapters.postgres.lsn import Lsn  # noqa: E402
 from migrator.adapters.postgres.pgoutput import (  # noqa: E402
     Commit,
     Insert,
@@ -111,7 +112,7 @@ def decode_benchmark(url: str, changes: int) -> dict[str, Any]:
     for label, parse_values in (("consumer", False), ("consumer_parse", True)):
         server_seconds, messages = _server_pass(url)
         consumer_seconds, consumer_cpu, seen, rows = _consumer_pass(
-            url, _lsn(start[0]), _lsn(end[0]), columns, parse_values
+            url, Lsn.parse(start[0]).value, Lsn.parse(end[0]).value, columns, parse_values
         )
         if rows != changes:
             raise RuntimeError(f"{label}: {rows:,} changes streamed, {changes:,} written")
@@ -182,11 +183,6 @@ def _consumer_pass(
         return time.monotonic() - started, time.process_time() - cpu, seen, rows
     finally:
         stream.close()
-
-
-def _lsn(text: str) -> int:
-    high, _, low = text.partition("/")
-    return (int(high, 16) << 32) + int(low, 16)
 
 
 LAG_SCHEMA = """

@@ -24,10 +24,11 @@ from typing import Any
 import psycopg
 import pytest
 
+from migrator.adapters.postgres.lsn import Lsn
 from migrator.errors import TerminalError
 from tests.support.compare import assert_documents, flat_documents, group, records
 from tests.support.docs import Migration, sorted_documents, typed
-from tests.support.runs import Follower, follow, lsn, run, slot_active, transactions, wait_for
+from tests.support.runs import Follower, follow, run, slot_active, transactions, wait_for
 from tests.support.servers import ExternalServer
 from tests.support.toast import BIG_FUNCTION, toasted_rows
 
@@ -653,12 +654,12 @@ def test_heartbeat_moves_the_slot_of_an_idle_source(mig: Migration) -> None:
         return 0 if found is None else int(found["position"])
 
     def confirmed() -> int:
-        return lsn(dict(mig.slots())[mig.slot(name)])
+        return Lsn.parse(dict(mig.slots())[mig.slot(name)]).value
 
     try:
         # Nothing writes to the source, so the only commits to apply are the run's heartbeats:
         # the target checkpoint moves past the idle position, again and again ...
-        wait_for(lambda: checkpoint() > lsn(idle_at), "a heartbeat to be applied", 10)
+        wait_for(lambda: checkpoint() > Lsn.parse(idle_at).value, "a heartbeat to be applied", 10)
         first = checkpoint()
         wait_for(lambda: checkpoint() > first, "a second heartbeat", 10)
         # ... and the slot is acknowledged while the run follows, so it releases WAL.
@@ -763,8 +764,12 @@ def test_sigterm_checkpoints_exits_0_and_the_next_run_finishes(mig: Migration) -
     # Checkpointed: the target holds the position, and the slot was acknowledged up to it.
     checkpoint = mig.client[mig.database]["_migrator"].find_one({"_id": f"{STATE_ID_PREFIX}{name}"})
     assert checkpoint is not None
-    assert lsn(checkpoint["position_text"]) == checkpoint["position"] == lsn(result["cdc"]["position"])
-    assert lsn(dict(mig.slots())[mig.slot(name)]) >= checkpoint["position"]
+    assert (
+        Lsn.parse(checkpoint["position_text"]).value
+        == checkpoint["position"]
+        == Lsn.parse(result["cdc"]["position"]).value
+    )
+    assert Lsn.parse(dict(mig.slots())[mig.slot(name)]).value >= checkpoint["position"]
 
     transactions(mig, *rest)
     second = subprocess.run(

@@ -19,6 +19,7 @@ import pymongo
 import pytest
 
 from migrator import api
+from migrator.adapters.postgres.lsn import Lsn
 from migrator.engine.events import BatchApplied, CdcProgress, Event
 from migrator.errors import TargetLostWrites
 from migrator.plan.names import cdc_checkpoint_id
@@ -142,7 +143,7 @@ def test_a_target_outage_and_restart_during_cdc_loses_nothing(
 
         def applied() -> bool:
             doc = checkpoints.find_one({"_id": cdc_checkpoint_id("outageplan")})
-            return doc is not None and int(doc["position"]) >= _lsn(marker)
+            return doc is not None and int(doc["position"]) >= Lsn.parse(marker).value
 
         _wait_for(lambda: not runner.is_alive() or applied(), "CDC to apply everything after the outage")
     finally:
@@ -160,11 +161,6 @@ def test_a_target_outage_and_restart_during_cdc_loses_nothing(
         (tmp_path / "outage-lost-writes-detected").write_text(errors[0].message)
         return
     _compare(mig, target, database, killed, restarted, log, events, tmp_path)
-
-
-def _lsn(text: str) -> int:
-    high, _, low = text.partition("/")
-    return (int(high, 16) << 32) + int(low, 16)
 
 
 def _compare(

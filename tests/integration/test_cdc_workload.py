@@ -64,6 +64,7 @@ from pymongo.database import Database
 from ruamel.yaml import YAML
 
 from migrator import api
+from migrator.adapters.postgres.lsn import Lsn
 from migrator.state import SQLiteStateStore
 from migrator.state.labels import SnapshotLabel
 from tests.support.docs import run_slot, typed
@@ -112,11 +113,6 @@ def _migrator() -> str:
         script = ROOT / ".venv" / "bin" / "migrator"
     assert script.exists(), f"no migrator console script next to {sys.executable}; pip install -e ."
     return str(script)
-
-
-def _lsn(text: str) -> int:
-    high, _, low = text.partition("/")
-    return (int(high, 16) << 32) + int(low, 16)
 
 
 # -- `migrator run` in a subprocess ------------------------------------------------------------------
@@ -259,21 +255,21 @@ _GATE = os.environ.get("MIGRATOR_TEST_ADVANCE_GATE")
 
 if _GATE:
     from migrator.adapters.postgres import replication
-    from migrator.adapters.postgres.pgoutput import lsn_to_int, lsn_to_str
+    from migrator.adapters.postgres.lsn import Lsn
 
     _acknowledge = replication.PollingStream.acknowledge
 
     def _threshold():
         try:
             with open(_GATE, encoding="utf-8") as f:
-                return lsn_to_int(f.read().strip() or "0/0")
+                return Lsn.parse(f.read().strip() or "0/0").value
         except FileNotFoundError:
             return None
 
     def acknowledge(self, lsn):
         threshold = _threshold()
         if threshold is not None and lsn >= threshold:
-            sys.stdout.write(json.dumps({"event": "test.advance_held", "position": lsn_to_str(lsn)}) + "\n")
+            sys.stdout.write(json.dumps({"event": "test.advance_held", "position": str(Lsn(lsn))}) + "\n")
             sys.stdout.flush()
             while os.path.exists(_GATE):
                 time.sleep(0.05)
@@ -650,7 +646,7 @@ def _kill_before_advance(
         checkpoint = s.target["_migrator"].find_one({"_id": f"cdc:{s.name}"})
         slot = s.slot()
         assert checkpoint is not None and checkpoint["position_text"] == held, (checkpoint, held)
-        assert slot is not None and _lsn(slot[0]) < _lsn(held), (slot, held)
+        assert slot is not None and Lsn.parse(slot[0]) < Lsn.parse(held), (slot, held)
         s.kill9(p)
     finally:
         s.gate.unlink(missing_ok=True)
@@ -678,7 +674,7 @@ def _assert_checkpoints(s: Setup, result: dict[str, Any]) -> None:
         (start,) = [c for c in store.checkpoints(run.id, "snapshot") if c.label == SnapshotLabel.SLOT]
     slot = s.slot()
     # (The slot may be acknowledged past the last applied commit: WAL with nothing to apply.)
-    assert slot is not None and _lsn(start.position) < _lsn(slot[0]), (start.position, slot)
+    assert slot is not None and Lsn.parse(start.position) < Lsn.parse(slot[0]), (start.position, slot)
 
 
 @dataclass(frozen=True)
@@ -796,9 +792,9 @@ def test_cdc_follows_a_random_workload_through_repeated_kill_9(setup: Any, varia
     kills.append(Kill("cdc", time.monotonic() - p.started, positions[-1] if positions else None))
     partial = s.target.products.count_documents({"_id": {"$gte": first}})
     big_kills = kills[-2:] if variant.mode == "stream" else kills[-1:]
-    assert all(k.applied is None or _lsn(k.applied) < _lsn(more.big_commit_lsn) for k in big_kills), (
-        "a kill meant for the large transaction came after it was applied"
-    )
+    assert all(
+        k.applied is None or Lsn.parse(k.applied) < Lsn.parse(more.big_commit_lsn) for k in big_kills
+    ), "a kill meant for the large transaction came after it was applied"
     if variant.mode == "poll":
         # (c) Once all of it is on the target with the checkpoint past its commit, the slot still
         # before it: the next process must not apply it again from the slot's position, nor stall
@@ -806,7 +802,7 @@ def test_cdc_follows_a_random_workload_through_repeated_kill_9(setup: Any, varia
         # one connection: the first commit past big_precommit_lsn is the large transaction's.)
         assert more.big_precommit_lsn is not None
         held = _kill_before_advance(s, rng, kills, (0.0, 0.0), at_or_past=more.big_precommit_lsn)
-        assert _lsn(held) >= _lsn(more.big_precommit_lsn)
+        assert Lsn.parse(held) >= Lsn.parse(more.big_precommit_lsn)
         assert s.target.products.count_documents(big_sku) > 0.9 * big_rows
     assert not more.failed, more.error
     more_stats = more.stop()

@@ -20,6 +20,7 @@ from sqlalchemy import BigInteger, Integer, Numeric
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 from migrator import api
+from migrator.adapters.postgres.lsn import Lsn
 from migrator.dualwrite import DualWrite, LoggingReporter
 from migrator.engine.events import Collector, DualWriteDivergence, DualWriteProgress, DualWriteSummary, Notice
 from migrator.mapping.compare import FieldDiff
@@ -27,7 +28,7 @@ from migrator.phases.following import CdcNotFollowing
 from migrator.plan.names import cdc_checkpoint_id
 from migrator.state import SQLiteStateStore
 from tests.support.docs import Migration
-from tests.support.runs import follow, lsn, run, wait_for
+from tests.support.runs import follow, run, wait_for
 from tests.support.shop import COLLECTIONS, CUSTOMERS, SCHEMA
 
 GRACE_S = 2.0
@@ -149,7 +150,7 @@ def test_oracle_catches_skipped_and_wrong_writes_and_passes_correct_dual_writes(
     moved = divergences[("customers", 7)]
     assert moved.difference == "mismatched" and any(d["path"].startswith("orders") for d in moved.diffs)
     for d in divergences.values():  # each names the source commit it checked
-        assert lsn(d.position) > lsn(before)
+        assert Lsn.parse(d.position) > Lsn.parse(before)
 
     # Counted in the CDC result: each touched document settled once, five of them diverged.
     # Touched: 1, 2, 3, 5 (order 41 arrived; 4 no longer holds it, so it is not looked at), 2000,
@@ -166,7 +167,7 @@ def test_oracle_catches_skipped_and_wrong_writes_and_passes_correct_dual_writes(
     doc10 = customer(mig, 10)
     assert doc10 is not None and doc10["name"] == "customer 10"
     state = mig.client[mig.database]["_migrator"].find_one({"_id": cdc_checkpoint_id("dualwrite-oracle")})
-    assert state is not None and int(state["position"]) > lsn(before)
+    assert state is not None and int(state["position"]) > Lsn.parse(before).value
     # Divergences are durable: in the state store's event log.
     with SQLiteStateStore(mig.state_path) as store:
         kinds = [e.kind for e in store.events()]

@@ -21,6 +21,7 @@ import psycopg
 import pytest
 
 from migrator.adapters.postgres import pgoutput as pgo
+from migrator.adapters.postgres.lsn import Lsn
 
 SLOT = "pgo_slot"
 PUB = "pgo_pub"
@@ -75,7 +76,7 @@ def peek(conn: psycopg.Connection[Any], *options: str) -> list[tuple[int, bytes]
         "SELECT lsn::text, data FROM pg_logical_slot_peek_binary_changes(%s, NULL, NULL, VARIADIC %s::text[])",
         (SLOT, ["publication_names", PUB, "messages", "true", *options]),
     ).fetchall()
-    return [(pgo.lsn_to_int(lsn), bytes(data)) for lsn, data in rows]
+    return [(Lsn.parse(lsn).value, bytes(data)) for lsn, data in rows]
 
 
 def decode_all(raw: list[tuple[int, bytes]]) -> list[Row]:

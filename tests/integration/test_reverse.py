@@ -36,6 +36,7 @@ from migrator.adapters.postgres.reverse_writer import ReverseWriter, stored_chec
 from migrator.adapters.postgres.snapshot import RangeReader
 from migrator.adapters.rows import DocumentRows
 from migrator.engine.events import Collector, ErrorRaised, ReverseBatchApplied, ReverseProgress
+from migrator.engine.threads import BackgroundThread
 from migrator.errors import SourceError
 from migrator.mapping.assemble import Assembler
 from migrator.mapping.inverse import DocumentInverse, InverseError, inverses
@@ -505,31 +506,25 @@ class Reverse:
             stop=self.stop,
             max_await_ms=100,
         )
-        self.result: ReverseResult | None = None
-        self.error: BaseException | None = None
-        self._thread: threading.Thread | None = None
+        self._thread = BackgroundThread("reverse-sync", lambda: self.sync.run("stopped"))
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._thread.error
 
     def start(self) -> Reverse:
-        self._thread = threading.Thread(target=self._body, name="reverse-sync", daemon=True)
         self._thread.start()
         return self
 
-    def _body(self) -> None:
-        try:
-            self.result = self.sync.run("stopped")
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
-            self.error = exc
-
     def finish(self, timeout: float = 60) -> ReverseResult:
         self.stop.set()
-        assert self._thread is not None
+        assert self._thread.started
         self._thread.join(timeout)
-        assert not self._thread.is_alive(), "reverse sync did not stop"
+        assert not self._thread.alive(), "reverse sync did not stop"
         self.close()
-        if self.error is not None:
-            raise self.error
-        assert self.result is not None
-        return self.result
+        self._thread.raise_error()
+        assert self._thread.result is not None
+        return self._thread.result
 
     def close(self) -> None:
         self.sync.close()

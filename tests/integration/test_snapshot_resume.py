@@ -49,6 +49,7 @@ from pymongo.database import Database
 from ruamel.yaml import YAML
 
 from migrator import api
+from migrator.adapters.postgres.lsn import Lsn
 from migrator.plan.names import publication_name
 from migrator.state import CheckpointRecord, SQLiteStateStore
 from migrator.state.labels import SnapshotLabel
@@ -90,11 +91,6 @@ def _migrator() -> str:
         script = ROOT / ".venv" / "bin" / "migrator"
     assert script.exists(), f"no migrator console script next to {sys.executable}; pip install -e ."
     return str(script)
-
-
-def _lsn(text: str) -> int:
-    high, _, low = text.partition("/")
-    return (int(high, 16) << 32) + int(low, 16)
 
 
 # -- the subprocess ------------------------------------------------------------------------------
@@ -533,7 +529,7 @@ def test_kill_9_at_many_moments_then_resume_converges(migration: Callable[[int],
     p.kill9()
     (slot_cp,) = m.checkpoints(SnapshotLabel.SLOT)
     assert slot_cp.position == created["position"]
-    assert _lsn(slot_cp.position) > _lsn(orphan[0]), "the unrecorded slot was reused, not replaced"
+    assert Lsn.parse(slot_cp.position) > Lsn.parse(orphan[0]), "the unrecorded slot was reused, not replaced"
 
     # (c) After the first chunk. `status` tells a phase a process works on from one that a kill
     # left recorded as running.
@@ -590,10 +586,10 @@ def test_kill_9_at_many_moments_then_resume_converges(migration: Callable[[int],
     # Every process started after the slot checkpoint re-read at a newer point: (c) to (f) and the last.
     rereads = [c for c in checkpoints if c.label == SnapshotLabel.REREAD]
     assert len(rereads) == 6
-    assert all(_lsn(c.position) >= _lsn(slot_cp.position) for c in rereads)
+    assert all(Lsn.parse(c.position) >= Lsn.parse(slot_cp.position) for c in rereads)
     (done,) = [c for c in checkpoints if c.label == SnapshotLabel.DONE]
     assert done.position == slot_cp.position == result["snapshot"]["position"]
-    newest = max((c.position for c in rereads), key=_lsn)
+    newest = max((c.position for c in rereads), key=Lsn.parse)
     assert done.detail["consistent_after"] == result["snapshot"]["consistent_after"] == newest
     # Chunks that were in flight at a kill were redone.
     assert max(c.attempts for c in chunks) > 1
@@ -624,7 +620,7 @@ def _decode_changes(rows: list[tuple[str, bytes]]) -> tuple[Counter[tuple[str, s
         elif kind in "IUD":
             (relid,) = struct.unpack("!I", data[1:5])
             changes[(relations[relid], kind)] += 1
-            positions.append(_lsn(lsn))
+            positions.append(Lsn.parse(lsn).value)
         elif kind == "C":
             commits += 1
         elif kind == "T":
@@ -746,7 +742,7 @@ def test_resume_rereads_at_a_newer_point_and_the_slot_holds_the_gap(
     resumed = m.run_to_end()
     opened = resumed.wait_for("snapshot.opened")
     (reread,) = m.checkpoints(SnapshotLabel.REREAD)
-    t1, t2 = _lsn(slot_cp.position), _lsn(reread.position)
+    t1, t2 = Lsn.parse(slot_cp.position).value, Lsn.parse(reread.position).value
     assert t2 > t1
     assert (opened["position"], opened["reread"]) == (reread.position, True)
     assert resumed.result()["snapshot"]["consistent_after"] == reread.position

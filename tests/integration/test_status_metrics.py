@@ -27,9 +27,11 @@ import pytest
 from click.testing import CliRunner
 
 from migrator import api
+from migrator.adapters.postgres.lsn import Lsn
 from migrator.cli.logs import LogLines
 from migrator.cli.main import cli
 from migrator.engine.metrics import RunMetrics
+from migrator.engine.threads import BackgroundThread
 from migrator.errors import TerminalError
 from migrator.operations.status import StatusReport
 from migrator.plan.names import cdc_checkpoint_id
@@ -57,11 +59,6 @@ def _with_password(url: str, password: str) -> str:
     userinfo, _, host = parts.netloc.rpartition("@")
     user = userinfo.split(":", 1)[0] or "postgres"
     return urlunsplit((parts.scheme, f"{user}:{password}@{host}", parts.path, parts.query, parts.fragment))
-
-
-def _lsn(text: str) -> int:
-    high, _, low = text.partition("/")
-    return (int(high, 16) << 32) + int(low, 16)
 
 
 def _migrator() -> str:
@@ -121,28 +118,22 @@ class Follower:
 
     def __init__(self, mig: Migration, plan: Path, *sinks: Any) -> None:
         self.stop = threading.Event()
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._body, args=(mig, plan, sinks), daemon=True)
-        self._thread.start()
-
-    def _body(self, mig: Migration, plan: Path, sinks: tuple[Any, ...]) -> None:
-        try:
-            api.run(
+        self._thread = BackgroundThread(
+            "status-follower",
+            lambda: api.run(
                 plan, until="stopped", state=mig.state_path, sinks=list(sinks), env=mig.env, stop=self.stop
-            )
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
-            self.error = exc
+            ),
+        ).start()
 
     @property
     def alive(self) -> bool:
-        return self._thread.is_alive()
+        return self._thread.alive()
 
     def finish(self) -> None:
         self.stop.set()
         self._thread.join(RUN_TIMEOUT)
-        assert not self._thread.is_alive(), "the run did not stop"
-        if self.error is not None:
-            raise self.error
+        assert not self._thread.alive(), "the run did not stop"
+        self._thread.raise_error()
 
 
 def _status(mig: Migration, plan: Path, **kwargs: Any) -> StatusReport:
@@ -229,7 +220,9 @@ def test_status_while_cdc_follows_and_after_it_stopped(mig: Migration, plan: Pat
         def applied_past_change() -> bool:
             cdc = _status(mig, plan).cdc
             assert cdc is not None
-            return cdc.applied_position is not None and _lsn(cdc.applied_position) >= _lsn(after_change)
+            return cdc.applied_position is not None and Lsn.parse(cdc.applied_position) >= Lsn.parse(
+                after_change
+            )
 
         _wait_for(applied_past_change, "CDC to apply the changes")
         during = _status(mig, plan)
@@ -237,7 +230,7 @@ def test_status_while_cdc_follows_and_after_it_stopped(mig: Migration, plan: Pat
         assert cdc is not None and cdc.status == "running" and during.run.phase == "cdc"  # type: ignore[union-attr]
         assert cdc.applied_from == "target"
         stored = mig.client[mig.database]["_migrator"].find_one({"_id": cdc_checkpoint_id("statusplan")})
-        assert stored is not None and _lsn(cdc.applied_position) <= int(stored["position"])  # type: ignore[arg-type]
+        assert stored is not None and Lsn.parse(cdc.applied_position).value <= int(stored["position"])  # type: ignore[arg-type]
         assert cdc.applied_at is not None and cdc.applied_age_seconds is not None
         # The newest applied commit is at most as old as these changes (however slow the machine).
         assert 0 <= cdc.applied_age_seconds <= time.time() - made + 1.0
@@ -251,7 +244,7 @@ def test_status_while_cdc_follows_and_after_it_stopped(mig: Migration, plan: Pat
     after = _status(mig, plan, history=True)
     cdc = after.cdc
     assert cdc is not None and cdc.slot.active is False and cdc.applied_position is not None
-    assert _lsn(cdc.applied_position) >= _lsn(after_change)
+    assert Lsn.parse(cdc.applied_position) >= Lsn.parse(after_change)
     # The state store mirrors the target's position when the phase returns: the last checkpoint.
     assert after.last_checkpoint is not None
     assert (after.last_checkpoint.phase, after.last_checkpoint.label) == ("cdc", CdcLabel.APPLIED)

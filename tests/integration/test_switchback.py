@@ -21,6 +21,7 @@ from bson.int64 import Int64
 from migrator import api
 from migrator.engine.events import Collector, RollbackStepDone
 from migrator.engine.metrics import RunMetrics
+from migrator.engine.threads import BackgroundThread
 from migrator.errors import TerminalError
 from migrator.operations.rollback import RollbackResult
 from migrator.operations.rollback_after_cutover import SwitchbackResult
@@ -59,25 +60,14 @@ class Following:
 
     def __init__(self, body: Any) -> None:
         self.stop = threading.Event()
-        self.error: BaseException | None = None
-        self.result: Any = None
-
-        def main() -> None:
-            try:
-                self.result = body(self.stop)
-            except BaseException as exc:  # noqa: BLE001 - raised by finish()
-                self.error = exc
-
-        self._thread = threading.Thread(target=main, daemon=True)
-        self._thread.start()
+        self._thread = BackgroundThread[Any]("switchback-following", lambda: body(self.stop)).start()
 
     def finish(self, timeout: float = 60) -> Any:
         self.stop.set()
         self._thread.join(timeout)
-        assert not self._thread.is_alive(), "did not stop"
-        if self.error is not None:
-            raise self.error
-        return self.result
+        assert not self._thread.alive(), "did not stop"
+        self._thread.raise_error()
+        return self._thread.result
 
 
 def test_forward_and_back_with_a_writing_application_loses_nothing(

@@ -22,6 +22,7 @@ from migrator.engine.events import (
     Throttled,
     ThrottleLifted,
 )
+from migrator.engine.threads import BackgroundThread
 from migrator.operations.status import StatusReport
 from tests.support.docs import Migration
 from tests.support.servers import PgServer
@@ -44,26 +45,23 @@ class Follower:
     def __init__(self, mig: Migration, plan: Path, until: str = "stopped") -> None:
         self.stop = threading.Event()
         self.events = Collector()
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._body, args=(mig, plan, until), daemon=True)
-        self._thread.start()
-
-    def _body(self, mig: Migration, plan: Path, until: Any) -> None:
-        try:
-            api.run(plan, until=until, state=mig.state_path, sinks=[self.events], env=mig.env, stop=self.stop)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
-            self.error = exc
+        mode: Any = until  # api.run's Literal, from the caller's text
+        self._thread = BackgroundThread(
+            "throttle-follower",
+            lambda: api.run(
+                plan, until=mode, state=mig.state_path, sinks=[self.events], env=mig.env, stop=self.stop
+            ),
+        ).start()
 
     @property
     def alive(self) -> bool:
-        return self._thread.is_alive()
+        return self._thread.alive()
 
     def finish(self) -> None:
         self.stop.set()
         self._thread.join(RUN_TIMEOUT)
-        assert not self._thread.is_alive(), "the run did not stop"
-        if self.error is not None:
-            raise self.error
+        assert not self._thread.alive(), "the run did not stop"
+        self._thread.raise_error()
 
 
 ITEMS = (

@@ -32,8 +32,10 @@ from bson import json_util
 from click.testing import CliRunner
 
 from migrator import api
+from migrator.adapters.postgres.lsn import Lsn
 from migrator.cli.main import cli
 from migrator.engine.events import Collector
+from migrator.engine.threads import BackgroundThread
 from migrator.operations.run import RunOutcome
 from migrator.phases.preflight import PreflightReport
 from tests.support import expected
@@ -51,38 +53,38 @@ class Follower:
     def __init__(self, scenario: Scenario, until: str = "stopped") -> None:
         self.events = Collector()
         self.stop_event = threading.Event()
-        self.outcome: RunOutcome | None = None
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(
-            target=self._body, args=(scenario, until), name=f"corpus-{scenario.name}", daemon=True
-        )
-        self._thread.start()
-
-    def _body(self, scenario: Scenario, until: Any) -> None:
-        try:
-            self.outcome = api.run(
+        mode: Any = until  # api.run's Literal, from the caller's text
+        self._thread = BackgroundThread(
+            f"corpus-{scenario.name}",
+            lambda: api.run(
                 scenario.plan_path,
-                until=until,
+                until=mode,
                 state=scenario.state_path,
                 sinks=[self.events],
                 env=scenario.env,
                 stop=self.stop_event,
-            )
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
-            self.error = exc
+            ),
+        ).start()
+
+    @property
+    def outcome(self) -> RunOutcome | None:
+        return self._thread.result
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._thread.error
 
     @property
     def alive(self) -> bool:
-        return self._thread.is_alive()
+        return self._thread.alive()
 
     def join(self, timeout: float = RUN_TIMEOUT) -> RunOutcome:
         self._thread.join(timeout)
-        if self._thread.is_alive():
+        if self._thread.alive():
             self.stop_event.set()
             self._thread.join(60)
             pytest.fail(f"the run did not return within {timeout:.0f} s")
-        if self.error is not None:
-            raise self.error
+        self._thread.raise_error()
         assert self.outcome is not None
         return self.outcome
 
@@ -208,7 +210,7 @@ class Scenario:
                 pytest.fail("the run stopped while it should follow changes")
             if marker is None and self._slot_exists():
                 text = self.scalar("SELECT pg_logical_emit_message(true, %s, 'step')::text", [MARKER_PREFIX])
-                marker = _lsn(str(text))
+                marker = Lsn.parse(str(text)).value
             applied = self.applied()
             if marker is not None and applied is not None and applied >= marker:
                 return
@@ -335,11 +337,6 @@ class Scenario:
         self.client.drop_database(self.database)
         self.client.close()
         drop_pg_database(self._pg_admin_url, self.database)
-
-
-def _lsn(text: str) -> int:
-    high, _, low = text.partition("/")
-    return (int(high, 16) << 32) + int(low, 16)
 
 
 def _key(value: Any) -> bytes:

@@ -19,6 +19,7 @@ import pytest
 
 from migrator import api
 from migrator.engine.events import Collector, Notice
+from migrator.engine.threads import BackgroundThread
 from migrator.operations.run import RunOutcome
 from tests.support.docs import Migration
 
@@ -45,34 +46,34 @@ class Follower:
     def __init__(self, mig: Migration, plan: Path, until: str, stop: threading.Event | None = None) -> None:
         self.events = Collector()
         self.stop = stop or threading.Event()
-        self.outcome: RunOutcome | None = None
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(
-            target=self._body, args=(mig, plan, until), name=f"migrator-{until}", daemon=True
-        )
-        self._thread.start()
+        mode: Any = until  # api.run's Literal, from the caller's text
+        self._thread = BackgroundThread(
+            f"migrator-{until}",
+            lambda: api.run(
+                plan, until=mode, state=mig.state_path, sinks=[self.events], env=mig.env, stop=self.stop
+            ),
+        ).start()
         _FOLLOWERS.append(self)
 
-    def _body(self, mig: Migration, plan: Path, until: Any) -> None:
-        try:
-            self.outcome = api.run(
-                plan, until=until, state=mig.state_path, sinks=[self.events], env=mig.env, stop=self.stop
-            )
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
-            self.error = exc
+    @property
+    def outcome(self) -> RunOutcome | None:
+        return self._thread.result
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._thread.error
 
     @property
     def alive(self) -> bool:
-        return self._thread.is_alive()
+        return self._thread.alive()
 
     def join(self, timeout: float = RUN_TIMEOUT) -> RunOutcome:
         self._thread.join(timeout)
-        if self._thread.is_alive():
+        if self._thread.alive():
             self.stop.set()
             self._thread.join(30)
             pytest.fail(f"the run did not return within {timeout:.0f} s")
-        if self.error is not None:
-            raise self.error
+        self._thread.raise_error()
         assert self.outcome is not None
         return self.outcome
 
@@ -123,8 +124,3 @@ def transactions(mig: Migration, *txns: Sequence[str] | str) -> None:
             with conn.transaction():
                 for statement in statements:
                     conn.execute(statement)
-
-
-def lsn(text: str) -> int:
-    high, _, low = text.partition("/")
-    return (int(high, 16) << 32) + int(low, 16)

@@ -393,34 +393,6 @@ def test_streamed_message_decoded_outside_a_stream_is_not_silently_accepted() ->
         pgo.decode(payload, in_stream=False)
 
 
-# -- LSN text form --------------------------------------------------------------------------
-
-
-@given(LSN)
-def test_lsn_int_str_round_trip(value: int) -> None:
-    text = pgo.lsn_to_str(value)
-    assert pgo.lsn_to_int(text) == value
-    high, low = text.split("/")
-    assert high == high.upper() and low == low.upper()
-    assert int(high, 16) < 2**32 and int(low, 16) < 2**32
-
-
-@given(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1))
-def test_lsn_str_int_round_trip(high: int, low: int) -> None:
-    text = f"{high:X}/{low:X}"  # PostgreSQL's %X/%X form: upper case, no padding
-    assert pgo.lsn_to_str(pgo.lsn_to_int(text)) == text
-    assert pgo.lsn_to_int(text.lower()) == (high << 32) | low
-
-
-@pytest.mark.parametrize(
-    ("text", "value"),
-    [("0/0", 0), ("0/16B3748", 0x16B3748), ("1/0", 2**32), ("FFFFFFFF/FFFFFFFF", 2**64 - 1)],
-)
-def test_lsn_known_values(text: str, value: int) -> None:
-    assert pgo.lsn_to_int(text) == value
-    assert pgo.lsn_to_str(value) == text
-
-
 # -- rows: changes decoded with a RowReader, as CDC decodes them ----------------------------
 
 

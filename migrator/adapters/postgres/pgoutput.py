@@ -23,15 +23,6 @@ PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 UNCHANGED = object()
 
 
-def lsn_to_int(text: str) -> int:
-    high, _, low = text.partition("/")
-    return (int(high, 16) << 32) + int(low, 16)
-
-
-def lsn_to_str(value: int) -> str:
-    return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
-
-
 def pg_time(microseconds: int) -> datetime:
     try:
         return PG_EPOCH + timedelta(microseconds=microseconds)

@@ -20,7 +20,8 @@ from psycopg import pq
 
 from migrator.adapters.postgres.connection import PgEndpoint
 from migrator.adapters.postgres.errors import classify
-from migrator.adapters.postgres.pgoutput import PG_EPOCH, lsn_to_str
+from migrator.adapters.postgres.lsn import Lsn
+from migrator.adapters.postgres.pgoutput import PG_EPOCH
 from migrator.adapters.postgres.values import REPLICATION_OPTIONS
 from migrator.errors import ConnectionFailed, MigratorError, SourceError, TransientError
 
@@ -78,7 +79,7 @@ class ReplicationStream:
             options.append("messages 'true'")
         if streaming and protocol >= 2 and version >= 140000:
             options.append("streaming 'on'")
-        command = f"START_REPLICATION SLOT {slot} LOGICAL {lsn_to_str(start_lsn)} ({', '.join(options)})"
+        command = f"START_REPLICATION SLOT {slot} LOGICAL {Lsn(start_lsn)} ({', '.join(options)})"
         pgconn = self._conn.pgconn
         pgconn.send_query(command.encode())
         result = pgconn.get_result()
@@ -321,7 +322,7 @@ class PollingStream:
             self._conn.close()
             raise self._error(exc) from None
         # (Never backwards: pg_replication_slot_advance refuses a position before the slot's.)
-        self._advanced = _lsn(str(row[0])) if row is not None and row[0] is not None else 0
+        self._advanced = Lsn.parse(str(row[0])).value if row is not None and row[0] is not None else 0
         try:
             self._advance()
         except MigratorError:
@@ -350,7 +351,7 @@ class PollingStream:
             ).fetchall()
         except psycopg.Error as exc:
             raise self._error(exc) from None
-        return [(_lsn(str(lsn)), bytes(data)) for lsn, data in rows]
+        return [(Lsn.parse(str(lsn)).value, bytes(data)) for lsn, data in rows]
 
     def _flushed(self) -> int:
         try:
@@ -358,7 +359,7 @@ class PollingStream:
         except psycopg.Error as exc:
             raise self._error(exc) from None
         assert row is not None
-        return _lsn(str(row[0]))
+        return Lsn.parse(str(row[0])).value
 
     def messages(self, wait_s: float = 1.0) -> Iterator[bytes | Idle]:
         while True:
@@ -406,7 +407,7 @@ class PollingStream:
             try:
                 self._conn.execute(
                     "SELECT pg_replication_slot_advance(%s, %s::pg_lsn)",
-                    [self._slot, lsn_to_str(self._acked)],
+                    [self._slot, str(Lsn(self._acked))],
                 )
             except psycopg.Error as exc:
                 raise self._error(exc) from None
@@ -414,8 +415,3 @@ class PollingStream:
 
     def close(self) -> None:
         self._conn.close()
-
-
-def _lsn(text: str) -> int:
-    high, _, low = text.partition("/")
-    return (int(high, 16) << 32) + int(low, 16)
