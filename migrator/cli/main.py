@@ -138,8 +138,17 @@ def _stop_on_signals(observed: Observed | None = None, *, exit_at_once: bool = T
         stop.set()
         announce("run.stopping", "stopping: finishing the work in flight (a second signal stops at once)")
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    previous = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGTERM, signal.SIGINT)}
+
+    def restore() -> None:
+        # The command has returned: the handlers it installed go with it (a process that runs
+        # commands in-process, as a test with CliRunner, keeps Ctrl-C as it was).
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+    context = click.get_current_context(silent=True)
+    if context is not None:
+        context.call_on_close(restore)
     return stop
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -59,3 +60,19 @@ def test_unreachable_source_names_endpoint_without_password(tmp_path: Path) -> N
         assert "Sup3rSecret" not in result.output
         assert "postgresql://app@127.0.0.1:1/shop" in result.output
         assert "127.0.0.1:1" in result.output
+
+
+def test_a_command_run_in_process_gives_back_the_signal_handlers_it_installed(tmp_path: Path) -> None:
+    """`run` stops on SIGINT/SIGTERM while it works; once it returns (here: the source is
+    unreachable) the process's own handlers are back, so Ctrl-C raises KeyboardInterrupt again."""
+    plan = tmp_path / "p.yaml"
+    plan.write_text(
+        "version: 1\n"
+        "source: {adapter: postgres, url: 'postgresql://app@127.0.0.1:1/shop?connect_timeout=2'}\n"
+        "target: {adapter: mongodb, url: 'mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=500', database: d}\n"
+        "collections: [{name: t, from: t, key: id}]\n"
+    )
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    result = CliRunner().invoke(cli, ["run", str(plan), "--state", str(tmp_path / "s.db")])
+    assert result.exit_code == 1, result.output
+    assert {s: signal.getsignal(s) for s in before} == before

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import _thread
 import queue
+import signal
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -83,6 +85,18 @@ def _interrupt_soon() -> None:
     threading.Timer(0.3, _thread.interrupt_main).start()
 
 
+@pytest.fixture(autouse=True)
+def _default_sigint() -> Iterator[None]:
+    """Python's own SIGINT handler for each test: a test before this one in the same process (a
+    CLI command run in-process) may have left its handler installed, which sets a stop event
+    instead of raising KeyboardInterrupt, and the interrupt below would never arrive."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 needs_main_thread = pytest.mark.skipif(
     threading.current_thread() is not threading.main_thread(),
     reason="KeyboardInterrupt is delivered to the main thread only",
@@ -98,7 +112,8 @@ def test_ctrl_c_during_the_wait_stops_the_workers_and_is_raised_again() -> None:
 
     def work() -> None:
         holding.wait(5)
-        while not stop.is_set():  # between items: the pool's stop ends the loop
+        deadline = time.monotonic() + 60  # never hang the suite: the asserts below then fail
+        while not stop.is_set() and time.monotonic() < deadline:  # the pool's stop ends the loop
             time.sleep(0.01)
         time.sleep(0.2)  # the item in flight is completed (and checkpointed) after the stop
         with lock:
