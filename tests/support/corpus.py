@@ -18,7 +18,6 @@ scripts/test distributes whole files).
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -34,12 +33,11 @@ from click.testing import CliRunner
 from migrator import api
 from migrator.adapters.postgres.lsn import Lsn
 from migrator.cli.main import cli
-from migrator.engine.events import Collector
-from migrator.engine.threads import BackgroundThread
 from migrator.operations.run import RunOutcome
 from migrator.phases.preflight import PreflightReport
 from tests.support import expected
 from tests.support.docs import typed
+from tests.support.runs import ApiRun
 from tests.support.servers import create_pg_database, drop_pg_database, unique_name, with_database
 
 RUN_TIMEOUT = 180.0  # a loaded 2-core machine runs snapshot + CDC start in seconds, but be generous
@@ -47,50 +45,18 @@ CATCH_UP_TIMEOUT = 120.0
 MARKER_PREFIX = "corpus.step"
 
 
-class Follower:
-    """`api.run(plan, until='stopped')` on a thread; `stop()` checkpoints and returns."""
+class Follower(ApiRun):
+    """`api.run(plan, until='stopped')` of a scenario on a thread; `finish()` checkpoints and returns."""
 
     def __init__(self, scenario: Scenario, until: str = "stopped") -> None:
-        self.events = Collector()
-        self.stop_event = threading.Event()
-        mode: Any = until  # api.run's Literal, from the caller's text
-        self._thread = BackgroundThread(
+        super().__init__(
             f"corpus-{scenario.name}",
-            lambda: api.run(
-                scenario.plan_path,
-                until=mode,
-                state=scenario.state_path,
-                sinks=[self.events],
-                env=scenario.env,
-                stop=self.stop_event,
-            ),
-        ).start()
-
-    @property
-    def outcome(self) -> RunOutcome | None:
-        return self._thread.result
-
-    @property
-    def error(self) -> BaseException | None:
-        return self._thread.error
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.alive()
-
-    def join(self, timeout: float = RUN_TIMEOUT) -> RunOutcome:
-        self._thread.join(timeout)
-        if self._thread.alive():
-            self.stop_event.set()
-            self._thread.join(60)
-            pytest.fail(f"the run did not return within {timeout:.0f} s")
-        self._thread.raise_error()
-        assert self.outcome is not None
-        return self.outcome
-
-    def stop(self, timeout: float = RUN_TIMEOUT) -> RunOutcome:
-        self.stop_event.set()
-        return self.join(timeout)
+            scenario.plan_path,
+            until,
+            scenario.state_path,
+            scenario.env,
+            timeout=RUN_TIMEOUT,
+        )
 
 
 class Scenario:
@@ -192,7 +158,7 @@ class Scenario:
         follower, self.follower = self.follower, None
         if follower is None:
             return None
-        return follower.stop()
+        return follower.finish()
 
     def applied(self) -> int | None:
         doc = self.client[self.database]["_migrator"].find_one({"_id": f"cdc:{self.name}"})
@@ -332,7 +298,7 @@ class Scenario:
 
     def close(self) -> None:
         if self.follower is not None and self.follower.alive:
-            self.follower.stop_event.set()
+            self.follower.stop.set()
             self.follower._thread.join(60)
         self.client.drop_database(self.database)
         self.client.close()

@@ -39,21 +39,28 @@ def stop_followers(mig: Migration) -> Iterator[None]:
         follower._thread.join(30)
 
 
-class Follower:
-    """`api.run(...)` on a thread, bounded: a run that does not return in time fails the test
-    instead of hanging it."""
+class ApiRun:
+    """`api.run(plan, until)` on a thread, bounded: a run that does not return in time fails the
+    test instead of hanging it. `stop` is the event the run stops on; `finish()` sets it."""
 
-    def __init__(self, mig: Migration, plan: Path, until: str, stop: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        plan: Path,
+        until: str,
+        state: Path,
+        env: dict[str, str],
+        stop: threading.Event | None = None,
+        timeout: float = RUN_TIMEOUT,
+    ) -> None:
         self.events = Collector()
         self.stop = stop or threading.Event()
+        self.timeout = timeout
         mode: Any = until  # api.run's Literal, from the caller's text
         self._thread = BackgroundThread(
-            f"migrator-{until}",
-            lambda: api.run(
-                plan, until=mode, state=mig.state_path, sinks=[self.events], env=mig.env, stop=self.stop
-            ),
+            name,
+            lambda: api.run(plan, until=mode, state=state, sinks=[self.events], env=env, stop=self.stop),
         ).start()
-        _FOLLOWERS.append(self)
 
     @property
     def outcome(self) -> RunOutcome | None:
@@ -67,7 +74,8 @@ class Follower:
     def alive(self) -> bool:
         return self._thread.alive()
 
-    def join(self, timeout: float = RUN_TIMEOUT) -> RunOutcome:
+    def join(self, timeout: float | None = None) -> RunOutcome:
+        timeout = self.timeout if timeout is None else timeout
         self._thread.join(timeout)
         if self._thread.alive():
             self.stop.set()
@@ -77,10 +85,18 @@ class Follower:
         assert self.outcome is not None
         return self.outcome
 
-    def finish(self, timeout: float = RUN_TIMEOUT) -> RunOutcome:
+    def finish(self, timeout: float | None = None) -> RunOutcome:
         """Set the stop event and wait for the run to checkpoint and return."""
         self.stop.set()
         return self.join(timeout)
+
+
+class Follower(ApiRun):
+    """A run of `mig`'s plan, stopped by `stop_followers` if the test leaves it following."""
+
+    def __init__(self, mig: Migration, plan: Path, until: str, stop: threading.Event | None = None) -> None:
+        super().__init__(f"migrator-{until}", plan, until, mig.state_path, mig.env, stop)
+        _FOLLOWERS.append(self)
 
     def notices(self) -> list[str]:
         return [n.message for n in self.events.of(Notice)]
