@@ -181,16 +181,58 @@ class TargetInfo:
     collections: dict[str, TargetCollectionInfo] = field(default_factory=dict)
 
 
+class Positions(Protocol):
+    """A source's change positions (a WAL LSN, a binlog file and offset, ...). The engine
+    orders, stores and compares them as integers; only the adapter writes and reads their
+    text form, which is what users see (docs/architecture.md, "Layers")."""
+
+    def text(self, value: int) -> str: ...
+
+    def parse(self, text: str) -> int: ...
+
+
+class CaptureMonitor(Protocol):
+    """Facts about a change-capture slot for lag, the WAL budget and markers, read without
+    consuming anything; `heartbeat` writes a marker into the change stream and returns its
+    position's text (Positions.parse reads it)."""
+
+    def state(self, slot: str) -> dict[str, Any] | None:
+        """retained_bytes, confirmed (position text), active, current (position text); None if gone."""
+        ...
+
+    def unapplied_changes(self, slot: str, publication: str, applied: str, upto: str) -> int | None: ...
+
+    def heartbeat(self, prefix: str, content: str) -> str: ...
+
+    def close(self) -> None: ...
+
+
 class SourceAdapter(Protocol):
+    """What every phase, operation and the mapping may ask of a source. Each method returns an
+    object the adapter owns; nothing outside adapters/ names its classes."""
+
     capabilities: ClassVar[Capabilities]
+    positions: ClassVar[Positions]
+
+    @property
+    def name(self) -> str:
+        """The endpoint as users may see it: host, port, database; never a password."""
+        ...
 
     def inspect(self, tables: Sequence[str]) -> SourceInfo: ...
+
+    def monitor(self) -> CaptureMonitor:
+        """A new monitor of the change-capture slots (its own connection; close it)."""
+        ...
 
     def close(self) -> None: ...
 
 
 class TargetAdapter(Protocol):
+    """What every phase, operation and the mapping may ask of a target."""
+
     capabilities: ClassVar[Capabilities]
+    name: str
 
     def inspect(self, collections: Sequence[str]) -> TargetInfo: ...
 

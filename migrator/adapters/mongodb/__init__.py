@@ -15,6 +15,7 @@ from migrator.adapters.mongodb.applier import STATE_COLLECTION
 from migrator.adapters.mongodb.changes import ChangeStream
 from migrator.adapters.mongodb.codec import CODEC
 from migrator.adapters.mongodb.errors import classify
+from migrator.adapters.mongodb.fence import ValidatorFence
 from migrator.adapters.mongodb.ownership import Ownership
 from migrator.adapters.mongodb.reader import DocumentReader
 from migrator.adapters.mongodb.writer import DocumentWriter
@@ -69,6 +70,10 @@ class MongoTarget:
     def writer(self, collection: str) -> DocumentWriter:
         coll = self.client()[self.database].get_collection(collection, codec_options=CODEC)
         return DocumentWriter(coll, self.name, self._secrets)
+
+    def write_fence(self, collections: Sequence[str], plan_name: str) -> ValidatorFence:
+        """Blocks the application's writes to `collections` while held (rollback after cutover)."""
+        return ValidatorFence(self, collections, plan_name)
 
     def reader(self, collection: str) -> DocumentReader:
         return DocumentReader(self.client()[self.database][collection], self.name, self._secrets)

@@ -9,7 +9,12 @@ import psycopg
 
 from migrator.adapters.base import Capabilities, JoinHop, LargestDocument, SourceInfo
 from migrator.adapters.postgres.connection import PgEndpoint
+from migrator.adapters.postgres.fence import LockFence
 from migrator.adapters.postgres.inspect import PostgresInspector
+from migrator.adapters.postgres.lsn import LsnPositions
+from migrator.adapters.postgres.replication import SlotMonitor
+from migrator.adapters.postgres.reverse_writer import ReverseWriter
+from migrator.adapters.postgres.snapshot import Coordinator, PublicationManager, RangeReader
 
 
 class PostgresSource:
@@ -18,6 +23,8 @@ class PostgresSource:
     capabilities: ClassVar[Capabilities] = Capabilities(
         change_capture=True, exported_snapshot=True, transactions=True, change_streams=False
     )
+
+    positions: ClassVar[LsnPositions] = LsnPositions()
 
     def __init__(self, url: str, *, statement_timeout_ms: int = 60_000) -> None:
         self.endpoint = PgEndpoint(url)
@@ -45,6 +52,32 @@ class PostgresSource:
         self, root: str, key: Sequence[str], root_overhead: int, paths: Sequence[Sequence[JoinHop]]
     ) -> LargestDocument | None:
         return self._inspector().largest_document(root, key, root_overhead, paths)
+
+    # The objects phases and operations work through (adapters/base.py): each opens its own
+    # connection(s) on the endpoint; the caller closes it.
+
+    def monitor(self) -> SlotMonitor:
+        return SlotMonitor(self.endpoint)
+
+    def capture_setup(self) -> PublicationManager:
+        """Publications and replication slots: create, check, drop."""
+        return PublicationManager(self.endpoint)
+
+    def snapshot_session(self, snapshot_name: str | None) -> Coordinator:
+        """The coordinator of a consistent read: at an exported snapshot, or (None) a fresh one."""
+        return Coordinator(self.endpoint, snapshot_name)
+
+    def range_reader(self) -> RangeReader:
+        """Reads current rows by key ranges or key sets (verify, lookups, dry-run samples)."""
+        return RangeReader(self.endpoint)
+
+    def reverse_writer(self, plan_name: str, origin: str, *, lock_timeout_ms: int | None = 30_000) -> ReverseWriter:
+        """Writes target changes back into the source (reverse sync, rollback after cutover)."""
+        return ReverseWriter(self.endpoint, plan_name, origin, lock_timeout_ms=lock_timeout_ms)
+
+    def write_fence(self, tables: Sequence[str], *, lock_timeout: float, hold_limit: float) -> LockFence:
+        """Blocks the application's writes to `tables` while held (cutover's freeze)."""
+        return LockFence(self.endpoint, tables, lock_timeout=lock_timeout, hold_limit=hold_limit)
 
     def close(self) -> None:
         if self._conn is not None:

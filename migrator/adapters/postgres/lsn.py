@@ -35,3 +35,15 @@ class Lsn:
 
     def __int__(self) -> int:
         return self.value
+
+
+class LsnPositions:
+    """PostgreSQL's Positions (adapters/base.py): an LSN's integer and its `%X/%X` text."""
+
+    @staticmethod
+    def text(value: int) -> str:
+        return str(Lsn(value))
+
+    @staticmethod
+    def parse(text: str) -> int:
+        return Lsn.parse(text).value
