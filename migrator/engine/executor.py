@@ -40,6 +40,33 @@ class Action:
 
 
 @dataclass(frozen=True)
+class Step:
+    """An executable action (pgroll's DBAction): what it is (`action`: phase, description, what it
+    writes) together with what doing it means (`effect`). A phase builds its steps in one place,
+    from the plan view and, when it runs, from itself: `run` performs them, `--dry-run` and the
+    runbook list the same objects' actions, so what is said cannot drift from what is done
+    (docs/architecture.md, "Executable actions").
+
+    `id` names the step across the three (phase.step, e.g. "snapshot.create-slot"). A step built
+    for listing only (no phase object to act on) has no effect."""
+
+    id: str
+    action: Action
+    effect: Callable[[], Any] | None = None
+
+    @classmethod
+    def of(
+        cls, phase: str, name: str, description: str, writes: str, effect: Callable[[], Any] | None = None
+    ) -> Step:
+        return cls(f"{phase}.{name}", Action(phase, description, writes), effect)
+
+
+def actions(steps: list[Step]) -> list[Action]:
+    """What the steps would do, in order: the list --dry-run and the runbook show."""
+    return [s.action for s in steps]
+
+
+@dataclass(frozen=True)
 class Entry:
     """An action the executor was given, and whether its effect ran."""
 
@@ -78,6 +105,11 @@ class Executor:
             return None
         assert effect is not None
         return effect()
+
+    def perform_steps(self, steps: list[Step]) -> list[Any]:
+        """Perform `steps` in order (each as `perform` would); their results, None where a step
+        only was recorded or has no effect."""
+        return [self.perform(step.action, step.effect) for step in steps]
 
     def read(self, action: Action, effect: Callable[[], T]) -> T:
         """Perform a read: an action that writes nothing, whose result the caller needs in

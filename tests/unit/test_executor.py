@@ -77,3 +77,27 @@ def test_id_identity_follows_the_target_index() -> None:
     assert id_identity(1) != id_identity("1") and id_identity(1) != id_identity(2)
     assert id_identity({"a": 1, "b": a}) == id_identity({"a": Int64(1), "b": b})
     assert id_identity({"a": 1, "b": 2}) != id_identity({"b": 2, "a": 1})  # field order counts
+
+
+def test_steps_are_listed_and_performed_as_the_same_objects() -> None:
+    from migrator.engine.executor import Step, actions
+
+    done: list[str] = []
+    steps = [
+        Step.of("snapshot", "inspect", "read the tables", "none", lambda: done.append("inspect") or 1),
+        Step.of("snapshot", "create-slot", "create slot s", "source", lambda: done.append("slot") or 2),
+        Step.of("snapshot", "described", "said, no effect", "state"),
+    ]
+    assert [s.id for s in steps] == ["snapshot.inspect", "snapshot.create-slot", "snapshot.described"]
+    assert actions(steps) == [
+        Action("snapshot", "read the tables", "none"),
+        Action("snapshot", "create slot s", "source"),
+        Action("snapshot", "said, no effect", "state"),
+    ]
+    recording = Executor.recording()
+    assert recording.perform_steps(steps) == [1, None, None]
+    assert done == ["inspect"]
+    assert recording.recorded() == actions(steps)[1:]
+    live = Executor.live()
+    assert live.perform_steps(steps) == [1, 2, None]
+    assert done == ["inspect", "inspect", "slot"]

@@ -71,7 +71,9 @@ class PostgresSource:
         """Reads current rows by key ranges or key sets (verify, lookups, dry-run samples)."""
         return RangeReader(self.endpoint)
 
-    def reverse_writer(self, plan_name: str, origin: str, *, lock_timeout_ms: int | None = 30_000) -> ReverseWriter:
+    def reverse_writer(
+        self, plan_name: str, origin: str, *, lock_timeout_ms: int | None = 30_000
+    ) -> ReverseWriter:
         """Writes target changes back into the source (reverse sync, rollback after cutover)."""
         return ReverseWriter(self.endpoint, plan_name, origin, lock_timeout_ms=lock_timeout_ms)
 
