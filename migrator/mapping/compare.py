@@ -29,6 +29,8 @@ from migrator.adapters.mongodb.codec import CODEC
 
 # Differences explained per document at most: a wholly different document says enough in 20.
 MAX_DIFFS_PER_DOCUMENT = 20
+# How a UUID is stored (binary subtype 4), for rendering _ids as extended JSON.
+UUID_REPRESENTATION = CODEC.uuid_representation
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from migrator.adapters.base import SourceInfo, TargetInfo
-from migrator.adapters.mongodb import MongoTarget
-from migrator.adapters.postgres import PostgresSource, fixes
+from migrator.adapters.base import SourceAdapter, SourceInfo, TargetAdapter, TargetInfo
+from migrator.adapters.postgres import fixes
 from migrator.errors import MigratorError
 from migrator.findings import Finding, Severity
 from migrator.mapping.spec import CollectionMapping, Resolution, resolve, tables_of
@@ -92,7 +91,7 @@ class Preflight:
     row by row, and a full scan before every resume would cost as much as a chunk of copy."""
 
     def __init__(
-        self, plan: Plan, source: PostgresSource, target: MongoTarget, *, scan_data: bool = True
+        self, plan: Plan, source: SourceAdapter, target: TargetAdapter, *, scan_data: bool = True
     ) -> None:
         self.scan_data = scan_data
         self.plan = plan
@@ -414,6 +413,6 @@ class Preflight:
 
 
 def run_preflight(
-    plan: Plan, source: PostgresSource, target: MongoTarget, *, scan_data: bool = True
+    plan: Plan, source: SourceAdapter, target: TargetAdapter, *, scan_data: bool = True
 ) -> PreflightReport:
     return Preflight(plan, source, target, scan_data=scan_data).run()

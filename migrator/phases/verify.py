@@ -38,12 +38,7 @@ from typing import Any, ClassVar, TypeVar
 from bson.int64 import Int64
 from bson.raw_bson import RawBSONDocument
 
-from migrator.adapters.base import SourceInfo
-from migrator.adapters.mongodb.codec import encode_document
-from migrator.adapters.mongodb.reader import DocumentReader
-from migrator.adapters.postgres.lsn import Lsn
-from migrator.adapters.postgres.reading import key_set_condition, key_text, sample_condition
-from migrator.adapters.postgres.snapshot import Coordinator, RangeReader
+from migrator.adapters.base import CollectionReader, KeyReader, SourceAdapter, SourceInfo, TargetAdapter
 from migrator.engine.context import PlanView
 from migrator.engine.events import EventBus, Notice, VerifyFinished, VerifyProgress
 from migrator.engine.executor import Action
@@ -205,8 +200,15 @@ _RANGE_KEYS: dict[str, tuple[Any, str]] = {
 class _Collection:
     """What reading one collection on both sides needs, built once."""
 
-    def __init__(self, mapping: CollectionMapping, key_types: list[str], target: DocumentReader) -> None:
+    def __init__(
+        self,
+        mapping: CollectionMapping,
+        key_types: list[str],
+        target: CollectionReader,
+        key_text: Callable[[Any, str | None], str],
+    ) -> None:
         self.mapping = mapping
+        self.key_text = key_text
         self.assembler = Assembler(mapping)
         self.key = mapping.document.key
         self.key_types = key_types
@@ -224,21 +226,21 @@ class _Collection:
 
     def texts(self, doc_id: Any) -> list[str]:
         if len(self.key) == 1:
-            return [key_text(doc_id, self.key_types[0])]
-        return [key_text(doc_id[k], t) for k, t in zip(self.key, self.key_types, strict=True)]
+            return [self.key_text(doc_id, self.key_types[0])]
+        return [self.key_text(doc_id[k], t) for k, t in zip(self.key, self.key_types, strict=True)]
 
 
 class _SourceReader:
     """A worker's source connection, opened on first use and dropped after an error, so that a
     retry reads on a fresh one."""
 
-    def __init__(self, endpoint: Any) -> None:
-        self._endpoint = endpoint
-        self._reader: RangeReader | None = None
+    def __init__(self, source: SourceAdapter) -> None:
+        self._source = source
+        self._reader: KeyReader | None = None
 
-    def get(self) -> RangeReader:
+    def get(self) -> KeyReader:
         if self._reader is None:
-            self._reader = RangeReader(self._endpoint)
+            self._reader = self._source.range_reader()
         return self._reader
 
     def reset(self) -> None:
@@ -256,8 +258,8 @@ class Verifier:
         self,
         plan: Plan,
         collections: Sequence[CollectionMapping],
-        source: Any,
-        target: Any,
+        source: SourceAdapter,
+        target: TargetAdapter,
         key_types: dict[str, list[str]],
         events: EventBus,
         *,
@@ -287,7 +289,8 @@ class Verifier:
             retry_budget=RETRY_BUDGET_S,
         )
         self._collections = {
-            c.name: _Collection(c, key_types[c.name], target.reader(c.name)) for c in collections
+            c.name: _Collection(c, key_types[c.name], target.reader(c.name), source.key_text)
+            for c in collections
         }
         self._lock = threading.Lock()
         # Every document the last pass did not find equal (any kind, unsettled too), by
@@ -322,7 +325,7 @@ class Verifier:
                     )
                 )
             applied = self.following.applied()
-            report.applied_position = None if applied is None else str(Lsn(applied))
+            report.applied_position = None if applied is None else self.source.positions.text(applied)
         finally:
             self.following.close()
         report.seconds = time.monotonic() - started
@@ -331,7 +334,7 @@ class Verifier:
         return report
 
     def _plan_ranges(self) -> list[_Range]:
-        coordinator = Coordinator(self.source.endpoint, None)
+        coordinator = self.source.snapshot_session(None)
         try:
             ranges: list[_Range] = []
             for coll in self._collections.values():
@@ -372,7 +375,7 @@ class Verifier:
         workers = Workers("migrator-verify", min(self.settings.parallel, max(1, len(ranges))), self._stop)
 
         def worker() -> None:
-            source = _SourceReader(self.source.endpoint)
+            source = _SourceReader(self.source)
             try:
                 while not self._stop.is_set() and not workers.failed:
                     try:
@@ -393,30 +396,39 @@ class Verifier:
 
     def _compare_range(
         self,
-        reader: RangeReader,
+        reader: KeyReader,
         item: _Range,
         report: VerifyReport,
         confirmed: dict[str, list[tuple[Any, str]]],
     ) -> None:
         coll = self._collections[item.collection.name]
-        where: tuple[Any, list[Any]] | None = None
-        if self.settings.mode == "sample":
-            where = (sample_condition("r", coll.key, self.settings.sample, SAMPLE_SEED), [])
+        sampled = self.settings.mode == "sample"
         position = reader.begin()
         try:
-            streams = reader.stream(
-                coll.assembler.reads(), coll.mapping.table, coll.key, coll.key_types, item.lo, item.hi, where
-            )
+            levels, table = coll.assembler.reads(), coll.mapping.table
+            if sampled:
+                streams = reader.stream_sample(
+                    levels,
+                    table,
+                    coll.key,
+                    coll.key_types,
+                    item.lo,
+                    item.hi,
+                    self.settings.sample,
+                    SAMPLE_SEED,
+                )
+            else:
+                streams = reader.stream(levels, table, coll.key, coll.key_types, item.lo, item.hi)
             expected = {
                 compare.id_key(doc_id): (
                     compare.stored_id(doc_id),
-                    encode_document(document, coll.mapping.name),
+                    self.target.encode_document(document, coll.mapping.name),
                 )
                 for doc_id, document, _ in coll.assembler.documents(streams)
             }
         finally:
             reader.end()
-        by_range = coll.by_range and where is None
+        by_range = coll.by_range and not sampled
         if by_range:
             fetched = coll.target.fetch_range(coll.bound(item.lo), coll.bound(item.hi))
         else:
@@ -443,7 +455,8 @@ class Verifier:
             report.collections[coll.mapping.name].add(counts)
             report.ranges += 1
             first, last = report.positions or (position, position)
-            report.positions = (min(first, position, key=Lsn.parse), max(last, position, key=Lsn.parse))
+            parse = self.source.positions.parse
+            report.positions = (min(first, position, key=parse), max(last, position, key=parse))
             self._record(report, found)
             confirmed[coll.mapping.name].extend(
                 (doc_id, m.kind) for doc_id, m in found if m.kind != "unsettled"
@@ -456,7 +469,7 @@ class Verifier:
             sample = max(1, round(coll.target.count() * self.settings.sample))
         elif coll.by_range:
             query = coll.outside_ranges()  # the range pass saw every other document
-        source = _SourceReader(self.source.endpoint)
+        source = _SourceReader(self.source)
         done: list[Any] = []  # the last _id of the batches done: a retry resumes after it
         sampled = 0
 
@@ -498,7 +511,7 @@ class Verifier:
     # -- rechecks --------------------------------------------------------------------------------
 
     def _settle(
-        self, reader: RangeReader, coll: _Collection, ids: list[Any], counts: Counts, *, counted: bool
+        self, reader: KeyReader, coll: _Collection, ids: list[Any], counts: Counts, *, counted: bool
     ) -> list[tuple[Any, Mismatch]]:
         """Recheck differing keys until each is equal, confirmed different, or out of rounds.
         `counted`: the keys were already counted as checked (from the source side); keys from
@@ -582,17 +595,17 @@ class Verifier:
         return Mismatch(name, json_id(doc_id), "mismatched", look.position, tuple(diffs))
 
     def _read_source(
-        self, reader: RangeReader, coll: _Collection, ids: list[Any]
+        self, reader: KeyReader, coll: _Collection, ids: list[Any]
     ) -> tuple[str, dict[bytes, bytes]]:
         """The documents the source holds now for these _ids, and the position read at."""
-        where = key_set_condition("r", coll.key, coll.key_types, [coll.texts(i) for i in ids])
+        keys = [coll.texts(i) for i in ids]
         position = reader.begin()
         try:
-            streams = reader.stream(
-                coll.assembler.reads(), coll.mapping.table, coll.key, coll.key_types, None, None, where
+            streams = reader.stream_keys(
+                coll.assembler.reads(), coll.mapping.table, coll.key, coll.key_types, keys
             )
             documents = {
-                compare.id_key(doc_id): encode_document(document, coll.mapping.name)
+                compare.id_key(doc_id): self.target.encode_document(document, coll.mapping.name)
                 for doc_id, document, _ in coll.assembler.documents(streams)
             }
         finally:
@@ -612,7 +625,7 @@ class Verifier:
         counts = report.collections[name]
         kinds = {compare.id_key(doc_id): kind for doc_id, kind in confirmed}
         remaining = [doc_id for doc_id, _ in confirmed]
-        reader = RangeReader(self.source.endpoint)
+        reader = self.source.range_reader()
         try:
             for _ in range(3):
                 _, current = self._read_source(reader, coll, remaining)
