@@ -10,6 +10,8 @@ from collections.abc import Collection, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
+from migrator.findings import Finding
+
 
 @dataclass(frozen=True)
 class Capabilities:
@@ -274,6 +276,20 @@ class SourceAdapter(Protocol):
         """The root key whose document (with its embedded rows) would be the largest, estimated."""
         ...
 
+    def describe(self, info: SourceInfo) -> str:
+        """The server as preflight's 'reachable' finding names it (product, version, user)."""
+        ...
+
+    def server_findings(self, info: SourceInfo, plan_name: str) -> list[Finding]:
+        """Preflight's checks of the server and the tables' ownership (before mapping resolution)."""
+        ...
+
+    def preflight_findings(
+        self, info: SourceInfo, collections: Sequence[MappedCollection], read: Mapping[str, set[str]]
+    ) -> list[Finding]:
+        """How each mapped table's features meet change capture; `read`: columns read per table."""
+        ...
+
 
 class TargetAdapter(Protocol):
     """What every phase, operation and the mapping may ask of a target."""
@@ -305,6 +321,10 @@ class TargetAdapter(Protocol):
 
     def encode_document(self, document: dict[str, Any], collection: str) -> bytes:
         """A document as the target stores it (what readers give back, and writers take)."""
+        ...
+
+    def describe(self, info: TargetInfo) -> str:
+        """The server as preflight's 'reachable' finding names it (product, version, topology)."""
         ...
 
 

@@ -218,6 +218,12 @@ class MongoTarget:
         """BSON bytes of a document (codec.encode_document): what readers give back, writers take."""
         return encode_document(document, collection)
 
+    @staticmethod
+    def describe(info: TargetInfo) -> str:
+        """The server as preflight's 'reachable' finding names it."""
+        topology = f"replica set {info.replica_set}" if info.replica_set else "standalone"
+        return f"MongoDB {info.version}, {topology}"
+
 
 def _major(version: str) -> int:
     head = version.split(".", 1)[0]

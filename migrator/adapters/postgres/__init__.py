@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import psycopg
 
-from migrator.adapters.base import Capabilities, JoinHop, LargestDocument, Positions, SourceInfo
+from migrator.adapters.base import (
+    Capabilities,
+    JoinHop,
+    LargestDocument,
+    MappedCollection,
+    Positions,
+    SourceInfo,
+)
+from migrator.adapters.postgres import server_checks
 from migrator.adapters.postgres.connection import PgEndpoint
+from migrator.adapters.postgres.features import source_features
 from migrator.adapters.postgres.fence import LockFence
 from migrator.adapters.postgres.inspect import PostgresInspector
 from migrator.adapters.postgres.linked import LinkedReader
@@ -25,6 +34,7 @@ from migrator.adapters.postgres.snapshot import (
     SlotExporter,
     SnapshotReader,
 )
+from migrator.findings import Finding
 
 
 class PostgresSource:
@@ -142,3 +152,23 @@ class PostgresSource:
         source._statement_timeout_ms = 60_000
         source._conn = None
         return source
+
+    # Preflight's PostgreSQL checks (server_checks.py, features.py): what the generic preflight
+    # (phases/preflight.py) asks the source for.
+
+    @staticmethod
+    def describe(info: SourceInfo) -> str:
+        """The server as preflight's 'reachable' finding names it."""
+        return server_checks.describe(info)
+
+    @staticmethod
+    def server_findings(info: SourceInfo, plan_name: str) -> list[Finding]:
+        """Logical decoding, version, privileges, capacity, the run's slot and publication, ownership."""
+        return server_checks.server_findings(info, plan_name)
+
+    @staticmethod
+    def preflight_findings(
+        info: SourceInfo, collections: Sequence[MappedCollection], read: Mapping[str, set[str]]
+    ) -> list[Finding]:
+        """The source-feature matrix: how each mapped table's schema features meet logical replication."""
+        return source_features(info, collections, read)
