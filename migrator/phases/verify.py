@@ -185,6 +185,26 @@ class _Look:
     actual: bytes | None
 
 
+@dataclass
+class _Rechecks:
+    """What the recheck rounds of a set of keys have found so far."""
+
+    pending: dict[bytes, Any]  # id_key -> _id of the keys not yet equal nor confirmed twice
+    confirmations: Counter[bytes] = field(default_factory=Counter)
+    last: dict[bytes, _Look] = field(default_factory=dict)  # the last confirming look per key
+    settled_all: bool = True  # CDC applied every round's position in time
+    moving: bool = False  # a key changed under the last round (or the target lagged)
+    lagged: str = ""  # the last position CDC did not apply within settle_timeout
+    position: str = ""  # where the last round read the source
+
+
+def _same(expected: bytes | None, actual: bytes | None) -> bool:
+    """Both absent, or both present and equal as documents."""
+    if expected is None or actual is None:
+        return expected is None and actual is None
+    return compare.equal(expected, actual)
+
+
 # Key types whose BSON order is PostgreSQL's order, so that a source key range is the same
 # range of _ids (integers by value; a UUID as 16 bytes of binary subtype 4, compared bytewise
 # like PostgreSQL's uuid), and the $type bracket a range query on them covers. Text keys are
@@ -516,50 +536,17 @@ class Verifier:
         """Recheck differing keys until each is equal, confirmed different, or out of rounds.
         `counted`: the keys were already counted as checked (from the source side); keys from
         the target side count only once confirmed extra."""
-        pending = {compare.id_key(i): i for i in ids}
-        confirmations: Counter[bytes] = Counter()
-        last: dict[bytes, _Look] = {}
-        settled_all = True
-        moving = False
-        lagged = ""  # the last position CDC did not apply within settle_timeout
-        position = ""  # where the last round read the source
+        state = _Rechecks(pending={compare.id_key(i): i for i in ids})
         for round_ in range(self.settings.rechecks):
-            if not pending or self._stop.is_set():
+            if not state.pending or self._stop.is_set():
                 break
-            if round_ and moving:
+            if round_ and state.moving:
                 # A key changed under the last round (or the target lagged): give it a moment.
                 time.sleep(min(1.0, 0.1 * 2**round_))
-            moving = False
-            first_position, first = self._read_source(reader, coll, list(pending.values()))
-            settled = self.following.wait(first_position)
-            settled_all = settled_all and settled
-            if not settled:
-                lagged = first_position
-            position = first_position
-            actual = {compare.id_key(i): raw for i, raw in coll.target.fetch(list(pending.values()))}
-            _, second = self._read_source(reader, coll, list(pending.values()))
-            for k in list(pending):
-                expected, got, again = first.get(k), actual.get(k), second.get(k)
-                if (expected is None and got is None) or (
-                    expected is not None and got is not None and compare.equal(expected, got)
-                ):
-                    if counted:
-                        counts.equal += 1
-                    del pending[k]
-                    continue
-                stable = expected == again or (
-                    expected is not None and again is not None and compare.equal(expected, again)
-                )
-                if settled and stable:
-                    confirmations[k] += 1
-                    last[k] = _Look(first_position, expected, got)
-                    if confirmations[k] >= 2:
-                        del pending[k]
-                else:
-                    moving = True
+            self._recheck(reader, coll, state, counts, counted=counted)
         found: list[tuple[Any, Mismatch]] = []
-        for k, look in last.items():
-            if k in pending:
+        for k, look in state.last.items():
+            if k in state.pending:
                 continue
             doc_id = _ids_of(ids, k)
             mismatch = self._mismatch(coll, doc_id, look)
@@ -567,23 +554,58 @@ class Verifier:
                 counts.checked += 1
             setattr(counts, mismatch.kind, getattr(counts, mismatch.kind) + 1)
             found.append((doc_id, mismatch))
-        for doc_id in pending.values():
+        for doc_id in state.pending.values():
             if not counted:
                 continue  # a target document that might be extra, never pinned down: not counted
             counts.unsettled += 1
-            if self._stop.is_set():
-                reason = "verify was stopped before this document was pinned down"
-            elif not settled_all:
-                reason = (
-                    f"CDC did not apply the source's position {lagged} within settle_timeout "
-                    f"({self.settings.settle_timeout:g} s): the target is behind"
-                )
-            else:
-                reason = "the source changed this document during every recheck"
+            reason = self._unsettled_reason(state)
             found.append(
-                (doc_id, Mismatch(coll.mapping.name, json_id(doc_id), "unsettled", position, reason=reason))
+                (
+                    doc_id,
+                    Mismatch(coll.mapping.name, json_id(doc_id), "unsettled", state.position, reason=reason),
+                )
             )
         return found
+
+    def _recheck(
+        self, reader: KeyReader, coll: _Collection, state: _Rechecks, counts: Counts, *, counted: bool
+    ) -> None:
+        """One round: read the source (position P), wait for the target to apply P, read the
+        target, read the source again; a key equal now is settled, a key the round pinned down
+        (applied, and the source unchanged) gains a confirmation."""
+        state.moving = False
+        first_position, first = self._read_source(reader, coll, list(state.pending.values()))
+        settled = self.following.wait(first_position)
+        state.settled_all = state.settled_all and settled
+        if not settled:
+            state.lagged = first_position
+        state.position = first_position
+        actual = {compare.id_key(i): raw for i, raw in coll.target.fetch(list(state.pending.values()))}
+        _, second = self._read_source(reader, coll, list(state.pending.values()))
+        for k in list(state.pending):
+            expected, got, again = first.get(k), actual.get(k), second.get(k)
+            if _same(expected, got):
+                if counted:
+                    counts.equal += 1
+                del state.pending[k]
+                continue
+            if settled and _same(expected, again):
+                state.confirmations[k] += 1
+                state.last[k] = _Look(first_position, expected, got)
+                if state.confirmations[k] >= 2:
+                    del state.pending[k]
+            else:
+                state.moving = True
+
+    def _unsettled_reason(self, state: _Rechecks) -> str:
+        if self._stop.is_set():
+            return "verify was stopped before this document was pinned down"
+        if not state.settled_all:
+            return (
+                f"CDC did not apply the source's position {state.lagged} within settle_timeout "
+                f"({self.settings.settle_timeout:g} s): the target is behind"
+            )
+        return "the source changed this document during every recheck"
 
     def _mismatch(self, coll: _Collection, doc_id: Any, look: _Look) -> Mismatch:
         name = coll.mapping.name
@@ -624,7 +646,26 @@ class Verifier:
         name = coll.mapping.name
         counts = report.collections[name]
         kinds = {compare.id_key(doc_id): kind for doc_id, kind in confirmed}
-        remaining = [doc_id for doc_id, _ in confirmed]
+        remaining = self._repair_rounds(coll, [doc_id for doc_id, _ in confirmed])
+        left = {compare.id_key(doc_id) for doc_id in remaining}
+        repaired = [k for k in kinds if k not in left]
+        with self._lock:
+            for k in repaired:
+                setattr(counts, kinds[k], getattr(counts, kinds[k]) - 1)
+            counts.repaired += len(repaired)
+            counts.equal += len(repaired)
+        if remaining:
+            self.events.emit(
+                Notice("warn", f"{name}: {len(remaining)} document(s) still differ after repair")
+            )
+        fixed = {_json_key(json_id(doc_id)) for doc_id, _ in confirmed if compare.id_key(doc_id) not in left}
+        with self._lock:
+            report.mismatches = [
+                m for m in report.mismatches if not (m.collection == name and _json_key(m.id) in fixed)
+            ]
+
+    def _repair_rounds(self, coll: _Collection, remaining: list[Any]) -> list[Any]:
+        """Up to three rounds of copy-then-recheck; the _ids that still differ after them."""
         reader = self.source.range_reader()
         try:
             for _ in range(3):
@@ -642,22 +683,7 @@ class Verifier:
                     break
         finally:
             reader.close()
-        left = {compare.id_key(doc_id) for doc_id in remaining}
-        repaired = [k for k in kinds if k not in left]
-        with self._lock:
-            for k in repaired:
-                setattr(counts, kinds[k], getattr(counts, kinds[k]) - 1)
-            counts.repaired += len(repaired)
-            counts.equal += len(repaired)
-        if remaining:
-            self.events.emit(
-                Notice("warn", f"{name}: {len(remaining)} document(s) still differ after repair")
-            )
-        fixed = {_json_key(json_id(doc_id)) for doc_id, _ in confirmed if compare.id_key(doc_id) not in left}
-        with self._lock:
-            report.mismatches = [
-                m for m in report.mismatches if not (m.collection == name and _json_key(m.id) in fixed)
-            ]
+        return remaining
 
 
 def key_types_of(collections: Sequence[CollectionMapping], source_info: SourceInfo) -> dict[str, list[str]]:
