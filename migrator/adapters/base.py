@@ -6,9 +6,11 @@ read them; only adapters build them.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Collection, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
+
+from migrator.findings import Finding
 
 
 @dataclass(frozen=True)
@@ -227,6 +229,67 @@ class SourceAdapter(Protocol):
 
     def close(self) -> None: ...
 
+    def capture_setup(self) -> CaptureSetup:
+        """Publications and replication slots: create, check, drop."""
+        ...
+
+    def snapshot_session(self, snapshot_name: str | None) -> SnapshotSession:
+        """The coordinator of a consistent read: at an exported snapshot, or (None) a fresh one."""
+        ...
+
+    def range_reader(self) -> KeyReader:
+        """Reads current rows by key ranges or key sets (verify, lookups, dry-run samples)."""
+        ...
+
+    def export_snapshot(self, slot: str) -> SnapshotExport:
+        """Create the change-capture slot `slot` exporting its snapshot (close once imported)."""
+        ...
+
+    def snapshot_reader(self, snapshot_name: str) -> RowStreams:
+        """A copy worker's reader inside the exported snapshot `snapshot_name`."""
+        ...
+
+    def table_shapes(self, tables: Sequence[str], snapshot_name: str | None = None) -> dict[str, Any]:
+        """The tables' shape (as JSON) that schema-change detection compares against, read in
+        `snapshot_name` (or now)."""
+        ...
+
+    def key_lookup(self) -> KeyLookup:
+        """Key lookups: root keys of given rows, and _id values typed from their text."""
+        ...
+
+    def linked_reader(self) -> LinkedReader:
+        """Reads embedded levels under given link values (fills SourceRead placeholders)."""
+        ...
+
+    def key_text(self, value: Any, type_name: str | None = None) -> str:
+        """A key value as the text the readers take (of the key's type `type_name`)."""
+        ...
+
+    def max_significant_digits(self, table: str, column: str, *, array: bool = False) -> int:
+        """The most significant digits a numeric column holds today (a full scan)."""
+        ...
+
+    def largest_document(
+        self, root: str, key: Sequence[str], root_overhead: int, paths: Sequence[Sequence[JoinHop]]
+    ) -> LargestDocument | None:
+        """The root key whose document (with its embedded rows) would be the largest, estimated."""
+        ...
+
+    def describe(self, info: SourceInfo) -> str:
+        """The server as preflight's 'reachable' finding names it (product, version, user)."""
+        ...
+
+    def server_findings(self, info: SourceInfo, plan_name: str) -> list[Finding]:
+        """Preflight's checks of the server and the tables' ownership (before mapping resolution)."""
+        ...
+
+    def preflight_findings(
+        self, info: SourceInfo, collections: Sequence[MappedCollection], read: Mapping[str, set[str]]
+    ) -> list[Finding]:
+        """How each mapped table's features meet change capture; `read`: columns read per table."""
+        ...
+
 
 class TargetAdapter(Protocol):
     """What every phase, operation and the mapping may ask of a target."""
@@ -237,6 +300,32 @@ class TargetAdapter(Protocol):
     def inspect(self, collections: Sequence[str]) -> TargetInfo: ...
 
     def close(self) -> None: ...
+
+    @property
+    def database(self) -> str:
+        """Where the collections live (findings name a collection as database.collection)."""
+        ...
+
+    @property
+    def max_document_bytes(self) -> int:
+        """The largest document the target stores (an encoded document above it is refused)."""
+        ...
+
+    def reader(self, collection: str) -> CollectionReader:
+        """Reads (and repairs) `collection`'s documents by _id."""
+        ...
+
+    def writer(self, collection: str) -> CollectionWriter:
+        """Writes snapshot batches of encoded documents into `collection`, idempotently."""
+        ...
+
+    def encode_document(self, document: dict[str, Any], collection: str) -> bytes:
+        """A document as the target stores it (what readers give back, and writers take)."""
+        ...
+
+    def describe(self, info: TargetInfo) -> str:
+        """The server as preflight's 'reachable' finding names it (product, version, topology)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -310,3 +399,245 @@ class WriteOp:
     extra: dict[str, Any] = field(default_factory=dict)
     reads: tuple[SourceRead, ...] = ()
     tags: tuple[Hashable, ...] = ()
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What a CollectionWriter did with a batch: documents inserted, and replaced (the _id existed)."""
+
+    inserted: int
+    replaced: int
+
+
+class CollectionWriter(Protocol):
+    """A target collection's snapshot writer: (_id, encoded document) pairs, idempotently."""
+
+    def write(self, batch: Sequence[tuple[Any, bytes]]) -> WriteResult: ...
+
+
+class CollectionReader(Protocol):
+    """A target collection's documents by _id, encoded (verify, lookups, repair)."""
+
+    def fetch(self, ids: Sequence[Any]) -> list[tuple[Any, bytes]]: ...
+
+    def fetch_range(self, lo: Any, hi: Any) -> list[tuple[Any, bytes]]: ...
+
+    def ids(
+        self,
+        batch: int = ...,
+        sample: int | None = None,
+        query: dict[str, Any] | None = None,
+        after: Any = None,
+    ) -> Iterator[list[Any]]: ...
+
+    def find_ids(self, query: Mapping[str, Any]) -> list[Any]: ...
+
+    def count(self) -> int: ...
+
+    def replace(self, doc_id: Any, raw: bytes) -> None: ...
+
+    def delete(self, doc_id: Any) -> None: ...
+
+
+class CaptureSetup(Protocol):
+    """The source's change-capture objects of a run (a publication, a slot): create, check, drop."""
+
+    def ensure_publication(self, name: str, tables: Mapping[str, Collection[str] | None]) -> bool: ...
+
+    def slot_exists(self, slot: str) -> bool: ...
+
+    def drop_slot(self, slot: str) -> bool: ...
+
+    def drop_publication(self, name: str) -> None: ...
+
+
+class SnapshotStart(Protocol):
+    """Where a created slot starts: its consistent point and the snapshot it exported."""
+
+    @property
+    def position(self) -> str: ...
+
+    @property
+    def snapshot_name(self) -> str: ...
+
+
+class SnapshotExport(Protocol):
+    """A created slot holding its exported snapshot until a SnapshotSession imported it."""
+
+    @property
+    def start(self) -> SnapshotStart: ...
+
+    def close(self) -> None: ...
+
+
+class SnapshotSession(Protocol):
+    """A consistent read that copy workers share (`exported`) and that splits tables into key ranges."""
+
+    @property
+    def exported(self) -> str: ...
+
+    @property
+    def position(self) -> str:
+        """Where a fresh snapshot stands among the change positions (text)."""
+        ...
+
+    def key_boundaries(
+        self, table: str, key: Sequence[str], key_types: Sequence[str], every: int
+    ) -> list[list[str]]: ...
+
+    def close(self) -> None: ...
+
+
+class RowStreams(Protocol):
+    """Streams a collection's levels (LevelRead) for the root key range (lo, hi], in the reader's
+    current read: one row stream per level, each ordered by the root key."""
+
+    def stream(
+        self,
+        levels: Sequence[LevelRead],
+        root: str,
+        key: Sequence[str],
+        key_types: Sequence[str],
+        lo: Sequence[str] | None,
+        hi: Sequence[str] | None,
+    ) -> list[Iterator[tuple[Any, ...]]]: ...
+
+    def close(self) -> None: ...
+
+
+class KeyReader(RowStreams, Protocol):
+    """Reads current rows, each read in a short consistent transaction of its own (begin/end)."""
+
+    def begin(self) -> str:
+        """Start a read; the position (text) its snapshot stands at."""
+        ...
+
+    def end(self) -> None: ...
+
+    def stream_keys(
+        self,
+        levels: Sequence[LevelRead],
+        root: str,
+        key: Sequence[str],
+        key_types: Sequence[str],
+        keys: Sequence[Sequence[str]],
+    ) -> list[Iterator[tuple[Any, ...]]]:
+        """As `stream`, for the root keys `keys` (as text) alone."""
+        ...
+
+    def stream_sample(
+        self,
+        levels: Sequence[LevelRead],
+        root: str,
+        key: Sequence[str],
+        key_types: Sequence[str],
+        lo: Sequence[str] | None,
+        hi: Sequence[str] | None,
+        fraction: float,
+        seed: int,
+    ) -> list[Iterator[tuple[Any, ...]]]:
+        """As `stream`, for a deterministic `fraction` of the keys (the same for the same seed)."""
+        ...
+
+    def first_keys(self, table: str, key: Sequence[str], limit: int) -> list[list[str]]: ...
+
+    def missing_keys(
+        self, table: str, key: Sequence[str], key_types: Sequence[str], keys: Sequence[Sequence[str]]
+    ) -> list[int]: ...
+
+
+class LinkedReader(Protocol):
+    """Reads embedded levels under a derived parent of given link values (SourceRead)."""
+
+    def begin(self) -> str: ...
+
+    def end(self) -> None: ...
+
+    def stream_linked(
+        self,
+        levels: Sequence[LevelRead],
+        columns: Sequence[ColumnInfo],
+        values: Sequence[Sequence[str]],
+        ordinal: str,
+    ) -> list[Iterator[tuple[Any, ...]]]: ...
+
+    def close(self) -> None: ...
+
+
+class KeyLookup(Protocol):
+    """Key lookups on committed data: the root keys of given rows, _id values typed from text."""
+
+    def root_keys(
+        self,
+        root: str,
+        root_key: Sequence[ColumnInfo],
+        path: Sequence[JoinHop],
+        columns: Sequence[ColumnInfo],
+        values: Sequence[Sequence[str]],
+    ) -> list[list[list[str]]]: ...
+
+    def typed(self, key: Sequence[ColumnInfo], values: Sequence[Sequence[str]]) -> list[tuple[Any, ...]]: ...
+
+    def close(self) -> None: ...
+
+
+# The resolved mapping as a source adapter's preflight reads it (mapping/spec.py builds it;
+# adapters sit below mapping, docs/architecture.md "Layers", so they see its shape only).
+
+
+class MappedEmbed(Protocol):
+    @property
+    def as_(self) -> str: ...
+
+    @property
+    def many(self) -> bool: ...
+
+    @property
+    def on(self) -> tuple[tuple[str, str], ...]: ...
+
+    @property
+    def child(self) -> MappedDocument: ...
+
+
+class MappedField(Protocol):
+    @property
+    def column(self) -> ColumnInfo: ...
+
+
+class MappedDocument(Protocol):
+    @property
+    def table(self) -> str: ...
+
+    @property
+    def key(self) -> tuple[str, ...]: ...
+
+    @property
+    def fields(self) -> Sequence[MappedField]: ...
+
+    @property
+    def embeds(self) -> Sequence[MappedEmbed]: ...
+
+
+class MappedLevel(Protocol):
+    @property
+    def table(self) -> str: ...
+
+    @property
+    def key(self) -> tuple[str, ...]: ...
+
+    @property
+    def link(self) -> tuple[str, ...]: ...
+
+    @property
+    def document(self) -> MappedDocument: ...
+
+    @property
+    def embed(self) -> MappedEmbed | None: ...
+
+
+class MappedCollection(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def levels(self) -> Sequence[MappedLevel]: ...

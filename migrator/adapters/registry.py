@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
+from migrator.adapters.base import SourceAdapter
 from migrator.adapters.mongodb import MongoTarget
 from migrator.adapters.postgres import PostgresSource
+from migrator.adapters.postgres.connection import PgEndpoint
 from migrator.errors import TerminalError
 
 SOURCES = {"postgres": PostgresSource}
@@ -26,3 +30,12 @@ def target_for(adapter: str, url: str, database: str) -> MongoTarget:
         raise TerminalError(
             f"no target adapter named '{adapter}' (known: {', '.join(sorted(TARGETS))})"
         ) from None
+
+
+def source_of(source: Any) -> SourceAdapter:
+    """`source` itself when it is a source adapter; a PostgreSQL endpoint (what CDC, follow and the
+    dual-write library passed before the adapter protocols, docs/architecture.md "Layers") as
+    the PostgreSQL source over it. Transitional: remove once every caller passes the source."""
+    if isinstance(source, PgEndpoint):
+        return PostgresSource.over(source)
+    return cast(SourceAdapter, source)

@@ -25,10 +25,12 @@ from bson.decimal128 import Decimal128
 from bson.raw_bson import RawBSONDocument
 from deepdiff import DeepDiff
 
-from migrator.adapters.mongodb.codec import CODEC
+from migrator.adapters.documents import CODEC
 
 # Differences explained per document at most: a wholly different document says enough in 20.
 MAX_DIFFS_PER_DOCUMENT = 20
+# How a UUID is stored (binary subtype 4), for rendering _ids as extended JSON.
+UUID_REPRESENTATION = CODEC.uuid_representation
 
 
 @dataclass(frozen=True)

@@ -11,19 +11,14 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from bson import json_util
 
-from migrator.adapters.base import ColumnInfo
-from migrator.adapters.mongodb import MongoTarget
-from migrator.adapters.mongodb.codec import CODEC, encode_document
-from migrator.adapters.postgres.connection import PgEndpoint
-from migrator.adapters.postgres.lookup import KeyLookup
-from migrator.adapters.postgres.reading import key_set_condition, key_text
-from migrator.adapters.postgres.snapshot import RangeReader
+from migrator.adapters.base import ColumnInfo, KeyLookup, KeyReader, SourceAdapter, TargetAdapter
+from migrator.adapters.registry import source_of
 from migrator.errors import MigratorError
 from migrator.mapping import compare
 from migrator.mapping.affected import Affected, DocumentId, ElementKey, ParentRow
@@ -83,7 +78,7 @@ def difference(expected: bytes | None, actual: bytes | None) -> tuple[str, tuple
 
 
 _JSON = json_util.JSONOptions(
-    json_mode=json_util.JSONMode.RELAXED, uuid_representation=CODEC.uuid_representation, tz_aware=True
+    json_mode=json_util.JSONMode.RELAXED, uuid_representation=compare.UUID_REPRESENTATION, tz_aware=True
 )
 
 
@@ -93,8 +88,9 @@ def json_id(doc_id: Any) -> Any:
 
 
 class _Collection:
-    def __init__(self, mapping: CollectionMapping) -> None:
+    def __init__(self, mapping: CollectionMapping, key_text: Callable[[Any, str | None], str]) -> None:
         self.mapping = mapping
+        self.key_text = key_text
         self.assembler = Assembler(mapping)
         self.key = mapping.document.key
         columns = {c.name: c for c in mapping.document.all_columns}
@@ -103,8 +99,8 @@ class _Collection:
 
     def texts(self, doc_id: Any) -> KeyText:
         if len(self.key) == 1:
-            return (key_text(doc_id, self.key_types[0]),)
-        return tuple(key_text(doc_id[k], t) for k, t in zip(self.key, self.key_types, strict=True))
+            return (self.key_text(doc_id, self.key_types[0]),)
+        return tuple(self.key_text(doc_id[k], t) for k, t in zip(self.key, self.key_types, strict=True))
 
     def make_id(self, values: Sequence[Any]) -> Any:
         if len(self.key) == 1:
@@ -113,21 +109,20 @@ class _Collection:
 
 
 class _Connections(threading.local):
-    reader: RangeReader | None = None
+    reader: KeyReader | None = None
     lookup: KeyLookup | None = None
 
 
 class MappedDocuments:
     """The plan's collections read on both sides for given keys."""
 
-    def __init__(
-        self, collections: Sequence[CollectionMapping], source: PgEndpoint, target: MongoTarget
-    ) -> None:
-        self._source = source
+    def __init__(self, collections: Sequence[CollectionMapping], source: Any, target: TargetAdapter) -> None:
+        """`source`: the SourceAdapter (registry.source_of still takes an endpoint)."""
+        self._source: SourceAdapter = source_of(source)
         self._target = target
-        self._collections = {c.name: _Collection(c) for c in collections}
+        self._collections = {c.name: _Collection(c, self._source.key_text) for c in collections}
         self._local = _Connections()
-        self._opened: list[RangeReader | KeyLookup] = []
+        self._opened: list[KeyReader | KeyLookup] = []
         self._lock = threading.Lock()
 
     @property
@@ -147,26 +142,27 @@ class MappedDocuments:
 
     def remap(self, collections: Sequence[CollectionMapping]) -> None:
         """The mapping changed (a column added on the source)."""
-        self._collections = {c.name: _Collection(c) for c in collections}
+        self._collections = {c.name: _Collection(c, self._source.key_text) for c in collections}
 
     # -- connections ---------------------------------------------------------------------------
 
-    def _reader(self) -> RangeReader:
+    def _reader(self) -> KeyReader:
         if self._local.reader is None:
-            self._local.reader = RangeReader(self._source)
+            self._local.reader = self._source.range_reader()
             with self._lock:
                 self._opened.append(self._local.reader)
         return self._local.reader
 
     def _lookup(self) -> KeyLookup:
         if self._local.lookup is None:
-            self._local.lookup = KeyLookup(self._source)
+            self._local.lookup = self._source.key_lookup()
             with self._lock:
                 self._opened.append(self._local.lookup)
         return self._local.lookup
 
     def _drop_connections(self) -> None:
-        for conn in (self._local.reader, self._local.lookup):
+        connections: tuple[KeyReader | KeyLookup | None, ...] = (self._local.reader, self._local.lookup)
+        for conn in connections:
             if conn is not None:
                 conn.close()
                 with self._lock:
@@ -217,7 +213,8 @@ class MappedDocuments:
                         by_name = dict(zip(names, ref.values, strict=True))
                         keys.texts[
                             tuple(
-                                key_text(by_name[k], t) for k, t in zip(coll.key, coll.key_types, strict=True)
+                                coll.key_text(by_name[k], t)
+                                for k, t in zip(coll.key, coll.key_types, strict=True)
                             )
                         ] = None
                     else:
@@ -229,7 +226,7 @@ class MappedDocuments:
                     ref = out[i][0]
                     assert isinstance(ref, ParentRow)
                     values.append(
-                        [key_text(v, c.type_name) for v, c in zip(ref.values, ref.columns, strict=True)]
+                        [coll.key_text(v, c.type_name) for v, c in zip(ref.values, ref.columns, strict=True)]
                     )
                 found = self._lookup().root_keys(root, coll.key_columns, path, columns, values)
                 for i, roots in zip(group, found, strict=True):
@@ -267,23 +264,16 @@ class MappedDocuments:
         try:
             for start in range(0, len(wanted), KEYS_PER_READ):
                 part = wanted[start : start + KEYS_PER_READ]
-                where = key_set_condition("r", coll.key, coll.key_types, part)
                 reader = self._reader()
                 position = reader.begin()
                 try:
-                    streams = reader.stream(
-                        coll.assembler.reads(),
-                        coll.mapping.table,
-                        coll.key,
-                        coll.key_types,
-                        None,
-                        None,
-                        where,
+                    streams = reader.stream_keys(
+                        coll.assembler.reads(), coll.mapping.table, coll.key, coll.key_types, part
                     )
                     for doc_id, document, _ in coll.assembler.documents(streams):
                         found[compare.id_key(doc_id)] = (
                             compare.stored_id(doc_id),
-                            encode_document(document, coll.mapping.name),
+                            self._target.encode_document(document, coll.mapping.name),
                         )
                 finally:
                     reader.end()

@@ -8,10 +8,8 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
-from migrator.adapters.base import SourceRead
-from migrator.adapters.postgres.connection import PgEndpoint
-from migrator.adapters.postgres.linked import LinkedReader
-from migrator.adapters.postgres.reading import key_text
+from migrator.adapters.base import LinkedReader, SourceAdapter, SourceRead
+from migrator.adapters.registry import source_of
 from migrator.errors import MigratorError
 from migrator.mapping.reads import ORDINAL, EmbedRead
 
@@ -23,8 +21,9 @@ class SourceReads:
     """The applier's source reader: one connection, opened on first use and kept for the next
     batch, dropped after an error (the next batch opens another)."""
 
-    def __init__(self, endpoint: PgEndpoint) -> None:
-        self._endpoint = endpoint
+    def __init__(self, source: Any) -> None:
+        """`source`: the SourceAdapter (registry.source_of still takes an endpoint)."""
+        self._source: SourceAdapter = source_of(source)
         self._reader: LinkedReader | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
 
@@ -38,7 +37,7 @@ class SourceReads:
             if any(v is None for v in read.values):
                 out[i] = spec.empty  # a NULL never joins
                 continue
-            texts = tuple(key_text(v) for v in read.values)
+            texts = tuple(self._source.key_text(v) for v in read.values)
             groups.setdefault(id(spec), (spec, {}))[1].setdefault(texts, []).append(i)
         if not groups:
             return out
@@ -72,7 +71,7 @@ class SourceReads:
 
     def _open(self) -> LinkedReader:
         if self._reader is None:
-            self._reader = LinkedReader(self._endpoint)
+            self._reader = self._source.linked_reader()
             # The applier that holds this reader has no end of its own: the connection closes
             # when the reader goes, at the latest when the process exits.
             self._finalizer = weakref.finalize(self, self._reader.close)

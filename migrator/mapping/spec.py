@@ -653,6 +653,20 @@ class _Resolver:
         within one parent and need not be). A lookup's row is found by the parents' link
         fields, in every document and element that holds them."""
         on_child = {c for c, _ in on}
+        self._element_fields(plan, table, on_child, key, order, child)
+        self._link_in_identity(plan, table, on_child, key, lookup)
+        self._link_fields(plan, parent, on, parent_fields, root_key)
+
+    def _element_fields(
+        self,
+        plan: Embed,
+        table: TableInfo,
+        on_child: set[str],
+        key: tuple[str, ...],
+        order: tuple[str, ...],
+        child: DocumentMapping,
+    ) -> None:
+        """The element's key and order_by columns are fields of the sub-document (or links)."""
         fields = {f.column.name for f in child.fields}
         missing_key = [k for k in key if k not in on_child and k not in fields]
         missing_order = [o for o in order if o not in on_child and o not in fields]
@@ -665,6 +679,11 @@ class _Resolver:
                     "changes could not find or order the element",
                     f"map {missing} in 'fields' (or remove them from 'exclude')",
                 )
+
+    def _link_in_identity(
+        self, plan: Embed, table: TableInfo, on_child: set[str], key: tuple[str, ...], lookup: bool
+    ) -> None:
+        """The child's link columns are in its replica identity, so a change says which parent held it."""
         identity = set(table.identity_columns)
         if not on_child <= identity:
             own_key = [k for k in key if k not in on_child]
@@ -694,6 +713,16 @@ class _Resolver:
                     _identity_fix(table, [*sorted(on_child), *own_key]),
                 )
             )
+
+    def _link_fields(
+        self,
+        plan: Embed,
+        parent: TableInfo,
+        on: tuple[tuple[str, str], ...],
+        parent_fields: list[FieldMapping],
+        root_key: tuple[str, ...],
+    ) -> None:
+        """The parent's link columns are fields of the parent (or its root key), so a child's change finds it."""
         parent_cols = [p for _, p in on]
         parent_mapped = {f.column.name for f in parent_fields}
         if not (root_key and set(parent_cols) == set(root_key)) and not set(parent_cols) <= parent_mapped:

@@ -23,12 +23,7 @@ from typing import Any
 
 from bson.decimal128 import Decimal128
 
-from migrator.adapters.base import TableInfo
-from migrator.adapters.mongodb import MongoTarget
-from migrator.adapters.mongodb.codec import encode_document
-from migrator.adapters.postgres import PostgresSource
-from migrator.adapters.postgres.reading import key_text
-from migrator.adapters.postgres.snapshot import RangeReader
+from migrator.adapters.base import SourceAdapter, TableInfo, TargetAdapter
 from migrator.engine.context import PlanInputs, PlanView
 from migrator.engine.executor import Action, Entry, Executor
 from migrator.errors import PreflightFailed
@@ -180,8 +175,8 @@ class DryRunReport:
 
 def dry_run(
     plan: Plan,
-    source: PostgresSource,
-    target: MongoTarget,
+    source: SourceAdapter,
+    target: TargetAdapter,
     *,
     sample_rows: int = SAMPLE_ROWS,
     examples: int = EXAMPLES,
@@ -209,7 +204,7 @@ def dry_run(
     for mapping in report.collections:
 
         def read(mapping: CollectionMapping = mapping) -> CollectionSample:
-            return _sample(source, mapping, tables[mapping.table], sample_rows, examples)
+            return _sample(source, target, mapping, tables[mapping.table], sample_rows, examples)
 
         sample = executor.read(
             Action(
@@ -228,7 +223,12 @@ def dry_run(
 
 
 def _sample(
-    source: PostgresSource, mapping: CollectionMapping, table: TableInfo, limit: int, examples: int
+    source: SourceAdapter,
+    target: TargetAdapter,
+    mapping: CollectionMapping,
+    table: TableInfo,
+    limit: int,
+    examples: int,
 ) -> CollectionSample:
     """Read the first `limit` root rows of `mapping` (with their embedded rows) as the snapshot
     reads a chunk, map and encode them, and time it."""
@@ -239,7 +239,7 @@ def _sample(
     seen: dict[_Identity, tuple[str, ...]] = {}  # identity -> the first source key giving it
     grouped: dict[_Identity, list[tuple[str, ...]]] = {}
     total_bytes = 0
-    reader = RangeReader(source.endpoint)
+    reader = source.range_reader()
     try:
         reader.begin()
         try:
@@ -248,7 +248,7 @@ def _sample(
             if keys:
                 streams = reader.stream(assembler.reads(), mapping.table, key, key_types, None, keys[-1])
                 for doc_id, document, used in assembler.documents(streams):
-                    raw = encode_document(document, mapping.name)
+                    raw = target.encode_document(document, mapping.name)
                     result.documents += 1
                     result.rows += used
                     total_bytes += len(raw)
@@ -256,7 +256,7 @@ def _sample(
                     if len(result.examples) < examples:
                         result.examples.append(json_id(compare.decode(raw)))
                     identity = id_identity(doc_id)
-                    texts = _key_texts(doc_id, key)
+                    texts = _key_texts(source, doc_id, key)
                     if identity in seen:
                         grouped.setdefault(identity, [seen[identity]]).append(texts)
                     else:
@@ -275,10 +275,10 @@ def _sample(
     return result
 
 
-def _key_texts(doc_id: Any, key: tuple[str, ...]) -> tuple[str, ...]:
+def _key_texts(source: SourceAdapter, doc_id: Any, key: tuple[str, ...]) -> tuple[str, ...]:
     if len(key) == 1:
-        return (key_text(doc_id),)
-    return tuple(key_text(doc_id[k]) for k in key)
+        return (source.key_text(doc_id),)
+    return tuple(source.key_text(doc_id[k]) for k in key)
 
 
 @dataclass(frozen=True)

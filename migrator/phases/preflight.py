@@ -10,23 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from migrator.adapters.base import SourceInfo, TargetInfo
-from migrator.adapters.mongodb import MongoTarget
-from migrator.adapters.postgres import PostgresSource, fixes
+from migrator.adapters.base import SourceAdapter, SourceInfo, TargetAdapter, TargetInfo
 from migrator.errors import MigratorError
 from migrator.findings import Finding, Severity
+from migrator.mapping.columns import columns_read
 from migrator.mapping.spec import CollectionMapping, Resolution, resolve, tables_of
-from migrator.phases.source_features import source_features
 from migrator.plan.models import Plan
-from migrator.plan.names import is_slot_of, publication_name
 
-BSON_LIMIT = 16 * 1024 * 1024
 DECIMAL128_DIGITS = 34
 # What the estimate assumes until the snapshot measures: insert_many on the test server
 # runs at about 15k documents/s (DESIGN.md section 6); real MongoDB is faster.
 ASSUMED_ROWS_PER_SECOND = 15_000
-MIN_SERVER_VERSION = 100000  # pgoutput arrived in PostgreSQL 10
-STREAMING_SERVER_VERSION = 140000  # proto v2 streaming of large transactions
 
 
 @dataclass
@@ -89,10 +83,14 @@ class PreflightReport:
 class Preflight:
     """`scan_data` runs the checks that read whole tables (numeric digits, document sizes).
     `plan` runs them; `run` skips them because the snapshot enforces both limits itself,
-    row by row, and a full scan before every resume would cost as much as a chunk of copy."""
+    row by row, and a full scan before every resume would cost as much as a chunk of copy.
+
+    Generic: what is particular to a database (a PostgreSQL server's settings, its schema
+    features) the adapters check and report as findings; what the adapters can do at all, this
+    reads from their Capabilities (docs/architecture.md, "Layers")."""
 
     def __init__(
-        self, plan: Plan, source: PostgresSource, target: MongoTarget, *, scan_data: bool = True
+        self, plan: Plan, source: SourceAdapter, target: TargetAdapter, *, scan_data: bool = True
     ) -> None:
         self.scan_data = scan_data
         self.plan = plan
@@ -107,12 +105,13 @@ class Preflight:
         tables = [t for c in self.plan.collections for t in tables_of(c)]
         source = self._inspect_source(tables)
         if source is not None:
-            self._check_server(source)
-            self._check_tables(source)
+            self._check_capture()
+            self.report.findings.extend(self.source.server_findings(source, self.plan.name))
             resolution = resolve(list(self.plan.collections), source)
             self.report.findings.extend(resolution.findings)
             self.report.collections = resolution.collections
-            self.report.findings.extend(source_features(source, resolution.collections))
+            read = columns_read(resolution.collections)
+            self.report.findings.extend(self.source.preflight_findings(source, resolution.collections, read))
             self._check_precision(resolution)
             if resolution.ok and self.scan_data:
                 self._check_document_sizes(resolution)
@@ -129,128 +128,20 @@ class Preflight:
             self.add("source.reachable", Severity.FAIL, self.source.name, exc.message, exc.hint)
             return None
         self.report.source = info
-        self.add(
-            "source.reachable",
-            Severity.OK,
-            self.source.name,
-            f"PostgreSQL {info.server.version} as {info.server.user}",
-        )
+        self.add("source.reachable", Severity.OK, self.source.name, self.source.describe(info))
         return info
 
-    def _check_server(self, source: SourceInfo) -> None:
-        server = source.server
-        settings = server.settings
-        wal_level = settings.get("wal_level", "unknown")
-        if wal_level == "logical":
-            self.add("source.wal_level", Severity.OK, "wal_level", "wal_level = logical")
-        else:
+    def _check_capture(self) -> None:
+        """A migration follows changes after the snapshot: a source that cannot capture them
+        cannot be migrated without downtime."""
+        if not self.source.capabilities.change_capture:
             self.add(
-                "source.wal_level",
+                "source.change_capture",
                 Severity.FAIL,
-                "wal_level",
-                f"wal_level is '{wal_level}'; logical decoding needs 'logical'",
-                "run ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL "
-                "(on managed services: set the logical replication parameter and reboot)",
+                self.source.name,
+                "the source adapter cannot capture changes: the target would miss every write after the copy",
+                "use a source adapter with change capture",
             )
-        if server.version_num < MIN_SERVER_VERSION:
-            self.add(
-                "source.version",
-                Severity.FAIL,
-                "server_version",
-                f"PostgreSQL {server.version} has no pgoutput",
-                "upgrade to PostgreSQL 10 or newer (14+ recommended)",
-            )
-        elif server.version_num < STREAMING_SERVER_VERSION:
-            self.add(
-                "source.version",
-                Severity.WARN,
-                "server_version",
-                f"PostgreSQL {server.version} cannot stream in-progress transactions; "
-                "a large transaction is spilled to disk on the server and arrives at commit",
-                "upgrade to PostgreSQL 14 or newer",
-            )
-        if server.is_superuser or server.has_replication:
-            self.add("source.replication_privilege", Severity.OK, server.user, "role may replicate")
-        else:
-            self.add(
-                "source.replication_privilege",
-                Severity.FAIL,
-                server.user,
-                f"role {server.user} has neither REPLICATION nor superuser",
-                f"run ALTER ROLE {server.user} WITH REPLICATION; (on RDS: GRANT rds_replication TO {server.user};)",
-            )
-        self._check_capacity(
-            "source.free_replication_slots",
-            "max_replication_slots",
-            settings,
-            server.used_replication_slots,
-            "replication slots",
-        )
-        self._check_capacity(
-            "source.free_wal_senders", "max_wal_senders", settings, server.used_wal_senders, "WAL senders"
-        )
-        if not (server.is_superuser or server.can_create_in_database):
-            self.add(
-                "source.create_publication",
-                Severity.FAIL,
-                server.user,
-                f"role {server.user} may not create a publication in this database",
-                f"GRANT CREATE ON DATABASE {fixes.ident(server.database)} TO {fixes.ident(server.user)};",
-            )
-        # A slot's name carries its run (plan/names.py): any run of this plan may have one.
-        for slot in (s for s in server.existing_slots if is_slot_of(self.plan.name, s)):
-            self.add(
-                "source.existing_slot",
-                Severity.WARN,
-                slot,
-                f"replication slot {slot} exists (a run of this plan was started); it retains WAL",
-                f"resume it with `migrator run`, or drop it with `migrator rollback` or "
-                f"SELECT pg_drop_replication_slot('{slot}');",
-            )
-        publication = publication_name(self.plan.name)
-        if publication in server.existing_publications:
-            self.add(
-                "source.existing_publication",
-                Severity.INFO,
-                publication,
-                f"publication {publication} exists (a run of this plan was started, or someone made it): "
-                "`migrator run` reuses it, made to match the plan's tables and columns",
-            )
-
-    def _check_capacity(
-        self, check: str, setting: str, settings: dict[str, str], used: int, what: str
-    ) -> None:
-        try:
-            limit = int(settings.get(setting, "0"))
-        except ValueError:
-            limit = 0
-        if limit - used >= 1:
-            self.add(check, Severity.OK, setting, f"{limit - used} of {limit} {what} free")
-        else:
-            self.add(
-                check,
-                Severity.FAIL,
-                setting,
-                f"no free {what}: {used} in use of {setting} = {limit}",
-                f"raise {setting} (ALTER SYSTEM SET {setting} = {max(limit, used) + 4}; then restart), "
-                "or drop unused ones",
-            )
-
-    def _check_tables(self, source: SourceInfo) -> None:
-        # Missing tables are reported by resolution, with the collection they belong to; replica
-        # identities and the other schema features by the source-feature matrix.
-        for table in source.tables.values():
-            if not (self.report.source and self.report.source.server.is_superuser) and not (
-                table.owned_by_current_user
-            ):
-                self.add(
-                    "source.table_owner",
-                    Severity.FAIL,
-                    table.name,
-                    f"the plan's role does not own {table.name}, which CREATE PUBLICATION ... FOR TABLE requires",
-                    f"ALTER TABLE {fixes.table(table.name)} OWNER TO {fixes.ident(source.server.user)}; "
-                    "or run as the owner",
-                )
 
     def _check_precision(self, resolution: Resolution) -> None:
         warned: set[str] = set()
@@ -339,7 +230,8 @@ class Preflight:
                 f"largest document: _id ({key}) with {largest.embedded_rows} embedded rows, "
                 f"about {size_mb:.2f} MB"
             )
-            if largest.estimated_bytes > BSON_LIMIT:
+            limit = self.target.max_document_bytes
+            if largest.estimated_bytes > limit:
                 self.add(
                     "mapping.document_size",
                     Severity.FAIL,
@@ -347,7 +239,7 @@ class Preflight:
                     f"{text}: over MongoDB's 16 MB document limit",
                     "map the large child table to a collection of its own instead of embedding it",
                 )
-            elif largest.estimated_bytes > BSON_LIMIT // 2:
+            elif largest.estimated_bytes > limit // 2:
                 self.add(
                     "mapping.document_size",
                     Severity.WARN,
@@ -375,9 +267,10 @@ class Preflight:
             self.add("target.reachable", Severity.FAIL, self.target.name, exc.message, exc.hint)
             return
         self.report.target = info
-        topology = f"replica set {info.replica_set}" if info.replica_set else "standalone"
-        self.add("target.reachable", Severity.OK, self.target.name, f"MongoDB {info.version}, {topology}")
-        if info.transactions:
+        self.add("target.reachable", Severity.OK, self.target.name, self.target.describe(info))
+        capabilities = self.target.capabilities
+        # The adapter says what it can do at all; inspection, what this server offers.
+        if capabilities.transactions and info.transactions:
             self.add("target.transactions", Severity.OK, self.target.name, "transactions supported")
         else:
             self.add(
@@ -388,7 +281,7 @@ class Preflight:
                 "relying on idempotent writes",
                 "run MongoDB as a replica set (a single-node one will do)",
             )
-        if info.change_streams:
+        if capabilities.change_streams and info.change_streams:
             self.add("target.change_streams", Severity.OK, self.target.name, "change streams supported")
         else:
             self.add(
@@ -414,6 +307,6 @@ class Preflight:
 
 
 def run_preflight(
-    plan: Plan, source: PostgresSource, target: MongoTarget, *, scan_data: bool = True
+    plan: Plan, source: SourceAdapter, target: TargetAdapter, *, scan_data: bool = True
 ) -> PreflightReport:
     return Preflight(plan, source, target, scan_data=scan_data).run()

@@ -22,11 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from migrator.adapters.mongodb.codec import MAX_BSON_BYTES, encode_document
-from migrator.adapters.mongodb.writer import WriteResult
-from migrator.adapters.postgres.lsn import Lsn
-from migrator.adapters.postgres.shapes import ShapeReader, shapes_to_json
-from migrator.adapters.postgres.snapshot import Coordinator, PublicationManager, SlotExporter, SnapshotReader
+from migrator.adapters.base import RowStreams, SnapshotSession, WriteResult
 from migrator.engine.context import PlanView, RunContext
 from migrator.engine.events import (
     ChunkFinished,
@@ -84,7 +80,7 @@ class SnapshotPhase:
         self.settings = ctx.plan.phases.snapshot
         self.slot = ctx.run.slot
         self.publication = publication_name(ctx.plan.name)
-        self.publications = PublicationManager(ctx.source.endpoint)
+        self.publications = ctx.source.capture_setup()
         self._stop = stop if stop is not None else threading.Event()
 
     # -- what it would do ----------------------------------------------------------------------
@@ -122,7 +118,7 @@ class SnapshotPhase:
                     f"{position} are lost to this run, and a new snapshot is needed",
                     hint="run `migrator rollback` for this plan, then `migrator run` again",
                 )
-            coordinator = Coordinator(self.ctx.source.endpoint, None)
+            coordinator = self.ctx.source.snapshot_session(None)
             read_position, reread = coordinator.position, True
         try:
             if reread:
@@ -153,9 +149,9 @@ class SnapshotPhase:
             for c in self.ctx.store.checkpoints(self.ctx.run.id, PHASE)
             if c.label == SnapshotLabel.REREAD
         ]
-        return max([position, *rereads], key=Lsn.parse)
+        return max([position, *rereads], key=self.ctx.source.positions.parse)
 
-    def _start(self) -> tuple[Coordinator, str]:
+    def _start(self) -> tuple[SnapshotSession, str]:
         store, run = self.ctx.store, self.ctx.run
         before = self.ctx.target.existing_collections()
         store.add_checkpoint(
@@ -206,20 +202,16 @@ class SnapshotPhase:
             # recording it. No chunk was copied under it (chunks need the 'slot' checkpoint), so it
             # is safe to start over.
             self.publications.drop_slot(self.slot)
-        exporter = SlotExporter(self.ctx.source.endpoint, self.slot)
+        exporter = self.ctx.source.export_snapshot(self.slot)
         try:
-            coordinator = Coordinator(self.ctx.source.endpoint, exporter.start.snapshot_name)
+            coordinator = self.ctx.source.snapshot_session(exporter.start.snapshot_name)
         finally:
             # The coordinator holds the snapshot now; the replication connection may go.
             exporter.close()
         try:
             # The mapped tables' shape as the snapshot sees it: what CDC checks DDL against
             # (docs/architecture.md, "Schema changes").
-            shapes = ShapeReader(self.ctx.source.endpoint, coordinator.exported)
-            try:
-                schema = shapes_to_json(shapes.read(self._tables()))
-            finally:
-                shapes.close()
+            schema = self.ctx.source.table_shapes(self._tables(), coordinator.exported)
             store.add_checkpoint(
                 run.id,
                 PHASE,
@@ -241,7 +233,7 @@ class SnapshotPhase:
         )
         return coordinator, exporter.start.position
 
-    def _plan_chunks(self, coordinator: Coordinator) -> list[_Work]:
+    def _plan_chunks(self, coordinator: SnapshotSession) -> list[_Work]:
         store, run = self.ctx.store, self.ctx.run
         planned = next(
             (c for c in store.checkpoints(run.id, PHASE) if c.label == SnapshotLabel.PLANNED), None
@@ -295,7 +287,7 @@ class SnapshotPhase:
         workers = Workers("migrator-copy", min(self.settings.parallel, max(1, len(work))), self._stop)
 
         def worker() -> None:
-            reader: SnapshotReader | None = None
+            reader: RowStreams | None = None
             try:
                 while not self._stop.is_set() and not workers.failed:
                     if self.ctx.throttle is not None:
@@ -319,13 +311,13 @@ class SnapshotPhase:
 
     def _copy_with_retries(
         self,
-        reader: SnapshotReader | None,
+        reader: RowStreams | None,
         snapshot_name: str,
         item: _Work,
         result: SnapshotResult,
         position: str,
         lock: threading.Lock,
-    ) -> SnapshotReader:
+    ) -> RowStreams:
         attempts = item.chunk.attempts
         # A TransientError: the reader's connection (or the target's) failed: reconnect and redo
         # the chunk, which is idempotent. Bounded, so a dead server ends the run.
@@ -335,9 +327,7 @@ class SnapshotPhase:
         )
         for attempt in retries:
             if reader is None:
-                reader = SnapshotReader(
-                    self.ctx.source.endpoint, snapshot_name
-                )  # not retried: raised as it is
+                reader = self.ctx.source.snapshot_reader(snapshot_name)  # not retried: raised as it is
             attempts += 1
             with attempt:
                 try:
@@ -354,7 +344,7 @@ class SnapshotPhase:
 
     def _copy_chunk(
         self,
-        reader: SnapshotReader,
+        reader: RowStreams,
         item: _Work,
         attempt: int,
         result: SnapshotResult,
@@ -379,7 +369,8 @@ class SnapshotPhase:
         streams = reader.stream(
             assembler.reads(), collection.table, collection.document.key, key_types, chunk.lo, chunk.hi
         )
-        writer = self.ctx.target.writer(collection.name)
+        target = self.ctx.target
+        writer = target.writer(collection.name)
         batch: list[tuple[Any, bytes]] = []
         batch_bytes = rows = 0
         counts = {"docs": 0, "replaced": 0, "rows_reported": 0, "docs_reported": 0}
@@ -410,8 +401,8 @@ class SnapshotPhase:
                             behind.submit(batch)
                             batch, batch_bytes = [], 0
                         throttle.wait(PHASE, self._stop)
-                raw = encode_document(document, collection.name)
-                if len(raw) > MAX_BSON_BYTES:
+                raw = target.encode_document(document, collection.name)
+                if len(raw) > target.max_document_bytes:
                     if self.settings.on_oversize == "stop":
                         raise TerminalError(
                             f"document {doc_id!r} of {collection.name} would be {len(raw):,} bytes, over MongoDB's "

@@ -38,12 +38,7 @@ from typing import Any, ClassVar, TypeVar
 from bson.int64 import Int64
 from bson.raw_bson import RawBSONDocument
 
-from migrator.adapters.base import SourceInfo
-from migrator.adapters.mongodb.codec import encode_document
-from migrator.adapters.mongodb.reader import DocumentReader
-from migrator.adapters.postgres.lsn import Lsn
-from migrator.adapters.postgres.reading import key_set_condition, key_text, sample_condition
-from migrator.adapters.postgres.snapshot import Coordinator, RangeReader
+from migrator.adapters.base import CollectionReader, KeyReader, SourceAdapter, SourceInfo, TargetAdapter
 from migrator.engine.context import PlanView
 from migrator.engine.events import EventBus, Notice, VerifyFinished, VerifyProgress
 from migrator.engine.executor import Action
@@ -190,6 +185,26 @@ class _Look:
     actual: bytes | None
 
 
+@dataclass
+class _Rechecks:
+    """What the recheck rounds of a set of keys have found so far."""
+
+    pending: dict[bytes, Any]  # id_key -> _id of the keys not yet equal nor confirmed twice
+    confirmations: Counter[bytes] = field(default_factory=Counter)
+    last: dict[bytes, _Look] = field(default_factory=dict)  # the last confirming look per key
+    settled_all: bool = True  # CDC applied every round's position in time
+    moving: bool = False  # a key changed under the last round (or the target lagged)
+    lagged: str = ""  # the last position CDC did not apply within settle_timeout
+    position: str = ""  # where the last round read the source
+
+
+def _same(expected: bytes | None, actual: bytes | None) -> bool:
+    """Both absent, or both present and equal as documents."""
+    if expected is None or actual is None:
+        return expected is None and actual is None
+    return compare.equal(expected, actual)
+
+
 # Key types whose BSON order is PostgreSQL's order, so that a source key range is the same
 # range of _ids (integers by value; a UUID as 16 bytes of binary subtype 4, compared bytewise
 # like PostgreSQL's uuid), and the $type bracket a range query on them covers. Text keys are
@@ -205,8 +220,15 @@ _RANGE_KEYS: dict[str, tuple[Any, str]] = {
 class _Collection:
     """What reading one collection on both sides needs, built once."""
 
-    def __init__(self, mapping: CollectionMapping, key_types: list[str], target: DocumentReader) -> None:
+    def __init__(
+        self,
+        mapping: CollectionMapping,
+        key_types: list[str],
+        target: CollectionReader,
+        key_text: Callable[[Any, str | None], str],
+    ) -> None:
         self.mapping = mapping
+        self.key_text = key_text
         self.assembler = Assembler(mapping)
         self.key = mapping.document.key
         self.key_types = key_types
@@ -224,21 +246,21 @@ class _Collection:
 
     def texts(self, doc_id: Any) -> list[str]:
         if len(self.key) == 1:
-            return [key_text(doc_id, self.key_types[0])]
-        return [key_text(doc_id[k], t) for k, t in zip(self.key, self.key_types, strict=True)]
+            return [self.key_text(doc_id, self.key_types[0])]
+        return [self.key_text(doc_id[k], t) for k, t in zip(self.key, self.key_types, strict=True)]
 
 
 class _SourceReader:
     """A worker's source connection, opened on first use and dropped after an error, so that a
     retry reads on a fresh one."""
 
-    def __init__(self, endpoint: Any) -> None:
-        self._endpoint = endpoint
-        self._reader: RangeReader | None = None
+    def __init__(self, source: SourceAdapter) -> None:
+        self._source = source
+        self._reader: KeyReader | None = None
 
-    def get(self) -> RangeReader:
+    def get(self) -> KeyReader:
         if self._reader is None:
-            self._reader = RangeReader(self._endpoint)
+            self._reader = self._source.range_reader()
         return self._reader
 
     def reset(self) -> None:
@@ -256,8 +278,8 @@ class Verifier:
         self,
         plan: Plan,
         collections: Sequence[CollectionMapping],
-        source: Any,
-        target: Any,
+        source: SourceAdapter,
+        target: TargetAdapter,
         key_types: dict[str, list[str]],
         events: EventBus,
         *,
@@ -287,7 +309,8 @@ class Verifier:
             retry_budget=RETRY_BUDGET_S,
         )
         self._collections = {
-            c.name: _Collection(c, key_types[c.name], target.reader(c.name)) for c in collections
+            c.name: _Collection(c, key_types[c.name], target.reader(c.name), source.key_text)
+            for c in collections
         }
         self._lock = threading.Lock()
         # Every document the last pass did not find equal (any kind, unsettled too), by
@@ -322,7 +345,7 @@ class Verifier:
                     )
                 )
             applied = self.following.applied()
-            report.applied_position = None if applied is None else str(Lsn(applied))
+            report.applied_position = None if applied is None else self.source.positions.text(applied)
         finally:
             self.following.close()
         report.seconds = time.monotonic() - started
@@ -331,7 +354,7 @@ class Verifier:
         return report
 
     def _plan_ranges(self) -> list[_Range]:
-        coordinator = Coordinator(self.source.endpoint, None)
+        coordinator = self.source.snapshot_session(None)
         try:
             ranges: list[_Range] = []
             for coll in self._collections.values():
@@ -372,7 +395,7 @@ class Verifier:
         workers = Workers("migrator-verify", min(self.settings.parallel, max(1, len(ranges))), self._stop)
 
         def worker() -> None:
-            source = _SourceReader(self.source.endpoint)
+            source = _SourceReader(self.source)
             try:
                 while not self._stop.is_set() and not workers.failed:
                     try:
@@ -393,30 +416,39 @@ class Verifier:
 
     def _compare_range(
         self,
-        reader: RangeReader,
+        reader: KeyReader,
         item: _Range,
         report: VerifyReport,
         confirmed: dict[str, list[tuple[Any, str]]],
     ) -> None:
         coll = self._collections[item.collection.name]
-        where: tuple[Any, list[Any]] | None = None
-        if self.settings.mode == "sample":
-            where = (sample_condition("r", coll.key, self.settings.sample, SAMPLE_SEED), [])
+        sampled = self.settings.mode == "sample"
         position = reader.begin()
         try:
-            streams = reader.stream(
-                coll.assembler.reads(), coll.mapping.table, coll.key, coll.key_types, item.lo, item.hi, where
-            )
+            levels, table = coll.assembler.reads(), coll.mapping.table
+            if sampled:
+                streams = reader.stream_sample(
+                    levels,
+                    table,
+                    coll.key,
+                    coll.key_types,
+                    item.lo,
+                    item.hi,
+                    self.settings.sample,
+                    SAMPLE_SEED,
+                )
+            else:
+                streams = reader.stream(levels, table, coll.key, coll.key_types, item.lo, item.hi)
             expected = {
                 compare.id_key(doc_id): (
                     compare.stored_id(doc_id),
-                    encode_document(document, coll.mapping.name),
+                    self.target.encode_document(document, coll.mapping.name),
                 )
                 for doc_id, document, _ in coll.assembler.documents(streams)
             }
         finally:
             reader.end()
-        by_range = coll.by_range and where is None
+        by_range = coll.by_range and not sampled
         if by_range:
             fetched = coll.target.fetch_range(coll.bound(item.lo), coll.bound(item.hi))
         else:
@@ -443,7 +475,8 @@ class Verifier:
             report.collections[coll.mapping.name].add(counts)
             report.ranges += 1
             first, last = report.positions or (position, position)
-            report.positions = (min(first, position, key=Lsn.parse), max(last, position, key=Lsn.parse))
+            parse = self.source.positions.parse
+            report.positions = (min(first, position, key=parse), max(last, position, key=parse))
             self._record(report, found)
             confirmed[coll.mapping.name].extend(
                 (doc_id, m.kind) for doc_id, m in found if m.kind != "unsettled"
@@ -456,7 +489,7 @@ class Verifier:
             sample = max(1, round(coll.target.count() * self.settings.sample))
         elif coll.by_range:
             query = coll.outside_ranges()  # the range pass saw every other document
-        source = _SourceReader(self.source.endpoint)
+        source = _SourceReader(self.source)
         done: list[Any] = []  # the last _id of the batches done: a retry resumes after it
         sampled = 0
 
@@ -498,55 +531,22 @@ class Verifier:
     # -- rechecks --------------------------------------------------------------------------------
 
     def _settle(
-        self, reader: RangeReader, coll: _Collection, ids: list[Any], counts: Counts, *, counted: bool
+        self, reader: KeyReader, coll: _Collection, ids: list[Any], counts: Counts, *, counted: bool
     ) -> list[tuple[Any, Mismatch]]:
         """Recheck differing keys until each is equal, confirmed different, or out of rounds.
         `counted`: the keys were already counted as checked (from the source side); keys from
         the target side count only once confirmed extra."""
-        pending = {compare.id_key(i): i for i in ids}
-        confirmations: Counter[bytes] = Counter()
-        last: dict[bytes, _Look] = {}
-        settled_all = True
-        moving = False
-        lagged = ""  # the last position CDC did not apply within settle_timeout
-        position = ""  # where the last round read the source
+        state = _Rechecks(pending={compare.id_key(i): i for i in ids})
         for round_ in range(self.settings.rechecks):
-            if not pending or self._stop.is_set():
+            if not state.pending or self._stop.is_set():
                 break
-            if round_ and moving:
+            if round_ and state.moving:
                 # A key changed under the last round (or the target lagged): give it a moment.
                 time.sleep(min(1.0, 0.1 * 2**round_))
-            moving = False
-            first_position, first = self._read_source(reader, coll, list(pending.values()))
-            settled = self.following.wait(first_position)
-            settled_all = settled_all and settled
-            if not settled:
-                lagged = first_position
-            position = first_position
-            actual = {compare.id_key(i): raw for i, raw in coll.target.fetch(list(pending.values()))}
-            _, second = self._read_source(reader, coll, list(pending.values()))
-            for k in list(pending):
-                expected, got, again = first.get(k), actual.get(k), second.get(k)
-                if (expected is None and got is None) or (
-                    expected is not None and got is not None and compare.equal(expected, got)
-                ):
-                    if counted:
-                        counts.equal += 1
-                    del pending[k]
-                    continue
-                stable = expected == again or (
-                    expected is not None and again is not None and compare.equal(expected, again)
-                )
-                if settled and stable:
-                    confirmations[k] += 1
-                    last[k] = _Look(first_position, expected, got)
-                    if confirmations[k] >= 2:
-                        del pending[k]
-                else:
-                    moving = True
+            self._recheck(reader, coll, state, counts, counted=counted)
         found: list[tuple[Any, Mismatch]] = []
-        for k, look in last.items():
-            if k in pending:
+        for k, look in state.last.items():
+            if k in state.pending:
                 continue
             doc_id = _ids_of(ids, k)
             mismatch = self._mismatch(coll, doc_id, look)
@@ -554,23 +554,58 @@ class Verifier:
                 counts.checked += 1
             setattr(counts, mismatch.kind, getattr(counts, mismatch.kind) + 1)
             found.append((doc_id, mismatch))
-        for doc_id in pending.values():
+        for doc_id in state.pending.values():
             if not counted:
                 continue  # a target document that might be extra, never pinned down: not counted
             counts.unsettled += 1
-            if self._stop.is_set():
-                reason = "verify was stopped before this document was pinned down"
-            elif not settled_all:
-                reason = (
-                    f"CDC did not apply the source's position {lagged} within settle_timeout "
-                    f"({self.settings.settle_timeout:g} s): the target is behind"
-                )
-            else:
-                reason = "the source changed this document during every recheck"
+            reason = self._unsettled_reason(state)
             found.append(
-                (doc_id, Mismatch(coll.mapping.name, json_id(doc_id), "unsettled", position, reason=reason))
+                (
+                    doc_id,
+                    Mismatch(coll.mapping.name, json_id(doc_id), "unsettled", state.position, reason=reason),
+                )
             )
         return found
+
+    def _recheck(
+        self, reader: KeyReader, coll: _Collection, state: _Rechecks, counts: Counts, *, counted: bool
+    ) -> None:
+        """One round: read the source (position P), wait for the target to apply P, read the
+        target, read the source again; a key equal now is settled, a key the round pinned down
+        (applied, and the source unchanged) gains a confirmation."""
+        state.moving = False
+        first_position, first = self._read_source(reader, coll, list(state.pending.values()))
+        settled = self.following.wait(first_position)
+        state.settled_all = state.settled_all and settled
+        if not settled:
+            state.lagged = first_position
+        state.position = first_position
+        actual = {compare.id_key(i): raw for i, raw in coll.target.fetch(list(state.pending.values()))}
+        _, second = self._read_source(reader, coll, list(state.pending.values()))
+        for k in list(state.pending):
+            expected, got, again = first.get(k), actual.get(k), second.get(k)
+            if _same(expected, got):
+                if counted:
+                    counts.equal += 1
+                del state.pending[k]
+                continue
+            if settled and _same(expected, again):
+                state.confirmations[k] += 1
+                state.last[k] = _Look(first_position, expected, got)
+                if state.confirmations[k] >= 2:
+                    del state.pending[k]
+            else:
+                state.moving = True
+
+    def _unsettled_reason(self, state: _Rechecks) -> str:
+        if self._stop.is_set():
+            return "verify was stopped before this document was pinned down"
+        if not state.settled_all:
+            return (
+                f"CDC did not apply the source's position {state.lagged} within settle_timeout "
+                f"({self.settings.settle_timeout:g} s): the target is behind"
+            )
+        return "the source changed this document during every recheck"
 
     def _mismatch(self, coll: _Collection, doc_id: Any, look: _Look) -> Mismatch:
         name = coll.mapping.name
@@ -582,17 +617,17 @@ class Verifier:
         return Mismatch(name, json_id(doc_id), "mismatched", look.position, tuple(diffs))
 
     def _read_source(
-        self, reader: RangeReader, coll: _Collection, ids: list[Any]
+        self, reader: KeyReader, coll: _Collection, ids: list[Any]
     ) -> tuple[str, dict[bytes, bytes]]:
         """The documents the source holds now for these _ids, and the position read at."""
-        where = key_set_condition("r", coll.key, coll.key_types, [coll.texts(i) for i in ids])
+        keys = [coll.texts(i) for i in ids]
         position = reader.begin()
         try:
-            streams = reader.stream(
-                coll.assembler.reads(), coll.mapping.table, coll.key, coll.key_types, None, None, where
+            streams = reader.stream_keys(
+                coll.assembler.reads(), coll.mapping.table, coll.key, coll.key_types, keys
             )
             documents = {
-                compare.id_key(doc_id): encode_document(document, coll.mapping.name)
+                compare.id_key(doc_id): self.target.encode_document(document, coll.mapping.name)
                 for doc_id, document, _ in coll.assembler.documents(streams)
             }
         finally:
@@ -611,24 +646,7 @@ class Verifier:
         name = coll.mapping.name
         counts = report.collections[name]
         kinds = {compare.id_key(doc_id): kind for doc_id, kind in confirmed}
-        remaining = [doc_id for doc_id, _ in confirmed]
-        reader = RangeReader(self.source.endpoint)
-        try:
-            for _ in range(3):
-                _, current = self._read_source(reader, coll, remaining)
-                for doc_id in remaining:
-                    raw = current.get(compare.id_key(doc_id))
-                    if raw is None:
-                        coll.target.delete(doc_id)
-                    else:
-                        coll.target.replace(doc_id, raw)
-                found = self._settle(reader, coll, remaining, Counts(), counted=True)
-                still = {compare.id_key(doc_id) for doc_id, m in found if m.kind != "unsettled"}
-                remaining = [doc_id for doc_id in remaining if compare.id_key(doc_id) in still]
-                if not remaining:
-                    break
-        finally:
-            reader.close()
+        remaining = self._repair_rounds(coll, [doc_id for doc_id, _ in confirmed])
         left = {compare.id_key(doc_id) for doc_id in remaining}
         repaired = [k for k in kinds if k not in left]
         with self._lock:
@@ -645,6 +663,27 @@ class Verifier:
             report.mismatches = [
                 m for m in report.mismatches if not (m.collection == name and _json_key(m.id) in fixed)
             ]
+
+    def _repair_rounds(self, coll: _Collection, remaining: list[Any]) -> list[Any]:
+        """Up to three rounds of copy-then-recheck; the _ids that still differ after them."""
+        reader = self.source.range_reader()
+        try:
+            for _ in range(3):
+                _, current = self._read_source(reader, coll, remaining)
+                for doc_id in remaining:
+                    raw = current.get(compare.id_key(doc_id))
+                    if raw is None:
+                        coll.target.delete(doc_id)
+                    else:
+                        coll.target.replace(doc_id, raw)
+                found = self._settle(reader, coll, remaining, Counts(), counted=True)
+                still = {compare.id_key(doc_id) for doc_id, m in found if m.kind != "unsettled"}
+                remaining = [doc_id for doc_id in remaining if compare.id_key(doc_id) in still]
+                if not remaining:
+                    break
+        finally:
+            reader.close()
+        return remaining
 
 
 def key_types_of(collections: Sequence[CollectionMapping], source_info: SourceInfo) -> dict[str, list[str]]:

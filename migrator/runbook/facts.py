@@ -11,8 +11,9 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from migrator.adapters.postgres.server_checks import MIN_SERVER_VERSION
 from migrator.findings import Finding, Severity
-from migrator.phases.preflight import ASSUMED_ROWS_PER_SECOND, MIN_SERVER_VERSION, PreflightReport
+from migrator.phases.preflight import ASSUMED_ROWS_PER_SECOND, PreflightReport
 from migrator.plan.models import Collection, Embed, Plan
 from migrator.plan.names import publication_name, slot_name_pattern
 from migrator.redact import redact_text, redact_url, url_passwords

@@ -8,10 +8,11 @@ from dataclasses import replace
 
 from migrator.adapters.base import ColumnInfo, LeafInfo, SourceInfo, SourceServerInfo, TableInfo
 from migrator.adapters.postgres import fixes
+from migrator.adapters.postgres.features import source_features
 from migrator.adapters.postgres.publication import identity_problems, publishing
 from migrator.findings import Finding, Severity
+from migrator.mapping.columns import columns_read
 from migrator.mapping.spec import resolve
-from migrator.phases.source_features import source_features
 from migrator.plan.models import Collection
 
 
@@ -61,7 +62,8 @@ PARTITIONED = replace(
 def findings(tables: list[TableInfo], version: int, *plans: Collection) -> list[Finding]:
     server = SourceServerInfo("pg", str(version), version, {}, 0, 0, "u", True, True, True, (), ())
     source = SourceInfo(server, {t.name: t for t in tables})
-    return source_features(source, resolve(list(plans), source).collections)
+    collections = resolve(list(plans), source).collections
+    return source_features(source, collections, columns_read(collections))
 
 
 def users_plan(**extra: object) -> Collection:

@@ -13,7 +13,7 @@ from pymongo import errors as mongo
 from migrator.adapters.base import Capabilities, TargetCollectionInfo, TargetInfo
 from migrator.adapters.mongodb.applier import STATE_COLLECTION
 from migrator.adapters.mongodb.changes import ChangeStream
-from migrator.adapters.mongodb.codec import CODEC
+from migrator.adapters.mongodb.codec import CODEC, MAX_BSON_BYTES, encode_document
 from migrator.adapters.mongodb.errors import classify
 from migrator.adapters.mongodb.fence import ValidatorFence
 from migrator.adapters.mongodb.ownership import Ownership
@@ -208,6 +208,21 @@ class MongoTarget:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # What phases and the mapping ask of the documents themselves (adapters/base.py).
+
+    max_document_bytes: ClassVar[int] = MAX_BSON_BYTES
+
+    @staticmethod
+    def encode_document(document: dict[str, Any], collection: str) -> bytes:
+        """BSON bytes of a document (codec.encode_document): what readers give back, writers take."""
+        return encode_document(document, collection)
+
+    @staticmethod
+    def describe(info: TargetInfo) -> str:
+        """The server as preflight's 'reachable' finding names it."""
+        topology = f"replica set {info.replica_set}" if info.replica_set else "standalone"
+        return f"MongoDB {info.version}, {topology}"
 
 
 def _major(version: str) -> int:

@@ -1,57 +1,19 @@
-"""Python values -> BSON, as the conversion table (migrator/mapping/types.py) says; one codec for snapshot and CDC.
-
-The source adapter delivers values already in the form the table promises (labels,
-ISO text, Decimal, datetime); the BSON encoder does the rest in C, with Python callbacks
-only for the two types BSON has no direct form for (Decimal, date).
-"""
+"""Documents -> BSON bytes for MongoDB, with the document codec (adapters/documents.py) that the
+mapping's comparison shares; one encoding for snapshot and CDC, and MongoDB's size limit."""
 
 from __future__ import annotations
 
-import datetime
-import decimal
 from typing import Any
 
 import bson
-from bson.binary import UuidRepresentation
-from bson.codec_options import CodecOptions, TypeEncoder, TypeRegistry
-from bson.decimal128 import Decimal128
 from bson.errors import InvalidDocument
 
+from migrator.adapters.documents import CODEC
 from migrator.errors import TerminalError
 
+__all__ = ["CODEC", "MAX_BSON_BYTES", "encode_document"]
+
 MAX_BSON_BYTES = 16 * 1024 * 1024
-
-
-class _DecimalEncoder(TypeEncoder):
-    python_type = decimal.Decimal
-
-    def transform_python(self, value: Any) -> Any:
-        # Decimal128 keeps 34 significant digits; beyond that it would round, so refuse
-        # (preflight warns before a run gets here). Trailing zeros are not significant:
-        # 1e300 or 1.5000...0 (numeric keeps the scale it was given) fit exactly, only with
-        # fewer zeros, as preflight's own count says.
-        if value.is_finite():
-            significant = "".join(map(str, value.as_tuple().digits)).rstrip("0")
-            if len(significant) > 34:
-                raise InvalidDocument(
-                    f"numeric value with {len(significant)} significant digits exceeds Decimal128"
-                )
-        return Decimal128(value)
-
-
-class _DateEncoder(TypeEncoder):
-    python_type = datetime.date
-
-    def transform_python(self, value: Any) -> Any:
-        return datetime.datetime(value.year, value.month, value.day, tzinfo=datetime.UTC)
-
-
-CODEC: CodecOptions[dict[str, Any]] = CodecOptions(
-    type_registry=TypeRegistry([_DecimalEncoder(), _DateEncoder()]),
-    uuid_representation=UuidRepresentation.STANDARD,
-    tz_aware=True,
-    tzinfo=datetime.UTC,
-)
 
 
 def encode_document(document: dict[str, Any], collection: str) -> bytes:

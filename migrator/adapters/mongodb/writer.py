@@ -9,7 +9,6 @@ runs at insert speed, and a retried one converges to the same result: idempotent
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from bson.raw_bson import RawBSONDocument
@@ -17,16 +16,11 @@ from pymongo import ReplaceOne
 from pymongo import errors as mongo
 from pymongo.collection import Collection
 
+from migrator.adapters.base import WriteResult
 from migrator.adapters.mongodb.errors import classify
 from migrator.errors import TargetError
 
 DUPLICATE_KEY = 11000
-
-
-@dataclass(frozen=True)
-class WriteResult:
-    inserted: int
-    replaced: int
 
 
 class DocumentWriter:

@@ -2,19 +2,39 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import psycopg
 
-from migrator.adapters.base import Capabilities, JoinHop, LargestDocument, SourceInfo
+from migrator.adapters.base import (
+    Capabilities,
+    JoinHop,
+    LargestDocument,
+    MappedCollection,
+    Positions,
+    SourceInfo,
+)
+from migrator.adapters.postgres import server_checks
 from migrator.adapters.postgres.connection import PgEndpoint
+from migrator.adapters.postgres.features import source_features
 from migrator.adapters.postgres.fence import LockFence
 from migrator.adapters.postgres.inspect import PostgresInspector
+from migrator.adapters.postgres.linked import LinkedReader
+from migrator.adapters.postgres.lookup import KeyLookup
 from migrator.adapters.postgres.lsn import LsnPositions
+from migrator.adapters.postgres.reading import key_text
 from migrator.adapters.postgres.replication import SlotMonitor
 from migrator.adapters.postgres.reverse_writer import ReverseWriter
-from migrator.adapters.postgres.snapshot import Coordinator, PublicationManager, RangeReader
+from migrator.adapters.postgres.shapes import ShapeReader, shapes_to_json
+from migrator.adapters.postgres.snapshot import (
+    Coordinator,
+    PublicationManager,
+    RangeReader,
+    SlotExporter,
+    SnapshotReader,
+)
+from migrator.findings import Finding
 
 
 class PostgresSource:
@@ -24,7 +44,7 @@ class PostgresSource:
         change_capture=True, exported_snapshot=True, transactions=True, change_streams=False
     )
 
-    positions: ClassVar[LsnPositions] = LsnPositions()
+    positions: ClassVar[Positions] = LsnPositions()
 
     def __init__(self, url: str, *, statement_timeout_ms: int = 60_000) -> None:
         self.endpoint = PgEndpoint(url)
@@ -91,3 +111,64 @@ class PostgresSource:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # The snapshot's, verify's and the mapping's readers (adapters/base.py protocols), and the
+    # key rendering they take, so that no SQL is built outside this adapter.
+
+    def export_snapshot(self, slot: str) -> SlotExporter:
+        """Create the replication slot `slot` exporting its snapshot (close once imported)."""
+        return SlotExporter(self.endpoint, slot)
+
+    def snapshot_reader(self, snapshot_name: str) -> SnapshotReader:
+        """A copy worker's reader inside the exported snapshot `snapshot_name`."""
+        return SnapshotReader(self.endpoint, snapshot_name)
+
+    def table_shapes(self, tables: Sequence[str], snapshot_name: str | None = None) -> dict[str, Any]:
+        """The tables' shape (as JSON) that CDC checks DDL against, read in `snapshot_name` (or now)."""
+        shapes = ShapeReader(self.endpoint, snapshot_name)
+        try:
+            return shapes_to_json(shapes.read(tables))
+        finally:
+            shapes.close()
+
+    def key_lookup(self) -> KeyLookup:
+        """Key lookups on committed data (an autocommit connection of its own)."""
+        return KeyLookup(self.endpoint)
+
+    def linked_reader(self) -> LinkedReader:
+        """Reads embedded levels under given link values (fills SourceRead placeholders)."""
+        return LinkedReader(self.endpoint)
+
+    @staticmethod
+    def key_text(value: Any, type_name: str | None = None) -> str:
+        """A key value as the text the readers take (reading.key_text)."""
+        return key_text(value, type_name)
+
+    @classmethod
+    def over(cls, endpoint: PgEndpoint) -> PostgresSource:
+        """The source of an endpoint already open (for callers that still hold the endpoint)."""
+        source = cls.__new__(cls)
+        source.endpoint = endpoint
+        source._statement_timeout_ms = 60_000
+        source._conn = None
+        return source
+
+    # Preflight's PostgreSQL checks (server_checks.py, features.py): what the generic preflight
+    # (phases/preflight.py) asks the source for.
+
+    @staticmethod
+    def describe(info: SourceInfo) -> str:
+        """The server as preflight's 'reachable' finding names it."""
+        return server_checks.describe(info)
+
+    @staticmethod
+    def server_findings(info: SourceInfo, plan_name: str) -> list[Finding]:
+        """Logical decoding, version, privileges, capacity, the run's slot and publication, ownership."""
+        return server_checks.server_findings(info, plan_name)
+
+    @staticmethod
+    def preflight_findings(
+        info: SourceInfo, collections: Sequence[MappedCollection], read: Mapping[str, set[str]]
+    ) -> list[Finding]:
+        """The source-feature matrix: how each mapped table's schema features meet logical replication."""
+        return source_features(info, collections, read)

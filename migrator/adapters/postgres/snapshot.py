@@ -32,7 +32,9 @@ from migrator.adapters.postgres.reading import (
     configure_connection,
     key_match,
     key_range_condition,
+    key_set_condition,
     level_query,
+    sample_condition,
 )
 from migrator.errors import SourceError
 
@@ -48,6 +50,8 @@ _PUBLICATION_SQL = (
 # SQLSTATE 22023 (invalid_parameter_value) is what SET TRANSACTION SNAPSHOT raises for a
 # snapshot whose exporting transaction has ended.
 SNAPSHOT_GONE = "22023"
+# The root table's alias in every level query (reading.level_query).
+_ROOT = "r"
 
 
 @dataclass(frozen=True)
@@ -310,6 +314,33 @@ class RangeReader(_LevelReader):
         except psycopg.Error as exc:
             raise classify(exc, self._endpoint.name, self._endpoint.secrets) from None
         return [int(row[0]) - 1 for row in rows]
+
+    def stream_keys(
+        self,
+        levels: Sequence[LevelRead],
+        root: str,
+        key: Sequence[str],
+        key_types: Sequence[str],
+        keys: Sequence[Sequence[str]],
+    ) -> list[Iterator[tuple[Any, ...]]]:
+        """As `stream`, for the root keys `keys` (as text) alone."""
+        where = key_set_condition(_ROOT, key, key_types, keys)
+        return self.stream(levels, root, key, key_types, None, None, where)
+
+    def stream_sample(
+        self,
+        levels: Sequence[LevelRead],
+        root: str,
+        key: Sequence[str],
+        key_types: Sequence[str],
+        lo: Sequence[str] | None,
+        hi: Sequence[str] | None,
+        fraction: float,
+        seed: int,
+    ) -> list[Iterator[tuple[Any, ...]]]:
+        """As `stream`, for a deterministic `fraction` of the keys in (lo, hi]."""
+        where: tuple[sql.Composable, list[Any]] = (sample_condition(_ROOT, key, fraction, seed), [])
+        return self.stream(levels, root, key, key_types, lo, hi, where)
 
 
 class PublicationManager:

@@ -10,9 +10,16 @@ that prove each row; docs/architecture.md records the PostgreSQL facts behind it
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from migrator.adapters.base import ColumnInfo, SourceInfo, TableInfo, TriggerInfo
+from migrator.adapters.base import (
+    ColumnInfo,
+    MappedCollection,
+    MappedDocument,
+    SourceInfo,
+    TableInfo,
+    TriggerInfo,
+)
 from migrator.adapters.postgres import fixes
 from migrator.adapters.postgres.publication import (
     identity_problems,
@@ -20,17 +27,18 @@ from migrator.adapters.postgres.publication import (
     publishing,
 )
 from migrator.findings import Finding, Severity
-from migrator.mapping.columns import columns_read
-from migrator.mapping.spec import CollectionMapping, DocumentMapping
 
 # How many partitions a finding names before it counts the rest.
 NAMED_PARTITIONS = 5
 
 
-def source_features(source: SourceInfo, collections: Sequence[CollectionMapping]) -> list[Finding]:
+def source_features(
+    source: SourceInfo, collections: Sequence[MappedCollection], read: Mapping[str, set[str]]
+) -> list[Finding]:
+    """The matrix's findings for the plan's resolved collections; `read`: the columns the mapping
+    reads per table (mapping/columns.py), what a publication column list would carry."""
     version = source.server.version_num
     keys = _keys(collections)
-    read = columns_read(collections)
     found: list[Finding] = []
     for table in source.tables.values():
         found += _unlogged(table)
@@ -197,7 +205,7 @@ def _narrower(table: TableInfo) -> str | None:
     return None
 
 
-def _document_keys(table: TableInfo, collections: Sequence[CollectionMapping]) -> list[Finding]:
+def _document_keys(table: TableInfo, collections: Sequence[MappedCollection]) -> list[Finding]:
     """A DELETE carries only the old row's replica identity: a document or element key outside it
     could not be found (the change would name no key)."""
     identity = set(table.identity_columns)
@@ -240,7 +248,7 @@ _NOT_SENT = (
 )
 
 
-def _generated_keys(table: TableInfo, collections: Sequence[CollectionMapping]) -> list[Finding]:
+def _generated_keys(table: TableInfo, collections: Sequence[MappedCollection]) -> list[Finding]:
     """A stored generated column in a replica identity, or in a document or element key: a DELETE
     (and an UPDATE's old row) would carry no value for it, so which document or element it
     changes could not be known (docs/architecture.md, "Stored generated columns")."""
@@ -371,7 +379,7 @@ def _excluded(table: TableInfo, read: set[str], version: int) -> list[Finding]:
     return found
 
 
-def _generated(table: TableInfo, doc: DocumentMapping) -> list[Finding]:
+def _generated(table: TableInfo, doc: MappedDocument) -> list[Finding]:
     found: list[Finding] = []
     identity = set(table.identity_columns)
     for fld in doc.fields:
@@ -411,7 +419,7 @@ def _generated(table: TableInfo, doc: DocumentMapping) -> list[Finding]:
     return found
 
 
-def _toastable_links(collection: CollectionMapping, source: SourceInfo) -> list[Finding]:
+def _toastable_links(collection: MappedCollection, source: SourceInfo) -> list[Finding]:
     found: list[Finding] = []
 
     def report(table_name: str, columns: Sequence[str], role: str) -> None:
@@ -439,7 +447,7 @@ def _toastable_links(collection: CollectionMapping, source: SourceInfo) -> list[
     return found
 
 
-def _n_to_1(collection: CollectionMapping, source: SourceInfo) -> list[Finding]:
+def _n_to_1(collection: MappedCollection, source: SourceInfo) -> list[Finding]:
     """An embed through a link the *parent* holds (customer.address_id -> address.id): many
     documents may embed one row, so a change to that row must reach all of them."""
     found: list[Finding] = []
@@ -520,7 +528,7 @@ def _names(columns: Sequence[str]) -> str:
     return ("column " if len(columns) == 1 else "columns ") + ", ".join(columns)
 
 
-def _keys(collections: Sequence[CollectionMapping]) -> dict[str, tuple[str, ...]]:
+def _keys(collections: Sequence[MappedCollection]) -> dict[str, tuple[str, ...]]:
     """The columns the plan keys each table by, where it says (for an ADD PRIMARY KEY fix)."""
     keys: dict[str, tuple[str, ...]] = {}
     for collection in collections:
