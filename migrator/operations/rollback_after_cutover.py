@@ -61,9 +61,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from migrator.adapters.mongodb.fence import FENCE_FIELD, ValidatorFence
-from migrator.adapters.postgres.lsn import Lsn
-from migrator.adapters.postgres.replication import SlotMonitor
+from migrator.adapters.base import TargetWriteFence
 from migrator.engine.context import RunContext
 from migrator.engine.events import ErrorRaised, RollbackStepDone, WriteFreeze
 from migrator.engine.switch import RoutingSwitch, run_command
@@ -180,9 +178,7 @@ class Switchback:
         plan = self.runner.plan
         settings = plan.phases.cutover
         switch = (
-            RoutingSwitch(
-                plan.name, settings.switch, self.runner.source.endpoint, self.runner.target
-            ).describe()
+            RoutingSwitch(plan.name, settings.switch, self.runner.source, self.runner.target).describe()
             if settings.switch is not None
             else "the switch"
         )
@@ -197,7 +193,7 @@ class Switchback:
         settings = plan.phases.cutover
         self._check(ctx)
         assert settings.switch is not None
-        switch = RoutingSwitch(plan.name, settings.switch, ctx.source.endpoint, ctx.target, run_id=run.id)
+        switch = RoutingSwitch(plan.name, settings.switch, ctx.source, ctx.target, run_id=run.id)
         if switch.primary() == "target" and switch.owner() not in (None, run.id):
             switch.refuse_foreign()  # another run's flip: flipping it back would route its applications
         flips = [c.id for c in store.checkpoints(run.id, CUTOVER) if c.label == CutoverLabel.SWITCHED]
@@ -368,7 +364,7 @@ class Switchback:
             )
         if plan.phases.cutover.switch is None:
             raise TerminalError(f"plan {plan.name} has no phases.cutover.switch to flip back")
-        monitor = SlotMonitor(ctx.source.endpoint)
+        monitor = ctx.source.monitor()
         try:
             state = monitor.state(ctx.run.slot)
         finally:
@@ -380,19 +376,16 @@ class Switchback:
                 "back: rollback follows both directions itself",
             )
 
-    def _fence(self, ctx: RunContext) -> ValidatorFence | CommandFence:
+    def _fence(self, ctx: RunContext) -> TargetWriteFence:
         f = ctx.plan.phases.cutover.fence
         if f.kind == "command":
-            return CommandFence(f.pause or [], f.resume or [], ctx.plan.name, direction="back")
-        return ValidatorFence(ctx.target, [c.name for c in ctx.collections], ctx.plan.name)
+            return BackCommandFence(f.pause or [], f.resume or [], ctx.plan.name)
+        return ctx.target.write_fence([c.name for c in ctx.collections], ctx.plan.name)
 
     @staticmethod
-    def _lift(fence: ValidatorFence | CommandFence, before: dict[str, Any]) -> float | None:
+    def _lift(fence: TargetWriteFence, before: dict[str, Any]) -> float | None:
         """Lift the fence; how long this process held it (None: engaged by an earlier one)."""
-        if isinstance(fence, ValidatorFence):
-            return fence.lift(before)
-        fence.engaged_at = fence.engaged_at or time.monotonic()  # a resumed rollback resumes writers
-        return fence.lift()
+        return fence.lift(before)
 
     @staticmethod
     def _drain(reverse: ReverseSync, follower: CdcFollower) -> str:
@@ -419,9 +412,9 @@ def _test_kill_point(point: str) -> None:
 def _forward_marker(ctx: RunContext, follower: CdcFollower, deadline: float) -> bool:
     """Whether forward CDC applied a marker committed now by the monotonic `deadline` (its
     observer then holds every document a late source write touched)."""
-    monitor = SlotMonitor(ctx.source.endpoint)
+    monitor = ctx.source.monitor()
     try:
-        marker = Lsn.parse(monitor.heartbeat(MARKER_PREFIX, f"{ctx.run.id}:rollback")).value
+        marker = ctx.source.positions.parse(monitor.heartbeat(MARKER_PREFIX, f"{ctx.run.id}:rollback"))
     finally:
         monitor.close()
     return wait_until_applied(ctx.target, ctx.plan.name, marker, deadline, check=follower.raise_if_failed)
@@ -440,7 +433,7 @@ class _Attempts:
     def __init__(
         self,
         ctx: RunContext,
-        fence: ValidatorFence | CommandFence,
+        fence: TargetWriteFence,
         reverse: ReverseSync,
         follower: CdcFollower,
         touched: TouchedDocuments,
@@ -540,7 +533,7 @@ class _Attempts:
         if self._keep_before:
             # The collections' own validation options, recorded before the fence replaces them:
             # a crash under the fence (even before its own checkpoint) is lifted back to these.
-            self.before = _own_options(self.fence)
+            self.before = self.fence.own_options()
             self._keep_before = False
         self.ctx.store.add_checkpoint(
             self.ctx.run.id,
@@ -612,16 +605,20 @@ class _Attempts:
         return self.touched.check(refs, deadline)
 
 
-def _own_options(fence: ValidatorFence | CommandFence) -> dict[str, Any]:
-    """The collections' validation options now, without a fence's own (nothing to restore for
-    a command fence)."""
-    if not isinstance(fence, ValidatorFence):
-        return {}
-    return {
-        name: options
-        for name, options in fence.current().items()
-        if not (isinstance(options["validator"], Mapping) and FENCE_FIELD in options["validator"])
-    }
+class BackCommandFence(CommandFence):
+    """The operator's fence command, pausing the target's writers (MIGRATOR_DIRECTION=back), as
+    a TargetWriteFence: it records no options, and lifting it always runs the resume command
+    (a resumed rollback resumes writers that an earlier process paused)."""
+
+    def __init__(self, pause: list[str], resume: list[str], plan: str) -> None:
+        super().__init__(pause, resume, plan, direction="back")
+
+    def lift(self, before: Mapping[str, Mapping[str, Any]] | None = None) -> float | None:
+        self.engaged_at = self.engaged_at or time.monotonic()
+        return super().lift()
+
+    def own_options(self) -> dict[str, Any]:
+        return {}  # nothing to restore for a command fence
 
 
 class _Abandoned(Exception):

@@ -27,14 +27,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
-from migrator.adapters.mongodb import MongoTarget
-from migrator.adapters.mongodb.ownership import OwnerRecord
-from migrator.adapters.postgres.connection import PgEndpoint
-from migrator.adapters.postgres.lsn import Lsn
-from migrator.adapters.postgres.replication import SlotMonitor
-from migrator.adapters.postgres.reverse_writer import stored_checkpoint
+from migrator.adapters.base import OwnerRecord, Positions, SourceAdapter, TargetAdapter
+from migrator.adapters.registry import positions_for, source_for, target_for
 from migrator.engine.events import (
     RunFinished,
     RunStarted,
@@ -297,15 +291,31 @@ class StatusReader:
         self._source_url = plan.source.url.get_secret_value()
         self._target_url = plan.target.url.get_secret_value()
         self._secrets = url_passwords(self._source_url, self._target_url)
+        self._positions: Positions = positions_for(plan.source.adapter)
 
     def _clean(self, text: str) -> str:
         return redact_text(text, self._secrets)
 
+    def _source(self) -> SourceAdapter:
+        """The plan's source adapter (it connects on first use; close it)."""
+        return source_for(self.plan.source.adapter, self._source_url)
+
+    def _target(self) -> TargetAdapter:
+        """The plan's target adapter, with a short server selection timeout (close it)."""
+        return target_for(
+            self.plan.target.adapter,
+            self._target_url,
+            self.plan.target.database,
+            timeout_ms=STATUS_TIMEOUT_MS,
+        )
+
     def _source_name(self) -> str:
         try:
-            return PgEndpoint(self._source_url).name
+            source = self._source()
         except MigratorError:
             return endpoint_of(self._source_url)
+        source.close()
+        return source.name
 
     def read(self, *, history: bool = False, explicit: bool = False) -> StatusReport:
         """The report; `explicit`: the state file was named (--state, MIGRATOR_STATE), so the
@@ -375,12 +385,13 @@ class StatusReader:
     def _read_owner(self) -> OwnerRecord | None:
         """The ownership record, or None when there is none or the target cannot be read (the
         target's section of the report says so)."""
-        target = MongoTarget(self._target_url, self.plan.target.database, timeout_ms=STATUS_TIMEOUT_MS)
+        target = self._target()
         try:
-            with target:
-                return target.ownership(self.plan.name).read()
+            return target.ownership(self.plan.name).read()
         except MigratorError:
             return None
+        finally:
+            target.close()
 
     @staticmethod
     def _current_run_of(runs: Sequence[RunRecord]) -> RunRecord | None:
@@ -454,8 +465,12 @@ class StatusReader:
         reverse_events: int | None = None
         if self.live:
             try:
-                checkpoint = stored_checkpoint(PgEndpoint(self._source_url), self.plan.name)
-            except (MigratorError, psycopg.Error):
+                source = self._source()
+                try:
+                    checkpoint = source.reverse_checkpoint(self.plan.name)
+                finally:
+                    source.close()
+            except MigratorError:
                 checkpoint = None  # the source section says whether it was reached
             if checkpoint is not None:
                 reverse_events = checkpoint.events
@@ -476,22 +491,27 @@ class StatusReader:
     def _read_target(
         self, status: EndpointStatus
     ) -> tuple[EndpointStatus, dict[str, int] | None, dict[str, Any] | None]:
-        target = MongoTarget(self._target_url, self.plan.target.database, timeout_ms=STATUS_TIMEOUT_MS)
+        target = self._target()
         try:
-            with target:
-                applied = target.checkpoint_record(cdc_checkpoint_id(self.plan.name))
-                counts = target.existing_collections()
+            applied = target.checkpoint_record(cdc_checkpoint_id(self.plan.name))
+            counts = target.existing_collections()
         except MigratorError as exc:
             return EndpointStatus(status.endpoint, False, self._clean(exc.message)), None, None
+        finally:
+            target.close()
         return EndpointStatus(status.endpoint, True), counts, applied
 
     def _read_source(self, status: EndpointStatus, slot: SlotStatus) -> tuple[EndpointStatus, SlotStatus]:
         try:
-            monitor = SlotMonitor(PgEndpoint(self._source_url))
+            source = self._source()
             try:
-                state = monitor.state(slot.name)
+                monitor = source.monitor()
+                try:
+                    state = monitor.state(slot.name)
+                finally:
+                    monitor.close()
             finally:
-                monitor.close()
+                source.close()
         except MigratorError as exc:
             return EndpointStatus(status.endpoint, False, self._clean(exc.message)), slot
         reached = EndpointStatus(status.endpoint, True)
@@ -551,7 +571,7 @@ class StatusReader:
         elif SnapshotLabel.REREAD in by_label and slot is not None:
             consistent_after = max(
                 [slot.position] + [c.position for c in checkpoints if c.label == SnapshotLabel.REREAD],
-                key=Lsn.parse,
+                key=self._positions.parse,
             )
         return SnapshotStatus(
             status=status,
@@ -579,7 +599,7 @@ class StatusReader:
         if applied is not None:
             position = str(applied.get("position_text") or "") or None
             if position is None and applied.get("position") is not None:
-                position = str(Lsn(int(applied["position"])))
+                position = self._positions.text(int(applied["position"]))
             if isinstance(applied.get("updated_at"), datetime.datetime):
                 applied_at = applied["updated_at"]
             applied_from = "target" if position is not None else None
@@ -595,16 +615,16 @@ class StatusReader:
         record: dict[str, Any] | None = None
         if position is not None:
             record = dict(applied) if applied_from == "target" and applied is not None else dict(mirrored)
-            record["position"] = Lsn.parse(position).value
+            record["position"] = self._positions.parse(position)
         lag = from_checkpoint(
             record,
             now=_now().timestamp(),
             confirmed_position=None
             if slot.confirmed_position is None
-            else Lsn.parse(slot.confirmed_position).value,
+            else self._positions.parse(slot.confirmed_position),
             current_position=None
             if slot.current_position is None
-            else Lsn.parse(slot.current_position).value,
+            else self._positions.parse(slot.current_position),
         )
         known = position is not None and slot.current_position is not None
         settings = self.plan.phases.cdc
