@@ -156,3 +156,8 @@ class RunInUse(TerminalError):
 class OwnedByAnotherRun(TerminalError):
     """The target's ownership record (or the source's slots) say that another run of the plan owns
     its data: this run must not touch it."""
+
+
+class FenceNotTaken(TransientError):
+    """A write fence could not be taken in time (a source's locks held by running transactions):
+    the cutover attempt is abandoned, nothing was held."""

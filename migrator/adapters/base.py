@@ -6,11 +6,16 @@ read them; only adapters build them.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from migrator.findings import Finding
+
+if TYPE_CHECKING:
+    from migrator.adapters.rows import DocumentRows, ReverseCheckpoint
+    from migrator.errors import OwnedByAnotherRun
 
 
 @dataclass(frozen=True)
@@ -215,6 +220,9 @@ class SourceAdapter(Protocol):
 
     capabilities: ClassVar[Capabilities]
     positions: ClassVar[Positions]
+    # What a change carries for a value the source did not send (an unchanged TOASTed value):
+    # leave that field out of the update (docs/architecture.md, "Unchanged TOASTed values").
+    unchanged: ClassVar[object]
 
     @property
     def name(self) -> str:
@@ -290,6 +298,37 @@ class SourceAdapter(Protocol):
         """How each mapped table's features meet change capture; `read`: columns read per table."""
         ...
 
+    # operations, cutover, reverse sync, the switch (issue 13)
+
+    def load_probe(self) -> LoadProbe:
+        """A sampler of the source's load for throttling (its own connection; close it)."""
+        ...
+
+    def write_fence(self, tables: Sequence[str], *, lock_timeout: float, hold_limit: float) -> WriteFence:
+        """Blocks the application's writes to `tables` while held (cutover's freeze)."""
+        ...
+
+    def reverse_writer(
+        self, plan_name: str, origin: str, *, lock_timeout_ms: int | None = ...
+    ) -> ReverseWriter:
+        """Writes target changes back into the source (reverse sync, rollback after cutover)."""
+        ...
+
+    def reverse_checkpoint(self, plan_name: str) -> ReverseCheckpoint | None:
+        """Reverse sync's stored checkpoint, read on a plain connection (status, rollback)."""
+        ...
+
+    def routing_value(self, table: str, plan_name: str, column: str) -> Any:
+        """`column` of plan `plan_name`'s row in the routing table (the switch of kind postgres);
+        None where the table, the column or the row is not there."""
+        ...
+
+    def write_routing_row(
+        self, table: str, plan_name: str, primary: Literal["source", "target"], run_id: str
+    ) -> None:
+        """Name `primary` in plan `plan_name`'s routing row, with the run that flipped it."""
+        ...
+
 
 class TargetAdapter(Protocol):
     """What every phase, operation and the mapping may ask of a target."""
@@ -325,6 +364,60 @@ class TargetAdapter(Protocol):
 
     def describe(self, info: TargetInfo) -> str:
         """The server as preflight's 'reachable' finding names it (product, version, topology)."""
+        ...
+
+    # operations, cutover, reverse sync, the switch (issue 13)
+
+    def ownership(self, plan_name: str) -> Ownership:
+        """The plan's ownership record in the target (which run owns the data)."""
+        ...
+
+    def refusal(self, owner: OwnerRecord, *, this_run: str | None = None) -> OwnedByAnotherRun:
+        """The error that names the owning run (`owner`, as `ownership().read()` gave it)."""
+        ...
+
+    def write_fence(self, collections: Sequence[str], plan_name: str) -> TargetWriteFence:
+        """Refuses the application's writes on `collections` (rollback after cutover)."""
+        ...
+
+    def change_stream(
+        self, plan_name: str, collections: Iterable[str], *, max_await_ms: int = ...
+    ) -> TargetChanges:
+        """The change stream of `collections` for plan `plan_name`'s reverse sync."""
+        ...
+
+    def checkpoint_record(self, checkpoint_id: str) -> dict[str, Any] | None:
+        """CDC's checkpoint record written with the data, or None before CDC wrote one."""
+        ...
+
+    def existing_collections(self) -> dict[str, int]:
+        """Collections of the target database and their estimated document counts."""
+        ...
+
+    def routing_document(self, collection: str, plan_name: str) -> Mapping[str, Any] | None:
+        """Plan `plan_name`'s routing document (the switch of kind mongodb), or None."""
+        ...
+
+    def write_routing_document(
+        self, collection: str, plan_name: str, primary: Literal["source", "target"], run_id: str
+    ) -> None:
+        """Name `primary` in plan `plan_name`'s routing document, with the run that flipped it."""
+        ...
+
+    def applied_position(self, checkpoint_id: str) -> int | None:
+        """The source position CDC has applied up to (its checkpoint written with the data)."""
+        ...
+
+    def delete_state(self, state_id: str) -> bool:
+        """Remove one of migrator's state documents (a checkpoint); True if it existed."""
+        ...
+
+    def empty_collection(self, collection: str) -> int:
+        """Delete every document of `collection` and the indexes migrator created on it."""
+        ...
+
+    def drop_collection(self, collection: str) -> None:
+        """Drop `collection`."""
         ...
 
 
@@ -399,6 +492,173 @@ class WriteOp:
     extra: dict[str, Any] = field(default_factory=dict)
     reads: tuple[SourceRead, ...] = ()
     tags: tuple[Hashable, ...] = ()
+
+
+# -- what operations, cutover and reverse sync ask of the adapters (issue 13) --------------------
+# Declared here so that operations/, phases/cutover.py, phases/reverse.py and engine/switch.py
+# type against them and never name an adapter's classes (docs/architecture.md, "Layers").
+
+
+class LoadProbe(Protocol):
+    """Samples the source's load for throttling (engine/throttle.py's LoadSampler)."""
+
+    def sample(self, *, sessions: bool, replicas: bool) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+class WriteFence(Protocol):
+    """Holds the application's writes while the switch flips (cutover); lifting is always safe."""
+
+    def engage(self) -> float: ...
+
+    def describe(self) -> str: ...
+
+    def waiting_writers(self) -> int: ...
+
+    def cancel_waiting(self) -> int: ...
+
+    def lift(self) -> float | None: ...
+
+
+class TargetWriteFence(Protocol):
+    """Refuses the application's writes on the target (rollback after cutover). `lift(before)`
+    restores the options recorded before the fence; `own_options()` reads them now, without a
+    fence's own."""
+
+    def engage(self) -> object: ...
+
+    def describe(self) -> str: ...
+
+    def lift(self, before: Mapping[str, Mapping[str, Any]]) -> float | None: ...
+
+    def own_options(self) -> dict[str, Any]: ...
+
+
+class ReverseWriter(Protocol):
+    """Writes target changes back into the source with reverse sync's checkpoint, tagged so that
+    the forward stream skips them."""
+
+    def setup(self) -> None: ...
+
+    def checkpoint(self) -> ReverseCheckpoint | None: ...
+
+    def forget(self) -> bool: ...
+
+    def apply(self, documents: Sequence[DocumentRows], checkpoint: ReverseCheckpoint | None) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class OwnerRecord(Protocol):
+    """Which run owns a plan's data in a target (docs/architecture.md, "One owner")."""
+
+    @property
+    def plan(self) -> str: ...
+    @property
+    def run_id(self) -> str: ...
+    @property
+    def started_at(self) -> str: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def slot(self) -> str: ...
+    @property
+    def facts(self) -> dict[str, Any]: ...
+
+    def describe(self) -> str: ...
+
+
+class Ownership(Protocol):
+    """A plan's ownership record in the target: read, claimed by a run, released by it."""
+
+    def read(self) -> OwnerRecord | None: ...
+
+    def claim(
+        self,
+        *,
+        run_id: str,
+        started_at: str,
+        host: str,
+        state: str,
+        slot: str,
+        publication: str,
+        replaceable: Callable[[OwnerRecord], bool] = ...,
+    ) -> OwnerRecord: ...
+
+    def release(self, run_id: str, records: list[str]) -> str: ...
+
+    def slot(self) -> str:
+        """The replication slot of the run that owns the plan's data (or the plan-named one)."""
+        ...
+
+
+class ChangedDocument(Protocol):
+    """A document a target change names, by collection and `_id`; `key` is its exact identity."""
+
+    @property
+    def collection(self) -> str: ...
+    @property
+    def document_id(self) -> Any: ...
+    @property
+    def key(self) -> bytes: ...
+
+
+class ChangeGroup(Protocol):
+    """The changes of one target transaction (or one change outside a transaction). `echo`:
+    forward CDC's own; `token`: where a stream resumed after it reads on; `cluster_time`: an
+    ordered integer (the target's `cluster_seconds`/`cluster_iso` show it)."""
+
+    @property
+    def documents(self) -> Sequence[ChangedDocument]: ...
+    @property
+    def echo(self) -> bool: ...
+    @property
+    def events(self) -> int: ...
+    @property
+    def token(self) -> Mapping[str, Any] | None: ...
+    @property
+    def cluster_time(self) -> int | None: ...
+
+
+class ChangeStep(Protocol):
+    """One read of an open stream: the groups it completed, and whether it had nothing more."""
+
+    @property
+    def idle(self) -> bool: ...
+    @property
+    def transactions(self) -> Sequence[ChangeGroup]: ...
+
+
+class OpenChanges(Protocol):
+    """An open target change stream, read one step at a time."""
+
+    marker_seen: int
+
+    @property
+    def in_transaction(self) -> bool: ...
+    @property
+    def position(self) -> Mapping[str, Any] | None: ...
+
+    def next(self) -> ChangeStep: ...
+
+
+class TargetChanges(Protocol):
+    """The target's change stream for reverse sync (docs/architecture.md, "Reverse sync")."""
+
+    def position_now(self) -> Mapping[str, Any]: ...
+
+    def write_marker(self) -> int: ...
+
+    def follow(self, after: Mapping[str, Any]) -> AbstractContextManager[OpenChanges]: ...
+
+    def current(self, documents: Sequence[ChangedDocument]) -> dict[bytes, Mapping[str, Any]]: ...
+
+    def cluster_seconds(self, cluster_time: int) -> int: ...
+
+    def cluster_iso(self, cluster_time: int | None) -> str | None: ...
 
 
 @dataclass(frozen=True)

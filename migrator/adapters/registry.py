@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from migrator.adapters.base import SourceAdapter
+from migrator.adapters.base import Positions, SourceAdapter
 from migrator.adapters.mongodb import MongoTarget
 from migrator.adapters.postgres import PostgresSource
 from migrator.adapters.postgres.connection import PgEndpoint
@@ -12,6 +12,13 @@ from migrator.errors import TerminalError
 
 SOURCES = {"postgres": PostgresSource}
 TARGETS = {"mongodb": MongoTarget}
+
+# What `source_for`/`target_for` return, for the callers that hold them (operations/session.py).
+# They satisfy adapters/base.py's SourceAdapter/TargetAdapter; while code below the session still
+# names the concrete classes (preflight, RunContext), these stay concrete (issue 13: the merge of
+# the re-cut turns them into the protocols).
+Source = PostgresSource
+Target = MongoTarget
 
 
 def source_for(adapter: str, url: str) -> PostgresSource:
@@ -23,9 +30,10 @@ def source_for(adapter: str, url: str) -> PostgresSource:
         ) from None
 
 
-def target_for(adapter: str, url: str, database: str) -> MongoTarget:
+def target_for(adapter: str, url: str, database: str, **options: Any) -> MongoTarget:
+    """`options`: the adapter's own keyword arguments (a connection timeout, ...)."""
     try:
-        return TARGETS[adapter](url, database)
+        return TARGETS[adapter](url, database, **options)
     except KeyError:
         raise TerminalError(
             f"no target adapter named '{adapter}' (known: {', '.join(sorted(TARGETS))})"
@@ -39,3 +47,13 @@ def source_of(source: Any) -> SourceAdapter:
     if isinstance(source, PgEndpoint):
         return PostgresSource.over(source)
     return cast(SourceAdapter, source)
+
+
+def positions_for(adapter: str) -> Positions:
+    """The positions of the source adapter named `adapter` (their text form), without a URL."""
+    try:
+        return SOURCES[adapter].positions
+    except KeyError:
+        raise TerminalError(
+            f"no source adapter named '{adapter}' (known: {', '.join(sorted(SOURCES))})"
+        ) from None

@@ -22,12 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import psycopg
-from psycopg import sql
-
-from migrator.adapters.mongodb import MongoTarget
-from migrator.adapters.postgres.connection import PgEndpoint
-from migrator.adapters.postgres.errors import classify as classify_pg
+from migrator.adapters.base import SourceAdapter, TargetAdapter
 from migrator.errors import OwnedByAnotherRun, TerminalError
 from migrator.plan.models import Switch
 
@@ -58,7 +53,7 @@ def run_command(argv: Sequence[str], plan: str, what: str, extra_env: dict[str, 
 
 class RoutingSwitch:
     def __init__(
-        self, plan: str, settings: Switch, source: PgEndpoint, target: MongoTarget, run_id: str = ""
+        self, plan: str, settings: Switch, source: SourceAdapter, target: TargetAdapter, run_id: str = ""
     ) -> None:
         self.plan = plan
         self.settings = settings
@@ -158,59 +153,14 @@ class RoutingSwitch:
         a command (their callers read those)."""
         s = self.settings
         if s.kind == "postgres":
-            try:
-                with self._source.connect() as conn:
-                    # The table is named as one identifier (quote_ident), as the flips write it.
-                    row = conn.execute(
-                        "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(quote_ident(%s)) AND attname = %s "
-                        "AND NOT attisdropped",
-                        [s.name, column],
-                    ).fetchone()
-                    if row is None:
-                        return None
-                    found = conn.execute(
-                        sql.SQL("SELECT {} FROM {} WHERE plan = %s").format(
-                            sql.Identifier(column), sql.Identifier(s.name)
-                        ),
-                        [self.plan],
-                    ).fetchone()
-            except psycopg.Error as exc:
-                raise classify_pg(exc, self._source.name, self._source.secrets) from None
-            return None if found is None else found[0]
+            return self._source.routing_value(s.name, self.plan, column)
         if s.kind == "mongodb":
             doc = self._target.routing_document(s.name, self.plan)
             return None if doc is None else doc.get(field)
         return None
 
     def _flip_postgres(self, primary: Side) -> None:
-        table = sql.Identifier(self.settings.name)
-        try:
-            with self._source.connect() as conn:
-                conn.execute(
-                    sql.SQL(
-                        "CREATE TABLE IF NOT EXISTS {} (plan text PRIMARY KEY, primary_side text NOT NULL "
-                        "CHECK (primary_side IN ('source', 'target')), updated_at timestamptz NOT NULL, run_id text)"
-                    ).format(table)
-                )
-                missing = conn.execute(
-                    "SELECT NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(quote_ident(%s)) "
-                    "AND attname = 'run_id' AND NOT attisdropped)",
-                    [self.settings.name],
-                ).fetchone()
-                if missing is not None and missing[0]:
-                    # A table made by a version that did not record the run (ALTER only then: it
-                    # locks the table that applications read).
-                    conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS run_id text").format(table))
-                conn.execute(
-                    sql.SQL(
-                        "INSERT INTO {} (plan, primary_side, updated_at, run_id) VALUES (%s, %s, now(), %s) "
-                        "ON CONFLICT (plan) DO UPDATE SET primary_side = excluded.primary_side, "
-                        "updated_at = excluded.updated_at, run_id = excluded.run_id"
-                    ).format(table),
-                    [self.plan, primary, self.run_id],
-                )
-        except psycopg.Error as exc:
-            raise classify_pg(exc, self._source.name, self._source.secrets) from None
+        self._source.write_routing_row(self.settings.name, self.plan, primary, self.run_id)
 
     def _flip_mongodb(self, primary: Side) -> None:
         self._target.write_routing_document(self.settings.name, self.plan, primary, self.run_id)

@@ -16,8 +16,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from migrator.adapters.postgres.lsn import Lsn
-from migrator.adapters.postgres.replication import SlotMonitor
 from migrator.engine.events import CutoverStep, ErrorRaised, Notice
 from migrator.engine.threads import BackgroundThread
 from migrator.errors import MigratorError, TerminalError
@@ -63,7 +61,7 @@ class Switchover:
         runner = self.runner
         ctx, _, _ = runner.open(existing=True)
         plan = ctx.plan
-        monitor = SlotMonitor(ctx.source.endpoint)
+        monitor = ctx.source.monitor()
         try:
             state = monitor.state(ctx.run.slot)
         finally:
@@ -89,7 +87,7 @@ class Switchover:
         )
         follower.start()
         watcher.start()
-        monitor = SlotMonitor(ctx.source.endpoint)
+        monitor = ctx.source.monitor()
         try:
             follower.wait_streaming(ctx, STREAM_START_TIMEOUT_S)
             key_types = key_types_of(ctx.collections, ctx.source_info)
@@ -109,7 +107,7 @@ class Switchover:
                 return verifier.run().to_dict()
 
             def wait_applied() -> None:
-                marker = Lsn.parse(monitor.heartbeat(MARKER_PREFIX, f"{ctx.run.id}:round")).value
+                marker = ctx.source.positions.parse(monitor.heartbeat(MARKER_PREFIX, f"{ctx.run.id}:round"))
                 budget = max(30.0, 10 * plan.phases.cdc.max_lag)
                 deadline = time.monotonic() + budget
                 if not wait_until_applied(ctx.target, plan.name, marker, deadline, stop=protocol_stop):

@@ -13,8 +13,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from migrator.adapters.postgres.pgoutput import UNCHANGED
-from migrator.adapters.postgres.replication import SlotMonitor
 from migrator.engine.context import RunContext
 from migrator.engine.threads import BackgroundThread
 from migrator.errors import TerminalError
@@ -64,7 +62,7 @@ class CdcFollower(Background):
 
     def wait_streaming(self, ctx: RunContext, timeout: float) -> None:
         """Return once the slot is in use by this CDC (so markers emitted now will be read)."""
-        monitor = SlotMonitor(ctx.source.endpoint)
+        monitor = ctx.source.monitor()
         deadline = time.monotonic() + timeout
         try:
             while True:
@@ -105,4 +103,4 @@ def touched_documents(ctx: RunContext) -> tuple[TouchedDocuments, MappedDocument
     """A CDC observer of the documents changes touch, and the lookups it uses (close them)."""
     identity = {name: info.identity_columns for name, info in ctx.source_info.tables.items()}
     documents = MappedDocuments(ctx.collections, ctx.source.endpoint, ctx.target)
-    return TouchedDocuments(ctx.collections, identity, documents, UNCHANGED), documents
+    return TouchedDocuments(ctx.collections, identity, documents, ctx.source.unchanged), documents

@@ -33,12 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from migrator.adapters.mongodb import MongoTarget
-from migrator.adapters.mongodb.ownership import refusal
-from migrator.adapters.postgres import PostgresSource
-from migrator.adapters.postgres.replication import SlotMonitor
-from migrator.adapters.postgres.reverse_writer import ReverseWriter
-from migrator.adapters.postgres.snapshot import PublicationManager
+from migrator.adapters.base import SourceAdapter, TargetAdapter
 from migrator.engine.events import EventBus, Notice, RollbackStepDone
 from migrator.errors import MigratorError, TerminalError
 from migrator.operations.rollback_after_cutover import Switchback, SwitchbackResult, SwitchbackStep
@@ -83,7 +78,7 @@ class NothingToRollBack(MigratorError):
 
 class Rollback:
     def __init__(
-        self, plan: Plan, store: StateStore, events: EventBus, source: PostgresSource, target: MongoTarget
+        self, plan: Plan, store: StateStore, events: EventBus, source: SourceAdapter, target: TargetAdapter
     ) -> None:
         self.plan = plan
         self.store = store
@@ -237,8 +232,8 @@ class Rollback:
         if owner is not None and owner.run_id != self.run_record.id:
             # The target's data belongs to another run: removing "this run's" collections and
             # checkpoint would destroy that run's work.
-            raise refusal(owner, self.plan.target.database, this_run=self.run_record.id)
-        monitor = SlotMonitor(self.source.endpoint)
+            raise self.target.refusal(owner, this_run=self.run_record.id)
+        monitor = self.source.monitor()
         try:
             state = monitor.state(self.slot)
             # A process that has just stopped (a switch back, in the same call) frees the slot
@@ -272,7 +267,7 @@ class Rollback:
         return "ok"
 
     def _forget_reverse(self) -> str:
-        writer = ReverseWriter(self.source.endpoint, self.plan.name, reverse_origin_name(self.plan.name))
+        writer = self.source.reverse_writer(self.plan.name, reverse_origin_name(self.plan.name))
         try:
             return "removed" if writer.forget() else "none was stored"
         finally:
@@ -283,7 +278,7 @@ class Rollback:
         return "deleted" if removed else "none was written"
 
     def _drop_slot(self) -> str:
-        dropped = PublicationManager(self.source.endpoint).drop_slot(self.slot)
+        dropped = self.source.capture_setup().drop_slot(self.slot)
         return "dropped" if dropped else "did not exist"
 
     def _drop_publication(self) -> str:
@@ -299,7 +294,7 @@ class Rollback:
         others = [s for s in slots if s != self.slot and is_slot_of(self.plan.name, s)]
         if others:
             return f"kept: another run of plan {self.plan.name} streams through it (slot {', '.join(others)})"
-        PublicationManager(self.source.endpoint).drop_publication(self.publication)
+        self.source.capture_setup().drop_publication(self.publication)
         return "dropped"
 
     def _release(self) -> str:

@@ -19,9 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from migrator.adapters.mongodb import MongoTarget
-from migrator.adapters.postgres import PostgresSource
-from migrator.adapters.registry import source_for, target_for
+from migrator.adapters.registry import Source, Target, source_for, target_for
 from migrator.engine.events import EventBus, EventSink
 from migrator.operations.run import Runner
 from migrator.plan import Plan, load_plan
@@ -47,7 +45,7 @@ class Session:
         self.events = EventBus(*sinks)
         self._state = state
         self._stack = ExitStack()
-        self._databases: tuple[PostgresSource, MongoTarget] | None = None
+        self._databases: tuple[Source, Target] | None = None
         self._store: SQLiteStateStore | None = None
 
     @cached_property
@@ -55,7 +53,7 @@ class Session:
         """`--state`, else $MIGRATOR_STATE, else the default beside the plan file."""
         return resolve_state_path(self._state, self.plan.name, plan_file=self.path)
 
-    def connect(self) -> tuple[PostgresSource, MongoTarget]:
+    def connect(self) -> tuple[Source, Target]:
         """The plan's source and target adapters; they connect on first use."""
         if self._databases is None:
             self._databases = self._adapters()
@@ -70,7 +68,7 @@ class Session:
             self._store = self._stack.enter_context(SQLiteStateStore(self.state_path, create=create))
         return self._store
 
-    def open_run(self) -> tuple[SQLiteStateStore, PostgresSource, MongoTarget]:
+    def open_run(self) -> tuple[SQLiteStateStore, Source, Target]:
         """For the commands that work on an existing run (verify, cutover, rollback): the
         adapters are built first (a URL that cannot be parsed is reported before anything else),
         then the store is opened without creating it, and it is closed after the databases."""
@@ -92,7 +90,7 @@ class Session:
             runner.stop_event = stop
         return runner
 
-    def _adapters(self) -> tuple[PostgresSource, MongoTarget]:
+    def _adapters(self) -> tuple[Source, Target]:
         plan = self.plan
         source = source_for(plan.source.adapter, plan.source.url.get_secret_value())
         target = target_for(plan.target.adapter, plan.target.url.get_secret_value(), plan.target.database)

@@ -45,14 +45,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from migrator.adapters.postgres.fence import FenceNotTaken, LockFence
-from migrator.adapters.postgres.lsn import Lsn
-from migrator.adapters.postgres.replication import SlotMonitor
+from migrator.adapters.base import WriteFence
 from migrator.engine.context import PlanView, RunContext
 from migrator.engine.events import CutoverAbandoned, CutoverStep, Notice, WriteFreeze
 from migrator.engine.executor import Action
 from migrator.engine.switch import RoutingSwitch, run_command
-from migrator.errors import MigratorError, TerminalError
+from migrator.errors import FenceNotTaken, MigratorError, TerminalError
 from migrator.phases.cdc import wait_until_applied
 from migrator.phases.lag import marker_round_trip
 from migrator.plan.names import cdc_checkpoint_id, reverse_origin_name
@@ -198,9 +196,9 @@ class CutoverPhase:
                 hint="add phases.cutover.switch (kind file, command, postgres or mongodb)",
             )
         self.switch = RoutingSwitch(
-            ctx.plan.name, self.settings.switch, ctx.source.endpoint, ctx.target, run_id=ctx.run.id
+            ctx.plan.name, self.settings.switch, ctx.source, ctx.target, run_id=ctx.run.id
         )
-        self.monitor = SlotMonitor(ctx.source.endpoint)
+        self.monitor = ctx.source.monitor()
         self._tables = list(dict.fromkeys(t for c in ctx.collections for t in c.tables()))
 
     def plan(self) -> list[Action]:
@@ -372,7 +370,9 @@ class CutoverPhase:
         self._step("gate", f"verify score {score:.6f}: gate passed")
 
     def _marker(self) -> int:
-        return Lsn.parse(self.monitor.heartbeat(MARKER_PREFIX, f"{self.ctx.run.id}:lag")).value
+        return self.ctx.source.positions.parse(
+            self.monitor.heartbeat(MARKER_PREFIX, f"{self.ctx.run.id}:lag")
+        )
 
     def _catch_up(self, deadline: float) -> float:
         """Seconds until a marker committed now is applied by CDC: the lag as it really is
@@ -393,6 +393,7 @@ class CutoverPhase:
             idle,
             stop=self._stop,
             report=lambda m: self._step("catching-up", m),
+            show=self.ctx.source.positions.text,
         )
 
     def _attempt(self, attempt: int, report: CutoverReport) -> None:
@@ -421,7 +422,7 @@ class CutoverPhase:
             try:
                 marker_text = self.monitor.heartbeat(MARKER_PREFIX, f"{self.ctx.run.id}:fence:{attempt}")
                 report.marker = marker_text
-                self._wait_applied(Lsn.parse(marker_text).value, deadline)
+                self._wait_applied(self.ctx.source.positions.parse(marker_text), deadline)
                 self._step("drained", f"CDC applied the marker at {marker_text}")
                 check = self._final_check(deadline)
                 report.check = {"checked": check.checked, "differing": check.differing, **check.detail}
@@ -486,12 +487,11 @@ class CutoverPhase:
         finally:
             fence.lift()
 
-    def _fence(self) -> LockFence | CommandFence:
+    def _fence(self) -> WriteFence:
         f = self.settings.fence
         if f.kind == "command":
             return CommandFence(f.pause or [], f.resume or [], self.ctx.plan.name)
-        return LockFence(
-            self.ctx.source.endpoint,
+        return self.ctx.source.write_fence(
             self._tables,
             lock_timeout=f.lock_timeout,
             hold_limit=self.settings.max_write_freeze,
@@ -670,9 +670,11 @@ def wait_for_backlog(
     stop: threading.Event,
     report: Callable[[str], None],
     every: float = CATCH_UP_REPORT_S,
+    show: Callable[[int], str] = str,
 ) -> None:
     """Wait until CDC applied `marker`, as long as it applies something at least every `idle`
-    seconds (else Stalled); `report` says how far it is every `every` seconds."""
+    seconds (else Stalled); `report` says how far it is every `every` seconds, positions shown
+    by `show` (the source's Positions.text)."""
     checkpoint = cdc_checkpoint_id(plan_name)
     applied = target.applied_position(checkpoint) or 0
     moved = reported = time.monotonic()
@@ -687,7 +689,7 @@ def wait_for_backlog(
             raise Stalled(f"CDC applied nothing for {idle:g} s while catching up to a marker")
         if now - reported >= every:
             report(
-                f"CDC replays the backlog: applied up to {Lsn(applied)}, the marker is at "
-                f"{Lsn(marker)} ({marker - applied:,} bytes of WAL to go)"
+                f"CDC replays the backlog: applied up to {show(applied)}, the marker is at "
+                f"{show(marker)} ({marker - applied:,} bytes of WAL to go)"
             )
             reported = now

@@ -26,8 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from migrator.adapters.postgres.lsn import Lsn
-from migrator.adapters.postgres.replication import SlotMonitor
+from migrator.adapters.base import SourceAdapter, TargetAdapter
 from migrator.engine.events import EventBus, Notice
 from migrator.engine.retry import DEFAULT_BUDGET_S, retrying
 from migrator.errors import TerminalError
@@ -78,8 +77,8 @@ class Following:
     def __init__(
         self,
         plan_name: str,
-        source: Any,
-        target: Any,
+        source: SourceAdapter,
+        target: TargetAdapter,
         events: EventBus,
         *,
         settle_timeout: float,
@@ -101,7 +100,7 @@ class Following:
         self.slot = target.ownership(plan_name).slot()
         self.publication = publication_name(plan_name)
         self.checkpoint_id = cdc_checkpoint_id(plan_name)
-        self.monitor = SlotMonitor(source.endpoint)
+        self.monitor = source.monitor()
         self._lock = threading.Lock()  # one monitor connection, shared by the workers
         self._marker: int | None = None  # the last marker emitted (its commit position)
         self._idle_since: float | None = None
@@ -133,7 +132,7 @@ class Following:
             count = self._retry(
                 f"peeking at replication slot {self.slot}",
                 lambda: self.monitor.unapplied_changes(
-                    self.slot, self.publication, str(Lsn(applied or 0)), upto
+                    self.slot, self.publication, self.source.positions.text(applied or 0), upto
                 ),
             )
         return count, applied
@@ -185,7 +184,7 @@ class Following:
 
     def _not_following(self, count: int, applied: int | None, current: str) -> CdcNotFollowing:
         since = (
-            f"after {Lsn(applied)} (the target's CDC checkpoint)"
+            f"after {self.source.positions.text(applied)} (the target's CDC checkpoint)"
             if applied
             else "since the snapshot (CDC has applied nothing yet)"
         )
@@ -215,13 +214,13 @@ class Following:
             )
             if state is None:
                 return True  # no slot: nothing replicates into the target; current states compare
-            if self._marker is not None and self._marker > Lsn.parse(position).value:
+            if self._marker is not None and self._marker > self.source.positions.parse(position):
                 marker = self._marker  # committed after `position`: it serves this wait too
             else:
                 text = self._retry(
                     "emitting a verify marker", lambda: self.monitor.heartbeat(MARKER_PREFIX, self.plan_name)
                 )
-                marker = self._marker = Lsn.parse(text).value
+                marker = self._marker = self.source.positions.parse(text)
         deadline = time.monotonic() + self.settle_timeout
         pause = _POLL_FIRST_S
         while True:

@@ -42,17 +42,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from migrator.adapters.mongodb import MongoTarget
-from migrator.adapters.mongodb.changes import (
+from migrator.adapters.base import (
     ChangedDocument,
-    ChangeStream,
-    OpenStream,
-    Transaction,
-    cluster_iso,
-    cluster_seconds,
+    ChangeGroup,
+    OpenChanges,
+    ReverseWriter,
+    SourceAdapter,
+    TargetAdapter,
+    TargetChanges,
 )
-from migrator.adapters.postgres.connection import PgEndpoint
-from migrator.adapters.postgres.reverse_writer import ReverseWriter
 from migrator.adapters.rows import DocumentRows, ReverseCheckpoint
 from migrator.engine.context import RunContext
 from migrator.engine.events import (
@@ -99,7 +97,7 @@ class _Batch:
     cluster_time: int | None = None
     cluster_times: list[int] = field(default_factory=list)  # of applied (not skipped) events
 
-    def add(self, group: Transaction) -> None:
+    def add(self, group: ChangeGroup) -> None:
         self.events += group.events
         self.token = group.token
         self.cluster_time = group.cluster_time
@@ -125,8 +123,8 @@ class ReverseSync:
         self,
         plan_name: str,
         collections: list[CollectionMapping],
-        source: PgEndpoint,
-        target: MongoTarget,
+        source: SourceAdapter,
+        target: TargetAdapter,
         events: EventSink,
         *,
         stop: threading.Event,
@@ -144,13 +142,13 @@ class ReverseSync:
         self._stop = stop
         self._batch_documents = batch_documents
         self._inverses: dict[str, DocumentInverse] = inverses(collections, unknown_fields=unknown_fields)
-        self.changes: ChangeStream = target.change_stream(
+        self.changes: TargetChanges = target.change_stream(
             plan_name, self._inverses, max_await_ms=max_await_ms
         )
         # `run(until='caught-up')` writes a marker once and waits to see it in the stream:
         # everything written on the target before it has then been read.
         self._marker_seen = 0  # cluster time of the last marker event read, over every stream opened
-        self.writer = writer or ReverseWriter(source, plan_name, reverse_origin_name(plan_name))
+        self.writer = writer or source.reverse_writer(plan_name, reverse_origin_name(plan_name))
         self._last_applied: int | None = None  # cluster time of the last applied event
         self._pending = False  # events read and not yet applied
         self._on_applied = on_applied
@@ -161,7 +159,7 @@ class ReverseSync:
         return cls(
             ctx.plan.name,
             ctx.collections,
-            ctx.source.endpoint,
+            ctx.source,
             ctx.target,
             ctx.events,
             stop=stop,
@@ -255,7 +253,7 @@ class ReverseSync:
 
     def _loop(
         self,
-        stream: OpenStream,
+        stream: OpenChanges,
         checkpoint: ReverseCheckpoint,
         result: ReverseResult,
         until: Until,
@@ -286,7 +284,7 @@ class ReverseSync:
             result.documents += len(batch.documents)
             result.rows += rows_written
             result.skipped_transactions += batch.skipped
-            result.cluster_time = cluster_iso(batch.cluster_time)
+            result.cluster_time = self.changes.cluster_iso(batch.cluster_time)
             if batch.cluster_times:
                 self._last_applied = batch.cluster_times[-1]
                 now = time.time()
@@ -296,7 +294,10 @@ class ReverseSync:
                         events=batch.events,
                         documents=len(batch.documents),
                         rows=rows_written,
-                        lag_ms=[round((now - cluster_seconds(t)) * 1000, 1) for t in batch.cluster_times],
+                        lag_ms=[
+                            round((now - self.changes.cluster_seconds(t)) * 1000, 1)
+                            for t in batch.cluster_times
+                        ],
                     )
                 )
             batch = _Batch()
@@ -346,21 +347,21 @@ class ReverseSync:
         the checkpoint in one source transaction."""
         found = self.changes.current(list(batch.documents.values()))
         rows: list[DocumentRows] = []
-        for key, (collection, document_id) in batch.documents.items():
-            inverse = self._inverses[collection]
+        for key, changed in batch.documents.items():
+            inverse = self._inverses[changed.collection]
             document = found.get(key)
-            rows.append(inverse.deletion(document_id) if document is None else inverse.rows(document))
+            rows.append(inverse.deletion(changed.document_id) if document is None else inverse.rows(document))
         written = self.writer.apply(rows, position)
         if self._on_applied is not None:
-            for collection, document_id in batch.documents.values():
-                self._on_applied(collection, document_id)
+            for changed in batch.documents.values():
+                self._on_applied(changed.collection, changed.document_id)
         return written
 
     def _progress(self, result: ReverseResult) -> None:
         if not self._pending or self._last_applied is None:
             lag = 0.0
         else:
-            lag = max(0.0, time.time() - cluster_seconds(self._last_applied))
+            lag = max(0.0, time.time() - self.changes.cluster_seconds(self._last_applied))
         self.events.emit(
             ReverseProgress(
                 cluster_time=result.cluster_time,

@@ -500,7 +500,7 @@ class Reverse:
         self.sync = ReverseSync(
             name,
             collections,
-            PgEndpoint(mig.pg_url),
+            PostgresSource(mig.pg_url),
             self.target,
             self.events,
             stop=self.stop,
@@ -729,14 +729,14 @@ def test_resumed_from_an_older_checkpoint_reapplies_without_rewriting(
 _CHILD = """
 import sys, threading
 from migrator.adapters.mongodb import MongoTarget
-from migrator.adapters.postgres.connection import PgEndpoint
+from migrator.adapters.postgres import PostgresSource
 from migrator.engine.events import Collector
 from migrator.phases.reverse import ReverseSync
 from tests.support.reverse import child_mappings
 
 name, pg_url, mongo_url, database, plan = sys.argv[1:6]
 collections = child_mappings(plan, pg_url, mongo_url, database)
-sync = ReverseSync(name, collections, PgEndpoint(pg_url), MongoTarget(mongo_url, database), Collector(),
+sync = ReverseSync(name, collections, PostgresSource(pg_url), MongoTarget(mongo_url, database), Collector(),
                    stop=threading.Event(), max_await_ms=50, batch_documents=5)
 print("running", flush=True)
 sync.run("stopped")
@@ -933,7 +933,9 @@ def test_prepare_and_checkpoint_are_kept_in_the_source(mig: Migration) -> None:
     name = "rev-prepare"
     collections, _ = mappings(mig, name)
     target = MongoTarget(mig.mongo_url, mig.database)
-    sync = ReverseSync(name, collections, PgEndpoint(mig.pg_url), target, Collector(), stop=threading.Event())
+    sync = ReverseSync(
+        name, collections, PostgresSource(mig.pg_url), target, Collector(), stop=threading.Event()
+    )
     try:
         first = sync.prepare()
         assert sync.prepare() == first  # prepared once; later calls keep the position

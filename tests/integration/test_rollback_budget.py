@@ -17,8 +17,8 @@ from bson.int64 import Int64
 from migrator import api
 from migrator.adapters.mongodb.fence import ValidatorFence
 from migrator.adapters.postgres.reverse_writer import ReverseWriter
-from migrator.operations import rollback_after_cutover
 from migrator.operations.rollback_after_cutover import SwitchbackResult
+from migrator.operations.rollback_after_cutover import attempts as switchback_attempts
 from migrator.phases.cutover import AttemptsAbandoned
 from tests.support.cutover import cutover_plan, names_on_source, validators
 from tests.support.docs import Migration
@@ -103,7 +103,7 @@ def test_no_fence_while_reverse_sync_lags(
     slow = SlowSource(monkeypatch, 6.0, only_fenced=False)  # over max_lag (5 s)
     # One catch-up round per attempt: a lag that never shrinks would otherwise be measured again
     # for the whole round budget (50 s here) before each attempt is abandoned.
-    monkeypatch.setattr(rollback_after_cutover, "CONVERGE_ROUNDS", 1)
+    monkeypatch.setattr(switchback_attempts, "CONVERGE_ROUNDS", 1)
     with pytest.raises(AttemptsAbandoned) as raised:
         api.rollback(plan_file, state=mig.state_path, env=mig.env)
     attempts = raised.value.attempts

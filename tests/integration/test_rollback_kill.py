@@ -37,7 +37,7 @@ STEPS = [
     "forget",
     "hook",
 ]
-# ... or between an action and its checkpoint (MIGRATOR_TEST_KILL_AT, migrator/operations/rollback_after_cutover.py):
+# ... or between an action and its checkpoint (MIGRATOR_TEST_KILL_AT, migrator/operations/rollback_after_cutover/crash.py):
 # the fence taken and not recorded, the switch flipped and not recorded, and so on.
 BETWEEN = ["fence-engaged", "flipped", "unfenced", "forgotten"]
 

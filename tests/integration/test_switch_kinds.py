@@ -12,23 +12,25 @@ import pytest
 from pymongo import MongoClient
 
 from migrator.adapters.mongodb import MongoTarget
-from migrator.adapters.postgres.connection import PgEndpoint
+from migrator.adapters.postgres import PostgresSource
 from migrator.engine.switch import RoutingSwitch, SwitchOwnedByAnotherRun
 from migrator.plan.models import Switch
 
 
 @pytest.fixture
-def endpoints(pg_url: str, mongo_url: str, mongo_db_name: str) -> Iterator[tuple[PgEndpoint, MongoTarget]]:
+def endpoints(
+    pg_url: str, mongo_url: str, mongo_db_name: str
+) -> Iterator[tuple[PostgresSource, MongoTarget]]:
     target = MongoTarget(mongo_url, mongo_db_name)
     try:
-        yield PgEndpoint(pg_url), target
+        yield PostgresSource(pg_url), target
     finally:
         target.close()
 
 
 @pytest.mark.parametrize("kind", ["postgres", "mongodb"])
 def test_a_database_switch_reads_back_its_side_and_owner(
-    kind: str, endpoints: tuple[PgEndpoint, MongoTarget], pg_url: str, mongo_url: str, mongo_db_name: str
+    kind: str, endpoints: tuple[PostgresSource, MongoTarget], pg_url: str, mongo_url: str, mongo_db_name: str
 ) -> None:
     source, target = endpoints
     name = f"Routing_{kind}"  # mixed case: named as one identifier by every statement

@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, cast
 from urllib.parse import parse_qsl, urlsplit
 
 from pymongo import MongoClient
 from pymongo import errors as mongo
 
 from migrator.adapters.base import Capabilities, TargetCollectionInfo, TargetInfo
+from migrator.adapters.base import OwnerRecord as AnyOwner
 from migrator.adapters.mongodb.applier import STATE_COLLECTION
 from migrator.adapters.mongodb.changes import ChangeStream
 from migrator.adapters.mongodb.codec import CODEC, MAX_BSON_BYTES, encode_document
 from migrator.adapters.mongodb.errors import classify
 from migrator.adapters.mongodb.fence import ValidatorFence
-from migrator.adapters.mongodb.ownership import Ownership
+from migrator.adapters.mongodb.ownership import OwnerRecord, Ownership, refusal
 from migrator.adapters.mongodb.reader import DocumentReader
 from migrator.adapters.mongodb.writer import DocumentWriter
 from migrator.connstr import MalformedConnection, parse_mongodb
-from migrator.errors import TargetError
+from migrator.errors import OwnedByAnotherRun, TargetError
 from migrator.redact import url_passwords
 
 
@@ -197,6 +198,10 @@ class MongoTarget:
             change_streams=change_streams,
             collections=found,
         )
+
+    def refusal(self, owner: AnyOwner, *, this_run: str | None = None) -> OwnedByAnotherRun:
+        """The error that names the owning run (`owner`, as `ownership().read()` gave it)."""
+        return refusal(cast(OwnerRecord, owner), self.database, this_run=this_run)
 
     def close(self) -> None:
         if self._client is not None:

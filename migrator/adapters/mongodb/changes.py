@@ -38,6 +38,7 @@ from pymongo.database import Database
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
+from migrator.adapters.base import ChangedDocument as Changed
 from migrator.adapters.mongodb.applier import STATE_COLLECTION
 from migrator.adapters.mongodb.codec import CODEC
 from migrator.adapters.mongodb.errors import classify
@@ -206,12 +207,12 @@ class ChangeStream:
         except mongo.PyMongoError as exc:
             raise self.error(exc) from None
 
-    def current(self, documents: Sequence[ChangedDocument]) -> dict[bytes, Mapping[str, Any]]:
+    def current(self, documents: Sequence[Changed]) -> dict[bytes, Mapping[str, Any]]:
         """The documents as they are now, by `ChangedDocument.key` of the `_id` stored; a document
         that is gone is absent."""
         by_collection: dict[str, list[Any]] = {}
-        for collection, document_id in documents:
-            by_collection.setdefault(collection, []).append(document_id)
+        for document in documents:
+            by_collection.setdefault(document.collection, []).append(document.document_id)
         found: dict[bytes, Mapping[str, Any]] = {}
         db = self._db()
         try:
@@ -225,6 +226,16 @@ class ChangeStream:
         except mongo.PyMongoError as exc:
             raise self.error(exc) from None
         return found
+
+    @staticmethod
+    def cluster_seconds(cluster_time: int) -> int:
+        """The wall-clock second (Unix time) of a cluster time."""
+        return cluster_seconds(cluster_time)
+
+    @staticmethod
+    def cluster_iso(cluster_time: int | None) -> str | None:
+        """A cluster time as ISO 8601 UTC (to the second), None for none."""
+        return cluster_iso(cluster_time)
 
 
 class OpenStream:

@@ -113,3 +113,12 @@ class ValidatorFence:
         held = None if self.engaged_at is None else time.monotonic() - self.engaged_at
         self.engaged_at = None
         return held
+
+    def own_options(self) -> dict[str, Any]:
+        """The collections' validation options now, without this fence's own: what `lift`
+        restores after a crash under the fence."""
+        return {
+            name: options
+            for name, options in self.current().items()
+            if not (isinstance(options["validator"], Mapping) and FENCE_FIELD in options["validator"])
+        }

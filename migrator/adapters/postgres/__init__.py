@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import psycopg
 
@@ -17,15 +17,19 @@ from migrator.adapters.base import (
 )
 from migrator.adapters.postgres import server_checks
 from migrator.adapters.postgres.connection import PgEndpoint
+from migrator.adapters.postgres.errors import classify
 from migrator.adapters.postgres.features import source_features
 from migrator.adapters.postgres.fence import LockFence
 from migrator.adapters.postgres.inspect import PostgresInspector
 from migrator.adapters.postgres.linked import LinkedReader
+from migrator.adapters.postgres.load import SourceLoad
 from migrator.adapters.postgres.lookup import KeyLookup
 from migrator.adapters.postgres.lsn import LsnPositions
+from migrator.adapters.postgres.pgoutput import UNCHANGED
 from migrator.adapters.postgres.reading import key_text
 from migrator.adapters.postgres.replication import SlotMonitor
-from migrator.adapters.postgres.reverse_writer import ReverseWriter
+from migrator.adapters.postgres.reverse_writer import ReverseWriter, stored_checkpoint
+from migrator.adapters.postgres.routing import routing_value, write_routing_row
 from migrator.adapters.postgres.shapes import ShapeReader, shapes_to_json
 from migrator.adapters.postgres.snapshot import (
     Coordinator,
@@ -34,6 +38,7 @@ from migrator.adapters.postgres.snapshot import (
     SlotExporter,
     SnapshotReader,
 )
+from migrator.adapters.rows import ReverseCheckpoint
 from migrator.findings import Finding
 
 
@@ -45,6 +50,7 @@ class PostgresSource:
     )
 
     positions: ClassVar[Positions] = LsnPositions()
+    unchanged: ClassVar[object] = UNCHANGED
 
     def __init__(self, url: str, *, statement_timeout_ms: int = 60_000) -> None:
         self.endpoint = PgEndpoint(url)
@@ -100,6 +106,27 @@ class PostgresSource:
     def write_fence(self, tables: Sequence[str], *, lock_timeout: float, hold_limit: float) -> LockFence:
         """Blocks the application's writes to `tables` while held (cutover's freeze)."""
         return LockFence(self.endpoint, tables, lock_timeout=lock_timeout, hold_limit=hold_limit)
+
+    def load_probe(self) -> SourceLoad:
+        """A sampler of the source's load for throttling (its own connection; close it)."""
+        return SourceLoad(self.endpoint)
+
+    def reverse_checkpoint(self, plan_name: str) -> ReverseCheckpoint | None:
+        """Reverse sync's stored checkpoint, read on a plain connection (status, rollback)."""
+        try:
+            return stored_checkpoint(self.endpoint, plan_name)
+        except psycopg.Error as exc:  # closing the connection: typed like every source error
+            raise classify(exc, self.endpoint.name, self.endpoint.secrets) from None
+
+    def routing_value(self, table: str, plan_name: str, column: str) -> Any:
+        """`column` of plan `plan_name`'s row in the routing table (the switch of kind postgres)."""
+        return routing_value(self.endpoint, table, plan_name, column)
+
+    def write_routing_row(
+        self, table: str, plan_name: str, primary: Literal["source", "target"], run_id: str
+    ) -> None:
+        """Name `primary` in plan `plan_name`'s routing row, with the run that flipped it."""
+        write_routing_row(self.endpoint, table, plan_name, primary, run_id)
 
     def close(self) -> None:
         if self._conn is not None:

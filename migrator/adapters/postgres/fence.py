@@ -22,13 +22,11 @@ from psycopg import sql
 from migrator.adapters.postgres.connection import PgEndpoint
 from migrator.adapters.postgres.errors import classify
 from migrator.adapters.postgres.inspect import table_identifier
-from migrator.errors import TransientError
+from migrator.errors import FenceNotTaken
 
 LOCK_NOT_AVAILABLE = "55P03"
 
-
-class FenceNotTaken(TransientError):
-    """The locks could not be taken within lock_timeout: running transactions hold them."""
+__all__ = ["FenceNotTaken", "LockFence"]  # FenceNotTaken lives in migrator/errors.py (neutral)
 
 
 class LockFence:
