@@ -102,5 +102,5 @@ def follow_cdc(ctx: RunContext, run_phase: Callable[..., Any], *observers: Chang
 def touched_documents(ctx: RunContext) -> tuple[TouchedDocuments, MappedDocuments]:
     """A CDC observer of the documents changes touch, and the lookups it uses (close them)."""
     identity = {name: info.identity_columns for name, info in ctx.source_info.tables.items()}
-    documents = MappedDocuments(ctx.collections, ctx.source.endpoint, ctx.target)
+    documents = MappedDocuments(ctx.collections, ctx.source, ctx.target)
     return TouchedDocuments(ctx.collections, identity, documents, ctx.source.unchanged), documents

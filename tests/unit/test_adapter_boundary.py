@@ -27,7 +27,6 @@ CHECKED = [
 ]
 # `.endpoint` still passed where the callee takes nothing else yet: why.
 ENDPOINT_EXCEPTIONS = {
-    "operations/follow.py": "mapping/lookup.py's MappedDocuments takes the endpoint until it takes the source",
 }
 
 
