@@ -11,7 +11,7 @@ from pymongo import MongoClient
 from pymongo import errors as mongo
 
 from migrator.adapters.base import Capabilities, TargetCollectionInfo, TargetInfo
-from migrator.adapters.mongodb.applier import STATE_COLLECTION
+from migrator.adapters.mongodb.applier import STATE_COLLECTION, ChangeApplier, CurrentDocument, ReadContent
 from migrator.adapters.mongodb.changes import ChangeStream
 from migrator.adapters.mongodb.codec import CODEC
 from migrator.adapters.mongodb.errors import classify
@@ -196,6 +196,23 @@ class MongoTarget:
             transactions=transactions,
             change_streams=change_streams,
             collections=found,
+        )
+
+    def applier(
+        self,
+        checkpoint_id: str,
+        *,
+        transactions: bool,
+        current: CurrentDocument | None = None,
+        reads: ReadContent | None = None,
+    ) -> ChangeApplier:
+        """CDC's writer of batches with their checkpoint (adapters/mongodb/applier.py)."""
+        return ChangeApplier(
+            self.client()[self.database],
+            checkpoint_id,
+            transactions=transactions,
+            current=current,
+            reads=reads,
         )
 
     def close(self) -> None:
