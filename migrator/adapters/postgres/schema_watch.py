@@ -399,8 +399,8 @@ class SchemaWatch:
         raise TerminalError(
             f"table {table} was renamed to {subject} ({_rename_kind(table, subject)}) on the source while the "
             "migration ran: the plan names it as it was",
-            hint=f"{_rename_back(table, subject, self._shapes.schema_exists(split_table(table)[0]))} or roll back (`migrator rollback`) and run again with a plan "
-            f"that names {subject}",
+            hint=f"{_rename_back(table, subject, self._shapes.schema_exists(split_table(table)[0]))} or roll back "
+            f"(`migrator rollback`) and run again with a plan that names {subject}",
         )
 
     def _column_change(self, change: SchemaChange, first: bool) -> None:
