@@ -54,7 +54,7 @@ class ReplicationStream:
         self._last_xlog: bytes | None = None  # the last XLogData, whose WAL end is not read yet
         self._last_feedback = 0.0
         # When set, the next wait for data lasts at most this long before Idle (a consumer
-        # lingering to batch more transactions, see phases/cdc.py); None: `wait_s`.
+        # lingering to batch more transactions, see phases/follow_loop.py); None: `wait_s`.
         self.linger: float | None = None
         self._conn = endpoint.connect(replication="database", options=REPLICATION_OPTIONS)
         version = self._conn.info.server_version
