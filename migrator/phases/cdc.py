@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from migrator.adapters.base import CaptureStream, TableInfo
+from migrator.adapters.base import CaptureStream, SourceInfo, TableInfo
 from migrator.engine.context import PlanView, RunContext
 from migrator.engine.events import ErrorRaised, Notice
 from migrator.engine.executor import Action
@@ -38,7 +38,7 @@ from migrator.mapping.changes import ChangeMapper
 from migrator.mapping.columns import columns_read
 from migrator.mapping.lookup import MappedDocuments
 from migrator.mapping.source_reads import SourceReads
-from migrator.mapping.spec import resolve
+from migrator.mapping.spec import Resolution, resolve
 from migrator.phases.applied import wait_until_applied
 from migrator.phases.backfill import BACKFILL_PREFIX, AddedColumns, Backfills
 from migrator.phases.batch_size import BatchLimit
@@ -165,7 +165,7 @@ class CdcPhase:
     def notice(self, level: str, message: str) -> None:
         self.ctx.events.emit(Notice(level, message))
 
-    def _with(self, table: str, info: TableInfo) -> tuple[Any, Any]:
+    def _with(self, table: str, info: TableInfo) -> tuple[SourceInfo, Resolution]:
         """The source as inspected with `table` as `info` says, and the mapping resolved on it."""
         tables = dict(self.ctx.source_info.tables)
         tables[table] = info
