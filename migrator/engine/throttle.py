@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from migrator.adapters.postgres.load import LoadSample
+from migrator.adapters.base import LoadSample
 from migrator.engine.events import EventBus, Notice, Throttled, ThrottleLifted, ThrottleProgress
 from migrator.errors import MigratorError, TerminalError
 

@@ -16,15 +16,17 @@ that backfills again (idempotent writes).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
-from migrator.adapters.base import ColumnInfo, WriteOp
-from migrator.adapters.postgres.connection import PgEndpoint
-from migrator.adapters.postgres.shapes import TableShape
-from migrator.adapters.postgres.table_rows import read_rows
-from migrator.adapters.postgres.values import ValueParser
+from migrator.adapters.base import WriteOp
+from migrator.engine.events import Notice
+from migrator.errors import BatchTooLarge, TerminalError
 from migrator.mapping.changes import ChangeMapper
+from migrator.mapping.columns import columns_read
+
+if TYPE_CHECKING:
+    from migrator.phases.cdc import CdcPhase
 
 # The logical message (pg_logical_emit_message, transactional) that marks a point after the ALTER.
 BACKFILL_PREFIX = "migrator.backfill"
@@ -50,6 +52,13 @@ def marker_column(plan: str, content: bytes) -> tuple[str, str] | None:
     ):
         return named[1], named[2]
     return None
+
+
+class TableShape(Protocol):
+    """A mapped table's shape as the snapshot recorded it (the source's schema checks keep it)."""
+
+    @property
+    def columns(self) -> Mapping[str, Any]: ...
 
 
 class AddedColumns:
@@ -79,25 +88,102 @@ class AddedColumns:
 
 
 def backfill_writes(
-    endpoint: PgEndpoint,
-    table: str,
-    columns: Mapping[str, ColumnInfo],
-    order: Sequence[str],
-    mapper: ChangeMapper,
-    parser: ValueParser,
-    chunk: int,
+    rows: Iterable[list[dict[str, Any]]], table: str, mapper: ChangeMapper
 ) -> Iterator[tuple[list[dict[str, Any]], list[WriteOp]]]:
-    """Every row of `table` as read now, chunk by chunk, with its writes: each row an update
-    whose old row is unknown and new row the whole row (ChangeMapper.refresh), so embeds, elements
-    and lookups follow the code paths of any change."""
-    names = list(columns)
-    parsers = [parser.for_column(columns[n]) for n in names]
-    for raw in read_rows(endpoint, table, [(n, columns[n].type_oid) for n in names], order, chunk):
-        rows = [
-            {n: (None if v is None else p(v)) for n, p, v in zip(names, parsers, values, strict=True)}
-            for values in raw
-        ]
+    """Every row of `table` as read now (`rows`, chunk by chunk: the source's table_rows), with
+    its writes: each row an update whose old row is unknown and new row the whole row
+    (ChangeMapper.refresh), so embeds, elements and lookups follow the code paths of any change."""
+    for chunk in rows:
         ops: list[WriteOp] = []
-        for row in rows:
+        for row in chunk:
             ops.extend(mapper.refresh(table, row))
-        yield rows, ops
+        yield chunk, ops
+
+
+class Backfills:
+    """Columns added to mapped tables while one CDC phase follows (see the module's docstring):
+    the marker that shows the stream is past the ALTER, which described relations carry such
+    columns, and bringing every document of the table up to date there."""
+
+    def __init__(self, phase: CdcPhase) -> None:
+        self.phase = phase
+
+    def mark(self, table: str, column: str) -> None:
+        """Commit a marker naming `table` and `column`, once the catalog has `column`, mapped and not
+        read by the snapshot: it reaches the stream after the ALTER, which a table no row change
+        touches again never shows otherwise (docs/architecture.md, "A column added while CDC
+        follows")."""
+        phase = self.phase
+        key = f"{table}.{column}"
+        if phase.oracle is not None or key in phase.added.done or key in phase.added.marked:
+            return
+        phase.added.marked.add(key)
+        phase.monitor.heartbeat(BACKFILL_PREFIX, marker_content(phase.ctx.plan.name, table, column))
+
+    def due(self, relation: Any) -> tuple[str, list[str]]:
+        """The mapped table, and the columns added since the snapshot that this described relation
+        carries but its documents lack: the message is at a point of the stream after the ALTER
+        that added them (pgoutput describes a relation by the catalog as of the change that
+        follows). Only these: the catalog may already have columns added later in the stream."""
+        phase = self.phase
+        found = phase.schema.columns_of(relation)
+        if found is None or phase.oracle is not None:
+            return "", []
+        table, names = found
+        pending = phase.added.pending(table, phase.schema.baseline, phase.mapped.columns(table))
+        return table, [c for c in pending if c in names]
+
+    def run(self, table: str, added: set[str], tick: Callable[[], None]) -> None:
+        """Bring every document of `table`'s rows up to date with `added`, columns added since the
+        snapshot whose ALTER lies before this point of the stream: each row as read now, written
+        through the mapper (ChangeMapper.refresh). Called with everything before this point of
+        the stream applied, and nothing after it: see docs/architecture.md, "A column added while
+        CDC follows", for why the documents then converge to the source. `tick` runs between
+        chunks: status updates to the replication connection, which reads nothing meanwhile
+        (wal_sender_timeout)."""
+        phase = self.phase
+        info = phase.schema.table(table)
+        if info is None:
+            raise TerminalError(f"table {table} disappeared from the source while the migration ran")
+        if {c.name for c in info.columns} - {c.name for c in phase.ctx.source_info.tables[table].columns}:
+            # Reached by a marker before any Relation message showed the columns: the mapping
+            # takes them from here on, as on that message.
+            phase.schema.columns_changed(table, {c.name: c.type_oid for c in info.columns})
+        pending = [
+            c
+            for c in phase.added.pending(table, phase.schema.baseline, phase.mapped.columns(table))
+            if c in added
+        ]
+        if not pending:
+            return
+        read = columns_read(phase.ctx.collections).get(table, set())
+        columns = {c.name: c for c in phase.ctx.source_info.tables[table].columns if c.name in read}
+        order = list(phase.ctx.source_info.tables[table].primary_key or ())
+        rows = 0
+        source_rows = phase.ctx.source.table_rows(table, columns, order, phase.batch_limit.limit)
+        for chunk, ops in backfill_writes(source_rows, table, phase.mapper):
+            tick()
+            if ops:
+                # No checkpoint: the writes are idempotent, and a run resumed before the next
+                # checkpoint (which records them done) writes them again.
+                try:
+                    phase.applier.apply(ops, None, None)
+                except BatchTooLarge as exc:
+                    # Smaller chunks when CDC goes on from the checkpoint (docs/architecture.md,
+                    # "Batches that adapt"); a TerminalError for a single write.
+                    phase.batch_limit.shrink(
+                        exc, writes=len(ops), where=f"bringing the documents of {table} up to date"
+                    )
+                    raise
+            for row in chunk:
+                for observer in phase.observers:
+                    observer(table, None, row, "update")
+            rows += len(chunk)
+        phase.added.finished(table, pending)
+        phase.ctx.events.emit(
+            Notice(
+                "info",
+                f"column(s) {', '.join(pending)} added to {table} since the snapshot: the documents of its "
+                f"{rows:,} row(s) were brought up to date",
+            )
+        )

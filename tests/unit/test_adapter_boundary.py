@@ -26,8 +26,7 @@ CHECKED = [
     "phases/reverse.py",
 ]
 # `.endpoint` still passed where the callee takes nothing else yet: why.
-ENDPOINT_EXCEPTIONS = {
-}
+ENDPOINT_EXCEPTIONS = {}
 
 
 def _files() -> list[Path]:

@@ -12,7 +12,7 @@ from pymongo import errors as mongo
 
 from migrator.adapters.base import Capabilities, TargetCollectionInfo, TargetInfo
 from migrator.adapters.base import OwnerRecord as AnyOwner
-from migrator.adapters.mongodb.applier import STATE_COLLECTION
+from migrator.adapters.mongodb.applier import STATE_COLLECTION, ChangeApplier, CurrentDocument, ReadContent
 from migrator.adapters.mongodb.changes import ChangeStream
 from migrator.adapters.mongodb.codec import CODEC, MAX_BSON_BYTES, encode_document
 from migrator.adapters.mongodb.errors import classify
@@ -202,6 +202,23 @@ class MongoTarget:
     def refusal(self, owner: AnyOwner, *, this_run: str | None = None) -> OwnedByAnotherRun:
         """The error that names the owning run (`owner`, as `ownership().read()` gave it)."""
         return refusal(cast(OwnerRecord, owner), self.database, this_run=this_run)
+
+    def applier(
+        self,
+        checkpoint_id: str,
+        *,
+        transactions: bool,
+        current: CurrentDocument | None = None,
+        reads: ReadContent | None = None,
+    ) -> ChangeApplier:
+        """CDC's writer of batches with their checkpoint (adapters/mongodb/applier.py)."""
+        return ChangeApplier(
+            self.client()[self.database],
+            checkpoint_id,
+            transactions=transactions,
+            current=current,
+            reads=reads,
+        )
 
     def close(self) -> None:
         if self._client is not None:

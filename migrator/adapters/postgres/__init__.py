@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 import psycopg
 
 from migrator.adapters.base import (
     Capabilities,
+    ColumnInfo,
     JoinHop,
     LargestDocument,
+    LevelRead,
     MappedCollection,
+    MappedColumns,
     Positions,
+    SchemaHost,
     SourceInfo,
 )
 from migrator.adapters.postgres import server_checks
@@ -27,9 +32,10 @@ from migrator.adapters.postgres.lookup import KeyLookup
 from migrator.adapters.postgres.lsn import LsnPositions
 from migrator.adapters.postgres.pgoutput import UNCHANGED
 from migrator.adapters.postgres.reading import key_text
-from migrator.adapters.postgres.replication import SlotMonitor
+from migrator.adapters.postgres.replication import PollingStream, ReplicationStream, SlotMonitor
 from migrator.adapters.postgres.reverse_writer import ReverseWriter, stored_checkpoint
 from migrator.adapters.postgres.routing import routing_value, write_routing_row
+from migrator.adapters.postgres.schema_watch import SchemaWatch
 from migrator.adapters.postgres.shapes import ShapeReader, shapes_to_json
 from migrator.adapters.postgres.snapshot import (
     Coordinator,
@@ -38,6 +44,8 @@ from migrator.adapters.postgres.snapshot import (
     SlotExporter,
     SnapshotReader,
 )
+from migrator.adapters.postgres.table_rows import read_rows
+from migrator.adapters.postgres.values import ValueParser
 from migrator.adapters.rows import ReverseCheckpoint
 from migrator.findings import Finding
 
@@ -127,6 +135,65 @@ class PostgresSource:
     ) -> None:
         """Name `primary` in plan `plan_name`'s routing row, with the run that flipped it."""
         write_routing_row(self.endpoint, table, plan_name, primary, run_id)
+
+    # The change path (docs/architecture.md, "A change's path").
+
+    def change_stream(
+        self, slot: str, publication: str, start: int, *, poll_changes: int | None = None
+    ) -> ReplicationStream | PollingStream:
+        """The changes of `publication` from `slot` after `start`: SQL polling (pg_logical_slot_peek_*,
+        `poll_changes` a time) where given, else a replication connection."""
+        if poll_changes is not None:
+            return PollingStream(self.endpoint, slot, publication, start, batch=poll_changes)
+        return ReplicationStream(self.endpoint, slot, publication, start)
+
+    def schema_watch(
+        self,
+        publication: str,
+        source_info: SourceInfo,
+        mapped: MappedColumns,
+        host: SchemaHost,
+        recorded: Callable[[], Any],
+    ) -> SchemaWatch:
+        """The schema checks of a CDC run (adapters/postgres/schema_watch.py)."""
+        return SchemaWatch(self.endpoint, publication, source_info, mapped, host, recorded)
+
+    @contextlib.contextmanager
+    def rows_at_key(
+        self,
+        table: str,
+        key: Sequence[str],
+        key_types: Sequence[str],
+        values: Sequence[Any],
+        reads: Sequence[LevelRead],
+    ) -> Iterator[list[Iterator[tuple[Any, ...]]]]:
+        """One document's rows, level by level, read as the snapshot reads a chunk (a fresh
+        snapshot, from the key before it)."""
+        texts = [key_text(v) for v in values]
+        coordinator = Coordinator(self.endpoint, None)
+        try:
+            lo = coordinator.key_before(table, key, key_types, texts)
+            reader = SnapshotReader(self.endpoint, coordinator.exported)
+            try:
+                yield reader.stream(list(reads), table, key, key_types, lo, texts)
+            finally:
+                reader.close()
+        finally:
+            coordinator.close()
+
+    def table_rows(
+        self, table: str, columns: Mapping[str, ColumnInfo], order: Sequence[str], chunk: int
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Every row of `table` now, chunk by chunk, parsed from the text CDC receives (values.py)
+        so that a row reads as a change of it would (adapters/postgres/table_rows.py)."""
+        names = list(columns)
+        parser = ValueParser()
+        parsers = [parser.for_column(columns[n]) for n in names]
+        for raw in read_rows(self.endpoint, table, [(n, columns[n].type_oid) for n in names], order, chunk):
+            yield [
+                {n: (None if v is None else p(v)) for n, p, v in zip(names, parsers, values, strict=True)}
+                for values in raw
+            ]
 
     def close(self) -> None:
         if self._conn is not None:

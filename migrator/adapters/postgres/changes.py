@@ -11,16 +11,25 @@ consumer's own work between messages runs as often as the stream delivers; a Rep
 transaction's changes are read from its spool while the consumer handles the one event.
 What the consumer makes of a Relation message (the table's columns, the mapping's checks) is
 its own: TableDescribed hands it over, and the consumer registers the relation's state in the
-Relations this reader decodes with (adapters/postgres/relations.py).
+Relations this reader decodes with (adapters/postgres/relations.py). The events are the
+adapter-neutral ones of adapters/base.py, which phases read.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 
+from migrator.adapters.base import (
+    Change,
+    ChangeEvent,
+    Marker,
+    Received,
+    Replayed,
+    TableDescribed,
+    TransactionBegun,
+    TransactionCommitted,
+    Truncated,
+)
 from migrator.adapters.postgres.partitions import Partitions
 from migrator.adapters.postgres.pgoutput import (
     Begin,
@@ -31,7 +40,6 @@ from migrator.adapters.postgres.pgoutput import (
     Message,
     Origin,
     Relation,
-    Row,
     RowChange,
     StreamAbort,
     StreamCommit,
@@ -41,8 +49,8 @@ from migrator.adapters.postgres.pgoutput import (
     Update,
     decode,
 )
-from migrator.adapters.postgres.relations import Computed, Relations
-from migrator.adapters.postgres.replication import Idle, Keepalive, PollingStream, ReplicationStream
+from migrator.adapters.postgres.relations import Relations
+from migrator.adapters.postgres.replication import PollingStream, ReplicationStream
 from migrator.adapters.postgres.spool import StreamedTransactions
 from migrator.errors import SourceError, TerminalError
 
@@ -50,107 +58,11 @@ from migrator.errors import SourceError, TerminalError
 KINDS = {"I": "insert", "U": "update", "D": "delete"}
 
 
-# -- what the consumer reads -------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Change:  # not frozen: built for every change, and its new row may be completed in place
-    """A row change of a mapped table (`table`: as the plan names it, the root for a leaf
-    partition's). `kind`: 'insert', 'update' or 'delete'. `old`: the old key columns or whole
-    old row (None for an insert, or an update that kept its key); `new`: None for a delete.
-    A value may be UNCHANGED (a TOASTed value the update did not change). `computed` and
-    `texts`: for a table whose stored generated columns the change lacks, what computes them
-    and the text of the columns they read (None for the others, and for deletes)."""
-
-    table: str
-    kind: str
-    old: Row | None
-    new: Row | None
-    computed: Computed | None = None
-    texts: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class Truncated:
-    """TRUNCATE of these mapped tables (a partitioned table's when every leaf was truncated)."""
-
-    tables: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class TableDescribed:
-    """A Relation message: a table's columns as the changes that follow were logged. Sent
-    before a relation's first change and again whenever its catalog entry changed (DDL), also
-    inside a transaction. `spooled`: inside a block of a streamed transaction being received
-    (it is seen again when that transaction is replayed)."""
-
-    relation: Relation
-    spooled: bool = False
-
-
-@dataclass(frozen=True)
-class TransactionBegun:
-    """A transaction begins, committed at `commit_position`; its changes follow as they arrive."""
-
-    commit_position: int
-
-
-@dataclass(frozen=True)
-class TransactionCommitted:
-    """The end of the transaction begun last: `end_position` is where the stream resumes after
-    it. `skipped`: applied already (committed before the applied position) or written by
-    reverse sync (its origin): its changes were not handed over."""
-
-    commit_position: int
-    end_position: int
-    commit_time: datetime
-    skipped: bool
-
-
-@dataclass(frozen=True)
-class Replayed:
-    """A streamed transaction at its commit: `changes` reads its changes back from the spool
-    (empty when `skipped`), to be read before the next event (and closed, which closes the
-    spool, if not read to its end)."""
-
-    commit_position: int
-    end_position: int
-    commit_time: datetime
-    skipped: bool
-    changes: Generator[Change | Truncated | TableDescribed, None, None]
-
-
-@dataclass(frozen=True)
-class Marker:
-    """A logical message (pg_logical_emit_message): a marker someone may wait for."""
-
-    prefix: str
-    content: bytes
-
-
-@dataclass(frozen=True)
-class Received:
-    """A message with nothing to hand over (spooled, skipped, or of no interest). `behind`: a
-    block of a transaction still in progress starts: the source is ahead of what is applied."""
-
-    behind: bool = False
-
-
 RECEIVED = Received()
 IN_PROGRESS = Received(behind=True)
 
-Event = (
-    Keepalive
-    | Idle
-    | TransactionBegun
-    | Change
-    | Truncated
-    | TableDescribed
-    | Marker
-    | TransactionCommitted
-    | Replayed
-    | Received
-)
+# The typed events (adapters/base.py), as this module has always named them.
+Event = ChangeEvent
 Stream = ReplicationStream | PollingStream
 
 

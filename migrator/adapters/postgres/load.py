@@ -9,11 +9,11 @@ are left out: their "lag" is how far a consumer has applied, not how far a repli
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
+from migrator.adapters.base import LoadSample
 from migrator.adapters.postgres.connection import APPLICATION_NAME, PgEndpoint
 from migrator.adapters.postgres.errors import classify
 
@@ -28,16 +28,6 @@ _REPLICA_LAG = """
     FROM pg_stat_replication r JOIN pg_stat_activity a ON a.pid = r.pid
     WHERE a.datname IS NULL
 """
-
-
-@dataclass(frozen=True)
-class LoadSample:
-    """`active_sessions` None: not asked. `replica_lag_seconds` None: not asked, or no replica
-    (`replicas` 0); 0.0 for a replica that is caught up (PostgreSQL reports NULL then)."""
-
-    active_sessions: int | None
-    replicas: int | None
-    replica_lag_seconds: float | None
 
 
 class SourceLoad:

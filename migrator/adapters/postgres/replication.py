@@ -12,12 +12,12 @@ import select
 import struct
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from psycopg import pq
 
+from migrator.adapters.base import Idle, Keepalive
 from migrator.adapters.postgres.connection import PgEndpoint
 from migrator.adapters.postgres.errors import classify
 from migrator.adapters.postgres.lsn import Lsn
@@ -30,22 +30,6 @@ OBJECT_IN_USE = "55006"  # SQLSTATE: the replication slot is active for another 
 _WAL_END = struct.Struct("!Q")  # in an XLogData header ('w', start, WAL end, send time) at byte 9
 _XLOG_HEADER = 25
 _KEEPALIVE = struct.Struct("!QqB")  # the server's wal_sender_timeout defaults to 60 s
-
-
-@dataclass(frozen=True)
-class Idle:
-    """Nothing arrived within the wait; `wal_end` is the server's last reported position."""
-
-    wal_end: int
-
-
-@dataclass(frozen=True)
-class Keepalive:
-    """The server has sent everything before `wal_end`. Once every change received so far is
-    applied, the consumer acknowledges it: a fast shutdown of the source waits until its
-    walsender's client has confirmed all that was sent."""
-
-    wal_end: int
 
 
 def _now_us() -> int:
@@ -70,7 +54,7 @@ class ReplicationStream:
         self._last_xlog: bytes | None = None  # the last XLogData, whose WAL end is not read yet
         self._last_feedback = 0.0
         # When set, the next wait for data lasts at most this long before Idle (a consumer
-        # lingering to batch more transactions, see phases/cdc.py); None: `wait_s`.
+        # lingering to batch more transactions, see phases/follow_loop.py); None: `wait_s`.
         self.linger: float | None = None
         self._conn = endpoint.connect(replication="database", options=REPLICATION_OPTIONS)
         version = self._conn.info.server_version
