@@ -642,6 +642,10 @@ class Ownership(Protocol):
 
     def release(self, run_id: str, records: list[str]) -> str: ...
 
+    def note(self, run_id: str, facts: Mapping[str, Any]) -> None:
+        """Add facts (what the run created) to run `run_id`'s record."""
+        ...
+
     def slot(self) -> str:
         """The replication slot of the run that owns the plan's data (or the plan-named one)."""
         ...

@@ -61,7 +61,7 @@ class DualWrite:
         self.collections = list(collections)
         self._target = target
         source = PostgresSource(source_url)
-        self._documents = MappedDocuments(self.collections, source.endpoint, target)
+        self._documents = MappedDocuments(self.collections, source, target)
         # Rows from an application carry what it loaded; no column is promised (identity {}).
         self._affected = AffectedDocuments(self.collections, {})
         self._tables = {table for c in self.collections for table in c.tables()}

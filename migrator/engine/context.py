@@ -5,9 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from migrator.adapters.base import SourceInfo
-from migrator.adapters.mongodb import MongoTarget
-from migrator.adapters.postgres import PostgresSource
+from migrator.adapters.base import SourceAdapter, SourceInfo, TargetAdapter
 from migrator.engine.events import EventBus
 from migrator.engine.throttle import Throttler
 from migrator.mapping.spec import CollectionMapping
@@ -21,8 +19,8 @@ class RunContext:
     run: RunRecord
     store: StateStore
     events: EventBus
-    source: PostgresSource
-    target: MongoTarget
+    source: SourceAdapter
+    target: TargetAdapter
     source_info: SourceInfo
     collections: list[CollectionMapping]
     # Live throttling (engine/throttle.py): set by the runner for `migrator run`; None: never held.

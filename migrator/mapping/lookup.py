@@ -18,7 +18,6 @@ from typing import Any
 from bson import json_util
 
 from migrator.adapters.base import ColumnInfo, KeyLookup, KeyReader, SourceAdapter, TargetAdapter
-from migrator.adapters.registry import source_of
 from migrator.errors import MigratorError
 from migrator.mapping import compare
 from migrator.mapping.affected import Affected, DocumentId, ElementKey, ParentRow
@@ -116,9 +115,10 @@ class _Connections(threading.local):
 class MappedDocuments:
     """The plan's collections read on both sides for given keys."""
 
-    def __init__(self, collections: Sequence[CollectionMapping], source: Any, target: TargetAdapter) -> None:
-        """`source`: the SourceAdapter (registry.source_of still takes an endpoint)."""
-        self._source: SourceAdapter = source_of(source)
+    def __init__(
+        self, collections: Sequence[CollectionMapping], source: SourceAdapter, target: TargetAdapter
+    ) -> None:
+        self._source = source
         self._target = target
         self._collections = {c.name: _Collection(c, self._source.key_text) for c in collections}
         self._local = _Connections()

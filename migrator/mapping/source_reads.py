@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from migrator.adapters.base import LinkedReader, SourceAdapter, SourceRead
-from migrator.adapters.registry import source_of
 from migrator.errors import MigratorError
 from migrator.mapping.reads import ORDINAL, EmbedRead
 
@@ -21,9 +20,8 @@ class SourceReads:
     """The applier's source reader: one connection, opened on first use and kept for the next
     batch, dropped after an error (the next batch opens another)."""
 
-    def __init__(self, source: Any) -> None:
-        """`source`: the SourceAdapter (registry.source_of still takes an endpoint)."""
-        self._source: SourceAdapter = source_of(source)
+    def __init__(self, source: SourceAdapter) -> None:
+        self._source = source
         self._reader: LinkedReader | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
 

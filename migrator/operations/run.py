@@ -358,9 +358,8 @@ class Runner:
             run=run,
             store=self.store,
             events=self.events,
-            # RunContext still names the concrete adapters; the re-cut retypes it (issue 13).
-            source=self.source,  # type: ignore[arg-type]
-            target=self.target,  # type: ignore[arg-type]
+            source=self.source,
+            target=self.target,
             source_info=report.source,
             collections=report.collections,
         )

@@ -19,7 +19,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from migrator.adapters.registry import Source, Target, source_for, target_for
+from migrator.adapters.base import SourceAdapter, TargetAdapter
+from migrator.adapters.registry import source_for, target_for
 from migrator.engine.events import EventBus, EventSink
 from migrator.operations.run import Runner
 from migrator.plan import Plan, load_plan
@@ -45,7 +46,7 @@ class Session:
         self.events = EventBus(*sinks)
         self._state = state
         self._stack = ExitStack()
-        self._databases: tuple[Source, Target] | None = None
+        self._databases: tuple[SourceAdapter, TargetAdapter] | None = None
         self._store: SQLiteStateStore | None = None
 
     @cached_property
@@ -53,12 +54,12 @@ class Session:
         """`--state`, else $MIGRATOR_STATE, else the default beside the plan file."""
         return resolve_state_path(self._state, self.plan.name, plan_file=self.path)
 
-    def connect(self) -> tuple[Source, Target]:
+    def connect(self) -> tuple[SourceAdapter, TargetAdapter]:
         """The plan's source and target adapters; they connect on first use."""
         if self._databases is None:
             self._databases = self._adapters()
             for adapter in self._databases:
-                self._stack.enter_context(adapter)
+                self._stack.callback(_close, adapter)
         return self._databases
 
     def open_store(self, *, create: bool = True) -> SQLiteStateStore:
@@ -68,7 +69,7 @@ class Session:
             self._store = self._stack.enter_context(SQLiteStateStore(self.state_path, create=create))
         return self._store
 
-    def open_run(self) -> tuple[SQLiteStateStore, Source, Target]:
+    def open_run(self) -> tuple[SQLiteStateStore, SourceAdapter, TargetAdapter]:
         """For the commands that work on an existing run (verify, cutover, rollback): the
         adapters are built first (a URL that cannot be parsed is reported before anything else),
         then the store is opened without creating it, and it is closed after the databases."""
@@ -78,7 +79,7 @@ class Session:
         store = self.open_store(create=False)
         self._databases = databases
         for adapter in databases:
-            self._stack.enter_context(adapter)
+            self._stack.callback(_close, adapter)
         return store, *databases
 
     def runner(self, *, command: str = "migrator run", stop: threading.Event | None = None) -> Runner:
@@ -90,7 +91,7 @@ class Session:
             runner.stop_event = stop
         return runner
 
-    def _adapters(self) -> tuple[Source, Target]:
+    def _adapters(self) -> tuple[SourceAdapter, TargetAdapter]:
         plan = self.plan
         source = source_for(plan.source.adapter, plan.source.url.get_secret_value())
         target = target_for(plan.target.adapter, plan.target.url.get_secret_value(), plan.target.database)
@@ -109,3 +110,7 @@ class Session:
         tb: TracebackType | None,
     ) -> None:
         self._stack.__exit__(exc_type, exc, tb)
+
+
+def _close(adapter: SourceAdapter | TargetAdapter) -> None:
+    adapter.close()  # looked up when the session closes, not when the adapter was opened

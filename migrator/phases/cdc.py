@@ -108,7 +108,7 @@ class CdcPhase:
             transactions=info.transactions,
             current=self._current_document,
             # Embedded content a change names only by link values (mapping/reads.py).
-            reads=SourceReads(ctx.source.endpoint),
+            reads=SourceReads(ctx.source),
         )
         # Called with (table, old row, new row, 'insert'|'update'|'delete') for every change put
         # in a batch: the cutover's record of documents touched since its verify.
@@ -120,7 +120,7 @@ class CdcPhase:
             self.oracle = DualWriteOracle(
                 ctx.collections,
                 ctx.source_info,
-                MappedDocuments(ctx.collections, ctx.source.endpoint, target),
+                MappedDocuments(ctx.collections, ctx.source, target),
                 ctx.events,
                 grace=ctx.plan.phases.verify.dual_write_grace,
                 unchanged=ctx.source.unchanged,

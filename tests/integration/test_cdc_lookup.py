@@ -672,9 +672,7 @@ def test_every_document_that_embeds_a_changed_row_is_found(mig: Migration) -> No
         assert embeds["address"].lookup and not embeds["address"].foreign_key
         identity = {name: t.identity_columns for name, t in info.tables.items()}
         affected = AffectedDocuments(resolution.collections, identity)
-        documents = MappedDocuments(
-            resolution.collections, source.endpoint, MongoTarget(mig.mongo_url, mig.database)
-        )
+        documents = MappedDocuments(resolution.collections, source, MongoTarget(mig.mongo_url, mig.database))
         try:
             refs = affected.update("public.address", None, {"address_id": 8, "address": "x", "city_id": 3})
             refs += affected.update("public.film", None, {"film_id": 2, "title": "t", "length": 1})

@@ -238,15 +238,6 @@ class PostgresSource:
         """A key value as the text the readers take (reading.key_text)."""
         return key_text(value, type_name)
 
-    @classmethod
-    def over(cls, endpoint: PgEndpoint) -> PostgresSource:
-        """The source of an endpoint already open (for callers that still hold the endpoint)."""
-        source = cls.__new__(cls)
-        source.endpoint = endpoint
-        source._statement_timeout_ms = 60_000
-        source._conn = None
-        return source
-
     # Preflight's PostgreSQL checks (server_checks.py, features.py): what the generic preflight
     # (phases/preflight.py) asks the source for.
 
