@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -26,13 +25,13 @@ import pytest
 
 from migrator.adapters.postgres.lsn import Lsn
 from migrator.errors import TerminalError
+from tests.support.cli_process import migrator_script
 from tests.support.compare import assert_documents, flat_documents, group, records
 from tests.support.docs import Migration, sorted_documents, typed
 from tests.support.runs import Follower, follow, run, slot_active, transactions, wait_for
 from tests.support.servers import ExternalServer
 from tests.support.toast import BIG_FUNCTION, toasted_rows
 
-ROOT = Path(__file__).resolve().parents[2]
 STATE_ID_PREFIX = "cdc:"
 
 pytestmark = pytest.mark.usefixtures("stop_followers")
@@ -719,14 +718,6 @@ def test_streamed_large_transactions_committed_and_rolled_back(mig: Migration) -
 # -- 12. SIGTERM on `migrator run` ----------------------------------------------------------------
 
 
-def _migrator() -> str:
-    script = Path(sys.executable).parent / "migrator"
-    if not script.exists():
-        script = ROOT / ".venv" / "bin" / "migrator"
-    assert script.exists(), f"no migrator console script next to {sys.executable}; pip install -e ."
-    return str(script)
-
-
 def _result(stdout: str) -> dict[str, Any]:
     for line in reversed(stdout.splitlines()):
         try:
@@ -743,7 +734,7 @@ def test_sigterm_checkpoints_exits_0_and_the_next_run_finishes(mig: Migration) -
     plan = set_up(mig, name, FLAT)
     run(mig, plan, "snapshot")
     env = {**os.environ, **mig.env}
-    command = [_migrator(), "run", str(plan), "--state", str(mig.state_path), "--json"]
+    command = [migrator_script(), "run", str(plan), "--state", str(mig.state_path), "--json"]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         wait_for(lambda: slot_active(mig, name) or proc.poll() is not None, "the replication stream", 60)

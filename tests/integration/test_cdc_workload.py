@@ -33,14 +33,12 @@ step out, for a quicker run while debugging); MIGRATOR_TEST_POLL_BIG_TXN_ROWS th
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import os
 import queue
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -49,7 +47,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import psycopg
@@ -67,6 +64,8 @@ from migrator import api
 from migrator.adapters.postgres.lsn import Lsn
 from migrator.state import SQLiteStateStore
 from migrator.state.labels import SnapshotLabel
+from tests.support.cli_process import migrator_script
+from tests.support.demo import demo_data
 from tests.support.docs import run_slot, typed
 from tests.support.servers import ExternalServer, MongoServer
 from tests.support.workload import Workload, prepare_source
@@ -93,28 +92,6 @@ CODEC: CodecOptions[dict[str, Any]] = CodecOptions(
 INT32 = range(-(2**31), 2**31)
 
 
-def _import_demo_data() -> ModuleType:
-    # scripts/ is not a package (it runs before migrator is installed): import it by path.
-    path = ROOT / "scripts" / "lib" / "demo_data.py"
-    spec = importlib.util.spec_from_file_location("migrator_demo_data", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, module)
-    spec.loader.exec_module(module)
-    return module
-
-
-demo_data = _import_demo_data()
-
-
-def _migrator() -> str:
-    script = Path(sys.executable).parent / "migrator"
-    if not script.exists():
-        script = ROOT / ".venv" / "bin" / "migrator"
-    assert script.exists(), f"no migrator console script next to {sys.executable}; pip install -e ."
-    return str(script)
-
-
 # -- `migrator run` in a subprocess ------------------------------------------------------------------
 
 
@@ -122,7 +99,7 @@ class MigratorProcess:
     """`migrator run PLAN --state STATE --json [--until ...]`, its stdout read as JSON lines on a thread."""
 
     def __init__(self, plan: Path, state: Path, env: dict[str, str], until: str | None) -> None:
-        args = [_migrator(), "run", str(plan), "--state", str(state), "--json"]
+        args = [migrator_script(), "run", str(plan), "--state", str(state), "--json"]
         if until is not None:
             args += ["--until", until]
         self.proc = subprocess.Popen(

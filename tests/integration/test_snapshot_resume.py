@@ -16,7 +16,6 @@ so there are many chunks to kill between.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import queue
@@ -24,7 +23,6 @@ import random
 import signal
 import struct
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -35,7 +33,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import psycopg
@@ -53,6 +50,8 @@ from migrator.adapters.postgres.lsn import Lsn
 from migrator.plan.names import publication_name
 from migrator.state import CheckpointRecord, SQLiteStateStore
 from migrator.state.labels import SnapshotLabel
+from tests.support.cli_process import migrator_script
+from tests.support.demo import demo_data
 from tests.support.docs import run_slot
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,29 +69,6 @@ CODEC: CodecOptions[dict[str, Any]] = CodecOptions(
 )
 
 
-def _import_demo_data() -> ModuleType:
-    # scripts/ is not a package (it must run before migrator is installed), so import it by path.
-    path = ROOT / "scripts" / "lib" / "demo_data.py"
-    spec = importlib.util.spec_from_file_location("migrator_demo_data", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, module)
-    spec.loader.exec_module(module)
-    return module
-
-
-demo_data = _import_demo_data()
-
-
-def _migrator() -> str:
-    # The console script of the venv running the tests (.venv/bin/migrator under scripts/test).
-    script = Path(sys.executable).parent / "migrator"
-    if not script.exists():
-        script = ROOT / ".venv" / "bin" / "migrator"
-    assert script.exists(), f"no migrator console script next to {sys.executable}; pip install -e ."
-    return str(script)
-
-
 # -- the subprocess ------------------------------------------------------------------------------
 
 
@@ -102,7 +78,7 @@ class MigratorRun:
 
     def __init__(self, plan: Path, state: Path, env: dict[str, str]) -> None:
         self.proc = subprocess.Popen(
-            [_migrator(), "run", str(plan), "--until", "snapshot", "--state", str(state), "--json"],
+            [migrator_script(), "run", str(plan), "--until", "snapshot", "--state", str(state), "--json"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

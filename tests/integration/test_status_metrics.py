@@ -14,7 +14,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -36,9 +35,9 @@ from migrator.errors import TerminalError
 from migrator.operations.status import StatusReport
 from migrator.plan.names import cdc_checkpoint_id
 from migrator.state.labels import CdcLabel, SnapshotLabel
+from tests.support.cli_process import migrator_script
 from tests.support.docs import Migration
 
-ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "St4tus-Pw-n3ver-sh0wn-9qZ"
 RUN_TIMEOUT = 90.0
 CUSTOMERS = 250
@@ -59,14 +58,6 @@ def _with_password(url: str, password: str) -> str:
     userinfo, _, host = parts.netloc.rpartition("@")
     user = userinfo.split(":", 1)[0] or "postgres"
     return urlunsplit((parts.scheme, f"{user}:{password}@{host}", parts.path, parts.query, parts.fragment))
-
-
-def _migrator() -> str:
-    script = Path(sys.executable).parent / "migrator"
-    if not script.exists():
-        script = ROOT / ".venv" / "bin" / "migrator"
-    assert script.exists(), f"no migrator console script next to {sys.executable}; pip install -e ."
-    return str(script)
 
 
 def _free_port() -> int:
@@ -405,7 +396,7 @@ def test_metrics_scraped_from_a_running_migrator_run_and_json_logs(
     env = {**os.environ, **mig.env}
     with out.open("w") as stdout, err.open("w") as stderr:
         proc = subprocess.Popen(
-            [_migrator(), "run", str(plan), "--state", str(mig.state_path), "--metrics-port", str(port),
+            [migrator_script(), "run", str(plan), "--state", str(mig.state_path), "--metrics-port", str(port),
              "--log-format", "json"],
             stdout=stdout, stderr=stderr, env=env, cwd=tmp_path, text=True,
         )  # fmt: skip
@@ -488,7 +479,7 @@ def test_text_logs_and_errors_of_a_failing_run_never_show_the_password(
     }
     for log_format in ("text", "json"):
         result = subprocess.run(
-            [_migrator(), "run", str(plan), "--state", str(tmp_path / "s.db"), "--log-format", log_format],
+            [migrator_script(), "run", str(plan), "--state", str(tmp_path / "s.db"), "--log-format", log_format],
             env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
         _no_secret(result.stdout, result.stderr)
