@@ -8,16 +8,15 @@ another number of customers overrides the `demo_customers` fixture.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
+
+from tests.support.scripts_lib import load
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_PLAN = ROOT / "plans" / "demo.yaml"
@@ -26,18 +25,7 @@ PASSWORD = "Cli-Pw-4kXr9-never-shown"
 DEMO_TABLES = ("products", "customers", "addresses", "customer_profiles", "orders", "order_items")
 
 
-def _import_demo_data() -> ModuleType:
-    # scripts/ is not a package (it must run before migrator is installed), so import it by path.
-    path = ROOT / "scripts" / "lib" / "demo_data.py"
-    spec = importlib.util.spec_from_file_location("migrator_demo_data", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, module)
-    spec.loader.exec_module(module)
-    return module
-
-
-demo_data = _import_demo_data()
+demo_data = load("demo_data")
 
 
 def with_user(url: str, user: str, password: str) -> str:
