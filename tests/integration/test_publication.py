@@ -13,8 +13,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -35,22 +33,6 @@ from tests.support.docs import run_slot
 from tests.support.preflight import Setup, one
 
 SECRET = "HASH-7f3a-never-streamed"
-
-
-@pytest.fixture
-def setup(pg_url: str, mongo_url: str, mongo_db_name: str, tmp_path: Path) -> Setup:
-    return Setup(pg_url, mongo_url, mongo_db_name, tmp_path)
-
-
-@pytest.fixture
-def mongo(mongo_url: str) -> Iterator[pymongo.MongoClient[dict[str, Any]]]:
-    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
-        mongo_url, serverSelectionTimeoutMS=10_000
-    )
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 def run(setup: Setup, collections: str, name: str, until: str = "snapshot") -> Collector:

@@ -7,8 +7,7 @@ the application or loses changes, the test shows that it no longer does.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -23,22 +22,6 @@ from migrator.phases.preflight import PreflightReport
 from tests.support.preflight import Setup, failed_checks, findings, fix_statements, one
 
 RUN_STATE = "state.db"
-
-
-@pytest.fixture
-def setup(pg_url: str, mongo_url: str, mongo_db_name: str, tmp_path: Path) -> Setup:
-    return Setup(pg_url, mongo_url, mongo_db_name, tmp_path)
-
-
-@pytest.fixture
-def mongo(mongo_url: str) -> Iterator[pymongo.MongoClient[dict[str, Any]]]:
-    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
-        mongo_url, serverSelectionTimeoutMS=10_000
-    )
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 def apply(setup: Setup, fix: str) -> None:

@@ -3,6 +3,9 @@
 `Setup` bundles one test's source database, target database and plan directory; `fix_statements`
 splits a finding's fix into the SQL alternatives it offers, so that a test can run each one on a
 real server and check that the finding is gone (a fix must be a statement PostgreSQL accepts).
+
+Fixtures (registered for every test through `pytest_plugins` in tests/conftest.py): `setup`, a
+`Setup` over the test's fresh databases; `mongo`, a client of the test's MongoDB server.
 """
 
 from __future__ import annotations
@@ -11,11 +14,14 @@ import json
 import re
 import textwrap
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
+import pymongo
+import pytest
 
 from migrator import api
 from migrator.findings import Finding
@@ -119,3 +125,19 @@ def fix_statements(fix: str | None) -> list[str]:
         if re.match(r"^(ALTER|CREATE|DROP) ", text):
             found.append(text)
     return found
+
+
+@pytest.fixture
+def setup(pg_url: str, mongo_url: str, mongo_db_name: str, tmp_path: Path) -> Setup:
+    return Setup(pg_url, mongo_url, mongo_db_name, tmp_path)
+
+
+@pytest.fixture
+def mongo(mongo_url: str) -> Iterator[pymongo.MongoClient[dict[str, Any]]]:
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
+        mongo_url, serverSelectionTimeoutMS=10_000
+    )
+    try:
+        yield client
+    finally:
+        client.close()
