@@ -19,6 +19,20 @@ from tests.support.scripts_lib import load
 routed_writes = load("routed_writes")
 
 KEYS = 40
+# The steps of a rollback after cutover from its lag gate on, in order: each emits a rollback.step
+# event once done and recorded (after "check" and "verify"; "done" ends a rollback).
+ROLLBACK_STEPS = (
+    "lag",
+    "fence",
+    "drain",
+    "recheck",
+    "flipping",
+    "flip",
+    "drain-again",
+    "unfence",
+    "forget",
+    "hook",
+)
 
 
 def cutover_plan(
@@ -64,7 +78,7 @@ class App:
         self._thread.start()
 
     def primary(self) -> str:
-        return str(routed_writes.primary(self.switch))
+        return primary(self.switch)
 
     def _body(self) -> None:
         customers = self.m.client[self.m.database]["customers"]
@@ -84,6 +98,11 @@ class App:
     def finish(self) -> None:
         self.stop.set()
         self._thread.join(120)
+
+
+def primary(switch: Path) -> str:
+    """The side the switch file names: "source" while it is absent or empty."""
+    return str(routed_writes.primary(switch))
 
 
 def names_on_source(m: Migration) -> dict[int, str]:
