@@ -24,6 +24,7 @@ import pymongo
 import pytest
 
 from migrator import api
+from migrator.engine.events import Collector
 from migrator.findings import Finding
 from migrator.phases.preflight import PreflightReport
 
@@ -73,6 +74,19 @@ class Setup:
             "MIGRATOR_SOURCE_URL": source_url or self.pg_url,
             "MIGRATOR_TARGET_URL": target_url or self.mongo_url,
         }
+
+    def run(self, collections: str, name: str, until: str = "snapshot") -> Collector:
+        """`migrator run` of a plan with these `collections`, to `until`, with its own state file;
+        the events it emitted."""
+        events = Collector()
+        api.run(
+            self.plan_file(collections, name=name),
+            until=until,  # type: ignore[arg-type]
+            state=self.tmp_path / f"{name}.db",
+            sinks=[events],
+            env=self.env(),
+        )
+        return events
 
     def plan(
         self,
