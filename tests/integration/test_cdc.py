@@ -27,6 +27,7 @@ from migrator.adapters.postgres.lsn import Lsn
 from migrator.errors import TerminalError
 from tests.support.cli_process import migrator_script
 from tests.support.compare import assert_documents, flat_documents, group, records
+from tests.support.ddl import DROPPED_OR_RETYPED, THINGS, WHEN
 from tests.support.docs import Migration, sorted_documents, typed
 from tests.support.runs import Follower, follow, run, slot_active, transactions, wait_for
 from tests.support.servers import ExternalServer
@@ -416,10 +417,7 @@ def test_truncate_applied_on_request_empties_collections_and_arrays(mig: Migrati
 # -- 6. DDL while the migration runs --------------------------------------------------------------
 
 SIMPLE = Scenario(
-    setup=(
-        "CREATE TABLE things (id integer PRIMARY KEY, name text, qty integer)",
-        "INSERT INTO things SELECT g, 'n' || g, g FROM generate_series(1, 3) g",
-    ),
+    setup=THINGS,
     collections="- {name: things, from: things, key: id}",
     changes=(),
     expected=lambda mig: {"things": flat_documents(mig, "SELECT id, name, qty FROM things")},
@@ -442,9 +440,6 @@ def ddl_and_run(
     finally:
         follower.finish()
     return follower
-
-
-WHEN = pytest.mark.parametrize("when", ["following", "between-runs"])
 
 
 @WHEN
@@ -472,14 +467,7 @@ def test_added_column_flows_into_changed_rows(mig: Migration, when: str) -> None
 
 
 @WHEN
-@pytest.mark.parametrize(
-    ("ddl", "says"),
-    [
-        ("ALTER TABLE things DROP COLUMN qty", "was dropped"),
-        ("ALTER TABLE things ALTER COLUMN qty TYPE bigint", "changed type"),
-    ],
-    ids=["drop", "retype"],
-)
+@DROPPED_OR_RETYPED
 def test_dropped_or_retyped_mapped_column_stops_the_run(
     mig: Migration, ddl: str, says: str, when: str
 ) -> None:
