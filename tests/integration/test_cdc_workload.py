@@ -61,7 +61,7 @@ from migrator.adapters.postgres.lsn import Lsn
 from migrator.state import SQLiteStateStore
 from migrator.state.labels import SnapshotLabel
 from tests.support.cli_process import MigratorRun
-from tests.support.demo import demo_data
+from tests.support.demo import customer_documents, demo_data
 from tests.support.docs import run_slot, typed
 from tests.support.servers import ExternalServer, MongoServer
 from tests.support.workload import Workload, prepare_source
@@ -340,26 +340,7 @@ def expected_documents(pg_url: str) -> tuple[dict[Any, dict[str, Any]], dict[Any
                 "SELECT id AS _id, sku, name AS title, price, weight_kg AS weight, dimensions_mm, tags,"
                 " attributes, active, created_at FROM products",
             )
-    docs: dict[Any, dict[str, Any]] = {}
-    for c in customers:
-        docs[c["id"]] = {
-            "_id": c["id"],
-            **_without(c, "id", "password_hash"),
-            "addresses": [],
-            "profile": None,
-        }
-        docs[c["id"]]["orders"] = []
-    for a in addresses:
-        docs[a["customer_id"]]["addresses"].append(_without(a, "customer_id"))
-    for p in profiles:
-        docs[p["customer_id"]]["profile"] = _without(p, "customer_id")
-    by_order: dict[Any, dict[str, Any]] = {}
-    for o in orders:
-        order = {**_without(o, "customer_id"), "items": []}
-        by_order[o["id"]] = order
-        docs[o["customer_id"]]["orders"].append(order)
-    for i in items:
-        by_order[i["order_id"]]["items"].append(_without(i, "order_id"))
+    docs = customer_documents(customers, addresses, profiles, orders, items, _without)
     return docs, {p["_id"]: p for p in products}
 
 

@@ -47,7 +47,7 @@ from migrator.plan.names import publication_name
 from migrator.state import CheckpointRecord, SQLiteStateStore
 from migrator.state.labels import SnapshotLabel
 from tests.support.cli_process import MigratorRun
-from tests.support.demo import demo_data
+from tests.support.demo import customer_documents, demo_data
 from tests.support.docs import run_slot
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -269,23 +269,7 @@ def _expected_customers(pg_url: str, ids: list[int]) -> dict[int, dict[str, Any]
             " FROM order_items WHERE order_id = ANY(%s) ORDER BY order_id, line_no",
             ([o["id"] for o in orders],),
         ).fetchall()
-    docs: dict[int, dict[str, Any]] = {}
-    for c in customers:
-        doc = {"_id": c["id"], **_element(c, "id", "password_hash")}
-        doc.update(addresses=[], profile=None, orders=[])
-        docs[c["id"]] = doc
-    for a in addresses:
-        docs[a["customer_id"]]["addresses"].append(_element(a, "customer_id"))
-    for p in profiles:
-        docs[p["customer_id"]]["profile"] = _element(p, "customer_id")
-    by_order: dict[int, dict[str, Any]] = {}
-    for o in orders:
-        order = {**_element(o, "customer_id"), "items": []}
-        by_order[o["id"]] = order
-        docs[o["customer_id"]]["orders"].append(order)
-    for i in items:
-        by_order[i["order_id"]]["items"].append(_element(i, "order_id"))
-    return docs
+    return customer_documents(customers, addresses, profiles, orders, items, _element)
 
 
 def _expected_products(pg_url: str) -> dict[int, dict[str, Any]]:

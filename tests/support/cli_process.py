@@ -5,6 +5,10 @@ process's JSON lines until one matches, then sends the signal (SIGKILL: a crash 
 point, as the fault campaign of issue 17 did; SIGINT: an operator's Ctrl-C). Events are emitted
 after the step they name is recorded, so a kill on step X dies with X recorded and the next step
 not begun: what a crash between two steps leaves behind.
+
+`migrator_script()` is the console script every test that runs the CLI in a subprocess uses;
+`MigratorRun` reads a long-running command's events on a thread, for tests that act at the nth
+event of a kind (a kill -9 mid-snapshot, a signal while CDC follows).
 """
 
 from __future__ import annotations
