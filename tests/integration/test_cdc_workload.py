@@ -251,9 +251,7 @@ def setup(
     finally:
         for s in made:
             for process in s.processes:
-                if process.proc.poll() is None:
-                    process.proc.kill()
-                    process.proc.wait(timeout=30)
+                process.kill_if_running()
         if made and not isinstance(mongo_server, ExternalServer):
             # A process killed inside a target transaction leaves it open. MongoDB aborts it after
             # transactionLifetimeLimitSeconds (60 s) and dropDatabase waits for that; SecantusDB

@@ -174,12 +174,9 @@ def migration(
     try:
         yield make
     finally:
-        # Never leave a migrator behind, whatever failed.
         for m in made:
             for process in m.started:
-                if process.proc.poll() is None:
-                    process.proc.kill()
-                    process.proc.wait(timeout=30)
+                process.kill_if_running()
         client.close()
 
 

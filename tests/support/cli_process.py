@@ -215,6 +215,12 @@ class MigratorRun:
         except (TimeoutError, subprocess.TimeoutExpired):
             raise AssertionError(f"migrator still running after {timeout}s\n{self.describe()}") from None
 
+    def kill_if_running(self) -> None:
+        """For teardown: never leave a migrator behind, whatever failed."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+
     def kill9(self) -> None:
         self.signal(signal.SIGKILL)
         code = self.finish()
