@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from urllib.parse import quote, unquote
@@ -143,25 +143,11 @@ def _is_uri(text: str) -> bool:
 
 def _parse_uri(text: str, side: str, scheme: str, check_param: _ParamCheck | None) -> ConnInfo:
     what = f"the {side} URL"
-    if _SPACE_OR_CONTROL.search(text):
-        raise MalformedConnection(f"{what} holds a space or a control character; percent-encode it (%20)")
-    if "#" in text:
-        raise MalformedConnection(f"{what} holds '#': percent-encode it as %23 (in a password too)")
-    if _BAD_PERCENT.search(text):
-        raise MalformedConnection(f"{what} holds a '%' not followed by two hex digits: write '%' as %25")
+    _check_uri_characters(text, what)
     rest = text.partition("://")[2]
     end = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
     authority, after = rest[:end], rest[end:]
-    if "@" in after:
-        raise MalformedConnection(
-            f"{what} holds an '@' after its host: a user name or password holding '/', '?' or '@' "
-            "must percent-encode them (%2F, %3F, %40)"
-        )
-    if authority.count("@") > 1:
-        raise MalformedConnection(
-            f"{what} holds more than one '@' before its host: percent-encode '@' in the user name or "
-            "password as %40"
-        )
+    _check_uri_at_signs(authority, after, what)
     user = password = None
     if "@" in authority:
         userinfo, _, authority = authority.partition("@")
@@ -175,13 +161,42 @@ def _parse_uri(text: str, side: str, scheme: str, check_param: _ParamCheck | Non
         hosts = ()
     path, _, query = after.partition("?")
     if scheme == "mongodb" or scheme == "mongodb+srv":
-        if not hosts:
-            raise MalformedConnection(f"{what} names no host: write mongodb://host:port/")
-        if query and not path:
-            raise MalformedConnection(
-                f"{what} needs a '/' between its hosts and its options: host/?option=..."
-            )
+        _check_mongodb_parts(hosts, path, query, what)
     database = unquote(path[1:]) if path[1:] else None
+    params = _uri_params(query, what, check_param)
+    return ConnInfo(scheme, user, hosts, database, password, params)
+
+
+def _check_uri_characters(text: str, what: str) -> None:
+    if _SPACE_OR_CONTROL.search(text):
+        raise MalformedConnection(f"{what} holds a space or a control character; percent-encode it (%20)")
+    if "#" in text:
+        raise MalformedConnection(f"{what} holds '#': percent-encode it as %23 (in a password too)")
+    if _BAD_PERCENT.search(text):
+        raise MalformedConnection(f"{what} holds a '%' not followed by two hex digits: write '%' as %25")
+
+
+def _check_uri_at_signs(authority: str, after: str, what: str) -> None:
+    if "@" in after:
+        raise MalformedConnection(
+            f"{what} holds an '@' after its host: a user name or password holding '/', '?' or '@' "
+            "must percent-encode them (%2F, %3F, %40)"
+        )
+    if authority.count("@") > 1:
+        raise MalformedConnection(
+            f"{what} holds more than one '@' before its host: percent-encode '@' in the user name or "
+            "password as %40"
+        )
+
+
+def _check_mongodb_parts(hosts: tuple[str, ...], path: str, query: str, what: str) -> None:
+    if not hosts:
+        raise MalformedConnection(f"{what} names no host: write mongodb://host:port/")
+    if query and not path:
+        raise MalformedConnection(f"{what} needs a '/' between its hosts and its options: host/?option=...")
+
+
+def _uri_params(query: str, what: str, check_param: _ParamCheck | None) -> tuple[tuple[str, str], ...]:
     params: list[tuple[str, str]] = []
     for number, pair in enumerate(query.split("&") if query else [], start=1):
         key, eq, value = pair.partition("=")
@@ -192,7 +207,7 @@ def _parse_uri(text: str, side: str, scheme: str, check_param: _ParamCheck | Non
         if check_param is not None:
             check_param(key, what)
         params.append((key, unquote(value)))
-    return ConnInfo(scheme, user, hosts, database, password, tuple(params))
+    return tuple(params)
 
 
 def _check_host(host: str, index: int, what: str, count: int) -> str:
@@ -248,49 +263,73 @@ def _parse_key_value(text: str) -> ConnInfo:
     the next space) or in single quotes; a backslash escapes the next character in both."""
     what = "the source key=value string"
     values: dict[str, str] = {}
-    i, n, number = 0, len(text), 0
-    while True:
-        while i < n and text[i].isspace():
-            i += 1
-        if i >= n:
-            break
-        number += 1
-        start = i
-        while i < n and text[i] != "=" and not text[i].isspace():
-            i += 1
-        key = text[start:i]
-        while i < n and text[i].isspace():
-            i += 1
-        if i >= n or text[i] != "=" or not _KEY.match(key):
-            raise MalformedConnection(
-                f"{what}'s word {number} is not key=value (quote values with spaces: 'a b')"
-            )
-        i += 1
-        while i < n and text[i].isspace():
-            i += 1
-        value: list[str] = []
-        if i < n and text[i] == "'":
-            i += 1
-            while i < n and text[i] != "'":
-                if text[i] == "\\" and i + 1 < n:
-                    i += 1
-                value.append(text[i])
-                i += 1
-            if i >= n:
-                raise MalformedConnection(f"{what}'s word {number} opens a quote it never closes")
-            i += 1
-        else:
-            while i < n and not text[i].isspace():
-                if text[i] == "\\" and i + 1 < n:
-                    i += 1
-                value.append(text[i])
-                i += 1
+    for key, value in _kv_pairs(text, what):
         _check_pg_param(key, what)
         if key in values:
             raise MalformedConnection(f"{what} gives parameter '{key}' twice")
-        values[key] = "".join(value)
+        values[key] = value
     if not values:
         raise MalformedConnection(f"{what} is empty")
+    joined = _kv_hosts(values, what)
+    user, password, database = values.get("user"), values.get("password"), values.get("dbname")
+    return ConnInfo("", user, joined, database, password, tuple(values.items()))
+
+
+def _kv_pairs(text: str, what: str) -> Iterator[tuple[str, str]]:
+    """The (key, value) pairs in order; lazily, so a pair is checked before the next is read."""
+    i, n, number = 0, len(text), 0
+    while True:
+        i = _skip_space(text, i)
+        if i >= n:
+            return
+        number += 1
+        key, i = _kv_key(text, i, what, number)
+        value, i = _kv_value(text, i, what, number)
+        yield key, value
+
+
+def _skip_space(text: str, i: int) -> int:
+    n = len(text)
+    while i < n and text[i].isspace():
+        i += 1
+    return i
+
+
+def _kv_key(text: str, i: int, what: str, number: int) -> tuple[str, int]:
+    """The key starting at `i` and the index of its value (after '=' and spaces)."""
+    n, start = len(text), i
+    while i < n and text[i] != "=" and not text[i].isspace():
+        i += 1
+    key = text[start:i]
+    i = _skip_space(text, i)
+    if i >= n or text[i] != "=" or not _KEY.match(key):
+        raise MalformedConnection(
+            f"{what}'s word {number} is not key=value (quote values with spaces: 'a b')"
+        )
+    return key, _skip_space(text, i + 1)
+
+
+def _kv_value(text: str, i: int, what: str, number: int) -> tuple[str, int]:
+    """The value starting at `i` (quoted or not, backslash escapes) and the index after it."""
+    n = len(text)
+    quoted = i < n and text[i] == "'"
+    if quoted:
+        i += 1
+    value: list[str] = []
+    while i < n and (text[i] != "'" if quoted else not text[i].isspace()):
+        if text[i] == "\\" and i + 1 < n:
+            i += 1
+        value.append(text[i])
+        i += 1
+    if quoted:
+        if i >= n:
+            raise MalformedConnection(f"{what}'s word {number} opens a quote it never closes")
+        i += 1
+    return "".join(value), i
+
+
+def _kv_hosts(values: dict[str, str], what: str) -> tuple[str, ...]:
+    """host and port lists joined pairwise ("h:p"), as libpq pairs them."""
     hosts = values.get("host", "")
     ports = values.get("port", "")
     host_list = hosts.split(",") if hosts else []
@@ -300,12 +339,10 @@ def _parse_key_value(text: str) -> ConnInfo:
             raise MalformedConnection(f"{what}'s port is not a number from 1 to 65535")
     if port_list and host_list and len(port_list) not in (1, len(host_list)):
         raise MalformedConnection(f"{what} gives {len(port_list)} ports for {len(host_list)} hosts")
-    joined = tuple(
+    return tuple(
         h + (f":{port_list[0] if len(port_list) == 1 else port_list[k]}" if port_list else "")
         for k, h in enumerate(host_list or ([""] if port_list else []))
     )
-    user, password, database = values.get("user"), values.get("password"), values.get("dbname")
-    return ConnInfo("", user, joined, database, password, tuple(values.items()))
 
 
 def _kv_quote(value: str) -> str:

@@ -45,6 +45,7 @@ pytest_plugins = [
     "tests.support.demo",  # demo_url
     "tests.support.migration",  # mig, source_url, source_schema
     "tests.support.pg_settings",  # small_decoding_memory
+    "tests.support.preflight",  # setup, mongo
     "tests.support.runs",  # stop_followers
 ]
 

@@ -130,6 +130,16 @@ class RichProgress:
 
 
 def _describe(event: Event, totals: dict[str, tuple[int, int]] | None) -> str | None:
+    # Each event type belongs to one group; a group gives None for the types it does not know.
+    return (
+        _describe_run(event)
+        or _describe_snapshot(event, totals)
+        or _describe_cdc(event)
+        or _describe_steps(event)
+    )
+
+
+def _describe_run(event: Event) -> str | None:
     if isinstance(event, RunStarted):
         verb = "resuming" if event.resumed else "starting"
         where = f" (state file {event.state})" if event.state else ""
@@ -138,6 +148,14 @@ def _describe(event: Event, totals: dict[str, tuple[int, int]] | None) -> str | 
         return f"phase {event.phase}: {'resumed' if event.resumed else 'started'}"
     if isinstance(event, PhaseFinished):
         return f"phase {event.phase}: done in {event.seconds:.1f} s"
+    if isinstance(event, RunFinished):
+        if event.stopped_after == "interrupted":
+            return f"run {event.run_id} stopped; `migrator run` resumes it"
+        return f"run {event.run_id}: stopped ({event.stopped_after}) as asked; the run stays active"
+    return None
+
+
+def _describe_snapshot(event: Event, totals: dict[str, tuple[int, int]] | None) -> str | None:
     if isinstance(event, SlotCreated):
         publication = "created publication" if event.publication_created else "reusing existing publication"
         return f"{publication} {event.publication}; created slot {event.slot} at {event.position}"
@@ -166,6 +184,10 @@ def _describe(event: Event, totals: dict[str, tuple[int, int]] | None) -> str | 
         )
     if isinstance(event, DocumentSkipped):
         return f"skipped document {event.key!r} of {event.collection}: {event.reason} ({event.bytes:,} bytes)"
+    return None
+
+
+def _describe_cdc(event: Event) -> str | None:
     if isinstance(event, Notice):
         return f"{event.level}: {event.message}"
     if isinstance(event, BatchLimitChanged):
@@ -174,16 +196,6 @@ def _describe(event: Event, totals: dict[str, tuple[int, int]] | None) -> str | 
                 f"warn: cdc batches of up to {event.limit:,} writes (were {event.previous:,}): {event.reason}"
             )
         return f"cdc batches of up to {event.limit:,} writes again (plan: {event.ceiling:,})"
-    if isinstance(event, CutoverStep):
-        return f"cutover {event.step}: {event.message}"
-    if isinstance(event, RollbackStepDone):
-        return f"rollback {event.step}: {event.outcome}"
-    if isinstance(event, CutoverAbandoned):
-        return f"cutover attempt {event.attempt} abandoned after {event.freeze_ms:.0f} ms: {event.reason}"
-    if isinstance(event, RunFinished):
-        if event.stopped_after == "interrupted":
-            return f"run {event.run_id} stopped; `migrator run` resumes it"
-        return f"run {event.run_id}: stopped ({event.stopped_after}) as asked; the run stays active"
     if isinstance(event, CdcProgress):
         seconds = "?" if event.lag_seconds is None else f"{event.lag_seconds:.1f}"
         state = "caught up" if event.caught_up else "behind"
@@ -191,6 +203,16 @@ def _describe(event: Event, totals: dict[str, tuple[int, int]] | None) -> str | 
             f"cdc at {event.position}: {event.changes:,} changes, lag {seconds} s / "
             f"{event.lag_bytes:,} bytes ({state}), slot retains {event.retained_wal_bytes:,} bytes"
         )
+    return None
+
+
+def _describe_steps(event: Event) -> str | None:
+    if isinstance(event, CutoverStep):
+        return f"cutover {event.step}: {event.message}"
+    if isinstance(event, RollbackStepDone):
+        return f"rollback {event.step}: {event.outcome}"
+    if isinstance(event, CutoverAbandoned):
+        return f"cutover attempt {event.attempt} abandoned after {event.freeze_ms:.0f} ms: {event.reason}"
     return None
 
 

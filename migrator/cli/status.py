@@ -15,7 +15,14 @@ from rich.table import Table
 from rich.text import Text
 
 from migrator.errors import MigratorError
-from migrator.operations.status import CdcStatus, EndpointStatus, SnapshotStatus, StatusReport, ThrottleStatus
+from migrator.operations.status import (
+    CdcStatus,
+    EndpointStatus,
+    RunInfo,
+    SnapshotStatus,
+    StatusReport,
+    ThrottleStatus,
+)
 from migrator.redact import redact_text
 
 WATCH_INTERVAL_S = 1.0
@@ -172,13 +179,19 @@ def _verify(report: dict[str, Any]) -> str:
 
 def status_renderable(report: StatusReport) -> RenderableType:
     """The report as people read it."""
-    parts: list[RenderableType] = []
-    head = f"[bold]plan[/] {escape(report.plan)}"
     if report.run is None:
-        parts.append(Text.from_markup(head))
-        parts.append(Text(report.message or "no run", style="yellow"))
-        return Group(*parts)
-    run = report.run
+        head = f"[bold]plan[/] {escape(report.plan)}"
+        return Group(Text.from_markup(head), Text(report.message or "no run", style="yellow"))
+    parts: list[RenderableType] = [Text.from_markup("\n".join(_run_lines(report, report.run)))]
+    for section in _SECTIONS:
+        part = section(report)
+        if part is not None:
+            parts.append(part)
+    return Group(*parts)
+
+
+def _run_lines(report: StatusReport, run: RunInfo) -> list[str]:
+    head = f"[bold]plan[/] {escape(report.plan)}"
     phase = run.phase or "-"
     phase_status = next((p.status for p in report.phases if p.name == run.phase), None)
     head += f"  run {escape(run.id)} [bold]{escape(run.status)}[/]  phase {escape(phase)}"
@@ -201,67 +214,108 @@ def status_renderable(report: StatusReport) -> RenderableType:
             f"  [bold yellow]owner[/]   the target's data belongs to run {escape(owner.run_id)} (host "
             f"{escape(owner.host)}, state file {escape(owner.state)}), not to this run"
         )
-    parts.append(Text.from_markup("\n".join(lines)))
-    if report.snapshot is not None:
-        parts.append(_snapshot(report.snapshot))
-    if report.cdc is not None:
-        parts.append(Text.from_markup("\n".join(_cdc(report.cdc))))
+    return lines
+
+
+def _snapshot_part(report: StatusReport) -> RenderableType | None:
+    return _snapshot(report.snapshot) if report.snapshot is not None else None
+
+
+def _cdc_part(report: StatusReport) -> RenderableType | None:
+    return Text.from_markup("\n".join(_cdc(report.cdc))) if report.cdc is not None else None
+
+
+def _throttle_part(report: StatusReport) -> RenderableType | None:
     t = report.throttle
     if t is not None and (
         t.throttled or t.throttled_seconds or t.paused or t.file or t.chunk_rows or t.max_lag_seconds
     ):
-        parts.append(Text.from_markup("\n".join(_throttle(t))))
+        return Text.from_markup("\n".join(_throttle(t)))
+    return None
+
+
+def _cutover_part(report: StatusReport) -> RenderableType | None:
     co = report.cutover
-    if co is not None and (co.primary == "target" or co.last_freeze_ms or co.reverse_events is not None):
-        line = f"[bold]primary[/] {escape(co.primary)}"
-        if co.reverse_events is not None:
-            line += (
-                f"  reverse sync applied the target's changes until {escape(co.reverse_applied_until or '-')} "
-                f"({co.reverse_events:,} events)"
-            )
-        for direction, ms in sorted(co.last_freeze_ms.items()):
-            line += f"  last {escape(direction)} freeze {ms:.0f} ms"
-        parts.append(Text.from_markup(line))
-    if report.last_checkpoint is not None:
-        c = report.last_checkpoint
-        parts.append(
-            Text.from_markup(
-                f"[bold]last checkpoint[/] #{c.id} {escape(c.phase)} {escape(c.label)} "
-                f"{escape(c.position or '')} at {escape(c.created_at)}"
-            )
+    if co is None or not (co.primary == "target" or co.last_freeze_ms or co.reverse_events is not None):
+        return None
+    line = f"[bold]primary[/] {escape(co.primary)}"
+    if co.reverse_events is not None:
+        line += (
+            f"  reverse sync applied the target's changes until {escape(co.reverse_applied_until or '-')} "
+            f"({co.reverse_events:,} events)"
         )
-    if report.verify is not None:
-        parts.append(
-            Text.from_markup(
-                f"[bold]last verify[/] at {escape(report.verify.at)}: {_verify(report.verify.report)}"
-            )
+    for direction, ms in sorted(co.last_freeze_ms.items()):
+        line += f"  last {escape(direction)} freeze {ms:.0f} ms"
+    return Text.from_markup(line)
+
+
+def _checkpoint_part(report: StatusReport) -> RenderableType | None:
+    c = report.last_checkpoint
+    if c is None:
+        return None
+    return Text.from_markup(
+        f"[bold]last checkpoint[/] #{c.id} {escape(c.phase)} {escape(c.label)} "
+        f"{escape(c.position or '')} at {escape(c.created_at)}"
+    )
+
+
+def _verify_part(report: StatusReport) -> RenderableType | None:
+    if report.verify is None:
+        return None
+    return Text.from_markup(
+        f"[bold]last verify[/] at {escape(report.verify.at)}: {_verify(report.verify.report)}"
+    )
+
+
+def _errors_part(report: StatusReport) -> RenderableType | None:
+    if not report.errors:
+        return None
+    lines = ["[bold red]recent errors[/]"]
+    for e in report.errors:
+        retried = " (retried)" if e.retrying else ""
+        origin = ", ".join(x for x in (e.cause, None if e.code is None else f"code {e.code}") if x)
+        origin = f" ({escape(origin)})" if origin else ""
+        lines.append(
+            f"  {escape(e.at)} {escape(e.phase or '-')} {escape(e.error)}{origin}{retried}: {escape(e.message)}"
         )
-    if report.errors:
-        lines = ["[bold red]recent errors[/]"]
-        for e in report.errors:
-            retried = " (retried)" if e.retrying else ""
-            origin = ", ".join(x for x in (e.cause, None if e.code is None else f"code {e.code}") if x)
-            origin = f" ({escape(origin)})" if origin else ""
-            lines.append(
-                f"  {escape(e.at)} {escape(e.phase or '-')} {escape(e.error)}{origin}{retried}: {escape(e.message)}"
-            )
-            if e.hint:
-                lines.append(f"      [dim]hint: {escape(e.hint)}[/]")
-        parts.append(Text.from_markup("\n".join(lines)))
-    if report.warnings:
-        lines = ["[bold yellow]recent warnings[/]"]
-        lines += [f"  {escape(w.at)} {escape(w.message)}" for w in report.warnings]
-        parts.append(Text.from_markup("\n".join(lines)))
-    if report.history is not None:
-        table = Table(title=None, show_edge=False, box=None, header_style="bold", pad_edge=False)
-        for name in ("id", "phase", "label", "position", "time"):
-            table.add_column(name, justify="right" if name == "id" else "left", overflow="fold")
-        for c in report.history:
-            table.add_row(
-                str(c.id), escape(c.phase), escape(c.label), escape(c.position or "-"), escape(c.created_at)
-            )
-        parts.append(Group(Text.from_markup("[bold]checkpoints[/] (rollback targets)"), table))
-    return Group(*parts)
+        if e.hint:
+            lines.append(f"      [dim]hint: {escape(e.hint)}[/]")
+    return Text.from_markup("\n".join(lines))
+
+
+def _warnings_part(report: StatusReport) -> RenderableType | None:
+    if not report.warnings:
+        return None
+    lines = ["[bold yellow]recent warnings[/]"]
+    lines += [f"  {escape(w.at)} {escape(w.message)}" for w in report.warnings]
+    return Text.from_markup("\n".join(lines))
+
+
+def _history_part(report: StatusReport) -> RenderableType | None:
+    if report.history is None:
+        return None
+    table = Table(title=None, show_edge=False, box=None, header_style="bold", pad_edge=False)
+    for name in ("id", "phase", "label", "position", "time"):
+        table.add_column(name, justify="right" if name == "id" else "left", overflow="fold")
+    for c in report.history:
+        table.add_row(
+            str(c.id), escape(c.phase), escape(c.label), escape(c.position or "-"), escape(c.created_at)
+        )
+    return Group(Text.from_markup("[bold]checkpoints[/] (rollback targets)"), table)
+
+
+# The sections under the run's lines, in the order they are shown.
+_SECTIONS: tuple[Callable[[StatusReport], RenderableType | None], ...] = (
+    _snapshot_part,
+    _cdc_part,
+    _throttle_part,
+    _cutover_part,
+    _checkpoint_part,
+    _verify_part,
+    _errors_part,
+    _warnings_part,
+    _history_part,
+)
 
 
 def status_json(report: StatusReport, *, indent: int | None = 2) -> str:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -158,70 +159,85 @@ class RunMetrics:
         self._lock = threading.Lock()
         self._changes_counted = 0  # CDC changes counted so far (batches), reconciled with progress totals
         self._transactions_counted = 0
+        self._handlers = self._handler_table()  # built once: emit runs per event
 
     def emit(self, event: Event) -> None:
         with self._lock:
             self._emit(event)
 
     def _emit(self, event: Event) -> None:
-        if isinstance(event, RowsCopied):
-            self.rows_copied.labels(event.collection).inc(event.rows)
-            self.documents_written.labels(event.collection).inc(event.docs)
-        elif isinstance(event, ChunkFinished):
-            self.chunks_done.labels(event.collection).inc()
-        elif isinstance(event, DocumentSkipped):
-            self.documents_skipped.labels(event.collection).inc()
-        elif isinstance(event, BatchApplied):
-            self.changes_applied.inc(event.changes)
-            self.transactions_applied.inc(event.transactions)
-            self.cdc_writes.inc(event.writes)
-            self._changes_counted += event.changes
-            self._transactions_counted += event.transactions
-            for lag_ms in event.lag_ms:
-                self.apply_latency.observe(max(0.0, lag_ms / 1000.0))
-        elif isinstance(event, CdcProgress):
-            # Progress carries the phase's running totals: a transaction larger than a batch is
-            # applied in parts that no BatchApplied reports, so catch up with the totals here.
-            if event.changes > self._changes_counted:
-                self.changes_applied.inc(event.changes - self._changes_counted)
-                self._changes_counted = event.changes
-            if event.transactions > self._transactions_counted:
-                self.transactions_applied.inc(event.transactions - self._transactions_counted)
-                self._transactions_counted = event.transactions
-            self.lag_seconds.set(math.nan if event.lag_seconds is None else event.lag_seconds)
-            self.lag_bytes.set(event.lag_bytes)
-            self.caught_up.set(1 if event.caught_up else 0)
-            self.retained_wal.set(event.retained_wal_bytes)
-        elif isinstance(event, ThrottleProgress | ThrottleLifted):
-            if event.total_seconds > self._throttled_counted:
-                self.throttled_seconds.inc(event.total_seconds - self._throttled_counted)
-                self._throttled_counted = event.total_seconds
-            self.throttled.set(1 if isinstance(event, ThrottleProgress) else 0)
-        elif isinstance(event, Throttled):
-            self.throttled.set(1)
-        elif isinstance(event, ErrorRaised):
-            self.errors.labels(event.error, event.phase).inc()
-        elif isinstance(event, WriteFreeze):
-            self.write_freeze.labels(event.direction).set(event.freeze_ms)
-        elif isinstance(event, ReverseBatchApplied):
-            self.reverse_documents.inc(event.documents)
-            self.reverse_rows.inc(event.rows)
-        elif isinstance(event, ReverseProgress):
-            self.reverse_lag.set(event.lag_seconds)
-        elif isinstance(event, VerifyFinished):
-            for result in VERIFY_RESULTS:
-                value = event.report.get(result)
-                if isinstance(value, int | float):
-                    self.verify_documents.labels(result).set(value)
-        elif isinstance(event, RunStarted):
-            self.run_info.labels(event.plan, event.run_id).set(1)
-        elif isinstance(event, PhaseStarted):
-            self.phase_running.labels(event.phase).set(1)
-        elif isinstance(event, PhaseFinished):
-            self.phase_running.labels(event.phase).set(0)
-        elif isinstance(event, RunFinished):
-            for phase in ("snapshot", "cdc"):
-                self.phase_running.labels(phase).set(0)
+        # First match wins, in this order (as the isinstance chain it replaces).
+        for kinds, handle in self._handlers:
+            if isinstance(event, kinds):
+                handle(event)
+                return
+
+    def _handler_table(self) -> tuple[tuple[type | tuple[type, ...], Callable[[Any], None]], ...]:
+        return (
+            (RowsCopied, self._rows_copied),
+            (ChunkFinished, lambda e: self.chunks_done.labels(e.collection).inc()),
+            (DocumentSkipped, lambda e: self.documents_skipped.labels(e.collection).inc()),
+            (BatchApplied, self._batch_applied),
+            (CdcProgress, self._cdc_progress),
+            ((ThrottleProgress, ThrottleLifted), self._throttle_progress),
+            (Throttled, lambda e: self.throttled.set(1)),
+            (ErrorRaised, lambda e: self.errors.labels(e.error, e.phase).inc()),
+            (WriteFreeze, lambda e: self.write_freeze.labels(e.direction).set(e.freeze_ms)),
+            (ReverseBatchApplied, self._reverse_batch_applied),
+            (ReverseProgress, lambda e: self.reverse_lag.set(e.lag_seconds)),
+            (VerifyFinished, self._verify_finished),
+            (RunStarted, lambda e: self.run_info.labels(e.plan, e.run_id).set(1)),
+            (PhaseStarted, lambda e: self.phase_running.labels(e.phase).set(1)),
+            (PhaseFinished, lambda e: self.phase_running.labels(e.phase).set(0)),
+            (RunFinished, self._run_finished),
+        )
+
+    def _rows_copied(self, event: RowsCopied) -> None:
+        self.rows_copied.labels(event.collection).inc(event.rows)
+        self.documents_written.labels(event.collection).inc(event.docs)
+
+    def _batch_applied(self, event: BatchApplied) -> None:
+        self.changes_applied.inc(event.changes)
+        self.transactions_applied.inc(event.transactions)
+        self.cdc_writes.inc(event.writes)
+        self._changes_counted += event.changes
+        self._transactions_counted += event.transactions
+        for lag_ms in event.lag_ms:
+            self.apply_latency.observe(max(0.0, lag_ms / 1000.0))
+
+    def _cdc_progress(self, event: CdcProgress) -> None:
+        # Progress carries the phase's running totals: a transaction larger than a batch is
+        # applied in parts that no BatchApplied reports, so catch up with the totals here.
+        if event.changes > self._changes_counted:
+            self.changes_applied.inc(event.changes - self._changes_counted)
+            self._changes_counted = event.changes
+        if event.transactions > self._transactions_counted:
+            self.transactions_applied.inc(event.transactions - self._transactions_counted)
+            self._transactions_counted = event.transactions
+        self.lag_seconds.set(math.nan if event.lag_seconds is None else event.lag_seconds)
+        self.lag_bytes.set(event.lag_bytes)
+        self.caught_up.set(1 if event.caught_up else 0)
+        self.retained_wal.set(event.retained_wal_bytes)
+
+    def _throttle_progress(self, event: ThrottleProgress | ThrottleLifted) -> None:
+        if event.total_seconds > self._throttled_counted:
+            self.throttled_seconds.inc(event.total_seconds - self._throttled_counted)
+            self._throttled_counted = event.total_seconds
+        self.throttled.set(1 if isinstance(event, ThrottleProgress) else 0)
+
+    def _reverse_batch_applied(self, event: ReverseBatchApplied) -> None:
+        self.reverse_documents.inc(event.documents)
+        self.reverse_rows.inc(event.rows)
+
+    def _verify_finished(self, event: VerifyFinished) -> None:
+        for result in VERIFY_RESULTS:
+            value = event.report.get(result)
+            if isinstance(value, int | float):
+                self.verify_documents.labels(result).set(value)
+
+    def _run_finished(self, event: RunFinished) -> None:
+        for phase in ("snapshot", "cdc"):
+            self.phase_running.labels(phase).set(0)
 
     def value(self, name: str, labels: dict[str, str] | None = None) -> float | None:
         """A sample's current value by its exposed name (for tests and callers): e.g.

@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from migrator.adapters.base import SourceInfo, TableInfo, TargetInfo
 from migrator.adapters.postgres.server_checks import MIN_SERVER_VERSION
 from migrator.findings import Finding, Severity
 from migrator.phases.preflight import ASSUMED_ROWS_PER_SECOND, PreflightReport
@@ -222,13 +223,28 @@ def _worst(findings: list[Finding]) -> Finding | None:
 def _checks(
     plan: Plan, report: PreflightReport | None, clean: Callable[[str], str]
 ) -> tuple[list[CheckFacts], set[tuple[str, str]]]:
-    findings = report.findings if report is not None else []
     source = report.source if report is not None else None
     target = report.target if report is not None else None
-    covered: set[tuple[str, str]] = set()
-    out: list[CheckFacts] = []
+    checklist = _Checklist(report, clean)
+    _source_checks(checklist, plan, source)
+    _table_checks(checklist, plan, source)
+    _target_checks(checklist, plan, target)
+    checklist.out.extend(_plan_checks(plan))
+    return checklist.out, checklist.covered
+
+
+class _Checklist:
+    """The checklist lines built so far and the (check, subject) pairs they cover."""
+
+    def __init__(self, report: PreflightReport | None, clean: Callable[[str], str]) -> None:
+        self.report = report
+        self.findings = report.findings if report is not None else []
+        self.clean = clean
+        self.covered: set[tuple[str, str]] = set()
+        self.out: list[CheckFacts] = []
 
     def add(
+        self,
         check: str,
         requirement: str,
         found_ok: str | None,
@@ -238,10 +254,11 @@ def _checks(
     ) -> None:
         """A checklist line fed by the findings of `check` (for `subject`, or all of them). With
         no finding, the check passed when `side` was inspected and `found_ok` says what was seen."""
-        covered.add((check, subject if subject is not None else "*"))
-        mine = [f for f in findings if f.check == check and (subject is None or f.subject == subject)]
+        clean, out = self.clean, self.out
+        self.covered.add((check, subject if subject is not None else "*"))
+        mine = [f for f in self.findings if f.check == check and (subject is None or f.subject == subject)]
         worst = _worst(mine)
-        if report is None:
+        if self.report is None:
             out.append(CheckFacts(check, requirement, UNCHECKED, "unchecked"))
         elif worst is not None and worst.severity in (Severity.FAIL, Severity.WARN):
             found = clean(worst.message)
@@ -257,41 +274,49 @@ def _checks(
                 CheckFacts(check, requirement, "(not checked: the database was not reached)", "unchecked")
             )
 
+
+def _source_checks(checklist: _Checklist, plan: Plan, source: SourceInfo | None) -> None:
     server = source.server if source is not None else None
     settings = server.settings if server is not None else {}
-    add("source.reachable", "the source PostgreSQL answers at the plan's URL", None, side=source)
-    add(
+    checklist.add("source.reachable", "the source PostgreSQL answers at the plan's URL", None, side=source)
+    checklist.add(
         "source.version",
         f"PostgreSQL {MIN_SERVER_VERSION // 10000} or newer (14+ streams large transactions)",
         f"PostgreSQL {server.version}" if server is not None else None,
         side=source,
     )
-    add(
+    checklist.add(
         "source.wal_level",
         "wal_level = logical",
         f"wal_level = {settings.get('wal_level', 'unknown')}",
         side=source,
     )
-    add(
+    checklist.add(
         "source.replication_privilege",
         "the plan's role may replicate (REPLICATION or superuser)",
         None,
         side=source,
     )
-    add("source.free_replication_slots", "a free replication slot (max_replication_slots)", None, side=source)
-    add("source.free_wal_senders", "a free WAL sender (max_wal_senders)", None, side=source)
-    add(
+    checklist.add(
+        "source.free_replication_slots", "a free replication slot (max_replication_slots)", None, side=source
+    )
+    checklist.add("source.free_wal_senders", "a free WAL sender (max_wal_senders)", None, side=source)
+    checklist.add(
         "source.create_publication",
         "the plan's role may create a publication in the source database",
         "allowed" if server is not None else None,
         side=source,
     )
-    add(
+    checklist.add(
         "source.existing_slot",
         f"no leftover replication slot of an earlier run (`{slot_name_pattern(plan.name)}`; it would retain WAL)",
         "none exists" if server is not None else None,
         side=source,
     )
+
+
+def _table_checks(checklist: _Checklist, plan: Plan, source: SourceInfo | None) -> None:
+    server = source.server if source is not None else None
     tables = source.tables if source is not None else {}
     seen: set[str] = set()
     for collection in plan.collections:
@@ -300,64 +325,71 @@ def _checks(
                 continue
             seen.add(table)
             info = tables.get(table)
-            identity = None
-            if info is not None:
-                key = ", ".join(info.primary_key) or "none"
-                identity = f"REPLICA IDENTITY {info.replica_identity.upper()}, primary key ({key})"
-            if info is not None and info.kind == "partitioned":
-                # Changes come from each partition with that partition's own replica identity
-                # (docs/architecture.md, "Partitioned tables"): one line per leaf, each with the
-                # fix preflight found for it; the partitioned table's own line is about its key,
-                # which a partition created later takes as its identity.
-                add(
-                    "source.replica_identity",
-                    f"partitioned `{table}` has a primary key (a partition created later takes it as "
-                    "replica identity; REPLICA IDENTITY is set per partition, not here)",
-                    f"primary key ({key}), {len(info.leaves)} partition(s)",
-                    subject=table,
-                    side=info,
-                )
-                for leaf in info.leaves:
-                    leaf_key = ", ".join(leaf.primary_key) or "none"
-                    add(
-                        "source.replica_identity",
-                        f"partition `{leaf.name}` of `{table}` has a replica identity (UPDATE/DELETE keyed in "
-                        "the WAL)",
-                        f"REPLICA IDENTITY {leaf.replica_identity.upper()}, primary key ({leaf_key})",
-                        subject=leaf.name,
-                        side=info,
-                    )
-            else:
-                add(
-                    "source.replica_identity",
-                    f"`{table}` has a primary key or a replica identity (UPDATE/DELETE keyed in the WAL)",
-                    identity,
-                    subject=table,
-                    side=info,
-                )
+            _identity_checks(checklist, table, info)
             owner = None
             if info is not None and server is not None:
                 owner = "superuser" if server.is_superuser else "owned by the plan's role"
-            add(
+            checklist.add(
                 "source.table_owner",
                 f"the plan's role owns `{table}` (CREATE PUBLICATION ... FOR TABLE)",
                 owner,
                 subject=table,
                 side=info,
             )
+
+
+def _identity_checks(checklist: _Checklist, table: str, info: TableInfo | None) -> None:
+    identity = None
+    if info is not None:
+        key = ", ".join(info.primary_key) or "none"
+        identity = f"REPLICA IDENTITY {info.replica_identity.upper()}, primary key ({key})"
+    if info is not None and info.kind == "partitioned":
+        # Changes come from each partition with that partition's own replica identity
+        # (docs/architecture.md, "Partitioned tables"): one line per leaf, each with the
+        # fix preflight found for it; the partitioned table's own line is about its key,
+        # which a partition created later takes as its identity.
+        checklist.add(
+            "source.replica_identity",
+            f"partitioned `{table}` has a primary key (a partition created later takes it as "
+            "replica identity; REPLICA IDENTITY is set per partition, not here)",
+            f"primary key ({key}), {len(info.leaves)} partition(s)",
+            subject=table,
+            side=info,
+        )
+        for leaf in info.leaves:
+            leaf_key = ", ".join(leaf.primary_key) or "none"
+            checklist.add(
+                "source.replica_identity",
+                f"partition `{leaf.name}` of `{table}` has a replica identity (UPDATE/DELETE keyed in "
+                "the WAL)",
+                f"REPLICA IDENTITY {leaf.replica_identity.upper()}, primary key ({leaf_key})",
+                subject=leaf.name,
+                side=info,
+            )
+    else:
+        checklist.add(
+            "source.replica_identity",
+            f"`{table}` has a primary key or a replica identity (UPDATE/DELETE keyed in the WAL)",
+            identity,
+            subject=table,
+            side=info,
+        )
+
+
+def _target_checks(checklist: _Checklist, plan: Plan, target: TargetInfo | None) -> None:
     topology = None
     if target is not None:
         topology = f"MongoDB {target.version}, " + (
             f"replica set {target.replica_set}" if target.replica_set else "standalone"
         )
-    add("target.reachable", "the target MongoDB answers at the plan's URL", topology, side=target)
-    add(
+    checklist.add("target.reachable", "the target MongoDB answers at the plan's URL", topology, side=target)
+    checklist.add(
         "target.transactions",
         "transactions (a replica set): data and checkpoint commit together",
         None,
         side=target,
     )
-    add(
+    checklist.add(
         "target.change_streams",
         "change streams (a replica set): reverse sync, hence rollback after cutover",
         None,
@@ -365,15 +397,13 @@ def _checks(
     )
     for collection in plan.collections:
         subject = f"{plan.target.database}.{collection.name}"
-        add(
+        checklist.add(
             "target.collection_empty",
             f"target collection `{subject}` is absent or empty",
             None,
             subject=subject,
             side=target,
         )
-    out.extend(_plan_checks(plan))
-    return out, covered
 
 
 def _plan_checks(plan: Plan) -> list[CheckFacts]:

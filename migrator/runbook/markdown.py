@@ -140,8 +140,14 @@ class _Renderer:
     # -- 1. summary -----------------------------------------------------------------------------
 
     def summary(self) -> None:
+        self.doc.heading(2, "1. Summary")
+        self.summary_table()
+        self.summary_tables()
+        self.summary_shapes()
+        self.summary_durations()
+
+    def summary_table(self) -> None:
         d, f = self.doc, self.f
-        d.heading(2, "1. Summary")
         if f.ready is None:
             readiness = f"not checked (offline): run `migrator plan {self.p}`"
         elif f.ready:
@@ -174,6 +180,8 @@ class _Renderer:
         )
         d.para("Passwords are masked (`***`); the plan's URLs come from its file or environment.")
 
+    def summary_tables(self) -> None:
+        d, f = self.doc, self.f
         d.heading(3, "Tables")
         total = "" if f.estimate.source_rows is None else f" (about {f.estimate.source_rows:,} rows in all)"
         d.para(f"Estimated rows are PostgreSQL's statistics (`pg_class.reltuples`){total}.")
@@ -191,6 +199,8 @@ class _Renderer:
             ],
         )
 
+    def summary_shapes(self) -> None:
+        d, f = self.doc, self.f
         d.heading(3, "Collections and document shape")
         if f.resolved:
             d.para(
@@ -210,6 +220,8 @@ class _Renderer:
             )
             d.code(json.dumps(f.shapes[collection.name], indent=2, ensure_ascii=False), lang="json")
 
+    def summary_durations(self) -> None:
+        d, f = self.doc, self.f
         d.heading(3, "Estimated durations")
         e = f.estimate
         share = "" if e.verify_share == 1.0 else f" x the sample share {e.verify_share:g}"

@@ -60,9 +60,7 @@ def write_routed(
     or document `_id` of `collection`, its `column` set to `value` formatted with the count.
     `ids` are the documents' _ids (typed as stored); rows are keyed by their int value."""
     out = Writes()
-    statement = sql.SQL("UPDATE {} SET {} = %s WHERE id = %s").format(
-        sql.Identifier(table), sql.Identifier(column)
-    )
+    statement = update_statement(table, column)
     started = time.monotonic()
     n = 0
     while not stop.is_set():
@@ -70,37 +68,59 @@ def write_routed(
         delay = started + n / rate - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        doc_id, text = ids[n % len(ids)], value.format(n=n)
-        begun = time.monotonic()
-        while True:
-            side = primary(routing)
-            try:
-                if side == "source":
-                    conn.execute(statement, [text, int(doc_id)])
-                else:
-                    collection.update_one({"_id": doc_id}, {"$set": {column: text}})
-                break
-            except psycopg.Error as exc:
-                if exc.sqlstate == QUERY_CANCELED:
-                    out.counts["retried"] += 1
-                    continue
-                out.counts["failed"] += 1
-                out.errors.append(str(exc))
-                break
-            except pymongo.errors.WriteError as exc:
-                if exc.code == FENCED:
-                    out.counts["retried"] += 1
-                    time.sleep(0.002)
-                    continue
-                out.counts["failed"] += 1
-                out.errors.append(str(exc))
-                break
-            except Exception as exc:  # noqa: BLE001 - a failed request, counted and shown
-                out.counts["failed"] += 1
-                out.errors.append(repr(exc))
-                break
-        out.latencies.append(time.monotonic() - begun)
-        out.counts[side] += 1
-        out.last[int(doc_id)] = text
+        write_once(conn, collection, statement, column, ids[n % len(ids)], value.format(n=n), routing, out)
     out.seconds = time.monotonic() - started
     return out
+
+
+def update_statement(table: str, column: str) -> sql.Composed:
+    """The source's UPDATE of one row's `column`, by id: what `write_once` runs there."""
+    return sql.SQL("UPDATE {} SET {} = %s WHERE id = %s").format(
+        sql.Identifier(table), sql.Identifier(column)
+    )
+
+
+def write_once(
+    conn: psycopg.Connection[Any],
+    collection: Any,
+    statement: sql.Composed,
+    column: str,
+    doc_id: Any,
+    text: str,
+    routing: Path,
+    out: Writes,
+    fenced_pause: float = 0.002,
+) -> None:
+    """One write of `text` on the side `routing` names, retried while a fence refuses it
+    (waiting `fenced_pause` seconds after the target's), and recorded in `out`."""
+    begun = time.monotonic()
+    while True:
+        side = primary(routing)
+        try:
+            if side == "source":
+                conn.execute(statement, [text, int(doc_id)])
+            else:
+                collection.update_one({"_id": doc_id}, {"$set": {column: text}})
+            break
+        except psycopg.Error as exc:
+            if exc.sqlstate == QUERY_CANCELED:
+                out.counts["retried"] += 1
+                continue
+            out.counts["failed"] += 1
+            out.errors.append(str(exc))
+            break
+        except pymongo.errors.WriteError as exc:
+            if exc.code == FENCED:
+                out.counts["retried"] += 1
+                time.sleep(fenced_pause)
+                continue
+            out.counts["failed"] += 1
+            out.errors.append(str(exc))
+            break
+        except Exception as exc:  # noqa: BLE001 - a failed request, counted and shown
+            out.counts["failed"] += 1
+            out.errors.append(repr(exc))
+            break
+    out.latencies.append(time.monotonic() - begun)
+    out.counts[side] += 1
+    out.last[int(doc_id)] = text

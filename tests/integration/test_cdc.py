@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -26,13 +25,14 @@ import pytest
 
 from migrator.adapters.postgres.lsn import Lsn
 from migrator.errors import TerminalError
+from tests.support.cli_process import migrator_script
 from tests.support.compare import assert_documents, flat_documents, group, records
+from tests.support.ddl import DROPPED_OR_RETYPED, THINGS, WHEN
 from tests.support.docs import Migration, sorted_documents, typed
 from tests.support.runs import Follower, follow, run, slot_active, transactions, wait_for
 from tests.support.servers import ExternalServer
 from tests.support.toast import BIG_FUNCTION, toasted_rows
 
-ROOT = Path(__file__).resolve().parents[2]
 STATE_ID_PREFIX = "cdc:"
 
 pytestmark = pytest.mark.usefixtures("stop_followers")
@@ -417,10 +417,7 @@ def test_truncate_applied_on_request_empties_collections_and_arrays(mig: Migrati
 # -- 6. DDL while the migration runs --------------------------------------------------------------
 
 SIMPLE = Scenario(
-    setup=(
-        "CREATE TABLE things (id integer PRIMARY KEY, name text, qty integer)",
-        "INSERT INTO things SELECT g, 'n' || g, g FROM generate_series(1, 3) g",
-    ),
+    setup=THINGS,
     collections="- {name: things, from: things, key: id}",
     changes=(),
     expected=lambda mig: {"things": flat_documents(mig, "SELECT id, name, qty FROM things")},
@@ -443,9 +440,6 @@ def ddl_and_run(
     finally:
         follower.finish()
     return follower
-
-
-WHEN = pytest.mark.parametrize("when", ["following", "between-runs"])
 
 
 @WHEN
@@ -473,14 +467,7 @@ def test_added_column_flows_into_changed_rows(mig: Migration, when: str) -> None
 
 
 @WHEN
-@pytest.mark.parametrize(
-    ("ddl", "says"),
-    [
-        ("ALTER TABLE things DROP COLUMN qty", "was dropped"),
-        ("ALTER TABLE things ALTER COLUMN qty TYPE bigint", "changed type"),
-    ],
-    ids=["drop", "retype"],
-)
+@DROPPED_OR_RETYPED
 def test_dropped_or_retyped_mapped_column_stops_the_run(
     mig: Migration, ddl: str, says: str, when: str
 ) -> None:
@@ -719,14 +706,6 @@ def test_streamed_large_transactions_committed_and_rolled_back(mig: Migration) -
 # -- 12. SIGTERM on `migrator run` ----------------------------------------------------------------
 
 
-def _migrator() -> str:
-    script = Path(sys.executable).parent / "migrator"
-    if not script.exists():
-        script = ROOT / ".venv" / "bin" / "migrator"
-    assert script.exists(), f"no migrator console script next to {sys.executable}; pip install -e ."
-    return str(script)
-
-
 def _result(stdout: str) -> dict[str, Any]:
     for line in reversed(stdout.splitlines()):
         try:
@@ -743,7 +722,7 @@ def test_sigterm_checkpoints_exits_0_and_the_next_run_finishes(mig: Migration) -
     plan = set_up(mig, name, FLAT)
     run(mig, plan, "snapshot")
     env = {**os.environ, **mig.env}
-    command = [_migrator(), "run", str(plan), "--state", str(mig.state_path), "--json"]
+    command = [migrator_script(), "run", str(plan), "--state", str(mig.state_path), "--json"]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         wait_for(lambda: slot_active(mig, name) or proc.poll() is not None, "the replication stream", 60)

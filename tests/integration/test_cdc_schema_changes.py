@@ -11,22 +11,18 @@ import pytest
 from migrator.errors import TerminalError
 from migrator.plan.names import publication_name
 from tests.support.compare import assert_documents, flat_documents
+from tests.support.ddl import DROPPED_OR_RETYPED, THINGS, WHEN
 from tests.support.docs import Migration
 from tests.support.runs import follow, run, transactions, wait_for
 
 pytestmark = pytest.mark.usefixtures("stop_followers")
 
-THINGS = (
-    "CREATE TABLE things (id integer PRIMARY KEY, name text, qty integer)",
-    "INSERT INTO things SELECT g, 'n' || g, g FROM generate_series(1, 3) g",
-)
 ACCOUNTS = (
     "CREATE TABLE accounts (id integer, region text, name text, PRIMARY KEY (id, region)) PARTITION BY LIST (region)",
     "CREATE TABLE accounts_eu PARTITION OF accounts FOR VALUES IN ('eu')",
     "CREATE TABLE accounts_us PARTITION OF accounts FOR VALUES IN ('us')",
     "INSERT INTO accounts VALUES (1, 'eu', 'a1'), (2, 'us', 'a2')",
 )
-WHEN = pytest.mark.parametrize("when", ["following", "between-runs"])
 
 
 def stops(mig: Migration, plan: Path, name: str, when: str, *ddl: str) -> TerminalError:
@@ -46,14 +42,7 @@ def stops(mig: Migration, plan: Path, name: str, when: str, *ddl: str) -> Termin
 
 
 @WHEN
-@pytest.mark.parametrize(
-    ("ddl", "says"),
-    [
-        ("ALTER TABLE things DROP COLUMN qty", "was dropped"),
-        ("ALTER TABLE things ALTER COLUMN qty TYPE bigint", "changed type"),
-    ],
-    ids=["drop", "retype"],
-)
+@DROPPED_OR_RETYPED
 def test_a_mapped_column_dropped_or_retyped_without_a_change_after_it(
     mig: Migration, ddl: str, says: str, when: str
 ) -> None:

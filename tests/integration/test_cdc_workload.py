@@ -33,14 +33,8 @@ step out, for a quicker run while debugging); MIGRATOR_TEST_POLL_BIG_TXN_ROWS th
 from __future__ import annotations
 
 import base64
-import importlib.util
-import json
 import os
-import queue
 import random
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -49,7 +43,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import psycopg
@@ -67,6 +60,8 @@ from migrator import api
 from migrator.adapters.postgres.lsn import Lsn
 from migrator.state import SQLiteStateStore
 from migrator.state.labels import SnapshotLabel
+from tests.support.cli_process import MigratorRun
+from tests.support.demo import customer_documents, demo_data
 from tests.support.docs import run_slot, typed
 from tests.support.servers import ExternalServer, MongoServer
 from tests.support.workload import Workload, prepare_source
@@ -91,135 +86,6 @@ CODEC: CodecOptions[dict[str, Any]] = CodecOptions(
     uuid_representation=UuidRepresentation.STANDARD, tz_aware=True, tzinfo=UTC
 )
 INT32 = range(-(2**31), 2**31)
-
-
-def _import_demo_data() -> ModuleType:
-    # scripts/ is not a package (it runs before migrator is installed): import it by path.
-    path = ROOT / "scripts" / "lib" / "demo_data.py"
-    spec = importlib.util.spec_from_file_location("migrator_demo_data", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, module)
-    spec.loader.exec_module(module)
-    return module
-
-
-demo_data = _import_demo_data()
-
-
-def _migrator() -> str:
-    script = Path(sys.executable).parent / "migrator"
-    if not script.exists():
-        script = ROOT / ".venv" / "bin" / "migrator"
-    assert script.exists(), f"no migrator console script next to {sys.executable}; pip install -e ."
-    return str(script)
-
-
-# -- `migrator run` in a subprocess ------------------------------------------------------------------
-
-
-class MigratorProcess:
-    """`migrator run PLAN --state STATE --json [--until ...]`, its stdout read as JSON lines on a thread."""
-
-    def __init__(self, plan: Path, state: Path, env: dict[str, str], until: str | None) -> None:
-        args = [_migrator(), "run", str(plan), "--state", str(state), "--json"]
-        if until is not None:
-            args += ["--until", until]
-        self.proc = subprocess.Popen(
-            args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=plan.parent
-        )
-        self.started = time.monotonic()
-        self.lines: list[str] = []
-        self.events: list[dict[str, Any]] = []
-        self._stderr: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        self._eof = False
-        threading.Thread(target=self._pump, daemon=True).start()
-        threading.Thread(target=self._pump_stderr, daemon=True).start()
-
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._queue.put(line.rstrip("\n"))
-        self._queue.put(None)
-
-    def _pump_stderr(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self._stderr.append(line)
-
-    def describe(self) -> str:
-        tail = "\n".join(self.lines[-25:])
-        stderr = "".join(self._stderr)[-4000:]
-        return f"exit code {self.proc.poll()}\n--- stdout (tail)\n{tail}\n--- stderr\n{stderr}"
-
-    def _next(self, timeout: float) -> dict[str, Any] | None:
-        """The next JSON event; None at the end of stdout; TimeoutError after `timeout`."""
-        deadline = time.monotonic() + timeout
-        while not self._eof:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError
-            try:
-                line = self._queue.get(timeout=remaining)
-            except queue.Empty:
-                continue
-            if line is None:
-                self._eof = True
-                break
-            self.lines.append(line)
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(event, dict) and "event" in event:
-                self.events.append(event)
-                return event
-        return None
-
-    def seen(self, kind: str, **match: Any) -> bool:
-        return any(e["event"] == kind and all(e.get(k) == v for k, v in match.items()) for e in self.events)
-
-    def wait_for(self, kind: str, timeout: float = EVENT_TIMEOUT, **match: Any) -> None:
-        deadline = time.monotonic() + timeout
-        while not self.seen(kind, **match):
-            try:
-                event = self._next(deadline - time.monotonic())
-            except TimeoutError:
-                raise AssertionError(f"no {kind} {match} within {timeout}s\n{self.describe()}") from None
-            if event is None:
-                self.proc.wait(timeout=30)
-                raise AssertionError(f"migrator ended before {kind} {match}\n{self.describe()}")
-
-    def run_for(self, seconds: float) -> None:
-        """Keep reading for `seconds`; the process must still be running then."""
-        deadline = time.monotonic() + seconds
-        while (remaining := deadline - time.monotonic()) > 0:
-            try:
-                if self._next(remaining) is None:
-                    self.proc.wait(timeout=30)
-                    raise AssertionError(f"migrator ended within {seconds:.2f}s\n{self.describe()}")
-            except TimeoutError:
-                return
-
-    def kill9(self) -> None:
-        assert self.proc.poll() is None, f"migrator ended before the kill\n{self.describe()}"
-        self.proc.send_signal(signal.SIGKILL)
-        code = self.finish(30)
-        assert code == -signal.SIGKILL, self.describe()
-
-    def finish(self, timeout: float) -> int:
-        try:
-            while self._next(timeout) is not None:
-                pass
-            return self.proc.wait(timeout=timeout)
-        except (TimeoutError, subprocess.TimeoutExpired):
-            raise AssertionError(f"migrator still running after {timeout}s\n{self.describe()}") from None
-
-    def result(self) -> dict[str, Any]:
-        results = [e for e in self.events if e["event"] == "result"]
-        assert len(results) == 1, self.describe()
-        return results[0]
 
 
 # -- set-up ----------------------------------------------------------------------------------------
@@ -289,9 +155,9 @@ class Setup:
     env: dict[str, str]
     own_server: bool  # the test suite's throwaway MongoDB-compatible server, used by nobody else now
     gate: Path | None = None  # poll mode: the gate file of ADVANCE_HOOK
-    processes: list[MigratorProcess] = field(default_factory=list)
+    processes: list[MigratorRun] = field(default_factory=list)
 
-    def kill9(self, process: MigratorProcess) -> None:
+    def kill9(self, process: MigratorRun) -> None:
         """SIGKILL `process`. A kill inside a target transaction leaves it open, holding the documents
         it wrote: MongoDB aborts it after transactionLifetimeLimitSeconds (60 s), and until then the
         next process's first transaction on those documents waits (WriteConflict, retried). On the
@@ -301,8 +167,11 @@ class Setup:
         if self.own_server:
             self.target.client.admin.command({"killAllSessions": []})
 
-    def start(self, until: str | None = None) -> MigratorProcess:
-        process = MigratorProcess(self.plan, self.state, self.env, until)
+    def start(self, until: str | None = None) -> MigratorRun:
+        args = ["run", str(self.plan), "--state", str(self.state)]
+        if until is not None:
+            args += ["--until", until]
+        process = MigratorRun(args, self.env, self.plan.parent, EVENT_TIMEOUT)
         self.processes.append(process)
         return process
 
@@ -382,9 +251,7 @@ def setup(
     finally:
         for s in made:
             for process in s.processes:
-                if process.proc.poll() is None:
-                    process.proc.kill()
-                    process.proc.wait(timeout=30)
+                process.kill_if_running()
         if made and not isinstance(mongo_server, ExternalServer):
             # A process killed inside a target transaction leaves it open. MongoDB aborts it after
             # transactionLifetimeLimitSeconds (60 s) and dropDatabase waits for that; SecantusDB
@@ -471,26 +338,7 @@ def expected_documents(pg_url: str) -> tuple[dict[Any, dict[str, Any]], dict[Any
                 "SELECT id AS _id, sku, name AS title, price, weight_kg AS weight, dimensions_mm, tags,"
                 " attributes, active, created_at FROM products",
             )
-    docs: dict[Any, dict[str, Any]] = {}
-    for c in customers:
-        docs[c["id"]] = {
-            "_id": c["id"],
-            **_without(c, "id", "password_hash"),
-            "addresses": [],
-            "profile": None,
-        }
-        docs[c["id"]]["orders"] = []
-    for a in addresses:
-        docs[a["customer_id"]]["addresses"].append(_without(a, "customer_id"))
-    for p in profiles:
-        docs[p["customer_id"]]["profile"] = _without(p, "customer_id")
-    by_order: dict[Any, dict[str, Any]] = {}
-    for o in orders:
-        order = {**_without(o, "customer_id"), "items": []}
-        by_order[o["id"]] = order
-        docs[o["customer_id"]]["orders"].append(order)
-    for i in items:
-        by_order[i["order_id"]]["items"].append(_without(i, "order_id"))
+    docs = customer_documents(customers, addresses, profiles, orders, items, _without)
     return docs, {p["_id"]: p for p in products}
 
 
@@ -616,7 +464,7 @@ class Kill:
 
 def _kill_at_random(
     s: Setup, rng: random.Random, kills: list[Kill], delay: tuple[float, float]
-) -> MigratorProcess:
+) -> MigratorRun:
     """Start `migrator run` (following changes), let CDC run for a random delay, SIGKILL it."""
     p = s.start()
     p.wait_for("phase.started", phase="cdc")

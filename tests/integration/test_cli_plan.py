@@ -10,30 +10,21 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from tests.support.cli_process import migrator_script
 from tests.support.demo import CUSTOMERS, DEMO_PLAN, PASSWORD, demo_data, with_user
 from tests.support.servers import PgServer
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _migrator() -> str:
-    # The console script of the venv running the tests (.venv/bin/migrator under scripts/test).
-    script = Path(sys.executable).parent / "migrator"
-    if not script.exists():
-        script = ROOT / ".venv" / "bin" / "migrator"
-    assert script.exists(), f"no migrator console script next to {sys.executable}; pip install -e ."
-    return str(script)
-
-
 def run_plan(*args: str, source_url: str, target_url: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "MIGRATOR_SOURCE_URL": source_url, "MIGRATOR_TARGET_URL": target_url}
     result = subprocess.run(
-        [_migrator(), "plan", *args],
+        [migrator_script(), "plan", *args],
         env=env,
         cwd=ROOT,
         capture_output=True,

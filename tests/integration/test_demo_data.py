@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from tests.support.demo import demo_data
 
 CUSTOMERS = 300
 SEED = 7
@@ -26,20 +24,6 @@ PRIMARY_KEYS = {
     "orders": "id",
     "order_items": "order_id, line_no",
 }
-
-
-def _import_demo_data() -> ModuleType:
-    # scripts/ is not a package (it must run before migrator is installed), so import it by path.
-    path = Path(__file__).resolve().parents[2] / "scripts" / "lib" / "demo_data.py"
-    spec = importlib.util.spec_from_file_location("migrator_demo_data", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, module)
-    spec.loader.exec_module(module)
-    return module
-
-
-demo_data = _import_demo_data()
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import os
 import queue
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -30,9 +29,9 @@ from migrator.operations.rollback import RollbackResult
 from migrator.operations.run import plan_digest
 from migrator.plan.names import legacy_slot_name, publication_name
 from migrator.state import SQLiteStateStore
+from tests.support.cli_process import migrator_script
 from tests.support.docs import Migration
 
-ROOT = Path(__file__).resolve().parents[2]
 ROWS = 300
 TIMEOUT = 120.0
 SCHEMA = f"""
@@ -46,20 +45,12 @@ COLLECTIONS = """
 """
 
 
-def _migrator() -> str:
-    script = Path(sys.executable).parent / "migrator"
-    if not script.exists():
-        script = ROOT / ".venv" / "bin" / "migrator"
-    assert script.exists(), f"no migrator console script next to {sys.executable}"
-    return str(script)
-
-
 class Cli:
     """One `migrator ...` process: its JSON lines on stdout are read on a thread."""
 
     def __init__(self, args: list[str], cwd: Path, env: dict[str, str]) -> None:
         self.proc = subprocess.Popen(
-            [_migrator(), *args],
+            [migrator_script(), *args],
             cwd=cwd,
             env={**os.environ, **env},
             stdout=subprocess.PIPE,

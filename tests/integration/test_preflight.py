@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -43,11 +42,6 @@ def _endpoint(url: str) -> str:
     """What migrator shows for a PostgreSQL URL: scheme://user@host:port/db, never the password."""
     parts = urlsplit(url)
     return f"postgresql://{parts.username}@{parts.hostname}:{parts.port or 5432}{parts.path}"
-
-
-@pytest.fixture
-def setup(pg_url: str, mongo_url: str, mongo_db_name: str, tmp_path: Path) -> Setup:
-    return Setup(pg_url, mongo_url, mongo_db_name, tmp_path)
 
 
 @pytest.fixture

@@ -13,19 +13,16 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
 import pymongo
 import pytest
 
-from migrator import api
 from migrator.adapters.postgres.connection import PgEndpoint
 from migrator.adapters.postgres.snapshot import PublicationManager
 from migrator.cli.progress import _describe
-from migrator.engine.events import Collector, Notice, SlotCreated
+from migrator.engine.events import Notice, SlotCreated
 from migrator.errors import SourceError
 from migrator.findings import Severity
 from migrator.plan.names import publication_name
@@ -35,34 +32,6 @@ from tests.support.docs import run_slot
 from tests.support.preflight import Setup, one
 
 SECRET = "HASH-7f3a-never-streamed"
-
-
-@pytest.fixture
-def setup(pg_url: str, mongo_url: str, mongo_db_name: str, tmp_path: Path) -> Setup:
-    return Setup(pg_url, mongo_url, mongo_db_name, tmp_path)
-
-
-@pytest.fixture
-def mongo(mongo_url: str) -> Iterator[pymongo.MongoClient[dict[str, Any]]]:
-    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
-        mongo_url, serverSelectionTimeoutMS=10_000
-    )
-    try:
-        yield client
-    finally:
-        client.close()
-
-
-def run(setup: Setup, collections: str, name: str, until: str = "snapshot") -> Collector:
-    events = Collector()
-    api.run(
-        setup.plan_file(collections, name=name),
-        until=until,  # type: ignore[arg-type]
-        state=setup.tmp_path / f"{name}.db",
-        sinks=[events],
-        env=setup.env(),
-    )
-    return events
 
 
 def peek(setup: Setup, slot: str, publication: str) -> bytes:
@@ -104,7 +73,7 @@ def test_excluded_column_never_leaves_the_source(
 ) -> None:
     setup.sql(*USERS)
     name = f"exclude-{uuid.uuid4().hex[:8]}"
-    run(setup, USERS_PLAN, name)
+    setup.run(USERS_PLAN, name)
     setup.sql(
         f"INSERT INTO public.users VALUES (3, 'c@example.com', '{SECRET}-3')",
         "UPDATE public.users SET email = 'a2@example.com' WHERE id = 1",
@@ -121,7 +90,7 @@ def test_excluded_column_never_leaves_the_source(
     assert finding.severity is Severity.INFO and "stays in the source" in finding.message
 
     # And CDC follows from the narrower Relation messages.
-    run(setup, USERS_PLAN, name, until="caught-up")
+    setup.run(USERS_PLAN, name, until="caught-up")
     assert list(mongo[setup.database]["users"].find().sort("_id")) == [
         {"_id": 1, "email": "a2@example.com"},
         {"_id": 3, "email": "c@example.com"},
@@ -137,7 +106,7 @@ def test_existing_publication_is_made_to_match_and_reported_as_reused(setup: Set
         f"CREATE PUBLICATION {publication} FOR TABLE public.users"
         " WITH (publish = 'insert', publish_via_partition_root = true)"
     )
-    events = run(setup, USERS_PLAN, name)
+    events = setup.run(USERS_PLAN, name)
     created = events.of(SlotCreated)
     assert [e.publication_created for e in created] == [False]
     line = _describe(created[0], None)
@@ -156,7 +125,7 @@ def test_existing_publication_is_made_to_match_and_reported_as_reused(setup: Set
 
     # A plan whose publication does not exist yet: created, and said so.
     fresh = f"fresh-{uuid.uuid4().hex[:8]}"
-    events = run(setup, USERS_PLAN.replace("name: users", "name: users_fresh"), fresh)
+    events = setup.run(USERS_PLAN.replace("name: users", "name: users_fresh"), fresh)
     assert [e.publication_created for e in events.of(SlotCreated)] == [True]
     line = _describe(events.of(SlotCreated)[0], None)
     assert line is not None and line.startswith(f"created publication {publication_name(fresh)}"), line
@@ -168,7 +137,7 @@ def test_publication_for_all_tables_of_the_plans_name_is_refused(setup: Setup) -
     publication = publication_name(name)
     setup.sql(f"CREATE PUBLICATION {publication} FOR ALL TABLES")
     with pytest.raises(SourceError, match="FOR ALL TABLES") as raised:
-        run(setup, USERS_PLAN, name)
+        setup.run(USERS_PLAN, name)
     assert raised.value.hint is not None and f"DROP PUBLICATION {publication}" in raised.value.hint
     assert rows(setup, "SELECT puballtables FROM pg_publication WHERE pubname = %s", (publication,)) == [
         (True,)
@@ -264,12 +233,12 @@ def test_a_column_added_later_to_a_listed_table_is_published_and_said(
     the documents of every row up to date: never documents silently without the new field."""
     setup.sql(*USERS)
     name = f"added-{uuid.uuid4().hex[:8]}"
-    run(setup, USERS_PLAN, name)
+    setup.run(USERS_PLAN, name)
     setup.sql(
         "ALTER TABLE public.users ADD COLUMN nickname text",
         "INSERT INTO public.users VALUES (3, 'c@example.com', 'x', 'cee')",
     )
-    events = run(setup, USERS_PLAN, name, until="caught-up")
+    events = setup.run(USERS_PLAN, name, until="caught-up")
     said = [n.message for n in events.of(Notice) if "nickname" in n.message]
     assert said and "publishes" in said[0] and any("brought up to date" in s for s in said), said
     assert published_columns(setup, publication_name(name)) == {"public.users": ["id", "email", "nickname"]}
@@ -281,7 +250,7 @@ def test_a_column_added_later_to_a_listed_table_is_published_and_said(
         "INSERT INTO public.users VALUES (4, 'd@example.com', 'x', 'dee')",
         "UPDATE public.users SET nickname = 'ay' WHERE id = 1",
     )
-    run(setup, USERS_PLAN, name, until="caught-up")
+    setup.run(USERS_PLAN, name, until="caught-up")
     users = {d["_id"]: d for d in mongo[setup.database]["users"].find()}
     assert (users[4].get("nickname"), users[1].get("nickname")) == ("dee", "ay")
     assert all("password_hash" not in d for d in users.values())

@@ -45,7 +45,7 @@ from migrator.phases.reverse import ReverseResult, ReverseSync
 from migrator.plan import load_plan
 from migrator.plan.names import cdc_checkpoint_id, reverse_origin_name
 from tests.support.docs import Migration, sorted_documents, typed
-from tests.support.every_type import ROW_1, ROW_2, ROW_3_MORE_NUMERICS, TYPES_DDL
+from tests.support.every_type import create_everything
 from tests.support.runs import follow, run, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -269,16 +269,7 @@ def test_every_type_of_the_conversion_table_comes_back(mig: Migration) -> None:
     """The snapshot tests' table of every supported type (all edge values): written back over the
     rows it came from, nothing changes; re-inserted, every value equals the source's, timestamps
     to the millisecond (BSON dates hold no more)."""
-    citext = bool(mig.rows("SELECT 1 FROM pg_available_extensions WHERE name = 'citext'"))
-    if citext:
-        mig.sql("CREATE EXTENSION IF NOT EXISTS citext")
-    mig.sql(
-        TYPES_DDL.format(citext_column="c_citext citext," if citext else ""),
-        ROW_1.format(citext_value="'MiXeD'," if citext else ""),
-        ROW_2,
-        *(f"INSERT INTO everything (id, c_numeric) VALUES ({i}, {v})" for i, v in ROW_3_MORE_NUMERICS),
-        "INSERT INTO everything (id) VALUES (9)",
-    )
+    create_everything(mig)
     name = "rev-types"
     plan = load_plan(mig.plan("- {name: everything, from: everything, key: id}", name=name), env=mig.env)
     with PostgresSource(mig.pg_url) as source:

@@ -18,25 +18,13 @@ from bson.int64 import Int64
 from migrator import api
 from migrator.operations.rollback_after_cutover import KILL_AT_ENV
 from tests.support import cli_process
-from tests.support.cutover import App, cutover_plan
+from tests.support.cutover import ROLLBACK_STEPS, App, cutover_plan, primary
 from tests.support.docs import Migration
 from tests.support.runs import run
 from tests.support.shop import CUSTOMERS, SCHEMA
 
 # Killed once the step's event is out (the step done and recorded) ...
-STEPS = [
-    "verify",
-    "lag",
-    "fence",
-    "drain",
-    "recheck",
-    "flipping",
-    "flip",
-    "drain-again",
-    "unfence",
-    "forget",
-    "hook",
-]
+STEPS = ["verify", *ROLLBACK_STEPS]
 # ... or between an action and its checkpoint (MIGRATOR_TEST_KILL_AT, migrator/operations/rollback_after_cutover/crash.py):
 # the fence taken and not recorded, the switch flipped and not recorded, and so on.
 BETWEEN = ["fence-engaged", "flipped", "unfenced", "forgotten"]
@@ -57,10 +45,7 @@ class Application:
         self.customers = m.client[m.database]["customers"]
 
     def side(self) -> str:
-        try:
-            return self.switch.read_text().strip() or "source"
-        except FileNotFoundError:
-            return "source"
+        return primary(self.switch)
 
     def fenced(self) -> bool:
         # Read again when the collection is not listed: under load the test server's catalog

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime
 import math
 import uuid
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -25,11 +24,6 @@ from tests.support.runs import follow, run, transactions, wait_for
 pytestmark = pytest.mark.usefixtures("stop_followers")
 
 UTC = datetime.UTC
-
-
-@pytest.fixture
-def setup(pg_url: str, mongo_url: str, mongo_db_name: str, tmp_path: Path) -> Setup:
-    return Setup(pg_url, mongo_url, mongo_db_name, tmp_path)
 
 
 def raw_doc(mig: Migration, collection: str, doc_id: Any) -> dict[str, Any]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,8 +22,8 @@ import pytest
 from click.testing import CliRunner
 
 from migrator.cli.main import cli
+from tests.support.cli_process import migrator_script
 
-ROOT = Path(__file__).resolve().parents[2]
 SECRET = "Zq7-S3cret-Pw9x"
 # What a broken string may cut the secret into (an unencoded '@', '/', '#', '?' or ':' in it).
 HEAD, TAIL = "Zq7-S3cret", "Pw9x-tail"
@@ -36,13 +35,6 @@ target: {{adapter: mongodb, url: "${{TGT}}", database: {database}}}
 collections:
   - {{name: items, from: public.items, key: id}}
 """
-
-
-def _migrator() -> str:
-    script = Path(sys.executable).parent / "migrator"
-    if not script.exists():
-        script = ROOT / ".venv" / "bin" / "migrator"
-    return str(script)
 
 
 def _pg_parts(url: str) -> tuple[str, int, str]:
@@ -96,7 +88,7 @@ def _malformed_targets(mongo: str) -> list[str]:
 
 def _run(args: list[str], env: dict[str, str], cwd: Path) -> _Ran:
     done = subprocess.run(
-        [_migrator(), *args],
+        [migrator_script(), *args],
         env=env,
         cwd=cwd,
         capture_output=True,

@@ -33,17 +33,13 @@ from migrator.engine.events import (
 from migrator.errors import PreflightFailed, SourceError, TerminalError
 from migrator.state import SQLiteStateStore
 from tests.support.docs import Migration, sorted_documents, typed
-from tests.support.every_type import ROW_1, ROW_2, ROW_3_MORE_NUMERICS, TYPES_DDL
+from tests.support.every_type import create_everything
 
 UTC = datetime.UTC
 
 
 def _float32(x: float) -> float:
     return float(struct.unpack("f", struct.pack("f", x))[0])
-
-
-def _has_extension(mig: Migration, name: str) -> bool:
-    return bool(mig.rows("SELECT 1 FROM pg_available_extensions WHERE name = %s", [name]))
 
 
 # -- every supported type ----------------------------------------------------------------------
@@ -203,16 +199,7 @@ def _expected_everything(citext: bool) -> dict[int, dict[str, Any]]:
 
 
 def test_every_supported_type_converts_as_documented(mig: Migration) -> None:
-    citext = _has_extension(mig, "citext")
-    if citext:
-        mig.sql("CREATE EXTENSION IF NOT EXISTS citext")
-    mig.sql(
-        TYPES_DDL.format(citext_column="c_citext citext," if citext else ""),
-        ROW_1.format(citext_value="'MiXeD'," if citext else ""),
-        ROW_2,
-        *(f"INSERT INTO everything (id, c_numeric) VALUES ({i}, {v})" for i, v in ROW_3_MORE_NUMERICS),
-        "INSERT INTO everything (id) VALUES (9)",  # NULL in every nullable column
-    )
+    citext = create_everything(mig)
     plan = mig.plan("- {name: everything, from: everything, key: id}", name="snap-types")
     outcome, _ = mig.run(plan)
     assert outcome.snapshot is not None and outcome.snapshot.documents == 10

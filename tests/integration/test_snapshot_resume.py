@@ -16,16 +16,10 @@ so there are many chunks to kill between.
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import os
-import queue
 import random
 import signal
 import struct
-import subprocess
-import sys
-import threading
 import time
 import uuid
 from collections import Counter
@@ -35,7 +29,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import psycopg
@@ -53,6 +46,8 @@ from migrator.adapters.postgres.lsn import Lsn
 from migrator.plan.names import publication_name
 from migrator.state import CheckpointRecord, SQLiteStateStore
 from migrator.state.labels import SnapshotLabel
+from tests.support.cli_process import MigratorRun
+from tests.support.demo import customer_documents, demo_data
 from tests.support.docs import run_slot
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,156 +63,6 @@ INTERRUPTED_EXIT = 130
 CODEC: CodecOptions[dict[str, Any]] = CodecOptions(
     uuid_representation=UuidRepresentation.STANDARD, tz_aware=True, tzinfo=UTC
 )
-
-
-def _import_demo_data() -> ModuleType:
-    # scripts/ is not a package (it must run before migrator is installed), so import it by path.
-    path = ROOT / "scripts" / "lib" / "demo_data.py"
-    spec = importlib.util.spec_from_file_location("migrator_demo_data", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, module)
-    spec.loader.exec_module(module)
-    return module
-
-
-demo_data = _import_demo_data()
-
-
-def _migrator() -> str:
-    # The console script of the venv running the tests (.venv/bin/migrator under scripts/test).
-    script = Path(sys.executable).parent / "migrator"
-    if not script.exists():
-        script = ROOT / ".venv" / "bin" / "migrator"
-    assert script.exists(), f"no migrator console script next to {sys.executable}; pip install -e ."
-    return str(script)
-
-
-# -- the subprocess ------------------------------------------------------------------------------
-
-
-class MigratorRun:
-    """One `migrator run PLAN --until snapshot --state STATE --json`, its stdout read line by line
-    on a thread. (`--until snapshot`: these tests are about the snapshot; CDC would follow changes.)"""
-
-    def __init__(self, plan: Path, state: Path, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(
-            [_migrator(), "run", str(plan), "--until", "snapshot", "--state", str(state), "--json"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-            cwd=plan.parent,
-        )
-        self.lines: list[str] = []
-        self.events: list[dict[str, Any]] = []
-        self._stderr: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        self._eof = False
-        threading.Thread(target=self._pump, daemon=True).start()
-        threading.Thread(target=self._pump_stderr, daemon=True).start()
-
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._queue.put(line.rstrip("\n"))
-        self._queue.put(None)
-
-    def _pump_stderr(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self._stderr.append(line)
-
-    @property
-    def stderr(self) -> str:
-        return "".join(self._stderr)
-
-    def describe(self) -> str:
-        tail = "\n".join(self.lines[-15:])
-        return f"exit code {self.proc.poll()}\n--- stdout (tail)\n{tail}\n--- stderr\n{self.stderr[-3000:]}"
-
-    def next_event(self, timeout: float) -> dict[str, Any] | None:
-        """The next JSON event line; None once stdout is closed; TimeoutError after `timeout`."""
-        deadline = time.monotonic() + timeout
-        while not self._eof:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError
-            try:
-                line = self._queue.get(timeout=remaining)
-            except queue.Empty:
-                continue
-            if line is None:
-                self._eof = True
-                break
-            self.lines.append(line)
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue  # the multi-line error document of a failed run, or anything not an event
-            if isinstance(event, dict) and "event" in event:
-                self.events.append(event)
-                return event
-        return None
-
-    def count(self, kind: str) -> int:
-        return sum(1 for e in self.events if e["event"] == kind)
-
-    def wait_for(self, kind: str, nth: int = 1, timeout: float = EVENT_TIMEOUT) -> dict[str, Any]:
-        """Read events until the `nth` event of `kind` (counted over this whole process)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            seen = [e for e in self.events if e["event"] == kind]
-            if len(seen) >= nth:
-                return seen[nth - 1]
-            try:
-                event = self.next_event(deadline - time.monotonic())
-            except TimeoutError:
-                raise AssertionError(f"no {kind} #{nth} within {timeout}s\n{self.describe()}") from None
-            if event is None:
-                self.proc.wait(timeout=EVENT_TIMEOUT)
-                raise AssertionError(f"migrator ended before {kind} #{nth}\n{self.describe()}")
-
-    def run_for(self, seconds: float) -> None:
-        """Keep reading events for `seconds`; the process must still be running afterwards."""
-        deadline = time.monotonic() + seconds
-        while (remaining := deadline - time.monotonic()) > 0:
-            try:
-                if self.next_event(remaining) is None:
-                    self.proc.wait(timeout=EVENT_TIMEOUT)
-                    raise AssertionError(f"migrator ended within {seconds:.2f}s\n{self.describe()}")
-            except TimeoutError:
-                return
-
-    def signal(self, sig: signal.Signals) -> None:
-        assert self.proc.poll() is None, f"migrator ended before {sig.name}\n{self.describe()}"
-        self.proc.send_signal(sig)
-
-    def finish(self, timeout: float = EVENT_TIMEOUT) -> int:
-        """Read stdout to its end and return the exit code."""
-        try:
-            while self.next_event(timeout) is not None:
-                pass
-            return self.proc.wait(timeout=timeout)
-        except (TimeoutError, subprocess.TimeoutExpired):
-            raise AssertionError(f"migrator still running after {timeout}s\n{self.describe()}") from None
-
-    def kill9(self) -> None:
-        self.signal(signal.SIGKILL)
-        code = self.finish()
-        assert code == -signal.SIGKILL, f"not killed by SIGKILL\n{self.describe()}"
-
-    def result(self) -> dict[str, Any]:
-        results = [e for e in self.events if e["event"] == "result"]
-        assert len(results) == 1, self.describe()
-        return results[0]
-
-    def error(self) -> dict[str, Any]:
-        """The JSON error document a failed `--json` run prints (indented, so several lines)."""
-        start = next((i for i, line in enumerate(self.lines) if line == "{"), None)
-        assert start is not None, self.describe()
-        payload: dict[str, Any] = json.loads("\n".join(self.lines[start:]))
-        return payload
 
 
 # -- set-up ------------------------------------------------------------------------------------
@@ -245,7 +90,9 @@ class Migration:
         return publication_name(self.name)
 
     def start(self) -> MigratorRun:
-        process = MigratorRun(self.plan, self.state, self.env)
+        # `--until snapshot`: these tests are about the snapshot; CDC would follow changes.
+        args = ["run", str(self.plan), "--until", "snapshot", "--state", str(self.state)]
+        process = MigratorRun(args, self.env, self.plan.parent, EVENT_TIMEOUT)
         self.started.append(process)
         return process
 
@@ -327,12 +174,9 @@ def migration(
     try:
         yield make
     finally:
-        # Never leave a migrator behind, whatever failed.
         for m in made:
             for process in m.started:
-                if process.proc.poll() is None:
-                    process.proc.kill()
-                    process.proc.wait(timeout=30)
+                process.kill_if_running()
         client.close()
 
 
@@ -422,23 +266,7 @@ def _expected_customers(pg_url: str, ids: list[int]) -> dict[int, dict[str, Any]
             " FROM order_items WHERE order_id = ANY(%s) ORDER BY order_id, line_no",
             ([o["id"] for o in orders],),
         ).fetchall()
-    docs: dict[int, dict[str, Any]] = {}
-    for c in customers:
-        doc = {"_id": c["id"], **_element(c, "id", "password_hash")}
-        doc.update(addresses=[], profile=None, orders=[])
-        docs[c["id"]] = doc
-    for a in addresses:
-        docs[a["customer_id"]]["addresses"].append(_element(a, "customer_id"))
-    for p in profiles:
-        docs[p["customer_id"]]["profile"] = _element(p, "customer_id")
-    by_order: dict[int, dict[str, Any]] = {}
-    for o in orders:
-        order = {**_element(o, "customer_id"), "items": []}
-        by_order[o["id"]] = order
-        docs[o["customer_id"]]["orders"].append(order)
-    for i in items:
-        by_order[i["order_id"]]["items"].append(_element(i, "order_id"))
-    return docs
+    return customer_documents(customers, addresses, profiles, orders, items, _element)
 
 
 def _expected_products(pg_url: str) -> dict[int, dict[str, Any]]:

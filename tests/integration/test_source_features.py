@@ -7,38 +7,19 @@ the application or loses changes, the test shows that it no longer does.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
 import pymongo
 import pytest
 
-from migrator import api
-from migrator.engine.events import Collector
 from migrator.errors import PreflightFailed
 from migrator.findings import Severity
 from migrator.phases.preflight import PreflightReport
 from tests.support.preflight import Setup, failed_checks, findings, fix_statements, one
 
 RUN_STATE = "state.db"
-
-
-@pytest.fixture
-def setup(pg_url: str, mongo_url: str, mongo_db_name: str, tmp_path: Path) -> Setup:
-    return Setup(pg_url, mongo_url, mongo_db_name, tmp_path)
-
-
-@pytest.fixture
-def mongo(mongo_url: str) -> Iterator[pymongo.MongoClient[dict[str, Any]]]:
-    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
-        mongo_url, serverSelectionTimeoutMS=10_000
-    )
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 def apply(setup: Setup, fix: str) -> None:
@@ -68,18 +49,6 @@ def each_fix(
         apply(setup, alternative)
         check(setup.plan(plan), alternative)
     return len(alternatives)
-
-
-def run(setup: Setup, collections: str, name: str, until: str = "snapshot") -> Collector:
-    events = Collector()
-    api.run(
-        setup.plan_file(collections, name=name),
-        until=until,  # type: ignore[arg-type]
-        state=setup.tmp_path / f"{name}.db",
-        sinks=[events],
-        env=setup.env(),
-    )
-    return events
 
 
 def publications(setup: Setup) -> list[str]:
@@ -177,7 +146,7 @@ def test_deferrable_primary_key_is_refused_before_anything_is_published(setup: S
     # `run` published the table and PostgreSQL then refused the UPDATE ("cannot update table
     # accounts because it does not have a replica identity and publishes updates").
     with pytest.raises(PreflightFailed, match=r"public\.accounts"):
-        run(setup, plan, unique("deferrable"))
+        setup.run(plan, unique("deferrable"))
     setup.sql(
         "UPDATE public.accounts SET owner = 'changed' WHERE id = 1",
         "DELETE FROM public.accounts WHERE id = 2",
@@ -208,7 +177,7 @@ def test_deferrable_primary_key_once_fixed_runs_and_the_application_still_writes
     )
     assert setup.plan(plan).ready
     name = unique("deferrable")
-    run(setup, plan, name)
+    setup.run(plan, name)
     assert publications(setup) != []
     # Once published, PostgreSQL lets the application update and delete: the table has an identity.
     setup.sql(
@@ -216,7 +185,7 @@ def test_deferrable_primary_key_once_fixed_runs_and_the_application_still_writes
         "DELETE FROM public.accounts WHERE id = 2",
         "INSERT INTO public.accounts VALUES (6, 'owner 6')",
     )
-    run(setup, plan, name, until="caught-up")
+    setup.run(plan, name, until="caught-up")
     expected = [
         {"_id": i, "owner": o}
         for i, o in setup_rows(setup, "SELECT id, owner FROM public.accounts ORDER BY id")
@@ -293,7 +262,7 @@ def test_partitioned_table_once_fixed_keeps_the_applications_writes_working(setu
     including one created later (it takes the default identity: the primary key)."""
     setup.sql(*PARTITIONED, "ALTER TABLE public.orders ADD PRIMARY KEY (id, region)")
     name = unique("partitioned")
-    run(setup, ORDERS_PLAN, name)
+    setup.run(ORDERS_PLAN, name)
     via_root = setup.scalar("SELECT pubviaroot FROM pg_publication WHERE pubname <> ''")
     assert via_root is False
     setup.sql(
@@ -314,7 +283,7 @@ def test_partitioned_table_with_the_old_advice_is_refused_and_the_application_ke
     nothing."""
     setup.sql(*PARTITIONED)
     with pytest.raises(PreflightFailed, match=r"public\.orders_us"):
-        run(setup, ORDERS_PLAN, unique("partitioned"))
+        setup.run(ORDERS_PLAN, unique("partitioned"))
     setup.sql("UPDATE public.orders SET total = 21 WHERE id = 2", "DELETE FROM public.orders WHERE id = 2")
     assert publications(setup) == []
 
@@ -428,9 +397,9 @@ def test_document_key_outside_the_replica_identity_is_refused_and_deletes_then_a
     apply(setup, statements[0])
     assert setup.plan(plan).ready
     name = unique("codes")
-    run(setup, plan, name)
+    setup.run(plan, name)
     setup.sql("DELETE FROM public.codes WHERE id = 1", "UPDATE public.codes SET label = 'deux' WHERE id = 2")
-    run(setup, plan, name, until="caught-up")
+    setup.run(plan, name, until="caught-up")
     assert list(mongo[setup.database]["codes"].find()) == [{"_id": "b", "id": 2, "label": "deux"}]
 
 

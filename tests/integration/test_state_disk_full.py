@@ -11,29 +11,21 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from migrator.state import SQLiteStateStore
+from tests.support.cli_process import migrator_script
 from tests.support.docs import Migration
 
-ROOT = Path(__file__).resolve().parents[2]
 ROWS = 400
 DISK = "4m"
 SCHEMA = f"""
 CREATE TABLE parts (id int PRIMARY KEY, label text NOT NULL, weight int NOT NULL);
 INSERT INTO parts SELECT i, repeat('p', i % 50) || i, i * 7 FROM generate_series(1, {ROWS}) AS i;
 """
-
-
-def _migrator() -> str:
-    script = Path(sys.executable).parent / "migrator"
-    if not script.exists():
-        script = ROOT / ".venv" / "bin" / "migrator"
-    return str(script)
 
 
 @pytest.fixture
@@ -84,7 +76,7 @@ def target_parts(mig: Migration) -> list[tuple[int, str, int]]:
 
 def run_snapshot(plan: Path, state: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [_migrator(), "run", str(plan), "--until", "snapshot", "--state", str(state)],
+        [migrator_script(), "run", str(plan), "--until", "snapshot", "--state", str(state)],
         env={**os.environ, **env},
         cwd=plan.parent,
         capture_output=True,

@@ -14,11 +14,8 @@ import os
 import signal
 import socket
 import subprocess
-import sys
-import threading
 import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -31,14 +28,14 @@ from migrator.adapters.postgres.lsn import Lsn
 from migrator.cli.logs import LogLines
 from migrator.cli.main import cli
 from migrator.engine.metrics import RunMetrics
-from migrator.engine.threads import BackgroundThread
 from migrator.errors import TerminalError
 from migrator.operations.status import StatusReport
 from migrator.plan.names import cdc_checkpoint_id
 from migrator.state.labels import CdcLabel, SnapshotLabel
+from tests.support.cli_process import migrator_script
 from tests.support.docs import Migration
+from tests.support.runs import Follower, wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "St4tus-Pw-n3ver-sh0wn-9qZ"
 RUN_TIMEOUT = 90.0
 CUSTOMERS = 250
@@ -61,26 +58,10 @@ def _with_password(url: str, password: str) -> str:
     return urlunsplit((parts.scheme, f"{user}:{password}@{host}", parts.path, parts.query, parts.fragment))
 
 
-def _migrator() -> str:
-    script = Path(sys.executable).parent / "migrator"
-    if not script.exists():
-        script = ROOT / ".venv" / "bin" / "migrator"
-    assert script.exists(), f"no migrator console script next to {sys.executable}; pip install -e ."
-    return str(script)
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0, every: float = 0.2) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(every)
 
 
 def _no_secret(*texts: str) -> None:
@@ -111,29 +92,6 @@ def source_schema() -> tuple[str, ...]:
 @pytest.fixture
 def plan(mig: Migration) -> Path:
     return mig.plan(COLLECTIONS, name="statusplan", phases=PHASES)
-
-
-class Follower:
-    """`api.run(until="stopped")` on a thread, stopped by the test (or at teardown)."""
-
-    def __init__(self, mig: Migration, plan: Path, *sinks: Any) -> None:
-        self.stop = threading.Event()
-        self._thread = BackgroundThread(
-            "status-follower",
-            lambda: api.run(
-                plan, until="stopped", state=mig.state_path, sinks=list(sinks), env=mig.env, stop=self.stop
-            ),
-        ).start()
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.alive()
-
-    def finish(self) -> None:
-        self.stop.set()
-        self._thread.join(RUN_TIMEOUT)
-        assert not self._thread.alive(), "the run did not stop"
-        self._thread.raise_error()
 
 
 def _status(mig: Migration, plan: Path, **kwargs: Any) -> StatusReport:
@@ -207,9 +165,14 @@ def test_status_after_snapshot_reports_progress_slot_and_checkpoint(mig: Migrati
 
 def test_status_while_cdc_follows_and_after_it_stopped(mig: Migration, plan: Path) -> None:
     mig.run(plan)
-    follower = Follower(mig, plan)
+    follower = Follower(mig, plan, "stopped")
     try:
-        _wait_for(lambda: _status(mig, plan).cdc.slot.active is True, "the stream to hold the slot")  # type: ignore[union-attr]
+        wait_for(
+            lambda: _status(mig, plan).cdc.slot.active is True,  # type: ignore[union-attr]
+            "the stream to hold the slot",
+            60,
+            every=0.2,
+        )
         made = time.time()
         mig.sql(
             "INSERT INTO notes VALUES (1000, 'new'), (1001, 'newer')",
@@ -224,7 +187,7 @@ def test_status_while_cdc_follows_and_after_it_stopped(mig: Migration, plan: Pat
                 after_change
             )
 
-        _wait_for(applied_past_change, "CDC to apply the changes")
+        wait_for(applied_past_change, "CDC to apply the changes", 60, every=0.2)
         during = _status(mig, plan)
         cdc = during.cdc
         assert cdc is not None and cdc.status == "running" and during.run.phase == "cdc"  # type: ignore[union-attr]
@@ -405,7 +368,7 @@ def test_metrics_scraped_from_a_running_migrator_run_and_json_logs(
     env = {**os.environ, **mig.env}
     with out.open("w") as stdout, err.open("w") as stderr:
         proc = subprocess.Popen(
-            [_migrator(), "run", str(plan), "--state", str(mig.state_path), "--metrics-port", str(port),
+            [migrator_script(), "run", str(plan), "--state", str(mig.state_path), "--metrics-port", str(port),
              "--log-format", "json"],
             stdout=stdout, stderr=stderr, env=env, cwd=tmp_path, text=True,
         )  # fmt: skip
@@ -418,16 +381,22 @@ def test_metrics_scraped_from_a_running_migrator_run_and_json_logs(
                 assert proc.poll() is None, f"migrator run ended: {err.read_text()}"
                 return {}
 
-        _wait_for(lambda: _total(scrape_or_empty(), "migrator_rows_copied_total") > 0, "rows copied", 60)
-        _wait_for(lambda: _status(mig, plan).cdc.slot.active is True, "the stream", 60)  # type: ignore[union-attr]
-        mig.sql(*(f"INSERT INTO notes VALUES ({i}, 'live {i}')" for i in range(100, 110)))
-        _wait_for(
-            lambda: scrape_or_empty().get("migrator_changes_applied_total", 0) >= 10, "changes applied", 60
+        wait_for(
+            lambda: _total(scrape_or_empty(), "migrator_rows_copied_total") > 0, "rows copied", 60, every=0.2
         )
-        _wait_for(
+        wait_for(lambda: _status(mig, plan).cdc.slot.active is True, "the stream", 60, every=0.2)  # type: ignore[union-attr]
+        mig.sql(*(f"INSERT INTO notes VALUES ({i}, 'live {i}')" for i in range(100, 110)))
+        wait_for(
+            lambda: scrape_or_empty().get("migrator_changes_applied_total", 0) >= 10,
+            "changes applied",
+            60,
+            every=0.2,
+        )
+        wait_for(
             lambda: not math.isnan(scrape_or_empty().get("migrator_retained_wal_bytes", math.nan)),
             "a lag measurement",
             30,
+            every=0.2,
         )
         samples = _scrape(port)
         rows = CUSTOMERS * (1 + ORDERS_PER_CUSTOMER) + 30
@@ -488,7 +457,7 @@ def test_text_logs_and_errors_of_a_failing_run_never_show_the_password(
     }
     for log_format in ("text", "json"):
         result = subprocess.run(
-            [_migrator(), "run", str(plan), "--state", str(tmp_path / "s.db"), "--log-format", log_format],
+            [migrator_script(), "run", str(plan), "--state", str(tmp_path / "s.db"), "--log-format", log_format],
             env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
         _no_secret(result.stdout, result.stderr)

@@ -5,10 +5,6 @@ during rollback, and the pgroll cycle: run -> cutover -> rollback -> rollback ->
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -26,13 +22,11 @@ from migrator.errors import TerminalError
 from migrator.operations.rollback import RollbackResult
 from migrator.operations.rollback_after_cutover import SwitchbackResult
 from migrator.plan.names import publication_name
-from tests.support.cli_process import migrator_script
-from tests.support.cutover import KEYS, App, cutover_plan, names_on_source, validators
+from tests.support import cli_process
+from tests.support.cutover import KEYS, ROLLBACK_STEPS, App, cutover_plan, names_on_source, validators
 from tests.support.docs import Migration
 from tests.support.runs import run
 from tests.support.shop import SCHEMA
-
-REPO = Path(__file__).parents[2]
 
 
 @pytest.fixture
@@ -118,19 +112,7 @@ def test_forward_and_back_with_a_writing_application_loses_nothing(
     assert steps[:2] == ["check", "verify"], steps
     last = max((i for i, step in enumerate(steps) if step == "abandoned"), default=1)
     assert len(result.abandoned) == steps.count("abandoned")
-    assert steps[last + 1 :] == [
-        "lag",
-        "fence",
-        "drain",
-        "recheck",
-        "flipping",
-        "flip",
-        "drain-again",
-        "unfence",
-        "forget",
-        "hook",
-        "done",
-    ]
+    assert steps[last + 1 :] == [*ROLLBACK_STEPS, "done"]
     # The pass ran while the application wrote on the target; what decided is the recheck at rest
     # of what the pass did not find equal and of everything changed since it began.
     assert result.verify is not None and result.recheck is not None
@@ -209,39 +191,12 @@ def test_rollback_refuses_after_a_one_way_cutover(mig: Migration, tmp_path: Path
     assert switch.read_text() == "target\n"
 
 
-def _cli(plan_file: Path, m: Migration, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, **m.env, "MIGRATOR_STATE": str(m.state_path)}
-    return subprocess.Popen(
-        [migrator_script(), *args, str(plan_file), "--json"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _kill_when(process: subprocess.Popen[str], predicate: Any, timeout: float = 120) -> list[dict[str, Any]]:
-    """Read the process's JSON lines until one matches, then SIGKILL it; the lines read."""
-    seen: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout
-    assert process.stdout is not None
-    for line in process.stdout:
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        seen.append(event)
-        if predicate(event):
-            process.send_signal(signal.SIGKILL)
-            process.wait(30)
-            return seen
-        if time.monotonic() > deadline:
-            break
-    process.kill()
-    raise AssertionError(
-        f"never saw the moment to kill at; saw {seen}; stderr: {process.stderr.read() if process.stderr else ''}"
-    )
+def _kill_at(plan_file: Path, m: Migration, args: list[str], event: str, step: str) -> None:
+    """`migrator ARGS PLAN --json`, SIGKILLed once it reports `step` done (and dead on return)."""
+    env = {**m.env, "MIGRATOR_STATE": str(m.state_path)}
+    process = cli_process.start([*args, str(plan_file)], env)
+    cli_process.signal_when(process, cli_process.step_is(event, step), timeout=120)
+    process.wait(30)
 
 
 @pytest.mark.parametrize("moment", ["fence", "switched"])
@@ -250,8 +205,7 @@ def test_kill_9_during_cutover_then_resume(mig: Migration, tmp_path: Path, momen
     switch = tmp_path / "routing"
     plan_file = cutover_plan(mig, name, switch, freeze="10s", reverse=True)
     run(mig, plan_file, "caught-up")
-    process = _cli(plan_file, mig, "cutover", "--exit")
-    _kill_when(process, lambda e: e.get("event") == "cutover.step" and e.get("step") == moment)
+    _kill_at(plan_file, mig, ["cutover", "--exit"], "cutover.step", moment)
     if moment == "fence":
         assert not switch.exists()  # killed under the fence: the lock died with the process
         mig.sql("UPDATE customers SET name = 'after the kill' WHERE id = 2")  # writers are not held
@@ -276,8 +230,7 @@ def test_kill_9_during_rollback_then_resume(mig: Migration, tmp_path: Path, mome
     api.cutover(plan_file, state=mig.state_path, env=mig.env)
     customers = mig.client[mig.database]["customers"]
     customers.update_one({"_id": Int64(7)}, {"$set": {"name": "before the rollback"}})
-    process = _cli(plan_file, mig, "rollback", "--yes")
-    _kill_when(process, lambda e: e.get("event") == "rollback.step" and e.get("step") == moment)
+    _kill_at(plan_file, mig, ["rollback", "--yes"], "rollback.step", moment)
     if moment == "fence":
         assert validators(mig)["customers"]  # the crash left the fence on
         assert switch.read_text() == "target\n"

@@ -4,11 +4,9 @@ connection, and catches up once resumed; the snapshot waits for a throttle file 
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -17,51 +15,16 @@ from migrator import api
 from migrator.cli.main import cli
 from migrator.engine.events import (
     ChunkFinished,
-    Collector,
     ErrorRaised,
     Throttled,
     ThrottleLifted,
 )
-from migrator.engine.threads import BackgroundThread
 from migrator.operations.status import StatusReport
 from tests.support.docs import Migration
+from tests.support.runs import Follower, wait_for
 from tests.support.servers import PgServer
 
-RUN_TIMEOUT = 90.0
 ROWS = 60
-
-
-def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0, every: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(every)
-
-
-class Follower:
-    """`api.run` on a thread, stopped by the test (or at teardown)."""
-
-    def __init__(self, mig: Migration, plan: Path, until: str = "stopped") -> None:
-        self.stop = threading.Event()
-        self.events = Collector()
-        mode: Any = until  # api.run's Literal, from the caller's text
-        self._thread = BackgroundThread(
-            "throttle-follower",
-            lambda: api.run(
-                plan, until=mode, state=mig.state_path, sinks=[self.events], env=mig.env, stop=self.stop
-            ),
-        ).start()
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.alive()
-
-    def finish(self) -> None:
-        self.stop.set()
-        self._thread.join(RUN_TIMEOUT)
-        assert not self._thread.alive(), "the run did not stop"
-        self._thread.raise_error()
 
 
 ITEMS = (
@@ -111,10 +74,10 @@ def test_pause_holds_cdc_while_the_source_changes_and_resume_catches_up(
     plan = _plan(mig, tmp_path / "no-such.flag")
     mig.run(plan)  # the snapshot
     assert len(_values(mig)) == ROWS
-    follower = Follower(mig, plan)
+    follower = Follower(mig, plan, "stopped")
     try:
         mig.sql("INSERT INTO items VALUES (1000, 'before')")
-        _wait_for(lambda: _values(mig).get(1000) == "before", "CDC to apply a change")
+        wait_for(lambda: _values(mig).get(1000) == "before", "CDC to apply a change", 60)
 
         _throttle(mig, plan, "--pause")
 
@@ -122,7 +85,7 @@ def test_pause_holds_cdc_while_the_source_changes_and_resume_catches_up(
             throttle = _status(mig, plan).throttle
             return throttle is not None and throttle.throttled and throttle.phase == "cdc"
 
-        _wait_for(held, "the run to report itself throttled")
+        wait_for(held, "the run to report itself throttled", 60)
         report = _status(mig, plan, live=True)
         assert report.throttle is not None and report.throttle.paused
         assert any("paused by the operator" in r for r in report.throttle.reasons)
@@ -158,7 +121,7 @@ def test_pause_holds_cdc_while_the_source_changes_and_resume_catches_up(
                 and 2 not in now
             )
 
-        _wait_for(caught_up, "CDC to apply what the source wrote while paused")
+        wait_for(caught_up, "CDC to apply what the source wrote while paused", 60)
         throttle = _status(mig, plan).throttle
         assert throttle is not None and not throttle.throttled and not throttle.paused
         assert throttle.throttled_seconds >= 3.0
@@ -176,10 +139,10 @@ def test_max_lag_override_reaches_the_running_cdc(mig: Migration, tmp_path: Path
     mig.run(plan)
     _throttle_before = _status(mig, plan).throttle
     assert _throttle_before is not None and _throttle_before.max_lag_seconds is None
-    follower = Follower(mig, plan)
+    follower = Follower(mig, plan, "stopped")
     try:
         mig.sql("INSERT INTO items VALUES (3000, 'x')")
-        _wait_for(lambda: 3000 in _values(mig), "CDC to run")
+        wait_for(lambda: 3000 in _values(mig), "CDC to run", 60)
         _throttle(mig, plan, "--max-lag", "750ms", "--chunk-rows", "10")
         throttle = _status(mig, plan).throttle
         assert throttle is not None and throttle.max_lag_seconds == 0.75 and throttle.chunk_rows == 10
@@ -197,7 +160,7 @@ def test_throttle_file_holds_the_snapshot_until_removed(mig: Migration, tmp_path
     flag = tmp_path / "hold.flag"
     flag.write_text("")
     plan = _plan(mig, flag, chunk_rows=20)  # several chunks
-    follower = Follower(mig, plan, until="snapshot")
+    follower = Follower(mig, plan, "snapshot")
     try:
 
         def held() -> bool:
@@ -206,14 +169,14 @@ def test_throttle_file_holds_the_snapshot_until_removed(mig: Migration, tmp_path
             throttle = _status(mig, plan).throttle
             return throttle is not None and throttle.throttled and throttle.phase == "snapshot"
 
-        _wait_for(held, "the snapshot to be held by the throttle file")
+        wait_for(held, "the snapshot to be held by the throttle file", 60)
         assert any("throttle file" in r for r in _status(mig, plan).throttle.reasons)  # type: ignore[union-attr]
         time.sleep(1.5)
         assert follower.alive
         assert follower.events.of(ChunkFinished) == []
         assert mig.client[mig.database]["items"].count_documents({}) == 0
         flag.unlink()
-        _wait_for(lambda: not follower.alive, "the snapshot to finish once the file is gone")
+        wait_for(lambda: not follower.alive, "the snapshot to finish once the file is gone", 60)
     finally:
         follower.finish()
     chunks = follower.events.of(ChunkFinished)
@@ -233,17 +196,17 @@ def test_a_paused_stream_survives_a_short_wal_sender_timeout(
     try:
         plan = _plan(mig, tmp_path / "no-such.flag")
         mig.run(plan)
-        follower = Follower(mig, plan)
+        follower = Follower(mig, plan, "stopped")
         try:
             mig.sql("INSERT INTO items VALUES (1000, 'before')")
-            _wait_for(lambda: 1000 in _values(mig), "CDC to run")
+            wait_for(lambda: 1000 in _values(mig), "CDC to run", 60)
             _throttle(mig, plan, "--pause")
-            _wait_for(lambda: bool(_status(mig, plan).throttle.throttled), "the hold")  # type: ignore[union-attr]
+            wait_for(lambda: bool(_status(mig, plan).throttle.throttled), "the hold", 60)  # type: ignore[union-attr]
             mig.sql("INSERT INTO items SELECT g, 'during' FROM generate_series(2000, 2199) g")
             time.sleep(6.0)  # three times wal_sender_timeout
             assert 2000 not in _values(mig)
             _throttle(mig, plan, "--resume")
-            _wait_for(lambda: 2199 in _values(mig), "CDC to catch up")
+            wait_for(lambda: 2199 in _values(mig), "CDC to catch up", 60)
         finally:
             follower.finish()
         dropped = [e for e in follower.events.of(ErrorRaised) if e.phase == "cdc"]

@@ -37,7 +37,7 @@ from migrator.operations.run import RunOutcome
 from migrator.phases.preflight import PreflightReport
 from tests.support import expected
 from tests.support.docs import typed
-from tests.support.runs import ApiRun
+from tests.support.runs import ApiRun, source_transactions
 from tests.support.servers import create_pg_database, drop_pg_database, unique_name, with_database
 
 RUN_TIMEOUT = 180.0  # a loaded 2-core machine runs snapshot + CDC start in seconds, but be generous
@@ -260,12 +260,7 @@ class Scenario:
 
     def step(self, *transactions: str | Sequence[str]) -> None:
         """Run each item as one transaction on the source, then wait until it is applied."""
-        with psycopg.connect(self.pg_url) as conn:
-            for txn in transactions:
-                statements = [txn] if isinstance(txn, str) else txn
-                with conn.transaction():
-                    for statement in statements:
-                        conn.execute(statement)
+        source_transactions(self.pg_url, *transactions)
         self.catch_up()
 
     def verify(self) -> dict[str, Any]:

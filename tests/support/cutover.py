@@ -11,14 +11,28 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import pymongo.errors
 from bson.int64 import Int64
 
 from tests.support.docs import Migration
+from tests.support.scripts_lib import load
+
+routed_writes = load("routed_writes")
 
 KEYS = 40
-QUERY_CANCELED = "57014"
-FENCED_BY_VALIDATOR = 121  # DocumentValidationFailure
+# The steps of a rollback after cutover from its lag gate on, in order: each emits a rollback.step
+# event once done and recorded (after "check" and "verify"; "done" ends a rollback).
+ROLLBACK_STEPS = (
+    "lag",
+    "fence",
+    "drain",
+    "recheck",
+    "flipping",
+    "flip",
+    "drain-again",
+    "unfence",
+    "forget",
+    "hook",
+)
 
 
 def cutover_plan(
@@ -48,62 +62,35 @@ def cutover_plan(
 class App:
     """Writes customer names, one at a time, to whichever side the switch names; a statement the
     fence's cancellation ends (SQLSTATE 57014) or a write the target's rollback fence refuses
-    (error 121) is retried after reading the switch again."""
+    (error 121) is retried after reading the switch again (scripts/lib/routed_writes.py, the
+    demo's and the cutover benchmark's application, makes each write)."""
 
     def __init__(self, m: Migration, switch: Path, pause: float = 0.005) -> None:
         self.m, self.switch, self.pause = m, switch, pause
         self.stop = threading.Event()
-        self.last: dict[int, str] = {}
-        self.counts = {"source": 0, "target": 0, "retried": 0, "failed": 0}
-        self.latencies: list[float] = []
-        self.errors: list[str] = []
+        self.writes = routed_writes.Writes()
+        # The written values, counts, latencies and errors, live while the application runs.
+        self.last: dict[int, str] = self.writes.last
+        self.counts: dict[str, int] = self.writes.counts
+        self.latencies: list[float] = self.writes.latencies
+        self.errors: list[str] = self.writes.errors
         self._thread = threading.Thread(target=self._body, daemon=True)
         self._thread.start()
 
     def primary(self) -> str:
-        try:
-            return self.switch.read_text().strip() or "source"
-        except FileNotFoundError:
-            return "source"
+        return primary(self.switch)
 
     def _body(self) -> None:
         customers = self.m.client[self.m.database]["customers"]
+        statement = routed_writes.update_statement("customers", "name")
         with psycopg.connect(self.m.pg_url, autocommit=True) as conn:
             n = 0
             while not self.stop.is_set():
                 n += 1
                 key, value = n % KEYS + 1, f"w{n}"
-                started = time.monotonic()
-                while True:
-                    side = self.primary()
-                    try:
-                        if side == "source":
-                            conn.execute("UPDATE customers SET name = %s WHERE id = %s", [value, key])
-                        else:
-                            customers.update_one({"_id": Int64(key)}, {"$set": {"name": value}})
-                        break
-                    except psycopg.Error as exc:
-                        if exc.sqlstate == QUERY_CANCELED:
-                            self.counts["retried"] += 1
-                            continue
-                        self.counts["failed"] += 1
-                        self.errors.append(str(exc))
-                        break
-                    except pymongo.errors.WriteError as exc:
-                        if exc.code == FENCED_BY_VALIDATOR:
-                            self.counts["retried"] += 1
-                            time.sleep(0.005)
-                            continue
-                        self.counts["failed"] += 1
-                        self.errors.append(str(exc))
-                        break
-                    except Exception as exc:  # noqa: BLE001 - counted and reported by the test
-                        self.counts["failed"] += 1
-                        self.errors.append(repr(exc))
-                        break
-                self.latencies.append(time.monotonic() - started)
-                self.counts[side] += 1
-                self.last[key] = value
+                routed_writes.write_once(
+                    conn, customers, statement, "name", Int64(key), value, self.switch, self.writes, 0.005
+                )
                 time.sleep(
                     self.pause
                 )  # 0.005: a steady ~150 writes/s, which CDC on the test server keeps up with
@@ -111,6 +98,11 @@ class App:
     def finish(self) -> None:
         self.stop.set()
         self._thread.join(120)
+
+
+def primary(switch: Path) -> str:
+    """The side the switch file names: "source" while it is absent or empty."""
+    return str(routed_writes.primary(switch))
 
 
 def names_on_source(m: Migration) -> dict[int, str]:

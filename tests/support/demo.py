@@ -8,16 +8,16 @@ another number of customers overrides the `demo_customers` fixture.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from types import ModuleType
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
+
+from tests.support.scripts_lib import load
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_PLAN = ROOT / "plans" / "demo.yaml"
@@ -26,18 +26,7 @@ PASSWORD = "Cli-Pw-4kXr9-never-shown"
 DEMO_TABLES = ("products", "customers", "addresses", "customer_profiles", "orders", "order_items")
 
 
-def _import_demo_data() -> ModuleType:
-    # scripts/ is not a package (it must run before migrator is installed), so import it by path.
-    path = ROOT / "scripts" / "lib" / "demo_data.py"
-    spec = importlib.util.spec_from_file_location("migrator_demo_data", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, module)
-    spec.loader.exec_module(module)
-    return module
-
-
-demo_data = _import_demo_data()
+demo_data = load("demo_data")
 
 
 def with_user(url: str, user: str, password: str) -> str:
@@ -73,3 +62,34 @@ def demo_url(pg_url: str, demo_customers: int) -> Iterator[str]:
         with psycopg.connect(pg_url, autocommit=True) as conn:
             conn.execute(f"DROP OWNED BY {role}")
             conn.execute(f"DROP ROLE {role}")
+
+
+def customer_documents(
+    customers: Iterable[dict[str, Any]],
+    addresses: Iterable[dict[str, Any]],
+    profiles: Iterable[dict[str, Any]],
+    orders: Iterable[dict[str, Any]],
+    items: Iterable[dict[str, Any]],
+    element: Callable[..., dict[str, Any]],
+) -> dict[Any, dict[str, Any]]:
+    """Customer documents by _id, per plans/demo.yaml, from their rows (each in the order its array
+    keeps): password_hash left out, then addresses, profile (or None) and orders, each order with
+    its items. `element(row, *hidden)` is a row as a (sub-)document without the `hidden` columns
+    (the `on` columns), its values as the caller's oracle converts them."""
+    docs: dict[Any, dict[str, Any]] = {}
+    for c in customers:
+        doc = {"_id": c["id"], **element(c, "id", "password_hash")}
+        doc.update(addresses=[], profile=None, orders=[])
+        docs[c["id"]] = doc
+    for a in addresses:
+        docs[a["customer_id"]]["addresses"].append(element(a, "customer_id"))
+    for p in profiles:
+        docs[p["customer_id"]]["profile"] = element(p, "customer_id")
+    by_order: dict[Any, dict[str, Any]] = {}
+    for o in orders:
+        order = {**element(o, "customer_id"), "items": []}
+        by_order[o["id"]] = order
+        docs[o["customer_id"]]["orders"].append(order)
+    for i in items:
+        by_order[i["order_id"]]["items"].append(element(i, "order_id"))
+    return docs

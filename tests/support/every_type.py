@@ -1,7 +1,11 @@
 """The `everything` table: a column of every type the conversion table supports (and arrays of
 many), with rows of edge values, so that the snapshot and reverse sync are tested on the same
 values. `{citext_column}` and `{citext_value}` are filled in (or left empty) depending on whether
-the server has the citext extension."""
+the server has the citext extension; `create_everything` does that."""
+
+from __future__ import annotations
+
+from tests.support.docs import Migration
 
 TYPES_DDL = """
 CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
@@ -64,3 +68,19 @@ ROW_3_MORE_NUMERICS = [
     (8, "'1e300'"),  # 301 digits, one of them significant
     (10, "'1.50000000000000000000000000000000000000'"),  # numeric keeps this scale: 39 digits, 2 significant
 ]
+
+
+def create_everything(mig: Migration) -> bool:
+    """The `everything` table in `mig`'s source with its rows 1 to 10; whether it has c_citext
+    (the server has the citext extension)."""
+    citext = bool(mig.rows("SELECT 1 FROM pg_available_extensions WHERE name = 'citext'"))
+    if citext:
+        mig.sql("CREATE EXTENSION IF NOT EXISTS citext")
+    mig.sql(
+        TYPES_DDL.format(citext_column="c_citext citext," if citext else ""),
+        ROW_1.format(citext_value="'MiXeD'," if citext else ""),
+        ROW_2,
+        *(f"INSERT INTO everything (id, c_numeric) VALUES ({i}, {v})" for i, v in ROW_3_MORE_NUMERICS),
+        "INSERT INTO everything (id) VALUES (9)",  # NULL in every nullable column
+    )
+    return citext

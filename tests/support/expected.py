@@ -67,13 +67,7 @@ class Embed:
             entry["key"] = _one_or_list(self.key)
         if self.order_by:
             entry["order_by"] = _one_or_list(self.order_by)
-        if self.fields is not None:
-            entry["fields"] = dict(self.fields)
-        if self.exclude:
-            entry["exclude"] = list(self.exclude)
-        if self.embeds:
-            entry["embed"] = [e.plan_entry() for e in self.embeds]
-        return entry
+        return _with_shape(entry, self.fields, self.exclude, self.embeds)
 
 
 @dataclass(frozen=True)
@@ -89,13 +83,23 @@ class Coll:
 
     def plan_entry(self) -> dict[str, Any]:
         entry: dict[str, Any] = {"name": self.name, "from": self.table, "key": _one_or_list(self.key)}
-        if self.fields is not None:
-            entry["fields"] = dict(self.fields)
-        if self.exclude:
-            entry["exclude"] = list(self.exclude)
-        if self.embeds:
-            entry["embed"] = [e.plan_entry() for e in self.embeds]
-        return entry
+        return _with_shape(entry, self.fields, self.exclude, self.embeds)
+
+
+def _with_shape(
+    entry: dict[str, Any],
+    fields: Mapping[str, str] | None,
+    exclude: tuple[str, ...],
+    embeds: tuple[Embed, ...],
+) -> dict[str, Any]:
+    """`entry` with the document's shape keys a plan entry sets: fields, exclude, embed."""
+    if fields is not None:
+        entry["fields"] = dict(fields)
+    if exclude:
+        entry["exclude"] = list(exclude)
+    if embeds:
+        entry["embed"] = [e.plan_entry() for e in embeds]
+    return entry
 
 
 def _one_or_list(columns: tuple[str, ...]) -> str | list[str]:

@@ -3,6 +3,9 @@
 `Setup` bundles one test's source database, target database and plan directory; `fix_statements`
 splits a finding's fix into the SQL alternatives it offers, so that a test can run each one on a
 real server and check that the finding is gone (a fix must be a statement PostgreSQL accepts).
+
+Fixtures (registered for every test through `pytest_plugins` in tests/conftest.py): `setup`, a
+`Setup` over the test's fresh databases; `mongo`, a client of the test's MongoDB server.
 """
 
 from __future__ import annotations
@@ -11,13 +14,17 @@ import json
 import re
 import textwrap
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
+import pymongo
+import pytest
 
 from migrator import api
+from migrator.engine.events import Collector
 from migrator.findings import Finding
 from migrator.phases.preflight import PreflightReport
 
@@ -67,6 +74,19 @@ class Setup:
             "MIGRATOR_SOURCE_URL": source_url or self.pg_url,
             "MIGRATOR_TARGET_URL": target_url or self.mongo_url,
         }
+
+    def run(self, collections: str, name: str, until: str = "snapshot") -> Collector:
+        """`migrator run` of a plan with these `collections`, to `until`, with its own state file;
+        the events it emitted."""
+        events = Collector()
+        api.run(
+            self.plan_file(collections, name=name),
+            until=until,  # type: ignore[arg-type]
+            state=self.tmp_path / f"{name}.db",
+            sinks=[events],
+            env=self.env(),
+        )
+        return events
 
     def plan(
         self,
@@ -119,3 +139,19 @@ def fix_statements(fix: str | None) -> list[str]:
         if re.match(r"^(ALTER|CREATE|DROP) ", text):
             found.append(text)
     return found
+
+
+@pytest.fixture
+def setup(pg_url: str, mongo_url: str, mongo_db_name: str, tmp_path: Path) -> Setup:
+    return Setup(pg_url, mongo_url, mongo_db_name, tmp_path)
+
+
+@pytest.fixture
+def mongo(mongo_url: str) -> Iterator[pymongo.MongoClient[dict[str, Any]]]:
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
+        mongo_url, serverSelectionTimeoutMS=10_000
+    )
+    try:
+        yield client
+    finally:
+        client.close()

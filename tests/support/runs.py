@@ -134,7 +134,12 @@ def follow(mig: Migration, plan: Path, plan_name: str, stop: threading.Event | N
 
 def transactions(mig: Migration, *txns: Sequence[str] | str) -> None:
     """Run each item as one transaction (a string: one statement)."""
-    with psycopg.connect(mig.pg_url) as conn:
+    source_transactions(mig.pg_url, *txns)
+
+
+def source_transactions(pg_url: str, *txns: Sequence[str] | str) -> None:
+    """Run each item as one transaction on the database at `pg_url` (a string: one statement)."""
+    with psycopg.connect(pg_url) as conn:
         for txn in txns:
             statements = [txn] if isinstance(txn, str) else txn
             with conn.transaction():

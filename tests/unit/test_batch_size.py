@@ -22,6 +22,7 @@ from migrator.errors import BatchTooLarge, ConnectionFailed, TerminalError, Tran
 from migrator.operations.run import plan_digest, plan_digest_v1, same_mapping
 from migrator.phases.batch_size import BatchLimit
 from migrator.plan import parse_plan
+from tests.support.plans import OFFLINE_PLAN
 
 _NAMES = {
     251: "NoSuchTransaction",
@@ -150,14 +151,7 @@ def test_a_single_write_too_large_for_the_target_is_terminal_and_names_it() -> N
 
 # -- settings that do not change the mapping may change on an active run ------------------------
 
-PLAN = """\
-version: 1
-name: shop
-source: {adapter: postgres, url: 'postgresql://app:pw@127.0.0.1:1/shop'}
-target: {adapter: mongodb, url: 'mongodb://127.0.0.1:1/', database: app}
-collections:
-  - {name: users, from: users, key: id}
-"""
+PLAN = OFFLINE_PLAN
 TUNED = PLAN + (
     "phases:\n  cdc: {batch_changes: 10, max_lag: 2s, mode: poll}\n  snapshot: {parallel: 4, chunk_rows: 7}\n"
     "  verify: {parallel: 3}\n  cutover: {max_write_freeze: 5s}\n"

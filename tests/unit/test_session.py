@@ -12,15 +12,9 @@ import pytest
 
 from migrator.errors import PlanError
 from migrator.operations.session import Session
+from tests.support.plans import OFFLINE_PLAN
 
-PLAN = """\
-version: 1
-name: shop
-source: {adapter: postgres, url: 'postgresql://app:pw@127.0.0.1:1/shop'}
-target: {adapter: mongodb, url: 'mongodb://127.0.0.1:1/', database: app}
-collections:
-  - {name: users, from: users, key: id}
-"""
+PLAN = OFFLINE_PLAN
 
 
 def _plan(tmp_path: Path) -> Path:

@@ -43,16 +43,10 @@ from migrator.errors import ConnectionFailed, PlanError, StateError, TerminalErr
 from migrator.operations.run import plan_digest
 from migrator.plan import parse_plan
 from migrator.state import SQLiteStateStore, schema
+from tests.support.plans import OFFLINE_PLAN
 
 NOW = 1_000_000.0
-PLAN = """\
-version: 1
-name: shop
-source: {adapter: postgres, url: 'postgresql://app:pw@127.0.0.1:1/shop'}
-target: {adapter: mongodb, url: 'mongodb://127.0.0.1:1/', database: app}
-collections:
-  - {name: users, from: users, key: id}
-"""
+PLAN = OFFLINE_PLAN
 
 # -- decide: the pure function -------------------------------------------------------------------
 

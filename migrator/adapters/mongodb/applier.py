@@ -37,6 +37,8 @@ from migrator.adapters.mongodb.codec import CODEC
 from migrator.adapters.mongodb.errors import aborted_for_size, classify, classify_batch
 from migrator.errors import TargetLostWrites, TerminalError
 
+# The run's records beside its data: checkpoints (here) and the owner record (ownership.py), in
+# one collection of the target database (docs/architecture.md, "One owner").
 STATE_COLLECTION = "_migrator"
 # A batch and its checkpoint are acknowledged only once durable (majority, journaled): the slot is
 # confirmed up to that checkpoint right after (invariant 3), so a write acknowledged but lost in a

@@ -23,6 +23,7 @@ from pymongo import WriteConcern
 from pymongo import errors as mongo
 from pymongo.collection import Collection
 
+from migrator.adapters.mongodb.applier import STATE_COLLECTION
 from migrator.adapters.mongodb.errors import classify
 from migrator.errors import MigratorError, OwnedByAnotherRun
 from migrator.plan.names import legacy_slot_name, owner_record_id
@@ -30,8 +31,6 @@ from migrator.redact import redact_text
 
 if TYPE_CHECKING:
     from migrator.adapters.mongodb import MongoTarget
-
-STATE_COLLECTION = "_migrator"
 
 
 @dataclass(frozen=True)

@@ -311,12 +311,7 @@ class PostgresInspector:
                 return None  # see kind_of()
             columns = self._columns(cur, oid)
             keys = self._keys(cur, oid)
-            fks = tuple(
-                # Schema-qualified from the catalog (regclass::text leaves out a schema on the
-                # search_path), as TableInfo names are.
-                ForeignKey(tuple(c), str(t), tuple(rc), str(name), bool(validated), bool(enforced))
-                for c, t, rc, name, validated, enforced in cur.execute(_FOREIGN_KEYS_SQL, rel).fetchall()
-            )
+            fks = self._foreign_keys(cur, oid)
             descendants = cur.execute(_DESCENDANTS_SQL, rel).fetchall()
             estimated = int(reltuples)
             size = int(total_bytes)
@@ -325,33 +320,15 @@ class PostgresInspector:
                 extra = self._partitioned(cur, oid, columns, descendants)
                 columns = extra.pop("columns")
                 leaves: tuple[LeafInfo, ...] = extra["leaves"]
-                # A partitioned table holds no rows itself: its partitions' statistics are its own,
-                # and a partition never analyzed is counted alone (a foreign one never: its server
-                # may be far away, and it is refused anyway).
-                estimated = sum(
-                    int(d[4]) if int(d[4]) >= 0 else self._count(cur, int(d[0])) if count_rows else 0
-                    for d in descendants
-                    if d[2] == "r"
-                )
-                size = sum(int(d[5]) for d in descendants)
+                estimated, size = self._partitions_size(cur, descendants, count_rows)
                 identity_columns = _shared(leaves, keys.primary)
             else:
                 extra["inheritance_children"] = tuple(str(d[1]) for d in descendants)
                 identity_columns = _identity_columns(str(replident), keys, columns)
-            extra["unlogged"] = tuple(
-                [name] * (persistence == "u")
-                + [str(d[1]) for d in descendants if d[2] == "r" and d[7] == "u"]
-            )
+            extra["unlogged"] = _unlogged(name, persistence, descendants)
             extra["triggers"] = self._triggers(cur, oid, [d[0] for d in descendants if d[2] == "r"])
-            if estimated < 0 and not count_rows:
-                estimated = 0
-            elif estimated < 0:
-                # Never analyzed (PostgreSQL 14+ reports -1): count, which is cheap when
-                # the table is small and bounded by the session's statement_timeout when not.
-                count = cur.execute(
-                    sql.SQL("SELECT count(*) FROM {}").format(table_identifier(name))
-                ).fetchone()
-                estimated = int(count[0]) if count else 0
+            if estimated < 0:
+                estimated = self._count_unanalyzed(cur, name) if count_rows else 0
         return TableInfo(
             name=name,
             columns=columns,
@@ -369,6 +346,36 @@ class PostgresInspector:
             identity_indexes=keys.identity_indexes,
             **extra,
         )
+
+    @staticmethod
+    def _foreign_keys(cur: psycopg.Cursor[Any], oid: int) -> tuple[ForeignKey, ...]:
+        return tuple(
+            # Schema-qualified from the catalog (regclass::text leaves out a schema on the
+            # search_path), as TableInfo names are.
+            ForeignKey(tuple(c), str(t), tuple(rc), str(name), bool(validated), bool(enforced))
+            for c, t, rc, name, validated, enforced in cur.execute(_FOREIGN_KEYS_SQL, {"rel": oid}).fetchall()
+        )
+
+    def _partitions_size(
+        self, cur: psycopg.Cursor[Any], descendants: list[tuple[Any, ...]], count_rows: bool
+    ) -> tuple[int, int]:
+        """(estimated rows, total bytes) of a partitioned table."""
+        # A partitioned table holds no rows itself: its partitions' statistics are its own,
+        # and a partition never analyzed is counted alone (a foreign one never: its server
+        # may be far away, and it is refused anyway).
+        estimated = sum(
+            int(d[4]) if int(d[4]) >= 0 else self._count(cur, int(d[0])) if count_rows else 0
+            for d in descendants
+            if d[2] == "r"
+        )
+        return estimated, sum(int(d[5]) for d in descendants)
+
+    @staticmethod
+    def _count_unanalyzed(cur: psycopg.Cursor[Any], name: str) -> int:
+        # Never analyzed (PostgreSQL 14+ reports -1): count, which is cheap when
+        # the table is small and bounded by the session's statement_timeout when not.
+        count = cur.execute(sql.SQL("SELECT count(*) FROM {}").format(table_identifier(name))).fetchone()
+        return int(count[0]) if count else 0
 
     @staticmethod
     def _count(cur: psycopg.Cursor[Any], oid: int) -> int:
@@ -641,4 +648,11 @@ def _column(row: tuple[Any, ...]) -> ColumnInfo:
         generated=str(generated) if generated is not None else None,
         storage=str(storage),
         generated_from=tuple(str(c) for c in generated_from or ()),
+    )
+
+
+def _unlogged(name: str, persistence: str, descendants: list[tuple[Any, ...]]) -> tuple[str, ...]:
+    """The table (if UNLOGGED) and its UNLOGGED partitions: their changes never reach the WAL."""
+    return tuple(
+        [name] * (persistence == "u") + [str(d[1]) for d in descendants if d[2] == "r" and d[7] == "u"]
     )

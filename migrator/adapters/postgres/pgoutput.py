@@ -240,10 +240,6 @@ class _Reader:
         self.pos = end + 1
         return text
 
-    def tuple_data(self) -> Tuple:
-        values, self.pos = _tuple_at(self.data, self.pos)
-        return values
-
 
 _I16 = struct.Struct("!h")
 _U32 = struct.Struct("!I")
@@ -443,78 +439,92 @@ def decode(
         if readers is not None:
             return _decode_row_change(payload, first, in_stream, readers)
         return _decode_change(payload, first, in_stream)
+    decoder = _DECODERS.get(first)
+    if decoder is None:
+        raise SourceError(f"unknown pgoutput message type {chr(first)!r}")
     r = _Reader(payload)
-    kind = r.char()
+    r.byte()  # the message type
+    return decoder(r, in_stream)
 
-    def xid() -> int | None:
-        return r.uint32() if in_stream else None
 
-    if kind == "B":
-        return Begin(r.uint64(), pg_time(r.int64()), r.uint32())
-    if kind == "C":
-        r.byte()  # flags, unused
-        return Commit(r.uint64(), r.uint64(), pg_time(r.int64()))
-    if kind == "O":
-        return Origin(r.uint64(), r.string())
-    if kind == "R":
-        x = xid()
-        relation_id, namespace, name = r.uint32(), r.string(), r.string()
-        identity = r.char()
-        columns = []
-        for _ in range(r.count(r.int16())):
-            flags = r.byte()
-            columns.append(Column(r.string(), r.uint32(), r.int32(), bool(flags & 1)))
-        return Relation(x, relation_id, namespace, name, identity, tuple(columns))
-    if kind == "Y":
-        x = xid()
-        return TypeInfo(x, r.uint32(), r.string(), r.string())
-    if kind == "I":
-        x = xid()
-        relation_id = r.uint32()
-        if r.char() != "N":
-            raise SourceError("pgoutput Insert without a new tuple")
-        return Insert(x, relation_id, r.tuple_data())
-    if kind == "U":
-        x = xid()
-        relation_id = r.uint32()
-        marker = r.char()
-        old: Tuple | None = None
-        old_is_key = False
-        if marker in ("K", "O"):
-            old_is_key = marker == "K"
-            old = r.tuple_data()
-            marker = r.char()
-        if marker != "N":
-            raise SourceError(f"pgoutput Update: expected a new tuple, found {marker!r}")
-        return Update(x, relation_id, old, old_is_key, r.tuple_data())
-    if kind == "D":
-        x = xid()
-        relation_id = r.uint32()
-        marker = r.char()
-        if marker not in ("K", "O"):
-            raise SourceError(f"pgoutput Delete: expected an old tuple, found {marker!r}")
-        return Delete(x, relation_id, r.tuple_data(), marker == "K")
-    if kind == "T":
-        x = xid()
-        count = r.count(r.int32())
-        options = r.byte()
-        relation_ids = tuple(r.uint32() for _ in range(count))
-        return Truncate(x, relation_ids, bool(options & 1), bool(options & 2))
-    if kind == "M":
-        x = xid()
+# The other message types, by their type byte; each decoder reads what follows that byte.
+# ('I', 'U', 'D' never come here: decode() takes them first, as the CDC hot path.)
+
+
+def _begin(r: _Reader, in_stream: bool) -> Message:
+    return Begin(r.uint64(), pg_time(r.int64()), r.uint32())
+
+
+def _commit(r: _Reader, in_stream: bool) -> Message:
+    r.byte()  # flags, unused
+    return Commit(r.uint64(), r.uint64(), pg_time(r.int64()))
+
+
+def _origin(r: _Reader, in_stream: bool) -> Message:
+    return Origin(r.uint64(), r.string())
+
+
+def _relation(r: _Reader, in_stream: bool) -> Message:
+    x = r.uint32() if in_stream else None
+    relation_id, namespace, name = r.uint32(), r.string(), r.string()
+    identity = r.char()
+    columns = []
+    for _ in range(r.count(r.int16())):
         flags = r.byte()
-        lsn = r.uint64()
-        prefix = r.string()
-        content = r._take(r.int32())
-        return LogicalMessage(x, bool(flags & 1), lsn, prefix, content)
-    if kind == "S":
-        return StreamStart(r.uint32(), bool(r.byte()))
-    if kind == "E":
-        return StreamStop()
-    if kind == "c":
-        x = r.uint32()
-        r.byte()
-        return StreamCommit(x, r.uint64(), r.uint64(), pg_time(r.int64()))
-    if kind == "A":
-        return StreamAbort(r.uint32(), r.uint32())
-    raise SourceError(f"unknown pgoutput message type {kind!r}")
+        columns.append(Column(r.string(), r.uint32(), r.int32(), bool(flags & 1)))
+    return Relation(x, relation_id, namespace, name, identity, tuple(columns))
+
+
+def _type(r: _Reader, in_stream: bool) -> Message:
+    x = r.uint32() if in_stream else None
+    return TypeInfo(x, r.uint32(), r.string(), r.string())
+
+
+def _truncate(r: _Reader, in_stream: bool) -> Message:
+    x = r.uint32() if in_stream else None
+    count = r.count(r.int32())
+    options = r.byte()
+    relation_ids = tuple(r.uint32() for _ in range(count))
+    return Truncate(x, relation_ids, bool(options & 1), bool(options & 2))
+
+
+def _logical_message(r: _Reader, in_stream: bool) -> Message:
+    x = r.uint32() if in_stream else None
+    flags = r.byte()
+    lsn = r.uint64()
+    prefix = r.string()
+    content = r._take(r.int32())
+    return LogicalMessage(x, bool(flags & 1), lsn, prefix, content)
+
+
+def _stream_start(r: _Reader, in_stream: bool) -> Message:
+    return StreamStart(r.uint32(), bool(r.byte()))
+
+
+def _stream_stop(r: _Reader, in_stream: bool) -> Message:
+    return StreamStop()
+
+
+def _stream_commit(r: _Reader, in_stream: bool) -> Message:
+    x = r.uint32()
+    r.byte()
+    return StreamCommit(x, r.uint64(), r.uint64(), pg_time(r.int64()))
+
+
+def _stream_abort(r: _Reader, in_stream: bool) -> Message:
+    return StreamAbort(r.uint32(), r.uint32())
+
+
+_DECODERS: dict[int, Callable[[_Reader, bool], Message]] = {
+    ord("B"): _begin,
+    ord("C"): _commit,
+    ord("O"): _origin,
+    ord("R"): _relation,
+    ord("Y"): _type,
+    ord("T"): _truncate,
+    ord("M"): _logical_message,
+    ord("S"): _stream_start,
+    ord("E"): _stream_stop,
+    ord("c"): _stream_commit,
+    ord("A"): _stream_abort,
+}

@@ -470,6 +470,11 @@ class ReverseWriter:
         cached = self._statements.get(cache_key)
         if cached is not None:
             return cached
+        statement = self._build_upsert(table, level, columns)
+        self._statements[cache_key] = statement
+        return statement
+
+    def _build_upsert(self, table: _Table, level: TableLevel, columns: tuple[str, ...]) -> sql.Composed:
         arbiter = table.arbiter(level.key)
         missing = [k for k in arbiter if k not in columns]
         if missing:
@@ -481,35 +486,43 @@ class ReverseWriter:
             if any(table.columns[c].identity_always for c in columns)
             else sql.SQL("")
         )
+        if updates and any(c.required and c.name not in columns for c in table.columns.values()):
+            return self._update_or_insert(table, arbiter, columns, updates, equivalent, overriding)
         insert = sql.SQL("INSERT INTO {table} AS cur ({columns}){overriding} VALUES ({values})").format(
             table=table_identifier(table.name),
             columns=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
             overriding=overriding,
             values=sql.SQL(", ").join(sql.Placeholder() * len(columns)),
         )
-        if updates and any(c.required and c.name not in columns for c in table.columns.values()):
-            statement = self._update_or_insert(table, arbiter, columns, updates, equivalent, overriding)
-        elif not updates:
-            statement = sql.SQL("{} ON CONFLICT ({}) DO NOTHING").format(
+        if not updates:
+            return sql.SQL("{} ON CONFLICT ({}) DO NOTHING").format(
                 insert, sql.SQL(", ").join(sql.Identifier(c) for c in arbiter)
             )
-        else:
-            new = {c: self._new_value(table.columns[c], equivalent.get(c)) for c in updates}
-            statement = sql.SQL(
-                "{insert} ON CONFLICT ({arbiter}) DO UPDATE SET {assignments} "
-                "WHERE ROW({old}) IS DISTINCT FROM ROW({new})"
-            ).format(
-                insert=insert,
-                arbiter=sql.SQL(", ").join(sql.Identifier(c) for c in arbiter),
-                assignments=sql.SQL(", ").join(
-                    sql.SQL("{} = {}").format(sql.Identifier(c), new[c]) for c in updates
-                ),
-                # As text: every type has an output function, not every type an equality (json, point).
-                old=sql.SQL(", ").join(sql.SQL("{}::text").format(_ref("cur", c)) for c in updates),
-                new=sql.SQL(", ").join(sql.SQL("({})::text").format(new[c]) for c in updates),
-            )
-        self._statements[cache_key] = statement
-        return statement
+        return self._insert_or_update(table, insert, arbiter, updates, equivalent)
+
+    def _insert_or_update(
+        self,
+        table: _Table,
+        insert: sql.Composed,
+        arbiter: tuple[str, ...],
+        updates: list[str],
+        equivalent: Mapping[str, str],
+    ) -> sql.Composed:
+        """INSERT ... ON CONFLICT DO UPDATE, writing only a row whose values differ."""
+        new = {c: self._new_value(table.columns[c], equivalent.get(c)) for c in updates}
+        return sql.SQL(
+            "{insert} ON CONFLICT ({arbiter}) DO UPDATE SET {assignments} "
+            "WHERE ROW({old}) IS DISTINCT FROM ROW({new})"
+        ).format(
+            insert=insert,
+            arbiter=sql.SQL(", ").join(sql.Identifier(c) for c in arbiter),
+            assignments=sql.SQL(", ").join(
+                sql.SQL("{} = {}").format(sql.Identifier(c), new[c]) for c in updates
+            ),
+            # As text: every type has an output function, not every type an equality (json, point).
+            old=sql.SQL(", ").join(sql.SQL("{}::text").format(_ref("cur", c)) for c in updates),
+            new=sql.SQL(", ").join(sql.SQL("({})::text").format(new[c]) for c in updates),
+        )
 
     def _update_or_insert(
         self,

@@ -1,0 +1,14 @@
+"""Plan texts that tests parse or write without any server: their URLs name port 1, where nothing
+listens, so a test that connects by mistake fails at once instead of reaching a real database."""
+
+from __future__ import annotations
+
+# One table, one collection: for tests of what the plan settings do, not of a mapping.
+OFFLINE_PLAN = """\
+version: 1
+name: shop
+source: {adapter: postgres, url: 'postgresql://app:pw@127.0.0.1:1/shop'}
+target: {adapter: mongodb, url: 'mongodb://127.0.0.1:1/', database: app}
+collections:
+  - {name: users, from: users, key: id}
+"""
