@@ -116,22 +116,15 @@ class AffectedDocuments:
         self._identity = identity
         self._levels: dict[str, list[_Level]] = {}
         for collection in collections:
-            self._walk(collection.name, collection.document, None, None, (), collection.document)
-
-    def _walk(
-        self,
-        collection: str,
-        doc: DocumentMapping,
-        embed: EmbedMapping | None,
-        parent: _Level | None,
-        path: tuple[JoinHop, ...],
-        root: DocumentMapping,
-    ) -> None:
-        level = _Level(collection, doc, embed, parent, path, root)
-        self._levels.setdefault(doc.table, []).append(level)
-        for child in doc.embeds:
-            hop = JoinHop(child.child.table, child.on, 0)
-            self._walk(collection, child.child, child, level, (*path, hop), root)
+            made: list[_Level] = []
+            for level in collection.levels:  # depth first: a parent before its children
+                parent = made[level.parent] if level.parent >= 0 else None
+                made.append(
+                    _Level(
+                        collection.name, level.document, level.embed, parent, level.hops, collection.document
+                    )
+                )
+                self._levels.setdefault(level.table, []).append(made[-1])
 
     def tables(self) -> set[str]:
         return set(self._levels)

@@ -179,7 +179,7 @@ class ChangeMapper:
         self._levels: dict[str, list[_Level]] = {}
         self._identity = identity
         for collection in collections:
-            self._walk(collection.name, collection.document, None, None, 0, collection.document.key)
+            self._add_levels(collection)
         for levels in self._levels.values():
             for level in levels:
                 self._check_locatable(level)
@@ -227,23 +227,19 @@ class ChangeMapper:
         on_child = {c for c, _ in level.embed.on}
         return not on_child <= set(self._identity.get(level.doc.table, ())) or bool(level.doc.embeds)
 
-    def _walk(
-        self,
-        collection: str,
-        doc: DocumentMapping,
-        embed: EmbedMapping | None,
-        parent: _Level | None,
-        depth: int,
-        root_key: tuple[str, ...],
-    ) -> _Level:
-        level = _Level(collection, doc, embed, parent, depth, root_key)
-        level.reads = {e.as_: embed_read(e, doc.all_columns) for e in doc.embeds}
-        if embed is not None:
-            level.whole = element_read(doc)
-        self._levels.setdefault(doc.table, []).append(level)
-        for child in doc.embeds:
-            level.children[child.as_] = self._walk(collection, child.child, child, level, depth + 1, root_key)
-        return level
+    def _add_levels(self, collection: CollectionMapping) -> None:
+        made: list[_Level] = []
+        for spec in collection.levels:  # depth first: a parent before its children
+            parent = made[spec.parent] if spec.parent >= 0 else None
+            doc = spec.document
+            level = _Level(collection.name, doc, spec.embed, parent, spec.depth, collection.document.key)
+            level.reads = {e.as_: embed_read(e, doc.all_columns) for e in doc.embeds}
+            if spec.embed is not None:
+                level.whole = element_read(doc)
+                assert parent is not None
+                parent.children[spec.embed.as_] = level
+            self._levels.setdefault(doc.table, []).append(level)
+            made.append(level)
 
     def _check_locatable(self, level: _Level) -> None:
         if level.embed is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from migrator.mapping.spec import CollectionMapping, DocumentMapping
+from migrator.mapping.spec import CollectionMapping
 
 
 def columns_read(collections: Iterable[CollectionMapping]) -> dict[str, set[str]]:
@@ -17,20 +17,17 @@ def columns_read(collections: Iterable[CollectionMapping]) -> dict[str, set[str]
     each mapped generated column is computed from (before PostgreSQL 18 it is not sent, so CDC
     computes it from the row). A table mapped in several places reads the union."""
     read: dict[str, set[str]] = {}
-
-    def walk(doc: DocumentMapping) -> None:
-        columns = read.setdefault(doc.table, set())
-        columns.update(doc.key)
-        for fld in doc.fields:
-            columns.add(fld.column.name)
-            columns.update(fld.column.generated_from)
-        for embed in doc.embeds:
-            columns.update(parent for _child, parent in embed.on)
-            child = read.setdefault(embed.child.table, set())
-            child.update(c for c, _parent in embed.on)
-            child.update(embed.order_by)
-            walk(embed.child)
-
     for collection in collections:
-        walk(collection.document)
+        for level in collection.levels:
+            doc = level.document
+            columns = read.setdefault(doc.table, set())
+            columns.update(doc.key)
+            columns.update(level.link)
+            for fld in doc.fields:
+                columns.add(fld.column.name)
+                columns.update(fld.column.generated_from)
+            for embed in doc.embeds:
+                columns.update(parent for _child, parent in embed.on)
+            if level.embed is not None:
+                columns.update(level.embed.order_by)
     return read

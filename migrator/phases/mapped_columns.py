@@ -24,21 +24,18 @@ def mapped_columns(
     # docs/architecture.md, "Embeds: owner and lookup".)
     locating: dict[str, tuple[str, ...]] = {}
 
-    def walk(doc: Any, embed: Any) -> None:
-        known = locating.get(doc.table, ())
-        locating[doc.table] = tuple(dict.fromkeys((*known, *doc.key)))
-        # Fields, keys and link columns on either side: what the mapping cannot lose.
-        columns = mapped.setdefault(doc.table, set())
-        columns.update(f.column.name for f in doc.fields)
-        columns.update(doc.key)
-        if embed is not None:
-            columns.update(c for c, _ in embed.on)
-        for child in doc.embeds:
-            columns.update(p for _, p in child.on)
-            walk(child.child, child)
-
     for collection in collections:
-        walk(collection.document, None)
+        for level in collection.levels:
+            doc = level.document
+            known = locating.get(doc.table, ())
+            locating[doc.table] = tuple(dict.fromkeys((*known, *doc.key)))
+            # Fields, keys and link columns on either side: what the mapping cannot lose.
+            columns = mapped.setdefault(doc.table, set())
+            columns.update(f.column.name for f in doc.fields)
+            columns.update(doc.key)
+            columns.update(level.link)
+            for child in doc.embeds:
+                columns.update(p for _, p in child.on)
 
     open_shapes: dict[str, list[frozenset[str]]] = {}
 
