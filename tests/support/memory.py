@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from migrator.adapters.memory import MemoryDatabase, MemorySource, MemoryTarget, register, unregister
 from migrator.engine.events import EventBus
 from migrator.operations.rollback import Rollback, RollbackResult
-from migrator.operations.run import RunOutcome, Runner, Until
+from migrator.operations.run import Runner, RunOutcome, Until
 from migrator.plan import Plan, load_plan
 from migrator.plan.models import Source, Target
 from migrator.state import SQLiteStateStore
