@@ -90,3 +90,52 @@ def test_cdc_crash_mid_stream_resumes_each_change_once(small_batches: MemoryMigr
     # The changes after the checkpoint were handed over once each (applied again idempotently
     # where the crash came after their writes), none before it.
     assert outcome.cdc.changes == sum(len(c.changes) for c in mig.db.log[checkpoint:])
+
+
+def plant_difference(db: MemoryDatabase, doc_id: int) -> None:
+    key, (stored_id, document) = next((k, v) for k, v in db.collections["items"].items() if v[0] == doc_id)
+    db.collections["items"][key] = (stored_id, {**document, "qty": 999_999})
+
+
+def test_verify_equal_then_a_planted_difference(mig: MemoryMigration) -> None:
+    items_table(mig.db, 12)
+    mig.run("snapshot")
+    application_writes(mig.db)
+    first = mig.run("verified").verify
+    assert first is not None and first.equal and not first.mismatches
+    assert first.totals.checked == len(expected(mig.db))
+    plant_difference(mig.db, 7)
+    second = mig.run("verified").verify
+    assert second is not None and not second.equal
+    assert [(m.id, m.kind) for m in second.mismatches] == [(7, "mismatched")]
+
+
+def test_verify_retries_a_transient_failure_never_a_difference(mig: MemoryMigration) -> None:
+    items_table(mig.db, 12)
+    mig.run("snapshot")
+    mig.db.faults.fail_transiently("fetch_range", 1)
+    mig.db.faults.fail_transiently("fetch", 1)
+    report = mig.run("verified").verify
+    assert mig.db.faults.transient_left("fetch_range") == 0  # the failure came, and was retried
+    assert report is not None and report.equal and not report.mismatches
+
+
+def test_rollback_before_cutover_removes_what_the_run_created(mig: MemoryMigration) -> None:
+    items_table(mig.db, 12)
+    mig.db.faults.crash_after("write", 1)
+    with pytest.raises(Crash):
+        mig.run("snapshot")
+    mig.db.faults.clear()
+    mig.run("snapshot")
+    application_writes(mig.db)
+    mig.run("caught-up")
+    assert mig.db.slots and mig.db.publications and mig.db.documents("items")
+    result = mig.rollback()
+    assert result.steps[-1]["name"] == "finish"
+    assert "items" not in mig.db.collections
+    assert mig.db.slots == {} and mig.db.publications == {}
+    assert not [r for r in mig.db.records if not r.startswith("routing:")]  # checkpoint, ownership
+    # Start again from scratch: the cycle completes (pgroll's start -> rollback -> start -> complete).
+    outcome = mig.run("caught-up")
+    assert not outcome.resumed
+    assert mig.db.documents("items") == expected(mig.db)

@@ -93,6 +93,7 @@ class MemoryDatabase:
         self._base: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {}  # rows at position 0
         self.log: list[Commit] = []
         self.slots: dict[str, int] = {}  # slot -> confirmed position
+        self.streaming: set[str] = set()  # slots a change stream reads now ("active")
         self.publications: dict[str, tuple[str, ...]] = {}
         self.fenced: set[str] = set()  # tables whose application writes are refused
         # target side

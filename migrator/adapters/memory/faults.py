@@ -64,6 +64,11 @@ class Faults:
             else:
                 self._rules.pop(method, None)
 
+    def transient_left(self, method: str) -> int:
+        """How many of `method`'s armed transient failures have not been raised yet."""
+        rule = self._rules.get(method)
+        return 0 if rule is None else rule.transient
+
     def check(self, method: str) -> None:
         with self._lock:
             rule = self._rules.get(method)

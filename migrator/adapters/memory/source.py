@@ -232,7 +232,7 @@ class Monitor:
             return {
                 "retained_bytes": retained,
                 "confirmed": POSITIONS.text(confirmed),
-                "active": False,
+                "active": slot in self._db.streaming,
                 "current": POSITIONS.text(self._db.position),
             }
 
@@ -263,6 +263,8 @@ class ChangeStream:
         self.publication = publication
         self.start = start
         self.linger: float | None = None
+        with db.lock:
+            db.streaming.add(slot)
 
     def keepalive(self, interval: float = 0.0, /) -> None:
         pass
@@ -273,7 +275,8 @@ class ChangeStream:
                 self.db.slots[self.slot] = max(self.db.slots[self.slot], min(position, self.db.position))
 
     def close(self) -> None:
-        pass
+        with self.db.lock:
+            self.db.streaming.discard(self.slot)
 
 
 class ChangeEvents:
