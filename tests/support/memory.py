@@ -17,6 +17,7 @@ from pydantic import SecretStr
 
 from migrator.adapters.memory import MemoryDatabase, MemorySource, MemoryTarget, register, unregister
 from migrator.engine.events import EventBus
+from migrator.operations.cutover import Switchover, SwitchoverOutcome
 from migrator.operations.rollback import Rollback, RollbackResult
 from migrator.operations.run import Runner, RunOutcome, Until
 from migrator.plan import Plan, load_plan
@@ -36,6 +37,7 @@ collections:
 phases:
   snapshot: {{parallel: 1, chunk_rows: {chunk_rows}}}
   cdc: {{batch_changes: {batch_changes}, heartbeat_interval: 1}}
+  cutover: {{reverse_sync: false, retry_pause: 0, switch: {{kind: file, path: "{switch}"}}}}
 """
 
 
@@ -50,6 +52,14 @@ class MemoryMigration:
         source, target = MemorySource(self.url), MemoryTarget(self.url, self.plan.target.database)
         with SQLiteStateStore(self.state) as store:
             return Runner(self.plan, store, EventBus(), source, target).run(until)
+
+    def cutover(self) -> SwitchoverOutcome:
+        """One `migrator cutover` (one-way: the memory target has no change stream for reverse
+        sync) in a new "process"; returns once the writes the fence held reached the target."""
+        source, target = MemorySource(self.url), MemoryTarget(self.url, self.plan.target.database)
+        with SQLiteStateStore(self.state, create=False) as store:
+            runner = Runner(self.plan, store, EventBus(), source, target, command="migrator cutover")
+            return Switchover(runner).run(follow=False)
 
     def rollback(self, *, force: bool = False) -> RollbackResult:
         """One `migrator rollback` (to the start) in a new "process"."""
@@ -75,7 +85,9 @@ def memory_migration(
 ) -> Iterator[MemoryMigration]:
     db = register(MemoryDatabase(f"mem{next(_names)}"))
     plan_file = tmp_path / "items.yaml"
-    plan_file.write_text(PLAN.format(chunk_rows=chunk_rows, batch_changes=batch_changes))
+    plan_file.write_text(
+        PLAN.format(chunk_rows=chunk_rows, batch_changes=batch_changes, switch=tmp_path / "primary")
+    )
     plan = load_plan(plan_file)
     url = SecretStr(f"memory://{db.name}")
     plan = plan.model_copy(

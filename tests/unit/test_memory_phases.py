@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from migrator.adapters.memory import Crash, MemoryDatabase
+from migrator.errors import TerminalError
 from migrator.plan.names import cdc_checkpoint_id
 from tests.support.memory import MemoryMigration, items_table, memory_migration
 
@@ -58,6 +59,18 @@ def application_writes(db: MemoryDatabase) -> None:
 @pytest.fixture
 def small_batches(tmp_path: Path) -> Iterator[MemoryMigration]:
     yield from memory_migration(tmp_path, batch_changes=2)
+
+
+def test_snapshot_retries_a_transient_failure_and_stops_on_a_terminal_one(mig: MemoryMigration) -> None:
+    items_table(mig.db, 12)
+    mig.db.faults.fail("stream", "the source refused the read")
+    with pytest.raises(TerminalError, match="refused the read"):
+        mig.run("snapshot")
+    mig.db.faults.clear()
+    mig.db.faults.fail_transiently("write", 2)  # a chunk's write fails twice, then goes through
+    outcome = mig.run("snapshot")
+    assert mig.db.faults.transient_left("write") == 0
+    assert outcome.resumed and mig.db.documents("items") == expected(mig.db)
 
 
 def test_cdc_applies_changes(mig: MemoryMigration) -> None:
@@ -139,3 +152,42 @@ def test_rollback_before_cutover_removes_what_the_run_created(mig: MemoryMigrati
     outcome = mig.run("caught-up")
     assert not outcome.resumed
     assert mig.db.documents("items") == expected(mig.db)
+
+
+def test_cutover_flips_the_switch(mig: MemoryMigration, tmp_path: Path) -> None:
+    items_table(mig.db, 12)
+    mig.run("caught-up")
+    application_writes(mig.db)
+    outcome = mig.cutover()
+    assert outcome.report.to_dict()
+    assert (tmp_path / "primary").read_text().strip() == "target"
+    assert mig.db.fenced == set()  # the fence was lifted
+    assert mig.db.documents("items") == expected(mig.db)
+
+
+def test_cutover_after_a_crash_before_the_fence(mig: MemoryMigration, tmp_path: Path) -> None:
+    items_table(mig.db, 12)
+    mig.run("caught-up")
+    application_writes(mig.db)
+    mig.db.faults.crash_after("fence_engage", 0)
+    with pytest.raises(Crash):
+        mig.cutover()
+    assert not (tmp_path / "primary").exists() or (tmp_path / "primary").read_text().strip() != "target"
+    mig.db.faults.clear()
+    mig.cutover()
+    assert (tmp_path / "primary").read_text().strip() == "target"
+    assert mig.db.documents("items") == expected(mig.db)
+
+
+def test_rollback_resumes_after_a_crash(mig: MemoryMigration) -> None:
+    items_table(mig.db, 12)
+    mig.run("caught-up")
+    mig.db.faults.crash_after("drop_collection", 0)  # slot, publication, checkpoint gone; then kill -9
+    with pytest.raises(Crash):
+        mig.rollback()
+    assert mig.db.slots == {} and "items" in mig.db.collections
+    mig.db.faults.clear()
+    result = mig.rollback()
+    assert result.resumed
+    assert "done before (resumed rollback)" in [s["outcome"] for s in result.steps]
+    assert "items" not in mig.db.collections and mig.db.publications == {}

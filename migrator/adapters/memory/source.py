@@ -392,12 +392,12 @@ class WriteFence:
         self._since: float | None = None
 
     def engage(self) -> float:
+        """Refuse the writes; returns the monotonic time they were refused from."""
         self._db.faults.check("fence_engage")
-        started = time.monotonic()
         with self._db.lock:
             self._db.fenced.update(self._tables)
         self._since = time.monotonic()
-        return self._since - started
+        return self._since
 
     def describe(self) -> str:
         return f"application writes to {', '.join(self._tables)} refused (memory fence)"
@@ -409,6 +409,7 @@ class WriteFence:
         return 0
 
     def lift(self) -> float | None:
+        """Let the writes through again; returns how long they were refused (None: not held)."""
         with self._db.lock:
             self._db.fenced.difference_update(self._tables)
         since, self._since = self._since, None
