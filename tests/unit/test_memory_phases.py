@@ -73,6 +73,25 @@ def test_snapshot_retries_a_transient_failure_and_stops_on_a_terminal_one(mig: M
     assert outcome.resumed and mig.db.documents("items") == expected(mig.db)
 
 
+def test_writes_during_the_copy_reach_the_target_through_cdc(mig: MemoryMigration) -> None:
+    items_table(mig.db, 23)
+    fresh = iter(range(1000, 2000))
+
+    def application_meanwhile() -> None:  # each chunk write is "slow": the application writes meanwhile
+        new = next(fresh)
+        mig.db.insert("public.items", {"id": new, "name": "meanwhile", "qty": new})
+        mig.db.update("public.items", [1], {"qty": new})
+
+    mig.db.faults.slow("write", application_meanwhile)
+    mig.run("snapshot")
+    # The copy reads the snapshot the slot was created at: none of those writes is in it.
+    assert len(mig.db.documents("items")) == 23
+    mig.db.faults.clear()
+    outcome = mig.run("caught-up")
+    assert outcome.cdc is not None and outcome.cdc.changes == 10
+    assert mig.db.documents("items") == expected(mig.db)
+
+
 def test_cdc_applies_changes(mig: MemoryMigration) -> None:
     items_table(mig.db, 12)
     mig.run("snapshot")

@@ -46,6 +46,13 @@ class Commit:
     marker: tuple[str, bytes] | None = None  # a heartbeat: (prefix, content)
 
 
+def _take(table: MemoryTable, key: Sequence[Any]) -> dict[str, Any]:
+    try:
+        return table.rows.pop(tuple(key))
+    except KeyError:
+        raise TerminalError(f"no row of {table.name} has the key {tuple(key)!r}") from None
+
+
 class Transaction:
     """Changes committed together (MemoryDatabase.transaction)."""
 
@@ -65,7 +72,7 @@ class Transaction:
     def update(self, table: str, key: Sequence[Any], values: Mapping[str, Any]) -> None:
         self._db.check_fence(table)
         t = self._db.table(table)
-        old = t.rows.pop(tuple(key))
+        old = _take(t, key)
         new = {**old, **values}
         t.rows[t.key_of(new)] = new
         moved = t.key_of(new) != t.key_of(old)
@@ -76,7 +83,7 @@ class Transaction:
     def delete(self, table: str, key: Sequence[Any]) -> None:
         self._db.check_fence(table)
         t = self._db.table(table)
-        old = t.rows.pop(tuple(key))
+        old = _take(t, key)
         self.changes.append(LoggedChange(table, "delete", {k: old[k] for k in t.key}, None))
 
 
@@ -94,7 +101,8 @@ class MemoryDatabase:
         self.log: list[Commit] = []
         self.slots: dict[str, int] = {}  # slot -> confirmed position
         self.streaming: set[str] = set()  # slots a change stream reads now ("active")
-        self.publications: dict[str, tuple[str, ...]] = {}
+        # publication -> its tables and their published columns (None: every column)
+        self.publications: dict[str, dict[str, frozenset[str] | None]] = {}
         self.fenced: set[str] = set()  # tables whose application writes are refused
         # target side
         self.collections: dict[str, dict[bytes, tuple[Any, dict[str, Any]]]] = {}
@@ -135,7 +143,15 @@ class MemoryDatabase:
             if not self._base_frozen:
                 self._freeze_base()
             tx = Transaction(self)
-            yield tx
+            before = {name: dict(t.rows) for name, t in self.tables.items()}
+            try:
+                yield tx
+            except BaseException:
+                # Nothing of a transaction that did not commit stays (rows are replaced, never
+                # changed in place, so the shallow copies are the rows as they were).
+                for name, rows in before.items():
+                    self.tables[name].rows = rows
+                raise
             if tx.changes:
                 self._commit(tuple(tx.changes))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,7 +19,7 @@ from migrator.adapters.base import (
     TransactionBegun,
     TransactionCommitted,
 )
-from migrator.adapters.memory.database import MemoryDatabase
+from migrator.adapters.memory.database import Commit, MemoryDatabase
 from migrator.errors import TerminalError
 
 PREFIX = "m/"
@@ -63,11 +63,13 @@ class CaptureSetup:
     def __init__(self, db: MemoryDatabase) -> None:
         self._db = db
 
-    def ensure_publication(self, name: str, tables: Any) -> bool:
+    def ensure_publication(self, name: str, tables: Mapping[str, Collection[str] | None]) -> bool:
         self._db.faults.check("ensure_publication")
         with self._db.lock:
             created = name not in self._db.publications
-            self._db.publications[name] = tuple(tables)
+            self._db.publications[name] = {
+                table: None if columns is None else frozenset(columns) for table, columns in tables.items()
+            }
             return created
 
     def slot_exists(self, slot: str) -> bool:
@@ -297,7 +299,7 @@ class ChangeEvents:
 
     def events(self, wait_s: float) -> Iterator[ChangeEvent]:
         db, stream = self._stream.db, self._stream
-        tables = set(db.publications.get(stream.publication, ()))
+        tables = dict(db.publications.get(stream.publication, {}))
         sent = stream.start
         told: int | None = None
         while True:
@@ -316,20 +318,30 @@ class ChangeEvents:
                 yield from self._transaction(commit, tables)
                 sent = commit.position
 
-    def _transaction(self, commit: Any, tables: set[str]) -> Iterator[ChangeEvent]:
+    def _transaction(
+        self, commit: Commit, tables: Mapping[str, frozenset[str] | None]
+    ) -> Iterator[ChangeEvent]:
         skipped = commit.position <= self._applied()
         self.in_transaction = True
         yield TransactionBegun(commit.position)
         if not skipped:
             for change in commit.changes:
                 if change.table in tables:
-                    old = None if change.old is None else dict(change.old)
-                    new = None if change.new is None else dict(change.new)
-                    yield Change(change.table, change.kind, old, new)
+                    # Only the published columns leave the source (a publication's column list).
+                    columns = tables[change.table]
+                    yield Change(
+                        change.table, change.kind, _only(change.old, columns), _only(change.new, columns)
+                    )
             if commit.marker is not None:
                 yield Marker(commit.marker[0], commit.marker[1])
         self.in_transaction = False
         yield TransactionCommitted(commit.position, commit.position, commit.time, skipped)
+
+
+def _only(row: Mapping[str, Any] | None, columns: frozenset[str] | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    return {c: v for c, v in row.items() if columns is None or c in columns}
 
 
 class SchemaWatch:
