@@ -37,7 +37,7 @@ collections:
 phases:
   snapshot: {{parallel: 1, chunk_rows: {chunk_rows}}}
   cdc: {{batch_changes: {batch_changes}, heartbeat_interval: 1}}
-  cutover: {{reverse_sync: false, retry_pause: 0, switch: {{kind: file, path: "{switch}"}}}}
+  cutover: {{reverse_sync: false, retry_pause: 0, switch: {switch}}}
 """
 
 
@@ -81,12 +81,20 @@ def items_table(db: MemoryDatabase, rows: int) -> None:
 
 
 def memory_migration(
-    tmp_path: Path, *, chunk_rows: int = 5, batch_changes: int = 1000
+    tmp_path: Path, *, chunk_rows: int = 5, batch_changes: int = 1000, switch: str = "file"
 ) -> Iterator[MemoryMigration]:
+    """`switch`: 'file' (the file tmp_path/primary) or 'mongodb' (a routing document in the
+    memory target)."""
     db = register(MemoryDatabase(f"mem{next(_names)}"))
     plan_file = tmp_path / "items.yaml"
     plan_file.write_text(
-        PLAN.format(chunk_rows=chunk_rows, batch_changes=batch_changes, switch=tmp_path / "primary")
+        PLAN.format(
+            chunk_rows=chunk_rows,
+            batch_changes=batch_changes,
+            switch=f'{{kind: file, path: "{tmp_path / "primary"}"}}'
+            if switch == "file"
+            else "{kind: mongodb}",
+        )
     )
     plan = load_plan(plan_file)
     url = SecretStr(f"memory://{db.name}")

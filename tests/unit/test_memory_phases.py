@@ -210,3 +210,37 @@ def test_rollback_resumes_after_a_crash(mig: MemoryMigration) -> None:
     assert result.resumed
     assert "done before (resumed rollback)" in [s["outcome"] for s in result.steps]
     assert "items" not in mig.db.collections and mig.db.publications == {}
+
+
+@pytest.fixture
+def routed(tmp_path: Path) -> Iterator[MemoryMigration]:
+    yield from memory_migration(tmp_path, switch="mongodb")
+
+
+def test_cutover_completes_a_flip_a_crash_interrupted(routed: MemoryMigration) -> None:
+    mig = routed
+    items_table(mig.db, 12)
+    mig.run("caught-up")
+    application_writes(mig.db)
+    mig.db.faults.crash_after("write_routing_document", 0)  # under the fence, the flip recorded as begun
+    with pytest.raises(Crash):
+        mig.cutover()
+    mig.db.sessions_ended()
+    assert mig.db.records.get(f"routing:migrator_routing:{mig.plan.name}") is None
+    mig.db.faults.clear()
+    mig.cutover()
+    routing = mig.db.records.get(f"routing:migrator_routing:{mig.plan.name}")
+    assert routing is not None and routing["primary"] == "target"
+    assert mig.db.documents("items") == expected(mig.db)
+
+
+def test_verify_after_a_crash(mig: MemoryMigration) -> None:
+    items_table(mig.db, 12)
+    mig.run("snapshot")
+    mig.db.faults.crash_after("fetch_range", 0)  # CDC follows, the verify pass reads the target: kill -9
+    with pytest.raises(Crash):
+        mig.run("verified")
+    mig.db.sessions_ended()
+    mig.db.faults.clear()
+    report = mig.run("verified").verify
+    assert report is not None and report.equal and report.totals.checked == 12

@@ -182,7 +182,9 @@ class MemorySource:
     def write_routing_row(
         self, table: str, plan_name: str, primary: Literal["source", "target"], run_id: str
     ) -> None:
-        self.db.records[f"routing:{table}:{plan_name}"] = {"primary": primary, "run_id": run_id}
+        self.db.faults.check("write_routing_row")
+        # The columns engine/switch.py reads back (the switch of kind postgres).
+        self.db.records[f"routing:{table}:{plan_name}"] = {"primary_side": primary, "run_id": run_id}
 
     def change_stream(
         self, slot: str, publication: str, start: int, *, poll_changes: int | None = None
@@ -285,7 +287,12 @@ class MemoryTarget:
     def write_routing_document(
         self, collection: str, plan_name: str, primary: Literal["source", "target"], run_id: str
     ) -> None:
-        self.db.records[f"routing:{collection}:{plan_name}"] = {"primary": primary, "run_id": run_id}
+        self.db.faults.check("write_routing_document")
+        self.db.records[f"routing:{collection}:{plan_name}"] = {
+            "_id": plan_name,
+            "primary": primary,
+            "run_id": run_id,
+        }
 
     def applied_position(self, checkpoint_id: str) -> int | None:
         stored = self.checkpoint_record(checkpoint_id)

@@ -170,6 +170,14 @@ class MemoryDatabase:
             tx.delete(table, key)
         return self.position
 
+    def sessions_ended(self) -> None:
+        """What a server does when its client was killed (-9): the dead sessions' locks (a write
+        fence) and replication connections (a slot "active") go. A test calls it after a Crash."""
+        with self.lock:
+            self.fenced.clear()
+            self.streaming.clear()
+            self.target_fenced.clear()
+
     def check_fence(self, table: str) -> None:
         if table in self.fenced:
             raise TerminalError(f"writes to {table} are fenced (cutover)")
