@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from migrator.adapters.base import (
@@ -15,6 +14,7 @@ from migrator.adapters.base import (
     Idle,
     Keepalive,
     LevelRead,
+    LoadSample,
     Marker,
     TransactionBegun,
     TransactionCommitted,
@@ -448,14 +448,8 @@ class ReverseWriter:
 
 
 class LoadProbe:
-    def sample(self, *, sessions: bool, replicas: bool) -> Any:
-        from migrator.adapters.base import LoadSample
-
+    def sample(self, *, sessions: bool, replicas: bool) -> LoadSample:
         return LoadSample(0 if sessions else None, 0 if replicas else None, None)
 
     def close(self) -> None:
         pass
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
