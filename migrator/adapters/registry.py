@@ -5,12 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from migrator.adapters.base import Positions, SourceAdapter, TargetAdapter
+from migrator.adapters.memory import MemorySource, MemoryTarget
 from migrator.adapters.mongodb import MongoTarget
 from migrator.adapters.postgres import PostgresSource
 from migrator.errors import TerminalError
 
-SOURCES = {"postgres": PostgresSource}
-TARGETS = {"mongodb": MongoTarget}
+# `memory`: in-process adapters for tests (memory://NAME finds a registered MemoryDatabase).
+SOURCES: dict[str, type[PostgresSource] | type[MemorySource]] = {
+    "postgres": PostgresSource,
+    "memory": MemorySource,
+}
+TARGETS: dict[str, type[MongoTarget] | type[MemoryTarget]] = {"mongodb": MongoTarget, "memory": MemoryTarget}
 
 
 def source_for(adapter: str, url: str) -> SourceAdapter:
