@@ -1,0 +1,74 @@
+"""What a phase's `run` performs is what `--dry-run` and the runbook list (docs/architecture.md,
+"Executable actions"): for the same plan, the ids and descriptions of the steps a live run gave its
+executor equal those the dry run recorded. The live executors are caught by wrapping
+`Executor.live`, so the phases run exactly as `migrator run` runs them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from migrator import api
+from migrator.engine.executor import Executor
+from tests.support.docs import Migration
+
+SHELVES = """
+- name: shelves
+  from: shelves
+  key: id
+  embed: [{as: books, from: books, on: {shelf_id: id}}]
+"""
+
+
+@pytest.fixture
+def live_executors(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Executor]]:
+    """Every live executor made while the test runs, in order."""
+    made: list[Executor] = []
+
+    def live(cls: type[Executor]) -> Executor:
+        executor = cls("live")
+        made.append(executor)
+        return executor
+
+    monkeypatch.setattr(Executor, "live", classmethod(live))
+    yield made
+
+
+def _listed(mig: Migration, plan: str, phase: str) -> list[tuple[str, str]]:
+    report = api.dry_run(mig.tmp_path / f"{plan}.yaml", sample_rows=10, env=mig.env)
+    return [(e.step, e.action.description) for e in report.journal if e.action.phase == phase]
+
+
+def _performed(executors: list[Executor], phase: str) -> list[tuple[str, str]]:
+    return [(e.step, e.action.description) for x in executors for e in x.journal if e.action.phase == phase]
+
+
+def _shelves(mig: Migration, name: str) -> None:
+    mig.sql(
+        "CREATE TABLE shelves (id int PRIMARY KEY, label text)",
+        "CREATE TABLE books (id int PRIMARY KEY, shelf_id int REFERENCES shelves, title text)",
+        "INSERT INTO shelves SELECT g, 'shelf ' || g FROM generate_series(1, 20) g",
+        "INSERT INTO books SELECT g, 1 + g % 20, 'book ' || g FROM generate_series(1, 60) g",
+    )
+    mig.plan(SHELVES, name=name, phases="snapshot: {parallel: 2, chunk_rows: 5}")
+
+
+def test_the_snapshot_performs_the_steps_the_dry_run_lists(
+    mig: Migration, live_executors: list[Executor]
+) -> None:
+    _shelves(mig, "steps-snapshot")
+    listed = _listed(mig, "steps-snapshot", "snapshot")
+    assert [s for s, _ in listed] == [
+        "snapshot.record-before",
+        "snapshot.create-publication",
+        "snapshot.create-slot",
+        "snapshot.split",
+        "snapshot.copy-shelves",
+    ]
+
+    outcome, _ = mig.run(mig.tmp_path / "steps-snapshot.yaml")
+
+    assert outcome.snapshot is not None and outcome.snapshot.documents == 20
+    assert _performed(live_executors, "snapshot") == listed
+    assert all(e.performed for x in live_executors for e in x.journal if e.action.phase == "snapshot")
