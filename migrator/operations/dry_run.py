@@ -53,7 +53,7 @@ PHASES: tuple[tuple[str, Callable[[PlanView], list[Step]], str], ...] = (
     (snapshot.PHASE, snapshot.steps, "migrator run"),
     (cdc.PHASE, _unnamed(cdc.planned_actions), "migrator run"),
     (verify.PHASE, _unnamed(verify.planned_actions), "migrator verify"),
-    (cutover.PHASE, _unnamed(cutover.planned_actions), "migrator cutover"),
+    (cutover.PHASE, cutover.steps, "migrator cutover"),
 )
 
 

@@ -6,12 +6,24 @@ executor equal those the dry run recorded. The live executors are caught by wrap
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from migrator import api
 from migrator.engine.executor import Executor
+from tests.support.cutover import cutover_plan
 from tests.support.docs import Migration
+from tests.support.runs import run
+from tests.support.shop import SCHEMA
+
+pytestmark = pytest.mark.usefixtures("stop_followers")
+
+
+@pytest.fixture
+def source_schema() -> tuple[str, ...]:
+    return (SCHEMA,)
+
 
 SHELVES = """
 - name: shelves
@@ -72,3 +84,25 @@ def test_the_snapshot_performs_the_steps_the_dry_run_lists(
     assert outcome.snapshot is not None and outcome.snapshot.documents == 20
     assert _performed(live_executors, "snapshot") == listed
     assert all(e.performed for x in live_executors for e in x.journal if e.action.phase == "snapshot")
+
+
+def test_cutover_performs_the_steps_the_dry_run_lists(
+    mig: Migration, tmp_path: Path, live_executors: list[Executor]
+) -> None:
+    switch = tmp_path / "routing"
+    plan_file = cutover_plan(mig, "steps-cutover", switch, freeze="5s", reverse=True)
+    run(mig, plan_file, "caught-up")
+    listed = _listed(mig, "steps-cutover", "cutover")
+    assert [s for s, _ in listed][-4:] == [
+        "cutover.reverse-sync",
+        "cutover.cancel-writes",
+        "cutover.lift-fence",
+        "cutover.retries",
+    ]
+
+    outcome = api.cutover(plan_file, state=mig.state_path, env=mig.env)
+
+    assert switch.read_text() == "target\n" and outcome.report.attempts == 1
+    assert _performed(live_executors, "cutover") == listed
+    done = [e.performed for x in live_executors for e in x.journal if e.action.phase == "cutover"]
+    assert done == [True] * (len(listed) - 1) + [False]  # the last one says how attempts are retried
