@@ -52,7 +52,7 @@ def _unnamed(planned: Callable[[PlanView], list[Action]]) -> Callable[[PlanView]
 PHASES: tuple[tuple[str, Callable[[PlanView], list[Step]], str], ...] = (
     (snapshot.PHASE, snapshot.steps, "migrator run"),
     (cdc.PHASE, _unnamed(cdc.planned_actions), "migrator run"),
-    (verify.PHASE, _unnamed(verify.planned_actions), "migrator verify"),
+    (verify.PHASE, lambda view: verify.steps(view.plan, view.collections), "migrator verify"),
     (cutover.PHASE, cutover.steps, "migrator cutover"),
 )
 
