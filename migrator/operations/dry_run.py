@@ -42,16 +42,11 @@ EXAMPLES = 3
 MAX_COLLISIONS = 20
 
 
-def _unnamed(planned: Callable[[PlanView], list[Action]]) -> Callable[[PlanView], list[Step]]:
-    """A phase that lists actions but has no steps yet (transitional)."""
-    return lambda view: [Step(f"{a.phase}.{i}", a) for i, a in enumerate(planned(view))]
-
-
 # Each phase's steps (the ones its `run` performs: docs/architecture.md, "Executable actions"), in
 # the order a migration runs them, and the command that runs it.
 PHASES: tuple[tuple[str, Callable[[PlanView], list[Step]], str], ...] = (
     (snapshot.PHASE, snapshot.steps, "migrator run"),
-    (cdc.PHASE, _unnamed(cdc.planned_actions), "migrator run"),
+    (cdc.PHASE, cdc.steps, "migrator run"),
     (verify.PHASE, lambda view: verify.steps(view.plan, view.collections), "migrator verify"),
     (cutover.PHASE, cutover.steps, "migrator cutover"),
 )

@@ -131,3 +131,24 @@ def test_a_verify_pass_performs_the_steps_the_dry_run_lists(
     # extras, the caller keeps the report.
     done = [e.performed for x in live_executors for e in x.journal if e.action.phase == "verify"]
     assert done == [True, False, True, False, True]
+
+
+def test_cdc_performs_the_steps_the_dry_run_lists(mig: Migration, live_executors: list[Executor]) -> None:
+    _shelves(mig, "steps-cdc")
+    listed = _listed(mig, "steps-cdc", "cdc")
+    assert [s for s, _ in listed] == [
+        "cdc.stream",
+        "cdc.apply",
+        "cdc.acknowledge",
+        "cdc.mirror",
+        "cdc.heartbeat",
+        "cdc.backfill",
+        "cdc.stop",
+    ]
+
+    run(mig, mig.tmp_path / "steps-cdc.yaml", "caught-up")
+
+    assert _performed(live_executors, "cdc") == listed
+    # The first step's effect is the follow loop; the others are what that loop does.
+    done = [e.performed for x in live_executors for e in x.journal if e.action.phase == "cdc"]
+    assert done == [True] + [False] * (len(listed) - 1)
