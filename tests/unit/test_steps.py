@@ -152,3 +152,21 @@ def test_cdc_performs_the_steps_the_dry_run_lists(mig: Migration, live_executors
     # The first step's effect is the follow loop; the others are what that loop does.
     done = [e.performed for x in live_executors for e in x.journal if e.action.phase == "cdc"]
     assert done == [True] + [False] * (len(listed) - 1)
+
+
+def test_a_rollback_performs_the_steps_its_preview_lists(
+    mig: Migration, live_executors: list[Executor]
+) -> None:
+    _shelves(mig, "steps-rollback")
+    plan_file = mig.tmp_path / "steps-rollback.yaml"
+    mig.run(plan_file)
+    preview = api.rollback(plan_file, preview=True, state=mig.state_path, env=mig.env)
+    assert isinstance(preview, list)
+    listed = [(f"rollback.{s.name}", s.description) for s in preview]
+    live_executors.clear()
+
+    api.rollback(plan_file, state=mig.state_path, env=mig.env)
+
+    assert _performed(live_executors, "rollback") == listed
+    assert all(e.performed for x in live_executors for e in x.journal if e.action.phase == "rollback")
+    assert mig.slots() == []
