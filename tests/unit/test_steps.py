@@ -170,3 +170,25 @@ def test_a_rollback_performs_the_steps_its_preview_lists(
     assert _performed(live_executors, "rollback") == listed
     assert all(e.performed for x in live_executors for e in x.journal if e.action.phase == "rollback")
     assert mig.slots() == []
+
+
+def test_a_switch_back_performs_the_steps_its_preview_lists(
+    mig: Migration, tmp_path: Path, live_executors: list[Executor]
+) -> None:
+    switch = tmp_path / "routing"
+    plan_file = cutover_plan(mig, "steps-back", switch, freeze="5s", reverse=True)
+    run(mig, plan_file, "caught-up")
+    api.cutover(plan_file, state=mig.state_path, env=mig.env)
+    preview = api.rollback(plan_file, preview=True, state=mig.state_path, env=mig.env)
+    assert isinstance(preview, list)
+    listed = [(f"switchback.{s.name}", s.description) for s in preview]
+    live_executors.clear()
+
+    api.rollback(plan_file, to="cutover", state=mig.state_path, env=mig.env)
+
+    assert switch.read_text() == "source\n"
+    assert _performed(live_executors, "switchback") == listed
+    # The attempts (the 'lag' step's effect) take the fence, drain, recheck and flip.
+    said = {"fence", "drain", "recheck", "flipping"}
+    done = [e.performed for x in live_executors for e in x.journal if e.action.phase == "switchback"]
+    assert done == [s.name not in said for s in preview]
