@@ -72,6 +72,7 @@ class Entry:
 
     action: Action
     performed: bool
+    step: str = ""  # the Step's id, when the action was given as a step
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.action.to_dict(), "performed": self.performed}
@@ -96,11 +97,11 @@ class Executor:
     def recording_only(self) -> bool:
         return self.mode == "recording"
 
-    def perform(self, action: Action, effect: Callable[[], T] | None = None) -> T | None:
+    def perform(self, action: Action, effect: Callable[[], T] | None = None, *, step: str = "") -> T | None:
         """Run `effect` for `action`, or only record the action: the single place where the
         choice is made. Returns the effect's result, or None when it did not run."""
         run = effect is not None and (self.mode == "live" or action.writes == "none")
-        self.journal.append(Entry(action, performed=run))
+        self.journal.append(Entry(action, performed=run, step=step))
         if not run:
             return None
         assert effect is not None
@@ -109,7 +110,7 @@ class Executor:
     def perform_steps(self, steps: list[Step]) -> list[Any]:
         """Perform `steps` in order (each as `perform` would); their results, None where a step
         only was recorded or has no effect."""
-        return [self.perform(step.action, step.effect) for step in steps]
+        return [self.perform(step.action, step.effect, step=step.id) for step in steps]
 
     def read(self, action: Action, effect: Callable[[], T]) -> T:
         """Perform a read: an action that writes nothing, whose result the caller needs in
@@ -127,3 +128,7 @@ class Executor:
 
     def performed(self) -> list[Action]:
         return [e.action for e in self.journal if e.performed]
+
+    def steps(self, phase: str | None = None) -> list[str]:
+        """The ids of the steps given (all, or one phase's), in order, performed or not."""
+        return [e.step for e in self.journal if e.step and (phase is None or e.action.phase == phase)]

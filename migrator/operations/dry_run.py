@@ -25,7 +25,7 @@ from bson.decimal128 import Decimal128
 
 from migrator.adapters.base import SourceAdapter, TableInfo, TargetAdapter
 from migrator.engine.context import PlanInputs, PlanView
-from migrator.engine.executor import Action, Entry, Executor
+from migrator.engine.executor import Action, Entry, Executor, Step
 from migrator.errors import PreflightFailed
 from migrator.mapping import compare
 from migrator.mapping.assemble import Assembler
@@ -41,12 +41,14 @@ EXAMPLES = 3
 # Collisions listed per collection (all are counted).
 MAX_COLLISIONS = 20
 
-# Each phase's plan, in the order a migration runs them, and the command that runs it.
-PHASES: tuple[tuple[str, Callable[[PlanView], list[Action]], str], ...] = (
-    (snapshot.PHASE, snapshot.planned_actions, "migrator run"),
-    (cdc.PHASE, cdc.planned_actions, "migrator run"),
-    (verify.PHASE, verify.planned_actions, "migrator verify"),
-    (cutover.PHASE, cutover.planned_actions, "migrator cutover"),
+
+# Each phase's steps (the ones its `run` performs: docs/architecture.md, "Executable actions"), in
+# the order a migration runs them, and the command that runs it.
+PHASES: tuple[tuple[str, Callable[[PlanView], list[Step]], str], ...] = (
+    (snapshot.PHASE, snapshot.steps, "migrator run"),
+    (cdc.PHASE, cdc.steps, "migrator run"),
+    (verify.PHASE, lambda view: verify.steps(view.plan, view.collections), "migrator verify"),
+    (cutover.PHASE, cutover.steps, "migrator cutover"),
 )
 
 
@@ -196,8 +198,7 @@ def dry_run(
     view = PlanInputs(plan, report.source, report.collections)
     phases: dict[str, list[Action]] = {}
     for name, planned, _ in PHASES:
-        for action in planned(view):
-            executor.perform(action)
+        executor.perform_steps(planned(view))  # listed without effects: recorded, none runs
         phases[name] = executor.recorded(name)
     tables = report.source.tables
     samples = []

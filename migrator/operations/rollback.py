@@ -35,6 +35,8 @@ from typing import Any, Literal
 
 from migrator.adapters.base import SourceAdapter, TargetAdapter
 from migrator.engine.events import EventBus, Notice, RollbackStepDone
+from migrator.engine.executor import Executor
+from migrator.engine.executor import Step as ExecutorStep
 from migrator.errors import MigratorError, TerminalError
 from migrator.operations.rollback_after_cutover import Switchback, SwitchbackResult, SwitchbackStep
 from migrator.operations.run import StoreSink
@@ -57,9 +59,24 @@ SLOT_RELEASE_S = 5.0
 
 @dataclass(frozen=True)
 class Step:
+    """One step of the rollback, as the preview lists it and `Rollback.run` performs it
+    (docs/architecture.md, "Executable actions"): `effect` is bound only when a rollback runs."""
+
     name: str
     description: str
     side: str  # what it changes: 'source', 'target', 'state' or 'none'
+    effect: Callable[[], Any] | None = field(default=None, compare=False, repr=False)
+
+    def executable(self) -> ExecutorStep:
+        return ExecutorStep.of(PHASE, self.name, self.description, self.side, self.effect)
+
+
+@dataclass
+class _Undoing:
+    """One rollback in progress: the steps a crashed rollback recorded, and what it returns."""
+
+    done: set[str]
+    result: RollbackResult
 
 
 @dataclass
@@ -88,6 +105,7 @@ class Rollback:
         self.publication = publication_name(plan.name)
         self.run_record = self._find_run()
         self.slot = self.run_record.slot
+        self.executor = Executor.live()
 
     def _find_run(self) -> RunRecord:
         candidates = [r for r in self.store.runs(self.plan.name) if r.status in ("active", "failed")]
@@ -107,25 +125,47 @@ class Rollback:
 
     # -- what it would do ------------------------------------------------------------------------
 
-    def steps(self, *, force: bool = False) -> list[Step]:
+    def steps(self, *, force: bool = False, undoing: _Undoing | None = None) -> list[Step]:
+        """The steps in order: listed (the preview), and with effects bound to `undoing` when
+        `run` performs them."""
         database = self.plan.target.database
+
+        def bound(name: str, effect: Callable[[], str]) -> Callable[[], Any] | None:
+            if undoing is None:
+                return None  # listed only
+            current = undoing
+            return lambda: self._perform(name, effect, current)
+
         steps = [
             Step(
                 "check",
                 "check that no `migrator run` is following and no pre-existing data is at risk",
                 "none",
+                bound("check", lambda: self._check(force)),
             ),
             Step(
                 RollbackLabel.CDC_CHECKPOINT,
                 f"delete CDC's checkpoint document from {database}._migrator",
                 "target",
+                bound(RollbackLabel.CDC_CHECKPOINT, self._drop_cdc_checkpoint),
             ),
-            Step(RollbackLabel.SLOT, f"drop replication slot {self.slot}", "source"),
-            Step(RollbackLabel.PUBLICATION, self._publication_step(), "source"),
+            Step(
+                RollbackLabel.SLOT,
+                f"drop replication slot {self.slot}",
+                "source",
+                bound(RollbackLabel.SLOT, self._drop_slot),
+            ),
+            Step(
+                RollbackLabel.PUBLICATION,
+                self._publication_step(),
+                "source",
+                bound(RollbackLabel.PUBLICATION, self._drop_publication),
+            ),
             Step(
                 RollbackLabel.REVERSE,
                 "remove reverse sync's checkpoint and replication origin (if any)",
                 "source",
+                bound(RollbackLabel.REVERSE, self._forget_reverse),
             ),
         ]
         before = self._collections_before()
@@ -139,16 +179,20 @@ class Rollback:
                 text = f"drop collection {database}.{c.name} (--force: it held {held:,} documents before the run)"
             else:
                 text = f"keep collection {database}.{c.name}: it held {held:,} documents before the run"
-            steps.append(Step(rollback_collection(c.name), text, "target"))
+            name = rollback_collection(c.name)
+            effect = functools.partial(self._collection, c.name, before.get(c.name), force)
+            steps.append(Step(name, text, "target", bound(name, effect)))
         steps.append(
             Step(
                 RollbackLabel.RELEASE,
                 f"delete the run's records and its ownership record from {database}._migrator (and the "
                 "collection, if the run created it and nothing else is left in it)",
                 "target",
+                bound(RollbackLabel.RELEASE, self._release),
             )
         )
-        steps.append(Step("finish", f"mark run {self.run_record.id} rolled back", "state"))
+        finish = None if undoing is None else functools.partial(self._finish, undoing)
+        steps.append(Step("finish", f"mark run {self.run_record.id} rolled back", "state", finish))
         return steps
 
     def _publication_created(self) -> bool | None:
@@ -192,38 +236,33 @@ class Rollback:
     def run(self, *, force: bool = False) -> RollbackResult:
         run_id = self.run_record.id
         done = {c.label for c in self.store.checkpoints(run_id, PHASE)}
-        result = RollbackResult(run_id, resumed=bool(done))
-        actions: dict[str, Callable[[], str]] = {
-            "check": lambda: self._check(force),
-            RollbackLabel.CDC_CHECKPOINT: self._drop_cdc_checkpoint,
-            RollbackLabel.SLOT: self._drop_slot,
-            RollbackLabel.PUBLICATION: self._drop_publication,
-            RollbackLabel.REVERSE: self._forget_reverse,
-            RollbackLabel.RELEASE: self._release,
-        }
-        before = self._collections_before()
-        for c in self.plan.collections:
-            actions[rollback_collection(c.name)] = functools.partial(
-                self._collection, c.name, before.get(c.name), force
-            )
-        for step in self.steps(force=force):
-            if step.name == "finish":
-                continue
-            if step.name in done and step.name != "check":
-                outcome = "done before (resumed rollback)"
-            else:
-                outcome = actions[step.name]()
-                if step.name != "check":
-                    self.store.add_checkpoint(run_id, PHASE, step.name, "", {"outcome": outcome})
-            result.steps.append({"name": step.name, "outcome": outcome})
-            self.events.emit(RollbackStepDone(step.name, outcome))
+        undoing = _Undoing(done, RollbackResult(run_id, resumed=bool(done)))
+        # The steps the preview lists, performed (docs/architecture.md, "Executable actions").
+        self.executor.perform_steps([s.executable() for s in self.steps(force=force, undoing=undoing)])
+        return undoing.result
+
+    def _perform(self, name: str, effect: Callable[[], str], undoing: _Undoing) -> str:
+        """A step, unless a crashed rollback recorded it done; recorded once done (the check is
+        always made, never recorded)."""
+        if name in undoing.done and name != "check":
+            outcome = "done before (resumed rollback)"
+        else:
+            outcome = effect()
+            if name != "check":
+                self.store.add_checkpoint(self.run_record.id, PHASE, name, "", {"outcome": outcome})
+        undoing.result.steps.append({"name": name, "outcome": outcome})
+        self.events.emit(RollbackStepDone(name, outcome))
+        return outcome
+
+    def _finish(self, undoing: _Undoing) -> str:
+        run_id = self.run_record.id
         for phase in self.store.phases(run_id):
             if phase.status != "rolled_back":
                 self.store.set_phase(run_id, phase.name, "rolled_back")
         self.store.finish_run(run_id, "rolled_back")
-        result.steps.append({"name": "finish", "outcome": f"run {run_id} rolled back"})
+        undoing.result.steps.append({"name": "finish", "outcome": f"run {run_id} rolled back"})
         self.events.emit(RollbackStepDone("finish", f"run {run_id} rolled back"))
-        return result
+        return f"run {run_id} rolled back"
 
     def _check(self, force: bool) -> str:
         # No other process works on this run through this state file (refused at once, naming it).

@@ -30,7 +30,7 @@ from typing import Any, ClassVar, Literal
 from migrator.adapters.base import CaptureStream, SourceInfo, TableInfo
 from migrator.engine.context import PlanView, RunContext
 from migrator.engine.events import ErrorRaised, Notice
-from migrator.engine.executor import Action
+from migrator.engine.executor import Action, Executor, Step, actions
 from migrator.engine.retry import RetryStopped, retrying_streak
 from migrator.errors import BatchTooLarge, MigratorError, SourceError, TerminalError, TransientError
 from migrator.mapping.assemble import Assembler
@@ -49,7 +49,15 @@ from migrator.phases.oracle import DualWriteOracle
 from migrator.plan.names import cdc_checkpoint_id, publication_name, reverse_origin_name, slot_name_pattern
 from migrator.state.labels import SnapshotLabel
 
-__all__ = ["PHASE", "CdcPhase", "CdcResult", "ChangeObserver", "planned_actions", "wait_until_applied"]
+__all__ = [
+    "PHASE",
+    "CdcPhase",
+    "CdcResult",
+    "ChangeObserver",
+    "planned_actions",
+    "steps",
+    "wait_until_applied",
+]
 
 # Called for each applied row change: (table, old row, new row, 'insert' | 'update' | 'delete').
 ChangeObserver = Callable[[str, Any, Any, str], None]
@@ -72,8 +80,16 @@ class CdcResult:
 class CdcPhase:
     name: ClassVar[str] = PHASE
 
-    def __init__(self, ctx: RunContext, *, stop: threading.Event, until: Until = "stopped") -> None:
+    def __init__(
+        self,
+        ctx: RunContext,
+        *,
+        stop: threading.Event,
+        until: Until = "stopped",
+        executor: Executor | None = None,
+    ) -> None:
         self.ctx = ctx
+        self.executor = executor if executor is not None else Executor.live()
         self.settings = ctx.plan.phases.cdc
         # Writes per batch: phases.cdc.batch_changes, less while the target aborts batches
         # (docs/architecture.md, "Batches that adapt"); kept across reconnects.
@@ -206,7 +222,7 @@ class CdcPhase:
     # -- the loop --------------------------------------------------------------------------------
 
     def plan(self) -> list[Action]:
-        return planned_actions(self.ctx)
+        return actions(steps(self.ctx))
 
     def start_position(self) -> tuple[int, str]:
         stored = self.applier.checkpoint()
@@ -222,8 +238,11 @@ class CdcPhase:
         return self.ctx.source.positions.parse(slot.position), "snapshot position"
 
     def run(self) -> CdcResult:
+        """Perform CDC's steps (the ones `plan` lists: docs/architecture.md, "Executable
+        actions"): the first one's effect is the whole follow loop, which does the others."""
         try:
-            return self._run()
+            result: CdcResult = self.executor.perform_steps(steps(self.ctx, self))[0]
+            return result
         finally:
             if self.ctx.throttle is not None:
                 self.ctx.throttle.release(PHASE)
@@ -361,6 +380,15 @@ class CdcPhase:
 
 def planned_actions(view: PlanView) -> list[Action]:
     """What CDC would do, in order (pure: feeds --dry-run and the runbook)."""
+    return actions(steps(view))
+
+
+def steps(view: PlanView, phase: CdcPhase | None = None) -> list[Step]:
+    """CDC's steps, in order: listed from the plan view (--dry-run, the runbook), and bound to
+    `phase` when it runs them (docs/architecture.md, "Executable actions"). The first one's effect
+    is the follow loop (phases/follow_loop.py), which streams, applies, acknowledges, mirrors,
+    heartbeats, backfills and stops as the others say: they are aspects of that loop, said, with
+    no effect of their own."""
     plan, settings = view.plan, view.plan.phases.cdc
     slot, publication = slot_name_pattern(plan.name), publication_name(plan.name)
     database = plan.target.database
@@ -370,18 +398,22 @@ def planned_actions(view: PlanView) -> list[Action]:
         if settings.mode == "stream"
         else f"SQL polling (pg_logical_slot_peek_binary_changes, {settings.poll_changes:,} changes a poll)"
     )
-    actions = [
-        Action(
+    follow = phase._run if phase is not None else None
+    listed = [
+        Step.of(
             PHASE,
+            "stream",
             f"stream changes of publication {publication} from slot {slot} through {how}, starting at "
             f"the target's checkpoint, else at the slot's consistent point",
             "none",
+            follow,
         ),
     ]
     if settings.apply:
-        actions.append(
-            Action(
+        listed.append(
+            Step.of(
                 PHASE,
+                "apply",
                 f"apply each source transaction, in commit order, as document writes to {collections} in "
                 f"batches of up to {settings.batch_changes:,} writes, each with its checkpoint "
                 f"({database}._migrator, _id {cdc_checkpoint_id(plan.name)})",
@@ -389,38 +421,47 @@ def planned_actions(view: PlanView) -> list[Action]:
             )
         )
     else:
-        actions.append(
-            Action(
+        listed.append(
+            Step.of(
                 PHASE,
+                "dual-write-check",
                 f"dual-write verification (cdc.apply: false): write only the checkpoint ({database}._migrator) "
                 f"and check each change against {collections} "
                 f"{plan.phases.verify.dual_write_grace:g} s after its commit",
                 "target",
             )
         )
-    actions += [
-        Action(PHASE, f"acknowledge the applied position to slot {slot}, so the source frees WAL", "source"),
-        Action(PHASE, "mirror the applied position into the state store, now and then", "state"),
-        Action(
+    listed += [
+        Step.of(
             PHASE,
+            "acknowledge",
+            f"acknowledge the applied position to slot {slot}, so the source frees WAL",
+            "source",
+        ),
+        Step.of(PHASE, "mirror", "mirror the applied position into the state store, now and then", "state"),
+        Step.of(
+            PHASE,
+            "heartbeat",
             f"when idle, emit a heartbeat every {settings.heartbeat_interval:g} s "
             f"(pg_logical_emit_message '{HEARTBEAT_PREFIX}') so the slot keeps advancing",
             "source",
         ),
-        Action(
+        Step.of(
             PHASE,
+            "backfill",
             "when a column the mapping takes is added to a mapped table (ALTER TABLE ... ADD COLUMN logs no row "
             "change): once the stream is past the ALTER (its first change, or a marker "
             f"pg_logical_emit_message '{BACKFILL_PREFIX}'), rewrite the documents of every row of that table "
             "from the source as it is then",
             "target" if settings.apply else "none",
         ),
-        Action(
+        Step.of(
             PHASE,
+            "stop",
             f"stop if the slot retains over {settings.max_retained_wal:,} bytes of WAL; on TRUNCATE: "
             f"{settings.on_truncate}; keep following until stopped or cut over"
             + f" (--until caught-up: stop once the lag is under {settings.max_lag:g} s)",
             "none",
         ),
     ]
-    return actions
+    return listed

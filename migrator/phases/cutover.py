@@ -48,7 +48,7 @@ from typing import Any, ClassVar
 from migrator.adapters.base import WriteFence
 from migrator.engine.context import PlanView, RunContext
 from migrator.engine.events import CutoverAbandoned, CutoverStep, Notice, WriteFreeze
-from migrator.engine.executor import Action
+from migrator.engine.executor import Action, Executor, Step, actions
 from migrator.engine.switch import RoutingSwitch, run_command
 from migrator.errors import FenceNotTaken, MigratorError, TerminalError
 from migrator.phases.cdc import wait_until_applied
@@ -160,6 +160,16 @@ class CutoverReport:
         }
 
 
+@dataclass
+class _Attempt:
+    """One attempt's fence and deadline, handed from step to step."""
+
+    attempt: int
+    report: CutoverReport
+    fence: WriteFence | None = None
+    deadline: float = 0.0  # monotonic: the write freeze ends here at the latest
+
+
 class CutoverPhase:
     name: ClassVar[str] = PHASE
 
@@ -173,6 +183,7 @@ class CutoverPhase:
         start_reverse: Callable[[], None],
         reverse_ready: Callable[[], None],
         stop: threading.Event | None = None,
+        executor: Executor | None = None,
     ) -> None:
         """`gate_verify` runs a verify pass of the live migration and returns its report;
         `prepare` runs before each fence (checks what changed meanwhile, so that little is left
@@ -189,6 +200,7 @@ class CutoverPhase:
         self._start_reverse = start_reverse
         self._reverse_ready = reverse_ready
         self._stop = stop if stop is not None else threading.Event()
+        self.executor = executor if executor is not None else Executor.live()
         if self.settings.switch is None:
             raise TerminalError(
                 f"plan {ctx.plan.name} has no phases.cutover.switch: applications could not learn that the "
@@ -202,7 +214,13 @@ class CutoverPhase:
         self._tables = list(dict.fromkeys(t for c in ctx.collections for t in c.tables()))
 
     def plan(self) -> list[Action]:
-        return planned_actions(self.ctx)
+        return actions(steps(self.ctx))
+
+    def _do(self, name: str, attempt: _Attempt | None = None) -> None:
+        """Perform the step `name` of the ones `plan` lists (docs/architecture.md, "Executable
+        actions"): the protocol below decides when, and how often (once per attempt)."""
+        step = next(s for s in steps(self.ctx, self, attempt) if s.id == f"{PHASE}.{name}")
+        self.executor.perform(step.action, step.effect, step=step.id)
 
     # -- the protocol ----------------------------------------------------------------------------
 
@@ -218,9 +236,12 @@ class CutoverPhase:
                     store.add_checkpoint(run.id, PHASE, CutoverLabel.SWITCHED, "", {"resumed": True})
                 self._start_reverse()
                 return report
-            self._gate()
+            if self.settings.postpone_file:
+                self._do("postpone")
+            self._do("gate-lag")
+            self._do("gate-verify")
             if self.settings.on_before_cutover:
-                run_command(self.settings.on_before_cutover, self.ctx.plan.name, "on_before_cutover")
+                self._do("on-before")
             for attempt in range(1, self.settings.retries + 2):
                 report.attempts = attempt
                 try:
@@ -248,7 +269,8 @@ class CutoverPhase:
                     if self._stop.wait(self.settings.retry_pause):
                         raise self._stopped() from None
             if self.settings.on_after_cutover:
-                run_command(self.settings.on_after_cutover, self.ctx.plan.name, "on_after_cutover")
+                self._do("on-after")
+            self._do("retries")  # said, not done: the attempts above retried as it says
             store.add_checkpoint(run.id, PHASE, CutoverLabel.DONE, report.marker or "", report.to_dict())
             return report
         finally:
@@ -291,7 +313,7 @@ class CutoverPhase:
             for c in found
         )
 
-    def _gate(self) -> None:
+    def _wait_postponed(self) -> None:
         postpone = Path(self.settings.postpone_file) if self.settings.postpone_file else None
         announced = 0.0
         while postpone is not None and postpone.exists():
@@ -300,6 +322,8 @@ class CutoverPhase:
                 announced = time.monotonic()
             if self._stop.wait(0.2):
                 raise self._stopped()
+
+    def _gate_lag(self) -> None:
         phases = {p.name: p.status for p in self.ctx.store.phases(self.ctx.run.id)}
         if phases.get("snapshot") != "done":
             raise TerminalError(
@@ -353,6 +377,8 @@ class CutoverPhase:
         )
         self._reverse_ready()
         self._step("reverse-ready", "reverse sync can start")
+
+    def _gate_verify_pass(self) -> None:
         verify = self._gate_verify()
         if self._stop.is_set():
             raise self._stopped()  # the pass was cut short: its verdict says nothing
@@ -397,6 +423,51 @@ class CutoverPhase:
         )
 
     def _attempt(self, attempt: int, report: CutoverReport) -> None:
+        a = _Attempt(attempt, report)
+        try:
+            self._do("fence", a)
+            try:
+                self._do("marker", a)
+                self._do("check", a)
+                self._do("flip", a)
+            except Abandoned as exc:
+                assert a.fence is not None
+                held = a.fence.lift()
+                freeze_ms = round((held or 0.0) * 1000, 1)
+                report.abandoned.append({"attempt": attempt, "reason": str(exc), "freeze_ms": freeze_ms})
+                self.ctx.events.emit(CutoverAbandoned(attempt, str(exc), freeze_ms))
+                raise
+            self._do("record-flip", a)
+            try:
+                if self.settings.reverse_sync:
+                    self._do("reverse-sync", a)
+                else:
+                    self._start_reverse()
+                self._do("cancel-writes", a)
+            except MigratorError as exc:
+                # Past the point of no return the target is primary either way: say so loudly,
+                # lift the fence (writers must not wait on us), and let the caller retry reverse sync.
+                self.ctx.events.emit(Notice("warn", f"reverse sync did not start: {exc.message}"))
+                raise
+            finally:
+                self._do("lift-fence", a)
+            self.ctx.store.add_checkpoint(
+                self.ctx.run.id,
+                PHASE,
+                CutoverLabel.UNFENCED,
+                report.marker or "",
+                {"freeze_ms": report.freeze_ms},
+            )
+            self._step("unfenced", f"source writes released; write freeze {report.freeze_ms:.0f} ms")
+            self.ctx.events.emit(WriteFreeze("forward", report.freeze_ms or 0.0))
+        finally:
+            if a.fence is not None:
+                a.fence.lift()
+
+    # -- an attempt's steps' effects, in order -----------------------------------------------------
+
+    def _engage(self, a: _Attempt) -> None:
+        attempt, report = a.attempt, a.report
         self._prepare()
         # Fence only a CDC that keeps up: what it lags behind now is what the freeze would wait for.
         budget = max(30.0, 10 * self.cdc.max_lag)
@@ -409,83 +480,68 @@ class CutoverPhase:
             report.abandoned.append({"attempt": attempt, "reason": reason, "freeze_ms": 0.0})
             self.ctx.events.emit(CutoverAbandoned(attempt, reason, 0.0))
             raise Abandoned(reason)
-        fence = self._fence()
+        fence = a.fence = self._fence()
         try:
-            try:
-                started = fence.engage()
-            except FenceNotTaken as exc:
-                report.abandoned.append({"attempt": attempt, "reason": exc.message, "freeze_ms": 0.0})
-                self.ctx.events.emit(CutoverAbandoned(attempt, exc.message, 0.0))
-                raise Abandoned(exc.message) from None
-            deadline = started + self.settings.max_write_freeze
-            self._step("fence", f"attempt {attempt}: source writes held ({fence.describe()})")
-            try:
-                marker_text = self.monitor.heartbeat(MARKER_PREFIX, f"{self.ctx.run.id}:fence:{attempt}")
-                report.marker = marker_text
-                self._wait_applied(self.ctx.source.positions.parse(marker_text), deadline)
-                self._step("drained", f"CDC applied the marker at {marker_text}")
-                check = self._final_check(deadline)
-                report.check = {"checked": check.checked, "differing": check.differing, **check.detail}
-                if check.differing:
-                    raise CheckFailed(
-                        f"final check under the fence: {check.differing} of {check.checked} documents differ",
-                        hint="the source stays primary; run `migrator verify` to see which, then cut over again",
-                    )
-                self._step(
-                    "checked", f"{check.checked} document(s) touched since the gate's verify are equal"
-                )
-                if time.monotonic() >= deadline:
-                    raise Abandoned("the final check ended past max_write_freeze")
-                report.waiting_writers = fence.waiting_writers()
-                # Recorded before the flip, so that a resume knows a crash may have cut it short.
-                self.ctx.store.add_checkpoint(
-                    self.ctx.run.id, PHASE, CutoverLabel.FLIPPING, report.marker or "", {"attempt": attempt}
-                )
-                try:
-                    self.switch.flip("target")
-                except BaseException:
-                    self.ctx.store.add_checkpoint(
-                        self.ctx.run.id, PHASE, CutoverLabel.FLIP_FAILED, "", {"attempt": attempt}
-                    )
-                    raise
-            except Abandoned as exc:
-                held = fence.lift()
-                freeze_ms = round((held or 0.0) * 1000, 1)
-                report.abandoned.append({"attempt": attempt, "reason": str(exc), "freeze_ms": freeze_ms})
-                self.ctx.events.emit(CutoverAbandoned(attempt, str(exc), freeze_ms))
-                raise
-            self.ctx.store.add_checkpoint(
-                self.ctx.run.id, PHASE, CutoverLabel.SWITCHED, report.marker or "", {"attempt": attempt}
+            started = fence.engage()
+        except FenceNotTaken as exc:
+            report.abandoned.append({"attempt": attempt, "reason": exc.message, "freeze_ms": 0.0})
+            self.ctx.events.emit(CutoverAbandoned(attempt, exc.message, 0.0))
+            raise Abandoned(exc.message) from None
+        a.deadline = started + self.settings.max_write_freeze
+        self._step("fence", f"attempt {attempt}: source writes held ({fence.describe()})")
+
+    def _drain(self, a: _Attempt) -> None:
+        marker_text = self.monitor.heartbeat(MARKER_PREFIX, f"{self.ctx.run.id}:fence:{a.attempt}")
+        a.report.marker = marker_text
+        self._wait_applied(self.ctx.source.positions.parse(marker_text), a.deadline)
+        self._step("drained", f"CDC applied the marker at {marker_text}")
+
+    def _check(self, a: _Attempt) -> None:
+        check = self._final_check(a.deadline)
+        a.report.check = {"checked": check.checked, "differing": check.differing, **check.detail}
+        if check.differing:
+            raise CheckFailed(
+                f"final check under the fence: {check.differing} of {check.checked} documents differ",
+                hint="the source stays primary; run `migrator verify` to see which, then cut over again",
             )
-            self._step("switched", f"{self.switch.describe()} names the target")
-            try:
-                self._start_reverse()
-                cancelled = fence.cancel_waiting()
-                report.cancelled_writes = cancelled
-                if cancelled:
-                    self._step(
-                        "cancelled",
-                        f"{cancelled} write(s) held by the fence cancelled: they retry on the target",
-                    )
-            except MigratorError as exc:
-                # Past the point of no return the target is primary either way: say so loudly,
-                # lift the fence (writers must not wait on us), and let the caller retry reverse sync.
-                self.ctx.events.emit(Notice("warn", f"reverse sync did not start: {exc.message}"))
-                raise
-            finally:
-                held = fence.lift()
-                report.freeze_ms = round((held or 0.0) * 1000, 1)
+        self._step("checked", f"{check.checked} document(s) touched since the gate's verify are equal")
+        if time.monotonic() >= a.deadline:
+            raise Abandoned("the final check ended past max_write_freeze")
+
+    def _flip(self, a: _Attempt) -> None:
+        assert a.fence is not None
+        a.report.waiting_writers = a.fence.waiting_writers()
+        # Recorded before the flip, so that a resume knows a crash may have cut it short.
+        self.ctx.store.add_checkpoint(
+            self.ctx.run.id, PHASE, CutoverLabel.FLIPPING, a.report.marker or "", {"attempt": a.attempt}
+        )
+        try:
+            self.switch.flip("target")
+        except BaseException:
             self.ctx.store.add_checkpoint(
-                self.ctx.run.id,
-                PHASE,
-                CutoverLabel.UNFENCED,
-                report.marker or "",
-                {"freeze_ms": report.freeze_ms},
+                self.ctx.run.id, PHASE, CutoverLabel.FLIP_FAILED, "", {"attempt": a.attempt}
             )
-            self._step("unfenced", f"source writes released; write freeze {report.freeze_ms:.0f} ms")
-            self.ctx.events.emit(WriteFreeze("forward", report.freeze_ms or 0.0))
-        finally:
-            fence.lift()
+            raise
+
+    def _record_flip(self, a: _Attempt) -> None:
+        self.ctx.store.add_checkpoint(
+            self.ctx.run.id, PHASE, CutoverLabel.SWITCHED, a.report.marker or "", {"attempt": a.attempt}
+        )
+        self._step("switched", f"{self.switch.describe()} names the target")
+
+    def _cancel_waiting(self, a: _Attempt) -> None:
+        assert a.fence is not None
+        cancelled = a.fence.cancel_waiting()
+        a.report.cancelled_writes = cancelled
+        if cancelled:
+            self._step(
+                "cancelled", f"{cancelled} write(s) held by the fence cancelled: they retry on the target"
+            )
+
+    def _lift(self, a: _Attempt) -> None:
+        assert a.fence is not None
+        held = a.fence.lift()
+        a.report.freeze_ms = round((held or 0.0) * 1000, 1)
 
     def _fence(self) -> WriteFence:
         f = self.settings.fence
@@ -510,108 +566,203 @@ class CutoverPhase:
 
 def planned_actions(view: PlanView) -> list[Action]:
     """What `migrator cutover` would do, in order (pure: feeds --dry-run and the runbook)."""
+    return actions(steps(view))
+
+
+def steps(view: PlanView, phase: CutoverPhase | None = None, attempt: _Attempt | None = None) -> list[Step]:
+    """Cutover's steps, in order: listed from the plan view (--dry-run, the runbook), and with
+    effects bound to `phase` (and the `attempt` in progress) when it performs them
+    (docs/architecture.md, "Executable actions"). The protocol in `CutoverPhase.run` performs
+    them one by one: the fence's steps once per attempt, the hooks only when configured."""
     plan, settings = view.plan, view.plan.phases.cutover
     lag = plan.phases.cdc.max_lag
-    actions: list[Action] = []
+    listed: list[Step] = []
+
+    def bound(effect: Callable[[CutoverPhase], object]) -> Callable[[], object] | None:
+        if phase is None:
+            return None  # listed only
+        running = phase
+        return lambda: effect(running)
+
+    def in_attempt(effect: Callable[[CutoverPhase, _Attempt], object]) -> Callable[[], object] | None:
+        if phase is None or attempt is None:
+            return None
+        running, current = phase, attempt
+        return lambda: effect(running, current)
+
     if settings.switch is None:
         return [
-            Action(
+            Step.of(
                 PHASE,
+                "refuse",
                 "refuse: the plan has no phases.cutover.switch, so applications could not learn that the "
                 "target is primary",
                 "none",
             )
         ]
     if settings.postpone_file:
-        actions.append(Action(PHASE, f"wait while the postpone file {settings.postpone_file} exists", "none"))
-    actions += [
-        Action(
+        listed.append(
+            Step.of(
+                PHASE,
+                "postpone",
+                f"wait while the postpone file {settings.postpone_file} exists",
+                "none",
+                bound(lambda p: p._wait_postponed()),
+            )
+        )
+    listed += [
+        Step.of(
             PHASE,
+            "gate-lag",
             f"gate: the snapshot is done; CDC applies a fresh marker (pg_logical_emit_message "
             f"'{MARKER_PREFIX}') within max_lag {lag:g} s",
             "source",
+            bound(lambda p: p._gate_lag()),
         ),
-        Action(
+        Step.of(
             PHASE,
+            "gate-verify",
             f"gate: a verify pass of the live migration is equal (tolerance {plan.phases.verify.tolerance:g}); "
             "recorded in the state store",
             "state",
+            bound(lambda p: p._gate_verify_pass()),
         ),
     ]
     if settings.on_before_cutover:
-        actions.append(
-            Action(PHASE, f"run on_before_cutover: {' '.join(settings.on_before_cutover)}", "external")
+        before = settings.on_before_cutover
+        listed.append(
+            Step.of(
+                PHASE,
+                "on-before",
+                f"run on_before_cutover: {' '.join(before)}",
+                "external",
+                bound(lambda p: run_command(before, p.ctx.plan.name, "on_before_cutover")),
+            )
         )
     fence = settings.fence
     if fence.kind == "command":
-        actions.append(
-            Action(
-                PHASE,
-                f"fence: run {' '.join(fence.pause or [])} to pause the application's writers",
-                "external",
-            )
-        )
+        fencing = f"fence: run {' '.join(fence.pause or [])} to pause the application's writers"
+        listed.append(Step.of(PHASE, "fence", fencing, "external", in_attempt(CutoverPhase._engage)))
     else:
         tables = ", ".join(dict.fromkeys(t for c in view.collections for t in c.tables()))
-        actions.append(
-            Action(
-                PHASE,
-                f"fence: LOCK TABLE {tables} IN EXCLUSIVE MODE (waits at most {fence.lock_timeout:g} s); "
-                "the write freeze starts",
-                "source",
-            )
+        fencing = (
+            f"fence: LOCK TABLE {tables} IN EXCLUSIVE MODE (waits at most {fence.lock_timeout:g} s); "
+            "the write freeze starts"
         )
-    actions += [
-        Action(PHASE, "commit a marker after the fence and wait until CDC has applied it", "source"),
-        Action(PHASE, "compare once more the documents touched since the gate's verify began", "none"),
+        listed.append(Step.of(PHASE, "fence", fencing, "source", in_attempt(CutoverPhase._engage)))
+    listed += [
+        Step.of(
+            PHASE,
+            "marker",
+            "commit a marker after the fence and wait until CDC has applied it",
+            "source",
+            in_attempt(CutoverPhase._drain),
+        ),
+        Step.of(
+            PHASE,
+            "check",
+            "compare once more the documents touched since the gate's verify began",
+            "none",
+            in_attempt(CutoverPhase._check),
+        ),
     ]
     switch = settings.switch
+    flip = in_attempt(CutoverPhase._flip)
     if switch.kind == "file":
-        actions.append(Action(PHASE, f"flip: write 'target' to the routing file {switch.path}", "external"))
-    elif switch.kind == "command":
-        actions.append(Action(PHASE, f"flip: run {' '.join(switch.run or [])}", "external"))
-    elif switch.kind == "postgres":
-        actions.append(
-            Action(PHASE, f"flip: upsert the routing row in table {switch.name} on the source", "source")
-        )
-    else:
-        actions.append(
-            Action(
-                PHASE,
-                f"flip: upsert the routing document in collection {switch.name} on the target",
-                "target",
+        listed.append(
+            Step.of(
+                PHASE, "flip", f"flip: write 'target' to the routing file {switch.path}", "external", flip
             )
         )
-    actions.append(Action(PHASE, "record the flip (checkpoint 'switched')", "state"))
-    if settings.reverse_sync:
-        actions.append(
-            Action(
+    elif switch.kind == "command":
+        listed.append(Step.of(PHASE, "flip", f"flip: run {' '.join(switch.run or [])}", "external", flip))
+    elif switch.kind == "postgres":
+        listed.append(
+            Step.of(
                 PHASE,
+                "flip",
+                f"flip: upsert the routing row in table {switch.name} on the source",
+                "source",
+                flip,
+            )
+        )
+    else:
+        listed.append(
+            Step.of(
+                PHASE,
+                "flip",
+                f"flip: upsert the routing document in collection {switch.name} on the target",
+                "target",
+                flip,
+            )
+        )
+    listed.append(
+        Step.of(
+            PHASE,
+            "record-flip",
+            "record the flip (checkpoint 'switched')",
+            "state",
+            in_attempt(CutoverPhase._record_flip),
+        )
+    )
+    if settings.reverse_sync:
+        listed.append(
+            Step.of(
+                PHASE,
+                "reverse-sync",
                 f"start reverse sync: target changes flow back to the source under replication origin "
                 f"{reverse_origin_name(plan.name)}",
                 "source",
+                bound(lambda p: p._start_reverse()),
             )
         )
-    actions.append(
-        Action(PHASE, "cancel the writes waiting on the fence (retryable: they go to the target)", "source")
-    )
-    if fence.kind == "command":
-        actions.append(Action(PHASE, f"lift the fence: run {' '.join(fence.resume or [])}", "external"))
-    else:
-        actions.append(Action(PHASE, "lift the fence (release the locks): the write freeze ends", "source"))
-    if settings.on_after_cutover:
-        actions.append(
-            Action(PHASE, f"run on_after_cutover: {' '.join(settings.on_after_cutover)}", "external")
-        )
-    actions.append(
-        Action(
+    listed.append(
+        Step.of(
             PHASE,
+            "cancel-writes",
+            "cancel the writes waiting on the fence (retryable: they go to the target)",
+            "source",
+            in_attempt(CutoverPhase._cancel_waiting),
+        )
+    )
+    lift = in_attempt(CutoverPhase._lift)
+    if fence.kind == "command":
+        listed.append(
+            Step.of(
+                PHASE, "lift-fence", f"lift the fence: run {' '.join(fence.resume or [])}", "external", lift
+            )
+        )
+    else:
+        listed.append(
+            Step.of(
+                PHASE,
+                "lift-fence",
+                "lift the fence (release the locks): the write freeze ends",
+                "source",
+                lift,
+            )
+        )
+    if settings.on_after_cutover:
+        after = settings.on_after_cutover
+        listed.append(
+            Step.of(
+                PHASE,
+                "on-after",
+                f"run on_after_cutover: {' '.join(after)}",
+                "external",
+                bound(lambda p: run_command(after, p.ctx.plan.name, "on_after_cutover")),
+            )
+        )
+    listed.append(
+        Step.of(
+            PHASE,
+            "retries",
             f"an attempt that cannot finish within max_write_freeze {settings.max_write_freeze:g} s lifts the "
             f"fence and is retried after {settings.retry_pause:g} s, up to {settings.retries} more time(s)",
             "none",
         )
     )
-    return actions
+    return listed
 
 
 class CommandFence:

@@ -19,6 +19,7 @@ import contextlib
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -33,7 +34,7 @@ from migrator.engine.events import (
     SnapshotOpened,
     TablePlanned,
 )
-from migrator.engine.executor import Action
+from migrator.engine.executor import Action, Executor, Step, actions
 from migrator.engine.pipeline import WriteBehind
 from migrator.engine.retry import bounded_attempts
 from migrator.engine.workers import Workers
@@ -72,11 +73,31 @@ class _Work:
     chunk: ChunkRecord
 
 
+@dataclass
+class _Copy:
+    """What one run's steps hand on to the next (the slot's position, the snapshot open, the
+    chunks planned), filled as the steps run."""
+
+    resumed_from: str | None = None  # the slot's position, when an earlier attempt created it
+    publication_existed: bool = False
+    publication_created: bool = False
+    coordinator: SnapshotSession | None = None
+    position: str = ""  # CDC starts here
+    read_position: str = ""  # where the copy reads (newer than `position` on a resume)
+    reread: bool = False
+    work: list[_Work] = field(default_factory=list)
+    queued: list[_Work] = field(default_factory=list)
+    result: SnapshotResult | None = None
+
+
 class SnapshotPhase:
     name: ClassVar[str] = PHASE
 
-    def __init__(self, ctx: RunContext, stop: threading.Event | None = None) -> None:
+    def __init__(
+        self, ctx: RunContext, stop: threading.Event | None = None, executor: Executor | None = None
+    ) -> None:
         self.ctx = ctx
+        self.executor = executor if executor is not None else Executor.live()
         self.settings = ctx.plan.phases.snapshot
         self.slot = ctx.run.slot
         self.publication = publication_name(ctx.plan.name)
@@ -86,7 +107,7 @@ class SnapshotPhase:
     # -- what it would do ----------------------------------------------------------------------
 
     def plan(self) -> list[Action]:
-        return planned_actions(self.ctx)
+        return actions(steps(self.ctx))
 
     def rollback(self) -> list[Action]:
         return [
@@ -105,43 +126,79 @@ class SnapshotPhase:
         return list(dict.fromkeys(t for c in self.ctx.collections for t in c.tables()))
 
     def run(self) -> SnapshotResult:
-        store, run = self.ctx.store, self.ctx.run
-        start = next((c for c in store.checkpoints(run.id, PHASE) if c.label == SnapshotLabel.SLOT), None)
-        if start is None:
-            coordinator, position = self._start()
-            read_position, reread = position, False
-        else:
-            position = start.position
-            if not self.publications.slot_exists(self.slot):
-                raise TerminalError(
-                    f"replication slot {self.slot} of run {run.id} no longer exists: changes since "
-                    f"{position} are lost to this run, and a new snapshot is needed",
-                    hint="run `migrator rollback` for this plan, then `migrator run` again",
-                )
-            coordinator = self.ctx.source.snapshot_session(None)
-            read_position, reread = coordinator.position, True
+        """Perform the snapshot's steps (the ones `plan` lists: docs/architecture.md, "Executable
+        actions") through the phase's executor."""
+        copy = _Copy()
         try:
-            if reread:
-                store.add_checkpoint(run.id, PHASE, SnapshotLabel.REREAD, read_position, {"slot": self.slot})
-            self.ctx.events.emit(SnapshotOpened(read_position, reread))
-            if self.ctx.throttle is not None:
-                self.ctx.throttle.poll(PHASE)  # reads the controls (--chunk-rows) before planning
-            work = self._plan_chunks(coordinator)
-            result = SnapshotResult(position=position, consistent_after=self._consistent_after(position))
-            self._copy(coordinator.exported, work, result, read_position)
+            self.executor.perform_steps(steps(self.ctx, self, copy))
         finally:
-            coordinator.close()
-            if self.ctx.throttle is not None:
-                self.ctx.throttle.release(PHASE)
-        if not result.stopped:
-            store.add_checkpoint(
-                run.id,
+            if copy.coordinator is not None:
+                copy.coordinator.close()
+                if self.ctx.throttle is not None:
+                    self.ctx.throttle.release(PHASE)
+        assert copy.result is not None, "the copy steps ran"
+        if not copy.result.stopped:
+            self.ctx.store.add_checkpoint(
+                self.ctx.run.id,
                 PHASE,
                 SnapshotLabel.DONE,
-                position,
-                {"consistent_after": result.consistent_after, "slot": self.slot},
+                copy.result.position,
+                {"consistent_after": copy.result.consistent_after, "slot": self.slot},
             )
-        return result
+        return copy.result
+
+    # -- the steps' effects, in order ------------------------------------------------------------
+
+    def _resumed_from(self) -> str | None:
+        """The slot's position when this run created it before (a resume), else None."""
+        store, run = self.ctx.store, self.ctx.run
+        start = next((c for c in store.checkpoints(run.id, PHASE) if c.label == SnapshotLabel.SLOT), None)
+        return None if start is None else start.position
+
+    def _record_before(self, copy: _Copy) -> None:
+        copy.resumed_from = self._resumed_from()
+        if copy.resumed_from is None:
+            copy.publication_existed = self._record_target_and_source()
+
+    def _create_publication(self, copy: _Copy) -> None:
+        if copy.resumed_from is None:
+            copy.publication_created = self._ensure_publication(copy.publication_existed)
+
+    def _create_slot(self, copy: _Copy) -> None:
+        if copy.resumed_from is None:
+            copy.coordinator, copy.position = self._create_slot_and_export(copy.publication_created)
+            copy.read_position, copy.reread = copy.position, False
+            return
+        position = copy.position = copy.resumed_from
+        if not self.publications.slot_exists(self.slot):
+            raise TerminalError(
+                f"replication slot {self.slot} of run {self.ctx.run.id} no longer exists: changes since "
+                f"{position} are lost to this run, and a new snapshot is needed",
+                hint="run `migrator rollback` for this plan, then `migrator run` again",
+            )
+        copy.coordinator = self.ctx.source.snapshot_session(None)
+        copy.read_position, copy.reread = copy.coordinator.position, True
+
+    def _split(self, copy: _Copy) -> None:
+        store, run = self.ctx.store, self.ctx.run
+        assert copy.coordinator is not None, "the slot step opened the snapshot"
+        if copy.reread:
+            store.add_checkpoint(run.id, PHASE, SnapshotLabel.REREAD, copy.read_position, {"slot": self.slot})
+        self.ctx.events.emit(SnapshotOpened(copy.read_position, copy.reread))
+        if self.ctx.throttle is not None:
+            self.ctx.throttle.poll(PHASE)  # reads the controls (--chunk-rows) before planning
+        copy.work = self._plan_chunks(copy.coordinator)
+        copy.result = SnapshotResult(
+            position=copy.position, consistent_after=self._consistent_after(copy.position)
+        )
+
+    def _copy_collection(self, copy: _Copy, collection: CollectionMapping, last: bool) -> None:
+        # The workers share the chunks of every collection (a table's chunks beside another's), so
+        # each collection's step queues its chunks and the last one runs the workers over them all.
+        copy.queued.extend(w for w in copy.work if w.collection.name == collection.name)
+        if last:
+            assert copy.coordinator is not None and copy.result is not None, "the split step ran"
+            self._copy(copy.coordinator.exported, copy.queued, copy.result, copy.read_position)
 
     def _consistent_after(self, position: str) -> str:
         rereads = [
@@ -151,7 +208,9 @@ class SnapshotPhase:
         ]
         return max([position, *rereads], key=self.ctx.source.positions.parse)
 
-    def _start(self) -> tuple[SnapshotSession, str]:
+    def _record_target_and_source(self) -> bool:
+        """Record the target's collections and whether the publication existed before this run;
+        whether it existed (as recorded, also by a run that crashed before its slot)."""
         store, run = self.ctx.store, self.ctx.run
         before = self.ctx.target.existing_collections()
         store.add_checkpoint(
@@ -178,6 +237,11 @@ class SnapshotPhase:
             )
         else:
             existed = bool(recorded.detail.get("publication_existed"))
+        return existed
+
+    def _ensure_publication(self, existed: bool) -> bool:
+        """Create or align the publication; whether this run counts as its creator."""
+        run = self.ctx.run
         # Only the columns the mapping reads leave the source, where PostgreSQL allows a column
         # list (docs/architecture.md, "Publication column lists"); a publication found is made to
         # publish exactly the mapped tables and columns.
@@ -189,6 +253,10 @@ class SnapshotPhase:
         self.ctx.target.ownership(self.ctx.plan.name).note(
             run.id, {"publication_created": publication_created}
         )
+        return publication_created
+
+    def _create_slot_and_export(self, publication_created: bool) -> tuple[SnapshotSession, str]:
+        store, run = self.ctx.store, self.ctx.run
         if self.publications.slot_exists(self.slot):
             if not self.slot.endswith("_" + run_token(run.id)):
                 # A slot named after the plan alone (runs begun by an earlier version): nothing
@@ -472,32 +540,78 @@ class SnapshotPhase:
             result.skipped.extend(skipped)
 
 
-def planned_actions(view: PlanView) -> list[Action]:
-    """What the snapshot would do, in order (pure: feeds --dry-run and the runbook)."""
+def steps(view: PlanView, phase: SnapshotPhase | None = None, copy: _Copy | None = None) -> list[Step]:
+    """The snapshot's steps, in order: listed from the plan view (--dry-run, the runbook), and
+    with effects bound to `phase` when it runs them (docs/architecture.md, "Executable actions").
+    On a resume the first three find the slot recorded and only check it."""
     plan, settings = view.plan, view.plan.phases.snapshot
     publication, slot = publication_name(plan.name), slot_name_pattern(plan.name)
     tables = ", ".join(dict.fromkeys(t for c in view.collections for t in c.tables()))
-    actions = [
-        Action(PHASE, "record the run and which target collections exist before it", "state"),
-        Action(PHASE, f"create publication {publication} FOR TABLE {tables} (unless it exists)", "source"),
-        Action(PHASE, f"create logical replication slot {slot} (pgoutput) exporting a snapshot", "source"),
-        Action(PHASE, "split each table into key-range chunks, recorded in the state store", "state"),
+    state = copy if copy is not None else _Copy()
+
+    def bound(effect: Callable[[SnapshotPhase], object]) -> Callable[[], object] | None:
+        if phase is None:
+            return None  # listed only
+        running = phase
+        return lambda: effect(running)
+
+    result = [
+        Step.of(
+            PHASE,
+            "record-before",
+            "record the run and which target collections exist before it",
+            "state",
+            bound(lambda p: p._record_before(state)),
+        ),
+        Step.of(
+            PHASE,
+            "create-publication",
+            f"create publication {publication} FOR TABLE {tables} (unless it exists)",
+            "source",
+            bound(lambda p: p._create_publication(state)),
+        ),
+        Step.of(
+            PHASE,
+            "create-slot",
+            f"create logical replication slot {slot} (pgoutput) exporting a snapshot",
+            "source",
+            bound(lambda p: p._create_slot(state)),
+        ),
+        Step.of(
+            PHASE,
+            "split",
+            "split each table into key-range chunks, recorded in the state store",
+            "state",
+            bound(lambda p: p._split(state)),
+        ),
     ]
-    for c in view.collections:
+    for i, c in enumerate(view.collections):
         info = view.source_info.tables
         rows = info[c.table].estimated_rows if c.table in info else 0
         embedded = [t for t in c.tables() if t != c.table]
-        actions.append(
-            Action(
+        last = i == len(view.collections) - 1
+        result.append(
+            Step.of(
                 PHASE,
+                f"copy-{c.name}",
                 f"copy {c.table} (~{rows:,} rows)"
                 + (f" with {', '.join(embedded)} embedded" if embedded else "")
                 + f" into {plan.target.database}.{c.name} in chunks of {settings.chunk_rows:,} "
                 f"with {settings.parallel} worker(s); each chunk checkpointed once written",
                 "target",
+                bound(_copying(state, c, last)),
             )
         )
-    return actions
+    return result
+
+
+def _copying(copy: _Copy, collection: CollectionMapping, last: bool) -> Callable[[SnapshotPhase], object]:
+    return lambda phase: phase._copy_collection(copy, collection, last)
+
+
+def planned_actions(view: PlanView) -> list[Action]:
+    """What the snapshot would do, in order (pure: feeds --dry-run and the runbook)."""
+    return actions(steps(view))
 
 
 def chunk_size(estimated_rows: int, chunk_rows: int, parallel: int) -> int:

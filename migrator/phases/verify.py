@@ -41,7 +41,7 @@ from bson.raw_bson import RawBSONDocument
 from migrator.adapters.base import CollectionReader, KeyReader, SourceAdapter, SourceInfo, TargetAdapter
 from migrator.engine.context import PlanView
 from migrator.engine.events import EventBus, Notice, VerifyFinished, VerifyProgress
-from migrator.engine.executor import Action
+from migrator.engine.executor import Action, Executor, Step, actions
 from migrator.engine.retry import DEFAULT_BUDGET_S, retrying
 from migrator.engine.workers import Workers
 from migrator.mapping import compare
@@ -269,6 +269,15 @@ class _SourceReader:
             self._reader = None
 
 
+@dataclass
+class _Pass:
+    """One pass's report, the mismatches it confirmed per collection, and whether it repairs."""
+
+    report: VerifyReport
+    confirmed: dict[str, list[tuple[Any, str]]]
+    repair: bool
+
+
 class Verifier:
     """Runs verify passes for a plan against a live source and target."""
 
@@ -287,6 +296,7 @@ class Verifier:
         stop: threading.Event | None = None,
         cdc_failure: str | None = None,
         cdc_alive: Callable[[], None] | None = None,
+        executor: Executor | None = None,
     ) -> None:
         """`cdc_failure`: the error that stopped CDC, as the state store recorded it
         (following.recorded_cdc_failure); `cdc_alive`: where CDC runs in this process, raises
@@ -297,6 +307,7 @@ class Verifier:
         self.target = target
         self.events = events
         self._stop = stop if stop is not None else threading.Event()
+        self.executor = executor if executor is not None else Executor.live()
         self.following = Following(
             plan.name,
             source,
@@ -334,16 +345,10 @@ class Verifier:
             for name in self._collections:
                 report.collections[name] = Counts()
                 confirmed[name] = []
-            self.following.check()
-            ranges = self._retry("splitting the source into key ranges", self._plan_ranges)
-            self._compare_ranges(ranges, report, confirmed)
-            self._each_collection(lambda name, coll: self._find_extras(coll, report, confirmed[name]))
-            if repair:
-                self._each_collection(
-                    lambda name, coll: self._retry(
-                        f"repairing {name}", lambda: self._repair(coll, report, confirmed[name])
-                    )
-                )
+            # The steps `plan` lists (docs/architecture.md, "Executable actions").
+            self.executor.perform_steps(
+                steps(self.plan, list(self.collections), self, _Pass(report, confirmed, repair))
+            )
             applied = self.following.applied()
             report.applied_position = None if applied is None else self.source.positions.text(applied)
         finally:
@@ -352,6 +357,28 @@ class Verifier:
         report.mismatches.sort(key=lambda m: (m.collection, m.kind, str(m.id)))
         self.events.emit(VerifyFinished(_summary(report)))
         return report
+
+    @property
+    def collections(self) -> list[CollectionMapping]:
+        return [c.mapping for c in self._collections.values()]
+
+    # -- a pass's steps' effects, in order --------------------------------------------------------
+
+    def _compare(self, p: _Pass) -> None:
+        self.following.check()
+        ranges = self._retry("splitting the source into key ranges", self._plan_ranges)
+        self._compare_ranges(ranges, p.report, p.confirmed)
+
+    def _look_for_extras(self, p: _Pass) -> None:
+        self._each_collection(lambda name, coll: self._find_extras(coll, p.report, p.confirmed[name]))
+
+    def _repair_all(self, p: _Pass) -> None:
+        if p.repair:
+            self._each_collection(
+                lambda name, coll: self._retry(
+                    f"repairing {name}", lambda: self._repair(coll, p.report, p.confirmed[name])
+                )
+            )
 
     def _plan_ranges(self) -> list[_Range]:
         coordinator = self.source.snapshot_session(None)
@@ -723,29 +750,63 @@ def _summary(report: VerifyReport) -> dict[str, Any]:
 def planned_actions(view: PlanView) -> list[Action]:
     """What a verify pass (`migrator verify`, and cutover's gate) would do, in order (pure: feeds
     --dry-run and the runbook). Read-only but for its markers and the report, unless --repair."""
-    settings = view.plan.phases.verify
+    return actions(steps(view.plan, view.collections))
+
+
+def steps(
+    plan: Plan,
+    collections: Sequence[CollectionMapping],
+    verifier: Verifier | None = None,
+    one: _Pass | None = None,
+) -> list[Step]:
+    """A verify pass's steps, in order: listed from the plan (--dry-run, the runbook), and with
+    effects bound to `verifier` and the pass `one` when it runs them (docs/architecture.md,
+    "Executable actions"). Two are said, not done here: each differing key is rechecked where the
+    compare and the look for extra documents find it, and the caller keeps the report."""
+    settings = plan.phases.verify
     share = (
         f"a deterministic {settings.sample:.0%} sample of the keys"
         if settings.mode == "sample"
         else "every key"
     )
-    actions = [
-        Action(
+
+    def bound(effect: Callable[[Verifier, _Pass], object]) -> Callable[[], object] | None:
+        if verifier is None or one is None:
+            return None  # listed only
+        running, current = verifier, one
+        return lambda: effect(running, current)
+
+    return [
+        Step.of(
             PHASE,
-            f"compare {', '.join(c.name for c in view.collections)} ({share}): key ranges of "
+            "compare",
+            f"compare {', '.join(c.name for c in collections)} ({share}): key ranges of "
             f"{settings.chunk_rows:,} root rows, {settings.parallel} at a time; source rows read in a REPEATABLE "
             "READ transaction and mapped, target documents read by _id",
             "none",
+            bound(Verifier._compare),
         ),
-        Action(
+        Step.of(
             PHASE,
+            "recheck",
             f"recheck each differing key up to {settings.rechecks} rounds, waiting up to "
             f"{settings.settle_timeout:g} s for CDC to apply a marker (pg_logical_emit_message "
             f"'{MARKER_PREFIX}')",
             "source",
         ),
-        Action(PHASE, "look for target documents the source does not have (a pass over target _ids)", "none"),
-        Action(PHASE, "keep the report in the state store while a run is active", "state"),
-        Action(PHASE, "only with --repair: re-copy the differing documents from the source", "target"),
+        Step.of(
+            PHASE,
+            "extras",
+            "look for target documents the source does not have (a pass over target _ids)",
+            "none",
+            bound(Verifier._look_for_extras),
+        ),
+        Step.of(PHASE, "keep-report", "keep the report in the state store while a run is active", "state"),
+        Step.of(
+            PHASE,
+            "repair",
+            "only with --repair: re-copy the differing documents from the source",
+            "target",
+            bound(Verifier._repair_all),
+        ),
     ]
-    return actions

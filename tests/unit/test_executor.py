@@ -101,3 +101,18 @@ def test_steps_are_listed_and_performed_as_the_same_objects() -> None:
     live = Executor.live()
     assert live.perform_steps(steps) == [1, 2, None]
     assert done == ["inspect", "inspect", "slot"]
+
+
+def test_the_journal_names_the_steps_performed() -> None:
+    from migrator.engine.executor import Step
+
+    steps = [
+        Step.of("cdc", "stream", "follow", "none", lambda: 1),
+        Step.of("cdc", "apply", "said, done by the loop", "target"),
+    ]
+    live = Executor.live()
+    live.perform(Action("verify", "a plain action", "none"), lambda: 0)
+    live.perform_steps(steps)
+    assert live.steps() == ["cdc.stream", "cdc.apply"]
+    assert live.steps("verify") == []
+    assert [e.performed for e in live.journal] == [True, True, False]

@@ -8,10 +8,12 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from migrator.engine.context import RunContext
 from migrator.engine.events import ErrorRaised, RollbackStepDone, WriteFreeze
+from migrator.engine.executor import Executor
 from migrator.engine.switch import RoutingSwitch, run_command
 from migrator.errors import MigratorError, TerminalError
 from migrator.mapping.affected import Affected, DocumentId
@@ -87,6 +89,8 @@ class _SwitchingBack:
             dict(self.first_fence.detail.get("before") or {}) if self.first_fence else {}
         )
         self.started: float | None = None
+        self.verifier: Verifier | None = None
+        self.executor = Executor.live()
 
     def _first_fence(self) -> CheckpointRecord | None:
         ctx = self.ctx
@@ -122,9 +126,35 @@ class _SwitchingBack:
             refs, self.written_back[:] = list(self.written_back), []
         return refs + self.touched.take()
 
+    def steps(self) -> list[SwitchbackStep]:
+        """The steps `Switchback.steps` lists, with their effects (docs/architecture.md,
+        "Executable actions"). The attempts (attempts.py) take the fence, drain, recheck and flip
+        inside the 'lag' step's effect; 'flip' itself finishes a flip a crash interrupted."""
+        plan, settings = self.ctx.plan, self.settings
+        effects: dict[str, Callable[[], Any]] = {
+            "check": lambda: self.done("check", "ok", checkpoint=False),
+            "verify": self._verify,
+            "lag": self._attempts,
+            "flip": self._resumed_flip,
+            "drain-again": self._drain_again,
+            "unfence": self._unfence,
+            "forget": self._forget,
+            "hook": self._hook,
+            "done": self._done,
+        }
+        return steps_of(
+            plan.name,
+            settings,
+            [c.name for c in plan.collections],
+            self.switch.describe(),
+            plan.phases.cdc.max_lag,
+            effects,
+        )
+
     def run(self) -> SwitchbackResult:
         ctx, store, run = self.ctx, self.ctx.store, self.ctx.run
-        self.done("check", "ok", checkpoint=False)
+        check, *rest = [s.executable() for s in self.steps()]
+        self.executor.perform_steps([check])
         store.set_phase(run.id, "rollback", "running")
         self.live_stop = threading.Event()
         self.live = ReverseSync.from_context(ctx, stop=self.live_stop, on_applied=self.record)
@@ -136,11 +166,7 @@ class _SwitchingBack:
         try:
             self.follower.start()
             self.follower.wait_streaming(ctx, STREAM_START_TIMEOUT_S)
-            self._up_to_the_flip()
-            self._after_the_flip()
-            store.set_phase(run.id, CUTOVER, "rolled_back")
-            store.set_phase(run.id, "rollback", "done")
-            self.done("done", "the source is primary; the migration follows it again (before cutover)")
+            self.executor.perform_steps(rest)
             return self.result
         except BaseException as exc:
             # `migrator status` shows why, and never a rollback 'running' once the process is
@@ -156,13 +182,25 @@ class _SwitchingBack:
             self.follower.stop()
             documents.close()
 
-    def _up_to_the_flip(self) -> None:
+    # -- the steps' effects, in order -------------------------------------------------------------
+
+    def _flip_state(self) -> str | None:
+        """'done' when a rollback before this one flipped back, 'interrupted' when a crash came
+        between 'flipping' and the flip's checkpoint, None when the flip is still to come."""
         recorded = self.recorded
         flipping = recorded.get(RollbackLabel.SWITCHBACK_FLIPPING)
         lifted = recorded.get(RollbackLabel.SWITCHBACK_FENCE_LIFTED)
         if RollbackLabel.SWITCHED_BACK in recorded:
+            return "done"
+        if flipping is not None and (lifted is None or lifted.id < flipping.id):
+            return "interrupted"
+        return None
+
+    def _resumed_flip(self) -> None:
+        state = self._flip_state()
+        if state == "done":
             self.done("flip", "done before (resumed rollback)", checkpoint=False)
-        elif flipping is not None and (lifted is None or lifted.id < flipping.id):
+        elif state == "interrupted":
             # A crash between 'flipping' and the flip's own checkpoint: the recheck at rest had
             # passed under a fence that is still on (a validator, or the operator's pause,
             # outlives the process), so flipping (again: idempotent) finishes that attempt.
@@ -172,10 +210,11 @@ class _SwitchingBack:
             self.switch.flip("source")
             kill_point("flipped")
             self.done("flip", f"{self.switch.describe()} names the source (the flip a crash interrupted)")
-        else:
-            self._verify_and_flip()
+        # else: the attempts ('lag') flipped
 
-    def _verify_and_flip(self) -> None:
+    def _verify(self) -> None:
+        if self._flip_state() is not None:
+            return  # flipped before: nothing to verify
         if self.first_fence is not None:
             # A rollback that crashed under the fence: writers go on while it starts over.
             lift(self.fence, self.before)
@@ -183,7 +222,7 @@ class _SwitchingBack:
         self.live_follower.start()
         self.recording.set()
         self.touched.start()
-        verifier = _verifier(self.ctx)
+        verifier = self.verifier = _verifier(self.ctx)
         report = verifier.run().to_dict()
         self.follower.raise_if_failed()
         self.live_follower.stop()
@@ -195,6 +234,11 @@ class _SwitchingBack:
             f"verdict {report['verdict']} while writes went on; {len(verifier.differing)} document(s) "
             "not equal yet are rechecked under the fence",
         )
+
+    def _attempts(self) -> None:
+        if self._flip_state() is not None:
+            return
+        assert self.verifier is not None, "the verify step ran"
         attempts = Attempts(
             self.ctx,
             self.fence,
@@ -207,14 +251,16 @@ class _SwitchingBack:
             self.first_fence is None,
             self.before,
         )
-        self.started = attempts.run([DocumentId(c, i) for c, i in verifier.differing], self.result)
+        self.started = attempts.run([DocumentId(c, i) for c, i in self.verifier.differing], self.result)
         self.before = attempts.before
 
-    def _after_the_flip(self) -> None:
-        recorded, result, settings, plan = self.recorded, self.result, self.settings, self.ctx.plan
-        if RollbackLabel.SWITCHBACK_DRAIN_AGAIN not in recorded:
+    def _drain_again(self) -> None:
+        if RollbackLabel.SWITCHBACK_DRAIN_AGAIN not in self.recorded:
             self.done("drain-again", drain(self.reverse, self.follower))
-        if RollbackLabel.SWITCHBACK_UNFENCE not in recorded:
+
+    def _unfence(self) -> None:
+        result = self.result
+        if RollbackLabel.SWITCHBACK_UNFENCE not in self.recorded:
             lift(self.fence, self.before)
             kill_point("unfenced")
             held = None if self.started is None else time.monotonic() - self.started
@@ -227,14 +273,25 @@ class _SwitchingBack:
             )
             if result.freeze_ms is not None:
                 self.ctx.events.emit(WriteFreeze("back", result.freeze_ms))
-        if RollbackLabel.SWITCHBACK_FORGET not in recorded:
+
+    def _forget(self) -> None:
+        if RollbackLabel.SWITCHBACK_FORGET not in self.recorded:
             existed = self.reverse.writer.forget()
             kill_point("forgotten")
             self.done("forget", "removed" if existed else "none was stored")
-        if RollbackLabel.SWITCHBACK_HOOK not in recorded:
+
+    def _hook(self) -> None:
+        settings, plan = self.settings, self.ctx.plan
+        if RollbackLabel.SWITCHBACK_HOOK not in self.recorded:
             if settings.on_rollback:
                 run_command(settings.on_rollback, plan.name, "on_rollback", {"MIGRATOR_DIRECTION": "back"})
             self.done("hook", "on_rollback ran" if settings.on_rollback else "none configured")
+
+    def _done(self) -> None:
+        store, run = self.ctx.store, self.ctx.run
+        store.set_phase(run.id, CUTOVER, "rolled_back")
+        store.set_phase(run.id, "rollback", "done")
+        self.done("done", "the source is primary; the migration follows it again (before cutover)")
 
 
 def _check(ctx: RunContext) -> None:
