@@ -239,9 +239,9 @@ class CdcPhase:
 
     def run(self) -> CdcResult:
         """Perform CDC's steps (the ones `plan` lists: docs/architecture.md, "Executable
-        actions"): the first one's effect is the whole follow loop, which does the others."""
+        actions"): the second one's (apply) effect is the whole follow loop, which does the others."""
         try:
-            result: CdcResult = self.executor.perform_steps(steps(self.ctx, self))[0]
+            result: CdcResult = self.executor.perform_steps(steps(self.ctx, self))[1]
             return result
         finally:
             if self.ctx.throttle is not None:
@@ -385,8 +385,8 @@ def planned_actions(view: PlanView) -> list[Action]:
 
 def steps(view: PlanView, phase: CdcPhase | None = None) -> list[Step]:
     """CDC's steps, in order: listed from the plan view (--dry-run, the runbook), and bound to
-    `phase` when it runs them (docs/architecture.md, "Executable actions"). The first one's effect
-    is the follow loop (phases/follow_loop.py), which streams, applies, acknowledges, mirrors,
+    `phase` when it runs them (docs/architecture.md, "Executable actions"). The second one's (apply,
+    or the dual-write check) effect is the follow loop (phases/follow_loop.py), which streams, applies, acknowledges, mirrors,
     heartbeats, backfills and stops as the others say: they are aspects of that loop, said, with
     no effect of their own."""
     plan, settings = view.plan, view.plan.phases.cdc
@@ -398,6 +398,9 @@ def steps(view: PlanView, phase: CdcPhase | None = None) -> list[Step]:
         if settings.mode == "stream"
         else f"SQL polling (pg_logical_slot_peek_binary_changes, {settings.poll_changes:,} changes a poll)"
     )
+    # The follow loop (read, apply, acknowledge, mirror, heartbeat, backfill, stop) is one effect: it
+    # is attached to the step that writes the target, so an executor that only records writes never
+    # runs it; the other steps say what the loop does.
     follow = phase._run if phase is not None else None
     listed = [
         Step.of(
@@ -406,7 +409,6 @@ def steps(view: PlanView, phase: CdcPhase | None = None) -> list[Step]:
             f"stream changes of publication {publication} from slot {slot} through {how}, starting at "
             f"the target's checkpoint, else at the slot's consistent point",
             "none",
-            follow,
         ),
     ]
     if settings.apply:
@@ -418,6 +420,7 @@ def steps(view: PlanView, phase: CdcPhase | None = None) -> list[Step]:
                 f"batches of up to {settings.batch_changes:,} writes, each with its checkpoint "
                 f"({database}._migrator, _id {cdc_checkpoint_id(plan.name)})",
                 "target",
+                follow,
             )
         )
     else:
@@ -429,6 +432,7 @@ def steps(view: PlanView, phase: CdcPhase | None = None) -> list[Step]:
                 f"and check each change against {collections} "
                 f"{plan.phases.verify.dual_write_grace:g} s after its commit",
                 "target",
+                follow,
             )
         )
     listed += [

@@ -783,7 +783,7 @@ def steps(
             f"compare {', '.join(c.name for c in collections)} ({share}): key ranges of "
             f"{settings.chunk_rows:,} root rows, {settings.parallel} at a time; source rows read in a REPEATABLE "
             "READ transaction and mapped, target documents read by _id",
-            "none",
+            "source",  # its rechecks emit markers on the source (the step below)
             bound(Verifier._compare),
         ),
         Step.of(

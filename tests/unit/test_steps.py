@@ -149,9 +149,9 @@ def test_cdc_performs_the_steps_the_dry_run_lists(mig: Migration, live_executors
     run(mig, mig.tmp_path / "steps-cdc.yaml", "caught-up")
 
     assert _performed(live_executors, "cdc") == listed
-    # The first step's effect is the follow loop; the others are what that loop does.
+    # The apply step's effect is the follow loop; the others are what that loop does.
     done = [e.performed for x in live_executors for e in x.journal if e.action.phase == "cdc"]
-    assert done == [True] + [False] * (len(listed) - 1)
+    assert done == [False, True] + [False] * (len(listed) - 2)
 
 
 def test_a_rollback_performs_the_steps_its_preview_lists(
