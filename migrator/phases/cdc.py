@@ -286,8 +286,11 @@ class CdcPhase:
             ),
             None,
         )
-        consistent_after = self.ctx.source.positions.parse(
-            snapshot_done.detail.get("consistent_after", snapshot_done.position) if snapshot_done else "0/0"
+        parse = self.ctx.source.positions.parse
+        consistent_after = (
+            parse(snapshot_done.detail.get("consistent_after", snapshot_done.position))
+            if snapshot_done
+            else 0
         )
         indexes = self.applier.ensure_indexes(self.mapper.index_paths())
         if indexes:
