@@ -22,9 +22,26 @@ from typing import Self
 from migrator.adapters.base import SourceAdapter, TargetAdapter
 from migrator.adapters.registry import source_for, target_for
 from migrator.engine.events import EventBus, EventSink
+from migrator.engine.retry import retrying
 from migrator.operations.run import Runner
 from migrator.plan import Plan, load_plan
 from migrator.state import SQLiteStateStore, resolve_state_path
+
+
+def open_state_store(
+    path: str | os.PathLike[str], *, create: bool = True, events: EventBus | None = None
+) -> SQLiteStateStore:
+    """The state store at `path`, its opening retried while another process holds the file
+    locked (`migrator status` or `verify` while a run writes); `events` hear of each retry.
+
+    Each attempt waits for the lock as long as the store's busy timeout; a file still locked
+    after it is a TransientError (state/sqlite.py), retried for engine/retry.py's generous
+    budget rather than failing the command."""
+    return retrying(
+        lambda: SQLiteStateStore(path, create=create),
+        what=f"opening state file {path}",
+        events=events,
+    )
 
 
 class Session:
@@ -64,9 +81,11 @@ class Session:
 
     def open_store(self, *, create: bool = True) -> SQLiteStateStore:
         """The state store. `create=False` (commands that find a run rather than begin one):
-        a missing file is not created and reads as empty (state/sqlite.py)."""
+        a missing file is not created and reads as empty (state/sqlite.py). A file another
+        process holds locked is waited for (`open_state_store`)."""
         if self._store is None:
-            self._store = self._stack.enter_context(SQLiteStateStore(self.state_path, create=create))
+            store = open_state_store(self.state_path, create=create, events=self.events)
+            self._store = self._stack.enter_context(store)
         return self._store
 
     def open_run(self) -> tuple[SQLiteStateStore, SourceAdapter, TargetAdapter]:

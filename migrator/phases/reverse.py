@@ -146,8 +146,10 @@ class ReverseSync:
             plan_name, self._inverses, max_await_ms=max_await_ms
         )
         # `run(until='caught-up')` writes a marker once and waits to see it in the stream:
-        # everything written on the target before it has then been read.
-        self._marker_seen = 0  # cluster time of the last marker event read, over every stream opened
+        # everything written on the target before it has then been read. Only the stream that
+        # is open counts (`OpenChanges.marker_seen`): one reopened after a transient error
+        # resumes from the checkpoint, before a marker the failed stream read, and must read
+        # again (and apply) what that stream's unapplied batch held before the marker counts.
         self.writer = writer or source.reverse_writer(plan_name, reverse_origin_name(plan_name))
         self._last_applied: int | None = None  # cluster time of the last applied event
         self._pending = False  # events read and not yet applied
@@ -308,7 +310,6 @@ class ReverseSync:
                 result.stopped = True
                 return result
             step = stream.next()
-            self._marker_seen = max(self._marker_seen, stream.marker_seen)
             now = time.monotonic()
             if step.idle:
                 # Nothing more for now: the stream has returned every event up to this point
@@ -332,7 +333,7 @@ class ReverseSync:
                     batch.add(transaction)
                 if len(batch.documents) >= self._batch_documents:
                     flush(force=False)
-            if until == "caught-up" and not stream.in_transaction and self._marker_seen >= marker:
+            if until == "caught-up" and not stream.in_transaction and stream.marker_seen >= marker:
                 flush(force=True)
                 self._pending = False
                 result.caught_up = True

@@ -17,7 +17,9 @@ events name as they are now.
   oplog together, so when the stream has nothing more to return, an open group is complete.)
 - **Caught-up marker.** `write_marker()` writes a document of `_migrator` (`reverse:<plan>`) and
   returns its cluster time; once the stream shows it (`OpenStream.marker_seen`), everything written
-  on the target before it has been read.
+  on the target before it has been read by that stream. `marker_seen` belongs to one open stream:
+  a stream opened again (after a transient error) starts at 0 and resumes after the checkpoint,
+  so it reads the marker again after what the failed stream read and did not apply.
 - **Errors** are classified by server error code (adapters/mongodb/errors.py); history lost from
   the oplog and a fatal stream error are terminal, with what to do.
 """
@@ -248,7 +250,7 @@ class OpenStream:
         self._collections = collections
         self._marker_id = marker_id
         self._open: Transaction | None = None  # a transaction whose events may go on
-        self.marker_seen = 0  # cluster time of the last caught-up marker read
+        self.marker_seen = 0  # cluster time of the last caught-up marker this stream read
 
     @property
     def in_transaction(self) -> bool:

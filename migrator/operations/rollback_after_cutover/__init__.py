@@ -9,9 +9,11 @@ target since the cutover lost.
   -- each attempt, as cutover's (phases/cutover.py), up to 1 + cutover.retries --
   lag        outside the fence, in rounds: what was recorded is rechecked, then reverse sync
              catches up with a marker written on the target now (recording what changed
-             meanwhile), until few are left and the catch-up took at most `cdc.max_lag`; then
-             forward CDC applies one committed on the source now, within `cdc.max_lag` too
-             (else the attempt is abandoned before any fence)
+             meanwhile), until the catch-up took at most `cdc.max_lag` and the drain and the
+             recheck of what is left are predicted to fit `cutover.max_write_freeze` at the
+             rounds' pace (recheck_rate.py), or what is left stops falling; then forward CDC
+             applies one committed on the source now, within `cdc.max_lag` too; a lag over it,
+             or a predicted freeze over the budget, abandons the attempt before any fence
   fence      target writes refused (a validator on the mapped collections, or the
              operator's command fence with MIGRATOR_DIRECTION=back)        -- the freeze starts;
              the collections' own options are recorded first ('fencing')
@@ -50,7 +52,7 @@ Forward CDC runs on a thread meanwhile: the verify step waits for it to apply it
 and it carries a late write that reached the source.
 
 The package: switchback.py (the steps in order, and resuming them), attempts.py (the gate and
-the freeze budget of each attempt), drain.py (reverse sync and forward CDC caught up), fence.py
+the freeze budget of each attempt), recheck_rate.py (the freeze predicted before the fence), drain.py (reverse sync and forward CDC caught up), fence.py
 (the target's fence), steps.py (the step list and the result), crash.py (the kill -9 points).
 """
 

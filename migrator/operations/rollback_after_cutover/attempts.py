@@ -18,14 +18,17 @@ from migrator.operations.follow import CdcFollower
 from migrator.operations.rollback_after_cutover.crash import kill_point
 from migrator.operations.rollback_after_cutover.drain import forward_marker
 from migrator.operations.rollback_after_cutover.fence import lift
+from migrator.operations.rollback_after_cutover.recheck_rate import Forecast, RecheckRate, forecast
 from migrator.operations.rollback_after_cutover.steps import SwitchbackResult
 from migrator.phases.cutover import ROLLBACK_PHASE, AttemptsAbandoned, CheckFailed
 from migrator.phases.reverse import ReverseSync
 from migrator.phases.touched import OutOfTime, TouchedDocuments
 from migrator.state.labels import RollbackLabel
 
-# Before each fence, recheck in rounds until at most this many documents are left for the
-# recheck under it (each costs a source and a target read there), as cutover does.
+# Before each fence, recheck in rounds until the drain and the recheck of what is left are
+# predicted to fit max_write_freeze at the pace the rounds measured (recheck_rate.py), or the
+# count left stops falling. Before any pace is measured, at most this many documents may be
+# left for the recheck under the fence (each costs a source and a target read there).
 LEFT_FOR_THE_FENCE = 200
 CONVERGE_ROUNDS = 10
 
@@ -38,7 +41,9 @@ class Attempts:
     under the fence, the drain, forward CDC's marker and the recheck must finish within
     `cutover.max_write_freeze` of the fence, else the fence is lifted (the target stays primary,
     its writes were only delayed) and, after `retry_pause`, the next attempt starts, up to
-    `retries` more. Returns when the switch names the source, with the fence still on."""
+    `retries` more. No fence is engaged when the drain and the recheck are predicted not to fit
+    (recheck_rate.py: the pace of the rechecks outside it): that attempt is abandoned before
+    it. Returns when the switch names the source, with the fence still on."""
 
     def __init__(
         self,
@@ -61,6 +66,7 @@ class Attempts:
         self._keep_before = keep_before  # the first engagement's options are the ones to restore
         self.before = before
         self.abandoned: list[dict[str, Any]] = []
+        self.rate = RecheckRate()  # of every recheck so far, outside and under the fence
 
     def run(self, pending: list[Affected], result: SwitchbackResult) -> float:
         """The monotonic time the fence that stands was engaged."""
@@ -104,10 +110,13 @@ class Attempts:
         # marker written on the target now, which records what changed meanwhile; until little
         # is left and the catch-up took at most max_lag. The first catch-ups replay what piled
         # up while reverse sync did not run (the pass, a round): the last one is the lag the
-        # fence would wait for, the lag gate.
+        # fence would wait for, the lag gate. The rounds end once the drain (that lag) and the
+        # recheck of what is left are predicted to fit the freeze, or once what is left stops
+        # falling (more rounds would not make it fit).
         budget = max(30.0, 10 * self.max_lag)
         refs = pending + self.recorded_refs()
         lag = 0.0
+        left: int | None = None  # what the round before left for the fence
         rounds_end = time.monotonic() + budget
         for _ in range(CONVERGE_ROUNDS):
             _, refs = self._touched_check(refs, None)
@@ -115,9 +124,13 @@ class Attempts:
             caught = self.reverse.run("caught-up", deadline=began + budget)
             self.follower.raise_if_failed()
             lag = time.monotonic() - began if caught.caught_up else budget
-            new = self.recorded_refs()
-            refs += new
-            if (lag <= self.max_lag and len(new) <= LEFT_FOR_THE_FENCE) or time.monotonic() >= rounds_end:
+            refs += self.recorded_refs()
+            if lag <= self.max_lag and (
+                self._forecast(refs, lag).fits(LEFT_FOR_THE_FENCE) or (left is not None and len(refs) >= left)
+            ):
+                break
+            left = len(refs)
+            if time.monotonic() >= rounds_end:
                 break
         if lag > self.max_lag:
             raise Abandoned(
@@ -133,11 +146,15 @@ class Attempts:
                 f"forward CDC lag {forward:.2f} s is over phases.cdc.max_lag {self.max_lag:g} s before the fence",
                 refs,
             )
+        plan = self._forecast(refs, lag)
+        if not plan.fits(None):
+            # The fence would be held only to be lifted past the budget: the target's writers
+            # are not delayed for nothing; the next attempt converges again first.
+            raise Abandoned(f"predicted freeze over budget: {plan.describe()}", refs)
         self.done(
             "lag",
             f"attempt {attempt}: reverse sync applied a fresh marker in {lag * 1000:.0f} ms, forward CDC in "
-            f"{forward * 1000:.0f} ms (max_lag {self.max_lag:g} s); {len(refs)} document(s) for the recheck "
-            "under the fence",
+            f"{forward * 1000:.0f} ms (max_lag {self.max_lag:g} s); under the fence: {plan.describe()}",
             checkpoint=False,
         )
         if self._keep_before:
@@ -212,7 +229,12 @@ class Attempts:
         return engaged_at
 
     def _touched_check(self, refs: list[Affected], deadline: float | None) -> tuple[Any, list[Affected]]:
-        return self.touched.check(refs, deadline)
+        checked, differing = self.touched.check(refs, deadline)
+        self.rate.record(checked.references, checked.documents, checked.seconds)
+        return checked, differing
+
+    def _forecast(self, refs: list[Affected], drain: float) -> Forecast:
+        return forecast(self.rate, len(refs), drain, self.settings.max_write_freeze)
 
 
 class Abandoned(Exception):

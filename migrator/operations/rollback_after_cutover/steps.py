@@ -88,7 +88,8 @@ def steps_of(
         ),
         SwitchbackStep(
             "lag",
-            f"reverse sync applies a fresh marker within cdc.max_lag {max_lag:g} s (else no fence is taken)",
+            f"reverse sync applies a fresh marker within cdc.max_lag {max_lag:g} s, and the drain and recheck "
+            f"are predicted to fit max_write_freeze {settings.max_write_freeze:g} s (else no fence is taken)",
             "source",
             bound("lag"),
         ),

@@ -11,6 +11,7 @@ from pathlib import Path
 from migrator.adapters.base import OwnerRecord, Positions
 from migrator.adapters.registry import positions_for
 from migrator.errors import MigratorError
+from migrator.operations.session import open_state_store
 from migrator.operations.status import events as log
 from migrator.operations.status.cdc import cdc_status
 from migrator.operations.status.live import LiveReads
@@ -28,7 +29,7 @@ from migrator.operations.status.snapshot import snapshot_status
 from migrator.operations.status.times import now
 from migrator.phases.cutover import switched
 from migrator.plan.models import Plan
-from migrator.state import CheckpointRecord, EventRecord, RunRecord, SQLiteStateStore, StateStore
+from migrator.state import CheckpointRecord, EventRecord, RunRecord, StateStore
 from migrator.state.lease import is_held
 
 INTERRUPTED = "interrupted"  # a phase recorded running that no process works on
@@ -62,7 +63,7 @@ class StatusReader:
                 "(`migrator run` starts one; --state or MIGRATOR_STATE name another file)"
             )
             return self._no_run(at, source, target, message + self._owner_note(owner), owner, state_from)
-        with SQLiteStateStore(self.state_path) as store:
+        with open_state_store(self.state_path) as store:
             run = self._current_run(store)
             if run is None:
                 message = f"no run of plan {self.plan.name} in {self.state_path} (`migrator run` starts one)"
@@ -104,7 +105,7 @@ class StatusReader:
         if not path.is_file():
             return False
         try:
-            with SQLiteStateStore(path) as store:
+            with open_state_store(path) as store:
                 return bool(store.runs(self.plan.name))
         except MigratorError:
             return False
