@@ -256,7 +256,8 @@ def database_at(url: str) -> MemoryDatabase:
     """The MemoryDatabase registered under NAME, for memory://NAME."""
     prefix = "memory://"
     if not url.startswith(prefix):
-        raise TerminalError(f"a memory adapter's URL is memory://NAME, not {url!r}")
+        # The URL is not quoted: another adapter's URL given here may carry a password.
+        raise TerminalError("a memory adapter's URL is memory://NAME")
     name = url[len(prefix) :].strip("/")
     try:
         return _REGISTERED[name]
