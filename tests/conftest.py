@@ -43,6 +43,7 @@ from tests.support.servers import (  # noqa: E402
 
 pytest_plugins = [
     "tests.support.demo",  # demo_url
+    "tests.support.mariadb",  # mariadb_server, mysql_url
     "tests.support.migration",  # mig, source_url, source_schema
     "tests.support.pg_settings",  # small_decoding_memory
     "tests.support.preflight",  # setup, mongo
@@ -50,7 +51,16 @@ pytest_plugins = [
 ]
 
 _INTEGRATION_DIR = Path(__file__).parent / "integration"
-_SERVER_FIXTURES = {"pg_server", "mongo_server", "pg_url", "mongo_url", "mongo_db_name", "pg_cluster_factory"}
+_SERVER_FIXTURES = {
+    "pg_server",
+    "mongo_server",
+    "pg_url",
+    "mongo_url",
+    "mongo_db_name",
+    "pg_cluster_factory",
+    "mariadb_server",
+    "mysql_url",
+}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

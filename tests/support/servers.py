@@ -28,6 +28,7 @@ if str(_LIB) not in sys.path:
     sys.path.insert(0, str(_LIB))
 
 import devservices  # noqa: E402
+import mariadb_server as mariadb_lib  # noqa: E402
 from devservices import MongoServer, PgServer, ServiceUnavailable  # noqa: E402
 
 PG_URL_ENV = "MIGRATOR_TEST_PG_URL"
@@ -43,6 +44,7 @@ __all__ = [
     "devservices",
     "drop_pg_database",
     "in_ci",
+    "mariadb_lib",
     "unavailable",
     "unique_name",
     "with_database",
