@@ -18,6 +18,11 @@ if TYPE_CHECKING:
     from migrator.adapters.rows import DocumentRows, ReverseCheckpoint
     from migrator.errors import OwnedByAnotherRun
 
+# A key order every database can share, so that a source key range is one range of the target's
+# keys: integers by value, UUIDs as 16 bytes compared bytewise (PostgreSQL's uuid order, and BSON's
+# for binary subtype 4). Text is not here: a source orders it by collation, a target by bytes.
+KeyOrder = Literal["integer", "uuid"]
+
 
 @dataclass(frozen=True)
 class Capabilities:
@@ -275,6 +280,12 @@ class SourceAdapter(Protocol):
         """A key value as the text the readers take (of the key's type `type_name`)."""
         ...
 
+    def key_order(self, type_name: str) -> KeyOrder | None:
+        """How a key column of this type orders, where that order is one every target can
+        share (verify then reads the target by key range); None where it depends on the
+        source (a collation) and the target is read by the source's keys instead."""
+        ...
+
     def max_significant_digits(self, table: str, column: str, *, array: bool = False) -> int:
         """The most significant digits a numeric column holds today (a full scan)."""
         ...
@@ -399,6 +410,11 @@ class TargetAdapter(Protocol):
 
     def encode_document(self, document: dict[str, Any], collection: str) -> bytes:
         """A document as the target stores it (what readers give back, and writers take)."""
+        ...
+
+    def id_identity(self, doc_id: Any) -> Hashable:
+        """What the target's unique key compares: two _ids with equal identities are one
+        document there (dry-run's key collisions)."""
         ...
 
     def describe(self, info: TargetInfo) -> str:
@@ -736,15 +752,21 @@ class CollectionReader(Protocol):
 
     def fetch(self, ids: Sequence[Any]) -> list[tuple[Any, bytes]]: ...
 
-    def fetch_range(self, lo: Any, hi: Any) -> list[tuple[Any, bytes]]: ...
+    def fetch_range(self, order: KeyOrder, lo: str | None, hi: str | None) -> list[tuple[Any, bytes]]:
+        """The documents with lo < _id <= hi (None: unbounded), the bounds being the source's
+        key text of a single key column ordered as `order` says."""
+        ...
 
     def ids(
         self,
         batch: int = ...,
         sample: int | None = None,
-        query: dict[str, Any] | None = None,
+        outside: KeyOrder | None = None,
         after: Any = None,
-    ) -> Iterator[list[Any]]: ...
+    ) -> Iterator[list[Any]]:
+        """Every _id in batches, in _id order, after `after`; a random `sample` of them; or,
+        with `outside`, only those a range read in that order can never see (another type)."""
+        ...
 
     def find_ids(self, query: Mapping[str, Any]) -> list[Any]: ...
 

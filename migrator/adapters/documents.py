@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import datetime
 import decimal
+from collections.abc import Hashable
+from dataclasses import dataclass, field
 from typing import Any
 
+import bson
 from bson.binary import UuidRepresentation
 from bson.codec_options import CodecOptions, TypeEncoder, TypeRegistry
 from bson.decimal128 import Decimal128
@@ -52,3 +55,34 @@ CODEC: CodecOptions[dict[str, Any]] = CodecOptions(
     tz_aware=True,
     tzinfo=datetime.UTC,
 )
+
+
+@dataclass(frozen=True)
+class Identity:
+    """An _id as a unique _id index tells values apart; `value` is one _id with it."""
+
+    canonical: Any
+    value: Any = field(compare=False, hash=False)
+
+
+def id_identity(doc_id: Any) -> Hashable:
+    """What a BSON store's _id index compares: the _id after encoding (dates to the millisecond,
+    numerics as Decimal128), with numbers compared by value whatever their type (MongoDB's
+    index holds 1, Int64(1) and Decimal128('1.00') as one key)."""
+    stored = bson.decode(bson.encode({"_id": doc_id}, codec_options=CODEC), codec_options=CODEC)["_id"]
+    return Identity(_canonical(stored), doc_id)
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, int | float | Decimal128 | decimal.Decimal):
+        number = value.to_decimal() if isinstance(value, Decimal128) else decimal.Decimal(value)
+        return ("number", str(number) if number.is_nan() else number.normalize())
+    if isinstance(value, dict):
+        return ("object", tuple((k, _canonical(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return ("array", tuple(_canonical(v) for v in value))
+    if isinstance(value, datetime.datetime):
+        return ("date", value)
+    return (type(value).__name__, value)

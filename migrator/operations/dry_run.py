@@ -14,14 +14,10 @@ estimate of each phase's duration from the measured read-and-map throughput.
 
 from __future__ import annotations
 
-import datetime
-import decimal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
-
-from bson.decimal128 import Decimal128
 
 from migrator.adapters.base import SourceAdapter, TableInfo, TargetAdapter
 from migrator.engine.context import PlanInputs, PlanView
@@ -237,8 +233,9 @@ def _sample(
     assembler = Assembler(mapping)
     key = mapping.document.key
     key_types = [str(column.type_name) for k in key if (column := table.column(k)) is not None]
-    seen: dict[_Identity, tuple[str, ...]] = {}  # identity -> the first source key giving it
-    grouped: dict[_Identity, list[tuple[str, ...]]] = {}
+    seen: dict[Hashable, tuple[str, ...]] = {}  # identity -> the first source key giving it
+    grouped: dict[Hashable, list[tuple[str, ...]]] = {}
+    first_id: dict[Hashable, Any] = {}  # identity -> the first _id giving it
     total_bytes = 0
     reader = source.range_reader()
     try:
@@ -256,12 +253,13 @@ def _sample(
                     result.largest_bytes = max(result.largest_bytes, len(raw))
                     if len(result.examples) < examples:
                         result.examples.append(json_id(compare.decode(raw)))
-                    identity = id_identity(doc_id)
+                    identity = target.id_identity(doc_id)
                     texts = _key_texts(source, doc_id, key)
                     if identity in seen:
                         grouped.setdefault(identity, [seen[identity]]).append(texts)
                     else:
                         seen[identity] = texts
+                        first_id[identity] = doc_id
             result.seconds = time.perf_counter() - started
         finally:
             reader.end()
@@ -270,7 +268,9 @@ def _sample(
     result.average_bytes = total_bytes // result.documents if result.documents else 0
     result.collision_count = sum(len(rows) - 1 for rows in grouped.values())
     result.collisions = [
-        Collision(mapping.name, json_id(compare.decode(compare.id_key(identity.value))["_id"]), tuple(rows))
+        Collision(
+            mapping.name, json_id(compare.decode(compare.id_key(first_id[identity]))["_id"]), tuple(rows)
+        )
         for identity, rows in list(grouped.items())[:MAX_COLLISIONS]
     ]
     return result
@@ -280,36 +280,6 @@ def _key_texts(source: SourceAdapter, doc_id: Any, key: tuple[str, ...]) -> tupl
     if len(key) == 1:
         return (source.key_text(doc_id),)
     return tuple(source.key_text(doc_id[k]) for k in key)
-
-
-@dataclass(frozen=True)
-class _Identity:
-    """An _id as the target's unique _id index tells values apart; `value` is one _id with it."""
-
-    canonical: Any
-    value: Any = field(compare=False, hash=False)
-
-
-def id_identity(doc_id: Any) -> _Identity:
-    """What the target's _id index compares: the _id after BSON encoding (dates to the
-    millisecond, numerics as Decimal128), with numbers compared by value whatever their type."""
-    stored = compare.decode(compare.id_key(doc_id))["_id"]
-    return _Identity(_canonical(stored), doc_id)
-
-
-def _canonical(value: Any) -> Any:
-    if isinstance(value, bool):
-        return ("bool", value)
-    if isinstance(value, int | float | Decimal128 | decimal.Decimal):
-        number = value.to_decimal() if isinstance(value, Decimal128) else decimal.Decimal(value)
-        return ("number", str(number) if number.is_nan() else number.normalize())
-    if isinstance(value, dict):
-        return ("object", tuple((k, _canonical(v)) for k, v in value.items()))
-    if isinstance(value, list):
-        return ("array", tuple(_canonical(v) for v in value))
-    if isinstance(value, datetime.datetime):
-        return ("date", value)
-    return (type(value).__name__, value)
 
 
 def estimate(plan: Plan, samples: list[CollectionSample]) -> list[PhaseEstimate]:

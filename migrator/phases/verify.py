@@ -27,7 +27,6 @@ import json
 import queue
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -35,10 +34,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
 
-from bson.int64 import Int64
-from bson.raw_bson import RawBSONDocument
-
-from migrator.adapters.base import CollectionReader, KeyReader, SourceAdapter, SourceInfo, TargetAdapter
+from migrator.adapters.base import (
+    CollectionReader,
+    KeyOrder,
+    KeyReader,
+    SourceAdapter,
+    SourceInfo,
+    TargetAdapter,
+)
 from migrator.engine.context import PlanView
 from migrator.engine.events import EventBus, Notice, VerifyFinished, VerifyProgress
 from migrator.engine.executor import Action, Executor, Step, actions
@@ -205,18 +208,6 @@ def _same(expected: bytes | None, actual: bytes | None) -> bool:
     return compare.equal(expected, actual)
 
 
-# Key types whose BSON order is PostgreSQL's order, so that a source key range is the same
-# range of _ids (integers by value; a UUID as 16 bytes of binary subtype 4, compared bytewise
-# like PostgreSQL's uuid), and the $type bracket a range query on them covers. Text keys are
-# not here: PostgreSQL orders them by collation, BSON by bytes.
-_RANGE_KEYS: dict[str, tuple[Any, str]] = {
-    "smallint": (Int64, "number"),
-    "integer": (Int64, "number"),
-    "bigint": (Int64, "number"),
-    "uuid": (uuid.UUID, "binData"),
-}
-
-
 class _Collection:
     """What reading one collection on both sides needs, built once."""
 
@@ -226,6 +217,7 @@ class _Collection:
         key_types: list[str],
         target: CollectionReader,
         key_text: Callable[[Any, str | None], str],
+        order: KeyOrder | None,
     ) -> None:
         self.mapping = mapping
         self.key_text = key_text
@@ -233,16 +225,10 @@ class _Collection:
         self.key = mapping.document.key
         self.key_types = key_types
         self.target = target
-        # Read the target by _id range where orders agree (one index scan, and extras inside
-        # the range show up at once); otherwise by the source's _ids.
-        self.by_range = len(self.key) == 1 and key_types[0] in _RANGE_KEYS
-
-    def bound(self, text: list[str] | None) -> Any:
-        return None if text is None else _RANGE_KEYS[self.key_types[0]][0](text[0])
-
-    def outside_ranges(self) -> dict[str, Any]:
-        """Target documents a range query on this key can never see: other _id types."""
-        return {"_id": {"$not": {"$type": _RANGE_KEYS[self.key_types[0]][1]}}}
+        # Read the target by _id range where the source says its key orders as the target's
+        # (one index scan, and extras inside the range show up at once); otherwise by the
+        # source's _ids.
+        self.order = order if len(self.key) == 1 else None
 
     def texts(self, doc_id: Any) -> list[str]:
         if len(self.key) == 1:
@@ -320,7 +306,13 @@ class Verifier:
             retry_budget=RETRY_BUDGET_S,
         )
         self._collections = {
-            c.name: _Collection(c, key_types[c.name], target.reader(c.name), source.key_text)
+            c.name: _Collection(
+                c,
+                key_types[c.name],
+                target.reader(c.name),
+                source.key_text,
+                source.key_order(key_types[c.name][0]),
+            )
             for c in collections
         }
         self._lock = threading.Lock()
@@ -475,9 +467,10 @@ class Verifier:
             }
         finally:
             reader.end()
-        by_range = coll.by_range and not sampled
-        if by_range:
-            fetched = coll.target.fetch_range(coll.bound(item.lo), coll.bound(item.hi))
+        if coll.order is not None and not sampled:
+            fetched = coll.target.fetch_range(
+                coll.order, None if item.lo is None else item.lo[0], None if item.hi is None else item.hi[0]
+            )
         else:
             fetched = coll.target.fetch([v[0] for v in expected.values()])
         actual = {compare.id_key(i): (i, raw) for i, raw in fetched}
@@ -497,7 +490,7 @@ class Verifier:
         )
         found = self._settle(reader, coll, differing, counts, counted=True) if differing else []
         if extra:
-            found += self._settle(reader, coll, [_typed_id(i) for i in extra], counts, counted=False)
+            found += self._settle(reader, coll, extra, counts, counted=False)
         with self._lock:
             report.collections[coll.mapping.name].add(counts)
             report.ranges += 1
@@ -511,11 +504,11 @@ class Verifier:
 
     def _find_extras(self, coll: _Collection, report: VerifyReport, confirmed: list[tuple[Any, str]]) -> None:
         sample = None
-        query = None
+        outside = None
         if self.settings.mode == "sample":
             sample = max(1, round(coll.target.count() * self.settings.sample))
-        elif coll.by_range:
-            query = coll.outside_ranges()  # the range pass saw every other document
+        elif coll.order is not None:
+            outside = coll.order  # the range pass saw every other document
         source = _SourceReader(self.source)
         done: list[Any] = []  # the last _id of the batches done: a retry resumes after it
         sampled = 0
@@ -526,7 +519,7 @@ class Verifier:
             if left is not None and left <= 0:
                 return
             for batch in coll.target.ids(
-                sample=left, query=query, after=done[-1] if done and left is None else None
+                sample=left, outside=outside, after=done[-1] if done and left is None else None
             ):
                 if self._stop.is_set():
                     return
@@ -727,13 +720,6 @@ def key_types_of(collections: Sequence[CollectionMapping], source_info: SourceIn
 
 def _json_key(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
-
-
-def _typed_id(doc_id: Any) -> Any:
-    """A raw (compound) _id from a raw document, decoded to plain values."""
-    if isinstance(doc_id, RawBSONDocument):
-        return compare.decode(bytes(doc_id.raw))
-    return doc_id
 
 
 def _ids_of(ids: list[Any], key: bytes) -> Any:

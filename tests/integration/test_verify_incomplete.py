@@ -218,11 +218,11 @@ def test_a_cancelled_target_read_is_retried_not_a_difference(
     failures = {"left": 3}
     real = DocumentReader.fetch_range
 
-    def flaky(self: DocumentReader, lo: Any, hi: Any) -> Any:
+    def flaky(self: DocumentReader, order: Any, lo: Any, hi: Any) -> Any:
         if failures["left"]:
             failures["left"] -= 1
             raise classify(mongo_errors._OperationCancelled("operation cancelled"), "target", ())
-        return real(self, lo, hi)
+        return real(self, order, lo, hi)
 
     monkeypatch.setattr(DocumentReader, "fetch_range", flaky)
     events = Collector()

@@ -10,8 +10,8 @@ from collections.abc import Callable
 import pytest
 from bson.int64 import Int64
 
+from migrator.adapters.documents import id_identity
 from migrator.engine.executor import Action, Executor
-from migrator.operations.dry_run import id_identity
 
 READ = Action("preflight", "inspect", "none")
 WRITES = [Action("snapshot", f"write the {side}", side) for side in ("source", "target", "state", "external")]

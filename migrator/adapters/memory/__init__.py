@@ -9,13 +9,14 @@ the rest is refused with NotImplementedError or a failed preflight finding.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 from migrator.adapters.base import (
     Capabilities,
     ColumnInfo,
     JoinHop,
+    KeyOrder,
     LargestDocument,
     LevelRead,
     MappedCollection,
@@ -28,6 +29,7 @@ from migrator.adapters.base import (
     TargetCollectionInfo,
     TargetInfo,
 )
+from migrator.adapters.documents import id_identity
 from migrator.adapters.memory import source as src
 from migrator.adapters.memory import target as tgt
 from migrator.adapters.memory.database import MemoryDatabase, database_at, register, unregister
@@ -130,6 +132,9 @@ class MemorySource:
 
     def key_text(self, value: Any, type_name: str | None = None) -> str:
         return src.key_text(value)
+
+    def key_order(self, type_name: str) -> KeyOrder | None:
+        return src.key_order(type_name)
 
     def max_significant_digits(self, table: str, column: str, *, array: bool = False) -> int:
         values = [
@@ -256,6 +261,9 @@ class MemoryTarget:
 
     def encode_document(self, document: dict[str, Any], collection: str) -> bytes:
         return tgt.encode(document)
+
+    def id_identity(self, doc_id: Any) -> Hashable:
+        return id_identity(doc_id)
 
     def describe(self, info: TargetInfo) -> str:
         return f"memory database {self.db.name}"

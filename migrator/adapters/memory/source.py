@@ -13,6 +13,7 @@ from migrator.adapters.base import (
     ChangeEvent,
     Idle,
     Keepalive,
+    KeyOrder,
     LevelRead,
     LoadSample,
     Marker,
@@ -51,6 +52,11 @@ def parse_key(texts: Sequence[str], key_types: Sequence[str]) -> tuple[Any, ...]
 
 def key_text(value: Any) -> str:
     return str(value)
+
+
+def key_order(type_name: str) -> KeyOrder | None:
+    """Integer keys order by value here as everywhere; others are read by key."""
+    return "integer" if type_name in _INTEGERS else None
 
 
 def _single_level(levels: Sequence[LevelRead]) -> LevelRead:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,13 +13,17 @@ from typing import Any
 import bson
 from bson.decimal128 import Decimal128
 
-from migrator.adapters.base import WriteOp, WriteResult
+from migrator.adapters.base import KeyOrder, WriteOp, WriteResult
 from migrator.adapters.documents import CODEC
 from migrator.adapters.memory.database import MemoryDatabase
 from migrator.errors import OwnedByAnotherRun, TerminalError
 
-# The one query verify sends (phases/verify.py): documents whose _id is not a number.
-_NOT_A_NUMBER = {"_id": {"$not": {"$type": "number"}}}
+# A key order's bound from the source's key text, and the _ids a range read in it can see.
+_BOUND: dict[str, Callable[[str], Any]] = {"integer": int, "uuid": uuid.UUID}
+_IN_ORDER: dict[str, Callable[[Any], bool]] = {
+    "integer": lambda i: not isinstance(i, bool) and isinstance(i, int | float | Decimal128),
+    "uuid": lambda i: isinstance(i, uuid.UUID),
+}
 
 Stored = dict[bytes, tuple[Any, dict[str, Any]]]  # id key -> (_id, document as decoded)
 
@@ -75,13 +80,19 @@ class Reader:
             found = (docs.get(id_key(i)) for i in ids)
             return [(doc_id, encode(doc)) for doc_id, doc in (f for f in found if f is not None)]
 
-    def fetch_range(self, lo: Any, hi: Any) -> list[tuple[Any, bytes]]:
-        """lo < _id <= hi (None: unbounded); only for keys that order as Python orders them."""
+    def fetch_range(
+        self, order: KeyOrder, lo_text: str | None, hi_text: str | None
+    ) -> list[tuple[Any, bytes]]:
+        """lo < _id <= hi (None: unbounded), _ids of the order's type only."""
         self._db.faults.check("fetch_range")
+        lo = None if lo_text is None else _BOUND[order](lo_text)
+        hi = None if hi_text is None else _BOUND[order](hi_text)
         with self._db.lock:
             return [
                 (doc_id, encode(doc))
-                for doc_id, doc in sorted(self._docs().values(), key=lambda d: d[0])
+                for doc_id, doc in sorted(
+                    (d for d in self._docs().values() if _IN_ORDER[order](d[0])), key=lambda d: d[0]
+                )
                 if (lo is None or doc_id > lo) and (hi is None or doc_id <= hi)
             ]
 
@@ -89,16 +100,14 @@ class Reader:
         self,
         batch: int = 1000,
         sample: int | None = None,
-        query: dict[str, Any] | None = None,
+        outside: KeyOrder | None = None,
         after: Any = None,
     ) -> Iterator[list[Any]]:
         self._db.faults.check("ids")
-        if query and query != _NOT_A_NUMBER:
-            raise NotImplementedError(f"the memory target does not find _ids by {query!r}")
         with self._db.lock:
             ids = sorted(doc_id for doc_id, _ in self._docs().values())
-        if query:  # verify's look for _ids of another type than the source's numeric keys
-            ids = [i for i in ids if isinstance(i, bool) or not isinstance(i, int | float | Decimal128)]
+        if outside is not None:
+            ids = [i for i in ids if not _IN_ORDER[outside](i)]
         if sample is not None:
             ids = ids[:sample]
         elif after is not None:

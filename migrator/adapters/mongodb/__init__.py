@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Literal, cast
 from urllib.parse import parse_qsl, urlsplit
 
@@ -12,6 +12,7 @@ from pymongo import errors as mongo
 
 from migrator.adapters.base import Capabilities, TargetCollectionInfo, TargetInfo
 from migrator.adapters.base import OwnerRecord as AnyOwner
+from migrator.adapters.documents import id_identity
 from migrator.adapters.mongodb.applier import STATE_COLLECTION, ChangeApplier, CurrentDocument, ReadContent
 from migrator.adapters.mongodb.changes import ChangeStream
 from migrator.adapters.mongodb.codec import CODEC, MAX_BSON_BYTES, encode_document
@@ -239,6 +240,11 @@ class MongoTarget:
     def encode_document(document: dict[str, Any], collection: str) -> bytes:
         """BSON bytes of a document (codec.encode_document): what readers give back, writers take."""
         return encode_document(document, collection)
+
+    @staticmethod
+    def id_identity(doc_id: Any) -> Hashable:
+        """The _id as MongoDB's _id index compares it (documents.id_identity)."""
+        return id_identity(doc_id)
 
     @staticmethod
     def describe(info: TargetInfo) -> str:

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+import bson
 from bson.binary import Binary
 from bson.codec_options import CodecOptions
 from bson.decimal128 import Decimal128
+from bson.int64 import Int64
 from bson.objectid import ObjectId
 from bson.raw_bson import RawBSONDocument
 from pymongo import errors as mongo
 from pymongo.collection import Collection
 
+from migrator.adapters.base import KeyOrder
 from migrator.adapters.mongodb.codec import CODEC
 from migrator.adapters.mongodb.errors import classify
 
@@ -33,6 +36,12 @@ IDS_PER_QUERY = 2_000
 # 0.78 s and ten 100-id ones 0.12 s; on MongoDB the difference is a few round trips.
 FETCH_IDS_PER_QUERY = 100
 
+# A shared key order (adapters/base.py KeyOrder) as BSON: the _id value of a source key's text
+# (integers as int64, a UUID as binary subtype 4, which BSON compares bytewise as PostgreSQL
+# compares uuid) and the $type bracket a range query on it covers.
+_BOUND: dict[str, Callable[[str], Any]] = {"integer": lambda text: Int64(int(text)), "uuid": uuid.UUID}
+_BRACKET: dict[str, str] = {"integer": "number", "uuid": "binData"}
+
 
 class DocumentReader:
     def __init__(self, collection: Collection[Any], endpoint: str, secrets: Sequence[str]) -> None:
@@ -42,29 +51,30 @@ class DocumentReader:
         self._secrets = tuple(secrets)
 
     def fetch(self, ids: Sequence[Any]) -> list[tuple[Any, bytes]]:
-        """The stored documents with these _ids as (_id, BSON bytes); absent ones are left out.
-        A compound _id comes back raw (it encodes to the same bytes as the stored one)."""
+        """The stored documents with these _ids as (_id, BSON bytes); absent ones are left out."""
         found: list[tuple[Any, bytes]] = []
         try:
             for start in range(0, len(ids), FETCH_IDS_PER_QUERY):
                 part = list(ids[start : start + FETCH_IDS_PER_QUERY])
-                found.extend((doc["_id"], bytes(doc.raw)) for doc in self._raw.find({"_id": {"$in": part}}))
+                found.extend(
+                    (_plain_id(doc), bytes(doc.raw)) for doc in self._raw.find({"_id": {"$in": part}})
+                )
         except mongo.PyMongoError as exc:
             raise classify(exc, self._endpoint, self._secrets) from None
         return found
 
-    def fetch_range(self, lo: Any, hi: Any) -> list[tuple[Any, bytes]]:
+    def fetch_range(self, order: KeyOrder, lo: str | None, hi: str | None) -> list[tuple[Any, bytes]]:
         """The stored documents with lo < _id <= hi (None: unbounded), as (_id, BSON bytes): one
-        index range scan. Only for keys whose BSON order is the source's order (integers, UUIDs);
-        a range query matches only _ids of the bounds' BSON type bracket."""
-        condition: dict[str, Any] = {}
+        index range scan. A range query matches only _ids of the bounds' BSON type bracket, so
+        an unbounded side is bounded by the bracket itself; ids(outside=order) finds the rest."""
+        condition: dict[str, Any] = {"$type": _BRACKET[order]}
         if lo is not None:
-            condition["$gt"] = lo
+            condition["$gt"] = _BOUND[order](lo)
         if hi is not None:
-            condition["$lte"] = hi
-        query = {"_id": condition} if condition else {}
+            condition["$lte"] = _BOUND[order](hi)
+        query = {"_id": condition}
         try:
-            return [(doc["_id"], bytes(doc.raw)) for doc in self._raw.find(query)]
+            return [(_plain_id(doc), bytes(doc.raw)) for doc in self._raw.find(query)]
         except mongo.PyMongoError as exc:
             raise classify(exc, self._endpoint, self._secrets) from None
 
@@ -72,17 +82,18 @@ class DocumentReader:
         self,
         batch: int = IDS_PER_QUERY,
         sample: int | None = None,
-        query: dict[str, Any] | None = None,
+        outside: KeyOrder | None = None,
         after: Any = None,
     ) -> Iterator[list[Any]]:
-        """Every _id of the collection matching `query` in batches, in _id order, starting after
-        `after` (to resume where a failed pass stopped); or a random `sample` of them. For
-        finding documents the source does not have."""
+        """Every _id of the collection in batches, in _id order, starting after `after` (to
+        resume where a failed pass stopped); or a random `sample` of them; with `outside`, only
+        _ids of another type than the order's bracket. For finding documents the source does
+        not have."""
         try:
             if sample is not None:
                 cursor: Any = self._typed.aggregate([{"$sample": {"size": sample}}, {"$project": {"_id": 1}}])
             else:
-                wanted = dict(query or {})
+                wanted: dict[str, Any] = {"_id": {"$not": {"$type": _BRACKET[outside]}}} if outside else {}
                 if after is not None:
                     wanted = {"$and": [wanted, _after(after)]} if wanted else _after(after)
                 cursor = self._typed.find(wanted, {"_id": 1}).sort("_id", 1).batch_size(batch)
@@ -153,6 +164,15 @@ def _type_of(value: Any) -> str:
     if isinstance(value, datetime.datetime):
         return "date"
     return "maxKey"  # other types are not _ids migrator writes: resume after everything
+
+
+def _plain_id(doc: RawBSONDocument) -> Any:
+    """A raw document's _id as plain values: a compound _id decoded (it encodes back to the
+    stored bytes), a scalar as it is."""
+    doc_id = doc["_id"]
+    if isinstance(doc_id, RawBSONDocument):
+        return bson.decode(bytes(doc_id.raw), codec_options=CODEC)
+    return doc_id
 
 
 def _after(value: Any) -> dict[str, Any]:

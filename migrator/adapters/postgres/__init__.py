@@ -12,6 +12,7 @@ from migrator.adapters.base import (
     Capabilities,
     ColumnInfo,
     JoinHop,
+    KeyOrder,
     LargestDocument,
     LevelRead,
     MappedCollection,
@@ -48,6 +49,13 @@ from migrator.adapters.postgres.table_rows import read_rows
 from migrator.adapters.postgres.values import ValueParser
 from migrator.adapters.rows import ReverseCheckpoint
 from migrator.findings import Finding
+
+_KEY_ORDERS: dict[str, KeyOrder] = {
+    "smallint": "integer",
+    "integer": "integer",
+    "bigint": "integer",
+    "uuid": "uuid",
+}
 
 
 class PostgresSource:
@@ -237,6 +245,12 @@ class PostgresSource:
     def key_text(value: Any, type_name: str | None = None) -> str:
         """A key value as the text the readers take (reading.key_text)."""
         return key_text(value, type_name)
+
+    @staticmethod
+    def key_order(type_name: str) -> KeyOrder | None:
+        """Integers order by value, uuid bytewise (as BSON orders binary subtype 4); text keys
+        order by collation, which no target shares."""
+        return _KEY_ORDERS.get(type_name)
 
     # Preflight's PostgreSQL checks (server_checks.py, features.py): what the generic preflight
     # (phases/preflight.py) asks the source for.
