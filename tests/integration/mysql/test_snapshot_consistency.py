@@ -1,0 +1,136 @@
+"""Consistent snapshots of a MariaDB source: what a reader sees, and the binlog position it reports
+(checked against the binlog itself with SHOW BINLOG EVENTS), on MariaDB's lock-free path and on the
+MySQL 8 path (a short FLUSH TABLES WITH READ LOCK), which MariaDB also accepts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from migrator.adapters.base import LevelRead
+from migrator.adapters.mysql import MysqlSource
+from migrator.adapters.mysql._interim import Endpoint
+from migrator.adapters.mysql.snapshot import SnapshotExport, position_value
+from tests.integration.mysql.test_snapshot_values import column_info
+from tests.support.mariadb import connect
+
+LEVEL = LevelRead(
+    path=(),
+    columns=(column_info("id", "integer", "base"), column_info("v", "character varying", "base")),
+    order_by=(),
+)
+
+
+def _rows(reader: Any) -> list[tuple[Any, ...]]:
+    (stream,) = reader.stream([LEVEL], "t", ["id"], ["integer"], None, None)
+    return list(stream)
+
+
+def _binlog_file(cur: Any, position: str) -> str:
+    """The binlog file a position's number names (the server's own base name)."""
+    number = int(position.split(":")[0])
+    cur.execute("SHOW BINARY LOGS")
+    names = [row[0] for row in cur.fetchall()]
+    return next(n for n in names if int(n.rsplit(".", 1)[-1]) == number)
+
+
+def _first_row_event_after(cur: Any, position: str) -> tuple[str, str]:
+    """The first row event in the binlog from `position`: (event type, the table it maps)."""
+    _number, offset = position.split(":")
+    cur.execute(f"SHOW BINLOG EVENTS IN '{_binlog_file(cur, position)}' FROM {int(offset)}")
+    events = cur.fetchall()
+    assert events, "nothing in the binlog after the position"
+    # The position is an event boundary: a transaction's first event (MariaDB's GTID event).
+    assert events[0][2] in ("Gtid", "Query"), events[0]
+    table = ""
+    for _, _, event_type, _, _, info in events:
+        if event_type == "Table_map":
+            table = info
+        if event_type.startswith(("Write_rows", "Update_rows", "Delete_rows")):
+            return event_type, table
+    raise AssertionError(f"no row event after {position}: {events}")
+
+
+@pytest.mark.parametrize("lock", [False, True], ids=["mariadb-status", "mysql8-flush-lock"])
+def test_the_export_position_is_where_the_changes_after_it_begin(mysql_url: str, lock: bool) -> None:
+    with connect(mysql_url) as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(10))")
+        cur.execute("CREATE TABLE other (id INT PRIMARY KEY)")
+        cur.execute("INSERT INTO t VALUES (1, 'before'), (2, 'before')")
+        export = SnapshotExport(Endpoint(mysql_url), lock=lock)
+        start = export.start
+        export.close()
+        assert start.snapshot_name == start.position
+        assert start.gtid  # MariaDB's @@gtid_binlog_pos, e.g. 0-1-12
+        if lock:
+            assert start.lock_seconds is not None and start.lock_seconds >= 0
+        else:
+            assert start.lock_seconds is None
+        cur.execute("INSERT INTO other VALUES (7)")  # the first change after the export
+        cur.execute("UPDATE t SET v = 'after' WHERE id = 1")
+        event, table = _first_row_event_after(cur, start.position)
+        assert event.startswith("Write_rows")
+        assert table.endswith(".other)")
+
+
+@pytest.mark.parametrize("lock", [False, True], ids=["mariadb-status", "mysql8-flush-lock"])
+def test_a_reader_sees_its_snapshot_and_reports_where_the_binlog_resumes(
+    mysql_url: str, lock: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if lock:
+        from migrator.adapters.mysql import readers, snapshot
+
+        real = snapshot.open_snapshot
+        monkeypatch.setattr(readers, "open_snapshot", lambda conn: real(conn, lock=True))
+    source = MysqlSource(mysql_url)
+    with connect(mysql_url) as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(10))")
+        cur.execute("INSERT INTO t VALUES (1, 'before'), (2, 'before')")
+        early = source.snapshot_reader("")
+        try:
+            # Changed by another connection after the reader's snapshot opened: not seen by it.
+            cur.execute("UPDATE t SET v = 'after' WHERE id = 1")
+            cur.execute("INSERT INTO t VALUES (3, 'new')")
+            cur.execute("DELETE FROM t WHERE id = 2")
+            assert _rows(early) == [(1, "before"), (2, "before")]
+            assert _first_row_event_after(cur, early.position)[0].startswith("Update_rows")
+            late = source.snapshot_reader("")
+            try:
+                cur.execute("INSERT INTO t VALUES (4, 'later')")
+                assert _rows(late) == [(1, "after"), (3, "new")]
+                assert _first_row_event_after(cur, late.position)[0].startswith("Write_rows")
+                assert position_value(late.position) > position_value(early.position)
+                # The same reader reads again in the same snapshot.
+                assert _rows(early) == [(1, "before"), (2, "before")]
+            finally:
+                late.close()
+        finally:
+            early.close()
+
+
+def test_a_range_read_knows_its_position_and_ends(mysql_url: str) -> None:
+    source = MysqlSource(mysql_url)
+    with connect(mysql_url) as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(10))")
+        cur.execute("INSERT INTO t VALUES (1, 'a')")
+        reader = source.range_reader()
+        try:
+            first = reader.begin()
+            cur.execute("INSERT INTO t VALUES (2, 'b')")
+            assert _rows(reader) == [(1, "a")]
+            reader.end()
+            second = reader.begin()
+            assert _rows(reader) == [(1, "a"), (2, "b")]
+            reader.end()
+            assert position_value(second) > position_value(first)
+        finally:
+            reader.close()
+
+
+def test_a_source_without_binlog_position_is_refused_by_name(mysql_url: str) -> None:
+    from migrator.adapters.mysql.snapshot import _point
+    from migrator.errors import SourceError
+
+    with pytest.raises(SourceError, match="no binary log"):
+        _point("", 0, None)
