@@ -33,8 +33,9 @@ from migrator.adapters.mysql.reading import (
     sample_condition,
     values_table,
 )
-from migrator.adapters.mysql.snapshot import SnapshotPoint, open_snapshot
+from migrator.adapters.mysql.snapshot import SnapshotPoint, open_snapshot, position_value
 from migrator.adapters.mysql.values import converter, row_converter
+from migrator.errors import SourceError
 
 # Rows fetched per round trip from an unbuffered result.
 FETCH_ROWS = 2_000
@@ -261,6 +262,11 @@ class Coordinator(_Reader):
             boundaries.append(last)
 
 
+def _is_position(text: str) -> bool:
+    number, colon, offset = text.partition(":")
+    return bool(colon) and number.isdigit() and offset.isdigit()
+
+
 class SnapshotReader(_Reader):
     """A copy worker's reader: a consistent snapshot of its own, at or after the export's position
     (`position` says where; docs/architecture.md, "MySQL and MariaDB sources")."""
@@ -269,10 +275,19 @@ class SnapshotReader(_Reader):
         super().__init__(endpoint)
         self.snapshot_name = snapshot_name
         try:
-            self._snapshot()
+            point = self._snapshot()
         except Exception:
             self.close()
             raise
+        if _is_position(snapshot_name) and position_value(point.position) < position_value(snapshot_name):
+            # Readers open at or after the export; before it means another server answers (a
+            # failover) or the binlog was reset: changes since the export are not where CDC looks.
+            self.close()
+            raise SourceError(
+                f"the source's binlog stands at {point.position}, before the snapshot's start {snapshot_name}: "
+                "the server was replaced or its binlog reset since the snapshot began",
+                hint="roll the run back (`migrator rollback`) and start again",
+            )
 
 
 class RangeReader(_Reader):

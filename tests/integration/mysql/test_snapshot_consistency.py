@@ -134,3 +134,35 @@ def test_a_source_without_binlog_position_is_refused_by_name(mysql_url: str) -> 
 
     with pytest.raises(SourceError, match="no binary log"):
         _point("", 0, None)
+
+
+def test_a_reader_behind_the_export_is_refused(mysql_url: str) -> None:
+    from migrator.errors import SourceError
+
+    with pytest.raises(SourceError, match="before the snapshot's start 999999:4"):
+        MysqlSource(mysql_url).snapshot_reader("999999:4")
+
+
+def test_a_timestamp_key_named_by_its_millisecond_finds_its_rows(mysql_url: str) -> None:
+    from tests.integration.mysql.test_snapshot_values import column_info
+
+    with connect(mysql_url) as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE ev (at TIMESTAMP(6) NOT NULL PRIMARY KEY, v INT)")
+        cur.execute("INSERT INTO ev VALUES ('2020-01-02 03:04:05.123456', 1), ('2020-01-02 03:04:05.124', 2)")
+    level = LevelRead(
+        path=(),
+        columns=(column_info("at", "timestamp with time zone", "base"), column_info("v", "integer", "base")),
+        order_by=(),
+    )
+    reader = MysqlSource(mysql_url).range_reader()
+    try:
+        reader.begin()
+        # What a target's _id holds: the millisecond, as a BSON date (naive UTC) or aware.
+        keys = [["2020-01-02 03:04:05.123000"], ["2020-01-02T03:04:05.125+00:00"]]
+        key_types = ["timestamp with time zone"]
+        (stream,) = reader.stream_keys([level], "ev", ["at"], key_types, keys)
+        assert [r[1] for r in stream] == [1]
+        assert reader.missing_keys("ev", ["at"], key_types, keys) == [1]
+        reader.end()
+    finally:
+        reader.close()
