@@ -99,6 +99,13 @@ class _Reader:
         """Where this reader's current snapshot stands in the binlog (text), None outside one."""
         return None if self.point is None else self.point.position
 
+    @property
+    def read_position(self) -> str | None:
+        """Where this reader reads, for the snapshot phase: a copy is consistent once CDC has
+        passed every reader's (docs/architecture.md, "MySQL and MariaDB sources"). The protocol
+        addition this section proposes (RowStreams.read_position)."""
+        return None if self.point is None else self.point.position
+
     def stream(
         self,
         levels: Sequence[LevelRead],
