@@ -63,6 +63,9 @@ def open_snapshot(conn: pymysql.connections.Connection[Any], *, lock: bool = Fal
     """Start a read-only consistent-snapshot transaction on `conn` and say where it stands.
     `lock`: take the MySQL 8 path (a short global read lock) even where MariaDB's status exists."""
     with conn.cursor() as cur:
+        # WITH CONSISTENT SNAPSHOT means something under REPEATABLE READ only: under a server
+        # default of READ COMMITTED it is ignored (a warning), and each statement would see newer rows.
+        cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ", [])
         if not lock:
             cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY", [])
             cur.execute(_STATUS, [])

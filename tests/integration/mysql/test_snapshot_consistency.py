@@ -166,3 +166,27 @@ def test_a_timestamp_key_named_by_its_millisecond_finds_its_rows(mysql_url: str)
         reader.end()
     finally:
         reader.close()
+
+
+def test_a_reader_stays_consistent_under_a_read_committed_default(
+    mysql_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = Endpoint.connect
+
+    def read_committed(self: Endpoint, **options: Any) -> Any:
+        conn = real(self, **options)
+        with conn.cursor() as cur:
+            cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        return conn
+
+    monkeypatch.setattr(Endpoint, "connect", read_committed)
+    with connect(mysql_url) as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(10))")
+        cur.execute("INSERT INTO t VALUES (1, 'before')")
+        reader = MysqlSource(mysql_url).snapshot_reader("")
+        try:
+            assert _rows(reader) == [(1, "before")]
+            cur.execute("UPDATE t SET v = 'after'")
+            assert _rows(reader) == [(1, "before")]
+        finally:
+            reader.close()
