@@ -190,3 +190,54 @@ def test_a_reader_stays_consistent_under_a_read_committed_default(
             assert _rows(reader) == [(1, "before")]
         finally:
             reader.close()
+
+
+def test_chunks_read_in_one_snapshot_keep_an_invariant_that_concurrent_writes_keep(mysql_url: str) -> None:
+    """Transfers between accounts keep the total; a reader reading chunk after chunk while they
+    commit sees one moment: its total is the total."""
+    import threading
+    import time
+
+    accounts = 200
+    with connect(mysql_url) as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(10))")
+        cur.execute("INSERT INTO t VALUES " + ", ".join(f"({i}, '100')" for i in range(1, accounts + 1)))
+    stop = threading.Event()
+    transfers = [0]
+
+    def transfer() -> None:
+        with connect(mysql_url) as conn, conn.cursor() as cur:
+            n = 0
+            while not stop.is_set():
+                a, b = n % accounts + 1, (n * 7 + 3) % accounts + 1
+                n += 1
+                if a == b:
+                    continue
+                cur.execute("BEGIN")
+                cur.execute("UPDATE t SET v = CAST(v AS SIGNED) - 1 WHERE id = %s", [a])
+                cur.execute("UPDATE t SET v = CAST(v AS SIGNED) + 1 WHERE id = %s", [b])
+                cur.execute("COMMIT")
+                transfers[0] += 1
+
+    writer = threading.Thread(target=transfer)
+    writer.start()
+    try:
+        source = MysqlSource(mysql_url)
+        interleaved = 0
+        for _ in range(3):
+            reader = source.snapshot_reader("")
+            try:
+                total = 0
+                before = transfers[0]
+                for lo in range(0, accounts, 20):
+                    (stream,) = reader.stream([LEVEL], "t", ["id"], ["integer"], [str(lo)], [str(lo + 20)])
+                    total += sum(int(v) for _, v in stream)
+                    time.sleep(0.02)  # let transfers commit between the chunks
+                interleaved += transfers[0] - before
+                assert total == 100 * accounts
+            finally:
+                reader.close()
+    finally:
+        stop.set()
+        writer.join()
+    assert interleaved > 0, "no transfer committed while a reader read"
