@@ -6,14 +6,13 @@ One connection runs one statement at a time, and an unbuffered (server-side) res
 to its end before the next statement: a collection's levels cannot stream side by side on it as
 PostgreSQL's named cursors do. So a single-level collection streams its key range through one
 SSCursor, and a collection with embedded levels is read in windows of root keys (`WINDOW_ROOTS`
-at a time): each window's levels are read whole, one after the other, in the same snapshot, and
-memory holds one window, whatever the chunk's size.
+at a time): a level's rows for a window are read whole, in the same snapshot as every other
+statement of the reader, and memory holds about a window per level, whatever the chunk's size.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -120,8 +119,7 @@ class _Reader:
         self._finish_open()
         if len(levels) == 1:
             return [self._unbuffered(levels[0], root, key, key_types, lo, hi, where)]
-        windows = _Windows(self, levels, root, key, key_types, lo, hi, where)
-        return [windows.stream(i) for i in range(len(levels))]
+        return [_windowed(self, level, root, key, key_types, lo, hi, where) for level in levels]
 
     def _unbuffered(
         self,
@@ -182,55 +180,29 @@ class _Reader:
             self._conn.close()
 
 
-class _Windows:
-    """A collection's levels read window by window of root keys (see the module's docstring).
-    Each level's stream takes rows from its buffer and, when it is empty, has the next window
-    read for every level; the assembler reads the levels in step, so buffers hold about a window."""
-
-    def __init__(
-        self,
-        reader: _Reader,
-        levels: Sequence[LevelRead],
-        root: str,
-        key: Sequence[str],
-        key_types: Sequence[str],
-        lo: Sequence[str] | None,
-        hi: Sequence[str] | None,
-        where: Where | None,
-    ) -> None:
-        self._reader = reader
-        self._levels = levels
-        self._root, self._key, self._key_types = root, key, key_types
-        self._last, self._hi, self._where = lo, hi, where
-        self._buffers: list[deque[Row]] = [deque() for _ in levels]
-        self._done = False
-
-    def _next_window(self) -> None:
-        query, params = key_query(
-            self._root, self._key, self._key_types, self._last, self._hi, self._where, WINDOW_ROOTS
-        )
-        keys, _ = self._reader._all(query, params)
+def _windowed(
+    reader: _Reader,
+    level: LevelRead,
+    root: str,
+    key: Sequence[str],
+    key_types: Sequence[str],
+    lo: Sequence[str] | None,
+    hi: Sequence[str] | None,
+    where: Where | None,
+) -> Iterator[Row]:
+    """One level's rows, window by window of root keys (see the module's docstring). Each level
+    walks the windows on its own: a level with no rows for many windows (the assembler asks it
+    for its next row early) skips ahead without the other levels' rows piling up meanwhile."""
+    last = lo
+    while True:
+        keys, _ = reader._all(*key_query(root, key, key_types, last, hi, where, WINDOW_ROOTS))
         if not keys:
-            self._done = True
             return
         upper = [key_text(v) for v in keys[-1]]
-        for buffer, level in zip(self._buffers, self._levels, strict=True):
-            buffer.extend(
-                self._reader.level_rows(
-                    level, self._root, self._key, self._key_types, self._last, upper, self._where
-                )
-            )
-        self._last = upper
-        self._done = len(keys) < WINDOW_ROOTS
-
-    def stream(self, index: int) -> Iterator[Row]:
-        buffer = self._buffers[index]
-        while True:
-            while buffer:
-                yield buffer.popleft()
-            if self._done:
-                return
-            self._next_window()
+        yield from reader.level_rows(level, root, key, key_types, last, upper, where)
+        if len(keys) < WINDOW_ROOTS:
+            return
+        last = upper
 
 
 class Coordinator(_Reader):

@@ -100,8 +100,32 @@ def test_levels_are_read_a_window_of_parents_at_a_time(
         reader.close()
     assert got == _expected(PARENTS)
     windows = -(-len(PARENTS) // window)
-    # One key query and one query per level for each window, however many children there are.
-    assert len(statements) == windows * (1 + len(LEVELS))
+    # Per level, a key query and a query of its rows for each window, however many children.
+    assert len(statements) == windows * 2 * len(LEVELS)
+
+
+def test_a_sparse_level_skips_ahead_without_holding_the_others(
+    mysql_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The assembler asks an embedded level for its first row before reading any root row: a
+    level whose first row belongs to the last parent walks every window alone, and the root
+    level's rows are not read (and held) meanwhile."""
+    monkeypatch.setattr(readers, "WINDOW_ROOTS", 2)
+    with connect(mysql_url) as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE parent (id INT PRIMARY KEY, name TEXT)")
+        cur.execute("CREATE TABLE child (id INT PRIMARY KEY, parent_id INT, label VARCHAR(5))")
+        cur.executemany("INSERT INTO parent VALUES (%s, %s)", [(p, f"p{p}") for p in range(1, 21)])
+        cur.execute("INSERT INTO child VALUES (1, 20, 'x')")
+    reader = MysqlSource(mysql_url).snapshot_reader("")
+    statements = _counting(reader, monkeypatch)
+    try:
+        root, child = reader.stream([ROOT, CHILD], "parent", ["id"], ["integer"], None, None)
+        assert next(child) == (20, 1, "x")
+        assert not any("JOIN" not in q and "LIMIT" not in q for q in statements), "root rows were read"
+        assert len(list(root)) == 20
+        assert list(child) == []
+    finally:
+        reader.close()
 
 
 def test_a_chunk_of_embedded_levels_is_its_key_range(family: str) -> None:
