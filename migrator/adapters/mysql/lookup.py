@@ -11,7 +11,16 @@ import pymysql
 
 from migrator.adapters.base import ColumnInfo, JoinHop
 from migrator.adapters.mysql._interim import Endpoint, classify
-from migrator.adapters.mysql.reading import key_param, key_text, quote, table_sql, values_table
+from migrator.adapters.mysql.readers import column_collations
+from migrator.adapters.mysql.reading import (
+    Collation,
+    is_character,
+    key_param,
+    key_text,
+    quote,
+    table_sql,
+    values_table,
+)
 from migrator.adapters.mysql.values import converter
 
 
@@ -35,6 +44,7 @@ class KeyLookup:
     def __init__(self, endpoint: Endpoint) -> None:
         self._endpoint = endpoint
         self._conn = endpoint.connect()
+        self._collations: dict[tuple[str, str], Collation] = {}
 
     def root_keys(
         self,
@@ -57,7 +67,13 @@ class KeyLookup:
             joins.append(f"JOIN {table_sql(hop.table)} {quote(child)} ON {on}")
             alias = child
         names = [f"v{i}" for i in range(len(columns))]
-        derived, params = values_table(names, [c.type_name for c in columns], values, "n")
+        end = path[-1].table if path else root
+        collations = column_collations(
+            self._fetch,
+            self._collations,
+            [(end, c.name) if is_character(c.type_name, c.type_kind) else None for c in columns],
+        )
+        derived, params = values_table(names, [c.type_name for c in columns], values, "n", collations)
         match = " AND ".join(
             f"{quote(alias)}.{quote(c.name)} = u.{quote(n)}" for c, n in zip(columns, names, strict=True)
         )
@@ -67,14 +83,17 @@ class KeyLookup:
             f"JOIN {derived} u ON {match}"
         )
         found: list[list[list[str]]] = [[] for _ in values]
+        for row in self._fetch(query, params):
+            found[int(row[0]) - 1].append([key_text(v) for v in row[1:]])
+        return found
+
+    def _fetch(self, query: str, params: list[Any]) -> list[tuple[Any, ...]]:
         try:
             with self._conn.cursor() as cur:
                 cur.execute(query, params)
-                for row in cur.fetchall():
-                    found[int(row[0]) - 1].append([key_text(v) for v in row[1:]])
+                return list(cur.fetchall())
         except pymysql.MySQLError as exc:
             raise classify(exc, self._endpoint.name, self._endpoint.secrets) from None
-        return found
 
     def typed(self, key: Sequence[ColumnInfo], values: Sequence[Sequence[str]]) -> list[tuple[Any, ...]]:
         """Key values given as text, as the snapshot reads them, in the given order: what a

@@ -22,7 +22,10 @@ import pymysql.cursors
 from migrator.adapters.base import ColumnInfo, LevelRead
 from migrator.adapters.mysql._interim import Endpoint, classify
 from migrator.adapters.mysql.reading import (
+    Collation,
     Where,
+    collation_query,
+    is_character,
     key_before_query,
     key_query,
     key_set_condition,
@@ -44,6 +47,24 @@ WINDOW_ROOTS = 1_000
 Row = tuple[Any, ...]
 
 
+def column_collations(
+    fetch: Callable[[str, list[Any]], Sequence[Row]],
+    cache: dict[tuple[str, str], Collation],
+    columns: Sequence[tuple[str, str] | None],
+) -> list[Collation]:
+    """The character set and collation of each (table, column) (`fetch` runs a query), cached."""
+    found: list[Collation] = []
+    for column in columns:
+        if column is None:
+            found.append(None)
+            continue
+        if column not in cache:
+            rows = fetch(*collation_query(*column))
+            cache[column] = (str(rows[0][0]), str(rows[0][1])) if rows else None
+        found.append(cache[column])
+    return found
+
+
 def _level_converter(
     level: LevelRead, key_types: Sequence[str], description: Sequence[Any]
 ) -> Callable[[Row], Row] | None:
@@ -63,6 +84,7 @@ class _Reader:
         self._conn = endpoint.connect()
         self._open: pymysql.cursors.SSCursor | None = None  # an unbuffered result not read to its end
         self.point: SnapshotPoint | None = None
+        self._collations: dict[tuple[str, str], Collation] = {}
 
     def _error(self, exc: pymysql.MySQLError) -> Exception:
         return classify(exc, self._endpoint.name, self._endpoint.secrets)
@@ -84,6 +106,10 @@ class _Reader:
                 return list(cur.fetchall()), cur.description or ()
         except pymysql.MySQLError as exc:
             raise self._error(exc) from None
+
+    def collations(self, columns: Sequence[tuple[str, str] | None]) -> list[Collation]:
+        """The character set and collation of each (table, column), None where it has none."""
+        return column_collations(lambda q, p: self._all(q, p)[0], self._collations, columns)
 
     def _snapshot(self) -> SnapshotPoint:
         self._finish_open()
@@ -297,7 +323,11 @@ class RangeReader(_Reader):
         key's type, `reading.key_match`)."""
         missing: list[int] = []
         for start in range(0, len(keys), WINDOW_ROOTS):
-            rows, _ = self._all(*missing_query(table, key, key_types, keys[start : start + WINDOW_ROOTS]))
+            collations = self.collations(
+                [(table, k) if is_character(t) else None for k, t in zip(key, key_types, strict=True)]
+            )
+            batch = keys[start : start + WINDOW_ROOTS]
+            rows, _ = self._all(*missing_query(table, key, key_types, batch, collations))
             missing.extend(start + int(r[0]) - 1 for r in rows)
         return missing
 
@@ -345,7 +375,13 @@ class LinkedReader(RangeReader):
         bounded set (a batch's links): each level is read whole."""
         if not values:
             return [iter(()) for _ in levels]
-        relation = values_table([c.name for c in columns], [c.type_name for c in columns], values, ordinal)
+        met = {p: (level.path[0].table, c) for level in levels if level.path for c, p in level.path[0].on}
+        collations = self.collations(
+            [met.get(c.name) if is_character(c.type_name, c.type_kind) else None for c in columns]
+        )
+        relation = values_table(
+            [c.name for c in columns], [c.type_name for c in columns], values, ordinal, collations
+        )
         return [
             iter(self.level_rows(level, "", (ordinal,), ("bigint",), None, None, relation=relation))
             for level in levels

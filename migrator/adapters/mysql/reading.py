@@ -9,6 +9,7 @@ is written `%%`.
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
@@ -121,8 +122,42 @@ def key_match(ref: str, text: str, type_name: str) -> Where:
     return f"({ref} >= %s AND {ref} < %s)", [start, start + datetime.timedelta(milliseconds=1)]
 
 
+# A column's character set and collation (None: not a character column, or not known).
+Collation = tuple[str, str] | None
+_CHARSET_NAME = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+
+
+def is_character(type_name: str, type_kind: str = "base") -> bool:
+    """Whether values of this type compare by a character set's collation."""
+    return type_name in _TEXT_LIKE or type_kind == "enum"
+
+
+def collation_query(table: str, column: str) -> Where:
+    """The character set and collation of `table`.`column` (no row where it has none)."""
+    schema, dot, name = table.partition(".")
+    return (
+        "SELECT CHARACTER_SET_NAME, COLLATION_NAME FROM information_schema.COLUMNS "
+        "WHERE TABLE_SCHEMA = COALESCE(%s, DATABASE()) AND TABLE_NAME = %s AND COLUMN_NAME = %s "
+        "AND CHARACTER_SET_NAME IS NOT NULL",
+        [schema if dot else None, name if dot else table, column],
+    )
+
+
+def _cell(type_name: str, collation: Collation) -> str:
+    """A derived table's value: a string in the character set and collation of the column it will
+    be compared with. A derived table's column is no constant, which MySQL converts to a column's
+    character set on the fly: a utf8mb4 value against a latin1 column is an illegal mix."""
+    if collation is not None and all(_CHARSET_NAME.match(n) for n in collation):
+        return f"CONVERT(%s USING {collation[0]}) COLLATE {collation[1]}"
+    return _TYPED_PARAM.get(type_name, "%s")
+
+
 def values_table(
-    names: Sequence[str], types: Sequence[str], values: Sequence[Sequence[str]], ordinal: str
+    names: Sequence[str],
+    types: Sequence[str],
+    values: Sequence[Sequence[str]],
+    ordinal: str,
+    collations: Sequence[Collation] | None = None,
 ) -> Where:
     """A derived table of the given values (text, one tuple per row) as typed columns `names`,
     with their position (from 1) as column `ordinal`: `SELECT .. UNION ALL SELECT ..`, which
@@ -130,7 +165,7 @@ def values_table(
     selects: list[str] = []
     params: list[Any] = []
     for n, row in enumerate(values, start=1):
-        typed = [_TYPED_PARAM.get(t, "%s") for t in types]
+        typed = [_cell(t, c) for t, c in zip(types, collations or [None] * len(types), strict=True)]
         cells = [f"{c} AS {quote(name)}" for c, name in zip(typed, names, strict=True)] if n == 1 else typed
         selects.append("SELECT " + ", ".join([*cells, f"{n} AS {quote(ordinal)}" if n == 1 else str(n)]))
         params.extend(key_param(v, t) for v, t in zip(row, types, strict=True))
@@ -165,11 +200,15 @@ def key_before_query(table: str, key: Sequence[str], key_types: Sequence[str], v
 
 
 def missing_query(
-    table: str, key: Sequence[str], key_types: Sequence[str], keys: Sequence[Sequence[str]]
+    table: str,
+    key: Sequence[str],
+    key_types: Sequence[str],
+    keys: Sequence[Sequence[str]],
+    collations: Sequence[Collation] | None = None,
 ) -> Where:
     """The positions (from 1) of `keys` (as text) that `table` does not hold."""
     names = [f"v{i}" for i in range(len(key))]
-    derived, params = values_table(names, key_types, keys, "n")
+    derived, params = values_table(names, key_types, keys, "n", collations)
     match = " AND ".join(
         key_match_sql(_ref("t", k), _ref("u", n), t) for k, n, t in zip(key, names, key_types, strict=True)
     )

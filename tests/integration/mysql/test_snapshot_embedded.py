@@ -227,3 +227,49 @@ def test_key_lookups_find_root_keys_and_type_key_text(family: str) -> None:
 def test_rows_at_key_read_one_document(family: str) -> None:
     with MysqlSource(family).rows_at_key("parent", ["id"], ["integer"], [4], LEVELS) as streams:
         assert [list(s) for s in streams] == _expected([4])
+
+
+def test_values_meet_columns_of_another_character_set(mysql_url: str) -> None:
+    """Link values against latin1 columns (the connection speaks utf8mb4): a derived table's values
+    take the column's character set and collation (no illegal mix of collations)."""
+    with connect(mysql_url) as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE tag (code VARCHAR(10) CHARACTER SET latin1 PRIMARY KEY, n INT)")
+        cur.execute(
+            "CREATE TABLE note (id INT PRIMARY KEY, code VARCHAR(10) CHARACTER SET latin1, KEY (code))"
+        )
+        cur.execute("INSERT INTO tag VALUES ('café', 1), ('x', 2)")
+        cur.execute("INSERT INTO note VALUES (10, 'café'), (11, 'café'), (12, 'x')")
+    source = MysqlSource(mysql_url)
+    code = column_info("code", "character varying", "base")
+    reader = source.linked_reader()
+    try:
+        reader.begin()
+        levels = [
+            LevelRead(path=(), columns=(column_info("n", "bigint", "base"), code), order_by=()),
+            LevelRead(
+                path=(JoinHop("note", (("code", "code"),), 0),),
+                columns=(column_info("id", "integer", "base"),),
+                order_by=(column_info("id", "integer", "base"),),
+            ),
+        ]
+        got = [list(s) for s in reader.stream_linked(levels, (code,), [["café"], ["zzz"]], "n")]
+        assert got == [[(1, "café"), (2, "zzz")], [(1, 10), (1, 11)]]
+        assert reader.missing_keys("tag", ["code"], ["character varying"], [["zzz"], ["café"]]) == [0]
+        reader.end()
+    finally:
+        reader.close()
+    lookup = source.key_lookup()
+    try:
+        found = lookup.root_keys(
+            "tag",
+            (code,),
+            (JoinHop("note", (("code", "code"),), 0),),
+            (column_info("id", "integer", "base"),),
+            [["11"]],
+        )
+        assert found == [[["café"]]]
+        assert lookup.root_keys("note", (column_info("id", "integer", "base"),), (), (code,), [["café"]]) == [
+            [["10"], ["11"]]
+        ]
+    finally:
+        lookup.close()
