@@ -93,9 +93,15 @@ def _point(binlog_file: str, offset: Any, gtid_row: Any, lock_seconds: float | N
 def _locked_snapshot(cur: Any) -> SnapshotPoint:
     """MySQL 8's way: no commit can land between the snapshot and the binlog position read while
     FLUSH TABLES WITH READ LOCK is held. UNLOCK TABLES releases it without ending the transaction."""
+    cur.execute("SELECT @@session.lock_wait_timeout", [])
+    row = cur.fetchone()
     cur.execute(f"SET SESSION lock_wait_timeout = {FLUSH_WAIT_S}", [])
-    cur.execute("FLUSH TABLES WITH READ LOCK", [])
-    taken = time.monotonic()
+    try:
+        cur.execute("FLUSH TABLES WITH READ LOCK", [])
+        taken = time.monotonic()
+    finally:
+        # The reader's own statements wait for metadata locks as long as the server says.
+        cur.execute("SET SESSION lock_wait_timeout = %s", [int(row[0]) if row else 31536000])
     try:
         cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY", [])
         status = _binlog_status(cur)
