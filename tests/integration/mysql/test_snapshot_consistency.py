@@ -241,3 +241,20 @@ def test_chunks_read_in_one_snapshot_keep_an_invariant_that_concurrent_writes_ke
         stop.set()
         writer.join()
     assert interleaved > 0, "no transfer committed while a reader read"
+
+
+def test_the_flush_lock_path_leaves_the_sessions_lock_wait_as_it_was(mysql_url: str) -> None:
+    from migrator.adapters.mysql.snapshot import FLUSH_WAIT_S, open_snapshot
+
+    conn = Endpoint(mysql_url).connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET SESSION lock_wait_timeout = 1234")
+        point = open_snapshot(conn, lock=True)
+        assert point.lock_seconds is not None
+        with conn.cursor() as cur:
+            cur.execute("SELECT @@session.lock_wait_timeout, @@in_transaction")
+            assert cur.fetchone() == (1234, 1)  # restored; the snapshot's transaction still open
+        assert FLUSH_WAIT_S != 1234
+    finally:
+        conn.close()
