@@ -10,6 +10,7 @@ postgres and mongodb (plan/models.py accepts no other adapter yet); the phase ge
 from __future__ import annotations
 
 import datetime
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar
@@ -21,13 +22,14 @@ from pymongo import MongoClient
 
 from migrator.adapters.base import ColumnInfo, SourceInfo, SourceServerInfo, TableInfo
 from migrator.adapters.mongodb import MongoTarget
-from migrator.adapters.mysql import MysqlSource
+from migrator.adapters.mysql import MysqlSource, readers
 from migrator.adapters.mysql.snapshot import position_value
 from migrator.engine.context import RunContext
 from migrator.engine.events import EventBus
+from migrator.errors import TerminalError
 from migrator.mapping.spec import resolve
 from migrator.phases.snapshot import SnapshotPhase
-from migrator.plan import load_plan
+from migrator.plan import Plan, load_plan
 from migrator.state import SQLiteStateStore
 from tests.support.mariadb import connect
 
@@ -45,13 +47,16 @@ class _Positions:
 
 
 class _NoCaptureObjects:
-    """MySQL has no slot or publication: nothing to create, check or drop."""
+    """MySQL has no slot or publication: nothing to create or drop. Whether "the slot exists" on a
+    resume (whether the binlog still holds the position) is the binlog section's; here a switch."""
+
+    exists: ClassVar[bool] = False
 
     def ensure_publication(self, name: str, tables: Any) -> bool:
         return True
 
     def slot_exists(self, slot: str) -> bool:
-        return False
+        return self.exists
 
     def drop_slot(self, slot: str) -> bool:
         return False
@@ -111,14 +116,21 @@ phases:
 """
 
 
-def test_the_snapshot_phase_copies_a_mariadb_source(
-    mysql_url: str, mongo_url: str, mongo_db_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@dataclass
+class _Setup:
+    plan: Plan
+    info: SourceInfo
+    collections: list[Any]
+
+
+def _setup(mysql_url: str, mongo_url: str, mongo_db_name: str, tmp_path: Path) -> _Setup:
+    """The source's tables and rows, and what inspection and plan resolution would make of them."""
     with connect(mysql_url) as conn, conn.cursor() as cur:
         cur.execute("CREATE TABLE customers (id INT PRIMARY KEY, name VARCHAR(20), joined TIMESTAMP(3) NULL)")
         cur.execute(
             "CREATE TABLE orders (id BIGINT PRIMARY KEY, customer_id INT, total DECIMAL(10,2), placed DATETIME)"
         )
+        cur.execute("CREATE TABLE noise (id INT AUTO_INCREMENT PRIMARY KEY)")
         cur.executemany(
             "INSERT INTO customers VALUES (%s, %s, %s)",
             [(c, f"customer {c}", f"2023-06-{c % 28 + 1:02d} 12:00:00.250") for c in range(1, CUSTOMERS + 1)],
@@ -162,11 +174,51 @@ def test_the_snapshot_phase_copies_a_mariadb_source(
     plan = load_plan(plan_path)
     resolution = resolve(plan.collections, info)
     assert resolution.collections, resolution.findings
+    return _Setup(plan, info, resolution.collections)
+
+
+def _expected_documents() -> list[dict[str, Any]]:
+    """The documents, built from the rows as inserted (the link column is not kept in an embed)."""
+    return [
+        {
+            "_id": c,
+            "name": f"customer {c}",
+            "joined": datetime.datetime(2023, 6, c % 28 + 1, 12, 0, 0, 250000),
+            "orders": [
+                {
+                    "id": Int64(oid),
+                    "total": Decimal128(Decimal(total)),
+                    "placed": datetime.datetime.fromisoformat(placed),
+                }
+                for oid, _, total, placed in _orders(c)
+            ],
+        }
+        for c in range(1, CUSTOMERS + 1)
+    ]
+
+
+def _documents(mongo_url: str, database: str) -> list[dict[str, Any]]:
+    with MongoClient(mongo_url) as client:
+        return list(client[database]["customers"].find().sort("_id", 1))
+
+
+def _run_phase(
+    setup: _Setup, store: SQLiteStateStore, run: Any, mysql_url: str, mongo_url: str, database: str
+) -> Any:
     source = _Source(mysql_url)
-    target = MongoTarget(mongo_url, mongo_db_name)
-    with SQLiteStateStore(tmp_path / "state.db") as store:
-        run = store.begin_run(plan.name, "digest", slot="migrator_test_slot")
-        target.ownership(plan.name).claim(
+    target = MongoTarget(mongo_url, database)
+    try:
+        ctx = RunContext(setup.plan, run, store, EventBus(), source, target, setup.info, setup.collections)
+        return SnapshotPhase(ctx).run()
+    finally:
+        target.close()
+
+
+def _begin(setup: _Setup, store: SQLiteStateStore, mongo_url: str, database: str) -> Any:
+    run = store.begin_run(setup.plan.name, "digest", slot="migrator_test_slot")
+    target = MongoTarget(mongo_url, database)
+    try:
+        target.ownership(setup.plan.name).claim(
             run_id=run.id,
             started_at="2026-01-01T00:00:00Z",
             host="test",
@@ -174,31 +226,61 @@ def test_the_snapshot_phase_copies_a_mariadb_source(
             slot=run.slot,
             publication="p",
         )
-        ctx = RunContext(plan, run, store, EventBus(), source, target, info, resolution.collections)
-        result = SnapshotPhase(ctx).run()
+    finally:
+        target.close()
+    return run
+
+
+def test_the_snapshot_phase_copies_a_mariadb_source(
+    mysql_url: str, mongo_url: str, mongo_db_name: str, tmp_path: Path
+) -> None:
+    setup = _setup(mysql_url, mongo_url, mongo_db_name, tmp_path)
+    with SQLiteStateStore(tmp_path / "state.db") as store:
+        run = _begin(setup, store, mongo_url, mongo_db_name)
+        result = _run_phase(setup, store, run, mysql_url, mongo_url, mongo_db_name)
         chunks = store.chunks(run.id, "customers")
-    target.close()
     assert not result.stopped
     assert len(chunks) >= 5 and all(c.status == "done" for c in chunks)
     assert position_value(result.position) > 0
-    with MongoClient(mongo_url) as client:
-        documents = list(client[mongo_db_name]["customers"].find().sort("_id", 1))
-    expected = []
-    for c in range(1, CUSTOMERS + 1):
-        expected.append(
-            {
-                "_id": c,
-                "name": f"customer {c}",
-                "joined": datetime.datetime(2023, 6, c % 28 + 1, 12, 0, 0, 250000),
-                "orders": [
-                    {
-                        "id": Int64(oid),
-                        "total": Decimal128(Decimal(total)),
-                        "placed": datetime.datetime.fromisoformat(placed),
-                    }
-                    for oid, _, total, placed in _orders(c)
-                ],
-            }
-        )
-    assert documents == expected
+    documents = _documents(mongo_url, mongo_db_name)
+    assert documents == _expected_documents()
     assert all(type(o["id"]) is Int64 for d in documents for o in d["orders"])
+
+
+def test_a_resumed_snapshot_rereads_the_unfinished_chunks_at_a_newer_position(
+    mysql_url: str, mongo_url: str, mongo_db_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A copy stopped by an error resumes: finished chunks are kept, the others are read in a
+    fresh snapshot (the session's own position), and the snapshot is consistent after it."""
+    setup = _setup(mysql_url, mongo_url, mongo_db_name, tmp_path)
+    real_stream = readers.SnapshotReader.stream
+    calls = [0]
+
+    def failing(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        if calls[0] > 2:
+            raise TerminalError("the copy stops here (test)")
+        return real_stream(self, *args, **kwargs)
+
+    with SQLiteStateStore(tmp_path / "state.db") as store:
+        run = _begin(setup, store, mongo_url, mongo_db_name)
+        monkeypatch.setattr(_NoCaptureObjects, "exists", False)
+        monkeypatch.setattr(readers.SnapshotReader, "stream", failing)
+        with pytest.raises(TerminalError, match="the copy stops here"):
+            _run_phase(setup, store, run, mysql_url, mongo_url, mongo_db_name)
+        done_before = [c.chunk_id for c in store.chunks(run.id, "customers") if c.status == "done"]
+        slot = next(c for c in store.checkpoints(run.id, "snapshot") if c.label == "slot")
+        # Commits between the two runs: the re-read stands after them.
+        with connect(mysql_url) as conn, conn.cursor() as cur:
+            cur.execute("INSERT INTO noise VALUES ()")
+        monkeypatch.setattr(readers.SnapshotReader, "stream", real_stream)
+        monkeypatch.setattr(_NoCaptureObjects, "exists", True)  # the binlog still holds the position
+        result = _run_phase(setup, store, run, mysql_url, mongo_url, mongo_db_name)
+        rereads = [c.position for c in store.checkpoints(run.id, "snapshot") if c.label == "reread"]
+        chunks = store.chunks(run.id, "customers")
+    assert done_before and len(done_before) < len(chunks)
+    assert all(c.status == "done" for c in chunks)
+    assert result.position == slot.position
+    assert len(rereads) == 1 and position_value(rereads[0]) > position_value(slot.position)
+    assert result.consistent_after == rereads[0]
+    assert _documents(mongo_url, mongo_db_name) == _expected_documents()
