@@ -53,14 +53,17 @@ def server_findings(info: SourceInfo, plan_name: str) -> list[Finding]:
     _binlog(found, server)
     _retention(found, server, sum(t.estimated_rows for t in info.tables.values()))
     _privileges(found, server)
-    for table in info.tables:
+    for table in [*info.tables, *info.missing_tables]:
         if not server.may("SELECT", table):
+            # information_schema hides the tables a user has no privilege on: a missing table
+            # may be one of them.
+            hidden = " (or it does not exist: the server hides tables the user may not read)"
             _add(
                 found,
                 "source.select_privilege",
                 Severity.FAIL,
                 table,
-                f"user {server.user} may not SELECT from {table}",
+                f"user {server.user} may not SELECT from {table}" + ("" if table in info.tables else hidden),
                 f"GRANT SELECT ON {quote_table(table)} TO {_grantee(server)};",
             )
     return found
