@@ -28,6 +28,7 @@ class NativeType:
     sign: str | None = None  # integers: 'signed' or 'unsigned' (COLUMN_TYPE says which)
     element_type: str | None = None  # for a canonical array type
     label: str = ""  # the README's name for the row, where the names do not say it
+    note: str | None = None  # the README's note where the conversion's (in PostgreSQL's words) does not fit
 
     def column(self, name: str, nullable: bool, position: int, native: str) -> ColumnInfo:
         return ColumnInfo(
@@ -63,6 +64,7 @@ NATIVE_TYPES: tuple[NativeType, ...] = (
         "int",
         sign="signed",
         label="tinyint, smallint (signed; tinyint(1) too)",
+        note="tinyint(1) too is an integer, not a boolean (`plan` notes each such column)",
     ),
     NativeType(("year",), "smallint", "int"),
     NativeType(("tinyint", "smallint"), "integer", "int", sign="unsigned"),
@@ -71,14 +73,29 @@ NATIVE_TYPES: tuple[NativeType, ...] = (
     NativeType(("int",), "bigint", "int", sign="unsigned"),
     NativeType(("bigint",), "bigint", "int", sign="signed"),
     NativeType(("bigint",), "bigint unsigned", "int; Decimal above 2^63-1", sign="unsigned"),
-    NativeType(("decimal",), "numeric", "Decimal, scale kept", label="decimal(p, s)"),
+    NativeType(
+        ("decimal",),
+        "numeric",
+        "Decimal, scale kept",
+        label="decimal(p, s)",
+        note="exact; decimal(p, s) with p above 34 is refused by `plan`",
+    ),
     NativeType(("float",), "real", "float"),
     NativeType(("double",), "double precision", "float"),
     NativeType(("bit",), "bit", "str of '0' and '1', n characters", label="bit(n)"),
-    NativeType(("char",), "character", "str (MySQL returns CHAR without trailing spaces)", label="char(n)"),
+    NativeType(
+        ("char",),
+        "character",
+        "str (MySQL returns CHAR without trailing spaces)",
+        label="char(n)",
+        note="without trailing spaces, as MySQL returns it",
+    ),
     NativeType(("varchar",), "character varying", "str", label="varchar(n)"),
     NativeType(
-        ("tinytext", "text", "mediumtext", "longtext"), "text", "str, decoded from the column's charset"
+        ("tinytext", "text", "mediumtext", "longtext"),
+        "text",
+        "str, decoded from the column's charset",
+        note="char, varchar and text are decoded from the column's character set (utf8mb4, latin1, ...)",
     ),
     NativeType(
         ("binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"),
@@ -100,6 +117,7 @@ NATIVE_TYPES: tuple[NativeType, ...] = (
         kind="array",
         element_type="text",
         label="set(...)",
+        note="the members, in the set's definition order; '' is []",
     ),
     NativeType(("date",), "date", "date"),
     NativeType(("datetime",), "timestamp without time zone", "naive datetime", label="datetime(fsp)"),
@@ -108,12 +126,14 @@ NATIVE_TYPES: tuple[NativeType, ...] = (
         "timestamp with time zone",
         "datetime in UTC (the session's time zone is +00:00)",
         label="timestamp(fsp)",
+        note="read in UTC (the session's time_zone is +00:00)",
     ),
     NativeType(
         ("time",),
         "time without time zone",
         "str 'HH:MM:SS[.ffffff]' as MySQL prints it (may be negative or beyond 24 h)",
         label="time(fsp)",
+        note="HH:MM:SS[.ffffff] as MySQL prints it: may be negative or beyond 24 h",
     ),
     NativeType(
         SPATIAL, "geometry", "-", label="geometry, point, linestring, polygon, multi*, geometrycollection"
@@ -184,7 +204,8 @@ def type_table_markdown(conversion_for: Callable[[ColumnInfo], Any]) -> str:
             bson, notes = "refused by `plan`", conversion.refused
         else:
             bson = conversion.bson
-            notes = "; ".join(x for x in (conversion.note, conversion.precision_warning) if x)
+            note = conversion.note if native.note is None else native.note
+            notes = "; ".join(x for x in (note, conversion.precision_warning) if x)
         lines.append(f"| {label} | {native.type_name} | {bson} | {notes} |")
     lines.append(
         "| zero dates ('0000-00-00', '... 00:00:00') | - | refused by `plan` | a date, datetime or "
