@@ -270,8 +270,8 @@ class MysqlInspector:
     def _keys(
         self, schema: str, table: str, columns: tuple[ColumnInfo, ...]
     ) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]:
-        """The primary key, and the unique keys over NOT NULL columns whole (a prefix index on part
-        of a column does not identify a row's value)."""
+        """The primary key, and the unique keys over NOT NULL columns whole, the primary key first
+        (a prefix index on part of a column does not identify a row's value)."""
         indexes: dict[str, list[tuple[str, bool]]] = {}
         for index, column, sub_part in self._rows(
             "SELECT INDEX_NAME, COLUMN_NAME, SUB_PART FROM information_schema.STATISTICS "
@@ -286,7 +286,7 @@ class MysqlInspector:
             for _, parts in sorted(indexes.items())
             if all(whole and c in not_null for c, whole in parts)
         )
-        return primary, unique
+        return primary, ((primary,) if primary else ()) + unique
 
     def _foreign_keys(self, schema: str, table: str) -> tuple[ForeignKey, ...]:
         found: dict[str, tuple[list[str], str, list[str]]] = {}

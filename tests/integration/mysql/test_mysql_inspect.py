@@ -126,8 +126,8 @@ def test_keys_foreign_keys_sizes_and_engines(mysql_url: str, source: MysqlSource
     info = source.inspect(names)
     parent, child = info.tables[f"{db}.parent"], info.tables[f"{db}.child"]
     assert parent.primary_key == ("a", "b")
-    # Only the unique key over whole NOT NULL columns identifies a row.
-    assert parent.unique_keys == (("code",),)
+    # The primary key, and the unique key over whole NOT NULL columns, identify a row.
+    assert parent.unique_keys == (("a", "b"), ("code",))
     assert parent.estimated_rows == 7
     assert parent.total_bytes > 0
     assert parent.identity_columns == ("a", "b", "code", "nick", "body")
