@@ -20,7 +20,8 @@ from migrator.adapters.mysql.types import column_info, type_table_markdown
 from migrator.connstr import MalformedConnection, parse, parse_mysql
 from migrator.errors import AuthenticationFailed, ConnectionFailed, SourceError, TerminalError, TransientError
 from migrator.findings import Severity
-from migrator.mapping.types import conversion_for, type_table_markdown as pg_table
+from migrator.mapping.types import conversion_for
+from migrator.mapping.types import type_table_markdown as pg_table
 
 README = Path(__file__).parents[2] / "README.md"
 
