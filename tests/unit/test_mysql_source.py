@@ -14,6 +14,7 @@ from bson.decimal128 import Decimal128
 from migrator.adapters.base import SourceInfo
 from migrator.adapters.mysql import MysqlSource
 from migrator.adapters.mysql.errors import classify
+from migrator.adapters.mysql.grants import parse_grants
 from migrator.adapters.mysql.inspect import MysqlServerInfo
 from migrator.adapters.mysql.server_checks import retention_seconds, server_findings
 from migrator.adapters.mysql.types import column_info, type_table_markdown
@@ -177,3 +178,21 @@ def test_mysql57_is_too_old() -> None:
     )
     versions = [f for f in server_findings(old, "p") if f.check == "source.version"]
     assert [f.severity for f in versions] == [Severity.FAIL] and "MySQL 8.0" in (versions[0].fix or "")
+
+
+def test_show_grants_lines_are_read_roles_included() -> None:
+    grants = parse_grants(
+        [
+            "GRANT `reader` TO `ru`@`%`",
+            "GRANT USAGE ON *.* TO `ru`@`%` IDENTIFIED BY PASSWORD '*D821809F681A40A6E379B50D0463EFAE20BDD122'",
+            "GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO `reader`",
+            "GRANT SELECT ON `app\\_db`.* TO `reader`",
+            "GRANT SELECT (`a`, `b`), INSERT ON `shop`.`orders` TO `ru`@`%`",
+            "GRANT ALL PRIVILEGES ON `shop`.`odd``name` TO `ru`@`%`",
+            "GRANT EXECUTE ON PROCEDURE `shop`.`p` TO `ru`@`%`",
+            "SET DEFAULT ROLE `reader` FOR `ru`@`%`",
+        ]
+    )
+    assert grants.server == {"USAGE", "REPLICATION SLAVE", "BINLOG MONITOR"}
+    assert grants.databases == {"app_db": {"SELECT"}}
+    assert grants.tables == {"shop.orders": {"INSERT"}, "shop.odd`name": {"ALL PRIVILEGES"}}

@@ -23,6 +23,7 @@ from migrator.adapters.base import (
     TableInfo,
 )
 from migrator.adapters.mysql.errors import classify
+from migrator.adapters.mysql.grants import ALL, parse_grants
 from migrator.adapters.mysql.types import column_info
 
 # The server variables preflight reads (SHOW GLOBAL VARIABLES needs no privilege). A variable the
@@ -67,14 +68,12 @@ class MysqlServerInfo(SourceServerInfo):
 
     def may(self, privilege: str, table: str | None = None) -> bool:
         """Whether the user holds `privilege` on *.*, or on `table`'s database or `table` itself."""
-        if privilege in self.privileges:
-            return True
-        if table is None:
-            return False
-        schema = table.partition(".")[0]
-        return privilege in self.database_privileges.get(schema, frozenset()) or privilege in (
-            self.table_privileges.get(table, frozenset())
-        )
+        held = set(self.privileges)
+        if table is not None:
+            held |= self.database_privileges.get(table.partition(".")[0], frozenset())
+            held |= self.table_privileges.get(table, frozenset())
+        # ALL PRIVILEGES holds every privilege of its level (GRANT OPTION aside).
+        return privilege in held or (ALL in held and privilege != "GRANT OPTION")
 
 
 def split_table(name: str) -> tuple[str, str]:
@@ -154,7 +153,7 @@ class MysqlInspector:
         }
         user, _, host = str(current_user).rpartition("@")
         grantee = f"'{user}'@'{host}'"
-        privileges = frozenset(
+        privileges = set(
             str(p)
             for (p,) in self._rows(
                 "SELECT PRIVILEGE_TYPE FROM information_schema.USER_PRIVILEGES WHERE GRANTEE = %s", [grantee]
@@ -176,6 +175,13 @@ class MysqlInspector:
             [grantee],
         ):
             per_table.setdefault(f"{schema}.{table}", set()).add(str(privilege))
+        # SHOW GRANTS adds what the user holds through its current role (grants.py).
+        shown = parse_grants([str(row[0]) for row in self._rows("SHOW GRANTS")])
+        privileges |= shown.server
+        for schema, names in shown.databases.items():
+            per_database.setdefault(schema, set()).update(names)
+        for table, names in shown.tables.items():
+            per_table.setdefault(table, set()).update(names)
         settings["privileges"] = ", ".join(sorted(privileges))
         replicate = bool(privileges & {"REPLICATION SLAVE", "REPLICATION REPLICA"})
         return MysqlServerInfo(
@@ -193,7 +199,7 @@ class MysqlInspector:
             existing_publications=(),
             database=str(database or ""),
             product="MariaDB" if "mariadb" in str(version).lower() else "MySQL",
-            privileges=privileges,
+            privileges=frozenset(privileges),
             database_privileges={k: frozenset(v) for k, v in per_database.items()},
             table_privileges={k: frozenset(v) for k, v in per_table.items()},
             engines=dict(engines or {}),

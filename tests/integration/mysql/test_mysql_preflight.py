@@ -185,3 +185,27 @@ def test_a_user_without_privileges_is_refused_naming_them(
             cur.execute(_statement(finding.fix))
     after = _check(url, tables)
     assert not _fails(after, "source.privilege") and not _fails(after, "source.select_privilege")
+
+
+def test_privileges_held_through_a_role_count(mysql_url: str) -> None:
+    db = _db(mysql_url)
+    suffix = uuid.uuid4().hex[:8]
+    user, role = f"ru_{suffix}", f"reader_{suffix}"
+    with connect(mysql_url) as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE t (id INT PRIMARY KEY)")
+        cur.execute(f"CREATE ROLE {role}")
+        cur.execute(f"GRANT SELECT ON `{db}`.* TO {role}")
+        cur.execute(f"GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO {role}")
+        cur.execute(f"CREATE USER '{user}'@'%' IDENTIFIED BY 'Role-pw-1'")
+        cur.execute(f"GRANT {role} TO '{user}'@'%'")
+        cur.execute(f"SET DEFAULT ROLE {role} FOR '{user}'@'%'")
+    parts = urlsplit(mysql_url)
+    url = urlunsplit((parts.scheme, f"{user}:Role-pw-1@{parts.hostname}:{parts.port}", parts.path, "", ""))
+    try:
+        findings = _check(url, [f"{db}.t"])
+        assert not _fails(findings, "source.privilege") and not _fails(findings, "source.select_privilege")
+        assert all("Role-pw-1" not in f.message and "IDENTIFIED" not in f.message for f in findings)
+    finally:
+        with connect(mysql_url) as conn, conn.cursor() as cur:
+            cur.execute(f"DROP USER IF EXISTS '{user}'@'%'")
+            cur.execute(f"DROP ROLE IF EXISTS {role}")
