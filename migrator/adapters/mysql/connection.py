@@ -7,6 +7,7 @@ column reads as the UTC instant it stores (the server converts from the session'
 
 from __future__ import annotations
 
+import getpass
 from typing import Any
 
 import pymysql
@@ -28,7 +29,8 @@ class MysqlEndpoint:
     `name`: mysql://user@host:port/database. `secrets`: what redact_text must mask. `database`,
     `host`, `port`, `user`: the parts (not secret). `connect(**options)`: a PyMySQL connection set
     up as the module says; `options` override PyMySQL's keyword arguments (database=None for none,
-    cursorclass=pymysql.cursors.SSCursor to stream, read_timeout=...)."""
+    cursorclass=pymysql.cursors.SSCursor to stream, read_timeout=...). `connect_kwargs(**options)`:
+    those arguments, for a client that connects by itself."""
 
     def __init__(self, url: str) -> None:
         try:
@@ -43,7 +45,7 @@ class MysqlEndpoint:
         self._secrets = url_passwords(url)
         host, port = _host_port(info)
         self.host, self.port = host, port
-        self.user = info.user or "root"
+        self.user = info.user or getpass.getuser()  # as the mysql client and PyMySQL default it
         self.database = info.database or ""
         self.name = f"mysql://{self.user}@{host}:{port}/{self.database}"
 
@@ -53,7 +55,16 @@ class MysqlEndpoint:
         return self._secrets
 
     def connect(self, **options: Any) -> pymysql.connections.Connection[Any]:
-        kwargs: dict[str, Any] = {
+        """A new connection; a failure raises the typed error (errors.py), naming `name` only."""
+        try:
+            return pymysql.connect(**self.connect_kwargs(**options))
+        except pymysql.MySQLError as exc:
+            raise classify(exc, self.name, self.secrets) from None
+
+    def connect_kwargs(self, **options: Any) -> dict[str, Any]:
+        """The keyword arguments `connect` hands PyMySQL (the password included: never show them),
+        for a client that opens its own connections (the binlog reader's connection_settings)."""
+        return {
             "host": self.host,
             "port": self.port,
             "user": self.user,
@@ -67,10 +78,6 @@ class MysqlEndpoint:
             **self._url_options(),
             **options,
         }
-        try:
-            return pymysql.connect(**kwargs)
-        except pymysql.MySQLError as exc:
-            raise classify(exc, self.name, self.secrets) from None
 
     def _url_options(self) -> dict[str, Any]:
         params = dict(self._info.params)
