@@ -106,6 +106,7 @@ class MysqlInspector:
         self._conn = conn
         self._endpoint = endpoint
         self._secrets = secrets
+        self._is_mariadb: bool | None = None
 
     def _rows(self, query: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         try:
@@ -118,11 +119,15 @@ class MysqlInspector:
     def close(self) -> None:
         self._conn.close()
 
+    def _mariadb(self) -> bool:
+        if self._is_mariadb is None:
+            self._is_mariadb = "mariadb" in str(self._rows("SELECT VERSION()")[0][0]).lower()
+        return self._is_mariadb
+
     def limit_statements(self, seconds: int) -> None:
         """Stop any statement of this session after `seconds` (MariaDB: max_statement_time;
         MySQL 8: max_execution_time, in ms, for SELECTs: all inspection runs)."""
-        mariadb = "mariadb" in str(self._rows("SELECT VERSION()")[0][0]).lower()
-        if mariadb:
+        if self._mariadb():
             self._rows("SET SESSION max_statement_time = %s", [seconds])
         else:
             self._rows("SET SESSION max_execution_time = %s", [seconds * 1000])
@@ -264,7 +269,7 @@ class MysqlInspector:
     def _mariadb_json(self, schema: str, table: str) -> set[str]:
         """MariaDB's JSON is LONGTEXT with the column constraint CHECK (json_valid(col)), which it
         names after the column (MySQL 8 has a json type, and its CHECK_CONSTRAINTS no TABLE_NAME)."""
-        if "mariadb" not in str(self._rows("SELECT VERSION()")[0][0]).lower():
+        if not self._mariadb():
             return set()
         rows = self._rows(
             "SELECT CONSTRAINT_NAME, CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS "

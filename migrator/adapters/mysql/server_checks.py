@@ -250,37 +250,45 @@ def preflight_findings(
     found: list[Finding] = []
     for name, table in info.tables.items():
         if not table.primary_key:
-            key = keys.get(name) or ()
-            _add(
-                found,
-                "source.primary_key",
-                Severity.FAIL,
-                name,
-                f"{name} has no primary key: its rows cannot be told apart in the binlog reliably",
-                f"ALTER TABLE {quote_table(name)} ADD PRIMARY KEY ({', '.join(quote_ident(k) for k in key) or '...'});",
-            )
+            found.append(_keyless(name, keys.get(name) or ()))
         engine = server.engines.get(name, "")
         if engine.lower() not in TRANSACTIONAL_ENGINES:
-            _add(
-                found,
-                "source.engine",
-                Severity.FAIL,
-                name,
-                f"{name} uses the {engine or 'unknown'} engine, which is not transactional: the snapshot cannot "
-                "read it consistently with the binlog position",
-                f"ALTER TABLE {quote_table(name)} ENGINE=InnoDB;",
-            )
+            found.append(_engine(name, engine))
         found += [_zero_date(name, column) for column in zero_dates.get(name, ())]
-        for column in table.columns:
-            if column.name in read.get(name, ()) and column.native_type.lower().startswith("tinyint(1)"):
-                _add(
-                    found,
-                    "source.tinyint1",
-                    Severity.INFO,
-                    f"{name}.{column.name}",
-                    f"{column.native_type} column {name}.{column.name} is migrated as an integer, not a boolean",
-                )
+        found += [
+            Finding(
+                "source.tinyint1",
+                Severity.INFO,
+                f"{name}.{c.name}",
+                f"{c.native_type} column {name}.{c.name} is migrated as an integer, not a boolean",
+            )
+            for c in table.columns
+            if c.name in read.get(name, ()) and c.native_type.lower().startswith("tinyint(1)")
+        ]
     return found
+
+
+def _keyless(table: str, key: Sequence[str]) -> Finding:
+    columns = ", ".join(quote_ident(k) for k in key) or "..."
+    return Finding(
+        "source.primary_key",
+        Severity.FAIL,
+        table,
+        f"{table} has no primary key: it may hold rows no key tells apart, and a change to one could "
+        "not be applied to its document alone",
+        f"ALTER TABLE {quote_table(table)} ADD PRIMARY KEY ({columns});",
+    )
+
+
+def _engine(table: str, engine: str) -> Finding:
+    return Finding(
+        "source.engine",
+        Severity.FAIL,
+        table,
+        f"{table} uses the {engine or 'unknown'} engine, which is not transactional: the snapshot cannot "
+        "read it consistently with the binlog position",
+        f"ALTER TABLE {quote_table(table)} ENGINE=InnoDB;",
+    )
 
 
 def _zero_date(table: str, column: str) -> Finding:
