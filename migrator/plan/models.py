@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from migrator.connstr import MalformedConnection, parse_mongodb, parse_postgres
+from migrator.connstr import MYSQL_SCHEMES, MalformedConnection, parse_mongodb, parse_mysql, parse_postgres
 from migrator.plan.units import Bytes, Seconds
 
 # Slot and publication names derive from the plan name, and PostgreSQL identifiers
@@ -81,12 +81,38 @@ class Endpoint(_Strict):
 
 
 class Source(Endpoint):
-    adapter: Literal["postgres"] = Field(description="Source database kind.")
+    adapter: Literal["postgres", "mysql"] = Field(
+        description="Source database kind: postgres, or mysql (MySQL 8 and MariaDB 10.5+)."
+    )
 
     @field_validator("url")
     @classmethod
     def _well_formed(cls, value: SecretStr) -> SecretStr:
-        return _strict(value, parse_postgres)
+        # Checked by its own scheme here (so a problem is located at the URL); whether that scheme
+        # is the adapter's, below.
+        return _strict(value, _source_parser(value.get_secret_value()))
+
+    @model_validator(mode="after")
+    def _scheme_of_adapter(self) -> Source:
+        text = self.url.get_secret_value()
+        if text.strip() and not _UNSET.match(text) and _source_parser(text) is not _PARSERS[self.adapter]:
+            raise ValueError(
+                f"adapter {self.adapter} takes a URL of the form "
+                f"{_URL_FORMS[self.adapter]}; this URL is of another database"
+            )
+        return self
+
+
+_PARSERS: dict[str, Callable[[str], object]] = {"postgres": parse_postgres, "mysql": parse_mysql}
+_URL_FORMS = {
+    "postgres": "postgresql://user:password@host:port/database",
+    "mysql": "mysql://user:password@host:port/database (or mariadb://)",
+}
+
+
+def _source_parser(text: str) -> Callable[[str], object]:
+    scheme = text.strip().partition("://")[0].lower() if "://" in text else ""
+    return parse_mysql if scheme in MYSQL_SCHEMES else parse_postgres
 
 
 class Target(Endpoint):
