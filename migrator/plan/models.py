@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from migrator.connstr import MYSQL_SCHEMES, MalformedConnection, parse_mongodb, parse_mysql, parse_postgres
 from migrator.plan.units import Bytes, Seconds
@@ -135,7 +135,7 @@ class Target(Endpoint):
 class _Shape(_Strict):
     """What the embedded and top-level mappings share: which columns become which fields."""
 
-    from_: str = Field(alias="from", description="Source table: schema.table, or table in schema public.")
+    from_: str = Field(alias="from", description="Source table: schema.table, or table in schema public (PostgreSQL); database.table (MySQL).")
     fields: dict[str, str] | None = Field(
         default=None,
         description="Target field name -> source column. When given, only these fields are taken. "
@@ -517,12 +517,35 @@ class Plan(_Strict):
 
     @field_validator("collections")
     @classmethod
-    def _unique_collections(cls, value: list[Collection]) -> list[Collection]:
+    def _unique_collections(cls, value: list[Collection], info: ValidationInfo) -> list[Collection]:
         names = [c.name for c in value]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"collection name(s) {dupes} used more than once")
+        source = info.data.get("source")
+        if source is not None and source.adapter == "mysql":
+            _qualified(value)
         return value
+
+
+def _qualified(collections: list[Collection]) -> None:
+    """A MySQL source has no default schema like PostgreSQL's public (a table is database.table,
+    and a run may read tables of several databases): every `from` names its database."""
+    bare: list[str] = []
+
+    def walk(level: _Shape, where: str) -> None:
+        if "." not in level.from_:
+            bare.append(f"{where}: from: {level.from_}")
+        for i, embed in enumerate(level.embed):
+            walk(embed, f"{where}.embed[{i}]")
+
+    for i, collection in enumerate(collections):
+        walk(collection, f"collections[{i}]")
+    if bare:
+        raise ValueError(
+            "a MySQL source's tables are named database.table (write e.g. 'from: shop.users'); "
+            "unqualified: " + "; ".join(bare)
+        )
 
 
 _Shape.model_rebuild()
