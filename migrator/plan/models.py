@@ -135,7 +135,10 @@ class Target(Endpoint):
 class _Shape(_Strict):
     """What the embedded and top-level mappings share: which columns become which fields."""
 
-    from_: str = Field(alias="from", description="Source table: schema.table, or table in schema public (PostgreSQL); database.table (MySQL).")
+    from_: str = Field(
+        alias="from",
+        description="Source table: schema.table, or table in schema public (PostgreSQL); database.table (MySQL).",
+    )
     fields: dict[str, str] | None = Field(
         default=None,
         description="Target field name -> source column. When given, only these fields are taken. "
