@@ -52,6 +52,9 @@ class ColumnInfo:
     storage: str = "p"
     # The columns a stored generated column's expression reads (pg_depend of its default).
     generated_from: tuple[str, ...] = ()
+    # The server's own name of the column's type where it differs from `type_name` (a MySQL
+    # COLUMN_TYPE such as "tinyint(1) unsigned"), for messages and the type table; "" otherwise.
+    native_type: str = ""
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ from typing import Any
 import pymysql
 
 from migrator.adapters.base import ColumnInfo, JoinHop
-from migrator.adapters.mysql._interim import Endpoint, classify
+from migrator.adapters.mysql.connection import MysqlEndpoint
+from migrator.adapters.mysql.errors import classify
 from migrator.adapters.mysql.readers import column_collations
 from migrator.adapters.mysql.reading import (
     Collation,
@@ -41,7 +42,7 @@ def typed_key(column: ColumnInfo, text: str) -> Any:
 class KeyLookup:
     """One autocommit connection for key lookups (each statement sees what is committed now)."""
 
-    def __init__(self, endpoint: Endpoint) -> None:
+    def __init__(self, endpoint: MysqlEndpoint) -> None:
         self._endpoint = endpoint
         self._conn = endpoint.connect()
         self._collations: dict[tuple[str, str], Collation] = {}

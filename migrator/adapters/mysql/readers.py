@@ -20,7 +20,8 @@ import pymysql
 import pymysql.cursors
 
 from migrator.adapters.base import ColumnInfo, LevelRead
-from migrator.adapters.mysql._interim import Endpoint, classify
+from migrator.adapters.mysql.connection import MysqlEndpoint
+from migrator.adapters.mysql.errors import classify
 from migrator.adapters.mysql.reading import (
     Collation,
     Where,
@@ -41,6 +42,8 @@ from migrator.errors import SourceError
 
 # Rows fetched per round trip from an unbuffered result.
 FETCH_ROWS = 2_000
+# How long the server waits for the reader to take more of an unbuffered result (seconds).
+NET_WRITE_TIMEOUT_S = 3600
 # Root keys per window of a collection with embedded levels (see the module's docstring).
 WINDOW_ROOTS = 1_000
 
@@ -79,9 +82,18 @@ def _level_converter(
 class _Reader:
     """A connection that reads levels of collections (one statement at a time)."""
 
-    def __init__(self, endpoint: Endpoint) -> None:
+    def __init__(self, endpoint: MysqlEndpoint) -> None:
         self._endpoint = endpoint
         self._conn = endpoint.connect()
+        try:
+            with self._conn.cursor() as cur:
+                # The server drops a connection whose unbuffered result the client has not read
+                # for net_write_timeout (60 s by default): a copy paused mid-chunk by the throttle
+                # would lose its snapshot.
+                cur.execute(f"SET SESSION net_write_timeout = {NET_WRITE_TIMEOUT_S}", [])
+        except pymysql.MySQLError as exc:
+            self._conn.close()
+            raise classify(exc, endpoint.name, endpoint.secrets) from None
         self._open: pymysql.cursors.SSCursor | None = None  # an unbuffered result not read to its end
         self.point: SnapshotPoint | None = None
         self._collations: dict[tuple[str, str], Collation] = {}
@@ -236,7 +248,7 @@ class Coordinator(_Reader):
     names the export's position (or, for a fresh session, its own), which the copy workers'
     readers are opened under (MysqlSource.snapshot_reader)."""
 
-    def __init__(self, endpoint: Endpoint, exported: str | None) -> None:
+    def __init__(self, endpoint: MysqlEndpoint, exported: str | None) -> None:
         super().__init__(endpoint)
         try:
             point = self._snapshot()
@@ -276,7 +288,7 @@ class SnapshotReader(_Reader):
     """A copy worker's reader: a consistent snapshot of its own, at or after the export's position
     (`position` says where; docs/architecture.md, "MySQL and MariaDB sources")."""
 
-    def __init__(self, endpoint: Endpoint, snapshot_name: str) -> None:
+    def __init__(self, endpoint: MysqlEndpoint, snapshot_name: str) -> None:
         super().__init__(endpoint)
         self.snapshot_name = snapshot_name
         try:
@@ -390,7 +402,7 @@ class LinkedReader(RangeReader):
 
 @contextlib.contextmanager
 def document_rows(
-    endpoint: Endpoint,
+    endpoint: MysqlEndpoint,
     table: str,
     key: Sequence[str],
     key_types: Sequence[str],

@@ -13,7 +13,8 @@ from typing import Any
 
 import pymysql
 
-from migrator.adapters.mysql._interim import Endpoint, classify
+from migrator.adapters.mysql.connection import MysqlEndpoint
+from migrator.adapters.mysql.errors import classify
 
 _COLUMNS_SQL = (
     "SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS "
@@ -21,7 +22,7 @@ _COLUMNS_SQL = (
 )
 
 
-def read_shapes(endpoint: Endpoint, tables: Sequence[str]) -> dict[str, Any]:
+def read_shapes(endpoint: MysqlEndpoint, tables: Sequence[str]) -> dict[str, Any]:
     """Per table found: {"name": "schema.table", "columns": [[name, column type], ...]}."""
     shapes: dict[str, Any] = {}
     conn = endpoint.connect()

@@ -21,7 +21,8 @@ from typing import Any
 
 import pymysql
 
-from migrator.adapters.mysql._interim import Endpoint, classify, errno_of
+from migrator.adapters.mysql.connection import MysqlEndpoint
+from migrator.adapters.mysql.errors import classify, errno_of
 from migrator.errors import SourceError
 
 _STATUS = "SHOW STATUS LIKE 'binlog_snapshot_%%'"
@@ -148,7 +149,7 @@ class SnapshotExport:
     a snapshot at that position or later, which CDC's replay from here makes consistent
     (docs/architecture.md, "MySQL and MariaDB sources")."""
 
-    def __init__(self, endpoint: Endpoint, *, lock: bool = False) -> None:
+    def __init__(self, endpoint: MysqlEndpoint, *, lock: bool = False) -> None:
         conn = endpoint.connect()
         try:
             point = open_snapshot(conn, lock=lock)

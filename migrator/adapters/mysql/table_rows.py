@@ -11,14 +11,15 @@ import pymysql
 import pymysql.cursors
 
 from migrator.adapters.base import ColumnInfo
-from migrator.adapters.mysql._interim import Endpoint, classify
+from migrator.adapters.mysql.connection import MysqlEndpoint
+from migrator.adapters.mysql.errors import classify
 from migrator.adapters.mysql.reading import quote, table_sql
 from migrator.adapters.mysql.snapshot import open_snapshot
 from migrator.adapters.mysql.values import converter, row_converter, select_expression
 
 
 def read_rows(
-    endpoint: Endpoint, table: str, columns: Mapping[str, ColumnInfo], order: Sequence[str], chunk: int
+    endpoint: MysqlEndpoint, table: str, columns: Mapping[str, ColumnInfo], order: Sequence[str], chunk: int
 ) -> Iterator[list[dict[str, Any]]]:
     """The rows of `table` ordered by `order`, in lists of up to `chunk`, as name -> value."""
     names = list(columns)

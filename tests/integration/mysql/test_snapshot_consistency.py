@@ -10,7 +10,7 @@ import pytest
 
 from migrator.adapters.base import LevelRead
 from migrator.adapters.mysql import MysqlSource
-from migrator.adapters.mysql._interim import Endpoint
+from migrator.adapters.mysql.connection import MysqlEndpoint as Endpoint
 from migrator.adapters.mysql.snapshot import SnapshotExport, position_value
 from tests.integration.mysql.test_snapshot_values import column_info
 from tests.support.mariadb import connect

@@ -1,10 +1,10 @@
 """The real snapshot phase copies a MariaDB source into the MongoDB-compatible test server: parallel
-workers, several chunks, an embedded level, values as the conversion table says.
+workers, several chunks, an embedded level, values as the conversion table says; and resumes.
 
-Until inspection, preflight and the binlog's capture setup exist for MySQL, the test gives the phase
-what they would: the tables as inspection would report them (written by hand), a capture setup that
-has nothing to create (MySQL has no slot or publication), and the position format. The plan names
-postgres and mongodb (plan/models.py accepts no other adapter yet); the phase gets the MySQL source.
+Until the binlog's capture setup exists for MySQL, the test gives the phase what it would: a
+capture setup with nothing to create (MySQL has no slot or publication) and the position format.
+The tables are described as inspection reports them, written by hand (the phase reads only the
+columns' types and the row estimates).
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def _orders(customer: int) -> list[tuple[int, int, str, str]]:
 
 PLAN = """\
 version: 1
-source: {{adapter: postgres, url: "postgresql://u@localhost/x"}}
+source: {{adapter: mysql, url: "{source}"}}
 target: {{adapter: mongodb, url: "{mongo}", database: {database}}}
 collections:
   - name: customers
@@ -170,7 +170,9 @@ def _setup(mysql_url: str, mongo_url: str, mongo_db_name: str, tmp_path: Path) -
         },
     )
     plan_path = tmp_path / "plan.yaml"
-    plan_path.write_text(PLAN.format(mongo=mongo_url, database=mongo_db_name, schema=schema))
+    plan_path.write_text(
+        PLAN.format(source=mysql_url, mongo=mongo_url, database=mongo_db_name, schema=schema)
+    )
     plan = load_plan(plan_path)
     resolution = resolve(plan.collections, info)
     assert resolution.collections, resolution.findings
