@@ -28,6 +28,17 @@ from migrator.adapters.base import (
 from migrator.adapters.mysql import keys, server_checks
 from migrator.adapters.mysql.connection import MysqlEndpoint
 from migrator.adapters.mysql.inspect import MysqlInspector
+from migrator.adapters.mysql.lookup import KeyLookup
+from migrator.adapters.mysql.readers import (
+    Coordinator,
+    LinkedReader,
+    RangeReader,
+    SnapshotReader,
+    document_rows,
+)
+from migrator.adapters.mysql.shapes import read_shapes
+from migrator.adapters.mysql.snapshot import SnapshotExport
+from migrator.adapters.mysql.table_rows import read_rows
 from migrator.adapters.rows import ReverseCheckpoint
 from migrator.errors import MigratorError
 from migrator.findings import Finding
@@ -122,26 +133,33 @@ class MysqlSource:
     # ---------------------------------------------------------------------------------------------
     # The consistent snapshot and the readers of current rows (snapshot.py, reading.py, values.py).
 
-    def snapshot_session(self, snapshot_name: str | None) -> Any:
-        raise _todo("open a snapshot session")
+    def snapshot_session(self, snapshot_name: str | None) -> Coordinator:
+        """Plans chunks in a consistent snapshot of its own; `exported` names the export's
+        position (or its own, for a fresh session: a resume's re-read)."""
+        return Coordinator(self.endpoint, snapshot_name)
 
-    def export_snapshot(self, slot: str) -> Any:
-        raise _todo("export a snapshot")
+    def export_snapshot(self, slot: str) -> SnapshotExport:
+        """The binlog position change capture starts from (MySQL has no slot: `slot` names
+        nothing here); its snapshot_name is that position."""
+        return SnapshotExport(self.endpoint)
 
-    def snapshot_reader(self, snapshot_name: str) -> Any:
-        raise _todo("read a snapshot")
+    def snapshot_reader(self, snapshot_name: str) -> SnapshotReader:
+        """A copy worker's reader: a consistent snapshot of its own, at or after the export's
+        position; `position` says where (docs/architecture.md, "MySQL and MariaDB sources")."""
+        return SnapshotReader(self.endpoint, snapshot_name)
 
-    def range_reader(self) -> Any:
-        raise _todo("read key ranges")
+    def range_reader(self) -> RangeReader:
+        return RangeReader(self.endpoint)
 
-    def key_lookup(self) -> Any:
-        raise _todo("look keys up")
+    def key_lookup(self) -> KeyLookup:
+        return KeyLookup(self.endpoint)
 
-    def linked_reader(self) -> Any:
-        raise _todo("read embedded levels")
+    def linked_reader(self) -> LinkedReader:
+        return LinkedReader(self.endpoint)
 
     def table_shapes(self, tables: Sequence[str], snapshot_name: str | None = None) -> dict[str, Any]:
-        raise _todo("read table shapes")
+        """The tables' columns and declared types now (the data dictionary has no snapshot)."""
+        return read_shapes(self.endpoint, tables)
 
     def rows_at_key(
         self,
@@ -151,12 +169,14 @@ class MysqlSource:
         values: Sequence[Any],
         reads: Sequence[LevelRead],
     ) -> AbstractContextManager[list[Iterator[tuple[Any, ...]]]]:
-        raise _todo("read one document's rows")
+        """One document's rows, level by level, read as a snapshot chunk reads them, now."""
+        return document_rows(self.endpoint, table, key, key_types, values, reads)
 
     def table_rows(
         self, table: str, columns: Mapping[str, ColumnInfo], order: Sequence[str], chunk: int
     ) -> Iterator[list[dict[str, Any]]]:
-        raise _todo("read whole tables")
+        """Every row of `table` now, in chunks, its values as a change of the row carries them."""
+        return read_rows(self.endpoint, table, columns, order, chunk)
 
     # ---------------------------------------------------------------------------------------------
     # The binlog: positions, capture setup, the change stream, its monitor and schema checks
