@@ -843,6 +843,13 @@ class RowStreams(Protocol):
         hi: Sequence[str] | None,
     ) -> list[Iterator[tuple[Any, ...]]]: ...
 
+    @property
+    def read_position(self) -> str | None:
+        """Where this reader reads, where that is not the exported snapshot (a source whose
+        readers cannot share one: docs/architecture.md, "MySQL and MariaDB sources"); None when
+        it reads the exported snapshot itself."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -286,3 +286,28 @@ def test_a_resumed_snapshot_rereads_the_unfinished_chunks_at_a_newer_position(
     assert len(rereads) == 1 and position_value(rereads[0]) > position_value(slot.position)
     assert result.consistent_after == rereads[0]
     assert _documents(mongo_url, mongo_db_name) == _expected_documents()
+
+
+def test_readers_at_positions_of_their_own_move_consistent_after(
+    mysql_url: str, mongo_url: str, mongo_db_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Commits between the export and each worker's snapshot: every reader stands after the
+    export, and the snapshot is consistent once CDC has passed the newest of them."""
+    setup = _setup(mysql_url, mongo_url, mongo_db_name, tmp_path)
+    opened = readers.SnapshotReader.__init__
+    positions: list[str] = []
+
+    def write_then_open(self: Any, endpoint: Any, name: str) -> None:
+        with connect(mysql_url) as conn, conn.cursor() as cur:
+            cur.execute("INSERT INTO noise VALUES ()")
+        opened(self, endpoint, name)
+        assert self.read_position is not None
+        positions.append(self.read_position)
+
+    monkeypatch.setattr(readers.SnapshotReader, "__init__", write_then_open)
+    with SQLiteStateStore(tmp_path / "state.db") as store:
+        run = _begin(setup, store, mongo_url, mongo_db_name)
+        result = _run_phase(setup, store, run, mysql_url, mongo_url, mongo_db_name)
+    assert positions and all(position_value(p) > position_value(result.position) for p in positions)
+    assert result.consistent_after == max(positions, key=position_value)
+    assert _documents(mongo_url, mongo_db_name) == _expected_documents()
