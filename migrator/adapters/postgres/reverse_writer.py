@@ -384,10 +384,12 @@ class ReverseWriter:
         try:
             with conn.transaction(), conn.pipeline():
                 # The statements find a batch's rows by key (the documents' roots, their parents,
-                # the rows they hold): index probes that cost per change. On a table of some
-                # 100k rows the planner prefers one scan of the whole table per statement (its
-                # estimates for the parameter arrays are coarse), which costs per table size and
-                # made the apply slower than per-document statements; in this transaction only.
+                # the rows they hold): index probes, which cost per change. On tables of some
+                # 100k rows the planner chose hash joins over a scan of the whole table in each
+                # statement instead (its estimates for the parameter arrays are coarse): a cost
+                # per table size, most of a 200-document batch's apply on the demo's data.
+                # Nested loops probe the indexes; without an index a scan per key is what the
+                # per-document statements did too. In this transaction only.
                 conn.execute("SET LOCAL enable_hashjoin = off")
                 conn.execute("SET LOCAL enable_mergejoin = off")
                 for statement, params in self._set_statements(conn, documents):
