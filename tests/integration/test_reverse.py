@@ -414,6 +414,40 @@ def test_embedded_changes_become_child_inserts_updates_and_deletes(mig: Migratio
     assert mig.rows("SELECT customer_id FROM orders WHERE id = 201")[0][0] == 3
 
 
+def test_one_batch_decides_each_documents_rows_as_that_document_alone_would(mig: Migration) -> None:
+    """A batch is written set-based, one statement per level for all its documents: what one
+    document lacks, holds or leaves alone does not leak into another's rows. Ann keeps order
+    101 without its `items` field (its items stay) and drops item 1 of order 102 for a new one;
+    Bob is deleted; Cy takes Ann's address 12. Expected rows written out by hand."""
+    name = "rev-mixed"
+    collections, info = mappings(mig, name)
+    inverse = inverses(collections)["customers"]
+    customers = source_documents(mig, collections[0], info)
+    ann, cy = doc(customers, Int64(1)), doc(customers, Int64(3))
+    work = next(a for a in ann["addresses"] if a["id"] == 12)
+    ann["addresses"] = [a for a in ann["addresses"] if a["id"] != 12]
+    del ann["orders"][0]["items"]
+    ann["orders"][1]["items"] = [{**ann["orders"][1]["items"][0], "line_no": 2, "quantity": 4}]
+    cy["addresses"] = [work]
+    writer = writer_for(mig, name)
+    try:
+        writer.apply([inverse.rows(ann), inverse.deletion(Int64(2)), inverse.rows(cy)], None)
+    finally:
+        writer.close()
+    assert mig.rows("SELECT id FROM customers ORDER BY id") == [(1,), (3,)]
+    assert mig.rows("SELECT id, customer_id, kind FROM addresses ORDER BY id") == [
+        (11, 1, "home"),
+        (12, 3, "work"),
+    ]
+    assert mig.rows("SELECT customer_id FROM customer_profiles ORDER BY 1") == [(1,)]
+    assert mig.rows("SELECT id, customer_id FROM orders ORDER BY id") == [(101, 1), (102, 1)]
+    assert mig.rows("SELECT order_id, line_no, quantity FROM order_items ORDER BY 1, 2") == [
+        (101, 1, 2),
+        (101, 2, 1),
+        (102, 2, 4),
+    ]
+
+
 def test_a_deleted_document_deletes_its_rows_deepest_first(mig: Migration) -> None:
     name = "rev-delete"
     collections, _ = mappings(mig, name)
