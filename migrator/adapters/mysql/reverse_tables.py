@@ -44,10 +44,15 @@ def _generated(extra: str) -> bool:
 
 
 def read_table(conn: Any, endpoint_name: str, secrets: tuple[str, ...], name: str) -> WriteTable:
-    info = MysqlInspector(conn, endpoint_name, secrets).inspect([name]).tables.get(name)
+    schema, table = split_table(name)
+    if not schema:  # a bare name is in the connection's database; inspection reads schema.table
+        with conn.cursor() as cur:
+            cur.execute("SELECT DATABASE()")
+            schema = str(cur.fetchone()[0] or "")
+    qualified = f"{schema}.{table}"
+    info = MysqlInspector(conn, endpoint_name, secrets).inspect([qualified]).tables.get(qualified)
     if info is None:
         raise SourceError(f"table {name} does not exist on the source (reverse sync writes to it)")
-    schema, table = split_table(name)
     with conn.cursor() as cur:
         cur.execute(_FLAGS_SQL, [schema, table])
         flags = list(cur.fetchall())
