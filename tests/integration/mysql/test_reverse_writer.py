@@ -130,7 +130,9 @@ def test_a_missing_field_leaves_its_level_alone(mysql_url: str) -> None:
         writer.apply([_document(1, "Ann", {10: [("a", 1)], 11: [("b", 2)]})], None)
         document = _document(1, "Ann", {10: [("a", 7)], 11: []})
         assert document.state is not None
-        document.state[2] = LevelRows(rows=[{"order_id": 10, "sku": "a", "qty": 7}], carried=[(10,)], exempt=[(11,)])
+        document.state[2] = LevelRows(
+            rows=[{"order_id": 10, "sku": "a", "qty": 7}], carried=[(10,)], exempt=[(11,)]
+        )
         writer.apply([document], None)
         assert _rows(mysql_url, "SELECT order_id, sku, qty FROM items ORDER BY order_id, sku") == [
             (10, "a", 7),
@@ -199,7 +201,7 @@ def test_every_type_is_written_back_as_the_column_stores_it(mysql_url: str) -> N
     selected = ", ".join(
         f"CAST(`{name}` AS CHAR)" if name == "tm" else f"`{name}`" for name, _, _, _ in TYPES
     )
-    read = _rows(mysql_url, f"SELECT {selected} FROM every WHERE id = 1")[0]  # noqa: S608
+    read = _rows(mysql_url, f"SELECT {selected} FROM every WHERE id = 1")[0]
     got = {
         name: json.loads(value) if name.startswith("js") else value
         for (name, _, _, _), value in zip(TYPES, read, strict=True)
