@@ -24,6 +24,12 @@ from migrator.adapters.base import (
     SchemaHost,
     SourceInfo,
 )
+from migrator.adapters.mysql.binlog import BinlogStream
+from migrator.adapters.mysql.binlog_link import BinlogEndpoint
+from migrator.adapters.mysql.capture import BinlogCapture, confirm, streaming
+from migrator.adapters.mysql.monitor import BinlogMonitor
+from migrator.adapters.mysql.positions import BinlogPositions
+from migrator.adapters.mysql.schema_watch import BinlogSchemaWatch
 from migrator.adapters.rows import ReverseCheckpoint
 from migrator.findings import Finding
 
@@ -44,6 +50,8 @@ class MysqlSource:
 
     def __init__(self, url: str) -> None:
         self.url = url  # replaced by an endpoint object that keeps the password out of text
+        # The binlog section's own endpoint until connection.py's is merged (binlog_link.py).
+        self._binlog_endpoint: BinlogEndpoint | None = None
 
     # ---------------------------------------------------------------------------------------------
     # Connection, inspection and preflight (connection.py, errors.py, inspect.py, types.py,
@@ -127,18 +135,27 @@ class MysqlSource:
     # The binlog: positions, capture setup, the change stream, its monitor and schema checks
     # (positions.py, binlog.py, capture.py, monitor.py, schema_watch.py).
 
-    positions: ClassVar[Positions]  # set by positions.py
+    positions: ClassVar[Positions] = BinlogPositions()
 
-    def capture_setup(self) -> Any:
-        raise _todo("set change capture up")
+    def _binlog(self) -> BinlogEndpoint:
+        if self._binlog_endpoint is None:
+            self._binlog_endpoint = BinlogEndpoint(self.url)
+        return self._binlog_endpoint
 
-    def monitor(self) -> Any:
-        raise _todo("monitor the binlog")
+    def capture_setup(self) -> BinlogCapture:
+        return BinlogCapture(self._binlog())
+
+    def monitor(self) -> BinlogMonitor:
+        return BinlogMonitor(self._binlog())
 
     def change_stream(
         self, slot: str, publication: str, start: int, *, poll_changes: int | None = None
-    ) -> Any:
-        raise _todo("stream the binlog")
+    ) -> BinlogStream:
+        """The binlog from `start` (poll_changes: a binlog is always streamed, as a replica reads it)."""
+        endpoint = self._binlog()
+        confirm(endpoint.name, slot, start)
+        stream = _SlotStream(endpoint, start, slot)
+        return stream
 
     def schema_watch(
         self,
@@ -147,8 +164,8 @@ class MysqlSource:
         mapped: MappedColumns,
         host: SchemaHost,
         recorded: Callable[[], Any],
-    ) -> Any:
-        raise _todo("watch schema changes")
+    ) -> BinlogSchemaWatch:
+        return BinlogSchemaWatch(self._binlog(), publication, source_info, mapped, host, recorded)
 
     # ---------------------------------------------------------------------------------------------
     # Cutover, reverse sync and the switch (fence.py, reverse_writer.py, routing.py, load.py).
@@ -172,3 +189,22 @@ class MysqlSource:
         self, table: str, plan_name: str, primary: Literal["source", "target"], run_id: str
     ) -> None:
         raise _todo("write routing rows")
+
+
+class _SlotStream(BinlogStream):
+    """A binlog stream that keeps its slot's confirmed position and activity (capture.py)."""
+
+    def __init__(self, endpoint: BinlogEndpoint, start: int, slot: str) -> None:
+        super().__init__(
+            endpoint, start, on_acknowledge=lambda position: confirm(endpoint.name, slot, position)
+        )
+        self._slot_key = (endpoint.name, slot)
+        streaming(endpoint.name, slot, 1)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            if self._slot_key is not None:
+                streaming(*self._slot_key, -1)
+                self._slot_key = None  # type: ignore[assignment]
