@@ -51,8 +51,11 @@ def float32(value: float) -> float:
     single = struct.unpack("<f", struct.pack("<f", value))[0]
     for digits in range(1, 10):
         candidate = float(f"{single:.{digits}g}")
-        if struct.unpack("<f", struct.pack("<f", candidate))[0] == single:
-            return candidate
+        try:
+            if struct.unpack("<f", struct.pack("<f", candidate))[0] == single:
+                return candidate
+        except OverflowError:  # rounded past the largest float (3.4028235e38): more digits
+            continue
     return float(single)
 
 
