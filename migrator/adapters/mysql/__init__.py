@@ -24,9 +24,8 @@ from migrator.adapters.base import (
     SchemaHost,
     SourceInfo,
 )
-from migrator.adapters.mysql.binlog import BinlogStream
 from migrator.adapters.mysql.binlog_link import BinlogEndpoint
-from migrator.adapters.mysql.capture import BinlogCapture, confirm, streaming
+from migrator.adapters.mysql.capture import BinlogCapture, SlotStream, confirm
 from migrator.adapters.mysql.monitor import BinlogMonitor
 from migrator.adapters.mysql.positions import BinlogPositions
 from migrator.adapters.mysql.schema_watch import BinlogSchemaWatch
@@ -150,12 +149,11 @@ class MysqlSource:
 
     def change_stream(
         self, slot: str, publication: str, start: int, *, poll_changes: int | None = None
-    ) -> BinlogStream:
+    ) -> SlotStream:
         """The binlog from `start` (poll_changes: a binlog is always streamed, as a replica reads it)."""
         endpoint = self._binlog()
         confirm(endpoint.name, slot, start)
-        stream = _SlotStream(endpoint, start, slot)
-        return stream
+        return SlotStream(endpoint, start, slot)
 
     def schema_watch(
         self,
@@ -189,22 +187,3 @@ class MysqlSource:
         self, table: str, plan_name: str, primary: Literal["source", "target"], run_id: str
     ) -> None:
         raise _todo("write routing rows")
-
-
-class _SlotStream(BinlogStream):
-    """A binlog stream that keeps its slot's confirmed position and activity (capture.py)."""
-
-    def __init__(self, endpoint: BinlogEndpoint, start: int, slot: str) -> None:
-        super().__init__(
-            endpoint, start, on_acknowledge=lambda position: confirm(endpoint.name, slot, position)
-        )
-        self._slot_key = (endpoint.name, slot)
-        streaming(endpoint.name, slot, 1)
-
-    def close(self) -> None:
-        try:
-            super().close()
-        finally:
-            if self._slot_key is not None:
-                streaming(*self._slot_key, -1)
-                self._slot_key = None  # type: ignore[assignment]

@@ -215,6 +215,7 @@ class BinlogStream:
     def _pump(self) -> None:
         reader = self._reader
         assert reader is not None
+        position = self.start
         try:
             while not self._stop.is_set():
                 event = reader.fetchone()
@@ -222,7 +223,7 @@ class BinlogStream:
                     raise StreamLost(None, "the server ended the binlog dump")
                 if isinstance(event, RotateEvent):
                     position = of_file(event.next_binlog, event.position)
-                else:
+                elif not isinstance(event, HeartbeatLogEvent):  # a heartbeat: still where it was
                     position = of_file(reader.log_file, reader.log_pos)
                 if not self._put((event, position)):
                     return

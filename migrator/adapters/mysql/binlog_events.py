@@ -110,8 +110,7 @@ class BinlogReader:
                 yield from self._query(event, start, end)
             elif isinstance(event, HeartbeatLogEvent):
                 # The server had nothing more to send: everything before is received.
-                self._last = start
-                yield Keepalive(start)
+                yield Keepalive(end)
             else:
                 yield RECEIVED  # a rotation
             # mysql-replication's event and its packet refer to each other: left to the cycle

@@ -25,7 +25,7 @@ import threading
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from migrator.adapters.mysql.binlog import BinlogFiles
+from migrator.adapters.mysql.binlog import BinlogFiles, BinlogStream
 from migrator.adapters.mysql.binlog_link import BinlogEndpoint
 from migrator.adapters.mysql.positions import unpack
 
@@ -135,3 +135,23 @@ class BinlogCapture:
             endpoint.query(conn, DROP_MARKERS)
         finally:
             conn.close()
+
+
+class SlotStream(BinlogStream):
+    """A binlog stream that keeps its slot's confirmed position and activity (see the module's
+    docstring)."""
+
+    def __init__(self, endpoint: BinlogEndpoint, start: int, slot: str) -> None:
+        super().__init__(
+            endpoint, start, on_acknowledge=lambda position: confirm(endpoint.name, slot, position)
+        )
+        self._slot: str | None = slot
+        streaming(endpoint.name, slot, 1)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            if self._slot is not None:
+                streaming(self._endpoint.name, self._slot, -1)
+                self._slot = None

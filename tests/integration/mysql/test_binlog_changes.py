@@ -11,7 +11,15 @@ from decimal import Decimal
 
 import pytest
 
-from migrator.adapters.base import Change, Marker, TransactionBegun, TransactionCommitted, Truncated
+from migrator.adapters.base import (
+    Change,
+    Idle,
+    Keepalive,
+    Marker,
+    TransactionBegun,
+    TransactionCommitted,
+    Truncated,
+)
 from migrator.adapters.mysql import MysqlSource
 from migrator.errors import ConnectionFailed, SourceError, TerminalError
 from tests.integration.mysql.binlog_support import (
@@ -318,3 +326,24 @@ def test_the_monitor_reports_retained_bytes_from_the_acknowledged_position(mysql
         monitor.close()
     assert monitor.state("retained_slot")["active"] is False  # type: ignore[index]
     assert threading.active_count() >= 1
+
+
+def test_an_idle_binlog_reports_idle_and_the_servers_heartbeat_and_other_tables_move_it_on(
+    mysql_url: str,
+) -> None:
+    execute(mysql_url, "CREATE TABLE t (id INT PRIMARY KEY)", "CREATE TABLE other (id INT PRIMARY KEY)")
+    start = position_now(mysql_url)
+    with reading(mysql_url, ["t"], start) as reader:
+        seen: list[object] = []
+        for event in reader.events(wait_s=0.2):
+            seen.append(event)
+            if isinstance(event, Keepalive):
+                break
+        assert any(isinstance(e, Idle) for e in seen)  # nothing came within the wait
+        assert seen[-1] == Keepalive(start)  # the server's heartbeat: everything before it sent
+        execute(mysql_url, "INSERT INTO other VALUES (1)")
+        after = position_now(mysql_url)
+        for event in reader.events(wait_s=0.2):
+            assert not isinstance(event, Change | TransactionBegun | TransactionCommitted)
+            if isinstance(event, Keepalive) and event.wal_end == after:
+                break
