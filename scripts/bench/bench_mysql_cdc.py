@@ -57,7 +57,16 @@ def _load(conn: Any, rows: int, batch: int) -> int:
     with conn.cursor() as cur:
         for start in range(0, rows, batch):
             values = [
-                (n, n % 1000, "new", f"{n % 10000}.25", n / 7, f"note {n}", "2024-01-02 03:04:05.678", "x" * 100)
+                (
+                    n,
+                    n % 1000,
+                    "new",
+                    f"{n % 10000}.25",
+                    n / 7,
+                    f"note {n}",
+                    "2024-01-02 03:04:05.678",
+                    "x" * 100,
+                )
                 for n in range(start, min(rows, start + batch))
             ]
             cur.execute("BEGIN")
@@ -134,11 +143,17 @@ def _migrator(url: str, start: int, transactions: int) -> dict[str, float]:
                     break
     finally:
         stream.close()
-    return {"seconds": time.perf_counter() - wall, "cpu_seconds": time.process_time() - cpu, "changes": changes}
+    return {
+        "seconds": time.perf_counter() - wall,
+        "cpu_seconds": time.process_time() - cpu,
+        "changes": changes,
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--out", type=Path)
@@ -177,7 +192,9 @@ def main() -> None:
         )
     ratio = results["migrator"]["cpu_seconds"] / max(results["mariadb_binlog_verbose"]["cpu_seconds"], 1e-9)
     results["cpu_ratio_vs_verbose"] = ratio
-    print(f"{changes:,} changes, {results['binlog_bytes']:,} bytes of binlog; migrator CPU / mariadb-binlog -v CPU = {ratio:.1f}")
+    print(
+        f"{changes:,} changes, {results['binlog_bytes']:,} bytes of binlog; migrator CPU / mariadb-binlog -v CPU = {ratio:.1f}"
+    )
     if args.out:
         args.out.write_text(json.dumps(results, indent=2))
 

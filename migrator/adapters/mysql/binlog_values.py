@@ -2,23 +2,26 @@
 for the same row (docs/architecture.md, "MySQL and MariaDB sources", the table of types).
 
 mysql-replication decodes a row event's values by the binlog's column type, which differs from
-a query result: a FLOAT arrives widened to double with float's binary value (1.1 ->
-1.100000023841858), BINARY(n) without its trailing zero bytes, SET as a Python set (and '' as
+a query result: BINARY(n) arrives without its trailing zero bytes, SET as a Python set (and '' as
 None), TIME as a timedelta, TIMESTAMP as a naive UTC datetime, MariaDB's JSON (a longtext) as
-text. Each column gets a converter chosen by its declared type, read from information_schema
-(the binlog's own metadata does not say FLOAT's nor BINARY's width, nor which longtext is JSON).
+text, a BIGINT as a plain int. Each column gets a converter chosen by its declared type, read from
+information_schema (the binlog's own metadata does not say BINARY's width, nor which longtext is
+JSON). A FLOAT arrives as its exact 4-byte value widened to double (1.1 -> 1.100000023841858),
+which is what the snapshot reads too (CAST(f AS DOUBLE): the text protocol would print 6
+significant digits, 0.142857 for 1/7, losing what the column holds).
 """
 
 from __future__ import annotations
 
 import json
 import re
-import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+
+from bson.int64 import Int64
 
 Convert = Callable[[Any], Any]
 
@@ -43,20 +46,6 @@ class ColumnFacts:
     @property
     def unsigned(self) -> bool:
         return "unsigned" in self.column_type.lower()
-
-
-def float32(value: float) -> float:
-    """The shortest decimal that reads back as the same single-precision float: what the server
-    prints for a FLOAT, so what a query returns (1.100000023841858 -> 1.1)."""
-    single = struct.unpack("<f", struct.pack("<f", value))[0]
-    for digits in range(1, 10):
-        candidate = float(f"{single:.{digits}g}")
-        try:
-            if struct.unpack("<f", struct.pack("<f", candidate))[0] == single:
-                return candidate
-        except OverflowError:  # rounded past the largest float (3.4028235e38): more digits
-            continue
-    return float(single)
 
 
 def time_text(value: timedelta, fsp: int) -> str:
@@ -97,8 +86,8 @@ def _json(value: Any) -> Any:
     return _plain_json(value)
 
 
-def _unsigned_bigint(value: int) -> int | Decimal:
-    return value if value <= _INT64_MAX else Decimal(value)
+def _unsigned_bigint(value: int) -> Int64 | Decimal:
+    return Int64(value) if value <= _INT64_MAX else Decimal(value)
 
 
 def _timestamp(value: datetime) -> datetime:
@@ -113,36 +102,57 @@ def _bytes(value: Any) -> bytes:
     return value.encode("latin-1") if isinstance(value, str) else bytes(value)
 
 
+def _bits(column: ColumnFacts) -> Convert:
+    width = column.precision or 1
+    return lambda value: (
+        value.zfill(width)[-width:] if isinstance(value, str) else format(value, f"0{width}b")
+    )
+
+
+def _binary(column: ColumnFacts) -> Convert:
+    width = column.octet_length or 0
+    return lambda value: _bytes(value).ljust(width, b"\0")
+
+
+def _members(column: ColumnFacts) -> Convert:
+    order = labels(column.column_type)
+    return lambda value: [label for label in order if label in value]
+
+
+def _time(column: ColumnFacts) -> Convert:
+    fsp = column.fsp or 0
+    return lambda value: time_text(value, fsp)
+
+
+# Converters that depend on the column's declaration (a width, labels, a precision).
+_DECLARED: dict[str, Callable[[ColumnFacts], Convert]] = {
+    "bit": _bits,
+    "binary": _binary,
+    "set": _members,
+    "time": _time,
+}
+_BY_KIND: dict[str, Convert] = {
+    "json": _json,
+    "bigint": Int64,
+    "timestamp": _timestamp,
+    **dict.fromkeys(("varbinary", "tinyblob", "blob", "mediumblob", "longblob"), _bytes),
+    **dict.fromkeys(("char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum"), _text),
+}
+
+
 def converter(column: ColumnFacts) -> Convert | None:
     """The conversion of `column`'s binlog values (None: taken as mysql-replication decodes them)."""
     kind = column.data_type.lower()
-    if column.is_json or kind == "json":
+    if column.is_json:
         return _json
     if kind == "bigint" and column.unsigned:
         return _unsigned_bigint
-    if kind == "float":
-        return float32
-    if kind == "bit":
-        width = column.precision or 1
-        return lambda value: (
-            value.zfill(width)[-width:] if isinstance(value, str) else format(value, f"0{width}b")
-        )
-    if kind == "binary":
-        width = column.octet_length or 0
-        return lambda value: _bytes(value).ljust(width, b"\0")
-    if kind in ("varbinary", "tinyblob", "blob", "mediumblob", "longblob"):
-        return _bytes
-    if kind in ("char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum"):
-        return _text
-    if kind == "set":
-        order = labels(column.column_type)
-        return lambda value: [label for label in order if label in value]
-    if kind == "timestamp":
-        return _timestamp
-    if kind == "time":
-        fsp = column.fsp or 0
-        return lambda value: time_text(value, fsp)
-    return None
+    if kind == "int" and column.unsigned:
+        # The table's bigint (long), as BIGINT: BSON's Int64, as the snapshot and the PostgreSQL
+        # source hand it (a plain int that fits 32 bits would be stored as int32).
+        return Int64
+    declared = _DECLARED.get(kind)
+    return declared(column) if declared is not None else _BY_KIND.get(kind)
 
 
 class RowConverter:

@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
+from bson.int64 import Int64
 
 from migrator.adapters.base import (
     Change,
@@ -65,7 +66,7 @@ FULL_VALUES = {
     "bi": -9223372036854775808,
     "bu": Decimal("18446744073709551615"),
     "d": Decimal("-1234567.891"),
-    "f": 1.1,
+    "f": 1.100000023841858,  # the float nearest 1.1, widened: what the column holds
     "db": 2.2,
     "b": "00110",
     "c": "ab",
@@ -119,6 +120,13 @@ def test_rows_of_every_type_arrive_as_transactions_in_commit_order(mysql_url: st
         Change(table, "delete", null_row, None),
         Change(table, "update", updated, updated | {"vc": None}),
     ]
+    first = next(e for e in events if isinstance(e, Change))
+    assert first.new is not None
+    # The table's bigint (BIGINT, INT UNSIGNED, BIGINT UNSIGNED within int64) is BSON's Int64, as
+    # the snapshot hands it; the other integers plain ints.
+    assert [type(first.new[c]) for c in ("bi", "iu", "i", "mu")] == [Int64, Int64, int, int]
+    third = [e for e in events if isinstance(e, Change)][2]
+    assert third.new is not None and type(third.new["bu"]) is Int64
     kinds = [type(e).__name__ for e in events]
     assert kinds == [
         "TransactionBegun",
