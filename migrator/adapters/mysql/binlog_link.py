@@ -13,7 +13,7 @@ from urllib.parse import unquote, urlsplit
 
 import pymysql
 
-from migrator.errors import ConnectionFailed, MigratorError, SourceError, TerminalError, TransientError
+from migrator.errors import ConnectionFailed, MigratorError, SourceError, TerminalError
 from migrator.redact import url_passwords
 
 # Client-side (CR_*) and server errnos a retry may get past: the connection is gone, the server
@@ -112,7 +112,3 @@ class BinlogEndpoint:
 
     def __repr__(self) -> str:
         return f"BinlogEndpoint({self.name!r})"
-
-
-def is_transient(error: MigratorError) -> bool:
-    return isinstance(error, TransientError)
