@@ -144,6 +144,35 @@ def missing_position(endpoint: BinlogEndpoint, start: int, files: BinlogFiles) -
     return None
 
 
+# What the events must carry to be read as changes: every row whole, with its columns named.
+REQUIRED = {
+    "log_bin": "ON",
+    "binlog_format": "ROW",
+    "binlog_row_image": "FULL",
+    "binlog_row_metadata": "FULL",
+}
+
+
+def unreadable(endpoint: BinlogEndpoint, conn: Any) -> SourceError | None:
+    """The error to raise when the server's binlog cannot be read as changes, else None: without
+    FULL row metadata mysql-replication names no column (UNKNOWN_COL0, ...), without FULL row
+    images an update lacks the columns it did not change."""
+    rows = endpoint.query(conn, "SHOW GLOBAL VARIABLES WHERE Variable_name IN %s", [tuple(REQUIRED)])
+    found = {str(name).lower(): str(value).upper() for name, value in rows}
+    wrong = [
+        f"{name}={found.get(name, 'unknown')}" for name, want in REQUIRED.items() if found.get(name) != want
+    ]
+    if not wrong:
+        return None
+    return SourceError(
+        f"{endpoint.name}: the binlog cannot be read as row changes: {', '.join(wrong)}",
+        hint="set "
+        + ", ".join(f"{k}={v}" for k, v in REQUIRED.items())
+        + " on the source (binlog_row_metadata "
+        "needs MariaDB 10.5 or MySQL 8.0.14), then start again",
+    )
+
+
 class BinlogStream:
     """The binlog from `start` (a packed position: the end of a committed transaction, or a
     snapshot's position) as (event, end position) pairs, or Idle after a wait with nothing.
@@ -167,8 +196,9 @@ class BinlogStream:
         self._queue: queue.Queue[tuple[Any, int] | BaseException] = queue.Queue(QUEUE_EVENTS)
         conn = endpoint.connect()
         try:
+            problem = unreadable(endpoint, conn)
             files = BinlogFiles(endpoint, conn)
-            problem = missing_position(endpoint, start, files)
+            problem = problem or missing_position(endpoint, start, files)
         finally:
             conn.close()
         if problem is not None:

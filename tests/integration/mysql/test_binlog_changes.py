@@ -357,3 +357,15 @@ def test_an_idle_binlog_reports_idle_and_the_servers_heartbeat_and_other_tables_
             assert not isinstance(event, Change | TransactionBegun | TransactionCommitted)
             if isinstance(event, Keepalive) and event.wal_end == after:
                 break
+
+
+def test_a_binlog_without_column_names_is_refused_naming_the_setting(mysql_url: str) -> None:
+    execute(mysql_url, "CREATE TABLE t (id INT PRIMARY KEY)")
+    start = position_now(mysql_url)
+    execute(mysql_url, "SET GLOBAL binlog_row_metadata = 'MINIMAL'")
+    try:
+        with pytest.raises(SourceError) as refused, reading(mysql_url, ["t"], start):
+            pass
+    finally:
+        execute(mysql_url, "SET GLOBAL binlog_row_metadata = 'FULL'")
+    assert "binlog_row_metadata=MINIMAL" in refused.value.message
