@@ -1,7 +1,8 @@
 """Connection strings parsed strictly into parts, so that only parts known not to be secret are shown.
 
 A source is a PostgreSQL URI (`postgresql://user:password@host:port/db?param=value`) or a libpq
-key=value string (`host=h port=5432 user=u password=pw dbname=db`); a target is a MongoDB URL
+key=value string (`host=h port=5432 user=u password=pw dbname=db`) or a MySQL/MariaDB URL
+(`mysql://user:password@host:port/db`, or `mariadb://`); a target is a MongoDB URL
 (`mongodb://` or `mongodb+srv://`). Where a string's structure is broken (an unencoded '@' or '/'
 in a password, a missing '@' or scheme), a password lands where a user, host, port or database
 belongs, and drivers echo those parts in their errors. So a malformed string is refused here,
@@ -20,6 +21,20 @@ from urllib.parse import quote, unquote
 
 MASK = "***"
 POSTGRES_SCHEMES = ("postgresql", "postgres")
+MYSQL_SCHEMES = ("mysql", "mariadb")
+# The query parameters a MySQL/MariaDB source URL may carry (the adapter hands them to its
+# driver); any other is refused without being quoted, as for libpq.
+MYSQL_PARAMS = frozenset(
+    {
+        "ssl_ca",
+        "ssl_cert",
+        "ssl_key",
+        "ssl_verify_cert",
+        "ssl_verify_identity",
+        "connect_timeout",
+        "read_timeout",
+    }
+)
 MONGODB_SCHEMES = ("mongodb", "mongodb+srv")
 # Parameters whose values are secrets, wherever they appear (lower-case).
 SECRET_PARAMS = frozenset(
@@ -97,6 +112,8 @@ def parse(text: str) -> ConnInfo:
     scheme = text.partition("://")[0].lower() if "://" in text else ""
     if scheme in MONGODB_SCHEMES:
         return parse_mongodb(text)
+    if scheme in MYSQL_SCHEMES:
+        return parse_mysql(text)
     return parse_postgres(text)
 
 
@@ -116,6 +133,33 @@ def parse_postgres(text: str) -> ConnInfo:
         "the source URL has no scheme and is no key=value string; write it as "
         "postgresql://user:password@host:port/database"
     )
+
+
+def parse_mysql(text: str) -> ConnInfo:
+    """A MySQL/MariaDB source URL: mysql://user:password@host:port/database (or mariadb://), one
+    host, the parameters of MYSQL_PARAMS."""
+    scheme = text.partition("://")[0].lower() if _is_uri(text) else ""
+    if scheme not in MYSQL_SCHEMES:
+        raise MalformedConnection(
+            "the source URL does not start with mysql:// (or mariadb://); "
+            "write it as mysql://user:password@host:port/database"
+        )
+    info = _parse_uri(text, "source", scheme, _check_mysql_param)
+    if len(info.hosts) > 1:
+        raise MalformedConnection("the source URL names more than one host; a MySQL source URL names one")
+    if not info.database:
+        raise MalformedConnection(
+            "the source URL names no database; write it as mysql://user:password@host:port/database"
+        )
+    return info
+
+
+def _check_mysql_param(key: str, what: str) -> None:
+    if key in MYSQL_PARAMS:
+        return
+    close = difflib.get_close_matches(key.lower(), sorted(MYSQL_PARAMS), n=1, cutoff=0.75)
+    guess = f" (did you mean '{close[0]}'?)" if close else ""
+    raise MalformedConnection(f"{what} holds a parameter a MySQL source does not know{guess}")
 
 
 def parse_mongodb(text: str) -> ConnInfo:

@@ -52,6 +52,9 @@ class ColumnInfo:
     storage: str = "p"
     # The columns a stored generated column's expression reads (pg_depend of its default).
     generated_from: tuple[str, ...] = ()
+    # The server's own name of the column's type where it differs from `type_name` (a MySQL
+    # COLUMN_TYPE such as "tinyint(1) unsigned"), for messages and the type table; "" otherwise.
+    native_type: str = ""
 
 
 @dataclass(frozen=True)
@@ -839,6 +842,13 @@ class RowStreams(Protocol):
         lo: Sequence[str] | None,
         hi: Sequence[str] | None,
     ) -> list[Iterator[tuple[Any, ...]]]: ...
+
+    @property
+    def read_position(self) -> str | None:
+        """Where this reader reads, where that is not the exported snapshot (a source whose
+        readers cannot share one: docs/architecture.md, "MySQL and MariaDB sources"); None when
+        it reads the exported snapshot itself."""
+        ...
 
     def close(self) -> None: ...
 

@@ -7,12 +7,14 @@ from typing import Any
 from migrator.adapters.base import Positions, SourceAdapter, TargetAdapter
 from migrator.adapters.memory import MemorySource, MemoryTarget
 from migrator.adapters.mongodb import MongoTarget
+from migrator.adapters.mysql import MysqlSource
 from migrator.adapters.postgres import PostgresSource
 from migrator.errors import TerminalError
 
 # `memory`: in-process adapters for tests (memory://NAME finds a registered MemoryDatabase).
-SOURCES: dict[str, type[PostgresSource] | type[MemorySource]] = {
+SOURCES: dict[str, type[PostgresSource] | type[MysqlSource] | type[MemorySource]] = {
     "postgres": PostgresSource,
+    "mysql": MysqlSource,
     "memory": MemorySource,
 }
 TARGETS: dict[str, type[MongoTarget] | type[MemoryTarget]] = {"mongodb": MongoTarget, "memory": MemoryTarget}

@@ -23,6 +23,7 @@ _FAMILIES = {
     "smallint": "int",
     "integer": "int",
     "bigint": "int",
+    "bigint unsigned": "int",
     "numeric": "int",
     "text": "text",
     "character varying": "text",

@@ -83,6 +83,20 @@ CONVERSIONS: dict[str, Conversion] = {
     "tsquery": Conversion("", refused="a query is not data to migrate: exclude the column"),
 }
 
+# Canonical names of types no PostgreSQL type has, which other sources' adapters read columns as
+# (adapters/base.py ColumnInfo.type_name). The PostgreSQL table in README.md leaves them out.
+OTHER_SOURCES: dict[str, Conversion] = {
+    "bigint unsigned": Conversion(
+        "long (int64); decimal (Decimal128) above 2^63-1", "a value above 2^63-1 is delivered as a Decimal"
+    ),
+    "geometry": Conversion(
+        "",
+        refused="spatial values have no defined conversion: exclude the column, or add a generated column "
+        "ST_AsText(col) and map that",
+    ),
+}
+CONVERSIONS.update(OTHER_SOURCES)
+
 ENUM = Conversion("string", "the label")
 RANGE = Conversion("string", "PostgreSQL's text form, e.g. [1,10)")
 ARRAY_NOTE = "array of the element's conversion; NULL elements kept; multidimensional arrays nest"
@@ -124,6 +138,8 @@ def type_table_markdown() -> str:
     lines = ["| PostgreSQL | MongoDB (BSON) | Notes |", "|---|---|---|"]
     rows: list[tuple[str, str, str]] = []
     for name, conv in CONVERSIONS.items():
+        if name in OTHER_SOURCES:
+            continue
         if conv.refused:
             rows.append((name, "refused by `plan`", conv.refused))
         else:

@@ -137,6 +137,8 @@ class SnapshotPhase:
                 if self.ctx.throttle is not None:
                     self.ctx.throttle.release(PHASE)
         assert copy.result is not None, "the copy steps ran"
+        # Readers that read at positions of their own moved it while they copied.
+        copy.result.consistent_after = self._consistent_after(copy.position)
         if not copy.result.stopped:
             self.ctx.store.add_checkpoint(
                 self.ctx.run.id,
@@ -396,6 +398,7 @@ class SnapshotPhase:
         for attempt in retries:
             if reader is None:
                 reader = self.ctx.source.snapshot_reader(snapshot_name)  # not retried: raised as it is
+                self._note_read_position(reader, position, lock)
             attempts += 1
             with attempt:
                 try:
@@ -409,6 +412,18 @@ class SnapshotPhase:
                     reader = None
                     raise
         raise AssertionError("unreachable: the last attempt's error is raised")
+
+    def _note_read_position(self, reader: RowStreams, position: str, lock: threading.Lock) -> None:
+        """A reader that cannot share the exported snapshot reads at a newer position of its own
+        (docs/architecture.md, "MySQL and MariaDB sources"): recorded as a re-read's is, before it
+        copies anything, so that the snapshot is consistent only once CDC has passed it."""
+        at = reader.read_position
+        parse = self.ctx.source.positions.parse
+        if at is not None and parse(at) > parse(position):
+            with lock:
+                self.ctx.store.add_checkpoint(
+                    self.ctx.run.id, PHASE, SnapshotLabel.REREAD, at, {"slot": self.slot, "reader": True}
+                )
 
     def _copy_chunk(
         self,

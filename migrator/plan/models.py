@@ -11,9 +11,9 @@ import re
 from collections.abc import Callable
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
-from migrator.connstr import MalformedConnection, parse_mongodb, parse_postgres
+from migrator.connstr import MYSQL_SCHEMES, MalformedConnection, parse_mongodb, parse_mysql, parse_postgres
 from migrator.plan.units import Bytes, Seconds
 
 # Slot and publication names derive from the plan name, and PostgreSQL identifiers
@@ -81,12 +81,38 @@ class Endpoint(_Strict):
 
 
 class Source(Endpoint):
-    adapter: Literal["postgres"] = Field(description="Source database kind.")
+    adapter: Literal["postgres", "mysql"] = Field(
+        description="Source database kind: postgres, or mysql (MySQL 8 and MariaDB 10.5+)."
+    )
 
     @field_validator("url")
     @classmethod
     def _well_formed(cls, value: SecretStr) -> SecretStr:
-        return _strict(value, parse_postgres)
+        # Checked by its own scheme here (so a problem is located at the URL); whether that scheme
+        # is the adapter's, below.
+        return _strict(value, _source_parser(value.get_secret_value()))
+
+    @model_validator(mode="after")
+    def _scheme_of_adapter(self) -> Source:
+        text = self.url.get_secret_value()
+        if text.strip() and not _UNSET.match(text) and _source_parser(text) is not _PARSERS[self.adapter]:
+            raise ValueError(
+                f"adapter {self.adapter} takes a URL of the form "
+                f"{_URL_FORMS[self.adapter]}; this URL is of another database"
+            )
+        return self
+
+
+_PARSERS: dict[str, Callable[[str], object]] = {"postgres": parse_postgres, "mysql": parse_mysql}
+_URL_FORMS = {
+    "postgres": "postgresql://user:password@host:port/database",
+    "mysql": "mysql://user:password@host:port/database (or mariadb://)",
+}
+
+
+def _source_parser(text: str) -> Callable[[str], object]:
+    scheme = text.strip().partition("://")[0].lower() if "://" in text else ""
+    return parse_mysql if scheme in MYSQL_SCHEMES else parse_postgres
 
 
 class Target(Endpoint):
@@ -109,7 +135,10 @@ class Target(Endpoint):
 class _Shape(_Strict):
     """What the embedded and top-level mappings share: which columns become which fields."""
 
-    from_: str = Field(alias="from", description="Source table: schema.table, or table in schema public.")
+    from_: str = Field(
+        alias="from",
+        description="Source table: schema.table, or table in schema public (PostgreSQL); database.table (MySQL).",
+    )
     fields: dict[str, str] | None = Field(
         default=None,
         description="Target field name -> source column. When given, only these fields are taken. "
@@ -491,12 +520,35 @@ class Plan(_Strict):
 
     @field_validator("collections")
     @classmethod
-    def _unique_collections(cls, value: list[Collection]) -> list[Collection]:
+    def _unique_collections(cls, value: list[Collection], info: ValidationInfo) -> list[Collection]:
         names = [c.name for c in value]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"collection name(s) {dupes} used more than once")
+        source = info.data.get("source")
+        if source is not None and source.adapter == "mysql":
+            _qualified(value)
         return value
+
+
+def _qualified(collections: list[Collection]) -> None:
+    """A MySQL source has no default schema like PostgreSQL's public (a table is database.table,
+    and a run may read tables of several databases): every `from` names its database."""
+    bare: list[str] = []
+
+    def walk(level: _Shape, where: str) -> None:
+        if "." not in level.from_:
+            bare.append(f"{where}: from: {level.from_}")
+        for i, embed in enumerate(level.embed):
+            walk(embed, f"{where}.embed[{i}]")
+
+    for i, collection in enumerate(collections):
+        walk(collection, f"collections[{i}]")
+    if bare:
+        raise ValueError(
+            "a MySQL source's tables are named database.table (write e.g. 'from: shop.users'); "
+            "unqualified: " + "; ".join(bare)
+        )
 
 
 _Shape.model_rebuild()

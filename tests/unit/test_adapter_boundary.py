@@ -72,19 +72,13 @@ def test_above_the_adapters_only_the_protocols_are_used() -> None:
     found = []
     for path in _files():
         rel = str(path.relative_to(PACKAGE))
-        found += [
-            f"{rel}: {v}"
-            for v in _violations(path)
-            if (rel, v.partition(": ")[2]) not in EXCEPTIONS
-        ]
+        found += [f"{rel}: {v}" for v in _violations(path) if (rel, v.partition(": ")[2]) not in EXCEPTIONS]
     assert not found, "\n".join(found)
 
 
 def test_every_exception_is_still_needed() -> None:
     seen = {
-        (str(path.relative_to(PACKAGE)), v.partition(": ")[2])
-        for path in _files()
-        for v in _violations(path)
+        (str(path.relative_to(PACKAGE)), v.partition(": ")[2]) for path in _files() for v in _violations(path)
     }
     assert set(EXCEPTIONS) <= seen, f"no longer needed: {sorted(set(EXCEPTIONS) - seen)}"
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from migrator.connstr import MalformedConnection, parse_mongodb, parse_postgres
+from migrator.connstr import MalformedConnection, parse_mongodb, parse_mysql, parse_postgres
 from migrator.errors import PlanError, PlanProblem
 from migrator.plan.names import is_slot_of, legacy_slot_name, publication_name, slot_name
 from migrator.redact import MALFORMED, endpoint_of, redact_text, redact_url, url_passwords
@@ -86,7 +86,6 @@ SECRET = "Zq7-S3cret-Pw9x"
         f"postgresql://app:{SECRET}@dbhost:70000/shop",
         f"postgresql://dbhost/shop?{SECRET}=1",
         f"postgresql://app:{SECRET} @dbhost/shop",
-        f"mysql://app:{SECRET}@dbhost/shop",
         f"host=dbhost user=app password={SECRET} dbname=shop junk",
         f"host=dbhost user=app password='{SECRET}",
         f"host=dbhost user=app pasword={SECRET}",
@@ -99,6 +98,32 @@ def test_malformed_source_is_refused_without_quoting_it(url: str) -> None:
     assert SECRET not in str(info.value) and "Zq7" not in str(info.value)
     assert redact_url(url) == MALFORMED and endpoint_of(url) == MALFORMED
     assert SECRET in url_passwords(url)  # masked as a literal wherever it might still turn up
+
+
+def test_a_mysql_url_is_no_postgresql_url_but_is_masked_as_one_of_its_own() -> None:
+    url = f"mysql://app:{SECRET}@dbhost/shop"
+    with pytest.raises(MalformedConnection) as info:
+        parse_postgres(url)
+    assert SECRET not in str(info.value)
+    assert redact_url(url) == "mysql://app:***@dbhost/shop"
+    assert endpoint_of(url) == "mysql://app@dbhost/shop"
+    assert SECRET in url_passwords(url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"mysql://app:{SECRET}@dbhost:port/shop",
+        f"mysql://app:{SECRET}@x@dbhost/shop",
+        f"mysql://app:{SECRET}@dbhost/shop?{SECRET}=1",
+        f"mariadb://app:{SECRET}/shop",
+    ],
+)
+def test_malformed_mysql_source_is_refused_without_quoting_it(url: str) -> None:
+    with pytest.raises(MalformedConnection) as info:
+        parse_mysql(url)
+    assert SECRET not in str(info.value) and "Zq7" not in str(info.value)
+    assert redact_url(url) == MALFORMED
 
 
 @pytest.mark.parametrize(

@@ -56,6 +56,11 @@ def _performed(executors: list[Executor], phase: str) -> list[tuple[str, str]]:
     return [(e.step, e.action.description) for x in executors for e in x.journal if e.action.phase == phase]
 
 
+def _done(executors: list[Executor], phase: str) -> list[bool]:
+    """Which of the phase's steps performed their effect (the others are said, not done)."""
+    return [e.performed for x in executors for e in x.journal if e.action.phase == phase]
+
+
 def _shelves(mig: Migration, name: str) -> None:
     mig.sql(
         "CREATE TABLE shelves (id int PRIMARY KEY, label text)",
@@ -83,7 +88,7 @@ def test_the_snapshot_performs_the_steps_the_dry_run_lists(
 
     assert outcome.snapshot is not None and outcome.snapshot.documents == 20
     assert _performed(live_executors, "snapshot") == listed
-    assert all(e.performed for x in live_executors for e in x.journal if e.action.phase == "snapshot")
+    assert all(_done(live_executors, "snapshot"))
 
 
 def test_cutover_performs_the_steps_the_dry_run_lists(
@@ -104,7 +109,7 @@ def test_cutover_performs_the_steps_the_dry_run_lists(
 
     assert switch.read_text() == "target\n" and outcome.report.attempts == 1
     assert _performed(live_executors, "cutover") == listed
-    done = [e.performed for x in live_executors for e in x.journal if e.action.phase == "cutover"]
+    done = _done(live_executors, "cutover")
     assert done == [True] * (len(listed) - 1) + [False]  # the last one says how attempts are retried
 
 
@@ -129,7 +134,7 @@ def test_a_verify_pass_performs_the_steps_the_dry_run_lists(
     assert _performed(live_executors, "verify") == listed
     # Said, not done by the pass itself: rechecks happen inside the compare and the look for
     # extras, the caller keeps the report.
-    done = [e.performed for x in live_executors for e in x.journal if e.action.phase == "verify"]
+    done = _done(live_executors, "verify")
     assert done == [True, False, True, False, True]
 
 
@@ -150,7 +155,7 @@ def test_cdc_performs_the_steps_the_dry_run_lists(mig: Migration, live_executors
 
     assert _performed(live_executors, "cdc") == listed
     # The apply step's effect is the follow loop; the others are what that loop does.
-    done = [e.performed for x in live_executors for e in x.journal if e.action.phase == "cdc"]
+    done = _done(live_executors, "cdc")
     assert done == [False, True] + [False] * (len(listed) - 2)
 
 
@@ -168,7 +173,7 @@ def test_a_rollback_performs_the_steps_its_preview_lists(
     api.rollback(plan_file, state=mig.state_path, env=mig.env)
 
     assert _performed(live_executors, "rollback") == listed
-    assert all(e.performed for x in live_executors for e in x.journal if e.action.phase == "rollback")
+    assert all(_done(live_executors, "rollback"))
     assert mig.slots() == []
 
 
@@ -190,5 +195,5 @@ def test_a_switch_back_performs_the_steps_its_preview_lists(
     assert _performed(live_executors, "switchback") == listed
     # The attempts (the 'lag' step's effect) take the fence, drain, recheck and flip.
     said = {"fence", "drain", "recheck", "flipping"}
-    done = [e.performed for x in live_executors for e in x.journal if e.action.phase == "switchback"]
+    done = _done(live_executors, "switchback")
     assert done == [s.name not in said for s in preview]

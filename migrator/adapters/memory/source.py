@@ -116,6 +116,8 @@ class SnapshotExport:
 class RowReader:
     """Rows as of one position: an exported snapshot's (fixed), or each read's own (begin())."""
 
+    read_position: str | None = None  # readers share the exported snapshot
+
     def __init__(self, db: MemoryDatabase, position: int | None) -> None:
         self._db = db
         self._position = position

@@ -1,7 +1,8 @@
 """MySQL/MariaDB source adapter (docs/architecture.md, "MySQL and MariaDB sources").
 
 Under construction (issue 15): the methods that still raise NotImplementedError are the parts not
-built yet; the plan model does not accept `adapter: mysql` until the chain works end to end.
+built yet. The plan accepts `adapter: mysql` and `plan` runs its preflight; until the chain works
+end to end, server_checks.py adds a failing finding (source.not_available) so that `run` refuses.
 Each section below is built in its own modules; this class only hands their objects out.
 """
 
@@ -24,14 +25,30 @@ from migrator.adapters.base import (
     SchemaHost,
     SourceInfo,
 )
+from migrator.adapters.mysql import keys, server_checks
 from migrator.adapters.mysql.binlog_link import BinlogEndpoint
 from migrator.adapters.mysql.capture import BinlogCapture, SlotStream, confirm
+from migrator.adapters.mysql.connection import MysqlEndpoint
+from migrator.adapters.mysql.inspect import MysqlInspector
+from migrator.adapters.mysql.lookup import KeyLookup
 from migrator.adapters.mysql.monitor import BinlogMonitor
 from migrator.adapters.mysql.positions import BinlogPositions
+from migrator.adapters.mysql.readers import (
+    Coordinator,
+    LinkedReader,
+    RangeReader,
+    SnapshotReader,
+    document_rows,
+)
 from migrator.adapters.mysql.schema_watch import BinlogSchemaWatch
+from migrator.adapters.mysql.shapes import read_shapes
+from migrator.adapters.mysql.snapshot import SnapshotExport
+from migrator.adapters.mysql.table_rows import read_rows
 from migrator.adapters.rows import ReverseCheckpoint
+from migrator.errors import MigratorError
 from migrator.findings import Finding
 
+STATEMENT_LIMIT_S = 60
 _UNCHANGED = object()  # a binlog FULL row image carries every value: nothing is ever left out
 
 
@@ -48,9 +65,10 @@ class MysqlSource:
     unchanged: ClassVar[object] = _UNCHANGED
 
     def __init__(self, url: str) -> None:
-        self.url = url  # replaced by an endpoint object that keeps the password out of text
-        # The binlog section's own endpoint until connection.py's is merged (binlog_link.py).
-        self._binlog_endpoint: BinlogEndpoint | None = None
+        self.endpoint = MysqlEndpoint(url)  # keeps the password out of every text
+        self._inspecting: MysqlInspector | None = None  # its own connection, opened on first use
+        # The binlog section's view of the same endpoint (binlog_link.py).
+        self._binlog_endpoint = BinlogEndpoint(url)
 
     # ---------------------------------------------------------------------------------------------
     # Connection, inspection and preflight (connection.py, errors.py, inspect.py, types.py,
@@ -58,62 +76,97 @@ class MysqlSource:
 
     @property
     def name(self) -> str:
-        raise _todo("name its endpoint")
+        return self.endpoint.name
+
+    def _inspector(self) -> MysqlInspector:
+        if self._inspecting is None:
+            inspector = MysqlInspector(self.endpoint.connect(), self.endpoint.name, self.endpoint.secrets)
+            # A statement time limit bounds every inspection query and scan: preflight must never
+            # hang on a production primary.
+            inspector.limit_statements(STATEMENT_LIMIT_S)
+            self._inspecting = inspector
+        return self._inspecting
 
     def inspect(self, tables: Sequence[str]) -> SourceInfo:
-        raise _todo("inspect tables")
+        return self._inspector().inspect(tables)
 
-    def key_text(self, value: Any, type_name: str | None = None) -> str:
-        raise _todo("render keys")
+    @staticmethod
+    def key_text(value: Any, type_name: str | None = None) -> str:
+        """A key value as the text the readers take (keys.py)."""
+        return keys.key_text(value, type_name)
 
-    def key_order(self, type_name: str) -> KeyOrder | None:
-        raise _todo("order keys")
+    @staticmethod
+    def key_order(type_name: str) -> KeyOrder | None:
+        """Integers order by value on every target; text keys by collation (None)."""
+        return keys.key_order(type_name)
 
     def max_significant_digits(self, table: str, column: str, *, array: bool = False) -> int:
-        raise _todo("count digits")
+        """Only decimal columns are scanned (MySQL has no numeric arrays: `array` is never set)."""
+        return self._inspector().max_significant_digits(table, column)
 
     def largest_document(
         self, root: str, key: Sequence[str], root_overhead: int, paths: Sequence[Sequence[JoinHop]]
     ) -> LargestDocument | None:
-        raise _todo("estimate document sizes")
+        return self._inspector().largest_document(root, key, root_overhead, paths)
 
-    def describe(self, info: SourceInfo) -> str:
-        raise _todo("describe the server")
+    @staticmethod
+    def describe(info: SourceInfo) -> str:
+        return server_checks.describe(info)
 
-    def server_findings(self, info: SourceInfo, plan_name: str) -> list[Finding]:
-        raise _todo("check the server")
+    @staticmethod
+    def server_findings(info: SourceInfo, plan_name: str) -> list[Finding]:
+        """Binlog settings, version, retention, privileges (server_checks.py)."""
+        return server_checks.server_findings(info, plan_name)
 
     def preflight_findings(
         self, info: SourceInfo, collections: Sequence[MappedCollection], read: Mapping[str, set[str]]
     ) -> list[Finding]:
-        raise _todo("check table features")
+        """Keys, engines, tinyint(1), and zero dates in the date columns read (one scan per table)."""
+        inspector = self._inspector()
+        found: list[Finding] = []
+        zero: dict[str, list[str]] = {}
+        for table, names in server_checks.date_columns(info, read).items():
+            try:
+                zero[table] = inspector.zero_dates(table, names)
+            except MigratorError as exc:
+                found.append(server_checks.unscanned(table, names, exc.message))
+        return server_checks.preflight_findings(info, collections, read, zero) + found
 
     def close(self) -> None:
-        pass
+        if self._inspecting is not None:
+            inspector, self._inspecting = self._inspecting, None
+            inspector.close()
 
     # ---------------------------------------------------------------------------------------------
     # The consistent snapshot and the readers of current rows (snapshot.py, reading.py, values.py).
 
-    def snapshot_session(self, snapshot_name: str | None) -> Any:
-        raise _todo("open a snapshot session")
+    def snapshot_session(self, snapshot_name: str | None) -> Coordinator:
+        """Plans chunks in a consistent snapshot of its own; `exported` names the export's
+        position (or its own, for a fresh session: a resume's re-read)."""
+        return Coordinator(self.endpoint, snapshot_name)
 
-    def export_snapshot(self, slot: str) -> Any:
-        raise _todo("export a snapshot")
+    def export_snapshot(self, slot: str) -> SnapshotExport:
+        """The binlog position change capture starts from (MySQL has no slot: `slot` names
+        nothing here); its snapshot_name is that position."""
+        return SnapshotExport(self.endpoint)
 
-    def snapshot_reader(self, snapshot_name: str) -> Any:
-        raise _todo("read a snapshot")
+    def snapshot_reader(self, snapshot_name: str) -> SnapshotReader:
+        """A copy worker's reader: a consistent snapshot of its own, at or after the export's
+        position; `position` says where (docs/architecture.md, "MySQL and MariaDB sources")."""
+        return SnapshotReader(self.endpoint, snapshot_name)
 
-    def range_reader(self) -> Any:
-        raise _todo("read key ranges")
+    def range_reader(self) -> RangeReader:
+        return RangeReader(self.endpoint)
 
-    def key_lookup(self) -> Any:
-        raise _todo("look keys up")
+    def key_lookup(self) -> KeyLookup:
+        return KeyLookup(self.endpoint)
 
-    def linked_reader(self) -> Any:
-        raise _todo("read embedded levels")
+    def linked_reader(self) -> LinkedReader:
+        return LinkedReader(self.endpoint)
 
     def table_shapes(self, tables: Sequence[str], snapshot_name: str | None = None) -> dict[str, Any]:
-        raise _todo("read table shapes")
+        """The tables' columns and declared types now (the data dictionary has no snapshot)."""
+        return read_shapes(self.endpoint, tables)
 
     def rows_at_key(
         self,
@@ -123,12 +176,14 @@ class MysqlSource:
         values: Sequence[Any],
         reads: Sequence[LevelRead],
     ) -> AbstractContextManager[list[Iterator[tuple[Any, ...]]]]:
-        raise _todo("read one document's rows")
+        """One document's rows, level by level, read as a snapshot chunk reads them, now."""
+        return document_rows(self.endpoint, table, key, key_types, values, reads)
 
     def table_rows(
         self, table: str, columns: Mapping[str, ColumnInfo], order: Sequence[str], chunk: int
     ) -> Iterator[list[dict[str, Any]]]:
-        raise _todo("read whole tables")
+        """Every row of `table` now, in chunks, its values as a change of the row carries them."""
+        return read_rows(self.endpoint, table, columns, order, chunk)
 
     # ---------------------------------------------------------------------------------------------
     # The binlog: positions, capture setup, the change stream, its monitor and schema checks
@@ -137,8 +192,6 @@ class MysqlSource:
     positions: ClassVar[Positions] = BinlogPositions()
 
     def _binlog(self) -> BinlogEndpoint:
-        if self._binlog_endpoint is None:
-            self._binlog_endpoint = BinlogEndpoint(self.url)
         return self._binlog_endpoint
 
     def capture_setup(self) -> BinlogCapture:

@@ -46,7 +46,13 @@ from pymysqlreplication.event import (
 from pymysqlreplication.row_event import DeleteRowsEvent, RowsEvent, UpdateRowsEvent, WriteRowsEvent
 
 from migrator.adapters.base import Idle
-from migrator.adapters.mysql.binlog_link import BINLOG_UNAVAILABLE, BinlogEndpoint, classify, errno_of
+from migrator.adapters.mysql.binlog_link import (
+    BINLOG_UNAVAILABLE,
+    SAME_REPLICA_ID,
+    BinlogEndpoint,
+    classify,
+    errno_of,
+)
 from migrator.adapters.mysql.positions import BinlogPositions, file_name, of_file, split_file, unpack
 from migrator.errors import ConnectionFailed, MigratorError, SourceError
 
@@ -215,7 +221,7 @@ class BinlogStream:
     def _open(self) -> None:
         tables = getattr(self, "_tables", ())
         self._reader = BinLogStreamReader(
-            connection_settings={**self._endpoint.settings(), "read_timeout": READ_TIMEOUT_S},
+            connection_settings=self._endpoint.settings(read_timeout=READ_TIMEOUT_S),
             server_id=replica_id(),
             log_file=self._file,
             log_pos=unpack(self.start)[1],
@@ -301,6 +307,9 @@ class BinlogStream:
                 "after it are lost to this run",
                 hint="a new snapshot is needed: `migrator rollback`, then `migrator run`",
             ).caused_by(exc, BINLOG_UNAVAILABLE)
+        if isinstance(exc, pymysql.Error) and errno_of(exc) == SAME_REPLICA_ID:
+            # Another dump with this random id, or this one's last, not yet noticed gone: retried.
+            return ConnectionFailed(self._endpoint.name, f"binlog dump refused for now: {exc.args[1]}")
         if isinstance(exc, pymysql.Error | OSError):
             return classify(exc, self._endpoint.name, self._endpoint.secrets)
         return SourceError(f"{self._endpoint.name}: binlog decoding failed: {type(exc).__name__}: {exc}")

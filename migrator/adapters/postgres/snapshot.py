@@ -197,6 +197,8 @@ class _LevelReader:
     """Streams the rows of a collection's levels for a key range, one server-side cursor per
     level, all in the connection's current transaction."""
 
+    read_position: str | None = None  # readers share the exported snapshot
+
     def __init__(self, endpoint: PgEndpoint) -> None:
         self._endpoint = endpoint
         self._conn = endpoint.connect()

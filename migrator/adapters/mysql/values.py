@@ -1,0 +1,105 @@
+"""PyMySQL's results -> the Python values of the conversion table (docs/architecture.md, "MySQL
+and MariaDB sources"): the snapshot's readers and the binlog's change events must deliver the
+identical value for one row.
+
+Two steps. In SQL, what the text protocol would print lossily is read in a form that keeps it:
+FLOAT as DOUBLE (the protocol prints a FLOAT with 6 significant digits; the binlog carries its
+exact 4-byte value, which widening keeps), TIME as its text (PyMySQL would make a timedelta of
+it), a SET as its text. In Python, per column: bigint as BSON's Int64 (the table says long, and
+a small int would otherwise be stored as int32), bigint unsigned beyond int64 as Decimal,
+TIMESTAMP as aware UTC (every connection sets time_zone '+00:00'), BIT as '0'/'1' text of its
+width, a SET as the list of its members, JSON parsed (what the PostgreSQL source hands the
+mapping for json: psycopg's loader parses it with json.loads, keeping key order).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from typing import Any
+
+from bson.int64 import Int64
+
+from migrator.adapters.base import ColumnInfo
+
+Convert = Callable[[Any], Any]
+_INT64_MAX = 2**63 - 1
+
+_READ_AS = {"real": "CAST({} AS DOUBLE)", "time without time zone": "CAST({} AS CHAR)"}
+
+
+def select_expression(ref: str, column: ColumnInfo) -> str:
+    """`ref` (SQL naming a value of `column`'s type) as the readers select it."""
+    if column.type_kind == "array":  # a SET: its text, members in definition order
+        return f"CAST({ref} AS CHAR)"
+    form = _READ_AS.get(column.type_name)
+    return ref if form is None else form.format(ref)
+
+
+def _int64(value: Any) -> Any:
+    return Int64(value)
+
+
+def _unsigned64(value: Any) -> Any:
+    return Int64(value) if value <= _INT64_MAX else Decimal(value)
+
+
+def _utc(value: Any) -> Any:
+    return value.replace(tzinfo=datetime.UTC) if isinstance(value, datetime.datetime) else value
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value.decode("utf-8") if isinstance(value, bytes | bytearray) else value)
+
+
+def _members(value: Any) -> list[str]:
+    text = value.decode("utf-8") if isinstance(value, bytes | bytearray) else str(value)
+    return text.split(",") if text else []
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes | bytearray) else str(value)
+
+
+def bits_text(value: bytes, width: int) -> str:
+    """A BIT(width) value as its '0'/'1' text, `width` characters."""
+    return format(int.from_bytes(value, "big"), f"0{width}b")
+
+
+_BY_TYPE: dict[str, Convert] = {
+    "bigint": _int64,
+    "bigint unsigned": _unsigned64,
+    "timestamp with time zone": _utc,
+    "json": _json,
+    "time without time zone": _text,
+}
+
+
+def converter(type_name: str, type_kind: str = "base", width: int = 0) -> Convert | None:
+    """How a selected value of this type becomes the table's value (None: as PyMySQL gives it).
+    `width`: a BIT column's width in bits (the result's column length)."""
+    if type_kind == "array":
+        return _members
+    if type_name == "bit":
+        return lambda value: bits_text(value, width)
+    return _BY_TYPE.get(type_name)
+
+
+def row_converter(
+    converters: Sequence[Convert | None],
+) -> Callable[[tuple[Any, ...]], tuple[Any, ...]] | None:
+    """One row's conversion (None where every value is delivered as it is); NULL stays None."""
+    work = [(i, c) for i, c in enumerate(converters) if c is not None]
+    if not work:
+        return None
+
+    def convert(row: tuple[Any, ...]) -> tuple[Any, ...]:
+        values = list(row)
+        for i, convert_one in work:
+            if values[i] is not None:
+                values[i] = convert_one(values[i])
+        return tuple(values)
+
+    return convert
