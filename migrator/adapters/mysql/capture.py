@@ -6,8 +6,11 @@ nothing a reader can hold (the server purges files by age, binlog_expire_logs_se
 still needs them). So:
 
 - a slot is a name under which this process remembers the position its stream last acknowledged
-  (what `state` reports as confirmed and counts retained bytes from); it "exists" while the
-  binlog is on and still holds that position;
+  (what `state` reports as confirmed and counts retained bytes from); it "exists" once a stream of
+  it started in this process, while the binlog is on and still holds that position. A new run's
+  slot does not exist (the snapshot phase and `run` ask), and a resume in another process does
+  not know its position: slot_exists then says False (docs/architecture.md, "Change capture from
+  the binlog": a persisted slot record, or the position passed in, is the open part);
 - the publication is the markers table: ensure_publication creates it, drop_publication (rollback)
   drops it. Which tables a stream decodes is the schema checks' (their mapped tables).
 
@@ -121,7 +124,7 @@ class BinlogCapture:
             if not binlog_on(endpoint, conn):
                 return False
             position = confirmed(endpoint.name, slot)
-            return position is None or holds(BinlogFiles(endpoint, conn), position)
+            return position is not None and holds(BinlogFiles(endpoint, conn), position)
         finally:
             conn.close()
 
