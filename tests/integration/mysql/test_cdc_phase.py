@@ -1,6 +1,7 @@
 """The real CDC phase follows a MariaDB source's binlog into the MongoDB-compatible test server,
 after the real snapshot phase: inserts, updates and deletes of a root and an embedded table, in
-transactions, until caught up (markers through `_migrator_markers`)."""
+transactions, until caught up (markers through `_migrator_markers`); a second run resumes from the
+target's checkpoint."""
 
 from __future__ import annotations
 
@@ -32,6 +33,16 @@ def _order(oid: int, total: str, placed: str) -> dict[str, Any]:
     }
 
 
+def _follow(ctx: RunContext) -> Any:
+    stop = threading.Event()
+    timer = threading.Timer(180, stop.set)  # a safety net only: the phase ends when caught up
+    timer.start()
+    try:
+        return CdcPhase(ctx, stop=stop, until="caught-up").run()
+    finally:
+        timer.cancel()
+
+
 def test_cdc_follows_the_binlog_after_the_snapshot(
     mysql_url: str, mongo_url: str, mongo_db_name: str, tmp_path: Path
 ) -> None:
@@ -54,17 +65,20 @@ def test_cdc_follows_the_binlog_after_the_snapshot(
                 cur.execute("DELETE FROM orders WHERE id = 301")
                 cur.execute("UPDATE orders SET total = '1.50' WHERE id = 202")
                 cur.execute("DELETE FROM customers WHERE id = 40")
-            stop = threading.Event()
-            timer = threading.Timer(180, stop.set)  # a safety net only: the phase ends when caught up
-            timer.start()
-            try:
-                result = CdcPhase(ctx, stop=stop, until="caught-up").run()
-            finally:
-                timer.cancel()
+            result = _follow(ctx)
+            first_position = result.position
+            # A second run resumes from the target's checkpoint: only what came after is applied.
+            with connect(mysql_url) as conn, conn.cursor() as cur:
+                cur.execute("UPDATE customers SET name = 'again' WHERE id = 2")
+            again = _follow(ctx)
         finally:
             target.close()
             source.close()
     assert result.caught_up and not result.stopped
+    assert again.caught_up and MysqlSource.positions.parse(again.position) > MysqlSource.positions.parse(
+        first_position
+    )
+    assert again.changes == 1  # the update of customer 2 alone (a marker is no change)
     expected = {d["_id"]: d for d in _expected_documents()}
     expected[41] = {
         "_id": 41,
@@ -73,6 +87,7 @@ def test_cdc_follows_the_binlog_after_the_snapshot(
         "orders": [_order(4100, "9.99", "2024-05-07 00:00:00")],
     }
     expected[1]["name"] = "renamed"
+    expected[2]["name"] = "again"
     expected[3]["orders"] = [o for o in expected[3]["orders"] if o["id"] != 301]
     expected[2]["orders"] = [
         o | {"total": Decimal128(Decimal("1.50"))} if o["id"] == 202 else o for o in expected[2]["orders"]
