@@ -15,6 +15,11 @@ per batch with the rows and the checkpoint (adapters/postgres/reverse_writer.py)
   and keeps large documents out of the change events (an event over 16 MB fails the stream).
   A state newer than the event is harmless: the later events write the same state again, and
   writes that change nothing write nothing.
+- **Batches.** A batch is applied when it holds `batch_documents` documents, when the stream has
+  nothing more for now, or when its oldest change has waited `batch_wait_s`: a workload that keeps
+  rewriting the same documents fills no batch and never lets the stream idle, and must not leave
+  its changes to be applied all at once at a caught-up marker. A document changed many times in a
+  batch is read and written once, in its last state.
 - **In order, resumable.** Batches are applied in stream order; each commits with the resume
   token of its last event in the source (`migrator.reverse_checkpoint`), so a crash resumes
   after the last durable batch and replays the rest idempotently.
@@ -73,6 +78,11 @@ IDLE_CHECKPOINT_S = 5.0  # how often skipped-only progress (forward CDC's transa
 # How often an idle stream's position (its post-batch resume token) is recorded, so that a quiet
 # target does not leave the checkpoint behind in an oplog that rolls over.
 IDLE_TOKEN_S = 60.0
+# A batch is applied once it holds `batch_documents` documents, when the stream is idle, or once
+# its oldest change has waited this long: a workload that keeps rewriting the same few hundred
+# documents never fills a batch and never lets the stream idle, and its changes would otherwise
+# all be applied at once when a caught-up marker arrives (rollback's lag gate waits for that).
+BATCH_WAIT_S = 1.0
 
 Until = Literal["stopped", "caught-up"]
 
@@ -96,6 +106,7 @@ class _Batch:
     token: Mapping[str, Any] | None = None
     cluster_time: int | None = None
     cluster_times: list[int] = field(default_factory=list)  # of applied (not skipped) events
+    since: float | None = None  # monotonic time its first document was added
 
     def add(self, group: ChangeGroup) -> None:
         self.events += group.events
@@ -104,6 +115,8 @@ class _Batch:
         if group.echo:
             self.skipped += 1
             return
+        if group.documents and self.since is None:
+            self.since = time.monotonic()
         for document in group.documents:
             self.documents.setdefault(document.key, document)
         if group.documents and group.cluster_time is not None:
@@ -112,6 +125,10 @@ class _Batch:
     @property
     def empty(self) -> bool:
         return self.token is None
+
+    def waited(self, now: float) -> float:
+        """How long its oldest document has waited (0 without documents)."""
+        return 0.0 if self.since is None else now - self.since
 
 
 class ReverseSync:
@@ -129,6 +146,7 @@ class ReverseSync:
         *,
         stop: threading.Event,
         batch_documents: int = 500,
+        batch_wait_s: float = BATCH_WAIT_S,
         max_await_ms: int = 500,
         unknown_fields: UnknownFields = "error",
         writer: ReverseWriter | None = None,
@@ -141,6 +159,7 @@ class ReverseSync:
         self.events = events
         self._stop = stop
         self._batch_documents = batch_documents
+        self._batch_wait_s = batch_wait_s
         self._inverses: dict[str, DocumentInverse] = inverses(collections, unknown_fields=unknown_fields)
         self.changes: TargetChanges = target.change_stream(
             plan_name, self._inverses, max_await_ms=max_await_ms
@@ -331,7 +350,7 @@ class ReverseSync:
                 self._pending = True
                 for transaction in step.transactions:
                     batch.add(transaction)
-                if len(batch.documents) >= self._batch_documents:
+                if len(batch.documents) >= self._batch_documents or batch.waited(now) >= self._batch_wait_s:
                     flush(force=False)
             if until == "caught-up" and not stream.in_transaction and stream.marker_seen >= marker:
                 flush(force=True)

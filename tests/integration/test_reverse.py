@@ -25,6 +25,7 @@ import bson
 import pytest
 from bson.decimal128 import Decimal128
 from bson.int64 import Int64
+from pymongo.write_concern import WriteConcern
 
 from migrator.adapters.base import SourceInfo, WriteOp
 from migrator.adapters.mongodb import MongoTarget
@@ -411,6 +412,40 @@ def test_embedded_changes_become_child_inserts_updates_and_deletes(mig: Migratio
     assert_same_documents(source_documents(mig, collections[0], info), customers)
     assert mig.rows("SELECT count(*) FROM order_items WHERE order_id = 102")[0][0] == 0
     assert mig.rows("SELECT customer_id FROM orders WHERE id = 201")[0][0] == 3
+
+
+def test_one_batch_decides_each_documents_rows_as_that_document_alone_would(mig: Migration) -> None:
+    """A batch is written set-based, one statement per level for all its documents: what one
+    document lacks, holds or leaves alone does not leak into another's rows. Ann keeps order
+    101 without its `items` field (its items stay) and drops item 1 of order 102 for a new one;
+    Bob is deleted; Cy takes Ann's address 12. Expected rows written out by hand."""
+    name = "rev-mixed"
+    collections, info = mappings(mig, name)
+    inverse = inverses(collections)["customers"]
+    customers = source_documents(mig, collections[0], info)
+    ann, cy = doc(customers, Int64(1)), doc(customers, Int64(3))
+    work = next(a for a in ann["addresses"] if a["id"] == 12)
+    ann["addresses"] = [a for a in ann["addresses"] if a["id"] != 12]
+    del ann["orders"][0]["items"]
+    ann["orders"][1]["items"] = [{**ann["orders"][1]["items"][0], "line_no": 2, "quantity": 4}]
+    cy["addresses"] = [work]
+    writer = writer_for(mig, name)
+    try:
+        writer.apply([inverse.rows(ann), inverse.deletion(Int64(2)), inverse.rows(cy)], None)
+    finally:
+        writer.close()
+    assert mig.rows("SELECT id FROM customers ORDER BY id") == [(1,), (3,)]
+    assert mig.rows("SELECT id, customer_id, kind FROM addresses ORDER BY id") == [
+        (11, 1, "home"),
+        (12, 3, "work"),
+    ]
+    assert mig.rows("SELECT customer_id FROM customer_profiles ORDER BY 1") == [(1,)]
+    assert mig.rows("SELECT id, customer_id FROM orders ORDER BY id") == [(101, 1), (102, 1)]
+    assert mig.rows("SELECT order_id, line_no, quantity FROM order_items ORDER BY 1, 2") == [
+        (101, 1, 2),
+        (101, 2, 1),
+        (102, 2, 4),
+    ]
 
 
 def test_a_deleted_document_deletes_its_rows_deepest_first(mig: Migration) -> None:
@@ -944,3 +979,187 @@ def test_prepare_and_checkpoint_are_kept_in_the_source(mig: Migration) -> None:
     finally:
         sync.close()
         target.close()
+
+
+# -- 3. a burst of rewrites ----------------------------------------------------------------------
+
+
+BURST_DOCUMENTS = 60
+BURST_ROUNDS = 5
+
+
+def burst_customer(i: int) -> dict[str, Any]:
+    """Customer i as the burst test inserts it on the target: two addresses, a profile, an order
+    with two items."""
+    return {
+        **NEW_CUSTOMER,
+        "_id": Int64(i),
+        "email": f"burst{i}@example.com",
+        "full_name": f"burst {i}",
+        "external_id": uuid.UUID(int=i),
+        "addresses": [
+            {"id": Int64(i * 10 + 1), "kind": "home", "line1": "start", "country": "NL", "is_default": True},
+            {
+                "id": Int64(i * 10 + 2),
+                "kind": "work",
+                "line1": "office",
+                "country": "BE",
+                "is_default": False,
+            },
+        ],
+        "profile": {
+            "bio": f"bio {i}",
+            "social_links": None,
+            "updated_at": datetime.datetime(2025, 1, 1, tzinfo=UTC),
+        },
+        "orders": [
+            {
+                "id": Int64(i * 10),
+                "status": "open",
+                "placed_at": datetime.datetime(2025, 1, 2, tzinfo=UTC),
+                "total": Decimal128("3.00"),
+                "shipping": None,
+                "delivery_days": None,
+                "items": [
+                    {
+                        "line_no": n,
+                        "product_id": Int64(5),
+                        "quantity": 1,
+                        "unit_price": Decimal128("1.00"),
+                        "discount": None,
+                    }
+                    for n in (1, 2)
+                ],
+            }
+        ],
+    }
+
+
+def burst_round(i: int, r: int) -> dict[str, Any]:
+    """Round r's rewrite of customer i: a new name, the home address rewritten and the work
+    address kept only in odd rounds, the order's status and its items (1 to 3 of them) rewritten."""
+    addresses = [
+        {"id": Int64(i * 10 + 1), "kind": "home", "line1": f"{r} Main", "country": "NL", "is_default": True}
+    ]
+    if r % 2:
+        addresses.append(
+            {
+                "id": Int64(i * 10 + 2),
+                "kind": "work",
+                "line1": f"{r} Office",
+                "country": "BE",
+                "is_default": False,
+            }
+        )
+    items = [
+        {
+            "line_no": n,
+            "product_id": Int64(5),
+            "quantity": r + 1,
+            "unit_price": Decimal128(f"{r}.50"),
+            "discount": None,
+        }
+        for n in range(1, r % 3 + 2)
+    ]
+    return {
+        "$set": {
+            "full_name": f"burst {i} round {r}",
+            "addresses": addresses,
+            "orders.0.status": f"round {r}",
+            "orders.0.items": items,
+        }
+    }
+
+
+class StatementCount:
+    """Statements sent to PostgreSQL in this process while counting (an executemany counts once
+    per parameter set: the server executes each)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import psycopg
+
+        self.count = 0
+        self.counting = False
+        execute, executemany = psycopg.Cursor.execute, psycopg.Cursor.executemany
+
+        def counted_execute(cur: Any, query: Any, params: Any = None, **kwargs: Any) -> Any:
+            self.count += self.counting
+            return execute(cur, query, params, **kwargs)
+
+        def counted_executemany(cur: Any, query: Any, params_seq: Any, **kwargs: Any) -> Any:
+            params_seq = list(params_seq)
+            self.count += self.counting * len(params_seq)
+            return executemany(cur, query, params_seq, **kwargs)
+
+        monkeypatch.setattr(psycopg.Cursor, "execute", counted_execute)
+        monkeypatch.setattr(psycopg.Cursor, "executemany", counted_executemany)
+
+
+def test_a_burst_of_rewrites_is_applied_in_its_last_state_with_few_statements(
+    mig: Migration, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same documents rewritten again and again (the demo application's workload): each is
+    read and written once per batch, in its last state, set-based (a few statements per batch,
+    not several per document); the rows are the last rewrite's, built here by hand."""
+    name = "rev-burst"
+    collections, info = mappings(mig, name)
+    load_target(mig, collections, info)
+    target = MongoTarget(mig.mongo_url, mig.database)
+    statements = StatementCount(monkeypatch)
+    # One batch for the whole burst: no batch is closed by size or by age while it is read.
+    sync = ReverseSync(
+        name,
+        collections,
+        PostgresSource(mig.pg_url),
+        target,
+        Collector(),
+        stop=threading.Event(),
+        max_await_ms=100,
+        batch_documents=10_000,
+        batch_wait_s=3600,
+    )
+    # Majority-acknowledged: every rewrite is in the stream before reverse sync reads it.
+    customers = mig.client.get_database(mig.database, codec_options=CODEC).get_collection(
+        "customers", write_concern=WriteConcern("majority")
+    )
+    ids = range(1000, 1000 + BURST_DOCUMENTS)
+    gone = [i for i in ids if i % 10 == 9]
+    try:
+        sync.prepare()
+        customers.insert_many([burst_customer(i) for i in ids])
+        assert sync.run("caught-up").caught_up
+        assert (
+            mig.rows("SELECT count(*) FROM order_items WHERE order_id >= 10000")[0][0] == 2 * BURST_DOCUMENTS
+        )
+        for r in range(BURST_ROUNDS):
+            for i in ids:
+                customers.update_one({"_id": Int64(i)}, burst_round(i, r))
+        customers.delete_many({"_id": {"$in": [Int64(i) for i in gone]}})
+        statements.counting = True
+        result = sync.run("caught-up")
+        statements.counting = False
+    finally:
+        sync.close()
+        target.close()
+    assert result.caught_up
+    assert result.documents == BURST_DOCUMENTS  # each document once, however often it changed
+    assert 0 < statements.count <= BURST_DOCUMENTS // 3, statements.count
+
+    last = BURST_ROUNDS - 1
+    kept = [i for i in ids if i not in gone]
+    assert mig.rows("SELECT id, full_name, email FROM customers WHERE id >= 1000 ORDER BY id") == [
+        (i, f"burst {i} round {last}", f"burst{i}@example.com") for i in kept
+    ]
+    assert mig.rows(
+        "SELECT id, customer_id, kind, line1, country FROM addresses WHERE customer_id >= 1000 ORDER BY id"
+    ) == [(i * 10 + 1, i, "home", f"{last} Main", "NL") for i in kept]  # the last round is even
+    assert mig.rows(
+        "SELECT customer_id, bio FROM customer_profiles WHERE customer_id >= 1000 ORDER BY 1"
+    ) == [(i, f"bio {i}") for i in kept]
+    assert mig.rows("SELECT id, customer_id, status FROM orders WHERE customer_id >= 1000 ORDER BY id") == [
+        (i * 10, i, f"round {last}") for i in kept
+    ]
+    assert mig.rows(
+        "SELECT order_id, line_no, quantity, unit_price::text FROM order_items WHERE order_id >= 10000 "
+        "ORDER BY order_id, line_no"
+    ) == [(i * 10, n, last + 1, f"{last}.50") for i in kept for n in range(1, last % 3 + 2)]

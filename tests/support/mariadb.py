@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlsplit
 import pymysql
 import pytest
 
+from migrator.adapters.base import ColumnInfo
 from tests.support.servers import (
     ExternalServer,
     ServiceUnavailable,
@@ -84,3 +85,20 @@ def mysql_url(
     finally:
         with connect(mariadb_server.url) as conn, conn.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+def column_info(name: str, type_name: str, kind: str, position: int = 1) -> ColumnInfo:
+    """A column as the MySQL inspection describes one (SET columns: arrays of text; numeric(10, 2))."""
+    element = "text" if kind == "array" else None
+    scale = 2 if type_name == "numeric" else None
+    return ColumnInfo(
+        name=name,
+        type_name=type_name,
+        type_kind=kind,
+        element_type=element,
+        element_kind="base" if element else None,
+        nullable=True,
+        numeric_precision=10 if scale else None,
+        numeric_scale=scale,
+        position=position,
+    )

@@ -1,8 +1,13 @@
 """Reverse sync's writes to the source: documents' new states (DocumentRows) as rows, idempotently.
 
-One `apply` is one PostgreSQL transaction holding several documents and the reverse checkpoint:
+One `apply` is one PostgreSQL transaction holding several documents and the reverse checkpoint.
+It is written set-based: per collection and level, one statement covers all the batch's documents
+(a DELETE whose lists of parents and kept rows carry each document's number, so that it decides
+for each document what the document alone would; multi-row upserts, a row held twice written once,
+as the later document holds it), so that a batch of a few hundred documents costs a few dozen
+statements sent in one pipeline, not a dozen per document. The statements:
 
-- per document, deletes first, deepest level first (a child row goes before its parent, as
+- deletes first, deepest level first (a child row goes before its parent, as
   foreign keys need): the rows of each embedded level that belong to the document (linked to
   its root row through their parents, as the source holds them now, or linked to a parent the
   document now holds) and are not among its new rows; a deleted document loses every such row
@@ -35,7 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +63,11 @@ from migrator.errors import (
 
 CHECKPOINT_SCHEMA = "migrator"
 CHECKPOINT_TABLE = "reverse_checkpoint"
+# A multi-row upsert holds at most this many rows, and never more parameters than the protocol's
+# 65535; the statement cache (keyed by row count too) is emptied when it grows past its bound.
+ROWS_PER_STATEMENT = 500
+_MAX_PARAMETERS = 65_535
+_STATEMENT_CACHE = 256
 _OBJECT_IN_USE = "55006"  # the origin is bound to another session (an earlier run still connected)
 _ORIGIN_PRIVILEGE_HINT = (
     "run reverse sync as a superuser, or GRANT EXECUTE ON FUNCTION pg_replication_origin_create(text), "
@@ -174,6 +184,18 @@ def _adapt(column: _Column, value: Any) -> Any:
         return None if item is None else wrap(item)
 
     return walk(value)
+
+
+def _hashable(value: Any) -> Any:
+    """A key value as a dict key (an array key is a list)."""
+    if isinstance(value, list | tuple):
+        return tuple(_hashable(v) for v in value)
+    return value
+
+
+def _numbered(lists: Iterable[Sequence[tuple[Any, ...]]]) -> list[tuple[Any, ...]]:
+    """The tuples of each document's list, each led by the document's number (its position)."""
+    return [(n, *item) for n, items in enumerate(lists) for item in items]
 
 
 def _ref(alias: str, column: str) -> sql.Composable:
@@ -338,52 +360,77 @@ class ReverseWriter:
         """Apply each document's new state (or deletion) and record `checkpoint`, in one
         transaction. Returns the number of rows inserted, updated or deleted.
 
-        The statements go in pipeline mode (sent without waiting for each answer: a batch costs
-        about one round trip, not several per document). An error there cannot be pinned to
-        its document, so a batch that fails is done again statement by statement, which either
-        names the document and table in its error or, should the first failure have been
-        passing, applies the batch."""
+        The batch is written set-based (see `_set_statements`): per level of a collection, one
+        DELETE for all its documents and multi-row upserts, sent in pipeline mode, so that a
+        batch costs a few statements and about one round trip, not several per document. An
+        error there cannot be pinned to its document, so a batch that fails is done again one
+        document and one statement at a time, which either names the document and table in its
+        error or, should the first failure have been passing, applies the batch."""
         conn = self._connection()
         try:
-            return self._apply(conn, documents, checkpoint, pipelined=True)
+            return self._apply_sets(conn, documents, checkpoint)
         except psycopg.Error as exc:
             if isinstance(self._error(exc), TransientError):
                 raise self._error(exc) from None
-        return self._apply(conn, documents, checkpoint, pipelined=False)
+        return self._apply_each(conn, documents, checkpoint)
 
-    def _apply(
+    def _apply_sets(
         self,
         conn: psycopg.Connection[Any],
         documents: Sequence[DocumentRows],
         checkpoint: ReverseCheckpoint | None,
-        *,
-        pipelined: bool,
     ) -> int:
         cursors: list[psycopg.Cursor[Any]] = []
-        current: DocumentRows | None = None
-        table = ""
         try:
-            with conn.transaction(), conn.pipeline() if pipelined else contextlib.nullcontext():
-                for current in documents:
-                    for level, statement, params, many in self._statements_for(conn, current):
-                        table = level.table
-                        cur = conn.cursor()
-                        if many:
-                            cur.executemany(statement, params)
-                        else:
-                            cur.execute(statement, params)
-                        cursors.append(cur)
-                current = None
+            with conn.transaction(), conn.pipeline():
+                # The statements find a batch's rows by key (the documents' roots, their parents,
+                # the rows they hold): index probes, which cost per change. On tables of some
+                # 100k rows the planner chose hash joins over a scan of the whole table in each
+                # statement instead (its estimates for the parameter arrays are coarse): a cost
+                # per table size, most of a 200-document batch's apply on the demo's data.
+                # Nested loops probe the indexes; without an index a scan per key is what the
+                # per-document statements did too. In this transaction only.
+                conn.execute("SET LOCAL enable_hashjoin = off")
+                conn.execute("SET LOCAL enable_mergejoin = off")
+                for statement, params in self._set_statements(conn, documents):
+                    cur = conn.cursor()
+                    cur.execute(statement, params)
+                    cursors.append(cur)
                 if checkpoint is not None:
                     self._save(conn, checkpoint)
             return sum(max(cur.rowcount, 0) for cur in cursors)  # known once the pipeline synced
-        except psycopg.Error as exc:
-            if pipelined:
-                raise
-            raise self._write_error(exc, current, table) from None
         finally:
             for cur in cursors:
                 cur.close()
+
+    def _apply_each(
+        self,
+        conn: psycopg.Connection[Any],
+        documents: Sequence[DocumentRows],
+        checkpoint: ReverseCheckpoint | None,
+    ) -> int:
+        """The batch one document at a time, one statement after the other (no pipeline): an
+        error names its document and table."""
+        written = 0
+        current: DocumentRows | None = None
+        table = ""
+        try:
+            with conn.transaction():
+                for current in documents:
+                    for level, statement, params, many in self._statements_for(conn, current):
+                        table = level.table
+                        with conn.cursor() as cur:
+                            if many:
+                                cur.executemany(statement, params)
+                            else:
+                                cur.execute(statement, params)
+                            written += max(cur.rowcount, 0)
+                current = None
+                if checkpoint is not None:
+                    self._save(conn, checkpoint)
+            return written
+        except psycopg.Error as exc:
+            raise self._write_error(exc, current, table) from None
 
     def _write_error(self, exc: psycopg.Error, document: DocumentRows | None, table: str) -> MigratorError:
         error = self._error(exc)
@@ -462,19 +509,227 @@ class ReverseWriter:
                 columns = tuple(c for c in row if not table.columns[c].generated)
                 groups.setdefault(columns, []).append([_adapt(table.columns[c], row[c]) for c in columns])
             for columns, params in groups.items():
-                out.append((level, self._upsert(table, level, columns), params, True))
+                out.append((level, self._upsert(table, level, columns, 1), params, True))
         return out
 
-    def _upsert(self, table: _Table, level: TableLevel, columns: tuple[str, ...]) -> sql.Composed:
-        cache_key = ("upsert", level, columns)
+    # -- set-based: a batch's documents, per level ----------------------------------------------
+
+    def _set_statements(
+        self, conn: psycopg.Connection[Any], documents: Sequence[DocumentRows]
+    ) -> list[tuple[sql.Composed, list[Any]]]:
+        """The batch as statements per collection (in first-seen order): per level, deepest
+        first, one DELETE of the rows each document no longer holds; one DELETE of the deleted
+        documents' root rows; then, parents first, the rows the documents hold as multi-row
+        upserts. Each statement does for all documents what the per-document ones
+        (`_statements_for`) do for one, and in the same order of levels (foreign keys)."""
+        groups: dict[tuple[str, tuple[TableLevel, ...]], list[DocumentRows]] = {}
+        for document in documents:
+            groups.setdefault((document.collection, document.levels), []).append(document)
+        out: list[tuple[sql.Composed, list[Any]]] = []
+        for (_, levels), group in groups.items():
+            for index in range(len(levels) - 1, 0, -1):
+                out.append(self._delete_level(conn, levels, group, index))
+            gone = [d.root_key for d in group if d.state is None]
+            if gone:
+                out.append(self._delete_roots(conn, levels[0], gone))
+            for index, level in enumerate(levels):
+                held = [d.state[index] for d in group if d.state is not None]
+                out.extend(self._level_upserts(conn, level, held))
+        return out
+
+    def _delete_roots(
+        self, conn: psycopg.Connection[Any], root: TableLevel, keys: list[dict[str, Any]]
+    ) -> tuple[sql.Composed, list[Any]]:
+        columns = list(keys[0])
+        params: list[Any] = []
+        values = self._unnest(
+            self._table(conn, root.table), columns, [tuple(k[c] for c in columns) for k in keys], params
+        )
+        statement = sql.SQL("DELETE FROM {} AS r WHERE {} IN ({})").format(
+            table_identifier(root.table), _row("r", columns), values
+        )
+        return statement, params
+
+    def _level_upserts(
+        self, conn: psycopg.Connection[Any], level: TableLevel, held: list[LevelRows]
+    ) -> list[tuple[sql.Composed, list[Any]]]:
+        """The rows of one level that the documents hold, as multi-row upserts per set of columns.
+        A row (by its key) held twice is written once, as the later document holds it (as one
+        document after the other would leave it; one upsert may not touch a row twice)."""
+        if not any(rows.rows for rows in held):
+            return []
+        table = self._table(conn, level.table)
+        arbiter = table.arbiter(level.key)
+        latest: dict[Any, tuple[tuple[str, ...], list[Any]]] = {}
+        for rows in held:
+            for row in rows.rows:
+                columns = tuple(c for c in row if not table.columns[c].generated)
+                key = _hashable(tuple(row.get(c) for c in arbiter))
+                latest.pop(key, None)
+                latest[key] = (columns, [_adapt(table.columns[c], row[c]) for c in columns])
+        by_columns: dict[tuple[str, ...], list[list[Any]]] = {}
+        for columns, values in latest.values():
+            by_columns.setdefault(columns, []).append(values)
+        out: list[tuple[sql.Composed, list[Any]]] = []
+        for columns, values in by_columns.items():
+            per = max(1, min(ROWS_PER_STATEMENT, _MAX_PARAMETERS // max(1, len(columns))))
+            for start in range(0, len(values), per):
+                part = values[start : start + per]
+                out.append((self._upsert(table, level, columns, len(part)), [v for row in part for v in row]))
+        return out
+
+    def _delete_level(
+        self,
+        conn: psycopg.Connection[Any],
+        levels: tuple[TableLevel, ...],
+        group: list[DocumentRows],
+        index: int,
+    ) -> tuple[sql.Composed, list[Any]]:
+        """`_delete_children` for every document of `group` at once. The documents are numbered
+        (`n`), and every list the per-document statement compares with (exempt parents at each
+        level above, carried parents, exempt parents, the rows held) carries the number of its
+        document: a row is deleted when a document governs it and that document does not hold
+        it, as the statements one document at a time decide."""
+        level = levels[index]
+        states = [d.state or [LevelRows() for _ in levels] for d in group]
+        table = self._table(conn, level.table)
+        parent_table = self._table(conn, levels[level.parent].table)
+        params: list[Any] = []
+        governed = self._governing_parents(conn, levels, group, states, index, params)
+        parents = [f"c{i}" for i in range(len(level.parent_link))]
+        conditions: list[sql.Composable] = [
+            sql.SQL("{} = {}").format(_ref("l", c), _ref("g", p))
+            for c, p in zip(level.link, parents, strict=True)
+        ]
+        exempt = _numbered(state[index].exempt for state in states)
+        if exempt:
+            conditions.append(
+                self._not_in_numbered("g", "l", level.link, parent_table, level.parent_link, exempt, params)
+            )
+        held = _numbered([tuple(row[k] for k in level.key) for row in state[index].rows] for state in states)
+        if held:
+            conditions.append(self._not_in_numbered("g", "l", level.key, table, level.key, held, params))
+        statement = sql.SQL(
+            "DELETE FROM {table} AS l USING ({governed}) AS g ({names}) WHERE {conditions}"
+        ).format(
+            table=table_identifier(level.table),
+            governed=governed,
+            names=sql.SQL(", ").join(sql.Identifier(c) for c in ["n", *parents]),
+            conditions=sql.SQL(" AND ").join(conditions),
+        )
+        return statement, params
+
+    def _governing_parents(
+        self,
+        conn: psycopg.Connection[Any],
+        levels: tuple[TableLevel, ...],
+        group: list[DocumentRows],
+        states: list[list[LevelRows]],
+        index: int,
+        params: list[Any],
+    ) -> sql.Composable:
+        """(document number, parent's link values) of the parents whose rows of level `index`
+        the documents govern: as the source holds them now (joined from each document's root
+        row, skipping parents under an exempt one), and those the documents carry."""
+        level = levels[index]
+        chain = [level.parent]
+        while levels[chain[-1]].parent != -1:
+            chain.append(levels[chain[-1]].parent)
+        chain.reverse()  # root first
+        root_key = list(group[0].root_key)
+        names = ["n", *(f"k{i}" for i in range(len(root_key)))]
+        roots = [(n, *(d.root_key[k] for k in root_key)) for n, d in enumerate(group)]
+        documents = self._unnest_numbered(self._table(conn, levels[0].table), root_key, roots, params)
+        joins: list[sql.Composable] = [
+            sql.SQL("JOIN {} AS p0 ON {}").format(
+                table_identifier(levels[0].table),
+                sql.SQL(" AND ").join(
+                    sql.SQL("{} = {}").format(_ref("p0", k), _ref("d", c))
+                    for k, c in zip(root_key, names[1:], strict=True)
+                ),
+            )
+        ]
+        where: list[sql.Composable] = []
+        for depth, hop_index in enumerate(chain[1:], start=1):
+            hop = levels[hop_index]
+            alias = f"p{depth}"
+            joins.append(
+                sql.SQL("JOIN {} AS {} ON {}").format(
+                    table_identifier(hop.table),
+                    sql.Identifier(alias),
+                    sql.SQL(" AND ").join(
+                        sql.SQL("{} = {}").format(_ref(alias, c), _ref(f"p{depth - 1}", p)) for c, p in hop.on
+                    ),
+                )
+            )
+            exempt = _numbered(state[hop_index].exempt for state in states)
+            if exempt:
+                hop_table = self._table(conn, hop.table)
+                where.append(self._not_in_numbered("d", alias, hop.link, hop_table, hop.link, exempt, params))
+        source = sql.SQL("SELECT {n}, {cols} FROM {documents} AS d ({names}) {joins}{where}").format(
+            n=_ref("d", "n"),
+            cols=sql.SQL(", ").join(_ref(f"p{len(chain) - 1}", p) for p in level.parent_link),
+            documents=documents,
+            names=sql.SQL(", ").join(sql.Identifier(c) for c in names),
+            joins=sql.SQL(" ").join(joins),
+            where=sql.SQL(" WHERE {}").format(sql.SQL(" AND ").join(where)) if where else sql.SQL(""),
+        )
+        carried = _numbered(state[index].carried for state in states)
+        if not carried:
+            return source
+        parent_table = self._table(conn, levels[level.parent].table)
+        return sql.SQL("{} UNION SELECT * FROM {}").format(
+            source, self._unnest_numbered(parent_table, level.parent_link, carried, params)
+        )
+
+    def _not_in_numbered(
+        self,
+        numbered: str,
+        alias: str,
+        columns: Sequence[str],
+        table: _Table,
+        typed_as: Sequence[str],
+        values: list[tuple[Any, ...]],
+        params: list[Any],
+    ) -> sql.Composable:
+        """`(numbered.n, alias.columns) NOT IN (the numbered values)`, the values typed as
+        `table`'s `typed_as` columns."""
+        return sql.SQL("({}, {}) NOT IN (SELECT * FROM {})").format(
+            _ref(numbered, "n"),
+            sql.SQL(", ").join(_ref(alias, c) for c in columns),
+            self._unnest_numbered(table, typed_as, values, params),
+        )
+
+    @staticmethod
+    def _unnest_numbered(
+        table: _Table, columns: Sequence[str], values: Sequence[tuple[Any, ...]], params: list[Any]
+    ) -> sql.Composable:
+        """`unnest(%s::int4[], %s::t1[], ...)`: (document number, the columns' values) rows, one
+        array parameter per column."""
+        params.append([v[0] for v in values])
+        for i, _ in enumerate(columns, start=1):
+            params.append([v[i] for v in values])
+        return sql.SQL("unnest(%s::int4[], {})").format(
+            sql.SQL(", ").join(
+                sql.SQL("%s::{}[]").format(sql.SQL(table.columns[c].sql_type)) for c in columns
+            )
+        )
+
+    def _upsert(self, table: _Table, level: TableLevel, columns: tuple[str, ...], rows: int) -> sql.Composed:
+        """The upsert of `rows` rows of these columns (a multi-row VALUES list)."""
+        cache_key = ("upsert", level, columns, rows)
         cached = self._statements.get(cache_key)
         if cached is not None:
             return cached
-        statement = self._build_upsert(table, level, columns)
+        if len(self._statements) >= _STATEMENT_CACHE:
+            self._statements.clear()  # row counts vary: keep the cache bounded
+        statement = self._build_upsert(table, level, columns, rows)
         self._statements[cache_key] = statement
         return statement
 
-    def _build_upsert(self, table: _Table, level: TableLevel, columns: tuple[str, ...]) -> sql.Composed:
+    def _build_upsert(
+        self, table: _Table, level: TableLevel, columns: tuple[str, ...], rows: int
+    ) -> sql.Composed:
         arbiter = table.arbiter(level.key)
         missing = [k for k in arbiter if k not in columns]
         if missing:
@@ -487,12 +742,15 @@ class ReverseWriter:
             else sql.SQL("")
         )
         if updates and any(c.required and c.name not in columns for c in table.columns.values()):
-            return self._update_or_insert(table, arbiter, columns, updates, equivalent, overriding)
-        insert = sql.SQL("INSERT INTO {table} AS cur ({columns}){overriding} VALUES ({values})").format(
+            return self._update_or_insert(table, arbiter, columns, updates, equivalent, overriding, rows)
+        # Directly in INSERT, each VALUES row is assigned to the columns as a single row would be
+        # (parameters take the columns' types; no cast that could cut a value to a type modifier).
+        row = sql.SQL("({})").format(sql.SQL(", ").join(sql.Placeholder() * len(columns)))
+        insert = sql.SQL("INSERT INTO {table} AS cur ({columns}){overriding} VALUES {values}").format(
             table=table_identifier(table.name),
             columns=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
             overriding=overriding,
-            values=sql.SQL(", ").join(sql.Placeholder() * len(columns)),
+            values=sql.SQL(", ").join([row] * rows),
         )
         if not updates:
             return sql.SQL("{} ON CONFLICT ({}) DO NOTHING").format(
@@ -532,14 +790,18 @@ class ReverseWriter:
         updates: list[str],
         equivalent: Mapping[str, str],
         overriding: sql.Composable,
+        rows: int,
     ) -> sql.Composed:
         """For a table with a NOT NULL column (no default) the rows do not carry (excluded, or not
         mapped): PostgreSQL checks NOT NULL on the row an INSERT proposes before ON CONFLICT
         looks for the existing one, so an upsert of a stored row would fail. Update the stored
         row, and insert only a row that is not there (which then fails, rightly, naming the
         column). One statement, one snapshot; it returns a row per row written (the count)."""
-        given = sql.SQL(", ").join(
-            sql.SQL("{}::{}").format(sql.Placeholder(), sql.SQL(table.columns[c].sql_type)) for c in columns
+        given = sql.SQL("({})").format(
+            sql.SQL(", ").join(
+                sql.SQL("{}::{}").format(sql.Placeholder(), sql.SQL(table.columns[c].sql_type))
+                for c in columns
+            )
         )
         names = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
         new = {c: self._new_value(table.columns[c], equivalent.get(c), "v") for c in updates}
@@ -547,7 +809,7 @@ class ReverseWriter:
             sql.SQL("{} = v.{}").format(_ref("cur", c), sql.Identifier(c)) for c in arbiter
         )
         return sql.SQL(
-            "WITH v ({names}) AS (VALUES ({given})), "
+            "WITH v ({names}) AS (VALUES {given}), "
             "upd AS (UPDATE {table} AS cur SET {assignments} FROM v WHERE {match} "
             "AND ROW({old}) IS DISTINCT FROM ROW({new}) RETURNING 1), "
             "ins AS (INSERT INTO {table} ({names}){overriding} SELECT {names} FROM v "
@@ -555,7 +817,7 @@ class ReverseWriter:
             "SELECT 1 FROM upd UNION ALL SELECT 1 FROM ins"
         ).format(
             names=names,
-            given=given,
+            given=sql.SQL(", ").join([given] * rows),
             table=table_identifier(table.name),
             assignments=sql.SQL(", ").join(
                 sql.SQL("{} = {}").format(sql.Identifier(c), new[c]) for c in updates

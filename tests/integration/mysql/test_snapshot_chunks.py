@@ -10,8 +10,7 @@ import pytest
 
 from migrator.adapters.base import LevelRead
 from migrator.adapters.mysql import MysqlSource
-from tests.integration.mysql.test_snapshot_values import column_info
-from tests.support.mariadb import connect
+from tests.support.mariadb import column_info, connect
 
 
 def _read_chunks(

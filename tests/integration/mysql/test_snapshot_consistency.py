@@ -12,8 +12,7 @@ from migrator.adapters.base import LevelRead
 from migrator.adapters.mysql import MysqlSource
 from migrator.adapters.mysql.connection import MysqlEndpoint as Endpoint
 from migrator.adapters.mysql.snapshot import SnapshotExport, position_value
-from tests.integration.mysql.test_snapshot_values import column_info
-from tests.support.mariadb import connect
+from tests.support.mariadb import column_info, connect
 
 LEVEL = LevelRead(
     path=(),
@@ -144,8 +143,6 @@ def test_a_reader_behind_the_export_is_refused(mysql_url: str) -> None:
 
 
 def test_a_timestamp_key_named_by_its_millisecond_finds_its_rows(mysql_url: str) -> None:
-    from tests.integration.mysql.test_snapshot_values import column_info
-
     with connect(mysql_url) as conn, conn.cursor() as cur:
         cur.execute("CREATE TABLE ev (at TIMESTAMP(6) NOT NULL PRIMARY KEY, v INT)")
         cur.execute("INSERT INTO ev VALUES ('2020-01-02 03:04:05.123456', 1), ('2020-01-02 03:04:05.124', 2)")

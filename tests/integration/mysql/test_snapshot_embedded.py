@@ -11,8 +11,7 @@ import pytest
 
 from migrator.adapters.base import JoinHop, LevelRead
 from migrator.adapters.mysql import MysqlSource, readers
-from tests.integration.mysql.test_snapshot_values import column_info
-from tests.support.mariadb import connect
+from tests.support.mariadb import column_info, connect
 
 PARENTS = list(range(1, 8))
 LABELS = ["b", "B", "a", "é"]  # binary order: 'B' < 'a' < 'b' < 'é'

@@ -10,7 +10,7 @@ from bson.int64 import Int64
 
 from migrator.adapters.base import ColumnInfo, LevelRead
 from migrator.adapters.mysql import MysqlSource
-from tests.support.mariadb import connect
+from tests.support.mariadb import column_info, connect
 
 UTC = datetime.UTC
 
@@ -111,22 +111,6 @@ EXPECTED_2 = (
     "00:00:00.000000",
     1901,
 )
-
-
-def column_info(name: str, type_name: str, kind: str, position: int = 1) -> ColumnInfo:
-    element = "text" if kind == "array" else None
-    scale = 2 if type_name == "numeric" else None
-    return ColumnInfo(
-        name=name,
-        type_name=type_name,
-        type_kind=kind,
-        element_type=element,
-        element_kind="base" if element else None,
-        nullable=True,
-        numeric_precision=10 if scale else None,
-        numeric_scale=scale,
-        position=position,
-    )
 
 
 def all_columns() -> tuple[ColumnInfo, ...]:
