@@ -23,7 +23,8 @@ from migrator.adapters.base import (
 )
 from migrator.adapters.mysql import MysqlSource
 from migrator.errors import ConnectionFailed, SourceError, TerminalError
-from tests.integration.mysql.binlog_support import (
+from tests.support.mariadb import connect
+from tests.support.mysql_binlog import (
     SLOT,
     database,
     execute,
@@ -32,7 +33,6 @@ from tests.integration.mysql.binlog_support import (
     read_until_idle,
     reading,
 )
-from tests.support.mariadb import connect
 
 TYPES_DDL = """CREATE TABLE every_type (
     id INT PRIMARY KEY,
