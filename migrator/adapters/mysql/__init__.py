@@ -26,11 +26,15 @@ from migrator.adapters.base import (
     SourceInfo,
 )
 from migrator.adapters.mysql import keys, routing, server_checks
+from migrator.adapters.mysql.binlog_link import BinlogEndpoint
+from migrator.adapters.mysql.capture import BinlogCapture, SlotStream, confirm
 from migrator.adapters.mysql.connection import MysqlEndpoint
 from migrator.adapters.mysql.fence import LockFence
 from migrator.adapters.mysql.inspect import MysqlInspector
 from migrator.adapters.mysql.load import SourceLoad
 from migrator.adapters.mysql.lookup import KeyLookup
+from migrator.adapters.mysql.monitor import BinlogMonitor
+from migrator.adapters.mysql.positions import BinlogPositions
 from migrator.adapters.mysql.readers import (
     Coordinator,
     LinkedReader,
@@ -40,6 +44,7 @@ from migrator.adapters.mysql.readers import (
 )
 from migrator.adapters.mysql.reverse_checkpoint import stored_checkpoint
 from migrator.adapters.mysql.reverse_writer import ReverseWriter
+from migrator.adapters.mysql.schema_watch import BinlogSchemaWatch
 from migrator.adapters.mysql.shapes import read_shapes
 from migrator.adapters.mysql.snapshot import SnapshotExport
 from migrator.adapters.mysql.table_rows import read_rows
@@ -66,6 +71,8 @@ class MysqlSource:
     def __init__(self, url: str) -> None:
         self.endpoint = MysqlEndpoint(url)  # keeps the password out of every text
         self._inspecting: MysqlInspector | None = None  # its own connection, opened on first use
+        # The binlog section's view of the same endpoint (binlog_link.py).
+        self._binlog_endpoint = BinlogEndpoint(url)
 
     # ---------------------------------------------------------------------------------------------
     # Connection, inspection and preflight (connection.py, errors.py, inspect.py, types.py,
@@ -186,18 +193,24 @@ class MysqlSource:
     # The binlog: positions, capture setup, the change stream, its monitor and schema checks
     # (positions.py, binlog.py, capture.py, monitor.py, schema_watch.py).
 
-    positions: ClassVar[Positions]  # set by positions.py
+    positions: ClassVar[Positions] = BinlogPositions()
 
-    def capture_setup(self) -> Any:
-        raise _todo("set change capture up")
+    def _binlog(self) -> BinlogEndpoint:
+        return self._binlog_endpoint
 
-    def monitor(self) -> Any:
-        raise _todo("monitor the binlog")
+    def capture_setup(self) -> BinlogCapture:
+        return BinlogCapture(self._binlog())
+
+    def monitor(self) -> BinlogMonitor:
+        return BinlogMonitor(self._binlog())
 
     def change_stream(
         self, slot: str, publication: str, start: int, *, poll_changes: int | None = None
-    ) -> Any:
-        raise _todo("stream the binlog")
+    ) -> SlotStream:
+        """The binlog from `start` (poll_changes: a binlog is always streamed, as a replica reads it)."""
+        endpoint = self._binlog()
+        confirm(endpoint.name, slot, start)
+        return SlotStream(endpoint, start, slot)
 
     def schema_watch(
         self,
@@ -206,8 +219,8 @@ class MysqlSource:
         mapped: MappedColumns,
         host: SchemaHost,
         recorded: Callable[[], Any],
-    ) -> Any:
-        raise _todo("watch schema changes")
+    ) -> BinlogSchemaWatch:
+        return BinlogSchemaWatch(self._binlog(), publication, source_info, mapped, host, recorded)
 
     # ---------------------------------------------------------------------------------------------
     # Cutover, reverse sync and the switch (fence.py, reverse_writer.py, routing.py, load.py).

@@ -1,0 +1,195 @@
+"""The binlog read as typed change events in commit order (adapters/base.py ChangeEvents;
+docs/architecture.md, "Change capture from the binlog").
+
+A transaction in the binlog is written whole at its commit: a GTID event (MariaDB; MySQL: GTID
+then a BEGIN query), its row events (each after the table map of its table), and an XID event
+(a COMMIT query for a non-transactional engine). DDL is a GTID event and one query.
+
+- TransactionBegun is handed over at the first change of a mapped table (or marker) in a
+  transaction, with the position where the transaction starts: the binlog says where a
+  transaction commits only at its end. A transaction with nothing mapped hands over nothing but,
+  now and then, a Keepalive at its end (so that the consumer's work between messages runs and
+  what it acknowledges moves on while the source writes only other tables).
+- TransactionCommitted carries the XID event's start (commit_position) and end (end_position:
+  where a resumed stream starts) and the commit time (the event's timestamp, whole seconds).
+- Every row of a rows event is a Change of its own, as it arrives: nothing is held per
+  transaction, so a transaction of any size streams in bounded memory (adapters/mysql/binlog.py).
+- A row written to the markers table is a Marker (capture.py), never a Change.
+- A query on a mapped table is asked of the schema checks: TRUNCATE is a Truncated event, other
+  DDL stops the run naming table and statement (schema_watch.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from pymysqlreplication.event import GtidEvent, HeartbeatLogEvent, MariadbGtidEvent, QueryEvent, XidEvent
+from pymysqlreplication.row_event import DeleteRowsEvent, RowsEvent, UpdateRowsEvent, WriteRowsEvent
+
+from migrator.adapters.base import (
+    Change,
+    ChangeEvent,
+    Idle,
+    Keepalive,
+    Marker,
+    Received,
+    TransactionBegun,
+    TransactionCommitted,
+    Truncated,
+)
+from migrator.adapters.mysql.binlog import BinlogStream
+from migrator.adapters.mysql.binlog_values import RowConverter
+
+KEEPALIVE_EVERY_S = 0.5  # at most this often for transactions with nothing mapped
+RECEIVED = Received()
+_TRANSACTION_CONTROL = frozenset(
+    {"BEGIN", "COMMIT", "ROLLBACK", "XA START", "XA END", "XA PREPARE", "XA COMMIT"}
+)
+
+
+class Statements(Protocol):
+    """What the schema checks make of a query event (schema_watch.py)."""
+
+    def statement(self, schema: str, query: str) -> tuple[str, ...]:
+        """The mapped tables a TRUNCATE empties; raises for other DDL on a mapped table."""
+        ...
+
+
+class BinlogReader:
+    """Reads a BinlogStream as typed events (see the module's docstring). `tables`: the mapped
+    tables (schema.table) and their rows' converters; `markers`: the markers table
+    (schema.table); `applied`: the position before which everything is applied (transactions
+    that began before it are skipped)."""
+
+    def __init__(
+        self,
+        stream: BinlogStream,
+        tables: Mapping[str, RowConverter],
+        markers: str,
+        statements: Statements,
+        *,
+        applied: Callable[[], int],
+    ) -> None:
+        self.stream = stream
+        self._tables = tables
+        self._markers = markers
+        self._statements = statements
+        self._applied = applied
+        self.in_transaction = False  # a TransactionBegun was handed over, its end not yet
+        self._begin = stream.start  # where the transaction being read starts
+        self._last = stream.start  # end of the last event read
+        self._gtid_end = -1  # end of the last GTID event (a BEGIN right after it starts nothing new)
+        self._skip = False
+        self._last_keepalive = 0.0
+
+    @property
+    def in_stream(self) -> bool:
+        return False  # the binlog holds committed transactions only
+
+    @property
+    def streams_pending(self) -> bool:
+        return False
+
+    def events(self, wait_s: float) -> Iterator[ChangeEvent]:
+        for item in self.stream.items(wait_s):
+            if isinstance(item, Idle):
+                yield item
+                continue
+            event, end = item
+            start, self._last = self._last, end
+            if isinstance(event, RowsEvent):
+                yield from self._rows(event)
+            elif isinstance(event, XidEvent):
+                yield self._commit(start, end, event.timestamp)
+            elif isinstance(event, MariadbGtidEvent | GtidEvent):
+                self._begin, self._gtid_end = start, end
+            elif isinstance(event, QueryEvent):
+                yield from self._query(event, start, end)
+            elif isinstance(event, HeartbeatLogEvent):
+                # The server had nothing more to send: everything before is received.
+                yield Keepalive(end)
+            else:
+                yield RECEIVED  # a rotation
+
+    def _begun(self) -> TransactionBegun | None:
+        if self.in_transaction:
+            return None
+        self.in_transaction = True
+        self._skip = self._begin < self._applied()
+        return TransactionBegun(self._begin)
+
+    def _rows(self, event: RowsEvent) -> Iterator[ChangeEvent]:
+        table = f"{event.schema}.{event.table}"
+        if table == self._markers:
+            if isinstance(event, WriteRowsEvent):
+                begun = self._begun()
+                if begun is not None:
+                    yield begun
+                for row in event.rows:
+                    values = row["values"]
+                    content = values.get("content")
+                    yield Marker(
+                        str(values.get("prefix")), content.encode() if isinstance(content, str) else content
+                    )
+            return
+        converter = self._tables.get(table)
+        if converter is None:
+            return
+        begun = self._begun()
+        if begun is not None:
+            yield begun
+        if self._skip:
+            yield RECEIVED
+            return
+        if isinstance(event, WriteRowsEvent):
+            for row in event.rows:
+                yield Change(table, "insert", None, converter.row(row["values"], row.get("none_sources")))
+        elif isinstance(event, UpdateRowsEvent):
+            for row in event.rows:
+                old = converter.row(row["before_values"], row.get("before_none_sources"))
+                new = converter.row(row["after_values"], row.get("after_none_sources"))
+                yield Change(table, "update", old, new)
+        elif isinstance(event, DeleteRowsEvent):
+            for row in event.rows:
+                yield Change(table, "delete", converter.row(row["values"], row.get("none_sources")), None)
+
+    def _commit(self, start: int, end: int, timestamp: int) -> ChangeEvent:
+        if not self.in_transaction:
+            return self._between(end)
+        self.in_transaction = False
+        return TransactionCommitted(start, end, datetime.fromtimestamp(timestamp, UTC), self._skip)
+
+    def _between(self, end: int) -> ChangeEvent:
+        """The end of a transaction with nothing mapped."""
+        now = time.monotonic()
+        if now - self._last_keepalive >= KEEPALIVE_EVERY_S:
+            self._last_keepalive = now
+            return Keepalive(end)
+        return RECEIVED
+
+    def _query(self, event: QueryEvent, start: int, end: int) -> Iterator[ChangeEvent]:
+        query = _text(event.query).strip()
+        word = query.upper().rstrip(";")
+        if word in _TRANSACTION_CONTROL or word.startswith("XA "):
+            if word == "BEGIN" and self._gtid_end != start:
+                self._begin = start  # a BEGIN without a GTID event before it starts the transaction
+            elif word == "COMMIT":
+                yield self._commit(start, end, event.timestamp)
+            return
+        truncated = self._statements.statement(_text(event.schema), query)
+        if not truncated:
+            yield self._between(end)
+            return
+        begun = self._begun()
+        if begun is not None:
+            yield begun
+        if not self._skip:
+            yield Truncated(truncated)
+        yield self._commit(start, end, event.timestamp)
+
+
+def _text(value: Any) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value or "")
