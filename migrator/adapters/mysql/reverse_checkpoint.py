@@ -4,13 +4,14 @@ the forward stream (docs/architecture.md, "Reverse sync and echo prevention").
 One migrator-owned table in the source database, never mapped (so never in the forward stream's
 changes), one row per plan:
 
-    _migrator_reverse(plan VARCHAR(255) PRIMARY KEY, resume_token LONGBLOB (BSON), cluster_time
+    _migrator_reverse(plan VARCHAR(255) PRIMARY KEY, origin VARCHAR(255), resume_token LONGBLOB (BSON), cluster_time
                       BIGINT, cluster_at DATETIME(6), events BIGINT, writes BIGINT, updated_at)
 
 Every reverse transaction writes the plan's row FIRST (`mark`): the checkpoint it commits with,
 and `writes` counted up, so that the row changes, and the binlog holds a row event of this table
 at the head of every transaction of reverse sync. The forward stream skips a transaction whose
-first row event is on `_migrator_reverse` (REVERSE_TABLE).
+first row event is on `_migrator_reverse` (REVERSE_TABLE) and names the origin it was told to skip
+(binlog_events.py).
 """
 
 # ruff: noqa: S608 (identifiers are quoted with quote()/table_sql() or constants; values are parameters)
@@ -32,27 +33,29 @@ _NO_SUCH_TABLE = 1146
 
 CREATE_SQL = (
     f"CREATE TABLE IF NOT EXISTS `{REVERSE_TABLE}` (plan VARCHAR(255) NOT NULL PRIMARY KEY, "
-    "resume_token LONGBLOB NULL, cluster_time BIGINT NULL, cluster_at DATETIME(6) NULL, "
+    "origin VARCHAR(255) NOT NULL DEFAULT '', resume_token LONGBLOB NULL, cluster_time BIGINT NULL, cluster_at DATETIME(6) NULL, "
     "events BIGINT NOT NULL DEFAULT 0, writes BIGINT NOT NULL DEFAULT 0, "
     "updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB CHARACTER SET utf8mb4"
 )
 _MARK = (
-    f"INSERT INTO `{REVERSE_TABLE}` (plan, writes, updated_at) VALUES (%s, 1, CURRENT_TIMESTAMP(6)) "
-    "ON DUPLICATE KEY UPDATE writes = writes + 1, updated_at = VALUES(updated_at)"
+    f"INSERT INTO `{REVERSE_TABLE}` (plan, origin, writes, updated_at) VALUES (%s, %s, 1, CURRENT_TIMESTAMP(6)) "
+    "ON DUPLICATE KEY UPDATE origin = VALUES(origin), writes = writes + 1, updated_at = VALUES(updated_at)"
 )
 _MARK_WITH_CHECKPOINT = (
-    f"INSERT INTO `{REVERSE_TABLE}` (plan, resume_token, cluster_time, cluster_at, events, writes, updated_at) "
-    "VALUES (%s, %s, %s, %s, %s, 1, CURRENT_TIMESTAMP(6)) ON DUPLICATE KEY UPDATE "
+    f"INSERT INTO `{REVERSE_TABLE}` (plan, origin, resume_token, cluster_time, cluster_at, events, "
+    "writes, updated_at) VALUES (%s, %s, %s, %s, %s, %s, 1, CURRENT_TIMESTAMP(6)) ON DUPLICATE KEY UPDATE "
+    "origin = VALUES(origin), "
     "resume_token = VALUES(resume_token), cluster_time = VALUES(cluster_time), "
     "cluster_at = VALUES(cluster_at), events = VALUES(events), writes = writes + 1, "
     "updated_at = VALUES(updated_at)"
 )
 
 
-def mark(cur: Any, plan: str, checkpoint: ReverseCheckpoint | None) -> None:
-    """The first statement of every reverse transaction: the plan's row, with `checkpoint`."""
+def mark(cur: Any, plan: str, origin: str, checkpoint: ReverseCheckpoint | None) -> None:
+    """The first statement of every reverse transaction: the plan's row, naming the writer's
+    `origin` (what the forward stream skips), with `checkpoint`."""
     if checkpoint is None:
-        cur.execute(_MARK, [plan])
+        cur.execute(_MARK, [plan, origin])
         return
     cluster_at = None
     if checkpoint.cluster_time is not None:
@@ -61,7 +64,14 @@ def mark(cur: Any, plan: str, checkpoint: ReverseCheckpoint | None) -> None:
         )
     cur.execute(
         _MARK_WITH_CHECKPOINT,
-        [plan, bson.encode(checkpoint.resume_token), checkpoint.cluster_time, cluster_at, checkpoint.events],
+        [
+            plan,
+            origin,
+            bson.encode(checkpoint.resume_token),
+            checkpoint.cluster_time,
+            cluster_at,
+            checkpoint.events,
+        ],
     )
 
 

@@ -44,7 +44,7 @@ class ReverseWriter:
     ) -> None:
         self._endpoint = endpoint
         self._plan = plan_name
-        self.origin = origin  # named for the protocol; the mark is the checkpoint row (module doc)
+        self.origin = origin  # written in the mark: the forward stream skips what names it
         self._lock_timeout_ms = lock_timeout_ms
         self._conn: Any = None
         self._mariadb = True
@@ -134,7 +134,7 @@ class ReverseWriter:
         try:
             conn.begin()
             with conn.cursor() as cur:
-                reverse_checkpoint.mark(cur, self._plan, checkpoint)  # first: the echo mark
+                reverse_checkpoint.mark(cur, self._plan, self.origin, checkpoint)  # first: the echo mark
                 for document, group in parts:
                     for table, statement, params in self._statements(group):
                         try:
