@@ -42,6 +42,7 @@ def _schema(url: str) -> None:
 
 def _rows(url: str, query: str) -> list[tuple[Any, ...]]:
     with connect(url) as conn, conn.cursor() as cur:
+        cur.execute("SET time_zone = '+00:00'")  # TIMESTAMP read as the UTC instant it stores
         cur.execute(query)
         return [tuple(r) for r in cur.fetchall()]
 
