@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from migrator.adapters.mysql.reading import quote, table_sql
@@ -27,6 +28,17 @@ from migrator.adapters.rows import DocumentRows, LevelRows, TableLevel
 from migrator.errors import SourceError
 
 Statement = tuple[str, list[Any]]
+
+
+@dataclass(frozen=True)
+class Guarded:
+    """`then` runs only when `check` finds no row (a row's INSERT where it is not stored)."""
+
+    check: Statement
+    then: Statement
+
+
+Step = Statement | Guarded
 ROWS_PER_STATEMENT = 500
 
 
@@ -145,9 +157,7 @@ def new_value(table: WriteTable, column: str, equivalence: str | None, mariadb: 
     return f"IF({same}, {cur}, {new})"
 
 
-def level_upserts(
-    level: TableLevel, table: WriteTable, held: list[LevelRows], mariadb: bool
-) -> list[Statement]:
+def level_upserts(level: TableLevel, table: WriteTable, held: list[LevelRows], mariadb: bool) -> list[Step]:
     """The rows the documents hold at one level, as multi-row upserts per set of columns."""
     arbiter = table.arbiter(level.key)
     latest: dict[Any, tuple[tuple[str, ...], dict[str, Any]]] = {}
@@ -165,7 +175,7 @@ def level_upserts(
     by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for columns, row in latest.values():
         by_columns.setdefault(columns, []).append(row)
-    out: list[Statement] = []
+    out: list[Step] = []
     equivalent: dict[str, str] = dict(level.equivalent)
     for columns, group in by_columns.items():
         updates = [c for c in columns if c not in arbiter]
@@ -208,13 +218,14 @@ def _update_or_insert(
     rows: list[dict[str, Any]],
     equivalent: dict[str, str],
     mariadb: bool,
-) -> list[Statement]:
+) -> list[Step]:
     """For a table with a NOT NULL column (no default) the rows do not carry: the server refuses
-    an INSERT without it before ON DUPLICATE KEY looks for the stored row (errno 1364), so update
-    the stored row, and insert only a row that is not there (which then fails, rightly, naming
-    the column)."""
-    out: list[Statement] = []
+    an INSERT without it (errno 1364) before ON DUPLICATE KEY looks for the stored row, and an
+    INSERT ... SELECT even when it selects nothing. So update the stored row, and insert a row
+    only where it is not stored (which then fails, rightly, naming the column)."""
+    out: list[Step] = []
     match = " AND ".join(f"{quote(k)} <=> %s" for k in arbiter)
+    names = ", ".join(quote(c) for c in columns)
     for row in rows:
         values = {c: write_value(table.columns[c], row[c]) for c in columns}
         key = [values[k] for k in arbiter]
@@ -225,12 +236,9 @@ def _update_or_insert(
             params.extend([values[c]] * expression.count("%s"))
             sets.append(f"{quote(c)} = {expression}")
         out.append((f"UPDATE {table_sql(table.name)} SET {', '.join(sets)} WHERE {match}", params + key))
-        names = ", ".join(quote(c) for c in columns)
-        out.append(
-            (
-                f"INSERT INTO {table_sql(table.name)} ({names}) SELECT {', '.join(['%s'] * len(columns))} "
-                f"FROM DUAL WHERE NOT EXISTS (SELECT 1 FROM {table_sql(table.name)} WHERE {match})",
-                [values[c] for c in columns] + key,
-            )
+        insert = (
+            f"INSERT INTO {table_sql(table.name)} ({names}) VALUES ({', '.join(['%s'] * len(columns))})",
+            [values[c] for c in columns],
         )
+        out.append(Guarded((f"SELECT 1 FROM {table_sql(table.name)} WHERE {match} FOR UPDATE", key), insert))
     return out

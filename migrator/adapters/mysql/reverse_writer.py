@@ -136,9 +136,9 @@ class ReverseWriter:
             with conn.cursor() as cur:
                 reverse_checkpoint.mark(cur, self._plan, self.origin, checkpoint)  # first: the echo mark
                 for document, group in parts:
-                    for table, statement, params in self._statements(group):
+                    for table, step in self._statements(group):
                         try:
-                            written += cur.execute(statement, params)
+                            written += _execute(cur, step)
                         except pymysql.MySQLError as exc:
                             if document is None:
                                 raise
@@ -170,31 +170,41 @@ class ReverseWriter:
             self._tables[name] = table
         return table
 
-    def _statements(self, documents: Sequence[DocumentRows]) -> list[tuple[str, str, list[Any]]]:
+    def _statements(self, documents: Sequence[DocumentRows]) -> list[tuple[str, reverse_sql.Step]]:
         """(table, statement, parameters) per collection: per level deepest first the rows each
         document no longer holds, the deleted documents' root rows, then upserts parents first."""
         groups: dict[tuple[str, tuple[TableLevel, ...]], list[DocumentRows]] = {}
         for document in documents:
             groups.setdefault((document.collection, document.levels), []).append(document)
-        out: list[tuple[str, str, list[Any]]] = []
+        out: list[tuple[str, reverse_sql.Step]] = []
         for (_, levels), group in groups.items():
             for index in range(len(levels) - 1, 0, -1):
                 for document in group:
                     out.append(
-                        (levels[index].table, *reverse_sql.delete_children(document, index, self._table))
+                        (levels[index].table, reverse_sql.delete_children(document, index, self._table))
                     )
             gone = [d.root_key for d in group if d.state is None]
             if gone:
                 root = levels[0]
-                out.append((root.table, *reverse_sql.delete_roots(root, self._table(root.table), gone)))
+                out.append((root.table, reverse_sql.delete_roots(root, self._table(root.table), gone)))
             for index, level in enumerate(levels):
                 held = [d.state[index] for d in group if d.state is not None]
                 if any(rows.rows for rows in held):
                     for statement in reverse_sql.level_upserts(
                         level, self._table(level.table), held, self._mariadb
                     ):
-                        out.append((level.table, *statement))
+                        out.append((level.table, statement))
         return out
+
+
+def _execute(cur: Any, step: reverse_sql.Step) -> int:
+    """Run one step; the rows it wrote."""
+    if isinstance(step, reverse_sql.Guarded):
+        cur.execute(*step.check)
+        if cur.fetchone() is not None:
+            return 0
+        step = step.then
+    return int(cur.execute(*step))
 
 
 class _Failed(Exception):

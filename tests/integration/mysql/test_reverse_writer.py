@@ -9,10 +9,12 @@ import json
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from bson.int64 import Int64
 
 from migrator.adapters.mysql import MysqlSource
 from migrator.adapters.rows import DocumentRows, LevelRows, ReverseCheckpoint, TableLevel
+from migrator.errors import SourceError
 from tests.support.mariadb import connect
 
 UTC = datetime.UTC
@@ -267,3 +269,57 @@ def test_the_checkpoint_row_leads_every_reverse_transaction_in_the_binlog(mysql_
         [f"{database}._migrator_reverse", f"{database}.customers", f"{database}.orders", f"{database}.items"],
         [f"{database}._migrator_reverse", f"{database}.items"],
     ]
+
+
+def test_a_not_null_column_the_rows_do_not_carry_updates_and_refuses_a_new_row(mysql_url: str) -> None:
+    """`code` is NOT NULL without a default and not mapped: a stored row is updated; a new row
+    cannot be inserted, and the error names the document, the table and errno 1364's cause."""
+    with connect(mysql_url) as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE p (id INT PRIMARY KEY, code VARCHAR(5) NOT NULL, v INT)")
+        cur.execute("INSERT INTO p VALUES (1, 'X', 1)")
+    level = (TableLevel("p", ("id",)),)
+    writer = MysqlSource(mysql_url).reverse_writer("nn", "o")
+    writer.setup()
+    try:
+        writer.apply([DocumentRows("p", 1, level, {"id": 1}, [LevelRows(rows=[{"id": 1, "v": 2}])])], None)
+        assert _rows(mysql_url, "SELECT id, code, v FROM p") == [(1, "X", 2)]
+        with pytest.raises(SourceError) as caught:
+            writer.apply(
+                [
+                    DocumentRows("p", 1, level, {"id": 1}, [LevelRows(rows=[{"id": 1, "v": 3}])]),
+                    DocumentRows("p", 9, level, {"id": 9}, [LevelRows(rows=[{"id": 9, "v": 9}])]),
+                ],
+                ReverseCheckpoint({"_data": "09"}, None, 9),
+            )
+        assert "document _id 9 of collection 'p'" in caught.value.message
+        assert "to p" in caught.value.message
+        assert caught.value.hint is not None and "NOT NULL" in caught.value.hint
+        # Nothing of the failed batch was written, its checkpoint neither.
+        assert _rows(mysql_url, "SELECT id, code, v FROM p") == [(1, "X", 2)]
+        assert writer.checkpoint() is None
+    finally:
+        writer.close()
+
+
+def test_a_foreign_key_refusal_names_the_document(mysql_url: str) -> None:
+    _schema(mysql_url)
+    orphan = DocumentRows(
+        "customers",
+        5,
+        LEVELS[:2],
+        {"id": 5},
+        [
+            LevelRows(rows=[{"id": 5, "name": "E"}]),
+            LevelRows(rows=[{"id": 50, "customer_id": 6}], carried=[(5,)]),
+        ],
+    )
+    writer = MysqlSource(mysql_url).reverse_writer("fk", "o")
+    writer.setup()
+    try:
+        with pytest.raises(SourceError) as caught:
+            writer.apply([orphan], None)
+        assert "document _id 5 of collection 'customers'" in caught.value.message
+        assert "1452" in caught.value.message
+    finally:
+        writer.close()
+    assert _rows(mysql_url, "SELECT id FROM customers") == []
