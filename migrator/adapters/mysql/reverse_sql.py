@@ -2,10 +2,11 @@
 (docs/architecture.md, "Reverse sync and echo prevention"). Pure: they take the tables' facts
 (reverse_tables.py) and give (SQL, parameters) with PyMySQL's %s placeholders.
 
-- Deletes, deepest level first, one statement per document and level: the rows of the level that
-  belong to the document (linked to its root row through their parents as the source holds them
-  now, or to a parent the document now holds) and that it no longer holds. Rows under a parent
-  whose array (or sub-document) the document lacks (`exempt`), at any level above, stay.
+- Deletes, deepest level first, one statement per level for all the batch's documents: the rows
+  of the level that belong to a document (linked to its root row through their parents as the
+  source holds them now, or to a parent the document now holds) and that it no longer holds.
+  Rows under a parent whose array (or sub-document) the document lacks (`exempt`), at any level
+  above, stay.
 - One DELETE of the deleted documents' root rows.
 - Upserts, parents first: multi-row `INSERT ... ON DUPLICATE KEY UPDATE` of the columns a row
   carries, a row held by two documents written once, as the later one holds it. A column whose
@@ -74,52 +75,100 @@ def _chain(levels: Sequence[TableLevel], index: int) -> list[int]:
     return chain
 
 
-def delete_children(document: DocumentRows, index: int, table_of: Callable[[str], WriteTable]) -> Statement:
-    """DELETE the rows of level `index` that belong to `document` and that it no longer holds."""
-    levels = document.levels
-    state = document.state or [LevelRows() for _ in levels]
-    level, rows = levels[index], state[index]
+def _numbered_rows(names: Sequence[str], values: Sequence[tuple[Any, ...]], params: list[Any]) -> str:
+    """A derived table of literal rows: `SELECT %s AS n0, %s AS n1 UNION ALL SELECT %s, %s ...`
+    (MySQL 8 and MariaDB spell a table value constructor differently; this form both know)."""
+    selects = []
+    for i, value in enumerate(values):
+        params.extend(value)
+        if i == 0:
+            selects.append("SELECT " + ", ".join(f"%s AS {quote(n)}" for n in names))
+        else:
+            selects.append("SELECT " + ", ".join(["%s"] * len(names)))
+    return " UNION ALL ".join(selects)
+
+
+def _numbered(lists: Sequence[Sequence[tuple[Any, ...]]]) -> list[tuple[Any, ...]]:
+    """The tuples of each document's list, each led by the document's number (its position)."""
+    return [(n, *item) for n, items in enumerate(lists) for item in items]
+
+
+def _typed_numbered(
+    table: WriteTable, columns: Sequence[str], values: list[tuple[Any, ...]]
+) -> list[tuple[Any, ...]]:
+    return [(v[0], *_typed(table, columns, [v[1:]])[0]) for v in values]
+
+
+def delete_level(
+    levels: Sequence[TableLevel],
+    group: Sequence[DocumentRows],
+    index: int,
+    table_of: Callable[[str], WriteTable],
+) -> Statement | None:
+    """DELETE the rows of level `index` that a document of `group` governs and does not hold, for
+    every document at once. The documents are numbered (`n`), and every list a document's rows
+    are compared with carries its number, so that each row is decided as its document alone
+    would. Governed: linked to a parent the source holds under the document's root row now
+    (skipping parents under an exempt one), or to a parent the document carries. A multi-table
+    DELETE joined to a derived table, so that the server finds the rows by index (a DELETE with
+    an IN subquery scanned the whole table, measured: 150 ms a document on 120k rows)."""
+    level = levels[index]
+    states = [d.state or [LevelRows() for _ in levels] for d in group]
     table, parent_table = table_of(level.table), table_of(levels[level.parent].table)
+    root = levels[0]
     params: list[Any] = []
     chain = _chain(levels, index)
-    root = levels[0]
-    joins = []
-    where = []
-    root_key = list(document.root_key)
-    where.append(
-        f"{_tuple([_ref('p0', k) for k in root_key])} = {_values_list(_typed(table_of(root.table), root_key, [tuple(document.root_key[k] for k in root_key)]), params)}"
+    root_key = list(group[0].root_key)
+    key_names = [f"k{i}" for i in range(len(root_key))]
+    roots = [
+        (n, *_typed(table_of(root.table), root_key, [tuple(d.root_key[k] for k in root_key)])[0])
+        for n, d in enumerate(group)
+    ]
+    documents = _numbered_rows(["n", *key_names], roots, params)
+    on_root = " AND ".join(
+        f"{_ref('p0', k)} = {_ref('d', c)}" for k, c in zip(root_key, key_names, strict=True)
     )
+    joins = [f"JOIN {table_sql(root.table)} AS {quote('p0')} ON {on_root}"]
+    where = []
     for depth, hop_index in enumerate(chain[1:], start=1):
         hop = levels[hop_index]
         on = " AND ".join(f"{_ref(f'p{depth}', c)} = {_ref(f'p{depth - 1}', p)}" for c, p in hop.on)
         joins.append(f"JOIN {table_sql(hop.table)} AS {quote(f'p{depth}')} ON {on}")
-        if state[hop_index].exempt:
-            exempt = _typed(table_of(levels[hop.parent].table), hop.parent_link, state[hop_index].exempt)
-            where.append(
-                f"{_tuple([_ref(f'p{depth}', c) for c in hop.link])} NOT IN {_values_list(exempt, params)}"
-            )
+        exempt = _numbered([state[hop_index].exempt for state in states])
+        if exempt:
+            values = _typed_numbered(table_of(levels[hop.parent].table), hop.parent_link, exempt)
+            row = _tuple([_ref("d", "n"), *(_ref(f"p{depth}", c) for c in hop.link)])
+            where.append(f"{row} NOT IN {_values_list(values, params)}")
+    parents = [f"c{i}" for i in range(len(level.parent_link))]
     last = f"p{len(chain) - 1}"
-    parents = (
-        f"SELECT * FROM (SELECT {', '.join(_ref(last, p) for p in level.parent_link)} "
-        f"FROM {table_sql(root.table)} AS {quote('p0')} {' '.join(joins)} WHERE {' AND '.join(where)}) AS g"
+    governed = (
+        f"SELECT {_ref('d', 'n')} AS n, "
+        + ", ".join(f"{_ref(last, p)} AS {quote(c)}" for p, c in zip(level.parent_link, parents, strict=True))
+        + f" FROM ({documents}) AS d {' '.join(joins)}"
+        + (f" WHERE {' AND '.join(where)}" if where else "")
     )
-    link = _tuple([quote(c) for c in level.link])
-    governed = [f"{link} IN ({parents})"]
-    if rows.carried:
-        governed.append(
-            f"{link} IN {_values_list(_typed(parent_table, level.parent_link, rows.carried), params)}"
+    carried = _numbered([state[index].carried for state in states])
+    if carried:
+        governed += " UNION " + _numbered_rows(
+            ["n", *parents], _typed_numbered(parent_table, level.parent_link, carried), params
         )
-    conditions = [f"({' OR '.join(governed)})"]
-    if rows.exempt:
+    conditions = []
+    exempt = _numbered([state[index].exempt for state in states])
+    if exempt:
+        row = _tuple([_ref("g", "n"), *(_ref("l", c) for c in level.link)])
         conditions.append(
-            f"{link} NOT IN {_values_list(_typed(parent_table, level.parent_link, rows.exempt), params)}"
+            f"{row} NOT IN {_values_list(_typed_numbered(parent_table, level.parent_link, exempt), params)}"
         )
-    if rows.rows:
-        keys = [tuple(row[k] for k in level.key) for row in rows.rows]
-        conditions.append(
-            f"{_tuple([quote(k) for k in level.key])} NOT IN {_values_list(_typed(table, level.key, keys), params)}"
-        )
-    return f"DELETE FROM {table_sql(level.table)} WHERE {' AND '.join(conditions)}", params
+    held = _numbered([[tuple(row[k] for k in level.key) for row in state[index].rows] for state in states])
+    if held:
+        row = _tuple([_ref("g", "n"), *(_ref("l", k) for k in level.key)])
+        conditions.append(f"{row} NOT IN {_values_list(_typed_numbered(table, level.key, held), params)}")
+    on = " AND ".join(f"{_ref('l', c)} = {_ref('g', p)}" for c, p in zip(level.link, parents, strict=True))
+    statement = (
+        f"DELETE {quote('l')} FROM {table_sql(level.table)} AS {quote('l')} JOIN ({governed}) AS {quote('g')} ON {on}"
+        + (f" WHERE {' AND '.join(conditions)}" if conditions else "")
+    )
+    return statement, params
 
 
 def delete_roots(root: TableLevel, table: WriteTable, keys: list[dict[str, Any]]) -> Statement:
