@@ -323,3 +323,91 @@ def test_a_foreign_key_refusal_names_the_document(mysql_url: str) -> None:
     finally:
         writer.close()
     assert _rows(mysql_url, "SELECT id FROM customers") == []
+
+
+def test_one_batch_decides_each_documents_rows_as_that_document_alone_would(mysql_url: str) -> None:
+    """A batch of three documents: customer 1 keeps order 10 without its items field (its items
+    stay) and gives order 11 up; customer 2 is deleted; customer 3 takes order 11 with a changed
+    item and adds an item to order 30."""
+    _schema(mysql_url)
+    with connect(mysql_url) as conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO customers (id, name) VALUES (1, 'A'), (2, 'B'), (3, 'C')")
+        cur.execute("INSERT INTO orders VALUES (10, 1, 1), (11, 1, 1), (20, 2, 1), (30, 3, 1)")
+        cur.execute(
+            "INSERT INTO items VALUES (10, 'a', 1), (10, 'b', 1), (11, 'c', 1), (20, 'x', 1), (30, 'y', 1)"
+        )
+    first = DocumentRows(
+        "customers",
+        1,
+        LEVELS,
+        {"id": 1},
+        [
+            LevelRows(rows=[{"id": 1, "name": "A"}]),
+            LevelRows(rows=[{"id": 10, "customer_id": 1, "total": Decimal("1.00")}], carried=[(1,)]),
+            LevelRows(exempt=[(10,)]),
+        ],
+    )
+    third = DocumentRows(
+        "customers",
+        3,
+        LEVELS,
+        {"id": 3},
+        [
+            LevelRows(rows=[{"id": 3, "name": "C"}]),
+            LevelRows(
+                rows=[
+                    {"id": 30, "customer_id": 3, "total": Decimal("1.00")},
+                    {"id": 11, "customer_id": 3, "total": Decimal("1.00")},
+                ],
+                carried=[(3,)],
+            ),
+            LevelRows(
+                rows=[
+                    {"order_id": 30, "sku": "y", "qty": 1},
+                    {"order_id": 30, "sku": "z", "qty": 2},
+                    {"order_id": 11, "sku": "c", "qty": 9},
+                ],
+                carried=[(30,), (11,)],
+            ),
+        ],
+    )
+    gone = DocumentRows("customers", 2, LEVELS, {"id": 2}, None)
+    writer = MysqlSource(mysql_url).reverse_writer("mix", "o")
+    writer.setup()
+    try:
+        writer.apply([first, gone, third], None)
+    finally:
+        writer.close()
+    assert _rows(mysql_url, "SELECT id, name FROM customers ORDER BY id") == [(1, "A"), (3, "C")]
+    assert _rows(mysql_url, "SELECT id, customer_id FROM orders ORDER BY id") == [(10, 1), (11, 3), (30, 3)]
+    assert _rows(mysql_url, "SELECT order_id, sku, qty FROM items ORDER BY order_id, sku") == [
+        (10, "a", 1),
+        (10, "b", 1),
+        (11, "c", 9),
+        (30, "y", 1),
+        (30, "z", 2),
+    ]
+
+
+def test_a_document_without_an_embed_leaves_that_level_and_those_below_alone(mysql_url: str) -> None:
+    _schema(mysql_url)
+    with connect(mysql_url) as conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO customers (id, name) VALUES (1, 'A')")
+        cur.execute("INSERT INTO orders VALUES (10, 1, 1)")
+        cur.execute("INSERT INTO items VALUES (10, 'a', 1)")
+    document = DocumentRows(
+        "customers",
+        1,
+        LEVELS,
+        {"id": 1},
+        [LevelRows(rows=[{"id": 1, "name": "Z"}]), LevelRows(exempt=[(1,)]), LevelRows()],
+    )
+    writer = MysqlSource(mysql_url).reverse_writer("ex", "o")
+    writer.setup()
+    try:
+        writer.apply([document], None)
+    finally:
+        writer.close()
+    assert _rows(mysql_url, "SELECT id, name FROM customers") == [(1, "Z")]
+    assert _rows(mysql_url, "SELECT id FROM orders") == [(10,)]
+    assert _rows(mysql_url, "SELECT order_id, sku FROM items") == [(10, "a")]
