@@ -204,6 +204,11 @@ class Positions(Protocol):
 
     def text(self, value: int) -> str: ...
 
+    def bytes_between(self, older: int, newer: int) -> int | None:
+        """How many bytes of change log lie between two positions (lag in bytes), or None where
+        the positions alone cannot tell (binlog positions in different files)."""
+        ...
+
     def parse(self, text: str) -> int: ...
 
 

@@ -104,7 +104,7 @@ class CdcPhase:
         self.monitor = ctx.source.monitor()
         # The one measure of lag (phases/lag.py): progress, metrics, --until caught-up and the
         # throttler's max_lag rule read it.
-        self.lag = LagTracker()
+        self.lag = LagTracker(bytes_between=ctx.source.positions.bytes_between)
         if ctx.throttle is not None:
             ctx.throttle.follow_lag(self.lag.seconds)
         # Mapped columns added since the snapshot: their documents are brought up to date at a

@@ -58,11 +58,17 @@ def measure(
     caught_up: bool,
     applied_position: int | None = None,
     current_position: int | None = None,
+    bytes_between: Callable[[int, int], int | None] | None = None,
 ) -> Lag:
-    """The lag at wall time `now` (epoch s) from what is known (see the module's docstring)."""
+    """The lag at wall time `now` (epoch s) from what is known (see the module's docstring).
+    `bytes_between`: the source's distance between two positions (source.positions)."""
     lag_bytes = None
     if applied_position is not None and current_position is not None:
-        lag_bytes = max(0, current_position - applied_position)
+        lag_bytes = (
+            max(0, current_position - applied_position)
+            if bytes_between is None
+            else bytes_between(applied_position, current_position)
+        )
     since = max((t for t in (applied_commit_time, caught_up_at) if t is not None), default=None)
     if caught_up:
         seconds: float | None = 0.0
@@ -79,6 +85,7 @@ def from_checkpoint(
     now: float,
     confirmed_position: int | None,
     current_position: int | None,
+    bytes_between: Callable[[int, int], int | None] | None = None,
 ) -> Lag:
     """The lag as a process that does not run CDC sees it: from the target's checkpoint record
     (or the state store's mirror of it) and the slot. Caught up only when the source has written
@@ -98,6 +105,7 @@ def from_checkpoint(
         caught_up=caught_up,
         applied_position=applied,
         current_position=current_position,
+        bytes_between=bytes_between,
     )
 
 
@@ -107,8 +115,11 @@ class LagTracker:
     read is left unapplied and the stream has nothing more for now, `behind` when a transaction
     starts being read."""
 
-    def __init__(self, *, clock: Any = time.time) -> None:
+    def __init__(
+        self, *, clock: Any = time.time, bytes_between: Callable[[int, int], int | None] | None = None
+    ) -> None:
         self._clock = clock
+        self._bytes_between = bytes_between
         self._lock = threading.Lock()
         self._commit_time: float | None = None
         self._caught_up_at: float | None = None
@@ -183,6 +194,7 @@ class LagTracker:
                 caught_up=self._caught_up,
                 applied_position=self._position,
                 current_position=self._current,
+                bytes_between=self._bytes_between,
             )
 
     def seconds(self) -> float | None:

@@ -49,14 +49,21 @@ class Application:
 
     def fenced(self) -> bool:
         # Read again when the collection is not listed: under load the test server's catalog
-        # once listed nothing for it (a killed rollback's collMod in flight); the collection
-        # itself is never dropped, and app.check() compares its documents afterwards.
-        for _ in range(50):
-            listed = list(self.m.client[self.m.database].list_collections(filter={"name": "customers"}))
+        # has listed nothing for it for over 10 s (after a killed rollback's collMod; seen on a
+        # machine with a load average of 6); the collection itself is never dropped, and
+        # app.check() compares its documents afterwards. A deadline, not a count of tries.
+        deadline = time.monotonic() + 60
+        database = self.m.client[self.m.database]
+        while True:
+            listed = list(database.list_collections(filter={"name": "customers"}))
             if listed:
                 return bool((listed[0].get("options") or {}).get("validator"))
+            if time.monotonic() > deadline:
+                documents = database["customers"].estimated_document_count()
+                raise AssertionError(
+                    f"collection customers is not listed in {self.m.database} ({documents} documents in it)"
+                )
             time.sleep(0.2)
-        raise AssertionError(f"collection customers is not listed in {self.m.database}")
 
     def writes(self, n: int, *, deletes_only: bool = False) -> None:
         """Delete customer n, rename n + 1, insert 1000 + n (n above test_cutover.KEYS, which App writes) (only the delete where the target's

@@ -11,6 +11,7 @@ from bson.int64 import Int64
 from migrator.adapters.mysql.binlog_values import ColumnFacts, RowConverter, labels, time_text
 from migrator.adapters.mysql.positions import BinlogPositions, file_name, of_file, split_file
 from migrator.adapters.mysql.statements import touched
+from migrator.phases.lag import measure
 
 
 def test_positions_pack_file_and_offset_and_round_trip_as_text() -> None:
@@ -25,6 +26,24 @@ def test_positions_pack_file_and_offset_and_round_trip_as_text() -> None:
     for bad in ("12/34", "000012", "a:1", ""):
         with pytest.raises(ValueError):
             BinlogPositions.parse(bad)
+
+
+def test_lag_in_bytes_is_known_inside_one_binlog_file_only() -> None:
+    parse = BinlogPositions.parse
+    assert BinlogPositions.bytes_between(parse("000012:4"), parse("000012:1004")) == 1000
+    assert BinlogPositions.bytes_between(parse("000012:1004"), parse("000012:4")) == 0
+    # Across a rotation the files' sizes are the server's: unknown, never 2^32 per file.
+    assert BinlogPositions.bytes_between(parse("000012:900"), parse("000013:4")) is None
+    lag = measure(
+        now=0.0,
+        applied_commit_time=None,
+        caught_up_at=None,
+        caught_up=False,
+        applied_position=parse("000012:900"),
+        current_position=parse("000013:4"),
+        bytes_between=BinlogPositions.bytes_between,
+    )
+    assert lag.bytes is None
 
 
 def test_time_is_printed_as_the_server_prints_it() -> None:

@@ -39,6 +39,9 @@ class MemoryPositions:
             raise TerminalError(f"{text!r} is not a memory position (m/<n>)")
         return int(text[len(PREFIX) :])
 
+    def bytes_between(self, older: int, newer: int) -> int | None:
+        return max(0, newer - older) * CHANGE_BYTES
+
 
 POSITIONS = MemoryPositions()
 

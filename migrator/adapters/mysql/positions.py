@@ -64,3 +64,13 @@ class BinlogPositions:
                 f"not a binlog position (want <file number>:<offset>, e.g. 000012:4567): {text!r}"
             )
         return pack(int(found.group(1)), int(found.group(2)))
+
+    @staticmethod
+    def bytes_between(older: int, newer: int) -> int | None:
+        """Offsets subtract inside one binlog file; across files the sizes of the files between
+        are the server's (the monitor counts them), not the positions', so None: an unknown lag
+        in bytes, never a figure off by 2^32 per file."""
+        (older_file, older_offset), (newer_file, newer_offset) = unpack(older), unpack(newer)
+        if older_file != newer_file:
+            return None if newer_file > older_file else 0
+        return max(0, newer_offset - older_offset)

@@ -22,7 +22,6 @@ RETENTION_MARGIN_S = 3_600
 RETENTION_COMFORT_S = 7 * 86_400
 TRANSACTIONAL_ENGINES = frozenset({"innodb"})
 DATE_TYPES = frozenset({"date", "timestamp without time zone", "timestamp with time zone"})
-UNAVAILABLE = "source.not_available"
 
 
 def describe(info: SourceInfo) -> str:
@@ -48,7 +47,6 @@ def server_findings(info: SourceInfo, plan_name: str) -> list[Finding]:
     del plan_name  # nothing on the server is named after the plan (no slot, no publication)
     server = _server(info)
     found: list[Finding] = []
-    _not_available(found, server)
     _version(found, server)
     _binlog(found, server)
     _retention(found, server, sum(t.estimated_rows for t in info.tables.values()))
@@ -67,20 +65,6 @@ def server_findings(info: SourceInfo, plan_name: str) -> list[Finding]:
                 f"GRANT SELECT ON {quote_table(table)} TO {_grantee(server)};",
             )
     return found
-
-
-def _not_available(found: list[Finding], server: MysqlServerInfo) -> None:
-    # Until the snapshot and the binlog stream land (issue 15), `plan` checks a MySQL source and
-    # `run` stops here, cleanly, instead of failing midway. Remove once the chain works.
-    _add(
-        found,
-        UNAVAILABLE,
-        Severity.FAIL,
-        server.endpoint,
-        f"running a migration from a {server.product} source is not available yet (issue 15): "
-        "`plan` checks the source, `run` refuses",
-        "wait for the MySQL/MariaDB source to be completed, or migrate from PostgreSQL",
-    )
 
 
 def _version(found: list[Finding], server: MysqlServerInfo) -> None:

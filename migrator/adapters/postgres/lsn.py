@@ -47,3 +47,8 @@ class LsnPositions:
     @staticmethod
     def parse(text: str) -> int:
         return Lsn.parse(text).value
+
+    @staticmethod
+    def bytes_between(older: int, newer: int) -> int | None:
+        """WAL is one byte sequence: LSNs subtract."""
+        return max(0, newer - older)

@@ -51,6 +51,7 @@ def cdc_status(
         if slot.confirmed_position is None
         else positions.parse(slot.confirmed_position),
         current_position=None if slot.current_position is None else positions.parse(slot.current_position),
+        bytes_between=positions.bytes_between,
     )
     known = found.position is not None and slot.current_position is not None
     settings = plan.phases.cdc

@@ -1,6 +1,6 @@
 """`migrator plan` on a MariaDB source, end to end: the installed command in a subprocess runs the
 source's real preflight, prints its findings (and the mapping's refusal of a spatial column), says
-the source cannot run yet, and never shows the password."""
+and never shows the password; `run` refuses what the plan cannot migrate before it changes anything."""
 
 from __future__ import annotations
 
@@ -103,12 +103,11 @@ def test_plan_runs_the_mysql_preflight(tmp_path: Path, shop_url: str, mongo_url:
         assert severities[(check, check.removeprefix("source."))] == "ok"
     assert severities[("source.privilege", "REPLICATION SLAVE")] == "ok"
     assert severities[("source.tinyint1", f"{db}.customers.vip")] == "info"
-    # What stops the run: the spatial column (the type table's hint), and the source not built yet.
+    # What stops the run: the spatial column (the type table's hint).
     failed = {key for key, s in severities.items() if s == "fail"}
-    assert ("source.not_available", report["source"]) in failed
     spatial = [f for key, f in findings.items() if key in failed and "home" in f["subject"]]
     assert spatial and "ST_AsText" in spatial[0]["message"] + (spatial[0]["fix"] or "")
-    assert len(failed) == 2, failed
+    assert len(failed) == 1, failed
     estimates = {c["name"]: c for c in report["collections"]}
     assert estimates["customers"]["estimated_documents"] == 1
 
@@ -116,13 +115,13 @@ def test_plan_runs_the_mysql_preflight(tmp_path: Path, shop_url: str, mongo_url:
 def test_plan_prints_the_findings(tmp_path: Path, shop_url: str, mongo_url: str) -> None:
     result = _plan(tmp_path, shop_url, mongo_url)
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "source.not_available" in result.stdout and "issue 15" in result.stdout
+    assert "ST_AsText" in result.stdout
     assert "not ready" in result.stdout
 
 
 def test_run_is_refused_cleanly(tmp_path: Path, shop_url: str, mongo_url: str) -> None:
-    """Until the snapshot and the binlog stream land, `run` stops at preflight with the finding."""
+    """A spatial column stops `run` at preflight, with the type table's hint."""
     result = _plan(tmp_path, shop_url, mongo_url, "--state", str(tmp_path / "state.db"), command="run")
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "source.not_available" in result.stdout + result.stderr
+    assert "ST_AsText" in result.stdout + result.stderr
     assert "Traceback" not in result.stderr and "NotImplementedError" not in result.stdout + result.stderr

@@ -80,18 +80,13 @@ def test_bad_binlog_settings_are_refused_and_their_fixes_work(bad_server: str) -
                 assert statement.startswith("SET GLOBAL"), statement
                 cur.execute(statement)
     after = _check(bad_server, [])
-    assert [f.check for f in after if f.severity is Severity.FAIL] == [
-        "source.not_available",
-        "source.log_bin",
-    ]
+    assert [f.check for f in after if f.severity is Severity.FAIL] == ["source.log_bin"]
     assert {f.check for f in after if f.severity is Severity.OK} >= set(expected) - {"source.log_bin"}
 
 
-def test_the_source_is_not_available_yet(mysql_url: str) -> None:
-    """Until snapshot and binlog stream land, `run` is refused by one failed finding."""
+def test_a_well_set_server_passes(mysql_url: str) -> None:
     findings = _check(mysql_url, [])
-    assert [f.check for f in findings if f.severity is Severity.FAIL] == ["source.not_available"]
-    assert "issue 15" in _fails(findings, "source.not_available")[0].message
+    assert [f.check for f in findings if f.severity is Severity.FAIL] == []
 
 
 def test_myisam_and_keyless_tables_are_refused(mysql_url: str) -> None:
