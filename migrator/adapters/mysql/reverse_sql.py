@@ -104,19 +104,51 @@ def delete_level(
     group: Sequence[DocumentRows],
     index: int,
     table_of: Callable[[str], WriteTable],
-) -> Statement | None:
+) -> Statement:
     """DELETE the rows of level `index` that a document of `group` governs and does not hold, for
     every document at once. The documents are numbered (`n`), and every list a document's rows
     are compared with carries its number, so that each row is decided as its document alone
-    would. Governed: linked to a parent the source holds under the document's root row now
-    (skipping parents under an exempt one), or to a parent the document carries. A multi-table
-    DELETE joined to a derived table, so that the server finds the rows by index (a DELETE with
-    an IN subquery scanned the whole table, measured: 150 ms a document on 120k rows)."""
+    would. A multi-table DELETE joined to the governed parents (`_governed`), so that the server
+    finds the rows by index (a DELETE with an IN subquery scanned the whole table, measured: 150
+    ms a document on 120k rows)."""
     level = levels[index]
     states = [d.state or [LevelRows() for _ in levels] for d in group]
     table, parent_table = table_of(level.table), table_of(levels[level.parent].table)
-    root = levels[0]
     params: list[Any] = []
+    parents = [f"c{i}" for i in range(len(level.parent_link))]
+    governed = _governed(levels, group, states, index, table_of, params)
+    conditions = []
+    exempt = _numbered([state[index].exempt for state in states])
+    if exempt:
+        row = _tuple([_ref("g", "n"), *(_ref("l", c) for c in level.link)])
+        conditions.append(
+            f"{row} NOT IN {_values_list(_typed_numbered(parent_table, level.parent_link, exempt), params)}"
+        )
+    held = _numbered([[tuple(row[k] for k in level.key) for row in state[index].rows] for state in states])
+    if held:
+        row = _tuple([_ref("g", "n"), *(_ref("l", k) for k in level.key)])
+        conditions.append(f"{row} NOT IN {_values_list(_typed_numbered(table, level.key, held), params)}")
+    on = " AND ".join(f"{_ref('l', c)} = {_ref('g', p)}" for c, p in zip(level.link, parents, strict=True))
+    statement = (
+        f"DELETE {quote('l')} FROM {table_sql(level.table)} AS {quote('l')} JOIN ({governed}) AS {quote('g')} ON {on}"
+        + (f" WHERE {' AND '.join(conditions)}" if conditions else "")
+    )
+    return statement, params
+
+
+def _governed(
+    levels: Sequence[TableLevel],
+    group: Sequence[DocumentRows],
+    states: list[list[LevelRows]],
+    index: int,
+    table_of: Callable[[str], WriteTable],
+    params: list[Any],
+) -> str:
+    """(n, c0, c1, ...): the document number and the parent link values of the parents whose rows
+    of level `index` the documents govern: as the source holds them under each document's root
+    row now (skipping parents under an exempt one), and those the documents carry."""
+    level = levels[index]
+    root = levels[0]
     chain = _chain(levels, index)
     root_key = list(group[0].root_key)
     key_names = [f"k{i}" for i in range(len(root_key))]
@@ -149,26 +181,11 @@ def delete_level(
     )
     carried = _numbered([state[index].carried for state in states])
     if carried:
+        parent_table = table_of(levels[level.parent].table)
         governed += " UNION " + _numbered_rows(
             ["n", *parents], _typed_numbered(parent_table, level.parent_link, carried), params
         )
-    conditions = []
-    exempt = _numbered([state[index].exempt for state in states])
-    if exempt:
-        row = _tuple([_ref("g", "n"), *(_ref("l", c) for c in level.link)])
-        conditions.append(
-            f"{row} NOT IN {_values_list(_typed_numbered(parent_table, level.parent_link, exempt), params)}"
-        )
-    held = _numbered([[tuple(row[k] for k in level.key) for row in state[index].rows] for state in states])
-    if held:
-        row = _tuple([_ref("g", "n"), *(_ref("l", k) for k in level.key)])
-        conditions.append(f"{row} NOT IN {_values_list(_typed_numbered(table, level.key, held), params)}")
-    on = " AND ".join(f"{_ref('l', c)} = {_ref('g', p)}" for c, p in zip(level.link, parents, strict=True))
-    statement = (
-        f"DELETE {quote('l')} FROM {table_sql(level.table)} AS {quote('l')} JOIN ({governed}) AS {quote('g')} ON {on}"
-        + (f" WHERE {' AND '.join(conditions)}" if conditions else "")
-    )
-    return statement, params
+    return governed
 
 
 def delete_roots(root: TableLevel, table: WriteTable, keys: list[dict[str, Any]]) -> Statement:

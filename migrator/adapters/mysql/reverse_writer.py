@@ -179,9 +179,7 @@ class ReverseWriter:
         out: list[tuple[str, reverse_sql.Step]] = []
         for (_, levels), group in groups.items():
             for index in range(len(levels) - 1, 0, -1):
-                delete = reverse_sql.delete_level(levels, group, index, self._table)
-                if delete is not None:
-                    out.append((levels[index].table, delete))
+                out.append((levels[index].table, reverse_sql.delete_level(levels, group, index, self._table)))
             gone = [d.root_key for d in group if d.state is None]
             if gone:
                 root = levels[0]
