@@ -11,9 +11,11 @@ from typing import Any
 import pymysql
 import pytest
 
+from migrator.adapters.base import Marker
 from migrator.adapters.mysql import MysqlSource
 from migrator.errors import FenceNotTaken
 from tests.support.mariadb import connect
+from tests.support.mysql_binlog import position_now, read_transactions, reading
 
 
 def _setup(url: str) -> None:
@@ -114,3 +116,31 @@ def test_server_releases_a_fence_whose_holder_went_silent(mysql_url: str) -> Non
     finally:
         fence.lift()  # the session is gone: lifting still returns cleanly
     assert _rows(mysql_url, "SELECT id FROM t ORDER BY id") == [(1,), (5,)]
+
+
+def test_a_marker_is_written_and_streamed_while_the_fence_holds(mysql_url: str) -> None:
+    """Cutover writes its marker under the fence: the monitor's heartbeat commits it into
+    `_migrator_markers` (outside the lock list, from its own session) and the binlog stream hands
+    it over, while the fenced table's writes wait."""
+    _setup_fenced_only(mysql_url)
+    source = MysqlSource(mysql_url)
+    database = mysql_url.rsplit("/", 1)[1].split("?")[0]
+    assert source.capture_setup().ensure_publication("pub", {f"{database}.t": None})
+    start = position_now(mysql_url)
+    fence = source.write_fence(["t"], lock_timeout=2, hold_limit=30)
+    monitor = source.monitor()
+    fence.engage()
+    try:
+        assert _insert(mysql_url, (7, 70)) == 1205
+        monitor.heartbeat("migrator.cutover", "fenced")
+    finally:
+        monitor.close()
+        fence.lift()
+    with reading(mysql_url, ["t"], start) as reader:
+        events = read_transactions(reader, 1)
+    assert [e for e in events if isinstance(e, Marker)] == [Marker("migrator.cutover", b"fenced")]
+
+
+def _setup_fenced_only(url: str) -> None:
+    with connect(url) as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE t (id INT PRIMARY KEY, v INT) ENGINE=InnoDB")
