@@ -135,9 +135,12 @@ def source_db(pg_url: str) -> Iterator[str]:
     yield pg_url
 
 
-def _commands(plan: Path, work: Path) -> list[list[str]]:
+def _commands(plan: Path, work: Path, *, every_output: bool = True) -> list[list[str]]:
+    """The commands that print or write the source URL's endpoint. Every output form (text and
+    JSON) for the first URL form; for the others one of each command, since the output forms
+    share their masking and each command costs a process start (the suite's time)."""
     state = str(work / "state.db")
-    return [
+    commands = [
         ["plan", str(plan)],
         ["plan", str(plan), "--json"],
         ["run", "--dry-run", str(plan)],
@@ -147,6 +150,7 @@ def _commands(plan: Path, work: Path) -> list[list[str]]:
         ["status", "--state", state, str(plan)],
         ["status", "--json", "--state", state, str(plan)],
     ]
+    return commands if every_output else [commands[i] for i in (1, 3, 4, 5, 7)]
 
 
 def test_malformed_strings_never_show_the_secret(
@@ -186,10 +190,11 @@ def test_wellformed_strings_are_masked_everywhere(
         plan = work / "plan.yaml"
         plan.write_text(PLAN.format(database=mongo_db_name))  # dropped by its fixture
         env = {**os.environ, "SRC": src, "TGT": mongo_url}
-        results = [_run(args, env, work) for args in _commands(plan, work)]
+        commands = _commands(plan, work, every_output=number == 0)
+        results = [_run(args, env, work) for args in commands]
         runbook = (work / "runbook.md").read_text()
         assert "password=***" in runbook or ":***@" in runbook, runbook
-        online = results[4]
+        online = results[commands.index(["runbook", str(plan)])]
         assert online.returncode == 0, online.stderr
         assert host in online.stdout and str(port) in online.stdout  # the endpoint stays visible
         if number == 0:
