@@ -100,3 +100,15 @@ def test_cutover_then_reverse_sync_writes_target_changes_back(
             ],
         }
     ]
+
+    # Rollback after cutover: the target fenced, reverse sync drained, the switch back to the
+    # source; then a rollback to the start removes the reverse checkpoint with the rest.
+    with MongoClient(mongo_url) as client:
+        client[mongo_db_name]["customers"].update_one({"_id": 1}, {"$set": {"name": "last on mongo"}})
+    api.rollback(plan, state=state, env={})
+    assert switch.read_text() == "source\n"
+    with connect(mysql_url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT id, name FROM customers ORDER BY id")
+        assert [tuple(r) for r in cur.fetchall()] == [(1, "last on mongo")]
+    api.rollback(plan, to="start", state=state, env={})
+    assert MysqlSource(mysql_url).reverse_checkpoint(api.load(plan, env={}).name) is None
