@@ -1,7 +1,8 @@
 """The real cutover from a MariaDB source: `migrator run` until verified, `migrator cutover` (gate,
 LOCK TABLES fence, marker, final check, switch, reverse sync's start, unfence), then a change made
-on the target reaches the MariaDB rows through reverse sync (`migrator run` after cutover), and
-forward CDC does not echo it back."""
+on the target reaches the MariaDB rows through reverse sync (`migrator run` after cutover), its
+checkpoint stored in the source; rollback after cutover switches back with the target's last write
+in the source, and rollback to the start removes the checkpoint."""
 
 from __future__ import annotations
 
