@@ -9,7 +9,9 @@
   above, stay.
 - One DELETE of the deleted documents' root rows.
 - Upserts, parents first: multi-row `INSERT ... ON DUPLICATE KEY UPDATE` of the columns a row
-  carries, a row held by two documents written once, as the later one holds it. A column whose
+  carries, a row held by two documents written once, as the later one holds it; row by row
+  (UPDATE, then INSERT where none is stored) for a table with a second unique index or a NOT
+  NULL column the rows lack. A column whose
   forward conversion is lossy keeps its stored value when the new one is its lossy copy
   (milliseconds of a timestamp, the text of a JSON value, trailing zeros beyond 34 digits), and
   an update that changes nothing is not logged to the binlog.
@@ -245,7 +247,9 @@ def level_upserts(level: TableLevel, table: WriteTable, held: list[LevelRows], m
     equivalent: dict[str, str] = dict(level.equivalent)
     for columns, group in by_columns.items():
         updates = [c for c in columns if c not in arbiter]
-        if updates and not table.required <= set(columns):
+        # UPDATE then INSERT where the upsert cannot be used: a NOT NULL column the rows lack, or
+        # a second unique index (a clash on it must fail, errno 1062, not update another row).
+        if updates and (not table.required <= set(columns) or table.unique_indexes > 1):
             out.extend(_update_or_insert(table, arbiter, columns, updates, group, equivalent, mariadb))
             continue
         for start in range(0, len(group), ROWS_PER_STATEMENT):

@@ -17,6 +17,11 @@ _FLAGS_SQL = (
     "WHERE TABLE_SCHEMA = COALESCE(NULLIF(%s, ''), DATABASE()) AND TABLE_NAME = %s"
 )
 
+_UNIQUE_SQL = (
+    "SELECT COUNT(DISTINCT INDEX_NAME) FROM information_schema.STATISTICS "
+    "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND NON_UNIQUE = 0"
+)
+
 
 @dataclass(frozen=True)
 class WriteTable:
@@ -25,6 +30,9 @@ class WriteTable:
     unique_keys: tuple[tuple[str, ...], ...]  # primary key first
     generated: frozenset[str]  # VIRTUAL / STORED (MariaDB: PERSISTENT) generated columns
     required: frozenset[str]  # NOT NULL, no default, not generated, not auto-increment
+    # Every unique index, nullable columns too: ON DUPLICATE KEY UPDATE matches a row by any of
+    # them, so with more than one a new row's clash on another would update that other row.
+    unique_indexes: int = 1
 
     def arbiter(self, key: Sequence[str]) -> tuple[str, ...]:
         """The unique key whose columns are all in `key`: what ON DUPLICATE KEY finds a row by."""
@@ -65,4 +73,9 @@ def read_table(conn: Any, endpoint_name: str, secrets: tuple[str, ...], name: st
         and str(n) not in generated
         and "auto_increment" not in str(extra or "").lower()
     )
-    return WriteTable(name, {c.name: c for c in info.columns}, info.unique_keys, generated, required)
+    with conn.cursor() as cur:
+        cur.execute(_UNIQUE_SQL, [schema, table])
+        unique_indexes = int(cur.fetchone()[0])
+    return WriteTable(
+        name, {c.name: c for c in info.columns}, info.unique_keys, generated, required, unique_indexes
+    )

@@ -411,3 +411,39 @@ def test_a_document_without_an_embed_leaves_that_level_and_those_below_alone(mys
     assert _rows(mysql_url, "SELECT id, name FROM customers") == [(1, "Z")]
     assert _rows(mysql_url, "SELECT id FROM orders") == [(10,)]
     assert _rows(mysql_url, "SELECT order_id, sku FROM items") == [(10, "a")]
+
+
+def test_a_clash_on_another_unique_index_fails_instead_of_updating_that_row(mysql_url: str) -> None:
+    """ON DUPLICATE KEY UPDATE would match the other row by its email and overwrite it: with a
+    second unique index the writer updates by the key and inserts, so the clash is errno 1062."""
+    with connect(mysql_url) as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE u (id INT PRIMARY KEY, email VARCHAR(20) UNIQUE, name VARCHAR(20))")
+        cur.execute("INSERT INTO u VALUES (1, 'a@x', 'A'), (2, 'b@x', 'B')")
+    level = (TableLevel("u", ("id",)),)
+    writer = MysqlSource(mysql_url).reverse_writer("uq", "o")
+    writer.setup()
+    try:
+        writer.apply(
+            [
+                DocumentRows(
+                    "u", 1, level, {"id": 1}, [LevelRows(rows=[{"id": 1, "email": "a@y", "name": "A2"}])]
+                )
+            ],
+            None,
+        )
+        with pytest.raises(SourceError) as caught:
+            writer.apply(
+                [
+                    DocumentRows(
+                        "u", 3, level, {"id": 3}, [LevelRows(rows=[{"id": 3, "email": "b@x", "name": "C"}])]
+                    )
+                ],
+                None,
+            )
+        assert "document _id 3" in caught.value.message and "1062" in caught.value.message
+    finally:
+        writer.close()
+    assert _rows(mysql_url, "SELECT id, email, name FROM u ORDER BY id") == [
+        (1, "a@y", "A2"),
+        (2, "b@x", "B"),
+    ]
