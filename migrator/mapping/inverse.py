@@ -63,6 +63,7 @@ _INT_RANGES = {
     "smallint": (-(2**15), 2**15 - 1),
     "integer": (-(2**31), 2**31 - 1),
     "bigint": (-(2**63), 2**63 - 1),
+    "bigint unsigned": (0, 2**64 - 1),  # Int64, or Decimal128 above 2**63 - 1 (types.py)
     "oid": (0, 2**32 - 1),
 }
 _TEXT_TYPES = frozenset({"text", "character varying", "character", "name", "citext"})

@@ -103,15 +103,18 @@ def source_info(tables: Sequence[str]) -> SourceInfo:
 
 
 @contextmanager
-def reading(url: str, tables: Sequence[str], start: int, *, applied: int = 0) -> Iterator[Any]:
-    """A reader of the binlog from `start`, `tables` (names in the test database) mapped."""
+def reading(
+    url: str, tables: Sequence[str], start: int, *, applied: int = 0, skip_origin: str = ""
+) -> Iterator[Any]:
+    """A reader of the binlog from `start`, `tables` (names in the test database) mapped;
+    reverse sync's transactions of `skip_origin` skipped."""
     source = MysqlSource(url)
     qualified = [f"{database(url)}.{t}" for t in tables]
     mapped = MappedColumns(read={t: set() for t in qualified}, mapped={}, locating={}, open_shapes={})
     schema = source.schema_watch(PUBLICATION, source_info(qualified), mapped, _Host(), lambda: None)
     stream = source.change_stream(SLOT, PUBLICATION, start)
     try:
-        yield schema.reader(stream, applied=lambda: applied, skip_origin="")
+        yield schema.reader(stream, applied=lambda: applied, skip_origin=skip_origin)
     finally:
         stream.close()
         schema.close()

@@ -25,11 +25,13 @@ from migrator.adapters.base import (
     SchemaHost,
     SourceInfo,
 )
-from migrator.adapters.mysql import keys, server_checks
+from migrator.adapters.mysql import keys, routing, server_checks
 from migrator.adapters.mysql.binlog_link import BinlogEndpoint
 from migrator.adapters.mysql.capture import BinlogCapture, SlotStream, confirm
 from migrator.adapters.mysql.connection import MysqlEndpoint
+from migrator.adapters.mysql.fence import LockFence
 from migrator.adapters.mysql.inspect import MysqlInspector
+from migrator.adapters.mysql.load import SourceLoad
 from migrator.adapters.mysql.lookup import KeyLookup
 from migrator.adapters.mysql.monitor import BinlogMonitor
 from migrator.adapters.mysql.positions import BinlogPositions
@@ -40,6 +42,8 @@ from migrator.adapters.mysql.readers import (
     SnapshotReader,
     document_rows,
 )
+from migrator.adapters.mysql.reverse_checkpoint import stored_checkpoint
+from migrator.adapters.mysql.reverse_writer import ReverseWriter
 from migrator.adapters.mysql.schema_watch import BinlogSchemaWatch
 from migrator.adapters.mysql.shapes import read_shapes
 from migrator.adapters.mysql.snapshot import SnapshotExport
@@ -225,22 +229,27 @@ class MysqlSource:
     # ---------------------------------------------------------------------------------------------
     # Cutover, reverse sync and the switch (fence.py, reverse_writer.py, routing.py, load.py).
 
-    def load_probe(self) -> Any:
-        raise _todo("sample load")
+    def load_probe(self) -> SourceLoad:
+        return SourceLoad(self.endpoint)
 
-    def write_fence(self, tables: Sequence[str], *, lock_timeout: float, hold_limit: float) -> Any:
-        raise _todo("fence writes")
+    def write_fence(self, tables: Sequence[str], *, lock_timeout: float, hold_limit: float) -> LockFence:
+        """LOCK TABLES ... READ on a session of its own (fence.py)."""
+        return LockFence(self.endpoint, tables, lock_timeout=lock_timeout, hold_limit=hold_limit)
 
-    def reverse_writer(self, plan_name: str, origin: str, *, lock_timeout_ms: int | None = 30_000) -> Any:
-        raise _todo("write back")
+    def reverse_writer(
+        self, plan_name: str, origin: str, *, lock_timeout_ms: int | None = 30_000
+    ) -> ReverseWriter:
+        """Rows back into the source; each transaction marked by its checkpoint row, written first
+        (docs/architecture.md, "Reverse sync and echo prevention")."""
+        return ReverseWriter(self.endpoint, plan_name, origin, lock_timeout_ms=lock_timeout_ms)
 
     def reverse_checkpoint(self, plan_name: str) -> ReverseCheckpoint | None:
-        raise _todo("read reverse checkpoints")
+        return stored_checkpoint(self.endpoint, plan_name)
 
     def routing_value(self, table: str, plan_name: str, column: str) -> Any:
-        raise _todo("read routing rows")
+        return routing.routing_value(self.endpoint, table, plan_name, column)
 
     def write_routing_row(
         self, table: str, plan_name: str, primary: Literal["source", "target"], run_id: str
     ) -> None:
-        raise _todo("write routing rows")
+        routing.write_routing_row(self.endpoint, table, plan_name, primary, run_id)

@@ -15,6 +15,9 @@ then a BEGIN query), its row events (each after the table map of its table), and
 - Every row of a rows event is a Change of its own, as it arrives: nothing is held per
   transaction, so a transaction of any size streams in bounded memory (adapters/mysql/binlog.py).
 - A row written to the markers table is a Marker (capture.py), never a Change.
+- A transaction whose first row is reverse sync's mark naming `skip_origin` (reverse_checkpoint.py)
+  is reverse sync's own: begun and committed as skipped, none of its changes handed over
+  (docs/architecture.md, "Reverse sync and echo prevention").
 - A query on a mapped table is asked of the schema checks: TRUNCATE is a Truncated event, other
   DDL stops the run naming table and statement (schema_watch.py).
 """
@@ -72,8 +75,12 @@ class BinlogReader:
         statements: Statements,
         *,
         applied: Callable[[], int],
+        reverse: str = "",
+        skip_origin: str = "",
     ) -> None:
         self.stream = stream
+        self._reverse = reverse  # reverse sync's mark table (schema.table)
+        self._skip_origin = skip_origin
         self._tables = tables
         self._markers = markers
         self._statements = statements
@@ -135,6 +142,9 @@ class BinlogReader:
                         str(values.get("prefix")), content.encode() if isinstance(content, str) else content
                     )
             return
+        if table == self._reverse:
+            yield from self._reverse_mark(event)
+            return
         converter = self._tables.get(table)
         if converter is None:
             return
@@ -155,6 +165,21 @@ class BinlogReader:
         elif isinstance(event, DeleteRowsEvent):
             for row in event.rows:
                 yield Change(table, "delete", converter.row(row["values"], row.get("none_sources")), None)
+
+    def _reverse_mark(self, event: RowsEvent) -> Iterator[ChangeEvent]:
+        """Reverse sync writes its mark first in each of its transactions: one that names the
+        origin to skip makes the whole transaction skipped (nothing of it was handed over yet).
+        A mark later in a transaction is not reverse sync's doing: its changes stand."""
+        if self.in_transaction or not self._skip_origin or not event.rows:
+            return
+        row = event.rows[0]
+        values = row.get("after_values", row.get("values")) or {}
+        if values.get("origin") != self._skip_origin:
+            return
+        begun = self._begun()
+        self._skip = True
+        if begun is not None:
+            yield begun
 
     def _commit(self, start: int, end: int, timestamp: int) -> ChangeEvent:
         if not self.in_transaction:

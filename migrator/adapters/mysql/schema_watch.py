@@ -31,6 +31,7 @@ from migrator.adapters.mysql.binlog_events import BinlogReader
 from migrator.adapters.mysql.binlog_link import BinlogEndpoint
 from migrator.adapters.mysql.binlog_values import ColumnFacts, RowConverter
 from migrator.adapters.mysql.capture import MARKERS_TABLE, markers_table
+from migrator.adapters.mysql.reverse_checkpoint import REVERSE_TABLE
 from migrator.adapters.mysql.statements import touched
 from migrator.errors import TerminalError
 
@@ -127,10 +128,13 @@ class BinlogSchemaWatch:
     def reader(self, stream: CaptureStream, *, applied: Callable[[], int], skip_origin: str) -> BinlogReader:
         assert isinstance(stream, BinlogStream)  # this source's own (change_stream)
         markers = markers_table(self._endpoint)
-        stream.restrict([*self.tables, markers])
+        reverse = f"{self._endpoint.database}.{REVERSE_TABLE}"  # reverse sync's mark
+        stream.restrict([*self.tables, markers, reverse])
         facts = column_facts(self._endpoint, self.tables)
         converters = {table: RowConverter(columns) for table, columns in facts.items()}
-        return BinlogReader(stream, converters, markers, self, applied=applied)
+        return BinlogReader(
+            stream, converters, markers, self, applied=applied, reverse=reverse, skip_origin=skip_origin
+        )
 
     # -- the binlog's DDL -----------------------------------------------------------------------------
 
