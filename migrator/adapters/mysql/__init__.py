@@ -1,9 +1,7 @@
 """MySQL/MariaDB source adapter (docs/architecture.md, "MySQL and MariaDB sources").
 
-Under construction (issue 15): plan, run (snapshot and CDC) and verify work; the methods that
-still raise `_todo`'s TerminalError (cutover's fence, reverse sync, the switch) are the parts not
-built yet, and refuse cleanly before anything is changed.
-Each section below is built in its own modules; this class only hands their objects out.
+Plan, run (snapshot at a binlog position, CDC from the binlog), verify, cutover, reverse sync and
+rollback after cutover. Each section below is built in its own modules; this class only hands their objects out.
 """
 
 from __future__ import annotations
@@ -49,19 +47,11 @@ from migrator.adapters.mysql.shapes import read_shapes
 from migrator.adapters.mysql.snapshot import SnapshotExport
 from migrator.adapters.mysql.table_rows import read_rows
 from migrator.adapters.rows import ReverseCheckpoint
-from migrator.errors import MigratorError, TerminalError
+from migrator.errors import MigratorError
 from migrator.findings import Finding
 
 STATEMENT_LIMIT_S = 60
 _UNCHANGED = object()  # a binlog FULL row image carries every value: nothing is ever left out
-
-
-def _todo(what: str) -> TerminalError:
-    return TerminalError(
-        f"the MySQL/MariaDB source does not {what} yet (issue 15)",
-        hint="plan, run and verify work from a MySQL/MariaDB source; cutover and rollback after "
-        "cutover do not yet",
-    )
 
 
 class MysqlSource:
