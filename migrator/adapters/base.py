@@ -1,200 +1,63 @@
-"""What adapters promise and what inspection reports.
-
-Inspection results are plain frozen dataclasses: phases, preflight and the runbook
-read them; only adapters build them.
+"""What adapters promise: the protocols of a source and a target and of the objects they hand
+out. The one module code above adapters/ imports from (docs/architecture.md, "Layers"): it also
+names what inspection reports (inspection.py), the mapping as adapters see it (mapped.py) and the
+change events (change_events.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Generator, Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
+from migrator.adapters.change_events import (
+    CaptureStream,
+    Change,
+    ChangeApplier,
+    ChangeEvent,
+    ChangeEvents,
+    ChangeSchema,
+    Idle,
+    Keepalive,
+    MappedColumns,
+    Marker,
+    Received,
+    Replayed,
+    SchemaHost,
+    TableDescribed,
+    TransactionBegun,
+    TransactionCommitted,
+    Truncated,
+)
+from migrator.adapters.inspection import (
+    Capabilities,
+    ColumnInfo,
+    ForeignKey,
+    IdentityIndex,
+    JoinHop,
+    KeyOrder,
+    LargestDocument,
+    LeafInfo,
+    SourceInfo,
+    SourceServerInfo,
+    TableInfo,
+    TargetCollectionInfo,
+    TargetInfo,
+    TriggerInfo,
+)
+from migrator.adapters.mapped import (
+    MappedCollection,
+    MappedDocument,
+    MappedEmbed,
+    MappedField,
+    MappedLevel,
+)
 from migrator.findings import Finding
 
 if TYPE_CHECKING:
     from migrator.adapters.rows import DocumentRows, ReverseCheckpoint
     from migrator.errors import OwnedByAnotherRun
-
-# A key order every database can share, so that a source key range is one range of the target's
-# keys: integers by value, UUIDs as 16 bytes compared bytewise (PostgreSQL's uuid order, and BSON's
-# for binary subtype 4). Text is not here: a source orders it by collation, a target by bytes.
-KeyOrder = Literal["integer", "uuid"]
-
-
-@dataclass(frozen=True)
-class Capabilities:
-    change_capture: bool = False  # can stream changes after a consistent snapshot
-    exported_snapshot: bool = False  # copy workers can share one snapshot
-    transactions: bool = False  # a batch and its checkpoint can commit together
-    change_streams: bool = False  # can feed reverse sync
-
-
-@dataclass(frozen=True)
-class ColumnInfo:
-    name: str
-    type_name: str  # canonical name: 'integer', 'numeric', 'timestamp with time zone', ...
-    type_kind: str  # 'base', 'enum', 'array', 'domain', 'composite', 'range', 'pseudo', 'multirange'
-    element_type: str | None  # for arrays: the element's canonical name
-    element_kind: str | None
-    nullable: bool
-    numeric_precision: int | None  # declared precision of numeric(p, s); None when unconstrained
-    numeric_scale: int | None
-    position: int
-    type_oid: int = 0  # the column's declared type (a domain's own oid): what the WAL names
-    # A stored generated column's expression (pg_get_expr of its default), None for an ordinary
-    # column. pgoutput before PostgreSQL 18 does not send such columns (docs/architecture.md).
-    generated: str | None = None
-    # attstorage: 'p' plain, 'm' main, 'e' external, 'x' extended. Only 'e' and 'x' (and 'm' as a
-    # last resort) may be stored out of line, where an unchanged value arrives as "unchanged".
-    storage: str = "p"
-    # The columns a stored generated column's expression reads (pg_depend of its default).
-    generated_from: tuple[str, ...] = ()
-    # The server's own name of the column's type where it differs from `type_name` (a MySQL
-    # COLUMN_TYPE such as "tinyint(1) unsigned"), for messages and the type table; "" otherwise.
-    native_type: str = ""
-
-
-@dataclass(frozen=True)
-class ForeignKey:
-    columns: tuple[str, ...]
-    referenced_table: str  # schema.table (as TableInfo.name)
-    referenced_columns: tuple[str, ...]
-    name: str = ""  # the constraint's name
-    # NOT VALID: rows older than the constraint were never checked (an orphan may exist).
-    validated: bool = True
-    # NOT ENFORCED (PostgreSQL 18+): never checked at all.
-    enforced: bool = True
-
-    @property
-    def holds(self) -> bool:
-        """Whether every row satisfies it: a child row can then precede its parent only inside
-        one transaction (docs/architecture.md, "Foreign keys hold at transaction boundaries")."""
-        return self.validated and self.enforced
-
-    def describe(self) -> str:
-        state = "enforced, validated" if self.holds else "NOT ENFORCED" if not self.enforced else "NOT VALID"
-        return (
-            f"foreign key {self.name or '?'} ({', '.join(self.columns)}) REFERENCES "
-            f"{self.referenced_table} ({', '.join(self.referenced_columns)}): {state}"
-        )
-
-
-@dataclass(frozen=True)
-class LeafInfo:
-    """A leaf partition of a partitioned table: its changes carry its own replica identity."""
-
-    name: str  # schema.table
-    replica_identity: str  # 'default', 'index', 'full', 'nothing' (as TableInfo's)
-    identity_columns: tuple[str, ...]  # () when the leaf has no usable replica identity
-    primary_key: tuple[str, ...] = ()
-    primary_key_deferrable: bool = False
-    identity_indexes: tuple[IdentityIndex, ...] = ()
-
-    @property
-    def has_identity(self) -> bool:
-        return bool(self.identity_columns)
-
-
-@dataclass(frozen=True)
-class IdentityIndex:
-    """A unique index PostgreSQL accepts for REPLICA IDENTITY USING INDEX: not partial, no
-    expressions, valid, not deferrable, on NOT NULL columns only."""
-
-    name: str  # the index's own name (indexes live in their table's schema)
-    columns: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class TriggerInfo:
-    """A user trigger (not one PostgreSQL made for a constraint) on a table or one of its partitions."""
-
-    table: str  # schema.table it is defined on
-    name: str
-    enabled: str  # 'origin' (the default), 'always', 'replica', 'disabled'
-    timing: str  # 'before', 'after', 'instead of'
-    events: tuple[str, ...]  # 'insert', 'update', 'delete', 'truncate'
-
-
-@dataclass(frozen=True)
-class TableInfo:
-    name: str  # schema.table
-    columns: tuple[ColumnInfo, ...]
-    primary_key: tuple[str, ...]
-    unique_keys: tuple[tuple[str, ...], ...]  # unique constraints/indexes whose columns are all NOT NULL
-    replica_identity: str  # 'default', 'index', 'full', 'nothing'
-    # Columns the WAL carries for UPDATE/DELETE old rows; () when there is no usable replica identity
-    # (NOTHING, no primary key, a DEFERRABLE one, a dropped identity index). For a partitioned table:
-    # what every leaf's old tuple carries.
-    identity_columns: tuple[str, ...]
-    foreign_keys: tuple[ForeignKey, ...]
-    estimated_rows: int
-    total_bytes: int
-    owned_by_current_user: bool
-    kind: str = "table"  # 'table', or 'partitioned' (its rows live in `leaves`)
-    leaves: tuple[LeafInfo, ...] = ()  # a partitioned table's leaf partitions, at any depth
-    primary_key_deferrable: bool = False  # a DEFERRABLE primary key cannot serve as replica identity
-    primary_key_name: str | None = None  # the constraint's name (also its index's)
-    # Columns of the partition keys at every level of a partitioned table: a unique index on it must
-    # include them all; `partitioned_by_expression` when a key holds an expression (then none can).
-    partition_key: tuple[str, ...] = ()
-    partitioned_by_expression: bool = False
-    identity_indexes: tuple[IdentityIndex, ...] = ()
-    inheritance_children: tuple[str, ...] = ()  # tables INHERITing from this one (not partitions)
-    foreign_partitions: tuple[str, ...] = ()  # partitions that are foreign tables (not in the WAL)
-    # The table itself or its partitions where UNLOGGED: their rows never reach the WAL, so the
-    # publication refuses the table or (a partition) its changes are never sent.
-    unlogged: tuple[str, ...] = ()
-    triggers: tuple[TriggerInfo, ...] = ()
-
-    def column(self, name: str) -> ColumnInfo | None:
-        return next((c for c in self.columns if c.name == name), None)
-
-
-@dataclass(frozen=True)
-class SourceServerInfo:
-    endpoint: str  # no password
-    version: str
-    version_num: int
-    settings: dict[str, str]  # wal_level, max_replication_slots, max_wal_senders, ...
-    used_replication_slots: int
-    used_wal_senders: int
-    user: str
-    is_superuser: bool
-    has_replication: bool
-    can_create_in_database: bool
-    existing_slots: tuple[str, ...]
-    existing_publications: tuple[str, ...]
-    database: str = ""  # current_database()
-
-
-@dataclass(frozen=True)
-class SourceInfo:
-    server: SourceServerInfo
-    tables: dict[str, TableInfo]
-    missing_tables: tuple[str, ...] = ()
-    # Names the plan maps that are relations of another kind (a view, a temporary table, ...):
-    # name -> what it is ("a view"), so that `plan` says so instead of "does not exist".
-    not_tables: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class TargetCollectionInfo:
-    name: str
-    exists: bool
-    documents: int
-
-
-@dataclass(frozen=True)
-class TargetInfo:
-    endpoint: str
-    version: str
-    replica_set: str | None
-    transactions: bool
-    change_streams: bool
-    collections: dict[str, TargetCollectionInfo] = field(default_factory=dict)
 
 
 class Positions(Protocol):
@@ -495,22 +358,6 @@ class TargetAdapter(Protocol):
         `transactions`); `current` reads a document as the source holds it, `reads` fills in
         SourceReads."""
         ...
-
-
-@dataclass(frozen=True)
-class JoinHop:
-    """One step from a parent table down to an embedded child table."""
-
-    table: str
-    on: tuple[tuple[str, str], ...]  # (child column, parent column)
-    row_overhead: int  # estimated BSON bytes a row adds beyond its values (field names, array index)
-
-
-@dataclass(frozen=True)
-class LargestDocument:
-    key: tuple[object, ...]
-    estimated_bytes: int
-    embedded_rows: int
 
 
 @dataclass(frozen=True)
@@ -934,349 +781,6 @@ class KeyLookup(Protocol):
     def close(self) -> None: ...
 
 
-# The resolved mapping as a source adapter's preflight reads it (mapping/spec.py builds it;
-# adapters sit below mapping, docs/architecture.md "Layers", so they see its shape only).
-
-
-class MappedEmbed(Protocol):
-    @property
-    def as_(self) -> str: ...
-
-    @property
-    def many(self) -> bool: ...
-
-    @property
-    def on(self) -> tuple[tuple[str, str], ...]: ...
-
-    @property
-    def child(self) -> MappedDocument: ...
-
-
-class MappedField(Protocol):
-    @property
-    def column(self) -> ColumnInfo: ...
-
-
-class MappedDocument(Protocol):
-    @property
-    def table(self) -> str: ...
-
-    @property
-    def key(self) -> tuple[str, ...]: ...
-
-    @property
-    def fields(self) -> Sequence[MappedField]: ...
-
-    @property
-    def embeds(self) -> Sequence[MappedEmbed]: ...
-
-
-class MappedLevel(Protocol):
-    @property
-    def table(self) -> str: ...
-
-    @property
-    def key(self) -> tuple[str, ...]: ...
-
-    @property
-    def link(self) -> tuple[str, ...]: ...
-
-    @property
-    def document(self) -> MappedDocument: ...
-
-    @property
-    def embed(self) -> MappedEmbed | None: ...
-
-
-class MappedCollection(Protocol):
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def levels(self) -> Sequence[MappedLevel]: ...
-
-
-# -- change capture: what a source's change stream yields, in commit order (docs/architecture.md,
-# "A change's path"). The adapter reads its own protocol into these; phases read only these.
-
-
-@dataclass(frozen=True)
-class Idle:
-    """Nothing arrived within the wait; `wal_end` is the server's last reported position."""
-
-    wal_end: int
-
-
-@dataclass(frozen=True)
-class Keepalive:
-    """The server has sent everything before `wal_end`. Once every change received so far is
-    applied, the consumer acknowledges it: a fast shutdown of the source waits until its
-    walsender's client has confirmed all that was sent."""
-
-    wal_end: int
-
-
-@dataclass(slots=True)
-class Change:  # not frozen: built for every change, and its new row may be completed in place
-    """A row change of a mapped table (`table`: as the plan names it, the root for a leaf
-    partition's). `kind`: 'insert', 'update' or 'delete'. `old`: the old key columns or whole
-    old row (None for an insert, or an update that kept its key); `new`: None for a delete.
-    A value may be the source's `unchanged` (a TOASTed value the update did not change).
-    `computed` and `texts`: for a table whose stored generated columns the change lacks, what
-    computes them and the text of the columns they read (None for the others, and for deletes):
-    the adapter's, opaque to phases (ChangeSchema.to_compute, ChangeSchema.complete)."""
-
-    table: str
-    kind: str
-    old: dict[str, Any] | None
-    new: dict[str, Any] | None
-    computed: Any = None
-    texts: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class Truncated:
-    """TRUNCATE of these mapped tables (a partitioned table's when every leaf was truncated)."""
-
-    tables: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class TableDescribed:
-    """A table's columns as the changes that follow were logged (`relation`: the adapter's own
-    description, handed back to ChangeSchema.relation). Sent before a relation's first change
-    and again whenever its catalog entry changed (DDL), also inside a transaction. `spooled`:
-    inside a block of a streamed transaction being received (it is seen again when that
-    transaction is replayed)."""
-
-    relation: Any
-    spooled: bool = False
-
-
-@dataclass(frozen=True)
-class TransactionBegun:
-    """A transaction begins, committed at `commit_position`; its changes follow as they arrive."""
-
-    commit_position: int
-
-
-@dataclass(frozen=True)
-class TransactionCommitted:
-    """The end of the transaction begun last: `end_position` is where the stream resumes after
-    it. `skipped`: applied already (committed before the applied position) or written by
-    reverse sync (its origin): its changes were not handed over."""
-
-    commit_position: int
-    end_position: int
-    commit_time: datetime
-    skipped: bool
-
-
-@dataclass(frozen=True)
-class Replayed:
-    """A streamed transaction at its commit: `changes` reads its changes back from the spool
-    (empty when `skipped`), to be read before the next event (and closed, which closes the
-    spool, if not read to its end)."""
-
-    commit_position: int
-    end_position: int
-    commit_time: datetime
-    skipped: bool
-    changes: Generator[Change | Truncated | TableDescribed, None, None]
-
-
-@dataclass(frozen=True)
-class Marker:
-    """A logical message (pg_logical_emit_message): a marker someone may wait for."""
-
-    prefix: str
-    content: bytes
-
-
-@dataclass(frozen=True)
-class Received:
-    """A message with nothing to hand over (spooled, skipped, or of no interest). `behind`: a
-    block of a transaction still in progress starts: the source is ahead of what is applied."""
-
-    behind: bool = False
-
-
-ChangeEvent = (
-    Keepalive
-    | Idle
-    | TransactionBegun
-    | Change
-    | Truncated
-    | TableDescribed
-    | Marker
-    | TransactionCommitted
-    | Replayed
-    | Received
-)
-
-
-class CaptureStream(Protocol):
-    """The connection a source's changes arrive on (a replication connection, or SQL polling)."""
-
-    # How long to wait for more before reporting Idle, while a batch lingers (None: the reader's
-    # wait).
-    linger: float | None
-
-    def keepalive(self, interval: float = ..., /) -> None:
-        """Send a status update if one is due within `interval` seconds of the last."""
-        ...
-
-    def acknowledge(self, position: int, /) -> None:
-        """Everything before `position` is durable on the target: the source may free it."""
-        ...
-
-    def close(self) -> None: ...
-
-
-class ChangeEvents(Protocol):
-    """A capture stream read as typed events in commit order (ChangeEvent)."""
-
-    in_transaction: bool
-
-    @property
-    def in_stream(self) -> bool:
-        """Inside a block of a transaction still in progress (streamed before its commit)."""
-        ...
-
-    @property
-    def streams_pending(self) -> bool:
-        """A transaction streamed in part has not committed or aborted yet."""
-        ...
-
-    def events(self, wait_s: float) -> Iterator[ChangeEvent]: ...
-
-
-@dataclass(frozen=True)
-class MappedColumns:
-    """What the mapping takes of each source table, as plain data for the source's schema checks
-    (ChangeSchema): `read`, the columns it reads; `mapped`, those whose loss or change of type
-    it cannot follow (fields, keys, link columns); `locating`, the key columns that say which
-    document or element a row is; `open_shapes`, per table the columns excluded by each level of
-    the plan that lists no `fields` there (so it takes every other column)."""
-
-    read: Mapping[str, set[str]]
-    mapped: Mapping[str, frozenset[str]]
-    locating: Mapping[str, tuple[str, ...]]
-    open_shapes: Mapping[str, tuple[frozenset[str], ...]]
-
-    def columns(self, table: str) -> set[str]:
-        return set(self.mapped.get(table, ()))
-
-    def takes_by_default(self, table: str, column: str) -> bool:
-        """Whether the plan would map `column` of `table`: it lists no `fields` there (so every
-        column is taken) and does not exclude it."""
-        return any(column not in excluded for excluded in self.open_shapes.get(table, ()))
-
-
-class SchemaHost(Protocol):
-    """What a source's schema checks ask of the phase that follows its changes."""
-
-    def notice(self, level: str, message: str) -> None:
-        """Tell the user (an event)."""
-        ...
-
-    def table_changed(self, table: str, info: TableInfo) -> None:
-        """The catalog's `table` has columns the mapping was not built on: map it as it is now
-        (and give the checks the new MappedColumns), or raise what stops the run."""
-        ...
-
-    def reads_with(self, table: str, info: TableInfo) -> dict[str, set[str]] | None:
-        """The columns the mapping would read per mapped table (in the plan's order) with `table`
-        as `info` says; None where the mapping would not resolve."""
-        ...
-
-    def column_added(self, table: str, column: str) -> None:
-        """A column the mapping takes was added to `table` since the snapshot (now published)."""
-        ...
-
-
-class ChangeSchema(Protocol):
-    """A source's checks that the tables and the publication still are what the mapping was
-    built on (docs/architecture.md, "Schema changes", "The run's publication"): each raises a
-    TerminalError that says what changed and how to go on. It also keeps the state the change
-    stream is decoded with (the relations announced on it)."""
-
-    @property
-    def vouched(self) -> int:
-        """The source position before the last publication check that found it whole."""
-        ...
-
-    @property
-    def baseline(self) -> Mapping[str, Any] | None:
-        """The mapped tables' shape changes are checked against (each with `columns`)."""
-        ...
-
-    def reader(self, stream: CaptureStream, *, applied: Callable[[], int], skip_origin: str) -> ChangeEvents:
-        """`stream` read as typed events with the relations announced on it."""
-        ...
-
-    def relation(self, relation: Any) -> None:
-        """A TableDescribed's relation: check it against the mapping and read its changes so."""
-        ...
-
-    def columns_of(self, relation: Any) -> tuple[str, frozenset[str]] | None:
-        """The mapped table a described relation's changes are, and the columns it carries."""
-        ...
-
-    def check_schema(self) -> None: ...
-
-    def check_publication(self) -> None: ...
-
-    def check_located(self, table: str, new: dict[str, Any]) -> None:
-        """Raise when an update's new row lacks a key column that places it."""
-        ...
-
-    def to_compute(self, change: Change) -> frozenset[str]:
-        """The generated columns of `change` to compute (those its update may have changed)."""
-        ...
-
-    def complete(self, pending: Sequence[tuple[Change, frozenset[str]]]) -> None:
-        """Compute the given generated columns of each change into its new row."""
-        ...
-
-    def table(self, table: str) -> TableInfo | None:
-        """`table` as the catalog has it now."""
-        ...
-
-    def columns_changed(self, table: str, current: dict[str, int]) -> None:
-        """The stream (or catalog) shows `table` with `current` columns (name -> type id)."""
-        ...
-
-    def remap(self, source_info: SourceInfo, mapped: MappedColumns) -> None:
-        """The mapping was built again on `source_info`."""
-        ...
-
-    def restart(self) -> None:
-        """A new stream: its relations are announced again."""
-        ...
-
-    def close(self) -> None: ...
-
-
-class ChangeApplier(Protocol):
-    """A target's writer of CDC batches: data and checkpoint commit together."""
-
-    def apply(
-        self,
-        ops: Sequence[WriteOp],
-        position: int | None,
-        position_text: str | None,
-        *,
-        fields: Mapping[str, Any] | None = None,
-    ) -> None: ...
-
-    def checkpoint(self) -> dict[str, Any] | None:
-        """The stored checkpoint record (position, commit time, ...), or None."""
-        ...
-
-    def ensure_indexes(self, paths: dict[str, set[str]]) -> list[str]: ...
-
-
 @dataclass(frozen=True)
 class LoadSample:
     """Source load, as throttling reads it (engine/throttle.py). `active_sessions` None: not
@@ -1286,3 +790,73 @@ class LoadSample:
     active_sessions: int | None
     replicas: int | None
     replica_lag_seconds: float | None
+
+
+__all__ = [
+    "Capabilities",
+    "CaptureMonitor",
+    "CaptureSetup",
+    "CaptureStream",
+    "Change",
+    "ChangeApplier",
+    "ChangeEvent",
+    "ChangeEvents",
+    "ChangeGroup",
+    "ChangeSchema",
+    "ChangeStep",
+    "ChangedDocument",
+    "CollectionReader",
+    "CollectionWriter",
+    "ColumnInfo",
+    "ForeignKey",
+    "IdentityIndex",
+    "Idle",
+    "JoinHop",
+    "Keepalive",
+    "KeyLookup",
+    "KeyOrder",
+    "KeyReader",
+    "LargestDocument",
+    "LeafInfo",
+    "LevelRead",
+    "LinkedReader",
+    "LoadProbe",
+    "LoadSample",
+    "MappedCollection",
+    "MappedColumns",
+    "MappedDocument",
+    "MappedEmbed",
+    "MappedField",
+    "MappedLevel",
+    "Marker",
+    "OpenChanges",
+    "OwnerRecord",
+    "Ownership",
+    "Positions",
+    "Received",
+    "Replayed",
+    "ReverseWriter",
+    "RowStreams",
+    "SchemaHost",
+    "SnapshotExport",
+    "SnapshotSession",
+    "SnapshotStart",
+    "SourceAdapter",
+    "SourceInfo",
+    "SourceRead",
+    "SourceServerInfo",
+    "TableDescribed",
+    "TableInfo",
+    "TargetAdapter",
+    "TargetChanges",
+    "TargetCollectionInfo",
+    "TargetInfo",
+    "TargetWriteFence",
+    "TransactionBegun",
+    "TransactionCommitted",
+    "TriggerInfo",
+    "Truncated",
+    "WriteFence",
+    "WriteOp",
+    "WriteResult",
+]

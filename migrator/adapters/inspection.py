@@ -1,0 +1,206 @@
+"""What inspection reports of a source and a target: plain frozen dataclasses that phases,
+preflight and the runbook read and only adapters build (docs/architecture.md, "Layers").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    pass
+
+
+# A key order every database can share, so that a source key range is one range of the target's
+# keys: integers by value, UUIDs as 16 bytes compared bytewise (PostgreSQL's uuid order, and BSON's
+# for binary subtype 4). Text is not here: a source orders it by collation, a target by bytes.
+KeyOrder = Literal["integer", "uuid"]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    change_capture: bool = False  # can stream changes after a consistent snapshot
+    exported_snapshot: bool = False  # copy workers can share one snapshot
+    transactions: bool = False  # a batch and its checkpoint can commit together
+    change_streams: bool = False  # can feed reverse sync
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    name: str
+    type_name: str  # canonical name: 'integer', 'numeric', 'timestamp with time zone', ...
+    type_kind: str  # 'base', 'enum', 'array', 'domain', 'composite', 'range', 'pseudo', 'multirange'
+    element_type: str | None  # for arrays: the element's canonical name
+    element_kind: str | None
+    nullable: bool
+    numeric_precision: int | None  # declared precision of numeric(p, s); None when unconstrained
+    numeric_scale: int | None
+    position: int
+    type_oid: int = 0  # the column's declared type (a domain's own oid): what the WAL names
+    # A stored generated column's expression (pg_get_expr of its default), None for an ordinary
+    # column. pgoutput before PostgreSQL 18 does not send such columns (docs/architecture.md).
+    generated: str | None = None
+    # attstorage: 'p' plain, 'm' main, 'e' external, 'x' extended. Only 'e' and 'x' (and 'm' as a
+    # last resort) may be stored out of line, where an unchanged value arrives as "unchanged".
+    storage: str = "p"
+    # The columns a stored generated column's expression reads (pg_depend of its default).
+    generated_from: tuple[str, ...] = ()
+    # The server's own name of the column's type where it differs from `type_name` (a MySQL
+    # COLUMN_TYPE such as "tinyint(1) unsigned"), for messages and the type table; "" otherwise.
+    native_type: str = ""
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    columns: tuple[str, ...]
+    referenced_table: str  # schema.table (as TableInfo.name)
+    referenced_columns: tuple[str, ...]
+    name: str = ""  # the constraint's name
+    # NOT VALID: rows older than the constraint were never checked (an orphan may exist).
+    validated: bool = True
+    # NOT ENFORCED (PostgreSQL 18+): never checked at all.
+    enforced: bool = True
+
+    @property
+    def holds(self) -> bool:
+        """Whether every row satisfies it: a child row can then precede its parent only inside
+        one transaction (docs/architecture.md, "Foreign keys hold at transaction boundaries")."""
+        return self.validated and self.enforced
+
+    def describe(self) -> str:
+        state = "enforced, validated" if self.holds else "NOT ENFORCED" if not self.enforced else "NOT VALID"
+        return (
+            f"foreign key {self.name or '?'} ({', '.join(self.columns)}) REFERENCES "
+            f"{self.referenced_table} ({', '.join(self.referenced_columns)}): {state}"
+        )
+
+
+@dataclass(frozen=True)
+class LeafInfo:
+    """A leaf partition of a partitioned table: its changes carry its own replica identity."""
+
+    name: str  # schema.table
+    replica_identity: str  # 'default', 'index', 'full', 'nothing' (as TableInfo's)
+    identity_columns: tuple[str, ...]  # () when the leaf has no usable replica identity
+    primary_key: tuple[str, ...] = ()
+    primary_key_deferrable: bool = False
+    identity_indexes: tuple[IdentityIndex, ...] = ()
+
+    @property
+    def has_identity(self) -> bool:
+        return bool(self.identity_columns)
+
+
+@dataclass(frozen=True)
+class IdentityIndex:
+    """A unique index PostgreSQL accepts for REPLICA IDENTITY USING INDEX: not partial, no
+    expressions, valid, not deferrable, on NOT NULL columns only."""
+
+    name: str  # the index's own name (indexes live in their table's schema)
+    columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TriggerInfo:
+    """A user trigger (not one PostgreSQL made for a constraint) on a table or one of its partitions."""
+
+    table: str  # schema.table it is defined on
+    name: str
+    enabled: str  # 'origin' (the default), 'always', 'replica', 'disabled'
+    timing: str  # 'before', 'after', 'instead of'
+    events: tuple[str, ...]  # 'insert', 'update', 'delete', 'truncate'
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    name: str  # schema.table
+    columns: tuple[ColumnInfo, ...]
+    primary_key: tuple[str, ...]
+    unique_keys: tuple[tuple[str, ...], ...]  # unique constraints/indexes whose columns are all NOT NULL
+    replica_identity: str  # 'default', 'index', 'full', 'nothing'
+    # Columns the WAL carries for UPDATE/DELETE old rows; () when there is no usable replica identity
+    # (NOTHING, no primary key, a DEFERRABLE one, a dropped identity index). For a partitioned table:
+    # what every leaf's old tuple carries.
+    identity_columns: tuple[str, ...]
+    foreign_keys: tuple[ForeignKey, ...]
+    estimated_rows: int
+    total_bytes: int
+    owned_by_current_user: bool
+    kind: str = "table"  # 'table', or 'partitioned' (its rows live in `leaves`)
+    leaves: tuple[LeafInfo, ...] = ()  # a partitioned table's leaf partitions, at any depth
+    primary_key_deferrable: bool = False  # a DEFERRABLE primary key cannot serve as replica identity
+    primary_key_name: str | None = None  # the constraint's name (also its index's)
+    # Columns of the partition keys at every level of a partitioned table: a unique index on it must
+    # include them all; `partitioned_by_expression` when a key holds an expression (then none can).
+    partition_key: tuple[str, ...] = ()
+    partitioned_by_expression: bool = False
+    identity_indexes: tuple[IdentityIndex, ...] = ()
+    inheritance_children: tuple[str, ...] = ()  # tables INHERITing from this one (not partitions)
+    foreign_partitions: tuple[str, ...] = ()  # partitions that are foreign tables (not in the WAL)
+    # The table itself or its partitions where UNLOGGED: their rows never reach the WAL, so the
+    # publication refuses the table or (a partition) its changes are never sent.
+    unlogged: tuple[str, ...] = ()
+    triggers: tuple[TriggerInfo, ...] = ()
+
+    def column(self, name: str) -> ColumnInfo | None:
+        return next((c for c in self.columns if c.name == name), None)
+
+
+@dataclass(frozen=True)
+class SourceServerInfo:
+    endpoint: str  # no password
+    version: str
+    version_num: int
+    settings: dict[str, str]  # wal_level, max_replication_slots, max_wal_senders, ...
+    used_replication_slots: int
+    used_wal_senders: int
+    user: str
+    is_superuser: bool
+    has_replication: bool
+    can_create_in_database: bool
+    existing_slots: tuple[str, ...]
+    existing_publications: tuple[str, ...]
+    database: str = ""  # current_database()
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    server: SourceServerInfo
+    tables: dict[str, TableInfo]
+    missing_tables: tuple[str, ...] = ()
+    # Names the plan maps that are relations of another kind (a view, a temporary table, ...):
+    # name -> what it is ("a view"), so that `plan` says so instead of "does not exist".
+    not_tables: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TargetCollectionInfo:
+    name: str
+    exists: bool
+    documents: int
+
+
+@dataclass(frozen=True)
+class TargetInfo:
+    endpoint: str
+    version: str
+    replica_set: str | None
+    transactions: bool
+    change_streams: bool
+    collections: dict[str, TargetCollectionInfo] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JoinHop:
+    """One step from a parent table down to an embedded child table."""
+
+    table: str
+    on: tuple[tuple[str, str], ...]  # (child column, parent column)
+    row_overhead: int  # estimated BSON bytes a row adds beyond its values (field names, array index)
+
+
+@dataclass(frozen=True)
+class LargestDocument:
+    key: tuple[object, ...]
+    estimated_bytes: int
+    embedded_rows: int
