@@ -248,9 +248,12 @@ def migrator_run(
 
 
 def record(
-    results: list[dict[str, Any]], case: str, parallel: int, data: dict[str, Any], raw: dict[str, Any]
+    results: list[dict[str, Any]], case: str, parallel: int, data: dict[str, Any], raw_seconds: float
 ) -> None:
+    """One result row; `raw_seconds`: the raw pipe's time for the same rows at the same load
+    (the mean of its runs right before and right after this one)."""
     rows_per_s = data["rows"] / data["seconds"]
+    raw_rate = data["rows_raw"] / raw_seconds if "rows_raw" in data else None
     gb = data["bytes"] / 1e9
     entry = {
         "case": case,
@@ -262,10 +265,10 @@ def record(
         "docs_per_s": round(data["docs"] / data["seconds"]),
         # Source rows per second against the raw pipe's (one row, one document there); an
         # embedded run's parent rows carry 3 children each, docs_per_s shows documents.
-        "ratio_to_raw": round(rows_per_s / (raw["rows"] / raw["seconds"]), 3),
+        "ratio_to_raw": round(rows_per_s / raw_rate, 3) if raw_rate else None,
         # Documents per second against the raw pipe's: the stricter view for embedded documents
         # (one document holds a parent and its 3 children, 4 source rows).
-        "docs_ratio_to_raw": round(data["docs"] / data["seconds"] / (raw["docs"] / raw["seconds"]), 3),
+        "docs_ratio_to_raw": round(data["docs"] / data["seconds"] / raw_rate, 3) if raw_rate else None,
         "gb": round(gb, 4),
         "cpu_seconds": round(data["cpu_seconds"], 2),
         "cpu_s_per_gb": round(data["cpu_seconds"] / gb) if gb else None,
@@ -273,7 +276,7 @@ def record(
     }
     results.append(entry)
     print(
-        f"  {case:<10} parallel={parallel} rows={entry['rows']:>9,} docs={entry['docs']:>9,} "
+        f"  {case:<18} parallel={parallel} rows={entry['rows']:>9,} docs={entry['docs']:>9,} "
         f"{entry['seconds']:>7.1f} s {entry['docs_per_s']:>8,} docs/s ratio={entry['ratio_to_raw']} "
         f"(docs {entry['docs_ratio_to_raw']}) "
         f"cpu={entry['cpu_s_per_gb']} s/GB rss={entry['peak_rss_mb']} MB",
@@ -311,16 +314,27 @@ def main() -> None:
         create_tables(source.port, rows)
         print(f"  built in {time.monotonic() - t:.1f} s", flush=True)
         for parallel in (1, 2):
+            # The raw pipe runs before and after each migrator run, and each ratio is taken
+            # against the mean of the two: the machine is shared, its load comes and goes, and
+            # both sides of a ratio must see the same load (bench_cdc.py measures the server
+            # before each pass for the same reason).
             raw = raw_pipe(source.port, mongo.url, rows, parallel)
-            record(results, "raw", parallel, raw, raw)
+            first = raw["seconds"]
+            record(results, "raw", parallel, {**raw, "rows_raw": rows}, first)
             for embedded in (False, True):
-                name = f"bench-mysql-{'emb' if embedded else 'flat'}-{parallel}"
+                label = "embedded" if embedded else "flat"
+                name = f"bench-mysql-{label}-{parallel}"
                 plan = work / f"{name}.yaml"
                 write_plan(plan, name, embedded, parallel, args.chunk_rows)
                 data = migrator_run(
                     plan, work / f"{name}.db", env, "parents" if embedded else "flat", mongo.url
                 )
-                record(results, "embedded" if embedded else "flat", parallel, data, raw)
+                after = raw_pipe(source.port, mongo.url, rows, parallel)
+                bracket = (raw["seconds"] + after["seconds"]) / 2
+                record(results, label, parallel, {**data, "rows_raw": rows}, bracket)
+                # The raw pipe's own rows: its ratio to the first one shows how the load moved.
+                record(results, f"raw-after-{label}", parallel, {**after, "rows_raw": rows}, first)
+                raw = after
     finally:
         mongo.stop()
         source.stop()
@@ -330,13 +344,13 @@ def main() -> None:
     out.write_text(json.dumps({"benchmark": "mysql-snapshot", "rows": rows, "results": results}, indent=2))
     print()
     print(
-        f"{'case':<10} {'par':>3} {'rows':>9} {'docs':>9} {'seconds':>8} {'rows/s':>9} {'docs/s':>8} "
+        f"{'case':<18} {'par':>3} {'rows':>9} {'docs':>9} {'seconds':>8} {'rows/s':>9} {'docs/s':>8} "
         f"{'ratio':>6} {'docs r':>6} {'cpu s/GB':>8} {'rss MB':>7}"
     )
     for r in results:
         rss = "" if r["peak_rss_mb"] is None else f"{r['peak_rss_mb']:.0f}"
         print(
-            f"{r['case']:<10} {r['parallel']:>3} {r['rows']:>9,} {r['docs']:>9,} {r['seconds']:>8.1f} "
+            f"{r['case']:<18} {r['parallel']:>3} {r['rows']:>9,} {r['docs']:>9,} {r['seconds']:>8.1f} "
             f"{r['rows_per_s']:>9,} {r['docs_per_s']:>8,} {r['ratio_to_raw']:>6.2f} {r['docs_ratio_to_raw']:>6.2f} "
             f"{r['cpu_s_per_gb']!s:>8} {rss:>7}"
         )
