@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -264,6 +265,7 @@ def main() -> None:
     finally:
         mongo.stop()
         source.stop()
+        shutil.rmtree(work, ignore_errors=True)  # plans, state files and logs of this run only
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / "mysql-cdc.json"
     out.write_text(json.dumps({"benchmark": "mysql-cdc", "lag": lag}, indent=2))

@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -338,6 +339,7 @@ def main() -> None:
     finally:
         mongo.stop()
         source.stop()
+        shutil.rmtree(work, ignore_errors=True)  # plans, state files and logs of this run only
 
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / "mysql-snapshot.json"
