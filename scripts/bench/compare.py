@@ -35,6 +35,8 @@ HIGHER = ("_per_s", "ratio_to_raw", "ratio_to_server", "ratio_to_ceiling", "appl
 LOWER = ("cpu_seconds", "cpu_s_per_gb", "p95_ms", "peak_rss_mb")
 # Fields that name a row of a result list (its case) rather than measure it.
 LABELS = ("case", "parallel", "size", "target_rate")
+# Benchmarks whose script is not bench_<name>.py; each writes <name>*.json.
+SCRIPTS = {"mysql-snapshot": "bench_mysql_snapshot.py", "mysql-cdc": "bench_mysql_lag.py"}
 
 
 def _flatten(value: Any, path: str, out: dict[str, float]) -> None:
@@ -75,7 +77,7 @@ def _worktree(ref: str) -> Path:
 
 def _round(tree: Path, benchmark: str, args: list[str], out: Path) -> dict[str, float]:
     out.mkdir(parents=True, exist_ok=True)
-    script = tree / "scripts" / "bench" / f"bench_{benchmark}.py"
+    script = tree / "scripts" / "bench" / SCRIPTS.get(benchmark, f"bench_{benchmark}.py")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     subprocess.run(
         [str(tree / ".venv" / "bin" / "python"), str(script), *args, "--out", str(out)], check=True, env=env
@@ -92,7 +94,7 @@ def _spread(values: list[float]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="scripts/bench/run compare", description=__doc__.split("\n\n")[0])
     parser.add_argument("ref", help="the commit to compare with (e.g. the commit before a re-cut)")
-    parser.add_argument("benchmark", choices=("snapshot", "cdc", "verify"))
+    parser.add_argument("benchmark", choices=("snapshot", "cdc", "verify", *SCRIPTS))
     parser.add_argument("--rounds", type=int, default=2, help="runs per side (default 2)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
     args, passed = parser.parse_known_args()
