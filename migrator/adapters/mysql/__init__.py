@@ -27,7 +27,7 @@ from migrator.adapters.base import (
 )
 from migrator.adapters.mysql import keys, server_checks
 from migrator.adapters.mysql.binlog_link import BinlogEndpoint
-from migrator.adapters.mysql.capture import BinlogCapture, SlotStream, confirm
+from migrator.adapters.mysql.capture import BinlogCapture, SlotStream
 from migrator.adapters.mysql.connection import MysqlEndpoint
 from migrator.adapters.mysql.inspect import MysqlInspector
 from migrator.adapters.mysql.lookup import KeyLookup
@@ -42,7 +42,7 @@ from migrator.adapters.mysql.readers import (
 )
 from migrator.adapters.mysql.schema_watch import BinlogSchemaWatch
 from migrator.adapters.mysql.shapes import read_shapes
-from migrator.adapters.mysql.snapshot import SnapshotExport
+from migrator.adapters.mysql.snapshot import SnapshotExport, position_value
 from migrator.adapters.mysql.table_rows import read_rows
 from migrator.adapters.rows import ReverseCheckpoint
 from migrator.errors import MigratorError, TerminalError
@@ -150,9 +150,11 @@ class MysqlSource:
         return Coordinator(self.endpoint, snapshot_name)
 
     def export_snapshot(self, slot: str) -> SnapshotExport:
-        """The binlog position change capture starts from (MySQL has no slot: `slot` names
-        nothing here); its snapshot_name is that position."""
-        return SnapshotExport(self.endpoint)
+        """The binlog position change capture starts from; its snapshot_name is that position.
+        "The slot" is recorded there, a row on the source (the binlog section's capture.py)."""
+        export = SnapshotExport(self.endpoint)
+        BinlogCapture(self._binlog()).record_slot(slot, position_value(export.start.position))
+        return export
 
     def snapshot_reader(self, snapshot_name: str) -> SnapshotReader:
         """A copy worker's reader: a consistent snapshot of its own, at or after the export's
@@ -207,10 +209,9 @@ class MysqlSource:
     def change_stream(
         self, slot: str, publication: str, start: int, *, poll_changes: int | None = None
     ) -> SlotStream:
-        """The binlog from `start` (poll_changes: a binlog is always streamed, as a replica reads it)."""
-        endpoint = self._binlog()
-        confirm(endpoint.name, slot, start)
-        return SlotStream(endpoint, start, slot)
+        """The binlog from `start` (poll_changes: a binlog is always streamed, as a replica reads it);
+        its acknowledgements move the slot's recorded position (capture.py)."""
+        return SlotStream(self._binlog(), start, slot)
 
     def schema_watch(
         self,
