@@ -42,7 +42,7 @@ from migrator.adapters.mysql.readers import (
 )
 from migrator.adapters.mysql.schema_watch import BinlogSchemaWatch
 from migrator.adapters.mysql.shapes import read_shapes
-from migrator.adapters.mysql.snapshot import SnapshotExport, position_value
+from migrator.adapters.mysql.snapshot import SnapshotExport
 from migrator.adapters.mysql.table_rows import read_rows
 from migrator.adapters.rows import ReverseCheckpoint
 from migrator.errors import MigratorError, TerminalError
@@ -151,10 +151,11 @@ class MysqlSource:
 
     def export_snapshot(self, slot: str) -> SnapshotExport:
         """The binlog position change capture starts from; its snapshot_name is that position.
-        "The slot" is recorded there, a row on the source (the binlog section's capture.py)."""
-        export = SnapshotExport(self.endpoint)
-        BinlogCapture(self._binlog()).record_slot(slot, position_value(export.start.position))
-        return export
+        "The slot" (a row on the source, the binlog section's capture.py) is recorded first, at
+        the binlog's end just before: no commit of migrator's own lands between the export and
+        the copy workers' snapshots (each would read at a later position, a re-read)."""
+        BinlogCapture(self._binlog()).record_slot_here(slot)
+        return SnapshotExport(self.endpoint)
 
     def snapshot_reader(self, snapshot_name: str) -> SnapshotReader:
         """A copy worker's reader: a consistent snapshot of its own, at or after the export's

@@ -6,7 +6,7 @@ nothing a reader can hold (the server purges files by age, binlog_expire_logs_se
 still needs them). So:
 
 - a slot is a row of the migrator-owned table `_migrator_slots` on the source (slots.py): the
-  export records it at the snapshot's position, its stream's acknowledgements move it forward,
+  export records it at the binlog's end just before its snapshot, its stream's acknowledgements move it forward,
   drop_slot deletes it. Every process sees it: a resumed run, `migrator status`. It "exists" while
   its row does and the binlog is on and still holds the recorded position (a new run's slot has
   no row). Whether a stream of it is open is known in this process only (`active`);
@@ -32,7 +32,7 @@ from migrator.adapters.mysql import slots
 from migrator.adapters.mysql.binlog import BinlogFiles, BinlogStream
 from migrator.adapters.mysql.binlog_link import BinlogEndpoint
 from migrator.adapters.mysql.positions import unpack
-from migrator.errors import MigratorError
+from migrator.errors import MigratorError, SourceError
 
 MARKERS_TABLE = "_migrator_markers"
 # The statements name the table literally (it is migrator's, never the user's).
@@ -104,13 +104,31 @@ class BinlogCapture:
         return not existed
 
     def record_slot(self, slot: str, position: int) -> None:
-        """Create (or restart) `slot` at `position`: what the export does (MysqlSource.export_snapshot)."""
+        """Create (or restart) `slot` at `position`."""
         endpoint = self._endpoint
         conn = endpoint.connect()
         try:
             slots.record(endpoint, conn, slot, position)
         finally:
             conn.close()
+
+    def record_slot_here(self, slot: str) -> int:
+        """Create (or restart) `slot` at the binlog's end now, before the export's snapshot is
+        taken: a position at or before the export's, which the binlog holds no longer than the
+        export's (MysqlSource.export_snapshot). Its stream's first acknowledgement moves it on."""
+        endpoint = self._endpoint
+        conn = endpoint.connect()
+        try:
+            position = slots.binlog_end(endpoint, conn)
+            if position is None:
+                raise SourceError(
+                    f"{endpoint.name}: the source writes no binary log: change capture has nothing to read",
+                    hint="start the server with log_bin, binlog_format=ROW and binlog_row_image=FULL",
+                )
+            slots.record(endpoint, conn, slot, position)
+        finally:
+            conn.close()
+        return position
 
     def slot_exists(self, slot: str) -> bool:
         endpoint = self._endpoint

@@ -43,14 +43,14 @@ def test_the_export_records_the_slot_and_another_process_sees_it(mysql_url: str)
     before = position_now(mysql_url)
     export = source.export_snapshot("run_slot")
     export.close()
-    position = MysqlSource.positions.parse(export.start.position)
-    assert position >= before
-    assert _rows(mysql_url) == {"run_slot": position}
+    # Recorded just before the export's snapshot (the row's own insert lies between them).
+    assert _rows(mysql_url) == {"run_slot": before}
+    assert MysqlSource.positions.parse(export.start.position) > before
     assert _exists_in_another_process(mysql_url, "run_slot")
     monitor = MysqlSource(mysql_url).monitor()
     try:
         state = monitor.state("run_slot")
-        assert state is not None and state["confirmed"] == export.start.position
+        assert state is not None and state["confirmed"] == MysqlSource.positions.text(before)
         assert state["active"] is False
         assert monitor.state("never_created") is None
     finally:
