@@ -185,6 +185,11 @@ def _kill9(process: MigratorRun, mongo_url: str, own_server: bool) -> None:
             client.admin.command({"killAllSessions": []})
 
 
+def _opened(process: MigratorRun) -> list[bool]:
+    """Whether each snapshot the process opened was a resume's re-read."""
+    return [bool(e.get("reread")) for e in process.events if e["event"] == "snapshot.opened"]
+
+
 def _start(plan: Path, state: Path, until: str | None = None) -> MigratorRun:
     args = ["run", str(plan), "--state", str(state)]
     if until is not None:
@@ -212,10 +217,11 @@ def test_killed_during_the_snapshot_and_during_cdc_resumes_to_the_same_documents
         p.wait_for("snapshot.chunk_finished", nth=5)
         _kill9(p, mongo_url, own_mongo)
         # During CDC (the snapshot finishes in this process first), twice.
-        for delay in (2.0, 4.0):
+        for delay in (0.5, 3.0):
             p = _start(plan, state)
             processes.append(p)
-            p.wait_for("phase.started", phase="cdc", timeout=RUN_TIMEOUT_S)
+            # Killed while applying: changes came in since its first batch.
+            p.wait_for("cdc.batch_applied", timeout=RUN_TIMEOUT_S)
             p.run_for(delay)
             _kill9(p, mongo_url, own_mongo)
         transactions = writer.finish()
@@ -227,6 +233,9 @@ def test_killed_during_the_snapshot_and_during_cdc_resumes_to_the_same_documents
         for process in processes:
             process.kill_if_running()
     assert transactions > 0
+    # The first process died mid-copy; the next re-read the unfinished chunks, then followed.
+    assert _opened(processes[0]) == [False] and _opened(processes[1]) == [True]
+    assert all(q.seen("phase.started", phase="cdc") for q in processes[1:])
     with SQLiteStateStore(state) as store:
         runs = store.runs()
     assert len(runs) == 1  # every process resumed the one run
