@@ -7,8 +7,10 @@ rows the test wrote (tests/support/mysql_shop.py), never by the mapping."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import subprocess
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from migrator.adapters.mysql import MysqlSource
 from migrator.errors import TerminalError
 from migrator.operations.rollback import RollbackResult
 from migrator.state import SQLiteStateStore
-from tests.support.cli_process import MigratorRun
+from tests.support.cli_process import MigratorRun, migrator_script
 from tests.support.mariadb import connect
 from tests.support.mysql_shop import Shop, Writer, write_plan
 from tests.support.servers import ExternalServer
@@ -61,6 +63,28 @@ def _slot_rows(url: str) -> list[str]:
     with connect(url) as conn, conn.cursor() as cur:
         cur.execute("SELECT name FROM _migrator_slots")
         return [str(row[0]) for row in cur.fetchall()]
+
+
+def _slot_position(url: str, slot: str) -> str:
+    with connect(url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT position FROM _migrator_slots WHERE name = %s", [slot])
+        (position,) = cur.fetchone()
+    return MysqlSource.positions.text(int(position))
+
+
+def _status(plan: Path, state: Path) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if k != "MIGRATOR_STATE"}
+    done = subprocess.run(
+        [migrator_script(), "status", str(plan), "--state", str(state), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report
 
 
 def _run(plan: Path, state: Path) -> Any:
@@ -143,6 +167,11 @@ def test_run_change_verify_roll_back_and_run_again(
     with SQLiteStateStore(state) as store:
         (run,) = store.runs()
     assert _slot_rows(mysql_url) == [run.slot]
+    # Another process reads the slot from its row on the source.
+    slot = _status(plan, state)["cdc"]["slot"]
+    assert slot["name"] == run.slot and slot["exists"] is True and slot["active"] is False, slot
+    assert slot["confirmed_position"] == _slot_position(mysql_url, run.slot), slot
+    assert isinstance(slot["retained_wal_bytes"], int), slot
 
     _changes(shop, rng)
     again = _run(plan, state)
