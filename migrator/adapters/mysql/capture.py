@@ -9,7 +9,8 @@ still needs them). So:
   export records it at the binlog's end just before its snapshot, its stream's acknowledgements move it forward,
   drop_slot deletes it. Every process sees it: a resumed run, `migrator status`. It "exists" while
   its row does and the binlog is on and still holds the recorded position (a new run's slot has
-  no row). Whether a stream of it is open is known in this process only (`active`);
+  no row). Whether a stream of it is open, any process can tell: the stream holds a named lock
+  while open (slots.py);
 - the publication is the markers table: ensure_publication creates it (and the slots table),
   drop_publication (rollback) drops both once no slot is left. Which tables a stream decodes is
   the schema checks' (their mapped tables): rows of `_migrator_slots` are never read as changes.
@@ -169,6 +170,7 @@ class SlotStream(BinlogStream):
     def __init__(self, endpoint: BinlogEndpoint, start: int, slot: str) -> None:
         recorder = slots.SlotRecorder(endpoint, slot)
         super().__init__(endpoint, start, on_acknowledge=recorder.acknowledge)
+        recorder.hold()
         self._recorder = recorder
         self._slot: str | None = slot
         streaming(endpoint.name, slot, 1)

@@ -18,7 +18,7 @@ from migrator.adapters.mysql.capture import (
     holds,
 )
 from migrator.adapters.mysql.positions import BinlogPositions, of_file
-from migrator.adapters.mysql.slots import position_of
+from migrator.adapters.mysql.slots import held, position_of
 
 _PARSE_ERROR = 1064
 
@@ -66,6 +66,7 @@ class BinlogMonitor:
                 return None
             files = BinlogFiles(endpoint, conn)
             current = current_position(endpoint, conn)
+            streaming = active(endpoint.name, slot) or held(endpoint, conn, slot)
         except BaseException:
             self.close()
             raise
@@ -74,7 +75,7 @@ class BinlogMonitor:
         return {
             "retained_bytes": files.retained_from(position),
             "confirmed": BinlogPositions.text(position),
-            "active": active(endpoint.name, slot),
+            "active": streaming,
             "current": BinlogPositions.text(current),
         }
 

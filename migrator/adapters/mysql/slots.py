@@ -14,11 +14,16 @@ markers table, so it never sees these rows as changes). Two rules keep those wri
 - no update for a position at or before the binlog's end read right after the last update: on an
   idle source the stream acknowledges the slot's own update, which would otherwise write again
   and again, one row event every few seconds, forever.
+
+Whether a stream of the slot is open, seen from any process: the recorder's connection holds a
+named lock (GET_LOCK, server-wide, not logged in the binlog) while its stream is open; the server
+releases it when the connection ends, also when the process is killed. `held` asks IS_USED_LOCK.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import time
 from typing import Any
 
@@ -127,6 +132,19 @@ def binlog_end(endpoint: BinlogEndpoint, conn: Any) -> int | None:
     return None
 
 
+def lock_name(endpoint: BinlogEndpoint, slot: str) -> str:
+    """The named lock of a slot: server-wide, so the database is in it; hashed, since a lock's
+    name has at most 64 characters."""
+    digest = hashlib.sha1(f"{endpoint.database}.{slot}".encode(), usedforsecurity=False).hexdigest()
+    return f"migrator_slot_{digest}"
+
+
+def held(endpoint: BinlogEndpoint, conn: Any, slot: str) -> bool:
+    """Whether a stream of `slot` is open, in any process (its recorder holds the lock)."""
+    _, rows = _execute(endpoint, conn, "SELECT IS_USED_LOCK(%s)", [lock_name(endpoint, slot)])
+    return bool(rows and rows[0][0] is not None)
+
+
 class SlotRecorder:
     """A stream's acknowledgements written to its slot's row (see the module's docstring); its own
     connection, opened at the first write."""
@@ -139,6 +157,26 @@ class SlotRecorder:
         self._pending: int | None = None
         self._saved_at = float("-inf")
         self._quiet_until = -1  # the binlog's end right after the last update
+
+    def _connection(self) -> Any:
+        if self._conn is None or not self._conn.open:
+            self._conn = self._endpoint.connect()
+        return self._conn
+
+    def hold(self) -> None:
+        """Take the slot's named lock for as long as this recorder's connection lives (see the
+        module's docstring). Not taken (another stream of the slot holds it): the slot is
+        reported active all the same, which is the truth."""
+        try:
+            _execute(
+                self._endpoint,
+                self._connection(),
+                "SELECT GET_LOCK(%s, 0)",
+                [lock_name(self._endpoint, self._slot)],
+            )
+        except BaseException:
+            self.close()
+            raise
 
     def acknowledge(self, position: int) -> None:
         if position <= self._quiet_until:
@@ -153,10 +191,9 @@ class SlotRecorder:
             return
         endpoint = self._endpoint
         try:
-            if self._conn is None or not self._conn.open:
-                self._conn = endpoint.connect()
-            _execute(endpoint, self._conn, _ADVANCE, [position, self._slot])
-            end = binlog_end(endpoint, self._conn)
+            conn = self._connection()
+            _execute(endpoint, conn, _ADVANCE, [position, self._slot])
+            end = binlog_end(endpoint, conn)
         except pymysql.Error as exc:  # the table is gone: rollback dropped the slot meanwhile
             self._pending = position
             raise classify(exc, endpoint.name, endpoint.secrets) from None

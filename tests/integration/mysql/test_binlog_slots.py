@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 from migrator.adapters.base import Change
 from migrator.adapters.mysql import MysqlSource
@@ -116,3 +117,30 @@ def test_drops_remove_the_slot_and_the_tables_once_no_slot_is_left(mysql_url: st
     assert _tables(mysql_url) == set()
     assert not capture.slot_exists("b")  # the table is gone: no slot, no error
     assert not capture.drop_slot("b")
+
+
+def _active_in_another_process(url: str, slot: str) -> bool | None:
+    code = (
+        "import sys; from migrator.adapters.mysql import MysqlSource; "
+        "m = MysqlSource(sys.argv[1]).monitor(); s = m.state(sys.argv[2]); m.close(); "
+        "print(None if s is None else s['active'])"
+    )
+    out = subprocess.run([sys.executable, "-c", code, url, slot], capture_output=True, text=True, check=True)
+    return {"True": True, "False": False}.get(out.stdout.strip())
+
+
+def test_another_process_sees_whether_a_stream_of_the_slot_is_open(mysql_url: str) -> None:
+    start = position_now(mysql_url)
+    source = MysqlSource(mysql_url)
+    source.capture_setup().record_slot(SLOT, start)
+    assert _active_in_another_process(mysql_url, SLOT) is False
+    stream = source.change_stream(SLOT, "pub", start)
+    try:
+        assert _active_in_another_process(mysql_url, SLOT) is True
+    finally:
+        stream.close()
+    # The server lets the lock go when the stream's connection ends (at once, or a moment later).
+    deadline = time.monotonic() + 30
+    while _active_in_another_process(mysql_url, SLOT) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _active_in_another_process(mysql_url, SLOT) is False
