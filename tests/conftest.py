@@ -48,6 +48,7 @@ pytest_plugins = [
     "tests.support.pg_settings",  # small_decoding_memory
     "tests.support.preflight",  # setup, mongo
     "tests.support.runs",  # stop_followers
+    "tests.support.sources",  # source_db (the conformance suite's, parametrized over source adapters)
 ]
 
 _INTEGRATION_DIR = Path(__file__).parent / "integration"

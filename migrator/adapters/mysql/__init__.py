@@ -25,7 +25,7 @@ from migrator.adapters.base import (
 )
 from migrator.adapters.mysql import keys, routing, server_checks
 from migrator.adapters.mysql.binlog_link import BinlogEndpoint
-from migrator.adapters.mysql.capture import BinlogCapture, SlotStream, confirm
+from migrator.adapters.mysql.capture import BinlogCapture, SlotStream
 from migrator.adapters.mysql.connection import MysqlEndpoint
 from migrator.adapters.mysql.fence import LockFence
 from migrator.adapters.mysql.inspect import MysqlInspector
@@ -144,8 +144,11 @@ class MysqlSource:
         return Coordinator(self.endpoint, snapshot_name)
 
     def export_snapshot(self, slot: str) -> SnapshotExport:
-        """The binlog position change capture starts from (MySQL has no slot: `slot` names
-        nothing here); its snapshot_name is that position."""
+        """The binlog position change capture starts from; its snapshot_name is that position.
+        "The slot" (a row on the source, the binlog section's capture.py) is recorded first, at
+        the binlog's end just before: no commit of migrator's own lands between the export and
+        the copy workers' snapshots (each would read at a later position, a re-read)."""
+        BinlogCapture(self._binlog()).record_slot_here(slot)
         return SnapshotExport(self.endpoint)
 
     def snapshot_reader(self, snapshot_name: str) -> SnapshotReader:
@@ -201,10 +204,9 @@ class MysqlSource:
     def change_stream(
         self, slot: str, publication: str, start: int, *, poll_changes: int | None = None
     ) -> SlotStream:
-        """The binlog from `start` (poll_changes: a binlog is always streamed, as a replica reads it)."""
-        endpoint = self._binlog()
-        confirm(endpoint.name, slot, start)
-        return SlotStream(endpoint, start, slot)
+        """The binlog from `start` (poll_changes: a binlog is always streamed, as a replica reads it);
+        its acknowledgements move the slot's recorded position (capture.py)."""
+        return SlotStream(self._binlog(), start, slot)
 
     def schema_watch(
         self,

@@ -5,14 +5,15 @@ A binlog keeps no state for its readers: there is nothing to create server-side 
 nothing a reader can hold (the server purges files by age, binlog_expire_logs_seconds, whoever
 still needs them). So:
 
-- a slot is a name under which this process remembers the position its stream last acknowledged
-  (what `state` reports as confirmed and counts retained bytes from); it "exists" once a stream of
-  it started in this process, while the binlog is on and still holds that position. A new run's
-  slot does not exist (the snapshot phase and `run` ask), and a resume in another process does
-  not know its position: slot_exists then says False (docs/architecture.md, "Change capture from
-  the binlog": a persisted slot record, or the position passed in, is the open part);
-- the publication is the markers table: ensure_publication creates it, drop_publication (rollback)
-  drops it. Which tables a stream decodes is the schema checks' (their mapped tables).
+- a slot is a row of the migrator-owned table `_migrator_slots` on the source (slots.py): the
+  export records it at the binlog's end just before its snapshot, its stream's acknowledgements move it forward,
+  drop_slot deletes it. Every process sees it: a resumed run, `migrator status`. It "exists" while
+  its row does and the binlog is on and still holds the recorded position (a new run's slot has
+  no row). Whether a stream of it is open, any process can tell: the stream holds a named lock
+  while open (slots.py);
+- the publication is the markers table: ensure_publication creates it (and the slots table),
+  drop_publication (rollback) drops both once no slot is left. Which tables a stream decodes is
+  the schema checks' (their mapped tables): rows of `_migrator_slots` are never read as changes.
 
 Markers. PostgreSQL writes a marker into the WAL with pg_logical_emit_message; a binlog has no
 such message a client can write (a user variable or a comment is not logged in ROW format). A row
@@ -28,9 +29,11 @@ import threading
 from collections.abc import Collection, Mapping
 from typing import Any
 
+from migrator.adapters.mysql import slots
 from migrator.adapters.mysql.binlog import BinlogFiles, BinlogStream
 from migrator.adapters.mysql.binlog_link import BinlogEndpoint
 from migrator.adapters.mysql.positions import unpack
+from migrator.errors import MigratorError, SourceError
 
 MARKERS_TABLE = "_migrator_markers"
 # The statements name the table literally (it is migrator's, never the user's).
@@ -46,21 +49,9 @@ MARKERS_DDL = (
     ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
 )
 
-# (endpoint name, slot) -> the position last acknowledged by a stream of that slot in this process.
-_confirmed: dict[tuple[str, str], int] = {}
+# (endpoint name, slot) -> how many streams of that slot are open in this process.
 _active: dict[tuple[str, str], int] = {}
 _lock = threading.Lock()
-
-
-def confirm(endpoint: str, slot: str, position: int) -> None:
-    with _lock:
-        key = (endpoint, slot)
-        _confirmed[key] = max(position, _confirmed.get(key, 0))
-
-
-def confirmed(endpoint: str, slot: str) -> int | None:
-    with _lock:
-        return _confirmed.get((endpoint, slot))
 
 
 def streaming(endpoint: str, slot: str, delta: int) -> None:
@@ -72,11 +63,6 @@ def streaming(endpoint: str, slot: str, delta: int) -> None:
 def active(endpoint: str, slot: str) -> bool:
     with _lock:
         return _active.get((endpoint, slot), 0) > 0
-
-
-def forget(endpoint: str, slot: str) -> bool:
-    with _lock:
-        return _confirmed.pop((endpoint, slot), None) is not None
 
 
 def markers_table(endpoint: BinlogEndpoint) -> str:
@@ -103,7 +89,7 @@ class BinlogCapture:
         self._endpoint = endpoint
 
     def ensure_publication(self, name: str, tables: Mapping[str, Collection[str] | None]) -> bool:
-        """Create the markers table; True when this call created it."""
+        """Create the markers and slots tables; True when this call created the markers table."""
         endpoint = self._endpoint
         conn = endpoint.connect()
         try:
@@ -113,41 +99,79 @@ class BinlogCapture:
                 [MARKERS_TABLE],
             )
             endpoint.query(conn, MARKERS_DDL)
+            endpoint.query(conn, slots.SLOTS_DDL)
         finally:
             conn.close()
         return not existed
+
+    def record_slot(self, slot: str, position: int) -> None:
+        """Create (or restart) `slot` at `position`."""
+        endpoint = self._endpoint
+        conn = endpoint.connect()
+        try:
+            slots.record(endpoint, conn, slot, position)
+        finally:
+            conn.close()
+
+    def record_slot_here(self, slot: str) -> int:
+        """Create (or restart) `slot` at the binlog's end now, before the export's snapshot is
+        taken: a position at or before the export's, which the binlog holds no longer than the
+        export's (MysqlSource.export_snapshot). Its stream's first acknowledgement moves it on."""
+        endpoint = self._endpoint
+        conn = endpoint.connect()
+        try:
+            position = slots.binlog_end(endpoint, conn)
+            if position is None:
+                raise SourceError(
+                    f"{endpoint.name}: the source writes no binary log: change capture has nothing to read",
+                    hint="start the server with log_bin, binlog_format=ROW and binlog_row_image=FULL",
+                )
+            slots.record(endpoint, conn, slot, position)
+        finally:
+            conn.close()
+        return position
 
     def slot_exists(self, slot: str) -> bool:
         endpoint = self._endpoint
         conn = endpoint.connect()
         try:
-            if not binlog_on(endpoint, conn):
+            position = slots.position_of(endpoint, conn, slot)
+            if position is None or not binlog_on(endpoint, conn):
                 return False
-            position = confirmed(endpoint.name, slot)
-            return position is not None and holds(BinlogFiles(endpoint, conn), position)
+            return holds(BinlogFiles(endpoint, conn), position)
         finally:
             conn.close()
 
     def drop_slot(self, slot: str) -> bool:
-        return forget(self._endpoint.name, slot)
-
-    def drop_publication(self, name: str) -> None:
         endpoint = self._endpoint
         conn = endpoint.connect()
         try:
+            return slots.delete(endpoint, conn, slot)
+        finally:
+            conn.close()
+
+    def drop_publication(self, name: str) -> None:
+        """Drop the markers and slots tables, unless a slot is left (another run streams)."""
+        endpoint = self._endpoint
+        conn = endpoint.connect()
+        try:
+            if slots.remaining(endpoint, conn):
+                return
             endpoint.query(conn, DROP_MARKERS)
+            endpoint.query(conn, slots.DROP_SLOTS)
         finally:
             conn.close()
 
 
 class SlotStream(BinlogStream):
-    """A binlog stream that keeps its slot's confirmed position and activity (see the module's
-    docstring)."""
+    """A binlog stream that records its slot's acknowledged position (slots.py) and counts itself
+    active in this process (see the module's docstring)."""
 
     def __init__(self, endpoint: BinlogEndpoint, start: int, slot: str) -> None:
-        super().__init__(
-            endpoint, start, on_acknowledge=lambda position: confirm(endpoint.name, slot, position)
-        )
+        recorder = slots.SlotRecorder(endpoint, slot)
+        super().__init__(endpoint, start, on_acknowledge=recorder.acknowledge)
+        recorder.hold()
+        self._recorder = recorder
         self._slot: str | None = slot
         streaming(endpoint.name, slot, 1)
 
@@ -158,3 +182,14 @@ class SlotStream(BinlogStream):
             if self._slot is not None:
                 streaming(self._endpoint.name, self._slot, -1)
                 self._slot = None
+                self._save_last()
+
+    def _save_last(self) -> None:
+        try:
+            self._recorder.flush()
+        except MigratorError:
+            # Closing after the source failed: the slot keeps its last saved position, which only
+            # lags (safe: slots.py's docstring); the caller sees the stream's own error, if any.
+            pass
+        finally:
+            self._recorder.close()

@@ -15,10 +15,10 @@ from migrator.adapters.mysql.capture import (
     INSERT_MARKER,
     active,
     binlog_on,
-    confirmed,
     holds,
 )
 from migrator.adapters.mysql.positions import BinlogPositions, of_file
+from migrator.adapters.mysql.slots import held, position_of
 
 _PARSE_ERROR = 1064
 
@@ -53,28 +53,29 @@ class BinlogMonitor:
         return self._conn
 
     def state(self, slot: str) -> dict[str, Any] | None:
-        """retained_bytes: binlog bytes from the confirmed position to the end (SHOW BINARY LOGS);
-        None when the binlog is off or no longer holds the confirmed position."""
+        """retained_bytes: binlog bytes from the slot's recorded position (its row in
+        `_migrator_slots`, capture.py) to the end (SHOW BINARY LOGS); None when the slot has no
+        row, or the binlog is off or no longer holds that position."""
         endpoint = self._endpoint
         try:
             conn = self._connection()
             if not binlog_on(endpoint, conn):
                 return None
+            position = position_of(endpoint, conn, slot)
+            if position is None:
+                return None
             files = BinlogFiles(endpoint, conn)
             current = current_position(endpoint, conn)
+            streaming = active(endpoint.name, slot) or held(endpoint, conn, slot)
         except BaseException:
             self.close()
             raise
-        if current is None:
+        if current is None or not holds(files, position):
             return None
-        position = confirmed(endpoint.name, slot)
-        if position is not None and not holds(files, position):
-            return None
-        since = current if position is None else position
         return {
-            "retained_bytes": files.retained_from(since),
-            "confirmed": BinlogPositions.text(since),
-            "active": active(endpoint.name, slot),
+            "retained_bytes": files.retained_from(position),
+            "confirmed": BinlogPositions.text(position),
+            "active": streaming,
             "current": BinlogPositions.text(current),
         }
 
