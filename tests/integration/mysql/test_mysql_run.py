@@ -21,7 +21,6 @@ from bson.codec_options import CodecOptions
 
 from migrator import api
 from migrator.adapters.mysql import MysqlSource
-from migrator.errors import TerminalError
 from migrator.operations.rollback import RollbackResult
 from migrator.state import SQLiteStateStore
 from tests.support.cli_process import MigratorRun, migrator_script
@@ -130,27 +129,6 @@ def _changes(shop: Shop, rng: random.Random) -> None:
         shop.transaction(cur, big)
 
 
-class _NoReverseState:
-    """A reverse writer with nothing stored: what a run that never cut over has on the source."""
-
-    def forget(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        pass
-
-
-def _until_reverse_sync_lands(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Rollback's `reverse` step asks the source's reverse writer to forget its checkpoint, also for
-    a run that never cut over. The MySQL source's reverse writer is built on another branch
-    (issue 15's cutover section); while this source still refuses it, the step finds nothing
-    stored, which is the truth for this run."""
-    try:
-        MysqlSource(url).reverse_writer("probe", "probe").close()
-    except TerminalError:
-        monkeypatch.setattr(MysqlSource, "reverse_writer", lambda self, *a, **k: _NoReverseState())
-
-
 def test_run_change_verify_roll_back_and_run_again(
     mysql_url: str, mongo_url: str, mongo_db_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -184,7 +162,6 @@ def test_run_change_verify_roll_back_and_run_again(
     assert report.verdict == "equal", report.mismatches[:5]
     assert report.totals.checked == len(expected)
 
-    _until_reverse_sync_lands(mysql_url, monkeypatch)
     result = api.rollback(plan, to="start", state=state, env={})
     assert isinstance(result, RollbackResult)
     assert _target_leftovers(mongo_url, mongo_db_name) == {"collections": [], "_migrator": None}
