@@ -23,7 +23,6 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pymysql
-from psycopg.types.json import Json, Jsonb
 from demo_data import (
     COLUMNS,
     DEFAULT_CUSTOMERS,
@@ -35,6 +34,7 @@ from demo_data import (
     _generate,
     _print_counts,
 )
+from psycopg.types.json import Json, Jsonb
 
 # SET members in the order sorted() gives, which is the order demo_data.py writes tags in: a SET
 # reads back in definition order, so each product's tags arrive as the same sorted list.
@@ -179,7 +179,7 @@ def mysql_row(table: str, row: tuple[Any, ...]) -> tuple[Any, ...]:
 def _insert(cur: Any, table: str, rows: Sequence[tuple[Any, ...]]) -> None:
     columns = ", ".join(f"`{c}`" for c in COLUMNS[table])
     marks = ", ".join(["%s"] * len(COLUMNS[table]))
-    statement = f"INSERT INTO `{table}` ({columns}) VALUES ({marks})"
+    statement = f"INSERT INTO `{table}` ({columns}) VALUES ({marks})"  # noqa: S608 - names from COLUMNS
     for start in range(0, len(rows), BATCH_ROWS):
         cur.executemany(statement, [mysql_row(table, r) for r in rows[start : start + BATCH_ROWS]])
 

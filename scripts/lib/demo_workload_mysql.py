@@ -18,6 +18,9 @@ from typing import Any
 
 from demo_data_mysql import connect
 
+# The address a move takes (the customer's first) and a delete takes (its last), locked.
+MOVED = "SELECT min(id) FROM addresses WHERE customer_id = %s FOR UPDATE"
+DELETED = "SELECT max(id) FROM addresses WHERE customer_id = %s FOR UPDATE"
 ACTIONS = ("new_customer", "rename", "move_address", "delete_address", "items", "profile")
 
 
@@ -62,8 +65,8 @@ def _change(cur: Any, action: str, rng: random.Random, customer: int, max_custom
         return 1
     if action in ("move_address", "delete_address"):
         # MySQL refuses a subquery on the table being changed (errno 1093): read the id first.
-        pick = "min" if action == "move_address" else "max"
-        address = _scalar(cur, f"SELECT {pick}(id) FROM addresses WHERE customer_id = %s FOR UPDATE", [customer])
+        statement = MOVED if action == "move_address" else DELETED
+        address = _scalar(cur, statement, [customer])
         if address is not None and action == "move_address":
             cur.execute(
                 "UPDATE addresses SET customer_id = %s WHERE id = %s", [rng.randint(1, max_customer), address]
