@@ -16,10 +16,6 @@ if TYPE_CHECKING:
     from migrator.adapters.base import WriteOp
 
 
-# -- change capture: what a source's change stream yields, in commit order (docs/architecture.md,
-# "A change's path"). The adapter reads its own protocol into these; phases read only these.
-
-
 @dataclass(frozen=True)
 class Idle:
     """Nothing arrived within the wait; `wal_end` is the server's last reported position."""

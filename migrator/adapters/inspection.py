@@ -5,11 +5,7 @@ preflight and the runbook read and only adapters build (docs/architecture.md, "L
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
-
-if TYPE_CHECKING:
-    pass
-
+from typing import Literal
 
 # A key order every database can share, so that a source key range is one range of the target's
 # keys: integers by value, UUIDs as 16 bytes compared bytewise (PostgreSQL's uuid order, and BSON's

@@ -5,16 +5,9 @@ builds it; adapters sit below mapping (docs/architecture.md, "Layers"), so they 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from migrator.adapters.inspection import ColumnInfo
-
-if TYPE_CHECKING:
-    pass
-
-
-# The resolved mapping as a source adapter's preflight reads it (mapping/spec.py builds it;
-# adapters sit below mapping, docs/architecture.md "Layers", so they see its shape only).
 
 
 class MappedEmbed(Protocol):
