@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,21 @@ def free_port(host: str = HOST) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def start_on_a_free_port(port: int | None, build: Callable[[int], Any], timeout: float) -> Any:
+    """build(port) then start() the server; on a free port of our choosing, up to three times,
+    since another process may take the "free" port between our probe and the server's bind."""
+    attempts = 1 if port is not None else 3
+    for attempt in range(attempts):
+        server = build(port if port is not None else free_port())
+        try:
+            server.start(timeout)
+            return server
+        except ServiceError as exc:
+            if "Address already in use" not in str(exc) or attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def port_open(port: int, host: str = HOST, timeout: float = 0.5) -> bool:
@@ -473,24 +488,19 @@ def start_postgres(
             for key, value in merged.items():
                 conf.write(f"{key} = {_conf_value(value)}\n")
 
-        attempts = 1 if port is not None else 3
-        for attempt in range(attempts):
-            server = PgServer(
+        server: PgServer = start_on_a_free_port(
+            port,
+            lambda free: PgServer(
                 bindir=bindir,
                 data_dir=data_dir,
-                port=port if port is not None else free_port(),
+                port=free,
                 log_path=log_path,
                 owned_root=owned_root,
                 die_with_parent=die_with_parent,
-            )
-            try:
-                server.start(timeout)
-                return server
-            except ServiceError as exc:
-                # Another process may have taken the "free" port between our probe and the bind.
-                if "Address already in use" not in str(exc) or attempt == attempts - 1:
-                    raise
-        raise AssertionError("unreachable")
+            ),
+            timeout,
+        )
+        return server
     except BaseException:
         _rmtree(owned_root or data_dir)
         raise
@@ -677,24 +687,20 @@ def start_mongo(
     base = Path(tempfile.mkdtemp(prefix="migrator-mongo-")) if base_dir is None else Path(base_dir).resolve()
     base.mkdir(parents=True, exist_ok=True)
     storage = None if memory else base / "mongo-data"
-    attempts = 1 if port is not None else 3
     try:
-        for attempt in range(attempts):
-            server = MongoServer(
+        server: MongoServer = start_on_a_free_port(
+            port,
+            lambda free: MongoServer(
                 executable=executable,
                 base_dir=base,
-                port=port if port is not None else free_port(),
+                port=free,
                 storage=storage,
                 owns_base_dir=owns,
                 die_with_parent=die_with_parent,
-            )
-            try:
-                server.start(timeout)
-                return server
-            except ServiceError as exc:
-                if "Address already in use" not in str(exc) or attempt == attempts - 1:
-                    raise
-        raise AssertionError("unreachable")
+            ),
+            timeout,
+        )
+        return server
     except BaseException:
         _rmtree(base if owns else storage)
         raise

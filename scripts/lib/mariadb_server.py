@@ -31,8 +31,8 @@ from devservices import (
     _log_tail,
     _rmtree,
     _terminate,
-    free_port,
     pid_alive,
+    start_on_a_free_port,
 )
 
 # What CDC needs from the binlog (docs/architecture.md, "MySQL and MariaDB sources"), and no
@@ -248,26 +248,23 @@ def start_mariadb(
         Path(tempfile.mkdtemp(prefix="migrator-mariadb-")) if base_dir is None else Path(base_dir).resolve()
     )
     base.mkdir(parents=True, exist_ok=True)
-    attempts = 1 if port is not None else 3
+
+    def build(free: int) -> MariaDbServer:
+        server = MariaDbServer(
+            bindir=bindir,
+            base_dir=base,
+            port=free,
+            settings=settings,
+            owns_base_dir=owns,
+            die_with_parent=die_with_parent,
+        )
+        if not server.data_dir.exists():
+            server.initialize()
+        return server
+
     try:
-        for attempt in range(attempts):
-            server = MariaDbServer(
-                bindir=bindir,
-                base_dir=base,
-                port=port if port is not None else free_port(),
-                settings=settings,
-                owns_base_dir=owns,
-                die_with_parent=die_with_parent,
-            )
-            if not server.data_dir.exists():
-                server.initialize()
-            try:
-                server.start(timeout)
-                return server
-            except ServiceError as exc:
-                if "Address already in use" not in str(exc) or attempt == attempts - 1:
-                    raise
-        raise AssertionError("unreachable")
+        started: MariaDbServer = start_on_a_free_port(port, build, timeout)
+        return started
     except BaseException:
         _rmtree(base if owns else base / "data")
         raise
