@@ -53,6 +53,7 @@ from migrator.adapters.mapped import (
     MappedField,
     MappedLevel,
 )
+from migrator.adapters.vocabulary import SourceVocabulary
 from migrator.findings import Finding
 
 if TYPE_CHECKING:
@@ -100,6 +101,8 @@ class SourceAdapter(Protocol):
     # What a change carries for a value the source did not send (an unchanged TOASTed value):
     # leave that field out of the update (docs/architecture.md, "Unchanged TOASTed values").
     unchanged: ClassVar[object]
+    # The words users read for this source's change capture (vocabulary.py).
+    vocabulary: ClassVar[SourceVocabulary]
 
     @property
     def name(self) -> str:
@@ -845,6 +848,7 @@ __all__ = [
     "SourceInfo",
     "SourceRead",
     "SourceServerInfo",
+    "SourceVocabulary",
     "TableDescribed",
     "TableInfo",
     "TargetAdapter",

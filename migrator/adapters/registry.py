@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from migrator.adapters.base import Positions, SourceAdapter, TargetAdapter
+from migrator.adapters.base import Positions, SourceAdapter, SourceVocabulary, TargetAdapter
 from migrator.adapters.memory import MemorySource, MemoryTarget
 from migrator.adapters.mongodb import MongoTarget
 from migrator.adapters.mysql import MysqlSource
@@ -43,6 +43,16 @@ def positions_for(adapter: str) -> Positions:
     """The positions of the source adapter named `adapter` (their text form), without a URL."""
     try:
         return SOURCES[adapter].positions
+    except KeyError:
+        raise TerminalError(
+            f"no source adapter named '{adapter}' (known: {', '.join(sorted(SOURCES))})"
+        ) from None
+
+
+def vocabulary_for(adapter: str) -> SourceVocabulary:
+    """The words of the source adapter named `adapter` (adapters/vocabulary.py), without a URL."""
+    try:
+        return SOURCES[adapter].vocabulary
     except KeyError:
         raise TerminalError(
             f"no source adapter named '{adapter}' (known: {', '.join(sorted(SOURCES))})"

@@ -22,6 +22,7 @@ from migrator.adapters.base import (
     Positions,
     SchemaHost,
     SourceInfo,
+    SourceVocabulary,
 )
 from migrator.adapters.mysql import keys, routing, server_checks
 from migrator.adapters.mysql.binlog_link import BinlogEndpoint
@@ -46,6 +47,7 @@ from migrator.adapters.mysql.schema_watch import BinlogSchemaWatch
 from migrator.adapters.mysql.shapes import read_shapes
 from migrator.adapters.mysql.snapshot import SnapshotExport
 from migrator.adapters.mysql.table_rows import read_rows
+from migrator.adapters.mysql.vocabulary import VOCABULARY
 from migrator.adapters.rows import ReverseCheckpoint
 from migrator.errors import MigratorError
 from migrator.findings import Finding
@@ -191,6 +193,7 @@ class MysqlSource:
     # (positions.py, binlog.py, capture.py, monitor.py, schema_watch.py).
 
     positions: ClassVar[Positions] = BinlogPositions()
+    vocabulary: ClassVar[SourceVocabulary] = VOCABULARY
 
     def _binlog(self) -> BinlogEndpoint:
         return self._binlog_endpoint

@@ -20,6 +20,7 @@ from migrator.adapters.base import (
     Positions,
     SchemaHost,
     SourceInfo,
+    SourceVocabulary,
 )
 from migrator.adapters.postgres import server_checks
 from migrator.adapters.postgres.connection import PgEndpoint
@@ -47,6 +48,7 @@ from migrator.adapters.postgres.snapshot import (
 )
 from migrator.adapters.postgres.table_rows import read_rows
 from migrator.adapters.postgres.values import ValueParser
+from migrator.adapters.postgres.vocabulary import VOCABULARY
 from migrator.adapters.rows import ReverseCheckpoint
 from migrator.findings import Finding
 
@@ -67,6 +69,7 @@ class PostgresSource:
 
     positions: ClassVar[Positions] = LsnPositions()
     unchanged: ClassVar[object] = UNCHANGED
+    vocabulary: ClassVar[SourceVocabulary] = VOCABULARY
 
     def __init__(self, url: str, *, statement_timeout_ms: int = 60_000) -> None:
         self.endpoint = PgEndpoint(url)

@@ -313,7 +313,8 @@ def _check(ctx: RunContext) -> None:
         monitor.close()
     if state is not None and state["active"]:
         raise TerminalError(
-            f"a process of plan {plan.name} is following changes (slot {ctx.run.slot} is in use)",
+            f"a process of plan {plan.name} is following changes "
+            f"({ctx.source.vocabulary.named_stream(ctx.run.slot)} is in use)",
             hint="stop `migrator run` or `migrator cutover` (SIGTERM: they checkpoint and exit), then roll "
             "back: rollback follows both directions itself",
         )
