@@ -11,8 +11,9 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from migrator.adapters.base import SourceInfo, TableInfo, TargetInfo
+from migrator.adapters.base import SourceInfo, SourceVocabulary, TableInfo, TargetInfo
 from migrator.adapters.postgres.server_checks import MIN_SERVER_VERSION
+from migrator.adapters.registry import vocabulary_for
 from migrator.findings import Finding, Severity
 from migrator.phases.preflight import ASSUMED_ROWS_PER_SECOND, PreflightReport
 from migrator.plan.models import Collection, Embed, Plan
@@ -81,6 +82,7 @@ class Facts:
     target: EndpointFacts
     slot: str
     publication: str
+    words: SourceVocabulary  # the source's names for the slot, publication and change log
     tables: list[TableFacts]
     shapes: dict[str, object]  # collection -> shape from the resolved mapping (online) or the plan
     resolved: bool  # shapes come from the source schema (BSON types known)
@@ -118,6 +120,7 @@ def gather(plan: Plan, plan_file: str, report: PreflightReport | None) -> Facts:
         target=_endpoint(plan.target.adapter, plan.target.url.get_secret_value(), plan.target.database),
         slot=slot_name_pattern(plan.name),
         publication=publication_name(plan.name),
+        words=vocabulary_for(plan.source.adapter),
         tables=_tables(plan, report),
         shapes=_shapes(plan, report),
         resolved=report is not None and len(report.collections) == len(plan.collections),
@@ -307,9 +310,11 @@ def _source_checks(checklist: _Checklist, plan: Plan, source: SourceInfo | None)
         "allowed" if server is not None else None,
         side=source,
     )
+    words = vocabulary_for(plan.source.adapter)
     checklist.add(
         "source.existing_slot",
-        f"no leftover replication slot of an earlier run (`{slot_name_pattern(plan.name)}`; it would retain WAL)",
+        f"no leftover {words.stream} of an earlier run (`{slot_name_pattern(plan.name)}`; it would retain "
+        f"{words.change_log})",
         "none exists" if server is not None else None,
         side=source,
     )
@@ -459,12 +464,13 @@ def _plan_checks(plan: Plan) -> list[CheckFacts]:
             "ok",
         )
     )
+    log = vocabulary_for(plan.source.adapter).change_log
     checks.append(
         CheckFacts(
             "plan.cdc.max_retained_wal",
-            "the source's WAL disk has room for phases.cdc.max_retained_wal on top of its usual use",
+            f"the source's {log} disk has room for phases.cdc.max_retained_wal on top of its usual use",
             f"max_retained_wal = {_bytes(int(cdc.max_retained_wal))} (the run stops past it): "
-            "check the WAL volume's free space by hand",
+            f"check the {log} volume's free space by hand",
             "unchecked",
         )
     )
