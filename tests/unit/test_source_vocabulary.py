@@ -41,7 +41,8 @@ def mig(tmp_path: Path) -> Iterator[MemoryMigration]:
 def _texts(words: SourceVocabulary) -> list[str]:
     """Every text the vocabulary gives, filled in with sample names."""
     fields = [v for v in dataclasses.asdict(words).values() if isinstance(v, str)]
-    return fields + [
+    return [
+        *fields,
         words.capture("p"),
         words.named_stream("s"),
         words.drop_stream_hint("s"),
