@@ -34,6 +34,8 @@ class SourceVocabulary:
     acknowledge: str  # what acknowledging the applied position does, {stream}
     marker: str  # how a marker is written into the change log (cutover, verify, heartbeats)
     statistics: str  # where estimated row counts come from
+    reverse_tag: str  # how reverse sync's writes are told apart in the change log, {origin}
+    reverse_state: str  # what reverse sync keeps on the source, which rollback removes
     drop_stream_sql: str  # how a DBA drops a leftover stream by hand, {stream}
     drop_capture_sql: str  # how a DBA drops the capture objects by hand, {publication}
 

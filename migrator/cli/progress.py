@@ -211,6 +211,8 @@ def _describe_steps(event: Event) -> str | None:
     if isinstance(event, CutoverStep):
         return f"cutover {event.step}: {event.message}"
     if isinstance(event, RollbackStepDone):
+        if event.description:
+            return f"rollback: {event.description}: {event.outcome}"
         return f"rollback {event.step}: {event.outcome}"
     if isinstance(event, CutoverAbandoned):
         return f"cutover attempt {event.attempt} abandoned after {event.freeze_ms:.0f} ms: {event.reason}"

@@ -394,6 +394,9 @@ class RollbackStepDone(Event):
     kind: ClassVar[str] = "rollback.step"
     step: str
     outcome: str
+    # What the step did, as the preview listed it, in the source's words ("drop binlog stream
+    # s"): `step` is the state store's label, the same whatever the source.
+    description: str = ""
 
 
 @dataclass(frozen=True)

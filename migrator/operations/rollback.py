@@ -107,6 +107,7 @@ class Rollback:
         self.run_record = self._find_run()
         self.slot = self.run_record.slot
         self.words = source.vocabulary
+        self._said: dict[str, str] = {}
         self.executor = Executor.live()
 
     def _find_run(self) -> RunRecord:
@@ -165,7 +166,7 @@ class Rollback:
             ),
             Step(
                 RollbackLabel.REVERSE,
-                "remove reverse sync's checkpoint and replication origin (if any)",
+                f"remove {self.words.reverse_state} (if any)",
                 "source",
                 bound(RollbackLabel.REVERSE, self._forget_reverse),
             ),
@@ -195,6 +196,7 @@ class Rollback:
         )
         finish = None if undoing is None else functools.partial(self._finish, undoing)
         steps.append(Step("finish", f"mark run {self.run_record.id} rolled back", "state", finish))
+        self._said = {s.name: s.description for s in steps}  # for the events of the steps done
         return steps
 
     def _publication_created(self) -> bool | None:
@@ -255,7 +257,7 @@ class Rollback:
             if name != "check":
                 self.store.add_checkpoint(self.run_record.id, PHASE, name, "", {"outcome": outcome})
         undoing.result.steps.append({"name": name, "outcome": outcome})
-        self.events.emit(RollbackStepDone(name, outcome))
+        self.events.emit(RollbackStepDone(name, outcome, self._said.get(name, "")))
         return outcome
 
     def _finish(self, undoing: _Undoing) -> str:

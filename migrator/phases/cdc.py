@@ -457,7 +457,7 @@ def steps(view: PlanView, phase: CdcPhase | None = None) -> list[Step]:
             PHASE,
             "backfill",
             "when a column the mapping takes is added to a mapped table (ALTER TABLE ... ADD COLUMN logs no row "
-            "change): once the stream is past the ALTER (its first change, or a marker "
+            "change): once the stream is past the ALTER (its first change, or a marker: "
             f"{words.marker}, prefix '{BACKFILL_PREFIX}'), rewrite the documents of every row of that table "
             "from the source as it is then",
             "target" if settings.apply else "none",

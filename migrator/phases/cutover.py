@@ -715,8 +715,8 @@ def steps(view: PlanView, phase: CutoverPhase | None = None, attempt: _Attempt |
             Step.of(
                 PHASE,
                 "reverse-sync",
-                f"start reverse sync: target changes flow back to the source under replication origin "
-                f"{reverse_origin_name(plan.name)}",
+                "start reverse sync: target changes flow back to the source "
+                + view.vocabulary.reverse_tag.format(origin=reverse_origin_name(plan.name)),
                 "source",
                 bound(lambda p: p._start_reverse()),
             )

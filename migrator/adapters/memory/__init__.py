@@ -55,6 +55,8 @@ VOCABULARY = SourceVocabulary(
     acknowledge="move memory slot {stream} to the applied position",
     marker="a marker transaction in the change log",
     statistics="the memory source's row counts",
+    reverse_tag="as origin {origin}",
+    reverse_state="reverse sync's checkpoint",
     drop_stream_sql="forget memory slot {stream}",
     drop_capture_sql="forget table set {publication}",
 )

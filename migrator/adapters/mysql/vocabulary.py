@@ -25,6 +25,8 @@ VOCABULARY = SourceVocabulary(
     ),
     marker="a row written to `_migrator_markers`",
     statistics="MySQL's statistics (`information_schema.TABLES.TABLE_ROWS`)",
+    reverse_tag="as origin {origin}: each transaction's first write is its checkpoint row in `_migrator_reverse`",
+    reverse_state="reverse sync's checkpoint row in `_migrator_reverse`",
     drop_stream_sql="DELETE FROM `_migrator_slots` WHERE name = '{stream}';",
     drop_capture_sql="DROP TABLE `_migrator_markers`, `_migrator_slots`;",
 )

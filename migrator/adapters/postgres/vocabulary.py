@@ -18,6 +18,8 @@ VOCABULARY = SourceVocabulary(
     acknowledge="acknowledge the applied position to replication slot {stream}, so the source frees WAL",
     marker="pg_logical_emit_message",
     statistics="PostgreSQL's statistics (`pg_class.reltuples`)",
+    reverse_tag="under replication origin {origin}",
+    reverse_state="reverse sync's checkpoint and replication origin",
     drop_stream_sql="SELECT pg_drop_replication_slot('{stream}');",
     drop_capture_sql="DROP PUBLICATION {publication};",
 )

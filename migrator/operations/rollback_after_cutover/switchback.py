@@ -47,7 +47,12 @@ class Switchback:
             else "the switch"
         )
         return steps_of(
-            plan.name, settings, [c.name for c in plan.collections], switch, plan.phases.cdc.max_lag
+            plan.name,
+            settings,
+            [c.name for c in plan.collections],
+            switch,
+            plan.phases.cdc.max_lag,
+            self.runner.source.vocabulary.reverse_state,
         )
 
     def run(self) -> SwitchbackResult:
@@ -148,6 +153,7 @@ class _SwitchingBack:
             [c.name for c in plan.collections],
             self.switch.describe(),
             plan.phases.cdc.max_lag,
+            self.ctx.source.vocabulary.reverse_state,
             effects,
         )
 
