@@ -53,7 +53,7 @@ from migrator.adapters.mapped import (
     MappedField,
     MappedLevel,
 )
-from migrator.adapters.vocabulary import SourceVocabulary
+from migrator.adapters.vocabulary import Prerequisite, SourceVocabulary
 from migrator.findings import Finding
 
 if TYPE_CHECKING:
@@ -110,6 +110,12 @@ class SourceAdapter(Protocol):
         ...
 
     def inspect(self, tables: Sequence[str]) -> SourceInfo: ...
+
+    @staticmethod
+    def prerequisites(plan_name: str, tables: Sequence[str], info: SourceInfo | None) -> list[Prerequisite]:
+        """What the source must offer, in the runbook's checklist (vocabulary.py): its server's
+        settings and grants, then each of `tables`; `info` None when it was not inspected."""
+        ...
 
     def monitor(self) -> CaptureMonitor:
         """A new monitor of the change-capture slots (its own connection; close it)."""
@@ -836,6 +842,7 @@ __all__ = [
     "OwnerRecord",
     "Ownership",
     "Positions",
+    "Prerequisite",
     "Received",
     "Replayed",
     "ReverseWriter",

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from migrator.adapters.base import Positions, SourceAdapter, SourceVocabulary, TargetAdapter
+from migrator.adapters.base import (
+    Positions,
+    Prerequisite,
+    SourceAdapter,
+    SourceInfo,
+    SourceVocabulary,
+    TargetAdapter,
+)
 from migrator.adapters.memory import MemorySource, MemoryTarget
 from migrator.adapters.mongodb import MongoTarget
 from migrator.adapters.mysql import MysqlSource
@@ -57,3 +65,16 @@ def vocabulary_for(adapter: str) -> SourceVocabulary:
         raise TerminalError(
             f"no source adapter named '{adapter}' (known: {', '.join(sorted(SOURCES))})"
         ) from None
+
+
+def prerequisites_for(
+    adapter: str, plan_name: str, tables: Sequence[str], info: SourceInfo | None
+) -> list[Prerequisite]:
+    """The runbook's prerequisites of the source adapter named `adapter`, without a URL."""
+    try:
+        listed = SOURCES[adapter].prerequisites
+    except KeyError:
+        raise TerminalError(
+            f"no source adapter named '{adapter}' (known: {', '.join(sorted(SOURCES))})"
+        ) from None
+    return listed(plan_name, tables, info)

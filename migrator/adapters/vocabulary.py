@@ -73,3 +73,19 @@ class SourceVocabulary:
         """What undoing change capture does on the source, in order: drop the stream, then the
         capture objects (the snapshot's undo and rollback list these)."""
         return f"drop {self.named_stream(stream)}", f"drop {self.capture(publication)}"
+
+
+@dataclass(frozen=True)
+class Prerequisite:
+    """One line of a source's prerequisites as the runbook lists them: what must hold, and which
+    preflight check (`check`, for `subject` or all of its findings) decides it. Each adapter lists
+    its own (PostgreSQL: wal_level, a free replication slot, ...; MySQL: log_bin, binlog_format,
+    ...), so that the runbook shows a source's own steps without asking which source it is.
+    `found_ok` is what was seen when the check passed; `inspected` whether the thing checked was
+    read at all (a table that was not found, a source not reached: no)."""
+
+    check: str
+    requirement: str
+    found_ok: str | None = None
+    subject: str | None = None
+    inspected: bool = False

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from migrator import api
 from migrator.adapters.base import SourceVocabulary
 from migrator.adapters.memory import MemorySource, MemoryTarget
 from migrator.adapters.mysql import MysqlSource
@@ -157,3 +158,32 @@ def test_dry_run_of_a_memory_plan_lists_its_words(mig: MemoryMigration) -> None:
     )
     assert any("(a marker transaction in the change log, prefix " in d for d in said), said
     assert not any(w in " ".join(said) for w in POSTGRES_WORDS), said
+
+
+MYSQL_PLAN = """\
+version: 1
+source: {adapter: mysql, url: "mysql://app:pw@db.internal:3306/shop"}
+target: {adapter: mongodb, url: "mongodb://mongo.internal:27017/?replicaSet=rs0", database: shop}
+collections:
+  - {name: customers, from: shop.customers, key: id}
+"""
+
+
+def test_offline_runbook_of_a_mysql_plan_lists_binlog_prerequisites_and_words(tmp_path: Path) -> None:
+    plan = tmp_path / "shop.yaml"
+    plan.write_text(MYSQL_PLAN)
+    text = api.runbook(plan, offline=True, env={})
+    for line in (
+        "the source MySQL/MariaDB answers at the plan's URL (`source.reachable`)",
+        "binlog_format = ROW (changes logged as rows) (`source.binlog_format`)",
+        "`shop.customers` has a primary key (a change is applied to its document by it) (`source.primary_key`)",
+        "| binlog stream | `migrator_shop_",
+        "| change capture | tables `_migrator_markers` and `_migrator_slots` |",
+        "Estimated rows are MySQL's statistics (`information_schema.TABLES.TABLE_ROWS`)",
+        "the binlog stream retains binlog from now on",
+        "| retained binlog | `migrator_retained_wal_bytes`; status `cdc.slot.retained_wal_bytes` |",
+    ):
+        assert line in text, line
+    # Field and metric names are a contract (lower case); no PostgreSQL noun is said.
+    for word in ("WAL", "publication", "replication slot", "pg_", "wal_level", "REPLICA IDENTITY"):
+        assert word not in text, word

@@ -22,6 +22,7 @@ from migrator.adapters.base import (
     MappedCollection,
     MappedColumns,
     Positions,
+    Prerequisite,
     SchemaHost,
     SourceInfo,
     SourceServerInfo,
@@ -71,6 +72,20 @@ class MemorySource:
     positions: ClassVar[Positions] = src.POSITIONS
     unchanged: ClassVar[object] = _UNCHANGED
     vocabulary: ClassVar[SourceVocabulary] = VOCABULARY
+
+    @staticmethod
+    def prerequisites(plan_name: str, tables: Sequence[str], info: SourceInfo | None) -> list[Prerequisite]:
+        """A registered memory database has every capability: only the tables must be there."""
+        del plan_name
+        found = [
+            Prerequisite("source.reachable", "the memory source is registered", inspected=info is not None)
+        ]
+        for table in tables:
+            read = info is not None and table in info.tables
+            found.append(
+                Prerequisite("source.tables", f"`{table}` exists", "it does" if read else None, table, read)
+            )
+        return found
 
     def __init__(self, url: str) -> None:
         self.db = database_at(url)

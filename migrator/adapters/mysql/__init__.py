@@ -20,6 +20,7 @@ from migrator.adapters.base import (
     MappedCollection,
     MappedColumns,
     Positions,
+    Prerequisite,
     SchemaHost,
     SourceInfo,
     SourceVocabulary,
@@ -34,6 +35,7 @@ from migrator.adapters.mysql.load import SourceLoad
 from migrator.adapters.mysql.lookup import KeyLookup
 from migrator.adapters.mysql.monitor import BinlogMonitor
 from migrator.adapters.mysql.positions import BinlogPositions
+from migrator.adapters.mysql.prerequisites import prerequisites as _prerequisites
 from migrator.adapters.mysql.readers import (
     Coordinator,
     LinkedReader,
@@ -77,6 +79,11 @@ class MysqlSource:
     @property
     def name(self) -> str:
         return self.endpoint.name
+
+    @staticmethod
+    def prerequisites(plan_name: str, tables: Sequence[str], info: SourceInfo | None) -> list[Prerequisite]:
+        """The runbook's checklist of this source (prerequisites.py)."""
+        return _prerequisites(plan_name, tables, info)
 
     def _inspector(self) -> MysqlInspector:
         if self._inspecting is None:

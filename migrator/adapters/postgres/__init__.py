@@ -18,6 +18,7 @@ from migrator.adapters.base import (
     MappedCollection,
     MappedColumns,
     Positions,
+    Prerequisite,
     SchemaHost,
     SourceInfo,
     SourceVocabulary,
@@ -33,6 +34,7 @@ from migrator.adapters.postgres.load import SourceLoad
 from migrator.adapters.postgres.lookup import KeyLookup
 from migrator.adapters.postgres.lsn import LsnPositions
 from migrator.adapters.postgres.pgoutput import UNCHANGED
+from migrator.adapters.postgres.prerequisites import prerequisites as _prerequisites
 from migrator.adapters.postgres.reading import key_text
 from migrator.adapters.postgres.replication import PollingStream, ReplicationStream, SlotMonitor
 from migrator.adapters.postgres.reverse_writer import ReverseWriter, stored_checkpoint
@@ -70,6 +72,11 @@ class PostgresSource:
     positions: ClassVar[Positions] = LsnPositions()
     unchanged: ClassVar[object] = UNCHANGED
     vocabulary: ClassVar[SourceVocabulary] = VOCABULARY
+
+    @staticmethod
+    def prerequisites(plan_name: str, tables: Sequence[str], info: SourceInfo | None) -> list[Prerequisite]:
+        """The runbook's checklist of this source (prerequisites.py)."""
+        return _prerequisites(plan_name, tables, info)
 
     def __init__(self, url: str, *, statement_timeout_ms: int = 60_000) -> None:
         self.endpoint = PgEndpoint(url)
