@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import os
 import random
-import subprocess
 from pathlib import Path
 
 from migrator import api
 from migrator.plan import load_plan
 from migrator.plan.names import slot_name_pattern
 from migrator.state import SQLiteStateStore
-from tests.support.cli_process import REPO, migrator_script
+from tests.support.cli_process import run_cli
 from tests.support.mysql_shop import Shop, write_plan
 
 SEED = 20_261_204
@@ -25,15 +24,7 @@ def _cli(*args: str) -> str:
     """`migrator ARGS` as an operator runs it; wide, so that no line is wrapped."""
     env = {k: v for k, v in os.environ.items() if k != "MIGRATOR_STATE"}
     env["COLUMNS"] = "400"
-    done = subprocess.run(
-        [migrator_script(), *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = run_cli(list(args), env)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout + done.stderr
 
