@@ -1,5 +1,5 @@
 """The words a source's change capture goes by in what users read: status, progress, errors,
-hints, dry-run, rollback steps and the runbook (docs/architecture.md, "Layers").
+hints, dry-run, rollback steps and the runbook (docs/architecture.md, "A source's words").
 
 Phases and operations call every source's objects by the same protocol names (a "slot", a
 "publication", positions in a change log); users must read the source's own names: PostgreSQL
