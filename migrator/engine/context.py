@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from migrator.adapters.base import SourceAdapter, SourceInfo, TargetAdapter
+from migrator.adapters.base import SourceAdapter, SourceInfo, SourceVocabulary, TargetAdapter
 from migrator.engine.events import EventBus
 from migrator.engine.throttle import Throttler
 from migrator.mapping.spec import CollectionMapping
@@ -26,6 +26,10 @@ class RunContext:
     # Live throttling (engine/throttle.py): set by the runner for `migrator run`; None: never held.
     throttle: Throttler | None = None
 
+    @property
+    def vocabulary(self) -> SourceVocabulary:
+        return self.source.vocabulary
+
 
 class PlanView(Protocol):
     """What a phase's `plan` (pure: no connection, no write) reads: the plan, the source as
@@ -40,6 +44,11 @@ class PlanView(Protocol):
     @property
     def collections(self) -> list[CollectionMapping]: ...
 
+    @property
+    def vocabulary(self) -> SourceVocabulary:
+        """The source's words for its change capture (adapters/vocabulary.py)."""
+        ...
+
 
 @dataclass(frozen=True)
 class PlanInputs:
@@ -48,3 +57,4 @@ class PlanInputs:
     plan: Plan
     source_info: SourceInfo
     collections: list[CollectionMapping]
+    vocabulary: SourceVocabulary
