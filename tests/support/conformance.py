@@ -9,10 +9,12 @@ nothing about the dialect.
 
 from __future__ import annotations
 
+import os
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.cli_process import MigratorRun
 from tests.support.docs import Migration
 from tests.support.runs import RUN_TIMEOUT, ApiRun
 from tests.support.sources import SourceDb
@@ -23,7 +25,9 @@ class Case:
     source: SourceDb
     target: Migration  # its target side: client, documents (its source URL is not used)
     tmp_path: Path
+    own_target: bool  # the suite's throwaway MongoDB-compatible server (not MIGRATOR_TEST_MONGO_URL's)
     _runs: list[ApiRun] = field(default_factory=list)
+    _processes: list[MigratorRun] = field(default_factory=list)
 
     @property
     def state(self) -> Path:
@@ -58,7 +62,28 @@ class Case:
         run.join()
         return run
 
+    def process(self, plan: Path, until: str | None = None) -> MigratorRun:
+        """The installed `migrator run` in a process of its own (killed at teardown if running)."""
+        args = ["run", str(plan), "--state", str(self.state), *(["--until", until] if until else [])]
+        env = {k: v for k, v in os.environ.items() if k != "MIGRATOR_STATE"}
+        process = MigratorRun(args, env, self.tmp_path, RUN_TIMEOUT)
+        self._processes.append(process)
+        return process
+
+    def kill9(self, process: MigratorRun) -> None:
+        """SIGKILL `process`. A kill inside a target transaction leaves it open, holding its
+        documents until MongoDB aborts it (60 s; SecantusDB only when another transaction comes):
+        on the suite's own server, abort it at once (killAllSessions), as
+        tests/integration/test_cdc_workload.py explains."""
+        process.kill9()
+        if self.own_target:
+            self.target.client.admin.command({"killAllSessions": []})
+
     def close(self) -> None:
+        for process in self._processes:
+            process.kill_if_running()
+        if self._processes and self.own_target:
+            self.target.client.admin.command({"killAllSessions": []})
         for run in self._runs:
             run.stop.set()
             run._thread.join(30)  # teardown: its error, if any, was the test's to see

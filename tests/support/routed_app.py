@@ -26,7 +26,9 @@ FENCED = 121  # DocumentValidationFailure: the target's fence during a rollback
 
 
 class App:
-    def __init__(self, source: SourceDb, customers: Any, switch: Path, keys: int, pause: float = 0.01) -> None:
+    def __init__(
+        self, source: SourceDb, customers: Any, switch: Path, keys: int, pause: float = 0.01
+    ) -> None:
         self.source, self.customers, self.switch = source, customers, switch
         self.keys, self.pause = keys, pause
         self.stop = threading.Event()

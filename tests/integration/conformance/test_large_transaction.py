@@ -103,8 +103,7 @@ def test_a_transaction_larger_than_a_batch_is_applied_whole_and_checkpointed_at_
     source = case.source
     source.sql(
         *SETUP,
-        "INSERT INTO accounts VALUES "
-        + ", ".join(f"({i}, 'account {i}')" for i in range(1, ACCOUNTS + 1)),
+        "INSERT INTO accounts VALUES " + ", ".join(f"({i}, 'account {i}')" for i in range(1, ACCOUNTS + 1)),
         "INSERT INTO entries VALUES "
         + _values([(i, i % ACCOUNTS + 1, f"{i}.50", f"e{i}") for i in range(1, ENTRIES + 1)]),
     )
