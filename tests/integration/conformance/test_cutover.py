@@ -20,26 +20,12 @@ from migrator import api
 from migrator.engine.threads import BackgroundThread
 from migrator.operations.rollback_after_cutover import SwitchbackResult
 from tests.support.conformance import Case
+from tests.support.customer_orders import COLLECTIONS, TABLES, setup
 from tests.support.routed_app import App
 
 KEYS = 8  # the application renames 1..KEYS on the source, KEYS+1..2*KEYS on the target
 CUSTOMERS = 20
 CHANGED = 2 * KEYS + 1  # a customer whose embedded order is changed on the target
-
-SETUP = (
-    "CREATE TABLE customers (id integer PRIMARY KEY, name varchar(40) NOT NULL)",
-    "CREATE TABLE orders (id integer PRIMARY KEY, customer_id integer NOT NULL REFERENCES customers (id),"
-    " total decimal(10,2) NOT NULL)",
-    "INSERT INTO customers VALUES " + ", ".join(f"({i}, 'c{i}')" for i in range(1, CUSTOMERS + 1)),
-    "INSERT INTO orders VALUES " + ", ".join(f"({10 * i}, {i}, {i}.50)" for i in range(1, CUSTOMERS + 1)),
-)
-
-COLLECTIONS = """
-- name: customers
-  from: {customers}
-  key: id
-  embed: [{{as: orders, from: {orders}, on: {{customer_id: id}}, key: id, order_by: id}}]
-"""
 
 
 def _wait_for(check: Callable[[], bool], what: str, timeout: float = 240) -> None:
@@ -59,9 +45,9 @@ def _phases(switch: Path) -> str:
 
 def test_cutover_and_rollback_with_an_application_writing_lose_no_write(case: Case) -> None:
     source = case.source
-    source.sql(*SETUP)
+    source.sql(*setup(CUSTOMERS, 1))
     switch = case.tmp_path / "routing"
-    plan = case.plan("conformance-cutover", COLLECTIONS, ("customers", "orders"), phases=_phases(switch))
+    plan = case.plan("conformance-cutover", COLLECTIONS, TABLES, phases=_phases(switch))
     case.run(plan, "caught-up")
     customers = case.target.client[case.target.database]["customers"]
     app = App(source, customers, switch, KEYS).start()

@@ -6,33 +6,13 @@ documents the source's rows say (read back with its own driver), nothing lost, n
 
 from __future__ import annotations
 
-from typing import Any
-
-from bson.decimal128 import Decimal128
-
 from migrator.state import SQLiteStateStore
-from tests.support.compare import assert_documents, group
+from tests.support.compare import assert_documents
 from tests.support.conformance import Case
-from tests.support.sources import SourceDb
+from tests.support.customer_orders import COLLECTIONS, TABLES, documents, setup
 
 CUSTOMERS = 20
 BATCH = 20  # phases.cdc.batch_changes: the backlog takes many batches
-
-SETUP = (
-    "CREATE TABLE customers (id integer PRIMARY KEY, name varchar(40) NOT NULL)",
-    "CREATE TABLE orders (id integer PRIMARY KEY, customer_id integer NOT NULL REFERENCES customers (id),"
-    " total decimal(10,2) NOT NULL)",
-    "INSERT INTO customers VALUES " + ", ".join(f"({i}, 'c{i}')" for i in range(1, CUSTOMERS + 1)),
-    "INSERT INTO orders VALUES "
-    + ", ".join(f"({10 * i + j}, {i}, {i}.{j}0)" for i in range(1, CUSTOMERS + 1) for j in range(2)),
-)
-
-COLLECTIONS = """
-- name: customers
-  from: {customers}
-  key: id
-  embed: [{{as: orders, from: {orders}, on: {{customer_id: id}}, key: id, order_by: id}}]
-"""
 
 
 def _backlog() -> list[list[str] | str]:
@@ -59,25 +39,13 @@ AFTER = (  # made while no process runs
 )
 
 
-def _expected(source: SourceDb) -> list[dict[str, Any]]:
-    orders = group(source.records("SELECT id, customer_id, total FROM orders ORDER BY id"), "customer_id")
-    return [
-        {
-            "_id": c["id"],
-            "name": c["name"],
-            "orders": [{"id": o["id"], "total": Decimal128(o["total"])} for o in orders.get(c["id"], [])],
-        }
-        for c in source.records("SELECT id, name FROM customers")
-    ]
-
-
 def test_killed_during_cdc_resumes_to_the_documents_of_the_source(case: Case) -> None:
     source = case.source
-    source.sql(*SETUP)
+    source.sql(*setup(CUSTOMERS, 2))
     plan = case.plan(
         "conformance-kill",
         COLLECTIONS,
-        ("customers", "orders"),
+        TABLES,
         phases=f"cdc: {{heartbeat_interval: 1s, batch_changes: {BATCH}}}",
     )
     case.run(plan, "snapshot")
@@ -92,6 +60,6 @@ def test_killed_during_cdc_resumes_to_the_documents_of_the_source(case: Case) ->
     assert outcome is not None and outcome.resumed
     assert outcome.cdc is not None and outcome.cdc.caught_up
     assert outcome.cdc.transactions > len(AFTER)  # the killed process left part of the backlog
-    assert_documents(case.target, "customers", _expected(source))
+    assert_documents(case.target, "customers", documents(source))
     with SQLiteStateStore(case.state) as store:
         assert len(store.runs()) == 1  # the same run, resumed

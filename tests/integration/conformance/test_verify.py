@@ -7,32 +7,12 @@ rows say (read back with its own driver).
 
 from __future__ import annotations
 
-from typing import Any
-
-from bson.decimal128 import Decimal128
-
 from migrator import api
-from tests.support.compare import assert_documents, group
+from tests.support.compare import assert_documents
 from tests.support.conformance import Case
-from tests.support.sources import SourceDb
+from tests.support.customer_orders import COLLECTIONS, TABLES, documents, setup
 
 CUSTOMERS = 30
-
-SETUP = (
-    "CREATE TABLE customers (id integer PRIMARY KEY, name varchar(40) NOT NULL)",
-    "CREATE TABLE orders (id integer PRIMARY KEY, customer_id integer NOT NULL REFERENCES customers (id),"
-    " total decimal(10,2) NOT NULL)",
-    "INSERT INTO customers VALUES " + ", ".join(f"({i}, 'c{i}')" for i in range(1, CUSTOMERS + 1)),
-    "INSERT INTO orders VALUES "
-    + ", ".join(f"({10 * i + j}, {i}, {i}.{j}0)" for i in range(1, CUSTOMERS + 1) for j in range(3)),
-)
-
-COLLECTIONS = """
-- name: customers
-  from: {customers}
-  key: id
-  embed: [{{as: orders, from: {orders}, on: {{customer_id: id}}, key: id, order_by: id}}]
-"""
 
 # Changes made while verify runs; they touch customers 20 and up, the differences 1 to 4.
 CHANGES = (
@@ -43,25 +23,13 @@ CHANGES = (
 )
 
 
-def _expected(source: SourceDb) -> list[dict[str, Any]]:
-    orders = group(source.records("SELECT id, customer_id, total FROM orders ORDER BY id"), "customer_id")
-    return [
-        {
-            "_id": c["id"],
-            "name": c["name"],
-            "orders": [{"id": o["id"], "total": Decimal128(o["total"])} for o in orders.get(c["id"], [])],
-        }
-        for c in source.records("SELECT id, name FROM customers")
-    ]
-
-
 def test_verify_while_cdc_follows_finds_injected_differences_and_repairs_them(case: Case) -> None:
     source = case.source
-    source.sql(*SETUP)
+    source.sql(*setup(CUSTOMERS, 3))
     plan = case.plan(
         "conformance-verify",
         COLLECTIONS,
-        ("customers", "orders"),
+        TABLES,
         phases="cdc: {heartbeat_interval: 1s}\nverify: {chunk_rows: 10}",
     )
     case.run(plan, "snapshot")
@@ -89,4 +57,4 @@ def test_verify_while_cdc_follows_finds_injected_differences_and_repairs_them(ca
     again = api.verify(plan, state=case.state, env={})
     assert again.equal, again.to_dict()
     follower.finish()
-    assert_documents(case.target, "customers", _expected(source))
+    assert_documents(case.target, "customers", documents(source))
