@@ -16,8 +16,12 @@ from pathlib import Path
 
 from tests.support.cli_process import MigratorRun
 from tests.support.docs import Migration
-from tests.support.runs import RUN_TIMEOUT, ApiRun
+from tests.support.runs import ApiRun
 from tests.support.sources import SourceDb
+
+# A bound on each run and each wait for a process's event, so that a hang fails the test: not a
+# speed expectation (the machine may be busy).
+RUN_TIMEOUT_S = 300.0
 
 
 @dataclass
@@ -52,7 +56,7 @@ class Case:
 
     def start(self, plan: Path, until: str = "stopped") -> ApiRun:
         """`migrator run --until until` on a thread (stopped at teardown if still running)."""
-        run = ApiRun(f"conformance-{until}", plan, until, self.state, {}, timeout=RUN_TIMEOUT)
+        run = ApiRun(f"conformance-{until}", plan, until, self.state, {}, timeout=RUN_TIMEOUT_S)
         self._runs.append(run)
         return run
 
@@ -66,7 +70,7 @@ class Case:
         """The installed `migrator run` in a process of its own (killed at teardown if running)."""
         args = ["run", str(plan), "--state", str(self.state), *(["--until", until] if until else [])]
         env = {k: v for k, v in os.environ.items() if k != "MIGRATOR_STATE"}
-        process = MigratorRun(args, env, self.tmp_path, RUN_TIMEOUT)
+        process = MigratorRun(args, env, self.tmp_path, RUN_TIMEOUT_S)
         self._processes.append(process)
         return process
 
