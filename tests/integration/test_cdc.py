@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ import pytest
 
 from migrator.adapters.postgres.lsn import Lsn
 from migrator.errors import TerminalError
+from tests.support import embedded_scenario as shop
 from tests.support.cli_process import migrator_script
 from tests.support.compare import assert_documents, flat_documents, group, records
 from tests.support.ddl import DROPPED_OR_RETYPED, THINGS, WHEN
@@ -119,99 +121,13 @@ EMBEDDED_TOAST = Scenario(
 )
 
 
-def _shop_expected(mig: Migration) -> dict[str, list[dict[str, Any]]]:
-    items = group(
-        records(mig, "SELECT id, order_id, sku, qty FROM items ORDER BY id"), "order_id", ("order_id",)
-    )
-    orders = group(
-        records(mig, "SELECT id, customer_id, pos, note FROM orders ORDER BY pos, id"),
-        "customer_id",
-        ("customer_id",),
-    )
-    for elements in orders.values():
-        for order in elements:
-            order["items"] = items.get(order["id"], [])
-    profiles = {p.pop("customer_id"): p for p in records(mig, "SELECT id, customer_id, bio FROM profiles")}
-    docs = [
-        {
-            "_id": c["id"],
-            "name": c["name"],
-            "orders": orders.get(c["id"], []),
-            "profile": profiles.get(c["id"]),
-        }
-        for c in records(mig, "SELECT id, name FROM customers")
-    ]
-    return {"customers": docs}
-
-
+# The shop scenario of embedded changes, run from every source by the conformance suite
+# (tests/integration/conformance/test_embedded_changes.py); here in replays and replica identities.
 SHOP = Scenario(
-    setup=(
-        "CREATE TABLE customers (id integer PRIMARY KEY, name text NOT NULL)",
-        "CREATE TABLE orders (id integer PRIMARY KEY, customer_id integer NOT NULL REFERENCES customers,"
-        " pos integer NOT NULL, note text)",
-        "CREATE TABLE items (id integer PRIMARY KEY, order_id integer NOT NULL REFERENCES orders,"
-        " sku text, qty integer)",
-        "CREATE TABLE profiles (id integer PRIMARY KEY, customer_id integer NOT NULL UNIQUE REFERENCES customers,"
-        " bio text)",
-        "INSERT INTO customers SELECT g, 'c' || g FROM generate_series(1, 6) g",
-        "INSERT INTO orders VALUES (101, 1, 10, 'a'), (102, 1, 20, 'b'), (103, 1, 30, 'c'),"
-        " (201, 2, 10, 'd'), (301, 3, 10, 'e')",
-        "INSERT INTO items VALUES (1011, 101, 'x', 1), (1012, 101, 'y', 2), (1021, 102, 'z', 3),"
-        " (1031, 103, 'w', 4), (2011, 201, 'v', 5), (3011, 301, 'u', 6),"
-        " (1013, 101, 'untouched', 8), (1023, 102, 'untouched', 9)",
-        "INSERT INTO profiles VALUES (1, 1, 'bio1'), (2, 2, 'bio2')",
-    ),
-    collections="""
-        - name: customers
-          from: customers
-          key: id
-          embed:
-            - as: orders
-              from: orders
-              on: {customer_id: id}
-              key: id
-              order_by: pos
-              embed: [{as: items, from: items, on: {order_id: id}, key: id}]
-            - {as: profile, from: profiles, on: {customer_id: id}, many: false, key: id}
-    """,
-    changes=(
-        # 1:N: an element whose order key falls in the middle, an update, a delete.
-        "INSERT INTO orders VALUES (104, 1, 15, 'middle')",
-        "UPDATE orders SET note = 'b-changed' WHERE id = 102",  # its items stay
-        ["DELETE FROM items WHERE order_id = 103", "DELETE FROM orders WHERE id = 103"],
-        # A middle-level element moves to another root parent, carrying its grandchildren.
-        "UPDATE orders SET customer_id = 2 WHERE id = 101",
-        "UPDATE items SET qty = 99 WHERE id = 1011",  # a grandchild of the moved order
-        "UPDATE orders SET customer_id = 3 WHERE id = 201",  # there and back, with its grandchild
-        "UPDATE orders SET customer_id = 2, note = 'd-back' WHERE id = 201",
-        # A parent without children gets one; an element inserted and deleted in one transaction.
-        "INSERT INTO orders VALUES (401, 4, 5, 'first')",
-        ["INSERT INTO orders VALUES (105, 1, 1, 'fleeting')", "DELETE FROM orders WHERE id = 105"],
-        "UPDATE orders SET pos = 40 WHERE id = 104",  # reorders the array
-        # Grandchildren: insert, update, delete, moves within and across root parents.
-        "INSERT INTO items VALUES (1022, 102, 'new', 7)",
-        "UPDATE items SET sku = 'z2' WHERE id = 1021",
-        "DELETE FROM items WHERE id = 2011",
-        "UPDATE items SET order_id = 201 WHERE id = 1012",
-        "UPDATE items SET order_id = 301, qty = 30 WHERE id = 1021",
-        # 1:1: insert, update, delete, and a move to another parent.
-        "INSERT INTO profiles VALUES (3, 3, 'bio3')",
-        "UPDATE profiles SET bio = 'bio1-changed' WHERE id = 1",
-        "DELETE FROM profiles WHERE id = 2",
-        "UPDATE profiles SET customer_id = 4 WHERE id = 3",
-        # Roots: a new document with its whole tree in one transaction; a delete.
-        [
-            "INSERT INTO customers VALUES (7, 'c7')",
-            "INSERT INTO orders VALUES (701, 7, 1, 'o')",
-            "INSERT INTO items VALUES (7011, 701, 's', 1)",
-            "INSERT INTO profiles VALUES (7, 7, 'bio7')",
-        ],
-        "DELETE FROM customers WHERE id = 6",
-        "UPDATE customers SET name = 'c5-renamed' WHERE id = 5",
-        "UPDATE customers SET id = 55 WHERE id = 5",  # a root key change keeps the document's arrays
-        "UPDATE orders SET id = 106, note = 'rekeyed' WHERE id = 104",  # an element key change
-    ),
-    expected=_shop_expected,
+    setup=shop.SETUP,
+    collections=shop.COLLECTIONS.format(**{t: t for t in shop.TABLES}),
+    changes=shop.CHANGES,
+    expected=lambda mig: {"customers": shop.documents(partial(records, mig))},
 )
 
 
@@ -269,31 +185,7 @@ def test_unchanged_toasted_values_are_kept_in_documents_and_elements(mig: Migrat
     assert [k["id"] for k in docs[1]["kids"]] == [11, 13]
 
 
-# -- 3. embedded 1:N, 1:1, three levels ---------------------------------------------------------
-
-
-def test_embedded_children_one_to_one_and_grandchildren(mig: Migration) -> None:
-    play(mig, "cdc-shop", SHOP)
-    docs = mig.by_id("customers")
-    # Spot checks on top of the full comparison, so that a failure says what went wrong.
-    assert [o["id"] for o in docs[1]["orders"]] == [102, 106]
-    assert [o["id"] for o in docs[2]["orders"]] == [101, 201]
-    assert [o["id"] for o in docs[1]["orders"][0]["items"]] == [1022, 1023]
-    assert [i["id"] for i in docs[2]["orders"][0]["items"]] == [1011, 1013]  # 1012 moved to 201
-    assert docs[2]["orders"][0]["items"][0]["qty"] == 99
-    assert [i["id"] for i in docs[2]["orders"][1]["items"]] == [1012]
-    assert [i["id"] for i in docs[3]["orders"][0]["items"]] == [1021, 3011]
-    assert docs[4]["orders"][0]["id"] == 401 and docs[4]["profile"] == {"id": 3, "bio": "bio3"}
-    assert docs[2]["profile"] is None and docs[3]["profile"] is None
-    assert 6 not in docs and docs[7]["orders"][0]["items"][0]["id"] == 7011
-    assert 5 not in docs and docs[55] == {"_id": 55, "name": "c5-renamed", "orders": [], "profile": None}
-    # Default replica identity: an update or delete of an order, an item or a profile carries
-    # only its id, so each is found by its key anywhere in the collection, through an index.
-    assert element_indexes(mig, "customers") == [
-        "migrator_orders.id",
-        "migrator_orders.items.id",
-        "migrator_profile.id",
-    ]
+# -- 3. embedded 1:N, 1:1, three levels (the changes themselves: the conformance suite) -----------
 
 
 def element_indexes(mig: Migration, collection: str) -> list[str]:
@@ -331,6 +223,13 @@ def test_replay_from_the_snapshot_position_leaves_the_target_unchanged(mig: Migr
     first = run(mig, plan).outcome
     assert first is not None and first.cdc is not None and first.cdc.caught_up
     assert_scenarios(mig, *scenarios)
+    # Default replica identity: an update or delete of an order, an item or a profile carries
+    # only its id, so each is found by its key anywhere in the collection, through an index.
+    assert element_indexes(mig, "customers") == [
+        "migrator_orders.id",
+        "migrator_orders.items.id",
+        "migrator_profile.id",
+    ]
     collections = ("things", "parents", "customers")
     before = {c: mig.raw_documents(c) for c in collections}
     state = mig.client[mig.database]["_migrator"]

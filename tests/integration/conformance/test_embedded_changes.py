@@ -1,153 +1,41 @@
 """Conformance (issue 15): embedded children under live changes, from every source adapter.
 
-One scenario, parametrized over the sources (tests/support/sources.py): customers with their
-orders embedded (each with its items) and a 1:1 profile; after the snapshot, inserts, updates and
-deletes on every level, children moving between parents (a middle level carrying its
-grandchildren, there and back), key changes of a root and of an element, a tree inserted in one
-transaction. The snapshot and the caught-up target are compared with documents built from the
-source's rows read back with its own driver, down to BSON types and key order.
+The shop scenario (tests/support/embedded_scenario.py): customers with their orders embedded (each
+with its items) and a 1:1 profile; after the snapshot, inserts, updates and deletes on every level,
+children moving between parents (a middle level carrying its grandchildren, there and back), key
+changes of a root and of an element, a tree inserted in one transaction. The snapshot and the
+caught-up target are compared with documents built from the source's rows read back with its own
+driver, down to BSON types and key order.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
-from migrator import api
-from tests.support.compare import assert_documents, group
-from tests.support.docs import Migration
-from tests.support.sources import SourceDb
-
-SETUP = (
-    "CREATE TABLE customers (id integer PRIMARY KEY, name varchar(40) NOT NULL)",
-    "CREATE TABLE orders (id integer PRIMARY KEY, customer_id integer NOT NULL REFERENCES customers (id),"
-    " pos integer NOT NULL, note varchar(40))",
-    "CREATE TABLE items (id integer PRIMARY KEY, order_id integer NOT NULL REFERENCES orders (id),"
-    " sku varchar(20), qty integer)",
-    "CREATE TABLE profiles (id integer PRIMARY KEY, customer_id integer NOT NULL UNIQUE REFERENCES customers (id),"
-    " bio varchar(40))",
-    "INSERT INTO customers VALUES (1, 'c1'), (2, 'c2'), (3, 'c3'), (4, 'c4'), (5, 'c5'), (6, 'c6')",
-    "INSERT INTO orders VALUES (101, 1, 10, 'a'), (102, 1, 20, 'b'), (103, 1, 30, 'c'),"
-    " (201, 2, 10, 'd'), (301, 3, 10, 'e')",
-    "INSERT INTO items VALUES (1011, 101, 'x', 1), (1012, 101, 'y', 2), (1021, 102, 'z', 3),"
-    " (1031, 103, 'w', 4), (2011, 201, 'v', 5), (3011, 301, 'u', 6),"
-    " (1013, 101, 'untouched', 8), (1023, 102, 'untouched', 9)",
-    "INSERT INTO profiles VALUES (1, 1, 'bio1'), (2, 2, 'bio2')",
-)
-
-COLLECTIONS = """\
-  - name: customers
-    from: {customers}
-    key: id
-    embed:
-      - as: orders
-        from: {orders}
-        on: {{customer_id: id}}
-        key: id
-        order_by: pos
-        embed: [{{as: items, from: {items}, on: {{order_id: id}}, key: id}}]
-      - {{as: profile, from: {profiles}, on: {{customer_id: id}}, many: false, key: id}}
-"""
-
-CHANGES: tuple[list[str] | str, ...] = (
-    # 1:N: an element whose order key falls in the middle, an update, a delete.
-    "INSERT INTO orders VALUES (104, 1, 15, 'middle')",
-    "UPDATE orders SET note = 'b-changed' WHERE id = 102",  # its items stay
-    ["DELETE FROM items WHERE order_id = 103", "DELETE FROM orders WHERE id = 103"],
-    # A middle-level element moves to another root parent, carrying its grandchildren.
-    "UPDATE orders SET customer_id = 2 WHERE id = 101",
-    "UPDATE items SET qty = 99 WHERE id = 1011",  # a grandchild of the moved order
-    "UPDATE orders SET customer_id = 3 WHERE id = 201",  # there and back, with its grandchild
-    "UPDATE orders SET customer_id = 2, note = 'd-back' WHERE id = 201",
-    # A parent without children gets one; an element inserted and deleted in one transaction.
-    "INSERT INTO orders VALUES (401, 4, 5, 'first')",
-    ["INSERT INTO orders VALUES (105, 1, 1, 'fleeting')", "DELETE FROM orders WHERE id = 105"],
-    "UPDATE orders SET pos = 40 WHERE id = 104",  # reorders the array
-    # Grandchildren: insert, update, delete, moves within and across root parents.
-    "INSERT INTO items VALUES (1022, 102, 'new', 7)",
-    "UPDATE items SET sku = 'z2' WHERE id = 1021",
-    "DELETE FROM items WHERE id = 2011",
-    "UPDATE items SET order_id = 201 WHERE id = 1012",
-    "UPDATE items SET order_id = 301, qty = 30 WHERE id = 1021",
-    # 1:1: insert, update, delete, and a move to another parent.
-    "INSERT INTO profiles VALUES (3, 3, 'bio3')",
-    "UPDATE profiles SET bio = 'bio1-changed' WHERE id = 1",
-    "DELETE FROM profiles WHERE id = 2",
-    "UPDATE profiles SET customer_id = 4 WHERE id = 3",
-    # Roots: a new document with its whole tree in one transaction; a delete; a key change.
-    [
-        "INSERT INTO customers VALUES (7, 'c7')",
-        "INSERT INTO orders VALUES (701, 7, 1, 'o')",
-        "INSERT INTO items VALUES (7011, 701, 's', 1)",
-        "INSERT INTO profiles VALUES (7, 7, 'bio7')",
-    ],
-    "DELETE FROM customers WHERE id = 6",
-    "UPDATE customers SET name = 'c5-renamed' WHERE id = 5",
-    "UPDATE customers SET id = 55 WHERE id = 5",  # a root key change keeps the document's arrays
-    "UPDATE orders SET id = 106, note = 'rekeyed' WHERE id = 104",  # an element key change
-)
+from tests.support.compare import assert_documents
+from tests.support.conformance import Case
+from tests.support.embedded_scenario import CHANGES, COLLECTIONS, SETUP, TABLES, documents
 
 
-def _expected(source: SourceDb) -> list[dict[str, Any]]:
-    items = group(
-        source.records("SELECT id, order_id, sku, qty FROM items ORDER BY id"), "order_id", ("order_id",)
-    )
-    orders = group(
-        source.records("SELECT id, customer_id, pos, note FROM orders ORDER BY pos, id"),
-        "customer_id",
-        ("customer_id",),
-    )
-    for elements in orders.values():
-        for order in elements:
-            order["items"] = items.get(order["id"], [])
-    profiles = {p.pop("customer_id"): p for p in source.records("SELECT id, customer_id, bio FROM profiles")}
-    return [
-        {
-            "_id": c["id"],
-            "name": c["name"],
-            "orders": orders.get(c["id"], []),
-            "profile": profiles.get(c["id"]),
-        }
-        for c in source.records("SELECT id, name FROM customers")
-    ]
-
-
-def _plan(source: SourceDb, target: Migration, path: Path) -> Path:
-    names = {t: source.table(t) for t in ("customers", "orders", "items", "profiles")}
-    path.write_text(
-        "version: 1\n"
-        "name: conformance-embedded\n"
-        f"source: {{adapter: {source.adapter}, url: '{source.url}'}}\n"
-        f"target: {{adapter: mongodb, url: '{target.mongo_url}', database: {target.database}}}\n"
-        "collections:\n" + COLLECTIONS.format(**names)
-    )
-    return path
-
-
-def test_embedded_children_move_between_parents_under_live_changes(
-    source_db: SourceDb, mongo_url: str, mongo_db_name: str, tmp_path: Path
-) -> None:
-    source_db.sql(*SETUP)
-    # The target side of tests/support/docs.py's Migration (its source URL is not used here).
-    target = Migration(source_db.url, mongo_url, mongo_db_name, tmp_path, tmp_path / "state.db")
-    try:
-        plan = _plan(source_db, target, tmp_path / "plan.yaml")
-        api.run(plan, until="snapshot", state=target.state_path, env={})
-        assert_documents(target, "customers", _expected(source_db))  # the snapshot itself is right
-        source_db.transactions(*CHANGES)
-        outcome = api.run(plan, until="caught-up", state=target.state_path, env={})
-        assert outcome.cdc is not None and outcome.cdc.caught_up
-        assert outcome.cdc.changes >= len(CHANGES)
-        expected = _expected(source_db)
-        assert_documents(target, "customers", expected)
-        docs = target.by_id("customers")
-    finally:
-        target.close()
+def test_embedded_children_move_between_parents_under_live_changes(case: Case) -> None:
+    source = case.source
+    source.sql(*SETUP)
+    plan = case.plan("conformance-embedded", COLLECTIONS, TABLES)
+    case.run(plan, "snapshot")
+    assert_documents(case.target, "customers", documents(source.records))  # the snapshot itself
+    source.transactions(*CHANGES)
+    outcome = case.run(plan).outcome
+    assert outcome is not None and outcome.cdc is not None and outcome.cdc.caught_up
+    assert outcome.cdc.changes >= len(CHANGES)
+    assert_documents(case.target, "customers", documents(source.records))
     # Spot checks on top of the full comparison, so that a failure says what went wrong.
+    docs = case.target.by_id("customers")
     assert [o["id"] for o in docs[1]["orders"]] == [102, 106]
     assert [o["id"] for o in docs[2]["orders"]] == [101, 201]
+    assert [o["id"] for o in docs[1]["orders"][0]["items"]] == [1022, 1023]
     assert [i["id"] for i in docs[2]["orders"][0]["items"]] == [1011, 1013]  # 1012 moved to 201
+    assert docs[2]["orders"][0]["items"][0]["qty"] == 99
     assert [i["id"] for i in docs[2]["orders"][1]["items"]] == [1012]
     assert [i["id"] for i in docs[3]["orders"][0]["items"]] == [1021, 3011]
-    assert docs[4]["profile"] == {"id": 3, "bio": "bio3"}
+    assert docs[4]["orders"][0]["id"] == 401 and docs[4]["profile"] == {"id": 3, "bio": "bio3"}
+    assert docs[2]["profile"] is None and docs[3]["profile"] is None
+    assert 6 not in docs and docs[7]["orders"][0]["items"][0]["id"] == 7011
     assert 5 not in docs and docs[55] == {"_id": 55, "name": "c5-renamed", "orders": [], "profile": None}
