@@ -122,6 +122,12 @@ class MariaDbServer:
         return f"mysql://root@{HOST}:{self.port}/{dbname}"
 
     @property
+    def tmp_dir(self) -> Path:
+        # Its own temporary directory: servers started side by side in the shared /tmp raced over
+        # the bootstrap's temporary files there.
+        return self.base_dir / "tmp"
+
+    @property
     def socket_path(self) -> Path:
         return self.base_dir / "mysqld.sock"
 
@@ -133,6 +139,7 @@ class MariaDbServer:
     def initialize(self) -> None:
         """A new data directory with the system tables (about 2 s)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
         result = subprocess.run(
             [
                 _install_db(),
@@ -141,6 +148,7 @@ class MariaDbServer:
                 "--user=root",
                 "--auth-root-authentication-method=normal",
                 "--skip-test-db",
+                f"--tmpdir={self.tmp_dir}",
             ],
             capture_output=True,
             check=False,
@@ -166,6 +174,7 @@ class MariaDbServer:
             f"--log-bin={self.base_dir / 'binlog'}",
             f"--log-error={self.log_path}",
             "--user=root",
+            f"--tmpdir={self.tmp_dir}",
             *(f"--{name}={value}" for name, value in self.settings.items()),
         ]
         self._proc = subprocess.Popen(
