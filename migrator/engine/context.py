@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from migrator.adapters.base import SourceAdapter, SourceInfo, TargetAdapter
@@ -26,6 +26,11 @@ class RunContext:
     # Live throttling (engine/throttle.py): set by the runner for `migrator run`; None: never held.
     throttle: Throttler | None = None
 
+    @property
+    def target_schema(self) -> list[str]:
+        """The DDL the target runs before the copy (docs/architecture.md, "Tables as collections")."""
+        return self.target.table_statements(self.collections)
+
 
 class PlanView(Protocol):
     """What a phase's `plan` (pure: no connection, no write) reads: the plan, the source as
@@ -40,6 +45,9 @@ class PlanView(Protocol):
     @property
     def collections(self) -> list[CollectionMapping]: ...
 
+    @property
+    def target_schema(self) -> list[str]: ...
+
 
 @dataclass(frozen=True)
 class PlanInputs:
@@ -48,3 +56,4 @@ class PlanInputs:
     plan: Plan
     source_info: SourceInfo
     collections: list[CollectionMapping]
+    target_schema: list[str] = field(default_factory=list)

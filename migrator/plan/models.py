@@ -148,7 +148,11 @@ class Target(Endpoint):
     @model_validator(mode="after")
     def _of_adapter(self) -> Target:
         text = self.url.get_secret_value()
-        if text.strip() and not _UNSET.match(text) and _target_parser(text) is not _TARGET_PARSERS[self.adapter]:
+        if (
+            text.strip()
+            and not _UNSET.match(text)
+            and _target_parser(text) is not _TARGET_PARSERS[self.adapter]
+        ):
             raise ValueError(
                 f"adapter {self.adapter} takes a URL of the form {_TARGET_URL_FORMS[self.adapter]}; "
                 "this URL is of another database"
@@ -304,7 +308,9 @@ class Table(_Strict):
         "only these are taken. Default: every column under its own name. Primary key columns are always "
         "taken, under their own names.",
     )
-    exclude: list[str] = Field(default_factory=list, description="Source columns left out (not the primary key's).")
+    exclude: list[str] = Field(
+        default_factory=list, description="Source columns left out (not the primary key's)."
+    )
 
     @field_validator("from_", "name")
     @classmethod
@@ -345,7 +351,12 @@ class Table(_Strict):
         """The flat collection the engine moves this table as: keyed by the source table's
         primary key, resolved against the source (mapping/spec.py); no embeds."""
         return Collection.model_construct(
-            name=self.target, from_=self.from_, key=[], fields=self.fields, exclude=list(self.exclude), embed=[]
+            name=self.target,
+            from_=self.from_,
+            key=[],
+            fields=self.fields,
+            exclude=list(self.exclude),
+            embed=[],
         )
 
 
@@ -617,7 +628,9 @@ class Plan(_Strict):
     collections: list[Collection] = Field(
         default_factory=list, description="Target collections (a mongodb target): at least one."
     )
-    tables: list[Table] = Field(default_factory=list, description="Target tables (a postgres target): at least one.")
+    tables: list[Table] = Field(
+        default_factory=list, description="Target tables (a postgres target): at least one."
+    )
     phases: Phases = Field(default_factory=Phases)
 
     @field_validator("name")
@@ -647,7 +660,6 @@ class Plan(_Strict):
             _qualified(value)
         return value
 
-
     @field_validator("tables")
     @classmethod
     def _unique_tables(cls, value: list[Table], info: ValidationInfo) -> list[Table]:
@@ -673,7 +685,9 @@ class Plan(_Strict):
         if self.tables:
             object.__setattr__(self, "collections", [t.as_collection() for t in self.tables])
         if not self.collections:
-            raise ValueError(f"required key '{kind}' is missing: a {self.target.adapter} target takes '{kind}:'")
+            raise ValueError(
+                f"required key '{kind}' is missing: a {self.target.adapter} target takes '{kind}:'"
+            )
         return self
 
 

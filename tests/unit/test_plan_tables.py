@@ -17,7 +17,9 @@ HEAD = (
 
 def _table(name: str, columns: list[str], key: tuple[str, ...]) -> TableInfo:
     infos = tuple(
-        ColumnInfo(c, "integer" if c.endswith("id") else "text", "base", None, None, c not in key, None, None, i)
+        ColumnInfo(
+            c, "integer" if c.endswith("id") else "text", "base", None, None, c not in key, None, None, i
+        )
         for i, c in enumerate(columns, 1)
     )
     unique = (key,) if key else ()
