@@ -47,6 +47,16 @@ def _check_table(value: str) -> str:
     return value
 
 
+def _check_fields(value: dict[str, str] | None) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if not value:
+        raise ValueError("'fields' is empty; leave it out to take every column")
+    for name in value:
+        _check_field_name(name)
+    return value
+
+
 def _check_field_name(value: str) -> str:
     if not _FIELD.match(value):
         raise ValueError(
@@ -199,13 +209,7 @@ class _Shape(_Strict):
     @field_validator("fields")
     @classmethod
     def _fields(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        if value is None:
-            return None
-        if not value:
-            raise ValueError("'fields' is empty; leave it out to take every column")
-        for name in value:
-            _check_field_name(name)
-        return value
+        return _check_fields(value)
 
     @property
     def table(self) -> str:
@@ -320,13 +324,7 @@ class Table(_Strict):
     @field_validator("fields")
     @classmethod
     def _fields(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        if value is None:
-            return None
-        if not value:
-            raise ValueError("'fields' is empty; leave it out to take every column")
-        for name in value:
-            _check_field_name(name)
-        return value
+        return _check_fields(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> Table:
@@ -646,35 +644,13 @@ class Plan(_Strict):
     @field_validator("collections")
     @classmethod
     def _unique_collections(cls, value: list[Collection], info: ValidationInfo) -> list[Collection]:
-        target = info.data.get("target")
-        if target is not None and target.adapter != "mongodb":
-            raise ValueError(f"a {target.adapter} target takes 'tables:', not 'collections:'")
-        if not value:
-            raise ValueError("'collections' is empty: list at least one")
-        names = [c.name for c in value]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"collection name(s) {dupes} used more than once")
-        source = info.data.get("source")
-        if source is not None and source.adapter == "mysql":
-            _qualified(value)
+        _check_mappings(value, info, "mongodb", "collection name(s)")
         return value
 
     @field_validator("tables")
     @classmethod
     def _unique_tables(cls, value: list[Table], info: ValidationInfo) -> list[Table]:
-        target = info.data.get("target")
-        if target is not None and target.adapter != "postgres":
-            raise ValueError(f"a {target.adapter} target takes 'collections:', not 'tables:'")
-        if not value:
-            raise ValueError("'tables' is empty: list at least one")
-        names = [t.target for t in value]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"target table(s) {dupes} named more than once")
-        source = info.data.get("source")
-        if source is not None and source.adapter == "mysql":
-            _qualified([t.as_collection() for t in value])
+        _check_mappings([t.as_collection() for t in value], info, "postgres", "target table(s)")
         return value
 
     @model_validator(mode="after")
@@ -689,6 +665,29 @@ class Plan(_Strict):
                 f"required key '{kind}' is missing: a {self.target.adapter} target takes '{kind}:'"
             )
         return self
+
+
+# What each target's plan lists its mappings under.
+_LISTS = {"mongodb": "collections", "postgres": "tables"}
+
+
+def _check_mappings(value: list[Collection], info: ValidationInfo, adapter: str, what: str) -> None:
+    """`collections` (a mongodb target) or `tables` (a postgres target, as their collections):
+    the list of the plan's target, not empty, each name once, qualified for a MySQL source."""
+    target = info.data.get("target")
+    if target is not None and target.adapter != adapter:
+        raise ValueError(
+            f"a {target.adapter} target takes '{_LISTS[target.adapter]}:', not '{_LISTS[adapter]}:'"
+        )
+    if not value:
+        raise ValueError(f"'{_LISTS[adapter]}' is empty: list at least one")
+    names = [c.name for c in value]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"{what} {dupes} used more than once")
+    source = info.data.get("source")
+    if source is not None and source.adapter == "mysql":
+        _qualified(value)
 
 
 def _qualified(collections: list[Collection]) -> None:

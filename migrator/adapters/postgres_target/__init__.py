@@ -22,7 +22,7 @@ from migrator.adapters.mongodb.ownership import OwnerRecord as StoredOwner
 from migrator.adapters.mongodb.ownership import refusal
 from migrator.adapters.postgres_target import records
 from migrator.adapters.postgres_target.applier import TableApplier
-from migrator.adapters.postgres_target.connection import Connections, TargetEndpoint, classify
+from migrator.adapters.postgres_target.connection import Connections, TargetEndpoint
 from migrator.adapters.postgres_target.ownership import Ownership
 from migrator.adapters.postgres_target.reader import TableReader
 from migrator.adapters.postgres_target.rows import decode, encode
@@ -68,13 +68,7 @@ class PostgresTarget:
         return self._endpoint.secrets
 
     def _call(self, work: Callable[[psycopg.Connection[Any]], Any]) -> Any:
-        try:
-            conn = self._connections.mine()
-            with conn.transaction():
-                return work(conn)
-        except psycopg.Error as exc:
-            self._connections.discard()
-            raise classify(exc, self.name, self.secrets) from None
+        return self._connections.run(work)
 
     # -- the schema (docs/architecture.md, "Tables as collections") ----------------------------
 

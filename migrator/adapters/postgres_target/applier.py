@@ -20,7 +20,7 @@ from psycopg.rows import dict_row
 
 from migrator.adapters.base import WriteOp
 from migrator.adapters.postgres_target import records
-from migrator.adapters.postgres_target.connection import Connections, classify
+from migrator.adapters.postgres_target.connection import Connections
 from migrator.adapters.postgres_target.rows import TargetTable, document_of
 from migrator.adapters.postgres_target.writer import upsert
 from migrator.errors import TargetLostWrites, TerminalError
@@ -39,23 +39,13 @@ class TableApplier:
         # means the target lost acknowledged writes (as the MongoDB applier checks).
         self._written: int | None = None
 
-    def _conn(self) -> psycopg.Connection[Any]:
-        return self._connections.mine()
-
     def ensure_indexes(self, paths: dict[str, set[str]]) -> list[str]:
         if any(paths.values()):
             raise TerminalError("a PostgreSQL target takes flat tables: no embedded paths to index")
         return []
 
     def checkpoint(self) -> dict[str, Any] | None:
-        endpoint = self._connections.endpoint
-        try:
-            conn = self._conn()
-            with conn.transaction():
-                stored = records.read(conn, self._id)
-        except psycopg.Error as exc:
-            self._connections.discard()
-            raise classify(exc, endpoint.name, endpoint.secrets) from None
+        stored = self._connections.run(lambda conn: records.read(conn, self._id))
         position = None if stored is None or stored.get("position") is None else int(stored["position"])
         if self._written is not None and (position is None or position < self._written):
             raise self._lost(position)
@@ -84,17 +74,14 @@ class TableApplier:
     ) -> None:
         """Apply `ops` in order; with `position`, record it as the checkpoint in the same
         transaction (with `fields` beside it: what lag is measured from)."""
-        endpoint = self._connections.endpoint
-        try:
-            conn = self._conn()
-            with conn.transaction():
-                for op in ops:
-                    self._write(conn, op)
-                if position is not None:
-                    self._record(conn, position, position_text, fields or {})
-        except psycopg.Error as exc:
-            self._connections.discard()
-            raise classify(exc, endpoint.name, endpoint.secrets) from None
+
+        def work(conn: psycopg.Connection[Any]) -> None:
+            for op in ops:
+                self._write(conn, op)
+            if position is not None:
+                self._record(conn, position, position_text, fields or {})
+
+        self._connections.run(work)
         if position is not None:
             self._written = position
 

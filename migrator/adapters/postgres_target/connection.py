@@ -4,20 +4,19 @@ never its password."""
 from __future__ import annotations
 
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import psycopg
-from psycopg import conninfo
 
+from migrator.adapters.postgres.connection import PgEndpoint
 from migrator.adapters.postgres.errors import classify as classify_source
 from migrator.adapters.postgres_target.rows import TargetTable, read_table
-from migrator.connstr import MalformedConnection, parse_postgres
 from migrator.errors import MigratorError, SourceError, TargetError
-from migrator.redact import url_passwords
 
-APPLICATION_NAME = "migrator"
 # Values go in and come out as the source reader gives them: timestamps in UTC (a timestamp
 # without time zone holds the UTC wall clock: docs/architecture.md, "Tables as collections").
+T = TypeVar("T")
 SESSION = "SET TimeZone = 'UTC'; SET synchronous_commit = on"
 
 
@@ -31,37 +30,29 @@ def classify(exc: psycopg.Error, endpoint: str, secrets: tuple[str, ...]) -> Mig
 
 
 class TargetEndpoint:
-    """A target URL held in memory; only `.name` (no password) is ever shown."""
+    """A target URL held in memory, opened as the source's are (adapters/postgres/connection.py:
+    strict parsing, a refused login diagnosed); only `.name` (no password) is ever shown."""
 
     def __init__(self, url: str) -> None:
-        self._url = url
         try:
-            parse_postgres(url)
-            params = conninfo.conninfo_to_dict(url)
-        except (MalformedConnection, psycopg.ProgrammingError) as exc:
-            reason = str(exc) if isinstance(exc, MalformedConnection) else "libpq cannot parse it"
-            raise TargetError(
-                f"the target URL is not a valid PostgreSQL connection string: {reason}",
-                hint="write it as postgresql://user:password@host:port/database (percent-encode "
-                "'@', '/', '?', '#', '%' in the password)",
-            ) from None
-        self.secrets = url_passwords(url)
-        host = params.get("host") or "localhost"
-        port = params.get("port") or "5432"
-        user = params.get("user")
-        self.database = str(params.get("dbname") or user or "")
-        who = f"{user}@" if user else ""
-        self.name = f"postgresql://{who}{host}:{port}/{self.database}"
+            self._pg = PgEndpoint(url)
+        except SourceError as exc:
+            # Our own message about the URL, which this endpoint's role names.
+            raise TargetError(exc.message.replace("source URL", "target URL", 1), hint=exc.hint) from None
+        self.name = self._pg.name
+        self.secrets = self._pg.secrets
+        self.database = self.name.rsplit("/", 1)[-1]
 
-    def connect(self, *, autocommit: bool = True) -> psycopg.Connection[Any]:
-        options: dict[str, Any] = {"application_name": APPLICATION_NAME, "connect_timeout": 10}
-        given = conninfo.conninfo_to_dict(self._url)
-        options = {k: v for k, v in options.items() if k not in given}
+    def connect(self) -> psycopg.Connection[Any]:
+        """An autocommit connection (transactions are explicit) in the target's session settings."""
         try:
-            conn = psycopg.connect(self._url, autocommit=True, **options)
+            conn = self._pg.connect()
+        except SourceError as exc:
+            raise TargetError(exc.message, hint=exc.hint).origin_of(exc) from None
+        try:
             conn.execute(SESSION)
-            conn.autocommit = autocommit
         except psycopg.Error as exc:
+            conn.close()
             raise classify(exc, self.name, self.secrets) from None
         return conn
 
@@ -104,6 +95,17 @@ class Connections:
         """Read the tables' definitions again on next use (after creating or dropping them)."""
         with self._lock:
             self._tables.clear()
+
+    def run(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """`work` in one transaction on this thread's connection; a driver error typed (and the
+        connection replaced: it may be broken)."""
+        try:
+            conn = self.mine()
+            with conn.transaction():
+                return work(conn)
+        except psycopg.Error as exc:
+            self.discard()
+            raise classify(exc, self.endpoint.name, self.endpoint.secrets) from None
 
     def discard(self) -> None:
         """Close this thread's connection (after an error: the next use opens a new one)."""

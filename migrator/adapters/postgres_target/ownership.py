@@ -15,7 +15,7 @@ import psycopg
 
 from migrator.adapters.mongodb.ownership import OwnerRecord, refusal
 from migrator.adapters.postgres_target import records
-from migrator.adapters.postgres_target.connection import Connections, classify
+from migrator.adapters.postgres_target.connection import Connections
 from migrator.plan.names import legacy_slot_name, owner_record_id
 from migrator.redact import redact_text
 
@@ -33,14 +33,7 @@ class Ownership:
         return self._connections.endpoint.database
 
     def _call(self, work: Callable[[psycopg.Connection[Any]], Any]) -> Any:
-        endpoint = self._connections.endpoint
-        try:
-            conn = self._connections.mine()
-            with conn.transaction():
-                return work(conn)
-        except psycopg.Error as exc:
-            self._connections.discard()
-            raise classify(exc, endpoint.name, endpoint.secrets) from None
+        return self._connections.run(work)
 
     def read(self) -> OwnerRecord | None:
         doc = self._call(lambda conn: records.read(conn, self._id))

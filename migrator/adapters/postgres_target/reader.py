@@ -11,7 +11,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from migrator.adapters.base import KeyOrder
-from migrator.adapters.postgres_target.connection import Connections, classify
+from migrator.adapters.postgres_target.connection import Connections
 from migrator.adapters.postgres_target.rows import TargetTable, decode, document_of, encode
 from migrator.adapters.postgres_target.writer import upsert
 from migrator.errors import TargetError
@@ -23,14 +23,11 @@ class TableReader:
         self._name = table
 
     def _run(self, query: sql.Composed, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        endpoint = self._connections.endpoint
-        try:
-            conn = self._connections.mine()
+        def work(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
             with conn.cursor(row_factory=dict_row) as cur:
                 return cur.execute(query, list(params)).fetchall()
-        except psycopg.Error as exc:
-            self._connections.discard()
-            raise classify(exc, endpoint.name, endpoint.secrets) from None
+
+        return self._connections.run(work)
 
     @property
     def _table(self) -> TargetTable:
@@ -107,14 +104,8 @@ class TableReader:
     def replace(self, doc_id: Any, raw: bytes) -> None:
         document = decode(raw)
         document["_id"] = doc_id
-        endpoint = self._connections.endpoint
-        try:
-            conn = self._connections.mine()
-            with conn.transaction():
-                upsert(conn, self._table, [document])
-        except psycopg.Error as exc:
-            self._connections.discard()
-            raise classify(exc, endpoint.name, endpoint.secrets) from None
+        table = self._table
+        self._connections.run(lambda conn: upsert(conn, table, [document]))
 
     def delete(self, doc_id: Any) -> None:
         table = self._table

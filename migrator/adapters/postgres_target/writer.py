@@ -11,7 +11,7 @@ import psycopg
 from psycopg import sql
 
 from migrator.adapters.base import WriteResult
-from migrator.adapters.postgres_target.connection import Connections, classify
+from migrator.adapters.postgres_target.connection import Connections
 from migrator.adapters.postgres_target.rows import TargetTable, decode, row_values
 
 # PostgreSQL takes at most 65,535 parameters a statement.
@@ -71,12 +71,5 @@ class TableWriter:
             return WriteResult(0, 0)
         # One key once: within a batch the last document of a key is the one that stands.
         documents = list({repr(doc_id): decode(raw) for doc_id, raw in batch}.values())
-        endpoint = self._connections.endpoint
-        try:
-            conn = self._connections.mine()
-            table = self._connections.table(self._name)
-            with conn.transaction():
-                return upsert(conn, table, documents)
-        except psycopg.Error as exc:
-            self._connections.discard()
-            raise classify(exc, endpoint.name, endpoint.secrets) from None
+        table = self._connections.table(self._name)
+        return self._connections.run(lambda conn: upsert(conn, table, documents))
