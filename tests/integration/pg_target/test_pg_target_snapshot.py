@@ -174,3 +174,28 @@ def test_json_values_keep_their_exact_form(pg2pg: PgToPg) -> None:
     )
     pg2pg.run(pg2pg.plan("- {from: public.j}"))
     assert _same_rows(pg2pg, "j", "id") == 3
+
+
+def test_name_fields_and_exclude_shape_the_target_table_and_rollback_removes_it(pg2pg: PgToPg) -> None:
+    pg2pg.source(
+        "CREATE TABLE public.people (id bigint PRIMARY KEY, full_name text NOT NULL, secret text, age smallint)",
+        "INSERT INTO people VALUES (1, 'Ann', 'pw1', 30), (2, 'Bob', NULL, NULL)",
+    )
+    tables = "- {from: public.people, name: archive.persons, fields: {name: full_name, years: age}}"
+    plan = pg2pg.plan(tables, name="shaped")
+    pg2pg.run(plan)
+    assert pg2pg.target_rows(COLUMNS_SQL, ["archive.persons"]) == [
+        ("id", "bigint", True),
+        ("name", "text", True),
+        ("years", "smallint", False),
+    ]
+    assert pg2pg.target_rows("SELECT * FROM archive.persons ORDER BY id") == pg2pg.source_rows(
+        "SELECT id, full_name, age FROM people ORDER BY id"
+    )
+
+    api.rollback(plan, state=pg2pg.state_path, env=pg2pg.env)
+    assert pg2pg.target_rows("SELECT to_regclass('archive.persons')") == [(None,)]
+    assert pg2pg.target_rows("SELECT count(*) FROM pg_tables WHERE schemaname = 'migrator'") == [(0,)]
+    assert pg2pg.source_rows(
+        "SELECT count(*) FROM pg_replication_slots WHERE database = current_database()"
+    ) == [(0,)]
