@@ -82,7 +82,7 @@ def dry_run(
     actions recorded by a recording executor, sample documents mapped from the first
     `sample_rows` source rows of each collection, key collisions among them, and an estimate of
     each phase's duration from the measured sample pace. Opens no state store and begins no run;
-    creates no slot, publication or collection."""
+    creates nothing on the source and no collection."""
     with Session(path, env=env) as session:
         return _dry_run(session.plan, *session.connect(), sample_rows=sample_rows)
 
@@ -122,7 +122,7 @@ def status(
     live: bool = True,
 ) -> StatusReport:
     """Where the plan's current run (its active run, else its latest) stands: phases, snapshot
-    progress, CDC position, lag and retained WAL, last checkpoint, recent errors, the last
+    progress, CDC position, lag and the change log the slot retains, last checkpoint, recent errors, the last
     verify report; `history` adds the run's checkpoints. Read-only: it never creates a state
     file. `live` reads the target's checkpoint and the source's slot; a database that cannot be
     reached is reported as such (`report.source.reachable`), never raised, and what the state
@@ -146,8 +146,8 @@ def rollback(
     - 'cutover' (the default for a run that has cut over): make the source primary again with
       nothing lost (migrator/operations/rollback_after_cutover.py: fence the target, drain
       reverse sync, verify, flip back, unfence); forward CDC goes on, as before `migrator cutover`;
-    - 'start' (the default before cutover): back to before `migrator run`: slot, publication,
-      the target collections the run created and its checkpoints go, the run is marked rolled
+    - 'start' (the default before cutover): back to before `migrator run`: the run's slot
+      and capture objects on the source (SourceVocabulary names them), the target collections the run created and its checkpoints go, the run is marked rolled
       back (after cutover, the switch back comes first).
     `preview` returns the steps without doing anything. Resumable: a rollback cut short is
     finished by calling it again."""

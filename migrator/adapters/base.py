@@ -53,6 +53,7 @@ from migrator.adapters.mapped import (
     MappedField,
     MappedLevel,
 )
+from migrator.adapters.vocabulary import Prerequisite, SourceVocabulary
 from migrator.findings import Finding
 
 if TYPE_CHECKING:
@@ -100,6 +101,8 @@ class SourceAdapter(Protocol):
     # What a change carries for a value the source did not send (an unchanged TOASTed value):
     # leave that field out of the update (docs/architecture.md, "Unchanged TOASTed values").
     unchanged: ClassVar[object]
+    # The words users read for this source's change capture (vocabulary.py).
+    vocabulary: ClassVar[SourceVocabulary]
 
     @property
     def name(self) -> str:
@@ -107,6 +110,12 @@ class SourceAdapter(Protocol):
         ...
 
     def inspect(self, tables: Sequence[str]) -> SourceInfo: ...
+
+    @staticmethod
+    def prerequisites(plan_name: str, tables: Sequence[str], info: SourceInfo | None) -> list[Prerequisite]:
+        """What the source must offer, in the runbook's checklist (vocabulary.py): its server's
+        settings and grants, then each of `tables`; `info` None when it was not inspected."""
+        ...
 
     def monitor(self) -> CaptureMonitor:
         """A new monitor of the change-capture slots (its own connection; close it)."""
@@ -847,6 +856,7 @@ __all__ = [
     "OwnerRecord",
     "Ownership",
     "Positions",
+    "Prerequisite",
     "Received",
     "Replayed",
     "ReverseWriter",
@@ -859,6 +869,7 @@ __all__ = [
     "SourceInfo",
     "SourceRead",
     "SourceServerInfo",
+    "SourceVocabulary",
     "TableDescribed",
     "TableInfo",
     "TargetAdapter",

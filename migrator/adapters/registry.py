@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from migrator.adapters.base import Positions, SourceAdapter, TargetAdapter
+from migrator.adapters.base import (
+    Positions,
+    Prerequisite,
+    SourceAdapter,
+    SourceInfo,
+    SourceVocabulary,
+    TargetAdapter,
+)
 from migrator.adapters.memory import MemorySource, MemoryTarget
 from migrator.adapters.mongodb import MongoTarget
 from migrator.adapters.mysql import MysqlSource
@@ -25,13 +33,19 @@ TARGETS: dict[str, type[MongoTarget] | type[PostgresTarget] | type[MemoryTarget]
 }
 
 
-def source_for(adapter: str, url: str) -> SourceAdapter:
+def _source(adapter: str) -> type[PostgresSource] | type[MysqlSource] | type[MemorySource]:
+    """The source adapter class named `adapter`: what needs no URL (positions, words, the
+    runbook's prerequisites) is read from the class."""
     try:
-        return SOURCES[adapter](url)
+        return SOURCES[adapter]
     except KeyError:
         raise TerminalError(
             f"no source adapter named '{adapter}' (known: {', '.join(sorted(SOURCES))})"
         ) from None
+
+
+def source_for(adapter: str, url: str) -> SourceAdapter:
+    return _source(adapter)(url)
 
 
 def target_for(adapter: str, url: str, database: str, **options: Any) -> TargetAdapter:
@@ -46,9 +60,16 @@ def target_for(adapter: str, url: str, database: str, **options: Any) -> TargetA
 
 def positions_for(adapter: str) -> Positions:
     """The positions of the source adapter named `adapter` (their text form), without a URL."""
-    try:
-        return SOURCES[adapter].positions
-    except KeyError:
-        raise TerminalError(
-            f"no source adapter named '{adapter}' (known: {', '.join(sorted(SOURCES))})"
-        ) from None
+    return _source(adapter).positions
+
+
+def vocabulary_for(adapter: str) -> SourceVocabulary:
+    """The words of the source adapter named `adapter` (adapters/vocabulary.py), without a URL."""
+    return _source(adapter).vocabulary
+
+
+def prerequisites_for(
+    adapter: str, plan_name: str, tables: Sequence[str], info: SourceInfo | None
+) -> list[Prerequisite]:
+    """The runbook's prerequisites of the source adapter named `adapter`, without a URL."""
+    return _source(adapter).prerequisites(plan_name, tables, info)

@@ -41,7 +41,7 @@ def render_dry_run(console: Console, report: dict[str, Any], *, examples: int = 
     """Actions per phase, sample documents (pretty JSON), collisions, estimates, readiness."""
     console.print(
         f"[bold]dry run[/] of plan {escape(report['plan'])}: nothing was written "
-        "(no slot, publication, collection or state)"
+        "(nothing on the source, no collection, no state)"
     )
     console.print(f"  source  {escape(str(report['source']))}")
     console.print(f"  target  {escape(str(report['target']))} database {escape(report['target_database'])}")

@@ -247,7 +247,7 @@ def run_command(
     stops at once (still resumable). A resumed run takes the plan's current settings under
     `phases` (e.g. cdc.batch_changes); a changed mapping (collections, target database) is
     refused. --dry-run reads (inspection, a sample of source rows) and
-    writes nothing: no slot, publication, collection or state. Once cut over, it follows both
+    writes nothing: nothing on the source, no collection, no state. Once cut over, it follows both
     directions: forward CDC and reverse sync (target changes back to the source). Refuses at
     once while another process works on the run, or when another run of the plan owns the
     target's data (the target's ownership record names it, its host and its state file).
@@ -393,8 +393,9 @@ def rollback_command(
     After cutover (--to cutover): verify source against target while writes go on, fence writes
     on the target, drain reverse sync, recheck at rest what changed meanwhile, flip the switch
     back to the source, lift the fence (the freeze is measured); forward CDC goes on.
-    Before cutover (--to start): drop the run's replication slot, the publication if the run
-    created it, the target collections the run created, its checkpoints and its ownership record,
+    Before cutover (--to start): drop the run's slot on the source (a PostgreSQL replication
+    slot, a MySQL binlog stream) and what change capture created there (a publication, the
+    markers table), the target collections the run created, its checkpoints and its ownership record,
     and mark the run rolled back; `migrator run` then starts afresh. Nothing the run did not
     create is dropped. Stop a following `migrator run` or `migrator cutover` first.
     Shows the steps and asks unless --yes. A rollback cut short is finished by running it
@@ -555,7 +556,7 @@ def status_command(plan_file: str, state_path: str | None, as_json: bool, watch:
     """Show where PLAN_FILE's migration stands.
 
     The current run and phase, snapshot progress per collection, the CDC position with its lag
-    and the slot's retained WAL, the last checkpoint, the last verify report, recent errors.
+    and the change log its slot retains (WAL, binlog), the last checkpoint, the last verify report, recent errors.
 
     Read-only. The target's checkpoint and the source's slot are read live; a database that
     cannot be reached is named (without its password) and the rest is still shown. Without

@@ -157,8 +157,8 @@ def _describe_run(event: Event) -> str | None:
 
 def _describe_snapshot(event: Event, totals: dict[str, tuple[int, int]] | None) -> str | None:
     if isinstance(event, SlotCreated):
-        publication = "created publication" if event.publication_created else "reusing existing publication"
-        return f"{publication} {event.publication}; created slot {event.slot} at {event.position}"
+        capture = ("created " if event.publication_created else "reusing existing ") + event.capture
+        return f"{capture}; created {event.stream} {event.slot} at {event.position}"
     if isinstance(event, SnapshotOpened):
         if event.reread:
             return (
@@ -201,7 +201,8 @@ def _describe_cdc(event: Event) -> str | None:
         state = "caught up" if event.caught_up else "behind"
         return (
             f"cdc at {event.position}: {event.changes:,} changes, lag {seconds} s / "
-            f"{event.lag_bytes:,} bytes ({state}), slot retains {event.retained_wal_bytes:,} bytes"
+            f"{event.lag_bytes:,} bytes ({state}), {event.stream} retains {event.retained_wal_bytes:,} bytes of "
+            f"{event.change_log}"
         )
     return None
 
@@ -210,6 +211,8 @@ def _describe_steps(event: Event) -> str | None:
     if isinstance(event, CutoverStep):
         return f"cutover {event.step}: {event.message}"
     if isinstance(event, RollbackStepDone):
+        if event.description:
+            return f"rollback: {event.description}: {event.outcome}"
         return f"rollback {event.step}: {event.outcome}"
     if isinstance(event, CutoverAbandoned):
         return f"cutover attempt {event.attempt} abandoned after {event.freeze_ms:.0f} ms: {event.reason}"

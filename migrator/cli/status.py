@@ -118,21 +118,24 @@ def _cdc(cdc: CdcStatus) -> list[str]:
         style = "yellow" if over else "green"
         state = "caught up" if cdc.caught_up else f"newest applied commit {cdc.applied_commit_time or '?'}"
         lines.append(
-            f"  lag       [{style}]{_seconds(cdc.lag_seconds)}[/], {_bytes(cdc.lag_bytes)} of WAL "
+            f"  lag       [{style}]{_seconds(cdc.lag_seconds)}[/], {_bytes(cdc.lag_bytes)} of "
+            f"{escape(cdc.change_log)} "
             f"(max_lag {_seconds(cdc.max_lag_seconds)}; {escape(state)})"
         )
     slot = cdc.slot
+    # The slot's line names it as the source does (CdcStatus.stream): "replication slot", ...
+    named = f"  {escape(cdc.stream)} {escape(slot.name)}"
     if slot.exists is None:
-        lines.append(f"  slot      {escape(slot.name)}: unknown (the source was not read)")
+        lines.append(f"{named}: unknown (the source was not read)")
     elif not slot.exists:
-        lines.append(f"  slot      {escape(slot.name)}: [yellow]does not exist[/]")
+        lines.append(f"{named}: [yellow]does not exist[/]")
     else:
         retained = slot.retained_wal_bytes or 0
         style = "bold red" if retained > cdc.max_retained_wal_bytes else "green"
         holder = "held by a running stream" if slot.active else "idle (no `migrator run` streams it)"
         lines.append(
-            f"  slot      {escape(slot.name)} {holder}; retains [{style}]{_bytes(slot.retained_wal_bytes)}[/] "
-            f"of WAL (max_retained_wal {_bytes(cdc.max_retained_wal_bytes)}); confirmed "
+            f"{named} {holder}; retains [{style}]{_bytes(slot.retained_wal_bytes)}[/] "
+            f"of {escape(cdc.change_log)} (max_retained_wal {_bytes(cdc.max_retained_wal_bytes)}); confirmed "
             f"{escape(slot.confirmed_position or '?')}, source at {escape(slot.current_position or '?')}"
         )
     return lines

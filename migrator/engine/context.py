@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from migrator.adapters.base import SourceAdapter, SourceInfo, TargetAdapter
+from migrator.adapters.base import SourceAdapter, SourceInfo, SourceVocabulary, TargetAdapter
 from migrator.engine.events import EventBus
 from migrator.engine.throttle import Throttler
 from migrator.mapping.spec import CollectionMapping
@@ -27,6 +27,10 @@ class RunContext:
     throttle: Throttler | None = None
 
     @property
+    def vocabulary(self) -> SourceVocabulary:
+        return self.source.vocabulary
+
+    @property
     def target_schema(self) -> list[str]:
         """The DDL the target runs before the copy (docs/architecture.md, "Tables as collections")."""
         return self.target.table_statements(self.collections)
@@ -46,6 +50,11 @@ class PlanView(Protocol):
     def collections(self) -> list[CollectionMapping]: ...
 
     @property
+    def vocabulary(self) -> SourceVocabulary:
+        """The source's words for its change capture (adapters/vocabulary.py)."""
+        ...
+
+    @property
     def target_schema(self) -> list[str]: ...
 
 
@@ -56,4 +65,5 @@ class PlanInputs:
     plan: Plan
     source_info: SourceInfo
     collections: list[CollectionMapping]
+    vocabulary: SourceVocabulary
     target_schema: list[str] = field(default_factory=list)

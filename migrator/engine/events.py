@@ -71,6 +71,10 @@ class SlotCreated(Event):
     publication: str
     position: str
     publication_created: bool  # False: the publication existed (reused; rollback keeps it)
+    # The source's words (adapters/vocabulary.py), so that whoever renders the event needs no
+    # adapter: the capture objects named ("publication p") and the slot's noun ("binlog stream").
+    capture: str
+    stream: str
 
 
 @dataclass(frozen=True)
@@ -136,7 +140,9 @@ class DocumentSkipped(Event):
 class CdcProgress(Event):
     """Where replay stands: for live displays and lag monitoring. The lag is phases/lag.py's:
     `lag_seconds` the age of the newest durably applied commit (0 only while `caught_up`; None
-    while nothing is known), `lag_bytes` the source's WAL after the applied position."""
+    while nothing is known), `lag_bytes` the source's change log after the applied position,
+    `retained_wal_bytes` (a field name kept for its readers, whatever the source) what the slot
+    holds back. `stream` and `change_log` are the source's words for them (adapters/vocabulary.py)."""
 
     kind: ClassVar[str] = "cdc.progress"
     durable: ClassVar[bool] = False
@@ -147,6 +153,8 @@ class CdcProgress(Event):
     lag_seconds: float | None
     retained_wal_bytes: int
     caught_up: bool = False
+    stream: str = "slot"
+    change_log: str = "change log"
 
 
 @dataclass(frozen=True)
@@ -386,6 +394,9 @@ class RollbackStepDone(Event):
     kind: ClassVar[str] = "rollback.step"
     step: str
     outcome: str
+    # What the step did, as the preview listed it, in the source's words ("drop binlog stream
+    # s"): `step` is the state store's label, the same whatever the source.
+    description: str = ""
 
 
 @dataclass(frozen=True)

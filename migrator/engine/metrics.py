@@ -109,10 +109,14 @@ class RunMetrics:
             registry=r,
         )
         self.lag_bytes = Gauge(
-            "migrator_cdc_lag_bytes", "CDC lag: source WAL written after the applied position", registry=r
+            "migrator_cdc_lag_bytes",
+            "CDC lag: source change log (WAL, binlog) written after the applied position",
+            registry=r,
         )
         self.retained_wal = Gauge(
-            "migrator_retained_wal_bytes", "WAL the replication slot holds on the source", registry=r
+            "migrator_retained_wal_bytes",
+            "Change log (WAL, binlog) the run's slot holds back on the source",
+            registry=r,
         )
         for gauge in (self.lag_seconds, self.lag_bytes, self.retained_wal, self.caught_up):
             gauge.set(math.nan)  # unknown until CDC measures it: not 0, which would read as "no lag"

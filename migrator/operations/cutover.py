@@ -66,11 +66,12 @@ class Switchover:
             state = monitor.state(ctx.run.slot)
         finally:
             monitor.close()
+        stream = ctx.source.vocabulary.named_stream(ctx.run.slot)
         if state is None:
-            raise TerminalError(f"replication slot {ctx.run.slot} does not exist: nothing to cut over")
+            raise TerminalError(f"{stream} does not exist: nothing to cut over")
         if state["active"]:
             raise TerminalError(
-                f"a `migrator run` of plan {plan.name} is following changes (slot {ctx.run.slot} is in use)",
+                f"a `migrator run` of plan {plan.name} is following changes ({stream} is in use)",
                 hint="stop it (SIGTERM: it checkpoints and exits), then run `migrator cutover`: it follows "
                 "changes itself during and after the cutover",
             )

@@ -43,7 +43,11 @@ MAX_COLLISIONS = 20
 PHASES: tuple[tuple[str, Callable[[PlanView], list[Step]], str], ...] = (
     (snapshot.PHASE, snapshot.steps, "migrator run"),
     (cdc.PHASE, cdc.steps, "migrator run"),
-    (verify.PHASE, lambda view: verify.steps(view.plan, view.collections), "migrator verify"),
+    (
+        verify.PHASE,
+        lambda view: verify.steps(view.plan, view.collections, view.vocabulary.marker),
+        "migrator verify",
+    ),
     (cutover.PHASE, cutover.steps, "migrator cutover"),
 )
 
@@ -191,7 +195,7 @@ def dry_run(
     )
     if report.source is None or not report.collections:
         raise PreflightFailed([f"{f.check} {f.subject}: {f.message}" for f in report.failures])
-    view = PlanInputs(plan, report.source, report.collections, report.target_schema)
+    view = PlanInputs(plan, report.source, report.collections, source.vocabulary, report.target_schema)
     phases: dict[str, list[Action]] = {}
     for name, planned, _ in PHASES:
         executor.perform_steps(planned(view))  # listed without effects: recorded, none runs

@@ -7,9 +7,10 @@ running it again (a recorded step is not redone):
   1. check: no other process works on the run (the state file's lease), no `migrator run` holds
      the slot (stop it first), and the target's ownership record names this run;
   2. remove CDC's checkpoint document from the target's `_migrator` collection;
-  3. drop the run's replication slot (the source stops retaining WAL for it);
+  3. drop the run's slot (the source stops retaining its change log for it);
   4. drop the publication if the run created it (one it found is kept, as is one another run of
      the plan streams through);
+  (the source adapter's vocabulary names both steps as users know them: adapters/vocabulary.py)
   5. target collections: drop those the run created; one that existed empty is emptied again
      and loses the indexes migrator added; one that held documents before is kept (the run's
      documents cannot be told from the earlier ones), or dropped with force;
@@ -105,6 +106,8 @@ class Rollback:
         self.publication = publication_name(plan.name)
         self.run_record = self._find_run()
         self.slot = self.run_record.slot
+        self.words = source.vocabulary
+        self._said: dict[str, str] = {}
         self.executor = Executor.live()
 
     def _find_run(self) -> RunRecord:
@@ -151,7 +154,7 @@ class Rollback:
             ),
             Step(
                 RollbackLabel.SLOT,
-                f"drop replication slot {self.slot}",
+                self.words.teardown(self.slot, self.publication)[0],
                 "source",
                 bound(RollbackLabel.SLOT, self._drop_slot),
             ),
@@ -163,7 +166,7 @@ class Rollback:
             ),
             Step(
                 RollbackLabel.REVERSE,
-                "remove reverse sync's checkpoint and replication origin (if any)",
+                f"remove {self.words.reverse_state} (if any)",
                 "source",
                 bound(RollbackLabel.REVERSE, self._forget_reverse),
             ),
@@ -193,6 +196,7 @@ class Rollback:
         )
         finish = None if undoing is None else functools.partial(self._finish, undoing)
         steps.append(Step("finish", f"mark run {self.run_record.id} rolled back", "state", finish))
+        self._said = {s.name: s.description for s in steps}  # for the events of the steps done
         return steps
 
     def _publication_created(self) -> bool | None:
@@ -211,11 +215,13 @@ class Rollback:
 
     def _publication_step(self) -> str:
         created = self._publication_created()
+        drop = self.words.teardown(self.slot, self.publication)[1]
         if created:
-            return f"drop publication {self.publication} (created by the run)"
+            return f"{drop} (created by the run)"
+        kept = "keep " + self.words.capture(self.publication)
         if created is None:
-            return f"keep publication {self.publication}: the run did not record whether it created it"
-        return f"keep publication {self.publication}: the run did not create it"
+            return f"{kept}: the run did not record whether it created it"
+        return f"{kept}: the run did not create it"
 
     def _collections_before(self) -> dict[str, int | None]:
         before = next(
@@ -251,7 +257,7 @@ class Rollback:
             if name != "check":
                 self.store.add_checkpoint(self.run_record.id, PHASE, name, "", {"outcome": outcome})
         undoing.result.steps.append({"name": name, "outcome": outcome})
-        self.events.emit(RollbackStepDone(name, outcome))
+        self.events.emit(RollbackStepDone(name, outcome, self._said.get(name, "")))
         return outcome
 
     def _finish(self, undoing: _Undoing) -> str:
@@ -290,8 +296,8 @@ class Rollback:
             )
         if state is not None and state["active"]:
             raise TerminalError(
-                f"replication slot {self.slot} is in use: a `migrator run` of plan {self.plan.name} is still "
-                "following changes",
+                f"{self.words.named_stream(self.slot)} is in use: a `migrator run` of plan {self.plan.name} is "
+                "still following changes",
                 hint="stop it (Ctrl-C or SIGTERM; it checkpoints and exits), then run `migrator rollback` again",
             )
         at_risk = {
@@ -325,14 +331,15 @@ class Rollback:
         if created is None:
             return (
                 f"kept: the run (begun by an earlier migrator) did not record whether it created it; if nothing "
-                f"else uses it: DROP PUBLICATION {self.publication};"
+                f"else uses it: {self.words.drop_capture_hint(self.publication)}"
             )
         if not created:
             return "kept: the run did not create it"
         slots = self.source.inspect([]).server.existing_slots
         others = [s for s in slots if s != self.slot and is_slot_of(self.plan.name, s)]
         if others:
-            return f"kept: another run of plan {self.plan.name} streams through it (slot {', '.join(others)})"
+            streams = ", ".join(others)
+            return f"kept: another run of plan {self.plan.name} streams through it ({self.words.stream} {streams})"
         self.source.capture_setup().drop_publication(self.publication)
         return "dropped"
 

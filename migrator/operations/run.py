@@ -410,11 +410,13 @@ class Runner:
         if self.source.capture_setup().slot_exists(legacy):
             # Runs begun before ownership records existed have no record: their slot says it.
             state = f".migrator/{self.plan.name}.db"
+            words = self.source.vocabulary
             raise OwnedByAnotherRun(
-                f"replication slot {legacy} exists: a run of plan {self.plan.name} begun by an earlier migrator "
-                f"version owns it (its state file is {state} in the directory that run was started from)",
+                f"{words.named_stream(legacy)} exists: a run of plan {self.plan.name} begun by an earlier "
+                f"migrator version owns it (its state file is {state} in the directory that run was started "
+                "from)",
                 hint="resume it from that directory (or with --state PATH to that file), or roll it back the same "
-                f"way; if no such run is left, drop the slot: SELECT pg_drop_replication_slot('{legacy}');",
+                f"way; if no such run is left, drop the {words.stream}: {words.drop_stream_hint(legacy)}",
             )
         run_id = new_run_id()
         slot = slot_name(self.plan.name, run_id)

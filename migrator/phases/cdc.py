@@ -269,7 +269,8 @@ class CdcPhase:
         state = self.monitor.state(self.slot)
         if state is None:
             raise SourceError(
-                f"replication slot {self.slot} no longer exists: changes after {text(checkpoint)} are lost "
+                f"{self.ctx.vocabulary.named_stream(self.slot)} no longer exists: changes after "
+                f"{text(checkpoint)} are lost "
                 "to this run and a new snapshot is needed",
                 hint="run `migrator rollback` for this plan, then `migrator run` again",
             )
@@ -396,10 +397,9 @@ def steps(view: PlanView, phase: CdcPhase | None = None) -> list[Step]:
     slot, publication = slot_name_pattern(plan.name), publication_name(plan.name)
     database = plan.target.database
     collections = ", ".join(f"{database}.{c.name}" for c in view.collections)
+    words = view.vocabulary
     how = (
-        "a replication connection (START_REPLICATION)"
-        if settings.mode == "stream"
-        else f"SQL polling (pg_logical_slot_peek_binary_changes, {settings.poll_changes:,} changes a poll)"
+        words.read_how if settings.mode == "stream" else words.poll_how.format(changes=settings.poll_changes)
     )
     # The follow loop (read, apply, acknowledge, mirror, heartbeat, backfill, stop) is one effect: it
     # is attached to the step that writes the target, so an executor that only records writes never
@@ -409,8 +409,8 @@ def steps(view: PlanView, phase: CdcPhase | None = None) -> list[Step]:
         Step.of(
             PHASE,
             "stream",
-            f"stream changes of publication {publication} from slot {slot} through {how}, starting at "
-            f"the target's checkpoint, else at the slot's consistent point",
+            f"stream {words.changes_of(publication)} from {words.named_stream(slot)} through {how}, starting "
+            f"at the target's checkpoint, else at the {words.stream}'s consistent point",
             "none",
         ),
     ]
@@ -442,7 +442,7 @@ def steps(view: PlanView, phase: CdcPhase | None = None) -> list[Step]:
         Step.of(
             PHASE,
             "acknowledge",
-            f"acknowledge the applied position to slot {slot}, so the source frees WAL",
+            words.acknowledge.format(stream=slot),
             "source",
         ),
         Step.of(PHASE, "mirror", "mirror the applied position into the state store, now and then", "state"),
@@ -450,22 +450,23 @@ def steps(view: PlanView, phase: CdcPhase | None = None) -> list[Step]:
             PHASE,
             "heartbeat",
             f"when idle, emit a heartbeat every {settings.heartbeat_interval:g} s "
-            f"(pg_logical_emit_message '{HEARTBEAT_PREFIX}') so the slot keeps advancing",
+            f"({words.marker}, prefix '{HEARTBEAT_PREFIX}') so the {words.stream} keeps advancing",
             "source",
         ),
         Step.of(
             PHASE,
             "backfill",
             "when a column the mapping takes is added to a mapped table (ALTER TABLE ... ADD COLUMN logs no row "
-            "change): once the stream is past the ALTER (its first change, or a marker "
-            f"pg_logical_emit_message '{BACKFILL_PREFIX}'), rewrite the documents of every row of that table "
+            "change): once the stream is past the ALTER (its first change, or a marker: "
+            f"{words.marker}, prefix '{BACKFILL_PREFIX}'), rewrite the documents of every row of that table "
             "from the source as it is then",
             "target" if settings.apply else "none",
         ),
         Step.of(
             PHASE,
             "stop",
-            f"stop if the slot retains over {settings.max_retained_wal:,} bytes of WAL; on TRUNCATE: "
+            f"stop if the {words.stream} retains over {settings.max_retained_wal:,} bytes of {words.change_log}; "
+            "on TRUNCATE: "
             f"{settings.on_truncate}; keep following until stopped or cut over"
             + f" (--until caught-up: stop once the lag is under {settings.max_lag:g} s)",
             "none",

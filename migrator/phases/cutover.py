@@ -420,7 +420,12 @@ class CutoverPhase:
             stop=self._stop,
             report=lambda m: self._step("catching-up", m),
             show=self.ctx.source.positions.text,
+            left=self._left,
         )
+
+    def _left(self, applied: int, marker: int) -> str:
+        """What CDC has still to replay up to the marker, in the source's words."""
+        return self.ctx.vocabulary.to_go(self.ctx.source.positions.bytes_between(applied, marker))
 
     def _attempt(self, attempt: int, report: CutoverReport) -> None:
         a = _Attempt(attempt, report)
@@ -614,7 +619,7 @@ def steps(view: PlanView, phase: CutoverPhase | None = None, attempt: _Attempt |
         Step.of(
             PHASE,
             "gate-lag",
-            f"gate: the snapshot is done; CDC applies a fresh marker (pg_logical_emit_message "
+            f"gate: the snapshot is done; CDC applies a fresh marker ({view.vocabulary.marker}, prefix "
             f"'{MARKER_PREFIX}') within max_lag {lag:g} s",
             "source",
             bound(lambda p: p._gate_lag()),
@@ -710,8 +715,8 @@ def steps(view: PlanView, phase: CutoverPhase | None = None, attempt: _Attempt |
             Step.of(
                 PHASE,
                 "reverse-sync",
-                f"start reverse sync: target changes flow back to the source under replication origin "
-                f"{reverse_origin_name(plan.name)}",
+                "start reverse sync: target changes flow back to the source "
+                + view.vocabulary.reverse_tag.format(origin=reverse_origin_name(plan.name)),
                 "source",
                 bound(lambda p: p._start_reverse()),
             )
@@ -822,10 +827,12 @@ def wait_for_backlog(
     report: Callable[[str], None],
     every: float = CATCH_UP_REPORT_S,
     show: Callable[[int], str] = str,
+    left: Callable[[int, int], str] = lambda applied, marker: f"{marker - applied:,} to go",
 ) -> None:
     """Wait until CDC applied `marker`, as long as it applies something at least every `idle`
     seconds (else Stalled); `report` says how far it is every `every` seconds, positions shown
-    by `show` (the source's Positions.text)."""
+    by `show` (the source's Positions.text), what is left by `left(applied, marker)` (in the
+    source's words: SourceVocabulary.to_go)."""
     checkpoint = cdc_checkpoint_id(plan_name)
     applied = target.applied_position(checkpoint) or 0
     moved = reported = time.monotonic()
@@ -841,6 +848,6 @@ def wait_for_backlog(
         if now - reported >= every:
             report(
                 f"CDC replays the backlog: applied up to {show(applied)}, the marker is at "
-                f"{show(marker)} ({marker - applied:,} bytes of WAL to go)"
+                f"{show(marker)} ({left(applied, marker)})"
             )
             reported = now

@@ -611,7 +611,8 @@ class Following:
         state = phase.monitor.state(phase.slot)
         if state is None:
             raise SourceError(
-                f"replication slot {phase.slot} disappeared while streaming: a new snapshot is needed",
+                f"{phase.ctx.vocabulary.named_stream(phase.slot)} disappeared while streaming: a new snapshot "
+                "is needed",
                 hint="run `migrator rollback` for this plan, then `migrator run` again",
             )
         retained = int(state["retained_bytes"])
@@ -626,11 +627,14 @@ class Following:
                 lag_seconds=lag.seconds,
                 retained_wal_bytes=retained,
                 caught_up=lag.caught_up,
+                stream=phase.ctx.vocabulary.stream,
+                change_log=phase.ctx.vocabulary.change_log,
             )
         )
         if retained > phase.settings.max_retained_wal:
             raise TerminalError(
-                f"slot {phase.slot} holds {retained:,} bytes of WAL on the source, over the budget of "
+                f"{phase.ctx.vocabulary.named_stream(phase.slot)} holds {retained:,} bytes of "
+                f"{phase.ctx.vocabulary.change_log} on the source, over the budget of "
                 f"{phase.settings.max_retained_wal:,} (phases.cdc.max_retained_wal): stopping before the source's "
                 "disk fills",
                 hint="find why the target falls behind, raise the budget if the disk allows, then `migrator run` "

@@ -130,7 +130,7 @@ class Following:
         applied = self.applied()
         with self._lock:
             count = self._retry(
-                f"peeking at replication slot {self.slot}",
+                f"peeking at {self.source.vocabulary.named_stream(self.slot)}",
                 lambda: self.monitor.unapplied_changes(
                     self.slot, self.publication, self.source.positions.text(applied or 0), upto
                 ),
@@ -145,7 +145,8 @@ class Following:
             self.cdc_alive()
         with self._lock:
             state = self._retry(
-                f"reading replication slot {self.slot}", lambda: self.monitor.state(self.slot)
+                f"reading {self.source.vocabulary.named_stream(self.slot)}",
+                lambda: self.monitor.state(self.slot),
             )
         if state is None:
             return
@@ -200,7 +201,8 @@ class Following:
                 hint="fix what the error names, then " + hint,
             )
         return CdcNotFollowing(
-            f"nothing follows the changes of plan {self.plan_name}: replication slot {self.slot} is not in use "
+            f"nothing follows the changes of plan {self.plan_name}: "
+            f"{self.source.vocabulary.named_stream(self.slot)} is not in use "
             f"and {behind}, so verify cannot tell a difference from a change not yet applied",
             hint=hint,
         )
@@ -210,7 +212,8 @@ class Following:
         settle_timeout for CDC to get there; raises when nothing follows (see `check`)."""
         with self._lock:
             state = self._retry(
-                f"reading replication slot {self.slot}", lambda: self.monitor.state(self.slot)
+                f"reading {self.source.vocabulary.named_stream(self.slot)}",
+                lambda: self.monitor.state(self.slot),
             )
             if state is None:
                 return True  # no slot: nothing replicates into the target; current states compare

@@ -110,9 +110,10 @@ class SnapshotPhase:
         return actions(steps(self.ctx))
 
     def rollback(self) -> list[Action]:
+        # What undoing capture does on this source, as the adapter lists it (adapters/vocabulary.py).
+        undo = self.ctx.vocabulary.teardown(self.slot, self.publication)
         return [
-            Action(PHASE, f"drop replication slot {self.slot}", "source"),
-            Action(PHASE, f"drop publication {self.publication}", "source"),
+            *(Action(PHASE, text, "source") for text in undo),
             Action(PHASE, "drop the target collections this run created", "target"),
         ]
 
@@ -174,8 +175,8 @@ class SnapshotPhase:
         position = copy.position = copy.resumed_from
         if not self.publications.slot_exists(self.slot):
             raise TerminalError(
-                f"replication slot {self.slot} of run {self.ctx.run.id} no longer exists: changes since "
-                f"{position} are lost to this run, and a new snapshot is needed",
+                f"{self.ctx.vocabulary.named_stream(self.slot)} of run {self.ctx.run.id} no longer exists: "
+                f"changes since {position} are lost to this run, and a new snapshot is needed",
                 hint="run `migrator rollback` for this plan, then `migrator run` again",
             )
         copy.coordinator = self.ctx.source.snapshot_session(None)
@@ -263,10 +264,11 @@ class SnapshotPhase:
             if not self.slot.endswith("_" + run_token(run.id)):
                 # A slot named after the plan alone (runs begun by an earlier version): nothing
                 # proves that this run created it, so it is neither dropped nor used.
+                words = self.ctx.vocabulary
                 raise TerminalError(
-                    f"replication slot {self.slot} exists, and run {run.id} cannot prove that it created it",
+                    f"{words.named_stream(self.slot)} exists, and run {run.id} cannot prove that it created it",
                     hint="if no other run of this plan uses it, drop it "
-                    f"(SELECT pg_drop_replication_slot('{self.slot}');) and run again",
+                    f"({words.drop_stream_hint(self.slot)}) and run again",
                 )
             # Its name carries this run: left by a crash of this run between creating the slot and
             # recording it. No chunk was copied under it (chunks need the 'slot' checkpoint), so it
@@ -299,7 +301,14 @@ class SnapshotPhase:
             coordinator.close()
             raise
         self.ctx.events.emit(
-            SlotCreated(self.slot, self.publication, exporter.start.position, publication_created)
+            SlotCreated(
+                self.slot,
+                self.publication,
+                exporter.start.position,
+                publication_created,
+                self.ctx.vocabulary.capture(self.publication),
+                self.ctx.vocabulary.stream,
+            )
         )
         return coordinator, exporter.start.position
 
@@ -562,6 +571,7 @@ def steps(view: PlanView, phase: SnapshotPhase | None = None, copy: _Copy | None
     plan, settings = view.plan, view.plan.phases.snapshot
     publication, slot = publication_name(plan.name), slot_name_pattern(plan.name)
     tables = ", ".join(dict.fromkeys(t for c in view.collections for t in c.tables()))
+    words = view.vocabulary
     state = copy if copy is not None else _Copy()
 
     def bound(effect: Callable[[SnapshotPhase], object]) -> Callable[[], object] | None:
@@ -595,14 +605,14 @@ def steps(view: PlanView, phase: SnapshotPhase | None = None, copy: _Copy | None
         Step.of(
             PHASE,
             "create-publication",
-            f"create publication {publication} FOR TABLE {tables} (unless it exists)",
+            words.create_capture.format(publication=publication, tables=tables),
             "source",
             bound(lambda p: p._create_publication(state)),
         ),
         Step.of(
             PHASE,
             "create-slot",
-            f"create logical replication slot {slot} (pgoutput) exporting a snapshot",
+            words.create_stream.format(stream=slot),
             "source",
             bound(lambda p: p._create_slot(state)),
         ),

@@ -339,7 +339,13 @@ class Verifier:
                 confirmed[name] = []
             # The steps `plan` lists (docs/architecture.md, "Executable actions").
             self.executor.perform_steps(
-                steps(self.plan, list(self.collections), self, _Pass(report, confirmed, repair))
+                steps(
+                    self.plan,
+                    list(self.collections),
+                    self.source.vocabulary.marker,
+                    self,
+                    _Pass(report, confirmed, repair),
+                )
             )
             applied = self.following.applied()
             report.applied_position = None if applied is None else self.source.positions.text(applied)
@@ -736,18 +742,20 @@ def _summary(report: VerifyReport) -> dict[str, Any]:
 def planned_actions(view: PlanView) -> list[Action]:
     """What a verify pass (`migrator verify`, and cutover's gate) would do, in order (pure: feeds
     --dry-run and the runbook). Read-only but for its markers and the report, unless --repair."""
-    return actions(steps(view.plan, view.collections))
+    return actions(steps(view.plan, view.collections, view.vocabulary.marker))
 
 
 def steps(
     plan: Plan,
     collections: Sequence[CollectionMapping],
+    marker: str,
     verifier: Verifier | None = None,
     one: _Pass | None = None,
 ) -> list[Step]:
     """A verify pass's steps, in order: listed from the plan (--dry-run, the runbook), and with
     effects bound to `verifier` and the pass `one` when it runs them (docs/architecture.md,
-    "Executable actions"). Two are said, not done here: each differing key is rechecked where the
+    "Executable actions"); `marker` says how the source writes a marker (SourceVocabulary). Two are
+    said, not done here: each differing key is rechecked where the
     compare and the look for extra documents find it, and the caller keeps the report."""
     settings = plan.phases.verify
     share = (
@@ -776,7 +784,7 @@ def steps(
             PHASE,
             "recheck",
             f"recheck each differing key up to {settings.rechecks} rounds, waiting up to "
-            f"{settings.settle_timeout:g} s for CDC to apply a marker (pg_logical_emit_message "
+            f"{settings.settle_timeout:g} s for CDC to apply a marker ({marker}, prefix "
             f"'{MARKER_PREFIX}')",
             "source",
         ),

@@ -380,7 +380,8 @@ class CdcSettings(_Strict):
 
     mode: Literal["stream", "poll"] = Field(
         default="stream",
-        description="stream: a replication connection (START_REPLICATION). poll: SQL polling with "
+        description="stream: a replication connection (PostgreSQL: START_REPLICATION; MySQL/MariaDB: the "
+        "binlog, as a replica reads it). poll (PostgreSQL; a binlog is always streamed): SQL polling with "
         "pg_logical_slot_peek_binary_changes + pg_replication_slot_advance, for sources that allow no "
         "replication connection (slower: each poll re-decodes from the slot's restart point).",
     )
@@ -399,8 +400,8 @@ class CdcSettings(_Strict):
     max_retained_wal: Bytes = Field(
         default=10 * 1024**3,
         gt=0,
-        description="WAL the slot may hold back on the source (e.g. 10GB); past it the run stops rather than "
-        "fill the source's disk.",
+        description="Change log (PostgreSQL: WAL; MySQL/MariaDB: binlog) the run's slot may hold back on the "
+        "source (e.g. 10GB); past it the run stops rather than fill the source's disk.",
     )
     heartbeat_interval: Seconds = Field(
         default=10.0,

@@ -11,8 +11,8 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from migrator.adapters.base import SourceInfo, TableInfo, TargetInfo
-from migrator.adapters.postgres.server_checks import MIN_SERVER_VERSION
+from migrator.adapters.base import SourceInfo, SourceVocabulary, TargetInfo
+from migrator.adapters.registry import prerequisites_for, vocabulary_for
 from migrator.findings import Finding, Severity
 from migrator.phases.preflight import ASSUMED_ROWS_PER_SECOND, PreflightReport
 from migrator.plan.models import Collection, Embed, Plan
@@ -81,6 +81,7 @@ class Facts:
     target: EndpointFacts
     slot: str
     publication: str
+    words: SourceVocabulary  # the source's names for the slot, publication and change log
     tables: list[TableFacts]
     shapes: dict[str, object]  # collection -> shape from the resolved mapping (online) or the plan
     resolved: bool  # shapes come from the source schema (BSON types known)
@@ -118,6 +119,7 @@ def gather(plan: Plan, plan_file: str, report: PreflightReport | None) -> Facts:
         target=_endpoint(plan.target.adapter, plan.target.url.get_secret_value(), plan.target.database),
         slot=slot_name_pattern(plan.name),
         publication=publication_name(plan.name),
+        words=vocabulary_for(plan.source.adapter),
         tables=_tables(plan, report),
         shapes=_shapes(plan, report),
         resolved=report is not None and len(report.collections) == len(plan.collections),
@@ -227,7 +229,6 @@ def _checks(
     target = report.target if report is not None else None
     checklist = _Checklist(report, clean)
     _source_checks(checklist, plan, source)
-    _table_checks(checklist, plan, source)
     _target_checks(checklist, plan, target)
     checklist.out.extend(_plan_checks(plan))
     return checklist.out, checklist.covered
@@ -276,103 +277,12 @@ class _Checklist:
 
 
 def _source_checks(checklist: _Checklist, plan: Plan, source: SourceInfo | None) -> None:
-    server = source.server if source is not None else None
-    settings = server.settings if server is not None else {}
-    checklist.add("source.reachable", "the source PostgreSQL answers at the plan's URL", None, side=source)
-    checklist.add(
-        "source.version",
-        f"PostgreSQL {MIN_SERVER_VERSION // 10000} or newer (14+ streams large transactions)",
-        f"PostgreSQL {server.version}" if server is not None else None,
-        side=source,
-    )
-    checklist.add(
-        "source.wal_level",
-        "wal_level = logical",
-        f"wal_level = {settings.get('wal_level', 'unknown')}",
-        side=source,
-    )
-    checklist.add(
-        "source.replication_privilege",
-        "the plan's role may replicate (REPLICATION or superuser)",
-        None,
-        side=source,
-    )
-    checklist.add(
-        "source.free_replication_slots", "a free replication slot (max_replication_slots)", None, side=source
-    )
-    checklist.add("source.free_wal_senders", "a free WAL sender (max_wal_senders)", None, side=source)
-    checklist.add(
-        "source.create_publication",
-        "the plan's role may create a publication in the source database",
-        "allowed" if server is not None else None,
-        side=source,
-    )
-    checklist.add(
-        "source.existing_slot",
-        f"no leftover replication slot of an earlier run (`{slot_name_pattern(plan.name)}`; it would retain WAL)",
-        "none exists" if server is not None else None,
-        side=source,
-    )
-
-
-def _table_checks(checklist: _Checklist, plan: Plan, source: SourceInfo | None) -> None:
-    server = source.server if source is not None else None
-    tables = source.tables if source is not None else {}
-    seen: set[str] = set()
-    for collection in plan.collections:
-        for table, _role in _walk(collection):
-            if table in seen:
-                continue
-            seen.add(table)
-            info = tables.get(table)
-            _identity_checks(checklist, table, info)
-            owner = None
-            if info is not None and server is not None:
-                owner = "superuser" if server.is_superuser else "owned by the plan's role"
-            checklist.add(
-                "source.table_owner",
-                f"the plan's role owns `{table}` (CREATE PUBLICATION ... FOR TABLE)",
-                owner,
-                subject=table,
-                side=info,
-            )
-
-
-def _identity_checks(checklist: _Checklist, table: str, info: TableInfo | None) -> None:
-    identity = None
-    if info is not None:
-        key = ", ".join(info.primary_key) or "none"
-        identity = f"REPLICA IDENTITY {info.replica_identity.upper()}, primary key ({key})"
-    if info is not None and info.kind == "partitioned":
-        # Changes come from each partition with that partition's own replica identity
-        # (docs/architecture.md, "Partitioned tables"): one line per leaf, each with the
-        # fix preflight found for it; the partitioned table's own line is about its key,
-        # which a partition created later takes as its identity.
+    """The source's prerequisites as its adapter lists them (adapters/vocabulary.py,
+    Prerequisite): its server, then every table the plan reads."""
+    tables = list(dict.fromkeys(table for c in plan.collections for table, _role in _walk(c)))
+    for p in prerequisites_for(plan.source.adapter, plan.name, tables, source):
         checklist.add(
-            "source.replica_identity",
-            f"partitioned `{table}` has a primary key (a partition created later takes it as "
-            "replica identity; REPLICA IDENTITY is set per partition, not here)",
-            f"primary key ({key}), {len(info.leaves)} partition(s)",
-            subject=table,
-            side=info,
-        )
-        for leaf in info.leaves:
-            leaf_key = ", ".join(leaf.primary_key) or "none"
-            checklist.add(
-                "source.replica_identity",
-                f"partition `{leaf.name}` of `{table}` has a replica identity (UPDATE/DELETE keyed in "
-                "the WAL)",
-                f"REPLICA IDENTITY {leaf.replica_identity.upper()}, primary key ({leaf_key})",
-                subject=leaf.name,
-                side=info,
-            )
-    else:
-        checklist.add(
-            "source.replica_identity",
-            f"`{table}` has a primary key or a replica identity (UPDATE/DELETE keyed in the WAL)",
-            identity,
-            subject=table,
-            side=info,
+            p.check, p.requirement, p.found_ok, subject=p.subject, side=True if p.inspected else None
         )
 
 
@@ -459,12 +369,13 @@ def _plan_checks(plan: Plan) -> list[CheckFacts]:
             "ok",
         )
     )
+    log = vocabulary_for(plan.source.adapter).change_log
     checks.append(
         CheckFacts(
             "plan.cdc.max_retained_wal",
-            "the source's WAL disk has room for phases.cdc.max_retained_wal on top of its usual use",
+            f"the source's {log} disk has room for phases.cdc.max_retained_wal on top of its usual use",
             f"max_retained_wal = {_bytes(int(cdc.max_retained_wal))} (the run stops past it): "
-            "check the WAL volume's free space by hand",
+            f"check the {log} volume's free space by hand",
             "unchecked",
         )
     )

@@ -166,10 +166,11 @@ class _Renderer:
                 ["source", f"{f.source.adapter} {source}"],
                 ["target", f"{f.target.adapter} {target}, database {_code(f.target.database or '')}"],
                 [
-                    "replication slot",
+                    f.words.stream,
                     _code(f.slot) + " (`<run>`: the run's id, which `migrator status` shows)",
                 ],
-                ["publication", _code(f.publication)],
+                # What change capture creates beside the slot: a publication, the markers table, ...
+                ["change capture", f.words.capture(_code(f.publication))],
                 [
                     "state file",
                     f"`.migrator/{self.plan.name}.db` beside the plan file (default; `--state` or `MIGRATOR_STATE` "
@@ -184,7 +185,7 @@ class _Renderer:
         d, f = self.doc, self.f
         d.heading(3, "Tables")
         total = "" if f.estimate.source_rows is None else f" (about {f.estimate.source_rows:,} rows in all)"
-        d.para(f"Estimated rows are PostgreSQL's statistics (`pg_class.reltuples`){total}.")
+        d.para(f"Estimated rows are {f.words.statistics}{total}.")
         d.table(
             ["table", "collection", "becomes", "estimated rows", "size"],
             [
@@ -256,7 +257,11 @@ class _Renderer:
                     self.cutover_duration(),
                     "a verify pass at the gate, then the write freeze (bounded)",
                 ],
-                ["rollback before cutover", "under a minute", "drops a slot, a publication and collections"],
+                [
+                    "rollback before cutover",
+                    "under a minute",
+                    f"drops the {f.words.stream}, the {f.words.capture(_code(f.publication))} and collections",
+                ],
                 [
                     "rollback after cutover",
                     self.switchback_duration(),
@@ -343,6 +348,7 @@ class _Renderer:
 
     def steps(self) -> None:
         d, p, e = self.doc, self.p, self.f.estimate
+        w = self.f.words
         d.heading(2, "3. Steps")
         d.para(
             "Run every command from the same working directory (the state file is relative to it), "
@@ -370,14 +376,14 @@ class _Renderer:
             ],
             go="exit 0, the sample documents look as the application expects, no key collision.",
             no_go="a wrong shape or a collision: change the plan, regenerate this runbook, start again at step 1.",
-            rollback="nothing to undo: a dry run writes nothing (no slot, publication, collection or state).",
+            rollback="nothing to undo: a dry run writes nothing (nothing on the source, no collection, no state).",
         )
         self.step(
             "Step 3: snapshot, then catch up",
             [self.cmd(f"run {p} --until caught-up --metrics-port {METRICS_PORT} --log-format json")],
             intro=(
-                "Creates the replication slot and publication, copies every table (the slot retains WAL from "
-                "now on), then replays the changes made meanwhile until the lag is under "
+                f"Creates the {w.stream} and the {w.capture(_code(self.f.publication))}, copies every table (the {w.stream} "
+                f"retains {w.change_log} from now on), then replays the changes made meanwhile until the lag is under "
                 f"`phases.cdc.max_lag` ({self.max_lag})."
             ),
             expected=f"{duration(e.snapshot_seconds)} for the snapshot, then the catch-up",
@@ -389,7 +395,7 @@ class _Renderer:
             ],
             go=f"exit 0: the snapshot is done and the lag is under {self.max_lag}.",
             no_go=(
-                "exit 1 (the error is printed and kept in `status` `errors`); retained WAL approaching "
+                f"exit 1 (the error is printed and kept in `status` `errors`); retained {w.change_log} approaching "
                 f"`phases.cdc.max_retained_wal` ({self.max_wal}); a lag that keeps growing. Exit 130 means "
                 "interrupted: the same command resumes from the last checkpoint."
             ),
@@ -400,7 +406,7 @@ class _Renderer:
             [self.cmd(f"run {p} --metrics-port {METRICS_PORT} --log-format json")],
             intro=(
                 "Keeps the target current until the cutover: leave it running (a service, tmux, ...). "
-                "Stopped, it resumes where it stood, but the slot retains WAL meanwhile."
+                f"Stopped, it resumes where it stood, but the {w.stream} retains {w.change_log} meanwhile."
             ),
             expected="as long as you need before the cutover",
             watch=[
@@ -487,7 +493,7 @@ class _Renderer:
             intro=(
                 "The target is primary; reverse sync keeps the source a complete, current fallback for as long "
                 "as step 6's command runs. Keep it running until you decide the way back is no longer needed: "
-                "the slot retains WAL while nothing consumes it."
+                f"the {self.f.words.stream} retains {self.f.words.change_log} while nothing consumes it."
             ),
             expected="your soak period",
             watch=[
@@ -512,7 +518,7 @@ class _Renderer:
         )
         d.heading(3, "R1: before cutover (the source is primary)")
         d.code(
-            "kill -TERM <pid of migrator run>   # rollback refuses while a process holds the slot",
+            f"kill -TERM <pid of migrator run>   # rollback refuses while a process holds the {self.f.words.stream}",
             self.cmd(f"status {p}"),
             self.cmd(f"rollback {p} --yes"),
             self.cmd(f"status {p}"),
@@ -521,8 +527,9 @@ class _Renderer:
             [
                 "`migrator rollback` stops nothing itself: stop `migrator run` first with SIGTERM (it finishes the "
                 "batch in flight and checkpoints); `status` then shows `cdc.slot.active` false.",
-                f"It drops the run's replication slot `{self.f.slot}` and the publication `{self.f.publication}` "
-                "if the run created it, deletes CDC's checkpoint and the run's ownership record, drops the target collections the run created (one that existed empty is "
+                f"It drops the run's {self.f.words.named_stream(_code(self.f.slot))} and the "
+                f"{self.f.words.capture(_code(self.f.publication))} "
+                "if the run created them, deletes CDC's checkpoint and the run's ownership record, drops the target collections the run created (one that existed empty is "
                 "emptied; one that held documents before is kept unless `--force`), and marks the run rolled back.",
                 "Expected duration: under a minute.",
                 "Check: `status` shows `run.status` `rolled_back` and `cdc.slot.exists` false. The application "
@@ -537,7 +544,8 @@ class _Renderer:
         )
         d.heading(3, "R2: after cutover (the target is primary)")
         d.code(
-            "kill -TERM <pid of migrator cutover>   # free the slot: rollback runs both directions itself",
+            f"kill -TERM <pid of migrator cutover>   # free the {self.f.words.stream}: rollback runs both directions "
+            "itself",
             self.cmd(f"rollback {p} --yes"),
             self.cmd(f"status {p} --history"),
         )
@@ -577,10 +585,11 @@ class _Renderer:
                     "check the target's write latency and `errors`; a cutover is refused above it",
                 ],
                 [
-                    "retained WAL",
+                    f"retained {self.f.words.change_log}",
                     f"`{M_WAL}`; status `cdc.slot.retained_wal_bytes`",
                     f"half of `phases.cdc.max_retained_wal` ({self.max_wal}); the run stops at it",
-                    "make sure `migrator run` (or `migrator cutover`) is running; if it cannot, R1 drops the slot "
+                    f"make sure `migrator run` (or `migrator cutover`) is running; if it cannot, R1 drops the "
+                    f"{self.f.words.stream} "
                     "before the source's disk fills",
                 ],
                 [

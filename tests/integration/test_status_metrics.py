@@ -161,6 +161,9 @@ def test_status_after_snapshot_reports_progress_slot_and_checkpoint(mig: Migrati
     assert text.exit_code == 0, text.output
     assert "customers" in text.output and "3/3" in text.output and f"{customers.rows:,}" in text.output
     assert "reachable" in text.output and "last checkpoint" in text.output
+    # A PostgreSQL source keeps its own words for the slot and its change log.
+    assert f"replication slot {cdc.slot.name} idle" in text.output, text.output
+    assert "WAL" in text.output and "binlog" not in text.output, text.output
 
 
 def test_status_while_cdc_follows_and_after_it_stopped(mig: Migration, plan: Path) -> None:

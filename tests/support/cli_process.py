@@ -36,6 +36,23 @@ def migrator_script() -> str:
     return str(script)
 
 
+def run_cli(
+    args: list[str], env: Mapping[str, str], timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """`migrator ARGS` run to its end from the repository, with exactly `env`, as an operator
+    runs it (stdin closed: nothing can ask for confirmation)."""
+    return subprocess.run(
+        [migrator_script(), *args],
+        cwd=REPO,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+
+
 def start(args: list[str], env: Mapping[str, str]) -> subprocess.Popen[str]:
     """`migrator ARGS --json` with `env` added to this process's environment."""
     return subprocess.Popen(

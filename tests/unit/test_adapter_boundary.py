@@ -20,11 +20,7 @@ DRIVERS = ("psycopg", "pymongo", "pymysql", "MySQLdb", "mysql", "pymysqlreplicat
 DOCUMENTS = ("bson",)
 NEUTRAL = ["phases", "operations", "mapping", "engine", "state", "plan", "api.py", "cli"]
 # Known exceptions: (module path, what it does) -> why. Remove an entry once its module is cut over.
-EXCEPTIONS = {
-    ("runbook/facts.py", "imports migrator.adapters.postgres.server_checks"): (
-        "the runbook is written for PostgreSQL sources today (the server version it states)"
-    ),
-}
+EXCEPTIONS: dict[tuple[str, str], str] = {}
 
 
 def _is_source(node: ast.expr) -> bool:

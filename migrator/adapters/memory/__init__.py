@@ -24,9 +24,11 @@ from migrator.adapters.base import (
     MappedCollection,
     MappedColumns,
     Positions,
+    Prerequisite,
     SchemaHost,
     SourceInfo,
     SourceServerInfo,
+    SourceVocabulary,
     TableInfo,
     TargetCollectionInfo,
     TargetInfo,
@@ -42,6 +44,25 @@ from migrator.findings import Finding, Severity
 __all__ = ["Crash", "Faults", "MemoryDatabase", "MemorySource", "MemoryTarget", "register", "unregister"]
 
 _UNCHANGED = object()  # never sent: the memory source always carries whole rows
+# Words of their own, unlike either real source's, so that a test sees whose words a text uses.
+VOCABULARY = SourceVocabulary(
+    database="the memory source",
+    change_log="change log",
+    stream="memory slot",
+    publication="table set",
+    capture_objects="table set {publication}",
+    create_capture="create table set {publication} of {tables} (unless it exists)",
+    create_stream="create memory slot {stream} at the current position, exporting a snapshot",
+    read_how="the memory change log",
+    poll_how="the memory change log, polled ({changes:,} changes a poll)",
+    acknowledge="move memory slot {stream} to the applied position",
+    marker="a marker transaction in the change log",
+    statistics="the memory source's row counts",
+    reverse_tag="as origin {origin}",
+    reverse_state="reverse sync's checkpoint",
+    drop_stream_sql="forget memory slot {stream}",
+    drop_capture_sql="forget table set {publication}",
+)
 
 
 class MemorySource:
@@ -52,6 +73,21 @@ class MemorySource:
     )
     positions: ClassVar[Positions] = src.POSITIONS
     unchanged: ClassVar[object] = _UNCHANGED
+    vocabulary: ClassVar[SourceVocabulary] = VOCABULARY
+
+    @staticmethod
+    def prerequisites(plan_name: str, tables: Sequence[str], info: SourceInfo | None) -> list[Prerequisite]:
+        """A registered memory database has every capability: only the tables must be there."""
+        del plan_name
+        found = [
+            Prerequisite("source.reachable", "the memory source is registered", inspected=info is not None)
+        ]
+        for table in tables:
+            read = info is not None and table in info.tables
+            found.append(
+                Prerequisite("source.tables", f"`{table}` exists", "it does" if read else None, table, read)
+            )
+        return found
 
     def __init__(self, url: str) -> None:
         self.db = database_at(url)

@@ -20,8 +20,10 @@ from migrator.adapters.base import (
     MappedCollection,
     MappedColumns,
     Positions,
+    Prerequisite,
     SchemaHost,
     SourceInfo,
+    SourceVocabulary,
 )
 from migrator.adapters.mysql import keys, routing, server_checks
 from migrator.adapters.mysql.binlog_link import BinlogEndpoint
@@ -33,6 +35,7 @@ from migrator.adapters.mysql.load import SourceLoad
 from migrator.adapters.mysql.lookup import KeyLookup
 from migrator.adapters.mysql.monitor import BinlogMonitor
 from migrator.adapters.mysql.positions import BinlogPositions
+from migrator.adapters.mysql.prerequisites import prerequisites as _prerequisites
 from migrator.adapters.mysql.readers import (
     Coordinator,
     LinkedReader,
@@ -46,6 +49,7 @@ from migrator.adapters.mysql.schema_watch import BinlogSchemaWatch
 from migrator.adapters.mysql.shapes import read_shapes
 from migrator.adapters.mysql.snapshot import SnapshotExport
 from migrator.adapters.mysql.table_rows import read_rows
+from migrator.adapters.mysql.vocabulary import VOCABULARY
 from migrator.adapters.rows import ReverseCheckpoint
 from migrator.errors import MigratorError
 from migrator.findings import Finding
@@ -75,6 +79,11 @@ class MysqlSource:
     @property
     def name(self) -> str:
         return self.endpoint.name
+
+    @staticmethod
+    def prerequisites(plan_name: str, tables: Sequence[str], info: SourceInfo | None) -> list[Prerequisite]:
+        """The runbook's checklist of this source (prerequisites.py)."""
+        return _prerequisites(plan_name, tables, info)
 
     def _inspector(self) -> MysqlInspector:
         if self._inspecting is None:
@@ -191,6 +200,7 @@ class MysqlSource:
     # (positions.py, binlog.py, capture.py, monitor.py, schema_watch.py).
 
     positions: ClassVar[Positions] = BinlogPositions()
+    vocabulary: ClassVar[SourceVocabulary] = VOCABULARY
 
     def _binlog(self) -> BinlogEndpoint:
         return self._binlog_endpoint

@@ -18,8 +18,10 @@ from migrator.adapters.base import (
     MappedCollection,
     MappedColumns,
     Positions,
+    Prerequisite,
     SchemaHost,
     SourceInfo,
+    SourceVocabulary,
 )
 from migrator.adapters.postgres import server_checks
 from migrator.adapters.postgres.connection import PgEndpoint
@@ -32,6 +34,7 @@ from migrator.adapters.postgres.load import SourceLoad
 from migrator.adapters.postgres.lookup import KeyLookup
 from migrator.adapters.postgres.lsn import LsnPositions
 from migrator.adapters.postgres.pgoutput import UNCHANGED
+from migrator.adapters.postgres.prerequisites import prerequisites as _prerequisites
 from migrator.adapters.postgres.reading import key_text
 from migrator.adapters.postgres.replication import PollingStream, ReplicationStream, SlotMonitor
 from migrator.adapters.postgres.reverse_writer import ReverseWriter, stored_checkpoint
@@ -47,6 +50,7 @@ from migrator.adapters.postgres.snapshot import (
 )
 from migrator.adapters.postgres.table_rows import read_rows
 from migrator.adapters.postgres.values import ValueParser
+from migrator.adapters.postgres.vocabulary import VOCABULARY
 from migrator.adapters.rows import ReverseCheckpoint
 from migrator.findings import Finding
 
@@ -67,6 +71,12 @@ class PostgresSource:
 
     positions: ClassVar[Positions] = LsnPositions()
     unchanged: ClassVar[object] = UNCHANGED
+    vocabulary: ClassVar[SourceVocabulary] = VOCABULARY
+
+    @staticmethod
+    def prerequisites(plan_name: str, tables: Sequence[str], info: SourceInfo | None) -> list[Prerequisite]:
+        """The runbook's checklist of this source (prerequisites.py)."""
+        return _prerequisites(plan_name, tables, info)
 
     def __init__(self, url: str, *, statement_timeout_ms: int = 60_000) -> None:
         self.endpoint = PgEndpoint(url)

@@ -59,10 +59,12 @@ def steps_of(
     collections: list[str],
     switch: str,
     max_lag: float,
+    reverse_state: str,
     effects: Mapping[str, Callable[[], Any]] | None = None,
 ) -> list[SwitchbackStep]:
     """The steps in order: listed (the preview), and with `effects` (by step name) when the
-    switch back performs them; a step without one is said, done inside another's effect."""
+    switch back performs them; a step without one is said, done inside another's effect.
+    `reverse_state`: what reverse sync keeps on the source, in its words (SourceVocabulary)."""
     fence = (
         f"run the fence's pause command ({' '.join(settings.fence.pause or [])}, MIGRATOR_DIRECTION=back)"
         if settings.fence.kind == "command"
@@ -118,9 +120,7 @@ def steps_of(
             bound("drain-again"),
         ),
         SwitchbackStep("unfence", "lift the target fence", "target", bound("unfence")),
-        SwitchbackStep(
-            "forget", "remove reverse sync's checkpoint and replication origin", "source", bound("forget")
-        ),
+        SwitchbackStep("forget", f"remove {reverse_state}", "source", bound("forget")),
         SwitchbackStep(
             "hook",
             "run on_rollback" if settings.on_rollback else "no on_rollback hook",

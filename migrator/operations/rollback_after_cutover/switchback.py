@@ -47,7 +47,12 @@ class Switchback:
             else "the switch"
         )
         return steps_of(
-            plan.name, settings, [c.name for c in plan.collections], switch, plan.phases.cdc.max_lag
+            plan.name,
+            settings,
+            [c.name for c in plan.collections],
+            switch,
+            plan.phases.cdc.max_lag,
+            self.runner.source.vocabulary.reverse_state,
         )
 
     def run(self) -> SwitchbackResult:
@@ -148,6 +153,7 @@ class _SwitchingBack:
             [c.name for c in plan.collections],
             self.switch.describe(),
             plan.phases.cdc.max_lag,
+            self.ctx.source.vocabulary.reverse_state,
             effects,
         )
 
@@ -313,7 +319,8 @@ def _check(ctx: RunContext) -> None:
         monitor.close()
     if state is not None and state["active"]:
         raise TerminalError(
-            f"a process of plan {plan.name} is following changes (slot {ctx.run.slot} is in use)",
+            f"a process of plan {plan.name} is following changes "
+            f"({ctx.source.vocabulary.named_stream(ctx.run.slot)} is in use)",
             hint="stop `migrator run` or `migrator cutover` (SIGTERM: they checkpoint and exit), then roll "
             "back: rollback follows both directions itself",
         )

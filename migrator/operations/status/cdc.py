@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from migrator.adapters.base import Positions
+from migrator.adapters.base import Positions, SourceVocabulary
 from migrator.operations.status.report import CdcStatus, EndpointStatus, SlotStatus
 from migrator.operations.status.times import aware, iso, now, parse_time
 from migrator.phases.lag import from_checkpoint
@@ -36,6 +36,7 @@ def cdc_status(
     applied: dict[str, Any] | None,
     slot: SlotStatus,
     positions: Positions,
+    vocabulary: SourceVocabulary,
 ) -> CdcStatus:
     found = _applied(checkpoints, target, applied, positions)
     age = None if found.at is None else max(0.0, (now() - aware(found.at)).total_seconds())
@@ -68,6 +69,8 @@ def cdc_status(
         max_lag_seconds=float(settings.max_lag),
         max_retained_wal_bytes=int(settings.max_retained_wal),
         slot=slot,
+        stream=vocabulary.stream,
+        change_log=vocabulary.change_log,
     )
 
 

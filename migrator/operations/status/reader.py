@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from migrator.adapters.base import OwnerRecord, Positions
-from migrator.adapters.registry import positions_for
+from migrator.adapters.registry import positions_for, vocabulary_for
 from migrator.errors import MigratorError
 from migrator.operations.session import open_state_store
 from migrator.operations.status import events as log
@@ -44,6 +44,7 @@ class StatusReader:
         self.live = live
         self._reads = LiveReads(plan)
         self._positions: Positions = positions_for(plan.source.adapter)
+        self._vocabulary = vocabulary_for(plan.source.adapter)
 
     def read(self, *, history: bool = False, explicit: bool = False) -> StatusReport:
         """The report; `explicit`: the state file was named (--state, MIGRATOR_STATE), so the
@@ -182,6 +183,7 @@ class StatusReader:
                 applied,
                 slot,
                 self._positions,
+                self._vocabulary,
             ),
             last_checkpoint=_checkpoint(checkpoints[-1]) if checkpoints else None,
             errors=log.errors(events, clean),

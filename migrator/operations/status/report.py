@@ -64,13 +64,15 @@ class SnapshotStatus:
 
 @dataclass(frozen=True)
 class SlotStatus:
-    """The replication slot, read live from the source; None values: the source was not reached."""
+    """The run's slot (a replication slot, a binlog stream: CdcStatus.stream names it), read live
+    from the source; None values: the source was not reached. `retained_wal_bytes` keeps its name
+    whatever the source (a field of the --json contract): the change log the slot holds back."""
 
     name: str
     exists: bool | None = None
     active: bool | None = None  # a stream (a running `migrator run`) holds it
     confirmed_position: str | None = None
-    current_position: str | None = None  # the source's current WAL position
+    current_position: str | None = None  # the source's current position in its change log
     retained_wal_bytes: int | None = None
 
 
@@ -78,10 +80,12 @@ class SlotStatus:
 class CdcStatus:
     """Where replay stands. `applied_position` comes from the target's checkpoint
     (`applied_from: "target"`), or from the state store's mirror of it when the target could
-    not be read (`"state store"`). Lag as phases/lag.py defines it: `lag_bytes`, WAL the source
-    wrote after the applied (or the slot's confirmed) position; `lag_seconds`, now minus the
+    not be read (`"state store"`). Lag as phases/lag.py defines it: `lag_bytes`, change log the
+    source wrote after the applied (or the slot's confirmed) position; `lag_seconds`, now minus the
     source commit time of the newest applied transaction (`applied_commit_time`), 0 only when
-    `caught_up` (the source wrote nothing since)."""
+    `caught_up` (the source wrote nothing since). `stream` and `change_log` are the source's words
+    for its slot and its change log ("replication slot" and "WAL", "binlog stream" and "binlog":
+    adapters/vocabulary.py), for whoever renders the report."""
 
     status: str
     applied_position: str | None
@@ -95,6 +99,8 @@ class CdcStatus:
     max_lag_seconds: float
     max_retained_wal_bytes: int
     slot: SlotStatus
+    stream: str
+    change_log: str
 
 
 @dataclass(frozen=True)
