@@ -46,6 +46,7 @@ pytest_plugins = [
     "tests.support.mariadb",  # mariadb_server, mysql_url
     "tests.support.migration",  # mig, source_url, source_schema
     "tests.support.pg_settings",  # small_decoding_memory
+    "tests.support.pg_target",  # pg_target_server, pg2pg (a PostgreSQL target on a second cluster)
     "tests.support.preflight",  # setup, mongo
     "tests.support.runs",  # stop_followers
     "tests.support.sources",  # source_db (the conformance suite's, parametrized over source adapters)

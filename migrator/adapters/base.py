@@ -292,6 +292,10 @@ class TargetAdapter(Protocol):
         """A document as the target stores it (what readers give back, and writers take)."""
         ...
 
+    def decode_document(self, raw: bytes) -> dict[str, Any]:
+        """A document `encode_document` encoded (dry-run's examples)."""
+        ...
+
     def id_identity(self, doc_id: Any) -> Hashable:
         """What the target's unique key compares: two _ids with equal identities are one
         document there (dry-run's key collisions)."""
@@ -299,6 +303,16 @@ class TargetAdapter(Protocol):
 
     def describe(self, info: TargetInfo) -> str:
         """The server as preflight's 'reachable' finding names it (product, version, topology)."""
+        ...
+
+    def table_statements(self, collections: Sequence[MappedCollection]) -> list[str]:
+        """The DDL that creates the collections' target tables before the copy (shown by `plan`
+        and `run --dry-run`); [] for a target that needs none (docs/architecture.md, "Tables as
+        collections")."""
+        ...
+
+    def execute_schema(self, statements: Sequence[str]) -> None:
+        """Run `table_statements`' DDL."""
         ...
 
     # operations, cutover, reverse sync, the switch (issue 13)

@@ -19,6 +19,9 @@ class Capabilities:
     exported_snapshot: bool = False  # copy workers can share one snapshot
     transactions: bool = False  # a batch and its checkpoint can commit together
     change_streams: bool = False  # can feed reverse sync
+    # Stores the source's column types as they are (a PostgreSQL target's tables), so the BSON
+    # conversion table's precision findings do not apply (docs/architecture.md, "Tables as collections").
+    keeps_source_types: bool = False
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,13 @@ class ColumnInfo:
     # The server's own name of the column's type where it differs from `type_name` (a MySQL
     # COLUMN_TYPE such as "tinyint(1) unsigned"), for messages and the type table; "" otherwise.
     native_type: str = ""
+    # The column's type as declared, with its modifier and domain (format_type(atttypid,
+    # atttypmod): what pg_dump writes); its default expression (not a generated column's); and
+    # attidentity ('a' ALWAYS, 'd' BY DEFAULT, '' none). A PostgreSQL target creates its tables
+    # from these (docs/architecture.md, "Tables as collections"); "" / None where unknown.
+    declared_type: str = ""
+    default: str | None = None
+    identity: str = ""
 
 
 @dataclass(frozen=True)

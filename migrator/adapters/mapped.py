@@ -26,6 +26,9 @@ class MappedEmbed(Protocol):
 
 class MappedField(Protocol):
     @property
+    def name(self) -> str: ...
+
+    @property
     def column(self) -> ColumnInfo: ...
 
 
@@ -41,6 +44,11 @@ class MappedDocument(Protocol):
 
     @property
     def embeds(self) -> Sequence[MappedEmbed]: ...
+
+    @property
+    def all_columns(self) -> tuple[ColumnInfo, ...]:
+        """Every column of the table (keys and links too)."""
+        ...
 
 
 class MappedLevel(Protocol):

@@ -17,6 +17,7 @@ from migrator.adapters.memory import MemorySource, MemoryTarget
 from migrator.adapters.mongodb import MongoTarget
 from migrator.adapters.mysql import MysqlSource
 from migrator.adapters.postgres import PostgresSource
+from migrator.adapters.postgres_target import PostgresTarget
 from migrator.errors import TerminalError
 
 # `memory`: in-process adapters for tests (memory://NAME finds a registered MemoryDatabase).
@@ -25,7 +26,11 @@ SOURCES: dict[str, type[PostgresSource] | type[MysqlSource] | type[MemorySource]
     "mysql": MysqlSource,
     "memory": MemorySource,
 }
-TARGETS: dict[str, type[MongoTarget] | type[MemoryTarget]] = {"mongodb": MongoTarget, "memory": MemoryTarget}
+TARGETS: dict[str, type[MongoTarget] | type[PostgresTarget] | type[MemoryTarget]] = {
+    "mongodb": MongoTarget,
+    "postgres": PostgresTarget,
+    "memory": MemoryTarget,
+}
 
 
 def _source(adapter: str) -> type[PostgresSource] | type[MysqlSource] | type[MemorySource]:

@@ -62,7 +62,8 @@ def render_preflight(console: Console, report: PreflightReport) -> None:
     if report.source:
         console.print(f"  source  {escape(report.source.server.endpoint)}")
     if report.target:
-        console.print(f"  target  {escape(report.target.endpoint)} database {escape(plan.target.database)}")
+        database = plan.target.database or "of the URL"
+        console.print(f"  target  {escape(report.target.endpoint)} database {escape(database)}")
     tables = report.source.tables if report.source else {}
     for collection in report.collections:
         rows = tables[collection.table].estimated_rows if collection.table in tables else 0
@@ -74,6 +75,10 @@ def render_preflight(console: Console, report: PreflightReport) -> None:
             if table in tables:
                 tree.add(f"[dim]embeds {escape(table)}: ~{tables[table].estimated_rows:,} rows[/]")
         console.print(tree)
+    if report.target_schema:
+        console.print("[bold]target schema[/] (created before the copy)")
+        for statement in report.target_schema:
+            console.print(escape(statement) + ";")
     console.print("[bold]preflight[/]")
     order = [Severity.FAIL, Severity.WARN, Severity.INFO, Severity.OK]
     for f in sorted(report.findings, key=lambda f: order.index(f.severity)):

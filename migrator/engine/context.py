@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from migrator.adapters.base import SourceAdapter, SourceInfo, SourceVocabulary, TargetAdapter
@@ -30,6 +30,11 @@ class RunContext:
     def vocabulary(self) -> SourceVocabulary:
         return self.source.vocabulary
 
+    @property
+    def target_schema(self) -> list[str]:
+        """The DDL the target runs before the copy (docs/architecture.md, "Tables as collections")."""
+        return self.target.table_statements(self.collections)
+
 
 class PlanView(Protocol):
     """What a phase's `plan` (pure: no connection, no write) reads: the plan, the source as
@@ -49,6 +54,9 @@ class PlanView(Protocol):
         """The source's words for its change capture (adapters/vocabulary.py)."""
         ...
 
+    @property
+    def target_schema(self) -> list[str]: ...
+
 
 @dataclass(frozen=True)
 class PlanInputs:
@@ -58,3 +66,4 @@ class PlanInputs:
     source_info: SourceInfo
     collections: list[CollectionMapping]
     vocabulary: SourceVocabulary
+    target_schema: list[str] = field(default_factory=list)

@@ -82,8 +82,9 @@ _JSON = json_util.JSONOptions(
 
 
 def json_id(doc_id: Any) -> Any:
-    """An _id as relaxed extended JSON (Int64 as a number, a UUID as {"$uuid": ...})."""
-    return json.loads(json_util.dumps({"v": doc_id}, json_options=_JSON))["v"]
+    """An _id as relaxed extended JSON (Int64 as a number, a UUID as {"$uuid": ...}); a value BSON
+    has no form for (a PostgreSQL target's Decimal, with more digits than Decimal128) as its text."""
+    return json.loads(json_util.dumps({"v": doc_id}, json_options=_JSON, default=str))["v"]
 
 
 class _Collection:

@@ -363,7 +363,16 @@ class _Resolver:
         table = self.table(plan.table)
         if table is None:
             return None
-        key = plan.key_columns
+        # No key: a table moved to a table (a postgres target's `tables:`), keyed by its primary key.
+        key = plan.key_columns or table.primary_key
+        if not key:
+            self.fail(
+                "mapping.table_key",
+                table.name,
+                f"{table.name} has no primary key, which the target table '{self.collection_name}' is keyed by",
+                f"add a primary key to {table.name} (ALTER TABLE {table.name} ADD PRIMARY KEY (...))",
+            )
+            return None
         if not self.columns_exist(table, key, "key"):
             return None
         self.key_is_unique(table, key, "the document _id")

@@ -195,7 +195,7 @@ def dry_run(
     )
     if report.source is None or not report.collections:
         raise PreflightFailed([f"{f.check} {f.subject}: {f.message}" for f in report.failures])
-    view = PlanInputs(plan, report.source, report.collections, source.vocabulary)
+    view = PlanInputs(plan, report.source, report.collections, source.vocabulary, report.target_schema)
     phases: dict[str, list[Action]] = {}
     for name, planned, _ in PHASES:
         executor.perform_steps(planned(view))  # listed without effects: recorded, none runs
@@ -256,7 +256,7 @@ def _sample(
                     total_bytes += len(raw)
                     result.largest_bytes = max(result.largest_bytes, len(raw))
                     if len(result.examples) < examples:
-                        result.examples.append(json_id(compare.decode(raw)))
+                        result.examples.append(json_id(target.decode_document(raw)))
                     identity = target.id_identity(doc_id)
                     texts = _key_texts(source, doc_id, key)
                     if identity in seen:

@@ -33,6 +33,8 @@ class PreflightReport:
     source_rows: int = 0
     documents: int = 0
     source_bytes: int = 0
+    # The DDL `run` would execute on the target before the copy (none for MongoDB).
+    target_schema: list[str] = field(default_factory=list)
 
     @property
     def ready(self) -> bool:
@@ -54,6 +56,7 @@ class PreflightReport:
             "source": self.source.server.endpoint if self.source else None,
             "target": self.target.endpoint if self.target else None,
             "findings": [f.to_dict() for f in self.findings],
+            "target_schema": list(self.target_schema),
             "collections": [
                 {
                     "name": c.name,
@@ -112,12 +115,21 @@ class Preflight:
             self.report.collections = resolution.collections
             read = columns_read(resolution.collections)
             self.report.findings.extend(self.source.preflight_findings(source, resolution.collections, read))
-            self._check_precision(resolution)
+            if not self.target.capabilities.keeps_source_types:
+                self._check_precision(resolution)
+            self._plan_target_schema(resolution.collections)
             if resolution.ok and self.scan_data:
                 self._check_document_sizes(resolution)
             self._estimate(source)
         self._check_target()
         return self.report
+
+    def _plan_target_schema(self, collections: list[CollectionMapping]) -> None:
+        """The DDL the target would run before the copy (docs/architecture.md, "Tables as collections")."""
+        try:
+            self.report.target_schema = self.target.table_statements(collections)
+        except MigratorError as exc:
+            self.add("target.schema", Severity.FAIL, self.target.name, exc.message, exc.hint)
 
     # -- source -------------------------------------------------------------------------------------
 

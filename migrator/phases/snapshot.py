@@ -588,6 +588,20 @@ def steps(view: PlanView, phase: SnapshotPhase | None = None, copy: _Copy | None
             "state",
             bound(lambda p: p._record_before(state)),
         ),
+    ]
+    if view.target_schema:
+        # Tables before the copy (docs/architecture.md, "Tables as collections"); IF NOT EXISTS:
+        # a resumed run finds them made.
+        result.append(
+            Step.of(
+                PHASE,
+                "create-target-tables",
+                "create the target tables where missing:\n" + ";\n".join(view.target_schema) + ";",
+                "target",
+                bound(lambda p: p.ctx.target.execute_schema(view.target_schema)),
+            )
+        )
+    result += [
         Step.of(
             PHASE,
             "create-publication",

@@ -13,7 +13,14 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
-from migrator.connstr import MYSQL_SCHEMES, MalformedConnection, parse_mongodb, parse_mysql, parse_postgres
+from migrator.connstr import (
+    MYSQL_SCHEMES,
+    POSTGRES_SCHEMES,
+    MalformedConnection,
+    parse_mongodb,
+    parse_mysql,
+    parse_postgres,
+)
 from migrator.plan.units import Bytes, Seconds
 
 # Slot and publication names derive from the plan name, and PostgreSQL identifiers
@@ -37,6 +44,16 @@ def _as_columns(value: str | list[str]) -> tuple[str, ...]:
 def _check_table(value: str) -> str:
     if not _TABLE.match(value):
         raise ValueError(f"'{value}' is not a table name; write schema.table or table (unquoted identifiers)")
+    return value
+
+
+def _check_fields(value: dict[str, str] | None) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if not value:
+        raise ValueError("'fields' is empty; leave it out to take every column")
+    for name in value:
+        _check_field_name(name)
     return value
 
 
@@ -116,13 +133,20 @@ def _source_parser(text: str) -> Callable[[str], object]:
 
 
 class Target(Endpoint):
-    adapter: Literal["mongodb"] = Field(description="Target database kind.")
-    database: str = Field(min_length=1, max_length=63, description="Target database name.")
+    adapter: Literal["mongodb", "postgres"] = Field(
+        description="Target database kind: mongodb (collections of documents), or postgres (tables)."
+    )
+    database: str = Field(
+        default="",
+        max_length=63,
+        description="Target database name (mongodb; required there). A postgres target's database is the "
+        "one its URL names.",
+    )
 
     @field_validator("url")
     @classmethod
     def _well_formed(cls, value: SecretStr) -> SecretStr:
-        return _strict(value, parse_mongodb)
+        return _strict(value, _target_parser(value.get_secret_value()))
 
     @field_validator("database")
     @classmethod
@@ -130,6 +154,36 @@ class Target(Endpoint):
         if re.search(r"[/\\. \"$\x00]", value):
             raise ValueError(f"'{value}' is not a valid MongoDB database name (no / \\ . space \" $)")
         return value
+
+    @model_validator(mode="after")
+    def _of_adapter(self) -> Target:
+        text = self.url.get_secret_value()
+        if (
+            text.strip()
+            and not _UNSET.match(text)
+            and _target_parser(text) is not _TARGET_PARSERS[self.adapter]
+        ):
+            raise ValueError(
+                f"adapter {self.adapter} takes a URL of the form {_TARGET_URL_FORMS[self.adapter]}; "
+                "this URL is of another database"
+            )
+        if self.adapter == "mongodb" and not self.database:
+            raise ValueError("a mongodb target needs 'database' (the database the collections go to)")
+        if self.adapter == "postgres" and self.database:
+            raise ValueError("a postgres target takes its database from the URL: remove 'database'")
+        return self
+
+
+_TARGET_PARSERS: dict[str, Callable[[str], object]] = {"mongodb": parse_mongodb, "postgres": parse_postgres}
+_TARGET_URL_FORMS = {
+    "mongodb": "mongodb://user:password@host:port/?replicaSet=...",
+    "postgres": "postgresql://user:password@host:port/database",
+}
+
+
+def _target_parser(text: str) -> Callable[[str], object]:
+    scheme = text.strip().partition("://")[0].lower() if "://" in text else ""
+    return parse_postgres if scheme in POSTGRES_SCHEMES else parse_mongodb
 
 
 class _Shape(_Strict):
@@ -155,13 +209,7 @@ class _Shape(_Strict):
     @field_validator("fields")
     @classmethod
     def _fields(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        if value is None:
-            return None
-        if not value:
-            raise ValueError("'fields' is empty; leave it out to take every column")
-        for name in value:
-            _check_field_name(name)
-        return value
+        return _check_fields(value)
 
     @property
     def table(self) -> str:
@@ -244,6 +292,70 @@ class Collection(_Shape):
     @property
     def key_columns(self) -> tuple[str, ...]:
         return _as_columns(self.key)
+
+
+class Table(_Strict):
+    """A source table copied into a target table of the same columns (a postgres target). The
+    engine takes it as a flat collection: one document per row, keyed by the primary key
+    (docs/architecture.md, "Tables as collections")."""
+
+    from_: str = Field(
+        alias="from",
+        description="Source table: schema.table, or table in schema public (PostgreSQL); database.table (MySQL).",
+    )
+    name: str | None = Field(
+        default=None, description="Target table, schema.table. Default: the source table's schema and name."
+    )
+    fields: dict[str, str] | None = Field(
+        default=None,
+        description="Target column -> source column, for the columns other than the primary key's. When given, "
+        "only these are taken. Default: every column under its own name. Primary key columns are always "
+        "taken, under their own names.",
+    )
+    exclude: list[str] = Field(
+        default_factory=list, description="Source columns left out (not the primary key's)."
+    )
+
+    @field_validator("from_", "name")
+    @classmethod
+    def _table(cls, value: str | None) -> str | None:
+        return None if value is None else _check_table(value)
+
+    @field_validator("fields")
+    @classmethod
+    def _fields(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return _check_fields(value)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Table:
+        if self.fields is not None and self.exclude:
+            taken = set(self.fields.values()) & set(self.exclude)
+            if taken:
+                raise ValueError(f"column(s) {sorted(taken)} are both in 'fields' and in 'exclude'")
+        return self
+
+    @property
+    def table(self) -> str:
+        """Fully qualified source table name."""
+        return self.from_ if "." in self.from_ else f"public.{self.from_}"
+
+    @property
+    def target(self) -> str:
+        """Fully qualified target table name."""
+        name = self.name or self.table
+        return name if "." in name else f"public.{name}"
+
+    def as_collection(self) -> Collection:
+        """The flat collection the engine moves this table as: keyed by the source table's
+        primary key, resolved against the source (mapping/spec.py); no embeds."""
+        return Collection.model_construct(
+            name=self.target,
+            from_=self.from_,
+            key=[],
+            fields=self.fields,
+            exclude=list(self.exclude),
+            embed=[],
+        )
 
 
 class SnapshotSettings(_Strict):
@@ -496,6 +608,12 @@ class Plan(_Strict):
         frozen=True,
         populate_by_name=True,
         title="migrator plan, format v1",
+        # A mongodb target takes `collections`, a postgres target `tables` (and never the other).
+        json_schema_extra={
+            "if": {"properties": {"target": {"properties": {"adapter": {"const": "postgres"}}}}},
+            "then": {"required": ["tables"], "not": {"required": ["collections"]}},
+            "else": {"required": ["collections"], "not": {"required": ["tables"]}},
+        },
     )
 
     version: Literal[1] = Field(description="Plan format version.")
@@ -506,7 +624,12 @@ class Plan(_Strict):
     )
     source: Source
     target: Target
-    collections: list[Collection] = Field(min_length=1)
+    collections: list[Collection] = Field(
+        default_factory=list, description="Target collections (a mongodb target): at least one."
+    )
+    tables: list[Table] = Field(
+        default_factory=list, description="Target tables (a postgres target): at least one."
+    )
     phases: Phases = Field(default_factory=Phases)
 
     @field_validator("name")
@@ -522,14 +645,50 @@ class Plan(_Strict):
     @field_validator("collections")
     @classmethod
     def _unique_collections(cls, value: list[Collection], info: ValidationInfo) -> list[Collection]:
-        names = [c.name for c in value]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"collection name(s) {dupes} used more than once")
-        source = info.data.get("source")
-        if source is not None and source.adapter == "mysql":
-            _qualified(value)
+        _check_mappings(value, info, "mongodb", "collection name(s)")
         return value
+
+    @field_validator("tables")
+    @classmethod
+    def _unique_tables(cls, value: list[Table], info: ValidationInfo) -> list[Table]:
+        _check_mappings([t.as_collection() for t in value], info, "postgres", "target table(s)")
+        return value
+
+    @model_validator(mode="after")
+    def _mapping(self) -> Plan:
+        """A postgres target's tables become the collections the engine moves (a frozen model:
+        set once, here, before anyone reads it)."""
+        kind = "tables" if self.target.adapter == "postgres" else "collections"
+        if self.tables:
+            object.__setattr__(self, "collections", [t.as_collection() for t in self.tables])
+        if not self.collections:
+            raise ValueError(
+                f"required key '{kind}' is missing: a {self.target.adapter} target takes '{kind}:'"
+            )
+        return self
+
+
+# What each target's plan lists its mappings under.
+_LISTS = {"mongodb": "collections", "postgres": "tables"}
+
+
+def _check_mappings(value: list[Collection], info: ValidationInfo, adapter: str, what: str) -> None:
+    """`collections` (a mongodb target) or `tables` (a postgres target, as their collections):
+    the list of the plan's target, not empty, each name once, qualified for a MySQL source."""
+    target = info.data.get("target")
+    if target is not None and target.adapter != adapter:
+        raise ValueError(
+            f"a {target.adapter} target takes '{_LISTS[target.adapter]}:', not '{_LISTS[adapter]}:'"
+        )
+    if not value:
+        raise ValueError(f"'{_LISTS[adapter]}' is empty: list at least one")
+    names = [c.name for c in value]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"{what} {dupes} used more than once")
+    source = info.data.get("source")
+    if source is not None and source.adapter == "mysql":
+        _qualified(value)
 
 
 def _qualified(collections: list[Collection]) -> None:

@@ -93,7 +93,8 @@ def test_embed_properties() -> None:
 def test_json_schema_is_strict_and_names_aliases() -> None:
     schema = plan_json_schema()
     assert schema["additionalProperties"] is False
-    assert "collections" in schema["required"]
+    assert schema["else"]["required"] == ["collections"]
+    assert schema["then"]["required"] == ["tables"]
     embed = schema["$defs"]["Embed"]
     assert {"as", "from", "on"} <= set(embed["properties"])
     assert embed["additionalProperties"] is False

@@ -12,6 +12,8 @@ import contextlib
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
+import bson
+
 from migrator.adapters.base import (
     Capabilities,
     ColumnInfo,
@@ -31,7 +33,7 @@ from migrator.adapters.base import (
     TargetCollectionInfo,
     TargetInfo,
 )
-from migrator.adapters.documents import id_identity
+from migrator.adapters.documents import CODEC, id_identity
 from migrator.adapters.memory import source as src
 from migrator.adapters.memory import target as tgt
 from migrator.adapters.memory.database import MemoryDatabase, database_at, register, unregister
@@ -298,11 +300,20 @@ class MemoryTarget:
     def encode_document(self, document: dict[str, Any], collection: str) -> bytes:
         return tgt.encode(document)
 
+    def decode_document(self, raw: bytes) -> dict[str, Any]:
+        return bson.decode(raw, codec_options=CODEC)
+
     def id_identity(self, doc_id: Any) -> Hashable:
         return id_identity(doc_id)
 
     def describe(self, info: TargetInfo) -> str:
         return f"memory database {self.db.name}"
+
+    def table_statements(self, collections: Sequence[MappedCollection]) -> list[str]:
+        return []  # collections need no DDL
+
+    def execute_schema(self, statements: Sequence[str]) -> None:
+        """Nothing to run."""
 
     def ownership(self, plan_name: str) -> tgt.Ownership:
         return tgt.Ownership(self.db, plan_name)

@@ -7,10 +7,11 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Literal, cast
 from urllib.parse import parse_qsl, urlsplit
 
+import bson
 from pymongo import MongoClient
 from pymongo import errors as mongo
 
-from migrator.adapters.base import Capabilities, TargetCollectionInfo, TargetInfo
+from migrator.adapters.base import Capabilities, MappedCollection, TargetCollectionInfo, TargetInfo
 from migrator.adapters.base import OwnerRecord as AnyOwner
 from migrator.adapters.documents import id_identity
 from migrator.adapters.mongodb.applier import STATE_COLLECTION, ChangeApplier, CurrentDocument, ReadContent
@@ -242,9 +243,22 @@ class MongoTarget:
         return encode_document(document, collection)
 
     @staticmethod
+    def decode_document(raw: bytes) -> dict[str, Any]:
+        return bson.decode(raw, codec_options=CODEC)
+
+    @staticmethod
     def id_identity(doc_id: Any) -> Hashable:
         """The _id as MongoDB's _id index compares it (documents.id_identity)."""
         return id_identity(doc_id)
+
+    @staticmethod
+    def table_statements(collections: Sequence[MappedCollection]) -> list[str]:
+        """None: MongoDB creates a collection on its first write."""
+        return []
+
+    @staticmethod
+    def execute_schema(statements: Sequence[str]) -> None:
+        """Nothing to run (table_statements gives none)."""
 
     @staticmethod
     def describe(info: TargetInfo) -> str:

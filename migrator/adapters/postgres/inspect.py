@@ -83,7 +83,10 @@ SELECT a.attname, a.attnum, NOT a.attnotnull,
            WHERE dep.classid = 'pg_attrdef'::regclass AND dep.objid = d.oid
              AND dep.refclassid = 'pg_class'::regclass AND dep.refobjid = a.attrelid
              AND dep.refobjsubid > 0 AND dep.refobjsubid <> a.attnum
-           ORDER BY ra.attnum) END
+           ORDER BY ra.attnum) END,
+       format_type(a.atttypid, a.atttypmod),
+       CASE WHEN {generated} <> 's' THEN pg_get_expr(d.adbin, d.adrelid) END,
+       a.attidentity
 FROM pg_attribute a
 JOIN base b ON b.oid = a.atttypid
 JOIN pg_type rt ON rt.oid = b.root AND rt.typtype <> 'd'
@@ -626,6 +629,9 @@ def _column(row: tuple[Any, ...]) -> ColumnInfo:
         storage,
         generated,
         generated_from,
+        declared,
+        default,
+        identity,
     ) = row
     is_array = category == "A" and elem_name is not None
     kind = "array" if is_array else _KINDS.get(str(typtype), "base")
@@ -648,6 +654,9 @@ def _column(row: tuple[Any, ...]) -> ColumnInfo:
         generated=str(generated) if generated is not None else None,
         storage=str(storage),
         generated_from=tuple(str(c) for c in generated_from or ()),
+        declared_type=str(declared),
+        default=None if default is None else str(default),
+        identity=str(identity or ""),
     )
 
 

@@ -1,0 +1,202 @@
+"""PostgreSQL target adapter: tables moved as flat collections (docs/architecture.md, "Tables as
+collections"). Snapshot writes, CDC apply with its checkpoint, ownership; the rest of issue 16
+(reverse sync, fences, routing, checksum verify) is refused with a terminal error naming it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from typing import Any, ClassVar, Literal, NoReturn, cast
+
+import psycopg
+from psycopg import sql
+
+from migrator.adapters.base import (
+    Capabilities,
+    MappedCollection,
+    OwnerRecord,
+    SourceRead,
+    TargetCollectionInfo,
+    TargetInfo,
+)
+from migrator.adapters.mongodb.ownership import OwnerRecord as StoredOwner
+from migrator.adapters.mongodb.ownership import refusal
+from migrator.adapters.postgres_target import records
+from migrator.adapters.postgres_target.applier import TableApplier
+from migrator.adapters.postgres_target.connection import Connections, TargetEndpoint
+from migrator.adapters.postgres_target.ownership import Ownership
+from migrator.adapters.postgres_target.reader import TableReader
+from migrator.adapters.postgres_target.rows import decode, encode
+from migrator.adapters.postgres_target.schema import create_tables, qualified
+from migrator.adapters.postgres_target.writer import TableWriter
+from migrator.errors import OwnedByAnotherRun, TerminalError
+
+# A row's values travel as one document; PostgreSQL's own limit is 1 GB a value.
+MAX_ROW_BYTES = 1 << 30
+
+_TABLES_SQL = """
+SELECT n.nspname || '.' || c.relname, GREATEST(c.reltuples, 0)::bigint
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema', %s)
+  AND n.nspname NOT LIKE 'pg\\_%%'
+"""
+
+
+def _later(what: str) -> NoReturn:
+    raise TerminalError(
+        f"a PostgreSQL target does not support {what} yet",
+        hint="snapshot and CDC work; cutover, reverse sync and rollback after cutover come later (issue 16)",
+    )
+
+
+class PostgresTarget:
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        transactions=True, change_streams=False, keeps_source_types=True
+    )
+    max_document_bytes: ClassVar[int] = MAX_ROW_BYTES
+
+    def __init__(self, url: str, database: str = "", **_options: Any) -> None:
+        self._endpoint = TargetEndpoint(url)
+        self.name = self._endpoint.name
+        self._connections = Connections(self._endpoint)
+
+    @property
+    def database(self) -> str:
+        return self._endpoint.database
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return self._endpoint.secrets
+
+    def _call(self, work: Callable[[psycopg.Connection[Any]], Any]) -> Any:
+        return self._connections.run(work)
+
+    # -- the schema (docs/architecture.md, "Tables as collections") ----------------------------
+
+    @staticmethod
+    def table_statements(collections: Sequence[MappedCollection]) -> list[str]:
+        """The DDL that creates the target tables before the copy (schema.py)."""
+        return create_tables(collections)
+
+    def execute_schema(self, statements: Sequence[str]) -> None:
+        def work(conn: psycopg.Connection[Any]) -> None:
+            for statement in statements:
+                conn.execute(cast(Any, statement))
+
+        self._call(work)
+        self._connections.forget_tables()
+
+    # -- inspection -----------------------------------------------------------------------------
+
+    def inspect(self, collections: Sequence[str]) -> TargetInfo:
+        def work(conn: psycopg.Connection[Any]) -> TargetInfo:
+            row = conn.execute("SELECT current_setting('server_version')").fetchone()
+            version = str(row[0]) if row else "unknown"
+            found = {}
+            for name in collections:
+                exists = conn.execute("SELECT to_regclass(%s)", [qualified(name)]).fetchone()
+                rows = 0
+                if exists and exists[0] is not None:
+                    count = conn.execute(
+                        sql.SQL("SELECT count(*) FROM {}").format(sql.SQL(qualified(name)))
+                    ).fetchone()
+                    rows = int(count[0]) if count else 0
+                found[name] = TargetCollectionInfo(name, bool(exists and exists[0]), rows)
+            return TargetInfo(self.name, version, None, True, False, found)
+
+        info: TargetInfo = self._call(work)
+        return info
+
+    @staticmethod
+    def describe(info: TargetInfo) -> str:
+        return f"PostgreSQL {info.version}"
+
+    def existing_collections(self) -> dict[str, int]:
+        rows = self._call(lambda conn: conn.execute(_TABLES_SQL, [records.SCHEMA]).fetchall())
+        return {str(name): int(count) for name, count in rows}
+
+    # -- rows ------------------------------------------------------------------------------------
+
+    def writer(self, collection: str) -> TableWriter:
+        return TableWriter(self._connections, collection)
+
+    def reader(self, collection: str) -> TableReader:
+        return TableReader(self._connections, collection)
+
+    @staticmethod
+    def encode_document(document: dict[str, Any], collection: str) -> bytes:
+        return encode(document)
+
+    @staticmethod
+    def decode_document(raw: bytes) -> dict[str, Any]:
+        return decode(raw)
+
+    @staticmethod
+    def id_identity(doc_id: Any) -> Hashable:
+        """What the primary key compares: a compound key's values in key order."""
+        if isinstance(doc_id, Mapping):
+            return tuple(doc_id.items())
+        return cast(Hashable, doc_id)
+
+    def empty_collection(self, collection: str) -> int:
+        query = sql.SQL("DELETE FROM {}").format(sql.SQL(qualified(collection)))
+        return int(self._call(lambda conn: conn.execute(query).rowcount))
+
+    def drop_collection(self, collection: str) -> None:
+        query = sql.SQL("DROP TABLE IF EXISTS {}").format(sql.SQL(qualified(collection)))
+        self._call(lambda conn: conn.execute(query))
+        self._connections.forget_tables()
+
+    # -- CDC and the run's records ---------------------------------------------------------------
+
+    def applier(
+        self,
+        checkpoint_id: str,
+        *,
+        transactions: bool,
+        current: Callable[[str, Any], dict[str, Any] | None] | None = None,
+        reads: Callable[[Sequence[SourceRead]], Sequence[Any]] | None = None,
+    ) -> TableApplier:
+        """CDC's writer (applier.py): always in one transaction with its checkpoint."""
+        return TableApplier(self._connections, checkpoint_id, current)
+
+    def checkpoint_record(self, checkpoint_id: str) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = self._call(lambda conn: records.read(conn, checkpoint_id))
+        return found
+
+    def applied_position(self, checkpoint_id: str) -> int | None:
+        doc = self.checkpoint_record(checkpoint_id)
+        return None if doc is None or doc.get("position") is None else int(doc["position"])
+
+    def delete_state(self, state_id: str) -> bool:
+        return bool(self._call(lambda conn: records.delete(conn, state_id)))
+
+    def ownership(self, plan_name: str) -> Ownership:
+        return Ownership(self._connections, plan_name)
+
+    def refusal(self, owner: OwnerRecord, *, this_run: str | None = None) -> OwnedByAnotherRun:
+        return refusal(cast(StoredOwner, owner), self.database, this_run=this_run)
+
+    # -- later in issue 16 -------------------------------------------------------------------------
+
+    def write_fence(self, collections: Sequence[str], plan_name: str) -> Any:
+        _later("a write fence (rollback after cutover)")
+
+    def change_stream(self, plan_name: str, collections: Iterable[str], *, max_await_ms: int = 500) -> Any:
+        _later("a change stream (reverse sync)")
+
+    def routing_document(self, collection: str, plan_name: str) -> Mapping[str, Any] | None:
+        _later("a routing switch of kind mongodb")
+
+    def write_routing_document(
+        self, collection: str, plan_name: str, primary: Literal["source", "target"], run_id: str
+    ) -> None:
+        _later("a routing switch of kind mongodb")
+
+    def close(self) -> None:
+        self._connections.close()
+
+    def __enter__(self) -> PostgresTarget:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,169 @@
+"""CDC batches into the target tables with their checkpoint (invariant 3): a batch's writes, in
+order, and the checkpoint row of `migrator.state` commit in one transaction
+(docs/architecture.md, "Tables as collections").
+
+A table is a flat collection, so a batch holds only whole-row and column writes by primary key:
+`replace` (upsert the row), `update` (`$set` of columns; a row that is not there stays absent, as
+MongoDB's update without upsert), `rekey` (the key changed: the row moves), `delete`, and
+`delete_many` (a TRUNCATE applied). Anything else is refused: it would come from an embed.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from migrator.adapters.base import WriteOp
+from migrator.adapters.postgres_target import records
+from migrator.adapters.postgres_target.connection import Connections
+from migrator.adapters.postgres_target.rows import TargetTable, document_of
+from migrator.adapters.postgres_target.writer import upsert
+from migrator.errors import TargetLostWrites, TerminalError
+
+CurrentRow = Callable[[str, Any], dict[str, Any] | None]
+
+
+class TableApplier:
+    def __init__(
+        self, connections: Connections, checkpoint_id: str, current: CurrentRow | None = None
+    ) -> None:
+        self._connections = connections
+        self._id = checkpoint_id
+        self._current = current
+        # The checkpoint this applier committed last (or first read): a stored one behind it
+        # means the target lost acknowledged writes (as the MongoDB applier checks).
+        self._written: int | None = None
+
+    def ensure_indexes(self, paths: dict[str, set[str]]) -> list[str]:
+        if any(paths.values()):
+            raise TerminalError("a PostgreSQL target takes flat tables: no embedded paths to index")
+        return []
+
+    def checkpoint(self) -> dict[str, Any] | None:
+        stored = self._connections.run(lambda conn: records.read(conn, self._id))
+        position = None if stored is None or stored.get("position") is None else int(stored["position"])
+        if self._written is not None and (position is None or position < self._written):
+            raise self._lost(position)
+        if position is not None:
+            self._written = position
+        return stored
+
+    def _lost(self, stored: int | None) -> TargetLostWrites:
+        assert self._written is not None
+        text = "none" if stored is None else str(stored)
+        return TargetLostWrites(
+            f"the target lost writes it had acknowledged: its CDC checkpoint ({records.STATE_TABLE} {self._id}) is "
+            f"at {text}, but this run committed {self._written} and confirmed the source's slot up to "
+            "it, so the changes in between are neither in the target nor kept by the source",
+            hint="the target did not keep a committed transaction (fsync or synchronous_commit off, a restore): "
+            "copy the tables again (migrator rollback, then migrator run)",
+        )
+
+    def apply(
+        self,
+        ops: Sequence[WriteOp],
+        position: int | None,
+        position_text: str | None,
+        *,
+        fields: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Apply `ops` in order; with `position`, record it as the checkpoint in the same
+        transaction (with `fields` beside it: what lag is measured from)."""
+
+        def work(conn: psycopg.Connection[Any]) -> None:
+            for op in ops:
+                self._write(conn, op)
+            if position is not None:
+                self._record(conn, position, position_text, fields or {})
+
+        self._connections.run(work)
+        if position is not None:
+            self._written = position
+
+    def _record(
+        self, conn: psycopg.Connection[Any], position: int, text: str | None, fields: Mapping[str, Any]
+    ) -> None:
+        record = {
+            **fields,
+            "position": position,
+            "position_text": text,
+            "updated_at": datetime.datetime.now(datetime.UTC),
+        }
+        previous = self._written
+        if previous is None:
+            records.ensure(conn)
+            conn.execute(
+                "INSERT INTO migrator.state (id, doc) VALUES (%s, %s) "
+                "ON CONFLICT (id) DO UPDATE SET doc = state.doc || EXCLUDED.doc",
+                [self._id, records.to_json(record)],
+            )
+            return
+        # Only over the checkpoint this applier committed last (or this one, a retry).
+        kept = conn.execute(
+            "UPDATE migrator.state SET doc = doc || %s WHERE id = %s "
+            "AND (doc->>'position')::numeric = ANY(%s::numeric[]) RETURNING 1",
+            [records.to_json(record), self._id, [previous, position]],
+        ).fetchone()
+        if kept is None:
+            stored = records.read(conn, self._id)
+            raise self._lost(None if stored is None else stored.get("position"))
+
+    def _write(self, conn: psycopg.Connection[Any], op: WriteOp) -> None:
+        if op.reads:
+            raise TerminalError(
+                f"{op.collection}: a change reads embedded content, which a table does not have"
+            )
+        table = self._connections.table(op.collection)
+        if op.kind == "replace":
+            upsert(conn, table, [op.update])
+        elif op.kind == "update":
+            self._update(conn, table, op)
+        elif op.kind == "delete":
+            query = sql.SQL("DELETE FROM {} WHERE {}").format(table.identifier, table.key_match())
+            conn.execute(query, table.key_values(op.filter["_id"]))
+        elif op.kind == "delete_many":
+            conn.execute(sql.SQL("DELETE FROM {}").format(table.identifier))
+        elif op.kind == "rekey":
+            self._rekey(conn, table, op)
+        else:
+            raise TerminalError(f"{op.collection}: a PostgreSQL target cannot apply a '{op.kind}' write")
+
+    def _update(self, conn: psycopg.Connection[Any], table: TargetTable, op: WriteOp) -> None:
+        changes = dict(op.update.get("$set", {}))
+        if set(op.update) - {"$set"}:
+            raise TerminalError(f"{op.collection}: update {sorted(op.update)} is not a column update")
+        if not changes:
+            return
+        assignments = sql.SQL(", ").join(
+            sql.SQL("{} = {}").format(sql.Identifier(n), table.placeholder(n)) for n in changes
+        )
+        query = sql.SQL("UPDATE {} SET {} WHERE {}").format(table.identifier, assignments, table.key_match())
+        params = [table.value(n, v) for n, v in changes.items()] + table.key_values(op.filter["_id"])
+        conn.execute(query, params)
+
+    def _rekey(self, conn: psycopg.Connection[Any], table: TargetTable, op: WriteOp) -> None:
+        """The row's key changed: move it (its stored columns, with the change's over them)."""
+        new_id = op.extra["new_id"]
+        query = sql.SQL("DELETE FROM {} WHERE {} RETURNING *").format(table.identifier, table.key_match())
+        with conn.cursor(row_factory=dict_row) as cur:
+            old = cur.execute(query, table.key_values(op.filter["_id"])).fetchone()
+        if old is None and self._current is not None:
+            # Not stored (a snapshot read the row after the change): the row as the source has it now.
+            document = self._current(op.collection, new_id)
+            if document is None:
+                conn.execute(
+                    sql.SQL("DELETE FROM {} WHERE {}").format(table.identifier, table.key_match()),
+                    table.key_values(new_id),
+                )
+                return
+        else:
+            document = {} if old is None else document_of(table, old)
+            document.update(op.extra["defaults"] or {})
+            document.update(op.extra["set"])
+        document["_id"] = new_id
+        upsert(conn, table, [document])

@@ -1,0 +1,158 @@
+"""A document as a row of its target table, and back (docs/architecture.md, "Tables as
+collections"): `_id` holds the primary key (its value, or a mapping of its columns), the other
+fields are the other columns, under their target names.
+
+What the target table is comes from the target's own catalog (created by schema.py before the
+copy): its columns with their types, and its primary key.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from bson.binary import Binary
+from bson.decimal128 import Decimal128
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from migrator.errors import TargetError
+
+_JSON = frozenset({"json", "jsonb"})
+
+_TABLE_SQL = """
+SELECT a.attname, format_type(a.atttypid, a.atttypmod), t.typname, et.typname,
+       COALESCE(a.attnum = ANY(i.indkey), false)
+FROM pg_attribute a
+JOIN pg_type t ON t.oid = a.atttypid
+LEFT JOIN pg_type et ON et.oid = t.typelem AND t.typcategory = 'A'
+LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary
+WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum
+"""
+_KEY_SQL = """
+SELECT a.attname FROM pg_index i
+CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n)
+JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+WHERE i.indrelid = %s::regclass AND i.indisprimary ORDER BY k.n
+"""
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    declared: str  # format_type: what values are cast to
+    json: bool  # json or jsonb (or an array of them): a dict or list is a JSON value
+    array: bool
+
+
+@dataclass(frozen=True)
+class TargetTable:
+    name: str  # schema.table, as the collection is named
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]
+
+    @property
+    def identifier(self) -> sql.Composable:
+        schema, _, table = self.name.rpartition(".")
+        return sql.Identifier(schema or "public", table)
+
+    def column(self, name: str) -> Column:
+        for column in self.columns:
+            if column.name == name:
+                return column
+        raise TargetError(
+            f"target table {self.name} has no column {name}", hint="drop the table and run again"
+        )
+
+    def placeholder(self, name: str) -> sql.Composable:
+        """A parameter cast to the column's type: values the source gives as text (an interval,
+        an enum label) become the column's type in the server."""
+        return sql.SQL("{}::{}").format(sql.Placeholder(), sql.SQL(self.column(name).declared))
+
+    def key_values(self, doc_id: Any) -> list[Any]:
+        if len(self.key) == 1:
+            return [self.value(self.key[0], doc_id)]
+        if not isinstance(doc_id, Mapping):
+            raise TargetError(f"{self.name}: _id {doc_id!r} is not a mapping of its key columns {self.key}")
+        return [self.value(k, doc_id[k]) for k in self.key]
+
+    def key_match(self) -> sql.Composable:
+        return sql.SQL(" AND ").join(
+            sql.SQL("{} = {}").format(sql.Identifier(k), self.placeholder(k)) for k in self.key
+        )
+
+    def document_id(self, row: Mapping[str, Any]) -> Any:
+        if len(self.key) == 1:
+            return row[self.key[0]]
+        return {k: row[k] for k in self.key}
+
+    def value(self, name: str, value: Any) -> Any:
+        """`value` of column `name` as psycopg passes it on."""
+        return _adapt(value, self.column(name))
+
+
+def _adapt(value: Any, column: Column, *, element: bool = False) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, Decimal128):
+        return value.to_decimal()
+    if isinstance(value, Binary):
+        return bytes(value)
+    if column.array and not element:
+        # A list is the array; its elements are values of the element type (JSON ones too).
+        return [_adapt(v, column, element=True) for v in value] if isinstance(value, list) else value
+    if column.json:
+        return Jsonb(value)  # any JSON value: object, array, string, number, boolean
+    if isinstance(value, list):
+        return [_adapt(v, column, element=True) for v in value]
+    return value
+
+
+def read_table(conn: psycopg.Connection[Any], name: str) -> TargetTable:
+    """The target table `name` (schema.table) as its catalog describes it."""
+    schema, _, table = name.rpartition(".")
+    regclass = sql.Identifier(schema or "public", table).as_string(conn)
+    try:
+        rows = conn.execute(_TABLE_SQL, [regclass]).fetchall()
+        key = tuple(str(r[0]) for r in conn.execute(_KEY_SQL, [regclass]).fetchall())
+    except psycopg.errors.UndefinedTable:
+        raise TargetError(
+            f"target table {name} does not exist",
+            hint="run the snapshot's create-target-tables step (migrator run)",
+        ) from None
+    if not key:
+        raise TargetError(
+            f"target table {name} has no primary key, which rows are written by", hint="add one"
+        )
+    columns = tuple(Column(str(r[0]), str(r[1]), (r[3] or r[2]) in _JSON, r[3] is not None) for r in rows)
+    return TargetTable(name, columns, key)
+
+
+def encode(document: Mapping[str, Any]) -> bytes:
+    """A document as writers take it and readers give it back. Pickled: the bytes never leave the
+    process, and keep every value the source reader gives (microseconds, Decimal, UUID)."""
+    return pickle.dumps(dict(document), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def decode(raw: bytes) -> dict[str, Any]:
+    # Only bytes this process encoded (encode above) are ever decoded.
+    value = pickle.loads(raw)
+    assert isinstance(value, dict)
+    return value
+
+
+def row_values(table: TargetTable, document: Mapping[str, Any], names: Sequence[str]) -> list[Any]:
+    """The values of columns `names` of `document` (key columns from its _id)."""
+    key = dict(zip(table.key, table.key_values(document["_id"]), strict=True))
+    return [key[n] if n in key else table.value(n, document.get(n)) for n in names]
+
+
+def document_of(table: TargetTable, row: Mapping[str, Any]) -> dict[str, Any]:
+    """A row read back as the document it was written from."""
+    document: dict[str, Any] = {"_id": table.document_id(row)}
+    document.update((c.name, row[c.name]) for c in table.columns if c.name not in table.key)
+    return document

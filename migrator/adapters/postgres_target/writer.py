@@ -1,0 +1,75 @@
+"""Snapshot batches into a target table: a multi-row INSERT ... ON CONFLICT (primary key) DO
+UPDATE per batch, in one transaction, so that a chunk copied again replaces its rows and never
+duplicates them (docs/architecture.md, "Tables as collections")."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from migrator.adapters.base import WriteResult
+from migrator.adapters.postgres_target.connection import Connections
+from migrator.adapters.postgres_target.rows import TargetTable, decode, row_values
+
+# PostgreSQL takes at most 65,535 parameters a statement.
+MAX_PARAMETERS = 60_000
+
+
+def upsert_statement(table: TargetTable, rows: int) -> sql.Composed:
+    """INSERT of `rows` whole rows, replacing a row of the same key; RETURNING whether each was
+    inserted (xmax is 0 for a row this statement inserted, its own id for one it updated)."""
+    names = [c.name for c in table.columns]
+    one = sql.SQL("({})").format(sql.SQL(", ").join(table.placeholder(n) for n in names))
+    others = [n for n in names if n not in table.key]
+    update = (
+        sql.SQL("DO UPDATE SET {}").format(
+            sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(n)) for n in others)
+        )
+        if others
+        else sql.SQL("DO NOTHING")
+    )
+    return sql.SQL("INSERT INTO {} ({}) VALUES {} ON CONFLICT ({}) {} RETURNING (xmax = 0)").format(
+        table.identifier,
+        sql.SQL(", ").join(sql.Identifier(n) for n in names),
+        sql.SQL(", ").join([one] * rows),
+        sql.SQL(", ").join(sql.Identifier(k) for k in table.key),
+        update,
+    )
+
+
+def upsert(
+    conn: psycopg.Connection[Any], table: TargetTable, documents: Sequence[dict[str, Any]]
+) -> WriteResult:
+    """Write whole rows (no two of one key), in statements under the parameter limit."""
+    names = [c.name for c in table.columns]
+    per = max(1, MAX_PARAMETERS // max(1, len(names)))
+    inserted = replaced = 0
+    for start in range(0, len(documents), per):
+        part = documents[start : start + per]
+        params = [v for d in part for v in row_values(table, d, names)]
+        outcome = conn.execute(upsert_statement(table, len(part)), params).fetchall()
+        fresh = sum(1 for (new,) in outcome if new)
+        inserted += fresh
+        replaced += len(outcome) - fresh
+    return WriteResult(inserted, replaced)
+
+
+class TableWriter:
+    """A target table's snapshot writer (adapters/base.py CollectionWriter), on the calling
+    thread's connection of the adapter (`connections`): the snapshot asks for a writer per chunk
+    and never closes it."""
+
+    def __init__(self, connections: Connections, table: str) -> None:
+        self._connections = connections
+        self._name = table
+
+    def write(self, batch: Sequence[tuple[Any, bytes]]) -> WriteResult:
+        if not batch:
+            return WriteResult(0, 0)
+        # One key once: within a batch the last document of a key is the one that stands.
+        documents = list({repr(doc_id): decode(raw) for doc_id, raw in batch}.values())
+        table = self._connections.table(self._name)
+        return self._connections.run(lambda conn: upsert(conn, table, documents))

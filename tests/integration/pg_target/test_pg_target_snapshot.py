@@ -1,0 +1,201 @@
+"""PostgreSQL -> PostgreSQL snapshot (docs/architecture.md, "Tables as collections"): target tables
+created from the source's definitions, rows copied exactly, a second run idempotent.
+
+The expectation is the source itself: the same query on both sides, read with plain psycopg."""
+
+from __future__ import annotations
+
+import pytest
+
+from migrator import api
+from migrator.adapters.postgres_target import PostgresTarget
+from tests.support.pg_target import COLUMNS_SQL, PRIMARY_KEY_SQL, PgToPg
+
+SCHEMA = (
+    """CREATE TABLE public.customers (
+        id integer PRIMARY KEY,
+        big bigint NOT NULL DEFAULT 0,
+        amount numeric(12,2),
+        exact numeric,
+        name text NOT NULL,
+        code varchar(10),
+        raw bytea,
+        seen timestamptz DEFAULT now(),
+        wall timestamp,
+        born date,
+        doc jsonb,
+        plain json,
+        tags text[],
+        nums integer[],
+        uid uuid,
+        flag boolean,
+        ratio double precision,
+        counter bigint DEFAULT nextval('customers_seq')
+    )""",
+    """CREATE TABLE public.orders (
+        customer_id integer, line integer, total numeric(10,2) NOT NULL, note text,
+        PRIMARY KEY (customer_id, line)
+    )""",
+)
+ROWS = (
+    """INSERT INTO customers VALUES
+      (1, 9223372036854775807, 12345.67, 3.14159265358979323846264338327950288419716939937510,
+       'Ann', 'A-1', '\\x00ff10'::bytea, '2024-02-29 12:34:56.123456+00', '1999-12-31 23:59:59.999999',
+       '2000-01-01', '{"b": {"c": [1, 2.5, "x"]}, "a": null}', '[1, "two", {"3": 3}]',
+       ARRAY['x', NULL, 'z'], ARRAY[1, -2, NULL], 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', true, 1.5e-300, 7),
+      (2, -1, NULL, NULL, 'Bob', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+      (3, 0, -0.01, 'NaN', '', '', ''::bytea, '1970-01-01 00:00:00+00', '0001-01-01 00:00:00', '9999-12-31',
+       '"just a string"', '4.5', '{}', '{}', '00000000-0000-0000-0000-000000000000', false, 'Infinity', 0)""",
+    "INSERT INTO customers (id, name) SELECT g, 'c' || g FROM generate_series(4, 2500) g",
+    "INSERT INTO orders SELECT g % 50, g, g * 1.25, CASE WHEN g % 3 = 0 THEN NULL ELSE 'n' || g END "
+    "FROM generate_series(1, 3000) g",
+)
+TABLES = "- {from: public.customers}\n- {from: public.orders}"
+SETTINGS = "snapshot: {parallel: 2, chunk_rows: 500}"
+
+
+def _setup(pg2pg: PgToPg) -> None:
+    pg2pg.source("CREATE SEQUENCE customers_seq", *SCHEMA, *ROWS)
+
+
+def _same_rows(pg2pg: PgToPg, table: str, order: str) -> int:
+    """Every row equal in its text form (exact: NaN equals NaN, JSON null differs from NULL)."""
+    query = f"SELECT t::text FROM {table} t ORDER BY {order}"
+    source, target = pg2pg.source_rows(query), pg2pg.target_rows(query)
+    assert target == source
+    return len(target)
+
+
+def test_snapshot_creates_the_tables_and_copies_every_type_exactly(pg2pg: PgToPg) -> None:
+    _setup(pg2pg)
+    outcome, _ = pg2pg.run(pg2pg.plan(TABLES, phases=SETTINGS))
+    assert outcome.snapshot is not None and outcome.snapshot.documents == 2500 + 3000
+
+    for table in ("public.customers", "public.orders"):
+        assert pg2pg.target_rows(COLUMNS_SQL, [table]) == pg2pg.source_rows(COLUMNS_SQL, [table])
+        assert pg2pg.target_rows(PRIMARY_KEY_SQL, [table]) == pg2pg.source_rows(PRIMARY_KEY_SQL, [table])
+    # Defaults that name no other object are kept; nextval's sequence is not on the target.
+    defaults = pg2pg.target_rows(
+        "SELECT a.attname, pg_get_expr(d.adbin, d.adrelid) FROM pg_attrdef d JOIN pg_attribute a "
+        "ON a.attrelid = d.adrelid AND a.attnum = d.adnum WHERE d.adrelid = 'public.customers'::regclass "
+        "ORDER BY a.attnum"
+    )
+    assert defaults == [("big", "0"), ("seen", "now()")]
+
+    assert _same_rows(pg2pg, "customers", "id") == 2500
+    assert _same_rows(pg2pg, "orders", "customer_id, line") == 3000
+    # An independent spot check of values psycopg might bend alike on both sides.
+    assert pg2pg.target_rows(
+        "SELECT exact::text, seen::text, doc::text, raw FROM customers WHERE id = 1"
+    ) == [
+        (
+            "3.14159265358979323846264338327950288419716939937510",
+            "2024-02-29 12:34:56.123456+00",
+            '{"a": null, "b": {"c": [1, 2.5, "x"]}}',
+            b"\x00\xff\x10",
+        )
+    ]
+
+
+def test_a_second_run_and_a_chunk_written_twice_leave_the_rows_as_they_were(pg2pg: PgToPg) -> None:
+    _setup(pg2pg)
+    plan = pg2pg.plan(TABLES, phases=SETTINGS)
+    pg2pg.run(plan)
+    pg2pg.run(plan)  # resumes: every chunk done, nothing copied twice
+    assert _same_rows(pg2pg, "customers", "id") == 2500
+
+    # A chunk copied again (a retry after a lost acknowledgement) replaces its rows.
+    target = PostgresTarget(pg2pg.target_url)
+    try:
+        writer = target.writer("public.orders")
+        batch = [
+            (
+                {"customer_id": 1, "line": 1},
+                target.encode_document({"_id": {"customer_id": 1, "line": 1}, "total": 1, "note": "x"}, "o"),
+            ),
+            (
+                {"customer_id": 0, "line": 9999},
+                target.encode_document(
+                    {"_id": {"customer_id": 0, "line": 9999}, "total": 2, "note": None}, "o"
+                ),
+            ),
+        ]
+        first = writer.write(batch)
+        second = writer.write(batch)
+    finally:
+        target.close()
+    assert (first.inserted, first.replaced) == (1, 1)
+    assert (second.inserted, second.replaced) == (0, 2)
+    assert pg2pg.target_rows("SELECT count(*) FROM orders") == [(3001,)]
+    assert pg2pg.target_rows(
+        "SELECT customer_id, line, total::text, note FROM orders WHERE (customer_id, line) IN ((1, 1), (0, 9999)) "
+        "ORDER BY customer_id"
+    ) == [(0, 9999, "2.00", None), (1, 1, "1.00", "x")]
+
+
+def test_plan_shows_the_ddl_and_dry_run_creates_nothing(pg2pg: PgToPg) -> None:
+    _setup(pg2pg)
+    plan = pg2pg.plan(TABLES)
+    report = api.plan(plan, env=pg2pg.env)
+    assert report.ready, [(f.check, f.subject, f.message) for f in report.failures]
+    create = [s for s in report.target_schema if s.startswith("CREATE TABLE")]
+    assert len(create) == 2
+    assert '"id" integer NOT NULL' in create[0] and 'PRIMARY KEY ("id")' in create[0]
+    assert '"amount" numeric(12,2)' in create[0] and '"code" character varying(10)' in create[0]
+    assert 'PRIMARY KEY ("customer_id", "line")' in create[1]
+
+    dry = api.dry_run(plan, env=pg2pg.env)
+    listed = [a.description for a in dry.phases["snapshot"]]
+    assert any("CREATE TABLE IF NOT EXISTS" in d for d in listed)
+    assert pg2pg.target_rows("SELECT to_regclass('public.customers')") == [(None,)]
+
+
+@pytest.mark.parametrize(
+    ("tables", "check"),
+    [("- {from: public.nokey}", "mapping.table_key"), ("- {from: public.missing}", "mapping.table_exists")],
+)
+def test_plan_refuses_a_table_without_primary_key_or_that_does_not_exist(
+    pg2pg: PgToPg, tables: str, check: str
+) -> None:
+    pg2pg.source("CREATE TABLE nokey (a int, b text)")
+    report = api.plan(pg2pg.plan(tables), env=pg2pg.env)
+    assert check in [f.check for f in report.failures]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the source reader parses JSON: a JSON null arrives as None (like SQL NULL), a json value loses its "
+    "text form and a number its scale; the undecoded fast path of issue 16 will keep them",
+)
+def test_json_values_keep_their_exact_form(pg2pg: PgToPg) -> None:
+    pg2pg.source(
+        "CREATE TABLE j (id int PRIMARY KEY, b jsonb, t json)",
+        """INSERT INTO j VALUES (1, 'null', '{"b":1,  "a":4.50}'), (2, NULL, NULL), (3, '1.10', 'null')""",
+    )
+    pg2pg.run(pg2pg.plan("- {from: public.j}"))
+    assert _same_rows(pg2pg, "j", "id") == 3
+
+
+def test_name_fields_and_exclude_shape_the_target_table_and_rollback_removes_it(pg2pg: PgToPg) -> None:
+    pg2pg.source(
+        "CREATE TABLE public.people (id bigint PRIMARY KEY, full_name text NOT NULL, secret text, age smallint)",
+        "INSERT INTO people VALUES (1, 'Ann', 'pw1', 30), (2, 'Bob', NULL, NULL)",
+    )
+    tables = "- {from: public.people, name: archive.persons, fields: {name: full_name, years: age}}"
+    plan = pg2pg.plan(tables, name="shaped")
+    pg2pg.run(plan)
+    assert pg2pg.target_rows(COLUMNS_SQL, ["archive.persons"]) == [
+        ("id", "bigint", True),
+        ("name", "text", True),
+        ("years", "smallint", False),
+    ]
+    assert pg2pg.target_rows("SELECT * FROM archive.persons ORDER BY id") == pg2pg.source_rows(
+        "SELECT id, full_name, age FROM people ORDER BY id"
+    )
+
+    api.rollback(plan, state=pg2pg.state_path, env=pg2pg.env)
+    assert pg2pg.target_rows("SELECT to_regclass('archive.persons')") == [(None,)]
+    assert pg2pg.target_rows("SELECT count(*) FROM pg_tables WHERE schemaname = 'migrator'") == [(0,)]
+    assert pg2pg.source_rows(
+        "SELECT count(*) FROM pg_replication_slots WHERE database = current_database()"
+    ) == [(0,)]

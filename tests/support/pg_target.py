@@ -1,0 +1,126 @@
+"""The `pg2pg` fixture: a migration from a fresh database on the session's PostgreSQL cluster to a
+fresh database on a second throwaway cluster (a PostgreSQL target: docs/architecture.md, "Tables
+as collections"), and reading both sides with plain psycopg.
+
+Registered through `pytest_plugins` in tests/conftest.py.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from migrator import api
+from migrator.engine.events import Collector
+from migrator.operations.run import RunOutcome, Until
+from tests.support.servers import (
+    ExternalServer,
+    PgServer,
+    create_pg_database,
+    drop_pg_database,
+    start_pg,
+    unique_name,
+    with_database,
+)
+
+# What a column is, as pg_dump would write it: name, declared type, NOT NULL.
+COLUMNS_SQL = """
+SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull
+FROM pg_attribute a WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum
+"""
+PRIMARY_KEY_SQL = """
+SELECT a.attname FROM pg_index i
+CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n)
+JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+WHERE i.indrelid = %s::regclass AND i.indisprimary ORDER BY k.n
+"""
+
+
+@dataclass
+class PgToPg:
+    """One test's source database, target database (on another cluster), plans and state file."""
+
+    source_url: str
+    target_url: str
+    tmp_path: Path
+
+    @property
+    def state_path(self) -> Path:
+        return self.tmp_path / "state.db"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"MIGRATOR_SOURCE_URL": self.source_url, "MIGRATOR_TARGET_URL": self.target_url}
+
+    def source(self, *statements: str) -> None:
+        _execute(self.source_url, statements)
+
+    def target(self, *statements: str) -> None:
+        _execute(self.target_url, statements)
+
+    def source_rows(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return _rows(self.source_url, query, params)
+
+    def target_rows(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return _rows(self.target_url, query, params)
+
+    def plan(self, tables: str, *, name: str = "pg2pg", phases: str = "") -> Path:
+        path = self.tmp_path / f"{name}.yaml"
+        text = (
+            "version: 1\n"
+            f"name: {name}\n"
+            "source: {adapter: postgres, url: '${MIGRATOR_SOURCE_URL}'}\n"
+            "target: {adapter: postgres, url: '${MIGRATOR_TARGET_URL}'}\n"
+            "tables:\n" + textwrap.indent(textwrap.dedent(tables).strip() + "\n", "  ")
+        )
+        if phases:
+            text += "phases:\n" + textwrap.indent(textwrap.dedent(phases).strip() + "\n", "  ")
+        path.write_text(text)
+        return path
+
+    def run(self, plan: Path, until: Until = "snapshot") -> tuple[RunOutcome, Collector]:
+        collector = Collector()
+        outcome = api.run(plan, until=until, state=self.state_path, sinks=[collector], env=self.env)
+        return outcome, collector
+
+
+def _execute(url: str, statements: Sequence[str]) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement)  # type: ignore[call-overload]
+
+
+def _rows(url: str, query: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SET TimeZone = 'UTC'")
+        return list(conn.execute(query, list(params)).fetchall())  # type: ignore[call-overload]
+
+
+@pytest.fixture(scope="session")
+def pg_target_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer | ExternalServer]:
+    """A second throwaway PostgreSQL cluster (wal_level=logical), the target: always local, so
+    that source and target are two clusters even with MIGRATOR_TEST_PG_URL set."""
+    server = start_pg(tmp_path_factory.mktemp("pg_target"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg2pg(
+    pg_url: str, pg_target_server: PgServer, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[PgToPg]:
+    dbname = unique_name(request.node.name, prefix="tgt")
+    create_pg_database(pg_target_server.url, dbname)
+    try:
+        yield PgToPg(pg_url, with_database(pg_target_server.url, dbname), tmp_path)
+    finally:
+        drop_pg_database(pg_target_server.url, dbname)

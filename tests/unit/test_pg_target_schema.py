@@ -1,0 +1,87 @@
+"""A PostgreSQL target's DDL from the source's definitions (adapters/postgres_target/schema.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from migrator.adapters.base import ColumnInfo, SourceInfo, SourceServerInfo, TableInfo
+from migrator.adapters.postgres_target.schema import create_tables, safe_default
+from migrator.mapping.spec import resolve
+from migrator.plan import parse_plan
+
+SERVER = SourceServerInfo("pg", "15", 150000, {}, 0, 0, "u", True, True, True, (), ())
+
+
+def _column(
+    position: int, name: str, declared: str, *, nullable: bool = True, default: str | None = None
+) -> ColumnInfo:
+    base = declared.split("(")[0]
+    return ColumnInfo(
+        name,
+        base,
+        "base",
+        None,
+        None,
+        nullable,
+        None,
+        None,
+        position,
+        declared_type=declared,
+        default=default,
+    )
+
+
+@pytest.mark.parametrize(
+    ("expression", "kept"),
+    [
+        ("0", True),
+        ("'a(b'::text", True),
+        ("now()", True),
+        ("gen_random_uuid()", True),
+        ("nextval('orders_id_seq'::regclass)", False),
+        ("app.next_code()", False),
+        ("my_function(1)", False),
+        (None, False),
+    ],
+)
+def test_a_default_is_kept_only_where_it_names_nothing_the_target_lacks(
+    expression: str | None, kept: bool
+) -> None:
+    assert (safe_default(expression) == expression and expression is not None) is kept
+
+
+def test_the_ddl_has_the_declared_types_not_null_safe_defaults_and_the_primary_key_in_column_order() -> None:
+    table = TableInfo(
+        "public.orders",
+        (
+            _column(1, "shop", "integer", nullable=False),
+            _column(2, "id", "bigint", nullable=False, default="nextval('orders_id_seq'::regclass)"),
+            _column(3, "total", "numeric(10,2)", nullable=False, default="0"),
+            _column(4, "secret", "text"),
+            _column(5, "note", "character varying(20)", default="'n/a'::character varying"),
+        ),
+        ("shop", "id"),
+        (("shop", "id"),),
+        "default",
+        ("shop", "id"),
+        (),
+        0,
+        0,
+        True,
+    )
+    plan = parse_plan(
+        "version: 1\nsource: {adapter: postgres, url: 'postgresql://u@s/db'}\n"
+        "target: {adapter: postgres, url: 'postgresql://u@t/db'}\n"
+        "tables: [{from: public.orders, name: sales.orders, exclude: [secret], fields: {amount: total, note: note}}]\n"
+    )
+    resolution = resolve(list(plan.collections), SourceInfo(SERVER, {"public.orders": table}))
+    assert create_tables(resolution.collections) == [
+        'CREATE SCHEMA IF NOT EXISTS "sales"',
+        'CREATE TABLE IF NOT EXISTS "sales"."orders" (\n'
+        '    "shop" integer NOT NULL,\n'
+        '    "id" bigint NOT NULL,\n'
+        '    "amount" numeric(10,2) NOT NULL DEFAULT 0,\n'
+        "    \"note\" character varying(20) DEFAULT 'n/a'::character varying,\n"
+        '    PRIMARY KEY ("shop", "id")\n'
+        ")",
+    ]
