@@ -24,6 +24,9 @@ from tests.support.cdc_expected import assert_target_equals_source
 from tests.support.cdc_workload import WORKLOAD_SEED, Setup, write_plan
 from tests.support.workload import Workload
 
+# The in-process test's large transaction: several batches' worth (phases.cdc.batch_changes, 2,000).
+BIG_TXN_ROWS = 5_000
+
 # -- in process, without kills: quicker to debug ---------------------------------------------------
 
 
@@ -47,9 +50,9 @@ def test_cdc_workload_through_the_api_until_caught_up(workload_setup: Any) -> No
 
     more = Workload(s.pg_url, WORKLOAD_SEED + 8, max_transactions=150, pace=0)
     more.start()
-    more.request_big_transaction(12_000)
+    more.request_big_transaction(BIG_TXN_ROWS)
     stats = more.wait()
-    assert stats.big_rows >= 12_000
+    assert stats.big_rows >= BIG_TXN_ROWS
     outcome = api.run(s.plan, until="caught-up", state=s.state, env=env)
     assert outcome.cdc is not None and outcome.cdc.caught_up
     assert_target_equals_source(s.pg_url, s.target)

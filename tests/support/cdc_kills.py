@@ -28,7 +28,7 @@ from tests.support.cdc_workload import KILL_SEED, WORKLOAD_SEED, Setup
 from tests.support.cli_process import MigratorRun
 from tests.support.workload import Workload, WorkloadStats
 
-PACE = 0.12  # mean pause between the workload's transactions, in seconds
+PACE = 0.25  # mean pause between the workload's transactions, in seconds: what the catch-up replays
 WORKLOAD_TIMEOUT = 180.0  # for the workload to have committed every kind of change
 # What the workload must have committed (each at least once) before it stops: every kind of change.
 KINDS = (
@@ -140,7 +140,7 @@ def follow_a_random_workload_through_kills(s: Setup, variant: Variant) -> None:
         f"{big_rows} rows"
     )
     rng = random.Random(KILL_SEED)
-    workload = Workload(s.pg_url, WORKLOAD_SEED, max_transactions=3_000, max_seconds=180, pace=PACE)
+    workload = Workload(s.pg_url, WORKLOAD_SEED, max_transactions=3_000, max_seconds=600, pace=PACE)
     workload.start()
     # Changes before the slot exists too: a few transactions committed before the first process.
     deadline = time.monotonic() + START_TIMEOUT
@@ -203,7 +203,7 @@ def follow_a_random_workload_through_kills(s: Setup, variant: Variant) -> None:
     if not big_rows:
         assert len(kills) >= variant.min_kills
         return
-    more = Workload(s.pg_url, WORKLOAD_SEED + 1, max_transactions=300, max_seconds=120, pace=2 * PACE)
+    more = Workload(s.pg_url, WORKLOAD_SEED + 1, max_transactions=300, max_seconds=120, pace=PACE)
     more.start()
     big_done = more.request_big_transaction(big_rows)
     assert big_done.wait(600) and not more.failed, more.error

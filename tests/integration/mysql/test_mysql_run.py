@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import random
 import subprocess
+import threading
 from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pymongo
@@ -90,6 +93,17 @@ def _status(plan: Path, state: Path) -> dict[str, Any]:
     return report
 
 
+class _WatchedQueue(queue.Queue[Any]):
+    """The binlog reader's queue, noting when the reader found it full (and so waited)."""
+
+    found_full = threading.Event()
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        if self.full():
+            self.found_full.set()
+        super().put(item, block, timeout)
+
+
 def _run(plan: Path, state: Path) -> Any:
     return api.run(plan, until="caught-up", state=state, env={})
 
@@ -136,7 +150,11 @@ def _changes(shop: Shop, rng: random.Random) -> None:
 def test_run_change_verify_roll_back_and_run_again(
     mysql_url: str, mongo_url: str, mongo_db_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(binlog, "QUEUE_EVENTS", QUEUE_EVENTS)  # api.run is in this process
+    # api.run is in this process: the binlog reader's queue is smaller, and watched.
+    monkeypatch.setattr(binlog, "QUEUE_EVENTS", QUEUE_EVENTS)
+    monkeypatch.setattr(
+        binlog, "queue", SimpleNamespace(Queue=_WatchedQueue, Full=queue.Full, Empty=queue.Empty)
+    )
     rng = random.Random(SEED)
     shop = Shop(mysql_url)
     shop.create()
@@ -157,7 +175,9 @@ def test_run_change_verify_roll_back_and_run_again(
     assert isinstance(slot["retained_wal_bytes"], int), slot
 
     _changes(shop, rng)
+    _WatchedQueue.found_full.clear()
     again = _run(plan, state)
+    assert _WatchedQueue.found_full.is_set(), "the large transaction never filled the reader's queue"
     assert again.run_id == first.run_id and again.resumed
     expected = shop.documents()
     assert _documents(mongo_url, mongo_db_name) == expected
