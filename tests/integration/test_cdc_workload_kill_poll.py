@@ -9,27 +9,15 @@ the checkpoint and the slot does not, and kills the process there. The next proc
 the slot behind the target's checkpoint, and must replay harmlessly, also when the held batch
 ended the large transaction.
 
-The large transaction is several polls' worth (phases.cdc.poll_changes, 2,000):
-MIGRATOR_TEST_POLL_BIG_TXN_ROWS sets its size (0 leaves that step out).
+The sizes: tests/support/cdc_kills.py POLL.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-from tests.support.cdc_kills import Variant, follow_a_random_workload_through_kills
-
-POLL = Variant(
-    "poll",
-    customers=800,
-    big_txn_rows=int(os.environ.get("MIGRATOR_TEST_POLL_BIG_TXN_ROWS", 10_000)),
-    kills_in_snapshot=1,
-    kills_in_cdc=4,
-    kills_before_advance=2,
-    min_kills=6,
-)
+from tests.support.cdc_kills import POLL, follow_a_random_workload_through_kills
 
 
 def test_cdc_follows_a_random_workload_through_repeated_kill_9(workload_setup: Any) -> None:
-    follow_a_random_workload_through_kills(workload_setup(POLL.customers, POLL.mode), POLL)
+    follow_a_random_workload_through_kills(workload_setup, POLL)

@@ -15,28 +15,15 @@ of migrator's mapping code.
 The database decodes with logical_decoding_work_mem at 64kB, so the large transaction reaches
 migrator as a streamed in-progress transaction (protocol 2) that it spools to disk; it is killed
 while that happens and once part of it is applied, and that last kill's open target transaction is
-left to expire: the catch-up waits it out. Its size is a few times the 64kB and several batches
-(phases.cdc.batch_changes, 2,000) of writes, not more: MIGRATOR_TEST_BIG_TXN_ROWS sets it (0 leaves
-that step out, for a quicker run while debugging).
+left to expire: the catch-up waits it out. Its size: tests/support/cdc_kills.py STREAM.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-from tests.support.cdc_kills import Variant, follow_a_random_workload_through_kills
-
-STREAM = Variant(
-    "stream",
-    customers=800,
-    big_txn_rows=int(os.environ.get("MIGRATOR_TEST_BIG_TXN_ROWS", 20_000)),
-    kills_in_snapshot=2,
-    kills_in_cdc=4,
-    kills_before_advance=0,
-    min_kills=8,
-)
+from tests.support.cdc_kills import STREAM, follow_a_random_workload_through_kills
 
 
 def test_cdc_follows_a_random_workload_through_repeated_kill_9(workload_setup: Any) -> None:
-    follow_a_random_workload_through_kills(workload_setup(STREAM.customers, STREAM.mode), STREAM)
+    follow_a_random_workload_through_kills(workload_setup, STREAM)

@@ -12,9 +12,11 @@ target's checkpoint, and must replay harmlessly.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,8 +134,34 @@ class Variant:
     min_kills: int  # in all
 
 
-def follow_a_random_workload_through_kills(s: Setup, variant: Variant) -> None:
-    """The scenario (the module's doc) on `s`, a set-up of `variant.customers` in `variant.mode`."""
+# The replication stream (phases.cdc.mode: stream), and SQL polling with fewer kills, some of them
+# with the slot advance held. The large transactions are several batches (phases.cdc.batch_changes,
+# 2,000) or polls (phases.cdc.poll_changes, 2,000) of writes; in stream mode, many times the
+# decoding memory (64kB): MIGRATOR_TEST_BIG_TXN_ROWS and MIGRATOR_TEST_POLL_BIG_TXN_ROWS set their
+# sizes (0 leaves that step out, for a quicker run while debugging).
+STREAM = Variant(
+    "stream",
+    customers=800,
+    big_txn_rows=int(os.environ.get("MIGRATOR_TEST_BIG_TXN_ROWS", 20_000)),
+    kills_in_snapshot=2,
+    kills_in_cdc=4,
+    kills_before_advance=0,
+    min_kills=8,
+)
+POLL = Variant(
+    "poll",
+    customers=800,
+    big_txn_rows=int(os.environ.get("MIGRATOR_TEST_POLL_BIG_TXN_ROWS", 10_000)),
+    kills_in_snapshot=1,
+    kills_in_cdc=4,
+    kills_before_advance=2,
+    min_kills=6,
+)
+
+
+def follow_a_random_workload_through_kills(setup: Callable[[int, str], Setup], variant: Variant) -> None:
+    """The scenario (the module's doc) on a set-up (the `workload_setup` fixture) of `variant`."""
+    s = setup(variant.customers, variant.mode)
     big_rows = variant.big_txn_rows
     print(
         f"{variant.mode} mode: workload seed {WORKLOAD_SEED}, kill seed {KILL_SEED}, large transaction "
@@ -203,7 +231,7 @@ def follow_a_random_workload_through_kills(s: Setup, variant: Variant) -> None:
     if not big_rows:
         assert len(kills) >= variant.min_kills
         return
-    more = Workload(s.pg_url, WORKLOAD_SEED + 1, max_transactions=300, max_seconds=120, pace=PACE)
+    more = Workload(s.pg_url, WORKLOAD_SEED + 1, max_transactions=120, max_seconds=120, pace=PACE)
     more.start()
     big_done = more.request_big_transaction(big_rows)
     assert big_done.wait(600) and not more.failed, more.error
