@@ -30,8 +30,8 @@ from tests.support.cdc_workload import KILL_SEED, WORKLOAD_SEED, Setup
 from tests.support.cli_process import MigratorRun
 from tests.support.workload import Workload, WorkloadStats
 
-PACE = 0.25  # mean pause between the workload's transactions, in seconds: what the catch-up replays
-WORKLOAD_TRANSACTIONS = 400
+PACE = 0.25  # mean pause between the workload's transactions, in seconds (each is the catch-up's work)
+WORKLOAD_TRANSACTIONS = 400  # the first workload's bound
 WORKLOAD_TIMEOUT = 180.0  # for the workload to have committed every kind of change
 # What the workload must have committed (each at least once) before it stops: every kind of change.
 KINDS = (
