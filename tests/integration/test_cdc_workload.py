@@ -38,7 +38,7 @@ def test_cdc_workload_through_the_api_until_caught_up(workload_setup: Any) -> No
         "MIGRATOR_SOURCE_URL": s.env["MIGRATOR_SOURCE_URL"],
         "MIGRATOR_TARGET_URL": s.env["MIGRATOR_TARGET_URL"],
     }
-    workload = Workload(s.pg_url, WORKLOAD_SEED + 7, max_transactions=300, pace=0.005)
+    workload = Workload(s.pg_url, WORKLOAD_SEED + 7, max_transactions=150, pace=0.005)
     workload.start()
     outcome = api.run(s.plan, until="snapshot", state=s.state, env=env)
     assert outcome.snapshot is not None and not outcome.interrupted
@@ -48,7 +48,7 @@ def test_cdc_workload_through_the_api_until_caught_up(workload_setup: Any) -> No
     assert outcome.cdc is not None and outcome.cdc.caught_up
     assert_target_equals_source(s.pg_url, s.target)
 
-    more = Workload(s.pg_url, WORKLOAD_SEED + 8, max_transactions=150, pace=0)
+    more = Workload(s.pg_url, WORKLOAD_SEED + 8, max_transactions=80, pace=0)
     more.start()
     more.request_big_transaction(BIG_TXN_ROWS)
     stats = more.wait()
