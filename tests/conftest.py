@@ -42,6 +42,7 @@ from tests.support.servers import (  # noqa: E402
 )
 
 pytest_plugins = [
+    "tests.support.cdc_workload",  # workload_setup
     "tests.support.demo",  # demo_url
     "tests.support.mariadb",  # mariadb_server, mysql_url
     "tests.support.migration",  # mig, source_url, source_schema

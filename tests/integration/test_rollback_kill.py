@@ -1,32 +1,21 @@
-"""kill -9 of `migrator rollback` after cutover at each of its steps (issue 17, defect 14(c)):
-the retry completes, the switch ends on the source, and both sides hold what the application
-wrote in the window (deletes, updates, inserts made on whichever side the switch named, before
-the rollback and between the kill and the retry), nothing resurrected. The expectation is built
-from the writes themselves (a dict of customer names), not by migrator's mapping code."""
+"""kill -9 of `migrator rollback` after cutover between an action and its checkpoint
+(MIGRATOR_TEST_KILL_AT, migrator/operations/rollback_after_cutover/crash.py): the fence taken and
+not recorded, the switch flipped and not recorded, the fence lifted and not recorded, reverse
+sync's checkpoint forgotten and not recorded. The retry completes, the switch ends on the source,
+and both sides hold what the application wrote in the window, nothing resurrected
+(tests/support/rollback_kill.py; the kills after each step are test_rollback_kill_steps.py)."""
 
 from __future__ import annotations
 
-import datetime
-import signal
-import time
 from pathlib import Path
 
 import pytest
-from bson.decimal128 import Decimal128
-from bson.int64 import Int64
 
-from migrator import api
-from migrator.operations.rollback_after_cutover import KILL_AT_ENV
-from tests.support import cli_process
-from tests.support.cutover import ROLLBACK_STEPS, App, cutover_plan, primary
 from tests.support.docs import Migration
-from tests.support.runs import run
-from tests.support.shop import CUSTOMERS, SCHEMA
+from tests.support.rollback_kill import kill_rollback_and_retry
+from tests.support.servers import ExternalServer, MongoServer
+from tests.support.shop import SCHEMA
 
-# Killed once the step's event is out (the step done and recorded) ...
-STEPS = ["verify", *ROLLBACK_STEPS]
-# ... or between an action and its checkpoint (MIGRATOR_TEST_KILL_AT, migrator/operations/rollback_after_cutover/crash.py):
-# the fence taken and not recorded, the switch flipped and not recorded, and so on.
 BETWEEN = ["fence-engaged", "flipped", "unfenced", "forgotten"]
 
 
@@ -35,123 +24,8 @@ def source_schema() -> tuple[str, ...]:
     return (SCHEMA,)
 
 
-class Application:
-    """Deletes, renames and inserts customers on the side the switch names, and keeps what the
-    source and the target must hold afterwards: customer id -> name."""
-
-    def __init__(self, m: Migration, switch: Path) -> None:
-        self.m, self.switch = m, switch
-        self.expected: dict[int, str] = {i: f"customer {i}" for i in range(1, CUSTOMERS + 1)}
-        self.customers = m.client[m.database]["customers"]
-
-    def side(self) -> str:
-        return primary(self.switch)
-
-    def fenced(self) -> bool:
-        # Read again when the collection is not listed: under load the test server's catalog
-        # has listed nothing for it for over 10 s (after a killed rollback's collMod; seen on a
-        # machine with a load average of 6); the collection itself is never dropped, and
-        # app.check() compares its documents afterwards. A deadline, not a count of tries.
-        deadline = time.monotonic() + 60
-        database = self.m.client[self.m.database]
-        while True:
-            listed = list(database.list_collections(filter={"name": "customers"}))
-            if listed:
-                return bool((listed[0].get("options") or {}).get("validator"))
-            if time.monotonic() > deadline:
-                documents = database["customers"].estimated_document_count()
-                raise AssertionError(
-                    f"collection customers is not listed in {self.m.database} ({documents} documents in it)"
-                )
-            time.sleep(0.2)
-
-    def writes(self, n: int, *, deletes_only: bool = False) -> None:
-        """Delete customer n, rename n + 1, insert 1000 + n (n above test_cutover.KEYS, which App writes) (only the delete where the target's
-        fence refuses documents written: a validator does not hold deletes)."""
-        if self.side() == "source":
-            self.m.sql(
-                f"DELETE FROM lines WHERE order_id IN (SELECT id FROM orders WHERE customer_id = {n})",
-                f"DELETE FROM orders WHERE customer_id = {n}",
-                f"DELETE FROM customers WHERE id = {n}",
-            )
-        else:
-            assert self.customers.delete_one({"_id": Int64(n)}).deleted_count == 1
-        del self.expected[n]
-        if deletes_only:
-            return
-        name = f"renamed {n + 1}"
-        new = 1000 + n
-        if self.side() == "source":
-            self.m.sql(
-                f"UPDATE customers SET name = '{name}' WHERE id = {n + 1}",
-                f"INSERT INTO customers VALUES ({new}, 'inserted {new}', 1.00, '2024-01-01T00:00:00Z', '{{}}')",
-            )
-        else:
-            self.customers.update_one({"_id": Int64(n + 1)}, {"$set": {"name": name}})
-            self.customers.insert_one(
-                {
-                    "_id": Int64(new),
-                    "name": f"inserted {new}",
-                    "balance": Decimal128("1.00"),
-                    "created": datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC),
-                    "tags": [],
-                    "orders": [],
-                }
-            )
-        self.expected[n + 1] = name
-        self.expected[new] = f"inserted {new}"
-
-    def check(self) -> None:
-        on_source = {int(k): v for k, v in self.m.rows("SELECT id, name FROM customers")}
-        assert on_source == self.expected
-        on_target = {int(d["_id"]): d["name"] for d in self.customers.find({}, {"name": 1})}
-        assert on_target == self.expected
-        gone = [k for k in range(1, CUSTOMERS + 1) if k not in self.expected]
-        orphans = self.m.rows("SELECT count(*) FROM orders WHERE customer_id = ANY(%s)", [gone])[0][0]
-        assert orphans == 0, f"orders of deleted customers {gone} came back"
-
-
-@pytest.mark.parametrize("moment", STEPS + BETWEEN)
-def test_kill_9_at_each_step_of_rollback_after_cutover(
-    mig: Migration,
-    tmp_path: Path,
-    moment: str,
+@pytest.mark.parametrize("moment", BETWEEN)
+def test_kill_9_between_an_action_of_rollback_after_cutover_and_its_checkpoint(
+    mig: Migration, mongo_server: MongoServer | ExternalServer, tmp_path: Path, moment: str
 ) -> None:
-    name = f"rb-kill-{moment}"
-    switch = tmp_path / "routing"
-    plan_file = cutover_plan(mig, name, switch, freeze="10s", reverse=True)
-    run(mig, plan_file, "caught-up")
-    api.cutover(plan_file, state=mig.state_path, env=mig.env)
-    app = Application(mig, switch)
-    app.writes(100)  # on the target, cut over
-    writer = App(mig, switch)  # renames customers 1..KEYS throughout, on the side the switch names
-
-    env = {**mig.env, "MIGRATOR_STATE": str(mig.state_path)}
-    if moment in BETWEEN:
-        process = cli_process.start(["rollback", str(plan_file), "--yes"], {**env, KILL_AT_ENV: moment})
-        code, out, err = cli_process.finish(process)
-        assert code == -signal.SIGKILL, (code, out[-2000:], err[-2000:])
-    else:
-        process = cli_process.start(["rollback", str(plan_file), "--yes"], env)
-        cli_process.signal_when(process, cli_process.step_is("rollback.step", moment), signal.SIGKILL)
-        cli_process.finish(process, timeout=60)
-
-    # Between the kill and the retry, the application goes on where the switch says.
-    app.writes(200, deletes_only=app.side() == "target" and app.fenced())
-
-    retry = cli_process.start(["rollback", str(plan_file), "--yes"], env)
-    try:
-        code, out, err = cli_process.finish(retry)
-    finally:
-        writer.finish()
-    assert code == 0, (out[-3000:], err[-3000:])
-    assert switch.read_text() == "source\n"
-    assert not app.fenced()
-    assert writer.counts["failed"] == 0, writer.errors
-    app.expected.update(writer.last)
-
-    app.writes(250)  # on the source again: forward CDC carries them
-    run(mig, plan_file, "caught-up")
-    app.check()
-    status = api.status(plan_file, state=mig.state_path, env=mig.env)
-    assert status.cutover is not None and status.cutover.primary == "source"
+    kill_rollback_and_retry(mig, mongo_server, tmp_path, moment, between=True)

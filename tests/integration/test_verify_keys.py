@@ -15,6 +15,7 @@ import pytest
 
 from migrator import api
 from migrator.errors import PreflightFailed
+from migrator.mapping.compare import MAX_DIFFS_PER_DOCUMENT
 from tests.support.docs import Migration
 from tests.support.runs import Follower, follow, run
 
@@ -97,11 +98,21 @@ NOT_IN_ID = {"jsonb"}
 # per parent (many: false), never an ordered array.
 UNORDERED = {"jsonb", "integer[]", "text[]", "uuid[]", "numeric[]", "date[]"}
 
+# The element keys' parents: a few collections for all types (each collection costs every pass
+# over the target), each type's elements an array (or a sub-document) of their own in their
+# documents; as many types a collection as verify reports differences in one document, so that
+# every corrupted element is reported.
+TYPES_PER_PARENT = MAX_DIFFS_PER_DOCUMENT
+PARENT_TABLES = [f"parents_{i}" for i in range(0, len(KEY_TYPES), TYPES_PER_PARENT)]
+PARENTS = max(len(values) for values in KEY_TYPES.values()) + 1
 PRELUDE = """
 CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy', 'meh');
 CREATE DOMAIN posint AS integer CHECK (VALUE > 0);
 CREATE DOMAIN label AS text;
-"""
+""" + "".join(
+    f"CREATE TABLE {p} (id int PRIMARY KEY); INSERT INTO {p} SELECT generate_series(1, {PARENTS});\n"
+    for p in PARENT_TABLES
+)
 
 
 @pytest.fixture
@@ -118,14 +129,15 @@ def slug(type_name: str) -> str:
 
 
 class KeyTables:
-    """For one type T: d (k T primary key), m (a int, k T, primary key (a, k)), and p whose
-    documents embed c (k T primary key) as an array by the element key k."""
+    """For one type T: d (k T primary key), m (a int, k T, primary key (a, k)), and c (k T primary
+    key), embedded in the documents of `parent` as the array `field` by the element key k."""
 
     def __init__(self, type_name: str) -> None:
         self.type_name = type_name
+        self.parent = PARENT_TABLES[list(KEY_TYPES).index(type_name) // TYPES_PER_PARENT]
         self.values = KEY_TYPES[type_name]
         s = slug(type_name)
-        self.d, self.m, self.p, self.c = f"d_{s}", f"m_{s}", f"p_{s}", f"c_{s}"
+        self.d, self.m, self.c, self.field = f"d_{s}", f"m_{s}", f"c_{s}", f"cs_{s}"
         self.alone = type_name not in NOT_ALONE
         self.in_id = type_name not in NOT_IN_ID
         self.many = type_name not in UNORDERED
@@ -133,10 +145,8 @@ class KeyTables:
     def create(self, mig: Migration) -> None:
         t = self.type_name
         statements = [
-            f"CREATE TABLE {self.p} (id int PRIMARY KEY)",
             f"CREATE TABLE {self.c} (k {t} PRIMARY KEY, pid int NOT NULL {'' if self.many else 'UNIQUE'}"
-            f" REFERENCES {self.p}, v int NOT NULL)",
-            f"INSERT INTO {self.p} SELECT generate_series(1, {len(self.values) + 1})",
+            f" REFERENCES {self.parent}, v int NOT NULL)",
         ]
         if self.alone:
             statements.append(f"CREATE TABLE {self.d} (k {t} PRIMARY KEY, v int NOT NULL)")
@@ -153,11 +163,13 @@ class KeyTables:
                 )
         mig.sql(*statements)
 
-    def collections(self) -> str:
-        text = (
-            f"- name: {self.p}\n  from: {self.p}\n  key: id\n"
-            f"  embed: [{{as: cs, from: {self.c}, on: {{pid: id}}, key: k, many: {str(self.many).lower()}}}]\n"
+    def embed(self) -> str:
+        return (
+            f"{{as: {self.field}, from: {self.c}, on: {{pid: id}}, key: k, many: {str(self.many).lower()}}}"
         )
+
+    def collections(self) -> str:
+        text = ""
         if self.alone:
             text += f"- {{name: {self.d}, from: {self.d}, key: k}}\n"
         if self.in_id:
@@ -188,10 +200,11 @@ class KeyTables:
         mig.sql(*statements)
 
     def expected_sums(self, mig: Migration) -> dict[str, tuple[int, int]]:
-        """collection -> (documents, sum of v over documents or elements), from SQL."""
+        """collection (parent.field for the elements) -> (documents, sum of v over documents or
+        elements), from SQL."""
         [(elements, total)] = mig.rows(f"SELECT count(*), coalesce(sum(v), 0) FROM {self.c}")
-        [(parents,)] = mig.rows(f"SELECT count(*) FROM {self.p}")
-        out = {self.p: (int(parents), int(total))}
+        [(parents,)] = mig.rows(f"SELECT count(*) FROM {self.parent}")
+        out = {f"{self.parent}.{self.field}": (int(parents), int(total))}
         assert elements == len(self.values) - 1
         for table, present in ((self.d, self.alone), (self.m, self.in_id)):
             if present:
@@ -201,9 +214,10 @@ class KeyTables:
 
     def stored_sums(self, mig: Migration) -> dict[str, tuple[int, int]]:
         db = mig.client[mig.database]
-        parents = list(db[self.p].find())
-        elements = [e for d in parents for e in (d["cs"] if self.many else [d["cs"]] if d["cs"] else [])]
-        out = {self.p: (len(parents), sum(e["v"] for e in elements))}
+        parents = list(db[self.parent].find())
+        f = self.field
+        elements = [e for d in parents for e in (d[f] if self.many else [d[f]] if d[f] else [])]
+        out = {f"{self.parent}.{f}": (len(parents), sum(e["v"] for e in elements))}
         for table, present in ((self.d, self.alone), (self.m, self.in_id)):
             if present:
                 docs = list(db[table].find())
@@ -211,14 +225,27 @@ class KeyTables:
         return out
 
 
+def element_v(t: KeyTables) -> str:
+    """The path of v in the first element of t's array (or in its sub-document) in t.parent."""
+    return f"{t.field}.0.v" if t.many else f"{t.field}.v"
+
+
+def documents(mig: Migration, tables: list[KeyTables]) -> int:
+    """How many documents the target must hold, from SQL."""
+    parents = sum(int(mig.rows(f"SELECT count(*) FROM {p}")[0][0]) for p in PARENT_TABLES)
+    sums = [s for t in tables for key, s in t.expected_sums(mig).items() if not key.startswith("parents_")]
+    return parents + sum(n for n, _ in sums)
+
+
 def corrupt(mig: Migration, tables: list[KeyTables]) -> tuple[int, int]:
-    """Change v in one document of every collection and add one document to every compound-key
-    collection; returns (documents changed, documents added)."""
+    """Change v in the first element of every type's array in the first document of its parent
+    collection, and in one document of every other collection, and add one document to every
+    compound-key collection; returns (documents changed, documents added)."""
     db = mig.client[mig.database]
-    changed = added = 0
+    for p in PARENT_TABLES:
+        db[p].update_one({"_id": 1}, {"$set": {element_v(t): -1 for t in tables if t.parent == p}})
+    changed, added = len(PARENT_TABLES), 0
     for t in tables:
-        db[t.p].update_one({"_id": 1}, {"$set": {"cs.0.v" if t.many else "cs.v": -1}})
-        changed += 1
         for name, present in ((t.d, t.alone), (t.m, t.in_id)):
             if not present:
                 continue
@@ -242,16 +269,20 @@ def test_every_key_type_goes_through_snapshot_cdc_verify_and_repair(mig: Migrati
     tables = [KeyTables(t) for t in KEY_TYPES]
     for t in tables:
         t.create(mig)
+    parents = "".join(
+        f"- name: {p}\n  from: {p}\n  key: id\n  embed:\n"
+        + "".join(f"    - {t.embed()}\n" for t in tables if t.parent == p)
+        for p in PARENT_TABLES
+    )
     plan = mig.plan(
-        "".join(t.collections() for t in tables),
+        parents + "".join(t.collections() for t in tables),
         name="key-types",
         phases="cdc: {heartbeat_interval: 1s}\nverify: {chunk_rows: 10, parallel: 4}",
     )
     assert api.plan(plan, env=mig.env).ready
     run(mig, plan, "snapshot")
-    documents = sum(n for t in tables for n, _ in t.expected_sums(mig).values())
     at_rest = api.verify(plan, state=mig.state_path, env=mig.env)
-    assert at_rest.equal and at_rest.totals.checked == documents, sorted(
+    assert at_rest.equal and at_rest.totals.checked == documents(mig, tables), sorted(
         {m.collection for m in at_rest.mismatches}
     )
 
@@ -261,12 +292,12 @@ def test_every_key_type_goes_through_snapshot_cdc_verify_and_repair(mig: Migrati
             t.change(mig)
         # While CDC follows: every key type's changes were applied and are found equal.
         live = api.verify(plan, state=mig.state_path, env=mig.env)
-        documents = sum(n for t in tables for n, _ in t.expected_sums(mig).values())
-        assert live.equal and live.totals.checked == documents, "\n".join(
+        total = documents(mig, tables)
+        assert live.equal and live.totals.checked == total, "\n".join(
             str(m.to_dict()) for m in live.mismatches
         )
         sample = api.verify(plan, state=mig.state_path, env=mig.env, mode="sample", sample=0.5)
-        assert sample.equal and 0 < sample.totals.checked < documents, sample.to_dict()
+        assert sample.equal and 0 < sample.totals.checked < total, sample.to_dict()
 
         changed, added = corrupt(mig, tables)
         found = api.verify(plan, state=mig.state_path, env=mig.env)
@@ -277,16 +308,18 @@ def test_every_key_type_goes_through_snapshot_cdc_verify_and_repair(mig: Migrati
             0,
             0,
         ), [(m.collection, m.kind, m.id) for m in found.mismatches if m.kind != "mismatched"]
+        in_parent = {
+            p: sorted((element_v(t), "int32 -1") for t in tables if t.parent == p) for p in PARENT_TABLES
+        }
         assert all(
-            [(d.path, d.target) for d in m.diffs]
-            in ([("v", "int32 -1")], [("cs.0.v", "int32 -1")], [("cs.v", "int32 -1")])
+            sorted((d.path, d.target) for d in m.diffs) == in_parent.get(m.collection, [("v", "int32 -1")])
             for m in found.mismatches
             if m.kind == "mismatched"
-        )
+        ), [(m.collection, [(d.path, d.target) for d in m.diffs]) for m in found.mismatches]
         repaired = api.verify(plan, state=mig.state_path, env=mig.env, repair=True)
         assert repaired.totals.repaired == changed + added and repaired.equal, repaired.to_dict()
         again = api.verify(plan, state=mig.state_path, env=mig.env)
-        assert again.equal and again.totals.checked == documents
+        assert again.equal and again.totals.checked == total
     finally:
         follower.finish()
     for t in tables:

@@ -1,6 +1,6 @@
 """A MariaDB source end to end, through the API and the installed `migrator` command: a shop
 (customers with their orders embedded, each order with its lines) run until caught up, changed
-(children moving between parents, a 20,000-row transaction), caught up again, verified, rolled back
+(children moving between parents, a 5,000-row transaction), caught up again, verified, rolled back
 to the start and run again; and runs killed with SIGKILL during the snapshot and during CDC under a
 writing workload, resumed to the same documents. The expected documents are built by hand from the
 rows the test wrote (tests/support/mysql_shop.py), never by the mapping."""
@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import random
 import subprocess
+import threading
 from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pymongo
@@ -20,7 +23,7 @@ import pytest
 from bson.codec_options import CodecOptions
 
 from migrator import api
-from migrator.adapters.mysql import MysqlSource
+from migrator.adapters.mysql import MysqlSource, binlog
 from migrator.operations.rollback import RollbackResult
 from migrator.state import SQLiteStateStore
 from tests.support.cli_process import MigratorRun, migrator_script
@@ -31,7 +34,11 @@ from tests.support.servers import ExternalServer
 SEED = 20_261_203
 RUN_TIMEOUT_S = 300
 EVENT_TIMEOUT_S = 120.0
-BIG_TRANSACTION_ROWS = 20_000
+# Larger than several CDC batches (phases.cdc.batch_changes, 2,000) and than the binlog reader's
+# read-ahead queue, which the test shrinks (QUEUE_EVENTS rows events of about 8 KiB of rows each):
+# the reader waits on the full queue in the middle of the transaction.
+BIG_TRANSACTION_ROWS = 5_000
+QUEUE_EVENTS = 4
 
 
 def _documents(mongo_url: str, database: str) -> list[dict[str, Any]]:
@@ -86,6 +93,17 @@ def _status(plan: Path, state: Path) -> dict[str, Any]:
     return report
 
 
+class _WatchedQueue(queue.Queue[Any]):
+    """The binlog reader's queue, noting when the reader found it full (and so waited)."""
+
+    found_full = threading.Event()
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        if self.full():
+            self.found_full.set()
+        super().put(item, block, timeout)
+
+
 def _run(plan: Path, state: Path) -> Any:
     return api.run(plan, until="caught-up", state=state, env={})
 
@@ -119,7 +137,7 @@ def _changes(shop: Shop, rng: random.Random) -> None:
         shop.transaction(cur, lambda c: shop.delete_line(c, max(shop.lines)))
         shop.transaction(cur, lambda c: shop.delete_order(c, max(shop.orders)))
         shop.transaction(cur, lambda c: shop.delete_customer(c, customers[-1]))
-        # One transaction of 20,000 rows: lines added to every order, round robin.
+        # One large transaction (BIG_TRANSACTION_ROWS): lines added to every order, round robin.
         orders = sorted(shop.orders)
 
         def big(c: Any) -> None:
@@ -132,6 +150,11 @@ def _changes(shop: Shop, rng: random.Random) -> None:
 def test_run_change_verify_roll_back_and_run_again(
     mysql_url: str, mongo_url: str, mongo_db_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # api.run is in this process: the binlog reader's queue is smaller, and watched.
+    monkeypatch.setattr(binlog, "QUEUE_EVENTS", QUEUE_EVENTS)
+    monkeypatch.setattr(
+        binlog, "queue", SimpleNamespace(Queue=_WatchedQueue, Full=queue.Full, Empty=queue.Empty)
+    )
     rng = random.Random(SEED)
     shop = Shop(mysql_url)
     shop.create()
@@ -152,7 +175,9 @@ def test_run_change_verify_roll_back_and_run_again(
     assert isinstance(slot["retained_wal_bytes"], int), slot
 
     _changes(shop, rng)
+    _WatchedQueue.found_full.clear()
     again = _run(plan, state)
+    assert _WatchedQueue.found_full.is_set(), "the large transaction never filled the reader's queue"
     assert again.run_id == first.run_id and again.resumed
     expected = shop.documents()
     assert _documents(mongo_url, mongo_db_name) == expected
@@ -184,7 +209,7 @@ def own_mongo(mongo_server: Any) -> bool:
 
 def _kill9(process: MigratorRun, mongo_url: str, own_server: bool) -> None:
     """SIGKILL, then abort a target transaction the process left open (on the test's own server
-    only: MongoDB would abort it after a minute; see tests/integration/test_cdc_workload.py)."""
+    only: MongoDB would abort it after a minute; see tests/support/cdc_workload.py)."""
     process.kill9()
     if own_server:
         with pymongo.MongoClient(mongo_url) as client:
@@ -210,8 +235,8 @@ def test_killed_during_the_snapshot_and_during_cdc_resumes_to_the_same_documents
     rng = random.Random(SEED + 1)
     shop = Shop(mysql_url)
     shop.create()
-    shop.load(3000, rng)
-    plan = write_plan(tmp_path / "shop.yaml", mysql_url, mongo_url, mongo_db_name, chunk_rows=100)
+    shop.load(1000, rng)
+    plan = write_plan(tmp_path / "shop.yaml", mysql_url, mongo_url, mongo_db_name, chunk_rows=40)
     state = tmp_path / "state.db"
     processes: list[MigratorRun] = []
     writer = Writer(shop, SEED + 2)
