@@ -213,28 +213,12 @@ def _record_postgres(
     data: dict[str, Any],
     raw: dict[str, Any] | None,
 ) -> None:
-    rows_per_s = data["rows"] / data["seconds"]
-    entry = {
-        "case": case,
-        "parallel": parallel,
-        "size": size,
-        "rows": data["rows"],
-        "docs": data["docs"],
-        "seconds": round(data["seconds"], 2),
-        "rows_per_s": round(rows_per_s),
-        "docs_per_s": round(data["docs"] / data["seconds"]),
-        # Source rows per second against the raw limit's rows per second (one row, one
-        # document there); docs_per_s shows the other view for embedded documents.
-        "ratio_to_raw": None if raw is None else round(rows_per_s / (raw["rows"] / raw["seconds"]), 3),
-        "peak_rss_mb": data.get("peak_rss_mb"),
-    }
+    # Source rows per second against the raw limit's rows per second (one row, one document
+    # there); docs_per_s shows the other view for embedded documents.
+    entry = _entry(case, parallel, data, None if raw is None else raw["rows"] / raw["seconds"], size=size)
+    entry["peak_rss_mb"] = data.get("peak_rss_mb")
     results.append(entry)
-    print(
-        f"  {case:<10} parallel={parallel} rows={entry['rows']:>9,} docs={entry['docs']:>9,} "
-        f"{entry['seconds']:>7.1f} s {entry['docs_per_s']:>8,} docs/s ratio={entry['ratio_to_raw']} "
-        f"rss={entry['peak_rss_mb']} MB",
-        flush=True,
-    )
+    _say(entry, 10, "")
 
 
 def _table_postgres(results: list[dict[str, Any]]) -> None:
@@ -308,36 +292,24 @@ def _record_mysql(
 ) -> None:
     """One result row; `raw_seconds`: the raw pipe's time for the same rows at the same load
     (the mean of its runs right before and right after this one)."""
-    rows_per_s = data["rows"] / data["seconds"]
     raw_rate = data["rows_raw"] / raw_seconds
     gb = data["bytes"] / 1e9
-    entry = {
-        "case": case,
-        "parallel": parallel,
-        "rows": data["rows"],
-        "docs": data["docs"],
-        "seconds": round(data["seconds"], 2),
-        "rows_per_s": round(rows_per_s),
-        "docs_per_s": round(data["docs"] / data["seconds"]),
-        # Source rows per second against the raw pipe's (one row, one document there); an
-        # embedded run's parent rows carry 3 children each, docs_per_s shows documents.
-        "ratio_to_raw": round(rows_per_s / raw_rate, 3),
-        # Documents per second against the raw pipe's: the stricter view for embedded documents
-        # (one document holds a parent and its 3 children, 4 source rows).
-        "docs_ratio_to_raw": round(data["docs"] / data["seconds"] / raw_rate, 3),
-        "gb": round(gb, 4),
-        "cpu_seconds": round(data["cpu_seconds"], 2),
-        "cpu_s_per_gb": round(data["cpu_seconds"] / gb) if gb else None,
-        "peak_rss_mb": data.get("peak_rss_mb"),
-    }
-    results.append(entry)
-    print(
-        f"  {case:<18} parallel={parallel} rows={entry['rows']:>9,} docs={entry['docs']:>9,} "
-        f"{entry['seconds']:>7.1f} s {entry['docs_per_s']:>8,} docs/s ratio={entry['ratio_to_raw']} "
-        f"(docs {entry['docs_ratio_to_raw']}) "
-        f"cpu={entry['cpu_s_per_gb']} s/GB rss={entry['peak_rss_mb']} MB",
-        flush=True,
+    # ratio_to_raw: source rows per second against the raw pipe's (one row, one document there);
+    # an embedded run's parent rows carry 3 children each, docs_per_s shows documents.
+    entry = _entry(case, parallel, data, raw_rate)
+    entry.update(
+        {
+            # Documents per second against the raw pipe's: the stricter view for embedded
+            # documents (one document holds a parent and its 3 children, 4 source rows).
+            "docs_ratio_to_raw": round(data["docs"] / data["seconds"] / raw_rate, 3),
+            "gb": round(gb, 4),
+            "cpu_seconds": round(data["cpu_seconds"], 2),
+            "cpu_s_per_gb": round(data["cpu_seconds"] / gb) if gb else None,
+            "peak_rss_mb": data.get("peak_rss_mb"),
+        }
     )
+    results.append(entry)
+    _say(entry, 18, f"(docs {entry['docs_ratio_to_raw']}) cpu={entry['cpu_s_per_gb']} s/GB ")
 
 
 def _table_mysql(results: list[dict[str, Any]]) -> None:
@@ -355,6 +327,34 @@ def _table_mysql(results: list[dict[str, Any]]) -> None:
 
 
 # --- both ------------------------------------------------------------------------------------------
+
+
+def _entry(
+    case: str, parallel: int, data: dict[str, Any], raw_rate: float | None, **labels: Any
+) -> dict[str, Any]:
+    """The fields of a result row both sources give; `raw_rate`: the raw limit's rows per second."""
+    rows_per_s = data["rows"] / data["seconds"]
+    return {
+        "case": case,
+        "parallel": parallel,
+        **labels,
+        "rows": data["rows"],
+        "docs": data["docs"],
+        "seconds": round(data["seconds"], 2),
+        "rows_per_s": round(rows_per_s),
+        "docs_per_s": round(data["docs"] / data["seconds"]),
+        "ratio_to_raw": None if raw_rate is None else round(rows_per_s / raw_rate, 3),
+    }
+
+
+def _say(entry: dict[str, Any], width: int, extra: str) -> None:
+    print(
+        f"  {entry['case']:<{width}} parallel={entry['parallel']} rows={entry['rows']:>9,} "
+        f"docs={entry['docs']:>9,} {entry['seconds']:>7.1f} s {entry['docs_per_s']:>8,} docs/s "
+        f"ratio={entry['ratio_to_raw']} {extra}rss={entry['peak_rss_mb']} MB",
+        flush=True,
+    )
+
 
 # Per source: its measurements, its table, the benchmark's name (and its JSON file's).
 SOURCES = {
