@@ -41,6 +41,8 @@ SCRIPTS = {
     "mysql-snapshot": ("bench_snapshot.py", "--source", "mysql"),
     "mysql-cdc": ("bench_mysql_lag.py",),
 }
+# A REF from before bench_snapshot.py took --source has the MySQL snapshot benchmark on its own.
+BEFORE_SOURCE_OPTION = {"mysql-snapshot": "bench_mysql_snapshot.py"}
 
 
 def _flatten(value: Any, path: str, out: dict[str, float]) -> None:
@@ -83,6 +85,9 @@ def _round(tree: Path, benchmark: str, args: list[str], out: Path) -> dict[str, 
     out.mkdir(parents=True, exist_ok=True)
     name, *options = SCRIPTS.get(benchmark, (f"bench_{benchmark}.py",))
     script = tree / "scripts" / "bench" / name
+    older = tree / "scripts" / "bench" / BEFORE_SOURCE_OPTION.get(benchmark, "-")
+    if older.is_file():
+        script, options = older, []
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     subprocess.run(
         [str(tree / ".venv" / "bin" / "python"), str(script), *options, *args, "--out", str(out)],
