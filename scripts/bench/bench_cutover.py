@@ -42,12 +42,13 @@ def app(pg_url: str, mongo_url: str, switch: str, rate: float, keys: int, stop: 
     import psycopg
     import pymongo
     from bson.int64 import Int64
-    from routed_writes import write_routed
+    from routed_writes import PostgresRows, update_statement, write_routed_to
 
     customers = pymongo.MongoClient(mongo_url)["bench"]["customers"]
     ids = [Int64(k) for k in range(1, keys + 1)]
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        done = write_routed(conn, customers, "customers", "name", ids, Path(switch), rate, stop)
+        source = PostgresRows(conn, update_statement("customers", "name"))
+        done = write_routed_to(source, customers, "name", ids, Path(switch), rate, stop)
     results.put(
         {
             "latencies": done.latencies,

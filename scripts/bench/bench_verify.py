@@ -30,7 +30,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts" / "lib"))
 sys.path.insert(0, str(ROOT / "scripts" / "bench"))
 import devservices  # noqa: E402
-from bench_snapshot import CHILDREN, create_tables, write_plan  # noqa: E402
+from bench_snapshot import write_plan  # noqa: E402
+from snapshot_sources import CHILDREN, create_tables  # noqa: E402
 
 MIGRATOR = str(ROOT / ".venv" / "bin" / "migrator")
 

@@ -35,8 +35,14 @@ HIGHER = ("_per_s", "ratio_to_raw", "ratio_to_server", "ratio_to_ceiling", "appl
 LOWER = ("cpu_seconds", "cpu_s_per_gb", "p95_ms", "peak_rss_mb")
 # Fields that name a row of a result list (its case) rather than measure it.
 LABELS = ("case", "parallel", "size", "target_rate")
-# Benchmarks whose script is not bench_<name>.py; each writes <name>*.json.
-SCRIPTS = {"mysql-snapshot": "bench_mysql_snapshot.py", "mysql-cdc": "bench_mysql_lag.py"}
+# Benchmarks whose script is not bench_<name>.py (with the options that select them); each
+# writes <name>*.json.
+SCRIPTS = {
+    "mysql-snapshot": ("bench_snapshot.py", "--source", "mysql"),
+    "mysql-cdc": ("bench_mysql_lag.py",),
+}
+# A REF from before bench_snapshot.py took --source has the MySQL snapshot benchmark on its own.
+BEFORE_SOURCE_OPTION = {"mysql-snapshot": "bench_mysql_snapshot.py"}
 
 
 def _flatten(value: Any, path: str, out: dict[str, float]) -> None:
@@ -77,10 +83,16 @@ def _worktree(ref: str) -> Path:
 
 def _round(tree: Path, benchmark: str, args: list[str], out: Path) -> dict[str, float]:
     out.mkdir(parents=True, exist_ok=True)
-    script = tree / "scripts" / "bench" / SCRIPTS.get(benchmark, f"bench_{benchmark}.py")
+    name, *options = SCRIPTS.get(benchmark, (f"bench_{benchmark}.py",))
+    script = tree / "scripts" / "bench" / name
+    older = tree / "scripts" / "bench" / BEFORE_SOURCE_OPTION.get(benchmark, "-")
+    if older.is_file():
+        script, options = older, []
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     subprocess.run(
-        [str(tree / ".venv" / "bin" / "python"), str(script), *args, "--out", str(out)], check=True, env=env
+        [str(tree / ".venv" / "bin" / "python"), str(script), *options, *args, "--out", str(out)],
+        check=True,
+        env=env,
     )
     (result,) = sorted(out.glob(f"{benchmark}*.json"))
     return _metrics(result)

@@ -1,5 +1,5 @@
 """The demo's application: renames customers at a steady rate on whichever side the routing
-file names, until SIGTERM; then prints what it saw and checks that PostgreSQL holds its last
+file names, until SIGTERM; then prints what it saw and checks that the source holds its last
 write to every customer it renamed.
 
     python scripts/lib/demo_app.py --source URL --target URL --routing FILE [--rate 100]
@@ -7,23 +7,52 @@ write to every customer it renamed.
 A write that the cutover fence cancelled (PostgreSQL SQLSTATE 57014) or that the rollback fence
 refused (MongoDB error 121) is retried on the side the routing file names then: that is what an
 application does to see no failed request. Exit 0 when nothing failed and nothing was lost.
+The source's dialect is a `SourceApp`: PostgreSQL's here, MySQL's in demo_app_mysql.py.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any, Protocol
 
 import psycopg
 import pymongo
-from routed_writes import write_routed
+from routed_writes import PostgresRows, SourceRows, update_statement, write_routed_to
 
 
-def main() -> None:
+class SourceApp(Protocol):
+    """What the application needs of its source: its side of the writes on one connection, and
+    the names its rows hold now."""
+
+    def connect(self, url: str) -> contextlib.AbstractContextManager[Any]: ...
+
+    def rows(self, conn: Any) -> SourceRows: ...
+
+    def names(self, conn: Any, keys: Sequence[int]) -> dict[int, str]: ...
+
+
+class PostgresApp:
+    @contextlib.contextmanager
+    def connect(self, url: str) -> Iterator[psycopg.Connection[Any]]:
+        with psycopg.connect(url, autocommit=True) as conn:
+            yield conn
+
+    def rows(self, conn: Any) -> SourceRows:
+        return PostgresRows(conn, update_statement("customers", "full_name"))
+
+    def names(self, conn: Any, keys: Sequence[int]) -> dict[int, str]:
+        found = conn.execute("SELECT id, full_name FROM customers WHERE id = ANY(%s)", [list(keys)])
+        return dict(found.fetchall())
+
+
+def main(source: SourceApp | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--source", required=True)
     parser.add_argument("--target", required=True)
@@ -33,30 +62,19 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=200)
     parser.add_argument("--wait-after", type=float, default=0.0, help="seconds to wait before the check")
     args = parser.parse_args()
+    app = source or PostgresApp()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
 
     customers = pymongo.MongoClient(args.target)[args.database]["customers"]
     ids = [d["_id"] for d in customers.find({}, {"_id": 1}).sort("_id", 1).limit(args.keys)]
-    with psycopg.connect(args.source, autocommit=True) as conn:
-        done = write_routed(
-            conn,
-            customers,
-            "customers",
-            "full_name",
-            ids,
-            args.routing,
-            args.rate,
-            stop,
-            "demo app write {n}",
+    with app.connect(args.source) as conn:
+        done = write_routed_to(
+            app.rows(conn), customers, "full_name", ids, args.routing, args.rate, stop, "demo app write {n}"
         )
         time.sleep(args.wait_after)
-        rows = dict(
-            conn.execute(
-                "SELECT id, full_name FROM customers WHERE id = ANY(%s)", [list(done.last)]
-            ).fetchall()
-        )
+        rows = app.names(conn, list(done.last)) if done.last else {}
     counts = done.counts
     lost = sum(1 for k, v in done.last.items() if rows.get(k) != v)
     summary = {

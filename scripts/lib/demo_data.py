@@ -17,7 +17,7 @@ import sys
 import time
 import unicodedata
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -607,19 +607,28 @@ def _print_counts(counts: dict[str, int], seconds: float) -> None:
     print(f"loaded in {seconds:.1f} s")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    load: Callable[..., dict[str, int]] | None = None,
+    errors: tuple[type[Exception], ...] = (psycopg.Error,),
+    database: str = "PostgreSQL",
+) -> int:
+    """The loader's command line; `load` (load_demo's signature) and its driver's `errors` for
+    another dialect (demo_data_mysql.py)."""
     parser = argparse.ArgumentParser(
-        description="(Re)create and load the migrator demo dataset (drops demo tables)."
+        description=f"(Re)create and load the migrator demo dataset into {database} (drops demo tables)."
     )
-    parser.add_argument("--url", required=True, help="PostgreSQL URL of the database to load into")
+    parser.add_argument("--url", required=True, help=f"{database} URL of the database to load into")
     parser.add_argument("--customers", type=int, default=DEFAULT_CUSTOMERS, help="number of customers")
     parser.add_argument("--products", type=int, default=DEFAULT_PRODUCTS, help="number of products")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed (same seed, same data)")
     args = parser.parse_args(argv)
     started = time.monotonic()
     try:
-        counts = load_demo(args.url, customers=args.customers, seed=args.seed, products=args.products)
-    except (psycopg.Error, ValueError) as exc:
+        counts = (load or load_demo)(
+            args.url, customers=args.customers, seed=args.seed, products=args.products
+        )
+    except (*errors, ValueError) as exc:
         print(f"demo load failed: {exc}", file=sys.stderr)
         return 1
     _print_counts(counts, time.monotonic() - started)

@@ -11,17 +11,16 @@ for timestamptz, DATETIME(6) for timestamp without time zone, TINYINT(1) for boo
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import sys
-import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import demo_data
 import pymysql
 from demo_data import (
     COLUMNS,
@@ -32,7 +31,6 @@ from demo_data import (
     TABLES,
     TAGS,
     _generate,
-    _print_counts,
 )
 from psycopg.types.json import Json, Jsonb
 
@@ -214,22 +212,7 @@ def load_demo(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description="(Re)create and load the migrator demo dataset into MySQL/MariaDB (drops demo tables)."
-    )
-    parser.add_argument("--url", required=True, help="mysql:// URL of the database to load into")
-    parser.add_argument("--customers", type=int, default=DEFAULT_CUSTOMERS, help="number of customers")
-    parser.add_argument("--products", type=int, default=DEFAULT_PRODUCTS, help="number of products")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed (same seed, same data)")
-    args = parser.parse_args(argv)
-    started = time.monotonic()
-    try:
-        counts = load_demo(args.url, customers=args.customers, seed=args.seed, products=args.products)
-    except (pymysql.Error, ValueError) as exc:
-        print(f"demo load failed: {exc}", file=sys.stderr)
-        return 1
-    _print_counts(counts, time.monotonic() - started)
-    return 0
+    return demo_data.main(argv, load_demo, (pymysql.Error,), "MySQL/MariaDB")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
 """An application's writes through the routing file: what the demo and the cutover benchmark
 run while migrator cuts over and rolls back.
 
-Each write renames one row (PostgreSQL) or document (MongoDB), at a steady rate, on the side
-the routing file names at that moment. A write the cutover fence cancelled (SQLSTATE 57014) or
-the rollback fence refused (MongoDB error 121) is retried on the side the file names then, as
-an application that sees no failed request does. psycopg and pymongo only.
+Each write renames one row (the source) or document (MongoDB), at a steady rate, on the side
+the routing file names at that moment. A write the cutover fence cancelled (PostgreSQL SQLSTATE
+57014, MySQL errno 1317) or the rollback fence refused (MongoDB error 121) is retried on the side
+the file names then, as an application that sees no failed request does. The source's side is a
+`SourceRows` (PostgreSQL's here; MySQL's in demo_app_mysql.py); pymongo for the target.
 """
 
 from __future__ import annotations
@@ -27,6 +28,16 @@ class Stop(Protocol):
     def is_set(self) -> bool: ...
 
 
+class SourceRows(Protocol):
+    """The source's side of the writes: one row's column set by its id, in the source's dialect."""
+
+    def update(self, row_id: int, text: str) -> None: ...
+
+    def fenced(self, exc: Exception) -> bool:
+        """Whether `exc` is the cutover fence cancelling the write (retry it)."""
+        ...
+
+
 @dataclass
 class Writes:
     counts: dict[str, int] = field(
@@ -45,10 +56,22 @@ def primary(routing: Path) -> str:
         return "source"
 
 
-def write_routed(
-    conn: psycopg.Connection[Any],
+class PostgresRows:
+    """PostgreSQL's side: `statement` (update_statement) on an autocommit connection."""
+
+    def __init__(self, conn: psycopg.Connection[Any], statement: sql.Composed) -> None:
+        self._conn, self._statement = conn, statement
+
+    def update(self, row_id: int, text: str) -> None:
+        self._conn.execute(self._statement, [text, row_id])
+
+    def fenced(self, exc: Exception) -> bool:
+        return isinstance(exc, psycopg.Error) and exc.sqlstate == QUERY_CANCELED
+
+
+def write_routed_to(
+    source: SourceRows,
     collection: Any,
-    table: str,
     column: str,
     ids: Sequence[Any],
     routing: Path,
@@ -56,11 +79,10 @@ def write_routed(
     stop: Stop,
     value: str = "w{n}",
 ) -> Writes:
-    """Write `rate` times a second until `stop` is set: row `id` of `table` (autocommit `conn`)
-    or document `_id` of `collection`, its `column` set to `value` formatted with the count.
-    `ids` are the documents' _ids (typed as stored); rows are keyed by their int value."""
+    """Write `rate` times a second until `stop` is set: a row of `source` or document `_id` of
+    `collection`, its `column` set to `value` formatted with the count. `ids` are the documents'
+    _ids (typed as stored); rows are keyed by their int value."""
     out = Writes()
-    statement = update_statement(table, column)
     started = time.monotonic()
     n = 0
     while not stop.is_set():
@@ -68,22 +90,21 @@ def write_routed(
         delay = started + n / rate - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        write_once(conn, collection, statement, column, ids[n % len(ids)], value.format(n=n), routing, out)
+        write_to(source, collection, column, ids[n % len(ids)], value.format(n=n), routing, out)
     out.seconds = time.monotonic() - started
     return out
 
 
 def update_statement(table: str, column: str) -> sql.Composed:
-    """The source's UPDATE of one row's `column`, by id: what `write_once` runs there."""
+    """PostgreSQL's UPDATE of one row's `column`, by id: what `PostgresRows` runs there."""
     return sql.SQL("UPDATE {} SET {} = %s WHERE id = %s").format(
         sql.Identifier(table), sql.Identifier(column)
     )
 
 
-def write_once(
-    conn: psycopg.Connection[Any],
+def write_to(
+    source: SourceRows,
     collection: Any,
-    statement: sql.Composed,
     column: str,
     doc_id: Any,
     text: str,
@@ -98,16 +119,9 @@ def write_once(
         side = primary(routing)
         try:
             if side == "source":
-                conn.execute(statement, [text, int(doc_id)])
+                source.update(int(doc_id), text)
             else:
                 collection.update_one({"_id": doc_id}, {"$set": {column: text}})
-            break
-        except psycopg.Error as exc:
-            if exc.sqlstate == QUERY_CANCELED:
-                out.counts["retried"] += 1
-                continue
-            out.counts["failed"] += 1
-            out.errors.append(str(exc))
             break
         except pymongo.errors.WriteError as exc:
             if exc.code == FENCED:
@@ -118,6 +132,9 @@ def write_once(
             out.errors.append(str(exc))
             break
         except Exception as exc:  # noqa: BLE001 - a failed request, counted and shown
+            if side == "source" and source.fenced(exc):
+                out.counts["retried"] += 1
+                continue
             out.counts["failed"] += 1
             out.errors.append(repr(exc))
             break

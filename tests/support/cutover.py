@@ -82,14 +82,14 @@ class App:
 
     def _body(self) -> None:
         customers = self.m.client[self.m.database]["customers"]
-        statement = routed_writes.update_statement("customers", "name")
         with psycopg.connect(self.m.pg_url, autocommit=True) as conn:
+            source = routed_writes.PostgresRows(conn, routed_writes.update_statement("customers", "name"))
             n = 0
             while not self.stop.is_set():
                 n += 1
                 key, value = n % KEYS + 1, f"w{n}"
-                routed_writes.write_once(
-                    conn, customers, statement, "name", Int64(key), value, self.switch, self.writes, 0.005
+                routed_writes.write_to(
+                    source, customers, "name", Int64(key), value, self.switch, self.writes, 0.005
                 )
                 time.sleep(
                     self.pause

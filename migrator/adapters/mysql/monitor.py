@@ -19,6 +19,7 @@ from migrator.adapters.mysql.capture import (
 )
 from migrator.adapters.mysql.positions import BinlogPositions, of_file
 from migrator.adapters.mysql.slots import held, position_of
+from migrator.errors import SourceError
 
 _PARSE_ERROR = 1064
 
@@ -94,6 +95,12 @@ class BinlogMonitor:
         try:
             conn = self._connection()
             before = current_position(endpoint, conn)
+            if before is None:
+                # No position to wait for: nothing would ever reach the marker.
+                raise SourceError(
+                    f"{endpoint.name}: the source writes no binary log: change capture has no stream to follow",
+                    hint="start the server with log_bin, binlog_format=ROW and binlog_row_image=FULL",
+                )
             with conn.cursor() as cur:
                 cur.execute("BEGIN")
                 cur.execute(INSERT_MARKER, [prefix, content.encode()])
@@ -105,8 +112,6 @@ class BinlogMonitor:
         except BaseException:
             self.close()
             raise
-        if before is None:
-            raise classify(pymysql.err.OperationalError(1381, "binary logging is off"), endpoint.name)
         return BinlogPositions.text(before + 1)
 
     def close(self) -> None:

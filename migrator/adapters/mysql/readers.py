@@ -37,7 +37,7 @@ from migrator.adapters.mysql.reading import (
     values_table,
 )
 from migrator.adapters.mysql.snapshot import SnapshotPoint, open_snapshot, position_value
-from migrator.adapters.mysql.values import converter, row_converter
+from migrator.adapters.mysql.values import CONVERSIONS, converter, row_converter
 from migrator.errors import SourceError
 
 # Rows fetched per round trip from an unbuffered result.
@@ -84,7 +84,7 @@ class _Reader:
 
     def __init__(self, endpoint: MysqlEndpoint) -> None:
         self._endpoint = endpoint
-        self._conn = endpoint.connect()
+        self._conn = endpoint.connect(conv=CONVERSIONS)
         try:
             with self._conn.cursor() as cur:
                 # The server drops a connection whose unbuffered result the client has not read

@@ -15,7 +15,7 @@ from migrator.adapters.mysql.connection import MysqlEndpoint
 from migrator.adapters.mysql.errors import classify
 from migrator.adapters.mysql.reading import quote, table_sql
 from migrator.adapters.mysql.snapshot import open_snapshot
-from migrator.adapters.mysql.values import converter, row_converter, select_expression
+from migrator.adapters.mysql.values import CONVERSIONS, converter, row_converter, select_expression
 
 
 def read_rows(
@@ -26,7 +26,7 @@ def read_rows(
     select = ", ".join(select_expression(quote(n), columns[n]) for n in names)
     ordering = f" ORDER BY {', '.join(quote(c) for c in order)}" if order else ""
     query = f"SELECT {select} FROM {table_sql(table)}{ordering}"  # noqa: S608 - quoted identifiers
-    conn = endpoint.connect()
+    conn = endpoint.connect(conv=CONVERSIONS)
     try:
         open_snapshot(conn)
         with conn.cursor(pymysql.cursors.SSCursor) as cur:
