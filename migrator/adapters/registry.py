@@ -20,13 +20,15 @@ SOURCES: dict[str, type[PostgresSource] | type[MysqlSource] | type[MemorySource]
 TARGETS: dict[str, type[MongoTarget] | type[MemoryTarget]] = {"mongodb": MongoTarget, "memory": MemoryTarget}
 
 
-def source_for(adapter: str, url: str) -> SourceAdapter:
+def source_for(adapter: str, url: str, **options: Any) -> SourceAdapter:
+    """`options`: the adapter's own keyword arguments (the plan's source.options)."""
     try:
-        return SOURCES[adapter](url)
+        cls = SOURCES[adapter]
     except KeyError:
         raise TerminalError(
             f"no source adapter named '{adapter}' (known: {', '.join(sorted(SOURCES))})"
         ) from None
+    return cls(url, **options)
 
 
 def target_for(adapter: str, url: str, database: str, **options: Any) -> TargetAdapter:
