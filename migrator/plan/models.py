@@ -103,6 +103,15 @@ class Source(Endpoint):
             raise ValueError('write zero_dates: "null" in quotes (YAML reads a bare null as no value)')
         return value
 
+    @field_validator("zero_dates")
+    @classmethod
+    def _mysql_only(cls, value: str, info: ValidationInfo) -> str:
+        # Validated only where the plan gives it (defaults are not validated).
+        adapter = info.data.get("adapter")
+        if adapter is not None and adapter != "mysql":
+            raise ValueError(f"'zero_dates' applies to a mysql source only ({adapter} has no zero dates)")
+        return value
+
     @field_validator("url")
     @classmethod
     def _well_formed(cls, value: SecretStr) -> SecretStr:
@@ -117,10 +126,6 @@ class Source(Endpoint):
 
     @model_validator(mode="after")
     def _scheme_of_adapter(self) -> Source:
-        if self.adapter != "mysql" and "zero_dates" in self.model_fields_set:
-            raise ValueError(
-                f"'zero_dates' applies to a mysql source only ({self.adapter} has no zero dates)"
-            )
         text = self.url.get_secret_value()
         if text.strip() and not _UNSET.match(text) and _source_parser(text) is not _PARSERS[self.adapter]:
             raise ValueError(

@@ -210,9 +210,9 @@ def type_table_markdown(conversion_for: Callable[[ColumnInfo], Any]) -> str:
         lines.append(f"| {label} | {native.type_name} | {bson} | {notes} |")
     lines.append(
         "| zero dates ('0000-00-00', '... 00:00:00', a zero month or day) | - | refused by `plan`; null with "
-        "`zero_dates: \"null\"` | refused: a date, datetime or timestamp column holding one is named, with "
+        '`zero_dates: "null"` | refused: a date, datetime or timestamp column holding one is named, with '
         "the UPDATE that sets it to NULL, and one written during the run stops it; with source "
-        "`zero_dates: \"null\"` it becomes null (snapshot and binlog alike) and reverse sync writes NULL back |"
+        '`zero_dates: "null"` it becomes null (snapshot and binlog alike) and reverse sync writes NULL back |'
     )
     lines.append("| NULL (any type) | - | null | the field is present with value null |")
     return "\n".join(lines)
