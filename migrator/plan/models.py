@@ -91,8 +91,8 @@ class Source(Endpoint):
         default="refuse",
         description="mysql only: zero dates ('0000-00-00', or a zero month or day) in date, datetime and "
         'timestamp columns. refuse: `plan` fails naming each column that holds one. "null" (quoted): they '
-        "become null on the target (snapshot and change capture alike); reverse sync writes NULL back, "
-        "never the zero date.",
+        "become null on the target (snapshot and change capture alike); reverse sync cannot restore one: "
+        "it keeps a zero date a row still holds where the document's field is null, and writes NULL elsewhere.",
     )
 
     @field_validator("zero_dates", mode="before")

@@ -311,7 +311,8 @@ def _zero_date(table: str, column: str, rows: int, zero_dates_to: ZeroDates, *, 
                 "source.zero_date",
                 Severity.INFO,
                 f"{table}.{column}",
-                mapped + "cannot restore a zero date: it writes NULL back",
+                mapped + "cannot restore a zero date: a row that still holds one keeps it, any other "
+                "row gets NULL",
             )
         return Finding(
             "source.zero_date",

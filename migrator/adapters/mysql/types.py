@@ -212,7 +212,8 @@ def type_table_markdown(conversion_for: Callable[[ColumnInfo], Any]) -> str:
         "| zero dates ('0000-00-00', '... 00:00:00', a zero month or day) | - | refused by `plan`; null with "
         '`zero_dates: "null"` | refused: a date, datetime or timestamp column holding one is named, with '
         "the UPDATE that sets it to NULL, and one written during the run stops it; with source "
-        '`zero_dates: "null"` it becomes null (snapshot and binlog alike) and reverse sync writes NULL back |'
+        '`zero_dates: "null"` it becomes null (snapshot and binlog alike); reverse sync keeps one a row still '
+        "holds, else writes NULL |"
     )
     lines.append("| NULL (any type) | - | null | the field is present with value null |")
     return "\n".join(lines)
