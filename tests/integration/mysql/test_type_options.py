@@ -6,20 +6,25 @@ cast column (its fix runs), counts zero dates, and reverse sync writes true/fals
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pymongo import MongoClient
 
 from migrator.adapters.mongodb import MongoTarget
+from migrator.adapters.mysql.values import ZeroDateRefused
 from migrator.adapters.registry import source_for
 from migrator.engine.context import RunContext
 from migrator.engine.events import EventBus
 from migrator.findings import Finding, Severity
 from migrator.mapping.inverse import inverses
 from migrator.mapping.spec import resolve
+from migrator.mapping.types import CastError
 from migrator.phases.cdc import CdcPhase
 from migrator.phases.preflight import Preflight
 from migrator.phases.snapshot import SnapshotPhase
@@ -125,14 +130,14 @@ def _follow(ctx: RunContext) -> Any:
         timer.cancel()
 
 
-def test_bools_and_zero_dates_are_the_same_from_the_snapshot_and_the_binlog(
-    mysql_url: str, mongo_url: str, mongo_db_name: str, tmp_path: Path
-) -> None:
-    schema = _schema(mysql_url)
-    _write(mysql_url, 0)
-    plan = _plan(tmp_path, mysql_url, mongo_url, mongo_db_name, schema, '"null"')
+@contextlib.contextmanager
+def _snapshot(
+    mysql_url: str, mongo_url: str, database: str, tmp_path: Path, schema: str, zero_dates: str
+) -> Iterator[RunContext]:
+    """The real snapshot phase of the plan, done; the context CDC follows with."""
+    plan = _plan(tmp_path, mysql_url, mongo_url, database, schema, zero_dates)
     source = source_for("mysql", mysql_url, **plan.source.options)
-    target = MongoTarget(mongo_url, mongo_db_name)
+    target = MongoTarget(mongo_url, database)
     tables = [f"{schema}.accounts", f"{schema}.prefs"]
     with SQLiteStateStore(tmp_path / "state.db") as store:
         try:
@@ -152,16 +157,50 @@ def test_bools_and_zero_dates_are_the_same_from_the_snapshot_and_the_binlog(
             )
             ctx = RunContext(plan, run, store, EventBus(), source, target, info, resolution.collections)
             assert not SnapshotPhase(ctx).run().stopped
-            _write(mysql_url, 100)  # the same values again, through the binlog
-            followed = _follow(ctx)
+            yield ctx
         finally:
             target.close()
             source.close()
+
+
+def test_bools_and_zero_dates_are_the_same_from_the_snapshot_and_the_binlog(
+    mysql_url: str, mongo_url: str, mongo_db_name: str, tmp_path: Path
+) -> None:
+    schema = _schema(mysql_url)
+    _write(mysql_url, 0)
+    with _snapshot(mysql_url, mongo_url, mongo_db_name, tmp_path, schema, '"null"') as ctx:
+        _write(mysql_url, 100)  # the same values again, through the binlog
+        followed = _follow(ctx)
     assert followed.caught_up and not followed.stopped
     with MongoClient(mongo_url) as client:
         documents = list(client[mongo_db_name]["accounts"].find().sort("_id", 1))
     assert documents == _expected(0) + _expected(100)
     assert [type(d["n"]) for d in documents if d["n"] is not None] == [int, int, int, int]
+
+
+def test_a_value_a_cast_cannot_carry_stops_cdc_naming_the_column(
+    mysql_url: str, mongo_url: str, mongo_db_name: str, tmp_path: Path
+) -> None:
+    schema = _schema(mysql_url)
+    with _snapshot(mysql_url, mongo_url, mongo_db_name, tmp_path, schema, "") as ctx:
+        with connect(mysql_url) as conn, conn.cursor() as cur:
+            cur.execute("INSERT INTO accounts (id, active) VALUES (9, 2)")
+        with pytest.raises(CastError) as stopped:
+            _follow(ctx)
+    assert f"{schema}.accounts.active holds 2" in stopped.value.message
+
+
+def test_a_zero_date_written_after_plan_stops_cdc_unless_the_plan_maps_it_to_null(
+    mysql_url: str, mongo_url: str, mongo_db_name: str, tmp_path: Path
+) -> None:
+    schema = _schema(mysql_url)
+    with _snapshot(mysql_url, mongo_url, mongo_db_name, tmp_path, schema, "") as ctx:
+        with connect(mysql_url) as conn, conn.cursor() as cur:
+            cur.execute("SET SESSION sql_mode = ''")
+            cur.execute("INSERT INTO accounts (id, born) VALUES (9, '2024-05-00')")
+        with pytest.raises(ZeroDateRefused) as stopped:
+            _follow(ctx)
+    assert f"in {schema}.accounts.born from the binlog" in stopped.value.message
 
 
 def _preflight(plan: Plan, mysql_url: str, mongo_url: str, database: str) -> list[Finding]:
@@ -220,7 +259,7 @@ def test_preflight_refuses_other_values_counts_zero_dates_and_its_fix_works(
     assert sorted((f.severity, f.subject) for f in zero) == [
         (Severity.INFO, f"{accounts}.{c}") for c in ("born", "seen", "ts")
     ]
-    assert all("1 row(s)" in f.message and "writes NULL back" in f.message for f in zero)
+    assert all("1 row(s)" in f.message and "cannot restore a zero date" in f.message for f in zero)
 
 
 def test_reverse_sync_writes_bools_as_one_and_zero_and_keeps_zero_dates_under_null(
