@@ -6,7 +6,6 @@ a root and an embedded table, in transactions, until caught up (markers through
 from __future__ import annotations
 
 import datetime
-import threading
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -20,12 +19,12 @@ from migrator.adapters.mysql import MysqlSource
 from migrator.engine.context import RunContext
 from migrator.engine.events import EventBus
 from migrator.mapping.spec import resolve
-from migrator.phases.cdc import CdcPhase
 from migrator.phases.snapshot import SnapshotPhase
 from migrator.plan import load_plan
 from migrator.plan.names import slot_name
 from migrator.state import SQLiteStateStore
 from tests.support.mariadb import connect
+from tests.support.phase_runs import claimed_run, follow_until_caught_up
 
 PLAN = """\
 version: 1
@@ -45,16 +44,6 @@ collections:
 
 def _order(oid: int, total: str) -> dict[str, Any]:
     return {"id": Int64(oid), "total": Decimal128(Decimal(total))}
-
-
-def _follow(ctx: RunContext) -> Any:
-    stop = threading.Event()
-    timer = threading.Timer(180, stop.set)  # a safety net only: the phase ends when caught up
-    timer.start()
-    try:
-        return CdcPhase(ctx, stop=stop, until="caught-up").run()
-    finally:
-        timer.cancel()
 
 
 def test_cdc_follows_the_binlog_after_the_snapshot(
@@ -84,17 +73,8 @@ def test_cdc_follows_the_binlog_after_the_snapshot(
             info = source.inspect([f"{schema}.customers", f"{schema}.orders"])
             resolution = resolve(plan.collections, info)
             assert resolution.collections, resolution.findings
-            run = store.begin_run(
-                plan.name, "digest", run_id="0123456789abcdef", slot=slot_name(plan.name, "0123456789abcdef")
-            )
-            target.ownership(plan.name).claim(
-                run_id=run.id,
-                started_at="2026-01-01T00:00:00Z",
-                host="test",
-                state="test",
-                slot=run.slot,
-                publication="p",
-            )
+            run_id = "0123456789abcdef"
+            run = claimed_run(store, target, plan.name, run_id=run_id, slot=slot_name(plan.name, run_id))
             ctx = RunContext(plan, run, store, EventBus(), source, target, info, resolution.collections)
             assert not SnapshotPhase(ctx).run().stopped
             with connect(mysql_url) as conn, conn.cursor() as cur:
@@ -106,11 +86,11 @@ def test_cdc_follows_the_binlog_after_the_snapshot(
                 cur.execute("DELETE FROM orders WHERE id = 301")
                 cur.execute("UPDATE orders SET total = '1.50' WHERE id = 100")
                 cur.execute("DELETE FROM customers WHERE id = 2")
-            first = _follow(ctx)
+            first = follow_until_caught_up(ctx)
             # A second run resumes from the target's checkpoint: only what came after is applied.
             with connect(mysql_url) as conn, conn.cursor() as cur:
                 cur.execute("UPDATE customers SET name = 'again' WHERE id = 3")
-            again = _follow(ctx)
+            again = follow_until_caught_up(ctx)
         finally:
             target.close()
             source.close()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,6 @@ from migrator.findings import Finding, Severity
 from migrator.mapping.inverse import inverses
 from migrator.mapping.spec import resolve
 from migrator.mapping.types import CastError
-from migrator.phases.cdc import CdcPhase
 from migrator.phases.preflight import Preflight
 from migrator.phases.snapshot import SnapshotPhase
 from migrator.plan import load_plan
@@ -33,6 +31,7 @@ from migrator.plan.models import Plan
 from migrator.plan.names import slot_name
 from migrator.state import SQLiteStateStore
 from tests.support.mariadb import connect
+from tests.support.phase_runs import claimed_run, follow_until_caught_up
 
 PLAN = """\
 version: 1
@@ -120,16 +119,6 @@ def _plan(
     return load_plan(path)
 
 
-def _follow(ctx: RunContext) -> Any:
-    stop = threading.Event()
-    timer = threading.Timer(180, stop.set)  # a safety net only: the phase ends when caught up
-    timer.start()
-    try:
-        return CdcPhase(ctx, stop=stop, until="caught-up").run()
-    finally:
-        timer.cancel()
-
-
 @contextlib.contextmanager
 def _snapshot(
     mysql_url: str, mongo_url: str, database: str, tmp_path: Path, schema: str, zero_dates: str
@@ -144,17 +133,8 @@ def _snapshot(
             info = source.inspect(tables)
             resolution = resolve(plan.collections, info)
             assert resolution.collections and resolution.ok, resolution.findings
-            run = store.begin_run(
-                plan.name, "digest", run_id="0123456789abcdef", slot=slot_name(plan.name, "0123456789abcdef")
-            )
-            target.ownership(plan.name).claim(
-                run_id=run.id,
-                started_at="2026-01-01T00:00:00Z",
-                host="test",
-                state="test",
-                slot=run.slot,
-                publication="p",
-            )
+            run_id = "0123456789abcdef"
+            run = claimed_run(store, target, plan.name, run_id=run_id, slot=slot_name(plan.name, run_id))
             ctx = RunContext(plan, run, store, EventBus(), source, target, info, resolution.collections)
             assert not SnapshotPhase(ctx).run().stopped
             yield ctx
@@ -170,7 +150,7 @@ def test_bools_and_zero_dates_are_the_same_from_the_snapshot_and_the_binlog(
     _write(mysql_url, 0)
     with _snapshot(mysql_url, mongo_url, mongo_db_name, tmp_path, schema, '"null"') as ctx:
         _write(mysql_url, 100)  # the same values again, through the binlog
-        followed = _follow(ctx)
+        followed = follow_until_caught_up(ctx)
     assert followed.caught_up and not followed.stopped
     with MongoClient(mongo_url) as client:
         documents = list(client[mongo_db_name]["accounts"].find().sort("_id", 1))
@@ -186,7 +166,7 @@ def test_a_value_a_cast_cannot_carry_stops_cdc_naming_the_column(
         with connect(mysql_url) as conn, conn.cursor() as cur:
             cur.execute("INSERT INTO accounts (id, active) VALUES (9, 2)")
         with pytest.raises(CastError) as stopped:
-            _follow(ctx)
+            follow_until_caught_up(ctx)
     assert f"{schema}.accounts.active holds 2" in stopped.value.message
 
 
@@ -199,7 +179,7 @@ def test_a_zero_date_written_after_plan_stops_cdc_unless_the_plan_maps_it_to_nul
             cur.execute("SET SESSION sql_mode = ''")
             cur.execute("INSERT INTO accounts (id, born) VALUES (9, '2024-05-00')")
         with pytest.raises(ZeroDateRefused) as stopped:
-            _follow(ctx)
+            follow_until_caught_up(ctx)
     assert f"in {schema}.accounts.born from the binlog" in stopped.value.message
 
 
