@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from migrator.adapters.base import ColumnInfo, SourceInfo, SourceServerInfo, TableInfo
+from migrator.adapters.base import ColumnInfo, SourceInfo, SourceServerInfo
 from migrator.adapters.mysql.binlog_values import ColumnFacts, RowConverter
 from migrator.adapters.mysql.values import ZeroDateRefused, converter
 from migrator.errors import PlanError
@@ -21,6 +21,7 @@ from migrator.mapping.spec import resolve
 from migrator.mapping.types import CastError
 from migrator.plan import parse_plan
 from migrator.plan.models import Collection
+from tests.support.tables import keyed_table
 
 UTC = datetime.UTC
 
@@ -29,28 +30,13 @@ def column(name: str, type_name: str, position: int, *, nullable: bool = True) -
     return ColumnInfo(name, type_name, "base", None, None, nullable, None, None, position)
 
 
-def table(name: str, *columns: ColumnInfo) -> TableInfo:
-    return TableInfo(
-        name=name,
-        columns=columns,
-        primary_key=("id",),
-        unique_keys=(("id",),),
-        replica_identity="default",
-        identity_columns=("id",),
-        foreign_keys=(),
-        estimated_rows=0,
-        total_bytes=0,
-        owned_by_current_user=True,
-    )
-
-
-USERS = table(
+USERS = keyed_table(
     "shop.users",
     column("id", "integer", 1, nullable=False),
     column("active", "smallint", 2),
     column("name", "text", 3),
 )
-FLAGS = table(
+FLAGS = keyed_table(
     "shop.flags",
     column("id", "integer", 1, nullable=False),
     column("user_id", "integer", 2),
