@@ -19,6 +19,7 @@ from migrator.mapping.changes import ChangeMapper
 from migrator.mapping.inverse import DocumentInverse, InverseError
 from migrator.mapping.spec import resolve
 from migrator.mapping.types import CastError
+from migrator.operations.run import plan_digest
 from migrator.plan import parse_plan
 from migrator.plan.models import Collection
 from tests.support.tables import keyed_table
@@ -190,3 +191,24 @@ def test_the_binlogs_zero_dates() -> None:
         {**ZERO_ROW, "d": None, "ts": None}, {"d": "null", "ts": "null", "unread": "out of date range"}
     )
     assert fine == {"id": 1, "d": None, "ts": None, "unread": None}
+
+
+def test_types_count_in_the_runs_mapping_digest_only_where_given() -> None:
+    text = """\
+version: 1
+source: {adapter: mysql, url: "mysql://app@h:3306/shop"}
+target: {adapter: mongodb, url: "mongodb://h/", database: app}
+collections: [{name: users, from: shop.users, key: id}]
+"""
+    plain = parse_plan(text)
+    # Without `types` a collection dumps as before it existed: an active run's recorded digest holds.
+    assert plain.collections[0].model_dump(by_alias=True) == {
+        "from": "shop.users",
+        "fields": None,
+        "exclude": [],
+        "embed": [],
+        "name": "users",
+        "key": "id",
+    }
+    typed = parse_plan(text.replace("key: id}", "key: id, types: {active: bool}}"))
+    assert plan_digest(typed) != plan_digest(plain)
