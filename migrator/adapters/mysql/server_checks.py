@@ -7,10 +7,10 @@ what inspection (inspect.py) found; every failure names the object and a fix the
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Literal
 
-from migrator.adapters.base import MappedCollection, SourceInfo
+from migrator.adapters.base import ColumnInfo, MappedCollection, SourceInfo
 from migrator.adapters.mysql.inspect import MysqlServerInfo, quote_ident, quote_table
+from migrator.adapters.mysql.values import DATE_TYPES, ZeroDates
 from migrator.findings import Finding, Severity
 
 MIN_MARIADB = 100500  # binlog_row_metadata=FULL (column names in row events) arrived in 10.5
@@ -22,8 +22,6 @@ ASSUMED_ROWS_PER_SECOND = 15_000
 RETENTION_MARGIN_S = 3_600
 RETENTION_COMFORT_S = 7 * 86_400
 TRANSACTIONAL_ENGINES = frozenset({"innodb"})
-DATE_TYPES = frozenset({"date", "timestamp without time zone", "timestamp with time zone"})
-ZeroDates = Literal["refuse", "null"]
 
 
 def describe(info: SourceInfo) -> str:
@@ -249,9 +247,9 @@ def preflight_findings(
         engine = server.engines.get(name, "")
         if engine.lower() not in TRANSACTIONAL_ENGINES:
             found.append(_engine(name, engine))
-        nullable = {c.name: c.nullable for c in table.columns}
+        columns = {c.name: c for c in table.columns}
         found += [
-            _zero_date(name, column, rows, zero_dates_to, nullable=nullable.get(column, True))
+            _zero_date(name, columns[column], rows, zero_dates_to)
             for column, rows in zero_dates.get(name, {}).items()
         ]
         found += [
@@ -299,14 +297,14 @@ def _engine(table: str, engine: str) -> Finding:
     )
 
 
-def _zero_date(table: str, column: str, rows: int, zero_dates_to: ZeroDates, *, nullable: bool) -> Finding:
-    col = quote_ident(column)
+def _zero_date(table: str, info: ColumnInfo, rows: int, zero_dates_to: ZeroDates) -> Finding:
+    column, col = info.name, quote_ident(info.name)
     held = f"{table}.{column} holds zero dates in {rows} row(s) ('0000-00-00' or a date with a zero month or day)"
     if zero_dates_to == "null":
         mapped = (
             f'{held}: they become null on the target (source zero_dates: "null"); reverse sync after cutover '
         )
-        if nullable:
+        if info.nullable:
             return Finding(
                 "source.zero_date",
                 Severity.INFO,
@@ -320,8 +318,8 @@ def _zero_date(table: str, column: str, rows: int, zero_dates_to: ZeroDates, *, 
             f"{table}.{column}",
             mapped
             + f"cannot write such a document back: {column} is NOT NULL, and a zero date cannot be restored",
-            f"ALTER TABLE {quote_table(table)} MODIFY {col} <its type> NULL; (or accept that rollback after "
-            "cutover stops at such a document)",
+            f"ALTER TABLE {quote_table(table)} MODIFY {col} {info.native_type} NULL; (keep its DEFAULT and "
+            "COMMENT by repeating them) or accept that reverse sync stops at such a document",
         )
     # The fix is text for the operator, never run here.
     return Finding(

@@ -247,6 +247,21 @@ def test_preflight_refuses_other_values_counts_zero_dates_and_its_fix_works(
     ]
     assert all("1 row(s)" in f.message and "cannot restore a zero date" in f.message for f in zero)
 
+    # A NOT NULL column cannot take the null reverse sync would write: a warning, whose fix runs.
+    with connect(mysql_url) as conn, conn.cursor() as cur:
+        cur.execute("SET SESSION sql_mode = ''")
+        cur.execute("ALTER TABLE accounts ADD COLUMN due DATE NOT NULL DEFAULT '0000-00-00'")
+    findings = _preflight(mapped, mysql_url, mongo_url, mongo_db_name)
+    (due,) = [f for f in findings if f.subject == f"{accounts}.due"]
+    assert (due.check, due.severity) == ("source.zero_date", Severity.WARN)
+    assert "5 row(s)" in due.message and "NOT NULL" in due.message
+    assert due.fix is not None
+    with connect(mysql_url) as conn, conn.cursor() as cur:
+        cur.execute(due.fix.split(";", 1)[0])
+    findings = _preflight(mapped, mysql_url, mongo_url, mongo_db_name)
+    (due,) = [f for f in findings if f.subject == f"{accounts}.due"]
+    assert due.severity is Severity.INFO
+
 
 def test_reverse_sync_writes_bools_as_one_and_zero_and_keeps_zero_dates_under_null(
     mysql_url: str, mongo_url: str, mongo_db_name: str, tmp_path: Path
