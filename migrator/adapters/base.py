@@ -170,6 +170,11 @@ class SourceAdapter(Protocol):
         """The most significant digits a numeric column holds today (a full scan)."""
         ...
 
+    def values_outside(self, table: str, column: str, allowed: Sequence[Any]) -> int:
+        """How many rows of `table` hold a value of `column` other than `allowed` and NULL today (a
+        full scan): what a cast of the plan's `types` could not carry."""
+        ...
+
     def largest_document(
         self, root: str, key: Sequence[str], root_overhead: int, paths: Sequence[Sequence[JoinHop]]
     ) -> LargestDocument | None:

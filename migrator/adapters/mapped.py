@@ -31,6 +31,11 @@ class MappedField(Protocol):
     @property
     def column(self) -> ColumnInfo: ...
 
+    @property
+    def plan_type(self) -> str | None:
+        """The plan's `types` name for the column ('bool'), None where it gives none."""
+        ...
+
 
 class MappedDocument(Protocol):
     @property

@@ -44,8 +44,9 @@ def _source(adapter: str) -> type[PostgresSource] | type[MysqlSource] | type[Mem
         ) from None
 
 
-def source_for(adapter: str, url: str) -> SourceAdapter:
-    return _source(adapter)(url)
+def source_for(adapter: str, url: str, **options: Any) -> SourceAdapter:
+    """`options`: the adapter's own keyword arguments (the plan's source.options)."""
+    return _source(adapter)(url, **options)
 
 
 def target_for(adapter: str, url: str, database: str, **options: Any) -> TargetAdapter:

@@ -7,7 +7,7 @@ no query per parent, and memory bounded by the largest document, not by the tabl
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,7 @@ class _Positions:
     read: LevelRead
     offset: int  # where this level's own columns start in its rows (after the root key)
     fields: tuple[tuple[str, int], ...]  # (field name, row position)
+    casts: tuple[tuple[str, Callable[[Any], Any]], ...]  # (field name, the plan's cast of its value)
     link_to_parent: tuple[int, ...]  # positions of the `on` child columns
     links_for_children: dict[int, tuple[int, ...]]  # child level -> positions of its `on` parent columns
     children: tuple[int, ...]
@@ -64,6 +65,7 @@ class Assembler:
                 position(table_columns[k])
         link_to_parent = tuple(position(table_columns[c]) for c in level.link)
         fields = tuple((f.name, position(f.column)) for f in doc.fields)
+        casts = tuple((f.name, f.forward) for f in doc.fields if f.forward is not None)
         links = {
             child: tuple(position(table_columns[p]) for p in self.mapping.levels[child].parent_link)
             for child in level.children
@@ -78,6 +80,7 @@ class Assembler:
             read=LevelRead(level.hops, tuple(columns), order),
             offset=offset,
             fields=fields,
+            casts=casts,
             link_to_parent=link_to_parent,
             links_for_children=links,
             children=level.children,
@@ -126,6 +129,8 @@ class Assembler:
     def _element(self, level: _Positions, row: tuple[Any, ...]) -> dict[str, Any]:
         base = level.offset
         element = {name: row[base + pos] for name, pos in level.fields}
+        for name, cast in level.casts:
+            element[name] = cast(element[name])
         for child_index in level.children:
             child = self.levels[child_index]
             assert child.embed is not None

@@ -367,7 +367,8 @@ class ChangeMapper:
             if f.column.name in row:
                 value = row[f.column.name]
                 if value is not self._unchanged:
-                    out[f.name] = value
+                    # The plan's cast (`types`), as the snapshot's assembler applies it.
+                    out[f.name] = value if f.forward is None else f.forward(value)
         return out
 
     @staticmethod

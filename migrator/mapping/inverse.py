@@ -14,7 +14,7 @@ equals what the source held:
 | decimal (Decimal128), int, long, double    | numeric, money (exact; NaN and Infinity kept)  |
 | double, int, long             | real, double precision                                      |
 | string                        | text types, and every type the table converts to its text form (enum, interval, time, inet, ranges, geometric, bit, xml, ...): the text is parsed by the column's input function |
-| bool                          | boolean                                                     |
+| bool                          | boolean; an integer column `types: {column: bool}` casts: 1/0 |
 | date                          | timestamptz; timestamp (the UTC wall clock); date (must be midnight UTC) |
 | binData 4 (UUID)              | uuid                                                        |
 | binData 0                     | bytea                                                       |
@@ -54,6 +54,7 @@ from migrator.adapters.base import ColumnInfo
 from migrator.adapters.rows import DocumentRows, Equivalence, LevelRows, TableLevel
 from migrator.errors import TerminalError
 from migrator.mapping.spec import CollectionMapping, DocumentMapping, EmbedMapping, FieldMapping, Level
+from migrator.mapping.types import Cast
 
 UnknownFields = Literal["error", "ignore"]
 
@@ -320,6 +321,24 @@ def column_converter(column: ColumnInfo) -> Convert:
     return _scalar(column.type_name, column.type_kind)
 
 
+def _backward(cast: Cast) -> Convert:
+    def convert(value: Any) -> Any:
+        try:
+            return cast.backward(value)
+        except ValueError as exc:
+            raise _Refused(f"{exc} (the plan's `types` makes it {cast.name})") from None
+
+    return convert
+
+
+def _field_column(field: FieldMapping, column: _Column) -> _Column:
+    """A field's column as its values go back: through the plan's cast (`types`) where it has one,
+    e.g. true/false -> 1/0 (docs/architecture.md, "Types chosen by the plan")."""
+    if field.cast is None:
+        return column
+    return _Column(column.info, _backward(field.cast))
+
+
 def equivalence(column: ColumnInfo) -> Equivalence | None:
     """How the forward conversion of `column` loses information, if it does."""
     name = column.element_type if column.type_kind == "array" else column.type_name
@@ -410,7 +429,7 @@ class DocumentInverse:
         columns = {c.name: _Column(c, column_converter(c)) for c in doc.all_columns}
         for f in doc.fields:  # all_columns is empty in mappings built by hand: fields suffice
             columns.setdefault(f.column.name, _Column(f.column, column_converter(f.column)))
-        fields = {f.name: (f, columns[f.column.name]) for f in doc.fields}
+        fields = {f.name: (f, _field_column(f, columns[f.column.name])) for f in doc.fields}
         equivalent = tuple(
             (name, kind) for name, column in columns.items() if (kind := equivalence(column.info)) is not None
         )

@@ -8,13 +8,14 @@ that names the table, the column and the fix.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
 from migrator.adapters.base import ColumnInfo, ForeignKey, JoinHop, SourceInfo, TableInfo
 from migrator.findings import Finding, Severity
-from migrator.mapping.types import Conversion, conversion_for
+from migrator.mapping.types import CASTS, Cast, Conversion, cast_forward, conversion_for
 from migrator.plan.models import Collection, Embed
 
 # Types that compare equal across a join; an `on` pair from different families
@@ -63,6 +64,17 @@ class FieldMapping:
     name: str  # target field
     column: ColumnInfo
     conversion: Conversion
+    # The plan's `types` for the column, where it gives one: its values become the cast's (the
+    # readers and change streams deliver the column's own; the mapping converts, so snapshot,
+    # change capture and verify give one document). `forward` applies it, stopping on a value
+    # the cast cannot carry.
+    cast: Cast | None = None
+    forward: Callable[[Any], Any] | None = None
+
+    @property
+    def plan_type(self) -> str | None:
+        """The plan's `types` name for the column (adapters/mapped.py), None where it gives none."""
+        return None if self.cast is None else self.cast.name
 
 
 @dataclass(frozen=True)
@@ -379,7 +391,7 @@ class _Resolver:
         if not self.key_types(table, key):
             return None
         document = self.document(
-            table, key, plan.fields, plan.exclude, plan.embed, hidden=set(key), root=True
+            table, key, plan.fields, plan.exclude, plan.embed, hidden=set(key), root=True, types=plan.types
         )
         return CollectionMapping(plan.name, document) if document is not None else None
 
@@ -481,8 +493,10 @@ class _Resolver:
         embeds: list[Embed],
         hidden: set[str],
         root: bool = False,
+        types: Mapping[str, str] | None = None,
     ) -> DocumentMapping | None:
         self.excluded_exist(table, exclude)
+        casts = self.casts(table, key, hidden, types or {})
         if fields is not None:
             if not self.columns_exist(table, list(fields.values()), "mapped"):
                 return None
@@ -504,7 +518,12 @@ class _Resolver:
                     f"add '{column.name}' to 'exclude' of {table.name}",
                 )
                 continue
-            mapped.append(FieldMapping(name, column, conversion))
+            cast = casts.get(column.name)
+            if cast is not None:
+                forward = cast_forward(cast, table.name, column.name)
+                mapped.append(FieldMapping(name, column, cast.conversion, cast, forward))
+            else:
+                mapped.append(FieldMapping(name, column, conversion))
         children: list[EmbedMapping] = []
         taken = {f.name for f in mapped}
         for embed in embeds:
@@ -520,6 +539,40 @@ class _Resolver:
             if child is not None:
                 children.append(child)
         return DocumentMapping(table.name, key, tuple(mapped), tuple(children), table.columns)
+
+    def casts(
+        self, table: TableInfo, key: tuple[str, ...], hidden: set[str], types: Mapping[str, str]
+    ) -> dict[str, Cast]:
+        """The plan's `types` of one level, checked against the table: the column exists, is no key
+        or link (the plan refuses the ones it names; an embed's default key is the table's), and
+        has a type the cast applies to. Only the casts that pass are returned."""
+        found: dict[str, Cast] = {}
+        if not self.columns_exist(table, list(types), "'types'"):
+            types = {c: t for c, t in types.items() if table.column(c) is not None}
+        for name, type_name in types.items():
+            column = table.column(name)
+            assert column is not None
+            cast = CASTS[type_name]
+            subject = f"{table.name}.{name}"
+            if name in key or name in hidden:
+                self.fail(
+                    "mapping.type_cast",
+                    subject,
+                    f"'types' gives {name} the type {type_name}, but {name} keys or links the rows of {table.name}: "
+                    "its values must stay as the source holds them",
+                    f"remove '{name}' from 'types'",
+                )
+            elif column.type_kind != "base" or column.type_name not in cast.accepts:
+                self.fail(
+                    "mapping.type_cast",
+                    subject,
+                    f"'types' gives {name} the type {type_name}, which applies to columns of type "
+                    f"{', '.join(sorted(cast.accepts))}; {name} is {column.native_type or column.type_name}",
+                    f"remove '{name}' from 'types'",
+                )
+            else:
+                found[name] = cast
+        return found
 
     def embed(
         self, parent: TableInfo, plan: Embed, parent_fields: list[FieldMapping], root_key: tuple[str, ...]
@@ -553,7 +606,9 @@ class _Resolver:
         if plan.many:
             self.element_order(table, plan.as_, order + tuple(k for k in key if k not in order))
         hidden = {c for c, _ in on}
-        child = self.document(table, key, plan.fields, plan.exclude, plan.embed, hidden=hidden)
+        child = self.document(
+            table, key, plan.fields, plan.exclude, plan.embed, hidden=hidden, types=plan.types
+        )
         if child is None:
             return None
         self.locatable(plan, table, parent, on, key, order, child, parent_fields, root_key, lookup)

@@ -7,9 +7,12 @@ converters implement exactly what it says.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from migrator.adapters.base import ColumnInfo
+from migrator.errors import TerminalError
 
 
 @dataclass(frozen=True)
@@ -154,3 +157,72 @@ def type_table_markdown() -> str:
     rows.append(("NULL (any type)", "null", "the field is present with value null"))
     lines.extend(f"| {a} | {b} | {c} |" for a, b, c in rows)
     return "\n".join(lines)
+
+
+# -- casts: the plan's `types` (a field's target type where it is not its column's) -----------------
+
+INTEGER_TYPES = frozenset({"smallint", "integer", "bigint", "bigint unsigned"})
+
+
+class CastError(TerminalError):
+    """A value a cast cannot carry exactly (a 2 in a column cast to bool): the run stops rather
+    than store another value (docs/architecture.md, "Types chosen by the plan")."""
+
+
+@dataclass(frozen=True)
+class Cast:
+    """How `types: {column: NAME}` turns a column's values into the field's and back.
+
+    `accepts`: the column types it applies to; `exact_values`: the only values it carries, which
+    preflight scans the column for (None: every value of those types); `forward`: the column's
+    value -> the field's; `backward`: the field's value (BSON, as the target gives it) -> the
+    column's, raising ValueError for one the cast never produces."""
+
+    name: str
+    conversion: Conversion
+    accepts: frozenset[str]
+    exact_values: tuple[Any, ...] | None
+    forward: Callable[[Any], Any]
+    backward: Callable[[Any], Any]
+
+
+def _to_bool(value: Any) -> Any:
+    if value == 0 or value == 1:
+        return bool(value)
+    raise ValueError(f"{value!r} is neither 0 nor 1")
+
+
+def _from_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        return int(value)
+    raise ValueError(f"expected bool, found {type(value).__name__} {value!r}")
+
+
+CASTS: dict[str, Cast] = {
+    "bool": Cast(
+        "bool",
+        Conversion("bool", "the plan's `types: {column: bool}`: 0 is false, 1 is true; written back as 0/1"),
+        INTEGER_TYPES,
+        (0, 1),
+        _to_bool,
+        _from_bool,
+    ),
+}
+
+
+def cast_forward(cast: Cast, table: str, column: str) -> Callable[[Any], Any]:
+    """`cast.forward` for one column, stopping the run on a value it cannot carry (None stays None)."""
+
+    def convert(value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return cast.forward(value)
+        except ValueError as exc:
+            raise CastError(
+                f"{table}.{column} holds {value!r}, which `types: {{{column}: {cast.name}}}` cannot carry ({exc})",
+                hint=f"remove '{column}' from 'types' (its values then migrate as they are), or change the "
+                "value at the source",
+            ) from None
+
+    return convert

@@ -117,6 +117,7 @@ class Preflight:
             self.report.findings.extend(self.source.preflight_findings(source, resolution.collections, read))
             if not self.target.capabilities.keeps_source_types:
                 self._check_precision(resolution)
+            self._check_casts(resolution)
             self._plan_target_schema(resolution.collections)
             if resolution.ok and self.scan_data:
                 self._check_document_sizes(resolution)
@@ -173,6 +174,56 @@ class Preflight:
                         scanned.add(subject)
                         array = column.type_kind == "array"
                         self._check_numeric(subject, doc.table, column.name, column.numeric_precision, array)
+
+    def _check_casts(self, resolution: Resolution) -> None:
+        """The plan's `types` carry only some values (bool: 0 and 1): a column holding others today
+        is refused, as its values would be lost; one that holds none is noted (a later other value
+        stops the run: mapping/types.py CastError)."""
+        scanned: set[str] = set()
+        for collection in resolution.collections:
+            for level in collection.levels:
+                for fld in level.document.fields:
+                    cast, column, table = fld.cast, fld.column.name, level.table
+                    subject = f"{table}.{column}"
+                    if cast is None or cast.exact_values is None or subject in scanned or not self.scan_data:
+                        continue
+                    scanned.add(subject)
+                    self._check_cast(subject, table, column, cast.name, cast.exact_values)
+
+    def _check_cast(self, subject: str, table: str, column: str, name: str, allowed: tuple[Any, ...]) -> None:
+        shown = ", ".join(str(v) for v in allowed)
+        option = f"`types: {{{column}: {name}}}`"
+        try:
+            count = self.source.values_outside(table, column, allowed)
+        except MigratorError as exc:
+            self.add(
+                "mapping.type_cast",
+                Severity.WARN,
+                subject,
+                f"could not scan {subject} for values other than {shown} ({exc.message}); such a value stops "
+                "the run",
+            )
+            return
+        if count:
+            others = ", ".join(str(v) for v in allowed[1:])
+            update = f"UPDATE {table} SET {column} = {others} WHERE {column} NOT IN ({shown});"  # noqa: S608 (advice shown, never run)
+            self.add(
+                "mapping.type_cast",
+                Severity.FAIL,
+                subject,
+                f"{count} row(s) of {table} hold a {column} other than {shown} or NULL, which {option} cannot "
+                "carry: their values would be lost",
+                f"remove '{column}' from 'types' (the column then migrates as it is), or set those values to "
+                f"{shown} first: {update}",
+            )
+        else:
+            self.add(
+                "mapping.type_cast",
+                Severity.OK,
+                subject,
+                f"{subject} holds only {shown} or NULL today: {option} carries them; a later other value stops "
+                "the run",
+            )
 
     def _check_numeric(
         self, subject: str, table: str, column: str, precision: int | None, array: bool

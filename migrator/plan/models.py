@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
@@ -35,6 +35,9 @@ class _Strict(BaseModel):
 
 
 Columns = Annotated[list[str], Field(min_length=1)]
+# A field's target type where it differs from its column's (`types:`). Issue 16 adds the casts of
+# columns written to a PostgreSQL target under the same name.
+Cast = Literal["bool"]
 
 
 def _as_columns(value: str | list[str]) -> tuple[str, ...]:
@@ -101,6 +104,30 @@ class Source(Endpoint):
     adapter: Literal["postgres", "mysql"] = Field(
         description="Source database kind: postgres, or mysql (MySQL 8 and MariaDB 10.5+)."
     )
+    zero_dates: Literal["refuse", "null"] = Field(
+        default="refuse",
+        description="mysql only: zero dates ('0000-00-00', or a zero month or day) in date, datetime and "
+        'timestamp columns. refuse: `plan` fails naming each column that holds one. "null" (quoted): they '
+        "become null on the target (snapshot and change capture alike); reverse sync cannot restore one: "
+        "it keeps a zero date a row still holds where the document's field is null, and writes NULL elsewhere.",
+    )
+
+    @field_validator("zero_dates", mode="before")
+    @classmethod
+    def _quoted_null(cls, value: object) -> object:
+        if value is None:
+            # YAML reads a bare `null` as no value: say so rather than take it for the default.
+            raise ValueError('write zero_dates: "null" in quotes (YAML reads a bare null as no value)')
+        return value
+
+    @field_validator("zero_dates")
+    @classmethod
+    def _mysql_only(cls, value: str, info: ValidationInfo) -> str:
+        # Validated only where the plan gives it (defaults are not validated).
+        adapter = info.data.get("adapter")
+        if adapter is not None and adapter != "mysql":
+            raise ValueError(f"'zero_dates' applies to a mysql source only ({adapter} has no zero dates)")
+        return value
 
     @field_validator("url")
     @classmethod
@@ -108,6 +135,11 @@ class Source(Endpoint):
         # Checked by its own scheme here (so a problem is located at the URL); whether that scheme
         # is the adapter's, below.
         return _strict(value, _source_parser(value.get_secret_value()))
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The adapter's own keyword arguments (adapters/registry.py source_for)."""
+        return {"zero_dates": self.zero_dates} if self.adapter == "mysql" else {}
 
     @model_validator(mode="after")
     def _scheme_of_adapter(self) -> Source:
@@ -200,6 +232,15 @@ class _Shape(_Strict):
     )
     exclude: list[str] = Field(default_factory=list, description="Source columns left out.")
     embed: list[Embed] = Field(default_factory=list, description="Child tables embedded in each document.")
+    types: dict[str, Cast] = Field(
+        default_factory=dict,
+        # Left out of a dump while empty: the digest of a run's mapping (operations/run.py
+        # plan_digest) stays what runs begun before `types` existed recorded.
+        exclude_if=lambda value: not value,
+        description="Source column -> the type its field takes on the target, where it is not the column's "
+        "own. bool: an integer column holding only 0 and 1 (MySQL's TINYINT(1)) becomes true/false; `plan` "
+        "scans it and fails on any other value, and reverse sync writes 1/0 back.",
+    )
 
     @field_validator("from_")
     @classmethod
@@ -211,6 +252,14 @@ class _Shape(_Strict):
     def _fields(cls, value: dict[str, str] | None) -> dict[str, str] | None:
         return _check_fields(value)
 
+    @field_validator("types")
+    @classmethod
+    def _types(cls, value: dict[str, Cast]) -> dict[str, Cast]:
+        for column in value:
+            if not column:
+                raise ValueError("'types' names an empty column")
+        return value
+
     @property
     def table(self) -> str:
         """Fully qualified source table name."""
@@ -221,6 +270,7 @@ class _Shape(_Strict):
             taken = set(self.fields.values()) & set(self.exclude)
             if taken:
                 raise ValueError(f"column(s) {sorted(taken)} are both in 'fields' and in 'exclude'")
+        self._check_types(key)
         names = [e.as_ for e in self.embed]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -229,6 +279,24 @@ class _Shape(_Strict):
             clash = sorted(set(names) & set(self.fields))
             if clash:
                 raise ValueError(f"field(s) {clash} are also embed 'as' names")
+
+    def _check_types(self, structural: tuple[str, ...]) -> None:
+        """`types` changes the values of fields only: a column that finds a document or an element
+        (a key, a link, an order) keeps its values, as changes must find them."""
+        links = {parent for e in self.embed for parent in e.on.values()}
+        held = sorted(set(self.types) & (set(structural) | links))
+        if held:
+            raise ValueError(
+                f"'types' names column(s) {held} that key, link ('on') or order documents or elements: "
+                "their values must stay as the source holds them"
+            )
+        excluded = sorted(set(self.types) & set(self.exclude))
+        if excluded:
+            raise ValueError(f"'types' names column(s) {excluded} that 'exclude' leaves out")
+        if self.fields is not None:
+            unmapped = sorted(set(self.types) - set(self.fields.values()))
+            if unmapped:
+                raise ValueError(f"'types' names column(s) {unmapped} that 'fields' does not take")
 
 
 class Embed(_Shape):
@@ -255,7 +323,7 @@ class Embed(_Shape):
     def _consistent(self) -> Embed:
         if not self.many and self.order_by is not None:
             raise ValueError("'order_by' applies only to 'many: true'")
-        self._check_common(self.key_columns)
+        self._check_common((*self.key_columns, *self.on, *self.order_columns))
         return self
 
     @property

@@ -547,3 +547,25 @@ def _scalar(url: str, query: str) -> Any:
         row = conn.execute(query).fetchone()
     assert row is not None
     return row[0]
+
+
+def test_a_bool_cast_of_an_integer_column_is_scanned_and_its_fix_works(setup: Setup) -> None:
+    setup.sql(
+        "CREATE TABLE public.flags (id integer PRIMARY KEY, active smallint, note text)",
+        "INSERT INTO public.flags VALUES (1, 1, 'a'), (2, 0, 'b'), (3, NULL, 'c'), (4, 2, 'd'), (5, -1, 'e')",
+    )
+    report = setup.plan("- {name: flags, from: flags, key: id, types: {active: bool}}")
+    finding = one(report, "mapping.type_cast", "public.flags.active")
+    assert finding.severity is Severity.FAIL
+    assert "2 row(s) of public.flags hold a active other than 0, 1 or NULL" in finding.message
+    assert finding.fix is not None
+    setup.sql(finding.fix.rsplit(": ", 1)[1])  # the UPDATE it gives
+    assert setup.scalar("SELECT count(*) FROM public.flags WHERE active = 1") == 3
+    fixed = setup.plan("- {name: flags, from: flags, key: id, types: {active: bool}}")
+    assert one(fixed, "mapping.type_cast", "public.flags.active").severity is Severity.OK
+    assert fixed.ready, fixed.failures
+    assert fixed.collections[0].shape() == {"_id": "<id>", "active": "bool | null", "note": "string | null"}
+
+    text = setup.plan("- {name: flags, from: flags, key: id, types: {note: bool}}")
+    refused = one(text, "mapping.type_cast", "public.flags.note")
+    assert refused.severity is Severity.FAIL and "note is text" in refused.message

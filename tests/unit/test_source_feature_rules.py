@@ -14,6 +14,7 @@ from migrator.findings import Finding, Severity
 from migrator.mapping.columns import columns_read
 from migrator.mapping.spec import resolve
 from migrator.plan.models import Collection
+from tests.support.tables import keyed_table
 
 
 def column(name: str, position: int, *, storage: str = "x", generated: str | None = None) -> ColumnInfo:
@@ -33,22 +34,12 @@ def column(name: str, position: int, *, storage: str = "x", generated: str | Non
     )
 
 
-USERS = TableInfo(
-    name="public.users",
-    columns=(
-        column("id", 1, storage="p"),
-        column("email", 2),
-        column("pw", 3),
-        column("lower_email", 4, generated="lower(email)"),
-    ),
-    primary_key=("id",),
-    unique_keys=(("id",),),
-    replica_identity="default",
-    identity_columns=("id",),
-    foreign_keys=(),
-    estimated_rows=0,
-    total_bytes=0,
-    owned_by_current_user=True,
+USERS = keyed_table(
+    "public.users",
+    column("id", 1, storage="p"),
+    column("email", 2),
+    column("pw", 3),
+    column("lower_email", 4, generated="lower(email)"),
 )
 PARTITIONED = replace(
     USERS,

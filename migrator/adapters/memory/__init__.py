@@ -180,6 +180,10 @@ class MemorySource:
         ]
         return max((len(str(v).replace("-", "").replace(".", "").strip("0")) for v in values), default=0)
 
+    def values_outside(self, table: str, column: str, allowed: Sequence[Any]) -> int:
+        rows = self.db.rows_at(table, self.db.position).values()
+        return sum(1 for r in rows if r[column] is not None and r[column] not in allowed)
+
     def largest_document(
         self, root: str, key: Sequence[str], root_overhead: int, paths: Sequence[Sequence[JoinHop]]
     ) -> LargestDocument | None:

@@ -49,6 +49,7 @@ from migrator.adapters.mysql.schema_watch import BinlogSchemaWatch
 from migrator.adapters.mysql.shapes import read_shapes
 from migrator.adapters.mysql.snapshot import SnapshotExport
 from migrator.adapters.mysql.table_rows import read_rows
+from migrator.adapters.mysql.values import ZeroDates
 from migrator.adapters.mysql.vocabulary import VOCABULARY
 from migrator.adapters.rows import ReverseCheckpoint
 from migrator.errors import MigratorError
@@ -66,8 +67,11 @@ class MysqlSource:
     )
     unchanged: ClassVar[object] = _UNCHANGED
 
-    def __init__(self, url: str) -> None:
-        self.endpoint = MysqlEndpoint(url)  # keeps the password out of every text
+    def __init__(self, url: str, *, zero_dates: ZeroDates = "refuse") -> None:
+        # The plan's source.zero_dates: whether readers and the binlog deliver a zero date as None
+        # (values.py, binlog_values.py) or preflight refuses it.
+        self.zero_dates: ZeroDates = zero_dates
+        self.endpoint = MysqlEndpoint(url, zero_dates=zero_dates)  # keeps the password out of every text
         self._inspecting: MysqlInspector | None = None  # its own connection, opened on first use
         # The binlog section's view of the same endpoint (binlog_link.py).
         self._binlog_endpoint = BinlogEndpoint(url)
@@ -111,6 +115,9 @@ class MysqlSource:
         """Only decimal columns are scanned (MySQL has no numeric arrays: `array` is never set)."""
         return self._inspector().max_significant_digits(table, column)
 
+    def values_outside(self, table: str, column: str, allowed: Sequence[Any]) -> int:
+        return self._inspector().values_outside(table, column, allowed)
+
     def largest_document(
         self, root: str, key: Sequence[str], root_overhead: int, paths: Sequence[Sequence[JoinHop]]
     ) -> LargestDocument | None:
@@ -131,13 +138,13 @@ class MysqlSource:
         """Keys, engines, tinyint(1), and zero dates in the date columns read (one scan per table)."""
         inspector = self._inspector()
         found: list[Finding] = []
-        zero: dict[str, list[str]] = {}
+        zero: dict[str, dict[str, int]] = {}
         for table, names in server_checks.date_columns(info, read).items():
             try:
                 zero[table] = inspector.zero_dates(table, names)
             except MigratorError as exc:
                 found.append(server_checks.unscanned(table, names, exc.message))
-        return server_checks.preflight_findings(info, collections, read, zero) + found
+        return server_checks.preflight_findings(info, collections, read, zero, self.zero_dates) + found
 
     def close(self) -> None:
         if self._inspecting is not None:
@@ -226,7 +233,9 @@ class MysqlSource:
         host: SchemaHost,
         recorded: Callable[[], Any],
     ) -> BinlogSchemaWatch:
-        return BinlogSchemaWatch(self._binlog(), publication, source_info, mapped, host, recorded)
+        return BinlogSchemaWatch(
+            self._binlog(), publication, source_info, mapped, host, recorded, zero_dates=self.zero_dates
+        )
 
     # ---------------------------------------------------------------------------------------------
     # Cutover, reverse sync and the switch (fence.py, reverse_writer.py, routing.py, load.py).

@@ -9,13 +9,19 @@ information_schema (the binlog's own metadata does not say BINARY's width, nor w
 JSON). A FLOAT arrives as its exact 4-byte value widened to double (1.1 -> 1.100000023841858),
 which is what the snapshot reads too (CAST(f AS DOUBLE): the text protocol would print 6
 significant digits, 0.142857 for 1/7, losing what the column holds).
+
+Zero dates: mysql-replication hands None for a DATE or DATETIME no datetime can hold (its
+none_sources says "out of ... range"), and a TIMESTAMP's zero value as the epoch, 1970-01-01
+00:00:00 (a TIMESTAMP's range starts one second later, so nothing else reads so). Under the plan's
+source.zero_dates "null" both are None, as the snapshot's readers deliver them (values.py); under
+"refuse" the run stops, as there.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -23,12 +29,20 @@ from typing import Any
 
 from bson.int64 import Int64
 
+from migrator.adapters.mysql.values import ZeroDates, zero_date
+
 Convert = Callable[[Any], Any]
 
 _INT64_MAX = (1 << 63) - 1
 _LABELS = re.compile(r"'((?:[^']|'')*)'")
 # mysql-replication's word for a SET with no member (it hands None for it, as for NULL).
 EMPTY_SET = "empty set"
+# Its words for a date no datetime can hold (a zero date), handed as None too.
+OUT_OF_RANGE = frozenset({"out of date range", "out of datetime range", "out of datetime2 range"})
+# A TIMESTAMP's zero value, as mysql-replication decodes it (utcfromtimestamp(0)); the type's
+# least value is one second later.
+_TIMESTAMP_LEAST = datetime(1970, 1, 1, 0, 0, 1)
+_DATES = frozenset({"date", "datetime", "timestamp"})
 
 
 @dataclass(frozen=True)
@@ -155,13 +169,40 @@ def converter(column: ColumnFacts) -> Convert | None:
     return declared(column) if declared is not None else _BY_KIND.get(kind)
 
 
-class RowConverter:
-    """A table's rows as the contract's values: one converter per column, by name."""
+def _zero_timestamp(to: ZeroDates, table: str, name: str) -> Convert:
+    def convert(value: datetime) -> Any:
+        if value < _TIMESTAMP_LEAST:
+            return zero_date(to, "'0000-00-00 00:00:00'", f" in {table}.{name} from the binlog")
+        return _timestamp(value)
 
-    def __init__(self, columns: Sequence[ColumnFacts]) -> None:
+    return convert
+
+
+class RowConverter:
+    """A table's rows as the contract's values: one converter per column, by name. `zero_dates`:
+    the plan's source.zero_dates (see the module's docstring); `table` names it in errors."""
+
+    def __init__(
+        self,
+        columns: Sequence[ColumnFacts],
+        zero_dates: ZeroDates = "refuse",
+        table: str = "",
+        read: Collection[str] | None = None,
+    ) -> None:
+        # `read`: the columns the mapping reads (None: all); a zero date elsewhere is never refused.
         self.columns = {c.name: c for c in columns}
         self._convert = {c.name: f for c in columns if (f := converter(c)) is not None}
+        dates = [
+            c.name for c in columns if c.data_type.lower() in _DATES and (read is None or c.name in read)
+        ]
+        to: ZeroDates = zero_dates
+        for c in columns:
+            if c.data_type.lower() == "timestamp":
+                self._convert[c.name] = _zero_timestamp(to if c.name in dates else "null", table, c.name)
         self._sets = frozenset(c.name for c in columns if c.data_type.lower() == "set")
+        self._dates = frozenset(dates)
+        self._zero_dates = zero_dates
+        self._table = table
 
     def row(self, values: Mapping[str, Any], none_sources: Mapping[str, str] | None = None) -> dict[str, Any]:
         out = dict(values)
@@ -169,8 +210,13 @@ class RowConverter:
             value = out.get(name)
             if value is not None:
                 out[name] = convert(value)
-        if self._sets and none_sources:
-            for name in self._sets:
-                if out.get(name) is None and none_sources.get(name) == EMPTY_SET:
-                    out[name] = []
+        if none_sources:
+            if self._sets:
+                for name in self._sets:
+                    if out.get(name) is None and none_sources.get(name) == EMPTY_SET:
+                        out[name] = []
+            if self._dates and self._zero_dates == "refuse":
+                for name in self._dates:
+                    if out.get(name) is None and none_sources.get(name) in OUT_OF_RANGE:
+                        zero_date("refuse", "'0000-00-00'", f" in {self._table}.{name} from the binlog")
         return out

@@ -13,6 +13,7 @@ from typing import Any
 import pymysql
 
 from migrator.adapters.mysql.errors import classify
+from migrator.adapters.mysql.values import ZeroDates
 from migrator.connstr import ConnInfo, MalformedConnection, parse_mysql
 from migrator.errors import SourceError
 from migrator.redact import url_passwords
@@ -32,7 +33,10 @@ class MysqlEndpoint:
     cursorclass=pymysql.cursors.SSCursor to stream, read_timeout=...). `connect_kwargs(**options)`:
     those arguments, for a client that connects by itself."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, zero_dates: ZeroDates = "refuse") -> None:
+        # How this source's readers deliver a zero date (values.py): a reading setting of the
+        # source, as the session's time zone is, so every reader built on the endpoint shares it.
+        self.zero_dates: ZeroDates = zero_dates
         try:
             info = parse_mysql(url)
         except MalformedConnection as exc:

@@ -325,17 +325,28 @@ class MysqlInspector:
         rows = self._rows(f"SELECT COALESCE(MAX(CHAR_LENGTH({digits})), 0) FROM {quote_table(table)}")  # noqa: S608 (quoted identifiers)
         return int(rows[0][0]) if rows else 0
 
-    def zero_dates(self, table: str, columns: Sequence[str]) -> list[str]:
+    def values_outside(self, table: str, column: str, allowed: Sequence[Any]) -> int:
+        """Rows whose `column` holds a value other than `allowed` and NULL (a full scan)."""
+        marks = ", ".join(["%s"] * len(allowed))
+        col = quote_ident(column)
+        rows = self._rows(
+            f"SELECT COUNT(*) FROM {quote_table(table)} WHERE {col} NOT IN ({marks})",  # noqa: S608 (quoted identifiers)
+            list(allowed),
+        )
+        return int(rows[0][0]) if rows else 0
+
+    def zero_dates(self, table: str, columns: Sequence[str]) -> dict[str, int]:
         """The `columns` (date, datetime, timestamp) of `table` that hold a zero date or a date with
-        a zero part ('0000-00-00', '2024-00-10'): no datetime can hold one. One scan of the table."""
+        a zero part ('0000-00-00', '2024-00-10'), with how many rows hold one: no datetime can hold
+        one. One scan of the table."""
         if not columns:
-            return []
+            return {}
         probes = ", ".join(
-            f"COALESCE(MAX(YEAR({c}) = 0 OR MONTH({c}) = 0 OR DAYOFMONTH({c}) = 0), 0)"
+            f"COALESCE(SUM(YEAR({c}) = 0 OR MONTH({c}) = 0 OR DAYOFMONTH({c}) = 0), 0)"
             for c in (quote_ident(n) for n in columns)
         )
         row = self._rows(f"SELECT {probes} FROM {quote_table(table)}")[0]  # noqa: S608 (quoted identifiers)
-        return [name for name, hit in zip(columns, row, strict=True) if int(hit)]
+        return {name: int(hits) for name, hits in zip(columns, row, strict=True) if int(hits)}
 
     def largest_document(
         self, root: str, key: Sequence[str], root_overhead: int, paths: Sequence[Sequence[JoinHop]]

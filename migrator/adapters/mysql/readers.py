@@ -37,7 +37,7 @@ from migrator.adapters.mysql.reading import (
     values_table,
 )
 from migrator.adapters.mysql.snapshot import SnapshotPoint, open_snapshot, position_value
-from migrator.adapters.mysql.values import CONVERSIONS, converter, row_converter
+from migrator.adapters.mysql.values import CONVERSIONS, ZeroDates, converter, row_converter
 from migrator.errors import SourceError
 
 # Rows fetched per round trip from an unbuffered result.
@@ -69,13 +69,16 @@ def column_collations(
 
 
 def _level_converter(
-    level: LevelRead, key_types: Sequence[str], description: Sequence[Any]
+    level: LevelRead, key_types: Sequence[str], description: Sequence[Any], zero_dates: ZeroDates
 ) -> Callable[[Row], Row] | None:
     """The conversion of one level's rows: the root key's values first where the level is not the
-    root, then its columns (a BIT column's width is its result column's length)."""
+    root, then its columns (a BIT column's width is its result column's length; a zero date is
+    what the plan's `zero_dates` says)."""
     prefix = [converter(t) for t in key_types] if level.path else []
     widths = [int(d[3] or 0) for d in description[len(prefix) :]]
-    columns = [converter(c.type_name, c.type_kind, w) for c, w in zip(level.columns, widths, strict=True)]
+    columns = [
+        converter(c.type_name, c.type_kind, w, zero_dates) for c, w in zip(level.columns, widths, strict=True)
+    ]
     return row_converter([*prefix, *columns])
 
 
@@ -175,7 +178,7 @@ class _Reader:
             cur = self._conn.cursor(pymysql.cursors.SSCursor)
             self._open = cur
             cur.execute(query, params)
-            convert = _level_converter(level, key_types, cur.description or ())
+            convert = _level_converter(level, key_types, cur.description or (), self._endpoint.zero_dates)
             while True:
                 rows = cur.fetchmany(FETCH_ROWS)
                 if not rows:
@@ -201,7 +204,7 @@ class _Reader:
         """One level's rows, read whole (a window, or a bounded set of given values)."""
         query, params = level_query(level, root, key, key_types, lo, hi, where, relation)
         rows, description = self._all(query, params)
-        convert = _level_converter(level, key_types, description)
+        convert = _level_converter(level, key_types, description, self._endpoint.zero_dates)
         return rows if convert is None else [convert(r) for r in rows]
 
     def key_before(

@@ -26,6 +26,7 @@ from typing import Any
 
 from migrator.adapters.mysql.reading import quote, table_sql
 from migrator.adapters.mysql.reverse_tables import WriteTable
+from migrator.adapters.mysql.values import DATE_TYPES
 from migrator.adapters.mysql.write_values import write_value
 from migrator.adapters.rows import DocumentRows, LevelRows, TableLevel
 from migrator.errors import SourceError
@@ -212,6 +213,7 @@ def new_value(table: WriteTable, column: str, equivalence: str | None, mariadb: 
     """What `column` is set to on a duplicate key: `new`, unless the stored value maps to the same
     document value through a lossy conversion (then the stored one)."""
     cur = quote(column)
+    same: str | None = None
     if equivalence == "milliseconds":
         same = f"({cur} - INTERVAL MOD(MICROSECOND({cur}), 1000) MICROSECOND) <=> {new}"
     elif equivalence == "json":
@@ -220,9 +222,17 @@ def new_value(table: WriteTable, column: str, equivalence: str | None, mariadb: 
         )
     elif equivalence == "numeric":
         same = f"{cur} = {new} AND LENGTH(REPLACE(REPLACE(CAST({cur} AS CHAR), '-', ''), '.', '')) > 34"
-    else:
-        return new
-    return f"IF({same}, {cur}, {new})"
+    info = table.columns.get(column)
+    if info is None or info.type_name not in DATE_TYPES:
+        return new if same is None else f"IF({same}, {cur}, {new})"
+    # A zero date reads as null (the plan's zero_dates: "null"; docs/architecture.md, "Types chosen
+    # by the plan"): a document's null keeps one the row holds, as no document value can restore
+    # it; and date arithmetic on it (the milliseconds test) is an error in strict mode.
+    zero = f"(YEAR({cur}) = 0 OR MONTH({cur}) = 0 OR DAYOFMONTH({cur}) = 0)"
+    keep = f"WHEN {new} IS NULL AND {zero} THEN {cur}"
+    if same is not None:
+        keep += f" WHEN NOT {zero} AND {same} THEN {cur}"
+    return f"CASE {keep} ELSE {new} END"
 
 
 def level_upserts(level: TableLevel, table: WriteTable, held: list[LevelRows], mariadb: bool) -> list[Step]:

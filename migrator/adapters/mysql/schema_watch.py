@@ -33,6 +33,7 @@ from migrator.adapters.mysql.binlog_values import ColumnFacts, RowConverter
 from migrator.adapters.mysql.capture import MARKERS_TABLE, markers_table
 from migrator.adapters.mysql.reverse_checkpoint import REVERSE_TABLE
 from migrator.adapters.mysql.statements import touched
+from migrator.adapters.mysql.values import ZeroDates
 from migrator.errors import TerminalError
 
 _JSON_CHECK = re.compile(r"^\s*json_valid\(`((?:[^`]|``)+)`\)\s*$", re.IGNORECASE)
@@ -98,8 +99,11 @@ class BinlogSchemaWatch:
         mapped: MappedColumns,
         host: SchemaHost,
         recorded: Callable[[], Any],
+        *,
+        zero_dates: ZeroDates = "refuse",
     ) -> None:
         self._endpoint = endpoint
+        self._zero_dates: ZeroDates = zero_dates
         self.publication = publication
         self._host = host
         self._recorded = recorded
@@ -131,7 +135,10 @@ class BinlogSchemaWatch:
         reverse = f"{self._endpoint.database}.{REVERSE_TABLE}"  # reverse sync's mark
         stream.restrict([*self.tables, markers, reverse])
         facts = column_facts(self._endpoint, self.tables)
-        converters = {table: RowConverter(columns) for table, columns in facts.items()}
+        converters = {
+            table: RowConverter(columns, self._zero_dates, table, self._mapped.read.get(table, set()))
+            for table, columns in facts.items()
+        }
         return BinlogReader(
             stream, converters, markers, self, applied=applied, reverse=reverse, skip_origin=skip_origin
         )

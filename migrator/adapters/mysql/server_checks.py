@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from migrator.adapters.base import MappedCollection, SourceInfo
+from migrator.adapters.base import ColumnInfo, MappedCollection, SourceInfo
 from migrator.adapters.mysql.inspect import MysqlServerInfo, quote_ident, quote_table
+from migrator.adapters.mysql.values import DATE_TYPES, ZeroDates
 from migrator.findings import Finding, Severity
 
 MIN_MARIADB = 100500  # binlog_row_metadata=FULL (column names in row events) arrived in 10.5
@@ -21,7 +22,6 @@ ASSUMED_ROWS_PER_SECOND = 15_000
 RETENTION_MARGIN_S = 3_600
 RETENTION_COMFORT_S = 7 * 86_400
 TRANSACTIONAL_ENGINES = frozenset({"innodb"})
-DATE_TYPES = frozenset({"date", "timestamp without time zone", "timestamp with time zone"})
 
 
 def describe(info: SourceInfo) -> str:
@@ -225,12 +225,21 @@ def preflight_findings(
     info: SourceInfo,
     collections: Sequence[MappedCollection],
     read: Mapping[str, set[str]],
-    zero_dates: Mapping[str, Sequence[str]],
+    zero_dates: Mapping[str, Mapping[str, int]],
+    zero_dates_to: ZeroDates = "refuse",
 ) -> list[Finding]:
     """Each mapped table's primary key and engine, the zero dates a scan found in the columns the
-    mapping reads (`zero_dates`: table -> columns), and the tinyint(1) columns it reads."""
+    mapping reads (`zero_dates`: table -> column -> rows holding one; `zero_dates_to`: the plan's
+    source.zero_dates), and the tinyint(1) columns it reads as integers."""
     server = _server(info)
     keys = {level.table: level.key for c in collections for level in c.levels}
+    typed = {
+        (level.table, f.column.name)
+        for c in collections
+        for level in c.levels
+        for f in level.document.fields
+        if f.plan_type is not None
+    }
     found: list[Finding] = []
     for name, table in info.tables.items():
         if not table.primary_key:
@@ -238,18 +247,31 @@ def preflight_findings(
         engine = server.engines.get(name, "")
         if engine.lower() not in TRANSACTIONAL_ENGINES:
             found.append(_engine(name, engine))
-        found += [_zero_date(name, column) for column in zero_dates.get(name, ())]
+        columns = {c.name: c for c in table.columns}
         found += [
-            Finding(
-                "source.tinyint1",
-                Severity.INFO,
-                f"{name}.{c.name}",
-                f"{c.native_type} column {name}.{c.name} is migrated as an integer, not a boolean",
-            )
+            _zero_date(name, columns[column], rows, zero_dates_to)
+            for column, rows in zero_dates.get(name, {}).items()
+        ]
+        found += [
+            _tinyint1(name, c.name, c.native_type)
             for c in table.columns
-            if c.name in read.get(name, ()) and c.native_type.lower().startswith("tinyint(1)")
+            if c.name in read.get(name, ())
+            and c.native_type.lower().startswith("tinyint(1)")
+            and (name, c.name) not in typed
         ]
     return found
+
+
+def _tinyint1(table: str, column: str, native: str) -> Finding:
+    return Finding(
+        "source.tinyint1",
+        Severity.INFO,
+        f"{table}.{column}",
+        f"{native} column {table}.{column} is migrated as an integer, not a boolean (MySQL's BOOLEAN is "
+        "TINYINT(1), and so may hold any integer)",
+        f"to migrate it as true/false, give its collection or embed `types: {{{column}: bool}}` (`plan` then "
+        "checks it holds only 0, 1 and NULL)",
+    )
 
 
 def _keyless(table: str, key: Sequence[str]) -> Finding:
@@ -275,18 +297,39 @@ def _engine(table: str, engine: str) -> Finding:
     )
 
 
-def _zero_date(table: str, column: str) -> Finding:
-    col = quote_ident(column)
+def _zero_date(table: str, info: ColumnInfo, rows: int, zero_dates_to: ZeroDates) -> Finding:
+    column, col = info.name, quote_ident(info.name)
+    held = f"{table}.{column} holds zero dates in {rows} row(s) ('0000-00-00' or a date with a zero month or day)"
+    if zero_dates_to == "null":
+        mapped = (
+            f'{held}: they become null on the target (source zero_dates: "null"); reverse sync after cutover '
+        )
+        if info.nullable:
+            return Finding(
+                "source.zero_date",
+                Severity.INFO,
+                f"{table}.{column}",
+                mapped + "cannot restore a zero date: a row that still holds one keeps it, any other "
+                "row gets NULL",
+            )
+        return Finding(
+            "source.zero_date",
+            Severity.WARN,
+            f"{table}.{column}",
+            mapped
+            + f"cannot write such a document back: {column} is NOT NULL, and a zero date cannot be restored",
+            f"ALTER TABLE {quote_table(table)} MODIFY {col} {info.native_type} NULL; (keep its DEFAULT and "
+            "COMMENT by repeating them) or accept that reverse sync stops at such a document",
+        )
     # The fix is text for the operator, never run here.
     return Finding(
         "source.zero_date",
         Severity.FAIL,
         f"{table}.{column}",
-        f"{table}.{column} holds zero dates ('0000-00-00' or a date with a zero month or day), which no "
-        "date type outside MySQL can hold",
+        f"{held}, which no date type outside MySQL can hold",
         f"UPDATE {quote_table(table)} SET {col} = NULL WHERE YEAR({col}) = 0 OR MONTH({col}) = 0 OR "  # noqa: S608
         f"DAYOFMONTH({col}) = 0; (after ALTER TABLE ... MODIFY {col} ... NULL where it is NOT NULL), or "
-        "exclude the column",
+        'exclude the column, or map zero dates to null: source: {..., zero_dates: "null"}',
     )
 
 

@@ -34,7 +34,7 @@ def read_rows(
             widths = [int(d[3] or 0) for d in cur.description or ()]
             convert = row_converter(
                 [
-                    converter(columns[n].type_name, columns[n].type_kind, w)
+                    converter(columns[n].type_name, columns[n].type_kind, w, endpoint.zero_dates)
                     for n, w in zip(names, widths, strict=True)
                 ]
             )

@@ -64,7 +64,8 @@ NATIVE_TYPES: tuple[NativeType, ...] = (
         "int",
         sign="signed",
         label="tinyint, smallint (signed; tinyint(1) too)",
-        note="tinyint(1) too is an integer, not a boolean (`plan` notes each such column)",
+        note="tinyint(1) too is an integer by default (`plan` notes each such column); "
+        "`types: {column: bool}` makes an integer column holding only 0 and 1 a bool",
     ),
     NativeType(("year",), "smallint", "int"),
     NativeType(("tinyint", "smallint"), "integer", "int", sign="unsigned"),
@@ -208,8 +209,11 @@ def type_table_markdown(conversion_for: Callable[[ColumnInfo], Any]) -> str:
             notes = "; ".join(x for x in (note, conversion.precision_warning) if x)
         lines.append(f"| {label} | {native.type_name} | {bson} | {notes} |")
     lines.append(
-        "| zero dates ('0000-00-00', '... 00:00:00') | - | refused by `plan` | a date, datetime or "
-        "timestamp column holding one is named, with the UPDATE that sets it to NULL |"
+        "| zero dates ('0000-00-00', '... 00:00:00', a zero month or day) | - | refused by `plan`; null with "
+        '`zero_dates: "null"` | refused: a date, datetime or timestamp column holding one is named, with '
+        "the UPDATE that sets it to NULL, and one written during the run stops it; with source "
+        '`zero_dates: "null"` it becomes null (snapshot and binlog alike); reverse sync keeps one a row still '
+        "holds, else writes NULL |"
     )
     lines.append("| NULL (any type) | - | null | the field is present with value null |")
     return "\n".join(lines)

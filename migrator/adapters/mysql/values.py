@@ -10,6 +10,11 @@ a small int would otherwise be stored as int32), bigint unsigned beyond int64 as
 TIMESTAMP as aware UTC (every connection sets time_zone '+00:00'), BIT as '0'/'1' text of its
 width, a SET as the list of its members, JSON parsed (what the PostgreSQL source hands the
 mapping for json: psycopg's loader parses it with json.loads, keeping key order).
+
+Zero dates ('0000-00-00', or a zero month or day) in date, datetime and timestamp columns: PyMySQL
+hands them as the server's text. The plan's source.zero_dates decides (docs/architecture.md, "Types
+chosen by the plan"): "null" delivers None, as the binlog's converters do; "refuse" (preflight fails
+on the ones a table holds) stops the run at one written since, rather than store text in a date field.
 """
 
 from __future__ import annotations
@@ -18,15 +23,18 @@ import datetime
 import json
 from collections.abc import Callable, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import pymysql.converters
 from bson.int64 import Int64
 from pymysql.constants import FIELD_TYPE
 
 from migrator.adapters.base import ColumnInfo
+from migrator.errors import TerminalError
 
 Convert = Callable[[Any], Any]
+ZeroDates = Literal["refuse", "null"]
+DATE_TYPES = frozenset({"date", "timestamp without time zone", "timestamp with time zone"})
 _INT64_MAX = 2**63 - 1
 
 _READ_AS = {"real": "CAST({} AS DOUBLE)", "time without time zone": "CAST({} AS CHAR)"}
@@ -108,13 +116,44 @@ _BY_TYPE: dict[str, Convert] = {
 }
 
 
-def converter(type_name: str, type_kind: str = "base", width: int = 0) -> Convert | None:
+class ZeroDateRefused(TerminalError):
+    """A zero date reached a reader or the binlog while the plan refuses them."""
+
+    def __init__(self, shown: str, where: str = "") -> None:
+        super().__init__(
+            f"a zero date ({shown}) was read{where}: no date type outside MySQL can hold it",
+            hint='map zero dates to null with source: {..., zero_dates: "null"} in the plan, or set them to '
+            "NULL at the source (`migrator plan` names the columns and gives the UPDATE)",
+        )
+
+
+def zero_date(to: ZeroDates, shown: str, where: str = "") -> None:
+    """What a zero date becomes: None, or (refused) the run stops."""
+    if to == "refuse":
+        raise ZeroDateRefused(shown, where)
+
+
+def _dates(convert: Convert | None, to: ZeroDates) -> Convert:
+    def date_value(value: Any) -> Any:
+        if isinstance(value, str | bytes):  # PyMySQL's text for a date no datetime can hold
+            return zero_date(to, repr(_text(value)))
+        return value if convert is None else convert(value)
+
+    return date_value
+
+
+def converter(
+    type_name: str, type_kind: str = "base", width: int = 0, zero_dates: ZeroDates = "refuse"
+) -> Convert | None:
     """How a selected value of this type becomes the table's value (None: as PyMySQL gives it).
-    `width`: a BIT column's width in bits (the result's column length)."""
+    `width`: a BIT column's width in bits (the result's column length); `zero_dates`: the plan's
+    source.zero_dates (see the module's docstring)."""
     if type_kind == "array":
         return _members
     if type_name == "bit":
         return lambda value: bits_text(value, width)
+    if type_name in DATE_TYPES:
+        return _dates(_BY_TYPE.get(type_name), zero_dates)
     return _BY_TYPE.get(type_name)
 
 

@@ -100,6 +100,9 @@ class PostgresSource:
     def max_significant_digits(self, table: str, column: str, *, array: bool = False) -> int:
         return self._inspector().max_significant_digits(table, column, array=array)
 
+    def values_outside(self, table: str, column: str, allowed: Sequence[Any]) -> int:
+        return self._inspector().values_outside(table, column, allowed)
+
     def largest_document(
         self, root: str, key: Sequence[str], root_overhead: int, paths: Sequence[Sequence[JoinHop]]
     ) -> LargestDocument | None:

@@ -500,6 +500,19 @@ class PostgresInspector:
             raise classify(exc, self._endpoint, self._secrets) from None
         return int(row[0]) if row else 0
 
+    def values_outside(self, table: str, column: str, allowed: Sequence[Any]) -> int:
+        """Rows whose `column` holds a value other than `allowed` and NULL (a full scan)."""
+        query = sql.SQL("SELECT count(*) FROM {t} WHERE {c} NOT IN ({v})").format(
+            t=table_identifier(table),
+            c=sql.Identifier(column),
+            v=sql.SQL(", ").join(sql.Literal(v) for v in allowed),
+        )
+        try:
+            row = self._conn.execute(query).fetchone()
+        except psycopg.Error as exc:
+            raise classify(exc, self._endpoint, self._secrets) from None
+        return int(row[0]) if row else 0
+
     def largest_document(
         self, root: str, key: Sequence[str], root_overhead: int, paths: Sequence[Sequence[JoinHop]]
     ) -> LargestDocument | None:

@@ -32,6 +32,7 @@ from migrator.phases.snapshot import SnapshotPhase
 from migrator.plan import Plan, load_plan
 from migrator.state import SQLiteStateStore
 from tests.support.mariadb import connect
+from tests.support.phase_runs import claimed_run
 
 CUSTOMERS = 40
 
@@ -217,20 +218,11 @@ def _run_phase(
 
 
 def _begin(setup: _Setup, store: SQLiteStateStore, mongo_url: str, database: str) -> Any:
-    run = store.begin_run(setup.plan.name, "digest", slot="migrator_test_slot")
     target = MongoTarget(mongo_url, database)
     try:
-        target.ownership(setup.plan.name).claim(
-            run_id=run.id,
-            started_at="2026-01-01T00:00:00Z",
-            host="test",
-            state="test",
-            slot=run.slot,
-            publication="p",
-        )
+        return claimed_run(store, target, setup.plan.name, slot="migrator_test_slot")
     finally:
         target.close()
-    return run
 
 
 def test_the_snapshot_phase_copies_a_mariadb_source(
