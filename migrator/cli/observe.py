@@ -36,6 +36,10 @@ class Observed:
             sinks.append(self.log)
         if self.metrics_port is not None:
             self.metrics = RunMetrics()
+            phases = api.load(self.plan_file).phases  # the limits alerts compare with (ops/)
+            self.metrics.set_budgets(
+                phases.cdc.max_lag, phases.cdc.max_retained_wal, phases.cutover.max_write_freeze
+            )
             self.server = MetricsServer(self.metrics, self.metrics_port, self.metrics_addr)
             sinks.append(self.metrics)
             if self.log is not None:

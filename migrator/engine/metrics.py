@@ -4,23 +4,31 @@
 run emits updates the metrics; nothing in the engine knows about Prometheus. Each instance has
 its own registry, so two runs in one process (or tests) never share counters.
 
-Metric names (README lists them): counters end in `_total` as exposed.
+Metric names (README lists them): counters end in `_total` as exposed; times are in seconds,
+sizes in bytes (base units). No `_created` series: a counter's creation time is noise on a
+dashboard. ops/ holds a Grafana dashboard and Prometheus alert rules built on these names.
 
 - `migrator_rows_copied_total{collection}`, `migrator_documents_written_total{collection}`,
   `migrator_snapshot_chunks_done_total{collection}`, `migrator_documents_skipped_total{collection}`
+- `migrator_snapshot_estimated_rows{collection}`: the source's estimate of the collection's
+  top-level table rows (one document each), so `documents_written / estimated_rows` is "% copied"
 - `migrator_changes_applied_total`, `migrator_transactions_applied_total`,
   `migrator_cdc_writes_total`
 - `migrator_cdc_lag_seconds`, `migrator_cdc_lag_bytes`, `migrator_cdc_caught_up`,
   `migrator_retained_wal_bytes` (NaN until CDC first measures them; lag as phases/lag.py defines
   it), `migrator_cdc_apply_latency_seconds` (histogram: source commit to durable apply)
 - `migrator_errors_total{kind, phase}`: kind is the error's class; retried errors count too
+- `migrator_phase_failures_total{kind, phase}`: errors that stopped a phase (the run failed)
 - `migrator_verify_documents{result}`: the last verify pass run in this process (checked, equal,
   mismatched, missing, extra, unsettled, repaired)
 - `migrator_run_info{plan, run_id}`, `migrator_phase_running{phase}`
 - `migrator_throttled` (1 while the run is throttled), `migrator_throttled_seconds_total` (time held
   by throttling, the current hold included as it goes)
-- `migrator_write_freeze_ms{direction}`: the last write freeze, `forward` (cutover) or `back`
-  (rollback after cutover)
+- `migrator_write_freeze_seconds{direction}`: the last write freeze, `forward` (cutover) or `back`
+  (rollback after cutover); it replaced `migrator_write_freeze_ms` (not in base units)
+- `migrator_cdc_lag_budget_seconds`, `migrator_retained_wal_budget_bytes`,
+  `migrator_write_freeze_budget_seconds`: the plan's `max_lag`, `max_retained_wal` and
+  `max_write_freeze` (NaN until `set_budgets`), so alerts and dashboards compare with the plan
 - `migrator_reverse_lag_seconds` (NaN until reverse sync first reports), `migrator_reverse_documents_total`,
   `migrator_reverse_rows_total`: reverse sync after cutover
 """
@@ -32,7 +40,14 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    start_http_server,
+)
 
 from migrator.engine.events import (
     BatchApplied,
@@ -48,6 +63,7 @@ from migrator.engine.events import (
     RowsCopied,
     RunFinished,
     RunStarted,
+    TablePlanned,
     Throttled,
     ThrottleLifted,
     ThrottleProgress,
@@ -57,6 +73,8 @@ from migrator.engine.events import (
 from migrator.errors import TerminalError
 
 VERIFY_RESULTS = ("checked", "equal", "mismatched", "missing", "extra", "unsettled", "repaired")
+# prometheus_client's switch is process-wide; this process serves only migrator's registries.
+disable_created_metrics()
 _LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
@@ -77,6 +95,13 @@ class RunMetrics:
         )
         self.documents_written = Counter(
             "migrator_documents_written", "Documents written by the snapshot", ["collection"], registry=r
+        )
+        self.estimated_rows = Gauge(
+            "migrator_snapshot_estimated_rows",
+            "The source's estimate of the top-level table's rows (one document each): "
+            "documents written over it is the share copied",
+            ["collection"],
+            registry=r,
         )
         self.chunks_done = Counter(
             "migrator_snapshot_chunks_done",
@@ -132,6 +157,12 @@ class RunMetrics:
             ["kind", "phase"],
             registry=r,
         )
+        self.phase_failures = Counter(
+            "migrator_phase_failures",
+            "Errors that stopped a phase (the run failed), by kind and phase",
+            ["kind", "phase"],
+            registry=r,
+        )
         self.verify_documents = Gauge(
             "migrator_verify_documents", "The last verify pass: documents by result", ["result"], registry=r
         )
@@ -144,11 +175,24 @@ class RunMetrics:
             "migrator_throttled_seconds", "Seconds the run's work was held by throttling", registry=r
         )
         self.write_freeze = Gauge(
-            "migrator_write_freeze_ms",
+            "migrator_write_freeze_seconds",
             "The last write freeze: forward (cutover) or back (rollback after cutover)",
             ["direction"],
             registry=r,
         )
+        self.lag_budget = Gauge(
+            "migrator_cdc_lag_budget_seconds", "The plan's phases.cdc.max_lag", registry=r
+        )
+        self.retained_wal_budget = Gauge(
+            "migrator_retained_wal_budget_bytes",
+            "The plan's phases.cdc.max_retained_wal: the run stops past it",
+            registry=r,
+        )
+        self.freeze_budget = Gauge(
+            "migrator_write_freeze_budget_seconds", "The plan's phases.cutover.max_write_freeze", registry=r
+        )
+        for budget in (self.lag_budget, self.retained_wal_budget, self.freeze_budget):
+            budget.set(math.nan)  # unknown until set_budgets: 0 would read as "over budget"
         self.reverse_lag = Gauge(
             "migrator_reverse_lag_seconds", "Reverse sync lag (target change to source row)", registry=r
         )
@@ -185,8 +229,9 @@ class RunMetrics:
             (CdcProgress, self._cdc_progress),
             ((ThrottleProgress, ThrottleLifted), self._throttle_progress),
             (Throttled, lambda e: self.throttled.set(1)),
-            (ErrorRaised, lambda e: self.errors.labels(e.error, e.phase).inc()),
-            (WriteFreeze, lambda e: self.write_freeze.labels(e.direction).set(e.freeze_ms)),
+            (TablePlanned, lambda e: self.estimated_rows.labels(e.collection).set(e.estimated_rows)),
+            (ErrorRaised, self._error_raised),
+            (WriteFreeze, lambda e: self.write_freeze.labels(e.direction).set(e.freeze_ms / 1000.0)),
             (ReverseBatchApplied, self._reverse_batch_applied),
             (ReverseProgress, lambda e: self.reverse_lag.set(e.lag_seconds)),
             (VerifyFinished, self._verify_finished),
@@ -199,6 +244,11 @@ class RunMetrics:
     def _rows_copied(self, event: RowsCopied) -> None:
         self.rows_copied.labels(event.collection).inc(event.rows)
         self.documents_written.labels(event.collection).inc(event.docs)
+
+    def _error_raised(self, event: ErrorRaised) -> None:
+        self.errors.labels(event.error, event.phase).inc()
+        if not event.retrying:
+            self.phase_failures.labels(event.error, event.phase).inc()
 
     def _batch_applied(self, event: BatchApplied) -> None:
         self.changes_applied.inc(event.changes)
@@ -242,6 +292,15 @@ class RunMetrics:
     def _run_finished(self, event: RunFinished) -> None:
         for phase in ("snapshot", "cdc"):
             self.phase_running.labels(phase).set(0)
+
+    def set_budgets(
+        self, max_lag_seconds: float, max_retained_wal_bytes: float, max_write_freeze_seconds: float
+    ) -> None:
+        """The plan's limits, exposed beside the values they bound."""
+        with self._lock:
+            self.lag_budget.set(max_lag_seconds)
+            self.retained_wal_budget.set(max_retained_wal_bytes)
+            self.freeze_budget.set(max_write_freeze_seconds)
 
     def value(self, name: str, labels: dict[str, str] | None = None) -> float | None:
         """A sample's current value by its exposed name (for tests and callers): e.g.

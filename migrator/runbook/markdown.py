@@ -468,7 +468,7 @@ class _Renderer:
                 "JSON lines: `cutover.step` events (`gate`, `fence`, `drained`, `switched`, `unfenced`), "
                 "`cutover.abandoned` with its `freeze_ms`; the result line's `freeze_ms` and `attempts`",
                 "`migrator_reverse_lag_seconds` (with `--metrics-port`) or `reverse.progress` events: reverse "
-                'sync lag (target -> source); `migrator_write_freeze_ms{direction="forward"}`',
+                'sync lag (target -> source); `migrator_write_freeze_seconds{direction="forward"}`',
                 f"{status}: `run.phase`, `last_checkpoint`, `errors`",
             ],
             go=(
@@ -618,7 +618,7 @@ class _Renderer:
                 ],
                 [
                     "cutover freeze",
-                    "`migrator_write_freeze_ms{direction}`; `migrator cutover --json`: `freeze_ms` of the result "
+                    "`migrator_write_freeze_seconds{direction}`; `migrator cutover --json`: `freeze_ms` of the result "
                     "and of `cutover.abandoned`; status `cutover.last_freeze_ms`",
                     f"over `phases.cutover.max_write_freeze` ({self.freeze}): the attempt is abandoned and retried",
                     "repeated abandons: cut over at a quieter time, or raise the budget",

@@ -414,6 +414,14 @@ def test_metrics_scraped_from_a_running_migrator_run_and_json_logs(
         assert samples["migrator_cdc_apply_latency_seconds_count"] >= 10
         assert samples['migrator_phase_running{phase="cdc"}'] == 1
         assert not any(k.startswith("migrator_errors_total{") for k in samples)
+        # The plan's limits (PHASES sets max_lag; the others are the documented defaults), the
+        # snapshot's estimates beside its counters, and no _created series (ops/ relies on them).
+        assert samples["migrator_cdc_lag_budget_seconds"] == 1.0
+        assert samples["migrator_retained_wal_budget_bytes"] == 10 * 1024**3
+        assert samples["migrator_write_freeze_budget_seconds"] == 2.0
+        assert {'migrator_snapshot_estimated_rows{collection="customers"}',
+                'migrator_snapshot_estimated_rows{collection="notes"}'} <= set(samples)  # fmt: skip
+        assert not any("_created" in k for k in samples)
         run_info = [k for k in samples if k.startswith("migrator_run_info{")]
         assert len(run_info) == 1 and 'plan="statusplan"' in run_info[0]
     finally:

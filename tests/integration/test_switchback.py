@@ -150,7 +150,7 @@ def test_run_after_cutover_follows_both_directions(mig: Migration, tmp_path: Pat
     run(mig, plan_file, "caught-up")
     metrics = RunMetrics()
     api.cutover(plan_file, state=mig.state_path, env=mig.env, sinks=[metrics])
-    freeze = metrics.value("migrator_write_freeze_ms", {"direction": "forward"})
+    freeze = metrics.value("migrator_write_freeze_seconds", {"direction": "forward"})
     assert freeze is not None and freeze > 0
     customers = mig.client[mig.database]["customers"]
     customers.update_one({"_id": Int64(3)}, {"$set": {"name": "written while nothing followed"}})
