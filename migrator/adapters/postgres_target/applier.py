@@ -1,5 +1,5 @@
-"""CDC batches into the target tables with their checkpoint (invariant 3): a batch's writes, in
-order, and the checkpoint row of `migrator.state` commit in one transaction
+"""CDC batches into the target tables with their checkpoint (invariant 3): a batch's writes (to
+the effect of their order, batch.py) and the checkpoint row of `migrator.state` commit in one transaction
 (docs/architecture.md, "Tables as collections").
 
 A table is a flat collection, so a batch holds only whole-row and column writes by primary key:
@@ -73,7 +73,8 @@ class TableApplier:
         *,
         fields: Mapping[str, Any] | None = None,
     ) -> None:
-        """Apply `ops` in order; with `position`, record it as the checkpoint in the same
+        """Apply `ops` to the effect of applying them in order (batch.py folds each row's writes
+        and groups them per table); with `position`, record it as the checkpoint in the same
         transaction (with `fields` beside it: what lag is measured from)."""
 
         for op in ops:
