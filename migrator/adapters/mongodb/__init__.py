@@ -19,9 +19,10 @@ from migrator.adapters.mongodb.changes import ChangeStream
 from migrator.adapters.mongodb.codec import CODEC, MAX_BSON_BYTES, encode_document
 from migrator.adapters.mongodb.errors import classify
 from migrator.adapters.mongodb.fence import ValidatorFence
-from migrator.adapters.mongodb.ownership import OwnerRecord, Ownership, refusal
+from migrator.adapters.mongodb.ownership import Ownership
 from migrator.adapters.mongodb.reader import DocumentReader
 from migrator.adapters.mongodb.writer import DocumentWriter
+from migrator.adapters.ownership_record import OwnerRecord, refusal
 from migrator.connstr import MalformedConnection, parse_mongodb
 from migrator.errors import OwnedByAnotherRun, TargetError
 from migrator.redact import url_passwords

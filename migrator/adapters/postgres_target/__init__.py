@@ -18,8 +18,8 @@ from migrator.adapters.base import (
     TargetCollectionInfo,
     TargetInfo,
 )
-from migrator.adapters.mongodb.ownership import OwnerRecord as StoredOwner
-from migrator.adapters.mongodb.ownership import refusal
+from migrator.adapters.ownership_record import OwnerRecord as StoredOwner
+from migrator.adapters.ownership_record import refusal
 from migrator.adapters.postgres_target import records
 from migrator.adapters.postgres_target.applier import TableApplier
 from migrator.adapters.postgres_target.connection import Connections, TargetEndpoint

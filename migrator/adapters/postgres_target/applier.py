@@ -1,5 +1,5 @@
-"""CDC batches into the target tables with their checkpoint (invariant 3): a batch's writes, in
-order, and the checkpoint row of `migrator.state` commit in one transaction
+"""CDC batches into the target tables with their checkpoint (invariant 3): a batch's writes (to
+the effect of their order, batch.py) and the checkpoint row of `migrator.state` commit in one transaction
 (docs/architecture.md, "Tables as collections").
 
 A table is a flat collection, so a batch holds only whole-row and column writes by primary key:
@@ -20,9 +20,10 @@ from psycopg.rows import dict_row
 
 from migrator.adapters.base import WriteOp
 from migrator.adapters.postgres_target import records
+from migrator.adapters.postgres_target.batch import TableWrites, steps
 from migrator.adapters.postgres_target.connection import Connections
 from migrator.adapters.postgres_target.rows import TargetTable, document_of
-from migrator.adapters.postgres_target.writer import upsert
+from migrator.adapters.postgres_target.writer import delete_keys, update_columns, upsert, upsert_each
 from migrator.errors import TargetLostWrites, TerminalError
 
 CurrentRow = Callable[[str, Any], dict[str, Any] | None]
@@ -72,12 +73,20 @@ class TableApplier:
         *,
         fields: Mapping[str, Any] | None = None,
     ) -> None:
-        """Apply `ops` in order; with `position`, record it as the checkpoint in the same
+        """Apply `ops` to the effect of applying them in order (batch.py folds each row's writes
+        and groups them per table); with `position`, record it as the checkpoint in the same
         transaction (with `fields` beside it: what lag is measured from)."""
 
+        for op in ops:
+            self._check(op)
+        planned = steps(ops)
+
         def work(conn: psycopg.Connection[Any]) -> None:
-            for op in ops:
-                self._write(conn, op)
+            for step in planned:
+                if isinstance(step, TableWrites):
+                    self._write_table(conn, step)
+                else:
+                    self._write(conn, step)
             if position is not None:
                 self._record(conn, position, position_text, fields or {})
 
@@ -113,11 +122,27 @@ class TableApplier:
             stored = records.read(conn, self._id)
             raise self._lost(None if stored is None else stored.get("position"))
 
-    def _write(self, conn: psycopg.Connection[Any], op: WriteOp) -> None:
+    def _check(self, op: WriteOp) -> None:
         if op.reads:
             raise TerminalError(
                 f"{op.collection}: a change reads embedded content, which a table does not have"
             )
+        if op.kind == "update" and (not isinstance(op.update, dict) or set(op.update) - {"$set"}):
+            raise TerminalError(f"{op.collection}: update {op.update!r} is not a column update")
+        if op.kind not in ("replace", "update", "delete", "delete_many", "rekey"):
+            raise TerminalError(f"{op.collection}: a PostgreSQL target cannot apply a '{op.kind}' write")
+
+    def _write_table(self, conn: psycopg.Connection[Any], writes: TableWrites) -> None:
+        """One table's rows of a batch: deletes, whole rows, then column updates (batch.py)."""
+        table = self._connections.table(writes.table)
+        if writes.deletes:
+            delete_keys(conn, table, list(writes.deletes.values()))
+        if writes.rows:
+            upsert_each(conn, table, list(writes.rows.values()))
+        for names, changes in writes.column_updates():
+            update_columns(conn, table, names, changes)
+
+    def _write(self, conn: psycopg.Connection[Any], op: WriteOp) -> None:
         table = self._connections.table(op.collection)
         if op.kind == "replace":
             upsert(conn, table, [op.update])

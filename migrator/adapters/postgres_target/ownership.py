@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 
-from migrator.adapters.mongodb.ownership import OwnerRecord, refusal
+from migrator.adapters.ownership_record import OwnerRecord, refusal
 from migrator.adapters.postgres_target import records
 from migrator.adapters.postgres_target.connection import Connections
 from migrator.plan.names import legacy_slot_name, owner_record_id

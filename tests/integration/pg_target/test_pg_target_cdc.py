@@ -77,6 +77,50 @@ def test_changes_after_the_snapshot_reach_the_target_tables_with_their_checkpoin
     _same(pg2pg)
 
 
+# One source transaction, so one batch: a key's writes fold into the state it ends in (batch.py).
+FOLDED = """BEGIN;
+    INSERT INTO customers (id, name) VALUES (500, 'a');
+    UPDATE customers SET name = 'b', balance = 2 WHERE id = 500;
+    DELETE FROM customers WHERE id = 500;
+    INSERT INTO customers (id, name, tags) VALUES (500, 'c', '{x}');
+    UPDATE customers SET name = 'd' WHERE id = 500;
+    UPDATE customers SET id = 501 WHERE id = 500;
+    UPDATE customers SET name = 'e' WHERE id = 501;
+    INSERT INTO customers (id, name) VALUES (502, 'x');
+    UPDATE customers SET balance = 7 WHERE id = 502;
+    DELETE FROM customers WHERE id = 502;
+    UPDATE customers SET balance = 1 WHERE id = 10;
+    UPDATE customers SET name = 'z' WHERE id = 10;
+    DELETE FROM customers WHERE id = 11;
+    INSERT INTO customers (id, name) VALUES (11, 'back');
+    DELETE FROM customers WHERE id = 12;
+    UPDATE customers SET id = 12, name = 'moved' WHERE id = 13;
+    UPDATE customers SET name = 'gone' WHERE id = 14;
+    DELETE FROM customers WHERE id = 14;
+    UPDATE customers SET note = NULL WHERE id BETWEEN 20 AND 40;
+    UPDATE orders SET total = total + 1 WHERE customer_id = 1;
+    DELETE FROM orders WHERE customer_id = 2 AND line > 100;
+    UPDATE orders SET line = line + 5000 WHERE customer_id = 2;
+    COMMIT"""
+
+
+def test_one_batch_with_a_key_written_many_times_ends_as_the_source(pg2pg: PgToPg) -> None:
+    pg2pg.source(*SCHEMA)
+    plan = pg2pg.plan(TABLES)
+    pg2pg.run(plan)
+    pg2pg.source(FOLDED)
+    pg2pg.run(plan, until="caught-up")
+    _same(pg2pg)
+    assert pg2pg.target_rows(
+        "SELECT id, name FROM customers WHERE id IN (10, 11, 12, 13, 14, 500, 501, 502) ORDER BY id"
+    ) == [
+        (10, "z"),
+        (11, "back"),
+        (12, "moved"),
+        (501, "e"),
+    ]
+
+
 def test_a_second_run_of_the_plan_from_another_state_file_is_refused(pg2pg: PgToPg) -> None:
     pg2pg.source(*SCHEMA[:1])
     plan = pg2pg.plan("- {from: public.customers}")
