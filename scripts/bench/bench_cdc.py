@@ -14,7 +14,7 @@
     commits changes at a fixed rate for S seconds, in transactions of 10 updates: into a flat
     table; into an embedded child table, 10 consecutive children (two parents' five each, as an
     order's lines change together: the target merges a parent's element updates into one
-    write, mongodb/coalesce.py); and into the child table scattered (10 random children, each
+    write, adapters/coalesce.py); and into the child table scattered (10 random children, each
     most likely of another parent: one target write per change). And lookup (N:1) embeds, where
     each customer document embeds a copy of the address and the region its row names:
     lookup-parent updates addresses (each embedded by 5 documents: every change is written to

@@ -18,8 +18,8 @@ import pytest
 from pymongo import DeleteOne, ReplaceOne, UpdateMany, UpdateOne
 
 from migrator.adapters.base import WriteOp
+from migrator.adapters.coalesce import coalesce
 from migrator.adapters.mongodb.applier import ChangeApplier
-from migrator.adapters.mongodb.coalesce import coalesce
 
 DOCS = 6
 LINES = 5

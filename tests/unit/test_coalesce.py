@@ -1,10 +1,10 @@
-"""What mongodb/coalesce.py merges, keeps apart and reorders (the effect on a real server is
+"""What adapters/coalesce.py merges, keeps apart and reorders (the effect on a real server is
 checked in tests/integration/test_coalesce_live.py)."""
 
 from __future__ import annotations
 
 from migrator.adapters.base import WriteOp
-from migrator.adapters.mongodb.coalesce import coalesce
+from migrator.adapters.coalesce import coalesce
 
 
 def element_set(parent: int, child: int, **fields: object) -> WriteOp:

@@ -32,7 +32,7 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 
 from migrator.adapters.base import SourceRead, WriteOp
-from migrator.adapters.mongodb.coalesce import coalesce
+from migrator.adapters.coalesce import coalesce
 from migrator.adapters.mongodb.codec import CODEC
 from migrator.adapters.mongodb.errors import aborted_for_size, classify, classify_batch
 from migrator.errors import TargetLostWrites, TerminalError

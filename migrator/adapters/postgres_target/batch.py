@@ -1,6 +1,6 @@
 """A CDC batch as few statements per table (docs/architecture.md, "Tables as collections").
 
-The batch is first coalesced as for the MongoDB target (adapters/mongodb/coalesce.py: a row's
+The batch is first coalesced as every target does (adapters/coalesce.py: a row's
 writes gathered together in their order, consecutive `$set`s merged, any other write a barrier).
 Between two barriers, the writes of one row then fold into the one state the row ends in:
 - a `replace` is the whole row: it stands, with later `$set`s over it;
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from migrator.adapters.base import WriteOp
-from migrator.adapters.mongodb.coalesce import coalesce
+from migrator.adapters.coalesce import coalesce
 
 
 @dataclass
