@@ -27,6 +27,7 @@ from migrator.plan import load_plan
 from migrator.plan.names import slot_name
 from migrator.state import SQLiteStateStore
 from tests.support.mariadb import connect
+from tests.support.owner import claim
 
 PLAN = """\
 version: 1
@@ -59,14 +60,17 @@ def _follow(ctx: RunContext) -> Any:
 
 
 def _context(
-    plan_path: Path,
+    plan_text: str,
     store: SQLiteStateStore,
     source: MysqlSource,
     target: MongoTarget,
     tables: list[str],
     bus: EventBus,
 ) -> RunContext:
-    """A run of the plan that owns the target, its tables inspected and mapped."""
+    """A run of the plan that owns the target, its tables inspected and mapped (the plan file
+    beside the state store)."""
+    plan_path = Path(store.path).parent / "plan.yaml"
+    plan_path.write_text(plan_text)
     plan = load_plan(plan_path)
     info = source.inspect(tables)
     resolution = resolve(plan.collections, info)
@@ -74,14 +78,7 @@ def _context(
     run = store.begin_run(
         plan.name, "digest", run_id="0123456789abcdef", slot=slot_name(plan.name, "0123456789abcdef")
     )
-    target.ownership(plan.name).claim(
-        run_id=run.id,
-        started_at="2026-01-01T00:00:00Z",
-        host="test",
-        state="test",
-        slot=run.slot,
-        publication="p",
-    )
+    claim(target, plan.name, run)
     return RunContext(plan, run, store, bus, source, target, info, resolution.collections)
 
 
@@ -100,16 +97,13 @@ def test_cdc_follows_the_binlog_after_the_snapshot(
         )
         cur.execute("SELECT DATABASE()")
         schema = cur.fetchone()[0]
-    plan_path = tmp_path / "plan.yaml"
-    plan_path.write_text(
-        PLAN.format(source=mysql_url, mongo=mongo_url, database=mongo_db_name, schema=schema)
-    )
+    plan = PLAN.format(source=mysql_url, mongo=mongo_url, database=mongo_db_name, schema=schema)
     source = MysqlSource(mysql_url)
     target = MongoTarget(mongo_url, mongo_db_name)
     with SQLiteStateStore(tmp_path / "state.db") as store:
         try:
             tables = [f"{schema}.customers", f"{schema}.orders"]
-            ctx = _context(plan_path, store, source, target, tables, EventBus())
+            ctx = _context(plan, store, source, target, tables, EventBus())
             assert not SnapshotPhase(ctx).run().stopped
             with connect(mysql_url) as conn, conn.cursor() as cur:
                 cur.execute("BEGIN")
@@ -168,16 +162,13 @@ def test_many_small_transactions_are_applied_in_few_batches(
         cur.execute("INSERT INTO counters SELECT seq, 0 FROM seq_1_to_10")
         cur.execute("SELECT DATABASE()")
         schema = cur.fetchone()[0]
-    plan_path = tmp_path / "plan.yaml"
-    plan_path.write_text(
-        FLAT_PLAN.format(source=mysql_url, mongo=mongo_url, database=mongo_db_name, schema=schema)
-    )
+    plan = FLAT_PLAN.format(source=mysql_url, mongo=mongo_url, database=mongo_db_name, schema=schema)
     source = MysqlSource(mysql_url)
     target = MongoTarget(mongo_url, mongo_db_name)
     collector = Collector()
     with SQLiteStateStore(tmp_path / "state.db") as store:
         try:
-            ctx = _context(plan_path, store, source, target, [f"{schema}.counters"], EventBus(collector))
+            ctx = _context(plan, store, source, target, [f"{schema}.counters"], EventBus(collector))
             assert not SnapshotPhase(ctx).run().stopped
             with connect(mysql_url) as conn, conn.cursor() as cur:
                 for n in range(SMALL_TRANSACTIONS):  # autocommit: one transaction each

@@ -32,6 +32,7 @@ from migrator.phases.snapshot import SnapshotPhase
 from migrator.plan import Plan, load_plan
 from migrator.state import SQLiteStateStore
 from tests.support.mariadb import connect
+from tests.support.owner import claim
 
 CUSTOMERS = 40
 
@@ -220,14 +221,7 @@ def _begin(setup: _Setup, store: SQLiteStateStore, mongo_url: str, database: str
     run = store.begin_run(setup.plan.name, "digest", slot="migrator_test_slot")
     target = MongoTarget(mongo_url, database)
     try:
-        target.ownership(setup.plan.name).claim(
-            run_id=run.id,
-            started_at="2026-01-01T00:00:00Z",
-            host="test",
-            state="test",
-            slot=run.slot,
-            publication="p",
-        )
+        claim(target, setup.plan.name, run)
     finally:
         target.close()
     return run
