@@ -12,15 +12,20 @@ with these precautions, each for something a probe showed:
 - A position by file and offset, never `is_mariadb=True` without a GTID: that flag makes it send a
   MariaDB GTID dump from `@slave_connect_state` (empty: the start of the oldest binlog), ignoring
   log_file and log_pos.
-- A server heartbeat (MASTER_HEARTBEAT_PERIOD) while idle, and a read timeout well above it: a
-  dead server is noticed, an idle one is not mistaken for dead.
+- A server heartbeat (MASTER_HEARTBEAT_PERIOD) once it has sent everything and HEARTBEAT_S passed
+  with nothing new, and a read timeout well above it: a dead server is noticed, an idle one is not
+  mistaken for dead. The heartbeat is also the server's word that it has sent all there is (what
+  PostgreSQL's keepalive says): CDC applies a batch on it rather than waiting for the batch to age
+  (docs/architecture.md, "Change capture from the binlog", batches and lag).
 - A server_id of its own per connection (a replica id the server has not seen: the server refuses
   a second dump with an id in use, errno 4052, and never 0, which ends the dump at the binlog's end).
 
-The thread decodes each event and hands (event, end position) pairs through a queue of
+The thread decodes each event and hands (event, end position, arrival) triples through a queue of
 QUEUE_EVENTS: the reader waits on it with a timeout (Idle, and the consumer's linger), and memory is
 bounded whatever a transaction's size: a rows event holds about 8 KiB of rows (the server's
-binlog_row_event_max_size), and the thread waits while the queue is full.
+binlog_row_event_max_size), and the thread waits while the queue is full. `arrival` is the wall
+time the event was read off the connection, or None when it may have waited there (the thread had
+just waited for room in the queue): binlog_events.py dates a commit by it.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import queue
 import random
 import socket
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -56,7 +62,10 @@ from migrator.adapters.mysql.binlog_link import (
 from migrator.adapters.mysql.positions import BinlogPositions, file_name, of_file, split_file, unpack
 from migrator.errors import ConnectionFailed, MigratorError, SourceError
 
-HEARTBEAT_S = 1.0  # the server's heartbeat while nothing is written: an idle stream stays known alive
+# The server's heartbeat once it has sent everything and nothing new came for this long: an idle
+# stream stays known alive, and a transaction read alone is applied this soon (the heartbeat says
+# nothing more is coming), not when its batch has aged (phases/follow_loop.py, BATCH_AGE_S).
+HEARTBEAT_S = 0.02
 READ_TIMEOUT_S = 30  # nothing at all (not even a heartbeat) for this long: the connection is dead
 QUEUE_EVENTS = 64  # rows events of ~8 KiB of rows each, decoded: a few MiB read ahead
 EVENTS = [
@@ -199,7 +208,8 @@ class BinlogStream:
         self._on_acknowledge = on_acknowledge
         self._received = start  # end of the last event received
         self._stop = threading.Event()
-        self._queue: queue.Queue[tuple[Any, int] | BaseException] = queue.Queue(QUEUE_EVENTS)
+        self._queue: queue.Queue[tuple[Any, int, float | None] | BaseException] = queue.Queue(QUEUE_EVENTS)
+        self._pressed = False  # the reading thread last waited for room in the queue
         conn = endpoint.connect()
         try:
             problem = unreadable(endpoint, conn)
@@ -239,7 +249,15 @@ class BinlogStream:
 
     # -- the reading thread -------------------------------------------------------------------------
 
-    def _put(self, item: tuple[Any, int] | BaseException) -> bool:
+    def _put(self, item: tuple[Any, int, float | None] | BaseException) -> bool:
+        try:
+            self._queue.put_nowait(item)
+            # Pressed until the consumer has taken all but this one: what the server sent while
+            # this thread waited is read from the connection's buffers meanwhile.
+            self._pressed = self._pressed and self._queue.qsize() > 1
+            return True
+        except queue.Full:
+            self._pressed = True
         while not self._stop.is_set():
             try:
                 self._queue.put(item, timeout=0.2)
@@ -255,6 +273,9 @@ class BinlogStream:
         try:
             while not self._stop.is_set():
                 event = reader.fetchone()
+                # Read as the server sent it unless the events waited on the connection while
+                # this thread waited for the consumer.
+                arrival = None if self._pressed else time.time()
                 if event is None:  # the server ended the dump (it is shutting down)
                     raise StreamLost(None, "the server ended the binlog dump")
                 if isinstance(event, RotateEvent):
@@ -270,7 +291,7 @@ class BinlogStream:
                 # collector, the packets of a large transaction pile up between its runs (a probe's
                 # peak: 44 MB for 50,000 rows of 400 bytes, 0.7 MB of them live). Freed once read.
                 event.packet = None
-                if not self._put((event, position)):
+                if not self._put((event, position, arrival)):
                     return
         except BaseException as exc:  # noqa: BLE001 - handed to the reading side, which raises it typed
             if not self._stop.is_set():
@@ -278,8 +299,9 @@ class BinlogStream:
 
     # -- the consumer's side ------------------------------------------------------------------------
 
-    def items(self, wait_s: float) -> Iterator[tuple[Any, int] | Idle]:
-        """Each event with its end position as it arrives; Idle after `wait_s` (or the linger) without."""
+    def items(self, wait_s: float) -> Iterator[tuple[Any, int, float | None] | Idle]:
+        """Each event with its end position and arrival (see the module's docstring) as it
+        arrives; Idle after `wait_s` (or the linger) without."""
         if self._thread is None:
             self._open()
         get = self._queue.get

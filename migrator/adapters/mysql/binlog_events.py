@@ -11,7 +11,11 @@ then a BEGIN query), its row events (each after the table map of its table), and
   now and then, a Keepalive at its end (so that the consumer's work between messages runs and
   what it acknowledges moves on while the source writes only other tables).
 - TransactionCommitted carries the XID event's start (commit_position) and end (end_position:
-  where a resumed stream starts) and the commit time (the event's timestamp, whole seconds).
+  where a resumed stream starts) and the commit time: the event's timestamp has whole seconds only,
+  so a commit read within the second it names, straight off the connection, is dated by its
+  arrival instead (committed_at; docs/architecture.md, "Change capture from the binlog").
+- The server's heartbeat (it has sent everything, binlog.py) is a Keepalive; while only heartbeats
+  come, an Idle after each `wait_s` too (the consumer's idle duties: its own heartbeat marker).
 - Every row of a rows event is a Change of its own, as it arrives: nothing is held per
   transaction, so a transaction of any size streams in bounded memory (adapters/mysql/binlog.py).
 - A row written to the markers table is a Marker (capture.py), never a Change.
@@ -91,6 +95,7 @@ class BinlogReader:
         self._gtid_end = -1  # end of the last GTID event (a BEGIN right after it starts nothing new)
         self._skip = False
         self._last_keepalive = 0.0
+        self._quiet_since = time.monotonic()  # the last event that was no heartbeat, or Idle
 
     @property
     def in_stream(self) -> bool:
@@ -103,21 +108,28 @@ class BinlogReader:
     def events(self, wait_s: float) -> Iterator[ChangeEvent]:
         for item in self.stream.items(wait_s):
             if isinstance(item, Idle):
+                self._quiet_since = time.monotonic()
                 yield item
                 continue
-            event, end = item
+            event, end, arrival = item
+            if isinstance(event, HeartbeatLogEvent):
+                # The server had nothing more to send: everything before is received.
+                yield Keepalive(end)
+                now = time.monotonic()
+                if now - self._quiet_since >= wait_s:
+                    self._quiet_since = now
+                    yield Idle(end)
+                continue
+            self._quiet_since = time.monotonic()
             start, self._last = self._last, end
             if isinstance(event, RowsEvent):
                 yield from self._rows(event)
             elif isinstance(event, XidEvent):
-                yield self._commit(start, end, event.timestamp)
+                yield self._commit(start, end, committed_at(event.timestamp, arrival))
             elif isinstance(event, MariadbGtidEvent | GtidEvent):
                 self._begin, self._gtid_end = start, end
             elif isinstance(event, QueryEvent):
-                yield from self._query(event, start, end)
-            elif isinstance(event, HeartbeatLogEvent):
-                # The server had nothing more to send: everything before is received.
-                yield Keepalive(end)
+                yield from self._query(event, start, end, arrival)
             else:
                 yield RECEIVED  # a rotation
 
@@ -181,11 +193,11 @@ class BinlogReader:
         if begun is not None:
             yield begun
 
-    def _commit(self, start: int, end: int, timestamp: int) -> ChangeEvent:
+    def _commit(self, start: int, end: int, commit_time: float) -> ChangeEvent:
         if not self.in_transaction:
             return self._between(end)
         self.in_transaction = False
-        return TransactionCommitted(start, end, datetime.fromtimestamp(timestamp, UTC), self._skip)
+        return TransactionCommitted(start, end, datetime.fromtimestamp(commit_time, UTC), self._skip)
 
     def _between(self, end: int) -> ChangeEvent:
         """The end of a transaction with nothing mapped."""
@@ -195,14 +207,14 @@ class BinlogReader:
             return Keepalive(end)
         return RECEIVED
 
-    def _query(self, event: QueryEvent, start: int, end: int) -> Iterator[ChangeEvent]:
+    def _query(self, event: QueryEvent, start: int, end: int, arrival: float | None) -> Iterator[ChangeEvent]:
         query = _text(event.query).strip()
         word = query.upper().rstrip(";")
         if word in _TRANSACTION_CONTROL or word.startswith("XA "):
             if word == "BEGIN" and self._gtid_end != start:
                 self._begin = start  # a BEGIN without a GTID event before it starts the transaction
             elif word == "COMMIT":
-                yield self._commit(start, end, event.timestamp)
+                yield self._commit(start, end, committed_at(event.timestamp, arrival))
             return
         truncated = self._statements.statement(_text(event.schema), query)
         if not truncated:
@@ -213,7 +225,20 @@ class BinlogReader:
             yield begun
         if not self._skip:
             yield Truncated(truncated)
-        yield self._commit(start, end, event.timestamp)
+        yield self._commit(start, end, committed_at(event.timestamp, arrival))
+
+
+def committed_at(timestamp: int, arrival: float | None) -> float:
+    """When a transaction committed (epoch seconds) from its commit event's `timestamp` (the
+    server's clock, whole seconds: the commit lies in [timestamp, timestamp + 1)) and the wall time
+    it was read off the connection (`arrival`, None when it may have waited there: binlog.py). A
+    commit read within the second it names committed between its timestamp and its arrival; the
+    arrival is then the nearer bound (a stream that keeps up delivers in milliseconds), the
+    timestamp reading up to a second early. Otherwise (read a second or more later: CDC is
+    behind, or the clocks differ) the timestamp: the lag reads at most a second high, never low."""
+    if arrival is not None and timestamp <= arrival < timestamp + 1:
+        return arrival
+    return float(timestamp)
 
 
 def _text(value: Any) -> str:
