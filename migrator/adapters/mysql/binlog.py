@@ -59,6 +59,7 @@ from migrator.adapters.mysql.binlog_link import (
     classify,
     errno_of,
 )
+from migrator.adapters.mysql.connection import SESSION_SETUP
 from migrator.adapters.mysql.positions import BinlogPositions, file_name, of_file, split_file, unpack
 from migrator.errors import ConnectionFailed, MigratorError, SourceError
 
@@ -66,6 +67,11 @@ from migrator.errors import ConnectionFailed, MigratorError, SourceError
 # stream stays known alive, and a transaction read alone is applied this soon (the heartbeat says
 # nothing more is coming), not when its batch has aged (phases/follow_loop.py, BATCH_AGE_S).
 HEARTBEAT_S = 0.02
+# The server waits this long on a write to the stream before it drops the dump. The stream is not
+# read while the engine applies a batch (the read-ahead queue is full), so the server's default
+# (60 s) dropped it under a slow target: a reset connection, resumed from the last commit, again
+# and again. A consumer that is gone is still seen at once (its socket closes).
+DUMP_WRITE_TIMEOUT_S = 3600
 READ_TIMEOUT_S = 30  # nothing at all (not even a heartbeat) for this long: the connection is dead
 QUEUE_EVENTS = 64  # rows events of ~8 KiB of rows each, decoded: a few MiB read ahead
 EVENTS = [
@@ -231,7 +237,10 @@ class BinlogStream:
     def _open(self) -> None:
         tables = getattr(self, "_tables", ())
         self._reader = BinLogStreamReader(
-            connection_settings=self._endpoint.settings(read_timeout=READ_TIMEOUT_S),
+            connection_settings=self._endpoint.settings(
+                read_timeout=READ_TIMEOUT_S,
+                init_command=f"{SESSION_SETUP}, net_write_timeout = {DUMP_WRITE_TIMEOUT_S}",
+            ),
             server_id=replica_id(),
             log_file=self._file,
             log_pos=unpack(self.start)[1],
