@@ -1,6 +1,7 @@
 """Preflight's checks of a MySQL/MariaDB source: the binlog settings change capture needs, the
 version, binlog retention against the snapshot's estimated time, the user's privileges, and each
-mapped table's features (primary key, storage engine, zero dates, tinyint(1)). Read-only: they judge
+mapped table's features (primary key, storage engine, zero dates, tinyint(1); foreign-key actions
+in cascades.py, triggers in triggers.py, the run's and cutover's privileges in run_privileges.py). Read-only: they judge
 what inspection (inspect.py) found; every failure names the object and a fix the server accepts.
 """
 
@@ -9,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from migrator.adapters.base import MappedCollection, SourceInfo
+from migrator.adapters.mysql.cascades import cascade_findings
 from migrator.adapters.mysql.inspect import MysqlServerInfo, quote_ident, quote_table
+from migrator.adapters.mysql.run_privileges import run_privilege_findings
 from migrator.findings import Finding, Severity
 
 MIN_MARIADB = 100500  # binlog_row_metadata=FULL (column names in row events) arrived in 10.5
@@ -26,11 +29,11 @@ DATE_TYPES = frozenset({"date", "timestamp without time zone", "timestamp with t
 
 def describe(info: SourceInfo) -> str:
     """The server as the 'source.reachable' finding names it."""
-    server = _server(info)
+    server = server_of(info)
     return f"{server.product} {server.version} as {server.user}"
 
 
-def _server(info: SourceInfo) -> MysqlServerInfo:
+def server_of(info: SourceInfo) -> MysqlServerInfo:
     server = info.server
     assert isinstance(server, MysqlServerInfo), "inspected by the MySQL adapter"
     return server
@@ -45,7 +48,7 @@ def _add(
 def server_findings(info: SourceInfo, plan_name: str) -> list[Finding]:
     """The server's findings, then the user's privileges on each mapped table."""
     del plan_name  # nothing on the server is named after the plan (no slot, no publication)
-    server = _server(info)
+    server = server_of(info)
     found: list[Finding] = []
     _version(found, server)
     _binlog(found, server)
@@ -62,7 +65,7 @@ def server_findings(info: SourceInfo, plan_name: str) -> list[Finding]:
                 Severity.FAIL,
                 table,
                 f"user {server.user} may not SELECT from {table}" + ("" if table in info.tables else hidden),
-                f"GRANT SELECT ON {quote_table(table)} TO {_grantee(server)};",
+                f"GRANT SELECT ON {quote_table(table)} TO {server.grantee};",
             )
     return found
 
@@ -209,13 +212,8 @@ def _privileges(found: list[Finding], server: MysqlServerInfo) -> None:
                 Severity.FAIL,
                 grant,
                 f"user {server.user} lacks {grant}, needed to {purpose}",
-                f"GRANT {grant} ON *.* TO {_grantee(server)};",
+                f"GRANT {grant} ON *.* TO {server.grantee};",
             )
-
-
-def _grantee(server: MysqlServerInfo) -> str:
-    user, _, host = server.user.rpartition("@")
-    return f"'{user}'@'{host}'"
 
 
 # -- the mapped tables ------------------------------------------------------------------------------
@@ -227,9 +225,10 @@ def preflight_findings(
     read: Mapping[str, set[str]],
     zero_dates: Mapping[str, Sequence[str]],
 ) -> list[Finding]:
-    """Each mapped table's primary key and engine, the zero dates a scan found in the columns the
-    mapping reads (`zero_dates`: table -> columns), and the tinyint(1) columns it reads."""
-    server = _server(info)
+    """Each mapped table's primary key, engine and foreign-key actions (cascades.py), the zero
+    dates a scan found in the columns the mapping reads (`zero_dates`: table -> columns), the
+    tinyint(1) columns it reads, and the privileges the run and cutover use (run_privileges.py)."""
+    server = server_of(info)
     keys = {level.table: level.key for c in collections for level in c.levels}
     found: list[Finding] = []
     for name, table in info.tables.items():
@@ -249,7 +248,7 @@ def preflight_findings(
             for c in table.columns
             if c.name in read.get(name, ()) and c.native_type.lower().startswith("tinyint(1)")
         ]
-    return found
+    return found + cascade_findings(info.tables) + run_privilege_findings(server, list(info.tables))
 
 
 def _keyless(table: str, key: Sequence[str]) -> Finding:

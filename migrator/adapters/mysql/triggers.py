@@ -1,0 +1,112 @@
+"""Preflight's check of triggers on the mapped tables (docs/architecture.md, "Reverse sync and echo
+prevention").
+
+Forward, a trigger is harmless: in ROW format what it writes is logged as row events of the same
+transaction, and change capture reads them as any change. After cutover, reverse sync writes the
+target's changes back into the mapped tables from an ordinary client session, and MySQL has no
+session role that keeps triggers from firing (PostgreSQL's session_replication_role): each trigger
+fires again on writes the application already made on the target. A BEFORE trigger that sets a
+column (an updated_at, a counter) makes the source row differ from the document; an AFTER trigger
+writes its audit row or counter a second time. WARN, naming table and trigger, with a fix the
+server accepts: the trigger re-created with its body under a condition on USER(), the session's
+login user, which is reverse sync's user inside the trigger too (CURRENT_USER() is the trigger's
+definer there). That tells reverse sync apart only if the application connects as another user.
+
+information_schema.TRIGGERS lists a table's triggers only to a user with the TRIGGER privilege on
+it: without it, preflight says it could not look.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from migrator.adapters.mysql.inspect import (
+    MysqlInspector,
+    MysqlServerInfo,
+    quote_ident,
+    quote_table,
+    split_table,
+)
+from migrator.findings import Finding, Severity
+
+TRIGGERS_SQL = (
+    "SELECT EVENT_OBJECT_SCHEMA, EVENT_OBJECT_TABLE, TRIGGER_NAME, ACTION_TIMING, EVENT_MANIPULATION, "
+    "ACTION_STATEMENT FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA = %s AND "
+    "EVENT_OBJECT_TABLE = %s ORDER BY ACTION_TIMING, EVENT_MANIPULATION, ACTION_ORDER"
+)
+
+
+@dataclass(frozen=True)
+class Trigger:
+    table: str  # schema.table
+    name: str
+    timing: str  # BEFORE, AFTER
+    event: str  # INSERT, UPDATE, DELETE
+    body: str  # ACTION_STATEMENT: one statement, or BEGIN ... END
+
+
+def read_triggers(inspector: MysqlInspector, tables: Sequence[str]) -> list[Trigger]:
+    """The triggers of `tables` (schema.table) the user may see, in their firing order."""
+    found = []
+    for table in tables:
+        for schema, name, trigger, timing, event, body in inspector.query(TRIGGERS_SQL, split_table(table)):
+            found.append(Trigger(f"{schema}.{name}", str(trigger), str(timing), str(event), str(body)))
+    return found
+
+
+def trigger_findings(
+    server: MysqlServerInfo, tables: Sequence[str], found: Sequence[Trigger]
+) -> list[Finding]:
+    """A WARN per trigger `found` on the mapped `tables`, and per table whose triggers the user
+    may not list."""
+    findings = [_fires(server, t) for t in found]
+    for table in tables:
+        if not server.may("TRIGGER", table):
+            findings.append(_unlisted(server, table))
+    return findings
+
+
+def skip_user_fix(trigger: Trigger, user: str) -> str:
+    """DROP and CREATE of `trigger` with its body run only for sessions of another login user
+    than `user` (statements on lines of their own; the body may hold ';')."""
+    schema = trigger.table.partition(".")[0]
+    name = f"{quote_ident(schema)}.{quote_ident(trigger.name)}"
+    body = trigger.body.strip().rstrip(";")
+    literal = "'" + user.replace("\\", "\\\\").replace("'", "''") + "'"
+    return (
+        f"DROP TRIGGER {name};\n"
+        f"CREATE TRIGGER {name} {trigger.timing} {trigger.event} ON {quote_table(trigger.table)} FOR EACH ROW "
+        f"IF SUBSTRING_INDEX(USER(), '@', 1) <> {literal} THEN {body}; END IF;"
+    )
+
+
+def _fires(server: MysqlServerInfo, trigger: Trigger) -> Finding:
+    user = server.user.rpartition("@")[0]
+    return Finding(
+        "source.trigger",
+        Severity.WARN,
+        f"{trigger.table}: trigger {trigger.name}",
+        f"trigger {trigger.name} ({trigger.timing} {trigger.event}) on {trigger.table} fires also when reverse "
+        "sync writes the target's changes back after cutover (a MySQL session cannot keep triggers from "
+        "firing): what it sets or writes is done a second time, and a value it sets makes the row differ "
+        "from the document",
+        f"to skip it for reverse sync's user {user} (the application connecting as another user), "
+        "re-create it; in the mysql client between DELIMITER // and DELIMITER ; (its body holds ';'), and "
+        "with FOLLOWS where the table has several triggers for the same event:\n"
+        + skip_user_fix(trigger, user),
+    )
+
+
+def _unlisted(server: MysqlServerInfo, table: str) -> Finding:
+    schema, _, name = table.partition(".")
+    literal = name.replace("'", "''")
+    return Finding(
+        "source.trigger",
+        Severity.WARN,
+        table,
+        f"user {server.user} may not list the triggers of {table} (information_schema.TRIGGERS needs the "
+        "TRIGGER privilege): a trigger there would fire again when reverse sync writes after cutover",
+        f"look as a user who may: SHOW TRIGGERS FROM {quote_ident(schema)} WHERE `Table` = '{literal}'; "
+        f"or GRANT TRIGGER ON {quote_table(table)} TO {server.grantee}; (which also lets the user create triggers)",
+    )
