@@ -18,6 +18,9 @@ from migrator.adapters.base import ForeignKey, TableInfo
 from migrator.adapters.mysql.inspect import quote_ident, quote_table
 from migrator.findings import Finding, Severity
 
+MAX_NAME = 64  # characters of a MySQL identifier
+SUFFIX = "_restrict"
+
 
 def cascade_findings(tables: Mapping[str, TableInfo]) -> list[Finding]:
     """A FAIL for each mapped table's foreign key whose action changes the table's rows."""
@@ -27,15 +30,21 @@ def cascade_findings(tables: Mapping[str, TableInfo]) -> list[Finding]:
 
 
 def restrict_fix(table: str, key: ForeignKey) -> str:
-    """The ALTER that keeps the key and its check but drops its actions."""
+    """One ALTER that replaces the key by one with the same columns and no actions, so that the
+    key is never absent meanwhile. MariaDB refuses to drop and add a key of the same name in one
+    ALTER (errno 121), so the new key is named `<name>_restrict`."""
     columns = ", ".join(quote_ident(c) for c in key.columns)
     referenced = ", ".join(quote_ident(c) for c in key.referenced_columns)
-    name = quote_ident(key.name)
     return (
-        f"ALTER TABLE {quote_table(table)} DROP FOREIGN KEY {name}, ADD CONSTRAINT {name} FOREIGN KEY "
-        f"({columns}) REFERENCES {quote_table(key.referenced_table)} ({referenced}) "
-        "ON DELETE RESTRICT ON UPDATE RESTRICT;"
+        f"ALTER TABLE {quote_table(table)} DROP FOREIGN KEY {quote_ident(key.name)}, ADD CONSTRAINT "
+        f"{quote_ident(restrict_name(key.name))} FOREIGN KEY ({columns}) REFERENCES "
+        f"{quote_table(key.referenced_table)} ({referenced}) ON DELETE RESTRICT ON UPDATE RESTRICT;"
     )
+
+
+def restrict_name(name: str) -> str:
+    """The replacing key's name, within MySQL's 64 characters."""
+    return name[: MAX_NAME - len(SUFFIX)] + SUFFIX
 
 
 def _refused(table: str, key: ForeignKey) -> Finding:
@@ -48,5 +57,6 @@ def _refused(table: str, key: ForeignKey) -> Finding:
         f"server changes the rows of {table} inside the storage engine and writes no row event for them "
         "to the binlog, so change capture would never see those changes",
         restrict_fix(table, key) + " (then the application deletes or updates the child rows itself, "
-        "before the parent's; run it before `migrator run`: DDL on a mapped table stops change capture)",
+        "before the parent's; the ALTER copies the table, and DDL on a mapped table stops change capture: "
+        "run it before `migrator run`)",
     )

@@ -58,12 +58,14 @@ def read_triggers(inspector: MysqlInspector, tables: Sequence[str]) -> list[Trig
 def trigger_findings(
     server: MysqlServerInfo, tables: Sequence[str], found: Sequence[Trigger]
 ) -> list[Finding]:
-    """A WARN per trigger `found` on the mapped `tables`, and per table whose triggers the user
-    may not list."""
+    """A WARN per trigger `found` on the mapped `tables`, and per database whose mapped tables'
+    triggers the user may not list."""
     findings = [_fires(server, t) for t in found]
+    unlisted: dict[str, list[str]] = {}
     for table in tables:
         if not server.may("TRIGGER", table):
-            findings.append(_unlisted(server, table))
+            unlisted.setdefault(split_table(table)[0], []).append(table)
+    findings += [_unlisted(server, database, names) for database, names in unlisted.items()]
     return findings
 
 
@@ -98,15 +100,16 @@ def _fires(server: MysqlServerInfo, trigger: Trigger) -> Finding:
     )
 
 
-def _unlisted(server: MysqlServerInfo, table: str) -> Finding:
-    schema, _, name = table.partition(".")
-    literal = name.replace("'", "''")
+def _unlisted(server: MysqlServerInfo, database: str, tables: Sequence[str]) -> Finding:
+    literal = database.replace("'", "''")
     return Finding(
         "source.trigger",
         Severity.WARN,
-        table,
-        f"user {server.user} may not list the triggers of {table} (information_schema.TRIGGERS needs the "
-        "TRIGGER privilege): a trigger there would fire again when reverse sync writes after cutover",
-        f"look as a user who may: SHOW TRIGGERS FROM {quote_ident(schema)} WHERE `Table` = '{literal}'; "
-        f"or GRANT TRIGGER ON {quote_table(table)} TO {server.grantee}; (which also lets the user create triggers)",
+        f"triggers in {database}",
+        f"user {server.user} may not list the triggers of {', '.join(tables)} (information_schema.TRIGGERS "
+        "needs the TRIGGER privilege): a trigger there would fire again when reverse sync writes after cutover",
+        # The fix is text for the operator, never run here.
+        "look as a user who may: SELECT EVENT_OBJECT_TABLE, TRIGGER_NAME FROM information_schema.TRIGGERS "  # noqa: S608
+        f"WHERE EVENT_OBJECT_SCHEMA = '{literal}'; or GRANT TRIGGER ON {quote_ident(database)}.* TO "
+        f"{server.grantee}; (which also lets the user create triggers)",
     )
