@@ -12,8 +12,9 @@ server accepts: the trigger re-created with its body under a condition on USER()
 login user, which is reverse sync's user inside the trigger too (CURRENT_USER() is the trigger's
 definer there). That tells reverse sync apart only if the application connects as another user.
 
-information_schema.TRIGGERS lists a table's triggers only to a user with the TRIGGER privilege on
-it: without it, preflight says it could not look.
+Without the TRIGGER privilege on a table, MariaDB lists its triggers to a user that may write it,
+but not their bodies (ACTION_STATEMENT is NULL), and none to a user that may only read it: so
+preflight names the triggers it sees, and says where it could not look.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class Trigger:
     name: str
     timing: str  # BEFORE, AFTER
     event: str  # INSERT, UPDATE, DELETE
-    body: str  # ACTION_STATEMENT: one statement, or BEGIN ... END
+    body: str  # ACTION_STATEMENT: one statement, or BEGIN ... END; '' where the user may not read it
 
 
 def read_triggers(inspector: MysqlInspector, tables: Sequence[str]) -> list[Trigger]:
@@ -51,7 +52,7 @@ def read_triggers(inspector: MysqlInspector, tables: Sequence[str]) -> list[Trig
     found = []
     for table in tables:
         for schema, name, trigger, timing, event, body in inspector.query(TRIGGERS_SQL, split_table(table)):
-            found.append(Trigger(f"{schema}.{name}", str(trigger), str(timing), str(event), str(body)))
+            found.append(Trigger(f"{schema}.{name}", str(trigger), str(timing), str(event), str(body or "")))
     return found
 
 
@@ -85,6 +86,19 @@ def skip_user_fix(trigger: Trigger, user: str) -> str:
 
 def _fires(server: MysqlServerInfo, trigger: Trigger) -> Finding:
     user = server.user.rpartition("@")[0]
+    if trigger.body:
+        fix = (
+            f"to skip it for reverse sync's user {user} (the application connecting as another user), "
+            "re-create it; in the mysql client between DELIMITER // and DELIMITER ; (its body holds ';'), "
+            "and with FOLLOWS where the table has several triggers for the same event:\n"
+            + skip_user_fix(trigger, user)
+        )
+    else:
+        fix = (
+            f"to skip it for reverse sync's user {user}, re-create it with its body under IF "
+            f"SUBSTRING_INDEX(USER(), '@', 1) <> '{user}' THEN ... END IF (its body is hidden from {user}: "
+            f"GRANT TRIGGER ON {quote_table(trigger.table)} TO {server.grantee}; and plan again for the statements)"
+        )
     return Finding(
         "source.trigger",
         Severity.WARN,
@@ -93,10 +107,7 @@ def _fires(server: MysqlServerInfo, trigger: Trigger) -> Finding:
         "sync writes the target's changes back after cutover (a MySQL session cannot keep triggers from "
         "firing): what it sets or writes is done a second time, and a value it sets makes the row differ "
         "from the document",
-        f"to skip it for reverse sync's user {user} (the application connecting as another user), "
-        "re-create it; in the mysql client between DELIMITER // and DELIMITER ; (its body holds ';'), and "
-        "with FOLLOWS where the table has several triggers for the same event:\n"
-        + skip_user_fix(trigger, user),
+        fix,
     )
 
 
