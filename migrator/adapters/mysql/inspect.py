@@ -197,6 +197,9 @@ class MysqlInspector:
             per_database.setdefault(schema, set()).update(names)
         for table, names in shown.tables.items():
             per_table.setdefault(table, set()).update(names)
+        # Two-phase XA transactions prepared since the server started (a status, no privilege).
+        for name, value in self._rows("SHOW GLOBAL STATUS LIKE 'Com\\_xa\\_prepare'"):
+            settings[str(name).lower()] = str(value)
         settings["privileges"] = ", ".join(sorted(privileges))
         replicate = bool(privileges & {"REPLICATION SLAVE", "REPLICATION REPLICA"})
         return MysqlServerInfo(

@@ -53,6 +53,7 @@ def server_findings(info: SourceInfo, plan_name: str) -> list[Finding]:
     _version(found, server)
     _binlog(found, server)
     _retention(found, server, sum(t.estimated_rows for t in info.tables.values()))
+    _xa(found, server)
     _privileges(found, server)
     for table in [*info.tables, *info.missing_tables]:
         if not server.may("SELECT", table):
@@ -129,6 +130,24 @@ def _binlog(found: list[Finding], server: MysqlServerInfo) -> None:
         )
     else:
         _add(found, "source.server_id", Severity.OK, "server_id", f"server_id = {settings['server_id']}")
+
+
+def _xa(found: list[Finding], server: MysqlServerInfo) -> None:
+    """Two-phase XA transactions are decided after the binlog holds their rows: change capture
+    stops at one that changed a mapped table (binlog_events.py). The server's count since it
+    started says whether the applications use them at all."""
+    prepared = int(server.settings.get("com_xa_prepare") or 0)
+    if prepared:
+        _add(
+            found,
+            "source.xa_transactions",
+            Severity.WARN,
+            "Com_xa_prepare",
+            f"the server has prepared {prepared} XA transaction(s) since it started: change capture stops "
+            "at a two-phase XA transaction (XA PREPARE, then XA COMMIT) that changes a mapped table",
+            "have the applications write the mapped tables in ordinary transactions, or commit their XA "
+            "transactions with XA COMMIT ... ONE PHASE",
+        )
 
 
 def retention_seconds(settings: Mapping[str, str]) -> float | None:

@@ -1,13 +1,17 @@
 """XA transactions in the binlog (MariaDB): a two-phase XA is written at its XA PREPARE and decided
 later, so one that changed a mapped table stops change capture with a terminal error naming it;
-one on other tables is passed over, and XA COMMIT ... ONE PHASE is an ordinary transaction."""
+one on other tables is passed over, and XA COMMIT ... ONE PHASE is an ordinary transaction.
+Preflight warns where the server has prepared XA transactions."""
 
 from __future__ import annotations
 
 import pytest
 
 from migrator.adapters.base import Change
+from migrator.adapters.mysql import MysqlSource
 from migrator.errors import SourceError, TerminalError
+from migrator.findings import Severity
+from tests.support.mariadb import connect
 from tests.support.mysql_binlog import database, execute, position_now, read_transactions, reading
 
 
@@ -53,3 +57,23 @@ def test_a_prepared_xa_on_a_mapped_table_stops_capture(mysql_url: str) -> None:
     assert isinstance(stopped.value, TerminalError)
     assert "'undone'" in stopped.value.message and f"{db}.t" in stopped.value.message
     assert "XA" in (stopped.value.hint or "")
+
+
+def test_preflight_warns_when_the_server_has_prepared_xa_transactions(mysql_url: str) -> None:
+    _schema(mysql_url)
+    execute(
+        mysql_url, "XA START 'seen'", "INSERT INTO other VALUES (1)", "XA END 'seen'", "XA PREPARE 'seen'"
+    )
+    execute(mysql_url, "XA COMMIT 'seen'")
+    with connect(mysql_url) as conn, conn.cursor() as cur:
+        cur.execute("SHOW GLOBAL STATUS LIKE 'Com_xa_prepare'")
+        prepared = int(cur.fetchone()[1])
+    assert prepared >= 1
+    source = MysqlSource(mysql_url)
+    try:
+        found = source.server_findings(source.inspect([]), "p")
+    finally:
+        source.close()
+    warned = [f for f in found if f.check == "source.xa_transactions"]
+    assert [(f.severity, f.subject) for f in warned] == [(Severity.WARN, "Com_xa_prepare")]
+    assert f"prepared {prepared} XA" in warned[0].message
