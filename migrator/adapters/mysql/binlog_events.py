@@ -212,8 +212,11 @@ class BinlogReader:
             return self._commit(start, end, event.timestamp)
         if not self._touched:
             return self._between(end)
+        xid = (event.xid_gtrid + event.xid_bqual).decode(
+            errors="replace"
+        )  # any bytes, as the server took them
         raise SourceError(
-            f"XA transaction {event.xid!r} prepared changes to {', '.join(sorted(self._touched))} at binlog "
+            f"XA transaction {xid!r} prepared changes to {', '.join(sorted(self._touched))} at binlog "
             f"position {BinlogPositions.text(self._begin)}: change capture cannot follow two-phase XA "
             "transactions (their changes are decided later by XA COMMIT or XA ROLLBACK)",
             hint="have the application write these tables in ordinary transactions (or XA COMMIT ... ONE "
