@@ -66,6 +66,10 @@ class ForeignKey:
     validated: bool = True
     # NOT ENFORCED (PostgreSQL 18+): never checked at all.
     enforced: bool = True
+    # The referential actions, as the SQL standard names them ('CASCADE', 'SET NULL', 'SET DEFAULT',
+    # 'RESTRICT', 'NO ACTION'); '' where the adapter does not read them.
+    on_delete: str = ""
+    on_update: str = ""
 
     @property
     def holds(self) -> bool:
@@ -73,11 +77,18 @@ class ForeignKey:
         one transaction (docs/architecture.md, "Foreign keys hold at transaction boundaries")."""
         return self.validated and self.enforced
 
+    def actions(self) -> dict[str, str]:
+        """The actions that change or delete child rows: {'ON DELETE': 'CASCADE', ...}."""
+        acting = ("CASCADE", "SET NULL", "SET DEFAULT")
+        found = {"ON DELETE": self.on_delete, "ON UPDATE": self.on_update}
+        return {event: action for event, action in found.items() if action.upper() in acting}
+
     def describe(self) -> str:
         state = "enforced, validated" if self.holds else "NOT ENFORCED" if not self.enforced else "NOT VALID"
+        actions = "".join(f" {event} {action}" for event, action in self.actions().items())
         return (
             f"foreign key {self.name or '?'} ({', '.join(self.columns)}) REFERENCES "
-            f"{self.referenced_table} ({', '.join(self.referenced_columns)}): {state}"
+            f"{self.referenced_table} ({', '.join(self.referenced_columns)}){actions}: {state}"
         )
 
 

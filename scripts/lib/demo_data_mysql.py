@@ -116,17 +116,18 @@ CREATE TABLE order_items (
 ) ENGINE=InnoDB""",
 )
 
-# As in demo_data.py, after the load. InnoDB runs a cascade inside the engine, and the binlog
-# carries only the statement's own rows, never the cascaded ones: the demo's writers delete no
-# customer and no order, so no cascade fires (docs/architecture.md, "MySQL and MariaDB sources").
+# As in demo_data.py, after the load, but without ON DELETE CASCADE: InnoDB runs a cascade inside
+# the engine, and the binlog carries only the statement's own rows, never the cascaded ones, so
+# preflight refuses a mapped child of a cascading key (docs/architecture.md, "MySQL and MariaDB
+# sources"). The demo's writers delete no customer and no order.
 POST_LOAD_DDL = (
     "ALTER TABLE addresses ADD CONSTRAINT addresses_customer_id_fkey "
-    "FOREIGN KEY (customer_id) REFERENCES customers (id) ON DELETE CASCADE",
+    "FOREIGN KEY (customer_id) REFERENCES customers (id)",
     "ALTER TABLE customer_profiles ADD CONSTRAINT customer_profiles_customer_id_fkey "
-    "FOREIGN KEY (customer_id) REFERENCES customers (id) ON DELETE CASCADE",
+    "FOREIGN KEY (customer_id) REFERENCES customers (id)",
     "ALTER TABLE orders ADD CONSTRAINT orders_customer_id_fkey FOREIGN KEY (customer_id) REFERENCES customers (id)",
     "ALTER TABLE order_items ADD CONSTRAINT order_items_order_id_fkey "
-    "FOREIGN KEY (order_id) REFERENCES orders (id) ON DELETE CASCADE",
+    "FOREIGN KEY (order_id) REFERENCES orders (id)",
     "ALTER TABLE order_items ADD CONSTRAINT order_items_product_id_fkey "
     "FOREIGN KEY (product_id) REFERENCES products (id)",
 )

@@ -25,7 +25,7 @@ from migrator.adapters.base import (
     SourceInfo,
     SourceVocabulary,
 )
-from migrator.adapters.mysql import keys, routing, server_checks
+from migrator.adapters.mysql import keys, routing, server_checks, triggers
 from migrator.adapters.mysql.binlog_link import BinlogEndpoint
 from migrator.adapters.mysql.capture import BinlogCapture, SlotStream
 from migrator.adapters.mysql.connection import MysqlEndpoint
@@ -135,9 +135,14 @@ class MysqlSource:
     def preflight_findings(
         self, info: SourceInfo, collections: Sequence[MappedCollection], read: Mapping[str, set[str]]
     ) -> list[Finding]:
-        """Keys, engines, tinyint(1), and zero dates in the date columns read (one scan per table)."""
+        """Keys, engines, foreign-key actions, tinyint(1), privileges, zero dates in the date columns
+        read (one scan per table), and triggers (server_checks.py, triggers.py)."""
         inspector = self._inspector()
-        found: list[Finding] = []
+        found = triggers.trigger_findings(
+            server_checks.server_of(info),
+            list(info.tables),
+            triggers.read_triggers(inspector, list(info.tables)),
+        )
         zero: dict[str, dict[str, int]] = {}
         for table, names in server_checks.date_columns(info, read).items():
             try:

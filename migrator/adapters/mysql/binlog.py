@@ -47,6 +47,7 @@ from pymysqlreplication.event import (
     MariadbGtidEvent,
     QueryEvent,
     RotateEvent,
+    XAPrepareEvent,
     XidEvent,
 )
 from pymysqlreplication.row_event import DeleteRowsEvent, RowsEvent, UpdateRowsEvent, WriteRowsEvent
@@ -79,6 +80,7 @@ EVENTS = [
     GtidEvent,
     QueryEvent,
     XidEvent,
+    XAPrepareEvent,  # read to refuse two-phase XA on mapped tables (binlog_events.py)
     RotateEvent,
     HeartbeatLogEvent,
     WriteRowsEvent,

@@ -24,6 +24,11 @@ then a BEGIN query), its row events (each after the table map of its table), and
   (docs/architecture.md, "Reverse sync and echo prevention").
 - A query on a mapped table is asked of the schema checks: TRUNCATE is a Truncated event, other
   DDL stops the run naming table and statement (schema_watch.py).
+- A two-phase XA transaction is written at its XA PREPARE (its rows, then an XA_PREPARE event) and
+  decided later by an XA COMMIT or XA ROLLBACK query of its own: its changes may never happen, and
+  nothing here holds them until they are decided. One that changed a mapped table stops the run,
+  naming the XA and the tables (a terminal error). XA COMMIT ... ONE PHASE is an ordinary
+  transaction (MariaDB: an XID event; MySQL: an XA_PREPARE event marked one-phase, a commit).
 """
 
 from __future__ import annotations
@@ -33,7 +38,14 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from pymysqlreplication.event import GtidEvent, HeartbeatLogEvent, MariadbGtidEvent, QueryEvent, XidEvent
+from pymysqlreplication.event import (
+    GtidEvent,
+    HeartbeatLogEvent,
+    MariadbGtidEvent,
+    QueryEvent,
+    XAPrepareEvent,
+    XidEvent,
+)
 from pymysqlreplication.row_event import DeleteRowsEvent, RowsEvent, UpdateRowsEvent, WriteRowsEvent
 
 from migrator.adapters.base import (
@@ -49,6 +61,8 @@ from migrator.adapters.base import (
 )
 from migrator.adapters.mysql.binlog import BinlogStream
 from migrator.adapters.mysql.binlog_values import RowConverter
+from migrator.adapters.mysql.positions import BinlogPositions
+from migrator.errors import SourceError
 
 KEEPALIVE_EVERY_S = 0.5  # at most this often for transactions with nothing mapped
 RECEIVED = Received()
@@ -96,6 +110,7 @@ class BinlogReader:
         self._skip = False
         self._last_keepalive = 0.0
         self._quiet_since = time.monotonic()  # the last event that was no heartbeat, or Idle
+        self._touched: set[str] = set()  # the mapped tables the open transaction changed
 
     @property
     def in_stream(self) -> bool:
@@ -126,6 +141,8 @@ class BinlogReader:
                 yield from self._rows(event)
             elif isinstance(event, XidEvent):
                 yield self._commit(start, end, committed_at(event.timestamp, arrival))
+            elif isinstance(event, XAPrepareEvent):
+                yield self._xa_prepare(event, start, end, arrival)
             elif isinstance(event, MariadbGtidEvent | GtidEvent):
                 self._begin, self._gtid_end = start, end
             elif isinstance(event, QueryEvent):
@@ -163,6 +180,7 @@ class BinlogReader:
         begun = self._begun()
         if begun is not None:
             yield begun
+        self._touched.add(table)
         if self._skip:
             yield RECEIVED
             return
@@ -197,7 +215,25 @@ class BinlogReader:
         if not self.in_transaction:
             return self._between(end)
         self.in_transaction = False
+        self._touched.clear()
         return TransactionCommitted(start, end, datetime.fromtimestamp(commit_time, UTC), self._skip)
+
+    def _xa_prepare(self, event: XAPrepareEvent, start: int, end: int, arrival: float | None) -> ChangeEvent:
+        """See the module's docstring: a one-phase XA commits; a prepared one on mapped tables stops."""
+        if event.one_phase:
+            return self._commit(start, end, committed_at(event.timestamp, arrival))
+        if not self._touched:
+            return self._between(end)
+        xid = (event.xid_gtrid + event.xid_bqual).decode(
+            errors="replace"
+        )  # any bytes, as the server took them
+        raise SourceError(
+            f"XA transaction {xid!r} prepared changes to {', '.join(sorted(self._touched))} at binlog "
+            f"position {BinlogPositions.text(self._begin)}: change capture cannot follow two-phase XA "
+            "transactions (their changes are decided later by XA COMMIT or XA ROLLBACK)",
+            hint="have the application write these tables in ordinary transactions (or XA COMMIT ... ONE "
+            "PHASE), then start over: `migrator rollback`, then `migrator run` (a new snapshot)",
+        )
 
     def _between(self, end: int) -> ChangeEvent:
         """The end of a transaction with nothing mapped."""

@@ -66,6 +66,12 @@ class MysqlServerInfo(SourceServerInfo):
     def mariadb(self) -> bool:
         return self.product == "MariaDB"
 
+    @property
+    def grantee(self) -> str:
+        """The user as GRANT names it: 'name'@'host'."""
+        user, _, host = self.user.rpartition("@")
+        return f"'{user}'@'{host}'"
+
     def may(self, privilege: str, table: str | None = None) -> bool:
         """Whether the user holds `privilege` on *.*, or on `table`'s database or `table` itself."""
         held = set(self.privileges)
@@ -115,6 +121,10 @@ class MysqlInspector:
                 return list(cur.fetchall())
         except pymysql.MySQLError as exc:
             raise classify(exc, self._endpoint, self._secrets) from None
+
+    def query(self, query: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a catalog query of preflight's other checks (triggers.py); errors typed."""
+        return self._rows(query, args)
 
     def close(self) -> None:
         self._conn.close()
@@ -187,6 +197,9 @@ class MysqlInspector:
             per_database.setdefault(schema, set()).update(names)
         for table, names in shown.tables.items():
             per_table.setdefault(table, set()).update(names)
+        # Two-phase XA transactions prepared since the server started (a status, no privilege).
+        for name, value in self._rows("SHOW GLOBAL STATUS LIKE 'Com\\_xa\\_prepare'"):
+            settings[str(name).lower()] = str(value)
         settings["privileges"] = ", ".join(sorted(privileges))
         replicate = bool(privileges & {"REPLICATION SLAVE", "REPLICATION REPLICA"})
         return MysqlServerInfo(
@@ -300,19 +313,28 @@ class MysqlInspector:
         return primary, ((primary,) if primary else ()) + unique
 
     def _foreign_keys(self, schema: str, table: str) -> tuple[ForeignKey, ...]:
-        found: dict[str, tuple[list[str], str, list[str]]] = {}
-        for name, column, ref_schema, ref_table, ref_column in self._rows(
-            "SELECT CONSTRAINT_NAME, COLUMN_NAME, REFERENCED_TABLE_SCHEMA, REFERENCED_TABLE_NAME, "
-            "REFERENCED_COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = %s "
-            "AND TABLE_NAME = %s AND REFERENCED_TABLE_NAME IS NOT NULL ORDER BY CONSTRAINT_NAME, ORDINAL_POSITION",
+        """The table's foreign keys with their ON DELETE / ON UPDATE actions (InnoDB applies a
+        cascade inside the engine: preflight's foreign_keys.py says what the binlog then lacks)."""
+        found: dict[str, tuple[list[str], str, list[str], str, str]] = {}
+        for name, column, ref_schema, ref_table, ref_column, on_delete, on_update in self._rows(
+            "SELECT k.CONSTRAINT_NAME, k.COLUMN_NAME, k.REFERENCED_TABLE_SCHEMA, k.REFERENCED_TABLE_NAME, "
+            "k.REFERENCED_COLUMN_NAME, r.DELETE_RULE, r.UPDATE_RULE FROM information_schema.KEY_COLUMN_USAGE k "
+            "JOIN information_schema.REFERENTIAL_CONSTRAINTS r ON r.CONSTRAINT_SCHEMA = k.CONSTRAINT_SCHEMA "
+            "AND r.TABLE_NAME = k.TABLE_NAME AND r.CONSTRAINT_NAME = k.CONSTRAINT_NAME "
+            "WHERE k.TABLE_SCHEMA = %s AND k.TABLE_NAME = %s AND k.REFERENCED_TABLE_NAME IS NOT NULL "
+            "ORDER BY k.CONSTRAINT_NAME, k.ORDINAL_POSITION",
             [schema, table],
         ):
-            entry = found.setdefault(str(name), ([], f"{ref_schema}.{ref_table}", []))
+            entry = found.setdefault(
+                str(name), ([], f"{ref_schema}.{ref_table}", [], str(on_delete or ""), str(on_update or ""))
+            )
             entry[0].append(str(column))
             entry[2].append(str(ref_column))
         return tuple(
-            ForeignKey(tuple(cols), referenced, tuple(ref_cols), name=name)
-            for name, (cols, referenced, ref_cols) in found.items()
+            ForeignKey(
+                tuple(cols), referenced, tuple(ref_cols), name=name, on_delete=delete, on_update=update
+            )
+            for name, (cols, referenced, ref_cols, delete, update) in found.items()
         )
 
     # -- scans (preflight's, on `plan` only) ------------------------------------------------------

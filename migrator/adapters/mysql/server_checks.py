@@ -1,6 +1,7 @@
 """Preflight's checks of a MySQL/MariaDB source: the binlog settings change capture needs, the
 version, binlog retention against the snapshot's estimated time, the user's privileges, and each
-mapped table's features (primary key, storage engine, zero dates, tinyint(1)). Read-only: they judge
+mapped table's features (primary key, storage engine, zero dates, tinyint(1); foreign-key actions
+in cascades.py, triggers in triggers.py, the run's and cutover's privileges in run_privileges.py). Read-only: they judge
 what inspection (inspect.py) found; every failure names the object and a fix the server accepts.
 """
 
@@ -9,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from migrator.adapters.base import ColumnInfo, MappedCollection, SourceInfo
+from migrator.adapters.mysql.cascades import cascade_findings
 from migrator.adapters.mysql.inspect import MysqlServerInfo, quote_ident, quote_table
+from migrator.adapters.mysql.run_privileges import run_privilege_findings
 from migrator.adapters.mysql.values import DATE_TYPES, ZeroDates
 from migrator.findings import Finding, Severity
 
@@ -26,11 +29,11 @@ TRANSACTIONAL_ENGINES = frozenset({"innodb"})
 
 def describe(info: SourceInfo) -> str:
     """The server as the 'source.reachable' finding names it."""
-    server = _server(info)
+    server = server_of(info)
     return f"{server.product} {server.version} as {server.user}"
 
 
-def _server(info: SourceInfo) -> MysqlServerInfo:
+def server_of(info: SourceInfo) -> MysqlServerInfo:
     server = info.server
     assert isinstance(server, MysqlServerInfo), "inspected by the MySQL adapter"
     return server
@@ -45,11 +48,12 @@ def _add(
 def server_findings(info: SourceInfo, plan_name: str) -> list[Finding]:
     """The server's findings, then the user's privileges on each mapped table."""
     del plan_name  # nothing on the server is named after the plan (no slot, no publication)
-    server = _server(info)
+    server = server_of(info)
     found: list[Finding] = []
     _version(found, server)
     _binlog(found, server)
     _retention(found, server, sum(t.estimated_rows for t in info.tables.values()))
+    _xa(found, server)
     _privileges(found, server)
     for table in [*info.tables, *info.missing_tables]:
         if not server.may("SELECT", table):
@@ -62,7 +66,7 @@ def server_findings(info: SourceInfo, plan_name: str) -> list[Finding]:
                 Severity.FAIL,
                 table,
                 f"user {server.user} may not SELECT from {table}" + ("" if table in info.tables else hidden),
-                f"GRANT SELECT ON {quote_table(table)} TO {_grantee(server)};",
+                f"GRANT SELECT ON {quote_table(table)} TO {server.grantee};",
             )
     return found
 
@@ -126,6 +130,24 @@ def _binlog(found: list[Finding], server: MysqlServerInfo) -> None:
         )
     else:
         _add(found, "source.server_id", Severity.OK, "server_id", f"server_id = {settings['server_id']}")
+
+
+def _xa(found: list[Finding], server: MysqlServerInfo) -> None:
+    """Two-phase XA transactions are decided after the binlog holds their rows: change capture
+    stops at one that changed a mapped table (binlog_events.py). The server's count since it
+    started says whether the applications use them at all."""
+    prepared = int(server.settings.get("com_xa_prepare") or 0)
+    if prepared:
+        _add(
+            found,
+            "source.xa_transactions",
+            Severity.WARN,
+            "Com_xa_prepare",
+            f"the server has prepared {prepared} XA transaction(s) since it started: change capture stops "
+            "at a two-phase XA transaction (XA PREPARE, then XA COMMIT) that changes a mapped table",
+            "have the applications write the mapped tables in ordinary transactions, or commit their XA "
+            "transactions with XA COMMIT ... ONE PHASE",
+        )
 
 
 def retention_seconds(settings: Mapping[str, str]) -> float | None:
@@ -209,13 +231,8 @@ def _privileges(found: list[Finding], server: MysqlServerInfo) -> None:
                 Severity.FAIL,
                 grant,
                 f"user {server.user} lacks {grant}, needed to {purpose}",
-                f"GRANT {grant} ON *.* TO {_grantee(server)};",
+                f"GRANT {grant} ON *.* TO {server.grantee};",
             )
-
-
-def _grantee(server: MysqlServerInfo) -> str:
-    user, _, host = server.user.rpartition("@")
-    return f"'{user}'@'{host}'"
 
 
 # -- the mapped tables ------------------------------------------------------------------------------
@@ -228,10 +245,11 @@ def preflight_findings(
     zero_dates: Mapping[str, Mapping[str, int]],
     zero_dates_to: ZeroDates = "refuse",
 ) -> list[Finding]:
-    """Each mapped table's primary key and engine, the zero dates a scan found in the columns the
-    mapping reads (`zero_dates`: table -> column -> rows holding one; `zero_dates_to`: the plan's
-    source.zero_dates), and the tinyint(1) columns it reads as integers."""
-    server = _server(info)
+    """Each mapped table's primary key, engine and foreign-key actions (cascades.py), the zero
+    dates a scan found in the columns the mapping reads (`zero_dates`: table -> column -> rows
+    holding one; `zero_dates_to`: the plan's source.zero_dates), the tinyint(1) columns it reads as
+    integers, and the privileges the run and cutover use (run_privileges.py)."""
+    server = server_of(info)
     keys = {level.table: level.key for c in collections for level in c.levels}
     typed = {
         (level.table, f.column.name)
@@ -259,7 +277,7 @@ def preflight_findings(
             and c.native_type.lower().startswith("tinyint(1)")
             and (name, c.name) not in typed
         ]
-    return found
+    return found + cascade_findings(info.tables) + run_privilege_findings(server, list(info.tables))
 
 
 def _tinyint1(table: str, column: str, native: str) -> Finding:

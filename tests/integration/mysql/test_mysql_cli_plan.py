@@ -51,8 +51,12 @@ def shop_url(mysql_url: str) -> Iterator[str]:
         cur.execute("INSERT INTO customers VALUES (1, 'Ada', 1, POINT(1, 2), '2024-01-01')")
         cur.execute("INSERT INTO orders VALUES (18446744073709551615, 1, 9.50, '2024-01-02 03:04:05.678')")
         cur.execute(f"CREATE USER '{user}'@'%' IDENTIFIED BY '{PASSWORD}'")
-        cur.execute(f"GRANT SELECT ON `{db}`.* TO '{user}'@'%'")
-        cur.execute(f"GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO '{user}'@'%'")
+        cur.execute(
+            f"GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, LOCK TABLES, TRIGGER ON `{db}`.* TO '{user}'@'%'"
+        )
+        cur.execute(
+            f"GRANT REPLICATION SLAVE, BINLOG MONITOR, PROCESS, CONNECTION ADMIN ON *.* TO '{user}'@'%'"
+        )
     parts = urlsplit(mysql_url)
     try:
         yield urlunsplit(

@@ -131,7 +131,17 @@ def test_keys_foreign_keys_sizes_and_engines(mysql_url: str, source: MysqlSource
     assert parent.estimated_rows == 7
     assert parent.total_bytes > 0
     assert parent.identity_columns == ("a", "b", "code", "nick", "body")
-    assert child.foreign_keys == (ForeignKey(("pa", "pb"), f"{db}.parent", ("a", "b"), name="fk_parent"),)
+    # A key without actions: the server says RESTRICT (information_schema.REFERENTIAL_CONSTRAINTS).
+    assert child.foreign_keys == (
+        ForeignKey(
+            ("pa", "pb"),
+            f"{db}.parent",
+            ("a", "b"),
+            name="fk_parent",
+            on_delete="RESTRICT",
+            on_update="RESTRICT",
+        ),
+    )
     assert info.missing_tables == (f"{db}.absent",)
     assert info.not_tables == {f"{db}.parent_view": "a view"}
     engines = info.server.engines  # type: ignore[attr-defined]

@@ -1,0 +1,135 @@
+"""Preflight's check of the privileges the run, cutover and reverse sync use beyond reading the
+mapped tables and the binlog (docs/architecture.md, "MySQL and MariaDB sources"). Each is what a
+statement of this adapter executes:
+
+- migrator's own tables in the source URL's database: `_migrator_markers` and `_migrator_slots`
+  (capture.py, slots.py: CREATE TABLE IF NOT EXISTS, INSERT ... ON DUPLICATE KEY UPDATE, UPDATE,
+  SELECT, DELETE ... WHERE, DROP TABLE at rollback) and `_migrator_reverse` (reverse_checkpoint.py:
+  the same but DROP). Every run writes the first two: FAIL;
+- the lock fence (fence.py): LOCK TABLES ... READ on the mapped tables (LOCK TABLES on their
+  databases, and SELECT, checked already). Without it cutover stops at the fence, before the flip,
+  and nothing is lost: WARN;
+- the writes held behind the fence (fence.py, cancel_waiting): found in information_schema.PROCESSLIST,
+  which shows other users' sessions only with PROCESS, and interrupted with KILL QUERY, which another
+  user's session allows only with CONNECTION ADMIN (MySQL: CONNECTION_ADMIN) or SUPER. Without
+  them the writes are not cancelled after the flip and commit on the old primary once the fence
+  lifts, where nothing carries them to the target: FAIL;
+- reverse sync (reverse_writer.py, reverse_sql.py): INSERT, UPDATE and DELETE on each mapped table.
+  Without them reverse sync fails to start right after the flip (loudly; granted, it is started
+  again), and only when the plan keeps phases.cutover.reverse_sync on, which preflight's adapter
+  call does not say: WARN.
+
+Grants held through the user's current role count (grants.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from migrator.adapters.mysql.inspect import MysqlServerInfo, quote_ident, quote_table, split_table
+from migrator.findings import Finding, Severity
+
+OWN_TABLES = ("_migrator_markers", "_migrator_slots", "_migrator_reverse")
+OWN_TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "DROP")
+REVERSE_PRIVILEGES = ("INSERT", "UPDATE", "DELETE")
+# What lets KILL QUERY interrupt another user's statement (MariaDB 10.5.2+, MySQL 8, either).
+KILL_OTHERS = ("CONNECTION ADMIN", "CONNECTION_ADMIN", "SUPER")
+
+
+def run_privilege_findings(server: MysqlServerInfo, tables: Sequence[str]) -> list[Finding]:
+    """The findings of the module's docstring for the mapped `tables` (schema.table)."""
+    found = [_own_tables(server)] if server.database else []
+    found += _fence(server, tables)
+    found += _cancel(server)
+    found += _reverse(server, tables)
+    return found
+
+
+def _own_tables(server: MysqlServerInfo) -> Finding:
+    database = server.database
+    missing = [
+        p for p in OWN_TABLE_PRIVILEGES if not all(server.may(p, f"{database}.{t}") for t in OWN_TABLES)
+    ]
+    subject = f"{database}.{', '.join(OWN_TABLES)}"
+    if not missing:
+        return Finding("source.migrator_tables", Severity.OK, subject, f"user {server.user} may keep them")
+    return Finding(
+        "source.migrator_tables",
+        Severity.FAIL,
+        subject,
+        f"user {server.user} lacks {', '.join(missing)} in database {database}, where the run creates, "
+        f"writes and (at rollback) drops its own tables {', '.join(OWN_TABLES)}: change capture's markers "
+        "and slot, and reverse sync's checkpoint",
+        f"GRANT {', '.join(missing)} ON {quote_ident(database)}.* TO {server.grantee};",
+    )
+
+
+def _fence(server: MysqlServerInfo, tables: Sequence[str]) -> list[Finding]:
+    databases = dict.fromkeys(split_table(t)[0] for t in tables)
+    found = []
+    for database in databases:
+        mapped = [t for t in tables if split_table(t)[0] == database]
+        subject = f"LOCK TABLES on {database}"
+        if all(server.may("LOCK TABLES", t) for t in mapped):
+            found.append(
+                Finding("source.cutover_privilege", Severity.OK, subject, f"user {server.user} holds it")
+            )
+            continue
+        found.append(
+            Finding(
+                "source.cutover_privilege",
+                Severity.WARN,
+                subject,
+                f"user {server.user} may not LOCK TABLES in database {database}: cutover's lock fence "
+                f"(LOCK TABLES ... READ on {', '.join(mapped)}) would be refused, and cutover stop before the flip",
+                f"GRANT LOCK TABLES ON {quote_ident(database)}.* TO {server.grantee};",
+            )
+        )
+    return found
+
+
+def _cancel(server: MysqlServerInfo) -> list[Finding]:
+    kill = "CONNECTION ADMIN" if server.mariadb else "CONNECTION_ADMIN"
+    needed = [
+        ("PROCESS", ("PROCESS",), "see other users' sessions waiting behind the fence (PROCESSLIST)"),
+        (kill, KILL_OTHERS, "interrupt them (KILL QUERY)"),
+    ]
+    found = []
+    for grant, names, purpose in needed:
+        if any(server.may(n) for n in names):
+            found.append(
+                Finding("source.cutover_privilege", Severity.OK, grant, f"user {server.user} holds {grant}")
+            )
+            continue
+        found.append(
+            Finding(
+                "source.cutover_privilege",
+                Severity.FAIL,
+                grant,
+                f"user {server.user} lacks {grant}, needed at cutover to {purpose}: the application's writes "
+                "held by the lock fence would then commit on the source after the flip, and never reach the "
+                "target (not needed where the application connects as this same user, or with a command fence)",
+                f"GRANT {grant} ON *.* TO {server.grantee};",
+            )
+        )
+    return found
+
+
+def _reverse(server: MysqlServerInfo, tables: Sequence[str]) -> list[Finding]:
+    found = []
+    for table in tables:
+        missing = [p for p in REVERSE_PRIVILEGES if not server.may(p, table)]
+        if not missing:
+            continue
+        found.append(
+            Finding(
+                "source.reverse_privilege",
+                Severity.WARN,
+                table,
+                f"user {server.user} lacks {', '.join(missing)} on {table}: reverse sync after cutover "
+                "(phases.cutover.reverse_sync, on by default) writes the target's changes back there, and "
+                "would fail to start right after the flip",
+                f"GRANT {', '.join(missing)} ON {quote_table(table)} TO {server.grantee};",
+            )
+        )
+    return found

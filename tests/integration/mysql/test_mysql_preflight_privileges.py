@@ -1,0 +1,210 @@
+"""The privileges the run, cutover and reverse sync use on a MariaDB source: preflight names each one
+a user lacks, its GRANT runs on the server, and then, as that user, the adapter's own statements
+succeed (migrator's tables created, written and dropped; the fence taken and the write waiting
+behind it, another user's, seen and cancelled; reverse sync's checkpoint table kept)."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import pymysql
+import pytest
+
+from migrator.adapters.mysql import MysqlSource
+from migrator.findings import Finding, Severity
+from tests.support.mariadb import connect
+
+PASSWORD = "Cutover-pw-1"
+CHECKS = ("source.migrator_tables", "source.cutover_privilege", "source.reverse_privilege", "source.trigger")
+QUERY_INTERRUPTED = 1317
+WAITING_SQL = "SELECT ID FROM information_schema.PROCESSLIST WHERE STATE = 'Waiting for table metadata lock'"
+
+
+def _db(url: str) -> str:
+    return urlsplit(url).path.lstrip("/")
+
+
+def _as(url: str, user: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(
+        (parts.scheme, f"{user}:{quote(PASSWORD)}@{parts.hostname}:{parts.port}", parts.path, "", "")
+    )
+
+
+@pytest.fixture
+def reader_url(mysql_url: str) -> Iterator[str]:
+    """A user that may read the tables and the binlog, and nothing more: its URL."""
+    user = f"cut_{uuid.uuid4().hex[:8]}"
+    db = _db(mysql_url)
+    with connect(mysql_url) as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE orders (id INT PRIMARY KEY, v INT) ENGINE=InnoDB")
+        cur.execute("CREATE TABLE items (id INT PRIMARY KEY) ENGINE=InnoDB")
+        cur.execute("INSERT INTO orders VALUES (1, 10)")
+        cur.execute(f"CREATE USER '{user}'@'%' IDENTIFIED BY '{PASSWORD}'")
+        cur.execute(f"GRANT SELECT ON `{db}`.* TO '{user}'@'%'")
+        cur.execute(f"GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO '{user}'@'%'")
+    try:
+        yield _as(mysql_url, user)
+    finally:
+        with connect(mysql_url) as conn, conn.cursor() as cur:
+            cur.execute(f"DROP USER IF EXISTS '{user}'@'%'")
+
+
+def _findings(url: str) -> dict[tuple[str, str], Finding]:
+    db = _db(url)
+    source = MysqlSource(url)
+    try:
+        info = source.inspect([f"{db}.orders", f"{db}.items"])
+        found = source.preflight_findings(info, [], {})
+    finally:
+        source.close()
+    return {(f.check, f.subject): f for f in found if f.check in CHECKS and f.severity is not Severity.OK}
+
+
+def test_missing_privileges_are_named_and_their_grants_are_enough(mysql_url: str, reader_url: str) -> None:
+    db = _db(mysql_url)
+    user = urlsplit(reader_url).username
+    found = _findings(reader_url)
+    severities = {key: f.severity for key, f in found.items()}
+    assert severities == {
+        (
+            "source.migrator_tables",
+            f"{db}._migrator_markers, _migrator_slots, _migrator_reverse",
+        ): Severity.FAIL,
+        ("source.cutover_privilege", "PROCESS"): Severity.FAIL,
+        ("source.cutover_privilege", "CONNECTION ADMIN"): Severity.FAIL,
+        ("source.cutover_privilege", f"LOCK TABLES on {db}"): Severity.WARN,
+        ("source.reverse_privilege", f"{db}.orders"): Severity.WARN,
+        ("source.reverse_privilege", f"{db}.items"): Severity.WARN,
+        ("source.trigger", f"triggers in {db}"): Severity.WARN,
+    }
+    assert all(user in f.message for f in found.values())
+    assert "INSERT, UPDATE, DELETE, CREATE, DROP" in found[next(iter(found))].message
+    with connect(mysql_url) as conn, conn.cursor() as cur:  # as root
+        for finding in found.values():
+            assert finding.fix is not None
+            grant = finding.fix[finding.fix.index("GRANT") :].split(";", 1)[0]
+            cur.execute(grant)
+    assert _findings(reader_url) == {}
+    _run_as(reader_url, mysql_url)
+
+
+def _run_as(url: str, root_url: str) -> None:
+    """What the run, cutover and rollback execute with these privileges, as the granted user."""
+    db = _db(url)
+    source = MysqlSource(url)
+    try:
+        capture = source.capture_setup()
+        assert capture.ensure_publication("pub", {}) is True
+        capture.record_slot_here("slot")
+        assert capture.slot_exists("slot")
+        source.monitor().heartbeat("migrator", "probe")
+        writer = source.reverse_writer("p", "origin")
+        try:
+            writer.setup()
+            assert writer.checkpoint() is None
+            assert writer.forget() is False
+        finally:
+            writer.close()
+        _fence_cancels_another_users_write(source, root_url)
+        assert capture.drop_slot("slot") is True
+        capture.drop_publication("pub")
+    finally:
+        source.close()
+    with connect(root_url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s", [db])
+        assert sorted(r[0] for r in cur.fetchall()) == ["_migrator_reverse", "items", "orders"]
+
+
+def test_without_process_the_fence_sees_no_write_of_another_user(mysql_url: str, reader_url: str) -> None:
+    """What the PROCESS finding is for: the write waits, and the fence's user does not see it."""
+    db = _db(mysql_url)
+    with connect(mysql_url) as conn, conn.cursor() as cur:
+        cur.execute(f"GRANT LOCK TABLES ON `{db}`.* TO '{urlsplit(reader_url).username}'@'%'")
+    source = MysqlSource(reader_url)
+    fence = source.write_fence([f"{db}.orders"], lock_timeout=5, hold_limit=60)
+    fence.engage()
+    seen: list[int] = []
+
+    def look() -> None:
+        """Once root sees the write waiting, what the fence's user sees; then end the write."""
+        with connect(mysql_url) as conn, conn.cursor() as cur:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                cur.execute(WAITING_SQL)
+                found = [r[0] for r in cur.fetchall()]
+                if found:
+                    seen.append(fence.waiting_writers())
+                    cur.execute("KILL QUERY %s", [found[0]])
+                    return
+                time.sleep(0.05)
+
+    looking = threading.Thread(target=look)
+    try:
+        with connect(mysql_url) as conn, conn.cursor() as cur:
+            cur.execute("SET SESSION lock_wait_timeout = 60")
+            looking.start()
+            with pytest.raises(pymysql.MySQLError) as ended:
+                cur.execute("INSERT INTO orders VALUES (3, 30)")
+        looking.join(timeout=60)
+        assert ended.value.args[0] == QUERY_INTERRUPTED  # it waited behind the fence until root ended it
+        assert seen == [0]
+    finally:
+        fence.lift()
+        source.close()
+
+
+def _fence_cancels_another_users_write(source: MysqlSource, root_url: str) -> None:
+    db = _db(root_url)
+    outcome: list[int | None] = []
+
+    def write() -> None:
+        with connect(root_url) as conn, conn.cursor() as cur:
+            cur.execute("SET SESSION lock_wait_timeout = 60")
+            try:
+                cur.execute("INSERT INTO orders VALUES (2, 20)")
+                outcome.append(None)
+            except pymysql.MySQLError as exc:
+                outcome.append(int(exc.args[0]))
+
+    fence = source.write_fence([f"{db}.orders", f"{db}.items"], lock_timeout=5, hold_limit=60)
+    fence.engage()
+    writer = threading.Thread(target=write)
+    try:
+        writer.start()
+        deadline = time.monotonic() + 30
+        while fence.waiting_writers() != 1:
+            assert time.monotonic() < deadline, "root's write never waited behind the fence"
+            time.sleep(0.05)
+        assert fence.cancel_waiting() == 1
+        writer.join(timeout=30)
+    finally:
+        fence.lift()
+        writer.join(timeout=30)
+    assert outcome == [QUERY_INTERRUPTED]
+    with connect(root_url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT id FROM orders ORDER BY id")
+        assert [r[0] for r in cur.fetchall()] == [1]
+
+
+def test_privileges_held_through_a_role_count(mysql_url: str, reader_url: str) -> None:
+    db = _db(mysql_url)
+    user = urlsplit(reader_url).username
+    role = f"cutover_{uuid.uuid4().hex[:8]}"
+    with connect(mysql_url) as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE ROLE {role}")
+        cur.execute(
+            f"GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, LOCK TABLES, TRIGGER ON `{db}`.* TO {role}"
+        )
+        cur.execute(f"GRANT PROCESS, CONNECTION ADMIN ON *.* TO {role}")
+        cur.execute(f"GRANT {role} TO '{user}'@'%'")
+        cur.execute(f"SET DEFAULT ROLE {role} FOR '{user}'@'%'")
+    try:
+        assert _findings(reader_url) == {}
+    finally:
+        with connect(mysql_url) as conn, conn.cursor() as cur:
+            cur.execute(f"DROP ROLE IF EXISTS {role}")
