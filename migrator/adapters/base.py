@@ -33,6 +33,7 @@ from migrator.adapters.change_events import (
 from migrator.adapters.inspection import (
     Capabilities,
     ColumnInfo,
+    CutoverNeeds,
     ForeignKey,
     IdentityIndex,
     JoinHop,
@@ -190,9 +191,14 @@ class SourceAdapter(Protocol):
         ...
 
     def preflight_findings(
-        self, info: SourceInfo, collections: Sequence[MappedCollection], read: Mapping[str, set[str]]
+        self,
+        info: SourceInfo,
+        collections: Sequence[MappedCollection],
+        read: Mapping[str, set[str]],
+        needs: CutoverNeeds = ...,
     ) -> list[Finding]:
-        """How each mapped table's features meet change capture; `read`: columns read per table."""
+        """How each mapped table's features meet change capture; `read`: columns read per table;
+        `needs`: what cutover asks of the source (privileges and features it alone needs)."""
         ...
 
     # operations, cutover, reverse sync, the switch (issue 13)
@@ -836,6 +842,7 @@ __all__ = [
     "CollectionReader",
     "CollectionWriter",
     "ColumnInfo",
+    "CutoverNeeds",
     "ForeignKey",
     "IdentityIndex",
     "Idle",

@@ -22,6 +22,21 @@ class Capabilities:
     # Stores the source's column types as they are (a PostgreSQL target's tables), so the BSON
     # conversion table's precision findings do not apply (docs/architecture.md, "Tables as collections").
     keeps_source_types: bool = False
+    # Its load probe reads how far the source's replicas lag (throttle.max_replica_lag); a MySQL
+    # primary cannot (docs/architecture.md, "MySQL and MariaDB sources").
+    replica_lag: bool = False
+
+
+@dataclass(frozen=True)
+class CutoverNeeds:
+    """What the plan asks of the source at cutover (phases.cutover), for the privileges and
+    features a source adapter's preflight checks: reverse sync writes the mapped tables back, a
+    `lock` fence locks them (a `command` fence asks nothing of the database), `switch` is the
+    switch's kind (None: none set). The defaults are the plan's."""
+
+    reverse_sync: bool = True
+    fence: Literal["lock", "command"] = "lock"
+    switch: str | None = None
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from migrator.adapters.base import SourceAdapter, SourceInfo, TargetAdapter, TargetInfo
+from migrator.adapters.base import CutoverNeeds, SourceAdapter, SourceInfo, TargetAdapter, TargetInfo
 from migrator.errors import MigratorError
 from migrator.findings import Finding, Severity
 from migrator.mapping.columns import columns_read
@@ -109,12 +109,15 @@ class Preflight:
         source = self._inspect_source(tables)
         if source is not None:
             self._check_capture()
+            self._check_replica_lag()
             self.report.findings.extend(self.source.server_findings(source, self.plan.name))
             resolution = resolve(list(self.plan.collections), source)
             self.report.findings.extend(resolution.findings)
             self.report.collections = resolution.collections
             read = columns_read(resolution.collections)
-            self.report.findings.extend(self.source.preflight_findings(source, resolution.collections, read))
+            self.report.findings.extend(
+                self.source.preflight_findings(source, resolution.collections, read, cutover_needs(self.plan))
+            )
             if not self.target.capabilities.keeps_source_types:
                 self._check_precision(resolution)
             self._check_casts(resolution)
@@ -155,6 +158,22 @@ class Preflight:
                 "the source adapter cannot capture changes: the target would miss every write after the copy",
                 "use a source adapter with change capture",
             )
+
+    def _check_replica_lag(self) -> None:
+        """Throttling on replica lag the source cannot read would never throttle: refused, not
+        ignored (docs/architecture.md, "MySQL and MariaDB sources")."""
+        lag = self.plan.phases.throttle.max_replica_lag
+        if lag is None or self.source.capabilities.replica_lag:
+            return
+        self.add(
+            "plan.throttle",
+            Severity.FAIL,
+            "phases.throttle.max_replica_lag",
+            f"the {self.source.name} source cannot read its replicas' lag (a primary does not know how far "
+            "they have applied): max_replica_lag would never throttle",
+            "remove phases.throttle.max_replica_lag; throttle with phases.throttle.file (created while a "
+            "replica lags, by the replica's own monitoring) or phases.throttle.max_active_sessions",
+        )
 
     def _check_precision(self, resolution: Resolution) -> None:
         warned: set[str] = set()
@@ -367,6 +386,16 @@ class Preflight:
             else:
                 state = "exists and is empty" if coll.exists else "will be created"
                 self.add("target.collection_empty", Severity.OK, f"{self.target.database}.{name}", state)
+
+
+def cutover_needs(plan: Plan) -> CutoverNeeds:
+    """What the plan's cutover asks of the source, in the adapters' terms."""
+    cutover = plan.phases.cutover
+    return CutoverNeeds(
+        reverse_sync=cutover.reverse_sync,
+        fence=cutover.fence.kind,
+        switch=cutover.switch.kind if cutover.switch is not None else None,
+    )
 
 
 def run_preflight(

@@ -17,6 +17,7 @@ import bson
 from migrator.adapters.base import (
     Capabilities,
     ColumnInfo,
+    CutoverNeeds,
     JoinHop,
     KeyOrder,
     LargestDocument,
@@ -44,6 +45,7 @@ from migrator.findings import Finding, Severity
 __all__ = ["Crash", "Faults", "MemoryDatabase", "MemorySource", "MemoryTarget", "register", "unregister"]
 
 _UNCHANGED = object()  # never sent: the memory source always carries whole rows
+_PLAN_DEFAULTS = CutoverNeeds()  # a caller that does not say: the plan's defaults
 # Words of their own, unlike either real source's, so that a test sees whose words a text uses.
 VOCABULARY = SourceVocabulary(
     database="the memory source",
@@ -69,7 +71,11 @@ class MemorySource:
     """The source side over a MemoryDatabase's tables and change log."""
 
     capabilities: ClassVar[Capabilities] = Capabilities(
-        change_capture=True, exported_snapshot=True, transactions=True, change_streams=False
+        change_capture=True,
+        exported_snapshot=True,
+        transactions=True,
+        change_streams=False,
+        replica_lag=True,  # it has no replicas, and says so (source.py LoadProbe)
     )
     positions: ClassVar[Positions] = src.POSITIONS
     unchanged: ClassVar[object] = _UNCHANGED
@@ -196,8 +202,13 @@ class MemorySource:
         return []
 
     def preflight_findings(
-        self, info: SourceInfo, collections: Sequence[MappedCollection], read: Mapping[str, set[str]]
+        self,
+        info: SourceInfo,
+        collections: Sequence[MappedCollection],
+        read: Mapping[str, set[str]],
+        needs: CutoverNeeds = _PLAN_DEFAULTS,
     ) -> list[Finding]:
+        """Cutover asks nothing of a memory database: `needs` is not read."""
         return [
             Finding(
                 "source.memory_single_table",

@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Literal
 from migrator.adapters.base import (
     Capabilities,
     ColumnInfo,
+    CutoverNeeds,
     JoinHop,
     KeyOrder,
     LargestDocument,
@@ -57,6 +58,7 @@ from migrator.findings import Finding
 
 STATEMENT_LIMIT_S = 60
 _UNCHANGED = object()  # a binlog FULL row image carries every value: nothing is ever left out
+_PLAN_DEFAULTS = CutoverNeeds()  # a caller that does not say: the plan's defaults, which ask the most
 
 
 class MysqlSource:
@@ -64,7 +66,7 @@ class MysqlSource:
 
     capabilities: ClassVar[Capabilities] = Capabilities(
         change_capture=True, exported_snapshot=True, transactions=True, change_streams=False
-    )
+    )  # no replica_lag: a primary does not know its replicas' lag (load.py)
     unchanged: ClassVar[object] = _UNCHANGED
 
     def __init__(self, url: str, *, zero_dates: ZeroDates = "refuse") -> None:
@@ -133,23 +135,30 @@ class MysqlSource:
         return server_checks.server_findings(info, plan_name)
 
     def preflight_findings(
-        self, info: SourceInfo, collections: Sequence[MappedCollection], read: Mapping[str, set[str]]
+        self,
+        info: SourceInfo,
+        collections: Sequence[MappedCollection],
+        read: Mapping[str, set[str]],
+        needs: CutoverNeeds = _PLAN_DEFAULTS,
     ) -> list[Finding]:
         """Keys, engines, foreign-key actions, tinyint(1), privileges, zero dates in the date columns
-        read (one scan per table), and triggers (server_checks.py, triggers.py)."""
+        read (one scan per table), and triggers, which matter only to reverse sync
+        (server_checks.py, triggers.py)."""
         inspector = self._inspector()
-        found = triggers.trigger_findings(
-            server_checks.server_of(info),
-            list(info.tables),
-            triggers.read_triggers(inspector, list(info.tables)),
-        )
+        found: list[Finding] = []
+        if needs.reverse_sync:
+            found = triggers.trigger_findings(
+                server_checks.server_of(info),
+                list(info.tables),
+                triggers.read_triggers(inspector, list(info.tables)),
+            )
         zero: dict[str, dict[str, int]] = {}
         for table, names in server_checks.date_columns(info, read).items():
             try:
                 zero[table] = inspector.zero_dates(table, names)
             except MigratorError as exc:
                 found.append(server_checks.unscanned(table, names, exc.message))
-        return server_checks.preflight_findings(info, collections, read, zero, self.zero_dates) + found
+        return server_checks.preflight_findings(info, collections, read, zero, self.zero_dates, needs) + found
 
     def close(self) -> None:
         if self._inspecting is not None:

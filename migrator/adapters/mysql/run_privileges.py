@@ -6,18 +6,20 @@ statement of this adapter executes:
   (capture.py, slots.py: CREATE TABLE IF NOT EXISTS, INSERT ... ON DUPLICATE KEY UPDATE, UPDATE,
   SELECT, DELETE ... WHERE, DROP TABLE at rollback) and `_migrator_reverse` (reverse_checkpoint.py:
   the same but DROP). Every run writes the first two: FAIL;
-- the lock fence (fence.py): LOCK TABLES ... READ on the mapped tables (LOCK TABLES on their
-  databases, and SELECT, checked already). Without it cutover stops at the fence, before the flip,
-  and nothing is lost: WARN;
-- the writes held behind the fence (fence.py, cancel_waiting): found in information_schema.PROCESSLIST,
+- the lock fence (fence.py), where the plan's phases.cutover.fence is `lock`: LOCK TABLES ... READ
+  on the mapped tables (LOCK TABLES on their databases, and SELECT, checked already). Without it
+  cutover stops at the fence, before the flip: FAIL, as a plan that cannot cut over;
+- the writes held behind that fence (fence.py, cancel_waiting): found in information_schema.PROCESSLIST,
   which shows other users' sessions only with PROCESS, and interrupted with KILL QUERY, which another
   user's session allows only with CONNECTION ADMIN (MySQL: CONNECTION_ADMIN) or SUPER. Without
   them the writes are not cancelled after the flip and commit on the old primary once the fence
   lifts, where nothing carries them to the target: FAIL;
-- reverse sync (reverse_writer.py, reverse_sql.py): INSERT, UPDATE and DELETE on each mapped table.
-  Without them reverse sync fails to start right after the flip (loudly; granted, it is started
-  again), and only when the plan keeps phases.cutover.reverse_sync on, which preflight's adapter
-  call does not say: WARN.
+- reverse sync (reverse_writer.py, reverse_sql.py), where phases.cutover.reverse_sync is on:
+  INSERT, UPDATE and DELETE on each mapped table. Without them reverse sync fails right after the
+  flip: FAIL.
+
+A `command` fence asks nothing of the database, and a one-way cutover writes nothing back: what
+the plan does not use is not asked (no finding).
 
 Grants held through the user's current role count (grants.py).
 """
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from migrator.adapters.inspection import CutoverNeeds
 from migrator.adapters.mysql.inspect import MysqlServerInfo, quote_ident, quote_table, split_table
 from migrator.findings import Finding, Severity
 
@@ -36,12 +39,17 @@ REVERSE_PRIVILEGES = ("INSERT", "UPDATE", "DELETE")
 KILL_OTHERS = ("CONNECTION ADMIN", "CONNECTION_ADMIN", "SUPER")
 
 
-def run_privilege_findings(server: MysqlServerInfo, tables: Sequence[str]) -> list[Finding]:
-    """The findings of the module's docstring for the mapped `tables` (schema.table)."""
+def run_privilege_findings(
+    server: MysqlServerInfo, tables: Sequence[str], needs: CutoverNeeds
+) -> list[Finding]:
+    """The findings of the module's docstring for the mapped `tables` (schema.table), as far as
+    the plan's cutover `needs` them."""
     found = [_own_tables(server)] if server.database else []
-    found += _fence(server, tables)
-    found += _cancel(server)
-    found += _reverse(server, tables)
+    if needs.fence == "lock":
+        found += _fence(server, tables)
+        found += _cancel(server)
+    if needs.reverse_sync:
+        found += _reverse(server, tables)
     return found
 
 
@@ -78,11 +86,12 @@ def _fence(server: MysqlServerInfo, tables: Sequence[str]) -> list[Finding]:
         found.append(
             Finding(
                 "source.cutover_privilege",
-                Severity.WARN,
+                Severity.FAIL,
                 subject,
                 f"user {server.user} may not LOCK TABLES in database {database}: cutover's lock fence "
                 f"(LOCK TABLES ... READ on {', '.join(mapped)}) would be refused, and cutover stop before the flip",
-                f"GRANT LOCK TABLES ON {quote_ident(database)}.* TO {server.grantee};",
+                f"GRANT LOCK TABLES ON {quote_ident(database)}.* TO {server.grantee}; or a command fence "
+                "(phases.cutover.fence: {kind: command, pause: [...], resume: [...]})",
             )
         )
     return found
@@ -108,8 +117,9 @@ def _cancel(server: MysqlServerInfo) -> list[Finding]:
                 grant,
                 f"user {server.user} lacks {grant}, needed at cutover to {purpose}: the application's writes "
                 "held by the lock fence would then commit on the source after the flip, and never reach the "
-                "target (not needed where the application connects as this same user, or with a command fence)",
-                f"GRANT {grant} ON *.* TO {server.grantee};",
+                "target (not needed where the application connects as this same user)",
+                f"GRANT {grant} ON *.* TO {server.grantee}; or a command fence (phases.cutover.fence: "
+                "{kind: command, pause: [...], resume: [...]}), which pauses the application itself",
             )
         )
     return found
@@ -124,12 +134,13 @@ def _reverse(server: MysqlServerInfo, tables: Sequence[str]) -> list[Finding]:
         found.append(
             Finding(
                 "source.reverse_privilege",
-                Severity.WARN,
+                Severity.FAIL,
                 table,
                 f"user {server.user} lacks {', '.join(missing)} on {table}: reverse sync after cutover "
-                "(phases.cutover.reverse_sync, on by default) writes the target's changes back there, and "
-                "would fail to start right after the flip",
-                f"GRANT {', '.join(missing)} ON {quote_table(table)} TO {server.grantee};",
+                "(phases.cutover.reverse_sync) writes the target's changes back there, and would fail "
+                "right after the flip",
+                f"GRANT {', '.join(missing)} ON {quote_table(table)} TO {server.grantee}; or a one-way "
+                "cutover (phases.cutover.reverse_sync: false; no rollback after cutover)",
             )
         )
     return found

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from migrator.adapters.base import ColumnInfo, MappedCollection, SourceInfo
+from migrator.adapters.base import ColumnInfo, CutoverNeeds, MappedCollection, SourceInfo
 from migrator.adapters.mysql.cascades import cascade_findings
 from migrator.adapters.mysql.inspect import MysqlServerInfo, quote_ident, quote_table
 from migrator.adapters.mysql.run_privileges import run_privilege_findings
@@ -243,12 +243,13 @@ def preflight_findings(
     collections: Sequence[MappedCollection],
     read: Mapping[str, set[str]],
     zero_dates: Mapping[str, Mapping[str, int]],
-    zero_dates_to: ZeroDates = "refuse",
+    zero_dates_to: ZeroDates,
+    needs: CutoverNeeds,
 ) -> list[Finding]:
     """Each mapped table's primary key, engine and foreign-key actions (cascades.py), the zero
     dates a scan found in the columns the mapping reads (`zero_dates`: table -> column -> rows
     holding one; `zero_dates_to`: the plan's source.zero_dates), the tinyint(1) columns it reads as
-    integers, and the privileges the run and cutover use (run_privileges.py)."""
+    integers, and the privileges the run and the plan's cutover (`needs`) use (run_privileges.py)."""
     server = server_of(info)
     keys = {level.table: level.key for c in collections for level in c.levels}
     typed = {
@@ -277,7 +278,7 @@ def preflight_findings(
             and c.native_type.lower().startswith("tinyint(1)")
             and (name, c.name) not in typed
         ]
-    return found + cascade_findings(info.tables) + run_privilege_findings(server, list(info.tables))
+    return found + cascade_findings(info.tables) + run_privilege_findings(server, list(info.tables), needs)
 
 
 def _tinyint1(table: str, column: str, native: str) -> Finding:

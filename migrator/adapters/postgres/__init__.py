@@ -11,6 +11,7 @@ import psycopg
 from migrator.adapters.base import (
     Capabilities,
     ColumnInfo,
+    CutoverNeeds,
     JoinHop,
     KeyOrder,
     LargestDocument,
@@ -54,6 +55,7 @@ from migrator.adapters.postgres.vocabulary import VOCABULARY
 from migrator.adapters.rows import ReverseCheckpoint
 from migrator.findings import Finding
 
+_PLAN_DEFAULTS = CutoverNeeds()  # a caller that does not say: the plan's defaults
 _KEY_ORDERS: dict[str, KeyOrder] = {
     "smallint": "integer",
     "integer": "integer",
@@ -66,7 +68,11 @@ class PostgresSource:
     """The source side: inspection now; snapshot and change stream arrive with their phases."""
 
     capabilities: ClassVar[Capabilities] = Capabilities(
-        change_capture=True, exported_snapshot=True, transactions=True, change_streams=False
+        change_capture=True,
+        exported_snapshot=True,
+        transactions=True,
+        change_streams=False,
+        replica_lag=True,  # pg_stat_replication.replay_lag (load.py)
     )
 
     positions: ClassVar[Positions] = LsnPositions()
@@ -280,7 +286,11 @@ class PostgresSource:
 
     @staticmethod
     def preflight_findings(
-        info: SourceInfo, collections: Sequence[MappedCollection], read: Mapping[str, set[str]]
+        info: SourceInfo,
+        collections: Sequence[MappedCollection],
+        read: Mapping[str, set[str]],
+        needs: CutoverNeeds = _PLAN_DEFAULTS,
     ) -> list[Finding]:
-        """The source-feature matrix: how each mapped table's schema features meet logical replication."""
-        return source_features(info, collections, read)
+        """The source-feature matrix: how each mapped table's schema features meet logical
+        replication; triggers, which matter only to reverse sync, only where the plan keeps it."""
+        return source_features(info, collections, read, reverse_sync=needs.reverse_sync)

@@ -33,10 +33,15 @@ NAMED_PARTITIONS = 5
 
 
 def source_features(
-    source: SourceInfo, collections: Sequence[MappedCollection], read: Mapping[str, set[str]]
+    source: SourceInfo,
+    collections: Sequence[MappedCollection],
+    read: Mapping[str, set[str]],
+    *,
+    reverse_sync: bool = True,
 ) -> list[Finding]:
     """The matrix's findings for the plan's resolved collections; `read`: the columns the mapping
-    reads per table (mapping/columns.py), what a publication column list would carry."""
+    reads per table (mapping/columns.py), what a publication column list would carry. Triggers
+    matter only to reverse sync (the plan's phases.cutover.reverse_sync): none without it."""
     version = source.server.version_num
     keys = _keys(collections)
     found: list[Finding] = []
@@ -48,7 +53,8 @@ def source_features(
         found += _generated_keys(table, collections)
         if table.name in read:
             found += _excluded(table, read[table.name], version)
-        found += [_trigger(t) for t in table.triggers]
+        if reverse_sync:
+            found += [_trigger(t) for t in table.triggers]
     for collection in collections:
         for level in collection.levels:
             info = source.tables.get(level.table)

@@ -1,7 +1,8 @@
 """The privileges the run, cutover and reverse sync use on a MariaDB source: preflight names each one
 a user lacks, its GRANT runs on the server, and then, as that user, the adapter's own statements
 succeed (migrator's tables created, written and dropped; the fence taken and the write waiting
-behind it, another user's, seen and cancelled; reverse sync's checkpoint table kept)."""
+behind it, another user's, seen and cancelled; reverse sync's checkpoint table kept). What the
+plan's cutover does not use (a command fence, no reverse sync) is not asked."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import pymysql
 import pytest
 
+from migrator.adapters.inspection import CutoverNeeds
 from migrator.adapters.mysql import MysqlSource
 from migrator.findings import Finding, Severity
 from tests.support.mariadb import connect
@@ -54,14 +56,18 @@ def reader_url(mysql_url: str) -> Iterator[str]:
             cur.execute(f"DROP USER IF EXISTS '{user}'@'%'")
 
 
-def _findings(url: str) -> dict[tuple[str, str], Finding]:
+def _all_findings(url: str, needs: CutoverNeeds) -> list[Finding]:
     db = _db(url)
     source = MysqlSource(url)
     try:
         info = source.inspect([f"{db}.orders", f"{db}.items"])
-        found = source.preflight_findings(info, [], {})
+        return source.preflight_findings(info, [], {}, needs)
     finally:
         source.close()
+
+
+def _findings(url: str, needs: CutoverNeeds | None = None) -> dict[tuple[str, str], Finding]:
+    found = _all_findings(url, needs or CutoverNeeds(reverse_sync=True, fence="lock"))
     return {(f.check, f.subject): f for f in found if f.check in CHECKS and f.severity is not Severity.OK}
 
 
@@ -77,9 +83,9 @@ def test_missing_privileges_are_named_and_their_grants_are_enough(mysql_url: str
         ): Severity.FAIL,
         ("source.cutover_privilege", "PROCESS"): Severity.FAIL,
         ("source.cutover_privilege", "CONNECTION ADMIN"): Severity.FAIL,
-        ("source.cutover_privilege", f"LOCK TABLES on {db}"): Severity.WARN,
-        ("source.reverse_privilege", f"{db}.orders"): Severity.WARN,
-        ("source.reverse_privilege", f"{db}.items"): Severity.WARN,
+        ("source.cutover_privilege", f"LOCK TABLES on {db}"): Severity.FAIL,
+        ("source.reverse_privilege", f"{db}.orders"): Severity.FAIL,
+        ("source.reverse_privilege", f"{db}.items"): Severity.FAIL,
         ("source.trigger", f"triggers in {db}"): Severity.WARN,
     }
     assert all(user in f.message for f in found.values())
@@ -91,6 +97,32 @@ def test_missing_privileges_are_named_and_their_grants_are_enough(mysql_url: str
             cur.execute(grant)
     assert _findings(reader_url) == {}
     _run_as(reader_url, mysql_url)
+
+
+def test_a_command_fence_and_no_reverse_sync_ask_for_neither(mysql_url: str, reader_url: str) -> None:
+    """The same user, lacking all of it: only migrator's own tables are asked (every run writes
+    them); no fence, kill, reverse-sync or trigger finding at all, not even an OK one."""
+    db = _db(mysql_url)
+    found = _all_findings(reader_url, CutoverNeeds(reverse_sync=False, fence="command", switch="file"))
+    asked = {(f.check, f.subject): f.severity for f in found if f.check in CHECKS}
+    assert asked == {
+        (
+            "source.migrator_tables",
+            f"{db}._migrator_markers, _migrator_slots, _migrator_reverse",
+        ): Severity.FAIL
+    }
+    # Reverse sync alone back on: its grants and the trigger are asked, the fence's still not.
+    found = _all_findings(reader_url, CutoverNeeds(reverse_sync=True, fence="command"))
+    asked = {(f.check, f.subject): f.severity for f in found if f.check in CHECKS}
+    assert asked == {
+        (
+            "source.migrator_tables",
+            f"{db}._migrator_markers, _migrator_slots, _migrator_reverse",
+        ): Severity.FAIL,
+        ("source.reverse_privilege", f"{db}.orders"): Severity.FAIL,
+        ("source.reverse_privilege", f"{db}.items"): Severity.FAIL,
+        ("source.trigger", f"triggers in {db}"): Severity.WARN,
+    }
 
 
 def _run_as(url: str, root_url: str) -> None:
