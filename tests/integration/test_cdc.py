@@ -122,7 +122,7 @@ EMBEDDED_TOAST = Scenario(
 
 
 # The shop scenario of embedded changes, run from every source by the conformance suite
-# (tests/integration/conformance/test_embedded_changes.py); here in replays and replica identities.
+# (tests/integration/conformance/test_conformance_embedded_changes.py); here in replays and replica identities.
 SHOP = Scenario(
     setup=shop.SETUP,
     collections=shop.COLLECTIONS.format(**{t: t for t in shop.TABLES}),

@@ -1,5 +1,5 @@
 """An application writing through the routing file to either source adapter or to MongoDB, for
-the conformance suite's cutover and rollback (tests/integration/conformance/test_cutover.py).
+the conformance suite's cutover and rollback (tests/integration/conformance/test_conformance_cutover.py).
 
 It renames customers one at a time, on the side the switch file names at that moment
 (scripts/lib/routed_writes.py's application, for any `SourceDb`): customers 1..keys on the source,

@@ -151,3 +151,12 @@ def test_the_checks_catch_what_they_forbid() -> None:
     # What the suite does instead passes.
     allowed = "from tests.support.runs import follow\n\n\ndef test_it(mig, tmp_path):\n    follow(mig)\n"
     assert imports_of_test_modules(allowed) == [] and redefined_imports(allowed) == []
+
+
+def test_no_two_test_files_share_a_name() -> None:
+    """Test folders are not packages, so pytest imports each file by its name alone: a second file
+    of the same name anywhere under tests/ fails collection ("import file mismatch")."""
+    seen: dict[str, list[str]] = {}
+    for path in sorted(TESTS.rglob("test_*.py")):
+        seen.setdefault(path.name, []).append(str(path.relative_to(TESTS)))
+    assert {name: paths for name, paths in seen.items() if len(paths) > 1} == {}
