@@ -44,7 +44,7 @@ WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_s
 def _later(what: str) -> NoReturn:
     raise TerminalError(
         f"a PostgreSQL target does not support {what} yet",
-        hint="snapshot and CDC work; cutover, reverse sync and rollback after cutover come later (issue 16)",
+        hint="a PostgreSQL target takes the snapshot and CDC today; use a MongoDB target for cutover, reverse sync and rollback after cutover",
     )
 
 

@@ -61,7 +61,7 @@ def _column(name: str, column: ColumnInfo, key: bool) -> str:
         raise TerminalError(
             f"the source does not tell column {column.name}'s declared type, which a PostgreSQL target "
             "table is created with",
-            hint="a PostgreSQL target takes tables from a PostgreSQL source for now (issue 16)",
+            hint="a PostgreSQL target takes tables from a PostgreSQL source only",
         )
     parts = [quote(name), column.declared_type]
     if key or not column.nullable:
