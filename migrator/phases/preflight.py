@@ -363,7 +363,16 @@ class Preflight:
                 "relying on idempotent writes",
                 "run MongoDB as a replica set (a single-node one will do)",
             )
-        if capabilities.change_streams and info.change_streams:
+        if capabilities.snapshot_and_cdc_only:
+            self.add(
+                "target.capabilities",
+                Severity.WARN,
+                self.target.name,
+                "this target takes the snapshot and CDC only: `migrator verify`, cutover and rollback after "
+                "cutover are not available for it yet",
+                "use it to copy and follow; cut over with your own tooling, or use a MongoDB target",
+            )
+        elif capabilities.change_streams and info.change_streams:
             self.add("target.change_streams", Severity.OK, self.target.name, "change streams supported")
         else:
             self.add(

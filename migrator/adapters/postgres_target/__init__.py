@@ -50,7 +50,7 @@ def _later(what: str) -> NoReturn:
 
 class PostgresTarget:
     capabilities: ClassVar[Capabilities] = Capabilities(
-        transactions=True, change_streams=False, keeps_source_types=True
+        transactions=True, change_streams=False, keeps_source_types=True, snapshot_and_cdc_only=True
     )
     max_document_bytes: ClassVar[int] = MAX_ROW_BYTES
 
