@@ -285,22 +285,28 @@ def test_a_lost_connection_is_transient_and_a_resume_at_the_last_commit_loses_no
         assert _only_changes(read_transactions(reader, 1)) == [Change(table, "insert", None, {"id": 2})]
 
 
-def test_a_large_transaction_streams_in_bounded_memory(mysql_url: str) -> None:
-    rows, payload = 50_000, 400
-    execute(mysql_url, "CREATE TABLE big (id INT PRIMARY KEY, v VARCHAR(500))")
-    start = position_now(mysql_url)
+def _insert_numbered(url: str, table: str, rows: int, payload: int) -> None:
+    """Rows 0..rows-1 into `table` (id, v), v the id zero-padded to `payload` characters, in one
+    transaction of 1,000-row statements."""
     execute(
-        mysql_url,
+        url,
         "BEGIN",
         *(
             (
-                "INSERT INTO big VALUES " + ",".join(["(%s, %s)"] * 1000),
+                f"INSERT INTO {table} VALUES " + ",".join(["(%s, %s)"] * 1000),
                 [x for n in range(k, k + 1000) for x in (n, f"{n:0{payload}d}")],
             )
             for k in range(0, rows, 1000)
         ),
         "COMMIT",
     )
+
+
+def test_a_large_transaction_streams_in_bounded_memory(mysql_url: str) -> None:
+    rows, payload = 50_000, 400
+    execute(mysql_url, "CREATE TABLE big (id INT PRIMARY KEY, v VARCHAR(500))")
+    start = position_now(mysql_url)
+    _insert_numbered(mysql_url, "big", rows, payload)
     # Held whole, the transaction's changes would take over rows * payload bytes (20 MB of values
     # alone); read one at a time, the peak stays a small fraction of that.
     tracemalloc.start()
@@ -433,18 +439,7 @@ def test_a_consumer_that_stalls_longer_than_the_servers_write_timeout_keeps_its_
     try:
         execute(mysql_url, "CREATE TABLE wide (id INT PRIMARY KEY, v TEXT)")
         start = position_now(mysql_url)
-        execute(
-            mysql_url,
-            "BEGIN",
-            *(
-                (
-                    "INSERT INTO wide VALUES " + ",".join(["(%s, %s)"] * 1000),
-                    [x for n in range(k, k + 1000) for x in (n, f"{n:0{payload}d}")],
-                )
-                for k in range(0, rows, 1000)
-            ),
-            "COMMIT",
-        )
+        _insert_numbered(mysql_url, "wide", rows, payload)
         count = 0
         with reading(mysql_url, ["wide"], start) as reader:
             for event in reader.events(wait_s=0.5):
