@@ -52,7 +52,8 @@ TYPES: dict[str, TargetType] = {
     ),
     "character varying": TargetType("character varying({n})", "n characters, as MySQL counts them"),
     "text": TargetType(
-        "text", "a value holding a NUL character stops the run (PostgreSQL text cannot hold one)"
+        "text",
+        "char, varchar and text: PostgreSQL cannot hold a NUL character, and a value holding one stops the run",
     ),
     "bytea": TargetType("bytea", "binary(n) keeps its zero padding, as MySQL returns it"),
     "json": TargetType(

@@ -2,8 +2,8 @@
 
 Pure (no connection), so that `migrator plan` and `run --dry-run` show exactly what `run`
 executes. The form follows `pg_dump --schema-only --section=pre-data -t TABLE`: each column's
-declared type (format_type with its modifier), NOT NULL, a default where it names no other object,
-and the primary key. Secondary indexes, constraints, foreign keys, sequences and identity come
+declared type (format_type with its modifier; from a source that has none, MySQL's, the type
+column_types.py chooses), NOT NULL, a default where it names no other object, and the primary key. Secondary indexes, constraints, foreign keys, sequences and identity come
 after the copy, in a later step (docs/architecture.md, "Tables as collections").
 """
 
