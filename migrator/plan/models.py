@@ -417,6 +417,9 @@ class Table(_Strict):
         excluded = sorted(set(self.types) & set(self.exclude))
         if excluded:
             raise ValueError(f"'types' names column(s) {excluded} that 'exclude' leaves out")
+        unmapped = sorted(set(self.types) - set(self.fields.values())) if self.fields is not None else []
+        if unmapped:
+            raise ValueError(f"'types' names column(s) {unmapped} that 'fields' does not take")
         return self
 
     @property
