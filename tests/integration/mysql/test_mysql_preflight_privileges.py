@@ -2,7 +2,8 @@
 a user lacks, its GRANT runs on the server, and then, as that user, the adapter's own statements
 succeed (migrator's tables created, written and dropped; the fence taken and the write waiting
 behind it, another user's, seen and cancelled; reverse sync's checkpoint table kept). What the
-plan's cutover does not use (a command fence, no reverse sync) is not asked."""
+plan's cutover does not use (a command fence, no reverse sync, a switch other than a routing table)
+is not asked; a routing table's are, and once granted the switch's flips run as that user."""
 
 from __future__ import annotations
 
@@ -21,7 +22,13 @@ from migrator.findings import Finding, Severity
 from tests.support.mariadb import connect
 
 PASSWORD = "Cutover-pw-1"
-CHECKS = ("source.migrator_tables", "source.cutover_privilege", "source.reverse_privilege", "source.trigger")
+CHECKS = (
+    "source.migrator_tables",
+    "source.cutover_privilege",
+    "source.reverse_privilege",
+    "source.trigger",
+    "source.routing_privilege",
+)
 QUERY_INTERRUPTED = 1317
 WAITING_SQL = "SELECT ID FROM information_schema.PROCESSLIST WHERE STATE = 'Waiting for table metadata lock'"
 
@@ -123,6 +130,55 @@ def test_a_command_fence_and_no_reverse_sync_ask_for_neither(mysql_url: str, rea
         ("source.reverse_privilege", f"{db}.items"): Severity.FAIL,
         ("source.trigger", f"triggers in {db}"): Severity.WARN,
     }
+
+
+def _routing(url: str, table: str) -> list[Finding]:
+    needs = CutoverNeeds(reverse_sync=False, fence="command", switch="postgres", routing_table=table)
+    return [f for f in _all_findings(url, needs) if f.check == "source.routing_privilege"]
+
+
+def _grant(root_url: str, finding: Finding) -> None:
+    assert finding.fix is not None
+    with connect(root_url) as conn, conn.cursor() as cur:
+        cur.execute(finding.fix[finding.fix.index("GRANT") :].split(";", 1)[0])
+
+
+def test_a_routing_table_switch_asks_for_what_its_flips_run(mysql_url: str, reader_url: str) -> None:
+    """A switch of kind postgres on this source: the table's privileges are named (the table not
+    there yet: a table-level GRANT MariaDB accepts only with CREATE in it), granted, and then the
+    switch's own statements run as the user; a table without run_id asks ALTER as well."""
+    db = _db(mysql_url)
+    user = urlsplit(reader_url).username
+    [fresh] = _routing(reader_url, "app_routing")
+    assert (fresh.severity, fresh.subject) == (Severity.FAIL, f"routing table {db}.app_routing")
+    # SELECT is not missing: the user reads the whole database.
+    assert f"user {user}@% lacks INSERT, UPDATE, CREATE on {db}.app_routing" in fresh.message
+    _grant(mysql_url, fresh)
+    assert [(f.severity, f.subject) for f in _routing(reader_url, "app_routing")] == [
+        (Severity.OK, f"routing table {db}.app_routing")
+    ]
+    with connect(mysql_url) as conn, conn.cursor() as cur:  # as root: an older table, no run_id
+        cur.execute(
+            "CREATE TABLE old_routing (plan VARCHAR(255) PRIMARY KEY, primary_side VARCHAR(6) NOT NULL, "
+            "updated_at TIMESTAMP(6) NOT NULL)"
+        )
+        cur.execute("INSERT INTO old_routing VALUES ('p', 'source', NOW(6))")
+    [old] = _routing(reader_url, "old_routing")
+    assert old.severity is Severity.FAIL
+    assert f"lacks INSERT, UPDATE, CREATE, ALTER on {db}.old_routing" in old.message
+    _grant(mysql_url, old)
+    assert [f.severity for f in _routing(reader_url, "old_routing")] == [Severity.OK]
+    source = MysqlSource(reader_url)
+    try:
+        for table in ("app_routing", "old_routing"):
+            source.write_routing_row(table, "p", "target", "run-1")
+            assert source.routing_value(table, "p", "run_id") == "run-1"
+    finally:
+        source.close()
+    with connect(mysql_url) as conn, conn.cursor() as cur:
+        for table in ("app_routing", "old_routing"):
+            cur.execute(f"SELECT plan, primary_side, run_id FROM {table}")
+            assert cur.fetchall() == (("p", "target", "run-1"),)
 
 
 def _run_as(url: str, root_url: str) -> None:
