@@ -5,10 +5,8 @@ that lost an acknowledged commit would: the checkpoint record goes back to an ea
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pymongo
 import pytest
 
 from migrator.adapters.base import Positions, WriteOp
@@ -32,22 +30,14 @@ CASES = {
 }
 
 
-@pytest.fixture
-def db(mongo_url: str) -> Iterator[Any]:
-    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(mongo_url)
-    try:
-        yield client.get_default_database()
-    finally:
-        client.close()
-
-
 def _apply(applier: ChangeApplier, positions: Positions, position: int) -> None:
     op = WriteOp("items", "update", {"_id": position}, {"$set": {"at": position}}, upsert=True)
     applier.apply([op], position, positions.text(position))
 
 
 @pytest.mark.parametrize("source", sorted(CASES))
-def test_lost_writes_name_positions_as_the_source_writes_them(db: Any, source: str) -> None:
+def test_lost_writes_name_positions_as_the_source_writes_them(mongo_db: Any, source: str) -> None:
+    db = mongo_db
     positions, (first, second, third), (first_text, second_text, _) = CASES[source]
     checkpoint_id = f"lost-{source}"
     applier = ChangeApplier(db, checkpoint_id, transactions=True)

@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import pymysql
 import pytest
@@ -19,7 +19,7 @@ import pytest
 from migrator.adapters.inspection import CutoverNeeds
 from migrator.adapters.mysql import MysqlSource
 from migrator.findings import Finding, Severity
-from tests.support.mariadb import connect
+from tests.support.mariadb import connect, database, mysql_user
 
 PASSWORD = "Cutover-pw-1"
 CHECKS = (
@@ -33,38 +33,25 @@ QUERY_INTERRUPTED = 1317
 WAITING_SQL = "SELECT ID FROM information_schema.PROCESSLIST WHERE STATE = 'Waiting for table metadata lock'"
 
 
-def _db(url: str) -> str:
-    return urlsplit(url).path.lstrip("/")
-
-
-def _as(url: str, user: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(
-        (parts.scheme, f"{user}:{quote(PASSWORD)}@{parts.hostname}:{parts.port}", parts.path, "", "")
-    )
-
-
 @pytest.fixture
 def reader_url(mysql_url: str) -> Iterator[str]:
     """A user that may read the tables and the binlog, and nothing more: its URL."""
-    user = f"cut_{uuid.uuid4().hex[:8]}"
-    db = _db(mysql_url)
     with connect(mysql_url) as conn, conn.cursor() as cur:
         cur.execute("CREATE TABLE orders (id INT PRIMARY KEY, v INT) ENGINE=InnoDB")
         cur.execute("CREATE TABLE items (id INT PRIMARY KEY) ENGINE=InnoDB")
         cur.execute("INSERT INTO orders VALUES (1, 10)")
-        cur.execute(f"CREATE USER '{user}'@'%' IDENTIFIED BY '{PASSWORD}'")
-        cur.execute(f"GRANT SELECT ON `{db}`.* TO '{user}'@'%'")
-        cur.execute(f"GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO '{user}'@'%'")
-    try:
-        yield _as(mysql_url, user)
-    finally:
-        with connect(mysql_url) as conn, conn.cursor() as cur:
-            cur.execute(f"DROP USER IF EXISTS '{user}'@'%'")
+    with mysql_user(
+        mysql_url,
+        "cut",
+        PASSWORD,
+        "GRANT SELECT ON {db}.* TO {user}",
+        "GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO {user}",
+    ) as url:
+        yield url
 
 
 def _all_findings(url: str, needs: CutoverNeeds) -> list[Finding]:
-    db = _db(url)
+    db = database(url)
     source = MysqlSource(url)
     try:
         info = source.inspect([f"{db}.orders", f"{db}.items"])
@@ -79,7 +66,7 @@ def _findings(url: str, needs: CutoverNeeds | None = None) -> dict[tuple[str, st
 
 
 def test_missing_privileges_are_named_and_their_grants_are_enough(mysql_url: str, reader_url: str) -> None:
-    db = _db(mysql_url)
+    db = database(mysql_url)
     user = urlsplit(reader_url).username
     found = _findings(reader_url)
     severities = {key: f.severity for key, f in found.items()}
@@ -109,7 +96,7 @@ def test_missing_privileges_are_named_and_their_grants_are_enough(mysql_url: str
 def test_a_command_fence_and_no_reverse_sync_ask_for_neither(mysql_url: str, reader_url: str) -> None:
     """The same user, lacking all of it: only migrator's own tables are asked (every run writes
     them); no fence, kill, reverse-sync or trigger finding at all, not even an OK one."""
-    db = _db(mysql_url)
+    db = database(mysql_url)
     found = _all_findings(reader_url, CutoverNeeds(reverse_sync=False, fence="command", switch="file"))
     asked = {(f.check, f.subject): f.severity for f in found if f.check in CHECKS}
     assert asked == {
@@ -147,7 +134,7 @@ def test_a_routing_table_switch_asks_for_what_its_flips_run(mysql_url: str, read
     """A switch of kind postgres on this source: the table's privileges are named (the table not
     there yet: a table-level GRANT MariaDB accepts only with CREATE in it), granted, and then the
     switch's own statements run as the user; a table without run_id asks ALTER as well."""
-    db = _db(mysql_url)
+    db = database(mysql_url)
     user = urlsplit(reader_url).username
     [fresh] = _routing(reader_url, "app_routing")
     assert (fresh.severity, fresh.subject) == (Severity.FAIL, f"routing table {db}.app_routing")
@@ -183,7 +170,7 @@ def test_a_routing_table_switch_asks_for_what_its_flips_run(mysql_url: str, read
 
 def _run_as(url: str, root_url: str) -> None:
     """What the run, cutover and rollback execute with these privileges, as the granted user."""
-    db = _db(url)
+    db = database(url)
     source = MysqlSource(url)
     try:
         capture = source.capture_setup()
@@ -210,7 +197,7 @@ def _run_as(url: str, root_url: str) -> None:
 
 def test_without_process_the_fence_sees_no_write_of_another_user(mysql_url: str, reader_url: str) -> None:
     """What the PROCESS finding is for: the write waits, and the fence's user does not see it."""
-    db = _db(mysql_url)
+    db = database(mysql_url)
     with connect(mysql_url) as conn, conn.cursor() as cur:
         cur.execute(f"GRANT LOCK TABLES ON `{db}`.* TO '{urlsplit(reader_url).username}'@'%'")
     source = MysqlSource(reader_url)
@@ -247,7 +234,7 @@ def test_without_process_the_fence_sees_no_write_of_another_user(mysql_url: str,
 
 
 def _fence_cancels_another_users_write(source: MysqlSource, root_url: str) -> None:
-    db = _db(root_url)
+    db = database(root_url)
     outcome: list[int | None] = []
 
     def write() -> None:
@@ -280,7 +267,7 @@ def _fence_cancels_another_users_write(source: MysqlSource, root_url: str) -> No
 
 
 def test_privileges_held_through_a_role_count(mysql_url: str, reader_url: str) -> None:
-    db = _db(mysql_url)
+    db = database(mysql_url)
     user = urlsplit(reader_url).username
     role = f"cutover_{uuid.uuid4().hex[:8]}"
     with connect(mysql_url) as conn, conn.cursor() as cur:
