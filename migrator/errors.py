@@ -103,6 +103,16 @@ class ConnectionFailed(TransientError):
         super().__init__(f"cannot connect to {endpoint}: {reason}", hint=hint)
 
 
+class StreamLost(TransientError):
+    """A source's change stream (a binlog dump) ended after it was established: the server is
+    reachable, or was; CDC reconnects and resumes from its durable checkpoint. `endpoint` never
+    carries a password."""
+
+    def __init__(self, endpoint: str, stream: str, reason: str, *, hint: str | None = None) -> None:
+        self.endpoint = endpoint
+        super().__init__(f"{endpoint}: the {stream} was lost after it was established: {reason}", hint=hint)
+
+
 class AuthenticationFailed(TerminalError):
     """The endpoint refused the credentials or the role lacks a privilege."""
 

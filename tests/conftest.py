@@ -140,6 +140,14 @@ def mongo_db_name(
 
 
 @pytest.fixture
+def mongo_db(
+    _mongo_admin: pymongo.MongoClient[dict[str, object]], mongo_db_name: str
+) -> pymongo.database.Database[dict[str, object]]:
+    """The database mongo_db_name, on the session's client (dropped afterwards, as the name says)."""
+    return _mongo_admin[mongo_db_name]
+
+
+@pytest.fixture
 def mongo_url(mongo_server: MongoServer | ExternalServer, mongo_db_name: str) -> str:
     """mongo_server's URL with mongo_db_name as the default database (client.get_default_database())."""
     return with_database(mongo_server.url, mongo_db_name)

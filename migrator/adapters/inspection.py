@@ -35,11 +35,13 @@ class CutoverNeeds:
     """What the plan asks of the source at cutover (phases.cutover), for the privileges and
     features a source adapter's preflight checks: reverse sync writes the mapped tables back, a
     `lock` fence locks them (a `command` fence asks nothing of the database), `switch` is the
-    switch's kind (None: none set). The defaults are the plan's."""
+    switch's kind (None: none set), `routing_table` the table a switch of kind `postgres` writes in
+    the source's database (None for any other switch). The defaults are the plan's."""
 
     reverse_sync: bool = True
     fence: Literal["lock", "command"] = "lock"
     switch: str | None = None
+    routing_table: str | None = None
 
 
 @dataclass(frozen=True)

@@ -400,10 +400,12 @@ class Preflight:
 def cutover_needs(plan: Plan) -> CutoverNeeds:
     """What the plan's cutover asks of the source, in the adapters' terms."""
     cutover = plan.phases.cutover
+    switch = cutover.switch
     return CutoverNeeds(
         reverse_sync=cutover.reverse_sync,
         fence=cutover.fence.kind,
-        switch=cutover.switch.kind if cutover.switch is not None else None,
+        switch=switch.kind if switch is not None else None,
+        routing_table=switch.name if switch is not None and switch.kind == "postgres" else None,
     )
 
 

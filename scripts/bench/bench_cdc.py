@@ -79,6 +79,71 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
+@dataclass(frozen=True)
+class LagRound:
+    """One round of a lag benchmark (here and bench_mysql_lag.py): `changes` generated at
+    `rate`/s, achieved at `achieved`/s and applied (durable on the target) at `applied`/s, against
+    the target's `ceiling` (changes/s written straight); `rewritten_gb` of documents CDC rewrote in
+    `cpu` seconds of this process; `lags`: each source transaction's lag in ms."""
+
+    case: str
+    rate: int
+    achieved: float
+    applied: float
+    ceiling: int | None
+    rewritten_gb: float
+    cpu: float
+    lags: list[float]
+
+
+def lag_summary(round_: LagRound, **extra: Any) -> dict[str, Any]:
+    """A round's entry in the results (`extra`: the benchmark's own fields, after the shared
+    ones): rates, the ratio to the ceiling, CPU per GB rewritten, lag percentiles in ms."""
+    lags, applied, ceiling, gb = round_.lags, round_.applied, round_.ceiling, round_.rewritten_gb
+    return {
+        "case": round_.case,
+        "target_rate": round_.rate,
+        "achieved_rate": round(round_.achieved),
+        "applied_rate": round(applied),
+        "target_ceiling_per_s": ceiling,
+        "ratio_to_ceiling": round(applied / ceiling, 3) if ceiling else None,
+        "rewritten_gb": round(gb, 4),
+        "cpu_seconds": round(round_.cpu, 2),
+        "cpu_s_per_gb": round(round_.cpu / gb) if gb else None,
+        "transactions": len(lags),
+        "p50_ms": round(percentile(lags, 50), 1),
+        "p95_ms": round(percentile(lags, 95), 1),
+        "p99_ms": round(percentile(lags, 99), 1),
+        "max_ms": round(max(lags), 1) if lags else None,
+        "mean_ms": round(statistics.fmean(lags), 1) if lags else None,
+        **extra,
+    }
+
+
+def lag_line(entry: dict[str, Any]) -> str:
+    """A round's progress line, as lag_summary's entry has it."""
+    return (
+        f"  lag {entry['case']:<18} {entry['target_rate']:>5}/s achieved {entry['achieved_rate']:>5}/s applied "
+        f"{entry['applied_rate']:>5}/s  p50 {entry['p50_ms']:>8} p95 {entry['p95_ms']:>8} "
+        f"p99 {entry['p99_ms']:>8} max {entry['max_ms']} ms"
+    )
+
+
+# The results table of the lag benchmarks: heading and row, then each benchmark's own columns.
+LAG_HEADING = (
+    f"{'lag':<18} {'rate':>5} {'achieved':>8} {'applied':>8} {'ceiling':>8} {'ratio':>6} "
+    f"{'cpu s/GB':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8}"
+)
+
+
+def lag_row(r: dict[str, Any]) -> str:
+    return (
+        f"{r['case']:<18} {r['target_rate']:>5} {r['achieved_rate']:>8} {r['applied_rate']:>8} "
+        f"{r['target_ceiling_per_s']!s:>8} {r['ratio_to_ceiling']!s:>6} {r['cpu_s_per_gb']!s:>8} "
+        f"{r['p50_ms']:>8} {r['p95_ms']:>8} {r['p99_ms']:>8} {r['max_ms']!s:>8}"
+    )
+
+
 def decode_benchmark(url: str, changes: int) -> dict[str, Any]:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("DROP TABLE IF EXISTS bench_decode")
@@ -455,31 +520,11 @@ def lag_benchmark(
         applied_s = (sink.last_applied or time.monotonic()) - started
         applied = done / applied_s if applied_s > 0 else float("nan")
         rewritten_gb = done * case.fanout * document_bytes[case.collection] / 1e9
-        ceiling = ceilings[case.ceiling]
-        entry = {
-            "case": case.label,
-            "target_rate": rate,
-            "achieved_rate": round(achieved),
-            "applied_rate": round(applied),
-            "target_ceiling_per_s": ceiling,
-            "ratio_to_ceiling": round(applied / ceiling, 3) if ceiling else None,
-            "documents_per_change": case.fanout,
-            "rewritten_gb": round(rewritten_gb, 4),
-            "cpu_seconds": round(cpu, 2),
-            "cpu_s_per_gb": round(cpu / rewritten_gb) if rewritten_gb else None,
-            "transactions": len(lags),
-            "p50_ms": round(percentile(lags, 50), 1),
-            "p95_ms": round(percentile(lags, 95), 1),
-            "p99_ms": round(percentile(lags, 99), 1),
-            "max_ms": round(max(lags), 1) if lags else None,
-            "mean_ms": round(statistics.fmean(lags), 1) if lags else None,
-        }
-        print(
-            f"  lag {case.label:<18} {rate:>5}/s achieved {entry['achieved_rate']:>5}/s applied "
-            f"{entry['applied_rate']:>5}/s  p50 {entry['p50_ms']:>8} p95 {entry['p95_ms']:>8} "
-            f"p99 {entry['p99_ms']:>8} max {entry['max_ms']} ms",
-            flush=True,
+        round_ = LagRound(
+            case.label, rate, achieved, applied, ceilings[case.ceiling], rewritten_gb, cpu, list(lags)
         )
+        entry = lag_summary(round_, documents_per_change=case.fanout)
+        print(lag_line(entry), flush=True)
         results.append(entry)
     return results
 
@@ -531,16 +576,9 @@ def main() -> None:
                 f"{decoding[key + '_ratio_to_server']:>6}"
             )
     if lag:
-        print(
-            f"\n{'lag':<18} {'rate':>5} {'achieved':>8} {'applied':>8} {'ceiling':>8} {'ratio':>6} {'docs':>4} "
-            f"{'cpu s/GB':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8}"
-        )
+        print(f"\n{LAG_HEADING} {'docs':>4}")
     for r in lag:
-        print(
-            f"{r['case']:<18} {r['target_rate']:>5} {r['achieved_rate']:>8} {r['applied_rate']:>8} "
-            f"{r['target_ceiling_per_s']:>8} {r['ratio_to_ceiling']!s:>6} {r['documents_per_change']:>4} "
-            f"{r['cpu_s_per_gb']!s:>8} {r['p50_ms']:>8} {r['p95_ms']:>8} {r['p99_ms']:>8} {r['max_ms']!s:>8}"
-        )
+        print(f"{lag_row(r)} {r['documents_per_change']:>4}")
     print(f"\nwritten to {out}")
 
 

@@ -45,7 +45,16 @@ sys.path.insert(0, str(ROOT / "scripts" / "lib"))
 sys.path.insert(0, str(ROOT / "scripts" / "bench"))
 import devservices  # noqa: E402
 import mariadb_server  # noqa: E402
-from bench_cdc import average_document_bytes, percentile, target_ceilings  # noqa: E402
+from bench_cdc import (  # noqa: E402
+    LAG_HEADING,
+    LagRound,
+    average_document_bytes,
+    lag_line,
+    lag_row,
+    lag_summary,
+    percentile,
+    target_ceilings,
+)
 
 from migrator import api  # noqa: E402
 from migrator.adapters.mysql import MysqlSource  # noqa: E402
@@ -214,37 +223,20 @@ def lag_benchmark(
         applied_s = (applied.applied_at(commits[-1][1]) or time.monotonic()) - started
         applied_rate = changes / applied_s
         rewritten_gb = changes * document_bytes[collection] / 1e9
-        ceiling = ceilings[shape]
         reported = applied.reported_ms
-        entry = {
-            "case": case,
-            "target_rate": rate,
-            "achieved_rate": round(achieved),
-            "applied_rate": round(applied_rate),
-            "target_ceiling_per_s": ceiling,
-            "ratio_to_ceiling": round(applied_rate / ceiling, 3) if ceiling else None,
-            "rewritten_gb": round(rewritten_gb, 4),
-            "cpu_seconds": round(cpu, 2),
-            "cpu_s_per_gb": round(cpu / rewritten_gb) if rewritten_gb else None,
-            "transactions": len(lags),
-            "p50_ms": round(percentile(lags, 50), 1),
-            "p95_ms": round(percentile(lags, 95), 1),
-            "p99_ms": round(percentile(lags, 99), 1),
-            "max_ms": round(max(lags), 1),
-            "mean_ms": round(statistics.fmean(lags), 1),
+        round_ = LagRound(case, rate, achieved, applied_rate, ceilings[shape], rewritten_gb, cpu, lags)
+        entry = lag_summary(
+            round_,
             # migrator's own lag_ms: from whole-second binlog timestamps (see the docstring).
-            "reported_p50_ms": round(percentile(reported, 50), 1),
-            "reported_p99_ms": round(percentile(reported, 99), 1),
+            reported_p50_ms=round(percentile(reported, 50), 1),
+            reported_p99_ms=round(percentile(reported, 99), 1),
             # How the engine grouped the source's transactions into target batches.
-            "batches": len(applied.sizes),
-            "transactions_per_batch": round(statistics.fmean(applied.sizes), 1) if applied.sizes else None,
-        }
+            batches=len(applied.sizes),
+            transactions_per_batch=round(statistics.fmean(applied.sizes), 1) if applied.sizes else None,
+        )
         print(
-            f"  lag {case:<10} {rate:>5}/s achieved {entry['achieved_rate']:>5}/s applied "
-            f"{entry['applied_rate']:>5}/s  p50 {entry['p50_ms']:>8} p95 {entry['p95_ms']:>8} "
-            f"p99 {entry['p99_ms']:>8} max {entry['max_ms']} ms (migrator's own p50 "
-            f"{entry['reported_p50_ms']} p99 {entry['reported_p99_ms']}); {entry['batches']} batches of "
-            f"{entry['transactions_per_batch']} transactions on average",
+            f"{lag_line(entry)} (migrator's own p50 {entry['reported_p50_ms']} p99 {entry['reported_p99_ms']}); "
+            f"{entry['batches']} batches of {entry['transactions_per_batch']} transactions on average",
             flush=True,
         )
         results.append(entry)
@@ -279,16 +271,9 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / "mysql-cdc.json"
     out.write_text(json.dumps({"benchmark": "mysql-cdc", "lag": lag}, indent=2))
-    print(
-        f"\n{'lag':<10} {'rate':>5} {'achieved':>8} {'applied':>8} {'ceiling':>8} {'ratio':>6} "
-        f"{'cpu s/GB':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8} {'own p99':>8}"
-    )
+    print(f"\n{LAG_HEADING} {'own p99':>8}")
     for r in lag:
-        print(
-            f"{r['case']:<10} {r['target_rate']:>5} {r['achieved_rate']:>8} {r['applied_rate']:>8} "
-            f"{r['target_ceiling_per_s']:>8} {r['ratio_to_ceiling']!s:>6} {r['cpu_s_per_gb']!s:>8} "
-            f"{r['p50_ms']:>8} {r['p95_ms']:>8} {r['p99_ms']:>8} {r['max_ms']:>8} {r['reported_p99_ms']:>8}"
-        )
+        print(f"{lag_row(r)} {r['reported_p99_ms']:>8}")
     print(f"\nwritten to {out}")
 
 

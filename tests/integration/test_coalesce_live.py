@@ -10,10 +10,8 @@ the applier must have sent fewer writes than it was given.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from typing import Any
 
-import pymongo
 import pytest
 from pymongo import DeleteOne, ReplaceOne, UpdateMany, UpdateOne
 
@@ -26,12 +24,9 @@ LINES = 5
 
 
 @pytest.fixture
-def db(mongo_url: str) -> Iterator[Any]:
-    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(mongo_url)
-    try:
-        yield client.get_default_database()
-    finally:
-        client.close()
+def db(mongo_db: Any) -> Any:
+    """This module's name for the test's database."""
+    return mongo_db
 
 
 def document(doc_id: int) -> dict[str, Any]:

@@ -9,10 +9,12 @@ is shared and never used.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import pymysql
 import pytest
@@ -47,6 +49,39 @@ def connect(url: str, **options: Any) -> pymysql.connections.Connection[Any]:
         connect_timeout=10,
         **options,
     )
+
+
+def database(url: str) -> str:
+    """The database a mysql:// URL names."""
+    return urlsplit(url).path.lstrip("/")
+
+
+def rows(url: str, query: str) -> list[tuple[Any, ...]]:
+    """The rows `query` returns, as tuples."""
+    with connect(url) as conn, conn.cursor() as cur:
+        cur.execute(query)
+        return [tuple(r) for r in cur.fetchall()]
+
+
+@contextmanager
+def mysql_user(root_url: str, prefix: str, password: str, *grants: str) -> Iterator[str]:
+    """A new user `<prefix>_<random>` with `password` and `grants` (statements, `{user}` standing
+    for 'name'@'%' and `{db}` for root_url's database, backquoted): its URL on that database.
+    Dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    grantee = f"'{name}'@'%'"
+    with connect(root_url) as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE USER {grantee} IDENTIFIED BY {conn.escape(password)}")
+        for grant in grants:
+            cur.execute(grant.format(user=grantee, db=f"`{database(root_url)}`"))
+    parts = urlsplit(root_url)
+    try:
+        yield urlunsplit(
+            (parts.scheme, f"{name}:{quote(password)}@{parts.hostname}:{parts.port}", parts.path, "", "")
+        )
+    finally:
+        with connect(root_url) as conn, conn.cursor() as cur:
+            cur.execute(f"DROP USER IF EXISTS {grantee}")
 
 
 def start_mariadb(base_dir: Path) -> MariaDbServer:

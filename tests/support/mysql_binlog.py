@@ -7,7 +7,6 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import urlsplit
 
 from migrator.adapters.base import (
     ChangeEvent,
@@ -23,14 +22,10 @@ from migrator.adapters.base import (
 from migrator.adapters.mysql import MysqlSource
 from migrator.adapters.mysql.binlog_link import BinlogEndpoint
 from migrator.adapters.mysql.monitor import current_position
-from tests.support.mariadb import connect
+from tests.support.mariadb import connect, database
 
 SLOT = "migrator_test_slot"
 PUBLICATION = "migrator_test_pub"
-
-
-def database(url: str) -> str:
-    return urlsplit(url).path.lstrip("/")
 
 
 def position_now(url: str) -> int:

@@ -19,6 +19,7 @@ from bson.int64 import Int64
 
 from tests.support.mariadb import connect
 from tests.support.mysql_binlog import database
+from tests.support.mysql_plans import customers_plan
 
 DDL = (
     "CREATE TABLE customers (id INT PRIMARY KEY, name VARCHAR(60) NOT NULL, tier VARCHAR(10) NOT NULL)",
@@ -28,32 +29,6 @@ DDL = (
     " qty INT NOT NULL, PRIMARY KEY (order_id, line_no), KEY (order_id))",
 )
 
-PLAN = """\
-version: 1
-source: {{adapter: mysql, url: "{source}"}}
-target: {{adapter: mongodb, url: "{mongo}", database: {target}}}
-collections:
-  - name: customers
-    from: {db}.customers
-    key: id
-    embed:
-      - as: orders
-        from: {db}.orders
-        on: {{customer_id: id}}
-        many: true
-        key: id
-        order_by: id
-        embed:
-          - as: lines
-            from: {db}.order_lines
-            on: {{order_id: id}}
-            many: true
-            key: [order_id, line_no]
-            order_by: line_no
-phases:
-  snapshot: {{parallel: 2, chunk_rows: {chunk_rows}}}
-"""
-
 
 def _money(rng: random.Random) -> Decimal:
     """An amount with its two decimals (as DECIMAL(10,2) keeps it: 677.60, not 677.6)."""
@@ -61,10 +36,19 @@ def _money(rng: random.Random) -> Decimal:
 
 
 def write_plan(path: Path, source: str, mongo: str, target: str, *, chunk_rows: int = 1000) -> Path:
-    path.write_text(
-        PLAN.format(source=source, mongo=mongo, target=target, db=database(source), chunk_rows=chunk_rows)
+    """The shop's plan: each customer's orders embedded, each order's lines in it."""
+    lines = (
+        f"{{as: lines, from: {database(source)}.order_lines, on: {{order_id: id}}, many: true, "
+        "key: [order_id, line_no], order_by: line_no}"
     )
-    return path
+    return customers_plan(
+        path,
+        source,
+        f"many: true, key: id, order_by: id, embed: [{lines}]",
+        target=mongo,
+        target_db=target,
+        phases=f"snapshot: {{parallel: 2, chunk_rows: {chunk_rows}}}",
+    )
 
 
 @dataclass

@@ -15,7 +15,7 @@ from migrator.adapters.inspection import Capabilities, CutoverNeeds
 from migrator.adapters.memory import MemorySource, MemoryTarget
 from migrator.findings import Severity
 from migrator.phases.preflight import cutover_needs, run_preflight
-from migrator.plan.models import Plan
+from migrator.plan.models import Plan, Switch
 from tests.support.memory import MemoryMigration, items_table, memory_migration
 
 
@@ -43,6 +43,11 @@ def test_the_plans_cutover_is_handed_over(mig: MemoryMigration) -> None:
     )
     plan = _with(mig.plan, "cutover", reverse_sync=True, fence=fence, switch=None)
     assert cutover_needs(plan) == CutoverNeeds(reverse_sync=True, fence="command", switch=None)
+    # A routing table on the source: its name is handed over, for its privileges.
+    routed = _with(plan, "cutover", switch=Switch(kind="postgres", name="app_routing"))
+    assert cutover_needs(routed) == CutoverNeeds(
+        reverse_sync=True, fence="command", switch="postgres", routing_table="app_routing"
+    )
 
 
 def _throttle_findings(mig: MemoryMigration, source: MemorySource, plan: Plan) -> list[tuple[Severity, str]]:

@@ -118,6 +118,12 @@ CurrentDocument = Callable[[str, Any], "dict[str, Any] | None"]
 ReadContent = Callable[[Sequence[SourceRead]], Sequence[Any]]
 
 
+def _text_of(record: Mapping[str, Any]) -> str:
+    """A checkpoint record's position as the source wrote it (its `position_text`, recorded with
+    the position in one update); the bare number only for a record that has no text."""
+    return str(record.get("position_text") or f"position {record.get('position')}")
+
+
 def _substitute(value: Any, filled: dict[int, Any]) -> Any:
     """`value` with every SourceRead in it (in dicts, lists and tuples) replaced by its content."""
     if isinstance(value, SourceRead):
@@ -152,6 +158,9 @@ class ChangeApplier:
         # write requires it to be still there, so that a target that lost acknowledged writes
         # (its checkpoint went back) is found at once, never replayed over silently.
         self._written: int | None = None
+        # Its text as the source wrote it (Positions.text, via `apply`, or the stored record's):
+        # a target never formats a source's positions (docs/architecture.md, "Layers").
+        self._written_text: str | None = None
         self._state: Collection[Any] = database.get_collection(
             STATE_COLLECTION, codec_options=CODEC, write_concern=DURABLE
         )
@@ -180,19 +189,19 @@ class ChangeApplier:
             raise classify(exc, "target") from None
         position = None if stored is None or stored.get("position") is None else int(stored["position"])
         if self._written is not None and (position is None or position < self._written):
-            raise self._lost(position)
-        if position is not None:
-            self._written = position
+            raise self._lost(stored)
+        if stored is not None and position is not None:
+            self._written, self._written_text = position, _text_of(stored)
         return stored
 
-    def _lost(self, stored: int | None) -> TargetLostWrites:
-        def text(position: int | None) -> str:
-            return "none" if position is None else f"{position >> 32:X}/{position & 0xFFFFFFFF:X}"
-
+    def _lost(self, stored: Mapping[str, Any] | None) -> TargetLostWrites:
+        """The error for a checkpoint record `stored` behind the position this applier committed."""
         assert self._written is not None
+        at = "none" if stored is None or stored.get("position") is None else _text_of(stored)
+        committed = self._written_text or f"position {self._written}"
         return TargetLostWrites(
             f"the target lost writes it had acknowledged: its CDC checkpoint ({STATE_COLLECTION} {self._id}) is at "
-            f"{text(stored)}, but this run committed {text(self._written)} (write concern majority, journaled) and "
+            f"{at}, but this run committed {committed} (write concern majority, journaled) and "
             "confirmed the source's slot up to it, so the changes in between are neither in the target nor "
             "kept by the source",
             hint="the target did not keep a write it acknowledged as durable (a restart or failover of a server "
@@ -242,7 +251,7 @@ class ChangeApplier:
                 )
                 if previous is not None and written.matched_count == 0:
                     stored = self._state.find_one({"_id": self._id}, session=session)
-                    raise self._lost(None if stored is None else stored.get("position"))
+                    raise self._lost(stored)
             elif session is not None:
                 # A part of a large source transaction (no position yet): still touch the
                 # checkpoint document, so that every forward transaction writes it and reverse
@@ -275,7 +284,7 @@ class ChangeApplier:
         except mongo.PyMongoError as exc:
             raise classify_batch(exc, "target", writes=len(ops)) from None
         if position is not None:
-            self._written = position
+            self._written, self._written_text = position, position_text
 
     def _fill(self, ops: Sequence[WriteOp], *, complete: bool) -> Sequence[WriteOp]:
         """`ops` with their SourceRead placeholders filled in: read from the source (all at once,

@@ -26,7 +26,7 @@ from migrator.adapters.base import (
     SourceInfo,
     SourceVocabulary,
 )
-from migrator.adapters.mysql import keys, routing, server_checks, triggers
+from migrator.adapters.mysql import keys, routing, run_privileges, server_checks, triggers
 from migrator.adapters.mysql.binlog_link import BinlogEndpoint
 from migrator.adapters.mysql.capture import BinlogCapture, SlotStream
 from migrator.adapters.mysql.connection import MysqlEndpoint
@@ -142,8 +142,9 @@ class MysqlSource:
         needs: CutoverNeeds = _PLAN_DEFAULTS,
     ) -> list[Finding]:
         """Keys, engines, foreign-key actions, tinyint(1), privileges, zero dates in the date columns
-        read (one scan per table), and triggers, which matter only to reverse sync
-        (server_checks.py, triggers.py)."""
+        read (one scan per table), triggers, which matter only to reverse sync, and the routing
+        table's privileges where the switch writes one (server_checks.py, triggers.py,
+        run_privileges.py)."""
         inspector = self._inspector()
         found: list[Finding] = []
         if needs.reverse_sync:
@@ -158,6 +159,11 @@ class MysqlSource:
                 zero[table] = inspector.zero_dates(table, names)
             except MigratorError as exc:
                 found.append(server_checks.unscanned(table, names, exc.message))
+        if needs.routing_table is not None:
+            columns = routing.routing_columns(self.endpoint, needs.routing_table)
+            found += run_privileges.routing_findings(
+                server_checks.server_of(info), needs.routing_table, columns
+            )
         return server_checks.preflight_findings(info, collections, read, zero, self.zero_dates, needs) + found
 
     def close(self) -> None:

@@ -62,7 +62,7 @@ from migrator.adapters.mysql.binlog_link import (
 )
 from migrator.adapters.mysql.connection import SESSION_SETUP
 from migrator.adapters.mysql.positions import BinlogPositions, file_name, of_file, split_file, unpack
-from migrator.errors import ConnectionFailed, MigratorError, SourceError
+from migrator.errors import ConnectionFailed, MigratorError, SourceError, StreamLost
 
 # The server's heartbeat once it has sent everything and nothing new came for this long: an idle
 # stream stays known alive, and a transaction read alone is applied this soon (the heartbeat says
@@ -90,15 +90,17 @@ EVENTS = [
 _LOST = frozenset({2006, 2013, 2055})
 
 
-class StreamLost(Exception):
-    """The dump connection ended (not an OperationalError: mysql-replication would reconnect)."""
+class DumpEnded(Exception):
+    """The dump connection ended after it was established: a lost connection (its errno, one of
+    _LOST) or the server's end of the dump (None). Not an OperationalError: mysql-replication
+    would reconnect."""
 
     def __init__(self, errno: int | None, message: str) -> None:
         super().__init__(errno, message)
 
 
 class _DumpConnection(pymysql.connections.Connection):
-    """PyMySQL's connection with a lost connection raised as StreamLost, so that
+    """PyMySQL's connection with a lost connection raised as DumpEnded, so that
     mysql-replication's silent reconnect (see the module's docstring) never runs."""
 
     def _read_packet(self, packet_type: Any = pymysql.protocol.MysqlPacket) -> Any:
@@ -106,7 +108,7 @@ class _DumpConnection(pymysql.connections.Connection):
             return super()._read_packet(packet_type)
         except pymysql.OperationalError as exc:
             if errno_of(exc) in _LOST:
-                raise StreamLost(errno_of(exc), str(exc.args[1]) if len(exc.args) > 1 else "") from None
+                raise DumpEnded(errno_of(exc), str(exc.args[1]) if len(exc.args) > 1 else "") from exc
             raise
 
 
@@ -288,7 +290,7 @@ class BinlogStream:
                 # this thread waited for the consumer.
                 arrival = None if self._pressed else time.time()
                 if event is None:  # the server ended the dump (it is shutting down)
-                    raise StreamLost(None, "the server ended the binlog dump")
+                    raise DumpEnded(None, "the server ended the binlog dump")
                 if isinstance(event, RotateEvent):
                     position = of_file(event.next_binlog, event.position)
                 elif not isinstance(event, HeartbeatLogEvent):  # a heartbeat: still where it was
@@ -331,8 +333,18 @@ class BinlogStream:
     def _error(self, exc: BaseException) -> MigratorError:
         if isinstance(exc, MigratorError):
             return exc
-        if isinstance(exc, StreamLost):
-            return ConnectionFailed(self._endpoint.name, f"binlog stream lost: {exc.args[1] or 'closed'}")
+        if isinstance(exc, DumpEnded):
+            errno, reason = exc.args
+            said = f"{reason or 'connection closed'} (error {errno})" if errno else reason
+            lost = StreamLost(
+                self._endpoint.name,
+                "binlog stream",
+                said,
+                hint="check that the server runs and that nothing ends migrator's binlog dump (a KILL, a proxy's "
+                "idle timeout): change capture reconnects and resumes from its last checkpoint",
+            )
+            # The driver's error behind it, where there is one (not where the server ended the dump).
+            return lost if exc.__cause__ is None else lost.caused_by(exc.__cause__, errno)
         if isinstance(exc, pymysql.Error) and errno_of(exc) == BINLOG_UNAVAILABLE:
             return SourceError(
                 f"{self._endpoint.name}: the server cannot send the binlog from "

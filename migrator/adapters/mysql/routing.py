@@ -24,6 +24,22 @@ _HAS_COLUMN = (
 )
 
 
+def routing_columns(endpoint: MysqlEndpoint, table: str) -> frozenset[str]:
+    """The columns of `table` as information_schema shows them to the user: none where the table
+    is not there, or the user holds no privilege on it (preflight's check of the routing
+    privileges, run_privileges.py)."""
+    try:
+        with contextlib.closing(endpoint.connect()) as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
+                "AND TABLE_NAME = %s",
+                [table],
+            )
+            return frozenset(str(r[0]) for r in cur.fetchall())
+    except pymysql.MySQLError as exc:
+        raise classify(exc, endpoint.name, endpoint.secrets) from None
+
+
 def routing_value(endpoint: MysqlEndpoint, table: str, plan: str, column: str) -> Any:
     """Plan `plan`'s `column` in `table`; None where the table, the column or the row is not there."""
     try:

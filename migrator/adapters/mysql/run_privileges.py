@@ -16,7 +16,14 @@ statement of this adapter executes:
   lifts, where nothing carries them to the target: FAIL;
 - reverse sync (reverse_writer.py, reverse_sql.py), where phases.cutover.reverse_sync is on:
   INSERT, UPDATE and DELETE on each mapped table. Without them reverse sync fails right after the
-  flip: FAIL.
+  flip: FAIL;
+- the routing table of a switch of kind `postgres` (routing.py), in the source URL's database:
+  every flip runs CREATE TABLE IF NOT EXISTS (CREATE, refused on an existing table too), then
+  INSERT ... ON DUPLICATE KEY UPDATE (INSERT, UPDATE, and SELECT: the update reads the row's
+  columns), and the switch reads the row (SELECT); a table without `run_id` is altered at the next
+  flip (ALTER, asked only of such a table). Without them the flip fails at the point of no return:
+  FAIL. The fix names the whole set, CREATE included: MariaDB refuses a table-level GRANT on a table
+  that does not exist yet unless it grants CREATE (error 1146).
 
 A `command` fence asks nothing of the database, and a one-way cutover writes nothing back: what
 the plan does not use is not asked (no finding).
@@ -26,7 +33,7 @@ Grants held through the user's current role count (grants.py).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from migrator.adapters.inspection import CutoverNeeds
 from migrator.adapters.mysql.inspect import MysqlServerInfo, quote_ident, quote_table, split_table
@@ -35,6 +42,7 @@ from migrator.findings import Finding, Severity
 OWN_TABLES = ("_migrator_markers", "_migrator_slots", "_migrator_reverse")
 OWN_TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "DROP")
 REVERSE_PRIVILEGES = ("INSERT", "UPDATE", "DELETE")
+ROUTING_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "CREATE")
 # What lets KILL QUERY interrupt another user's statement (MariaDB 10.5.2+, MySQL 8, either).
 KILL_OTHERS = ("CONNECTION ADMIN", "CONNECTION_ADMIN", "SUPER")
 
@@ -144,3 +152,31 @@ def _reverse(server: MysqlServerInfo, tables: Sequence[str]) -> list[Finding]:
             )
         )
     return found
+
+
+def routing_findings(server: MysqlServerInfo, table: str, columns: Collection[str]) -> list[Finding]:
+    """The routing table `table`'s privileges (the module's docstring); `columns`: its columns as
+    the user sees them (none where it is not there, or hidden from a user without privileges on it,
+    whose next preflight, once granted, sees whether it needs ALTER)."""
+    database = server.database
+    if not database:
+        return []
+    needed = [*ROUTING_PRIVILEGES, *(["ALTER"] if columns and "run_id" not in columns else [])]
+    name = f"{database}.{table}"
+    missing = [p for p in needed if not server.may(p, name)]
+    subject = f"routing table {name}"
+    if not missing:
+        return [Finding("source.routing_privilege", Severity.OK, subject, f"user {server.user} may write it")]
+    return [
+        Finding(
+            "source.routing_privilege",
+            Severity.FAIL,
+            subject,
+            f"user {server.user} lacks {', '.join(missing)} on {name}, where cutover's switch "
+            "(phases.cutover.switch, kind postgres) creates"
+            + (", alters (it has no run_id column)" if "ALTER" in needed else "")
+            + " and writes the routing row: the flip would fail at the point of no return",
+            f"GRANT {', '.join(needed)} ON {quote_ident(database)}.{quote_ident(table)} TO {server.grantee}; "
+            "or another switch (phases.cutover.switch: {kind: file, path: ...})",
+        )
+    ]

@@ -23,7 +23,7 @@ from migrator.adapters.base import (
     Truncated,
 )
 from migrator.adapters.mysql import MysqlSource
-from migrator.errors import ConnectionFailed, SourceError, TerminalError
+from migrator.errors import ConnectionFailed, SourceError, StreamLost, TerminalError, TransientError
 from tests.support.mariadb import connect
 from tests.support.mysql_binlog import (
     SLOT,
@@ -278,8 +278,13 @@ def test_a_lost_connection_is_transient_and_a_resume_at_the_last_commit_loses_no
             for (thread,) in cur.fetchall():
                 cur.execute(f"KILL {int(thread)}")
         execute(mysql_url, "INSERT INTO t VALUES (2)")
-        with pytest.raises(ConnectionFailed):
+        with pytest.raises(StreamLost) as lost:
             read_transactions(reader, 1, limit_s=60)
+    # Transient (retried), and said as what it is: the stream ended after it was established.
+    assert isinstance(lost.value, TransientError) and not isinstance(lost.value, ConnectionFailed)
+    assert "the binlog stream was lost after it was established" in lost.value.message
+    assert "cannot connect" not in lost.value.message
+    assert (lost.value.code, lost.value.cause) == ("2013", "OperationalError")  # CR_SERVER_LOST, PyMySQL's
     resume = next(e for e in first if isinstance(e, TransactionCommitted)).end_position
     with reading(mysql_url, ["t"], resume) as reader:
         assert _only_changes(read_transactions(reader, 1)) == [Change(table, "insert", None, {"id": 2})]

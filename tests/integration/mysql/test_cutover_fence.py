@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
 
 import pymysql
 import pytest
@@ -14,7 +13,7 @@ import pytest
 from migrator.adapters.base import Marker
 from migrator.adapters.mysql import MysqlSource
 from migrator.errors import FenceNotTaken
-from tests.support.mariadb import connect
+from tests.support.mariadb import connect, rows
 from tests.support.mysql_binlog import position_now, read_transactions, reading
 
 
@@ -37,12 +36,6 @@ def _insert(url: str, row: tuple[int, int], wait_s: int = 1) -> int | None:
     return None
 
 
-def _rows(url: str, query: str) -> list[tuple[Any, ...]]:
-    with connect(url) as conn, conn.cursor() as cur:
-        cur.execute(query)
-        return [tuple(r) for r in cur.fetchall()]
-
-
 def test_fence_holds_writes_not_reads_and_releases(mysql_url: str) -> None:
     _setup(mysql_url)
     source = MysqlSource(mysql_url)
@@ -51,17 +44,17 @@ def test_fence_holds_writes_not_reads_and_releases(mysql_url: str) -> None:
     fence.engage()
     try:
         assert _insert(mysql_url, (2, 20)) == 1205  # the write waited for the lock and timed out
-        assert _rows(mysql_url, "SELECT id, v FROM t ORDER BY id") == [(1, 10)]  # reads go on
+        assert rows(mysql_url, "SELECT id, v FROM t ORDER BY id") == [(1, 10)]  # reads go on
         # A marker goes to a table outside the fence, from another session: never held.
         with connect(mysql_url) as conn, conn.cursor() as cur:
             cur.execute("INSERT INTO _migrator_markers VALUES (1)")
-        assert _rows(mysql_url, "SELECT id FROM _migrator_markers") == [(1,)]
+        assert rows(mysql_url, "SELECT id FROM _migrator_markers") == [(1,)]
     finally:
         held = fence.lift()
     assert held is not None and held > 0
     assert fence.lift() is None  # lifting twice is harmless
     assert _insert(mysql_url, (2, 20)) is None
-    assert _rows(mysql_url, "SELECT id, v FROM t ORDER BY id") == [(1, 10), (2, 20)]
+    assert rows(mysql_url, "SELECT id, v FROM t ORDER BY id") == [(1, 10), (2, 20)]
 
 
 def test_waiting_writers_are_counted_and_cancelled(mysql_url: str) -> None:
@@ -83,7 +76,7 @@ def test_waiting_writers_are_counted_and_cancelled(mysql_url: str) -> None:
     finally:
         fence.lift()
         writer.join(20)
-    assert _rows(mysql_url, "SELECT id FROM t ORDER BY id") == [(1,)]
+    assert rows(mysql_url, "SELECT id FROM t ORDER BY id") == [(1,)]
 
 
 def test_fence_not_taken_while_a_transaction_holds_the_table(mysql_url: str) -> None:
@@ -98,7 +91,7 @@ def test_fence_not_taken_while_a_transaction_holds_the_table(mysql_url: str) -> 
         assert not fence.engaged
         cur.execute("COMMIT")
     assert _insert(mysql_url, (4, 40)) is None  # nothing was left held
-    assert _rows(mysql_url, "SELECT id, v FROM t ORDER BY id") == [(1, 11), (4, 40)]
+    assert rows(mysql_url, "SELECT id, v FROM t ORDER BY id") == [(1, 11), (4, 40)]
 
 
 def test_server_releases_a_fence_whose_holder_went_silent(mysql_url: str) -> None:
@@ -115,7 +108,7 @@ def test_server_releases_a_fence_whose_holder_went_silent(mysql_url: str) -> Non
         assert result is None
     finally:
         fence.lift()  # the session is gone: lifting still returns cleanly
-    assert _rows(mysql_url, "SELECT id FROM t ORDER BY id") == [(1,), (5,)]
+    assert rows(mysql_url, "SELECT id FROM t ORDER BY id") == [(1,), (5,)]
 
 
 def test_a_marker_is_written_and_streamed_while_the_fence_holds(mysql_url: str) -> None:

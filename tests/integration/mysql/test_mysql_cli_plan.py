@@ -7,15 +7,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import pytest
 
 from tests.support.cli_process import migrator_script
-from tests.support.mariadb import connect
+from tests.support.mariadb import connect, mysql_user
 
 ROOT = Path(__file__).resolve().parents[3]
 PASSWORD = "Plan-pw-H15x"
@@ -37,8 +36,6 @@ collections:
 @pytest.fixture
 def shop_url(mysql_url: str) -> Iterator[str]:
     """A shop schema, read by a user with a password and the privileges a source needs."""
-    db = urlsplit(mysql_url).path.lstrip("/")
-    user = f"shop_{uuid.uuid4().hex[:8]}"
     with connect(mysql_url) as conn, conn.cursor() as cur:
         cur.execute(
             "CREATE TABLE customers (id INT PRIMARY KEY, name VARCHAR(50) NOT NULL, vip TINYINT(1), "
@@ -50,21 +47,14 @@ def shop_url(mysql_url: str) -> Iterator[str]:
         )
         cur.execute("INSERT INTO customers VALUES (1, 'Ada', 1, POINT(1, 2), '2024-01-01')")
         cur.execute("INSERT INTO orders VALUES (18446744073709551615, 1, 9.50, '2024-01-02 03:04:05.678')")
-        cur.execute(f"CREATE USER '{user}'@'%' IDENTIFIED BY '{PASSWORD}'")
-        cur.execute(
-            f"GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, LOCK TABLES, TRIGGER ON `{db}`.* TO '{user}'@'%'"
-        )
-        cur.execute(
-            f"GRANT REPLICATION SLAVE, BINLOG MONITOR, PROCESS, CONNECTION ADMIN ON *.* TO '{user}'@'%'"
-        )
-    parts = urlsplit(mysql_url)
-    try:
-        yield urlunsplit(
-            (parts.scheme, f"{user}:{quote(PASSWORD)}@{parts.hostname}:{parts.port}", parts.path, "", "")
-        )
-    finally:
-        with connect(mysql_url) as conn, conn.cursor() as cur:
-            cur.execute(f"DROP USER IF EXISTS '{user}'@'%'")
+    with mysql_user(
+        mysql_url,
+        "shop",
+        PASSWORD,
+        "GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, LOCK TABLES, TRIGGER ON {db}.* TO {user}",
+        "GRANT REPLICATION SLAVE, BINLOG MONITOR, PROCESS, CONNECTION ADMIN ON *.* TO {user}",
+    ) as url:
+        yield url
 
 
 def _plan(

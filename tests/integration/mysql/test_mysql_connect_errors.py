@@ -5,7 +5,6 @@ wait timed out."""
 from __future__ import annotations
 
 import socket
-import uuid
 from collections.abc import Iterator
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -22,7 +21,7 @@ from migrator.errors import (
     TerminalError,
     TransientError,
 )
-from tests.support.mariadb import connect
+from tests.support.mariadb import connect, mysql_user
 
 PASSWORD = "S3cret-pw-h15"
 
@@ -36,19 +35,8 @@ def _free_port() -> int:
 @pytest.fixture
 def user_url(mysql_url: str) -> Iterator[str]:
     """mysql_url's database as a user with PASSWORD (SELECT on the database only)."""
-    name = f"u_{uuid.uuid4().hex[:8]}"
-    db = urlsplit(mysql_url).path.lstrip("/")
-    with connect(mysql_url) as conn, conn.cursor() as cur:
-        cur.execute(f"CREATE USER '{name}'@'%' IDENTIFIED BY '{PASSWORD}'")
-        cur.execute(f"GRANT SELECT ON `{db}`.* TO '{name}'@'%'")
-    parts = urlsplit(mysql_url)
-    try:
-        yield urlunsplit(
-            (parts.scheme, f"{name}:{quote(PASSWORD)}@{parts.hostname}:{parts.port}", parts.path, "", "")
-        )
-    finally:
-        with connect(mysql_url) as conn, conn.cursor() as cur:
-            cur.execute(f"DROP USER IF EXISTS '{name}'@'%'")
+    with mysql_user(mysql_url, "u", PASSWORD, "GRANT SELECT ON {db}.* TO {user}") as url:
+        yield url
 
 
 def test_an_unreachable_port_is_transient_and_named_without_the_password() -> None:

@@ -17,22 +17,7 @@ from pymongo import MongoClient
 from migrator import api
 from migrator.adapters.mysql import MysqlSource
 from tests.support.mariadb import connect
-
-PLAN = """\
-version: 1
-source: {{adapter: mysql, url: "{source}"}}
-target: {{adapter: mongodb, url: "{mongo}", database: {database}}}
-collections:
-  - name: customers
-    from: {schema}.customers
-    key: id
-    embed:
-      - {{as: orders, from: {schema}.orders, on: {{customer_id: id}}, key: id, order_by: id}}
-phases:
-  cdc: {{heartbeat_interval: 1s}}
-  cutover: {{max_write_freeze: 5s, reverse_sync: true, retries: 1, retry_pause: 0.2s,
-            switch: {{kind: file, path: "{switch}"}}}}
-"""
+from tests.support.mysql_plans import customers_plan
 
 
 def _run(plan: Path, state: Path, until: str) -> None:
@@ -56,12 +41,16 @@ def test_cutover_then_reverse_sync_writes_target_changes_back(
         )
         cur.execute("INSERT INTO customers VALUES (1, 'a'), (2, 'b')")
         cur.execute("INSERT INTO orders VALUES (10, 1, '1.00'), (20, 2, '2.00')")
-        cur.execute("SELECT DATABASE()")
-        schema = cur.fetchone()[0]
     switch = tmp_path / "routing"
-    plan = tmp_path / "plan.yaml"
-    plan.write_text(
-        PLAN.format(source=mysql_url, mongo=mongo_url, database=mongo_db_name, schema=schema, switch=switch)
+    plan = customers_plan(
+        tmp_path / "plan.yaml",
+        mysql_url,
+        "key: id, order_by: id",
+        target=mongo_url,
+        target_db=mongo_db_name,
+        phases="cdc: {heartbeat_interval: 1s}\n"
+        "cutover: {max_write_freeze: 5s, reverse_sync: true, retries: 1, retry_pause: 0.2s, "
+        f'switch: {{kind: file, path: "{switch}"}}}}',
     )
     state = tmp_path / "state.db"
     _run(plan, state, "verified")

@@ -10,7 +10,7 @@ import pytest
 from migrator.adapters.base import Change, TransactionBegun, TransactionCommitted
 from migrator.adapters.mysql import MysqlSource
 from migrator.findings import Finding, Severity
-from tests.support.mariadb import connect
+from tests.support.mariadb import connect, rows
 from tests.support.mysql_binlog import database, execute, position_now, read_transactions, reading
 
 ROW_IS_REFERENCED = 1451  # ER_ROW_IS_REFERENCED_2: a RESTRICT key refuses the parent's delete
@@ -34,20 +34,14 @@ def _schema(url: str) -> None:
     )
 
 
-def _rows(url: str, query: str) -> list[tuple[object, ...]]:
-    with connect(url) as conn, conn.cursor() as cur:
-        cur.execute(query)
-        return [tuple(r) for r in cur.fetchall()]
-
-
-def test_the_binlog_holds_no_row_event_for_cascaded_child_rows(mysql_url: str) -> None:
+def test_the_binlog_holds_no_row_event_for_cascaded_childrows(mysql_url: str) -> None:
     _schema(mysql_url)
     db = database(mysql_url)
     start = position_now(mysql_url)
     execute(mysql_url, "DELETE FROM parent WHERE id = 1", "UPDATE parent SET code = 201 WHERE id = 2")
     # The server did change the children ...
-    assert _rows(mysql_url, "SELECT id, parent_id FROM cascaded ORDER BY id") == [(12, 2)]
-    assert _rows(mysql_url, "SELECT id, parent_code FROM nulled ORDER BY id") == [(20, None), (21, None)]
+    assert rows(mysql_url, "SELECT id, parent_id FROM cascaded ORDER BY id") == [(12, 2)]
+    assert rows(mysql_url, "SELECT id, parent_code FROM nulled ORDER BY id") == [(20, None), (21, None)]
     # ... and the binlog, every table mapped, holds only the parent's rows.
     with reading(mysql_url, ["parent", "cascaded", "nulled"], start) as reader:
         events = read_transactions(reader, 2)
@@ -118,4 +112,4 @@ def test_a_mapped_child_of_a_cascading_key_is_refused_and_the_fix_works(mysql_ur
     with pytest.raises(pymysql.err.IntegrityError) as refused_delete:
         execute(mysql_url, "DELETE FROM parent WHERE id = 1")
     assert refused_delete.value.args[0] == ROW_IS_REFERENCED
-    assert _rows(mysql_url, "SELECT id FROM cascaded ORDER BY id") == [(10,), (11,), (12,)]
+    assert rows(mysql_url, "SELECT id FROM cascaded ORDER BY id") == [(10,), (11,), (12,)]

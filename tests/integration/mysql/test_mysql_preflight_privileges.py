@@ -2,7 +2,8 @@
 a user lacks, its GRANT runs on the server, and then, as that user, the adapter's own statements
 succeed (migrator's tables created, written and dropped; the fence taken and the write waiting
 behind it, another user's, seen and cancelled; reverse sync's checkpoint table kept). What the
-plan's cutover does not use (a command fence, no reverse sync) is not asked."""
+plan's cutover does not use (a command fence, no reverse sync, a switch other than a routing table)
+is not asked; a routing table's are, and once granted the switch's flips run as that user."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import pymysql
 import pytest
@@ -18,46 +19,39 @@ import pytest
 from migrator.adapters.inspection import CutoverNeeds
 from migrator.adapters.mysql import MysqlSource
 from migrator.findings import Finding, Severity
-from tests.support.mariadb import connect
+from tests.support.mariadb import connect, database, mysql_user
 
 PASSWORD = "Cutover-pw-1"
-CHECKS = ("source.migrator_tables", "source.cutover_privilege", "source.reverse_privilege", "source.trigger")
+CHECKS = (
+    "source.migrator_tables",
+    "source.cutover_privilege",
+    "source.reverse_privilege",
+    "source.trigger",
+    "source.routing_privilege",
+)
 QUERY_INTERRUPTED = 1317
 WAITING_SQL = "SELECT ID FROM information_schema.PROCESSLIST WHERE STATE = 'Waiting for table metadata lock'"
-
-
-def _db(url: str) -> str:
-    return urlsplit(url).path.lstrip("/")
-
-
-def _as(url: str, user: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(
-        (parts.scheme, f"{user}:{quote(PASSWORD)}@{parts.hostname}:{parts.port}", parts.path, "", "")
-    )
 
 
 @pytest.fixture
 def reader_url(mysql_url: str) -> Iterator[str]:
     """A user that may read the tables and the binlog, and nothing more: its URL."""
-    user = f"cut_{uuid.uuid4().hex[:8]}"
-    db = _db(mysql_url)
     with connect(mysql_url) as conn, conn.cursor() as cur:
         cur.execute("CREATE TABLE orders (id INT PRIMARY KEY, v INT) ENGINE=InnoDB")
         cur.execute("CREATE TABLE items (id INT PRIMARY KEY) ENGINE=InnoDB")
         cur.execute("INSERT INTO orders VALUES (1, 10)")
-        cur.execute(f"CREATE USER '{user}'@'%' IDENTIFIED BY '{PASSWORD}'")
-        cur.execute(f"GRANT SELECT ON `{db}`.* TO '{user}'@'%'")
-        cur.execute(f"GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO '{user}'@'%'")
-    try:
-        yield _as(mysql_url, user)
-    finally:
-        with connect(mysql_url) as conn, conn.cursor() as cur:
-            cur.execute(f"DROP USER IF EXISTS '{user}'@'%'")
+    with mysql_user(
+        mysql_url,
+        "cut",
+        PASSWORD,
+        "GRANT SELECT ON {db}.* TO {user}",
+        "GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO {user}",
+    ) as url:
+        yield url
 
 
 def _all_findings(url: str, needs: CutoverNeeds) -> list[Finding]:
-    db = _db(url)
+    db = database(url)
     source = MysqlSource(url)
     try:
         info = source.inspect([f"{db}.orders", f"{db}.items"])
@@ -72,7 +66,7 @@ def _findings(url: str, needs: CutoverNeeds | None = None) -> dict[tuple[str, st
 
 
 def test_missing_privileges_are_named_and_their_grants_are_enough(mysql_url: str, reader_url: str) -> None:
-    db = _db(mysql_url)
+    db = database(mysql_url)
     user = urlsplit(reader_url).username
     found = _findings(reader_url)
     severities = {key: f.severity for key, f in found.items()}
@@ -102,7 +96,7 @@ def test_missing_privileges_are_named_and_their_grants_are_enough(mysql_url: str
 def test_a_command_fence_and_no_reverse_sync_ask_for_neither(mysql_url: str, reader_url: str) -> None:
     """The same user, lacking all of it: only migrator's own tables are asked (every run writes
     them); no fence, kill, reverse-sync or trigger finding at all, not even an OK one."""
-    db = _db(mysql_url)
+    db = database(mysql_url)
     found = _all_findings(reader_url, CutoverNeeds(reverse_sync=False, fence="command", switch="file"))
     asked = {(f.check, f.subject): f.severity for f in found if f.check in CHECKS}
     assert asked == {
@@ -125,9 +119,58 @@ def test_a_command_fence_and_no_reverse_sync_ask_for_neither(mysql_url: str, rea
     }
 
 
+def _routing(url: str, table: str) -> list[Finding]:
+    needs = CutoverNeeds(reverse_sync=False, fence="command", switch="postgres", routing_table=table)
+    return [f for f in _all_findings(url, needs) if f.check == "source.routing_privilege"]
+
+
+def _grant(root_url: str, finding: Finding) -> None:
+    assert finding.fix is not None
+    with connect(root_url) as conn, conn.cursor() as cur:
+        cur.execute(finding.fix[finding.fix.index("GRANT") :].split(";", 1)[0])
+
+
+def test_a_routing_table_switch_asks_for_what_its_flips_run(mysql_url: str, reader_url: str) -> None:
+    """A switch of kind postgres on this source: the table's privileges are named (the table not
+    there yet: a table-level GRANT MariaDB accepts only with CREATE in it), granted, and then the
+    switch's own statements run as the user; a table without run_id asks ALTER as well."""
+    db = database(mysql_url)
+    user = urlsplit(reader_url).username
+    [fresh] = _routing(reader_url, "app_routing")
+    assert (fresh.severity, fresh.subject) == (Severity.FAIL, f"routing table {db}.app_routing")
+    # SELECT is not missing: the user reads the whole database.
+    assert f"user {user}@% lacks INSERT, UPDATE, CREATE on {db}.app_routing" in fresh.message
+    _grant(mysql_url, fresh)
+    assert [(f.severity, f.subject) for f in _routing(reader_url, "app_routing")] == [
+        (Severity.OK, f"routing table {db}.app_routing")
+    ]
+    with connect(mysql_url) as conn, conn.cursor() as cur:  # as root: an older table, no run_id
+        cur.execute(
+            "CREATE TABLE old_routing (plan VARCHAR(255) PRIMARY KEY, primary_side VARCHAR(6) NOT NULL, "
+            "updated_at TIMESTAMP(6) NOT NULL)"
+        )
+        cur.execute("INSERT INTO old_routing VALUES ('p', 'source', NOW(6))")
+    [old] = _routing(reader_url, "old_routing")
+    assert old.severity is Severity.FAIL
+    assert f"lacks INSERT, UPDATE, CREATE, ALTER on {db}.old_routing" in old.message
+    _grant(mysql_url, old)
+    assert [f.severity for f in _routing(reader_url, "old_routing")] == [Severity.OK]
+    source = MysqlSource(reader_url)
+    try:
+        for table in ("app_routing", "old_routing"):
+            source.write_routing_row(table, "p", "target", "run-1")
+            assert source.routing_value(table, "p", "run_id") == "run-1"
+    finally:
+        source.close()
+    with connect(mysql_url) as conn, conn.cursor() as cur:
+        for table in ("app_routing", "old_routing"):
+            cur.execute(f"SELECT plan, primary_side, run_id FROM {table}")
+            assert cur.fetchall() == (("p", "target", "run-1"),)
+
+
 def _run_as(url: str, root_url: str) -> None:
     """What the run, cutover and rollback execute with these privileges, as the granted user."""
-    db = _db(url)
+    db = database(url)
     source = MysqlSource(url)
     try:
         capture = source.capture_setup()
@@ -154,7 +197,7 @@ def _run_as(url: str, root_url: str) -> None:
 
 def test_without_process_the_fence_sees_no_write_of_another_user(mysql_url: str, reader_url: str) -> None:
     """What the PROCESS finding is for: the write waits, and the fence's user does not see it."""
-    db = _db(mysql_url)
+    db = database(mysql_url)
     with connect(mysql_url) as conn, conn.cursor() as cur:
         cur.execute(f"GRANT LOCK TABLES ON `{db}`.* TO '{urlsplit(reader_url).username}'@'%'")
     source = MysqlSource(reader_url)
@@ -191,7 +234,7 @@ def test_without_process_the_fence_sees_no_write_of_another_user(mysql_url: str,
 
 
 def _fence_cancels_another_users_write(source: MysqlSource, root_url: str) -> None:
-    db = _db(root_url)
+    db = database(root_url)
     outcome: list[int | None] = []
 
     def write() -> None:
@@ -224,7 +267,7 @@ def _fence_cancels_another_users_write(source: MysqlSource, root_url: str) -> No
 
 
 def test_privileges_held_through_a_role_count(mysql_url: str, reader_url: str) -> None:
-    db = _db(mysql_url)
+    db = database(mysql_url)
     user = urlsplit(reader_url).username
     role = f"cutover_{uuid.uuid4().hex[:8]}"
     with connect(mysql_url) as conn, conn.cursor() as cur:

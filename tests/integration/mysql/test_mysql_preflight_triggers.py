@@ -4,28 +4,21 @@ a write as that user leaves the trigger's work undone, and the application's wri
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import pytest
 
 from migrator.adapters.mysql import MysqlSource
 from migrator.findings import Finding, Severity
-from tests.support.mariadb import connect
+from tests.support.mariadb import connect, database, mysql_user
 
 PASSWORD = "Trigger-pw-1"
-
-
-def _db(url: str) -> str:
-    return urlsplit(url).path.lstrip("/")
 
 
 @pytest.fixture
 def migrator_url(mysql_url: str) -> Iterator[str]:
     """Tables with triggers (created by root, the application's user) and migrator's own user."""
-    user = f"mig_{uuid.uuid4().hex[:8]}"
-    db = _db(mysql_url)
     with connect(mysql_url) as conn, conn.cursor() as cur:
         cur.execute("CREATE TABLE orders (id INT PRIMARY KEY, total INT, touched INT NOT NULL DEFAULT 0)")
         cur.execute("CREATE TABLE audit (n INT AUTO_INCREMENT PRIMARY KEY, order_id INT, what VARCHAR(10))")
@@ -36,16 +29,10 @@ def migrator_url(mysql_url: str) -> Iterator[str]:
             "CREATE TRIGGER orders_audit AFTER INSERT ON orders FOR EACH ROW BEGIN "
             "INSERT INTO audit (order_id, what) VALUES (NEW.id, 'insert'); END"
         )
-        cur.execute(f"CREATE USER '{user}'@'%' IDENTIFIED BY '{PASSWORD}'")
-        cur.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE, TRIGGER ON `{db}`.* TO '{user}'@'%'")
-    parts = urlsplit(mysql_url)
-    try:
-        yield urlunsplit(
-            (parts.scheme, f"{user}:{quote(PASSWORD)}@{parts.hostname}:{parts.port}", parts.path, "", "")
-        )
-    finally:
-        with connect(mysql_url) as conn, conn.cursor() as cur:
-            cur.execute(f"DROP USER IF EXISTS '{user}'@'%'")
+    with mysql_user(
+        mysql_url, "mig", PASSWORD, "GRANT SELECT, INSERT, UPDATE, DELETE, TRIGGER ON {db}.* TO {user}"
+    ) as url:
+        yield url
 
 
 def _warnings(url: str, tables: list[str]) -> dict[str, Finding]:
@@ -70,7 +57,7 @@ def _read(url: str, query: str) -> list[tuple[object, ...]]:
 
 
 def test_triggers_are_named_and_the_fix_skips_reverse_syncs_user(mysql_url: str, migrator_url: str) -> None:
-    db = _db(mysql_url)
+    db = database(mysql_url)
     user = urlsplit(migrator_url).username
     tables = [f"{db}.orders", f"{db}.audit"]
     warned = _warnings(migrator_url, tables)
@@ -114,7 +101,7 @@ def test_triggers_are_named_and_the_fix_skips_reverse_syncs_user(mysql_url: str,
 
 
 def test_a_user_that_may_not_list_triggers_is_told(mysql_url: str, migrator_url: str) -> None:
-    db = _db(mysql_url)
+    db = database(mysql_url)
     user = urlsplit(migrator_url).username
     tables = [f"{db}.orders", f"{db}.audit"]
     with connect(mysql_url) as conn, conn.cursor() as cur:

@@ -15,23 +15,8 @@ from migrator.adapters.mysql import MysqlSource
 from migrator.mapping.inverse import inverses
 from migrator.mapping.spec import resolve
 from migrator.plan import load_plan
-from tests.support.mariadb import connect
-
-PLAN = """\
-version: 1
-source: {{adapter: mysql, url: "{source}"}}
-target: {{adapter: mongodb, url: "mongodb://127.0.0.1:1/?directConnection=true", database: app}}
-collections:
-  - name: customers
-    from: {schema}.customers
-    key: id
-    embed:
-      - as: orders
-        from: {schema}.orders
-        on: {{customer_id: id}}
-        key: id
-        order_by: id
-"""
+from tests.support.mariadb import connect, database
+from tests.support.mysql_plans import customers_plan
 
 
 def test_documents_go_back_through_the_inverse_mapping(mysql_url: str, tmp_path: Path) -> None:
@@ -45,11 +30,8 @@ def test_documents_go_back_through_the_inverse_mapping(mysql_url: str, tmp_path:
             "INSERT INTO customers VALUES (1, 'old', '2023-06-01 12:00:00.250999', 'a', b'0001', '{}', 1)"
         )
         cur.execute("INSERT INTO orders VALUES (100, 1, '1.00'), (101, 1, '2.00')")
-        cur.execute("SELECT DATABASE()")
-        schema = cur.fetchone()[0]
-    plan_path = tmp_path / "plan.yaml"
-    plan_path.write_text(PLAN.format(source=mysql_url, schema=schema))
-    plan = load_plan(plan_path)
+    schema = database(mysql_url)
+    plan = load_plan(customers_plan(tmp_path / "plan.yaml", mysql_url, "key: id, order_by: id"))
     source = MysqlSource(mysql_url)
     try:
         info = source.inspect([f"{schema}.customers", f"{schema}.orders"])

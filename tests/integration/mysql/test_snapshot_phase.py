@@ -32,6 +32,7 @@ from migrator.phases.snapshot import SnapshotPhase
 from migrator.plan import Plan, load_plan
 from migrator.state import SQLiteStateStore
 from tests.support.mariadb import connect
+from tests.support.mysql_plans import customers_plan
 from tests.support.phase_runs import claimed_run
 
 CUSTOMERS = 40
@@ -99,24 +100,6 @@ def _orders(customer: int) -> list[tuple[int, int, str, str]]:
     ]
 
 
-PLAN = """\
-version: 1
-source: {{adapter: mysql, url: "{source}"}}
-target: {{adapter: mongodb, url: "{mongo}", database: {database}}}
-collections:
-  - name: customers
-    from: {schema}.customers
-    key: id
-    embed:
-      - as: orders
-        from: {schema}.orders
-        on: {{customer_id: id}}
-        order_by: placed
-phases:
-  snapshot: {{parallel: 3, chunk_rows: 7}}
-"""
-
-
 @dataclass
 class _Setup:
     plan: Plan
@@ -170,9 +153,13 @@ def _setup(mysql_url: str, mongo_url: str, mongo_db_name: str, tmp_path: Path) -
             ),
         },
     )
-    plan_path = tmp_path / "plan.yaml"
-    plan_path.write_text(
-        PLAN.format(source=mysql_url, mongo=mongo_url, database=mongo_db_name, schema=schema)
+    plan_path = customers_plan(
+        tmp_path / "plan.yaml",
+        mysql_url,
+        "order_by: placed",
+        target=mongo_url,
+        target_db=mongo_db_name,
+        phases="snapshot: {parallel: 3, chunk_rows: 7}",
     )
     plan = load_plan(plan_path)
     resolution = resolve(plan.collections, info)
