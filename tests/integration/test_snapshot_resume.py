@@ -2,13 +2,13 @@
 
 What a crash can do to a snapshot, proven against real PostgreSQL and the MongoDB-compatible server:
 
-- kill -9 at many moments (before the slot is recorded, right after it, after a chunk, between a
-  chunk's writes and its checkpoint, mid-way, at seeded random delays), resuming after each: the
-  target ends equal to the source, with one run, one slot (the first one recorded) and every chunk done;
 - what a resume reads: unfinished chunks are re-read at a newer point, and everything between the
   slot's point and that newer point is in the slot, ready for CDC (see that test's docstring);
 - a lost slot stops the run with a clear error instead of being silently recreated;
 - SIGTERM / SIGINT finish the chunks in flight, checkpoint them, exit 130, and the run resumes.
+
+kill -9 at many moments of the snapshot, resumed after each, is proven for every source adapter by
+the conformance suite (tests/integration/conformance/test_conformance_snapshot_kill.py).
 
 The demo schema (scripts/lib/demo_data.py) and a copy of plans/demo.yaml with small chunks are used,
 so there are many chunks to kill between.
@@ -41,7 +41,6 @@ from psycopg.rows import dict_row
 from pymongo.database import Database
 from ruamel.yaml import YAML
 
-from migrator import api
 from migrator.adapters.postgres.lsn import Lsn
 from migrator.plan.names import publication_name
 from migrator.state import CheckpointRecord, SQLiteStateStore
@@ -54,8 +53,6 @@ ROOT = Path(__file__).resolve().parents[2]
 DEMO_PLAN = ROOT / "plans" / "demo.yaml"
 CHUNK_ROWS = 200
 SEED = 20_240_611
-# Where the random kills land; set MIGRATOR_TEST_KILL_SEED to explore other moments.
-KILL_SEED = int(os.environ.get("MIGRATOR_TEST_KILL_SEED", SEED))
 EVENT_TIMEOUT = 60.0
 # `migrator run` stopped by SIGINT/SIGTERM before its end: the shell's code for an interrupt.
 INTERRUPTED_EXIT = 130
@@ -101,10 +98,6 @@ class Migration:
         code = process.finish()
         assert code == 0, process.describe()
         return process
-
-    def phase_status(self, name: str) -> str:
-        report = api.status(self.plan, state=self.state, env=self.env, live=False)
-        return next(p.status for p in report.phases if p.name == name)
 
     @contextmanager
     def store(self) -> Iterator[SQLiteStateStore]:
@@ -329,104 +322,7 @@ def _new_rows(m: Migration) -> int:
     return int(row[0]) - sum(m.counts[t] for t in tree)
 
 
-# -- 1. kill -9 anywhere ------------------------------------------------------------------------
-
-
-def test_kill_9_at_many_moments_then_resume_converges(migration: Callable[[int], Migration]) -> None:
-    print(f"kill seed {KILL_SEED} (MIGRATOR_TEST_KILL_SEED)")
-    rng = random.Random(KILL_SEED)
-    m = migration(8000)
-
-    # (a) As early as possible: the run exists, the slot is not recorded yet.
-    p = m.start()
-    p.wait_for("run.started")
-    p.kill9()
-    assert m.checkpoints(SnapshotLabel.SLOT) == []
-    # A crash between creating the slot and recording it leaves an unrecorded slot: simulate one.
-    # No chunk can have been copied under it, so the resume must drop it and start a fresh one.
-    with psycopg.connect(m.pg_url, autocommit=True) as conn:
-        m.wait_slot_idle()
-        if m.slot_row() is None:
-            conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (m.slot,))
-    orphan = m.slot_row()
-    assert orphan is not None
-
-    # (b) Right after the slot and its checkpoint, before any chunk.
-    p = m.start()
-    created = p.wait_for("snapshot.slot_created")
-    p.kill9()
-    (slot_cp,) = m.checkpoints(SnapshotLabel.SLOT)
-    assert slot_cp.position == created["position"]
-    assert Lsn.parse(slot_cp.position) > Lsn.parse(orphan[0]), "the unrecorded slot was reused, not replaced"
-
-    # (c) After the first chunk. `status` tells a phase a process works on from one that a kill
-    # left recorded as running.
-    p = m.start()
-    p.wait_for("snapshot.chunk_finished")
-    assert m.phase_status("snapshot") == "running"
-    p.kill9()
-    assert m.phase_status("snapshot") == "interrupted"
-
-    # (d) A chunk's documents are acknowledged (the progress tick comes after the write), its 'done'
-    # record is next: the kill lands between the two, or just after.
-    p = m.start()
-    p.wait_for("snapshot.rows", nth=2)
-    p.kill9()
-
-    # (e) Mid-way, after a few more chunks.
-    p = m.start()
-    p.wait_for("snapshot.chunk_finished", nth=rng.randint(3, 6))
-    p.kill9()
-
-    # (f) At seeded random moments once the copy has started.
-    for _ in range(2):
-        p = m.start()
-        p.wait_for("snapshot.table_planned")
-        p.run_for(rng.uniform(0.05, 0.6))
-        p.kill9()
-
-    with m.store() as store:
-        (run,) = store.runs()
-        progress = Counter(c.status for c in store.chunks(run.id))
-    assert progress["done"] < sum(progress.values()), f"nothing left to resume: {progress}"
-
-    final = m.run_to_end()
-    result = final.result()
-    assert result["resumed"] is True and result["interrupted"] is False
-
-    # One run, one slot: the one first recorded, untouched (its consistent point is still the slot
-    # checkpoint's position: nothing consumed it, nothing recreated it).
-    with m.store() as store:
-        runs = store.runs()
-        assert len(runs) == 1 and runs[0].status == "active"
-        checkpoints = store.checkpoints(runs[0].id, "snapshot")
-        chunks = store.chunks(runs[0].id)
-        phases = {ph.name: ph.status for ph in store.phases(runs[0].id)}
-    labels = Counter(c.label for c in checkpoints)
-    assert (
-        labels[SnapshotLabel.SLOT] == 1
-        and labels[SnapshotLabel.PLANNED] == 1
-        and labels[SnapshotLabel.DONE] == 1
-    ), labels
-    assert m.slot_row() == (slot_cp.position, False)
-    assert slot_cp.detail["slot"] == m.slot and slot_cp.detail["publication"] == m.publication
-    assert phases == {"snapshot": "done"}
-    # Every process started after the slot checkpoint re-read at a newer point: (c) to (f) and the last.
-    rereads = [c for c in checkpoints if c.label == SnapshotLabel.REREAD]
-    assert len(rereads) == 6
-    assert all(Lsn.parse(c.position) >= Lsn.parse(slot_cp.position) for c in rereads)
-    (done,) = [c for c in checkpoints if c.label == SnapshotLabel.DONE]
-    assert done.position == slot_cp.position == result["snapshot"]["position"]
-    newest = max((c.position for c in rereads), key=Lsn.parse)
-    assert done.detail["consistent_after"] == result["snapshot"]["consistent_after"] == newest
-    # Chunks that were in flight at a kill were redone.
-    assert max(c.attempts for c in chunks) > 1
-
-    _assert_chunks_complete(m)
-    _assert_target_equals_source(m)
-
-
-# -- 2. what a resume reads, and why it converges --------------------------------------------------
+# -- 1. what a resume reads, and why it converges --------------------------------------------------
 
 
 def _decode_changes(rows: list[tuple[str, bytes]]) -> tuple[Counter[tuple[str, str]], int, list[int]]:
@@ -636,7 +532,7 @@ def test_resume_rereads_at_a_newer_point_and_the_slot_holds_the_gap(
     assert m.slot_row() == (slot_cp.position, False)
 
 
-# -- 3. a lost slot ---------------------------------------------------------------------------
+# -- 2. a lost slot ---------------------------------------------------------------------------
 
 
 def test_lost_slot_stops_the_run_and_is_never_recreated(migration: Callable[[int], Migration]) -> None:
@@ -672,7 +568,7 @@ def test_lost_slot_stops_the_run_and_is_never_recreated(migration: Callable[[int
     assert phases == {"snapshot": "failed"}
 
 
-# -- 4. SIGTERM / SIGINT --------------------------------------------------------------------------
+# -- 3. SIGTERM / SIGINT --------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

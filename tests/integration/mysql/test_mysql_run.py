@@ -1,9 +1,10 @@
 """A MariaDB source end to end, through the API and the installed `migrator` command: a shop
 (customers with their orders embedded, each order with its lines) run until caught up, changed
 (children moving between parents, a 5,000-row transaction), caught up again, verified, rolled back
-to the start and run again; and runs killed with SIGKILL during the snapshot and during CDC under a
-writing workload, resumed to the same documents. The expected documents are built by hand from the
-rows the test wrote (tests/support/mysql_shop.py), never by the mapping."""
+to the start and run again. The expected documents are built by hand from the rows the test wrote
+(tests/support/mysql_shop.py), never by the mapping. Runs killed with SIGKILL during the snapshot
+and during CDC are the conformance suite's, for every source adapter
+(tests/integration/conformance/test_conformance_snapshot_kill.py, test_conformance_kill_resume.py)."""
 
 from __future__ import annotations
 
@@ -26,14 +27,11 @@ from migrator import api
 from migrator.adapters.mysql import MysqlSource, binlog
 from migrator.operations.rollback import RollbackResult
 from migrator.state import SQLiteStateStore
-from tests.support.cli_process import MigratorRun, migrator_script
+from tests.support.cli_process import migrator_script
 from tests.support.mariadb import connect
-from tests.support.mysql_shop import Shop, Writer, write_plan
-from tests.support.servers import ExternalServer
+from tests.support.mysql_shop import Shop, write_plan
 
 SEED = 20_261_203
-RUN_TIMEOUT_S = 300
-EVENT_TIMEOUT_S = 120.0
 # Larger than several CDC batches (phases.cdc.batch_changes, 2,000) and than the binlog reader's
 # read-ahead queue, which the test shrinks (QUEUE_EVENTS rows events of about 8 KiB of rows each):
 # the reader waits on the full queue in the middle of the transaction.
@@ -197,78 +195,3 @@ def test_run_change_verify_roll_back_and_run_again(
     second = _run(plan, state)
     assert second.run_id != first.run_id and not second.resumed
     assert _documents(mongo_url, mongo_db_name) == expected
-
-
-# -- kill -9 -------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def own_mongo(mongo_server: Any) -> bool:
-    return not isinstance(mongo_server, ExternalServer)
-
-
-def _kill9(process: MigratorRun, mongo_url: str, own_server: bool) -> None:
-    """SIGKILL, then abort a target transaction the process left open (on the test's own server
-    only: MongoDB would abort it after a minute; see tests/support/cdc_workload.py)."""
-    process.kill9()
-    if own_server:
-        with pymongo.MongoClient(mongo_url) as client:
-            client.admin.command({"killAllSessions": []})
-
-
-def _opened(process: MigratorRun) -> list[bool]:
-    """Whether each snapshot the process opened was a resume's re-read."""
-    return [bool(e.get("reread")) for e in process.events if e["event"] == "snapshot.opened"]
-
-
-def _start(plan: Path, state: Path, until: str | None = None) -> MigratorRun:
-    args = ["run", str(plan), "--state", str(state)]
-    if until is not None:
-        args += ["--until", until]
-    env = {k: v for k, v in os.environ.items() if k != "MIGRATOR_STATE"}
-    return MigratorRun(args, env, plan.parent, EVENT_TIMEOUT_S)
-
-
-def test_killed_during_the_snapshot_and_during_cdc_resumes_to_the_same_documents(
-    mysql_url: str, mongo_url: str, mongo_db_name: str, tmp_path: Path, own_mongo: bool
-) -> None:
-    rng = random.Random(SEED + 1)
-    shop = Shop(mysql_url)
-    shop.create()
-    shop.load(1000, rng)
-    plan = write_plan(tmp_path / "shop.yaml", mysql_url, mongo_url, mongo_db_name, chunk_rows=40)
-    state = tmp_path / "state.db"
-    processes: list[MigratorRun] = []
-    writer = Writer(shop, SEED + 2)
-    try:
-        # During the snapshot, with writes going on: chunks done, others not.
-        writer.start()
-        p = _start(plan, state)
-        processes.append(p)
-        p.wait_for("snapshot.chunk_finished", nth=5)
-        _kill9(p, mongo_url, own_mongo)
-        # During CDC (the snapshot finishes in this process first), twice.
-        for delay in (0.5, 3.0):
-            p = _start(plan, state)
-            processes.append(p)
-            # Killed while applying: changes came in since its first batch.
-            p.wait_for("cdc.batch_applied", timeout=RUN_TIMEOUT_S)
-            p.run_for(delay)
-            _kill9(p, mongo_url, own_mongo)
-        transactions = writer.finish()
-        p = _start(plan, state, "caught-up")
-        processes.append(p)
-        assert p.finish(RUN_TIMEOUT_S) == 0, p.describe()
-    finally:
-        writer.stop.set()
-        for process in processes:
-            process.kill_if_running()
-    assert transactions > 0
-    # The first process died mid-copy; the next re-read the unfinished chunks, then followed.
-    assert _opened(processes[0]) == [False] and _opened(processes[1]) == [True]
-    assert all(q.seen("phase.started", phase="cdc") for q in processes[1:])
-    with SQLiteStateStore(state) as store:
-        runs = store.runs()
-    assert len(runs) == 1  # every process resumed the one run
-    assert _slot_rows(mysql_url) == [runs[0].slot]
-    assert _documents(mongo_url, mongo_db_name) == shop.documents()
