@@ -54,6 +54,13 @@ from migrator.adapters.mapped import (
     MappedField,
     MappedLevel,
 )
+from migrator.adapters.raw_chunks import (
+    RawChunkReader,
+    RawChunkSource,
+    RawChunkTarget,
+    RawColumn,
+    RawWriter,
+)
 from migrator.adapters.vocabulary import Prerequisite, SourceVocabulary
 from migrator.findings import Finding
 
@@ -869,6 +876,11 @@ __all__ = [
     "Ownership",
     "Positions",
     "Prerequisite",
+    "RawChunkReader",
+    "RawChunkSource",
+    "RawChunkTarget",
+    "RawColumn",
+    "RawWriter",
     "Received",
     "Replayed",
     "ReverseWriter",

@@ -114,6 +114,9 @@ class ChunkFinished(Event):
     replaced: int
     attempt: int
     seconds: float
+    # The wire format the chunk moved in undecoded ("" for documents): docs/architecture.md,
+    # "Undecoded copy".
+    form: str = ""
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from migrator.adapters.base import (
     SourceInfo,
     SourceVocabulary,
 )
-from migrator.adapters.postgres import server_checks
+from migrator.adapters.postgres import copy_out, server_checks
 from migrator.adapters.postgres.connection import PgEndpoint
 from migrator.adapters.postgres.errors import classify
 from migrator.adapters.postgres.features import source_features
@@ -239,6 +239,12 @@ class PostgresSource:
     def export_snapshot(self, slot: str) -> SlotExporter:
         """Create the replication slot `slot` exporting its snapshot (close once imported)."""
         return SlotExporter(self.endpoint, slot)
+
+    @staticmethod
+    def raw_format(table: str, columns: Sequence[ColumnInfo]) -> str | None:
+        """Copy readers stream any columns undecoded in PostgreSQL's binary COPY format
+        (copy_out.py); whether the target takes it for these columns is the target's call."""
+        return copy_out.BINARY
 
     def snapshot_reader(self, snapshot_name: str) -> SnapshotReader:
         """A copy worker's reader inside the exported snapshot `snapshot_name`."""

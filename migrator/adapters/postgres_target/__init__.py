@@ -14,6 +14,7 @@ from migrator.adapters.base import (
     Capabilities,
     MappedCollection,
     OwnerRecord,
+    RawColumn,
     SourceRead,
     TargetCollectionInfo,
     TargetInfo,
@@ -23,6 +24,7 @@ from migrator.adapters.ownership_record import refusal
 from migrator.adapters.postgres_target import records
 from migrator.adapters.postgres_target.applier import TableApplier
 from migrator.adapters.postgres_target.connection import Connections, TargetEndpoint
+from migrator.adapters.postgres_target.copy_in import BinaryWriter, raw_writer
 from migrator.adapters.postgres_target.ownership import Ownership
 from migrator.adapters.postgres_target.reader import TableReader
 from migrator.adapters.postgres_target.rows import decode, encode
@@ -118,6 +120,10 @@ class PostgresTarget:
 
     def writer(self, collection: str) -> TableWriter:
         return TableWriter(self._connections, collection)
+
+    def raw_writer(self, collection: str, form: str, columns: Sequence[RawColumn]) -> BinaryWriter | None:
+        """Snapshot chunks taken undecoded, where the table's types are the source's (copy_in.py)."""
+        return raw_writer(self._connections, collection, form, columns)
 
     def reader(self, collection: str) -> TableReader:
         return TableReader(self._connections, collection)
