@@ -54,6 +54,13 @@ from migrator.adapters.mapped import (
     MappedField,
     MappedLevel,
 )
+from migrator.adapters.post_copy import (
+    PostCopy,
+    PostCopySource,
+    PostCopyStatement,
+    PostCopyTarget,
+    SchemaObject,
+)
 from migrator.adapters.raw_chunks import (
     RawChunkReader,
     RawChunkSource,
@@ -875,6 +882,10 @@ __all__ = [
     "OwnerRecord",
     "Ownership",
     "Positions",
+    "PostCopy",
+    "PostCopySource",
+    "PostCopyStatement",
+    "PostCopyTarget",
     "Prerequisite",
     "RawChunkReader",
     "RawChunkSource",
@@ -886,6 +897,7 @@ __all__ = [
     "ReverseWriter",
     "RowStreams",
     "SchemaHost",
+    "SchemaObject",
     "SnapshotExport",
     "SnapshotSession",
     "SnapshotStart",

@@ -120,6 +120,18 @@ class ChunkFinished(Event):
 
 
 @dataclass(frozen=True)
+class SchemaObjectBuilt(Event):
+    """A secondary index or constraint built on the target after the copy (or found built)."""
+
+    kind: ClassVar[str] = "snapshot.schema_object"
+    table: str
+    name: str
+    object_kind: str  # index, constraint, foreign_key
+    ran: bool  # False: the target had it already (a resumed run)
+    seconds: float
+
+
+@dataclass(frozen=True)
 class RowsCopied(Event):
     """Progress tick within a chunk, for live displays only."""
 

@@ -19,11 +19,17 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from migrator.adapters.base import RawChunkReader, RowStreams, SnapshotSession, WriteResult
+from migrator.adapters.base import (
+    PostCopyStatement,
+    RawChunkReader,
+    RowStreams,
+    SnapshotSession,
+    WriteResult,
+)
 from migrator.engine.context import PlanView, RunContext
 from migrator.engine.events import (
     ChunkFinished,
@@ -42,6 +48,7 @@ from migrator.errors import MigratorError, SourceError, TerminalError
 from migrator.mapping.assemble import Assembler
 from migrator.mapping.columns import columns_read
 from migrator.mapping.spec import CollectionMapping
+from migrator.phases.post_copy import build
 from migrator.phases.raw_copy import RawRoute, raw_route
 from migrator.plan.names import publication_name, run_token, slot_name_pattern
 from migrator.state.labels import SnapshotLabel
@@ -204,6 +211,11 @@ class SnapshotPhase:
         if last:
             assert copy.coordinator is not None and copy.result is not None, "the split step ran"
             self._copy(copy.coordinator.exported, copy.queued, copy.result, copy.read_position)
+
+    def _build_after_copy(self, copy: _Copy, statements: Sequence[PostCopyStatement]) -> None:
+        assert copy.result is not None, "the copy steps ran"
+        if not copy.result.stopped:  # a stopped copy builds nothing: its resume will
+            build(self.ctx.target, statements, self.settings.parallel, self.ctx.events)
 
     def _consistent_after(self, position: str) -> str:
         rereads = [
@@ -692,6 +704,20 @@ def steps(view: PlanView, phase: SnapshotPhase | None = None, copy: _Copy | None
                 f"with {settings.parallel} worker(s); each chunk checkpointed once written",
                 "target",
                 bound(_copying(state, c, last)),
+            )
+        )
+    after = view.post_copy.statements
+    if after:
+        # After every copy step: indexes built once over the copied rows (docs/architecture.md,
+        # "After the copy"); each skipped where the target has it (a resumed run).
+        result.append(
+            Step.of(
+                PHASE,
+                "build-after-copy",
+                f"build the target's indexes and constraints, {settings.parallel} at a time, foreign keys "
+                "last:\n" + ";\n".join(s.sql for s in after) + ";",
+                "target",
+                bound(lambda p: p._build_after_copy(state, after)),
             )
         )
     return result
