@@ -206,18 +206,42 @@ def test_json_values_keep_their_exact_form(pg2pg: PgToPg) -> None:
     pg2pg.source(
         "CREATE TABLE j (id int PRIMARY KEY, b jsonb, t json)",
         """INSERT INTO j VALUES (1, 'null', '{"b":1,  "a":4.50}'), (2, NULL, NULL), (3, '1.10', 'null')""",
+        "CREATE TABLE k (id int PRIMARY KEY, t json)",
+        """INSERT INTO k VALUES (1, '{"b":1,  "a":4.50}'), (2, NULL)""",
     )
-    pg2pg.run(pg2pg.plan("- {from: public.j}"))
+    # A target table made beforehand with another type: the document path, the values' meaning kept.
+    pg2pg.target("CREATE TABLE k (id int PRIMARY KEY, t jsonb)")
+    _, events = pg2pg.run(pg2pg.plan("- {from: public.j}\n- {from: public.k}"))
+    assert {(c.collection, c.form) for c in events.of(ChunkFinished)} == {
+        ("public.j", "postgresql-binary"),
+        ("public.k", ""),
+    }
     assert _same_rows(pg2pg, "j", "id") == 3
+    query = "SELECT id, t::jsonb FROM k ORDER BY id"
+    assert pg2pg.target_rows(query) == pg2pg.source_rows(query) == [(1, {"a": 4.5, "b": 1}), (2, None)]
 
 
 def test_name_fields_and_exclude_shape_the_target_table_and_rollback_removes_it(pg2pg: PgToPg) -> None:
     pg2pg.source(
         "CREATE TABLE public.people (id bigint PRIMARY KEY, full_name text NOT NULL, secret text, age smallint)",
         "INSERT INTO people VALUES (1, 'Ann', 'pw1', 30), (2, 'Bob', NULL, NULL)",
+        "CREATE INDEX people_secret ON people (secret)",
+        "CREATE INDEX people_name ON people (lower(full_name))",
+        "CREATE UNIQUE INDEX people_id_age ON people (id, age)",
     )
     tables = "- {from: public.people, name: archive.persons, fields: {name: full_name, years: age}}"
     plan = pg2pg.plan(tables, name="shaped")
+    # An index on a column left out or renamed is not built, and plan says why.
+    report = api.plan(plan, env=pg2pg.env)
+    said = {f.subject: f.message for f in report.findings if f.check == "target.after_copy"}
+    assert set(said) == {
+        "public.people.people_secret",
+        "public.people.people_name",
+        "public.people.people_id_age",
+    }
+    assert "secret of public.people, which the plan leaves out" in said["public.people.people_secret"]
+    assert "full_name of public.people, which the plan renames" in said["public.people.people_name"]
+    assert report.post_copy.statements == ()
     _, events = pg2pg.run(plan)
     assert {c.form for c in events.of(ChunkFinished)} == {"postgresql-binary"}
     # The excluded column never leaves the source: the stream carries three fields a row.
