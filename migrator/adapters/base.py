@@ -54,6 +54,20 @@ from migrator.adapters.mapped import (
     MappedField,
     MappedLevel,
 )
+from migrator.adapters.post_copy import (
+    PostCopy,
+    PostCopySource,
+    PostCopyStatement,
+    PostCopyTarget,
+    SchemaObject,
+)
+from migrator.adapters.raw_chunks import (
+    RawChunkReader,
+    RawChunkSource,
+    RawChunkTarget,
+    RawColumn,
+    RawWriter,
+)
 from migrator.adapters.vocabulary import Prerequisite, SourceVocabulary
 from migrator.findings import Finding
 
@@ -868,12 +882,22 @@ __all__ = [
     "OwnerRecord",
     "Ownership",
     "Positions",
+    "PostCopy",
+    "PostCopySource",
+    "PostCopyStatement",
+    "PostCopyTarget",
     "Prerequisite",
+    "RawChunkReader",
+    "RawChunkSource",
+    "RawChunkTarget",
+    "RawColumn",
+    "RawWriter",
     "Received",
     "Replayed",
     "ReverseWriter",
     "RowStreams",
     "SchemaHost",
+    "SchemaObject",
     "SnapshotExport",
     "SnapshotSession",
     "SnapshotStart",

@@ -34,6 +34,7 @@ from migrator.engine.events import (
     RowsCopied,
     RunFinished,
     RunStarted,
+    SchemaObjectBuilt,
     SlotCreated,
     SnapshotOpened,
     TablePlanned,
@@ -178,10 +179,16 @@ def _describe_snapshot(event: Event, totals: dict[str, tuple[int, int]] | None) 
         chunks, done = totals.get(event.collection, (0, 0))
         totals[event.collection] = (chunks, done + 1)
         rate = event.rows_read / event.seconds if event.seconds else 0.0
+        how = f" (undecoded, {event.form})" if event.form else ""
         return (
             f"{event.collection}: chunk {done + 1}/{chunks} done: {event.rows_read:,} rows -> "
-            f"{event.docs_written:,} documents in {event.seconds:.2f} s ({rate:,.0f} rows/s)"
+            f"{event.docs_written:,} documents in {event.seconds:.2f} s ({rate:,.0f} rows/s){how}"
         )
+    if isinstance(event, SchemaObjectBuilt):
+        what = event.object_kind.replace("_", " ")
+        if not event.ran:
+            return f"{event.table}: {what} {event.name} was built already"
+        return f"{event.table}: built {what} {event.name} in {event.seconds:.2f} s"
     if isinstance(event, DocumentSkipped):
         return f"skipped document {event.key!r} of {event.collection}: {event.reason} ({event.bytes:,} bytes)"
     return None

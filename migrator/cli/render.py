@@ -79,6 +79,10 @@ def render_preflight(console: Console, report: PreflightReport) -> None:
         console.print("[bold]target schema[/] (created before the copy)")
         for statement in report.target_schema:
             console.print(escape(statement) + ";")
+    if report.post_copy.statements:
+        console.print("[bold]target schema after the copy[/] (built in parallel, foreign keys last)")
+        for built in report.post_copy.statements:
+            console.print(escape(built.sql) + ";")
     console.print("[bold]preflight[/]")
     order = [Severity.FAIL, Severity.WARN, Severity.INFO, Severity.OK]
     for f in sorted(report.findings, key=lambda f: order.index(f.severity)):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Protocol
 
-from migrator.adapters.base import SourceAdapter, SourceInfo, SourceVocabulary, TargetAdapter
+from migrator.adapters.base import PostCopy, SourceAdapter, SourceInfo, SourceVocabulary, TargetAdapter
 from migrator.engine.events import EventBus
 from migrator.engine.throttle import Throttler
+from migrator.mapping.post_copy import planned
 from migrator.mapping.spec import CollectionMapping
 from migrator.plan.models import Plan
 from migrator.state.store import RunRecord, StateStore
@@ -35,6 +37,12 @@ class RunContext:
         """The DDL the target runs before the copy (docs/architecture.md, "Tables as collections")."""
         return self.target.table_statements(self.collections)
 
+    @cached_property
+    def post_copy(self) -> PostCopy:
+        """The indexes and constraints the target builds after the copy, read from the source
+        once (docs/architecture.md, "After the copy")."""
+        return planned(self.source, self.target, self.collections)
+
 
 class PlanView(Protocol):
     """What a phase's `plan` (pure: no connection, no write) reads: the plan, the source as
@@ -57,6 +65,11 @@ class PlanView(Protocol):
     @property
     def target_schema(self) -> list[str]: ...
 
+    @property
+    def post_copy(self) -> PostCopy:
+        """What the target builds after the copy (docs/architecture.md, "After the copy")."""
+        ...
+
 
 @dataclass(frozen=True)
 class PlanInputs:
@@ -67,3 +80,4 @@ class PlanInputs:
     collections: list[CollectionMapping]
     vocabulary: SourceVocabulary
     target_schema: list[str] = field(default_factory=list)
+    post_copy: PostCopy = field(default_factory=PostCopy)

@@ -114,6 +114,21 @@ class ChunkFinished(Event):
     replaced: int
     attempt: int
     seconds: float
+    # The wire format the chunk moved in undecoded ("" for documents): docs/architecture.md,
+    # "Undecoded copy".
+    form: str = ""
+
+
+@dataclass(frozen=True)
+class SchemaObjectBuilt(Event):
+    """A secondary index or constraint built on the target after the copy (or found built)."""
+
+    kind: ClassVar[str] = "snapshot.schema_object"
+    table: str
+    name: str
+    object_kind: str  # index, constraint, foreign_key
+    ran: bool  # False: the target had it already (a resumed run)
+    seconds: float
 
 
 @dataclass(frozen=True)

@@ -195,7 +195,9 @@ def dry_run(
     )
     if report.source is None or not report.collections:
         raise PreflightFailed([f"{f.check} {f.subject}: {f.message}" for f in report.failures])
-    view = PlanInputs(plan, report.source, report.collections, source.vocabulary, report.target_schema)
+    view = PlanInputs(
+        plan, report.source, report.collections, source.vocabulary, report.target_schema, report.post_copy
+    )
     phases: dict[str, list[Action]] = {}
     for name, planned, _ in PHASES:
         executor.perform_steps(planned(view))  # listed without effects: recorded, none runs

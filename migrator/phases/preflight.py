@@ -10,10 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from migrator.adapters.base import CutoverNeeds, SourceAdapter, SourceInfo, TargetAdapter, TargetInfo
+from migrator.adapters.base import (
+    CutoverNeeds,
+    PostCopy,
+    SourceAdapter,
+    SourceInfo,
+    TargetAdapter,
+    TargetInfo,
+)
 from migrator.errors import MigratorError
 from migrator.findings import Finding, Severity
 from migrator.mapping.columns import columns_read
+from migrator.mapping.post_copy import planned
 from migrator.mapping.spec import CollectionMapping, Resolution, resolve, tables_of
 from migrator.plan.models import Plan
 
@@ -35,6 +43,8 @@ class PreflightReport:
     source_bytes: int = 0
     # The DDL `run` would execute on the target before the copy (none for MongoDB).
     target_schema: list[str] = field(default_factory=list)
+    # What it would build after the copy (docs/architecture.md, "After the copy").
+    post_copy: PostCopy = field(default_factory=PostCopy)
 
     @property
     def ready(self) -> bool:
@@ -57,6 +67,7 @@ class PreflightReport:
             "target": self.target.endpoint if self.target else None,
             "findings": [f.to_dict() for f in self.findings],
             "target_schema": list(self.target_schema),
+            "target_after_copy": [s.sql for s in self.post_copy.statements],
             "collections": [
                 {
                     "name": c.name,
@@ -132,8 +143,20 @@ class Preflight:
         """The DDL the target would run before the copy (docs/architecture.md, "Tables as collections")."""
         try:
             self.report.target_schema = self.target.table_statements(collections)
+            self.report.post_copy = planned(self.source, self.target, collections)
         except MigratorError as exc:
             self.add("target.schema", Severity.FAIL, self.target.name, exc.message, exc.hint)
+            return
+        for obj, why in self.report.post_copy.skipped:
+            kind = obj.kind.replace("_", " ")
+            self.add(
+                "target.after_copy",
+                Severity.WARN,
+                f"{obj.table}.{obj.name}",
+                f"{kind} {obj.name} of {obj.table} is not built on the target: {why}",
+                "copy what it reads (or the table it references) under the source's names, or build it on "
+                "the target yourself after the snapshot",
+            )
 
     # -- source -------------------------------------------------------------------------------------
 

@@ -19,11 +19,17 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from migrator.adapters.base import RowStreams, SnapshotSession, WriteResult
+from migrator.adapters.base import (
+    PostCopyStatement,
+    RawChunkReader,
+    RowStreams,
+    SnapshotSession,
+    WriteResult,
+)
 from migrator.engine.context import PlanView, RunContext
 from migrator.engine.events import (
     ChunkFinished,
@@ -42,6 +48,8 @@ from migrator.errors import MigratorError, SourceError, TerminalError
 from migrator.mapping.assemble import Assembler
 from migrator.mapping.columns import columns_read
 from migrator.mapping.spec import CollectionMapping
+from migrator.phases.post_copy import build
+from migrator.phases.raw_copy import RawRoute, raw_route
 from migrator.plan.names import publication_name, run_token, slot_name_pattern
 from migrator.state.labels import SnapshotLabel
 from migrator.state.store import ChunkRecord
@@ -103,6 +111,7 @@ class SnapshotPhase:
         self.publication = publication_name(ctx.plan.name)
         self.publications = ctx.source.capture_setup()
         self._stop = stop if stop is not None else threading.Event()
+        self._routes: dict[str, RawRoute | None] = {}
 
     # -- what it would do ----------------------------------------------------------------------
 
@@ -202,6 +211,11 @@ class SnapshotPhase:
         if last:
             assert copy.coordinator is not None and copy.result is not None, "the split step ran"
             self._copy(copy.coordinator.exported, copy.queued, copy.result, copy.read_position)
+
+    def _build_after_copy(self, copy: _Copy, statements: Sequence[PostCopyStatement]) -> None:
+        assert copy.result is not None, "the copy steps ran"
+        if not copy.result.stopped:  # a stopped copy builds nothing: its resume will
+            build(self.ctx.target, statements, self.settings.parallel, self.ctx.events)
 
     def _consistent_after(self, position: str) -> str:
         rereads = [
@@ -359,6 +373,11 @@ class SnapshotPhase:
         return work
 
     def _copy(self, snapshot_name: str, work: list[_Work], result: SnapshotResult, position: str) -> None:
+        # Which collections move undecoded (raw_copy.py), decided once, before any chunk.
+        for item in work:
+            name = item.collection.name
+            if name not in self._routes:
+                self._routes[name] = raw_route(self.ctx.source, self.ctx.target, item.collection)
         pending: queue.Queue[_Work] = queue.Queue()
         for item in work:
             pending.put(item)
@@ -455,9 +474,16 @@ class SnapshotPhase:
             status="running",
             attempts=attempt,
         )
-        assembler = Assembler(collection)
         table = self.ctx.source_info.tables[collection.table]
         key_types = [_column_type(table, k) for k in collection.document.key]
+        route = self._routes.get(collection.name)
+        if route is not None and isinstance(reader, RawChunkReader):
+            rows = _described(item, lambda: route.copy(reader, collection, key_types, chunk.lo, chunk.hi))
+            self.ctx.events.emit(RowsCopied(collection.name, rows, rows))
+            done = _Done(rows, rows, 0, [], route.form)
+            self._finish_chunk(item, attempt, done, started, result, position, lock)
+            return
+        assembler = Assembler(collection)
         streams = reader.stream(
             assembler.reads(), collection.table, collection.document.key, key_types, chunk.lo, chunk.hi
         )
@@ -516,18 +542,25 @@ class SnapshotPhase:
                 pending_rows.append(rows - batch_start_rows)
                 behind.submit(batch)
         except SourceError as exc:
-            # A value the driver cannot represent (infinity or BC dates, years past 9999) comes
-            # back as a data exception without saying where: say which rows.
-            raise SourceError(
-                f"reading {collection.table} (collection {collection.name}) for keys after {chunk.lo} up to "
-                f"{chunk.hi}: {exc.message}",
-                hint=exc.hint
-                or "dates and timestamps must lie within years 1 to 9999 and be finite; exclude the column "
-                "or fix the rows",
-            ).origin_of(exc) from None
+            raise _where(item, exc) from None
         finally:
             behind.close()
-        docs, replaced = counts["docs"], counts["replaced"]
+        done = _Done(rows, counts["docs"], counts["replaced"], skipped)
+        self._finish_chunk(item, attempt, done, started, result, position, lock)
+
+    def _finish_chunk(
+        self,
+        item: _Work,
+        attempt: int,
+        done: _Done,
+        started: float,
+        result: SnapshotResult,
+        position: str,
+        lock: threading.Lock,
+    ) -> None:
+        store, run = self.ctx.store, self.ctx.run
+        collection, chunk = item.collection, item.chunk
+        rows, docs = done.rows, done.docs
         # Checkpoint after data (invariant 3): the chunk counts as done only once its writes
         # were acknowledged.
         store.record_chunk(
@@ -552,16 +585,48 @@ class SnapshotPhase:
                 position=position,
                 rows_read=rows,
                 docs_written=docs,
-                replaced=replaced,
+                replaced=done.replaced,
                 attempt=attempt,
                 seconds=round(seconds, 3),
+                form=done.form,
             )
         )
         with lock:
             result.chunks_copied += 1
             result.rows += rows
             result.documents += docs
-            result.skipped.extend(skipped)
+            result.skipped.extend(done.skipped)
+
+
+@dataclass(frozen=True)
+class _Done:
+    """What a chunk's copy wrote."""
+
+    rows: int
+    docs: int
+    replaced: int
+    skipped: list[Any]
+    form: str = ""  # the format it moved in undecoded, "" for documents
+
+
+def _where(item: _Work, exc: SourceError) -> MigratorError:
+    """`exc` saying which rows: a value the driver cannot represent (infinity or BC dates, years
+    past 9999) comes back as a data exception without saying where."""
+    collection, chunk = item.collection, item.chunk
+    return SourceError(
+        f"reading {collection.table} (collection {collection.name}) for keys after {chunk.lo} up to "
+        f"{chunk.hi}: {exc.message}",
+        hint=exc.hint
+        or "dates and timestamps must lie within years 1 to 9999 and be finite; exclude the column "
+        "or fix the rows",
+    ).origin_of(exc)
+
+
+def _described(item: _Work, copy: Callable[[], int]) -> int:
+    try:
+        return copy()
+    except SourceError as exc:
+        raise _where(item, exc) from None
 
 
 def steps(view: PlanView, phase: SnapshotPhase | None = None, copy: _Copy | None = None) -> list[Step]:
@@ -639,6 +704,20 @@ def steps(view: PlanView, phase: SnapshotPhase | None = None, copy: _Copy | None
                 f"with {settings.parallel} worker(s); each chunk checkpointed once written",
                 "target",
                 bound(_copying(state, c, last)),
+            )
+        )
+    after = view.post_copy.statements
+    if after:
+        # After every copy step: indexes built once over the copied rows (docs/architecture.md,
+        # "After the copy"); each skipped where the target has it (a resumed run).
+        result.append(
+            Step.of(
+                PHASE,
+                "build-after-copy",
+                f"build the target's indexes and constraints, {settings.parallel} at a time, foreign keys "
+                "last:\n" + ";\n".join(s.sql for s in after) + ";",
+                "target",
+                bound(lambda p: p._build_after_copy(state, after)),
             )
         )
     return result

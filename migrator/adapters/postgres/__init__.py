@@ -21,10 +21,11 @@ from migrator.adapters.base import (
     Positions,
     Prerequisite,
     SchemaHost,
+    SchemaObject,
     SourceInfo,
     SourceVocabulary,
 )
-from migrator.adapters.postgres import server_checks
+from migrator.adapters.postgres import copy_out, server_checks
 from migrator.adapters.postgres.connection import PgEndpoint
 from migrator.adapters.postgres.errors import classify
 from migrator.adapters.postgres.features import source_features
@@ -41,6 +42,7 @@ from migrator.adapters.postgres.replication import PollingStream, ReplicationStr
 from migrator.adapters.postgres.reverse_writer import ReverseWriter, stored_checkpoint
 from migrator.adapters.postgres.routing import routing_value, write_routing_row
 from migrator.adapters.postgres.schema_watch import SchemaWatch
+from migrator.adapters.postgres.secondary import read_objects
 from migrator.adapters.postgres.shapes import ShapeReader, shapes_to_json
 from migrator.adapters.postgres.snapshot import (
     Coordinator,
@@ -239,6 +241,22 @@ class PostgresSource:
     def export_snapshot(self, slot: str) -> SlotExporter:
         """Create the replication slot `slot` exporting its snapshot (close once imported)."""
         return SlotExporter(self.endpoint, slot)
+
+    def schema_objects(self, tables: Sequence[str]) -> list[SchemaObject]:
+        """The secondary indexes and constraints of `tables`, built on the target after the copy
+        (secondary.py)."""
+        self._inspector()  # opens the inspection connection (its statement timeout)
+        assert self._conn is not None
+        try:
+            return read_objects(self._conn, tables)
+        except psycopg.Error as exc:
+            raise classify(exc, self.endpoint.name, self.endpoint.secrets) from None
+
+    @staticmethod
+    def raw_format(table: str, columns: Sequence[ColumnInfo]) -> str | None:
+        """Copy readers stream any columns undecoded in PostgreSQL's binary COPY format
+        (copy_out.py); whether the target takes it for these columns is the target's call."""
+        return copy_out.BINARY
 
     def snapshot_reader(self, snapshot_name: str) -> SnapshotReader:
         """A copy worker's reader inside the exported snapshot `snapshot_name`."""

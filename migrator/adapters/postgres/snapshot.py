@@ -17,6 +17,7 @@ import psycopg
 from psycopg import sql
 
 from migrator.adapters.base import LevelRead
+from migrator.adapters.postgres import copy_out
 from migrator.adapters.postgres.connection import PgEndpoint
 from migrator.adapters.postgres.errors import classify
 from migrator.adapters.postgres.inspect import PostgresInspector, split_table, table_identifier
@@ -257,6 +258,25 @@ class SnapshotReader(_LevelReader):
         except psycopg.Error as exc:
             self._conn.close()
             raise classify(exc, endpoint.name, endpoint.secrets) from None
+
+    def raw_chunk(
+        self,
+        form: str,
+        table: str,
+        columns: Sequence[str],
+        key: Sequence[str],
+        key_types: Sequence[str],
+        lo: Sequence[str] | None,
+        hi: Sequence[str] | None,
+    ) -> Iterator[bytes]:
+        """The key range (lo, hi] of `columns` alone, undecoded (copy_out.py)."""
+        if form != copy_out.BINARY:
+            raise SourceError(f"a PostgreSQL source streams no format named {form!r}")
+        query, params = copy_out.copy_statement(table, columns, key, key_types, lo, hi)
+        try:
+            yield from copy_out.blocks(self._conn, query, params)
+        except psycopg.Error as exc:
+            raise classify(exc, self._endpoint.name, self._endpoint.secrets) from None
 
 
 class RangeReader(_LevelReader):

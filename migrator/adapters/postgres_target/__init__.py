@@ -14,15 +14,20 @@ from migrator.adapters.base import (
     Capabilities,
     MappedCollection,
     OwnerRecord,
+    PostCopy,
+    PostCopyStatement,
+    RawColumn,
+    SchemaObject,
     SourceRead,
     TargetCollectionInfo,
     TargetInfo,
 )
 from migrator.adapters.ownership_record import OwnerRecord as StoredOwner
 from migrator.adapters.ownership_record import refusal
-from migrator.adapters.postgres_target import records
+from migrator.adapters.postgres_target import post_copy, records
 from migrator.adapters.postgres_target.applier import TableApplier
 from migrator.adapters.postgres_target.connection import Connections, TargetEndpoint
+from migrator.adapters.postgres_target.copy_in import BinaryWriter, raw_writer
 from migrator.adapters.postgres_target.ownership import Ownership
 from migrator.adapters.postgres_target.reader import TableReader
 from migrator.adapters.postgres_target.rows import decode, encode
@@ -118,6 +123,20 @@ class PostgresTarget:
 
     def writer(self, collection: str) -> TableWriter:
         return TableWriter(self._connections, collection)
+
+    @staticmethod
+    def post_copy(
+        objects: Sequence[SchemaObject], targets: Mapping[str, tuple[str, Mapping[str, str]]]
+    ) -> PostCopy:
+        """Indexes and constraints built after the copy (post_copy.py)."""
+        return post_copy.post_copy(objects, targets)
+
+    def build_post_copy(self, statement: PostCopyStatement) -> bool:
+        return post_copy.build(self._connections, statement)
+
+    def raw_writer(self, collection: str, form: str, columns: Sequence[RawColumn]) -> BinaryWriter | None:
+        """Snapshot chunks taken undecoded, where the table's types are the source's (copy_in.py)."""
+        return raw_writer(self._connections, collection, form, columns)
 
     def reader(self, collection: str) -> TableReader:
         return TableReader(self._connections, collection)

@@ -8,7 +8,10 @@ from __future__ import annotations
 import pytest
 
 from migrator import api
+from migrator.adapters.base import RawColumn
+from migrator.adapters.postgres import PostgresSource
 from migrator.adapters.postgres_target import PostgresTarget
+from migrator.engine.events import ChunkFinished
 from tests.support.pg_target import COLUMNS_SQL, PRIMARY_KEY_SQL, PgToPg
 
 SCHEMA = (
@@ -66,10 +69,37 @@ def _same_rows(pg2pg: PgToPg, table: str, order: str) -> int:
     return len(target)
 
 
+def _copy_range_again(pg2pg: PgToPg, table: str, lo: list[str], hi: list[str]) -> int:
+    """Copy the key range (lo, hi] of `table` (key customer_id, line) undecoded once more, as a
+    retried chunk does: rows written."""
+    source, target = PostgresSource(pg2pg.source_url), PostgresTarget(pg2pg.target_url)
+    session = source.snapshot_session(None)
+    reader = source.snapshot_reader(session.exported)
+    try:
+        info = source.inspect([table]).tables[table]
+        columns = [RawColumn(c, c.name) for c in info.columns]
+        writer = target.raw_writer(table, "postgresql-binary", columns)
+        assert writer is not None
+        key, types = ["customer_id", "line"], ["integer", "integer"]
+        blocks = reader.raw_chunk(
+            "postgresql-binary", table, [c.name for c in info.columns], key, types, lo, hi
+        )
+        return writer.replace_range(key, types, lo, hi, blocks)
+    finally:
+        reader.close()
+        session.close()
+        source.close()
+        target.close()
+
+
 def test_snapshot_creates_the_tables_and_copies_every_type_exactly(pg2pg: PgToPg) -> None:
     _setup(pg2pg)
-    outcome, _ = pg2pg.run(pg2pg.plan(TABLES, phases=SETTINGS))
+    outcome, events = pg2pg.run(pg2pg.plan(TABLES, phases=SETTINGS))
     assert outcome.snapshot is not None and outcome.snapshot.documents == 2500 + 3000
+    # Same built-in types on both sides: every chunk moved undecoded (binary COPY).
+    chunks = events.of(ChunkFinished)
+    assert len(chunks) > 2 and {c.form for c in chunks} == {"postgresql-binary"}
+    assert sum(c.rows_read for c in chunks) == 2500 + 3000
 
     for table in ("public.customers", "public.orders"):
         assert pg2pg.target_rows(COLUMNS_SQL, [table]) == pg2pg.source_rows(COLUMNS_SQL, [table])
@@ -103,6 +133,11 @@ def test_a_second_run_and_a_chunk_written_twice_leave_the_rows_as_they_were(pg2p
     pg2pg.run(plan)
     pg2pg.run(plan)  # resumes: every chunk done, nothing copied twice
     assert _same_rows(pg2pg, "customers", "id") == 2500
+    # A chunk copied again undecoded (a retry after a lost acknowledgement) replaces its key
+    # range: a target row the source lacks in that range goes, none is doubled.
+    pg2pg.target("INSERT INTO orders VALUES (7, 100000, 1, 'not in the source')")
+    assert _copy_range_again(pg2pg, "public.orders", ["6", "100000"], ["7", "100000"]) == 60
+    assert _same_rows(pg2pg, "orders", "customer_id, line") == 3000
 
     # A chunk copied again (a retry after a lost acknowledgement) replaces its rows.
     target = PostgresTarget(pg2pg.target_url)
@@ -167,28 +202,50 @@ def test_plan_refuses_a_table_without_primary_key_or_that_does_not_exist(
     assert check in [f.check for f in report.failures]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the source reader parses JSON: a JSON null arrives as None (like SQL NULL), a json value loses its "
-    "text form and a number its scale; the undecoded fast path of issue 16 will keep them",
-)
 def test_json_values_keep_their_exact_form(pg2pg: PgToPg) -> None:
     pg2pg.source(
         "CREATE TABLE j (id int PRIMARY KEY, b jsonb, t json)",
         """INSERT INTO j VALUES (1, 'null', '{"b":1,  "a":4.50}'), (2, NULL, NULL), (3, '1.10', 'null')""",
+        "CREATE TABLE k (id int PRIMARY KEY, t json)",
+        """INSERT INTO k VALUES (1, '{"b":1,  "a":4.50}'), (2, NULL)""",
     )
-    pg2pg.run(pg2pg.plan("- {from: public.j}"))
+    # A target table made beforehand with another type: the document path, the values' meaning kept.
+    pg2pg.target("CREATE TABLE k (id int PRIMARY KEY, t jsonb)")
+    _, events = pg2pg.run(pg2pg.plan("- {from: public.j}\n- {from: public.k}"))
+    assert {(c.collection, c.form) for c in events.of(ChunkFinished)} == {
+        ("public.j", "postgresql-binary"),
+        ("public.k", ""),
+    }
     assert _same_rows(pg2pg, "j", "id") == 3
+    query = "SELECT id, t::jsonb FROM k ORDER BY id"
+    assert pg2pg.target_rows(query) == pg2pg.source_rows(query) == [(1, {"a": 4.5, "b": 1}), (2, None)]
 
 
 def test_name_fields_and_exclude_shape_the_target_table_and_rollback_removes_it(pg2pg: PgToPg) -> None:
     pg2pg.source(
         "CREATE TABLE public.people (id bigint PRIMARY KEY, full_name text NOT NULL, secret text, age smallint)",
         "INSERT INTO people VALUES (1, 'Ann', 'pw1', 30), (2, 'Bob', NULL, NULL)",
+        "CREATE INDEX people_secret ON people (secret)",
+        "CREATE INDEX people_name ON people (lower(full_name))",
+        "CREATE UNIQUE INDEX people_id_age ON people (id, age)",
     )
     tables = "- {from: public.people, name: archive.persons, fields: {name: full_name, years: age}}"
     plan = pg2pg.plan(tables, name="shaped")
-    pg2pg.run(plan)
+    # An index on a column left out or renamed is not built, and plan says why.
+    report = api.plan(plan, env=pg2pg.env)
+    said = {f.subject: f.message for f in report.findings if f.check == "target.after_copy"}
+    assert set(said) == {
+        "public.people.people_secret",
+        "public.people.people_name",
+        "public.people.people_id_age",
+    }
+    assert "secret of public.people, which the plan leaves out" in said["public.people.people_secret"]
+    assert "full_name of public.people, which the plan renames" in said["public.people.people_name"]
+    assert report.post_copy.statements == ()
+    _, events = pg2pg.run(plan)
+    assert {c.form for c in events.of(ChunkFinished)} == {"postgresql-binary"}
+    # The excluded column never leaves the source: the stream carries three fields a row.
+    assert _fields_per_row(pg2pg, "public.people", ["id", "full_name", "age"]) == [3, 3]
     assert pg2pg.target_rows(COLUMNS_SQL, ["archive.persons"]) == [
         ("id", "bigint", True),
         ("name", "text", True),
@@ -204,3 +261,27 @@ def test_name_fields_and_exclude_shape_the_target_table_and_rollback_removes_it(
     assert pg2pg.source_rows(
         "SELECT count(*) FROM pg_replication_slots WHERE database = current_database()"
     ) == [(0,)]
+
+
+def _fields_per_row(pg2pg: PgToPg, table: str, columns: list[str]) -> list[int]:
+    """Each row's field count in the source's undecoded stream of `columns` (PostgreSQL's binary
+    COPY format: an 11-byte signature, flags and extension length, then per row an int16 count
+    and each field as an int32 length (-1: NULL) and its bytes; -1 ends the stream)."""
+    source = PostgresSource(pg2pg.source_url)
+    session = source.snapshot_session(None)
+    reader = source.snapshot_reader(session.exported)
+    try:
+        data = b"".join(reader.raw_chunk("postgresql-binary", table, columns, ["id"], ["bigint"], None, None))
+    finally:
+        reader.close()
+        session.close()
+        source.close()
+    at = 11 + 4 + 4 + int.from_bytes(data[15:19], "big")
+    counts = []
+    while (fields := int.from_bytes(data[at : at + 2], "big", signed=True)) != -1:
+        counts.append(fields)
+        at += 2
+        for _ in range(fields):
+            size = int.from_bytes(data[at : at + 4], "big", signed=True)
+            at += 4 + max(size, 0)
+    return counts

@@ -1,0 +1,97 @@
+"""Chunks taken undecoded (docs/architecture.md, "Undecoded copy"): PostgreSQL's binary COPY
+stream from a PostgreSQL source, written with `COPY table (columns) FROM STDIN (FORMAT binary)`.
+
+Binary COPY carries each value in its type's binary form, so it is taken only where every target
+column is of the very type of its source column: the same built-in type (an object id below
+16384, fixed across servers, where a user-defined type's id differs and arrays and composites
+carry it) with the same modifier. Otherwise the snapshot takes the document path.
+
+A chunk replaces its key range: DELETE of the range, then the COPY, in one transaction, so a
+chunk copied again (a retry after a lost acknowledgement, a resumed run) never duplicates a row.
+Chosen over COPY into a temporary table merged with INSERT ... ON CONFLICT, which writes every row
+twice: 200,000 rows of 7 mixed columns here, a first copy 1.7 s against 4.2 to 4.8 s, copied again
+3.6 to 4.1 s against 4.3 to 5.4 s (docs/architecture.md, "Undecoded copy").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from migrator.adapters.base import RawColumn
+from migrator.adapters.postgres.reading import key_range_condition
+from migrator.adapters.postgres_target.connection import Connections
+from migrator.adapters.postgres_target.schema import qualified
+
+BINARY = "postgresql-binary"
+# Object ids below this are the server's own (FirstNormalObjectId): the same type on every server.
+FIRST_USER_OID = 16384
+
+_TYPES_SQL = """
+SELECT a.attname, a.atttypid::bigint, format_type(a.atttypid, a.atttypmod)
+FROM pg_attribute a WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
+"""
+
+
+def same_types(found: dict[str, tuple[int, str]], columns: Sequence[RawColumn]) -> bool:
+    """Whether each target column (name -> (type id, declared type)) is its source column's
+    built-in type with the same modifier."""
+    for raw in columns:
+        target = found.get(raw.target)
+        source = raw.column
+        if target is None or not source.declared_type or not 0 < source.type_oid < FIRST_USER_OID:
+            return False
+        if target != (source.type_oid, source.declared_type):
+            return False
+    return True
+
+
+class BinaryWriter:
+    """Replaces a key range of one table with a binary COPY stream (RawWriter)."""
+
+    def __init__(self, connections: Connections, table: str, columns: Sequence[str]) -> None:
+        self._connections = connections
+        self._table = table
+        self._columns = tuple(columns)
+
+    def replace_range(
+        self,
+        key: Sequence[str],
+        key_types: Sequence[str],
+        lo: Sequence[str] | None,
+        hi: Sequence[str] | None,
+        blocks: Iterable[bytes],
+    ) -> int:
+        target = sql.SQL(qualified(self._table))
+        condition, params = key_range_condition("", key, key_types, lo, hi)
+        delete = sql.SQL("DELETE FROM {} WHERE {}").format(target, condition)
+        copy = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(
+            target, sql.SQL(", ").join(sql.Identifier(c) for c in self._columns)
+        )
+
+        def work(conn: psycopg.Connection[Any]) -> int:
+            conn.execute(delete, params)
+            with conn.cursor() as cur:
+                with cur.copy(copy) as stream:
+                    for block in blocks:
+                        stream.write(block)
+                return max(cur.rowcount, 0)
+
+        rows: int = self._connections.run(work)
+        return rows
+
+
+def raw_writer(
+    connections: Connections, table: str, form: str, columns: Sequence[RawColumn]
+) -> BinaryWriter | None:
+    """A binary COPY writer into `table` for `columns`, or None (see the module's docstring)."""
+    if form != BINARY:
+        return None
+    rows = connections.run(lambda conn: conn.execute(_TYPES_SQL, [qualified(table)]).fetchall())
+    found = {str(name): (int(oid), str(declared)) for name, oid, declared in rows}
+    if not same_types(found, columns):
+        return None
+    return BinaryWriter(connections, table, [c.target for c in columns])

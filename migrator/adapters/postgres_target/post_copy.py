@@ -1,0 +1,101 @@
+"""Secondary indexes and constraints built after the copy (docs/architecture.md, "After the
+copy"), from the source's definitions (adapters/postgres/secondary.py), under the target tables'
+names: `CREATE INDEX IF NOT EXISTS`, `ALTER TABLE ... ADD CONSTRAINT`, foreign keys in a second
+wave (they need the unique indexes they reference). Each statement is skipped where the target
+already has what it builds (by name, in the catalog), so a resumed run builds only what is missing.
+
+An object is not built, and `plan` says why, where the plan changed what it reads: a column left
+out or renamed (the definition names the source's columns), or a foreign key to a table the plan
+does not copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import psycopg
+
+from migrator.adapters.base import PostCopy, PostCopyStatement, SchemaObject
+from migrator.adapters.postgres_target.connection import Connections
+from migrator.adapters.postgres_target.schema import qualified, quote
+
+DIALECT = "postgresql"
+Targets = Mapping[str, tuple[str, Mapping[str, str]]]
+
+
+def _columns_problem(columns: Sequence[str], mapped: Mapping[str, str], table: str) -> str | None:
+    left_out = [c for c in columns if c not in mapped]
+    if left_out:
+        return f"it reads column(s) {', '.join(left_out)} of {table}, which the plan leaves out"
+    renamed = [c for c in columns if mapped[c] != c]
+    if renamed:
+        return f"it reads column(s) {', '.join(renamed)} of {table}, which the plan renames"
+    return None
+
+
+def _problem(obj: SchemaObject, targets: Targets) -> str | None:
+    if obj.dialect != DIALECT or not obj.definition:
+        return "its definition could not be read as PostgreSQL's"
+    problem = _columns_problem(obj.columns, targets[obj.table][1], obj.table)
+    if problem is not None or obj.kind != "foreign_key":
+        return problem
+    if obj.references is None or obj.references not in targets:
+        return f"it references {obj.references}, which the plan does not copy"
+    if f" REFERENCES {obj.reference_text}(" not in obj.definition:
+        return "its definition could not be read as PostgreSQL's"
+    return _columns_problem(obj.referenced_columns, targets[obj.references][1], obj.references)
+
+
+def _statement(obj: SchemaObject, targets: Targets) -> PostCopyStatement:
+    table = targets[obj.table][0]
+    if obj.kind == "index":
+        unique = "UNIQUE " if obj.unique else ""
+        text = f"CREATE {unique}INDEX IF NOT EXISTS {quote(obj.name)} ON {qualified(table)} {obj.definition}"
+        return PostCopyStatement(0, table, obj.name, obj.kind, text)
+    definition = obj.definition
+    if obj.kind == "foreign_key" and obj.references is not None:
+        referenced = qualified(targets[obj.references][0])
+        definition = definition.replace(f" REFERENCES {obj.reference_text}(", f" REFERENCES {referenced}(", 1)
+    text = f"ALTER TABLE {qualified(table)} ADD CONSTRAINT {quote(obj.name)} {definition}"
+    return PostCopyStatement(1 if obj.kind == "foreign_key" else 0, table, obj.name, obj.kind, text)
+
+
+def post_copy(objects: Sequence[SchemaObject], targets: Targets) -> PostCopy:
+    statements: list[PostCopyStatement] = []
+    skipped: list[tuple[SchemaObject, str]] = []
+    for obj in objects:
+        if obj.table not in targets:
+            continue
+        problem = _problem(obj, targets)
+        if problem is None:
+            statements.append(_statement(obj, targets))
+        else:
+            skipped.append((obj, problem))
+    return PostCopy(tuple(sorted(statements, key=lambda s: s.wave)), tuple(skipped))
+
+
+def _exists(conn: psycopg.Connection[Any], statement: PostCopyStatement) -> bool:
+    if statement.kind == "index":
+        schema = statement.table.rpartition(".")[0] or "public"
+        row = conn.execute("SELECT to_regclass(%s)", [f"{quote(schema)}.{quote(statement.name)}"]).fetchone()
+        return row is not None and row[0] is not None
+    row = conn.execute(
+        "SELECT 1 FROM pg_constraint WHERE conrelid = %s::regclass AND conname = %s",
+        [qualified(statement.table), statement.name],
+    ).fetchone()
+    return row is not None
+
+
+def build(connections: Connections, statement: PostCopyStatement) -> bool:
+    """Run `statement` unless what it builds exists (in one transaction: an interrupted build
+    leaves nothing behind); whether it ran."""
+
+    def work(conn: psycopg.Connection[Any]) -> bool:
+        if _exists(conn, statement):
+            return False
+        conn.execute(statement.sql.encode())
+        return True
+
+    ran: bool = connections.run(work)
+    return ran
