@@ -22,11 +22,12 @@ from migrator.adapters.base import (
     MappedColumns,
     Positions,
     Prerequisite,
+    RowStatistics,
     SchemaHost,
     SourceInfo,
     SourceVocabulary,
 )
-from migrator.adapters.mysql import keys, routing, server_checks, triggers
+from migrator.adapters.mysql import census, keys, routing, server_checks, triggers
 from migrator.adapters.mysql.binlog_link import BinlogEndpoint
 from migrator.adapters.mysql.capture import BinlogCapture, SlotStream
 from migrator.adapters.mysql.connection import MysqlEndpoint
@@ -102,6 +103,12 @@ class MysqlSource:
 
     def inspect(self, tables: Sequence[str]) -> SourceInfo:
         return self._inspector().inspect(tables)
+
+    def user_tables(self) -> tuple[str, ...]:
+        return census.user_tables(self._inspector())
+
+    def row_statistics(self, tables: Sequence[str]) -> dict[str, RowStatistics]:
+        return census.row_statistics(self._inspector(), tables)
 
     @staticmethod
     def key_text(value: Any, type_name: str | None = None) -> str:

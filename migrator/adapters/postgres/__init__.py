@@ -20,11 +20,13 @@ from migrator.adapters.base import (
     MappedColumns,
     Positions,
     Prerequisite,
+    RowStatistics,
     SchemaHost,
     SourceInfo,
     SourceVocabulary,
 )
 from migrator.adapters.postgres import server_checks
+from migrator.adapters.postgres.census import Census
 from migrator.adapters.postgres.connection import PgEndpoint
 from migrator.adapters.postgres.errors import classify
 from migrator.adapters.postgres.features import source_features
@@ -102,6 +104,17 @@ class PostgresSource:
 
     def inspect(self, tables: Sequence[str]) -> SourceInfo:
         return self._inspector().inspect(tables)
+
+    def _census(self) -> Census:
+        self._inspector()  # opens the inspection connection, statement timeout and all
+        assert self._conn is not None
+        return Census(self._conn, self.endpoint.name, self.endpoint.secrets)
+
+    def user_tables(self) -> tuple[str, ...]:
+        return self._census().user_tables()
+
+    def row_statistics(self, tables: Sequence[str]) -> dict[str, RowStatistics]:
+        return self._census().row_statistics(tables)
 
     def max_significant_digits(self, table: str, column: str, *, array: bool = False) -> int:
         return self._inspector().max_significant_digits(table, column, array=array)
