@@ -597,8 +597,14 @@ def init_command(
     if output is None:
         click.echo(result.text, nl=False)
     else:
-        with open(output, "w", encoding="utf-8") as handle:
-            handle.write(result.text)
+        try:
+            with open(output, "w", encoding="utf-8") as handle:
+                handle.write(result.text)
+        except OSError as exc:
+            make_console(stderr=True).print(
+                f"error: cannot write {output}: {exc.strerror or exc}", markup=False
+            )
+            sys.exit(EXIT_FAILED)
     proposal = result.proposal
     make_console(stderr=True).print(
         f"{output or 'plan'}: {len(result.tables)} table(s) inspected, {len(proposal.roots)} collection(s), "

@@ -8,8 +8,9 @@ The rules, in order:
 - a join table (its primary key made of its foreign keys to two or more tables) is many-to-many:
   its own collection, embedded in neither side;
 - a table whose foreign key names a key of another table is that table's child: one sub-document
-  (many: false) where the link is also its own key (1:1), an array (1:N) otherwise; a table with
-  several such links picks one (the link inside its primary key first, then a NOT NULL one);
+  (many: false) where the link is also its own key (1:1), an array (1:N) otherwise, unless a link
+  column may be NULL (a row without a parent would be in no document); a table with several such
+  links picks one (the link inside its primary key first);
 - a 1:N child stays its own collection when one parent may hold more than MAX_ELEMENTS of its rows,
   or when embedding it would take the estimated document past DOCUMENT_BUDGET, a quarter of
   MongoDB's 16 MB limit: estimates from real row counts, average widths and the most common link
@@ -158,15 +159,23 @@ def _links(level: Level, levels: Mapping[str, Level]) -> list[ForeignKey]:
         if parent is None or parent is level or set(fk.columns) & set(level.excluded):
             continue
         keys = [set(parent.info.primary_key), *(set(k) for k in parent.info.unique_keys)]
-        if set(fk.referenced_columns) in keys:
-            found.append(fk)
+        if set(fk.referenced_columns) not in keys:
+            continue
+        nullable = [name for name in fk.columns if (c := level.info.column(name)) is None or c.nullable]
+        if nullable:
+            # A row whose link is NULL has no parent: embedded, it would be in no document.
+            level.notes.append(
+                f"({', '.join(fk.columns)}) may be NULL: a row without a {fk.referenced_table} row "
+                "would be in no document, so it is not embedded there"
+            )
+            continue
+        found.append(fk)
     return found
 
 
-def _preference(info: TableInfo, fk: ForeignKey) -> tuple[bool, bool, str]:
+def _preference(info: TableInfo, fk: ForeignKey) -> tuple[bool, str]:
     identifying = set(fk.columns) <= set(info.primary_key)
-    not_null = all(not (c := info.column(name)) or not c.nullable for name in fk.columns)
-    return (not identifying, not not_null, fk.referenced_table)
+    return (not identifying, fk.referenced_table)
 
 
 def _is_one(info: TableInfo, fk: ForeignKey) -> bool:

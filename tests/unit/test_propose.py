@@ -22,11 +22,14 @@ def _table(
     fks: tuple[ForeignKey, ...] = (),
     rows: int = 100,
     types: dict[str, str] | None = None,
+    nullable: tuple[str, ...] = (),
 ) -> TableInfo:
     kinds = types or {}
     return TableInfo(
         name=name,
-        columns=tuple(_column(c, kinds.get(c, "bigint"), i + 1) for i, c in enumerate(columns)),
+        columns=tuple(
+            _column(c, kinds.get(c, "bigint"), i + 1, nullable=c in nullable) for i, c in enumerate(columns)
+        ),
         primary_key=key,
         unique_keys=(key,) if key else (),
         replica_identity="default",
@@ -98,6 +101,22 @@ def test_the_most_common_link_value_marks_a_large_fan_out() -> None:
     assert even["roots"] == {"s.parents": {"s.events": ("many", {})}}
     skewed = _shape(tables, {"s.events": RowStatistics(40, {"parent_id": 1900})})
     assert skewed["roots"] == {"s.parents": {}, "s.events": {}}
+
+
+def test_a_link_that_may_be_null_is_not_embedded() -> None:
+    # An order without a customer would be in no customer's document: it stays a collection.
+    tables = [
+        _table("s.customers", ["id"]),
+        _table(
+            "s.orders",
+            ["id", "customer_id"],
+            fks=(_fk(("customer_id",), "s.customers"),),
+            nullable=("customer_id",),
+        ),
+    ]
+    proposal = propose({t.name: t for t in tables}, {})
+    assert [(r.table, r.children) for r in proposal.roots] == [("s.customers", []), ("s.orders", [])]
+    assert "may be NULL" in proposal.roots[1].notes[0]
 
 
 def test_a_foreign_key_cycle_keeps_one_table_a_root() -> None:
