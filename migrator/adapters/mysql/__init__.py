@@ -27,7 +27,7 @@ from migrator.adapters.base import (
     SourceInfo,
     SourceVocabulary,
 )
-from migrator.adapters.mysql import census, keys, routing, server_checks, triggers
+from migrator.adapters.mysql import keys, routing, server_checks, triggers
 from migrator.adapters.mysql.binlog_link import BinlogEndpoint
 from migrator.adapters.mysql.capture import BinlogCapture, SlotStream
 from migrator.adapters.mysql.connection import MysqlEndpoint
@@ -105,9 +105,13 @@ class MysqlSource:
         return self._inspector().inspect(tables)
 
     def user_tables(self) -> tuple[str, ...]:
+        from migrator.adapters.mysql import census  # `migrator init` alone reads it
+
         return census.user_tables(self._inspector())
 
     def row_statistics(self, tables: Sequence[str]) -> dict[str, RowStatistics]:
+        from migrator.adapters.mysql import census
+
         return census.row_statistics(self._inspector(), tables)
 
     @staticmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import psycopg
 
@@ -26,7 +26,6 @@ from migrator.adapters.base import (
     SourceVocabulary,
 )
 from migrator.adapters.postgres import server_checks
-from migrator.adapters.postgres.census import Census
 from migrator.adapters.postgres.connection import PgEndpoint
 from migrator.adapters.postgres.errors import classify
 from migrator.adapters.postgres.features import source_features
@@ -56,6 +55,9 @@ from migrator.adapters.postgres.values import ValueParser
 from migrator.adapters.postgres.vocabulary import VOCABULARY
 from migrator.adapters.rows import ReverseCheckpoint
 from migrator.findings import Finding
+
+if TYPE_CHECKING:
+    from migrator.adapters.postgres.census import Census
 
 _PLAN_DEFAULTS = CutoverNeeds()  # a caller that does not say: the plan's defaults
 _KEY_ORDERS: dict[str, KeyOrder] = {
@@ -106,6 +108,8 @@ class PostgresSource:
         return self._inspector().inspect(tables)
 
     def _census(self) -> Census:
+        from migrator.adapters.postgres.census import Census  # `migrator init` alone reads it
+
         self._inspector()  # opens the inspection connection, statement timeout and all
         assert self._conn is not None
         return Census(self._conn, self.endpoint.name, self.endpoint.secrets)
