@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from migrator.adapters.base import ForeignKey, RowStatistics, TableInfo
 from migrator.mapping.types import conversion_for
+from migrator.plan.models import TABLE_NAME
 
 BSON_LIMIT = 16 * 1024 * 1024
 DOCUMENT_BUDGET = BSON_LIMIT // 4
@@ -98,6 +99,8 @@ def propose(tables: Mapping[str, TableInfo], stats: Mapping[str, RowStatistics])
 
 def _level(info: TableInfo, stats: RowStatistics) -> Level | str:
     """The table as a level, or why it cannot be one."""
+    if not TABLE_NAME.match(info.name):
+        return "its name needs quoting, which a plan's `from:` does not take (rename the table)"
     key = info.primary_key or next(iter(info.unique_keys), ())
     if not key:
         return (

@@ -35,7 +35,8 @@ from migrator.plan.units import Bytes, Seconds
 # Slot and publication names derive from the plan name, and PostgreSQL identifiers
 # are limited to 63 bytes; keep plan names to a portable, file-name-safe alphabet.
 PLAN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$")
-_TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
+# What `from:` takes; TABLE_NAME is public for `migrator init`, which leaves out what it cannot name.
+TABLE_NAME = _TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
 _FIELD = re.compile(r"^[^$.\x00][^.\x00]*$")
 
 

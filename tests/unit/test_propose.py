@@ -130,11 +130,13 @@ def test_a_foreign_key_cycle_keeps_one_table_a_root() -> None:
 def test_tables_without_a_usable_key_are_left_out_and_unconvertible_columns_excluded() -> None:
     tables = [
         _table("s.log", ["at", "message"], key=()),
+        _table("s.my-table", ["id"]),
         _table("s.shapes", ["id", "area"], key=("id",), types={"id": "tsvector"}),
         _table("s.docs", ["id", "body", "search"], types={"body": "text", "search": "tsvector"}),
     ]
     proposal = propose({t.name: t for t in tables}, {})
-    assert sorted(proposal.skipped) == ["s.log", "s.shapes"]
+    assert sorted(proposal.skipped) == ["s.log", "s.my-table", "s.shapes"]
+    assert "needs quoting" in proposal.skipped["s.my-table"]
     assert "no primary key" in proposal.skipped["s.log"]
     assert "have no conversion" in proposal.skipped["s.shapes"]
     assert list(proposal.roots[0].excluded) == ["search"]
