@@ -183,3 +183,21 @@ collections:
 )
 def test_schema_takes_one_link_spelling(link: str, valid: bool) -> None:
     assert (_errors(_with_link(link)) == []) is valid
+
+
+def _keys(node: object) -> set[object]:
+    if isinstance(node, dict):
+        return set(node) | {k for v in node.values() for k in _keys(v)}
+    if isinstance(node, list):
+        return {k for v in node for k in _keys(v)}
+    return set()
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "plans").glob("*.yaml")), ids=lambda p: p.stem)
+def test_demo_plans_read_alike_under_yaml_1_1(path: Path) -> None:
+    # As PyYAML and yamllint read them (YAML 1.1, where a bare `on` key is the boolean true).
+    old = YAML(typ="safe", pure=True)
+    old.version = (1, 1)
+    keys = _keys(old.load(path.read_text()))
+    assert all(isinstance(k, str) for k in keys), keys
+    assert "join" in keys
