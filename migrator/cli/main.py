@@ -181,7 +181,8 @@ def cli() -> None:
     """Zero-downtime migrations from PostgreSQL or MySQL/MariaDB tables to MongoDB documents.
 
     A migration is a plan (YAML) executed in phases: snapshot, CDC replay,
-    verification, cutover, each checkpointed and each with an undo.
+    verification, cutover, each checkpointed and each with an undo. `migrator init SOURCE_URL
+    -o plan.yaml` proposes a first plan from a live source.
 
     Connection strings come from the plan (use ${VAR}); one that is malformed is refused without
     being shown. An unexpected error (a defect) exits 1 with its type and message and the path of

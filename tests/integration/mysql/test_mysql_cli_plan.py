@@ -71,16 +71,10 @@ def shop_url(mysql_url: str) -> Iterator[str]:
 
 
 def _plan(
-    tmp_path: Path,
-    source_url: str,
-    mongo_url: str,
-    *args: str,
-    command: str = "plan",
-    plan_file: Path | None = None,
+    tmp_path: Path, source_url: str, mongo_url: str, *args: str, command: str = "plan"
 ) -> subprocess.CompletedProcess[str]:
-    plan = plan_file or tmp_path / "shop.yaml"
-    if plan_file is None:
-        plan.write_text(PLAN.replace("DB.", urlsplit(source_url).path.lstrip("/") + "."))
+    plan = tmp_path / "shop.yaml"
+    plan.write_text(PLAN.replace("DB.", urlsplit(source_url).path.lstrip("/") + "."))
     env = {**os.environ, "MIGRATOR_SOURCE_URL": source_url, "MIGRATOR_TARGET_URL": mongo_url}
     result = subprocess.run(
         [migrator_script(), command, *args, str(plan)],
@@ -164,6 +158,6 @@ def test_init_proposes_a_plan_that_plan_accepts(
         (f"{db}.orders", {"customer_id": "id"}, True)
     ]
 
-    result = _plan(tmp_path, shop_url, mongo_url, "--json", plan_file=plan)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert json.loads(result.stdout)["ready"] is True
+    checked = CliRunner().invoke(cli, ["plan", "--json", str(plan)], env=env, catch_exceptions=False)
+    assert checked.exit_code == 0, checked.output
+    assert json.loads(checked.stdout)["ready"] is True and PASSWORD not in checked.output
