@@ -11,7 +11,7 @@ import os
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from migrator.engine.events import EventSink
 from migrator.engine.throttle import ControlsResult, control_changes
@@ -33,6 +33,9 @@ from migrator.plan.loader import required_variables
 from migrator.runbook import build_runbook
 from migrator.state import STATE_ENV
 
+if TYPE_CHECKING:
+    from migrator.operations.init import InitResult
+
 
 def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Plan:
     """Load and validate a plan file; raises PlanError naming file, line and key."""
@@ -43,6 +46,21 @@ def plan(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> 
     """Validate the plan, inspect both databases and run the preflight checks (read-only)."""
     with Session(path, env=env) as session:
         return run_preflight(session.plan, *session.connect())
+
+
+def init(
+    url: str,
+    *,
+    tables: Sequence[str] = (),
+    target_url: str | None = None,
+    database: str | None = None,
+    plan_dir: str | os.PathLike[str] = ".",
+) -> InitResult:
+    """Inspect the source at `url` (read-only) and propose a plan: `result.text` is the plan file,
+    with no password in it (migrator/operations/init.py)."""
+    from migrator.operations.init import init as _init  # only `migrator init` needs it
+
+    return _init(url, tables=tables, target_url=target_url, database=database, plan_dir=plan_dir)
 
 
 def schema() -> dict[str, Any]:

@@ -94,12 +94,26 @@ class ConnInfo:
     @property
     def masked(self) -> str:
         """The whole string in its own form with every secret replaced by ***."""
-        params = [(k, MASK if k.lower() in SECRET_PARAMS else v) for k, v in self.params]
+        return self._written(drop_secrets=False)
+
+    @property
+    def without_secrets(self) -> str:
+        """The whole string in its own form with the password and every secret parameter left
+        out: what `migrator init` may write into a plan file."""
+        return self._written(drop_secrets=True)
+
+    def _written(self, *, drop_secrets: bool) -> str:
+        params = [
+            (k, MASK if k.lower() in SECRET_PARAMS else v)
+            for k, v in self.params
+            if not (drop_secrets and k.lower() in SECRET_PARAMS)
+        ]
         if not self.scheme:
             return " ".join(f"{k}={v if v == MASK else _kv_quote(v)}" for k, v in params)
         who = ""
         if self.user is not None or self.password is not None:
-            who = quote(self.user or "", safe="") + (f":{MASK}" if self.password is not None else "") + "@"
+            hidden = f":{MASK}" if self.password is not None and not drop_secrets else ""
+            who = quote(self.user or "", safe="") + hidden + "@"
         query = "&".join(f"{k}={v if v == MASK else quote(v, safe='')}" for k, v in params)
         path = "/" + quote(self.database, safe="") if self.database is not None else ""
         if query and not path:

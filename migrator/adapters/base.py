@@ -40,6 +40,7 @@ from migrator.adapters.inspection import (
     KeyOrder,
     LargestDocument,
     LeafInfo,
+    RowStatistics,
     SourceInfo,
     SourceServerInfo,
     TableInfo,
@@ -125,6 +126,16 @@ class SourceAdapter(Protocol):
         ...
 
     def inspect(self, tables: Sequence[str]) -> SourceInfo: ...
+
+    def user_tables(self) -> tuple[str, ...]:
+        """Every table of the source's database a plan could map (qualified as TableInfo.name), not
+        migrator's own: what `migrator init` proposes a plan for."""
+        ...
+
+    def row_statistics(self, tables: Sequence[str]) -> dict[str, RowStatistics]:
+        """Each table's average row width and most common values (inspection.py RowStatistics),
+        read from the server's statistics: what `migrator init` estimates document sizes from."""
+        ...
 
     @staticmethod
     def prerequisites(plan_name: str, tables: Sequence[str], info: SourceInfo | None) -> list[Prerequisite]:
@@ -895,6 +906,7 @@ __all__ = [
     "Received",
     "Replayed",
     "ReverseWriter",
+    "RowStatistics",
     "RowStreams",
     "SchemaHost",
     "SchemaObject",

@@ -241,3 +241,18 @@ class LargestDocument:
     key: tuple[object, ...]
     estimated_bytes: int
     embedded_rows: int
+
+
+@dataclass(frozen=True)
+class RowStatistics:
+    """What `migrator init` estimates document sizes from (docs/architecture.md, "Proposing a
+    plan"): a table's average row width and, per column, how many rows share its most common
+    value: how far a fan-out along a foreign key on that column reaches, estimated."""
+
+    # The average row's bytes from the server's statistics (PostgreSQL: pg_stats.avg_width summed;
+    # MySQL/MariaDB: information_schema.TABLES.AVG_ROW_LENGTH), else from a sample of rows; None
+    # where neither is known (an empty table).
+    avg_row_bytes: int | None
+    # column -> estimated rows holding the column's most common non-NULL value (PostgreSQL:
+    # pg_stats.most_common_freqs[1] x the row estimate); a column left out has no such statistic.
+    most_common_rows: dict[str, int] = field(default_factory=dict)

@@ -181,7 +181,8 @@ def cli() -> None:
     """Zero-downtime migrations from PostgreSQL or MySQL/MariaDB tables to MongoDB documents.
 
     A migration is a plan (YAML) executed in phases: snapshot, CDC replay,
-    verification, cutover, each checkpointed and each with an undo.
+    verification, cutover, each checkpointed and each with an undo. `migrator init SOURCE_URL
+    -o plan.yaml` proposes a first plan from a live source.
 
     Connection strings come from the plan (use ${VAR}); one that is malformed is refused without
     being shown. An unexpected error (a defect) exits 1 with its type and message and the path of
@@ -537,6 +538,80 @@ def runbook_command(plan_file: str, output: str | None, offline: bool) -> None:
         )
         sys.exit(EXIT_FAILED)
     make_console(stderr=True).print(f"runbook written to {escape(output)}", markup=False)
+    sys.exit(EXIT_OK)
+
+
+@cli.command("init")
+@click.argument("source_url", envvar="MIGRATOR_SOURCE_URL", metavar="SOURCE_URL")
+@click.option(
+    "--tables",
+    multiple=True,
+    help="Only these tables (repeat it, or separate with commas; schema.table, or a name found once). "
+    "Default: every table of the URL's database.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the plan to FILE (default: standard output). An existing file is kept unless --force.",
+)
+@click.option("--force", is_flag=True, help="Overwrite the --output file.")
+@click.option(
+    "--target-url",
+    default=None,
+    help="MongoDB URL written (without its password) as the default of ${MIGRATOR_TARGET_URL}.",
+)
+@click.option("--database", default=None, help="Target database (default: the source database's name).")
+def init_command(
+    source_url: str,
+    tables: tuple[str, ...],
+    output: str | None,
+    force: bool,
+    target_url: str | None,
+    database: str | None,
+) -> None:
+    """Inspect a live source and write a commented plan for it.
+
+    Read-only. One collection per root table; a child table (its foreign key to a parent's key) is
+    embedded in the parent's documents: one sub-document when the link is also its own key (1:1),
+    an array otherwise (1:N), unless the estimated document would grow past 4 MB (a quarter of
+    MongoDB's 16 MB) or one parent holds over 1,000 of its rows; join tables (many-to-many) and
+    such large fan-outs stay collections of their own. Columns of a type with no conversion are
+    excluded. Comments in the plan say why. SOURCE_URL defaults to $MIGRATOR_SOURCE_URL (which
+    keeps the password off the command line); the plan names its URLs as ${MIGRATOR_SOURCE_URL}
+    and ${MIGRATOR_TARGET_URL}, never with a password. Exit 0 written, 1 the source could not be
+    read, 2 usage.
+
+    \b
+    Example:
+      export MIGRATOR_SOURCE_URL='postgresql://app:PASSWORD@db:5432/shop'
+      migrator init --tables customers,orders,order_items -o plans/shop.yaml
+      export MIGRATOR_TARGET_URL='mongodb://mongo:27017/?replicaSet=rs0'
+      migrator plan plans/shop.yaml
+    """
+    if output is not None and os.path.exists(output) and not force:
+        raise click.UsageError(f"{output} exists: pass --force to overwrite it")
+    names = [name.strip() for entry in tables for name in entry.split(",") if name.strip()]
+    plan_dir = os.path.dirname(os.path.abspath(output)) if output is not None else "."
+    result = api.init(source_url, tables=names, target_url=target_url, database=database, plan_dir=plan_dir)
+    if output is None:
+        click.echo(result.text, nl=False)
+    else:
+        try:
+            with open(output, "w", encoding="utf-8") as handle:
+                handle.write(result.text)
+        except OSError as exc:
+            make_console(stderr=True).print(
+                f"error: cannot write {output}: {exc.strerror or exc}", markup=False
+            )
+            sys.exit(EXIT_FAILED)
+    proposal = result.proposal
+    make_console(stderr=True).print(
+        f"{output or 'plan'}: {len(result.tables)} table(s) inspected, {len(proposal.roots)} collection(s), "
+        f"{len(proposal.skipped)} table(s) left out (see the comments)",
+        markup=False,
+    )
     sys.exit(EXIT_OK)
 
 

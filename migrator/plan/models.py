@@ -11,7 +11,16 @@ import re
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from migrator.connstr import (
     MYSQL_SCHEMES,
@@ -26,7 +35,8 @@ from migrator.plan.units import Bytes, Seconds
 # Slot and publication names derive from the plan name, and PostgreSQL identifiers
 # are limited to 63 bytes; keep plan names to a portable, file-name-safe alphabet.
 PLAN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$")
-_TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
+# What `from:` takes; TABLE_NAME is public for `migrator init`, which leaves out what it cannot name.
+TABLE_NAME = _TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
 _FIELD = re.compile(r"^[^$.\x00][^.\x00]*$")
 
 
@@ -299,9 +309,30 @@ class _Shape(_Strict):
                 raise ValueError(f"'types' names column(s) {unmapped} that 'fields' does not take")
 
 
+# `join` in the JSON Schema: an object like `on` (left out means not given; null is not a value).
+_LINK_SCHEMA = {"type": "object", "additionalProperties": {"type": "string"}, "minProperties": 1}
+
+
 class Embed(_Shape):
+    # `on` or `join`, exactly one: YAML 1.1 parsers (PyYAML, yamllint) read a bare `on` key as the
+    # boolean true, so a plan other tools read spells the link `join` (docs/architecture.md,
+    # "Plan files"). `join` is folded into `on` once validated: the engine and the digest of a
+    # run's mapping see one key whichever was written.
+    model_config = ConfigDict(json_schema_extra={"oneOf": [{"required": ["on"]}, {"required": ["join"]}]})
+
     as_: str = Field(alias="as", description="Field of the parent document that holds the child rows.")
-    on: dict[str, str] = Field(min_length=1, description="Child column -> parent column.")
+    on: dict[str, str] = Field(
+        default_factory=dict,
+        min_length=1,
+        description="Child column -> parent column. Also spelt `join` (give one of the two).",
+    )
+    join: Annotated[dict[str, str] | None, WithJsonSchema(_LINK_SCHEMA)] = Field(
+        default=None,
+        min_length=1,
+        exclude=True,
+        description="The same as `on`, under a name every YAML parser reads as a string (YAML 1.1 "
+        "parsers read a bare `on` as true). Give one of the two.",
+    )
     many: bool = Field(
         default=True, description="true: array ([] when none); false: one sub-document or null."
     )
@@ -319,8 +350,19 @@ class Embed(_Shape):
     def _as_name(cls, value: str) -> str:
         return _check_field_name(value)
 
+    @field_validator("join")
+    @classmethod
+    def _one_spelling(cls, value: dict[str, str] | None, info: ValidationInfo) -> dict[str, str] | None:
+        if value is not None and info.data.get("on"):
+            raise ValueError("'join' and 'on' are two spellings of the same link: give one of them")
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> Embed:
+        if self.join is not None:
+            object.__setattr__(self, "on", self.join)  # frozen: set once, while validating
+        if not self.on:
+            raise ValueError("required key 'join' (or 'on') is missing: child column -> parent column")
         if not self.many and self.order_by is not None:
             raise ValueError("'order_by' applies only to 'many: true'")
         self._check_common((*self.key_columns, *self.on, *self.order_columns))

@@ -6,7 +6,11 @@ from typing import Any
 
 from migrator.plan.models import Plan
 
-SCHEMA_ID = "https://migrator.dev/schema/plan-v1.json"
+# A URN, not a URL: no server publishes the schema, and an `$id` is a name, never fetched. Editors
+# find the file through the plan's modeline (`# yaml-language-server: $schema=<path>`), a path to
+# the copy committed as schema/plan-v1.json, which a test keeps equal to what this returns.
+SCHEMA_ID = "urn:migrator:plan:v1"
+SCHEMA_FILE = "schema/plan-v1.json"
 
 
 def plan_json_schema() -> dict[str, Any]:

@@ -241,3 +241,14 @@ def test_invalid_utf8_is_located(tmp_path: Path) -> None:
     # The first bad byte: 0xe9 of "café" on line 2, column 6 (counted in characters).
     assert (problem.file, problem.line, problem.column) == (str(path), 2, 6), problem
     assert "UTF-8" in problem.message and "0xe9" in problem.message
+
+
+def test_join_is_on_under_another_name() -> None:
+    # The engine and the digest of a run's mapping see one key, whichever spelling the file used.
+    text = (PLANS / "valid" / "full.yaml").read_text()
+    assert "on: {" in text
+    spelt_on = parse_plan(text, env=ENV)
+    spelt_join = parse_plan(text.replace("on: {", "join: {"), env=ENV)
+    assert spelt_join.collections[0].embed[0].on == spelt_on.collections[0].embed[0].on != {}
+    assert spelt_join.model_dump(by_alias=True) == spelt_on.model_dump(by_alias=True)
+    assert "join" not in str(spelt_join.model_dump(by_alias=True))

@@ -132,3 +132,72 @@ def test_schema_takes_the_durations_the_loader_reads(value: object) -> None:
 @given(st.one_of(_UNIT_TEXT, st.booleans(), st.integers(min_value=1)))
 def test_schema_takes_the_sizes_the_loader_reads(value: object) -> None:
     assert SIZE.is_valid(value) == _reads(parse_size, value), value
+
+
+# -- the committed schema, the modelines and the `join` spelling --------------------------------
+
+SCHEMA_FILE = ROOT / "schema" / "plan-v1.json"
+_MODELINE = re.compile(r"# yaml-language-server: \$schema=(\S+)\n")
+
+
+def test_committed_schema_is_what_migrator_schema_prints() -> None:
+    printed = CliRunner().invoke(cli, ["schema"]).output
+    assert SCHEMA_FILE.read_text() == printed, "run: migrator schema > schema/plan-v1.json"
+
+
+def test_schema_id_is_a_name_not_a_url_nobody_serves() -> None:
+    assert SCHEMA["$id"].startswith("urn:")
+
+
+@pytest.mark.parametrize("path", VALID, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_every_plan_names_the_committed_schema_in_its_modeline(path: Path) -> None:
+    found = _MODELINE.match(path.read_text())
+    assert found, f"{path} does not start with a yaml-language-server modeline"
+    assert (path.parent / found.group(1)).resolve() == SCHEMA_FILE.resolve()
+
+
+def _with_link(link: str) -> object:
+    text = f"""version: 1
+source: {{adapter: postgres, url: "postgresql://h/db"}}
+target: {{adapter: mongodb, url: "mongodb://h/", database: app}}
+collections:
+  - name: users
+    from: users
+    key: id
+    embed: [{{as: addresses, from: addresses, {link}}}]
+"""
+    return YAML(typ="safe", pure=True).load(text)
+
+
+@pytest.mark.parametrize(
+    ("link", "valid"),
+    [
+        ("join: {user_id: id}", True),
+        ("on: {user_id: id}", True),
+        ("'on': {user_id: id}", True),
+        ("on: {user_id: id}, join: {user_id: id}", False),  # both spellings
+        ("many: true", False),  # neither
+        ("join: {}", False),
+        ("join: null", False),
+    ],
+)
+def test_schema_takes_one_link_spelling(link: str, valid: bool) -> None:
+    assert (_errors(_with_link(link)) == []) is valid
+
+
+def _keys(node: object) -> set[object]:
+    if isinstance(node, dict):
+        return set(node) | {k for v in node.values() for k in _keys(v)}
+    if isinstance(node, list):
+        return {k for v in node for k in _keys(v)}
+    return set()
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "plans").glob("*.yaml")), ids=lambda p: p.stem)
+def test_demo_plans_read_alike_under_yaml_1_1(path: Path) -> None:
+    # As PyYAML and yamllint read them (YAML 1.1, where a bare `on` key is the boolean true).
+    old = YAML(typ="safe", pure=True)
+    old.version = (1, 1)
+    keys = _keys(old.load(path.read_text()))
+    assert all(isinstance(k, str) for k in keys), keys
+    assert "join" in keys

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import unquote
 
 import pytest
@@ -180,3 +181,33 @@ def test_any_raw_password_is_refused_or_kept_secret(password: str) -> None:
     assert unquote(password) == info.password
     for shown in (info.endpoint, info.masked, redact_url(url), endpoint_of(url), redact_text(url)):
         assert password not in shown and info.password not in shown
+
+
+@pytest.mark.parametrize(
+    ("url", "parse", "expected"),
+    [
+        (
+            "postgresql://app:s3cr%40t@db:5432/shop?sslmode=require&password=pw2",
+            parse_postgres,
+            "postgresql://app@db:5432/shop?sslmode=require",
+        ),
+        (
+            "host=db port=5432 user=app password='s3 cr' dbname=shop",
+            parse_postgres,
+            "host=db port=5432 user=app dbname=shop",
+        ),
+        ("mysql://root:s3cret@127.0.0.1:3307/shop", parse_mysql, "mysql://root@127.0.0.1:3307/shop"),
+        ("mongodb://u:s3cret@h1,h2/?replicaSet=rs0", parse_mongodb, "mongodb://u@h1,h2/?replicaSet=rs0"),
+    ],
+)
+def test_without_secrets_is_the_same_connection_less_its_secrets(url: str, parse: Any, expected: str) -> None:
+    # What `migrator init` writes into a plan: no password, and still a string the parser takes.
+    info = parse(url)
+    assert info.without_secrets == expected
+    again = parse(expected)
+    assert (again.user, again.hosts, again.database, again.password) == (
+        info.user,
+        info.hosts,
+        info.database,
+        None,
+    )

@@ -26,6 +26,7 @@ from migrator.adapters.base import (
     MappedColumns,
     Positions,
     Prerequisite,
+    RowStatistics,
     SchemaHost,
     SourceInfo,
     SourceServerInfo,
@@ -142,6 +143,14 @@ class MemorySource:
             )
             found = {t: self._table_info(t) for t in tables if t in self.db.tables}
             return SourceInfo(server, found, tuple(t for t in tables if t not in self.db.tables))
+
+    def user_tables(self) -> tuple[str, ...]:
+        with self.db.lock:
+            return tuple(sorted(self.db.tables))
+
+    def row_statistics(self, tables: Sequence[str]) -> dict[str, RowStatistics]:
+        """100 bytes a row, as _table_info's total_bytes: the memory source has no statistics."""
+        return {t: RowStatistics(100) for t in tables}
 
     def monitor(self) -> src.Monitor:
         return src.Monitor(self.db)

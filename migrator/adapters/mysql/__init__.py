@@ -22,6 +22,7 @@ from migrator.adapters.base import (
     MappedColumns,
     Positions,
     Prerequisite,
+    RowStatistics,
     SchemaHost,
     SourceInfo,
     SourceVocabulary,
@@ -102,6 +103,16 @@ class MysqlSource:
 
     def inspect(self, tables: Sequence[str]) -> SourceInfo:
         return self._inspector().inspect(tables)
+
+    def user_tables(self) -> tuple[str, ...]:
+        from migrator.adapters.mysql import census  # `migrator init` alone reads it
+
+        return census.user_tables(self._inspector())
+
+    def row_statistics(self, tables: Sequence[str]) -> dict[str, RowStatistics]:
+        from migrator.adapters.mysql import census
+
+        return census.row_statistics(self._inspector(), tables)
 
     @staticmethod
     def key_text(value: Any, type_name: str | None = None) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import psycopg
 
@@ -20,6 +20,7 @@ from migrator.adapters.base import (
     MappedColumns,
     Positions,
     Prerequisite,
+    RowStatistics,
     SchemaHost,
     SchemaObject,
     SourceInfo,
@@ -56,6 +57,9 @@ from migrator.adapters.postgres.values import ValueParser
 from migrator.adapters.postgres.vocabulary import VOCABULARY
 from migrator.adapters.rows import ReverseCheckpoint
 from migrator.findings import Finding
+
+if TYPE_CHECKING:
+    from migrator.adapters.postgres.census import Census
 
 _PLAN_DEFAULTS = CutoverNeeds()  # a caller that does not say: the plan's defaults
 _KEY_ORDERS: dict[str, KeyOrder] = {
@@ -104,6 +108,19 @@ class PostgresSource:
 
     def inspect(self, tables: Sequence[str]) -> SourceInfo:
         return self._inspector().inspect(tables)
+
+    def _census(self) -> Census:
+        from migrator.adapters.postgres.census import Census  # `migrator init` alone reads it
+
+        self._inspector()  # opens the inspection connection, statement timeout and all
+        assert self._conn is not None
+        return Census(self._conn, self.endpoint.name, self.endpoint.secrets)
+
+    def user_tables(self) -> tuple[str, ...]:
+        return self._census().user_tables()
+
+    def row_statistics(self, tables: Sequence[str]) -> dict[str, RowStatistics]:
+        return self._census().row_statistics(tables)
 
     def max_significant_digits(self, table: str, column: str, *, array: bool = False) -> int:
         return self._inspector().max_significant_digits(table, column, array=array)

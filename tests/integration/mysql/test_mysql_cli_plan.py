@@ -12,7 +12,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from click.testing import CliRunner
 
+from migrator.cli.main import cli
+from migrator.plan import load_plan
 from tests.support.cli_process import migrator_script
 from tests.support.mariadb import connect, mysql_user
 
@@ -119,3 +122,32 @@ def test_run_is_refused_cleanly(tmp_path: Path, shop_url: str, mongo_url: str) -
     assert result.returncode == 1, result.stdout + result.stderr
     assert "ST_AsText" in result.stdout + result.stderr
     assert "Traceback" not in result.stderr and "NotImplementedError" not in result.stdout + result.stderr
+
+
+def test_init_proposes_a_plan_that_plan_accepts(
+    tmp_path: Path, shop_url: str, mysql_url: str, mongo_url: str
+) -> None:
+    """`migrator init` on the same schema: orders embedded in customers along the foreign key,
+    the spatial column excluded with the type table's reason; `migrator plan` is then ready."""
+    db = urlsplit(shop_url).path.lstrip("/")
+    with connect(mysql_url) as conn, conn.cursor() as cur:
+        cur.execute("ALTER TABLE orders ADD FOREIGN KEY (customer_id) REFERENCES customers (id)")
+        cur.execute("ANALYZE TABLE customers, orders")
+    plan = tmp_path / "shop.yaml"
+    env = {"MIGRATOR_SOURCE_URL": shop_url, "MIGRATOR_TARGET_URL": mongo_url}
+    written = CliRunner().invoke(cli, ["init", "-o", str(plan)], env=env, catch_exceptions=False)
+    assert written.exit_code == 0, written.output
+    text = plan.read_text()
+    assert PASSWORD not in text
+    assert f"url: '${{MIGRATOR_SOURCE_URL:-mysql://{urlsplit(shop_url).username}@" in text
+    assert "ST_AsText" in text  # the reason `home` is excluded
+    loaded = load_plan(plan, env=env)
+    [customers] = loaded.collections
+    assert (customers.table, customers.exclude) == (f"{db}.customers", ["home"])
+    assert [(e.table, e.on, e.many) for e in customers.embed] == [
+        (f"{db}.orders", {"customer_id": "id"}, True)
+    ]
+
+    checked = CliRunner().invoke(cli, ["plan", "--json", str(plan)], env=env, catch_exceptions=False)
+    assert checked.exit_code == 0, checked.output
+    assert json.loads(checked.stdout)["ready"] is True and PASSWORD not in checked.output
