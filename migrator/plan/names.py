@@ -98,3 +98,20 @@ def reverse_origin_name(plan_name: str) -> str:
     """PostgreSQL replication origin that tags reverse sync's transactions on the source, so that
     forward CDC recognises (and skips) them."""
     return _identifier("migrator_reverse", plan_name)
+
+
+def forward_origin_name(plan_name: str) -> str:
+    """PostgreSQL replication origin that tags forward CDC's transactions on a PostgreSQL target,
+    so that reverse sync (which reads the target's changes) recognises (and skips) them."""
+    return _identifier("migrator_forward", plan_name)
+
+
+def checkpoint_plan(checkpoint_id: str) -> str:
+    """The plan a CDC checkpoint id (`cdc_checkpoint_id`) belongs to."""
+    return checkpoint_id.removeprefix("cdc:")
+
+
+def reverse_feed_name(plan_name: str) -> str:
+    """The logical replication slot and the publication on a PostgreSQL target that reverse sync
+    reads the target's changes through (adapters/postgres_target/reverse.py)."""
+    return _identifier("migrator_rev", plan_name)

@@ -43,6 +43,12 @@ class TargetEndpoint:
         self.secrets = self._pg.secrets
         self.database = self.name.rsplit("/", 1)[-1]
 
+    @property
+    def pg(self) -> PgEndpoint:
+        """The endpoint as the source adapter's readers take it (reverse sync reads the target
+        with the source's replication stream: reverse.py)."""
+        return self._pg
+
     def connect(self) -> psycopg.Connection[Any]:
         """An autocommit connection (transactions are explicit) in the target's session settings."""
         try:
