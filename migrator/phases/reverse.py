@@ -160,7 +160,10 @@ class ReverseSync:
         self._stop = stop
         self._batch_documents = batch_documents
         self._batch_wait_s = batch_wait_s
-        self._inverses: dict[str, DocumentInverse] = inverses(collections, unknown_fields=unknown_fields)
+        # A target that keeps the source's column types holds the values as the source does.
+        self._inverses: dict[str, DocumentInverse] = inverses(
+            collections, unknown_fields=unknown_fields, native=target.capabilities.keeps_source_types
+        )
         self.changes: TargetChanges = target.change_stream(
             plan_name, self._inverses, max_await_ms=max_await_ms
         )

@@ -91,7 +91,9 @@ class PostgresTarget:
 
     def inspect(self, collections: Sequence[str]) -> TargetInfo:
         def work(conn: psycopg.Connection[Any]) -> TargetInfo:
-            row = conn.execute("SELECT current_setting('server_version'), current_setting('wal_level')").fetchone()
+            row = conn.execute(
+                "SELECT current_setting('server_version'), current_setting('wal_level')"
+            ).fetchone()
             version = str(row[0]) if row else "unknown"
             # Reverse sync reads the target through a logical slot (reverse.py).
             logical = bool(row and row[1] == "logical")
@@ -192,7 +194,6 @@ class PostgresTarget:
 
     def write_fence(self, collections: Sequence[str], plan_name: str) -> Any:
         _later("a write fence (rollback after cutover)")
-
 
     def routing_document(self, collection: str, plan_name: str) -> Mapping[str, Any] | None:
         _later("a routing switch of kind mongodb")

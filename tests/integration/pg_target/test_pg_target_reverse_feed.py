@@ -63,10 +63,16 @@ def test_forward_batches_echo_and_target_writes_come_back(pg2pg: PgToPg) -> None
         identity("public.lines", {"a": 7, "b": "y"}),
     ]
     origin = forward_origin_name("pg2pg")
-    assert pg2pg.target_rows("SELECT count(*) FROM pg_replication_origin WHERE roname = %s", [origin]) == [(1,)]
+    assert pg2pg.target_rows("SELECT count(*) FROM pg_replication_origin WHERE roname = %s", [origin]) == [
+        (1,)
+    ]
 
     api.rollback(plan, to="start", state=pg2pg.state_path, env=pg2pg.env)
-    assert pg2pg.target_rows("SELECT count(*) FROM pg_replication_origin WHERE roname = %s", [origin]) == [(0,)]
+    assert pg2pg.target_rows("SELECT count(*) FROM pg_replication_origin WHERE roname = %s", [origin]) == [
+        (0,)
+    ]
     name = reverse_feed_name("pg2pg")
-    assert pg2pg.target_rows("SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s", [name]) == [(0,)]
+    assert pg2pg.target_rows("SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s", [name]) == [
+        (0,)
+    ]
     assert pg2pg.target_rows("SELECT count(*) FROM pg_publication WHERE pubname = %s", [name]) == [(0,)]
