@@ -115,3 +115,9 @@ def reverse_feed_name(plan_name: str) -> str:
     """The logical replication slot and the publication on a PostgreSQL target that reverse sync
     reads the target's changes through (adapters/postgres_target/reverse.py)."""
     return _identifier("migrator_rev", plan_name)
+
+
+def target_fence_name(plan_name: str) -> str:
+    """The triggers (and their function) that fence a PostgreSQL target's tables for the switch
+    back (adapters/postgres_target/fence.py)."""
+    return _identifier("migrator_fence", plan_name)

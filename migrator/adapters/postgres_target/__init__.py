@@ -23,6 +23,7 @@ from migrator.adapters.ownership_record import refusal
 from migrator.adapters.postgres_target import records
 from migrator.adapters.postgres_target.applier import TableApplier
 from migrator.adapters.postgres_target.connection import Connections, TargetEndpoint
+from migrator.adapters.postgres_target.fence import TriggerFence
 from migrator.adapters.postgres_target.ownership import Ownership
 from migrator.adapters.postgres_target.reader import TableReader
 from migrator.adapters.postgres_target.reverse import PgReverseFeed
@@ -184,6 +185,10 @@ class PostgresTarget:
         """Reverse sync's feed of the target's changes (reverse.py): a slot and a publication here."""
         return PgReverseFeed(self._connections, plan_name, collections, max_await_ms=max_await_ms)
 
+    def write_fence(self, collections: Sequence[str], plan_name: str) -> TriggerFence:
+        """The fence for the switch back (fence.py): triggers refusing the application's writes."""
+        return TriggerFence(self._connections, collections, plan_name)
+
     def ownership(self, plan_name: str) -> Ownership:
         return Ownership(self._connections, plan_name)
 
@@ -192,8 +197,6 @@ class PostgresTarget:
 
     # -- later in issue 16 -------------------------------------------------------------------------
 
-    def write_fence(self, collections: Sequence[str], plan_name: str) -> Any:
-        _later("a write fence (rollback after cutover)")
 
     def routing_document(self, collection: str, plan_name: str) -> Mapping[str, Any] | None:
         _later("a routing switch of kind mongodb")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
+
 from migrator import api
 from tests.support.pg_target import PgToPg
 
@@ -29,7 +31,8 @@ def _run(pg2pg: PgToPg, plan: Path, until: str) -> None:
         timer.cancel()
 
 
-def test_cutover_reverse_sync_and_rollback_after_cutover(pg2pg: PgToPg) -> None:
+def _cut_over(pg2pg: PgToPg) -> tuple[Path, Path]:
+    """Run, cut over, and write on the target after the flip: reverse sync carries it back."""
     pg2pg.source(*SCHEMA)
     switch = pg2pg.tmp_path / "routing"
     plan = pg2pg.plan(
@@ -57,7 +60,22 @@ def test_cutover_reverse_sync_and_rollback_after_cutover(pg2pg: PgToPg) -> None:
     expected = [(1, "before cutover", "1.00"), (2, "on target", "9.99"), (21, "new on target", "1.50")]
     assert pg2pg.source_rows(query) == expected
     assert pg2pg.target_rows(query) == expected
+    return plan, switch
 
+
+def test_cutover_then_target_writes_reach_the_source(pg2pg: PgToPg) -> None:
+    _cut_over(pg2pg)
+    everything = "SELECT t::text FROM items t ORDER BY id"
+    assert pg2pg.source_rows(everything) == pg2pg.target_rows(everything)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="rollback after cutover verifies first, and verify reads a PostgreSQL target's rows as BSON "
+    "(phases/verify.py: the checksum verify of issue 16 is another step)",
+)
+def test_rollback_after_cutover_leaves_every_target_write_in_the_source(pg2pg: PgToPg) -> None:
+    plan, switch = _cut_over(pg2pg)
     # Rollback after cutover: the target's last write reaches the source, the switch goes back.
     pg2pg.target("UPDATE items SET name = 'last on target' WHERE id = 21")
     api.rollback(plan, state=pg2pg.state_path, env=pg2pg.env)

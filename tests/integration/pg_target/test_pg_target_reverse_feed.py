@@ -1,11 +1,15 @@
 """Reverse sync's feed on a PostgreSQL target (docs/architecture.md, "Reverse sync from a
 PostgreSQL target"): forward CDC's batches carry the plan's replication origin and come back as
 echoes, the application's own write on the target comes back as the row it names; `rollback
---to start` drops the origin, the slot and the publication.
+--to start` drops the origin, the slot and the publication. The fence for the switch back refuses
+the application's writes and lets forward CDC's through.
 
 The expectation is written by hand: which rows the test changed, and how."""
 
 from __future__ import annotations
+
+import psycopg
+import pytest
 
 from migrator import api
 from migrator.adapters.postgres_target import PostgresTarget
@@ -66,6 +70,23 @@ def test_forward_batches_echo_and_target_writes_come_back(pg2pg: PgToPg) -> None
     assert pg2pg.target_rows("SELECT count(*) FROM pg_replication_origin WHERE roname = %s", [origin]) == [
         (1,)
     ]
+
+    # The fence for the switch back: the application's writes (a delete too) are refused with
+    # SQLSTATE 25006, forward CDC's batches (under the plan's origin) still land; lifted, nothing
+    # of it is left.
+    with PostgresTarget(pg2pg.target_url) as target:
+        fence = target.write_fence(["public.items", "public.lines"], "pg2pg")
+        fence.engage()
+        for statement in ("DELETE FROM items WHERE id = 4", "INSERT INTO lines VALUES ('z', 9, 9)"):
+            with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+                pg2pg.target(statement)
+        pg2pg.source("UPDATE items SET name = 'through the fence' WHERE id = 4")
+        pg2pg.run(plan, until="caught-up")
+        assert pg2pg.target_rows("SELECT name FROM items WHERE id = 4") == [("through the fence",)]
+        fence.lift({})
+    pg2pg.target("DELETE FROM items WHERE id = 5")
+    assert pg2pg.target_rows("SELECT count(*) FROM pg_trigger WHERE tgname LIKE %s", ["migrator%"]) == [(0,)]
+    assert pg2pg.target_rows("SELECT count(*) FROM pg_proc WHERE proname LIKE %s", ["migrator%"]) == [(0,)]
 
     api.rollback(plan, to="start", state=pg2pg.state_path, env=pg2pg.env)
     assert pg2pg.target_rows("SELECT count(*) FROM pg_replication_origin WHERE roname = %s", [origin]) == [
