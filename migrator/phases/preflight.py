@@ -15,6 +15,7 @@ from migrator.errors import MigratorError
 from migrator.findings import Finding, Severity
 from migrator.mapping.columns import columns_read
 from migrator.mapping.spec import CollectionMapping, Resolution, resolve, tables_of
+from migrator.phases.table_target import large_object_findings, sequence_findings
 from migrator.plan.models import Plan
 
 DECIMAL128_DIGITS = 34
@@ -122,6 +123,11 @@ class Preflight:
                 self._check_precision(resolution)
             self._check_casts(resolution)
             self._plan_target_schema(resolution.collections)
+            if self.target.capabilities.keeps_source_types:
+                # Tables to tables: sequences to bring along, large objects that cannot come.
+                margin = self.plan.phases.cutover.sequence_margin
+                self.report.findings += sequence_findings(resolution.collections, margin)
+                self.report.findings += large_object_findings(resolution.collections)
             if resolution.ok and self.scan_data:
                 self._check_document_sizes(resolution)
             self._estimate(source)

@@ -29,6 +29,7 @@ from migrator.adapters.postgres_target.reader import TableReader
 from migrator.adapters.postgres_target.reverse import PgReverseFeed
 from migrator.adapters.postgres_target.rows import decode, encode
 from migrator.adapters.postgres_target.schema import create_tables, qualified
+from migrator.adapters.postgres_target.sequences import set_sequences
 from migrator.adapters.postgres_target.writer import TableWriter
 from migrator.errors import OwnedByAnotherRun, TerminalError
 from migrator.plan.names import checkpoint_plan, forward_origin_name
@@ -184,6 +185,11 @@ class PostgresTarget:
     ) -> PgReverseFeed:
         """Reverse sync's feed of the target's changes (reverse.py): a slot and a publication here."""
         return PgReverseFeed(self._connections, plan_name, collections, max_await_ms=max_await_ms)
+
+    def set_sequences(self, values: Mapping[str, Mapping[str, int]], margin: int) -> list[str]:
+        """The target's sequences past the source's values, at cutover (sequences.py)."""
+        done: list[str] = self._call(lambda conn: set_sequences(conn, values, margin))
+        return done
 
     def write_fence(self, collections: Sequence[str], plan_name: str) -> TriggerFence:
         """The fence for the switch back (fence.py): triggers refusing the application's writes."""
