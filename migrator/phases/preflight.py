@@ -374,9 +374,9 @@ class Preflight:
                 "target.capabilities",
                 Severity.WARN,
                 self.target.name,
-                "this target takes the snapshot and CDC only: `migrator verify`, cutover and rollback after "
-                "cutover are not available for it yet",
-                "use it to copy and follow; cut over with your own tooling, or use a MongoDB target",
+                "this target takes the snapshot, CDC, cutover and reverse sync; `migrator verify`, and with it "
+                "rollback after cutover (which verifies first), are not available for it yet",
+                "cut over only if you can do without rolling back through migrator, or use a MongoDB target",
             )
         elif capabilities.change_streams and info.change_streams:
             self.add("target.change_streams", Severity.OK, self.target.name, "change streams supported")

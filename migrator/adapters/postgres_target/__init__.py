@@ -1,6 +1,7 @@
 """PostgreSQL target adapter: tables moved as flat collections (docs/architecture.md, "Tables as
-collections"). Snapshot writes, CDC apply with its checkpoint, ownership; the rest of issue 16
-(reverse sync, fences, routing, checksum verify) is refused with a terminal error naming it."""
+collections"). Snapshot writes, CDC apply with its checkpoint under a replication origin,
+ownership, reverse sync's feed, the fence for the switch back, sequences at cutover; a routing
+document (the switch of kind mongodb) is refused with a terminal error."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_s
 def _later(what: str) -> NoReturn:
     raise TerminalError(
         f"a PostgreSQL target does not support {what} yet",
-        hint="a PostgreSQL target takes the snapshot and CDC today; use a MongoDB target for cutover, reverse sync and rollback after cutover",
+        hint="with a PostgreSQL target, use a switch of kind file, command or postgres (the routing row on the source)",
     )
 
 
