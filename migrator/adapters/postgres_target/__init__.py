@@ -204,7 +204,6 @@ class PostgresTarget:
 
     # -- later in issue 16 -------------------------------------------------------------------------
 
-
     def routing_document(self, collection: str, plan_name: str) -> Mapping[str, Any] | None:
         _later("a routing switch of kind mongodb")
 
