@@ -374,8 +374,8 @@ class Preflight:
                 "target.capabilities",
                 Severity.WARN,
                 self.target.name,
-                "this target takes the snapshot, CDC, cutover and reverse sync; `migrator verify`, and with it "
-                "rollback after cutover (which verifies first), are not available for it yet",
+                "this target takes the snapshot, CDC and reverse sync; `migrator verify` is not available for it "
+                "yet, nor what verifies changed documents: cutover while writes go on, rollback after cutover",
                 "cut over only if you can do without rolling back through migrator, or use a MongoDB target",
             )
         elif capabilities.change_streams and info.change_streams:
