@@ -616,6 +616,11 @@ class OpenChanges(Protocol):
 
     def next(self) -> ChangeStep: ...
 
+    def confirm(self, token: Mapping[str, Any]) -> None:
+        """Everything up to `token` is durable on the source (reverse sync's checkpoint): a feed
+        that retains the target's log for it (a PostgreSQL target's slot) may free it."""
+        ...
+
 
 class TargetChanges(Protocol):
     """The target's change stream for reverse sync (docs/architecture.md, "Reverse sync")."""

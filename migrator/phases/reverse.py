@@ -301,6 +301,7 @@ class ReverseSync:
             assert batch.token is not None
             position = ReverseCheckpoint(dict(batch.token), batch.cluster_time, covered + batch.events)
             rows_written = self._apply(batch, position)
+            stream.confirm(batch.token)  # durable on the source: the target may free its log
             covered += batch.events
             saved_at, saved_token = time.monotonic(), batch.token
             saved_cluster_time = batch.cluster_time
@@ -348,6 +349,7 @@ class ReverseSync:
                     and now - saved_at >= IDLE_TOKEN_S
                 ):
                     self.writer.apply([], ReverseCheckpoint(dict(idle_token), saved_cluster_time, covered))
+                    stream.confirm(idle_token)
                     saved_at, saved_token = now, idle_token
             else:
                 self._pending = True

@@ -204,6 +204,10 @@ class OpenFeed:
     def position(self) -> Mapping[str, Any] | None:
         return {"lsn": self._position}
 
+    def confirm(self, token: Mapping[str, Any]) -> None:
+        """Reverse sync's checkpoint is durable up to `token`: the slot may free the WAL before it."""
+        self._stream.acknowledge(int(token["lsn"]))
+
     def next(self) -> Step:
         done: list[Group] = []
         for item in self._messages:

@@ -17,6 +17,8 @@ import pytest
 from bson.errors import InvalidBSON
 
 from migrator import api
+from migrator.adapters.postgres import PostgresSource
+from migrator.plan.names import reverse_feed_name
 from tests.support.pg_target import PgToPg, TargetCustomers
 from tests.support.routed_app import App
 from tests.support.sources import PostgresDb
@@ -100,6 +102,14 @@ def test_cutover_then_target_writes_reach_the_source(pg2pg: PgToPg) -> None:
     _run(pg2pg, plan, "caught-up")
     everything = "SELECT t::text FROM customers t ORDER BY id"
     assert pg2pg.source_rows(everything) == pg2pg.target_rows(everything)
+    # The target's slot is confirmed up to reverse sync's checkpoint on the source, not kept behind it.
+    checkpoint = PostgresSource(pg2pg.source_url).reverse_checkpoint("pg2pg")
+    assert checkpoint is not None
+    confirmed = pg2pg.target_rows(
+        "SELECT (confirmed_flush_lsn - '0/0'::pg_lsn)::bigint FROM pg_replication_slots WHERE slot_name = %s",
+        [reverse_feed_name("pg2pg")],
+    )
+    assert confirmed == [(checkpoint.resume_token["lsn"],)]
 
 
 @pytest.mark.xfail(

@@ -1,8 +1,8 @@
 """Reverse sync's feed on a PostgreSQL target (docs/architecture.md, "Reverse sync from a
 PostgreSQL target"): forward CDC's batches carry the plan's replication origin and come back as
 echoes, the application's own write on the target comes back as the row it names; `rollback
---to start` drops the origin, the slot and the publication. The fence for the switch back refuses
-the application's writes and lets forward CDC's through.
+--to start` drops the origin, the slot and the publication, and a run after it starts clean. The
+fence for the switch back refuses the application's writes and lets forward CDC's through.
 
 The expectation is written by hand: which rows the test changed, and how."""
 
@@ -97,3 +97,13 @@ def test_forward_batches_echo_and_target_writes_come_back(pg2pg: PgToPg) -> None
         (0,)
     ]
     assert pg2pg.target_rows("SELECT count(*) FROM pg_publication WHERE pubname = %s", [name]) == [(0,)]
+
+    # And run again from scratch: the cycle is clean (a change flows under the origin, made again).
+    pg2pg.run(plan)
+    pg2pg.source("UPDATE items SET name = 'again' WHERE id = 1")
+    pg2pg.run(plan, until="caught-up")
+    for table in ("items", "lines"):
+        query = f"SELECT t::text FROM {table} t ORDER BY 1"
+        assert pg2pg.target_rows(query) == pg2pg.source_rows(query), table
+    origins = "SELECT count(*) FROM pg_replication_origin WHERE roname = %s"
+    assert pg2pg.target_rows(origins, [origin]) == [(1,)]
