@@ -126,9 +126,10 @@ class TableApplier:
         self._tagged = True
 
     def _untag(self) -> None:
-        """Release the origin once the batch committed, so that no session holds it between batches."""
+        """Release the origin once the batch committed, so that no session holds it between
+        batches: one statement in autocommit, no transaction of its own."""
         if self._origin is not None:
-            self._connections.run(origin.release)
+            self._connections.outside_transaction(origin.release)
 
     def _record(
         self, conn: psycopg.Connection[Any], position: int, text: str | None, fields: Mapping[str, Any]

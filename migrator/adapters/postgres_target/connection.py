@@ -113,6 +113,15 @@ class Connections:
             self.discard()
             raise classify(exc, self.endpoint.name, self.endpoint.secrets) from None
 
+    def outside_transaction(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """`work` on this thread's connection in autocommit (one statement, one round trip); a
+        driver error typed, the connection replaced."""
+        try:
+            return work(self.mine())
+        except psycopg.Error as exc:
+            self.discard()
+            raise classify(exc, self.endpoint.name, self.endpoint.secrets) from None
+
     def discard(self) -> None:
         """Close this thread's connection (after an error: the next use opens a new one)."""
         conn = getattr(self._local, "conn", None)
