@@ -2,7 +2,7 @@
 PostgreSQL target"): forward CDC's batches carry the plan's replication origin and come back as
 echoes, the application's own write on the target comes back as the row it names; `rollback
 --to start` drops the origin, the slot and the publication, and a run after it starts clean. The
-fence for the switch back refuses the application's writes and lets forward CDC's through.
+fence for the switch back refuses the application's writes and lets forward CDC's through. A TRUNCATE on the target stops the feed.
 
 The expectation is written by hand: which rows the test changed, and how."""
 
@@ -14,6 +14,7 @@ import pytest
 from migrator import api
 from migrator.adapters.postgres_target import PostgresTarget
 from migrator.adapters.postgres_target.reverse import identity
+from migrator.errors import TerminalError
 from migrator.plan.names import forward_origin_name, reverse_feed_name
 from tests.support.pg_target import PgToPg
 
@@ -55,6 +56,10 @@ def test_forward_batches_echo_and_target_writes_come_back(pg2pg: PgToPg) -> None
             "INSERT INTO lines VALUES ('y', 7, 3); COMMIT"
         )
         echoes, keys, _ = _read_all(target, start)
+        # A TRUNCATE of a mapped table on the target stops the feed (nothing silent).
+        pg2pg.target("TRUNCATE lines")
+        with pytest.raises(TerminalError, match="truncated on the target"):
+            _read_all(target, start)
     assert pg2pg.target_rows("SELECT name FROM items WHERE id = 1") == [("fwd",)]
     # Forward CDC's batches (one or more) are echoes; the application's transaction and the
     # marker's are not. The application's names the moved row at both keys and each line by its
