@@ -56,6 +56,10 @@ class PgToPg:
         return self.tmp_path / "state.db"
 
     @property
+    def target_database(self) -> str:
+        return str(psycopg.conninfo.conninfo_to_dict(self.target_url)["dbname"])
+
+    @property
     def env(self) -> dict[str, str]:
         return {"MIGRATOR_SOURCE_URL": self.source_url, "MIGRATOR_TARGET_URL": self.target_url}
 

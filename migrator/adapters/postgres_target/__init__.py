@@ -167,7 +167,7 @@ class PostgresTarget:
     ) -> TableApplier:
         """CDC's writer (applier.py): always in one transaction with its checkpoint, each batch
         under the plan's forward replication origin (origin.py)."""
-        name = forward_origin_name(checkpoint_plan(checkpoint_id))
+        name = forward_origin_name(checkpoint_plan(checkpoint_id), self.database)
         return TableApplier(self._connections, checkpoint_id, current, origin_name=name)
 
     def checkpoint_record(self, checkpoint_id: str) -> dict[str, Any] | None:

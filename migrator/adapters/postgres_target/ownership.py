@@ -114,8 +114,8 @@ class Ownership:
             if owner is not None and owner.run_id != run_id:
                 raise refusal(owner, self._database, this_run=run_id)
             removed = sum(records.delete(conn, r) for r in kept)
-            name = forward_origin_name(self.plan_name)
-            gone = reverse_objects.drop(conn, reverse_feed_name(self.plan_name))
+            name = forward_origin_name(self.plan_name, self._database)
+            gone = reverse_objects.drop(conn, reverse_feed_name(self.plan_name, self._database))
             gone += [f"replication origin {name}"] if origin.drop(conn, name) else []
             dropped = f"; {', '.join(gone)} dropped" if gone else ""
             if owner is None:

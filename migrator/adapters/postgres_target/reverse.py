@@ -110,8 +110,9 @@ class PgReverseFeed:
         self._plan = plan_name
         self._tables = list(collections)
         self._wait_s = max(0.05, max_await_ms / 1000)
-        self.name = reverse_feed_name(plan_name)
-        self.skip_origin = forward_origin_name(plan_name)
+        database = connections.endpoint.database
+        self.name = reverse_feed_name(plan_name, database)
+        self.skip_origin = forward_origin_name(plan_name, database)
         self.marker_prefix = f"{MARKER_PREFIX}:{plan_name}"
 
     def position_now(self) -> Mapping[str, Any]:

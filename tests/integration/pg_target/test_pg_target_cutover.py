@@ -20,7 +20,7 @@ from bson.errors import InvalidBSON
 
 from migrator import api
 from migrator.adapters.postgres import PostgresSource
-from migrator.plan.names import reverse_feed_name
+from migrator.plan.names import forward_origin_name, reverse_feed_name
 from tests.support.pg_target import PgToPg, TargetCustomers
 from tests.support.routed_app import App
 from tests.support.sources import PostgresDb
@@ -109,7 +109,7 @@ def test_cutover_reverse_sync_and_rollbacks_while_the_target_is_quiet(pg2pg: PgT
     assert checkpoint is not None
     confirmed = pg2pg.target_rows(
         "SELECT (confirmed_flush_lsn - '0/0'::pg_lsn)::bigint FROM pg_replication_slots WHERE slot_name = %s",
-        [reverse_feed_name("pg2pg")],
+        [reverse_feed_name("pg2pg", pg2pg.target_database)],
     )
     assert confirmed == [(checkpoint.resume_token["lsn"],)]
 
@@ -121,9 +121,10 @@ def test_cutover_reverse_sync_and_rollbacks_while_the_target_is_quiet(pg2pg: PgT
     assert pg2pg.source_rows(everything) == pg2pg.target_rows(everything)
     api.rollback(plan, to="start", state=pg2pg.state_path, env=pg2pg.env)
     for query in (
-        "SELECT slot_name FROM pg_replication_slots",
+        # Slots and origins are the cluster's: only this database's and this plan's are the test's.
+        "SELECT slot_name FROM pg_replication_slots WHERE database = current_database()",
         "SELECT pubname FROM pg_publication",
-        "SELECT roname FROM pg_replication_origin",
+        f"SELECT roname FROM pg_replication_origin WHERE roname = '{forward_origin_name('pg2pg', pg2pg.target_database)}'",
         "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal",
         "SELECT id FROM customers",  # the table existed, empty, before the run: emptied again
     ):
@@ -151,9 +152,10 @@ def test_cutover_with_the_application_writing_and_rollback_after_it(pg2pg: PgToP
 
     api.rollback(plan, to="start", state=pg2pg.state_path, env=pg2pg.env)
     for query in (
-        "SELECT slot_name FROM pg_replication_slots",
+        # Slots and origins are the cluster's: only this database's and this plan's are the test's.
+        "SELECT slot_name FROM pg_replication_slots WHERE database = current_database()",
         "SELECT pubname FROM pg_publication",
-        "SELECT roname FROM pg_replication_origin",
+        f"SELECT roname FROM pg_replication_origin WHERE roname = '{forward_origin_name('pg2pg', pg2pg.target_database)}'",
     ):
         assert pg2pg.target_rows(query) == [], query
 

@@ -71,7 +71,7 @@ def test_forward_batches_echo_and_target_writes_come_back(pg2pg: PgToPg) -> None
         identity("public.lines", {"a": 1, "b": "x"}),
         identity("public.lines", {"a": 7, "b": "y"}),
     ]
-    origin = forward_origin_name("pg2pg")
+    origin = forward_origin_name("pg2pg", pg2pg.target_database)
     assert pg2pg.target_rows("SELECT count(*) FROM pg_replication_origin WHERE roname = %s", [origin]) == [
         (1,)
     ]
@@ -97,7 +97,7 @@ def test_forward_batches_echo_and_target_writes_come_back(pg2pg: PgToPg) -> None
     assert pg2pg.target_rows("SELECT count(*) FROM pg_replication_origin WHERE roname = %s", [origin]) == [
         (0,)
     ]
-    name = reverse_feed_name("pg2pg")
+    name = reverse_feed_name("pg2pg", pg2pg.target_database)
     assert pg2pg.target_rows("SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s", [name]) == [
         (0,)
     ]
