@@ -246,6 +246,11 @@ class SourceAdapter(Protocol):
         """Reverse sync's stored checkpoint, read on a plain connection (status, rollback)."""
         ...
 
+    def sequence_values(self, tables: Sequence[str]) -> dict[str, dict[str, int]]:
+        """table -> column -> the last value the column's sequence gave out, now (cutover brings
+        a target's sequences past it; docs/architecture.md, "Sequences at cutover")."""
+        ...
+
     def routing_value(self, table: str, plan_name: str, column: str) -> Any:
         """`column` of plan `plan_name`'s row in the routing table (the switch of kind postgres);
         None where the table, the column or the row is not there."""
@@ -369,6 +374,12 @@ class TargetAdapter(Protocol):
         self, plan_name: str, collections: Iterable[str], *, max_await_ms: int = ...
     ) -> TargetChanges:
         """The change stream of `collections` for plan `plan_name`'s reverse sync."""
+        ...
+
+    def set_sequences(self, values: Mapping[str, Mapping[str, int]], margin: int) -> list[str]:
+        """Bring the target's sequences past the source's last values (`values`: target table ->
+        target column -> value) by `margin` steps, at cutover under the fence; what was done, a
+        line each ([] for a target without sequences)."""
         ...
 
     def checkpoint_record(self, checkpoint_id: str) -> dict[str, Any] | None:
@@ -629,6 +640,11 @@ class OpenChanges(Protocol):
     def position(self) -> Mapping[str, Any] | None: ...
 
     def next(self) -> ChangeStep: ...
+
+    def confirm(self, token: Mapping[str, Any]) -> None:
+        """Everything up to `token` is durable on the source (reverse sync's checkpoint): a feed
+        that retains the target's log for it (a PostgreSQL target's slot) may free it."""
+        ...
 
 
 class TargetChanges(Protocol):

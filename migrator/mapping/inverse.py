@@ -321,6 +321,15 @@ def column_converter(column: ColumnInfo) -> Convert:
     return _scalar(column.type_name, column.type_kind)
 
 
+def _as_is(column: ColumnInfo) -> Convert:
+    """A target that keeps the source's types: the value is the column's already."""
+    return _same
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
 def _backward(cast: Cast) -> Convert:
     def convert(value: Any) -> Any:
         try:
@@ -389,10 +398,15 @@ class DocumentInverse:
     know (it could not be written back, and dropping it would be silent); 'ignore' leaves such
     fields behind on the target."""
 
-    def __init__(self, mapping: CollectionMapping, *, unknown_fields: UnknownFields = "error") -> None:
+    def __init__(
+        self, mapping: CollectionMapping, *, unknown_fields: UnknownFields = "error", native: bool = False
+    ) -> None:
         self.mapping = mapping
         self.collection = mapping.name
         self.unknown_fields = unknown_fields
+        # `native`: the target keeps the source's column types (a PostgreSQL target), so a value
+        # is already the column's and goes back as it is (the plan's `types` casts still invert).
+        self._converter: Callable[[ColumnInfo], Convert] = _as_is if native else column_converter
         self._levels: list[_LevelInverse] = self._plan(mapping)
         self.levels: tuple[TableLevel, ...] = tuple(level.table_level for level in self._levels)
         root = self._levels[0]
@@ -423,12 +437,11 @@ class DocumentInverse:
             for level in kept
         ]
 
-    @staticmethod
-    def _level(level: Level, index: int, parent: int, children: tuple[int, ...]) -> _LevelInverse:
+    def _level(self, level: Level, index: int, parent: int, children: tuple[int, ...]) -> _LevelInverse:
         doc, embed = level.document, level.embed
-        columns = {c.name: _Column(c, column_converter(c)) for c in doc.all_columns}
+        columns = {c.name: _Column(c, self._converter(c)) for c in doc.all_columns}
         for f in doc.fields:  # all_columns is empty in mappings built by hand: fields suffice
-            columns.setdefault(f.column.name, _Column(f.column, column_converter(f.column)))
+            columns.setdefault(f.column.name, _Column(f.column, self._converter(f.column)))
         fields = {f.name: (f, _field_column(f, columns[f.column.name])) for f in doc.fields}
         equivalent = tuple(
             (name, kind) for name, column in columns.items() if (kind := equivalence(column.info)) is not None
@@ -669,7 +682,7 @@ def _hashable(value: Any) -> Any:
 
 
 def inverses(
-    collections: list[CollectionMapping], *, unknown_fields: UnknownFields = "error"
+    collections: list[CollectionMapping], *, unknown_fields: UnknownFields = "error", native: bool = False
 ) -> dict[str, DocumentInverse]:
-    """One DocumentInverse per collection, by collection name."""
-    return {c.name: DocumentInverse(c, unknown_fields=unknown_fields) for c in collections}
+    """One DocumentInverse per collection, by collection name (`native`: see DocumentInverse)."""
+    return {c.name: DocumentInverse(c, unknown_fields=unknown_fields, native=native) for c in collections}

@@ -10,6 +10,8 @@ The protocol (every step shown as an event, the decisive ones checkpointed):
   marker   pg_logical_emit_message, committed after the fence: once CDC has applied it, the
            target holds every source write made before the fence
   check    the documents touched since the gate's verify began are compared once more
+  sequences  the target's sequences set past the source's last values (plus
+           `sequence_margin`), where the target has sequences (a PostgreSQL target)
   flip     the switch names the target                          -- the point of no return
   reverse  reverse sync starts (target changes flow back to the source)
   cancel   statements waiting on the fence are cancelled (retryable): they go to the target
@@ -29,8 +31,9 @@ same document on the target, would see its newer write overwritten when CDC deli
 older one a moment later. (Forward CDC does keep running after the flip, for a write that
 reaches the source after the lift from a client that read the switch before the flip.)
 Neither direction echoes the other: forward CDC skips transactions carrying the reverse sync's
-replication origin, and reverse sync skips MongoDB transactions that carry forward CDC's
-checkpoint (see phases/reverse.py).
+replication origin, and reverse sync skips the target's transactions that forward CDC wrote (the
+target's feed marks them: MongoDB transactions that carry CDC's checkpoint, PostgreSQL ones
+committed under CDC's replication origin; see phases/reverse.py).
 
 A crash after the flip leaves the switch naming the target: a resumed cutover finds that
 (checkpoint 'switched', or the switch read back) and only restarts reverse sync.
@@ -51,6 +54,7 @@ from migrator.engine.events import CutoverAbandoned, CutoverStep, Notice, WriteF
 from migrator.engine.executor import Action, Executor, Step, actions
 from migrator.engine.switch import RoutingSwitch, run_command
 from migrator.errors import FenceNotTaken, MigratorError, TerminalError
+from migrator.mapping.spec import CollectionMapping
 from migrator.phases.cdc import wait_until_applied
 from migrator.phases.lag import marker_round_trip
 from migrator.plan.names import cdc_checkpoint_id, reverse_origin_name
@@ -145,6 +149,7 @@ class CutoverReport:
     waiting_writers: int = 0  # blocked on the fence when the switch flipped
     cancelled_writes: int = 0  # their statements cancelled (retryable) before the fence was lifted
     switch: str = ""
+    sequences: list[str] = field(default_factory=list)  # what the target's sequences were set to
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -157,6 +162,7 @@ class CutoverReport:
             "waiting_writers": self.waiting_writers,
             "cancelled_writes": self.cancelled_writes,
             "switch": self.switch,
+            "sequences": self.sequences,
         }
 
 
@@ -434,6 +440,7 @@ class CutoverPhase:
             try:
                 self._do("marker", a)
                 self._do("check", a)
+                self._do("sequences", a)
                 self._do("flip", a)
             except Abandoned as exc:
                 assert a.fence is not None
@@ -512,6 +519,16 @@ class CutoverPhase:
         self._step("checked", f"{check.checked} document(s) touched since the gate's verify are equal")
         if time.monotonic() >= a.deadline:
             raise Abandoned("the final check ended past max_write_freeze")
+
+    def _sequences(self, a: _Attempt) -> None:
+        """Under the fence, so no source insert takes a value after this read
+        (docs/architecture.md, "Sequences at cutover")."""
+        collections = self.ctx.collections
+        by_source = self.ctx.source.sequence_values([c.table for c in collections])
+        margin = self.ctx.plan.phases.cutover.sequence_margin
+        done = self.ctx.target.set_sequences(target_sequences(collections, by_source), margin)
+        a.report.sequences = done
+        self._step("sequences", "; ".join(done) if done else "no sequence to set")
 
     def _flip(self, a: _Attempt) -> None:
         assert a.fence is not None
@@ -670,6 +687,14 @@ def steps(view: PlanView, phase: CutoverPhase | None = None, attempt: _Attempt |
             "none",
             in_attempt(CutoverPhase._check),
         ),
+        Step.of(
+            PHASE,
+            "sequences",
+            f"set the target's sequences (if it has any) {settings.sequence_margin} steps past the source's "
+            "last values",
+            "target",
+            in_attempt(CutoverPhase._sequences),
+        ),
     ]
     switch = settings.switch
     flip = in_attempt(CutoverPhase._flip)
@@ -800,6 +825,21 @@ class CommandFence:
         self.engaged_at = None
         run_command(self._resume, self._plan, "fence.resume", self._env)
         return held
+
+
+def target_sequences(
+    collections: list[CollectionMapping], by_source: dict[str, dict[str, int]]
+) -> dict[str, dict[str, int]]:
+    """The source's sequence values (source table -> column) as the target names them (target
+    table -> the column's field); a column the mapping leaves out has nothing to set."""
+    out: dict[str, dict[str, int]] = {}
+    for c in collections:
+        doc = c.document
+        names = {k: k for k in doc.key} | {f.column.name: f.name for f in doc.fields}
+        for column, value in by_source.get(doc.table, {}).items():
+            if column in names:
+                out.setdefault(c.name, {})[names[column]] = value
+    return out
 
 
 def _summary(report: dict[str, Any]) -> dict[str, Any]:

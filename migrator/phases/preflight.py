@@ -23,6 +23,7 @@ from migrator.findings import Finding, Severity
 from migrator.mapping.columns import columns_read
 from migrator.mapping.post_copy import planned
 from migrator.mapping.spec import CollectionMapping, Resolution, resolve, tables_of
+from migrator.phases.table_target import large_object_findings, sequence_findings
 from migrator.plan.models import Plan
 
 DECIMAL128_DIGITS = 34
@@ -133,6 +134,11 @@ class Preflight:
                 self._check_precision(resolution)
             self._check_casts(resolution)
             self._plan_target_schema(resolution.collections)
+            if self.target.capabilities.keeps_source_types:
+                # Tables to tables: sequences to bring along, large objects that cannot come.
+                margin = self.plan.phases.cutover.sequence_margin
+                self.report.findings += sequence_findings(resolution.collections, margin)
+                self.report.findings += large_object_findings(resolution.collections)
             if resolution.ok and self.scan_data:
                 self._check_document_sizes(resolution)
             self._estimate(source)
@@ -391,9 +397,9 @@ class Preflight:
                 "target.capabilities",
                 Severity.WARN,
                 self.target.name,
-                "this target takes the snapshot and CDC only: `migrator verify`, cutover and rollback after "
-                "cutover are not available for it yet",
-                "use it to copy and follow; cut over with your own tooling, or use a MongoDB target",
+                "this target takes the snapshot, CDC and reverse sync; `migrator verify` is not available for it "
+                "yet, nor what verifies changed documents: cutover while writes go on, rollback after cutover",
+                "cut over only if you can do without rolling back through migrator, or use a MongoDB target",
             )
         elif capabilities.change_streams and info.change_streams:
             self.add("target.change_streams", Severity.OK, self.target.name, "change streams supported")

@@ -1,8 +1,9 @@
 """Reverse sync: after cutover, every change made on the target flows back to the source's rows,
 so that the source stays a complete, current fallback.
 
-The target's change stream on the mapped collections, read as target transactions with forward
-CDC's own marked (adapters/mongodb/changes.py) -> batches that skip forward CDC's transactions ->
+The target's change feed on the mapped collections (`TargetAdapter.change_stream`), read as target
+transactions with forward CDC's own marked (a MongoDB target's change stream,
+adapters/mongodb/changes.py; a PostgreSQL target's slot, adapters/postgres_target/reverse.py) -> batches that skip forward CDC's transactions ->
 read each changed document -> inverse mapping (mapping/inverse.py) -> one PostgreSQL transaction
 per batch with the rows and the checkpoint (adapters/postgres/reverse_writer.py) -> next batch.
 
@@ -25,7 +26,8 @@ per batch with the rows and the checkpoint (adapters/postgres/reverse_writer.py)
   after the last durable batch and replays the rest idempotently.
 - **No echo, either way.** Forward CDC writes the target in MongoDB transactions that also write
   its `_migrator` checkpoint document (`cdc:<plan>`); the change stream marks such a transaction
-  (`Transaction.echo`, adapters/mongodb/changes.py), and it is skipped whole. The other way, the
+  (`Transaction.echo`, adapters/mongodb/changes.py), and it is skipped whole. A PostgreSQL
+  target's feed marks the transactions committed under forward CDC's replication origin. The other way, the
   rows are written under a replication origin that forward CDC skips (phases/cdc.py).
 - **Lag** is reported like CDC's (ReverseProgress, ReverseBatchApplied): now minus the cluster
   time of the last applied event, 0 when nothing is pending.
@@ -160,7 +162,10 @@ class ReverseSync:
         self._stop = stop
         self._batch_documents = batch_documents
         self._batch_wait_s = batch_wait_s
-        self._inverses: dict[str, DocumentInverse] = inverses(collections, unknown_fields=unknown_fields)
+        # A target that keeps the source's column types holds the values as the source does.
+        self._inverses: dict[str, DocumentInverse] = inverses(
+            collections, unknown_fields=unknown_fields, native=target.capabilities.keeps_source_types
+        )
         self.changes: TargetChanges = target.change_stream(
             plan_name, self._inverses, max_await_ms=max_await_ms
         )
@@ -190,15 +195,16 @@ class ReverseSync:
     # -- set-up ----------------------------------------------------------------------------------
 
     def ready(self) -> None:
-        """Raise unless reverse sync can run: a target with change streams and transactions (forward
-        CDC's writes are told apart by their transactions), the replication origin and the
-        checkpoint table on the source (created here when missing)."""
+        """Raise unless reverse sync can run: a target with a change feed and transactions (forward
+        CDC's writes are told apart by their transactions or their origin), the replication
+        origin and the checkpoint table on the source (created here when missing)."""
         info = self.target.inspect([])
         if not info.change_streams or not info.transactions:
             raise TerminalError(
-                f"the target {self.target.name} has no change streams or no transactions (a standalone "
-                "server): reverse sync needs both",
-                hint="run MongoDB as a replica set (one member will do)",
+                f"the target {self.target.name} offers no change feed or no transactions: reverse sync "
+                "needs both",
+                hint="run MongoDB as a replica set (one member will do); set a PostgreSQL target's "
+                "wal_level to logical",
             )
         self.writer.setup()
 
@@ -298,6 +304,7 @@ class ReverseSync:
             assert batch.token is not None
             position = ReverseCheckpoint(dict(batch.token), batch.cluster_time, covered + batch.events)
             rows_written = self._apply(batch, position)
+            stream.confirm(batch.token)  # durable on the source: the target may free its log
             covered += batch.events
             saved_at, saved_token = time.monotonic(), batch.token
             saved_cluster_time = batch.cluster_time
@@ -345,6 +352,7 @@ class ReverseSync:
                     and now - saved_at >= IDLE_TOKEN_S
                 ):
                     self.writer.apply([], ReverseCheckpoint(dict(idle_token), saved_cluster_time, covered))
+                    stream.confirm(idle_token)
                     saved_at, saved_token = now, idle_token
             else:
                 self._pending = True

@@ -676,6 +676,12 @@ class CutoverSettings(_Strict):
         description="After the flip, carry the target's changes back to the source so that it stays a "
         "complete fallback (rollback after cutover needs it). false: a one-way cutover.",
     )
+    sequence_margin: int = Field(
+        default=1000,
+        ge=0,
+        description="Steps a target's sequences are set past the source's last values at cutover, under "
+        "the fence (a PostgreSQL target's serial and identity columns; others have none).",
+    )
     postpone_file: str | None = Field(
         default=None,
         description="While this file exists, cutover waits at the gate (gh-ost's postpone flag).",

@@ -98,3 +98,29 @@ def reverse_origin_name(plan_name: str) -> str:
     """PostgreSQL replication origin that tags reverse sync's transactions on the source, so that
     forward CDC recognises (and skips) them."""
     return _identifier("migrator_reverse", plan_name)
+
+
+def forward_origin_name(plan_name: str, database: str) -> str:
+    """PostgreSQL replication origin that tags forward CDC's transactions on a PostgreSQL target,
+    so that reverse sync (which reads the target's changes) recognises (and skips) them. Origins
+    are the cluster's, not a database's: the target database is part of the name, so that one
+    plan name migrating into two databases of one cluster never shares (or drops) one origin."""
+    return _identifier("migrator_forward", f"{plan_name}@{database}")
+
+
+def checkpoint_plan(checkpoint_id: str) -> str:
+    """The plan a CDC checkpoint id (`cdc_checkpoint_id`) belongs to."""
+    return checkpoint_id.removeprefix("cdc:")
+
+
+def reverse_feed_name(plan_name: str, database: str) -> str:
+    """The logical replication slot and the publication on a PostgreSQL target that reverse sync
+    reads the target's changes through (adapters/postgres_target/reverse.py); the database is
+    part of the name, since slot names are the cluster's."""
+    return _identifier("migrator_rev", f"{plan_name}@{database}")
+
+
+def target_fence_name(plan_name: str) -> str:
+    """The triggers (and their function) that fence a PostgreSQL target's tables for the switch
+    back (adapters/postgres_target/fence.py)."""
+    return _identifier("migrator_fence", plan_name)

@@ -56,6 +56,10 @@ class PgToPg:
         return self.tmp_path / "state.db"
 
     @property
+    def target_database(self) -> str:
+        return str(psycopg.conninfo.conninfo_to_dict(self.target_url)["dbname"])
+
+    @property
     def env(self) -> dict[str, str]:
         return {"MIGRATOR_SOURCE_URL": self.source_url, "MIGRATOR_TARGET_URL": self.target_url}
 
@@ -124,3 +128,17 @@ def pg2pg(
         yield PgToPg(pg_url, with_database(pg_target_server.url, dbname), tmp_path)
     finally:
         drop_pg_database(pg_target_server.url, dbname)
+
+
+@dataclass
+class TargetCustomers:
+    """The target's `customers` as tests/support/routed_app.py's App writes it (its MongoDB
+    `update_one`), on a PostgreSQL target: the application writing there after cutover."""
+
+    url: str
+
+    def update_one(self, where: dict[str, Any], update: dict[str, Any]) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE customers SET name = %s WHERE id = %s", [update["$set"]["name"], where["_id"]]
+            )

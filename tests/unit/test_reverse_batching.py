@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from migrator.adapters.base import Capabilities
 from migrator.adapters.memory import MemorySource
 from migrator.adapters.rows import DocumentRows, ReverseCheckpoint
 from migrator.engine.events import Collector
@@ -69,6 +70,10 @@ class Stream:
     marker_seen: int = 0
     in_transaction: bool = False
     position: Mapping[str, Any] | None = None
+    confirmed: list[Mapping[str, Any]] = field(default_factory=list)
+
+    def confirm(self, token: Mapping[str, Any]) -> None:
+        self.confirmed.append(token)
 
     def next(self) -> Step:
         self.clock.now += STEP_S
@@ -135,6 +140,8 @@ class Writer:
 
 
 class Target:
+    capabilities = Capabilities(transactions=True, change_streams=True)
+
     def __init__(self, clock: Clock) -> None:
         self.name = "scripted"
         self.clock = clock

@@ -243,6 +243,9 @@ class MemorySource:
     def reverse_checkpoint(self, plan_name: str) -> None:
         return None
 
+    def sequence_values(self, tables: Sequence[str]) -> dict[str, dict[str, int]]:
+        return {}  # the memory source has no sequences
+
     def routing_value(self, table: str, plan_name: str, column: str) -> Any:
         return self.db.records.get(f"routing:{table}:{plan_name}", {}).get(column)
 
@@ -359,6 +362,9 @@ class MemoryTarget:
     def existing_collections(self) -> dict[str, int]:
         with self.db.lock:
             return {name: len(docs) for name, docs in self.db.collections.items()}
+
+    def set_sequences(self, values: Mapping[str, Mapping[str, int]], margin: int) -> list[str]:
+        return []  # documents have no sequences
 
     def routing_document(self, collection: str, plan_name: str) -> Mapping[str, Any] | None:
         return self.db.records.get(f"routing:{collection}:{plan_name}")

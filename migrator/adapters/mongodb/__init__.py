@@ -155,6 +155,10 @@ class MongoTarget:
             raise classify(exc, self.name, self._secrets) from None
         return int(deleted)
 
+    def set_sequences(self, values: Mapping[str, Mapping[str, int]], margin: int) -> list[str]:
+        """Nothing: a collection has no sequences (an `_id` is the source's key)."""
+        return []
+
     def existing_collections(self) -> dict[str, int]:
         """Collections of the target database and their estimated document counts."""
         try:

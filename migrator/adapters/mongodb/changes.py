@@ -262,6 +262,9 @@ class OpenStream:
         """Where the stream stands now (its post-batch resume token, past events it filtered out)."""
         return self._stream.resume_token
 
+    def confirm(self, token: Mapping[str, Any]) -> None:
+        """Nothing to free: the oplog is the server's, kept by its own size."""
+
     def next(self) -> Step:
         """Read the next event: the transactions it completes (an event outside a transaction
         completes itself; one of another transaction completes the one open), or, when the

@@ -288,6 +288,11 @@ class MysqlSource:
     def reverse_checkpoint(self, plan_name: str) -> ReverseCheckpoint | None:
         return stored_checkpoint(self.endpoint, plan_name)
 
+    def sequence_values(self, tables: Sequence[str]) -> dict[str, dict[str, int]]:
+        """None passed on yet: AUTO_INCREMENT is the table's own, and a MySQL source's target (MongoDB) has
+        no sequences; a PostgreSQL target from MySQL is a later step of issue 16."""
+        return {}
+
     def routing_value(self, table: str, plan_name: str, column: str) -> Any:
         return routing.routing_value(self.endpoint, table, plan_name, column)
 

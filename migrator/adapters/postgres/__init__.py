@@ -44,6 +44,7 @@ from migrator.adapters.postgres.reverse_writer import ReverseWriter, stored_chec
 from migrator.adapters.postgres.routing import routing_value, write_routing_row
 from migrator.adapters.postgres.schema_watch import SchemaWatch
 from migrator.adapters.postgres.secondary import read_objects
+from migrator.adapters.postgres.sequences import sequence_values
 from migrator.adapters.postgres.shapes import ShapeReader, shapes_to_json
 from migrator.adapters.postgres.snapshot import (
     Coordinator,
@@ -164,6 +165,14 @@ class PostgresSource:
     def load_probe(self) -> SourceLoad:
         """A sampler of the source's load for throttling (its own connection; close it)."""
         return SourceLoad(self.endpoint)
+
+    def sequence_values(self, tables: Sequence[str]) -> dict[str, dict[str, int]]:
+        """The last value each mapped column's sequence gave out (sequences.py), now."""
+        with self.endpoint.connect(autocommit=True) as conn:
+            try:
+                return sequence_values(conn, tables)
+            except psycopg.Error as exc:
+                raise classify(exc, self.endpoint.name, self.endpoint.secrets) from None
 
     def reverse_checkpoint(self, plan_name: str) -> ReverseCheckpoint | None:
         """Reverse sync's stored checkpoint, read on a plain connection (status, rollback)."""

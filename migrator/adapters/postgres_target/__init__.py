@@ -1,6 +1,7 @@
 """PostgreSQL target adapter: tables moved as flat collections (docs/architecture.md, "Tables as
-collections"). Snapshot writes, CDC apply with its checkpoint, ownership; the rest of issue 16
-(reverse sync, fences, routing, checksum verify) is refused with a terminal error naming it."""
+collections"). Snapshot writes, CDC apply with its checkpoint under a replication origin,
+ownership, reverse sync's feed, the fence for the switch back, sequences at cutover; a routing
+document (the switch of kind mongodb) is refused with a terminal error."""
 
 from __future__ import annotations
 
@@ -28,12 +29,16 @@ from migrator.adapters.postgres_target import post_copy, records
 from migrator.adapters.postgres_target.applier import TableApplier
 from migrator.adapters.postgres_target.connection import Connections, TargetEndpoint
 from migrator.adapters.postgres_target.copy_in import BinaryWriter, raw_writer
+from migrator.adapters.postgres_target.fence import TriggerFence
 from migrator.adapters.postgres_target.ownership import Ownership
 from migrator.adapters.postgres_target.reader import TableReader
+from migrator.adapters.postgres_target.reverse import PgReverseFeed
 from migrator.adapters.postgres_target.rows import decode, encode
 from migrator.adapters.postgres_target.schema import create_tables, qualified
+from migrator.adapters.postgres_target.sequences import set_sequences
 from migrator.adapters.postgres_target.writer import TableWriter
 from migrator.errors import OwnedByAnotherRun, TerminalError
+from migrator.plan.names import checkpoint_plan, forward_origin_name
 
 # A row's values travel as one document; PostgreSQL's own limit is 1 GB a value.
 MAX_ROW_BYTES = 1 << 30
@@ -49,13 +54,13 @@ WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_s
 def _later(what: str) -> NoReturn:
     raise TerminalError(
         f"a PostgreSQL target does not support {what} yet",
-        hint="a PostgreSQL target takes the snapshot and CDC today; use a MongoDB target for cutover, reverse sync and rollback after cutover",
+        hint="with a PostgreSQL target, use a switch of kind file, command or postgres (the routing row on the source)",
     )
 
 
 class PostgresTarget:
     capabilities: ClassVar[Capabilities] = Capabilities(
-        transactions=True, change_streams=False, keeps_source_types=True, snapshot_and_cdc_only=True
+        transactions=True, change_streams=True, keeps_source_types=True, snapshot_and_cdc_only=True
     )
     max_document_bytes: ClassVar[int] = MAX_ROW_BYTES
 
@@ -94,8 +99,12 @@ class PostgresTarget:
 
     def inspect(self, collections: Sequence[str]) -> TargetInfo:
         def work(conn: psycopg.Connection[Any]) -> TargetInfo:
-            row = conn.execute("SELECT current_setting('server_version')").fetchone()
+            row = conn.execute(
+                "SELECT current_setting('server_version'), current_setting('wal_level')"
+            ).fetchone()
             version = str(row[0]) if row else "unknown"
+            # Reverse sync reads the target through a logical slot (reverse.py).
+            logical = bool(row and row[1] == "logical")
             found = {}
             for name in collections:
                 exists = conn.execute("SELECT to_regclass(%s)", [qualified(name)]).fetchone()
@@ -106,7 +115,7 @@ class PostgresTarget:
                     ).fetchone()
                     rows = int(count[0]) if count else 0
                 found[name] = TargetCollectionInfo(name, bool(exists and exists[0]), rows)
-            return TargetInfo(self.name, version, None, True, False, found)
+            return TargetInfo(self.name, version, None, True, logical, found)
 
         info: TargetInfo = self._call(work)
         return info
@@ -175,8 +184,10 @@ class PostgresTarget:
         current: Callable[[str, Any], dict[str, Any] | None] | None = None,
         reads: Callable[[Sequence[SourceRead]], Sequence[Any]] | None = None,
     ) -> TableApplier:
-        """CDC's writer (applier.py): always in one transaction with its checkpoint."""
-        return TableApplier(self._connections, checkpoint_id, current)
+        """CDC's writer (applier.py): always in one transaction with its checkpoint, each batch
+        under the plan's forward replication origin (origin.py)."""
+        name = forward_origin_name(checkpoint_plan(checkpoint_id), self.database)
+        return TableApplier(self._connections, checkpoint_id, current, origin_name=name)
 
     def checkpoint_record(self, checkpoint_id: str) -> dict[str, Any] | None:
         found: dict[str, Any] | None = self._call(lambda conn: records.read(conn, checkpoint_id))
@@ -189,6 +200,21 @@ class PostgresTarget:
     def delete_state(self, state_id: str) -> bool:
         return bool(self._call(lambda conn: records.delete(conn, state_id)))
 
+    def change_stream(
+        self, plan_name: str, collections: Iterable[str], *, max_await_ms: int = 500
+    ) -> PgReverseFeed:
+        """Reverse sync's feed of the target's changes (reverse.py): a slot and a publication here."""
+        return PgReverseFeed(self._connections, plan_name, collections, max_await_ms=max_await_ms)
+
+    def set_sequences(self, values: Mapping[str, Mapping[str, int]], margin: int) -> list[str]:
+        """The target's sequences past the source's values, at cutover (sequences.py)."""
+        done: list[str] = self._call(lambda conn: set_sequences(conn, values, margin))
+        return done
+
+    def write_fence(self, collections: Sequence[str], plan_name: str) -> TriggerFence:
+        """The fence for the switch back (fence.py): triggers refusing the application's writes."""
+        return TriggerFence(self._connections, collections, plan_name)
+
     def ownership(self, plan_name: str) -> Ownership:
         return Ownership(self._connections, plan_name)
 
@@ -196,12 +222,6 @@ class PostgresTarget:
         return refusal(cast(StoredOwner, owner), self.database, this_run=this_run)
 
     # -- later in issue 16 -------------------------------------------------------------------------
-
-    def write_fence(self, collections: Sequence[str], plan_name: str) -> Any:
-        _later("a write fence (rollback after cutover)")
-
-    def change_stream(self, plan_name: str, collections: Iterable[str], *, max_await_ms: int = 500) -> Any:
-        _later("a change stream (reverse sync)")
 
     def routing_document(self, collection: str, plan_name: str) -> Mapping[str, Any] | None:
         _later("a routing switch of kind mongodb")

@@ -6,6 +6,10 @@ A table is a flat collection, so a batch holds only whole-row and column writes 
 `replace` (upsert the row), `update` (`$set` of columns; a row that is not there stays absent, as
 MongoDB's update without upsert), `rekey` (the key changed: the row moves), `delete`, and
 `delete_many` (a TRUNCATE applied). Anything else is refused: it would come from an embed.
+
+Each batch commits under the plan's forward replication origin (origin.py), so that reverse sync,
+reading the target's changes, skips it (docs/architecture.md, "Echo prevention on a PostgreSQL
+target").
 """
 
 from __future__ import annotations
@@ -19,23 +23,30 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from migrator.adapters.base import WriteOp
-from migrator.adapters.postgres_target import records
+from migrator.adapters.postgres_target import origin, records
 from migrator.adapters.postgres_target.batch import TableWrites, steps
 from migrator.adapters.postgres_target.connection import Connections
 from migrator.adapters.postgres_target.rows import TargetTable, document_of
 from migrator.adapters.postgres_target.writer import delete_keys, update_columns, upsert, upsert_each
-from migrator.errors import TargetLostWrites, TerminalError
+from migrator.errors import AuthenticationFailed, TargetLostWrites, TerminalError
 
 CurrentRow = Callable[[str, Any], dict[str, Any] | None]
 
 
 class TableApplier:
     def __init__(
-        self, connections: Connections, checkpoint_id: str, current: CurrentRow | None = None
+        self,
+        connections: Connections,
+        checkpoint_id: str,
+        current: CurrentRow | None = None,
+        *,
+        origin_name: str | None = None,
     ) -> None:
         self._connections = connections
         self._id = checkpoint_id
         self._current = current
+        self._origin = origin_name  # None: batches are not tagged (no reverse sync to spare)
+        self._tagged = False  # the origin was bound once (so it exists and may be bound)
         # The checkpoint this applier committed last (or first read): a stored one behind it
         # means the target lost acknowledged writes (as the MongoDB applier checks).
         self._written: int | None = None
@@ -86,6 +97,7 @@ class TableApplier:
             # at commit, and a batch writes table by table, so the target checks neither
             # (docs/architecture.md, "After the copy").
             conn.execute("SET LOCAL session_replication_role = replica")
+            self._tag(conn)
             for step in planned:
                 if isinstance(step, TableWrites):
                     self._write_table(conn, step)
@@ -94,9 +106,34 @@ class TableApplier:
             if position is not None:
                 self._record(conn, position, position_text, fields or {})
 
-        self._connections.run(work)
+        try:
+            self._connections.run(work)
+        except AuthenticationFailed as exc:
+            if self._origin is not None and not self._tagged:
+                exc.hint = origin.PRIVILEGE_HINT  # the origin functions are what it may not run
+            raise
+        # A failed batch's connection was closed (Connections.run), which released the origin.
+        self._untag()
         if position is not None:
             self._written = position
+
+    def _tag(self, conn: psycopg.Connection[Any]) -> None:
+        """Bind the forward origin to this session for the batch's transaction (origin.py)."""
+        if self._origin is None:
+            return
+        if not self._tagged:
+            origin.ensure(conn, self._origin)
+        try:
+            origin.bind(conn, self._origin)
+        except psycopg.errors.ObjectInUse:
+            raise origin.in_use(self._origin) from None
+        self._tagged = True
+
+    def _untag(self) -> None:
+        """Release the origin once the batch committed, so that no session holds it between
+        batches: one statement in autocommit, no transaction of its own."""
+        if self._origin is not None:
+            self._connections.outside_transaction(origin.release)
 
     def _record(
         self, conn: psycopg.Connection[Any], position: int, text: str | None, fields: Mapping[str, Any]

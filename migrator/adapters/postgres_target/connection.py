@@ -43,6 +43,12 @@ class TargetEndpoint:
         self.secrets = self._pg.secrets
         self.database = self.name.rsplit("/", 1)[-1]
 
+    @property
+    def pg(self) -> PgEndpoint:
+        """The endpoint as the source adapter's readers take it (reverse sync reads the target
+        with the source's replication stream: reverse.py)."""
+        return self._pg
+
     def connect(self) -> psycopg.Connection[Any]:
         """An autocommit connection (transactions are explicit) in the target's session settings."""
         try:
@@ -103,6 +109,15 @@ class Connections:
             conn = self.mine()
             with conn.transaction():
                 return work(conn)
+        except psycopg.Error as exc:
+            self.discard()
+            raise classify(exc, self.endpoint.name, self.endpoint.secrets) from None
+
+    def outside_transaction(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """`work` on this thread's connection in autocommit (one statement, one round trip); a
+        driver error typed, the connection replaced."""
+        try:
+            return work(self.mine())
         except psycopg.Error as exc:
             self.discard()
             raise classify(exc, self.endpoint.name, self.endpoint.secrets) from None

@@ -14,9 +14,9 @@ from typing import Any
 import psycopg
 
 from migrator.adapters.ownership_record import OwnerRecord, refusal
-from migrator.adapters.postgres_target import records
+from migrator.adapters.postgres_target import origin, records, reverse_objects
 from migrator.adapters.postgres_target.connection import Connections
-from migrator.plan.names import legacy_slot_name, owner_record_id
+from migrator.plan.names import forward_origin_name, legacy_slot_name, owner_record_id, reverse_feed_name
 from migrator.redact import redact_text
 
 
@@ -103,8 +103,10 @@ class Ownership:
         )
 
     def release(self, run_id: str, kept: list[str]) -> str:
-        """Remove run `run_id`'s records (`kept`: their ids, then its ownership record), and the
-        state table when the run created it and nothing else is left in it."""
+        """Remove run `run_id`'s records (`kept`: their ids, then its ownership record), forward
+        CDC's replication origin (origin.py), reverse sync's slot and publication here
+        (reverse_objects.py), and the state table when the run created it and
+        nothing else is left in it."""
 
         def work(conn: psycopg.Connection[Any]) -> str:
             current = records.read(conn, self._id)
@@ -112,10 +114,14 @@ class Ownership:
             if owner is not None and owner.run_id != run_id:
                 raise refusal(owner, self._database, this_run=run_id)
             removed = sum(records.delete(conn, r) for r in kept)
+            name = forward_origin_name(self.plan_name, self._database)
+            gone = reverse_objects.drop(conn, reverse_feed_name(self.plan_name, self._database))
+            gone += [f"replication origin {name}"] if origin.drop(conn, name) else []
+            dropped = f"; {', '.join(gone)} dropped" if gone else ""
             if owner is None:
-                return f"{removed} record(s) deleted; there was no ownership record"
+                return f"{removed} record(s) deleted; there was no ownership record{dropped}"
             records.delete(conn, self._id)
-            outcome = f"{removed} record(s) and the ownership record deleted"
+            outcome = f"{removed} record(s) and the ownership record deleted{dropped}"
             left = conn.execute("SELECT count(*) FROM migrator.state").fetchone()
             if owner.created_collection and left is not None and left[0] == 0:
                 conn.execute("DROP TABLE migrator.state")
