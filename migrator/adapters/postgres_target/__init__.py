@@ -22,6 +22,8 @@ from migrator.adapters.ownership_record import OwnerRecord as StoredOwner
 from migrator.adapters.ownership_record import refusal
 from migrator.adapters.postgres_target import records
 from migrator.adapters.postgres_target.applier import TableApplier
+from migrator.adapters.postgres_target.checksums import TargetChecksums
+from migrator.adapters.postgres_target.comparison import same
 from migrator.adapters.postgres_target.connection import Connections, TargetEndpoint
 from migrator.adapters.postgres_target.ownership import Ownership
 from migrator.adapters.postgres_target.reader import TableReader
@@ -122,6 +124,10 @@ class PostgresTarget:
     def reader(self, collection: str) -> TableReader:
         return TableReader(self._connections, collection)
 
+    def range_checksums(self) -> TargetChecksums:
+        """Key ranges hashed in the server (checksums.py), as a PostgreSQL source hashes them."""
+        return TargetChecksums(self._connections)
+
     @staticmethod
     def encode_document(document: dict[str, Any], collection: str) -> bytes:
         return encode(document)
@@ -129,6 +135,10 @@ class PostgresTarget:
     @staticmethod
     def decode_document(raw: bytes) -> dict[str, Any]:
         return decode(raw)
+
+    @staticmethod
+    def same_document(expected: bytes, actual: bytes) -> bool:
+        return same(expected, actual)
 
     @staticmethod
     def id_identity(doc_id: Any) -> Hashable:
