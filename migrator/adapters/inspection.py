@@ -25,7 +25,7 @@ class Capabilities:
     # Its load probe reads how far the source's replicas lag (throttle.max_replica_lag); a MySQL
     # primary cannot (docs/architecture.md, "MySQL and MariaDB sources").
     replica_lag: bool = False
-    # A target that takes the snapshot and CDC but not yet verify, cutover or rollback after cutover
+    # A target that takes the snapshot, CDC and verify but not yet cutover or rollback after cutover
     # (the PostgreSQL target): `plan` says so up front instead of a later phase failing.
     snapshot_and_cdc_only: bool = False
 

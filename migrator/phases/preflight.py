@@ -368,7 +368,7 @@ class Preflight:
                 "target.capabilities",
                 Severity.WARN,
                 self.target.name,
-                "this target takes the snapshot and CDC only: `migrator verify`, cutover and rollback after "
+                "this target takes the snapshot, CDC and `migrator verify` only: cutover and rollback after "
                 "cutover are not available for it yet",
                 "use it to copy and follow; cut over with your own tooling, or use a MongoDB target",
             )

@@ -19,6 +19,9 @@ no stream is running, peeking at the slot (never consuming) shows whether any ch
 P is still unapplied. Without a slot nothing replicates, and the current states are compared.
 
 Documents the source does not have are found by a second pass over the target's _ids.
+
+Where source and target both hash key ranges in the server alike (PostgreSQL -> PostgreSQL), a
+range whose hashes are equal is settled without reading a row (verify_checksums.py).
 """
 
 from __future__ import annotations
@@ -822,7 +825,8 @@ def steps(
             "compare",
             f"compare {', '.join(c.name for c in collections)} ({share}): key ranges of "
             f"{settings.chunk_rows:,} root rows, {settings.parallel} at a time; source rows read in a REPEATABLE "
-            "READ transaction and mapped, target documents read by _id",
+            "READ transaction and mapped, target documents read by _id; where both sides hash key ranges "
+            "alike (server-side checksums), a range whose hashes are equal is settled without reading rows",
             "source",  # its rechecks emit markers on the source (the step below)
             bound(Verifier._compare),
         ),

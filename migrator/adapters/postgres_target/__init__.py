@@ -1,6 +1,7 @@
 """PostgreSQL target adapter: tables moved as flat collections (docs/architecture.md, "Tables as
-collections"). Snapshot writes, CDC apply with its checkpoint, ownership; the rest of issue 16
-(reverse sync, fences, routing, checksum verify) is refused with a terminal error naming it."""
+collections"). Snapshot writes, CDC apply with its checkpoint, ownership, verify's reads and range
+checksums; the rest of issue 16 (reverse sync, fences, routing) is refused with a terminal error
+naming it."""
 
 from __future__ import annotations
 
