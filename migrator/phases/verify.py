@@ -20,7 +20,7 @@ P is still unapplied. Without a slot nothing replicates, and the current states 
 
 Documents the source does not have are found by a second pass over the target's _ids.
 
-Where source and target both hash key ranges in the server alike (PostgreSQL -> PostgreSQL), a
+Where source and target both hash key ranges in the server alike (adapters that offer it), a
 range whose hashes are equal is settled without reading a row (verify_checksums.py).
 """
 
