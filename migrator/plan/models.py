@@ -383,6 +383,20 @@ class Table(_Strict):
     exclude: list[str] = Field(
         default_factory=list, description="Source columns left out (not the primary key's)."
     )
+    types: dict[str, Cast] = Field(
+        default_factory=dict,
+        exclude_if=lambda value: not value,  # as _Shape.types: a run's plan digest stays as it was
+        description="Source column -> its target column's type, where it is not the column's own. bool: an "
+        "integer column holding only 0 and 1 (MySQL's TINYINT(1)) becomes a boolean column; `plan` scans it "
+        "and fails on any other value.",
+    )
+
+    @field_validator("types")
+    @classmethod
+    def _types(cls, value: dict[str, Cast]) -> dict[str, Cast]:
+        if "" in value:
+            raise ValueError("'types' names an empty column")
+        return value
 
     @field_validator("from_", "name")
     @classmethod
@@ -400,6 +414,12 @@ class Table(_Strict):
             taken = set(self.fields.values()) & set(self.exclude)
             if taken:
                 raise ValueError(f"column(s) {sorted(taken)} are both in 'fields' and in 'exclude'")
+        excluded = sorted(set(self.types) & set(self.exclude))
+        if excluded:
+            raise ValueError(f"'types' names column(s) {excluded} that 'exclude' leaves out")
+        unmapped = sorted(set(self.types) - set(self.fields.values())) if self.fields is not None else []
+        if unmapped:
+            raise ValueError(f"'types' names column(s) {unmapped} that 'fields' does not take")
         return self
 
     @property
@@ -423,6 +443,7 @@ class Table(_Strict):
             fields=self.fields,
             exclude=list(self.exclude),
             embed=[],
+            types=dict(self.types),
         )
 
 

@@ -3,7 +3,10 @@ flat collection keyed by its source primary key, resolved against the source."""
 
 from __future__ import annotations
 
+import pytest
+
 from migrator.adapters.base import ColumnInfo, SourceInfo, SourceServerInfo, TableInfo
+from migrator.errors import PlanError
 from migrator.mapping.spec import resolve
 from migrator.plan import parse_plan
 
@@ -60,3 +63,19 @@ def test_resolution_keys_rows_by_the_primary_key_and_refuses_a_table_without_one
     assert orders.key == ("id",)
     assert [f.name for f in orders.fields] == ["note", "secret"]
     assert [(f.check, f.subject) for f in resolution.findings] == [("mapping.table_key", "public.logs")]
+
+
+def test_types_carry_over_and_name_only_columns_taken_and_no_key() -> None:
+    plan = parse_plan(HEAD + "tables: [{from: public.orders, types: {flag_id: bool}}]\n")
+    assert plan.collections[0].types == {"flag_id": "bool"}
+    for entry, said in (
+        ("{from: orders, exclude: [flag_id], types: {flag_id: bool}}", "'exclude' leaves out"),
+        ("{from: orders, fields: {n: note}, types: {flag_id: bool}}", "'fields' does not take"),
+    ):
+        with pytest.raises(PlanError, match=said):
+            parse_plan(HEAD + f"tables: [{entry}]\n")
+    # The key is the source's primary key, known at resolution: a cast of it is refused there.
+    keyed = parse_plan(HEAD + "tables: [{from: public.orders, types: {id: bool}}]\n")
+    source = SourceInfo(SERVER, {"public.orders": _table("public.orders", ["id", "flag_id"], ("id",))})
+    resolution = resolve(list(keyed.collections), source)
+    assert [(f.check, f.subject) for f in resolution.findings] == [("mapping.type_cast", "public.orders.id")]

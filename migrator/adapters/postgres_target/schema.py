@@ -2,8 +2,8 @@
 
 Pure (no connection), so that `migrator plan` and `run --dry-run` show exactly what `run`
 executes. The form follows `pg_dump --schema-only --section=pre-data -t TABLE`: each column's
-declared type (format_type with its modifier), NOT NULL, a default where it names no other object,
-and the primary key. Secondary indexes, constraints, foreign keys, sequences and identity come
+declared type (format_type with its modifier; from a source that has none, MySQL's, the type
+column_types.py chooses), NOT NULL, a default where it names no other object, and the primary key. Secondary indexes, constraints, foreign keys, sequences and identity come
 after the copy, in a later step (docs/architecture.md, "Tables as collections").
 """
 
@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 
 from migrator.adapters.base import ColumnInfo, MappedCollection
+from migrator.adapters.postgres_target.column_types import column_type, takes_null
 from migrator.errors import TerminalError
 
 # Functions a default may call and still be safe on another server: built in, and naming no
@@ -56,15 +57,10 @@ def safe_default(expression: str | None) -> str | None:
     return expression if calls <= _SAFE_FUNCTIONS else None
 
 
-def _column(name: str, column: ColumnInfo, key: bool) -> str:
-    if not column.declared_type:
-        raise TerminalError(
-            f"the source does not tell column {column.name}'s declared type, which a PostgreSQL target "
-            "table is created with",
-            hint="a PostgreSQL target takes tables from a PostgreSQL source only",
-        )
-    parts = [quote(name), column.declared_type]
-    if key or not column.nullable:
+def _column(name: str, column: ColumnInfo, key: bool, plan_type: str | None = None) -> str:
+    # The type: declared by a PostgreSQL source, else chosen through the type table (column_types.py).
+    parts = [quote(name), column_type(column, plan_type)]
+    if key or not (column.nullable or takes_null(column)):
         parts.append("NOT NULL")
     default = safe_default(column.default)
     if default is not None:
@@ -80,9 +76,10 @@ def create_table(collection: MappedCollection) -> list[str]:
     if document.embeds:
         raise TerminalError(f"{collection.name}: a PostgreSQL target takes flat tables, without embeds")
     names = {f.column.name: f.name for f in document.fields}
+    typed = {f.column.name: f.plan_type for f in document.fields}
     key = set(document.key)
     lines = [
-        _column(c.name if c.name in key else names[c.name], c, c.name in key)
+        _column(c.name if c.name in key else names[c.name], c, c.name in key, typed.get(c.name))
         for c in sorted(document.all_columns, key=lambda c: c.position)
         if c.name in key or c.name in names
     ]
