@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from migrator.adapters.change_events import (
     CaptureStream,
@@ -334,7 +334,12 @@ class TargetAdapter(Protocol):
         ...
 
     def decode_document(self, raw: bytes) -> dict[str, Any]:
-        """A document `encode_document` encoded (dry-run's examples)."""
+        """A document `encode_document` encoded (dry-run's examples, verify's explanations)."""
+        ...
+
+    def same_document(self, expected: bytes, actual: bytes) -> bool:
+        """Whether two encoded documents hold the same fields with the same values of the same
+        types, in any field order: what verify calls equal."""
         ...
 
     def id_identity(self, doc_id: Any) -> Hashable:
@@ -705,6 +710,55 @@ class CollectionReader(Protocol):
     def replace(self, doc_id: Any, raw: bytes) -> None: ...
 
     def delete(self, doc_id: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class RangeDigest:
+    """A key range's rows hashed in the server: how many, their digest, and (on a source) the
+    change position the read stood at."""
+
+    rows: int
+    digest: str
+    position: str | None = None
+
+
+class RangeChecksums(Protocol):
+    """Hashes of a table's rows per key range, computed by the server, so that verify compares
+    row by row only the ranges whose hashes differ (docs/architecture.md, "Verify by
+    checksums"). One connection, used by one thread at a time; close it."""
+
+    def form(self, table: str, columns: Sequence[str], key: Sequence[str]) -> str | None:
+        """How this side hashes `columns` of `table` (`key` its key columns, among `columns`):
+        the hash, the server's family, its encoding and text settings, each column's declared
+        type. Two sides of equal forms hash equal rows to equal digests; None where this side
+        cannot hash the table."""
+        ...
+
+    def checksum(
+        self,
+        table: str,
+        columns: Sequence[str],
+        key: Sequence[str],
+        key_types: Sequence[str],
+        lo: Sequence[str] | None,
+        hi: Sequence[str] | None,
+    ) -> RangeDigest:
+        """The rows of `table` with lo < key <= hi (the source's key text; None: unbounded), each
+        hashed over `columns` in that order, in key order, now (on a source: in one consistent
+        read, whose position the digest carries)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class OffersRangeChecksums(Protocol):
+    """An optional capability of a source and a target: verify uses it where both offer it
+    and give the same form for a table (isinstance tells)."""
+
+    def range_checksums(self) -> RangeChecksums:
+        """A new checksum session (its own connection where it needs one; close it)."""
+        ...
 
 
 class CaptureSetup(Protocol):

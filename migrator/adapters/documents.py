@@ -57,6 +57,27 @@ CODEC: CodecOptions[dict[str, Any]] = CodecOptions(
 )
 
 
+def canonical(value: Any) -> Any:
+    """`value` with every document's fields in sorted order; arrays keep their order."""
+    if isinstance(value, dict):
+        return {k: canonical(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [canonical(v) for v in value]
+    return value
+
+
+def canonical_bytes(raw: bytes) -> bytes:
+    """A BSON document re-encoded with its fields (and its sub-documents') in sorted order."""
+    return bson.encode(canonical(bson.decode(raw, codec_options=CODEC)), codec_options=CODEC)
+
+
+def same(expected: bytes, actual: bytes) -> bool:
+    """Whether two BSON documents hold the same fields with the same values of the same types,
+    in any field order (a BSON target's TargetAdapter.same_document). The fast path is a byte
+    comparison, which holds for nearly every document."""
+    return expected == actual or canonical_bytes(expected) == canonical_bytes(actual)
+
+
 @dataclass(frozen=True)
 class Identity:
     """An _id as a unique _id index tells values apart; `value` is one _id with it."""

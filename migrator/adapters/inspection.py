@@ -25,9 +25,8 @@ class Capabilities:
     # Its load probe reads how far the source's replicas lag (throttle.max_replica_lag); a MySQL
     # primary cannot (docs/architecture.md, "MySQL and MariaDB sources").
     replica_lag: bool = False
-    # A target that takes the snapshot, CDC, cutover and reverse sync but not yet verify, hence not
-    # rollback after cutover (the PostgreSQL target): `plan` says so up front instead of a later
-    # phase failing.
+    # A target whose cutover under writes and rollback after cutover are not proven yet (the
+    # PostgreSQL target): `plan` says so up front instead of a later phase failing.
     snapshot_and_cdc_only: bool = False
 
 

@@ -25,7 +25,7 @@ from bson.decimal128 import Decimal128
 from bson.raw_bson import RawBSONDocument
 from deepdiff import DeepDiff
 
-from migrator.adapters.documents import CODEC
+from migrator.adapters.documents import CODEC, canonical_bytes, same
 
 # Differences explained per document at most: a wholly different document says enough in 20.
 MAX_DIFFS_PER_DOCUMENT = 20
@@ -62,33 +62,28 @@ def decode(raw: bytes) -> dict[str, Any]:
     return bson.decode(raw, codec_options=CODEC)
 
 
-def canonical(value: Any) -> Any:
-    """`value` with every document's fields in sorted order; arrays keep their order."""
-    if isinstance(value, Mapping):
-        return {k: canonical(value[k]) for k in sorted(value)}
-    if isinstance(value, list):
-        return [canonical(v) for v in value]
-    return value
+class _Decimal(str):
+    """A decimal as its text, for DeepDiff: it sees no attributes in a Decimal128 and would call
+    any two equal, and compares Decimals by value, where 1.0 and 1.000 differ in the scale a
+    target keeps. The type stays distinct from a double's and a string's."""
 
 
 def _comparable(value: Any) -> Any:
-    """Canonical, with Decimal128 as Decimal: DeepDiff sees no attributes in a Decimal128 and
-    would call any two equal. The type stays distinct from a double's."""
+    """Canonical, with each decimal (Decimal128, Decimal) as its text (_Decimal)."""
     if isinstance(value, Mapping):
         return {k: _comparable(value[k]) for k in sorted(value)}
     if isinstance(value, list):
         return [_comparable(v) for v in value]
     if isinstance(value, Decimal128):
-        return value.to_decimal()
+        return _Decimal(value.to_decimal())
+    if isinstance(value, decimal.Decimal):
+        return _Decimal(value)
     return value
 
 
-def canonical_bytes(raw: bytes) -> bytes:
-    return bson.encode(canonical(decode(raw)), codec_options=CODEC)
-
-
 def equal(expected: bytes, actual: bytes) -> bool:
-    return expected == actual or canonical_bytes(expected) == canonical_bytes(actual)
+    """Two BSON documents equal in any field order (adapters/documents.py)."""
+    return same(expected, actual)
 
 
 def digest(documents: Iterable[bytes]) -> str:
@@ -101,6 +96,8 @@ def render(value: Any) -> str:
     """A value with its BSON type, as an operator needs to see it: Decimal128('1.50'), int64 5."""
     if value is _ABSENT:
         return ""
+    if isinstance(value, _Decimal):
+        value = decimal.Decimal(value)  # the text keeps the scale
     name = type(value).__name__
     if isinstance(value, RawBSONDocument):
         value = decode(bytes(value.raw))
@@ -141,7 +138,7 @@ def _bson(value: Any) -> Any:
         return {k: _bson(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_bson(v) for v in value]
-    if isinstance(value, decimal.Decimal):
+    if isinstance(value, decimal.Decimal | _Decimal):
         return Decimal128(value)
     return value
 

@@ -397,8 +397,8 @@ class Preflight:
                 "target.capabilities",
                 Severity.WARN,
                 self.target.name,
-                "this target takes the snapshot, CDC and reverse sync; `migrator verify` is not available for it "
-                "yet, nor what verifies changed documents: cutover while writes go on, rollback after cutover",
+                "this target takes the snapshot, CDC, `migrator verify` and reverse sync; a cutover while "
+                "writes go on and rollback after cutover are not proven for it yet",
                 "cut over only if you can do without rolling back through migrator, or use a MongoDB target",
             )
         elif capabilities.change_streams and info.change_streams:

@@ -19,6 +19,9 @@ no stream is running, peeking at the slot (never consuming) shows whether any ch
 P is still unapplied. Without a slot nothing replicates, and the current states are compared.
 
 Documents the source does not have are found by a second pass over the target's _ids.
+
+Where source and target both hash key ranges in the server alike (adapters that offer it), a
+range whose hashes are equal is settled without reading a row (verify_checksums.py).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from migrator.adapters.base import (
     CollectionReader,
     KeyOrder,
     KeyReader,
+    RangeDigest,
     SourceAdapter,
     SourceInfo,
     TargetAdapter,
@@ -52,6 +56,7 @@ from migrator.mapping.assemble import Assembler
 from migrator.mapping.lookup import json_id
 from migrator.mapping.spec import CollectionMapping
 from migrator.phases.following import MARKER_PREFIX, Following
+from migrator.phases.verify_checksums import HashedTable, RangeHashes, agreed_tables, hashed_table
 from migrator.plan.models import Plan, VerifySettings
 
 PHASE = "verify"
@@ -114,6 +119,7 @@ class VerifyReport:
     positions: tuple[str, str] | None = None  # first and last source position a range was read at
     applied_position: str | None = None  # the target's CDC checkpoint when the pass ended
     ranges: int = 0
+    hashed: int = 0  # ranges settled by equal server-side checksums (verify_checksums.py)
 
     @property
     def totals(self) -> Counts:
@@ -163,6 +169,7 @@ class VerifyReport:
             "score": round(self.score, 6),
             **self.totals.to_dict(),
             "ranges": self.ranges,
+            "hashed_ranges": self.hashed,
             "verified_positions": None
             if self.positions is None
             else {"first": self.positions[0], "last": self.positions[1]},
@@ -201,11 +208,11 @@ class _Rechecks:
     position: str = ""  # where the last round read the source
 
 
-def _same(expected: bytes | None, actual: bytes | None) -> bool:
-    """Both absent, or both present and equal as documents."""
+def _same(target: TargetAdapter, expected: bytes | None, actual: bytes | None) -> bool:
+    """Both absent, or both present and equal as documents (as the target compares them)."""
     if expected is None or actual is None:
         return expected is None and actual is None
-    return compare.equal(expected, actual)
+    return target.same_document(expected, actual)
 
 
 class _Collection:
@@ -315,6 +322,7 @@ class Verifier:
             )
             for c in collections
         }
+        self._hashed: dict[str, HashedTable] = {}  # collections hashed on both sides (verify_checksums.py)
         self._lock = threading.Lock()
         # Every document the last pass did not find equal (any kind, unsettled too), by
         # collection and _id as stored: what a caller checks again once nothing moves.
@@ -364,6 +372,8 @@ class Verifier:
 
     def _compare(self, p: _Pass) -> None:
         self.following.check()
+        if self.settings.mode == "full":
+            self._hashed = self._retry("asking source and target how they hash rows", self._agree_on_hashes)
         ranges = self._retry("splitting the source into key ranges", self._plan_ranges)
         self._compare_ranges(ranges, p.report, p.confirmed)
 
@@ -377,6 +387,17 @@ class Verifier:
                     f"repairing {name}", lambda: self._repair(coll, p.report, p.confirmed[name])
                 )
             )
+
+    def _agree_on_hashes(self) -> dict[str, HashedTable]:
+        candidates = [
+            table
+            for coll in self._collections.values()
+            if (table := hashed_table(coll.mapping, coll.key_types)) is not None
+        ]
+        agreed, differing = agreed_tables(self.source, self.target, candidates)
+        for reason in differing:
+            self.events.emit(Notice("info", reason))
+        return agreed
 
     def _plan_ranges(self) -> list[_Range]:
         coordinator = self.source.snapshot_session(None)
@@ -421,6 +442,19 @@ class Verifier:
 
         def worker() -> None:
             source = _SourceReader(self.source)
+            hashes = RangeHashes(self.source, self.target, self._hashed)
+
+            def reset() -> None:
+                source.reset()
+                hashes.reset()
+
+            def one(item: _Range) -> None:
+                hashed = hashes.settle(item.collection.name, item.lo, item.hi, self.following.wait)
+                if hashed is not None:
+                    self._record_hashed(item, hashed, report)
+                else:
+                    self._compare_range(source.get(), item, report, confirmed)
+
             try:
                 while not self._stop.is_set() and not workers.failed:
                     try:
@@ -431,11 +465,11 @@ class Verifier:
                     # new connection (nothing is recorded before the range is done).
                     self._retry(
                         f"comparing a range of {item.collection.name}",
-                        lambda item=item: self._compare_range(source.get(), item, report, confirmed),  # type: ignore[misc]
-                        source.reset,
+                        lambda item=item: one(item),  # type: ignore[misc]
+                        reset,
                     )
             finally:
-                source.reset()
+                reset()
 
         workers.run(worker)
 
@@ -484,7 +518,7 @@ class Verifier:
         differing = []
         for k, (doc_id, raw) in expected.items():
             got = actual.get(k)
-            if got is not None and compare.equal(raw, got[1]):
+            if got is not None and self.target.same_document(raw, got[1]):
                 counts.equal += 1
             else:
                 differing.append(doc_id)
@@ -498,15 +532,29 @@ class Verifier:
         if extra:
             found += self._settle(reader, coll, extra, counts, counted=False)
         with self._lock:
-            report.collections[coll.mapping.name].add(counts)
-            report.ranges += 1
-            first, last = report.positions or (position, position)
-            parse = self.source.positions.parse
-            report.positions = (min(first, position, key=parse), max(last, position, key=parse))
+            self._count_range(report, coll.mapping.name, counts, position)
             self._record(report, found)
             confirmed[coll.mapping.name].extend(
                 (doc_id, m.kind) for doc_id, m in found if m.kind != "unsettled"
             )
+
+    def _record_hashed(self, item: _Range, digest: RangeDigest, report: VerifyReport) -> None:
+        """A range whose rows hash alike on both sides: every row of it checked and equal."""
+        name = item.collection.name
+        position = digest.position or ""
+        self.events.emit(VerifyProgress(name, position, digest.rows, digest.rows, 0))
+        with self._lock:
+            self._count_range(report, name, Counts(checked=digest.rows, equal=digest.rows), position)
+            report.hashed += 1
+
+    def _count_range(self, report: VerifyReport, name: str, counts: Counts, position: str) -> None:
+        """A compared range's counts and source position, into the report (under the lock)."""
+        report.collections[name].add(counts)
+        report.ranges += 1
+        if position:
+            first, last = report.positions or (position, position)
+            parse = self.source.positions.parse
+            report.positions = (min(first, position, key=parse), max(last, position, key=parse))
 
     def _find_extras(self, coll: _Collection, report: VerifyReport, confirmed: list[tuple[Any, str]]) -> None:
         sample = None
@@ -610,12 +658,12 @@ class Verifier:
         _, second = self._read_source(reader, coll, list(state.pending.values()))
         for k in list(state.pending):
             expected, got, again = first.get(k), actual.get(k), second.get(k)
-            if _same(expected, got):
+            if _same(self.target, expected, got):
                 if counted:
                     counts.equal += 1
                 del state.pending[k]
                 continue
-            if settled and _same(expected, again):
+            if settled and _same(self.target, expected, again):
                 state.confirmations[k] += 1
                 state.last[k] = _Look(first_position, expected, got)
                 if state.confirmations[k] >= 2:
@@ -639,7 +687,8 @@ class Verifier:
             return Mismatch(name, json_id(doc_id), "missing", look.position)
         if look.expected is None:
             return Mismatch(name, json_id(doc_id), "extra", look.position)
-        diffs = compare.explain(compare.decode(look.expected), compare.decode(look.actual))
+        decode = self.target.decode_document
+        diffs = compare.explain(decode(look.expected), decode(look.actual))
         return Mismatch(name, json_id(doc_id), "mismatched", look.position, tuple(diffs))
 
     def _read_source(
@@ -776,7 +825,8 @@ def steps(
             "compare",
             f"compare {', '.join(c.name for c in collections)} ({share}): key ranges of "
             f"{settings.chunk_rows:,} root rows, {settings.parallel} at a time; source rows read in a REPEATABLE "
-            "READ transaction and mapped, target documents read by _id",
+            "READ transaction and mapped, target documents read by _id; where both sides hash key ranges "
+            "alike (server-side checksums), a range whose hashes are equal is settled without reading rows",
             "source",  # its rechecks emit markers on the source (the step below)
             bound(Verifier._compare),
         ),

@@ -1,6 +1,6 @@
 """Verify benchmark: a full `migrator verify` against the snapshot copy of the same tables, same run.
 
-    scripts/bench/run verify [--small] [--rows N] [--parallel N] [--out DIR]
+    scripts/bench/run verify [--small] [--rows N] [--parallel N] [--target mongodb|postgres] [--out DIR]
 
 Builds the snapshot benchmark's tables (a flat table of 7 mixed columns; a parent table with 3
 children per parent) on a throwaway PostgreSQL and MongoDB-compatible server; for each, copies
@@ -8,6 +8,11 @@ it with `migrator run --until snapshot` and then compares it with `migrator veri
 processes, both timed from start to exit), and reports source rows/s of each and the ratio
 verify / copy. Goal (issue 5): verify >= 1.0x the copy rate: it reads both sides but writes
 nothing.
+
+With `--target postgres` the flat table goes to a second throwaway PostgreSQL instead (issue 16),
+and verify runs twice: by server-side checksums (the default for PostgreSQL -> PostgreSQL: only
+ranges whose hashes differ are read row by row) and row by row (`--mode sample --sample 1`,
+which every range takes through the mapping).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pymongo
 from bson.codec_options import CodecOptions
 from bson.raw_bson import RawBSONDocument
@@ -62,18 +68,92 @@ def target_scan_seconds(mongo_url: str, collection: str) -> float:
     return seconds
 
 
+POSTGRES_PLAN = """version: 1
+name: {name}
+source: {{adapter: postgres, url: "${{MIGRATOR_SOURCE_URL}}"}}
+target: {{adapter: postgres, url: "${{MIGRATOR_TARGET_URL}}"}}
+tables: [{{from: public.bench_flat}}]
+phases: {{snapshot: {{parallel: {parallel}, chunk_rows: {chunk_rows}}}, verify: {{parallel: {parallel}, chunk_rows: {chunk_rows}}}}}
+"""
+
+
+def postgres_case(work: Path, source: Any, rows: int, parallel: int, chunk_rows: int) -> list[dict[str, Any]]:
+    """The flat table copied to a second PostgreSQL, then verified by checksums and row by row."""
+    target = devservices.start_postgres(work / "pg-target")
+    try:
+        env = {**os.environ, "MIGRATOR_SOURCE_URL": source.url, "MIGRATOR_TARGET_URL": target.url}
+        with psycopg.connect(source.url) as conn:
+            row = conn.execute("SELECT pg_table_size('bench_flat')").fetchone()
+            table_bytes = int(row[0]) if row else 0
+        name = "bench-verify-pg"
+        plan = work / f"{name}.yaml"
+        plan.write_text(POSTGRES_PLAN.format(name=name, parallel=parallel, chunk_rows=chunk_rows))
+        state = str(work / f"{name}.db")
+        copy_s, _ = timed(
+            [MIGRATOR, "run", str(plan), "--until", "snapshot", "--state", state, "--json"],
+            env,
+            work / f"{name}-run.log",
+        )
+        results = []
+        for case, extra in (("pg checksums", []), ("pg row-by-row", ["--mode", "sample", "--sample", "1"])):
+            verify_s, out = timed(
+                [MIGRATOR, "verify", str(plan), "--state", state, "--json", *extra],
+                env,
+                work / f"{name}-{case.split()[1]}.log",
+            )
+            report = json.loads(out[out.index("{") :])
+            if report["verdict"] != "equal" or report["checked"] != rows:
+                raise SystemExit(
+                    f"verify of a fresh copy did not come out equal: {json.dumps(report)[:2000]}"
+                )
+            entry = {
+                "case": case,
+                "parallel": parallel,
+                "documents": rows,
+                "source_rows": rows,
+                "table_mb": round(table_bytes / 1e6),
+                "copy_seconds": round(copy_s, 2),
+                "verify_seconds": round(verify_s, 2),
+                "copy_rows_per_s": round(rows / copy_s),
+                "verify_rows_per_s": round(rows / verify_s),
+                "ratio": round(copy_s / verify_s, 3),
+                "hashed_ranges": report.get("hashed_ranges"),
+                "ranges": report.get("ranges"),
+            }
+            results.append(entry)
+            print(
+                f"  {case:<13} {entry['table_mb']} MB  copy {copy_s:6.1f} s  verify {verify_s:6.1f} s  "
+                f"ratio {entry['ratio']:.2f}  ({entry['hashed_ranges']}/{entry['ranges']} ranges hashed)",
+                flush=True,
+            )
+        return results
+    finally:
+        target.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="scripts/bench/run verify", description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=300_000, help="rows of each table (default 300,000)")
     parser.add_argument("--small", action="store_true", help="quick run: 50,000 rows")
     parser.add_argument("--parallel", type=int, default=2, help="copy and verify workers (default 2)")
     parser.add_argument("--chunk-rows", type=int, default=10_000)
+    parser.add_argument("--target", choices=("mongodb", "postgres"), default="mongodb")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
     args = parser.parse_args()
     rows = 50_000 if args.small else args.rows
 
     work = Path(tempfile.mkdtemp(prefix="migrator-bench-verify-"))
     pg = devservices.start_postgres(work / "pg")
+    if args.target == "postgres":
+        try:
+            print(f"building {rows:,} flat rows ...", flush=True)
+            create_tables(pg.url, rows)
+            results = postgres_case(work, pg, rows, args.parallel, args.chunk_rows)
+        finally:
+            pg.stop()
+        out_file = write_results(args.out, "verify-postgres.json", rows, results)
+        print(f"\nwritten to {out_file}  (goal: ratio >= 1.0)")
+        return
     mongo = devservices.start_mongo(work / "mongo")
     results: list[dict[str, Any]] = []
     try:
@@ -131,9 +211,7 @@ def main() -> None:
         mongo.stop()
         pg.stop()
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    out_file = args.out / "verify.json"
-    out_file.write_text(json.dumps({"benchmark": "verify", "rows": rows, "results": results}, indent=2))
+    out_file = write_results(args.out, "verify.json", rows, results)
     print()
     print(
         f"{'case':<9} {'par':>3} {'docs':>9} {'rows':>9} {'copy rows/s':>12} {'verify rows/s':>14} "
@@ -146,6 +224,13 @@ def main() -> None:
             f"{r['verify_docs_per_s']:>14,} {r['target_scan_docs_per_s']:>19,}"
         )
     print(f"\nwritten to {out_file}  (goal: ratio >= 1.0)")
+
+
+def write_results(out: Path, name: str, rows: int, results: list[dict[str, Any]]) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    out_file = out / name
+    out_file.write_text(json.dumps({"benchmark": "verify", "rows": rows, "results": results}, indent=2))
+    return out_file
 
 
 if __name__ == "__main__":

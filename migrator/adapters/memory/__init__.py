@@ -35,7 +35,7 @@ from migrator.adapters.base import (
     TargetCollectionInfo,
     TargetInfo,
 )
-from migrator.adapters.documents import CODEC, id_identity
+from migrator.adapters.documents import CODEC, id_identity, same
 from migrator.adapters.memory import source as src
 from migrator.adapters.memory import target as tgt
 from migrator.adapters.memory.database import MemoryDatabase, database_at, register, unregister
@@ -329,6 +329,9 @@ class MemoryTarget:
 
     def decode_document(self, raw: bytes) -> dict[str, Any]:
         return bson.decode(raw, codec_options=CODEC)
+
+    def same_document(self, expected: bytes, actual: bytes) -> bool:
+        return same(expected, actual)
 
     def id_identity(self, doc_id: Any) -> Hashable:
         return id_identity(doc_id)

@@ -13,7 +13,7 @@ from pymongo import errors as mongo
 
 from migrator.adapters.base import Capabilities, MappedCollection, TargetCollectionInfo, TargetInfo
 from migrator.adapters.base import OwnerRecord as AnyOwner
-from migrator.adapters.documents import id_identity
+from migrator.adapters.documents import id_identity, same
 from migrator.adapters.mongodb.applier import STATE_COLLECTION, ChangeApplier, CurrentDocument, ReadContent
 from migrator.adapters.mongodb.changes import ChangeStream
 from migrator.adapters.mongodb.codec import CODEC, MAX_BSON_BYTES, encode_document
@@ -250,6 +250,10 @@ class MongoTarget:
     @staticmethod
     def decode_document(raw: bytes) -> dict[str, Any]:
         return bson.decode(raw, codec_options=CODEC)
+
+    @staticmethod
+    def same_document(expected: bytes, actual: bytes) -> bool:
+        return same(expected, actual)
 
     @staticmethod
     def id_identity(doc_id: Any) -> Hashable:

@@ -27,6 +27,7 @@ from migrator.adapters.base import (
     SourceVocabulary,
 )
 from migrator.adapters.postgres import copy_out, server_checks
+from migrator.adapters.postgres.checksums import SourceChecksums
 from migrator.adapters.postgres.connection import PgEndpoint
 from migrator.adapters.postgres.errors import classify
 from migrator.adapters.postgres.features import source_features
@@ -151,6 +152,10 @@ class PostgresSource:
     def range_reader(self) -> RangeReader:
         """Reads current rows by key ranges or key sets (verify, lookups, dry-run samples)."""
         return RangeReader(self.endpoint)
+
+    def range_checksums(self) -> SourceChecksums:
+        """Key ranges hashed in the server (checksums.py): verify's fast path to a PostgreSQL target."""
+        return SourceChecksums(self.endpoint)
 
     def reverse_writer(
         self, plan_name: str, origin: str, *, lock_timeout_ms: int | None = 30_000

@@ -1,7 +1,8 @@
 """PostgreSQL target adapter: tables moved as flat collections (docs/architecture.md, "Tables as
-collections"). Snapshot writes, CDC apply with its checkpoint under a replication origin,
-ownership, reverse sync's feed, the fence for the switch back, sequences at cutover; a routing
-document (the switch of kind mongodb) is refused with a terminal error."""
+collections"). Snapshot writes (binary COPY where formats agree), CDC apply with its checkpoint
+under a replication origin, ownership, verify's reads and range checksums, reverse sync's feed, the
+fence for the switch back, sequences at cutover; a routing document (the switch of kind mongodb) is
+refused with a terminal error."""
 
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ from migrator.adapters.ownership_record import OwnerRecord as StoredOwner
 from migrator.adapters.ownership_record import refusal
 from migrator.adapters.postgres_target import post_copy, records
 from migrator.adapters.postgres_target.applier import TableApplier
+from migrator.adapters.postgres_target.checksums import TargetChecksums
+from migrator.adapters.postgres_target.comparison import same
 from migrator.adapters.postgres_target.connection import Connections, TargetEndpoint
 from migrator.adapters.postgres_target.copy_in import BinaryWriter, raw_writer
 from migrator.adapters.postgres_target.fence import TriggerFence
@@ -150,6 +153,10 @@ class PostgresTarget:
     def reader(self, collection: str) -> TableReader:
         return TableReader(self._connections, collection)
 
+    def range_checksums(self) -> TargetChecksums:
+        """Key ranges hashed in the server (checksums.py), as a PostgreSQL source hashes them."""
+        return TargetChecksums(self._connections)
+
     @staticmethod
     def encode_document(document: dict[str, Any], collection: str) -> bytes:
         return encode(document)
@@ -157,6 +164,10 @@ class PostgresTarget:
     @staticmethod
     def decode_document(raw: bytes) -> dict[str, Any]:
         return decode(raw)
+
+    @staticmethod
+    def same_document(expected: bytes, actual: bytes) -> bool:
+        return same(expected, actual)
 
     @staticmethod
     def id_identity(doc_id: Any) -> Hashable:

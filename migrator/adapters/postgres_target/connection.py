@@ -69,13 +69,17 @@ class TargetEndpoint:
 class Connections:
     """One connection a thread (the snapshot's copy workers write in parallel), each in
     autocommit mode with explicit transactions, closed together; and the target tables as their
-    catalog describes them, read once."""
+    catalog describes them, read once.
+
+    A thread's connection is closed once the thread has ended (when another is opened): the
+    snapshot writes each chunk from a write-behind thread of its own, and a connection kept per
+    ended thread ran the server out of connections after ~100 chunks."""
 
     def __init__(self, endpoint: TargetEndpoint) -> None:
         self.endpoint = endpoint
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._open: list[psycopg.Connection[Any]] = []
+        self._open: list[tuple[threading.Thread, psycopg.Connection[Any]]] = []
         self._tables: dict[str, TargetTable] = {}
 
     def mine(self) -> psycopg.Connection[Any]:
@@ -84,7 +88,11 @@ class Connections:
             conn = self.endpoint.connect()
             self._local.conn = conn
             with self._lock:
-                self._open.append(conn)
+                ended = [c for thread, c in self._open if not thread.is_alive()]
+                self._open = [(t, c) for t, c in self._open if t.is_alive()]
+                self._open.append((threading.current_thread(), conn))
+            for old in ended:
+                old.close()
         return conn
 
     def table(self, name: str) -> TargetTable:
@@ -132,5 +140,5 @@ class Connections:
     def close(self) -> None:
         with self._lock:
             opened, self._open = self._open, []
-        for conn in opened:
+        for _, conn in opened:
             conn.close()

@@ -1,68 +1,141 @@
 """A target table's rows as documents by _id (verify, lookups, repair: adapters/base.py
-CollectionReader)."""
+CollectionReader).
+
+A row comes back as the document the mapping builds from the source's row (docs/architecture.md,
+"Tables as collections"): the target table has the source's declared types, so each column is
+read as the source's range reader reads one of its type: the same casts in the server (an
+interval as ISO 8601 text, an enum as its label, money as numeric), binary values, bigint as
+Int64, timestamps in UTC. Keys are matched as the source matches them (reading.py: key text
+cast to the key's type), so an _id from either side names the same row.
+"""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from migrator.adapters.base import KeyOrder
+from migrator.adapters.base import ColumnInfo, KeyOrder
+from migrator.adapters.postgres.inspect import PostgresInspector
+from migrator.adapters.postgres.reading import (
+    Int64Loader,
+    column_expression,
+    key_range_condition,
+    key_set_condition,
+    key_text,
+)
 from migrator.adapters.postgres_target.connection import Connections
 from migrator.adapters.postgres_target.rows import TargetTable, decode, document_of, encode
 from migrator.adapters.postgres_target.writer import upsert
 from migrator.errors import TargetError
+
+_ALIAS = "t"
+# The source's range reader reads in these settings too (adapters/postgres/snapshot.py); the
+# target's connections already read timestamps in UTC (connection.py).
+_READ_SETTINGS = "SET LOCAL intervalstyle = 'iso_8601'"
+# Keys a fetch names in one statement (one text array per key column).
+FETCH_KEYS = 1_000
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """How a target table is read: each column's type as the source adapter describes one."""
+
+    table: TargetTable
+    columns: tuple[ColumnInfo, ...]
+
+    @property
+    def key_types(self) -> list[str]:
+        types = {c.name: c.type_name for c in self.columns}
+        return [types[k] for k in self.table.key]
 
 
 class TableReader:
     def __init__(self, connections: Connections, table: str) -> None:
         self._connections = connections
         self._name = table
+        self._lock = threading.Lock()
+        self._shape: _Shape | None = None
+
+    def _read_shape(self, conn: psycopg.Connection[Any]) -> _Shape:
+        table = self._connections.table(self._name)
+        endpoint = self._connections.endpoint
+        info = PostgresInspector(conn, endpoint.name, endpoint.secrets).table(self._name, count_rows=False)
+        if info is None:
+            raise TargetError(f"target table {self._name} does not exist")
+        return _Shape(table, info.columns)
 
     def _run(self, query: sql.Composed, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         def work(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
-            with conn.cursor(row_factory=dict_row) as cur:
+            conn.execute(_READ_SETTINGS)
+            with conn.cursor(row_factory=dict_row, binary=True) as cur:
+                cur.adapters.register_loader("int8", Int64Loader)
                 return cur.execute(query, list(params)).fetchall()
 
         return self._connections.run(work)
 
     @property
+    def _read(self) -> _Shape:
+        with self._lock:
+            shape = self._shape
+        if shape is None:
+            shape = self._connections.run(self._read_shape)
+            with self._lock:
+                self._shape = shape
+        return shape
+
+    @property
     def _table(self) -> TargetTable:
-        return self._connections.table(self._name)
+        return self._read.table
 
     def _select(self, where: sql.Composable, tail: sql.Composable | None = None) -> sql.Composed:
-        order = sql.SQL(", ").join(sql.Identifier(k) for k in self._table.key)
-        return sql.SQL("SELECT * FROM {} WHERE {} ORDER BY {} {}").format(
-            self._table.identifier, where, order, tail or sql.SQL("")
+        shape = self._read
+        columns = sql.SQL(", ").join(
+            sql.SQL("{} AS {}").format(column_expression(_ALIAS, c), sql.Identifier(c.name))
+            for c in shape.columns
+        )
+        order = sql.SQL(", ").join(
+            sql.SQL("{}.{}").format(sql.Identifier(_ALIAS), sql.Identifier(k)) for k in shape.table.key
+        )
+        return sql.SQL("SELECT {} FROM {} {} WHERE {} ORDER BY {} {}").format(
+            columns, shape.table.identifier, sql.Identifier(_ALIAS), where, order, tail or sql.SQL("")
         )
 
-    def fetch(self, ids: Sequence[Any]) -> list[tuple[Any, bytes]]:
+    def _documents(self, rows: list[dict[str, Any]]) -> list[tuple[Any, bytes]]:
         table = self._table
+        return [(d["_id"], encode(d)) for d in (document_of(table, r) for r in rows)]
+
+    def _key_texts(self, doc_id: Any) -> list[str]:
+        shape = self._read
+        values = [doc_id] if len(shape.table.key) == 1 else [doc_id[k] for k in shape.table.key]
+        return [key_text(v, t) for v, t in zip(values, shape.key_types, strict=True)]
+
+    def fetch(self, ids: Sequence[Any]) -> list[tuple[Any, bytes]]:
+        shape = self._read
         out: list[tuple[Any, bytes]] = []
-        for doc_id in ids:
-            for row in self._run(self._select(table.key_match()), table.key_values(doc_id)):
-                document = document_of(table, row)
-                out.append((document["_id"], encode(document)))
+        for start in range(0, len(ids), FETCH_KEYS):
+            keys = [self._key_texts(i) for i in ids[start : start + FETCH_KEYS]]
+            condition, params = key_set_condition(_ALIAS, shape.table.key, shape.key_types, keys)
+            out.extend(self._documents(self._run(self._select(condition), params)))
         return out
 
     def fetch_range(self, order: KeyOrder, lo: str | None, hi: str | None) -> list[tuple[Any, bytes]]:
-        table = self._table
-        if len(table.key) != 1:
+        shape = self._read
+        if len(shape.table.key) != 1:
             raise TargetError(f"{self._name}: a key range needs a single key column")
-        column = sql.Identifier(table.key[0])
-        bounds: list[sql.Composable] = [sql.SQL("true")]
-        params: list[Any] = []
-        if lo is not None:
-            bounds.append(sql.SQL("{} > {}").format(column, table.placeholder(table.key[0])))
-            params.append(lo)
-        if hi is not None:
-            bounds.append(sql.SQL("{} <= {}").format(column, table.placeholder(table.key[0])))
-            params.append(hi)
-        rows = self._run(self._select(sql.SQL(" AND ").join(bounds)), params)
-        return [(d["_id"], encode(d)) for d in (document_of(table, r) for r in rows)]
+        condition, params = key_range_condition(
+            _ALIAS,
+            shape.table.key,
+            shape.key_types,
+            None if lo is None else [lo],
+            None if hi is None else [hi],
+        )
+        return self._documents(self._run(self._select(condition), params))
 
     def ids(
         self,
@@ -71,28 +144,43 @@ class TableReader:
         outside: KeyOrder | None = None,
         after: Any = None,
     ) -> Iterator[list[Any]]:
-        table = self._table
+        shape = self._read
+        table = shape.table
         if outside is not None:
             return  # the key columns have the source's types: a range read sees every row
         if sample is not None:
-            query = sql.SQL("SELECT * FROM {} ORDER BY random() LIMIT {}").format(table.identifier, sample)
+            query = sql.SQL("{} ORDER BY random() LIMIT {}").format(self._keys_query(sql.SQL("true")), sample)
             yield [table.document_id(r) for r in self._run(query)]
             return
         last = after
         while True:
-            where: sql.Composable = sql.SQL("true")
+            condition: sql.Composable = sql.SQL("true")
             params: list[Any] = []
             if last is not None:
-                keys = sql.SQL(", ").join(sql.Identifier(k) for k in table.key)
-                values = sql.SQL(", ").join(table.placeholder(k) for k in table.key)
-                where = sql.SQL("({}) > ({})").format(keys, values)
-                params = table.key_values(last)
-            rows = self._run(self._select(where, sql.SQL("LIMIT {}").format(batch)), params)
+                condition, params = key_range_condition(
+                    _ALIAS, table.key, shape.key_types, self._key_texts(last), None
+                )
+            order = sql.SQL(", ").join(
+                sql.SQL("{}.{}").format(sql.Identifier(_ALIAS), sql.Identifier(k)) for k in table.key
+            )
+            query = sql.SQL("{} ORDER BY {} LIMIT {}").format(self._keys_query(condition), order, batch)
+            rows = self._run(query, params)
             if not rows:
                 return
             ids = [table.document_id(r) for r in rows]
             yield ids
             last = ids[-1]
+
+    def _keys_query(self, condition: sql.Composable) -> sql.Composed:
+        shape = self._read
+        columns = {c.name: c for c in shape.columns}
+        keys = sql.SQL(", ").join(
+            sql.SQL("{} AS {}").format(column_expression(_ALIAS, columns[k]), sql.Identifier(k))
+            for k in shape.table.key
+        )
+        return sql.SQL("SELECT {} FROM {} {} WHERE {}").format(
+            keys, shape.table.identifier, sql.Identifier(_ALIAS), condition
+        )
 
     def find_ids(self, query: Mapping[str, Any]) -> list[Any]:
         raise TargetError("a PostgreSQL target does not take document queries (embeds are not supported)")
