@@ -25,9 +25,6 @@ class Capabilities:
     # Its load probe reads how far the source's replicas lag (throttle.max_replica_lag); a MySQL
     # primary cannot (docs/architecture.md, "MySQL and MariaDB sources").
     replica_lag: bool = False
-    # A target whose cutover under writes and rollback after cutover are not proven yet (the
-    # PostgreSQL target): `plan` says so up front instead of a later phase failing.
-    snapshot_and_cdc_only: bool = False
 
 
 @dataclass(frozen=True)

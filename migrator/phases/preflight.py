@@ -392,16 +392,7 @@ class Preflight:
                 "relying on idempotent writes",
                 "run MongoDB as a replica set (a single-node one will do)",
             )
-        if capabilities.snapshot_and_cdc_only:
-            self.add(
-                "target.capabilities",
-                Severity.WARN,
-                self.target.name,
-                "this target takes the snapshot, CDC, `migrator verify` and reverse sync; a cutover while "
-                "writes go on and rollback after cutover are not proven for it yet",
-                "cut over only if you can do without rolling back through migrator, or use a MongoDB target",
-            )
-        elif capabilities.change_streams and info.change_streams:
+        if capabilities.change_streams and info.change_streams:
             self.add("target.change_streams", Severity.OK, self.target.name, "change streams supported")
         else:
             self.add(

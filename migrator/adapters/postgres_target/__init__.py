@@ -63,7 +63,7 @@ def _later(what: str) -> NoReturn:
 
 class PostgresTarget:
     capabilities: ClassVar[Capabilities] = Capabilities(
-        transactions=True, change_streams=True, keeps_source_types=True, snapshot_and_cdc_only=True
+        transactions=True, change_streams=True, keeps_source_types=True
     )
     max_document_bytes: ClassVar[int] = MAX_ROW_BYTES
 
