@@ -36,8 +36,15 @@ ROLLBACK_STEPS = (
 
 
 def cutover_plan(
-    m: Migration, name: str, switch: Path, extra: str = "", freeze: str = "2s", reverse: bool = False
+    m: Migration,
+    name: str,
+    switch: Path,
+    extra: str = "",
+    freeze: str = "2s",
+    reverse: bool = False,
+    cdc: str = "",
 ) -> Path:
+    """`cdc`: more of phases.cdc, e.g. ", max_lag: 1s"."""
     cutover = (
         f"{{max_write_freeze: {freeze}, reverse_sync: {str(reverse).lower()}, retries: 1, retry_pause: 0.2s, "
         f"switch: {{kind: file, path: '{switch}'}}{extra}}}"
@@ -55,7 +62,7 @@ def cutover_plan(
   key: [warehouse, sku]
 """,
         name=name,
-        phases=f"cdc: {{heartbeat_interval: 1s}}\ncutover: {cutover}",
+        phases=f"cdc: {{heartbeat_interval: 1s{cdc}}}\ncutover: {cutover}",
     )
 
 
