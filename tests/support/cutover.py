@@ -119,3 +119,11 @@ def names_on_source(m: Migration) -> dict[int, str]:
 def validators(m: Migration) -> dict[str, Any]:
     db = m.client[m.database]
     return {c["name"]: (c.get("options") or {}).get("validator") for c in db.list_collections()}
+
+
+def reverse_checkpoints(m: Migration, plan: str) -> int:
+    """Reverse sync's checkpoints of `plan` on the source (0 once a rollback forgot them)."""
+    found = m.rows("SELECT to_regclass('migrator.reverse_checkpoint') IS NOT NULL")[0][0]
+    if not found:
+        return 0
+    return int(m.rows("SELECT count(*) FROM migrator.reverse_checkpoint WHERE plan = %s", [plan])[0][0])
