@@ -149,9 +149,12 @@ def write_to(
             out.errors.append(str(exc))
             break
         except Exception as exc:  # noqa: BLE001 - a failed request, counted and shown
-            fenced = source.fenced if side == "source" else getattr(collection, "fenced", None)
-            if fenced is not None and fenced(exc):
+            if side == "source" and source.fenced(exc):
                 out.counts["retried"] += 1
+                continue
+            if side == "target" and isinstance(collection, PostgresTable) and collection.fenced(exc):
+                out.counts["retried"] += 1
+                time.sleep(fenced_pause)
                 continue
             out.counts["failed"] += 1
             out.errors.append(repr(exc))
