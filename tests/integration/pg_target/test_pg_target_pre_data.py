@@ -74,3 +74,20 @@ def test_plan_refuses_a_type_it_cannot_create(pg2pg: PgToPg) -> None:
     (failure,) = [f for f in report.failures if f.check == "target.schema"]
     assert "glad_mood" in failure.message and "domain over a user-defined type" in failure.message
     assert failure.fix is not None and "glad_mood" in failure.fix
+
+
+def test_plan_refuses_an_enum_the_target_has_with_other_labels_and_its_fix_works(pg2pg: PgToPg) -> None:
+    pg2pg.source(*SOURCE)
+    pg2pg.target("CREATE TYPE customer_status AS ENUM ('new', 'gone', 'legacy')")
+    plan = pg2pg.plan(TABLES)
+    report = api.plan(plan, env=pg2pg.env)
+    (failure,) = [f for f in report.failures if f.check == "target.types"]
+    assert "['new', 'vip', 'active', 'gone']" in failure.message
+    assert "['new', 'gone', 'legacy']" in failure.message
+    assert failure.fix is not None and "ADD VALUE" in failure.fix
+    for statement in failure.fix.split(";"):
+        if statement.strip():
+            pg2pg.target(statement)
+    assert pg2pg.target_rows(LABELS) == [("new",), ("vip",), ("active",), ("gone",), ("legacy",)]
+    report = api.plan(plan, env=pg2pg.env)
+    assert report.ready, [(f.check, f.subject, f.message) for f in report.failures]
