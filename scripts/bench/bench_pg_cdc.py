@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts" / "lib"))
 sys.path.insert(0, str(ROOT / "scripts" / "bench"))
 import devservices  # noqa: E402
-from bench_pg_snapshot import server_cpu  # noqa: E402
+from bench_pg_snapshot import copy_schema, server_cpu  # noqa: E402
 
 DB = "bench"
 SENTINEL = -1
@@ -187,25 +187,7 @@ def main() -> None:
         )
 
         # The native subscription's copy, then disabled: its slot holds the same backlog.
-        bindir = devservices.find_pg_bindir()
-        dump = subprocess.run(
-            [
-                str(bindir / "pg_dump"),
-                "--schema-only",
-                "--no-owner",
-                "--no-acl",
-                "--table=public.bench_flat",
-                src,
-            ],
-            capture_output=True,
-            check=True,
-        ).stdout
-        subprocess.run(
-            [str(bindir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", target.url_for("bench_n")],
-            input=dump,
-            capture_output=True,
-            check=True,
-        )
+        copy_schema(src, target.url_for("bench_n"), ("bench_flat",))
         with psycopg.connect(src, autocommit=True) as conn:
             conn.execute("CREATE PUBLICATION bench_native FOR TABLE bench_flat")
         native = target.url_for("bench_n")

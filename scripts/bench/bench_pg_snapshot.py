@@ -259,29 +259,34 @@ def case_pgcopydb(
     )
 
 
-def case_native(
-    work: Path, source: Any, target: Any, jobs: int, rnd: int, chunk_rows: int | None
-) -> tuple[float, float]:
+def copy_schema(source_url: str, target_url: str, tables: tuple[str, ...]) -> None:
+    """The tables' DDL (pg_dump --schema-only, indexes and constraints included) applied to the
+    target by psql: pg_dump's output holds psql meta-commands (\\restrict)."""
     bindir = devservices.find_pg_bindir()
-    # psql applies it: pg_dump's output holds psql meta-commands (\\restrict).
     dump = subprocess.run(
         [
             str(bindir / "pg_dump"),
             "--schema-only",
             "--no-owner",
             "--no-acl",
-            *[f"--table=public.{t}" for t in TABLES],
-            source.url_for(DB),
+            *[f"--table=public.{t}" for t in tables],
+            source_url,
         ],
         capture_output=True,
         check=True,
     ).stdout
     subprocess.run(
-        [str(bindir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", target.url_for(DB)],
+        [str(bindir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", target_url],
         input=dump,
         capture_output=True,
         check=True,
     )
+
+
+def case_native(
+    work: Path, source: Any, target: Any, jobs: int, rnd: int, chunk_rows: int | None
+) -> tuple[float, float]:
+    copy_schema(source.url_for(DB), target.url_for(DB), TABLES)
     with psycopg.connect(source.url_for(DB), autocommit=True) as conn:
         conn.execute("DROP PUBLICATION IF EXISTS bench_native")
         conn.execute(f"CREATE PUBLICATION bench_native FOR TABLE {', '.join(TABLES)}")
