@@ -29,6 +29,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -144,12 +145,94 @@ def table_hash(url: str) -> tuple[Any, ...]:
         return tuple(conn.execute(HASH).fetchone() or ())
 
 
+def measure_lag(src: str, target_url: str, rate: int, seconds: float, base: int) -> dict[str, Any]:
+    """Inserts at `rate` rows/s for `seconds` (a transaction every 0.1 s) while migrator follows;
+    a transaction's lag runs from its COMMIT returning to the first poll of the target (every
+    20 ms) that sees its last row (apply is in commit order: the highest id applied covers every
+    transaction before it)."""
+    per_tx = max(rate // 10, 1)
+    commits: list[tuple[int, float]] = []  # (last id, commit time)
+    seen: list[tuple[float, int]] = []  # (poll time, highest id applied)
+    stop = threading.Event()
+
+    def poll() -> None:
+        with psycopg.connect(target_url, autocommit=True) as conn:
+            while not stop.is_set():
+                row = conn.execute("SELECT max(id) FROM bench_flat WHERE id >= %s", [base]).fetchone()
+                seen.append((time.monotonic(), int(row[0]) if row and row[0] is not None else 0))
+                time.sleep(0.02)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    next_id = base
+    try:
+        with psycopg.connect(src, autocommit=True) as conn:
+            started = time.monotonic()
+            k = 0
+            while time.monotonic() - started < seconds:
+                conn.execute(
+                    """
+                    INSERT INTO bench_flat
+                    SELECT i, 'lag-' || i, 1.25, i * 0.1, true, now(), md5(i::text)::uuid
+                    FROM generate_series(%s::bigint, %s::bigint) i
+                    """,
+                    [next_id, next_id + per_tx - 1],
+                )
+                next_id += per_tx
+                commits.append((next_id - 1, time.monotonic()))
+                k += 1
+                # Paced against the start, not the last transaction: a slow commit is caught up.
+                time.sleep(max(started + k * 0.1 - time.monotonic(), 0))
+            generated = time.monotonic() - started
+        deadline = time.monotonic() + 300
+        while (not seen or seen[-1][1] < next_id - 1) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        poller.join()
+    lags: list[float] = []
+    j = 0
+    for last_id, at in commits:
+        while j < len(seen) and (seen[j][1] < last_id or seen[j][0] < at):
+            j += 1
+        if j == len(seen):
+            raise SystemExit(f"lag at {rate}/s: transactions still not applied after 300 s")
+        lags.append((seen[j][0] - at) * 1000)
+    lags.sort()
+
+    def pct(q: float) -> int:
+        return round(lags[min(int(q * len(lags)), len(lags) - 1)])
+
+    entry = {
+        "case": f"lag {rate}/s",
+        "offered_changes_per_s": round(len(commits) * per_tx / generated),
+        "transactions": len(commits),
+        "p50_ms": pct(0.50),
+        "p95_ms": pct(0.95),
+        "p99_ms": pct(0.99),
+        "max_ms": round(lags[-1]),
+        "load_1min": round(os.getloadavg()[0], 2),
+    }
+    print(
+        f"  lag at {rate:,}/s (offered {entry['offered_changes_per_s']:,}/s): p50 {entry['p50_ms']} ms  "
+        f"p95 {entry['p95_ms']} ms  p99 {entry['p99_ms']} ms  max {entry['max_ms']} ms",
+        flush=True,
+    )
+    return entry
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="scripts/bench/run pg-cdc", description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=300_000, help="rows of the table (default 300,000)")
     parser.add_argument(
         "--changes", type=int, default=200_000, help="changes in the backlog (default 200,000)"
     )
+    parser.add_argument(
+        "--rates",
+        default="1000,10000",
+        help="insert rates for migrator's apply lag ('' to skip; default 1000,10000)",
+    )
+    parser.add_argument("--seconds", type=float, default=15, help="seconds at each rate (default 15)")
     parser.add_argument("--small", action="store_true", help="quick run: 50,000 rows, 20,000 changes")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
     args = parser.parse_args()
@@ -245,6 +328,30 @@ def main() -> None:
         for name, db in (("migrator", "bench_m"), ("native", "bench_n")):
             if table_hash(target.url_for(db)) != expected:
                 raise SystemExit(f"{name}: the target table differs from the source after the backlog")
+        # migrator following a steady insert rate: its apply lag.
+        lags: list[dict[str, Any]] = []
+        rates = [int(r) for r in args.rates.split(",") if r.strip()]
+        if rates:
+            proc = subprocess.Popen(
+                [migrator, "run", str(plan), "--state", str(state), "--json"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            try:
+                base = 10 * (rows + changes)
+                # Timed only once migrator follows: a row written now must reach the target first.
+                with psycopg.connect(src, autocommit=True) as conn:
+                    conn.execute("INSERT INTO bench_flat (id, name) VALUES (%s, 'ready')", [base - 1])
+                with psycopg.connect(target.url_for("bench_m"), autocommit=True) as conn:
+                    while not conn.execute("SELECT 1 FROM bench_flat WHERE id = %s", [base - 1]).fetchone():
+                        time.sleep(0.05)
+                for rate in rates:
+                    lags.append(measure_lag(src, target.url_for("bench_m"), rate, args.seconds, base))
+                    base += 10 * rate * int(args.seconds + 1)
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=120)
         log.close()
     finally:
         target.stop()
@@ -254,7 +361,9 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / "pg-cdc.json"
     out.write_text(
-        json.dumps({"benchmark": "pg-cdc", "rows": rows, "changes": made, "results": results}, indent=2)
+        json.dumps(
+            {"benchmark": "pg-cdc", "rows": rows, "changes": made, "results": results, "lag": lags}, indent=2
+        )
     )
     print()
     print(
@@ -266,6 +375,11 @@ def main() -> None:
             f"{r['case']:<9} {r['changes']:>8,} {r['wal_mb']:>6} {r['seconds']:>8.1f} {r['changes_per_s']:>10,} "
             f"{r['changes_per_s_from_first']:>9,} {r['client_cpu_s_per_gb']!s:>11} {r['servers_cpu_s_per_gb']:>12} "
             f"{r['load_1min']:>5}"
+        )
+    for lag in lags:
+        print(
+            f"migrator {lag['case']:<11} offered {lag['offered_changes_per_s']:>7,}/s  p50 {lag['p50_ms']:>6,} ms  "
+            f"p95 {lag['p95_ms']:>6,} ms  p99 {lag['p99_ms']:>6,} ms  max {lag['max_ms']:>6,} ms"
         )
     print(f"\nwritten to {out}")
 
