@@ -1,7 +1,7 @@
 """PostgreSQL -> PostgreSQL CDC backlog benchmark: migrator's apply against a native logical
 replication subscription applying the same backlog, same servers, same run.
 
-    scripts/bench/run pg-cdc [--small] [--rows N] [--changes N] [--out DIR]
+    scripts/bench/run pg-cdc [--small] [--rows N] [--changes N] [--rates 1000,10000] [--seconds S] [--out DIR]
 
 Two throwaway PostgreSQL clusters. The source database `bench` holds bench_flat (rows, 7 mixed
 columns, a secondary index); on the target, database `bench_m` gets migrator's copy (`migrator
@@ -15,7 +15,10 @@ Reported: changes/s from the start (process start, or ENABLE) and from the first
 (what the apply itself sustains: migrator's start and preflight take seconds of their own), the
 client's CPU seconds per GB of the backlog's WAL (migrator's process; native has no client) and
 both servers' CPU seconds per GB. Both targets are compared with the source afterwards (a
-server-side hash of every row). Writes bench-results/pg-cdc.json.
+server-side hash of every row). Then migrator follows again while the source takes inserts at
+each of --rates changes/s (a transaction every 0.1 s) for --seconds: the apply lag of each
+transaction, from its COMMIT returning to a poll of the target (every 20 ms) finding its rows,
+as p50/p95/p99/max. Writes bench-results/pg-cdc.json.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """PostgreSQL -> PostgreSQL snapshot benchmark: migrator against `pgcopydb clone` and native
 logical replication's initial sync, same servers, same data, same run.
 
-    scripts/bench/run pg-snapshot [--small] [--rows N] [--jobs N] [--rounds N] [--out DIR]
+    scripts/bench/run pg-snapshot [--small] [--rows N] [--jobs N] [--rounds N] [--chunk-rows N] [--out DIR]
 
 Two throwaway PostgreSQL clusters (source and target, scripts/lib/devservices.py). The source
 database `bench` holds three tables: bench_customer (rows/10, a secondary index on email),
