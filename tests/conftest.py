@@ -44,6 +44,7 @@ from tests.support.servers import (  # noqa: E402
 pytest_plugins = [
     "tests.support.cdc_workload",  # workload_setup
     "tests.support.demo",  # demo_url
+    "tests.support.file_order",  # the longest files first on xdist's workers (scripts/test)
     "tests.support.mariadb",  # mariadb_server, mysql_url
     "tests.support.migration",  # mig, source_url, source_schema
     "tests.support.pg_settings",  # small_decoding_memory

@@ -18,6 +18,7 @@ from migrator.adapters.mongodb import MongoTarget
 from migrator.adapters.mysql import MysqlSource
 from migrator.adapters.postgres import PostgresSource
 from migrator.adapters.postgres_target import PostgresTarget
+from migrator.connstr import MYSQL_SCHEMES, POSTGRES_SCHEMES
 from migrator.errors import TerminalError
 
 # `memory`: in-process adapters for tests (memory://NAME finds a registered MemoryDatabase).
@@ -31,6 +32,17 @@ TARGETS: dict[str, type[MongoTarget] | type[PostgresTarget] | type[MemoryTarget]
     "postgres": PostgresTarget,
     "memory": MemoryTarget,
 }
+
+# A source URL's scheme -> the adapter that reads it (`migrator init` has a URL, not a plan).
+SOURCE_SCHEMES: dict[str, str] = {
+    **{scheme: "postgres" for scheme in POSTGRES_SCHEMES},
+    **{scheme: "mysql" for scheme in MYSQL_SCHEMES},
+}
+
+
+def source_adapter_for_scheme(scheme: str) -> str | None:
+    """The source adapter's name for a URL scheme, None where no source adapter reads it."""
+    return SOURCE_SCHEMES.get(scheme)
 
 
 def _source(adapter: str) -> type[PostgresSource] | type[MysqlSource] | type[MemorySource]:

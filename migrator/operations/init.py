@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from migrator.adapters.registry import source_for
-from migrator.connstr import MYSQL_SCHEMES, ConnInfo, MalformedConnection, parse, parse_mongodb
+from migrator.adapters.registry import SOURCE_SCHEMES, source_adapter_for_scheme, source_for
+from migrator.connstr import ConnInfo, MalformedConnection, parse, parse_mongodb
 from migrator.errors import SourceError
 from migrator.operations.plan_text import Header, render
 from migrator.operations.propose import Proposal, propose
@@ -65,9 +65,12 @@ def _source_kind(url: str) -> tuple[str, ConnInfo]:
         info = parse(url)
     except MalformedConnection as exc:
         raise SourceError(f"the source URL is not well formed: {exc}") from None
-    if info.scheme in ("mongodb", "mongodb+srv"):
-        raise SourceError("init takes the source's URL (PostgreSQL or MySQL/MariaDB), not MongoDB's")
-    return ("mysql" if info.scheme in MYSQL_SCHEMES else "postgres"), info
+    adapter = source_adapter_for_scheme(info.scheme)
+    if adapter is None:
+        raise SourceError(
+            f"init takes a source database's URL ({', '.join(sorted(SOURCE_SCHEMES))}), not {info.scheme}://"
+        )
+    return adapter, info
 
 
 def _target(url: str | None) -> str | None:

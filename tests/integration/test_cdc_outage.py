@@ -26,7 +26,9 @@ from migrator.plan.names import cdc_checkpoint_id
 from tests.support.docs import Migration
 from tests.support.servers import MongoServer, start_mongo, unique_name
 
-OUTAGE_S = 20.0
+# Longer than the target client's server selection timeout (5 s, MongoTarget): the run's writes
+# fail and are retried during the outage, not merely held by the driver until the server is back.
+OUTAGE_S = 8.0
 TIMEOUT = 300.0
 ROWS = 200
 
@@ -36,7 +38,11 @@ def _wait_for(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT
     while not condition():
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.5)
+        time.sleep(0.1)
+
+
+def _batches_since(events: list[tuple[float, Event]], since: float) -> int:
+    return sum(1 for t, e in list(events) if t >= since and isinstance(e, BatchApplied))
 
 
 @pytest.fixture
@@ -120,13 +126,19 @@ def test_a_target_outage_and_restart_during_cdc_loses_nothing(
     runner.start()
     load.start()
     try:
-        time.sleep(5)  # CDC follows the workload
+        _wait_for(
+            lambda: not runner.is_alive() or _batches_since(events, 0.0) >= 3, "CDC to follow the workload"
+        )
         killed = time.time()
         target.shutdown(graceful=False)  # the outage: killed, its data directory kept
         time.sleep(OUTAGE_S)
         target.start()
         restarted = time.time()
-        time.sleep(5)  # the workload goes on once the target is back
+        # The workload goes on once the target is back, while CDC applies it again.
+        _wait_for(
+            lambda: not runner.is_alive() or _batches_since(events, restarted) >= 3,
+            "CDC to apply batches after the restart",
+        )
     finally:
         stop_load.set()
         load.join(60)

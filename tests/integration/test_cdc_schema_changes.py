@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from migrator.errors import TerminalError
+from migrator.phases import follow_loop
 from migrator.plan.names import publication_name
 from tests.support.compare import assert_documents, flat_documents
 from tests.support.ddl import DROPPED_OR_RETYPED, THINGS, WHEN
@@ -16,6 +17,14 @@ from tests.support.docs import Migration
 from tests.support.runs import follow, run, transactions, wait_for
 
 pytestmark = pytest.mark.usefixtures("stop_followers")
+
+
+@pytest.fixture(autouse=True)
+def frequent_schema_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CDC compares the shape with the catalog every 0.5 s here, not every 5 s: a following case
+    waits for that periodic look (the one under test), and the suite's time is its wait."""
+    monkeypatch.setattr(follow_loop, "SCHEMA_CHECK_S", 0.5)
+
 
 ACCOUNTS = (
     "CREATE TABLE accounts (id integer, region text, name text, PRIMARY KEY (id, region)) PARTITION BY LIST (region)",

@@ -59,9 +59,9 @@ class SlowSource:
         monkeypatch.setattr(ValidatorFence, "lift", counted_lift)
 
 
-def cut_over(m: Migration, tmp_path: Path, name: str) -> tuple[Path, Path]:
+def cut_over(m: Migration, tmp_path: Path, name: str, cdc: str = "") -> tuple[Path, Path]:
     switch = tmp_path / "routing"
-    plan_file = cutover_plan(m, name, switch, freeze="2s", reverse=True)
+    plan_file = cutover_plan(m, name, switch, freeze="2s", reverse=True, cdc=cdc)
     run(m, plan_file, "caught-up")
     api.cutover(plan_file, state=m.state_path, env=m.env)
     m.client[m.database]["customers"].update_one({"_id": Int64(9)}, {"$set": {"name": "on the target"}})
@@ -99,10 +99,11 @@ def test_no_fence_while_reverse_sync_lags(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    plan_file, switch = cut_over(mig, tmp_path, "rb-lag")
-    slow = SlowSource(monkeypatch, 6.0, only_fenced=False)  # over max_lag (5 s)
+    # max_lag 1 s (default 5 s), so that a reverse transaction need take only 1.5 s to be over it.
+    plan_file, switch = cut_over(mig, tmp_path, "rb-lag", cdc=", max_lag: 1s")
+    slow = SlowSource(monkeypatch, 1.5, only_fenced=False)  # over max_lag
     # One catch-up round per attempt: a lag that never shrinks would otherwise be measured again
-    # for the whole round budget (50 s here) before each attempt is abandoned.
+    # for the whole round budget (30 s here) before each attempt is abandoned.
     monkeypatch.setattr(switchback_attempts, "CONVERGE_ROUNDS", 1)
     with pytest.raises(AttemptsAbandoned) as raised:
         api.rollback(plan_file, state=mig.state_path, env=mig.env)

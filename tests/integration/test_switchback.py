@@ -1,7 +1,8 @@
 """Forward and back against real servers: cutover with reverse sync, writes on the target after
 it, `migrator run` following both directions, rollback after cutover (fence on the target,
-drain, verify, flip back) with an application writing throughout, kill -9 during cutover and
-during rollback, and the pgroll cycle: run -> cutover -> rollback -> rollback -> run again."""
+drain, verify, flip back) with an application writing throughout, kill -9 during cutover (during
+rollback: test_rollback_kill_steps.py and test_rollback_kill.py), and the pgroll cycle: run ->
+cutover -> rollback -> rollback -> run again."""
 
 from __future__ import annotations
 
@@ -23,7 +24,15 @@ from migrator.operations.rollback import RollbackResult
 from migrator.operations.rollback_after_cutover import SwitchbackResult
 from migrator.plan.names import publication_name
 from tests.support import cli_process
-from tests.support.cutover import KEYS, ROLLBACK_STEPS, App, cutover_plan, names_on_source, validators
+from tests.support.cutover import (
+    KEYS,
+    ROLLBACK_STEPS,
+    App,
+    cutover_plan,
+    names_on_source,
+    reverse_checkpoints,
+    validators,
+)
 from tests.support.docs import Migration
 from tests.support.runs import run
 from tests.support.shop import SCHEMA
@@ -32,13 +41,6 @@ from tests.support.shop import SCHEMA
 @pytest.fixture
 def source_schema() -> tuple[str, ...]:
     return (SCHEMA,)
-
-
-def reverse_checkpoints(m: Migration, plan: str) -> int:
-    found = m.rows("SELECT to_regclass('migrator.reverse_checkpoint') IS NOT NULL")[0][0]
-    if not found:
-        return 0
-    return int(m.rows("SELECT count(*) FROM migrator.reverse_checkpoint WHERE plan = %s", [plan])[0][0])
 
 
 def wait_for(check: Any, timeout: float = 60, what: str = "condition") -> None:
@@ -219,32 +221,6 @@ def test_kill_9_during_cutover_then_resume(mig: Migration, tmp_path: Path, momen
     assert names_on_source(mig)[6] == "back"
     if moment == "fence":
         assert names_on_source(mig)[2] == "after the kill"
-
-
-@pytest.mark.parametrize("moment", ["fence", "flip"])
-def test_kill_9_during_rollback_then_resume(mig: Migration, tmp_path: Path, moment: str) -> None:
-    name = f"sb-kill-rb-{moment}"
-    switch = tmp_path / "routing"
-    plan_file = cutover_plan(mig, name, switch, reverse=True)
-    run(mig, plan_file, "caught-up")
-    api.cutover(plan_file, state=mig.state_path, env=mig.env)
-    customers = mig.client[mig.database]["customers"]
-    customers.update_one({"_id": Int64(7)}, {"$set": {"name": "before the rollback"}})
-    _kill_at(plan_file, mig, ["rollback", "--yes"], "rollback.step", moment)
-    if moment == "fence":
-        assert validators(mig)["customers"]  # the crash left the fence on
-        assert switch.read_text() == "target\n"
-    else:
-        assert switch.read_text() == "source\n"
-    result = api.rollback(plan_file, state=mig.state_path, env=mig.env)
-    assert isinstance(result, SwitchbackResult) and result.resumed
-    assert switch.read_text() == "source\n"
-    assert not validators(mig)["customers"]
-    assert names_on_source(mig)[7] == "before the rollback"
-    # Writes on the target work again, and a new cutover starts reverse sync afresh.
-    customers.update_one({"_id": Int64(8)}, {"$set": {"name": "unfenced"}})
-    assert customers.find_one({"_id": Int64(8)})["name"] == "unfenced"
-    assert reverse_checkpoints(mig, name) == 0
 
 
 def test_reverse_sync_does_not_fire_the_applications_triggers(mig: Migration, tmp_path: Path) -> None:

@@ -36,8 +36,15 @@ ROLLBACK_STEPS = (
 
 
 def cutover_plan(
-    m: Migration, name: str, switch: Path, extra: str = "", freeze: str = "2s", reverse: bool = False
+    m: Migration,
+    name: str,
+    switch: Path,
+    extra: str = "",
+    freeze: str = "2s",
+    reverse: bool = False,
+    cdc: str = "",
 ) -> Path:
+    """`cdc`: more of phases.cdc, e.g. ", max_lag: 1s"."""
     cutover = (
         f"{{max_write_freeze: {freeze}, reverse_sync: {str(reverse).lower()}, retries: 1, retry_pause: 0.2s, "
         f"switch: {{kind: file, path: '{switch}'}}{extra}}}"
@@ -55,7 +62,7 @@ def cutover_plan(
   key: [warehouse, sku]
 """,
         name=name,
-        phases=f"cdc: {{heartbeat_interval: 1s}}\ncutover: {cutover}",
+        phases=f"cdc: {{heartbeat_interval: 1s{cdc}}}\ncutover: {cutover}",
     )
 
 
@@ -112,3 +119,11 @@ def names_on_source(m: Migration) -> dict[int, str]:
 def validators(m: Migration) -> dict[str, Any]:
     db = m.client[m.database]
     return {c["name"]: (c.get("options") or {}).get("validator") for c in db.list_collections()}
+
+
+def reverse_checkpoints(m: Migration, plan: str) -> int:
+    """Reverse sync's checkpoints of `plan` on the source (0 once a rollback forgot them)."""
+    found = m.rows("SELECT to_regclass('migrator.reverse_checkpoint') IS NOT NULL")[0][0]
+    if not found:
+        return 0
+    return int(m.rows("SELECT count(*) FROM migrator.reverse_checkpoint WHERE plan = %s", [plan])[0][0])

@@ -18,7 +18,7 @@ from bson.int64 import Int64
 from migrator import api
 from migrator.operations.rollback_after_cutover import KILL_AT_ENV
 from tests.support import cli_process
-from tests.support.cutover import App, cutover_plan, primary
+from tests.support.cutover import App, cutover_plan, primary, reverse_checkpoints
 from tests.support.docs import Migration
 from tests.support.runs import run
 from tests.support.servers import ExternalServer, MongoServer
@@ -128,6 +128,12 @@ def kill_rollback_and_retry(
         process = cli_process.start(["rollback", str(plan_file), "--yes"], env)
         cli_process.signal_when(process, cli_process.step_is("rollback.step", moment), signal.SIGKILL)
         cli_process.finish(process, timeout=60)
+        # What the crash left: the fence on and the switch on the target once the fence is
+        # recorded; the switch on the source once the flip is.
+        if moment == "fence":
+            assert app.fenced() and app.side() == "target"
+        elif moment == "flip":
+            assert app.side() == "source"
     if not isinstance(mongo_server, ExternalServer):
         # The killed process may have left a target transaction open (forward CDC applies in
         # transactions), holding its documents: the retry's writes to them would wait
@@ -148,6 +154,7 @@ def kill_rollback_and_retry(
     assert switch.read_text() == "source\n"
     assert not app.fenced()
     assert writer.counts["failed"] == 0, writer.errors
+    assert reverse_checkpoints(mig, name) == 0  # forgotten: a new cutover starts reverse sync afresh
     app.expected.update(writer.last)
 
     app.writes(250)  # on the source again: forward CDC carries them
