@@ -67,9 +67,9 @@ def _plan_secrets(params: dict[str, Any]) -> tuple[str, ...]:
     plan_file = params.get("plan_file")
     if not plan_file:
         return ()
-    from migrator import api
-
     try:
+        from migrator import api
+
         plan = api.load(plan_file)
         return url_passwords(plan.source.url.get_secret_value(), plan.target.url.get_secret_value())
     except Exception:  # noqa: BLE001 - best effort: the generic masking still applies
