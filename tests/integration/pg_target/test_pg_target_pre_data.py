@@ -21,7 +21,8 @@ SOURCE = (
         status customer_status NOT NULL,
         history customer_status[]
     )""",
-    "CREATE TABLE notes (id bigserial PRIMARY KEY, body text)",
+    "CREATE DOMAIN score AS integer NOT NULL CHECK (VALUE >= 0)",
+    "CREATE TABLE notes (id bigserial PRIMARY KEY, body text, points score DEFAULT 0)",
     "INSERT INTO customers (status, history) VALUES ('new', '{new}'), ('vip', '{new,vip,active}')",
     "INSERT INTO notes (body) VALUES ('a'), ('b'), ('c')",
 )
@@ -48,6 +49,14 @@ def test_enum_columns_are_created_copied_and_followed(pg2pg: PgToPg) -> None:
     ]
     # Ordered as the source orders it (enumsortorder), not as text.
     assert pg2pg.target_rows("SELECT id FROM customers ORDER BY status, id") == [(2,), (1,), (3,)]
+
+    # The domain, with its constraints, in the target's catalog as in the source's.
+    domain = (
+        "SELECT format_type(t.typbasetype, t.typtypmod), t.typnotnull, pg_get_constraintdef(c.oid) "
+        "FROM pg_type t JOIN pg_constraint c ON c.contypid = t.oid WHERE t.oid = 'score'::regtype"
+    )
+    assert pg2pg.target_rows(domain) == [("integer", True, "CHECK ((VALUE >= 0))")]
+    assert pg2pg.target_rows("SELECT sum(points) FROM notes") == [(0,)]
 
     # Identity (BY DEFAULT on the target) and serial: both have a sequence cutover can set.
     kinds = "SELECT attname, attidentity FROM pg_attribute WHERE attrelid = %s::regclass AND attname = 'id'"
