@@ -56,6 +56,7 @@ class UserType:
     base: str = ""  # a domain's base type (format_type), "" where that base is itself user-defined
     checks: tuple[str, ...] = ()  # a domain's CHECK constraints (pg_get_constraintdef)
     not_null: bool = False  # a domain's NOT NULL
+    schema: str = ""  # the schema it is in (unquoted)
 
 
 @dataclass(frozen=True)

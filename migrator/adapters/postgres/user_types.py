@@ -21,7 +21,7 @@ SELECT c.oid, format('%%I.%%I', n.nspname, u.typname), u.typtype,
             THEN format_type(u.typbasetype, u.typtypmod) END,
        ARRAY(SELECT pg_get_constraintdef(k.oid) FROM pg_constraint k
              WHERE k.contypid = u.oid AND k.contype = 'c' ORDER BY k.conname),
-       u.typnotnull
+       u.typnotnull, n.nspname
 FROM pg_type c
 JOIN pg_type u ON u.oid = CASE WHEN c.typcategory = 'A' AND c.typelem <> 0 THEN c.typelem ELSE c.oid END
 JOIN pg_namespace n ON n.oid = u.typnamespace
@@ -36,7 +36,8 @@ def with_user_types(cur: psycopg.Cursor[Any], columns: Sequence[ColumnInfo]) -> 
     """`columns` with each one's user-defined type attached (None where its type is built in)."""
     oids = sorted({c.type_oid for c in columns})
     found: dict[int, UserType] = {}
-    for oid, name, typtype, labels, base, checks, not_null in cur.execute(_TYPES_SQL, [oids]).fetchall():
+    rows = cur.execute(_TYPES_SQL, [oids]).fetchall()
+    for oid, name, typtype, labels, base, checks, not_null, schema in rows:
         found[int(oid)] = UserType(
             name=str(name),
             kind=_KINDS[str(typtype)],
@@ -44,5 +45,6 @@ def with_user_types(cur: psycopg.Cursor[Any], columns: Sequence[ColumnInfo]) -> 
             base=str(base or ""),
             checks=tuple(str(check) for check in checks),
             not_null=bool(not_null),
+            schema=str(schema),
         )
     return tuple(replace(c, user_type=found.get(c.type_oid)) for c in columns)

@@ -47,9 +47,14 @@ def create_type(table: str, column: ColumnInfo) -> str | None:
 
 
 def create_types(table: str, columns: Iterable[ColumnInfo]) -> list[str]:
+    """Each type's schema (where the target may lack it), then the type."""
     statements: list[str] = []
     for column in columns:
         statement = create_type(table, column)
-        if statement is not None and statement not in statements:
-            statements.append(statement)
+        if statement is None or statement in statements:
+            continue
+        assert column.user_type is not None
+        schema = '"' + column.user_type.schema.replace('"', '""') + '"'
+        statements += [f"CREATE SCHEMA IF NOT EXISTS {schema}"] * bool(column.user_type.schema)
+        statements.append(statement)
     return statements

@@ -21,8 +21,9 @@ SOURCE = (
         status customer_status NOT NULL,
         history customer_status[]
     )""",
-    "CREATE DOMAIN score AS integer NOT NULL CHECK (VALUE >= 0)",
-    "CREATE TABLE notes (id bigserial PRIMARY KEY, body text, points score DEFAULT 0)",
+    "CREATE SCHEMA kinds",  # a schema the target lacks
+    "CREATE DOMAIN kinds.score AS integer NOT NULL CHECK (VALUE >= 0)",
+    "CREATE TABLE notes (id bigserial PRIMARY KEY, body text, points kinds.score DEFAULT 0)",
     "INSERT INTO customers (status, history) VALUES ('new', '{new}'), ('vip', '{new,vip,active}')",
     "INSERT INTO notes (body) VALUES ('a'), ('b'), ('c')",
 )
@@ -53,7 +54,7 @@ def test_enum_columns_are_created_copied_and_followed(pg2pg: PgToPg) -> None:
     # The domain, with its constraints, in the target's catalog as in the source's.
     domain = (
         "SELECT format_type(t.typbasetype, t.typtypmod), t.typnotnull, pg_get_constraintdef(c.oid) "
-        "FROM pg_type t JOIN pg_constraint c ON c.contypid = t.oid WHERE t.oid = 'score'::regtype"
+        "FROM pg_type t JOIN pg_constraint c ON c.contypid = t.oid WHERE t.oid = 'kinds.score'::regtype"
     )
     assert pg2pg.target_rows(domain) == [("integer", True, "CHECK ((VALUE >= 0))")]
     assert pg2pg.target_rows("SELECT sum(points) FROM notes") == [(0,)]
