@@ -357,6 +357,11 @@ class TargetAdapter(Protocol):
         collections")."""
         ...
 
+    def schema_findings(self, collections: Sequence[MappedCollection]) -> list[Finding]:
+        """What the target already holds that `table_statements`' DDL would clash with (`plan`
+        shows these); [] for a target that needs no DDL."""
+        ...
+
     def execute_schema(self, statements: Sequence[str]) -> None:
         """Run `table_statements`' DDL."""
         ...

@@ -46,6 +46,20 @@ class CutoverNeeds:
 
 
 @dataclass(frozen=True)
+class UserType:
+    """A user-defined type a column declares (or its array's element): what a PostgreSQL target
+    creates before its tables (docs/architecture.md, "Tables as collections")."""
+
+    name: str  # schema-qualified and quoted, as format('%I.%I') gives it
+    kind: str  # 'enum', 'domain', 'composite', 'range', 'multirange'
+    labels: tuple[str, ...] = ()  # an enum's, in enumsortorder
+    base: str = ""  # a domain's base type (format_type), "" where that base is itself user-defined
+    checks: tuple[str, ...] = ()  # a domain's CHECK constraints (pg_get_constraintdef)
+    not_null: bool = False  # a domain's NOT NULL
+    schema: str = ""  # the schema it is in (unquoted)
+
+
+@dataclass(frozen=True)
 class ColumnInfo:
     name: str
     type_name: str  # canonical name: 'integer', 'numeric', 'timestamp with time zone', ...
@@ -75,6 +89,7 @@ class ColumnInfo:
     declared_type: str = ""
     default: str | None = None
     identity: str = ""
+    user_type: UserType | None = None
 
 
 @dataclass(frozen=True)

@@ -170,6 +170,10 @@ class Preflight:
         except MigratorError as exc:
             self.add("target.schema", Severity.FAIL, self.target.name, exc.message, exc.hint)
             return
+        try:
+            self.report.findings += self.target.schema_findings(collections)
+        except MigratorError as exc:
+            self.add("target.reachable", Severity.FAIL, self.target.name, exc.message, exc.hint)
         for obj, why in self.report.post_copy.skipped:
             kind = obj.kind.replace("_", " ")
             self.add(

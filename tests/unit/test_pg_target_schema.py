@@ -77,11 +77,14 @@ def test_the_ddl_has_the_declared_types_not_null_safe_defaults_and_the_primary_k
     resolution = resolve(list(plan.collections), SourceInfo(SERVER, {"public.orders": table}))
     assert create_tables(resolution.collections) == [
         'CREATE SCHEMA IF NOT EXISTS "sales"',
+        # A serial's sequence, under the name its default gives (docs/architecture.md).
+        "CREATE SEQUENCE IF NOT EXISTS orders_id_seq AS bigint",
         'CREATE TABLE IF NOT EXISTS "sales"."orders" (\n'
         '    "shop" integer NOT NULL,\n'
-        '    "id" bigint NOT NULL,\n'
+        "    \"id\" bigint NOT NULL DEFAULT nextval('orders_id_seq'::regclass),\n"
         '    "amount" numeric(10,2) NOT NULL DEFAULT 0,\n'
         "    \"note\" character varying(20) DEFAULT 'n/a'::character varying,\n"
         '    PRIMARY KEY ("shop", "id")\n'
         ")",
+        'ALTER SEQUENCE orders_id_seq OWNED BY "sales"."orders"."id"',
     ]

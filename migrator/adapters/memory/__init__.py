@@ -342,6 +342,9 @@ class MemoryTarget:
     def table_statements(self, collections: Sequence[MappedCollection]) -> list[str]:
         return []  # collections need no DDL
 
+    def schema_findings(self, collections: Sequence[MappedCollection]) -> list[Finding]:
+        return []  # no DDL, nothing to clash with
+
     def execute_schema(self, statements: Sequence[str]) -> None:
         """Nothing to run."""
 

@@ -25,6 +25,7 @@ from migrator.adapters.mongodb.writer import DocumentWriter
 from migrator.adapters.ownership_record import OwnerRecord, refusal
 from migrator.connstr import MalformedConnection, parse_mongodb
 from migrator.errors import OwnedByAnotherRun, TargetError
+from migrator.findings import Finding
 from migrator.redact import url_passwords
 
 
@@ -263,6 +264,11 @@ class MongoTarget:
     @staticmethod
     def table_statements(collections: Sequence[MappedCollection]) -> list[str]:
         """None: MongoDB creates a collection on its first write."""
+        return []
+
+    @staticmethod
+    def schema_findings(collections: Sequence[MappedCollection]) -> list[Finding]:
+        """None: no DDL, nothing to clash with."""
         return []
 
     @staticmethod

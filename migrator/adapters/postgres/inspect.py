@@ -26,6 +26,7 @@ from migrator.adapters.base import (
     TriggerInfo,
 )
 from migrator.adapters.postgres.errors import classify
+from migrator.adapters.postgres.user_types import with_user_types
 
 _KINDS = {
     "b": "base",
@@ -390,7 +391,7 @@ class PostgresInspector:
     def _columns(self, cur: psycopg.Cursor[Any], oid: int) -> tuple[ColumnInfo, ...]:
         generated = "a.attgenerated" if self._version >= GENERATED_SERVER_VERSION else "''::\"char\""
         query = sql.SQL(_COLUMNS_SQL).format(generated=sql.SQL(generated))
-        return tuple(_column(r) for r in cur.execute(query, {"rel": oid}).fetchall())
+        return with_user_types(cur, [_column(r) for r in cur.execute(query, {"rel": oid}).fetchall()])
 
     def _keys(self, cur: psycopg.Cursor[Any], oid: int) -> _Keys:
         primary: tuple[str, ...] = ()

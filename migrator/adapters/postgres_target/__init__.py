@@ -33,6 +33,7 @@ from migrator.adapters.postgres_target.comparison import same
 from migrator.adapters.postgres_target.connection import Connections, TargetEndpoint
 from migrator.adapters.postgres_target.copy_in import BinaryWriter, raw_writer
 from migrator.adapters.postgres_target.fence import TriggerFence
+from migrator.adapters.postgres_target.labels import label_findings
 from migrator.adapters.postgres_target.ownership import Ownership
 from migrator.adapters.postgres_target.reader import TableReader
 from migrator.adapters.postgres_target.reverse import PgReverseFeed
@@ -41,6 +42,7 @@ from migrator.adapters.postgres_target.schema import create_tables, qualified
 from migrator.adapters.postgres_target.sequences import set_sequences
 from migrator.adapters.postgres_target.writer import TableWriter
 from migrator.errors import OwnedByAnotherRun, TerminalError
+from migrator.findings import Finding
 from migrator.plan.names import checkpoint_plan, forward_origin_name
 
 # A row's values travel as one document; PostgreSQL's own limit is 1 GB a value.
@@ -89,6 +91,12 @@ class PostgresTarget:
     def table_statements(collections: Sequence[MappedCollection]) -> list[str]:
         """The DDL that creates the target tables before the copy (schema.py)."""
         return create_tables(collections)
+
+    def schema_findings(self, collections: Sequence[MappedCollection]) -> list[Finding]:
+        """What the target already has that the DDL would not override: an enum of the same name
+        with other labels (labels.py)."""
+        findings: list[Finding] = self._call(lambda conn: label_findings(conn, collections))
+        return findings
 
     def execute_schema(self, statements: Sequence[str]) -> None:
         def work(conn: psycopg.Connection[Any]) -> None:

@@ -104,13 +104,13 @@ def test_snapshot_creates_the_tables_and_copies_every_type_exactly(pg2pg: PgToPg
     for table in ("public.customers", "public.orders"):
         assert pg2pg.target_rows(COLUMNS_SQL, [table]) == pg2pg.source_rows(COLUMNS_SQL, [table])
         assert pg2pg.target_rows(PRIMARY_KEY_SQL, [table]) == pg2pg.source_rows(PRIMARY_KEY_SQL, [table])
-    # Defaults that name no other object are kept; nextval's sequence is not on the target.
+    # Defaults that name no other object are kept, and nextval's sequence is created, owned by its column.
     defaults = pg2pg.target_rows(
         "SELECT a.attname, pg_get_expr(d.adbin, d.adrelid) FROM pg_attrdef d JOIN pg_attribute a "
         "ON a.attrelid = d.adrelid AND a.attnum = d.adnum WHERE d.adrelid = 'public.customers'::regclass "
         "ORDER BY a.attnum"
     )
-    assert defaults == [("big", "0"), ("seen", "now()")]
+    assert defaults == [("big", "0"), ("seen", "now()"), ("counter", "nextval('customers_seq'::regclass)")]
 
     assert _same_rows(pg2pg, "customers", "id") == 2500
     assert _same_rows(pg2pg, "orders", "customer_id, line") == 3000
