@@ -25,6 +25,10 @@ class Capabilities:
     # Its load probe reads how far the source's replicas lag (throttle.max_replica_lag); a MySQL
     # primary cannot (docs/architecture.md, "MySQL and MariaDB sources").
     replica_lag: bool = False
+    # Takes back, by reverse sync after cutover, the values of a target that keeps the source's
+    # types (a PostgreSQL target): only a source of those same types (docs/architecture.md,
+    # "Tables as collections"); preflight refuses a cutover into such a target otherwise.
+    reverse_from_own_types: bool = False
 
 
 @dataclass(frozen=True)

@@ -55,12 +55,15 @@ class Look:
     ids: dict[bytes, Any]
     expected: dict[bytes, bytes]
     actual: dict[bytes, bytes]
+    # The target's own comparison (TargetAdapter.same_document): a PostgreSQL target's raw
+    # documents are not BSON (docs/architecture.md, "Tables as collections").
+    same: Callable[[bytes, bytes], bool] = compare.equal
 
     def equal(self, key: bytes) -> bool:
         expected, actual = self.expected.get(key), self.actual.get(key)
         if expected is None or actual is None:
             return expected is None and actual is None
-        return compare.equal(expected, actual)
+        return self.same(expected, actual)
 
     def differing(self) -> list[bytes]:
         return [k for k in self.ids if not self.equal(k)]
@@ -303,7 +306,7 @@ class MappedDocuments:
             ids.setdefault(k, doc_id)
         actual = self.read_target(collection, list(ids.values()))
         expected = {k: raw for k, (_, raw) in source.items()}
-        return Look(position, ids, expected, actual)
+        return Look(position, ids, expected, actual, self._target.same_document)
 
     # -- writing (the dual-write mirror) ---------------------------------------------------------
 

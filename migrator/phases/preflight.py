@@ -139,11 +139,28 @@ class Preflight:
                 margin = self.plan.phases.cutover.sequence_margin
                 self.report.findings += sequence_findings(resolution.collections, margin)
                 self.report.findings += large_object_findings(resolution.collections)
+                self._check_cutover_back()
             if resolution.ok and self.scan_data:
                 self._check_document_sizes(resolution)
             self._estimate(source)
         self._check_target()
         return self.report
+
+    def _check_cutover_back(self) -> None:
+        """A target that keeps the source's types hands its own values to reverse sync and
+        rollback: a source of other types cannot take them back yet (docs/architecture.md,
+        "Tables as collections"). Only a plan that cuts over (a switch set) is refused."""
+        if self.plan.phases.cutover.switch is None or self.source.capabilities.reverse_from_own_types:
+            return
+        self.add(
+            "target.cutover",
+            Severity.FAIL,
+            self.target.name,
+            f"cutover from a {self.source.vocabulary.database} source into this target is not supported: "
+            "reverse sync and rollback after cutover would write the target's own types back to the source",
+            "cut over with a PostgreSQL source or a MongoDB target (snapshot, CDC and verify into this "
+            "target work without a cutover section)",
+        )
 
     def _plan_target_schema(self, collections: list[CollectionMapping]) -> None:
         """The DDL the target would run before the copy (docs/architecture.md, "Tables as collections")."""

@@ -5,7 +5,7 @@ write to every customer it renamed.
     python scripts/lib/demo_app.py --source URL --target URL --routing FILE [--rate 100]
 
 A write that the cutover fence cancelled (PostgreSQL SQLSTATE 57014) or that the rollback fence
-refused (MongoDB error 121) is retried on the side the routing file names then: that is what an
+refused (MongoDB error 121; SQLSTATE 25006 on a PostgreSQL target) is retried on the side the routing file names then: that is what an
 application does to see no failed request. Exit 0 when nothing failed and nothing was lost.
 The source's dialect is a `SourceApp`: PostgreSQL's here, MySQL's in demo_app_mysql.py.
 """
@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import psycopg
 import pymongo
-from routed_writes import PostgresRows, SourceRows, update_statement, write_routed_to
+from routed_writes import PostgresRows, PostgresTable, SourceRows, update_statement, write_routed_to
 
 
 class SourceApp(Protocol):
@@ -52,6 +52,19 @@ class PostgresApp:
         return dict(found.fetchall())
 
 
+@contextlib.contextmanager
+def target_customers(url: str, database: str, keys: int) -> Iterator[tuple[Any, list[Any]]]:
+    """The target's customers (a MongoDB collection, or a PostgreSQL target's table when `url` is
+    a postgresql:// one) and the first `keys` of their ids."""
+    if url.startswith(("postgresql:", "postgres:")):
+        with psycopg.connect(url, autocommit=True) as conn:
+            found = conn.execute("SELECT id FROM customers ORDER BY id LIMIT %s", [keys])
+            yield PostgresTable(conn, "customers"), [row[0] for row in found]
+        return
+    collection = pymongo.MongoClient(url)[database]["customers"]
+    yield collection, [d["_id"] for d in collection.find({}, {"_id": 1}).sort("_id", 1).limit(keys)]
+
+
 def main(source: SourceApp | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--source", required=True)
@@ -67,9 +80,9 @@ def main(source: SourceApp | None = None) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
 
-    customers = pymongo.MongoClient(args.target)[args.database]["customers"]
-    ids = [d["_id"] for d in customers.find({}, {"_id": 1}).sort("_id", 1).limit(args.keys)]
-    with app.connect(args.source) as conn:
+    with contextlib.ExitStack() as stack:
+        customers, ids = stack.enter_context(target_customers(args.target, args.database, args.keys))
+        conn = stack.enter_context(app.connect(args.source))
         done = write_routed_to(
             app.rows(conn), customers, "full_name", ids, args.routing, args.rate, stop, "demo app write {n}"
         )

@@ -5,7 +5,8 @@ Each write renames one row (the source) or document (MongoDB), at a steady rate,
 the routing file names at that moment. A write the cutover fence cancelled (PostgreSQL SQLSTATE
 57014, MySQL errno 1317) or the rollback fence refused (MongoDB error 121) is retried on the side
 the file names then, as an application that sees no failed request does. The source's side is a
-`SourceRows` (PostgreSQL's here; MySQL's in demo_app_mysql.py); pymongo for the target.
+`SourceRows` (PostgreSQL's here; MySQL's in demo_app_mysql.py); the target's a pymongo collection,
+or a PostgreSQL target's table as `PostgresTable` (its rollback fence: SQLSTATE 25006).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pymongo.errors
 from psycopg import sql
 
 QUERY_CANCELED = "57014"
+READ_ONLY = "25006"  # a PostgreSQL target's fence during a rollback (docs/architecture.md)
 FENCED = 121  # DocumentValidationFailure
 
 
@@ -67,6 +69,21 @@ class PostgresRows:
 
     def fenced(self, exc: Exception) -> bool:
         return isinstance(exc, psycopg.Error) and exc.sqlstate == QUERY_CANCELED
+
+
+class PostgresTable:
+    """A PostgreSQL target's table, written as `write_to` writes a collection: `update_one` of
+    one row's column by its id, on an autocommit connection; `fenced` tells the target's fence."""
+
+    def __init__(self, conn: psycopg.Connection[Any], table: str) -> None:
+        self._conn, self._table = conn, table
+
+    def update_one(self, where: dict[str, Any], update: dict[str, Any]) -> None:
+        ((column, text),) = update["$set"].items()
+        self._conn.execute(update_statement(self._table, column), [text, where["_id"]])
+
+    def fenced(self, exc: Exception) -> bool:
+        return isinstance(exc, psycopg.Error) and exc.sqlstate == READ_ONLY
 
 
 def write_routed_to(
@@ -134,6 +151,10 @@ def write_to(
         except Exception as exc:  # noqa: BLE001 - a failed request, counted and shown
             if side == "source" and source.fenced(exc):
                 out.counts["retried"] += 1
+                continue
+            if side == "target" and isinstance(collection, PostgresTable) and collection.fenced(exc):
+                out.counts["retried"] += 1
+                time.sleep(fenced_pause)
                 continue
             out.counts["failed"] += 1
             out.errors.append(repr(exc))

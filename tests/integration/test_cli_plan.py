@@ -16,12 +16,19 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import psycopg
 from click.testing import CliRunner, Result
 
 from migrator.cli.main import cli
 from tests.support.cli_process import migrator_script
-from tests.support.demo import CUSTOMERS, DEMO_PLAN, PASSWORD, demo_data, with_user
-from tests.support.servers import PgServer
+from tests.support.demo import CUSTOMERS, DEMO_PLAN, DEMO_TABLES, PASSWORD, demo_data, with_user
+from tests.support.servers import (
+    PgServer,
+    create_pg_database,
+    drop_pg_database,
+    unique_name,
+    with_database,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -74,6 +81,28 @@ def test_demo_plan_is_ready_and_shows_the_tree(demo_url: str, mongo_url: str) ->
     assert f"postgresql://{role}@" in out
     # The demo holds sub-millisecond timestamps: warned, with the column named.
     assert "mapping.precision" in out and "public.orders.placed_at" in out
+
+
+def test_demo_postgres_plan_is_ready(demo_url: str, pg_target_server: PgServer) -> None:
+    """plans/demo-postgres.yaml (`scripts/demo --target postgres`): the demo tables as tables on a
+    second cluster, whose database holds the source's enum type (as scripts/demo creates it)."""
+    dbname = unique_name("demo_postgres", prefix="tgt")
+    create_pg_database(pg_target_server.url, dbname)
+    try:
+        target_url = with_database(pg_target_server.url, dbname)
+        with psycopg.connect(target_url, autocommit=True) as conn:
+            conn.execute("CREATE TYPE public.customer_status AS ENUM ('active', 'suspended', 'closed')")
+        result = run_plan(
+            str(ROOT / "plans" / "demo-postgres.yaml"), source_url=demo_url, target_url=target_url
+        )
+    finally:
+        drop_pg_database(pg_target_server.url, dbname)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines()[-1].strip() == "ready"
+    assert f"public.customers <- public.customers (~{CUSTOMERS:,} " in result.stdout
+    for table in DEMO_TABLES:
+        assert f"public.{table} <- public.{table} (" in result.stdout, table
+    assert PASSWORD not in result.stdout + result.stderr
 
 
 def test_demo_plan_json(demo_url: str, mongo_url: str) -> None:

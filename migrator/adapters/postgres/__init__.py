@@ -81,6 +81,7 @@ class PostgresSource:
         transactions=True,
         change_streams=False,
         replica_lag=True,  # pg_stat_replication.replay_lag (load.py)
+        reverse_from_own_types=True,
     )
 
     positions: ClassVar[Positions] = LsnPositions()

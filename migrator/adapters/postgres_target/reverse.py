@@ -72,8 +72,18 @@ class RowKey(NamedTuple):
 
 
 def identity(collection: str, document_id: Any) -> bytes:
-    ordered = tuple(document_id.items()) if isinstance(document_id, Mapping) else document_id
+    """The same bytes for the same row whichever way its key was read: a bigint key is Int64 as
+    the table reader gives it and a plain int as `typed` gives it, which pickle tells apart (and
+    then `current` would find no row and the document would look deleted)."""
+    if isinstance(document_id, Mapping):
+        ordered: Any = tuple((k, _plain(v)) for k, v in document_id.items())
+    else:
+        ordered = _plain(document_id)
     return pickle.dumps((collection, ordered))
+
+
+def _plain(value: Any) -> Any:
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 @dataclass

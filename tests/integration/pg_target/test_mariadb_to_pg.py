@@ -1,6 +1,9 @@
 """MariaDB -> PostgreSQL (issue 16): target tables created through the type table
 (migrator/adapters/postgres_target/column_types.py), the snapshot of every portable type and of
-each MySQL-only type, then CDC (insert, update, delete, a key change) applied.
+each MySQL-only type, then CDC (insert, update, delete, a key change) applied; `migrator verify`
+finding the untouched copy equal (although the two readers give BIGINT UNSIGNED, TIME and CHAR in
+other forms), naming damage done to the target in those types, and `--repair` putting it back;
+a plan that cuts over from MariaDB into PostgreSQL refused by `plan` (not supported yet).
 
 The expectation is written here by hand from the values the test inserts: the PostgreSQL column
 type each MySQL column must get, and the Python value psycopg reads back from it (a TIME as a
@@ -25,6 +28,7 @@ import pytest
 from migrator import api
 from tests.support.mariadb import connect
 from tests.support.portable_types import COLUMNS, NAMES, ROWS, table_ddl
+from tests.support.runs import ApiRun
 from tests.support.servers import PgServer, create_pg_database, drop_pg_database, unique_name, with_database
 from tests.support.sources import MYSQL_TYPES
 
@@ -360,3 +364,87 @@ def test_a_type_postgresql_cannot_declare_is_refused_by_plan_and_its_fix_runs(m2
     report = api.plan(m2p.plan(fixed), env={})
     assert report.ready, _failures(report)
     assert any('"v" character varying(3)' in s for s in report.target_schema)
+
+
+def _load(m2p: MariaToPg) -> tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]]]:
+    """The test's tables and rows at the source; what the target must hold of them."""
+    m2p.source(table_ddl(MYSQL_TYPES, "things"), EXTRAS_DDL)
+    m2p.insert("things", [(k, *ROWS[k - 1]) for k in (1, 2, 3)])
+    m2p.insert("extras", [(k, *inserted) for k, (inserted, _) in EXTRA_ROWS.items()])
+    things = {k: _portable_row(ROWS[k - 1]) for k in (1, 2, 3)}
+    extras = {k: _extras(expected) for k, (_, expected) in EXTRA_ROWS.items()}
+    return things, extras
+
+
+def _found(report: Any) -> dict[tuple[str, Any], tuple[str, list[str]]]:
+    return {(m.collection, m.id): (m.kind, [d.path for d in m.diffs]) for m in report.mismatches}
+
+
+# Damage done to the target with plain SQL, each in a type whose values the two readers give in
+# different forms (character, interval, numeric(20,0), text[]), and what verify must name.
+DAMAGE = (
+    "UPDATE things SET c_time = c_time + interval '1 second' WHERE id = 1 RETURNING 1",
+    "UPDATE things SET c_char = 'zz' WHERE id = 2 RETURNING 1",
+    "UPDATE extras SET u64 = u64 - 1, s = '{a}' WHERE id = 1 RETURNING 1",
+    "DELETE FROM extras WHERE id = 3 RETURNING 1",
+)
+DAMAGED = {
+    ("public.things", 1): ("mismatched", ["c_time"]),
+    ("public.things", 2): ("mismatched", ["c_char"]),
+    ("public.extras", 1): ("mismatched", ["s.1", "u64"]),  # {a,c} -> {a}: element 1 gone
+    ("public.extras", 3): ("missing", []),
+}
+
+
+def test_verify_finds_mariadb_rows_equal_in_postgresql_and_repair_puts_back_a_change(m2p: MariaToPg) -> None:
+    things, extras = _load(m2p)
+    plan = m2p.plan(PLAN + "phases: {{verify: {{settle_timeout: 120s}}}}\n")
+    state = m2p.tmp_path / "state.db"
+    api.run(plan, until="caught-up", state=state, env={})
+    assert _rows(m2p, "things", NAMES) == things and _rows(m2p, "extras", EXTRA_NAMES) == extras
+
+    # Untouched: every row equal, although the two readers give some types in other forms.
+    report = api.verify(plan, state=state, env={}, mode="sample", sample=1.0)
+    assert (report.verdict, report.totals.checked, report.totals.equal) == ("equal", 6, 6), report.to_dict()
+
+    # A difference is confirmed once CDC has applied the source's position: a run follows.
+    follower = ApiRun("m2p-follow", plan, "stopped", state, {})
+    try:
+        for statement in DAMAGE:
+            m2p.target(statement)
+        report = api.verify(plan, state=state, env={})
+        assert report.verdict == "different"
+        assert {k: (kind, sorted(paths)) for k, (kind, paths) in _found(report).items()} == DAMAGED, (
+            report.to_dict()
+        )
+        repaired = api.verify(plan, repair=True, state=state, env={})
+        assert repaired.totals.repaired == len(DAMAGED), repaired.to_dict()
+    finally:
+        follower.finish()
+    assert _rows(m2p, "things", NAMES) == things and _rows(m2p, "extras", EXTRA_NAMES) == extras
+    again = api.verify(plan, state=state, env={})
+    assert (again.verdict, again.totals.equal) == ("equal", 6), again.to_dict()
+
+
+CUTOVER = 'phases: {{cutover: {{switch: {{kind: file, path: "{switch}"}}}}}}\n'
+
+
+def test_a_cutover_from_mariadb_into_postgresql_is_refused_by_plan(m2p: MariaToPg) -> None:
+    m2p.source(
+        "CREATE TABLE things (id INT PRIMARY KEY, v VARCHAR(3))", "CREATE TABLE extras (id INT PRIMARY KEY)"
+    )
+    switch = str(m2p.tmp_path / "routing").replace("{", "{{").replace("}", "}}")
+    report = api.plan(
+        m2p.plan(
+            PLAN.replace("types: {{c_flag: bool}}", "exclude: [v]") + CUTOVER.replace("{switch}", switch)
+        ),
+        env={},
+    )
+    assert not report.ready
+    (refused,) = [f for f in report.failures if f.check == "target.cutover"]
+    assert "cutover from a MySQL/MariaDB source" in refused.message, refused
+    assert refused.fix is not None and "PostgreSQL source or a MongoDB target" in refused.fix
+
+    # The fix: without a cutover section, the same plan is ready (snapshot, CDC and verify).
+    report = api.plan(m2p.plan(PLAN.replace("types: {{c_flag: bool}}", "exclude: [v]")), env={})
+    assert report.ready, _failures(report)
