@@ -3,14 +3,14 @@
 application wrote in the window, nothing resurrected (tests/support/rollback_kill.py). The kills
 between an action and its checkpoint are test_rollback_kill.py.
 
-One cutover serves the steps up to the flip: the rollback is killed after its first step, its retry
-after the next, and so on, the application writing between them; the last retry completes. Each
-retry resumes from what the kill before left: before the flip, a killed rollback goes through its
-steps again (lifting a fence it left), so each retry comes to the next step, also when the kill
-before landed a step late; a 'flipping' recorded is finished by the retry's flip. The steps after
-the flip follow each other within milliseconds: a kill meant for one of them may land once the
-rollback is over, leaving the next retry nothing to do and no step to be killed at, so each of
-them has a cutover of its own."""
+One cutover serves the steps up to the recheck: the rollback is killed after its first step, its
+retry after the next, and so on, the application writing between them; the last retry completes.
+Each retry resumes from what the kill before left: before the flip, a killed rollback goes through
+its steps again (lifting a fence it left), so each retry comes to the next step, also when the kill
+before landed a step late. From 'flipping' on, the steps follow each other within milliseconds: a
+kill meant for one of them may land once the rollback is over, and the next `migrator rollback`
+would then roll back the whole run (a run before cutover), with no step of this kind to be killed
+at; so each of them has a cutover of its own."""
 
 from __future__ import annotations
 
@@ -24,11 +24,11 @@ from tests.support.rollback_kill import kill_rollback_and_retry
 from tests.support.servers import ExternalServer, MongoServer
 from tests.support.shop import SCHEMA
 
-# Killed once the step's event is out (the step done and recorded): one chain up to the flip, then
-# one cutover for each later step.
+# Killed once the step's event is out (the step done and recorded): one chain up to the recheck,
+# then one cutover for each later step.
 STEPS = ("verify", *ROLLBACK_STEPS)
-FLIP = STEPS.index("flip") + 1
-CHAINS = [STEPS[:FLIP], *((step,) for step in STEPS[FLIP:])]
+FLIPPING = STEPS.index("flipping")
+CHAINS = [STEPS[:FLIPPING], *((step,) for step in STEPS[FLIPPING:])]
 
 
 @pytest.fixture
