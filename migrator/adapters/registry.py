@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from migrator.adapters.base import (
     Positions,
@@ -13,25 +14,39 @@ from migrator.adapters.base import (
     SourceVocabulary,
     TargetAdapter,
 )
-from migrator.adapters.memory import MemorySource, MemoryTarget
-from migrator.adapters.mongodb import MongoTarget
-from migrator.adapters.mysql import MysqlSource
-from migrator.adapters.postgres import PostgresSource
-from migrator.adapters.postgres_target import PostgresTarget
 from migrator.connstr import MYSQL_SCHEMES, POSTGRES_SCHEMES
 from migrator.errors import TerminalError
 
+if TYPE_CHECKING:
+    from migrator.adapters.memory import MemorySource, MemoryTarget
+    from migrator.adapters.mongodb import MongoTarget
+    from migrator.adapters.mysql import MysqlSource
+    from migrator.adapters.postgres import PostgresSource
+    from migrator.adapters.postgres_target import PostgresTarget
+
+    SourceClass = type[PostgresSource] | type[MysqlSource] | type[MemorySource]
+    TargetClass = type[MongoTarget] | type[PostgresTarget] | type[MemoryTarget]
+
+# Adapters by "module:class": an adapter's module (and its driver) is imported when a plan uses
+# it, so a process start loads no driver (docs/architecture.md, "Start-up imports").
 # `memory`: in-process adapters for tests (memory://NAME finds a registered MemoryDatabase).
-SOURCES: dict[str, type[PostgresSource] | type[MysqlSource] | type[MemorySource]] = {
-    "postgres": PostgresSource,
-    "mysql": MysqlSource,
-    "memory": MemorySource,
+SOURCES: dict[str, str] = {
+    "postgres": "migrator.adapters.postgres:PostgresSource",
+    "mysql": "migrator.adapters.mysql:MysqlSource",
+    "memory": "migrator.adapters.memory:MemorySource",
 }
-TARGETS: dict[str, type[MongoTarget] | type[PostgresTarget] | type[MemoryTarget]] = {
-    "mongodb": MongoTarget,
-    "postgres": PostgresTarget,
-    "memory": MemoryTarget,
+TARGETS: dict[str, str] = {
+    "mongodb": "migrator.adapters.mongodb:MongoTarget",
+    "postgres": "migrator.adapters.postgres_target:PostgresTarget",
+    "memory": "migrator.adapters.memory:MemoryTarget",
 }
+
+
+def _load(where: str) -> Any:
+    """The class at "module:class", its module imported now."""
+    module, _, name = where.partition(":")
+    return getattr(importlib.import_module(module), name)
+
 
 # A source URL's scheme -> the adapter that reads it (`migrator init` has a URL, not a plan).
 SOURCE_SCHEMES: dict[str, str] = {
@@ -45,15 +60,16 @@ def source_adapter_for_scheme(scheme: str) -> str | None:
     return SOURCE_SCHEMES.get(scheme)
 
 
-def _source(adapter: str) -> type[PostgresSource] | type[MysqlSource] | type[MemorySource]:
+def _source(adapter: str) -> SourceClass:
     """The source adapter class named `adapter`: what needs no URL (positions, words, the
     runbook's prerequisites) is read from the class."""
     try:
-        return SOURCES[adapter]
+        where = SOURCES[adapter]
     except KeyError:
         raise TerminalError(
             f"no source adapter named '{adapter}' (known: {', '.join(sorted(SOURCES))})"
         ) from None
+    return cast("SourceClass", _load(where))
 
 
 def source_for(adapter: str, url: str, **options: Any) -> SourceAdapter:
@@ -64,11 +80,13 @@ def source_for(adapter: str, url: str, **options: Any) -> SourceAdapter:
 def target_for(adapter: str, url: str, database: str, **options: Any) -> TargetAdapter:
     """`options`: the adapter's own keyword arguments (a connection timeout, ...)."""
     try:
-        return TARGETS[adapter](url, database, **options)
+        where = TARGETS[adapter]
     except KeyError:
         raise TerminalError(
             f"no target adapter named '{adapter}' (known: {', '.join(sorted(TARGETS))})"
         ) from None
+    target_class: TargetClass = _load(where)
+    return target_class(url, database, **options)
 
 
 def positions_for(adapter: str) -> Positions:

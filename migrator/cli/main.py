@@ -10,15 +10,12 @@ import os
 import signal
 import sys
 import threading
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 from rich.markup import escape
 
-from migrator import __version__, api
-from migrator.cli.dryrun import render_dry_run
-from migrator.cli.observe import Observed
-from migrator.cli.progress import JsonLines, PlainLines, RichProgress, VerifyTicker, summary
+from migrator import __version__
 from migrator.cli.render import (
     make_console,
     render_preflight,
@@ -26,11 +23,15 @@ from migrator.cli.render import (
     render_verify,
     write_traceback,
 )
-from migrator.cli.status import print_status, watch_status
 from migrator.errors import MigratorError, PlanError
-from migrator.operations.run import Until, describe
-from migrator.plan.units import parse_duration
 from migrator.redact import redact_text, url_passwords
+
+# The CLI loads what a command runs inside the command: `migrator --help`, a command's --help
+# and shell completion start without the plan models, the engine or any driver
+# (docs/architecture.md, "Start-up imports"; tests/unit/test_cli_imports.py).
+if TYPE_CHECKING:
+    from migrator import api
+    from migrator.cli.observe import Observed
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
 # verify's verdicts
@@ -67,6 +68,8 @@ def _plan_secrets(params: dict[str, Any]) -> tuple[str, ...]:
     if not plan_file:
         return ()
     try:
+        from migrator import api
+
         plan = api.load(plan_file)
         return url_passwords(plan.source.url.get_secret_value(), plan.target.url.get_secret_value())
     except Exception:  # noqa: BLE001 - best effort: the generic masking still applies
@@ -198,6 +201,8 @@ def plan_command(plan_file: str, as_json: bool) -> None:
 
     Read-only. Exit 0 when ready, 1 when a preflight check failed, 2 when the plan is invalid.
     """
+    from migrator import api
+
     try:
         report = api.plan(plan_file)
     except MigratorError as exc:
@@ -253,6 +258,11 @@ def run_command(
     once while another process works on the run, or when another run of the plan owns the
     target's data (the target's ownership record names it, its host and its state file).
     """
+    from migrator import api
+    from migrator.cli.observe import Observed
+    from migrator.cli.progress import JsonLines, PlainLines, RichProgress, summary
+    from migrator.operations.run import Until, describe
+
     if dry_run:
         _dry_run(plan_file, as_json)
     console = make_console()
@@ -300,6 +310,9 @@ def run_command(
 
 def _dry_run(plan_file: str, as_json: bool) -> NoReturn:
     """`run --dry-run`: reads and records only (migrator/operations/dry_run.py)."""
+    from migrator import api
+    from migrator.cli.dryrun import render_dry_run
+
     try:
         report = api.dry_run(plan_file)
     except MigratorError as exc:
@@ -349,6 +362,9 @@ def verify_command(
     that could not be pinned down (the report's `incomplete` says why). A timeout is never a
     difference.
     """
+    from migrator import api
+    from migrator.cli.progress import VerifyTicker
+
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     console = make_console()
@@ -402,6 +418,9 @@ def rollback_command(
     Shows the steps and asks unless --yes. A rollback cut short is finished by running it
     again. Exit 0 rolled back, 1 failed, 2 usage or nothing confirmed.
     """
+    from migrator import api
+    from migrator.cli.progress import JsonLines, PlainLines
+
     console = make_console()
     chosen: Any = to
     try:
@@ -465,6 +484,10 @@ def cutover_command(
     over, 1 failed, gate not passed or abandoned (the source stays primary), 2 invalid plan,
     130 stopped by a signal before the switch flipped (the source stays primary).
     """
+    from migrator import api
+    from migrator.cli.observe import Observed
+    from migrator.cli.progress import JsonLines, PlainLines
+
     console = make_console()
     sink: Any = JsonLines() if as_json else PlainLines(console)
     observed = Observed(plan_file, log_format, metrics_port, metrics_addr)
@@ -522,6 +545,8 @@ def runbook_command(plan_file: str, output: str | None, offline: bool) -> None:
     does; --offline contacts neither. The same inputs give the same runbook. Exit 0 written (a
     failed preflight check is shown in the runbook), 1 error, 2 invalid plan.
     """
+    from migrator import api
+
     try:
         text = api.runbook(plan_file, offline=offline)
     except MigratorError as exc:
@@ -590,6 +615,8 @@ def init_command(
       export MIGRATOR_TARGET_URL='mongodb://mongo:27017/?replicaSet=rs0'
       migrator plan plans/shop.yaml
     """
+    from migrator import api
+
     if output is not None and os.path.exists(output) and not force:
         raise click.UsageError(f"{output} exists: pass --force to overwrite it")
     names = [name.strip() for entry in tables for name in entry.split(",") if name.strip()]
@@ -618,6 +645,8 @@ def init_command(
 @cli.command("schema")
 def schema_command() -> None:
     """Print the JSON Schema of plan format v1."""
+    from migrator import api
+
     click.echo(json.dumps(api.schema(), indent=2))
 
 
@@ -639,6 +668,9 @@ def status_command(plan_file: str, state_path: str | None, as_json: bool, watch:
     ownership record (which also names the owning run, host and state file).
     Exit 0; 1 when the plan has no run.
     """
+    from migrator import api
+    from migrator.cli.status import print_status, watch_status
+
     console = make_console()
 
     def fetch() -> api.StatusReport:
@@ -665,6 +697,8 @@ class _Duration(click.ParamType):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
         if isinstance(value, float):
             return value
+        from migrator.plan.units import parse_duration
+
         try:
             seconds = parse_duration(value)
         except ValueError as exc:
@@ -713,6 +747,8 @@ def throttle_command(
         raise click.UsageError(
             "nothing to change: give --pause, --resume, --chunk-rows N, --max-lag or --reset"
         )
+    from migrator import api
+
     try:
         result = api.throttle(
             plan_file, pause=pause, chunk_rows=chunk_rows, max_lag=max_lag, reset=reset, state=state_path

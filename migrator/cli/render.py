@@ -9,7 +9,7 @@ import sys
 import tempfile
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -18,8 +18,10 @@ from rich.tree import Tree
 
 from migrator import __version__
 from migrator.findings import Severity
-from migrator.phases.preflight import PreflightReport
 from migrator.redact import redact_text
+
+if TYPE_CHECKING:
+    from migrator.phases.preflight import PreflightReport
 
 _MARK = {
     Severity.OK: "[green]ok  [/]",

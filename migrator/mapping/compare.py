@@ -23,7 +23,6 @@ import bson
 from bson import json_util
 from bson.decimal128 import Decimal128
 from bson.raw_bson import RawBSONDocument
-from deepdiff import DeepDiff
 
 from migrator.adapters.documents import CODEC, canonical_bytes, same
 
@@ -157,6 +156,10 @@ def explain(expected: Mapping[str, Any], actual: Mapping[str, Any]) -> list[Fiel
 
 
 def _explain(expected: Mapping[str, Any], actual: Mapping[str, Any]) -> list[FieldDiff]:
+    # Imported here: deepdiff pulls numpy (~0.3 s), and only a document that differs is
+    # explained, so no process start pays for it (docs/architecture.md, "Start-up imports").
+    from deepdiff import DeepDiff
+
     diffs: list[FieldDiff] = []
     expected, actual = _comparable(expected), _comparable(actual)
     actual = _align_reordered_arrays(expected, actual, "", diffs)
