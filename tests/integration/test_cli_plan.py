@@ -2,7 +2,9 @@
 
 Runs exactly what a user runs (`migrator plan plans/demo.yaml` with the URLs in the environment)
 and checks the exit codes, the rendered tree, `--json`, and that the source password given in
-MIGRATOR_SOURCE_URL never reaches stdout or stderr.
+MIGRATOR_SOURCE_URL never reaches stdout or stderr. Each exit code (0, 1, 2) comes from a real
+process once; the `--json` forms of the same plans run the same command in this process (click's
+runner), which spares a Python start-up each and checks the same output.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg
+from click.testing import CliRunner, Result
 
+from migrator.cli.main import cli
 from tests.support.cli_process import migrator_script
 from tests.support.demo import CUSTOMERS, DEMO_PLAN, DEMO_TABLES, PASSWORD, demo_data, with_user
 from tests.support.servers import (
@@ -41,6 +45,15 @@ def run_plan(*args: str, source_url: str, target_url: str) -> subprocess.Complet
         check=False,
     )
     # Whatever the outcome, the password stays out of both streams.
+    assert PASSWORD not in result.stdout
+    assert PASSWORD not in result.stderr
+    return result
+
+
+def plan_json(*args: str, source_url: str, target_url: str) -> Result:
+    """`migrator plan --json ARGS` in this process, with the URLs in its environment."""
+    env = {"MIGRATOR_SOURCE_URL": source_url, "MIGRATOR_TARGET_URL": target_url}
+    result = CliRunner().invoke(cli, ["plan", "--json", *args], env=env, catch_exceptions=False)
     assert PASSWORD not in result.stdout
     assert PASSWORD not in result.stderr
     return result
@@ -93,8 +106,8 @@ def test_demo_postgres_plan_is_ready(demo_url: str, pg_target_server: PgServer) 
 
 
 def test_demo_plan_json(demo_url: str, mongo_url: str) -> None:
-    result = run_plan("--json", str(DEMO_PLAN), source_url=demo_url, target_url=mongo_url)
-    assert result.returncode == 0, result.stdout + result.stderr
+    result = plan_json(str(DEMO_PLAN), source_url=demo_url, target_url=mongo_url)
+    assert result.exit_code == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
     assert report["plan"] == "demo"
     assert report["ready"] is True
@@ -144,8 +157,8 @@ def test_plan_on_replica_cluster_exits_1_with_the_fix(
     assert "ALTER SYSTEM SET wal_level = logical" in result.stdout
     assert result.stdout.splitlines()[-1].strip() == "not ready: 1 check(s) failed"
 
-    as_json = run_plan("--json", str(DEMO_PLAN), source_url=source, target_url=mongo_url)
-    assert as_json.returncode == 1
+    as_json = plan_json(str(DEMO_PLAN), source_url=source, target_url=mongo_url)
+    assert as_json.exit_code == 1
     report = json.loads(as_json.stdout)
     assert report["ready"] is False
     failures = [f for f in report["findings"] if f["severity"] == "fail"]
@@ -172,8 +185,8 @@ def test_invalid_plan_exits_2(tmp_path: Path, mongo_url: str) -> None:
     assert f"{plan}:8:5" in result.stderr
     assert "collections[0].embedd" in result.stderr
 
-    as_json = run_plan("--json", str(plan), source_url=source, target_url=mongo_url)
-    assert as_json.returncode == 2
+    as_json = plan_json(str(plan), source_url=source, target_url=mongo_url)
+    assert as_json.exit_code == 2
     payload = json.loads(as_json.stdout)
     assert payload["error"] == "PlanError"
     assert payload["problems"][0]["key"] == "collections[0].embedd"

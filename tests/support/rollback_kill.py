@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import signal
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from bson.decimal128 import Decimal128
@@ -102,12 +103,19 @@ class Application:
 
 
 def kill_rollback_and_retry(
-    mig: Migration, mongo_server: MongoServer | ExternalServer, tmp_path: Path, moment: str, between: bool
+    mig: Migration,
+    mongo_server: MongoServer | ExternalServer,
+    tmp_path: Path,
+    moments: Sequence[str],
+    between: bool,
 ) -> None:
-    """Cut over, kill `migrator rollback` at `moment` (`between`: the MIGRATOR_TEST_KILL_AT point of
-    that name, between an action and its checkpoint; else once the rollback.step event of that name
-    is out), retry it, and check the switch, the fence and both sides' data."""
-    name = f"rb-kill-{moment}"
+    """Cut over, kill `migrator rollback` at each of `moments` in turn (`between`: the
+    MIGRATOR_TEST_KILL_AT point of that name, between an action and its checkpoint; else once the
+    rollback.step event of that name is out), each kill in the retry of the one before (so each
+    retry resumes from what the kill before left), the application writing between them; then
+    retry to the end and check the switch, the fence and both sides' data. `moments` in the order
+    a rollback reaches them: one cutover serves them all."""
+    name = f"rb-kill-{moments[0]}" + ("-on" if len(moments) > 1 else "")
     switch = tmp_path / "routing"
     plan_file = cutover_plan(mig, name, switch, freeze="10s", reverse=True)
     run(mig, plan_file, "caught-up")
@@ -118,12 +126,45 @@ def kill_rollback_and_retry(
     # keeps every step of the rollback under writes (the rate is not the point: each CDC change the
     # forward and reverse streams carry is work for the 2 cores the suite shares).
     writer = App(mig, switch, pause=0.02)
-
     env = {**mig.env, "MIGRATOR_STATE": str(mig.state_path)}
+    try:
+        for window, moment in enumerate(moments):
+            _kill_rollback(mig, mongo_server, app, plan_file, env, moment, between)
+            # Between the kill and the retry, the application goes on where the switch says
+            # (customers 200, 202, ...: a window's own).
+            app.writes(200 + 2 * window, deletes_only=app.side() == "target" and app.fenced())
+        retry = cli_process.start(["rollback", str(plan_file), "--yes"], env)
+        code, out, err = cli_process.finish(retry)
+    finally:
+        writer.finish()
+    assert code == 0, (out[-3000:], err[-3000:])
+    assert switch.read_text() == "source\n"
+    assert not app.fenced()
+    assert writer.counts["failed"] == 0, writer.errors
+    assert reverse_checkpoints(mig, name) == 0  # forgotten: a new cutover starts reverse sync afresh
+    app.expected.update(writer.last)
+
+    app.writes(250)  # on the source again: forward CDC carries them
+    run(mig, plan_file, "caught-up")
+    app.check()
+    status = api.status(plan_file, state=mig.state_path, env=mig.env)
+    assert status.cutover is not None and status.cutover.primary == "source"
+
+
+def _kill_rollback(
+    mig: Migration,
+    mongo_server: MongoServer | ExternalServer,
+    app: Application,
+    plan_file: Path,
+    env: dict[str, str],
+    moment: str,
+    between: bool,
+) -> None:
+    """Start `migrator rollback` (a retry, after the first) and SIGKILL it at `moment`."""
     if between:
         process = cli_process.start(["rollback", str(plan_file), "--yes"], {**env, KILL_AT_ENV: moment})
         code, out, err = cli_process.finish(process)
-        assert code == -signal.SIGKILL, (code, out[-2000:], err[-2000:])
+        assert code == -signal.SIGKILL, (moment, code, out[-2000:], err[-2000:])
     else:
         process = cli_process.start(["rollback", str(plan_file), "--yes"], env)
         cli_process.signal_when(process, cli_process.step_is("rollback.step", moment), signal.SIGKILL)
@@ -141,24 +182,3 @@ def kill_rollback_and_retry(
         # server, abort it now, as `killAllSessions` does; its other sessions hold no transaction.
         # (Waiting one out is tested by test_cdc_workload_kill_stream.py.)
         mig.client.admin.command({"killAllSessions": []})
-
-    # Between the kill and the retry, the application goes on where the switch says.
-    app.writes(200, deletes_only=app.side() == "target" and app.fenced())
-
-    retry = cli_process.start(["rollback", str(plan_file), "--yes"], env)
-    try:
-        code, out, err = cli_process.finish(retry)
-    finally:
-        writer.finish()
-    assert code == 0, (out[-3000:], err[-3000:])
-    assert switch.read_text() == "source\n"
-    assert not app.fenced()
-    assert writer.counts["failed"] == 0, writer.errors
-    assert reverse_checkpoints(mig, name) == 0  # forgotten: a new cutover starts reverse sync afresh
-    app.expected.update(writer.last)
-
-    app.writes(250)  # on the source again: forward CDC carries them
-    run(mig, plan_file, "caught-up")
-    app.check()
-    status = api.status(plan_file, state=mig.state_path, env=mig.env)
-    assert status.cutover is not None and status.cutover.primary == "source"
