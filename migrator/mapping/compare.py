@@ -68,7 +68,8 @@ class _Decimal(str):
 
 
 def _comparable(value: Any) -> Any:
-    """Canonical, with each decimal (Decimal128, Decimal) as its text (_Decimal)."""
+    """Canonical, with each decimal (Decimal128, Decimal) as its text (_Decimal), and a str
+    subclass (a PostgreSQL target's character(n) value, Padded) as the plain text it holds."""
     if isinstance(value, Mapping):
         return {k: _comparable(value[k]) for k in sorted(value)}
     if isinstance(value, list):
@@ -77,6 +78,8 @@ def _comparable(value: Any) -> Any:
         return _Decimal(value.to_decimal())
     if isinstance(value, decimal.Decimal):
         return _Decimal(value)
+    if isinstance(value, str) and type(value) is not str:
+        return str(value)
     return value
 
 

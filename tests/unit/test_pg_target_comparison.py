@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from bson.int64 import Int64
 
-from migrator.adapters.postgres_target.comparison import same_value
+from migrator.adapters.postgres_target.comparison import Padded, same, same_value
+from migrator.adapters.postgres_target.rows import decode, encode
 
 SAME = [
     (Int64(0), Decimal("0")),
@@ -20,8 +21,9 @@ SAME = [
     ("-00:00:00.000001", "PT-0.000001S"),
     ("-12:00:00.500000", "PT-12H-0.5S"),
     ("00:00:00", "PT0S"),
-    ("ab", "ab   "),
-    ("", "     "),
+    ("ab", Padded("ab   ")),  # a character(n) column's padding (the target reader's Padded)
+    ("", Padded("     ")),
+    ("ab   ", Padded("ab   ")),  # a PostgreSQL source reads character(n) padded too
     ({"s": ["a", "c"], "t": "13:14:15"}, {"t": "PT13H14M15S", "s": ["a", "c"]}),
 ]
 DIFFERENT = [
@@ -32,9 +34,12 @@ DIFFERENT = [
     ("13:14:15", "PT13H14M16S"),
     ("13:14:15", "13:14:15.000001"),
     ("PT1H", "01:00:00"),  # the target's ISO form stands only on the target's side
-    ("ab", "zz   "),
-    ("ab ", "ab"),
-    ("ab", "ab\t"),
+    ("ab", Padded("zz   ")),
+    ("ab ", Padded("ab")),
+    ("ab", Padded("ab\t")),
+    ("ab", "ab   "),  # a varchar or text value with blanks added is another value
+    ("", " "),
+    ("ab", "ab "),
     ({"s": ["a", "c"]}, {"s": ["a"]}),
     ({"a": 1}, {"a": 1, "b": 2}),
 ]
@@ -48,3 +53,11 @@ def test_the_same_value_in_either_form_is_equal(source: Any, target: Any) -> Non
 @pytest.mark.parametrize(("source", "target"), DIFFERENT)
 def test_a_different_value_is_not_equal(source: Any, target: Any) -> None:
     assert not same_value(source, target)
+
+
+def test_a_padded_value_keeps_its_kind_through_encoding() -> None:
+    source, plain, padded = encode({"c": "ab"}), encode({"c": "ab  "}), encode({"c": Padded("ab  ")})
+    assert type(decode(padded)["c"]) is Padded
+    assert decode(padded) == {"c": "ab  "}
+    assert same(source, padded)
+    assert not same(source, plain)

@@ -5,7 +5,8 @@ A row comes back as the document the mapping builds from the source's row (docs/
 "Tables as collections"): the target table has the source's declared types, so each column is
 read as the source's range reader reads one of its type: the same casts in the server (an
 interval as ISO 8601 text, an enum as its label, money as numeric), binary values, bigint as
-Int64, timestamps in UTC. Keys are matched as the source matches them (reading.py: key text
+Int64, timestamps in UTC. A character(n) column's value (not a key's) comes back as `Padded`,
+which verify alone compares with its padding blanks set aside (comparison.py). Keys are matched as the source matches them (reading.py: key text
 cast to the key's type), so an _id from either side names the same row.
 """
 
@@ -29,6 +30,7 @@ from migrator.adapters.postgres.reading import (
     key_set_condition,
     key_text,
 )
+from migrator.adapters.postgres_target.comparison import Padded
 from migrator.adapters.postgres_target.connection import Connections
 from migrator.adapters.postgres_target.rows import TargetTable, decode, document_of, encode
 from migrator.adapters.postgres_target.writer import upsert
@@ -54,10 +56,21 @@ class _Shape:
         types = {c.name: c.type_name for c in self.columns}
         return [types[k] for k in self.table.key]
 
+    @property
+    def padded(self) -> frozenset[str]:
+        """The character(n) columns outside the key (a key stays plain text: an _id names its row
+        by its bytes, reverse.py's identity)."""
+        key = set(self.table.key)
+        return frozenset(c.name for c in self.columns if c.type_name == "character" and c.name not in key)
+
 
 class TableReader:
-    def __init__(self, connections: Connections, table: str) -> None:
+    """`padding`: character(n) values as `Padded` (for comparison); plain text where they are
+    written on (reverse sync)."""
+
+    def __init__(self, connections: Connections, table: str, *, padding: bool = True) -> None:
         self._connections = connections
+        self._padding = padding
         self._name = table
         self._lock = threading.Lock()
         self._shape: _Shape | None = None
@@ -107,8 +120,13 @@ class TableReader:
         )
 
     def _documents(self, rows: list[dict[str, Any]]) -> list[tuple[Any, bytes]]:
-        table = self._table
-        return [(d["_id"], encode(d)) for d in (document_of(table, r) for r in rows)]
+        shape = self._read
+        padded = shape.padded if self._padding else frozenset()
+        for row in rows:
+            for name in padded:
+                if row[name] is not None:
+                    row[name] = Padded(row[name])
+        return [(d["_id"], encode(d)) for d in (document_of(shape.table, r) for r in rows)]
 
     def _key_texts(self, doc_id: Any) -> list[str]:
         shape = self._read

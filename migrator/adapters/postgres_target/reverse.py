@@ -166,7 +166,7 @@ class PgReverseFeed:
             wanted.setdefault(document.collection, []).append(document.document_id)
         found: dict[bytes, Mapping[str, Any]] = {}
         for collection, ids in wanted.items():
-            for doc_id, raw in TableReader(self._connections, collection).fetch(ids):
+            for doc_id, raw in TableReader(self._connections, collection, padding=False).fetch(ids):
                 found[identity(collection, doc_id)] = decode_row(raw)
         return found
 

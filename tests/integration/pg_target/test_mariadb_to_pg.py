@@ -383,13 +383,15 @@ def _found(report: Any) -> dict[tuple[str, Any], tuple[str, list[str]]]:
 # Damage done to the target with plain SQL, each in a type whose values the two readers give in
 # different forms (character, interval, numeric(20,0), text[]), and what verify must name.
 DAMAGE = (
-    "UPDATE things SET c_time = c_time + interval '1 second' WHERE id = 1 RETURNING 1",
+    # A varchar with blanks added differs: only a character(n) value's blanks are its padding.
+    "UPDATE things SET c_time = c_time + interval '1 second', c_varchar = c_varchar || '  ' "
+    "WHERE id = 1 RETURNING 1",
     "UPDATE things SET c_char = 'zz' WHERE id = 2 RETURNING 1",
     "UPDATE extras SET u64 = u64 - 1, s = '{a}' WHERE id = 1 RETURNING 1",
     "DELETE FROM extras WHERE id = 3 RETURNING 1",
 )
 DAMAGED = {
-    ("public.things", 1): ("mismatched", ["c_time"]),
+    ("public.things", 1): ("mismatched", ["c_time", "c_varchar"]),
     ("public.things", 2): ("mismatched", ["c_char"]),
     ("public.extras", 1): ("mismatched", ["s.1", "u64"]),  # {a,c} -> {a}: element 1 gone
     ("public.extras", 3): ("missing", []),
