@@ -16,12 +16,17 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
 
+from migrator.adapters.base import Idle, Keepalive
 from migrator.adapters.postgres import pgoutput as pgo
+from migrator.adapters.postgres.connection import PgEndpoint
 from migrator.adapters.postgres.lsn import Lsn
+from migrator.adapters.postgres.replication import ReplicationStream
+from migrator.errors import ConnectionFailed, StreamLost, TransientError
 
 SLOT = "pgo_slot"
 PUB = "pgo_pub"
@@ -405,3 +410,51 @@ def test_protocol_2_streaming_from_a_real_server(conn: psycopg.Connection[Any]) 
     assert plain_committed == expected
     assert len(of_type(plain, pgo.Insert)) == len(expected)  # the aborted subtransaction is left out
     assert all(insert.xid is None for insert in of_type(plain, pgo.Insert))
+
+
+# -- the stream, ended by the server ------------------------------------------------------------
+
+
+def test_a_walsender_the_server_terminates_is_a_lost_stream_not_a_failed_connection(
+    conn: psycopg.Connection[Any], pg_url: str
+) -> None:
+    run(
+        conn,
+        "CREATE TABLE item (id int PRIMARY KEY)",
+        f"CREATE PUBLICATION {PUB} FOR TABLE item",
+        f"SELECT pg_create_logical_replication_slot('{SLOT}', 'pgoutput')",
+    )
+    start = conn.execute(
+        f"SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = '{SLOT}'"
+    )
+    row = start.fetchone()
+    assert row is not None
+    parts = urlsplit(pg_url)
+    if parts.password is None and parts.username:  # unchecked by trust auth: a password to look for
+        pg_url = pg_url.replace(f"//{parts.username}@", f"//{parts.username}:s3cret-pw@", 1)
+    endpoint = PgEndpoint(pg_url)
+    assert endpoint.secrets
+    stream = ReplicationStream(endpoint, SLOT, PUB, Lsn.parse(row[0]).value)
+    try:
+        messages = stream.messages(wait_s=0.2)
+        assert isinstance(next(messages), Idle | Keepalive)  # established: the server answers
+        ended = conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE backend_type = 'walsender' AND datname = current_database()"
+        ).fetchone()
+        assert ended == (1,)
+        with pytest.raises(StreamLost) as lost:
+            for _ in range(600):  # at most about 120 s of Idle at 0.2 s
+                next(messages)
+    finally:
+        stream.close()
+    # Transient (CDC retries it), and said as what it is: the stream ended after it was established.
+    assert isinstance(lost.value, TransientError) and not isinstance(lost.value, ConnectionFailed)
+    assert lost.value.message.startswith(
+        f"{endpoint.name}: the replication stream was lost after it was established: "
+    )
+    assert lost.value.message.endswith("(SQLSTATE 57P01)")  # admin_shutdown
+    assert "cannot connect" not in lost.value.message
+    assert (lost.value.code, lost.value.cause) == ("57P01", "AdminShutdown")
+    for secret in endpoint.secrets:
+        assert secret not in f"{lost.value.message} {lost.value.hint}"

@@ -23,13 +23,21 @@ from migrator.adapters.postgres.errors import classify
 from migrator.adapters.postgres.lsn import Lsn
 from migrator.adapters.postgres.pgoutput import PG_EPOCH
 from migrator.adapters.postgres.values import REPLICATION_OPTIONS
-from migrator.errors import ConnectionFailed, MigratorError, SourceError, TransientError
+from migrator.errors import ConnectionFailed, MigratorError, SourceError, StreamLost, TransientError
+from migrator.redact import redact_text
 
 FEEDBACK_INTERVAL_S = 10.0
 OBJECT_IN_USE = "55006"  # SQLSTATE: the replication slot is active for another process
 _WAL_END = struct.Struct("!Q")  # in an XLogData header ('w', start, WAL end, send time) at byte 9
 _XLOG_HEADER = 25
 _KEEPALIVE = struct.Struct("!QqB")  # the server's wal_sender_timeout defaults to 60 s
+# SQLSTATEs with which the server ends a walsender: pg_terminate_backend or a fast shutdown
+# (57P01 admin_shutdown), a crash of another backend (57P02), a restart (57P03); class 08, the link.
+_ENDED = frozenset({"57P01", "57P02", "57P03"})
+_LOST_HINT = (
+    "check that the server runs and that nothing ends migrator's walsender (pg_terminate_backend, a restart, "
+    "wal_sender_timeout, a proxy's idle timeout): change capture reconnects and resumes from its last checkpoint"
+)
 
 
 def _now_us() -> int:
@@ -100,7 +108,7 @@ class ReplicationStream:
             try:
                 nbytes, data = pgconn.get_copy_data(1)
             except psycopg.Error as exc:
-                raise classify(exc, self._endpoint.name, self._endpoint.secrets) from None
+                raise self._error(exc) from None
             if nbytes > 0:
                 chunk = bytes(data)
                 kind = chunk[0]
@@ -123,13 +131,28 @@ class ReplicationStream:
                 try:
                     pgconn.consume_input()
                 except psycopg.Error as exc:
-                    raise classify(exc, self._endpoint.name, self._endpoint.secrets) from None
-            else:
+                    raise self._error(exc) from None
+            else:  # -1: the server ended the copy, with an error (its result) or without
                 result = pgconn.get_result()
-                message = result.error_message.decode(errors="replace").strip() if result is not None else ""
-                raise ConnectionFailed(
-                    self._endpoint.name, f"replication stream ended: {message or 'closed'}"
+                if result is not None and result.status == pq.ExecStatus.FATAL_ERROR:
+                    raise self._error(psycopg.errors.error_from_result(result, self._conn.info.encoding))
+                raise StreamLost(
+                    self._endpoint.name, "replication stream", "the server ended it", hint=_LOST_HINT
                 )
+
+    def _error(self, exc: psycopg.Error) -> MigratorError:
+        """An error of the established stream, by SQLSTATE: the server ending the walsender (or the
+        link failing, no SQLSTATE) is a lost stream, retried; any other error is classified as usual."""
+        state = exc.sqlstate
+        ended = state in _ENDED or (state or "")[:2] == "08"
+        if not ended and not (state is None and isinstance(exc, psycopg.OperationalError)):
+            return classify(exc, self._endpoint.name, self._endpoint.secrets)
+        text = str(exc).strip()
+        reason = redact_text(text.splitlines()[0] if text else "connection closed", self._endpoint.secrets)
+        said = f"{reason} (SQLSTATE {state})" if state else reason
+        return StreamLost(self._endpoint.name, "replication stream", said, hint=_LOST_HINT).caused_by(
+            exc, state
+        )
 
     def acknowledge(self, lsn: int) -> None:
         """Record that everything up to `lsn` is durable on the target; sent with the next feedback."""
@@ -153,8 +176,8 @@ class ReplicationStream:
         pgconn = self._conn.pgconn
         try:
             sent = pgconn.put_copy_data(message) == 1 and pgconn.flush() == 0
-        except psycopg.Error as exc:  # the server ended the connection: retried like a lost stream
-            raise classify(exc, self._endpoint.name, self._endpoint.secrets) from None
+        except psycopg.Error as exc:  # the server ended the connection: a lost stream
+            raise self._error(exc) from None
         if not sent:
             raise ConnectionFailed(self._endpoint.name, "could not send standby status update")
         self._last_feedback = time.monotonic()
