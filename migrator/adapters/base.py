@@ -69,7 +69,7 @@ from migrator.adapters.raw_chunks import (
     RawColumn,
     RawWriter,
 )
-from migrator.adapters.vocabulary import Prerequisite, SourceVocabulary
+from migrator.adapters.vocabulary import Prerequisite, SourceVocabulary, TargetVocabulary
 from migrator.findings import Finding
 
 if TYPE_CHECKING:
@@ -305,6 +305,8 @@ class TargetAdapter(Protocol):
     """What every phase, operation and the mapping may ask of a target."""
 
     capabilities: ClassVar[Capabilities]
+    # The words of plan's target checks for this target (vocabulary.py).
+    vocabulary: ClassVar[TargetVocabulary]
     name: str
 
     def inspect(self, collections: Sequence[str]) -> TargetInfo: ...
@@ -999,6 +1001,7 @@ __all__ = [
     "TargetChanges",
     "TargetCollectionInfo",
     "TargetInfo",
+    "TargetVocabulary",
     "TargetWriteFence",
     "TransactionBegun",
     "TransactionCommitted",

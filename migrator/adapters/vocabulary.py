@@ -89,3 +89,14 @@ class Prerequisite:
     found_ok: str | None = None
     subject: str | None = None
     inspected: bool = False
+
+
+@dataclass(frozen=True)
+class TargetVocabulary:
+    """A target's words in `plan`'s target checks (docs/architecture.md, "A source's words"):
+    what reverse sync reads the target's changes through, and the fix for each capability the
+    server lacks. A class attribute of each target adapter, as a source's vocabulary is."""
+
+    reverse_feed: str  # "change streams"; a PostgreSQL target: logical decoding (wal_level)
+    transactions_fix: str  # the hint of target.transactions' WARN
+    reverse_feed_fix: str  # the hint of target.change_streams' WARN

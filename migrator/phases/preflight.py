@@ -401,6 +401,7 @@ class Preflight:
         self.report.target = info
         self.add("target.reachable", Severity.OK, self.target.name, self.target.describe(info))
         capabilities = self.target.capabilities
+        words = self.target.vocabulary
         # The adapter says what it can do at all; inspection, what this server offers.
         if capabilities.transactions and info.transactions:
             self.add("target.transactions", Severity.OK, self.target.name, "transactions supported")
@@ -411,17 +412,19 @@ class Preflight:
                 self.target.name,
                 "no transactions (standalone server): CDC batches and checkpoints commit separately, "
                 "relying on idempotent writes",
-                "run MongoDB as a replica set (a single-node one will do)",
+                words.transactions_fix,
             )
         if capabilities.change_streams and info.change_streams:
-            self.add("target.change_streams", Severity.OK, self.target.name, "change streams supported")
+            self.add(
+                "target.change_streams", Severity.OK, self.target.name, f"{words.reverse_feed} supported"
+            )
         else:
             self.add(
                 "target.change_streams",
                 Severity.WARN,
                 self.target.name,
-                "no change streams: reverse sync after cutover, hence rollback after cutover, is impossible",
-                "run MongoDB as a replica set (a single-node one will do)",
+                f"no {words.reverse_feed}: reverse sync after cutover, hence rollback after cutover, is impossible",
+                words.reverse_feed_fix,
             )
         for name, coll in info.collections.items():
             if coll.documents > 0:

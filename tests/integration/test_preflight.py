@@ -85,6 +85,18 @@ def test_wal_level_replica_fails_and_logical_passes(
     assert one(good, "source.wal_level").severity is Severity.OK
     assert good.ready, good.failures
 
+    # The same cluster as a PostgreSQL target: reverse sync's slot there needs wal_level = logical,
+    # and the fix is PostgreSQL's, not MongoDB's (TargetVocabulary).
+    as_target = setup.plan("- {from: public.items}", target="postgres", target_url=replica.url)
+    feed = one(as_target, "target.change_streams")
+    assert feed.severity is Severity.WARN
+    assert feed.message.startswith("no logical decoding on the target (wal_level = logical):")
+    assert (
+        feed.fix is not None and "ALTER SYSTEM SET wal_level = logical" in feed.fix and "restart" in feed.fix
+    )
+    said = " ".join(f"{f.message} {f.fix or ''}" for f in as_target.findings if f.check.startswith("target."))
+    assert "MongoDB" not in said and "replica set" not in said
+
 
 def test_role_without_replication_fails_and_never_shows_password(setup: Setup, role: str) -> None:
     setup.sql(SIMPLE_TABLE, f"ALTER TABLE public.items OWNER TO {role}")

@@ -57,14 +57,17 @@ class Setup:
     def scalar(self, query: str, params: tuple[Any, ...] = ()) -> Any:
         return scalar(self.pg_url, query, params)
 
-    def plan_file(self, collections: str, *, name: str = "preflight-test") -> Path:
+    def plan_file(self, collections: str, *, name: str = "preflight-test", target: str = "mongodb") -> Path:
+        """`target`: the target adapter (a PostgreSQL target's URL then goes in `target_url`)."""
         path = self.tmp_path / f"plan_{uuid.uuid4().hex[:8]}.yaml"
+        # A PostgreSQL target takes its database from the URL.
+        database = f", database: {self.database}" if target == "mongodb" else ""
         header = (
             "version: 1\n"
             f"name: {name}\n"
             "source: {adapter: postgres, url: '${MIGRATOR_SOURCE_URL}'}\n"
-            f"target: {{adapter: mongodb, url: '${{MIGRATOR_TARGET_URL}}', database: {self.database}}}\n"
-            "collections:\n"
+            f"target: {{adapter: {target}, url: '${{MIGRATOR_TARGET_URL}}'{database}}}\n"
+            f"{'collections' if target == 'mongodb' else 'tables'}:\n"
         )
         path.write_text(header + textwrap.indent(textwrap.dedent(collections).strip() + "\n", "  "))
         return path
@@ -95,9 +98,11 @@ class Setup:
         source_url: str | None = None,
         target_url: str | None = None,
         name: str = "preflight-test",
+        target: str = "mongodb",
     ) -> PreflightReport:
         """Write a plan with these `collections` (YAML list text) and run preflight on it."""
-        return api.plan(self.plan_file(collections, name=name), env=self.env(source_url, target_url))
+        plan_file = self.plan_file(collections, name=name, target=target)
+        return api.plan(plan_file, env=self.env(source_url, target_url))
 
 
 def findings(report: PreflightReport, check: str) -> list[Finding]:

@@ -40,6 +40,7 @@ from migrator.adapters.memory import source as src
 from migrator.adapters.memory import target as tgt
 from migrator.adapters.memory.database import MemoryDatabase, database_at, register, unregister
 from migrator.adapters.memory.faults import Crash, Faults
+from migrator.adapters.vocabulary import TargetVocabulary
 from migrator.errors import OwnedByAnotherRun
 from migrator.findings import Finding, Severity
 
@@ -295,6 +296,12 @@ class MemoryTarget:
     """The target side over a MemoryDatabase's collections and records."""
 
     capabilities: ClassVar[Capabilities] = Capabilities(transactions=True, change_streams=False)
+    # Words of its own, as the memory source's, so that a test sees whose words a text uses.
+    vocabulary: ClassVar[TargetVocabulary] = TargetVocabulary(
+        reverse_feed="memory change feed",
+        transactions_fix="use a memory target with transactions",
+        reverse_feed_fix="use a memory target with a change feed",
+    )
     max_document_bytes = 16 * 1024 * 1024
 
     def __init__(self, url: str, database: str, **options: Any) -> None:

@@ -23,6 +23,7 @@ from migrator.adapters.mongodb.ownership import Ownership
 from migrator.adapters.mongodb.reader import DocumentReader
 from migrator.adapters.mongodb.writer import DocumentWriter
 from migrator.adapters.ownership_record import OwnerRecord, refusal
+from migrator.adapters.vocabulary import TargetVocabulary
 from migrator.connstr import MalformedConnection, parse_mongodb
 from migrator.errors import OwnedByAnotherRun, TargetError
 from migrator.findings import Finding
@@ -33,6 +34,12 @@ class MongoTarget:
     """The target side: inspection now; writes arrive with the snapshot phase."""
 
     capabilities: ClassVar[Capabilities] = Capabilities(transactions=True, change_streams=True)
+    # Both need a replica set (docs/architecture.md, "A source's words").
+    vocabulary: ClassVar[TargetVocabulary] = TargetVocabulary(
+        reverse_feed="change streams",
+        transactions_fix="run MongoDB as a replica set (a single-node one will do)",
+        reverse_feed_fix="run MongoDB as a replica set (a single-node one will do)",
+    )
 
     def __init__(self, url: str, database: str, *, timeout_ms: int = 5_000) -> None:
         self._url = url

@@ -41,6 +41,7 @@ from migrator.adapters.postgres_target.rows import decode, encode
 from migrator.adapters.postgres_target.schema import create_tables, qualified
 from migrator.adapters.postgres_target.sequences import set_sequences
 from migrator.adapters.postgres_target.writer import TableWriter
+from migrator.adapters.vocabulary import TargetVocabulary
 from migrator.errors import OwnedByAnotherRun, TerminalError
 from migrator.findings import Finding
 from migrator.plan.names import checkpoint_plan, forward_origin_name
@@ -66,6 +67,14 @@ def _later(what: str) -> NoReturn:
 class PostgresTarget:
     capabilities: ClassVar[Capabilities] = Capabilities(
         transactions=True, change_streams=True, keeps_source_types=True
+    )
+    # Reverse sync reads the target through a logical slot, which needs wal_level = logical, a
+    # setting read at server start (docs/architecture.md, "A source's words").
+    vocabulary: ClassVar[TargetVocabulary] = TargetVocabulary(
+        reverse_feed="logical decoding on the target (wal_level = logical)",
+        transactions_fix="use a writable PostgreSQL primary as the target",
+        reverse_feed_fix="set wal_level = logical on the target server and restart it "
+        "(ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL)",
     )
     max_document_bytes: ClassVar[int] = MAX_ROW_BYTES
 
