@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from migrator.adapters.base import ColumnInfo, SourceInfo, SourceServerInfo, TableInfo
-from migrator.adapters.postgres_target.schema import create_tables, safe_default
+from migrator.adapters.postgres_target.schema import create_tables, safe_default, sequence_schema
 from migrator.mapping.spec import resolve
 from migrator.plan import parse_plan
 
@@ -88,3 +88,18 @@ def test_the_ddl_has_the_declared_types_not_null_safe_defaults_and_the_primary_k
         ")",
         'ALTER SEQUENCE orders_id_seq OWNED BY "sales"."orders"."id"',
     ]
+
+
+@pytest.mark.parametrize(
+    ("sequence", "schema"),
+    [
+        ("orders_id_seq", None),
+        ("sales.orders_id_seq", "sales"),
+        ('"My.Schema"."seq"', '"My.Schema"'),
+        ('"a.b"', None),
+    ],
+)
+def test_a_sequence_in_another_schema_has_that_schema_created_first(
+    sequence: str, schema: str | None
+) -> None:
+    assert sequence_schema(sequence) == schema

@@ -72,6 +72,18 @@ def serial_sequence(column: ColumnInfo) -> str | None:
     return found.group(1).replace("''", "'") if found else None
 
 
+def sequence_schema(sequence: str) -> str | None:
+    """The schema part of a sequence name as a default writes it (`sales.seq`, `"My".seq`), None
+    where it is unqualified (found through the search_path)."""
+    quoted = False
+    for i, char in enumerate(sequence):
+        if char == '"':
+            quoted = not quoted
+        elif char == "." and not quoted:
+            return sequence[:i]
+    return None
+
+
 def _column(name: str, column: ColumnInfo, key: bool, plan_type: str | None = None) -> str:
     # The type: declared by a PostgreSQL source, else chosen through the type table (column_types.py).
     parts = [quote(name), column_type(column, plan_type)]
@@ -108,7 +120,13 @@ def create_table(collection: MappedCollection) -> list[str]:
     lines = [_column(name, c, c.name in key, typed.get(c.name)) for name, c in columns]
     table = qualified(collection.name)
     sequences = [(name, c, serial_sequence(c)) for name, c in columns if not c.identity]
+    # A sequence may live in a schema other than its table's: that schema is created first.
     before = [
+        f"CREATE SCHEMA IF NOT EXISTS {schema}"
+        for schema in dict.fromkeys(sequence_schema(q) for _, _, q in sequences if q is not None)
+        if schema is not None
+    ]
+    before += [
         f"CREATE SEQUENCE IF NOT EXISTS {sequence}"
         + (f" AS {c.declared_type}" if c.declared_type in _SEQUENCE_TYPES else "")
         for _, c, sequence in sequences
