@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT / "scripts" / "lib"))
 sys.path.insert(0, str(ROOT / "scripts" / "bench"))
 import devservices  # noqa: E402
 from bench_pg_snapshot import copy_schema, server_cpu  # noqa: E402
+from snapshot_sources import create_flat  # noqa: E402
 
 DB = "bench"
 SENTINEL = -1
@@ -61,22 +62,7 @@ phases: {snapshot: {parallel: 2}}
 
 def create_source(url: str, rows: int) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(
-            """
-            CREATE TABLE bench_flat (
-                id bigint PRIMARY KEY, name text NOT NULL, amount numeric(12,2), score double precision,
-                active boolean, created_at timestamptz, tag uuid)
-            """
-        )
-        conn.execute(
-            """
-            INSERT INTO bench_flat
-            SELECT i, 'name-' || i, (i %% 100000) / 100.0, i * 0.5, i %% 2 = 0,
-                   timestamptz '2024-01-01' + i * interval '1 second', md5(i::text)::uuid
-            FROM generate_series(1, %s) i
-            """,
-            [rows],
-        )
+        create_flat(conn, rows)
         conn.execute("CREATE INDEX bench_flat_created ON bench_flat (created_at)")
         conn.execute("VACUUM ANALYZE bench_flat")
 

@@ -71,25 +71,30 @@ def _batched(rows: Any, write: Callable[[list[dict[str, Any]]], None]) -> None:
 # --- PostgreSQL ----------------------------------------------------------------------------------
 
 
+def create_flat(conn: psycopg.Connection[Any], rows: int) -> None:
+    """bench_flat: `rows` rows of seven mixed columns (the flat case of every PostgreSQL benchmark)."""
+    conn.execute(
+        """
+        CREATE TABLE bench_flat (
+            id bigint PRIMARY KEY, name text NOT NULL, amount numeric(12,2), score double precision,
+            active boolean, created_at timestamptz, tag uuid)
+        """
+    )
+    conn.execute(
+        """
+        INSERT INTO bench_flat
+        SELECT i, 'name-' || i, (i %% 100000) / 100.0, i * 0.5, i %% 2 = 0,
+               timestamptz '2024-01-01' + i * interval '1 second', md5(i::text)::uuid
+        FROM generate_series(1, %s) i
+        """,
+        [rows],
+    )
+
+
 def create_tables(url: str, rows: int) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("DROP TABLE IF EXISTS bench_child, bench_parent, bench_flat")
-        conn.execute(
-            """
-            CREATE TABLE bench_flat (
-                id bigint PRIMARY KEY, name text NOT NULL, amount numeric(12,2), score double precision,
-                active boolean, created_at timestamptz, tag uuid)
-            """
-        )
-        conn.execute(
-            """
-            INSERT INTO bench_flat
-            SELECT i, 'name-' || i, (i %% 100000) / 100.0, i * 0.5, i %% 2 = 0,
-                   timestamptz '2024-01-01' + i * interval '1 second', md5(i::text)::uuid
-            FROM generate_series(1, %s) i
-            """,
-            [rows],
-        )
+        create_flat(conn, rows)
         conn.execute(
             """
             CREATE TABLE bench_parent (
