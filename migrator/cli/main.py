@@ -181,7 +181,8 @@ def observe_options(command: Any) -> Any:
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="migrator")
 def cli() -> None:
-    """Zero-downtime migrations from PostgreSQL or MySQL/MariaDB tables to MongoDB documents.
+    """Zero-downtime migrations from PostgreSQL or MySQL/MariaDB tables to MongoDB documents or
+    PostgreSQL tables.
 
     A migration is a plan (YAML) executed in phases: snapshot, CDC replay,
     verification, cutover, each checkpointed and each with an undo. `migrator init SOURCE_URL
