@@ -102,23 +102,9 @@ def _column(name: str, column: ColumnInfo, key: bool, plan_type: str | None = No
     return " ".join(parts)
 
 
-def create_table(collection: MappedCollection) -> list[str]:
-    """The statements that create `collection`'s target table (named as the collection) where it
-    does not exist: its schema, then the table with the key columns and the mapped fields, in the
-    source's column order, under their target names."""
-    document = collection.levels[0].document
-    if document.embeds:
-        raise TerminalError(f"{collection.name}: a PostgreSQL target takes flat tables, without embeds")
-    names = {f.column.name: f.name for f in document.fields}
-    typed = {f.column.name: f.plan_type for f in document.fields}
-    key = set(document.key)
-    columns = [
-        (c.name if c.name in key else names[c.name], c)
-        for c in sorted(document.all_columns, key=lambda c: c.position)
-        if c.name in key or c.name in names
-    ]
-    lines = [_column(name, c, c.name in key, typed.get(c.name)) for name, c in columns]
-    table = qualified(collection.name)
+def _serial_sequences(table: str, columns: list[tuple[str, ColumnInfo]]) -> tuple[list[str], list[str]]:
+    """The statements that create the serial columns' sequences before the table, and those that
+    make the table own them after it."""
     sequences = [(name, c, serial_sequence(c)) for name, c in columns if not c.identity]
     # A sequence may live in a schema other than its table's: that schema is created first.
     before = [
@@ -137,6 +123,27 @@ def create_table(collection: MappedCollection) -> list[str]:
         for name, _, sequence in sequences
         if sequence is not None
     ]
+    return before, owned
+
+
+def create_table(collection: MappedCollection) -> list[str]:
+    """The statements that create `collection`'s target table (named as the collection) where it
+    does not exist: its schema, then the table with the key columns and the mapped fields, in the
+    source's column order, under their target names."""
+    document = collection.levels[0].document
+    if document.embeds:
+        raise TerminalError(f"{collection.name}: a PostgreSQL target takes flat tables, without embeds")
+    names = {f.column.name: f.name for f in document.fields}
+    typed = {f.column.name: f.plan_type for f in document.fields}
+    key = set(document.key)
+    columns = [
+        (c.name if c.name in key else names[c.name], c)
+        for c in sorted(document.all_columns, key=lambda c: c.position)
+        if c.name in key or c.name in names
+    ]
+    lines = [_column(name, c, c.name in key, typed.get(c.name)) for name, c in columns]
+    table = qualified(collection.name)
+    before, owned = _serial_sequences(table, columns)
     primary = ", ".join(quote(k) for k in document.key)
     lines.append(f"PRIMARY KEY ({primary})")
     schema = collection.name.rpartition(".")[0] or "public"
