@@ -12,19 +12,21 @@ ROOT = Path(__file__).parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 
 LINK = re.compile(r"(?<!\\)\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
-CODE_SPAN = re.compile(r"`+[^`]*`+")
+CODE_SPAN = re.compile(r"(`+)(?!`).*?(?<!`)\1(?!`)", re.S)  # may run over a line break
 EXTERNAL = ("http://", "https://", "mailto:")
 
 
 def prose_lines(text: str) -> list[str]:
-    """The lines outside fenced code blocks, their inline code spans removed."""
+    """The lines, those of fenced code blocks and inline code spans blanked (numbering kept)."""
     out, fenced = [], False
     for line in text.splitlines():
         if line.lstrip().startswith("```"):
             fenced = not fenced
+            out.append("")
             continue
-        out.append("" if fenced else CODE_SPAN.sub("", line))
-    return out
+        out.append("" if fenced else line)
+    prose = CODE_SPAN.sub(lambda span: "\n" * span.group(0).count("\n"), "\n".join(out))
+    return prose.split("\n")
 
 
 def anchors(path: Path) -> set[str]:
@@ -64,6 +66,13 @@ def test_the_anchor_rule_matches_githubs() -> None:
 
 def test_the_docs_have_links_to_check() -> None:
     assert sum(len(relative_links(doc)) for doc in DOCS) >= 20
+
+
+def test_links_in_code_are_not_links_and_numbering_is_kept() -> None:
+    text = "a `[x](nowhere.md)` b\n```\n[y](nowhere.md)\n```\nc `d\ne` [z](here.md)\n"
+    assert prose_lines(text)[0] == "a  b"
+    assert [line for line in prose_lines(text) if "](" in line] == [" [z](here.md)"]
+    assert prose_lines(text).index(" [z](here.md)") == 5
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
