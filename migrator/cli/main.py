@@ -304,7 +304,7 @@ def run_command(
     if outcome.verify is not None and not outcome.interrupted and not outcome.verify.equal:
         sys.exit(VERDICT_EXIT[outcome.verify.verdict])
     # A signal is how a run that follows changes ends (0); but one that stopped short of an
-    # explicit --until must not look done (README: 130 interrupted), or
+    # explicit --until must not look done (docs/cli.md: 130 interrupted), or
     # `migrator run --until snapshot && next-step` would go on with half a snapshot.
     sys.exit(130 if outcome.interrupted and mode != "stopped" else EXIT_OK)
 

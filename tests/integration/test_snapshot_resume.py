@@ -219,7 +219,7 @@ def _target_shapes(target: Database[dict[str, Any]]) -> dict[int, Shape]:
 
 
 def _bson(value: Any) -> Any:
-    """A source value as BSON holds it, per the README's conversion table (independently of migrator)."""
+    """A source value as BSON holds it, per docs/plan.md's conversion table (independently of migrator)."""
     if isinstance(value, Decimal):
         return Decimal128(value)
     if isinstance(value, datetime):

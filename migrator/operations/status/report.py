@@ -1,5 +1,5 @@
 """What `migrator status` reports, section by section; `StatusReport.to_dict()` is the `--json`
-form (README documents its fields)."""
+form (docs/operations.md documents its fields)."""
 
 from __future__ import annotations
 
@@ -193,7 +193,7 @@ class OwnerInfo:
 
 @dataclass(frozen=True)
 class StatusReport:
-    """Everything `migrator status` shows; `to_dict()` is the `--json` form (README documents
+    """Everything `migrator status` shows; `to_dict()` is the `--json` form (docs/operations.md documents
     its fields). `run` is None when the plan has no run: then `message` says so."""
 
     plan: str
