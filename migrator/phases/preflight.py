@@ -394,6 +394,8 @@ class Preflight:
     def _check_target(self) -> None:
         names = [c.name for c in self.plan.collections]
         try:
+            # The role first: what it may not do also explains an inspection it is refused.
+            self.report.findings += self.target.role_findings(names, cutover_needs(self.plan))
             info = self.target.inspect(names)
         except MigratorError as exc:
             self.add("target.reachable", Severity.FAIL, self.target.name, exc.message, exc.hint)

@@ -352,6 +352,9 @@ class MemoryTarget:
     def schema_findings(self, collections: Sequence[MappedCollection]) -> list[Finding]:
         return []  # no DDL, nothing to clash with
 
+    def role_findings(self, collections: Sequence[str], needs: CutoverNeeds) -> list[Finding]:
+        return []  # no roles
+
     def execute_schema(self, statements: Sequence[str]) -> None:
         """Nothing to run."""
 

@@ -11,7 +11,13 @@ import bson
 from pymongo import MongoClient
 from pymongo import errors as mongo
 
-from migrator.adapters.base import Capabilities, MappedCollection, TargetCollectionInfo, TargetInfo
+from migrator.adapters.base import (
+    Capabilities,
+    CutoverNeeds,
+    MappedCollection,
+    TargetCollectionInfo,
+    TargetInfo,
+)
 from migrator.adapters.base import OwnerRecord as AnyOwner
 from migrator.adapters.documents import id_identity, same
 from migrator.adapters.mongodb.applier import STATE_COLLECTION, ChangeApplier, CurrentDocument, ReadContent
@@ -276,6 +282,11 @@ class MongoTarget:
     @staticmethod
     def schema_findings(collections: Sequence[MappedCollection]) -> list[Finding]:
         """None: no DDL, nothing to clash with."""
+        return []
+
+    @staticmethod
+    def role_findings(collections: Sequence[str], needs: CutoverNeeds) -> list[Finding]:
+        """None checked: a role missing a MongoDB privilege is refused with its error code."""
         return []
 
     @staticmethod

@@ -14,6 +14,7 @@ from psycopg import sql
 
 from migrator.adapters.base import (
     Capabilities,
+    CutoverNeeds,
     MappedCollection,
     OwnerRecord,
     PostCopy,
@@ -35,6 +36,7 @@ from migrator.adapters.postgres_target.copy_in import BinaryWriter, raw_writer
 from migrator.adapters.postgres_target.fence import TriggerFence
 from migrator.adapters.postgres_target.labels import label_findings
 from migrator.adapters.postgres_target.ownership import Ownership
+from migrator.adapters.postgres_target.privileges import role_findings
 from migrator.adapters.postgres_target.reader import TableReader
 from migrator.adapters.postgres_target.reverse import PgReverseFeed
 from migrator.adapters.postgres_target.rows import decode, encode
@@ -105,6 +107,11 @@ class PostgresTarget:
         """What the target already has that the DDL would not override: an enum of the same name
         with other labels (labels.py)."""
         findings: list[Finding] = self._call(lambda conn: label_findings(conn, collections))
+        return findings
+
+    def role_findings(self, collections: Sequence[str], needs: CutoverNeeds) -> list[Finding]:
+        """The privileges the plan's role lacks on the target (privileges.py)."""
+        findings: list[Finding] = self._call(lambda conn: role_findings(conn, collections, needs))
         return findings
 
     def execute_schema(self, statements: Sequence[str]) -> None:
