@@ -13,6 +13,7 @@ from migrator.adapters.base import (
     SourceInfo,
     SourceVocabulary,
     TargetAdapter,
+    TargetVocabulary,
 )
 from migrator.connstr import MYSQL_SCHEMES, POSTGRES_SCHEMES
 from migrator.errors import TerminalError
@@ -97,6 +98,18 @@ def positions_for(adapter: str) -> Positions:
 def vocabulary_for(adapter: str) -> SourceVocabulary:
     """The words of the source adapter named `adapter` (adapters/vocabulary.py), without a URL."""
     return _source(adapter).vocabulary
+
+
+def target_vocabulary_for(adapter: str) -> TargetVocabulary:
+    """The words of the target adapter named `adapter` (adapters/vocabulary.py), without a URL."""
+    try:
+        where = TARGETS[adapter]
+    except KeyError:
+        raise TerminalError(
+            f"no target adapter named '{adapter}' (known: {', '.join(sorted(TARGETS))})"
+        ) from None
+    target_class: TargetClass = _load(where)
+    return target_class.vocabulary
 
 
 def prerequisites_for(

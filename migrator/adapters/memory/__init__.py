@@ -301,6 +301,17 @@ class MemoryTarget:
         reverse_feed="memory change feed",
         transactions_fix="use a memory target with transactions",
         reverse_feed_fix="use a memory target with a change feed",
+        database="the memory target",
+        collection="memory collection",
+        document="memory document",
+        becomes="memory documents (`_id` <- {key})",
+        value_types="BSON types",
+        transactions_requirement="memory transactions: data and checkpoint commit together",
+        reverse_feed_requirement="a memory change feed: reverse sync, hence rollback after cutover",
+        replica_sets=False,
+        rollback_fence="the memory fence refuses the application's writes",
+        copy_speed="a figure for tests",
+        oversize="memory documents over 16 MB (`phases.snapshot.on_oversize: skip`): re-plan the embedding",
     )
     max_document_bytes = 16 * 1024 * 1024
 

@@ -45,6 +45,17 @@ class MongoTarget:
         reverse_feed="change streams",
         transactions_fix="run MongoDB as a replica set (a single-node one will do)",
         reverse_feed_fix="run MongoDB as a replica set (a single-node one will do)",
+        database="MongoDB",
+        collection="collection",
+        document="document",
+        becomes="documents (`_id` <- {key})",
+        value_types="BSON types",
+        transactions_requirement="transactions (a replica set): data and checkpoint commit together",
+        reverse_feed_requirement="change streams (a replica set): reverse sync, hence rollback after cutover",
+        replica_sets=True,
+        rollback_fence="a validator on the mapped collections refuses inserts and updates (error 121, retryable)",
+        copy_speed="about what `insert_many` reaches on one process; real MongoDB is often faster",
+        oversize="documents over 16 MB (`phases.snapshot.on_oversize: skip`): re-plan the embedding",
     )
 
     def __init__(self, url: str, database: str, *, timeout_ms: int = 5_000) -> None:

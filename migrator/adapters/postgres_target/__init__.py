@@ -77,6 +77,19 @@ class PostgresTarget:
         transactions_fix="use a writable PostgreSQL primary as the target",
         reverse_feed_fix="set wal_level = logical on the target server and restart it "
         "(ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL)",
+        database="PostgreSQL",
+        collection="table",
+        document="row",
+        becomes="rows (primary key {key})",
+        value_types="the source's column types",
+        transactions_requirement="transactions: data and checkpoint commit together",
+        reverse_feed_requirement="logical decoding on the target (wal_level = logical): reverse sync, "
+        "hence rollback after cutover",
+        replica_sets=False,
+        rollback_fence="a trigger on the mapped tables refuses inserts, updates and deletes "
+        "(SQLSTATE 25006, retryable)",
+        copy_speed="a conservative figure: binary COPY between PostgreSQL servers is often faster",
+        oversize="rows over 1 GB (`phases.snapshot.on_oversize: skip`): exclude the column that holds the value",
     )
     max_document_bytes: ClassVar[int] = MAX_ROW_BYTES
 
