@@ -295,7 +295,9 @@ class MemorySource:
 class MemoryTarget:
     """The target side over a MemoryDatabase's collections and records."""
 
-    capabilities: ClassVar[Capabilities] = Capabilities(transactions=True, change_streams=False)
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        transactions=True, change_streams=False, routing_documents=True
+    )
     # Words of its own, as the memory source's, so that a test sees whose words a text uses.
     vocabulary: ClassVar[TargetVocabulary] = TargetVocabulary(
         reverse_feed="memory change feed",

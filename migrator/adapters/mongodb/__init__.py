@@ -39,7 +39,9 @@ from migrator.redact import url_passwords
 class MongoTarget:
     """The target side: inspection now; writes arrive with the snapshot phase."""
 
-    capabilities: ClassVar[Capabilities] = Capabilities(transactions=True, change_streams=True)
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        transactions=True, change_streams=True, routing_documents=True
+    )
     # Both need a replica set (docs/architecture.md, "A source's words").
     vocabulary: ClassVar[TargetVocabulary] = TargetVocabulary(
         reverse_feed="change streams",
