@@ -2,7 +2,7 @@
 collections"). Snapshot writes (binary COPY where formats agree), CDC apply with its checkpoint
 under a replication origin, ownership, verify's reads and range checksums, reverse sync's feed, the
 fence for the switch back, sequences at cutover; a routing document (the switch of kind mongodb) is
-refused with a terminal error."""
+refused by `plan` (target.cutover) and, should a switch reach it, with a terminal error."""
 
 from __future__ import annotations
 
