@@ -112,3 +112,4 @@ class TargetVocabulary:
     rollback_fence: str  # how the fence of a rollback after cutover holds the application's writes
     copy_speed: str  # what the runbook's assumed copy throughput is about
     oversize: str  # what `phases.snapshot.on_oversize: skip` skips, and what to do
+    switch_kinds: str  # the cutover switch kinds that work with this target, in words

@@ -326,7 +326,8 @@ def _plan_checks(plan: Plan) -> list[CheckFacts]:
                 "a switch tells applications which side is primary (phases.cutover.switch)",
                 "not configured: `migrator cutover` cannot flip",
                 "fail",
-                "add phases.cutover.switch (kind: file, command, postgres or mongodb) before the cutover",
+                f"add phases.cutover.switch (kind: {target_vocabulary_for(plan.target.adapter).switch_kinds}) "
+                "before the cutover",
             )
         )
     else:

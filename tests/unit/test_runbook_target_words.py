@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from migrator import api
 
 # Words that belong to a MongoDB target, matched case-insensitively outside code spans and blocks.
@@ -40,12 +42,16 @@ def _prose(markdown: str) -> str:
     return re.sub(r"`[^`\n]*`", "", re.sub(r"```.*?```", "", markdown, flags=re.S)).lower()
 
 
-def test_a_postgres_target_runbook_has_no_mongodb_words(tmp_path: Path) -> None:
+@pytest.mark.parametrize("switch", [True, False], ids=["switch", "no-switch"])
+def test_a_postgres_target_runbook_has_no_mongodb_words(tmp_path: Path, switch: bool) -> None:
     plan = tmp_path / "words.yaml"
-    plan.write_text(PG_PLAN)
+    plan.write_text(PG_PLAN if switch else PG_PLAN.split("phases:")[0])
     text = api.runbook(plan, offline=True, env={})
     prose = _prose(text)
     assert [w for w in MONGODB_WORDS if w in prose] == []
+    if not switch:  # the switches that work with this target
+        assert "add phases.cutover.switch (kind: file, command or postgres)" in text
+        return
     # and its own words, where MongoDB's stood
     assert "- [ ] the target PostgreSQL answers at the plan's URL (`target.reachable`)" in text
     assert "logical decoding on the target (wal_level = logical): reverse sync" in text

@@ -314,6 +314,7 @@ class MemoryTarget:
         rollback_fence="the memory fence refuses the application's writes",
         copy_speed="a figure for tests",
         oversize="memory documents over 16 MB (`phases.snapshot.on_oversize: skip`): re-plan the embedding",
+        switch_kinds="file, command, postgres or mongodb",
     )
     max_document_bytes = 16 * 1024 * 1024
 

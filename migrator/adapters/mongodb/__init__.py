@@ -58,6 +58,7 @@ class MongoTarget:
         rollback_fence="a validator on the mapped collections refuses inserts and updates (error 121, retryable)",
         copy_speed="about what `insert_many` reaches on one process; real MongoDB is often faster",
         oversize="documents over 16 MB (`phases.snapshot.on_oversize: skip`): re-plan the embedding",
+        switch_kinds="file, command, postgres or mongodb",
     )
 
     def __init__(self, url: str, database: str, *, timeout_ms: int = 5_000) -> None:

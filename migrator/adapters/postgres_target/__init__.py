@@ -90,6 +90,7 @@ class PostgresTarget:
         "(SQLSTATE 25006, retryable)",
         copy_speed="a conservative figure: binary COPY between PostgreSQL servers is often faster",
         oversize="rows over 1 GB (`phases.snapshot.on_oversize: skip`): exclude the column that holds the value",
+        switch_kinds="file, command or postgres",
     )
     max_document_bytes: ClassVar[int] = MAX_ROW_BYTES
 
