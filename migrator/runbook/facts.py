@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from migrator.adapters.base import SourceInfo, SourceVocabulary, TargetInfo, TargetVocabulary
 from migrator.adapters.registry import prerequisites_for, target_vocabulary_for, vocabulary_for
+from migrator.connstr import MalformedConnection, parse
 from migrator.findings import Finding, Severity
 from migrator.phases.preflight import ASSUMED_ROWS_PER_SECOND, PreflightReport
 from migrator.plan.models import Collection, Embed, Plan
@@ -302,8 +303,8 @@ def _target_checks(checklist: _Checklist, plan: Plan, target: TargetInfo | None)
     checklist.add("target.transactions", words.transactions_requirement, None, side=target)
     checklist.add("target.change_streams", words.reverse_feed_requirement, None, side=target)
     for collection in plan.collections:
-        # A PostgreSQL target names its database in the URL: the table is named as the plan names it.
-        subject = f"{plan.target.database}.{collection.name}" if plan.target.database else collection.name
+        database = _target_database(plan)
+        subject = f"{database}.{collection.name}" if database else collection.name
         checklist.add(
             "target.collection_empty",
             f"target {words.collection} `{subject}` is absent or empty",
@@ -311,6 +312,17 @@ def _target_checks(checklist: _Checklist, plan: Plan, target: TargetInfo | None)
             subject=subject,
             side=target,
         )
+
+
+def _target_database(plan: Plan) -> str | None:
+    """The target's database as preflight names it in subjects: the plan's (MongoDB), else the
+    URL's (a PostgreSQL target); None where the URL is not known (offline, a variable unset)."""
+    if plan.target.database:
+        return plan.target.database
+    try:
+        return parse(plan.target.url.get_secret_value()).database
+    except MalformedConnection:
+        return None
 
 
 def _plan_checks(plan: Plan) -> list[CheckFacts]:

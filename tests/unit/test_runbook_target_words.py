@@ -5,26 +5,13 @@ file (tests/unit/test_runbook.py), unchanged."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
 
 from migrator import api
+from tests.support.runbook_words import MONGODB_WORDS, prose_of
 
-# Words that belong to a MongoDB target, matched case-insensitively outside code spans and blocks.
-MONGODB_WORDS = (
-    "mongodb",
-    "replica set",
-    "change stream",
-    "bson",
-    "collection",
-    "document",
-    "insert_many",
-    "validator",
-    "16 mb",
-    "error 121",
-)
 PG_PLAN = """\
 version: 1
 name: words
@@ -37,17 +24,12 @@ phases:
 """
 
 
-def _prose(markdown: str) -> str:
-    """The runbook without its code blocks and inline code."""
-    return re.sub(r"`[^`\n]*`", "", re.sub(r"```.*?```", "", markdown, flags=re.S)).lower()
-
-
 @pytest.mark.parametrize("switch", [True, False], ids=["switch", "no-switch"])
 def test_a_postgres_target_runbook_has_no_mongodb_words(tmp_path: Path, switch: bool) -> None:
     plan = tmp_path / "words.yaml"
     plan.write_text(PG_PLAN if switch else PG_PLAN.split("phases:")[0])
     text = api.runbook(plan, offline=True, env={})
-    prose = _prose(text)
+    prose = prose_of(text)
     assert [w for w in MONGODB_WORDS if w in prose] == []
     if not switch:  # the switches that work with this target
         assert "add phases.cutover.switch (kind: file, command or postgres)" in text
@@ -56,7 +38,7 @@ def test_a_postgres_target_runbook_has_no_mongodb_words(tmp_path: Path, switch: 
     assert "- [ ] the target PostgreSQL answers at the plan's URL (`target.reachable`)" in text
     assert "logical decoding on the target (wal_level = logical): reverse sync" in text
     assert "a trigger on the mapped tables refuses inserts, updates and deletes (SQLSTATE 25006" in text
-    assert "target table `public.items` is absent or empty" in text
+    assert "target table `shop.public.items` is absent or empty" in text
     assert "| `public.items` | `public.items` | rows (primary key " in text
 
 
@@ -64,7 +46,7 @@ def test_the_prose_filter_sees_mongodb_words_in_a_mongodb_runbook() -> None:
     """The check above can fail: the same filter finds them in the MongoDB demo plan's runbook."""
     root = Path(__file__).resolve().parents[2]
     text = api.runbook(root / "plans" / "demo.yaml", offline=True, env={})
-    prose = _prose(text)
+    prose = prose_of(text)
     assert {"mongodb", "replica set", "change stream", "validator", "error 121"} <= {
         w for w in MONGODB_WORDS if w in prose
     }
