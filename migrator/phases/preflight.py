@@ -143,8 +143,25 @@ class Preflight:
             if resolution.ok and self.scan_data:
                 self._check_document_sizes(resolution)
             self._estimate(source)
+        self._check_switch_kind()
         self._check_target()
         return self.report
+
+    def _check_switch_kind(self) -> None:
+        """A switch of kind mongodb keeps its routing document in the target: refused where the
+        target keeps none (a PostgreSQL target), with the switches that work there."""
+        switch = self.plan.phases.cutover.switch
+        if switch is None or switch.kind != "mongodb" or self.target.capabilities.routing_documents:
+            return
+        self.add(
+            "target.cutover",
+            Severity.FAIL,
+            self.target.name,
+            f"a cutover switch of kind mongodb (routing collection {switch.name}) needs a MongoDB target: "
+            "this target keeps no routing document",
+            "set phases.cutover.switch to {kind: postgres, name: <schema.table>} (a routing row in the source's "
+            "database, which applications read), or {kind: file, path: ...}, or {kind: command, run: [...]}",
+        )
 
     def _check_cutover_back(self) -> None:
         """A target that keeps the source's types hands its own values to reverse sync and
@@ -394,6 +411,8 @@ class Preflight:
     def _check_target(self) -> None:
         names = [c.name for c in self.plan.collections]
         try:
+            # The role first: what it may not do also explains an inspection it is refused.
+            self.report.findings += self.target.role_findings(names, cutover_needs(self.plan))
             info = self.target.inspect(names)
         except MigratorError as exc:
             self.add("target.reachable", Severity.FAIL, self.target.name, exc.message, exc.hint)
