@@ -106,6 +106,7 @@ def test_the_dashboard_of_a_running_migration_in_headless_chromium(mig: Migratio
         for chart in ("chart-lag", "chart-bytes", "chart-rate"):
             assert int(second[chart]["data-points"]) > int(first[chart]["data-points"]) > 0, chart
         assert second["messages"]["data-count"] == "0"
+        assert "hidden" in second["offline"] and "data-error" not in second["page"]  # every poll answered
         screenshot(page, tmp_path / "dashboard.png")
         assert (tmp_path / "dashboard.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     finally:

@@ -3,7 +3,7 @@
 `GET /` the page (static/index.html, with the current progress embedded so that it shows data
 before its first poll); `GET /static/NAME` the page's script, style and the vendored uPlot;
 `GET /api/v1/progress` one JSON object, `LiveState.progress()` (docs/dashboard.md lists its
-fields). Anything else is 404, any method but GET and HEAD 405. Served on a daemon thread for as
+fields). Anything else is 404 (and any method but GET and HEAD 501, as http.server answers). Served on a daemon thread for as
 long as the command lasts; it reads events' state only and changes nothing.
 """
 

@@ -178,7 +178,7 @@ function renderCharts(history) {
       const opts = {
         width: Math.max(280, box.clientWidth - 16), height: 180,
         series: [{}, ...spec.series.map(([, label, stroke]) => ({ label, stroke, width: 2, spanGaps: true, value: spec.value }))],
-        axes: [{}, { size: 70, values: (u, vals) => vals.map((v) => (id === "chart-bytes" ? bytes(v) : v)) }],
+        axes: [{}, { size: 84, values: (u, vals) => vals.map((v) => (id === "chart-bytes" ? bytes(v) : v)) }],
         scales: { x: { time: true } },
         legend: { live: false },
       };
@@ -215,9 +215,10 @@ async function poll() {
     failures = 0;
     $("offline").hidden = true;
   } catch (e) {
-    // The command ended, or the network is down: keep the last view, say so after two misses.
+    // The command ended, or the network is down: keep the last view, say so after three misses in a row.
     failures += 1;
-    $("offline").hidden = failures < 2;
+    document.body.dataset.error = String(e);
+    $("offline").hidden = failures < 3;
   }
   setTimeout(poll, POLL_MS);
 }
