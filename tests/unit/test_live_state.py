@@ -6,17 +6,21 @@ below is worked out by hand from the events sent."""
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 from migrator.engine.events import (
     CdcProgress,
     ChunkFinished,
+    CutoverAbandoned,
     CutoverStep,
     DocumentSkipped,
     ErrorRaised,
     Notice,
     PhaseFinished,
     PhaseStarted,
+    ReverseProgress,
     RollbackStepDone,
     RowsCopied,
     RunFinished,
@@ -267,3 +271,40 @@ def test_throttle_run_end_and_failure() -> None:
     assert (
         progress["messages"][-1]["level"] == "error" and progress["messages"][-1]["error"] == "TerminalError"
     )
+
+
+def _keys(value: Any, skip: frozenset[str]) -> set[str]:
+    """Every dict key in `value`, nested ones included, but not below the keys in `skip`."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            found.add(key)
+            if key not in skip:
+                found |= _keys(inner, skip)
+    elif isinstance(value, list):
+        for inner in value:
+            found |= _keys(inner, skip)
+    return found
+
+
+def test_docs_name_every_field_of_the_api() -> None:
+    state, clock = _state()
+    state.emit(RunStarted("run-1", "shop", resumed=False))
+    state.emit(PhaseStarted("cdc", resumed=False))
+    state.emit(TablePlanned("customers", "public.customers", 10, 1, 0, 0))
+    state.emit(_cdc(5, 0.1, 1, 2))
+    state.emit(VerifyFinished({"verdict": "equal"}))
+    state.emit(CutoverStep("gate", "passed"))
+    state.emit(WriteFreeze("forward", 10.0))
+    state.emit(RollbackStepDone("drop-slot", "done"))
+    state.emit(ErrorRaised("cdc", "ConnectionFailed", "lost", True, hint="h", code="57P01"))
+    state.emit(ReverseProgress("2027-01-15T08:00:00Z", 1, 1, 0, 0.5))
+    state.emit(CutoverAbandoned(1, "lag", 12.0))
+    state.failed("TerminalError", "stop")
+    clock.now += 2
+    keys = _keys(state.progress(), frozenset({"report", "phases"}))
+    docs = (Path(__file__).parents[2] / "docs" / "dashboard.md").read_text()
+    missing = sorted(
+        key for key in keys if f"`{key}`" not in docs and not re.search(rf"[{{ ]{key}[,}}]", docs)
+    )
+    assert not missing, f"docs/dashboard.md does not name: {missing}"
