@@ -90,7 +90,7 @@ function renderCdc(p) {
   const share = c && budget ? Math.min(100, 100 * c.retained_wal_bytes / budget) : 0;
   $("retained-bar").style.width = share + "%";
   $("retained-bar").className = share > 80 ? "bad" : "";
-  setText("retained-budget", budget ? "budget " + bytes(budget) + " (" + share.toFixed(1) + " %)" : "");
+  setText("retained-budget", !budget ? "" : "budget " + bytes(budget) + (c ? " (" + share.toFixed(1) + " %)" : ""));
   setText("changes", c ? num(c.changes) : "-");
   $("changes").dataset.value = c ? c.changes : 0;
   setText("transactions", c ? num(c.transactions) + " transactions" : "");
