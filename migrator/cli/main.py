@@ -155,8 +155,22 @@ def _stop_on_signals(observed: Observed | None = None, *, exit_at_once: bool = T
     return stop
 
 
+def _keep_http_port(ctx: click.Context, param: click.Parameter, value: int | None) -> None:
+    # Observed (cli/observe.py) reads it from the context: the commands' signatures stay as they are.
+    ctx.meta["migrator.http_port"] = value
+
+
 def observe_options(command: Any) -> Any:
-    """--metrics-port, --metrics-addr and --log-format: for the commands that follow changes."""
+    """--metrics-port, --metrics-addr, --http-port and --log-format: for the commands that follow changes."""
+    command = click.option(
+        "--http-port",
+        type=click.IntRange(0, 65535),
+        default=None,
+        expose_value=False,
+        callback=_keep_http_port,
+        help="Serve a live dashboard at http://ADDR:PORT/ and its JSON at /api/v1/progress while the "
+        "command lasts (ADDR: --metrics-addr; 0: a free port, announced on stderr). See docs/dashboard.md.",
+    )(command)
     command = click.option(
         "--log-format",
         type=click.Choice(["json", "text"]),
