@@ -1,4 +1,4 @@
-"""What `migrator run` adds for operators watching it: structured logs and Prometheus metrics."""
+"""What the long-running commands (run, cutover, verify, rollback) add for operators watching it: structured logs and Prometheus metrics."""
 
 from __future__ import annotations
 
@@ -16,9 +16,16 @@ class Observed:
     endpoint. `start()` returns the event sinks to pass to the run; `close()` stops serving."""
 
     def __init__(
-        self, plan_file: str, log_format: str | None, metrics_port: int | None, metrics_addr: str
+        self,
+        plan_file: str,
+        log_format: str | None,
+        metrics_port: int | None,
+        metrics_addr: str,
+        *,
+        least: str = "debug",
     ) -> None:
         self.plan_file = plan_file
+        self.least = least
         self.log_format: LogFormat | None = "json" if log_format == "json" else "text" if log_format else None
         self.metrics_port = metrics_port
         self.metrics_addr = metrics_addr
@@ -32,7 +39,7 @@ class Observed:
             # The plan's passwords are masked as literals too, wherever a driver might echo one.
             plan = api.load(self.plan_file)
             secrets = url_passwords(plan.source.url.get_secret_value(), plan.target.url.get_secret_value())
-            self.log = LogLines(self.log_format, secrets=secrets)
+            self.log = LogLines(self.log_format, secrets=secrets, least=self.least)
             sinks.append(self.log)
         if self.metrics_port is not None:
             self.metrics = RunMetrics()
