@@ -169,7 +169,10 @@ class PreflightFailed(TerminalError):
         self.failures = failures
         if unreached:  # a database could not be inspected: an operational failure, not a check
             self.exit_code = 3
-        super().__init__("preflight failed:\n" + "\n".join(f"  - {f}" for f in failures))
+        super().__init__(
+            "preflight failed:\n" + "\n".join(f"  - {f}" for f in failures),
+            hint="apply each failure's fix; `migrator plan PLAN` shows the whole report",
+        )
 
 
 class StateError(TerminalError):

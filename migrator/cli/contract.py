@@ -48,7 +48,7 @@ def error_line(error: BaseException, code: int, message: str) -> dict[str, Any]:
     hint = error.hint if isinstance(error, MigratorError) else None
     name = "UsageError" if isinstance(error, click.UsageError) else type(error).__name__
     payload: dict[str, Any] = {
-        "event": "error",
+        "event": "failed",
         "ts": now_text(),
         "error": name,
         "message": message,

@@ -72,12 +72,12 @@ def rollback_command(
     chosen: Any = to
     least = verbosity()
     observed = Observed(plan_file, log_format, metrics_port, metrics_addr, least=least)
+    if not yes and not sys.stdin.isatty():
+        raise click.UsageError("not a terminal: pass --yes to roll back without confirmation")
     try:
         steps = api.rollback(plan_file, to=chosen, force=force, preview=True, state=state_path)
         assert isinstance(steps, list)
         if not yes:
-            if not sys.stdin.isatty():
-                raise click.UsageError("not a terminal: pass --yes to roll back without confirmation")
             console.print("[bold]migrator rollback[/] would:")
             for step in steps:
                 console.print(f"  - {escape(step.description)}")
