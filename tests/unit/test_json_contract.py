@@ -156,7 +156,7 @@ def test_quiet_and_verbose_choose_the_events_shown(capsys: pytest.CaptureFixture
         "info": ["phase.started", "error", "error"],
         "debug": ["cdc.progress", "phase.started", "error", "error"],
     }
-    code, out = invoke(["-q", "-v", "status", "x.yaml"])
+    code, _ = invoke(["-q", "-v", "status", "x.yaml"])
     assert code == 2
 
 
