@@ -55,11 +55,12 @@ class Observed:
                 make_console(stderr=True).print(f"serving metrics at {self.server.url}", markup=False)
         return sinks
 
-    def failed(self, error: MigratorError) -> bool:
-        """Log the error that ends the run; True when it was logged (then stderr holds only log lines)."""
+    def failed(self, error: MigratorError, command: str = "run") -> bool:
+        """Log the error that ends the command (`run.failed`, `verify.failed`, ...); True when it
+        was logged (then stderr holds only log lines)."""
         if self.log is None:
             return False
-        self.log.failure(error)
+        self.log.failure(error, f"{command}.failed")
         return True
 
     def announce(self, kind: str, message: str) -> bool:

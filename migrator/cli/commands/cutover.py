@@ -72,7 +72,7 @@ def cutover_command(
         make_console(stderr=True).print("interrupted: `migrator cutover` resumes where it stood")
         sys.exit(EXIT_INTERRUPTED)
     except MigratorError as exc:
-        if observed.failed(exc) and not as_json:
+        if observed.failed(exc, "cutover") and not as_json:
             sys.exit(exit_code_for(exc))
         fail(exc, as_json)  # 130 when a signal stopped it before the flip
     finally:

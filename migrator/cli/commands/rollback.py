@@ -86,7 +86,7 @@ def rollback_command(
         sinks = [event_sink(as_json, least, rich=False), *observed.start()]
         result = api.rollback(plan_file, to=chosen, force=force, state=state_path, sinks=sinks)
     except MigratorError as exc:
-        if observed.failed(exc) and not as_json:
+        if observed.failed(exc, "rollback") and not as_json:
             sys.exit(exit_code_for(exc))
         fail(exc, as_json)
     finally:

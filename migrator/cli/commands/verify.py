@@ -83,7 +83,7 @@ def verify_command(
             plan_file, mode=mode, sample=sample, repair=repair, state=state_path, stop=stop, sinks=sinks
         )
     except MigratorError as exc:
-        if observed.failed(exc) and not as_json:
+        if observed.failed(exc, "verify") and not as_json:
             sys.exit(exit_code_for(exc))
         fail(exc, as_json, incomplete=not isinstance(exc, PlanError))
     finally:
