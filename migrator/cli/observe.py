@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from migrator import api
 from migrator.cli.logs import LogFormat, LogLines
 from migrator.cli.render import make_console
@@ -32,6 +35,17 @@ class Observed:
         self.log: LogLines | None = None
         self.metrics: RunMetrics | None = None
         self.server: MetricsServer | None = None
+
+    @classmethod
+    def of(cls, plan_file: str, options: Mapping[str, Any], least: str) -> Observed:
+        """From the command's `observe_options` values (cli/options.py), passed as keywords."""
+        return cls(
+            plan_file,
+            options.get("log_format"),
+            options.get("metrics_port"),
+            options.get("metrics_addr") or "127.0.0.1",
+            least=least,
+        )
 
     def start(self) -> list[EventSink]:
         sinks: list[EventSink] = []

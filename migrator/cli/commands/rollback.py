@@ -40,9 +40,7 @@ def rollback_command(
     force: bool,
     state_path: str | None,
     as_json: bool,
-    metrics_port: int | None = None,
-    metrics_addr: str = "127.0.0.1",
-    log_format: str | None = None,
+    **observing: Any,
 ) -> None:
     """Roll PLAN_FILE's run back to a checkpoint (`migrator status --history` lists them).
 
@@ -71,7 +69,7 @@ def rollback_command(
     console = make_console()
     chosen: Any = to
     least = verbosity()
-    observed = Observed(plan_file, log_format, metrics_port, metrics_addr, least=least)
+    observed = Observed.of(plan_file, observing, least)
     if not yes and not sys.stdin.isatty():
         raise click.UsageError("not a terminal: pass --yes to roll back without confirmation")
     try:

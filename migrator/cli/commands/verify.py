@@ -42,9 +42,7 @@ def verify_command(
     repair: bool,
     state_path: str | None,
     as_json: bool,
-    metrics_port: int | None = None,
-    metrics_addr: str = "127.0.0.1",
-    log_format: str | None = None,
+    **observing: Any,
 ) -> None:
     """Compare source and target through PLAN_FILE's mapping.
 
@@ -72,7 +70,7 @@ def verify_command(
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     console = make_console()
     least = verbosity()
-    observed = Observed(plan_file, log_format, metrics_port, metrics_addr, least=least)
+    observed = Observed.of(plan_file, observing, least)
     try:
         sinks: list[Any] = observed.start()
         if as_json:
