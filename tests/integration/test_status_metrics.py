@@ -148,7 +148,7 @@ def test_status_after_snapshot_reports_progress_slot_and_checkpoint(mig: Migrati
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert set(data) >= {
-        "plan", "state", "at", "run", "message", "source", "target", "phases", "snapshot", "cdc",
+        "plan", "state", "ts", "run", "message", "source", "target", "phases", "snapshot", "cdc",
         "last_checkpoint", "errors", "warnings", "verify", "history",
     }  # fmt: skip
     assert data["run"]["id"] == outcome.run_id and data["message"] is None
