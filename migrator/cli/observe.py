@@ -1,9 +1,10 @@
-"""What `migrator run` adds for operators watching it: structured logs, Prometheus metrics and
-the live dashboard (docs/dashboard.md)."""
+"""What the long-running commands (run, cutover, verify, rollback) add for operators watching
+them: structured logs, Prometheus metrics and the live dashboard (docs/dashboard.md)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -24,7 +25,7 @@ class Observed:
     """The run's optional observers: `--log-format` lines on stderr, the `--metrics-port`
     endpoint and the `--http-port` dashboard. `start()` returns the event sinks to pass to the
     run; `close()` stops serving. The dashboard's port comes from the command's context, where
-    `--http-port` keeps it (cli/main.py, observe_options), unless given here."""
+    `--http-port` keeps it (cli/options.py, observe_options), unless given here."""
 
     def __init__(
         self,
@@ -33,8 +34,11 @@ class Observed:
         metrics_port: int | None,
         metrics_addr: str,
         http_port: int | None = None,
+        *,
+        least: str = "debug",
     ) -> None:
         self.plan_file = plan_file
+        self.least = least
         self.log_format: LogFormat | None = "json" if log_format == "json" else "text" if log_format else None
         self.metrics_port = metrics_port
         self.metrics_addr = metrics_addr
@@ -49,13 +53,25 @@ class Observed:
         self.live: LiveState | None = None
         self.dashboard: DashboardServer | None = None
 
+    @classmethod
+    def of(cls, plan_file: str, options: Mapping[str, Any], least: str) -> Observed:
+        """From the command's `observe_options` values (cli/options.py), passed as keywords."""
+        return cls(
+            plan_file,
+            options.get("log_format"),
+            options.get("metrics_port"),
+            options.get("metrics_addr") or "127.0.0.1",
+            options.get("http_port"),
+            least=least,
+        )
+
     def start(self) -> list[EventSink]:
         sinks: list[EventSink] = []
         if self.log_format is not None:
             # The plan's passwords are masked as literals too, wherever a driver might echo one.
             plan = api.load(self.plan_file)
             secrets = url_passwords(plan.source.url.get_secret_value(), plan.target.url.get_secret_value())
-            self.log = LogLines(self.log_format, secrets=secrets)
+            self.log = LogLines(self.log_format, secrets=secrets, least=self.least)
             sinks.append(self.log)
         if self.metrics_port is not None:
             self.metrics = RunMetrics()
@@ -88,13 +104,14 @@ class Observed:
             make_console(stderr=True).print(f"serving the dashboard at {self.dashboard.url}", markup=False)
         return self.live
 
-    def failed(self, error: MigratorError) -> bool:
-        """Log the error that ends the run; True when it was logged (then stderr holds only log lines)."""
+    def failed(self, error: MigratorError, command: str = "run") -> bool:
+        """Log the error that ends the command (`run.failed`, `verify.failed`, ...); True when it
+        was logged (then stderr holds only log lines)."""
         if self.live is not None:
             self.live.failed(type(error).__name__, error.message)
         if self.log is None:
             return False
-        self.log.failure(error)
+        self.log.failure(error, f"{command}.failed")
         return True
 
     def announce(self, kind: str, message: str) -> bool:

@@ -46,6 +46,9 @@ class PreflightReport:
     target_schema: list[str] = field(default_factory=list)
     # What it would build after the copy (docs/architecture.md, "After the copy").
     post_copy: PostCopy = field(default_factory=PostCopy)
+    # The errors that kept a database from being inspected (each also a `*.reachable` finding):
+    # `migrator plan` exits with their code (3: cannot connect) rather than 1 (checks failed).
+    unreached: list[MigratorError] = field(default_factory=list)
 
     @property
     def ready(self) -> bool:
@@ -190,6 +193,7 @@ class Preflight:
         try:
             self.report.findings += self.target.schema_findings(collections)
         except MigratorError as exc:
+            self.report.unreached.append(exc)
             self.add("target.reachable", Severity.FAIL, self.target.name, exc.message, exc.hint)
         for obj, why in self.report.post_copy.skipped:
             kind = obj.kind.replace("_", " ")
@@ -208,6 +212,7 @@ class Preflight:
         try:
             info = self.source.inspect(tables)
         except MigratorError as exc:
+            self.report.unreached.append(exc)
             self.add("source.reachable", Severity.FAIL, self.source.name, exc.message, exc.hint)
             return None
         self.report.source = info
@@ -415,6 +420,7 @@ class Preflight:
             self.report.findings += self.target.role_findings(names, cutover_needs(self.plan))
             info = self.target.inspect(names)
         except MigratorError as exc:
+            self.report.unreached.append(exc)
             self.add("target.reachable", Severity.FAIL, self.target.name, exc.message, exc.hint)
             return
         self.report.target = info

@@ -364,7 +364,8 @@ class _Renderer:
             expected="under a minute",
             watch=["each check's line; the last line reads `ready`"],
             go="exit 0 (`ready`).",
-            no_go="exit 1: fix each failed check (section 2 names the fix) and run it again; exit 2: the plan is invalid.",
+            no_go="exit 1: fix each failed check (section 2 names the fix) and run it again; exit 2: the plan is invalid; "
+            "exit 3: a database cannot be reached (its check names it).",
             rollback="nothing to undo: `migrator plan` only reads.",
         )
         self.step(
@@ -398,7 +399,8 @@ class _Renderer:
             ],
             go=f"exit 0: the snapshot is done and the lag is under {self.max_lag}.",
             no_go=(
-                f"exit 1 (the error is printed and kept in `status` `errors`); retained {w.change_log} approaching "
+                f"exit 3 (the error is printed and kept in `status` `errors`), 1 when preflight failed; retained "
+                f"{w.change_log} approaching "
                 f"`phases.cdc.max_retained_wal` ({self.max_wal}); a lag that keeps growing. Exit 130 means "
                 "interrupted: the same command resumes from the last checkpoint."
             ),
@@ -480,9 +482,10 @@ class _Renderer:
                 "application's writes succeed on the target."
             ),
             no_go=(
-                "exit 1, failed or abandoned (lag over `phases.cdc.max_lag`, verify below the tolerance, freeze "
+                "exit 1, gate not passed or abandoned (lag over `phases.cdc.max_lag`, verify below the tolerance, freeze "
                 f"over {self.freeze} after {c.retries + 1} attempt(s)): the source is still primary and nothing "
-                f"needs undoing; restart step 4 (`migrator run {p}`), fix the cause, try again."
+                f"needs undoing; restart step 4 (`migrator run {p}`), fix the cause, try again. Exit 3: an operational "
+                "failure (a database unreachable), the source is still primary unless `status` shows `switched`."
             ),
             rollback=(
                 "before the flip: the source is still primary: restart step 4, or R1 to abandon. After the flip "
