@@ -224,6 +224,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15, help="seconds at each rate (default 15)")
     parser.add_argument("--small", action="store_true", help="quick run: 50,000 rows, 20,000 changes")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        help="record migrator's backlog apply with py-spy into this file (collapsed stacks; slows it down)",
+    )
     args = parser.parse_args()
     rows, changes = (50_000, 20_000) if args.small else (args.rows, args.changes)
     if changes * 0.75 > rows:
@@ -288,14 +293,30 @@ def main() -> None:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         load = os.getloadavg()[0]
         started = time.monotonic()
+        profiler = (
+            [
+                str(ROOT / ".venv" / "bin" / "py-spy"),
+                "record",
+                "--format",
+                "raw",
+                "-r",
+                "250",
+                "-o",
+                str(args.py_spy),
+                "--",
+            ]
+            if args.py_spy
+            else []
+        )
         proc = subprocess.Popen(
-            [migrator, "run", str(plan), "--state", str(state), "--json"],
+            [*profiler, migrator, "run", str(plan), "--state", str(state), "--json"],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
         first, done = wait_applied(target.url_for("bench_m"), started)
-        proc.send_signal(signal.SIGTERM)
+        # Under py-spy, migrator is its child: stopping migrator lets py-spy write its file.
+        os.kill(_child(proc.pid) if profiler else proc.pid, signal.SIGTERM)
         proc.wait(timeout=120)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         servers = server_cpu(source.pid) + server_cpu(target.pid) - cpu0  # type: ignore[arg-type]
@@ -371,6 +392,11 @@ def main() -> None:
             f"p95 {lag['p95_ms']:>6,} ms  p99 {lag['p99_ms']:>6,} ms  max {lag['max_ms']:>6,} ms"
         )
     print(f"\nwritten to {out}")
+
+
+def _child(pid: int) -> int:
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return int(children[0])
 
 
 def _entry(
