@@ -6,7 +6,8 @@ rows, written without the applier's folding or merging; the target's rows are re
 Covered: column updates of several column sets (NULLs among them), whole rows with NULLs, deletes,
 a key deleted and inserted again, a row inserted, updated and deleted, an update of a row that is
 not there, a key change between two staged steps of one table (the staging table used twice in a
-transaction), a compound key, a replayed batch, and a batch with too few rows to be staged.
+transaction), a compound key, a replayed batch, a failed batch, a batch with too few rows to be
+staged; the forward origin on staged writes; and, through real CDC, a TRUNCATE between staged rows.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from migrator.adapters.base import WriteOp
 from migrator.adapters.postgres_target.applier import TableApplier
 from migrator.adapters.postgres_target.connection import Connections, TargetEndpoint
 from migrator.errors import MigratorError
+from tests.support.pg_target import PgToPg
 
 SCHEMA = (
     "CREATE TABLE items (id bigint PRIMARY KEY, name text NOT NULL, amount numeric(12,2), tags text[], "
@@ -220,3 +222,54 @@ def test_a_few_rows_go_as_single_statements_with_the_same_result(
     applier.apply(ops, 10, "0/A")
     assert _stored(url) == _expected(ops)
     assert _staging_tables(connections) == []
+
+
+def test_a_staged_batch_commits_under_the_forward_origin(pg_url: str) -> None:
+    """Reverse sync skips forward CDC's transactions by their origin (origin.py): the staged
+    merge's writes carry it too. A test_decoding slot on the target sees them, and its
+    `only-local` option (changes without an origin only) does not."""
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        for statement in SCHEMA:
+            conn.execute(statement)
+        conn.execute("SELECT pg_create_logical_replication_slot('staging_origin', 'test_decoding')")
+    connections = Connections(TargetEndpoint(pg_url))
+    try:
+        applier = TableApplier(connections, "staging-origin", origin_name="migrator_staging_test")
+        ops = [_set("public.items", i, name=f"o{i}") for i in range(1, 31)]
+        applier.apply(ops, 10, "0/A")
+    finally:
+        connections.close()
+    peek = (
+        "SELECT count(*) FROM pg_logical_slot_peek_changes('staging_origin', NULL, NULL{}) "
+        "WHERE data LIKE 'table public.items: UPDATE:%%'"
+    )
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        assert conn.execute(peek.format("")).fetchone() == (30,)
+        assert conn.execute(peek.format(", 'only-local', '1'")).fetchone() == (0,)
+        conn.execute("SELECT pg_drop_replication_slot('staging_origin')")
+        conn.execute("SELECT pg_replication_origin_drop('migrator_staging_test')")
+    assert _stored(pg_url)["public.items"][30]["name"] == "o30"
+
+
+def test_a_truncate_between_staged_rows_of_one_source_transaction(pg2pg: PgToPg) -> None:
+    """Real CDC, one source transaction: many updates, a TRUNCATE (applied), many inserts and
+    updates of the new rows; the target ends as the source."""
+    pg2pg.source(
+        "CREATE TABLE public.t (id integer PRIMARY KEY, v text, n numeric)",
+        "INSERT INTO t SELECT g, 'v' || g, g FROM generate_series(1, 50) g",
+    )
+    plan = pg2pg.plan("- {from: public.t}", phases="cdc: {on_truncate: apply}")
+    pg2pg.run(plan)
+    pg2pg.source(
+        """BEGIN;
+        UPDATE t SET v = 'before' WHERE id <= 30;
+        TRUNCATE t;
+        INSERT INTO t SELECT g, 'after' || g, NULL FROM generate_series(10, 40) g;
+        UPDATE t SET n = id * 2 WHERE id % 3 = 0;
+        DELETE FROM t WHERE id > 35;
+        COMMIT"""
+    )
+    pg2pg.run(plan, until="caught-up")
+    query = "SELECT id, v, n FROM t ORDER BY id"
+    assert pg2pg.target_rows(query) == pg2pg.source_rows(query)
+    assert len(pg2pg.source_rows(query)) == 26
