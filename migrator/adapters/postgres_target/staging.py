@@ -16,8 +16,9 @@ lookup each; the merge costs one of each a statement, for all the rows.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -112,6 +113,17 @@ def _merge_rows(table: TargetTable, stage: sql.Composable, names: Sequence[str])
     )
 
 
+def _wall_clock(value: Any) -> Any:
+    """A time-zone-aware datetime as its UTC wall clock (lists: each element). The text input of a
+    `timestamp without time zone` ignores an offset, where the cast of a parameter (rows.py
+    placeholder) converts it to the session's TimeZone, UTC (connection.py)."""
+    if isinstance(value, datetime.datetime) and value.tzinfo is not None:
+        return value.astimezone(datetime.UTC).replace(tzinfo=None)
+    if isinstance(value, list):
+        return [_wall_clock(v) for v in value]
+    return value
+
+
 def _copy(
     conn: psycopg.Connection[Any],
     table: TargetTable,
@@ -125,6 +137,7 @@ def _copy(
     width = len(names)
     position = {n: i for i, n in enumerate(names)}
     key_at = [position[k] for k in table.key]
+    wall_clock = [i + 1 for i, c in enumerate(table.columns) if "without time zone" in c.declared]
     query = sql.SQL("COPY {} ({}, {}) FROM STDIN").format(
         stage, sql.Identifier(GROUP), sql.SQL(", ").join(sql.Identifier(n) for n in names)
     )
@@ -136,15 +149,21 @@ def _copy(
             row[at + 1] = value
         return row
 
-    with conn.cursor() as cur, cur.copy(query) as copy:
+    def rows() -> Iterator[list[Any]]:
         for doc_id in writes.deletes.values():
-            copy.write_row(keyed(DELETED, doc_id))
+            yield keyed(DELETED, doc_id)
         for document in writes.rows.values():
-            copy.write_row([ROW, *row_values(table, document, names)])
+            yield [ROW, *row_values(table, document, names)]
         for number, (_, changes) in enumerate(groups, start=1):
             for doc_id, columns in changes:
                 row = keyed(number, doc_id)
                 for column, value in columns.items():
                     adapted = table.value(column, value)  # an unknown column: TargetError
                     row[position[column] + 1] = adapted
-                copy.write_row(row)
+                yield row
+
+    with conn.cursor() as cur, cur.copy(query) as copy:
+        for row in rows():
+            for at in wall_clock:
+                row[at] = _wall_clock(row[at])
+            copy.write_row(row)

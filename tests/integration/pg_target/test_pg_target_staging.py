@@ -273,3 +273,25 @@ def test_a_truncate_between_staged_rows_of_one_source_transaction(pg2pg: PgToPg)
     query = "SELECT id, v, n FROM t ORDER BY id"
     assert pg2pg.target_rows(query) == pg2pg.source_rows(query)
     assert len(pg2pg.source_rows(query)) == 26
+
+
+def test_an_aware_datetime_lands_in_a_timestamp_column_as_its_utc_wall_clock_either_way(pg_url: str) -> None:
+    """A `timestamp without time zone` holds the UTC wall clock (docs/architecture.md, "Tables as
+    collections"): staged (text COPY, whose input ignores an offset) as written one by one."""
+    plus2 = datetime.timezone(datetime.timedelta(hours=2))
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE stamps (id integer PRIMARY KEY, at timestamp, ats timestamp[])")
+    connections = Connections(TargetEndpoint(pg_url))
+    try:
+        applier = TableApplier(connections, "staging-stamps")
+        at = datetime.datetime(2024, 5, 1, 12, 0, tzinfo=plus2)
+        staged = [_row("public.stamps", i, at=at, ats=[at, None]) for i in range(20)]
+        single = [_row("public.stamps", 100, at=at, ats=[at])]
+        applier.apply(staged, 1, "0/1")
+        applier.apply(single, 2, "0/2")
+    finally:
+        connections.close()
+    utc = datetime.datetime(2024, 5, 1, 10, 0)
+    with psycopg.connect(pg_url) as conn:
+        rows = conn.execute("SELECT id, at, ats FROM stamps ORDER BY id").fetchall()
+    assert rows == [(i, utc, [utc, None]) for i in range(20)] + [(100, utc, [utc])]
