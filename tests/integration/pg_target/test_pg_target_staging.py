@@ -21,6 +21,7 @@ import psycopg
 import pytest
 
 from migrator.adapters.base import WriteOp
+from migrator.adapters.postgres_target import staging
 from migrator.adapters.postgres_target.applier import TableApplier
 from migrator.adapters.postgres_target.connection import Connections, TargetEndpoint
 from migrator.errors import MigratorError
@@ -93,16 +94,16 @@ def _batch() -> list[WriteOp]:
         _set(items, 33, name="before"),
         _row(items, 33, name="whole", amount=None, tags=None, doc=None, seen=T0),
     ]
-    ops += [_set(lines, _line(i % 5, i), total=Decimal(i) + Decimal("0.5")) for i in range(1, 21)]
+    ops += [_set(lines, _line(i % 5, i), total=Decimal(i) + Decimal("0.5")) for i in range(1, 41)]
     ops += [_delete(lines, _line(1, 21)), _row(lines, _line(1, 21), total=Decimal(-1))]
     # A key change: a barrier, after which both tables are staged again in the same transaction.
     moved = {**{c: None for c in ITEM_COLUMNS}, "name": "moved", "seen": T0}
     ops.append(WriteOp(items, "rekey", {"_id": 34}, extra={"new_id": 134, "set": moved, "defaults": {}}))
     ops += [_set(items, 134, amount=Decimal(134))]
-    ops += [_set(items, i, amount=Decimal(-i), doc={"i": i}) for i in range(40, 60)]
-    ops += [_delete(items, i) for i in range(60, 64)]
+    ops += [_set(items, i, amount=Decimal(-i), doc={"i": i}) for i in range(35, 60)]
+    ops += [_delete(items, i) for i in range(60, 70)]
     ops += [_row(items, 60, name="back", amount=Decimal(60), tags=["y"], doc={"k": [1, 2]}, seen=None)]
-    ops += [_set(lines, _line(i % 5, i), total=Decimal(0)) for i in range(30, 50)]
+    ops += [_set(lines, _line(i % 5, i), total=Decimal(0)) for i in range(21, 50)]
     ops += [_delete(lines, _line(i % 5, i)) for i in range(50, 55)]
     return ops
 
@@ -196,8 +197,9 @@ def test_a_failed_staged_batch_leaves_neither_rows_nor_checkpoint(
     url, applier, _ = target
     before = _stored(url)
     # A whole row without its NOT NULL name fails in the merge, after the staged copy.
-    ops = [_set("public.items", i, amount=Decimal(0)) for i in range(1, 20)]
+    ops = [_set("public.items", i, amount=Decimal(0)) for i in range(1, 40)]
     ops.append(_row("public.items", 300, name=None, amount=None, tags=None, doc=None, seen=None))
+    assert len(ops) >= staging.MIN_ROWS
     with pytest.raises(MigratorError):
         applier.apply(ops, 50, "0/32")
     assert _stored(url) == before
@@ -235,7 +237,8 @@ def test_a_staged_batch_commits_under_the_forward_origin(pg_url: str) -> None:
     connections = Connections(TargetEndpoint(pg_url))
     try:
         applier = TableApplier(connections, "staging-origin", origin_name="migrator_staging_test")
-        ops = [_set("public.items", i, name=f"o{i}") for i in range(1, 31)]
+        ops = [_set("public.items", i, name=f"o{i}") for i in range(1, 41)]
+        assert len(ops) >= staging.MIN_ROWS
         applier.apply(ops, 10, "0/A")
     finally:
         connections.close()
@@ -244,11 +247,11 @@ def test_a_staged_batch_commits_under_the_forward_origin(pg_url: str) -> None:
         "WHERE data LIKE 'table public.items: UPDATE:%%'"
     )
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        assert conn.execute(peek.format("")).fetchone() == (30,)
+        assert conn.execute(peek.format("")).fetchone() == (40,)
         assert conn.execute(peek.format(", 'only-local', '1'")).fetchone() == (0,)
         conn.execute("SELECT pg_drop_replication_slot('staging_origin')")
         conn.execute("SELECT pg_replication_origin_drop('migrator_staging_test')")
-    assert _stored(pg_url)["public.items"][30]["name"] == "o30"
+    assert _stored(pg_url)["public.items"][40]["name"] == "o40"
 
 
 def test_a_truncate_between_staged_rows_of_one_source_transaction(pg2pg: PgToPg) -> None:
@@ -262,9 +265,9 @@ def test_a_truncate_between_staged_rows_of_one_source_transaction(pg2pg: PgToPg)
     pg2pg.run(plan)
     pg2pg.source(
         """BEGIN;
-        UPDATE t SET v = 'before' WHERE id <= 30;
+        UPDATE t SET v = 'before' WHERE id <= 40;
         TRUNCATE t;
-        INSERT INTO t SELECT g, 'after' || g, NULL FROM generate_series(10, 40) g;
+        INSERT INTO t SELECT g, 'after' || g, NULL FROM generate_series(10, 45) g;
         UPDATE t SET n = id * 2 WHERE id % 3 = 0;
         DELETE FROM t WHERE id > 35;
         COMMIT"""
@@ -285,8 +288,9 @@ def test_an_aware_datetime_lands_in_a_timestamp_column_as_its_utc_wall_clock_eit
     try:
         applier = TableApplier(connections, "staging-stamps")
         at = datetime.datetime(2024, 5, 1, 12, 0, tzinfo=plus2)
-        staged = [_row("public.stamps", i, at=at, ats=[at, None]) for i in range(20)]
+        staged = [_row("public.stamps", i, at=at, ats=[at, None]) for i in range(40)]
         single = [_row("public.stamps", 100, at=at, ats=[at])]
+        assert len(staged) >= staging.MIN_ROWS > len(single)
         applier.apply(staged, 1, "0/1")
         applier.apply(single, 2, "0/2")
     finally:
@@ -294,4 +298,4 @@ def test_an_aware_datetime_lands_in_a_timestamp_column_as_its_utc_wall_clock_eit
     utc = datetime.datetime(2024, 5, 1, 10, 0)
     with psycopg.connect(pg_url) as conn:
         rows = conn.execute("SELECT id, at, ats FROM stamps ORDER BY id").fetchall()
-    assert rows == [(i, utc, [utc, None]) for i in range(20)] + [(100, utc, [utc])]
+    assert rows == [(i, utc, [utc, None]) for i in range(40)] + [(100, utc, [utc])]
