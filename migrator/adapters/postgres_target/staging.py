@@ -26,6 +26,7 @@ from psycopg import sql
 
 from migrator.adapters.postgres_target.batch import TableWrites
 from migrator.adapters.postgres_target.rows import TargetTable, row_values
+from migrator.adapters.postgres_target.writer import on_conflict
 
 # A table step of at least this many rows is staged; fewer go as prepared statements in a pipeline
 # (writer.py), which costs fewer round trips for the few rows a quiet stream brings. Measured on
@@ -96,23 +97,14 @@ def write(
 
 def _merge_rows(table: TargetTable, stage: sql.Composable, names: Sequence[str]) -> sql.Composed:
     columns = sql.SQL(", ").join(sql.Identifier(n) for n in names)
-    others = [n for n in names if n not in table.key]
-    action = (
-        sql.SQL("DO UPDATE SET {}").format(
-            sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(n)) for n in others)
-        )
-        if others
-        else sql.SQL("DO NOTHING")
-    )
-    return sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} WHERE {} = {} ON CONFLICT ({}) {}").format(
+    return sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} WHERE {} = {} {}").format(
         table.identifier,
         columns,
         columns,
         stage,
         sql.Identifier(GROUP),
         sql.Literal(ROW),
-        sql.SQL(", ").join(sql.Identifier(k) for k in table.key),
-        action,
+        on_conflict(table),
     )
 
 
