@@ -1,6 +1,6 @@
 """Many rows of one table's CDC writes through a staging table (docs/architecture.md, "Tables as
-collections"): the rows are copied (COPY) into a temporary table of the target table's columns,
-then merged in a few set-based statements: a DELETE ... USING of the absent keys, one INSERT ...
+collections"): the rows are copied (COPY) into a temporary table of the target table's columns
+(as text), then merged in a few set-based statements: a DELETE ... USING of the absent keys, one INSERT ...
 SELECT ... ON CONFLICT DO UPDATE of the whole rows, one UPDATE ... FROM per set of columns.
 
 What the rows are, and that they commute, is batch.py's: each key appears once, as a key to
@@ -48,18 +48,21 @@ def staging_name(table: TargetTable) -> str:
 
 def create(conn: psycopg.Connection[Any], table: TargetTable, name: str) -> None:
     """The staging table of `table`, in this session's temporary schema, if it has none yet: the
-    target table's columns and types (no constraints: a column update leaves the others NULL)."""
+    target table's columns, each as text, cast to its declared type in the merge as a parameter
+    is (rows.py placeholder). Text and no constraints: a column update leaves the other columns
+    NULL, which a domain's NOT NULL would refuse."""
     conn.execute(
-        sql.SQL(
-            "CREATE TEMPORARY TABLE IF NOT EXISTS {} ON COMMIT DELETE ROWS AS SELECT 0::integer AS {}, {} FROM {} "
-            "WITH NO DATA"
-        ).format(
+        sql.SQL("CREATE TEMPORARY TABLE IF NOT EXISTS {} ({} integer, {}) ON COMMIT DELETE ROWS").format(
             sql.Identifier(name),
             sql.Identifier(GROUP),
-            sql.SQL(", ").join(sql.Identifier(c.name) for c in table.columns),
-            table.identifier,
+            sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c.name)) for c in table.columns),
         )
     )
+
+
+def _cast(table: TargetTable, name: str) -> sql.Composable:
+    """Staged column `name` (of `s`) as its declared type."""
+    return sql.SQL("s.{}::{}").format(sql.Identifier(name), sql.SQL(table.column(name).declared))
 
 
 def write(
@@ -73,7 +76,9 @@ def write(
     names = [c.name for c in table.columns]
     groups = list(writes.column_updates())
     _copy(conn, table, stage, names, writes, groups)
-    match = sql.SQL(" AND ").join(sql.SQL("t.{0} = s.{0}").format(sql.Identifier(k)) for k in table.key)
+    match = sql.SQL(" AND ").join(
+        sql.SQL("t.{} = {}").format(sql.Identifier(k), _cast(table, k)) for k in table.key
+    )
     if writes.deletes:
         conn.execute(
             sql.SQL("DELETE FROM {} AS t USING {} AS s WHERE s.{} = {} AND {}").format(
@@ -86,7 +91,9 @@ def write(
         conn.execute(
             sql.SQL("UPDATE {} AS t SET {} FROM {} AS s WHERE s.{} = {} AND {}").format(
                 table.identifier,
-                sql.SQL(", ").join(sql.SQL("{0} = s.{0}").format(sql.Identifier(c)) for c in columns),
+                sql.SQL(", ").join(
+                    sql.SQL("{} = {}").format(sql.Identifier(c), _cast(table, c)) for c in columns
+                ),
                 stage,
                 sql.Identifier(GROUP),
                 sql.Literal(number),
@@ -96,11 +103,10 @@ def write(
 
 
 def _merge_rows(table: TargetTable, stage: sql.Composable, names: Sequence[str]) -> sql.Composed:
-    columns = sql.SQL(", ").join(sql.Identifier(n) for n in names)
-    return sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} WHERE {} = {} {}").format(
+    return sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} AS s WHERE s.{} = {} {}").format(
         table.identifier,
-        columns,
-        columns,
+        sql.SQL(", ").join(sql.Identifier(n) for n in names),
+        sql.SQL(", ").join(_cast(table, n) for n in names),
         stage,
         sql.Identifier(GROUP),
         sql.Literal(ROW),
@@ -127,8 +133,8 @@ def _copy(
     writes: TableWrites,
     groups: Sequence[tuple[tuple[str, ...], Sequence[tuple[Any, dict[str, Any]]]]],
 ) -> None:
-    """Every staged row, in text COPY: the server parses each value with its column's input
-    function, as the cast of a parameter does (rows.py placeholder)."""
+    """Every staged row, in text COPY: the staged text is cast to each column's type in the merge,
+    as a parameter is (rows.py placeholder)."""
     width = len(names)
     position = {n: i for i, n in enumerate(names)}
     key_at = [position[k] for k in table.key]

@@ -299,3 +299,26 @@ def test_an_aware_datetime_lands_in_a_timestamp_column_as_its_utc_wall_clock_eit
     with psycopg.connect(pg_url) as conn:
         rows = conn.execute("SELECT id, at, ats FROM stamps ORDER BY id").fetchall()
     assert rows == [(i, utc, [utc, None]) for i in range(40)] + [(100, utc, [utc])]
+
+
+def test_staged_deletes_and_column_updates_of_a_table_with_a_not_null_domain(pg_url: str) -> None:
+    """A staged delete or column update carries only some columns: the staging table must not
+    refuse the others' NULLs, as a NOT NULL domain column (copied from the source) would."""
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE DOMAIN positive AS integer NOT NULL CHECK (VALUE > 0)")
+        conn.execute("CREATE TABLE ranked (id integer PRIMARY KEY, rank positive, label text)")
+        conn.execute("INSERT INTO ranked SELECT g, g, 'l' || g FROM generate_series(1, 60) g")
+    ops = [_delete("public.ranked", i) for i in range(1, 11)]
+    ops += [_set("public.ranked", i, label=f"x{i}") for i in range(11, 41)]
+    ops += [_row("public.ranked", i, rank=i + 100, label=None) for i in range(41, 51)]
+    assert len(ops) >= staging.MIN_ROWS
+    connections = Connections(TargetEndpoint(pg_url))
+    try:
+        TableApplier(connections, "staging-domain").apply(ops, 1, "0/1")
+    finally:
+        connections.close()
+    expected = [(i, i, f"x{i}") for i in range(11, 41)]
+    expected += [(i, i + 100, None) for i in range(41, 51)]
+    expected += [(i, i, f"l{i}") for i in range(51, 61)]
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT id, rank, label FROM ranked ORDER BY id").fetchall() == expected
