@@ -2,6 +2,7 @@
 replication subscription applying the same backlog, same servers, same run.
 
     scripts/bench/run pg-cdc [--small] [--rows N] [--changes N] [--rates 1000,10000] [--seconds S] [--out DIR]
+        [--py-spy FILE]
 
 Two throwaway PostgreSQL clusters. The source database `bench` holds bench_flat (rows, 7 mixed
 columns, a secondary index); on the target, database `bench_m` gets migrator's copy (`migrator
@@ -12,7 +13,8 @@ deletes 15%), ending with one sentinel row. Then, one after the other:
   migrator  `migrator run` (resumes into CDC) until the sentinel is on the target, then SIGTERM
   native    ALTER SUBSCRIPTION ... ENABLE until the sentinel is on the target
 Reported: changes/s from the start (process start, or ENABLE) and from the first applied change
-(what the apply itself sustains: migrator's start and preflight take seconds of their own), the
+(what the apply itself sustains: migrator's start and preflight take seconds of their own),
+migrator's rate over native's (ratio_to_native, the figure to compare on a busy machine), the
 client's CPU seconds per GB of the backlog's WAL (migrator's process; native has no client) and
 both servers' CPU seconds per GB. Both targets are compared with the source afterwards (a
 server-side hash of every row). Then migrator follows again while the source takes inserts at
@@ -224,6 +226,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15, help="seconds at each rate (default 15)")
     parser.add_argument("--small", action="store_true", help="quick run: 50,000 rows, 20,000 changes")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        help="record migrator's backlog apply with py-spy into this file (collapsed stacks; slows it down)",
+    )
     args = parser.parse_args()
     rows, changes = (50_000, 20_000) if args.small else (args.rows, args.changes)
     if changes * 0.75 > rows:
@@ -288,14 +295,30 @@ def main() -> None:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         load = os.getloadavg()[0]
         started = time.monotonic()
+        profiler = (
+            [
+                str(ROOT / ".venv" / "bin" / "py-spy"),
+                "record",
+                "--format",
+                "raw",
+                "-r",
+                "250",
+                "-o",
+                str(args.py_spy),
+                "--",
+            ]
+            if args.py_spy
+            else []
+        )
         proc = subprocess.Popen(
-            [migrator, "run", str(plan), "--state", str(state), "--json"],
+            [*profiler, migrator, "run", str(plan), "--state", str(state), "--json"],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
         first, done = wait_applied(target.url_for("bench_m"), started)
-        proc.send_signal(signal.SIGTERM)
+        # Under py-spy, migrator is its child: stopping migrator lets py-spy write its file.
+        os.kill(_child(proc.pid) if profiler else proc.pid, signal.SIGTERM)
         proc.wait(timeout=120)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         servers = server_cpu(source.pid) + server_cpu(target.pid) - cpu0  # type: ignore[arg-type]
@@ -347,6 +370,13 @@ def main() -> None:
         source.stop()
         shutil.rmtree(work, ignore_errors=True)
 
+    # The figure to compare between runs on a busy machine: migrator's rate over the native
+    # subscription's, both measured in this run.
+    native_rates = {k: results[1][k] for k in ("changes_per_s", "changes_per_s_from_first")}
+    results[0]["ratio_to_native"] = round(results[0]["changes_per_s"] / native_rates["changes_per_s"], 3)
+    results[0]["ratio_to_native_from_first"] = round(
+        results[0]["changes_per_s_from_first"] / native_rates["changes_per_s_from_first"], 3
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / "pg-cdc.json"
     out.write_text(
@@ -365,12 +395,21 @@ def main() -> None:
             f"{r['changes_per_s_from_first']:>9,} {r['client_cpu_s_per_gb']!s:>11} {r['servers_cpu_s_per_gb']:>12} "
             f"{r['load_1min']:>5}"
         )
+    print(
+        f"migrator / native: {results[0]['ratio_to_native']:.3f} "
+        f"({results[0]['ratio_to_native_from_first']:.3f} from the first applied change)"
+    )
     for lag in lags:
         print(
             f"migrator {lag['case']:<11} offered {lag['offered_changes_per_s']:>7,}/s  p50 {lag['p50_ms']:>6,} ms  "
             f"p95 {lag['p95_ms']:>6,} ms  p99 {lag['p99_ms']:>6,} ms  max {lag['max_ms']:>6,} ms"
         )
     print(f"\nwritten to {out}")
+
+
+def _child(pid: int) -> int:
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return int(children[0])
 
 
 def _entry(

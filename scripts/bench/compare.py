@@ -3,6 +3,11 @@ machine (the re-cut's "within noise of before" is measured this way, not against
 
     scripts/bench/run compare REF snapshot --small [--rounds 2]
     scripts/bench/run compare REF cdc --small --only lag
+    scripts/bench/run compare REF pg-cdc --small [--rates '']
+    scripts/bench/run compare REF pg-snapshot --small
+
+For pg-cdc and pg-snapshot, compare the ratios (ratio_to_native, ratio_to_pgcopydb: the
+baseline measured in the same run) rather than the raw rates, which follow the machine's load.
 
 REF (a commit, branch or tag) is checked out into a worktree under $TMPDIR with its own .venv (its
 `scripts/bootstrap`); the working tree's benchmark runs from this checkout. Rounds alternate
@@ -31,15 +36,28 @@ NOISE_FLOOR = 0.05
 # Metric names by how they read: more is better, or less is better. Ratios are against a baseline
 # measured in the same benchmark run (raw driver speed, the server's own decode, the target's
 # ceiling), so they are the least noisy figures to compare.
-HIGHER = ("_per_s", "ratio_to_raw", "ratio_to_server", "ratio_to_ceiling", "applied_rate")
-LOWER = ("cpu_seconds", "cpu_s_per_gb", "p95_ms", "peak_rss_mb")
-# Fields that name a row of a result list (its case) rather than measure it.
-LABELS = ("case", "parallel", "size", "target_rate")
+HIGHER = (
+    "_per_s",
+    "_per_s_from_first",
+    "ratio_to_raw",
+    "ratio_to_server",
+    "ratio_to_ceiling",
+    "ratio_to_native",
+    "ratio_to_native_from_first",
+    "ratio_to_pgcopydb",
+    "applied_rate",
+)
+LOWER = ("cpu_seconds", "cpu_s_per_gb", "p95_ms", "p99_ms", "peak_rss_mb")
+# Fields that name a row of a result list (its case, its round within one run) rather than
+# measure it.
+LABELS = ("case", "round", "parallel", "size", "target_rate")
 # Benchmarks whose script is not bench_<name>.py (with the options that select them); each
 # writes <name>*.json.
 SCRIPTS = {
     "mysql-snapshot": ("bench_snapshot.py", "--source", "mysql"),
     "mysql-cdc": ("bench_mysql_lag.py",),
+    "pg-snapshot": ("bench_pg_snapshot.py",),
+    "pg-cdc": ("bench_pg_cdc.py",),
 }
 # A REF from before bench_snapshot.py took --source has the MySQL snapshot benchmark on its own.
 BEFORE_SOURCE_OPTION = {"mysql-snapshot": "bench_mysql_snapshot.py"}
@@ -63,8 +81,23 @@ def _flatten(value: Any, path: str, out: dict[str, float]) -> None:
 
 def _metrics(result: Path) -> dict[str, float]:
     out: dict[str, float] = {}
-    _flatten(json.loads(result.read_text()), "", out)
+    data = json.loads(result.read_text())
+    if data.get("benchmark") == "pg-cdc":
+        _native_ratios(data)
+    _flatten(data, "", out)
     return out
+
+
+def _native_ratios(data: dict[str, Any]) -> None:
+    """pg-cdc's ratios to native, for a REF whose benchmark did not write them yet."""
+    cases = {r.get("case"): r for r in data.get("results", [])}
+    migrator, native = cases.get("migrator"), cases.get("native")
+    if migrator is None or native is None:
+        return
+    for suffix in ("", "_from_first"):
+        rate = native.get(f"changes_per_s{suffix}")
+        if rate and f"ratio_to_native{suffix}" not in migrator:
+            migrator[f"ratio_to_native{suffix}"] = round(migrator[f"changes_per_s{suffix}"] / rate, 3)
 
 
 def _worktree(ref: str) -> Path:

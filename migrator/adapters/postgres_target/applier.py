@@ -15,6 +15,7 @@ target").
 from __future__ import annotations
 
 import datetime
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -23,7 +24,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from migrator.adapters.base import WriteOp
-from migrator.adapters.postgres_target import origin, records
+from migrator.adapters.postgres_target import origin, records, staging
 from migrator.adapters.postgres_target.batch import TableWrites, steps
 from migrator.adapters.postgres_target.connection import Connections
 from migrator.adapters.postgres_target.rows import TargetTable, document_of
@@ -50,6 +51,11 @@ class TableApplier:
         # The checkpoint this applier committed last (or first read): a stored one behind it
         # means the target lost acknowledged writes (as the MongoDB applier checks).
         self._written: int | None = None
+        # The staging tables each connection has (staging.py): created in a batch's
+        # transaction, so known only once it committed.
+        self._staging: weakref.WeakKeyDictionary[psycopg.Connection[Any], set[str]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def ensure_indexes(self, paths: dict[str, set[str]]) -> list[str]:
         if any(paths.values()):
@@ -91,8 +97,12 @@ class TableApplier:
         for op in ops:
             self._check(op)
         planned = steps(ops)
+        staged: set[str] = set()  # staging tables this batch wrote into (staging.py)
+        session: list[psycopg.Connection[Any]] = []
 
         def work(conn: psycopg.Connection[Any]) -> None:
+            staged.clear()
+            session[:] = [conn]
             # As PostgreSQL's own subscriber: the source checked foreign keys (and ran triggers)
             # at commit, and a batch writes table by table, so the target checks neither
             # (docs/architecture.md, "After the copy").
@@ -100,7 +110,7 @@ class TableApplier:
             self._tag(conn)
             for step in planned:
                 if isinstance(step, TableWrites):
-                    self._write_table(conn, step)
+                    self._write_table(conn, step, staged)
                 else:
                     self._write(conn, step)
             if position is not None:
@@ -113,6 +123,8 @@ class TableApplier:
                 exc.hint = origin.PRIVILEGE_HINT  # the origin functions are what it may not run
             raise
         # A failed batch's connection was closed (Connections.run), which released the origin.
+        if staged:
+            self._staging.setdefault(session[0], set()).update(staged)
         self._untag()
         if position is not None:
             self._written = position
@@ -173,9 +185,17 @@ class TableApplier:
         if op.kind not in ("replace", "update", "delete", "delete_many", "rekey"):
             raise TerminalError(f"{op.collection}: a PostgreSQL target cannot apply a '{op.kind}' write")
 
-    def _write_table(self, conn: psycopg.Connection[Any], writes: TableWrites) -> None:
-        """One table's rows of a batch: deletes, whole rows, then column updates (batch.py)."""
+    def _write_table(self, conn: psycopg.Connection[Any], writes: TableWrites, staged: set[str]) -> None:
+        """One table's rows of a batch: deletes, whole rows, then column updates (batch.py);
+        many of them through a staging table (staging.py)."""
         table = self._connections.table(writes.table)
+        if len(writes) >= staging.MIN_ROWS:
+            name = staging.staging_name(table)
+            if name not in staged and name not in self._staging.get(conn, ()):
+                staging.create(conn, table, name)
+            staging.write(conn, table, writes, name, fresh=name not in staged)
+            staged.add(name)
+            return
         if writes.deletes:
             delete_keys(conn, table, list(writes.deletes.values()))
         if writes.rows:

@@ -1,16 +1,20 @@
 """A CDC batch as few statements per table (docs/architecture.md, "Tables as collections").
 
-The batch is first coalesced as every target does (adapters/coalesce.py: a row's
-writes gathered together in their order, consecutive `$set`s merged, any other write a barrier).
-Between two barriers, the writes of one row then fold into the one state the row ends in:
+Between two barriers (any write not of one row named by its key), the writes of one row fold,
+in their order, into the one state the row ends in:
 - a `replace` is the whole row: it stands, with later `$set`s over it;
 - a `delete` leaves the row absent, and an `update` of an absent row leaves it absent (an
   update without upsert, as the single-statement apply does);
 - `update`s with nothing whole before them stay column writes of a row that may not exist.
 Rows of one table commute, so each table's rows are written as one DELETE of the absent keys,
-the whole rows as one prepared upsert and the column updates as one prepared UPDATE per set of
-columns, each sent for all its rows in a pipeline (writer.py).
-A barrier (a key change, a TRUNCATE) is written alone, after everything before it.
+the whole rows as one upsert and the column updates as one UPDATE per set of columns: through a
+staging table for many rows (staging.py), as prepared statements sent in a pipeline for a few
+(writer.py). A barrier (a key change, a TRUNCATE) is written alone, after everything before it.
+
+The fold is the whole merge: it is not preceded by the document targets' coalescing
+(adapters/coalesce.py), which gives the same result here (consecutive `$set`s of a row merged, in
+order) and cost a sixth of CDC's CPU on the pg-cdc benchmark (docs/architecture.md, "Tables as
+collections").
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from migrator.adapters.base import WriteOp
-from migrator.adapters.coalesce import coalesce
 
 
 @dataclass
@@ -50,6 +53,9 @@ class TableWrites:
             _, columns = self.updates.setdefault(key, (doc_id, {}))
             columns.update(op.update.get("$set", {}))
 
+    def __len__(self) -> int:
+        return len(self.deletes) + len(self.rows) + len(self.updates)
+
     def column_updates(self) -> Iterator[tuple[tuple[str, ...], list[tuple[Any, dict[str, Any]]]]]:
         """The column updates grouped by the columns they set (one statement each)."""
         groups: dict[tuple[str, ...], list[tuple[Any, dict[str, Any]]]] = {}
@@ -66,7 +72,7 @@ def steps(ops: Sequence[WriteOp]) -> list[Step]:
     """`ops` as steps to run in order: folded table writes, and barriers alone."""
     out: list[Step] = []
     pending: dict[str, TableWrites] = {}
-    for op in coalesce(ops):
+    for op in ops:
         if op.kind in ("replace", "update", "delete") and set(op.filter) == {"_id"}:
             pending.setdefault(op.collection, TableWrites(op.collection)).fold(op)
             continue

@@ -8,6 +8,7 @@ copy): its columns with their types, and its primary key.
 
 from __future__ import annotations
 
+import functools
 import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -60,10 +61,15 @@ class TargetTable:
         schema, _, table = self.name.rpartition(".")
         return sql.Identifier(schema or "public", table)
 
+    @functools.cached_property
+    def _by_name(self) -> dict[str, Column]:
+        return {c.name: c for c in self.columns}
+
     def column(self, name: str) -> Column:
-        for column in self.columns:
-            if column.name == name:
-                return column
+        # By name through a dict: CDC asks for every value it writes.
+        column = self._by_name.get(name)
+        if column is not None:
+            return column
         raise TargetError(
             f"target table {self.name} has no column {name}", hint="drop the table and run again"
         )

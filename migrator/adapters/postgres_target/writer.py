@@ -18,12 +18,10 @@ from migrator.adapters.postgres_target.rows import TargetTable, decode, row_valu
 MAX_PARAMETERS = 60_000
 
 
-def upsert_statement(table: TargetTable, rows: int) -> sql.Composed:
-    """INSERT of `rows` whole rows, replacing a row of the same key; RETURNING whether each was
-    inserted (xmax is 0 for a row this statement inserted, its own id for one it updated)."""
-    names = [c.name for c in table.columns]
-    one = sql.SQL("({})").format(sql.SQL(", ").join(table.placeholder(n) for n in names))
-    others = [n for n in names if n not in table.key]
+def on_conflict(table: TargetTable) -> sql.Composed:
+    """`ON CONFLICT (key) DO UPDATE` of every other column from the row inserted (DO NOTHING when
+    the key is every column): an INSERT's row replaces a stored row of the same key."""
+    others = [c.name for c in table.columns if c.name not in table.key]
     update = (
         sql.SQL("DO UPDATE SET {}").format(
             sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(n)) for n in others)
@@ -31,12 +29,21 @@ def upsert_statement(table: TargetTable, rows: int) -> sql.Composed:
         if others
         else sql.SQL("DO NOTHING")
     )
-    return sql.SQL("INSERT INTO {} ({}) VALUES {} ON CONFLICT ({}) {} RETURNING (xmax = 0)").format(
+    return sql.SQL("ON CONFLICT ({}) {}").format(
+        sql.SQL(", ").join(sql.Identifier(k) for k in table.key), update
+    )
+
+
+def upsert_statement(table: TargetTable, rows: int) -> sql.Composed:
+    """INSERT of `rows` whole rows, replacing a row of the same key; RETURNING whether each was
+    inserted (xmax is 0 for a row this statement inserted, its own id for one it updated)."""
+    names = [c.name for c in table.columns]
+    one = sql.SQL("({})").format(sql.SQL(", ").join(table.placeholder(n) for n in names))
+    return sql.SQL("INSERT INTO {} ({}) VALUES {} {} RETURNING (xmax = 0)").format(
         table.identifier,
         sql.SQL(", ").join(sql.Identifier(n) for n in names),
         sql.SQL(", ").join([one] * rows),
-        sql.SQL(", ").join(sql.Identifier(k) for k in table.key),
-        update,
+        on_conflict(table),
     )
 
 
