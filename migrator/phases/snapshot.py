@@ -112,6 +112,7 @@ class SnapshotPhase:
         self.publications = ctx.source.capture_setup()
         self._stop = stop if stop is not None else threading.Event()
         self._routes: dict[str, RawRoute | None] = {}
+        self._created: frozenset[str] = frozenset()  # collections this run created (_created_here)
 
     # -- what it would do ----------------------------------------------------------------------
 
@@ -378,6 +379,8 @@ class SnapshotPhase:
             name = item.collection.name
             if name not in self._routes:
                 self._routes[name] = raw_route(self.ctx.source, self.ctx.target, item.collection)
+        self._created = self._created_here()
+        self._keys_before_documents(work)
         pending: queue.Queue[_Work] = queue.Queue()
         for item in work:
             pending.put(item)
@@ -406,6 +409,27 @@ class SnapshotPhase:
         with contextlib.suppress(KeyboardInterrupt):
             workers.run(worker)
         result.stopped = self._stop.is_set() and not pending.empty()
+
+    def _created_here(self) -> frozenset[str]:
+        """The collections that did not exist on the target before this run (every record-before
+        checkpoint says so): only this run's chunks ever wrote them."""
+        before = [
+            c.detail.get("collections", {})
+            for c in self.ctx.store.checkpoints(self.ctx.run.id, PHASE)
+            if c.label == SnapshotLabel.TARGET_BEFORE
+        ]
+        if not before:
+            return frozenset()
+        names = {c.name for c in self.ctx.collections}
+        return frozenset(n for n in names if all(b.get(n) is None for b in before))
+
+    def _keys_before_documents(self, work: list[_Work]) -> None:
+        """A target that builds primary keys after the copy builds them first for the collections
+        that take the document path: their writes are upserts by key (docs/architecture.md, "After
+        the copy")."""
+        documents = {w.collection.name for w in work if self._routes.get(w.collection.name) is None}
+        keys = [s for s in self.ctx.post_copy.statements if s.kind == "primary_key" and s.table in documents]
+        build(self.ctx.target, keys, self.settings.parallel, self.ctx.events)
 
     def _copy_with_retries(
         self,
@@ -478,7 +502,15 @@ class SnapshotPhase:
         key_types = [_column_type(table, k) for k in collection.document.key]
         route = self._routes.get(collection.name)
         if route is not None and isinstance(reader, RawChunkReader):
-            rows = _described(item, lambda: route.copy(reader, collection, key_types, chunk.lo, chunk.hi))
+            # Nothing to replace where no attempt at this chunk ever began in a table this run
+            # created (docs/architecture.md, "After the copy"): `attempt` counts the earlier ones.
+            known_empty = attempt == 1 and collection.name in self._created
+            rows = _described(
+                item,
+                lambda: route.copy(
+                    reader, collection, key_types, chunk.lo, chunk.hi, known_empty=known_empty
+                ),
+            )
             self.ctx.events.emit(RowsCopied(collection.name, rows, rows))
             done = _Done(rows, rows, 0, [], route.form)
             self._finish_chunk(item, attempt, done, started, result, position, lock)

@@ -18,7 +18,7 @@ import psycopg
 
 from migrator.adapters.base import PostCopy, PostCopyStatement, SchemaObject
 from migrator.adapters.postgres_target.connection import Connections
-from migrator.adapters.postgres_target.schema import qualified, quote
+from migrator.adapters.postgres_target.schema import primary_key, qualified, quote
 
 DIALECT = "postgresql"
 Targets = Mapping[str, tuple[str, Mapping[str, str]]]
@@ -75,7 +75,24 @@ def post_copy(objects: Sequence[SchemaObject], targets: Targets) -> PostCopy:
     return PostCopy(tuple(sorted(statements, key=lambda s: s.wave)), tuple(skipped))
 
 
+def primary_keys(tables: Sequence[tuple[str, Sequence[str]]]) -> list[PostCopyStatement]:
+    """Each target table's primary key, in the first wave (the foreign keys of the second need
+    the keys they reference)."""
+    return [
+        PostCopyStatement(
+            0, table, f"{table.rpartition('.')[2]}_pkey", "primary_key", primary_key(table, key)
+        )
+        for table, key in tables
+    ]
+
+
 def _exists(conn: psycopg.Connection[Any], statement: PostCopyStatement) -> bool:
+    if statement.kind == "primary_key":  # whatever its name (a table created before the run)
+        row = conn.execute(
+            "SELECT 1 FROM pg_index WHERE indrelid = %s::regclass AND indisprimary",
+            [qualified(statement.table)],
+        ).fetchone()
+        return row is not None
     if statement.kind == "index":
         schema = statement.table.rpartition(".")[0] or "public"
         row = conn.execute("SELECT to_regclass(%s)", [f"{quote(schema)}.{quote(statement.name)}"]).fetchone()
