@@ -15,6 +15,7 @@ therefore consistent once CDC has passed T2, which the 'reread' checkpoint recor
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import queue
 import threading
@@ -48,7 +49,7 @@ from migrator.errors import MigratorError, SourceError, TerminalError
 from migrator.mapping.assemble import Assembler
 from migrator.mapping.columns import columns_read
 from migrator.mapping.spec import CollectionMapping
-from migrator.phases.post_copy import build
+from migrator.phases.post_copy import EarlyBuilds, build
 from migrator.phases.raw_copy import RawRoute, raw_route
 from migrator.plan.names import publication_name, run_token, slot_name_pattern
 from migrator.state.labels import SnapshotLabel
@@ -386,6 +387,11 @@ class SnapshotPhase:
             pending.put(item)
         lock = threading.Lock()
         workers = Workers("migrator-copy", min(self.settings.parallel, max(1, len(work))), self._stop)
+        # A table's indexes start once its last chunk is copied (phases/post_copy.py).
+        early = EarlyBuilds(
+            self.ctx.target, self.ctx.post_copy.statements, self.settings.parallel, self.ctx.events
+        )
+        left = collections.Counter(item.collection.name for item in work)
 
         def worker() -> None:
             reader: RowStreams | None = None
@@ -400,15 +406,28 @@ class SnapshotPhase:
                     except queue.Empty:
                         return
                     reader = self._copy_with_retries(reader, snapshot_name, item, result, position, lock)
+                    with lock:
+                        left[item.collection.name] -= 1
+                        copied = left[item.collection.name] == 0
+                    if copied:
+                        early.table_copied(item.collection.name)
             finally:
                 if reader is not None:
                     reader.close()
 
-        # Ctrl-C: the workers have finished the chunks in flight and checkpointed them
-        # (engine/workers.py); the snapshot ends stopped, and the next run resumes it.
-        with contextlib.suppress(KeyboardInterrupt):
-            workers.run(worker)
+        try:
+            # Ctrl-C: the workers have finished the chunks in flight and checkpointed them
+            # (engine/workers.py); the snapshot ends stopped, and the next run resumes it.
+            with contextlib.suppress(KeyboardInterrupt):
+                workers.run(worker)
+        except BaseException:
+            early.abandon()  # the copy's error is the run's
+            raise
         result.stopped = self._stop.is_set() and not pending.empty()
+        if self._stop.is_set():
+            early.abandon()
+        else:
+            early.finish()
 
     def _created_here(self) -> frozenset[str]:
         """The collections that did not exist on the target before this run (every record-before
