@@ -292,3 +292,16 @@ def _fields_per_row(pg2pg: PgToPg, table: str, columns: list[str]) -> list[int]:
             size = int.from_bytes(data[at : at + 4], "big", signed=True)
             at += 4 + max(size, 0)
     return counts
+
+
+def test_undecoded_chunks_are_ten_times_the_default_where_the_plan_sets_no_size(pg2pg: PgToPg) -> None:
+    pg2pg.source(
+        "CREATE TABLE public.wide (id bigint PRIMARY KEY, v int)",
+        "INSERT INTO wide SELECT g, g FROM generate_series(1, 25000) g",
+        "ANALYZE wide",
+    )
+    _, events = pg2pg.run(pg2pg.plan("- {from: public.wide}", phases="snapshot: {parallel: 1}"))
+    # The default chunk_rows (10,000) would cut 3 chunks; undecoded, 100,000 rows make one.
+    chunks = events.of(ChunkFinished)
+    assert [(c.rows_read, c.form) for c in chunks] == [(25000, "postgresql-binary")]
+    assert _same_rows(pg2pg, "wide", "id") == 25000
