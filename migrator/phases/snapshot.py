@@ -399,7 +399,10 @@ class SnapshotPhase:
         self._created = self._created_here()
         self._keys_before_documents(work)
         pending: queue.Queue[_Work] = queue.Queue()
-        for item in work:
+        # The largest tables first (pgcopydb's order): their keys and indexes, the longest builds,
+        # then run while the smaller tables copy (EarlyBuilds), not after the last chunk.
+        tables = self.ctx.source_info.tables
+        for item in sorted(work, key=lambda w: -tables[w.collection.table].estimated_rows):
             pending.put(item)
         lock = threading.Lock()
         workers = Workers("migrator-copy", min(self.settings.parallel, max(1, len(work))), self._stop)
