@@ -56,6 +56,7 @@ from migrator.adapters.mapped import (
     MappedLevel,
 )
 from migrator.adapters.post_copy import (
+    KeysAfterCopyTarget,
     PostCopy,
     PostCopySource,
     PostCopyStatement,
@@ -958,6 +959,7 @@ __all__ = [
     "KeyLookup",
     "KeyOrder",
     "KeyReader",
+    "KeysAfterCopyTarget",
     "LargestDocument",
     "LeafInfo",
     "LevelRead",

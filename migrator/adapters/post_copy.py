@@ -36,7 +36,7 @@ class PostCopyStatement:
     wave: int
     table: str  # the target table
     name: str
-    kind: Literal["index", "constraint", "foreign_key"]
+    kind: Literal["index", "constraint", "foreign_key", "primary_key"]
     sql: str
 
 
@@ -64,4 +64,17 @@ class PostCopyTarget(Protocol):
 
     def build_post_copy(self, statement: PostCopyStatement) -> bool:
         """Run `statement` unless what it builds exists; whether it ran."""
+        ...
+
+
+@runtime_checkable
+class KeysAfterCopyTarget(Protocol):
+    """A target whose tables are created without their primary keys, which it adds after the copy
+    (a key maintained row by row makes the copy several times slower; docs/architecture.md, "After
+    the copy"): statements of kind "primary_key" in wave 0, run by `build_post_copy`. The snapshot
+    runs a collection's first where its rows are written by key (the document path)."""
+
+    def primary_keys(self, tables: Sequence[tuple[str, Sequence[str]]]) -> list[PostCopyStatement]:
+        """The statements that add each target table's primary key, `tables` as (target table, key
+        columns)."""
         ...

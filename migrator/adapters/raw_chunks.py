@@ -57,9 +57,14 @@ class RawWriter(Protocol):
         lo: Sequence[str] | None,
         hi: Sequence[str] | None,
         blocks: Iterable[bytes],
+        *,
+        known_empty: bool = False,
     ) -> int:
         """Make the key range (lo, hi] of the table hold exactly the rows of `blocks`, in one
-        transaction (a chunk written again replaces its rows); the number of rows written."""
+        transaction (a chunk written again replaces its rows); the number of rows written.
+        `known_empty`: the caller proves that nothing was ever written in the range (the table
+        was created by this run and no attempt at this chunk began), so there is nothing to
+        remove first."""
         ...
 
 

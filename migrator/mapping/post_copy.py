@@ -7,7 +7,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from migrator.adapters.base import PostCopy, PostCopySource, PostCopyTarget, SourceAdapter, TargetAdapter
+from migrator.adapters.base import (
+    KeysAfterCopyTarget,
+    PostCopy,
+    PostCopySource,
+    PostCopyStatement,
+    PostCopyTarget,
+    SourceAdapter,
+    TargetAdapter,
+)
 from migrator.mapping.spec import CollectionMapping
 
 
@@ -25,9 +33,14 @@ def targets_of(collections: Sequence[CollectionMapping]) -> dict[str, tuple[str,
 def planned(
     source: SourceAdapter, target: TargetAdapter, collections: Sequence[CollectionMapping]
 ) -> PostCopy:
-    """What the target builds after the copy (flat collections only: tables)."""
+    """What the target builds after the copy (flat collections only: tables): the primary keys
+    first where the target adds them after the copy, then the source's secondary objects."""
     flat = [c for c in collections if not c.document.embeds]
+    keys: tuple[PostCopyStatement, ...] = ()
+    if flat and isinstance(target, KeysAfterCopyTarget):
+        keys = tuple(target.primary_keys([(c.name, tuple(c.document.key)) for c in flat]))
     if not flat or not isinstance(source, PostCopySource) or not isinstance(target, PostCopyTarget):
-        return PostCopy()
+        return PostCopy(keys)
     objects = source.schema_objects([c.table for c in flat])
-    return target.post_copy(objects, targets_of(flat))
+    built = target.post_copy(objects, targets_of(flat))
+    return PostCopy(keys + built.statements, built.skipped)

@@ -38,13 +38,16 @@ class RawRoute:
         key_types: Sequence[str],
         lo: Sequence[str] | None,
         hi: Sequence[str] | None,
+        *,
+        known_empty: bool = False,
     ) -> int:
-        """Copy the key range (lo, hi]; the rows written (the range's rows, replaced)."""
+        """Copy the key range (lo, hi]; the rows written (the range's rows, replaced).
+        `known_empty`: nothing was ever written in the range (RawWriter.replace_range)."""
         key = collection.document.key
         blocks = reader.raw_chunk(
             self.form, collection.table, [c.column.name for c in self.columns], key, key_types, lo, hi
         )
-        return self.writer.replace_range(key, key_types, lo, hi, blocks)
+        return self.writer.replace_range(key, key_types, lo, hi, blocks, known_empty=known_empty)
 
 
 def raw_columns(collection: CollectionMapping) -> list[RawColumn] | None:

@@ -15,6 +15,7 @@ therefore consistent once CDC has passed T2, which the 'reread' checkpoint recor
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import queue
 import threading
@@ -48,7 +49,7 @@ from migrator.errors import MigratorError, SourceError, TerminalError
 from migrator.mapping.assemble import Assembler
 from migrator.mapping.columns import columns_read
 from migrator.mapping.spec import CollectionMapping
-from migrator.phases.post_copy import build
+from migrator.phases.post_copy import EarlyBuilds, build
 from migrator.phases.raw_copy import RawRoute, raw_route
 from migrator.plan.names import publication_name, run_token, slot_name_pattern
 from migrator.state.labels import SnapshotLabel
@@ -62,6 +63,12 @@ BATCH_BYTES = 8 * 1024 * 1024
 CHUNK_RETRIES = 3
 # A table is split below chunk_rows to give every worker a share only down to this many rows.
 MIN_SPLIT_ROWS = 1_000
+# An undecoded chunk moves about ten times as fast as a document chunk of as many rows, so at the
+# plan's default size (10,000 rows) its fixed cost (a statement on each side, a commit, two state
+# checkpoints: about 40 ms on the benchmark's loaded machine) took half of its time: 310 chunks
+# copied in 24 s of worker time, 32 chunks of ten times the rows in 12.5 s (docs/architecture.md,
+# "Undecoded copy"). Only where the plan leaves `chunk_rows` unset.
+UNDECODED_CHUNK_FACTOR = 10
 
 
 @dataclass
@@ -112,6 +119,7 @@ class SnapshotPhase:
         self.publications = ctx.source.capture_setup()
         self._stop = stop if stop is not None else threading.Event()
         self._routes: dict[str, RawRoute | None] = {}
+        self._created: frozenset[str] = frozenset()  # collections this run created (_created_here)
 
     # -- what it would do ----------------------------------------------------------------------
 
@@ -336,11 +344,7 @@ class SnapshotPhase:
             for collection in self.ctx.collections:
                 table = self.ctx.source_info.tables[collection.table]
                 key_types = [_column_type(table, k) for k in collection.document.key]
-                # `migrator throttle --chunk-rows` set before the chunks were planned cuts them;
-                # once planned (and checkpointed for resume) they stay, and it sets the copy step.
-                throttle = self.ctx.throttle
-                chunk_rows = throttle.chunk_rows if throttle is not None else self.settings.chunk_rows
-                size = chunk_size(table.estimated_rows, chunk_rows, self.settings.parallel)
+                size = chunk_size(table.estimated_rows, self._chunk_rows(collection), self.settings.parallel)
                 bounds = coordinator.key_boundaries(
                     collection.table, collection.document.key, key_types, size
                 )
@@ -372,17 +376,41 @@ class SnapshotPhase:
             work.extend(_Work(collection, c) for c in chunks if c.status != "done")
         return work
 
+    def _chunk_rows(self, collection: CollectionMapping) -> int:
+        """The chunk size a collection is planned with: `migrator throttle --chunk-rows` set before
+        the chunks were planned cuts them (once planned and checkpointed for resume they stay, and
+        it sets the copy step); else the plan's `chunk_rows`; where the plan leaves it unset, a
+        collection copied undecoded takes UNDECODED_CHUNK_FACTOR times the default."""
+        throttle = self.ctx.throttle
+        chunk_rows = throttle.chunk_rows if throttle is not None else self.settings.chunk_rows
+        if chunk_rows != self.settings.chunk_rows or "chunk_rows" in self.settings.model_fields_set:
+            return chunk_rows
+        name = collection.name
+        if name not in self._routes:
+            self._routes[name] = raw_route(self.ctx.source, self.ctx.target, collection)
+        return chunk_rows * UNDECODED_CHUNK_FACTOR if self._routes[name] is not None else chunk_rows
+
     def _copy(self, snapshot_name: str, work: list[_Work], result: SnapshotResult, position: str) -> None:
         # Which collections move undecoded (raw_copy.py), decided once, before any chunk.
         for item in work:
             name = item.collection.name
             if name not in self._routes:
                 self._routes[name] = raw_route(self.ctx.source, self.ctx.target, item.collection)
+        self._created = self._created_here()
+        self._keys_before_documents(work)
         pending: queue.Queue[_Work] = queue.Queue()
-        for item in work:
+        # The largest tables first (pgcopydb's order): their keys and indexes, the longest builds,
+        # then run while the smaller tables copy (EarlyBuilds), not after the last chunk.
+        tables = self.ctx.source_info.tables
+        for item in sorted(work, key=lambda w: -tables[w.collection.table].estimated_rows):
             pending.put(item)
         lock = threading.Lock()
         workers = Workers("migrator-copy", min(self.settings.parallel, max(1, len(work))), self._stop)
+        # A table's indexes start once its last chunk is copied (phases/post_copy.py).
+        early = EarlyBuilds(
+            self.ctx.target, self.ctx.post_copy.statements, self.settings.parallel, self.ctx.events
+        )
+        left = collections.Counter(item.collection.name for item in work)
 
         def worker() -> None:
             reader: RowStreams | None = None
@@ -397,15 +425,49 @@ class SnapshotPhase:
                     except queue.Empty:
                         return
                     reader = self._copy_with_retries(reader, snapshot_name, item, result, position, lock)
+                    with lock:
+                        left[item.collection.name] -= 1
+                        copied = left[item.collection.name] == 0
+                    if copied:
+                        early.table_copied(item.collection.name)
             finally:
                 if reader is not None:
                     reader.close()
 
-        # Ctrl-C: the workers have finished the chunks in flight and checkpointed them
-        # (engine/workers.py); the snapshot ends stopped, and the next run resumes it.
-        with contextlib.suppress(KeyboardInterrupt):
-            workers.run(worker)
+        try:
+            # Ctrl-C: the workers have finished the chunks in flight and checkpointed them
+            # (engine/workers.py); the snapshot ends stopped, and the next run resumes it.
+            with contextlib.suppress(KeyboardInterrupt):
+                workers.run(worker)
+        except BaseException:
+            early.abandon()  # the copy's error is the run's
+            raise
         result.stopped = self._stop.is_set() and not pending.empty()
+        if self._stop.is_set():
+            early.abandon()
+        else:
+            early.finish()
+
+    def _created_here(self) -> frozenset[str]:
+        """The collections that did not exist on the target before this run (every record-before
+        checkpoint says so): only this run's chunks ever wrote them."""
+        before = [
+            c.detail.get("collections", {})
+            for c in self.ctx.store.checkpoints(self.ctx.run.id, PHASE)
+            if c.label == SnapshotLabel.TARGET_BEFORE
+        ]
+        if not before:
+            return frozenset()
+        names = {c.name for c in self.ctx.collections}
+        return frozenset(n for n in names if all(b.get(n) is None for b in before))
+
+    def _keys_before_documents(self, work: list[_Work]) -> None:
+        """A target that builds primary keys after the copy builds them first for the collections
+        that take the document path: their writes are upserts by key (docs/architecture.md, "After
+        the copy")."""
+        documents = {w.collection.name for w in work if self._routes.get(w.collection.name) is None}
+        keys = [s for s in self.ctx.post_copy.statements if s.kind == "primary_key" and s.table in documents]
+        build(self.ctx.target, keys, self.settings.parallel, self.ctx.events)
 
     def _copy_with_retries(
         self,
@@ -478,7 +540,15 @@ class SnapshotPhase:
         key_types = [_column_type(table, k) for k in collection.document.key]
         route = self._routes.get(collection.name)
         if route is not None and isinstance(reader, RawChunkReader):
-            rows = _described(item, lambda: route.copy(reader, collection, key_types, chunk.lo, chunk.hi))
+            # Nothing to replace where no attempt at this chunk ever began in a table this run
+            # created (docs/architecture.md, "After the copy"): `attempt` counts the earlier ones.
+            known_empty = attempt == 1 and collection.name in self._created
+            rows = _described(
+                item,
+                lambda: route.copy(
+                    reader, collection, key_types, chunk.lo, chunk.hi, known_empty=known_empty
+                ),
+            )
             self.ctx.events.emit(RowsCopied(collection.name, rows, rows))
             done = _Done(rows, rows, 0, [], route.form)
             self._finish_chunk(item, attempt, done, started, result, position, lock)

@@ -497,7 +497,8 @@ class SnapshotSettings(_Strict):
         default=10_000,
         ge=1,
         le=10_000_000,
-        description="Top-level rows per key-range chunk (the unit of resume).",
+        description="Top-level rows per key-range chunk (the unit of resume). Left unset, a table "
+        "copied undecoded (PostgreSQL to PostgreSQL, binary COPY) takes chunks of ten times the default.",
     )
     on_oversize: Literal["stop", "skip"] = Field(
         default="stop",

@@ -1,7 +1,7 @@
 """PostgreSQL -> PostgreSQL snapshot benchmark: migrator against `pgcopydb clone` and native
 logical replication's initial sync, same servers, same data, same run.
 
-    scripts/bench/run pg-snapshot [--small] [--rows N] [--jobs N] [--rounds N] [--chunk-rows N] [--out DIR]
+    scripts/bench/run pg-snapshot [--small] [--rows N] [--jobs N] [--rounds N] [--chunk-rows N] [--cases migrator,pgcopydb,native] [--out DIR]
 
 Two throwaway PostgreSQL clusters (source and target, scripts/lib/devservices.py). The source
 database `bench` holds three tables: bench_customer (rows/10, a secondary index on email),
@@ -332,9 +332,21 @@ def main() -> None:
         help="migrator's phases.snapshot.chunk_rows (default: the plan's)",
     )
     parser.add_argument("--rounds", type=int, default=1, help="each case this many times, alternating")
+    parser.add_argument(
+        "--cases",
+        default=",".join(CASES),
+        help="comma-separated cases to run (default: all of migrator,pgcopydb,native)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the work directory (the tools' logs) and print its path"
+    )
     args = parser.parse_args()
     rows = 100_000 if args.small else args.rows
+    chosen = [c.strip() for c in args.cases.split(",") if c.strip()]
+    unknown = sorted(set(chosen) - set(CASES))
+    if unknown:
+        parser.error(f"unknown cases: {', '.join(unknown)} (known: {', '.join(CASES)})")
 
     work = Path(tempfile.mkdtemp(prefix="migrator-bench-pgsnap-"))
     source = devservices.start_postgres(work / "source")
@@ -356,7 +368,8 @@ def main() -> None:
         gb = size / 1e9
         print(f"  {size / 1e6:.0f} MB of tables; load average {os.getloadavg()}", flush=True)
         for rnd in range(1, args.rounds + 1):
-            for name, case in CASES.items():
+            for name in chosen:
+                case = CASES[name]
                 recreate_target(target)
                 cpu0 = server_cpu(source.pid) + server_cpu(target.pid)  # type: ignore[arg-type]
                 load = os.getloadavg()[0]
@@ -387,7 +400,10 @@ def main() -> None:
     finally:
         target.stop()
         source.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep:
+            print(f"work directory kept: {work}", flush=True)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
     for r in results:
         ref = [x["seconds"] for x in results if x["case"] == "pgcopydb" and x["round"] == r["round"]]
@@ -402,7 +418,7 @@ def main() -> None:
     for r in results:
         print(
             f"{r['case']:<9} {r['round']:>5} {r['jobs']:>4} {r['mb']:>5} {r['seconds']:>8.1f} {r['mb_per_s']:>6.1f} "
-            f"{r['ratio_to_pgcopydb']:>11.2f} {r['client_cpu_s_per_gb']!s:>11} {r['servers_cpu_s_per_gb']:>12} {r['load_1min']:>5}"
+            f"{(r['ratio_to_pgcopydb'] or 0):>11.2f} {r['client_cpu_s_per_gb']!s:>11} {r['servers_cpu_s_per_gb']:>12} {r['load_1min']:>5}"
         )
     print(f"\nwritten to {out}  (goal: migrator >= 1.0x pgcopydb)")
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from migrator.adapters.base import ColumnInfo, SourceInfo, SourceServerInfo, TableInfo
-from migrator.adapters.postgres_target.schema import create_tables, safe_default, sequence_schema
+from migrator.adapters.postgres_target.schema import (
+    create_tables,
+    primary_key,
+    safe_default,
+    sequence_schema,
+)
 from migrator.mapping.spec import resolve
 from migrator.plan import parse_plan
 
@@ -83,11 +88,14 @@ def test_the_ddl_has_the_declared_types_not_null_safe_defaults_and_the_primary_k
         '    "shop" integer NOT NULL,\n'
         "    \"id\" bigint NOT NULL DEFAULT nextval('orders_id_seq'::regclass),\n"
         '    "amount" numeric(10,2) NOT NULL DEFAULT 0,\n'
-        "    \"note\" character varying(20) DEFAULT 'n/a'::character varying,\n"
-        '    PRIMARY KEY ("shop", "id")\n'
+        "    \"note\" character varying(20) DEFAULT 'n/a'::character varying\n"
         ")",
         'ALTER SEQUENCE orders_id_seq OWNED BY "sales"."orders"."id"',
     ]
+    # The primary key comes after the copy (docs/architecture.md, "After the copy"), in key order.
+    assert primary_key("sales.orders", resolution.collections[0].document.key) == (
+        'ALTER TABLE "sales"."orders" ADD PRIMARY KEY ("shop", "id")'
+    )
 
 
 @pytest.mark.parametrize(

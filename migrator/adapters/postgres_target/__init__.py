@@ -181,6 +181,12 @@ class PostgresTarget:
         """Indexes and constraints built after the copy (post_copy.py)."""
         return post_copy.post_copy(objects, targets)
 
+    @staticmethod
+    def primary_keys(tables: Sequence[tuple[str, Sequence[str]]]) -> list[PostCopyStatement]:
+        """The tables' primary keys, added after the copy (post_copy.py; docs/architecture.md,
+        "After the copy")."""
+        return post_copy.primary_keys(tables)
+
     def build_post_copy(self, statement: PostCopyStatement) -> bool:
         return post_copy.build(self._connections, statement)
 

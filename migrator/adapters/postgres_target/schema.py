@@ -3,7 +3,8 @@
 Pure (no connection), so that `migrator plan` and `run --dry-run` show exactly what `run`
 executes. The form follows `pg_dump --schema-only --section=pre-data -t TABLE`: each column's
 declared type (format_type with its modifier; from a source that has none, MySQL's, the type
-column_types.py chooses), NOT NULL, a default where it names no other object, and the primary key. Before the table, the
+column_types.py chooses), NOT NULL (the key's columns too), a default where it names no other
+object; the primary key is added after the copy (`primary_key`). Before the table, the
 user-defined types its columns use (user_types.py) and a serial column's sequence, owned by the
 column after it; an identity column stays identity, but always BY DEFAULT, so that the copy and the
 change feed can write the source's values (an ALWAYS column would refuse them). Secondary indexes,
@@ -144,8 +145,6 @@ def create_table(collection: MappedCollection) -> list[str]:
     lines = [_column(name, c, c.name in key, typed.get(c.name)) for name, c in columns]
     table = qualified(collection.name)
     before, owned = _serial_sequences(table, columns)
-    primary = ", ".join(quote(k) for k in document.key)
-    lines.append(f"PRIMARY KEY ({primary})")
     schema = collection.name.rpartition(".")[0] or "public"
     body = ",\n    ".join(lines)
     return [
@@ -155,6 +154,14 @@ def create_table(collection: MappedCollection) -> list[str]:
         f"CREATE TABLE IF NOT EXISTS {table} (\n    {body}\n)",
         *owned,
     ]
+
+
+def primary_key(table: str, key: Sequence[str]) -> str:
+    """The statement that adds the primary key of the target table `table` (schema.table), after
+    the copy: a key maintained row by row made the copy 2 to 3 times slower than one built once
+    over the copied rows (docs/architecture.md, "After the copy"). Named as CREATE TABLE would
+    have named it (PostgreSQL's default, `<table>_pkey`)."""
+    return f"ALTER TABLE {qualified(table)} ADD PRIMARY KEY ({', '.join(quote(k) for k in key)})"
 
 
 def create_tables(collections: Sequence[MappedCollection]) -> list[str]:

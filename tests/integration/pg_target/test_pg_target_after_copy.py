@@ -24,8 +24,17 @@ SCHEMA = (
     "INSERT INTO child SELECT g, g % 30 + 1, g % 5 + 1, 'Note ' || g, 1 FROM generate_series(1, 90) g",
 )
 TABLES = "- {from: public.parent}\n- {from: public.child}"
-# Objects the target must have, and how the catalog describes them on either side.
-BUILT = {"child_note_lower", "child_parent", "parent_code_key", "child_qty_check", "child_parent_id_fkey"}
+# Objects the target must have, and how the catalog describes them on either side: the primary
+# keys too, added after the copy under PostgreSQL's default names, as the source's.
+BUILT = {
+    "parent_pkey",
+    "child_pkey",
+    "child_note_lower",
+    "child_parent",
+    "parent_code_key",
+    "child_qty_check",
+    "child_parent_id_fkey",
+}
 INDEXES_SQL = "SELECT indexname, indexdef FROM pg_indexes WHERE tablename IN ('parent', 'child') ORDER BY 1"
 CONSTRAINTS_SQL = (
     "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
