@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pymysql
@@ -261,22 +261,30 @@ class MysqlInspector:
     def _columns(self, schema: str, table: str) -> tuple[ColumnInfo, ...]:
         rows = self._rows(
             "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, NUMERIC_PRECISION, NUMERIC_SCALE, "
-            "ORDINAL_POSITION FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s "
+            "ORDINAL_POSITION, EXTRA FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s "
             "ORDER BY ORDINAL_POSITION",
             [schema, table],
         )
         json_columns = self._mariadb_json(schema, table)
+        # AUTO_INCREMENT is a sequence the table owns: reported as a BY DEFAULT identity, which a
+        # PostgreSQL target declares and cutover brings past the source's counter
+        # (docs/architecture.md, "Sequences at cutover").
         return tuple(
-            column_info(
-                str(name),
-                "json" if name in json_columns and str(data_type).lower() == "longtext" else str(data_type),
-                str(column_type),
-                nullable=nullable == "YES",
-                position=int(position),
-                precision=None if precision is None else int(precision),
-                scale=None if scale is None else int(scale),
+            replace(
+                column_info(
+                    str(name),
+                    "json"
+                    if name in json_columns and str(data_type).lower() == "longtext"
+                    else str(data_type),
+                    str(column_type),
+                    nullable=nullable == "YES",
+                    position=int(position),
+                    precision=None if precision is None else int(precision),
+                    scale=None if scale is None else int(scale),
+                ),
+                identity="d" if "auto_increment" in str(extra or "").lower() else "",
             )
-            for name, data_type, column_type, nullable, precision, scale, position in rows
+            for name, data_type, column_type, nullable, precision, scale, position, extra in rows
         )
 
     def _mariadb_json(self, schema: str, table: str) -> set[str]:
