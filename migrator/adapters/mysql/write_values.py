@@ -8,7 +8,8 @@ this turns it into what PyMySQL must send for the server to store the value the 
   runs under time_zone '+00:00' (connection.py), so a TIMESTAMP stores that instant;
 - bit (n characters of '0'/'1') -> the integer they spell (a string would be stored as bytes);
 - text[] (a SET's labels) -> the labels joined by commas ('' for none);
-- json (a parsed value) -> its JSON text (MariaDB's JSON is LONGTEXT with CHECK json_valid);
+- json (a parsed value; a PostgreSQL target's numbers as Decimal, json_values.py) -> its JSON text,
+  a number with its own digits (MariaDB's JSON is LONGTEXT with CHECK json_valid);
 - a Decimal that is a whole number for bigint unsigned -> int;
 - time (MySQL's TIME, a duration) given as a timedelta or as the ISO 8601 text of a PostgreSQL
   interval (a PostgreSQL target's column, read with intervalstyle iso_8601) -> MySQL's
@@ -19,12 +20,12 @@ Everything else (str, bytes, Decimal, float, date) is sent as it is.
 from __future__ import annotations
 
 import datetime
-import json
 import re
 from decimal import Decimal
 from typing import Any
 
 from migrator.adapters.base import ColumnInfo
+from migrator.adapters.json_values import json_text
 from migrator.errors import TerminalError
 
 _TIMESTAMPS = frozenset({"timestamp with time zone", "timestamp without time zone"})
@@ -71,19 +72,13 @@ def _time_value(value: Any) -> Any:
     return value
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return float(value)
-    raise TypeError(f"JSON cannot hold {type(value).__name__}")
-
-
 def write_value(column: ColumnInfo, value: Any) -> Any:
     """`value` (as the inverse mapping gives it for `column`) as PyMySQL must send it."""
     if value is None:
         return None
     name = column.type_name
     if name == "json":
-        return json.dumps(value, ensure_ascii=False, separators=(", ", ": "), default=_json_default)
+        return json_text(value, item=", ", key=": ")
     if column.type_kind == "array":  # a SET: MySQL has no other array
         return ",".join(str(v) for v in value)
     if name in _INTEGERS and isinstance(value, int | Decimal) and not isinstance(value, bool):
