@@ -26,8 +26,9 @@ class Capabilities:
     # primary cannot (docs/architecture.md, "MySQL and MariaDB sources").
     replica_lag: bool = False
     # Takes back, by reverse sync after cutover, the values of a target that keeps the source's
-    # types (a PostgreSQL target): only a source of those same types (docs/architecture.md,
-    # "Tables as collections"); preflight refuses a cutover into such a target otherwise.
+    # types (a PostgreSQL target): a source of those same types, or one whose writer inverts the
+    # target's type table (MySQL/MariaDB; docs/architecture.md, "Tables as collections");
+    # preflight refuses a cutover into such a target otherwise.
     reverse_from_own_types: bool = False
 
 

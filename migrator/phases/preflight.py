@@ -158,7 +158,7 @@ class Preflight:
             self.target.name,
             f"cutover from a {self.source.vocabulary.database} source into this target is not supported: "
             "reverse sync and rollback after cutover would write the target's own types back to the source",
-            "cut over with a PostgreSQL source or a MongoDB target (snapshot, CDC and verify into this "
+            "cut over with a PostgreSQL or MySQL/MariaDB source or a MongoDB target (snapshot, CDC and verify into this "
             "target work without a cutover section)",
         )
 

@@ -160,7 +160,7 @@ class App:
         kind = n % 3
         if kind == 0 or len(self.keys) < 5:
             marks = ", ".join(["%s"] * len(COLUMNS))
-            statement = f"INSERT INTO items ({', '.join(COLUMNS)}) VALUES ({marks})"  # noqa: S608
+            statement = f"INSERT INTO items ({', '.join(COLUMNS)}) VALUES ({marks})"
             key = _insert(conn, side, statement, params)
             self.keys.append(key)
             self.inserted[side].append(key)
@@ -168,7 +168,7 @@ class App:
         elif kind == 1:
             key = self.keys[n % len(self.keys)]
             sets = ", ".join(f"{c} = %s" for c in COLUMNS)
-            _execute(conn, side, f"UPDATE items SET {sets} WHERE id = %s", [*params, key])  # noqa: S608
+            _execute(conn, side, f"UPDATE items SET {sets} WHERE id = %s", [*params, key])
             self.expected[key] = row
         else:
             key = self.keys.pop(n % len(self.keys))
