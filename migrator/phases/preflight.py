@@ -7,7 +7,7 @@ start where it holds a failure.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from migrator.adapters.base import (
@@ -128,7 +128,12 @@ class Preflight:
             self.report.collections = resolution.collections
             read = columns_read(resolution.collections)
             self.report.findings.extend(
-                self.source.preflight_findings(source, resolution.collections, read, cutover_needs(self.plan))
+                self.source.preflight_findings(
+                    source,
+                    resolution.collections,
+                    read,
+                    replace(cutover_needs(self.plan), own_types=self.target.capabilities.keeps_source_types),
+                )
             )
             if not self.target.capabilities.keeps_source_types:
                 self._check_precision(resolution)

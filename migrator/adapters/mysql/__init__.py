@@ -30,7 +30,7 @@ from migrator.adapters.base import (
     SourceInfo,
     SourceVocabulary,
 )
-from migrator.adapters.mysql import keys, routing, run_privileges, server_checks, triggers
+from migrator.adapters.mysql import charsets, keys, routing, run_privileges, server_checks, triggers
 from migrator.adapters.mysql.auto_increment import auto_increment_values
 from migrator.adapters.mysql.binlog_link import BinlogEndpoint
 from migrator.adapters.mysql.capture import BinlogCapture, SlotStream
@@ -180,6 +180,8 @@ class MysqlSource:
                 zero[table] = inspector.zero_dates(table, names)
             except MigratorError as exc:
                 found.append(server_checks.unscanned(table, names, exc.message))
+        if needs.reverse_sync and needs.switch is not None and needs.own_types:
+            found += charsets.charset_findings(inspector, read)
         if needs.routing_table is not None:
             columns = routing.routing_columns(self.endpoint, needs.routing_table)
             found += run_privileges.routing_findings(

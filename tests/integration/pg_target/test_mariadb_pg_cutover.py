@@ -131,3 +131,29 @@ def test_cutover_reverse_sync_and_rollback_from_mariadb_to_postgresql(
     with psycopg.connect(target_url, autocommit=True) as conn:
         found = conn.execute("SELECT id FROM public.items ORDER BY id").fetchall()
     assert [k for (k,) in found] == sorted(k for k, row in expected.items() if row is not None)
+
+
+def test_a_text_column_not_in_utf8mb4_is_refused_for_cutover_and_its_fix_is_accepted(
+    urls: tuple[str, str], tmp_path: Path
+) -> None:
+    source_url, target_url = urls
+    _mysql(
+        source_url,
+        "CREATE TABLE items (id INT PRIMARY KEY, flag TINYINT(1), "
+        "name VARCHAR(20) CHARACTER SET latin1 NOT NULL, note TEXT CHARACTER SET utf8mb4)",
+        "INSERT INTO items VALUES (1, 1, 'café', 'ok ✓')",
+    )
+    plan = _plan(tmp_path, source_url, target_url, tmp_path / "routing")
+    report = api.plan(plan, env={})
+    refused = [f for f in report.failures if f.check == "target.cutover"]
+    assert [f.subject for f in refused] == [f"{database(source_url)}.items.name"], refused
+    assert refused[0].fix is not None
+    _mysql(source_url, refused[0].fix.split(" (repeat", 1)[0])
+    report = api.plan(plan, env={})
+    assert report.ready, [(f.check, f.subject, f.message) for f in report.failures]
+    with connect(source_url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT name, CHARSET(name), IS_NULLABLE FROM items JOIN information_schema.COLUMNS c "
+            "ON c.TABLE_SCHEMA = DATABASE() AND c.TABLE_NAME = 'items' AND c.COLUMN_NAME = 'name'"
+        )
+        assert cur.fetchall() == (("café", "utf8mb4", "NO"),)
