@@ -24,7 +24,7 @@ from migrator.adapters.base import (
 )
 from migrator.adapters.mysql.errors import classify
 from migrator.adapters.mysql.grants import ALL, parse_grants
-from migrator.adapters.mysql.types import column_info
+from migrator.adapters.mysql.types import column_info, native_type
 
 # The server variables preflight reads (SHOW GLOBAL VARIABLES needs no privilege). A variable the
 # server does not have is absent from `settings` (binlog_row_metadata before MariaDB 10.5, say).
@@ -80,6 +80,19 @@ class MysqlServerInfo(SourceServerInfo):
             held |= self.table_privileges.get(table, frozenset())
         # ALL PRIVILEGES holds every privilege of its level (GRANT OPTION aside).
         return privilege in held or (ALL in held and privilege != "GRANT OPTION")
+
+
+# Read-as types a PostgreSQL identity can be (smallint, integer, bigint): BIGINT UNSIGNED becomes
+# numeric(20,0), which cannot.
+_IDENTITY_TYPES = frozenset({"smallint", "integer", "bigint"})
+
+
+def _identity(data_type: str, column_type: str, extra: Any) -> str:
+    """'d' (BY DEFAULT) for an AUTO_INCREMENT column whose target type can be an identity."""
+    if "auto_increment" not in str(extra or "").lower():
+        return ""
+    native = native_type(data_type, column_type)
+    return "d" if native is not None and native.type_name in _IDENTITY_TYPES else ""
 
 
 def split_table(name: str) -> tuple[str, str]:
@@ -267,8 +280,9 @@ class MysqlInspector:
         )
         json_columns = self._mariadb_json(schema, table)
         # AUTO_INCREMENT is a sequence the table owns: reported as a BY DEFAULT identity, which a
-        # PostgreSQL target declares and cutover brings past the source's counter
-        # (docs/architecture.md, "Sequences at cutover").
+        # PostgreSQL target declares and cutover brings past the source's counter, where the
+        # target type can be one (not BIGINT UNSIGNED's numeric; docs/architecture.md, "Sequences
+        # at cutover").
         return tuple(
             replace(
                 column_info(
@@ -282,7 +296,7 @@ class MysqlInspector:
                     precision=None if precision is None else int(precision),
                     scale=None if scale is None else int(scale),
                 ),
-                identity="d" if "auto_increment" in str(extra or "").lower() else "",
+                identity=_identity(str(data_type), str(column_type), extra),
             )
             for name, data_type, column_type, nullable, precision, scale, position, extra in rows
         )

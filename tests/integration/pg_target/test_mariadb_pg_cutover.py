@@ -139,7 +139,8 @@ def test_a_text_column_not_in_utf8mb4_is_refused_for_cutover_and_its_fix_is_acce
     source_url, target_url = urls
     _mysql(
         source_url,
-        "CREATE TABLE items (id INT PRIMARY KEY, flag TINYINT(1), "
+        # BIGINT UNSIGNED AUTO_INCREMENT: numeric(20,0) on the target, which cannot be an identity.
+        "CREATE TABLE items (id BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY, flag TINYINT(1), "
         "name VARCHAR(20) CHARACTER SET latin1 NOT NULL, note TEXT CHARACTER SET utf8mb4)",
         "INSERT INTO items VALUES (1, 1, 'café', 'ok ✓')",
     )
@@ -151,6 +152,10 @@ def test_a_text_column_not_in_utf8mb4_is_refused_for_cutover_and_its_fix_is_acce
     _mysql(source_url, refused[0].fix.split(" (repeat", 1)[0])
     report = api.plan(plan, env={})
     assert report.ready, [(f.check, f.subject, f.message) for f in report.failures]
+    assert [f for f in report.findings if f.check == "target.sequences"] == []
+    _run(plan, tmp_path / "state.db")
+    with psycopg.connect(target_url, autocommit=True) as conn:
+        assert conn.execute("SELECT id, name, note FROM public.items").fetchall() == [(1, "café", "ok ✓")]
     with connect(source_url) as conn, conn.cursor() as cur:
         cur.execute(
             "SELECT name, CHARSET(name), IS_NULLABLE FROM items JOIN information_schema.COLUMNS c "
