@@ -14,10 +14,13 @@ from dataclasses import dataclass
 class MigratorError(Exception):
     """Base of every error raised by migrator.
 
-    `hint` says how to fix the problem, in a sentence an operator can act on.
+    `hint` says how to fix the problem, in a sentence an operator can act on. `exit_code` is the
+    one the CLI exits with (docs/json.md, "Exit codes"): 3, an operational failure (cannot
+    connect, a database refused, the state store), unless a subclass says otherwise: 2 a usage
+    error or an invalid plan, 1 checks failed.
     """
 
-    exit_code = 1
+    exit_code = 3
     # What the server said, where one did: SQLSTATE or MongoDB error code, and the driver's
     # exception class (set by the adapters' classify(); kept in the run's error record).
     code: str | None = None
@@ -95,6 +98,25 @@ class PlanError(TerminalError):
         super().__init__(f"invalid plan:\n{text}" if len(problems) > 1 else f"invalid plan: {text}")
 
 
+class UsageError(TerminalError):
+    """The command's arguments name what does not exist (a table `--tables` asks for)."""
+
+    exit_code = 2
+
+
+class ChecksFailed(TerminalError):
+    """A check the command exists to make failed (a gate, a final check): exit 1, as for
+    differences found, never 3 (which says the check could not be made)."""
+
+    exit_code = 1
+
+
+class NoActiveRun(TerminalError):
+    """The plan has no run the command could act on (`migrator run` starts one)."""
+
+    exit_code = 1
+
+
 class ConnectionFailed(TransientError):
     """An endpoint could not be reached. `endpoint` never carries a password."""
 
@@ -141,9 +163,16 @@ class TargetLostWrites(TargetError):
 class PreflightFailed(TerminalError):
     """One or more preflight checks failed; the report names each object and its fix."""
 
-    def __init__(self, failures: list[str]) -> None:
+    exit_code = 1
+
+    def __init__(self, failures: list[str], *, unreached: bool = False) -> None:
         self.failures = failures
-        super().__init__("preflight failed:\n" + "\n".join(f"  - {f}" for f in failures))
+        if unreached:  # a database could not be inspected: an operational failure, not a check
+            self.exit_code = 3
+        super().__init__(
+            "preflight failed:\n" + "\n".join(f"  - {f}" for f in failures),
+            hint="apply each failure's fix; `migrator plan PLAN` shows the whole report",
+        )
 
 
 class StateError(TerminalError):

@@ -364,6 +364,11 @@ class TargetAdapter(Protocol):
         shows these); [] for a target that needs no DDL."""
         ...
 
+    def role_findings(self, collections: Sequence[str], needs: CutoverNeeds) -> list[Finding]:
+        """What the plan's role may not do on the target that the plan needs (`target.privileges`,
+        each FAIL with the statement that grants it); [] where the target checks none."""
+        ...
+
     def execute_schema(self, statements: Sequence[str]) -> None:
         """Run `table_statements`' DDL."""
         ...

@@ -30,6 +30,10 @@ class Capabilities:
     # target's type table (MySQL/MariaDB; docs/architecture.md, "Tables as collections");
     # preflight refuses a cutover into such a target otherwise.
     reverse_from_own_types: bool = False
+    # Keeps a routing document (a cutover switch of kind mongodb) beside the data: a MongoDB
+    # target; preflight refuses that switch into a target without it (docs/architecture.md,
+    # "Tables as collections").
+    routing_documents: bool = False
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from migrator.errors import OwnedByAnotherRun
+from migrator.timestamps import utc_text
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,4 @@ def refusal(owner: OwnerRecord, database: str, *, this_run: str | None = None) -
 
 
 def _iso(value: datetime.datetime) -> str:
-    if value.tzinfo is None:  # BSON dates are UTC
-        value = value.replace(tzinfo=datetime.UTC)
-    return value.astimezone(datetime.UTC).isoformat(timespec="seconds")
+    return utc_text(value)  # BSON dates are UTC: a naive one too (docs/json.md, "Timestamps")

@@ -13,6 +13,7 @@ from migrator.adapters.base import (
     SourceInfo,
     SourceVocabulary,
     TargetAdapter,
+    TargetVocabulary,
 )
 from migrator.connstr import MYSQL_SCHEMES, POSTGRES_SCHEMES
 from migrator.errors import TerminalError
@@ -77,16 +78,20 @@ def source_for(adapter: str, url: str, **options: Any) -> SourceAdapter:
     return _source(adapter)(url, **options)
 
 
-def target_for(adapter: str, url: str, database: str, **options: Any) -> TargetAdapter:
-    """`options`: the adapter's own keyword arguments (a connection timeout, ...)."""
+def _target(adapter: str) -> TargetClass:
+    """The target adapter class named `adapter`: its words are read from the class."""
     try:
         where = TARGETS[adapter]
     except KeyError:
         raise TerminalError(
             f"no target adapter named '{adapter}' (known: {', '.join(sorted(TARGETS))})"
         ) from None
-    target_class: TargetClass = _load(where)
-    return target_class(url, database, **options)
+    return cast("TargetClass", _load(where))
+
+
+def target_for(adapter: str, url: str, database: str, **options: Any) -> TargetAdapter:
+    """`options`: the adapter's own keyword arguments (a connection timeout, ...)."""
+    return _target(adapter)(url, database, **options)
 
 
 def positions_for(adapter: str) -> Positions:
@@ -97,6 +102,11 @@ def positions_for(adapter: str) -> Positions:
 def vocabulary_for(adapter: str) -> SourceVocabulary:
     """The words of the source adapter named `adapter` (adapters/vocabulary.py), without a URL."""
     return _source(adapter).vocabulary
+
+
+def target_vocabulary_for(adapter: str) -> TargetVocabulary:
+    """The words of the target adapter named `adapter` (adapters/vocabulary.py), without a URL."""
+    return _target(adapter).vocabulary
 
 
 def prerequisites_for(

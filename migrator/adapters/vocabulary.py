@@ -100,3 +100,16 @@ class TargetVocabulary:
     reverse_feed: str  # "change streams"; a PostgreSQL target: logical decoding (wal_level)
     transactions_fix: str  # the hint of target.transactions' WARN
     reverse_feed_fix: str  # the hint of target.change_streams' WARN
+    # The runbook's words (migrator/runbook/): what the target is and holds, and its checklist.
+    database: str  # "MongoDB", "PostgreSQL"
+    collection: str  # what a plan's collection is there: "collection", "table"
+    document: str  # what a document is there: "document", "row"
+    becomes: str  # what a collection's own table becomes, {key} its key columns
+    value_types: str  # what `plan` shows the shapes with: "BSON types"
+    transactions_requirement: str  # target.transactions' line in the runbook's checklist
+    reverse_feed_requirement: str  # target.change_streams' line
+    replica_sets: bool  # the topology names a replica set (or says standalone)
+    rollback_fence: str  # how the fence of a rollback after cutover holds the application's writes
+    copy_speed: str  # what the runbook's assumed copy throughput is about
+    oversize: str  # what `phases.snapshot.on_oversize: skip` skips, and what to do
+    switch_kinds: str  # the cutover switch kinds that work with this target, in words

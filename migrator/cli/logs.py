@@ -3,7 +3,8 @@
 json: one object per line, `{"ts": ISO 8601 UTC, "level": ..., "event": kind, ...fields}`.
 text: `TS LEVEL event key=value ...`, values in JSON where they are not a plain word.
 
-Levels: `error` for an error that stops a phase, `warning` for a retried error and a warning
+Which lines are written follows the group's -q (errors only) and -v (debug too; the default
+stops at info). Levels: `error` for an error that stops a phase, `warning` for a retried error and a warning
 notice, `debug` for progress ticks (events not kept in the state store), `info` for the rest.
 Every string passes through the redaction of migrator.redact, with the plan's passwords as
 literal secrets too: a password never reaches a log line.
@@ -22,6 +23,7 @@ from typing import Any, Literal, TextIO
 from migrator.engine.events import BatchLimitChanged, ErrorRaised, Event, Notice
 from migrator.errors import MigratorError
 from migrator.redact import redact_text
+from migrator.timestamps import utc_text
 
 LogFormat = Literal["json", "text"]
 _ENVELOPE = frozenset({"ts", "level", "event"})
@@ -38,24 +40,50 @@ def level_of(event: Event) -> str:
     return "info" if event.durable else "debug"
 
 
+_RANK = {"debug": 0, "info": 1, "warning": 2, "error": 3}
+
+
+def shown(event: Event, least: str) -> bool:
+    """Whether `event` is at `least`'s level or above (the group's -q / -v, cli/options.py)."""
+    return _RANK[level_of(event)] >= _RANK.get(least, 0)
+
+
+class Leveled:
+    """An event sink passing on the events of `least`'s level and above to `sink`."""
+
+    def __init__(self, sink: Any, least: str) -> None:
+        self.sink = sink
+        self.least = least
+
+    def emit(self, event: Event) -> None:
+        if shown(event, self.least):
+            self.sink.emit(event)
+
+
 def _timestamp(at: float) -> str:
-    moment = datetime.datetime.fromtimestamp(at, datetime.UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return utc_text(at)
 
 
 class LogLines:
     """An event sink writing one log line per event."""
 
     def __init__(
-        self, fmt: LogFormat, *, stream: TextIO | None = None, secrets: tuple[str, ...] = ()
+        self,
+        fmt: LogFormat,
+        *,
+        stream: TextIO | None = None,
+        secrets: tuple[str, ...] = (),
+        least: str = "debug",
     ) -> None:
         self.format = fmt
+        self.least = least
         self._stream = stream
         self._secrets = secrets
         self._lock = threading.Lock()
 
     def emit(self, event: Event) -> None:
-        self.write(level_of(event), event.kind, event.payload(), at=event.at)
+        if shown(event, self.least):
+            self.write(level_of(event), event.kind, event.payload(), at=event.at)
 
     def failure(self, error: MigratorError, event: str = "run.failed") -> None:
         """The error that ends the command, as a log line."""

@@ -24,6 +24,7 @@ from migrator.operations.status import (
     ThrottleStatus,
 )
 from migrator.redact import redact_text
+from migrator.timestamps import now_text
 
 WATCH_INTERVAL_S = 1.0
 _sleep = time.sleep  # a name of this module's own, for tests to replace
@@ -321,8 +322,9 @@ _SECTIONS: tuple[Callable[[StatusReport], RenderableType | None], ...] = (
 )
 
 
-def status_json(report: StatusReport, *, indent: int | None = 2) -> str:
-    return json.dumps(report.to_dict(), indent=indent, default=str)
+def status_json(report: StatusReport) -> str:
+    """One line: the report as one JSON object (docs/json.md)."""
+    return json.dumps(report.to_dict(), default=str)
 
 
 def print_status(console: Console, report: StatusReport, as_json: bool) -> None:
@@ -359,9 +361,8 @@ def watch_status(
         if as_json:
             while True:
                 report, error = read()
-                click.echo(
-                    status_json(report, indent=None) if report is not None else json.dumps({"error": error})
-                )
+                unread = {"ts": now_text(), "error": "StatusUnreadable", "message": error, "retrying": True}
+                click.echo(status_json(report) if report is not None else json.dumps(unread))
                 _sleep(interval)
         if not console.is_terminal:
             while True:

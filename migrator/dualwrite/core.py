@@ -207,18 +207,14 @@ class DualWrite:
     def install(self, target: Any) -> None:
         """Mirror what SQLAlchemy sessions commit: `target` is a Session, a sessionmaker or
         the Session class (see migrator/dualwrite/sessions.py)."""
-        from migrator.dualwrite.sessions import SessionMirror  # SQLAlchemy only when used
-
         if self._hook is None:
-            self._hook = SessionMirror(self)
+            self._hook = session_mirror()(self)
         self._hook.install(target)
 
     def touch(self, session: Any, collection: str, ids: Iterable[Any]) -> None:
         """Mirror these documents when `session` commits: for writes the session's unit of work
         does not see (Core or text statements, bulk updates)."""
-        from migrator.dualwrite.sessions import SessionMirror
-
-        SessionMirror.touch(session, [DocumentId(collection, i) for i in ids])
+        session_mirror().touch(session, [DocumentId(collection, i) for i in ids])
 
     # -- shadow reads ------------------------------------------------------------------------------
 
@@ -315,3 +311,18 @@ def _raw(document: Mapping[str, Any]) -> bytes:
     if isinstance(document, RawBSONDocument):
         return bytes(document.raw)
     return bson.encode(document, codec_options=CODEC)
+
+
+def session_mirror() -> Any:
+    """The SQLAlchemy session hooks' class, imported only when an application uses them: SQLAlchemy
+    is the `dualwrite` extra's, not a dependency of the CLI or the engine."""
+    try:
+        from migrator.dualwrite.sessions import SessionMirror
+    except ModuleNotFoundError as exc:
+        if exc.name != "sqlalchemy":
+            raise
+        raise ModuleNotFoundError(
+            "DualWrite.install and DualWrite.touch need SQLAlchemy: pip install 'migrator-cdc[dualwrite]'",
+            name="sqlalchemy",
+        ) from exc
+    return SessionMirror

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Protocol
 
 from migrator.errors import MigratorError
 from migrator.redact import redact_text
+from migrator.timestamps import utc_text
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,8 @@ class Event:
         return data
 
     def to_dict(self) -> dict[str, Any]:
-        return {"event": self.kind, "at": round(self.at, 3), **self.payload()}
+        # `ts`: RFC 3339 UTC, as in log lines and status (docs/json.md, "Timestamps").
+        return {"event": self.kind, "ts": utc_text(self.at), **self.payload()}
 
 
 @dataclass(frozen=True)

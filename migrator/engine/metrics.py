@@ -4,7 +4,7 @@
 run emits updates the metrics; nothing in the engine knows about Prometheus. Each instance has
 its own registry, so two runs in one process (or tests) never share counters.
 
-Metric names (README lists them): counters end in `_total` as exposed; times are in seconds,
+Metric names (docs/operations.md lists them): counters end in `_total` as exposed; times are in seconds,
 sizes in bytes (base units). No `_created` series: a counter's creation time is noise on a
 dashboard. ops/ holds a Grafana dashboard and Prometheus alert rules built on these names.
 

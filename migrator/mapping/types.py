@@ -1,7 +1,7 @@
 """How each PostgreSQL type becomes a BSON value: the documented conversion table.
 
 This table is the single source of truth: preflight refuses what it refuses, the
-README's type table is checked against it by a test, and the snapshot and CDC
+docs/plan.md's type table is checked against it by a test, and the snapshot and CDC
 converters implement exactly what it says.
 """
 
@@ -87,7 +87,7 @@ CONVERSIONS: dict[str, Conversion] = {
 }
 
 # Canonical names of types no PostgreSQL type has, which other sources' adapters read columns as
-# (adapters/base.py ColumnInfo.type_name). The PostgreSQL table in README.md leaves them out.
+# (adapters/base.py ColumnInfo.type_name). The PostgreSQL table in docs/plan.md leaves them out.
 OTHER_SOURCES: dict[str, Conversion] = {
     "bigint unsigned": Conversion(
         "long (int64); decimal (Decimal128) above 2^63-1", "a value above 2^63-1 is delivered as a Decimal"
@@ -137,7 +137,7 @@ def _scalar(type_name: str, kind: str) -> Conversion:
 
 
 def type_table_markdown() -> str:
-    """The README's conversion table, generated so that docs and code cannot drift."""
+    """docs/plan.md's conversion table, generated so that docs and code cannot drift."""
     lines = ["| PostgreSQL | MongoDB (BSON) | Notes |", "|---|---|---|"]
     rows: list[tuple[str, str, str]] = []
     for name, conv in CONVERSIONS.items():

@@ -194,7 +194,9 @@ def dry_run(
         lambda: run_preflight(plan, source, target, scan_data=False),
     )
     if report.source is None or not report.collections:
-        raise PreflightFailed([f"{f.check} {f.subject}: {f.message}" for f in report.failures])
+        raise PreflightFailed(
+            [f"{f.check} {f.subject}: {f.message}" for f in report.failures], unreached=bool(report.unreached)
+        )
     view = PlanInputs(
         plan, report.source, report.collections, source.vocabulary, report.target_schema, report.post_copy
     )

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from migrator.adapters.registry import SOURCE_SCHEMES, source_adapter_for_scheme, source_for
 from migrator.connstr import ConnInfo, MalformedConnection, parse, parse_mongodb
-from migrator.errors import SourceError
+from migrator.errors import UsageError
 from migrator.operations.plan_text import Header, render
 from migrator.operations.propose import Proposal, propose
 from migrator.plan.schema import SCHEMA_FILE
@@ -64,10 +64,10 @@ def _source_kind(url: str) -> tuple[str, ConnInfo]:
     try:
         info = parse(url)
     except MalformedConnection as exc:
-        raise SourceError(f"the source URL is not well formed: {exc}") from None
+        raise UsageError(f"the source URL is not well formed: {exc}") from None
     adapter = source_adapter_for_scheme(info.scheme)
     if adapter is None:
-        raise SourceError(
+        raise UsageError(
             f"init takes a source database's URL ({', '.join(sorted(SOURCE_SCHEMES))}), not {info.scheme}://"
         )
     return adapter, info
@@ -79,7 +79,7 @@ def _target(url: str | None) -> str | None:
     try:
         return parse_mongodb(url).without_secrets
     except MalformedConnection as exc:
-        raise SourceError(f"the target URL is not well formed: {exc}") from None
+        raise UsageError(f"the target URL is not well formed: {exc}") from None
 
 
 def _reference(variable: str, default: str | None) -> str:
@@ -104,7 +104,7 @@ def _chosen(known: Sequence[str], asked: Sequence[str], adapter: str) -> list[st
             matches = [f"public.{name}"]
         if len(matches) != 1:
             found = "several tables have that name: qualify it" if matches else "no such table"
-            raise SourceError(f"--tables {name}: {found}", hint=f"tables found: {', '.join(known) or 'none'}")
+            raise UsageError(f"--tables {name}: {found}", hint=f"tables found: {', '.join(known) or 'none'}")
         chosen.append(matches[0])
     return list(dict.fromkeys(chosen))
 

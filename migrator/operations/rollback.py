@@ -38,7 +38,7 @@ from migrator.adapters.base import SourceAdapter, TargetAdapter
 from migrator.engine.events import EventBus, Notice, RollbackStepDone
 from migrator.engine.executor import Executor
 from migrator.engine.executor import Step as ExecutorStep
-from migrator.errors import MigratorError, TerminalError
+from migrator.errors import NoActiveRun, TerminalError
 from migrator.operations.rollback_after_cutover import Switchback, SwitchbackResult, SwitchbackStep
 from migrator.operations.run import StoreSink
 from migrator.operations.session import Session
@@ -90,7 +90,7 @@ class RollbackResult:
         return {"run_id": self.run_id, "resumed": self.resumed, "steps": self.steps}
 
 
-class NothingToRollBack(MigratorError):
+class NothingToRollBack(NoActiveRun):
     """No active or failed run exists for the plan."""
 
 

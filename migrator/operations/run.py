@@ -35,7 +35,7 @@ from migrator.engine.events import (
     RunStarted,
 )
 from migrator.engine.throttle import Throttler
-from migrator.errors import MigratorError, OwnedByAnotherRun, PreflightFailed, TerminalError
+from migrator.errors import MigratorError, NoActiveRun, OwnedByAnotherRun, PreflightFailed, TerminalError
 from migrator.operations.follow import ReverseFollower, follow_cdc
 from migrator.phases.cdc import CdcPhase, CdcResult
 from migrator.phases.cutover import switched
@@ -319,7 +319,7 @@ class Runner:
         resumed = run is not None
         if run is None:
             if existing:
-                raise TerminalError(
+                raise NoActiveRun(
                     f"plan {self.plan.name} has no active run",
                     hint="`migrator run` the plan first (snapshot, then CDC)",
                 )
@@ -505,7 +505,8 @@ def ready_preflight(plan: Plan, source: SourceAdapter, target: TargetAdapter) ->
             [
                 f"{f.check} {f.subject}: {f.message}" + (f" (fix: {f.fix})" if f.fix else "")
                 for f in report.failures
-            ]
+            ],
+            unreached=bool(report.unreached),
         )
     return report
 

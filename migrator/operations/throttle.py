@@ -7,15 +7,15 @@ from typing import Any
 
 from migrator.engine.events import ControlsChanged, EventBus
 from migrator.engine.throttle import ControlsResult
-from migrator.errors import TerminalError
+from migrator.errors import NoActiveRun
 from migrator.operations.run import StoreSink
 from migrator.operations.session import Session
 
 
 def throttle(session: Session, changes: dict[str, Any]) -> ControlsResult:
     """Write `changes` (engine.throttle.control_changes) to the active run's controls and keep
-    them in its event log; TerminalError when the plan has no active run."""
-    no_run = TerminalError(
+    them in its event log; NoActiveRun when the plan has no active run."""
+    no_run = NoActiveRun(
         f"plan {session.plan.name} has no active run to throttle",
         hint="`migrator run` starts one (and --state or MIGRATOR_STATE name its state file)",
     )

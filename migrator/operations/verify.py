@@ -40,7 +40,9 @@ def verify(
     store, source, target = session.open_run()
     report = run_preflight(session.plan, source, target, scan_data=False)
     if report.source is None or not report.collections:
-        raise PreflightFailed([f"{f.check} {f.subject}: {f.message}" for f in report.failures])
+        raise PreflightFailed(
+            [f"{f.check} {f.subject}: {f.message}" for f in report.failures], unreached=bool(report.unreached)
+        )
     run = store.active_run(session.plan.name)
     failure = None
     if run is not None:

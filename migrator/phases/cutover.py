@@ -53,7 +53,7 @@ from migrator.engine.context import PlanView, RunContext
 from migrator.engine.events import CutoverAbandoned, CutoverStep, Notice, WriteFreeze
 from migrator.engine.executor import Action, Executor, Step, actions
 from migrator.engine.switch import RoutingSwitch, run_command
-from migrator.errors import FenceNotTaken, MigratorError, TerminalError
+from migrator.errors import ChecksFailed, FenceNotTaken, MigratorError, TerminalError
 from migrator.mapping.spec import CollectionMapping
 from migrator.phases.cdc import wait_until_applied
 from migrator.phases.lag import marker_round_trip
@@ -101,7 +101,7 @@ class Stalled(Abandoned):
     """CDC applied nothing for the gate's whole budget while replaying the backlog before a marker."""
 
 
-class GateNotPassed(TerminalError):
+class GateNotPassed(ChecksFailed):
     """The gate before the first fence did not pass (CDC did not apply a fresh marker within
     its budget, or its lag is over max_lag): nothing was fenced or flipped, the source stays
     primary. `measured` holds what the gate measured (for --json and the event log)."""
@@ -111,7 +111,7 @@ class GateNotPassed(TerminalError):
         self.measured = measured
 
 
-class AttemptsAbandoned(TerminalError):
+class AttemptsAbandoned(ChecksFailed):
     """Every attempt was abandoned within the freeze budget (each lifted its fence): the source
     stays primary. `attempts` lists each attempt's reason and freeze."""
 
@@ -127,7 +127,7 @@ class CutoverStopped(TerminalError):
     exit_code = 130
 
 
-class CheckFailed(TerminalError):
+class CheckFailed(ChecksFailed):
     """The final check under the fence found documents that differ: the cutover stops."""
 
 

@@ -46,6 +46,9 @@ class PreflightReport:
     target_schema: list[str] = field(default_factory=list)
     # What it would build after the copy (docs/architecture.md, "After the copy").
     post_copy: PostCopy = field(default_factory=PostCopy)
+    # The errors that kept a database from being inspected (each also a `*.reachable` finding):
+    # `migrator plan` exits with their code (3: cannot connect) rather than 1 (checks failed).
+    unreached: list[MigratorError] = field(default_factory=list)
 
     @property
     def ready(self) -> bool:
@@ -148,8 +151,25 @@ class Preflight:
             if resolution.ok and self.scan_data:
                 self._check_document_sizes(resolution)
             self._estimate(source)
+        self._check_switch_kind()
         self._check_target()
         return self.report
+
+    def _check_switch_kind(self) -> None:
+        """A switch of kind mongodb keeps its routing document in the target: refused where the
+        target keeps none (a PostgreSQL target), with the switches that work there."""
+        switch = self.plan.phases.cutover.switch
+        if switch is None or switch.kind != "mongodb" or self.target.capabilities.routing_documents:
+            return
+        self.add(
+            "target.cutover",
+            Severity.FAIL,
+            self.target.name,
+            f"a cutover switch of kind mongodb (routing collection {switch.name}) needs a MongoDB target: "
+            "this target keeps no routing document",
+            "set phases.cutover.switch to {kind: postgres, name: <schema.table>} (a routing row in the source's "
+            "database, which applications read), or {kind: file, path: ...}, or {kind: command, run: [...]}",
+        )
 
     def _check_cutover_back(self) -> None:
         """A target that keeps the source's types hands its own values to reverse sync and
@@ -178,6 +198,7 @@ class Preflight:
         try:
             self.report.findings += self.target.schema_findings(collections)
         except MigratorError as exc:
+            self.report.unreached.append(exc)
             self.add("target.reachable", Severity.FAIL, self.target.name, exc.message, exc.hint)
         for obj, why in self.report.post_copy.skipped:
             kind = obj.kind.replace("_", " ")
@@ -196,6 +217,7 @@ class Preflight:
         try:
             info = self.source.inspect(tables)
         except MigratorError as exc:
+            self.report.unreached.append(exc)
             self.add("source.reachable", Severity.FAIL, self.source.name, exc.message, exc.hint)
             return None
         self.report.source = info
@@ -399,8 +421,11 @@ class Preflight:
     def _check_target(self) -> None:
         names = [c.name for c in self.plan.collections]
         try:
+            # The role first: what it may not do also explains an inspection it is refused.
+            self.report.findings += self.target.role_findings(names, cutover_needs(self.plan))
             info = self.target.inspect(names)
         except MigratorError as exc:
+            self.report.unreached.append(exc)
             self.add("target.reachable", Severity.FAIL, self.target.name, exc.message, exc.hint)
             return
         self.report.target = info

@@ -34,7 +34,6 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
 
 from migrator.adapters.base import (
@@ -58,6 +57,7 @@ from migrator.mapping.spec import CollectionMapping
 from migrator.phases.following import MARKER_PREFIX, Following
 from migrator.phases.verify_checksums import HashedTable, RangeHashes, agreed_tables, hashed_table
 from migrator.plan.models import Plan, VerifySettings
+from migrator.timestamps import now_text
 
 PHASE = "verify"
 # Mismatches kept with their explanation in a report (all are counted, and repaired).
@@ -337,7 +337,7 @@ class Verifier:
             plan=self.plan.name,
             mode=self.settings.mode,
             sample=sample,
-            started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            started_at=now_text(),
         )
         started = time.monotonic()
         confirmed: dict[str, list[tuple[Any, str]]] = {}

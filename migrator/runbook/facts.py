@@ -11,8 +11,9 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from migrator.adapters.base import SourceInfo, SourceVocabulary, TargetInfo
-from migrator.adapters.registry import prerequisites_for, vocabulary_for
+from migrator.adapters.base import SourceInfo, SourceVocabulary, TargetInfo, TargetVocabulary
+from migrator.adapters.registry import prerequisites_for, target_vocabulary_for, vocabulary_for
+from migrator.connstr import MalformedConnection, parse
 from migrator.findings import Finding, Severity
 from migrator.phases.preflight import ASSUMED_ROWS_PER_SECOND, PreflightReport
 from migrator.plan.models import Collection, Embed, Plan
@@ -82,6 +83,7 @@ class Facts:
     slot: str
     publication: str
     words: SourceVocabulary  # the source's names for the slot, publication and change log
+    target_words: TargetVocabulary  # the target's names for what it is and holds
     tables: list[TableFacts]
     shapes: dict[str, object]  # collection -> shape from the resolved mapping (online) or the plan
     resolved: bool  # shapes come from the source schema (BSON types known)
@@ -120,6 +122,7 @@ def gather(plan: Plan, plan_file: str, report: PreflightReport | None) -> Facts:
         slot=slot_name_pattern(plan.name),
         publication=publication_name(plan.name),
         words=vocabulary_for(plan.source.adapter),
+        target_words=target_vocabulary_for(plan.target.adapter),
         tables=_tables(plan, report),
         shapes=_shapes(plan, report),
         resolved=report is not None and len(report.collections) == len(plan.collections),
@@ -144,10 +147,9 @@ def _endpoint(adapter: str, url: str, database: str | None = None) -> EndpointFa
 # -- tables and shapes -----------------------------------------------------------------------------
 
 
-def _walk(collection: Collection) -> Iterable[tuple[str, str]]:
+def _walk(collection: Collection, words: TargetVocabulary) -> Iterable[tuple[str, str]]:
     """(table, role) of every table a collection reads, top-level first."""
-    key = ", ".join(collection.key_columns)
-    yield collection.table, f"documents (`_id` <- {key})"
+    yield collection.table, words.becomes.format(key=", ".join(collection.key_columns))
 
     def embeds(items: list[Embed], path: str) -> Iterable[tuple[str, str]]:
         for e in items:
@@ -162,8 +164,9 @@ def _walk(collection: Collection) -> Iterable[tuple[str, str]]:
 def _tables(plan: Plan, report: PreflightReport | None) -> list[TableFacts]:
     info = report.source.tables if report is not None and report.source is not None else {}
     found = []
+    words = target_vocabulary_for(plan.target.adapter)
     for collection in plan.collections:
-        for table, role in _walk(collection):
+        for table, role in _walk(collection, words):
             t = info.get(table)
             found.append(
                 TableFacts(
@@ -279,7 +282,8 @@ class _Checklist:
 def _source_checks(checklist: _Checklist, plan: Plan, source: SourceInfo | None) -> None:
     """The source's prerequisites as its adapter lists them (adapters/vocabulary.py,
     Prerequisite): its server, then every table the plan reads."""
-    tables = list(dict.fromkeys(table for c in plan.collections for table, _role in _walk(c)))
+    words = target_vocabulary_for(plan.target.adapter)
+    tables = list(dict.fromkeys(table for c in plan.collections for table, _role in _walk(c, words)))
     for p in prerequisites_for(plan.source.adapter, plan.name, tables, source):
         checklist.add(
             p.check, p.requirement, p.found_ok, subject=p.subject, side=True if p.inspected else None
@@ -287,33 +291,38 @@ def _source_checks(checklist: _Checklist, plan: Plan, source: SourceInfo | None)
 
 
 def _target_checks(checklist: _Checklist, plan: Plan, target: TargetInfo | None) -> None:
+    words = target_vocabulary_for(plan.target.adapter)
     topology = None
     if target is not None:
-        topology = f"MongoDB {target.version}, " + (
-            f"replica set {target.replica_set}" if target.replica_set else "standalone"
-        )
-    checklist.add("target.reachable", "the target MongoDB answers at the plan's URL", topology, side=target)
+        topology = f"{words.database} {target.version}"
+        if words.replica_sets:
+            topology += ", " + (f"replica set {target.replica_set}" if target.replica_set else "standalone")
     checklist.add(
-        "target.transactions",
-        "transactions (a replica set): data and checkpoint commit together",
-        None,
-        side=target,
+        "target.reachable", f"the target {words.database} answers at the plan's URL", topology, side=target
     )
-    checklist.add(
-        "target.change_streams",
-        "change streams (a replica set): reverse sync, hence rollback after cutover",
-        None,
-        side=target,
-    )
+    checklist.add("target.transactions", words.transactions_requirement, None, side=target)
+    checklist.add("target.change_streams", words.reverse_feed_requirement, None, side=target)
     for collection in plan.collections:
-        subject = f"{plan.target.database}.{collection.name}"
+        database = _target_database(plan)
+        subject = f"{database}.{collection.name}" if database else collection.name
         checklist.add(
             "target.collection_empty",
-            f"target collection `{subject}` is absent or empty",
+            f"target {words.collection} `{subject}` is absent or empty",
             None,
             subject=subject,
             side=target,
         )
+
+
+def _target_database(plan: Plan) -> str | None:
+    """The target's database as preflight names it in subjects: the plan's (MongoDB), else the
+    URL's (a PostgreSQL target); None where the URL is not known (offline, a variable unset)."""
+    if plan.target.database:
+        return plan.target.database
+    try:
+        return parse(plan.target.url.get_secret_value()).database
+    except MalformedConnection:
+        return None
 
 
 def _plan_checks(plan: Plan) -> list[CheckFacts]:
@@ -329,7 +338,8 @@ def _plan_checks(plan: Plan) -> list[CheckFacts]:
                 "a switch tells applications which side is primary (phases.cutover.switch)",
                 "not configured: `migrator cutover` cannot flip",
                 "fail",
-                "add phases.cutover.switch (kind: file, command, postgres or mongodb) before the cutover",
+                f"add phases.cutover.switch (kind: {target_vocabulary_for(plan.target.adapter).switch_kinds}) "
+                "before the cutover",
             )
         )
     else:

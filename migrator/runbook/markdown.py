@@ -187,7 +187,7 @@ class _Renderer:
         total = "" if f.estimate.source_rows is None else f" (about {f.estimate.source_rows:,} rows in all)"
         d.para(f"Estimated rows are {f.words.statistics}{total}.")
         d.table(
-            ["table", "collection", "becomes", "estimated rows", "size"],
+            ["table", f.target_words.collection, "becomes", "estimated rows", "size"],
             [
                 [
                     _code(t.table),
@@ -202,15 +202,16 @@ class _Renderer:
 
     def summary_shapes(self) -> None:
         d, f = self.doc, self.f
-        d.heading(3, "Collections and document shape")
+        w = f.target_words
+        d.heading(3, f"{w.collection.capitalize()}s and {w.document} shape")
         if f.resolved:
             d.para(
-                "Shapes resolved against the source schema: BSON types, `| null` where the column is nullable."
+                f"Shapes resolved against the source schema: {w.value_types}, `| null` where the column is nullable."
             )
         else:
             d.para(
                 "Shapes as the plan states them (`<column>`: the source column a field takes); "
-                "`migrator plan` shows them with BSON types."
+                f"`migrator plan` shows them with {w.value_types}."
             )
         for collection in self.plan.collections:
             embeds = [t for t in f.tables if t.collection == collection.name][1:]
@@ -229,7 +230,7 @@ class _Renderer:
         rows = "source rows" if e.source_rows is None else f"{e.source_rows:,} source rows"
         d.para(
             f"Assumed throughput, not measured: {ASSUMED_ROWS_PER_SECOND:,} source rows/s for the copy "
-            "(about what `insert_many` reaches on one process; real MongoDB is often faster) and "
+            f"({f.target_words.copy_speed}) and "
             f"{ASSUMED_VERIFY_ROWS_PER_SECOND:,} rows/s for a verify pass. "
             f"`migrator run {self.p} --dry-run` measures a sample of real rows and gives better figures."
         )
@@ -239,7 +240,7 @@ class _Renderer:
                 [
                     "preflight (`migrator plan`)",
                     "under a minute",
-                    "catalog reads, plus one scan for numeric digits and document sizes",
+                    f"catalog reads, plus one scan for numeric digits and {f.target_words.document} sizes",
                 ],
                 ["snapshot", duration(e.snapshot_seconds), f"{rows} / {ASSUMED_ROWS_PER_SECOND:,} rows/s"],
                 [
@@ -260,7 +261,8 @@ class _Renderer:
                 [
                     "rollback before cutover",
                     "under a minute",
-                    f"drops the {f.words.stream}, the {f.words.capture(_code(f.publication))} and collections",
+                    f"drops the {f.words.stream}, the {f.words.capture(_code(f.publication))} and "
+                    f"{f.target_words.collection}s",
                 ],
                 [
                     "rollback after cutover",
@@ -362,7 +364,8 @@ class _Renderer:
             expected="under a minute",
             watch=["each check's line; the last line reads `ready`"],
             go="exit 0 (`ready`).",
-            no_go="exit 1: fix each failed check (section 2 names the fix) and run it again; exit 2: the plan is invalid.",
+            no_go="exit 1: fix each failed check (section 2 names the fix) and run it again; exit 2: the plan is invalid; "
+            "exit 3: a database cannot be reached (its check names it).",
             rollback="nothing to undo: `migrator plan` only reads.",
         )
         self.step(
@@ -371,12 +374,13 @@ class _Renderer:
             expected="a minute or two (it reads a sample of source rows)",
             watch=[
                 "each phase's actions, in order",
-                "sample documents built from real source rows: the shapes of section 1",
+                f"sample {self.f.target_words.document}s built from real source rows: the shapes of section 1",
                 "key collisions in the sample; estimated durations measured from the sample",
             ],
-            go="exit 0, the sample documents look as the application expects, no key collision.",
+            go=f"exit 0, the sample {self.f.target_words.document}s look as the application expects, no key collision.",
             no_go="a wrong shape or a collision: change the plan, regenerate this runbook, start again at step 1.",
-            rollback="nothing to undo: a dry run writes nothing (nothing on the source, no collection, no state).",
+            rollback="nothing to undo: a dry run writes nothing (nothing on the source, no "
+            f"{self.f.target_words.collection}, no state).",
         )
         self.step(
             "Step 3: snapshot, then catch up",
@@ -388,14 +392,15 @@ class _Renderer:
             ),
             expected=f"{duration(e.snapshot_seconds)} for the snapshot, then the catch-up",
             watch=[
-                f"{status}: `snapshot.chunks_done` of `snapshot.chunks_total` per collection, then "
+                f"{status}: `snapshot.chunks_done` of `snapshot.chunks_total` per {self.f.target_words.collection}, then "
                 "`cdc.lag_seconds` falling, `cdc.slot.retained_wal_bytes`, `errors`",
                 f"metrics at `http://127.0.0.1:{METRICS_PORT}/metrics`: `{M_ROWS}`, `{M_DOCS}`, `{M_CHUNKS}`, "
                 f"`{M_SKIPPED}` (must stay 0), `{M_LAG}`, `{M_WAL}`, `{M_ERRORS}`",
             ],
             go=f"exit 0: the snapshot is done and the lag is under {self.max_lag}.",
             no_go=(
-                f"exit 1 (the error is printed and kept in `status` `errors`); retained {w.change_log} approaching "
+                f"exit 3 (the error is printed and kept in `status` `errors`), 1 when preflight failed; retained "
+                f"{w.change_log} approaching "
                 f"`phases.cdc.max_retained_wal` ({self.max_wal}); a lag that keeps growing. Exit 130 means "
                 "interrupted: the same command resumes from the last checkpoint."
             ),
@@ -436,10 +441,10 @@ class _Renderer:
             go=f"exit 0 with {tolerance}.",
             no_go=(
                 f"exit 1: each difference is explained field by field. `migrator verify {p} --repair` re-copies "
-                "differing documents and rechecks them; a difference that comes back points at the mapping or "
+                f"differing {self.f.target_words.document}s and rechecks them; a difference that comes back points at the mapping or "
                 "at writes that bypass the source: stop and investigate. Exit 3 (verdict `incomplete`): verify could "
                 "not complete, and says why: nothing follows changes (step 4's run is not running), CDC failed (its "
-                "error is named), a database is unreachable, or documents stayed `unsettled` because the target was "
+                f"error is named), a database is unreachable, or {self.f.target_words.document}s stayed `unsettled` because the target was "
                 "behind: fix that, check the lag, verify again."
             ),
             rollback="nothing to undo (read-only; `--repair` only re-copies source data). To abandon: R1.",
@@ -477,9 +482,10 @@ class _Renderer:
                 "application's writes succeed on the target."
             ),
             no_go=(
-                "exit 1, failed or abandoned (lag over `phases.cdc.max_lag`, verify below the tolerance, freeze "
+                "exit 1, gate not passed or abandoned (lag over `phases.cdc.max_lag`, verify below the tolerance, freeze "
                 f"over {self.freeze} after {c.retries + 1} attempt(s)): the source is still primary and nothing "
-                f"needs undoing; restart step 4 (`migrator run {p}`), fix the cause, try again."
+                f"needs undoing; restart step 4 (`migrator run {p}`), fix the cause, try again. Exit 3: an operational "
+                "failure (a database unreachable), the source is still primary unless `status` shows `switched`."
             ),
             rollback=(
                 "before the flip: the source is still primary: restart step 4, or R1 to abandon. After the flip "
@@ -529,8 +535,9 @@ class _Renderer:
                 "batch in flight and checkpoints); `status` then shows `cdc.slot.active` false.",
                 f"It drops the run's {self.f.words.named_stream(_code(self.f.slot))} and the "
                 f"{self.f.words.capture(_code(self.f.publication))} "
-                "if the run created them, deletes CDC's checkpoint and the run's ownership record, drops the target collections the run created (one that existed empty is "
-                "emptied; one that held documents before is kept unless `--force`), and marks the run rolled back.",
+                "if the run created them, deletes CDC's checkpoint and the run's ownership record, drops the target "
+                f"{self.f.target_words.collection}s the run created (one that existed empty is "
+                f"emptied; one that held {self.f.target_words.document}s before is kept unless `--force`), and marks the run rolled back.",
                 "Expected duration: under a minute.",
                 "Check: `status` shows `run.status` `rolled_back` and `cdc.slot.exists` false. The application "
                 "never left the source: nothing else to do. `migrator run` would start afresh.",
@@ -538,7 +545,7 @@ class _Renderer:
         )
         fence = self.plan.phases.cutover.fence
         how = (
-            "a validator on the mapped collections refuses inserts and updates (error 121, retryable)"
+            self.f.target_words.rollback_fence
             if fence.kind == "lock"
             else "the fence's `pause` command runs with MIGRATOR_DIRECTION=back"
         )
@@ -552,7 +559,7 @@ class _Renderer:
         d.bullets(
             [
                 "It verifies the source against the target while writes go on, then fences writes on the "
-                f"target ({how}), drains reverse sync, rechecks at rest every document that changed or was not "
+                f"target ({how}), drains reverse sync, rechecks at rest every {self.f.target_words.document} that changed or was not "
                 "equal during the pass, flips the switch back to the source, lifts the fence, and runs "
                 "`phases.cutover.on_rollback`. Each step is printed as it finishes, and checkpointed: a "
                 "rollback cut short (even by kill -9) is finished by running it again.",
@@ -599,10 +606,10 @@ class _Renderer:
                     "the error's `hint`; a stopped run resumes with the same command once the cause is fixed",
                 ],
                 [
-                    "skipped documents",
+                    f"skipped {self.f.target_words.document}s",
                     f"`{M_SKIPPED}{{collection}}`",
                     "above 0",
-                    "documents over 16 MB (`phases.snapshot.on_oversize: skip`): re-plan the embedding",
+                    self.f.target_words.oversize,
                 ],
                 [
                     "verify mismatches",

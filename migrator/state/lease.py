@@ -21,11 +21,11 @@ import os
 import re
 import socket
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from migrator.errors import RunInUse, StateDiskFull, StateError
+from migrator.timestamps import now_text
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ class Lease:
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "command": command,
-            "since": datetime.now(UTC).isoformat(timespec="seconds"),
+            "since": now_text(),
         }
         try:
             os.ftruncate(self._fd, 0)

@@ -1,7 +1,7 @@
 """PostgreSQL src/test/subscription/t/011_generated.pl, publisher side, as one migration.
 
 PostgreSQL before 18 does not send stored generated columns through logical replication; the
-README says migrator computes them on the source for each changed row. tab1 is upstream's; tab2
+docs/preflight.md says migrator computes them on the source for each changed row. tab1 is upstream's; tab2
 adds what upstream's later versions test (a generated column over several inputs, one of them
 NULLable) and tab3 a generated column computed from a TOAST-able column outside the replica
 identity, which `migrator plan` must refuse (`source.generated_column`) until the fix it names

@@ -3,7 +3,7 @@
 Upstream's tables and statements, in its order. Where a table cannot be a collection as it
 stands (no key, REPLICA IDENTITY NOTHING, duplicate rows), `migrator plan` must refuse it naming
 the table and a fix, and the fix applied must make the plan pass (step 1); the documented fix
-for duplicate rows is a generated `doc_id` key (README "Keys"), after which upstream's
+for duplicate rows is a generated `doc_id` key (docs/plan.md "Keys"), after which upstream's
 duplicate-tuple updates run unchanged.
 """
 
@@ -75,7 +75,7 @@ def repair(scenario: Scenario) -> None:
 
 
 def doc_id_fix(table: str) -> tuple[str, ...]:
-    """README "Keys": a generated key, its unique index made the replica identity."""
+    """docs/plan.md "Keys": a generated key, its unique index made the replica identity."""
     return (
         f"ALTER TABLE {table} ADD COLUMN doc_id bigint GENERATED ALWAYS AS IDENTITY",
         f"CREATE UNIQUE INDEX {table}_doc_id_key ON {table} (doc_id)",

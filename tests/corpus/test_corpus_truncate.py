@@ -1,5 +1,5 @@
 """PostgreSQL src/test/subscription/t/010_truncate.pl, publisher side, as one migration with
-`phases.cdc.on_truncate: apply` (README "CDC replay": TRUNCATE empties the collection, or the
+`phases.cdc.on_truncate: apply` (docs/cdc.md "CDC replay": TRUNCATE empties the collection, or the
 arrays). tab4 references tab3 and is embedded in it, so that one TRUNCATE of both empties the
 documents and their arrays in one transaction; tab2 is not mapped (upstream's publication that
 does not publish it), so a TRUNCATE naming it with a mapped table touches only the mapped one.

@@ -1,17 +1,17 @@
 """PostgreSQL src/test/subscription/t/002_types.pl (and 014_binary.pl's tables), publisher side.
 
 Upstream's tables, inserts, updates and deletes, run while `migrator run` follows. Composite
-types, hstore, and arrays or composites as the whole key have no conversion (README "Type
+types, hstore, and arrays or composites as the whole key have no conversion (docs/plan.md "Type
 conversion", "Keys"): `migrator plan` must refuse each naming the table or column with a fix,
 and the fixes (exclude the column; a generated `doc_id` key) must make the plan pass.
 
-Beyond upstream, `tst_matrix` holds every other type of the README's table with the values
+Beyond upstream, `tst_matrix` holds every other type of docs/plan.md's table with the values
 whose text or binary forms are easy to get wrong (IPv4-mapped IPv6, /32 hosts, xml with a
 declaration, microseconds, numeric scale, NaN and infinities, json numbers), written before the
 snapshot and again through CDC; the source database runs in TimeZone Europe/Berlin, as the
 upstream test reads its results in +02. `tst_numkey` changes a numeric key to an equal value of
 another scale; `tst_sorted_*` are embedded arrays ordered by a text column with an ICU collation
-and by a column with NULLs (README "Keys": elements are ordered as MongoDB's $sort orders BSON).
+and by a column with NULLs (docs/plan.md "Keys": elements are ordered as MongoDB's $sort orders BSON).
 """
 
 from __future__ import annotations
@@ -220,7 +220,7 @@ DELETE FROM tst_range_array WHERE tstzrange('Mon Aug 04 00:00:00 2014 CEST'::tim
 DELETE FROM tst_hstore WHERE a = 1;
 """
 
-# Tables whose key has no conversion: a generated key (README "Keys", mapping.key_type's fix).
+# Tables whose key has no conversion: a generated key (docs/plan.md "Keys", mapping.key_type's fix).
 DOC_ID_TABLES = (
     "tst_arrays",
     "test_arrays",

@@ -126,7 +126,7 @@ def test_cli_plan_shows_the_credentials_hint(scram_pg: PgServer, mongo_url: str,
     done = subprocess.run(
         [str(migrator), "plan", str(plan)], env=env, capture_output=True, text=True, timeout=600, check=False
     )
-    assert done.returncode == 1, done.stderr
+    assert done.returncode == 3, done.stderr  # cannot connect (docs/json.md)
     assert "password authentication failed for user app" in done.stdout
     assert "check the password" in done.stdout and REACH_HINT not in done.stdout
     assert WRONG_PW not in done.stdout + done.stderr

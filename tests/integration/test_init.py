@@ -145,5 +145,5 @@ def test_init_writes_the_schema_path_from_the_plan_to_the_repository_copy(
     assert "from: public.customers" in result.output and "public.orders" not in result.output
 
     unknown = _invoke(["init", shop_url, "--tables", "nosuch"], {}, tmp_path)
-    assert unknown.exit_code == 1
+    assert unknown.exit_code == 2  # usage (docs/json.md)
     assert "--tables nosuch: no such table" in unknown.output

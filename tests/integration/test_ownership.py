@@ -208,14 +208,14 @@ def test_a_second_run_of_a_plan_refuses_and_the_first_keeps_following(mig: Migra
 
     # The same command from another directory: the same state file (beside the plan), in use.
     code, _, err = cli(["run", str(plan), "--until", "snapshot"], second_dir, mig.env)
-    assert code == 1, err
+    assert code == 3, err  # RunInUse: operational (docs/json.md)
     assert "is in use" in err and str(first.proc.pid) in err, err
     # Another state file (as the working directory used to choose): the target names the owner.
     other_state = second_dir / "other.db"
     code, _, err = cli(
         ["run", str(plan), "--until", "snapshot", "--state", str(other_state)], second_dir, mig.env
     )
-    assert code == 1, err
+    assert code == 3, err  # OwnedByAnotherRun: operational (docs/json.md)
     flat = " ".join(err.split())
     assert run_id in flat and socket.gethostname() in flat and str(first_state) in flat, err
     assert "--state" in flat and "rollback" in flat, err

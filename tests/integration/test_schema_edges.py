@@ -326,7 +326,7 @@ def test_an_excluded_column_dropped_is_harmless_and_its_exclusion_may_go(
 
 # -- 7. every type's text form: the snapshot and CDC give the same document -------------------------
 
-# (column type, SQL literal, what the README's type table says the document holds)
+# (column type, SQL literal, what docs/plan.md's type table says the document holds)
 FORMS: list[tuple[str, str, Any]] = [
     ("xml", """'<?xml version="1.0" encoding="UTF-8"?><a>x</a>'""", "<a>x</a>"),
     ("xml", """'<?xml version="1.0" standalone="yes"?><a/>'""", '<?xml version="1.0" standalone="yes"?><a/>'),
@@ -422,7 +422,7 @@ def test_every_text_form_gives_the_same_document_by_snapshot_and_by_cdc(mig: Mig
         got = (typed(by_snapshot[f"c{i}"]), typed(by_cdc[f"c{i}"]))
         want = typed(expected)
         if got != (want, want):
-            differ.append(f"{type_name} {literal}: snapshot {got[0]}, cdc {got[1]}, README {want}")
+            differ.append(f"{type_name} {literal}: snapshot {got[0]}, cdc {got[1]}, docs {want}")
     assert not differ, "\n".join(differ)
 
 
@@ -481,7 +481,7 @@ def test_embedded_elements_are_in_the_same_order_by_snapshot_and_by_cdc(mig: Mig
         docs = mig.by_id(collection)
         orders = {p: [e["id"] - p * 10 for e in docs[p]["kids"]] for p in (1, 2, 3, 4)}
         assert orders[1] == orders[2] == orders[3] == orders[4], (collection, orders)
-    # The README's order: nulls first, then strings by code point; dates by millisecond, ties by key.
+    # docs/plan.md's order: nulls first, then strings by code point; dates by millisecond, ties by key.
     assert [e["id"] for e in mig.by_id("by_label")[1]["kids"]] == [14, 12, 15, 11, 16, 13]
     assert [e["id"] for e in mig.by_id("by_at")[1]["kids"]] == [16, 11, 12, 13, 15, 14]
 

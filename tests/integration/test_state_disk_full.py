@@ -100,7 +100,7 @@ def test_a_full_state_disk_fails_clearly_and_the_snapshot_resumes_once_space_is_
         filler = fill(small_disk, leave_kb)
 
         failed = run_snapshot(plan, mig.state_path, mig.env)
-        assert failed.returncode == 1, failed.stdout + failed.stderr
+        assert failed.returncode == 3, failed.stdout + failed.stderr  # operational (docs/json.md)
         said = " ".join(failed.stderr.split())
         assert f"the disk holding state file {mig.state_path} is full" in said, failed.stderr
         assert "free space on the filesystem" in said and "Traceback" not in failed.stderr, failed.stderr

@@ -148,7 +148,7 @@ def test_status_after_snapshot_reports_progress_slot_and_checkpoint(mig: Migrati
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert set(data) >= {
-        "plan", "state", "at", "run", "message", "source", "target", "phases", "snapshot", "cdc",
+        "plan", "state", "ts", "run", "message", "source", "target", "phases", "snapshot", "cdc",
         "last_checkpoint", "errors", "warnings", "verify", "history",
     }  # fmt: skip
     assert data["run"]["id"] == outcome.run_id and data["message"] is None
@@ -371,8 +371,8 @@ def test_metrics_scraped_from_a_running_migrator_run_and_json_logs(
     env = {**os.environ, **mig.env}
     with out.open("w") as stdout, err.open("w") as stderr:
         proc = subprocess.Popen(
-            [migrator_script(), "run", str(plan), "--state", str(mig.state_path), "--metrics-port", str(port),
-             "--log-format", "json"],
+            [migrator_script(), "-v", "run", str(plan), "--state", str(mig.state_path), "--metrics-port",
+             str(port), "--log-format", "json"],
             stdout=stdout, stderr=stderr, env=env, cwd=tmp_path, text=True,
         )  # fmt: skip
     try:
@@ -451,7 +451,7 @@ def test_metrics_scraped_from_a_running_migrator_run_and_json_logs(
         assert kind in kinds, kind
     chunk = next(line for line in lines if line["event"] == "snapshot.chunk_finished")
     assert chunk["level"] == "info" and chunk["rows_read"] > 0 and "collection" in chunk
-    assert next(line for line in lines if line["event"] == "cdc.batch_applied")["level"] == "debug"
+    assert next(line for line in lines if line["event"] == "cdc.batch_applied")["level"] == "debug"  # -v
     # The port is released when the run ends.
     with pytest.raises(OSError):
         _scrape(port)
@@ -472,7 +472,7 @@ def test_text_logs_and_errors_of_a_failing_run_never_show_the_password(
             env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
         _no_secret(result.stdout, result.stderr)
-        assert result.returncode == 1, result.stderr
+        assert result.returncode == 3, result.stderr  # cannot connect (docs/json.md)
         assert f"postgresql://postgres@127.0.0.1:1/{dbname}" in result.stderr
         last = result.stderr.strip().splitlines()[-1]
         if log_format == "json":

@@ -22,6 +22,7 @@ from migrator.adapters.mongodb.errors import classify
 from migrator.adapters.mongodb.writer import DocumentWriter
 from migrator.cli.main import cli
 from migrator.engine.events import ErrorRaised
+from tests.support import json_output
 
 PASSWORD = "Unexp-Pw-41x"
 
@@ -53,7 +54,7 @@ def test_defect_in_a_run_is_named_with_its_type_and_traceback(
 
     result = CliRunner().invoke(cli, ["run", "--until", "snapshot", "--state", state, str(plan)], env=env)
 
-    assert result.exit_code == 1, (result.output, result.exception)
+    assert result.exit_code == 3, (result.output, result.exception)  # docs/json.md: a defect exits 3
     assert "Traceback" not in result.stderr
     assert "internal error: KeyError: 7" in result.stderr, result.stderr
     found = re.search(r"its traceback is in (\S+\.log)", result.stderr)
@@ -78,8 +79,8 @@ def test_cli_json_reports_the_defect_too(tmp_path: Path, monkeypatch: pytest.Mon
     plan = tmp_path / "p.yaml"
     plan.write_text("version: 1\n")
     result = CliRunner().invoke(cli, ["plan", "--json", str(plan)], env={"MIGRATOR_LOG_DIR": str(tmp_path)})
-    assert result.exit_code == 1
-    payload = json.loads(result.stdout)
+    assert result.exit_code == 3
+    payload = json_output.error(result.stdout, 3)
     assert payload["error"] == "InternalError" and "KeyError: 'int'" in payload["message"]
 
 

@@ -24,6 +24,7 @@ from migrator.cli.main import cli
 from migrator.engine.events import Collector, VerifyFinished, VerifyProgress
 from migrator.phases.following import CdcNotFollowing
 from migrator.phases.verify import VerifyReport
+from tests.support import json_output
 from tests.support.docs import Migration
 from tests.support.runs import Follower, follow, run
 from tests.support.shop import CUSTOMERS, SCHEMA, plan
@@ -117,7 +118,7 @@ def test_corruption_of_every_kind_is_found_explained_and_repaired(mig: Migration
     cli_env = {**mig.env, "MIGRATOR_STATE": str(mig.state_path)}
     result = CliRunner().invoke(cli, ["verify", str(plan_file), "--json"], env=cli_env)
     assert result.exit_code == 1, result.output
-    data = json.loads(result.stdout)
+    data = json_output.result(result.stdout)
     assert data["verdict"] == "different" and data["mismatched"] == 8 and data["extra"] == 1
     text = CliRunner().invoke(cli, ["verify", str(plan_file)], env=cli_env)
     assert text.exit_code == 1 and "balance (type)" in text.output and "double 42.25" in text.output
@@ -271,7 +272,7 @@ def test_run_until_verified_follows_changes_while_it_verifies(mig: Migration) ->
     cli_env = {**mig.env, "MIGRATOR_STATE": str(mig.state_path)}
     done = CliRunner().invoke(cli, ["run", str(plan_file), "--until", "verified", "--json"], env=cli_env)
     assert done.exit_code == 0, done.output
-    result = json.loads(done.stdout.splitlines()[-1])
+    result = json_output.result(done.stdout)
     assert result["stopped_after"] == "verified" and result["verify"]["verdict"] == "equal"
     assert result["verify"]["checked"] == CUSTOMERS + 60
     # A change made since is carried by the CDC that follows during the pass; a corruption of
@@ -280,6 +281,6 @@ def test_run_until_verified_follows_changes_while_it_verifies(mig: Migration) ->
     mig.client[mig.database]["customers"].update_one({"_id": 12}, {"$set": {"name": "corrupted"}})
     again = CliRunner().invoke(cli, ["run", str(plan_file), "--until", "verified", "--json"], env=cli_env)
     assert again.exit_code == 1, again.output
-    report = json.loads(again.stdout.splitlines()[-1])["verify"]
+    report = json_output.result(again.stdout)["verify"]
     assert report["mismatched"] == 1 and [m["id"] for m in report["mismatches"]] == [12]
     assert mig.client[mig.database]["customers"].find_one({"_id": 11})["name"] == "changed since"

@@ -6,7 +6,6 @@ Timeouts that pass are retried and leave no trace in the verdict."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from pathlib import Path
@@ -26,7 +25,9 @@ from migrator.phases import following
 from migrator.phases import verify as verify_phase
 from migrator.phases.following import CdcFailed, CdcNotFollowing
 from migrator.phases.verify import VerifyReport
+from tests.support import json_output
 from tests.support.docs import Migration
+from tests.support.json_output import stream
 from tests.support.runs import follow, run, wait_for
 
 ROWS = 200
@@ -57,7 +58,7 @@ def plan(mig: Migration, name: str, verify: str = LONG_SETTLE) -> Path:
 def cli_verify(mig: Migration, plan_file: Path, *args: str) -> tuple[Result, dict[str, Any]]:
     env = {**mig.env, "MIGRATOR_STATE": str(mig.state_path)}
     result = CliRunner().invoke(cli, ["verify", str(plan_file), "--json", *args], env=env)
-    return result, json.loads(result.stdout)
+    return result, stream(result.stdout)[1]
 
 
 def test_nothing_following_is_said_at_once_and_at_rest_verify_is_exact(mig: Migration) -> None:
@@ -114,7 +115,7 @@ def test_failed_cdc_is_named_at_once_by_verify_and_by_run_until_verified(mig: Mi
     # naming it (it never gets to a verify pass that would wait for markers).
     env = {**mig.env, "MIGRATOR_STATE": str(mig.state_path)}
     again = CliRunner().invoke(cli, ["run", str(plan_file), "--until", "verified"], env=env)
-    assert again.exit_code == 1 and "TRUNCATE" in again.output, again.output
+    assert again.exit_code == 3 and "TRUNCATE" in again.output, again.output
 
 
 def test_a_target_behind_a_following_cdc_is_incomplete_never_different(mig: Migration) -> None:
@@ -202,7 +203,7 @@ def test_an_unreachable_database_could_not_complete(mig: Migration) -> None:
     }
     result = CliRunner().invoke(cli, ["verify", str(plan_file), "--json"], env=env)
     assert result.exit_code == 3, result.output
-    data = json.loads(result.stdout)
+    data = json_output.error(result.stdout, 3)
     assert data["verdict"] == "incomplete" and "cannot connect" in data["message"], data
     text = CliRunner().invoke(cli, ["verify", str(plan_file)], env=env)
     assert text.exit_code == 3 and "could not complete" in text.output

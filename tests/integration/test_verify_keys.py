@@ -1,4 +1,4 @@
-"""Every type of the README's type table as a key, on real servers: as a document key (alone and
+"""Every type of docs/plan.md's type table as a key, on real servers: as a document key (alone and
 in a compound key mixing it with an integer) and as an element key, through the snapshot, CDC
 (inserts, updates, deletes, key changes), `migrator verify` while CDC follows (full and sample)
 and `--repair`. A key type that cannot form an _id is refused by `plan`, with a fix that works.
@@ -87,7 +87,7 @@ KEY_TYPES: dict[str, list[str]] = {
     "numeric[]": ["{1.50,NaN}", "{}", "{-0.001}", "{2}"],
     "date[]": ["{2024-01-01}", "{}", "{1900-02-28,NULL}", "{2030-12-31}"],
 }
-# Types the README's table lists whose values cannot be keys: no btree operator class, so no
+# Types docs/plan.md's table lists whose values cannot be keys: no btree operator class, so no
 # unique index (xml, json, point, line, lseg, box, path, polygon, circle).
 
 # A document _id cannot hold an array (MongoDB refuses it) nor a JSON value: these are keys only

@@ -40,7 +40,7 @@ def _json(value: Any) -> Any:
 
 
 def _bson(value: Any, oid: int) -> Any:
-    """A column value as the README's conversion table says BSON holds it."""
+    """A column value as docs/plan.md's conversion table says BSON holds it."""
     if value is None:
         return None
     if oid == INT8:

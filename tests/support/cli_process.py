@@ -173,7 +173,7 @@ class MigratorRun:
             try:
                 event = json.loads(line)
             except ValueError:
-                continue  # the multi-line error document of a failed run, or anything not an event
+                continue  # anything not an event
             if isinstance(event, dict) and "event" in event:
                 self.events.append(event)
                 return event
@@ -249,8 +249,7 @@ class MigratorRun:
         return results[0]
 
     def error(self) -> dict[str, Any]:
-        """The JSON error document a failed `--json` run prints (indented, so several lines)."""
-        start = next((i for i, line in enumerate(self.lines) if line == "{"), None)
-        assert start is not None, self.describe()
-        payload: dict[str, Any] = json.loads("\n".join(self.lines[start:]))
-        return payload
+        """The one error line a failed `--json` run prints last (docs/json.md)."""
+        errors = [e for e in self.events if e["event"] == "failed"]
+        assert len(errors) == 1 and self.events[-1] is errors[0], self.describe()
+        return errors[0]

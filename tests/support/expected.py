@@ -2,15 +2,15 @@
 
 Independent of `migrator/mapping` on purpose: a test states its plan's mapping once, as `Coll`
 and `Embed` values (the facts the plan YAML states: table, key, fields, exclude, embeds), and
-this module reads the source with its own queries and builds the documents the README promises:
+this module reads the source with its own queries and builds the documents docs/plan.md promises:
 
 - "Plan format v1": a collection's `key` becomes `_id` (a list: `{a: .., b: ..}` in key order)
   and is not repeated as a field; without `fields` a document takes every column in table order
   except the key columns (top level), the `on` columns (sub-documents) and `exclude`; embeds
   follow the fields in plan order; `many: true` is an array ([] when none) ordered by `order_by`
-  then the element key, as MongoDB's `$sort` compares BSON values (README "Keys"); `many: false`
+  then the element key, as MongoDB's `$sort` compares BSON values (docs/plan.md "Keys"); `many: false`
   a sub-document or null. A link that is NULL matches nothing, as SQL equality would.
-- "Type conversion": the README's table, implemented here from PostgreSQL's own text forms (each
+- "Type conversion": docs/plan.md's table, implemented here from PostgreSQL's own text forms (each
   type's output function, in a session with IntervalStyle iso_8601 and TimeZone UTC) and
   psycopg's values; `real` widened as an IEEE single to a double; timestamps truncated to
   milliseconds; json parsed in key order, integers as int32 or int64 by size.
@@ -44,7 +44,7 @@ INT32 = range(-(2**31), 2**31)
 
 
 class Unmapped(Exception):
-    """A column whose type the README gives no conversion for (the test must exclude it)."""
+    """A column whose type docs/plan.md gives no conversion for (the test must exclude it)."""
 
 
 @dataclass(frozen=True)
@@ -125,9 +125,9 @@ _SCALARS = {
     "bytea": "bytea",
     "json": "json",
     "jsonb": "jsonb",
-    "interval": "text",  # IntervalStyle iso_8601: the README's ISO 8601 duration
+    "interval": "text",  # IntervalStyle iso_8601: docs/plan.md's ISO 8601 duration
 }
-# Types the README stores as their text form (or, for the character types, as the string).
+# Types docs/plan.md stores as their text form (or, for the character types, as the string).
 _TEXT_FORMS = {
     "text", "varchar", "bpchar", "name", "citext", "xml", "time", "timetz", "inet", "cidr", "macaddr",
     "macaddr8", "bit", "varbit", "point", "line", "lseg", "box", "path", "polygon", "circle",
@@ -213,7 +213,7 @@ def _array_oid(conn: psycopg.Connection[Any], type_oid: int) -> int:
     return int(row[0])
 
 
-# -- value conversion (README "Type conversion") ------------------------------------------------
+# -- value conversion (docs/plan.md "Type conversion") ------------------------------------------------
 
 
 def _int(value: int) -> int | Int64:

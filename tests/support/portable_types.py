@@ -3,7 +3,7 @@ nearly"): columns in portable DDL (a type whose spelling differs is named in bra
 the source's `types`, tests/support/sources.py), rows of edge values as Python parameters, and the
 values the target must hold, converted from what the source's own driver reads back.
 
-The conversion is the README's ("Type conversion", "Types from MySQL/MariaDB"): where the two
+The conversion is docs/plan.md's ("Type conversion", "Types from MySQL/MariaDB"): where the two
 sources agree it is tests/support/expected.py's `convert`; where the drivers hand over the same
 SQL value differently (a MySQL TIMESTAMP read in a UTC session is a naive datetime, a MariaDB JSON
 is text, a TIME is a timedelta, BOOLEAN is TINYINT(1) and so an integer) this module says so.
@@ -103,7 +103,7 @@ def value(kind: str, read: Any) -> Any:
     if read is None:
         return None
     if kind == "flag":
-        # PostgreSQL's boolean is a bool; MySQL's BOOLEAN is TINYINT(1), an integer (README).
+        # PostgreSQL's boolean is a bool; MySQL's BOOLEAN is TINYINT(1), an integer (docs/plan.md).
         return bool(read) if isinstance(read, bool) else int(read)
     if kind == "timestamptz" and isinstance(read, datetime.datetime) and read.tzinfo is None:
         read = read.replace(tzinfo=UTC)  # MySQL's TIMESTAMP, read in a UTC session

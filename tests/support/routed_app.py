@@ -5,7 +5,7 @@ It renames customers one at a time, on the side the switch file names at that mo
 (scripts/lib/routed_writes.py's application, for any `SourceDb`): customers 1..keys on the source,
 keys+1..2*keys on the target, so that the writes made on the target are still the last of their
 rows after the source is primary again (the test can tell that reverse sync brought them back); a statement the source's fence
-ended (`Cancelled`: SQLSTATE 57014, errno 1317) or a write the target's fence refused (error 121)
+ended (`Cancelled`: SQLSTATE 57014, errno 1317) or a write the target's fence refused (error 121; a PostgreSQL target's: SQLSTATE 25006)
 is retried on the side the file names then, as an application that sees no failed request does.
 `last` is what each key was last set to, wherever: after a rollback the source must hold it.
 """
@@ -17,12 +17,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pymongo.errors
 
 from tests.support.cutover import primary
 from tests.support.sources import Cancelled, SourceDb, SourceWriter
 
 FENCED = 121  # DocumentValidationFailure: the target's fence during a rollback
+READ_ONLY = "25006"  # a PostgreSQL target's fence during a rollback (docs/architecture.md)
 
 
 class App:
@@ -67,6 +69,11 @@ class App:
                 self.counts["retried"] += 1
             except pymongo.errors.WriteError as exc:
                 if exc.code != FENCED:
+                    raise
+                self.counts["retried"] += 1
+                time.sleep(0.002)
+            except psycopg.Error as exc:  # a PostgreSQL target (tests/support/pg_target.py)
+                if exc.sqlstate != READ_ONLY:
                     raise
                 self.counts["retried"] += 1
                 time.sleep(0.002)

@@ -56,7 +56,7 @@ def test_unreachable_source_names_endpoint_without_password(tmp_path: Path) -> N
     )
     for args in (["plan", str(plan)], ["plan", "--json", str(plan)]):
         result = CliRunner().invoke(cli, args)
-        assert result.exit_code == 1, result.output
+        assert result.exit_code == 3, result.output  # cannot connect (docs/json.md)
         assert "Sup3rSecret" not in result.output
         assert "postgresql://app@127.0.0.1:1/shop" in result.output
         assert "127.0.0.1:1" in result.output
@@ -74,5 +74,5 @@ def test_a_command_run_in_process_gives_back_the_signal_handlers_it_installed(tm
     )
     before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     result = CliRunner().invoke(cli, ["run", str(plan), "--state", str(tmp_path / "s.db")])
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 3, result.output  # cannot connect (docs/json.md)
     assert {s: signal.getsignal(s) for s in before} == before

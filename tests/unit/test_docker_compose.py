@@ -48,7 +48,7 @@ def test_the_mysql_service_is_a_binlog_source() -> None:
 
 def test_the_docs_name_the_variable_the_fixtures_read() -> None:
     url = "mysql://root:migrator@127.0.0.1:53306/"
-    for doc in (ROOT / "docker" / "README.md", ROOT / "README.md"):
+    for doc in (ROOT / "docker" / "README.md", ROOT / "docs" / "development.md"):
         text = doc.read_text()
         assert MYSQL_URL_ENV in text, doc
         assert url in text, doc

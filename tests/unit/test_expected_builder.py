@@ -1,5 +1,5 @@
 """The corpus's independent expected-document builder (tests/support/expected.py): its value
-conversions and its BSON ordering, checked against the README's type table by hand."""
+conversions and its BSON ordering, checked against docs/plan.md's type table by hand."""
 
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ LEVELS = {
     "redact": 0,
     "connstr": 0,
     "findings": 0,
+    "timestamps": 0,
     "plan": 1,
     "adapters": 1,
     "state": 1,

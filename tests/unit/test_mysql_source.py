@@ -1,4 +1,4 @@
-"""The MySQL source's pure parts: its README type table, errno classification, URL parsing, key
+"""The MySQL source's pure parts: its type table (docs/plan.md), errno classification, URL parsing, key
 text, and the server checks on settings a MariaDB test server cannot have (MySQL 8's)."""
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from migrator.findings import Severity
 from migrator.mapping.types import conversion_for
 from migrator.mapping.types import type_table_markdown as pg_table
 
-README = Path(__file__).parents[2] / "README.md"
+PLAN_DOC = Path(__file__).parents[2] / "docs" / "plan.md"
 
 
-def test_readme_mysql_type_table_matches_code() -> None:
-    text = README.read_text()
+def test_plan_doc_mysql_type_table_matches_code() -> None:
+    text = PLAN_DOC.read_text()
     begin, end = "<!-- mysql-type-table:begin -->\n", "\n<!-- mysql-type-table:end -->"
     assert begin in text and end in text
     assert text.split(begin, 1)[1].split(end, 1)[0] == type_table_markdown(conversion_for)

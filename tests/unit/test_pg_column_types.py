@@ -1,5 +1,5 @@
 """A PostgreSQL target's column types for a source without PostgreSQL declarations (a MySQL
-source): the README's table is the module's, and the choices read the source type's modifiers.
+source): docs/plan.md's table is the module's, and the choices read the source type's modifiers.
 The end-to-end proof (values read back) is tests/integration/pg_target/test_mariadb_to_pg.py."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from migrator.adapters.mysql.types import NATIVE_TYPES, column_info
 from migrator.adapters.postgres_target.column_types import column_type, takes_null, type_table_markdown
 from migrator.errors import TerminalError
 
-README = Path(__file__).parents[2] / "README.md"
+PLAN_DOC = Path(__file__).parents[2] / "docs" / "plan.md"
 
 
-def test_readme_mysql_to_postgres_type_table_matches_code() -> None:
-    text = README.read_text()
+def test_plan_doc_mysql_to_postgres_type_table_matches_code() -> None:
+    text = PLAN_DOC.read_text()
     begin, end = "<!-- mysql-pg-type-table:begin -->\n", "\n<!-- mysql-pg-type-table:end -->"
     assert begin in text and end in text
     assert text.split(begin, 1)[1].split(end, 1)[0] == type_table_markdown(NATIVE_TYPES)

@@ -1,4 +1,4 @@
-"""The conversion table is the single source of truth: README shows it, preflight applies it."""
+"""The conversion table is the single source of truth: docs/plan.md shows it, preflight applies it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from migrator.adapters.base import ColumnInfo
 from migrator.mapping.types import conversion_for, type_table_markdown
 
-README = Path(__file__).parents[2] / "README.md"
+PLAN_DOC = Path(__file__).parents[2] / "docs" / "plan.md"
 
 
 def column(
@@ -18,8 +18,8 @@ def column(
     return ColumnInfo(type_name, type_name, kind, element, element_kind, True, None, None, 1)
 
 
-def test_readme_type_table_matches_code() -> None:
-    text = README.read_text()
+def test_plan_doc_type_table_matches_code() -> None:
+    text = PLAN_DOC.read_text()
     begin, end = "<!-- type-table:begin -->\n", "\n<!-- type-table:end -->"
     assert begin in text and end in text
     documented = text.split(begin, 1)[1].split(end, 1)[0]

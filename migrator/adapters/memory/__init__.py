@@ -295,12 +295,26 @@ class MemorySource:
 class MemoryTarget:
     """The target side over a MemoryDatabase's collections and records."""
 
-    capabilities: ClassVar[Capabilities] = Capabilities(transactions=True, change_streams=False)
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        transactions=True, change_streams=False, routing_documents=True
+    )
     # Words of its own, as the memory source's, so that a test sees whose words a text uses.
     vocabulary: ClassVar[TargetVocabulary] = TargetVocabulary(
         reverse_feed="memory change feed",
         transactions_fix="use a memory target with transactions",
         reverse_feed_fix="use a memory target with a change feed",
+        database="the memory target",
+        collection="memory collection",
+        document="memory document",
+        becomes="memory documents (`_id` <- {key})",
+        value_types="BSON types",
+        transactions_requirement="memory transactions: data and checkpoint commit together",
+        reverse_feed_requirement="a memory change feed: reverse sync, hence rollback after cutover",
+        replica_sets=False,
+        rollback_fence="the memory fence refuses the application's writes",
+        copy_speed="a figure for tests",
+        oversize="memory documents over 16 MB (`phases.snapshot.on_oversize: skip`): re-plan the embedding",
+        switch_kinds="file, command, postgres or mongodb",
     )
     max_document_bytes = 16 * 1024 * 1024
 
@@ -351,6 +365,9 @@ class MemoryTarget:
 
     def schema_findings(self, collections: Sequence[MappedCollection]) -> list[Finding]:
         return []  # no DDL, nothing to clash with
+
+    def role_findings(self, collections: Sequence[str], needs: CutoverNeeds) -> list[Finding]:
+        return []  # no roles
 
     def execute_schema(self, statements: Sequence[str]) -> None:
         """Nothing to run."""

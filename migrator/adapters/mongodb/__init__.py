@@ -11,7 +11,13 @@ import bson
 from pymongo import MongoClient
 from pymongo import errors as mongo
 
-from migrator.adapters.base import Capabilities, MappedCollection, TargetCollectionInfo, TargetInfo
+from migrator.adapters.base import (
+    Capabilities,
+    CutoverNeeds,
+    MappedCollection,
+    TargetCollectionInfo,
+    TargetInfo,
+)
 from migrator.adapters.base import OwnerRecord as AnyOwner
 from migrator.adapters.documents import id_identity, same
 from migrator.adapters.mongodb.applier import STATE_COLLECTION, ChangeApplier, CurrentDocument, ReadContent
@@ -33,12 +39,26 @@ from migrator.redact import url_passwords
 class MongoTarget:
     """The target side: inspection now; writes arrive with the snapshot phase."""
 
-    capabilities: ClassVar[Capabilities] = Capabilities(transactions=True, change_streams=True)
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        transactions=True, change_streams=True, routing_documents=True
+    )
     # Both need a replica set (docs/architecture.md, "A source's words").
     vocabulary: ClassVar[TargetVocabulary] = TargetVocabulary(
         reverse_feed="change streams",
         transactions_fix="run MongoDB as a replica set (a single-node one will do)",
         reverse_feed_fix="run MongoDB as a replica set (a single-node one will do)",
+        database="MongoDB",
+        collection="collection",
+        document="document",
+        becomes="documents (`_id` <- {key})",
+        value_types="BSON types",
+        transactions_requirement="transactions (a replica set): data and checkpoint commit together",
+        reverse_feed_requirement="change streams (a replica set): reverse sync, hence rollback after cutover",
+        replica_sets=True,
+        rollback_fence="a validator on the mapped collections refuses inserts and updates (error 121, retryable)",
+        copy_speed="about what `insert_many` reaches on one process; real MongoDB is often faster",
+        oversize="documents over 16 MB (`phases.snapshot.on_oversize: skip`): re-plan the embedding",
+        switch_kinds="file, command, postgres or mongodb",
     )
 
     def __init__(self, url: str, database: str, *, timeout_ms: int = 5_000) -> None:
@@ -276,6 +296,11 @@ class MongoTarget:
     @staticmethod
     def schema_findings(collections: Sequence[MappedCollection]) -> list[Finding]:
         """None: no DDL, nothing to clash with."""
+        return []
+
+    @staticmethod
+    def role_findings(collections: Sequence[str], needs: CutoverNeeds) -> list[Finding]:
+        """None checked: a role missing a MongoDB privilege is refused with its error code."""
         return []
 
     @staticmethod

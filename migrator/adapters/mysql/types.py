@@ -3,7 +3,7 @@
 MySQL branch (docs/architecture.md, "MySQL and MariaDB sources").
 
 NATIVE_TYPES is the single source of truth: inspection reads a column's canonical type from it, and
-README.md's "Types from MySQL/MariaDB" is generated from it with the conversion table
+docs/plan.md's "Types from MySQL/MariaDB" is generated from it with the conversion table
 (type_table_markdown; a unit test keeps the two equal). The values readers and the binlog deliver for each row are the contract's (the
 `value` column).
 """
@@ -27,8 +27,8 @@ class NativeType:
     kind: str = "base"
     sign: str | None = None  # integers: 'signed' or 'unsigned' (COLUMN_TYPE says which)
     element_type: str | None = None  # for a canonical array type
-    label: str = ""  # the README's name for the row, where the names do not say it
-    note: str | None = None  # the README's note where the conversion's (in PostgreSQL's words) does not fit
+    label: str = ""  # the docs' name for the row, where the names do not say it
+    note: str | None = None  # the docs' note where the conversion's (in PostgreSQL's words) does not fit
 
     def column(self, name: str, nullable: bool, position: int, native: str) -> ColumnInfo:
         return ColumnInfo(
@@ -191,7 +191,7 @@ def column_info(
 
 
 def type_table_markdown(conversion_for: Callable[[ColumnInfo], Any]) -> str:
-    """README.md's "Types from MySQL/MariaDB", generated so that docs and code cannot drift.
+    """docs/plan.md's "Types from MySQL/MariaDB", generated so that docs and code cannot drift.
     `conversion_for`: migrator.mapping.types.conversion_for (the mapping sits above the adapters,
     docs/architecture.md "Layers", so it is handed in)."""
     lines = [

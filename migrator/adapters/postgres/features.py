@@ -4,7 +4,7 @@ For every mapped table (and each of its partitions) preflight classifies persist
 partitioning, replica identity (per partition), deferrable or missing keys, generated columns,
 keys that may be TOASTed, N:1 links, columns the plan leaves out, and user triggers. Each feature is either
 supported (an INFO finding saying how it is followed) or refused (a FAIL finding with a fix that
-PostgreSQL accepts). README.md ("What the source may have") lists the same matrix with the tests
+PostgreSQL accepts). docs/preflight.md ("What the source may have") lists the same matrix with the tests
 that prove each row; docs/architecture.md records the PostgreSQL facts behind it.
 """
 

@@ -2,7 +2,7 @@
 collections"). Snapshot writes (binary COPY where formats agree), CDC apply with its checkpoint
 under a replication origin, ownership, verify's reads and range checksums, reverse sync's feed, the
 fence for the switch back, sequences at cutover; a routing document (the switch of kind mongodb) is
-refused with a terminal error."""
+refused by `plan` (target.cutover) and, should a switch reach it, with a terminal error."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from psycopg import sql
 
 from migrator.adapters.base import (
     Capabilities,
+    CutoverNeeds,
     MappedCollection,
     OwnerRecord,
     PostCopy,
@@ -35,6 +36,7 @@ from migrator.adapters.postgres_target.copy_in import BinaryWriter, raw_writer
 from migrator.adapters.postgres_target.fence import TriggerFence
 from migrator.adapters.postgres_target.labels import label_findings
 from migrator.adapters.postgres_target.ownership import Ownership
+from migrator.adapters.postgres_target.privileges import role_findings
 from migrator.adapters.postgres_target.reader import TableReader
 from migrator.adapters.postgres_target.reverse import PgReverseFeed
 from migrator.adapters.postgres_target.rows import decode, encode
@@ -75,6 +77,20 @@ class PostgresTarget:
         transactions_fix="use a writable PostgreSQL primary as the target",
         reverse_feed_fix="set wal_level = logical on the target server and restart it "
         "(ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL)",
+        database="PostgreSQL",
+        collection="table",
+        document="row",
+        becomes="rows (primary key {key})",
+        value_types="the source's column types",
+        transactions_requirement="transactions: data and checkpoint commit together",
+        reverse_feed_requirement="logical decoding on the target (wal_level = logical): reverse sync, "
+        "hence rollback after cutover",
+        replica_sets=False,
+        rollback_fence="a trigger on the mapped tables refuses inserts, updates and deletes "
+        "(SQLSTATE 25006, retryable)",
+        copy_speed="a conservative figure: binary COPY between PostgreSQL servers is often faster",
+        oversize="rows over 1 GB (`phases.snapshot.on_oversize: skip`): exclude the column that holds the value",
+        switch_kinds="file, command or postgres",
     )
     max_document_bytes: ClassVar[int] = MAX_ROW_BYTES
 
@@ -105,6 +121,11 @@ class PostgresTarget:
         """What the target already has that the DDL would not override: an enum of the same name
         with other labels (labels.py)."""
         findings: list[Finding] = self._call(lambda conn: label_findings(conn, collections))
+        return findings
+
+    def role_findings(self, collections: Sequence[str], needs: CutoverNeeds) -> list[Finding]:
+        """The privileges the plan's role lacks on the target (privileges.py)."""
+        findings: list[Finding] = self._call(lambda conn: role_findings(conn, collections, needs))
         return findings
 
     def execute_schema(self, statements: Sequence[str]) -> None:

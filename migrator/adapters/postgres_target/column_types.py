@@ -4,7 +4,7 @@ words) and its own type (ColumnInfo.native_type, e.g. "datetime(6)"), and this t
 PostgreSQL type holds every value of it exactly (docs/architecture.md, "Tables as collections").
 
 A PostgreSQL source's columns keep their declared type (format_type, as pg_dump writes it); the
-plan's `types` decide over both. README.md's "Types from MySQL/MariaDB into PostgreSQL" is generated
+plan's `types` decide over both. docs/plan.md's "Types from MySQL/MariaDB into PostgreSQL" is generated
 from TYPES (type_table_markdown; a unit test keeps the two equal).
 """
 
@@ -124,7 +124,7 @@ def _refused(column: ColumnInfo, why: str) -> TerminalError:
     return TerminalError(
         f"column {column.name} ({shown}) {why}",
         hint=f"exclude the column (`exclude: [{column.name}]`), or change its type at the source "
-        'to one of README.md\'s "Types from MySQL/MariaDB into PostgreSQL"',
+        'to one of docs/plan.md\'s "Types from MySQL/MariaDB into PostgreSQL"',
     )
 
 
@@ -151,7 +151,7 @@ _SHOWN = {"{n}": "n", "{fsp}": "fsp", "{p},{s}": "p, s"}
 
 
 def type_table_markdown(source_types: Iterable[SourceType]) -> str:
-    """README.md's "Types from MySQL/MariaDB into PostgreSQL": each of the source's types (handed
+    """docs/plan.md's "Types from MySQL/MariaDB into PostgreSQL": each of the source's types (handed
     in: adapters do not import each other) with its read-as type and the column this table makes."""
     lines = ["| MySQL/MariaDB | read as | PostgreSQL column | Notes |", "|---|---|---|---|"]
     for source in source_types:

@@ -26,7 +26,7 @@ from migrator.operations.status.report import (
     StatusReport,
 )
 from migrator.operations.status.snapshot import snapshot_status
-from migrator.operations.status.times import now
+from migrator.operations.status.times import iso, now
 from migrator.phases.cutover import switched
 from migrator.plan.models import Plan
 from migrator.state import CheckpointRecord, EventRecord, RunRecord, StateStore
@@ -49,7 +49,7 @@ class StatusReader:
     def read(self, *, history: bool = False, explicit: bool = False) -> StatusReport:
         """The report; `explicit`: the state file was named (--state, MIGRATOR_STATE), so the
         ownership record is only reported, never followed to another file."""
-        at = now().isoformat(timespec="milliseconds")
+        at = iso(now())
         source = self._reads.source_endpoint()
         target = self._reads.target_endpoint()
         owner = self._reads.owner() if self.live else None

@@ -1,10 +1,13 @@
 """What `migrator status` reports, section by section; `StatusReport.to_dict()` is the `--json`
-form (README documents its fields)."""
+form (docs/operations.md documents its fields)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from migrator.operations.status.times import parse_time
+from migrator.timestamps import utc_text
 
 
 @dataclass(frozen=True)
@@ -193,7 +196,7 @@ class OwnerInfo:
 
 @dataclass(frozen=True)
 class StatusReport:
-    """Everything `migrator status` shows; `to_dict()` is the `--json` form (README documents
+    """Everything `migrator status` shows; `to_dict()` is the `--json` form (docs/operations.md documents
     its fields). `run` is None when the plan has no run: then `message` says so."""
 
     plan: str
@@ -217,4 +220,21 @@ class StatusReport:
     state_from: str = "default"  # how the state file was chosen: given | default | owner record
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The `--json` form: every moment named `ts` (or `..._at`, `since`) and written as
+        RFC 3339 UTC with `Z` (docs/json.md, "Timestamps"), whatever form the state store kept."""
+        contract = _contract(asdict(self))
+        assert isinstance(contract, dict)
+        return contract
+
+
+def _contract(value: Any, key: str = "") -> Any:
+    if isinstance(value, dict):
+        return {("ts" if k == "at" else k): _contract(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_contract(v) for v in value]
+    if isinstance(value, str) and (key in ("at", "since") or key.endswith("_at")):
+        try:
+            return utc_text(parse_time(value))
+        except ValueError:
+            return value
+    return value

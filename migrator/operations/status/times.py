@@ -1,8 +1,10 @@
-"""Times as `migrator status` shows them: ISO 8601 UTC, to the millisecond."""
+"""Times as `migrator status` shows them: RFC 3339 UTC with `Z`, to the millisecond."""
 
 from __future__ import annotations
 
 import datetime
+
+from migrator.timestamps import utc_text
 
 
 def now() -> datetime.datetime:
@@ -10,9 +12,8 @@ def now() -> datetime.datetime:
 
 
 def iso(value: datetime.datetime) -> str:
-    if value.tzinfo is None:  # pymongo without tz_aware: BSON dates are UTC
-        value = value.replace(tzinfo=datetime.UTC)
-    return value.astimezone(datetime.UTC).isoformat(timespec="milliseconds")
+    """RFC 3339 UTC with `Z` (docs/json.md); a naive value is UTC (pymongo without tz_aware)."""
+    return utc_text(value)
 
 
 def parse_time(text: str) -> datetime.datetime:

@@ -1,7 +1,7 @@
 """Conformance (issue 15): one source transaction larger than CDC's batch bound (the plan's
 phases.cdc.batch_changes, lowered here so that a small scenario outgrows it many times), from
 every source adapter: inserts, updates, moves between parents, deletes and a new parent, applied
-completely, in parts of at most the bound, and checkpointed only at its commit (README "CDC
+completely, in parts of at most the bound, and checkpointed only at its commit (docs/cdc.md "CDC
 replay": a crash between parts replays the transaction whole).
 
 The expected documents come from the source's rows read back with its own driver.

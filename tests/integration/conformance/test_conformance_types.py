@@ -3,7 +3,7 @@ elements, from every source adapter; the snapshot and CDC (inserts and an update
 identical document for the same row; a later run applies only what came after the checkpoint.
 
 The expected documents come from the source's rows read back with its own driver and converted as
-the README's type tables say (tests/support/portable_types.py), compared down to BSON types and key
+docs/plan.md's type tables say (tests/support/portable_types.py), compared down to BSON types and key
 order; never from migrator's mapping.
 """
 

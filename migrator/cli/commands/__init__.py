@@ -1,0 +1,1 @@
+"""The `migrator` commands, one module each: parse, call migrator.api, render."""

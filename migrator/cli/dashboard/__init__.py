@@ -1,0 +1,1 @@
+"""The live dashboard a long-running command serves with `--http-port` (docs/dashboard.md)."""
