@@ -26,8 +26,9 @@ class Capabilities:
     # primary cannot (docs/architecture.md, "MySQL and MariaDB sources").
     replica_lag: bool = False
     # Takes back, by reverse sync after cutover, the values of a target that keeps the source's
-    # types (a PostgreSQL target): only a source of those same types (docs/architecture.md,
-    # "Tables as collections"); preflight refuses a cutover into such a target otherwise.
+    # types (a PostgreSQL target): a source of those same types, or one whose writer inverts the
+    # target's type table (MySQL/MariaDB; docs/architecture.md, "Tables as collections");
+    # preflight refuses a cutover into such a target otherwise.
     reverse_from_own_types: bool = False
     # Keeps a routing document (a cutover switch of kind mongodb) beside the data: a MongoDB
     # target; preflight refuses that switch into a target without it (docs/architecture.md,
@@ -47,6 +48,10 @@ class CutoverNeeds:
     fence: Literal["lock", "command"] = "lock"
     switch: str | None = None
     routing_table: str | None = None
+    # The target keeps the source's column types (a PostgreSQL target): reverse sync hands back
+    # its values, which a source column may not hold all of (a latin1 text: docs/architecture.md,
+    # "Tables as collections").
+    own_types: bool = False
 
 
 @dataclass(frozen=True)

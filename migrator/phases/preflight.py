@@ -7,7 +7,7 @@ start where it holds a failure.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from migrator.adapters.base import (
@@ -131,7 +131,12 @@ class Preflight:
             self.report.collections = resolution.collections
             read = columns_read(resolution.collections)
             self.report.findings.extend(
-                self.source.preflight_findings(source, resolution.collections, read, cutover_needs(self.plan))
+                self.source.preflight_findings(
+                    source,
+                    resolution.collections,
+                    read,
+                    replace(cutover_needs(self.plan), own_types=self.target.capabilities.keeps_source_types),
+                )
             )
             if not self.target.capabilities.keeps_source_types:
                 self._check_precision(resolution)
@@ -178,7 +183,7 @@ class Preflight:
             self.target.name,
             f"cutover from a {self.source.vocabulary.database} source into this target is not supported: "
             "reverse sync and rollback after cutover would write the target's own types back to the source",
-            "cut over with a PostgreSQL source or a MongoDB target (snapshot, CDC and verify into this "
+            "cut over with a PostgreSQL or MySQL/MariaDB source or a MongoDB target (snapshot, CDC and verify into this "
             "target work without a cutover section)",
         )
 

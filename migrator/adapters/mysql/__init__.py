@@ -6,9 +6,12 @@ rollback after cutover. Each section below is built in its own modules; this cla
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar, Literal
+
+import pymysql
 
 from migrator.adapters.base import (
     Capabilities,
@@ -27,10 +30,12 @@ from migrator.adapters.base import (
     SourceInfo,
     SourceVocabulary,
 )
-from migrator.adapters.mysql import keys, routing, run_privileges, server_checks, triggers
+from migrator.adapters.mysql import charsets, keys, routing, run_privileges, server_checks, triggers
+from migrator.adapters.mysql.auto_increment import auto_increment_values
 from migrator.adapters.mysql.binlog_link import BinlogEndpoint
 from migrator.adapters.mysql.capture import BinlogCapture, SlotStream
 from migrator.adapters.mysql.connection import MysqlEndpoint
+from migrator.adapters.mysql.errors import classify
 from migrator.adapters.mysql.fence import LockFence
 from migrator.adapters.mysql.inspect import MysqlInspector
 from migrator.adapters.mysql.load import SourceLoad
@@ -66,7 +71,12 @@ class MysqlSource:
     """A MySQL 8 or MariaDB 10.5+ server as a migration source: binlog in ROW format."""
 
     capabilities: ClassVar[Capabilities] = Capabilities(
-        change_capture=True, exported_snapshot=True, transactions=True, change_streams=False
+        change_capture=True,
+        exported_snapshot=True,
+        transactions=True,
+        change_streams=False,
+        # A PostgreSQL target's values come back through the type table's inverse (write_values.py).
+        reverse_from_own_types=True,
     )  # no replica_lag: a primary does not know its replicas' lag (load.py)
     unchanged: ClassVar[object] = _UNCHANGED
 
@@ -170,6 +180,8 @@ class MysqlSource:
                 zero[table] = inspector.zero_dates(table, names)
             except MigratorError as exc:
                 found.append(server_checks.unscanned(table, names, exc.message))
+        if needs.reverse_sync and needs.switch is not None and needs.own_types:
+            found += charsets.charset_findings(inspector, read)
         if needs.routing_table is not None:
             columns = routing.routing_columns(self.endpoint, needs.routing_table)
             found += run_privileges.routing_findings(
@@ -289,9 +301,13 @@ class MysqlSource:
         return stored_checkpoint(self.endpoint, plan_name)
 
     def sequence_values(self, tables: Sequence[str]) -> dict[str, dict[str, int]]:
-        """None passed on yet: AUTO_INCREMENT is the table's own, and a MySQL source's target (MongoDB) has
-        no sequences; a PostgreSQL target from MySQL is a later step of issue 16."""
-        return {}
+        """The last value each table's AUTO_INCREMENT counter gave out, now (auto_increment.py):
+        what a PostgreSQL target's identity is brought past at cutover."""
+        try:
+            with contextlib.closing(self.endpoint.connect()) as conn:
+                return auto_increment_values(conn, tables)
+        except pymysql.MySQLError as exc:
+            raise classify(exc, self.endpoint.name, self.endpoint.secrets) from None
 
     def routing_value(self, table: str, plan_name: str, column: str) -> Any:
         return routing.routing_value(self.endpoint, table, plan_name, column)

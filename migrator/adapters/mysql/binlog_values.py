@@ -133,9 +133,25 @@ def _members(column: ColumnFacts) -> Convert:
     return lambda value: [label for label in order if label in value]
 
 
+def binlog_time(value: timedelta) -> timedelta:
+    """A TIME with a fraction as mysql-replication decodes it, corrected: the server packs a negative
+    time's whole and fractional parts as one two's complement number, and the library negates the
+    whole part alone and adds the fraction's complement, giving -(s + (1 - f)) for -(s + f)
+    (measured on MariaDB 10.11: '-1:00:00.001021' arrived as -1:00:00.998979)."""
+    micros = value // timedelta(microseconds=1)
+    if micros >= 0:
+        return value
+    seconds, fraction = divmod(-micros, 1_000_000)
+    if fraction == 0:
+        return value
+    return -timedelta(seconds=seconds, microseconds=1_000_000 - fraction)
+
+
 def _time(column: ColumnFacts) -> Convert:
     fsp = column.fsp or 0
-    return lambda value: time_text(value, fsp)
+    if fsp == 0:
+        return lambda value: time_text(value, fsp)
+    return lambda value: time_text(binlog_time(value), fsp)
 
 
 # Converters that depend on the column's declaration (a width, labels, a precision).

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pymysql
@@ -24,7 +24,7 @@ from migrator.adapters.base import (
 )
 from migrator.adapters.mysql.errors import classify
 from migrator.adapters.mysql.grants import ALL, parse_grants
-from migrator.adapters.mysql.types import column_info
+from migrator.adapters.mysql.types import column_info, native_type
 
 # The server variables preflight reads (SHOW GLOBAL VARIABLES needs no privilege). A variable the
 # server does not have is absent from `settings` (binlog_row_metadata before MariaDB 10.5, say).
@@ -80,6 +80,19 @@ class MysqlServerInfo(SourceServerInfo):
             held |= self.table_privileges.get(table, frozenset())
         # ALL PRIVILEGES holds every privilege of its level (GRANT OPTION aside).
         return privilege in held or (ALL in held and privilege != "GRANT OPTION")
+
+
+# Read-as types a PostgreSQL identity can be (smallint, integer, bigint): BIGINT UNSIGNED becomes
+# numeric(20,0), which cannot.
+_IDENTITY_TYPES = frozenset({"smallint", "integer", "bigint"})
+
+
+def _identity(data_type: str, column_type: str, extra: Any) -> str:
+    """'d' (BY DEFAULT) for an AUTO_INCREMENT column whose target type can be an identity."""
+    if "auto_increment" not in str(extra or "").lower():
+        return ""
+    native = native_type(data_type, column_type)
+    return "d" if native is not None and native.type_name in _IDENTITY_TYPES else ""
 
 
 def split_table(name: str) -> tuple[str, str]:
@@ -261,22 +274,31 @@ class MysqlInspector:
     def _columns(self, schema: str, table: str) -> tuple[ColumnInfo, ...]:
         rows = self._rows(
             "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, NUMERIC_PRECISION, NUMERIC_SCALE, "
-            "ORDINAL_POSITION FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s "
+            "ORDINAL_POSITION, EXTRA FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s "
             "ORDER BY ORDINAL_POSITION",
             [schema, table],
         )
         json_columns = self._mariadb_json(schema, table)
+        # AUTO_INCREMENT is a sequence the table owns: reported as a BY DEFAULT identity, which a
+        # PostgreSQL target declares and cutover brings past the source's counter, where the
+        # target type can be one (not BIGINT UNSIGNED's numeric; docs/architecture.md, "Sequences
+        # at cutover").
         return tuple(
-            column_info(
-                str(name),
-                "json" if name in json_columns and str(data_type).lower() == "longtext" else str(data_type),
-                str(column_type),
-                nullable=nullable == "YES",
-                position=int(position),
-                precision=None if precision is None else int(precision),
-                scale=None if scale is None else int(scale),
+            replace(
+                column_info(
+                    str(name),
+                    "json"
+                    if name in json_columns and str(data_type).lower() == "longtext"
+                    else str(data_type),
+                    str(column_type),
+                    nullable=nullable == "YES",
+                    position=int(position),
+                    precision=None if precision is None else int(precision),
+                    scale=None if scale is None else int(scale),
+                ),
+                identity=_identity(str(data_type), str(column_type), extra),
             )
-            for name, data_type, column_type, nullable, precision, scale, position in rows
+            for name, data_type, column_type, nullable, precision, scale, position, extra in rows
         )
 
     def _mariadb_json(self, schema: str, table: str) -> set[str]:

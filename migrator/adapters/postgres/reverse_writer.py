@@ -50,6 +50,7 @@ from psycopg import sql
 from psycopg.types.json import Json, Jsonb
 
 from migrator.adapters.base import TableInfo
+from migrator.adapters.json_values import json_text
 from migrator.adapters.postgres.connection import PgEndpoint
 from migrator.adapters.postgres.errors import classify
 from migrator.adapters.postgres.inspect import PostgresInspector, table_identifier
@@ -174,7 +175,12 @@ def _adapt(column: _Column, value: Any) -> Any:
     kind = column.array_of if column.array_of is not None else column.base
     if kind not in ("json", "jsonb"):
         return value
-    wrap = Jsonb if kind == "jsonb" else Json
+    kind_of = Jsonb if kind == "jsonb" else Json
+
+    def wrap(item: Any) -> Any:
+        # A number as the target holds it (a Decimal from its reader: json_values.py).
+        return kind_of(item, dumps=json_text)
+
     if column.array_of is None:
         return wrap(value)
 

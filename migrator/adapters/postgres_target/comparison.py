@@ -37,9 +37,10 @@ from migrator.adapters.postgres_target.rows import decode
 
 # MySQL's TIME text (values.py of the MySQL adapter reads TIME as text).
 _CLOCK = re.compile(r"^(-?)(\d+):(\d\d):(\d\d)(?:\.(\d{1,6}))?$")
-# ISO 8601 as intervalstyle iso_8601 prints an interval without years, months or days (a TIME's
-# interval holds hours only).
-_ISO = re.compile(r"^PT(?:(-?\d+)H)?(?:(-?\d+)M)?(?:(-?\d+)(?:\.(\d{1,6}))?S)?$")
+# ISO 8601 as intervalstyle iso_8601 prints an interval without years or months: a TIME's interval
+# holds hours, or days and hours where the application wrote one on the target after cutover
+# ('1 day 02:00' is the TIME 26:00:00), each part signed on its own.
+_ISO = re.compile(r"^P(?:(-?\d+)D)?(?:T(?:(-?\d+)H)?(?:(-?\d+)M)?(?:(-?\d+)(?:\.(\d{1,6}))?S)?)?$")
 
 
 class Padded(str):
@@ -81,14 +82,16 @@ def _clock(text: str) -> datetime.timedelta | None:
 
 def _iso(text: str) -> datetime.timedelta | None:
     found = _ISO.match(text)
-    if found is None or text == "PT":
+    if found is None or text in ("P", "PT"):
         return None
-    h, m, s, frac = found.groups()
+    d, h, m, s, frac = found.groups()
     seconds = int(s or 0)
     micros = _micros(frac)
     if (s or "").startswith("-"):
         micros = -micros
-    return datetime.timedelta(hours=int(h or 0), minutes=int(m or 0), seconds=seconds, microseconds=micros)
+    return datetime.timedelta(
+        days=int(d or 0), hours=int(h or 0), minutes=int(m or 0), seconds=seconds, microseconds=micros
+    )
 
 
 def _integer(value: Any) -> int | None:
