@@ -245,3 +245,14 @@ def test_status_watch_json_shows_a_failed_read_as_the_failed_line_and_goes_on(
     failed = json_output.error(out.getvalue(), StateError.exit_code)
     assert failed["error"] == "StateError" and failed["retrying"] is True, failed
     assert failed["message"] == "state store locked" and failed["hint"] == "wait", failed
+
+
+def test_init_warns_when_migrator_source_url_names_another_source() -> None:
+    given = "postgresql://app@127.0.0.1:1/shop?connect_timeout=2"
+    env = {"MIGRATOR_SOURCE_URL": "postgresql://app@127.0.0.1:1/elsewhere?connect_timeout=2"}
+    result = CliRunner().invoke(cli, ["init", given, "--json"], env=env)
+    assert result.exit_code == 3, result.output
+    assert json_output.error(result.stdout, 3)["error"] == "ConnectionFailed"
+    assert "$MIGRATOR_SOURCE_URL is set to another URL" in result.stderr and "elsewhere" not in result.stderr
+    quiet = CliRunner().invoke(cli, ["init", "--json"], env=env)  # SOURCE_URL from the variable
+    assert quiet.exit_code == 3 and "another URL" not in quiet.stderr
