@@ -69,7 +69,9 @@ def test_an_invalid_plan_is_one_error_line_exit_2_for_every_command_that_reads_o
 
 def test_cannot_connect_exits_3_with_one_error_line(plan: Path, tmp_path: Path) -> None:
     state = str(tmp_path / "s.db")
-    for args in (["run", str(plan)], ["verify", str(plan)], ["cutover", str(plan), "--exit"]):
+    switched = tmp_path / "switched.yaml"
+    switched.write_text(UNREACHABLE + "phases: {cutover: {switch: {kind: file, path: ./routing}}}\n")
+    for args in (["run", str(plan)], ["verify", str(plan)], ["cutover", str(switched), "--exit"]):
         code, out = invoke([*args, "--state", state, "--json"])
         assert code == 3, (args, out)
         error = json_output.error(out, 3)
@@ -197,6 +199,15 @@ def test_options_come_from_migrator_environment_variables(plan: Path, tmp_path: 
     # The group's verbosity too: MIGRATOR_QUIET with -v is refused as both on the command line are.
     code, _ = invoke(["-v", "status", str(plan)], {"MIGRATOR_QUIET": "1"})
     assert code == 2
+
+
+def test_cutover_of_a_plan_without_a_switch_is_refused_before_connecting_exit_2(
+    plan: Path, tmp_path: Path
+) -> None:
+    code, out = invoke(["cutover", str(plan), "--exit", "--state", str(tmp_path / "s.db"), "--json"])
+    failed = json_output.error(out, 2)
+    assert code == 2 and len(out.splitlines()) == 1, out
+    assert "phases.cutover.switch" in failed["message"] and "kind: file" in failed["hint"], failed
 
 
 def test_usage_errors_before_a_command_is_chosen_keep_the_json_contract(plan: Path) -> None:
