@@ -151,5 +151,35 @@ class MigratorCommand(click.Command):
             sys.exit(EXIT_OPERATIONAL)
 
 
+_JSON_IN_ARGV = "migrator.json_in_argv"
+
+
+def _usage_error_as_json(ctx: click.Context, error: click.UsageError) -> None:
+    """A usage error met before a command is chosen (a bad group option, an unknown command, -q
+    with -v): under `--json` anywhere in argv, the one `failed` line and exit 2 (docs/json.md);
+    otherwise click's text, as for every command."""
+    if ctx.meta.get(_JSON_IN_ARGV):
+        echo_json(error_line(error, EXIT_USAGE, error.format_message()))
+        ctx.exit(EXIT_USAGE)
+
+
 class MigratorGroup(click.Group):
+    """The `migrator` group: a usage error of its own (before a command parses its options) keeps
+    the `--json` contract too."""
+
     command_class = MigratorCommand
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta[_JSON_IN_ARGV] = "--json" in args
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            _usage_error_as_json(ctx, exc)
+            raise
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:  # an unknown command, or the group's -q with -v
+            _usage_error_as_json(ctx, exc)
+            raise

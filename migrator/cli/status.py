@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from migrator.cli.contract import error_line, exit_code_for
 from migrator.errors import MigratorError
 from migrator.operations.status import (
     CdcStatus,
@@ -24,7 +25,6 @@ from migrator.operations.status import (
     ThrottleStatus,
 )
 from migrator.redact import redact_text
-from migrator.timestamps import now_text
 
 WATCH_INTERVAL_S = 1.0
 _sleep = time.sleep  # a name of this module's own, for tests to replace
@@ -345,24 +345,29 @@ def watch_status(
     A failed read (the state file locked, say) is shown and retried, not fatal."""
     last: StatusReport | None = None
 
-    def read() -> tuple[StatusReport | None, str | None]:
+    def read() -> StatusReport | MigratorError:
         nonlocal last
         try:
             last = fetch()
         except MigratorError as exc:
-            return None, f"cannot read the status: {redact_text(exc.message)} (retrying)"
-        return last, None
+            return exc
+        return last
 
     def view() -> RenderableType:
-        report, error = read()
-        return status_renderable(report) if report is not None else Text(error or "", style="bold red")
+        read_back = read()
+        if isinstance(read_back, MigratorError):
+            message = f"cannot read the status: {redact_text(read_back.message)} (retrying)"
+            return Text(message, style="bold red")
+        return status_renderable(read_back)
 
     try:
         if as_json:
             while True:
-                report, error = read()
-                unread = {"ts": now_text(), "error": "StatusUnreadable", "message": error, "retrying": True}
-                click.echo(status_json(report) if report is not None else json.dumps(unread))
+                read_back = read()
+                if isinstance(read_back, MigratorError):
+                    click.echo(json.dumps(_unreadable(read_back)))
+                else:
+                    click.echo(status_json(read_back))
                 _sleep(interval)
         if not console.is_terminal:
             while True:
@@ -376,3 +381,9 @@ def watch_status(
     except KeyboardInterrupt:
         pass
     return last
+
+
+def _unreadable(error: MigratorError) -> dict[str, Any]:
+    """`status --watch --json`: a read that failed is the contract's `failed` line (docs/json.md,
+    "Errors") with `retrying: true`: the watch goes on, and the next status object follows."""
+    return error_line(error, exit_code_for(error), redact_text(error.message)) | {"retrying": True}

@@ -18,7 +18,7 @@ from typing import Any
 
 from migrator.engine.events import CutoverStep, ErrorRaised, Notice
 from migrator.engine.threads import BackgroundThread
-from migrator.errors import MigratorError, TerminalError
+from migrator.errors import MigratorError, TerminalError, UsageError
 from migrator.operations.follow import CdcFollower, ReverseFollower, follow_cdc, touched_documents
 from migrator.operations.run import Runner
 from migrator.phases.cdc import wait_until_applied
@@ -59,6 +59,15 @@ class Switchover:
 
     def run(self, *, follow: bool) -> SwitchoverOutcome:
         runner = self.runner
+        if runner.plan.phases.cutover.switch is None:
+            # Refused before anything starts (CDC, the state store's run): the plan must change,
+            # exit 2 as for an invalid plan (docs/json.md).
+            raise UsageError(
+                f"plan {runner.plan.name} has no phases.cutover.switch: applications could not learn "
+                "that the target is primary",
+                hint="add phases.cutover.switch to the plan (kind file, command, postgres or mongodb; "
+                "e.g. `phases: {cutover: {switch: {kind: file, path: ./routing}}}`), see docs/cutover.md",
+            )
         ctx, _, _ = runner.open(existing=True)
         plan = ctx.plan
         monitor = ctx.source.monitor()

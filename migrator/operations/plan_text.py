@@ -68,7 +68,19 @@ def render(proposal: Proposal, header: Header, tables: int) -> str:
         lines.append("# Left out:")
         for table, reason in sorted(proposal.skipped.items()):
             lines += _comment(f"- {table}: {reason}", "")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + CUTOVER_HINT) + "\n"
+
+
+# `migrator cutover` refuses a plan without a switch: the proposal says so, with one that works
+# once uncommented (docs/architecture.md, "Cutover and rollback after cutover").
+CUTOVER_HINT = [
+    "#",
+    "# Before `migrator cutover`: the switch that tells your application which side is primary",
+    "# (kind file, command, postgres or mongodb; see docs/cutover.md). Uncomment and adapt:",
+    "# phases:",
+    "#   cutover:",
+    "#     switch: {kind: file, path: ./routing}",
+]
 
 
 def _quoted(text: str) -> str:

@@ -12,16 +12,19 @@ import datetime
 import io
 import json
 import re
+import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from rich.console import Console
 
 from migrator.cli.logs import Leveled, LogLines
 from migrator.cli.main import cli
 from migrator.cli.progress import JsonLines
 from migrator.engine.events import CdcProgress, ErrorRaised, PhaseStarted
-from migrator.errors import ConnectionFailed, TransientError
+from migrator.errors import ConnectionFailed, StateError, TransientError
 from migrator.state import SQLiteStateStore
 from tests.support import json_output
 from tests.support.json_output import TS
@@ -66,7 +69,9 @@ def test_an_invalid_plan_is_one_error_line_exit_2_for_every_command_that_reads_o
 
 def test_cannot_connect_exits_3_with_one_error_line(plan: Path, tmp_path: Path) -> None:
     state = str(tmp_path / "s.db")
-    for args in (["run", str(plan)], ["verify", str(plan)], ["cutover", str(plan), "--exit"]):
+    switched = tmp_path / "switched.yaml"
+    switched.write_text(UNREACHABLE + "phases: {cutover: {switch: {kind: file, path: ./routing}}}\n")
+    for args in (["run", str(plan)], ["verify", str(plan)], ["cutover", str(switched), "--exit"]):
         code, out = invoke([*args, "--state", state, "--json"])
         assert code == 3, (args, out)
         error = json_output.error(out, 3)
@@ -194,3 +199,71 @@ def test_options_come_from_migrator_environment_variables(plan: Path, tmp_path: 
     # The group's verbosity too: MIGRATOR_QUIET with -v is refused as both on the command line are.
     code, _ = invoke(["-v", "status", str(plan)], {"MIGRATOR_QUIET": "1"})
     assert code == 2
+
+
+def test_cutover_of_a_plan_without_a_switch_is_refused_before_connecting_exit_2(
+    plan: Path, tmp_path: Path
+) -> None:
+    code, out = invoke(["cutover", str(plan), "--exit", "--state", str(tmp_path / "s.db"), "--json"])
+    failed = json_output.error(out, 2)
+    assert code == 2 and len(out.splitlines()) == 1, out
+    assert "phases.cutover.switch" in failed["message"] and "kind: file" in failed["hint"], failed
+
+
+def test_usage_errors_before_a_command_is_chosen_keep_the_json_contract(plan: Path) -> None:
+    cases = [
+        ["--no-such-option", "run", str(plan), "--json"],  # a bad group option
+        ["no-such-command", str(plan), "--json"],  # an unknown command
+        ["-q", "-v", "status", str(plan), "--json"],  # the group's options exclude each other
+        ["--json", "status", str(plan)],  # --json before the command: the group has none
+    ]
+    for args in cases:
+        code, out = invoke(args)
+        assert code == 2, (args, out)
+        assert json_output.error(out, 2)["error"] == "UsageError", (args, out)
+        assert len(out.splitlines()) == 1, (args, out)
+    # Without --json in argv, click's usage text on stderr as before, and still exit 2.
+    result = CliRunner().invoke(cli, ["no-such-command", str(plan)])
+    assert result.exit_code == 2 and result.stdout == "" and "No such command" in result.stderr
+
+
+@pytest.mark.parametrize("option", ["--metrics-port", "--http-port"])
+def test_a_port_taken_is_an_operational_failure_exit_3_before_any_connection(plan: Path, option: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, out = invoke(["run", str(plan), option, str(port), "--json"])
+    failed = json_output.error(out, 3)
+    assert code == 3 and len(out.splitlines()) == 1, out
+    assert f"127.0.0.1:{port}" in failed["message"] and option in failed["hint"], failed
+
+
+def test_status_watch_json_shows_a_failed_read_as_the_failed_line_and_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from migrator.cli import status as status_view
+
+    reads = iter([StateError("state store locked", hint="wait"), KeyboardInterrupt()])
+
+    def fetch() -> Any:
+        raise next(reads)
+
+    monkeypatch.setattr(status_view, "_sleep", lambda seconds: None)
+    out = io.StringIO()
+    monkeypatch.setattr("sys.stdout", out)
+    assert status_view.watch_status(fetch, Console(file=io.StringIO()), as_json=True) is None
+    failed = json_output.error(out.getvalue(), StateError.exit_code)
+    assert failed["error"] == "StateError" and failed["retrying"] is True, failed
+    assert failed["message"] == "state store locked" and failed["hint"] == "wait", failed
+
+
+def test_init_warns_when_migrator_source_url_names_another_source() -> None:
+    given = "postgresql://app@127.0.0.1:1/shop?connect_timeout=2"
+    env = {"MIGRATOR_SOURCE_URL": "postgresql://app@127.0.0.1:1/elsewhere?connect_timeout=2"}
+    result = CliRunner().invoke(cli, ["init", given, "--json"], env=env)
+    assert result.exit_code == 3, result.output
+    assert json_output.error(result.stdout, 3)["error"] == "ConnectionFailed"
+    assert "$MIGRATOR_SOURCE_URL is set to another URL" in result.stderr and "elsewhere" not in result.stderr
+    quiet = CliRunner().invoke(cli, ["init", "--json"], env=env)  # SOURCE_URL from the variable
+    assert quiet.exit_code == 3 and "another URL" not in quiet.stderr

@@ -162,3 +162,16 @@ def test_the_written_plan_loads_as_the_proposal() -> None:
     ]
     assert plan.source.url.get_secret_value() == "postgresql://app@h/db"
     assert scalar("on") == '"on"' and scalar("id") == "id" and scalar("a b") == '"a b"'
+
+
+def test_the_proposal_names_a_cutover_switch_that_loads_once_uncommented() -> None:
+    tables = [_table("public.users", ["id", "email"])]
+    header = Header(
+        "plan-v1.json", "postgresql://app@h/db", "postgres", "${S:-postgresql://app@h/db}", "${T}", "db"
+    )
+    text = render(propose({t.name: t for t in tables}, {}), header, len(tables))
+    assert parse_plan(text, env={"T": "mongodb://h/"}).phases.cutover.switch is None
+    uncommented = text.replace("# phases:", "phases:").replace("#   cutover:", "  cutover:")
+    uncommented = uncommented.replace("#     switch:", "    switch:")
+    switch = parse_plan(uncommented, env={"T": "mongodb://h/"}).phases.cutover.switch
+    assert switch is not None and (switch.kind, switch.path) == ("file", "./routing")

@@ -74,6 +74,7 @@ def init_command(
     if output is not None and os.path.exists(output) and not force:
         raise click.UsageError(f"{output} exists: pass --force to overwrite it")
     names = [name.strip() for entry in tables for name in entry.split(",") if name.strip()]
+    _warn_when_the_environment_differs(source_url)
     plan_dir = os.path.dirname(os.path.abspath(output)) if output is not None else "."
     result = api.init(source_url, tables=names, target_url=target_url, database=database, plan_dir=plan_dir)
     if output is None and not as_json:
@@ -97,6 +98,19 @@ def init_command(
             markup=False,
         )
     sys.exit(EXIT_OK)
+
+
+def _warn_when_the_environment_differs(source_url: str) -> None:
+    """The plan reads ${MIGRATOR_SOURCE_URL:-<this URL>}: a variable set to another URL wins over
+    the SOURCE_URL given here, so `migrator plan` would inspect that other database. Said on
+    stderr (no URL shown: it may hold a password); the plan is still written."""
+    environment = os.environ.get("MIGRATOR_SOURCE_URL")
+    if environment and environment != source_url:
+        make_console(stderr=True).print(
+            "warning: $MIGRATOR_SOURCE_URL is set to another URL than SOURCE_URL; the plan reads "
+            "${MIGRATOR_SOURCE_URL} first, so export MIGRATOR_SOURCE_URL=SOURCE_URL before `migrator plan`",
+            markup=False,
+        )
 
 
 def _embeds(level: Level) -> list[dict[str, Any]]:
