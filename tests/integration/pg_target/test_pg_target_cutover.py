@@ -124,6 +124,12 @@ def test_cutover_reverse_sync_and_rollbacks_while_the_target_is_quiet(pg2pg: PgT
             (key,) = pg2pg.target_rows(f"INSERT INTO {table} ({column}) VALUES ('app {n}') RETURNING id")
             handed_out[table].append(key[0])
 
+    # The rollback's steps, as it shows them before it asks, set the source's sequences.
+    preview = api.rollback(plan, preview=True, state=pg2pg.state_path, env=pg2pg.env)
+    assert isinstance(preview, list)
+    assert [s.name for s in preview].index("sequences") == [s.name for s in preview].index("flipping") - 1
+    assert f"set the source's sequences (if it has any) {MARGIN} steps past the target's" in str(preview)
+
     # Rollback after cutover while nothing changes (reverse sync caught up: the target's fence,
     # the drain, the switch back), then to the start: nothing of the run is left on the target,
     # and a run after it copies again.
