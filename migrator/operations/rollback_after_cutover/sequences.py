@@ -33,5 +33,7 @@ def set_source_sequences(ctx: RunContext) -> list[str]:
     """Read the target's sequences and set the source's past them; what was done, a line each."""
     collections = ctx.collections
     by_target = ctx.target.sequence_values([c.name for c in collections])
-    margin = ctx.plan.phases.cutover.sequence_margin
-    return ctx.source.set_sequences(source_sequences(collections, by_target), margin)
+    values = source_sequences(collections, by_target)
+    if not values:
+        return []  # a target without sequences (MongoDB): nothing to ask of the source under the fence
+    return ctx.source.set_sequences(values, ctx.plan.phases.cutover.sequence_margin)
