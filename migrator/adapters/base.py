@@ -252,6 +252,13 @@ class SourceAdapter(Protocol):
         a target's sequences past it; docs/architecture.md, "Sequences at cutover")."""
         ...
 
+    def set_sequences(self, values: Mapping[str, Mapping[str, int]], margin: int) -> list[str]:
+        """Bring the source's sequences past the target's last values (`values`: source table ->
+        source column -> value) by `margin` steps, never back, at rollback after cutover under the
+        target's fence (docs/architecture.md, "Sequences at rollback after cutover"); what was
+        done, a line each."""
+        ...
+
     def routing_value(self, table: str, plan_name: str, column: str) -> Any:
         """`column` of plan `plan_name`'s row in the routing table (the switch of kind postgres);
         None where the table, the column or the row is not there."""
@@ -398,6 +405,11 @@ class TargetAdapter(Protocol):
         """Bring the target's sequences past the source's last values (`values`: target table ->
         target column -> value) by `margin` steps, at cutover under the fence; what was done, a
         line each ([] for a target without sequences)."""
+        ...
+
+    def sequence_values(self, collections: Sequence[str]) -> dict[str, dict[str, int]]:
+        """collection -> field -> the last value the column's sequence gave out, now (rollback
+        after cutover brings the source's past it); {} for a target without sequences."""
         ...
 
     def checkpoint_record(self, checkpoint_id: str) -> dict[str, Any] | None:

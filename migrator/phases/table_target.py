@@ -27,7 +27,8 @@ def sequence_findings(collections: list[CollectionMapping], margin: int) -> list
                         Severity.INFO,
                         f"{c.name}.{column.name}",
                         f"at cutover, under the fence, the target column's sequence is set {margin} steps past "
-                        "the last value the source's gave out (phases.cutover.sequence_margin)",
+                        "the last value the source's gave out (phases.cutover.sequence_margin); at rollback "
+                        "after cutover, the source's past the target's, never back",
                     )
                 )
     return found

@@ -63,6 +63,7 @@ class RollbackLabel:
     SWITCHBACK_RECHECK: Final = "cutover:recheck"
     SWITCHBACK_ABANDONED: Final = "cutover:abandoned"
     SWITCHBACK_FENCE_LIFTED: Final = "cutover:fence-lifted"  # an attempt gave up: the target stays primary
+    SWITCHBACK_SEQUENCES: Final = "cutover:sequences"  # the source's sequences past the target's
     SWITCHBACK_FLIPPING: Final = "cutover:flipping"  # the switch is about to flip back (recorded before)
     SWITCHBACK_DRAIN_AGAIN: Final = "cutover:drain-again"
     SWITCHBACK_UNFENCE: Final = "cutover:unfence"

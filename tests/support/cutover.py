@@ -26,6 +26,7 @@ ROLLBACK_STEPS = (
     "fence",
     "drain",
     "recheck",
+    "sequences",
     "flipping",
     "flip",
     "drain-again",

@@ -50,6 +50,7 @@ STORED = {
         "SWITCHBACK_RECHECK": "cutover:recheck",
         "SWITCHBACK_ABANDONED": "cutover:abandoned",
         "SWITCHBACK_FENCE_LIFTED": "cutover:fence-lifted",
+        "SWITCHBACK_SEQUENCES": "cutover:sequences",
         "SWITCHBACK_FLIPPING": "cutover:flipping",
         "SWITCHBACK_DRAIN_AGAIN": "cutover:drain-again",
         "SWITCHBACK_UNFENCE": "cutover:unfence",

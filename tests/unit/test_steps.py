@@ -193,7 +193,7 @@ def test_a_switch_back_performs_the_steps_its_preview_lists(
 
     assert switch.read_text() == "source\n"
     assert _performed(live_executors, "switchback") == listed
-    # The attempts (the 'lag' step's effect) take the fence, drain, recheck and flip.
-    said = {"fence", "drain", "recheck", "flipping"}
+    # The attempts (the 'lag' step's effect) take the fence, drain, recheck, sequences and flip.
+    said = {"fence", "drain", "recheck", "sequences", "flipping"}
     done = _done(live_executors, "switchback")
     assert done == [s.name not in said for s in preview]

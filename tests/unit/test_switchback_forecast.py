@@ -136,6 +136,7 @@ class World:
 
 def attempts(world: World, monkeypatch: pytest.MonkeyPatch, freeze: float = 2.0) -> Attempts:
     monkeypatch.setattr(attempts_module, "time", world)
+    monkeypatch.setattr(attempts_module, "set_source_sequences", lambda ctx: [])
     monkeypatch.setattr(
         attempts_module, "forward_marker", lambda ctx, follower, deadline: world.sleep(world.forward) or True
     )

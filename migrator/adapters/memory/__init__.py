@@ -247,6 +247,9 @@ class MemorySource:
     def sequence_values(self, tables: Sequence[str]) -> dict[str, dict[str, int]]:
         return {}  # the memory source has no sequences
 
+    def set_sequences(self, values: Mapping[str, Mapping[str, int]], margin: int) -> list[str]:
+        return []  # the memory source has no sequences
+
     def routing_value(self, table: str, plan_name: str, column: str) -> Any:
         return self.db.records.get(f"routing:{table}:{plan_name}", {}).get(column)
 
@@ -395,6 +398,9 @@ class MemoryTarget:
 
     def set_sequences(self, values: Mapping[str, Mapping[str, int]], margin: int) -> list[str]:
         return []  # documents have no sequences
+
+    def sequence_values(self, collections: Sequence[str]) -> dict[str, dict[str, int]]:
+        return {}  # documents have no sequences
 
     def routing_document(self, collection: str, plan_name: str) -> Mapping[str, Any] | None:
         return self.db.records.get(f"routing:{collection}:{plan_name}")

@@ -187,6 +187,10 @@ class MongoTarget:
         """Nothing: a collection has no sequences (an `_id` is the source's key)."""
         return []
 
+    def sequence_values(self, collections: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Nothing: a collection has no sequences."""
+        return {}
+
     def existing_collections(self) -> dict[str, int]:
         """Collections of the target database and their estimated document counts."""
         try:

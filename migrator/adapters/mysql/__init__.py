@@ -31,7 +31,7 @@ from migrator.adapters.base import (
     SourceVocabulary,
 )
 from migrator.adapters.mysql import charsets, keys, routing, run_privileges, server_checks, triggers
-from migrator.adapters.mysql.auto_increment import auto_increment_values
+from migrator.adapters.mysql.auto_increment import auto_increment_values, raise_auto_increment
 from migrator.adapters.mysql.binlog_link import BinlogEndpoint
 from migrator.adapters.mysql.capture import BinlogCapture, SlotStream
 from migrator.adapters.mysql.connection import MysqlEndpoint
@@ -306,6 +306,14 @@ class MysqlSource:
         try:
             with contextlib.closing(self.endpoint.connect()) as conn:
                 return auto_increment_values(conn, tables)
+        except pymysql.MySQLError as exc:
+            raise classify(exc, self.endpoint.name, self.endpoint.secrets) from None
+
+    def set_sequences(self, values: Mapping[str, Mapping[str, int]], margin: int) -> list[str]:
+        """Each table's AUTO_INCREMENT past the target's values, never lower (auto_increment.py)."""
+        try:
+            with contextlib.closing(self.endpoint.connect()) as conn:
+                return raise_auto_increment(conn, values, margin)
         except pymysql.MySQLError as exc:
             raise classify(exc, self.endpoint.name, self.endpoint.secrets) from None
 

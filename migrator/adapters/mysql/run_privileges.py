@@ -16,7 +16,9 @@ statement of this adapter executes:
   lifts, where nothing carries them to the target: FAIL;
 - reverse sync (reverse_writer.py, reverse_sql.py), where phases.cutover.reverse_sync is on:
   INSERT, UPDATE and DELETE on each mapped table. Without them reverse sync fails right after the
-  flip: FAIL;
+  flip: FAIL. With a target that keeps the source's types (a PostgreSQL target, whose identities
+  give out keys), ALTER too on each table with an AUTO_INCREMENT column: rollback after cutover
+  raises its counter past the target's (auto_increment.py), under the target's fence;
 - the routing table of a switch of kind `postgres` (routing.py), in the source URL's database:
   every flip runs CREATE TABLE IF NOT EXISTS (CREATE, refused on an existing table too), then
   INSERT ... ON DUPLICATE KEY UPDATE (INSERT, UPDATE, and SELECT: the update reads the row's
@@ -48,16 +50,16 @@ KILL_OTHERS = ("CONNECTION ADMIN", "CONNECTION_ADMIN", "SUPER")
 
 
 def run_privilege_findings(
-    server: MysqlServerInfo, tables: Sequence[str], needs: CutoverNeeds
+    server: MysqlServerInfo, tables: Sequence[str], needs: CutoverNeeds, counters: Collection[str] = ()
 ) -> list[Finding]:
     """The findings of the module's docstring for the mapped `tables` (schema.table), as far as
-    the plan's cutover `needs` them."""
+    the plan's cutover `needs` them; `counters`: the tables with an AUTO_INCREMENT column."""
     found = [_own_tables(server)] if server.database else []
     if needs.fence == "lock":
         found += _fence(server, tables)
         found += _cancel(server)
     if needs.reverse_sync:
-        found += _reverse(server, tables)
+        found += _reverse(server, tables, counters if needs.own_types else ())
     return found
 
 
@@ -133,10 +135,11 @@ def _cancel(server: MysqlServerInfo) -> list[Finding]:
     return found
 
 
-def _reverse(server: MysqlServerInfo, tables: Sequence[str]) -> list[Finding]:
+def _reverse(server: MysqlServerInfo, tables: Sequence[str], counters: Collection[str]) -> list[Finding]:
     found = []
     for table in tables:
-        missing = [p for p in REVERSE_PRIVILEGES if not server.may(p, table)]
+        asked = [*REVERSE_PRIVILEGES, *(["ALTER"] if table in counters else [])]
+        missing = [p for p in asked if not server.may(p, table)]
         if not missing:
             continue
         found.append(
@@ -146,7 +149,12 @@ def _reverse(server: MysqlServerInfo, tables: Sequence[str]) -> list[Finding]:
                 table,
                 f"user {server.user} lacks {', '.join(missing)} on {table}: reverse sync after cutover "
                 "(phases.cutover.reverse_sync) writes the target's changes back there, and would fail "
-                "right after the flip",
+                "right after the flip"
+                + (
+                    "; rollback after cutover raises its AUTO_INCREMENT past the target's keys (ALTER)"
+                    if "ALTER" in missing
+                    else ""
+                ),
                 f"GRANT {', '.join(missing)} ON {quote_table(table)} TO {server.grantee}; or a one-way "
                 "cutover (phases.cutover.reverse_sync: false; no rollback after cutover)",
             )

@@ -278,7 +278,12 @@ def preflight_findings(
             and c.native_type.lower().startswith("tinyint(1)")
             and (name, c.name) not in typed
         ]
-    return found + cascade_findings(info.tables) + run_privilege_findings(server, list(info.tables), needs)
+    counters = [name for name, table in info.tables.items() if any(c.identity for c in table.columns)]
+    return (
+        found
+        + cascade_findings(info.tables)
+        + run_privilege_findings(server, list(info.tables), needs, counters)
+    )
 
 
 def _tinyint1(table: str, column: str, native: str) -> Finding:

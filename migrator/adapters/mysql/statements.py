@@ -17,6 +17,12 @@ _LIST = rf"{_NAME}(?:\s*,\s*{_NAME})*"
 _FLAGS = re.IGNORECASE | re.DOTALL
 
 _ALTER = re.compile(rf"^ALTER\s+(?:(?:ONLINE|IGNORE)\s+)*TABLE\s+(?:IF\s+EXISTS\s+)?({_NAME})", _FLAGS)
+# Only the counter moves (rollback after cutover's own statement: docs/architecture.md, "Sequences at
+# rollback after cutover"): no column changes, so the rows after it decode as before.
+_COUNTER_ONLY = re.compile(
+    rf"^ALTER\s+(?:(?:ONLINE|IGNORE)\s+)*TABLE\s+(?:IF\s+EXISTS\s+)?{_NAME}\s+AUTO_INCREMENT\s*=?\s*\d+\s*;?$",
+    _FLAGS,
+)
 _DROP = re.compile(
     rf"^DROP\s+(?:TEMPORARY\s+)?TABLES?\s+(?:IF\s+EXISTS\s+)?(?:/\*.*?\*/\s*)?({_LIST})", _FLAGS
 )
@@ -48,10 +54,13 @@ def _qualified(name: str, schema: str) -> str:
 
 def tables_named(query: str, schema: str) -> tuple[str, tuple[str, ...]]:
     """(kind, tables as schema.table) a DDL statement changes; kind is 'truncate', 'ddl', or ''
-    for a statement that changes no table ('drop database' names the schema as 'schema.*')."""
+    for a statement that changes no table's columns ('drop database' names the schema as
+    'schema.*'; an ALTER TABLE that only sets AUTO_INCREMENT changes none)."""
     text = _COMMENT.sub(" ", query).strip()
     if found := _TRUNCATE.match(text):
         return "truncate", (_qualified(found.group(1), schema),)
+    if _COUNTER_ONLY.match(text):
+        return "", ()
     if found := _DATABASE.match(text):
         return "ddl", (f"{_unquote(found.group(1))}.*",)
     for pattern in (_ALTER, _REPLACE, _INDEX):

@@ -45,7 +45,7 @@ from migrator.adapters.postgres.reverse_writer import ReverseWriter, stored_chec
 from migrator.adapters.postgres.routing import routing_value, write_routing_row
 from migrator.adapters.postgres.schema_watch import SchemaWatch
 from migrator.adapters.postgres.secondary import read_objects
-from migrator.adapters.postgres.sequences import sequence_values
+from migrator.adapters.postgres.sequences import sequence_values, set_sequences
 from migrator.adapters.postgres.shapes import ShapeReader, shapes_to_json
 from migrator.adapters.postgres.snapshot import (
     Coordinator,
@@ -177,6 +177,14 @@ class PostgresSource:
         with self.endpoint.connect(autocommit=True) as conn:
             try:
                 return sequence_values(conn, tables)
+            except psycopg.Error as exc:
+                raise classify(exc, self.endpoint.name, self.endpoint.secrets) from None
+
+    def set_sequences(self, values: Mapping[str, Mapping[str, int]], margin: int) -> list[str]:
+        """The mapped columns' sequences past the target's values, never back (sequences.py)."""
+        with self.endpoint.connect(autocommit=True) as conn:
+            try:
+                return set_sequences(conn, values, margin)
             except psycopg.Error as exc:
                 raise classify(exc, self.endpoint.name, self.endpoint.secrets) from None
 

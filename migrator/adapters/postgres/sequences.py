@@ -9,7 +9,7 @@ nothing needs to be passed on. Reading it needs SELECT or USAGE on the sequence.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -42,3 +42,43 @@ def _plan_name(table: str, tables: Sequence[str]) -> str:
     """`table` as the plan names it (a table in `public` may be named without its schema)."""
     schema, _, name = table.partition(".")
     return name if schema == "public" and name in tables else table
+
+
+# Never back: a sequence already at or past the wanted value (in its direction) is left as it is,
+# without a setval that could undo a nextval taken meanwhile.
+_RAISE = """
+WITH s AS (
+  SELECT seqrelid, %s::bigint + %s::bigint * seqincrement AS wanted, seqincrement,
+         pg_sequence_last_value(seqrelid) AS last
+  FROM pg_sequence WHERE seqrelid = %s::regclass
+)
+SELECT seqrelid::regclass::text, wanted, last,
+       CASE WHEN last IS NOT NULL AND (last - wanted) * sign(seqincrement) >= 0 THEN last
+            ELSE setval(seqrelid, wanted, true) END
+FROM s
+"""
+
+
+def set_sequences(
+    conn: psycopg.Connection[Any], values: Mapping[str, Mapping[str, int]], margin: int
+) -> list[str]:
+    """Each column's sequence (a serial's or an identity's) brought past the target's last value
+    by `margin` steps, at rollback after cutover (docs/architecture.md, "Sequences at rollback after
+    cutover"); never moved back. What was done, one line each."""
+    done: list[str] = []
+    for table, columns in values.items():
+        name = table_identifier(table).as_string(conn)
+        for column, last in columns.items():
+            row = conn.execute("SELECT pg_get_serial_sequence(%s, %s)", [name, column]).fetchone()
+            if row is None or row[0] is None:
+                done.append(f"{table}.{column}: no sequence on the source (the target's gave out {last})")
+                continue
+            found = conn.execute(_RAISE, [last, margin, row[0]]).fetchone()
+            assert found is not None
+            sequence, wanted, before, now = found
+            done.append(
+                f"{table}.{column}: {sequence} set to {now} (the target's {last} + margin)"
+                if now == wanted
+                else f"{table}.{column}: {sequence} already at {before}, past the target's {last} + margin"
+            )
+    return done

@@ -27,6 +27,7 @@ from migrator.adapters.base import (
 )
 from migrator.adapters.ownership_record import OwnerRecord as StoredOwner
 from migrator.adapters.ownership_record import refusal
+from migrator.adapters.postgres.sequences import sequence_values
 from migrator.adapters.postgres_target import post_copy, records
 from migrator.adapters.postgres_target.applier import TableApplier
 from migrator.adapters.postgres_target.checksums import TargetChecksums
@@ -265,6 +266,12 @@ class PostgresTarget:
         """The target's sequences past the source's values, at cutover (sequences.py)."""
         done: list[str] = self._call(lambda conn: set_sequences(conn, values, margin))
         return done
+
+    def sequence_values(self, collections: Sequence[str]) -> dict[str, dict[str, int]]:
+        """The last value each mapped column's sequence gave out, now: what rollback after cutover
+        brings the source's sequences past (the query a PostgreSQL source answers it with)."""
+        found: dict[str, dict[str, int]] = self._call(lambda conn: sequence_values(conn, collections))
+        return found
 
     def write_fence(self, collections: Sequence[str], plan_name: str) -> TriggerFence:
         """The fence for the switch back (fence.py): triggers refusing the application's writes."""

@@ -45,8 +45,9 @@ def rollback_command(
     """Roll PLAN_FILE's run back to a checkpoint (`migrator status --history` lists them).
 
     After cutover (--to cutover): verify source against target while writes go on, fence writes
-    on the target, drain reverse sync, recheck at rest what changed meanwhile, flip the switch
-    back to the source, lift the fence (the freeze is measured); forward CDC goes on.
+    on the target, drain reverse sync, recheck at rest what changed meanwhile, set the source's
+    sequences past the target's, flip the switch back to the source, lift the fence (the freeze
+    is measured); forward CDC goes on.
     Before cutover (--to start): drop the run's slot on the source (a PostgreSQL replication
     slot, a MySQL binlog stream) and what change capture created there (a publication, the
     markers table), the target collections the run created, its checkpoints and its ownership record,

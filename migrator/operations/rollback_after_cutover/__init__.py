@@ -24,6 +24,9 @@ target since the cutover lost.
   budget     drain and recheck must end within `cutover.max_write_freeze` of the fence: else
              the fence is lifted (writes were only delayed), the attempt is recorded as
              abandoned, and the next one starts after `retry_pause` (AttemptsAbandoned at last)
+  sequences  the source's sequences set past the target's last values (plus `sequence_margin`),
+             never back, where the source has sequences: the application's next insert on the
+             source takes no key the target gave out (sequences.py)
   flipping   recorded just before the flip
   flip       the switch names the source                              -- the point of no return
   -- then --
@@ -53,7 +56,7 @@ and it carries a late write that reached the source.
 
 The package: switchback.py (the steps in order, and resuming them), attempts.py (the gate and
 the freeze budget of each attempt), recheck_rate.py (the freeze predicted before the fence), drain.py (reverse sync and forward CDC caught up), fence.py
-(the target's fence), steps.py (the step list and the result), crash.py (the kill -9 points).
+(the target's fence), sequences.py (the source's sequences past the target's), steps.py (the step list and the result), crash.py (the kill -9 points).
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from migrator.operations.rollback_after_cutover.crash import kill_point
 from migrator.operations.rollback_after_cutover.drain import forward_marker
 from migrator.operations.rollback_after_cutover.fence import lift
 from migrator.operations.rollback_after_cutover.recheck_rate import Forecast, RecheckRate, forecast
+from migrator.operations.rollback_after_cutover.sequences import set_source_sequences
 from migrator.operations.rollback_after_cutover.steps import SwitchbackResult
 from migrator.phases.cutover import ROLLBACK_PHASE, AttemptsAbandoned, CheckFailed
 from migrator.phases.reverse import ReverseSync
@@ -185,32 +186,15 @@ class Attempts:
             # the target) and is carried by forward CDC, which keeps running after the flip, as at
             # cutover; one it applied by now is recorded and rechecked.
             refs += self.recorded_refs()
-            try:
-                checked, differing = self._touched_check(refs, deadline)
-            except OutOfTime:
-                raise Abandoned(
-                    f"rechecking {len(refs)} document(s) did not fit max_write_freeze", refs
-                ) from None
-            result.recheck = {
-                "references": checked.references,
-                "documents": checked.documents,
-                "differing": checked.differing,
-                "ms": round(checked.seconds * 1000, 1),
-            }
-            if differing:
-                raise CheckFailed(
-                    f"{checked.differing} of {checked.documents} document(s) differ between source and "
-                    "target at rest",
-                    hint="the target stays primary and its fence is lifted; `migrator verify --json` "
-                    "shows what differs",
-                )
-            self.done(
-                "recheck",
-                f"{checked.documents} document(s) changed or not equal during the pass: equal at rest "
-                f"({checked.seconds * 1000:.0f} ms)",
-            )
+            self._recheck(refs, deadline, result)
+            # Under the fence and after the drain, the target's sequences give out nothing more
+            # (docs/architecture.md, "Sequences at rollback after cutover").
+            sequences = set_source_sequences(self.ctx)
+            result.sequences = sequences
+            kill_point("sequences-set")
+            self.done("sequences", "; ".join(sequences) if sequences else "no sequence to set")
             if time.monotonic() >= deadline:
-                raise Abandoned("the recheck ended past max_write_freeze", [])
+                raise Abandoned("the recheck and the sequences ended past max_write_freeze", [])
             # Recorded before the flip: a crash from here on resumes by flipping (see run()).
             self.done("flipping", f"flipping {self.switch.describe()} back to the source")
             self.switch.flip("source")
@@ -227,6 +211,33 @@ class Attempts:
         kill_point("flipped")
         self.done("flip", f"{self.switch.describe()} names the source")
         return engaged_at
+
+    def _recheck(self, refs: list[Affected], deadline: float, result: SwitchbackResult) -> None:
+        """Under the fence, after the drain: every recorded document equal at rest."""
+        try:
+            checked, differing = self._touched_check(refs, deadline)
+        except OutOfTime:
+            raise Abandoned(
+                f"rechecking {len(refs)} document(s) did not fit max_write_freeze", refs
+            ) from None
+        result.recheck = {
+            "references": checked.references,
+            "documents": checked.documents,
+            "differing": checked.differing,
+            "ms": round(checked.seconds * 1000, 1),
+        }
+        if differing:
+            raise CheckFailed(
+                f"{checked.differing} of {checked.documents} document(s) differ between source and "
+                "target at rest",
+                hint="the target stays primary and its fence is lifted; `migrator verify --json` "
+                "shows what differs",
+            )
+        self.done(
+            "recheck",
+            f"{checked.documents} document(s) changed or not equal during the pass: equal at rest "
+            f"({checked.seconds * 1000:.0f} ms)",
+        )
 
     def _touched_check(self, refs: list[Affected], deadline: float | None) -> tuple[Any, list[Affected]]:
         checked, differing = self.touched.check(refs, deadline)

@@ -39,6 +39,7 @@ class SwitchbackResult:
     verify: dict[str, Any] | None = None  # the pass while writes went on (may show what was moving)
     recheck: dict[str, Any] | None = None  # under the fence, at rest: what decides
     abandoned: list[dict[str, Any]] = field(default_factory=list)  # attempts over the budget
+    sequences: list[str] = field(default_factory=list)  # what the source's sequences were set to
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -49,6 +50,7 @@ class SwitchbackResult:
             "verify": self.verify,
             "recheck": self.recheck,
             "abandoned": self.abandoned,
+            "sequences": self.sequences,
             "steps": self.steps,
         }
 
@@ -105,6 +107,13 @@ def steps_of(
             f"{settings.max_write_freeze:g} s, else lift the fence and retry (up to {settings.retries} more)",
             "none",
             bound("recheck"),
+        ),
+        SwitchbackStep(
+            "sequences",
+            f"set the source's sequences (if it has any) {settings.sequence_margin} steps past the target's last "
+            "values, never back",
+            "source",
+            bound("sequences"),
         ),
         SwitchbackStep(
             "flipping",

@@ -38,7 +38,7 @@ def reader_url(mysql_url: str) -> Iterator[str]:
     """A user that may read the tables and the binlog, and nothing more: its URL."""
     with connect(mysql_url) as conn, conn.cursor() as cur:
         cur.execute("CREATE TABLE orders (id INT PRIMARY KEY, v INT) ENGINE=InnoDB")
-        cur.execute("CREATE TABLE items (id INT PRIMARY KEY) ENGINE=InnoDB")
+        cur.execute("CREATE TABLE items (id INT AUTO_INCREMENT PRIMARY KEY) ENGINE=InnoDB")
         cur.execute("INSERT INTO orders VALUES (1, 10)")
     with mysql_user(
         mysql_url,
@@ -117,6 +117,38 @@ def test_a_command_fence_and_no_reverse_sync_ask_for_neither(mysql_url: str, rea
         ("source.reverse_privilege", f"{db}.items"): Severity.FAIL,
         ("source.trigger", f"triggers in {db}"): Severity.WARN,
     }
+
+
+def test_with_a_postgresql_target_alter_is_asked_of_an_auto_increment_table(
+    mysql_url: str, reader_url: str
+) -> None:
+    """Rollback after cutover raises the AUTO_INCREMENT of `items` past the target's keys: ALTER is
+    asked of it (not of `orders`, which has none); once granted, the user's statement moves the
+    counter forward, and never back."""
+    db = database(mysql_url)
+    needs = CutoverNeeds(reverse_sync=True, fence="command", own_types=True)
+    found = {f.subject: f for f in _all_findings(reader_url, needs) if f.check == "source.reverse_privilege"}
+    fixes = {subject: f.fix or "" for subject, f in found.items()}
+    assert "ALTER" in fixes[f"{db}.items"] and "ALTER" not in fixes[f"{db}.orders"], fixes
+    with connect(mysql_url) as conn, conn.cursor() as cur:  # as root
+        for fix in fixes.values():
+            cur.execute(fix[fix.index("GRANT") :].split(";", 1)[0])
+    assert [f for f in _all_findings(reader_url, needs) if f.check == "source.reverse_privilege"] == []
+
+    def counter() -> int:
+        with connect(mysql_url) as conn, conn.cursor() as cur:
+            cur.execute("INSERT INTO items VALUES (NULL)")
+            cur.execute("SELECT LAST_INSERT_ID()")
+            return int(cur.fetchone()[0])
+
+    source = MysqlSource(reader_url)
+    try:
+        source.set_sequences({f"{db}.items": {"id": 41}}, 10)
+        assert counter() == 52
+        source.set_sequences({f"{db}.items": {"id": 5}}, 10)  # behind the counter: left as it is
+        assert counter() == 53
+    finally:
+        source.close()
 
 
 def _routing(url: str, table: str) -> list[Finding]:

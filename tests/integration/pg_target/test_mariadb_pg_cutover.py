@@ -114,12 +114,26 @@ def test_cutover_reverse_sync_and_rollback_from_mariadb_to_postgresql(
     assert app.inserted["source"] and app.inserted["target"], app.inserted
     assert min(app.inserted["target"]) == max(app.inserted["source"]) + MARGIN + 1, app.inserted
 
+    # A row the target gives a key to and deletes again: the key never reaches MariaDB.
+    with psycopg.connect(target_url, autocommit=True) as conn:
+        row = conn.execute("INSERT INTO public.items (name) VALUES ('gone') RETURNING id").fetchone()
+        assert row is not None
+        gone = int(row[0])
+        conn.execute("DELETE FROM public.items WHERE id = %s", [gone])
+    assert gone > max(app.inserted["target"]), (gone, app.inserted)
+
     api.rollback(plan, state=state, env={})
     assert switch.read_text() == "source\n"
     expected = {**first, **app.expected}
     assert source_rows(source_url) == {k: row for k, row in expected.items() if row is not None}
-    # The source's AUTO_INCREMENT is above every key the target gave out.
+    # The source's AUTO_INCREMENT is above every key the target gave out, the deleted row's too,
+    # by the margin: the application's next insert on MariaDB takes a key never used.
     assert _counter(source_url) > max(app.expected)
+    with connect(source_url) as conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO items (name) VALUES ('back on the source')")
+        cur.execute("SELECT LAST_INSERT_ID()")
+        assert int(cur.fetchone()[0]) == gone + MARGIN + 1
+        cur.execute("DELETE FROM items WHERE name = 'back on the source'")
 
     api.rollback(plan, to="start", state=state, env={})
     with psycopg.connect(target_url, autocommit=True) as conn:
