@@ -7,7 +7,7 @@ start where it holds a failure.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from migrator.adapters.base import (
@@ -135,7 +135,7 @@ class Preflight:
                     source,
                     resolution.collections,
                     read,
-                    replace(cutover_needs(self.plan), own_types=self.target.capabilities.keeps_source_types),
+                    cutover_needs(self.plan),
                 )
             )
             if not self.target.capabilities.keeps_source_types:

@@ -28,7 +28,7 @@ from typing import Any
 
 from bson.int64 import Int64
 
-from migrator.adapters.json_values import loads_numbers
+from migrator.adapters.json_values import JsonNumber, loads_numbers
 from migrator.adapters.mysql.values import ZeroDates, zero_date
 
 Convert = Callable[[Any], Any]
@@ -91,6 +91,8 @@ def _plain_json(value: Any) -> Any:
         return {_plain_json(k): _plain_json(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_plain_json(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and not -_INT64_MAX - 1 <= value <= _INT64_MAX:
+        return JsonNumber(value)  # a uint64 beyond int64, as the snapshot's reader gives it
     return value
 
 
