@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import textwrap
-from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from bson.decimal128 import Decimal128
 
 from migrator import api
 from migrator.errors import MigratorError
-from tests.support.mariadb import connect
+from tests.support.mariadb import execute
 from tests.support.runs import ApiRun
 
 # (JSON text, the BSON type MongoDB must hold its number as)
@@ -61,15 +60,6 @@ def _plan(tmp_path: Path, source: str, target: str, db: str, phases: str = "") -
     return path
 
 
-def _source(url: str, statements: Sequence[str], params: Sequence[Sequence[Any]] = ()) -> list[Any]:
-    with connect(url) as conn, conn.cursor() as cur:
-        for i, statement in enumerate(statements):
-            cur.execute(statement, params[i] if params else None)
-        found = list(cur.fetchall())
-        conn.commit()
-        return found
-
-
 def _number(value: Any) -> Decimal:
     """A stored BSON number as the number it is."""
     if isinstance(value, Decimal128):
@@ -90,16 +80,16 @@ def test_json_numbers_beyond_a_double_reach_mongodb_as_decimal128_and_verify_equ
 ) -> None:
     insert = "INSERT INTO nums VALUES (%s, %s)"
     rows = [(i, text) for i, (text, _) in enumerate(NUMBERS, 1)]
-    _source(mysql_url, ["CREATE TABLE nums (id INT PRIMARY KEY, j JSON)", *[insert] * len(rows)], [(), *rows])
+    execute(mysql_url, ["CREATE TABLE nums (id INT PRIMARY KEY, j JSON)", *[insert] * len(rows)], [(), *rows])
     plan = _plan(tmp_path, mysql_url, mongo_url, mongo_db_name)
     state = tmp_path / "state.db"
     api.run(plan, until="snapshot", state=state, env={})
     cdc_rows = [(100 + i, text) for i, text in rows]
-    _source(mysql_url, [insert] * len(cdc_rows), cdc_rows)
+    execute(mysql_url, [insert] * len(cdc_rows), cdc_rows)
     outcome = api.run(plan, until="caught-up", state=state, env={})
     assert outcome.cdc is not None and outcome.cdc.caught_up
 
-    source = {i: Decimal(t) for i, t in _source(mysql_url, ["SELECT id, CAST(j AS CHAR) FROM nums"])}
+    source = {i: Decimal(t) for i, t in execute(mysql_url, ["SELECT id, CAST(j AS CHAR) FROM nums"])}
     kinds = {i: kind for i, (_, kind) in enumerate(NUMBERS, 1)}
     stored = _documents(mongo_url, mongo_db_name)
     assert {i: _number(v) for i, v in stored.items()} == source
@@ -125,7 +115,7 @@ def test_json_numbers_beyond_a_double_reach_mongodb_as_decimal128_and_verify_equ
 def test_a_json_number_beyond_decimal128_stops_the_run_naming_the_document(
     mysql_url: str, mongo_url: str, mongo_db_name: str, tmp_path: Path
 ) -> None:
-    _source(
+    execute(
         mysql_url,
         ["CREATE TABLE nums (id INT PRIMARY KEY, j JSON)", "INSERT INTO nums VALUES (7, %s)"],
         [(), ('{"n": [1.00000000000000000000000000000000001]}',)],  # 36 significant digits
@@ -140,7 +130,7 @@ def test_a_json_number_beyond_decimal128_stops_the_run_naming_the_document(
 def test_a_latin1_text_column_is_refused_for_a_cutover_with_reverse_sync_and_its_fix_is_accepted(
     mysql_url: str, mongo_url: str, mongo_db_name: str, tmp_path: Path
 ) -> None:
-    _source(
+    execute(
         mysql_url,
         [
             "CREATE TABLE nums (id INT PRIMARY KEY, name VARCHAR(20) CHARACTER SET latin1 NOT NULL, "
@@ -163,10 +153,10 @@ def test_a_latin1_text_column_is_refused_for_a_cutover_with_reverse_sync_and_its
     assert sorted(f.subject for f in refused) == [f"{schema}.nums.name", f"{schema}.nums.note"], refused
     for finding in refused:
         assert finding.fix is not None and "CHARACTER SET utf8mb4" in finding.fix
-        _source(mysql_url, [finding.fix.split(" (repeat", 1)[0]])
+        execute(mysql_url, [finding.fix.split(" (repeat", 1)[0]])
     report = api.plan(plan, env={})
     assert report.ready, [(f.check, f.subject, f.message) for f in report.failures]
-    assert _source(
+    assert execute(
         mysql_url,
         [
             "SELECT COLUMN_NAME, CHARACTER_SET_NAME, IS_NULLABLE FROM information_schema.COLUMNS "
@@ -174,4 +164,4 @@ def test_a_latin1_text_column_is_refused_for_a_cutover_with_reverse_sync_and_its
             "ORDER BY COLUMN_NAME"
         ],
     ) == [("name", "utf8mb4", "NO"), ("note", "utf8mb4", "YES")]
-    assert _source(mysql_url, ["SELECT name FROM nums"]) == [("café",)]
+    assert execute(mysql_url, ["SELECT name FROM nums"]) == [("café",)]

@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import json
 import textwrap
-from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import psycopg
-import pytest
 
 from migrator import api
-from tests.support.mariadb import connect
+from tests.support.mariadb import execute
 from tests.support.runs import ApiRun
-from tests.support.servers import PgServer, create_pg_database, drop_pg_database, unique_name, with_database
 
 # JSON texts a double rounds (or cannot hold at all), and their neighbours that it keeps.
 TEXTS = (
@@ -52,45 +49,24 @@ def _numbers(text: str) -> Any:
     return json.loads(text, parse_float=Decimal, parse_int=Decimal)
 
 
-def _source(url: str, statements: Sequence[str], params: Sequence[Sequence[Any]] = ()) -> list[Any]:
-    with connect(url) as conn, conn.cursor() as cur:
-        for i, statement in enumerate(statements):
-            cur.execute(statement, params[i] if params else None)
-        found = list(cur.fetchall())
-        conn.commit()
-        return found
-
-
 def _target(url: str, query: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(url, autocommit=True) as conn:
         return list(conn.execute(query).fetchall())  # type: ignore[call-overload]
 
 
 def _same_numbers(source_url: str, target_url: str) -> None:
-    source = {i: _numbers(t) for i, t in _source(source_url, ["SELECT id, CAST(j AS CHAR) FROM nums"])}
+    source = {i: _numbers(t) for i, t in execute(source_url, ["SELECT id, CAST(j AS CHAR) FROM nums"])}
     target = {i: _numbers(t) for i, t in _target(target_url, "SELECT id, j::text FROM public.nums")}
     assert target == source
     assert len(source) == 2 * len(TEXTS) + 1
 
 
-@pytest.fixture
-def urls(
-    mysql_url: str, pg_target_server: PgServer, request: pytest.FixtureRequest
-) -> Iterator[tuple[str, str]]:
-    dbname = unique_name(request.node.name, prefix="tgt")
-    create_pg_database(pg_target_server.url, dbname)
-    try:
-        yield mysql_url, with_database(pg_target_server.url, dbname)
-    finally:
-        drop_pg_database(pg_target_server.url, dbname)
-
-
 def test_json_numbers_beyond_a_double_reach_jsonb_exactly_and_verify_equal(
-    urls: tuple[str, str], tmp_path: Path
+    mariadb_pg_urls: tuple[str, str], tmp_path: Path
 ) -> None:
-    source_url, target_url = urls
+    source_url, target_url = mariadb_pg_urls
     insert = "INSERT INTO nums VALUES (%s, %s)"
-    _source(
+    execute(
         source_url,
         ["CREATE TABLE nums (id INT PRIMARY KEY, j JSON)", *[insert] * len(TEXTS)],
         [(), *((i, t) for i, t in enumerate(TEXTS, 1))],
@@ -105,7 +81,7 @@ def test_json_numbers_beyond_a_double_reach_jsonb_exactly_and_verify_equal(
     api.run(plan, until="snapshot", state=state, env={})
 
     # The binlog: the same numbers inserted again, and an update.
-    _source(
+    execute(
         source_url,
         [*[insert] * len(TEXTS), insert, "UPDATE nums SET j = '[-0.0, 3e-5]' WHERE id = 6"],
         [*((100 + i, t) for i, t in enumerate(TEXTS, 1)), (200, '{"a": 1e400}'), ()],
