@@ -33,6 +33,10 @@ TEXTS = (
     "-12345678901234567890.5",
     '[1.5, 1e-400, {"n": 99999999999999999999, "x": 2.000000000000000000000000001}]',
 )
+# The binlog's rows: five of each text in one transaction, enough for CDC to stage the table's
+# step by COPY (32 rows or more) rather than write row by row.
+CHANGED = [(100 * copy + i, t) for copy in range(1, 6) for i, t in enumerate(TEXTS, 1)]
+ROWS = len(TEXTS) + len(CHANGED) + 1
 PLAN = """\
 version: 1
 name: mariajson
@@ -58,7 +62,7 @@ def _same_numbers(source_url: str, target_url: str) -> None:
     source = {i: _numbers(t) for i, t in execute(source_url, ["SELECT id, CAST(j AS CHAR) FROM nums"])}
     target = {i: _numbers(t) for i, t in _target(target_url, "SELECT id, j::text FROM public.nums")}
     assert target == source
-    assert len(source) == 2 * len(TEXTS) + 1
+    assert len(source) == ROWS
 
 
 def test_json_numbers_beyond_a_double_reach_jsonb_exactly_and_verify_equal(
@@ -83,15 +87,15 @@ def test_json_numbers_beyond_a_double_reach_jsonb_exactly_and_verify_equal(
     # The binlog: the same numbers inserted again, and an update.
     execute(
         source_url,
-        [*[insert] * len(TEXTS), insert, "UPDATE nums SET j = '[-0.0, 3e-5]' WHERE id = 6"],
-        [*((100 + i, t) for i, t in enumerate(TEXTS, 1)), (200, '{"a": 1e400}'), ()],
+        [*[insert] * len(CHANGED), insert, "UPDATE nums SET j = '[-0.0, 3e-5]' WHERE id = 6"],
+        [*CHANGED, (200, '{"a": 1e400}'), ()],
     )
     outcome = api.run(plan, until="caught-up", state=state, env={})
     assert outcome.cdc is not None and outcome.cdc.caught_up
     _same_numbers(source_url, target_url)
 
     report = api.verify(plan, state=state, env={}, mode="sample", sample=1.0)
-    checked = 2 * len(TEXTS) + 1
+    checked = ROWS
     assert (report.verdict, report.totals.equal) == ("equal", checked), report.to_dict()
 
     # Changed on the target beyond a double's precision (each double stays the same): different.
