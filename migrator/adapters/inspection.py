@@ -48,6 +48,10 @@ class CutoverNeeds:
     fence: Literal["lock", "command"] = "lock"
     switch: str | None = None
     routing_table: str | None = None
+    # The target keeps the source's column types (a PostgreSQL target), so rollback after cutover
+    # sets the source's counters past the target's keys (docs/architecture.md, "Tables as
+    # collections").
+    own_types: bool = False
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ start where it holds a failure.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from migrator.adapters.base import (
@@ -135,7 +135,7 @@ class Preflight:
                     source,
                     resolution.collections,
                     read,
-                    cutover_needs(self.plan),
+                    replace(cutover_needs(self.plan), own_types=self.target.capabilities.keeps_source_types),
                 )
             )
             if not self.target.capabilities.keeps_source_types:
