@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import math
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,8 @@ from bson.binary import UuidRepresentation
 from bson.codec_options import CodecOptions, TypeEncoder, TypeRegistry
 from bson.decimal128 import Decimal128
 from bson.errors import InvalidDocument
+
+from migrator.adapters.json_values import JsonNumber
 
 
 class _DecimalEncoder(TypeEncoder):
@@ -42,6 +45,21 @@ class _DecimalEncoder(TypeEncoder):
         return Decimal128(value)
 
 
+class _JsonNumberEncoder(TypeEncoder):
+    """A JSON number no int64 holds, or with a fraction or an exponent (json_values.JsonNumber):
+    a double where the double prints back as the same number (1.5, -0.0, 1.0), else a Decimal128
+    (0.1000000000000000055511151231257827, 1e400, 12345678901234567890123); beyond Decimal128
+    (35 significant digits or more, an exponent past 6144) refused as a numeric is."""
+
+    python_type = JsonNumber
+
+    def transform_python(self, value: Any) -> Any:
+        double = float(value)
+        if math.isfinite(double) and decimal.Decimal(repr(double)) == value:
+            return double
+        return _DecimalEncoder().transform_python(decimal.Decimal(value))
+
+
 class _DateEncoder(TypeEncoder):
     python_type = datetime.date
 
@@ -50,7 +68,7 @@ class _DateEncoder(TypeEncoder):
 
 
 CODEC: CodecOptions[dict[str, Any]] = CodecOptions(
-    type_registry=TypeRegistry([_DecimalEncoder(), _DateEncoder()]),
+    type_registry=TypeRegistry([_DecimalEncoder(), _JsonNumberEncoder(), _DateEncoder()]),
     uuid_representation=UuidRepresentation.STANDARD,
     tz_aware=True,
     tzinfo=datetime.UTC,

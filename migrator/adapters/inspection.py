@@ -48,9 +48,9 @@ class CutoverNeeds:
     fence: Literal["lock", "command"] = "lock"
     switch: str | None = None
     routing_table: str | None = None
-    # The target keeps the source's column types (a PostgreSQL target): reverse sync hands back
-    # its values, which a source column may not hold all of (a latin1 text: docs/architecture.md,
-    # "Tables as collections").
+    # The target keeps the source's column types (a PostgreSQL target), so rollback after cutover
+    # sets the source's counters past the target's keys (docs/architecture.md, "Tables as
+    # collections").
     own_types: bool = False
 
 

@@ -255,14 +255,15 @@ def _json(value: Any) -> Any:
             raise _Refused(f"JSON has no {value!r}")
         return value
     if isinstance(value, Decimal128):
+        # A number the forward conversion stored as a decimal, since no double prints it back
+        # (adapters/documents.py): its own digits, which the source's writer keeps (json_values.py).
         exact = value.to_decimal()
-        if exact.is_finite():
-            if exact == exact.to_integral_value():
-                return int(exact)
-            approx = float(exact)
-            if Decimal(repr(approx)) == exact:
-                return approx
-        raise _Refused(f"decimal {value} is not a JSON number this column can hold exactly")
+        if not exact.is_finite():
+            raise _Refused(f"JSON has no {value}")
+        if exact == exact.to_integral_value():
+            return int(exact)
+        approx = float(exact)
+        return approx if Decimal(repr(approx)) == exact else exact
     if isinstance(value, Mapping):
         return {str(k): _json(v) for k, v in value.items()}
     if isinstance(value, list):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -61,6 +61,19 @@ def rows(url: str, query: str) -> list[tuple[Any, ...]]:
     with connect(url) as conn, conn.cursor() as cur:
         cur.execute(query)
         return [tuple(r) for r in cur.fetchall()]
+
+
+def execute(
+    url: str, statements: Sequence[str], params: Sequence[Sequence[Any]] = ()
+) -> list[tuple[Any, ...]]:
+    """`statements` in one transaction (`params`: the parameters of each); the last one's rows."""
+    with connect(url) as conn, conn.cursor() as cur:
+        cur.execute("BEGIN")
+        for i, statement in enumerate(statements):
+            cur.execute(statement, params[i] if params else None)
+        found = [tuple(r) for r in cur.fetchall()]
+        cur.execute("COMMIT")
+        return found
 
 
 @contextmanager

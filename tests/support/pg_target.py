@@ -119,6 +119,20 @@ def pg_target_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgSer
 
 
 @pytest.fixture
+def mariadb_pg_urls(
+    mysql_url: str, pg_target_server: PgServer, request: pytest.FixtureRequest
+) -> Iterator[tuple[str, str]]:
+    """A fresh MariaDB database (mysql_url) and a fresh database on pg_target_server: source and
+    target URLs."""
+    dbname = unique_name(request.node.name, prefix="tgt")
+    create_pg_database(pg_target_server.url, dbname)
+    try:
+        yield mysql_url, with_database(pg_target_server.url, dbname)
+    finally:
+        drop_pg_database(pg_target_server.url, dbname)
+
+
+@pytest.fixture
 def pg2pg(
     pg_url: str, pg_target_server: PgServer, request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[PgToPg]:

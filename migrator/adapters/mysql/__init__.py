@@ -180,7 +180,7 @@ class MysqlSource:
                 zero[table] = inspector.zero_dates(table, names)
             except MigratorError as exc:
                 found.append(server_checks.unscanned(table, names, exc.message))
-        if needs.reverse_sync and needs.switch is not None and needs.own_types:
+        if needs.reverse_sync and needs.switch is not None:
             found += charsets.charset_findings(inspector, read)
         if needs.routing_table is not None:
             columns = routing.routing_columns(self.endpoint, needs.routing_table)

@@ -4,7 +4,7 @@ for the same row (docs/architecture.md, "MySQL and MariaDB sources", the table o
 mysql-replication decodes a row event's values by the binlog's column type, which differs from
 a query result: BINARY(n) arrives without its trailing zero bytes, SET as a Python set (and '' as
 None), TIME as a timedelta, TIMESTAMP as a naive UTC datetime, MariaDB's JSON (a longtext) as
-text, a BIGINT as a plain int. Each column gets a converter chosen by its declared type, read from
+text (parsed as the snapshot parses it: values.py, numbers exact), a BIGINT as a plain int. Each column gets a converter chosen by its declared type, read from
 information_schema (the binlog's own metadata does not say BINARY's width, nor which longtext is
 JSON). A FLOAT arrives as its exact 4-byte value widened to double (1.1 -> 1.100000023841858),
 which is what the snapshot reads too (CAST(f AS DOUBLE): the text protocol would print 6
@@ -19,7 +19,6 @@ source.zero_dates "null" both are None, as the snapshot's readers deliver them (
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from typing import Any
 
 from bson.int64 import Int64
 
+from migrator.adapters.json_values import JsonNumber, loads_numbers
 from migrator.adapters.mysql.values import ZeroDates, zero_date
 
 Convert = Callable[[Any], Any]
@@ -91,12 +91,14 @@ def _plain_json(value: Any) -> Any:
         return {_plain_json(k): _plain_json(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_plain_json(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and not -_INT64_MAX - 1 <= value <= _INT64_MAX:
+        return JsonNumber(value)  # a uint64 beyond int64, as the snapshot's reader gives it
     return value
 
 
 def _json(value: Any) -> Any:
     if isinstance(value, bytes | str):
-        return json.loads(value)
+        return loads_numbers(value)
     return _plain_json(value)
 
 

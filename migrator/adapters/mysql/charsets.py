@@ -1,7 +1,7 @@
-"""Text columns that cannot take back what a PostgreSQL target's text holds (docs/architecture.md,
-"Tables as collections"): reverse sync after cutover writes the application's target values into
-the source, and a char, varchar or text column in a character set other than utf8mb4 (latin1,
-utf8mb3, ascii, ...) cannot hold every character the target's column takes (strict mode refuses
+"""Text columns that cannot take back what the target's text holds (docs/architecture.md, "Tables
+as collections"): reverse sync after cutover writes the application's target values into the
+source, and a char, varchar or text column in a character set other than utf8mb4 (latin1, utf8mb3,
+ascii, ...) cannot hold every character a PostgreSQL text or a MongoDB string (any Unicode) takes (strict mode refuses
 the write, errno 1366, and stops reverse sync; without it MySQL stores '?'). `plan` refuses such a
 cutover, naming the column, with the ALTER that makes it utf8mb4 (a fix the database accepts).
 """
@@ -35,7 +35,7 @@ def charset_findings(inspector: MysqlInspector, read: Mapping[str, set[str]]) ->
                     Severity.FAIL,
                     f"{table}.{column}",
                     f"column {column} ({column_type}, character set {charset}) cannot hold every character "
-                    "the PostgreSQL target's text takes: reverse sync after cutover would fail on (or, "
+                    "the target takes (any Unicode): reverse sync after cutover would fail on (or, "
                     "outside strict mode, replace) a character the application writes there",
                     f"ALTER TABLE {quote_table(table)} MODIFY {quote_ident(str(column))} {column_type} "
                     f"CHARACTER SET utf8mb4 {null} (repeat its DEFAULT and COMMENT, if any), or cut over "

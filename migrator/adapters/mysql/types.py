@@ -107,8 +107,12 @@ NATIVE_TYPES: tuple[NativeType, ...] = (
     NativeType(
         ("json",),
         "json",
-        "as a PostgreSQL json value",
+        "as a PostgreSQL json value, its numbers exact (json_values.loads_numbers)",
         label="json (MariaDB: longtext with CHECK (json_valid(col)))",
+        note="parsed; object key order kept; a number is an int, a long, or a double where the double "
+        "prints back as the same number (1.5, 1.0, -0.0), else a decimal (Decimal128: "
+        "12345678901234567890123, 0.1000000000000000055511151231257827, 1e400); one beyond 34 "
+        "significant digits stops the run naming the document",
     ),
     NativeType(("enum",), "enum", "str, the label", kind="enum", label="enum(...)"),
     NativeType(

@@ -8,8 +8,9 @@ exact 4-byte value, which widening keeps), TIME as its text (PyMySQL would make 
 it), a SET as its text. In Python, per column: bigint as BSON's Int64 (the table says long, and
 a small int would otherwise be stored as int32), bigint unsigned beyond int64 as Decimal,
 TIMESTAMP as aware UTC (every connection sets time_zone '+00:00'), BIT as '0'/'1' text of its
-width, a SET as the list of its members, JSON parsed (what the PostgreSQL source hands the
-mapping for json: psycopg's loader parses it with json.loads, keeping key order).
+width, a SET as the list of its members, JSON parsed keeping key order, its numbers exact
+(json_values.loads_numbers: a fraction, an exponent or an integer beyond int64 as a JsonNumber,
+never a float that would round it).
 
 Zero dates ('0000-00-00', or a zero month or day) in date, datetime and timestamp columns: PyMySQL
 hands them as the server's text. The plan's source.zero_dates decides (docs/architecture.md, "Types
@@ -20,7 +21,6 @@ on the ones a table holds) stops the run at one written since, rather than store
 from __future__ import annotations
 
 import datetime
-import json
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, Literal
@@ -30,6 +30,7 @@ from bson.int64 import Int64
 from pymysql.constants import FIELD_TYPE
 
 from migrator.adapters.base import ColumnInfo
+from migrator.adapters.json_values import loads_numbers
 from migrator.errors import TerminalError
 
 Convert = Callable[[Any], Any]
@@ -90,7 +91,7 @@ def _utc(value: Any) -> Any:
 
 
 def _json(value: Any) -> Any:
-    return json.loads(value.decode("utf-8") if isinstance(value, bytes | bytearray) else value)
+    return loads_numbers(value.decode("utf-8") if isinstance(value, bytes | bytearray) else value)
 
 
 def _members(value: Any) -> list[str]:

@@ -59,7 +59,9 @@ TYPES: dict[str, TargetType] = {
     "json": TargetType(
         "jsonb",
         "parsed (MySQL's own JSON is binary too): key order, duplicate keys and whitespace not kept; "
-        "a JSON null arrives as NULL",
+        "a JSON null arrives as NULL; numbers with their digits (12345678901234567890123, "
+        "0.1000000000000000055511151231257827, 1e400: jsonb's numeric holds them), 1.0 kept, -0.0 "
+        "as 0.0 (the same number); verify compares them as numbers",
     ),
     "enum": TargetType("text", "the label; no CHECK, since MySQL keeps '' for a label it rejected"),
     "text[]": TargetType("text[]", "the members, in the set's definition order; '' is {}"),

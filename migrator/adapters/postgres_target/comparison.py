@@ -21,6 +21,10 @@ pair is compared through one normal form, each rule bound to a type table row:
   value equals the source's padded with blanks (MySQL cannot store a CHAR's trailing blanks).
   Only a value of a character(n) column: the reader gives those as `Padded`; a varchar or text
   value with blanks added is a different value.
+- json -> jsonb: a JSON number that no int64 holds, or with a fraction or an exponent, is read on
+  both sides as a JsonNumber (json_values.py) and compared as a number, as jsonb compares them
+  (jsonb keeps 1.0 but not -0.0's sign, and prints 1e400 with its 401 digits); against a float
+  (a PostgreSQL source reads JSON numbers as doubles) at a double's precision.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from typing import Any
 
 from bson.int64 import Int64
 
+from migrator.adapters.json_values import JsonNumber, same_number
 from migrator.adapters.postgres_target.rows import decode
 
 # MySQL's TIME text (values.py of the MySQL adapter reads TIME as text).
@@ -120,6 +125,8 @@ def _same_across(expected: Any, actual: Any) -> bool:
 
 def same_value(expected: Any, actual: Any) -> bool:
     """`expected` (the source's) and `actual` (this target's) are the same value."""
+    if isinstance(expected, JsonNumber) or isinstance(actual, JsonNumber):
+        return same_number(expected, actual)
     if isinstance(expected, dict) and isinstance(actual, dict):
         return expected.keys() == actual.keys() and all(same_value(v, actual[k]) for k, v in expected.items())
     if isinstance(expected, list | tuple) and isinstance(actual, list | tuple):

@@ -23,7 +23,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import set_json_loads
 
 from migrator.adapters.base import ColumnInfo, KeyOrder
-from migrator.adapters.json_values import loads_exact
+from migrator.adapters.json_values import loads_exact, loads_numbers
 from migrator.adapters.postgres.inspect import PostgresInspector
 from migrator.adapters.postgres.reading import (
     Int64Loader,
@@ -90,9 +90,9 @@ class TableReader:
             conn.execute(_READ_SETTINGS)
             with conn.cursor(row_factory=dict_row, binary=True) as cur:
                 cur.adapters.register_loader("int8", Int64Loader)
-                if not self._padding:
-                    # Written on by reverse sync: JSON numbers with their digits (json_values.py).
-                    set_json_loads(loads_exact, cur)
+                # JSON numbers with their digits (json_values.py): plain Decimals where written on
+                # by reverse sync, JsonNumbers, compared as numbers, for verify.
+                set_json_loads(loads_numbers if self._padding else loads_exact, cur)
                 return cur.execute(query, list(params)).fetchall()
 
         return self._connections.run(work)

@@ -9,6 +9,7 @@ copy): its columns with their types, and its primary key.
 from __future__ import annotations
 
 import functools
+import json
 import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from bson.decimal128 import Decimal128
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from migrator.adapters.json_values import json_text
 from migrator.errors import TargetError
 
 _JSON = frozenset({"json", "jsonb"})
@@ -101,6 +103,14 @@ class TargetTable:
         return _adapt(value, self.column(name))
 
 
+def _json_text(value: Any) -> str:
+    """A JSON value's text: json.dumps (in C) unless the value holds a Decimal, which it refuses."""
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except TypeError:
+        return json_text(value)
+
+
 def _adapt(value: Any, column: Column, *, element: bool = False) -> Any:
     if value is None:
         return None
@@ -112,7 +122,9 @@ def _adapt(value: Any, column: Column, *, element: bool = False) -> Any:
         # A list is the array; its elements are values of the element type (JSON ones too).
         return [_adapt(v, column, element=True) for v in value] if isinstance(value, list) else value
     if column.json:
-        return Jsonb(value)  # any JSON value: object, array, string, number, boolean
+        # Any JSON value: object, array, string, number, boolean; a Decimal (a JsonNumber) with
+        # its own digits, which jsonb keeps (json_values.py).
+        return Jsonb(value, dumps=_json_text)
     if isinstance(value, list):
         return [_adapt(v, column, element=True) for v in value]
     return value

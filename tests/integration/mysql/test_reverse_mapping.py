@@ -5,6 +5,7 @@ read back equal rows written by hand."""
 from __future__ import annotations
 
 import datetime
+import json
 from decimal import Decimal
 from pathlib import Path
 
@@ -85,3 +86,44 @@ def test_documents_go_back_through_the_inverse_mapping(mysql_url: str, tmp_path:
         (2, "two", datetime.datetime(2024, 5, 6, 7, 8, 9, 500000), "", 0, '[1, "x"]', 5),
     ]
     assert orders == [(100, 1, Decimal("7.50")), (200, 2, Decimal("0.10"))]
+
+
+def test_json_numbers_stored_as_decimal128_go_back_with_their_digits(mysql_url: str, tmp_path: Path) -> None:
+    """What the forward conversion stores as a Decimal128 (a JSON number no double prints back) is
+    written back as the same number: the source's JSON text, every number read as a Decimal."""
+    with connect(mysql_url) as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE customers (id INT PRIMARY KEY, prefs JSON)")
+        cur.execute("CREATE TABLE orders (id BIGINT PRIMARY KEY, customer_id INT)")
+    schema = database(mysql_url)
+    plan = load_plan(customers_plan(tmp_path / "plan.yaml", mysql_url, "key: id, order_by: id"))
+    numbers = [
+        Decimal128("12345678901234567890123"),
+        Decimal128("0.1000000000000000055511151231257827"),
+        Decimal128("1E+400"),
+        -0.0,
+        1.0,
+    ]
+    source = MysqlSource(mysql_url)
+    try:
+        info = source.inspect([f"{schema}.customers", f"{schema}.orders"])
+        inverse = inverses(resolve(plan.collections, info).collections)["customers"]
+        writer = source.reverse_writer("shop", "migrator_reverse_shop")
+        writer.setup()
+        try:
+            writer.apply([inverse.rows({"_id": 1, "prefs": {"n": numbers}, "orders": []})], None)
+        finally:
+            writer.close()
+    finally:
+        source.close()
+    with connect(mysql_url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT prefs FROM customers")
+        ((text,),) = cur.fetchall()
+    held = json.loads(text, parse_float=Decimal, parse_int=Decimal)["n"]
+    assert held == [
+        Decimal("12345678901234567890123"),
+        Decimal("0.1000000000000000055511151231257827"),
+        Decimal("1E+400"),
+        Decimal("0"),
+        Decimal("1"),
+    ]
+    assert held[3].is_signed() and str(held[4]) == "1.0"  # -0.0 and 1.0 as the document holds them

@@ -9,7 +9,6 @@ given out on the target. Then rollback to the start, and a run again copies clea
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -18,21 +17,13 @@ import pytest
 from migrator import api
 from tests.support.mariadb import connect, database
 from tests.support.mariadb_pg_app import ITEMS, App, source_params, source_rows, values
-from tests.support.servers import PgServer, create_pg_database, drop_pg_database, unique_name, with_database
 
 MARGIN = 100
 
 
 @pytest.fixture
-def urls(
-    mysql_url: str, pg_target_server: PgServer, request: pytest.FixtureRequest
-) -> Iterator[tuple[str, str]]:
-    dbname = unique_name(request.node.name, prefix="tgt")
-    create_pg_database(pg_target_server.url, dbname)
-    try:
-        yield mysql_url, with_database(pg_target_server.url, dbname)
-    finally:
-        drop_pg_database(pg_target_server.url, dbname)
+def urls(mariadb_pg_urls: tuple[str, str]) -> tuple[str, str]:
+    return mariadb_pg_urls
 
 
 def _plan(tmp_path: Path, source_url: str, target_url: str, switch: Path) -> Path:
