@@ -1,5 +1,5 @@
-"""Chunk boundaries of a large table from its key's statistics (docs/architecture.md, "After the
-copy" / "Splitting a table"): pg_stats' histogram bounds of a one-column key split the key space
+"""Chunk boundaries of a large table from its key's statistics (docs/architecture.md, "Undecoded
+copy", splitting a table): pg_stats' histogram bounds of a one-column key split the key space
 into ranges of about equal row counts, for the price of one catalog query instead of a pass over
 the key's index. A boundary only cuts the key space: the ranges (None, b1], (b1, b2], ...,
 (bn, None) hold every row whatever the statistics say, so a stale histogram makes chunks uneven,

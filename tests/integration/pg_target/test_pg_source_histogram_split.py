@@ -1,5 +1,5 @@
 """A large table with fresh statistics is cut into chunks at its key's histogram bounds
-(migrator/adapters/postgres/histogram.py; docs/architecture.md, "Splitting a table"): one catalog
+(migrator/adapters/postgres/histogram.py; docs/architecture.md, "Undecoded copy"): one catalog
 query instead of a walk over the key's index, and the ranges still hold every row of the snapshot,
 rows added since ANALYZE included. Stale statistics fall back to the walk's exact sizes.
 
