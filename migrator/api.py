@@ -14,27 +14,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from migrator.engine.events import EventSink
-from migrator.engine.throttle import ControlsResult, control_changes
-from migrator.operations.cutover import Switchover, SwitchoverOutcome
-from migrator.operations.dry_run import SAMPLE_ROWS, DryRunReport
-from migrator.operations.dry_run import dry_run as _dry_run
-from migrator.operations.rollback import RollbackResult, RollbackTo, Step, roll_back
-from migrator.operations.rollback_after_cutover import SwitchbackResult, SwitchbackStep
 from migrator.operations.run import RunOutcome, Until, ready_preflight
 from migrator.operations.session import Session
-from migrator.operations.status import StatusReport, gather
-from migrator.operations.throttle import throttle as _throttle
-from migrator.operations.verify import verify as _verify
-from migrator.operations.verify import verify_settings
 from migrator.phases.preflight import PreflightReport, run_preflight
-from migrator.phases.verify import VerifyReport
 from migrator.plan import Plan, load_plan, plan_json_schema
 from migrator.plan.loader import required_variables
-from migrator.runbook import build_runbook
 from migrator.state import STATE_ENV
 
+# Each command imports what it runs when it runs, so that `migrator run` does not load the
+# cutover, rollback, status or verify code (docs/architecture.md, "Start-up imports").
 if TYPE_CHECKING:
+    from migrator.engine.throttle import ControlsResult
+    from migrator.operations.cutover import SwitchoverOutcome
+    from migrator.operations.dry_run import DryRunReport
     from migrator.operations.init import InitResult
+    from migrator.operations.rollback import RollbackResult, RollbackTo, Step
+    from migrator.operations.rollback_after_cutover import SwitchbackResult, SwitchbackStep
+    from migrator.operations.status import StatusReport
+    from migrator.phases.verify import VerifyReport
 
 
 def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Plan:
@@ -93,16 +90,21 @@ def run(
 def dry_run(
     path: str | os.PathLike[str],
     *,
-    sample_rows: int = SAMPLE_ROWS,
+    sample_rows: int | None = None,
     env: Mapping[str, str] | None = None,
 ) -> DryRunReport:
     """What `run` would do, written nowhere (`migrator run --dry-run`): preflight, each phase's
     actions recorded by a recording executor, sample documents mapped from the first
     `sample_rows` source rows of each collection, key collisions among them, and an estimate of
     each phase's duration from the measured sample pace. Opens no state store and begins no run;
-    creates nothing on the source and no collection."""
+    creates nothing on the source and no collection. `sample_rows` None: SAMPLE_ROWS of
+    migrator/operations/dry_run.py."""
+    from migrator.operations.dry_run import SAMPLE_ROWS
+    from migrator.operations.dry_run import dry_run as _dry_run
+
+    rows = SAMPLE_ROWS if sample_rows is None else sample_rows
     with Session(path, env=env) as session:
-        return _dry_run(session.plan, *session.connect(), sample_rows=sample_rows)
+        return _dry_run(session.plan, *session.connect(), sample_rows=rows)
 
 
 def verify(
@@ -126,6 +128,9 @@ def verify(
     (documents not pinned down). With an active run, the report is kept in the state store for
     `status` and the cutover gate. `mode`/`sample` override the plan's verify settings; `repair`
     re-copies what differs."""
+    from migrator.operations.verify import verify as _verify
+    from migrator.operations.verify import verify_settings
+
     with Session(path, env=env, state=state, sinks=sinks) as session:
         settings = verify_settings(session, mode=mode, sample=sample)
         return _verify(session, settings, repair=repair, stop=stop)
@@ -145,6 +150,8 @@ def status(
     file. `live` reads the target's checkpoint and the source's slot; a database that cannot be
     reached is reported as such (`report.source.reachable`), never raised, and what the state
     store knows is still reported. `report.run` is None when the plan has no run."""
+    from migrator.operations.status import gather
+
     with Session(path, env=env, state=state) as session:
         explicit = state not in (None, "") or bool(os.environ.get(STATE_ENV))
         return gather(session.plan, session.state_path, history=history, live=live, explicit=explicit)
@@ -169,6 +176,8 @@ def rollback(
       back (after cutover, the switch back comes first).
     `preview` returns the steps without doing anything. Resumable: a rollback cut short is
     finished by calling it again."""
+    from migrator.operations.rollback import roll_back
+
     with Session(path, env=env, state=state, sinks=sinks) as session:
         return roll_back(session, to=to, force=force, preview=preview)
 
@@ -186,6 +195,8 @@ def cutover(
     marker, final check, flip, reverse sync, unfence; the freeze is measured. Runs CDC itself
     (stop a following `migrator run` first). `follow`: afterwards keep both directions flowing
     until `stop` is set; otherwise return once the writes the fence held reached the target."""
+    from migrator.operations.cutover import Switchover
+
     with Session(path, env=env, state=state, sinks=sinks) as session:
         session.open_run()
         return Switchover(session.runner(command="migrator cutover", stop=stop)).run(follow=follow)
@@ -204,6 +215,8 @@ def runbook(
     By default preflight runs against both databases, read-only, as `plan` runs it. `offline`
     contacts no database: values only the databases know read "(checked at run time)", and a
     URL whose ${VAR} is unset is shown as written instead of failing."""
+    from migrator.runbook import build_runbook
+
     if not offline:
         with Session(path, env=env) as session:
             report = run_preflight(session.plan, *session.connect())
@@ -235,6 +248,9 @@ def throttle(
     not planned yet); `max_lag` (seconds) overrides cdc.max_lag; `reset` drops every override
     first. A running `migrator run` applies it within phases.throttle.check_interval; one
     started later applies it from its start. The change is kept in the run's event log."""
+    from migrator.engine.throttle import control_changes
+    from migrator.operations.throttle import throttle as _throttle
+
     with Session(path, env=env, state=state) as session:
         changes = control_changes(pause=pause, chunk_rows=chunk_rows, max_lag=max_lag, reset=reset)
         return _throttle(session, changes)

@@ -19,7 +19,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from migrator.adapters.base import OwnerRecord, SourceAdapter, TargetAdapter
 from migrator.engine.context import RunContext
@@ -36,20 +36,23 @@ from migrator.engine.events import (
 )
 from migrator.engine.throttle import Throttler
 from migrator.errors import MigratorError, NoActiveRun, OwnedByAnotherRun, PreflightFailed, TerminalError
-from migrator.operations.follow import ReverseFollower, follow_cdc
-from migrator.phases.cdc import CdcPhase, CdcResult
-from migrator.phases.cutover import switched
 from migrator.phases.lag import mirror_fields
 from migrator.phases.preflight import PreflightReport, run_preflight
-from migrator.phases.reverse import ReverseSync
 from migrator.phases.snapshot import SnapshotPhase, SnapshotResult
-from migrator.phases.verify import Verifier, VerifyReport, key_types_of
 from migrator.plan import exclusions
 from migrator.plan.models import Collection, Plan
 from migrator.plan.names import legacy_slot_name, publication_name, slot_name
 from migrator.state import new_run_id
 from migrator.state.labels import CdcLabel, SnapshotLabel
 from migrator.state.store import RunRecord, StateStore
+
+# CDC, reverse sync and verify are imported where a run goes on to them, so that a run that
+# stops after the snapshot loads only what it runs (docs/architecture.md, "Start-up imports").
+if TYPE_CHECKING:
+    from migrator.operations.follow import ReverseFollower
+    from migrator.phases.cdc import CdcResult
+    from migrator.phases.reverse import ReverseSync
+    from migrator.phases.verify import VerifyReport
 
 Until = Literal["snapshot", "caught-up", "verified", "stopped"]
 PHASES: tuple[str, ...] = ("snapshot", "cdc")
@@ -230,6 +233,9 @@ class Runner:
                 "snapshot", SnapshotPhase(ctx, self.stop_event).run, resumed
             )
         if not interrupted and until != "snapshot":
+            from migrator.operations.follow import ReverseFollower
+            from migrator.phases.cdc import CdcPhase
+
             reverse = self._reverse_after_cutover(ctx)
             follower: ReverseFollower | None = None
             if reverse is not None and until == "stopped":
@@ -263,6 +269,9 @@ class Runner:
     def _verify_live(self, ctx: RunContext, resumed: bool) -> tuple[VerifyReport, bool]:
         """The verify phase: a verify pass while CDC goes on following (on a thread): the pass
         waits for CDC to apply its markers, so that it compares each range at a known position."""
+        from migrator.operations.follow import follow_cdc
+        from migrator.phases.verify import Verifier, key_types_of
+
         follower = follow_cdc(ctx, self._run_phase)
 
         def verify() -> VerifyReport:
@@ -295,6 +304,9 @@ class Runner:
         still carries a late write that reached the source), so that the source stays a
         complete fallback. None before cutover, after a rollback flipped the switch back, or
         for a one-way cutover (reverse_sync: false)."""
+        from migrator.phases.cutover import switched
+        from migrator.phases.reverse import ReverseSync
+
         if not switched(self.store, ctx.run.id) or not self.plan.phases.cutover.reverse_sync:
             return None
         self.events.emit(

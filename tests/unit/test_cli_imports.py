@@ -34,3 +34,32 @@ def test_the_library_entry_imports_no_driver_until_a_plan_names_one() -> None:
     assert _loaded_by(
         "from migrator.adapters.registry import vocabulary_for; vocabulary_for('postgres')"
     ) == ["psycopg"]
+
+
+def _migrator_modules_after(statement: str) -> set[str]:
+    code = f"{statement}\nimport json, sys\nprint(json.dumps(sorted(m for m in sys.modules if m.startswith('migrator'))))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return set(json.loads(out.stdout))
+
+
+def test_the_library_entry_loads_only_what_a_snapshot_run_runs() -> None:
+    # A run's start pays for every module it loads: `import migrator.api` and the Runner hold the
+    # snapshot's code, not the other commands' nor CDC's (docs/architecture.md, "Start-up imports").
+    loaded = _migrator_modules_after("import migrator.api")
+    assert {"migrator.operations.run", "migrator.operations.session", "migrator.phases.snapshot"} <= loaded
+    not_run = {
+        "migrator.operations.cutover",
+        "migrator.operations.follow",
+        "migrator.operations.rollback",
+        "migrator.operations.rollback_after_cutover",
+        "migrator.operations.status",
+        "migrator.operations.verify",
+        "migrator.operations.dry_run",
+        "migrator.phases.cdc",
+        "migrator.phases.reverse",
+        "migrator.phases.verify",
+        "migrator.phases.cutover",
+        "migrator.runbook",
+    }
+    assert sorted(loaded & not_run) == []

@@ -20,6 +20,7 @@ from migrator.adapters.base import LevelRead
 from migrator.adapters.postgres import copy_out
 from migrator.adapters.postgres.connection import PgEndpoint
 from migrator.adapters.postgres.errors import classify
+from migrator.adapters.postgres.histogram import histogram_boundaries
 from migrator.adapters.postgres.inspect import PostgresInspector, split_table, table_identifier
 from migrator.adapters.postgres.publication import (
     PARTITIONED_SERVER_VERSION,
@@ -137,11 +138,24 @@ class Coordinator:
     def key_boundaries(
         self, table: str, key: Sequence[str], key_types: Sequence[str], every: int
     ) -> list[list[str]]:
-        """Keys (as text) that split `table` into ranges of about `every` rows, read in the snapshot.
+        """Keys (as text) that split `table` into ranges of about `every` rows.
 
-        A keyset walk over the key's index: exact sizes whatever the key's type or
-        distribution, at the cost of one index-only pass.
+        A large table with a one-column key and fresh statistics is cut at its histogram's
+        bounds (histogram.py: one catalog query; sizes as even as the statistics); any other by a
+        keyset walk over the key's index, read in the snapshot: exact sizes whatever the key's
+        type or distribution, at the cost of one index-only pass. Either way the ranges hold
+        every row of the snapshot (a boundary only cuts the key space).
         """
+        if len(key) == 1:
+            try:
+                estimated = histogram_boundaries(self._conn, table, key[0], key_types[0], every)
+            except psycopg.Error as exc:
+                raise classify(exc, self._endpoint.name, self._endpoint.secrets) from None
+            if estimated is not None:
+                return estimated
+        return self._walk(table, key, key_types, every)
+
+    def _walk(self, table: str, key: Sequence[str], key_types: Sequence[str], every: int) -> list[list[str]]:
         # Qualified, so that ORDER BY sorts by the key column and not by the same-named
         # ::text output column (text order: '10' < '9', which made chunks uneven).
         cols = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(k)) for k in key)

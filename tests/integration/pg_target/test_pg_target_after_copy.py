@@ -8,8 +8,12 @@ The expectation is the source's catalog, read with plain psycopg on both sides."
 
 from __future__ import annotations
 
+import pytest
+
 from migrator import api
+from migrator.adapters.postgres_target import PostgresTarget
 from migrator.engine.events import SchemaObjectBuilt
+from migrator.errors import TargetError
 from tests.support.pg_target import PgToPg
 
 SCHEMA = (
@@ -81,3 +85,29 @@ def test_indexes_and_constraints_are_built_after_the_copy_once_and_cdc_applies_w
     for table in ("parent", "child"):
         query = f"SELECT t::text FROM {table} t ORDER BY id"
         assert pg2pg.target_rows(query) == pg2pg.source_rows(query), table
+
+
+def test_a_foreign_key_left_not_valid_is_validated_and_its_validation_reads_the_rows(
+    pg2pg: PgToPg,
+) -> None:
+    # A foreign key is added NOT VALID, then validated (postgres_target/post_copy.py): a run
+    # stopped between the two finds it not valid, and the build validates it, reading the rows.
+    pg2pg.source(*SCHEMA)
+    report = api.plan(pg2pg.plan(TABLES, phases="snapshot: {parallel: 2}"), env=pg2pg.env)
+    fkey = next(s for s in report.post_copy.statements if s.name == "child_parent_id_fkey")
+    target = PostgresTarget(pg2pg.target_url)
+    valid = "SELECT convalidated FROM pg_constraint WHERE conname = 'child_parent_id_fkey'"
+    pg2pg.target(
+        "CREATE TABLE public.parent (id int PRIMARY KEY)",
+        "CREATE TABLE public.child (id int PRIMARY KEY, parent_id int NOT NULL)",
+        "INSERT INTO parent VALUES (1)",
+        "INSERT INTO child VALUES (1, 1), (2, 7)",  # 7: no such parent
+        f"{fkey.sql} NOT VALID",
+    )
+    with pytest.raises(TargetError):
+        target.build_post_copy(fkey)
+    assert pg2pg.target_rows(valid) == [(False,)]
+    pg2pg.target("INSERT INTO parent VALUES (7)")
+    assert target.build_post_copy(fkey) is True
+    assert pg2pg.target_rows(valid) == [(True,)]
+    assert target.build_post_copy(fkey) is False  # valid: nothing to do
