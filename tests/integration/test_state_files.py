@@ -18,7 +18,7 @@ from migrator.cli.main import cli
 from migrator.errors import MigratorError, PreflightFailed, RunInUse
 from migrator.state import SQLiteStateStore
 from tests.support.docs import Migration
-from tests.support.shop import SCHEMA, plan
+from tests.support.shop import COLLECTIONS, SCHEMA, plan
 
 
 @pytest.fixture
@@ -51,7 +51,13 @@ def test_a_run_refused_at_preflight_leaves_no_state_file(mig: Migration, state_d
 
 
 def test_commands_that_find_a_run_create_no_state_file(mig: Migration, state_dir: Path) -> None:
-    plan_file = plan(mig, "no-run")
+    # A switch, so that cutover gets as far as looking for the run (without one it is refused first).
+    plan_file = mig.plan(
+        COLLECTIONS,
+        name="no-run",
+        phases=f"verify: {{chunk_rows: 100}}\ncdc: {{heartbeat_interval: 1s}}\n"
+        f"cutover: {{switch: {{kind: file, path: {state_dir.parent / 'routing'}}}}}",
+    )
     state = state_dir / "no-run.db"
     report = api.verify(plan_file, state=state, env=mig.env)  # verify works without a run
     assert report.verdict == "different"  # nothing was copied: every document is missing
