@@ -25,8 +25,11 @@ from tests.support.servers import ExternalServer, MongoServer
 from tests.support.shop import SCHEMA
 
 # Killed once the step's event is out (the step done and recorded): one chain up to the recheck,
-# then one cutover for each later step.
-STEPS = ("verify", *ROLLBACK_STEPS)
+# then one cutover for each later step. 'sequences' does nothing on a MongoDB target (no
+# sequences) and is over within milliseconds of the recheck, so a kill meant for the recheck may
+# land past it: it is left out here; a PostgreSQL target's sequences are killed at in
+# conformance/test_conformance_pg_target_kill.py.
+STEPS = ("verify", *(step for step in ROLLBACK_STEPS if step != "sequences"))
 FLIPPING = STEPS.index("flipping")
 CHAINS = [STEPS[:FLIPPING], *((step,) for step in STEPS[FLIPPING:])]
 
