@@ -13,7 +13,7 @@ from migrator.adapters.base import TargetWriteFence
 from migrator.engine.context import RunContext
 from migrator.engine.switch import RoutingSwitch
 from migrator.errors import MigratorError
-from migrator.mapping.affected import Affected
+from migrator.mapping.affected import Affected, DocumentId
 from migrator.operations.follow import CdcFollower
 from migrator.operations.rollback_after_cutover.crash import kill_point
 from migrator.operations.rollback_after_cutover.drain import forward_marker
@@ -229,7 +229,7 @@ class Attempts:
         if differing:
             raise CheckFailed(
                 f"{checked.differing} of {checked.documents} document(s) differ between source and "
-                "target at rest",
+                f"target at rest ({_named(differing)})",
                 hint="the target stays primary and its fence is lifted; `migrator verify --json` "
                 "shows what differs",
             )
@@ -246,6 +246,12 @@ class Attempts:
 
     def _forecast(self, refs: list[Affected], drain: float) -> Forecast:
         return forecast(self.rate, len(refs), drain, self.settings.max_write_freeze)
+
+
+def _named(refs: list[Affected], most: int = 5) -> str:
+    """The first documents of `refs` as an operator looks them up (`migrator verify --json` has the rest)."""
+    names = [f"{r.collection} {r.id!r}" if isinstance(r, DocumentId) else r.collection for r in refs[:most]]
+    return ", ".join(names) + (f" and {len(refs) - most} more" if len(refs) > most else "")
 
 
 class Abandoned(Exception):
