@@ -7,6 +7,8 @@ through here first.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import quote
 
 from migrator.connstr import MASK, SECRET_PARAMS, MalformedConnection, parse
@@ -71,3 +73,17 @@ def url_passwords(*urls: str) -> tuple[str, ...]:
 _NOT_SECRETS = frozenset(
     {"postgresql", "postgres", "mongodb", "mongodb+srv", "host", "port", "user", "dbname"}
 )
+
+
+def redact_tree(value: Any, secrets: tuple[str, ...] = ()) -> Any:
+    """`value` (JSON-like: mappings, lists, scalars) with every string and key through
+    `redact_text`: what log lines and the dashboard's API hand out."""
+    if isinstance(value, str):
+        return redact_text(value, secrets)
+    if isinstance(value, Mapping):
+        return {redact_text(str(k), secrets): redact_tree(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_tree(v, secrets) for v in value]
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return redact_text(str(value), secrets)

@@ -22,7 +22,7 @@ from typing import Any, Literal, TextIO
 
 from migrator.engine.events import BatchLimitChanged, ErrorRaised, Event, Notice
 from migrator.errors import MigratorError
-from migrator.redact import redact_text
+from migrator.redact import redact_tree
 from migrator.timestamps import utc_text
 
 LogFormat = Literal["json", "text"]
@@ -111,15 +111,7 @@ class LogLines:
             stream.flush()
 
     def _clean(self, value: Any) -> Any:
-        if isinstance(value, str):
-            return redact_text(value, self._secrets)
-        if isinstance(value, Mapping):
-            return {redact_text(str(k), self._secrets): self._clean(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [self._clean(v) for v in value]
-        if value is None or isinstance(value, bool | int | float):
-            return value
-        return redact_text(str(value), self._secrets)
+        return redact_tree(value, self._secrets)
 
     @staticmethod
     def _text_value(value: Any) -> str:

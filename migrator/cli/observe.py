@@ -93,11 +93,13 @@ class Observed:
         from migrator.cli.dashboard.server import DashboardServer
 
         self.live = LiveState(self.command)
-        phases = api.load(self.plan_file).phases
+        plan = api.load(self.plan_file)
+        phases = plan.phases
         self.live.set_budgets(
             phases.cdc.max_lag, phases.cdc.max_retained_wal, phases.cutover.max_write_freeze
         )
-        self.dashboard = DashboardServer(self.live, port, self.metrics_addr)
+        secrets = url_passwords(plan.source.url.get_secret_value(), plan.target.url.get_secret_value())
+        self.dashboard = DashboardServer(self.live, port, self.metrics_addr, secrets)
         if self.log is not None:
             self.log.write("info", "dashboard.serving", {"url": self.dashboard.url})
         else:

@@ -69,6 +69,26 @@ def test_the_page_embeds_the_progress_safely_and_names_its_files(served: tuple[L
         assert _get(url + "static/" + name)[2] == (STATIC / name).read_bytes()
 
 
+def test_no_password_reaches_the_api_or_the_page() -> None:
+    state = LiveState("run")
+    state.emit(
+        ErrorRaised(
+            "cdc",
+            "SourceError",
+            "connection to postgresql://app:Hunter2pw@db:5432/shop failed; pw s3cr3t!",
+            False,
+        )
+    )
+    with DashboardServer(state, 0, secrets=("s3cr3t!",)) as server:
+        api_body = _get(server.url + "api/v1/progress")[2].decode()
+        page = _get(server.url)[2].decode()
+    for text in (api_body, page):
+        assert "Hunter2pw" not in text and "s3cr3t!" not in text
+        assert "postgresql://app:" in text  # the message is there, its secrets masked
+    message = json.loads(api_body)["messages"][0]["message"]
+    assert message.startswith("connection to postgresql://app:") and "db:5432/shop" in message
+
+
 def test_static_files_only_from_the_package_and_404_otherwise(served: tuple[LiveState, str]) -> None:
     _, url = served
     status, kind, body = _get(url + "static/uPlot.iife.min.js")

@@ -19,6 +19,7 @@ from typing import Any
 
 from migrator.engine.live_state import LiveState
 from migrator.errors import TerminalError
+from migrator.redact import redact_tree
 
 PROGRESS_PATH = "/api/v1/progress"
 _TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html", ".LICENSE": "text/plain"}
@@ -50,7 +51,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, *, head: bool) -> None:
         path = self.path.split("?", 1)[0]
         if path == PROGRESS_PATH:
-            body = json.dumps(self.server.state.progress(), default=str).encode()
+            body = json.dumps(self.server.progress()).encode()
             self._send(HTTPStatus.OK, "application/json", body, head)
         elif path in ("/", "/index.html"):
             self._send(HTTPStatus.OK, _content_type(".html"), self._page(), head)
@@ -62,7 +63,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _page(self) -> bytes:
         page = (_static("index.html") or b"").decode()
         # `</` cannot close the script element from inside the embedded JSON.
-        initial = json.dumps(self.server.state.progress(), default=str).replace("</", "<\\/")
+        initial = json.dumps(self.server.progress()).replace("</", "<\\/")
         return page.replace(_INITIAL, initial).encode()
 
     def _send(self, status: HTTPStatus, content_type: str, body: bytes, head: bool) -> None:
@@ -82,19 +83,27 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], state: LiveState) -> None:
+    def __init__(self, address: tuple[str, int], state: LiveState, secrets: tuple[str, ...]) -> None:
         self.state = state
+        self.secrets = secrets
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
+
+    def progress(self) -> Any:
+        """The state as the API hands it out: redacted as log lines are (a driver's message may
+        echo a password), the plan's passwords masked as literals too."""
+        return redact_tree(self.state.progress(), self.secrets)
 
 
 class DashboardServer:
     """Serves `state` at http://ADDR:PORT/ on a daemon thread until `close()`."""
 
-    def __init__(self, state: LiveState, port: int, addr: str = "127.0.0.1") -> None:
+    def __init__(
+        self, state: LiveState, port: int, addr: str = "127.0.0.1", secrets: tuple[str, ...] = ()
+    ) -> None:
         try:
-            self._server = _Server((addr, port), state)
+            self._server = _Server((addr, port), state, secrets)
         except OSError as exc:
             raise TerminalError(
                 f"cannot serve the dashboard on {addr}:{port}: {exc.strerror or exc}",
