@@ -43,6 +43,7 @@ from migrator.adapters.postgres.reading import key_text
 from migrator.adapters.postgres.replication import PollingStream, ReplicationStream, SlotMonitor
 from migrator.adapters.postgres.reverse_writer import ReverseWriter, stored_checkpoint
 from migrator.adapters.postgres.routing import routing_value, write_routing_row
+from migrator.adapters.postgres.run_privileges import run_privilege_findings
 from migrator.adapters.postgres.schema_watch import SchemaWatch
 from migrator.adapters.postgres.secondary import read_objects
 from migrator.adapters.postgres.sequences import sequence_values, set_sequences
@@ -350,5 +351,8 @@ class PostgresSource:
         needs: CutoverNeeds = _PLAN_DEFAULTS,
     ) -> list[Finding]:
         """The source-feature matrix: how each mapped table's schema features meet logical
-        replication; triggers, which matter only to reverse sync, only where the plan keeps it."""
-        return source_features(info, collections, read, reverse_sync=needs.reverse_sync)
+        replication; triggers, which matter only to reverse sync, only where the plan keeps it;
+        the privileges reverse sync and rollback after cutover write with (run_privileges.py)."""
+        return source_features(
+            info, collections, read, reverse_sync=needs.reverse_sync
+        ) + run_privilege_findings(info, read, needs)
