@@ -28,7 +28,7 @@ from migrator.adapters.base import (
 )
 from migrator.adapters.postgres import copy_out, server_checks
 from migrator.adapters.postgres.checksums import SourceChecksums
-from migrator.adapters.postgres.connection import PgEndpoint
+from migrator.adapters.postgres.connection import READ_TIMEOUT_S, PgEndpoint
 from migrator.adapters.postgres.errors import classify
 from migrator.adapters.postgres.features import source_features
 from migrator.adapters.postgres.fence import LockFence
@@ -94,9 +94,12 @@ class PostgresSource:
         """The runbook's checklist of this source (prerequisites.py)."""
         return _prerequisites(plan_name, tables, info)
 
-    def __init__(self, url: str, *, statement_timeout_ms: int = 60_000) -> None:
+    def __init__(
+        self, url: str, *, statement_timeout_ms: int = 60_000, read_timeout_s: float = READ_TIMEOUT_S
+    ) -> None:
         self.endpoint = PgEndpoint(url)
         self._statement_timeout_ms = statement_timeout_ms
+        self._read_timeout_s = read_timeout_s
         self._conn: psycopg.Connection[Any] | None = None
 
     @property
@@ -301,7 +304,7 @@ class PostgresSource:
 
     def snapshot_reader(self, snapshot_name: str) -> SnapshotReader:
         """A copy worker's reader inside the exported snapshot `snapshot_name`."""
-        return SnapshotReader(self.endpoint, snapshot_name)
+        return SnapshotReader(self.endpoint, snapshot_name, read_timeout_s=self._read_timeout_s)
 
     def table_shapes(self, tables: Sequence[str], snapshot_name: str | None = None) -> dict[str, Any]:
         """The tables' shape (as JSON) that CDC checks DDL against, read in `snapshot_name` (or now)."""
