@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,17 @@ def result_line(out: str) -> dict[str, Any]:
             if data.get("event") == "result":
                 return dict(data)
     raise SystemExit(f"no result line in the command's output:\n{out[-3000:]}")
+
+
+def phase_seconds(out: str, phase: str) -> float:
+    """From `phase`'s phase.started to its phase.finished event in a run's --json output."""
+    times: dict[str, datetime] = {}
+    for line in out.splitlines():
+        if line.startswith("{"):
+            event = json.loads(line)
+            if event.get("event") in ("phase.started", "phase.finished") and event.get("phase") == phase:
+                times[event["event"]] = datetime.fromisoformat(event["ts"].replace("Z", "+00:00"))
+    return (times["phase.finished"] - times["phase.started"]).total_seconds()
 
 
 def target_scan_seconds(mongo_url: str, collection: str) -> float:
@@ -112,12 +124,13 @@ def postgres_case(
             )
         )
         state = str(work / f"{name}.db")
-        copy_s, _ = timed(
+        copy_s, run_out = timed(
             [MIGRATOR, "run", str(plan), "--until", "snapshot", "--state", state, "--json"],
             env,
             work / f"{name}-run.log",
         )
         copy_load = os.getloadavg()[0]  # the machine's load at the end of each timed command
+        copy_phase_s = phase_seconds(run_out, "snapshot")
         results = []
         for case, extra in (("pg checksums", []), ("pg row-by-row", ["--mode", "sample", "--sample", "1"])):
             verify_s, out = timed(
@@ -141,6 +154,11 @@ def postgres_case(
                 "copy_rows_per_s": round(rows / copy_s),
                 "verify_rows_per_s": round(rows / verify_s),
                 "ratio": round(copy_s / verify_s, 3),
+                # The phases alone (no process start, plan, connections): the snapshot phase's
+                # events, verify's own report.
+                "copy_phase_seconds": round(copy_phase_s, 2),
+                "verify_phase_seconds": report["seconds"],
+                "phase_ratio": round(copy_phase_s / report["seconds"], 3),
                 "hashed_ranges": report.get("hashed_ranges"),
                 "ranges": report.get("ranges"),
                 "copy_load": round(copy_load, 2),
@@ -149,7 +167,8 @@ def postgres_case(
             results.append(entry)
             print(
                 f"  {case:<13} {entry['table_mb']} MB  copy {copy_s:6.1f} s  verify {verify_s:6.1f} s  "
-                f"ratio {entry['ratio']:.2f}  ({entry['hashed_ranges']}/{entry['ranges']} ranges hashed)  "
+                f"ratio {entry['ratio']:.2f}  (phases {copy_phase_s:.1f} s / {report['seconds']:.1f} s: "
+                f"{entry['phase_ratio']:.2f})  ({entry['hashed_ranges']}/{entry['ranges']} ranges hashed)  "
                 f"load {entry['copy_load']:.1f} / {entry['verify_load']:.1f}",
                 flush=True,
             )
