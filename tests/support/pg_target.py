@@ -91,6 +91,13 @@ class PgToPg:
         path.write_text(text)
         return path
 
+    def cutover_plan(self, tables: str, *, name: str) -> tuple[Path, Path]:
+        """A plan that cuts over through a routing file (with reverse sync, a 5 s freeze at most):
+        the plan's path and the routing file's."""
+        switch = self.tmp_path / "routing"
+        phases = f"cutover: {{max_write_freeze: 5s, switch: {{kind: file, path: '{switch}'}}}}"
+        return self.plan(tables, name=name, phases=phases), switch
+
     def run(self, plan: Path, until: Until = "snapshot") -> tuple[RunOutcome, Collector]:
         collector = Collector()
         outcome = api.run(plan, until=until, state=self.state_path, sinks=[collector], env=self.env)

@@ -61,12 +61,7 @@ def _findings(plan: Path, env: dict[str, str]) -> list[Finding]:
 def test_revoked_writes_and_sequence_update_fail_plan_and_their_fixes_let_rollback_set_it(
     pg2pg: PgToPg, role: str
 ) -> None:
-    switch = pg2pg.tmp_path / "routing"
-    plan = pg2pg.plan(
-        "- {from: public.items}",
-        name="srcprivs",
-        phases=f"cutover: {{max_write_freeze: 5s, switch: {{kind: file, path: '{switch}'}}}}",
-    )
+    plan, switch = pg2pg.cutover_plan("- {from: public.items}", name="srcprivs")
     env = {**pg2pg.env, "MIGRATOR_SOURCE_URL": as_role(pg2pg.source_url, role)}
 
     failed = _findings(plan, env)

@@ -43,12 +43,7 @@ def _findings(plan: Path, env: dict[str, str]) -> list[Finding]:
 def test_each_missing_target_privilege_fails_plan_and_its_fix_makes_it_pass(pg2pg: PgToPg, role: str) -> None:
     pg2pg.source(TABLE, "INSERT INTO items SELECT g, 'i' || g FROM generate_series(1, 5) g")
     pg2pg.target(TABLE)  # made beforehand by another role (the superuser): the plan's role must own it
-    switch = pg2pg.tmp_path / "routing"
-    plan = pg2pg.plan(
-        "- {from: public.items}",
-        name="privs",
-        phases=f"cutover: {{max_write_freeze: 5s, switch: {{kind: file, path: '{switch}'}}}}",
-    )
+    plan, switch = pg2pg.cutover_plan("- {from: public.items}", name="privs")
     env = {**pg2pg.env, "MIGRATOR_TARGET_URL": as_role(pg2pg.target_url, role)}
     database = pg2pg.target_database
 
