@@ -174,6 +174,17 @@ class TriggerInfo:
 
 
 @dataclass(frozen=True)
+class SequenceGrant:
+    """A sequence that gives out a column's values (a serial's or an identity's), with what the
+    plan's role lacks of what rollback after cutover does to it: read its last value (SELECT or
+    USAGE) and setval it (UPDATE)."""
+
+    column: str
+    sequence: str  # schema-qualified and quoted, as format('%I.%I') gives it
+    missing: tuple[str, ...]  # 'SELECT', 'UPDATE'; () when the role has both
+
+
+@dataclass(frozen=True)
 class TableInfo:
     name: str  # schema.table
     columns: tuple[ColumnInfo, ...]
@@ -203,6 +214,10 @@ class TableInfo:
     # publication refuses the table or (a partition) its changes are never sent.
     unlogged: tuple[str, ...] = ()
     triggers: tuple[TriggerInfo, ...] = ()
+    # What reverse sync and rollback after cutover write to the table, as far as the plan's role
+    # lacks it (a PostgreSQL source): of INSERT, UPDATE, DELETE on it, and its columns' sequences.
+    write_denied: tuple[str, ...] = ()
+    sequences: tuple[SequenceGrant, ...] = ()
 
     def column(self, name: str) -> ColumnInfo | None:
         return next((c for c in self.columns if c.name == name), None)
@@ -223,6 +238,9 @@ class SourceServerInfo:
     existing_slots: tuple[str, ...]
     existing_publications: tuple[str, ...]
     database: str = ""  # current_database()
+    # The replication origin functions reverse sync calls on a PostgreSQL source that the role may
+    # not execute (PostgreSQL grants them to superusers only).
+    origin_functions_denied: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
