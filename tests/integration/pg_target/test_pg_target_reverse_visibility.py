@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -32,11 +33,31 @@ from migrator.adapters.postgres_target.reverse import OpenFeed, PgReverseFeed
 from tests.support.servers import PgServer
 
 TABLE = "public.items"
+PLAN = "visibility"
 SCHEMA = (
     "CREATE TABLE public.items (id integer PRIMARY KEY, name text)",
     "INSERT INTO items VALUES (1, 'before'), (2, 'two')",
 )
 TIMEOUT_S = 60.0
+
+
+@dataclass
+class Items:
+    url: str
+    target: PostgresTarget
+    feed: PgReverseFeed
+    start: dict[str, Any]  # the feed's position before the test's writes
+
+
+@pytest.fixture
+def items(pg_cluster_factory: Callable[..., PgServer]) -> Iterator[Items]:
+    """A target cluster of the test's own (one test changes a server setting) with `items` and
+    reverse sync's feed on it."""
+    url = pg_cluster_factory().url
+    _execute(url, *SCHEMA)
+    with PostgresTarget(url) as target:
+        feed = target.change_stream(PLAN, [TABLE], max_await_ms=100)
+        yield Items(url, target, feed, dict(feed.position_now()))
 
 
 def _execute(url: str, *statements: str) -> None:
@@ -109,80 +130,70 @@ def _read_until(stream: OpenFeed, feed: PgReverseFeed, done: Callable[[], bool])
     return read
 
 
-def test_a_commit_decoded_before_the_target_shows_it_is_handed_over_once_it_does(
-    pg_cluster_factory: Callable[..., PgServer],
-) -> None:
-    url = pg_cluster_factory().url
-    _execute(url, *SCHEMA)
-    with PostgresTarget(url) as target:
-        feed = target.change_stream("visibility", [TABLE], max_await_ms=100)
-        start = dict(feed.position_now())
-        app = threading.Thread(
-            target=_execute, args=(url, "UPDATE items SET name = 'after' WHERE id = 1"), daemon=True
+def test_a_commit_decoded_before_the_target_shows_it_is_handed_over_once_it_does(items: Items) -> None:
+    url, feed = items.url, items.feed
+    app = threading.Thread(
+        target=_execute, args=(url, "UPDATE items SET name = 'after' WHERE id = 1"), daemon=True
+    )
+    with feed.follow(items.start) as stream, _commits_wait_for_a_standby(url) as release:
+        app.start()
+        _wait_for(
+            "the application's commit to wait for the standby",
+            lambda: _one(url, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'") == 1,
         )
-        with feed.follow(start) as stream, _commits_wait_for_a_standby(url) as release:
-            app.start()
-            _wait_for(
-                "the application's commit to wait for the standby",
-                lambda: _one(url, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'") == 1,
-            )
-            # Committed in the WAL, not shown: another session reads the row before it.
-            assert _one(url, "SELECT name FROM items WHERE id = 1") == "before"
-            marker = _marker(url, feed)
-            # The feed has decoded the update and the marker after it ...
-            held = _read_until(stream, feed, lambda: stream.marker_seen >= marker)
-            # ... and hands over neither while the target does not show the update; a marker
-            # behind it is not reached (reverse sync's caught-up waits on in_transaction).
-            assert held == {}
-            assert stream.in_transaction
-            assert stream.waiting == 2
-            release()
-            app.join(TIMEOUT_S)
-            assert not app.is_alive()
-            shown = _read_until(stream, feed, lambda: not stream.in_transaction)
+        # Committed in the WAL, not shown: another session reads the row before it.
+        assert _one(url, "SELECT name FROM items WHERE id = 1") == "before"
+        marker = _marker(url, feed)
+        # The feed has decoded the update and the marker after it ...
+        held = _read_until(stream, feed, lambda: stream.marker_seen >= marker)
+        # ... and hands over neither while the target does not show the update; a marker
+        # behind it is not reached (reverse sync's caught-up waits on in_transaction).
+        assert held == {}
+        assert stream.in_transaction
+        assert stream.waiting == 2
+        release()
+        app.join(TIMEOUT_S)
+        assert not app.is_alive()
+        shown = _read_until(stream, feed, lambda: not stream.in_transaction)
     assert shown == {1: "after"}
 
 
 def test_the_fence_waits_for_a_writer_in_flight_and_refuses_a_transaction_that_writes_after_it(
-    pg_cluster_factory: Callable[..., PgServer],
+    items: Items,
 ) -> None:
-    url = pg_cluster_factory().url
-    _execute(url, *SCHEMA)
-    with PostgresTarget(url) as target:
-        feed = target.change_stream("visibility", [TABLE], max_await_ms=100)
-        start = dict(feed.position_now())
-        fence = target.write_fence([TABLE], "visibility")
-        with psycopg.connect(url) as in_flight, psycopg.connect(url) as late:
-            in_flight.execute("UPDATE items SET name = 'in flight' WHERE id = 1")  # holds the table
-            late.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            assert late.execute("SELECT name FROM items WHERE id = 2").fetchone() == ("two",)
-            engaging = threading.Thread(target=fence.engage, daemon=True)
-            engaging.start()
-            writer = in_flight.info.backend_pid
-            _wait_for(
-                "the fence to wait for the writer in flight",
-                lambda: (
-                    _one(
-                        url,
-                        "SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
-                        [writer],
-                    )
-                    == 1
-                ),
-            )
-            in_flight.commit()
-            engaging.join(TIMEOUT_S)
-            assert not engaging.is_alive() and fence.engaged_at is not None
-            # Began before the fence, writes after it: refused.
-            with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
-                late.execute("UPDATE items SET name = 'late' WHERE id = 2")
-        try:
-            marker = feed.write_marker()
-            with feed.follow(start) as stream:
-                read = _read_until(
-                    stream, feed, lambda: stream.marker_seen >= marker and not stream.in_transaction
+    url, feed = items.url, items.feed
+    fence = items.target.write_fence([TABLE], PLAN)
+    with psycopg.connect(url) as in_flight, psycopg.connect(url) as late:
+        in_flight.execute("UPDATE items SET name = 'in flight' WHERE id = 1")  # holds the table
+        late.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        assert late.execute("SELECT name FROM items WHERE id = 2").fetchone() == ("two",)
+        engaging = threading.Thread(target=fence.engage, daemon=True)
+        engaging.start()
+        writer = in_flight.info.backend_pid
+        _wait_for(
+            "the fence to wait for the writer in flight",
+            lambda: (
+                _one(
+                    url,
+                    "SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
+                    [writer],
                 )
-        finally:
-            fence.lift({})
+                == 1
+            ),
+        )
+        in_flight.commit()
+        engaging.join(TIMEOUT_S)
+        assert not engaging.is_alive() and fence.engaged_at is not None
+        # Began before the fence, writes after it: refused.
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            late.execute("UPDATE items SET name = 'late' WHERE id = 2")
+    try:
+        marker = feed.write_marker()
+        with feed.follow(items.start) as stream:
+            read = _read_until(
+                stream, feed, lambda: stream.marker_seen >= marker and not stream.in_transaction
+            )
+    finally:
+        fence.lift({})
     assert read == {1: "in flight"}
     assert _one(url, "SELECT name FROM items WHERE id = 2") == "two"
