@@ -24,11 +24,12 @@ reads from any target.
   before the committing session takes its transaction out of the running ones; until then other
   sessions' snapshots do not show it, and reading a row it changed gives the row before it. A
   state-based reader would write that older state back and move past the change for good. So a
-  decoded transaction whose rows are read is handed over only once a snapshot taken now shows it
-  (its xid neither at or past the snapshot's xmax nor among its running xids), and the ones after
-  it wait behind it, in commit order; until then the feed counts as inside a transaction (a
-  marker after it is not caught up). See docs/architecture.md, "Reverse sync from a PostgreSQL
-  target".
+  decoded transaction whose rows are read is handed over only once a snapshot taken after its
+  commit was decoded shows it (its xid neither at or past the snapshot's xmax nor among its
+  running xids): the one read with its last key (`typed`), else one of its own, again after short
+  pauses and in the next step. The ones after it wait behind it, in commit order; until then the
+  feed counts as inside a transaction (a marker after it is not caught up). See
+  docs/architecture.md, "Reverse sync from a PostgreSQL target".
 - **TRUNCATE** of a mapped table on the target is refused (nothing silent: reverse sync would have
   to empty the source table, which it does not do behind the user's back).
 """
@@ -73,6 +74,7 @@ GROUPS_PER_STEP = 200  # completed transactions handed over by one step while mo
 # within microseconds); past them, the step ends without it and the next step looks again.
 VISIBILITY_PAUSES_S = (0.001, 0.002, 0.004, 0.008, 0.016, 0.032)
 _XID_SPACE = 1 << 32
+_SNAPSHOT = sql.SQL("pg_current_snapshot()::text")
 
 
 class RowKey(NamedTuple):
@@ -110,6 +112,7 @@ class Group:
     token: Mapping[str, Any] | None = None
     cluster_time: int | None = None
     xid: int = 0  # the transaction's (32 bits, as pgoutput's Begin gives it)
+    shown: bool = False  # a snapshot of the target taken after its commit was decoded showed it
 
 
 @dataclass(frozen=True)
@@ -200,18 +203,30 @@ class PgReverseFeed:
         wanted = set(xids)
         if not wanted:
             return set()
-        snapshot = self._connections.run(_fetch_one(sql.SQL("SELECT pg_current_snapshot()::text"), []))
+        snapshot = self._connections.outside_transaction(
+            _fetch_one(sql.SQL("SELECT {}").format(_SNAPSHOT), [])
+        )
         return {x for x in wanted if not shown(x, str(snapshot[0]))}
 
     def key_of(self, collection: str) -> tuple[str, ...]:
         return self._connections.table(collection).key
 
     def typed(self, group: Group) -> None:
-        """The group's keys typed by the target: each text cast to its key column's type."""
-        for collection, values in group.texts:
+        """The group's keys typed by the target: each text cast to its key column's type; the last
+        key's statement reads a snapshot too, which tells whether the target shows the group's
+        transaction already (as it nearly always does: then it costs no statement of its own)."""
+        last = len(group.texts) - 1
+        for n, (collection, values) in enumerate(group.texts):
             table = self._connections.table(collection)
-            query = sql.SQL("SELECT {}").format(sql.SQL(", ").join(table.placeholder(k) for k in table.key))
-            row = self._connections.run(_fetch_one(query, values))
+            columns = [table.placeholder(k) for k in table.key]
+            if n == last:
+                columns.append(_SNAPSHOT)
+            row = self._connections.run(
+                _fetch_one(sql.SQL("SELECT {}").format(sql.SQL(", ").join(columns)), values)
+            )
+            if n == last:
+                group.shown = shown(group.xid, str(row[-1]))
+                row = row[:-1]
             doc_id = row[0] if len(table.key) == 1 else dict(zip(table.key, row, strict=True))
             group.documents.append(RowKey(collection, doc_id))
         group.texts.clear()
@@ -276,18 +291,20 @@ class OpenFeed:
                 break
             time.sleep(pause)
             ready = self._ready()
-        shown, self._decoded = tuple(self._decoded[:ready]), self._decoded[ready:]
-        if shown and shown[-1].token is not None:
-            self._position = int(shown[-1].token["lsn"])
-        return shown
+        handed, self._decoded = tuple(self._decoded[:ready]), self._decoded[ready:]
+        if handed and handed[-1].token is not None:
+            self._position = int(handed[-1].token["lsn"])
+        return handed
 
     def _ready(self) -> int:
         """How many decoded transactions, from the first, the target shows (or whose rows are not read)."""
-        running = self._feed.running(g.xid for g in self._decoded if g.documents)
-        for n, group in enumerate(self._decoded):
-            if group.documents and group.xid in running:
-                return n
-        return len(self._decoded)
+        unsure = [g for g in self._decoded if g.documents and not g.shown]
+        running = self._feed.running(g.xid for g in unsure)
+        for group in unsure:
+            group.shown = group.xid not in running
+        return next(
+            (n for n, g in enumerate(self._decoded) if g.documents and not g.shown), len(self._decoded)
+        )
 
     def _message(self, message: Any) -> Group | None:
         group = self._group
