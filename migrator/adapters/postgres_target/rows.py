@@ -28,7 +28,7 @@ _JSON = frozenset({"json", "jsonb"})
 
 _TABLE_SQL = """
 SELECT a.attname, format_type(a.atttypid, a.atttypmod), t.typname, et.typname,
-       COALESCE(a.attnum = ANY(i.indkey), false)
+       COALESCE(a.attnum = ANY(i.indkey), false), a.attgenerated <> ''
 FROM pg_attribute a
 JOIN pg_type t ON t.oid = a.atttypid
 LEFT JOIN pg_type et ON et.oid = t.typelem AND t.typcategory = 'A'
@@ -50,6 +50,7 @@ class Column:
     declared: str  # format_type: what values are cast to
     json: bool  # json or jsonb (or an array of them): a dict or list is a JSON value
     array: bool
+    generated: bool = False  # GENERATED ... STORED on the target: computed there, never written
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,16 @@ class TargetTable:
     def identifier(self) -> sql.Composable:
         schema, _, table = self.name.rpartition(".")
         return sql.Identifier(schema or "public", table)
+
+    @functools.cached_property
+    def writable(self) -> tuple[Column, ...]:
+        """The columns a write names: all but the GENERATED ones, which PostgreSQL computes and
+        refuses to be given (SQLSTATE 428C9); a document's value for one is left out."""
+        return tuple(c for c in self.columns if not c.generated)
+
+    @functools.cached_property
+    def generated(self) -> frozenset[str]:
+        return frozenset(c.name for c in self.columns if c.generated)
 
     @functools.cached_property
     def _by_name(self) -> dict[str, Column]:
@@ -146,7 +157,9 @@ def read_table(conn: psycopg.Connection[Any], name: str) -> TargetTable:
         raise TargetError(
             f"target table {name} has no primary key, which rows are written by", hint="add one"
         )
-    columns = tuple(Column(str(r[0]), str(r[1]), (r[3] or r[2]) in _JSON, r[3] is not None) for r in rows)
+    columns = tuple(
+        Column(str(r[0]), str(r[1]), (r[3] or r[2]) in _JSON, r[3] is not None, bool(r[5])) for r in rows
+    )
     return TargetTable(name, columns, key)
 
 
