@@ -1,0 +1,361 @@
+"""The corpus harness for a PostgreSQL target: one migration per scenario module, followed step by
+step, tables to tables (docs/architecture.md, "Tables as collections").
+
+A module creates a `TableScenario` (module scope: a fresh database on the session's PostgreSQL
+cluster, the source, and one on the second cluster, `pg_target_server`, the target), sets up its
+schema, writes a plan of `tables:` entries, checks `migrator plan` and starts `migrator run`
+following CDC (migrator.api.run on a thread, as the CLI does). Each test is a step: statements on
+the source, a wait until the target has applied them (a marker transaction committed after the
+step, pg_logical_emit_message, at or below the CDC checkpoint the target keeps in
+`migrator.state`), and a comparison of every mapped table on both servers.
+
+The expectation is the source itself, read as text independently of migrator's code: each row as
+`ROW(columns)::text` over the source's columns (catalog order, minus those the plan leaves out),
+ordered by the key, with DateStyle, TimeZone, IntervalStyle, extra_float_digits and bytea_output
+pinned on both sessions; the same query on the target table.
+
+Steps of a module share its migration, so its tests run in file order.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from migrator import api
+from migrator.adapters.postgres.lsn import Lsn
+from migrator.errors import InternalError, MigratorError
+from migrator.findings import Finding
+from migrator.phases.preflight import PreflightReport
+from migrator.plan.names import cdc_checkpoint_id
+from tests.support.runs import ApiRun, source_transactions
+from tests.support.servers import create_pg_database, drop_pg_database, unique_name, with_database
+
+RUN_TIMEOUT = 180.0
+CATCH_UP_TIMEOUT = 120.0
+MARKER_PREFIX = "corpus.step"
+PINNED = (
+    "SET DateStyle = 'ISO, YMD'",
+    "SET TimeZone = 'UTC'",
+    "SET IntervalStyle = 'postgres'",
+    "SET extra_float_digits = 3",
+    "SET bytea_output = 'hex'",
+)
+# A source table's columns as the row's text reads them: ordinary, not dropped, in attnum order.
+_COLUMNS_SQL = """
+SELECT a.attname FROM pg_attribute a
+WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum
+"""
+
+
+@dataclass
+class Mapped:
+    """One `tables:` entry and how its rows are compared."""
+
+    source: str  # schema.table
+    key: tuple[str, ...]  # what rows are ordered by on both sides
+    target: str = ""  # schema.table; default: the source's
+    exclude: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)  # other keys of the plan entry
+
+    @property
+    def target_table(self) -> str:
+        return self.target or self.source
+
+    def entry(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {"from": self.source, **self.extra}
+        if self.target:
+            entry["name"] = self.target
+        if self.exclude:
+            entry["exclude"] = list(self.exclude)
+        return entry
+
+
+def _pinned(url: str) -> psycopg.Connection[Any]:
+    conn = psycopg.connect(url, autocommit=True)
+    for statement in PINNED:
+        conn.execute(statement)  # type: ignore[call-overload]
+    return conn
+
+
+def table_text(url: str, table: str, columns: Sequence[str], key: Sequence[str]) -> list[str]:
+    """Every row of `table` as `ROW(columns)::text`, ordered by `key`, in a pinned session."""
+    schema, _, name = table.rpartition(".")
+    query = sql.SQL("SELECT ROW({})::text FROM {} ORDER BY {}").format(
+        sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+        sql.Identifier(schema or "public", name),
+        sql.SQL(", ").join(sql.Identifier(k) for k in key),
+    )
+    with _pinned(url) as conn:
+        return [str(r[0]) for r in conn.execute(query).fetchall()]
+
+
+def assert_diagnosed(stopped: BaseException | None, *names: str) -> None:
+    """A run that stops on purpose names the objects and says what to do; an internal error
+    (a defect of migrator) is no diagnosis."""
+    assert isinstance(stopped, MigratorError) and not isinstance(stopped, InternalError), repr(stopped)
+    for name in names:
+        assert name in str(stopped), f"{name} not named: {stopped!r}"
+    assert stopped.hint, repr(stopped)
+
+
+class Follower(ApiRun):
+    """`api.run(plan, until='stopped')` of a scenario on a thread."""
+
+    def __init__(self, scenario: TableScenario) -> None:
+        super().__init__(
+            f"corpus-{scenario.name}",
+            scenario.plan_path,
+            "stopped",
+            scenario.state_path,
+            scenario.env,
+            timeout=RUN_TIMEOUT,
+        )
+
+
+class TableScenario:
+    """One upstream scenario's migration to a PostgreSQL target."""
+
+    def __init__(self, name: str, source_admin: str, target_admin: str, directory: Path) -> None:
+        self.name = name
+        self.database = unique_name(name, prefix="ct")
+        self._admins = (source_admin, target_admin)
+        create_pg_database(source_admin, self.database)
+        create_pg_database(target_admin, self.database)
+        self.pg_url = with_database(source_admin, self.database)
+        self.target_url = with_database(target_admin, self.database)
+        self.directory = directory
+        self.plan_path = directory / f"{name}.yaml"
+        self.state_path = directory / "state.db"
+        self.tables: list[Mapped] = []
+        self.follower: Follower | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"MIGRATOR_SOURCE_URL": self.pg_url, "MIGRATOR_TARGET_URL": self.target_url}
+
+    # -- the two servers --------------------------------------------------------------------------
+
+    def sql(self, *statements: str) -> None:
+        """On the source, each statement in its own transaction (autocommit)."""
+        _execute(self.pg_url, statements)
+
+    def target_sql(self, *statements: str) -> None:
+        _execute(self.target_url, statements)
+
+    def scalar(self, query: str, params: Sequence[Any] = ()) -> Any:
+        return _scalar(self.pg_url, query, params)
+
+    def target_scalar(self, query: str, params: Sequence[Any] = ()) -> Any:
+        return _scalar(self.target_url, query, params)
+
+    # -- plan -------------------------------------------------------------------------------------
+
+    def _plan_text(self, name: str, tables: Sequence[Mapped], phases: dict[str, Any] | None) -> str:
+        text = {
+            "version": 1,
+            "name": name,
+            "source": {"adapter": "postgres", "url": "${MIGRATOR_SOURCE_URL}"},
+            "target": {"adapter": "postgres", "url": "${MIGRATOR_TARGET_URL}"},
+            "tables": [t.entry() for t in tables],
+            "phases": phases or {"snapshot": {"parallel": 1}},
+        }
+        return json.dumps(text, indent=2)  # JSON is YAML
+
+    def write_plan(self, tables: Sequence[Mapped], phases: dict[str, Any] | None = None) -> Path:
+        self.tables = list(tables)
+        self.plan_path.write_text(self._plan_text(self.name, tables, phases))
+        return self.plan_path
+
+    def preflight(self) -> PreflightReport:
+        return api.plan(self.plan_path, env=self.env)
+
+    def preflight_of(self, tables: Sequence[Mapped], name: str) -> PreflightReport:
+        """`migrator plan` of another plan on the same databases (the run's plan is untouched)."""
+        path = self.directory / f"{name}.yaml"
+        path.write_text(self._plan_text(name, tables, None))
+        return api.plan(path, env=self.env)
+
+    def assert_plan_ready(self) -> PreflightReport:
+        report = self.preflight()
+        failures = [f"{f.check} {f.subject}: {f.message} (fix: {f.fix})" for f in report.failures]
+        assert not failures, "migrator plan refused:\n" + "\n".join(failures)
+        return report
+
+    # -- run --------------------------------------------------------------------------------------
+
+    def start(self) -> Follower:
+        """Start `migrator run` following changes; return once the snapshot is written and the
+        stream has applied a marker committed after it."""
+        assert self.follower is None or not self.follower.alive, "a run already follows"
+        self.follower = Follower(self)
+        self.catch_up(RUN_TIMEOUT)
+        return self.follower
+
+    def stop(self) -> None:
+        follower, self.follower = self.follower, None
+        if follower is not None:
+            follower.finish()
+
+    def applied(self) -> int | None:
+        try:
+            doc = self.target_scalar(
+                "SELECT doc FROM migrator.state WHERE id = %s", [cdc_checkpoint_id(self.name)]
+            )
+        except psycopg.errors.UndefinedTable:
+            return None
+        return None if doc is None or doc.get("position") is None else int(doc["position"])
+
+    def catch_up(self, timeout: float = CATCH_UP_TIMEOUT) -> None:
+        """Wait until the target has applied every source change committed before this call."""
+        follower = self.follower
+        assert follower is not None, "no run follows"
+        marker: int | None = None
+        deadline = time.monotonic() + timeout
+        while True:
+            if not follower.alive:
+                follower.join(1)  # raises the error that stopped it
+                pytest.fail("the run stopped while it should follow changes")
+            if marker is None and self._streaming():
+                text = self.scalar("SELECT pg_logical_emit_message(true, %s, 'step')::text", [MARKER_PREFIX])
+                marker = Lsn.parse(str(text)).value
+            applied = self.applied()
+            if marker is not None and applied is not None and applied >= marker:
+                return
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"the target did not catch up within {timeout:.0f} s (applied {applied}, marker {marker})"
+                )
+            time.sleep(0.1)
+
+    def _streaming(self) -> bool:
+        return bool(
+            self.scalar(
+                "SELECT count(*) FROM pg_replication_slots WHERE database = current_database() AND active"
+            )
+        )
+
+    def step(self, *transactions: str | Sequence[str]) -> None:
+        """Run each item as one transaction on the source, then wait until it is applied."""
+        source_transactions(self.pg_url, *transactions)
+        self.catch_up()
+
+    def wait_stopped(self, timeout: float = CATCH_UP_TIMEOUT) -> BaseException | None:
+        """Wait for a run that should stop by itself; its error (None when it returned)."""
+        follower = self.follower
+        assert follower is not None
+        deadline = time.monotonic() + timeout
+        while follower.alive and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if follower.alive:
+            pytest.fail(f"the run did not stop within {timeout:.0f} s")
+        self.follower = None
+        return follower.error
+
+    # -- comparison -------------------------------------------------------------------------------
+
+    def columns(self, mapped: Mapped) -> list[str]:
+        """The source table's columns the target must hold (catalog order, minus the excluded)."""
+        schema, _, name = mapped.source.rpartition(".")
+        regclass = sql.Identifier(schema or "public", name).as_string(None)
+        with psycopg.connect(self.pg_url, autocommit=True) as conn:
+            rows = conn.execute(_COLUMNS_SQL, [regclass]).fetchall()
+        return [str(r[0]) for r in rows if r[0] not in mapped.exclude]
+
+    def differences(self, only: Sequence[str] | None = None) -> dict[str, str]:
+        """Per target table whose rows differ from the source's: the first differences."""
+        out: dict[str, str] = {}
+        for mapped in self.tables:
+            if only is not None and mapped.source not in only:
+                continue
+            columns = self.columns(mapped)
+            want = table_text(self.pg_url, mapped.source, columns, mapped.key)
+            got = table_text(self.target_url, mapped.target_table, columns, mapped.key)
+            if want != got:
+                out[mapped.target_table] = _explain(want, got)
+        return out
+
+    def assert_same(self, only: Sequence[str] | None = None) -> None:
+        problems = self.differences(only)
+        assert not problems, "target rows differ from the source's:\n" + "\n".join(
+            f"{table}: {text}" for table, text in problems.items()
+        )
+
+    def rows(self, table: str, key: str, *, target: bool = True) -> list[str]:
+        url = self.target_url if target else self.pg_url
+        schema, _, name = table.rpartition(".")
+        query = sql.SQL("SELECT t::text FROM {} t ORDER BY {}").format(
+            sql.Identifier(schema or "public", name), sql.SQL(key)
+        )
+        with _pinned(url) as conn:
+            return [str(r[0]) for r in conn.execute(query).fetchall()]
+
+    def close(self) -> None:
+        if self.follower is not None and self.follower.alive:
+            self.follower.stop.set()
+            self.follower._thread.join(60)
+        source_admin, target_admin = self._admins
+        drop_pg_database(source_admin, self.database)
+        drop_pg_database(target_admin, self.database)
+
+
+def refusals(report: PreflightReport) -> dict[str, list[Finding]]:
+    """The plan's failures by subject; each must give a fix."""
+    out: dict[str, list[Finding]] = {}
+    for finding in report.failures:
+        assert finding.fix, f"{finding.check} {finding.subject} gives no fix: {finding.message}"
+        out.setdefault(finding.subject, []).append(finding)
+    return out
+
+
+def _explain(want: list[str], got: list[str]) -> str:
+    missing = [r for r in want if r not in set(got)]
+    extra = [r for r in got if r not in set(want)]
+    text = f"{len(want)} rows on the source, {len(got)} on the target"
+    if missing:
+        text += "; missing " + ", ".join(_short(r) for r in missing[:5])
+    if extra:
+        text += "; extra " + ", ".join(_short(r) for r in extra[:5])
+    if not missing and not extra:
+        text += "; same rows, another order or count"
+    return text
+
+
+def _short(text: str) -> str:
+    return text if len(text) < 200 else text[:200] + "..."
+
+
+def _execute(url: str, statements: Sequence[str]) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement)  # type: ignore[call-overload]
+
+
+def _scalar(url: str, query: str, params: Sequence[Any]) -> Any:
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(query, list(params)).fetchone()  # type: ignore[call-overload]
+    return None if row is None else row[0]
+
+
+def table_scenario(name: str) -> Callable[..., Iterator[TableScenario]]:
+    """A module-scoped fixture building the module's TableScenario on the session's servers."""
+
+    @pytest.fixture(scope="module")
+    def fixture(
+        pg_server: Any, pg_target_server: Any, tmp_path_factory: pytest.TempPathFactory
+    ) -> Iterator[TableScenario]:
+        scenario = TableScenario(name, pg_server.url, pg_target_server.url, tmp_path_factory.mktemp(name))
+        try:
+            yield scenario
+        finally:
+            scenario.close()
+
+    return fixture
