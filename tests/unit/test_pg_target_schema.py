@@ -6,6 +6,7 @@ import pytest
 
 from migrator.adapters.base import ColumnInfo, SourceInfo, SourceServerInfo, TableInfo
 from migrator.adapters.postgres_target.schema import (
+    added_columns,
     create_tables,
     primary_key,
     safe_default,
@@ -164,3 +165,35 @@ def test_a_stored_generated_column_stays_generated_where_the_target_can_compute_
         resolve(list(renamed.collections), SourceInfo(SERVER, {"public.g": table})).collections
     )
     assert ddl[-1].endswith('"from_x" integer\n)') and "GENERATED ALWAYS AS ((a * 2))" in ddl[-1], ddl[-1]
+
+
+def test_a_column_added_on_the_source_is_added_to_the_target_table_without_not_null() -> None:
+    """docs/architecture.md, "A column added while CDC follows": the rows already there get it
+    from CDC, so it cannot be NOT NULL yet; a serial's default names a sequence the target lacks."""
+    table = TableInfo(
+        "public.t",
+        (
+            _column(1, "id", "integer", nullable=False),
+            _column(2, "v", "text"),
+            _column(3, "n", "integer", nullable=False, default="7"),
+            _column(4, "s", "bigint", nullable=False, default="nextval('t_s_seq'::regclass)"),
+        ),
+        ("id",),
+        (("id",),),
+        "default",
+        ("id",),
+        (),
+        0,
+        0,
+        True,
+    )
+    plan = parse_plan(
+        "version: 1\nsource: {adapter: postgres, url: 'postgresql://u@s/db'}\n"
+        "target: {adapter: postgres, url: 'postgresql://u@t/db'}\ntables: [{from: public.t}]\n"
+    )
+    (collection,) = resolve(list(plan.collections), SourceInfo(SERVER, {"public.t": table})).collections
+    assert added_columns(collection, {"id", "v"}) == [
+        'ALTER TABLE "public"."t" ADD COLUMN IF NOT EXISTS "n" integer DEFAULT 7',
+        'ALTER TABLE "public"."t" ADD COLUMN IF NOT EXISTS "s" bigint',
+    ]
+    assert added_columns(collection, {"id", "v", "n", "s"}) == []

@@ -71,6 +71,11 @@ class TargetTable:
         return tuple(c for c in self.columns if not c.generated)
 
     @functools.cached_property
+    def fields(self) -> frozenset[str]:
+        """What a document of this table may hold: `_id` and the columns."""
+        return frozenset(["_id", *(c.name for c in self.columns)])
+
+    @functools.cached_property
     def generated(self) -> frozenset[str]:
         return frozenset(c.name for c in self.columns if c.generated)
 
@@ -84,7 +89,9 @@ class TargetTable:
         if column is not None:
             return column
         raise TargetError(
-            f"target table {self.name} has no column {name}", hint="drop the table and run again"
+            f"target table {self.name} has no column {name}",
+            hint=f"add it with the source column's type (ALTER TABLE {self.name} ADD COLUMN {name} ...) and run "
+            "again, or drop the table and run again",
         )
 
     def placeholder(self, name: str) -> sql.Composable:
@@ -177,7 +184,11 @@ def decode(raw: bytes) -> dict[str, Any]:
 
 
 def row_values(table: TargetTable, document: Mapping[str, Any], names: Sequence[str]) -> list[Any]:
-    """The values of columns `names` of `document` (key columns from its _id)."""
+    """The values of columns `names` of `document` (key columns from its _id). A field the table
+    has no column for is an error, never dropped (a column added on the source that the target
+    lacks: docs/architecture.md, "A column added while CDC follows")."""
+    if not document.keys() <= table.fields:
+        table.column(min(document.keys() - table.fields))  # raises, naming it
     key = dict(zip(table.key, table.key_values(document["_id"]), strict=True))
     return [key[n] if n in key else table.value(n, document.get(n)) for n in names]
 

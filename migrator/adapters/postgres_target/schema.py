@@ -14,8 +14,9 @@ collections").
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 
 from migrator.adapters.base import ColumnInfo, MappedCollection
 from migrator.adapters.postgres_target.column_types import column_type, takes_null
@@ -147,10 +148,11 @@ def _generated(columns: Sequence[tuple[str, ColumnInfo]], typed: Mapping[str, st
     }
 
 
-def create_table(collection: MappedCollection) -> list[str]:
-    """The statements that create `collection`'s target table (named as the collection) where it
-    does not exist: its schema, then the table with the key columns and the mapped fields, in the
-    source's column order, under their target names."""
+def _target_columns(
+    collection: MappedCollection,
+) -> tuple[list[tuple[str, ColumnInfo]], dict[str, str | None], set[str]]:
+    """The target table's columns (target name, source column) in the source's order, the plan's
+    `types` by source column, and the key's source columns."""
     document = collection.levels[0].document
     if document.embeds:
         raise TerminalError(f"{collection.name}: a PostgreSQL target takes flat tables, without embeds")
@@ -162,6 +164,36 @@ def create_table(collection: MappedCollection) -> list[str]:
         for c in sorted(document.all_columns, key=lambda c: c.position)
         if c.name in key or c.name in names
     ]
+    return columns, typed, key
+
+
+def added_columns(collection: MappedCollection, existing: Set[str]) -> list[str]:
+    """`ALTER TABLE ... ADD COLUMN` of each column of `collection` its target table lacks (by
+    name): a column added on the source while CDC follows, which the mapping takes. Without NOT
+    NULL (the table has rows; CDC brings them up to date, docs/architecture.md "A column added
+    while CDC follows") and without a serial's default (its sequence is not on the target)."""
+    columns, typed, _ = _target_columns(collection)
+    kept = _generated(columns, typed)
+    table = qualified(collection.name)
+    return [
+        f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS "
+        + _column(
+            name,
+            dataclasses.replace(c, nullable=True, default=None if serial_sequence(c) else c.default),
+            False,
+            typed.get(c.name),
+            c.name in kept,
+        )
+        for name, c in columns
+        if name not in existing
+    ]
+
+
+def create_table(collection: MappedCollection) -> list[str]:
+    """The statements that create `collection`'s target table (named as the collection) where it
+    does not exist: its schema, then the table with the key columns and the mapped fields, in the
+    source's column order, under their target names."""
+    columns, typed, key = _target_columns(collection)
     kept = _generated(columns, typed)
     lines = [_column(name, c, c.name in key, typed.get(c.name), c.name in kept) for name, c in columns]
     table = qualified(collection.name)
