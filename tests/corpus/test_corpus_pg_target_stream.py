@@ -1,0 +1,259 @@
+"""PostgreSQL's src/test/subscription/t/015_stream.pl, 016_stream_subxact.pl, 017_stream_ddl.pl,
+018_stream_subxact_abort.pl and contrib/test_decoding/sql/toast.sql, publisher side, as one
+migration PostgreSQL -> PostgreSQL followed by CDC (tests/support/corpus_tables.py), each step's
+rows compared as text on both servers.
+
+The source database has logical_decoding_work_mem = 64kB (upstream's setting), so the run's
+walsender streams large transactions in progress (stream start/stop blocks, then commit or abort);
+`pg_stat_replication_slots` proves it did. PostgreSQL 16's logical_replication_mode = immediate
+(016, 018) is replaced by padding transactions past 64 kB with rows of an unmapped table.
+toast.sql: compressed and external TOAST, updates leaving it unchanged, INSERT ... ON CONFLICT, a
+TOASTed primary key unchanged then changed, COPY mixing TOASTed and plain rows, a FULL identity
+table whose old tuple is over 64 kB, a transaction larger than the decoding memory.
+"""
+
+from __future__ import annotations
+
+import time
+
+import psycopg
+
+from tests.support.corpus_tables import Mapped, TableScenario, table_scenario
+
+scenario = table_scenario("pg_stream")
+
+PAD = "INSERT INTO test_tab_2 SELECT i FROM generate_series(1, 3000) s(i)"  # > 64 kB of decoded changes
+TOASTED = "toasted{}-" + "1234567890" * 200
+TABLES = [
+    Mapped("public.test_tab", ("a",)),
+    Mapped("public.xpto", ("id",)),
+    Mapped("public.toasted_key", ("toasted_key",)),
+    Mapped("public.toasted_copy", ("id",)),
+    Mapped("public.toasted_several", ("toasted_key",)),
+]
+
+
+def streamed(scenario: TableScenario) -> int:
+    return int(
+        scenario.scalar(
+            "SELECT coalesce(sum(stream_txns), 0) FROM pg_stat_replication_slots s"
+            " JOIN pg_replication_slots r USING (slot_name) WHERE r.database = current_database()"
+        )
+    )
+
+
+def test_01_snapshot(scenario: TableScenario) -> None:
+    scenario.sql(
+        f"ALTER DATABASE {scenario.database} SET logical_decoding_work_mem = '64kB'",
+        "CREATE TABLE test_tab (a int primary key, b varchar)",
+        "INSERT INTO test_tab VALUES (1, 'foo'), (2, 'bar')",
+        "CREATE TABLE test_tab_2 (a int)",
+        "CREATE SEQUENCE xpto_rand_seq START 79 INCREMENT 1499",
+        """CREATE TABLE xpto (id serial primary key, toasted_col1 text,
+            rand1 float8 DEFAULT nextval('xpto_rand_seq'), toasted_col2 text,
+            rand2 float8 DEFAULT nextval('xpto_rand_seq'))""",
+        "CREATE TABLE toasted_key (id serial, toasted_key text PRIMARY KEY, toasted_col1 text, toasted_col2 text)",
+        "ALTER TABLE toasted_key ALTER COLUMN toasted_key SET STORAGE EXTERNAL",
+        "ALTER TABLE toasted_key ALTER COLUMN toasted_col1 SET STORAGE EXTERNAL",
+        "CREATE TABLE toasted_copy (id int primary key, data text)",
+        "ALTER TABLE toasted_copy ALTER COLUMN data SET STORAGE EXTERNAL",
+        "CREATE TABLE toasted_several (id serial unique not null, toasted_key text primary key,"
+        " toasted_col1 text, toasted_col2 text)",
+        "ALTER TABLE toasted_several REPLICA IDENTITY FULL",
+        # Upstream also sets STORAGE EXTERNAL on toasted_key; PostgreSQL then refuses the 100 kB key
+        # in the primary key index (index row too big), so the key stays compressible here.
+        "ALTER TABLE toasted_several ALTER COLUMN toasted_col1 SET STORAGE EXTERNAL",
+        "ALTER TABLE toasted_several ALTER COLUMN toasted_col2 SET STORAGE EXTERNAL",
+        # Before the snapshot, so that the copy reads TOASTed values too.
+        "INSERT INTO xpto (toasted_col1, toasted_col2) SELECT string_agg(g.i::text, ''),"
+        " string_agg((g.i*2)::text, '') FROM generate_series(1, 2000) g(i)",
+    )
+    scenario.write_plan(TABLES)
+    scenario.assert_plan_ready()
+    scenario.start()
+    scenario.assert_same()
+
+
+def test_02_interleaved_large_transactions(scenario: TableScenario) -> None:
+    """015: two transactions over 64 kB, interleaved; the first commits last."""
+    before = streamed(scenario)
+    with psycopg.connect(scenario.pg_url) as first, psycopg.connect(scenario.pg_url) as second:
+        first.execute("INSERT INTO test_tab SELECT i, md5(i::text) FROM generate_series(3, 1000) s(i)")
+        first.execute("UPDATE test_tab SET b = md5(b) WHERE mod(a,2) = 0")
+        first.execute("DELETE FROM test_tab WHERE mod(a,3) = 0")
+        with second.transaction():
+            second.execute(
+                "INSERT INTO test_tab SELECT i, md5(i::text) FROM generate_series(1001, 1999) s(i)"
+            )
+            second.execute("DELETE FROM test_tab WHERE a > 1000")
+        first.commit()
+    scenario.catch_up()
+    scenario.assert_same()
+    scenario.step(
+        [
+            "INSERT INTO test_tab SELECT i, md5(i::text) FROM generate_series(1001, 2000) s(i)",
+            "UPDATE test_tab SET b = md5(b) WHERE mod(a,2) = 0",
+            "DELETE FROM test_tab WHERE mod(a,3) = 0",
+        ],
+        "UPDATE test_tab SET b = md5(a::text)",
+    )
+    scenario.assert_same()
+    deadline = time.monotonic() + 60  # slot statistics are flushed by the walsender now and then
+    while streamed(scenario) <= before:
+        assert time.monotonic() < deadline, "no transaction was streamed: the scenario tests nothing"
+        time.sleep(0.5)
+    scenario.step("DELETE FROM test_tab WHERE (a > 2)")
+    scenario.assert_same()
+
+
+def test_03_streamed_transaction_with_subtransactions(scenario: TableScenario) -> None:
+    """016."""
+    statements = [PAD]
+    for n, (low, high) in enumerate([(3, 5), (6, 8), (9, 11), (12, 14), (15, 17)]):
+        if n:
+            statements.append(f"SAVEPOINT s{n}")
+        statements += [
+            f"INSERT INTO test_tab SELECT i, md5(i::text) FROM generate_series({low}, {high}) s(i)",
+            "UPDATE test_tab SET b = md5(b) WHERE mod(a,2) = 0",
+            "DELETE FROM test_tab WHERE mod(a,3) = 0",
+        ]
+    scenario.step(statements)
+    scenario.assert_same()
+    assert len(scenario.rows("test_tab", "a")) == 12
+    scenario.step("DELETE FROM test_tab WHERE (a > 2)")
+
+
+def test_04_streamed_transactions_with_rollbacks(scenario: TableScenario) -> None:
+    """018: savepoints rolled back, released out of order, and a streamed transaction aborted."""
+    ins = "INSERT INTO test_tab VALUES ({0}, md5({0}::text))"
+    scenario.step(
+        [
+            PAD, ins.format(3), "SAVEPOINT s1", ins.format(4), "SAVEPOINT s2", ins.format(5), "SAVEPOINT s3",
+            ins.format(6), "ROLLBACK TO s2", ins.format(7), "ROLLBACK TO s1", ins.format(8), "SAVEPOINT s4",
+            ins.format(9), "SAVEPOINT s5", ins.format(10),
+        ],
+        [
+            PAD, ins.format(11), "SAVEPOINT s1", ins.format(12), "SAVEPOINT s2", ins.format(13), "SAVEPOINT s3",
+            ins.format(14), "RELEASE s2", ins.format(15), "ROLLBACK TO s1",
+        ],
+    )  # fmt: skip
+    with psycopg.connect(scenario.pg_url) as conn:
+        for statement in (
+            PAD,
+            ins.format(16),
+            "SAVEPOINT s1",
+            ins.format(17),
+            "SAVEPOINT s2",
+            ins.format(18),
+        ):
+            conn.execute(statement)
+        conn.rollback()
+    scenario.catch_up()
+    scenario.assert_same()
+    keys = [r.split(",")[0].lstrip("(") for r in scenario.rows("test_tab", "a")]
+    assert keys == ["1", "2", "3", "8", "9", "10", "11"], keys
+
+
+def test_05_toasted_values_updated_and_left_unchanged(scenario: TableScenario) -> None:
+    scenario.step(
+        # compressed external toast data
+        "INSERT INTO xpto (toasted_col2) SELECT repeat(string_agg(to_char(g.i, 'FM0000'), ''), 50)"
+        " FROM generate_series(1, 500) g(i)",
+        "UPDATE xpto SET toasted_col1 = (SELECT string_agg(g.i::text, '') FROM generate_series(1, 2000) g(i))"
+        " WHERE id = 1",
+        "UPDATE xpto SET rand1 = 123.456 WHERE id = 1",
+        "INSERT INTO xpto(id, toasted_col2) VALUES (2, 'toasted2-upsert') ON CONFLICT (id)"
+        " DO UPDATE SET toasted_col2 = EXCLUDED.toasted_col2 || xpto.toasted_col2",
+        "INSERT INTO xpto(id, toasted_col2) VALUES (3, 'toasted3-upsert') ON CONFLICT (id)"
+        " DO UPDATE SET toasted_col2 = EXCLUDED.toasted_col2 || xpto.toasted_col2",
+    )
+    scenario.assert_same()
+    scenario.step("DELETE FROM xpto WHERE id = 1")
+    scenario.assert_same()
+
+
+def test_06_toasted_key_unchanged_then_changed(scenario: TableScenario) -> None:
+    scenario.step(
+        "INSERT INTO toasted_key(toasted_key, toasted_col1)"
+        " VALUES(repeat('1234567890', 200), repeat('9876543210', 200))"
+    )
+    scenario.step("UPDATE toasted_key SET toasted_col2 = toasted_col1")  # the key arrives as unchanged TOAST
+    scenario.assert_same()
+    scenario.step("UPDATE toasted_key SET toasted_key = toasted_key || '1'")
+    scenario.assert_same()
+    scenario.step("DELETE FROM toasted_key")
+    scenario.assert_same()
+
+
+def test_07_copy_mixes_toasted_and_plain_rows(scenario: TableScenario) -> None:
+    rows = [(1, "untoasted1"), (2, TOASTED.format(1)), (3, "untoasted2"), (4, TOASTED.format(2))]
+    rows += [(i, f"untoasted{i - 2}") for i in range(5, 201)]
+    rows += [(201, TOASTED.format(3)), (202, "untoasted199")]
+    with (
+        psycopg.connect(scenario.pg_url) as conn,
+        conn.cursor() as cur,
+        cur.copy("COPY toasted_copy FROM STDIN") as copy,
+    ):
+        for row in rows:
+            copy.write_row(row)
+    scenario.catch_up()
+    scenario.assert_same()
+
+
+def test_08_full_identity_old_tuple_larger_than_a_heap_tuple(scenario: TableScenario) -> None:
+    scenario.step("INSERT INTO toasted_several(toasted_key) VALUES(repeat('9876543210', 10000))")
+    scenario.step(
+        "UPDATE toasted_several SET toasted_col1 = toasted_key",
+        "UPDATE toasted_several SET toasted_col2 = toasted_col1",
+    )
+    scenario.assert_same()
+    # FULL identity, TOASTed columns left unchanged by the update (the old tuple holds them whole).
+    scenario.step("UPDATE toasted_several SET id = -id")
+    scenario.assert_same()
+
+
+def test_09_transaction_larger_than_the_decoding_memory(scenario: TableScenario) -> None:
+    scenario.step(
+        [
+            "INSERT INTO toasted_several(toasted_key) SELECT * FROM generate_series(1, 3000)",
+            "UPDATE toasted_several SET toasted_col1 = toasted_col2 WHERE id = 1",
+            "DELETE FROM toasted_several WHERE id = 1",
+            "UPDATE toasted_several SET toasted_col2 = repeat('x', 3000) WHERE id % 500 = 0",
+        ]
+    )
+    scenario.assert_same()
+
+
+ADDED = ("c", "d", "e", "f")
+
+
+def test_10_streamed_transactions_with_ddl(scenario: TableScenario) -> None:
+    """017: columns added inside small and streamed transactions (the plan takes every column):
+    the target table gets them, and rows written before each ADD COLUMN hold its default."""
+    scenario.step(
+        "DELETE FROM test_tab WHERE (a > 2)",
+        [
+            "INSERT INTO test_tab VALUES (3, md5(3::text))",
+            "ALTER TABLE test_tab ADD COLUMN c INT",
+            "SAVEPOINT s1",
+            "INSERT INTO test_tab VALUES (4, md5(4::text), -4)",
+        ],
+        [
+            "INSERT INTO test_tab SELECT i, md5(i::text), -i FROM generate_series(5, 1000) s(i)",
+            "ALTER TABLE test_tab ADD COLUMN d INT",
+            "SAVEPOINT s1",
+            "INSERT INTO test_tab SELECT i, md5(i::text), -i, 2*i FROM generate_series(1001, 2000) s(i)",
+        ],
+        [
+            "INSERT INTO test_tab VALUES (2001, md5(2001::text), -2001, 2*2001)",
+            "ALTER TABLE test_tab ADD COLUMN e INT DEFAULT 7",
+            "SAVEPOINT s1",
+            "INSERT INTO test_tab VALUES (2002, md5(2002::text), -2002, 2*2002, -3*2002)",
+        ],
+        [
+            "INSERT INTO test_tab SELECT i, md5(i::text), -i, 2*i, -3*i FROM generate_series(2003,5000) s(i)",
+            "ALTER TABLE test_tab ADD COLUMN f INT",
+        ],
+        "INSERT INTO test_tab SELECT i, md5(i::text), -i, 2*i, -3*i, 4*i FROM generate_series(5001,5005) s(i)",
+    )
+    scenario.assert_same()
