@@ -257,3 +257,7 @@ def test_10_streamed_transactions_with_ddl(scenario: TableScenario) -> None:
         "INSERT INTO test_tab SELECT i, md5(i::text), -i, 2*i, -3*i, 4*i FROM generate_series(5001,5005) s(i)",
     )
     scenario.assert_same()
+
+
+def test_11_verify_agrees(scenario: TableScenario) -> None:
+    scenario.verify()

@@ -28,14 +28,17 @@ from typing import Any
 
 import psycopg
 import pytest
+from click.testing import CliRunner
 from psycopg import sql
 
 from migrator import api
 from migrator.adapters.postgres.lsn import Lsn
+from migrator.cli.main import cli
 from migrator.errors import InternalError, MigratorError
 from migrator.findings import Finding
 from migrator.phases.preflight import PreflightReport
 from migrator.plan.names import cdc_checkpoint_id
+from tests.support import json_output
 from tests.support.runs import ApiRun, source_transactions
 from tests.support.servers import create_pg_database, drop_pg_database, unique_name, with_database
 
@@ -288,6 +291,23 @@ class TableScenario:
         assert not problems, "target rows differ from the source's:\n" + "\n".join(
             f"{table}: {text}" for table, text in problems.items()
         )
+
+    def verify(self) -> dict[str, Any]:
+        """`migrator verify --json` (the click command) while the run follows: it must find what
+        the text comparison finds, every source row checked and none different."""
+        self.assert_same()
+        result = CliRunner().invoke(
+            cli, ["verify", str(self.plan_path), "--state", str(self.state_path), "--json"], env=self.env
+        )
+        try:
+            report = json_output.result(result.stdout)  # stderr holds the progress lines
+        except (ValueError, AssertionError):
+            pytest.fail(f"verify printed no report ({result.exit_code}): {result.output}{result.exception!r}")
+        assert result.exit_code == 0, f"verify found differences the rows do not have: {report}"
+        sizes = {m.target_table: len(table_text(self.pg_url, m.source, m.key, m.key)) for m in self.tables}
+        checked = {name: c["checked"] for name, c in report["collections"].items()}
+        assert checked == sizes, f"verify checked {checked}, the source holds {sizes}"
+        return dict(report)
 
     def rows(self, table: str, key: str, *, target: bool = True) -> list[str]:
         url = self.target_url if target else self.pg_url
