@@ -14,13 +14,13 @@ The expectation is the source itself, read as text independently of migrator's c
 ordered by the key, with DateStyle, TimeZone, IntervalStyle, extra_float_digits and bytea_output
 pinned on both sessions; the same query on the target table.
 
-Steps of a module share its migration, so its tests run in file order.
+The run (start, catch up by marker, stop) is tests/support/following.py's. Steps of a module
+share its migration, so its tests run in file order (scripts/test distributes whole files).
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,19 +32,15 @@ from click.testing import CliRunner
 from psycopg import sql
 
 from migrator import api
-from migrator.adapters.postgres.lsn import Lsn
 from migrator.cli.main import cli
 from migrator.errors import InternalError, MigratorError
 from migrator.findings import Finding
 from migrator.phases.preflight import PreflightReport
 from migrator.plan.names import cdc_checkpoint_id
 from tests.support import json_output
-from tests.support.runs import ApiRun, source_transactions
+from tests.support.following import Follower, Following
 from tests.support.servers import create_pg_database, drop_pg_database, unique_name, with_database
 
-RUN_TIMEOUT = 180.0
-CATCH_UP_TIMEOUT = 120.0
-MARKER_PREFIX = "corpus.step"
 PINNED = (
     "SET DateStyle = 'ISO, YMD'",
     "SET TimeZone = 'UTC'",
@@ -110,21 +106,7 @@ def assert_diagnosed(stopped: BaseException | None, *names: str) -> None:
     assert stopped.hint, repr(stopped)
 
 
-class Follower(ApiRun):
-    """`api.run(plan, until='stopped')` of a scenario on a thread."""
-
-    def __init__(self, scenario: TableScenario) -> None:
-        super().__init__(
-            f"corpus-{scenario.name}",
-            scenario.plan_path,
-            "stopped",
-            scenario.state_path,
-            scenario.env,
-            timeout=RUN_TIMEOUT,
-        )
-
-
-class TableScenario:
+class TableScenario(Following):
     """One upstream scenario's migration to a PostgreSQL target."""
 
     def __init__(self, name: str, source_admin: str, target_admin: str, directory: Path) -> None:
@@ -153,9 +135,6 @@ class TableScenario:
 
     def target_sql(self, *statements: str) -> None:
         _execute(self.target_url, statements)
-
-    def scalar(self, query: str, params: Sequence[Any] = ()) -> Any:
-        return _scalar(self.pg_url, query, params)
 
     def target_scalar(self, query: str, params: Sequence[Any] = ()) -> Any:
         return _scalar(self.target_url, query, params)
@@ -193,20 +172,7 @@ class TableScenario:
         assert not failures, "migrator plan refused:\n" + "\n".join(failures)
         return report
 
-    # -- run --------------------------------------------------------------------------------------
-
-    def start(self) -> Follower:
-        """Start `migrator run` following changes; return once the snapshot is written and the
-        stream has applied a marker committed after it."""
-        assert self.follower is None or not self.follower.alive, "a run already follows"
-        self.follower = Follower(self)
-        self.catch_up(RUN_TIMEOUT)
-        return self.follower
-
-    def stop(self) -> None:
-        follower, self.follower = self.follower, None
-        if follower is not None:
-            follower.finish()
+    # -- run (tests/support/following.py) -------------------------------------------------------
 
     def applied(self) -> int | None:
         try:
@@ -216,52 +182,6 @@ class TableScenario:
         except psycopg.errors.UndefinedTable:
             return None
         return None if doc is None or doc.get("position") is None else int(doc["position"])
-
-    def catch_up(self, timeout: float = CATCH_UP_TIMEOUT) -> None:
-        """Wait until the target has applied every source change committed before this call."""
-        follower = self.follower
-        assert follower is not None, "no run follows"
-        marker: int | None = None
-        deadline = time.monotonic() + timeout
-        while True:
-            if not follower.alive:
-                follower.join(1)  # raises the error that stopped it
-                pytest.fail("the run stopped while it should follow changes")
-            if marker is None and self._streaming():
-                text = self.scalar("SELECT pg_logical_emit_message(true, %s, 'step')::text", [MARKER_PREFIX])
-                marker = Lsn.parse(str(text)).value
-            applied = self.applied()
-            if marker is not None and applied is not None and applied >= marker:
-                return
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"the target did not catch up within {timeout:.0f} s (applied {applied}, marker {marker})"
-                )
-            time.sleep(0.1)
-
-    def _streaming(self) -> bool:
-        return bool(
-            self.scalar(
-                "SELECT count(*) FROM pg_replication_slots WHERE database = current_database() AND active"
-            )
-        )
-
-    def step(self, *transactions: str | Sequence[str]) -> None:
-        """Run each item as one transaction on the source, then wait until it is applied."""
-        source_transactions(self.pg_url, *transactions)
-        self.catch_up()
-
-    def wait_stopped(self, timeout: float = CATCH_UP_TIMEOUT) -> BaseException | None:
-        """Wait for a run that should stop by itself; its error (None when it returned)."""
-        follower = self.follower
-        assert follower is not None
-        deadline = time.monotonic() + timeout
-        while follower.alive and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if follower.alive:
-            pytest.fail(f"the run did not stop within {timeout:.0f} s")
-        self.follower = None
-        return follower.error
 
     # -- comparison -------------------------------------------------------------------------------
 
@@ -319,9 +239,7 @@ class TableScenario:
             return [str(r[0]) for r in conn.execute(query).fetchall()]
 
     def close(self) -> None:
-        if self.follower is not None and self.follower.alive:
-            self.follower.stop.set()
-            self.follower._thread.join(60)
+        self.stop_following()
         source_admin, target_admin = self._admins
         drop_pg_database(source_admin, self.database)
         drop_pg_database(target_admin, self.database)
