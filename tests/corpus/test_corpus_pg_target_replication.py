@@ -307,8 +307,16 @@ def test_12_partition_created_while_following_and_truncate_of_the_root(scenario:
 def test_13_column_added_to_the_partitioned_table(scenario: TableScenario) -> None:
     """013's tab2: a column added with a DEFAULT, rows written through the root after it; the
     target table gets the column, and the rows already there its default."""
-    scenario.sql("ALTER TABLE part1 ADD COLUMN c text DEFAULT 'pub_tab1'")
-    scenario.step("INSERT INTO part1 (a, b) VALUES (3, 'xxx')", "INSERT INTO part1 VALUES (5, 'zzz', 'own')")
+    scenario.sql(
+        "ALTER TABLE part1 ADD COLUMN c text DEFAULT 'pub_tab1'",
+        "CREATE TYPE mood AS ENUM ('ok', 'sad')",  # a type the target does not have yet
+        "ALTER TABLE part1 ADD COLUMN m mood",
+    )
+    scenario.step(
+        "INSERT INTO part1 (a, b) VALUES (3, 'xxx')",
+        "INSERT INTO part1 VALUES (5, 'zzz', 'own', 'sad')",
+        "UPDATE part1 SET m = 'ok' WHERE a = 2",
+    )
     scenario.assert_same()
 
 

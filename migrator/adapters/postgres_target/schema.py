@@ -171,11 +171,13 @@ def added_columns(collection: MappedCollection, existing: Set[str]) -> list[str]
     """`ALTER TABLE ... ADD COLUMN` of each column of `collection` its target table lacks (by
     name): a column added on the source while CDC follows, which the mapping takes. Without NOT
     NULL (the table has rows; CDC brings them up to date, docs/architecture.md "A column added
-    while CDC follows") and without a serial's default (its sequence is not on the target)."""
+    while CDC follows") and without a serial's default (its sequence is not on the target); an
+    enum or domain it is of is created first where the target lacks it (user_types.py)."""
     columns, typed, _ = _target_columns(collection)
     kept = _generated(columns, typed)
     table = qualified(collection.name)
-    return [
+    missing = [c for name, c in columns if name not in existing]
+    return [*create_types(collection.name, missing)] + [
         f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS "
         + _column(
             name,
