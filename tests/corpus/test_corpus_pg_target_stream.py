@@ -259,5 +259,23 @@ def test_10_streamed_transactions_with_ddl(scenario: TableScenario) -> None:
     scenario.assert_same()
 
 
+def test_10b_column_added_in_a_streamed_transaction_that_aborts(scenario: TableScenario) -> None:
+    """018 and 017 together: the ALTER and the rows that carry the column are streamed, then the
+    transaction aborts: the source has no such column, nor may the target."""
+    with psycopg.connect(scenario.pg_url) as conn:
+        for statement in (
+            PAD,
+            "ALTER TABLE test_tab ADD COLUMN g int",
+            "INSERT INTO test_tab SELECT i, md5(i::text), -i, 2*i, -3*i, 4*i, 5*i FROM generate_series(6001,7000) s(i)",
+            PAD,
+        ):
+            conn.execute(statement)
+        conn.rollback()
+    scenario.step(
+        "INSERT INTO test_tab VALUES (7001, 'after the abort')", "UPDATE test_tab SET c = 1 WHERE a = 3"
+    )
+    scenario.assert_same()
+
+
 def test_11_verify_agrees(scenario: TableScenario) -> None:
     scenario.verify()

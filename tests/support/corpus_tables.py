@@ -185,13 +185,14 @@ class TableScenario(Following):
 
     # -- comparison -------------------------------------------------------------------------------
 
-    def columns(self, mapped: Mapped) -> list[str]:
-        """The source table's columns the target must hold (catalog order, minus the excluded)."""
-        schema, _, name = mapped.source.rpartition(".")
+    def columns(self, mapped: Mapped, *, target: bool = False) -> list[str]:
+        """The source table's columns the target must hold (catalog order, minus the excluded);
+        `target`: the target table's columns."""
+        schema, _, name = (mapped.target_table if target else mapped.source).rpartition(".")
         regclass = sql.Identifier(schema or "public", name).as_string(None)
-        with psycopg.connect(self.pg_url, autocommit=True) as conn:
+        with psycopg.connect(self.target_url if target else self.pg_url, autocommit=True) as conn:
             rows = conn.execute(_COLUMNS_SQL, [regclass]).fetchall()
-        return [str(r[0]) for r in rows if r[0] not in mapped.exclude]
+        return [str(r[0]) for r in rows if target or r[0] not in mapped.exclude]
 
     def differences(self, only: Sequence[str] | None = None) -> dict[str, str]:
         """Per target table whose rows differ from the source's: the first differences."""
@@ -200,6 +201,10 @@ class TableScenario(Following):
             if only is not None and mapped.source not in only:
                 continue
             columns = self.columns(mapped)
+            held = self.columns(mapped, target=True)
+            if sorted(held) != sorted(columns):
+                out[mapped.target_table] = f"the target has columns {held}, the source {columns}"
+                continue
             want = table_text(self.pg_url, mapped.source, columns, mapped.key)
             got = table_text(self.target_url, mapped.target_table, columns, mapped.key)
             if want != got:
