@@ -21,6 +21,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.corpus_tables import Mapped, TableScenario, assert_diagnosed, refusals, table_scenario
+from tests.support.upstream import REPLIDENTITY_SETUP, REPLIDENTITY_SWITCH
 
 scenario = table_scenario("pg_bugs")
 excluded = table_scenario("pg_bugs_excluded")
@@ -127,11 +128,7 @@ def test_09_mapped_column_dropped_stops_the_run_naming_it(excluded: TableScenari
 
 def test_10_replica_identity_switched_to_an_index_without_the_key(identity: TableScenario) -> None:
     identity.sql(
-        "CREATE TABLE tab_replidentity_index(a int not null, b int not null)",
-        "CREATE UNIQUE INDEX idx_replidentity_index_a ON tab_replidentity_index(a)",
-        "CREATE UNIQUE INDEX idx_replidentity_index_b ON tab_replidentity_index(b)",
-        "ALTER TABLE tab_replidentity_index REPLICA IDENTITY USING INDEX idx_replidentity_index_a",
-        "INSERT INTO tab_replidentity_index VALUES(1, 1),(2, 2)",
+        *REPLIDENTITY_SETUP,
     )
     tables = [Mapped("public.tab_replidentity_index", ("a",))]
     identity.write_plan(tables)
@@ -143,9 +140,7 @@ def test_10_replica_identity_switched_to_an_index_without_the_key(identity: Tabl
     identity.start()
     identity.assert_same()
     identity.sql(
-        "ALTER TABLE tab_replidentity_index REPLICA IDENTITY USING INDEX idx_replidentity_index_b",
-        "UPDATE tab_replidentity_index SET a = -a WHERE a = 1",
-        "DELETE FROM tab_replidentity_index WHERE a = 2",
+        *REPLIDENTITY_SWITCH,
     )
     try:
         identity.catch_up()

@@ -24,26 +24,11 @@ from __future__ import annotations
 import psycopg
 
 from tests.support.corpus_tables import Mapped, TableScenario, assert_diagnosed, refusals, table_scenario
+from tests.support.upstream import REP_CHANGES_SETUP
 
 scenario = table_scenario("pg_replication")
 
-SETUP_001 = (
-    "CREATE TABLE tab_notrep AS SELECT generate_series(1,10) AS a",
-    "CREATE TABLE tab_ins AS SELECT generate_series(1,1002) AS a",
-    "CREATE TABLE tab_full AS SELECT generate_series(1,10) AS a",
-    "CREATE TABLE tab_full2 (x text)",
-    "INSERT INTO tab_full2 VALUES ('a'), ('b'), ('b')",
-    "CREATE TABLE tab_rep (a int primary key)",
-    "CREATE TABLE tab_mixed (a int primary key, b text, c numeric)",
-    "INSERT INTO tab_mixed (a, b, c) VALUES (1, 'foo', 1.1)",
-    "CREATE TABLE tab_include (a int, b text, CONSTRAINT covering PRIMARY KEY(a) INCLUDE(b))",
-    "CREATE TABLE tab_full_pk (a int primary key, b text)",
-    "ALTER TABLE tab_full_pk REPLICA IDENTITY FULL",
-    "CREATE TABLE tab_nothing (a int)",
-    "ALTER TABLE tab_nothing REPLICA IDENTITY NOTHING",
-    "CREATE TABLE tab_nothing_pk (a int primary key)",
-    "ALTER TABLE tab_nothing_pk REPLICA IDENTITY NOTHING",
-)
+SETUP_001 = REP_CHANGES_SETUP
 SETUP_010 = (
     "CREATE TABLE tr1 (a int PRIMARY KEY)",
     "CREATE TABLE tr2 (a int PRIMARY KEY)",  # not mapped

@@ -19,11 +19,18 @@ import time
 import psycopg
 
 from tests.support.corpus_tables import Mapped, TableScenario, table_scenario
+from tests.support.upstream import (
+    STREAM_ABORTED,
+    STREAM_KEPT,
+    STREAM_PAD,
+    STREAM_SAVEPOINTS,
+    TOAST_SETUP,
+    TOASTED,
+)
 
 scenario = table_scenario("pg_stream")
 
-PAD = "INSERT INTO test_tab_2 SELECT i FROM generate_series(1, 3000) s(i)"  # > 64 kB of decoded changes
-TOASTED = "toasted{}-" + "1234567890" * 200
+PAD = STREAM_PAD
 TABLES = [
     Mapped("public.test_tab", ("a",)),
     Mapped("public.xpto", ("id",)),
@@ -48,25 +55,7 @@ def test_01_snapshot(scenario: TableScenario) -> None:
         "CREATE TABLE test_tab (a int primary key, b varchar)",
         "INSERT INTO test_tab VALUES (1, 'foo'), (2, 'bar')",
         "CREATE TABLE test_tab_2 (a int)",
-        "CREATE SEQUENCE xpto_rand_seq START 79 INCREMENT 1499",
-        """CREATE TABLE xpto (id serial primary key, toasted_col1 text,
-            rand1 float8 DEFAULT nextval('xpto_rand_seq'), toasted_col2 text,
-            rand2 float8 DEFAULT nextval('xpto_rand_seq'))""",
-        "CREATE TABLE toasted_key (id serial, toasted_key text PRIMARY KEY, toasted_col1 text, toasted_col2 text)",
-        "ALTER TABLE toasted_key ALTER COLUMN toasted_key SET STORAGE EXTERNAL",
-        "ALTER TABLE toasted_key ALTER COLUMN toasted_col1 SET STORAGE EXTERNAL",
-        "CREATE TABLE toasted_copy (id int primary key, data text)",
-        "ALTER TABLE toasted_copy ALTER COLUMN data SET STORAGE EXTERNAL",
-        "CREATE TABLE toasted_several (id serial unique not null, toasted_key text primary key,"
-        " toasted_col1 text, toasted_col2 text)",
-        "ALTER TABLE toasted_several REPLICA IDENTITY FULL",
-        # Upstream also sets STORAGE EXTERNAL on toasted_key; PostgreSQL then refuses the 100 kB key
-        # in the primary key index (index row too big), so the key stays compressible here.
-        "ALTER TABLE toasted_several ALTER COLUMN toasted_col1 SET STORAGE EXTERNAL",
-        "ALTER TABLE toasted_several ALTER COLUMN toasted_col2 SET STORAGE EXTERNAL",
-        # Before the snapshot, so that the copy reads TOASTed values too.
-        "INSERT INTO xpto (toasted_col1, toasted_col2) SELECT string_agg(g.i::text, ''),"
-        " string_agg((g.i*2)::text, '') FROM generate_series(1, 2000) g(i)",
+        *TOAST_SETUP,
     )
     scenario.write_plan(TABLES)
     scenario.assert_plan_ready()
@@ -125,33 +114,15 @@ def test_03_streamed_transaction_with_subtransactions(scenario: TableScenario) -
 
 def test_04_streamed_transactions_with_rollbacks(scenario: TableScenario) -> None:
     """018: savepoints rolled back, released out of order, and a streamed transaction aborted."""
-    ins = "INSERT INTO test_tab VALUES ({0}, md5({0}::text))"
-    scenario.step(
-        [
-            PAD, ins.format(3), "SAVEPOINT s1", ins.format(4), "SAVEPOINT s2", ins.format(5), "SAVEPOINT s3",
-            ins.format(6), "ROLLBACK TO s2", ins.format(7), "ROLLBACK TO s1", ins.format(8), "SAVEPOINT s4",
-            ins.format(9), "SAVEPOINT s5", ins.format(10),
-        ],
-        [
-            PAD, ins.format(11), "SAVEPOINT s1", ins.format(12), "SAVEPOINT s2", ins.format(13), "SAVEPOINT s3",
-            ins.format(14), "RELEASE s2", ins.format(15), "ROLLBACK TO s1",
-        ],
-    )  # fmt: skip
+    scenario.step(*STREAM_SAVEPOINTS)
     with psycopg.connect(scenario.pg_url) as conn:
-        for statement in (
-            PAD,
-            ins.format(16),
-            "SAVEPOINT s1",
-            ins.format(17),
-            "SAVEPOINT s2",
-            ins.format(18),
-        ):
+        for statement in STREAM_ABORTED:
             conn.execute(statement)
         conn.rollback()
     scenario.catch_up()
     scenario.assert_same()
     keys = [r.split(",")[0].lstrip("(") for r in scenario.rows("test_tab", "a")]
-    assert keys == ["1", "2", "3", "8", "9", "10", "11"], keys
+    assert keys == [str(k) for k in STREAM_KEPT], keys
 
 
 def test_05_toasted_values_updated_and_left_unchanged(scenario: TableScenario) -> None:

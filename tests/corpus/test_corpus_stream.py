@@ -16,11 +16,12 @@ import psycopg
 
 from tests.support.corpus import Scenario, scenario_fixture
 from tests.support.expected import Coll
+from tests.support.upstream import STREAM_ABORTED, STREAM_KEPT, STREAM_PAD, STREAM_SAVEPOINTS
 
 scenario = scenario_fixture("stream")
 
 COLLECTIONS = [Coll("test_tab", "test_tab", ("a",))]
-PAD = "INSERT INTO test_tab_2 SELECT i FROM generate_series(1, 3000) s(i)"  # > 64 kB of decoded changes
+PAD = STREAM_PAD
 
 
 def streamed(scenario: Scenario) -> int:
@@ -138,30 +139,12 @@ def test_04c_clean_up(scenario: Scenario) -> None:
 
 def test_05_streamed_transactions_with_rollbacks(scenario: Scenario) -> None:
     """018: savepoints rolled back, released out of order, and a streamed transaction aborted."""
-    ins = "INSERT INTO test_tab VALUES ({0}, md5({0}::text))"
-    scenario.step(
-        [
-            PAD, ins.format(3), "SAVEPOINT s1", ins.format(4), "SAVEPOINT s2", ins.format(5), "SAVEPOINT s3",
-            ins.format(6), "ROLLBACK TO s2", ins.format(7), "ROLLBACK TO s1", ins.format(8), "SAVEPOINT s4",
-            ins.format(9), "SAVEPOINT s5", ins.format(10),
-        ],
-        [
-            PAD, ins.format(11), "SAVEPOINT s1", ins.format(12), "SAVEPOINT s2", ins.format(13), "SAVEPOINT s3",
-            ins.format(14), "RELEASE s2", ins.format(15), "ROLLBACK TO s1",
-        ],
-    )  # fmt: skip
+    scenario.step(*STREAM_SAVEPOINTS)
     with psycopg.connect(scenario.pg_url) as conn:
-        for statement in (
-            PAD,
-            ins.format(16),
-            "SAVEPOINT s1",
-            ins.format(17),
-            "SAVEPOINT s2",
-            ins.format(18),
-        ):
+        for statement in STREAM_ABORTED:
             conn.execute(statement)
         conn.rollback()
     scenario.catch_up()
     scenario.assert_target(skip=ADDED)
-    assert sorted(d["_id"] for d in scenario.documents("test_tab")) == [1, 2, 3, 8, 9, 10, 11]
+    assert sorted(d["_id"] for d in scenario.documents("test_tab")) == STREAM_KEPT
     scenario.verify()

@@ -13,6 +13,7 @@ import psycopg
 
 from tests.support.corpus import Scenario, scenario_fixture
 from tests.support.expected import Coll
+from tests.support.upstream import TOAST_SETUP, TOASTED
 
 scenario = scenario_fixture("toast")
 
@@ -23,31 +24,11 @@ COLLECTIONS = [
     Coll("toasted_several", "toasted_several", ("toasted_key",)),
 ]
 
-TOASTED = "toasted{}-" + "1234567890" * 200
-
 
 def test_01_snapshot(scenario: Scenario) -> None:
     scenario.sql(
         f"ALTER DATABASE {scenario.database} SET logical_decoding_work_mem = '64kB'",
-        "CREATE SEQUENCE xpto_rand_seq START 79 INCREMENT 1499",
-        """CREATE TABLE xpto (id serial primary key, toasted_col1 text,
-            rand1 float8 DEFAULT nextval('xpto_rand_seq'), toasted_col2 text,
-            rand2 float8 DEFAULT nextval('xpto_rand_seq'))""",
-        "CREATE TABLE toasted_key (id serial, toasted_key text PRIMARY KEY, toasted_col1 text, toasted_col2 text)",
-        "ALTER TABLE toasted_key ALTER COLUMN toasted_key SET STORAGE EXTERNAL",
-        "ALTER TABLE toasted_key ALTER COLUMN toasted_col1 SET STORAGE EXTERNAL",
-        "CREATE TABLE toasted_copy (id int primary key, data text)",
-        "ALTER TABLE toasted_copy ALTER COLUMN data SET STORAGE EXTERNAL",
-        "CREATE TABLE toasted_several (id serial unique not null, toasted_key text primary key,"
-        " toasted_col1 text, toasted_col2 text)",
-        "ALTER TABLE toasted_several REPLICA IDENTITY FULL",
-        # Upstream also sets STORAGE EXTERNAL on toasted_key; PostgreSQL 15 then refuses the 100 kB key
-        # in the primary key index (index row too big), so the key stays compressible here.
-        "ALTER TABLE toasted_several ALTER COLUMN toasted_col1 SET STORAGE EXTERNAL",
-        "ALTER TABLE toasted_several ALTER COLUMN toasted_col2 SET STORAGE EXTERNAL",
-        # Before the snapshot, so that the copy reads TOASTed values too.
-        "INSERT INTO xpto (toasted_col1, toasted_col2) SELECT string_agg(g.i::text, ''),"
-        " string_agg((g.i*2)::text, '') FROM generate_series(1, 2000) g(i)",
+        *TOAST_SETUP,
     )
     scenario.write_plan(COLLECTIONS)
     scenario.assert_plan_ready()
