@@ -16,7 +16,7 @@ import psycopg
 
 from tests.support.corpus import Scenario, scenario_fixture
 from tests.support.expected import Coll
-from tests.support.upstream import STREAM_ABORTED, STREAM_KEPT, STREAM_PAD, STREAM_SAVEPOINTS
+from tests.support.upstream import STREAM_ABORTED, STREAM_DDL, STREAM_KEPT, STREAM_PAD, STREAM_SAVEPOINTS
 
 scenario = scenario_fixture("stream")
 
@@ -102,29 +102,7 @@ def test_04_streamed_transactions_with_ddl(scenario: Scenario) -> None:
     """017: columns added inside small and streamed transactions (the mapping takes every column).
     The added columns of rows written before each ADD COLUMN are test_04b's."""
     scenario.step(
-        [
-            "INSERT INTO test_tab VALUES (3, md5(3::text))",
-            "ALTER TABLE test_tab ADD COLUMN c INT",
-            "SAVEPOINT s1",
-            "INSERT INTO test_tab VALUES (4, md5(4::text), -4)",
-        ],
-        [
-            "INSERT INTO test_tab SELECT i, md5(i::text), -i FROM generate_series(5, 1000) s(i)",
-            "ALTER TABLE test_tab ADD COLUMN d INT",
-            "SAVEPOINT s1",
-            "INSERT INTO test_tab SELECT i, md5(i::text), -i, 2*i FROM generate_series(1001, 2000) s(i)",
-        ],
-        [
-            "INSERT INTO test_tab VALUES (2001, md5(2001::text), -2001, 2*2001)",
-            "ALTER TABLE test_tab ADD COLUMN e INT",
-            "SAVEPOINT s1",
-            "INSERT INTO test_tab VALUES (2002, md5(2002::text), -2002, 2*2002, -3*2002)",
-        ],
-        [
-            "INSERT INTO test_tab SELECT i, md5(i::text), -i, 2*i, -3*i FROM generate_series(2003,5000) s(i)",
-            "ALTER TABLE test_tab ADD COLUMN f INT",
-        ],
-        "INSERT INTO test_tab SELECT i, md5(i::text), -i, 2*i, -3*i, 4*i FROM generate_series(5001,5005) s(i)",
+        *STREAM_DDL,
     )
     scenario.assert_target(skip=ADDED)
 

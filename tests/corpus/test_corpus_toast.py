@@ -9,11 +9,9 @@ enough to spill to disk on the server. Expected documents come from SQL after ea
 
 from __future__ import annotations
 
-import psycopg
-
 from tests.support.corpus import Scenario, scenario_fixture
 from tests.support.expected import Coll
-from tests.support.upstream import TOAST_SETUP, TOASTED
+from tests.support.upstream import TOAST_SETUP, toast_copy
 
 scenario = scenario_fixture("toast")
 
@@ -66,18 +64,7 @@ def test_03_toasted_key_unchanged_then_changed(scenario: Scenario) -> None:
 
 
 def test_04_copy_mixes_toasted_and_plain_rows(scenario: Scenario) -> None:
-    rows = [(1, "untoasted1"), (2, TOASTED.format(1)), (3, "untoasted2"), (4, TOASTED.format(2))]
-    rows += [(i, f"untoasted{i - 2}") for i in range(5, 201)] + [
-        (201, TOASTED.format(3)),
-        (202, "untoasted199"),
-    ]
-    with (
-        psycopg.connect(scenario.pg_url) as conn,
-        conn.cursor() as cur,
-        cur.copy("COPY toasted_copy FROM STDIN") as copy,
-    ):
-        for row in rows:
-            copy.write_row(row)
+    toast_copy(scenario.pg_url)
     scenario.catch_up()
     scenario.assert_target()
 

@@ -86,3 +86,47 @@ REPLIDENTITY_SWITCH = (
     "UPDATE tab_replidentity_index SET a = -a WHERE a = 1",
     "DELETE FROM tab_replidentity_index WHERE a = 2",
 )
+
+
+def toast_copy(pg_url: str) -> None:
+    """toast.sql's COPY into toasted_copy: TOASTed rows among plain ones (a multi-insert)."""
+    import psycopg
+
+    rows = [(1, "untoasted1"), (2, TOASTED.format(1)), (3, "untoasted2"), (4, TOASTED.format(2))]
+    rows += [(i, f"untoasted{i - 2}") for i in range(5, 201)]
+    rows += [(201, TOASTED.format(3)), (202, "untoasted199")]
+    with (
+        psycopg.connect(pg_url) as conn,
+        conn.cursor() as cur,
+        cur.copy("COPY toasted_copy FROM STDIN") as copy,
+    ):
+        for row in rows:
+            copy.write_row(row)
+
+
+# 017_stream_ddl.pl: columns added inside small and streamed transactions, each a transaction.
+STREAM_DDL = (
+    [
+        "INSERT INTO test_tab VALUES (3, md5(3::text))",
+        "ALTER TABLE test_tab ADD COLUMN c INT",
+        "SAVEPOINT s1",
+        "INSERT INTO test_tab VALUES (4, md5(4::text), -4)",
+    ],
+    [
+        "INSERT INTO test_tab SELECT i, md5(i::text), -i FROM generate_series(5, 1000) s(i)",
+        "ALTER TABLE test_tab ADD COLUMN d INT",
+        "SAVEPOINT s1",
+        "INSERT INTO test_tab SELECT i, md5(i::text), -i, 2*i FROM generate_series(1001, 2000) s(i)",
+    ],
+    [
+        "INSERT INTO test_tab VALUES (2001, md5(2001::text), -2001, 2*2001)",
+        "ALTER TABLE test_tab ADD COLUMN e INT",
+        "SAVEPOINT s1",
+        "INSERT INTO test_tab VALUES (2002, md5(2002::text), -2002, 2*2002, -3*2002)",
+    ],
+    [
+        "INSERT INTO test_tab SELECT i, md5(i::text), -i, 2*i, -3*i FROM generate_series(2003,5000) s(i)",
+        "ALTER TABLE test_tab ADD COLUMN f INT",
+    ],
+    "INSERT INTO test_tab SELECT i, md5(i::text), -i, 2*i, -3*i, 4*i FROM generate_series(5001,5005) s(i)",
+)
