@@ -88,6 +88,11 @@ class ColumnInfo:
     storage: str = "p"
     # The columns a stored generated column's expression reads (pg_depend of its default).
     generated_from: tuple[str, ...] = ()
+    # Whether that expression names nothing of its database but its own table's columns (no
+    # pg_depend entry on a user-defined function, operator, type or collation, object ids from
+    # 16384): every PostgreSQL server can evaluate it, so a PostgreSQL target keeps the column
+    # GENERATED (docs/architecture.md, "Tables as collections").
+    generated_builtin: bool = False
     # The server's own name of the column's type where it differs from `type_name` (a MySQL
     # COLUMN_TYPE such as "tinyint(1) unsigned"), for messages and the type table; "" otherwise.
     native_type: str = ""

@@ -34,7 +34,7 @@ BINARY = "postgresql-binary"
 FIRST_USER_OID = 16384
 
 _TYPES_SQL = """
-SELECT a.attname, a.atttypid::bigint, format_type(a.atttypid, a.atttypmod)
+SELECT a.attname, a.atttypid::bigint, format_type(a.atttypid, a.atttypmod), a.attgenerated <> ''
 FROM pg_attribute a WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
 """
 
@@ -59,6 +59,11 @@ class BinaryWriter:
         self._connections = connections
         self._table = table
         self._columns = tuple(columns)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The target columns the stream fills, in its order."""
+        return self._columns
 
     def replace_range(
         self,
@@ -97,7 +102,11 @@ def raw_writer(
     if form != BINARY:
         return None
     rows = connections.run(lambda conn: conn.execute(_TYPES_SQL, [qualified(table)]).fetchall())
-    found = {str(name): (int(oid), str(declared)) for name, oid, declared in rows}
-    if not same_types(found, columns):
+    found = {str(name): (int(oid), str(declared)) for name, oid, declared, _ in rows}
+    # A GENERATED column is computed by the target, which refuses a value for it (428C9): the
+    # stream leaves it out (raw_copy.py asks `columns`).
+    generated = {str(name) for name, _, _, computed in rows if computed}
+    taken = [c for c in columns if c.target not in generated]
+    if not same_types(found, taken):
         return None
-    return BinaryWriter(connections, table, [c.target for c in columns])
+    return BinaryWriter(connections, table, [c.target for c in taken])
