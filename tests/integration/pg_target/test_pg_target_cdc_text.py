@@ -76,8 +76,8 @@ TRICKY: list[dict[str, str]] = [
     {"num": "'1.10'", "num_scaled": "'1.1'", "r4": "'3.4028235e38'", "f8": "'1.7976931348623157e308'"},
     {"i2": "-32768", "i8": "-9223372036854775808", "flag": "false"},
     {"i2": "32767", "i8": "9223372036854775807", "flag": "true"},
-    {"js": "'{\"b\": 1,  \"a\": [1.0, 2e3], \"a\": null}'", "jb": "'{\"k\": \"v\\\\u00e9\\\\n\", \"n\": 1.50}'"},
-    {"js": "'\"just a string with \\\\t\"'", "jb": "'[null, \"\\\\\\\\\", {\"x\": -0.0}]'"},
+    {"js": '\'{"b": 1,  "a": [1.0, 2e3], "a": null}\'', "jb": '\'{"k": "v\\\\u00e9\\\\n", "n": 1.50}\''},
+    {"js": "'\"just a string with \\\\t\"'", "jb": '\'[null, "\\\\\\\\", {"x": -0.0}]\''},
     {"jb": "'null'", "js": "'null'"},
     {"d": "'infinity'", "ts": "'-infinity'", "tstz": "'infinity'"},
     {"d": "'0044-03-15 BC'", "ts": "'0001-01-01 00:00:00 BC'", "tstz": "'4713-01-01 00:00:00+00 BC'"},
@@ -88,9 +88,15 @@ TRICKY: list[dict[str, str]] = [
     {"ip": "'192.168.0.1/24'", "net": "'10.0.0.0/8'", "mac": "'08:00:2b:01:02:03'"},
     {"ip": "'::ffff:1.2.3.4'", "net": "'2001:db8::/32'", "bits": "B'1010'", "vbits": "B''"},
     {"pt": "'(1.5,-2e-300)'", "vbits": "B'10101010101'"},
-    {"ints": "'{1,NULL,-3}'", "texts": "ARRAY['a,b', NULL, 'NULL', '\"q\"', 'back\\slash', '', ' sp ', '{}']"},
+    {
+        "ints": "'{1,NULL,-3}'",
+        "texts": "ARRAY['a,b', NULL, 'NULL', '\"q\"', 'back\\slash', '', ' sp ', '{}']",
+    },
     {"texts": "ARRAY[E'tab\\there', E'new\\nline', 'é']", "nums": "'{NaN,1.10,-Infinity,NULL}'"},
-    {"stamps": "ARRAY['2024-01-01 00:00:00+02'::timestamptz, NULL, 'infinity']", "grid": "'{{1,2},{NULL,4}}'"},
+    {
+        "stamps": "ARRAY['2024-01-01 00:00:00+02'::timestamptz, NULL, 'infinity']",
+        "grid": "'{{1,2},{NULL,4}}'",
+    },
     {"jbs": r"""ARRAY['{"a": "\""}'::jsonb, NULL, '[]']""", "ints": "'{}'"},
 ]
 
@@ -189,7 +195,9 @@ def test_a_column_the_plan_casts_is_still_converted(pg2pg: PgToPg, dumped: list[
     plan = pg2pg.plan("- {from: public.flags, types: {flag: bool}}")
     pg2pg.run(plan)
     pg2pg.source(
-        "BEGIN; " + "; ".join(f"INSERT INTO flags VALUES ({n}, {n % 2}, 'l{n}')" for n in range(2, 60)) + "; COMMIT",
+        "BEGIN; "
+        + "; ".join(f"INSERT INTO flags VALUES ({n}, {n % 2}, 'l{n}')" for n in range(2, 60))
+        + "; COMMIT",
         "UPDATE flags SET flag = 1, label = E'x\\ty' WHERE id = 1",
     )
     pg2pg.run(plan, until="caught-up")
