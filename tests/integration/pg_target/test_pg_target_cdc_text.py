@@ -125,12 +125,12 @@ def dumped(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     seen: list[bytes] = []
     dump = SourceTextDumper.dump
 
-    def spy(self: SourceTextDumper, obj: Any) -> bytes:
-        text = dump(self, obj)
+    def spy(obj: Any) -> bytes:
+        text = dump(obj)
         seen.append(text)
         return text
 
-    monkeypatch.setattr(SourceTextDumper, "dump", spy)
+    monkeypatch.setattr(SourceTextDumper, "dump", staticmethod(spy))
     return seen
 
 
