@@ -71,7 +71,7 @@ from migrator.adapters.raw_chunks import (
     RawColumn,
     RawWriter,
 )
-from migrator.adapters.source_text import SourceText, SourceTextSource, SourceTextTarget, source_text_type
+from migrator.adapters.source_text import SourceText, SourceTextSource, SourceTextTarget, source_text_reader
 from migrator.adapters.vocabulary import Prerequisite, SourceVocabulary, TargetVocabulary
 from migrator.findings import Finding
 
@@ -1046,5 +1046,5 @@ __all__ = [
     "WriteFence",
     "WriteOp",
     "WriteResult",
-    "source_text_type",
+    "source_text_reader",
 ]

@@ -15,20 +15,19 @@ Optional, as runtime-checkable protocols: a source or target without them decode
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from functools import cache
+from functools import cache, partial
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from migrator.adapters.inspection import ColumnInfo
 from migrator.adapters.raw_chunks import RawColumn
 
 
-class SourceText(bytearray):
+class SourceText(str):
     """One value of a changed row in the source's text form (`form`, of the source's type
-    `type_id`), undecoded: its bytes are the text. Made per column by `source_text_type`, so that
-    building one costs one call in C (CDC builds one for every passed-through value); `value()`
-    decodes it where something must read it.
-
-    A bytearray, not bytes: a bytes value is a binary column's value everywhere else."""
+    `type_id`), undecoded: the text itself. Made per column by `source_text_reader`, so that
+    building one from the wire's UTF-8 bytes costs calls in C only (CDC builds one for every value
+    passed through), and a str, so that a target's driver writes it as it writes any text, in C;
+    `value()` decodes it where something must read it as the source's Python value."""
 
     __slots__ = ()
     form: ClassVar[str] = ""
@@ -37,10 +36,10 @@ class SourceText(bytearray):
 
     def value(self) -> Any:
         """The Python value the source would have decoded."""
-        return type(self).parse(bytes(self))
+        return type(self).parse(self.encode())
 
     def __repr__(self) -> str:
-        return f"SourceText({self.form!r}, {self.type_id}, {bytes(self)!r})"
+        return f"SourceText({self.form!r}, {self.type_id}, {str.__repr__(self)})"
 
 
 @cache
@@ -51,6 +50,14 @@ def source_text_type(form: str, type_id: int, parse: Callable[[bytes], Any]) -> 
         (SourceText,),
         {"__slots__": (), "form": form, "type_id": type_id, "parse": staticmethod(parse)},
     )
+
+
+def source_text_reader(
+    form: str, type_id: int, parse: Callable[[bytes], Any]
+) -> Callable[[bytes], SourceText]:
+    """What makes a column's SourceText of its UTF-8 bytes (`parse`: how to decode one)."""
+    reader: Callable[[bytes], SourceText] = partial(source_text_type(form, type_id, parse), errors="strict")
+    return reader
 
 
 @runtime_checkable

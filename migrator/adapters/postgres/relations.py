@@ -14,7 +14,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from migrator.adapters.base import ColumnInfo, source_text_type
+from migrator.adapters.base import ColumnInfo, source_text_reader
 from migrator.adapters.postgres.generated import Generated, GeneratedColumns, StoredColumn
 from migrator.adapters.postgres.partitions import quoted
 from migrator.adapters.postgres.pgoutput import (
@@ -167,7 +167,7 @@ def column_parsers(
             continue
         parse = parser.for_column(info)
         if column.name in undecoded and column.type_oid == info.type_oid:
-            parsers.append(source_text_type(TEXT_FORMAT, column.type_oid, parse))
+            parsers.append(source_text_reader(TEXT_FORMAT, column.type_oid, parse))
         else:
             parsers.append(parse)
     return parsers

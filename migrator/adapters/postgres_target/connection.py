@@ -11,7 +11,6 @@ import psycopg
 
 from migrator.adapters.postgres.connection import PgEndpoint
 from migrator.adapters.postgres.errors import classify as classify_source
-from migrator.adapters.postgres_target import text_dumper
 from migrator.adapters.postgres_target.rows import TargetTable, read_table
 from migrator.errors import MigratorError, SourceError, TargetError
 
@@ -56,7 +55,6 @@ class TargetEndpoint:
             conn = self._pg.connect()
         except SourceError as exc:
             raise TargetError(exc.message, hint=exc.hint).origin_of(exc) from None
-        text_dumper.register(conn)
         try:
             conn.execute(SESSION)
         except psycopg.Error as exc:

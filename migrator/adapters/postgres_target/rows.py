@@ -132,7 +132,8 @@ def _json_text(value: Any) -> str:
 
 def _adapt(value: Any, column: Column, *, element: bool = False) -> Any:
     if value is None or isinstance(value, SourceText):
-        # A SourceText is the source's text of the column's very type (text_values.py): as it is.
+        # A SourceText is the source's text of the column's very type (text_values.py): written
+        # as the text it is (a COPY field, a parameter), cast to the column's type as any text.
         return value
     if isinstance(value, Decimal128):
         return value.to_decimal()

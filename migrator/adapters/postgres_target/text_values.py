@@ -2,7 +2,10 @@
 PostgreSQL source's change stream can hand a column's values over in PostgreSQL's text output
 (`postgresql-text`: UTC, ISO dates, ISO 8601 intervals, shortest exact floats, hex bytea, UTF-8),
 which this target's type input reads back as the very same value where the target column is of
-the source column's type. The applier then writes the text as it is (text_dumper.py).
+the source column's type. The applier then writes the text as it is: a SourceText is a str,
+which psycopg writes as any text, a COPY field escaped (backslash, tab, newline, carriage return)
+or a parameter, cast to the column's declared type by the statement as a decoded value's text is
+(rows.py placeholder, staging.py).
 
 Taken only for a built-in type with the same modifier on both sides (copy_in.same_types: a
 user-defined type's id differs between servers) and never for money, whose text depends on the

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from migrator.adapters.postgres_target.text_dumper import SourceTextDumper
+from migrator.adapters.base import SourceText
+from migrator.adapters.postgres_target import rows
 from tests.support.pg_target import PgToPg
 
 COLUMNS = {
@@ -121,16 +122,16 @@ def _same(pg2pg: PgToPg, table: str = "everything") -> None:
 
 @pytest.fixture
 def dumped(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """Every value the target wrote as the source's text, as it was written."""
+    """Every value the target wrote as the source's text (a SourceText), as UTF-8."""
     seen: list[bytes] = []
-    dump = SourceTextDumper.dump
+    adapt = rows._adapt
 
-    def spy(obj: Any) -> bytes:
-        text = dump(obj)
-        seen.append(text)
-        return text
+    def spy(value: Any, column: Any, *, element: bool = False) -> Any:
+        if isinstance(value, SourceText):
+            seen.append(value.encode())
+        return adapt(value, column, element=element)
 
-    monkeypatch.setattr(SourceTextDumper, "dump", staticmethod(spy))
+    monkeypatch.setattr(rows, "_adapt", spy)
     return seen
 
 
