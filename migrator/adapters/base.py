@@ -71,6 +71,7 @@ from migrator.adapters.raw_chunks import (
     RawColumn,
     RawWriter,
 )
+from migrator.adapters.source_text import SourceText, SourceTextSource, SourceTextTarget, source_text_reader
 from migrator.adapters.vocabulary import Prerequisite, SourceVocabulary, TargetVocabulary
 from migrator.findings import Finding
 
@@ -1026,6 +1027,9 @@ __all__ = [
     "SourceInfo",
     "SourceRead",
     "SourceServerInfo",
+    "SourceText",
+    "SourceTextSource",
+    "SourceTextTarget",
     "SourceVocabulary",
     "TableDescribed",
     "TableInfo",
@@ -1042,4 +1046,5 @@ __all__ = [
     "WriteFence",
     "WriteOp",
     "WriteResult",
+    "source_text_reader",
 ]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -46,6 +47,7 @@ from migrator.phases.follow_loop import HEARTBEAT_PREFIX, PHASE, Following, unex
 from migrator.phases.lag import LagTracker
 from migrator.phases.mapped_columns import mapped_columns
 from migrator.phases.oracle import DualWriteOracle
+from migrator.phases.undecoded import undecoded_columns
 from migrator.plan.names import cdc_checkpoint_id, publication_name, reverse_origin_name, slot_name_pattern
 from migrator.state.labels import SnapshotLabel
 
@@ -174,6 +176,11 @@ class CdcPhase:
         tables = self.ctx.source_info.tables
         identity = {name: info.identity_columns for name, info in tables.items()}
         self.mapped = mapped_columns(self.ctx.plan.collections, self.ctx.collections)
+        if self.settings.apply:
+            # Values the target takes as the source sends them are not decoded (docs/architecture.md,
+            # "Undecoded change values"); the dual-write oracle (cdc.apply: false) compares values.
+            undecoded = undecoded_columns(self.ctx.source, self.ctx.target, self.ctx.collections)
+            self.mapped = dataclasses.replace(self.mapped, undecoded=undecoded)
         return ChangeMapper(self.ctx.collections, identity, self.ctx.source.unchanged)
 
     # The source's schema checks ask these (adapters/base.py SchemaHost).

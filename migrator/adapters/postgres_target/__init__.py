@@ -28,7 +28,7 @@ from migrator.adapters.base import (
 from migrator.adapters.ownership_record import OwnerRecord as StoredOwner
 from migrator.adapters.ownership_record import refusal
 from migrator.adapters.postgres.sequences import sequence_values
-from migrator.adapters.postgres_target import post_copy, records
+from migrator.adapters.postgres_target import post_copy, records, text_values
 from migrator.adapters.postgres_target.applier import TableApplier
 from migrator.adapters.postgres_target.checksums import TargetChecksums
 from migrator.adapters.postgres_target.comparison import same
@@ -217,6 +217,11 @@ class PostgresTarget:
     def raw_writer(self, collection: str, form: str, columns: Sequence[RawColumn]) -> BinaryWriter | None:
         """Snapshot chunks taken undecoded, where the table's types are the source's (copy_in.py)."""
         return raw_writer(self._connections, collection, form, columns)
+
+    def takes_source_text(self, collection: str, form: str, columns: Sequence[RawColumn]) -> frozenset[str]:
+        """Changed values taken as the source's text, where the table's types are the source's
+        (text_values.py)."""
+        return self._connections.run(lambda conn: text_values.takes(conn, collection, form, columns))
 
     def reader(self, collection: str) -> TableReader:
         return TableReader(self._connections, collection)

@@ -21,6 +21,7 @@ from bson.decimal128 import Decimal128
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from migrator.adapters.base import SourceText
 from migrator.adapters.json_values import json_text
 from migrator.errors import TargetError
 
@@ -130,8 +131,10 @@ def _json_text(value: Any) -> str:
 
 
 def _adapt(value: Any, column: Column, *, element: bool = False) -> Any:
-    if value is None:
-        return None
+    if value is None or isinstance(value, SourceText):
+        # A SourceText is the source's text of the column's very type (text_values.py): written
+        # as the text it is (a COPY field, a parameter), cast to the column's type as any text.
+        return value
     if isinstance(value, Decimal128):
         return value.to_decimal()
     if isinstance(value, Binary):
