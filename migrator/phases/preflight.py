@@ -127,7 +127,7 @@ class Preflight:
             self._check_replica_lag()
             self.report.findings.extend(self.source.server_findings(source, self.plan.name))
             resolution = resolve(list(self.plan.collections), source)
-            self.report.findings.extend(resolution.findings)
+            self.report.findings.extend(self._resolution_findings(resolution))
             self.report.collections = resolution.collections
             read = columns_read(resolution.collections)
             self.report.findings.extend(
@@ -154,6 +154,14 @@ class Preflight:
         self._check_switch_kind()
         self._check_target()
         return self.report
+
+    def _resolution_findings(self, resolution: Resolution) -> list[Finding]:
+        """The mapping's findings, less the BSON ones where the target keeps the source's types
+        (a PostgreSQL target's timestamp key keeps its microseconds: docs/architecture.md,
+        "Tables as collections")."""
+        if not self.target.capabilities.keeps_source_types:
+            return list(resolution.findings)
+        return [f for f in resolution.findings if f.check != "mapping.key_precision"]
 
     def _check_switch_kind(self) -> None:
         """A switch of kind mongodb keeps its routing document in the target: refused where the
