@@ -99,6 +99,9 @@ class ColumnInfo:
     default: str | None = None
     identity: str = ""
     user_type: UserType | None = None
+    # The column's collation where it is not its type's default, schema-qualified and quoted as
+    # pg_dump writes it (`pg_catalog."en-x-icu"`); "" otherwise.
+    collation: str = ""
 
 
 @dataclass(frozen=True)

@@ -87,7 +87,11 @@ SELECT a.attname, a.attnum, NOT a.attnotnull,
            ORDER BY ra.attnum) END,
        format_type(a.atttypid, a.atttypmod),
        CASE WHEN {generated} <> 's' THEN pg_get_expr(d.adbin, d.adrelid) END,
-       a.attidentity
+       a.attidentity,
+       (SELECT quote_ident(cn.nspname) || '.' || quote_ident(co.collname)
+        FROM pg_collation co JOIN pg_namespace cn ON cn.oid = co.collnamespace
+        WHERE co.oid = a.attcollation
+          AND a.attcollation <> (SELECT t.typcollation FROM pg_type t WHERE t.oid = a.atttypid))
 FROM pg_attribute a
 JOIN base b ON b.oid = a.atttypid
 JOIN pg_type rt ON rt.oid = b.root AND rt.typtype <> 'd'
@@ -646,6 +650,7 @@ def _column(row: tuple[Any, ...]) -> ColumnInfo:
         declared,
         default,
         identity,
+        collation,
     ) = row
     is_array = category == "A" and elem_name is not None
     kind = "array" if is_array else _KINDS.get(str(typtype), "base")
@@ -671,6 +676,7 @@ def _column(row: tuple[Any, ...]) -> ColumnInfo:
         declared_type=str(declared),
         default=None if default is None else str(default),
         identity=str(identity or ""),
+        collation=str(collation or ""),
     )
 
 
