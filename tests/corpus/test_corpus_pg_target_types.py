@@ -379,19 +379,26 @@ def test_08_verify_agrees(scenario: PgScenario) -> None:
     assert report["verdict"] == "equal", report
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: a table keyed by an array or a composite is refused (mapping.key_type) with the MongoDB "
-    "target's fix (a doc_id identity column, a unique index as replica identity, `then key: doc_id`), but a "
-    "`tables:` entry has no `key`: the target table is keyed by the source's primary key, so after the fix the "
-    "plan is refused the same way",
-)
-def test_09_the_array_key_refusals_fix_makes_the_plan_pass(scenario: PgScenario) -> None:
-    (refused,) = other_plan(scenario, "pgtypes_keys", [Table("public.tst_arrays")])
-    assert refused.check == "mapping.key_type", refused
-    assert refused.fix is not None
-    scenario.sql(*refused.fix.split(": ", 1)[1].split("; then", 1)[0].split("; "))
-    assert other_plan(scenario, "pgtypes_keys", [Table("public.tst_arrays")]) == []
+def test_09_the_array_and_composite_key_refusals_fixes_make_the_plan_pass(scenario: PgScenario) -> None:
+    """A `tables:` entry is keyed by the primary key (it has no `key:`): the fix gives the table one
+    that can key its rows, the old key kept unique; a composite column is then refused as any
+    other and excluded as that refusal says."""
+    entries = [Table("public.tst_arrays"), Table("public.tst_comps")]
+    refused = other_plan(scenario, "pgtypes_keys", entries)
+    assert [(f.check, f.subject) for f in refused] == [
+        ("mapping.key_type", "public.tst_arrays.a"),
+        ("mapping.key_type", "public.tst_comps.a"),
+    ], refused
+    for finding in refused:
+        assert finding.fix is not None
+        scenario.sql(finding.fix.split(": ", 1)[1])
+    refused = other_plan(scenario, "pgtypes_keys", entries)
+    assert [(f.check, f.subject) for f in refused] == [
+        ("mapping.type_supported", "public.tst_comps.a"),
+        ("mapping.type_supported", "public.tst_comps.b"),
+    ], refused
+    assert all("exclude" in (f.fix or "") for f in refused), refused
+    assert other_plan(scenario, "pgtypes_keys", [entries[0], Table("public.tst_comps", ("a", "b"))]) == []
 
 
 @pytest.mark.xfail(
