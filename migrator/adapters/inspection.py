@@ -66,6 +66,9 @@ class UserType:
     checks: tuple[str, ...] = ()  # a domain's CHECK constraints (pg_get_constraintdef)
     not_null: bool = False  # a domain's NOT NULL
     schema: str = ""  # the schema it is in (unquoted)
+    # The user-defined functions a domain's CHECK constraints call (FirstNormalObjectId and up):
+    # each as (schema.name(argument types), pg_get_functiondef). The target must have them first.
+    functions: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
