@@ -77,6 +77,13 @@ def test_01_plan_refuses_the_tsvector_and_passes_once_it_is_excluded(scenario: P
     # The index over the excluded column is named as not built, with why.
     warned = [(f.check, f.subject) for f in report.findings if f.check == "target.after_copy"]
     assert warned == [("target.after_copy", "public.film.film_fulltext_idx")], warned
+    # Each source trigger of a copied table is named as not created on the target.
+    triggers = scenario.source_rows(
+        "SELECT tgrelid::regclass::text, tgname FROM pg_trigger WHERE NOT tgisinternal ORDER BY 1, 2"
+    )
+    warned = sorted(f.subject for f in report.findings if f.check == "target.triggers")
+    assert warned == sorted(f"public.{t}: trigger {n}" for t, n in triggers), warned
+    assert len(warned) == 15
     # A PostgreSQL target keeps microseconds: no warning about BSON dates for payment's key.
     assert not [f for f in report.findings if "BSON" in f.message], [
         f.message for f in report.findings if "BSON" in f.message
@@ -182,6 +189,13 @@ def test_07_verify_agrees(scenario: PgScenario) -> None:
 
 def test_08_cutover_writes_on_the_target_and_rollback_after_it(scenario: PgScenario) -> None:
     scenario.stop()
+    # The last_updated trigger created on the target's customer, as plan's warning says (CDC
+    # applies under session_replication_role = replica, where it does not fire).
+    ((function,),) = scenario.source_rows("SELECT pg_get_functiondef('public.last_updated'::regproc)")
+    ((trigger,),) = scenario.source_rows(
+        "SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgrelid = 'customer'::regclass AND tgname = 'last_updated'"
+    )
+    scenario.target_sql(function, trigger)
     source_sequences = sequences(scenario, scenario.source_rows)
     api.cutover(scenario.plan_path, state=scenario.state_path, env=scenario.env)
     assert scenario.switch_path.read_text() == "target\n"
@@ -208,6 +222,13 @@ def test_08_cutover_writes_on_the_target_and_rollback_after_it(scenario: PgScena
         "DELETE FROM film_actor WHERE film_id = 5",
         "UPDATE payment SET payment_date = payment_date + interval '1 month' WHERE payment_id = 2",
     )
+    # The target's trigger fires on the application's write there; reverse sync carries what it wrote.
+    scenario.target_sql(
+        "UPDATE customer SET last_update = '2000-01-01', email = 'touched' WHERE customer_id = 3"
+    )
+    assert scenario.target_rows("SELECT last_update > '2001-01-01' FROM customer WHERE customer_id = 3") == [
+        (True,)
+    ]
     new_keys = scenario.target_rows("SELECT max(customer_id), max(rental_id), max(payment_id) FROM payment")
     # Reverse sync carries them to the source.
     api.run(scenario.plan_path, until="caught-up", state=scenario.state_path, env=scenario.env)
