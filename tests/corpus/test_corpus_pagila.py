@@ -20,12 +20,10 @@ that many documents embed, recast a film, change prices), run while `migrator ru
 from __future__ import annotations
 
 import random
-import threading
-import time
 
 from tests.support.corpus import Scenario, scenario_fixture
 from tests.support.expected import Coll, Embed
-from tests.support.pagila import HERE, SEED, workload, write
+from tests.support.pagila import HERE, SEED, workload, writers_across_a_restart
 
 scenario = scenario_fixture("pagila")
 
@@ -120,19 +118,12 @@ def test_03_workload_while_following(scenario: Scenario) -> None:
 def test_04_concurrent_writers_while_the_run_restarts(scenario: Scenario) -> None:
     """Two writers at once (their transactions interleave and commit in another order than they
     began), and `migrator run` stopped and resumed in the middle."""
-    failed: list[str] = []
-    writers = [
-        threading.Thread(target=write, args=(scenario.pg_url, workload(random.Random(seed)), failed))
-        for seed in (7, 8)
-    ]
-    for writer in writers:
-        writer.start()
-    time.sleep(0.5)
-    scenario.stop()
-    scenario.start()
-    for writer in writers:
-        writer.join(120)
-        assert not writer.is_alive(), "a writer did not finish"
+
+    def restart() -> None:
+        scenario.stop()
+        scenario.start()
+
+    writers_across_a_restart(scenario.pg_url, restart)
     scenario.catch_up()
     scenario.assert_target()
 

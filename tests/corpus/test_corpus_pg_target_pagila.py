@@ -18,14 +18,12 @@ primary key, secondary indexes, constraints and foreign keys, VALID, as the sour
 from __future__ import annotations
 
 import random
-import threading
-import time
 from typing import Any
 
 import pytest
 
 from migrator import api
-from tests.support.pagila import HERE, SEED, workload, write
+from tests.support.pagila import HERE, SEED, workload, writers_across_a_restart
 from tests.support.pg_corpus import PgScenario, Table, pg_scenario_fixture
 
 scenario = pg_scenario_fixture("pgpagila")
@@ -165,19 +163,12 @@ def test_05_workload_while_following(scenario: PgScenario) -> None:
 
 
 def test_06_concurrent_writers_while_the_run_restarts(scenario: PgScenario) -> None:
-    failed: list[str] = []
-    writers = [
-        threading.Thread(target=write, args=(scenario.source_url, workload(random.Random(seed)), failed))
-        for seed in (7, 8)
-    ]
-    for writer in writers:
-        writer.start()
-    time.sleep(0.5)
-    scenario.stop()
-    scenario.start()
-    for writer in writers:
-        writer.join(120)
-        assert not writer.is_alive(), "a writer did not finish"
+
+    def restart() -> None:
+        scenario.stop()
+        scenario.start()
+
+    writers_across_a_restart(scenario.source_url, restart)
     scenario.catch_up()
     scenario.assert_same()
 

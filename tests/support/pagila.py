@@ -10,6 +10,9 @@ change prices and features, refunds, new customers, staff and language edits).
 from __future__ import annotations
 
 import random
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -132,3 +135,23 @@ def write(url: str, txns: list[list[str]], failed: list[str]) -> None:
                         conn.execute(statement)
             except psycopg.errors.Error as exc:
                 failed.append(type(exc).__name__)
+
+
+def writers_across_a_restart(
+    url: str, restart: Callable[[], None], seeds: tuple[int, ...] = (7, 8)
+) -> list[str]:
+    """Two writers at once (their transactions interleave and commit in another order than they
+    began), `restart` (the run stopped and resumed) called while they write; returns the names
+    of the errors that rolled a transaction back."""
+    failed: list[str] = []
+    writers = [
+        threading.Thread(target=write, args=(url, workload(random.Random(seed)), failed)) for seed in seeds
+    ]
+    for writer in writers:
+        writer.start()
+    time.sleep(0.5)
+    restart()
+    for writer in writers:
+        writer.join(120)
+        assert not writer.is_alive(), "a writer did not finish"
+    return failed
