@@ -20,6 +20,10 @@ from tests.support.corpus import Scenario, scenario_fixture
 from tests.support.expected import Coll, Embed
 from tests.support.upstream_types import (
     MATRIX_DDL,
+    MATRIX_DELETES,
+    MATRIX_UPDATES,
+    NUMKEY_UPDATES,
+    SORTED_INSERTS,
     SPECIALS,
     UPSTREAM_DDL,
     UPSTREAM_DELETES,
@@ -142,32 +146,23 @@ def test_03_upstream_inserts(scenario: Scenario) -> None:
 def test_04_upstream_updates(scenario: Scenario) -> None:
     scenario.step(
         UPSTREAM_UPDATES,
-        "UPDATE tst_matrix SET f4 = 2.2, ip = '::ffff:5.6.7.8', x = '<b/>', n = 7.5 WHERE id IN (1, 3)",
-        "UPDATE tst_matrix SET j = '{\"z\": 1.5e300}', iv = '-1 year -2 mons', tstz = '1999-12-31 23:59:59.9999+00' WHERE id = 2",
+        *MATRIX_UPDATES,
     )
     scenario.assert_target(skip=KNOWN)
 
 
 def test_05_upstream_deletes(scenario: Scenario) -> None:
-    scenario.step(
-        UPSTREAM_DELETES, "INSERT INTO tst_dom_constr VALUES (11)", "DELETE FROM tst_matrix WHERE id = 4"
-    )
+    scenario.step(UPSTREAM_DELETES, *MATRIX_DELETES)
     scenario.assert_target(skip=KNOWN)
 
 
 def test_06_numeric_key_changed_to_an_equal_value_of_another_scale(scenario: Scenario) -> None:
-    scenario.step(
-        "UPDATE tst_numkey SET k = 1.00 WHERE k = 1.0", "UPDATE tst_numkey SET v = 'changed' WHERE k = 2.5"
-    )
+    scenario.step(*NUMKEY_UPDATES)
     scenario.assert_target(only={"tst_numkey": ()})
 
 
 def test_07_embedded_elements_inserted_by_cdc_keep_the_snapshot_order(scenario: Scenario) -> None:
-    scenario.step(
-        "INSERT INTO tst_sorted_code VALUES (7, 1, 'A'), (8, 1, 'ä'), (9, 2, 'x')",
-        "INSERT INTO tst_sorted_rank VALUES (5, 1, 0), (6, 2, 1), (7, 2, NULL)",
-        "INSERT INTO tst_sorted_bin VALUES (5, 1, '\\x0001', 1.500), (6, 1, '\\x02', 9.99)",
-    )
+    scenario.step(*SORTED_INSERTS)
     scenario.assert_target(skip=KNOWN)
 
 

@@ -31,12 +31,12 @@ from bson import json_util
 from click.testing import CliRunner
 
 from migrator import api
-from migrator.adapters.postgres.lsn import Lsn
 from migrator.cli.main import cli
 from migrator.operations.run import RunOutcome
 from migrator.phases.preflight import PreflightReport
 from tests.support import expected, json_output
 from tests.support.docs import typed
+from tests.support.markers import wait_applied
 from tests.support.runs import ApiRun, source_transactions
 from tests.support.servers import create_pg_database, drop_pg_database, unique_name, with_database
 
@@ -168,30 +168,7 @@ class Scenario:
         """Wait until the target has applied every source change committed before this call."""
         follower = self.follower
         assert follower is not None, "no run follows"
-        marker: int | None = None
-        deadline = time.monotonic() + timeout
-        while True:
-            if not follower.alive:
-                follower.join(1)  # raises the error that stopped it
-                pytest.fail("the run stopped while it should follow changes")
-            if marker is None and self._slot_exists():
-                text = self.scalar("SELECT pg_logical_emit_message(true, %s, 'step')::text", [MARKER_PREFIX])
-                marker = Lsn.parse(str(text)).value
-            applied = self.applied()
-            if marker is not None and applied is not None and applied >= marker:
-                return
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"the target did not catch up within {timeout:.0f} s (applied {applied}, marker {marker})"
-                )
-            time.sleep(0.1)
-
-    def _slot_exists(self) -> bool:
-        return bool(
-            self.scalar(
-                "SELECT count(*) FROM pg_replication_slots WHERE database = current_database() AND active"
-            )
-        )
+        wait_applied(follower, self.pg_url, self.applied, timeout, MARKER_PREFIX)
 
     def wait_stopped(self, timeout: float = CATCH_UP_TIMEOUT) -> BaseException | None:
         """Wait for a run that should stop by itself; its error (None when it returned)."""

@@ -19,7 +19,6 @@ constraints, foreign keys VALID on the target as on the source.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,11 +29,11 @@ import pytest
 from click.testing import CliRunner
 
 from migrator import api
-from migrator.adapters.postgres.lsn import Lsn
 from migrator.cli.main import cli
 from migrator.phases.preflight import PreflightReport
 from migrator.plan.names import cdc_checkpoint_id
 from tests.support import json_output
+from tests.support.markers import wait_applied
 from tests.support.runs import ApiRun, source_transactions
 from tests.support.servers import create_pg_database, drop_pg_database, unique_name, with_database
 
@@ -213,31 +212,7 @@ class PgScenario:
         """Wait until the target has applied every source change committed before this call."""
         follower = self.follower
         assert follower is not None, "no run follows"
-        marker: int | None = None
-        deadline = time.monotonic() + timeout
-        while True:
-            if not follower.alive:
-                follower.join(1)  # raises the error that stopped it
-                pytest.fail("the run stopped while it should follow changes")
-            if marker is None and self._slot_active():
-                ((text,),) = self.source_rows(
-                    "SELECT pg_logical_emit_message(true, %s, 'step')::text", [MARKER_PREFIX]
-                )
-                marker = Lsn.parse(str(text)).value
-            applied = self.applied()
-            if marker is not None and applied is not None and applied >= marker:
-                return
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"the target did not catch up within {timeout:.0f} s (applied {applied}, marker {marker})"
-                )
-            time.sleep(0.1)
-
-    def _slot_active(self) -> bool:
-        found = self.source_rows(
-            "SELECT count(*) FROM pg_replication_slots WHERE database = current_database() AND active"
-        )
-        return bool(found[0][0])
+        wait_applied(follower, self.source_url, self.applied, timeout, MARKER_PREFIX)
 
     def step(self, *transactions: str | Sequence[str]) -> None:
         """Run each item as one transaction on the source, then wait until it is applied."""

@@ -205,3 +205,21 @@ DELETE FROM tst_range_array WHERE a = 1;
 DELETE FROM tst_range_array WHERE tstzrange('Mon Aug 04 00:00:00 2014 CEST'::timestamptz, 'Mon Aug 05 00:00:00 2014 CEST'::timestamptz) && b;
 DELETE FROM tst_hstore WHERE a = 1;
 """
+
+
+# Beyond upstream, written with upstream's updates and deletes, and a numeric key changed to an
+# equal value of another scale.
+MATRIX_UPDATES = (
+    "UPDATE tst_matrix SET f4 = 2.2, ip = '::ffff:5.6.7.8', x = '<b/>', n = 7.5 WHERE id IN (1, 3)",
+    "UPDATE tst_matrix SET j = '{\"z\": 1.5e300}', iv = '-1 year -2 mons', tstz = '1999-12-31 23:59:59.9999+00' WHERE id = 2",
+)
+MATRIX_DELETES = ("INSERT INTO tst_dom_constr VALUES (11)", "DELETE FROM tst_matrix WHERE id = 4")
+NUMKEY_UPDATES = (
+    "UPDATE tst_numkey SET k = 1.00 WHERE k = 1.0",
+    "UPDATE tst_numkey SET v = 'changed' WHERE k = 2.5",
+)
+SORTED_INSERTS = (
+    "INSERT INTO tst_sorted_code VALUES (7, 1, 'A'), (8, 1, 'ä'), (9, 2, 'x')",
+    "INSERT INTO tst_sorted_rank VALUES (5, 1, 0), (6, 2, 1), (7, 2, NULL)",
+    "INSERT INTO tst_sorted_bin VALUES (5, 1, '\\x0001', 1.500), (6, 1, '\\x02', 9.99)",
+)
