@@ -23,7 +23,12 @@ from migrator.findings import Finding, Severity
 from migrator.mapping.columns import columns_read
 from migrator.mapping.post_copy import planned
 from migrator.mapping.spec import CollectionMapping, Resolution, resolve, tables_of
-from migrator.phases.table_target import large_object_findings, sequence_findings, trigger_findings
+from migrator.phases.table_target import (
+    large_object_findings,
+    partition_findings,
+    sequence_findings,
+    trigger_findings,
+)
 from migrator.plan.models import Plan
 
 DECIMAL128_DIGITS = 34
@@ -148,6 +153,7 @@ class Preflight:
                 self.report.findings += sequence_findings(resolution.collections, margin)
                 self.report.findings += large_object_findings(resolution.collections)
                 self.report.findings += trigger_findings(resolution.collections, source)
+                self.report.findings += partition_findings(resolution.collections, source)
                 self._check_cutover_back()
             if resolution.ok and self.scan_data:
                 self._check_document_sizes(resolution)

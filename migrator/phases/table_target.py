@@ -1,6 +1,7 @@
 """What `plan` says about the source's tables when the target keeps them as tables (a PostgreSQL
 target: docs/architecture.md, "Sequences at cutover", "Large objects"): the sequences cutover
-will set, the large objects it cannot carry, and the triggers the target tables do not get."""
+will set, the large objects it cannot carry, the triggers the target tables do not get, and the
+partitioned tables it creates as plain ones."""
 
 from __future__ import annotations
 
@@ -80,4 +81,29 @@ def trigger_findings(collections: list[CollectionMapping], source: SourceInfo) -
                     f"{trigger.table}` of the source database)",
                 )
             )
+    return found
+
+
+def partition_findings(collections: list[CollectionMapping], source: SourceInfo) -> list[Finding]:
+    """A WARN per partitioned source table: migrator creates its target table as a plain table
+    (docs/architecture.md, "Tables as collections"); one made partitioned before the run is kept."""
+    found: list[Finding] = []
+    for c in collections:
+        table = source.tables.get(c.document.table)
+        if table is None or table.kind != "partitioned":
+            continue
+        key = ", ".join(table.partition_key) or "an expression"
+        found.append(
+            Finding(
+                "target.partitions",
+                Severity.WARN,
+                table.name,
+                f"{table.name} is partitioned on the source ({len(table.leaves)} partitions, by {key}); migrator "
+                f"creates {c.name} on the target as a plain table holding every row, unless it exists there "
+                "already",
+                f"to keep it partitioned, create {c.name} on the target before the run as the source declares it "
+                "(its CREATE TABLE ... PARTITION BY and each partition's CREATE TABLE ... PARTITION OF, from "
+                "`pg_dump --schema-only` of the source), empty: the copy and CDC write into it",
+            )
+        )
     return found
