@@ -135,6 +135,17 @@ class StreamLost(TransientError):
         super().__init__(f"{endpoint}: the {stream} was lost after it was established: {reason}", hint=hint)
 
 
+class ReadStalled(TransientError):
+    """A server sent nothing for `seconds` in the middle of a read (a hung backend, a network that
+    drops packets without a reset): the connection is abandoned and the read redone on a new one.
+    `endpoint` never carries a password."""
+
+    def __init__(self, endpoint: str, what: str, seconds: float, *, hint: str | None = None) -> None:
+        self.endpoint = endpoint
+        self.seconds = seconds
+        super().__init__(f"{endpoint}: {what}: the server sent nothing for {seconds:g} s", hint=hint)
+
+
 class AuthenticationFailed(TerminalError):
     """The endpoint refused the credentials or the role lacks a privilege."""
 

@@ -41,6 +41,7 @@ from migrator.adapters.inspection import (
     LargestDocument,
     LeafInfo,
     RowStatistics,
+    SequenceGrant,
     SourceInfo,
     SourceServerInfo,
     TableInfo,
@@ -786,6 +787,17 @@ class OffersRangeChecksums(Protocol):
         ...
 
 
+@runtime_checkable
+class FollowsAddedColumns(Protocol):
+    """An optional capability of a target whose collections have a fixed set of fields (a
+    PostgreSQL target's tables): CDC hands it the collections of a table whose mapping changed
+    (a column added on the source that the mapping takes), before any change carrying the column
+    is applied; it adds what its tables lack and returns the statements it ran
+    (docs/architecture.md, "A column added while CDC follows")."""
+
+    def add_columns(self, collections: Sequence[MappedCollection]) -> list[str]: ...
+
+
 class CaptureSetup(Protocol):
     """The source's change-capture objects of a run (a publication, a slot): create, check, drop."""
 
@@ -1006,6 +1018,7 @@ __all__ = [
     "RowStreams",
     "SchemaHost",
     "SchemaObject",
+    "SequenceGrant",
     "SnapshotExport",
     "SnapshotSession",
     "SnapshotStart",

@@ -91,6 +91,11 @@ class ColumnInfo:
     storage: str = "p"
     # The columns a stored generated column's expression reads (pg_depend of its default).
     generated_from: tuple[str, ...] = ()
+    # Whether that expression names nothing of its database but its own table's columns (no
+    # pg_depend entry on a user-defined function, operator, type or collation, object ids from
+    # 16384): every PostgreSQL server can evaluate it, so a PostgreSQL target keeps the column
+    # GENERATED (docs/architecture.md, "Tables as collections").
+    generated_builtin: bool = False
     # The server's own name of the column's type where it differs from `type_name` (a MySQL
     # COLUMN_TYPE such as "tinyint(1) unsigned"), for messages and the type table; "" otherwise.
     native_type: str = ""
@@ -180,6 +185,17 @@ class TriggerInfo:
 
 
 @dataclass(frozen=True)
+class SequenceGrant:
+    """A sequence that gives out a column's values (a serial's or an identity's), with what the
+    plan's role lacks of what rollback after cutover does to it: read its last value (SELECT or
+    USAGE) and setval it (UPDATE)."""
+
+    column: str
+    sequence: str  # schema-qualified and quoted, as format('%I.%I') gives it
+    missing: tuple[str, ...]  # 'SELECT', 'UPDATE'; () when the role has both
+
+
+@dataclass(frozen=True)
 class TableInfo:
     name: str  # schema.table
     columns: tuple[ColumnInfo, ...]
@@ -209,6 +225,10 @@ class TableInfo:
     # publication refuses the table or (a partition) its changes are never sent.
     unlogged: tuple[str, ...] = ()
     triggers: tuple[TriggerInfo, ...] = ()
+    # What reverse sync and rollback after cutover write to the table, as far as the plan's role
+    # lacks it (a PostgreSQL source): of INSERT, UPDATE, DELETE on it, and its columns' sequences.
+    write_denied: tuple[str, ...] = ()
+    sequences: tuple[SequenceGrant, ...] = ()
 
     def column(self, name: str) -> ColumnInfo | None:
         return next((c for c in self.columns if c.name == name), None)
@@ -229,6 +249,9 @@ class SourceServerInfo:
     existing_slots: tuple[str, ...]
     existing_publications: tuple[str, ...]
     database: str = ""  # current_database()
+    # The replication origin functions reverse sync calls on a PostgreSQL source that the role may
+    # not execute (PostgreSQL grants them to superusers only).
+    origin_functions_denied: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

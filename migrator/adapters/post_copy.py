@@ -26,6 +26,9 @@ class SchemaObject:
     references: str | None = None  # a foreign key: the table it references (schema.table)
     referenced_columns: tuple[str, ...] = ()
     reference_text: str = ""  # how `definition` names the referenced table
+    # Objects of the source database it calls (user-defined functions, operators, collations,
+    # operator classes, as pg_describe_object names them), which the target may lack.
+    calls: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

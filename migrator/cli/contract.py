@@ -1,7 +1,7 @@
 """The output contract every command keeps (docs/json.md): exit codes mapped from the typed
 errors, and under `--json` machine output only: JSON lines (events, then one `result` line) for
 the streaming commands, one object for the others, and an error as one line with `error`,
-`hint` and `exit_code`. `MigratorCommand` renders whatever escapes a command by these rules."""
+`hint` and `exit_code`; `--help` is one object too (cli/help_json.py). `MigratorCommand` renders whatever escapes a command by these rules."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 import click
 from rich.markup import escape
 
+from migrator.cli.help_json import help_object, wants_json_help
 from migrator.cli.render import make_console, render_unexpected, write_traceback
 from migrator.errors import MigratorError, PlanError
 from migrator.redact import redact_text, url_passwords
@@ -121,6 +122,9 @@ class MigratorCommand(click.Command):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         as_json = "--json" in args
+        if wants_json_help(args, group=False):  # every command, with a --json option or not
+            echo_json(help_object(ctx))
+            ctx.exit(EXIT_OK)
         try:
             return super().parse_args(ctx, args)
         except click.UsageError as exc:
@@ -171,6 +175,9 @@ class MigratorGroup(click.Group):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         ctx.meta[_JSON_IN_ARGV] = "--json" in args
+        if wants_json_help(args, group=True):
+            echo_json(help_object(ctx))
+            ctx.exit(EXIT_OK)
         try:
             return super().parse_args(ctx, args)
         except click.UsageError as exc:

@@ -48,7 +48,8 @@ __all__ = ["cli", "main", "observe_options", "state_option"]
     "--verbose",
     is_flag=True,
     show_envvar=True,
-    help="Debug events too (progress ticks, each batch) in event and log lines.",
+    help="Debug events too (progress ticks, each batch) in event and log lines (--json event lines "
+    "carry them without -v).",
 )
 def cli(quiet: bool, verbose: bool) -> None:
     """Zero-downtime migrations from PostgreSQL or MySQL/MariaDB tables to MongoDB documents or

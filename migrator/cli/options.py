@@ -70,3 +70,9 @@ def verbosity() -> str:
     if params.get("quiet"):
         return QUIET
     return VERBOSE if params.get("verbose") else NORMAL
+
+
+def json_lines_least(least: str) -> str:
+    """The least level of the `--json` event lines: progress ticks by default (a machine reads
+    them: dashboards, CI logs), only results and errors with -q (docs/json.md, "Which events")."""
+    return QUIET if least == QUIET else VERBOSE

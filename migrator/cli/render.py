@@ -51,10 +51,19 @@ def _shape_tree(tree: Tree, shape: dict[str, Any]) -> None:
             tree.add(f"{escape(name)}: [dim]{escape(str(value))}[/]")
 
 
+# Wide enough for any line a command prints: tables take only the width they need.
+UNBOUNDED_WIDTH = 100_000
+
+
 def make_console(*, stderr: bool = False) -> Console:
-    """A console that wraps for people on a terminal and never wraps for pipes and logs."""
+    """A console that wraps for people on a terminal and never wraps for pipes and logs: text is
+    not wrapped and tables are as wide as their longest row, so a script can grep a name whole.
+    COLUMNS, where set, is the width either way (as on a terminal)."""
     console = Console(stderr=stderr, highlight=False)
-    console.soft_wrap = not console.is_terminal
+    if not console.is_terminal:
+        console.soft_wrap = True
+        if not os.environ.get("COLUMNS", "").strip().isdigit():
+            console.width = UNBOUNDED_WIDTH
     return console
 
 

@@ -77,7 +77,8 @@ def _snapshot(snapshot: SnapshotStatus) -> RenderableType:
         ("documents", "right"),
         ("in target", "right"),
     ):
-        # Fold rather than elide: a pipe or log is 80 columns wide, and a name cut short is lost.
+        # Fold rather than elide on a narrow terminal: a name cut short is lost. A pipe or a log
+        # is not folded (cli/render.py, make_console: no width limit there).
         table.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]
     for c in snapshot.collections:
         table.add_row(

@@ -3,7 +3,8 @@
 `LiveState` is an event sink like `RunMetrics` (engine/metrics.py): pass it among a run's sinks
 and `progress()` returns one JSON-ready object, the dashboard's API (`GET /api/v1/progress`,
 docs/dashboard.md lists every field). Nothing in the engine knows it exists; it reads events
-only, and keeps a bounded history: one sample a second at most (`HISTORY` of them), the last
+only. The totals it shows (snapshot, CDC changes and lag, phases, throttling) come from the
+fold `RunTotals` (engine/totals.py) that `RunMetrics` uses too, so the two agree. It and keeps a bounded history: one sample a second at most (`HISTORY` of them), the last
 `MESSAGES` errors and warnings, the last `STEPS` cutover and rollback steps.
 """
 
@@ -18,29 +19,22 @@ from datetime import UTC, datetime
 from typing import Any
 
 from migrator.engine.events import (
-    CdcProgress,
-    ChunkFinished,
     CutoverAbandoned,
     CutoverStep,
     DocumentSkipped,
     ErrorRaised,
     Event,
     Notice,
-    PhaseFinished,
-    PhaseStarted,
     ReverseProgress,
     RollbackStepDone,
     RowsCopied,
     RunFinished,
     RunStarted,
-    TablePlanned,
-    Throttled,
-    ThrottleLifted,
-    ThrottleProgress,
     VerifyFinished,
     VerifyProgress,
     WriteFreeze,
 )
+from migrator.engine.totals import CdcTotals, CollectionTotals, PhaseTotals, RunTotals
 
 API_VERSION = 1
 HISTORY = 600  # samples kept: ten minutes at one a second
@@ -56,28 +50,42 @@ def iso(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-@dataclass
-class _Collection:
-    table: str
-    estimated_rows: int = 0
-    chunks: int = 0
-    chunks_done: int = 0
-    rows: int = 0
-    documents: int = 0
-    skipped: int = 0
+def _collection_dict(name: str, c: CollectionTotals) -> dict[str, Any]:
+    return {
+        "collection": name,
+        "table": c.table,
+        "estimated_rows": c.estimated_rows,
+        "documents": c.documents,
+        "rows": c.rows,
+        "percent": _percent(c.documents, c.estimated_rows),
+        "chunks": c.chunks,
+        "chunks_done": c.chunks_done,
+        "skipped": c.skipped,
+    }
 
-    def to_dict(self, name: str) -> dict[str, Any]:
-        return {
-            "collection": name,
-            "table": self.table,
-            "estimated_rows": self.estimated_rows,
-            "documents": self.documents,
-            "rows": self.rows,
-            "percent": _percent(self.documents, self.estimated_rows),
-            "chunks": self.chunks,
-            "chunks_done": self.chunks_done,
-            "skipped": self.skipped,
-        }
+
+def _cdc_dict(cdc: CdcTotals) -> dict[str, Any]:
+    return {
+        "position": cdc.position,
+        "transactions": cdc.transactions,
+        "changes": cdc.changes,
+        "lag_seconds": cdc.lag_seconds,
+        "lag_bytes": cdc.lag_bytes,
+        "retained_wal_bytes": cdc.retained_wal_bytes,
+        "caught_up": cdc.caught_up,
+        "stream": cdc.stream,
+        "change_log": cdc.change_log,
+        "ts": iso(cdc.at),
+    }
+
+
+def _phase_dict(p: PhaseTotals) -> dict[str, Any]:
+    return {
+        "status": p.status,
+        "resumed": p.resumed,
+        "started": None if p.started_at is None else iso(p.started_at),
+        "seconds": None if p.seconds is None else round(p.seconds, 3),
+    }
 
 
 def _percent(done: int, estimate: int) -> float | None:
@@ -113,7 +121,6 @@ class _Run:
     status: str = "starting"
     stopped_after: str | None = None
     started_at: float = field(default_factory=time.time)
-    phases: dict[str, dict[str, Any]] = field(default_factory=dict)
     budgets: dict[str, float | None] = field(
         default_factory=lambda: {
             "max_lag_seconds": None,
@@ -131,24 +138,23 @@ class LiveState:
         self._clock = clock
         self._lock = threading.Lock()
         self._run = _Run(started_at=clock())
-        self._collections: dict[str, _Collection] = {}
-        self._cdc: dict[str, Any] | None = None
+        self._totals = RunTotals()
         self._reverse: dict[str, Any] | None = None
         self._verify = _Verify()
         self._cutover: deque[dict[str, Any]] = deque(maxlen=STEPS)
         self._abandoned: deque[dict[str, Any]] = deque(maxlen=STEPS)
         self._rollback: deque[dict[str, Any]] = deque(maxlen=STEPS)
         self._freeze: dict[str, float] = {}
-        self._throttle: dict[str, Any] = {"throttled": False, "reasons": [], "total_seconds": 0.0}
         self._messages: deque[dict[str, Any]] = deque(maxlen=MESSAGES)
         self._history: deque[dict[str, float | None]] = deque(maxlen=HISTORY)
-        self._counted = {"documents": 0, "changes": 0}  # totals behind the throughput samples
+        self._copied = 0  # documents copied by this process: the documents throughput
         self._handlers = self._handler_table()
 
     # -- feeding --------------------------------------------------------------------------------
 
     def emit(self, event: Event) -> None:
         with self._lock:
+            self._totals.apply(event)
             for kinds, handle in self._handlers:
                 if isinstance(event, kinds):
                     handle(event)
@@ -175,10 +181,7 @@ class LiveState:
     def _handler_table(self) -> tuple[tuple[type | tuple[type, ...], Callable[[Any], None]], ...]:
         return (
             (RowsCopied, self._rows_copied),
-            (ChunkFinished, self._chunk_finished),
-            (TablePlanned, self._table_planned),
             (DocumentSkipped, self._document_skipped),
-            (CdcProgress, self._cdc_progress),
             (ReverseProgress, self._reverse_progress),
             (VerifyProgress, self._verify_progress),
             (VerifyFinished, self._verify_finished),
@@ -189,56 +192,17 @@ class LiveState:
             (CutoverAbandoned, self._cutover_abandoned),
             (RollbackStepDone, self._rollback_step),
             (WriteFreeze, lambda e: self._freeze.__setitem__(e.direction, round(e.freeze_ms, 1))),
-            ((ThrottleProgress, Throttled), self._throttled),
-            (ThrottleLifted, self._throttle_lifted),
             (ErrorRaised, self._error_raised),
             (Notice, self._notice),
-            (PhaseStarted, self._phase_started),
-            (PhaseFinished, self._phase_finished),
             (RunStarted, self._run_started),
             (RunFinished, self._run_finished),
         )
 
-    def _table(self, collection: str, table: str) -> _Collection:
-        return self._collections.setdefault(collection, _Collection(table))
-
     def _rows_copied(self, e: RowsCopied) -> None:
-        entry = self._collections.setdefault(e.collection, _Collection(""))
-        entry.rows += e.rows
-        entry.documents += e.docs
-        self._counted["documents"] += e.docs
-
-    def _chunk_finished(self, e: ChunkFinished) -> None:
-        self._table(e.collection, e.table).chunks_done += 1
-
-    def _table_planned(self, e: TablePlanned) -> None:
-        entry = self._table(e.collection, e.table)
-        entry.table = e.table
-        entry.estimated_rows = e.estimated_rows
-        entry.chunks = e.chunks
-        # A resumed snapshot starts from what earlier runs copied.
-        entry.chunks_done = max(entry.chunks_done, e.chunks_done)
-        entry.rows = max(entry.rows, e.rows_done)
-        entry.documents = max(entry.documents, e.docs_done)
+        self._copied += e.docs
 
     def _document_skipped(self, e: DocumentSkipped) -> None:
-        self._collections.setdefault(e.collection, _Collection("")).skipped += 1
         self._message("warning", e.kind, "snapshot", f"{e.collection}: document {e.key} skipped: {e.reason}")
-
-    def _cdc_progress(self, e: CdcProgress) -> None:
-        self._cdc = {
-            "position": e.position,
-            "transactions": e.transactions,
-            "changes": e.changes,
-            "lag_seconds": e.lag_seconds,
-            "lag_bytes": e.lag_bytes,
-            "retained_wal_bytes": e.retained_wal_bytes,
-            "caught_up": e.caught_up,
-            "stream": e.stream,
-            "change_log": e.change_log,
-            "ts": iso(e.at),
-        }
-        self._counted["changes"] = max(self._counted["changes"], e.changes)
 
     def _reverse_progress(self, e: ReverseProgress) -> None:
         self._reverse = {
@@ -275,15 +239,6 @@ class LiveState:
             {"ts": iso(e.at), "step": e.step, "outcome": e.outcome, "description": e.description}
         )
 
-    def _throttled(self, e: ThrottleProgress | Throttled) -> None:
-        self._throttle["throttled"] = True
-        self._throttle["reasons"] = list(e.reasons)
-        if isinstance(e, ThrottleProgress):
-            self._throttle["total_seconds"] = round(e.total_seconds, 1)
-
-    def _throttle_lifted(self, e: ThrottleLifted) -> None:
-        self._throttle = {"throttled": False, "reasons": [], "total_seconds": round(e.total_seconds, 1)}
-
     def _error_raised(self, e: ErrorRaised) -> None:
         self._message(
             "warning" if e.retrying else "error",
@@ -306,31 +261,15 @@ class LiveState:
             {"ts": iso(at), "level": level, "kind": kind, "phase": phase, "message": message, **extra}
         )
 
-    def _phase_started(self, e: PhaseStarted) -> None:
-        self._run.phases[e.phase] = {
-            "status": "running",
-            "resumed": e.resumed,
-            "started": iso(e.at),
-            "seconds": None,
-        }
-
-    def _phase_finished(self, e: PhaseFinished) -> None:
-        phase = self._run.phases.setdefault(e.phase, {"resumed": False, "started": None})
-        phase.update(status="done", seconds=round(e.seconds, 3))
-
     def _run_started(self, e: RunStarted) -> None:
         self._run.plan, self._run.run_id, self._run.resumed = e.plan, e.run_id, e.resumed
 
     def _run_finished(self, e: RunFinished) -> None:
         self._run.status = "stopped"  # this process is done; the run itself stays resumable
-        self._run.stopped_after = e.stopped_after
-        for phase in self._run.phases.values():
-            if phase.get("status") == "running":
-                phase["status"] = "stopped"
+        self._run.stopped_after = e.stopped_after  # the fold marked its running phases stopped
 
     def _run_phase(self) -> str | None:
-        running = [name for name, p in self._run.phases.items() if p.get("status") == "running"]
-        return running[-1] if running else None
+        return self._totals.running_phase()
 
     # -- history --------------------------------------------------------------------------------
 
@@ -338,15 +277,15 @@ class LiveState:
         last = self._history[-1] if self._history else None
         if last is not None and now - float(last["t"] or 0) < SAMPLE_EVERY:
             return
-        cdc = self._cdc or {}
+        cdc = self._totals.cdc
         self._history.append(
             {
                 "t": now,
-                "lag_seconds": cdc.get("lag_seconds"),
-                "lag_bytes": cdc.get("lag_bytes"),
-                "retained_wal_bytes": cdc.get("retained_wal_bytes"),
-                "documents": float(self._counted["documents"]),
-                "changes": float(self._counted["changes"]),
+                "lag_seconds": cdc.lag_seconds if cdc.measured else None,
+                "lag_bytes": cdc.lag_bytes if cdc.measured else None,
+                "retained_wal_bytes": cdc.retained_wal_bytes if cdc.measured else None,
+                "documents": float(self._copied),
+                "changes": float(cdc.changes),
             }
         )
 
@@ -388,7 +327,7 @@ class LiveState:
                 "command": self.command,
                 "run": self._run_dict(now),
                 "snapshot": self._snapshot_dict(),
-                "cdc": None if self._cdc is None else dict(self._cdc),
+                "cdc": _cdc_dict(self._totals.cdc) if self._totals.cdc.measured else None,
                 "throughput": {
                     "documents_per_second": _last(history["documents_per_second"]),
                     "changes_per_second": _last(history["changes_per_second"]),
@@ -402,7 +341,7 @@ class LiveState:
                 },
                 "rollback": {"steps": list(self._rollback), "freeze_ms": self._freeze.get("back")},
                 "reverse": None if self._reverse is None else dict(self._reverse),
-                "throttle": {**self._throttle, "reasons": list(self._throttle["reasons"])},
+                "throttle": self._throttle_dict(),
                 "messages": list(self._messages),
                 "history": history,
             }
@@ -418,17 +357,25 @@ class LiveState:
             "stopped_after": run.stopped_after,
             "started": iso(run.started_at),
             "uptime_seconds": round(now - run.started_at, 1),
-            "phases": {name: dict(p) for name, p in run.phases.items()},
+            "phases": {name: _phase_dict(p) for name, p in self._totals.phases.items()},
+        }
+
+    def _throttle_dict(self) -> dict[str, Any]:
+        t = self._totals.throttle
+        return {
+            "throttled": t.throttled,
+            "reasons": list(t.reasons),
+            "total_seconds": round(t.total_seconds, 1),
         }
 
     def _snapshot_dict(self) -> dict[str, Any]:
-        collections = [c.to_dict(name) for name, c in self._collections.items()]
-        documents = sum(c.documents for c in self._collections.values())
-        estimate = sum(c.estimated_rows for c in self._collections.values())
+        totals = self._totals
+        collections = [_collection_dict(name, c) for name, c in totals.collections.items()]
+        documents, estimate = totals.documents, totals.estimated_rows
         return {
             "collections": collections,
             "documents": documents,
-            "rows": sum(c.rows for c in self._collections.values()),
+            "rows": totals.rows,
             "estimated_rows": estimate,
             "percent": _percent(documents, estimate),
         }

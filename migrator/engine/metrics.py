@@ -1,7 +1,10 @@
 """Prometheus metrics fed from a run's events, and the HTTP endpoint that serves them.
 
 `RunMetrics` is an event sink: pass it to `api.run(..., sinks=[metrics])` and every event the
-run emits updates the metrics; nothing in the engine knows about Prometheus. Each instance has
+run emits updates the metrics; nothing in the engine knows about Prometheus. The snapshot, CDC,
+phase and throttle figures are those of the fold `RunTotals` (engine/totals.py) that the
+dashboard's `LiveState` shows too: counters are moved up to its totals, so a resumed snapshot's
+counters start from what earlier runs copied, and the two never disagree. Each instance has
 its own registry, so two runs in one process (or tests) never share counters.
 
 Metric names (docs/operations.md lists them): counters end in `_total` as exposed; times are in seconds,
@@ -70,6 +73,7 @@ from migrator.engine.events import (
     VerifyFinished,
     WriteFreeze,
 )
+from migrator.engine.totals import RunTotals
 from migrator.errors import TerminalError
 
 VERIFY_RESULTS = ("checked", "equal", "mismatched", "missing", "extra", "unsettled", "repaired")
@@ -203,10 +207,9 @@ class RunMetrics:
         self.reverse_rows = Counter(
             "migrator_reverse_rows", "Rows reverse sync inserted, updated or deleted", registry=r
         )
-        self._throttled_counted = 0.0  # seconds counted so far, reconciled with the events' totals
+        self.totals = RunTotals()
+        self._exposed: dict[tuple[Counter, tuple[str, ...]], float] = {}  # a counter's value so far
         self._lock = threading.Lock()
-        self._changes_counted = 0  # CDC changes counted so far (batches), reconciled with progress totals
-        self._transactions_counted = 0
         self._handlers = self._handler_table()  # built once: emit runs per event
 
     def emit(self, event: Event) -> None:
@@ -214,6 +217,7 @@ class RunMetrics:
             self._emit(event)
 
     def _emit(self, event: Event) -> None:
+        self.totals.apply(event)
         # First match wins, in this order (as the isinstance chain it replaces).
         for kinds, handle in self._handlers:
             if isinstance(event, kinds):
@@ -222,28 +226,36 @@ class RunMetrics:
 
     def _handler_table(self) -> tuple[tuple[type | tuple[type, ...], Callable[[Any], None]], ...]:
         return (
-            (RowsCopied, self._rows_copied),
-            (ChunkFinished, lambda e: self.chunks_done.labels(e.collection).inc()),
-            (DocumentSkipped, lambda e: self.documents_skipped.labels(e.collection).inc()),
+            ((RowsCopied, ChunkFinished, DocumentSkipped, TablePlanned), self._snapshot),
             (BatchApplied, self._batch_applied),
-            (CdcProgress, self._cdc_progress),
-            ((ThrottleProgress, ThrottleLifted), self._throttle_progress),
-            (Throttled, lambda e: self.throttled.set(1)),
-            (TablePlanned, lambda e: self.estimated_rows.labels(e.collection).set(e.estimated_rows)),
+            (CdcProgress, lambda e: self._cdc()),
+            ((Throttled, ThrottleProgress, ThrottleLifted), lambda e: self._throttle()),
             (ErrorRaised, self._error_raised),
             (WriteFreeze, lambda e: self.write_freeze.labels(e.direction).set(e.freeze_ms / 1000.0)),
             (ReverseBatchApplied, self._reverse_batch_applied),
             (ReverseProgress, lambda e: self.reverse_lag.set(e.lag_seconds)),
             (VerifyFinished, self._verify_finished),
             (RunStarted, lambda e: self.run_info.labels(e.plan, e.run_id).set(1)),
-            (PhaseStarted, lambda e: self.phase_running.labels(e.phase).set(1)),
-            (PhaseFinished, lambda e: self.phase_running.labels(e.phase).set(0)),
-            (RunFinished, self._run_finished),
+            ((PhaseStarted, PhaseFinished, RunFinished), lambda e: self._phases()),
         )
 
-    def _rows_copied(self, event: RowsCopied) -> None:
-        self.rows_copied.labels(event.collection).inc(event.rows)
-        self.documents_written.labels(event.collection).inc(event.docs)
+    def _count_to(self, counter: Counter, total: float, *labels: str) -> None:
+        """Move a counter up to a total of the fold (a counter never goes down)."""
+        key = (counter, labels)
+        step = total - self._exposed.get(key, 0.0)
+        if step > 0:
+            (counter.labels(*labels) if labels else counter).inc(step)
+            self._exposed[key] = total
+
+    def _snapshot(self, event: RowsCopied | ChunkFinished | DocumentSkipped | TablePlanned) -> None:
+        name = event.collection
+        c = self.totals.collection(name)
+        self._count_to(self.rows_copied, c.rows, name)
+        self._count_to(self.documents_written, c.documents, name)
+        self._count_to(self.chunks_done, c.chunks_done, name)
+        self._count_to(self.documents_skipped, c.skipped, name)
+        if isinstance(event, TablePlanned):
+            self.estimated_rows.labels(name).set(c.estimated_rows)
 
     def _error_raised(self, event: ErrorRaised) -> None:
         self.errors.labels(event.error, event.phase).inc()
@@ -251,33 +263,25 @@ class RunMetrics:
             self.phase_failures.labels(event.error, event.phase).inc()
 
     def _batch_applied(self, event: BatchApplied) -> None:
-        self.changes_applied.inc(event.changes)
-        self.transactions_applied.inc(event.transactions)
-        self.cdc_writes.inc(event.writes)
-        self._changes_counted += event.changes
-        self._transactions_counted += event.transactions
+        self._cdc()
         for lag_ms in event.lag_ms:
             self.apply_latency.observe(max(0.0, lag_ms / 1000.0))
 
-    def _cdc_progress(self, event: CdcProgress) -> None:
-        # Progress carries the phase's running totals: a transaction larger than a batch is
-        # applied in parts that no BatchApplied reports, so catch up with the totals here.
-        if event.changes > self._changes_counted:
-            self.changes_applied.inc(event.changes - self._changes_counted)
-            self._changes_counted = event.changes
-        if event.transactions > self._transactions_counted:
-            self.transactions_applied.inc(event.transactions - self._transactions_counted)
-            self._transactions_counted = event.transactions
-        self.lag_seconds.set(math.nan if event.lag_seconds is None else event.lag_seconds)
-        self.lag_bytes.set(event.lag_bytes)
-        self.caught_up.set(1 if event.caught_up else 0)
-        self.retained_wal.set(event.retained_wal_bytes)
+    def _cdc(self) -> None:
+        cdc = self.totals.cdc
+        self._count_to(self.changes_applied, cdc.changes)
+        self._count_to(self.transactions_applied, cdc.transactions)
+        self._count_to(self.cdc_writes, cdc.writes)
+        if cdc.measured:
+            self.lag_seconds.set(math.nan if cdc.lag_seconds is None else cdc.lag_seconds)
+            self.lag_bytes.set(cdc.lag_bytes)
+            self.caught_up.set(1 if cdc.caught_up else 0)
+            self.retained_wal.set(cdc.retained_wal_bytes)
 
-    def _throttle_progress(self, event: ThrottleProgress | ThrottleLifted) -> None:
-        if event.total_seconds > self._throttled_counted:
-            self.throttled_seconds.inc(event.total_seconds - self._throttled_counted)
-            self._throttled_counted = event.total_seconds
-        self.throttled.set(1 if isinstance(event, ThrottleProgress) else 0)
+    def _throttle(self) -> None:
+        throttle = self.totals.throttle
+        self._count_to(self.throttled_seconds, throttle.total_seconds)
+        self.throttled.set(1 if throttle.throttled else 0)
 
     def _reverse_batch_applied(self, event: ReverseBatchApplied) -> None:
         self.reverse_documents.inc(event.documents)
@@ -289,9 +293,12 @@ class RunMetrics:
             if isinstance(value, int | float):
                 self.verify_documents.labels(result).set(value)
 
-    def _run_finished(self, event: RunFinished) -> None:
-        for phase in ("snapshot", "cdc"):
-            self.phase_running.labels(phase).set(0)
+    def _phases(self) -> None:
+        phases = self.totals.phases
+        for name in {"snapshot", "cdc", *phases}:  # snapshot and cdc always exposed
+            self.phase_running.labels(name).set(
+                1 if name in phases and phases[name].status == "running" else 0
+            )
 
     def set_budgets(
         self, max_lag_seconds: float, max_retained_wal_bytes: float, max_write_freeze_seconds: float

@@ -394,7 +394,7 @@ class _Resolver:
                 "mapping.table_key",
                 table.name,
                 f"{table.name} has no primary key, which the target table '{self.collection_name}' is keyed by",
-                f"add a primary key to {table.name} (ALTER TABLE {table.name} ADD PRIMARY KEY (...))",
+                _primary_key_fix(table),
             )
             return None
         if not self.columns_exist(table, key, "key"):
@@ -864,3 +864,21 @@ def _references(child: TableInfo, parent: TableInfo, on: tuple[tuple[str, str], 
         if referenced == parent.name and set(zip(fk.columns, fk.referenced_columns, strict=True)) == pairs:
             return fk
     return None
+
+
+def _primary_key_fix(table: TableInfo) -> str:
+    """A primary key the database accepts for `table`: over a unique key of NOT NULL columns where
+    it has one, else a surrogate identity column, which rows without any key (duplicates) take
+    too. Either becomes the default replica identity, which CDC finds rows by."""
+    names = {c.name for c in table.columns}
+    column = next(n for n in ("id", "row_id", "migrator_id") if n not in names)
+    surrogate = (
+        f"ALTER TABLE {table.name} ADD COLUMN {column} bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
+    )
+    if table.unique_keys:
+        listed = ", ".join(table.unique_keys[0])
+        return (
+            f"add a primary key to {table.name}: ALTER TABLE {table.name} ADD PRIMARY KEY ({listed}) "
+            f"(its unique key), or a new key column: {surrogate}"
+        )
+    return f"add a primary key to {table.name}: {surrogate} (or ADD PRIMARY KEY over columns that are unique)"

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from migrator.adapters.base import CaptureStream, SourceInfo, TableInfo
+from migrator.adapters.base import CaptureStream, FollowsAddedColumns, SourceInfo, TableInfo
 from migrator.engine.context import PlanView, RunContext
 from migrator.engine.events import ErrorRaised, Notice
 from migrator.engine.executor import Action, Executor, Step, actions
@@ -197,12 +197,22 @@ class CdcPhase:
             )
         self.ctx.source_info = source_info
         self.ctx.collections = resolution.collections
+        self._add_target_columns(table, resolution)
         self.mapper = self._build_mapper()
         self.schema.remap(source_info, self.mapped)
         if self.oracle is not None:
             self.oracle.remap(resolution.collections, source_info)
         # Changed rows carry the added columns from here on; the documents of the others are
         # brought up to date when the stream is past the ALTER (phases/backfill.py).
+
+    def _add_target_columns(self, table: str, resolution: Resolution) -> None:
+        """A target of fixed columns (tables) gets the columns the mapping now takes, before a
+        change carries them (docs/architecture.md, "A column added while CDC follows")."""
+        target = self.ctx.target
+        if not self.settings.apply or not isinstance(target, FollowsAddedColumns):
+            return
+        for statement in target.add_columns([c for c in resolution.collections if table in c.tables()]):
+            self.notice("info", f"{table}: a column added on the source, added on the target: {statement}")
 
     def reads_with(self, table: str, info: TableInfo) -> dict[str, set[str]] | None:
         _, resolution = self._with(table, info)

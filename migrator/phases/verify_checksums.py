@@ -20,6 +20,7 @@ column for column.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from migrator.adapters.base import OffersRangeChecksums, RangeChecksums, RangeDigest
@@ -133,20 +134,40 @@ class RangeHashes:
         if table is None:
             return None
         sides = self._open()
-        for look in range(2):
-            expected = sides.source.checksum(
+
+        def source() -> RangeDigest:
+            return sides.source.checksum(
                 table.table, table.source_columns, table.key, table.key_types, lo, hi
             )
-            if look and (expected.position is None or not wait(expected.position)):
-                return None  # the target did not get to the source's position in time
-            actual = sides.target.checksum(
+
+        def target() -> RangeDigest:
+            return sides.target.checksum(
                 table.collection, table.target_columns, table.key, table.key_types, lo, hi
             )
-            if (expected.rows, expected.digest) == (actual.rows, actual.digest):
-                return expected
-        return None
+
+        # The first look hashes both sides at once (two servers, each its own connection): a
+        # range costs the slower side's time, not the sum.
+        expected, actual = _both(source, target)
+        if (expected.rows, expected.digest) == (actual.rows, actual.digest):
+            return expected
+        expected = source()
+        if expected.position is None or not wait(expected.position):
+            return None  # the target did not get to the source's position in time
+        actual = target()
+        return expected if (expected.rows, expected.digest) == (actual.rows, actual.digest) else None
 
     def reset(self) -> None:
         if self._sides is not None:
             sides, self._sides = self._sides, None
             sides.close()
+
+
+def _both(
+    here: Callable[[], RangeDigest], there: Callable[[], RangeDigest]
+) -> tuple[RangeDigest, RangeDigest]:
+    """here() in this thread while there() runs in a thread of its own; both have finished on
+    return (so that a connection is never closed under a running hash), the first error raised."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="migrator-verify-hash") as pool:
+        other = pool.submit(there)
+        mine = here()  # raised: the pool waits for there() first, on its way out
+    return mine, other.result()

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from bench_snapshot import write_plan  # noqa: E402
 from snapshot_sources import CHILDREN, create_tables  # noqa: E402
 
 MIGRATOR = str(ROOT / ".venv" / "bin" / "migrator")
+DEFAULT_CHUNK_ROWS = 10_000
 
 
 def timed(args: list[str], env: dict[str, str], log: Path) -> tuple[float, str]:
@@ -53,6 +55,27 @@ def timed(args: list[str], env: dict[str, str], log: Path) -> tuple[float, str]:
     if code not in (0, 1):
         raise SystemExit(f"{' '.join(args[:2])} failed ({code}):\n{text[-3000:]}")
     return seconds, text
+
+
+def result_line(out: str) -> dict[str, Any]:
+    """The `result` line of a streaming command's --json output (docs/json.md): event lines first."""
+    for line in reversed(out.splitlines()):
+        if line.startswith("{"):
+            data = json.loads(line)
+            if data.get("event") == "result":
+                return dict(data)
+    raise SystemExit(f"no result line in the command's output:\n{out[-3000:]}")
+
+
+def phase_seconds(out: str, phase: str) -> float:
+    """From `phase`'s phase.started to its phase.finished event in a run's --json output."""
+    times: dict[str, datetime] = {}
+    for line in out.splitlines():
+        if line.startswith("{"):
+            event = json.loads(line)
+            if event.get("event") in ("phase.started", "phase.finished") and event.get("phase") == phase:
+                times[event["event"]] = datetime.fromisoformat(event["ts"].replace("Z", "+00:00"))
+    return (times["phase.finished"] - times["phase.started"]).total_seconds()
 
 
 def target_scan_seconds(mongo_url: str, collection: str) -> float:
@@ -73,11 +96,13 @@ name: {name}
 source: {{adapter: postgres, url: "${{MIGRATOR_SOURCE_URL}}"}}
 target: {{adapter: postgres, url: "${{MIGRATOR_TARGET_URL}}"}}
 tables: [{{from: public.bench_flat}}]
-phases: {{snapshot: {{parallel: {parallel}, chunk_rows: {chunk_rows}}}, verify: {{parallel: {parallel}, chunk_rows: {chunk_rows}}}}}
+phases: {{snapshot: {{parallel: {parallel}{snapshot_chunks}}}, verify: {{parallel: {parallel}, chunk_rows: {chunk_rows}}}}}
 """
 
 
-def postgres_case(work: Path, source: Any, rows: int, parallel: int, chunk_rows: int) -> list[dict[str, Any]]:
+def postgres_case(
+    work: Path, source: Any, rows: int, parallel: int, chunk_rows: int | None
+) -> list[dict[str, Any]]:
     """The flat table copied to a second PostgreSQL, then verified by checksums and row by row."""
     target = devservices.start_postgres(work / "pg-target")
     try:
@@ -87,13 +112,25 @@ def postgres_case(work: Path, source: Any, rows: int, parallel: int, chunk_rows:
             table_bytes = int(row[0]) if row else 0
         name = "bench-verify-pg"
         plan = work / f"{name}.yaml"
-        plan.write_text(POSTGRES_PLAN.format(name=name, parallel=parallel, chunk_rows=chunk_rows))
+        # The copy at its own chunk size unless one is asked for (a table copied undecoded takes
+        # chunks of ten times the default), so that the ratio is against the copy as it runs.
+        snapshot_chunks = f", chunk_rows: {chunk_rows}" if chunk_rows is not None else ""
+        plan.write_text(
+            POSTGRES_PLAN.format(
+                name=name,
+                parallel=parallel,
+                chunk_rows=chunk_rows or DEFAULT_CHUNK_ROWS,
+                snapshot_chunks=snapshot_chunks,
+            )
+        )
         state = str(work / f"{name}.db")
-        copy_s, _ = timed(
+        copy_s, run_out = timed(
             [MIGRATOR, "run", str(plan), "--until", "snapshot", "--state", state, "--json"],
             env,
             work / f"{name}-run.log",
         )
+        copy_load = os.getloadavg()[0]  # the machine's load at the end of each timed command
+        copy_phase_s = phase_seconds(run_out, "snapshot")
         results = []
         for case, extra in (("pg checksums", []), ("pg row-by-row", ["--mode", "sample", "--sample", "1"])):
             verify_s, out = timed(
@@ -101,7 +138,7 @@ def postgres_case(work: Path, source: Any, rows: int, parallel: int, chunk_rows:
                 env,
                 work / f"{name}-{case.split()[1]}.log",
             )
-            report = json.loads(out[out.index("{") :])
+            report = result_line(out)
             if report["verdict"] != "equal" or report["checked"] != rows:
                 raise SystemExit(
                     f"verify of a fresh copy did not come out equal: {json.dumps(report)[:2000]}"
@@ -117,13 +154,22 @@ def postgres_case(work: Path, source: Any, rows: int, parallel: int, chunk_rows:
                 "copy_rows_per_s": round(rows / copy_s),
                 "verify_rows_per_s": round(rows / verify_s),
                 "ratio": round(copy_s / verify_s, 3),
+                # The phases alone (no process start, plan, connections): the snapshot phase's
+                # events, verify's own report.
+                "copy_phase_seconds": round(copy_phase_s, 2),
+                "verify_phase_seconds": report["seconds"],
+                "phase_ratio": round(copy_phase_s / report["seconds"], 3),
                 "hashed_ranges": report.get("hashed_ranges"),
                 "ranges": report.get("ranges"),
+                "copy_load": round(copy_load, 2),
+                "verify_load": round(os.getloadavg()[0], 2),
             }
             results.append(entry)
             print(
                 f"  {case:<13} {entry['table_mb']} MB  copy {copy_s:6.1f} s  verify {verify_s:6.1f} s  "
-                f"ratio {entry['ratio']:.2f}  ({entry['hashed_ranges']}/{entry['ranges']} ranges hashed)",
+                f"ratio {entry['ratio']:.2f}  (phases {copy_phase_s:.1f} s / {report['seconds']:.1f} s: "
+                f"{entry['phase_ratio']:.2f})  ({entry['hashed_ranges']}/{entry['ranges']} ranges hashed)  "
+                f"load {entry['copy_load']:.1f} / {entry['verify_load']:.1f}",
                 flush=True,
             )
         return results
@@ -136,11 +182,18 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=300_000, help="rows of each table (default 300,000)")
     parser.add_argument("--small", action="store_true", help="quick run: 50,000 rows")
     parser.add_argument("--parallel", type=int, default=2, help="copy and verify workers (default 2)")
-    parser.add_argument("--chunk-rows", type=int, default=10_000)
+    parser.add_argument(
+        "--chunk-rows",
+        type=int,
+        default=None,
+        help=f"chunk_rows of snapshot and verify (default {DEFAULT_CHUNK_ROWS:,}; with --target postgres "
+        "the snapshot's own default, verify's 10,000)",
+    )
     parser.add_argument("--target", choices=("mongodb", "postgres"), default="mongodb")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
     args = parser.parse_args()
     rows = 50_000 if args.small else args.rows
+    chunk_rows = args.chunk_rows or DEFAULT_CHUNK_ROWS
 
     work = Path(tempfile.mkdtemp(prefix="migrator-bench-verify-"))
     pg = devservices.start_postgres(work / "pg")
@@ -166,10 +219,10 @@ def main() -> None:
             case = "embedded" if embedded else "flat"
             name = f"bench-verify-{case}"
             plan = work / f"{name}.yaml"
-            write_plan(plan, name, "bench", embedded, args.parallel, args.chunk_rows)
+            write_plan(plan, name, "bench", embedded, args.parallel, chunk_rows)
             text = plan.read_text().replace(
                 "phases: {snapshot: {",
-                f"phases: {{verify: {{parallel: {args.parallel}, chunk_rows: {args.chunk_rows}}}, snapshot: {{",
+                f"phases: {{verify: {{parallel: {args.parallel}, chunk_rows: {chunk_rows}}}, snapshot: {{",
             )
             plan.write_text(text)
             state = str(work / f"{name}.db")
@@ -182,7 +235,7 @@ def main() -> None:
             verify_s, out = timed(
                 [MIGRATOR, "verify", str(plan), "--state", state, "--json"], env, work / f"{name}-verify.log"
             )
-            report = json.loads(out[out.index("{") :])
+            report = result_line(out)
             scan_s = target_scan_seconds(mongo.url, "parents" if embedded else "flat")
             if report["verdict"] != "equal" or report["checked"] != rows:
                 raise SystemExit(

@@ -3,12 +3,10 @@ wal_level=logical (reverse sync after cutover reads a slot on it), kept running 
 like scripts/services' servers, its state in its own directory (.services-pg-target by default).
 
     python scripts/lib/demo_pg_target.py up|down|url [--dir DIR] [--database demo]
-    python scripts/lib/demo_pg_target.py enums --source URL
 
 `up` starts a new cluster on a free port (after `down` of any previous one) and creates the
-database; `url` prints its URL with that database; `enums` creates the source's enum types of
-schema public in it: migrator makes a target column of an enum with the source's type name and
-does not create the type itself.
+database; `url` prints its URL with that database. The demo creates nothing else there: migrator
+creates the source's enum types (customers.status) before the tables.
 """
 
 from __future__ import annotations
@@ -47,26 +45,6 @@ def cmd_down(directory: Path) -> int:
     return 0
 
 
-ENUMS_SQL = """
-SELECT t.typname, array_agg(e.enumlabel ORDER BY e.enumsortorder)
-FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid
-WHERE t.typnamespace = 'public'::regnamespace GROUP BY t.typname ORDER BY t.typname
-"""
-
-
-def cmd_enums(target_url: str, source_url: str) -> int:
-    with psycopg.connect(source_url) as source:
-        enums = source.execute(ENUMS_SQL).fetchall()
-    with psycopg.connect(target_url, autocommit=True) as target:
-        for name, labels in enums:
-            statement = sql.SQL("CREATE TYPE public.{} AS ENUM ({})").format(
-                sql.Identifier(name), sql.SQL(", ").join(map(sql.Literal, labels))
-            )
-            target.execute(statement)
-            print(f"postgres (target): {statement.as_string(target)}")
-    return 0
-
-
 def cmd_url(directory: Path) -> int:
     path = directory / STATE_FILE
     if not path.exists():
@@ -83,8 +61,7 @@ def cmd_url(directory: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="demo_pg_target.py", description="The demo's PostgreSQL target.")
-    parser.add_argument("command", choices=["up", "down", "url", "enums"])
-    parser.add_argument("--source", help="for 'enums': the source database's URL")
+    parser.add_argument("command", choices=["up", "down", "url"])
     parser.add_argument("--dir", type=Path, default=REPO_ROOT / ".services-pg-target")
     parser.add_argument("--database", default="demo")
     args = parser.parse_args(argv)
@@ -94,9 +71,6 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_up(directory, args.database)
         if args.command == "down":
             return cmd_down(directory)
-        if args.command == "enums":
-            state = json.loads((directory / STATE_FILE).read_text())
-            return cmd_enums(PgServer.from_state(state).url_for(state["database"]), args.source)
         return cmd_url(directory)
     except (ServiceUnavailable, ServiceError, OSError, psycopg.Error) as exc:
         print(f"error: {exc}", file=sys.stderr)

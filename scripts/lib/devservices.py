@@ -166,6 +166,40 @@ def _terminate(pid: int, proc: subprocess.Popen[bytes] | None, first: signal.Sig
         raise ServiceError(f"process {pid} survived SIGKILL")
 
 
+def _kill_quietly(pid: int | None, proc: subprocess.Popen[bytes] | None, sig: signal.Signals) -> None:
+    """Stop a server that failed to start, ignoring that it may be gone already."""
+    if pid is not None:
+        with contextlib.suppress(ServiceError):
+            _terminate(pid, proc, sig, 5)
+
+
+def _await_ready(
+    proc: subprocess.Popen[bytes],
+    name: str,
+    port: int,
+    log_path: Path,
+    timeout: float,
+    ready: Callable[[], bool],
+    *,
+    kill_with: signal.Signals = signal.SIGKILL,
+    waiting_for: str = "answer",
+) -> None:
+    """Poll `ready` until it holds. A server that exits meanwhile, or is not ready within
+    `timeout` (then killed with `kill_with`), raises ServiceError with the tail of its log."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise ServiceError(
+                f"{name} exited with code {proc.returncode} during startup (port {port})\n{_log_tail(log_path)}"
+            )
+        if ready():
+            return
+        if time.monotonic() > deadline:
+            _kill_quietly(proc.pid, proc, kill_with)
+            raise ServiceError(f"{name} did not {waiting_for} within {timeout:.0f}s\n{_log_tail(log_path)}")
+        time.sleep(0.05)
+
+
 def _rmtree(path: Path | None) -> None:
     if path is not None and path.exists():
         shutil.rmtree(path, ignore_errors=True)
@@ -348,26 +382,16 @@ class PgServer:
                 **_as_user(_pg_os_user()),
             )
         self.pid = self._proc.pid
-        deadline = time.monotonic() + timeout
-        while True:
-            if self._proc.poll() is not None:
-                raise ServiceError(
-                    f"postgres exited with code {self._proc.returncode} during startup "
-                    f"(port {self.port})\n{_log_tail(self.log_path)}"
-                )
-            if self._pidfile_ready() and port_open(self.port):
-                return
-            if time.monotonic() > deadline:
-                self._kill_quietly()
-                raise ServiceError(
-                    f"postgres did not accept connections within {timeout:.0f}s\n{_log_tail(self.log_path)}"
-                )
-            time.sleep(0.05)
-
-    def _kill_quietly(self) -> None:
-        if self.pid is not None:
-            with contextlib.suppress(ServiceError):
-                _terminate(self.pid, self._proc, signal.SIGQUIT, 5)
+        _await_ready(
+            self._proc,
+            "postgres",
+            self.port,
+            self.log_path,
+            timeout,
+            lambda: self._pidfile_ready() and port_open(self.port),
+            kill_with=signal.SIGQUIT,
+            waiting_for="accept connections",
+        )
 
     def shutdown(self, timeout: float = 30.0) -> None:
         """Stop the server and keep its data. SIGINT is what `pg_ctl stop -m fast` sends."""
@@ -613,22 +637,14 @@ class MongoServer:
                 cwd=self.base_dir,
             )
         self.pid = self._proc.pid
-        deadline = time.monotonic() + timeout
-        while True:
-            if self._proc.poll() is not None:
-                raise ServiceError(
-                    f"secantusd-py exited with code {self._proc.returncode} during startup "
-                    f"(port {self.port})\n{_log_tail(self.log_path)}"
-                )
-            if port_open(self.port) and _mongo_ping(self.port):
-                return
-            if time.monotonic() > deadline:
-                with contextlib.suppress(ServiceError):
-                    _terminate(self.pid, self._proc, signal.SIGKILL, 5)
-                raise ServiceError(
-                    f"secantusd-py did not answer within {timeout:.0f}s\n{_log_tail(self.log_path)}"
-                )
-            time.sleep(0.05)
+        _await_ready(
+            self._proc,
+            "secantusd-py",
+            self.port,
+            self.log_path,
+            timeout,
+            lambda: port_open(self.port) and _mongo_ping(self.port),
+        )
 
     def shutdown(self, timeout: float = 15.0, *, graceful: bool = True) -> None:
         """Stop the server, keeping its storage. A clean SIGTERM shutdown takes about 2 s."""

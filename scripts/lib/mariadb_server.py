@@ -10,14 +10,12 @@ binaries are looked for (``mariadbd`` is in /usr/sbin on Debian).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,9 +24,9 @@ from devservices import (
     HOST,
     ServiceError,
     ServiceUnavailable,
+    _await_ready,
     _cmdline,
     _deathsig_prefix,
-    _log_tail,
     _rmtree,
     _terminate,
     pid_alive,
@@ -186,22 +184,7 @@ class MariaDbServer:
             cwd=self.base_dir,
         )
         self.pid = self._proc.pid
-        deadline = time.monotonic() + timeout
-        while True:
-            if self._proc.poll() is not None:
-                raise ServiceError(
-                    f"mariadbd exited with code {self._proc.returncode} during startup "
-                    f"(port {self.port})\n{_log_tail(self.log_path)}"
-                )
-            if _ping(self.port):
-                return
-            if time.monotonic() > deadline:
-                with contextlib.suppress(ServiceError):
-                    _terminate(self.pid, self._proc, signal.SIGKILL, 5)
-                raise ServiceError(
-                    f"mariadbd did not answer within {timeout:.0f}s\n{_log_tail(self.log_path)}"
-                )
-            time.sleep(0.05)
+        _await_ready(self._proc, "mariadbd", self.port, self.log_path, timeout, lambda: _ping(self.port))
 
     def shutdown(self, timeout: float = 30.0, *, graceful: bool = True) -> None:
         """Stop the server, keeping its data (SIGKILL when not graceful: a crash InnoDB recovers)."""

@@ -115,8 +115,9 @@ def step_is(event: str, step: str) -> Callable[[dict[str, Any]], bool]:
 class MigratorRun:
     """`migrator ARGS --json` in a subprocess, its stdout read as JSON event lines on a thread (and
     its stderr kept), so that a test can wait for the moment it means to act at: a kill, a signal.
-    `-v` is given: those moments are often progress events (snapshot.rows, cdc.batch_applied),
-    which the JSON lines carry only when verbose (docs/json.md).
+    Those moments are often progress events (snapshot.rows, cdc.batch_applied), which the JSON
+    lines carry by default (docs/json.md); `-v` is given too, as it always was, and changes
+    nothing in them.
     `event_timeout` bounds each wait for an event, and the wait for the process's exit after it."""
 
     def __init__(self, args: list[str], env: Mapping[str, str], cwd: Path, event_timeout: float) -> None:

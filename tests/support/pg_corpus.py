@@ -5,8 +5,8 @@ database on the session's PostgreSQL cluster to a fresh database on a second thr
 As tests/support/corpus.py does for MongoDB: a module-scoped `PgScenario` sets up the upstream
 schema, writes a plan of `tables:` entries, checks `migrator plan`, starts `migrator run` following
 CDC on a thread, and each test is a step: statements on the source, a wait until the target has
-applied them (a marker transaction, `pg_logical_emit_message`, committed after the step must be at
-or below the CDC checkpoint the target keeps in `migrator.state`), and a comparison of each table.
+applied them (tests/support/following.py: a marker at or below the CDC checkpoint the target keeps
+in `migrator.state`), and a comparison of each table.
 
 The expectation is independent of the code under test: each table's rows read on both servers as
 text (each column as its output function writes it, as `t::text` does, ordered by the key; with DateStyle, TimeZone, IntervalStyle,
@@ -33,13 +33,8 @@ from migrator.cli.main import cli
 from migrator.phases.preflight import PreflightReport
 from migrator.plan.names import cdc_checkpoint_id
 from tests.support import json_output
-from tests.support.markers import wait_applied
-from tests.support.runs import ApiRun, source_transactions
+from tests.support.following import Follower, Following
 from tests.support.servers import create_pg_database, drop_pg_database, unique_name, with_database
-
-RUN_TIMEOUT = 180.0  # a loaded 2-core machine runs snapshot + CDC start in seconds, but be generous
-CATCH_UP_TIMEOUT = 120.0
-MARKER_PREFIX = "corpus.pg.step"
 
 # The text settings pinned on both sessions before rows are read as text.
 PINNED = (
@@ -93,21 +88,7 @@ class Table:
         return entry
 
 
-class PgFollower(ApiRun):
-    """`api.run(plan, until='stopped')` of a scenario on a thread; `finish()` checkpoints and returns."""
-
-    def __init__(self, scenario: PgScenario, until: str = "stopped") -> None:
-        super().__init__(
-            f"pgcorpus-{scenario.name}",
-            scenario.plan_path,
-            until,
-            scenario.state_path,
-            scenario.env,
-            timeout=RUN_TIMEOUT,
-        )
-
-
-class PgScenario:
+class PgScenario(Following):
     """One scenario's migration: source and target databases (two clusters), plan, state, run."""
 
     def __init__(self, name: str, source_admin_url: str, target_admin_url: str, directory: Path) -> None:
@@ -117,13 +98,14 @@ class PgScenario:
         create_pg_database(source_admin_url, self.database)
         create_pg_database(target_admin_url, self.database)
         self.source_url = with_database(source_admin_url, self.database)
+        self.pg_url = self.source_url  # the source, as Following names it
         self.target_url = with_database(target_admin_url, self.database)
         self.directory = directory
         self.plan_path = directory / f"{name}.yaml"
         self.state_path = directory / "state.db"
         self.switch_path = directory / "routing"
         self.tables: list[Table] = []
-        self.follower: PgFollower | None = None
+        self.follower: Follower | None = None
 
     @property
     def env(self) -> dict[str, str]:
@@ -184,19 +166,6 @@ class PgScenario:
 
     # -- run ------------------------------------------------------------------------------------
 
-    def start(self) -> PgFollower:
-        """Start `migrator run` following changes; return once the snapshot is written and the
-        stream has applied a marker committed after it."""
-        assert self.follower is None or not self.follower.alive, "a run already follows"
-        self.follower = PgFollower(self)
-        self.catch_up(RUN_TIMEOUT)
-        return self.follower
-
-    def stop(self) -> None:
-        follower, self.follower = self.follower, None
-        if follower is not None:
-            follower.finish()
-
     def applied(self) -> int | None:
         try:
             found = self.target_rows(
@@ -207,17 +176,6 @@ class PgScenario:
         if not found or found[0][0].get("position") is None:
             return None
         return int(found[0][0]["position"])
-
-    def catch_up(self, timeout: float = CATCH_UP_TIMEOUT) -> None:
-        """Wait until the target has applied every source change committed before this call."""
-        follower = self.follower
-        assert follower is not None, "no run follows"
-        wait_applied(follower, self.source_url, self.applied, timeout, MARKER_PREFIX)
-
-    def step(self, *transactions: str | Sequence[str]) -> None:
-        """Run each item as one transaction on the source, then wait until it is applied."""
-        source_transactions(self.source_url, *transactions)
-        self.catch_up()
 
     # -- comparison -----------------------------------------------------------------------------
 
@@ -313,9 +271,7 @@ class PgScenario:
         return dict(report)
 
     def close(self) -> None:
-        if self.follower is not None and self.follower.alive:
-            self.follower.stop.set()
-            self.follower._thread.join(60)
+        self.stop_following()
         drop_pg_database(self._admins[0], self.database)
         drop_pg_database(self._admins[1], self.database)
 

@@ -8,10 +8,12 @@ Registered through `pytest_plugins` in tests/conftest.py.
 from __future__ import annotations
 
 import textwrap
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -89,10 +91,35 @@ class PgToPg:
         path.write_text(text)
         return path
 
+    def cutover_plan(self, tables: str, *, name: str) -> tuple[Path, Path]:
+        """A plan that cuts over through a routing file (with reverse sync, a 5 s freeze at most):
+        the plan's path and the routing file's."""
+        switch = self.tmp_path / "routing"
+        phases = f"cutover: {{max_write_freeze: 5s, switch: {{kind: file, path: '{switch}'}}}}"
+        return self.plan(tables, name=name, phases=phases), switch
+
     def run(self, plan: Path, until: Until = "snapshot") -> tuple[RunOutcome, Collector]:
         collector = Collector()
         outcome = api.run(plan, until=until, state=self.state_path, sinks=[collector], env=self.env)
         return outcome, collector
+
+
+def as_role(url: str, role: str) -> str:
+    """`url` connecting as `role`, without a password (the test clusters trust local connections)."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, f"{role}@{parts.netloc.rpartition('@')[2]}", *parts[2:]))
+
+
+def run_caught_up(plan: Path, state: Path, env: dict[str, str]) -> None:
+    """`migrator run --until caught-up`, stopped after 120 s at the latest (a safety net only: the
+    run ends by itself)."""
+    stop = threading.Event()
+    timer = threading.Timer(120, stop.set)
+    timer.start()
+    try:
+        api.run(plan, until="caught-up", state=state, env=env, stop=stop)
+    finally:
+        timer.cancel()
 
 
 def _execute(url: str, statements: Sequence[str]) -> None:

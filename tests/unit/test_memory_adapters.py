@@ -18,7 +18,7 @@ from migrator.adapters.memory import (
     unregister,
 )
 from migrator.adapters.registry import positions_for, source_for, target_for
-from migrator.errors import TerminalError, TransientError
+from migrator.errors import OwnedByAnotherRun, TerminalError, TransientError
 
 
 @pytest.fixture
@@ -126,3 +126,25 @@ def test_registered_as_adapter_memory(db: MemoryDatabase) -> None:
     assert isinstance(target, MemoryTarget) and target.database == "shop"
     with pytest.raises(TerminalError, match="no memory database"):
         source_for("memory", "memory://nowhere")
+
+
+def test_ownership_follows_the_claim_rules_every_target_shares(db: MemoryDatabase) -> None:
+    target = MemoryTarget("memory://adapters", "shop")
+    owner = target.ownership("shop")
+    claim = {"started_at": "2027-01-15T08:00:00Z", "host": "h1", "state": "/srv/a.db", "publication": "p"}
+    first = owner.claim(run_id="run-a", slot="slot_a", **claim)
+    assert (first.run_id, first.slot, first.facts) == ("run-a", "slot_a", {})
+    owner.note("run-a", {"publication_created": True})
+    with pytest.raises(OwnedByAnotherRun, match="run run-a"):
+        owner.claim(run_id="run-b", slot="slot_b", **claim)
+    again = owner.claim(run_id="run-a", slot="slot_a2", **claim)  # its own record: brought up to date
+    assert (again.slot, again.facts) == (
+        "slot_a2",
+        {"publication_created": True},
+    ) and owner.slot() == "slot_a2"
+    taken = owner.claim(run_id="run-b", slot="slot_b", replaceable=lambda o: o.run_id == "run-a", **claim)
+    assert taken.run_id == "run-b"
+    with pytest.raises(OwnedByAnotherRun, match="this state file's run is run-a"):
+        owner.release("run-a", [])
+    assert owner.release("run-b", []) == "0 record(s) and the ownership record deleted"
+    assert owner.read() is None

@@ -140,6 +140,31 @@ def test_status_cli_renders_every_section_and_never_the_password(plan: Path, tmp
     assert data["cdc"]["applied_from"] == "state store" and data["cdc"]["applied_position"] == "0/16B3800"
 
 
+LONG = "customer_order_line_items_archive_2024_by_region_and_sales_channel"
+
+
+def test_piped_status_never_folds_a_name_and_columns_still_sets_the_width(tmp_path: Path) -> None:
+    """Not a terminal (CliRunner's output): one line per collection, names whole, wider than 80;
+    COLUMNS set: tables fold at that width, as on a terminal."""
+    plan = tmp_path / "long.yaml"
+    plan.write_text(
+        PLAN.replace("{name: users, from: users, key: id}", f"{{name: {LONG}, from: {LONG}, key: id}}")
+    )
+    state = tmp_path / "state.db"
+    with SQLiteStateStore(state) as store:
+        run = store.begin_run("shop", "digest")
+        store.set_phase(run.id, "snapshot", "running")
+        store.add_checkpoint(run.id, "snapshot", SnapshotLabel.PLANNED, "", {"chunks": {LONG: 1, "notes": 1}})
+        store.record_chunk(run.id, LONG, 0, lo=None, hi=None, status="done", rows_read=7, docs_written=7)
+    piped = CliRunner().invoke(cli, ["status", str(plan), "--state", str(state)], env={"COLUMNS": None})
+    assert piped.exit_code == 0, piped.output
+    rows = [line.split() for line in piped.output.splitlines() if LONG in line]
+    assert rows == [[LONG, f"public.{LONG}", "1/1", "0", "0", "7", "7", "?"]], piped.output
+    assert max(len(line) for line in piped.output.splitlines()) > 80
+    narrow = CliRunner().invoke(cli, ["status", str(plan), "--state", str(state)], env={"COLUMNS": "80"})
+    assert narrow.exit_code == 0 and LONG not in narrow.output  # the table folds it, as asked
+
+
 def test_no_verify_section_without_a_verify_report(plan: Path, tmp_path: Path) -> None:
     state = tmp_path / "state.db"
     with SQLiteStateStore(state) as store:

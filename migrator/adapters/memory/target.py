@@ -7,16 +7,19 @@ import copy
 import datetime
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import bson
 from bson.decimal128 import Decimal128
 
+from migrator.adapters import ownership_claim, ownership_record
 from migrator.adapters.base import KeyOrder, WriteOp, WriteResult
 from migrator.adapters.documents import CODEC
 from migrator.adapters.memory.database import MemoryDatabase
+from migrator.adapters.ownership_record import OwnerRecord
 from migrator.errors import OwnedByAnotherRun, TerminalError
+
+T = TypeVar("T")
 
 # A key order's bound from the source's key text, and the _ids a range read in it can see.
 _BOUND: dict[str, Callable[[str], Any]] = {"integer": int, "uuid": uuid.UUID}
@@ -242,86 +245,81 @@ def _apply(docs: Stored, op: WriteOp) -> None:
         raise NotImplementedError(f"the memory target does not apply writes of kind {op.kind!r}")
 
 
-@dataclass(frozen=True)
-class OwnerRecord:
-    plan: str
-    run_id: str
-    started_at: str
-    host: str
-    state: str
-    slot: str
-    publication: str = ""
-    facts: dict[str, Any] = field(default_factory=dict)
-
-    def describe(self) -> str:
-        return (
-            f"run {self.run_id} (started {self.started_at or '?'} on host {self.host or '?'}, "
-            f"state file {self.state or '?'})"
-        )
+def refusal(owner: OwnerRecord, database: str, *, this_run: str | None = None) -> OwnedByAnotherRun:
+    """The refusal every target gives (adapters/ownership_record.py)."""
+    return ownership_record.refusal(owner, database, this_run=this_run)
 
 
-def refusal(owner: Any, database: str, *, this_run: str | None = None) -> OwnedByAnotherRun:
-    mine = f" (this state file's run is {this_run})" if this_run else ""
-    return OwnedByAnotherRun(
-        f"plan {owner.plan}'s data in memory database {database} belongs to {owner.describe()}{mine}",
-        hint=f"resume or roll back that run (`--state {owner.state}`); then a new run may start",
-    )
+class Ownership(ownership_claim.ClaimingOwnership):
+    """The plan's ownership record among the database's records: the claim rules every target
+    follows (adapters/ownership_claim.py), over a dict."""
 
-
-class Ownership:
     def __init__(self, db: MemoryDatabase, plan_name: str) -> None:
         self._db = db
-        self._plan = plan_name
+        self.plan_name = plan_name
         self._id = f"owner:{plan_name}"
+
+    @property
+    def database_name(self) -> str:
+        return self._db.name
 
     def read(self) -> OwnerRecord | None:
         with self._db.lock:
             stored = self._db.records.get(self._id)
-            return None if stored is None else OwnerRecord(**copy.deepcopy(stored["owner"]))
+            return None if stored is None else OwnerRecord.from_document(copy.deepcopy(stored))
 
-    def claim(
-        self,
-        *,
-        run_id: str,
-        started_at: str,
-        host: str,
-        state: str,
-        slot: str,
-        publication: str,
-        replaceable: Callable[[Any], bool] = lambda _owner: False,
-    ) -> OwnerRecord:
+    def _with_store(self, work: Callable[[ownership_claim.ClaimStore], T]) -> T:
         self._db.faults.check("claim")
         with self._db.lock:
-            owner = self.read()
-            if owner is not None and owner.run_id != run_id and not replaceable(owner):
-                raise refusal(owner, self._db.name)
-            facts = owner.facts if owner is not None and owner.run_id == run_id else {}
-            record = OwnerRecord(self._plan, run_id, started_at, host, state, slot, publication, dict(facts))
-            self._db.records[self._id] = {"_id": self._id, "owner": record.__dict__.copy()}
-            return record
+            return work(_ClaimStore(self._db, self._id))
 
     def note(self, run_id: str, facts: Mapping[str, Any]) -> None:
         with self._db.lock:
             stored = self._db.records.get(self._id)
-            if stored is not None and stored["owner"]["run_id"] == run_id:
-                stored["owner"]["facts"] = {**stored["owner"]["facts"], **facts}
+            if stored is not None and stored["run_id"] == run_id:
+                stored["facts"] = {**stored["facts"], **facts}
 
     def release(self, run_id: str, records: list[str]) -> str:
         with self._db.lock:
             owner = self.read()
-            if owner is not None and owner.run_id != run_id:
-                raise refusal(owner, self._db.name, this_run=run_id)
+            ownership_claim.check_release(owner, run_id, self._db.name)
             removed = sum(self._db.records.pop(r, None) is not None for r in records)
-            if owner is None:
-                return f"{removed} record(s) deleted; there was no ownership record"
-            del self._db.records[self._id]
-            return f"{removed} record(s) and the ownership record deleted"
+            if owner is not None:
+                del self._db.records[self._id]
+            return ownership_claim.release_outcome(removed, owner)
 
     def slot(self) -> str:
         owner = self.read()
         if owner is None:
-            raise TerminalError(f"plan {self._plan} has no owner in memory database {self._db.name}")
+            raise TerminalError(f"plan {self.plan_name} has no owner in memory database {self._db.name}")
         return owner.slot
+
+
+class _ClaimStore:
+    """The record in the database's records, under its lock (held by the caller)."""
+
+    def __init__(self, db: MemoryDatabase, record_id: str) -> None:
+        self._db, self._id = db, record_id
+
+    def ensure(self) -> bool:
+        return False  # the records are always there
+
+    def insert(self, record: Mapping[str, Any]) -> bool:
+        if self._id in self._db.records:
+            return False
+        self._db.records[self._id] = {"_id": self._id, **copy.deepcopy(dict(record))}
+        return True
+
+    def read(self) -> OwnerRecord | None:
+        stored = self._db.records.get(self._id)
+        return None if stored is None else OwnerRecord.from_document(copy.deepcopy(stored))
+
+    def replace(self, previous_run: str, fields: Mapping[str, Any]) -> bool:
+        stored = self._db.records.get(self._id)
+        if stored is None or stored["run_id"] != previous_run:
+            return False
+        stored.update(copy.deepcopy(dict(fields)))
+        return True
 
 
 class TargetWriteFence:

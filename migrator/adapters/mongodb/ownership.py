@@ -9,37 +9,43 @@ what the run created (the `_migrator` collection itself, the publication), so th
 removes exactly that.
 
 The claim is an insert on the `_id`: of two runs claiming at once, one wins and the other gets a
-duplicate key, written with majority write concern so that a failover cannot lose a claim.
+duplicate key, written with majority write concern so that a failover cannot lose a claim. What a
+claim decides is adapters/ownership_claim.py's, the PostgreSQL target's too.
 """
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pymongo import WriteConcern
 from pymongo import errors as mongo
 from pymongo.collection import Collection
 
+from migrator.adapters import ownership_claim
 from migrator.adapters.mongodb.applier import STATE_COLLECTION
 from migrator.adapters.mongodb.errors import classify
-from migrator.adapters.ownership_record import OwnerRecord, refusal
+from migrator.adapters.ownership_record import OwnerRecord
 from migrator.errors import MigratorError
-from migrator.plan.names import legacy_slot_name, owner_record_id
-from migrator.redact import redact_text
+from migrator.plan.names import owner_record_id
 
 if TYPE_CHECKING:
     from migrator.adapters.mongodb import MongoTarget
 
+T = TypeVar("T")
 
-class Ownership:
-    """The ownership record of one plan in the target's database."""
+
+class Ownership(ownership_claim.ClaimingOwnership):
+    """The ownership record of one plan in the target's database (claim and slot: ClaimingOwnership)."""
 
     def __init__(self, target: MongoTarget, plan_name: str) -> None:
         self._target = target
         self.plan_name = plan_name
         self._id = owner_record_id(plan_name)
+
+    @property
+    def database_name(self) -> str:
+        return self._target.database
 
     def _collection(self) -> Collection[dict[str, Any]]:
         db = self._target.client()[self._target.database]
@@ -55,78 +61,11 @@ class Ownership:
             raise self._error(exc) from None
         return None if doc is None else OwnerRecord.from_document(doc)
 
-    def slot(self) -> str:
-        """The replication slot of the run that owns the plan's data here: the one its record
-        names, else (no record: a run begun before ownership records) the plan-named slot."""
-        owner = self.read()
-        return owner.slot if owner is not None and owner.slot else legacy_slot_name(self.plan_name)
-
-    def claim(
-        self,
-        *,
-        run_id: str,
-        started_at: str,
-        host: str,
-        state: str,
-        slot: str,
-        publication: str,
-        replaceable: Callable[[OwnerRecord], bool] = lambda _owner: False,
-    ) -> OwnerRecord:
-        """Make run `run_id` the owner, or raise OwnedByAnotherRun naming the owner. A record of
-        this same run is brought up to date (its state file may have moved); one of another run
-        is replaced only when `replaceable(record)` says it is a claim whose run never began."""
-        fields = {
-            "plan": self.plan_name,
-            "run_id": run_id,
-            "started_at": started_at,
-            "host": host,
-            "state": redact_text(state),
-            "slot": slot,
-            "publication": publication,
-        }
+    def _with_store(self, work: Callable[[ownership_claim.ClaimStore], T]) -> T:
         try:
-            coll = self._collection()
-            existed = STATE_COLLECTION in coll.database.list_collection_names()
-            now = datetime.datetime.now(datetime.UTC)
-            try:
-                coll.insert_one(
-                    {
-                        "_id": self._id,
-                        **fields,
-                        "created_collection": not existed,
-                        "claimed_at": now,
-                        "facts": {},
-                    }
-                )
-            except mongo.DuplicateKeyError:
-                current = coll.find_one({"_id": self._id})
-                if current is None:  # released in between: claim again
-                    return self.claim(
-                        run_id=run_id,
-                        started_at=started_at,
-                        host=host,
-                        state=state,
-                        slot=slot,
-                        publication=publication,
-                        replaceable=replaceable,
-                    )
-                owner = OwnerRecord.from_document(current)
-                if owner.run_id != run_id and not replaceable(owner):
-                    raise refusal(owner, self._target.database) from None
-                # Conditional on the run it names: two processes taking over at once, one wins.
-                updated = coll.update_one(
-                    {"_id": self._id, "run_id": owner.run_id},
-                    {"$set": {**fields, "claimed_at": now}},
-                )
-                if updated.matched_count == 0:
-                    latest = self.read()
-                    if latest is None or latest.run_id != run_id:
-                        raise refusal(latest or owner, self._target.database) from None
+            return work(_ClaimStore(self._collection(), self._id))
         except mongo.PyMongoError as exc:
             raise self._error(exc) from None
-        claimed = self.read()
-        assert claimed is not None
-        return claimed
 
     def note(self, run_id: str, facts: Mapping[str, Any]) -> None:
         """Add facts (what the run created) to run `run_id`'s record."""
@@ -146,13 +85,12 @@ class Ownership:
             coll = self._collection()
             current = coll.find_one({"_id": self._id})
             owner = None if current is None else OwnerRecord.from_document(current)
-            if owner is not None and owner.run_id != run_id:
-                raise refusal(owner, self._target.database, this_run=run_id)
+            ownership_claim.check_release(owner, run_id, self.database_name)
             removed = coll.delete_many({"_id": {"$in": records}}).deleted_count if records else 0
+            outcome = ownership_claim.release_outcome(removed, owner)
             if owner is None:
-                return f"{removed} record(s) deleted; there was no ownership record"
+                return outcome
             coll.delete_one({"_id": self._id, "run_id": run_id})
-            outcome = f"{removed} record(s) and the ownership record deleted"
             if owner.created_collection:
                 if coll.estimated_document_count() == 0 and coll.count_documents({}, limit=1) == 0:
                     coll.drop()
@@ -161,3 +99,28 @@ class Ownership:
             return outcome + f"; {STATE_COLLECTION} kept: it existed before the run"
         except mongo.PyMongoError as exc:
             raise self._error(exc) from None
+
+
+class _ClaimStore:
+    """The ownership record's document in `_migrator`: each operation one atomic write or read."""
+
+    def __init__(self, coll: Collection[dict[str, Any]], record_id: str) -> None:
+        self._coll, self._id = coll, record_id
+
+    def ensure(self) -> bool:
+        return STATE_COLLECTION not in self._coll.database.list_collection_names()  # the insert creates it
+
+    def insert(self, record: Mapping[str, Any]) -> bool:
+        try:
+            self._coll.insert_one({"_id": self._id, **record})
+        except mongo.DuplicateKeyError:
+            return False
+        return True
+
+    def read(self) -> OwnerRecord | None:
+        doc = self._coll.find_one({"_id": self._id})
+        return None if doc is None else OwnerRecord.from_document(doc)
+
+    def replace(self, previous_run: str, fields: Mapping[str, Any]) -> bool:
+        updated = self._coll.update_one({"_id": self._id, "run_id": previous_run}, {"$set": dict(fields)})
+        return updated.matched_count > 0

@@ -28,7 +28,7 @@ from migrator.adapters.base import (
 )
 from migrator.adapters.postgres import copy_out, server_checks
 from migrator.adapters.postgres.checksums import SourceChecksums
-from migrator.adapters.postgres.connection import PgEndpoint
+from migrator.adapters.postgres.connection import READ_TIMEOUT_S, PgEndpoint
 from migrator.adapters.postgres.errors import classify
 from migrator.adapters.postgres.features import source_features
 from migrator.adapters.postgres.fence import LockFence
@@ -43,6 +43,7 @@ from migrator.adapters.postgres.reading import key_text
 from migrator.adapters.postgres.replication import PollingStream, ReplicationStream, SlotMonitor
 from migrator.adapters.postgres.reverse_writer import ReverseWriter, stored_checkpoint
 from migrator.adapters.postgres.routing import routing_value, write_routing_row
+from migrator.adapters.postgres.run_privileges import run_privilege_findings
 from migrator.adapters.postgres.schema_watch import SchemaWatch
 from migrator.adapters.postgres.secondary import read_objects
 from migrator.adapters.postgres.sequences import sequence_values, set_sequences
@@ -93,9 +94,12 @@ class PostgresSource:
         """The runbook's checklist of this source (prerequisites.py)."""
         return _prerequisites(plan_name, tables, info)
 
-    def __init__(self, url: str, *, statement_timeout_ms: int = 60_000) -> None:
+    def __init__(
+        self, url: str, *, statement_timeout_ms: int = 60_000, read_timeout_s: float = READ_TIMEOUT_S
+    ) -> None:
         self.endpoint = PgEndpoint(url)
         self._statement_timeout_ms = statement_timeout_ms
+        self._read_timeout_s = read_timeout_s
         self._conn: psycopg.Connection[Any] | None = None
 
     @property
@@ -300,7 +304,7 @@ class PostgresSource:
 
     def snapshot_reader(self, snapshot_name: str) -> SnapshotReader:
         """A copy worker's reader inside the exported snapshot `snapshot_name`."""
-        return SnapshotReader(self.endpoint, snapshot_name)
+        return SnapshotReader(self.endpoint, snapshot_name, read_timeout_s=self._read_timeout_s)
 
     def table_shapes(self, tables: Sequence[str], snapshot_name: str | None = None) -> dict[str, Any]:
         """The tables' shape (as JSON) that CDC checks DDL against, read in `snapshot_name` (or now)."""
@@ -350,5 +354,8 @@ class PostgresSource:
         needs: CutoverNeeds = _PLAN_DEFAULTS,
     ) -> list[Finding]:
         """The source-feature matrix: how each mapped table's schema features meet logical
-        replication; triggers, which matter only to reverse sync, only where the plan keeps it."""
-        return source_features(info, collections, read, reverse_sync=needs.reverse_sync)
+        replication; triggers, which matter only to reverse sync, only where the plan keeps it;
+        the privileges reverse sync and rollback after cutover write with (run_privileges.py)."""
+        return source_features(
+            info, collections, read, reverse_sync=needs.reverse_sync
+        ) + run_privilege_findings(info, read, needs)

@@ -59,10 +59,12 @@ WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped
 """
 
 
+# And no parallel plan, whose workers could hand the digest's aggregate rows out of key order
+# (not part of the form: it changes no row's text).
 _PIN = sql.SQL("SELECT {}").format(
     sql.SQL(", ").join(
         sql.SQL("set_config({}, {}, true)").format(sql.Literal(name), sql.Literal(value))
-        for name, value in PINNED
+        for name, value in (*PINNED, ("max_parallel_workers_per_gather", "0"))
     )
 )
 
@@ -115,10 +117,16 @@ def digest_query(
     def ref(name: str) -> sql.Composable:
         return sql.SQL("{}.{}").format(sql.Identifier(_ALIAS), sql.Identifier(name))
 
+    # The rows' hashes in key order from a sorted subquery (PostgreSQL feeds an aggregate its
+    # input in the subquery's order), not `string_agg(... ORDER BY key)`, which sorts again what
+    # the key's index scan already returns in order: the same digest, about 17 % less server time
+    # a range (docs/architecture.md, "Verify by checksums"). Were the order ever not kept, the
+    # digests would differ and the range go row by row: slower, never wrong.
     condition, params = key_range_condition(_ALIAS, key, key_types, lo, hi)
     query = sql.SQL(
-        "SELECT count(*), coalesce(md5(string_agg(md5(ROW({columns})::text), '' ORDER BY {key})), '') "
-        "FROM {table} {alias} WHERE {condition}"
+        "SELECT count(*), coalesce(md5(string_agg(h, '')), '') FROM ("
+        "SELECT md5(ROW({columns})::text) AS h FROM {table} {alias} WHERE {condition} ORDER BY {key}"
+        ") hashed"
     ).format(
         columns=sql.SQL(", ").join(ref(c) for c in columns),
         key=sql.SQL(", ").join(ref(k) for k in key),

@@ -13,6 +13,9 @@ from migrator.errors import SourceError
 from migrator.redact import url_passwords
 
 APPLICATION_NAME = "migrator"
+# A read (a snapshot chunk's COPY) that gets nothing from the server for this long is lost: its
+# connection is abandoned and the read redone (as the MySQL source's read_timeout).
+READ_TIMEOUT_S = 600
 
 
 class PgEndpoint:

@@ -8,6 +8,11 @@ calls on each (a wait loop, a generator), which was most of a snapshot's client 
 million rows of 6 columns, measured here, against 0.27 s for the loop below). So the stream is
 read at the libpq level, every row a single call, and handed on in blocks of about
 `BLOCK_BYTES` (docs/architecture.md, "Undecoded copy").
+
+Every wait for the server is bounded by the reader's `timeout_s`: a server that hangs mid-COPY (a
+stopped backend, a network dropping packets without a reset) would otherwise hold a copy worker
+forever. `Stalled` says so; the reader names the chunk and the endpoint (snapshot.py), and the
+snapshot's chunk retry redoes the chunk on a new connection.
 """
 
 from __future__ import annotations
@@ -29,6 +34,14 @@ BINARY = "postgresql-binary"
 BLOCK_BYTES = 1 << 20
 
 
+class Stalled(Exception):
+    """The server sent nothing for `seconds` while the COPY waited for it."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        super().__init__(f"the server sent nothing for {seconds:g} s")
+
+
 def copy_statement(
     table: str,
     columns: Sequence[str],
@@ -46,9 +59,12 @@ def copy_statement(
     return query, params
 
 
-def blocks(conn: psycopg.Connection[Any], query: sql.Composed, params: Sequence[Any]) -> Iterator[bytes]:
+def blocks(
+    conn: psycopg.Connection[Any], query: sql.Composed, params: Sequence[Any], timeout_s: float
+) -> Iterator[bytes]:
     """The COPY's output, rows gathered into blocks of about BLOCK_BYTES (driver errors raised as
-    psycopg's, with their SQLSTATE: the caller classifies them).
+    psycopg's, with their SQLSTATE: the caller classifies them; `Stalled` after `timeout_s` without
+    a byte from the server).
 
     Abandoned before its end (the consumer failed), the connection is closed: it is mid-COPY and
     the snapshot's worker opens a new reader for its next attempt."""
@@ -57,22 +73,22 @@ def blocks(conn: psycopg.Connection[Any], query: sql.Composed, params: Sequence[
     finished = False
     try:
         pgconn.send_query(text.encode(conn.info.encoding))
-        _started(pgconn, conn.info.encoding)
-        yield from _rows_in_blocks(pgconn)
-        _ended(pgconn, conn.info.encoding)
+        _started(pgconn, conn.info.encoding, timeout_s)
+        yield from _rows_in_blocks(pgconn, timeout_s)
+        _ended(pgconn, conn.info.encoding, timeout_s)
         finished = True
     finally:
         if not finished:
             conn.close()
 
 
-def _started(pgconn: pq.abc.PGconn, encoding: str) -> None:
-    result = _result(pgconn)
+def _started(pgconn: pq.abc.PGconn, encoding: str, timeout_s: float) -> None:
+    result = _result(pgconn, timeout_s)
     if result is None or result.status != pq.ExecStatus.COPY_OUT:
         _raise_for(pgconn, result, encoding)
 
 
-def _rows_in_blocks(pgconn: pq.abc.PGconn) -> Iterator[bytes]:
+def _rows_in_blocks(pgconn: pq.abc.PGconn, timeout_s: float) -> Iterator[bytes]:
     block = bytearray()
     get = pgconn.get_copy_data
     while True:
@@ -83,7 +99,7 @@ def _rows_in_blocks(pgconn: pq.abc.PGconn) -> Iterator[bytes]:
                 yield bytes(block)
                 block.clear()
         elif size == 0:
-            _wait_readable(pgconn)
+            _wait_readable(pgconn, timeout_s)
         elif size == -1:  # the end of the COPY's data
             break
         else:
@@ -92,24 +108,26 @@ def _rows_in_blocks(pgconn: pq.abc.PGconn) -> Iterator[bytes]:
         yield bytes(block)
 
 
-def _ended(pgconn: pq.abc.PGconn, encoding: str) -> None:
+def _ended(pgconn: pq.abc.PGconn, encoding: str, timeout_s: float) -> None:
     """The COPY's final result (its command status or its error), then the end of the results."""
     failure: pq.abc.PGresult | None = None
-    while (result := _result(pgconn)) is not None:
+    while (result := _result(pgconn, timeout_s)) is not None:
         if result.status != pq.ExecStatus.COMMAND_OK and failure is None:
             failure = result
     if failure is not None:
         _raise_for(pgconn, failure, encoding)
 
 
-def _result(pgconn: pq.abc.PGconn) -> pq.abc.PGresult | None:
+def _result(pgconn: pq.abc.PGconn, timeout_s: float) -> pq.abc.PGresult | None:
     while pgconn.is_busy():
-        _wait_readable(pgconn)
+        _wait_readable(pgconn, timeout_s)
     return pgconn.get_result()
 
 
-def _wait_readable(pgconn: pq.abc.PGconn) -> None:
-    select.select([pgconn.socket], [], [])
+def _wait_readable(pgconn: pq.abc.PGconn, timeout_s: float) -> None:
+    readable, _, _ = select.select([pgconn.socket], [], [], timeout_s)
+    if not readable:
+        raise Stalled(timeout_s)
     pgconn.consume_input()
 
 

@@ -20,6 +20,7 @@ from migrator.adapters.base import (
     JoinHop,
     LargestDocument,
     LeafInfo,
+    SequenceGrant,
     SourceInfo,
     SourceServerInfo,
     TableInfo,
@@ -55,6 +56,15 @@ SELECT current_setting('server_version'), current_setting('server_version_num'):
 FROM pg_roles r WHERE r.rolname = current_user
 """
 
+# What reverse sync's writer (reverse_writer.py) calls to tag its writes with its origin.
+ORIGIN_FUNCTIONS = (
+    "pg_replication_origin_create(text)",
+    "pg_replication_origin_drop(text)",
+    "pg_replication_origin_oid(text)",
+    "pg_replication_origin_session_setup(text)",
+    "pg_replication_origin_session_reset()",
+)
+
 # Domains are resolved to their base type so that conversions see what is stored; so are the
 # elements of arrays (PostgreSQL 11+ has arrays over domains), else `qty[]` would be refused.
 _COLUMNS_SQL = """
@@ -88,6 +98,10 @@ SELECT a.attname, a.attnum, NOT a.attnotnull,
        format_type(a.atttypid, a.atttypmod),
        CASE WHEN {generated} <> 's' THEN pg_get_expr(d.adbin, d.adrelid) END,
        a.attidentity,
+       CASE WHEN {generated} = 's' THEN NOT EXISTS (
+           SELECT 1 FROM pg_depend dep
+           WHERE dep.classid = 'pg_attrdef'::regclass AND dep.objid = d.oid AND dep.refobjid >= 16384
+             AND NOT (dep.refclassid = 'pg_class'::regclass AND dep.refobjid = a.attrelid)) END,
        (SELECT quote_ident(cn.nspname) || '.' || quote_ident(co.collname)
         FROM pg_collation co JOIN pg_namespace cn ON cn.oid = co.collnamespace
         WHERE co.oid = a.attcollation
@@ -188,6 +202,28 @@ SELECT c.relreplident, c.reltuples::bigint, c.relpages, pg_total_relation_size(c
 FROM pg_class c WHERE c.oid = %(rel)s
 """
 
+# What reverse sync writes (reverse_writer.py) and rollback after cutover does to the columns'
+# sequences (sequences.py: pg_sequence_last_value needs SELECT or USAGE, setval UPDATE), as far as
+# the plan's role may: preflight fails what it may not, before a cutover that would need it.
+_WRITES_SQL = """
+SELECT array_remove(ARRAY[
+  CASE WHEN NOT has_table_privilege(%(rel)s::oid, 'INSERT') THEN 'INSERT' END,
+  CASE WHEN NOT has_table_privilege(%(rel)s::oid, 'UPDATE') THEN 'UPDATE' END,
+  CASE WHEN NOT has_table_privilege(%(rel)s::oid, 'DELETE') THEN 'DELETE' END], NULL)
+"""
+_SEQUENCES_SQL = """
+SELECT a.attname, format('%%I.%%I', n.nspname, s.relname), array_remove(ARRAY[
+  CASE WHEN NOT has_sequence_privilege(d.objid, 'SELECT, USAGE') THEN 'SELECT' END,
+  CASE WHEN NOT has_sequence_privilege(d.objid, 'UPDATE') THEN 'UPDATE' END], NULL)
+FROM pg_depend d
+JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+JOIN pg_namespace n ON n.oid = s.relnamespace
+JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+  AND d.deptype IN ('a', 'i') AND d.refobjid = %(rel)s::oid
+ORDER BY a.attnum
+"""
+
 # What a mapped name is when it is no table migrator can follow (pg_class.relkind; a temporary
 # table is relpersistence 't'): said by `plan` instead of "does not exist".
 _RELATION_KINDS = {
@@ -263,6 +299,14 @@ class PostgresInspector:
             )
             slots = [r[0] for r in cur.execute("SELECT slot_name FROM pg_replication_slots").fetchall()]
             pubs = [r[0] for r in cur.execute("SELECT pubname FROM pg_publication").fetchall()]
+            origin = [
+                str(r[0])
+                for r in cur.execute(
+                    "SELECT f FROM unnest(%s::text[]) WITH ORDINALITY u(f, n)"
+                    " WHERE NOT has_function_privilege('pg_catalog.' || f, 'EXECUTE') ORDER BY n",
+                    [list(ORIGIN_FUNCTIONS)],
+                ).fetchall()
+            ]
         version, version_num, user, superuser, replication, can_create, used_slots, used_senders, database = (
             row
         )
@@ -280,6 +324,7 @@ class PostgresInspector:
             existing_slots=tuple(slots),
             existing_publications=tuple(pubs),
             database=str(database),
+            origin_functions_denied=tuple(origin),
         )
 
     def kind_of(self, name: str) -> str | None:
@@ -335,6 +380,7 @@ class PostgresInspector:
                 identity_columns = _identity_columns(str(replident), keys, columns)
             extra["unlogged"] = _unlogged(name, persistence, descendants)
             extra["triggers"] = self._triggers(cur, oid, [d[0] for d in descendants if d[2] == "r"])
+            extra["write_denied"], extra["sequences"] = self._writes(cur, oid)
             if estimated < 0:
                 estimated = self._count_unanalyzed(cur, name) if count_rows else 0
         return TableInfo(
@@ -354,6 +400,17 @@ class PostgresInspector:
             identity_indexes=keys.identity_indexes,
             **extra,
         )
+
+    @staticmethod
+    def _writes(cur: psycopg.Cursor[Any], oid: int) -> tuple[tuple[str, ...], tuple[SequenceGrant, ...]]:
+        """What the role lacks of INSERT, UPDATE, DELETE on the table, and its columns' sequences."""
+        denied = cur.execute(_WRITES_SQL, {"rel": oid}).fetchone()
+        assert denied is not None
+        sequences = tuple(
+            SequenceGrant(column=str(column), sequence=str(sequence), missing=tuple(missing))
+            for column, sequence, missing in cur.execute(_SEQUENCES_SQL, {"rel": oid}).fetchall()
+        )
+        return tuple(denied[0]), sequences
 
     @staticmethod
     def _foreign_keys(cur: psycopg.Cursor[Any], oid: int) -> tuple[ForeignKey, ...]:
@@ -650,6 +707,7 @@ def _column(row: tuple[Any, ...]) -> ColumnInfo:
         declared,
         default,
         identity,
+        builtin,
         collation,
     ) = row
     is_array = category == "A" and elem_name is not None
@@ -673,6 +731,7 @@ def _column(row: tuple[Any, ...]) -> ColumnInfo:
         generated=str(generated) if generated is not None else None,
         storage=str(storage),
         generated_from=tuple(str(c) for c in generated_from or ()),
+        generated_builtin=bool(builtin),
         declared_type=str(declared),
         default=None if default is None else str(default),
         identity=str(identity or ""),

@@ -18,7 +18,7 @@ from psycopg import sql
 
 from migrator.adapters.base import LevelRead
 from migrator.adapters.postgres import copy_out
-from migrator.adapters.postgres.connection import PgEndpoint
+from migrator.adapters.postgres.connection import READ_TIMEOUT_S, PgEndpoint
 from migrator.adapters.postgres.errors import classify
 from migrator.adapters.postgres.histogram import histogram_boundaries
 from migrator.adapters.postgres.inspect import PostgresInspector, split_table, table_identifier
@@ -38,7 +38,7 @@ from migrator.adapters.postgres.reading import (
     level_query,
     sample_condition,
 )
-from migrator.errors import SourceError
+from migrator.errors import ReadStalled, SourceError
 
 # Rows a named cursor fetches per round trip: large enough to amortise the round trip,
 # small enough to keep a chunk's memory bounded whatever the chunk size.
@@ -264,8 +264,11 @@ class _LevelReader:
 class SnapshotReader(_LevelReader):
     """A copy worker's connection, inside the imported snapshot."""
 
-    def __init__(self, endpoint: PgEndpoint, snapshot_name: str) -> None:
+    def __init__(
+        self, endpoint: PgEndpoint, snapshot_name: str, *, read_timeout_s: float = READ_TIMEOUT_S
+    ) -> None:
         super().__init__(endpoint)
+        self._read_timeout_s = read_timeout_s
         try:
             self._conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             self._conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot_name)))
@@ -288,9 +291,21 @@ class SnapshotReader(_LevelReader):
             raise SourceError(f"a PostgreSQL source streams no format named {form!r}")
         query, params = copy_out.copy_statement(table, columns, key, key_types, lo, hi)
         try:
-            yield from copy_out.blocks(self._conn, query, params)
+            yield from copy_out.blocks(self._conn, query, params, self._read_timeout_s)
         except psycopg.Error as exc:
             raise classify(exc, self._endpoint.name, self._endpoint.secrets) from None
+        except copy_out.Stalled as exc:
+            raise ReadStalled(
+                self._endpoint.name,
+                f"COPY of {table} keys ({_bound(lo)}, {_bound(hi)}]",
+                exc.seconds,
+                hint="the chunk is copied again on a new connection; if it recurs, look for what holds "
+                "the source's backend (pg_stat_activity: its wait_event)",
+            ) from None
+
+
+def _bound(key: Sequence[str] | None) -> str:
+    return "…" if key is None else ", ".join(key)
 
 
 class RangeReader(_LevelReader):

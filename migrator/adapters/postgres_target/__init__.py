@@ -41,7 +41,7 @@ from migrator.adapters.postgres_target.privileges import role_findings
 from migrator.adapters.postgres_target.reader import TableReader
 from migrator.adapters.postgres_target.reverse import PgReverseFeed
 from migrator.adapters.postgres_target.rows import decode, encode
-from migrator.adapters.postgres_target.schema import create_tables, qualified
+from migrator.adapters.postgres_target.schema import added_columns, create_tables, qualified
 from migrator.adapters.postgres_target.sequences import set_sequences
 from migrator.adapters.postgres_target.writer import TableWriter
 from migrator.adapters.vocabulary import TargetVocabulary
@@ -57,6 +57,10 @@ SELECT n.nspname || '.' || c.relname, GREATEST(c.reltuples, 0)::bigint
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema', %s)
   AND n.nspname NOT LIKE 'pg\\_%%'
+"""
+
+_COLUMNS_SQL = """
+SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped
 """
 
 
@@ -138,6 +142,25 @@ class PostgresTarget:
 
         self._call(work)
         self._connections.forget_tables()
+
+    def add_columns(self, collections: Sequence[MappedCollection]) -> list[str]:
+        """The columns the mapping takes that the target tables lack: added on the source while
+        CDC follows (schema.py added_columns; docs/architecture.md, "A column added while CDC
+        follows"). The statements run."""
+
+        def work(conn: psycopg.Connection[Any]) -> list[str]:
+            done: list[str] = []
+            for collection in collections:
+                rows = conn.execute(_COLUMNS_SQL, [qualified(collection.name)]).fetchall()
+                for statement in added_columns(collection, {str(r[0]) for r in rows}):
+                    conn.execute(cast(Any, statement))
+                    done.append(statement)
+            return done
+
+        statements: list[str] = self._call(work)
+        if statements:
+            self._connections.forget_tables()
+        return statements
 
     # -- inspection -----------------------------------------------------------------------------
 

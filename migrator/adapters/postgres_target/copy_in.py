@@ -38,7 +38,8 @@ FIRST_USER_OID = 16384
 
 _TYPES_SQL = """
 SELECT a.attname, a.atttypid::bigint, format_type(a.atttypid, a.atttypmod), t.typtype::text,
-       CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, t.typtypmod) ELSE '' END
+       CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, t.typtypmod) ELSE '' END,
+       a.attgenerated <> ''
 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
 WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
 """
@@ -82,6 +83,11 @@ class BinaryWriter:
         self._table = table
         self._columns = tuple(columns)
 
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The target columns the stream fills, in its order."""
+        return self._columns
+
     def replace_range(
         self,
         key: Sequence[str],
@@ -120,6 +126,10 @@ def raw_writer(
         return None
     rows = connections.run(lambda conn: conn.execute(_TYPES_SQL, [qualified(table)]).fetchall())
     found = {str(r[0]): (int(r[1]), str(r[2]), str(r[3]), str(r[4])) for r in rows}
-    if not same_types(found, columns):
+    # A GENERATED column is computed by the target, which refuses a value for it (428C9): the
+    # stream leaves it out (raw_copy.py asks `columns`).
+    generated = {str(r[0]) for r in rows if r[5]}
+    taken = [c for c in columns if c.target not in generated]
+    if not same_types(found, taken):
         return None
-    return BinaryWriter(connections, table, [c.target for c in columns])
+    return BinaryWriter(connections, table, [c.target for c in taken])

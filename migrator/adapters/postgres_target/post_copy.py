@@ -6,7 +6,8 @@ already has what it builds (by name, in the catalog), so a resumed run builds on
 
 An object is not built, and `plan` says why, where the plan changed what it reads: a column left
 out or renamed (the definition names the source's columns), or a foreign key to a table the plan
-does not copy.
+does not copy; or where it calls a function (operator, collation, operator class) defined in the
+source database, which the target does not have.
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ def _columns_problem(columns: Sequence[str], mapped: Mapping[str, str], table: s
 def _problem(obj: SchemaObject, targets: Targets) -> str | None:
     if obj.dialect != DIALECT or not obj.definition:
         return "its definition could not be read as PostgreSQL's"
+    if obj.calls:
+        # The target database has none of the source's own functions (the build would fail,
+        # 42883, and stop the run after the copy): create them there, then build it by hand.
+        return f"it calls {', '.join(obj.calls)} of the source database, which the target does not have"
     problem = _columns_problem(obj.columns, targets[obj.table][1], obj.table)
     if problem is not None or obj.kind != "foreign_key":
         return problem

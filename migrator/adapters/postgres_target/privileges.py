@@ -27,21 +27,16 @@ import psycopg
 
 from migrator.adapters.inspection import CutoverNeeds
 from migrator.adapters.postgres.fixes import ident, table
+from migrator.adapters.postgres.inspect import ORIGIN_FUNCTIONS as WRITER_ORIGIN_FUNCTIONS
 from migrator.adapters.postgres.inspect import split_table
 from migrator.adapters.postgres_target.records import SCHEMA as STATE_SCHEMA
 from migrator.adapters.postgres_target.schema import qualified
 from migrator.findings import Finding, Severity
 
 CHECK = "target.privileges"
-# What origin.py and the fence function (fence.py) call.
-ORIGIN_FUNCTIONS = (
-    "pg_replication_origin_create(text)",
-    "pg_replication_origin_drop(text)",
-    "pg_replication_origin_oid(text)",
-    "pg_replication_origin_session_setup(text)",
-    "pg_replication_origin_session_reset()",
-    "pg_replication_origin_session_is_setup()",
-)
+# What origin.py and the fence function (fence.py) call: what a writer with an origin calls
+# (as reverse sync's on a PostgreSQL source), and the fence's test of it.
+ORIGIN_FUNCTIONS = (*WRITER_ORIGIN_FUNCTIONS, "pg_replication_origin_session_is_setup()")
 _ROLE_SQL = """
 SELECT current_user, r.rolsuper, r.rolreplication, current_database(),
        current_setting('server_version_num')::int

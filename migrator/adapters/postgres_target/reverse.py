@@ -20,6 +20,16 @@ reads from any target.
 - **Markers.** `write_marker` emits a transactional logical message with the plan's prefix and a
   number that grows across processes (nanoseconds); seeing it means everything committed on the
   target before it has been read.
+- **Handed over once the target shows it.** A commit is in the WAL (flushed, so decoded and sent)
+  before the committing session takes its transaction out of the running ones; until then other
+  sessions' snapshots do not show it, and reading a row it changed gives the row before it. A
+  state-based reader would write that older state back and move past the change for good. So a
+  decoded transaction whose rows are read is handed over only once a snapshot taken after its
+  commit was decoded shows it (its xid neither at or past the snapshot's xmax nor among its
+  running xids): the one read with its last key (`typed`), else one of its own, again after short
+  pauses and in the next step. The ones after it wait behind it, in commit order; until then the
+  feed counts as inside a transaction (a marker after it is not caught up). See
+  docs/architecture.md, "Reverse sync from a PostgreSQL target".
 - **TRUNCATE** of a mapped table on the target is refused (nothing silent: reverse sync would have
   to empty the source table, which it does not do behind the user's back).
 """
@@ -60,6 +70,11 @@ from migrator.plan.names import forward_origin_name, reverse_feed_name
 
 MARKER_PREFIX = "migrator_reverse_marker"
 GROUPS_PER_STEP = 200  # completed transactions handed over by one step while more keep arriving
+# Pauses between snapshots while a decoded transaction is not shown yet (normally it is, or is
+# within microseconds); past them, the step ends without it and the next step looks again.
+VISIBILITY_PAUSES_S = (0.001, 0.002, 0.004, 0.008, 0.016, 0.032)
+_XID_SPACE = 1 << 32
+_SNAPSHOT = sql.SQL("pg_current_snapshot()::text")
 
 
 class RowKey(NamedTuple):
@@ -96,6 +111,8 @@ class Group:
     events: int = 0
     token: Mapping[str, Any] | None = None
     cluster_time: int | None = None
+    xid: int = 0  # the transaction's (32 bits, as pgoutput's Begin gives it)
+    shown: bool = False  # a snapshot of the target taken after its commit was decoded showed it
 
 
 @dataclass(frozen=True)
@@ -180,15 +197,36 @@ class PgReverseFeed:
             return None
         return datetime.datetime.fromtimestamp(cluster_time / 1_000_000, datetime.UTC).isoformat()
 
+    def running(self, xids: Iterable[int]) -> set[int]:
+        """Which of `xids` (decoded commits) a snapshot taken now does not show yet (see the module
+        doc); a snapshot taken after one that shows a transaction shows it too."""
+        wanted = set(xids)
+        if not wanted:
+            return set()
+        snapshot = self._connections.outside_transaction(
+            _fetch_one(sql.SQL("SELECT {}").format(_SNAPSHOT), [])
+        )
+        return {x for x in wanted if not shown(x, str(snapshot[0]))}
+
     def key_of(self, collection: str) -> tuple[str, ...]:
         return self._connections.table(collection).key
 
     def typed(self, group: Group) -> None:
-        """The group's keys typed by the target: each text cast to its key column's type."""
-        for collection, values in group.texts:
+        """The group's keys typed by the target: each text cast to its key column's type; the last
+        key's statement reads a snapshot too, which tells whether the target shows the group's
+        transaction already (as it nearly always does: then it costs no statement of its own)."""
+        last = len(group.texts) - 1
+        for n, (collection, values) in enumerate(group.texts):
             table = self._connections.table(collection)
-            query = sql.SQL("SELECT {}").format(sql.SQL(", ").join(table.placeholder(k) for k in table.key))
-            row = self._connections.run(_fetch_one(query, values))
+            columns = [table.placeholder(k) for k in table.key]
+            if n == last:
+                columns.append(_SNAPSHOT)
+            row = self._connections.run(
+                _fetch_one(sql.SQL("SELECT {}").format(sql.SQL(", ").join(columns)), values)
+            )
+            if n == last:
+                group.shown = shown(group.xid, str(row[-1]))
+                row = row[:-1]
             doc_id = row[0] if len(table.key) == 1 else dict(zip(table.key, row, strict=True))
             group.documents.append(RowKey(collection, doc_id))
         group.texts.clear()
@@ -204,12 +242,19 @@ class OpenFeed:
         self._start = start
         self._relations: dict[int, _Table | None] = {}
         self._group: Group | None = None
+        self._decoded: list[Group] = []  # completed, not handed over yet (the target may not show them)
         self._position: int = start
         self.marker_seen = 0
 
     @property
     def in_transaction(self) -> bool:
-        return self._group is not None
+        """A transaction is being read, or read and not handed over yet."""
+        return self._group is not None or bool(self._decoded)
+
+    @property
+    def waiting(self) -> int:
+        """Transactions decoded and held back: the target does not show the first yet."""
+        return len(self._decoded)
 
     @property
     def position(self) -> Mapping[str, Any] | None:
@@ -220,23 +265,51 @@ class OpenFeed:
         self._stream.acknowledge(int(token["lsn"]))
 
     def next(self) -> Step:
-        done: list[Group] = []
+        completed = 0
         for item in self._messages:
             if isinstance(item, Idle | Keepalive):
                 if self._group is None:
-                    return Step(True, tuple(done))
+                    return Step(True, self._shown())
                 continue
-            completed = self._message(decode(item, in_stream=False, readers=None))
-            if completed is not None:
-                done.append(completed)
-                if len(done) >= GROUPS_PER_STEP:
-                    return Step(False, tuple(done))
-        return Step(True, tuple(done))  # not reached: the stream ends by an error
+            group = self._message(decode(item, in_stream=False, readers=None))
+            if group is not None:
+                self._decoded.append(group)
+                completed += 1
+                if completed >= GROUPS_PER_STEP:
+                    return Step(False, self._shown())
+        return Step(True, self._shown())  # not reached: the stream ends by an error
+
+    def _shown(self) -> tuple[Group, ...]:
+        """The decoded transactions up to the first whose rows are read and which the target does
+        not show yet (see the module doc), handed over in commit order; that one is looked for
+        again after short pauses, then in the next step."""
+        pauses = iter(VISIBILITY_PAUSES_S)
+        ready = self._ready()
+        while ready == 0 and self._decoded:
+            pause = next(pauses, None)
+            if pause is None:
+                break
+            time.sleep(pause)
+            ready = self._ready()
+        handed, self._decoded = tuple(self._decoded[:ready]), self._decoded[ready:]
+        if handed and handed[-1].token is not None:
+            self._position = int(handed[-1].token["lsn"])
+        return handed
+
+    def _ready(self) -> int:
+        """How many decoded transactions, from the first, the target shows (or whose rows are not read)."""
+        unsure = [g for g in self._decoded if g.documents and not g.shown]
+        running = self._feed.running(g.xid for g in unsure)
+        for group in unsure:
+            group.shown = group.xid not in running
+        return next(
+            (n for n, g in enumerate(self._decoded) if g.documents and not g.shown), len(self._decoded)
+        )
 
     def _message(self, message: Any) -> Group | None:
         group = self._group
         if isinstance(message, Begin):
-            self._group = Group(cluster_time=_micros(message.commit_time))
+            self._group = Group(cluster_time=_micros(message.commit_time), xid=message.xid)
         elif isinstance(message, Commit):
             return self._commit(message)
         elif isinstance(message, Relation):
@@ -262,7 +335,6 @@ class OpenFeed:
         group, self._group = self._group, None
         if group is None or message.end_lsn <= self._start:
             return None
-        self._position = message.end_lsn
         group.token = {"lsn": message.end_lsn}
         if group.echo:
             group.texts.clear()
@@ -294,7 +366,17 @@ class OpenFeed:
                 group.texts.append((table.name, tuple(_text(values[i]) for i in table.key_positions)))
 
 
-def _fetch_one(query: sql.Composed, values: Sequence[str | None]) -> Callable[[Any], tuple[Any, ...]]:
+def shown(xid: int, snapshot: str) -> bool:
+    """Whether the snapshot (`pg_current_snapshot()` as text: xmin:xmax:running xids, 64 bits
+    each) shows the committed transaction `xid` (32 bits, within 2^31 of the snapshot's xmax):
+    neither at or past its xmax nor running."""
+    _, xmax, running = snapshot.split(":")
+    if (xid - int(xmax)) % _XID_SPACE < _XID_SPACE // 2:
+        return False
+    return all(int(r) % _XID_SPACE != xid for r in running.split(",") if r)
+
+
+def _fetch_one(query: sql.Composable, values: Sequence[str | None]) -> Callable[[Any], tuple[Any, ...]]:
     def work(conn: Any) -> tuple[Any, ...]:
         row = conn.execute(query, list(values)).fetchone()
         assert row is not None

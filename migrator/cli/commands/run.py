@@ -17,7 +17,14 @@ from migrator.cli.contract import (
     exit_code_for,
     fail,
 )
-from migrator.cli.options import QUIET, json_option, observe_options, state_option, verbosity
+from migrator.cli.options import (
+    QUIET,
+    json_lines_least,
+    json_option,
+    observe_options,
+    state_option,
+    verbosity,
+)
 from migrator.cli.render import make_console, render_verify
 from migrator.cli.signals import stop_on_signals
 from migrator.errors import MigratorError
@@ -26,13 +33,14 @@ from migrator.redact import redact_text
 
 def event_sink(as_json: bool, least: str, *, rich: bool = True) -> Any:
     """The sink that shows events on stdout: JSON lines, rich bars on a terminal (`rich`), plain
-    lines; each passing on the events the group's -q / -v let through."""
+    lines; each passing on the events the group's -q / -v let through (JSON lines: progress
+    ticks unless -q, json_lines_least)."""
     from migrator.cli.logs import Leveled
     from migrator.cli.progress import JsonLines, PlainLines, RichProgress
 
     console = make_console()
     if as_json:
-        return Leveled(JsonLines(), least)
+        return Leveled(JsonLines(), json_lines_least(least))
     if rich and console.is_terminal and least != QUIET:
         return RichProgress(console)
     return Leveled(PlainLines(console), least)

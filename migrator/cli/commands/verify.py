@@ -10,7 +10,14 @@ from typing import Any
 import click
 
 from migrator.cli.contract import VERDICT_EXIT, MigratorCommand, echo_result, exit_code_for, fail
-from migrator.cli.options import QUIET, json_option, observe_options, state_option, verbosity
+from migrator.cli.options import (
+    QUIET,
+    json_lines_least,
+    json_option,
+    observe_options,
+    state_option,
+    verbosity,
+)
 from migrator.cli.render import make_console, render_verify
 from migrator.errors import MigratorError, PlanError
 
@@ -74,7 +81,7 @@ def verify_command(
     try:
         sinks: list[Any] = observed.start()
         if as_json:
-            sinks.append(Leveled(JsonLines(), least))
+            sinks.append(Leveled(JsonLines(), json_lines_least(least)))
         if observed.log is None and least != QUIET:  # stderr holds only log lines under --log-format
             sinks.append(VerifyTicker(make_console(stderr=True)))
         report = api.verify(

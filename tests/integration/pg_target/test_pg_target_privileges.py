@@ -8,17 +8,15 @@ The expected failures are written by hand from what the test's role was given: n
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 from migrator import api
 from migrator.findings import Finding, Severity
-from tests.support.pg_target import PgToPg
+from tests.support.pg_target import PgToPg, as_role, run_caught_up
 
 TABLE = "CREATE TABLE public.items (id integer PRIMARY KEY, name text)"
 
@@ -38,36 +36,15 @@ def role(pg2pg: PgToPg) -> Iterator[str]:
         )
 
 
-def _as(url: str, role: str) -> str:
-    """`url` connecting as `role` (the test cluster trusts local connections)."""
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, f"{role}@{parts.netloc.rpartition('@')[2]}", *parts[2:]))
-
-
 def _findings(plan: Path, env: dict[str, str]) -> list[Finding]:
     return [f for f in api.plan(plan, env=env).findings if f.check == "target.privileges"]
-
-
-def _run(plan: Path, state: Path, env: dict[str, str]) -> None:
-    stop = threading.Event()
-    timer = threading.Timer(120, stop.set)  # a safety net only: the run ends by itself
-    timer.start()
-    try:
-        api.run(plan, until="caught-up", state=state, env=env, stop=stop)
-    finally:
-        timer.cancel()
 
 
 def test_each_missing_target_privilege_fails_plan_and_its_fix_makes_it_pass(pg2pg: PgToPg, role: str) -> None:
     pg2pg.source(TABLE, "INSERT INTO items SELECT g, 'i' || g FROM generate_series(1, 5) g")
     pg2pg.target(TABLE)  # made beforehand by another role (the superuser): the plan's role must own it
-    switch = pg2pg.tmp_path / "routing"
-    plan = pg2pg.plan(
-        "- {from: public.items}",
-        name="privs",
-        phases=f"cutover: {{max_write_freeze: 5s, switch: {{kind: file, path: '{switch}'}}}}",
-    )
-    env = {**pg2pg.env, "MIGRATOR_TARGET_URL": _as(pg2pg.target_url, role)}
+    plan, switch = pg2pg.cutover_plan("- {from: public.items}", name="privs")
+    env = {**pg2pg.env, "MIGRATOR_TARGET_URL": as_role(pg2pg.target_url, role)}
     database = pg2pg.target_database
 
     failed = _findings(plan, env)
@@ -96,9 +73,9 @@ def test_each_missing_target_privilege_fails_plan_and_its_fix_makes_it_pass(pg2p
 
     # The role does the migration with those privileges and no other: copy, CDC, cutover with
     # reverse sync, a write on the target carried back, rollback after cutover.
-    _run(plan, pg2pg.state_path, env)
+    run_caught_up(plan, pg2pg.state_path, env)
     pg2pg.source("UPDATE items SET name = 'changed' WHERE id = 2")
-    _run(plan, pg2pg.state_path, env)
+    run_caught_up(plan, pg2pg.state_path, env)
     api.cutover(plan, state=pg2pg.state_path, env=env)
     pg2pg.target("UPDATE items SET name = 'on the target' WHERE id = 3")
     api.rollback(plan, state=pg2pg.state_path, env=env)
@@ -111,7 +88,7 @@ def test_each_missing_target_privilege_fails_plan_and_its_fix_makes_it_pass(pg2p
 def test_a_plan_without_cutover_does_not_ask_for_replication(pg2pg: PgToPg, role: str) -> None:
     pg2pg.source(TABLE)
     plan = pg2pg.plan("- {from: public.items}", name="privs-nocut")
-    env = {**pg2pg.env, "MIGRATOR_TARGET_URL": _as(pg2pg.target_url, role)}
+    env = {**pg2pg.env, "MIGRATOR_TARGET_URL": as_role(pg2pg.target_url, role)}
     fixes = [f.fix or "" for f in _findings(plan, env)]
     assert not [f for f in fixes if "REPLICATION" in f], fixes
     # The table is to be created: CREATE on its schema (PostgreSQL 15 grants it to no one on public).
