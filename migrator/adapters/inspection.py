@@ -66,6 +66,9 @@ class UserType:
     checks: tuple[str, ...] = ()  # a domain's CHECK constraints (pg_get_constraintdef)
     not_null: bool = False  # a domain's NOT NULL
     schema: str = ""  # the schema it is in (unquoted)
+    # The user-defined functions a domain's CHECK constraints call (FirstNormalObjectId and up):
+    # each as (schema.name(argument types), pg_get_functiondef). The target must have them first.
+    functions: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,9 @@ class ColumnInfo:
     default: str | None = None
     identity: str = ""
     user_type: UserType | None = None
+    # The column's collation where it is not its type's default, schema-qualified and quoted as
+    # pg_dump writes it (`pg_catalog."en-x-icu"`); "" otherwise.
+    collation: str = ""
 
 
 @dataclass(frozen=True)

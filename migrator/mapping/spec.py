@@ -59,6 +59,18 @@ def _key_problem(column: ColumnInfo, *, compound: bool) -> str | None:
     return None
 
 
+def _other_primary_key(table: TableInfo, key: tuple[str, ...]) -> str:
+    """The fix for a `tables:` entry (keyed by the primary key, no `key:` to choose another) whose
+    primary key cannot key its rows: a primary key that can, the old one kept unique."""
+    names = {c.name for c in table.columns}
+    column = next(n for n in ("doc_id", "row_id", "migrator_id") if n not in names)
+    constraint = table.primary_key_name or f"{table.name.rpartition('.')[2]}_pkey"
+    return (
+        f"give {table.name} a primary key that can: ALTER TABLE {table.name} DROP CONSTRAINT {constraint}, "
+        f"ADD COLUMN {column} bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, ADD UNIQUE ({', '.join(key)})"
+    )
+
+
 @dataclass(frozen=True)
 class FieldMapping:
     name: str  # target field
@@ -388,14 +400,14 @@ class _Resolver:
         if not self.columns_exist(table, key, "key"):
             return None
         self.key_is_unique(table, key, "the document _id")
-        if not self.key_types(table, key):
+        if not self.key_types(table, key, by_primary_key=not plan.key_columns):
             return None
         document = self.document(
             table, key, plan.fields, plan.exclude, plan.embed, hidden=set(key), root=True, types=plan.types
         )
         return CollectionMapping(plan.name, document) if document is not None else None
 
-    def key_types(self, table: TableInfo, key: tuple[str, ...]) -> bool:
+    def key_types(self, table: TableInfo, key: tuple[str, ...], *, by_primary_key: bool = False) -> bool:
         """Whether the key's types can form an _id that names its row both ways: MongoDB takes
         it, and verify, repair and the cutover checks find the source row from it (see
         docs/architecture.md, "Keys"). Refuses what cannot, with another key to use."""
@@ -423,7 +435,7 @@ class _Resolver:
                 f"{table.name}.{name}",
                 f"key column {name} of type {column.type_name} cannot form the document _id of "
                 f"'{self.collection_name}': {problem}",
-                self._other_key(table, key),
+                _other_primary_key(table, key) if by_primary_key else self._other_key(table, key),
             )
         return ok
 

@@ -101,7 +101,11 @@ SELECT a.attname, a.attnum, NOT a.attnotnull,
        CASE WHEN {generated} = 's' THEN NOT EXISTS (
            SELECT 1 FROM pg_depend dep
            WHERE dep.classid = 'pg_attrdef'::regclass AND dep.objid = d.oid AND dep.refobjid >= 16384
-             AND NOT (dep.refclassid = 'pg_class'::regclass AND dep.refobjid = a.attrelid)) END
+             AND NOT (dep.refclassid = 'pg_class'::regclass AND dep.refobjid = a.attrelid)) END,
+       (SELECT quote_ident(cn.nspname) || '.' || quote_ident(co.collname)
+        FROM pg_collation co JOIN pg_namespace cn ON cn.oid = co.collnamespace
+        WHERE co.oid = a.attcollation
+          AND a.attcollation <> (SELECT t.typcollation FROM pg_type t WHERE t.oid = a.atttypid))
 FROM pg_attribute a
 JOIN base b ON b.oid = a.atttypid
 JOIN pg_type rt ON rt.oid = b.root AND rt.typtype <> 'd'
@@ -704,6 +708,7 @@ def _column(row: tuple[Any, ...]) -> ColumnInfo:
         default,
         identity,
         builtin,
+        collation,
     ) = row
     is_array = category == "A" and elem_name is not None
     kind = "array" if is_array else _KINDS.get(str(typtype), "base")
@@ -730,6 +735,7 @@ def _column(row: tuple[Any, ...]) -> ColumnInfo:
         declared_type=str(declared),
         default=None if default is None else str(default),
         identity=str(identity or ""),
+        collation=str(collation or ""),
     )
 
 

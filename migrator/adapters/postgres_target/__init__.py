@@ -35,7 +35,7 @@ from migrator.adapters.postgres_target.comparison import same
 from migrator.adapters.postgres_target.connection import Connections, TargetEndpoint
 from migrator.adapters.postgres_target.copy_in import BinaryWriter, raw_writer
 from migrator.adapters.postgres_target.fence import TriggerFence
-from migrator.adapters.postgres_target.labels import label_findings
+from migrator.adapters.postgres_target.labels import domain_findings, label_findings
 from migrator.adapters.postgres_target.ownership import Ownership
 from migrator.adapters.postgres_target.privileges import role_findings
 from migrator.adapters.postgres_target.reader import TableReader
@@ -124,8 +124,10 @@ class PostgresTarget:
 
     def schema_findings(self, collections: Sequence[MappedCollection]) -> list[Finding]:
         """What the target already has that the DDL would not override: an enum of the same name
-        with other labels (labels.py)."""
-        findings: list[Finding] = self._call(lambda conn: label_findings(conn, collections))
+        with other labels; and what it lacks that a domain's CHECK calls (labels.py)."""
+        findings: list[Finding] = self._call(
+            lambda conn: label_findings(conn, collections) + domain_findings(conn, collections)
+        )
         return findings
 
     def role_findings(self, collections: Sequence[str], needs: CutoverNeeds) -> list[Finding]:

@@ -91,6 +91,8 @@ def _column(
 ) -> str:
     # The type: declared by a PostgreSQL source, else chosen through the type table (column_types.py).
     parts = [quote(name), column_type(column, plan_type)]
+    if column.collation and plan_type is None:
+        parts.append(f"COLLATE {column.collation}")  # as pg_dump declares it
     if key or not (column.nullable or takes_null(column)):
         parts.append("NOT NULL")
     if generated:

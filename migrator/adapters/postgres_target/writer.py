@@ -34,16 +34,19 @@ def on_conflict(table: TargetTable) -> sql.Composed:
     )
 
 
-def upsert_statement(table: TargetTable, rows: int) -> sql.Composed:
-    """INSERT of `rows` whole rows, replacing a row of the same key; RETURNING whether each was
-    inserted (xmax is 0 for a row this statement inserted, its own id for one it updated)."""
+def upsert_statement(table: TargetTable, rows: int, *, returning: bool = True) -> sql.Composed:
+    """INSERT of `rows` whole rows, replacing a row of the same key; with `returning`, RETURNING
+    whether each was inserted (xmax is 0 for a row this statement inserted, its own id for one it
+    updated). A partitioned table refuses a system column there (0A000), so CDC, which needs no
+    counts, asks for none."""
     names = [c.name for c in table.writable]
     one = sql.SQL("({})").format(sql.SQL(", ").join(table.placeholder(n) for n in names))
-    return sql.SQL("INSERT INTO {} ({}) VALUES {} {} RETURNING (xmax = 0)").format(
+    return sql.SQL("INSERT INTO {} ({}) VALUES {} {}{}").format(
         table.identifier,
         sql.SQL(", ").join(sql.Identifier(n) for n in names),
         sql.SQL(", ").join([one] * rows),
         on_conflict(table),
+        sql.SQL(" RETURNING (xmax = 0)" if returning else ""),
     )
 
 
@@ -112,7 +115,9 @@ def upsert_each(
     "Tables as collections")."""
     names = [c.name for c in table.writable]
     with conn.cursor() as cur:
-        cur.executemany(upsert_statement(table, 1), [row_values(table, d, names) for d in documents])
+        cur.executemany(
+            upsert_statement(table, 1, returning=False), [row_values(table, d, names) for d in documents]
+        )
 
 
 def update_columns(
