@@ -26,9 +26,12 @@ from migrator.adapters.postgres_target.schema import qualified
 TEXT = "postgresql-text"
 # money and money[]: their text is the session's lc_monetary's.
 _MONEY = frozenset({790, 791})
+# As copy_in.same_types reads them: name, type id, declared type, typtype, a domain's base.
 _TYPES_SQL = """
-SELECT a.attname, a.atttypid::bigint, format_type(a.atttypid, a.atttypmod)
-FROM pg_attribute a WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped
+SELECT a.attname, a.atttypid::bigint, format_type(a.atttypid, a.atttypmod), t.typtype::text,
+       CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, t.typtypmod) ELSE '' END
+FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped
 """
 
 
@@ -40,7 +43,9 @@ def takes(
     if form != TEXT or conn.info.encoding != "utf-8":
         return frozenset()
     rows = conn.execute(_TYPES_SQL, [qualified(table)]).fetchall()
-    found = {str(name): (int(oid), str(declared)) for name, oid, declared in rows}
+    found = {
+        str(name): (int(oid), str(declared), str(kind), str(base)) for name, oid, declared, kind, base in rows
+    }
     return frozenset(
         c.column.name for c in columns if c.column.type_oid not in _MONEY and same_types(found, [c])
     )
