@@ -19,7 +19,7 @@ import psycopg
 
 from migrator.adapters.base import PostCopy, PostCopyStatement, SchemaObject
 from migrator.adapters.postgres_target.connection import Connections
-from migrator.adapters.postgres_target.schema import primary_key, qualified, quote
+from migrator.adapters.postgres_target.schema import primary_key, primary_key_name, qualified, quote
 
 DIALECT = "postgresql"
 # The memory an index build sorts in, and a foreign key's validation query joins in (PostgreSQL
@@ -68,7 +68,10 @@ def _statement(obj: SchemaObject, targets: Targets) -> PostCopyStatement:
         referenced = qualified(targets[obj.references][0])
         definition = definition.replace(f" REFERENCES {obj.reference_text}(", f" REFERENCES {referenced}(", 1)
     text = f"ALTER TABLE {qualified(table)} ADD CONSTRAINT {quote(obj.name)} {definition}"
-    return PostCopyStatement(1 if obj.kind == "foreign_key" else 0, table, obj.name, obj.kind, text)
+    if obj.kind != "foreign_key":
+        return PostCopyStatement(0, table, obj.name, obj.kind, text)
+    references = None if obj.references is None else targets[obj.references][0]
+    return PostCopyStatement(1, table, obj.name, obj.kind, text, references)
 
 
 def post_copy(objects: Sequence[SchemaObject], targets: Targets) -> PostCopy:
@@ -89,9 +92,7 @@ def primary_keys(tables: Sequence[tuple[str, Sequence[str]]]) -> list[PostCopySt
     """Each target table's primary key, in the first wave (the foreign keys of the second need
     the keys they reference)."""
     return [
-        PostCopyStatement(
-            0, table, f"{table.rpartition('.')[2]}_pkey", "primary_key", primary_key(table, key)
-        )
+        PostCopyStatement(0, table, primary_key_name(table), "primary_key", primary_key(table, key))
         for table, key in tables
     ]
 
