@@ -30,7 +30,7 @@ BUILD_MEMORY = b"SET LOCAL maintenance_work_mem = '1GB'"
 # A foreign key's validation query (an anti-join of the table with the one it references) planned
 # without a hash join: the planner then takes a merge join (over the two keys' indexes, or sorted
 # in that memory), or a nested loop over the referenced key's index where the table is small. On
-# the benchmark's 2,000,000-row key, 2.2 to 2.9 s against 3.3 to 8.1 s hashed, alternating on
+# the benchmark's 2,000,000-row key, 2.2 to 3.9 s against 3.3 to 8.1 s hashed, alternating on
 # the same tables (docs/architecture.md, "After the copy"). For this transaction only.
 VALIDATE_PLAN = b"SET LOCAL enable_hashjoin = off"
 Targets = Mapping[str, tuple[str, Mapping[str, str]]]
