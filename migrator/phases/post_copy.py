@@ -6,8 +6,9 @@ maintained row by row during the copy.
 
 A table's first-wave statements (its primary key, indexes, unique, check and exclusion
 constraints) need only its own rows, so they start as soon as its last chunk is copied, while the
-other tables copy (`EarlyBuilds`, pgcopydb's overlap of index jobs with table jobs); the snapshot's
-build-after-copy step then finds them built and skips them.
+other tables copy (`EarlyBuilds`, pgcopydb's overlap of index jobs with table jobs), and a foreign
+key as soon as the first waves of its table and of the table it references are built; the
+snapshot's build-after-copy step then finds them built and skips them.
 
 What is built is planned in mapping/post_copy.py.
 """
