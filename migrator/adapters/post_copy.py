@@ -41,6 +41,9 @@ class PostCopyStatement:
     name: str
     kind: Literal["index", "constraint", "foreign_key", "primary_key"]
     sql: str
+    # A foreign key: the target table it references. Its first wave built, and its own table's,
+    # the key is built while other tables still copy (phases/post_copy.py); None: after the copy.
+    references: str | None = None
 
 
 @dataclass(frozen=True)

@@ -94,8 +94,10 @@ def test_the_ddl_has_the_declared_types_not_null_safe_defaults_and_the_primary_k
         'ALTER SEQUENCE orders_id_seq OWNED BY "sales"."orders"."id"',
     ]
     # The primary key comes after the copy (docs/architecture.md, "After the copy"), in key order.
+    # Its index built beside the table's others, then attached as the key (pgcopydb's way).
     assert primary_key("sales.orders", resolution.collections[0].document.key) == (
-        'ALTER TABLE "sales"."orders" ADD PRIMARY KEY ("shop", "id")'
+        'CREATE UNIQUE INDEX "orders_pkey" ON "sales"."orders" ("shop", "id"); '
+        'ALTER TABLE "sales"."orders" ADD CONSTRAINT "orders_pkey" PRIMARY KEY USING INDEX "orders_pkey"'
     )
 
 
