@@ -193,7 +193,7 @@ class CdcPhase:
         tables = dict(self.ctx.source_info.tables)
         tables[table] = info
         source_info = type(self.ctx.source_info)(self.ctx.source_info.server, tables, ())
-        return source_info, resolve(list(self.ctx.plan.collections), source_info)
+        return source_info, resolve(list(self.ctx.plan.collections), source_info, self.ctx.target.vocabulary)
 
     def table_changed(self, table: str, info: TableInfo) -> None:
         source_info, resolution = self._with(table, info)

@@ -131,7 +131,7 @@ class Preflight:
             self._check_capture()
             self._check_replica_lag()
             self.report.findings.extend(self.source.server_findings(source, self.plan.name))
-            resolution = resolve(list(self.plan.collections), source)
+            resolution = resolve(list(self.plan.collections), source, self.target.vocabulary)
             self.report.findings.extend(self._resolution_findings(resolution))
             self.report.collections = resolution.collections
             read = columns_read(resolution.collections)

@@ -1,5 +1,5 @@
 """PostgreSQL's src/test/subscription/t/100_bugs.pl, publisher side, PostgreSQL -> PostgreSQL
-(tests/support/corpus_tables.py), with the schema changes users make around a running migration
+(tests/support/pg_corpus.py), with the schema changes users make around a running migration
 that the same bugs touched. Three migrations, so that a run one step stops hides no later step.
 
 - Bug #15114: an index whose predicate calls a function of the source's: the target builds its
@@ -20,25 +20,25 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.corpus_tables import Mapped, TableScenario, assert_diagnosed, refusals, table_scenario
+from tests.support.pg_corpus import PgScenario, Table, assert_diagnosed, pg_scenario_fixture, refusals
 from tests.support.upstream import REPLIDENTITY_SETUP, REPLIDENTITY_SWITCH
 
-scenario = table_scenario("pg_bugs")
-excluded = table_scenario("pg_bugs_excluded")
-identity = table_scenario("pg_bugs_identity")
+scenario = pg_scenario_fixture("pg_bugs")
+excluded = pg_scenario_fixture("pg_bugs_excluded")
+identity = pg_scenario_fixture("pg_bugs_identity")
 
 
-def test_01_unlogged_table_refused_with_a_fix(scenario: TableScenario) -> None:
+def test_01_unlogged_table_refused_with_a_fix(scenario: PgScenario) -> None:
     scenario.sql("CREATE UNLOGGED TABLE tu1 (a int PRIMARY KEY)", "INSERT INTO tu1 VALUES (1)")
-    refused = refusals(scenario.preflight_of([Mapped("public.tu1", ("a",))], "unlogged"))
+    refused = refusals(scenario.preflight_of([Table("public.tu1")], "unlogged"))
     assert refused and all("tu1" in subject for subject in refused), refused
     fixes = [str(f.fix) for found in refused.values() for f in found]
     assert any("SET LOGGED" in fix for fix in fixes), fixes
     scenario.sql("ALTER TABLE tu1 SET LOGGED")
-    assert scenario.preflight_of([Mapped("public.tu1", ("a",))], "unlogged").ready
+    assert scenario.preflight_of([Table("public.tu1")], "unlogged").ready
 
 
-def test_02_snapshot(scenario: TableScenario) -> None:
+def test_02_snapshot(scenario: PgScenario) -> None:
     scenario.sql(
         "CREATE TABLE tab1 (a int PRIMARY KEY, b int)",
         "CREATE FUNCTION double(x int) RETURNS int IMMUTABLE LANGUAGE SQL AS 'select x * 2'",
@@ -51,9 +51,7 @@ def test_02_snapshot(scenario: TableScenario) -> None:
         "ALTER TABLE tab_default ADD COLUMN b bool DEFAULT false NOT NULL",
         "INSERT INTO tab_default VALUES (2, 2, true)",
     )
-    scenario.write_plan(
-        [Mapped("public.tab1", ("a",)), Mapped("sch1.t1", ("c1",)), Mapped("public.tab_default", ("id",))]
-    )
+    scenario.write_plan([Table("public.tab1"), Table("sch1.t1"), Table("public.tab_default")])
     report = scenario.assert_plan_ready()
     # The index calls a function the target lacks: not built, and `plan` says so (before, its
     # build failed with 42883 after the copy and stopped the run).
@@ -69,19 +67,19 @@ def test_02_snapshot(scenario: TableScenario) -> None:
     )
 
 
-def test_03_index_predicate_calling_a_function(scenario: TableScenario) -> None:
+def test_03_index_predicate_calling_a_function(scenario: PgScenario) -> None:
     scenario.step("INSERT INTO tab1 VALUES (1, 2)", "INSERT INTO tab1 VALUES (5, 6)", "UPDATE tab1 SET b = 7")
     scenario.assert_same()
 
 
-def test_04_full_identity_with_missing_default(scenario: TableScenario) -> None:
+def test_04_full_identity_with_missing_default(scenario: PgScenario) -> None:
     scenario.step("UPDATE tab_default SET a = a + 1")
     scenario.assert_same()
     assert scenario.rows("tab_default", "id") == ["(1,2,f)", "(2,3,t)"]
     scenario.verify()
 
 
-def test_05_schema_renamed_inside_a_writing_transaction(scenario: TableScenario) -> None:
+def test_05_schema_renamed_inside_a_writing_transaction(scenario: PgScenario) -> None:
     scenario.sql(
         "BEGIN; INSERT INTO sch1.t1 VALUES (1); ALTER SCHEMA sch1 RENAME TO sch2; CREATE SCHEMA sch1;"
         " CREATE TABLE sch1.t1 (c1 int PRIMARY KEY); INSERT INTO sch1.t1 VALUES (2);"
@@ -93,24 +91,24 @@ def test_05_schema_renamed_inside_a_writing_transaction(scenario: TableScenario)
     assert "(2)" not in scenario.rows("sch1.t1", "c1")
 
 
-def test_06_snapshot_with_excluded_columns(excluded: TableScenario) -> None:
+def test_06_snapshot_with_excluded_columns(excluded: PgScenario) -> None:
     excluded.sql(
         "CREATE TABLE dropped_cols (id int PRIMARY KEY, a int, b_drop int, c int, later_drop text, d text)",
         "ALTER TABLE dropped_cols REPLICA IDENTITY FULL",
         "INSERT INTO dropped_cols VALUES (1, 1, 1, 1, 'x', 'd'), (2, 2, 2, 2, 'y', 'e')",
     )
-    excluded.write_plan([Mapped("public.dropped_cols", ("id",), exclude=("b_drop", "later_drop"))])
+    excluded.write_plan([Table("public.dropped_cols", exclude=("b_drop", "later_drop"))])
     excluded.assert_plan_ready()
     excluded.start()
     excluded.assert_same()
 
 
-def test_07_excluded_column_dropped_while_following(excluded: TableScenario) -> None:
+def test_07_excluded_column_dropped_while_following(excluded: PgScenario) -> None:
     excluded.step("ALTER TABLE dropped_cols DROP COLUMN b_drop", "UPDATE dropped_cols SET a = 100")
     excluded.assert_same()
 
 
-def test_08_excluded_column_dropped_while_no_run_follows(excluded: TableScenario) -> None:
+def test_08_excluded_column_dropped_while_no_run_follows(excluded: PgScenario) -> None:
     excluded.stop()
     excluded.sql("ALTER TABLE dropped_cols DROP COLUMN later_drop", "UPDATE dropped_cols SET c = 7")
     excluded.start()
@@ -118,7 +116,7 @@ def test_08_excluded_column_dropped_while_no_run_follows(excluded: TableScenario
     excluded.verify()
 
 
-def test_09_mapped_column_dropped_stops_the_run_naming_it(excluded: TableScenario) -> None:
+def test_09_mapped_column_dropped_stops_the_run_naming_it(excluded: PgScenario) -> None:
     excluded.step("UPDATE dropped_cols SET d = 'kept' WHERE id = 2")
     excluded.sql("ALTER TABLE dropped_cols DROP COLUMN d", "UPDATE dropped_cols SET c = 11 WHERE id = 1")
     stopped = excluded.wait_stopped()
@@ -126,11 +124,11 @@ def test_09_mapped_column_dropped_stops_the_run_naming_it(excluded: TableScenari
     assert excluded.target_scalar("SELECT d FROM dropped_cols WHERE id = 2") == "kept"
 
 
-def test_10_replica_identity_switched_to_an_index_without_the_key(identity: TableScenario) -> None:
+def test_10_replica_identity_switched_to_an_index_without_the_key(identity: PgScenario) -> None:
     identity.sql(
         *REPLIDENTITY_SETUP,
     )
-    tables = [Mapped("public.tab_replidentity_index", ("a",))]
+    tables = [Table("public.tab_replidentity_index")]
     identity.write_plan(tables)
     refused = refusals(identity.preflight())
     (fix,) = [str(f.fix) for found in refused.values() for f in found if f.check == "mapping.table_key"]

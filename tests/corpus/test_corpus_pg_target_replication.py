@@ -1,6 +1,6 @@
 """PostgreSQL's src/test/subscription/t/001_rep_changes.pl, 010_truncate.pl, 011_generated.pl and
 013_partition.pl, publisher side, as one migration PostgreSQL -> PostgreSQL
-(tests/support/corpus_tables.py): every upstream table is a table of the plan, followed by CDC
+(tests/support/pg_corpus.py): every upstream table is a table of the plan, followed by CDC
 through every step, and each step compares every table's rows on both servers as text.
 
 - 001: tables without a key (and one with duplicate rows) and a NOTHING identity are refused by
@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import psycopg
 
-from tests.support.corpus_tables import Mapped, TableScenario, assert_diagnosed, refusals, table_scenario
+from tests.support.pg_corpus import PgScenario, Table, assert_diagnosed, pg_scenario_fixture, refusals
 from tests.support.upstream import REP_CHANGES_SETUP
 
-scenario = table_scenario("pg_replication")
+scenario = pg_scenario_fixture("pg_replication")
 
 SETUP_001 = REP_CHANGES_SETUP
 SETUP_010 = (
@@ -72,31 +72,31 @@ SETUP_013 = (
 NO_KEY = ("tab_ins", "tab_full", "tab_full2")
 
 
-def tables() -> list[Mapped]:
-    keyed = [Mapped(f"public.{t}", ("id",)) for t in NO_KEY]
+def tables() -> list[Table]:
+    keyed = [Table(f"public.{t}") for t in NO_KEY]
     return [
         *keyed,
-        Mapped("public.tab_rep", ("a",)),
-        Mapped("public.tab_mixed", ("a",)),
-        Mapped("public.tab_include", ("a",)),
-        Mapped("public.tab_full_pk", ("a",)),
-        Mapped("public.tab_nothing", ("a",)),
-        Mapped("public.tab_nothing_pk", ("a",)),
-        Mapped("public.tr1", ("a",)),
-        Mapped("public.tr3", ("a",)),
-        Mapped("public.tr4", ("x",)),
-        Mapped("public.tr5", ("a",)),
-        Mapped("public.tr_ident", ("id",)),
-        Mapped("public.gen1", ("a",)),
-        Mapped("public.gen2", ("a",)),
-        Mapped("public.gen3", ("id",)),
-        Mapped("public.gen4", ("a",)),
-        Mapped("public.part1", ("a",)),
-        Mapped("public.part4", ("a",)),
+        Table("public.tab_rep"),
+        Table("public.tab_mixed"),
+        Table("public.tab_include"),
+        Table("public.tab_full_pk"),
+        Table("public.tab_nothing"),
+        Table("public.tab_nothing_pk"),
+        Table("public.tr1"),
+        Table("public.tr3"),
+        Table("public.tr4"),
+        Table("public.tr5"),
+        Table("public.tr_ident"),
+        Table("public.gen1"),
+        Table("public.gen2"),
+        Table("public.gen3"),
+        Table("public.gen4"),
+        Table("public.part1"),
+        Table("public.part4"),
     ]
 
 
-def test_01_plan_refuses_what_cannot_be_followed_and_the_fixes_pass(scenario: TableScenario) -> None:
+def test_01_plan_refuses_what_cannot_be_followed_and_the_fixes_pass(scenario: PgScenario) -> None:
     scenario.sql(*SETUP_001, *SETUP_010, *SETUP_011, *SETUP_013)
     scenario.write_plan(tables(), phases={"snapshot": {"parallel": 2}, "cdc": {"on_truncate": "apply"}})
     refused = refusals(scenario.preflight())
@@ -132,12 +132,12 @@ def test_01_plan_refuses_what_cannot_be_followed_and_the_fixes_pass(scenario: Ta
     scenario.assert_plan_ready()
 
 
-def test_02_snapshot(scenario: TableScenario) -> None:
+def test_02_snapshot(scenario: PgScenario) -> None:
     scenario.start()
     scenario.assert_same()
 
 
-def test_03_inserts_deletes_and_every_key_updated(scenario: TableScenario) -> None:
+def test_03_inserts_deletes_and_every_key_updated(scenario: PgScenario) -> None:
     scenario.step(
         "INSERT INTO tab_ins SELECT generate_series(1,50)",
         "DELETE FROM tab_ins WHERE a > 20",
@@ -156,7 +156,7 @@ def test_03_inserts_deletes_and_every_key_updated(scenario: TableScenario) -> No
     scenario.assert_same()
 
 
-def test_04_replica_identity_full(scenario: TableScenario) -> None:
+def test_04_replica_identity_full(scenario: PgScenario) -> None:
     scenario.step(
         "INSERT INTO tab_full SELECT generate_series(1,10)",
         "ALTER TABLE tab_full REPLICA IDENTITY FULL",
@@ -173,7 +173,7 @@ def test_04_replica_identity_full(scenario: TableScenario) -> None:
     scenario.assert_same()
 
 
-def test_05_toasted_value_left_unchanged_by_an_update(scenario: TableScenario) -> None:
+def test_05_toasted_value_left_unchanged_by_an_update(scenario: PgScenario) -> None:
     scenario.step("UPDATE tab_mixed SET b = repeat('xyzzy', 100000) WHERE a = 2")
     scenario.step("UPDATE tab_mixed SET c = 3.3 WHERE a = 2")  # b arrives as unchanged TOAST
     scenario.step("UPDATE tab_mixed SET a = 20 WHERE a = 2")  # and with the key changed
@@ -181,7 +181,7 @@ def test_05_toasted_value_left_unchanged_by_an_update(scenario: TableScenario) -
     assert scenario.target_scalar("SELECT length(b) FROM tab_mixed WHERE a = 20") == 500000
 
 
-def test_06_truncate_and_restart_identity(scenario: TableScenario) -> None:
+def test_06_truncate_and_restart_identity(scenario: PgScenario) -> None:
     scenario.step("TRUNCATE tr1")
     assert scenario.rows("tr1", "a") == []
     scenario.step(
@@ -194,7 +194,7 @@ def test_06_truncate_and_restart_identity(scenario: TableScenario) -> None:
     scenario.assert_same()
 
 
-def test_07_truncate_of_tables_tied_by_a_foreign_key(scenario: TableScenario) -> None:
+def test_07_truncate_of_tables_tied_by_a_foreign_key(scenario: PgScenario) -> None:
     assert scenario.target_scalar(
         "SELECT count(*) FROM pg_constraint WHERE conrelid = 'public.tr4'::regclass AND contype = 'f'"
     ), "the target lacks tr4's foreign key: the step would test nothing"
@@ -207,7 +207,7 @@ def test_07_truncate_of_tables_tied_by_a_foreign_key(scenario: TableScenario) ->
     scenario.assert_same()
 
 
-def test_08_truncate_naming_an_unmapped_table_and_insert_truncate_insert(scenario: TableScenario) -> None:
+def test_08_truncate_naming_an_unmapped_table_and_insert_truncate_insert(scenario: PgScenario) -> None:
     scenario.step(
         "INSERT INTO tr1 VALUES (1), (2), (3)",
         "INSERT INTO tr2 VALUES (1), (2), (3)",
@@ -218,7 +218,7 @@ def test_08_truncate_naming_an_unmapped_table_and_insert_truncate_insert(scenari
     assert scenario.rows("tr5", "a") == ["(9)"]
 
 
-def test_09_generated_columns_stay_generated_on_the_target(scenario: TableScenario) -> None:
+def test_09_generated_columns_stay_generated_on_the_target(scenario: PgScenario) -> None:
     generated = scenario.target_scalar(
         "SELECT string_agg(attrelid::regclass || '.' || attname, ', ' ORDER BY 1) FROM pg_attribute"
         " WHERE attgenerated = 's' AND attrelid::regclass::text IN ('gen1', 'gen2', 'gen3', 'gen4')"
@@ -231,7 +231,7 @@ def test_09_generated_columns_stay_generated_on_the_target(scenario: TableScenar
     assert computed == (2000,)
 
 
-def test_10_generated_columns_through_changes(scenario: TableScenario) -> None:
+def test_10_generated_columns_through_changes(scenario: PgScenario) -> None:
     scenario.step(
         "INSERT INTO gen1 VALUES (4), (5)",
         "UPDATE gen1 SET a = 6 WHERE a = 5",
@@ -255,7 +255,7 @@ def test_10_generated_columns_through_changes(scenario: TableScenario) -> None:
     scenario.assert_same()
 
 
-def test_11_partitions_written_through_root_and_leaves(scenario: TableScenario) -> None:
+def test_11_partitions_written_through_root_and_leaves(scenario: PgScenario) -> None:
     scenario.step(
         "INSERT INTO part1 VALUES (1)",
         "INSERT INTO part1_1 (a) VALUES (3)",
@@ -277,7 +277,7 @@ def test_11_partitions_written_through_root_and_leaves(scenario: TableScenario) 
     scenario.assert_same()
 
 
-def test_12_partition_created_while_following_and_truncate_of_the_root(scenario: TableScenario) -> None:
+def test_12_partition_created_while_following_and_truncate_of_the_root(scenario: PgScenario) -> None:
     scenario.step(
         "CREATE TABLE part1_3 PARTITION OF part1 FOR VALUES IN (7, 8)",
         "INSERT INTO part1 VALUES (7, 'new partition'), (10, 'baz')",
@@ -289,7 +289,7 @@ def test_12_partition_created_while_following_and_truncate_of_the_root(scenario:
     scenario.assert_same()
 
 
-def test_13_column_added_to_the_partitioned_table(scenario: TableScenario) -> None:
+def test_13_column_added_to_the_partitioned_table(scenario: PgScenario) -> None:
     """013's tab2: a column added with a DEFAULT, rows written through the root after it; the
     target table gets the column, and the rows already there its default."""
     scenario.sql(
@@ -305,11 +305,11 @@ def test_13_column_added_to_the_partitioned_table(scenario: TableScenario) -> No
     scenario.assert_same()
 
 
-def test_14_verify_agrees(scenario: TableScenario) -> None:
+def test_14_verify_agrees(scenario: PgScenario) -> None:
     scenario.verify()
 
 
-def test_15_truncate_of_one_partition_stops_the_run_naming_it(scenario: TableScenario) -> None:
+def test_15_truncate_of_one_partition_stops_the_run_naming_it(scenario: PgScenario) -> None:
     """Which target rows came from one partition is not known: the run stops rather than empty
     more or fewer (docs/architecture.md, "Partitioned tables in CDC")."""
     scenario.sql("TRUNCATE part1_1")

@@ -1,6 +1,6 @@
 """PostgreSQL's src/test/subscription/t/015_stream.pl, 016_stream_subxact.pl, 017_stream_ddl.pl,
 018_stream_subxact_abort.pl and contrib/test_decoding/sql/toast.sql, publisher side, as one
-migration PostgreSQL -> PostgreSQL followed by CDC (tests/support/corpus_tables.py), each step's
+migration PostgreSQL -> PostgreSQL followed by CDC (tests/support/pg_corpus.py), each step's
 rows compared as text on both servers.
 
 The source database has logical_decoding_work_mem = 64kB (upstream's setting), so the run's
@@ -18,7 +18,7 @@ import time
 
 import psycopg
 
-from tests.support.corpus_tables import Mapped, TableScenario, table_scenario
+from tests.support.pg_corpus import PgScenario, Table, pg_scenario_fixture
 from tests.support.upstream import (
     STREAM_ABORTED,
     STREAM_DDL,
@@ -29,19 +29,19 @@ from tests.support.upstream import (
     toast_copy,
 )
 
-scenario = table_scenario("pg_stream")
+scenario = pg_scenario_fixture("pg_stream")
 
 PAD = STREAM_PAD
 TABLES = [
-    Mapped("public.test_tab", ("a",)),
-    Mapped("public.xpto", ("id",)),
-    Mapped("public.toasted_key", ("toasted_key",)),
-    Mapped("public.toasted_copy", ("id",)),
-    Mapped("public.toasted_several", ("toasted_key",)),
+    Table("public.test_tab"),
+    Table("public.xpto"),
+    Table("public.toasted_key"),
+    Table("public.toasted_copy"),
+    Table("public.toasted_several"),
 ]
 
 
-def streamed(scenario: TableScenario) -> int:
+def streamed(scenario: PgScenario) -> int:
     return int(
         scenario.scalar(
             "SELECT coalesce(sum(stream_txns), 0) FROM pg_stat_replication_slots s"
@@ -50,7 +50,7 @@ def streamed(scenario: TableScenario) -> int:
     )
 
 
-def streamed_blocks(scenario: TableScenario) -> int:
+def streamed_blocks(scenario: PgScenario) -> int:
     return int(
         scenario.scalar(
             "SELECT coalesce(sum(stream_count), 0) FROM pg_stat_replication_slots s"
@@ -59,7 +59,7 @@ def streamed_blocks(scenario: TableScenario) -> int:
     )
 
 
-def test_01_snapshot(scenario: TableScenario) -> None:
+def test_01_snapshot(scenario: PgScenario) -> None:
     scenario.sql(
         f"ALTER DATABASE {scenario.database} SET logical_decoding_work_mem = '64kB'",
         "CREATE TABLE test_tab (a int primary key, b varchar)",
@@ -73,7 +73,7 @@ def test_01_snapshot(scenario: TableScenario) -> None:
     scenario.assert_same()
 
 
-def test_02_interleaved_large_transactions(scenario: TableScenario) -> None:
+def test_02_interleaved_large_transactions(scenario: PgScenario) -> None:
     """015: two transactions over 64 kB, interleaved; the first commits last."""
     before = streamed(scenario)
     with psycopg.connect(scenario.pg_url) as first, psycopg.connect(scenario.pg_url) as second:
@@ -105,7 +105,7 @@ def test_02_interleaved_large_transactions(scenario: TableScenario) -> None:
     scenario.assert_same()
 
 
-def test_03_streamed_transaction_with_subtransactions(scenario: TableScenario) -> None:
+def test_03_streamed_transaction_with_subtransactions(scenario: PgScenario) -> None:
     """016."""
     statements = [PAD]
     for n, (low, high) in enumerate([(3, 5), (6, 8), (9, 11), (12, 14), (15, 17)]):
@@ -122,7 +122,7 @@ def test_03_streamed_transaction_with_subtransactions(scenario: TableScenario) -
     scenario.step("DELETE FROM test_tab WHERE (a > 2)")
 
 
-def test_04_streamed_transactions_with_rollbacks(scenario: TableScenario) -> None:
+def test_04_streamed_transactions_with_rollbacks(scenario: PgScenario) -> None:
     """018: savepoints rolled back, released out of order, and a streamed transaction aborted."""
     scenario.step(*STREAM_SAVEPOINTS)
     with psycopg.connect(scenario.pg_url) as conn:
@@ -135,7 +135,7 @@ def test_04_streamed_transactions_with_rollbacks(scenario: TableScenario) -> Non
     assert keys == [str(k) for k in STREAM_KEPT], keys
 
 
-def test_05_toasted_values_updated_and_left_unchanged(scenario: TableScenario) -> None:
+def test_05_toasted_values_updated_and_left_unchanged(scenario: PgScenario) -> None:
     scenario.step(
         # compressed external toast data
         "INSERT INTO xpto (toasted_col2) SELECT repeat(string_agg(to_char(g.i, 'FM0000'), ''), 50)"
@@ -153,7 +153,7 @@ def test_05_toasted_values_updated_and_left_unchanged(scenario: TableScenario) -
     scenario.assert_same()
 
 
-def test_06_toasted_key_unchanged_then_changed(scenario: TableScenario) -> None:
+def test_06_toasted_key_unchanged_then_changed(scenario: PgScenario) -> None:
     scenario.step(
         "INSERT INTO toasted_key(toasted_key, toasted_col1)"
         " VALUES(repeat('1234567890', 200), repeat('9876543210', 200))"
@@ -166,13 +166,13 @@ def test_06_toasted_key_unchanged_then_changed(scenario: TableScenario) -> None:
     scenario.assert_same()
 
 
-def test_07_copy_mixes_toasted_and_plain_rows(scenario: TableScenario) -> None:
+def test_07_copy_mixes_toasted_and_plain_rows(scenario: PgScenario) -> None:
     toast_copy(scenario.pg_url)
     scenario.catch_up()
     scenario.assert_same()
 
 
-def test_08_full_identity_old_tuple_larger_than_a_heap_tuple(scenario: TableScenario) -> None:
+def test_08_full_identity_old_tuple_larger_than_a_heap_tuple(scenario: PgScenario) -> None:
     scenario.step("INSERT INTO toasted_several(toasted_key) VALUES(repeat('9876543210', 10000))")
     scenario.step(
         "UPDATE toasted_several SET toasted_col1 = toasted_key",
@@ -184,7 +184,7 @@ def test_08_full_identity_old_tuple_larger_than_a_heap_tuple(scenario: TableScen
     scenario.assert_same()
 
 
-def test_09_transaction_larger_than_the_decoding_memory(scenario: TableScenario) -> None:
+def test_09_transaction_larger_than_the_decoding_memory(scenario: PgScenario) -> None:
     scenario.step(
         [
             "INSERT INTO toasted_several(toasted_key) SELECT * FROM generate_series(1, 3000)",
@@ -199,7 +199,7 @@ def test_09_transaction_larger_than_the_decoding_memory(scenario: TableScenario)
 ADDED = ("c", "d", "e", "f")
 
 
-def test_10_streamed_transactions_with_ddl(scenario: TableScenario) -> None:
+def test_10_streamed_transactions_with_ddl(scenario: PgScenario) -> None:
     """017: columns added inside small and streamed transactions (the plan takes every column):
     the target table gets them, and rows written before each ADD COLUMN hold its default."""
     scenario.step(
@@ -211,7 +211,7 @@ def test_10_streamed_transactions_with_ddl(scenario: TableScenario) -> None:
     scenario.assert_same()
 
 
-def test_10b_column_added_in_a_streamed_transaction_that_aborts(scenario: TableScenario) -> None:
+def test_10b_column_added_in_a_streamed_transaction_that_aborts(scenario: PgScenario) -> None:
     """018 and 017 together: the ALTER and rows that carry the column are streamed while the
     transaction is in progress (the test waits until the walsender has decoded past them), then
     it aborts: the source never had the column, and the run must neither stop nor add it."""
@@ -244,5 +244,5 @@ def test_10b_column_added_in_a_streamed_transaction_that_aborts(scenario: TableS
     scenario.assert_same()
 
 
-def test_11_verify_agrees(scenario: TableScenario) -> None:
+def test_11_verify_agrees(scenario: PgScenario) -> None:
     scenario.verify()

@@ -16,8 +16,6 @@ collation as the source declares them.
 
 from __future__ import annotations
 
-import json
-
 from migrator import api
 from migrator.engine.events import ChunkFinished
 from migrator.findings import Finding
@@ -92,11 +90,7 @@ def moved() -> list[Table]:
 
 def other_plan(scenario: PgScenario, name: str, entries: list[Table]) -> list[Finding]:
     """`migrator plan` of another plan on the same databases: its failures."""
-    path = scenario.directory / f"{name}.yaml"
-    text = json.loads(scenario.plan_path.read_text())
-    text.update(name=name, tables=[t.plan_entry() for t in entries])
-    path.write_text(json.dumps(text))
-    return list(api.plan(path, env=scenario.env).failures)
+    return list(scenario.preflight_of(entries, name).failures)
 
 
 def test_01_plan_refuses_what_has_no_conversion_and_the_fixes_pass(scenario: PgScenario) -> None:

@@ -1,5 +1,5 @@
 """A scenario's `migrator run` following CDC on a thread, and the waits that go with it, shared by
-the corpus harnesses (tests/support/corpus.py for a MongoDB target, tests/support/corpus_tables.py
+the corpus harnesses (tests/support/corpus.py for a MongoDB target, tests/support/pg_corpus.py
 for a PostgreSQL one): start, stop, wait until the target applied every source change committed
 before the wait (a marker, pg_logical_emit_message, at or below the CDC checkpoint the target
 keeps), or until the run stopped by itself.

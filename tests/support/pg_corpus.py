@@ -1,19 +1,22 @@
 """The corpus harness for a PostgreSQL target: one migration per scenario module, from a fresh
 database on the session's PostgreSQL cluster to a fresh database on a second throwaway cluster
-(`pg_target_server`), followed step by step.
+(`pg_target_server`), tables to tables (docs/architecture.md, "Tables as collections"), followed
+step by step.
 
 As tests/support/corpus.py does for MongoDB: a module-scoped `PgScenario` sets up the upstream
 schema, writes a plan of `tables:` entries, checks `migrator plan`, starts `migrator run` following
 CDC on a thread, and each test is a step: statements on the source, a wait until the target has
 applied them (tests/support/following.py: a marker at or below the CDC checkpoint the target keeps
-in `migrator.state`), and a comparison of each table.
+in `migrator.state`), and a comparison of each table. Steps of a module share its migration, so
+its tests run in file order (scripts/test distributes whole files).
 
 The expectation is independent of the code under test: each table's rows read on both servers as
-text (each column as its output function writes it, as `t::text` does, ordered by the key; with DateStyle, TimeZone, IntervalStyle,
-extra_float_digits and bytea_output pinned identically on both sessions), the columns being the
-source table's minus the ones the plan excludes; and the catalog facts the PostgreSQL target
-promises (docs/architecture.md, "After the copy"): the primary key, secondary indexes and
-constraints, foreign keys VALID on the target as on the source.
+text (each column as its output function writes it, as `t::text` does, ordered by the source's
+primary key; with DateStyle, TimeZone, IntervalStyle, extra_float_digits, bytea_output and
+lc_monetary pinned identically on both sessions), the columns being the source table's, in catalog
+order, minus the ones the plan excludes, compared column by column; and the catalog facts the
+PostgreSQL target promises (docs/architecture.md, "After the copy"): the primary key, secondary
+indexes and constraints, foreign keys VALID on the target as on the source.
 """
 
 from __future__ import annotations
@@ -27,9 +30,12 @@ from typing import Any
 import psycopg
 import pytest
 from click.testing import CliRunner
+from psycopg import sql
 
 from migrator import api
 from migrator.cli.main import cli
+from migrator.errors import InternalError, MigratorError
+from migrator.findings import Finding
 from migrator.phases.preflight import PreflightReport
 from migrator.plan.names import cdc_checkpoint_id
 from tests.support import json_output
@@ -121,25 +127,41 @@ class PgScenario(Following):
         _execute(self.target_url, statements)
 
     def source_rows(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return rows(self.source_url, query, params)
+        return _pinned_rows(self.source_url, query, params)
 
     def target_rows(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return rows(self.target_url, query, params)
+        return _pinned_rows(self.target_url, query, params)
+
+    def target_scalar(self, query: str, params: Sequence[Any] = ()) -> Any:
+        """One value from the target (`scalar` reads the source)."""
+        found = _pinned_rows(self.target_url, query, params)
+        return found[0][0] if found else None
+
+    def rows(self, table: str, key: str, *, target: bool = True) -> list[str]:
+        """Every row of `table` as `t::text`, ordered by `key` (an SQL expression), on the target
+        (or the source)."""
+        schema, _, name = table.rpartition(".")
+        query = sql.SQL("SELECT t::text FROM {} t ORDER BY {}").format(
+            sql.Identifier(schema or "public", name), sql.SQL(key)
+        )
+        return [str(r[0]) for r in _pinned_rows(self.target_url if target else self.source_url, query)]
 
     # -- plan -----------------------------------------------------------------------------------
 
-    def write_plan(self, tables: Sequence[Table], phases: Mapping[str, Any] | None = None) -> Path:
-        self.tables = list(tables)
+    def _plan_text(self, name: str, tables: Sequence[Table], phases: Mapping[str, Any] | None) -> str:
         text = {
             "version": 1,
-            "name": self.name,
+            "name": name,
             "source": {"adapter": "postgres", "url": "${MIGRATOR_SOURCE_URL}"},
             "target": {"adapter": "postgres", "url": "${MIGRATOR_TARGET_URL}"},
             "tables": [t.plan_entry() for t in tables],
             "phases": dict(phases or {"snapshot": {"parallel": 2}, "cdc": {"heartbeat_interval": "1s"}}),
         }
-        # JSON is YAML: the plan loader reads it as any plan file.
-        self.plan_path.write_text(json.dumps(text, indent=2))
+        return json.dumps(text, indent=2)  # JSON is YAML: the plan loader reads it as any plan file
+
+    def write_plan(self, tables: Sequence[Table], phases: Mapping[str, Any] | None = None) -> Path:
+        self.tables = list(tables)
+        self.plan_path.write_text(self._plan_text(self.name, tables, phases))
         return self.plan_path
 
     def cutover_phases(self, margin: int) -> dict[str, Any]:
@@ -157,6 +179,13 @@ class PgScenario(Following):
 
     def preflight(self) -> PreflightReport:
         return api.plan(self.plan_path, env=self.env)
+
+    def preflight_of(self, tables: Sequence[Table], name: str) -> PreflightReport:
+        """`migrator plan` of another plan, `{name}.yaml` in the scenario's directory, on the same
+        databases (the run's plan is untouched)."""
+        path = self.directory / f"{name}.yaml"
+        path.write_text(self._plan_text(name, tables, None))
+        return api.plan(path, env=self.env)
 
     def assert_plan_ready(self) -> PreflightReport:
         report = self.preflight()
@@ -191,7 +220,7 @@ class PgScenario(Following):
             f"SELECT {', '.join(_output_text(c) for c in columns)} FROM {table.name}"
             f" ORDER BY {', '.join(_quote(k) for k in key)}"
         )
-        return [tuple(r) for r in rows(url, query)]
+        return [tuple(r) for r in _pinned_rows(url, query)]
 
     def differences(
         self,
@@ -246,7 +275,8 @@ class PgScenario(Following):
 
     def verify(self, skip: Mapping[str, Iterable[str]] | None = None) -> dict[str, Any]:
         """`migrator verify --json` (the click command); asserts it agrees with the text comparison
-        (less `skip`'s columns, a known defect's): the same verdict, and every source row checked."""
+        (less `skip`'s columns, a known defect's): the same verdict, and every source row checked.
+        Without `skip`, also that both find the tables equal."""
         result = CliRunner().invoke(
             cli, ["verify", str(self.plan_path), "--state", str(self.state_path), "--json"], env=self.env
         )
@@ -265,6 +295,11 @@ class PgScenario(Following):
             f"verify disagrees: verify {theirs}, text comparison {ours}\n{report}"
         )
         assert (result.exit_code == 0) == (not ours)
+        if not skip:
+            assert not ours, "target rows differ from the source's:\n" + "\n".join(
+                f"{name}: {p}" for name, ps in ours.items() for p in ps[:8]
+            )
+            assert report["verdict"] == "equal", report
         sizes = {t.name: self.source_rows(f"SELECT count(*) FROM {t.name}")[0][0] for t in self.tables}
         checked = {name: c["checked"] - c["extra"] for name, c in report["collections"].items()}
         assert checked == sizes, f"verify checked {checked}, the source holds {sizes}"
@@ -276,12 +311,30 @@ class PgScenario(Following):
         drop_pg_database(self._admins[1], self.database)
 
 
-def rows(url: str, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+def _pinned_rows(url: str, query: str | sql.Composable, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
     """A query's rows, on a session with the pinned text settings."""
     with psycopg.connect(url, autocommit=True) as conn:
         for statement in PINNED:
             conn.execute(statement)  # type: ignore[call-overload]
         return list(conn.execute(query, list(params)).fetchall())  # type: ignore[call-overload]
+
+
+def refusals(report: PreflightReport) -> dict[str, list[Finding]]:
+    """The plan's failures by subject; each must give a fix."""
+    out: dict[str, list[Finding]] = {}
+    for finding in report.failures:
+        assert finding.fix, f"{finding.check} {finding.subject} gives no fix: {finding.message}"
+        out.setdefault(finding.subject, []).append(finding)
+    return out
+
+
+def assert_diagnosed(stopped: BaseException | None, *names: str) -> None:
+    """A run that stops on purpose names the objects and says what to do; an internal error
+    (a defect of migrator) is no diagnosis."""
+    assert isinstance(stopped, MigratorError) and not isinstance(stopped, InternalError), repr(stopped)
+    for name in names:
+        assert name in str(stopped), f"{name} not named: {stopped!r}"
+    assert stopped.hint, repr(stopped)
 
 
 def _execute(url: str, statements: Sequence[str]) -> None:

@@ -96,6 +96,8 @@ class PostgresTarget:
         copy_speed="a conservative figure: binary COPY between PostgreSQL servers is often faster",
         oversize="rows over 1 GB (`phases.snapshot.on_oversize: skip`): exclude the column that holds the value",
         switch_kinds="file, command or postgres",
+        key_role="the row key of table '{collection}' (what CDC, verify and repair find each row by)",
+        array_key="a table's rows cannot be keyed by one array column alone",
     )
     max_document_bytes: ClassVar[int] = MAX_ROW_BYTES
 
