@@ -8,10 +8,7 @@ The expectation is the tampering itself and the source's rows, read as text on b
 
 from __future__ import annotations
 
-from migrator import api
-from migrator.engine.events import Collector
-from migrator.phases.verify import VerifyReport
-from tests.support.pg_target import PgToPg
+from tests.support.pg_target import PgToPg, verify_pg2pg
 
 SCHEMA = (
     "CREATE TABLE public.docs (id integer PRIMARY KEY, j jsonb, t json, n jsonb)",
@@ -33,18 +30,6 @@ EXPECTED = {
 }
 
 
-def _verify(pg2pg: PgToPg, plan: object, *, repair: bool = False, row_by_row: bool = False) -> VerifyReport:
-    overrides = {"mode": "sample", "sample": 1.0} if row_by_row else {}
-    return api.verify(
-        plan,  # type: ignore[arg-type]
-        repair=repair,
-        state=pg2pg.state_path,
-        env=pg2pg.env,
-        sinks=[Collector()],
-        **overrides,  # type: ignore[arg-type]
-    )
-
-
 def _rows(pg2pg: PgToPg, side: str) -> list[tuple[object, ...]]:
     query = "SELECT id, j IS NULL, j::text, t IS NULL, t::text, n::text FROM docs ORDER BY id"
     return pg2pg.source_rows(query) if side == "source" else pg2pg.target_rows(query)
@@ -55,20 +40,20 @@ def test_verify_sees_json_values_that_parse_alike_and_repair_puts_them_back(pg2p
     plan = pg2pg.plan("- {from: public.docs}", phases="verify: {chunk_rows: 20}")
     pg2pg.run(plan)
     assert _rows(pg2pg, "target") == _rows(pg2pg, "source")
-    for report in (_verify(pg2pg, plan, row_by_row=True), _verify(pg2pg, plan)):
+    for report in (verify_pg2pg(pg2pg, plan, row_by_row=True), verify_pg2pg(pg2pg, plan)):
         assert (report.verdict, report.totals.checked, report.totals.equal) == ("equal", 41, 41), (
             report.to_dict()
         )
 
     pg2pg.target(*TAMPER)
     assert pg2pg.target_rows("SELECT count(*) FROM docs WHERE j IS NULL") == [(1,)]  # row 2 only
-    for report in (_verify(pg2pg, plan, row_by_row=True), _verify(pg2pg, plan)):
+    for report in (verify_pg2pg(pg2pg, plan, row_by_row=True), verify_pg2pg(pg2pg, plan)):
         assert report.verdict == "different"
         found = {m.id: (m.kind, [d.path for d in m.diffs]) for m in report.mismatches}
         assert found == EXPECTED, report.to_dict()
 
-    repaired = _verify(pg2pg, plan, repair=True)
+    repaired = verify_pg2pg(pg2pg, plan, repair=True)
     assert repaired.verdict == "equal" and repaired.totals.repaired == len(EXPECTED), repaired.to_dict()
     assert _rows(pg2pg, "target") == _rows(pg2pg, "source")
-    for report in (_verify(pg2pg, plan, row_by_row=True), _verify(pg2pg, plan)):
+    for report in (verify_pg2pg(pg2pg, plan, row_by_row=True), verify_pg2pg(pg2pg, plan)):
         assert report.verdict == "equal", report.to_dict()
