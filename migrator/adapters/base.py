@@ -474,6 +474,9 @@ class LevelRead:
     path: tuple[JoinHop, ...]
     columns: tuple[ColumnInfo, ...]
     order_by: tuple[ColumnInfo, ...]
+    # json/jsonb columns of the root level read as their exact text (json_values.JsonText), for a
+    # target that holds them in a column of the very same type (verify on a PostgreSQL target).
+    json_text: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, eq=False)

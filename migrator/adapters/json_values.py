@@ -26,6 +26,18 @@ loads_exact: Callable[[str | bytes], Any] = functools.partial(json.loads, parse_
 _INT64 = 2**63
 
 
+class JsonText(str):
+    """A json or jsonb value as its PostgreSQL text output (docs/architecture.md, "Verify"): what
+    verify on a PostgreSQL target reads where the target column is of the source column's very
+    type, so that a JSON null is not SQL NULL, a json value keeps its text (key order, digits) and
+    a jsonb number its scale ('1.10' is not '1.1'). `value()` parses it as a JsonNumber reader does."""
+
+    __slots__ = ()
+
+    def value(self) -> Any:
+        return loads_numbers(str(self))
+
+
 class JsonNumber(Decimal):
     """A JSON number that a Python int within int64 does not hold: its own digits."""
 

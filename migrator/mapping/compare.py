@@ -25,6 +25,7 @@ from bson.decimal128 import Decimal128
 from bson.raw_bson import RawBSONDocument
 
 from migrator.adapters.documents import CODEC, canonical_bytes, same
+from migrator.adapters.json_values import JsonText
 
 # Differences explained per document at most: a wholly different document says enough in 20.
 MAX_DIFFS_PER_DOCUMENT = 20
@@ -158,12 +159,32 @@ def explain(expected: Mapping[str, Any], actual: Mapping[str, Any]) -> list[Fiel
         return _explain(expected, actual)
 
 
+def _parsed_json(
+    expected: Mapping[str, Any], actual: Mapping[str, Any]
+) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+    """Top-level json/jsonb values read as their text on both sides (json_values.JsonText) are
+    explained inside the value (`doc.x.1`) where they differ as parsed values; where only their
+    text differs (key order, a number's scale), the field's text is the difference."""
+    fields = [
+        f
+        for f, v in expected.items()
+        if isinstance(v, JsonText) and isinstance(actual.get(f), JsonText) and v.value() != actual[f].value()
+    ]
+    if not fields:
+        return expected, actual
+    return (
+        {f: expected[f].value() if f in fields else v for f, v in expected.items()},
+        {f: actual[f].value() if f in fields else v for f, v in actual.items()},
+    )
+
+
 def _explain(expected: Mapping[str, Any], actual: Mapping[str, Any]) -> list[FieldDiff]:
     # Imported here: deepdiff pulls numpy (~0.3 s), and only a document that differs is
     # explained, so no process start pays for it (docs/architecture.md, "Start-up imports").
     from deepdiff import DeepDiff
 
     diffs: list[FieldDiff] = []
+    expected, actual = _parsed_json(expected, actual)
     expected, actual = _comparable(expected), _comparable(actual)
     actual = _align_reordered_arrays(expected, actual, "", diffs)
     tree = DeepDiff(expected, actual, verbose_level=2).tree

@@ -26,6 +26,7 @@ range whose hashes are equal is settled without reading a row (verify_checksums.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import queue
 import threading
@@ -55,6 +56,7 @@ from migrator.mapping.assemble import Assembler
 from migrator.mapping.lookup import json_id
 from migrator.mapping.spec import CollectionMapping
 from migrator.phases.following import MARKER_PREFIX, Following
+from migrator.phases.undecoded import undecoded_columns
 from migrator.phases.verify_checksums import HashedTable, RangeHashes, agreed_tables, hashed_table
 from migrator.plan.models import Plan, VerifySettings
 from migrator.timestamps import now_text
@@ -67,6 +69,8 @@ SAMPLE_SEED = 7
 # timeout) is retried before the pass gives up "could not complete" (engine/retry.py).
 RETRY_BUDGET_S = DEFAULT_BUDGET_S
 T = TypeVar("T")
+# Column types verify reads as their exact text where the target's column is of the same type.
+_JSON = frozenset({"json", "jsonb"})
 
 
 @dataclass(frozen=True)
@@ -225,7 +229,11 @@ class _Collection:
         target: CollectionReader,
         key_text: Callable[[Any, str | None], str],
         order: KeyOrder | None,
+        json_text: frozenset[str] = frozenset(),
     ) -> None:
+        """`json_text`: source columns whose values the target holds in a column of the very same
+        type (phases/undecoded.py); the json and jsonb ones among them are read and compared as their
+        exact text (LevelRead.json_text, docs/verification.md)."""
         self.mapping = mapping
         self.key_text = key_text
         self.assembler = Assembler(mapping)
@@ -236,6 +244,11 @@ class _Collection:
         # (one index scan, and extras inside the range show up at once); otherwise by the
         # source's _ids.
         self.order = order if len(self.key) == 1 else None
+        self.levels = self.assembler.reads()
+        if json_text and self.levels and not self.levels[0].path:
+            root = self.levels[0]
+            texts = frozenset(c.name for c in root.columns if c.name in json_text and c.type_name in _JSON)
+            self.levels[0] = dataclasses.replace(root, json_text=texts)
 
     def texts(self, doc_id: Any) -> list[str]:
         if len(self.key) == 1:
@@ -312,6 +325,7 @@ class Verifier:
             cdc_alive=cdc_alive,
             retry_budget=RETRY_BUDGET_S,
         )
+        same_type = undecoded_columns(source, target, collections)
         self._collections = {
             c.name: _Collection(
                 c,
@@ -319,6 +333,7 @@ class Verifier:
                 target.reader(c.name),
                 source.key_text,
                 source.key_order(key_types[c.name][0]),
+                same_type.get(c.table, frozenset()),
             )
             for c in collections
         }
@@ -484,7 +499,7 @@ class Verifier:
         sampled = self.settings.mode == "sample"
         position = reader.begin()
         try:
-            levels, table = coll.assembler.reads(), coll.mapping.table
+            levels, table = coll.levels, coll.mapping.table
             if sampled:
                 streams = reader.stream_sample(
                     levels,
@@ -719,9 +734,7 @@ class Verifier:
         keys = [coll.texts(i) for i in ids]
         position = reader.begin()
         try:
-            streams = reader.stream_keys(
-                coll.assembler.reads(), coll.mapping.table, coll.key, coll.key_types, keys
-            )
+            streams = reader.stream_keys(coll.levels, coll.mapping.table, coll.key, coll.key_types, keys)
             documents = {
                 compare.id_key(doc_id): self.target.encode_document(document, coll.mapping.name)
                 for doc_id, document, _ in coll.assembler.documents(streams)

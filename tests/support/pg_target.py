@@ -21,6 +21,7 @@ import pytest
 from migrator import api
 from migrator.engine.events import Collector
 from migrator.operations.run import RunOutcome, Until
+from migrator.phases.verify import VerifyReport
 from tests.support.servers import (
     ExternalServer,
     PgServer,
@@ -102,6 +103,18 @@ class PgToPg:
         collector = Collector()
         outcome = api.run(plan, until=until, state=self.state_path, sinks=[collector], env=self.env)
         return outcome, collector
+
+
+def verify_pg2pg(
+    pg2pg: PgToPg, plan: Path, *, repair: bool = False, row_by_row: bool = False
+) -> VerifyReport:
+    """`migrator verify` of `plan` through the api; `row_by_row`: a sample of every key (sample
+    1.0), which takes the document path alone (sampled ranges are never hashed, as hashing reads
+    the whole range)."""
+    overrides: dict[str, Any] = {"mode": "sample", "sample": 1.0} if row_by_row else {}
+    return api.verify(
+        plan, repair=repair, state=pg2pg.state_path, env=pg2pg.env, sinks=[Collector()], **overrides
+    )
 
 
 def as_role(url: str, role: str) -> str:

@@ -316,7 +316,12 @@ def level_query(
         params = [*relation[1], *params]  # FROM comes before WHERE
     root_key: list[sql.Composable] = [sql.SQL("r.{}").format(sql.Identifier(k)) for k in key]
     if not level.path:
-        select = [column_expression("r", c) for c in level.columns]
+        select = [
+            sql.SQL("r.{}::text").format(sql.Identifier(c.name))
+            if c.name in level.json_text
+            else column_expression("r", c)
+            for c in level.columns
+        ]
         order = root_key
         joins: list[sql.Composable] = []
     else:

@@ -17,6 +17,7 @@ import psycopg
 from psycopg import sql
 
 from migrator.adapters.base import LevelRead
+from migrator.adapters.json_values import JsonText
 from migrator.adapters.postgres import copy_out
 from migrator.adapters.postgres.connection import READ_TIMEOUT_S, PgEndpoint
 from migrator.adapters.postgres.errors import classify
@@ -239,7 +240,9 @@ class _LevelReader:
         streams = []
         for level in levels:
             query, params = level_query(level, root, key, key_types, lo, hi, where)
-            streams.append(self._rows(query, params))
+            rows = self._rows(query, params)
+            texts = [i for i, c in enumerate(level.columns) if c.name in level.json_text and not level.path]
+            streams.append(_json_texts(rows, texts) if texts else rows)
         return streams
 
     def _rows(self, query: sql.Composed, params: list[Any]) -> Iterator[tuple[Any, ...]]:
@@ -302,6 +305,17 @@ class SnapshotReader(_LevelReader):
                 hint="the chunk is copied again on a new connection; if it recurs, look for what holds "
                 "the source's backend (pg_stat_activity: its wait_event)",
             ) from None
+
+
+def _json_texts(rows: Iterator[tuple[Any, ...]], positions: list[int]) -> Iterator[tuple[Any, ...]]:
+    """Rows whose values at `positions` (json/jsonb read as text: LevelRead.json_text) are
+    JsonText (SQL NULL stays None)."""
+    for row in rows:
+        values = list(row)
+        for i in positions:
+            if values[i] is not None:
+                values[i] = JsonText(values[i])
+        yield tuple(values)
 
 
 def _bound(key: Sequence[str] | None) -> str:

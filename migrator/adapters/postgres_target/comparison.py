@@ -37,7 +37,7 @@ from typing import Any
 
 from bson.int64 import Int64
 
-from migrator.adapters.json_values import JsonNumber, same_number
+from migrator.adapters.json_values import JsonNumber, JsonText, same_number
 from migrator.adapters.postgres_target.rows import decode
 
 # MySQL's TIME text (values.py of the MySQL adapter reads TIME as text).
@@ -123,8 +123,24 @@ def _same_across(expected: Any, actual: Any) -> bool:
     return number is not None and isinstance(actual, decimal.Decimal) and number == _integer(actual)
 
 
+def _same_json(expected: Any, actual: Any) -> bool:
+    """A json/jsonb value read as its text (JsonText) on one side or both: two texts compare as
+    text (the source gives one only where the target's column is of its very type: a json value
+    is its text, a jsonb value's text output is canonical, numbers with their scale); against a
+    parsed value (a MySQL/MariaDB source, a column of another type) the text is parsed and
+    compared as before, but for SQL NULL against the target's JSON null."""
+    if isinstance(expected, JsonText):
+        # SQL NULL (None) on the target is not the source's JSON null ('null').
+        return isinstance(actual, JsonText) and str(expected) == str(actual)
+    # A JsonText is never SQL NULL, and every source's None is SQL NULL on the target (a JSON null
+    # a MySQL/MariaDB or parsing source reads arrives as NULL: the type table).
+    return expected is not None and same_value(expected, actual.value())
+
+
 def same_value(expected: Any, actual: Any) -> bool:
     """`expected` (the source's) and `actual` (this target's) are the same value."""
+    if isinstance(expected, JsonText) or isinstance(actual, JsonText):
+        return _same_json(expected, actual)
     if isinstance(expected, JsonNumber) or isinstance(actual, JsonNumber):
         return same_number(expected, actual)
     if isinstance(expected, dict) and isinstance(actual, dict):

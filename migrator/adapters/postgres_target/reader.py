@@ -19,11 +19,14 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.abc import Buffer
+from psycopg.adapt import Loader
+from psycopg.pq import Format
 from psycopg.rows import dict_row
 from psycopg.types.json import set_json_loads
 
 from migrator.adapters.base import ColumnInfo, KeyOrder
-from migrator.adapters.json_values import loads_exact, loads_numbers
+from migrator.adapters.json_values import JsonText, loads_exact, loads_numbers
 from migrator.adapters.postgres.inspect import PostgresInspector
 from migrator.adapters.postgres.reading import (
     Int64Loader,
@@ -44,6 +47,27 @@ _ALIAS = "t"
 _READ_SETTINGS = "SET LOCAL intervalstyle = 'iso_8601'"
 # Keys a fetch names in one statement (one text array per key column).
 FETCH_KEYS = 1_000
+
+
+class _JsonTextLoader(Loader):
+    """A json value's binary form (its text) as JsonText."""
+
+    format = Format.BINARY
+
+    def load(self, data: Buffer) -> JsonText:
+        return JsonText(bytes(data).decode("utf-8"))
+
+
+class _JsonbTextLoader(Loader):
+    """A jsonb value's binary form (a version byte, 1, then its text output) as JsonText."""
+
+    format = Format.BINARY
+
+    def load(self, data: Buffer) -> JsonText:
+        raw = bytes(data)
+        if raw[:1] != b"\x01":
+            raise TargetError(f"jsonb binary format version {raw[:1]!r} is not 1")
+        return JsonText(raw[1:].decode("utf-8"))
 
 
 @dataclass(frozen=True)
@@ -93,6 +117,10 @@ class TableReader:
                 # JSON numbers with their digits (json_values.py): plain Decimals where written on
                 # by reverse sync, JsonNumbers, compared as numbers, for verify.
                 set_json_loads(loads_numbers if self._padding else loads_exact, cur)
+                if self._padding:
+                    # For verify, json and jsonb as their text (comparison.py: JsonText).
+                    cur.adapters.register_loader("json", _JsonTextLoader)
+                    cur.adapters.register_loader("jsonb", _JsonbTextLoader)
                 return cur.execute(query, list(params)).fetchall()
 
         return self._connections.run(work)

@@ -14,10 +14,8 @@ from __future__ import annotations
 import threading
 import time
 
-from migrator import api
-from migrator.engine.events import Collector
 from migrator.phases.verify import VerifyReport
-from tests.support.pg_target import PgToPg
+from tests.support.pg_target import PgToPg, verify_pg2pg
 from tests.support.runs import ApiRun, wait_for
 
 ROWS = 300
@@ -58,20 +56,6 @@ EXPECTED = {
 }
 
 
-def _verify(pg2pg: PgToPg, plan: object, *, repair: bool = False, row_by_row: bool = False) -> VerifyReport:
-    # A sample of every key (sample 1.0) takes the document path alone: sampled ranges are never
-    # hashed, as hashing reads the whole range.
-    overrides = {"mode": "sample", "sample": 1.0} if row_by_row else {}
-    return api.verify(
-        plan,  # type: ignore[arg-type]
-        repair=repair,
-        state=pg2pg.state_path,
-        env=pg2pg.env,
-        sinks=[Collector()],
-        **overrides,  # type: ignore[arg-type]
-    )
-
-
 def _found(report: VerifyReport) -> dict[object, tuple[str, list[str]]]:
     return {m.id: (m.kind, [d.path for d in m.diffs]) for m in report.mismatches}
 
@@ -91,14 +75,14 @@ def test_verify_names_each_difference_and_repair_puts_back_the_source_rows(pg2pg
 
     # An untouched copy: equal row by row (every type read back as the source's reader gives it)
     # and by checksums, where every range is settled by its hashes.
-    rows = _verify(pg2pg, plan, row_by_row=True)
+    rows = verify_pg2pg(pg2pg, plan, row_by_row=True)
     assert (rows.verdict, rows.totals.checked, rows.totals.equal, rows.hashed) == ("equal", total, total, 0)
-    hashed = _verify(pg2pg, plan)
+    hashed = verify_pg2pg(pg2pg, plan)
     assert (hashed.verdict, hashed.totals.checked, hashed.totals.equal) == ("equal", total, total)
     assert hashed.hashed == hashed.ranges > 2
 
     pg2pg.target(*DAMAGE)
-    for report in (_verify(pg2pg, plan, row_by_row=True), _verify(pg2pg, plan)):
+    for report in (verify_pg2pg(pg2pg, plan, row_by_row=True), verify_pg2pg(pg2pg, plan)):
         assert report.verdict == "different"
         assert _found(report) == EXPECTED, report.to_dict()
         totals = report.totals
@@ -110,10 +94,10 @@ def test_verify_names_each_difference_and_repair_puts_back_the_source_rows(pg2pg
         ("decimal Decimal128('4.0')", "decimal Decimal128('4.000')")
     ]
 
-    repaired = _verify(pg2pg, plan, repair=True)
+    repaired = verify_pg2pg(pg2pg, plan, repair=True)
     assert repaired.totals.repaired == len(EXPECTED) and repaired.verdict == "equal", repaired.to_dict()
     _same_rows(pg2pg)
-    again = _verify(pg2pg, plan)
+    again = verify_pg2pg(pg2pg, plan)
     assert again.verdict == "equal" and again.hashed == again.ranges
 
 
@@ -149,7 +133,7 @@ def test_verify_while_cdc_follows_a_writing_source_reports_only_real_differences
     try:
         time.sleep(0.5)
         pg2pg.target("UPDATE items SET name = 'drifted' WHERE id = 20")
-        report = _verify(pg2pg, plan)
+        report = verify_pg2pg(pg2pg, plan)
     finally:
         stop.set()
         writer.join(30)
