@@ -1,0 +1,170 @@
+"""Embedded content read from the source (SourceRead) is read only once the source shows every
+transaction of its batch (docs/architecture.md, "Why reading 'now' converges").
+
+PostgreSQL flushes a transaction's commit to the WAL, and so decodes and sends it, before the
+committing session leaves the running transactions; until then other sessions' snapshots read
+the rows before it. A batch whose embedded content were read in that gap would write that older
+content and move the checkpoint past it: the document stays wrong for good.
+
+The gap, normally microseconds, is held open here: the source waits for a synchronous standby that
+does not exist (`synchronous_standby_names`), so the application's commit is flushed and decoded
+while every other session still reads the rows before it, until the test lifts the setting.
+One transaction moves a customer's link to an address it changes, and inserts a customer after
+its orders (a lookup and an owner embed, both filled in by reading the source).
+
+The expected documents are built from the source's rows with tests/support/expected.py, never
+with migrator's mapping code."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.support.compare import assert_equal_to_sql
+from tests.support.docs import Migration
+from tests.support.expected import Coll, Embed, documents
+from tests.support.runs import follow, run, wait_for
+from tests.support.servers import PgServer, create_pg_database, unique_name, with_database
+
+pytestmark = pytest.mark.usefixtures("stop_followers")
+
+CUSTOMERS = Coll(
+    "customers",
+    "public.customer",
+    ("customer_id",),
+    embeds=(
+        Embed("address", "public.address", {"address_id": "address_id"}, many=False),
+        Embed("orders", "public.orders", {"customer_id": "customer_id"}),
+    ),
+)
+# Held open far longer than the follower takes to decode and apply a batch when nothing waits.
+GAP_S = 5.0
+TIMEOUT_S = 60.0
+
+
+@pytest.fixture
+def source_url(pg_cluster_factory: Callable[..., PgServer]) -> str:
+    """A source cluster of the test's own: the test changes a server setting."""
+    server = pg_cluster_factory()
+    name = unique_name("visibility")
+    create_pg_database(server.url, name)
+    return with_database(server.url, name)
+
+
+@pytest.fixture
+def source_schema() -> tuple[str, ...]:
+    return (
+        "CREATE TABLE address (address_id integer PRIMARY KEY, address text NOT NULL)",
+        "CREATE TABLE customer (customer_id integer PRIMARY KEY, name text NOT NULL, address_id integer)",
+        "CREATE TABLE orders (order_id integer PRIMARY KEY, customer_id integer NOT NULL, item text)",
+        "INSERT INTO address VALUES (1, '1 Main St'), (2, '2 Main St')",
+        "INSERT INTO customer VALUES (1, 'one', 1), (2, 'two', 2)",
+        "INSERT INTO orders VALUES (10, 1, 'a'), (11, 2, 'b')",
+    )
+
+
+def expected(mig: Migration) -> list[dict[str, Any]]:
+    with psycopg.connect(mig.pg_url) as conn:
+        return documents(conn, CUSTOMERS)
+
+
+def _setting(url: str, value: str | None) -> None:
+    change = (
+        "ALTER SYSTEM RESET synchronous_standby_names"
+        if value is None
+        else f"ALTER SYSTEM SET synchronous_standby_names = '{value}'"
+    )
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(change)  # type: ignore[call-overload]
+        conn.execute("SELECT pg_reload_conf()")
+    wanted = value or ""
+
+    def applied() -> bool:
+        with psycopg.connect(url, autocommit=True) as conn:
+            row = conn.execute("SHOW synchronous_standby_names").fetchone()
+            return row is not None and row[0] == wanted
+
+    wait_for(applied, f"synchronous_standby_names = {wanted!r}", TIMEOUT_S)
+
+
+@contextmanager
+def commits_wait_for_a_standby(url: str) -> Iterator[Callable[[], None]]:
+    """Commits wait for a standby that never comes: flushed and decoded, not shown to other
+    sessions. Yields `release`, which lifts it (also done on the way out)."""
+    _setting(url, "migrator_test_absent_standby")
+    try:
+        yield lambda: _setting(url, None)
+    finally:
+        _setting(url, None)
+
+
+def _scalar(url: str, query: str) -> Any:
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(query).fetchone()  # type: ignore[call-overload]
+        assert row is not None
+        return row[0]
+
+
+def test_content_is_read_only_once_the_source_shows_the_batch(mig: Migration) -> None:
+    plan = mig.plan(json.dumps([CUSTOMERS.plan_entry()]), name="visibility")
+    run(mig, plan, "snapshot")
+    assert_equal_to_sql(mig, "customers", expected(mig))
+    follower = follow(mig, plan, "visibility")
+    before = {d["_id"]: d for d in mig.documents("customers")}
+    errors: list[BaseException] = []
+
+    def application() -> None:
+        try:
+            with psycopg.connect(mig.pg_url) as conn:
+                conn.execute("UPDATE address SET address = 'moved' WHERE address_id = 2")
+                conn.execute("UPDATE customer SET address_id = 2 WHERE customer_id = 1")
+                conn.execute("INSERT INTO orders VALUES (30, 3, 'c'), (31, 3, 'd')")
+                conn.execute("INSERT INTO customer VALUES (3, 'three', 2)")
+        except BaseException as exc:  # reported by the test's thread
+            errors.append(exc)
+
+    with commits_wait_for_a_standby(mig.pg_url) as release:
+        writer = threading.Thread(target=application, name="application")
+        writer.start()
+        wait_for(
+            lambda: _scalar(
+                mig.pg_url, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'"
+            )
+            == 1,
+            "the application's commit to wait for the standby",
+            TIMEOUT_S,
+        )
+        flushed = _scalar(mig.pg_url, "SELECT pg_current_wal_flush_lsn()::text")
+        # The walsender sent the commit (decoded): the follower has the transaction.
+        wait_for(
+            lambda: _scalar(
+                mig.pg_url,
+                f"SELECT count(*) FROM pg_stat_replication WHERE sent_lsn >= '{flushed}'::pg_lsn",
+            )
+            == 1,
+            "the walsender to send the commit",
+            TIMEOUT_S,
+        )
+        # Other sessions still read the rows before it.
+        assert _scalar(mig.pg_url, "SELECT address FROM address WHERE address_id = 2") == "2 Main St"
+        deadline = time.monotonic() + GAP_S
+        while time.monotonic() < deadline and mig.documents("customers") == list(before.values()):
+            time.sleep(0.05)
+        release()
+        writer.join(TIMEOUT_S)
+    assert not errors, errors
+    assert _scalar(mig.pg_url, "SELECT address FROM address WHERE address_id = 2") == "moved"
+    wait_for(
+        lambda: len(mig.documents("customers")) == 3 and mig.documents("customers")[0]["address_id"] == 2,
+        "the transaction to be applied",
+        TIMEOUT_S,
+    )
+    follower.finish()
+    assert_equal_to_sql(mig, "customers", expected(mig))
