@@ -904,7 +904,12 @@ class KeyReader(RowStreams, Protocol):
 class LinkedReader(Protocol):
     """Reads embedded levels under a derived parent of given link values (SourceRead)."""
 
-    def begin(self) -> str: ...
+    def begin(self, visible: Sequence[Any] = ()) -> str:
+        """Start a read whose snapshot shows the transactions `visible` (each the `visibility` of a
+        TransactionBegun or Replayed, the adapter's own value; None: nothing to wait for),
+        waiting for them (docs/architecture.md, "Why reading 'now' converges"); the position the
+        read stands at. Raises NotShownYet past a generous deadline."""
+        ...
 
     def end(self) -> None: ...
 

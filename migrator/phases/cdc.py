@@ -119,12 +119,14 @@ class CdcPhase:
         )
         target = ctx.target
         info = target.inspect([])
+        # Embedded content a change names only by link values (mapping/reads.py), read once the
+        # source shows the batch's transactions (follow_loop.py applies under `reads.showing`).
+        self.reads = SourceReads(ctx.source)
         self.applier = target.applier(
             cdc_checkpoint_id(ctx.plan.name),
             transactions=info.transactions,
             current=self._current_document,
-            # Embedded content a change names only by link values (mapping/reads.py).
-            reads=SourceReads(ctx.source),
+            reads=self.reads,
         )
         # Called with (table, old row, new row, 'insert'|'update'|'delete') for every change put
         # in a batch: the cutover's record of documents touched since its verify.
