@@ -118,7 +118,7 @@ def test_content_is_read_only_once_the_source_shows_the_batch(mig: Migration) ->
     assert_equal_to_sql(mig, "customers", expected(mig))
     follower = follow(mig, plan, "visibility")
     before = {d["_id"]: d for d in mig.documents("customers")}
-    errors: list[BaseException] = []
+    errors: list[psycopg.Error] = []
 
     def application() -> None:
         try:
@@ -127,28 +127,29 @@ def test_content_is_read_only_once_the_source_shows_the_batch(mig: Migration) ->
                 conn.execute("UPDATE customer SET address_id = 2 WHERE customer_id = 1")
                 conn.execute("INSERT INTO orders VALUES (30, 3, 'c'), (31, 3, 'd')")
                 conn.execute("INSERT INTO customer VALUES (3, 'three', 2)")
-        except BaseException as exc:  # reported by the test's thread
+        except psycopg.Error as exc:  # reported by the test's thread
             errors.append(exc)
 
     with commits_wait_for_a_standby(mig.pg_url) as release:
         writer = threading.Thread(target=application, name="application")
         writer.start()
         wait_for(
-            lambda: _scalar(
-                mig.pg_url, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'"
-            )
-            == 1,
+            lambda: (
+                _scalar(mig.pg_url, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'") == 1
+            ),
             "the application's commit to wait for the standby",
             TIMEOUT_S,
         )
         flushed = _scalar(mig.pg_url, "SELECT pg_current_wal_flush_lsn()::text")
         # The walsender sent the commit (decoded): the follower has the transaction.
         wait_for(
-            lambda: _scalar(
-                mig.pg_url,
-                f"SELECT count(*) FROM pg_stat_replication WHERE sent_lsn >= '{flushed}'::pg_lsn",
-            )
-            == 1,
+            lambda: (
+                _scalar(
+                    mig.pg_url,
+                    f"SELECT count(*) FROM pg_stat_replication WHERE sent_lsn >= '{flushed}'::pg_lsn",
+                )
+                == 1
+            ),
             "the walsender to send the commit",
             TIMEOUT_S,
         )

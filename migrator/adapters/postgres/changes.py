@@ -152,7 +152,9 @@ class ChangeReader:
             spool.close()
         replay = spool.replay(committed.dropped) if spool is not None and not skipped else iter(())
         changes = self._replay(replay, spool.close if spool is not None and not skipped else None)
-        return Replayed(message.commit_lsn, message.end_lsn, message.commit_time, skipped, changes, message.xid)
+        return Replayed(
+            message.commit_lsn, message.end_lsn, message.commit_time, skipped, changes, message.xid
+        )
 
     def _replay(
         self, payloads: Iterator[bytes], close: Callable[[], None] | None
