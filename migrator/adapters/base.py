@@ -298,9 +298,10 @@ class SourceAdapter(Protocol):
         key_types: Sequence[str],
         values: Sequence[Any],
         reads: Sequence[LevelRead],
+        visible: Sequence[Any] = (),
     ) -> AbstractContextManager[list[Iterator[tuple[Any, ...]]]]:
         """The rows of each level of one document (root key `values`) as a snapshot chunk reads
-        them, now."""
+        them, now, once the source shows the transactions `visible` (as LinkedReader.begin)."""
         ...
 
     def table_rows(

@@ -29,6 +29,11 @@ class SourceReads:
         self._finalizer: weakref.finalize[Any, Any] | None = None
         self._visible: tuple[Any, ...] = ()  # the transactions of the batch being applied
 
+    @property
+    def visible(self) -> tuple[Any, ...]:
+        """The transactions the batch being applied waits to be shown (`showing`)."""
+        return self._visible
+
     @contextlib.contextmanager
     def showing(self, visible: Sequence[Any]) -> Iterator[None]:
         """While a batch is applied: its reads wait until the source shows `visible` (the

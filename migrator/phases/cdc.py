@@ -154,7 +154,10 @@ class CdcPhase:
         key_types = [str(column.type_name) for k in key if (column := table.column(k)) is not None]
         values = [doc_id] if len(key) == 1 else [doc_id[k] for k in key]
         assembler = Assembler(mapping)
-        with self.ctx.source.rows_at_key(mapping.table, key, key_types, values, assembler.reads()) as streams:
+        # Once the source shows the transactions of the batch being applied (follow_loop.py).
+        with self.ctx.source.rows_at_key(
+            mapping.table, key, key_types, values, assembler.reads(), self.reads.visible
+        ) as streams:
             documents = [document for _, document, _ in assembler.documents(streams)]
         return documents[0] if documents else None
 

@@ -10,7 +10,9 @@ The gap, normally microseconds, is held open here: the source waits for a synchr
 does not exist (`synchronous_standby_names`), so the application's commit is flushed and decoded
 while every other session still reads the rows before it, until the test lifts the setting.
 One transaction moves a customer's link to an address it changes, and inserts a customer after
-its orders (a lookup and an owner embed, both filled in by reading the source).
+its orders (a lookup and an owner embed, both filled in by reading the source). The applier's
+whole-document re-read (`current`) waits the same way: read through the source adapter, given the
+transaction's xid as the change stream gives it.
 
 The expected documents are built from the source's rows with tests/support/expected.py, never
 with migrator's mapping code."""
@@ -27,9 +29,12 @@ from typing import Any
 import psycopg
 import pytest
 
+from migrator.adapters.base import LevelRead
+from migrator.adapters.postgres import PostgresSource
 from tests.support.compare import assert_equal_to_sql
 from tests.support.docs import Migration
 from tests.support.expected import Coll, Embed, documents
+from tests.support.mariadb import column_info
 from tests.support.runs import follow, run, wait_for
 from tests.support.servers import PgServer, create_pg_database, unique_name, with_database
 
@@ -46,6 +51,8 @@ CUSTOMERS = Coll(
 )
 # Held open far longer than the follower takes to decode and apply a batch when nothing waits.
 GAP_S = 5.0
+# Held open while the re-read waits; the read shows the row whenever the gap closes.
+HOLD_S = 1.0
 TIMEOUT_S = 60.0
 
 
@@ -169,3 +176,46 @@ def test_content_is_read_only_once_the_source_shows_the_batch(mig: Migration) ->
     )
     follower.finish()
     assert_equal_to_sql(mig, "customers", expected(mig))
+
+
+def test_a_whole_document_is_re_read_only_once_the_source_shows_the_batch(mig: Migration) -> None:
+    source = PostgresSource(mig.pg_url)
+    level = LevelRead(
+        path=(),
+        columns=(column_info("address_id", "integer", "base"), column_info("address", "text", "base")),
+        order_by=(),
+    )
+    read: list[Any] = []
+
+    def application() -> None:
+        with psycopg.connect(mig.pg_url) as conn:
+            conn.execute("UPDATE address SET address = 'moved' WHERE address_id = 2")
+
+    def reread(xid: int) -> None:
+        with source.rows_at_key(
+            "public.address", ["address_id"], ["integer"], [2], [level], [xid]
+        ) as streams:
+            read.extend(list(s) for s in streams)
+
+    with commits_wait_for_a_standby(mig.pg_url) as release:
+        writer = threading.Thread(target=application, name="application")
+        writer.start()
+        wait_for(
+            lambda: (
+                _scalar(mig.pg_url, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'") == 1
+            ),
+            "the application's commit to wait for the standby",
+            TIMEOUT_S,
+        )
+        # The xid as pgoutput's Begin gives it: 32 bits.
+        xid = int(
+            _scalar(mig.pg_url, "SELECT backend_xid::text FROM pg_stat_activity WHERE wait_event = 'SyncRep'")
+        )
+        reader = threading.Thread(target=reread, args=(xid,), name="re-read")
+        reader.start()
+        time.sleep(HOLD_S)
+        assert _scalar(mig.pg_url, "SELECT address FROM address WHERE address_id = 2") == "2 Main St"
+        release()
+        writer.join(TIMEOUT_S)
+        reader.join(TIMEOUT_S)
+    assert read == [[(2, "moved")]]

@@ -440,11 +440,21 @@ def document_rows(
     key_types: Sequence[str],
     values: Sequence[Any],
     reads: Sequence[LevelRead],
+    visible: Sequence[Any] = (),
 ) -> Iterator[list[Iterator[Row]]]:
     """One document's rows (root key `values`), level by level, read as a snapshot chunk reads
-    them: a fresh snapshot, the range from the key before it."""
+    them: a fresh snapshot that shows the transactions `visible` (LinkedReader), the range from
+    the key before it."""
     texts = [key_text(v) for v in values]
-    reader = SnapshotReader(endpoint, "")
+    opened: list[SnapshotReader] = []
+
+    def attempt() -> tuple[SnapshotReader, str]:
+        opened.append(SnapshotReader(endpoint, ""))
+        point = opened[-1].point
+        assert point is not None
+        return opened[-1], not_shown(point.position, visible)
+
+    reader = read_when_shown(attempt, lambda: opened.pop().close(), endpoint.name)
     try:
         lo = reader.key_before(table, key, key_types, texts)
         yield reader.stream(list(reads), table, key, key_types, lo, texts)
