@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -101,15 +102,43 @@ def _setting(url: str, value: str | None) -> None:
     wait_for(applied, f"synchronous_standby_names = {wanted!r}", TIMEOUT_S)
 
 
+@dataclass
+class HeldCommit:
+    xid: int  # the transaction's, as pgoutput's Begin gives it (32 bits)
+    release: Callable[[], None]  # lifts the setting: the commit returns and is shown
+
+
 @contextmanager
-def commits_wait_for_a_standby(url: str) -> Iterator[Callable[[], None]]:
-    """Commits wait for a standby that never comes: flushed and decoded, not shown to other
-    sessions. Yields `release`, which lifts it (also done on the way out)."""
+def held_commit(url: str, *statements: str) -> Iterator[HeldCommit]:
+    """`statements` committed in one transaction that waits for a standby that never comes:
+    flushed and decoded, not shown to other sessions until `release` (also on the way out)."""
+    errors: list[psycopg.Error] = []
+
+    def application() -> None:
+        try:
+            with psycopg.connect(url) as conn:
+                for statement in statements:
+                    conn.execute(statement)  # type: ignore[call-overload]
+        except psycopg.Error as exc:  # reported by the test's thread
+            errors.append(exc)
+
     _setting(url, "migrator_test_absent_standby")
+    writer = threading.Thread(target=application, name="application")
     try:
-        yield lambda: _setting(url, None)
+        writer.start()
+        waiting = "FROM pg_stat_activity WHERE wait_event = 'SyncRep'"
+        wait_for(
+            lambda: _scalar(url, f"SELECT count(*) {waiting}") == 1,
+            "the application's commit to wait for the standby",
+            TIMEOUT_S,
+        )
+        yield HeldCommit(
+            int(_scalar(url, f"SELECT backend_xid::text {waiting}")), lambda: _setting(url, None)
+        )
     finally:
         _setting(url, None)
+        writer.join(TIMEOUT_S)
+    assert not errors, errors
 
 
 def _scalar(url: str, query: str) -> Any:
@@ -124,50 +153,23 @@ def test_content_is_read_only_once_the_source_shows_the_batch(mig: Migration) ->
     run(mig, plan, "snapshot")
     assert_equal_to_sql(mig, "customers", expected(mig))
     follower = follow(mig, plan, "visibility")
-    before = {d["_id"]: d for d in mig.documents("customers")}
-    errors: list[psycopg.Error] = []
-
-    def application() -> None:
-        try:
-            with psycopg.connect(mig.pg_url) as conn:
-                conn.execute("UPDATE address SET address = 'moved' WHERE address_id = 2")
-                conn.execute("UPDATE customer SET address_id = 2 WHERE customer_id = 1")
-                conn.execute("INSERT INTO orders VALUES (30, 3, 'c'), (31, 3, 'd')")
-                conn.execute("INSERT INTO customer VALUES (3, 'three', 2)")
-        except psycopg.Error as exc:  # reported by the test's thread
-            errors.append(exc)
-
-    with commits_wait_for_a_standby(mig.pg_url) as release:
-        writer = threading.Thread(target=application, name="application")
-        writer.start()
-        wait_for(
-            lambda: (
-                _scalar(mig.pg_url, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'") == 1
-            ),
-            "the application's commit to wait for the standby",
-            TIMEOUT_S,
-        )
+    before = mig.documents("customers")
+    with held_commit(
+        mig.pg_url,
+        "UPDATE address SET address = 'moved' WHERE address_id = 2",
+        "UPDATE customer SET address_id = 2 WHERE customer_id = 1",
+        "INSERT INTO orders VALUES (30, 3, 'c'), (31, 3, 'd')",
+        "INSERT INTO customer VALUES (3, 'three', 2)",
+    ):
         flushed = _scalar(mig.pg_url, "SELECT pg_current_wal_flush_lsn()::text")
         # The walsender sent the commit (decoded): the follower has the transaction.
-        wait_for(
-            lambda: (
-                _scalar(
-                    mig.pg_url,
-                    f"SELECT count(*) FROM pg_stat_replication WHERE sent_lsn >= '{flushed}'::pg_lsn",
-                )
-                == 1
-            ),
-            "the walsender to send the commit",
-            TIMEOUT_S,
-        )
+        sent = f"SELECT count(*) FROM pg_stat_replication WHERE sent_lsn >= '{flushed}'::pg_lsn"
+        wait_for(lambda: _scalar(mig.pg_url, sent) == 1, "the walsender to send the commit", TIMEOUT_S)
         # Other sessions still read the rows before it.
         assert _scalar(mig.pg_url, "SELECT address FROM address WHERE address_id = 2") == "2 Main St"
         deadline = time.monotonic() + GAP_S
-        while time.monotonic() < deadline and mig.documents("customers") == list(before.values()):
+        while time.monotonic() < deadline and mig.documents("customers") == before:
             time.sleep(0.05)
-        release()
-        writer.join(TIMEOUT_S)
-    assert not errors, errors
     assert _scalar(mig.pg_url, "SELECT address FROM address WHERE address_id = 2") == "moved"
     wait_for(
         lambda: len(mig.documents("customers")) == 3 and mig.documents("customers")[0]["address_id"] == 2,
@@ -187,35 +189,17 @@ def test_a_whole_document_is_re_read_only_once_the_source_shows_the_batch(mig: M
     )
     read: list[Any] = []
 
-    def application() -> None:
-        with psycopg.connect(mig.pg_url) as conn:
-            conn.execute("UPDATE address SET address = 'moved' WHERE address_id = 2")
-
     def reread(xid: int) -> None:
         with source.rows_at_key(
             "public.address", ["address_id"], ["integer"], [2], [level], [xid]
         ) as streams:
             read.extend(list(s) for s in streams)
 
-    with commits_wait_for_a_standby(mig.pg_url) as release:
-        writer = threading.Thread(target=application, name="application")
-        writer.start()
-        wait_for(
-            lambda: (
-                _scalar(mig.pg_url, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'") == 1
-            ),
-            "the application's commit to wait for the standby",
-            TIMEOUT_S,
-        )
-        # The xid as pgoutput's Begin gives it: 32 bits.
-        xid = int(
-            _scalar(mig.pg_url, "SELECT backend_xid::text FROM pg_stat_activity WHERE wait_event = 'SyncRep'")
-        )
-        reader = threading.Thread(target=reread, args=(xid,), name="re-read")
+    with held_commit(mig.pg_url, "UPDATE address SET address = 'moved' WHERE address_id = 2") as held:
+        reader = threading.Thread(target=reread, args=(held.xid,), name="re-read")
         reader.start()
         time.sleep(HOLD_S)
         assert _scalar(mig.pg_url, "SELECT address FROM address WHERE address_id = 2") == "2 Main St"
-        release()
-        writer.join(TIMEOUT_S)
+        held.release()
         reader.join(TIMEOUT_S)
     assert read == [[(2, "moved")]]
