@@ -71,6 +71,7 @@ from migrator.adapters.raw_chunks import (
     RawColumn,
     RawWriter,
 )
+from migrator.adapters.source_text import SourceText, SourceTextSource, SourceTextTarget, source_text_reader
 from migrator.adapters.vocabulary import Prerequisite, SourceVocabulary, TargetVocabulary
 from migrator.findings import Finding
 
@@ -788,6 +789,17 @@ class OffersRangeChecksums(Protocol):
         ...
 
 
+@runtime_checkable
+class FollowsAddedColumns(Protocol):
+    """An optional capability of a target whose collections have a fixed set of fields (a
+    PostgreSQL target's tables): CDC hands it the collections of a table whose mapping changed
+    (a column added on the source that the mapping takes), before any change carrying the column
+    is applied; it adds what its tables lack and returns the statements it ran
+    (docs/architecture.md, "A column added while CDC follows")."""
+
+    def add_columns(self, collections: Sequence[MappedCollection]) -> list[str]: ...
+
+
 class CaptureSetup(Protocol):
     """The source's change-capture objects of a run (a publication, a slot): create, check, drop."""
 
@@ -1021,6 +1033,9 @@ __all__ = [
     "SourceInfo",
     "SourceRead",
     "SourceServerInfo",
+    "SourceText",
+    "SourceTextSource",
+    "SourceTextTarget",
     "SourceVocabulary",
     "TableDescribed",
     "TableInfo",
@@ -1037,4 +1052,5 @@ __all__ = [
     "WriteFence",
     "WriteOp",
     "WriteResult",
+    "source_text_reader",
 ]

@@ -6,7 +6,7 @@ protocols of the stream, its schema checks and the target's applier (docs/archit
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -177,12 +177,15 @@ class MappedColumns:
     (ChangeSchema): `read`, the columns it reads; `mapped`, those whose loss or change of type
     it cannot follow (fields, keys, link columns); `locating`, the key columns that say which
     document or element a row is; `open_shapes`, per table the columns excluded by each level of
-    the plan that lists no `fields` there (so it takes every other column)."""
+    the plan that lists no `fields` there (so it takes every other column); `undecoded`, per
+    table the columns whose changed values the source hands over undecoded (SourceText,
+    adapters/source_text.py) where it can, since the target takes them as they are."""
 
     read: Mapping[str, set[str]]
     mapped: Mapping[str, frozenset[str]]
     locating: Mapping[str, tuple[str, ...]]
     open_shapes: Mapping[str, tuple[frozenset[str], ...]]
+    undecoded: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     def columns(self, table: str) -> set[str]:
         return set(self.mapped.get(table, ()))

@@ -66,6 +66,9 @@ class UserType:
     checks: tuple[str, ...] = ()  # a domain's CHECK constraints (pg_get_constraintdef)
     not_null: bool = False  # a domain's NOT NULL
     schema: str = ""  # the schema it is in (unquoted)
+    # The user-defined functions a domain's CHECK constraints call (FirstNormalObjectId and up):
+    # each as (schema.name(argument types), pg_get_functiondef). The target must have them first.
+    functions: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,11 @@ class ColumnInfo:
     storage: str = "p"
     # The columns a stored generated column's expression reads (pg_depend of its default).
     generated_from: tuple[str, ...] = ()
+    # Whether that expression names nothing of its database but its own table's columns (no
+    # pg_depend entry on a user-defined function, operator, type or collation, object ids from
+    # 16384): every PostgreSQL server can evaluate it, so a PostgreSQL target keeps the column
+    # GENERATED (docs/architecture.md, "Tables as collections").
+    generated_builtin: bool = False
     # The server's own name of the column's type where it differs from `type_name` (a MySQL
     # COLUMN_TYPE such as "tinyint(1) unsigned"), for messages and the type table; "" otherwise.
     native_type: str = ""
@@ -99,6 +107,9 @@ class ColumnInfo:
     default: str | None = None
     identity: str = ""
     user_type: UserType | None = None
+    # The column's collation where it is not its type's default, schema-qualified and quoted as
+    # pg_dump writes it (`pg_catalog."en-x-icu"`); "" otherwise.
+    collation: str = ""
 
 
 @dataclass(frozen=True)

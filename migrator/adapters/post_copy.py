@@ -26,6 +26,9 @@ class SchemaObject:
     references: str | None = None  # a foreign key: the table it references (schema.table)
     referenced_columns: tuple[str, ...] = ()
     reference_text: str = ""  # how `definition` names the referenced table
+    # Objects of the source database it calls (user-defined functions, operators, collations,
+    # operator classes, as pg_describe_object names them), which the target may lack.
+    calls: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,9 @@ class PostCopyStatement:
     name: str
     kind: Literal["index", "constraint", "foreign_key", "primary_key"]
     sql: str
+    # A foreign key: the target table it references. Its first wave built, and its own table's,
+    # the key is built while other tables still copy (phases/post_copy.py); None: after the copy.
+    references: str | None = None
 
 
 @dataclass(frozen=True)

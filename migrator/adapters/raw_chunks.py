@@ -50,6 +50,12 @@ class RawChunkReader(Protocol):
 
 
 class RawWriter(Protocol):
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The target columns the writer fills, in the stream's order: those of the columns it was
+        asked for that it takes (a column the target computes itself is left out)."""
+        ...
+
     def replace_range(
         self,
         key: Sequence[str],

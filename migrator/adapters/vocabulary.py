@@ -91,6 +91,12 @@ class Prerequisite:
     inspected: bool = False
 
 
+# A document target's key words (MongoDB's, and the memory target's that stands in for it); also
+# what `mapping.resolve` says when it is not told the target.
+DOCUMENT_ID_ROLE = "the document _id of '{collection}'"
+ARRAY_ID_REFUSED = "MongoDB refuses an array as _id"
+
+
 @dataclass(frozen=True)
 class TargetVocabulary:
     """A target's words in `plan`'s target checks (docs/architecture.md, "A source's words"):
@@ -113,3 +119,7 @@ class TargetVocabulary:
     copy_speed: str  # what the runbook's assumed copy throughput is about
     oversize: str  # what `phases.snapshot.on_oversize: skip` skips, and what to do
     switch_kinds: str  # the cutover switch kinds that work with this target, in words
+    # `plan`'s refusal of a key column (mapping.key_type): what the key forms there, {collection}
+    # the plan's collection; and why one array column alone cannot be that key.
+    key_role: str  # "the document _id of '{collection}'"
+    array_key: str  # "MongoDB refuses an array as _id"

@@ -177,6 +177,8 @@ class ChangeMapper:
     ) -> None:
         self._unchanged = unchanged
         self._levels: dict[str, list[_Level]] = {}
+        # Per document mapping (by id, kept alive beside it): its fields' (column, name, cast).
+        self._field_plans: dict[int, tuple[DocumentMapping, tuple[tuple[str, str, Any], ...]]] = {}
         self._identity = identity
         for collection in collections:
             self._add_levels(collection)
@@ -345,7 +347,10 @@ class ChangeMapper:
 
     def _id(self, level: _Level, row: Row) -> Any:
         key = level.doc.key
-        self._carried(level, row, key)
+        unchanged = self._unchanged
+        for k in key:  # a loop, not _carried's list: this runs for every change
+            if row.get(k) is unchanged:
+                self._carried(level, row, key)
         if len(key) == 1:
             return row[key[0]]
         return {k: row[k] for k in key}
@@ -363,12 +368,19 @@ class ChangeMapper:
 
     def _fields(self, doc: DocumentMapping, row: Row) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for f in doc.fields:
-            if f.column.name in row:
-                value = row[f.column.name]
-                if value is not self._unchanged:
-                    # The plan's cast (`types`), as the snapshot's assembler applies it.
-                    out[f.name] = value if f.forward is None else f.forward(value)
+        unchanged = self._unchanged
+        # Every change of every table comes here: the fields as plain tuples, made once a level.
+        plan = self._field_plans.get(id(doc))
+        if plan is None:
+            plan = self._field_plans[id(doc)] = (
+                doc,
+                tuple((f.column.name, f.name, f.forward) for f in doc.fields),
+            )
+        for column, name, forward in plan[1]:
+            value = row.get(column, unchanged)
+            if value is not unchanged:
+                # The plan's cast (`types`), as the snapshot's assembler applies it.
+                out[name] = value if forward is None else forward(value)
         return out
 
     @staticmethod

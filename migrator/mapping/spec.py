@@ -14,6 +14,7 @@ from functools import cached_property
 from typing import Any, Literal
 
 from migrator.adapters.base import ColumnInfo, ForeignKey, JoinHop, SourceInfo, TableInfo
+from migrator.adapters.vocabulary import ARRAY_ID_REFUSED, DOCUMENT_ID_ROLE, TargetVocabulary
 from migrator.findings import Finding, Severity
 from migrator.mapping.types import CASTS, Cast, Conversion, cast_forward, conversion_for
 from migrator.plan.models import Collection, Embed
@@ -42,8 +43,9 @@ def _element_or_type(column: ColumnInfo) -> str:
     return (column.element_type or "") if column.type_kind == "array" else column.type_name
 
 
-def _key_problem(column: ColumnInfo, *, compound: bool) -> str | None:
-    """Why `column` cannot be (part of) a document _id, or None when it can."""
+def _key_problem(column: ColumnInfo, *, compound: bool, array_key: str = ARRAY_ID_REFUSED) -> str | None:
+    """Why `column` cannot be (part of) a document _id, or None when it can; `array_key` says why
+    an array alone cannot, in the target's words."""
     conversion = conversion_for(column)
     if not conversion.supported:
         return str(conversion.refused).split(":")[0]  # what follows is the fix for a field
@@ -53,10 +55,22 @@ def _key_problem(column: ColumnInfo, *, compound: bool) -> str | None:
             "_id, and its numbers need not read back exactly"
         )
     if column.type_kind == "array" and not compound:
-        return "MongoDB refuses an array as _id"
+        return array_key
     if column.type_kind == "array" and _element_or_type(column) in _MILLISECOND_TYPES:
         return "its elements become BSON dates of milliseconds, so an _id could not name its source row"
     return None
+
+
+def _other_primary_key(table: TableInfo, key: tuple[str, ...]) -> str:
+    """The fix for a `tables:` entry (keyed by the primary key, no `key:` to choose another) whose
+    primary key cannot key its rows: a primary key that can, the old one kept unique."""
+    names = {c.name for c in table.columns}
+    column = next(n for n in ("doc_id", "row_id", "migrator_id") if n not in names)
+    constraint = table.primary_key_name or f"{table.name.rpartition('.')[2]}_pkey"
+    return (
+        f"give {table.name} a primary key that can: ALTER TABLE {table.name} DROP CONSTRAINT {constraint}, "
+        f"ADD COLUMN {column} bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, ADD UNIQUE ({', '.join(key)})"
+    )
 
 
 @dataclass(frozen=True)
@@ -256,10 +270,14 @@ def tables_of(collection: Collection) -> list[str]:
     return found
 
 
-def resolve(collections: list[Collection], source: SourceInfo) -> Resolution:
+def resolve(
+    collections: list[Collection], source: SourceInfo, words: TargetVocabulary | None = None
+) -> Resolution:
+    """The plan's collections resolved against `source`; `words`, the target's vocabulary, words
+    the refusals of keys (a document target's when not given)."""
     result = Resolution()
     for collection in collections:
-        mapping = _Resolver(source, result.findings, collection.name).collection(collection)
+        mapping = _Resolver(source, result.findings, collection.name, words).collection(collection)
         if mapping is not None:
             result.collections.append(mapping)
     return result
@@ -294,10 +312,19 @@ _NOT_TABLES = {
 
 
 class _Resolver:
-    def __init__(self, source: SourceInfo, findings: list[Finding], collection: str) -> None:
+    def __init__(
+        self,
+        source: SourceInfo,
+        findings: list[Finding],
+        collection: str,
+        words: TargetVocabulary | None = None,
+    ) -> None:
         self.source = source
         self.findings = findings
         self.collection_name = collection
+        # How a key refusal words the target's key (a document target's when not told).
+        self.key_role = DOCUMENT_ID_ROLE if words is None else words.key_role
+        self.array_key = ARRAY_ID_REFUSED if words is None else words.array_key
 
     def fail(self, check: str, subject: str, message: str, fix: str) -> None:
         self.findings.append(Finding(check, Severity.FAIL, subject, message, fix))
@@ -382,20 +409,20 @@ class _Resolver:
                 "mapping.table_key",
                 table.name,
                 f"{table.name} has no primary key, which the target table '{self.collection_name}' is keyed by",
-                f"add a primary key to {table.name} (ALTER TABLE {table.name} ADD PRIMARY KEY (...))",
+                _primary_key_fix(table),
             )
             return None
         if not self.columns_exist(table, key, "key"):
             return None
         self.key_is_unique(table, key, "the document _id")
-        if not self.key_types(table, key):
+        if not self.key_types(table, key, by_primary_key=not plan.key_columns):
             return None
         document = self.document(
             table, key, plan.fields, plan.exclude, plan.embed, hidden=set(key), root=True, types=plan.types
         )
         return CollectionMapping(plan.name, document) if document is not None else None
 
-    def key_types(self, table: TableInfo, key: tuple[str, ...]) -> bool:
+    def key_types(self, table: TableInfo, key: tuple[str, ...], *, by_primary_key: bool = False) -> bool:
         """Whether the key's types can form an _id that names its row both ways: MongoDB takes
         it, and verify, repair and the cutover checks find the source row from it (see
         docs/architecture.md, "Keys"). Refuses what cannot, with another key to use."""
@@ -403,7 +430,7 @@ class _Resolver:
         for name in key:
             column = table.column(name)
             assert column is not None
-            problem = _key_problem(column, compound=len(key) > 1)
+            problem = _key_problem(column, compound=len(key) > 1, array_key=self.array_key)
             if problem is None:
                 if _element_or_type(column) in _MILLISECOND_TYPES:
                     self.findings.append(
@@ -421,9 +448,9 @@ class _Resolver:
             self.fail(
                 "mapping.key_type",
                 f"{table.name}.{name}",
-                f"key column {name} of type {column.type_name} cannot form the document _id of "
-                f"'{self.collection_name}': {problem}",
-                self._other_key(table, key),
+                f"key column {name} of type {column.type_name} cannot form "
+                f"{self.key_role.format(collection=self.collection_name)}: {problem}",
+                _other_primary_key(table, key) if by_primary_key else self._other_key(table, key),
             )
         return ok
 
@@ -433,7 +460,8 @@ class _Resolver:
         for unique in table.unique_keys:
             columns = [table.column(c) for c in unique]
             if set(unique) != set(key) and all(
-                c is not None and _key_problem(c, compound=len(unique) > 1) is None for c in columns
+                c is not None and _key_problem(c, compound=len(unique) > 1, array_key=self.array_key) is None
+                for c in columns
             ):
                 listed = unique[0] if len(unique) == 1 else "[" + ", ".join(unique) + "]"
                 return (
@@ -852,3 +880,21 @@ def _references(child: TableInfo, parent: TableInfo, on: tuple[tuple[str, str], 
         if referenced == parent.name and set(zip(fk.columns, fk.referenced_columns, strict=True)) == pairs:
             return fk
     return None
+
+
+def _primary_key_fix(table: TableInfo) -> str:
+    """A primary key the database accepts for `table`: over a unique key of NOT NULL columns where
+    it has one, else a surrogate identity column, which rows without any key (duplicates) take
+    too. Either becomes the default replica identity, which CDC finds rows by."""
+    names = {c.name for c in table.columns}
+    column = next(n for n in ("id", "row_id", "migrator_id") if n not in names)
+    surrogate = (
+        f"ALTER TABLE {table.name} ADD COLUMN {column} bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
+    )
+    if table.unique_keys:
+        listed = ", ".join(table.unique_keys[0])
+        return (
+            f"add a primary key to {table.name}: ALTER TABLE {table.name} ADD PRIMARY KEY ({listed}) "
+            f"(its unique key), or a new key column: {surrogate}"
+        )
+    return f"add a primary key to {table.name}: {surrogate} (or ADD PRIMARY KEY over columns that are unique)"

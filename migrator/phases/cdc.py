@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from migrator.adapters.base import CaptureStream, SourceInfo, TableInfo
+from migrator.adapters.base import CaptureStream, FollowsAddedColumns, SourceInfo, TableInfo
 from migrator.engine.context import PlanView, RunContext
 from migrator.engine.events import ErrorRaised, Notice
 from migrator.engine.executor import Action, Executor, Step, actions
@@ -46,6 +47,7 @@ from migrator.phases.follow_loop import HEARTBEAT_PREFIX, PHASE, Following, unex
 from migrator.phases.lag import LagTracker
 from migrator.phases.mapped_columns import mapped_columns
 from migrator.phases.oracle import DualWriteOracle
+from migrator.phases.undecoded import undecoded_columns
 from migrator.plan.names import cdc_checkpoint_id, publication_name, reverse_origin_name, slot_name_pattern
 from migrator.state.labels import SnapshotLabel
 
@@ -179,6 +181,11 @@ class CdcPhase:
         tables = self.ctx.source_info.tables
         identity = {name: info.identity_columns for name, info in tables.items()}
         self.mapped = mapped_columns(self.ctx.plan.collections, self.ctx.collections)
+        if self.settings.apply:
+            # Values the target takes as the source sends them are not decoded (docs/architecture.md,
+            # "Undecoded change values"); the dual-write oracle (cdc.apply: false) compares values.
+            undecoded = undecoded_columns(self.ctx.source, self.ctx.target, self.ctx.collections)
+            self.mapped = dataclasses.replace(self.mapped, undecoded=undecoded)
         return ChangeMapper(self.ctx.collections, identity, self.ctx.source.unchanged)
 
     # The source's schema checks ask these (adapters/base.py SchemaHost).
@@ -191,7 +198,7 @@ class CdcPhase:
         tables = dict(self.ctx.source_info.tables)
         tables[table] = info
         source_info = type(self.ctx.source_info)(self.ctx.source_info.server, tables, ())
-        return source_info, resolve(list(self.ctx.plan.collections), source_info)
+        return source_info, resolve(list(self.ctx.plan.collections), source_info, self.ctx.target.vocabulary)
 
     def table_changed(self, table: str, info: TableInfo) -> None:
         source_info, resolution = self._with(table, info)
@@ -202,12 +209,22 @@ class CdcPhase:
             )
         self.ctx.source_info = source_info
         self.ctx.collections = resolution.collections
+        self._add_target_columns(table, resolution)
         self.mapper = self._build_mapper()
         self.schema.remap(source_info, self.mapped)
         if self.oracle is not None:
             self.oracle.remap(resolution.collections, source_info)
         # Changed rows carry the added columns from here on; the documents of the others are
         # brought up to date when the stream is past the ALTER (phases/backfill.py).
+
+    def _add_target_columns(self, table: str, resolution: Resolution) -> None:
+        """A target of fixed columns (tables) gets the columns the mapping now takes, before a
+        change carries them (docs/architecture.md, "A column added while CDC follows")."""
+        target = self.ctx.target
+        if not self.settings.apply or not isinstance(target, FollowsAddedColumns):
+            return
+        for statement in target.add_columns([c for c in resolution.collections if table in c.tables()]):
+            self.notice("info", f"{table}: a column added on the source, added on the target: {statement}")
 
     def reads_with(self, table: str, info: TableInfo) -> dict[str, set[str]] | None:
         _, resolution = self._with(table, info)

@@ -239,9 +239,13 @@ class Following:
                 self.due.setdefault(named[0], set()).add(named[1])
 
     def described(self, event: TableDescribed) -> None:
-        self.phase.schema.relation(event.relation)
         if event.spooled:
-            return  # seen again when its transaction is replayed
+            # Of a streamed transaction still in progress, which may abort: checked when its
+            # transaction is replayed at the commit (an ALTER TABLE ... ADD COLUMN in it is not
+            # in the catalog yet, and the column looked dropped: docs/architecture.md, "A column
+            # added while CDC follows").
+            return
+        self.phase.schema.relation(event.relation)
         table, columns = self.phase.backfills.due(event.relation)
         if columns:
             self.due.setdefault(table, set()).update(columns)

@@ -23,7 +23,12 @@ from migrator.findings import Finding, Severity
 from migrator.mapping.columns import columns_read
 from migrator.mapping.post_copy import planned
 from migrator.mapping.spec import CollectionMapping, Resolution, resolve, tables_of
-from migrator.phases.table_target import large_object_findings, sequence_findings
+from migrator.phases.table_target import (
+    large_object_findings,
+    partition_findings,
+    sequence_findings,
+    trigger_findings,
+)
 from migrator.plan.models import Plan
 
 DECIMAL128_DIGITS = 34
@@ -126,8 +131,8 @@ class Preflight:
             self._check_capture()
             self._check_replica_lag()
             self.report.findings.extend(self.source.server_findings(source, self.plan.name))
-            resolution = resolve(list(self.plan.collections), source)
-            self.report.findings.extend(resolution.findings)
+            resolution = resolve(list(self.plan.collections), source, self.target.vocabulary)
+            self.report.findings.extend(self._resolution_findings(resolution))
             self.report.collections = resolution.collections
             read = columns_read(resolution.collections)
             self.report.findings.extend(
@@ -147,6 +152,8 @@ class Preflight:
                 margin = self.plan.phases.cutover.sequence_margin
                 self.report.findings += sequence_findings(resolution.collections, margin)
                 self.report.findings += large_object_findings(resolution.collections)
+                self.report.findings += trigger_findings(resolution.collections, source)
+                self.report.findings += partition_findings(resolution.collections, source)
                 self._check_cutover_back()
             if resolution.ok and self.scan_data:
                 self._check_document_sizes(resolution)
@@ -154,6 +161,14 @@ class Preflight:
         self._check_switch_kind()
         self._check_target()
         return self.report
+
+    def _resolution_findings(self, resolution: Resolution) -> list[Finding]:
+        """The mapping's findings, less the BSON ones where the target keeps the source's types
+        (a PostgreSQL target's timestamp key keeps its microseconds: docs/architecture.md,
+        "Tables as collections")."""
+        if not self.target.capabilities.keeps_source_types:
+            return list(resolution.findings)
+        return [f for f in resolution.findings if f.check != "mapping.key_precision"]
 
     def _check_switch_kind(self) -> None:
         """A switch of kind mongodb keeps its routing document in the target: refused where the

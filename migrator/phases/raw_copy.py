@@ -74,4 +74,8 @@ def raw_route(source: SourceAdapter, target: TargetAdapter, collection: Collecti
     if form is None:
         return None
     writer = target.raw_writer(collection.name, form, columns)
-    return None if writer is None else RawRoute(form, tuple(columns), writer)
+    if writer is None:
+        return None
+    # The stream carries only the columns the writer fills (not those the target computes).
+    taken = {name: c for c in columns if (name := c.target) in writer.columns}
+    return RawRoute(form, tuple(taken[name] for name in writer.columns), writer)

@@ -36,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -114,9 +115,11 @@ def make_backlog(url: str, rows: int, changes: int) -> tuple[int, int]:
     return made, int(wal)
 
 
-def wait_applied(url: str, started: float, timeout: float = 3600) -> tuple[float, float]:
+def wait_applied(
+    url: str, started: float, timeout: float = 3600, on_first: Callable[[], None] | None = None
+) -> tuple[float, float]:
     """Seconds from `started` until the first backlog change (row 1 updated) and until the
-    sentinel are on the target."""
+    sentinel are on the target; `on_first` is called when the first is seen."""
     first = None
     with psycopg.connect(url, autocommit=True) as conn:
         while time.monotonic() - started < timeout:
@@ -124,6 +127,8 @@ def wait_applied(url: str, started: float, timeout: float = 3600) -> tuple[float
                 row = conn.execute("SELECT name FROM bench_flat WHERE id = 1").fetchone()
                 if row and row[0].endswith("+"):
                     first = time.monotonic() - started
+                    if on_first is not None:
+                        on_first()
             if conn.execute("SELECT 1 FROM bench_flat WHERE id = %s", [SENTINEL]).fetchone():
                 done = time.monotonic() - started
                 return (first if first is not None else done), done
@@ -316,7 +321,15 @@ def main() -> None:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        first, done = wait_applied(target.url_for("bench_m"), started)
+        # migrator's own CPU from the first applied change on (its start and preflight left out).
+        measured = proc.pid if not profiler else None
+        at_first: list[float] = []
+        first, done = wait_applied(
+            target.url_for("bench_m"),
+            started,
+            on_first=lambda: at_first.append(server_cpu(measured) if measured else 0.0),
+        )
+        applying = (server_cpu(measured) - at_first[0]) if measured and at_first else None
         # Under py-spy, migrator is its child: stopping migrator lets py-spy write its file.
         os.kill(_child(proc.pid) if profiler else proc.pid, signal.SIGTERM)
         proc.wait(timeout=120)
@@ -324,6 +337,10 @@ def main() -> None:
         servers = server_cpu(source.pid) + server_cpu(target.pid) - cpu0  # type: ignore[arg-type]
         client = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         results.append(_entry("migrator", made, wal, first, done, client / gb, servers / gb, load))
+        if applying is not None:
+            # From the first change on (the backlog's first is its oldest): what the apply costs.
+            results[-1]["client_cpu_s_per_gb_from_first"] = round(applying / gb, 1)
+            print(f"  migrator client cpu from the first change {applying / gb:.1f} s/GB", flush=True)
 
         # native
         cpu0 = server_cpu(source.pid) + server_cpu(target.pid)  # type: ignore[arg-type]

@@ -22,6 +22,7 @@ from __future__ import annotations
 from migrator.errors import InternalError, MigratorError
 from tests.support.corpus import Scenario, scenario_fixture
 from tests.support.expected import Coll
+from tests.support.upstream import REPLIDENTITY_SETUP, REPLIDENTITY_SWITCH
 
 scenario = scenario_fixture("bugs")
 # A second migration, so that a run stopped by one defect does not hide the steps after it.
@@ -110,19 +111,13 @@ def test_09_excluded_column_dropped_while_no_run_follows(excluded: Scenario) -> 
 
 def test_10_replica_identity_switched_to_an_index_without_the_key(identity: Scenario) -> None:
     identity.sql(
-        "CREATE TABLE tab_replidentity_index(a int not null, b int not null)",
-        "CREATE UNIQUE INDEX idx_replidentity_index_a ON tab_replidentity_index(a)",
-        "CREATE UNIQUE INDEX idx_replidentity_index_b ON tab_replidentity_index(b)",
-        "ALTER TABLE tab_replidentity_index REPLICA IDENTITY USING INDEX idx_replidentity_index_a",
-        "INSERT INTO tab_replidentity_index VALUES(1, 1),(2, 2)",
+        *REPLIDENTITY_SETUP,
     )
     identity.write_plan([Coll("replidentity", "tab_replidentity_index", ("a",))])
     identity.assert_plan_ready()
     identity.start()
     identity.sql(
-        "ALTER TABLE tab_replidentity_index REPLICA IDENTITY USING INDEX idx_replidentity_index_b",
-        "UPDATE tab_replidentity_index SET a = -a WHERE a = 1",
-        "DELETE FROM tab_replidentity_index WHERE a = 2",
+        *REPLIDENTITY_SWITCH,
     )
     try:
         identity.catch_up()

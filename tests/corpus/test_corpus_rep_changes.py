@@ -17,29 +17,11 @@ from migrator.errors import InternalError, MigratorError
 from migrator.plan.names import publication_name
 from tests.support.corpus import Scenario, scenario_fixture
 from tests.support.expected import Coll
+from tests.support.upstream import REP_CHANGES_SETUP
 
 scenario = scenario_fixture("rep_changes")
 
-SETUP = (
-    # A function that shadows a catalog function by name: the publisher must never call it.
-    "CREATE FUNCTION public.pg_get_replica_identity_index(int) RETURNS regclass LANGUAGE sql AS 'SELECT 1/0'",
-    "CREATE TABLE tab_notrep AS SELECT generate_series(1,10) AS a",
-    "CREATE TABLE tab_ins AS SELECT generate_series(1,1002) AS a",
-    "CREATE TABLE tab_full AS SELECT generate_series(1,10) AS a",
-    "CREATE TABLE tab_full2 (x text)",
-    "INSERT INTO tab_full2 VALUES ('a'), ('b'), ('b')",
-    "CREATE TABLE tab_rep (a int primary key)",
-    "CREATE TABLE tab_mixed (a int primary key, b text, c numeric)",
-    "INSERT INTO tab_mixed (a, b, c) VALUES (1, 'foo', 1.1)",
-    "CREATE TABLE tab_include (a int, b text, CONSTRAINT covering PRIMARY KEY(a) INCLUDE(b))",
-    "CREATE TABLE tab_full_pk (a int primary key, b text)",
-    "ALTER TABLE tab_full_pk REPLICA IDENTITY FULL",
-    "CREATE TABLE tab_nothing (a int)",
-    "ALTER TABLE tab_nothing REPLICA IDENTITY NOTHING",
-    # Not upstream: NOTHING on a table that has a primary key (the fix is DEFAULT).
-    "CREATE TABLE tab_nothing_pk (a int primary key)",
-    "ALTER TABLE tab_nothing_pk REPLICA IDENTITY NOTHING",
-)
+SETUP = REP_CHANGES_SETUP
 
 
 def collections(*, fixed: bool) -> list[Coll]:

@@ -16,11 +16,12 @@ import psycopg
 
 from tests.support.corpus import Scenario, scenario_fixture
 from tests.support.expected import Coll
+from tests.support.upstream import STREAM_ABORTED, STREAM_DDL, STREAM_KEPT, STREAM_PAD, STREAM_SAVEPOINTS
 
 scenario = scenario_fixture("stream")
 
 COLLECTIONS = [Coll("test_tab", "test_tab", ("a",))]
-PAD = "INSERT INTO test_tab_2 SELECT i FROM generate_series(1, 3000) s(i)"  # > 64 kB of decoded changes
+PAD = STREAM_PAD
 
 
 def streamed(scenario: Scenario) -> int:
@@ -101,29 +102,7 @@ def test_04_streamed_transactions_with_ddl(scenario: Scenario) -> None:
     """017: columns added inside small and streamed transactions (the mapping takes every column).
     The added columns of rows written before each ADD COLUMN are test_04b's."""
     scenario.step(
-        [
-            "INSERT INTO test_tab VALUES (3, md5(3::text))",
-            "ALTER TABLE test_tab ADD COLUMN c INT",
-            "SAVEPOINT s1",
-            "INSERT INTO test_tab VALUES (4, md5(4::text), -4)",
-        ],
-        [
-            "INSERT INTO test_tab SELECT i, md5(i::text), -i FROM generate_series(5, 1000) s(i)",
-            "ALTER TABLE test_tab ADD COLUMN d INT",
-            "SAVEPOINT s1",
-            "INSERT INTO test_tab SELECT i, md5(i::text), -i, 2*i FROM generate_series(1001, 2000) s(i)",
-        ],
-        [
-            "INSERT INTO test_tab VALUES (2001, md5(2001::text), -2001, 2*2001)",
-            "ALTER TABLE test_tab ADD COLUMN e INT",
-            "SAVEPOINT s1",
-            "INSERT INTO test_tab VALUES (2002, md5(2002::text), -2002, 2*2002, -3*2002)",
-        ],
-        [
-            "INSERT INTO test_tab SELECT i, md5(i::text), -i, 2*i, -3*i FROM generate_series(2003,5000) s(i)",
-            "ALTER TABLE test_tab ADD COLUMN f INT",
-        ],
-        "INSERT INTO test_tab SELECT i, md5(i::text), -i, 2*i, -3*i, 4*i FROM generate_series(5001,5005) s(i)",
+        *STREAM_DDL,
     )
     scenario.assert_target(skip=ADDED)
 
@@ -138,30 +117,12 @@ def test_04c_clean_up(scenario: Scenario) -> None:
 
 def test_05_streamed_transactions_with_rollbacks(scenario: Scenario) -> None:
     """018: savepoints rolled back, released out of order, and a streamed transaction aborted."""
-    ins = "INSERT INTO test_tab VALUES ({0}, md5({0}::text))"
-    scenario.step(
-        [
-            PAD, ins.format(3), "SAVEPOINT s1", ins.format(4), "SAVEPOINT s2", ins.format(5), "SAVEPOINT s3",
-            ins.format(6), "ROLLBACK TO s2", ins.format(7), "ROLLBACK TO s1", ins.format(8), "SAVEPOINT s4",
-            ins.format(9), "SAVEPOINT s5", ins.format(10),
-        ],
-        [
-            PAD, ins.format(11), "SAVEPOINT s1", ins.format(12), "SAVEPOINT s2", ins.format(13), "SAVEPOINT s3",
-            ins.format(14), "RELEASE s2", ins.format(15), "ROLLBACK TO s1",
-        ],
-    )  # fmt: skip
+    scenario.step(*STREAM_SAVEPOINTS)
     with psycopg.connect(scenario.pg_url) as conn:
-        for statement in (
-            PAD,
-            ins.format(16),
-            "SAVEPOINT s1",
-            ins.format(17),
-            "SAVEPOINT s2",
-            ins.format(18),
-        ):
+        for statement in STREAM_ABORTED:
             conn.execute(statement)
         conn.rollback()
     scenario.catch_up()
     scenario.assert_target(skip=ADDED)
-    assert sorted(d["_id"] for d in scenario.documents("test_tab")) == [1, 2, 3, 8, 9, 10, 11]
+    assert sorted(d["_id"] for d in scenario.documents("test_tab")) == STREAM_KEPT
     scenario.verify()

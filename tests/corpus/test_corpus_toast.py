@@ -9,10 +9,9 @@ enough to spill to disk on the server. Expected documents come from SQL after ea
 
 from __future__ import annotations
 
-import psycopg
-
 from tests.support.corpus import Scenario, scenario_fixture
 from tests.support.expected import Coll
+from tests.support.upstream import TOAST_SETUP, toast_copy
 
 scenario = scenario_fixture("toast")
 
@@ -23,31 +22,11 @@ COLLECTIONS = [
     Coll("toasted_several", "toasted_several", ("toasted_key",)),
 ]
 
-TOASTED = "toasted{}-" + "1234567890" * 200
-
 
 def test_01_snapshot(scenario: Scenario) -> None:
     scenario.sql(
         f"ALTER DATABASE {scenario.database} SET logical_decoding_work_mem = '64kB'",
-        "CREATE SEQUENCE xpto_rand_seq START 79 INCREMENT 1499",
-        """CREATE TABLE xpto (id serial primary key, toasted_col1 text,
-            rand1 float8 DEFAULT nextval('xpto_rand_seq'), toasted_col2 text,
-            rand2 float8 DEFAULT nextval('xpto_rand_seq'))""",
-        "CREATE TABLE toasted_key (id serial, toasted_key text PRIMARY KEY, toasted_col1 text, toasted_col2 text)",
-        "ALTER TABLE toasted_key ALTER COLUMN toasted_key SET STORAGE EXTERNAL",
-        "ALTER TABLE toasted_key ALTER COLUMN toasted_col1 SET STORAGE EXTERNAL",
-        "CREATE TABLE toasted_copy (id int primary key, data text)",
-        "ALTER TABLE toasted_copy ALTER COLUMN data SET STORAGE EXTERNAL",
-        "CREATE TABLE toasted_several (id serial unique not null, toasted_key text primary key,"
-        " toasted_col1 text, toasted_col2 text)",
-        "ALTER TABLE toasted_several REPLICA IDENTITY FULL",
-        # Upstream also sets STORAGE EXTERNAL on toasted_key; PostgreSQL 15 then refuses the 100 kB key
-        # in the primary key index (index row too big), so the key stays compressible here.
-        "ALTER TABLE toasted_several ALTER COLUMN toasted_col1 SET STORAGE EXTERNAL",
-        "ALTER TABLE toasted_several ALTER COLUMN toasted_col2 SET STORAGE EXTERNAL",
-        # Before the snapshot, so that the copy reads TOASTed values too.
-        "INSERT INTO xpto (toasted_col1, toasted_col2) SELECT string_agg(g.i::text, ''),"
-        " string_agg((g.i*2)::text, '') FROM generate_series(1, 2000) g(i)",
+        *TOAST_SETUP,
     )
     scenario.write_plan(COLLECTIONS)
     scenario.assert_plan_ready()
@@ -85,18 +64,7 @@ def test_03_toasted_key_unchanged_then_changed(scenario: Scenario) -> None:
 
 
 def test_04_copy_mixes_toasted_and_plain_rows(scenario: Scenario) -> None:
-    rows = [(1, "untoasted1"), (2, TOASTED.format(1)), (3, "untoasted2"), (4, TOASTED.format(2))]
-    rows += [(i, f"untoasted{i - 2}") for i in range(5, 201)] + [
-        (201, TOASTED.format(3)),
-        (202, "untoasted199"),
-    ]
-    with (
-        psycopg.connect(scenario.pg_url) as conn,
-        conn.cursor() as cur,
-        cur.copy("COPY toasted_copy FROM STDIN") as copy,
-    ):
-        for row in rows:
-            copy.write_row(row)
+    toast_copy(scenario.pg_url)
     scenario.catch_up()
     scenario.assert_target()
 

@@ -11,14 +11,13 @@ compares every collection with the documents tests/support/expected.py builds fr
 BSON types and key order. `verify()` runs `migrator verify --json` (the click command, in
 process) against the live run and asserts that it agrees with that comparison.
 
-Steps of a module share its migration, so a module's tests run in file order (pytest's default;
+The run itself (start, catch up by marker, stop) is tests/support/following.py's. Steps of a module share its migration, so a module's tests run in file order (pytest's default;
 scripts/test distributes whole files).
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,35 +30,15 @@ from bson import json_util
 from click.testing import CliRunner
 
 from migrator import api
-from migrator.adapters.postgres.lsn import Lsn
 from migrator.cli.main import cli
-from migrator.operations.run import RunOutcome
 from migrator.phases.preflight import PreflightReport
 from tests.support import expected, json_output
 from tests.support.docs import typed
-from tests.support.runs import ApiRun, source_transactions
+from tests.support.following import Follower, Following
 from tests.support.servers import create_pg_database, drop_pg_database, unique_name, with_database
 
-RUN_TIMEOUT = 180.0  # a loaded 2-core machine runs snapshot + CDC start in seconds, but be generous
-CATCH_UP_TIMEOUT = 120.0
-MARKER_PREFIX = "corpus.step"
 
-
-class Follower(ApiRun):
-    """`api.run(plan, until='stopped')` of a scenario on a thread; `finish()` checkpoints and returns."""
-
-    def __init__(self, scenario: Scenario, until: str = "stopped") -> None:
-        super().__init__(
-            f"corpus-{scenario.name}",
-            scenario.plan_path,
-            until,
-            scenario.state_path,
-            scenario.env,
-            timeout=RUN_TIMEOUT,
-        )
-
-
-class Scenario:
+class Scenario(Following):
     """One upstream scenario's migration: source and target databases, plan, state, run."""
 
     def __init__(self, name: str, pg_admin_url: str, mongo_admin_url: str, directory: Path) -> None:
@@ -96,11 +75,6 @@ class Scenario:
         with psycopg.connect(self.pg_url) as conn, conn.transaction():
             for statement in statements:
                 conn.execute(statement)
-
-    def scalar(self, query: str, params: Sequence[Any] = ()) -> Any:
-        with psycopg.connect(self.pg_url, autocommit=True) as conn:
-            row = conn.execute(query, list(params)).fetchone()
-        return None if row is None else row[0]
 
     # -- plan -----------------------------------------------------------------------------------
 
@@ -146,64 +120,9 @@ class Scenario:
 
     # -- run ------------------------------------------------------------------------------------
 
-    def start(self) -> Follower:
-        """Start `migrator run` following changes; return once the snapshot is written and the
-        stream has applied a marker committed after it."""
-        assert self.follower is None or not self.follower.alive, "a run already follows"
-        self.follower = Follower(self)
-        self.catch_up(RUN_TIMEOUT)
-        return self.follower
-
-    def stop(self) -> RunOutcome | None:
-        follower, self.follower = self.follower, None
-        if follower is None:
-            return None
-        return follower.finish()
-
     def applied(self) -> int | None:
         doc = self.client[self.database]["_migrator"].find_one({"_id": f"cdc:{self.name}"})
         return None if doc is None else int(doc["position"])
-
-    def catch_up(self, timeout: float = CATCH_UP_TIMEOUT) -> None:
-        """Wait until the target has applied every source change committed before this call."""
-        follower = self.follower
-        assert follower is not None, "no run follows"
-        marker: int | None = None
-        deadline = time.monotonic() + timeout
-        while True:
-            if not follower.alive:
-                follower.join(1)  # raises the error that stopped it
-                pytest.fail("the run stopped while it should follow changes")
-            if marker is None and self._slot_exists():
-                text = self.scalar("SELECT pg_logical_emit_message(true, %s, 'step')::text", [MARKER_PREFIX])
-                marker = Lsn.parse(str(text)).value
-            applied = self.applied()
-            if marker is not None and applied is not None and applied >= marker:
-                return
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"the target did not catch up within {timeout:.0f} s (applied {applied}, marker {marker})"
-                )
-            time.sleep(0.1)
-
-    def _slot_exists(self) -> bool:
-        return bool(
-            self.scalar(
-                "SELECT count(*) FROM pg_replication_slots WHERE database = current_database() AND active"
-            )
-        )
-
-    def wait_stopped(self, timeout: float = CATCH_UP_TIMEOUT) -> BaseException | None:
-        """Wait for a run that should stop by itself; its error (None when it returned)."""
-        follower = self.follower
-        assert follower is not None
-        deadline = time.monotonic() + timeout
-        while follower.alive and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if follower.alive:
-            pytest.fail(f"the run did not stop within {timeout:.0f} s")
-        self.follower = None
-        return follower.error
 
     # -- target and expectations ------------------------------------------------------------------
 
@@ -258,11 +177,6 @@ class Scenario:
             f"{name}: {p}" for name, ps in problems.items() for p in ps[:10]
         )
 
-    def step(self, *transactions: str | Sequence[str]) -> None:
-        """Run each item as one transaction on the source, then wait until it is applied."""
-        source_transactions(self.pg_url, *transactions)
-        self.catch_up()
-
     def verify(self) -> dict[str, Any]:
         """`migrator verify --json` while the run follows; asserts that it agrees with the
         documents built from SQL: the same verdict, and the same number of differing documents
@@ -292,9 +206,7 @@ class Scenario:
         return dict(report)
 
     def close(self) -> None:
-        if self.follower is not None and self.follower.alive:
-            self.follower.stop.set()
-            self.follower._thread.join(60)
+        self.stop_following()
         self.client.drop_database(self.database)
         self.client.close()
         drop_pg_database(self._pg_admin_url, self.database)

@@ -41,12 +41,21 @@ def demo_customers() -> int:
     return CUSTOMERS
 
 
+# As the plan's fix names them (adapters/postgres/inspect.py), written here independently.
+ORIGIN_FUNCTIONS = (
+    "pg_replication_origin_create(text), pg_replication_origin_drop(text), pg_replication_origin_oid(text), "
+    "pg_replication_origin_session_setup(text), pg_replication_origin_session_reset()"
+)
+
+
 @pytest.fixture
 def demo_url(pg_url: str, demo_customers: int) -> Iterator[str]:
     """The demo schema in pg_url, owned by a role that may replicate; its URL carries PASSWORD.
 
     The role is a realistic migration user rather than a superuser: REPLICATION, CREATE on the
-    database (for the publication) and ownership of the tables.
+    database (for the publication), ownership of the tables, and EXECUTE on the replication
+    origin functions that reverse sync tags its writes with (the plan's cutover keeps reverse
+    sync; `migrator plan` asks for exactly this GRANT).
     """
     demo_data.load_demo(pg_url, customers=demo_customers, seed=7)
     role = f"migr_{uuid.uuid4().hex[:10]}"
@@ -54,6 +63,7 @@ def demo_url(pg_url: str, demo_customers: int) -> Iterator[str]:
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute(f"CREATE ROLE {role} LOGIN REPLICATION PASSWORD '{PASSWORD}'")
         conn.execute(f'GRANT CREATE ON DATABASE "{dbname}" TO {role}')
+        conn.execute(f"GRANT EXECUTE ON FUNCTION {ORIGIN_FUNCTIONS} TO {role}")
         for table in DEMO_TABLES:
             conn.execute(f"ALTER TABLE public.{table} OWNER TO {role}")
     try:

@@ -3,8 +3,12 @@ writes end in one state, in the order the source gave them, and a key change is 
 
 from __future__ import annotations
 
+import pytest
+
 from migrator.adapters.base import WriteOp
 from migrator.adapters.postgres_target.batch import TableWrites, steps
+from migrator.adapters.postgres_target.rows import Column, TargetTable, row_values
+from migrator.errors import TargetError
 
 
 def _replace(table: str, key: int, **columns: object) -> WriteOp:
@@ -44,3 +48,14 @@ def test_each_row_ends_in_its_last_state_and_a_key_change_is_a_barrier() -> None
     assert (second.rows, list(second.deletes.values())) == ({}, [1])
     assert barrier is rekey
     assert isinstance(after, TableWrites) and list(after.updates.values()) == [(1, {"a": 7})]
+
+
+def test_a_field_the_target_table_has_no_column_for_is_an_error_never_dropped() -> None:
+    """A row written with a field its table lacks (a column added on the source) would lose it
+    silently (docs/architecture.md, "A column added while CDC follows")."""
+    table = TargetTable(
+        "public.t", (Column("id", "integer", False, False), Column("v", "text", False, False)), ("id",)
+    )
+    assert row_values(table, {"_id": 1, "v": "x"}, ["id", "v"]) == [1, "x"]
+    with pytest.raises(TargetError, match=r"public\.t has no column c"):
+        row_values(table, {"_id": 1, "v": "x", "c": 3}, ["id", "v"])

@@ -176,7 +176,16 @@ def test_any_raw_password_is_refused_or_kept_secret(password: str) -> None:
     try:
         info = parse_postgres(url)
     except MalformedConnection as exc:
-        assert password not in str(exc)
+        message = str(exc)
+        if password in message and password.swapcase() != password:
+            # The refusal's fixed wording may hold the password by chance ('ource ' in "the
+            # source URL"): then the same refusal of the password in other letter case must read
+            # the same, which a message quoting the password would not.
+            with pytest.raises(MalformedConnection) as other:
+                parse_postgres(template.format(password.swapcase()))
+            assert str(other.value) == message
+            return
+        assert password not in message
         return
     assert unquote(password) == info.password
     for shown in (info.endpoint, info.masked, redact_url(url), endpoint_of(url), redact_text(url)):

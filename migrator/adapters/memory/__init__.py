@@ -40,7 +40,7 @@ from migrator.adapters.memory import source as src
 from migrator.adapters.memory import target as tgt
 from migrator.adapters.memory.database import MemoryDatabase, database_at, register, unregister
 from migrator.adapters.memory.faults import Crash, Faults
-from migrator.adapters.vocabulary import TargetVocabulary
+from migrator.adapters.vocabulary import ARRAY_ID_REFUSED, DOCUMENT_ID_ROLE, TargetVocabulary
 from migrator.errors import OwnedByAnotherRun
 from migrator.findings import Finding, Severity
 
@@ -319,6 +319,8 @@ class MemoryTarget:
         copy_speed="a figure for tests",
         oversize="memory documents over 16 MB (`phases.snapshot.on_oversize: skip`): re-plan the embedding",
         switch_kinds="file, command, postgres or mongodb",
+        key_role=DOCUMENT_ID_ROLE,
+        array_key=ARRAY_ID_REFUSED,
     )
     max_document_bytes = 16 * 1024 * 1024
 

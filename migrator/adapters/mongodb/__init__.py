@@ -29,7 +29,7 @@ from migrator.adapters.mongodb.ownership import Ownership
 from migrator.adapters.mongodb.reader import DocumentReader
 from migrator.adapters.mongodb.writer import DocumentWriter
 from migrator.adapters.ownership_record import OwnerRecord, refusal
-from migrator.adapters.vocabulary import TargetVocabulary
+from migrator.adapters.vocabulary import ARRAY_ID_REFUSED, DOCUMENT_ID_ROLE, TargetVocabulary
 from migrator.connstr import MalformedConnection, parse_mongodb
 from migrator.errors import OwnedByAnotherRun, TargetError
 from migrator.findings import Finding
@@ -59,6 +59,8 @@ class MongoTarget:
         copy_speed="about what `insert_many` reaches on one process; real MongoDB is often faster",
         oversize="documents over 16 MB (`phases.snapshot.on_oversize: skip`): re-plan the embedding",
         switch_kinds="file, command, postgres or mongodb",
+        key_role=DOCUMENT_ID_ROLE,
+        array_key=ARRAY_ID_REFUSED,
     )
 
     def __init__(self, url: str, database: str, *, timeout_ms: int = 5_000) -> None:

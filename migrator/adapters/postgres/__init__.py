@@ -56,7 +56,7 @@ from migrator.adapters.postgres.snapshot import (
     SnapshotReader,
 )
 from migrator.adapters.postgres.table_rows import read_rows
-from migrator.adapters.postgres.values import ValueParser
+from migrator.adapters.postgres.values import TEXT_FORMAT, ValueParser
 from migrator.adapters.postgres.visibility import hidden
 from migrator.adapters.postgres.vocabulary import VOCABULARY
 from migrator.adapters.rows import ReverseCheckpoint
@@ -313,6 +313,14 @@ class PostgresSource:
         """Copy readers stream any columns undecoded in PostgreSQL's binary COPY format
         (copy_out.py); whether the target takes it for these columns is the target's call."""
         return copy_out.BINARY
+
+    @staticmethod
+    def change_text_format(table: str, columns: Sequence[ColumnInfo]) -> str | None:
+        """pgoutput sends every value in its type's text output, in the replication session's
+        settings (values.py), which the change stream can hand over undecoded (SourceText); whether
+        the target takes it for these columns is the target's call (docs/architecture.md,
+        "Undecoded change values")."""
+        return TEXT_FORMAT
 
     def snapshot_reader(self, snapshot_name: str) -> SnapshotReader:
         """A copy worker's reader inside the exported snapshot `snapshot_name`."""

@@ -97,7 +97,15 @@ SELECT a.attname, a.attnum, NOT a.attnotnull,
            ORDER BY ra.attnum) END,
        format_type(a.atttypid, a.atttypmod),
        CASE WHEN {generated} <> 's' THEN pg_get_expr(d.adbin, d.adrelid) END,
-       a.attidentity
+       a.attidentity,
+       CASE WHEN {generated} = 's' THEN NOT EXISTS (
+           SELECT 1 FROM pg_depend dep
+           WHERE dep.classid = 'pg_attrdef'::regclass AND dep.objid = d.oid AND dep.refobjid >= 16384
+             AND NOT (dep.refclassid = 'pg_class'::regclass AND dep.refobjid = a.attrelid)) END,
+       (SELECT quote_ident(cn.nspname) || '.' || quote_ident(co.collname)
+        FROM pg_collation co JOIN pg_namespace cn ON cn.oid = co.collnamespace
+        WHERE co.oid = a.attcollation
+          AND a.attcollation <> (SELECT t.typcollation FROM pg_type t WHERE t.oid = a.atttypid))
 FROM pg_attribute a
 JOIN base b ON b.oid = a.atttypid
 JOIN pg_type rt ON rt.oid = b.root AND rt.typtype <> 'd'
@@ -699,6 +707,8 @@ def _column(row: tuple[Any, ...]) -> ColumnInfo:
         declared,
         default,
         identity,
+        builtin,
+        collation,
     ) = row
     is_array = category == "A" and elem_name is not None
     kind = "array" if is_array else _KINDS.get(str(typtype), "base")
@@ -721,9 +731,11 @@ def _column(row: tuple[Any, ...]) -> ColumnInfo:
         generated=str(generated) if generated is not None else None,
         storage=str(storage),
         generated_from=tuple(str(c) for c in generated_from or ()),
+        generated_builtin=bool(builtin),
         declared_type=str(declared),
         default=None if default is None else str(default),
         identity=str(identity or ""),
+        collation=str(collation or ""),
     )
 
 

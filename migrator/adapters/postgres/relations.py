@@ -10,11 +10,11 @@ generated columns").
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from migrator.adapters.base import ColumnInfo
+from migrator.adapters.base import ColumnInfo, source_text_reader
 from migrator.adapters.postgres.generated import Generated, GeneratedColumns, StoredColumn
 from migrator.adapters.postgres.partitions import quoted
 from migrator.adapters.postgres.pgoutput import (
@@ -29,7 +29,7 @@ from migrator.adapters.postgres.pgoutput import (
     Tuple,
     Update,
 )
-from migrator.adapters.postgres.values import ValueParser
+from migrator.adapters.postgres.values import TEXT_FORMAT, ValueParser
 from migrator.errors import SourceError, TerminalError
 
 
@@ -151,14 +151,25 @@ class Computed:
 
 
 def column_parsers(
-    message: Relation, expected: dict[str, ColumnInfo], parser: ValueParser
+    message: Relation,
+    expected: dict[str, ColumnInfo],
+    parser: ValueParser,
+    undecoded: Collection[str] = (),
 ) -> list[Parse | None]:
     """A parser for each column of the message that the table has as `expected` (None: the
-    column is not read)."""
-    parsers = []
+    column is not read). A column of `undecoded` still of its expected type keeps its text, as a
+    SourceText (docs/architecture.md, "Undecoded change values"); its parser decodes it on demand."""
+    parsers: list[Parse | None] = []
     for column in message.columns:
         info = expected.get(column.name)
-        parsers.append(parser.for_column(info) if info is not None else None)
+        if info is None:
+            parsers.append(None)
+            continue
+        parse = parser.for_column(info)
+        if column.name in undecoded and column.type_oid == info.type_oid:
+            parsers.append(source_text_reader(TEXT_FORMAT, column.type_oid, parse))
+        else:
+            parsers.append(parse)
     return parsers
 
 

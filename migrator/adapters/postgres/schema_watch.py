@@ -159,7 +159,7 @@ class SchemaWatch:
         state = RelationState(
             table,
             tuple(c.name for c in message.columns),
-            column_parsers(message, expected, self._parser),
+            column_parsers(message, expected, self._parser, self._mapped.undecoded.get(table, ())),
             [c.is_key for c in message.columns],
             leaf=leaf,
             unsure=unsure,

@@ -18,13 +18,20 @@ from migrator.adapters.postgres.inspect import table_identifier
 
 DIALECT = "postgresql"
 
+# The user-defined functions, operators, collations and operator classes an index or constraint
+# depends on (object ids from 16384: not the server's own), which a target database may lack.
+_CALLS = """ARRAY(SELECT DISTINCT pg_describe_object(d.refclassid, d.refobjid, 0) FROM pg_depend d
+             WHERE d.classid = '{catalog}'::regclass AND d.objid = {oid} AND d.refobjid >= 16384
+               AND d.refclassid IN ('pg_proc'::regclass, 'pg_operator'::regclass,
+                                    'pg_collation'::regclass, 'pg_opclass'::regclass))"""
 _INDEXES_SQL = """
 SELECT ic.relname, quote_ident(ic.relname), pg_get_indexdef(i.indexrelid), i.indisunique,
        quote_ident(n.nspname) || '.' || quote_ident(c.relname),
        ARRAY(SELECT a.attname::text FROM pg_depend d
              JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
              WHERE d.classid = 'pg_class'::regclass AND d.objid = i.indexrelid
-               AND d.refobjid = i.indrelid AND d.refobjsubid > 0 ORDER BY a.attnum)
+               AND d.refobjid = i.indrelid AND d.refobjsubid > 0 ORDER BY a.attnum),
+       {calls}
 FROM pg_index i
 JOIN pg_class ic ON ic.oid = i.indexrelid
 JOIN pg_class c ON c.oid = i.indrelid
@@ -43,7 +50,8 @@ SELECT k.conname, k.contype, pg_get_constraintdef(k.oid),
        CASE WHEN k.contype = 'f' THEN rn.nspname || '.' || r.relname END,
        CASE WHEN k.contype = 'f' THEN quote_ident(rn.nspname) || '.' || quote_ident(r.relname) END,
        ARRAY(SELECT a.attname::text FROM unnest(k.confkey) AS f(attnum)
-             JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = f.attnum)
+             JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = f.attnum),
+       {calls}
 FROM pg_constraint k
 LEFT JOIN pg_class r ON r.oid = k.confrelid
 LEFT JOIN pg_namespace rn ON rn.oid = r.relnamespace
@@ -51,22 +59,25 @@ WHERE k.conrelid = %s::regclass AND k.contype IN ('u', 'c', 'x', 'f')
 ORDER BY k.contype = 'f', k.conname
 """
 
+_INDEXES_SQL = _INDEXES_SQL.replace("{calls}", _CALLS.format(catalog="pg_class", oid="i.indexrelid"))
+_CONSTRAINTS_SQL = _CONSTRAINTS_SQL.replace("{calls}", _CALLS.format(catalog="pg_constraint", oid="k.oid"))
+
 
 def _index(table: str, row: tuple[Any, ...]) -> SchemaObject:
     """An index, its definition after "ON table " ("USING btree (...)"); "" where the server's
     text does not start as expected (the target then skips it, saying so)."""
-    name, quoted, definition, unique, qualified, columns = row
+    name, quoted, definition, unique, qualified, columns, calls = row
     head = f"CREATE {'UNIQUE ' if unique else ''}INDEX {quoted} ON "
     tail = ""
     for only in ("", "ONLY "):
         prefix = f"{head}{only}{qualified} "
         if definition.startswith(prefix):
             tail = definition[len(prefix) :]
-    return SchemaObject(DIALECT, "index", table, name, tail, bool(unique), tuple(columns))
+    return SchemaObject(DIALECT, "index", table, name, tail, bool(unique), tuple(columns), calls=tuple(calls))
 
 
 def _constraint(table: str, row: tuple[Any, ...]) -> SchemaObject:
-    name, kind, definition, columns, references, reference_text, referenced = row
+    name, kind, definition, columns, references, reference_text, referenced, calls = row
     if kind == "f":
         return SchemaObject(
             DIALECT,
@@ -78,8 +89,11 @@ def _constraint(table: str, row: tuple[Any, ...]) -> SchemaObject:
             references=references,
             referenced_columns=tuple(referenced),
             reference_text=reference_text,
+            calls=tuple(calls),
         )
-    return SchemaObject(DIALECT, "constraint", table, name, definition, columns=tuple(columns))
+    return SchemaObject(
+        DIALECT, "constraint", table, name, definition, columns=tuple(columns), calls=tuple(calls)
+    )
 
 
 def read_objects(conn: psycopg.Connection[Any], tables: Sequence[str]) -> list[SchemaObject]:

@@ -21,7 +21,14 @@ SELECT c.oid, format('%%I.%%I', n.nspname, u.typname), u.typtype,
             THEN format_type(u.typbasetype, u.typtypmod) END,
        ARRAY(SELECT pg_get_constraintdef(k.oid) FROM pg_constraint k
              WHERE k.contypid = u.oid AND k.contype = 'c' ORDER BY k.conname),
-       u.typnotnull, n.nspname
+       u.typnotnull, n.nspname,
+       ARRAY(SELECT DISTINCT ARRAY[format('%%I.%%I(%%s)', pn.nspname, p.proname, pg_get_function_identity_arguments(p.oid)),
+                                   pg_get_functiondef(p.oid)]
+             FROM pg_constraint k
+             JOIN pg_depend d ON d.classid = 'pg_constraint'::regclass AND d.objid = k.oid
+                             AND d.refclassid = 'pg_proc'::regclass AND d.refobjid >= 16384
+             JOIN pg_proc p ON p.oid = d.refobjid JOIN pg_namespace pn ON pn.oid = p.pronamespace
+             WHERE k.contypid = u.oid AND k.contype = 'c')
 FROM pg_type c
 JOIN pg_type u ON u.oid = CASE WHEN c.typcategory = 'A' AND c.typelem <> 0 THEN c.typelem ELSE c.oid END
 JOIN pg_namespace n ON n.oid = u.typnamespace
@@ -37,7 +44,7 @@ def with_user_types(cur: psycopg.Cursor[Any], columns: Sequence[ColumnInfo]) -> 
     oids = sorted({c.type_oid for c in columns})
     found: dict[int, UserType] = {}
     rows = cur.execute(_TYPES_SQL, [oids]).fetchall()
-    for oid, name, typtype, labels, base, checks, not_null, schema in rows:
+    for oid, name, typtype, labels, base, checks, not_null, schema, functions in rows:
         found[int(oid)] = UserType(
             name=str(name),
             kind=_KINDS[str(typtype)],
@@ -46,5 +53,6 @@ def with_user_types(cur: psycopg.Cursor[Any], columns: Sequence[ColumnInfo]) -> 
             checks=tuple(str(check) for check in checks),
             not_null=bool(not_null),
             schema=str(schema),
+            functions=tuple((str(f[0]), str(f[1])) for f in functions),
         )
     return tuple(replace(c, user_type=found.get(c.type_oid)) for c in columns)

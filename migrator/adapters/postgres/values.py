@@ -25,10 +25,17 @@ from migrator.adapters.postgres.reading import read_cast
 from migrator.errors import SourceError
 
 # Session settings for the replication connection: text output in the forms the snapshot's
-# casts produce (ISO 8601 intervals, UTC timestamps, money without locale).
+# casts produce (ISO 8601 intervals, UTC timestamps, money without locale), every float's shortest
+# exact digits, bytea in hex, in UTF-8. Each of these forms is also what a PostgreSQL server reads
+# back as the same value whatever its own session's settings (money aside: lc_monetary), which
+# lets a PostgreSQL target take the text as it is (TEXT_FORMAT, docs/architecture.md, "Undecoded
+# change values").
 REPLICATION_OPTIONS = (
     "-c TimeZone=UTC -c IntervalStyle=iso_8601 -c DateStyle=ISO -c lc_monetary=C -c extra_float_digits=3"
+    " -c bytea_output=hex -c client_encoding=UTF8"
 )
+# The format name of those values as the change stream hands them over undecoded (SourceText).
+TEXT_FORMAT = "postgresql-text"
 
 _PSYCOPG_NAMES = {
     "smallint": "int2",

@@ -28,20 +28,20 @@ from migrator.adapters.base import (
 from migrator.adapters.ownership_record import OwnerRecord as StoredOwner
 from migrator.adapters.ownership_record import refusal
 from migrator.adapters.postgres.sequences import sequence_values
-from migrator.adapters.postgres_target import post_copy, records
+from migrator.adapters.postgres_target import post_copy, records, text_values
 from migrator.adapters.postgres_target.applier import TableApplier
 from migrator.adapters.postgres_target.checksums import TargetChecksums
 from migrator.adapters.postgres_target.comparison import same
 from migrator.adapters.postgres_target.connection import Connections, TargetEndpoint
 from migrator.adapters.postgres_target.copy_in import BinaryWriter, raw_writer
 from migrator.adapters.postgres_target.fence import TriggerFence
-from migrator.adapters.postgres_target.labels import label_findings
+from migrator.adapters.postgres_target.labels import domain_findings, label_findings
 from migrator.adapters.postgres_target.ownership import Ownership
 from migrator.adapters.postgres_target.privileges import role_findings
 from migrator.adapters.postgres_target.reader import TableReader
 from migrator.adapters.postgres_target.reverse import PgReverseFeed
 from migrator.adapters.postgres_target.rows import decode, encode
-from migrator.adapters.postgres_target.schema import create_tables, qualified
+from migrator.adapters.postgres_target.schema import added_columns, create_tables, qualified
 from migrator.adapters.postgres_target.sequences import set_sequences
 from migrator.adapters.postgres_target.writer import TableWriter
 from migrator.adapters.vocabulary import TargetVocabulary
@@ -57,6 +57,10 @@ SELECT n.nspname || '.' || c.relname, GREATEST(c.reltuples, 0)::bigint
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema', %s)
   AND n.nspname NOT LIKE 'pg\\_%%'
+"""
+
+_COLUMNS_SQL = """
+SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped
 """
 
 
@@ -92,6 +96,8 @@ class PostgresTarget:
         copy_speed="a conservative figure: binary COPY between PostgreSQL servers is often faster",
         oversize="rows over 1 GB (`phases.snapshot.on_oversize: skip`): exclude the column that holds the value",
         switch_kinds="file, command or postgres",
+        key_role="the row key of table '{collection}' (what CDC, verify and repair find each row by)",
+        array_key="a table's rows cannot be keyed by one array column alone",
     )
     max_document_bytes: ClassVar[int] = MAX_ROW_BYTES
 
@@ -120,8 +126,10 @@ class PostgresTarget:
 
     def schema_findings(self, collections: Sequence[MappedCollection]) -> list[Finding]:
         """What the target already has that the DDL would not override: an enum of the same name
-        with other labels (labels.py)."""
-        findings: list[Finding] = self._call(lambda conn: label_findings(conn, collections))
+        with other labels; and what it lacks that a domain's CHECK calls (labels.py)."""
+        findings: list[Finding] = self._call(
+            lambda conn: label_findings(conn, collections) + domain_findings(conn, collections)
+        )
         return findings
 
     def role_findings(self, collections: Sequence[str], needs: CutoverNeeds) -> list[Finding]:
@@ -136,6 +144,25 @@ class PostgresTarget:
 
         self._call(work)
         self._connections.forget_tables()
+
+    def add_columns(self, collections: Sequence[MappedCollection]) -> list[str]:
+        """The columns the mapping takes that the target tables lack: added on the source while
+        CDC follows (schema.py added_columns; docs/architecture.md, "A column added while CDC
+        follows"). The statements run."""
+
+        def work(conn: psycopg.Connection[Any]) -> list[str]:
+            done: list[str] = []
+            for collection in collections:
+                rows = conn.execute(_COLUMNS_SQL, [qualified(collection.name)]).fetchall()
+                for statement in added_columns(collection, {str(r[0]) for r in rows}):
+                    conn.execute(cast(Any, statement))
+                    done.append(statement)
+            return done
+
+        statements: list[str] = self._call(work)
+        if statements:
+            self._connections.forget_tables()
+        return statements
 
     # -- inspection -----------------------------------------------------------------------------
 
@@ -194,6 +221,11 @@ class PostgresTarget:
     def raw_writer(self, collection: str, form: str, columns: Sequence[RawColumn]) -> BinaryWriter | None:
         """Snapshot chunks taken undecoded, where the table's types are the source's (copy_in.py)."""
         return raw_writer(self._connections, collection, form, columns)
+
+    def takes_source_text(self, collection: str, form: str, columns: Sequence[RawColumn]) -> frozenset[str]:
+        """Changed values taken as the source's text, where the table's types are the source's
+        (text_values.py)."""
+        return self._connections.run(lambda conn: text_values.takes(conn, collection, form, columns))
 
     def reader(self, collection: str) -> TableReader:
         return TableReader(self._connections, collection)

@@ -14,6 +14,7 @@ target").
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -96,7 +97,7 @@ class TableApplier:
 
         for op in ops:
             self._check(op)
-        planned = steps(ops)
+        planned = steps([self._writable(op) for op in ops])
         staged: set[str] = set()  # staging tables this batch wrote into (staging.py)
         session: list[psycopg.Connection[Any]] = []
 
@@ -174,6 +175,22 @@ class TableApplier:
         if kept is None:
             stored = records.read(conn, self._id)
             raise self._lost(None if stored is None else stored.get("position"))
+
+    def _writable(self, op: WriteOp) -> WriteOp:
+        """`op` without the values of the table's GENERATED columns (rows.py `writable`): CDC
+        computes a source's stored generated columns, and the target computes its own."""
+        if op.kind not in ("update", "rekey"):
+            return op  # a whole row is written by its writable columns only
+        generated = self._connections.table(op.collection).generated
+        if not generated:
+            return op
+        if op.kind == "update":
+            changes = {k: v for k, v in op.update.get("$set", {}).items() if k not in generated}
+            return dataclasses.replace(op, update={"$set": changes})
+        extra = dict(op.extra)
+        for part in ("set", "defaults"):
+            extra[part] = {k: v for k, v in (extra.get(part) or {}).items() if k not in generated}
+        return dataclasses.replace(op, extra=extra)
 
     def _check(self, op: WriteOp) -> None:
         if op.reads:

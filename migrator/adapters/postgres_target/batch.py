@@ -74,7 +74,10 @@ def steps(ops: Sequence[WriteOp]) -> list[Step]:
     pending: dict[str, TableWrites] = {}
     for op in ops:
         if op.kind in ("replace", "update", "delete") and set(op.filter) == {"_id"}:
-            pending.setdefault(op.collection, TableWrites(op.collection)).fold(op)
+            writes = pending.get(op.collection)
+            if writes is None:  # not setdefault: that would build a TableWrites for every op
+                writes = pending[op.collection] = TableWrites(op.collection)
+            writes.fold(op)
             continue
         out.extend(pending.values())
         pending.clear()

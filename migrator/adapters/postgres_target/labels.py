@@ -1,8 +1,16 @@
-"""An enum the target already has under the name a source column's type has, compared label by
+"""What the target must have before the guarded CREATE TYPE / CREATE DOMAIN can run, compared
+with the source (docs/architecture.md, "Tables as collections").
+
+An enum the target already has under the name a source column's type has, compared label by
 label with the source's (docs/architecture.md, "Tables as collections"): the guarded CREATE TYPE
 (user_types.py) would keep the target's, and a source value it lacks would fail the copy. `plan`
 refuses such a type, naming both lists, with the ALTER TYPE ... ADD VALUE statements that add
-the missing labels (a target label the source lacks is harmless: no source value carries it)."""
+the missing labels (a target label the source lacks is harmless: no source value carries it).
+
+A domain the target lacks whose CHECK calls a user-defined function: CREATE DOMAIN would fail
+(42883) unless the target has the function. `plan` refuses it, naming the function, with its
+definition as the source has it (after `SET check_function_bodies = off`: its body may read
+tables the target does not have yet)."""
 
 from __future__ import annotations
 
@@ -71,6 +79,39 @@ def label_findings(conn: psycopg.Connection[Any], collections: Sequence[MappedCo
                     f"enum {kind.name} has labels {list(kind.labels)} on the source but {target} on the target",
                     " ".join(_additions(kind, target))
                     or f"the labels are in another order: recreate {kind.name} on the target as on the source",
+                )
+            )
+    return findings
+
+
+_DOMAIN_SQL = "SELECT to_regtype(%s) IS NULL, to_regprocedure(%s) IS NULL"
+
+
+def source_domains(collections: Sequence[MappedCollection]) -> list[UserType]:
+    found: dict[str, UserType] = {}
+    for collection in collections:
+        for column in collection.levels[0].document.all_columns:
+            if column.user_type is not None and column.user_type.functions:
+                found.setdefault(column.user_type.name, column.user_type)
+    return list(found.values())
+
+
+def domain_findings(conn: psycopg.Connection[Any], collections: Sequence[MappedCollection]) -> list[Finding]:
+    findings = []
+    for kind in source_domains(collections):
+        for signature, definition in kind.functions:
+            row = conn.execute(_DOMAIN_SQL, [kind.name, signature]).fetchone()
+            if row is None or not (row[0] and row[1]):
+                continue  # the domain is there already (kept), or the function is
+            findings.append(
+                Finding(
+                    "target.schema",
+                    Severity.FAIL,
+                    kind.name,
+                    f"domain {kind.name} checks its values with function {signature}, which the target "
+                    "lacks: creating the domain there would fail",
+                    f"create the function on the target first, as the source defines it: "
+                    f"SET check_function_bodies = off; {definition.strip()}",
                 )
             )
     return findings

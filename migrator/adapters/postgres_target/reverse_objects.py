@@ -21,14 +21,34 @@ from migrator.adapters.postgres_target.schema import qualified
 _SLOT_SQL = "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = %s"
 
 
+# From PostgreSQL 13 a partitioned table's changes can be published under its own name: a target
+# table made partitioned before the run (plan's target.partitions fix) is written by the
+# application through its partitions, whose names reverse sync does not map.
+VIA_ROOT_SERVER_VERSION = 130000
+
+
 def ensure_publication(conn: psycopg.Connection[Any], name: str, tables: Sequence[str]) -> bool:
-    """The publication of `tables` (created, or its table list set); True when created here."""
+    """The publication of `tables` (created, or its table list set), publishing a partitioned
+    table's changes as its own (not its partitions'); True when created here."""
     listed = sql.SQL(", ").join(sql.SQL(qualified(t)) for t in tables)
+    via_root = conn.info.server_version >= VIA_ROOT_SERVER_VERSION
     found = conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", [name]).fetchone()
     if found is None:
-        conn.execute(sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(sql.Identifier(name), listed))
+        conn.execute(
+            sql.SQL("CREATE PUBLICATION {} FOR TABLE {}{}").format(
+                sql.Identifier(name),
+                listed,
+                sql.SQL(" WITH (publish_via_partition_root = true)" if via_root else ""),
+            )
+        )
         return True
     conn.execute(sql.SQL("ALTER PUBLICATION {} SET TABLE {}").format(sql.Identifier(name), listed))
+    if via_root:
+        conn.execute(
+            sql.SQL("ALTER PUBLICATION {} SET (publish_via_partition_root = true)").format(
+                sql.Identifier(name)
+            )
+        )
     return False
 
 

@@ -21,6 +21,7 @@ from bson.decimal128 import Decimal128
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from migrator.adapters.base import SourceText
 from migrator.adapters.json_values import json_text
 from migrator.errors import TargetError
 
@@ -28,7 +29,7 @@ _JSON = frozenset({"json", "jsonb"})
 
 _TABLE_SQL = """
 SELECT a.attname, format_type(a.atttypid, a.atttypmod), t.typname, et.typname,
-       COALESCE(a.attnum = ANY(i.indkey), false)
+       COALESCE(a.attnum = ANY(i.indkey), false), a.attgenerated <> ''
 FROM pg_attribute a
 JOIN pg_type t ON t.oid = a.atttypid
 LEFT JOIN pg_type et ON et.oid = t.typelem AND t.typcategory = 'A'
@@ -50,6 +51,7 @@ class Column:
     declared: str  # format_type: what values are cast to
     json: bool  # json or jsonb (or an array of them): a dict or list is a JSON value
     array: bool
+    generated: bool = False  # GENERATED ... STORED on the target: computed there, never written
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,21 @@ class TargetTable:
         return sql.Identifier(schema or "public", table)
 
     @functools.cached_property
+    def writable(self) -> tuple[Column, ...]:
+        """The columns a write names: all but the GENERATED ones, which PostgreSQL computes and
+        refuses to be given (SQLSTATE 428C9); a document's value for one is left out."""
+        return tuple(c for c in self.columns if not c.generated)
+
+    @functools.cached_property
+    def fields(self) -> frozenset[str]:
+        """What a document of this table may hold: `_id` and the columns."""
+        return frozenset(["_id", *(c.name for c in self.columns)])
+
+    @functools.cached_property
+    def generated(self) -> frozenset[str]:
+        return frozenset(c.name for c in self.columns if c.generated)
+
+    @functools.cached_property
     def _by_name(self) -> dict[str, Column]:
         return {c.name: c for c in self.columns}
 
@@ -73,7 +90,9 @@ class TargetTable:
         if column is not None:
             return column
         raise TargetError(
-            f"target table {self.name} has no column {name}", hint="drop the table and run again"
+            f"target table {self.name} has no column {name}",
+            hint=f"add it with the source column's type (ALTER TABLE {self.name} ADD COLUMN {name} ...) and run "
+            "again, or drop the table and run again",
         )
 
     def placeholder(self, name: str) -> sql.Composable:
@@ -112,8 +131,10 @@ def _json_text(value: Any) -> str:
 
 
 def _adapt(value: Any, column: Column, *, element: bool = False) -> Any:
-    if value is None:
-        return None
+    if value is None or isinstance(value, SourceText):
+        # A SourceText is the source's text of the column's very type (text_values.py): written
+        # as the text it is (a COPY field, a parameter), cast to the column's type as any text.
+        return value
     if isinstance(value, Decimal128):
         return value.to_decimal()
     if isinstance(value, Binary):
@@ -146,7 +167,9 @@ def read_table(conn: psycopg.Connection[Any], name: str) -> TargetTable:
         raise TargetError(
             f"target table {name} has no primary key, which rows are written by", hint="add one"
         )
-    columns = tuple(Column(str(r[0]), str(r[1]), (r[3] or r[2]) in _JSON, r[3] is not None) for r in rows)
+    columns = tuple(
+        Column(str(r[0]), str(r[1]), (r[3] or r[2]) in _JSON, r[3] is not None, bool(r[5])) for r in rows
+    )
     return TargetTable(name, columns, key)
 
 
@@ -164,7 +187,11 @@ def decode(raw: bytes) -> dict[str, Any]:
 
 
 def row_values(table: TargetTable, document: Mapping[str, Any], names: Sequence[str]) -> list[Any]:
-    """The values of columns `names` of `document` (key columns from its _id)."""
+    """The values of columns `names` of `document` (key columns from its _id). A field the table
+    has no column for is an error, never dropped (a column added on the source that the target
+    lacks: docs/architecture.md, "A column added while CDC follows")."""
+    if not document.keys() <= table.fields:
+        table.column(min(document.keys() - table.fields))  # raises, naming it
     key = dict(zip(table.key, table.key_values(document["_id"]), strict=True))
     return [key[n] if n in key else table.value(n, document.get(n)) for n in names]
 

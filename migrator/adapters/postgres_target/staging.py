@@ -42,7 +42,7 @@ ROW = 0
 def staging_name(table: TargetTable) -> str:
     """The staging table's name: one per target table and shape, so that a table whose columns
     changed (an added column) gets a staging table of its new columns."""
-    shape = repr((table.name, [(c.name, c.declared) for c in table.columns]))
+    shape = repr((table.name, [(c.name, c.declared) for c in table.writable]))
     return "migrator_stage_" + hashlib.sha256(shape.encode()).hexdigest()[:20]
 
 
@@ -55,7 +55,7 @@ def create(conn: psycopg.Connection[Any], table: TargetTable, name: str) -> None
         sql.SQL("CREATE TEMPORARY TABLE IF NOT EXISTS {} ({} integer, {}) ON COMMIT DELETE ROWS").format(
             sql.Identifier(name),
             sql.Identifier(GROUP),
-            sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c.name)) for c in table.columns),
+            sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c.name)) for c in table.writable),
         )
     )
 
@@ -73,7 +73,7 @@ def write(
     stage = sql.Identifier("pg_temp", name)
     if not fresh:
         conn.execute(sql.SQL("DELETE FROM {}").format(stage))
-    names = [c.name for c in table.columns]
+    names = [c.name for c in table.writable]
     groups = list(writes.column_updates())
     _copy(conn, table, stage, names, writes, groups)
     match = sql.SQL(" AND ").join(
@@ -138,7 +138,7 @@ def _copy(
     width = len(names)
     position = {n: i for i, n in enumerate(names)}
     key_at = [position[k] for k in table.key]
-    wall_clock = [i + 1 for i, c in enumerate(table.columns) if "without time zone" in c.declared]
+    wall_clock = [i + 1 for i, c in enumerate(table.writable) if "without time zone" in c.declared]
     query = sql.SQL("COPY {} ({}, {}) FROM STDIN").format(
         stage, sql.Identifier(GROUP), sql.SQL(", ").join(sql.Identifier(n) for n in names)
     )

@@ -21,7 +21,7 @@ MAX_PARAMETERS = 60_000
 def on_conflict(table: TargetTable) -> sql.Composed:
     """`ON CONFLICT (key) DO UPDATE` of every other column from the row inserted (DO NOTHING when
     the key is every column): an INSERT's row replaces a stored row of the same key."""
-    others = [c.name for c in table.columns if c.name not in table.key]
+    others = [c.name for c in table.writable if c.name not in table.key]
     update = (
         sql.SQL("DO UPDATE SET {}").format(
             sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(n)) for n in others)
@@ -34,16 +34,19 @@ def on_conflict(table: TargetTable) -> sql.Composed:
     )
 
 
-def upsert_statement(table: TargetTable, rows: int) -> sql.Composed:
-    """INSERT of `rows` whole rows, replacing a row of the same key; RETURNING whether each was
-    inserted (xmax is 0 for a row this statement inserted, its own id for one it updated)."""
-    names = [c.name for c in table.columns]
+def upsert_statement(table: TargetTable, rows: int, *, returning: bool = True) -> sql.Composed:
+    """INSERT of `rows` whole rows, replacing a row of the same key; with `returning`, RETURNING
+    whether each was inserted (xmax is 0 for a row this statement inserted, its own id for one it
+    updated). A partitioned table refuses a system column there (0A000), so CDC, which needs no
+    counts, asks for none."""
+    names = [c.name for c in table.writable]
     one = sql.SQL("({})").format(sql.SQL(", ").join(table.placeholder(n) for n in names))
-    return sql.SQL("INSERT INTO {} ({}) VALUES {} {} RETURNING (xmax = 0)").format(
+    return sql.SQL("INSERT INTO {} ({}) VALUES {} {}{}").format(
         table.identifier,
         sql.SQL(", ").join(sql.Identifier(n) for n in names),
         sql.SQL(", ").join([one] * rows),
         on_conflict(table),
+        sql.SQL(" RETURNING (xmax = 0)" if returning else ""),
     )
 
 
@@ -58,7 +61,7 @@ def upsert(
     collections")."""
     if not documents:
         return WriteResult(0, 0)
-    names = [c.name for c in table.columns]
+    names = [c.name for c in table.writable]
     inserted = 0
     with conn.cursor() as cur:
         cur.executemany(
@@ -110,9 +113,11 @@ def upsert_each(
     in a pipeline (psycopg's executemany): for CDC batches it costs half the time and CPU of the
     multi-row statement, measured on 40,000 rows in 20 transactions (docs/architecture.md,
     "Tables as collections")."""
-    names = [c.name for c in table.columns]
+    names = [c.name for c in table.writable]
     with conn.cursor() as cur:
-        cur.executemany(upsert_statement(table, 1), [row_values(table, d, names) for d in documents])
+        cur.executemany(
+            upsert_statement(table, 1, returning=False), [row_values(table, d, names) for d in documents]
+        )
 
 
 def update_columns(

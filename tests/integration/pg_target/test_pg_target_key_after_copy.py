@@ -2,7 +2,7 @@
 added after the copy (docs/architecture.md, "After the copy"), and a chunk's DELETE is left out
 only where nothing can be in its range. Proved against what would break it: a chunk committed on
 the target but never checkpointed (the process died in between) is copied again on resume, and
-must replace its rows, else ADD PRIMARY KEY finds duplicates; a table that existed before the run
+must replace its rows, else the primary key's unique index finds duplicates; a table that existed before the run
 (holding a stale row) must have its ranges replaced too.
 
 The expectation is the source's rows, read with plain psycopg on both sides."""

@@ -180,8 +180,10 @@ def test_plan_shows_the_ddl_and_dry_run_creates_nothing(pg2pg: PgToPg) -> None:
     # The primary keys are added after the copy, first (docs/architecture.md, "After the copy").
     after = [s.sql for s in report.post_copy.statements]
     assert after[:2] == [
-        'ALTER TABLE "public"."customers" ADD PRIMARY KEY ("id")',
-        'ALTER TABLE "public"."orders" ADD PRIMARY KEY ("customer_id", "line")',
+        'CREATE UNIQUE INDEX "customers_pkey" ON "public"."customers" ("id"); '
+        'ALTER TABLE "public"."customers" ADD CONSTRAINT "customers_pkey" PRIMARY KEY USING INDEX "customers_pkey"',
+        'CREATE UNIQUE INDEX "orders_pkey" ON "public"."orders" ("customer_id", "line"); '
+        'ALTER TABLE "public"."orders" ADD CONSTRAINT "orders_pkey" PRIMARY KEY USING INDEX "orders_pkey"',
     ]
     # No MongoDB hint about change streams, and nothing said to be missing.
     said = {f.check: f for f in report.findings if f.check.startswith("target.")}
@@ -246,7 +248,8 @@ def test_name_fields_and_exclude_shape_the_target_table_and_rollback_removes_it(
     assert "secret of public.people, which the plan leaves out" in said["public.people.people_secret"]
     assert "full_name of public.people, which the plan renames" in said["public.people.people_name"]
     assert [s.sql for s in report.post_copy.statements] == [
-        'ALTER TABLE "archive"."persons" ADD PRIMARY KEY ("id")'
+        'CREATE UNIQUE INDEX "persons_pkey" ON "archive"."persons" ("id"); '
+        'ALTER TABLE "archive"."persons" ADD CONSTRAINT "persons_pkey" PRIMARY KEY USING INDEX "persons_pkey"'
     ]
     _, events = pg2pg.run(plan)
     assert {c.form for c in events.of(ChunkFinished)} == {"postgresql-binary"}
