@@ -211,3 +211,21 @@ class OwnedByAnotherRun(TerminalError):
 class FenceNotTaken(TransientError):
     """A write fence could not be taken in time (a source's locks held by running transactions):
     the cutover attempt is abandoned, nothing was held."""
+
+
+class NotShownYet(TransientError):
+    """A read of the source waited for transactions the change stream already delivered, and the
+    source's snapshots still did not show them (a commit is written to the log before other
+    sessions see it; one that waits for a synchronous standby stays unseen while it waits).
+    `waited_for` names them as the source does (xids, a binlog position); the batch is applied
+    again from its checkpoint."""
+
+    def __init__(self, endpoint: str, waited_for: str, seconds: float, *, hint: str | None = None) -> None:
+        self.endpoint = endpoint
+        self.waited_for = waited_for
+        self.seconds = seconds
+        super().__init__(
+            f"{endpoint}: after {seconds:g} s the source still does not show {waited_for}, whose commit "
+            "its change stream delivered: embedded content is not read before it is shown",
+            hint=hint,
+        )

@@ -299,9 +299,10 @@ class SourceAdapter(Protocol):
         key_types: Sequence[str],
         values: Sequence[Any],
         reads: Sequence[LevelRead],
+        visible: Sequence[Any] = (),
     ) -> AbstractContextManager[list[Iterator[tuple[Any, ...]]]]:
         """The rows of each level of one document (root key `values`) as a snapshot chunk reads
-        them, now."""
+        them, now, once the source shows the transactions `visible` (as LinkedReader.begin)."""
         ...
 
     def table_rows(
@@ -919,7 +920,12 @@ class KeyReader(RowStreams, Protocol):
 class LinkedReader(Protocol):
     """Reads embedded levels under a derived parent of given link values (SourceRead)."""
 
-    def begin(self) -> str: ...
+    def begin(self, visible: Sequence[Any] = ()) -> str:
+        """Start a read whose snapshot shows the transactions `visible` (each the `visibility` of a
+        TransactionBegun or Replayed, the adapter's own value; None: nothing to wait for),
+        waiting for them (docs/architecture.md, "Why reading 'now' converges"); the position the
+        read stands at. Raises NotShownYet past a generous deadline."""
+        ...
 
     def end(self) -> None: ...
 

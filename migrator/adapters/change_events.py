@@ -71,9 +71,12 @@ class TableDescribed:
 
 @dataclass(frozen=True)
 class TransactionBegun:
-    """A transaction begins, committed at `commit_position`; its changes follow as they arrive."""
+    """A transaction begins, committed at `commit_position`; its changes follow as they arrive.
+    `visibility`: what a read of the source made for its changes waits to be shown (the adapter's
+    own value, handed back to LinkedReader.begin; None: nothing)."""
 
     commit_position: int
+    visibility: Any = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,7 @@ class Replayed:
     commit_time: datetime
     skipped: bool
     changes: Generator[Change | Truncated | TableDescribed, None, None]
+    visibility: Any = None  # as TransactionBegun's
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,14 @@
 """Fills the SourceRead placeholders of a batch from the source (mapping/reads.py says what they
 are): one REPEATABLE READ transaction per batch, one query per embed and level, for all of the
-batch's link values at once."""
+batch's link values at once. The read shows every transaction of the batch (`showing`: the
+source's own values for them, which its reader waits for; docs/architecture.md, "Why reading
+'now' converges")."""
 
 from __future__ import annotations
 
+import contextlib
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from migrator.adapters.base import LinkedReader, SourceAdapter, SourceRead
@@ -24,6 +27,22 @@ class SourceReads:
         self._source = source
         self._reader: LinkedReader | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
+        self._visible: tuple[Any, ...] = ()  # the transactions of the batch being applied
+
+    @property
+    def visible(self) -> tuple[Any, ...]:
+        """The transactions the batch being applied waits to be shown (`showing`)."""
+        return self._visible
+
+    @contextlib.contextmanager
+    def showing(self, visible: Sequence[Any]) -> Iterator[None]:
+        """While a batch is applied: its reads wait until the source shows `visible` (the
+        `visibility` of the batch's transactions, as the source's change events gave them)."""
+        self._visible = tuple(v for v in visible if v is not None)
+        try:
+            yield
+        finally:
+            self._visible = ()
 
     def __call__(self, reads: Sequence[SourceRead]) -> list[Any]:
         out: list[Any] = [None] * len(reads)
@@ -41,7 +60,7 @@ class SourceReads:
             return out
         reader = self._open()
         try:
-            reader.begin()
+            reader.begin(self._visible)
             try:
                 for spec, wanted in groups.values():
                     keys = list(wanted)

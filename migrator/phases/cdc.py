@@ -121,12 +121,14 @@ class CdcPhase:
         )
         target = ctx.target
         info = target.inspect([])
+        # Embedded content a change names only by link values (mapping/reads.py), read once the
+        # source shows the batch's transactions (follow_loop.py applies under `reads.showing`).
+        self.reads = SourceReads(ctx.source)
         self.applier = target.applier(
             cdc_checkpoint_id(ctx.plan.name),
             transactions=info.transactions,
             current=self._current_document,
-            # Embedded content a change names only by link values (mapping/reads.py).
-            reads=SourceReads(ctx.source),
+            reads=self.reads,
         )
         # Called with (table, old row, new row, 'insert'|'update'|'delete') for every change put
         # in a batch: the cutover's record of documents touched since its verify.
@@ -154,7 +156,10 @@ class CdcPhase:
         key_types = [str(column.type_name) for k in key if (column := table.column(k)) is not None]
         values = [doc_id] if len(key) == 1 else [doc_id[k] for k in key]
         assembler = Assembler(mapping)
-        with self.ctx.source.rows_at_key(mapping.table, key, key_types, values, assembler.reads()) as streams:
+        # Once the source shows the transactions of the batch being applied (follow_loop.py).
+        with self.ctx.source.rows_at_key(
+            mapping.table, key, key_types, values, assembler.reads(), self.reads.visible
+        ) as streams:
             documents = [document for _, document, _ in assembler.documents(streams)]
         return documents[0] if documents else None
 

@@ -18,7 +18,7 @@ import concurrent.futures
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from migrator.adapters.base import (
     CaptureStream,
@@ -94,6 +94,8 @@ class Batch:
     first_commit_at: float | None = None
     last_commit_time: float | None = None
     commit_times: list[float] = field(default_factory=list)
+    # Its transactions' `visibility` (change_events.py): reads of the source for it show them all.
+    visible: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -186,6 +188,7 @@ class Following:
             self.phase.lag.behind()
             self.reading = event.commit_position
             self.awaited = False
+            self.batch.visible.append(event.visibility)
         elif isinstance(event, TransactionCommitted):
             if not event.skipped:
                 self.end_transaction(event.end_position, event.commit_time)
@@ -210,6 +213,7 @@ class Following:
     def replayed(self, event: Replayed) -> None:
         """A streamed transaction at its commit: its changes from the spool, then its end."""
         self.reading = event.commit_position
+        self.batch.visible.append(event.visibility)
         try:
             for item in event.changes:
                 if type(item) is Change:
@@ -419,16 +423,27 @@ class Following:
             **phase.added.record_fields(),
         }
         future = self.apply_thread.submit(
-            phase.applier.apply,
-            batch.ops,
+            self.apply,
+            batch,
             position,
             self.text(position) if position is not None else None,
-            fields=fields if position is not None else None,
+            fields if position is not None else None,
         )
         self.applying = Applying(future, batch, position)
-        self.batch = Batch()
+        # A part of a transaction: the rest of it follows in the next batch, whose reads show it too.
+        self.batch = Batch(visible=[] if final else batch.visible[-1:])
         stream = self.stream
         stream.linger = APPLYING_POLL_S if stream.linger is None else min(stream.linger, APPLYING_POLL_S)
+
+    def apply(
+        self, batch: Batch, position: int | None, text: str | None, fields: dict[str, Any] | None
+    ) -> None:
+        """On the apply thread: the batch's writes and checkpoint, reading the source for them
+        only once it shows the batch's transactions (docs/architecture.md, "Why reading 'now'
+        converges")."""
+        phase = self.phase
+        with phase.reads.showing(batch.visible):
+            phase.applier.apply(batch.ops, position, text, fields=fields)
 
     def resolve(self, batch: Batch) -> list[WriteOp]:
         """The batch's writes with those of its deferred changes in their places, once their

@@ -1,4 +1,4 @@
-"""Whether a snapshot of a PostgreSQL target shows a decoded commit (reverse.py `shown`): pgoutput
+"""Whether a snapshot of a PostgreSQL target shows a decoded commit (adapters/postgres/visibility.py `shown`, which reverse sync's feed and the CDC reader use): pgoutput
 gives the transaction's xid in 32 bits, `pg_current_snapshot()` gives 64-bit ids (epoch and xid)
 as `xmin:xmax:running`. A transaction at or past xmax, or among the running ones, is not shown
 yet (its commit is in the WAL before the committing session leaves the running transactions).
@@ -6,7 +6,7 @@ The snapshots are written by hand as PostgreSQL prints them."""
 
 from __future__ import annotations
 
-from migrator.adapters.postgres_target.reverse import shown
+from migrator.adapters.postgres.visibility import shown
 
 EPOCH = 1 << 32  # the first transaction id of epoch 1
 

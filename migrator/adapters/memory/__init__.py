@@ -283,6 +283,7 @@ class MemorySource:
         key_types: Sequence[str],
         values: Sequence[Any],
         reads: Sequence[LevelRead],
+        visible: Sequence[Any] = (),  # committed transactions are visible at once here
     ) -> Iterator[list[Iterator[tuple[Any, ...]]]]:
         reader = src.RowReader(self.db, None)
         yield reader.stream_keys(reads, table, key, key_types, [[src.key_text(v) for v in values]])

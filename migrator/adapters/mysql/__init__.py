@@ -235,9 +235,11 @@ class MysqlSource:
         key_types: Sequence[str],
         values: Sequence[Any],
         reads: Sequence[LevelRead],
+        visible: Sequence[Any] = (),
     ) -> AbstractContextManager[list[Iterator[tuple[Any, ...]]]]:
-        """One document's rows, level by level, read as a snapshot chunk reads them, now."""
-        return document_rows(self.endpoint, table, key, key_types, values, reads)
+        """One document's rows, level by level, read as a snapshot chunk reads them, now, once
+        the source shows the transactions `visible` (as the LinkedReader waits for them)."""
+        return document_rows(self.endpoint, table, key, key_types, values, reads, visible)
 
     def table_rows(
         self, table: str, columns: Mapping[str, ColumnInfo], order: Sequence[str], chunk: int

@@ -155,7 +155,8 @@ class BinlogReader:
             return None
         self.in_transaction = True
         self._skip = self._begin < self._applied()
-        return TransactionBegun(self._begin)
+        # A reader shows it once its snapshot stands past where it begins (readers.py).
+        return TransactionBegun(self._begin, self._begin)
 
     def _rows(self, event: RowsEvent) -> Iterator[ChangeEvent]:
         table = f"{event.schema}.{event.table}"

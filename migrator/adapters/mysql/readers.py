@@ -22,6 +22,7 @@ import pymysql.cursors
 from migrator.adapters.base import ColumnInfo, LevelRead
 from migrator.adapters.mysql.connection import MysqlEndpoint
 from migrator.adapters.mysql.errors import classify
+from migrator.adapters.mysql.positions import BinlogPositions
 from migrator.adapters.mysql.reading import (
     Collation,
     Where,
@@ -38,6 +39,7 @@ from migrator.adapters.mysql.reading import (
 )
 from migrator.adapters.mysql.snapshot import SnapshotPoint, open_snapshot, position_value
 from migrator.adapters.mysql.values import CONVERSIONS, ZeroDates, converter, row_converter
+from migrator.adapters.shown import read_when_shown
 from migrator.errors import SourceError
 
 # Rows fetched per round trip from an unbuffered result.
@@ -376,7 +378,24 @@ class RangeReader(_Reader):
 
 
 class LinkedReader(RangeReader):
-    """A RangeReader that also reads levels under a derived parent of given link values."""
+    """A RangeReader that also reads levels under a derived parent of given link values.
+
+    A read for CDC shows every transaction of its batch (`begin(visible)`: where each begins in
+    the binlog): the binlog is written, and the dump thread sends it, before the engine commits,
+    and content read in between would be older than the change that asked for it
+    (docs/architecture.md, "Why reading 'now' converges"). The snapshot's binlog position is
+    exact (snapshot.py: MariaDB's binlog_snapshot_position, MySQL 8's under a brief global read
+    lock), and a transaction is shown once that position stands past where it begins."""
+
+    def begin(self, visible: Sequence[Any] = ()) -> str:
+        """Start a read whose snapshot shows the transactions `visible`, waiting for them as
+        adapters/shown.py does; the binlog position the read stands at."""
+
+        def attempt() -> tuple[str, str]:
+            position = self._snapshot().position
+            return position, not_shown(position, visible)
+
+        return read_when_shown(attempt, self.end, self._endpoint.name)
 
     def stream_linked(
         self,
@@ -403,6 +422,16 @@ class LinkedReader(RangeReader):
         ]
 
 
+def not_shown(position: str, visible: Sequence[Any]) -> str:
+    """What a snapshot standing at binlog `position` does not show of the transactions that begin
+    at `visible` (binlog positions as ints, None for none): '' when it shows them all. A snapshot's
+    position is at a transaction's end, so standing past where one begins means past its end."""
+    begins = [int(v) for v in visible if v is not None]
+    if not begins or position_value(position) > max(begins):
+        return ""
+    return f"the transaction at binlog position {BinlogPositions.text(max(begins))} (the snapshot stands at {position})"
+
+
 @contextlib.contextmanager
 def document_rows(
     endpoint: MysqlEndpoint,
@@ -411,11 +440,21 @@ def document_rows(
     key_types: Sequence[str],
     values: Sequence[Any],
     reads: Sequence[LevelRead],
+    visible: Sequence[Any] = (),
 ) -> Iterator[list[Iterator[Row]]]:
     """One document's rows (root key `values`), level by level, read as a snapshot chunk reads
-    them: a fresh snapshot, the range from the key before it."""
+    them: a fresh snapshot that shows the transactions `visible` (LinkedReader), the range from
+    the key before it."""
     texts = [key_text(v) for v in values]
-    reader = SnapshotReader(endpoint, "")
+    opened: list[SnapshotReader] = []
+
+    def attempt() -> tuple[SnapshotReader, str]:
+        opened.append(SnapshotReader(endpoint, ""))
+        point = opened[-1].point
+        assert point is not None
+        return opened[-1], not_shown(point.position, visible)
+
+    reader = read_when_shown(attempt, lambda: opened.pop().close(), endpoint.name)
     try:
         lo = reader.key_before(table, key, key_types, texts)
         yield reader.stream(list(reads), table, key, key_types, lo, texts)

@@ -57,8 +57,10 @@ from migrator.adapters.postgres.snapshot import (
 )
 from migrator.adapters.postgres.table_rows import read_rows
 from migrator.adapters.postgres.values import TEXT_FORMAT, ValueParser
+from migrator.adapters.postgres.visibility import hidden
 from migrator.adapters.postgres.vocabulary import VOCABULARY
 from migrator.adapters.rows import ReverseCheckpoint
+from migrator.adapters.shown import read_when_shown
 from migrator.findings import Finding
 
 if TYPE_CHECKING:
@@ -239,11 +241,21 @@ class PostgresSource:
         key_types: Sequence[str],
         values: Sequence[Any],
         reads: Sequence[LevelRead],
+        visible: Sequence[Any] = (),
     ) -> Iterator[list[Iterator[tuple[Any, ...]]]]:
         """One document's rows, level by level, read as the snapshot reads a chunk (a fresh
-        snapshot, from the key before it)."""
+        snapshot, from the key before it), once that snapshot shows the transactions `visible`
+        (xids, as the LinkedReader waits for them: linked.py)."""
         texts = [key_text(v) for v in values]
-        coordinator = Coordinator(self.endpoint, None)
+        xids = [int(x) for x in visible if x is not None]
+        opened: list[Coordinator] = []
+
+        def attempt() -> tuple[Coordinator, str]:
+            opened.append(Coordinator(self.endpoint, None))
+            missing = hidden(xids, opened[-1].snapshot)
+            return opened[-1], ("" if not missing else "transaction " + ", ".join(map(str, missing)))
+
+        coordinator = read_when_shown(attempt, lambda: opened.pop().close(), self.endpoint.name)
         try:
             lo = coordinator.key_before(table, key, key_types, texts)
             reader = SnapshotReader(self.endpoint, coordinator.exported)

@@ -152,7 +152,9 @@ class ChangeReader:
             spool.close()
         replay = spool.replay(committed.dropped) if spool is not None and not skipped else iter(())
         changes = self._replay(replay, spool.close if spool is not None and not skipped else None)
-        return Replayed(message.commit_lsn, message.end_lsn, message.commit_time, skipped, changes)
+        return Replayed(
+            message.commit_lsn, message.end_lsn, message.commit_time, skipped, changes, message.xid
+        )
 
     def _replay(
         self, payloads: Iterator[bytes], close: Callable[[], None] | None
@@ -176,7 +178,7 @@ class ChangeReader:
         if isinstance(message, Begin):
             self.in_transaction = True
             self._skip = message.final_lsn < self._applied()
-            return TransactionBegun(message.final_lsn)
+            return TransactionBegun(message.final_lsn, message.xid)  # a reader waits to show its xid
         if isinstance(message, Commit):
             self.in_transaction = False
             return TransactionCommitted(message.commit_lsn, message.end_lsn, message.commit_time, self._skip)

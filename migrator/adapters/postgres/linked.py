@@ -5,6 +5,11 @@ children; docs/architecture.md, "Embedded content read from the source").
 The values form a derived table standing in for the parent (`unnest(...) WITH ORDINALITY`), each
 cast to the parent column's type, so that the join down to the child is the snapshot's own join
 (the same `=` between the same types); rows come back keyed by the ordinal of their values.
+
+A read for CDC shows every transaction of its batch (`begin(visible)`: their xids): a commit is
+decoded before other sessions see it, and content read in between would be older than the
+change that asked for it (docs/architecture.md, "Why reading 'now' converges"). The snapshot is
+read with the WAL position, in the read's first statement (no round trip of its own).
 """
 
 from __future__ import annotations
@@ -12,11 +17,17 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import psycopg
 from psycopg import sql
 
 from migrator.adapters.base import ColumnInfo, LevelRead
+from migrator.adapters.postgres.errors import classify
 from migrator.adapters.postgres.reading import level_query
 from migrator.adapters.postgres.snapshot import RangeReader
+from migrator.adapters.postgres.visibility import SNAPSHOT, hidden
+from migrator.adapters.shown import read_when_shown
+
+_BEGIN_READ = f"SELECT pg_current_wal_lsn()::text, {SNAPSHOT}"
 
 
 def values_relation(
@@ -45,6 +56,24 @@ def values_relation(
 
 class LinkedReader(RangeReader):
     """A RangeReader that also reads levels under a derived parent of given values."""
+
+    def begin(self, visible: Sequence[Any] = ()) -> str:
+        """Start a read whose snapshot shows the transactions `visible` (xids of decoded commits,
+        32 bits; see the module doc), waiting for them as adapters/shown.py does; the WAL
+        position the read stands at."""
+        xids = [int(x) for x in visible if x is not None]
+
+        def attempt() -> tuple[str, str]:
+            try:
+                self._conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                row = self._conn.execute(_BEGIN_READ).fetchone()
+            except psycopg.Error as exc:
+                raise classify(exc, self._endpoint.name, self._endpoint.secrets) from None
+            assert row is not None
+            missing = hidden(xids, str(row[1]))
+            return str(row[0]), ("" if not missing else "transaction " + ", ".join(map(str, missing)))
+
+        return read_when_shown(attempt, self.end, self._endpoint.name)
 
     def stream_linked(
         self,

@@ -39,6 +39,7 @@ from migrator.adapters.postgres.reading import (
     level_query,
     sample_condition,
 )
+from migrator.adapters.postgres.visibility import SNAPSHOT
 from migrator.errors import ReadStalled, SourceError
 
 # Rows a named cursor fetches per round trip: large enough to amortise the round trip,
@@ -123,7 +124,9 @@ class Coordinator:
                 self._conn.execute(
                     sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(import_snapshot))
                 )
-            row = self._conn.execute("SELECT pg_export_snapshot(), pg_current_wal_lsn()::text").fetchone()
+            row = self._conn.execute(
+                f"SELECT pg_export_snapshot(), pg_current_wal_lsn()::text, {SNAPSHOT}"
+            ).fetchone()
         except psycopg.Error as exc:
             self._conn.close()
             raise classify(exc, endpoint.name, endpoint.secrets) from None
@@ -131,6 +134,7 @@ class Coordinator:
         self.exported = str(row[0])
         # Where a fresh snapshot stands in the WAL (meaningful when nothing was imported).
         self.position = str(row[1])
+        self.snapshot = str(row[2])  # pg_current_snapshot(): which transactions it shows (visibility.py)
 
     @staticmethod
     def snapshot_gone(exc: BaseException) -> bool:

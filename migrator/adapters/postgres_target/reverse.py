@@ -61,6 +61,7 @@ from migrator.adapters.postgres.pgoutput import (
     decode,
 )
 from migrator.adapters.postgres.replication import ReplicationStream
+from migrator.adapters.postgres.visibility import SNAPSHOT, shown
 from migrator.adapters.postgres_target import reverse_objects
 from migrator.adapters.postgres_target.connection import Connections
 from migrator.adapters.postgres_target.reader import TableReader
@@ -73,8 +74,7 @@ GROUPS_PER_STEP = 200  # completed transactions handed over by one step while mo
 # Pauses between snapshots while a decoded transaction is not shown yet (normally it is, or is
 # within microseconds); past them, the step ends without it and the next step looks again.
 VISIBILITY_PAUSES_S = (0.001, 0.002, 0.004, 0.008, 0.016, 0.032)
-_XID_SPACE = 1 << 32
-_SNAPSHOT = sql.SQL("pg_current_snapshot()::text")
+_SNAPSHOT = sql.SQL(SNAPSHOT)
 
 
 class RowKey(NamedTuple):
@@ -364,16 +364,6 @@ class OpenFeed:
             # A 'K' tuple (the old key) carries every column, those outside the key as nulls.
             if values is not None:
                 group.texts.append((table.name, tuple(_text(values[i]) for i in table.key_positions)))
-
-
-def shown(xid: int, snapshot: str) -> bool:
-    """Whether the snapshot (`pg_current_snapshot()` as text: xmin:xmax:running xids, 64 bits
-    each) shows the committed transaction `xid` (32 bits, within 2^31 of the snapshot's xmax):
-    neither at or past its xmax nor running."""
-    _, xmax, running = snapshot.split(":")
-    if (xid - int(xmax)) % _XID_SPACE < _XID_SPACE // 2:
-        return False
-    return all(int(r) % _XID_SPACE != xid for r in running.split(",") if r)
 
 
 def _fetch_one(query: sql.Composable, values: Sequence[str | None]) -> Callable[[Any], tuple[Any, ...]]:
