@@ -35,6 +35,8 @@ from tests.support.servers import (  # noqa: E402
     PgServer,
     create_pg_database,
     drop_pg_database,
+    drop_replication_origins_since,
+    replication_origins,
     start_mongo,
     start_pg,
     unique_name,
@@ -108,11 +110,17 @@ def mongo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MongoServ
 def pg_url(pg_server: PgServer | ExternalServer, request: pytest.FixtureRequest) -> Iterator[str]:
     """URL of a new, empty database on pg_server; dropped (with its replication slots) afterwards."""
     dbname = unique_name(request.node.name)
+    # A throwaway cluster is this worker's alone: the origins the test made are dropped with its
+    # database (a shared server's new origins may be another worker's).
+    local = not isinstance(pg_server, ExternalServer)
+    origins = replication_origins(pg_server.url) if local else set()
     create_pg_database(pg_server.url, dbname)
     try:
         yield with_database(pg_server.url, dbname)
     finally:
         drop_pg_database(pg_server.url, dbname)
+        if local:
+            drop_replication_origins_since(pg_server.url, origins)
 
 
 @pytest.fixture(scope="session")

@@ -52,6 +52,9 @@ class CutoverNeeds:
     # sets the source's counters past the target's keys (docs/architecture.md, "Tables as
     # collections").
     own_types: bool = False
+    # The plan's name, for the server-wide objects named after it (a replication origin, whose
+    # room preflight counts); "" where the caller has no plan.
+    plan_name: str = ""
 
 
 @dataclass(frozen=True)

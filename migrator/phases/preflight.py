@@ -495,6 +495,7 @@ def cutover_needs(plan: Plan) -> CutoverNeeds:
         fence=cutover.fence.kind,
         switch=switch.kind if switch is not None else None,
         routing_table=switch.name if switch is not None and switch.kind == "postgres" else None,
+        plan_name=plan.name,
     )
 
 

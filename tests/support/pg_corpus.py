@@ -40,7 +40,15 @@ from migrator.phases.preflight import PreflightReport
 from migrator.plan.names import cdc_checkpoint_id
 from tests.support import json_output
 from tests.support.following import Follower, Following
-from tests.support.servers import create_pg_database, drop_pg_database, unique_name, with_database
+from tests.support.servers import (
+    create_pg_database,
+    drop_pg_database,
+    drop_replication_origins_since,
+    replication_origins,
+    shared_server,
+    unique_name,
+    with_database,
+)
 
 # The text settings pinned on both sessions before rows are read as text.
 PINNED = (
@@ -101,6 +109,11 @@ class PgScenario(Following):
         self.name = name
         self.database = unique_name(name, prefix="c")
         self._admins = (source_admin_url, target_admin_url)
+        # Origins are the cluster's: the ones this scenario's runs make are dropped at close, on
+        # clusters this worker alone uses.
+        self._origins = [
+            (admin, replication_origins(admin)) for admin in self._admins if not shared_server(admin)
+        ]
         create_pg_database(source_admin_url, self.database)
         create_pg_database(target_admin_url, self.database)
         self.source_url = with_database(source_admin_url, self.database)
@@ -309,6 +322,8 @@ class PgScenario(Following):
         self.stop_following()
         drop_pg_database(self._admins[0], self.database)
         drop_pg_database(self._admins[1], self.database)
+        for admin, before in self._origins:
+            drop_replication_origins_since(admin, before)
 
 
 def _pinned_rows(url: str, query: str | sql.Composable, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:

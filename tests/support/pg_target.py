@@ -27,6 +27,8 @@ from tests.support.servers import (
     PgServer,
     create_pg_database,
     drop_pg_database,
+    drop_replication_origins_since,
+    replication_origins,
     start_pg,
     unique_name,
     with_database,
@@ -165,11 +167,13 @@ def mariadb_pg_urls(
     """A fresh MariaDB database (mysql_url) and a fresh database on pg_target_server: source and
     target URLs."""
     dbname = unique_name(request.node.name, prefix="tgt")
+    origins = replication_origins(pg_target_server.url)
     create_pg_database(pg_target_server.url, dbname)
     try:
         yield mysql_url, with_database(pg_target_server.url, dbname)
     finally:
         drop_pg_database(pg_target_server.url, dbname)
+        drop_replication_origins_since(pg_target_server.url, origins)
 
 
 @pytest.fixture
@@ -177,11 +181,13 @@ def pg2pg(
     pg_url: str, pg_target_server: PgServer, request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[PgToPg]:
     dbname = unique_name(request.node.name, prefix="tgt")
+    origins = replication_origins(pg_target_server.url)
     create_pg_database(pg_target_server.url, dbname)
     try:
         yield PgToPg(pg_url, with_database(pg_target_server.url, dbname), tmp_path)
     finally:
         drop_pg_database(pg_target_server.url, dbname)
+        drop_replication_origins_since(pg_target_server.url, origins)
 
 
 @dataclass

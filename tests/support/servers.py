@@ -43,8 +43,11 @@ __all__ = [
     "ServiceUnavailable",
     "devservices",
     "drop_pg_database",
+    "drop_replication_origins_since",
     "in_ci",
     "mariadb_lib",
+    "replication_origins",
+    "shared_server",
     "unavailable",
     "unique_name",
     "with_database",
@@ -124,6 +127,36 @@ def drop_pg_database(admin_url: str, dbname: str, timeout: float = 15.0) -> None
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
+
+
+def replication_origins(admin_url: str) -> set[str]:
+    """The cluster's replication origins (pg_replication_origin: the cluster's, not a database's)."""
+    with admin_connection(admin_url) as conn:
+        return {row[0] for row in conn.execute("SELECT roname FROM pg_replication_origin").fetchall()}
+
+
+def shared_server(admin_url: str) -> bool:
+    """Whether `admin_url` is the server MIGRATOR_TEST_PG_URL names (other workers use it too)."""
+    return admin_url == os.environ.get(PG_URL_ENV)
+
+
+def drop_replication_origins_since(admin_url: str, before: set[str], timeout: float = 15.0) -> None:
+    """Drop the origins made since `before` was read: a test's runs leave their origins (only
+    `rollback --to start` drops them), and each one used holds one of the cluster's
+    max_replication_slots origin states for good. Only for a cluster this worker alone uses: a
+    shared server's new origins may be another worker's, in use."""
+    deadline = time.monotonic() + timeout
+    with admin_connection(admin_url) as conn:
+        for name in sorted(replication_origins(admin_url) - before):
+            while True:
+                try:
+                    conn.execute("SELECT pg_replication_origin_drop(%s)", [name])
+                    break
+                except psycopg.errors.ObjectInUse:
+                    # Bound by a session of the dropped database that is still exiting.
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
 
 
 def start_pg(base_dir: Path, settings: Mapping[str, object] | None = None) -> PgServer:

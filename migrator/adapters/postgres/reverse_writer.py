@@ -51,6 +51,7 @@ from psycopg.types.json import Json, Jsonb
 
 from migrator.adapters.base import TableInfo
 from migrator.adapters.json_values import json_text
+from migrator.adapters.postgres import origin_states
 from migrator.adapters.postgres.connection import PgEndpoint
 from migrator.adapters.postgres.errors import classify
 from migrator.adapters.postgres.inspect import PostgresInspector, table_identifier
@@ -279,6 +280,10 @@ class ReverseWriter:
                 f"replication origin {self.origin} is bound to another session: an earlier reverse sync "
                 "may still be connected",
                 hint="stop the other reverse sync; a crashed one's session ends with its connection",
+            )
+        if exc.sqlstate == origin_states.CONFIGURATION_LIMIT_EXCEEDED:
+            return SourceError(
+                origin_states.full_message(self.origin, self._endpoint.name), hint=origin_states.HINT
             )
         if isinstance(error, AuthenticationFailed):
             error.hint = _ORIGIN_PRIVILEGE_HINT

@@ -27,6 +27,7 @@ from migrator.adapters.base import (
 )
 from migrator.adapters.ownership_record import OwnerRecord as StoredOwner
 from migrator.adapters.ownership_record import refusal
+from migrator.adapters.postgres import origin_states
 from migrator.adapters.postgres.sequences import sequence_values
 from migrator.adapters.postgres_target import post_copy, records, text_values
 from migrator.adapters.postgres_target.applier import TableApplier
@@ -133,8 +134,17 @@ class PostgresTarget:
         return findings
 
     def role_findings(self, collections: Sequence[str], needs: CutoverNeeds) -> list[Finding]:
-        """The privileges the plan's role lacks on the target (privileges.py)."""
-        findings: list[Finding] = self._call(lambda conn: role_findings(conn, collections, needs))
+        """The privileges the plan's role lacks on the target (privileges.py), and room for forward
+        CDC's replication origin (origin_states.py)."""
+
+        def work(conn: psycopg.Connection[Any]) -> list[Finding]:
+            found = role_findings(conn, collections, needs)
+            if needs.plan_name:
+                name = forward_origin_name(needs.plan_name, self.database)
+                found += origin_states.findings(conn, name, "target.replication_origins", self.name)
+            return found
+
+        findings: list[Finding] = self._call(work)
         return findings
 
     def execute_schema(self, statements: Sequence[str]) -> None:

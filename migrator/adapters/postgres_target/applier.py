@@ -140,6 +140,8 @@ class TableApplier:
             origin.bind(conn, self._origin)
         except psycopg.errors.ObjectInUse:
             raise origin.in_use(self._origin) from None
+        except psycopg.errors.ConfigurationLimitExceeded:
+            raise origin.states_full(self._origin, self._connections.endpoint.name) from None
         self._tagged = True
 
     def _untag(self) -> None:

@@ -20,7 +20,8 @@ from typing import Any
 
 import psycopg
 
-from migrator.errors import TransientError
+from migrator.adapters.postgres import origin_states
+from migrator.errors import TargetError, TransientError
 
 OBJECT_IN_USE = "55006"  # the origin is bound to another session
 PRIVILEGE_HINT = (
@@ -60,6 +61,11 @@ def drop(conn: psycopg.Connection[Any], name: str) -> bool:
         return False
     conn.execute("SELECT pg_replication_origin_drop(%s)", [name])
     return True
+
+
+def states_full(name: str, endpoint: str) -> TargetError:
+    """No replication-origin state left on the server for origin `name` (origin_states.py)."""
+    return TargetError(origin_states.full_message(name, endpoint), hint=origin_states.HINT)
 
 
 def in_use(name: str) -> TransientError:

@@ -30,7 +30,15 @@ from migrator import api
 from tests.support.mariadb import connect
 from tests.support.portable_types import COLUMNS, NAMES, ROWS, table_ddl
 from tests.support.runs import ApiRun
-from tests.support.servers import PgServer, create_pg_database, drop_pg_database, unique_name, with_database
+from tests.support.servers import (
+    PgServer,
+    create_pg_database,
+    drop_pg_database,
+    drop_replication_origins_since,
+    replication_origins,
+    unique_name,
+    with_database,
+)
 from tests.support.sources import MYSQL_TYPES
 
 UTC = datetime.UTC
@@ -264,11 +272,13 @@ def m2p(
     mysql_url: str, pg_target_server: PgServer, request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[MariaToPg]:
     dbname = unique_name(request.node.name, prefix="tgt")
+    origins = replication_origins(pg_target_server.url)
     create_pg_database(pg_target_server.url, dbname)
     try:
         yield MariaToPg(mysql_url, with_database(pg_target_server.url, dbname), tmp_path)
     finally:
         drop_pg_database(pg_target_server.url, dbname)
+        drop_replication_origins_since(pg_target_server.url, origins)
 
 
 COLUMN_TYPES_SQL = """
