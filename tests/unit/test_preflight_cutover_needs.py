@@ -37,16 +37,20 @@ class _Blind(MemorySource):
 
 def test_the_plans_cutover_is_handed_over(mig: MemoryMigration) -> None:
     # The test plan: one-way cutover, the default lock fence, a file switch.
-    assert cutover_needs(mig.plan) == CutoverNeeds(reverse_sync=False, fence="lock", switch="file")
+    assert cutover_needs(mig.plan) == CutoverNeeds(
+        reverse_sync=False, fence="lock", switch="file", plan_name="items"
+    )
     fence = mig.plan.phases.cutover.fence.model_copy(
         update={"kind": "command", "pause": ["p"], "resume": ["r"]}
     )
     plan = _with(mig.plan, "cutover", reverse_sync=True, fence=fence, switch=None)
-    assert cutover_needs(plan) == CutoverNeeds(reverse_sync=True, fence="command", switch=None)
+    assert cutover_needs(plan) == CutoverNeeds(
+        reverse_sync=True, fence="command", switch=None, plan_name="items"
+    )
     # A routing table on the source: its name is handed over, for its privileges.
     routed = _with(plan, "cutover", switch=Switch(kind="postgres", name="app_routing"))
     assert cutover_needs(routed) == CutoverNeeds(
-        reverse_sync=True, fence="command", switch="postgres", routing_table="app_routing"
+        reverse_sync=True, fence="command", switch="postgres", routing_table="app_routing", plan_name="items"
     )
 
 
