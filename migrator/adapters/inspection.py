@@ -255,6 +255,9 @@ class SourceServerInfo:
     # The replication origin functions reverse sync calls on a PostgreSQL source that the role may
     # not execute (PostgreSQL grants them to superusers only).
     origin_functions_denied: tuple[str, ...] = ()
+    # The replication origins holding one of the server's origin states, and how many states it
+    # has (max_replication_slots); None where the role may not read them (not a superuser).
+    origin_states: tuple[tuple[str, ...], int] | None = None
 
 
 @dataclass(frozen=True)

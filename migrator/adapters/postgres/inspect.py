@@ -26,6 +26,7 @@ from migrator.adapters.base import (
     TableInfo,
     TriggerInfo,
 )
+from migrator.adapters.postgres import origin_states
 from migrator.adapters.postgres.errors import classify
 from migrator.adapters.postgres.user_types import with_user_types
 
@@ -307,6 +308,7 @@ class PostgresInspector:
                     [list(ORIGIN_FUNCTIONS)],
                 ).fetchall()
             ]
+            states = origin_states.held(self._conn)
         version, version_num, user, superuser, replication, can_create, used_slots, used_senders, database = (
             row
         )
@@ -325,6 +327,7 @@ class PostgresInspector:
             existing_publications=tuple(pubs),
             database=str(database),
             origin_functions_denied=tuple(origin),
+            origin_states=states,
         )
 
     def kind_of(self, name: str) -> str | None:

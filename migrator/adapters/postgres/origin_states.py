@@ -40,31 +40,39 @@ def full_message(name: str, endpoint: str) -> str:
     )
 
 
-def findings(conn: psycopg.Connection[Any], name: str, check: str, subject: str) -> list[Finding]:
-    """A FAIL when origin `name` would find no state free (it holds none and all are held), with
-    the statement that raises the limit; nothing when the role may not count them."""
+def held(conn: psycopg.Connection[Any]) -> tuple[tuple[str, ...], int] | None:
+    """The origins holding a state, in order, and how many states the server has; None when the
+    role may not read them."""
     allowed, limit = conn.execute(_STATES_SQL).fetchone() or (False, 0)
     if not allowed:
-        return []
-    held = [row[0] for row in conn.execute(_HELD_SQL).fetchall()]
-    if name in held or len(held) < limit:
-        return [
-            Finding(
-                check,
-                Severity.OK,
-                subject,
-                f"replication origin {name} has a state ({len(held)} of {limit} held)",
-            )
-        ]
-    shown = ", ".join(str(h) for h in held[:_NAMED]) + (", ..." if len(held) > _NAMED else "")
-    return [
-        Finding(
+        return None
+    return tuple(str(row[0]) for row in conn.execute(_HELD_SQL).fetchall()), int(limit)
+
+
+def findings(conn: psycopg.Connection[Any], name: str, check: str, subject: str) -> list[Finding]:
+    """`room` for origin `name` on the server behind `conn`; nothing when the role may not read it."""
+    states = held(conn)
+    return [] if states is None else [room(states, name, check, subject)]
+
+
+def room(states: tuple[tuple[str, ...], int], name: str, check: str, subject: str) -> Finding:
+    """A FAIL when origin `name` would find no state free (it holds none and all are held), with
+    the statement that raises the limit."""
+    holders, limit = states
+    if name in holders or len(holders) < limit:
+        return Finding(
             check,
-            Severity.FAIL,
+            Severity.OK,
             subject,
-            f"all {limit} replication-origin states of the server (max_replication_slots) are held, by "
-            f"{shown}: replication origin {name} could not be bound. Drop the origins of finished "
-            "migrations (SELECT pg_replication_origin_drop('NAME')), or raise the limit",
-            f"ALTER SYSTEM SET max_replication_slots = {limit + 1}; -- then restart the server",
+            f"replication origin {name} has a state ({len(holders)} of {limit} held)",
         )
-    ]
+    shown = ", ".join(holders[:_NAMED]) + (", ..." if len(holders) > _NAMED else "")
+    return Finding(
+        check,
+        Severity.FAIL,
+        subject,
+        f"all {limit} replication-origin states of the server (max_replication_slots) are held, by "
+        f"{shown}: replication origin {name} could not be bound. Drop the origins of finished "
+        "migrations (SELECT pg_replication_origin_drop('NAME')), or raise the limit",
+        f"ALTER SYSTEM SET max_replication_slots = {limit + 1}; -- then restart the server",
+    )

@@ -22,10 +22,12 @@ from collections.abc import Mapping
 
 from migrator.adapters.base import SourceInfo, TableInfo
 from migrator.adapters.inspection import CutoverNeeds
-from migrator.adapters.postgres import fixes
+from migrator.adapters.postgres import fixes, origin_states
 from migrator.findings import Finding, Severity
+from migrator.plan.names import reverse_origin_name
 
 CHECK = "source.reverse_privilege"
+ORIGINS_CHECK = "source.replication_origins"  # room for reverse sync's origin (origin_states.py)
 NO_ROLLBACK = "or a one-way cutover (phases.cutover.reverse_sync: false; no rollback after cutover)"
 
 
@@ -40,6 +42,9 @@ def run_privilege_findings(
     found: list[Finding] = []
     if info.server.origin_functions_denied:
         found.append(_origin(info.server.origin_functions_denied, user))
+    if info.server.origin_states is not None and needs.plan_name:
+        name = reverse_origin_name(needs.plan_name)
+        found.append(origin_states.room(info.server.origin_states, name, ORIGINS_CHECK, info.server.endpoint))
     for table in info.tables.values():
         if table.write_denied:
             found.append(_writes(table, user))
