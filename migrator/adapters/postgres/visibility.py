@@ -34,4 +34,3 @@ def hidden(xids: Iterable[int], snapshot: str) -> list[int]:
     return [
         x for x in xids if (x - xmin) % _XID_SPACE < half and ((x - top) % _XID_SPACE < half or x in unseen)
     ]
-
