@@ -6,13 +6,21 @@ committing session leaves the running transactions; until then other sessions' s
 the rows before it. A batch whose embedded content were read in that gap would write that older
 content and move the checkpoint past it: the document stays wrong for good.
 
-The gap, normally microseconds, is held open here: the source waits for a synchronous standby that
-does not exist (`synchronous_standby_names`), so the application's commit is flushed and decoded
-while every other session still reads the rows before it, until the test lifts the setting.
+The gap, normally microseconds, is held open here (tests/support/held_commit.py): the
+application's commit waits for a synchronous standby that does not exist
+(`synchronous_standby_names`), so it is flushed and decoded while every other session still reads
+the rows before it, until the test lifts the setting; every other session commits at once.
 One transaction moves a customer's link to an address it changes, and inserts a customer after
 its orders (a lookup and an owner embed, both filled in by reading the source). The applier's
 whole-document re-read (`current`) waits the same way: read through the source adapter, given the
 transaction's xid as the change stream gives it.
+
+The transactions no read has shown yet are carried to later reads: a batch that read nothing
+(an address changed, set where customers link to it) leaves its held transaction to the next
+batch's read (another customer's link moved to that address); the rows read for a column added
+while CDC follows wait for the held transaction at that point of the stream; and verify, whose
+rechecks wait for CDC to checkpoint a marker, does not find (and --repair does not write) the row
+before a commit CDC applied.
 
 The expected documents are built from the source's rows with tests/support/expected.py, never
 with migrator's mapping code."""
