@@ -83,6 +83,8 @@ class SourceReads:
         """A read waited for `visible` (what `visible` said before it) and its snapshot showed
         them: later snapshots show them too, so no read waits for them again."""
         del self._unconfirmed[: len(visible)]
+        if not self._unconfirmed:
+            self._look_at = CARRIED  # a burst of unseen ones, shown since: back to the bound
 
     def __call__(self, reads: Sequence[SourceRead]) -> list[Any]:
         out: list[Any] = [None] * len(reads)
