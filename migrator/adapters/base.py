@@ -306,9 +306,15 @@ class SourceAdapter(Protocol):
         ...
 
     def table_rows(
-        self, table: str, columns: Mapping[str, ColumnInfo], order: Sequence[str], chunk: int
+        self,
+        table: str,
+        columns: Mapping[str, ColumnInfo],
+        order: Sequence[str],
+        chunk: int,
+        visible: Sequence[Any] = (),
     ) -> Iterator[list[dict[str, Any]]]:
-        """Every row of `table` now, in chunks, its values as a change of the row carries them."""
+        """Every row of `table` now, in chunks, its values as a change of the row carries them,
+        read once the source shows the transactions `visible` (as LinkedReader.begin)."""
         ...
 
 
@@ -880,7 +886,10 @@ class KeyReader(RowStreams, Protocol):
     """Reads current rows, each read in a short consistent transaction of its own (begin/end)."""
 
     def begin(self) -> str:
-        """Start a read; the position (text) its snapshot stands at."""
+        """Start a read; the position (text) its snapshot stands at. A commit before it may not
+        be shown yet (written to the log first): verify's rechecks read again once CDC has
+        applied the position, and CDC applies a marker only once the source shows everything
+        before it (docs/architecture.md, "Why reading 'now' converges")."""
         ...
 
     def end(self) -> None: ...
@@ -925,6 +934,12 @@ class LinkedReader(Protocol):
         TransactionBegun or Replayed, the adapter's own value; None: nothing to wait for),
         waiting for them (docs/architecture.md, "Why reading 'now' converges"); the position the
         read stands at. Raises NotShownYet past a generous deadline."""
+        ...
+
+    def unshown(self, visible: Sequence[Any]) -> Sequence[Any]:
+        """Those of `visible` (as `begin` takes them) a later read may still have to wait for, as
+        few as stand for all of them, found without waiting (at most one short statement): what
+        CDC carries from batches that read nothing stays bounded."""
         ...
 
     def end(self) -> None: ...

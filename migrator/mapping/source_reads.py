@@ -1,8 +1,8 @@
 """Fills the SourceRead placeholders of a batch from the source (mapping/reads.py says what they
 are): one REPEATABLE READ transaction per batch, one query per embed and level, for all of the
-batch's link values at once. The read shows every transaction of the batch (`showing`: the
-source's own values for them, which its reader waits for; docs/architecture.md, "Why reading
-'now' converges")."""
+batch's link values at once. The read shows every transaction of the batch, and every one of the
+batches before it that no read has shown yet (`showing`: the source's own values for them, which
+its reader waits for; docs/architecture.md, "Why reading 'now' converges")."""
 
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ from migrator.mapping.reads import ORDINAL, EmbedRead
 
 # Link values per query: the derived parent is one array parameter per link column.
 VALUES_PER_READ = 1_000
+# Transactions carried unconfirmed (no read since they arrived) past which the source is asked
+# which of them it may still not show (LinkedReader.unshown): one short look per so many.
+CARRIED = 1_000
 
 
 class SourceReads:
@@ -27,22 +30,61 @@ class SourceReads:
         self._source = source
         self._reader: LinkedReader | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
-        self._visible: tuple[Any, ...] = ()  # the transactions of the batch being applied
+        # The transactions applied or being applied that no read has shown yet, oldest first.
+        self._unconfirmed: list[Any] = []
+        self._look_at = CARRIED
 
     @property
     def visible(self) -> tuple[Any, ...]:
-        """The transactions the batch being applied waits to be shown (`showing`)."""
-        return self._visible
+        """The transactions a read of the source now waits to be shown: the batch's being
+        applied and those before it that no read has shown yet (`showing`)."""
+        return tuple(self._unconfirmed)
 
     @contextlib.contextmanager
     def showing(self, visible: Sequence[Any]) -> Iterator[None]:
         """While a batch is applied: its reads wait until the source shows `visible` (the
-        `visibility` of the batch's transactions, as the source's change events gave them)."""
-        self._visible = tuple(v for v in visible if v is not None)
+        `visibility` of the batch's transactions, as the source's change events gave them), and
+        what earlier batches carried. A batch that reads nothing leaves its transactions to the
+        next read: a transaction of it may still be unseen when a later batch reads a row it
+        changed (docs/architecture.md, "Why reading 'now' converges")."""
+        self.carry(visible)
+        yield
+
+    def carry(self, visible: Sequence[Any]) -> None:
+        """Transactions the next read waits for, until one has shown them. Past CARRIED of them,
+        the source says which it may still not show, and only those are kept."""
+        self._unconfirmed.extend(v for v in visible if v is not None)
+        if len(self._unconfirmed) > self._look_at:
+            try:
+                self._unconfirmed = list(self._open().unshown(self._unconfirmed))
+            except MigratorError:
+                self.close()
+                raise
+            # Many still unseen (commits held open): look again once as many more arrived.
+            self._look_at = max(CARRIED, 2 * len(self._unconfirmed))
+
+    def confirm(self) -> None:
+        """Wait until the source shows every transaction carried (a read opened for it and
+        ended at once): before a checkpoint someone waits for to compare the source with the
+        target (docs/architecture.md, "Why reading 'now' converges")."""
+        visible = self.visible
+        if not visible:
+            return
+        reader = self._open()
         try:
-            yield
-        finally:
-            self._visible = ()
+            reader.begin(visible)
+            reader.end()
+        except MigratorError:
+            self.close()
+            raise
+        self.shown(visible)
+
+    def shown(self, visible: Sequence[Any]) -> None:
+        """A read waited for `visible` (what `visible` said before it) and its snapshot showed
+        them: later snapshots show them too, so no read waits for them again."""
+        del self._unconfirmed[: len(visible)]
+        if not self._unconfirmed:
+            self._look_at = CARRIED  # a burst of unseen ones, shown since: back to the bound
 
     def __call__(self, reads: Sequence[SourceRead]) -> list[Any]:
         out: list[Any] = [None] * len(reads)
@@ -59,8 +101,10 @@ class SourceReads:
         if not groups:
             return out
         reader = self._open()
+        visible = self.visible
         try:
-            reader.begin(self._visible)
+            reader.begin(visible)
+            self.shown(visible)
             try:
                 for spec, wanted in groups.values():
                     keys = list(wanted)

@@ -160,7 +160,12 @@ class Backfills:
         columns = {c.name: c for c in phase.ctx.source_info.tables[table].columns if c.name in read}
         order = list(phase.ctx.source_info.tables[table].primary_key or ())
         rows = 0
-        source_rows = phase.ctx.source.table_rows(table, columns, order, phase.batch_limit.limit)
+        # Read once the source shows every transaction CDC applied before this point that no
+        # read has shown yet: a row read before such a commit shows is older than what CDC
+        # applied, and this write would put it back (docs/architecture.md, "Why reading 'now'
+        # converges").
+        visible = phase.reads.visible
+        source_rows = phase.ctx.source.table_rows(table, columns, order, phase.batch_limit.limit, visible)
         for chunk, ops in backfill_writes(source_rows, table, phase.mapper):
             tick()
             if ops:

@@ -156,10 +156,13 @@ class CdcPhase:
         key_types = [str(column.type_name) for k in key if (column := table.column(k)) is not None]
         values = [doc_id] if len(key) == 1 else [doc_id[k] for k in key]
         assembler = Assembler(mapping)
-        # Once the source shows the transactions of the batch being applied (follow_loop.py).
+        # Once the source shows the transactions of the batch being applied and those before it
+        # no read has shown yet (follow_loop.py, mapping/source_reads.py).
+        visible = self.reads.visible
         with self.ctx.source.rows_at_key(
-            mapping.table, key, key_types, values, assembler.reads(), self.reads.visible
+            mapping.table, key, key_types, values, assembler.reads(), visible
         ) as streams:
+            self.reads.shown(visible)
             documents = [document for _, document, _ in assembler.documents(streams)]
         return documents[0] if documents else None
 

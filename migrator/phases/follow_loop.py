@@ -96,6 +96,9 @@ class Batch:
     commit_times: list[float] = field(default_factory=list)
     # Its transactions' `visibility` (change_events.py): reads of the source for it show them all.
     visible: list[Any] = field(default_factory=list)
+    # It ends with a marker someone waits for (verify, cutover, caught-up): checkpointed only once
+    # the source shows every transaction applied so far (`apply`).
+    awaited: bool = False
 
 
 @dataclass
@@ -195,6 +198,7 @@ class Following:
                 if self.awaited:
                     # Someone waits for this marker (cutover, verify, caught-up): apply and
                     # checkpoint now rather than when the stream next goes idle.
+                    self.batch.awaited = True
                     self.flush()
             if self.due:
                 self.backfill()
@@ -332,6 +336,10 @@ class Following:
         documents of every row as it is now; the stream after this point comes after."""
         self.flush()
         self.settle()
+        # What the stream read before this point and no batch applied (nothing to write): the
+        # rows are read once the source shows it too (phases/backfill.py).
+        self.phase.reads.carry(self.batch.visible)
+        self.batch.visible.clear()
         for table, columns in sorted(self.due.items()):
             self.phase._backfill(table, columns, self.stream.keepalive)
         self.due.clear()
@@ -430,8 +438,9 @@ class Following:
             fields if position is not None else None,
         )
         self.applying = Applying(future, batch, position)
-        # A part of a transaction: the rest of it follows in the next batch, whose reads show it too.
-        self.batch = Batch(visible=[] if final else batch.visible[-1:])
+        # The source reads carry the batch's transactions until a read shows them (a part of a
+        # transaction: the rest of it follows in the next batch, whose reads show it too).
+        self.batch = Batch()
         stream = self.stream
         stream.linger = APPLYING_POLL_S if stream.linger is None else min(stream.linger, APPLYING_POLL_S)
 
@@ -439,10 +448,15 @@ class Following:
         self, batch: Batch, position: int | None, text: str | None, fields: dict[str, Any] | None
     ) -> None:
         """On the apply thread: the batch's writes and checkpoint, reading the source for them
-        only once it shows the batch's transactions (docs/architecture.md, "Why reading 'now'
-        converges")."""
+        only once it shows the batch's transactions and those of earlier batches no read has
+        shown yet (docs/architecture.md, "Why reading 'now' converges")."""
         phase = self.phase
         with phase.reads.showing(batch.visible):
+            if batch.awaited:
+                # Whoever waits for the marker reads the source next and compares it with the
+                # target (verify's rechecks, cutover's final check): it must show what the target
+                # holds, also a transaction no read waited for (mapping/source_reads.py).
+                phase.reads.confirm()
             phase.applier.apply(batch.ops, position, text, fields=fields)
 
     def resolve(self, batch: Batch) -> list[WriteOp]:

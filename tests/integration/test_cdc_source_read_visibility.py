@@ -6,13 +6,21 @@ committing session leaves the running transactions; until then other sessions' s
 the rows before it. A batch whose embedded content were read in that gap would write that older
 content and move the checkpoint past it: the document stays wrong for good.
 
-The gap, normally microseconds, is held open here: the source waits for a synchronous standby that
-does not exist (`synchronous_standby_names`), so the application's commit is flushed and decoded
-while every other session still reads the rows before it, until the test lifts the setting.
+The gap, normally microseconds, is held open here (tests/support/held_commit.py): the
+application's commit waits for a synchronous standby that does not exist
+(`synchronous_standby_names`), so it is flushed and decoded while every other session still reads
+the rows before it, until the test lifts the setting; every other session commits at once.
 One transaction moves a customer's link to an address it changes, and inserts a customer after
 its orders (a lookup and an owner embed, both filled in by reading the source). The applier's
 whole-document re-read (`current`) waits the same way: read through the source adapter, given the
 transaction's xid as the change stream gives it.
+
+The transactions no read has shown yet are carried to later reads: a batch that read nothing
+(an address changed, set where customers link to it) leaves its held transaction to the next
+batch's read (another customer's link moved to that address); the rows read for a column added
+while CDC follows wait for the held transaction at that point of the stream; and verify, whose
+rechecks wait for CDC to checkpoint a marker, does not find (and --repair does not write) the row
+before a commit CDC applied.
 
 The expected documents are built from the source's rows with tests/support/expected.py, never
 with migrator's mapping code."""
@@ -22,21 +30,22 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
 import pytest
 
+from migrator import api
 from migrator.adapters.base import LevelRead
 from migrator.adapters.postgres import PostgresSource
+from migrator.phases.verify import VerifyReport
 from tests.support.compare import assert_equal_to_sql
 from tests.support.docs import Migration
 from tests.support.expected import Coll, Embed, documents
+from tests.support.held_commit import TIMEOUT_S, held_commit, scalar
 from tests.support.mariadb import column_info
-from tests.support.runs import follow, run, wait_for
+from tests.support.runs import follow, run, source_transactions, wait_for
 from tests.support.servers import PgServer, create_pg_database, unique_name, with_database
 
 pytestmark = pytest.mark.usefixtures("stop_followers")
@@ -50,11 +59,11 @@ CUSTOMERS = Coll(
         Embed("orders", "public.orders", {"customer_id": "customer_id"}),
     ),
 )
+ADDRESSES = Coll("addresses", "public.address", ("address_id",))
 # Held open far longer than the follower takes to decode and apply a batch when nothing waits.
 GAP_S = 5.0
 # Held open while the re-read waits; the read shows the row whenever the gap closes.
 HOLD_S = 1.0
-TIMEOUT_S = 60.0
 
 
 @pytest.fixture
@@ -83,71 +92,6 @@ def expected(mig: Migration) -> list[dict[str, Any]]:
         return documents(conn, CUSTOMERS)
 
 
-def _setting(url: str, value: str | None) -> None:
-    change = (
-        "ALTER SYSTEM RESET synchronous_standby_names"
-        if value is None
-        else f"ALTER SYSTEM SET synchronous_standby_names = '{value}'"
-    )
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(change)  # type: ignore[call-overload]
-        conn.execute("SELECT pg_reload_conf()")
-    wanted = value or ""
-
-    def applied() -> bool:
-        with psycopg.connect(url, autocommit=True) as conn:
-            row = conn.execute("SHOW synchronous_standby_names").fetchone()
-            return row is not None and row[0] == wanted
-
-    wait_for(applied, f"synchronous_standby_names = {wanted!r}", TIMEOUT_S)
-
-
-@dataclass
-class HeldCommit:
-    xid: int  # the transaction's, as pgoutput's Begin gives it (32 bits)
-    release: Callable[[], None]  # lifts the setting: the commit returns and is shown
-
-
-@contextmanager
-def held_commit(url: str, *statements: str) -> Iterator[HeldCommit]:
-    """`statements` committed in one transaction that waits for a standby that never comes:
-    flushed and decoded, not shown to other sessions until `release` (also on the way out)."""
-    errors: list[psycopg.Error] = []
-
-    def application() -> None:
-        try:
-            with psycopg.connect(url) as conn:
-                for statement in statements:
-                    conn.execute(statement)  # type: ignore[call-overload]
-        except psycopg.Error as exc:  # reported by the test's thread
-            errors.append(exc)
-
-    _setting(url, "migrator_test_absent_standby")
-    writer = threading.Thread(target=application, name="application")
-    try:
-        writer.start()
-        waiting = "FROM pg_stat_activity WHERE wait_event = 'SyncRep'"
-        wait_for(
-            lambda: _scalar(url, f"SELECT count(*) {waiting}") == 1,
-            "the application's commit to wait for the standby",
-            TIMEOUT_S,
-        )
-        yield HeldCommit(
-            int(_scalar(url, f"SELECT backend_xid::text {waiting}")), lambda: _setting(url, None)
-        )
-    finally:
-        _setting(url, None)
-        writer.join(TIMEOUT_S)
-    assert not errors, errors
-
-
-def _scalar(url: str, query: str) -> Any:
-    with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute(query).fetchone()  # type: ignore[call-overload]
-        assert row is not None
-        return row[0]
-
-
 def test_content_is_read_only_once_the_source_shows_the_batch(mig: Migration) -> None:
     plan = mig.plan(json.dumps([CUSTOMERS.plan_entry()]), name="visibility")
     run(mig, plan, "snapshot")
@@ -160,17 +104,14 @@ def test_content_is_read_only_once_the_source_shows_the_batch(mig: Migration) ->
         "UPDATE customer SET address_id = 2 WHERE customer_id = 1",
         "INSERT INTO orders VALUES (30, 3, 'c'), (31, 3, 'd')",
         "INSERT INTO customer VALUES (3, 'three', 2)",
-    ):
-        flushed = _scalar(mig.pg_url, "SELECT pg_current_wal_flush_lsn()::text")
-        # The walsender sent the commit (decoded): the follower has the transaction.
-        sent = f"SELECT count(*) FROM pg_stat_replication WHERE sent_lsn >= '{flushed}'::pg_lsn"
-        wait_for(lambda: _scalar(mig.pg_url, sent) == 1, "the walsender to send the commit", TIMEOUT_S)
+    ) as held:
+        held.decoded(mig.pg_url)  # the follower has the transaction
         # Other sessions still read the rows before it.
-        assert _scalar(mig.pg_url, "SELECT address FROM address WHERE address_id = 2") == "2 Main St"
+        assert scalar(mig.pg_url, "SELECT address FROM address WHERE address_id = 2") == "2 Main St"
         deadline = time.monotonic() + GAP_S
         while time.monotonic() < deadline and mig.documents("customers") == before:
             time.sleep(0.05)
-    assert _scalar(mig.pg_url, "SELECT address FROM address WHERE address_id = 2") == "moved"
+    assert scalar(mig.pg_url, "SELECT address FROM address WHERE address_id = 2") == "moved"
     wait_for(
         lambda: len(mig.documents("customers")) == 3 and mig.documents("customers")[0]["address_id"] == 2,
         "the transaction to be applied",
@@ -199,7 +140,120 @@ def test_a_whole_document_is_re_read_only_once_the_source_shows_the_batch(mig: M
         reader = threading.Thread(target=reread, args=(held.xid,), name="re-read")
         reader.start()
         time.sleep(HOLD_S)
-        assert _scalar(mig.pg_url, "SELECT address FROM address WHERE address_id = 2") == "2 Main St"
+        assert scalar(mig.pg_url, "SELECT address FROM address WHERE address_id = 2") == "2 Main St"
         held.release()
         reader.join(TIMEOUT_S)
     assert read == [[(2, "moved")]]
+
+
+def _document(mig: Migration, collection: str, doc_id: int) -> dict[str, Any]:
+    return next(d for d in mig.documents(collection) if d["_id"] == doc_id)
+
+
+def _customer(mig: Migration, customer_id: int) -> dict[str, Any]:
+    return _document(mig, "customers", customer_id)
+
+
+def _unchanged_for(gap_s: float, look: Callable[[], Any]) -> Any:
+    """What `look` sees after up to `gap_s` of it staying as it was (it may change sooner)."""
+    before = look()
+    deadline = time.monotonic() + gap_s
+    while time.monotonic() < deadline and look() == before:
+        time.sleep(0.05)
+    return look()
+
+
+def test_a_batch_that_read_nothing_leaves_its_transactions_to_the_next_read(mig: Migration) -> None:
+    """A transaction applied without reading (the address's own values, set in the customer that
+    links to it) is still unseen when a later batch reads that address for another customer."""
+    plan = mig.plan(json.dumps([CUSTOMERS.plan_entry()]), name="visibility")
+    run(mig, plan, "snapshot")
+    follower = follow(mig, plan, "visibility")
+    with held_commit(mig.pg_url, "UPDATE address SET address = 'moved' WHERE address_id = 2") as held:
+        held.decoded(mig.pg_url)
+        wait_for(
+            lambda: _customer(mig, 2)["address"]["address"] == "moved",
+            "the held transaction to be applied (its batch reads nothing)",
+            TIMEOUT_S,
+        )
+        # Shown at once (the server's default is not to wait for the standby meanwhile): its
+        # batch reads address 2 for customer 1.
+        source_transactions(mig.pg_url, "UPDATE customer SET address_id = 2 WHERE customer_id = 1")
+        assert scalar(mig.pg_url, "SELECT address_id FROM customer WHERE customer_id = 1") == 2
+        assert scalar(mig.pg_url, "SELECT address FROM address WHERE address_id = 2") == "2 Main St"
+        # The read waits for the held commit: customer 1 keeps its old link meanwhile.
+        during = _unchanged_for(GAP_S, lambda: _customer(mig, 1))
+        assert during["address_id"] == 1, during
+    wait_for(lambda: _customer(mig, 1)["address_id"] == 2, "the link change to be applied", TIMEOUT_S)
+    follower.finish()
+    assert _customer(mig, 1)["address"]["address"] == "moved"
+    assert_equal_to_sql(mig, "customers", expected(mig))
+
+
+def test_an_added_column_is_read_once_the_source_shows_what_cdc_applied(mig: Migration) -> None:
+    """The documents brought up to date for a column added since the snapshot are read at a
+    point of the stream: the transaction there, applied without reading, may still be unseen."""
+    plan = mig.plan(json.dumps([CUSTOMERS.plan_entry(), ADDRESSES.plan_entry()]), name="visibility")
+    run(mig, plan, "snapshot")
+    source_transactions(mig.pg_url, "ALTER TABLE address ADD COLUMN note text NOT NULL DEFAULT 'n'")
+    # The first change of the table after the ALTER (its Relation message carries the column) is
+    # the point where CDC brings every document up to date: the end of this transaction. Its
+    # change is applied with its own values (nothing read).
+    with held_commit(mig.pg_url, "UPDATE address SET address = 'moved' WHERE address_id = 2") as held:
+        follower = follow(mig, plan, "visibility")
+        held.decoded(mig.pg_url)
+        wait_for(
+            lambda: _document(mig, "addresses", 2).get("address") == "moved",
+            "the held transaction to be applied",
+            TIMEOUT_S,
+        )
+        assert scalar(mig.pg_url, "SELECT address FROM address WHERE address_id = 2") == "2 Main St"
+        during = _unchanged_for(GAP_S, lambda: _document(mig, "addresses", 1))
+        assert "note" not in during, during  # the rows are not read before the commit shows
+    wait_for(
+        lambda: all(d.get("note") == "n" for d in mig.documents("addresses")),
+        "every document to carry the added column",
+        TIMEOUT_S,
+    )
+    follower.finish()
+    assert _document(mig, "addresses", 2)["address"] == "moved"
+    assert _document(mig, "customers", 2)["address"]["address"] == "moved"
+    with psycopg.connect(mig.pg_url) as conn:
+        assert_equal_to_sql(mig, "addresses", documents(conn, ADDRESSES))
+    assert_equal_to_sql(mig, "customers", expected(mig))
+
+
+def test_verify_reads_the_source_once_it_shows_what_cdc_applied(mig: Migration) -> None:
+    """Verify compares the source read at a WAL position with the target once CDC applied that
+    position: a read that misses a commit before it finds a difference the target does not have,
+    and --repair would write the row before the commit over the target for good."""
+    plan = mig.plan(json.dumps([ADDRESSES.plan_entry()]), name="visibility")
+    run(mig, plan, "snapshot")
+    follower = follow(mig, plan, "visibility")
+    reports: list[VerifyReport] = []
+    with held_commit(mig.pg_url, "UPDATE address SET address = 'moved' WHERE address_id = 2") as held:
+        held.decoded(mig.pg_url)
+        wait_for(
+            lambda: _document(mig, "addresses", 2)["address"] == "moved",
+            "the held transaction to be applied",
+            TIMEOUT_S,
+        )
+        verifier = threading.Thread(
+            target=lambda: reports.append(api.verify(plan, state=mig.state_path, env=mig.env, repair=True)),
+            name="verify",
+        )
+        verifier.start()
+        verifier.join(GAP_S)
+        assert scalar(mig.pg_url, "SELECT address FROM address WHERE address_id = 2") == "2 Main St"
+        # Not repaired with the row before the commit.
+        assert _document(mig, "addresses", 2)["address"] == "moved"
+    verifier.join(TIMEOUT_S)
+    assert len(reports) == 1
+    totals = reports[0].totals
+    assert (totals.checked, totals.mismatched, totals.repaired, totals.unsettled) == (2, 0, 0, 0), reports[
+        0
+    ].to_dict()
+    assert reports[0].equal
+    follower.finish()
+    with psycopg.connect(mig.pg_url) as conn:
+        assert_equal_to_sql(mig, "addresses", documents(conn, ADDRESSES))

@@ -289,7 +289,12 @@ class MemorySource:
         yield reader.stream_keys(reads, table, key, key_types, [[src.key_text(v) for v in values]])
 
     def table_rows(
-        self, table: str, columns: Mapping[str, ColumnInfo], order: Sequence[str], chunk: int
+        self,
+        table: str,
+        columns: Mapping[str, ColumnInfo],
+        order: Sequence[str],
+        chunk: int,
+        visible: Sequence[Any] = (),  # committed transactions are visible at once here
     ) -> Iterator[list[dict[str, Any]]]:
         rows = sorted(self.db.rows_at(table, self.db.position).values(), key=lambda r: [r[c] for c in order])
         for start in range(0, len(rows), chunk):

@@ -242,10 +242,16 @@ class MysqlSource:
         return document_rows(self.endpoint, table, key, key_types, values, reads, visible)
 
     def table_rows(
-        self, table: str, columns: Mapping[str, ColumnInfo], order: Sequence[str], chunk: int
+        self,
+        table: str,
+        columns: Mapping[str, ColumnInfo],
+        order: Sequence[str],
+        chunk: int,
+        visible: Sequence[Any] = (),
     ) -> Iterator[list[dict[str, Any]]]:
-        """Every row of `table` now, in chunks, its values as a change of the row carries them."""
-        return read_rows(self.endpoint, table, columns, order, chunk)
+        """Every row of `table` now, in chunks, its values as a change of the row carries them,
+        once the snapshot shows the transactions `visible` (where they begin in the binlog)."""
+        return read_rows(self.endpoint, table, columns, order, chunk, visible)
 
     # ---------------------------------------------------------------------------------------------
     # The binlog: positions, capture setup, the change stream, its monitor and schema checks

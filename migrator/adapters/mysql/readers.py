@@ -397,6 +397,12 @@ class LinkedReader(RangeReader):
 
         return read_when_shown(attempt, self.end, self._endpoint.name)
 
+    def unshown(self, visible: Sequence[Any]) -> list[Any]:
+        """The newest of `visible` (binlog positions) stands for them all: a snapshot past where
+        it begins is past every earlier one. No round trip."""
+        begins = [int(v) for v in visible if v is not None]
+        return [max(begins)] if begins else []
+
     def stream_linked(
         self,
         levels: Sequence[LevelRead],

@@ -13,22 +13,34 @@ import pymysql.cursors
 from migrator.adapters.base import ColumnInfo
 from migrator.adapters.mysql.connection import MysqlEndpoint
 from migrator.adapters.mysql.errors import classify
+from migrator.adapters.mysql.readers import not_shown
 from migrator.adapters.mysql.reading import quote, table_sql
 from migrator.adapters.mysql.snapshot import open_snapshot
 from migrator.adapters.mysql.values import CONVERSIONS, converter, row_converter, select_expression
+from migrator.adapters.shown import read_when_shown
 
 
 def read_rows(
-    endpoint: MysqlEndpoint, table: str, columns: Mapping[str, ColumnInfo], order: Sequence[str], chunk: int
+    endpoint: MysqlEndpoint,
+    table: str,
+    columns: Mapping[str, ColumnInfo],
+    order: Sequence[str],
+    chunk: int,
+    visible: Sequence[Any] = (),
 ) -> Iterator[list[dict[str, Any]]]:
-    """The rows of `table` ordered by `order`, in lists of up to `chunk`, as name -> value."""
+    """The rows of `table` ordered by `order`, in lists of up to `chunk`, as name -> value, read
+    once the snapshot shows the transactions `visible` (where they begin in the binlog: the
+    binlog is sent before the engine commits; docs/architecture.md, "Why reading 'now'
+    converges")."""
     names = list(columns)
     select = ", ".join(select_expression(quote(n), columns[n]) for n in names)
     ordering = f" ORDER BY {', '.join(quote(c) for c in order)}" if order else ""
     query = f"SELECT {select} FROM {table_sql(table)}{ordering}"  # noqa: S608 - quoted identifiers
     conn = endpoint.connect(conv=CONVERSIONS)
     try:
-        open_snapshot(conn)
+        read_when_shown(
+            lambda: (None, not_shown(open_snapshot(conn).position, visible)), conn.rollback, endpoint.name
+        )
         with conn.cursor(pymysql.cursors.SSCursor) as cur:
             cur.execute(query, [])
             widths = [int(d[3] or 0) for d in cur.description or ()]

@@ -267,14 +267,21 @@ class PostgresSource:
             coordinator.close()
 
     def table_rows(
-        self, table: str, columns: Mapping[str, ColumnInfo], order: Sequence[str], chunk: int
+        self,
+        table: str,
+        columns: Mapping[str, ColumnInfo],
+        order: Sequence[str],
+        chunk: int,
+        visible: Sequence[Any] = (),
     ) -> Iterator[list[dict[str, Any]]]:
         """Every row of `table` now, chunk by chunk, parsed from the text CDC receives (values.py)
-        so that a row reads as a change of it would (adapters/postgres/table_rows.py)."""
+        so that a row reads as a change of it would (adapters/postgres/table_rows.py), once the
+        snapshot shows the transactions `visible` (xids)."""
         names = list(columns)
         parser = ValueParser()
         parsers = [parser.for_column(columns[n]) for n in names]
-        for raw in read_rows(self.endpoint, table, [(n, columns[n].type_oid) for n in names], order, chunk):
+        typed = [(n, columns[n].type_oid) for n in names]
+        for raw in read_rows(self.endpoint, table, typed, order, chunk, visible):
             yield [
                 {n: (None if v is None else p(v)) for n, p, v in zip(names, parsers, values, strict=True)}
                 for values in raw

@@ -75,6 +75,16 @@ class LinkedReader(RangeReader):
 
         return read_when_shown(attempt, self.end, self._endpoint.name)
 
+    def unshown(self, visible: Sequence[Any]) -> list[Any]:
+        """Those of `visible` (xids) a fresh snapshot does not show yet: one statement, outside
+        any read (the connection is idle between reads)."""
+        try:
+            row = self._conn.execute(f"SELECT {SNAPSHOT}").fetchone()
+        except psycopg.Error as exc:
+            raise classify(exc, self._endpoint.name, self._endpoint.secrets) from None
+        assert row is not None
+        return hidden([int(x) for x in visible if x is not None], str(row[0]))
+
     def stream_linked(
         self,
         levels: Sequence[LevelRead],

@@ -22,6 +22,8 @@ from migrator.adapters.postgres.connection import PgEndpoint
 from migrator.adapters.postgres.errors import classify
 from migrator.adapters.postgres.inspect import table_identifier
 from migrator.adapters.postgres.values import REPLICATION_OPTIONS
+from migrator.adapters.postgres.visibility import SNAPSHOT, hidden
+from migrator.adapters.shown import read_when_shown
 
 
 class _RawText(Loader):
@@ -39,9 +41,14 @@ def read_rows(
     columns: Sequence[tuple[str, int]],
     order: Sequence[str],
     chunk: int,
+    visible: Sequence[Any] = (),
 ) -> Iterator[list[tuple[bytes | None, ...]]]:
     """The rows of `table` (a partitioned table: every partition's), `columns` given as (name,
-    type oid), ordered by `order`, in lists of up to `chunk`; NULL is None."""
+    type oid), ordered by `order`, in lists of up to `chunk`; NULL is None. Read once the
+    snapshot shows the transactions `visible` (xids of decoded commits): CDC reads the rows at a
+    point of the stream, and a row read before a commit there shows would be older than what
+    CDC applied (docs/architecture.md, "Why reading 'now' converges")."""
+    xids = [int(x) for x in visible if x is not None]
     query = sql.SQL("SELECT {} FROM {}{}").format(
         sql.SQL(", ").join(sql.Identifier(name) for name, _ in columns),
         table_identifier(table),
@@ -54,7 +61,15 @@ def read_rows(
     except psycopg.Error as exc:
         raise classify(exc, endpoint.name, endpoint.secrets) from None
     try:
-        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+
+        def attempt() -> tuple[None, str]:
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            row = conn.execute(f"SELECT {SNAPSHOT}").fetchone()
+            assert row is not None
+            missing = hidden(xids, str(row[0]))
+            return None, ("" if not missing else "transaction " + ", ".join(map(str, missing)))
+
+        read_when_shown(attempt, conn.rollback, endpoint.name)
         # A result names a domain's column by its base type: register the types it will name.
         described = conn.execute(sql.SQL("{} LIMIT 0").format(query)).description or []
         for oid in {oid for _, oid in columns} | {d.type_code for d in described}:

@@ -20,12 +20,17 @@ def shown(xid: int, snapshot: str) -> bool:
     """Whether the snapshot (`pg_current_snapshot()` as text: xmin:xmax:running xids, 64 bits
     each) shows the committed transaction `xid` (32 bits, within 2^31 of the snapshot's xmax):
     neither at or past its xmax nor running."""
-    _, xmax, running = snapshot.split(":")
-    if (xid - int(xmax)) % _XID_SPACE < _XID_SPACE // 2:
-        return False
-    return all(int(r) % _XID_SPACE != xid for r in running.split(",") if r)
+    return not hidden([xid], snapshot)
 
 
 def hidden(xids: Iterable[int], snapshot: str) -> list[int]:
-    """Those of `xids` (committed, decoded) that the snapshot does not show yet."""
-    return [x for x in xids if not shown(x, snapshot)]
+    """Those of `xids` (committed, decoded) that the snapshot does not show yet. Anything older
+    than the snapshot's xmin is shown (a decoded commit is no abort): only the rest is looked up,
+    the snapshot read once."""
+    low, xmax, running = snapshot.split(":")
+    xmin, top = int(low) % _XID_SPACE, int(xmax) % _XID_SPACE
+    unseen = {int(r) % _XID_SPACE for r in running.split(",") if r}
+    half = _XID_SPACE // 2
+    return [
+        x for x in xids if (x - xmin) % _XID_SPACE < half and ((x - top) % _XID_SPACE < half or x in unseen)
+    ]

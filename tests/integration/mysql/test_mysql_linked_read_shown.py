@@ -56,3 +56,34 @@ def test_a_linked_read_waits_until_its_snapshot_shows_the_batch(mysql_url: str) 
         reader.close()
     assert position_value(at) > position_value(now)
     assert got == [[(1, 1)], [(1, 10, "new")]]
+
+
+def test_a_table_read_for_an_added_column_waits_until_its_snapshot_shows_what_cdc_applied(
+    mysql_url: str,
+) -> None:
+    """CDC reads every row of a table at a point of the stream (a column added while it
+    follows): the read waits for the transactions applied before it, as the linked read does."""
+    with connect(mysql_url) as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE child (id INT PRIMARY KEY, label TEXT)")
+        cur.execute("INSERT INTO child VALUES (1, 'old')")
+    source = MysqlSource(mysql_url)
+    reader = source.linked_reader()
+    try:
+        now = reader.begin()  # where the binlog ends: the next transaction begins there
+        reader.end()
+    finally:
+        reader.close()
+
+    def application() -> None:
+        time.sleep(WRITE_AFTER_S)
+        with connect(mysql_url) as conn, conn.cursor() as cur:
+            cur.execute("UPDATE child SET label = 'new' WHERE id = 1")
+
+    writer = threading.Thread(target=application, name="application")
+    columns = {"id": column_info("id", "integer", "base"), "label": column_info("label", "text", "base")}
+    writer.start()
+    try:
+        chunks = list(source.table_rows("child", columns, ["id"], 10, [position_value(now)]))
+    finally:
+        writer.join(60)
+    assert chunks == [[{"id": 1, "label": "new"}]]
