@@ -39,6 +39,7 @@ from typing import Any, ClassVar, TypeVar
 
 from migrator.adapters.base import (
     CollectionReader,
+    ColumnInfo,
     KeyOrder,
     KeyReader,
     RangeDigest,
@@ -69,7 +70,8 @@ SAMPLE_SEED = 7
 # timeout) is retried before the pass gives up "could not complete" (engine/retry.py).
 RETRY_BUDGET_S = DEFAULT_BUDGET_S
 T = TypeVar("T")
-# Column types verify reads as their exact text where the target's column is of the same type.
+# Column types verify reads as their exact text where the target's column is of the same type
+# (and arrays of them, element by element).
 _JSON = frozenset({"json", "jsonb"})
 
 
@@ -212,6 +214,13 @@ class _Rechecks:
     position: str = ""  # where the last round read the source
 
 
+def _is_json(column: ColumnInfo) -> bool:
+    """json or jsonb, or an array of either (`json[]`: compared element by element as text)."""
+    if column.type_kind == "array":
+        return column.element_kind == "base" and column.element_type in _JSON
+    return column.type_name in _JSON
+
+
 def _same(target: TargetAdapter, expected: bytes | None, actual: bytes | None) -> bool:
     """Both absent, or both present and equal as documents (as the target compares them)."""
     if expected is None or actual is None:
@@ -247,7 +256,7 @@ class _Collection:
         self.levels = self.assembler.reads()
         if json_text and self.levels and not self.levels[0].path:
             root = self.levels[0]
-            texts = frozenset(c.name for c in root.columns if c.name in json_text and c.type_name in _JSON)
+            texts = frozenset(c.name for c in root.columns if c.name in json_text and _is_json(c))
             self.levels[0] = dataclasses.replace(root, json_text=texts)
 
     def texts(self, doc_id: Any) -> list[str]:
