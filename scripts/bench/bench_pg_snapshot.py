@@ -60,7 +60,7 @@ TYPES: dict[str, str] = {}
 JSON_COLUMNS = ", rush smallint NOT NULL, doc json, meta jsonb"
 JSON_VALUES = (
     ", i %% 2, "
-    """'{"id": ' || i || ', "status": "paid", "total": ' || (i %% 1000) || '.50, "tags": ["a", "b"]}', """
+    """('{"id": ' || i || ', "status": "paid", "total": ' || (i %% 1000) || '.50, "tags": ["a", "b"]}')::json, """
     """('{"source": "web", "score": ' || (i %% 97) || '.25, "lines": [{"sku": ' || i || ', "qty": 1}]}')::jsonb"""
 )
 JSON_TYPES = {"bench_order": "types: {rush: bool}"}
