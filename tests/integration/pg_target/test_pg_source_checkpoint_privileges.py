@@ -20,7 +20,7 @@ import pytest
 
 from migrator import api
 from migrator.findings import Finding, Severity
-from tests.support.pg_target import PgToPg, as_role, run_caught_up
+from tests.support.pg_target import PgToPg, as_role, drop_source_role, run_caught_up
 
 ORIGIN_FUNCTIONS = (
     "pg_replication_origin_create(text), pg_replication_origin_drop(text), pg_replication_origin_oid(text), "
@@ -49,12 +49,7 @@ def role(pg2pg: PgToPg) -> Iterator[str]:
     try:
         yield name
     finally:
-        pg2pg.source(
-            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-            "WHERE database = current_database()",
-            f"DROP OWNED BY {name}",
-        )
-        pg2pg.source(f"DROP ROLE {name}")
+        drop_source_role(pg2pg, name)
 
 
 def _findings(plan: Path, env: dict[str, str], check: str = "source.reverse_privilege") -> list[Finding]:
