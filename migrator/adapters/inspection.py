@@ -238,6 +238,16 @@ class TableInfo:
 
 
 @dataclass(frozen=True)
+class Grant:
+    """Privileges a role lacks on one object, as a GRANT names them: `privileges` ("USAGE,
+    CREATE"), `kind` (DATABASE, SCHEMA, TABLE) and the object's name parts (schema, table)."""
+
+    privileges: str
+    kind: str
+    name: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class SourceServerInfo:
     endpoint: str  # no password
     version: str
@@ -258,6 +268,9 @@ class SourceServerInfo:
     # The replication origins holding one of the server's origin states, and how many states it
     # has (max_replication_slots); None where the role may not read them (not a superuser).
     origin_states: tuple[tuple[str, ...], int] | None = None
+    # What the role lacks to keep reverse sync's checkpoint on a PostgreSQL source (the schema
+    # `migrator` and its table, adapters/postgres/checkpoint_access.py).
+    checkpoint_denied: tuple[Grant, ...] = ()
 
 
 @dataclass(frozen=True)

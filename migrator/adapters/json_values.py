@@ -38,6 +38,14 @@ class JsonText(str):
         return loads_numbers(str(self))
 
 
+class JsonTexts(list[Any]):
+    """An array of json or jsonb values (`json[]`, `jsonb[]`) as its elements' JsonText (None for
+    a NULL element), a further dimension as a nested JsonTexts: a list that is a dimension of the
+    array, never a JSON array (which an element's text holds)."""
+
+    __slots__ = ()
+
+
 class JsonNumber(Decimal):
     """A JSON number that a Python int within int64 does not hold: its own digits."""
 

@@ -112,7 +112,7 @@ class Session:
 
     def _adapters(self) -> tuple[SourceAdapter, TargetAdapter]:
         plan = self.plan
-        source = source_for(plan.source.adapter, plan.source.url.get_secret_value(), **plan.source.options)
+        source = source_for(plan.source.adapter, plan.source.url.get_secret_value(), **plan.source_options)
         target = target_for(plan.target.adapter, plan.target.url.get_secret_value(), plan.target.database)
         return source, target
 

@@ -51,6 +51,7 @@ from migrator.mapping.columns import columns_read
 from migrator.mapping.spec import CollectionMapping
 from migrator.phases.post_copy import EarlyBuilds, build
 from migrator.phases.raw_copy import RawRoute, raw_route
+from migrator.phases.undecoded import json_text_levels, undecoded_columns
 from migrator.plan.names import publication_name, run_token, slot_name_pattern
 from migrator.state.labels import SnapshotLabel
 from migrator.state.store import ChunkRecord
@@ -119,6 +120,9 @@ class SnapshotPhase:
         self.publications = ctx.source.capture_setup()
         self._stop = stop if stop is not None else threading.Event()
         self._routes: dict[str, RawRoute | None] = {}
+        # Per collection on the document path, the json/jsonb columns its target holds in a column
+        # of the very same type: read and written as their text (phases/undecoded.py).
+        self._json_text: dict[str, frozenset[str]] = {}
         self._created: frozenset[str] = frozenset()  # collections this run created (_created_here)
 
     # -- what it would do ----------------------------------------------------------------------
@@ -396,6 +400,9 @@ class SnapshotPhase:
             name = item.collection.name
             if name not in self._routes:
                 self._routes[name] = raw_route(self.ctx.source, self.ctx.target, item.collection)
+            if self._routes[name] is None and name not in self._json_text:
+                taken = undecoded_columns(self.ctx.source, self.ctx.target, [item.collection])
+                self._json_text[name] = taken.get(item.collection.table, frozenset())
         self._created = self._created_here()
         self._keys_before_documents(work)
         pending: queue.Queue[_Work] = queue.Queue()
@@ -554,8 +561,9 @@ class SnapshotPhase:
             self._finish_chunk(item, attempt, done, started, result, position, lock)
             return
         assembler = Assembler(collection)
+        levels = json_text_levels(assembler.reads(), self._json_text.get(collection.name, frozenset()))
         streams = reader.stream(
-            assembler.reads(), collection.table, collection.document.key, key_types, chunk.lo, chunk.hi
+            levels, collection.table, collection.document.key, key_types, chunk.lo, chunk.hi
         )
         target = self.ctx.target
         writer = target.writer(collection.name)

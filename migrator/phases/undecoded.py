@@ -10,9 +10,12 @@ column of the very type of the source's). The phase compares format names only.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from migrator.adapters.base import (
+    ColumnInfo,
+    LevelRead,
     RawColumn,
     SourceAdapter,
     SourceTextSource,
@@ -55,3 +58,27 @@ def undecoded_columns(
         # A table in several collections: only what every one of them takes.
         taken[table] = columns if table not in taken else taken[table] & columns
     return {t: c for t, c in taken.items() if c and t not in refused}
+
+
+# Column types read as their exact text where the target's column is of the same type (and arrays
+# of them, element by element): json keeps its text, jsonb its numbers' scale, a JSON null is not
+# SQL NULL (docs/architecture.md, "Undecoded change values").
+_JSON = frozenset({"json", "jsonb"})
+
+
+def _is_json(column: ColumnInfo) -> bool:
+    if column.type_kind == "array":
+        return column.element_kind == "base" and column.element_type in _JSON
+    return column.type_name in _JSON
+
+
+def json_text_levels(levels: list[LevelRead], taken: frozenset[str]) -> list[LevelRead]:
+    """`levels` (Assembler.reads) with the root level's json and jsonb columns (and arrays of them)
+    among `taken` (a table's entry of `undecoded_columns`) read as their text (LevelRead.json_text):
+    for verify, which compares them as text, and for the snapshot's document path, which writes
+    them as text (neither parsed nor printed again)."""
+    if not taken or not levels or levels[0].path:
+        return levels
+    root = levels[0]
+    texts = frozenset(c.name for c in root.columns if c.name in taken and _is_json(c))
+    return [dataclasses.replace(root, json_text=texts), *levels[1:]] if texts else levels

@@ -26,7 +26,6 @@ range whose hashes are equal is settled without reading a row (verify_checksums.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import queue
 import threading
@@ -56,7 +55,7 @@ from migrator.mapping.assemble import Assembler
 from migrator.mapping.lookup import json_id
 from migrator.mapping.spec import CollectionMapping
 from migrator.phases.following import MARKER_PREFIX, Following
-from migrator.phases.undecoded import undecoded_columns
+from migrator.phases.undecoded import json_text_levels, undecoded_columns
 from migrator.phases.verify_checksums import HashedTable, RangeHashes, agreed_tables, hashed_table
 from migrator.plan.models import Plan, VerifySettings
 from migrator.timestamps import now_text
@@ -69,8 +68,6 @@ SAMPLE_SEED = 7
 # timeout) is retried before the pass gives up "could not complete" (engine/retry.py).
 RETRY_BUDGET_S = DEFAULT_BUDGET_S
 T = TypeVar("T")
-# Column types verify reads as their exact text where the target's column is of the same type.
-_JSON = frozenset({"json", "jsonb"})
 
 
 @dataclass(frozen=True)
@@ -244,11 +241,7 @@ class _Collection:
         # (one index scan, and extras inside the range show up at once); otherwise by the
         # source's _ids.
         self.order = order if len(self.key) == 1 else None
-        self.levels = self.assembler.reads()
-        if json_text and self.levels and not self.levels[0].path:
-            root = self.levels[0]
-            texts = frozenset(c.name for c in root.columns if c.name in json_text and c.type_name in _JSON)
-            self.levels[0] = dataclasses.replace(root, json_text=texts)
+        self.levels = json_text_levels(self.assembler.reads(), json_text)
 
     def texts(self, doc_id: Any) -> list[str]:
         if len(self.key) == 1:

@@ -505,6 +505,13 @@ class SnapshotSettings(_Strict):
         description="A document over MongoDB's 16 MB limit: stop the run naming its key, or skip it and "
         "record it in the event log.",
     )
+    stall_timeout: Seconds = Field(
+        default=600.0,
+        gt=0,
+        description="postgres source only: a chunk's binary COPY (PostgreSQL to PostgreSQL, undecoded) that "
+        "gets nothing from the source for this long (a hung backend, a network that drops packets without "
+        "a reset) is abandoned and the chunk copied again on a new connection (e.g. 10m, 90s).",
+    )
 
 
 class CdcSettings(_Strict):
@@ -791,6 +798,30 @@ class Plan(_Strict):
     def _unique_tables(cls, value: list[Table], info: ValidationInfo) -> list[Table]:
         _check_mappings([t.as_collection() for t in value], info, "postgres", "target table(s)")
         return value
+
+    @field_validator("phases")
+    @classmethod
+    def _postgres_stall_timeout(cls, value: Phases, info: ValidationInfo) -> Phases:
+        # Refused only where the plan gives it (a default is not a choice to refuse).
+        source = info.data.get("source")
+        if (
+            "stall_timeout" in value.snapshot.model_fields_set
+            and source is not None
+            and source.adapter != "postgres"
+        ):
+            raise ValueError(
+                "'snapshot.stall_timeout' applies to a postgres source only (a "
+                f"{source.adapter} source's reads time out after their connection's read timeout)"
+            )
+        return value
+
+    @property
+    def source_options(self) -> dict[str, Any]:
+        """The source adapter's keyword arguments (adapters/registry.py source_for): the source's
+        own (`Source.options`) and, for a postgres source, the snapshot's stall timeout."""
+        if self.source.adapter != "postgres":
+            return self.source.options
+        return {**self.source.options, "read_timeout_s": self.phases.snapshot.stall_timeout}
 
     @model_validator(mode="after")
     def _mapping(self) -> Plan:

@@ -1,7 +1,7 @@
 """PostgreSQL -> PostgreSQL snapshot benchmark: migrator against `pgcopydb clone` and native
 logical replication's initial sync, same servers, same data, same run.
 
-    scripts/bench/run pg-snapshot [--small] [--rows N] [--jobs N] [--rounds N] [--chunk-rows N] [--cases migrator,pgcopydb,native] [--out DIR]
+    scripts/bench/run pg-snapshot [--small] [--rows N] [--jobs N] [--rounds N] [--chunk-rows N] [--cases migrator,pgcopydb,native] [--json] [--out DIR]
 
 Two throwaway PostgreSQL clusters (source and target, scripts/lib/devservices.py). The source
 database `bench` holds three tables: bench_customer (rows/10, a secondary index on email),
@@ -17,7 +17,10 @@ into a freshly created target database `bench` (dropped between cases):
   native     `pg_dump --schema-only` of the same tables applied first (indexes and FKs exist
              during the copy, the usual way), then CREATE SUBSCRIPTION (copy_data) with
              max_sync_workers_per_subscription = jobs, timed until every table is `r`
-Every case is checked afterwards: the row counts of the three tables and the number of indexes
+With --json, bench_order also holds a json and a jsonb document and a 0/1 smallint that
+migrator's plan casts to boolean (`types: {rush: bool}`), so that migrator copies bench_order on
+its document path (rows decoded and converted) rather than undecoded: the path a plan that changes
+a column's type takes. Every case is checked afterwards: the row counts of the three tables and the number of indexes
 and FKs on the target must match the source. Reported: seconds, MB/s of the tables' heap size,
 the ratio to pgcopydb (goal >= 1.0), the client's CPU seconds per GB (the process tree of the
 tool: migrator's process, pgcopydb with its pg_dump/pg_restore children; native has no client)
@@ -49,9 +52,21 @@ import devservices  # noqa: E402
 TABLES = ("bench_customer", "bench_order", "bench_order_line")
 DB = "bench"
 TICK = os.sysconf("SC_CLK_TCK")
+# migrator's `types:` per table (--json sets JSON_TYPES).
+TYPES: dict[str, str] = {}
 
 
-def create_source(url: str, rows: int) -> None:
+# --json: bench_order's extra columns, their values, and the cast migrator's plan gives it.
+JSON_COLUMNS = ", rush smallint NOT NULL, doc json, meta jsonb"
+JSON_VALUES = (
+    ", i %% 2, "
+    """('{"id": ' || i || ', "status": "paid", "total": ' || (i %% 1000) || '.50, "tags": ["a", "b"]}')::json, """
+    """('{"source": "web", "score": ' || (i %% 97) || '.25, "lines": [{"sku": ' || i || ', "qty": 1}]}')::jsonb"""
+)
+JSON_TYPES = {"bench_order": "types: {rush: bool}"}
+
+
+def create_source(url: str, rows: int, with_json: bool = False) -> None:
     customers = max(rows // 10, 1)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
@@ -75,18 +90,21 @@ def create_source(url: str, rows: int) -> None:
             CREATE TABLE bench_order (
                 id bigint PRIMARY KEY, customer_id bigint NOT NULL REFERENCES bench_customer(id),
                 amount numeric(12,2) NOT NULL, status text NOT NULL, created_at timestamptz NOT NULL,
-                tag uuid, note text)
-            """
+                tag uuid, note text"""
+            + (JSON_COLUMNS if with_json else "")
+            + ")"
         )
         conn.execute(
-            """
+            sql.SQL(
+                """
             INSERT INTO bench_order
             SELECT i, 1 + i %% %s, (i %% 100000) / 100.0,
                    (ARRAY['new','paid','shipped','closed'])[1 + i %% 4],
                    timestamptz '2024-01-01' + i * interval '1 second', md5(i::text)::uuid,
-                   CASE WHEN i %% 3 = 0 THEN 'note for order ' || i END
-            FROM generate_series(1, %s) i
-            """,
+                   CASE WHEN i %% 3 = 0 THEN 'note for order ' || i END"""
+            )
+            + sql.SQL(JSON_VALUES if with_json else "")
+            + sql.SQL(" FROM generate_series(1, %s) i"),
             [customers, rows],
         )
         conn.execute(
@@ -191,7 +209,7 @@ def case_migrator(
 ) -> tuple[float, float]:
     plan = work / "pg-snapshot.yaml"
     chunk = "" if chunk_rows is None else f", chunk_rows: {chunk_rows}"
-    tables = ", ".join(f"{{from: public.{t}}}" for t in TABLES)
+    tables = ", ".join(f"{{from: public.{t}{', ' + TYPES[t] if t in TYPES else ''}}}" for t in TABLES)
     plan.write_text(PLAN.format(tables=tables, jobs=jobs, chunk=chunk))
     env = {**os.environ, "MIGRATOR_SOURCE_URL": source.url_for(DB), "MIGRATOR_TARGET_URL": target.url_for(DB)}
     state = work / f"migrator-{rnd}.db"
@@ -337,6 +355,11 @@ def main() -> None:
         default=",".join(CASES),
         help="comma-separated cases to run (default: all of migrator,pgcopydb,native)",
     )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="bench_order with json/jsonb documents and a cast column: migrator's document path",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
     parser.add_argument(
         "--keep", action="store_true", help="keep the work directory (the tools' logs) and print its path"
@@ -362,7 +385,9 @@ def main() -> None:
         with psycopg.connect(source.url, autocommit=True) as conn:
             conn.execute(f"CREATE DATABASE {DB}")
         print(f"building {rows:,} orders, {2 * rows:,} order lines, {rows // 10:,} customers ...", flush=True)
-        create_source(source.url_for(DB), rows)
+        if args.json:
+            TYPES.update(JSON_TYPES)
+        create_source(source.url_for(DB), rows, args.json)
         expected = shape(source.url_for(DB))
         size = heap_bytes(source.url_for(DB))
         gb = size / 1e9

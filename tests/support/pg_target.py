@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import textwrap
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,6 +117,44 @@ def verify_pg2pg(
     return api.verify(
         plan, repair=repair, state=pg2pg.state_path, env=pg2pg.env, sinks=[Collector()], **overrides
     )
+
+
+def drop_source_role(pg2pg: PgToPg, role: str) -> None:
+    """Drop a test's LOGIN role on the source's cluster, and before it what the role left in the
+    source database: its runs' replication slots and the objects it owns."""
+    pg2pg.source(
+        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = current_database()",
+        f"DROP OWNED BY {role}",
+    )
+    pg2pg.source(f"DROP ROLE {role}")
+
+
+def assert_verifies_equal(pg2pg: PgToPg, plan: Path, rows: int) -> None:
+    """`migrator verify` of `plan` row by row and by checksums: `rows` checked, all equal."""
+    for report in (verify_pg2pg(pg2pg, plan, row_by_row=True), verify_pg2pg(pg2pg, plan)):
+        assert (report.verdict, report.totals.checked, report.totals.equal) == ("equal", rows, rows), (
+            report.to_dict()
+        )
+
+
+def assert_verify_finds_and_repairs(
+    pg2pg: PgToPg,
+    plan: Path,
+    expected: dict[Any, tuple[str, list[str]]],
+    read: Callable[[str], list[tuple[Any, ...]]],
+) -> None:
+    """Verify of a tampered target, row by row and by checksums, reports `expected` ({key: (kind,
+    [differing paths])}); `--repair` repairs those rows, after which `read("target")` equals
+    `read("source")` and verify finds both sides equal."""
+    for report in (verify_pg2pg(pg2pg, plan, row_by_row=True), verify_pg2pg(pg2pg, plan)):
+        assert report.verdict == "different"
+        found = {m.id: (m.kind, [d.path for d in m.diffs]) for m in report.mismatches}
+        assert found == expected, report.to_dict()
+    repaired = verify_pg2pg(pg2pg, plan, repair=True)
+    assert repaired.verdict == "equal" and repaired.totals.repaired == len(expected), repaired.to_dict()
+    assert read("target") == read("source")
+    for report in (verify_pg2pg(pg2pg, plan, row_by_row=True), verify_pg2pg(pg2pg, plan)):
+        assert report.verdict == "equal", report.to_dict()
 
 
 def as_role(url: str, role: str) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from bson.int64 import Int64
 
+from migrator.adapters.json_values import JsonText, JsonTexts
 from migrator.adapters.postgres_target.comparison import Padded, same, same_value
 from migrator.adapters.postgres_target.rows import decode, encode
 
@@ -25,6 +26,12 @@ SAME = [
     ("", Padded("     ")),
     ("ab   ", Padded("ab   ")),  # a PostgreSQL source reads character(n) padded too
     ({"s": ["a", "c"], "t": "13:14:15"}, {"t": "PT13H14M15S", "s": ["a", "c"]}),
+    # A json[] as its elements' text (the source's JsonTexts, the target reader's list).
+    (
+        JsonTexts([JsonText('{"b": 1, "a": 2}'), None, JsonText("null")]),
+        [JsonText('{"b": 1, "a": 2}'), None, JsonText("null")],
+    ),
+    (JsonTexts([JsonTexts([JsonText("1.50")])]), [[JsonText("1.50")]]),
 ]
 DIFFERENT = [
     (Int64(1), Decimal("1.0")),  # a numeric keeps its scale
@@ -42,6 +49,12 @@ DIFFERENT = [
     ("ab", "ab "),
     ({"s": ["a", "c"]}, {"s": ["a"]}),
     ({"a": 1}, {"a": 1, "b": 2}),
+    (JsonTexts([JsonText('{"b": 1, "a": 2}')]), [JsonText('{"a": 2, "b": 1}')]),  # key order
+    (JsonTexts([JsonText("1.50")]), [JsonText("1.5")]),  # a number's scale
+    (JsonTexts([JsonText("[1,  2]")]), [JsonText("[1, 2]")]),  # json keeps whitespace
+    (JsonTexts([None]), [JsonText("null")]),  # SQL NULL element, JSON null element
+    (JsonTexts([JsonText("null")]), [None]),
+    (JsonTexts([]), None),  # an empty array is not SQL NULL
 ]
 
 
@@ -61,3 +74,10 @@ def test_a_padded_value_keeps_its_kind_through_encoding() -> None:
     assert decode(padded) == {"c": "ab  "}
     assert same(source, padded)
     assert not same(source, plain)
+
+
+def test_an_array_of_json_texts_keeps_its_kind_through_encoding() -> None:
+    value = JsonTexts([JsonTexts([JsonText("1.50"), None])])
+    back = decode(encode({"a": value}))["a"]
+    assert type(back) is JsonTexts and type(back[0]) is JsonTexts and type(back[0][0]) is JsonText
+    assert back == [["1.50", None]]

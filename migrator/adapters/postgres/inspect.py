@@ -27,6 +27,7 @@ from migrator.adapters.base import (
     TriggerInfo,
 )
 from migrator.adapters.postgres import origin_states
+from migrator.adapters.postgres.checkpoint_access import checkpoint_denied
 from migrator.adapters.postgres.errors import classify
 from migrator.adapters.postgres.user_types import with_user_types
 
@@ -300,6 +301,7 @@ class PostgresInspector:
             )
             slots = [r[0] for r in cur.execute("SELECT slot_name FROM pg_replication_slots").fetchall()]
             pubs = [r[0] for r in cur.execute("SELECT pubname FROM pg_publication").fetchall()]
+            checkpoint = checkpoint_denied(cur, str(row[8]))
             origin = [
                 str(r[0])
                 for r in cur.execute(
@@ -328,6 +330,7 @@ class PostgresInspector:
             database=str(database),
             origin_functions_denied=tuple(origin),
             origin_states=states,
+            checkpoint_denied=checkpoint,
         )
 
     def kind_of(self, name: str) -> str | None:

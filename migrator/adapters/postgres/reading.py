@@ -293,6 +293,13 @@ def sample_condition(alias: str, key: Sequence[str], fraction: float, seed: int)
     )
 
 
+def _text_expression(alias: str, column: ColumnInfo) -> sql.Composable:
+    """A json/jsonb column as its text, an array of them (`json[]`) as an array of its elements'
+    texts (LevelRead.json_text): the text PostgreSQL prints for each element, NULL elements NULL."""
+    cast = "text[]" if column.type_kind == "array" else "text"
+    return sql.SQL("{}.{}::{}").format(sql.Identifier(alias), sql.Identifier(column.name), sql.SQL(cast))
+
+
 def level_query(
     level: LevelRead,
     root: str,
@@ -317,9 +324,7 @@ def level_query(
     root_key: list[sql.Composable] = [sql.SQL("r.{}").format(sql.Identifier(k)) for k in key]
     if not level.path:
         select = [
-            sql.SQL("r.{}::text").format(sql.Identifier(c.name))
-            if c.name in level.json_text
-            else column_expression("r", c)
+            _text_expression("r", c) if c.name in level.json_text else column_expression("r", c)
             for c in level.columns
         ]
         order = root_key

@@ -52,6 +52,7 @@ from psycopg.types.json import Json, Jsonb
 from migrator.adapters.base import TableInfo
 from migrator.adapters.json_values import json_text
 from migrator.adapters.postgres import origin_states
+from migrator.adapters.postgres.checkpoint_access import CHECKPOINT_SCHEMA, CHECKPOINT_TABLE
 from migrator.adapters.postgres.connection import PgEndpoint
 from migrator.adapters.postgres.errors import classify
 from migrator.adapters.postgres.inspect import PostgresInspector, table_identifier
@@ -63,8 +64,6 @@ from migrator.errors import (
     TransientError,
 )
 
-CHECKPOINT_SCHEMA = "migrator"
-CHECKPOINT_TABLE = "reverse_checkpoint"
 # A multi-row upsert holds at most this many rows, and never more parameters than the protocol's
 # 65535; the statement cache (keyed by row count too) is emptied when it grows past its bound.
 ROWS_PER_STATEMENT = 500

@@ -6,6 +6,10 @@ beyond reading and replicating (server_checks.py), as the statements of this ada
   DELETE on each mapped table, and EXECUTE on the replication origin functions its writer tags
   its writes with (so that forward CDC's slot skips them). Without them reverse sync fails right
   after the flip: FAIL;
+- reverse sync's checkpoint (`migrator.reverse_checkpoint`, checkpoint_access.py): CREATE on the
+  database where the schema `migrator` is missing, USAGE and CREATE on the schema where the table
+  is, SELECT, INSERT, UPDATE and DELETE on the table where it exists. Without them reverse sync
+  fails right after the flip: FAIL;
 - rollback after cutover with a target that keeps the source's types (a PostgreSQL target, whose
   sequences give out keys): each mapped column's sequence is set past the target's under the fence
   (sequences.py: pg_sequence_last_value needs SELECT or USAGE, setval UPDATE). Without them the
@@ -21,8 +25,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from migrator.adapters.base import SourceInfo, TableInfo
-from migrator.adapters.inspection import CutoverNeeds
+from migrator.adapters.inspection import CutoverNeeds, Grant
 from migrator.adapters.postgres import fixes, origin_states
+from migrator.adapters.postgres.checkpoint_access import CHECKPOINT_SCHEMA, CHECKPOINT_TABLE
 from migrator.findings import Finding, Severity
 from migrator.plan.names import reverse_origin_name
 
@@ -45,6 +50,8 @@ def run_privilege_findings(
     if info.server.origin_states is not None and needs.plan_name:
         name = reverse_origin_name(needs.plan_name)
         found.append(origin_states.room(info.server.origin_states, name, ORIGINS_CHECK, info.server.endpoint))
+    if info.server.checkpoint_denied:
+        found.append(_checkpoint(info.server.checkpoint_denied, user))
     for table in info.tables.values():
         if table.write_denied:
             found.append(_writes(table, user))
@@ -62,6 +69,27 @@ def _origin(functions: tuple[str, ...], user: str) -> Finding:
         "reverse sync's writes so that they are not sent back to the target; reverse sync would fail "
         "right after the flip",
         f"GRANT EXECUTE ON FUNCTION {', '.join(functions)} TO {user}; {NO_ROLLBACK}",
+    )
+
+
+def _checkpoint(denied: tuple[Grant, ...], user: str) -> Finding:
+    grants = " ".join(
+        f"GRANT {g.privileges} ON {g.kind} {'.'.join(fixes.ident(n) for n in g.name)} TO {user};"
+        for g in denied
+    )
+    schema = fixes.ident(CHECKPOINT_SCHEMA)
+    # A missing schema may instead be made for the role, which then owns it (less than CREATE on
+    # the whole database).
+    own = f" or CREATE SCHEMA {schema} AUTHORIZATION {user};" if denied[0].kind == "DATABASE" else ""
+    lacks = ", ".join(f"{g.privileges} on {g.kind.lower()} {'.'.join(g.name)}" for g in denied)
+    return Finding(
+        CHECK,
+        Severity.FAIL,
+        f"{CHECKPOINT_SCHEMA}.{CHECKPOINT_TABLE}",
+        f"role {user} lacks {lacks}: reverse sync after cutover keeps its checkpoint in "
+        f"{CHECKPOINT_SCHEMA}.{CHECKPOINT_TABLE} on the source (creating the schema and the table where "
+        "missing), and would fail right after the flip",
+        f"{grants}{own} {NO_ROLLBACK}",
     )
 
 

@@ -17,7 +17,7 @@ import psycopg
 from psycopg import sql
 
 from migrator.adapters.base import LevelRead
-from migrator.adapters.json_values import JsonText
+from migrator.adapters.json_values import JsonText, JsonTexts
 from migrator.adapters.postgres import copy_out
 from migrator.adapters.postgres.connection import READ_TIMEOUT_S, PgEndpoint
 from migrator.adapters.postgres.errors import classify
@@ -312,14 +312,21 @@ class SnapshotReader(_LevelReader):
 
 
 def _json_texts(rows: Iterator[tuple[Any, ...]], positions: list[int]) -> Iterator[tuple[Any, ...]]:
-    """Rows whose values at `positions` (json/jsonb read as text: LevelRead.json_text) are
-    JsonText (SQL NULL stays None)."""
+    """Rows whose values at `positions` (json/jsonb read as text, arrays of them as arrays of
+    texts: LevelRead.json_text) are JsonText, arrays JsonTexts of them (SQL NULL stays None)."""
     for row in rows:
         values = list(row)
         for i in positions:
-            if values[i] is not None:
-                values[i] = JsonText(values[i])
+            values[i] = _json_text(values[i])
         yield tuple(values)
+
+
+def _json_text(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, list):  # an array (of arrays, for more dimensions) of json texts
+        return JsonTexts(_json_text(v) for v in value)
+    return JsonText(value)
 
 
 def _bound(key: Sequence[str] | None) -> str:

@@ -22,7 +22,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from migrator.adapters.base import SourceText
-from migrator.adapters.json_values import JsonText, json_text
+from migrator.adapters.json_values import JsonText, JsonTexts, json_text
 from migrator.errors import TargetError
 
 _JSON = frozenset({"json", "jsonb"})
@@ -133,6 +133,9 @@ def _json_text(value: Any) -> str:
 def _adapt(value: Any, column: Column, *, element: bool = False) -> Any:
     if isinstance(value, JsonText):
         return str(value)  # a json/jsonb value's exact text (json_values.py), cast to the column's type
+    if isinstance(value, JsonTexts):
+        # An array of such texts, each nested JsonTexts a further dimension (not a JSON array).
+        return [_adapt(v, column, element=True) for v in value]
     if value is None or isinstance(value, SourceText):
         # A SourceText is the source's text of the column's very type (text_values.py): written
         # as the text it is (a COPY field, a parameter), cast to the column's type as any text.

@@ -35,7 +35,7 @@ class LiveReads:
 
     def _source(self) -> SourceAdapter:
         """The plan's source adapter (it connects on first use; close it)."""
-        return source_for(self.plan.source.adapter, self._source_url, **self.plan.source.options)
+        return source_for(self.plan.source.adapter, self._source_url, **self.plan.source_options)
 
     def _target(self) -> TargetAdapter:
         """The plan's target adapter, with a short server selection timeout (close it)."""
