@@ -5,13 +5,16 @@ Equal ranges hash equal on two clusters whose sessions print values otherwise (t
 pinned), and each digest is the exact sum of its rows' hashes read one by one; a one-character
 change in one row of a 10,000-row range makes that range's digests differ and the row by row
 comparison names the key and the field; two sides whose probes differ (another build's hash) fall
-back to the md5 form both offer, and two sides without a common form compare row by row.
+back to the md5 form both offer, and two sides without a common form compare row by row; a
+database that is not UTF8 offers the md5 form only, whose digest is the md5 of its rows' md5s in
+key order, computed here in Python from the rows' text.
 
 Expectations come from the generated data (row counts, keys), from per-row hashes summed in
 Python, and from plain SQL on both sides."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -27,6 +30,7 @@ from migrator.adapters.postgres_target import checksums as target_checksums
 from migrator.engine.events import Collector, Notice
 from migrator.phases.verify import VerifyReport
 from tests.support.pg_target import PgToPg
+from tests.support.servers import PgServer, admin_connection, drop_pg_database, unique_name, with_database
 
 ROWS = 20_000
 COLUMNS = ("id", "name", "amount", "score", "seen", "raw", "span", "flag")
@@ -185,3 +189,39 @@ def test_sides_whose_forms_differ_fall_back_to_a_common_form_or_row_by_row(
     else:
         assert report.ranges >= 4 and report.hashed == report.ranges - 1
         assert set(used) == {hashed_in} and notices == []
+
+
+def test_a_database_not_utf8_offers_the_md5_form_only(
+    pg_target_server: PgServer, request: pytest.FixtureRequest
+) -> None:
+    dbname = unique_name(request.node.name, prefix="latin")
+    with admin_connection(pg_target_server.url) as admin:
+        admin.execute(
+            f"CREATE DATABASE {dbname} ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+        )
+    try:
+        url = with_database(pg_target_server.url, dbname)
+        with psycopg.connect(url) as conn:
+            conn.execute("CREATE TABLE public.t (id integer PRIMARY KEY, name text, score float8)")
+            conn.execute("INSERT INTO t SELECT g, 'Grüße ' || g, g / 3.0 FROM generate_series(1, 500) g")
+            conn.commit()
+            forms = forms_of(conn, "public.t", ["id", "name", "score"], ["id"])
+            assert [hash_of(f) for f in forms] == [MD5]
+            assert json.loads(forms[0])["encoding"] == "LATIN1"
+            with conn.transaction():
+                pin(conn)
+                query, params = digest_query(
+                    forms[0], "public.t", ["id", "name", "score"], ["id"], ["integer"], ["100"], ["400"]
+                )
+                found = digest(conn, query, params)
+                texts = [
+                    str(r[0])
+                    for r in conn.execute(
+                        "SELECT ROW(id, name, score)::text FROM t WHERE id > 100 AND id <= 400 ORDER BY id"
+                    )
+                ]
+        # md5() hashes the text's bytes in the database's encoding.
+        hashes = "".join(hashlib.md5(t.encode("latin-1")).hexdigest() for t in texts)
+        assert found == (300, hashlib.md5(hashes.encode()).hexdigest())
+    finally:
+        drop_pg_database(pg_target_server.url, dbname)
