@@ -764,15 +764,16 @@ class RangeChecksums(Protocol):
     row by row only the ranges whose hashes differ (docs/architecture.md, "Verify by
     checksums"). One connection, used by one thread at a time; close it."""
 
-    def form(self, table: str, columns: Sequence[str], key: Sequence[str]) -> str | None:
-        """How this side hashes `columns` of `table` (`key` its key columns, among `columns`):
-        the hash, the server's family, its encoding and text settings, each column's declared
-        type. Two sides of equal forms hash equal rows to equal digests; None where this side
-        cannot hash the table."""
+    def forms(self, table: str, columns: Sequence[str], key: Sequence[str]) -> Sequence[str]:
+        """The ways this side can hash `columns` of `table` (`key` its key columns, among
+        `columns`), the fastest first: each names the hash, the server's family, its encoding
+        and text settings, each column's declared type. Two sides hashing in one form hash equal
+        rows to equal digests; none where this side cannot hash the table."""
         ...
 
     def checksum(
         self,
+        form: str,
         table: str,
         columns: Sequence[str],
         key: Sequence[str],
@@ -781,8 +782,8 @@ class RangeChecksums(Protocol):
         hi: Sequence[str] | None,
     ) -> RangeDigest:
         """The rows of `table` with lo < key <= hi (the source's key text; None: unbounded), each
-        hashed over `columns` in that order, in key order, now (on a source: in one consistent
-        read, whose position the digest carries)."""
+        hashed over `columns` in that order, in `form` (one of `forms`), now (on a source: in one
+        consistent read, whose position the digest carries)."""
         ...
 
     def close(self) -> None: ...
@@ -791,7 +792,7 @@ class RangeChecksums(Protocol):
 @runtime_checkable
 class OffersRangeChecksums(Protocol):
     """An optional capability of a source and a target: verify uses it where both offer it
-    and give the same form for a table (isinstance tells)."""
+    and offer a common form for a table (isinstance tells)."""
 
     def range_checksums(self) -> RangeChecksums:
         """A new checksum session (its own connection where it needs one; close it)."""

@@ -1,8 +1,8 @@
 """Verify by server-side checksums (docs/architecture.md, "Verify by checksums").
 
 Where the source and the target both hash key ranges in the server (adapters/base.py
-OffersRangeChecksums) and give the same form for a table (the same hash, text settings and
-column types: equal rows hash alike), each key range is hashed on both sides first, and only a
+OffersRangeChecksums) and offer a common form for a table (the same hash, text settings and
+column types: equal rows hash alike; the source's fastest that the target offers too), each key range is hashed on both sides first, and only a
 range whose digests differ is read row by row through the mapping (phases/verify.py), with its
 explanations and rechecks.
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from migrator.adapters.base import OffersRangeChecksums, RangeChecksums, RangeDigest
 from migrator.mapping.spec import CollectionMapping
@@ -29,8 +29,9 @@ from migrator.mapping.spec import CollectionMapping
 
 @dataclass(frozen=True)
 class HashedTable:
-    """A collection hashed on both sides: the source's table and the target's, and the columns
-    each side hashes, pair by pair (a field's source column and its target name)."""
+    """A collection hashed on both sides: the source's table and the target's, the columns
+    each side hashes, pair by pair (a field's source column and its target name), and the form
+    both hash them in (agreed_tables)."""
 
     table: str
     collection: str
@@ -38,6 +39,7 @@ class HashedTable:
     target_columns: tuple[str, ...]
     key: tuple[str, ...]
     key_types: tuple[str, ...]
+    form: str = ""
 
 
 def hashed_table(mapping: CollectionMapping, key_types: Sequence[str]) -> HashedTable | None:
@@ -62,7 +64,8 @@ def hashed_table(mapping: CollectionMapping, key_types: Sequence[str]) -> Hashed
 def agreed_tables(
     source: object, target: object, candidates: Sequence[HashedTable]
 ) -> tuple[dict[str, HashedTable], list[str]]:
-    """The collections both sides hash alike, by name; and, for each that one side hashes
+    """The collections both sides hash alike, by name, each with the form they agree on: the
+    source's fastest that the target offers too; and, for each that the sides hash only
     otherwise, why it is compared row by row."""
     if not (isinstance(source, OffersRangeChecksums) and isinstance(target, OffersRangeChecksums)):
         return {}, []
@@ -71,14 +74,15 @@ def agreed_tables(
     sums = _Sides(source, target)
     try:
         for table in candidates:
-            source_form = sums.source.form(table.table, table.source_columns, table.key)
-            target_form = sums.target.form(table.collection, table.target_columns, table.key)
-            if source_form is not None and source_form == target_form:
-                agreed[table.collection] = table
-            elif source_form is not None and target_form is not None:
+            source_forms = sums.source.forms(table.table, table.source_columns, table.key)
+            target_forms = sums.target.forms(table.collection, table.target_columns, table.key)
+            common = [form for form in source_forms if form in target_forms]
+            if common:
+                agreed[table.collection] = replace(table, form=common[0])
+            elif source_forms and target_forms:
                 differing.append(
                     f"{table.collection}: compared row by row, as source and target hash its rows "
-                    f"differently (source {source_form}, target {target_form})"
+                    f"differently (source {' or '.join(source_forms)}, target {' or '.join(target_forms)})"
                 )
     finally:
         sums.close()
@@ -137,12 +141,12 @@ class RangeHashes:
 
         def source() -> RangeDigest:
             return sides.source.checksum(
-                table.table, table.source_columns, table.key, table.key_types, lo, hi
+                table.form, table.table, table.source_columns, table.key, table.key_types, lo, hi
             )
 
         def target() -> RangeDigest:
             return sides.target.checksum(
-                table.collection, table.target_columns, table.key, table.key_types, lo, hi
+                table.form, table.collection, table.target_columns, table.key, table.key_types, lo, hi
             )
 
         # The first look hashes both sides at once (two servers, each its own connection): a

@@ -1,6 +1,6 @@
 """Range checksums on a PostgreSQL target (adapters/base.py RangeChecksums; docs/architecture.md,
-"Verify by checksums"): the same SQL and pinned text settings as a PostgreSQL source's
-(adapters/postgres/checksums.py), so that a PostgreSQL -> PostgreSQL verify hashes each key
+"Verify by checksums"): the same forms, SQL and pinned text settings as a PostgreSQL source's
+(adapters/postgres/checksum_forms.py, checksums.py), so that a PostgreSQL -> PostgreSQL verify hashes each key
 range on both servers and compares row by row only where the digests differ.
 
 The target's tables are named as the collections and hold the mapped columns under their target
@@ -16,7 +16,8 @@ from typing import Any
 import psycopg
 
 from migrator.adapters.base import RangeDigest
-from migrator.adapters.postgres.checksums import digest, digest_query, form_of, pin
+from migrator.adapters.postgres.checksum_forms import forms_of
+from migrator.adapters.postgres.checksums import digest, digest_query, pin
 from migrator.adapters.postgres_target.connection import Connections
 
 
@@ -27,12 +28,13 @@ class TargetChecksums:
     def __init__(self, connections: Connections) -> None:
         self._connections = connections
 
-    def form(self, table: str, columns: Sequence[str], key: Sequence[str]) -> str | None:
-        found: str | None = self._connections.run(lambda conn: form_of(conn, table, columns, key))
+    def forms(self, table: str, columns: Sequence[str], key: Sequence[str]) -> list[str]:
+        found: list[str] = self._connections.run(lambda conn: forms_of(conn, table, columns, key))
         return found
 
     def checksum(
         self,
+        form: str,
         table: str,
         columns: Sequence[str],
         key: Sequence[str],
@@ -40,7 +42,7 @@ class TargetChecksums:
         lo: Sequence[str] | None,
         hi: Sequence[str] | None,
     ) -> RangeDigest:
-        query, params = digest_query(table, columns, key, key_types, lo, hi)
+        query, params = digest_query(form, table, columns, key, key_types, lo, hi)
 
         def work(conn: psycopg.Connection[Any]) -> tuple[int, str]:
             pin(conn)
