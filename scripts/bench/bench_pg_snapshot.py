@@ -370,6 +370,11 @@ def main() -> None:
     unknown = sorted(set(chosen) - set(CASES))
     if unknown:
         parser.error(f"unknown cases: {', '.join(unknown)} (known: {', '.join(CASES)})")
+    if "pgcopydb" in chosen and shutil.which("pgcopydb") is None:
+        parser.error(
+            "pgcopydb is not installed, the baseline this benchmark measures against "
+            "(Debian/Ubuntu: apt-get install pgcopydb), or leave it out: --cases migrator,native"
+        )
 
     work = Path(tempfile.mkdtemp(prefix="migrator-bench-pgsnap-"))
     source = devservices.start_postgres(work / "source")
