@@ -112,3 +112,17 @@ def forget(cur: Any, plan: str) -> bool:
             return False
         raise
     return existing is not None
+
+
+def drop_if_empty(cur: Any) -> bool:
+    """Drop the table when no plan's row is left in it (`migrator finish`); True if dropped."""
+    try:
+        cur.execute(f"SELECT 1 FROM `{REVERSE_TABLE}` LIMIT 1")
+    except pymysql.err.ProgrammingError as exc:
+        if exc.args and exc.args[0] == _NO_SUCH_TABLE:
+            return False
+        raise
+    if cur.fetchone() is not None:
+        return False
+    cur.execute(f"DROP TABLE IF EXISTS `{REVERSE_TABLE}`")
+    return True

@@ -331,9 +331,11 @@ class ReverseWriter:
         except psycopg.Error as exc:
             raise self._error(exc) from None
 
-    def forget(self) -> bool:
-        """Remove this plan's checkpoint and its replication origin (rollback); True if a
-        checkpoint existed. The table stays (it may hold other plans' checkpoints)."""
+    def forget(self, *, drop_empty: bool = False) -> bool:
+        """Remove this plan's checkpoint and its replication origin (rollback, finish); True if a
+        checkpoint existed. The table stays (it may hold other plans' checkpoints), unless
+        `drop_empty` (`migrator finish`) and no plan's checkpoint is left in it; the schema
+        stays (a DBA may have made it, with its grants)."""
         self.close()
         with self._endpoint.connect(autocommit=True) as conn:
             try:
@@ -348,6 +350,9 @@ class ReverseWriter:
                         [self._plan],
                     )
                     existed = cur.rowcount > 0
+                    left = conn.execute(sql.SQL("SELECT 1 FROM {} LIMIT 1").format(self._checkpoint_table()))
+                    if drop_empty and left.fetchone() is None:
+                        conn.execute(sql.SQL("DROP TABLE {}").format(self._checkpoint_table()))
                 row = conn.execute("SELECT pg_replication_origin_oid(%s)", [self.origin]).fetchone()
                 if row is not None and row[0] is not None:
                     conn.execute("SELECT pg_replication_origin_drop(%s)", [self.origin])
