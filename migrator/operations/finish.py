@@ -244,18 +244,7 @@ class Finish:
         run_id, plan = self.run_record.id, self.plan.name
         # No other process works on this plan through this state file (refused at once, naming it).
         self.store.hold(plan, COMMAND)
-        if switching_back(self.store, run_id) or not switched(self.store, run_id):
-            raise ChecksFailed(
-                f"run {run_id} of plan {plan} has not cut over (the switch names the source): finish keeps the "
-                "target, which is not primary",
-                hint="cut over first (`migrator cutover`); to end the migration keeping the source instead, "
-                "`migrator rollback --to start`",
-            )
-        if not self._cutover_done():
-            raise ChecksFailed(
-                f"the cutover of run {run_id} of plan {plan} flipped the switch but did not finish",
-                hint="run `migrator cutover PLAN --exit` again: it resumes after the flip; then `migrator finish`",
-            )
+        self.check_cut_over()
         owner = self.target.ownership(plan).read()
         if owner is not None and owner.run_id != run_id:
             raise self.target.refusal(owner, this_run=run_id)
@@ -271,6 +260,23 @@ class Finish:
                 hint="stop it (SIGTERM: it checkpoints and exits), then run `migrator finish` again",
             )
         return "ok"
+
+    def check_cut_over(self) -> None:
+        """Refuse (ChecksFailed) unless the run's cutover finished and the switch names the target;
+        read from the state store only (the preview asks it too, before asking the operator)."""
+        run_id, plan = self.run_record.id, self.plan.name
+        if switching_back(self.store, run_id) or not switched(self.store, run_id):
+            raise ChecksFailed(
+                f"run {run_id} of plan {plan} has not cut over (the switch names the source): finish keeps the "
+                "target, which is not primary",
+                hint="cut over first (`migrator cutover`); to end the migration keeping the source instead, "
+                "`migrator rollback --to start`",
+            )
+        if not self._cutover_done():
+            raise ChecksFailed(
+                f"the cutover of run {run_id} of plan {plan} flipped the switch but did not finish",
+                hint="run `migrator cutover PLAN --exit` again: it resumes after the flip; then `migrator finish`",
+            )
 
     def _cutover_done(self) -> bool:
         checkpoints = self.store.checkpoints(self.run_record.id, CUTOVER_PHASE)
@@ -319,7 +325,10 @@ def finish(session: Session, *, preview: bool) -> FinishResult | list[Step]:
     store, source, target = session.open_run()
     done = Finish(session.plan, store, session.events, source, target)
     if preview:
-        return [] if done.finished is not None else done.steps()
+        if done.finished is not None:
+            return []
+        done.check_cut_over()  # refused before the operator is asked
+        return done.steps()
     if done.finished is None:
         session.events.add(StoreSink(store, done.run_record.id))
     return done.run()

@@ -120,6 +120,14 @@ def test_finish_before_cutover_is_refused(mig: Migration, tmp_path: Path) -> Non
     with pytest.raises(ChecksFailed, match="has not cut over") as refused:
         api.finish(plan, state=mig.state_path, env=mig.env)
     assert "rollback --to start" in (refused.value.hint or "")
+    with pytest.raises(ChecksFailed, match="has not cut over"):  # before the operator is asked
+        api.finish(plan, preview=True, state=mig.state_path, env=mig.env)
+    cli = cli_process.start(
+        ["finish", str(plan), "--yes"], {**mig.env, "MIGRATOR_STATE": str(mig.state_path)}
+    )
+    code, out, err = cli_process.finish(cli)
+    assert code == 1, (out, err)
+    assert json.loads(out.splitlines()[-1])["error"] == "ChecksFailed"
     assert mig.slots() == slots and len(slots) == 1
     assert mig.client[mig.database]["_migrator"].count_documents({"_id": "owner:fin-early"}) == 1
     # The run goes on as before.

@@ -13,7 +13,19 @@ from click.testing import CliRunner
 
 from migrator.cli.main import cli
 
-COMMANDS = ("plan", "run", "verify", "rollback", "cutover", "runbook", "init", "schema", "status", "throttle")
+COMMANDS = (
+    "plan",
+    "run",
+    "verify",
+    "rollback",
+    "cutover",
+    "finish",
+    "runbook",
+    "init",
+    "schema",
+    "status",
+    "throttle",
+)
 
 
 def _invoke(args: list[str]) -> tuple[int, str, str]:
