@@ -90,6 +90,16 @@ def test_finish_keeps_the_target_and_removes_the_run(mig: Migration, tmp_path: P
     assert [s.name for s in preview] == STEPS
     assert mig.slots() != []  # a preview does nothing
 
+    # `run --dry-run` lists the steps finish performs (docs/architecture.md, "Executable actions"):
+    # the same, said the same way, but for the run's own names (its slot, its id).
+    report = api.dry_run(plan, sample_rows=10, env=mig.env)
+    listed = [(e.step, e.action.description) for e in report.journal if e.action.phase == "finish"]
+    assert [step for step, _ in listed] == [f"finish.{s}" for s in STEPS]
+    shown = dict(zip(STEPS, (s.description for s in preview), strict=True))
+    for step, description in listed:
+        if step not in ("finish.slot", "finish.done"):
+            assert description == shown[step.removeprefix("finish.")], step
+
     result = api.finish(plan, state=mig.state_path, env=mig.env)
     assert isinstance(result, FinishResult)
     assert [s["name"] for s in result.steps] == STEPS
