@@ -33,7 +33,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from migrator.adapters.base import SourceAdapter, SourceVocabulary, TargetAdapter, TargetVocabulary
 from migrator.adapters.registry import target_vocabulary_for
@@ -41,6 +41,7 @@ from migrator.engine.events import EventBus, FinishStepDone
 from migrator.engine.executor import Executor
 from migrator.engine.executor import Step as ExecutorStep
 from migrator.errors import ChecksFailed, NoActiveRun, TerminalError
+from migrator.operations import rollback
 from migrator.operations.finished import PHASE, finished_run
 from migrator.operations.rollback import drop_publication, publication_created, publication_step
 from migrator.operations.rollback_after_cutover.crash import kill_point
@@ -57,17 +58,11 @@ COMMAND = "migrator finish"
 
 
 @dataclass(frozen=True)
-class Step:
+class Step(rollback.Step):
     """One step of finish, as the preview lists it and `Finish.run` performs it
     (docs/architecture.md, "Executable actions"): `effect` is bound only when a finish runs."""
 
-    name: str
-    description: str
-    side: str  # what it changes: 'source', 'target', 'state' or 'none'
-    effect: Callable[[], Any] | None = field(default=None, compare=False, repr=False)
-
-    def executable(self) -> ExecutorStep:
-        return ExecutorStep.of(PHASE, self.name, self.description, self.side, self.effect)
+    phase: ClassVar[str] = PHASE
 
 
 @dataclass

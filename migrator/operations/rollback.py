@@ -32,7 +32,7 @@ import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from migrator.adapters.base import SourceAdapter, SourceVocabulary, TargetAdapter
 from migrator.engine.events import EventBus, Notice, RollbackStepDone
@@ -68,9 +68,10 @@ class Step:
     description: str
     side: str  # what it changes: 'source', 'target', 'state' or 'none'
     effect: Callable[[], Any] | None = field(default=None, compare=False, repr=False)
+    phase: ClassVar[str] = PHASE  # the state store's phase of its checkpoints (finish's Step: 'finish')
 
     def executable(self) -> ExecutorStep:
-        return ExecutorStep.of(PHASE, self.name, self.description, self.side, self.effect)
+        return ExecutorStep.of(self.phase, self.name, self.description, self.side, self.effect)
 
 
 @dataclass

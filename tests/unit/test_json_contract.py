@@ -27,21 +27,8 @@ from migrator.engine.events import CdcProgress, ErrorRaised, PhaseStarted
 from migrator.errors import ConnectionFailed, StateError, TransientError
 from migrator.state import SQLiteStateStore
 from tests.support import json_output
-from tests.support.json_output import TS
+from tests.support.json_output import COMMANDS, TS
 
-COMMANDS = (
-    "plan",
-    "run",
-    "verify",
-    "rollback",
-    "cutover",
-    "finish",
-    "runbook",
-    "init",
-    "schema",
-    "status",
-    "throttle",
-)
 LONG_RUNNING = ("run", "cutover", "verify", "rollback")
 # Nothing listens on port 1: every connection is refused at once.
 UNREACHABLE = (

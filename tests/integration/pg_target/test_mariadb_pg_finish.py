@@ -9,7 +9,6 @@ The expectation is written by hand: the rows as the test's statements leave them
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import psycopg
@@ -18,6 +17,7 @@ from migrator import api
 from migrator.operations.finish import FinishResult
 from migrator.plan.names import forward_origin_name, reverse_feed_name
 from tests.support.mariadb import connect, database
+from tests.support.pg_target import run_caught_up
 
 
 def _mysql(url: str, *statements: str) -> list[tuple[object, ...]]:
@@ -53,13 +53,7 @@ def test_finish_from_mariadb_drops_the_source_tables_and_keeps_the_target_rows(
         f'  cutover: {{max_write_freeze: 5s, retries: 1, retry_pause: 0.2s, switch: {{kind: file, path: "{switch}"}}}}\n'
     )
     state = tmp_path / "state.db"
-    stop = threading.Event()
-    timer = threading.Timer(120, stop.set)  # a safety net only: the run ends by itself
-    timer.start()
-    try:
-        api.run(plan, until="caught-up", state=state, env={}, stop=stop)
-    finally:
-        timer.cancel()
+    run_caught_up(plan, state, {})
     api.cutover(plan, state=state, env={})
     assert switch.read_text() == "target\n"
     with psycopg.connect(target_url, autocommit=True) as conn:

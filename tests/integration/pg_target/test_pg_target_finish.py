@@ -9,7 +9,6 @@ The expectation is written by hand: the rows as the test's statements leave them
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
@@ -19,25 +18,15 @@ from migrator.errors import ChecksFailed
 from migrator.operations.finish import FinishResult
 from migrator.plan.names import forward_origin_name, publication_name, reverse_feed_name, reverse_origin_name
 from migrator.state.labels import FinishLabel
-from tests.support.pg_target import PgToPg
+from tests.support.pg_target import PgToPg, run_caught_up
 
 ITEMS = "CREATE TABLE public.items (id integer PRIMARY KEY, name text)"
-
-
-def _run(pg2pg: PgToPg, plan: Path) -> None:
-    stop = threading.Event()
-    timer = threading.Timer(240, stop.set)  # a safety net only: the run ends by itself
-    timer.start()
-    try:
-        api.run(plan, until="caught-up", state=pg2pg.state_path, env=pg2pg.env, stop=stop)
-    finally:
-        timer.cancel()
 
 
 def _cut_over(pg2pg: PgToPg) -> Path:
     pg2pg.source(ITEMS, "INSERT INTO items SELECT g, 'i' || g FROM generate_series(1, 20) g")
     plan, switch = pg2pg.cutover_plan("- {from: public.items}", name="pgfin")
-    _run(pg2pg, plan)
+    run_caught_up(plan, pg2pg.state_path, pg2pg.env)
     api.cutover(plan, state=pg2pg.state_path, env=pg2pg.env)
     assert switch.read_text() == "target\n"
     pg2pg.target(
