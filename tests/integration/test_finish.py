@@ -21,14 +21,14 @@ from bson.decimal128 import Decimal128
 from bson.int64 import Int64
 
 from migrator import api
-from migrator.errors import ChecksFailed
+from migrator.errors import ChecksFailed, RunInUse
 from migrator.operations.finish import FinishResult
 from migrator.operations.rollback_after_cutover import KILL_AT_ENV
 from migrator.plan.names import publication_name, reverse_origin_name
 from tests.support import cli_process
 from tests.support.cutover import cutover_plan
 from tests.support.docs import Migration
-from tests.support.runs import run
+from tests.support.runs import follow, run
 from tests.support.shop import CUSTOMERS, SCHEMA
 
 pytestmark = pytest.mark.usefixtures("stop_followers")
@@ -99,6 +99,14 @@ def test_finish_keeps_the_target_and_removes_the_run(mig: Migration, tmp_path: P
     for step, description in listed:
         if step not in ("finish.slot", "finish.done"):
             assert description == shown[step.removeprefix("finish.")], step
+
+    # While a process follows the plan (here `migrator run`, both directions after the cutover),
+    # finish is refused by the plan's lease, before it changes anything.
+    follower = follow(mig, plan, "fin")
+    with pytest.raises(RunInUse, match="migrator run"):
+        api.finish(plan, state=mig.state_path, env=mig.env)
+    follower.finish()
+    assert len(mig.slots()) == 1
 
     result = api.finish(plan, state=mig.state_path, env=mig.env)
     assert isinstance(result, FinishResult)
