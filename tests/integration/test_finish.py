@@ -152,16 +152,18 @@ def test_finish_before_cutover_is_refused(mig: Migration, tmp_path: Path) -> Non
     run(mig, plan, "caught-up")
 
 
+@pytest.mark.parametrize("step", ["publication", "done"])
 def test_a_finish_killed_between_a_step_and_its_checkpoint_completes_on_rerun(
-    mig: Migration, tmp_path: Path
+    mig: Migration, tmp_path: Path, step: str
 ) -> None:
     plan, expected = _cut_over(mig, tmp_path, "fin-kill")
     env = {**mig.env, "MIGRATOR_STATE": str(mig.state_path)}
-    # Killed once the publication is dropped, before the step is recorded.
-    killed = cli_process.start(["finish", str(plan), "--yes"], {**env, KILL_AT_ENV: "finish:publication"})
+    # Killed once the step's action is done, before it is recorded ('done': its checkpoint is
+    # written, the run's status not yet).
+    killed = cli_process.start(["finish", str(plan), "--yes"], {**env, KILL_AT_ENV: f"finish:{step}"})
     code, out, err = cli_process.finish(killed)
     assert code == -signal.SIGKILL, (code, out[-2000:], err[-2000:])
-    assert mig.slots() == []  # the step before was done
+    assert mig.slots() == []  # the slot's step came before
     # Between the two, rollback and run refuse: the finish must be completed first.
     with pytest.raises(ChecksFailed, match="cut short"):
         api.rollback(plan, state=mig.state_path, env=mig.env)
@@ -175,7 +177,11 @@ def test_a_finish_killed_between_a_step_and_its_checkpoint_completes_on_rerun(
         e["step"]: e["outcome"] for e in map(json.loads, out.splitlines()) if e.get("event") == "finish.step"
     }
     assert steps["slot"] == "done before (resumed finish)"
-    assert steps["publication"] == "dropped"  # done again: already gone, dropped IF EXISTS
+    if step == "publication":
+        assert steps["publication"] == "dropped"  # done again: already gone, dropped IF EXISTS
+    else:
+        assert steps["release"] == "done before (resumed finish)"
+        assert steps["done"].endswith("the target is primary for good")
     _nothing_of_the_run_left(mig, "fin-kill", expected)
     status = api.status(plan, state=mig.state_path, env=mig.env)
     assert status.run is not None and status.run.status == "succeeded"
