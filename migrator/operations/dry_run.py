@@ -336,4 +336,9 @@ def estimate(plan: Plan, samples: list[CollectionSample]) -> list[PhaseEstimate]
         ),
         PhaseEstimate(verify.PHASE, verify_seconds, verify_basis),
         cutover_estimate,
+        PhaseEstimate(
+            finish.PHASE,
+            None,
+            "no estimate: a few statements on each side, run once the way back after cutover is no longer needed",
+        ),
     ]
