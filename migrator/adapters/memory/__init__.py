@@ -429,6 +429,7 @@ class MemoryTarget:
             return self.db.records.pop(state_id, None) is not None
 
     def drop_reverse_feed(self, plan_name: str) -> list[str]:
+        self.db.faults.check("drop_reverse_feed")
         return []
 
     def empty_collection(self, collection: str) -> int:
