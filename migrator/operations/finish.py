@@ -50,7 +50,13 @@ from migrator.operations.session import Session
 from migrator.phases.cutover import PHASE as CUTOVER_PHASE
 from migrator.phases.cutover import switched, switching_back
 from migrator.plan.models import Plan
-from migrator.plan.names import cdc_checkpoint_id, publication_name, reverse_marker_id, reverse_origin_name
+from migrator.plan.names import (
+    cdc_checkpoint_id,
+    publication_name,
+    reverse_marker_id,
+    reverse_origin_name,
+    slot_name_pattern,
+)
 from migrator.state.labels import CutoverLabel, FinishLabel
 from migrator.state.store import RunRecord, StateStore
 
@@ -128,9 +134,7 @@ def listed_steps(
 
 
 def planned_steps(plan: Plan, words: SourceVocabulary) -> list[ExecutorStep]:
-    """Finish's steps for a plan without a run (`run --dry-run`, the runbook)."""
-    from migrator.plan.names import slot_name_pattern
-
+    """Finish's steps for a plan without a run (`run --dry-run`)."""
     target_words = target_vocabulary_for(plan.target.adapter)
     return [
         s.executable() for s in listed_steps(plan, words, target_words, slot_name_pattern(plan.name), True)
