@@ -185,3 +185,34 @@ def test_a_finish_killed_between_a_step_and_its_checkpoint_completes_on_rerun(
     _nothing_of_the_run_left(mig, "fin-kill", expected)
     status = api.status(plan, state=mig.state_path, env=mig.env)
     assert status.run is not None and status.run.status == "succeeded"
+
+
+def test_finish_keeps_what_another_run_of_the_source_may_use(mig: Migration, tmp_path: Path) -> None:
+    # Another plan migrates the same source database (into another target database) and follows it.
+    other = mig.plan(
+        "- {name: stock, from: stock, key: [warehouse, sku]}",
+        name="fin-other",
+        database=f"{mig.database}_other",
+        phases="cdc: {heartbeat_interval: 1s}",
+    )
+    try:
+        run(mig, other, "caught-up")
+        (other_slot,) = [name for name, _ in mig.slots()]
+        plan, expected = _cut_over(mig, tmp_path, "fin-one")
+        result = api.finish(plan, state=mig.state_path, env=mig.env)
+        assert isinstance(result, FinishResult)
+        # The other run's slot and publication are untouched; reverse sync's checkpoint table stays for
+        # it (empty: its reverse sync could use it), with this plan's row gone.
+        assert [name for name, _ in mig.slots()] == [other_slot]
+        publications = "SELECT pubname FROM pg_publication ORDER BY 1"
+        assert mig.rows(publications) == [(publication_name("fin-other"),)]
+        assert mig.rows("SELECT count(*) FROM migrator.reverse_checkpoint") == [(0,)]
+        names = {
+            int(d["_id"]): d["name"] for d in mig.client[mig.database]["customers"].find({}, {"name": 1})
+        }
+        assert names == expected
+        assert (
+            mig.client[f"{mig.database}_other"]["_migrator"].count_documents({"_id": "owner:fin-other"}) == 1
+        )
+    finally:
+        mig.client.drop_database(f"{mig.database}_other")
