@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from migrator.engine.throttle import ControlsResult
     from migrator.operations.cutover import SwitchoverOutcome
     from migrator.operations.dry_run import DryRunReport
+    from migrator.operations.finish import FinishResult
+    from migrator.operations.finish import Step as FinishStep
     from migrator.operations.init import InitResult
     from migrator.operations.rollback import RollbackResult, RollbackTo, Step
     from migrator.operations.rollback_after_cutover import SwitchbackResult, SwitchbackStep
@@ -180,6 +182,27 @@ def rollback(
 
     with Session(path, env=env, state=state, sinks=sinks) as session:
         return roll_back(session, to=to, force=force, preview=preview)
+
+
+def finish(
+    path: str | os.PathLike[str],
+    *,
+    preview: bool = False,
+    state: str | os.PathLike[str] | None = None,
+    sinks: Sequence[EventSink] = (),
+    env: Mapping[str, str] | None = None,
+) -> FinishResult | list[FinishStep]:
+    """End a migration that has cut over, keeping the target (migrator/operations/finish.py):
+    reverse sync stops for good, forward CDC's slot and capture objects and reverse sync's state
+    go from the source, reverse sync's feed and forward CDC's origin from the target, the run's
+    records from the target (its collections and their data stay), and the run is marked
+    finished. Refused before cutover and while a process follows the plan. `preview` returns the
+    steps without doing anything. Resumable: a finish cut short is completed by calling it
+    again; a finished run is reported as such."""
+    from migrator.operations.finish import finish as finish_run
+
+    with Session(path, env=env, state=state, sinks=sinks) as session:
+        return finish_run(session, preview=preview)
 
 
 def cutover(

@@ -447,6 +447,13 @@ class TargetAdapter(Protocol):
         """Remove one of migrator's state documents (a checkpoint); True if it existed."""
         ...
 
+    def drop_reverse_feed(self, plan_name: str) -> list[str]:
+        """Drop what plan `plan_name`'s reverse sync reads the target through and what tags
+        forward CDC's writes there (a PostgreSQL target: the plan's slot, publication and forward
+        replication origin), at `migrator finish`; what was dropped, named ([] where the target
+        keeps nothing of the kind, or it was gone)."""
+        ...
+
     def empty_collection(self, collection: str) -> int:
         """Delete every document of `collection` and the indexes migrator created on it."""
         ...
@@ -578,7 +585,10 @@ class ReverseWriter(Protocol):
 
     def checkpoint(self) -> ReverseCheckpoint | None: ...
 
-    def forget(self) -> bool: ...
+    def forget(self, *, drop_empty: bool = False) -> bool:
+        """Remove the plan's checkpoint and echo tag (rollback, finish); True if a checkpoint
+        existed. `drop_empty` (finish): also the checkpoint table when no plan's is left in it."""
+        ...
 
     def apply(self, documents: Sequence[DocumentRows], checkpoint: ReverseCheckpoint | None) -> int: ...
 

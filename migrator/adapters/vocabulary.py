@@ -123,3 +123,7 @@ class TargetVocabulary:
     # the plan's collection; and why one array column alone cannot be that key.
     key_role: str  # "the document _id of '{collection}'"
     array_key: str  # "MongoDB refuses an array as _id"
+    # `migrator finish`'s words (operations/finish.py): what reverse sync and forward CDC keep on
+    # the target until the migration ends, and where the run's own records live there.
+    finish_feed: str  # "nothing to drop: ..." (MongoDB); a slot, a publication, an origin (PostgreSQL)
+    records: str  # "the `_migrator` collection", "table migrator.state"

@@ -9,6 +9,7 @@ import click
 
 from migrator import __version__
 from migrator.cli.commands.cutover import cutover_command
+from migrator.cli.commands.finish import finish_command
 from migrator.cli.commands.init import init_command
 from migrator.cli.commands.plan import plan_command
 from migrator.cli.commands.rollback import rollback_command
@@ -83,6 +84,7 @@ for _command in (
     verify_command,
     rollback_command,
     cutover_command,
+    finish_command,
     runbook_command,
     init_command,
     schema_command,

@@ -27,6 +27,7 @@ from migrator.engine.events import (
     CutoverStep,
     DocumentSkipped,
     Event,
+    FinishStepDone,
     Notice,
     PhaseFinished,
     PhaseStarted,
@@ -221,6 +222,8 @@ def _describe_steps(event: Event) -> str | None:
         if event.description:
             return f"rollback: {event.description}: {event.outcome}"
         return f"rollback {event.step}: {event.outcome}"
+    if isinstance(event, FinishStepDone):
+        return f"finish: {event.description or event.step}: {event.outcome}"
     if isinstance(event, CutoverAbandoned):
         return f"cutover attempt {event.attempt} abandoned after {event.freeze_ms:.0f} ms: {event.reason}"
     return None

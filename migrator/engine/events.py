@@ -417,6 +417,16 @@ class RollbackStepDone(Event):
 
 
 @dataclass(frozen=True)
+class FinishStepDone(Event):
+    """One step of `migrator finish` done (or found done by an earlier, interrupted finish)."""
+
+    kind: ClassVar[str] = "finish.step"
+    step: str
+    outcome: str
+    description: str = ""  # what the step did, as the preview listed it
+
+
+@dataclass(frozen=True)
 class CutoverStep(Event):
     """A cutover step done (gate, fence, drained, checked, switched, unfenced, ...)."""
 

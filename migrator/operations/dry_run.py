@@ -27,6 +27,7 @@ from migrator.mapping import compare
 from migrator.mapping.assemble import Assembler
 from migrator.mapping.lookup import json_id
 from migrator.mapping.spec import CollectionMapping
+from migrator.operations import finish
 from migrator.phases import cdc, cutover, snapshot, verify
 from migrator.phases.preflight import PreflightReport, run_preflight
 from migrator.plan.models import Plan
@@ -49,6 +50,7 @@ PHASES: tuple[tuple[str, Callable[[PlanView], list[Step]], str], ...] = (
         "migrator verify",
     ),
     (cutover.PHASE, cutover.steps, "migrator cutover"),
+    (finish.PHASE, lambda view: finish.planned_steps(view.plan, view.vocabulary), "migrator finish"),
 )
 
 
@@ -334,4 +336,9 @@ def estimate(plan: Plan, samples: list[CollectionSample]) -> list[PhaseEstimate]
         ),
         PhaseEstimate(verify.PHASE, verify_seconds, verify_basis),
         cutover_estimate,
+        PhaseEstimate(
+            finish.PHASE,
+            None,
+            "no estimate: a few statements on each side, run once the way back after cutover is no longer needed",
+        ),
     ]

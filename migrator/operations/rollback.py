@@ -32,13 +32,14 @@ import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from migrator.adapters.base import SourceAdapter, TargetAdapter
+from migrator.adapters.base import SourceAdapter, SourceVocabulary, TargetAdapter
 from migrator.engine.events import EventBus, Notice, RollbackStepDone
 from migrator.engine.executor import Executor
 from migrator.engine.executor import Step as ExecutorStep
 from migrator.errors import NoActiveRun, TerminalError
+from migrator.operations.finished import finished_run, finishing, refuse_finished, refuse_finishing
 from migrator.operations.rollback_after_cutover import Switchback, SwitchbackResult, SwitchbackStep
 from migrator.operations.run import StoreSink
 from migrator.operations.session import Session
@@ -67,9 +68,10 @@ class Step:
     description: str
     side: str  # what it changes: 'source', 'target', 'state' or 'none'
     effect: Callable[[], Any] | None = field(default=None, compare=False, repr=False)
+    phase: ClassVar[str] = PHASE  # the state store's phase of its checkpoints (finish's Step: 'finish')
 
     def executable(self) -> ExecutorStep:
-        return ExecutorStep.of(PHASE, self.name, self.description, self.side, self.effect)
+        return ExecutorStep.of(self.phase, self.name, self.description, self.side, self.effect)
 
 
 @dataclass
@@ -112,6 +114,11 @@ class Rollback:
 
     def _find_run(self) -> RunRecord:
         candidates = [r for r in self.store.runs(self.plan.name) if r.status in ("active", "failed")]
+        if candidates and finishing(self.store, candidates[-1].id):
+            raise refuse_finishing(candidates[-1], "migrator rollback")
+        ended = finished_run(self.store, self.plan.name)
+        if ended is not None:
+            raise refuse_finished(ended, "migrator rollback")
         if not candidates:
             where = getattr(self.store, "path", "this state file")
             owner = self.target.ownership(self.plan.name).read()
@@ -200,28 +207,10 @@ class Rollback:
         return steps
 
     def _publication_created(self) -> bool | None:
-        """Whether the run created the publication: None when it did not record it (runs begun
-        by an earlier version), False too when the run never reached the point of creating it."""
-        checkpoints = self.store.checkpoints(self.run_record.id, "snapshot")
-        for c in checkpoints:
-            if c.label == SnapshotLabel.SOURCE_BEFORE:
-                return not c.detail.get("publication_existed", True)
-        for c in checkpoints:
-            if c.label == SnapshotLabel.SLOT and "publication_created" in c.detail:
-                return bool(c.detail["publication_created"])
-        if not any(c.label == SnapshotLabel.TARGET_BEFORE for c in checkpoints):
-            return False  # it never reached the snapshot's start: it created nothing
-        return None
+        return publication_created(self.store, self.run_record.id)
 
     def _publication_step(self) -> str:
-        created = self._publication_created()
-        drop = self.words.teardown(self.slot, self.publication)[1]
-        if created:
-            return f"{drop} (created by the run)"
-        kept = "keep " + self.words.capture(self.publication)
-        if created is None:
-            return f"{kept}: the run did not record whether it created it"
-        return f"{kept}: the run did not create it"
+        return publication_step(self.words, self.slot, self.publication, self._publication_created())
 
     def _collections_before(self) -> dict[str, int | None]:
         before = next(
@@ -327,21 +316,7 @@ class Rollback:
         return "dropped" if dropped else "did not exist"
 
     def _drop_publication(self) -> str:
-        created = self._publication_created()
-        if created is None:
-            return (
-                f"kept: the run (begun by an earlier migrator) did not record whether it created it; if nothing "
-                f"else uses it: {self.words.drop_capture_hint(self.publication)}"
-            )
-        if not created:
-            return "kept: the run did not create it"
-        slots = self.source.inspect([]).server.existing_slots
-        others = [s for s in slots if s != self.slot and is_slot_of(self.plan.name, s)]
-        if others:
-            streams = ", ".join(others)
-            return f"kept: another run of plan {self.plan.name} streams through it ({self.words.stream} {streams})"
-        self.source.capture_setup().drop_publication(self.publication)
-        return "dropped"
+        return drop_publication(self.source, self.plan.name, self.slot, self._publication_created())
 
     def _release(self) -> str:
         records = [cdc_checkpoint_id(self.plan.name), reverse_marker_id(self.plan.name)]
@@ -360,6 +335,53 @@ class Rollback:
             self.target.drop_collection(name)
             return "dropped (--force)"
         return f"kept: it held {held:,} documents before the run"
+
+
+def publication_created(store: StateStore, run_id: str) -> bool | None:
+    """Whether run `run_id` created the publication: None when it did not record it (runs begun
+    by an earlier version), False too when the run never reached the point of creating it."""
+    checkpoints = store.checkpoints(run_id, "snapshot")
+    for c in checkpoints:
+        if c.label == SnapshotLabel.SOURCE_BEFORE:
+            return not c.detail.get("publication_existed", True)
+    for c in checkpoints:
+        if c.label == SnapshotLabel.SLOT and "publication_created" in c.detail:
+            return bool(c.detail["publication_created"])
+    if not any(c.label == SnapshotLabel.TARGET_BEFORE for c in checkpoints):
+        return False  # it never reached the snapshot's start: it created nothing
+    return None
+
+
+def publication_step(words: SourceVocabulary, slot: str, publication: str, created: bool | None) -> str:
+    """The step that drops the capture objects, as the preview lists it (rollback, finish)."""
+    drop = words.teardown(slot, publication)[1]
+    if created:
+        return f"{drop} (created by the run)"
+    kept = "keep " + words.capture(publication)
+    if created is None:
+        return f"{kept}: the run did not record whether it created it"
+    return f"{kept}: the run did not create it"
+
+
+def drop_publication(source: SourceAdapter, plan_name: str, slot: str, created: bool | None) -> str:
+    """Drop the plan's capture objects if the run (whose slot is `slot`) created them and no other
+    run of the plan streams through them; what was done (rollback, finish)."""
+    words, publication = source.vocabulary, publication_name(plan_name)
+    if created is None:
+        return (
+            f"kept: the run (begun by an earlier migrator) did not record whether it created it; if nothing "
+            f"else uses it: {words.drop_capture_hint(publication)}"
+        )
+    if not created:
+        return "kept: the run did not create it"
+    slots = source.inspect([]).server.existing_slots
+    others = [s for s in slots if s != slot and is_slot_of(plan_name, s)]
+    if others:
+        return (
+            f"kept: another run of plan {plan_name} streams through it ({words.stream} {', '.join(others)})"
+        )
+    source.capture_setup().drop_publication(publication)
+    return "dropped"
 
 
 RollbackTo = Literal["cutover", "start"]

@@ -36,6 +36,7 @@ from migrator.engine.events import (
 )
 from migrator.engine.throttle import Throttler
 from migrator.errors import MigratorError, NoActiveRun, OwnedByAnotherRun, PreflightFailed, TerminalError
+from migrator.operations.finished import finished_run, finishing, refuse_finished, refuse_finishing
 from migrator.phases.lag import mirror_fields
 from migrator.phases.preflight import PreflightReport, run_preflight
 from migrator.phases.snapshot import SnapshotPhase, SnapshotResult
@@ -329,6 +330,13 @@ class Runner:
         digest = plan_digest(self.plan)
         run = self.store.active_run(self.plan.name)
         resumed = run is not None
+        if run is not None and finishing(self.store, run.id):
+            raise refuse_finishing(run, self.command)
+        ended = finished_run(self.store, self.plan.name) if run is None else None
+        if ended is not None:
+            # The safe choice (docs/cutover.md, "Finishing"): a new run in this state file would
+            # copy the source over the target, which has been primary since the cutover.
+            raise refuse_finished(ended, self.command)
         if run is None:
             if existing:
                 raise NoActiveRun(

@@ -13,6 +13,7 @@ import math
 import shlex
 from collections.abc import Iterable
 
+from migrator.operations.finish import listed_steps
 from migrator.phases.preflight import ASSUMED_ROWS_PER_SECOND
 from migrator.runbook.facts import (
     ASSUMED_VERIFY_ROWS_PER_SECOND,
@@ -329,6 +330,7 @@ class _Renderer:
         commands: list[str],
         *,
         intro: str | None = None,
+        actions: Iterable[str] = (),
         expected: str,
         watch: list[str],
         go: str,
@@ -339,6 +341,9 @@ class _Renderer:
         d.heading(3, title)
         if intro:
             d.para(intro)
+        listed = [f"{n}. {a}" for n, a in enumerate(actions, 1)]
+        if listed:
+            d.add(*listed, "")
         d.code(*commands)
         d.add(f"- **Expected duration**: {expected}")
         d.add("- **Watch**:")
@@ -507,9 +512,46 @@ class _Renderer:
                 "application errors against the target",
                 f"{status}: `cdc.slot.retained_wal_bytes`, `errors`",
             ],
-            go="the application runs on the target with no errors for the whole soak period.",
+            go="the application runs on the target with no errors for the whole soak period: step 8.",
             no_go="errors or data problems on the target: R2.",
             rollback="R2.",
+        )
+        self.finish_step()
+
+    def finish_step(self) -> None:
+        p, w, tw = self.p, self.f.words, self.f.target_words
+        steps = listed_steps(self.plan, w, tw, self.f.slot, True)
+        self.step(
+            "Step 8: finish",
+            [
+                "kill -TERM <pid of step 6's migrator cutover>   # finish refuses while a process follows the plan",
+                self.cmd(f"finish {p}"),
+                self.cmd(f"status {p}"),
+            ],
+            intro=(
+                "Ends the migration, keeping the target: once the way back is no longer needed. Until then the "
+                f"{w.stream} retains the source's {w.change_log}, and reverse sync and forward CDC keep their "
+                f"objects on both sides. `migrator finish` shows these steps and asks (`--yes` does not); each is "
+                "checkpointed, so a finish cut short (even by kill -9) is completed by running it again:"
+            ),
+            actions=[s.description for s in steps],
+            expected="under a minute",
+            watch=[
+                "each `finish.step` line",
+                f"`migrator status {p}`: `run.status` `succeeded`, phase `finish` `done`",
+            ],
+            go=(
+                f"exit 0; `status` shows the run `succeeded` and `cdc.slot.exists` false; every "
+                f"{tw.collection} still holds its {tw.document}s."
+            ),
+            no_go=(
+                "exit 1, not cut over (the switch names the source: R1 ends the migration keeping the source "
+                "instead); exit 3, a process still follows the plan: stop it, run finish again."
+            ),
+            rollback=(
+                "none: after finish `migrator rollback` is refused (reverse sync stopped), and `migrator run` of "
+                "the plan refuses in this state file (a new run would copy the source over the target)."
+            ),
         )
 
     # -- 4. rollback ----------------------------------------------------------------------------

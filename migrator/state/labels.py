@@ -72,6 +72,20 @@ class RollbackLabel:
     SWITCHBACK_DONE: Final = "cutover:done"  # that rollback after cutover finished
 
 
+class FinishLabel:
+    """Checkpoints of phase 'finish' (operations/finish.py): each step's name is its label,
+    recorded once the step is done, so that a finish cut short is completed by running it again.
+    REVERSE is the first: from it on, reverse sync is over and rollback is refused."""
+
+    REVERSE: Final = "reverse"  # reverse sync stopped for good
+    SLOT: Final = "slot"  # forward CDC's slot dropped on the source
+    PUBLICATION: Final = "publication"  # its capture objects dropped (if the run created them)
+    SOURCE_REVERSE: Final = "source-reverse"  # reverse sync's checkpoint and origin on the source
+    TARGET_FEED: Final = "target-feed"  # reverse sync's feed and forward CDC's origin on the target
+    RELEASE: Final = "release"  # the run's records and ownership record on the target
+    DONE: Final = "done"  # the run marked finished
+
+
 COLLECTION_PREFIX: Final = "collection:"
 SWITCHBACK_PREFIX: Final = "cutover:"
 

@@ -20,7 +20,7 @@ from migrator.cli.main import cli
 from migrator.plan.names import publication_name, slot_name_pattern
 from tests.support.demo import DEMO_PLAN, PASSWORD
 
-PHASES = ["snapshot", "cdc", "verify", "cutover"]
+PHASES = ["snapshot", "cdc", "verify", "cutover", "finish"]
 
 
 def written(pg_url: str, client: pymongo.MongoClient[dict[str, Any]]) -> dict[str, Any]:

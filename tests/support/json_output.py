@@ -9,6 +9,21 @@ import json
 import re
 from typing import Any
 
+# Every command of the group, as `migrator --help` lists them.
+COMMANDS = (
+    "plan",
+    "run",
+    "verify",
+    "rollback",
+    "cutover",
+    "finish",
+    "runbook",
+    "init",
+    "schema",
+    "status",
+    "throttle",
+)
+
 TS = re.compile(r"\A\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\Z")
 
 

@@ -18,6 +18,7 @@ from pydantic import SecretStr
 from migrator.adapters.memory import MemoryDatabase, MemorySource, MemoryTarget, register, unregister
 from migrator.engine.events import EventBus
 from migrator.operations.cutover import Switchover, SwitchoverOutcome
+from migrator.operations.finish import Finish, FinishResult
 from migrator.operations.rollback import Rollback, RollbackResult
 from migrator.operations.run import Runner, RunOutcome, Until
 from migrator.plan import Plan, load_plan
@@ -66,6 +67,12 @@ class MemoryMigration:
         source, target = MemorySource(self.url), MemoryTarget(self.url, self.plan.target.database)
         with SQLiteStateStore(self.state, create=False) as store:
             return Rollback(self.plan, store, EventBus(), source, target).run(force=force)
+
+    def finish(self) -> FinishResult:
+        """One `migrator finish` in a new "process"."""
+        source, target = MemorySource(self.url), MemoryTarget(self.url, self.plan.target.database)
+        with SQLiteStateStore(self.state, create=False) as store:
+            return Finish(self.plan, store, EventBus(), source, target).run()
 
     def store(self) -> SQLiteStateStore:
         return SQLiteStateStore(self.state, create=False)

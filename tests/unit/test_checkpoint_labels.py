@@ -11,6 +11,7 @@ from migrator.state import SQLiteStateStore
 from migrator.state.labels import (
     CdcLabel,
     CutoverLabel,
+    FinishLabel,
     RollbackLabel,
     SnapshotLabel,
     rollback_collection,
@@ -27,6 +28,15 @@ STORED = {
         "DONE": "done",
     },
     CdcLabel: {"APPLIED": "applied"},
+    FinishLabel: {
+        "REVERSE": "reverse",
+        "SLOT": "slot",
+        "PUBLICATION": "publication",
+        "SOURCE_REVERSE": "source-reverse",
+        "TARGET_FEED": "target-feed",
+        "RELEASE": "release",
+        "DONE": "done",
+    },
     CutoverLabel: {
         "GATE": "gate",
         "FLIPPING": "flipping",

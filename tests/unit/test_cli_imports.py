@@ -50,6 +50,7 @@ def test_the_library_entry_loads_only_what_a_snapshot_run_runs() -> None:
     assert {"migrator.operations.run", "migrator.operations.session", "migrator.phases.snapshot"} <= loaded
     not_run = {
         "migrator.operations.cutover",
+        "migrator.operations.finish",
         "migrator.operations.follow",
         "migrator.operations.rollback",
         "migrator.operations.rollback_after_cutover",

@@ -12,8 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from migrator.cli.main import cli
-
-COMMANDS = ("plan", "run", "verify", "rollback", "cutover", "runbook", "init", "schema", "status", "throttle")
+from tests.support.json_output import COMMANDS
 
 
 def _invoke(args: list[str]) -> tuple[int, str, str]:

@@ -27,9 +27,8 @@ from migrator.engine.events import CdcProgress, ErrorRaised, PhaseStarted
 from migrator.errors import ConnectionFailed, StateError, TransientError
 from migrator.state import SQLiteStateStore
 from tests.support import json_output
-from tests.support.json_output import TS
+from tests.support.json_output import COMMANDS, TS
 
-COMMANDS = ("plan", "run", "verify", "rollback", "cutover", "runbook", "init", "schema", "status", "throttle")
 LONG_RUNNING = ("run", "cutover", "verify", "rollback")
 # Nothing listens on port 1: every connection is refused at once.
 UNREACHABLE = (
@@ -57,8 +56,10 @@ def invoke(args: list[str], env: dict[str, str] | None = None) -> tuple[int, str
 def test_an_invalid_plan_is_one_error_line_exit_2_for_every_command_that_reads_one(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("version: 1\nsource: {adapter: postgres}\n")
-    for command in ("plan", "run", "verify", "rollback", "cutover", "status", "throttle"):
-        extra = ["--pause"] if command == "throttle" else ["--yes"] if command == "rollback" else []
+    for command in ("plan", "run", "verify", "rollback", "cutover", "finish", "status", "throttle"):
+        extra = (
+            ["--pause"] if command == "throttle" else ["--yes"] if command in ("rollback", "finish") else []
+        )
         code, out = invoke([command, str(bad), "--json", *extra])
         assert code == 2, (command, out)
         error = json_output.error(out, 2)
@@ -96,6 +97,7 @@ def test_usage_errors_under_json_are_one_error_line_exit_2(plan: Path, tmp_path:
         ["run", str(plan), "--no-such-option", "--json"],
         ["init", "ftp://example.com/x", "--json"],  # not a source URL
         ["rollback", str(plan), "--state", state, "--json"],  # not a terminal and no --yes
+        ["finish", str(plan), "--state", state, "--json"],  # not a terminal and no --yes
     ]
     for args in cases:
         code, out = invoke(args)
@@ -111,6 +113,8 @@ def test_no_run_exits_1_status_one_object_throttle_one_error_line(plan: Path, tm
     status = json_output.one_object(out)
     assert status["run"] is None and TS.match(status["ts"]), status
     code, out = invoke(["throttle", str(plan), "--state", state, "--pause", "--json"])
+    assert code == 1 and json_output.error(out, 1)["error"] == "NoActiveRun"
+    code, out = invoke(["finish", str(plan), "--state", state, "--yes", "--json"])
     assert code == 1 and json_output.error(out, 1)["error"] == "NoActiveRun"
 
 

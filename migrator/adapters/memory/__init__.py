@@ -326,6 +326,8 @@ class MemoryTarget:
         switch_kinds="file, command, postgres or mongodb",
         key_role=DOCUMENT_ID_ROLE,
         array_key=ARRAY_ID_REFUSED,
+        finish_feed="nothing to drop on the memory target: its change feed keeps nothing",
+        records="the memory records",
     )
     max_document_bytes = 16 * 1024 * 1024
 
@@ -430,6 +432,10 @@ class MemoryTarget:
     def delete_state(self, state_id: str) -> bool:
         with self.db.lock:
             return self.db.records.pop(state_id, None) is not None
+
+    def drop_reverse_feed(self, plan_name: str) -> list[str]:
+        self.db.faults.check("drop_reverse_feed")
+        return []
 
     def empty_collection(self, collection: str) -> int:
         self.db.faults.check("empty_collection")

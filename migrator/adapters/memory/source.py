@@ -448,7 +448,7 @@ class ReverseWriter:
     def checkpoint(self) -> None:
         return None
 
-    def forget(self) -> bool:
+    def forget(self, *, drop_empty: bool = False) -> bool:
         return False
 
     def apply(self, documents: Any, checkpoint: Any) -> int:

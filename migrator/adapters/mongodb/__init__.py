@@ -61,6 +61,8 @@ class MongoTarget:
         switch_kinds="file, command, postgres or mongodb",
         key_role=DOCUMENT_ID_ROLE,
         array_key=ARRAY_ID_REFUSED,
+        finish_feed="nothing to drop on the target: reverse sync's change streams keep nothing on the server",
+        records="the `_migrator` collection",
     )
 
     def __init__(self, url: str, database: str, *, timeout_ms: int = 5_000) -> None:
@@ -171,6 +173,10 @@ class MongoTarget:
         except mongo.PyMongoError as exc:
             raise classify(exc, self.name, self._secrets) from None
         return result.deleted_count > 0
+
+    def drop_reverse_feed(self, plan_name: str) -> list[str]:
+        """Nothing: a change stream keeps no object on the server (finish)."""
+        return []
 
     def empty_collection(self, collection: str) -> int:
         """Delete every document of `collection` and the indexes migrator created on it (named

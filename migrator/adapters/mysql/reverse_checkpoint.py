@@ -26,6 +26,7 @@ import pymysql
 
 from migrator.adapters.mysql.connection import MysqlEndpoint
 from migrator.adapters.mysql.errors import classify
+from migrator.adapters.mysql.slots import SLOTS_TABLE
 from migrator.adapters.rows import ReverseCheckpoint
 
 REVERSE_TABLE = "_migrator_reverse"
@@ -112,3 +113,22 @@ def forget(cur: Any, plan: str) -> bool:
             return False
         raise
     return existing is not None
+
+
+def drop_if_empty(cur: Any) -> bool:
+    """Drop the table when no plan's row is left in it and no other run of this database holds a
+    slot (a row of `_migrator_slots`: its reverse sync may use the table before it stores a row),
+    at `migrator finish`; True if dropped."""
+    for table in (REVERSE_TABLE, SLOTS_TABLE):
+        try:
+            cur.execute(f"SELECT 1 FROM `{table}` LIMIT 1")
+        except pymysql.err.ProgrammingError as exc:
+            if exc.args and exc.args[0] == _NO_SUCH_TABLE:
+                if table == REVERSE_TABLE:
+                    return False
+                continue
+            raise
+        if cur.fetchone() is not None:
+            return False
+    cur.execute(f"DROP TABLE IF EXISTS `{REVERSE_TABLE}`")
+    return True

@@ -87,11 +87,15 @@ class ReverseWriter:
         except pymysql.MySQLError as exc:
             raise self._error(exc) from None
 
-    def forget(self) -> bool:
-        """Remove this plan's checkpoint (rollback); True if one existed."""
+    def forget(self, *, drop_empty: bool = False) -> bool:
+        """Remove this plan's checkpoint (rollback, finish); True if one existed. `drop_empty`
+        (`migrator finish`): also the table, when no plan's row is left in it."""
         try:
             with self._connection().cursor() as cur:
-                return reverse_checkpoint.forget(cur, self._plan)
+                existed = reverse_checkpoint.forget(cur, self._plan)
+                if drop_empty:
+                    reverse_checkpoint.drop_if_empty(cur)
+                return existed
         except pymysql.MySQLError as exc:
             raise self._error(exc) from None
 

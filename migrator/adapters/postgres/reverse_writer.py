@@ -330,9 +330,11 @@ class ReverseWriter:
         except psycopg.Error as exc:
             raise self._error(exc) from None
 
-    def forget(self) -> bool:
-        """Remove this plan's checkpoint and its replication origin (rollback); True if a
-        checkpoint existed. The table stays (it may hold other plans' checkpoints)."""
+    def forget(self, *, drop_empty: bool = False) -> bool:
+        """Remove this plan's checkpoint and its replication origin (rollback, finish); True if a
+        checkpoint existed. The table stays (it may hold other plans' checkpoints), unless
+        `drop_empty` (`migrator finish`) and `_drop_if_unused` finds it unused; the schema stays
+        (a DBA may have made it, with its grants)."""
         self.close()
         with self._endpoint.connect(autocommit=True) as conn:
             try:
@@ -350,6 +352,8 @@ class ReverseWriter:
                 row = conn.execute("SELECT pg_replication_origin_oid(%s)", [self.origin]).fetchone()
                 if row is not None and row[0] is not None:
                     conn.execute("SELECT pg_replication_origin_drop(%s)", [self.origin])
+                if drop_empty and exists is not None and exists[0] is not None:
+                    _drop_if_unused(conn)
             except psycopg.Error as exc:
                 raise self._origin_error(exc) from None
         return existed
@@ -961,3 +965,32 @@ class ReverseWriter:
                 sql.SQL("%s::{}[]").format(sql.SQL(table.columns[c].sql_type)) for c in columns
             )
         )
+
+
+# Another plan's run into or out of this database may use the table, even before its reverse sync
+# stored a checkpoint there: such a run holds a slot here (forward CDC's, until it is finished or
+# rolled back), named with migrator's prefix (plan/names.py). This plan's own is dropped before.
+_OTHER_RUNS = r"""
+SELECT 1 FROM pg_replication_slots WHERE database = current_database() AND slot_name LIKE 'migrator\_%' LIMIT 1
+"""
+
+
+def _drop_if_unused(conn: psycopg.Connection[Any]) -> bool:
+    """Drop the checkpoint table (`migrator finish`, once this plan's row and origin are gone) when
+    this role owns it, no plan's checkpoint is left in it and no other run holds a slot in this
+    database; under an exclusive lock, so that no reverse writer stores a row meanwhile. True if
+    dropped. Another role's table, or one in use, is kept: nothing another run uses is dropped."""
+    owned = conn.execute(
+        "SELECT pg_has_role(c.relowner, 'USAGE') FROM pg_class c WHERE c.oid = to_regclass(format('%%I.%%I', "
+        "%s::text, %s::text))",
+        [CHECKPOINT_SCHEMA, CHECKPOINT_TABLE],
+    ).fetchone()
+    if owned is None or not owned[0]:
+        return False
+    with conn.transaction():
+        conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(_CHECKPOINT_TABLE))
+        left = conn.execute(sql.SQL("SELECT 1 FROM {} LIMIT 1").format(_CHECKPOINT_TABLE)).fetchone()
+        if left is not None or conn.execute(_OTHER_RUNS).fetchone() is not None:
+            return False
+        conn.execute(sql.SQL("DROP TABLE {}").format(_CHECKPOINT_TABLE))
+    return True

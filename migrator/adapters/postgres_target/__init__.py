@@ -37,7 +37,7 @@ from migrator.adapters.postgres_target.connection import Connections, TargetEndp
 from migrator.adapters.postgres_target.copy_in import BinaryWriter, raw_writer
 from migrator.adapters.postgres_target.fence import TriggerFence
 from migrator.adapters.postgres_target.labels import domain_findings, label_findings
-from migrator.adapters.postgres_target.ownership import Ownership
+from migrator.adapters.postgres_target.ownership import Ownership, drop_run_objects
 from migrator.adapters.postgres_target.privileges import role_findings
 from migrator.adapters.postgres_target.reader import TableReader
 from migrator.adapters.postgres_target.reverse import PgReverseFeed
@@ -99,6 +99,10 @@ class PostgresTarget:
         switch_kinds="file, command or postgres",
         key_role="the row key of table '{collection}' (what CDC, verify and repair find each row by)",
         array_key="a table's rows cannot be keyed by one array column alone",
+        finish_feed="drop reverse sync's replication slot and publication on the target (migrator_rev_...) and "
+        "forward CDC's replication origin there (migrator_forward_...: it holds one of the server's "
+        "max_replication_slots origin states)",
+        records="table migrator.state",
     )
     max_document_bytes: ClassVar[int] = MAX_ROW_BYTES
 
@@ -297,6 +301,11 @@ class PostgresTarget:
 
     def delete_state(self, state_id: str) -> bool:
         return bool(self._call(lambda conn: records.delete(conn, state_id)))
+
+    def drop_reverse_feed(self, plan_name: str) -> list[str]:
+        """Reverse sync's slot and publication here and forward CDC's replication origin
+        (reverse_objects.py, origin.py), at `migrator finish`; what was dropped."""
+        return list(self._call(lambda conn: drop_run_objects(conn, plan_name, self.database)))
 
     def change_stream(
         self, plan_name: str, collections: Iterable[str], *, max_await_ms: int = 500

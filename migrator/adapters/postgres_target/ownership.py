@@ -66,9 +66,7 @@ class Ownership(ownership_claim.ClaimingOwnership):
             owner = None if current is None else OwnerRecord.from_document(current)
             ownership_claim.check_release(owner, run_id, self.database_name)
             removed = sum(records.delete(conn, r) for r in kept)
-            name = forward_origin_name(self.plan_name, self.database_name)
-            gone = reverse_objects.drop(conn, reverse_feed_name(self.plan_name, self.database_name))
-            gone += [f"replication origin {name}"] if origin.drop(conn, name) else []
+            gone = drop_run_objects(conn, self.plan_name, self.database_name)
             dropped = f"; {', '.join(gone)} dropped" if gone else ""
             if owner is None:
                 return ownership_claim.release_outcome(removed, owner) + dropped
@@ -82,6 +80,15 @@ class Ownership(ownership_claim.ClaimingOwnership):
 
         result: str = self._call(work)
         return result
+
+
+def drop_run_objects(conn: psycopg.Connection[Any], plan_name: str, database: str) -> list[str]:
+    """Reverse sync's slot and publication here (reverse_objects.py) and forward CDC's replication
+    origin (origin.py) of plan `plan_name`: what rollback to the start (with the records) and
+    `migrator finish` (before them) drop; what was dropped, named."""
+    name = forward_origin_name(plan_name, database)
+    gone = reverse_objects.drop(conn, reverse_feed_name(plan_name, database))
+    return gone + ([f"replication origin {name}"] if origin.drop(conn, name) else [])
 
 
 class _ClaimStore:
