@@ -131,12 +131,13 @@ def _json_text(value: Any) -> str:
 
 
 def _adapt(value: Any, column: Column, *, element: bool = False) -> Any:
-    if isinstance(value, JsonText):
-        return str(value)  # a json/jsonb value's exact text (json_values.py), cast to the column's type
     if value is None or isinstance(value, SourceText):
         # A SourceText is the source's text of the column's very type (text_values.py): written
         # as the text it is (a COPY field, a parameter), cast to the column's type as any text.
+        # First: CDC passes most values through so (a JsonText is no SourceText).
         return value
+    if isinstance(value, JsonText):
+        return str(value)  # a json/jsonb value's exact text (json_values.py), cast to the column's type
     if isinstance(value, Decimal128):
         return value.to_decimal()
     if isinstance(value, Binary):

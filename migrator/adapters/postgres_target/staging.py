@@ -24,6 +24,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from migrator.adapters.base import SourceText
 from migrator.adapters.postgres_target.batch import TableWrites
 from migrator.adapters.postgres_target.rows import TargetTable, row_values
 from migrator.adapters.postgres_target.writer import on_conflict
@@ -150,17 +151,28 @@ def _copy(
             row[at + 1] = value
         return row
 
+    def place(column: str) -> int:
+        if column not in position:
+            table.column(column)  # not the table's: TargetError, naming it
+        return position[column] + 1
+
     def rows() -> Iterator[list[Any]]:
         for doc_id in writes.deletes.values():
             yield keyed(DELETED, doc_id)
         for document in writes.rows.values():
             yield [ROW, *row_values(table, document, names)]
-        for number, (_, changes) in enumerate(groups, start=1):
-            for doc_id, columns in changes:
+        for number, (columns, changes) in enumerate(groups, start=1):
+            # A group's rows set the same columns, in the same order (batch.py column_updates).
+            places = [place(c) for c in columns]
+            for doc_id, values in changes:
                 row = keyed(number, doc_id)
-                for column, value in columns.items():
-                    adapted = table.value(column, value)  # an unknown column: TargetError
-                    row[position[column] + 1] = adapted
+                for at, column, value in zip(places, columns, values.values(), strict=True):
+                    # Most values pass through as they are (text_values.py): no call for those.
+                    row[at] = (
+                        value
+                        if value is None or isinstance(value, SourceText)
+                        else table.value(column, value)
+                    )
                 yield row
 
     with conn.cursor() as cur, cur.copy(query) as copy:
