@@ -52,7 +52,12 @@ def fill_unchanged(old: Row | None, new: Row, unchanged: Any) -> Row:
     such a value "unchanged": so a key or link column may be unchanged in `new` and known in `old`
     (docs/architecture.md, "Unchanged TOASTed values"). A column that stays unchanged was not
     carried by either tuple and must be left out of any write."""
-    if old is None or not any(value is unchanged for value in new.values()):
+    if old is None:
+        return new
+    for value in new.values():  # a loop, not any() of a generator: every UPDATE comes here
+        if value is unchanged:
+            break
+    else:
         return new
     return {
         name: old[name] if value is unchanged and name in old and old[name] is not unchanged else value

@@ -108,6 +108,12 @@ class Applying:
     # The server's WAL end from a keepalive that came while this batch was being applied, with
     # nothing else received: everything before it is durable once this batch is.
     acknowledge_after: int = 0
+    # Set by the apply thread as the future completes: what the loop looks at after every
+    # message, where Future.done() would take the future's lock each time.
+    done: bool = False
+
+    def finished(self, _: concurrent.futures.Future[None]) -> None:
+        self.done = True
 
 
 class Following:
@@ -430,6 +436,7 @@ class Following:
             fields if position is not None else None,
         )
         self.applying = Applying(future, batch, position)
+        future.add_done_callback(self.applying.finished)
         # A part of a transaction: the rest of it follows in the next batch, whose reads show it too.
         self.batch = Batch(visible=[] if final else batch.visible[-1:])
         stream = self.stream
@@ -553,7 +560,7 @@ class Following:
     def between_messages(self, now: float) -> bool:
         """What is due after each message; True: this run of CDC ends (stopped, or caught up)."""
         # Run after every change: the cheap tests here, the work in the methods called.
-        if self.applying is not None and self.applying.future.done():
+        if self.applying is not None and self.applying.done:
             self.settle()
         first_commit_at = self.batch.first_commit_at
         if (

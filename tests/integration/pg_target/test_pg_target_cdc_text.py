@@ -123,9 +123,9 @@ def _same(pg2pg: PgToPg, table: str = "everything") -> None:
 
 @pytest.fixture
 def dumped(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """Every value the target wrote as the source's text (a SourceText), as UTF-8: a parameter or
-    whole row's value (rows._adapt), or a staged column update's (COPY rows, which pass a
-    SourceText on without that call)."""
+    """The values the target wrote as the source's text (a SourceText), as UTF-8: those of COPY
+    rows (staged writes), and those adapted one by one (rows._adapt: a statement's parameters;
+    row_values and the staged column updates pass a SourceText on without that call)."""
     seen: list[bytes] = []
     adapt = rows._adapt
     write_row = psycopg.Copy.write_row
