@@ -107,8 +107,7 @@ class TableApplier:
             # As PostgreSQL's own subscriber: the source checked foreign keys (and ran triggers)
             # at commit, and a batch writes table by table, so the target checks neither
             # (docs/architecture.md, "After the copy").
-            conn.execute("SET LOCAL session_replication_role = replica")
-            self._tag(conn)
+            self._begin(conn)
             for step in planned:
                 if isinstance(step, TableWrites):
                     self._write_table(conn, step, staged)
@@ -130,14 +129,17 @@ class TableApplier:
         if position is not None:
             self._written = position
 
-    def _tag(self, conn: psycopg.Connection[Any]) -> None:
-        """Bind the forward origin to this session for the batch's transaction (origin.py)."""
+    def _begin(self, conn: psycopg.Connection[Any]) -> None:
+        """The batch's transaction as PostgreSQL's own subscriber writes (replica role), bound to
+        the forward origin (origin.py): one statement, one round trip (a batch's round trips are
+        most of its time when the reading thread keeps the interpreter busy)."""
         if self._origin is None:
+            conn.execute(origin.REPLICA_ROLE)
             return
         if not self._tagged:
             origin.ensure(conn, self._origin)
         try:
-            origin.bind(conn, self._origin)
+            origin.bind(conn, self._origin, replica_role=True)
         except psycopg.errors.ObjectInUse:
             raise origin.in_use(self._origin) from None
         self._tagged = True

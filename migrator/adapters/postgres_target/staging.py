@@ -80,27 +80,30 @@ def write(
     match = sql.SQL(" AND ").join(
         sql.SQL("t.{} = {}").format(sql.Identifier(k), _cast(table, k)) for k in table.key
     )
-    if writes.deletes:
-        conn.execute(
-            sql.SQL("DELETE FROM {} AS t USING {} AS s WHERE s.{} = {} AND {}").format(
-                table.identifier, stage, sql.Identifier(GROUP), sql.Literal(DELETED), match
+    # The merge's statements in one round trip (a pipeline: COPY cannot be in one): a batch's
+    # round trips are most of its time while the reading thread keeps the interpreter busy.
+    with conn.pipeline():
+        if writes.deletes:
+            conn.execute(
+                sql.SQL("DELETE FROM {} AS t USING {} AS s WHERE s.{} = {} AND {}").format(
+                    table.identifier, stage, sql.Identifier(GROUP), sql.Literal(DELETED), match
+                )
             )
-        )
-    if writes.rows:
-        conn.execute(_merge_rows(table, stage, names))
-    for number, (columns, _) in enumerate(groups, start=1):
-        conn.execute(
-            sql.SQL("UPDATE {} AS t SET {} FROM {} AS s WHERE s.{} = {} AND {}").format(
-                table.identifier,
-                sql.SQL(", ").join(
-                    sql.SQL("{} = {}").format(sql.Identifier(c), _cast(table, c)) for c in columns
-                ),
-                stage,
-                sql.Identifier(GROUP),
-                sql.Literal(number),
-                match,
+        if writes.rows:
+            conn.execute(_merge_rows(table, stage, names))
+        for number, (columns, _) in enumerate(groups, start=1):
+            conn.execute(
+                sql.SQL("UPDATE {} AS t SET {} FROM {} AS s WHERE s.{} = {} AND {}").format(
+                    table.identifier,
+                    sql.SQL(", ").join(
+                        sql.SQL("{} = {}").format(sql.Identifier(c), _cast(table, c)) for c in columns
+                    ),
+                    stage,
+                    sql.Identifier(GROUP),
+                    sql.Literal(number),
+                    match,
+                )
             )
-        )
 
 
 def _merge_rows(table: TargetTable, stage: sql.Composable, names: Sequence[str]) -> sql.Composed:
