@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -67,10 +67,17 @@ def _cast(table: TargetTable, name: str) -> sql.Composable:
 
 
 def write(
-    conn: psycopg.Connection[Any], table: TargetTable, writes: TableWrites, name: str, *, fresh: bool
+    conn: psycopg.Connection[Any],
+    table: TargetTable,
+    writes: TableWrites,
+    name: str,
+    *,
+    fresh: bool,
+    then: Callable[[psycopg.Connection[Any]], None] | None = None,
 ) -> None:
     """Stage `writes` into staging table `name` (created, see create), then merge them into
-    `table`. `fresh`: the staging table holds no rows of this transaction yet."""
+    `table`. `fresh`: the staging table holds no rows of this transaction yet. `then`: more
+    statements to send in the merge's pipeline, after it (the batch's checkpoint)."""
     stage = sql.Identifier("pg_temp", name)
     if not fresh:
         conn.execute(sql.SQL("DELETE FROM {}").format(stage))
@@ -104,6 +111,8 @@ def write(
                     match,
                 )
             )
+        if then is not None:
+            then(conn)
 
 
 def _merge_rows(table: TargetTable, stage: sql.Composable, names: Sequence[str]) -> sql.Composed:
