@@ -510,9 +510,11 @@ class SourceRead:
     otherwise: Any = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class WriteOp:
-    """One target write, in target-neutral terms; the target adapter executes it.
+    """One target write, in target-neutral terms; the target adapter executes it. Not frozen
+    (nothing changes one once made, dataclasses.replace makes another): CDC builds one for every
+    change, and a frozen dataclass of nine fields took 1.8 us to build against 0.4 us.
 
     kinds: 'update' (update_one), 'update_many', 'replace' (replace_one, `update` the document),
     'delete' (delete_one), 'delete_many',

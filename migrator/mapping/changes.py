@@ -52,7 +52,12 @@ def fill_unchanged(old: Row | None, new: Row, unchanged: Any) -> Row:
     such a value "unchanged": so a key or link column may be unchanged in `new` and known in `old`
     (docs/architecture.md, "Unchanged TOASTed values"). A column that stays unchanged was not
     carried by either tuple and must be left out of any write."""
-    if old is None or not any(value is unchanged for value in new.values()):
+    if old is None:
+        return new
+    for value in new.values():  # a loop, not any() of a generator: every UPDATE comes here
+        if value is unchanged:
+            break
+    else:
         return new
     return {
         name: old[name] if value is unchanged and name in old and old[name] is not unchanged else value
@@ -316,7 +321,9 @@ class ChangeMapper:
                         level.collection,
                         "delete",
                         {"_id": self._id(level, old)},
-                        tags=self._removed_tags(level, old, level.children.values()),
+                        tags=self._removed_tags(level, old, level.children.values())
+                        if level.children
+                        else (),
                     )
                 )
             elif level.embed.lookup:
@@ -520,10 +527,14 @@ class ChangeMapper:
         new_id = self._id(level, new)
         old_id = self._id(level, old) if old is not None and self._known(old, level.doc.key) else new_id
         fields = self._fields(level.doc, new)
-        relinked = self._relinked(level, old, new)
-        content = self._content(level, new, relinked, appears=False)
-        reads = _reads_in(content.values())
-        tags = self._removed_tags(level, old, relinked)
+        if level.children:
+            relinked = self._relinked(level, old, new)
+            content = self._content(level, new, relinked, appears=False)
+            reads = _reads_in(content.values())
+            tags = self._removed_tags(level, old, relinked)
+        else:
+            # Nothing embedded (a flat table: CDC's every change): no content, reads or tags.
+            content, reads, tags = {}, (), ()
         if not _identical(old_id, new_id):
             # Also when MongoDB finds the two equal (numeric 1.0 and 1.00): the document takes
             # the new row's form of its key, as the snapshot of that row would give.
@@ -548,7 +559,7 @@ class ChangeMapper:
                 level.collection,
                 "update",
                 {"_id": new_id},
-                {"$set": {**fields, **content}},
+                {"$set": {**fields, **content} if content else fields},
                 reads=reads,
                 tags=tags,
             )

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from migrator.adapters.base import CaptureStream, FollowsAddedColumns, SourceInfo, TableInfo
+from migrator.engine import heap
 from migrator.engine.context import PlanView, RunContext
 from migrator.engine.events import ErrorRaised, Notice
 from migrator.engine.executor import Action, Executor, Step, actions
@@ -400,7 +401,8 @@ class CdcPhase:
     ) -> CdcResult:
         apply_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="migrator-cdc-apply")
         try:
-            return Following(self, stream, checkpoint, consistent_after, result, apply_thread).run()
+            with heap.startup_frozen():  # the collector walks only what the loop makes (engine/heap.py)
+                return Following(self, stream, checkpoint, consistent_after, result, apply_thread).run()
         finally:
             # On the way out after an error too: nothing is written any more once this returns,
             # before a retry reads the checkpoint again.

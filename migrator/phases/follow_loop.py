@@ -111,6 +111,12 @@ class Applying:
     # The server's WAL end from a keepalive that came while this batch was being applied, with
     # nothing else received: everything before it is durable once this batch is.
     acknowledge_after: int = 0
+    # Set by the apply thread as the future completes: what the loop looks at after every
+    # message, where Future.done() would take the future's lock each time.
+    done: bool = False
+
+    def finished(self, _: concurrent.futures.Future[None]) -> None:
+        self.done = True
 
 
 class Following:
@@ -438,6 +444,7 @@ class Following:
             fields if position is not None else None,
         )
         self.applying = Applying(future, batch, position)
+        future.add_done_callback(self.applying.finished)
         # The source reads carry the batch's transactions until a read shows them (a part of a
         # transaction: the rest of it follows in the next batch, whose reads show it too).
         self.batch = Batch()
@@ -567,7 +574,7 @@ class Following:
     def between_messages(self, now: float) -> bool:
         """What is due after each message; True: this run of CDC ends (stopped, or caught up)."""
         # Run after every change: the cheap tests here, the work in the methods called.
-        if self.applying is not None and self.applying.future.done():
+        if self.applying is not None and self.applying.done:
             self.settle()
         first_commit_at = self.batch.first_commit_at
         if (

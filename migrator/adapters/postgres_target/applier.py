@@ -107,15 +107,26 @@ class TableApplier:
             # As PostgreSQL's own subscriber: the source checked foreign keys (and ran triggers)
             # at commit, and a batch writes table by table, so the target checks neither
             # (docs/architecture.md, "After the copy").
-            conn.execute("SET LOCAL session_replication_role = replica")
-            self._tag(conn)
-            for step in planned:
+            self._begin(conn)
+            kept: list[psycopg.Cursor[Any]] = []
+
+            # The checkpoint goes with the last staged table's merge, in its pipeline (one round
+            # trip less a batch); it is checked once the pipeline has its results.
+            def record(c: psycopg.Connection[Any]) -> None:
+                assert position is not None
+                kept.append(self._update_record(c, position, position_text, fields or {}))
+
+            pipelined = position is not None and self._written is not None
+            for number, step in enumerate(planned, start=1):
                 if isinstance(step, TableWrites):
-                    self._write_table(conn, step, staged)
+                    last = pipelined and number == len(planned)
+                    self._write_table(conn, step, staged, then=record if last else None)
                 else:
                     self._write(conn, step)
-            if position is not None:
+            if position is not None and not kept:
                 self._record(conn, position, position_text, fields or {})
+            elif kept:
+                self._check_record(conn, kept[0])
 
         try:
             self._connections.run(work)
@@ -130,14 +141,17 @@ class TableApplier:
         if position is not None:
             self._written = position
 
-    def _tag(self, conn: psycopg.Connection[Any]) -> None:
-        """Bind the forward origin to this session for the batch's transaction (origin.py)."""
+    def _begin(self, conn: psycopg.Connection[Any]) -> None:
+        """The batch's transaction as PostgreSQL's own subscriber writes (replica role), bound to
+        the forward origin (origin.py): one statement, one round trip (a batch's round trips are
+        most of its time when the reading thread keeps the interpreter busy)."""
         if self._origin is None:
+            conn.execute(origin.REPLICA_ROLE)
             return
         if not self._tagged:
             origin.ensure(conn, self._origin)
         try:
-            origin.bind(conn, self._origin)
+            origin.bind(conn, self._origin, replica_role=True)
         except psycopg.errors.ObjectInUse:
             raise origin.in_use(self._origin) from None
         except psycopg.errors.ConfigurationLimitExceeded:
@@ -153,14 +167,13 @@ class TableApplier:
     def _record(
         self, conn: psycopg.Connection[Any], position: int, text: str | None, fields: Mapping[str, Any]
     ) -> None:
-        record = {
-            **fields,
-            "position": position,
-            "position_text": text,
-            "updated_at": datetime.datetime.now(datetime.UTC),
-        }
-        previous = self._written
-        if previous is None:
+        if self._written is None:
+            record = {
+                **fields,
+                "position": position,
+                "position_text": text,
+                "updated_at": datetime.datetime.now(datetime.UTC),
+            }
             records.ensure(conn)
             conn.execute(
                 "INSERT INTO migrator.state (id, doc) VALUES (%s, %s) "
@@ -168,13 +181,27 @@ class TableApplier:
                 [self._id, records.to_json(record)],
             )
             return
-        # Only over the checkpoint this applier committed last (or this one, a retry).
-        kept = conn.execute(
+        self._check_record(conn, self._update_record(conn, position, text, fields))
+
+    def _update_record(
+        self, conn: psycopg.Connection[Any], position: int, text: str | None, fields: Mapping[str, Any]
+    ) -> psycopg.Cursor[Any]:
+        """The checkpoint written over the one this applier committed last (or this one, a
+        retry); its cursor says whether it was there (`_check_record`)."""
+        record = {
+            **fields,
+            "position": position,
+            "position_text": text,
+            "updated_at": datetime.datetime.now(datetime.UTC),
+        }
+        return conn.execute(
             "UPDATE migrator.state SET doc = doc || %s WHERE id = %s "
             "AND (doc->>'position')::numeric = ANY(%s::numeric[]) RETURNING 1",
-            [records.to_json(record), self._id, [previous, position]],
-        ).fetchone()
-        if kept is None:
+            [records.to_json(record), self._id, [self._written, position]],
+        )
+
+    def _check_record(self, conn: psycopg.Connection[Any], cursor: psycopg.Cursor[Any]) -> None:
+        if cursor.fetchone() is None:
             stored = records.read(conn, self._id)
             raise self._lost(None if stored is None else stored.get("position"))
 
@@ -204,7 +231,14 @@ class TableApplier:
         if op.kind not in ("replace", "update", "delete", "delete_many", "rekey"):
             raise TerminalError(f"{op.collection}: a PostgreSQL target cannot apply a '{op.kind}' write")
 
-    def _write_table(self, conn: psycopg.Connection[Any], writes: TableWrites, staged: set[str]) -> None:
+    def _write_table(
+        self,
+        conn: psycopg.Connection[Any],
+        writes: TableWrites,
+        staged: set[str],
+        *,
+        then: Callable[[psycopg.Connection[Any]], None] | None = None,
+    ) -> None:
         """One table's rows of a batch: deletes, whole rows, then column updates (batch.py);
         many of them through a staging table (staging.py)."""
         table = self._connections.table(writes.table)
@@ -212,7 +246,7 @@ class TableApplier:
             name = staging.staging_name(table)
             if name not in staged and name not in self._staging.get(conn, ()):
                 staging.create(conn, table, name)
-            staging.write(conn, table, writes, name, fresh=name not in staged)
+            staging.write(conn, table, writes, name, fresh=name not in staged, then=then)
             staged.add(name)
             return
         if writes.deletes:

@@ -73,7 +73,7 @@ def steps(ops: Sequence[WriteOp]) -> list[Step]:
     out: list[Step] = []
     pending: dict[str, TableWrites] = {}
     for op in ops:
-        if op.kind in ("replace", "update", "delete") and set(op.filter) == {"_id"}:
+        if op.kind in ("replace", "update", "delete") and len(op.filter) == 1 and "_id" in op.filter:
             writes = pending.get(op.collection)
             if writes is None:  # not setdefault: that would build a TableWrites for every op
                 writes = pending[op.collection] = TableWrites(op.collection)

@@ -46,8 +46,21 @@ def ensure(conn: psycopg.Connection[Any], name: str) -> None:
         conn.execute("SELECT pg_replication_origin_create(%s)", [name])
 
 
-def bind(conn: psycopg.Connection[Any], name: str) -> None:
-    """Tag what this session commits with origin `name` (until `release`)."""
+# The transaction's session_replication_role as SET LOCAL sets it, as a function a SELECT can
+# call beside others.
+REPLICA_ROLE = "SELECT set_config('session_replication_role', 'replica', true)"
+
+
+def bind(conn: psycopg.Connection[Any], name: str, *, replica_role: bool = False) -> None:
+    """Tag what this session commits with origin `name` (until `release`); `replica_role`: set
+    the transaction's session_replication_role to replica in the same statement."""
+    if replica_role:
+        conn.execute(
+            "SELECT set_config('session_replication_role', 'replica', true), "
+            "pg_replication_origin_session_setup(%s)",
+            [name],
+        )
+        return
     conn.execute("SELECT pg_replication_origin_session_setup(%s)", [name])
 
 

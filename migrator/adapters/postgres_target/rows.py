@@ -18,6 +18,7 @@ from typing import Any
 import psycopg
 from bson.binary import Binary
 from bson.decimal128 import Decimal128
+from bson.int64 import Int64
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
@@ -130,7 +131,14 @@ def _json_text(value: Any) -> str:
         return json_text(value)
 
 
+# Values written as they are into any column but a JSON one (exact types: JsonText and SourceText
+# are str subclasses of their own).
+_AS_THEY_ARE = frozenset({int, Int64, str, float, bool})
+
+
 def _adapt(value: Any, column: Column, *, element: bool = False) -> Any:
+    if type(value) in _AS_THEY_ARE and not column.json:
+        return value  # a key's int or str (CDC writes one for every change)
     if isinstance(value, JsonText):
         return str(value)  # a json/jsonb value's exact text (json_values.py), cast to the column's type
     if isinstance(value, JsonTexts):
@@ -139,7 +147,10 @@ def _adapt(value: Any, column: Column, *, element: bool = False) -> Any:
     if value is None or isinstance(value, SourceText):
         # A SourceText is the source's text of the column's very type (text_values.py): written
         # as the text it is (a COPY field, a parameter), cast to the column's type as any text.
+        # First: CDC passes most values through so (a JsonText is no SourceText).
         return value
+    if isinstance(value, JsonText):
+        return str(value)  # a json/jsonb value's exact text (json_values.py), cast to the column's type
     if isinstance(value, Decimal128):
         return value.to_decimal()
     if isinstance(value, Binary):
@@ -198,7 +209,16 @@ def row_values(table: TargetTable, document: Mapping[str, Any], names: Sequence[
     if not document.keys() <= table.fields:
         table.column(min(document.keys() - table.fields))  # raises, naming it
     key = dict(zip(table.key, table.key_values(document["_id"]), strict=True))
-    return [key[n] if n in key else table.value(n, document.get(n)) for n in names]
+    # Most values pass through as they are (a SourceText, NULL): no call for those (CDC writes
+    # every value of every row through here).
+    return [
+        key[n]
+        if n in key
+        else v
+        if (v := document.get(n)) is None or isinstance(v, SourceText)
+        else table.value(n, v)
+        for n in names
+    ]
 
 
 def document_of(table: TargetTable, row: Mapping[str, Any]) -> dict[str, Any]:

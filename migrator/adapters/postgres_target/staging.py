@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
+from migrator.adapters.base import SourceText
 from migrator.adapters.postgres_target.batch import TableWrites
 from migrator.adapters.postgres_target.rows import TargetTable, row_values
 from migrator.adapters.postgres_target.writer import on_conflict
@@ -66,10 +67,17 @@ def _cast(table: TargetTable, name: str) -> sql.Composable:
 
 
 def write(
-    conn: psycopg.Connection[Any], table: TargetTable, writes: TableWrites, name: str, *, fresh: bool
+    conn: psycopg.Connection[Any],
+    table: TargetTable,
+    writes: TableWrites,
+    name: str,
+    *,
+    fresh: bool,
+    then: Callable[[psycopg.Connection[Any]], None] | None = None,
 ) -> None:
     """Stage `writes` into staging table `name` (created, see create), then merge them into
-    `table`. `fresh`: the staging table holds no rows of this transaction yet."""
+    `table`. `fresh`: the staging table holds no rows of this transaction yet. `then`: more
+    statements to send in the merge's pipeline, after it (the batch's checkpoint)."""
     stage = sql.Identifier("pg_temp", name)
     if not fresh:
         conn.execute(sql.SQL("DELETE FROM {}").format(stage))
@@ -79,27 +87,32 @@ def write(
     match = sql.SQL(" AND ").join(
         sql.SQL("t.{} = {}").format(sql.Identifier(k), _cast(table, k)) for k in table.key
     )
-    if writes.deletes:
-        conn.execute(
-            sql.SQL("DELETE FROM {} AS t USING {} AS s WHERE s.{} = {} AND {}").format(
-                table.identifier, stage, sql.Identifier(GROUP), sql.Literal(DELETED), match
+    # The merge's statements in one round trip (a pipeline: COPY cannot be in one): a batch's
+    # round trips are most of its time while the reading thread keeps the interpreter busy.
+    with conn.pipeline():
+        if writes.deletes:
+            conn.execute(
+                sql.SQL("DELETE FROM {} AS t USING {} AS s WHERE s.{} = {} AND {}").format(
+                    table.identifier, stage, sql.Identifier(GROUP), sql.Literal(DELETED), match
+                )
             )
-        )
-    if writes.rows:
-        conn.execute(_merge_rows(table, stage, names))
-    for number, (columns, _) in enumerate(groups, start=1):
-        conn.execute(
-            sql.SQL("UPDATE {} AS t SET {} FROM {} AS s WHERE s.{} = {} AND {}").format(
-                table.identifier,
-                sql.SQL(", ").join(
-                    sql.SQL("{} = {}").format(sql.Identifier(c), _cast(table, c)) for c in columns
-                ),
-                stage,
-                sql.Identifier(GROUP),
-                sql.Literal(number),
-                match,
+        if writes.rows:
+            conn.execute(_merge_rows(table, stage, names))
+        for number, (columns, _) in enumerate(groups, start=1):
+            conn.execute(
+                sql.SQL("UPDATE {} AS t SET {} FROM {} AS s WHERE s.{} = {} AND {}").format(
+                    table.identifier,
+                    sql.SQL(", ").join(
+                        sql.SQL("{} = {}").format(sql.Identifier(c), _cast(table, c)) for c in columns
+                    ),
+                    stage,
+                    sql.Identifier(GROUP),
+                    sql.Literal(number),
+                    match,
+                )
             )
-        )
+        if then is not None:
+            then(conn)
 
 
 def _merge_rows(table: TargetTable, stage: sql.Composable, names: Sequence[str]) -> sql.Composed:
@@ -150,17 +163,28 @@ def _copy(
             row[at + 1] = value
         return row
 
+    def place(column: str) -> int:
+        if column not in position:
+            table.column(column)  # not the table's: TargetError, naming it
+        return position[column] + 1
+
     def rows() -> Iterator[list[Any]]:
         for doc_id in writes.deletes.values():
             yield keyed(DELETED, doc_id)
         for document in writes.rows.values():
             yield [ROW, *row_values(table, document, names)]
-        for number, (_, changes) in enumerate(groups, start=1):
-            for doc_id, columns in changes:
+        for number, (columns, changes) in enumerate(groups, start=1):
+            # A group's rows set the same columns, in the same order (batch.py column_updates).
+            places = [place(c) for c in columns]
+            for doc_id, values in changes:
                 row = keyed(number, doc_id)
-                for column, value in columns.items():
-                    adapted = table.value(column, value)  # an unknown column: TargetError
-                    row[position[column] + 1] = adapted
+                for at, column, value in zip(places, columns, values.values(), strict=True):
+                    # Most values pass through as they are (text_values.py): no call for those.
+                    row[at] = (
+                        value
+                        if value is None or isinstance(value, SourceText)
+                        else table.value(column, value)
+                    )
                 yield row
 
     with conn.cursor() as cur, cur.copy(query) as copy:

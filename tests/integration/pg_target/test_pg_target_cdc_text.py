@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 import pytest
 
 from migrator.adapters.base import SourceText
@@ -122,16 +123,24 @@ def _same(pg2pg: PgToPg, table: str = "everything") -> None:
 
 @pytest.fixture
 def dumped(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """Every value the target wrote as the source's text (a SourceText), as UTF-8."""
+    """The values the target wrote as the source's text (a SourceText), as UTF-8: those of COPY
+    rows (staged writes), and those adapted one by one (rows._adapt: a statement's parameters;
+    row_values and the staged column updates pass a SourceText on without that call)."""
     seen: list[bytes] = []
     adapt = rows._adapt
+    write_row = psycopg.Copy.write_row
 
     def spy(value: Any, column: Any, *, element: bool = False) -> Any:
         if isinstance(value, SourceText):
             seen.append(value.encode())
         return adapt(value, column, element=element)
 
+    def spy_row(copy: psycopg.Copy, row: Any) -> None:
+        seen.extend(v.encode() for v in row if isinstance(v, SourceText))
+        write_row(copy, row)
+
     monkeypatch.setattr(rows, "_adapt", spy)
+    monkeypatch.setattr(psycopg.Copy, "write_row", spy_row)
     return seen
 
 

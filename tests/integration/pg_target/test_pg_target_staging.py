@@ -7,7 +7,7 @@ Covered: column updates of several column sets (NULLs among them), whole rows wi
 a key deleted and inserted again, a row inserted, updated and deleted, an update of a row that is
 not there, a key change between two staged steps of one table (the staging table used twice in a
 transaction), a compound key, a replayed batch, a failed batch, a batch with too few rows to be
-staged; the forward origin on staged writes; and, through real CDC, a TRUNCATE between staged rows.
+staged; a lost checkpoint found by the one sent in the merge's pipeline; the forward origin on staged writes; and, through real CDC, a TRUNCATE between staged rows.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from migrator.adapters.base import WriteOp
 from migrator.adapters.postgres_target import staging
 from migrator.adapters.postgres_target.applier import TableApplier
 from migrator.adapters.postgres_target.connection import Connections, TargetEndpoint
-from migrator.errors import MigratorError
+from migrator.errors import MigratorError, TargetLostWrites
 from tests.support.pg_target import PgToPg
 
 SCHEMA = (
@@ -209,6 +209,30 @@ def test_a_failed_staged_batch_leaves_neither_rows_nor_checkpoint(
     applier.apply(good, 60, "0/3C")
     expected = _expected(good)
     assert _stored(url) == expected
+
+
+def test_a_checkpoint_sent_with_the_merge_still_finds_a_lost_one(
+    target: tuple[str, TableApplier, Connections],
+) -> None:
+    """After the first batch, the checkpoint goes in the last staged table's pipeline: it is
+    written with the batch, and a stored checkpoint behind the one this applier committed (the
+    target lost a commit) still stops the batch, which leaves nothing."""
+    url, applier, _ = target
+    first = [_set("public.items", i, amount=Decimal(1)) for i in range(1, 41)]
+    applier.apply(first, 100, "0/64")
+    second = [_set("public.items", i, amount=Decimal(2)) for i in range(1, 41)]
+    applier.apply(second, 200, "0/C8")
+    assert applier.checkpoint()["position"] == 200  # type: ignore[index]
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE migrator.state SET doc = jsonb_set(doc, '{position}', '150') WHERE id = 'staging-test'"
+        )
+    before = _stored(url)
+    third = [_set("public.items", i, amount=Decimal(3)) for i in range(1, 41)]
+    with pytest.raises(TargetLostWrites):
+        applier.apply(third, 300, "0/12C")
+    assert _stored(url) == before
+    assert before["public.items"][1]["amount"] == Decimal(2)
 
 
 def test_a_few_rows_go_as_single_statements_with_the_same_result(
