@@ -24,6 +24,7 @@ from migrator.engine.events import (
     DocumentSkipped,
     ErrorRaised,
     Event,
+    FinishStepDone,
     Notice,
     ReverseProgress,
     RollbackStepDone,
@@ -144,6 +145,7 @@ class LiveState:
         self._cutover: deque[dict[str, Any]] = deque(maxlen=STEPS)
         self._abandoned: deque[dict[str, Any]] = deque(maxlen=STEPS)
         self._rollback: deque[dict[str, Any]] = deque(maxlen=STEPS)
+        self._finish: deque[dict[str, Any]] = deque(maxlen=STEPS)
         self._freeze: dict[str, float] = {}
         self._messages: deque[dict[str, Any]] = deque(maxlen=MESSAGES)
         self._history: deque[dict[str, float | None]] = deque(maxlen=HISTORY)
@@ -191,6 +193,7 @@ class LiveState:
             ),
             (CutoverAbandoned, self._cutover_abandoned),
             (RollbackStepDone, self._rollback_step),
+            (FinishStepDone, self._finish_step),
             (WriteFreeze, lambda e: self._freeze.__setitem__(e.direction, round(e.freeze_ms, 1))),
             (ErrorRaised, self._error_raised),
             (Notice, self._notice),
@@ -236,6 +239,11 @@ class LiveState:
 
     def _rollback_step(self, e: RollbackStepDone) -> None:
         self._rollback.append(
+            {"ts": iso(e.at), "step": e.step, "outcome": e.outcome, "description": e.description}
+        )
+
+    def _finish_step(self, e: FinishStepDone) -> None:
+        self._finish.append(
             {"ts": iso(e.at), "step": e.step, "outcome": e.outcome, "description": e.description}
         )
 
@@ -340,6 +348,7 @@ class LiveState:
                     "freeze_ms": self._freeze.get("forward"),
                 },
                 "rollback": {"steps": list(self._rollback), "freeze_ms": self._freeze.get("back")},
+                "finish": {"steps": list(self._finish)},
                 "reverse": None if self._reverse is None else dict(self._reverse),
                 "throttle": self._throttle_dict(),
                 "messages": list(self._messages),

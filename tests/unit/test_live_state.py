@@ -17,6 +17,7 @@ from migrator.engine.events import (
     CutoverStep,
     DocumentSkipped,
     ErrorRaised,
+    FinishStepDone,
     Notice,
     PhaseFinished,
     PhaseStarted,
@@ -61,7 +62,7 @@ def test_before_any_event_the_object_has_every_documented_key_and_no_numbers_mad
     progress = state.progress()
     assert set(progress) == {
         "api_version", "ts", "command", "run", "snapshot", "cdc", "throughput", "budgets", "verify",
-        "cutover", "rollback", "reverse", "throttle", "messages", "history",
+        "cutover", "rollback", "finish", "reverse", "throttle", "messages", "history",
     }  # fmt: skip
     assert progress["api_version"] == 1 and progress["command"] == "run"
     assert progress["ts"] == "2027-01-15T08:00:00.000Z"
@@ -208,6 +209,7 @@ def test_cutover_steps_freeze_and_rollback() -> None:
     state.emit(WriteFreeze("forward", 123.456))
     state.emit(RollbackStepDone("drop-slot", "done", "drop slot s", at=T0 + 3))
     state.emit(WriteFreeze("back", 45.0))
+    state.emit(FinishStepDone("slot", "dropped", "drop replication slot s", at=T0 + 4))
     progress = state.progress()
     assert progress["budgets"] == {
         "max_lag_seconds": 1.0,
@@ -227,6 +229,16 @@ def test_cutover_steps_freeze_and_rollback() -> None:
             }
         ],
         "freeze_ms": 45.0,
+    }
+    assert progress["finish"] == {
+        "steps": [
+            {
+                "ts": "2027-01-15T08:00:04.000Z",
+                "step": "slot",
+                "outcome": "dropped",
+                "description": "drop replication slot s",
+            }
+        ]
     }
 
 

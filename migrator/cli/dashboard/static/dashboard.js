@@ -126,7 +126,7 @@ function renderVerify(v) {
 }
 
 function renderSteps(p) {
-  const cut = p.cutover, back = p.rollback;
+  const cut = p.cutover, back = p.rollback, done = p.finish;
   setText("freeze", cut.freeze_ms === null ? "-" : num(cut.freeze_ms) + " ms");
   setText("freeze-budget", p.budgets.max_write_freeze_seconds ? "(budget " + num(p.budgets.max_write_freeze_seconds * 1000) + " ms)" : "");
   setText("freeze-back", back.freeze_ms === null ? "-" : num(back.freeze_ms) + " ms");
@@ -135,6 +135,7 @@ function renderSteps(p) {
   const steps = cut.steps.map((s) => [s.ts, "cutover " + s.step, s.message])
     .concat(cut.abandoned.map((a) => [a.ts, "cutover abandoned", "attempt " + a.attempt + ": " + a.reason]))
     .concat(back.steps.map((s) => [s.ts, "rollback " + s.step, s.outcome + (s.description ? ": " + s.description : "")]))
+    .concat(done.steps.map((s) => [s.ts, "finish " + s.step, s.outcome + (s.description ? ": " + s.description : "")]))
     .sort((a, b) => (a[0] < b[0] ? -1 : 1));
   for (const [ts, what, text] of steps) {
     const li = el("li");
