@@ -36,6 +36,7 @@ def stalled_once(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[float]]:
     original = copy_out.blocks
     timeouts: list[float] = []
     stopped: list[int] = []
+    timers: list[threading.Timer] = []
     lock = threading.Lock()
 
     def stalling(
@@ -54,12 +55,15 @@ def stalled_once(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[float]]:
                 resume = threading.Timer(60, os.kill, [stopped[0], signal.SIGCONT])
                 resume.daemon = True
                 resume.start()
+                timers.append(resume)
             yield block
 
     monkeypatch.setattr(copy_out, "blocks", stalling)
     try:
         yield timeouts
     finally:
+        for timer in timers:
+            timer.cancel()  # else it fires in a later test, at a backend long gone
         for pid in stopped:
             with contextlib.suppress(ProcessLookupError):  # resumed by the safety net and gone
                 os.kill(pid, signal.SIGCONT)
