@@ -99,6 +99,7 @@ class TableApplier:
             self._check(op)
         planned = steps([self._writable(op) for op in ops])
         staged: set[str] = set()  # staging tables this batch wrote into (staging.py)
+        name = self._origin
         session: list[psycopg.Connection[Any]] = []
 
         def work(conn: psycopg.Connection[Any]) -> None:
@@ -129,40 +130,35 @@ class TableApplier:
                 self._check_record(conn, kept[0])
 
         try:
-            self._connections.run(work)
+            if name is not None and not self._tagged:
+                self._connections.outside_transaction(lambda conn: origin.ensure(conn, name))
+            self._connections.run_opened(work, origin.commit(released=name is not None))
         except AuthenticationFailed as exc:
             if self._origin is not None and not self._tagged:
                 exc.hint = origin.PRIVILEGE_HINT  # the origin functions are what it may not run
             raise
-        # A failed batch's connection was closed (Connections.run), which released the origin.
+        # A failed batch's connection was closed (Connections.run_opened), which released the origin.
         if staged:
             self._staging.setdefault(session[0], set()).update(staged)
-        self._untag()
         if position is not None:
             self._written = position
 
     def _begin(self, conn: psycopg.Connection[Any]) -> None:
-        """The batch's transaction as PostgreSQL's own subscriber writes (replica role), bound to
-        the forward origin (origin.py): one statement, one round trip (a batch's round trips are
-        most of its time when the reading thread keeps the interpreter busy)."""
+        """Open the batch's transaction as PostgreSQL's own subscriber writes (replica role),
+        bound to the forward origin (origin.py): BEGIN and one statement sent together, one
+        round trip (a batch's round trips are most of its time when the reading thread keeps
+        the interpreter busy: docs/architecture.md, "How a batch is written"). The COMMIT
+        releases the origin in the same way (`origin.commit`)."""
         if self._origin is None:
-            conn.execute(origin.REPLICA_ROLE)
+            conn.execute(origin.begin(None))
             return
-        if not self._tagged:
-            origin.ensure(conn, self._origin)
         try:
-            origin.bind(conn, self._origin, replica_role=True)
+            conn.execute(origin.begin(self._origin))
         except psycopg.errors.ObjectInUse:
             raise origin.in_use(self._origin) from None
         except psycopg.errors.ConfigurationLimitExceeded:
             raise origin.states_full(self._origin, self._connections.endpoint.name) from None
         self._tagged = True
-
-    def _untag(self) -> None:
-        """Release the origin once the batch committed, so that no session holds it between
-        batches: one statement in autocommit, no transaction of its own."""
-        if self._origin is not None:
-            self._connections.outside_transaction(origin.release)
 
     def _record(
         self, conn: psycopg.Connection[Any], position: int, text: str | None, fields: Mapping[str, Any]

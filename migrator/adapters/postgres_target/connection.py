@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg import sql
 
 from migrator.adapters.postgres.connection import PgEndpoint
 from migrator.adapters.postgres.errors import classify as classify_source
@@ -119,6 +120,24 @@ class Connections:
                 return work(conn)
         except psycopg.Error as exc:
             self.discard()
+            raise classify(exc, self.endpoint.name, self.endpoint.secrets) from None
+
+    def run_opened(self, work: Callable[[psycopg.Connection[Any]], T], end: sql.Composed) -> T:
+        """`work` on this thread's connection, which it opens a transaction on itself (its BEGIN
+        sent with what goes with it, one round trip), and `end` after it (a COMMIT with what goes
+        after it, one round trip: docs/architecture.md, "How a batch is written"). Any error
+        closes the connection, which rolls the transaction back and ends what its session held
+        (a replication origin); a driver error is typed."""
+        try:
+            conn = self.mine()
+            try:
+                result = work(conn)
+                conn.execute(end)
+            except BaseException:
+                self.discard()
+                raise
+            return result
+        except psycopg.Error as exc:
             raise classify(exc, self.endpoint.name, self.endpoint.secrets) from None
 
     def outside_transaction(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:

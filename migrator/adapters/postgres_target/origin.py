@@ -2,10 +2,11 @@
 collections", "Echo prevention on a PostgreSQL target").
 
 Each batch the applier commits is tagged with the plan's forward origin (`forward_origin_name`):
-the origin is bound to the applier's session for the transaction (`pg_replication_origin_session_setup`)
-and released after its commit (`pg_replication_origin_session_reset`), so that no session holds it
-between batches (a second applier of the same plan in this process, after a retry, binds it
-again rather than finding it held). PostgreSQL writes the origin into the commit record and
+the origin is bound to the applier's session for the transaction (`pg_replication_origin_session_setup`,
+sent with the BEGIN) and released right after its commit (`pg_replication_origin_session_reset`,
+sent with the COMMIT: `begin`, `commit`), so that no session holds it between batches (a second
+applier of the same plan in this process, after a retry or on another thread, binds it again
+rather than finding it held). PostgreSQL writes the origin into the commit record and
 pgoutput sends it as an Origin message after Begin (PostgreSQL 10 and later, so 15 too); reverse
 sync's reader on the target skips those transactions. The origin's progress (its remote LSN) is
 not used: the checkpoint row of `migrator.state` stays the one truth of where CDC is.
@@ -19,6 +20,7 @@ import contextlib
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from migrator.adapters.postgres import origin_states
 from migrator.errors import TargetError, TransientError
@@ -51,21 +53,24 @@ def ensure(conn: psycopg.Connection[Any], name: str) -> None:
 REPLICA_ROLE = "SELECT set_config('session_replication_role', 'replica', true)"
 
 
-def bind(conn: psycopg.Connection[Any], name: str, *, replica_role: bool = False) -> None:
-    """Tag what this session commits with origin `name` (until `release`); `replica_role`: set
-    the transaction's session_replication_role to replica in the same statement."""
-    if replica_role:
-        conn.execute(
-            "SELECT set_config('session_replication_role', 'replica', true), "
-            "pg_replication_origin_session_setup(%s)",
-            [name],
-        )
-        return
-    conn.execute("SELECT pg_replication_origin_session_setup(%s)", [name])
+def begin(name: str | None) -> sql.Composed:
+    """BEGIN and the transaction's replica role, with origin `name` bound (until released), in
+    one query string: the simple protocol runs it in one round trip. The name goes as a literal
+    since a query with parameters takes one statement only."""
+    if name is None:
+        return sql.SQL("BEGIN; {}").format(sql.SQL(REPLICA_ROLE))
+    return sql.SQL("BEGIN; {}, pg_replication_origin_session_setup({})").format(
+        sql.SQL(REPLICA_ROLE), sql.Literal(name)
+    )
 
 
-def release(conn: psycopg.Connection[Any]) -> None:
-    conn.execute("SELECT pg_replication_origin_session_reset()")
+def commit(*, released: bool) -> sql.Composed:
+    """COMMIT, then (`released`) the session's origin released in the same query string: the
+    statement after COMMIT runs on its own, and an error of COMMIT's skips it (the caller closes
+    the connection then, which releases the origin too)."""
+    if not released:
+        return sql.Composed([sql.SQL("COMMIT")])
+    return sql.Composed([sql.SQL("COMMIT; SELECT pg_replication_origin_session_reset()")])
 
 
 def drop(conn: psycopg.Connection[Any], name: str) -> bool:

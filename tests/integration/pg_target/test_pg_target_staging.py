@@ -7,12 +7,13 @@ Covered: column updates of several column sets (NULLs among them), whole rows wi
 a key deleted and inserted again, a row inserted, updated and deleted, an update of a row that is
 not there, a key change between two staged steps of one table (the staging table used twice in a
 transaction), a compound key, a replayed batch, a failed batch, a batch with too few rows to be
-staged; a lost checkpoint found by the one sent in the merge's pipeline; the forward origin on staged writes; and, through real CDC, a TRUNCATE between staged rows.
+staged; a lost checkpoint found by the one sent in the merge's pipeline; the forward origin on staged writes, held only while a batch commits; and, through real CDC, a TRUNCATE between staged rows.
 """
 
 from __future__ import annotations
 
 import datetime
+import threading
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from typing import Any
@@ -250,14 +251,34 @@ def test_a_few_rows_go_as_single_statements_with_the_same_result(
     assert _staging_tables(connections) == []
 
 
+def _schema_and_slot(url: str, slot: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        for statement in SCHEMA:
+            conn.execute(statement)
+        conn.execute("SELECT pg_create_logical_replication_slot(%s, 'test_decoding')", [slot])
+
+
+def _item_updates_then_drop(url: str, slot: str, origin_name: str) -> tuple[int, int]:
+    """The updates of items that slot `slot` saw: all of them, and those without an origin
+    (test_decoding's `only-local`); then the slot and the origin dropped."""
+    peek = (
+        "SELECT count(*) FROM pg_logical_slot_peek_changes(%s, NULL, NULL{}) "
+        "WHERE data LIKE 'table public.items: UPDATE:%%'"
+    )
+    with psycopg.connect(url, autocommit=True) as conn:
+        every = conn.execute(peek.format(""), [slot]).fetchone()
+        local = conn.execute(peek.format(", 'only-local', '1'"), [slot]).fetchone()
+        conn.execute("SELECT pg_drop_replication_slot(%s)", [slot])
+        conn.execute("SELECT pg_replication_origin_drop(%s)", [origin_name])
+    assert every is not None and local is not None
+    return every[0], local[0]
+
+
 def test_a_staged_batch_commits_under_the_forward_origin(pg_url: str) -> None:
     """Reverse sync skips forward CDC's transactions by their origin (origin.py): the staged
     merge's writes carry it too. A test_decoding slot on the target sees them, and its
     `only-local` option (changes without an origin only) does not."""
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        for statement in SCHEMA:
-            conn.execute(statement)
-        conn.execute("SELECT pg_create_logical_replication_slot('staging_origin', 'test_decoding')")
+    _schema_and_slot(pg_url, "staging_origin")
     connections = Connections(TargetEndpoint(pg_url))
     try:
         applier = TableApplier(connections, "staging-origin", origin_name="migrator_staging_test")
@@ -266,16 +287,52 @@ def test_a_staged_batch_commits_under_the_forward_origin(pg_url: str) -> None:
         applier.apply(ops, 10, "0/A")
     finally:
         connections.close()
-    peek = (
-        "SELECT count(*) FROM pg_logical_slot_peek_changes('staging_origin', NULL, NULL{}) "
-        "WHERE data LIKE 'table public.items: UPDATE:%%'"
-    )
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        assert conn.execute(peek.format("")).fetchone() == (40,)
-        assert conn.execute(peek.format(", 'only-local', '1'")).fetchone() == (0,)
-        conn.execute("SELECT pg_drop_replication_slot('staging_origin')")
-        conn.execute("SELECT pg_replication_origin_drop('migrator_staging_test')")
+    assert _item_updates_then_drop(pg_url, "staging_origin", "migrator_staging_test") == (40, 0)
     assert _stored(pg_url)["public.items"][40]["name"] == "o40"
+
+
+def test_the_forward_origin_is_held_only_while_a_batch_commits(pg_url: str) -> None:
+    """The origin is bound with the batch's BEGIN and released with its COMMIT (origin.py): once
+    a batch returned, or failed, another session binds it (a second applier after a retry, or
+    on another thread, meets no SQLSTATE 55006), and every batch that committed carries it."""
+    _schema_and_slot(pg_url, "origin_held")
+    name = "migrator_origin_held_test"
+
+    def bind_elsewhere() -> None:
+        with psycopg.connect(pg_url, autocommit=True) as other:
+            other.execute("SELECT pg_replication_origin_session_setup(%s)", [name])
+            other.execute("SELECT pg_replication_origin_session_reset()")
+
+    connections = Connections(TargetEndpoint(pg_url))
+    try:
+        applier = TableApplier(connections, "origin-held", origin_name=name)
+        applier.apply([_set("public.items", i, name=f"h{i}") for i in range(1, 41)], 10, "0/A")
+        bind_elsewhere()
+        failing = [_set("public.items", i, amount=Decimal(0)) for i in range(1, 40)]
+        failing.append(_row("public.items", 300, name=None, amount=None, tags=None, doc=None, seen=None))
+        with pytest.raises(MigratorError):
+            applier.apply(failing, 20, "0/14")
+        bind_elsewhere()
+        applier.apply([_set("public.items", 41, name="few")], 30, "0/1E")  # no staging table
+        bind_elsewhere()
+        again = TableApplier(connections, "origin-held", origin_name=name)
+        worker = threading.Thread(
+            target=again.apply, args=([_set("public.items", 42, name="thread")], 40, "0/28")
+        )
+        worker.start()
+        worker.join()
+        bind_elsewhere()
+        assert again.checkpoint()["position"] == 40  # type: ignore[index]
+    finally:
+        connections.close()
+    assert _item_updates_then_drop(pg_url, "origin_held", name) == (42, 0)
+    stored = _stored(pg_url)["public.items"]
+    assert (stored[40]["name"], stored[41]["name"], stored[42]["name"], stored[1]["amount"]) == (
+        "h40",
+        "few",
+        "thread",
+        Decimal("1.50"),
+    )
 
 
 def test_a_truncate_between_staged_rows_of_one_source_transaction(pg2pg: PgToPg) -> None:
