@@ -27,6 +27,8 @@ SCHEMA = (
     " small TINYINT, b BIT(5), s VARCHAR(40), l VARCHAR(40) CHARACTER SET latin1, j JSON,"
     " ts TIMESTAMP(3) NULL, dt DATETIME(6), st SET('a','b','c'), en ENUM('x','y'), t TIME(2), d DECIMAL(12,4))",
     "CREATE TABLE gone (id INT PRIMARY KEY, v VARCHAR(10))",
+    "CREATE TABLE uniq (id INT PRIMARY KEY, u INT NOT NULL UNIQUE, v VARCHAR(20))",
+    "CREATE TABLE named (code VARCHAR(10) COLLATE utf8mb4_general_ci PRIMARY KEY, v INT)",
     "CREATE TABLE pad (id INT AUTO_INCREMENT PRIMARY KEY, filler VARCHAR(200))",
     "CREATE TABLE ledger (id INT AUTO_INCREMENT PRIMARY KEY, note VARCHAR(40)) ENGINE=MyISAM",
 )
@@ -40,12 +42,16 @@ SEED = (
     " (3, 0, 0, 0, b'11111', '😀 𝄞 ok', 'Ærø', '[]', '1970-01-01 00:00:01', '1000-01-01 00:00:00', 'a,b,c', 'x',"
     "  '00:00:00', 0.0001)",
     "INSERT INTO gone VALUES (1, 'a'), (2, 'b')",
+    "INSERT INTO uniq VALUES (1, 10, 'a'), (2, 20, 'b'), (3, 30, 'c'), (4, 40, 'd')",
+    "INSERT INTO named VALUES ('abc', 1), ('Straße', 2), ('x', 3)",
 )
 COLLECTIONS = [
     Coll("kv", "{db}.kv", ("id",)),
     Coll("other", "{db}.other", ("id",)),
     Coll("edge", "{db}.edge", ("id",)),
     Coll("gone", "{db}.gone", ("id",)),
+    Coll("uniq", "{db}.uniq", ("id",)),
+    Coll("named", "{db}.named", ("code",)),
 ]
 
 
@@ -152,6 +158,32 @@ def test_09_edge_values_written_while_following(scenario: MysqlScenario) -> None
     )
     scenario.catch_up()
     assert scenario.rows("SELECT UNIX_TIMESTAMP(ts) FROM edge WHERE id = 2")[0][0] == 946684800
+    scenario.assert_target()
+
+
+def test_09a_replace_over_two_rows_and_upserts_that_move_keys(scenario: MysqlScenario) -> None:
+    scenario.step(
+        "REPLACE INTO uniq VALUES (1, 20, 'both')",  # deletes id 1 and the row holding u = 20 (id 2)
+        "INSERT INTO uniq VALUES (9, 30, 'x') ON DUPLICATE KEY UPDATE id = 33, v = 'moved'",
+        "UPDATE uniq SET id = id + 1 ORDER BY id DESC",  # every key shifted, each onto the next's old one
+        ["DELETE FROM uniq WHERE id = 5", "INSERT INTO uniq VALUES (5, 50, 'again')"],
+    )
+    assert scenario.rows("SELECT id, u, v FROM uniq ORDER BY id") == [
+        (2, 20, "both"),
+        (5, 50, "again"),
+        (34, 30, "moved"),
+    ]
+    scenario.assert_target()
+
+
+def test_09b_a_key_changed_to_an_equal_value_of_its_collation(scenario: MysqlScenario) -> None:
+    # 'abc' = 'ABC' and 'Straße' = 'STRASSE'? (general_ci: ß = s only): the row keeps its place
+    # but its key's text changes, and so must the document's _id.
+    scenario.step(
+        "UPDATE named SET code = 'ABC' WHERE code = 'abc'",
+        "UPDATE named SET code = 'X ', v = 4 WHERE code = 'x'",
+    )
+    assert sorted(r[0] for r in scenario.rows("SELECT code FROM named")) == ["ABC", "Straße", "X "]
     scenario.assert_target()
 
 
