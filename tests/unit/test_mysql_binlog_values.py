@@ -135,6 +135,13 @@ def test_each_column_type_converts_to_the_contract_value() -> None:
         ("ALTER TABLE orders AUTO_INCREMENT = 5, ADD COLUMN x INT", ("ddl", ("db.orders",))),
         ("CREATE TABLE orders2 (id INT)", ("", ())),
         ("INSERT INTO orders VALUES (1)", ("", ())),
+        # MariaDB logs these as written: the DDL inside still changes the table.
+        ("SET STATEMENT max_statement_time = 60 FOR ALTER TABLE orders ADD x INT", ("ddl", ("db.orders",))),
+        ("SET STATEMENT sql_mode = 'A FOR B', x = 1 FOR truncate items", ("truncate", ("db.items",))),
+        ("/*M!100000 ALTER TABLE orders ADD x INT */", ("ddl", ("db.orders",))),
+        ("/*!ALTER TABLE orders ADD x INT*/", ("ddl", ("db.orders",))),
+        ("ALTER /*!50000 IGNORE */ TABLE items ADD x INT", ("ddl", ("db.items",))),
+        ("/* a comment */ ALTER TABLE /* another */ orders ADD x INT", ("ddl", ("db.orders",))),
     ],
 )
 def test_the_mapped_tables_a_statement_changes(query: str, expected: tuple[str, tuple[str, ...]]) -> None:

@@ -37,6 +37,14 @@ _INDEX = re.compile(
 )
 _DATABASE = re.compile(rf"^DROP\s+(?:DATABASE|SCHEMA)\s+(?:IF\s+EXISTS\s+)?({_PART})", _FLAGS)
 _COMMENT = re.compile(r"/\*.*?\*/", re.DOTALL)
+# Executable comments (`/*!50100 ...*/`, MariaDB's `/*M!100000 ...*/`) are statement text the
+# server runs: their body is kept. Every version is taken as run: stopping on DDL a server skipped
+# is safe, missing DDL it ran is not (docs/architecture.md, "Schema changes").
+_EXECUTABLE = re.compile(r"/\*M?!\d*(.*?)\*/", re.DOTALL)
+# MariaDB's `SET STATEMENT var = value, ... FOR <statement>` is logged as written.
+_SET_STATEMENT = re.compile(
+    r"""^SET\s+STATEMENT\s+(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[^'"])*?\s+FOR\s+""", _FLAGS
+)
 _NAMES = re.compile(_NAME)
 
 
@@ -56,7 +64,8 @@ def tables_named(query: str, schema: str) -> tuple[str, tuple[str, ...]]:
     """(kind, tables as schema.table) a DDL statement changes; kind is 'truncate', 'ddl', or ''
     for a statement that changes no table's columns ('drop database' names the schema as
     'schema.*'; an ALTER TABLE that only sets AUTO_INCREMENT changes none)."""
-    text = _COMMENT.sub(" ", query).strip()
+    text = _COMMENT.sub(" ", _EXECUTABLE.sub(r" \1 ", query)).strip()
+    text = _SET_STATEMENT.sub("", text, count=1)
     if found := _TRUNCATE.match(text):
         return "truncate", (_qualified(found.group(1), schema),)
     if _COUNTER_ONLY.match(text):
