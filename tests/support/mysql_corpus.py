@@ -53,6 +53,7 @@ class MysqlScenario(Scenario):
             self.mongo_url, uuidRepresentation="standard", tz_aware=True, serverSelectionTimeoutMS=20_000
         )
         self._conn = None
+        self._marker_error: MigratorError | None = None
 
     @property
     def env(self) -> dict[str, str]:
@@ -116,14 +117,14 @@ class MysqlScenario(Scenario):
             return {c.name: mysql_expected.documents(conn, c) for c in self.collections}
 
     def _marker(self) -> int | None:
-        """A marker's position, None while the run has not created the markers table yet."""
+        """A marker's position; None while it cannot be written (the run has not created the
+        markers table yet), the error kept for the timeout's message."""
         monitor = MysqlSource(self.my_url).monitor()
         try:
             return BinlogPositions.parse(monitor.heartbeat(MARKER_PREFIX, "step"))
-        except MigratorError:
-            if self.scalar("SHOW TABLES LIKE '_migrator_markers'") is None:
-                return None
-            raise
+        except MigratorError as exc:
+            self._marker_error = exc
+            return None
         finally:
             monitor.close()
 
