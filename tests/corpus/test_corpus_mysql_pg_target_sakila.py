@@ -129,16 +129,8 @@ def test_sakila_into_postgresql_through_snapshot_and_binlog(
             "UPDATE film SET title = 'FILM ONE RENAMED', description = 'Un été 😀', special_features = '',"
             " release_year = 2026 WHERE film_id = 1",
             "UPDATE language SET name = 'Français' WHERE language_id = 2",
-            "DELETE FROM film_actor WHERE film_id = 40",
-            "DELETE FROM film_category WHERE film_id = 40",
-            "DELETE p FROM payment p JOIN rental r ON r.rental_id = p.rental_id"
-            " JOIN inventory i ON i.inventory_id = r.inventory_id WHERE i.film_id = 40",
-            "DELETE r FROM rental r JOIN inventory i ON i.inventory_id = r.inventory_id WHERE i.film_id = 40",
-            "DELETE FROM inventory WHERE film_id = 40",
-            "DELETE FROM film WHERE film_id = 40",
-            "DELETE FROM payment WHERE customer_id = 6",
-            "DELETE FROM rental WHERE customer_id = 6",
-            "DELETE FROM customer WHERE customer_id = 6",
+            *sakila.delete_film(40),
+            *sakila.delete_customer(6),
             "UPDATE staff SET picture = UNHEX('FFD8FFE0') WHERE staff_id = 2",
         ):
             cur.execute(statement)

@@ -156,15 +156,7 @@ def test_05_film_updates_fire_the_film_text_triggers(scenario: MysqlScenario) ->
             "INSERT INTO film_actor (actor_id, film_id) VALUES (1, LAST_INSERT_ID()), (2, LAST_INSERT_ID())",
             "INSERT INTO film_category (film_id, category_id) VALUES (LAST_INSERT_ID(), 6)",
         ],
-        [
-            "DELETE FROM film_actor WHERE film_id = 40",
-            "DELETE FROM film_category WHERE film_id = 40",
-            "DELETE p FROM payment p JOIN rental r ON r.rental_id = p.rental_id"
-            " JOIN inventory i ON i.inventory_id = r.inventory_id WHERE i.film_id = 40",
-            "DELETE r FROM rental r JOIN inventory i ON i.inventory_id = r.inventory_id WHERE i.film_id = 40",
-            "DELETE FROM inventory WHERE film_id = 40",
-            "DELETE FROM film WHERE film_id = 40",
-        ],
+        sakila.delete_film(40),
         "UPDATE actor SET first_name = 'RENAMÉ' WHERE actor_id IN (1, 2, 3)",
     )
     scenario.assert_target()
@@ -176,11 +168,7 @@ def test_06_a_customer_deleted_with_its_rentals_and_payments_and_a_country_renam
     scenario: MysqlScenario,
 ) -> None:
     scenario.step(
-        [
-            "DELETE FROM payment WHERE customer_id = 6",
-            "DELETE FROM rental WHERE customer_id = 6",
-            "DELETE FROM customer WHERE customer_id = 6",
-        ],
+        sakila.delete_customer(6),
         "UPDATE country SET country = 'Nouveau Pays' WHERE country_id = 9",
         "UPDATE staff SET picture = UNHEX('FFD8FFE0'), active = 0 WHERE staff_id = 2",
     )

@@ -13,7 +13,6 @@ is then applied.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from migrator.errors import MigratorError
 from migrator.phases.preflight import PreflightReport
 from tests.support import expected, mysql_expected
 from tests.support.corpus import Scenario
-from tests.support.following import CATCH_UP_TIMEOUT, MARKER_PREFIX
+from tests.support.following import MARKER_PREFIX
 from tests.support.mariadb import connect, database
 from tests.support.servers import unique_name, with_database
 
@@ -53,7 +52,6 @@ class MysqlScenario(Scenario):
             self.mongo_url, uuidRepresentation="standard", tz_aware=True, serverSelectionTimeoutMS=20_000
         )
         self._conn = None
-        self._marker_error: MigratorError | None = None
 
     @property
     def env(self) -> dict[str, str]:
@@ -116,37 +114,17 @@ class MysqlScenario(Scenario):
         with mysql_expected.reader(self.my_url) as conn:
             return {c.name: mysql_expected.documents(conn, c) for c in self.collections}
 
-    def _marker(self) -> int | None:
+    def marker(self) -> int | None:
         """A marker's position; None while it cannot be written (the run has not created the
         markers table yet), the error kept for the timeout's message."""
         monitor = MysqlSource(self.my_url).monitor()
         try:
             return BinlogPositions.parse(monitor.heartbeat(MARKER_PREFIX, "step"))
         except MigratorError as exc:
-            self._marker_error = exc
+            self.marker_error = exc
             return None
         finally:
             monitor.close()
-
-    def catch_up(self, timeout: float = CATCH_UP_TIMEOUT) -> None:
-        follower = self.follower
-        assert follower is not None, "no run follows"
-        marker: int | None = None
-        deadline = time.monotonic() + timeout
-        while True:
-            if not follower.alive:
-                follower.join(1)  # raises the error that stopped it
-                pytest.fail("the run stopped while it should follow changes")
-            if marker is None:
-                marker = self._marker()
-            applied = self.applied()
-            if marker is not None and applied is not None and applied >= marker:
-                return
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"the target did not catch up within {timeout:.0f} s (applied {applied}, marker {marker})"
-                )
-            time.sleep(0.1)
 
     def step(self, *transactions: str | Sequence[str]) -> None:
         """Each item one transaction on the source (a string: one statement), then caught up."""
