@@ -34,14 +34,7 @@ def test_a_session_logging_otherwise_stops_the_run_before_the_target_changes(
         "CREATE TABLE t (id INT PRIMARY KEY, v INT, w VARCHAR(10), b BLOB)",
         "INSERT INTO t VALUES (1, 1, 'one', 'x'), (2, 2, 'two', 'y')",
     )
-    scenario.stop_following()
-    scenario.follower = None
-    scenario.name = f"mysession_{form}"
-    scenario.state_path = scenario.directory / f"{form}.db"
-    scenario.plan_path = scenario.directory / f"{form}.yaml"
-    scenario.write_plan([Coll(f"t_{form}", scenario.table("t"), ("id",))])
-    scenario.assert_plan_ready()
-    scenario.start()
+    scenario.fresh_run(form, [Coll(f"t_{form}", scenario.table("t"), ("id",))])
     scenario.assert_target()
     scenario.sql(
         f"SET SESSION {setting}",

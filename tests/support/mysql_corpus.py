@@ -35,7 +35,7 @@ class MysqlScenario(Scenario):
     """One scenario's migration from a fresh MariaDB database into a fresh MongoDB database."""
 
     def __init__(self, name: str, mysql_admin_url: str, mongo_admin_url: str, directory: Path) -> None:
-        self.name = name
+        self.name = self.base_name = name
         self.database = unique_name(name, prefix="m")
         self._admin_url = mysql_admin_url
         with connect(mysql_admin_url) as conn, conn.cursor() as cur:
@@ -136,6 +136,18 @@ class MysqlScenario(Scenario):
                     cur.execute(statement)
                 cur.execute("COMMIT")
         self.catch_up()
+
+    def fresh_run(self, label: str, collections: Sequence[expected.Coll]) -> None:
+        """Another migration on the same databases (a run a step stops is gone): its own plan
+        name, plan file and state file; planned (ready) and following."""
+        self.stop_following()
+        self.follower = None
+        self.name = f"{self.base_name}_{label}"
+        self.state_path = self.directory / f"{label}.db"
+        self.plan_path = self.directory / f"{label}.yaml"
+        self.write_plan(collections)
+        self.assert_plan_ready()
+        self.start()
 
     def close(self) -> None:
         self.stop_following()
