@@ -48,6 +48,7 @@ class Following:
     plan_path: Path
     state_path: Path
     follower: Follower | None
+    marker_error: BaseException | None = None  # why the last marker could not be written
 
     @property
     def env(self) -> dict[str, str]:
@@ -87,17 +88,26 @@ class Following:
             if not follower.alive:
                 follower.join(1)  # raises the error that stopped it
                 pytest.fail("the run stopped while it should follow changes")
-            if marker is None and self._slot_active():
-                text = self.scalar("SELECT pg_logical_emit_message(true, %s, 'step')::text", [MARKER_PREFIX])
-                marker = Lsn.parse(str(text)).value
+            if marker is None:
+                marker = self.marker()
             applied = self.applied()
             if marker is not None and applied is not None and applied >= marker:
                 return
             if time.monotonic() > deadline:
                 pytest.fail(
-                    f"the target did not catch up within {timeout:.0f} s (applied {applied}, marker {marker})"
+                    f"the target did not catch up within {timeout:.0f} s (applied {applied}, marker {marker}"
+                    + (f", last marker error {self.marker_error}" if self.marker_error else "")
+                    + ")"
                 )
             time.sleep(0.1)
+
+    def marker(self) -> int | None:
+        """Commit a marker on the source and return its position; None while the stream it must
+        travel is not open yet (PostgreSQL: the slot is not active)."""
+        if not self._slot_active():
+            return None
+        text = self.scalar("SELECT pg_logical_emit_message(true, %s, 'step')::text", [MARKER_PREFIX])
+        return Lsn.parse(str(text)).value
 
     def _slot_active(self) -> bool:
         return bool(

@@ -10,7 +10,7 @@ from bson.int64 import Int64
 
 from migrator.adapters.mysql.binlog_values import ColumnFacts, RowConverter, labels, time_text
 from migrator.adapters.mysql.positions import BinlogPositions, file_name, of_file, split_file
-from migrator.adapters.mysql.statements import touched
+from migrator.adapters.mysql.statements import logged_as_statement, touched
 from migrator.phases.lag import measure
 
 
@@ -135,7 +135,31 @@ def test_each_column_type_converts_to_the_contract_value() -> None:
         ("ALTER TABLE orders AUTO_INCREMENT = 5, ADD COLUMN x INT", ("ddl", ("db.orders",))),
         ("CREATE TABLE orders2 (id INT)", ("", ())),
         ("INSERT INTO orders VALUES (1)", ("", ())),
+        # MariaDB logs these as written: the DDL inside still changes the table.
+        ("SET STATEMENT max_statement_time = 60 FOR ALTER TABLE orders ADD x INT", ("ddl", ("db.orders",))),
+        ("SET STATEMENT sql_mode = 'A FOR B', x = 1 FOR truncate items", ("truncate", ("db.items",))),
+        ("/*M!100000 ALTER TABLE orders ADD x INT */", ("ddl", ("db.orders",))),
+        ("/*!ALTER TABLE orders ADD x INT*/", ("ddl", ("db.orders",))),
+        ("ALTER /*!50000 IGNORE */ TABLE items ADD x INT", ("ddl", ("db.items",))),
+        ("/* a comment */ ALTER TABLE /* another */ orders ADD x INT", ("ddl", ("db.orders",))),
     ],
 )
 def test_the_mapped_tables_a_statement_changes(query: str, expected: tuple[str, tuple[str, ...]]) -> None:
     assert touched(query, "db", ["db.orders", "db.items"]) == expected
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("UPDATE orders SET total = 1 WHERE id = 2", ("db.orders",)),
+        ("insert into `db`.`items` values (1)", ("db.items",)),
+        ("/* app */ DELETE o FROM orders o JOIN other x ON x.id = o.id", ("db.orders",)),
+        ("SET STATEMENT max_statement_time = 5 FOR REPLACE INTO items VALUES (1)", ("db.items",)),
+        ("UPDATE other SET v = 1", ()),
+        ("UPDATE other.orders SET v = 1", ()),  # another database's table of that name
+        ("ALTER TABLE orders ADD x INT", ()),  # DDL: touched() decides
+        ("SELECT * FROM orders", ()),
+    ],
+)
+def test_the_mapped_tables_a_statement_logged_as_text_writes(query: str, expected: tuple[str, ...]) -> None:
+    assert logged_as_statement(query, "db", ["db.orders", "db.items"]) == expected

@@ -62,10 +62,13 @@ from migrator.adapters.base import (
 from migrator.adapters.mysql.binlog import BinlogStream
 from migrator.adapters.mysql.binlog_values import RowConverter
 from migrator.adapters.mysql.positions import BinlogPositions
+from migrator.adapters.mysql.statements import logged_as_statement
 from migrator.errors import SourceError
 
 KEEPALIVE_EVERY_S = 0.5  # at most this often for transactions with nothing mapped
 RECEIVED = Received()
+# mysql-replication's none_sources for a column the row image left out (pymysqlreplication.constants.NONE_SOURCE).
+_PARTIAL_IMAGE = frozenset({"cols bitmap", "same with before values"})
 _TRANSACTION_CONTROL = frozenset(
     {"BEGIN", "COMMIT", "ROLLBACK", "XA START", "XA END", "XA PREPARE", "XA COMMIT"}
 )
@@ -185,6 +188,8 @@ class BinlogReader:
         if self._skip:
             yield RECEIVED
             return
+        for row in event.rows:
+            self._whole(table, row)
         if isinstance(event, WriteRowsEvent):
             for row in event.rows:
                 yield Change(table, "insert", None, converter.row(row["values"], row.get("none_sources")))
@@ -196,6 +201,23 @@ class BinlogReader:
         elif isinstance(event, DeleteRowsEvent):
             for row in event.rows:
                 yield Change(table, "delete", converter.row(row["values"], row.get("none_sources")), None)
+
+    def _whole(self, table: str, row: Mapping[str, Any]) -> None:
+        """A row image without some columns (a session's binlog_row_image MINIMAL or NOBLOB, MySQL's
+        partial JSON) leaves their values unknown: stop, naming them, rather than write NULLs."""
+        missing: set[str] = set()
+        for sources in ("none_sources", "before_none_sources", "after_none_sources"):
+            found = row.get(sources) or {}
+            missing.update(name for name, source in found.items() if source in _PARTIAL_IMAGE)
+        if missing:
+            raise SourceError(
+                f"{table}: a row event at binlog position {BinlogPositions.text(self._begin)} lacks the values "
+                f"of {', '.join(sorted(missing))} (the writing session's binlog_row_image is not FULL, or its "
+                "JSON was logged as a partial update): change capture cannot know the whole row",
+                hint="have every session that writes the mapped tables keep binlog_row_image=FULL (no `SET "
+                "SESSION binlog_row_image`; MySQL: binlog_row_value_options=''), then start over: "
+                "`migrator rollback`, then `migrator run` (a new snapshot)",
+            )
 
     def _reverse_mark(self, event: RowsEvent) -> Iterator[ChangeEvent]:
         """Reverse sync writes its mark first in each of its transactions: one that names the
@@ -253,7 +275,16 @@ class BinlogReader:
             elif word == "COMMIT":
                 yield self._commit(start, end, committed_at(event.timestamp, arrival))
             return
-        truncated = self._statements.statement(_text(event.schema), query)
+        schema = _text(event.schema)
+        if written := logged_as_statement(query, schema, self._tables):
+            raise SourceError(
+                f"{', '.join(written)}: a change was logged as the SQL statement {query[:300]!r} at binlog "
+                f"position {BinlogPositions.text(start)} (the writing session's binlog_format is not ROW): "
+                "change capture reads row events only and cannot follow it",
+                hint="have every session that writes the mapped tables keep binlog_format=ROW (no `SET SESSION "
+                "binlog_format`), then start over: `migrator rollback`, then `migrator run` (a new snapshot)",
+            )
+        truncated = self._statements.statement(schema, query)
         if not truncated:
             yield self._between(end)
             return

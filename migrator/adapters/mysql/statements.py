@@ -37,7 +37,16 @@ _INDEX = re.compile(
 )
 _DATABASE = re.compile(rf"^DROP\s+(?:DATABASE|SCHEMA)\s+(?:IF\s+EXISTS\s+)?({_PART})", _FLAGS)
 _COMMENT = re.compile(r"/\*.*?\*/", re.DOTALL)
+# Executable comments (`/*!50100 ...*/`, MariaDB's `/*M!100000 ...*/`) are statement text the
+# server runs: their body is kept. Every version is taken as run: stopping on DDL a server skipped
+# is safe, missing DDL it ran is not (docs/architecture.md, "Schema changes").
+_EXECUTABLE = re.compile(r"/\*M?!\d*(.*?)\*/", re.DOTALL)
+# MariaDB's `SET STATEMENT var = value, ... FOR <statement>` is logged as written.
+_SET_STATEMENT = re.compile(
+    r"""^SET\s+STATEMENT\s+(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[^'"])*?\s+FOR\s+""", _FLAGS
+)
 _NAMES = re.compile(_NAME)
+_DML = re.compile(r"^\(?\s*(?:INSERT|UPDATE|DELETE|REPLACE|LOAD|WITH)\b", _FLAGS)
 
 
 def _unquote(part: str) -> str:
@@ -52,11 +61,18 @@ def _qualified(name: str, schema: str) -> str:
     return f"{schema}.{_unquote(parts[0])}"
 
 
+def _statement_text(query: str) -> str:
+    """The statement the server ran: executable comments unwrapped, comments and a `SET STATEMENT
+    ... FOR` prefix removed."""
+    text = _COMMENT.sub(" ", _EXECUTABLE.sub(r" \1 ", query)).strip()
+    return _SET_STATEMENT.sub("", text, count=1)
+
+
 def tables_named(query: str, schema: str) -> tuple[str, tuple[str, ...]]:
     """(kind, tables as schema.table) a DDL statement changes; kind is 'truncate', 'ddl', or ''
     for a statement that changes no table's columns ('drop database' names the schema as
     'schema.*'; an ALTER TABLE that only sets AUTO_INCREMENT changes none)."""
-    text = _COMMENT.sub(" ", query).strip()
+    text = _statement_text(query)
     if found := _TRUNCATE.match(text):
         return "truncate", (_qualified(found.group(1), schema),)
     if _COUNTER_ONLY.match(text):
@@ -85,3 +101,15 @@ def touched(query: str, schema: str, mapped: Collection[str]) -> tuple[str, tupl
         elif name in mapped:
             hit.append(name)
     return kind, tuple(dict.fromkeys(hit))
+
+
+def logged_as_statement(query: str, schema: str, mapped: Collection[str]) -> tuple[str, ...]:
+    """The mapped tables a data-changing statement logged as SQL text names (a session with
+    `SET SESSION binlog_format = 'STATEMENT'` or MIXED): its rows reach the binlog as no row event,
+    so change capture cannot follow them. Every name in the text is compared, whatever its place
+    (a column or a string equal to a mapped table's name stops too: the safe direction)."""
+    text = _statement_text(query)
+    if not _DML.match(text):
+        return ()
+    named = {_qualified(n, schema) for n in _NAMES.findall(text)}
+    return tuple(t for t in mapped if t in named)
