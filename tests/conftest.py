@@ -37,6 +37,7 @@ from tests.support.servers import (  # noqa: E402
     drop_pg_database,
     drop_replication_origins_since,
     replication_origins,
+    shared_server,
     start_mongo,
     start_pg,
     unique_name,
@@ -112,7 +113,7 @@ def pg_url(pg_server: PgServer | ExternalServer, request: pytest.FixtureRequest)
     dbname = unique_name(request.node.name)
     # A throwaway cluster is this worker's alone: the origins the test made are dropped with its
     # database (a shared server's new origins may be another worker's).
-    local = not isinstance(pg_server, ExternalServer)
+    local = not shared_server(pg_server.url)
     origins = replication_origins(pg_server.url) if local else set()
     create_pg_database(pg_server.url, dbname)
     try:
