@@ -33,7 +33,7 @@ def test_verify_while_cdc_follows_finds_injected_differences_and_repairs_them(ca
         phases="cdc: {heartbeat_interval: 1s}\nverify: {chunk_rows: 10}",
     )
     case.run(plan, "snapshot")
-    follower = case.start(plan)  # follows until stopped
+    follower = case.follow(plan)  # follows until stopped
     source.transactions(*CHANGES)
 
     clean = api.verify(plan, state=case.state, env={})
