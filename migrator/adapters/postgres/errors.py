@@ -21,6 +21,13 @@ from migrator.redact import redact_text
 # SQLSTATE classes and codes after which the same statement may succeed.
 _TRANSIENT_CLASSES = frozenset({"08", "40", "53", "58"})
 _TRANSIENT_CODES = frozenset({"57P01", "57P02", "57P03", "55P03", "57014"})
+_CONFIGURATION_LIMIT = "53400"  # configuration_limit_exceeded: terminal although class 53
+_LIMIT_HINT = (
+    "a limit in the server's configuration is reached (the message names it): free what holds it "
+    "(SELECT slot_name, active FROM pg_replication_slots; SELECT external_id FROM "
+    "pg_replication_origin_status) or raise the setting (ALTER SYSTEM SET max_replication_slots = N; "
+    "then restart the server), and run again"
+)
 _REACH_HINT = "check that the server runs and the host and port"
 # Where a connection that failed is diagnosed from (docs/architecture.md, "Connection failures").
 _MAINTENANCE_DATABASES = ("postgres", "template1")
@@ -68,6 +75,10 @@ def _by_sqlstate(state: str, reason: str, endpoint: str) -> MigratorError:
         return DatabaseNotFound(
             f"{endpoint}: {reason} (SQLSTATE {state})", hint="check the database name in the URL"
         )
+    if state == _CONFIGURATION_LIMIT:
+        # A server limit set in its configuration (max_replication_slots for slots and origins):
+        # waiting does not lift it, so retrying only delays the error (terminal).
+        return SourceError(f"{endpoint}: {reason} (SQLSTATE {state})", hint=_LIMIT_HINT)
     if state[:2] in _TRANSIENT_CLASSES or state in _TRANSIENT_CODES:
         if state[:2] == "08":
             return ConnectionFailed(endpoint, f"{reason} (SQLSTATE {state})")
