@@ -36,7 +36,7 @@ from migrator.state.store import StateStore
 MARKER_PREFIX = "migrator.verify"
 # How long an idle slot with unapplied changes may wait for a stream to take it (a `migrator
 # run` starting or reconnecting) before verify says that nothing follows.
-FOLLOW_GRACE_S = 10.0
+FOLLOW_GRACE_S = 30.0  # a `migrator run` starting on a busy host (imports, lease, preflight) takes seconds
 _POLL_FIRST_S = 0.005  # a CDC that keeps up applies a marker within milliseconds
 _POLL_MAX_S = 0.1
 

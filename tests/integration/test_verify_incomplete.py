@@ -42,7 +42,7 @@ LONG_SETTLE = "settle_timeout: 600s"
 
 @pytest.fixture(autouse=True)
 def _short_grace(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The grace verify gives a `migrator run` that is starting (10 s), shortened: nothing starts here."""
+    """The grace verify gives a `migrator run` that is starting (30 s), shortened: nothing starts here."""
     monkeypatch.setattr(following, "FOLLOW_GRACE_S", 2.0)
 
 

@@ -14,10 +14,9 @@ import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from migrator.engine.events import CdcProgress
 from tests.support.cli_process import MigratorRun
 from tests.support.docs import Migration
-from tests.support.runs import ApiRun, wait_for
+from tests.support.runs import ApiRun, streaming
 from tests.support.sources import SourceDb
 
 # A bound on each run and each wait for a process's event, so that a hang fails the test: not a
@@ -62,17 +61,8 @@ class Case:
         return run
 
     def follow(self, plan: Path) -> ApiRun:
-        """`migrator run` following changes on a thread, returned once it reports CDC progress
-        (its stream is open): a verify started earlier may find nothing following yet on a busy
-        machine, which is what it must report, not what the scenario tests."""
-        run = self.start(plan)
-        wait_for(
-            lambda: bool(run.events.of(CdcProgress)) or not run.alive, "CDC to report progress", RUN_TIMEOUT_S
-        )
-        if not run.alive:
-            run.join()
-            raise AssertionError("the run ended before CDC reported progress")
-        return run
+        """`migrator run` following changes on a thread, returned once its stream is open."""
+        return streaming(self.start(plan), RUN_TIMEOUT_S)
 
     def run(self, plan: Path, until: str = "caught-up") -> ApiRun:
         """`migrator run --until until` to its end, bounded: its outcome and events."""

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from migrator import api
-from migrator.engine.events import Collector, Notice
+from migrator.engine.events import CdcProgress, Collector, Notice
 from migrator.engine.threads import BackgroundThread
 from migrator.operations.run import RunOutcome
 from tests.support.docs import Migration
@@ -130,6 +130,17 @@ def follow(mig: Migration, plan: Path, plan_name: str, stop: threading.Event | N
         follower.join()
         pytest.fail("the run ended before it started streaming")
     return follower
+
+
+def streaming(run: ApiRun, timeout: float = RUN_TIMEOUT) -> ApiRun:
+    """`run` once it reports CDC progress (its stream is open), whatever the source: a verify
+    started before may find nothing following yet on a busy machine, which is what verify must
+    report, not what a test of a difference means to see."""
+    wait_for(lambda: bool(run.events.of(CdcProgress)) or not run.alive, "CDC to report progress", timeout)
+    if not run.alive:
+        run.join()
+        pytest.fail("the run ended before CDC reported progress")
+    return run
 
 
 def transactions(mig: Migration, *txns: Sequence[str] | str) -> None:

@@ -28,7 +28,7 @@ from bson.decimal128 import Decimal128
 from migrator import api
 from migrator.errors import MigratorError
 from tests.support.mariadb import execute
-from tests.support.runs import ApiRun
+from tests.support.runs import ApiRun, streaming
 
 # (JSON text, the BSON type MongoDB must hold its number as)
 NUMBERS = (
@@ -99,7 +99,7 @@ def test_json_numbers_beyond_a_double_reach_mongodb_as_decimal128_and_verify_equ
     report = api.verify(plan, state=state, env={}, mode="sample", sample=1.0)
     assert (report.verdict, report.totals.equal) == ("equal", 2 * len(NUMBERS)), report.to_dict()
 
-    follower = ApiRun("json-mongo-follow", plan, "stopped", state, {})
+    follower = streaming(ApiRun("json-mongo-follow", plan, "stopped", state, {}))
     try:
         with pymongo.MongoClient(mongo_url) as client:
             nums = client[mongo_db_name]["nums"]

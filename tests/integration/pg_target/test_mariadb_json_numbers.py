@@ -20,7 +20,7 @@ import psycopg
 
 from migrator import api
 from tests.support.mariadb import execute
-from tests.support.runs import ApiRun
+from tests.support.runs import ApiRun, streaming
 
 # JSON texts a double rounds (or cannot hold at all), and their neighbours that it keeps.
 TEXTS = (
@@ -99,7 +99,7 @@ def test_json_numbers_beyond_a_double_reach_jsonb_exactly_and_verify_equal(
     assert (report.verdict, report.totals.equal) == ("equal", checked), report.to_dict()
 
     # Changed on the target beyond a double's precision (each double stays the same): different.
-    follower = ApiRun("mariajson-follow", plan, "stopped", state, {})
+    follower = streaming(ApiRun("mariajson-follow", plan, "stopped", state, {}))
     try:
         _target(target_url, "UPDATE public.nums SET j = '12345678901234567890124' WHERE id = 1 RETURNING 1")
         _target(

@@ -29,7 +29,7 @@ import pytest
 from migrator import api
 from tests.support.mariadb import connect
 from tests.support.portable_types import COLUMNS, NAMES, ROWS, table_ddl
-from tests.support.runs import ApiRun
+from tests.support.runs import ApiRun, streaming
 from tests.support.servers import (
     PgServer,
     create_pg_database,
@@ -421,7 +421,7 @@ def test_verify_finds_mariadb_rows_equal_in_postgresql_and_repair_puts_back_a_ch
     assert (report.verdict, report.totals.checked, report.totals.equal) == ("equal", 6, 6), report.to_dict()
 
     # A difference is confirmed once CDC has applied the source's position: a run follows.
-    follower = ApiRun("m2p-follow", plan, "stopped", state, {})
+    follower = streaming(ApiRun("m2p-follow", plan, "stopped", state, {}))
     try:
         for statement in DAMAGE:
             m2p.target(statement)
