@@ -188,6 +188,7 @@ def test_no_checkpoint_before_the_source_shows_what_it_covers(mig: Migration) ->
             held.decoded(mig.pg_url)  # the first run has the transaction (its batch reads nothing)
             unseen = _unchanged_for(KILL_GAP_S, lambda: _customer(mig, 2))
             first.kill9()
+            wait_for(lambda: not slot_active(mig, "visibility"), "the killed run's stream to end", TIMEOUT_S)
             follower = follow(mig, plan, "visibility")
             # Shown at once (the server's default is not to wait for the standby meanwhile): its
             # batch reads address 2 for customer 1.
