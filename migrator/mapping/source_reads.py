@@ -2,7 +2,8 @@
 are): one REPEATABLE READ transaction per batch, one query per embed and level, for all of the
 batch's link values at once. The read shows every transaction of the batch, and every one of the
 batches before it that no read has shown yet (`showing`: the source's own values for them, which
-its reader waits for; docs/architecture.md, "Why reading 'now' converges")."""
+its reader waits for); and no checkpoint is written before the source shows them all (`confirm`;
+docs/architecture.md, "Why reading 'now' converges")."""
 
 from __future__ import annotations
 
@@ -44,9 +45,10 @@ class SourceReads:
     def showing(self, visible: Sequence[Any]) -> Iterator[None]:
         """While a batch is applied: its reads wait until the source shows `visible` (the
         `visibility` of the batch's transactions, as the source's change events gave them), and
-        what earlier batches carried. A batch that reads nothing leaves its transactions to the
-        next read: a transaction of it may still be unseen when a later batch reads a row it
-        changed (docs/architecture.md, "Why reading 'now' converges")."""
+        what earlier batches carried. A batch that ends with its checkpoint has the source show
+        them all first (`confirm`); one without (a part of a large transaction) leaves them to
+        the next read or checkpoint: a transaction of it may still be unseen when a later batch
+        reads a row it changed (docs/architecture.md, "Why reading 'now' converges")."""
         self.carry(visible)
         yield
 
@@ -64,16 +66,21 @@ class SourceReads:
             self._look_at = max(CARRIED, 2 * len(self._unconfirmed))
 
     def confirm(self) -> None:
-        """Wait until the source shows every transaction carried (a read opened for it and
-        ended at once): before a checkpoint someone waits for to compare the source with the
-        target (docs/architecture.md, "Why reading 'now' converges")."""
+        """Wait until the source shows every transaction carried: before a batch's checkpoint is
+        written, so that no run, this one or one resumed from that checkpoint, reads the source
+        before it shows what the target holds (docs/architecture.md, "Why reading 'now'
+        converges"). The source is asked once which it may still not show (`unshown`: on
+        PostgreSQL one short statement); only then is a read opened, waiting for those, and ended
+        at once. Nothing carried: nothing asked, no connection opened."""
         visible = self.visible
         if not visible:
             return
         reader = self._open()
         try:
-            reader.begin(visible)
-            reader.end()
+            unshown = reader.unshown(visible)
+            if unshown:
+                reader.begin(unshown)
+                reader.end()
         except MigratorError:
             self.close()
             raise

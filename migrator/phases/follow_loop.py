@@ -94,11 +94,9 @@ class Batch:
     first_commit_at: float | None = None
     last_commit_time: float | None = None
     commit_times: list[float] = field(default_factory=list)
-    # Its transactions' `visibility` (change_events.py): reads of the source for it show them all.
+    # Its transactions' `visibility` (change_events.py): reads of the source for it show them
+    # all, and its checkpoint is written only once the source shows them (`apply`).
     visible: list[Any] = field(default_factory=list)
-    # It ends with a marker someone waits for (verify, cutover, caught-up): checkpointed only once
-    # the source shows every transaction applied so far (`apply`).
-    awaited: bool = False
 
 
 @dataclass
@@ -204,7 +202,6 @@ class Following:
                 if self.awaited:
                     # Someone waits for this marker (cutover, verify, caught-up): apply and
                     # checkpoint now rather than when the stream next goes idle.
-                    self.batch.awaited = True
                     self.flush()
             if self.due:
                 self.backfill()
@@ -459,10 +456,12 @@ class Following:
         shown yet (docs/architecture.md, "Why reading 'now' converges")."""
         phase = self.phase
         with phase.reads.showing(batch.visible):
-            if batch.awaited:
-                # Whoever waits for the marker reads the source next and compares it with the
-                # target (verify's rechecks, cutover's final check): it must show what the target
-                # holds, also a transaction no read waited for (mapping/source_reads.py).
+            if position is not None:
+                # Never a checkpoint before the source shows every transaction up to it, also
+                # those no read waited for: a run resumed from it reads the source for later
+                # changes, and so does whoever waits for a marker in it (verify's rechecks,
+                # cutover's final check). Waited for before the target's transaction opens
+                # (docs/architecture.md, "Why reading 'now' converges").
                 phase.reads.confirm()
             phase.applier.apply(batch.ops, position, text, fields=fields)
 

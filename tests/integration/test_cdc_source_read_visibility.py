@@ -15,12 +15,14 @@ its orders (a lookup and an owner embed, both filled in by reading the source). 
 whole-document re-read (`current`) waits the same way: read through the source adapter, given the
 transaction's xid as the change stream gives it.
 
-The transactions no read has shown yet are carried to later reads: a batch that read nothing
-(an address changed, set where customers link to it) leaves its held transaction to the next
-batch's read (another customer's link moved to that address); the rows read for a column added
-while CDC follows wait for the held transaction at that point of the stream; and verify, whose
-rechecks wait for CDC to checkpoint a marker, does not find (and --repair does not write) the row
-before a commit CDC applied.
+No batch is checkpointed before the source shows its transactions, also those no read waited
+for: a batch that read nothing (an address changed, set where customers link to it) is held back
+with its checkpoint, so that a run killed meanwhile (kill -9 of `migrator run`) resumes before the
+held transaction, and the next run's read for another customer (its link moved to that address)
+waits for it; the documents brought up to date for a column added while CDC follows are read
+only once the held transaction at that point of the stream shows; and verify, whose rechecks
+wait for CDC to checkpoint a marker, does not find (and --repair does not write) the row before a
+commit CDC applied.
 
 The expected documents are built from the source's rows with tests/support/expected.py, never
 with migrator's mapping code."""
@@ -28,6 +30,7 @@ with migrator's mapping code."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -40,12 +43,13 @@ from migrator import api
 from migrator.adapters.base import LevelRead
 from migrator.adapters.postgres import PostgresSource
 from migrator.phases.verify import VerifyReport
+from tests.support.cli_process import MigratorRun
 from tests.support.compare import assert_equal_to_sql
 from tests.support.docs import Migration
 from tests.support.expected import Coll, Embed, documents
 from tests.support.held_commit import TIMEOUT_S, held_commit, scalar
 from tests.support.mariadb import column_info
-from tests.support.runs import follow, run, source_transactions, wait_for
+from tests.support.runs import follow, run, slot_active, source_transactions, wait_for
 from tests.support.servers import PgServer, create_pg_database, unique_name, with_database
 
 pytestmark = pytest.mark.usefixtures("stop_followers")
@@ -64,6 +68,9 @@ ADDRESSES = Coll("addresses", "public.address", ("address_id",))
 GAP_S = 5.0
 # Held open while the re-read waits; the read shows the row whenever the gap closes.
 HOLD_S = 1.0
+# Held open while a run would write (and checkpoint) the held transaction, were it not waited for;
+# then while the run started again after a kill -9 would read it.
+KILL_GAP_S = 3.0
 
 
 @pytest.fixture
@@ -163,31 +170,41 @@ def _unchanged_for(gap_s: float, look: Callable[[], Any]) -> Any:
     return look()
 
 
-def test_a_batch_that_read_nothing_leaves_its_transactions_to_the_next_read(mig: Migration) -> None:
-    """A transaction applied without reading (the address's own values, set in the customer that
-    links to it) is still unseen when a later batch reads that address for another customer."""
+def test_no_checkpoint_before_the_source_shows_what_it_covers(mig: Migration) -> None:
+    """A transaction applied without reading (an address changed, set in the customer that links
+    to it) is not checkpointed while the source does not show it: a run killed meanwhile resumes
+    before it, and a later batch that reads that address for another customer (its link moved
+    there) reads it only once the source shows the change. With the checkpoint written at once,
+    the run started again after the kill resumed past the held commit, read the old address for
+    customer 1 and kept it for good."""
     plan = mig.plan(json.dumps([CUSTOMERS.plan_entry()]), name="visibility")
     run(mig, plan, "snapshot")
-    follower = follow(mig, plan, "visibility")
-    with held_commit(mig.pg_url, "UPDATE address SET address = 'moved' WHERE address_id = 2") as held:
-        held.decoded(mig.pg_url)
-        wait_for(
-            lambda: _customer(mig, 2)["address"]["address"] == "moved",
-            "the held transaction to be applied (its batch reads nothing)",
-            TIMEOUT_S,
-        )
-        # Shown at once (the server's default is not to wait for the standby meanwhile): its
-        # batch reads address 2 for customer 1.
-        source_transactions(mig.pg_url, "UPDATE customer SET address_id = 2 WHERE customer_id = 1")
-        assert scalar(mig.pg_url, "SELECT address_id FROM customer WHERE customer_id = 1") == 2
-        assert scalar(mig.pg_url, "SELECT address FROM address WHERE address_id = 2") == "2 Main St"
-        # The read waits for the held commit: customer 1 keeps its old link meanwhile.
-        during = _unchanged_for(GAP_S, lambda: _customer(mig, 1))
-        assert during["address_id"] == 1, during
+    env = {**{k: v for k, v in os.environ.items() if k != "MIGRATOR_STATE"}, **mig.env}
+    first = MigratorRun(["run", str(plan), "--state", str(mig.state_path)], env, plan.parent, TIMEOUT_S)
+    try:
+        first.wait_for("phase.started", phase="cdc")
+        wait_for(lambda: slot_active(mig, "visibility"), "the replication stream", TIMEOUT_S)
+        with held_commit(mig.pg_url, "UPDATE address SET address = 'moved' WHERE address_id = 2") as held:
+            held.decoded(mig.pg_url)  # the first run has the transaction (its batch reads nothing)
+            unseen = _unchanged_for(KILL_GAP_S, lambda: _customer(mig, 2))
+            first.kill9()
+            wait_for(lambda: not slot_active(mig, "visibility"), "the killed run's stream to end", TIMEOUT_S)
+            follower = follow(mig, plan, "visibility")
+            # Shown at once (the server's default is not to wait for the standby meanwhile): its
+            # batch reads address 2 for customer 1.
+            source_transactions(mig.pg_url, "UPDATE customer SET address_id = 2 WHERE customer_id = 1")
+            assert scalar(mig.pg_url, "SELECT address FROM address WHERE address_id = 2") == "2 Main St"
+            relinked = _unchanged_for(KILL_GAP_S, lambda: _customer(mig, 1))
+    finally:
+        first.kill_if_running()
     wait_for(lambda: _customer(mig, 1)["address_id"] == 2, "the link change to be applied", TIMEOUT_S)
     follower.finish()
-    assert _customer(mig, 1)["address"]["address"] == "moved"
     assert_equal_to_sql(mig, "customers", expected(mig))
+    assert _customer(mig, 1)["address"]["address"] == "moved"
+    # Neither the held transaction nor the read after it was written while the source did not
+    # show it.
+    assert unseen["address"]["address"] == "2 Main St", unseen
+    assert relinked["address_id"] == 1, relinked
 
 
 def test_an_added_column_is_read_once_the_source_shows_what_cdc_applied(mig: Migration) -> None:
@@ -202,14 +219,12 @@ def test_an_added_column_is_read_once_the_source_shows_what_cdc_applied(mig: Mig
     with held_commit(mig.pg_url, "UPDATE address SET address = 'moved' WHERE address_id = 2") as held:
         follower = follow(mig, plan, "visibility")
         held.decoded(mig.pg_url)
-        wait_for(
-            lambda: _document(mig, "addresses", 2).get("address") == "moved",
-            "the held transaction to be applied",
-            TIMEOUT_S,
-        )
         assert scalar(mig.pg_url, "SELECT address FROM address WHERE address_id = 2") == "2 Main St"
-        during = _unchanged_for(GAP_S, lambda: _document(mig, "addresses", 1))
-        assert "note" not in during, during  # the rows are not read before the commit shows
+        during = _unchanged_for(GAP_S, lambda: mig.documents("addresses"))
+        # Neither the transaction (no checkpoint before the source shows it) nor the rows read
+        # at its end (not before the commit shows).
+        assert all("note" not in d for d in during), during
+        assert _document(mig, "addresses", 2)["address"] == "2 Main St"
     wait_for(
         lambda: all(d.get("note") == "n" for d in mig.documents("addresses")),
         "every document to carry the added column",
@@ -233,11 +248,9 @@ def test_verify_reads_the_source_once_it_shows_what_cdc_applied(mig: Migration) 
     reports: list[VerifyReport] = []
     with held_commit(mig.pg_url, "UPDATE address SET address = 'moved' WHERE address_id = 2") as held:
         held.decoded(mig.pg_url)
-        wait_for(
-            lambda: _document(mig, "addresses", 2)["address"] == "moved",
-            "the held transaction to be applied",
-            TIMEOUT_S,
-        )
+        # Time for the follower to write the transaction, were it written before the source shows
+        # it (it is not: no checkpoint before then).
+        _unchanged_for(HOLD_S, lambda: _document(mig, "addresses", 2))
         verifier = threading.Thread(
             target=lambda: reports.append(api.verify(plan, state=mig.state_path, env=mig.env, repair=True)),
             name="verify",
@@ -245,8 +258,6 @@ def test_verify_reads_the_source_once_it_shows_what_cdc_applied(mig: Migration) 
         verifier.start()
         verifier.join(GAP_S)
         assert scalar(mig.pg_url, "SELECT address FROM address WHERE address_id = 2") == "2 Main St"
-        # Not repaired with the row before the commit.
-        assert _document(mig, "addresses", 2)["address"] == "moved"
     verifier.join(TIMEOUT_S)
     assert len(reports) == 1
     totals = reports[0].totals
@@ -255,5 +266,7 @@ def test_verify_reads_the_source_once_it_shows_what_cdc_applied(mig: Migration) 
     ].to_dict()
     assert reports[0].equal
     follower.finish()
+    # Not repaired with the row before the commit.
+    assert _document(mig, "addresses", 2)["address"] == "moved"
     with psycopg.connect(mig.pg_url) as conn:
         assert_equal_to_sql(mig, "addresses", documents(conn, ADDRESSES))

@@ -52,16 +52,25 @@ def reads(still: set[int] | None = None) -> tuple[SourceReads, Reader]:
 
 
 def test_a_batch_that_reads_nothing_leaves_its_transactions_to_the_next_read() -> None:
-    source_reads, reader = reads()
+    source_reads, reader = reads(still={702})
     with source_reads.showing([701, None, 702]):
-        pass  # nothing read
+        pass  # nothing read, no checkpoint (a part of a large transaction)
     with source_reads.showing([703]):
         assert source_reads.visible == (701, 702, 703)
         source_reads.confirm()
-    assert reader.waited == [(701, 702, 703)]
+    # Asked once which may still be unseen; a read waited for those alone.
+    assert reader.asked == [3] and reader.waited == [(702,)]
     # Shown once: the next batch waits for its own only.
     with source_reads.showing([704]):
         assert source_reads.visible == (704,)
+
+
+def test_a_confirm_that_finds_everything_shown_opens_no_read() -> None:
+    source_reads, reader = reads()
+    with source_reads.showing([701, 702]):
+        source_reads.confirm()
+    assert reader.asked == [2] and reader.waited == []
+    assert source_reads.visible == ()
 
 
 def test_a_re_read_that_showed_them_leaves_nothing_to_wait_for() -> None:
