@@ -168,6 +168,8 @@ def _copy(
             table.column(column)  # not the table's: TargetError, naming it
         return position[column] + 1
 
+    as_is = table.as_is
+
     def rows() -> Iterator[list[Any]]:
         for doc_id in writes.deletes.values():
             yield keyed(DELETED, doc_id)
@@ -175,14 +177,15 @@ def _copy(
             yield [ROW, *row_values(table, document, names)]
         for number, (columns, changes) in enumerate(groups, start=1):
             # A group's rows set the same columns, in the same order (batch.py column_updates).
-            places = [place(c) for c in columns]
+            places = [(place(c), c, as_is[c]) for c in columns]
             for doc_id, values in changes:
                 row = keyed(number, doc_id)
-                for at, column, value in zip(places, columns, values.values(), strict=True):
-                    # Most values pass through as they are (text_values.py): no call for those.
+                for (at, column, plain), value in zip(places, values.values(), strict=True):
+                    # Most values pass through as they are (the source's text, NULL: text_values.py):
+                    # no call for those.
                     row[at] = (
                         value
-                        if value is None or isinstance(value, SourceText)
+                        if type(value) in plain or isinstance(value, SourceText)
                         else table.value(column, value)
                     )
                 yield row
