@@ -156,9 +156,18 @@ def _copy(
         stage, sql.Identifier(GROUP), sql.SQL(", ").join(sql.Identifier(n) for n in names)
     )
 
+    as_is = table.as_is
+    # A key of one column whose value is written as it is (an integer, text): placed without a
+    # call (staging writes one a row).
+    key_as_is = as_is[table.key[0]] if len(table.key) == 1 else frozenset()
+    first_key = key_at[0] + 1
+
     def keyed(group: int, doc_id: Any) -> list[Any]:
         row: list[Any] = [None] * (width + 1)
         row[0] = group
+        if type(doc_id) in key_as_is:
+            row[first_key] = doc_id
+            return row
         for at, value in zip(key_at, table.key_values(doc_id), strict=True):
             row[at + 1] = value
         return row
@@ -167,8 +176,6 @@ def _copy(
         if column not in position:
             table.column(column)  # not the table's: TargetError, naming it
         return position[column] + 1
-
-    as_is = table.as_is
 
     def rows() -> Iterator[list[Any]]:
         for doc_id in writes.deletes.values():
