@@ -1,8 +1,12 @@
 """Changed values passed through undecoded (docs/architecture.md, "Undecoded change values"): a
 source whose change stream carries a column's values in a text form that the target takes as it
 is, for a column of the very same type on both sides that the plan does not cast, hands the
-value over as a SourceText instead of a Python value. The mapping passes it on untouched (a
-flat table's field, no `types` cast), and the target's applier writes its text as it is.
+value over as a SourceText instead of a Python value; or as a plain str where no decoded value of
+the column is a str other than its own text (so that nothing can take the str for a decoded
+value: every PostgreSQL built-in type but json, jsonb and arrays of them, adapters/postgres/values.py
+undecoded_parser), which costs one C call where a SourceText costs a Python call and a copy. The
+mapping passes it on untouched (a flat table's field, no `types` cast), and the target's applier
+writes its text as it is: a SourceText, and any str of a column that is not JSON.
 
 The phase asks both adapters and compares format names only (phases/undecoded.py); which
 formats exist is the adapters'. A target that takes no format (MongoDB) never receives a

@@ -14,7 +14,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from migrator.adapters.base import ColumnInfo, source_text_reader
+from migrator.adapters.base import ColumnInfo
 from migrator.adapters.postgres.generated import Generated, GeneratedColumns, StoredColumn
 from migrator.adapters.postgres.partitions import quoted
 from migrator.adapters.postgres.pgoutput import (
@@ -29,7 +29,7 @@ from migrator.adapters.postgres.pgoutput import (
     Tuple,
     Update,
 )
-from migrator.adapters.postgres.values import TEXT_FORMAT, ValueParser
+from migrator.adapters.postgres.values import ValueParser, undecoded_parser
 from migrator.errors import SourceError, TerminalError
 
 
@@ -158,7 +158,8 @@ def column_parsers(
 ) -> list[Parse | None]:
     """A parser for each column of the message that the table has as `expected` (None: the
     column is not read). A column of `undecoded` still of its expected type keeps its text, as a
-    SourceText (docs/architecture.md, "Undecoded change values"); its parser decodes it on demand."""
+    SourceText or a plain str (docs/architecture.md, "Undecoded change values", values.py
+    undecoded_parser)."""
     parsers: list[Parse | None] = []
     for column in message.columns:
         info = expected.get(column.name)
@@ -167,7 +168,7 @@ def column_parsers(
             continue
         parse = parser.for_column(info)
         if column.name in undecoded and column.type_oid == info.type_oid:
-            parsers.append(source_text_reader(TEXT_FORMAT, column.type_oid, parse))
+            parsers.append(undecoded_parser(column.type_oid, parse))
         else:
             parsers.append(parse)
     return parsers

@@ -85,6 +85,12 @@ class TargetTable:
     def _by_name(self) -> dict[str, Column]:
         return {c.name: c for c in self.columns}
 
+    @functools.cached_property
+    def as_is(self) -> dict[str, frozenset[type]]:
+        """Per column, the value types written as they are (what `value` returns unchanged, told
+        by type alone): CDC's writers test a value's type against it instead of calling `value`."""
+        return {c.name: _NONE if c.json else _PLAIN for c in self.columns}
+
     def column(self, name: str) -> Column:
         # By name through a dict: CDC asks for every value it writes.
         column = self._by_name.get(name)
@@ -132,8 +138,11 @@ def _json_text(value: Any) -> str:
 
 
 # Values written as they are into any column but a JSON one (exact types: JsonText and SourceText
-# are str subclasses of their own).
+# are str subclasses of their own). A plain str is also how a source hands over the text of a
+# column whose decoded values are never a str (docs/architecture.md, "Undecoded change values").
 _AS_THEY_ARE = frozenset({int, Int64, str, float, bool})
+_PLAIN = _AS_THEY_ARE | {type(None)}
+_NONE: frozenset[type] = frozenset({type(None)})
 
 
 def _adapt(value: Any, column: Column, *, element: bool = False) -> Any:
@@ -209,13 +218,14 @@ def row_values(table: TargetTable, document: Mapping[str, Any], names: Sequence[
     if not document.keys() <= table.fields:
         table.column(min(document.keys() - table.fields))  # raises, naming it
     key = dict(zip(table.key, table.key_values(document["_id"]), strict=True))
-    # Most values pass through as they are (a SourceText, NULL): no call for those (CDC writes
-    # every value of every row through here).
+    # Most values pass through as they are (the source's text, NULL): no call for those (CDC
+    # writes every value of every row through here).
+    as_is = table.as_is
     return [
         key[n]
         if n in key
         else v
-        if (v := document.get(n)) is None or isinstance(v, SourceText)
+        if type(v := document.get(n)) in as_is[n] or isinstance(v, SourceText)
         else table.value(n, v)
         for n in names
     ]

@@ -156,9 +156,18 @@ def _copy(
         stage, sql.Identifier(GROUP), sql.SQL(", ").join(sql.Identifier(n) for n in names)
     )
 
+    as_is = table.as_is
+    # A key of one column whose value is written as it is (an integer, text): placed without a
+    # call (staging writes one a row).
+    key_as_is = as_is[table.key[0]] if len(table.key) == 1 else frozenset()
+    first_key = key_at[0] + 1
+
     def keyed(group: int, doc_id: Any) -> list[Any]:
         row: list[Any] = [None] * (width + 1)
         row[0] = group
+        if type(doc_id) in key_as_is:
+            row[first_key] = doc_id
+            return row
         for at, value in zip(key_at, table.key_values(doc_id), strict=True):
             row[at + 1] = value
         return row
@@ -168,21 +177,43 @@ def _copy(
             table.column(column)  # not the table's: TargetError, naming it
         return position[column] + 1
 
+    # The commonest rows built whole, without a step a value: a key of one column leading the
+    # staging table's columns, and every other column in its order (a whole row; an update of
+    # every column, pgoutput's usual), each value of a type written as it is in every one of them.
+    whole = tuple(names[1:]) if key_at == [0] else None
+    whole_as_is = frozenset.intersection(*(as_is[n] for n in names)) if whole is not None else frozenset()
+    shape = None if whole is None else ("_id", *whole)  # a whole row's document (mapping/changes.py)
+
+    def whole_row(document: dict[str, Any]) -> list[Any] | None:
+        """A whole row as that document holds it (its _id the key's value), or None."""
+        if tuple(document) != shape or not whole_as_is.issuperset(map(type, document.values())):
+            return None
+        return [ROW, *document.values()]
+
     def rows() -> Iterator[list[Any]]:
         for doc_id in writes.deletes.values():
             yield keyed(DELETED, doc_id)
         for document in writes.rows.values():
-            yield [ROW, *row_values(table, document, names)]
+            yield whole_row(document) or [ROW, *row_values(table, document, names)]
         for number, (columns, changes) in enumerate(groups, start=1):
             # A group's rows set the same columns, in the same order (batch.py column_updates).
-            places = [place(c) for c in columns]
+            places = [(place(c), c, as_is[c]) for c in columns]
+            every = columns == whole
             for doc_id, values in changes:
+                if (
+                    every
+                    and type(doc_id) in whole_as_is
+                    and whole_as_is.issuperset(map(type, values.values()))
+                ):
+                    yield [number, doc_id, *values.values()]  # a whole row's columns, as above
+                    continue
                 row = keyed(number, doc_id)
-                for at, column, value in zip(places, columns, values.values(), strict=True):
-                    # Most values pass through as they are (text_values.py): no call for those.
+                for (at, column, plain), value in zip(places, values.values(), strict=True):
+                    # Most values pass through as they are (the source's text, NULL: text_values.py):
+                    # no call for those.
                     row[at] = (
                         value
-                        if value is None or isinstance(value, SourceText)
+                        if type(value) in plain or isinstance(value, SourceText)
                         else table.value(column, value)
                     )
                 yield row

@@ -121,22 +121,37 @@ def _same(pg2pg: PgToPg, table: str = "everything") -> None:
     assert pg2pg.target_rows(query) == source
 
 
+class Dumped(list[bytes]):
+    """The values the target wrote as text (as UTF-8); `plain`: those of them that came as a plain
+    str, not a SourceText."""
+
+    plain: list[bytes]
+
+
 @pytest.fixture
-def dumped(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """The values the target wrote as the source's text (a SourceText), as UTF-8: those of COPY
+def dumped(monkeypatch: pytest.MonkeyPatch) -> Dumped:
+    """The values the target wrote as text (a SourceText, or a plain str: the source's text of a
+    column whose decoded values are never a str, or a decoded text value), as UTF-8: those of COPY
     rows (staged writes), and those adapted one by one (rows._adapt: a statement's parameters;
-    row_values and the staged column updates pass a SourceText on without that call)."""
-    seen: list[bytes] = []
+    row_values and the staged column updates pass text on without that call)."""
+    seen = Dumped()
+    seen.plain = []
     adapt = rows._adapt
     write_row = psycopg.Copy.write_row
 
-    def spy(value: Any, column: Any, *, element: bool = False) -> Any:
-        if isinstance(value, SourceText):
+    def record(value: Any) -> None:
+        if isinstance(value, str):
             seen.append(value.encode())
+            if not isinstance(value, SourceText):
+                seen.plain.append(value.encode())
+
+    def spy(value: Any, column: Any, *, element: bool = False) -> Any:
+        record(value)
         return adapt(value, column, element=element)
 
     def spy_row(copy: psycopg.Copy, row: Any) -> None:
-        seen.extend(v.encode() for v in row if isinstance(v, SourceText))
+        for value in row:
+            record(value)
         write_row(copy, row)
 
     monkeypatch.setattr(rows, "_adapt", spy)
@@ -144,7 +159,7 @@ def dumped(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     return seen
 
 
-def test_every_type_reaches_the_target_as_the_source_holds_it(pg2pg: PgToPg, dumped: list[bytes]) -> None:
+def test_every_type_reaches_the_target_as_the_source_holds_it(pg2pg: PgToPg, dumped: Dumped) -> None:
     pg2pg.source(*SCHEMA, _insert(1, {"txt": "'snapshot'", "big": "repeat('s', 5000)"}))
     plan = pg2pg.plan("- {from: public.everything}")
     pg2pg.run(plan)
@@ -157,6 +172,11 @@ def test_every_type_reaches_the_target_as_the_source_holds_it(pg2pg: PgToPg, dum
     assert b"'\\x005c090a0d0022ff" not in dumped  # written as the text, not a literal
     assert b"\\x005c090a0d0022ff" in dumped
     assert b"NaN" in dumped and b"infinity" in dumped
+    # A bytea's and a timestamp's text come as a plain str (no SourceText object a value); a json
+    # value's as a SourceText (a plain str would be taken for a JSON string).
+    assert b"\\x005c090a0d0022ff" in dumped.plain and b"infinity" in dumped.plain
+    assert b'{"b": 1,  "a": [1.0, 2e3], "a": null}' in dumped
+    assert b'{"b": 1,  "a": [1.0, 2e3], "a": null}' not in dumped.plain
 
     # A few rows a transaction: statements with text parameters; and a key change.
     for n, values in enumerate(TRICKY):
@@ -166,7 +186,7 @@ def test_every_type_reaches_the_target_as_the_source_holds_it(pg2pg: PgToPg, dum
     _same(pg2pg)
 
 
-def test_updates_keep_unchanged_toasted_values_and_nulls(pg2pg: PgToPg, dumped: list[bytes]) -> None:
+def test_updates_keep_unchanged_toasted_values_and_nulls(pg2pg: PgToPg, dumped: Dumped) -> None:
     big = "repeat('ab\\cd' || chr(9), 3000)"
     bins = "ARRAY[decode(repeat('5c', 9000), 'hex'), NULL]"
     pg2pg.source(
@@ -197,7 +217,7 @@ def test_updates_keep_unchanged_toasted_values_and_nulls(pg2pg: PgToPg, dumped: 
     assert dumped  # the changed values went as text
 
 
-def test_a_column_the_plan_casts_is_still_converted(pg2pg: PgToPg, dumped: list[bytes]) -> None:
+def test_a_column_the_plan_casts_is_still_converted(pg2pg: PgToPg, dumped: Dumped) -> None:
     pg2pg.source(
         "CREATE TABLE public.flags (id integer PRIMARY KEY, flag smallint, label text)",
         "INSERT INTO flags VALUES (1, 0, 'a')",

@@ -4,6 +4,7 @@ the other gives. The expectation is a model here that applies the writes in orde
 rows, written without the applier's folding or merging; the target's rows are read back.
 
 Covered: column updates of several column sets (NULLs among them), whole rows with NULLs, deletes,
+a whole row and an update of every column whose JSON column holds a JSON string,
 a key deleted and inserted again, a row inserted, updated and deleted, an update of a row that is
 not there, a key change between two staged steps of one table (the staging table used twice in a
 transaction), a compound key, a replayed batch, a failed batch, a batch with too few rows to be
@@ -91,6 +92,12 @@ def _batch() -> list[WriteOp]:
     ]
     ops += [_set(items, 32, name="first"), _set(items, 32, amount=Decimal(7)), _set(items, 32, name="last")]
     ops += [_set(items, 999, name="absent")]  # not there: stays absent
+    # A whole row and an update of every column, each value a str or None, one a JSON string:
+    # still a JSON value, not the text of one (staging.py builds such rows whole otherwise).
+    ops += [
+        _row(items, 202, name="plain", amount=None, tags=None, doc="s", seen=None),
+        _set(items, 70, name="every", amount=None, tags=None, doc="t", seen=None),
+    ]
     ops += [
         _set(items, 33, name="before"),
         _row(items, 33, name="whole", amount=None, tags=None, doc=None, seen=T0),
@@ -178,6 +185,7 @@ def test_a_staged_batch_gives_the_rows_of_its_writes_applied_one_by_one(
     assert 26 not in items and 200 not in items and 999 not in items and 34 not in items
     assert items[31]["name"] == "again" and items[32]["name"] == "last" and items[134]["name"] == "moved"
     assert items[33] == {"name": "whole", "amount": None, "tags": None, "doc": None, "seen": T0}
+    assert items[202]["doc"] == "s" and items[70]["doc"] == "t"
     # The staged path ran: a staging table per table (their rows went at commit).
     staged = _staging_tables(connections)
     assert len(staged) == 2 and all(name.startswith("migrator_stage_") for name in staged)
