@@ -31,8 +31,8 @@ def end_abandoned(
         events.emit(
             Notice(
                 "info",
-                f"ended {found.ended} target session(s) an earlier process of run {run_id} wrote in: a "
-                "transaction it left open is aborted, and holds its documents no longer",
+                f"ended {found.ended} target session(s) that an earlier process of run {run_id} wrote in: "
+                "a transaction one of them left open (a crash) is aborted and no longer holds its documents",
             )
         )
     return found.ended
