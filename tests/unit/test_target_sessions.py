@@ -138,6 +138,11 @@ def test_a_session_is_recorded_once_and_only_in_the_runs_own_record() -> None:
     log.record({"id": IDS[0]})
     log.record({"id": IDS[0]})
     assert db.records.record is not None and db.records.record["sessions"] == [IDS[0]]
+    # Never ended by the process that recorded it; the earlier process's one is.
+    db.records.record["sessions"].append(IDS[1])
+    assert log.end_recorded() == Abandoned(ended=1)
+    assert db.client.admin.commands == [{"killSessions": [{"id": IDS[1]}]}]
+    assert db.records.record["sessions"] == [IDS[0]]
     other, _ = _log(_owner(run_id="another run"))
     with pytest.raises(TargetError):
         other.record({"id": IDS[0]})

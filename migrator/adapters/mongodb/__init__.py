@@ -280,7 +280,9 @@ class MongoTarget:
     def end_abandoned(self, plan_name: str, run_id: str) -> Abandoned:
         """killSessions for the sessions an earlier process of the run recorded, and record this
         process's from now on (adapters/mongodb/sessions.py)."""
-        log = SessionLog(self.client()[self.database], plan_name, run_id, self.name, self._secrets)
+        log = self._sessions
+        if log is None or (log.plan_name, log.run_id) != (plan_name, run_id):
+            log = SessionLog(self.client()[self.database], plan_name, run_id, self.name, self._secrets)
         ended = log.end_recorded()
         self._sessions = log
         return ended

@@ -49,8 +49,12 @@ class SessionLog:
         self, database: Database[Any], plan_name: str, run_id: str, endpoint: str, secrets: tuple[str, ...]
     ) -> None:
         self._db = database
+        self.plan_name, self.run_id = plan_name, run_id
         self._filter = {"_id": owner_record_id(plan_name), "run_id": run_id}
         self._endpoint, self._secrets = endpoint, secrets
+        # Those this process recorded: never ended by it (a second command of the run in one
+        # process, rollback --to start after its switch back, finds them recorded).
+        self._own: list[Any] = []
 
     def _records(self) -> Collection[Any]:
         # Majority: a record a failover could lose would name sessions the next process never ends.
@@ -63,6 +67,7 @@ class SessionLog:
             written = self._records().update_one(self._filter, {"$addToSet": {FIELD: session_id["id"]}})
         except mongo.PyMongoError as exc:
             raise classify(exc, self._endpoint, self._secrets) from None
+        self._own.append(session_id["id"])
         if written.matched_count == 0:
             raise TargetError(
                 f"{self._endpoint}: the run's ownership record ({STATE_COLLECTION} {self._filter['_id']}) "
@@ -74,7 +79,7 @@ class SessionLog:
         """`killSessions` with the ids an earlier process recorded, then forget them."""
         try:
             found = self._records().find_one(self._filter, {FIELD: 1})
-            ids = list((found or {}).get(FIELD) or [])
+            ids = [i for i in (found or {}).get(FIELD) or [] if i not in self._own]
             if not ids:
                 return Abandoned()
             refused = self._kill(ids)
