@@ -210,17 +210,16 @@ def workload_setup(
     try:
         yield make
     finally:
-        killed = False
         for s in made:
             for process in s.processes:
-                killed = killed or process.proc.poll() is None
                 process.kill_if_running()
-        if killed and not isinstance(mongo_server, ExternalServer):
-            # A process the test left running (it failed), killed here inside a target transaction,
-            # has no next run to end it. MongoDB aborts it after transactionLifetimeLimitSeconds
-            # (60 s) and dropDatabase waits for that; SecantusDB reaps only when another transaction
-            # statement comes, and its dropDatabase spins on the open transaction's document
-            # forever. killAllSessions (a MongoDB command) aborts it now; only on the test's own
-            # server, which no other test uses at this moment.
+        if made and not isinstance(mongo_server, ExternalServer):
+            # Teardown only (the test is over: this helps no run of it). A test that failed after a
+            # kill, or left a process running, has no next run to end its open target transaction.
+            # MongoDB aborts it after transactionLifetimeLimitSeconds (60 s) and dropDatabase waits
+            # for that; SecantusDB reaps only when another transaction statement comes, and its
+            # dropDatabase spins on the open transaction's document forever. killAllSessions (a
+            # MongoDB command) aborts it now; only on the test's own server, which no other test
+            # uses at this moment.
             client.admin.command({"killAllSessions": []})
         client.close()

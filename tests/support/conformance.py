@@ -86,14 +86,12 @@ class Case:
         process.kill9()
 
     def close(self) -> None:
-        killed = False
         for process in self._processes:
-            killed = killed or process.proc.poll() is None
             process.kill_if_running()
-        if killed and self.own_target:
-            # A process the test left running (it failed) is killed without a next run to end its
-            # open transaction, which would keep dropDatabase waiting: abort it, on the suite's
-            # own server only.
+        if self._processes and self.own_target:
+            # Teardown only (the test is over): a test that failed after a kill, or left a process
+            # running, has no next run to end its open transaction, which would keep dropDatabase
+            # waiting: abort it, on the suite's own server only.
             self.target.client.admin.command({"killAllSessions": []})
         for run in self._runs:
             run.stop.set()
