@@ -475,6 +475,25 @@ class TargetAdapter(Protocol):
         SourceReads."""
         ...
 
+    def end_abandoned(self, plan_name: str, run_id: str) -> Abandoned:
+        """End what an earlier process of run `run_id` left open on the target and the server
+        keeps after that process is gone (MongoDB: its writers' sessions, whose open transaction
+        holds its documents until transactionLifetimeLimitSeconds), and from now on record what
+        this process's appliers open, for the next one (docs/architecture.md, "Transactions a
+        killed process left open"). Called only by a process that holds the run's lease and
+        whose run the ownership record names: a live owner's sessions are never ended."""
+        ...
+
+
+@dataclass(frozen=True)
+class Abandoned:
+    """What `TargetAdapter.end_abandoned` did: `ended` sessions of an earlier process ended (their
+    open transactions aborted); `refused`, when the server would not end them, says why and
+    what the next writes may wait for (a notice), else ''."""
+
+    ended: int = 0
+    refused: str = ""
+
 
 @dataclass(frozen=True)
 class LevelRead:

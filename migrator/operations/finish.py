@@ -42,6 +42,7 @@ from migrator.engine.executor import Executor
 from migrator.engine.executor import Step as ExecutorStep
 from migrator.errors import ChecksFailed, NoActiveRun, TerminalError
 from migrator.operations import rollback
+from migrator.operations.abandoned import end_abandoned
 from migrator.operations.finished import PHASE, finished_run
 from migrator.operations.rollback import drop_publication, publication_created, publication_step
 from migrator.operations.rollback_after_cutover.crash import kill_point
@@ -248,6 +249,8 @@ class Finish:
         owner = self.target.ownership(plan).read()
         if owner is not None and owner.run_id != run_id:
             raise self.target.refusal(owner, this_run=run_id)
+        # A transaction a killed process of the run left open would hold what finish removes.
+        end_abandoned(self.target, plan, run_id, self.events)
         monitor = self.source.monitor()
         try:
             state = monitor.state(self.slot)

@@ -39,6 +39,7 @@ from migrator.engine.events import EventBus, Notice, RollbackStepDone
 from migrator.engine.executor import Executor
 from migrator.engine.executor import Step as ExecutorStep
 from migrator.errors import NoActiveRun, TerminalError
+from migrator.operations.abandoned import end_abandoned
 from migrator.operations.finished import finished_run, finishing, refuse_finished, refuse_finishing
 from migrator.operations.rollback_after_cutover import Switchback, SwitchbackResult, SwitchbackStep
 from migrator.operations.run import StoreSink
@@ -267,6 +268,8 @@ class Rollback:
             # The target's data belongs to another run: removing "this run's" collections and
             # checkpoint would destroy that run's work.
             raise self.target.refusal(owner, this_run=self.run_record.id)
+        # A transaction a killed process of the run left open would hold what rollback removes.
+        end_abandoned(self.target, self.plan.name, self.run_record.id, self.events)
         monitor = self.source.monitor()
         try:
             state = monitor.state(self.slot)

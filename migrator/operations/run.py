@@ -36,6 +36,7 @@ from migrator.engine.events import (
 )
 from migrator.engine.throttle import Throttler
 from migrator.errors import MigratorError, NoActiveRun, OwnedByAnotherRun, PreflightFailed, TerminalError
+from migrator.operations.abandoned import end_abandoned
 from migrator.operations.finished import finished_run, finishing, refuse_finished, refuse_finishing
 from migrator.phases.lag import mirror_fields
 from migrator.phases.preflight import PreflightReport, run_preflight
@@ -373,6 +374,9 @@ class Runner:
                 self.store.set_plan_digest(run.id, digest)
         self.events.add(StoreSink(self.store, run.id))
         self.events.emit(RunStarted(run.id, self.plan.name, resumed, self._state_location()))
+        # The run is this process's now (lease and ownership record): a transaction a killed
+        # process of it left open on the target must not hold its documents for a minute.
+        end_abandoned(self.target, self.plan.name, run.id, self.events, self.stop_event)
         ctx = RunContext(
             plan=self.plan,
             run=run,

@@ -14,8 +14,9 @@ of migrator's mapping code.
 
 The database decodes with logical_decoding_work_mem at 64kB, so the large transaction reaches
 migrator as a streamed in-progress transaction (protocol 2) that it spools to disk; it is killed
-while that happens and once part of it is applied, and that last kill's open target transaction is
-left to expire: the catch-up waits it out. Its size: tests/support/cdc_kills.py STREAM.
+while that happens and once part of it is applied; that last kill's open target transaction is
+ended by the catch-up's run (killSessions), which does not wait for the server's 60 s limit. Its
+size: tests/support/cdc_kills.py STREAM.
 """
 
 from __future__ import annotations

@@ -18,7 +18,6 @@ import pytest
 
 from tests.support.docs import Migration
 from tests.support.rollback_kill import kill_rollback_and_retry
-from tests.support.servers import ExternalServer, MongoServer
 from tests.support.shop import SCHEMA
 
 BETWEEN = ("fence-engaged", "flipped", "unfenced", "forgotten")  # in the order a rollback comes to them
@@ -30,6 +29,6 @@ def source_schema() -> tuple[str, ...]:
 
 
 def test_kill_9_between_an_action_of_rollback_after_cutover_and_its_checkpoint(
-    mig: Migration, mongo_server: MongoServer | ExternalServer, tmp_path: Path
+    mig: Migration, tmp_path: Path
 ) -> None:
-    kill_rollback_and_retry(mig, mongo_server, tmp_path, BETWEEN, between=True)
+    kill_rollback_and_retry(mig, tmp_path, BETWEEN, between=True)

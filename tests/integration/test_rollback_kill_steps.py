@@ -21,7 +21,6 @@ import pytest
 from tests.support.cutover import ROLLBACK_STEPS
 from tests.support.docs import Migration
 from tests.support.rollback_kill import kill_rollback_and_retry
-from tests.support.servers import ExternalServer, MongoServer
 from tests.support.shop import SCHEMA
 
 # Killed once the step's event is out (the step done and recorded): one chain up to the recheck,
@@ -41,6 +40,6 @@ def source_schema() -> tuple[str, ...]:
 
 @pytest.mark.parametrize("moments", CHAINS, ids=lambda moments: "-".join(moments))
 def test_kill_9_at_each_step_of_rollback_after_cutover(
-    mig: Migration, mongo_server: MongoServer | ExternalServer, tmp_path: Path, moments: tuple[str, ...]
+    mig: Migration, tmp_path: Path, moments: tuple[str, ...]
 ) -> None:
-    kill_rollback_and_retry(mig, mongo_server, tmp_path, moments, between=False)
+    kill_rollback_and_retry(mig, tmp_path, moments, between=False)

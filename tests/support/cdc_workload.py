@@ -122,13 +122,11 @@ class Setup:
 
     def kill9(self, process: MigratorRun) -> None:
         """SIGKILL `process`. A kill inside a target transaction leaves it open, holding the documents
-        it wrote: MongoDB aborts it after transactionLifetimeLimitSeconds (60 s), and until then the
-        next process's first transaction on those documents waits (WriteConflict, retried). On the
-        throwaway server, abort it at once (killAllSessions) so that each restart does not wait a
-        minute; the final catch-up of the large transaction gets no such help."""
+        it wrote, until MongoDB aborts it after transactionLifetimeLimitSeconds (60 s): the next
+        process ends it (killSessions with the session ids the killed one recorded) before its first
+        batch, so that it does not wait a minute (docs/architecture.md, "Transactions a killed
+        process left open"). The test does nothing to help it."""
         process.kill9()
-        if self.own_server:
-            self.target.client.admin.command({"killAllSessions": []})
 
     def start(self, until: str | None = None) -> MigratorRun:
         args = ["run", str(self.plan), "--state", str(self.state)]
@@ -216,10 +214,12 @@ def workload_setup(
             for process in s.processes:
                 process.kill_if_running()
         if made and not isinstance(mongo_server, ExternalServer):
-            # A process killed inside a target transaction leaves it open. MongoDB aborts it after
-            # transactionLifetimeLimitSeconds (60 s) and dropDatabase waits for that; SecantusDB
-            # reaps only when another transaction statement comes, and its dropDatabase spins on
-            # the open transaction's document forever. killAllSessions (a MongoDB command) aborts
-            # them now; only on the test's own server, which no other test uses at this moment.
+            # Teardown only (the test is over: this helps no run of it). A test that failed after a
+            # kill, or left a process running, has no next run to end its open target transaction.
+            # MongoDB aborts it after transactionLifetimeLimitSeconds (60 s) and dropDatabase waits
+            # for that; SecantusDB reaps only when another transaction statement comes, and its
+            # dropDatabase spins on the open transaction's document forever. killAllSessions (a
+            # MongoDB command) aborts it now; only on the test's own server, which no other test
+            # uses at this moment.
             client.admin.command({"killAllSessions": []})
         client.close()

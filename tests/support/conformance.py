@@ -80,17 +80,18 @@ class Case:
 
     def kill9(self, process: MigratorRun) -> None:
         """SIGKILL `process`. A kill inside a target transaction leaves it open, holding its
-        documents until MongoDB aborts it (60 s; SecantusDB only when another transaction comes):
-        on the suite's own server, abort it at once (killAllSessions), as
-        tests/integration/test_cdc_workload.py explains."""
+        documents until MongoDB aborts it (60 s): the next run ends it (killSessions) before its
+        first batch, as the product does after any crash (docs/architecture.md, "Transactions a
+        killed process left open"); nothing here helps it."""
         process.kill9()
-        if self.own_target:
-            self.target.client.admin.command({"killAllSessions": []})
 
     def close(self) -> None:
         for process in self._processes:
             process.kill_if_running()
         if self._processes and self.own_target:
+            # Teardown only (the test is over): a test that failed after a kill, or left a process
+            # running, has no next run to end its open transaction, which would keep dropDatabase
+            # waiting: abort it, on the suite's own server only.
             self.target.client.admin.command({"killAllSessions": []})
         for run in self._runs:
             run.stop.set()

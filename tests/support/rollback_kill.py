@@ -22,7 +22,6 @@ from tests.support import cli_process
 from tests.support.cutover import App, cutover_plan, primary, reverse_checkpoints
 from tests.support.docs import Migration
 from tests.support.runs import run
-from tests.support.servers import ExternalServer, MongoServer
 from tests.support.shop import CUSTOMERS
 
 
@@ -104,7 +103,6 @@ class Application:
 
 def kill_rollback_and_retry(
     mig: Migration,
-    mongo_server: MongoServer | ExternalServer,
     tmp_path: Path,
     moments: Sequence[str],
     between: bool,
@@ -129,7 +127,7 @@ def kill_rollback_and_retry(
     env = {**mig.env, "MIGRATOR_STATE": str(mig.state_path)}
     try:
         for window, moment in enumerate(moments):
-            _kill_rollback(mig, mongo_server, app, plan_file, env, moment, between)
+            _kill_rollback(mig, app, plan_file, env, moment, between)
             # Between the kill and the retry, the application goes on where the switch says
             # (customers 200, 202, ...: a window's own).
             app.writes(200 + 2 * window, deletes_only=app.side() == "target" and app.fenced())
@@ -153,7 +151,6 @@ def kill_rollback_and_retry(
 
 def _kill_rollback(
     mig: Migration,
-    mongo_server: MongoServer | ExternalServer,
     app: Application,
     plan_file: Path,
     env: dict[str, str],
@@ -175,10 +172,6 @@ def _kill_rollback(
             assert app.fenced() and app.side() == "target"
         elif moment == "flip":
             assert app.side() == "source"
-    if not isinstance(mongo_server, ExternalServer):
-        # The killed process may have left a target transaction open (forward CDC applies in
-        # transactions), holding its documents: the retry's writes to them would wait
-        # (WriteConflict, retried) until the server expires it, a minute later. On the test's own
-        # server, abort it now, as `killAllSessions` does; its other sessions hold no transaction.
-        # (Waiting one out is tested by test_cdc_workload_kill_stream.py.)
-        mig.client.admin.command({"killAllSessions": []})
+    # The killed process may have left a target transaction open (forward CDC applies in
+    # transactions), holding its documents: the retry ends it (killSessions) once it holds the
+    # run, before it writes (docs/architecture.md, "Transactions a killed process left open").

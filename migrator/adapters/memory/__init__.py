@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Literal
 import bson
 
 from migrator.adapters.base import (
+    Abandoned,
     Capabilities,
     ColumnInfo,
     CutoverNeeds,
@@ -459,3 +460,7 @@ class MemoryTarget:
         reads: Callable[[Sequence[Any]], Sequence[Any]] | None = None,
     ) -> tgt.Applier:
         return tgt.Applier(self.db, checkpoint_id)
+
+    def end_abandoned(self, plan_name: str, run_id: str) -> Abandoned:
+        """Nothing outlives a process here."""
+        return Abandoned()

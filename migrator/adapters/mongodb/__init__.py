@@ -12,6 +12,7 @@ from pymongo import MongoClient
 from pymongo import errors as mongo
 
 from migrator.adapters.base import (
+    Abandoned,
     Capabilities,
     CutoverNeeds,
     MappedCollection,
@@ -27,6 +28,7 @@ from migrator.adapters.mongodb.errors import classify
 from migrator.adapters.mongodb.fence import ValidatorFence
 from migrator.adapters.mongodb.ownership import Ownership
 from migrator.adapters.mongodb.reader import DocumentReader
+from migrator.adapters.mongodb.sessions import SessionLog
 from migrator.adapters.mongodb.writer import DocumentWriter
 from migrator.adapters.ownership_record import OwnerRecord, refusal
 from migrator.adapters.vocabulary import ARRAY_ID_REFUSED, DOCUMENT_ID_ROLE, TargetVocabulary
@@ -81,6 +83,10 @@ class MongoTarget:
         self._secrets = url_passwords(url)
         self._timeout_ms = timeout_ms
         self._client: MongoClient[dict[str, Any]] | None = None
+        # Where this process's appliers record their sessions, once it has taken a run over
+        # (end_abandoned); the appliers made, whose sessions close() ends.
+        self._sessions: SessionLog | None = None
+        self._appliers: list[ChangeApplier] = []
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -258,19 +264,38 @@ class MongoTarget:
         current: CurrentDocument | None = None,
         reads: ReadContent | None = None,
     ) -> ChangeApplier:
-        """CDC's writer of batches with their checkpoint (adapters/mongodb/applier.py)."""
-        return ChangeApplier(
+        """CDC's writer of batches with their checkpoint (adapters/mongodb/applier.py); its session
+        is recorded for the next process once this one has taken the run over (end_abandoned)."""
+        applier = ChangeApplier(
             self.client()[self.database],
             checkpoint_id,
             transactions=transactions,
             current=current,
             reads=reads,
+            record=self._sessions.record if self._sessions is not None else None,
         )
+        self._appliers.append(applier)
+        return applier
+
+    def end_abandoned(self, plan_name: str, run_id: str) -> Abandoned:
+        """killSessions for the sessions an earlier process of the run recorded, and record this
+        process's from now on (adapters/mongodb/sessions.py)."""
+        log = self._sessions
+        if log is None or (log.plan_name, log.run_id) != (plan_name, run_id):
+            log = SessionLog(self.client()[self.database], plan_name, run_id, self.name, self._secrets)
+        ended = log.end_recorded()
+        self._sessions = log
+        return ended
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        appliers, self._appliers = self._appliers, []
+        try:
+            for applier in appliers:
+                applier.close()
+        finally:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
 
     def __enter__(self) -> MongoTarget:
         return self

@@ -116,6 +116,8 @@ def _find_element(containers: list[Any], match: dict[str, Any]) -> dict[str, Any
 CurrentDocument = Callable[[str, Any], "dict[str, Any] | None"]
 # Placeholders -> their content as the source holds it now, in the same order.
 ReadContent = Callable[[Sequence[SourceRead]], Sequence[Any]]
+# Records a session id (`ClientSession.session_id`) before its first transaction (sessions.py).
+RecordSession = Callable[[Mapping[str, Any]], None]
 
 
 def _text_of(record: Mapping[str, Any]) -> str:
@@ -146,12 +148,18 @@ class ChangeApplier:
         transactions: bool,
         current: CurrentDocument | None = None,
         reads: ReadContent | None = None,
+        record: RecordSession | None = None,
     ) -> None:
         self._db = database
         self._id = checkpoint_id
         self._transactions = transactions
         self._current = current
         self._reads = reads
+        # Every batch's transaction in one long-lived session, recorded (`record`) before its first
+        # one, so that the next process can end it if this one dies with a transaction open
+        # (docs/architecture.md, "Transactions a killed process left open").
+        self._record = record
+        self._session: ClientSession | None = None
         # Tags of the writes of the source transaction in progress (SourceRead.only_if).
         self._tags: set[Hashable] = set()
         # The checkpoint position this applier last committed (or first read): each checkpoint
@@ -220,9 +228,10 @@ class ChangeApplier:
         """Apply `ops`, to the effect of applying them in order (coalesce.py merges a document's
         `$set`s); when `position` is given, record it as the checkpoint with them (and `fields`
         beside it: the commit time lag is measured from, phases/lag.py). A transaction
-        that meets a write conflict (with one that a killed process left open, until the server
-        aborts it after 60 s) is retried for as long: the caller keeps its own connections alive
-        meanwhile (phases/cdc.py applies on a thread of its own)."""
+        that meets a write conflict is retried (with_transaction, for up to 2 minutes): the caller
+        keeps its own connections alive meanwhile (phases/cdc.py applies on a thread of its own).
+        One a killed process left open is ended when the next process takes the run over
+        (sessions.py), unless the server refuses to: then it lasts until the server aborts it."""
 
         writes = coalesce(self._fill(ops, complete=position is not None))
 
@@ -275,8 +284,7 @@ class ChangeApplier:
 
         try:
             if self._transactions:
-                with self._db.client.start_session() as session:
-                    session.with_transaction(attempt, write_concern=DURABLE)
+                self._transaction_session().with_transaction(attempt, write_concern=DURABLE)
             else:
                 body(None)
         except _Aborted as aborted:
@@ -285,6 +293,28 @@ class ChangeApplier:
             raise classify_batch(exc, "target", writes=len(ops)) from None
         if position is not None:
             self._written, self._written_text = position, position_text
+
+    def _transaction_session(self) -> ClientSession:
+        """This applier's session for its transactions, recorded before it is first used."""
+        if self._session is None:
+            session = self._db.client.start_session()
+            try:
+                if self._record is not None:
+                    self._record(session.session_id)
+            except BaseException:
+                session.end_session()
+                raise
+            self._session = session
+        return self._session
+
+    def close(self) -> None:
+        """End the session (the server forgets it); a later batch starts another."""
+        if self._session is not None:
+            session, self._session = self._session, None
+            try:
+                session.end_session()
+            except mongo.PyMongoError as exc:
+                raise classify(exc, "target") from None
 
     def _fill(self, ops: Sequence[WriteOp], *, complete: bool) -> Sequence[WriteOp]:
         """`ops` with their SourceRead placeholders filled in: read from the source (all at once,

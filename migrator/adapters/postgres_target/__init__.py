@@ -13,6 +13,7 @@ import psycopg
 from psycopg import sql
 
 from migrator.adapters.base import (
+    Abandoned,
     Capabilities,
     CutoverNeeds,
     MappedCollection,
@@ -290,6 +291,11 @@ class PostgresTarget:
         under the plan's forward replication origin (origin.py)."""
         name = forward_origin_name(checkpoint_plan(checkpoint_id), self.database)
         return TableApplier(self._connections, checkpoint_id, current, origin_name=name)
+
+    def end_abandoned(self, plan_name: str, run_id: str) -> Abandoned:
+        """Nothing to end: PostgreSQL aborts a transaction once its connection is gone (a killed
+        process's too), so the next process never waits for it."""
+        return Abandoned()
 
     def checkpoint_record(self, checkpoint_id: str) -> dict[str, Any] | None:
         found: dict[str, Any] | None = self._call(lambda conn: records.read(conn, checkpoint_id))
