@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from bson.int64 import Int64
 
 from migrator.adapters.postgres.lsn import Lsn
@@ -62,6 +63,29 @@ def _kill_at_random(
     positions = [e["position"] for e in p.events if e["event"] == "cdc.batch_applied"]
     kills.append(Kill("cdc", time.monotonic() - p.started, positions[-1] if positions else None))
     return p
+
+
+def _kill_in_its_apply(s: Setup, rng: random.Random, variant: Variant, first: int | None) -> Kill:
+    """Start `migrator run`, wait until the large transaction's first product (near its end) is
+    on the target, let it run a little longer, SIGKILL it: its open target transaction is left
+    on the server, for the next run to end."""
+    big_product = {"_id": Int64(first) if first is not None else None}
+    p = s.start()
+    p.wait_for("phase.started", phase="cdc")
+    deadline = time.monotonic() + FINAL_TIMEOUT
+    while s.target.products.find_one(big_product, {"_id": 1}) is None:
+        assert time.monotonic() < deadline, "the large transaction never reached the target"
+        p.run_for(0.05)
+    if variant.mode == "stream":
+        # Soon after its first product: the products come last, and 8,000 rows leave only a few
+        # batches after it.
+        p.run_for(rng.uniform(0.0, 0.2))
+    else:
+        # Poll mode applies it faster (from memory: a shorter delay).
+        p.run_for(rng.uniform(0.1, 1.0))
+    s.kill9(p)
+    positions = [e["position"] for e in p.events if e["event"] == "cdc.batch_applied"]
+    return Kill("cdc", time.monotonic() - p.started, positions[-1] if positions else None)
 
 
 def _kill_before_advance(
@@ -156,6 +180,8 @@ class Variant:
 #   the server's 60 s limit); poll mode, once all of it is applied with the slot before it.
 # Four batches (stream) and three polls (poll) of the large transaction are enough for a kill to
 # land between them and for the replay to span several.
+# Large transactions tried until a kill lands inside one's apply (a fast machine may finish it first).
+BIG_ATTEMPTS = 4
 STREAM = Variant(
     "stream",
     customers=800,
@@ -254,38 +280,28 @@ def follow_a_random_workload_through_kills(setup: Callable[[int, str], Setup], v
         return
     more = Workload(s.pg_url, WORKLOAD_SEED + 1, max_transactions=120, max_seconds=120, pace=PACE)
     more.start()
-    big_done = more.request_big_transaction(big_rows)
-    assert big_done.wait(600) and not more.failed, more.error
-    assert more.big_commit_lsn is not None and more.big_tag is not None
-    print(f"large transaction committed; {time.monotonic() - started:.1f}s so far")
-    first = more.big_first_product
-    big_product = {"_id": Int64(first) if first is not None else None}
-    big_sku = {"sku": {"$regex": f"^BIG-{more.big_tag}-"}}
-    if variant.mode == "stream":
-        # (a) At a random moment: mostly while the server decodes and streams it and migrator spools it.
-        _kill_at_random(s, rng, kills, (1.0, 6.0))
-    # (b) Once part of it is on the target (its product inserts come last): a partial apply.
-    p = s.start()
-    p.wait_for("phase.started", phase="cdc")
-    deadline = time.monotonic() + FINAL_TIMEOUT
-    while s.target.products.find_one(big_product, {"_id": 1}) is None:
-        assert time.monotonic() < deadline, "the large transaction never reached the target"
-        p.run_for(0.2)
-    if variant.mode == "stream":
-        # Soon after its first product: the products come last, and 8,000 rows leave only a few
-        # batches after it (a later kill, on a quiet machine, found it all applied).
-        p.run_for(rng.uniform(0.0, 0.5))
+    for attempt in range(1, BIG_ATTEMPTS + 1):
+        big_done = more.request_big_transaction(big_rows)
+        assert big_done.wait(600) and not more.failed, more.error
+        assert more.big_commit_lsn is not None and more.big_tag is not None
+        print(f"large transaction {attempt} committed; {time.monotonic() - started:.1f}s so far")
+        first = more.big_first_product
+        big_sku = {"sku": {"$regex": f"^BIG-{more.big_tag}-"}}
+        if variant.mode == "stream":
+            # (a) At a random moment: mostly while the server decodes and streams it and migrator
+            # spools it (on a fast machine, sometimes once it is applied: not asserted).
+            _kill_at_random(s, rng, kills, (1.0, 6.0))
+        # (b) Once part of it is on the target (its product inserts come last): a partial apply.
+        partial_kill = _kill_in_its_apply(s, rng, variant, first)
+        kills.append(partial_kill)
+        if partial_kill.applied is None or Lsn.parse(partial_kill.applied) < Lsn.parse(more.big_commit_lsn):
+            break
+        # The rest of it was applied before the kill landed (a fast, quiet machine): the kill
+        # tested nothing of a partial apply, so another large transaction is killed instead.
+        print("the kill meant for the large transaction came after it was applied: another one")
     else:
-        # Poll mode applies it faster (from memory: a shorter delay).
-        p.run_for(rng.uniform(0.1, 1.0))
-    s.kill9(p)  # its open target transaction left on the server: the catch-up's run ends it
-    positions = [e["position"] for e in p.events if e["event"] == "cdc.batch_applied"]
-    kills.append(Kill("cdc", time.monotonic() - p.started, positions[-1] if positions else None))
+        pytest.fail(f"{BIG_ATTEMPTS} kills meant for a large transaction all came after it was applied")
     partial = s.target.products.count_documents({"_id": {"$gte": first}})
-    big_kills = kills[-2:] if variant.mode == "stream" else kills[-1:]
-    assert all(
-        k.applied is None or Lsn.parse(k.applied) < Lsn.parse(more.big_commit_lsn) for k in big_kills
-    ), "a kill meant for the large transaction came after it was applied"
     if variant.mode == "poll":
         # (c) Once all of it is on the target with the checkpoint past its commit, the slot still
         # before it: the next process must not apply it again from the slot's position, nor stall

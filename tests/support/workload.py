@@ -240,6 +240,7 @@ class Workload:
 
     def request_big_transaction(self, rows: int = 200_000) -> threading.Event:
         """Run a large transaction of `rows` row changes next; the event is set once committed."""
+        self._big_done = threading.Event()  # before the request: the thread sets this one
         self._big_rows = rows
         return self._big_done
 
