@@ -179,3 +179,14 @@ def test_nothing_to_end_says_nothing() -> None:
     collector = Collector()
     assert end_abandoned(_Target(Abandoned()), "p", "run-1", EventBus(collector)) == 0  # type: ignore[arg-type]
     assert collector.events == []
+
+
+def test_sessions_ended_cleanly_leave_the_record_and_a_crash_leaves_them() -> None:
+    log, db = _log(_owner([IDS[0]]))  # IDS[0]: an earlier process's, left by a crash
+    log.record({"id": IDS[1]})
+    assert db.records.record is not None and db.records.record["sessions"] == IDS
+    log.forget_own()  # this process closed its sessions: only the crashed one's stays
+    assert db.records.record["sessions"] == [IDS[0]]
+    nxt = SessionLog(db, "p", "run-1", "target", ())  # type: ignore[arg-type]  # the next process
+    assert nxt.end_recorded() == Abandoned(ended=1)
+    assert db.client.admin.commands == [{"killSessions": [{"id": IDS[0]}]}]

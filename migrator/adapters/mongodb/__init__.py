@@ -292,6 +292,8 @@ class MongoTarget:
         try:
             for applier in appliers:
                 applier.close()
+            if self._sessions is not None and self._client is not None:
+                self._sessions.forget_own()  # every session ended: none left open for the next
         finally:
             if self._client is not None:
                 self._client.close()

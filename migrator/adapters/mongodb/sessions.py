@@ -75,6 +75,20 @@ class SessionLog:
                 hint="run `migrator status` to see which run owns the plan's data",
             )
 
+    def forget_own(self) -> None:
+        """After this process ended its sessions cleanly (no transaction left open): take them
+        off the record, so that the next process ends, and reports, only what a crash left."""
+        if not self._own:
+            return
+        own, self._own = self._own, []
+        try:
+            self._records().update_one(self._filter, {"$pullAll": {FIELD: own}})
+        except mongo.PyMongoError:
+            # Not raised: this runs while the process closes, maybe after the error that ends
+            # it, and a session left on the record costs only a killSessions of an ended session
+            # (and its notice) in the next process.
+            return
+
     def end_recorded(self) -> Abandoned:
         """`killSessions` with the ids an earlier process recorded, then forget them."""
         try:
