@@ -59,10 +59,15 @@ def _kill_at_random(
     p = s.start()
     p.wait_for("phase.started", phase="cdc")
     p.run_for(rng.uniform(*delay))
+    kills.append(_killed(s, p))
+    return p
+
+
+def _killed(s: Setup, p: MigratorRun) -> Kill:
+    """SIGKILL `p` in CDC: the kill, with the position of the last batch it applied."""
     s.kill9(p)
     positions = [e["position"] for e in p.events if e["event"] == "cdc.batch_applied"]
-    kills.append(Kill("cdc", time.monotonic() - p.started, positions[-1] if positions else None))
-    return p
+    return Kill("cdc", time.monotonic() - p.started, positions[-1] if positions else None)
 
 
 def _kill_in_its_apply(s: Setup, rng: random.Random, variant: Variant, first: int | None) -> Kill:
@@ -83,9 +88,7 @@ def _kill_in_its_apply(s: Setup, rng: random.Random, variant: Variant, first: in
     else:
         # Poll mode applies it faster (from memory: a shorter delay).
         p.run_for(rng.uniform(0.1, 1.0))
-    s.kill9(p)
-    positions = [e["position"] for e in p.events if e["event"] == "cdc.batch_applied"]
-    return Kill("cdc", time.monotonic() - p.started, positions[-1] if positions else None)
+    return _killed(s, p)
 
 
 def _kill_before_advance(

@@ -21,7 +21,7 @@ from migrator.redact import redact_text
 # SQLSTATE classes and codes after which the same statement may succeed.
 _TRANSIENT_CLASSES = frozenset({"08", "40", "53", "58"})
 _TRANSIENT_CODES = frozenset({"57P01", "57P02", "57P03", "55P03", "57014"})
-_CONFIGURATION_LIMIT = "53400"  # configuration_limit_exceeded: terminal although class 53
+CONFIGURATION_LIMIT_EXCEEDED = "53400"  # terminal although class 53 (below)
 _LIMIT_HINT = (
     "a limit in the server's configuration is reached (the message names it): free what holds it "
     "(SELECT slot_name, active FROM pg_replication_slots; SELECT external_id FROM "
@@ -75,7 +75,7 @@ def _by_sqlstate(state: str, reason: str, endpoint: str) -> MigratorError:
         return DatabaseNotFound(
             f"{endpoint}: {reason} (SQLSTATE {state})", hint="check the database name in the URL"
         )
-    if state == _CONFIGURATION_LIMIT:
+    if state == CONFIGURATION_LIMIT_EXCEEDED:
         # A server limit set in its configuration (max_replication_slots for slots and origins):
         # waiting does not lift it, so retrying only delays the error (terminal).
         return SourceError(f"{endpoint}: {reason} (SQLSTATE {state})", hint=_LIMIT_HINT)

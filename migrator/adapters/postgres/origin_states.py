@@ -15,9 +15,9 @@ from typing import Any
 
 import psycopg
 
+from migrator.adapters.postgres.errors import CONFIGURATION_LIMIT_EXCEEDED
 from migrator.findings import Finding, Severity
 
-CONFIGURATION_LIMIT_EXCEEDED = "53400"
 HINT = (
     "drop the replication origins of finished migrations (SELECT external_id FROM "
     "pg_replication_origin_status; then SELECT pg_replication_origin_drop('NAME') for each that no "
